@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+/**
+ * The `postseal` command: dispatches to a subcommand module. Exit codes: 0 success,
+ * 1 failure (config invalid, check failed), 2 usage error.
+ */
+import { runConfig } from './config-command';
+import { runStart } from './start-command';
+
+const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
+  start: { summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)', run: runStart },
+  config: { summary: 'config check|print [BANK] [--config FILE]  validate the configuration, or print a bank', run: runConfig },
+};
+
+export const usage = `Usage: postseal <command> [options]
+
+Commands:
+${Object.values(commands)
+  .map((c) => `  ${c.summary}`)
+  .join('\n')}
+
+Without --config, postseal uses its embedded default config (listeners 10024/10026/10028,
+reinjection to 10025/10027). "postseal <command> --help" shows a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage}\n`);
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`postseal: unknown command "${name}"\n\n${usage}\n`);
+    return 2;
+  }
+  return cmd.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== -1) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`postseal: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

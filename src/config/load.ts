@@ -1,0 +1,144 @@
+/**
+ * Loads the main config and the policy banks: YAML, overlay on `default`, JSON Schema
+ * validation with defaults (ajv), cross-checks, then deep-frozen.
+ *
+ * Fails with CFG_* errors whose message names the file, the JSON pointer and what was
+ * expected, so that start-up, `config check` and SIGHUP reload all explain themselves.
+ */
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import path from 'node:path';
+import Ajv, { type ErrorObject } from 'ajv';
+import YAML from 'yaml';
+import { PostsealError } from '../errors';
+import { bankSchema, type Bank } from './bank-schema';
+import { mainConfigSchema, type MainConfig } from './main-schema';
+import { parseNetworks, type NetworkList } from '../lib/networks';
+
+/** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
+export const builtinBankDir = path.resolve(__dirname, '../../policy-banks');
+export const builtinConfigFile = path.resolve(__dirname, '../../postseal.yaml');
+
+export interface LoadedConfig {
+  readonly file: string;
+  readonly main: MainConfig;
+  readonly banks: ReadonlyMap<string, Bank>;
+  readonly hostname: string;
+  readonly authservId: string;
+  readonly trustedNetworks: NetworkList;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validateMain = ajv.compile(mainConfigSchema);
+const validateBank = ajv.compile(bankSchema);
+
+export function loadConfig(file: string): LoadedConfig {
+  const absFile = path.resolve(file);
+  const raw = readYaml(absFile) ?? {};
+  if (!validateMain(raw)) throw schemaError(absFile, validateMain.errors);
+  const main = raw as MainConfig;
+  const bankDir = main.bankDir === '' ? builtinBankDir : path.resolve(path.dirname(absFile), main.bankDir);
+  const banks = loadBanks(bankDir, main);
+  let trustedNetworks: NetworkList;
+  try {
+    trustedNetworks = parseNetworks(main.xforwardTrustedNetworks);
+  } catch (err) {
+    throw new PostsealError('CFG_SCHEMA_INVALID', `${absFile}: /xforwardTrustedNetworks: ${(err as Error).message}; write networks as 127.0.0.0/8 or ::1/128`, { cause: err });
+  }
+  const hostname = main.hostname || osHostname();
+  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks });
+}
+
+/** Reads every bank a listener names, each merged over default.yaml. */
+function loadBanks(bankDir: string, main: MainConfig): Map<string, Bank> {
+  const defaultFile = path.join(bankDir, 'default.yaml');
+  const base = (readYaml(defaultFile) ?? {}) as Record<string, unknown>;
+  const names = new Set(main.listeners.map((l) => l.bank));
+  if (existsSync(bankDir)) {
+    for (const f of readdirSync(bankDir)) if (f.endsWith('.yaml')) names.add(f.slice(0, -'.yaml'.length));
+  }
+  const banks = new Map<string, Bank>();
+  for (const name of names) {
+    const file = path.join(bankDir, `${name}.yaml`);
+    if (name !== 'default' && !existsSync(file)) {
+      throw new PostsealError('CFG_BANK_MISSING', `bank "${name}" has no file ${file}; create it (it may be empty: a bank is an overlay on default.yaml)`);
+    }
+    const overlay = name === 'default' ? {} : ((readYaml(file) ?? {}) as Record<string, unknown>);
+    const merged = mergeOverlay(structuredClone(base), overlay);
+    if (!validateBank(merged)) throw schemaError(name === 'default' ? defaultFile : file, validateBank.errors);
+    const bank = merged as Bank;
+    checkBank(name === 'default' ? defaultFile : file, bank, main);
+    banks.set(name, bank);
+  }
+  return banks;
+}
+
+function checkBank(file: string, bank: Bank, main: MainConfig): void {
+  for (const l of main.listeners) {
+    if (l.address === bank.forward.host && l.port === bank.forward.port) {
+      throw new PostsealError('CFG_INCONSISTENT', `${file}: /forward: forwards to postseal's own listener ${l.address}:${l.port}, a mail loop; point it at the Postfix reinjection port (10025 or 10027)`);
+    }
+  }
+  const bankName = path.basename(file, '.yaml');
+  for (const l of main.listeners.filter((x) => x.bank === bankName)) {
+    if (bank.forward.protocol === 'lmtp' && l.protocol !== 'lmtp') {
+      throw new PostsealError('CFG_INCONSISTENT', `${file}: /forward/protocol: lmtp gives one reply per recipient, which an smtp listener (port ${l.port}) cannot pass up; use protocol smtp or make the listener lmtp`);
+    }
+  }
+}
+
+/** Objects merge key by key; arrays and scalars in the overlay replace the base. */
+function mergeOverlay(base: Record<string, unknown>, overlay: Record<string, unknown>): Record<string, unknown> {
+  for (const [k, v] of Object.entries(overlay)) {
+    const b = base[k];
+    base[k] = isPlainObject(b) && isPlainObject(v) ? mergeOverlay(b, v) : v;
+  }
+  return base;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function readYaml(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && path.basename(file) === 'default.yaml') return null;
+    throw new PostsealError('CFG_FILE_UNREADABLE', `${file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    throw new PostsealError('CFG_YAML_INVALID', `${file}:${e.linePos?.[0].line ?? '?'}: ${e.message.split('\n')[0]}`, { cause: e });
+  }
+  return doc.toJS();
+}
+
+function schemaError(file: string, errors: ErrorObject[] | null | undefined): PostsealError {
+  const lines = (errors ?? []).map((e) => `${file}: ${e.instancePath || '/'}: ${describe(e)}`);
+  return new PostsealError('CFG_SCHEMA_INVALID', lines.join('\n'));
+}
+
+function describe(e: ErrorObject): string {
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `unknown key "${(e.params as { additionalProperty: string }).additionalProperty}"; remove it or check its spelling`;
+    case 'enum':
+      return `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'required':
+      return `missing required key "${(e.params as { missingProperty: string }).missingProperty}"`;
+    default:
+      return e.message ?? e.keyword;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value instanceof Map) {
+    for (const v of value.values()) deepFreeze(v);
+  } else if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,100 @@
+/**
+ * JSON Schema of the main configuration file: listeners, trust, spool and logging.
+ * The schema is the only source of the TypeScript type (STYLE.md §7).
+ */
+import type { FromSchema } from 'json-schema-to-ts';
+
+export const mainConfigSchema = {
+  $id: 'postseal:main',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    hostname: {
+      type: 'string',
+      default: '',
+      description: 'Name in the greeting, EHLO and trace fields; empty uses the machine host name.',
+    },
+    authservId: {
+      type: 'string',
+      default: '',
+      description: 'authserv-id of our Authentication-Results and trace fields (RFC 8601); empty uses hostname.',
+    },
+    bankDir: {
+      type: 'string',
+      default: 'policy-banks',
+      description: 'Folder with one YAML file per policy bank, relative to this file. Empty uses the banks shipped with postseal.',
+    },
+    listeners: {
+      type: 'array',
+      minItems: 1,
+      description: 'One listener per port; the port picks the policy bank (amavisd $interface_policy).',
+      default: [
+        { port: 10024, bank: 'default' },
+        { port: 10026, bank: 'ORIGINATING' },
+        { port: 10028, bank: 'NOCHECKS' },
+      ],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['port', 'bank'],
+        properties: {
+          address: { type: 'string', default: '127.0.0.1', description: 'Address to bind; loopback unless Postfix runs on another host.' },
+          port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one, for tests).' },
+          bank: { type: 'string', minLength: 1, description: 'Policy bank name: a file <bank>.yaml in bankDir, or default.' },
+          protocol: { type: 'string', enum: ['smtp', 'lmtp'], default: 'smtp', description: 'lmtp answers every recipient on its own after DATA.' },
+          maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 500, description: 'More simultaneous clients get 421 4.3.2 (Postfix retries).' },
+          tls: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['certFile', 'keyFile'],
+            description: 'Offer STARTTLS with this certificate; without it STARTTLS is not offered.',
+            properties: {
+              certFile: { type: 'string', minLength: 1, description: 'PEM certificate chain.' },
+              keyFile: { type: 'string', minLength: 1, description: 'PEM private key.' },
+            },
+          },
+        },
+      },
+    },
+    xforwardTrustedNetworks: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      default: ['127.0.0.0/8', '::1/128'],
+      description: 'Clients whose XFORWARD attributes (client address, HELO, queue id) are believed and passed on; others are ignored and logged.',
+    },
+    spool: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Where message data waits while the stages run.',
+      properties: {
+        dir: { type: 'string', default: '', description: 'Folder for spool files of large messages; empty uses the system temp folder.' },
+        memoryThresholdBytes: {
+          type: 'integer',
+          minimum: 0,
+          default: 1048576,
+          description: 'Messages up to this size stay in memory; larger ones go to a temp file that is removed afterwards.',
+        },
+      },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Structured JSON log on standard output.',
+      properties: {
+        level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', description: 'Lowest level written.' },
+      },
+    },
+    shutdownGraceMs: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 3600000,
+      default: 30000,
+      description: 'On SIGTERM, mail in flight gets this long to finish before the remaining sessions are cut (Postfix retries them).',
+    },
+  },
+} as const;
+
+export type MainConfig = FromSchema<typeof mainConfigSchema>;
+export type ListenerConfig = MainConfig['listeners'][number];

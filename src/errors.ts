@@ -1,0 +1,39 @@
+/**
+ * The registry of stable error codes. Tests and scripts match on `code`, never on text;
+ * every error keeps the error that caused it in `cause`.
+ */
+
+export const errorCodes = {
+  CFG_FILE_UNREADABLE: 'A configuration file could not be read.',
+  CFG_YAML_INVALID: 'A configuration file is not valid YAML.',
+  CFG_SCHEMA_INVALID: 'A configuration file does not match its schema.',
+  CFG_BANK_MISSING: 'A listener names a policy bank that has no file.',
+  CFG_INCONSISTENT: 'Settings that are valid alone contradict each other.',
+  LISTEN_FAILED: 'A listener could not bind its address and port.',
+  SPOOL_FAILED: 'The message could not be written to the spool.',
+  MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
+  UPSTREAM_ABORTED: 'The upstream client went away during DATA.',
+  STAGE_FAILED: 'A stage threw an error.',
+  STAGE_TIMEOUT: 'A stage ran longer than timeouts.stageTimeoutMs.',
+  STAGE_ORDER_CYCLE: 'The stages of a bank declare a cycle in their order.',
+  DEADLINE_EXCEEDED: 'The message did not finish within timeouts.messageDeadlineMs.',
+  REINJECT_REFUSED: 'The downstream server refused the connection.',
+  REINJECT_TIMEOUT: 'The downstream server did not answer in time.',
+  REINJECT_PROTOCOL: 'The downstream server broke the SMTP protocol or closed the connection.',
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class PostsealError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PostsealError';
+    this.code = code;
+  }
+}
+
+export function isPostsealError(err: unknown, code?: ErrorCode): err is PostsealError {
+  return err instanceof PostsealError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,133 @@
+/**
+ * End of DATA: spool the message, run the bank's pipeline, act on the verdict, send the
+ * message downstream and turn the downstream's answer into the upstream's reply. Writes
+ * the one structured log line per message (STYLE.md §12) and removes the spool files.
+ *
+ * Replies: 552 5.3.4 too big; 451 4.3.0 client gone or internal error; the verdict's reply
+ * for reject/tempfail; 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
+ * downstream's own reply (one per recipient on LMTP).
+ */
+import type { Readable } from 'node:stream';
+import type { SMTPServerDataResult } from 'smtp-server';
+import type { ListenerConfig } from '../config/main-schema';
+import { PostsealError, isPostsealError } from '../errors';
+import type { PipelineResult } from '../pipeline/runner';
+import type { DownstreamTransaction } from '../reinject/downstream-transaction';
+import { failureReply, mirrorReply } from '../reinject/reply-map';
+import type { DownstreamReply } from '../reinject/smtp-client';
+import { formatReply, replyError, replies, type SmtpReply } from '../smtp/replies';
+import { Message } from '../transaction/message';
+import { spoolFrom, type Spool } from '../transaction/spool';
+import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
+import type { SessionContext } from './session';
+
+export interface DeliverInput {
+  stream: Readable;
+  down: DownstreamTransaction;
+  envelope: Envelope;
+  client: ClientInfo;
+  peer: string;
+  id: string;
+  listener: ListenerConfig;
+  ctx: SessionContext;
+}
+
+export async function deliver(input: DeliverInput): Promise<string | SMTPServerDataResult[]> {
+  const { down, ctx } = input;
+  const bank = ctx.bank;
+  const started = performance.now();
+  const spools: Spool[] = [];
+  const record: Record<string, unknown> = {
+    session: input.id,
+    queueId: input.client.ident,
+    bank: input.listener.bank,
+    port: input.listener.port,
+    from: input.envelope.mailFrom,
+    rcpts: input.envelope.recipients.length,
+    client: input.client.addr,
+  };
+  let replyText = '';
+  try {
+    const spool = await spoolFrom(input.stream, { ...ctx.spool, maxSizeBytes: bank.maxMessageSizeBytes });
+    spools.push(spool);
+    record.size = spool.size;
+    const tx: Transaction = {
+      id: input.id,
+      bankName: input.listener.bank,
+      bank,
+      envelope: input.envelope,
+      client: input.client,
+      queueId: input.client.ident,
+      peerAddress: input.peer,
+      receivedAt: new Date(),
+      message: Message.parse(spool),
+    };
+    const deadline = AbortSignal.timeout(bank.timeouts.messageDeadlineMs);
+    const result: PipelineResult = await ctx.pipeline.run(tx, deadline);
+    spools.push(...result.spools);
+    Object.assign(record, { findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)), timings: result.timings, verdict: result.verdict.action, reason: result.verdict.reason });
+    if (result.verdict.action !== 'pass') {
+      down.abort();
+      if (result.verdict.action === 'discard') return (replyText = ok(result.verdict.reply));
+      throw replyError(result.verdict.reply);
+    }
+    const downReplies = await withDeadline(down.data(tx.message.openRaw()), deadline, down);
+    const upstream = upstreamResult(downReplies, input.listener.protocol === 'lmtp', input.envelope.recipients.length);
+    replyText = typeof upstream === 'string' ? upstream : upstream.map((r) => (typeof r === 'string' ? r : r.message)).join(' | ');
+    return upstream;
+  } catch (err) {
+    down.abort();
+    const own = (err as { reply?: SmtpReply }).reply;
+    const reply = own ?? errorReply(err);
+    replyText = formatReply(reply);
+    if (!own) record.err = err;
+    throw own ? err : replyError(reply);
+  } finally {
+    await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
+    record.reply = replyText;
+    record.durationMs = Math.round(performance.now() - started);
+    ctx.log.info(record, 'message');
+  }
+}
+
+function ok(reply: SmtpReply): string {
+  return `${reply.enhanced} ${reply.text}`;
+}
+
+function errorReply(err: unknown): SmtpReply {
+  if (isPostsealError(err, 'MESSAGE_TOO_BIG')) return replies.messageTooBig;
+  if (isPostsealError(err, 'UPSTREAM_ABORTED') || isPostsealError(err, 'SPOOL_FAILED')) return replies.upstreamAborted;
+  if (isPostsealError(err, 'DEADLINE_EXCEEDED')) return replies.deadlineExceeded;
+  if (isPostsealError(err) && err.code.startsWith('REINJECT_')) return failureReply(err);
+  return replies.internalError;
+}
+
+/** The downstream's end-of-data replies as smtp-server wants them: text, or one entry per recipient. */
+function upstreamResult(down: DownstreamReply[], lmtp: boolean, recipients: number): string | SMTPServerDataResult[] {
+  const mapped = down.map(mirrorReply);
+  const asResult = (r: SmtpReply) => (r.code[0] === '2' ? ok(r) : replyError(r));
+  if (lmtp) {
+    const per = mapped.length === recipients ? mapped : Array.from({ length: recipients }, () => mapped[0]);
+    return per.map(asResult);
+  }
+  const r = mapped[0];
+  if (r.code[0] !== '2') throw replyError(r);
+  return ok(r);
+}
+
+async function withDeadline<T>(work: Promise<T>, deadline: AbortSignal, down: DownstreamTransaction): Promise<T> {
+  if (deadline.aborted) throw new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed before reinjection');
+  let onAbort: () => void = () => undefined;
+  const expired = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      down.cancel();
+      reject(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed during reinjection'));
+    };
+    deadline.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    deadline.removeEventListener('abort', onAbort);
+  }
+}

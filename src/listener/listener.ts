@@ -1,0 +1,82 @@
+/**
+ * One smtp-server per configured port, bound to its policy bank (amavisd $interface_policy):
+ * EHLO keywords per bank, SIZE announced and enforced while DATA streams, recipient limit,
+ * XFORWARD believed only from xforwardTrustedNetworks, LMTP mode, optional STARTTLS.
+ *
+ * The session runs in step with a downstream transaction (session.ts), so every reply the
+ * upstream gets is either the downstream's own or one of ours from smtp/replies.ts.
+ * smtp-server's automatic enhanced codes are switched off for that reason: ours are written
+ * into the reply text (Postfix reads them whether ENHANCEDSTATUSCODES was announced or not).
+ */
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { ListenerConfig } from '../config/main-schema';
+import { PostsealError } from '../errors';
+import { replyError, replies } from '../smtp/replies';
+import { SessionHandler, type SessionContext } from './session';
+
+export interface Listener {
+  readonly config: ListenerConfig;
+  readonly port: number;
+  /** Stops accepting, lets transactions in flight finish for shutdownGraceMs, then cuts the rest. */
+  close(): Promise<void>;
+}
+
+/** Listener options come from the bank at start; a reload that changes them restarts the listener. */
+export async function startListener(config: ListenerConfig, current: () => SessionContext): Promise<Listener> {
+  const ctx = current();
+  const bank = ctx.bank;
+  const handler = new SessionHandler(config, current);
+  const hidden = new Set(bank.discardEhloKeywords);
+  const options: SMTPServerOptions = {
+    name: ctx.hostname,
+    banner: bank.greetingBanner,
+    lmtp: config.protocol === 'lmtp',
+    size: bank.maxMessageSizeBytes,
+    hideSize: hidden.has('SIZE'),
+    hide8BITMIME: hidden.has('8BITMIME'),
+    hideSMTPUTF8: hidden.has('SMTPUTF8'),
+    hidePIPELINING: hidden.has('PIPELINING'),
+    hideDSN: hidden.has('DSN'),
+    hideENHANCEDSTATUSCODES: true,
+    maxRecipients: bank.maxRecipients,
+    socketTimeout: bank.timeouts.socketIdleTimeoutMs,
+    disableReverseLookup: true,
+    authOptional: true,
+    disabledCommands: config.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    useXForward: true,
+    logger: false,
+    closeTimeout: Math.max(ctx.shutdownGraceMs, 1),
+    ...(config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : {}),
+    onConnect: (session, cb) => {
+      if (server.connections.size > config.maxConnections) return cb(replyError(replies.tooManyConnections));
+      if (handler.draining) return cb(replyError(replies.shuttingDown));
+      handler.open(session);
+      cb();
+    },
+    onMailFrom: (address, session, cb) => handler.mailFrom(address, session).then(() => cb(), cb),
+    onRcptTo: (address, session, cb) => handler.rcptTo(address, session).then(() => cb(), cb),
+    onData: (stream, session, cb) => handler.data(stream, session).then((result) => cb(null, result), cb),
+    onClose: (session) => handler.close(session),
+  };
+  const server = new SMTPServer(options);
+  server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', (err: Error) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
+    server.listen(config.port, config.address, () => resolve());
+  });
+  const port = (server.server.address() as AddressInfo).port;
+  ctx.log.info({ address: config.address, port, bank: config.bank, protocol: config.protocol }, 'listening');
+  return {
+    config,
+    port,
+    close: async () => {
+      handler.draining = true;
+      // Connections between transactions (Postfix's connection cache) go at once.
+      for (const c of server.connections) if (!handler.busy(c.session.id)) c.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await handler.idle();
+    },
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * The SMTP session, in step with the downstream: MAIL and RCPT are passed on as they come
+ * and the downstream's reply is mirrored; at end of DATA the message is spooled, the bank's
+ * pipeline runs, and only then is DATA sent downstream (deliver.ts). The upstream never
+ * hears 250 for a message the downstream has not accepted.
+ */
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { SMTPServerAddress, SMTPServerDataResult, SMTPServerSession } from 'smtp-server';
+import type { Bank } from '../config/bank-schema';
+import type { ListenerConfig } from '../config/main-schema';
+import type { NetworkList } from '../lib/networks';
+import type { Pipeline } from '../pipeline/runner';
+import { DownstreamTransaction } from '../reinject/downstream-transaction';
+import type { DownstreamPool } from '../reinject/pool';
+import { failureReply, isSuccess, mirrorReply } from '../reinject/reply-map';
+import { replyError, type SmtpReplyError } from '../smtp/replies';
+import type { SpoolOptions } from '../transaction/spool';
+import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
+import { deliver } from './deliver';
+
+/** What a transaction runs with; a reload swaps it between transactions, never during one. */
+export interface SessionContext {
+  readonly bank: Bank;
+  readonly hostname: string;
+  readonly log: Logger;
+  readonly trustedNetworks: NetworkList;
+  readonly pool: DownstreamPool;
+  readonly pipeline: Pipeline;
+  readonly spool: Omit<SpoolOptions, 'maxSizeBytes'>;
+  readonly shutdownGraceMs: number;
+}
+
+interface SessionState {
+  readonly peer: string;
+  transactions: number;
+  ctx: SessionContext | null;
+  down: DownstreamTransaction | null;
+  envelope: { mail: Omit<Envelope, 'recipients'>; recipients: Recipient[] } | null;
+  busy: Promise<void> | null;
+}
+
+export class SessionHandler {
+  draining = false;
+  private sessions = new Map<string, SessionState>();
+
+  constructor(
+    private readonly listener: ListenerConfig,
+    private readonly current: () => SessionContext,
+  ) {}
+
+  open(session: SMTPServerSession): void {
+    this.sessions.set(session.id, newState(session));
+  }
+
+  busy(sessionId: string): boolean {
+    const s = this.sessions.get(sessionId);
+    return !!s && (s.down !== null || s.busy !== null);
+  }
+
+  /** Resolves when no message is between end of DATA and its reply. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.busy));
+  }
+
+  async mailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const state = this.state(session);
+    state.down?.abort();
+    state.down = null;
+    const ctx = (state.ctx = this.current());
+    const args = address.args || {};
+    const mail = {
+      mailFrom: address.address,
+      body: upper(args.BODY) as Envelope['body'],
+      smtputf8: args.SMTPUTF8 === true,
+      ret: upper(args.RET) as Envelope['ret'],
+      envid: typeof args.ENVID === 'string' ? args.ENVID : undefined,
+    };
+    let opened;
+    try {
+      opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
+    } catch (err) {
+      ctx.log.warn({ err, session: session.id }, 'downstream MAIL failed');
+      throw replyError(failureReply(err));
+    }
+    if (!opened.tx) throw mirrored(opened.reply);
+    state.down = opened.tx;
+    state.envelope = { mail, recipients: [] };
+  }
+
+  async rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const state = this.state(session);
+    if (!state.down || !state.envelope) throw replyError(failureReply(new Error('downstream transaction lost')));
+    const rcpt: Recipient = { address: address.address, notify: address.dsn?.notify, orcpt: address.dsn?.orcpt };
+    let reply;
+    try {
+      reply = await state.down.rcpt(rcpt);
+    } catch (err) {
+      state.down = null;
+      throw replyError(failureReply(err));
+    }
+    if (!isSuccess(reply)) throw mirrored(reply);
+    state.envelope.recipients.push(rcpt);
+  }
+
+  async data(stream: Readable, session: SMTPServerSession): Promise<string | SMTPServerDataResult[]> {
+    const state = this.state(session);
+    const { down, envelope, ctx } = state;
+    state.down = null;
+    state.envelope = null;
+    if (!down || !envelope || !ctx) {
+      stream.resume();
+      throw replyError(failureReply(new Error('downstream transaction lost')));
+    }
+    state.transactions++;
+    const run = deliver({
+      stream,
+      down,
+      envelope: { ...envelope.mail, recipients: envelope.recipients },
+      client: this.clientInfo(session, state, ctx) ?? {},
+      peer: state.peer,
+      id: `${session.id}.${state.transactions}`,
+      listener: this.listener,
+      ctx,
+    });
+    state.busy = run.then(() => undefined, () => undefined);
+    try {
+      return await run;
+    } finally {
+      state.busy = null;
+    }
+  }
+
+  close(session: SMTPServerSession): void {
+    const state = this.sessions.get(session.id);
+    state?.down?.abort();
+    this.sessions.delete(session.id);
+  }
+
+  private state(session: SMTPServerSession): SessionState {
+    let s = this.sessions.get(session.id);
+    if (!s) {
+      s = newState(session);
+      this.sessions.set(session.id, s);
+    }
+    return s;
+  }
+
+  /** XFORWARD attributes, believed only from trusted peers (the socket's own address decides). */
+  private clientInfo(session: SMTPServerSession, state: SessionState, ctx: SessionContext): ClientInfo | null {
+    const xf = session.xForward;
+    if (!xf || xf.size === 0) return null;
+    if (!ctx.trustedNetworks.contains(state.peer)) {
+      ctx.log.warn({ session: session.id, peer: state.peer }, 'XFORWARD from an untrusted peer ignored');
+      return null;
+    }
+    const get = (k: string) => {
+      const v = xf.get(k);
+      return v === undefined ? undefined : v === false ? '[UNAVAILABLE]' : String(v);
+    };
+    return { name: get('NAME'), addr: get('ADDR'), port: get('PORT'), proto: get('PROTO'), helo: get('HELO'), ident: get('IDENT'), source: get('SOURCE') };
+  }
+}
+
+function newState(session: SMTPServerSession): SessionState {
+  return { peer: session.remoteAddress, transactions: 0, ctx: null, down: null, envelope: null, busy: null };
+}
+
+function upper(v: string | true | undefined): string | undefined {
+  return typeof v === 'string' ? v.toUpperCase() : undefined;
+}
+
+function mirrored(reply: Parameters<typeof mirrorReply>[0]): SmtpReplyError {
+  return replyError(mirrorReply(reply));
+}

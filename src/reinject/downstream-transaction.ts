@@ -1,0 +1,161 @@
+/**
+ * One mail transaction on a downstream connection, run in step with the upstream one:
+ * MAIL when the upstream sends MAIL, RCPT for each RCPT, DATA once the stages let the
+ * message through. Each call returns the downstream's reply so the listener can mirror it,
+ * which is how no recipient is lost or delivered twice when the downstream treats
+ * recipients differently. XFORWARD goes first when the downstream offers it.
+ */
+import type { Readable } from 'node:stream';
+import { isPostsealError } from '../errors';
+import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
+import type { DownstreamPool } from './pool';
+import { isSuccess } from './reply-map';
+import type { DownstreamReply, SmtpClientConnection } from './smtp-client';
+
+export type MailStart = Omit<Envelope, 'recipients'>;
+
+export class DownstreamTransaction {
+  private accepted = 0;
+  private open = true;
+
+  private constructor(
+    private readonly pool: DownstreamPool,
+    private readonly conn: SmtpClientConnection,
+  ) {}
+
+  /** Opens the transaction; the reply is the MAIL FROM reply (on a non-2xx the transaction is already closed). */
+  static async begin(pool: DownstreamPool, mail: MailStart, client: ClientInfo | null): Promise<{ tx: DownstreamTransaction | null; reply: DownstreamReply }> {
+    const { conn, reused } = await pool.acquire();
+    try {
+      return await DownstreamTransaction.start(pool, conn, mail, client);
+    } catch (err) {
+      conn.destroy();
+      // A pooled connection that the server closed meanwhile fails at once: try a fresh one.
+      if (reused && isPostsealError(err, 'REINJECT_PROTOCOL')) {
+        const fresh = await pool.acquire();
+        try {
+          return await DownstreamTransaction.start(pool, fresh.conn, mail, client);
+        } catch (err2) {
+          fresh.conn.destroy();
+          throw err2;
+        }
+      }
+      throw err;
+    }
+  }
+
+  private static async start(pool: DownstreamPool, conn: SmtpClientConnection, mail: MailStart, client: ClientInfo | null) {
+    const timeout = pool.target.commandTimeoutMs;
+    for (const line of xforwardLines(conn.extensions.get('XFORWARD'), client)) {
+      const r = await conn.command(line, timeout);
+      // A refused XFORWARD only loses the original client's details, never the mail.
+      if (!isSuccess(r)) break;
+    }
+    const reply = await conn.command(mailCommand(mail, conn.extensions), timeout);
+    if (!isSuccess(reply)) {
+      pool.release(conn, true);
+      return { tx: null, reply };
+    }
+    return { tx: new DownstreamTransaction(pool, conn), reply };
+  }
+
+  async rcpt(r: Recipient): Promise<DownstreamReply> {
+    const reply = await this.guard(() => this.conn.command(rcptCommand(r, this.conn.extensions), this.pool.target.commandTimeoutMs));
+    if (isSuccess(reply)) this.accepted++;
+    return reply;
+  }
+
+  get acceptedRecipients(): number {
+    return this.accepted;
+  }
+
+  /** DATA and the message; one reply (SMTP) or one per accepted recipient (LMTP). */
+  async data(message: Readable): Promise<DownstreamReply[]> {
+    return this.guard(async () => {
+      const go = await this.conn.command('DATA', this.pool.target.commandTimeoutMs);
+      if (go.code !== 354) {
+        this.abort();
+        return [go];
+      }
+      const count = this.pool.target.protocol === 'lmtp' ? this.accepted : 1;
+      const result = await this.conn.sendData(message, count, this.pool.target.dataDoneTimeoutMs);
+      this.finish();
+      return result;
+    });
+  }
+
+  /** Ends the transaction without sending the message (RSET before reuse). */
+  abort(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.pool.release(this.conn, true);
+  }
+
+  /** Drops the connection mid-command (deadline): the downstream discards the partial transaction. */
+  cancel(): void {
+    this.open = false;
+    this.conn.destroy();
+  }
+
+  private finish(): void {
+    this.open = false;
+    this.pool.release(this.conn, false);
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.open = false;
+      this.conn.destroy();
+      throw err;
+    }
+  }
+}
+
+function mailCommand(mail: MailStart, ext: ReadonlyMap<string, string>): string {
+  const params: string[] = [];
+  if (mail.body && ext.has('8BITMIME')) params.push(`BODY=${mail.body}`);
+  if (mail.smtputf8 && ext.has('SMTPUTF8')) params.push('SMTPUTF8');
+  if (ext.has('DSN')) {
+    if (mail.ret) params.push(`RET=${mail.ret}`);
+    if (mail.envid) params.push(`ENVID=${mail.envid}`);
+  }
+  return [`MAIL FROM:<${mail.mailFrom}>`, ...params].join(' ');
+}
+
+function rcptCommand(r: Recipient, ext: ReadonlyMap<string, string>): string {
+  const params: string[] = [];
+  if (ext.has('DSN')) {
+    if (r.notify?.length) params.push(`NOTIFY=${r.notify.join(',')}`);
+    if (r.orcpt) params.push(`ORCPT=${r.orcpt}`);
+  }
+  return [`RCPT TO:<${r.address}>`, ...params].join(' ');
+}
+
+const XFORWARD_ORDER = ['NAME', 'ADDR', 'PORT', 'PROTO', 'HELO', 'IDENT', 'SOURCE'] as const;
+
+/** XFORWARD commands for the attributes the downstream announced, each line under 512 octets. */
+export function xforwardLines(announced: string | undefined, client: ClientInfo | null): string[] {
+  if (announced === undefined || !client) return [];
+  const wanted = new Set(announced.toUpperCase().split(/\s+/));
+  const attrs: string[] = [];
+  for (const key of XFORWARD_ORDER) {
+    const value = client[key.toLowerCase() as Lowercase<typeof key>];
+    if (!wanted.has(key) || value === undefined) continue;
+    const v = key === 'ADDR' && value.includes(':') ? `IPV6:${value}` : value;
+    attrs.push(`${key}=${xtext(v)}`);
+  }
+  const lines: string[] = [];
+  for (const a of attrs) {
+    const last = lines[lines.length - 1];
+    if (last && last.length + a.length + 1 <= 500) lines[lines.length - 1] = `${last} ${a}`;
+    else lines.push(`XFORWARD ${a}`);
+  }
+  return lines;
+}
+
+/** RFC 3461 xtext. */
+function xtext(value: string): string {
+  return value.replace(/[^\x21-\x2a\x2c-\x3c\x3e-\x7e]/g, (c) => `+${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}

@@ -1,0 +1,222 @@
+/**
+ * The SMTP/LMTP client that hands mail back to Postfix (RFC 5321, RFC 2033), one command at a
+ * time so each upstream command can mirror the downstream's reply.
+ *
+ * Written here rather than on nodemailer's SMTPConnection because the filter needs what that
+ * client has no hook for: XFORWARD between EHLO and MAIL (Postfix XFORWARD_README), each
+ * reply of MAIL, RCPT and DATA as it comes, and one reply per recipient after LMTP data.
+ *
+ * Fails with REINJECT_REFUSED (connect), REINJECT_TIMEOUT (any reply late; the connection
+ * is dropped), REINJECT_PROTOCOL (connection closed, garbage, unexpected 421).
+ */
+import net from 'node:net';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import type { ForwardTarget } from '../config/bank-schema';
+import { PostsealError } from '../errors';
+
+export interface DownstreamReply {
+  readonly code: number;
+  /** RFC 3463 code if the server wrote one. */
+  readonly enhanced?: string;
+  /** The text of the last line, without code and enhanced code. */
+  readonly text: string;
+  /** Every line's text after the code, for EHLO keywords. */
+  readonly lines: readonly string[];
+}
+
+type Waiter = { resolve: (r: DownstreamReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+
+const MAX_REPLY_BYTES = 64 * 1024;
+
+export class SmtpClientConnection {
+  readonly extensions = new Map<string, string>();
+  /** False once the connection can no longer carry a transaction. */
+  usable = true;
+  private buffer = '';
+  private lines: string[] = [];
+  private waiters: Waiter[] = [];
+  private closedError: Error | null = null;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    readonly target: ForwardTarget,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('error', (err) => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label}: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} closed the connection`)));
+  }
+
+  get label(): string {
+    return `${this.target.host}:${this.target.port}`;
+  }
+
+  static async connect(target: ForwardTarget, heloName: string): Promise<SmtpClientConnection> {
+    const socket = net.connect({ host: target.host, port: target.port });
+    const conn = new SmtpClientConnection(socket, target);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new PostsealError('REINJECT_TIMEOUT', `connect to ${conn.label} timed out`)), target.connectTimeoutMs);
+        socket.once('connect', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        socket.once('error', (err) => {
+          clearTimeout(timer);
+          reject(new PostsealError('REINJECT_REFUSED', `connect to ${conn.label}: ${err.message}`, { cause: err }));
+        });
+      });
+      const greeting = await conn.read(target.connectTimeoutMs);
+      if (greeting.code !== 220) throw new PostsealError('REINJECT_PROTOCOL', `downstream ${conn.label} greeted with ${greeting.code} ${greeting.text}`);
+      const hello = target.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
+      const ehlo = await conn.command(`${hello} ${heloName}`, target.commandTimeoutMs);
+      if (ehlo.code !== 250) throw new PostsealError('REINJECT_PROTOCOL', `downstream ${conn.label} answered ${hello} with ${ehlo.code} ${ehlo.text}`);
+      for (const line of ehlo.lines.slice(1)) {
+        const [keyword, ...params] = line.split(' ');
+        conn.extensions.set(keyword.toUpperCase(), params.join(' '));
+      }
+      return conn;
+    } catch (err) {
+      conn.destroy();
+      throw err;
+    }
+  }
+
+  /** Sends one command line and waits for its reply. */
+  async command(line: string, timeoutMs: number): Promise<DownstreamReply> {
+    this.write(`${line}\r\n`);
+    const reply = await this.read(timeoutMs);
+    if (reply.code === 421) this.usable = false;
+    return reply;
+  }
+
+  /**
+   * Streams the message after a 354: line endings made CRLF, leading dots doubled, then the
+   * final dot. Returns one reply (SMTP) or `replies` replies (LMTP, one per accepted recipient).
+   */
+  async sendData(message: Readable, replies: number, timeoutMs: number): Promise<DownstreamReply[]> {
+    const stuffer = new DotStuffer();
+    for await (const chunk of message) {
+      const out = stuffer.push(chunk as Buffer);
+      if (out.length && !this.socket.write(out)) await Promise.race([once(this.socket, 'drain'), this.closed()]);
+      if (this.closedError) throw this.closedError;
+    }
+    this.write(stuffer.end());
+    const result: DownstreamReply[] = [];
+    for (let i = 0; i < replies; i++) result.push(await this.read(timeoutMs));
+    return result;
+  }
+
+  /** QUIT politely; the socket goes either way. */
+  async quit(timeoutMs: number): Promise<void> {
+    this.usable = false;
+    if (!this.closedError) await this.command('QUIT', timeoutMs).catch(() => undefined);
+    this.destroy();
+  }
+
+  destroy(): void {
+    this.usable = false;
+    this.socket.destroy();
+  }
+
+  private write(data: string | Buffer): void {
+    if (this.closedError) throw this.closedError;
+    this.socket.write(data);
+  }
+
+  private closed(): Promise<void> {
+    return new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
+  private read(timeoutMs: number): Promise<DownstreamReply> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const err = new PostsealError('REINJECT_TIMEOUT', `downstream ${this.label} did not answer within ${timeoutMs} ms`);
+        this.fail(err);
+      }, timeoutMs);
+      this.waiters.push({ resolve, reject, timer });
+      this.deliver();
+    });
+  }
+
+  private onData(data: Buffer): void {
+    this.buffer += data.toString('latin1');
+    if (this.buffer.length > MAX_REPLY_BYTES) {
+      this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} sent an over-long reply`));
+      return;
+    }
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      this.lines.push(this.buffer.slice(0, nl).replace(/\r$/, ''));
+      this.buffer = this.buffer.slice(nl + 1);
+    }
+    this.deliver();
+  }
+
+  /** Hands complete replies to waiters in order; a reply nobody waits for breaks the session. */
+  private deliver(): void {
+    while (this.lines.length) {
+      const end = this.lines.findIndex((l) => !/^\d{3}-/.test(l));
+      if (end < 0) return;
+      const replyLines = this.lines.splice(0, end + 1);
+      const last = replyLines[replyLines.length - 1];
+      const m = /^(\d{3})(?: (.*))?$/.exec(last);
+      const waiter = this.waiters.shift();
+      if (!m || !waiter) {
+        if (waiter) this.waiters.unshift(waiter);
+        this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} sent ${m ? 'an unexpected reply' : 'garbage'}: ${last.slice(0, 200)}`));
+        return;
+      }
+      clearTimeout(waiter.timer);
+      const rest = m[2] ?? '';
+      const em = /^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$/.exec(rest);
+      waiter.resolve({ code: Number(m[1]), enhanced: em?.[1], text: em ? em[2] : rest, lines: replyLines.map((l) => l.slice(4)) });
+    }
+  }
+
+  private fail(err: Error): void {
+    if (!this.closedError) this.closedError = err;
+    this.usable = false;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(this.closedError);
+    }
+    this.socket.destroy();
+  }
+}
+
+/** RFC 5321 4.5.2 transparency, and bare LF made CRLF (SMTP lines end in CRLF, RFC 5321 2.3.8). */
+export class DotStuffer {
+  private atLineStart = true;
+  private lastWasCR = false;
+
+  push(chunk: Buffer): Buffer {
+    const out: Buffer[] = [];
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.atLineStart && chunk[pos] === 0x2e) out.push(DOT);
+      this.atLineStart = false;
+      const nl = chunk.indexOf(0x0a, pos);
+      if (nl < 0) {
+        out.push(chunk.subarray(pos));
+        this.lastWasCR = chunk[chunk.length - 1] === 0x0d;
+        break;
+      }
+      const crBefore = nl > 0 ? chunk[nl - 1] === 0x0d : this.lastWasCR;
+      out.push(crBefore ? chunk.subarray(pos, nl + 1) : Buffer.concat([chunk.subarray(pos, nl), CRLF]));
+      pos = nl + 1;
+      this.atLineStart = true;
+      this.lastWasCR = false;
+    }
+    return out.length === 1 ? out[0] : Buffer.concat(out);
+  }
+
+  end(): Buffer {
+    return Buffer.from(this.atLineStart ? '.\r\n' : '\r\n.\r\n');
+  }
+}
+
+const DOT = Buffer.from('.');
+const CRLF = Buffer.from('\r\n');

@@ -1,0 +1,57 @@
+/**
+ * Every reply postseal writes itself, from one table: reason -> code, enhanced status code
+ * (RFC 3463), text. A reply that mirrors the downstream keeps the downstream's code and
+ * text instead (see reinject/reply-map.ts).
+ *
+ * The listener hides smtp-server's own enhanced-code mapping (it would call a content
+ * reject 5.1.1), so the enhanced code written here is the one the client sees.
+ */
+
+type Digit = '0' | '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9';
+type Class = '2' | '4' | '5';
+/** The template type makes the class digit of the code and of the enhanced code agree. */
+type Reply<C extends Class> = { code: `${C}${Digit}${Digit}`; enhanced: `${C}.${string}`; text: string };
+export type SmtpReply = Reply<'2'> | Reply<'4'> | Reply<'5'>;
+
+export const replies = {
+  accepted: { code: '250', enhanced: '2.0.0', text: 'Ok' },
+  discarded: { code: '250', enhanced: '2.7.0', text: 'Ok, discarded by policy' },
+  contentRejected: { code: '550', enhanced: '5.7.1', text: 'Message content rejected' },
+  headerRejected: { code: '550', enhanced: '5.6.0', text: 'Message header malformed' },
+  mailLoop: { code: '554', enhanced: '5.4.6', text: 'Mail loop detected' },
+  messageTooBig: { code: '552', enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
+  tooManyRecipients: { code: '452', enhanced: '4.5.3', text: 'Too many recipients' },
+  internalError: { code: '451', enhanced: '4.3.0', text: 'Local error in processing, try again later' },
+  stageTimeout: { code: '451', enhanced: '4.3.0', text: 'Content check timed out, try again later' },
+  deadlineExceeded: { code: '451', enhanced: '4.4.7', text: 'Message processing took too long, try again later' },
+  reinjectFailed: { code: '451', enhanced: '4.4.0', text: 'Downstream delivery failed, try again later' },
+  reinjectRefused: { code: '451', enhanced: '4.4.1', text: 'Downstream server not reachable, try again later' },
+  reinjectTimeout: { code: '451', enhanced: '4.4.2', text: 'Downstream server timed out, try again later' },
+  tooManyConnections: { code: '421', enhanced: '4.3.2', text: 'Too many connections, try again later' },
+  shuttingDown: { code: '421', enhanced: '4.3.2', text: 'Shutting down, try again later' },
+  upstreamAborted: { code: '451', enhanced: '4.3.0', text: 'Message data incomplete' },
+} as const satisfies Record<string, SmtpReply>;
+
+export type ReplyReason = keyof typeof replies;
+
+/** An Error that smtp-server writes as "<code> <enhanced> <text>". */
+export interface SmtpReplyError extends Error {
+  responseCode: number;
+  reply: SmtpReply;
+}
+
+export function replyError(reply: SmtpReply, detail?: string): SmtpReplyError {
+  const text = detail ? `${reply.text} (${detail})` : reply.text;
+  const err = new Error(`${reply.enhanced} ${text}`) as SmtpReplyError;
+  err.responseCode = Number(reply.code);
+  err.reply = reply;
+  return err;
+}
+
+export function formatReply(reply: SmtpReply): string {
+  return `${reply.code} ${reply.enhanced} ${reply.text}`;
+}
+
+export function withText<R extends SmtpReply>(reply: R, text: string): R {
+  return { ...reply, text };
+}

@@ -1,0 +1,119 @@
+/**
+ * header-sanity: malformed messages that break later hops or let a sender confuse the
+ * reader (amavisd "bad header" checks).
+ *
+ * Findings: HEADER_SANITY_NUL (NUL anywhere), HEADER_SANITY_EIGHT_BIT_HEADER (8-bit bytes in
+ * a header field without SMTPUTF8, RFC 6532), HEADER_SANITY_LONG_HEADER_LINE and
+ * HEADER_SANITY_LONG_BODY_LINE (over 998 octets, RFC 5322 2.1.1), HEADER_SANITY_MISSING_FROM
+ * and HEADER_SANITY_MULTIPLE_FROM (RFC 5322 3.6). With `fix` the message is repaired and
+ * HEADER_SANITY_FIXED says how; `reject` becomes 550 5.6.0 in the verdict. Reads: headerSanity.*.
+ * Only the fields it repairs are rewritten; every other byte stays as received.
+ */
+import { Readable } from 'node:stream';
+import libmime from 'libmime';
+import type { Bank } from '../../config/bank-schema';
+import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
+import { Message, type HeaderField } from '../../transaction/message';
+import { spoolFrom } from '../../transaction/spool';
+
+const MAX_LINE = 998;
+
+interface FieldProblems {
+  nul: boolean;
+  eightBit: boolean;
+  longLine: boolean;
+}
+
+export function createHeaderSanityStage(bank: Bank, deps: StageDeps): Stage {
+  const actions = bank.headerSanity;
+  return {
+    id: 'header-sanity',
+    after: ['loop-guard'],
+    async run(tx, signal) {
+      const msg = tx.message;
+      const findings: Finding[] = [];
+      const perField = msg.fields.map((f) => inspectField(f.raw, !tx.envelope.smtputf8));
+      const body = await inspectBody(msg.openBody(), signal);
+      const nul = perField.some((p) => p.nul) || body.nul;
+      if (nul) findings.push({ code: 'HEADER_SANITY_NUL', detail: body.nul ? 'in body' : 'in header' });
+      const eightBit = msg.fields.filter((_, i) => perField[i].eightBit).map((f) => f.name);
+      if (eightBit.length) findings.push({ code: 'HEADER_SANITY_EIGHT_BIT_HEADER', detail: eightBit.join(',') });
+      const longFields = msg.fields.filter((_, i) => perField[i].longLine).map((f) => f.name);
+      if (longFields.length) findings.push({ code: 'HEADER_SANITY_LONG_HEADER_LINE', detail: longFields.join(',') });
+      if (body.longestLine > MAX_LINE) findings.push({ code: 'HEADER_SANITY_LONG_BODY_LINE', detail: `${body.longestLine} octets` });
+      const froms = msg.get('from').length;
+      if (froms === 0) findings.push({ code: 'HEADER_SANITY_MISSING_FROM' });
+      if (froms > 1) findings.push({ code: 'HEADER_SANITY_MULTIPLE_FROM', detail: `${froms} From fields` });
+
+      const fixNul = nul && actions.nul === 'fix';
+      const fix8 = eightBit.length > 0 && actions.eightBitHeader === 'fix';
+      const fixLong = longFields.length > 0 && actions.longLine === 'fix';
+      if (!fixNul && !fix8 && !fixLong) return { findings };
+
+      const fields = msg.fields.map((f, i) => {
+        const p = perField[i];
+        return (fixNul && p.nul) || (fix8 && p.eightBit) || (fixLong && p.longLine) ? rewriteField(f, fixNul) : f;
+      });
+      let fixed = msg.withFields(fields);
+      if (fixNul && body.nul) fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, maxSizeBytes: Infinity }));
+      const what = [fixNul && 'nul removed', fix8 && '8-bit fields encoded', fixLong && 'long header lines folded'].filter(Boolean);
+      findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
+      return { findings, message: fixed };
+    },
+  };
+}
+
+function inspectField(raw: Buffer, eightBitIsBad: boolean): FieldProblems {
+  let longLine = false;
+  let start = 0;
+  for (let nl = raw.indexOf(0x0a); start < raw.length; nl = raw.indexOf(0x0a, start)) {
+    const end = nl < 0 ? raw.length : nl;
+    const len = end - start - (end > start && raw[end - 1] === 0x0d ? 1 : 0);
+    if (len > MAX_LINE) longLine = true;
+    start = end + 1;
+  }
+  return { nul: raw.includes(0), eightBit: eightBitIsBad && raw.some((b) => b >= 0x80), longLine };
+}
+
+async function inspectBody(body: Readable, signal: AbortSignal): Promise<{ nul: boolean; longestLine: number }> {
+  let nul = false;
+  let longest = 0;
+  let current = 0;
+  for await (const chunk of body) {
+    signal.throwIfAborted();
+    const buf = chunk as Buffer;
+    if (!nul && buf.includes(0)) nul = true;
+    let start = 0;
+    for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+      current += nl - start;
+      longest = Math.max(longest, current - (nl > 0 && buf[nl - 1] === 0x0d ? 1 : 0));
+      current = 0;
+      start = nl + 1;
+    }
+    current += buf.length - start;
+  }
+  return { nul, longestLine: Math.max(longest, current) };
+}
+
+/** Unfolds, drops NULs, decodes 8-bit as UTF-8 (Latin-1 if it is not UTF-8), encodes words and refolds. */
+function rewriteField(field: HeaderField, dropNul: boolean): HeaderField {
+  let bytes = field.raw.subarray(field.raw.indexOf(0x3a) + 1);
+  if (dropNul) bytes = Buffer.from(bytes.filter((b) => b !== 0));
+  let value: string;
+  try {
+    value = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    value = bytes.toString('latin1');
+  }
+  value = value.replace(/\r?\n(?=[ \t])/g, '').replace(/\r?\n$/, '').trim();
+  const encoded = /[^\x00-\x7f]/.test(value) ? libmime.encodeWords(value, 'Q', 52) : value;
+  const folded = libmime.foldLines(`${field.name}: ${encoded}`, 78).replace(/\r?\n/g, '\r\n');
+  return { name: field.name, key: field.key, raw: Buffer.from(`${folded}\r\n`, 'latin1') };
+}
+
+async function* withoutNul(source: Readable): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    const buf = chunk as Buffer;
+    yield buf.includes(0) ? Buffer.from(buf.filter((b) => b !== 0)) : buf;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The message as the stages see it: the header section parsed once into fields that keep
+ * their original bytes (RFC 5322 2.2, folding included), and the body left in the spool.
+ *
+ * Edits make a new Message: prepended fields are written by us, removed fields drop out,
+ * every other field goes out byte for byte as it came in. The body is streamed from the
+ * spool on every read, never copied.
+ */
+import { Readable } from 'node:stream';
+import type { Spool } from './spool';
+
+export interface HeaderField {
+  /** Field name as written. */
+  readonly name: string;
+  /** Field name in lower case, for lookups. */
+  readonly key: string;
+  /** The whole field: name, colon, value, folded continuation lines and line endings. */
+  readonly raw: Buffer;
+}
+
+const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
+
+export class Message {
+  private constructor(
+    readonly spool: Spool,
+    readonly fields: readonly HeaderField[],
+    /** The empty line between header and body as received ("\r\n", "\n", or "" if none). */
+    readonly separator: Buffer,
+    /** Where the body starts in the spool. */
+    readonly bodyOffset: number,
+  ) {}
+
+  static parse(spool: Spool): Message {
+    const { fields, separator, bodyOffset } = parseHeader(spool.head, spool.size);
+    return new Message(spool, fields, separator, bodyOffset);
+  }
+
+  get headerSize(): number {
+    return this.fields.reduce((n, f) => n + f.raw.length, 0) + this.separator.length;
+  }
+
+  get bodySize(): number {
+    return this.spool.size - this.bodyOffset;
+  }
+
+  get size(): number {
+    return this.headerSize + this.bodySize;
+  }
+
+  /** Fields with this name (case-insensitive), top first. */
+  get(name: string): HeaderField[] {
+    const key = name.toLowerCase();
+    return this.fields.filter((f) => f.key === key);
+  }
+
+  /** The unfolded value of a field, without the name and the line ending. */
+  static value(field: HeaderField): string {
+    const text = field.raw.toString('latin1');
+    return text
+      .slice(text.indexOf(':') + 1)
+      .replace(/\r?\n(?=[ \t])/g, '')
+      .replace(/\r?\n$/, '')
+      .trim();
+  }
+
+  headerBytes(): Buffer {
+    return Buffer.concat([...this.fields.map((f) => f.raw), this.separator]);
+  }
+
+  openBody(): Readable {
+    return this.spool.openRaw(this.bodyOffset);
+  }
+
+  /** The whole message as it would be sent on. */
+  openRaw(): Readable {
+    const header = this.headerBytes();
+    const body = this.openBody();
+    return Readable.from(
+      (async function* () {
+        yield header;
+        yield* body;
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  withFields(fields: readonly HeaderField[]): Message {
+    return new Message(this.spool, fields, this.separator, this.bodyOffset);
+  }
+
+  /** New fields on top; `value` is written as given (fold it before if it is long). */
+  prepend(...added: { name: string; value: string }[]): Message {
+    return this.withFields([...added.map((f) => makeField(f.name, f.value)), ...this.fields]);
+  }
+}
+
+export function makeField(name: string, value: string): HeaderField {
+  return { name, key: name.toLowerCase(), raw: Buffer.from(`${name}: ${value}\r\n`, 'utf8') };
+}
+
+function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; separator: Buffer; bodyOffset: number } {
+  const fields: HeaderField[] = [];
+  let pos = 0;
+  let current: { start: number; name: string } | null = null;
+  const close = (end: number) => {
+    if (current) fields.push({ name: current.name, key: current.name.toLowerCase(), raw: head.subarray(current.start, end) });
+    current = null;
+  };
+  while (pos < head.length) {
+    const nl = head.indexOf(0x0a, pos);
+    // A last line cut by the head limit is not parsed: it belongs to the body.
+    if (nl < 0 && head.length < totalSize) break;
+    const end = nl < 0 ? head.length : nl + 1;
+    const line = head.subarray(pos, end);
+    const isBlank = line.length <= 2 && (line[0] === 0x0a || (line[0] === 0x0d && line[1] === 0x0a));
+    if (isBlank) {
+      close(pos);
+      return { fields, separator: line, bodyOffset: end };
+    }
+    const first = line[0];
+    if ((first === 0x20 || first === 0x09) && current) {
+      pos = end;
+      continue;
+    }
+    const text = line.toString('latin1');
+    const m = FIELD_START.exec(text);
+    if (!m) break;
+    close(pos);
+    current = { start: pos, name: text.slice(0, text.indexOf(':')).trimEnd() };
+    pos = end;
+  }
+  close(pos);
+  return { fields, separator: Buffer.alloc(0), bodyOffset: pos };
+}

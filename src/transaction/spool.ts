@@ -1,0 +1,143 @@
+/**
+ * The spool: message bytes as received, in memory up to a threshold, then in a temp file
+ * that is removed when the transaction ends. Written once while DATA streams in, with the
+ * size limit enforced on the way; read any number of times afterwards.
+ *
+ * Fails with SPOOL_FAILED (disk), MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client
+ * gone or deadline); a failed spool removes its file itself.
+ */
+import { createReadStream, promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { PostsealError, isPostsealError } from '../errors';
+
+export interface SpoolOptions {
+  dir: string;
+  memoryThresholdBytes: number;
+  maxSizeBytes: number;
+  /** Bytes kept in memory from the start, for parsing the header section. */
+  headBytes?: number;
+}
+
+export interface Spool {
+  readonly size: number;
+  /** The first bytes of the message (at most headBytes), always in memory. */
+  readonly head: Buffer;
+  /** A stream of the bytes from `start` to the end. */
+  openRaw(start?: number): Readable;
+  dispose(): Promise<void>;
+}
+
+const DEFAULT_HEAD_BYTES = 1024 * 1024;
+
+export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<Spool> {
+  const sink = new SpoolWriter(opts);
+  try {
+    await pipeline(source, sink);
+    if (sink.overflow) throw new PostsealError('MESSAGE_TOO_BIG', `message of ${sink.bytes} bytes exceeds ${opts.maxSizeBytes} bytes`);
+  } catch (err) {
+    await sink.discard();
+    if (isPostsealError(err)) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNECTION') {
+      throw new PostsealError('UPSTREAM_ABORTED', 'message data ended early', { cause: err });
+    }
+    throw new PostsealError('SPOOL_FAILED', `spooling failed: ${(err as Error).message}`, { cause: err });
+  }
+  return sink.result();
+}
+
+/** A spool of bytes already in memory: messages that a stage rewrote, and tests. */
+export function memorySpool(data: Buffer): Spool {
+  return {
+    size: data.length,
+    head: data.subarray(0, DEFAULT_HEAD_BYTES),
+    openRaw: (start = 0) => Readable.from([data.subarray(start)], { objectMode: false }),
+    dispose: async () => undefined,
+  };
+}
+
+class SpoolWriter extends Writable {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** Set once the limit is passed: the rest is read and dropped, so the client hears 552 after its final dot. */
+  overflow = false;
+  private head: Buffer[] = [];
+  private headSize = 0;
+  private file: fsp.FileHandle | null = null;
+  private filePath = '';
+  private readonly headLimit: number;
+
+  constructor(private readonly opts: SpoolOptions) {
+    super({ highWaterMark: 256 * 1024 });
+    this.headLimit = opts.headBytes ?? DEFAULT_HEAD_BYTES;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.size += chunk.length;
+    if (this.overflow) return done();
+    if (this.size > this.opts.maxSizeBytes) {
+      this.overflow = true;
+      this.discard().then(() => done(), done);
+      return;
+    }
+    if (this.headSize < this.headLimit) {
+      const part = chunk.subarray(0, this.headLimit - this.headSize);
+      this.head.push(part);
+      this.headSize += part.length;
+    }
+    if (!this.file && this.size <= this.opts.memoryThresholdBytes) {
+      this.chunks.push(chunk);
+      done();
+      return;
+    }
+    this.toFile(chunk).then(() => done(), done);
+  }
+
+  private async toFile(chunk: Buffer): Promise<void> {
+    if (!this.file) {
+      const dir = this.opts.dir || tmpdir();
+      this.filePath = path.join(dir, `postseal-${process.pid}-${randomBytes(8).toString('hex')}.eml`);
+      this.file = await fsp.open(this.filePath, 'wx', 0o600);
+      const pending = Buffer.concat(this.chunks);
+      this.chunks = [];
+      if (pending.length) await this.file.write(pending);
+    }
+    await this.file.write(chunk);
+  }
+
+  get bytes(): number {
+    return this.size;
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    if (!this.file) return done();
+    this.file.close().then(() => {
+      this.file = null;
+      done();
+    }, done);
+  }
+
+  async discard(): Promise<void> {
+    this.chunks = [];
+    await this.file?.close().catch(() => undefined);
+    this.file = null;
+    if (this.filePath) await fsp.rm(this.filePath, { force: true });
+  }
+
+  result(): Spool {
+    const head = Buffer.concat(this.head);
+    if (!this.filePath) return memorySpool(Buffer.concat(this.chunks));
+    const filePath = this.filePath;
+    const size = this.size;
+    return {
+      size,
+      head,
+      openRaw: (start = 0) => (start >= size ? Readable.from([]) : createReadStream(filePath, { start, highWaterMark: 256 * 1024 })),
+      dispose: () => fsp.rm(filePath, { force: true }),
+    };
+  }
+}
