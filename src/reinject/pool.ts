@@ -23,7 +23,8 @@ export class DownstreamPool {
     while (this.idle.length) {
       const { conn, timer } = this.idle.pop()!;
       clearTimeout(timer);
-      if (conn.usable) return { conn, reused: true };
+      if (conn.clean) return { conn, reused: true };
+      conn.destroy();
     }
     return { conn: await SmtpClientConnection.connect(this.target, this.heloName), reused: false };
   }

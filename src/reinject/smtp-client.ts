@@ -36,6 +36,8 @@ export class SmtpClientConnection {
   private buffer = '';
   private lines: string[] = [];
   private waiters: Waiter[] = [];
+  /** Replies nobody asked for yet (LMTP sends all recipients' replies at once). */
+  private unread: DownstreamReply[] = [];
   private closedError: Error | null = null;
 
   private constructor(
@@ -46,6 +48,11 @@ export class SmtpClientConnection {
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (err) => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label}: ${err.message}`, { cause: err })));
     socket.on('close', () => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} closed the connection`)));
+  }
+
+  /** A server that spoke while the connection sat idle (421 timeout notice) is not reused. */
+  get clean(): boolean {
+    return this.usable && this.unread.length === 0;
   }
 
   get label(): string {
@@ -130,6 +137,8 @@ export class SmtpClientConnection {
   }
 
   private read(timeoutMs: number): Promise<DownstreamReply> {
+    const ready = this.unread.shift();
+    if (ready) return Promise.resolve(ready);
     if (this.closedError) return Promise.reject(this.closedError);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -155,7 +164,7 @@ export class SmtpClientConnection {
     this.deliver();
   }
 
-  /** Hands complete replies to waiters in order; a reply nobody waits for breaks the session. */
+  /** Hands complete replies to waiters in order, or keeps them until read. */
   private deliver(): void {
     while (this.lines.length) {
       const end = this.lines.findIndex((l) => !/^\d{3}-/.test(l));
@@ -163,16 +172,20 @@ export class SmtpClientConnection {
       const replyLines = this.lines.splice(0, end + 1);
       const last = replyLines[replyLines.length - 1];
       const m = /^(\d{3})(?: (.*))?$/.exec(last);
-      const waiter = this.waiters.shift();
-      if (!m || !waiter) {
-        if (waiter) this.waiters.unshift(waiter);
-        this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} sent ${m ? 'an unexpected reply' : 'garbage'}: ${last.slice(0, 200)}`));
+      if (!m) {
+        this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} sent garbage: ${last.slice(0, 200)}`));
         return;
       }
-      clearTimeout(waiter.timer);
       const rest = m[2] ?? '';
       const em = /^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$/.exec(rest);
-      waiter.resolve({ code: Number(m[1]), enhanced: em?.[1], text: em ? em[2] : rest, lines: replyLines.map((l) => l.slice(4)) });
+      const reply = { code: Number(m[1]), enhanced: em?.[1], text: em ? em[2] : rest, lines: replyLines.map((l) => l.slice(4)) };
+      const waiter = this.waiters.shift();
+      if (!waiter) {
+        this.unread.push(reply);
+        continue;
+      }
+      clearTimeout(waiter.timer);
+      waiter.resolve(reply);
     }
   }
 

@@ -1,0 +1,64 @@
+import { startSink } from '../helpers/sink';
+import { startHarness } from '../helpers/postseal';
+import { TestClient } from '../helpers/smtp-client';
+
+async function sendThrough(data: string | Buffer, headerSanity: Record<string, string>, mailParams?: string) {
+  const sink = await startSink();
+  const h = await startHarness({ forwardPort: sink.port, banks: { default: { headerSanity, loopGuard: { traceHeader: false } } } });
+  const c = await TestClient.connect(h.app.portOf('default'));
+  const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data, mailParams });
+  await c.quit();
+  await h.close();
+  await sink.close();
+  return { r, got: sink.received[0]?.data, log: h.logs.find((l) => l.msg === 'message') };
+}
+
+const latin = (s: string) => Buffer.from(s, 'latin1');
+
+describe('header-sanity', () => {
+  it('rejects a message without From with 550 5.6.0 when missingFrom is reject', async () => {
+    const { r } = await sendThrough('Subject: x\r\n\r\nbody\r\n', { missingFrom: 'reject' });
+    expect(r.final?.code).toBe(550);
+    expect(r.final?.text).toMatch(/^5\.6\.0 /);
+  });
+
+  it('rejects two From fields when multipleFrom is reject', async () => {
+    const { r } = await sendThrough('From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n', { multipleFrom: 'reject' });
+    expect(r.final?.code).toBe(550);
+  });
+
+  it('passes two From fields by default with a finding', async () => {
+    const { r, log } = await sendThrough('From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n', {});
+    expect(r.final?.code).toBe(250);
+    expect(log?.findings).toEqual(expect.arrayContaining([expect.stringMatching(/^HEADER_SANITY_MULTIPLE_FROM/)]));
+  });
+
+  it('encodes 8-bit header fields as RFC 2047 words when eightBitHeader is fix, leaving other fields alone', async () => {
+    const { r, got } = await sendThrough(latin('From: a@example.org\r\nSubject: gr\xc3\xbc\xc3\x9fe\r\nX-Keep:   odd   spacing\r\n\r\nbody\r\n'), { eightBitHeader: 'fix' });
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toBe('From: a@example.org\r\nSubject: =?UTF-8?Q?gr=C3=BC=C3=9Fe?=\r\nX-Keep:   odd   spacing\r\n\r\nbody\r\n');
+  });
+
+  it('treats 8-bit headers as fine when the client sent SMTPUTF8', async () => {
+    const { log } = await sendThrough(latin('From: a@example.org\r\nSubject: gr\xc3\xbc\xc3\x9fe\r\n\r\nbody\r\n'), { eightBitHeader: 'reject' }, 'SMTPUTF8');
+    expect(log?.findings ?? []).not.toEqual(expect.arrayContaining([expect.stringMatching(/EIGHT_BIT/)]));
+  });
+
+  it('rejects 8-bit headers without SMTPUTF8 when eightBitHeader is reject', async () => {
+    const { r } = await sendThrough(latin('From: a@example.org\r\nSubject: gr\xc3\xbc\xc3\x9fe\r\n\r\nbody\r\n'), { eightBitHeader: 'reject' });
+    expect(r.final?.code).toBe(550);
+  });
+
+  it('folds an over-long header line when longLine is fix', async () => {
+    const words = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
+    const { got } = await sendThrough(`From: a@example.org\r\nSubject: ${words}\r\n\r\nbody\r\n`, { longLine: 'fix' });
+    const lines = got!.toString().split('\r\n');
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(998);
+    expect(got!.toString().replace(/\r\n /g, ' ')).toContain(`Subject: ${words}`);
+  });
+
+  it('rejects NUL bytes when nul is reject', async () => {
+    const { r } = await sendThrough(latin('From: a@example.org\r\n\r\nbo\x00dy\r\n'), { nul: 'reject' });
+    expect(r.final?.code).toBe(550);
+  });
+});
