@@ -63,7 +63,8 @@ async function runOne(stage: Stage, tx: Transaction, signal: AbortSignal, timeou
   const both = AbortSignal.any([signal, timer.signal]);
   const timeout = delay(timeoutMs, undefined, { signal: both }).then(
     () => {
-      timer.abort();
+      // The stage's signal is aborted in `finally`, after the race is lost, so a stage that
+      // resolves on abort cannot win it.
       throw new PostsealError('STAGE_TIMEOUT', `stage ${stage.id} ran longer than ${timeoutMs} ms`);
     },
     () => {

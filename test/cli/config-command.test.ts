@@ -1,0 +1,68 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { runCli } from '../helpers/cli';
+
+function configDir(bank: string, bankText: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cfg-'));
+  mkdirSync(path.join(dir, 'banks'));
+  writeFileSync(path.join(dir, 'banks', `${bank}.yaml`), bankText);
+  writeFileSync(path.join(dir, 'postseal.yaml'), 'bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\n');
+  return dir;
+}
+
+describe('postseal config', () => {
+  it('check accepts the embedded default configuration', () => {
+    const r = runCli(['config', 'check']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/valid \(3 listeners, banks: default, ORIGINATING, NOCHECKS\)/);
+  });
+
+  it('an invalid bank stops with exit 1, naming the file, the JSON pointer and what was expected', () => {
+    const dir = configDir('default', 'forward: { host: 127.0.0.1, port: 10025 }\nheaderSanity:\n  nul: maybe\n');
+    const r = runCli(['config', 'check', '--config', path.join(dir, 'postseal.yaml')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('CFG_SCHEMA_INVALID');
+    expect(r.stderr).toContain(`${path.join(dir, 'banks', 'default.yaml')}: /headerSanity/nul: must be one of "pass", "fix", "reject"`);
+  });
+
+  it('start refuses an invalid bank with exit 1 before listening', () => {
+    const dir = configDir('default', 'forward: { host: 127.0.0.1, port: 10025 }\nfrwd: 1\n');
+    const r = runCli(['start', '--config', path.join(dir, 'postseal.yaml')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('/: unknown key "frwd"');
+    expect(r.stdout).toBe('');
+  });
+
+  it('a bank that forwards to a postseal listener is refused as a loop', () => {
+    const dir = configDir('default', 'forward: { host: 127.0.0.1, port: 10024 }\n');
+    writeFileSync(path.join(dir, 'postseal.yaml'), 'bankDir: banks\nlisteners:\n  - { port: 10024, bank: default }\n');
+    const r = runCli(['config', 'check', '--config', path.join(dir, 'postseal.yaml')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('CFG_INCONSISTENT');
+    expect(r.stderr).toContain('/forward');
+  });
+
+  it('invalid YAML names the file and line', () => {
+    const dir = configDir('default', 'forward: { host: 127.0.0.1, port: 10025\n');
+    const r = runCli(['config', 'check', '--config', path.join(dir, 'postseal.yaml')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('CFG_YAML_INVALID');
+    expect(r.stderr).toContain('default.yaml:');
+  });
+
+  it('print shows the merged bank and its stage order', () => {
+    const r = runCli(['config', 'print', 'ORIGINATING']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^# bank ORIGINATING \(stage order: /);
+    expect(r.stdout).toContain('port: 10027');
+  });
+
+  it('--help lists every subcommand; an unknown command is a usage error', () => {
+    const help = runCli(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/start \[--config FILE\]/);
+    expect(help.stdout).toMatch(/config check\|print/);
+    expect(runCli(['frobnicate']).status).toBe(2);
+  });
+});

@@ -1,0 +1,30 @@
+import { DotStuffer } from '../../src/reinject/smtp-client';
+
+function stuff(chunks: string[]): string {
+  const s = new DotStuffer();
+  return chunks.map((c) => s.push(Buffer.from(c, 'latin1')).toString('latin1')).join('') + s.end().toString('latin1');
+}
+
+describe('DotStuffer', () => {
+  it('doubles a leading dot on every line (RFC 5321 4.5.2)', () => {
+    expect(stuff(['.a\r\nb\r\n..c\r\n'])).toBe('..a\r\nb\r\n...c\r\n.\r\n');
+  });
+
+  it('finds line starts across chunk boundaries', () => {
+    expect(stuff(['a\r', '\n', '.b\r\n'])).toBe('a\r\n..b\r\n.\r\n');
+    expect(stuff(['a\r\n', '.', 'b\r\n'])).toBe('a\r\n..b\r\n.\r\n');
+  });
+
+  it('turns bare LF into CRLF, also when the CR ended the previous chunk', () => {
+    expect(stuff(['a\nb\n'])).toBe('a\r\nb\r\n.\r\n');
+    expect(stuff(['a\r', '\nb\n\n'])).toBe('a\r\nb\r\n\r\n.\r\n');
+  });
+
+  it('ends an unterminated last line before the final dot', () => {
+    expect(stuff(['no newline'])).toBe('no newline\r\n.\r\n');
+  });
+
+  it('passes an empty message as just the final dot', () => {
+    expect(stuff([])).toBe('.\r\n');
+  });
+});

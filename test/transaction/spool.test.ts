@@ -1,0 +1,52 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { isPostsealError } from '../../src/errors';
+import { spoolFrom } from '../../src/transaction/spool';
+import { readAll } from '../helpers/streams';
+
+const dir = () => mkdtempSync(path.join(tmpdir(), 'spool-test-'));
+const chunks = (n: number, size: number) => Readable.from(Array.from({ length: n }, (_, i) => Buffer.alloc(size, 65 + (i % 26))));
+
+describe('spool', () => {
+  it('keeps a small message in memory', async () => {
+    const d = dir();
+    const s = await spoolFrom(chunks(4, 100), { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 10_000 });
+    expect(s.size).toBe(400);
+    expect(readdirSync(d)).toEqual([]);
+    expect((await readAll(s.openRaw(390))).length).toBe(10);
+  });
+
+  it('moves a large message to a file, reads it back whole, and removes the file on dispose', async () => {
+    const d = dir();
+    const s = await spoolFrom(chunks(20, 1000), { dir: d, memoryThresholdBytes: 5000, maxSizeBytes: 100_000 });
+    expect(readdirSync(d)).toHaveLength(1);
+    const all = await readAll(s.openRaw());
+    expect(all.length).toBe(20_000);
+    expect(all[19_999]).toBe(65 + 19);
+    expect(s.head.length).toBe(20_000);
+    await s.dispose();
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('reads the whole oversized message, then fails with MESSAGE_TOO_BIG and leaves no file', async () => {
+    const d = dir();
+    const src = chunks(50, 1000);
+    const err = await spoolFrom(src, { dir: d, memoryThresholdBytes: 2000, maxSizeBytes: 10_000 }).catch((e) => e);
+    expect(isPostsealError(err, 'MESSAGE_TOO_BIG')).toBe(true);
+    expect(src.readableEnded).toBe(true);
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('a source that breaks off is UPSTREAM_ABORTED and leaves no file', async () => {
+    const d = dir();
+    const src = new Readable({ read() {} });
+    src.push(Buffer.alloc(8000));
+    const p = spoolFrom(src, { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 100_000 });
+    setTimeout(() => src.destroy(Object.assign(new Error('gone'), { code: 'ECONNECTION' })), 20);
+    const err = await p.catch((e) => e);
+    expect(isPostsealError(err, 'UPSTREAM_ABORTED')).toBe(true);
+    expect(readdirSync(d)).toEqual([]);
+  });
+});
