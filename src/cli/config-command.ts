@@ -3,6 +3,7 @@
  * `postseal config print BANK` prints the effective, merged bank and its stage order.
  */
 import YAML from 'yaml';
+import { configReference } from '../config/docs';
 import type { LoadedConfig } from '../config/load';
 import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
@@ -11,10 +12,12 @@ import { loadOrExplain, parse, UsageError, withUsage } from './args';
 
 const help = `Usage: postseal config check [--config FILE]
        postseal config print BANK [--config FILE]
+       postseal config docs
 
 check   validates the main configuration and every policy bank; exit 0 when valid, 1 if not
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
-        the order its stages run in`;
+        the order its stages run in
+docs    the configuration reference (docs/config.md) in Markdown, from the JSON Schemas`;
 
 export function runConfig(args: string[]): Promise<number> {
   return withUsage(async () => {
@@ -24,7 +27,11 @@ export function runConfig(args: string[]): Promise<number> {
       return 0;
     }
     const [action, bankName] = positionals;
-    if (action !== 'check' && action !== 'print') throw new UsageError(`config needs "check" or "print"\n\n${help}`);
+    if (action === 'docs') {
+      process.stdout.write(configReference());
+      return 0;
+    }
+    if (action !== 'check' && action !== 'print') throw new UsageError(`config needs "check", "print" or "docs"\n\n${help}`);
     const config = loadOrExplain(values.config);
     if (!config) return 1;
     const log = createLogger('silent');

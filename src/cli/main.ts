@@ -8,7 +8,7 @@ import { runStart } from './start-command';
 
 const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
   start: { summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)', run: runStart },
-  config: { summary: 'config check|print [BANK] [--config FILE]  validate the configuration, or print a bank', run: runConfig },
+  config: { summary: 'config check|print BANK|docs [--config FILE]  validate the configuration, print a bank, or the reference', run: runConfig },
 };
 
 export const usage = `Usage: postseal <command> [options]

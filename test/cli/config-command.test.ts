@@ -66,3 +66,11 @@ describe('postseal config', () => {
     expect(runCli(['frobnicate']).status).toBe(2);
   });
 });
+
+describe('docs/config.md', () => {
+  it('is what `postseal config docs` generates from the schemas (run `npm run docs` after changing a schema)', () => {
+    const r = runCli(['config', 'docs']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(require('node:fs').readFileSync(path.join(__dirname, '../../docs/config.md'), 'utf8'));
+  });
+});
