@@ -95,8 +95,8 @@ function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionCo
 
 /** What a running listener was started with; equal keys mean the listener can stay. */
 function listenerKey(l: ListenerConfig, bank: Bank): string {
-  const { greetingBanner, discardEhloKeywords, maxMessageSizeBytes, maxRecipients, timeouts } = bank;
-  return JSON.stringify([l, greetingBanner, discardEhloKeywords, maxMessageSizeBytes, maxRecipients, timeouts.socketIdleTimeoutMs]);
+  const { greetingBanner, discardEhloKeywords, maxMessageSizeBytes, timeouts } = bank;
+  return JSON.stringify([l, greetingBanner, discardEhloKeywords, maxMessageSizeBytes, timeouts.socketIdleTimeoutMs]);
 }
 
 async function closePools(contexts: Map<string, SessionContext>): Promise<void> {

@@ -40,7 +40,6 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
     hidePIPELINING: hidden.has('PIPELINING'),
     hideDSN: hidden.has('DSN'),
     hideENHANCEDSTATUSCODES: true,
-    maxRecipients: bank.maxRecipients,
     socketTimeout: bank.timeouts.socketIdleTimeoutMs,
     disableReverseLookup: true,
     authOptional: true,
@@ -67,7 +66,7 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
     server.listen(config.port, config.address, () => resolve());
   });
   const port = (server.server.address() as AddressInfo).port;
-  ctx.log.info({ address: config.address, port, bank: config.bank, protocol: config.protocol }, 'listening');
+  ctx.log.info({ address: config.address, port, protocol: config.protocol }, 'listening');
   return {
     config,
     port,

@@ -14,7 +14,7 @@ import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import { failureReply, isSuccess, mirrorReply } from '../reinject/reply-map';
-import { replyError, type SmtpReplyError } from '../smtp/replies';
+import { replyError, replies, type SmtpReplyError } from '../smtp/replies';
 import type { SpoolOptions } from '../transaction/spool';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import { deliver } from './deliver';
@@ -90,7 +90,8 @@ export class SessionHandler {
 
   async rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const state = this.state(session);
-    if (!state.down || !state.envelope) throw replyError(failureReply(new Error('downstream transaction lost')));
+    if (!state.down || !state.envelope || !state.ctx) throw replyError(failureReply(new Error('downstream transaction lost')));
+    if (state.envelope.recipients.length >= state.ctx.bank.maxRecipients) throw replyError(replies.tooManyRecipients);
     const rcpt: Recipient = { address: address.address, notify: address.dsn?.notify, orcpt: address.dsn?.orcpt };
     let reply;
     try {
