@@ -31,7 +31,7 @@ export async function startHarness(opts: {
   const spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-spool-'));
   const bankDir = path.join(dir, 'banks');
   require('node:fs').mkdirSync(bankDir);
-  const banks = { default: {}, ...opts.banks };
+  const banks: Record<string, Record<string, unknown>> = { default: {}, ...opts.banks };
   for (const [name, overlay] of Object.entries(banks)) {
     const body = name === 'default' ? { forward: { host: '127.0.0.1', port: opts.forwardPort, ...(overlay.forward as object) }, ...withoutForward(overlay) } : overlay;
     writeFileSync(path.join(bankDir, `${name}.yaml`), YAML.stringify(body));

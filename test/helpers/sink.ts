@@ -52,7 +52,7 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
       sink.connections++;
       cb();
     },
-    onMailFrom(addr, _s, cb) {
+    onMailFrom(_addr, _s, cb) {
       const b = sink.behaviour;
       if (b.stall === 'mail') return void stall();
       if (b.fail?.mail) return cb(err(b.fail.mail));
