@@ -15,6 +15,7 @@ import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import { replyError, replies } from '../smtp/replies';
 import { SessionHandler, type SessionContext } from './session';
+import './smtp-server-patches';
 
 export interface Listener {
   readonly config: ListenerConfig;

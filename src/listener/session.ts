@@ -157,7 +157,8 @@ export class SessionHandler {
     }
     const get = (k: string) => {
       const v = xf.get(k);
-      return v === undefined ? undefined : v === false ? '[UNAVAILABLE]' : String(v);
+      // smtp-server turns [UNAVAILABLE] into false, or into '' for NAME and HELO.
+      return v === undefined ? undefined : v === false || v === '' ? '[UNAVAILABLE]' : String(v);
     };
     return { name: get('NAME'), addr: get('ADDR'), port: get('PORT'), proto: get('PROTO'), helo: get('HELO'), ident: get('IDENT'), source: get('SOURCE') };
   }

@@ -45,6 +45,7 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
     disabledCommands: ['AUTH', 'STARTTLS'],
     disableReverseLookup: true,
     hideENHANCEDSTATUSCODES: true,
+    hideDSN: false,
     useXForward: opts.xforward ?? true,
     logger: false,
     ...opts.options,
