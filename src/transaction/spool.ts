@@ -4,7 +4,7 @@
  * size limit enforced on the way; read any number of times afterwards.
  *
  * Fails with SPOOL_FAILED (disk), MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client
- * gone or deadline); a failed spool removes its file itself.
+ * gone mid-DATA); a failed spool removes its file itself.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
