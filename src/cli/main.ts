@@ -4,10 +4,12 @@
  * 1 failure (config invalid, check failed), 2 usage error.
  */
 import { runConfig } from './config-command';
+import { runKeys } from './keys-command';
 import { runStart } from './start-command';
 
 const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
   start: { summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)', run: runStart },
+  keys: { summary: 'keys generate --domain D --selector S [--type rsa|ed25519]  make a DKIM key and its DNS record', run: runKeys },
   config: { summary: 'config check|print BANK|docs [--config FILE]  validate the configuration, print a bank, or the reference', run: runConfig },
 };
 
