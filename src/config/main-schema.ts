@@ -62,6 +62,24 @@ export const mainConfigSchema = {
       default: ['127.0.0.0/8', '::1/128'],
       description: 'Clients whose XFORWARD attributes (client address, HELO, queue id) are believed and passed on; others are ignored and logged.',
     },
+    dns: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The resolver that DKIM, SPF, DMARC and ARC use (a local caching recursive server is best).',
+      properties: {
+        servers: {
+          type: 'array',
+          items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\](:[0-9]{1,5})?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+|[0-9.]+(:[0-9]{1,5})?)$' },
+          default: [],
+          description: 'Recursive servers as 127.0.0.1, 127.0.0.1:5353, ::1 or [::1]:5353, asked in turn; empty uses the system resolvers (/etc/resolv.conf).',
+        },
+        timeoutMs: { type: 'integer', minimum: 50, maximum: 60000, default: 2000, description: 'Time to wait for one server to answer one try.' },
+        retries: { type: 'integer', minimum: 0, maximum: 10, default: 2, description: 'Rounds over all servers after the first; after the last a lookup is a temperror.' },
+        cacheMaxEntries: { type: 'integer', minimum: 0, maximum: 10000000, default: 10000, description: 'Answers kept in memory (least recently used go first); 0 disables the cache.' },
+        cacheMaxTtlSec: { type: 'integer', minimum: 0, maximum: 604800, default: 3600, description: 'Longest time an answer is cached, whatever its TTL.' },
+      },
+    },
     spool: {
       type: 'object',
       additionalProperties: false,
