@@ -5,14 +5,14 @@
  * Fails with CFG_* errors whose message names the file, the JSON pointer and what was
  * expected, so that start-up, `config check` and SIGHUP reload all explain themselves.
  */
-import { readFileSync, existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
-import Ajv, { type ErrorObject } from 'ajv';
-import YAML from 'yaml';
+import Ajv from 'ajv';
 import { PostsealError } from '../errors';
 import { bankSchema, type Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
+import { readYaml, schemaError } from './yaml-file';
 import { parseNetworks, type NetworkList } from '../lib/networks';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
@@ -98,40 +98,6 @@ function mergeOverlay(base: Record<string, unknown>, overlay: Record<string, unk
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function readYaml(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && path.basename(file) === 'default.yaml') return null;
-    throw new PostsealError('CFG_FILE_UNREADABLE', `${file}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  const doc = YAML.parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    throw new PostsealError('CFG_YAML_INVALID', `${file}:${e.linePos?.[0].line ?? '?'}: ${e.message.split('\n')[0]}`, { cause: e });
-  }
-  return doc.toJS();
-}
-
-function schemaError(file: string, errors: ErrorObject[] | null | undefined): PostsealError {
-  const lines = (errors ?? []).map((e) => `${file}: ${e.instancePath || '/'}: ${describe(e)}`);
-  return new PostsealError('CFG_SCHEMA_INVALID', lines.join('\n'));
-}
-
-function describe(e: ErrorObject): string {
-  switch (e.keyword) {
-    case 'additionalProperties':
-      return `unknown key "${(e.params as { additionalProperty: string }).additionalProperty}"; remove it or check its spelling`;
-    case 'enum':
-      return `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'required':
-      return `missing required key "${(e.params as { missingProperty: string }).missingProperty}"`;
-    default:
-      return e.message ?? e.keyword;
-  }
 }
 
 function deepFreeze<T>(value: T): T {
