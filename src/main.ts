@@ -10,6 +10,8 @@ import type { ListenerConfig } from './config/main-schema';
 import type { LoadedConfig } from './config/load';
 import { startListener, type Listener } from './listener/listener';
 import type { SessionContext } from './listener/session';
+import { PostsealError } from './errors';
+import { createAuthDeps } from './lib/authentication-results';
 import type { Logger } from './lib/log';
 import { createPipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
@@ -77,6 +79,9 @@ export async function startPostseal(config: LoadedConfig, log: Logger): Promise<
 function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
   const spool = { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes };
+  // One resolver (and its cache) for every bank of this configuration.
+  const auth = createAuthDeps(config.main.dns);
+  checkSignerBanks(config);
   for (const [name, bank] of config.banks) {
     const bankLog = log.child({ bank: name });
     contexts.set(name, {
@@ -85,12 +90,26 @@ function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionCo
       log: bankLog,
       trustedNetworks: config.trustedNetworks,
       pool: new DownstreamPool(bank.forward, bank.forward.heloName || config.hostname, bankLog),
-      pipeline: createPipeline(bank, { hostname: config.hostname, authservId: config.authservId, bankName: name, log: bankLog, spool }, stageFactories),
+      pipeline: createPipeline(
+        bank,
+        { hostname: config.hostname, authservId: config.authservId, bankName: name, log: bankLog, spool, auth },
+        stageFactories,
+        (other) => contexts.get(other)?.pipeline,
+      ),
       spool,
       shutdownGraceMs: config.main.shutdownGraceMs,
     });
   }
   return contexts;
+}
+
+/** A signer-based bank that does not exist would be noticed only when such mail arrives. */
+function checkSignerBanks(config: LoadedConfig): void {
+  for (const [name, bank] of config.banks) {
+    for (const m of bank.dkimVerify.signerBanks) {
+      if (!config.banks.has(m.bank)) throw new PostsealError('CFG_BANK_MISSING', `bank "${name}": /dkimVerify/signerBanks: bank "${m.bank}" (for signer ${m.signer}) has no file; create ${m.bank}.yaml`);
+    }
+  }
 }
 
 /** What a running listener was started with; equal keys mean the listener can stay. */

@@ -5,6 +5,7 @@
 import YAML from 'yaml';
 import { configReference } from '../config/docs';
 import type { LoadedConfig } from '../config/load';
+import { createAuthDeps } from '../lib/authentication-results';
 import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
 import { stageFactories } from '../stages';
@@ -54,6 +55,6 @@ export function runConfig(args: string[]): Promise<number> {
 
 /** Building the pipeline runs every stage factory, which is where stage settings are checked. */
 function pipelineOf(config: LoadedConfig, bankName: string, log: Logger) {
-  const deps = { hostname: config.hostname, authservId: config.authservId, bankName, log, spool: { dir: '', memoryThresholdBytes: 0 } };
+  const deps = { hostname: config.hostname, authservId: config.authservId, bankName, log, spool: { dir: '', memoryThresholdBytes: 0 }, auth: createAuthDeps(config.main.dns) };
   return createPipeline(config.banks.get(bankName)!, deps, stageFactories);
 }

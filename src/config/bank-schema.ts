@@ -6,6 +6,9 @@
  * description, so `postseal config print BANK` and docs/config.md explain every knob.
  */
 import type { FromSchema } from 'json-schema-to-ts';
+import { arcSealBankSchema } from '../stages/arc-seal/schema';
+import { dkimVerifyBankSchema } from '../stages/dkim-verify/schema';
+import { dmarcBankSchema } from '../stages/dmarc/schema';
 
 const target = {
   type: 'object',
@@ -82,7 +85,10 @@ export const bankSchema = {
     stages: {
       type: 'array',
       uniqueItems: true,
-      items: { type: 'string', enum: ['loop-guard', 'header-sanity'] },
+      items: {
+        type: 'string',
+        enum: ['loop-guard', 'header-sanity', 'dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results', 'arc-seal'],
+      },
       default: ['loop-guard', 'header-sanity'],
       description: 'The checks this bank runs; the runner orders them by what each declares it runs after.',
     },
@@ -100,6 +106,9 @@ export const bankSchema = {
         },
       },
     },
+    dkimVerify: dkimVerifyBankSchema,
+    dmarc: dmarcBankSchema,
+    arcSeal: arcSealBankSchema,
     headerSanity: {
       type: 'object',
       additionalProperties: false,

@@ -6,7 +6,11 @@
  * per transaction, dropped with the transaction) and the `authentication-results` stage
  * writes the field once, after all of them, so no check sees a header another one added.
  */
+import type { MainConfig } from '../config/main-schema';
+import { MemoryDmarcResultStore, type DmarcResultStore } from '../store/dmarc-results';
 import { Message } from '../transaction/message';
+import { authorOf, type Author } from './author';
+import { createDnsResolver, type DnsResolver } from './dns';
 
 export type DkimResult = 'pass' | 'fail' | 'neutral' | 'policy' | 'permerror' | 'temperror';
 /** Why a signature got its result (docs/authentication.md lists them). */
@@ -85,6 +89,28 @@ export class AuthBoard {
     if (!o) this.outcomes.set(tx, (o = {}));
     return o;
   }
+}
+
+/** The author of a message with exactly one From field naming one domain (RFC 7489 6.6.1). */
+export function singleAuthor(message: Message): Author | null {
+  const from = message.get('from');
+  return from.length === 1 ? authorOf(from[0]) : null;
+}
+
+/** A signature that nothing may hold against the sender: passing, and not in test mode. */
+export function trusted(s: DkimSignatureResult): boolean {
+  return s.result === 'pass' && !s.testing;
+}
+
+/** What the authentication stages share, made once per configuration (main.ts). */
+export interface AuthDeps {
+  readonly resolver: DnsResolver;
+  readonly board: AuthBoard;
+  readonly dmarcStore: DmarcResultStore;
+}
+
+export function createAuthDeps(dns: MainConfig['dns'], over: Partial<AuthDeps> = {}): AuthDeps {
+  return { resolver: createDnsResolver(dns), board: new AuthBoard(), dmarcStore: new MemoryDmarcResultStore(), ...over };
 }
 
 /** RFC 2045 token: what a property value may be without quotes. */

@@ -3,6 +3,8 @@
  * bank order breaking ties, cycles refused with STAGE_ORDER_CYCLE) and runs it per message:
  * each stage under timeouts.stageTimeoutMs and the message deadline, stopping at the
  * first final verdict. A stage that throws or times out ends the run with a tempfail.
+ * A stage may switch the run to another bank (signer-based policy): that bank's stages not
+ * run yet follow, and its settings decide the verdict.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Bank, StageId } from '../config/bank-schema';
@@ -23,39 +25,60 @@ export interface PipelineResult {
 
 export interface Pipeline {
   readonly stageIds: readonly StageId[];
+  readonly bank: Bank;
+  readonly stages: readonly Stage[];
   run(tx: Transaction, signal: AbortSignal): Promise<PipelineResult>;
 }
 
-export function createPipeline(bank: Bank, deps: StageDeps, factories: Record<StageId, StageFactory>): Pipeline {
+/** `otherBank` finds the pipeline a stage may switch to (StageOutcome.bank). */
+export function createPipeline(
+  bank: Bank,
+  deps: StageDeps,
+  factories: Record<StageId, StageFactory>,
+  otherBank: (name: string) => Pipeline | undefined = () => undefined,
+): Pipeline {
   const stages = orderStages(bank.stages.map((id) => factories[id](bank, deps)));
-  const stageTimeoutMs = bank.timeouts.stageTimeoutMs;
-  return {
+  const self: Pipeline = {
     stageIds: stages.map((s) => s.id),
+    bank,
+    stages,
     async run(tx, signal) {
       const findings: Finding[] = [];
       const timings: Record<string, number> = {};
       const spools: Spool[] = [];
-      for (const stage of stages) {
+      let plan = self;
+      const ran = new Set<StageId>();
+      for (let i = 0; i < plan.stages.length; i++) {
+        const stage = plan.stages[i];
+        if (ran.has(stage.id)) continue;
+        ran.add(stage.id);
         const started = performance.now();
         try {
-          const outcome = await runOne(stage, tx, signal, stageTimeoutMs);
+          const outcome = await runOne(stage, tx, signal, plan.bank.timeouts.stageTimeoutMs);
           findings.push(...outcome.findings);
           if (outcome.message && outcome.message !== tx.message) {
             if (outcome.message.spool !== tx.message.spool) spools.push(outcome.message.spool);
             tx.message = outcome.message;
           }
+          const next = outcome.bank === undefined ? undefined : otherBank(outcome.bank);
+          if (next) {
+            // The new bank's stages that have not run yet, in its order, then its verdict.
+            plan = next;
+            i = -1;
+          } else if (outcome.bank !== undefined) deps.log.warn({ stage: stage.id, bank: outcome.bank, tx: tx.id }, 'stage asked for an unknown bank');
         } catch (err) {
           timings[stage.id] = performance.now() - started;
           deps.log.warn({ err, stage: stage.id, tx: tx.id }, 'stage failed');
-          return { verdict: decide(findings, bank, err), findings, timings, spools };
+          return { verdict: decide(findings, plan.bank, err), findings, timings, spools };
         }
         timings[stage.id] = Math.round((performance.now() - started) * 1000) / 1000;
-        const verdict = decide(findings, bank);
+        const verdict = decide(findings, plan.bank);
         if (isFinal(verdict)) return { verdict, findings, timings, spools };
       }
-      return { verdict: decide(findings, bank), findings, timings, spools };
+      return { verdict: decide(findings, plan.bank), findings, timings, spools };
     },
   };
+  return self;
 }
 
 async function runOne(stage: Stage, tx: Transaction, signal: AbortSignal, timeoutMs: number) {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Bank, StageId } from '../config/bank-schema';
+import type { AuthDeps } from '../lib/authentication-results';
 import type { Message } from '../transaction/message';
 import type { SpoolOptions } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
@@ -20,6 +21,8 @@ export interface StageOutcome {
   readonly findings: readonly Finding[];
   /** The edited or rewritten message; later stages and the reinjection see this one. */
   readonly message?: Message;
+  /** Continue on this policy bank: its stages not run yet, and its verdict (signer-based policy). */
+  readonly bank?: string;
 }
 
 export interface Stage {
@@ -37,6 +40,8 @@ export interface StageDeps {
   readonly log: Logger;
   /** For stages that rewrite a message into a new spool. */
   readonly spool: Omit<SpoolOptions, 'maxSizeBytes'>;
+  /** The resolver, per-transaction results and DMARC store of the authentication checks. */
+  readonly auth: AuthDeps;
 }
 
 export type StageFactory = (bank: Bank, deps: StageDeps) => Stage;

@@ -5,7 +5,7 @@
  */
 import type { Bank } from '../config/bank-schema';
 import { isPostsealError } from '../errors';
-import { replies, type SmtpReply } from '../smtp/replies';
+import { replies, withText, type SmtpReply } from '../smtp/replies';
 import type { FindingCode } from './findings';
 import type { Finding } from './stage';
 
@@ -18,7 +18,7 @@ export interface Verdict {
   readonly reason: string;
 }
 
-type Rule = (bank: Bank) => Omit<Verdict, 'reason'> | null;
+type Rule = (bank: Bank, finding: Finding) => Omit<Verdict, 'reason'> | null;
 
 const reject = (reply: SmtpReply) => ({ action: 'reject' as const, reply });
 const rejectIf = (on: boolean, reply: SmtpReply) => (on ? reject(reply) : null);
@@ -32,7 +32,15 @@ const rules: Partial<Record<FindingCode, Rule>> = {
   HEADER_SANITY_LONG_BODY_LINE: (b) => rejectIf(b.headerSanity.longLine === 'reject', replies.headerRejected),
   HEADER_SANITY_MISSING_FROM: (b) => rejectIf(b.headerSanity.missingFrom === 'reject', replies.headerRejected),
   HEADER_SANITY_MULTIPLE_FROM: (b) => rejectIf(b.headerSanity.multipleFrom === 'reject', replies.headerRejected),
+  // The policy and its domain (a DNS name that published a _dmarc record) go in the reply text.
+  DMARC_FAIL_REJECT: (b, f) => rejectIf(b.dmarc.onReject === 'reject', withText(replies.dmarcRejected, `${replies.dmarcRejected.text} ${printable(f.detail)}`)),
+  DMARC_TEMPERROR_ENFORCING: (b, f) =>
+    b.dmarc.onTempError === 'tempfail' ? { action: 'tempfail', reply: withText(replies.dmarcTempfail, `${replies.dmarcTempfail.text} (${printable(f.detail)})`) } : null,
 };
+
+function printable(text: string | undefined): string {
+  return (text ?? '').replace(/[^\x21-\x7e ]/g, '?');
+}
 
 /** Worst first: one tempfail among the findings outranks a reject (the mail may be fine). */
 const rank: Record<Action, number> = { tempfail: 3, reject: 2, discard: 1, pass: 0 };
@@ -45,7 +53,7 @@ export function decide(findings: readonly Finding[], bank: Bank, failure?: unkno
   }
   let verdict: Verdict = { action: 'pass', reply: replies.accepted, reason: 'no_decisive_finding' };
   for (const f of findings) {
-    const v = rules[f.code]?.(bank);
+    const v = rules[f.code]?.(bank, f);
     if (v && rank[v.action] > rank[verdict.action]) verdict = { ...v, reason: f.code };
   }
   return verdict;

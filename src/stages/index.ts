@@ -4,10 +4,22 @@
  */
 import type { StageId } from '../config/bank-schema';
 import type { StageFactory } from '../pipeline/stage';
+import { createArcSealStage } from './arc-seal';
+import { createArcVerifyStage } from './arc-verify';
+import { createAuthenticationResultsStage } from './authentication-results';
+import { createDkimVerifyStage } from './dkim-verify';
+import { createDmarcStage } from './dmarc';
 import { createHeaderSanityStage } from './header-sanity';
 import { createLoopGuardStage } from './loop-guard';
+import { createSpfStage } from './spf';
 
 export const stageFactories: Record<StageId, StageFactory> = {
   'loop-guard': createLoopGuardStage,
   'header-sanity': createHeaderSanityStage,
+  'dkim-verify': createDkimVerifyStage,
+  spf: createSpfStage,
+  dmarc: createDmarcStage,
+  'arc-verify': createArcVerifyStage,
+  'authentication-results': createAuthenticationResultsStage,
+  'arc-seal': createArcSealStage,
 };

@@ -1,0 +1,48 @@
+/**
+ * arc-seal: adds an ARC set (RFC 8617 5.1) to mail this bank forwards onwards: the
+ * ARC-Authentication-Results copy our results, the ARC-Message-Signature signs the message
+ * as it leaves, the ARC-Seal signs the chain with cv= from arc-verify. A failed chain is
+ * sealed with cv=fail, never as valid; a chain whose newest seal already says cv=fail is not
+ * sealed again (5.1.2). Earlier ARC sets are left byte for byte. List it last in the bank
+ * (after dkim-sign): nothing may change the message after it.
+ *
+ * Findings: ARC_SEAL_SEALED (detail "i=N cv=..."), ARC_SEAL_SKIPPED (detail: why).
+ * Reads: arcSeal.domain, .selector, .keyFile; needs arc-verify in the same bank.
+ */
+import { readFileSync } from 'node:fs';
+import { createSeal } from 'mailauth/lib/arc';
+import type { Bank } from '../../config/bank-schema';
+import { PostsealError } from '../../errors';
+import { formatAuthResults, resinfos } from '../../lib/authentication-results';
+import type { Stage, StageDeps } from '../../pipeline/stage';
+
+export function createArcSealStage(bank: Bank, deps: StageDeps): Stage {
+  const { domain, selector, keyFile } = bank.arcSeal;
+  const where = `bank ${deps.bankName}: /arcSeal`;
+  if (!domain || !selector || !keyFile) throw new PostsealError('CFG_INCONSISTENT', `${where}: arc-seal needs domain, selector and keyFile`);
+  if (!bank.stages.includes('arc-verify')) throw new PostsealError('CFG_INCONSISTENT', `${where}: arc-seal needs arc-verify in the same bank (cv= comes from it)`);
+  let privateKey: Buffer;
+  try {
+    privateKey = readFileSync(keyFile);
+  } catch (err) {
+    throw new PostsealError('CFG_FILE_UNREADABLE', `${where}/keyFile: cannot read ${keyFile}: ${(err as Error).message}`, { cause: err });
+  }
+  return {
+    id: 'arc-seal',
+    after: ['arc-verify', 'authentication-results'],
+    async run(tx) {
+      const o = deps.auth.board.of(tx);
+      const cv = o.arc?.result ?? 'none';
+      const authResults = formatAuthResults(deps.authservId, resinfos(o));
+      const { headers, errors } = await createSeal(tx.message.openRaw(), { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
+      if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };
+      const fields = headers.map((h) => {
+        const text = h.replace(/\r?\n$/, '');
+        const colon = text.indexOf(':');
+        return { name: text.slice(0, colon), value: text.slice(colon + 1).replace(/^ /, '').replace(/\r?\n/g, '\r\n') };
+      });
+      const instance = /\bi=(\d+)/.exec(fields[0].value)?.[1];
+      return { findings: [{ code: 'ARC_SEAL_SEALED', detail: `i=${instance} cv=${cv}` }], message: tx.message.prepend(...fields) };
+    },
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * The `dkimVerify` section of a policy bank (merged into config/bank-schema.ts).
+ */
+export const dkimVerifyBankSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description: 'dkim-verify stage: verifies every DKIM signature of inbound mail (RFC 6376, 8301, 8463) and records one result per signature.',
+  properties: {
+    maxSignatures: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 100,
+      default: 10,
+      description: 'Signatures verified per message, top first; the rest are reported dkim=neutral (signature-limit) without a key lookup.',
+    },
+    minKeyBits: {
+      type: 'integer',
+      minimum: 1024,
+      maximum: 16384,
+      default: 1024,
+      description: 'Shorter RSA keys give dkim=policy (weak-key); RFC 8301 3.2 says 1024 at least.',
+    },
+    partialBody: {
+      type: 'string',
+      enum: ['pass', 'neutral'],
+      default: 'pass',
+      description: 'A valid l= signature on a body with unsigned text after its limit (a list footer, or an attacker): pass, or neutral so that nothing trusts it.',
+    },
+    adsp: {
+      type: 'boolean',
+      default: false,
+      description: 'Look up the author domain ADSP record (RFC 5617, historic) and report it as dkim-adsp= in Authentication-Results; never enforced.',
+    },
+    signerBanks: {
+      type: 'array',
+      default: [],
+      description:
+        'Signature-based policy (amavisd @author_to_policy_bank_maps): mail with a passing signature whose d= is `signer` and aligns with the author (From) domain continues on `bank` for the later stages and the verdict.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['signer', 'bank'],
+        properties: {
+          signer: { type: 'string', minLength: 1, description: 'Signing domain (d=); the From domain must be it or below it.' },
+          bank: { type: 'string', minLength: 1, description: 'Policy bank loaded for such mail (a file in bankDir).' },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,30 @@
+/**
+ * The `dmarc` section of a policy bank (merged into config/bank-schema.ts).
+ */
+export const dmarcBankSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description: 'dmarc stage: DMARC (RFC 7489, DMARCbis tree walk) of the From domain against the SPF and DKIM results, and what this bank does with its policy.',
+  properties: {
+    onReject: {
+      type: 'string',
+      enum: ['reject', 'quarantine', 'tag'],
+      default: 'reject',
+      description:
+        'Mail failing DMARC of a domain whose policy is p=reject: reject = 550 5.7.1 naming the policy; quarantine = delivered with X-Postseal-Quarantine (map it to HOLD with Postfix header_checks); tag = Authentication-Results only.',
+    },
+    onQuarantine: {
+      type: 'string',
+      enum: ['quarantine', 'tag'],
+      default: 'tag',
+      description: 'Mail failing DMARC of a domain whose policy is p=quarantine: quarantine adds X-Postseal-Quarantine; tag = Authentication-Results only (a Sieve rule can file it as junk).',
+    },
+    onTempError: {
+      type: 'string',
+      enum: ['tempfail', 'tag'],
+      default: 'tempfail',
+      description: 'DMARC could not decide because a DNS lookup failed, for a domain whose policy is quarantine or reject: tempfail = 451 4.7.0 (Postfix retries); tag = deliver with dmarc=temperror.',
+    },
+  },
+} as const;

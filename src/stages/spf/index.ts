@@ -1,0 +1,71 @@
+/**
+ * spf: SPF (RFC 7208) of the client that Postfix passed with XFORWARD (ADDR, HELO) for the
+ * MAIL FROM domain, or the HELO name for the null sender; mailauth evaluates, with the
+ * 10-lookup and 2-void-lookup limits, through our resolver. XFORWARD is only believed from
+ * trusted peers (listener/session.ts): without it there is nothing to check, so the result
+ * is spf=none with SPF_NOT_CHECKED and a warning, never an evaluation of 127.0.0.1.
+ *
+ * Findings: SPF_PASS, SPF_FAIL, SPF_SOFTFAIL, SPF_NEUTRAL, SPF_NONE, SPF_TEMPERROR,
+ * SPF_PERMERROR, SPF_NOT_CHECKED; detail "domain client-ip". None decides the verdict here
+ * (DMARC uses the result). Reads: no bank keys.
+ */
+import net from 'node:net';
+import { spf } from 'mailauth/lib/spf';
+import type { DNSResolver } from 'mailauth';
+import type { Bank } from '../../config/bank-schema';
+import type { SpfOutcome } from '../../lib/authentication-results';
+import { mailauthResolver } from '../../lib/dns';
+import type { FindingCode } from '../../pipeline/findings';
+import type { Stage, StageDeps } from '../../pipeline/stage';
+import type { ClientInfo } from '../../transaction/transaction';
+
+const codes: Record<SpfOutcome['result'], FindingCode> = {
+  pass: 'SPF_PASS',
+  fail: 'SPF_FAIL',
+  softfail: 'SPF_SOFTFAIL',
+  neutral: 'SPF_NEUTRAL',
+  none: 'SPF_NONE',
+  temperror: 'SPF_TEMPERROR',
+  permerror: 'SPF_PERMERROR',
+};
+
+export function createSpfStage(_bank: Bank, deps: StageDeps): Stage {
+  const { resolver, board } = deps.auth;
+  return {
+    id: 'spf',
+    after: ['loop-guard', 'header-sanity'],
+    async run(tx, signal) {
+      const ip = clientAddress(tx.client);
+      const sender = tx.envelope.mailFrom;
+      const helo = usable(tx.client.helo);
+      if (!ip) {
+        deps.log.warn({ tx: tx.id, peer: tx.peerAddress }, 'SPF not checked: no client address from a trusted XFORWARD (smtp_send_xforward_command=yes on the content_filter transport?)');
+        board.of(tx).spf = { result: 'none', domain: '', mailfrom: sender || undefined, helo, comment: 'no client address from XFORWARD' };
+        return { findings: [{ code: 'SPF_NOT_CHECKED', detail: `peer ${tx.peerAddress}` }] };
+      }
+      const r = await spf({
+        sender: sender || undefined,
+        ip,
+        helo,
+        mta: deps.authservId,
+        resolver: mailauthResolver(resolver, signal) as DNSResolver,
+        maxResolveCount: 10,
+        maxVoidCount: 2,
+      });
+      const result = r.status.result as SpfOutcome['result'];
+      const comment = (r.status as { comment?: string }).comment;
+      board.of(tx).spf = { result, domain: r.domain, mailfrom: sender || undefined, helo, comment };
+      return { findings: [{ code: codes[result] ?? 'SPF_TEMPERROR', detail: `${r.domain} ${ip}` }] };
+    },
+  };
+}
+
+/** Postfix writes IPv6 client addresses as "IPv6:2001:db8::1" (XFORWARD_README). */
+export function clientAddress(client: ClientInfo): string | undefined {
+  const addr = usable(client.addr)?.replace(/^ipv6:/i, '');
+  return addr && net.isIP(addr) ? addr : undefined;
+}
+
+function usable(v: string | undefined): string | undefined {
+  return v && v !== '[UNAVAILABLE]' ? v : undefined;
+}
