@@ -1,9 +1,12 @@
 /**
  * One e2e environment per test file: a private Postfix rendered from examples/postfix and the
- * postseal daemon between its filter ports, on free loopback ports. close() stops both and
- * removes every file; call it in afterAll, which jest runs even when a test or start-up failed.
+ * postseal daemon between its filter ports, on free loopback ports, with a loopback DNS
+ * server whose empty zone answers NXDOMAIN (so remote.test has no SPF, DKIM or DMARC).
+ * close() stops all of it and removes every file; call it in afterAll, which jest runs even
+ * when a test or start-up failed.
  */
 import path from 'node:path';
+import { startDnsServer } from '../helpers/dns-server';
 import { EXAMPLE_PORTS, Postfix, type PortMap } from './postfix';
 import { PostsealDaemon, buildPostseal, writePostsealConfig } from './postseal-daemon';
 import { pickPorts } from './ports';
@@ -25,15 +28,20 @@ export interface E2E {
 export async function startE2E(): Promise<E2E> {
   const free = await pickPorts(EXAMPLE_PORTS.length);
   const ports = Object.fromEntries(EXAMPLE_PORTS.map((p, i) => [p, free[i]])) as unknown as PortMap;
-  const postfix = await Postfix.start(ports);
+  const dns = await startDnsServer();
+  const postfix = await Postfix.start(ports).catch(async (err) => {
+    await dns.close();
+    throw err;
+  });
   const daemons: PostsealDaemon[] = [];
   const close = async () => {
     await Promise.all(daemons.map((d) => d.stop()));
     await postfix.destroy();
+    await dns.close();
   };
   try {
     const cli = await buildPostseal(path.join(postfix.dir, 'dist'));
-    const { configFile, spoolDir } = writePostsealConfig(path.join(postfix.dir, 'postseal'), ports);
+    const { configFile, spoolDir } = writePostsealConfig(path.join(postfix.dir, 'postseal'), ports, dns.server);
     const restartPostseal = async () => {
       daemons.push(await PostsealDaemon.start(cli, configFile, path.join(postfix.dir, 'postseal.pid')));
       return daemons[daemons.length - 1];

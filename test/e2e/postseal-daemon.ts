@@ -36,9 +36,11 @@ export async function buildPostseal(outDir: string): Promise<string> {
 /**
  * Writes postseal.yaml and banks/ into `dir`. The spool keeps nothing in memory
  * (memoryThresholdBytes 0), so every message has a spool file from its first byte: the
- * signal that a message is in DATA, which the SIGKILL scenario waits for.
+ * signal that a message is in DATA, which the SIGKILL scenario waits for. DNS goes to the
+ * test's own server (`dnsServer`, "127.0.0.1:PORT"), so SPF/DMARC/DKIM lookups neither leave
+ * the machine nor depend on a resolver being there.
  */
-export function writePostsealConfig(dir: string, ports: PortMap): { configFile: string; spoolDir: string } {
+export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: string): { configFile: string; spoolDir: string } {
   const bankDir = path.join(dir, 'banks');
   const spoolDir = path.join(dir, 'spool');
   mkdirSync(bankDir, { recursive: true });
@@ -48,7 +50,7 @@ export function writePostsealConfig(dir: string, ports: PortMap): { configFile: 
     writeFileSync(path.join(bankDir, f), YAML.stringify(remapPorts(YAML.parse(readFileSync(path.join(shippedBanks, f), 'utf8')) ?? {}, ports)));
   }
   const shipped = remapPorts(YAML.parse(readFileSync(path.join(ROOT, 'postseal.yaml'), 'utf8')), ports) as Record<string, unknown>;
-  const main = { ...shipped, hostname: FILTER_HOSTNAME, bankDir: 'banks', spool: { dir: spoolDir, memoryThresholdBytes: 0 } };
+  const main = { ...shipped, hostname: FILTER_HOSTNAME, bankDir: 'banks', spool: { dir: spoolDir, memoryThresholdBytes: 0 }, dns: { ...(shipped.dns as object), servers: [dnsServer] } };
   const configFile = path.join(dir, 'postseal.yaml');
   writeFileSync(configFile, YAML.stringify(main));
   return { configFile, spoolDir };
