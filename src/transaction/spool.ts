@@ -32,6 +32,31 @@ export interface Spool {
 }
 
 const DEFAULT_HEAD_BYTES = 1024 * 1024;
+const SPOOL_FILE = /^postseal-(\d+)-[0-9a-f]{16}\.eml$/;
+
+/**
+ * Removes spool files whose process is gone (a postseal killed mid-message cannot clean up;
+ * Postfix retries that message, so the file is of no use). Files of live processes stay.
+ */
+export async function sweepStaleSpools(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const m = SPOOL_FILE.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    await fsp.rm(path.join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<Spool> {
   const sink = new SpoolWriter(opts);

@@ -1,9 +1,9 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { isPostsealError } from '../../src/errors';
-import { spoolFrom } from '../../src/transaction/spool';
+import { spoolFrom, sweepStaleSpools } from '../../src/transaction/spool';
 import { readAll } from '../helpers/streams';
 
 const dir = () => mkdtempSync(path.join(tmpdir(), 'spool-test-'));
@@ -48,5 +48,16 @@ describe('spool', () => {
     const err = await p.catch((e) => e);
     expect(isPostsealError(err, 'UPSTREAM_ABORTED')).toBe(true);
     expect(readdirSync(d)).toEqual([]);
+  });
+});
+
+describe('sweepStaleSpools', () => {
+  it('removes spool files of dead processes and keeps those of live ones and other files', async () => {
+    const d = dir();
+    const dead = 'postseal-999999999-0123456789abcdef.eml';
+    const live = `postseal-${process.pid}-0123456789abcdef.eml`;
+    for (const f of [dead, live, 'unrelated.eml']) writeFileSync(path.join(d, f), 'x');
+    expect(await sweepStaleSpools(d)).toEqual([dead]);
+    expect(readdirSync(d).sort()).toEqual([live, 'unrelated.eml'].sort());
   });
 });
