@@ -6,11 +6,13 @@
 import { runConfig } from './config-command';
 import { runKeys } from './keys-command';
 import { runStart } from './start-command';
+import { runVerify } from './verify-command';
 
 const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
   start: { summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)', run: runStart },
   keys: { summary: 'keys generate --domain D --selector S [--type rsa|ed25519]  make a DKIM key and its DNS record', run: runKeys },
   config: { summary: 'config check|print BANK|docs [--config FILE]  validate the configuration, print a bank, or the reference', run: runConfig },
+  verify: { summary: 'verify [--dns HOST:PORT] [--client-ip IP --helo NAME --mail-from ADDR] FILE|-  DKIM/SPF/DMARC/ARC of one message', run: runVerify },
 };
 
 export const usage = `Usage: postseal <command> [options]
