@@ -6,7 +6,7 @@
  * when a test or start-up failed.
  */
 import path from 'node:path';
-import { startDnsServer } from '../helpers/dns-server';
+import { startDnsServer, type Zone } from '../helpers/dns-server';
 import { EXAMPLE_PORTS, Postfix, type PortMap } from './postfix';
 import { PostsealDaemon, buildPostseal, writePostsealConfig } from './postseal-daemon';
 import { pickPorts } from './ports';
@@ -25,10 +25,11 @@ export interface E2E {
   close(): Promise<void>;
 }
 
-export async function startE2E(): Promise<E2E> {
+/** `zone`: what the loopback DNS server answers (DKIM keys, SPF, DMARC of test domains). */
+export async function startE2E(zone: Zone = {}): Promise<E2E> {
   const free = await pickPorts(EXAMPLE_PORTS.length);
   const ports = Object.fromEntries(EXAMPLE_PORTS.map((p, i) => [p, free[i]])) as unknown as PortMap;
-  const dns = await startDnsServer();
+  const dns = await startDnsServer(zone);
   const postfix = await Postfix.start(ports).catch(async (err) => {
     await dns.close();
     throw err;
