@@ -92,7 +92,7 @@ function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionCo
       pool: new DownstreamPool(bank.forward, bank.forward.heloName || config.hostname, bankLog),
       pipeline: createPipeline(
         bank,
-        { hostname: config.hostname, authservId: config.authservId, bankName: name, log: bankLog, spool, auth },
+        { hostname: config.hostname, authservId: config.authservId, bankName: name, log: bankLog, spool, keys: config.keys, auth },
         stageFactories,
         (other) => contexts.get(other)?.pipeline,
       ),

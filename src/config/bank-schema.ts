@@ -7,8 +7,10 @@
  */
 import type { FromSchema } from 'json-schema-to-ts';
 import { arcSealBankSchema } from '../stages/arc-seal/schema';
+import { dkimSignBankSchema } from '../stages/dkim-sign/schema';
 import { dkimVerifyBankSchema } from '../stages/dkim-verify/schema';
 import { dmarcBankSchema } from '../stages/dmarc/schema';
+import { sevenBitBankSchema } from '../stages/seven-bit/schema';
 
 const target = {
   type: 'object',
@@ -87,7 +89,7 @@ export const bankSchema = {
       uniqueItems: true,
       items: {
         type: 'string',
-        enum: ['loop-guard', 'header-sanity', 'dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results', 'arc-seal'],
+        enum: ['loop-guard', 'header-sanity', 'dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results', 'seven-bit', 'dkim-sign', 'arc-seal'],
       },
       default: ['loop-guard', 'header-sanity'],
       description: 'The checks this bank runs; the runner orders them by what each declares it runs after.',
@@ -106,6 +108,8 @@ export const bankSchema = {
         },
       },
     },
+    sevenBit: sevenBitBankSchema,
+    dkimSign: dkimSignBankSchema,
     dkimVerify: dkimVerifyBankSchema,
     dmarc: dmarcBankSchema,
     arcSeal: arcSealBankSchema,

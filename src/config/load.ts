@@ -14,6 +14,8 @@ import { bankSchema, type Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
 import { readYaml, schemaError } from './yaml-file';
 import { parseNetworks, type NetworkList } from '../lib/networks';
+import { loadKeyStore, type KeyStore } from '../keys/key-store';
+import { checkSigningBank } from '../stages/dkim-sign/check';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
 export const builtinBankDir = path.resolve(__dirname, '../../policy-banks');
@@ -26,6 +28,8 @@ export interface LoadedConfig {
   readonly hostname: string;
   readonly authservId: string;
   readonly trustedNetworks: NetworkList;
+  /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
+  readonly keys: KeyStore;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
@@ -45,8 +49,9 @@ export function loadConfig(file: string): LoadedConfig {
   } catch (err) {
     throw new PostsealError('CFG_SCHEMA_INVALID', `${absFile}: /xforwardTrustedNetworks: ${(err as Error).message}; write networks as 127.0.0.0/8 or ::1/128`, { cause: err });
   }
+  const keys = loadKeyStore(absFile, main.dkimSign);
   const hostname = main.hostname || osHostname();
-  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks });
+  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, keys });
 }
 
 /** Reads every bank a listener names, each merged over default.yaml. */
@@ -74,6 +79,7 @@ function loadBanks(bankDir: string, main: MainConfig): Map<string, Bank> {
 }
 
 function checkBank(file: string, bank: Bank, main: MainConfig): void {
+  checkSigningBank(file, bank);
   for (const l of main.listeners) {
     if (l.address === bank.forward.host && l.port === bank.forward.port) {
       throw new PostsealError('CFG_INCONSISTENT', `${file}: /forward: forwards to postseal's own listener ${l.address}:${l.port}, a mail loop; point it at the Postfix reinjection port (10025 or 10027)`);

@@ -80,6 +80,16 @@ export const mainConfigSchema = {
         cacheMaxTtlSec: { type: 'integer', minimum: 0, maximum: 604800, default: 3600, description: 'Longest time an answer is cached, whatever its TTL.' },
       },
     },
+    dkimSign: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Signing keys for the dkim-sign stage (docs/signing.md). Both files are read at start-up and on SIGHUP; a key that cannot be loaded stops start-up, or keeps the running keys on reload.',
+      properties: {
+        keyTableFile: { type: 'string', default: '', description: 'YAML key table: key name -> domain, selector, PEM key file, algorithm; relative to this file. Empty: no keys, nothing is signed.' },
+        signingTableFile: { type: 'string', default: '', description: 'YAML signing table: author (From) domain rules -> key names; relative to this file. Set together with keyTableFile.' },
+      },
+    },
     spool: {
       type: 'object',
       additionalProperties: false,

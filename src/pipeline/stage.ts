@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Bank, StageId } from '../config/bank-schema';
+import type { KeyStore } from '../keys/key-store';
 import type { AuthDeps } from '../lib/authentication-results';
 import type { Message } from '../transaction/message';
 import type { SpoolOptions } from '../transaction/spool';
@@ -40,6 +41,8 @@ export interface StageDeps {
   readonly log: Logger;
   /** For stages that rewrite a message into a new spool. */
   readonly spool: Omit<SpoolOptions, 'maxSizeBytes'>;
+  /** DKIM signing keys, parsed at start-up or reload. */
+  readonly keys: KeyStore;
   /** The resolver, per-transaction results and DMARC store of the authentication checks. */
   readonly auth: AuthDeps;
 }

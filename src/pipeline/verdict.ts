@@ -32,6 +32,11 @@ const rules: Partial<Record<FindingCode, Rule>> = {
   HEADER_SANITY_LONG_BODY_LINE: (b) => rejectIf(b.headerSanity.longLine === 'reject', replies.headerRejected),
   HEADER_SANITY_MISSING_FROM: (b) => rejectIf(b.headerSanity.missingFrom === 'reject', replies.headerRejected),
   HEADER_SANITY_MULTIPLE_FROM: (b) => rejectIf(b.headerSanity.multipleFrom === 'reject', replies.headerRejected),
+  SEVEN_BIT_SIGNED_EIGHT_BIT: (b) => (b.sevenBit.signedEightBit === 'tempfail' ? { action: 'tempfail', reply: replies.conversionFailed } : null),
+  DKIM_SIGN_NO_FROM: (b) => rejectIf(b.dkimSign.unsignableFrom === 'reject', replies.headerRejected),
+  DKIM_SIGN_MULTIPLE_FROM: (b) => rejectIf(b.dkimSign.unsignableFrom === 'reject', replies.headerRejected),
+  // Never unsigned mail from a signing bank: Postfix retries and the log says why.
+  DKIM_SIGN_FAILED: () => ({ action: 'tempfail', reply: replies.signingFailed }),
   // The policy and its domain (a DNS name that published a _dmarc record) go in the reply text.
   DMARC_FAIL_REJECT: (b, f) => rejectIf(b.dmarc.onReject === 'reject', withText(replies.dmarcRejected, `${replies.dmarcRejected.text} ${printable(f.detail)}`)),
   DMARC_TEMPERROR_ENFORCING: (b, f) =>

@@ -32,6 +32,8 @@ export const replies = {
   tooManyConnections: { code: '421', enhanced: '4.3.2', text: 'Too many connections, try again later' },
   shuttingDown: { code: '421', enhanced: '4.3.2', text: 'Shutting down, try again later' },
   upstreamAborted: { code: '451', enhanced: '4.3.0', text: 'Message data incomplete' },
+  signingFailed: { code: '451', enhanced: '4.7.5', text: 'Message could not be signed, try again later' },
+  conversionFailed: { code: '451', enhanced: '4.6.3', text: 'Message cannot be converted to 7 bit, try again later' },
 } as const satisfies Record<string, SmtpReply>;
 
 export type ReplyReason = keyof typeof replies;

@@ -7,10 +7,12 @@ import type { StageFactory } from '../pipeline/stage';
 import { createArcSealStage } from './arc-seal';
 import { createArcVerifyStage } from './arc-verify';
 import { createAuthenticationResultsStage } from './authentication-results';
+import { createDkimSignStage } from './dkim-sign';
 import { createDkimVerifyStage } from './dkim-verify';
 import { createDmarcStage } from './dmarc';
 import { createHeaderSanityStage } from './header-sanity';
 import { createLoopGuardStage } from './loop-guard';
+import { createSevenBitStage } from './seven-bit';
 import { createSpfStage } from './spf';
 
 export const stageFactories: Record<StageId, StageFactory> = {
@@ -22,4 +24,6 @@ export const stageFactories: Record<StageId, StageFactory> = {
   'arc-verify': createArcVerifyStage,
   'authentication-results': createAuthenticationResultsStage,
   'arc-seal': createArcSealStage,
+  'seven-bit': createSevenBitStage,
+  'dkim-sign': createDkimSignStage,
 };

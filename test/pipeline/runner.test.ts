@@ -1,6 +1,7 @@
 import pino from 'pino';
 import type { Bank } from '../../src/config/bank-schema';
 import { isPostsealError } from '../../src/errors';
+import { emptyKeyStore } from '../../src/keys/key-store';
 import { createAuthDeps } from '../../src/lib/authentication-results';
 import { createPipeline, orderStages } from '../../src/pipeline/runner';
 import type { Stage, StageFactory } from '../../src/pipeline/stage';
@@ -10,7 +11,7 @@ import type { Transaction } from '../../src/transaction/transaction';
 import { loadTestBank } from '../helpers/banks';
 
 const stage = (id: Stage['id'], after: Stage['id'][] = [], run: Stage['run'] = async () => ({ findings: [] })): Stage => ({ id, after, run });
-const deps = { hostname: 'h', authservId: 'h', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir: '', memoryThresholdBytes: 0 }, auth: createAuthDeps({ servers: [], timeoutMs: 100, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }) };
+const deps = { hostname: 'h', authservId: 'h', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir: '', memoryThresholdBytes: 0 }, keys: emptyKeyStore, auth: createAuthDeps({ servers: [], timeoutMs: 100, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }) };
 
 function tx(bank: Bank): Transaction {
   return {

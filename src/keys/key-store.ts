@@ -1,0 +1,144 @@
+/**
+ * The signing keys: the key table and signing table files (keys/schema.ts) read and checked
+ * at start-up and on SIGHUP, every private key parsed once into a KeyObject. A message never
+ * touches a file: the dkim-sign stage asks `forAuthor(domain)`.
+ *
+ * Fails (stopping start-up, or refusing a reload so the running keys stay) with
+ * CFG_KEY_UNREADABLE (missing or unreadable key file), CFG_KEY_INVALID (not a private key,
+ * wrong type for its algorithm, RSA under 1024 bits), CFG_SIGNING_CATCH_ALL (a rule for
+ * every domain or a whole TLD), CFG_INCONSISTENT (unknown key name, duplicate rule, a d= not
+ * related to the author domain without thirdParty, DomainKeys on an Ed25519 key), and the
+ * schema errors of config/yaml-file.ts; each names the file and the JSON pointer.
+ */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import Ajv from 'ajv';
+import { readYaml, schemaError } from '../config/yaml-file';
+import { PostsealError } from '../errors';
+import { normalizeDomain } from '../lib/author';
+import type { DkimAlgorithm } from '../lib/dkim/signature';
+import { keyTableSchema, signingTableSchema, type DomainKeysMode, type KeyTable, type KeyTableEntry, type SigningTable } from './schema';
+
+export interface SigningKey {
+  readonly name: string;
+  /** d=, lower-case A-label. */
+  readonly domain: string;
+  readonly selector: string;
+  readonly algorithm: DkimAlgorithm;
+  readonly privateKey: KeyObject;
+  readonly domainKeys: DomainKeysMode;
+}
+
+export interface KeyStore {
+  readonly size: number;
+  /** The keys for an author domain (lower-case A-label): its exact rule, else the nearest *.parent rule, else none. */
+  forAuthor(domain: string): readonly SigningKey[];
+}
+
+export interface SigningFiles {
+  readonly keyTableFile: string;
+  readonly signingTableFile: string;
+}
+
+const MIN_RSA_BITS = 1024;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validateKeyTable = ajv.compile(keyTableSchema);
+const validateSigningTable = ajv.compile(signingTableSchema);
+
+export const emptyKeyStore: KeyStore = { size: 0, forAuthor: () => [] };
+
+/** Reads both files (paths relative to the main config file); both empty means no signing keys. */
+export function loadKeyStore(configFile: string, files: SigningFiles): KeyStore {
+  if (!files.keyTableFile && !files.signingTableFile) return emptyKeyStore;
+  if (!files.keyTableFile || !files.signingTableFile) {
+    throw new PostsealError('CFG_INCONSISTENT', `${configFile}: /dkimSign: keyTableFile and signingTableFile go together; set both or neither`);
+  }
+  const keyTableFile = path.resolve(path.dirname(configFile), files.keyTableFile);
+  const signingTableFile = path.resolve(path.dirname(configFile), files.signingTableFile);
+  const keyTable = readYaml(keyTableFile) ?? {};
+  if (!validateKeyTable(keyTable)) throw schemaError(keyTableFile, validateKeyTable.errors);
+  const signingTable = readYaml(signingTableFile) ?? [];
+  if (!validateSigningTable(signingTable)) throw schemaError(signingTableFile, validateSigningTable.errors);
+  const keys = loadKeys(keyTableFile, keyTable as KeyTable);
+  return buildStore(signingTableFile, signingTable as SigningTable, keys);
+}
+
+function loadKeys(file: string, table: KeyTable): Map<string, SigningKey> {
+  const keys = new Map<string, SigningKey>();
+  for (const [name, entry] of Object.entries(table)) {
+    const domain = normalizeDomain(entry.domain);
+    if (!domain) throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /${name}/domain: "${entry.domain}" is not a domain name`);
+    keys.set(name, { name, domain, selector: entry.selector.toLowerCase(), algorithm: entry.algorithm, privateKey: readKey(file, name, entry), domainKeys: entry.domainKeys });
+  }
+  return keys;
+}
+
+function readKey(file: string, name: string, entry: KeyTableEntry): KeyObject {
+  const keyFile = path.resolve(path.dirname(file), entry.keyFile);
+  const where = `${file}: /${name}/keyFile: ${keyFile}`;
+  let pem: Buffer;
+  try {
+    pem = readFileSync(keyFile);
+  } catch (err) {
+    throw new PostsealError('CFG_KEY_UNREADABLE', `${where}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (err) {
+    throw new PostsealError('CFG_KEY_INVALID', `${where}: not a PEM private key (${(err as Error).message}); make one with postseal keys generate`, { cause: err });
+  }
+  const type = entry.algorithm === 'rsa-sha256' ? 'rsa' : 'ed25519';
+  if (key.asymmetricKeyType !== type) {
+    throw new PostsealError('CFG_KEY_INVALID', `${where}: is an ${key.asymmetricKeyType} key, but /${name}/algorithm ${entry.algorithm} needs an ${type} key`);
+  }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (type === 'rsa' && bits < MIN_RSA_BITS) {
+    throw new PostsealError('CFG_KEY_INVALID', `${where}: RSA key of ${bits} bits; RFC 8301 needs at least ${MIN_RSA_BITS} (2048 recommended)`);
+  }
+  if (entry.domainKeys !== 'off' && type !== 'rsa') {
+    throw new PostsealError('CFG_INCONSISTENT', `${file}: /${name}/domainKeys: DomainKeys signs with rsa-sha1 only; use an RSA key or set it to off`);
+  }
+  return key;
+}
+
+function buildStore(file: string, table: SigningTable, keys: Map<string, SigningKey>): KeyStore {
+  const rules = new Map<string, SigningKey[]>();
+  table.forEach((rule, i) => {
+    const wildcard = rule.author.startsWith('*');
+    const domain = normalizeDomain(wildcard ? rule.author.slice(2) : rule.author);
+    if (rule.author === '*' || (wildcard && !domain.includes('.'))) {
+      throw new PostsealError('CFG_SIGNING_CATCH_ALL', `${file}: /${i}/author: "${rule.author}" would sign mail of every domain${rule.author === '*' ? '' : ` under .${domain}`}; list your domains (example.com, *.example.com)`);
+    }
+    if (!domain) throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /${i}/author: "${rule.author}" is not a domain name`);
+    const pattern = wildcard ? `*.${domain}` : domain;
+    if (rules.has(pattern)) throw new PostsealError('CFG_INCONSISTENT', `${file}: /${i}/author: a rule for ${pattern} comes earlier; merge their keys into one rule`);
+    const chosen = rule.keys.map((name, j) => {
+      const key = keys.get(name);
+      if (!key) throw new PostsealError('CFG_INCONSISTENT', `${file}: /${i}/keys/${j}: no key "${name}" in the key table`);
+      if (!rule.thirdParty && !isSameOrParent(key.domain, domain)) {
+        throw new PostsealError('CFG_INCONSISTENT', `${file}: /${i}/keys/${j}: key "${name}" signs d=${key.domain}, which is not ${domain} or a parent of it; set thirdParty: true if that is intended`);
+      }
+      return key;
+    });
+    rules.set(pattern, chosen);
+  });
+  return {
+    size: keys.size,
+    forAuthor(domain) {
+      const exact = rules.get(domain);
+      if (exact) return exact;
+      for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
+        const parent = rules.get(`*.${domain.slice(dot + 1)}`);
+        if (parent) return parent;
+      }
+      return [];
+    },
+  };
+}
+
+function isSameOrParent(parent: string, domain: string): boolean {
+  return domain === parent || domain.endsWith(`.${parent}`);
+}

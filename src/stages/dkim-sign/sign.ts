@@ -1,0 +1,74 @@
+/**
+ * Makes every signature for one message in one read of the body: the DKIM body hash (one
+ * canonicalization per message, shared by all its DKIM signatures) and the DomainKeys
+ * hashes stream side by side, then the DKIM signatures are made in parallel in the thread
+ * pool. Returns the new fields, DKIM-Signature first, ready to prepend.
+ *
+ * Rejects with the abort reason or the crypto error; the stage reports it as DKIM_SIGN_FAILED.
+ */
+import { createHash } from 'node:crypto';
+import type { Author } from '../../lib/author';
+import { BodyCanonicalizer, type DkimCanonicalization } from '../../lib/dkim/canonicalization';
+import { DomainKeysSigner } from '../../lib/dkim/domainkeys';
+import { createDkimSignature, signedHeaderNames } from '../../lib/dkim/signature';
+import type { SigningKey } from '../../keys/key-store';
+import type { Message } from '../../transaction/message';
+import type { SignatureOptions } from './options';
+
+export interface SignedFields {
+  readonly fields: string[];
+  /** One entry per signature, for the log line: "d=example.com s=sel rsa-sha256". */
+  readonly summary: string[];
+}
+
+const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$/;
+
+export async function signMessage(msg: Message, keys: readonly SigningKey[], opts: SignatureOptions, author: Author | null, now: Date, signal: AbortSignal): Promise<SignedFields> {
+  const [headerCanon, bodyCanon] = opts.canonicalization.split('/') as [DkimCanonicalization, DkimCanonicalization];
+  const bodyHash = createHash('sha256');
+  const body = new BodyCanonicalizer(bodyCanon, (bytes) => bodyHash.update(bytes));
+  const signedNames = signedHeaderNames(msg.fields, opts.signedHeaderFields, opts.oversignedHeaderFields);
+  const domainKeys = keys
+    .filter((k) => k.domainKeys !== 'off')
+    .map((k) => ({ key: k, signer: new DomainKeysSigner(msg.fields, { privateKey: k.privateKey, domain: k.domain, selector: k.selector, canon: k.domainKeys === 'simple' ? 'simple' : 'nofws', names: opts.signedHeaderFields }) }));
+
+  for await (const chunk of msg.openBody()) {
+    signal.throwIfAborted();
+    body.update(chunk as Buffer);
+    for (const dk of domainKeys) dk.signer.body.update(chunk as Buffer);
+  }
+  body.end();
+
+  const t = Math.floor(now.getTime() / 1000);
+  const bh = bodyHash.digest('base64');
+  const dkim = await Promise.all(
+    keys.map((k) =>
+      createDkimSignature(msg.fields, {
+        algorithm: k.algorithm,
+        privateKey: k.privateKey,
+        domain: k.domain,
+        selector: k.selector,
+        headerCanon,
+        bodyCanon,
+        bodyHash: bh,
+        signedNames,
+        timestamp: opts.timestamp ? t : undefined,
+        expiration: opts.ttlSeconds > 0 ? t + opts.ttlSeconds : undefined,
+        identity: opts.identity === 'author' ? identityFor(author, k.domain) : undefined,
+        bodyLength: opts.bodyLength ? body.length : undefined,
+      }),
+    ),
+  );
+  signal.throwIfAborted();
+  return {
+    fields: [...dkim, ...domainKeys.map((dk) => dk.signer.finish())],
+    summary: [...keys.map((k) => `d=${k.domain} s=${k.selector} ${k.algorithm}`), ...domainKeys.map((dk) => `d=${dk.key.domain} s=${dk.key.selector} domainkeys`)],
+  };
+}
+
+/** i= is the author when it lies within d= (RFC 6376 3.5); an unusual local part gives @domain. */
+function identityFor(author: Author | null, domain: string): string | undefined {
+  if (!author || (author.domain !== domain && !author.domain.endsWith(`.${domain}`))) return undefined;
+  const local = author.address.slice(0, author.address.lastIndexOf('@'));
+  return LOCAL_PART.test(local) ? author.address : `@${author.domain}`;
+}

@@ -1,0 +1,78 @@
+/**
+ * seven-bit: makes originating mail 7-bit before it is signed, so that no later hop that
+ * lacks 8BITMIME downgrades it and breaks the signature (amavisd left this to Postfix by
+ * hiding 8BITMIME; discardEhloKeywords: [8BITMIME] still does that).
+ *
+ * Only the parts that need it change (plan.ts): their Content-Transfer-Encoding field and
+ * their body; every other byte, boundaries and fields included, is copied as received. The
+ * body is read twice from the spool (walk, then rewrite) and never held in memory.
+ *
+ * Findings: SEVEN_BIT_CONVERTED (what was re-encoded); SEVEN_BIT_EIGHT_BIT_HEADER (8-bit
+ * header fields, i.e. SMTPUTF8 mail: it cannot be made 7-bit and is left as it is);
+ * SEVEN_BIT_SIGNED_EIGHT_BIT (multipart/signed with 8-bit content, left as it is;
+ * sevenBit.signedEightBit: pass, or tempfail 451 4.6.3); SEVEN_BIT_UNCONVERTIBLE.
+ */
+import { isAscii } from 'node:buffer';
+import { Readable } from 'node:stream';
+import type { Bank } from '../../config/bank-schema';
+import { MimeWalker } from '../../lib/mime/structure';
+import { applyEdits } from '../../lib/mime/splice';
+import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
+import { Message, makeField, type HeaderField } from '../../transaction/message';
+import { spoolFrom } from '../../transaction/spool';
+import { planSevenBit, type TransferEncoding } from './plan';
+
+export function createSevenBitStage(_bank: Bank, deps: StageDeps): Stage {
+  return {
+    id: 'seven-bit',
+    // Verification sees the bytes as they arrived.
+    after: ['loop-guard', 'header-sanity', 'dkim-verify', 'arc-verify'],
+    async run(tx, signal) {
+      const msg = tx.message;
+      const first = (name: string) => msg.get(name).map((f) => Message.value(f))[0];
+      const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'));
+      for await (const chunk of msg.openBody()) {
+        signal.throwIfAborted();
+        walker.push(chunk as Buffer);
+      }
+      walker.end(msg.bodySize);
+      const plan = planSevenBit(walker.root);
+
+      const eightBitFields = msg.fields.filter((f) => !isAscii(f.raw)).map((f) => f.name);
+      if (eightBitFields.length || plan.eightBitHeader) {
+        const where = eightBitFields.length ? eightBitFields.join(',') : 'in a MIME part header';
+        return { findings: [{ code: 'SEVEN_BIT_EIGHT_BIT_HEADER', detail: `${where}; left as it is` }] };
+      }
+      const findings: Finding[] = [];
+      if (plan.signed.length) findings.push({ code: 'SEVEN_BIT_SIGNED_EIGHT_BIT', detail: plan.signed.join(', ') });
+      if (plan.unconvertible.length) findings.push({ code: 'SEVEN_BIT_UNCONVERTIBLE', detail: plan.unconvertible.join(', ') });
+      if (plan.edits.length === 0 && !plan.topEncoding) return { findings };
+
+      const fields = plan.topEncoding ? withTopEncoding(msg.fields, plan.topEncoding) : msg.fields;
+      const counts = Object.entries(plan.counts).filter(([, n]) => n > 0);
+      findings.push({ code: 'SEVEN_BIT_CONVERTED', detail: counts.map(([enc, n]) => `${enc}: ${n}`).join(', ') });
+      if (plan.edits.length === 0) return { findings, message: msg.withFields(fields) };
+      const header = Buffer.concat([...fields.map((f) => f.raw), msg.separator]);
+      const body = applyEdits(msg.openBody(), plan.edits);
+      const spool = await spoolFrom(
+        Readable.from(
+          (async function* () {
+            yield header;
+            yield* body;
+          })(),
+        ),
+        { ...deps.spool, maxSizeBytes: Infinity },
+      );
+      return { findings, message: Message.parse(spool) };
+    },
+  };
+}
+
+/** Rewrites or adds the top-level Content-Transfer-Encoding (with MIME-Version, RFC 2045 4, if missing). */
+function withTopEncoding(fields: readonly HeaderField[], encoding: TransferEncoding): HeaderField[] {
+  const field = makeField('Content-Transfer-Encoding', encoding);
+  const at = fields.findIndex((f) => f.key === 'content-transfer-encoding');
+  if (at >= 0) return fields.map((f, i) => (i === at ? field : f));
+  const mimeVersion = fields.some((f) => f.key === 'mime-version') ? [] : [makeField('MIME-Version', '1.0')];
+  return [...fields, ...mimeVersion, field];
+}

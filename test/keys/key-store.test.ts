@@ -1,0 +1,112 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { loadConfig } from '../../src/config/load';
+import { isPostsealError, type ErrorCode } from '../../src/errors';
+import { edKey, rsaKey, writeSigningFiles, type TestKey } from '../helpers/dkim-verifiers';
+
+/** A config folder with a default bank and the given signing files; returns the main config path. */
+function configWith(dkimSign: Record<string, string>, bank: Record<string, unknown> = {}): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'postseal-keys-cfg-'));
+  mkdirSync(path.join(dir, 'banks'));
+  writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify({ forward: { host: '127.0.0.1', port: 25 }, ...bank }));
+  writeFileSync(path.join(dir, 'postseal.yaml'), YAML.stringify({ bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], dkimSign }));
+  return path.join(dir, 'postseal.yaml');
+}
+
+function loadError(file: string): { code: ErrorCode; message: string } {
+  try {
+    loadConfig(file);
+  } catch (err) {
+    if (isPostsealError(err)) return { code: err.code, message: err.message };
+    throw err;
+  }
+  throw new Error('loadConfig did not fail');
+}
+
+const rules = [{ author: 'example.com', keys: ['example-rsa', 'example-ed'] }, { author: '*.example.com', keys: ['example-rsa'] }];
+
+describe('key store', () => {
+  it('loads both keys once and chooses them by author domain: exact rule, then the nearest *.parent rule', () => {
+    const { keys } = loadConfig(configWith(writeSigningFiles([rsaKey, edKey], rules)));
+    expect(keys.size).toBe(2);
+    expect(keys.forAuthor('example.com').map((k) => `${k.selector}:${k.algorithm}:${k.privateKey.asymmetricKeyType}`)).toEqual(['rsa2048:rsa-sha256:rsa', 'ed1:ed25519-sha256:ed25519']);
+    expect(keys.forAuthor('a.b.example.com').map((k) => k.name)).toEqual(['example-rsa']);
+    expect(keys.forAuthor('example.org')).toEqual([]);
+    expect(keys.forAuthor('notexample.com')).toEqual([]);
+  });
+
+  it('has no keys when no signing files are configured', () => {
+    expect(loadConfig(configWith({})).keys.size).toBe(0);
+  });
+
+  it.each([['*'], ['*.com']])('refuses the catch-all rule %s with the file and the JSON pointer', (author) => {
+    const files = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }, { author, keys: ['example-rsa'] }]);
+    const e = loadError(configWith(files));
+    expect(e.code).toBe('CFG_SIGNING_CATCH_ALL');
+    expect(e.message).toContain(`${files.signingTableFile}: /1/author:`);
+  });
+
+  it('stops on a missing key file, naming the key table and the key', () => {
+    const files = writeSigningFiles([{ ...rsaKey, file: '/nonexistent/key.pem' }], [{ author: 'example.com', keys: ['example-rsa'] }]);
+    const e = loadError(configWith(files));
+    expect(e.code).toBe('CFG_KEY_UNREADABLE');
+    expect(e.message).toContain(`${files.keyTableFile}: /example-rsa/keyFile: /nonexistent/key.pem`);
+  });
+
+  it('stops on a key file that cannot be read (a folder)', () => {
+    const files = writeSigningFiles([{ ...rsaKey, file: tmpdir() }], [{ author: 'example.com', keys: ['example-rsa'] }]);
+    expect(loadError(configWith(files)).code).toBe('CFG_KEY_UNREADABLE');
+  });
+
+  it('stops on a key file that is not a private key', () => {
+    const bad = path.join(mkdtempSync(path.join(tmpdir(), 'postseal-badkey-')), 'bad.pem');
+    writeFileSync(bad, '-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n');
+    const e = loadError(configWith(writeSigningFiles([{ ...rsaKey, file: bad }], [{ author: 'example.com', keys: ['example-rsa'] }])));
+    expect(e.code).toBe('CFG_KEY_INVALID');
+    expect(e.message).toContain('/example-rsa/keyFile');
+  });
+
+  it('stops when the algorithm does not fit the key', () => {
+    const wrong: TestKey = { ...edKey, algorithm: 'rsa-sha256' };
+    expect(loadError(configWith(writeSigningFiles([wrong], [{ author: 'example.com', keys: ['example-ed'] }]))).code).toBe('CFG_KEY_INVALID');
+  });
+
+  it('refuses DomainKeys on an Ed25519 key', () => {
+    const e = loadError(configWith(writeSigningFiles([{ ...edKey, domainKeys: 'nofws' }], [{ author: 'example.com', keys: ['example-ed'] }])));
+    expect([e.code, e.message.includes('/example-ed/domainKeys')]).toEqual(['CFG_INCONSISTENT', true]);
+  });
+
+  it('refuses a rule naming a key that is not in the key table', () => {
+    const files = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa', 'nope'] }]);
+    const e = loadError(configWith(files));
+    expect([e.code, e.message.includes(`${files.signingTableFile}: /0/keys/1`)]).toEqual(['CFG_INCONSISTENT', true]);
+  });
+
+  it('refuses a key of another domain unless the rule says thirdParty', () => {
+    const files = writeSigningFiles([rsaKey], [{ author: 'customer.example.org', keys: ['example-rsa'] }]);
+    expect(loadError(configWith(files)).code).toBe('CFG_INCONSISTENT');
+    const ok = writeSigningFiles([rsaKey], [{ author: 'customer.example.org', keys: ['example-rsa'], thirdParty: true }]);
+    expect(loadConfig(configWith(ok)).keys.forAuthor('customer.example.org')).toHaveLength(1);
+  });
+
+  it('explains a key table that does not match its schema with the JSON pointer', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-kt-'));
+    const keyTableFile = path.join(dir, 'kt.yaml');
+    writeFileSync(keyTableFile, YAML.stringify({ k: { domain: 'example.com', selector: 's', keyFile: 'x.pem', algorithm: 'rsa-sha1' } }));
+    writeFileSync(path.join(dir, 'st.yaml'), '[]\n');
+    const e = loadError(configWith({ keyTableFile, signingTableFile: path.join(dir, 'st.yaml') }));
+    expect([e.code, e.message]).toEqual(['CFG_SCHEMA_INVALID', expect.stringContaining(`${keyTableFile}: /k/algorithm: must be one of "rsa-sha256", "ed25519-sha256"`)]);
+  });
+
+  it('refuses dkim-sign on a bank that is not originating', () => {
+    const e = loadError(configWith({}, { stages: ['dkim-sign'] }));
+    expect([e.code, e.message]).toEqual(['CFG_INCONSISTENT', expect.stringContaining('default.yaml: /stages: dkim-sign')]);
+  });
+
+  it('refuses a signed header list without From', () => {
+    const e = loadError(configWith({}, { dkimSign: { bySender: [{ senders: ['example.com'], signedHeaderFields: ['subject'] }] } }));
+    expect([e.code, e.message]).toEqual(['CFG_INCONSISTENT', expect.stringContaining('/dkimSign/bySender/0/signedHeaderFields')]);
+  });
+});
