@@ -79,7 +79,7 @@ async function expectVerified(message: Buffer, signatures: number): Promise<void
   expect(perl.filter((r) => r.result === 'pass').length).toBeGreaterThan(0);
 }
 
-const signatureFields = (message: Buffer) => message.toString('latin1').match(/^DKIM-Signature:.*\r\n(?:[ \t].*\r\n)*/gm) ?? [];
+const signatureFields = (message: Buffer): string[] => message.toString('latin1').match(/^DKIM-Signature:.*\r\n(?:[ \t].*\r\n)*/gm) ?? [];
 
 describe('dkim-sign', () => {
   it('signs 8-bit text/plain after making it quoted-printable, with RSA and Ed25519, and both verify', async () => {
