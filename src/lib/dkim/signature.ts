@@ -36,11 +36,11 @@ export interface DkimSignatureInput {
 
 const MAX_COLUMNS = 78;
 
-/** The h= list: every configured name once per instance present, oversigned names once more. */
+/** The h= list: every configured name once per instance present, oversigned names (signed or not) once more. */
 export function signedHeaderNames(fields: readonly HeaderField[], names: readonly string[], oversigned: readonly string[]): string[] {
   const over = new Set(oversigned.map((n) => n.toLowerCase()));
   const out: string[] = [];
-  for (const name of new Set(names.map((n) => n.toLowerCase()))) {
+  for (const name of new Set([...names, ...oversigned].map((n) => n.toLowerCase()))) {
     const present = fields.filter((f) => f.key === name).length;
     const times = present + (over.has(name) ? 1 : 0);
     for (let i = 0; i < times; i++) out.push(name);
