@@ -13,6 +13,9 @@ export type BodyCanonicalization = DkimCanonicalization | 'dk-simple' | 'dk-nofw
 
 const CRLF = Buffer.from('\r\n');
 const SP = Buffer.from(' ');
+const DOUBLE_SPACE = Buffer.from('  ');
+/** Canonical bytes are collected and handed to the sink in blocks: a hash update per line costs more than the hashing. */
+const BLOCK = 64 * 1024;
 
 /** One header field (name, colon, value, folding, line ending) as the signature hashes it; ends in CRLF. */
 export function canonicalizeHeader(raw: Buffer, canon: DkimCanonicalization | 'dk-nofws'): Buffer {
@@ -45,6 +48,8 @@ export class BodyCanonicalizer {
   private heldSpace = false;
   /** A CR at the end of the last chunk: a line ending if the next chunk starts with LF. */
   private heldCR = false;
+  private block = Buffer.allocUnsafe(BLOCK);
+  private blockLength = 0;
 
   constructor(
     private readonly canon: BodyCanonicalization,
@@ -83,6 +88,7 @@ export class BodyCanonicalizer {
     if (this.lineHasContent) this.endLine();
     // RFC 6376 3.4.3: an empty body is a single CRLF in "simple", nothing in "relaxed".
     if (this.canon === 'simple' && this.length === 0) this.emit(CRLF);
+    this.flush();
   }
 
   private content(segment: Buffer): void {
@@ -92,8 +98,15 @@ export class BodyCanonicalizer {
       case 'dk-simple':
         return this.write(segment);
       case 'dk-nofws':
-        return this.write(Buffer.from(segment.toString('latin1').replace(/[ \t\r]/g, ''), 'latin1'));
+        return this.write(segment.toString('latin1').replace(/[ \t\r]/g, ''));
       case 'relaxed': {
+        // Most text has single spaces and no tabs or trailing space: it is canonical already.
+        const plain = segment.indexOf(0x09) < 0 && segment.indexOf(DOUBLE_SPACE) < 0 && segment[segment.length - 1] !== 0x20;
+        if (plain && !(this.heldSpace && segment[0] === 0x20)) {
+          if (this.heldSpace) this.write(SP);
+          this.heldSpace = false;
+          return this.write(segment);
+        }
         const text = segment.toString('latin1').replace(/[ \t]+/g, ' ');
         const leading = text.startsWith(' ');
         const trailing = text.endsWith(' ') && text.length > (leading ? 1 : 0);
@@ -106,14 +119,14 @@ export class BodyCanonicalizer {
           this.heldSpace = false;
           this.write(SP);
         }
-        this.write(Buffer.from(core, 'latin1'));
+        this.write(core);
         this.heldSpace = trailing;
       }
     }
   }
 
   /** Non-empty content: the empty lines held before it are real, write them first. */
-  private write(bytes: Buffer): void {
+  private write(bytes: Buffer | string): void {
     if (bytes.length === 0) return;
     for (; this.heldEmptyLines > 0; this.heldEmptyLines--) this.emit(CRLF);
     this.lineHasContent = true;
@@ -127,8 +140,19 @@ export class BodyCanonicalizer {
     this.heldSpace = false;
   }
 
-  private emit(bytes: Buffer): void {
+  /** Strings hold bytes as latin1 characters. */
+  private emit(bytes: Buffer | string): void {
     this.length += bytes.length;
-    this.sink(bytes);
+    if (this.blockLength + bytes.length > BLOCK) this.flush();
+    if (bytes.length > BLOCK) return this.sink(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes);
+    this.blockLength += typeof bytes === 'string' ? this.block.write(bytes, this.blockLength, 'latin1') : bytes.copy(this.block, this.blockLength);
+  }
+
+  private flush(): void {
+    if (this.blockLength === 0) return;
+    this.sink(this.block.subarray(0, this.blockLength));
+    // The sink may keep what it was given (a test collecting output), so the next block is new.
+    this.block = Buffer.allocUnsafe(BLOCK);
+    this.blockLength = 0;
   }
 }

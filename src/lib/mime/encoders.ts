@@ -54,8 +54,18 @@ class QuotedPrintableEncoder {
     // Worst case: every byte as =XX plus a soft break every 25 bytes.
     this.out = Buffer.allocUnsafe(chunk.length * 4 + 16);
     this.pos = 0;
-    for (const b of chunk) this.byte(b);
-    return this.out.subarray(0, this.pos);
+    const out = this.out;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i];
+      // Most bytes of text are printable ASCII that goes out as it is: no calls for those.
+      if (b >= 0x21 && b <= 0x7e && b !== 0x3d && this.heldSpace < 0 && !this.heldCR && this.column < MAX_LINE - 1) {
+        out[this.pos++] = b;
+        this.column++;
+      } else {
+        this.byte(b);
+      }
+    }
+    return out.subarray(0, this.pos);
   }
 
   end(): Buffer {

@@ -43,6 +43,10 @@ describe('DKIM canonicalization', () => {
     expect(bodyInAllSplits('simple', exampleBody)).toBe(' C \r\nD \t E\r\n');
   });
 
+  it('relaxed keeps single spaces, a leading one included, and drops trailing ones, however the line is chunked', () => {
+    expect(bodyInAllSplits('relaxed', 'a b c \r\n d e\r\n  f\t g \r\n')).toBe('a b c\r\n d e\r\n f g\r\n');
+  });
+
   it('an empty body is CRLF in simple and nothing in relaxed (RFC 6376 3.4.3, 3.4.4)', () => {
     expect(body('simple')).toBe('\r\n');
     expect(body('relaxed')).toBe('');
