@@ -25,8 +25,11 @@ export interface E2E {
   close(): Promise<void>;
 }
 
-/** `zone`: what the loopback DNS server answers (DKIM keys, SPF, DMARC of test domains). */
-export async function startE2E(zone: Zone = {}): Promise<E2E> {
+/**
+ * `zone`: what the loopback DNS server answers (DKIM keys, SPF, DMARC of test domains).
+ * `postsealConfig`: main-config keys on top of the shipped postseal.yaml.
+ */
+export async function startE2E(zone: Zone = {}, postsealConfig: Record<string, unknown> = {}): Promise<E2E> {
   const free = await pickPorts(EXAMPLE_PORTS.length);
   const ports = Object.fromEntries(EXAMPLE_PORTS.map((p, i) => [p, free[i]])) as unknown as PortMap;
   const dns = await startDnsServer(zone);
@@ -42,7 +45,7 @@ export async function startE2E(zone: Zone = {}): Promise<E2E> {
   };
   try {
     const cli = await buildPostseal(path.join(postfix.dir, 'dist'));
-    const { configFile, spoolDir } = writePostsealConfig(path.join(postfix.dir, 'postseal'), ports, dns.server);
+    const { configFile, spoolDir } = writePostsealConfig(path.join(postfix.dir, 'postseal'), ports, dns.server, postsealConfig);
     const restartPostseal = async () => {
       daemons.push(await PostsealDaemon.start(cli, configFile, path.join(postfix.dir, 'postseal.pid')));
       return daemons[daemons.length - 1];

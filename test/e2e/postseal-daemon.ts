@@ -40,7 +40,8 @@ export async function buildPostseal(outDir: string): Promise<string> {
  * test's own server (`dnsServer`, "127.0.0.1:PORT"), so SPF/DMARC/DKIM lookups neither leave
  * the machine nor depend on a resolver being there.
  */
-export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: string): { configFile: string; spoolDir: string } {
+/** `extra`: main-config keys set on top of the shipped postseal.yaml (e.g. dkimSign with test keys). */
+export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: string, extra: Record<string, unknown> = {}): { configFile: string; spoolDir: string } {
   const bankDir = path.join(dir, 'banks');
   const spoolDir = path.join(dir, 'spool');
   mkdirSync(bankDir, { recursive: true });
@@ -50,7 +51,7 @@ export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: stri
     writeFileSync(path.join(bankDir, f), YAML.stringify(remapPorts(YAML.parse(readFileSync(path.join(shippedBanks, f), 'utf8')) ?? {}, ports)));
   }
   const shipped = remapPorts(YAML.parse(readFileSync(path.join(ROOT, 'postseal.yaml'), 'utf8')), ports) as Record<string, unknown>;
-  const main = { ...shipped, hostname: FILTER_HOSTNAME, bankDir: 'banks', spool: { dir: spoolDir, memoryThresholdBytes: 0 }, dns: { ...(shipped.dns as object), servers: [dnsServer] } };
+  const main = { ...shipped, hostname: FILTER_HOSTNAME, bankDir: 'banks', spool: { dir: spoolDir, memoryThresholdBytes: 0 }, dns: { ...(shipped.dns as object), servers: [dnsServer] }, ...extra };
   const configFile = path.join(dir, 'postseal.yaml');
   writeFileSync(configFile, YAML.stringify(main));
   return { configFile, spoolDir };
