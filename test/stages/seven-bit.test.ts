@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -127,6 +127,18 @@ describe('seven-bit', () => {
     expect(isSevenBit(out)).toBe(true);
     expect(text).toContain('nul=00here');
     expect(text.replace(/=\r\n/g, '')).toContain(long);
+  });
+
+  it('stops writing the rewritten message when the deadline passes, leaving no spool file behind', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-7bit-'));
+    const bank = loadTestBank({ stages: ['seven-bit'] });
+    const raw = fixture('8bit-attachment.eml');
+    let checks = 0;
+    // Passes the walk's check, then expires during the rewrite.
+    const signal = { aborted: false, throwIfAborted: () => { if (++checks > 2) throw new Error('deadline'); } } as unknown as AbortSignal;
+    const stage = createSevenBitStage(bank, { ...deps, spool: { dir, memoryThresholdBytes: 0 } });
+    await expect(stage.run(testTransaction(raw, { bank }), signal)).rejects.toThrow();
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('converts a large message from a spool file chunk by chunk, the decoded attachment equal to the original', async () => {

@@ -58,7 +58,11 @@ export function createSevenBitStage(_bank: Bank, deps: StageDeps): Stage {
         Readable.from(
           (async function* () {
             yield header;
-            yield* body;
+            // A stage that timed out must not go on writing a spool file nobody removes.
+            for await (const chunk of body) {
+              signal.throwIfAborted();
+              yield chunk;
+            }
           })(),
         ),
         { ...deps.spool, maxSizeBytes: Infinity },
