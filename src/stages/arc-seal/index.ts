@@ -3,8 +3,8 @@
  * ARC-Authentication-Results copy our results, the ARC-Message-Signature signs the message
  * as it leaves, the ARC-Seal signs the chain with cv= from arc-verify. A failed chain is
  * sealed with cv=fail, never as valid; a chain whose newest seal already says cv=fail is not
- * sealed again (5.1.2). Earlier ARC sets are left byte for byte. List it last in the bank
- * (after dkim-sign): nothing may change the message after it.
+ * sealed again (5.1.2). Earlier ARC sets are left byte for byte. It runs after dkim-sign
+ * (the AMS covers DKIM-Signature); nothing may change the message after it.
  *
  * Findings: ARC_SEAL_SEALED (detail "i=N cv=..."), ARC_SEAL_SKIPPED (detail: why).
  * Reads: arcSeal.domain, .selector, .keyFile; needs arc-verify in the same bank.
@@ -29,7 +29,7 @@ export function createArcSealStage(bank: Bank, deps: StageDeps): Stage {
   }
   return {
     id: 'arc-seal',
-    after: ['arc-verify', 'authentication-results'],
+    after: ['arc-verify', 'authentication-results', 'dkim-sign'],
     async run(tx) {
       const o = deps.auth.board.of(tx);
       const cv = o.arc?.result ?? 'none';
