@@ -19,6 +19,10 @@ import type { FindingCode } from '../../pipeline/findings';
 import type { Stage, StageDeps } from '../../pipeline/stage';
 import type { ClientInfo } from '../../transaction/transaction';
 
+/** RFC 7208 4.6.4: DNS-querying terms per evaluation, and lookups that may come back empty. */
+const MAX_DNS_LOOKUPS = 10;
+const MAX_VOID_LOOKUPS = 2;
+
 const codes: Record<SpfOutcome['result'], FindingCode> = {
   pass: 'SPF_PASS',
   fail: 'SPF_FAIL',
@@ -49,8 +53,8 @@ export function createSpfStage(_bank: Bank, deps: StageDeps): Stage {
         helo,
         mta: deps.authservId,
         resolver: mailauthResolver(resolver, signal) as DNSResolver,
-        maxResolveCount: 10,
-        maxVoidCount: 2,
+        maxResolveCount: MAX_DNS_LOOKUPS,
+        maxVoidCount: MAX_VOID_LOOKUPS,
       });
       const result = r.status.result as SpfOutcome['result'];
       const comment = (r.status as { comment?: string }).comment;
