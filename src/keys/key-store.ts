@@ -1,12 +1,14 @@
 /**
  * The signing keys: the key table and signing table files (keys/schema.ts) read and checked
  * at start-up and on SIGHUP, every private key parsed once into a KeyObject. A message never
- * touches a file: the dkim-sign stage asks `forAuthor(domain)`.
+ * touches a file: the dkim-sign stage asks `ruleFor(domain)` / `forAuthor(domain)`. Only keys
+ * in state `active` sign; `staged` and `retiring` keys are loaded and checked all the same,
+ * so that `postseal keys show/test` and an activation see every key the tables name.
  *
  * Fails (stopping start-up, or refusing a reload so the running keys stay) with
  * CFG_KEY_UNREADABLE (missing or unreadable key file), CFG_KEY_INVALID (not a private key,
  * wrong type for its algorithm, RSA under 1024 bits), CFG_SIGNING_CATCH_ALL (a rule for
- * every domain or a whole TLD), CFG_INCONSISTENT (unknown key name, duplicate rule, a d= not
+ * every domain or everything under a public suffix such as com or co.uk), CFG_INCONSISTENT (unknown key name, duplicate rule, a d= not
  * related to the author domain without thirdParty, DomainKeys on an Ed25519 key), and the
  * schema errors of config/yaml-file.ts; each names the file and the JSON pointer.
  */
@@ -16,9 +18,9 @@ import path from 'node:path';
 import Ajv from 'ajv';
 import { readYaml, schemaError } from '../config/yaml-file';
 import { PostsealError } from '../errors';
-import { normalizeDomain } from '../lib/author';
+import { isPublicSuffix, normalizeDomain } from '../lib/author';
 import type { DkimAlgorithm } from '../lib/dkim/signature';
-import { keyTableSchema, signingTableSchema, type DomainKeysMode, type KeyTable, type KeyTableEntry, type SigningTable } from './schema';
+import { keyTableSchema, signingTableSchema, type DomainKeysMode, type KeyState, type KeyTable, type KeyTableEntry, type SigningTable } from './schema';
 
 export interface SigningKey {
   readonly name: string;
@@ -28,11 +30,32 @@ export interface SigningKey {
   readonly algorithm: DkimAlgorithm;
   readonly privateKey: KeyObject;
   readonly domainKeys: DomainKeysMode;
+  readonly state: KeyState;
+  /** Absolute path of the PEM file. */
+  readonly keyFile: string;
+}
+
+export interface SigningRule {
+  /** Position in the signing table (its JSON pointer is /index). */
+  readonly index: number;
+  /** example.com or *.example.com, lower-case A-label. */
+  readonly author: string;
+  /** Every key the rule names, in its order, whatever their state. */
+  readonly keys: readonly SigningKey[];
+  /** The keys that sign: the active ones. */
+  readonly signing: readonly SigningKey[];
 }
 
 export interface KeyStore {
   readonly size: number;
-  /** The keys for an author domain (lower-case A-label): its exact rule, else the nearest *.parent rule, else none. */
+  /** The two files, absolute; null when none are configured. */
+  readonly files: SigningFiles | null;
+  /** Every key of the key table, in its order, whatever its state. */
+  readonly keys: readonly SigningKey[];
+  readonly rules: readonly SigningRule[];
+  /** The rule for an author domain (lower-case A-label): its exact rule, else the nearest *.parent rule, else null. */
+  ruleFor(domain: string): SigningRule | null;
+  /** The keys that sign an author domain's mail: the active keys of ruleFor(domain). */
   forAuthor(domain: string): readonly SigningKey[];
 }
 
@@ -47,7 +70,7 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
 const validateKeyTable = ajv.compile(keyTableSchema);
 const validateSigningTable = ajv.compile(signingTableSchema);
 
-export const emptyKeyStore: KeyStore = { size: 0, forAuthor: () => [] };
+export const emptyKeyStore: KeyStore = { size: 0, files: null, keys: [], rules: [], ruleFor: () => null, forAuthor: () => [] };
 
 /** Reads both files (paths relative to the main config file); both empty means no signing keys. */
 export function loadKeyStore(configFile: string, files: SigningFiles): KeyStore {
@@ -62,7 +85,7 @@ export function loadKeyStore(configFile: string, files: SigningFiles): KeyStore 
   const signingTable = readYaml(signingTableFile) ?? [];
   if (!validateSigningTable(signingTable)) throw schemaError(signingTableFile, validateSigningTable.errors);
   const keys = loadKeys(keyTableFile, keyTable as KeyTable);
-  return buildStore(signingTableFile, signingTable as SigningTable, keys);
+  return buildStore({ keyTableFile, signingTableFile }, signingTable as SigningTable, keys);
 }
 
 function loadKeys(file: string, table: KeyTable): Map<string, SigningKey> {
@@ -70,13 +93,13 @@ function loadKeys(file: string, table: KeyTable): Map<string, SigningKey> {
   for (const [name, entry] of Object.entries(table)) {
     const domain = normalizeDomain(entry.domain);
     if (!domain) throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /${name}/domain: "${entry.domain}" is not a domain name`);
-    keys.set(name, { name, domain, selector: entry.selector.toLowerCase(), algorithm: entry.algorithm, privateKey: readKey(file, name, entry), domainKeys: entry.domainKeys });
+    const keyFile = path.resolve(path.dirname(file), entry.keyFile);
+    keys.set(name, { name, domain, selector: entry.selector.toLowerCase(), algorithm: entry.algorithm, privateKey: readKey(file, name, keyFile, entry), domainKeys: entry.domainKeys, state: entry.state, keyFile });
   }
   return keys;
 }
 
-function readKey(file: string, name: string, entry: KeyTableEntry): KeyObject {
-  const keyFile = path.resolve(path.dirname(file), entry.keyFile);
+function readKey(file: string, name: string, keyFile: string, entry: KeyTableEntry): KeyObject {
   const where = `${file}: /${name}/keyFile: ${keyFile}`;
   let pem: Buffer;
   try {
@@ -104,12 +127,13 @@ function readKey(file: string, name: string, entry: KeyTableEntry): KeyObject {
   return key;
 }
 
-function buildStore(file: string, table: SigningTable, keys: Map<string, SigningKey>): KeyStore {
-  const rules = new Map<string, SigningKey[]>();
+function buildStore(files: SigningFiles, table: SigningTable, keys: Map<string, SigningKey>): KeyStore {
+  const file = files.signingTableFile;
+  const rules = new Map<string, SigningRule>();
   table.forEach((rule, i) => {
     const wildcard = rule.author.startsWith('*');
     const domain = normalizeDomain(wildcard ? rule.author.slice(2) : rule.author);
-    if (rule.author === '*' || (wildcard && !domain.includes('.'))) {
+    if (rule.author === '*' || (wildcard && isPublicSuffix(domain))) {
       throw new PostsealError('CFG_SIGNING_CATCH_ALL', `${file}: /${i}/author: "${rule.author}" would sign mail of every domain${rule.author === '*' ? '' : ` under .${domain}`}; list your domains (example.com, *.example.com)`);
     }
     if (!domain) throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /${i}/author: "${rule.author}" is not a domain name`);
@@ -123,19 +147,24 @@ function buildStore(file: string, table: SigningTable, keys: Map<string, Signing
       }
       return key;
     });
-    rules.set(pattern, chosen);
+    rules.set(pattern, { index: i, author: pattern, keys: chosen, signing: chosen.filter((k) => k.state === 'active') });
   });
+  const ruleFor = (domain: string): SigningRule | null => {
+    const exact = rules.get(domain);
+    if (exact) return exact;
+    for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
+      const parent = rules.get(`*.${domain.slice(dot + 1)}`);
+      if (parent) return parent;
+    }
+    return null;
+  };
   return {
     size: keys.size,
-    forAuthor(domain) {
-      const exact = rules.get(domain);
-      if (exact) return exact;
-      for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
-        const parent = rules.get(`*.${domain.slice(dot + 1)}`);
-        if (parent) return parent;
-      }
-      return [];
-    },
+    files,
+    keys: [...keys.values()],
+    rules: [...rules.values()],
+    ruleFor,
+    forAuthor: (domain) => ruleFor(domain)?.signing ?? [],
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import addressparser from 'nodemailer/lib/addressparser';
 import { domainToASCII } from 'node:url';
+import { getPublicSuffix } from 'tldts';
 import { Message, type HeaderField } from '../transaction/message';
 
 export interface Author {
@@ -34,4 +35,9 @@ export function splitAddress(address: string): Author | null {
 /** Lower-case A-label without the root dot, or '' if it is not a domain name. */
 export function normalizeDomain(name: string): string {
   return domainToASCII(name.replace(/\.$/, '')).toLowerCase();
+}
+
+/** A public suffix (com, co.uk, github.io): nobody owns every name under it. */
+export function isPublicSuffix(domain: string): boolean {
+  return getPublicSuffix(domain, { allowPrivateDomains: true }) === domain;
 }

@@ -41,7 +41,7 @@ describe('key store', () => {
     expect(loadConfig(configWith({})).keys.size).toBe(0);
   });
 
-  it.each([['*'], ['*.com']])('refuses the catch-all rule %s with the file and the JSON pointer', (author) => {
+  it.each([['*'], ['*.com'], ['*.co.uk'], ['*.github.io']])('refuses the catch-all rule %s with the file and the JSON pointer', (author) => {
     const files = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }, { author, keys: ['example-rsa'] }]);
     const e = loadError(configWith(files));
     expect(e.code).toBe('CFG_SIGNING_CATCH_ALL');
