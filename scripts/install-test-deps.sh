@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The Debian packages the test suite talks to (a real Postfix, a DNS server, independent DKIM
+# verifiers, swaks, openssl). Installs the missing ones (needs root and apt); one list for
+# `npm test` and .ci/run.
+set -euo pipefail
+packages=(postfix dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl python3-dkim python3-dnspython)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "postseal tests need these Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Postfix's package asks how to configure the system MTA; the tests run private instances.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
