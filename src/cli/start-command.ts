@@ -1,26 +1,46 @@
 /**
  * `postseal start`: runs the filter in the foreground. SIGTERM/SIGINT drain and exit 0;
  * SIGHUP reloads the config, keeping the running one if the new one is invalid.
+ * With more than one worker (config `workers`, --workers) this process supervises a Node
+ * cluster (src/cluster/primary.ts) and each worker runs this same command as one process.
  */
+import cluster from 'node:cluster';
+import os from 'node:os';
+import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { createLogger } from '../lib/log';
 import { startPostseal } from '../main';
-import { loadOrExplain, parse, withUsage } from './args';
+import { UsageError, loadOrExplain, parse, withUsage } from './args';
 
-const help = `Usage: postseal start [--config FILE]
+const help = `Usage: postseal start [--config FILE] [--workers N]
 
 Runs postseal in the foreground, logging JSON lines to standard output.
   --config FILE   main configuration (YAML); default: the embedded postseal.yaml
+  --workers N     processes serving the listeners; 0 = one per CPU core (default: config
+                  key workers, itself 0 by default); 1 = this process alone
 Signals: SIGTERM/SIGINT finish mail in flight and exit; SIGHUP reloads the configuration.`;
 
 export function runStart(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' } }, help);
+    const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' }, workers: { type: 'string' } }, help);
     if (h) return print(h);
     const config = loadOrExplain(values.config);
     if (!config) return 1;
-    const log = createLogger(config.main.log.level);
-    const app = await startPostseal(config, log);
-    log.info({ config: config.file, listeners: app.listeners.map((l) => `${l.config.address}:${l.port}=${l.config.bank}`) }, 'postseal started');
+    const workers = workerCount(values.workers, config.main.workers);
+    const base = createLogger(config.main.log.level);
+    if (cluster.isPrimary && workers > 1) return runPrimary(workers, base);
+    const log = cluster.isWorker ? base.child({ worker: cluster.worker!.id }) : base;
+    const app = await startPostseal(config, log).catch((err: unknown) => {
+      // The channel to the primary would keep a failed worker alive; without it, it exits 1.
+      cluster.worker?.disconnect();
+      throw err;
+    });
+    const listeners = app.listeners.map((l) => `${l.config.address}:${l.port}=${l.config.bank}`);
+    if (cluster.isWorker) {
+      log.info({ config: config.file, listeners, pid: process.pid }, 'worker started');
+      process.send!(WORKER_READY);
+    } else {
+      log.info({ config: config.file, listeners }, 'postseal started');
+    }
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -43,10 +63,18 @@ export function runStart(args: string[]): Promise<number> {
     process.on('SIGHUP', () => {
       const next = loadOrExplain(values.config);
       if (!next) return log.error({ config: config.file }, 'reload refused: new configuration invalid, keeping the running one');
+      if (next.main.workers !== config.main.workers) log.warn({ workers: next.main.workers }, 'workers changes at the next start, not on reload');
       app.reload(next).catch((err) => log.error({ err }, 'reload failed, keeping the running configuration'));
     });
     return new Promise<number>(() => undefined);
   });
+}
+
+/** --workers wins over the config key; 0 means one per core. */
+function workerCount(flag: string | undefined, configured: number): number {
+  const n = flag === undefined ? configured : Number(flag);
+  if (!Number.isInteger(n) || n < 0 || n > 256) throw new UsageError(`--workers must be a whole number from 0 to 256, got ${flag}\n\n${help}`);
+  return n === 0 ? os.availableParallelism() : n;
 }
 
 function print(text: string): number {

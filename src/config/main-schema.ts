@@ -121,6 +121,13 @@ export const mainConfigSchema = {
       default: 30000,
       description: 'On SIGTERM, mail in flight gets this long to finish before the remaining sessions are cut (Postfix retries them).',
     },
+    workers: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 256,
+      default: 0,
+      description: 'Processes that serve the listeners (Node cluster; each runs every stage). 0 = one per CPU core; 1 = no cluster, one process. Read at start-up only; `postseal start --workers` overrides it.',
+    },
   },
 } as const;
 

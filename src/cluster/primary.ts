@@ -1,0 +1,83 @@
+/**
+ * Several postseal processes behind the same listeners (DESIGN.md §6, Node's cluster module):
+ * the message path is stateless, so each worker runs the whole filter and the kernel-side
+ * listening sockets are shared. The primary only supervises:
+ *
+ * - start-up: forks `workers` processes; it reports "postseal started" once every worker has
+ *   its listeners up, and exits 1 (stopping the others) if one fails before that;
+ * - SIGTERM/SIGINT: passed on, each worker drains as a single process would; the primary
+ *   exits 0 when all have exited 0;
+ * - SIGHUP: passed on, each worker reloads (and refuses an invalid file) on its own;
+ * - a worker that ends after start-up is replaced after RESTART_DELAY_MS, so a crash costs
+ *   one worker's connections (Postfix retries them), not the service.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from '../lib/log';
+
+/** What a worker sends the primary once its listeners accept connections. */
+export const WORKER_READY = 'postseal:worker-ready';
+
+const RESTART_DELAY_MS = 1000;
+
+export function runPrimary(workers: number, log: Logger): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    let started = false;
+    let failed = false;
+    let hups = 0;
+    // Our own table: cluster.workers may still list a worker whose 'exit' already fired.
+    const live = new Map<number, { worker: Worker; ready: boolean; hupsAtFork: number }>();
+
+    const fork = () => {
+      const worker = cluster.fork();
+      const entry = { worker, ready: false, hupsAtFork: hups };
+      live.set(worker.id, entry);
+      worker.on('message', (msg: unknown) => {
+        if (msg !== WORKER_READY) return;
+        entry.ready = true;
+        // A worker reads the file when it starts; a SIGHUP since then is its to apply now.
+        if (hups > entry.hupsAtFork) worker.process.kill('SIGHUP');
+        if (!started && [...live.values()].filter((e) => e.ready).length === workers) {
+          started = true;
+          log.info({ workers, pid: process.pid }, 'postseal started');
+        }
+      });
+      worker.on('exit', (code, signal) => onExit(worker, code, signal));
+    };
+
+    const onExit = (worker: Worker, code: number | null, signal: string | null) => {
+      live.delete(worker.id);
+      if (stopping) {
+        if (code !== 0 && signal !== 'SIGTERM') failed = true;
+        if (live.size === 0) resolve(failed ? 1 : 0);
+        return;
+      }
+      if (!started) {
+        failed = true;
+        log.error({ worker: worker.id, code, signal }, 'worker failed to start, stopping');
+        return stop('worker start-up failure');
+      }
+      log.error({ worker: worker.id, code, signal }, 'worker ended, replacing it');
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, RESTART_DELAY_MS).unref();
+    };
+
+    const stop = (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: reason }, 'draining');
+      if (live.size === 0) return resolve(failed ? 1 : 0);
+      for (const { worker } of live.values()) worker.process.kill('SIGTERM');
+    };
+
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      hups++;
+      // A worker without its handlers yet would die of the signal; it gets it once ready.
+      for (const { worker, ready } of live.values()) if (ready) worker.process.kill('SIGHUP');
+    });
+    for (let i = 0; i < workers; i++) fork();
+  });
+}
