@@ -1,5 +1,6 @@
 /**
- * `postseal config check` validates the main config and every bank (exit 0/1);
+ * `postseal config check` validates the main config, every bank and the signing files
+ * (exit 0/1); with --dns it also runs `postseal keys test` on every key.
  * `postseal config print BANK` prints the effective, merged bank and its stage order.
  */
 import YAML from 'yaml';
@@ -10,19 +11,22 @@ import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
 import { stageFactories } from '../stages';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
+import { runKeyTests } from './keys/common';
 
-const help = `Usage: postseal config check [--config FILE]
+const help = `Usage: postseal config check [--dns] [--config FILE]
        postseal config print BANK [--config FILE]
        postseal config docs
 
-check   validates the main configuration and every policy bank; exit 0 when valid, 1 if not
+check   validates the main configuration, every policy bank, the key table and the signing
+        table (every key file is read); exit 0 when valid, 1 if not. --dns also checks every
+        key against its DNS record, as postseal keys test does
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
         the order its stages run in
 docs    the configuration reference (docs/config.md) in Markdown, from the JSON Schemas`;
 
 export function runConfig(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(args, { config: { type: 'string', short: 'c' } }, help);
+    const { values, positionals, help: h } = parse(args, { config: { type: 'string', short: 'c' }, dns: { type: 'boolean', default: false } }, help);
     if (h) {
       process.stdout.write(`${h}\n`);
       return 0;
@@ -38,8 +42,9 @@ export function runConfig(args: string[]): Promise<number> {
     const log = createLogger('silent');
     if (action === 'check') {
       for (const name of config.banks.keys()) pipelineOf(config, name, log);
-      process.stdout.write(`${config.file}: valid (${config.main.listeners.length} listeners, banks: ${[...config.banks.keys()].join(', ')})\n`);
-      return 0;
+      process.stdout.write(`${config.file}: valid (${config.main.listeners.length} listeners, banks: ${[...config.banks.keys()].join(', ')}${keySummary(config)})\n`);
+      if (!values.dns || config.keys.size === 0) return 0;
+      return (await runKeyTests(config, config.keys.keys)) ? 0 : 1;
     }
     if (!bankName) throw new UsageError(`config print needs a bank name\n\n${help}`);
     const bank = config.banks.get(bankName);
@@ -51,6 +56,12 @@ export function runConfig(args: string[]): Promise<number> {
     process.stdout.write(`# bank ${bankName} (stage order: ${pipeline.stageIds.join(' -> ') || 'none'})\n${YAML.stringify(bank)}`);
     return 0;
   });
+}
+
+function keySummary(config: LoadedConfig): string {
+  if (config.keys.size === 0) return '';
+  const states = ['active', 'staged', 'retiring'].map((s) => [s, config.keys.keys.filter((k) => k.state === s).length] as const).filter(([, n]) => n > 0);
+  return `; signing keys: ${states.map(([s, n]) => `${n} ${s}`).join(', ')}`;
 }
 
 /** Building the pipeline runs every stage factory, which is where stage settings are checked. */

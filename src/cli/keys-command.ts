@@ -1,58 +1,35 @@
 /**
- * `postseal keys`: DKIM key management (amavisd genrsa/showkeys/testkeys, opendkim-genkey).
- * generate: a new private key (PEM, mode 0600, never overwritten without --force) and the
- * DNS record to publish, in zone-file form.
+ * `postseal keys`: DKIM key management (amavisd genrsa/showkeys/testkeys/convert_keysfile,
+ * opendkim-genkey/opendkim-testkey), one module per subcommand in cli/keys/.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { keyRecordText, zoneRecord } from '../lib/dkim-key-record';
-import { parse, UsageError, withUsage } from './args';
+import { UsageError, withUsage } from './args';
+import * as activate from './keys/activate';
+import * as generate from './keys/generate';
+import * as importKeys from './keys/import';
+import * as show from './keys/show';
+import * as test from './keys/test';
 
-const help = `Usage: postseal keys generate --domain D --selector S [--type rsa|ed25519] [--bits N]
-                              [--out DIR] [--testing] [--force]
+const subcommands: Record<string, { usage: string; run: (args: string[]) => Promise<number> }> = { generate, show, test, activate, import: importKeys };
 
-generate  writes DIR/D.S.pem (PKCS#8, mode 0600) and prints the TXT record for
-          S._domainkey.D in zone-file form. --type rsa (default, --bits 1024..4096,
-          default 2048) or ed25519. --testing adds t=y (verifiers treat failures leniently).
-          An existing file is kept unless --force is given.`;
+const help = `Usage: postseal keys <subcommand> [options]
+
+${Object.values(subcommands)
+  .map((s) => `  ${s.usage}`)
+  .join('\n')}
+
+Rotation: generate a key, add it to the key table with state: staged (and to its rules in the
+signing table), publish the record that show prints, then test and activate, then SIGHUP.
+"postseal keys <subcommand> --help" shows a subcommand's options (docs/keys.md).`;
 
 export function runKeys(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(
-      args,
-      {
-        domain: { type: 'string' },
-        selector: { type: 'string' },
-        type: { type: 'string', default: 'rsa' },
-        bits: { type: 'string', default: '2048' },
-        out: { type: 'string', default: '.' },
-        testing: { type: 'boolean', default: false },
-        force: { type: 'boolean', default: false },
-      },
-      help,
-    );
-    if (h) {
-      process.stdout.write(`${h}\n`);
+    const [name, ...rest] = args;
+    if (name === '--help' || name === '-h') {
+      process.stdout.write(`${help}\n`);
       return 0;
     }
-    if (positionals[0] !== 'generate') throw new UsageError(`keys needs a subcommand\n\n${help}`);
-    const { domain, selector } = values;
-    if (!domain || !/^[a-z0-9.-]+$/i.test(domain)) throw new UsageError(`--domain needs a domain name\n\n${help}`);
-    if (!selector || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(selector)) throw new UsageError(`--selector needs a selector (letters, digits, dashes, dots)\n\n${help}`);
-    const bits = Number(values.bits);
-    if (values.type !== 'rsa' && values.type !== 'ed25519') throw new UsageError(`--type is rsa or ed25519\n\n${help}`);
-    if (values.type === 'rsa' && !(Number.isInteger(bits) && bits >= 1024 && bits <= 4096)) throw new UsageError(`--bits is 1024..4096 (RFC 8301: at least 1024; 2048 recommended)\n\n${help}`);
-    const file = path.resolve(values.out!, `${domain}.${selector}.pem`);
-    if (existsSync(file) && !values.force) {
-      process.stderr.write(`postseal: ${file} exists; keeping it (use --force to replace it)\n`);
-      return 1;
-    }
-    const { privateKey } = values.type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: bits }) : generateKeyPairSync('ed25519');
-    mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: values.force ? 'w' : 'wx' });
-    process.stderr.write(`postseal: wrote ${file}\n`);
-    process.stdout.write(`${zoneRecord(domain.toLowerCase(), selector, keyRecordText(privateKey, { testing: values.testing }))}\n`);
-    return 0;
+    const sub = name !== undefined && Object.hasOwn(subcommands, name) ? subcommands[name] : undefined;
+    if (!sub) throw new UsageError(`${name === undefined ? 'keys needs a subcommand' : `unknown keys subcommand "${name}"`}\n\n${help}`);
+    return sub.run(rest);
   });
 }

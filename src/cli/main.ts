@@ -4,14 +4,16 @@
  * 1 failure (config invalid, check failed), 2 usage error.
  */
 import { runConfig } from './config-command';
+import { runExplain } from './explain-command';
 import { runKeys } from './keys-command';
 import { runStart } from './start-command';
 import { runVerify } from './verify-command';
 
 const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
   start: { summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)', run: runStart },
-  keys: { summary: 'keys generate --domain D --selector S [--type rsa|ed25519]  make a DKIM key and its DNS record', run: runKeys },
-  config: { summary: 'config check|print BANK|docs [--config FILE]  validate the configuration, print a bank, or the reference', run: runConfig },
+  keys: { summary: 'keys generate|show|test|activate|import  DKIM keys: make, publish, check against DNS, rotate, import', run: runKeys },
+  config: { summary: 'config check|print BANK|docs [--config FILE] [--dns]  validate the configuration (--dns: and the keys in DNS), print a bank, or the reference', run: runConfig },
+  explain: { summary: 'explain [--bank NAME] FILE|-        which signing rule and keys would sign a message, or why not', run: runExplain },
   verify: { summary: 'verify [--dns HOST:PORT] [--client-ip IP --helo NAME --mail-from ADDR] FILE|-  DKIM/SPF/DMARC/ARC of one message', run: runVerify },
 };
 

@@ -168,6 +168,7 @@ function buildStore(files: SigningFiles, table: SigningTable, keys: Map<string, 
   };
 }
 
-function isSameOrParent(parent: string, domain: string): boolean {
+/** domain is parent or below it (both lower-case A-labels). */
+export function isSameOrParent(parent: string, domain: string): boolean {
   return domain === parent || domain.endsWith(`.${parent}`);
 }

@@ -1,6 +1,6 @@
 /**
  * JSON Schemas of the two signing files (OpenDKIM's KeyTable and SigningTable, in YAML):
- * the key table names each key (domain, selector, PEM file, algorithm), the signing table
+ * the key table names each key (domain, selector, PEM file, algorithm, rotation state), the signing table
  * says which keys sign mail whose author (From) domain matches a rule. The only source of
  * their types (STYLE.md §7).
  */
@@ -31,6 +31,13 @@ export const keyTableSchema = {
         enum: ['off', 'nofws', 'simple'],
         default: 'off',
         description: 'Also sign with legacy DomainKeys (RFC 4870, rsa-sha1) with this canonicalization, for RSA keys; never verified by postseal.',
+      },
+      state: {
+        type: 'string',
+        enum: ['staged', 'active', 'retiring'],
+        default: 'active',
+        description:
+          'Rotation: staged = published in DNS, not signing yet; active = signs; retiring = replaced, not signing, its record stays published while signed mail is in transit. `postseal keys activate` moves a key from staged to active and the active key of its domain and algorithm to retiring.',
       },
     },
   },
@@ -70,3 +77,4 @@ export type KeyTable = FromSchema<typeof keyTableSchema>;
 export type KeyTableEntry = KeyTable[string];
 export type SigningTable = FromSchema<typeof signingTableSchema>;
 export type DomainKeysMode = KeyTableEntry['domainKeys'];
+export type KeyState = KeyTableEntry['state'];

@@ -37,6 +37,21 @@ describe('key store', () => {
     expect(keys.forAuthor('notexample.com')).toEqual([]);
   });
 
+  it('loads staged and retiring keys but signs only with the active ones', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-states-'));
+    const keyTableFile = path.join(dir, 'kt.yaml');
+    const signingTableFile = path.join(dir, 'st.yaml');
+    const entry = (selector: string, state?: string) => ({ domain: 'example.com', selector, keyFile: rsaKey.file, algorithm: 'rsa-sha256', ...(state ? { state } : {}) });
+    writeFileSync(keyTableFile, YAML.stringify({ old: entry('old', 'retiring'), cur: entry('cur'), next: entry('next', 'staged') }));
+    writeFileSync(signingTableFile, YAML.stringify([{ author: 'example.com', keys: ['old', 'cur', 'next'] }, { author: 'staged.example.com', keys: ['next'] }]));
+    const { keys } = loadConfig(configWith({ keyTableFile, signingTableFile }));
+    expect(keys.keys.map((k) => `${k.name}:${k.state}`)).toEqual(['old:retiring', 'cur:active', 'next:staged']);
+    expect(keys.forAuthor('example.com').map((k) => k.name)).toEqual(['cur']);
+    expect(keys.ruleFor('example.com')!.keys.map((k) => k.name)).toEqual(['old', 'cur', 'next']);
+    expect(keys.forAuthor('staged.example.com')).toEqual([]);
+    expect(keys.ruleFor('staged.example.com')!.index).toBe(1);
+  });
+
   it('has no keys when no signing files are configured', () => {
     expect(loadConfig(configWith({})).keys.size).toBe(0);
   });

@@ -11,7 +11,11 @@ import { testTransaction } from '../helpers/stage-run';
 
 describe('dkim-sign stage failures', () => {
   const privateKey = createPrivateKey(readFileSync(rsaKey.file));
-  const storeWith = (key: Partial<SigningKey>): KeyStore => ({ size: 1, forAuthor: () => [{ name: 'k', domain: 'example.com', selector: 's', algorithm: 'rsa-sha256', privateKey, domainKeys: 'off', ...key }] });
+  const storeWith = (key: Partial<SigningKey>): KeyStore => {
+    const k: SigningKey = { name: 'k', domain: 'example.com', selector: 's', algorithm: 'rsa-sha256', privateKey, domainKeys: 'off', state: 'active', keyFile: rsaKey.file, ...key };
+    const rule = { index: 0, author: 'example.com', keys: [k], signing: [k] };
+    return { size: 1, files: null, keys: [k], rules: [rule], ruleFor: () => rule, forAuthor: () => [k] };
+  };
   const deps = (keys: KeyStore) => ({ hostname: 'h', authservId: 'h', bankName: 'default', log: pino({ level: 'silent' }), keys }) as Partial<StageDeps> as StageDeps;
   const bank = loadTestBank({ originating: true, stages: ['dkim-sign'] });
 

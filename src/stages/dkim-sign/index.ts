@@ -6,16 +6,15 @@
  *
  * Findings: DKIM_SIGN_SIGNED; DKIM_SIGN_NO_FROM / DKIM_SIGN_MULTIPLE_FROM (unsignable,
  * dkimSign.unsignableFrom decides: reject 550 5.6.0 or pass unsigned);
- * DKIM_SIGN_NO_AUTHOR_DOMAIN and DKIM_SIGN_NO_KEY (no_key_for_domain: passes unsigned);
+ * DKIM_SIGN_NO_AUTHOR_DOMAIN and DKIM_SIGN_NO_KEY (no_key_for_domain, or no_active_key when
+ * the rule's keys are staged or retiring: passes unsigned);
  * DKIM_SIGN_FAILED (a signing error: 451 4.7.5, never unsigned mail).
- * Reads: dkimSign.*, and the key store that main.ts loaded.
+ * Reads: dkimSign.*, and the key store that main.ts loaded. What to sign with: decide.ts.
  */
 import type { Bank } from '../../config/bank-schema';
-import { authorOf, splitAddress } from '../../lib/author';
-import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
-import type { HeaderField } from '../../transaction/message';
-import { optionsFor } from './options';
-import { signMessage } from './sign';
+import type { Stage, StageDeps } from '../../pipeline/stage';
+import { decideSigning } from './decide';
+import { signMessage, withSignatures } from './sign';
 
 export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
   const conf = bank.dkimSign;
@@ -24,31 +23,17 @@ export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
     after: ['loop-guard', 'header-sanity', 'dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results', 'seven-bit'],
     async run(tx, signal) {
       const msg = tx.message;
-      const froms = msg.get('from');
-      if (froms.length === 0) return only({ code: 'DKIM_SIGN_NO_FROM' });
-      if (froms.length > 1) return only({ code: 'DKIM_SIGN_MULTIPLE_FROM', detail: `${froms.length} From fields` });
-      const author = authorOf(froms[0]);
-      const signer = author ?? (conf.envelopeSenderFallback ? splitAddress(tx.envelope.mailFrom) : null);
-      if (!signer) return only({ code: 'DKIM_SIGN_NO_AUTHOR_DOMAIN', detail: 'From holds no usable address' });
-      const keys = deps.keys.forAuthor(signer.domain);
-      if (keys.length === 0) return only({ code: 'DKIM_SIGN_NO_KEY', detail: `no_key_for_domain ${signer.domain}` });
+      const decision = decideSigning(msg, tx.envelope.mailFrom, conf, deps.keys);
+      if (!decision.sign) return { findings: [decision.finding] };
       let signed;
       try {
-        signed = await signMessage(msg, keys, optionsFor(conf, signer), author, tx.receivedAt, signal);
+        signed = await signMessage(msg, decision.keys, decision.options, decision.author, tx.receivedAt, signal);
       } catch (err) {
         if (signal.aborted) throw err;
-        deps.log.error({ err, tx: tx.id, domain: signer.domain }, 'signing failed');
-        return only({ code: 'DKIM_SIGN_FAILED', detail: (err as Error).message });
+        deps.log.error({ err, tx: tx.id, domain: decision.signer.domain }, 'signing failed');
+        return { findings: [{ code: 'DKIM_SIGN_FAILED', detail: (err as Error).message }] };
       }
-      const added: HeaderField[] = signed.fields.map((raw) => {
-        const name = raw.slice(0, raw.indexOf(':'));
-        return { name, key: name.toLowerCase(), raw: Buffer.from(raw, 'latin1') };
-      });
-      return { findings: [{ code: 'DKIM_SIGN_SIGNED', detail: signed.summary.join(', ') }], message: msg.withFields([...added, ...msg.fields]) };
+      return { findings: [{ code: 'DKIM_SIGN_SIGNED', detail: signed.summary.join(', ') }], message: withSignatures(msg, signed) };
     },
   };
-}
-
-function only(finding: Finding) {
-  return { findings: [finding] };
 }

@@ -12,7 +12,7 @@ import { BodyCanonicalizer, type DkimCanonicalization } from '../../lib/dkim/can
 import { DomainKeysSigner } from '../../lib/dkim/domainkeys';
 import { createDkimSignature, signedHeaderNames } from '../../lib/dkim/signature';
 import type { SigningKey } from '../../keys/key-store';
-import type { Message } from '../../transaction/message';
+import type { HeaderField, Message } from '../../transaction/message';
 import type { SignatureOptions } from './options';
 
 export interface SignedFields {
@@ -64,6 +64,15 @@ export async function signMessage(msg: Message, keys: readonly SigningKey[], opt
     fields: [...dkim, ...domainKeys.map((dk) => dk.signer.finish())],
     summary: [...keys.map((k) => `d=${k.domain} s=${k.selector} ${k.algorithm}`), ...domainKeys.map((dk) => `d=${dk.key.domain} s=${dk.key.selector} domainkeys`)],
   };
+}
+
+/** The message with the new fields on top, every other byte as it was. */
+export function withSignatures(msg: Message, signed: SignedFields): Message {
+  const added: HeaderField[] = signed.fields.map((raw) => {
+    const name = raw.slice(0, raw.indexOf(':'));
+    return { name, key: name.toLowerCase(), raw: Buffer.from(raw, 'latin1') };
+  });
+  return msg.withFields([...added, ...msg.fields]);
 }
 
 /** i= is the author when it lies within d= (RFC 6376 3.5); an unusual local part gives @domain. */

@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { runCli } from '../helpers/cli';
+import { runCli } from '../../helpers/cli';
 
-const dkimpy = path.join(__dirname, '../fixtures/scripts/dkimpy-roundtrip.py');
+const dkimpy = path.join(__dirname, '../../fixtures/scripts/dkimpy-roundtrip.py');
 
 /** The TXT record text back out of the zone-file form. */
 function recordText(zone: string): string {
@@ -44,5 +44,16 @@ describe('postseal keys generate', () => {
 
   it('refuses RSA keys under 1024 bits as a usage error', () => {
     expect(runCli(['keys', 'generate', '--domain', 'example.org', '--selector', 's', '--bits', '512']).status).toBe(2);
+  });
+});
+
+describe('postseal keys', () => {
+  it('lists its subcommands with --help; no subcommand or an unknown one is a usage error', () => {
+    const help = runCli(['keys', '--help']);
+    expect(help.status).toBe(0);
+    for (const sub of ['generate', 'show', 'test', 'activate', 'import']) expect(help.stdout).toContain(`keys ${sub} `);
+    expect(runCli(['keys']).status).toBe(2);
+    expect(runCli(['keys', 'rotate']).status).toBe(2);
+    expect(runCli(['keys', 'constructor']).status).toBe(2);
   });
 });
