@@ -16,6 +16,7 @@ import type { Logger } from './lib/log';
 import { createPipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
 import { stageFactories } from './stages';
+import { sweepStaleSpools } from './transaction/spool';
 
 export interface Postseal {
   readonly listeners: readonly Listener[];
@@ -34,6 +35,8 @@ interface Running {
 }
 
 export async function startPostseal(config: LoadedConfig, log: Logger): Promise<Postseal> {
+  const stale = await sweepStaleSpools(config.main.spool.dir || os.tmpdir());
+  if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
   const running: Running = { config, contexts: buildContexts(config, log), listeners: [] };
   try {
     for (const l of config.main.listeners) running.listeners.push(await startListener(l, () => running.contexts.get(l.bank)!));
