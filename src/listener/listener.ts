@@ -14,6 +14,7 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import { replyError, replies } from '../smtp/replies';
+import { greetWithoutPause } from './greeting';
 import { SessionHandler, type SessionContext } from './session';
 import './smtp-server-patches';
 
@@ -61,6 +62,7 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
     onClose: (session) => handler.close(session),
   };
   const server = new SMTPServer(options);
+  greetWithoutPause(server);
   server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', (err: Error) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
