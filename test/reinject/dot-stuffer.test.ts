@@ -24,6 +24,11 @@ describe('DotStuffer', () => {
     expect(stuff(['no newline'])).toBe('no newline\r\n.\r\n');
   });
 
+  it('hands back a chunk that needs no change as it is, without a copy', () => {
+    const chunk = Buffer.from('From: a@example.org\r\n\r\nline one\r\nline. two\r\n');
+    expect(new DotStuffer().push(chunk)).toBe(chunk);
+  });
+
   it('passes an empty message as just the final dot', () => {
     expect(stuff([])).toBe('.\r\n');
   });

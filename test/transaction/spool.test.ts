@@ -39,6 +39,13 @@ describe('spool', () => {
     expect(readdirSync(d)).toEqual([]);
   });
 
+  it('a spool file that cannot be written is SPOOL_FAILED, and the rest of the message is not read', async () => {
+    const src = chunks(50, 1000);
+    const err = await spoolFrom(src, { dir: path.join(dir(), 'missing'), memoryThresholdBytes: 2000, maxSizeBytes: 100_000 }).catch((e) => e);
+    expect(isPostsealError(err, 'SPOOL_FAILED')).toBe(true);
+    expect(src.destroyed).toBe(true);
+  });
+
   it('a source that breaks off is UPSTREAM_ABORTED and leaves no file', async () => {
     const d = dir();
     const src = new Readable({ read() {} });
