@@ -32,7 +32,7 @@ describe('greeting without smtp-server pause', () => {
   it('smtp-server alone still waits 100 ms before it greets (remove greeting.ts once this fails)', async () => {
     const s = await server(false);
     expect((await greeting(portOf(s), 300)).ms).toBeGreaterThanOrEqual(95);
-    await new Promise((r) => s.close(r));
+    await new Promise<void>((r) => s.close(() => r()));
   });
 
   it('greets at once, and only once, with the pause left to run out', async () => {
@@ -41,7 +41,7 @@ describe('greeting without smtp-server pause', () => {
     expect(g.ms).toBeGreaterThanOrEqual(0);
     expect(g.ms).toBeLessThan(60);
     expect(g.text.match(/^220 /gm)).toHaveLength(1);
-    await new Promise((r) => s.close(r));
+    await new Promise<void>((r) => s.close(() => r()));
   });
 
   it('a postseal listener greets at once and takes mail on that connection', async () => {
