@@ -1,0 +1,101 @@
+/**
+ * The cell matrix: for every size, concurrency and reuse setting, the direct smtp-source →
+ * smtp-sink ceiling, then each path through postseal (throughput, added latency, peak RSS),
+ * then, per $max_servers setting, each path through amavisd-new, keeping the best.
+ */
+import type { BenchMessage } from './messages';
+import { ENVELOPE } from './messages';
+import { measureLatency, type LatencyResult } from './latency';
+import type { Throughput } from './measure';
+import type { PathName, PathSpec, Postseal } from './postseal';
+import { cpuSeconds, readRss, resetPeakRss, round1, round2 } from './proc';
+import type { Cell } from './report';
+
+export interface Grid {
+  sizes: readonly number[];
+  concurrencies: readonly number[];
+  reuses: readonly boolean[];
+  paths: readonly PathSpec[];
+  latencySeconds: number;
+}
+
+export type Messages = Map<string, BenchMessage>;
+export const messageKey = (kind: string, sizeKb: number) => `${kind}:${sizeKb}`;
+
+type Progress = (line: string) => void;
+
+export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, messages: Messages, tp: Throughput, progress: Progress): Promise<Cell[]> {
+  const cells: Cell[] = [];
+  for (const sizeKb of grid.sizes) {
+    for (const concurrency of grid.concurrencies) {
+      for (const reuse of grid.reuses) {
+        const plain = messages.get(messageKey('plain', sizeKb))!;
+        const load = { from: ENVELOPE.originating, to: ENVELOPE.to, concurrency, reuse };
+        const direct = await tp.measure({ ...load, key: `direct:${sizeKb}:${reuse}`, port: sinkPort, file: plain.file });
+        const directLat = await latency(sinkPort, plain, load, grid.latencySeconds);
+        for (const spec of grid.paths) {
+          const msg = messages.get(messageKey(spec.kind, sizeKb))!;
+          const own = { ...load, from: spec.from };
+          resetPeakRss(ps.pid);
+          const cpuBefore = cpuSeconds(ps.pid);
+          const run = await tp.measure({ ...own, key: `postseal:${spec.name}:${sizeKb}:${reuse}`, port: ps.ports[spec.name], file: msg.file });
+          const cpuMs = ((cpuSeconds(ps.pid) - cpuBefore) * 1000) / run.messagesSent;
+          const lat = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds);
+          const cell: Cell = {
+            path: spec.name,
+            sizeKb,
+            concurrency,
+            reuse,
+            postsealMps: Math.round(run.mps),
+            directMps: Math.round(direct.mps),
+            amavisdMps: null,
+            p50Ms: round2(lat.p50Ms - directLat.p50Ms),
+            p99Ms: round2(lat.p99Ms - directLat.p99Ms),
+            peakRssMb: round1(readRss(ps.pid).peakMb),
+            cpuMsPerMessage: round2(cpuMs),
+            amavisdMaxServers: null,
+            latency: { postsealP50Ms: round2(lat.p50Ms), postsealP99Ms: round2(lat.p99Ms), directP50Ms: round2(directLat.p50Ms), directP99Ms: round2(directLat.p99Ms), messages: lat.messages },
+          };
+          cells.push(cell);
+          progress(`${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms, RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg`);
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+function latency(port: number, msg: BenchMessage, load: { from: string; to: string; concurrency: number; reuse: boolean }, seconds: number): Promise<LatencyResult> {
+  return measureLatency({ port, message: msg.bytes, ...load, seconds });
+}
+
+/** amavisd-new's paths: it has no Ed25519 signing, so no dual path. */
+export const AMAVISD_PATHS: readonly PathName[] = ['inbound', 'originating', 'nochecks'];
+
+export async function amavisdCells(
+  grid: Grid,
+  maxServers: number,
+  ports: Record<'inbound' | 'originating' | 'nochecks', number>,
+  messages: Messages,
+  tp: Throughput,
+  cells: Cell[],
+  progress: Progress,
+): Promise<void> {
+  for (const sizeKb of grid.sizes) {
+    for (const concurrency of grid.concurrencies) {
+      for (const reuse of grid.reuses) {
+        for (const spec of grid.paths) {
+          if (spec.name === 'originating-dual') continue;
+          const msg = messages.get(messageKey(spec.kind, sizeKb))!;
+          const run = await tp.measure({ key: `amavisd${maxServers}:${spec.name}:${sizeKb}:${reuse}`, port: ports[spec.name], file: msg.file, from: spec.from, to: ENVELOPE.to, concurrency, reuse });
+          const cell = cells.find((c) => c.path === spec.name && c.sizeKb === sizeKb && c.concurrency === concurrency && c.reuse === reuse);
+          if (cell && (cell.amavisdMps === null || run.mps > cell.amavisdMps)) {
+            cell.amavisdMps = Math.round(run.mps);
+            cell.amavisdMaxServers = maxServers;
+          }
+          progress(`amavisd-new max_servers=${maxServers} ${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${Math.round(run.mps)} msg/s`);
+        }
+      }
+    }
+  }
+}

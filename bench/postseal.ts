@@ -1,0 +1,162 @@
+/**
+ * postseal as the benchmark runs it: the built command (dist/cli/main.js) as a child process,
+ * one listener per path, every bank forwarding to the benchmark's smtp-sink, the log on a
+ * file (one JSON line per message, as in production). Each path runs a shipped bank
+ * (policy-banks/) with only the downstream changed, minus any stage the build does not
+ * know yet (dist/config/bank-schema.js), which is reported as missing: the same bench
+ * lights new stages up as they land.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { stopChild } from './postfix-tools';
+import { freePort, waitForGreeting } from './proc';
+import YAML from 'yaml';
+import { DUAL_DOMAIN, ENVELOPE, OWN_DOMAIN, type BenchKeys, type MessageKind } from './messages';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const NODE = path.join(ROOT, 'node_modules/.bin/node');
+const CLI = path.join(ROOT, 'dist/cli/main.js');
+
+export type PathName = 'inbound' | 'originating' | 'originating-dual' | 'nochecks';
+
+export interface PathSpec {
+  readonly name: PathName;
+  readonly bank: string;
+  /** The shipped bank (policy-banks/) this path runs as; null: the pass-through case. */
+  readonly shipped: string | null;
+  readonly kind: MessageKind;
+  readonly from: string;
+}
+
+/**
+ * The issue's four paths. NOCHECKS as shipped signs (list fan-out); the issue's "nochecks"
+ * figure is the proxy alone, so that path runs no stage at all.
+ */
+export const PATHS: readonly PathSpec[] = [
+  { name: 'inbound', bank: 'default', shipped: 'default', kind: 'signed', from: ENVELOPE.inbound },
+  { name: 'originating', bank: 'ORIGINATING', shipped: 'ORIGINATING', kind: 'plain', from: ENVELOPE.originating },
+  { name: 'originating-dual', bank: 'ORIGINATING_DUAL', shipped: 'ORIGINATING', kind: 'dual', from: ENVELOPE.dual },
+  { name: 'nochecks', bank: 'NOCHECKS', shipped: null, kind: 'plain', from: ENVELOPE.originating },
+];
+
+type SchemaModule<K extends string> = Record<K, { properties: Record<string, { items?: { enum?: readonly string[] } }> }>;
+
+/** Stage ids and main-config sections the built postseal knows. */
+function builtSchema(): { stages: Set<string>; mainKeys: Set<string> } {
+  const bank = require(path.join(ROOT, 'dist/config/bank-schema.js')) as SchemaModule<'bankSchema'>;
+  const main = require(path.join(ROOT, 'dist/config/main-schema.js')) as SchemaModule<'mainConfigSchema'>;
+  return { stages: new Set(bank.bankSchema.properties.stages.items?.enum ?? []), mainKeys: new Set(Object.keys(main.mainConfigSchema.properties)) };
+}
+
+export interface BenchBanks {
+  /** What each path runs, and the shipped stages this build does not have yet. */
+  stages: Record<PathName, { runs: string[]; missing: string[] }>;
+}
+
+function readBank(name: string): Record<string, unknown> {
+  return (YAML.parse(readFileSync(path.join(ROOT, 'policy-banks', `${name}.yaml`), 'utf8')) ?? {}) as Record<string, unknown>;
+}
+
+/** The shipped bank with the benchmark's downstream, and only the stages the build has. */
+function benchBank(spec: PathSpec, have: Set<string>, sinkPort: number): { yaml: string; runs: string[]; missing: string[] } {
+  const base = spec.shipped ? readBank(spec.shipped) : { description: 'benchmark pass-through: no stages', stages: [], loopGuard: { traceHeader: false } };
+  const wanted = (base.stages ?? readBank('default').stages ?? []) as string[];
+  const runs = wanted.filter((s) => have.has(s));
+  const target = { host: '127.0.0.1', port: sinkPort };
+  const bank = { ...base, forward: { ...(base.forward as object), ...target }, notify: target, stages: runs };
+  return { yaml: `# bench path ${spec.name}, from policy-banks/${spec.shipped ?? '(none)'}.yaml\n${YAML.stringify(bank)}`, runs, missing: wanted.filter((s) => !have.has(s)) };
+}
+
+/** Key and signing tables: RSA for OWN_DOMAIN, RSA + Ed25519 for DUAL_DOMAIN. */
+function writeKeyTables(dir: string, keys: BenchKeys): { keyTableFile: string; signingTableFile: string } {
+  const keyTableFile = path.join(dir, 'key-table.yaml');
+  const signingTableFile = path.join(dir, 'signing-table.yaml');
+  const rsa = { selector: keys.rsaSelector, keyFile: keys.rsaFile, algorithm: 'rsa-sha256' };
+  writeFileSync(
+    keyTableFile,
+    YAML.stringify({
+      'own-rsa': { domain: OWN_DOMAIN, ...rsa },
+      'dual-rsa': { domain: DUAL_DOMAIN, ...rsa },
+      'dual-ed': { domain: DUAL_DOMAIN, selector: keys.ed25519Selector, keyFile: keys.ed25519File, algorithm: 'ed25519-sha256' },
+    }),
+  );
+  writeFileSync(signingTableFile, YAML.stringify([{ author: OWN_DOMAIN, keys: ['own-rsa'] }, { author: DUAL_DOMAIN, keys: ['dual-rsa', 'dual-ed'] }]));
+  return { keyTableFile, signingTableFile };
+}
+
+export interface Postseal {
+  readonly pid: number;
+  readonly ports: Record<PathName, number>;
+  readonly banks: BenchBanks;
+  readonly logFile: string;
+  stop(): Promise<void>;
+}
+
+export interface PostsealStart {
+  dir: string;
+  keys: BenchKeys;
+  sinkPort: number;
+  dnsPort: number;
+  workers: number;
+  /** Extra node options, e.g. --cpu-prof. */
+  nodeArgs?: string[];
+  /** Only these paths get a listener. */
+  paths?: readonly PathName[];
+  memoryThresholdBytes?: number;
+}
+
+export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
+  const built = builtSchema();
+  const specs = PATHS.filter((p) => !opts.paths || opts.paths.includes(p.name));
+  const bankDir = path.join(opts.dir, 'banks');
+  mkdirSync(bankDir, { recursive: true });
+  const stages = {} as BenchBanks['stages'];
+  const ports = {} as Record<PathName, number>;
+  const listeners: string[] = [];
+  if (!specs.some((s) => s.bank === 'default')) writeFileSync(path.join(bankDir, 'default.yaml'), benchBank(PATHS[0], built.stages, opts.sinkPort).yaml);
+  for (const spec of specs) {
+    const bank = benchBank(spec, built.stages, opts.sinkPort);
+    stages[spec.name] = { runs: bank.runs, missing: bank.missing };
+    ports[spec.name] = await freePort();
+    listeners.push(`  - { address: 127.0.0.1, port: ${ports[spec.name]}, bank: ${spec.bank} }`);
+    writeFileSync(path.join(bankDir, `${spec.bank}.yaml`), bank.yaml);
+  }
+  const main = [
+    'hostname: filter.bench.example',
+    'bankDir: banks',
+    'listeners:',
+    ...listeners,
+    `spool: { dir: ${JSON.stringify(opts.dir)}, memoryThresholdBytes: ${opts.memoryThresholdBytes ?? 1048576} }`,
+    'log: { level: info }',
+  ];
+  if (built.mainKeys.has('dns')) main.push(`dns: { servers: ["127.0.0.1:${opts.dnsPort}"] }`);
+  if (built.mainKeys.has('dkimSign')) main.push(`dkimSign: ${JSON.stringify(writeKeyTables(opts.dir, opts.keys))}`);
+  const configFile = path.join(opts.dir, 'postseal.yaml');
+  writeFileSync(configFile, `${main.join('\n')}\n`);
+  const logFile = path.join(opts.dir, `postseal-${Date.now()}.log`);
+  const out = openSync(logFile, 'a');
+  const child: ChildProcess = spawn(NODE, [...(opts.nodeArgs ?? []), CLI, 'start', '--config', configFile, '--workers', String(opts.workers)], { stdio: ['ignore', out, out], cwd: opts.dir });
+  closeSync(out);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await waitForLine(logFile, '"msg":"postseal started"', 60000, exited);
+    for (const port of Object.values(ports)) await waitForGreeting(port, 10000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`postseal did not start (log: ${logFile}): ${(err as Error).message}`);
+  }
+  return { pid: child.pid!, ports, banks: { stages }, logFile, stop: () => stopChild(child, exited, 'SIGTERM', 30000) };
+}
+
+/** Waits for postseal's start line, which a cluster writes once every worker listens. */
+async function waitForLine(file: string, needle: string, timeoutMs: number, exited: Promise<void>): Promise<void> {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + timeoutMs;
+  while (!readFileSync(file, 'utf8').includes(needle)) {
+    if (gone) throw new Error(`postseal exited: ${readFileSync(file, 'utf8').slice(-1000)}`);
+    if (Date.now() > deadline) throw new Error(`no "postseal started" within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * `npm run bench`: postseal's throughput, added latency and memory against the direct
+ * smtp-source → smtp-sink ceiling and amavisd-new, all on loopback in one run (bench/README.md).
+ *   --smoke             one small cell per path, checks enforced, nothing written (for CI)
+ *   --profile           CPU profile of one path (--paths, default originating) at 20 KB, c=16
+ *   --workers N         postseal worker processes (default 0: one per core)
+ *   --sizes/--concurrency/--paths LIST, --reuse yes|no|both: a part of the matrix
+ *   --seconds S         length of each throughput run (default 1.5)
+ *   --no-amavisd, --no-memory, --out FILE, --keep (leave the work folder: configs, logs)
+ */
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { amavisdUnavailable, startAmavisd } from './amavisd';
+import { checkMessage, readDump, type PathCheck } from './checks';
+import { startDnsServer } from './dns-server';
+import { AMAVISD_PATHS, amavisdCells, messageKey, postsealCells, type Grid, type Messages } from './matrix';
+import { Throughput } from './measure';
+import { memoryBenchmark } from './memory';
+import { ENVELOPE, makeKeys, makeMessage, type BenchKeys } from './messages';
+import { findTool, runSmtpSource, startSmtpSink, type SmtpSink } from './postfix-tools';
+import { PATHS, ROOT, startPostseal, type PathName } from './postseal';
+import { profilePath } from './profile';
+import { freePort, readRss } from './proc';
+import { markdown, targets, targetsMarkdown, type Results } from './report';
+import { describeMachine, describeVersions } from './versions';
+
+const { values: opt } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    workers: { type: 'string', default: '0' },
+    sizes: { type: 'string' },
+    concurrency: { type: 'string' },
+    paths: { type: 'string' },
+    reuse: { type: 'string', default: 'both' },
+    seconds: { type: 'string' },
+    'no-amavisd': { type: 'boolean', default: false },
+    'no-memory': { type: 'boolean', default: false },
+    out: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+
+const list = (v: string | undefined, fallback: number[]) => (v ? v.split(',').map(Number) : fallback);
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+async function main(): Promise<number> {
+  const smtpSource = findTool('smtp-source');
+  const smtpSinkBin = findTool('smtp-sink');
+  if (!smtpSource || !smtpSinkBin) {
+    log("Postfix's smtp-source and smtp-sink are needed (Debian package postfix)");
+    return 2;
+  }
+  const started = Date.now();
+  const partial = !!(opt.sizes || opt.concurrency || opt.paths || opt.reuse !== 'both' || opt.seconds || opt['no-amavisd'] || opt['no-memory'] || opt.workers !== '0');
+  const mode: Results['mode'] = opt.smoke ? 'smoke' : partial ? 'partial' : 'full';
+  const seconds = Number(opt.seconds ?? (opt.smoke ? 0.5 : 1.5));
+  const grid: Grid = {
+    sizes: opt.smoke ? [2] : list(opt.sizes, [2, 20, 200]),
+    concurrencies: opt.smoke ? [1] : list(opt.concurrency, [1, 16, 64]),
+    reuses: opt.smoke ? [true] : opt.reuse === 'both' ? [true, false] : [opt.reuse === 'yes'],
+    paths: PATHS.filter((p) => !opt.paths || opt.paths.split(',').includes(p.name)),
+    latencySeconds: opt.smoke ? 0.3 : Math.max(0.5, seconds * 0.6),
+  };
+  const workers = Number(opt.workers);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'postseal-bench-'));
+  const keys = makeKeys(dir);
+  const dns = await startDnsServer(keys.dns);
+  const sinkPort = await freePort();
+  const sink: { current: SmtpSink } = { current: await startSmtpSink(smtpSinkBin, sinkPort) };
+  try {
+    if (opt.profile) {
+      const name = (opt.paths ?? 'originating') as PathName;
+      if (!PATHS.some((p) => p.name === name)) throw new Error(`--profile takes one path of ${PATHS.map((p) => p.name).join(', ')}`);
+      const summary = await profilePath({ dir, keys, sinkPort, dnsPort: dns.port, smtpSource, seconds: Number(opt.seconds ?? 15), path: name, reuse: opt.reuse !== 'no' });
+      process.stdout.write(`${summary}\n`);
+      return 0;
+    }
+    const messages: Messages = new Map();
+    for (const sizeKb of grid.sizes) {
+      for (const kind of ['plain', 'dual', 'signed'] as const) messages.set(messageKey(kind, sizeKb), await makeMessage(dir, sizeKb, kind, keys));
+    }
+    const ps = await startPostseal({ dir, keys, sinkPort, dnsPort: dns.port, workers });
+    const results: Results = {
+      date: new Date().toISOString(),
+      mode,
+      durationSeconds: 0,
+      machine: describeMachine(),
+      versions: describeVersions(),
+      settings: { workers: workers || os.availableParallelism(), throughputSeconds: seconds, latencySeconds: grid.latencySeconds, messageBytes: Object.fromEntries([...messages].map(([k, m]) => [k, m.bytes.length])) },
+      paths: {},
+      idleRssMbPerProcess: readRss(ps.pid).currentMb,
+      amavisd: { measured: false, reason: null, peakRssMbByMaxServers: {} },
+      memory: null,
+      cells: [],
+    };
+    let failed = false;
+    try {
+      const sent = grid.paths.map((p) => ({ port: ps.ports[p.name], p }));
+      const checks = await captureChecks(sink, smtpSinkBin, smtpSource, sent.map(({ port, p }) => ({ port, file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })), keys);
+      for (const [i, p] of grid.paths.entries()) {
+        const st = ps.banks.stages[p.name];
+        results.paths[p.name] = { bank: p.bank, stages: st.runs, missingStages: st.missing, check: checks[i], amavisdCheck: null };
+        const problem = checkProblem(p.name, st.runs, checks[i]);
+        if (problem) {
+          log(`check failed on ${p.name}: ${problem}`);
+          failed = true;
+        }
+        if (st.missing.length) log(`${p.name}: stages not built yet, measured without them: ${st.missing.join(', ')}`);
+      }
+      if (failed) return 1;
+      const tp = new Throughput(smtpSource, seconds, (key) => (key.startsWith('direct') ? 2000 : key.startsWith('amavisd') ? 30 : 200));
+      for (const p of grid.paths) {
+        await runSmtpSource(smtpSource, { port: ps.ports[p.name], file: messages.get(messageKey(p.kind, grid.sizes[0]))!.file, from: p.from, to: ENVELOPE.to, concurrency: 16, reuse: true, messages: opt.smoke ? 50 : 1500, timeoutMs: 120000 });
+      }
+      results.cells = await postsealCells(grid, ps, sinkPort, messages, tp, log);
+    } finally {
+      await ps.stop();
+    }
+    const why = opt['no-amavisd'] || opt.smoke ? 'not asked for (--no-amavisd or --smoke)' : amavisdUnavailable();
+    results.amavisd.reason = why;
+    if (!why) {
+      const tp = new Throughput(smtpSource, seconds, () => 30);
+      const paths = grid.paths.filter((p) => (AMAVISD_PATHS as readonly string[]).includes(p.name));
+      const checked = await startAmavisd({ dir, maxServers: 2, keys, sinkPort, dnsPort: dns.port });
+      try {
+        const checks = await captureChecks(sink, smtpSinkBin, smtpSource, paths.map((p) => ({ port: checked.ports[p.name as 'inbound'], file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })), keys);
+        paths.forEach((p, i) => (results.paths[p.name].amavisdCheck = checks[i]));
+      } finally {
+        // Its cached connection to the capturing sink is gone; a fresh instance measures.
+        await checked.stop();
+      }
+      for (const maxServers of [2, 4, 8]) {
+        const am = await startAmavisd({ dir, maxServers, keys, sinkPort, dnsPort: dns.port });
+        try {
+          await amavisdCells(grid, maxServers, am.ports, messages, tp, results.cells, log);
+          results.amavisd.peakRssMbByMaxServers[maxServers] = readRss(am.pid).peakMb;
+        } finally {
+          await am.stop();
+        }
+      }
+      results.amavisd.measured = true;
+    }
+    if (!opt['no-memory'] && !opt.smoke) results.memory = await memoryBenchmark({ dir, keys, sinkPort, dnsPort: dns.port, smtpSource, messageMb: 50 });
+    results.durationSeconds = Math.round((Date.now() - started) / 1000);
+    results.machine.loadAvgAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
+    const table = `${markdown(results)}\n\n${targetsMarkdown(targets(results))}\n`;
+    process.stdout.write(table);
+    const out = opt.out ?? (mode === 'full' ? path.join(ROOT, 'bench/results/latest.json') : null);
+    if (out) {
+      mkdirSync(path.dirname(out), { recursive: true });
+      writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+      writeFileSync(out.replace(/\.json$/, '.md'), table);
+      log(`results written to ${out}`);
+    }
+    return 0;
+  } finally {
+    await sink.current.stop();
+    await dns.close();
+    if (opt.keep) log(`work folder kept: ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Swaps the fast sink for a capturing one, sends one message to each port, and checks each. */
+async function captureChecks(sink: { current: SmtpSink }, bin: string, smtpSource: string, sends: { port: number; file: { file: string; bytes: Buffer }; from: string }[], keys: BenchKeys): Promise<PathCheck[]> {
+  const port = sink.current.port;
+  const dump = path.join(os.tmpdir(), `postseal-bench-dump-${process.pid}-${Date.now()}`);
+  await sink.current.stop();
+  const capture = await startSmtpSink(bin, port, dump);
+  try {
+    for (const s of sends) await runSmtpSource(smtpSource, { port: s.port, file: s.file.file, from: s.from, to: ENVELOPE.to, concurrency: 1, reuse: false, messages: 1, timeoutMs: 30000 });
+  } finally {
+    await capture.stop();
+    sink.current = await startSmtpSink(bin, port);
+  }
+  const delivered = readDump(dump);
+  rmSync(dump, { force: true });
+  if (delivered.length !== sends.length) throw new Error(`checks: ${sends.length} messages sent, ${delivered.length} delivered`);
+  return Promise.all(delivered.map((d, i) => checkMessage(d, sends[i].file.bytes, keys.dns)));
+}
+
+function checkProblem(name: PathName, runs: readonly string[], c: PathCheck): string | null {
+  const wantSigs = name === 'originating-dual' ? 2 : name === 'originating' ? 1 : 0;
+  if (runs.includes('dkim-sign') && c.ownSignaturesValid < wantSigs) return `${c.ownSignaturesValid} of ${wantSigs} signatures verify (${c.signaturesAdded} added)`;
+  if (runs.includes('dkim-verify') && c.authResultsDkim !== 'pass') return `Authentication-Results dkim=${c.authResultsDkim}`;
+  if (runs.includes('seven-bit') && c.eightBitOut) return '8-bit bytes reached the downstream';
+  return null;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    log(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exit(1);
+  },
+);
