@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { stopChild } from './postfix-tools';
 import { freePort, waitForGreeting } from './proc';
-import { OWN_DOMAIN, type BenchKeys } from './messages';
+import { ENVELOPE, OWN_DOMAIN, type BenchKeys } from './messages';
 
 const AMAVISD = '/usr/sbin/amavisd';
 
@@ -76,7 +76,6 @@ export async function startAmavisd(opts: AmavisdStart): Promise<Amavisd> {
 function configText(opts: AmavisdStart, home: string, keyFile: string, ports: Amavisd['ports']): string {
   return `# amavisd-new for postseal's benchmark: content checks bypassed, DKIM only.
 use strict;
-use Mail::DKIM::DNS;
 use Net::DNS::Resolver;
 $MYHOME = '${home}';
 $TEMPBASE = "$MYHOME/tmp";
@@ -102,7 +101,7 @@ $interface_policy{'${ports.originating}'} = 'ORIGINATING';
 $interface_policy{'${ports.nochecks}'} = 'NOCHECKS';
 @inet_acl = qw(127.0.0.1);
 @mynetworks = qw(127.0.0.0/8);
-@local_domains_maps = (['${OWN_DOMAIN}']);
+@local_domains_maps = (['${OWN_DOMAIN}', '${ENVELOPE.to.split('@')[1]}']);
 @bypass_virus_checks_maps = (1);
 @bypass_spam_checks_maps = (1);
 @bypass_banned_checks_maps = (1);
@@ -113,8 +112,13 @@ $enable_dkim_verification = 1;
 $enable_dkim_signing = 1;
 dkim_key('${OWN_DOMAIN}', '${opts.keys.rsaSelector}', '${keyFile}');
 @dkim_signature_options_bysender_maps = ({ '.' => { c => 'relaxed/relaxed' } });
-# The DKIM public keys come from the benchmark's loopback DNS server.
-Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(nameservers => ['127.0.0.1'], port => ${opts.dnsPort}, udp_timeout => 5, retry => 1));
+# The DKIM public keys come from the benchmark's loopback DNS server: amavisd makes its own
+# resolver from /etc/resolv.conf in each child, so every resolver made is pointed there.
+{
+  no warnings 'redefine';
+  my $new = Net::DNS::Resolver->can('new');
+  *Net::DNS::Resolver::new = sub { my $r = $new->(@_); $r->nameservers('127.0.0.1'); $r->port(${opts.dnsPort}); $r };
+}
 $forward_method = 'smtp:[127.0.0.1]:${opts.sinkPort}';
 $notify_method = $forward_method;
 $policy_bank{'ORIGINATING'} = { originating => 1 };

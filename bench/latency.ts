@@ -1,8 +1,9 @@
 /**
  * Per-message latency, measured with our own SMTP client because smtp-source reports only
- * totals. `concurrency` sessions send back to back for a fixed time (a closed loop, like
- * smtp-source -s); each message's time runs from MAIL FROM to the 250 after the final dot,
- * and without reuse from the TCP connect, so the greeting and EHLO count too.
+ * totals. `concurrency` sessions send for a fixed time, either back to back (a closed loop,
+ * like smtp-source -s: at saturation the latency is just concurrency / throughput) or paced
+ * to a total of `rateMps`. Each message's time runs from MAIL FROM to the 250 after the
+ * final dot, and without reuse from the TCP connect, so the greeting and EHLO count too.
  */
 import net from 'node:net';
 
@@ -15,6 +16,8 @@ export interface LatencyLoad {
   concurrency: number;
   reuse: boolean;
   seconds: number;
+  /** Messages per second over all sessions; absent: back to back. */
+  rateMps?: number;
 }
 
 export interface LatencyResult {
@@ -27,7 +30,10 @@ export async function measureLatency(load: LatencyLoad): Promise<LatencyResult> 
   const data = Buffer.concat([Buffer.from(load.message.toString('latin1').replace(/^\./gm, '..'), 'latin1'), Buffer.from(load.message.at(-1) === 0x0a ? '.\r\n' : '\r\n.\r\n')]);
   const samples: number[] = [];
   const stopAt = performance.now() + load.seconds * 1000;
-  await Promise.all(Array.from({ length: load.concurrency }, () => session(load, data, stopAt, samples)));
+  // Paced sessions start their messages every concurrency/rate seconds, staggered.
+  const interval = load.rateMps ? (1000 * load.concurrency) / load.rateMps : 0;
+  const start = performance.now();
+  await Promise.all(Array.from({ length: load.concurrency }, (_, i) => session(load, data, stopAt, samples, start + (i * interval) / load.concurrency, interval)));
   if (samples.length === 0) throw new Error(`no message went through 127.0.0.1:${load.port} in ${load.seconds} s`);
   samples.sort((a, b) => a - b);
   return { messages: samples.length, p50Ms: percentile(samples, 0.5), p99Ms: percentile(samples, 0.99) };
@@ -38,13 +44,17 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }
 
-async function session(load: LatencyLoad, data: Buffer, stopAt: number, samples: number[]): Promise<void> {
+async function session(load: LatencyLoad, data: Buffer, stopAt: number, samples: number[], firstAt: number, interval: number): Promise<void> {
   let conn: Conn | null = null;
+  let next = firstAt;
   try {
     // With reuse a session's connection is set up before its clock starts, as Postfix's
     // connection cache would have it; without, the connect and greeting are the message's.
     if (load.reuse) conn = await Conn.open(load.port);
     while (performance.now() < stopAt) {
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      next = Math.max(next + interval, performance.now());
       const started = performance.now();
       if (!conn) conn = await Conn.open(load.port);
       await conn.expect(`MAIL FROM:<${load.from}>`, 250);

@@ -32,7 +32,6 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
         const plain = messages.get(messageKey('plain', sizeKb))!;
         const load = { from: ENVELOPE.originating, to: ENVELOPE.to, concurrency, reuse };
         const direct = await tp.measure({ ...load, key: `direct:${sizeKb}:${reuse}`, port: sinkPort, file: plain.file });
-        const directLat = await latency(sinkPort, plain, load, grid.latencySeconds);
         for (const spec of grid.paths) {
           const msg = messages.get(messageKey(spec.kind, sizeKb))!;
           const own = { ...load, from: spec.from };
@@ -40,7 +39,12 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
           const cpuBefore = cpuSeconds(ps.pid);
           const run = await tp.measure({ ...own, key: `postseal:${spec.name}:${sizeKb}:${reuse}`, port: ps.ports[spec.name], file: msg.file });
           const cpuMs = ((cpuSeconds(ps.pid) - cpuBefore) * 1000) / run.messagesSent;
-          const lat = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds);
+          // Added latency at half the throughput just measured, both ways at the same rate;
+          // then postseal's own latency at full load, for the record.
+          const rateMps = run.mps / 2;
+          const lat = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds, rateMps);
+          const directLat = await latency(sinkPort, msg, own, grid.latencySeconds, rateMps);
+          const saturated = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds);
           const cell: Cell = {
             path: spec.name,
             sizeKb,
@@ -54,10 +58,19 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
             peakRssMb: round1(readRss(ps.pid).peakMb),
             cpuMsPerMessage: round2(cpuMs),
             amavisdMaxServers: null,
-            latency: { postsealP50Ms: round2(lat.p50Ms), postsealP99Ms: round2(lat.p99Ms), directP50Ms: round2(directLat.p50Ms), directP99Ms: round2(directLat.p99Ms), messages: lat.messages },
+            latency: {
+              rateMps: Math.round(rateMps),
+              messages: lat.messages,
+              postsealP50Ms: round2(lat.p50Ms),
+              postsealP99Ms: round2(lat.p99Ms),
+              directP50Ms: round2(directLat.p50Ms),
+              directP99Ms: round2(directLat.p99Ms),
+              saturatedP50Ms: round2(saturated.p50Ms),
+              saturatedP99Ms: round2(saturated.p99Ms),
+            },
           };
           cells.push(cell);
-          progress(`${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms, RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg`);
+          progress(`${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg`);
         }
       }
     }
@@ -65,8 +78,8 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
   return cells;
 }
 
-function latency(port: number, msg: BenchMessage, load: { from: string; to: string; concurrency: number; reuse: boolean }, seconds: number): Promise<LatencyResult> {
-  return measureLatency({ port, message: msg.bytes, ...load, seconds });
+function latency(port: number, msg: BenchMessage, load: { from: string; to: string; concurrency: number; reuse: boolean }, seconds: number, rateMps?: number): Promise<LatencyResult> {
+  return measureLatency({ port, message: msg.bytes, ...load, seconds, rateMps });
 }
 
 /** amavisd-new's paths: it has no Ed25519 signing, so no dual path. */

@@ -128,6 +128,10 @@ async function main(): Promise<number> {
       try {
         const checks = await captureChecks(sink, smtpSinkBin, smtpSource, paths.map((p) => ({ port: checked.ports[p.name as 'inbound'], file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })), keys);
         paths.forEach((p, i) => (results.paths[p.name].amavisdCheck = checks[i]));
+        // The same work as postseal's, or the comparison means nothing.
+        const wanted: Record<string, string[]> = { inbound: ['dkim-verify'], originating: ['dkim-sign'], nochecks: [] };
+        const problems = paths.map((p, i) => checkProblem(p.name, wanted[p.name], checks[i])).filter((x) => x);
+        if (problems.length) throw new Error(`amavisd-new does not do the benchmark's work: ${problems.join('; ')}`);
       } finally {
         // Its cached connection to the capturing sink is gone; a fresh instance measures.
         await checked.stop();
