@@ -21,6 +21,8 @@ const DOUBLE_SPACE = Buffer.from('  ');
  * and the garbage collection of that was 15 % of the originating path (bench/README.md).
  */
 const BLOCK = 16 * 1024;
+/** What relaxed body canonicalization changes: two spaces, a tab, space before CRLF, a CR or LF outside a CRLF. */
+const NOT_RELAXED = / {2}|\t| \r\n|(?<!\r)\n|\r(?!\n)/;
 
 /** One header field (name, colon, value, folding, line ending) as the signature hashes it; ends in CRLF. */
 export function canonicalizeHeader(raw: Buffer, canon: DkimCanonicalization | 'dk-nofws'): Buffer {
@@ -64,7 +66,7 @@ export class BodyCanonicalizer {
   }
 
   update(chunk: Buffer): void {
-    let pos = 0;
+    let pos = this.canon === 'relaxed' ? this.canonicalLines(chunk) : 0;
     if (this.heldCR) {
       this.heldCR = false;
       if (chunk[0] === 0x0a) {
@@ -84,6 +86,29 @@ export class BodyCanonicalizer {
       this.content(chunk.subarray(pos, endsInCR ? chunk.length - 1 : chunk.length));
       this.heldCR = endsInCR;
     }
+  }
+
+  /**
+   * relaxed: the whole lines at the start of a chunk that are canonical as they are (most
+   * mail, and all of it after the seven-bit stage) go out in one piece, not line by line;
+   * returns where the rest of the chunk starts. Per-line work was about a sixth of the
+   * originating stages' CPU (bench/README.md, profile).
+   */
+  private canonicalLines(chunk: Buffer): number {
+    if (this.heldCR || this.lineHasContent || this.heldSpace) return 0;
+    const whole = chunk.lastIndexOf(0x0a) + 1;
+    if (whole === 0 || NOT_RELAXED.test(chunk.toString('latin1', 0, whole))) return 0;
+    // Empty lines at the end are held as always: they count only if content follows.
+    let end = whole;
+    let trailing = 0;
+    while (end >= 2 && (end === 2 || chunk[end - 3] === 0x0a)) {
+      end -= 2;
+      trailing++;
+    }
+    if (end > 0) this.write(chunk.subarray(0, end));
+    this.lineHasContent = false;
+    this.heldEmptyLines += trailing;
+    return whole;
   }
 
   end(): void {

@@ -39,6 +39,26 @@ describe('DKIM canonicalization', () => {
     expect(bodyInAllSplits('relaxed', exampleBody)).toBe(' C\r\nD E\r\n');
   });
 
+  it('relaxed: chunks of lines that are canonical already give what line-by-line work gives', () => {
+    // Byte by byte never takes the whole-lines path, so it is the reference.
+    const oneByOne = (input: string) => body('relaxed', ...input.split(''));
+    const inputs = [
+      'a b\r\nc\r\n',
+      '\r\n\r\na\r\n\r\n',
+      'a\r\n\r\n\r\n',
+      '\r\n\r\n',
+      ' lead\r\n\r\nx\r\ntail',
+      'canonical\r\nthen  two\r\nspaces \r\n',
+      'a\r\nbare\nlf\r\n',
+      'a\r\nlone\rcr\r\n',
+    ];
+    for (const input of inputs) {
+      expect(bodyInAllSplits('relaxed', input)).toBe(oneByOne(input));
+      expect(body('relaxed', 'x\r\n', input)).toBe(oneByOne(`x\r\n${input}`));
+      expect(body('relaxed', 'x \t', input)).toBe(oneByOne(`x \t${input}`));
+    }
+  });
+
   it('simple body canonicalization gives the RFC 6376 3.4.5 example result, however the body is chunked', () => {
     expect(bodyInAllSplits('simple', exampleBody)).toBe(' C \r\nD \t E\r\n');
   });
