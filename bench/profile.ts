@@ -1,7 +1,8 @@
 /**
- * `npm run bench -- --profile [--paths P] [--reuse no]`: one postseal process under node
- * --cpu-prof while smtp-source sends 20 KB messages at c=16 (over reused connections unless
- * told) to one path (the issue asks for originating, the default), then the
+ * `npm run bench -- --profile [--paths P] [--sizes KB] [--reuse no]`: one postseal process
+ * under node --cpu-prof while smtp-source sends messages (20 KB unless told) at c=16 (over
+ * reused connections unless told) to one path (the issue asks for originating, the
+ * default), then the
  * profile's self time by function and by area (our code, each package, Node internals,
  * GC), as Markdown for bench/README.md. The raw .cpuprofile is kept for DevTools.
  */
@@ -26,6 +27,7 @@ export interface ProfileRun {
   seconds: number;
   path: PathName;
   reuse: boolean;
+  sizeKb: number;
 }
 
 export async function profilePath(opts: ProfileRun): Promise<string> {
@@ -33,7 +35,7 @@ export async function profilePath(opts: ProfileRun): Promise<string> {
   const dir = path.join(opts.dir, 'profile');
   const profDir = path.join(dir, 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
-  const msg = await makeMessage(dir, 20, spec.kind, opts.keys);
+  const msg = await makeMessage(dir, opts.sizeKb, spec.kind, opts.keys);
   const ps = await startPostseal({ dir, keys: opts.keys, sinkPort: opts.sinkPort, dnsPort: opts.dnsPort, workers: 1, paths: [spec.name], nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
   let mps = 0;
   try {
@@ -46,9 +48,9 @@ export async function profilePath(opts: ProfileRun): Promise<string> {
   }
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error(`postseal wrote no CPU profile into ${profDir}`);
-  const kept = path.join(ROOT, `dist/bench/${spec.name}-20k-c16${opts.reuse ? '' : '-noreuse'}.cpuprofile`);
+  const kept = path.join(ROOT, `dist/bench/${spec.name}-${opts.sizeKb}k-c16${opts.reuse ? '' : '-noreuse'}.cpuprofile`);
   copyFileSync(path.join(profDir, file), kept);
-  return `${summarize(JSON.parse(readFileSync(kept, 'utf8')) as { nodes: ProfileNode[] })}\n\n${spec.name} path, 20 KB, c=16, ${opts.reuse ? 'reused connections' : 'a connection per message'}, one process: ${Math.round(mps)} msg/s while profiled. Profile: ${path.relative(ROOT, kept)}`;
+  return `${summarize(JSON.parse(readFileSync(kept, 'utf8')) as { nodes: ProfileNode[] })}\n\n${spec.name} path, ${opts.sizeKb} KB, c=16, ${opts.reuse ? 'reused connections' : 'a connection per message'}, one process: ${Math.round(mps)} msg/s while profiled. Profile: ${path.relative(ROOT, kept)}`;
 }
 
 export function summarize(profile: { nodes: ProfileNode[] }, top = 25): string {

@@ -2,7 +2,7 @@
  * `npm run bench`: postseal's throughput, added latency and memory against the direct
  * smtp-source → smtp-sink ceiling and amavisd-new, all on loopback in one run (bench/README.md).
  *   --smoke             one small cell per path, checks enforced, nothing written (for CI)
- *   --profile           CPU profile of one path (--paths, default originating) at 20 KB, c=16
+ *   --profile           CPU profile of one path (--paths, default originating; --sizes, default 20), c=16
  *   --workers N         postseal worker processes (default 0: one per core)
  *   --sizes/--concurrency/--paths LIST, --reuse yes|no|both: a part of the matrix
  *   --seconds S         length of each throughput run (default 1.5)
@@ -74,7 +74,7 @@ async function main(): Promise<number> {
     if (opt.profile) {
       const name = (opt.paths ?? 'originating') as PathName;
       if (!PATHS.some((p) => p.name === name)) throw new Error(`--profile takes one path of ${PATHS.map((p) => p.name).join(', ')}`);
-      const summary = await profilePath({ dir, keys, sinkPort, dnsPort: dns.port, smtpSource, seconds: Number(opt.seconds ?? 15), path: name, reuse: opt.reuse !== 'no' });
+      const summary = await profilePath({ dir, keys, sinkPort, dnsPort: dns.port, smtpSource, seconds: Number(opt.seconds ?? 15), path: name, reuse: opt.reuse !== 'no', sizeKb: Number(opt.sizes ?? 20) });
       process.stdout.write(`${summary}\n`);
       return 0;
     }
