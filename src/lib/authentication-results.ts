@@ -10,6 +10,7 @@ import type { MainConfig } from '../config/main-schema';
 import { MemoryDmarcResultStore, type DmarcResultStore } from '../store/dmarc-results';
 import { Message } from '../transaction/message';
 import { authorOf, type Author } from './author';
+import { DkimKeyCache } from './dkim/public-keys';
 import { createDnsResolver, type DnsResolver } from './dns';
 
 export type DkimResult = 'pass' | 'fail' | 'neutral' | 'policy' | 'permerror' | 'temperror';
@@ -107,10 +108,12 @@ export interface AuthDeps {
   readonly resolver: DnsResolver;
   readonly board: AuthBoard;
   readonly dmarcStore: DmarcResultStore;
+  /** DKIM public keys, parsed once per key record. */
+  readonly dkimKeys: DkimKeyCache;
 }
 
 export function createAuthDeps(dns: MainConfig['dns'], over: Partial<AuthDeps> = {}): AuthDeps {
-  return { resolver: createDnsResolver(dns), board: new AuthBoard(), dmarcStore: new MemoryDmarcResultStore(), ...over };
+  return { resolver: createDnsResolver(dns), board: new AuthBoard(), dmarcStore: new MemoryDmarcResultStore(), dkimKeys: new DkimKeyCache(), ...over };
 }
 
 /** RFC 2045 token: what a property value may be without quotes. */

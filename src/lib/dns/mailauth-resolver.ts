@@ -27,6 +27,13 @@ export function mailauthResolver(resolver: DnsResolver, signal?: AbortSignal): M
   };
 }
 
+/** mailauth reads only the code: a stack trace for every "no such record" was 2 % of the inbound path's CPU. */
 function dnsError(code: string, text: string, name: string): Error {
-  return Object.assign(new Error(`${code} ${name}: ${text}`), { code, hostname: name });
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return Object.assign(new Error(`${code} ${name}: ${text}`), { code, hostname: name });
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

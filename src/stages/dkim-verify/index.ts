@@ -28,12 +28,12 @@ const resultCodes: Record<DkimSignatureResult['result'], FindingCode> = {
 
 export function createDkimVerifyStage(bank: Bank, deps: StageDeps): Stage {
   const cfg = bank.dkimVerify;
-  const { resolver, board } = deps.auth;
+  const { resolver, board, dkimKeys } = deps.auth;
   return {
     id: 'dkim-verify',
     after: ['loop-guard', 'header-sanity'],
     async run(tx, signal) {
-      const { signatures } = await verifyDkim(tx.message, { resolver, maxSignatures: cfg.maxSignatures, minKeyBits: cfg.minKeyBits, partialBody: cfg.partialBody, signal });
+      const { signatures } = await verifyDkim(tx.message, { resolver, keys: dkimKeys, maxSignatures: cfg.maxSignatures, minKeyBits: cfg.minKeyBits, partialBody: cfg.partialBody, signal });
       const outcomes = board.of(tx);
       outcomes.dkim = signatures;
       const findings: Finding[] = signatures.map((s) => ({

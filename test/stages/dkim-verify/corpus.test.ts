@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DkimKeyCache } from '../../../src/lib/dkim/public-keys';
 import { createDnsResolver } from '../../../src/lib/dns';
 import { verifyDkim } from '../../../src/stages/dkim-verify/verify';
 import { Message } from '../../../src/transaction/message';
@@ -37,6 +38,7 @@ const load = (file: string) => Message.parse(memorySpool(readFileSync(path.join(
 const verify = (file: string, over: Partial<Parameters<typeof verifyDkim>[1]> = {}) =>
   verifyDkim(load(file), {
     resolver: createDnsResolver({ servers: [dns.server], timeoutMs: 1000, retries: 1, cacheMaxEntries: 1000, cacheMaxTtlSec: 300 }),
+    keys: new DkimKeyCache(),
     maxSignatures: 10,
     minKeyBits: 1024,
     partialBody: 'pass',
