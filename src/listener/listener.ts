@@ -17,6 +17,7 @@ import { replyError, replies } from '../smtp/replies';
 import { greetWithoutPause } from './greeting';
 import { SessionHandler, type SessionContext } from './session';
 import './smtp-server-patches';
+import './data-phase';
 
 export interface Listener {
   readonly config: ListenerConfig;
