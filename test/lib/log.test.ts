@@ -1,0 +1,35 @@
+/**
+ * The daemon's logger writes standard output in blocks: a line must still show up soon while
+ * the process runs on, and every line must be out when the process exits.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { nodeBin, root } from '../helpers/cli';
+
+const logModule = path.join(root, 'dist/lib/log.js');
+
+function run(script: string): Promise<{ firstLineAfterMs: number; lines: string[] }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    let firstLineAfterMs = -1;
+    let out = '';
+    const child = spawn(nodeBin, ['-e', `const log = require(${JSON.stringify(logModule)}).createLogger('info'); ${script}`]);
+    child.stdout.on('data', (d: Buffer) => {
+      if (firstLineAfterMs < 0) firstLineAfterMs = performance.now() - started;
+      out += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', () => resolve({ firstLineAfterMs, lines: out.split('\n').filter(Boolean) }));
+  });
+}
+
+test('a line is written while the process goes on, without waiting for its exit or a full block', async () => {
+  const { firstLineAfterMs, lines } = await run(`log.info('one'); setTimeout(() => {}, 3000);`);
+  expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['one']);
+  expect(firstLineAfterMs).toBeLessThan(2500);
+});
+
+test('every line is out when the process exits at once, and more than a block of them arrives whole', async () => {
+  const { lines } = await run(`for (let i = 0; i < 500; i++) log.info({ i }, 'line'); process.exit(0);`);
+  expect(lines.map((l) => JSON.parse(l).i)).toEqual(Array.from({ length: 500 }, (_, i) => i));
+});
