@@ -9,7 +9,7 @@
  * outer multipart seen inside an inner one, ends the open parts where the boundary starts.
  */
 import libmime from 'libmime';
-import { LineReader, type Line } from './lines';
+import { LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
 
 export interface FieldRange {
   readonly start: number;
@@ -37,8 +37,6 @@ export interface Part {
   readonly children: Part[];
 }
 
-const MAX_LINE = 998;
-
 type State = 'header' | 'body';
 
 export class MimeWalker {
@@ -47,7 +45,12 @@ export class MimeWalker {
   private state: State = 'body';
   private fields: { name: string; range: FieldRange; value: string }[] = [];
   private previousEol = 0;
-  private readonly lines = new LineReader((line) => this.line(line));
+  private readonly lines = new LineReader({
+    line: (line) => this.line(line),
+    // Only a delimiter can end a body, and only a line starting with "--" can be one.
+    takesPlainRuns: () => this.state === 'body',
+    plain: (run) => this.plainRun(run),
+  });
 
   /** `contentType` and `transferEncoding` are the raw values of the top-level fields, if any. */
   constructor(contentType: string | undefined, transferEncoding: string | undefined) {
@@ -133,7 +136,15 @@ export class MimeWalker {
   private bodyLine(part: Part, line: Line): void {
     part.eightBit ||= line.eightBit;
     part.nul ||= line.nul;
-    part.longLine ||= line.length > MAX_LINE;
+    part.longLine ||= line.length > MAX_LINE_OCTETS;
+  }
+
+  private plainRun(run: PlainRun): void {
+    const part = this.current;
+    part.eightBit ||= run.eightBit;
+    part.nul ||= run.nul;
+    part.longLine ||= run.longLine;
+    if (run.eolLength) this.previousEol = run.eolLength;
   }
 
   private applyHeader(part: Part, contentType: string | undefined, transferEncoding: string | undefined): void {

@@ -1,7 +1,9 @@
-import { LineReader, type Line } from '../../../src/lib/mime/lines';
+import { LineReader, type Line, type PlainRun } from '../../../src/lib/mime/lines';
 import { encodeBase64, encodeQuotedPrintable } from '../../../src/lib/mime/encoders';
 import { applyEdits, replaceWith } from '../../../src/lib/mime/splice';
 import { MimeWalker, type Part } from '../../../src/lib/mime/structure';
+import snapshot from './walk-snapshot.json';
+import { describeParts, seeded, walkCorpus, type WalkCase } from './walk-corpus';
 
 async function* chunks(data: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
@@ -13,12 +15,13 @@ async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(out);
 }
 
-function linesOf(data: Buffer, size: number, keepBytes = 1000): Line[] {
-  const lines: Line[] = [];
-  const r = new LineReader((l) => lines.push(l), keepBytes);
+/** What a reader reports; `runs` says whether the sink takes plain runs. */
+function linesOf(data: Buffer, size: number, keepBytes = 1000, runs = false): (Line | PlainRun)[] {
+  const out: (Line | PlainRun)[] = [];
+  const r = new LineReader({ line: (l) => out.push(l), takesPlainRuns: () => runs, plain: (run) => out.push(run) }, keepBytes);
   for (let i = 0; i < data.length; i += size) r.push(data.subarray(i, i + size));
   r.end();
-  return lines;
+  return out;
 }
 
 function walk(body: string | Buffer, contentType?: string, cte?: string, size = 7): Part {
@@ -34,11 +37,35 @@ describe('LineReader', () => {
     const data = Buffer.from('ab\r\nc\xe4\nlong-line\r\nlast', 'latin1');
     for (const size of [1, 2, 3, 100]) {
       const lines = linesOf(data, size, 4);
-      expect(lines.map((l) => [l.start, l.length, l.eolLength, l.head.toString('latin1'), l.eightBit])).toEqual([
+      expect((lines as Line[]).map((l) => [l.start, l.length, l.eolLength, l.head.toString('latin1'), l.eightBit])).toEqual([
         [0, 2, 2, 'ab', false],
         [4, 2, 1, 'c\xe4', true],
         [7, 9, 2, 'long', false],
         [18, 4, 0, 'last', false],
+      ]);
+    }
+  });
+
+  it('gives lines that cannot be a delimiter as runs when the sink takes them, and each line that starts with "--" alone', () => {
+    const data = Buffer.from(`a\r\n\xe4\r\n--b\r\n${'x'.repeat(999)}\n--\nlast\r`, 'latin1');
+    const reported = (size: number) => {
+      const out: unknown[][] = [];
+      for (const item of linesOf(data, size, 1000, true)) {
+        const last = out[out.length - 1];
+        if ('head' in item) out.push(['line', item.start, item.length, item.eolLength]);
+        // Chunk ends split runs; what counts is what the runs between two lines add up to.
+        else if (last?.[0] === 'run') out[out.length - 1] = ['run', last[1] || item.eightBit, last[2] || item.nul, last[3] || item.longLine, item.eolLength || last[4]];
+        else out.push(['run', item.eightBit, item.nul, item.longLine, item.eolLength]);
+      }
+      return out;
+    };
+    for (const size of [1, 2, 3, 998, 1000, data.length]) {
+      expect(reported(size)).toEqual([
+        ['run', true, false, false, 2],
+        ['line', 6, 3, 2],
+        ['run', false, false, true, 1],
+        ['line', 1011, 2, 1],
+        ['run', false, false, false, 0],
       ]);
     }
   });
@@ -74,6 +101,57 @@ describe('MimeWalker', () => {
   it('flags NUL and lines over 998 octets in a 7-bit part', () => {
     expect(walk(`${'x'.repeat(999)}\r\n`).longLine).toBe(true);
     expect(walk('a\0b\r\n').nul).toBe(true);
+  });
+});
+
+describe('MimeWalker against the line-by-line walker (walk-snapshot.json)', () => {
+  const corpus = walkCorpus();
+  /** Every corpus body walked in the chunks `cuts` gives; the snapshot's shape, so a diff names the case. */
+  const walkAll = (cuts: (c: WalkCase) => number[]) =>
+    Object.fromEntries(corpus.map((c) => {
+      const w = new MimeWalker(c.contentType, c.transferEncoding);
+      let pos = 0;
+      for (const cut of [...cuts(c), c.body.length]) {
+        w.push(c.body.subarray(pos, cut));
+        pos = cut;
+      }
+      w.end(c.body.length);
+      return [c.name, describeParts(w.root)];
+    }));
+  const every = (size: number) => (c: WalkCase) => Array.from({ length: Math.ceil(c.body.length / size) }, (_, i) => i * size).slice(1);
+  /** Cuts `offset` bytes after each match of `pattern`, the body otherwise whole. */
+  const around = (pattern: string, offset: number) => (c: WalkCase) => {
+    const cuts: number[] = [];
+    for (let at = c.body.indexOf(pattern); at >= 0; at = c.body.indexOf(pattern, at + 1)) cuts.push(at + offset);
+    return cuts;
+  };
+
+  it('has a snapshot entry for every corpus body', () => {
+    expect(corpus.map((c) => c.name).sort()).toEqual(Object.keys(snapshot).sort());
+  });
+
+  it('walks every body as it did when each comes whole', () => {
+    expect(walkAll(() => [])).toEqual(snapshot);
+  });
+
+  it('walks every body as it did when it comes one byte at a time', () => {
+    expect(walkAll(every(1))).toEqual(snapshot);
+  });
+
+  it('walks every body as it did in chunks of 2, 3, 997, 998, 999 and 1000 bytes', () => {
+    for (const size of [2, 3, 997, 998, 999, 1000]) expect(walkAll(every(size))).toEqual(snapshot);
+  });
+
+  it('walks every body as it did when chunks end inside a line end and its "--", between a CR and its LF, or just after a LF', () => {
+    for (const cuts of [around('\n--', 1), around('\n--', 2), around('\n--', 3), around('\r\n', 1), around('\n', 1)]) expect(walkAll(cuts)).toEqual(snapshot);
+  });
+
+  it('walks every body as it did in random chunks', () => {
+    const rand = seeded(998);
+    for (let round = 0; round < 8; round++) {
+      const cuts = (c: WalkCase) => [...new Set(Array.from({ length: 1 + Math.floor(rand() * 40) }, () => Math.floor(rand() * c.body.length)))].sort((a, b) => a - b);
+      expect(walkAll(cuts)).toEqual(snapshot);
+    }
   });
 });
 
