@@ -47,6 +47,11 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     client: input.client.addr,
   };
   let replyText = '';
+  // Not AbortSignal.timeout: its timer cannot be cleared, so every message left one running
+  // for the whole deadline (8 minutes by default), with a weakly held signal and a
+  // finalization entry that only a full garbage collection clears.
+  const deadline = new AbortController();
+  let deadlineTimer: NodeJS.Timeout | undefined;
   try {
     const spool = await spoolFrom(input.stream, { ...ctx.spool, maxSizeBytes: bank.maxMessageSizeBytes });
     spools.push(spool);
@@ -62,8 +67,8 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
       receivedAt: new Date(),
       message: Message.parse(spool),
     };
-    const deadline = AbortSignal.timeout(bank.timeouts.messageDeadlineMs);
-    const result: PipelineResult = await ctx.pipeline.run(tx, deadline);
+    deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
+    const result: PipelineResult = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     Object.assign(record, { findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)), timings: result.timings, verdict: result.verdict.action, reason: result.verdict.reason });
     if (result.verdict.action !== 'pass') {
@@ -71,7 +76,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
       if (result.verdict.action === 'discard') return (replyText = ok(result.verdict.reply));
       throw replyError(result.verdict.reply);
     }
-    const downReplies = await withDeadline(down.data(tx.message.openRaw()), deadline, down);
+    const downReplies = await withDeadline(down.data(tx.message.openRaw()), deadline.signal, down);
     const upstream = upstreamResult(downReplies, input.listener.protocol === 'lmtp', input.envelope.recipients.length);
     replyText = typeof upstream === 'string' ? upstream : upstream.map((r) => (typeof r === 'string' ? r : r.message)).join(' | ');
     return upstream;
@@ -83,6 +88,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     if (!own) record.err = err;
     throw own ? err : replyError(reply);
   } finally {
+    clearTimeout(deadlineTimer);
     await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
     record.reply = replyText;
     record.durationMs = Math.round(performance.now() - started);
