@@ -16,8 +16,16 @@ async function cluster(workers: number) {
   writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n`);
   const d = startDaemon(path.join(dir, 'postseal.yaml'));
   await d.waitFor((l) => l.msg === 'postseal started');
-  const port = d.lines.find((l) => l.msg === 'listening')!.port as number;
+  // Each worker writes its own log lines in blocks (src/lib/log.ts): they can come after the primary's.
+  const port = (await d.waitFor((l) => l.msg === 'listening')).port as number;
   return { sink, d, port };
+}
+
+/** The ids of the workers that logged 'worker started', once `count` of them have. */
+async function startedWorkers(d: Awaited<ReturnType<typeof cluster>>['d'], count: number): Promise<Set<unknown>> {
+  const ids = () => new Set(d.lines.filter((l) => l.msg === 'worker started').map((l) => l.worker));
+  await d.waitFor(() => ids().size >= count);
+  return ids();
 }
 
 async function send(port: number): Promise<number | undefined> {
@@ -30,19 +38,19 @@ async function send(port: number): Promise<number | undefined> {
 describe('postseal start with several workers', () => {
   it('serves one listener from every worker and drains all of them on SIGTERM', async () => {
     const { sink, d, port } = await cluster(2);
-    const workers = new Set(d.lines.filter((l) => l.msg === 'worker started').map((l) => l.worker));
-    expect(workers.size).toBe(2);
+    expect((await startedWorkers(d, 2)).size).toBe(2);
     for (let i = 0; i < 6; i++) expect(await send(port)).toBe(250);
     d.proc.kill('SIGTERM');
     expect(await d.exited).toBe(0);
-    expect(d.lines.filter((l) => l.msg === 'stopped')).toHaveLength(2);
+    // 'exit' can come before the last lines of output are read.
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'stopped').length === 2, 2000);
     expect(sink.received).toHaveLength(6);
     await sink.close();
   });
 
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {
     const { sink, d, port } = await cluster(2);
-    const first = d.lines.find((l) => l.msg === 'worker started')!;
+    const first = await d.waitFor((l) => l.msg === 'worker started');
     process.kill(first.pid as number, 'SIGKILL');
     await d.waitFor((l) => l.msg === 'worker ended, replacing it');
     expect(await send(port)).toBe(250);

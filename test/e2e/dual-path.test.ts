@@ -31,7 +31,7 @@ describe('the dual path through a real Postfix', () => {
     const copies = await delivered(mail.messageId);
     expect(copies).toHaveLength(1);
     expect(copies[0]).toMatch(trace('ORIGINATING'));
-    expect(e2e.postseal.messages().find((l) => l.queueId === queueId)).toMatchObject({ bank: 'ORIGINATING', port: e2e.ports[10026], verdict: 'pass' });
+    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'ORIGINATING', port: e2e.ports[10026], verdict: 'pass' });
     expect(reinjection('reinject-originating', queueId)).toContain(`postfix/reinject-originating/smtpd`);
   });
 
@@ -42,7 +42,7 @@ describe('the dual path through a real Postfix', () => {
     expect(copies).toHaveLength(1);
     expect(copies[0]).toMatch(trace('default'));
     expect(copies[0]).not.toMatch(trace('ORIGINATING'));
-    expect(e2e.postseal.messages().find((l) => l.queueId === queueId)).toMatchObject({ bank: 'default', port: e2e.ports[10024], client: REMOTE_CLIENT.addr, verdict: 'pass' });
+    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'default', port: e2e.ports[10024], client: REMOTE_CLIENT.addr, verdict: 'pass' });
     expect(reinjection('reinject', queueId)).toContain(`orig_client=${REMOTE_CLIENT.name}[${REMOTE_CLIENT.addr}]`);
   });
 
@@ -52,7 +52,7 @@ describe('the dual path through a real Postfix', () => {
     const copies = await delivered(mail.messageId);
     expect(copies).toHaveLength(1);
     expect(copies[0]).not.toMatch(/^X-Postseal-Trace:/m);
-    expect(e2e.postseal.messages().find((l) => l.queueId === queueId)).toMatchObject({ bank: 'NOCHECKS', port: e2e.ports[10028], verdict: 'pass' });
+    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'NOCHECKS', port: e2e.ports[10028], verdict: 'pass' });
     expect(reinjection('reinject', queueId)).toBeDefined();
   });
 });

@@ -44,7 +44,7 @@ describe('Postfix keeps the mail when the filter path fails', () => {
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
 
     expect(await flushedAndDelivered(mail.messageId)).toHaveLength(1);
-    expect(e2e.postseal.messages().find((l) => l.queueId === queueId)).toMatchObject({ bank: 'default', verdict: 'pass' });
+    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'default', verdict: 'pass' });
   }, 60_000);
 
   it('redelivers mail exactly once after postseal is killed with SIGKILL while it receives DATA', async () => {
@@ -67,6 +67,6 @@ describe('Postfix keeps the mail when the filter path fails', () => {
 
     const revived = await e2e.restartPostseal();
     expect(await flushedAndDelivered(mail.messageId)).toHaveLength(1);
-    expect(revived.messages().find((l) => l.queueId === queueId)).toMatchObject({ bank: 'default', verdict: 'pass' });
+    expect(await revived.message(queueId)).toMatchObject({ bank: 'default', verdict: 'pass' });
   }, 60_000);
 });

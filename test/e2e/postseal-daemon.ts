@@ -114,9 +114,12 @@ export class PostsealDaemon {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** The one log line per message (STYLE.md §12). */
-  messages(): LogLine[] {
-    return this.logs.filter((l) => l.msg === 'message');
+  /**
+   * The one log line per message (STYLE.md §12) for Postfix's `queueId`, once it is written:
+   * postseal writes its log in blocks (src/lib/log.ts), so the line can come after the reply.
+   */
+  message(queueId: string): Promise<LogLine> {
+    return waitFor(`postseal's log line for ${queueId}`, () => this.logs.find((l) => l.msg === 'message' && l.queueId === queueId), { timeoutMs: 5000, explain: () => this.explain() });
   }
 
   /** SIGKILL to every postseal process: no drain, no clean-up, as after a crash. */

@@ -32,7 +32,8 @@ interface Sent {
 
 /** SIGHUP, then wait until every serving process (one, or each cluster worker) has reloaded. */
 async function reload(d: Daemon): Promise<void> {
-  const servers = new Set(d.lines.filter((l) => l.msg === 'listening').map((l) => l.worker)).size;
+  // The primary names its workers; a single process logs no count. (Workers' own lines can still be in their log buffers.)
+  const servers = (d.lines.find((l) => l.msg === 'postseal started')?.workers as number | undefined) ?? 1;
   const before = d.lines.filter((l) => l.msg === 'configuration reloaded').length;
   d.proc.kill('SIGHUP');
   await d.waitFor(() => d.lines.filter((l) => l.msg === 'configuration reloaded').length >= before + servers);
