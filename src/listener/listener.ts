@@ -16,6 +16,7 @@ import { PostsealError } from '../errors';
 import { replyError, replies } from '../smtp/replies';
 import { greetWithoutPause } from './greeting';
 import { SessionHandler, type SessionContext } from './session';
+import { sessionIdsWithoutRandomCalls } from './session-id';
 import './smtp-server-patches';
 import './data-phase';
 
@@ -64,6 +65,7 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
   };
   const server = new SMTPServer(options);
   greetWithoutPause(server);
+  sessionIdsWithoutRandomCalls(server);
   server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', (err: Error) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
