@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,13 +8,13 @@ import { TestClient } from '../helpers/smtp-client';
 
 const msg = 'From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';
 
-async function cluster(workers: number) {
+async function cluster(workers: number, nodeArgs: string[] = []) {
   const sink = await startSink();
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cluster-'));
   mkdirSync(path.join(dir, 'banks'));
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), `forward: { host: 127.0.0.1, port: ${sink.port} }\n`);
   writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n`);
-  const d = startDaemon(path.join(dir, 'postseal.yaml'));
+  const d = startDaemon(path.join(dir, 'postseal.yaml'), nodeArgs);
   await d.waitFor((l) => l.msg === 'postseal started');
   // Each worker writes its own log lines in blocks (src/lib/log.ts): they can come after the primary's.
   const port = (await d.waitFor((l) => l.msg === 'listening')).port as number;
@@ -46,6 +46,20 @@ describe('postseal start with several workers', () => {
     await d.waitFor(() => d.lines.filter((l) => l.msg === 'stopped').length === 2, 2000);
     expect(sink.received).toHaveLength(6);
     await sink.close();
+  });
+
+  it('starts its workers with the young generation capped (the operator’s own flag wins)', async () => {
+    const argv = (pid: unknown) => readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8').split('\0');
+    for (const [nodeArgs, expected] of [[[], '--max-semi-space-size=8'], [['--max-semi-space-size=16'], '--max-semi-space-size=16']] as const) {
+      const { sink, d } = await cluster(2, [...nodeArgs]);
+      await startedWorkers(d, 2);
+      for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
+        expect(argv(l.pid).filter((a) => a.startsWith('--max-semi-space-size'))).toEqual([expected]);
+      }
+      d.proc.kill('SIGTERM');
+      expect(await d.exited).toBe(0);
+      await sink.close();
+    }
   });
 
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {

@@ -21,8 +21,9 @@ export interface Daemon {
   exited: Promise<number | null>;
 }
 
-export function startDaemon(configFile: string): Daemon {
-  const proc = spawn(nodeBin, [cliMain, 'start', '--config', configFile]);
+/** `nodeArgs`: options for node itself, before the script (a cluster's workers inherit them). */
+export function startDaemon(configFile: string, nodeArgs: string[] = []): Daemon {
+  const proc = spawn(nodeBin, [...nodeArgs, cliMain, 'start', '--config', configFile]);
   const lines: Record<string, unknown>[] = [];
   let buf = '';
   proc.stdout.on('data', (d: Buffer) => {
