@@ -66,7 +66,7 @@ export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<S
     await sink.discard();
     if (isPostsealError(err)) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNECTION') {
+    if (code === 'ECONNECTION') {
       throw new PostsealError('UPSTREAM_ABORTED', 'message data ended early', { cause: err });
     }
     throw new PostsealError('SPOOL_FAILED', `spooling failed: ${(err as Error).message}`, { cause: err });
@@ -76,19 +76,35 @@ export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<S
 
 /**
  * source into sink with back-pressure, as stream.pipeline would, without the AbortController
- * that pipeline makes and aborts on every call: that abort's DOMException, stack trace and
- * all, made a pass-through message cost about 10 % more CPU (bench/README.md, profile).
- * Leaving the loop early destroys the source, as pipeline does.
+ * that pipeline makes and aborts on every call (its DOMException, stack trace and all, made a
+ * pass-through message cost about 10 % more CPU: bench/README.md, profile) and without the
+ * async iterator and end-of-stream watcher that `for await` builds over a stream. An error on
+ * either side, or a source that closes before its end, destroys the source, as pipeline does.
  */
-async function copy(source: Readable, sink: Writable): Promise<void> {
-  let failure: Error | null = null;
-  sink.on('error', (err) => (failure ??= err));
-  for await (const chunk of source) {
-    if (failure) throw failure;
-    if (!sink.write(chunk)) await new Promise((resolve) => sink.once('drain', resolve).once('close', resolve));
-  }
-  if (failure) throw failure;
-  await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
+function copy(source: Readable, sink: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (err?: Error | null) => {
+      if (settled) return;
+      settled = true;
+      // The error handlers stay: either side can still report an error while it is torn down.
+      source.off('data', onData).off('end', onEnd).off('close', onClose);
+      if (!err) return resolve();
+      source.destroy();
+      reject(err);
+    };
+    const onData = (chunk: Buffer) => {
+      if (sink.write(chunk)) return;
+      source.pause();
+      sink.once('drain', () => source.resume());
+    };
+    const onEnd = () => sink.end((err?: Error | null) => finish(err));
+    const onClose = () => {
+      if (!source.readableEnded) finish(new PostsealError('UPSTREAM_ABORTED', 'message data ended early'));
+    };
+    sink.on('error', finish);
+    source.on('error', finish).on('close', onClose).on('end', onEnd).on('data', onData);
+  });
 }
 
 /** A spool of bytes already in memory: messages that a stage rewrote, and tests. */
