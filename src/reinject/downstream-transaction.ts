@@ -5,7 +5,6 @@
  * which is how no recipient is lost or delivered twice when the downstream treats
  * recipients differently. XFORWARD goes first when the downstream offers it.
  */
-import type { Readable } from 'node:stream';
 import { isPostsealError } from '../errors';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import type { DownstreamPool } from './pool';
@@ -70,7 +69,7 @@ export class DownstreamTransaction {
   }
 
   /** DATA and the message; one reply (SMTP) or one per accepted recipient (LMTP). */
-  async data(message: Readable): Promise<DownstreamReply[]> {
+  async data(message: AsyncIterable<Buffer>): Promise<DownstreamReply[]> {
     return this.guard(async () => {
       const go = await this.conn.command('DATA', this.pool.target.commandTimeoutMs);
       if (go.code !== 354) {

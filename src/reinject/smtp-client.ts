@@ -11,7 +11,6 @@
  */
 import net from 'node:net';
 import { once } from 'node:events';
-import type { Readable } from 'node:stream';
 import type { ForwardTarget } from '../config/bank-schema';
 import { PostsealError } from '../errors';
 
@@ -103,14 +102,14 @@ export class SmtpClientConnection {
    * Streams the message after a 354: line endings made CRLF, leading dots doubled, then the
    * final dot. Returns one reply (SMTP) or `replies` replies (LMTP, one per accepted recipient).
    */
-  async sendData(message: Readable, replies: number, timeoutMs: number): Promise<DownstreamReply[]> {
+  async sendData(message: AsyncIterable<Buffer>, replies: number, timeoutMs: number): Promise<DownstreamReply[]> {
     const stuffer = new DotStuffer();
     // Corked, the message leaves in one writev per FLUSH_BYTES rather than one write per
     // chunk: on loopback a write costs about as much as parsing a small message does.
     this.socket.cork();
     try {
       for await (const chunk of message) {
-        const out = stuffer.push(chunk as Buffer);
+        const out = stuffer.push(chunk);
         if (out.length) this.socket.write(out);
         if (this.socket.writableLength >= FLUSH_BYTES) {
           this.socket.uncork();

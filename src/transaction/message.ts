@@ -6,7 +6,6 @@
  * every other field goes out byte for byte as it came in. The body is streamed from the
  * spool on every read, never copied.
  */
-import { Readable } from 'node:stream';
 import type { Spool } from './spool';
 
 export interface HeaderField {
@@ -67,21 +66,13 @@ export class Message {
     return Buffer.concat([...this.fields.map((f) => f.raw), this.separator]);
   }
 
-  openBody(): Readable {
+  openBody(): AsyncIterable<Buffer> {
     return this.spool.openRaw(this.bodyOffset);
   }
 
   /** The whole message as it would be sent on. */
-  openRaw(): Readable {
-    const header = this.headerBytes();
-    const body = this.openBody();
-    return Readable.from(
-      (async function* () {
-        yield header;
-        yield* body;
-      })(),
-      { objectMode: false },
-    );
+  openRaw(): AsyncIterable<Buffer> {
+    return prepend(this.headerBytes(), this.openBody());
   }
 
   withFields(fields: readonly HeaderField[]): Message {
@@ -92,6 +83,11 @@ export class Message {
   prepend(...added: { name: string; value: string }[]): Message {
     return this.withFields([...added.map((f) => makeField(f.name, f.value)), ...this.fields]);
   }
+}
+
+async function* prepend(first: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield first;
+  yield* rest;
 }
 
 export function makeField(name: string, value: string): HeaderField {

@@ -25,8 +25,11 @@ export interface Spool {
   readonly size: number;
   /** The first bytes of the message (at most headBytes), always in memory. */
   readonly head: Buffer;
-  /** A stream of the bytes from `start` to the end. */
-  openRaw(start?: number): Readable;
+  /**
+   * The bytes from `start` to the end, in chunks; any number of times. An async iterable, not
+   * a stream: a memory spool's one chunk needs no stream machinery (bench/README.md, profile).
+   */
+  openRaw(start?: number): AsyncIterable<Buffer>;
   dispose(): Promise<void>;
 }
 
@@ -112,9 +115,13 @@ export function memorySpool(data: Buffer): Spool {
   return {
     size: data.length,
     head: data.subarray(0, DEFAULT_HEAD_BYTES),
-    openRaw: (start = 0) => Readable.from([data.subarray(start)], { objectMode: false }),
+    openRaw: (start = 0) => single(data.subarray(start)),
     dispose: async () => undefined,
   };
+}
+
+async function* single(chunk: Buffer): AsyncGenerator<Buffer> {
+  yield chunk;
 }
 
 class SpoolWriter extends Writable {
@@ -193,7 +200,7 @@ class SpoolWriter extends Writable {
     return {
       size,
       head,
-      openRaw: (start = 0) => (start >= size ? Readable.from([]) : createReadStream(filePath, { start, highWaterMark: 256 * 1024 })),
+      openRaw: (start = 0) => (start >= size ? single(Buffer.alloc(0)) : createReadStream(filePath, { start, highWaterMark: 256 * 1024 })),
       dispose: () => fsp.rm(filePath, { force: true }),
     };
   }

@@ -1,7 +1,5 @@
-import type { Readable } from 'node:stream';
-
-export async function readAll(stream: Readable): Promise<Buffer> {
+export async function readAll(source: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
+  for await (const c of source) chunks.push(c);
   return Buffer.concat(chunks);
 }

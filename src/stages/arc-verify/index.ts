@@ -6,6 +6,7 @@
  * Findings: ARC_VERIFY_PASS (detail "i=N"), ARC_VERIFY_FAIL (detail: why), ARC_VERIFY_NONE.
  * A failed chain decides nothing by itself. Reads: no bank keys.
  */
+import { Readable } from 'node:stream';
 import { arc } from 'mailauth/lib/arc';
 import { dkimVerify } from 'mailauth/lib/dkim/verify';
 import type { ARCData, DNSResolver } from 'mailauth';
@@ -30,7 +31,7 @@ export function createArcVerifyStage(_bank: Bank, deps: StageDeps): Stage {
       }
       const r = mailauthResolver(resolver, signal) as DNSResolver;
       // The ARC chain comes out of mailauth's DKIM parser, which also checks the newest AMS.
-      const parsed = await dkimVerify(tx.message.openRaw(), { resolver: r });
+      const parsed = await dkimVerify(Readable.from(tx.message.openRaw()), { resolver: r });
       const result = await arc(parsed.arc as ARCData, { resolver: r, ip: clientAddress(tx.client) });
       const status = result.status as { result: ArcOutcome['result']; comment?: string };
       const outcome: ArcOutcome = { result: status.result, instance: Number(result.i || 0), comment: status.comment };

@@ -75,13 +75,12 @@ function inspectField(raw: Buffer, eightBitIsBad: boolean): FieldProblems {
   return { nul: raw.includes(0), eightBit: eightBitIsBad && raw.some((b) => b >= 0x80), longLine };
 }
 
-async function inspectBody(body: Readable, signal: AbortSignal): Promise<{ nul: boolean; longestLine: number }> {
+async function inspectBody(body: AsyncIterable<Buffer>, signal: AbortSignal): Promise<{ nul: boolean; longestLine: number }> {
   let nul = false;
   let longest = 0;
   let current = 0;
-  for await (const chunk of body) {
+  for await (const buf of body) {
     signal.throwIfAborted();
-    const buf = chunk as Buffer;
     if (!nul && buf.includes(0)) nul = true;
     let start = 0;
     for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
@@ -111,9 +110,8 @@ function rewriteField(field: HeaderField, dropNul: boolean): HeaderField {
   return { name: field.name, key: field.key, raw: Buffer.from(`${folded}\r\n`, 'latin1') };
 }
 
-async function* withoutNul(source: Readable): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    const buf = chunk as Buffer;
+async function* withoutNul(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const buf of source) {
     yield buf.includes(0) ? Buffer.from(buf.filter((b) => b !== 0)) : buf;
   }
 }
