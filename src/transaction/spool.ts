@@ -111,10 +111,10 @@ function copy(source: Readable, sink: Writable): Promise<void> {
 }
 
 /** A spool of bytes already in memory: messages that a stage rewrote, and tests. */
-export function memorySpool(data: Buffer): Spool {
+export function memorySpool(data: Buffer, headBytes = DEFAULT_HEAD_BYTES): Spool {
   return {
     size: data.length,
-    head: data.subarray(0, DEFAULT_HEAD_BYTES),
+    head: data.subarray(0, headBytes),
     openRaw: (start = 0) => single(data.subarray(start)),
     dispose: async () => undefined,
   };
@@ -193,8 +193,9 @@ class SpoolWriter extends Writable {
   }
 
   result(): Spool {
+    // In memory the head is a view of the message, not a second copy of it.
+    if (!this.filePath) return memorySpool(this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size), this.headLimit);
     const head = Buffer.concat(this.head);
-    if (!this.filePath) return memorySpool(Buffer.concat(this.chunks));
     const filePath = this.filePath;
     const size = this.size;
     return {
