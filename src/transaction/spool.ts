@@ -115,13 +115,13 @@ export function memorySpool(data: Buffer, headBytes = DEFAULT_HEAD_BYTES): Spool
   return {
     size: data.length,
     head: data.subarray(0, headBytes),
-    openRaw: (start = 0) => single(data.subarray(start)),
+    openRaw: (start = 0) => chunks(data.subarray(start)),
     dispose: async () => undefined,
   };
 }
 
-async function* single(chunk: Buffer): AsyncGenerator<Buffer> {
-  yield chunk;
+async function* chunks(...parts: Buffer[]): AsyncGenerator<Buffer> {
+  yield* parts;
 }
 
 class SpoolWriter extends Writable {
@@ -201,7 +201,7 @@ class SpoolWriter extends Writable {
     return {
       size,
       head,
-      openRaw: (start = 0) => (start >= size ? single(Buffer.alloc(0)) : createReadStream(filePath, { start, highWaterMark: 256 * 1024 })),
+      openRaw: (start = 0) => (start >= size ? chunks() : createReadStream(filePath, { start, highWaterMark: 256 * 1024 })),
       dispose: () => fsp.rm(filePath, { force: true }),
     };
   }

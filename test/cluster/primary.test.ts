@@ -8,13 +8,13 @@ import { TestClient } from '../helpers/smtp-client';
 
 const msg = 'From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';
 
-async function cluster(workers: number, nodeArgs: string[] = []) {
+async function cluster(workers: number, opts: Parameters<typeof startDaemon>[1] = {}) {
   const sink = await startSink();
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cluster-'));
   mkdirSync(path.join(dir, 'banks'));
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), `forward: { host: 127.0.0.1, port: ${sink.port} }\n`);
   writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n`);
-  const d = startDaemon(path.join(dir, 'postseal.yaml'), nodeArgs);
+  const d = startDaemon(path.join(dir, 'postseal.yaml'), opts);
   await d.waitFor((l) => l.msg === 'postseal started');
   // Each worker writes its own log lines in blocks (src/lib/log.ts): they can come after the primary's.
   const port = (await d.waitFor((l) => l.msg === 'listening')).port as number;
@@ -50,15 +50,24 @@ describe('postseal start with several workers', () => {
 
   it('starts its workers with the young generation capped (the operator’s own flag wins)', async () => {
     const argv = (pid: unknown) => readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8').split('\0');
-    for (const [nodeArgs, expected] of [[[], '--max-semi-space-size=8'], [['--max-semi-space-size=16'], '--max-semi-space-size=16']] as const) {
-      const { sink, d } = await cluster(2, [...nodeArgs]);
-      await startedWorkers(d, 2);
-      for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
-        expect(argv(l.pid).filter((a) => a.startsWith('--max-semi-space-size'))).toEqual([expected]);
+    const cases: [Parameters<typeof startDaemon>[1], string[]][] = [
+      [{}, ['--max-semi-space-size=8']],
+      [{ nodeArgs: ['--max-semi-space-size=16'] }, ['--max-semi-space-size=16']],
+      // From NODE_OPTIONS node applies it itself; the command line must not override it.
+      [{ env: { NODE_OPTIONS: '--max-semi-space-size=16' } }, []],
+    ];
+    for (const [opts, expected] of cases) {
+      const { sink, d } = await cluster(2, opts);
+      try {
+        await startedWorkers(d, 2);
+        for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
+          expect(argv(l.pid).filter((a) => a.startsWith('--max-semi-space-size'))).toEqual(expected);
+        }
+      } finally {
+        d.proc.kill('SIGTERM');
+        expect(await d.exited).toBe(0);
+        await sink.close();
       }
-      d.proc.kill('SIGTERM');
-      expect(await d.exited).toBe(0);
-      await sink.close();
     }
   });
 

@@ -21,9 +21,9 @@ export interface Daemon {
   exited: Promise<number | null>;
 }
 
-/** `nodeArgs`: options for node itself, before the script (a cluster's workers inherit them). */
-export function startDaemon(configFile: string, nodeArgs: string[] = []): Daemon {
-  const proc = spawn(nodeBin, [...nodeArgs, cliMain, 'start', '--config', configFile]);
+/** `nodeArgs`: options for node itself, before the script (a cluster's workers inherit them); `env`: added to this process's. */
+export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Daemon {
+  const proc = spawn(nodeBin, [...(opts.nodeArgs ?? []), cliMain, 'start', '--config', configFile], { env: { ...process.env, ...opts.env } });
   const lines: Record<string, unknown>[] = [];
   let buf = '';
   proc.stdout.on('data', (d: Buffer) => {
