@@ -8,7 +8,6 @@ import cluster from 'node:cluster';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { createLogger } from '../lib/log';
-import type { startPostseal as StartPostseal } from '../main';
 import { UsageError, loadOrExplain, parse, withUsage } from './args';
 
 const help = `Usage: postseal start [--config FILE] [--workers N]
@@ -29,10 +28,9 @@ export function runStart(args: string[]): Promise<number> {
     const base = createLogger(config.main.log.level);
     if (cluster.isPrimary && workers > 1) return runPrimary(workers, base);
     const log = cluster.isWorker ? base.child({ worker: cluster.worker!.id }) : base;
-    // Loaded here, not by the primary (see cli/main.ts).
-    const { startPostseal } = require('../main') as { startPostseal: typeof StartPostseal };
-    const app = await startPostseal(config, log).catch((err: unknown) => {
-      // The channel to the primary would keep a failed worker alive; without it, it exits 1.
+    // Loaded here, not by the primary (see cli/main.ts). A worker that cannot load or start it
+    // drops the channel to the primary, which would keep it alive, and so exits 1.
+    const app = await (async () => (require('../main') as typeof import('../main')).startPostseal(config, log))().catch((err: unknown) => {
       cluster.worker?.disconnect();
       throw err;
     });

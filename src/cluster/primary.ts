@@ -23,15 +23,15 @@ const RESTART_DELAY_MS = 1000;
  * V8's young generation capped at 8 MB semi-spaces (Node's default lets it grow to 32 MB on a
  * machine with this much memory): measured with 2 workers under smtp-source load, the same
  * CPU per message (pass-through 20 KB: 0.35 -> 0.32 ms; originating 200 KB: 3.28 -> 3.29 ms)
- * and 90-180 MB less peak RSS (bench/README.md). An operator's own value, on node's command
- * line or in NODE_OPTIONS, wins.
+ * and 90-180 MB less peak RSS (bench/README.md). An operator's own semi-space setting, on
+ * node's command line or in NODE_OPTIONS, wins.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=8'];
+export const WORKER_V8_FLAGS = ['--max-semi-space-size=8'];
 
 function workerExecArgv(): string[] {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  const own = new Set(given.map((a) => a.split('=')[0].replace(/_/g, '-')));
-  return [...process.execArgv, ...WORKER_V8_FLAGS.filter((f) => !own.has(f.split('=')[0]))];
+  const ownSetting = given.some((a) => /^--(max|min)[-_]semi[-_]space[-_]size/.test(a));
+  return ownSetting ? process.execArgv : [...process.execArgv, ...WORKER_V8_FLAGS];
 }
 
 export function runPrimary(workers: number, log: Logger): Promise<number> {

@@ -39,11 +39,14 @@ export class SmtpClientConnection {
   /** Replies nobody asked for yet (LMTP sends all recipients' replies at once). */
   private unread: DownstreamReply[] = [];
   private closedError: Error | null = null;
+  /** One for the connection's life: a listener per drain wait would pile up on a pooled connection. */
+  private readonly closed: Promise<void>;
 
   private constructor(
     private readonly socket: net.Socket,
     readonly target: ForwardTarget,
   ) {
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (err) => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label}: ${err.message}`, { cause: err })));
@@ -113,7 +116,7 @@ export class SmtpClientConnection {
         if (out.length) this.socket.write(out);
         if (this.socket.writableLength >= FLUSH_BYTES) {
           this.socket.uncork();
-          if (this.socket.writableNeedDrain) await Promise.race([once(this.socket, 'drain'), this.closed()]);
+          if (this.socket.writableNeedDrain) await Promise.race([once(this.socket, 'drain'), this.closed]);
           this.socket.cork();
         }
         if (this.closedError) throw this.closedError;
@@ -142,10 +145,6 @@ export class SmtpClientConnection {
   private write(data: string | Buffer): void {
     if (this.closedError) throw this.closedError;
     this.socket.write(data);
-  }
-
-  private closed(): Promise<void> {
-    return new Promise((resolve) => this.socket.once('close', () => resolve()));
   }
 
   private read(timeoutMs: number): Promise<DownstreamReply> {

@@ -106,7 +106,12 @@ function copy(source: Readable, sink: Writable): Promise<void> {
       if (!source.readableEnded) finish(new PostsealError('UPSTREAM_ABORTED', 'message data ended early'));
     };
     sink.on('error', finish);
+    if (source.errored) return finish(source.errored);
+    if (source.readableEnded) return onEnd();
+    if (source.destroyed) return onClose();
     source.on('error', finish).on('close', onClose).on('end', onEnd).on('data', onData);
+    // Flowing even if someone paused it before it was handed over.
+    source.resume();
   });
 }
 
@@ -115,13 +120,29 @@ export function memorySpool(data: Buffer, headBytes = DEFAULT_HEAD_BYTES): Spool
   return {
     size: data.length,
     head: data.subarray(0, headBytes),
-    openRaw: (start = 0) => chunks(data.subarray(start)),
+    openRaw: (start = 0) => (start >= data.length ? chunks() : chunks(data.subarray(start))),
     dispose: async () => undefined,
   };
 }
 
 async function* chunks(...parts: Buffer[]): AsyncGenerator<Buffer> {
   yield* parts;
+}
+
+/**
+ * Opened on the first read, closed when the reader stops, early or not: a reader that never
+ * starts (a downstream that refused DATA) or breaks off leaves no descriptor open, which would
+ * keep the deleted spool file's disk space.
+ */
+async function* fileChunks(filePath: string, start: number): AsyncGenerator<Buffer> {
+  const stream = createReadStream(filePath, { start, highWaterMark: 256 * 1024 });
+  try {
+    for await (const chunk of stream) yield chunk as Buffer;
+  } finally {
+    stream.destroy();
+    // An early stop destroys it with an AbortError, which once() would throw: wait for 'close' alone.
+    if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+  }
 }
 
 class SpoolWriter extends Writable {
@@ -201,7 +222,7 @@ class SpoolWriter extends Writable {
     return {
       size,
       head,
-      openRaw: (start = 0) => (start >= size ? chunks() : createReadStream(filePath, { start, highWaterMark: 256 * 1024 })),
+      openRaw: (start = 0) => (start >= size ? chunks() : fileChunks(filePath, start)),
       dispose: () => fsp.rm(filePath, { force: true }),
     };
   }

@@ -2,19 +2,38 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startDaemon } from '../helpers/cli';
+import { WORKER_V8_FLAGS } from '../../src/cluster/primary';
+import { startDaemon, type Daemon } from '../helpers/cli';
 import { startSink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 
 const msg = 'From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';
+type DaemonOptions = Parameters<typeof startDaemon>[1];
 
-async function cluster(workers: number, opts: Parameters<typeof startDaemon>[1] = {}) {
+/** Every daemon a test started: killed after it, so a failed expectation leaves none running. */
+const started: Daemon[] = [];
+afterEach(() => {
+  for (const d of started.splice(0)) if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
+});
+
+async function configured(workers: number, port = 0) {
   const sink = await startSink();
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cluster-'));
   mkdirSync(path.join(dir, 'banks'));
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), `forward: { host: 127.0.0.1, port: ${sink.port} }\n`);
-  writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n`);
-  const d = startDaemon(path.join(dir, 'postseal.yaml'), opts);
+  writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: ${port}, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n`);
+  return { sink, configFile: path.join(dir, 'postseal.yaml') };
+}
+
+function daemon(configFile: string, opts: DaemonOptions = {}): Daemon {
+  const d = startDaemon(configFile, opts);
+  started.push(d);
+  return d;
+}
+
+async function cluster(workers: number, opts: DaemonOptions = {}) {
+  const { sink, configFile } = await configured(workers);
+  const d = daemon(configFile, opts);
   await d.waitFor((l) => l.msg === 'postseal started');
   // Each worker writes its own log lines in blocks (src/lib/log.ts): they can come after the primary's.
   const port = (await d.waitFor((l) => l.msg === 'listening')).port as number;
@@ -48,27 +67,22 @@ describe('postseal start with several workers', () => {
     await sink.close();
   });
 
-  it('starts its workers with the young generation capped (the operator’s own flag wins)', async () => {
+  // NODE_OPTIONS is set in each case, so the test's own environment cannot change the outcome.
+  it.each<[string, DaemonOptions, string[]]>([
+    ['with the young generation capped', { env: { NODE_OPTIONS: '' } }, WORKER_V8_FLAGS],
+    ['with the operator’s own semi-space size from its command line', { nodeArgs: ['--max-semi-space-size=16'], env: { NODE_OPTIONS: '' } }, ['--max-semi-space-size=16']],
+    // node applies NODE_OPTIONS itself; a flag on the command line would override it.
+    ['without a flag of its own when NODE_OPTIONS sets the size', { env: { NODE_OPTIONS: '--max-semi-space-size=16' } }, []],
+  ])('starts its workers %s', async (_what, opts, expected) => {
     const argv = (pid: unknown) => readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8').split('\0');
-    const cases: [Parameters<typeof startDaemon>[1], string[]][] = [
-      [{}, ['--max-semi-space-size=8']],
-      [{ nodeArgs: ['--max-semi-space-size=16'] }, ['--max-semi-space-size=16']],
-      // From NODE_OPTIONS node applies it itself; the command line must not override it.
-      [{ env: { NODE_OPTIONS: '--max-semi-space-size=16' } }, []],
-    ];
-    for (const [opts, expected] of cases) {
-      const { sink, d } = await cluster(2, opts);
-      try {
-        await startedWorkers(d, 2);
-        for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
-          expect(argv(l.pid).filter((a) => a.startsWith('--max-semi-space-size'))).toEqual(expected);
-        }
-      } finally {
-        d.proc.kill('SIGTERM');
-        expect(await d.exited).toBe(0);
-        await sink.close();
-      }
+    const { sink, d } = await cluster(2, opts);
+    await startedWorkers(d, 2);
+    for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
+      expect(argv(l.pid).filter((a) => /semi-space-size/.test(a))).toEqual(expected);
     }
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await sink.close();
   });
 
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {
@@ -85,18 +99,22 @@ describe('postseal start with several workers', () => {
   });
 
   it('exits 1 when a worker cannot start (its port is taken)', async () => {
-    const sink = await startSink();
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cluster-'));
-    mkdirSync(path.join(dir, 'banks'));
-    writeFileSync(path.join(dir, 'banks', 'default.yaml'), `forward: { host: 127.0.0.1, port: ${sink.port} }\n`);
-    writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: ${(taken.address() as net.AddressInfo).port}, bank: default }\nworkers: 2\n`);
-    const d = startDaemon(path.join(dir, 'postseal.yaml'));
+    const { sink, configFile } = await configured(2, (taken.address() as net.AddressInfo).port);
+    const d = daemon(configFile);
     expect(await d.exited).toBe(1);
     // The exit can come before the last lines of output are read.
     await d.waitFor((l) => l.msg === 'worker failed to start, stopping', 2000);
     taken.close();
+    await sink.close();
+  });
+
+  it('exits 1 when a worker cannot load the message path, instead of hanging on the channel to the primary', async () => {
+    const { sink, configFile } = await configured(2);
+    const d = daemon(configFile, { nodeArgs: ['--require', path.resolve(__dirname, '../fixtures/scripts/fail-message-path.js')] });
+    expect(await d.exited).toBe(1);
+    await d.waitFor((l) => l.msg === 'worker failed to start, stopping', 2000);
     await sink.close();
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -8,6 +8,16 @@ import { readAll } from '../helpers/streams';
 
 const dir = () => mkdtempSync(path.join(tmpdir(), 'spool-test-'));
 const chunks = (n: number, size: number) => Readable.from(Array.from({ length: n }, (_, i) => Buffer.alloc(size, 65 + (i % 26))));
+
+/** This process's open descriptors on files in `folder` (Linux /proc). */
+const openIn = (folder: string) =>
+  readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(folder);
+    } catch {
+      return false;
+    }
+  });
 
 describe('spool', () => {
   it('keeps a small message in memory', async () => {
@@ -44,6 +54,42 @@ describe('spool', () => {
     const err = await spoolFrom(src, { dir: path.join(dir(), 'missing'), memoryThresholdBytes: 2000, maxSizeBytes: 100_000 }).catch((e) => e);
     expect(isPostsealError(err, 'SPOOL_FAILED')).toBe(true);
     expect(src.destroyed).toBe(true);
+  });
+
+  it('a source that closes without an error before its end, while the spool holds it back, is UPSTREAM_ABORTED and leaves no file', async () => {
+    const d = dir();
+    const src = new Readable({ read() {} });
+    for (let i = 0; i < 16; i++) src.push(Buffer.alloc(64 * 1024, 0x41));
+    const p = spoolFrom(src, { dir: d, memoryThresholdBytes: 0, maxSizeBytes: 10_000_000 });
+    setTimeout(() => src.destroy(), 20);
+    const err = await p.catch((e) => e);
+    expect(isPostsealError(err, 'UPSTREAM_ABORTED')).toBe(true);
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('a source handed over already destroyed is UPSTREAM_ABORTED; one already paused is read whole', async () => {
+    const gone = chunks(2, 10);
+    gone.destroy();
+    const err = await spoolFrom(gone, { dir: dir(), memoryThresholdBytes: 1000, maxSizeBytes: 1000 }).catch((e) => e);
+    expect(isPostsealError(err, 'UPSTREAM_ABORTED')).toBe(true);
+    const paused = chunks(3, 10).pause();
+    expect((await spoolFrom(paused, { dir: dir(), memoryThresholdBytes: 1000, maxSizeBytes: 1000 })).size).toBe(30);
+  });
+
+  it('a spool file is opened only when read, and closed when its reader stops early', async () => {
+    const d = dir();
+    const s = await spoolFrom(chunks(20, 1000), { dir: d, memoryThresholdBytes: 5000, maxSizeBytes: 100_000 });
+    s.openRaw();
+    // Time for an eager open (fs.createReadStream opens asynchronously) to show.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(openIn(d)).toEqual([]);
+    for await (const chunk of s.openRaw(100)) {
+      expect(chunk.length).toBeGreaterThan(0);
+      expect(openIn(d)).toHaveLength(1);
+      break;
+    }
+    expect(openIn(d)).toEqual([]);
+    await s.dispose();
   });
 
   it('a source that breaks off is UPSTREAM_ABORTED and leaves no file', async () => {

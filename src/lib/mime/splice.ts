@@ -13,15 +13,20 @@ export interface Edit {
 /** `edits` sorted by start, not overlapping. */
 export async function* applyEdits(source: AsyncIterable<Buffer>, edits: readonly Edit[]): AsyncGenerator<Buffer> {
   const cursor = new ByteCursor(source[Symbol.asyncIterator]());
-  let pos = 0;
-  for (const edit of edits) {
-    yield* cursor.take(edit.start - pos);
-    const original = cursor.take(edit.end - edit.start);
-    yield* edit.replace(original);
-    for await (const skipped of original) void skipped;
-    pos = edit.end;
+  try {
+    let pos = 0;
+    for (const edit of edits) {
+      yield* cursor.take(edit.start - pos);
+      const original = cursor.take(edit.end - edit.start);
+      yield* edit.replace(original);
+      for await (const skipped of original) void skipped;
+      pos = edit.end;
+    }
+    yield* cursor.rest();
+  } finally {
+    // A reader that stops early (a stage timeout) lets the source close its file.
+    await cursor.close();
   }
-  yield* cursor.rest();
 }
 
 export function replaceWith(bytes: Buffer): Edit['replace'] {
@@ -52,6 +57,11 @@ class ByteCursor {
       this.pending = Buffer.alloc(0);
       yield part;
     }
+  }
+
+  async close(): Promise<void> {
+    if (!this.done) await this.source.return?.();
+    this.done = true;
   }
 
   private async fill(): Promise<boolean> {

@@ -35,7 +35,7 @@ export function createArcSealStage(bank: Bank, deps: StageDeps): Stage {
       const o = deps.auth.board.of(tx);
       const cv = o.arc?.result ?? 'none';
       const authResults = formatAuthResults(deps.authservId, resinfos(o));
-      const { headers, errors } = await createSeal(Readable.from(tx.message.openRaw()), { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
+      const { headers, errors } = await createSeal(Readable.from(tx.message.openRaw(), { objectMode: false }), { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
       if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };
       const fields = headers.map((h) => {
         const text = h.replace(/\r?\n$/, '');

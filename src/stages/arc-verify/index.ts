@@ -31,7 +31,7 @@ export function createArcVerifyStage(_bank: Bank, deps: StageDeps): Stage {
       }
       const r = mailauthResolver(resolver, signal) as DNSResolver;
       // The ARC chain comes out of mailauth's DKIM parser, which also checks the newest AMS.
-      const parsed = await dkimVerify(Readable.from(tx.message.openRaw()), { resolver: r });
+      const parsed = await dkimVerify(Readable.from(tx.message.openRaw(), { objectMode: false }), { resolver: r });
       const result = await arc(parsed.arc as ARCData, { resolver: r, ip: clientAddress(tx.client) });
       const status = result.status as { result: ArcOutcome['result']; comment?: string };
       const outcome: ArcOutcome = { result: status.result, instance: Number(result.i || 0), comment: status.comment };

@@ -196,4 +196,20 @@ describe('applyEdits', () => {
       expect(out.toString()).toBe('01--456789ABCdef!');
     }
   });
+
+  it('a reader that stops early closes the source (a spool file is not left open)', async () => {
+    let closed = false;
+    const source = (async function* () {
+      try {
+        yield* chunks(Buffer.from('0123456789abcdef'), 4);
+      } finally {
+        closed = true;
+      }
+    })();
+    for await (const c of applyEdits(source, [{ start: 8, end: 10, replace: replaceWith(Buffer.from('--')) }])) {
+      expect(c.toString()).toBe('0123');
+      break;
+    }
+    expect(closed).toBe(true);
+  });
 });
