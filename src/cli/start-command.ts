@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { createLogger } from '../lib/log';
+import type { Postseal } from '../main';
 import { UsageError, loadOrExplain, parse, withUsage } from './args';
 
 const help = `Usage: postseal start [--config FILE] [--workers N]
@@ -30,10 +31,13 @@ export function runStart(args: string[]): Promise<number> {
     const log = cluster.isWorker ? base.child({ worker: cluster.worker!.id }) : base;
     // Loaded here, not by the primary (see cli/main.ts). A worker that cannot load or start it
     // drops the channel to the primary, which would keep it alive, and so exits 1.
-    const app = await (async () => (require('../main') as typeof import('../main')).startPostseal(config, log))().catch((err: unknown) => {
+    let app: Postseal;
+    try {
+      app = await (require('../main') as typeof import('../main')).startPostseal(config, log);
+    } catch (err) {
       cluster.worker?.disconnect();
       throw err;
-    });
+    }
     const listeners = app.listeners.map((l) => `${l.config.address}:${l.port}=${l.config.bank}`);
     if (cluster.isWorker) {
       log.info({ config: config.file, listeners, pid: process.pid }, 'worker started');
