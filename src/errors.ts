@@ -15,6 +15,7 @@ export const errorCodes = {
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   SPOOL_FAILED: 'The message could not be written to the spool.',
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
+  HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',
   UPSTREAM_ABORTED: 'The upstream client went away during DATA.',
   STAGE_FAILED: 'A stage threw an error.',
   STAGE_TIMEOUT: 'A stage ran longer than timeouts.stageTimeoutMs.',

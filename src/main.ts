@@ -81,7 +81,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger): Promise<
 
 function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
-  const spool = { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes };
+  const spool = { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes };
   // One resolver (and its cache) for every bank of this configuration.
   const auth = createAuthDeps(config.main.dns);
   checkSignerBanks(config);

@@ -56,7 +56,7 @@ export function runExplain(args: string[]): Promise<number> {
     let message: Message;
     try {
       const source = positionals[0] === '-' ? process.stdin : createReadStream(positionals[0]);
-      message = Message.parse(await spoolFrom(source, { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes, maxSizeBytes: bank.maxMessageSizeBytes }));
+      message = Message.parse(await spoolFrom(source, { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes, maxSizeBytes: bank.maxMessageSizeBytes }));
     } catch (err) {
       process.stderr.write(`postseal: cannot read ${positionals[0]}: ${(err as Error).message}\n`);
       return 1;

@@ -64,7 +64,7 @@ export function runVerify(args: string[]): Promise<number> {
     const auth = createAuthDeps(dns);
     const authservId = values['authserv-id'] ?? config.authservId;
     // Only the authentication stages run here, and they need nothing beyond these.
-    const deps = { hostname: config.hostname, authservId, bankName: values.bank, log: createLogger('silent'), spool: { dir: os.tmpdir(), memoryThresholdBytes: 8 << 20 }, auth } as Partial<StageDeps> as StageDeps;
+    const deps = { hostname: config.hostname, authservId, bankName: values.bank, log: createLogger('silent'), spool: { dir: os.tmpdir(), memoryThresholdBytes: 8 << 20, headBytes: config.main.spool.maxHeaderBytes }, auth } as Partial<StageDeps> as StageDeps;
     let message: Message;
     try {
       message = Message.parse(await spoolFrom(input(positionals[0]), { ...deps.spool, maxSizeBytes: bank.maxMessageSizeBytes }));

@@ -133,7 +133,12 @@ export const bankSchema = {
           description: 'Lines over 998 octets (RFC 5322 2.1.1); fix folds over-long header lines at white space. Long body lines are left to the seven-bit stage.',
         },
         missingFrom: { type: 'string', enum: ['pass', 'reject'], default: 'pass', description: 'No From: field.' },
-        multipleFrom: { type: 'string', enum: ['pass', 'reject'], default: 'pass', description: 'More than one From: field.' },
+        multipleFrom: {
+          type: 'string',
+          enum: ['pass', 'reject'],
+          default: 'reject',
+          description: 'More than one From: field (RFC 5322 3.6 allows one): reject = 550 5.6.0, as readers and DMARC checkers disagree on which one counts.',
+        },
       },
     },
   },

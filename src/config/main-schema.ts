@@ -103,6 +103,14 @@ export const mainConfigSchema = {
           default: 1048576,
           description: 'Messages up to this size stay in memory; larger ones go to a temp file that is removed afterwards.',
         },
+        maxHeaderBytes: {
+          type: 'integer',
+          minimum: 65536,
+          maximum: 67108864,
+          default: 1048576,
+          description:
+            'Longest header section accepted: the header is held in memory and parsed once. A longer one is refused with 552 5.3.4, never read as body (header fields past the limit would escape every check, and Postfix keeps them as header fields).',
+        },
       },
     },
     log: {

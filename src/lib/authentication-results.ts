@@ -160,6 +160,10 @@ export function formatAuthResults(authservId: string, infos: readonly string[]):
   return `${pvalue(authservId)};\r\n\t${infos.join(';\r\n\t')}`;
 }
 
+function comparableId(id: string): string {
+  return id.toLowerCase().replace(/\.+$/, '');
+}
+
 /** The authserv-id of an A-R field value: the first token or quoted-string after CFWS. */
 export function authservIdOf(value: string): string | null {
   let i = 0;
@@ -188,12 +192,17 @@ export function authservIdOf(value: string): string | null {
   return m ? m[0] : null;
 }
 
-/** Removes every A-R field that carries our authserv-id (case-insensitive); foreign ones stay. */
+/**
+ * Removes every A-R field that carries our authserv-id; foreign ones stay. Compared as domain
+ * names are: case-insensitive and without a trailing dot ("MX.example.com." is ours too, or
+ * a forgery spelt so would survive and be read as our verdict).
+ */
 export function removeOwnAuthResults(message: Message, authservId: string): { message: Message; removed: number } {
-  const ours = authservId.toLowerCase();
+  const ours = comparableId(authservId);
   const keep = message.fields.filter((f) => {
     if (f.key !== 'authentication-results') return true;
-    return authservIdOf(Message.value(f))?.toLowerCase() !== ours;
+    const id = authservIdOf(Message.value(f));
+    return id === null || comparableId(id) !== ours;
   });
   const removed = message.fields.length - keep.length;
   return { message: removed ? message.withFields(keep) : message, removed };

@@ -23,6 +23,26 @@ export function authorOf(from: HeaderField): Author | null {
   return first;
 }
 
+/**
+ * Every author domain of a message (RFC 7489 6.6.1): the domains of all addresses in all From
+ * fields, groups opened, lower-case A-labels, each once, in order. `unusable` counts addresses
+ * with no domain this can read; a sender cannot hide a domain from DMARC behind a second From
+ * field, a second address or a group, as each one is here.
+ */
+export function authorDomains(message: Message): { domains: string[]; unusable: number } {
+  const domains: string[] = [];
+  let unusable = 0;
+  for (const from of message.get('from')) {
+    const value = Buffer.from(Message.value(from), 'latin1').toString('utf8');
+    for (const a of addressparser(value, { flatten: true })) {
+      const parsed = splitAddress(a.address ?? '');
+      if (!parsed) unusable++;
+      else if (!domains.includes(parsed.domain)) domains.push(parsed.domain);
+    }
+  }
+  return { domains, unusable };
+}
+
 /** local@domain with the domain as a lower-case A-label; null without a valid domain. */
 export function splitAddress(address: string): Author | null {
   const at = address.lastIndexOf('@');

@@ -8,6 +8,7 @@
  * killed with SIGKILL loses at most the last FLUSH_MS of lines.
  */
 import pino, { type Logger, type DestinationStream } from 'pino';
+import { isPostsealError } from '../errors';
 
 export type { Logger };
 
@@ -28,4 +29,14 @@ function bufferedStdout(): DestinationStream {
     }
   }, FLUSH_MS).unref();
   return out;
+}
+
+/**
+ * How an error goes into a log line. Our own errors (downstream refused, timeouts, spool) are
+ * expected events with a stable code: code and message, no stack trace. Anything else is a
+ * bug or a surprise and keeps pino's full serialisation (type, message, stack, cause).
+ */
+export function errorFields(err: unknown): Record<string, unknown> {
+  if (isPostsealError(err)) return { code: err.code, error: err.message };
+  return { err };
 }

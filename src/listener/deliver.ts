@@ -14,7 +14,8 @@ import { PostsealError, isPostsealError } from '../errors';
 import type { PipelineResult } from '../pipeline/runner';
 import type { DownstreamTransaction } from '../reinject/downstream-transaction';
 import { failureReply, mirrorReply } from '../reinject/reply-map';
-import type { DownstreamReply } from '../reinject/smtp-client';
+import type { DataReplies } from '../reinject/smtp-client';
+import { errorFields } from '../lib/log';
 import { formatReply, replyError, replies, type SmtpReply } from '../smtp/replies';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
@@ -30,6 +31,8 @@ export interface DeliverInput {
   id: string;
   listener: ListenerConfig;
   ctx: SessionContext;
+  /** Aborted when the upstream client disconnects. */
+  upstream: AbortSignal;
 }
 
 export async function deliver(input: DeliverInput): Promise<string | SMTPServerDataResult[]> {
@@ -40,7 +43,6 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
   const record: Record<string, unknown> = {
     session: input.id,
     queueId: input.client.ident,
-    bank: input.listener.bank,
     port: input.listener.port,
     from: input.envelope.mailFrom,
     rcpts: input.envelope.recipients.length,
@@ -67,6 +69,8 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
       receivedAt: new Date(),
       message: Message.parse(spool),
     };
+    // Fields past the limit would pass every check unseen (a second From, a forged A-R).
+    if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
     const result: PipelineResult = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
@@ -76,7 +80,9 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
       if (result.verdict.action === 'discard') return (replyText = ok(result.verdict.reply));
       throw replyError(result.verdict.reply);
     }
-    const downReplies = await withDeadline(down.data(tx.message.openRaw()), deadline.signal, down);
+    // A client gone after its final dot would retry a message we had delivered: not sent on.
+    if (input.upstream.aborted) throw new PostsealError('UPSTREAM_ABORTED', 'the client disconnected before the message went downstream');
+    const downReplies = await whileConnected(withDeadline(down.data(tx.message.openRaw()), deadline.signal, down), input.upstream, down);
     const upstream = upstreamResult(downReplies, input.listener.protocol === 'lmtp', input.envelope.recipients.length);
     replyText = typeof upstream === 'string' ? upstream : upstream.map((r) => (typeof r === 'string' ? r : r.message)).join(' | ');
     return upstream;
@@ -85,7 +91,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     const own = (err as { reply?: SmtpReply }).reply;
     const reply = own ?? errorReply(err);
     replyText = formatReply(reply);
-    if (!own) record.err = err;
+    if (!own) Object.assign(record, errorFields(err));
     throw own ? err : replyError(reply);
   } finally {
     clearTimeout(deadlineTimer);
@@ -102,23 +108,41 @@ function ok(reply: SmtpReply): string {
 
 function errorReply(err: unknown): SmtpReply {
   if (isPostsealError(err, 'MESSAGE_TOO_BIG')) return replies.messageTooBig;
+  if (isPostsealError(err, 'HEADER_TOO_BIG')) return replies.headerTooBig;
   if (isPostsealError(err, 'UPSTREAM_ABORTED') || isPostsealError(err, 'SPOOL_FAILED')) return replies.upstreamAborted;
   if (isPostsealError(err, 'DEADLINE_EXCEEDED')) return replies.deadlineExceeded;
   if (isPostsealError(err) && err.code.startsWith('REINJECT_')) return failureReply(err);
   return replies.internalError;
 }
 
-/** The downstream's end-of-data replies as smtp-server wants them: text, or one entry per recipient. */
-function upstreamResult(down: DownstreamReply[], lmtp: boolean, recipients: number): string | SMTPServerDataResult[] {
-  const mapped = down.map(mirrorReply);
+/**
+ * The downstream's end-of-data replies as smtp-server wants them: text, or one entry per
+ * recipient. LMTP recipients whose reply never came (the server went away after answering
+ * some) get the failure's 4xx; those already answered keep their reply, so Postfix retries
+ * only them and nobody gets the message twice.
+ */
+function upstreamResult(down: DataReplies, lmtp: boolean, recipients: number): string | SMTPServerDataResult[] {
+  const mapped = down.replies.map(mirrorReply);
   const asResult = (r: SmtpReply) => (r.code[0] === '2' ? ok(r) : replyError(r));
   if (lmtp) {
-    const per = mapped.length === recipients ? mapped : Array.from({ length: recipients }, () => mapped[0]);
-    return per.map(asResult);
+    if (mapped.length === 1 && !down.failure) return Array.from({ length: recipients }, () => asResult(mapped[0]));
+    const missing = failureReply(down.failure ?? new PostsealError('REINJECT_PROTOCOL', 'downstream sent fewer replies than recipients'));
+    return Array.from({ length: recipients }, (_, i) => asResult(mapped[i] ?? missing));
   }
   const r = mapped[0];
   if (r.code[0] !== '2') throw replyError(r);
   return ok(r);
+}
+
+/** Drops the downstream connection when the upstream goes away before the final dot was answered. */
+async function whileConnected<T>(work: Promise<T>, upstream: AbortSignal, down: DownstreamTransaction): Promise<T> {
+  const onGone = () => down.cancel();
+  upstream.addEventListener('abort', onGone, { once: true });
+  try {
+    return await work;
+  } finally {
+    upstream.removeEventListener('abort', onGone);
+  }
 }
 
 async function withDeadline<T>(work: Promise<T>, deadline: AbortSignal, down: DownstreamTransaction): Promise<T> {

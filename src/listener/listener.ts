@@ -14,6 +14,7 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import { replyError, replies } from '../smtp/replies';
+import { useEnvelopeCommands } from './envelope-commands';
 import { greetWithoutPause } from './greeting';
 import { SessionHandler, type SessionContext } from './session';
 import { sessionIdsWithoutRandomCalls } from './session-id';
@@ -37,8 +38,9 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
     name: ctx.hostname,
     banner: bank.greetingBanner,
     lmtp: config.protocol === 'lmtp',
-    size: bank.maxMessageSizeBytes,
-    hideSize: hidden.has('SIZE'),
+    // A hidden SIZE is not announced at all (smtp-server would still announce a bare SIZE);
+    // the limit is enforced while DATA is spooled either way (552 5.3.4 after the dot).
+    size: hidden.has('SIZE') ? 0 : bank.maxMessageSizeBytes,
     hide8BITMIME: hidden.has('8BITMIME'),
     hideSMTPUTF8: hidden.has('SMTPUTF8'),
     hidePIPELINING: hidden.has('PIPELINING'),
@@ -58,12 +60,16 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
       handler.open(session);
       cb();
     },
-    onMailFrom: (address, session, cb) => handler.mailFrom(address, session).then(() => cb(), cb),
-    onRcptTo: (address, session, cb) => handler.rcptTo(address, session).then(() => cb(), cb),
     onData: (stream, session, cb) => handler.data(stream, session).then((result) => cb(null, result), cb),
     onClose: (session) => handler.close(session),
   };
   const server = new SMTPServer(options);
+  useEnvelopeCommands(server, {
+    announced: { dsn: !hidden.has('DSN'), smtputf8: !hidden.has('SMTPUTF8'), size: hidden.has('SIZE') ? 0 : bank.maxMessageSizeBytes },
+    mail: (cmd, session) => handler.mailFrom(cmd, session),
+    rcpt: (cmd, session) => handler.rcptTo(cmd, session),
+    refused: (verb, refusal, line, session) => handler.refused(verb, refusal, line, session),
+  });
   greetWithoutPause(server);
   sessionIdsWithoutRandomCalls(server);
   server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));

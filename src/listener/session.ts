@@ -6,15 +6,17 @@
  */
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { SMTPServerAddress, SMTPServerDataResult, SMTPServerSession } from 'smtp-server';
+import type { SMTPServerDataResult, SMTPServerSession } from 'smtp-server';
 import type { Bank } from '../config/bank-schema';
 import type { ListenerConfig } from '../config/main-schema';
+import type { MailCommand, RcptCommand, Refusal } from '../lib/envelope/commands';
+import { errorFields } from '../lib/log';
 import type { NetworkList } from '../lib/networks';
 import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import { failureReply, isSuccess, mirrorReply } from '../reinject/reply-map';
-import { replyError, replies, type SmtpReplyError } from '../smtp/replies';
+import { replyError, replies, type SmtpReply, type SmtpReplyError } from '../smtp/replies';
 import type { SpoolOptions } from '../transaction/spool';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import { deliver } from './deliver';
@@ -38,6 +40,8 @@ interface SessionState {
   down: DownstreamTransaction | null;
   envelope: { mail: Omit<Envelope, 'recipients'>; recipients: Recipient[] } | null;
   busy: Promise<void> | null;
+  /** Aborted when the client disconnects: a message not yet sent downstream is not sent. */
+  readonly gone: AbortController;
 }
 
 export class SessionHandler {
@@ -63,45 +67,48 @@ export class SessionHandler {
     await Promise.all([...this.sessions.values()].map((s) => s.busy));
   }
 
-  async mailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+  /** MAIL, run downstream first: the upstream hears the downstream's own reply. */
+  async mailFrom(cmd: MailCommand, session: SMTPServerSession): Promise<SmtpReply> {
     const state = this.state(session);
     state.down?.abort();
     state.down = null;
     const ctx = (state.ctx = this.current());
-    const args = address.args || {};
-    const mail = {
-      mailFrom: address.address,
-      body: upper(args.BODY) as Envelope['body'],
-      smtputf8: args.SMTPUTF8 === true,
-      ret: upper(args.RET) as Envelope['ret'],
-      envid: typeof args.ENVID === 'string' ? args.ENVID : undefined,
-    };
+    const mail: Omit<Envelope, 'recipients'> = { mailFrom: cmd.address, smtputf8: cmd.smtputf8, body: cmd.body, ret: cmd.ret, envid: cmd.envid };
     let opened;
     try {
       opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
     } catch (err) {
-      ctx.log.warn({ err, session: session.id }, 'downstream MAIL failed');
+      ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream MAIL failed');
       throw replyError(failureReply(err));
     }
     if (!opened.tx) throw mirrored(opened.reply);
     state.down = opened.tx;
     state.envelope = { mail, recipients: [] };
+    return mirrorReply(opened.reply);
   }
 
-  async rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+  async rcptTo(cmd: RcptCommand, session: SMTPServerSession): Promise<SmtpReply> {
     const state = this.state(session);
     if (!state.down || !state.envelope || !state.ctx) throw replyError(failureReply(new Error('downstream transaction lost')));
     if (state.envelope.recipients.length >= state.ctx.bank.maxRecipients) throw replyError(replies.tooManyRecipients);
-    const rcpt: Recipient = { address: address.address, notify: address.dsn?.notify, orcpt: address.dsn?.orcpt };
+    const rcpt: Recipient = cmd;
     let reply;
     try {
       reply = await state.down.rcpt(rcpt);
     } catch (err) {
       state.down = null;
+      state.ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream RCPT failed');
       throw replyError(failureReply(err));
     }
     if (!isSuccess(reply)) throw mirrored(reply);
     state.envelope.recipients.push(rcpt);
+    return mirrorReply(reply);
+  }
+
+  /** A MAIL or RCPT this listener refused itself (lib/envelope/commands.ts). */
+  refused(verb: 'MAIL' | 'RCPT', refusal: Refusal, line: string, session: SMTPServerSession): void {
+    const ctx = this.sessions.get(session.id)?.ctx ?? this.current();
+    ctx.log.warn({ session: session.id, command: line.slice(0, 600), reply: refusal.refused, detail: refusal.detail }, `${verb} refused`);
   }
 
   async data(stream: Readable, session: SMTPServerSession): Promise<string | SMTPServerDataResult[]> {
@@ -123,6 +130,7 @@ export class SessionHandler {
       id: `${session.id}.${state.transactions}`,
       listener: this.listener,
       ctx,
+      upstream: state.gone.signal,
     });
     state.busy = run.then(() => undefined, () => undefined);
     try {
@@ -135,6 +143,7 @@ export class SessionHandler {
   close(session: SMTPServerSession): void {
     const state = this.sessions.get(session.id);
     state?.down?.abort();
+    state?.gone.abort();
     this.sessions.delete(session.id);
   }
 
@@ -165,11 +174,7 @@ export class SessionHandler {
 }
 
 function newState(session: SMTPServerSession): SessionState {
-  return { peer: session.remoteAddress, transactions: 0, ctx: null, down: null, envelope: null, busy: null };
-}
-
-function upper(v: string | true | undefined): string | undefined {
-  return typeof v === 'string' ? v.toUpperCase() : undefined;
+  return { peer: session.remoteAddress, transactions: 0, ctx: null, down: null, envelope: null, busy: null, gone: new AbortController() };
 }
 
 function mirrored(reply: Parameters<typeof mirrorReply>[0]): SmtpReplyError {

@@ -5,11 +5,12 @@
  * which is how no recipient is lost or delivered twice when the downstream treats
  * recipients differently. XFORWARD goes first when the downstream offers it.
  */
-import { isPostsealError } from '../errors';
+import { PostsealError, isPostsealError } from '../errors';
+import { encodeXtext } from '../lib/envelope/xtext';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import type { DownstreamPool } from './pool';
 import { isSuccess } from './reply-map';
-import type { DownstreamReply, SmtpClientConnection } from './smtp-client';
+import type { DataReplies, DownstreamReply, SmtpClientConnection } from './smtp-client';
 
 export type MailStart = Omit<Envelope, 'recipients'>;
 
@@ -68,18 +69,26 @@ export class DownstreamTransaction {
     return this.accepted;
   }
 
-  /** DATA and the message; one reply (SMTP) or one per accepted recipient (LMTP). */
-  async data(message: AsyncIterable<Buffer>): Promise<DownstreamReply[]> {
+  /**
+   * DATA and the message; one reply (SMTP) or one per accepted recipient (LMTP). Only 354
+   * lets the message go: a 4xx/5xx to DATA is the downstream's answer (mirrored), anything
+   * else, a 2xx included, is a broken server and REINJECT_PROTOCOL, never an acceptance.
+   */
+  async data(message: AsyncIterable<Buffer>): Promise<DataReplies> {
     return this.guard(async () => {
       const go = await this.conn.command('DATA', this.pool.target.commandTimeoutMs);
-      if (go.code !== 354) {
-        this.abort();
-        return [go];
+      if (go.code === 354) {
+        const count = this.pool.target.protocol === 'lmtp' ? this.accepted : 1;
+        const result = await this.conn.sendData(message, count, this.pool.target.dataDoneTimeoutMs);
+        if (result.failure) this.cancel();
+        else this.finish();
+        return result;
       }
-      const count = this.pool.target.protocol === 'lmtp' ? this.accepted : 1;
-      const result = await this.conn.sendData(message, count, this.pool.target.dataDoneTimeoutMs);
-      this.finish();
-      return result;
+      if (go.code >= 400 && go.code < 600) {
+        this.abort();
+        return { replies: [go] };
+      }
+      throw new PostsealError('REINJECT_PROTOCOL', `downstream ${this.conn.label} answered DATA with ${go.code} ${go.text.slice(0, 200)}`);
     });
   }
 
@@ -112,22 +121,27 @@ export class DownstreamTransaction {
   }
 }
 
-function mailCommand(mail: MailStart, ext: ReadonlyMap<string, string>): string {
+/**
+ * MAIL with the parameters the downstream announced, each as the upstream wrote it: the path
+ * and ENVID are never decoded and re-encoded, so the downstream reads what Postfix wrote.
+ */
+export function mailCommand(mail: MailStart, ext: ReadonlyMap<string, string>): string {
   const params: string[] = [];
   if (mail.body && ext.has('8BITMIME')) params.push(`BODY=${mail.body}`);
   if (mail.smtputf8 && ext.has('SMTPUTF8')) params.push('SMTPUTF8');
   if (ext.has('DSN')) {
     if (mail.ret) params.push(`RET=${mail.ret}`);
-    if (mail.envid) params.push(`ENVID=${mail.envid}`);
+    if (mail.envid !== undefined) params.push(`ENVID=${mail.envid}`);
   }
   return [`MAIL FROM:<${mail.mailFrom}>`, ...params].join(' ');
 }
 
-function rcptCommand(r: Recipient, ext: ReadonlyMap<string, string>): string {
+/** RCPT with NOTIFY and ORCPT as written (ORCPT still xtext), when the downstream offers DSN. */
+export function rcptCommand(r: Recipient, ext: ReadonlyMap<string, string>): string {
   const params: string[] = [];
   if (ext.has('DSN')) {
-    if (r.notify?.length) params.push(`NOTIFY=${r.notify.join(',')}`);
-    if (r.orcpt) params.push(`ORCPT=${r.orcpt}`);
+    if (r.notify !== undefined) params.push(`NOTIFY=${r.notify}`);
+    if (r.orcpt !== undefined) params.push(`ORCPT=${r.orcpt}`);
   }
   return [`RCPT TO:<${r.address}>`, ...params].join(' ');
 }
@@ -143,7 +157,7 @@ export function xforwardLines(announced: string | undefined, client: ClientInfo 
     const value = client[key.toLowerCase() as Lowercase<typeof key>];
     if (!wanted.has(key) || value === undefined) continue;
     const v = key === 'ADDR' && value.includes(':') ? `IPV6:${value}` : value;
-    attrs.push(`${key}=${xtext(v)}`);
+    attrs.push(`${key}=${encodeXtext(v)}`);
   }
   const lines: string[] = [];
   for (const a of attrs) {
@@ -154,7 +168,3 @@ export function xforwardLines(announced: string | undefined, client: ClientInfo 
   return lines;
 }
 
-/** RFC 3461 xtext. */
-function xtext(value: string): string {
-  return value.replace(/[^\x21-\x2a\x2c-\x3c\x3e-\x7e]/g, (c) => `+${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-}

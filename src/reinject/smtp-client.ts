@@ -24,6 +24,12 @@ export interface DownstreamReply {
   readonly lines: readonly string[];
 }
 
+/** The end-of-data replies read, in recipient order; with `failure`, the rest never came. */
+export interface DataReplies {
+  readonly replies: readonly DownstreamReply[];
+  readonly failure?: PostsealError;
+}
+
 type Waiter = { resolve: (r: DownstreamReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 
 const MAX_REPLY_BYTES = 64 * 1024;
@@ -104,8 +110,10 @@ export class SmtpClientConnection {
   /**
    * Streams the message after a 354: line endings made CRLF, leading dots doubled, then the
    * final dot. Returns one reply (SMTP) or `replies` replies (LMTP, one per accepted recipient).
+   * An LMTP server that goes away after answering some recipients has delivered to those:
+   * their replies are kept and `failure` says what became of the rest.
    */
-  async sendData(message: AsyncIterable<Buffer>, replies: number, timeoutMs: number): Promise<DownstreamReply[]> {
+  async sendData(message: AsyncIterable<Buffer>, replies: number, timeoutMs: number): Promise<DataReplies> {
     const stuffer = new DotStuffer();
     // Corked, the message leaves in one writev per FLUSH_BYTES rather than one write per
     // chunk: on loopback a write costs about as much as parsing a small message does.
@@ -126,8 +134,15 @@ export class SmtpClientConnection {
       this.socket.uncork();
     }
     const result: DownstreamReply[] = [];
-    for (let i = 0; i < replies; i++) result.push(await this.read(timeoutMs));
-    return result;
+    for (let i = 0; i < replies; i++) {
+      try {
+        result.push(await this.read(timeoutMs));
+      } catch (err) {
+        if (i === 0) throw err;
+        return { replies: result, failure: err as PostsealError };
+      }
+    }
+    return { replies: result };
   }
 
   /** QUIT politely; the socket goes either way. */

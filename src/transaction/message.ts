@@ -27,11 +27,17 @@ export class Message {
     readonly separator: Buffer,
     /** Where the body starts in the spool. */
     readonly bodyOffset: number,
+    /**
+     * False when the header section did not end within the spool's head (spool.maxHeaderBytes):
+     * the fields after the cut were not parsed, so the message must not be passed on as if
+     * they were body (listener/deliver.ts refuses it).
+     */
+    readonly headerComplete: boolean,
   ) {}
 
   static parse(spool: Spool): Message {
-    const { fields, separator, bodyOffset } = parseHeader(spool.head, spool.size);
-    return new Message(spool, fields, separator, bodyOffset);
+    const { fields, separator, bodyOffset, complete } = parseHeader(spool.head, spool.size);
+    return new Message(spool, fields, separator, bodyOffset, complete);
   }
 
   get headerSize(): number {
@@ -76,7 +82,7 @@ export class Message {
   }
 
   withFields(fields: readonly HeaderField[]): Message {
-    return new Message(this.spool, fields, this.separator, this.bodyOffset);
+    return new Message(this.spool, fields, this.separator, this.bodyOffset, this.headerComplete);
   }
 
   /** New fields on top; `value` is written as given (fold it before if it is long). */
@@ -94,7 +100,7 @@ export function makeField(name: string, value: string): HeaderField {
   return { name, key: name.toLowerCase(), raw: Buffer.from(`${name}: ${value}\r\n`, 'utf8') };
 }
 
-function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; separator: Buffer; bodyOffset: number } {
+function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; separator: Buffer; bodyOffset: number; complete: boolean } {
   const fields: HeaderField[] = [];
   let pos = 0;
   let current: { start: number; name: string } | null = null;
@@ -102,16 +108,18 @@ function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; 
     if (current) fields.push({ name: current.name, key: current.name.toLowerCase(), raw: head.subarray(current.start, end) });
     current = null;
   };
+  // Everything of the message is in the head: a header without a body ends where it ends.
+  const whole = head.length >= totalSize;
   while (pos < head.length) {
     const nl = head.indexOf(0x0a, pos);
-    // A last line cut by the head limit is not parsed: it belongs to the body.
-    if (nl < 0 && head.length < totalSize) break;
+    // A last line cut by the head limit may be a field: the header did not end within the head.
+    if (nl < 0 && !whole) return { fields, separator: Buffer.alloc(0), bodyOffset: pos, complete: false };
     const end = nl < 0 ? head.length : nl + 1;
     const line = head.subarray(pos, end);
     const isBlank = line.length <= 2 && (line[0] === 0x0a || (line[0] === 0x0d && line[1] === 0x0a));
     if (isBlank) {
       close(pos);
-      return { fields, separator: line, bodyOffset: end };
+      return { fields, separator: line, bodyOffset: end, complete: true };
     }
     const first = line[0];
     if ((first === 0x20 || first === 0x09) && current) {
@@ -119,12 +127,15 @@ function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; 
       continue;
     }
     const text = line.toString('latin1');
-    const m = FIELD_START.exec(text);
-    if (!m) break;
+    // A line that is not a field ends the header without an empty line, as Postfix reads it.
+    if (!FIELD_START.test(text)) {
+      close(pos);
+      return { fields, separator: Buffer.alloc(0), bodyOffset: pos, complete: true };
+    }
     close(pos);
     current = { start: pos, name: text.slice(0, text.indexOf(':')).trimEnd() };
     pos = end;
   }
   close(pos);
-  return { fields, separator: Buffer.alloc(0), bodyOffset: pos };
+  return { fields, separator: Buffer.alloc(0), bodyOffset: pos, complete: whole };
 }

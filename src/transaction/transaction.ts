@@ -6,20 +6,26 @@
 import type { Bank } from '../config/bank-schema';
 import type { Message } from './message';
 
+/**
+ * Addresses and parameter values are kept exactly as the upstream wrote them (quoted local
+ * parts, A-labels, xtext) and sent downstream unchanged (lib/envelope/commands.ts says why).
+ */
 export interface Recipient {
+  /** The forward-path between < and >, as written. */
   readonly address: string;
-  /** DSN NOTIFY values (RFC 3461), upper case. */
-  readonly notify?: readonly string[];
-  /** DSN ORCPT value as received (addr-type;xtext). */
+  /** DSN NOTIFY (RFC 3461) as written, e.g. "SUCCESS,FAILURE". */
+  readonly notify?: string;
+  /** DSN ORCPT as written: addr-type ";" xtext, still encoded. */
   readonly orcpt?: string;
 }
 
 export interface Envelope {
-  /** Empty string for the null sender <>. */
+  /** The reverse-path between < and > as written; empty for the null sender <>. */
   readonly mailFrom: string;
-  readonly body?: '7BIT' | '8BITMIME' | 'BINARYMIME';
+  readonly body?: '7BIT' | '8BITMIME';
   readonly smtputf8: boolean;
   readonly ret?: 'FULL' | 'HDRS';
+  /** DSN ENVID as written, still xtext. */
   readonly envid?: string;
   readonly recipients: readonly Recipient[];
 }

@@ -27,8 +27,15 @@ describe('header-sanity', () => {
     expect(r.final?.code).toBe(550);
   });
 
-  it('passes two From fields by default with a finding', async () => {
+  it('rejects two From fields by default, naming the finding in the log', async () => {
     const { r, log } = await sendThrough('From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n', {});
+    expect(r.final?.code).toBe(550);
+    expect(r.final?.text).toMatch(/^5\.6\.0 /);
+    expect(log?.findings).toEqual(expect.arrayContaining([expect.stringMatching(/^HEADER_SANITY_MULTIPLE_FROM/)]));
+  });
+
+  it('passes two From fields with a finding when multipleFrom is pass', async () => {
+    const { r, log } = await sendThrough('From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n', { multipleFrom: 'pass' });
     expect(r.final?.code).toBe(250);
     expect(log?.findings).toEqual(expect.arrayContaining([expect.stringMatching(/^HEADER_SANITY_MULTIPLE_FROM/)]));
   });

@@ -24,8 +24,8 @@ export const dkimVerifyBankSchema = {
     partialBody: {
       type: 'string',
       enum: ['pass', 'neutral'],
-      default: 'pass',
-      description: 'A valid l= signature on a body with unsigned text after its limit (a list footer, or an attacker): pass, or neutral so that nothing trusts it.',
+      default: 'neutral',
+      description: 'A valid l= signature on a body with unsigned text after its limit (a list footer, or an attacker who appended content): neutral, so that neither DMARC nor a signer bank trusts it, or pass.',
     },
     adsp: {
       type: 'boolean',
