@@ -9,7 +9,7 @@
  */
 
 /** "!".."~" except "+" and "=" are themselves; anything else is "+" and two upper-case hex digits. */
-const XCHAR = /[^\x21-\x2a\x2c-\x3c\x3e-\x7e]/g;
+const XCHAR = /[^\x21-\x2a\x2c-\x3c\x3e-\x7e]/gu;
 const VALID_XTEXT = /^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-Fa-f]{2})*$/;
 
 export function encodeXtext(value: string): string {
