@@ -23,6 +23,8 @@ const EXAMPLES = path.resolve(__dirname, '../../examples/postfix');
 const EXAMPLE_FILES = ['main.cf', 'master.cf', 'tag_as_originating.re', 'tag_as_foreign.re'];
 const DIR_PREFIX = 'postseal-e2e-';
 export const MAIL_DOMAIN = 'example.test';
+/** Domains delivered to the mailbox besides MAIL_DOMAIN: an IDN (as A-labels) and a name with "_". */
+export const EXTRA_MAIL_DOMAINS = ['xn--mnchen-3ya.test', 'my_host.example.test'] as const;
 
 /** The ports the examples use, by their documented number; each maps to a free port. */
 export const EXAMPLE_PORTS = [25, 587, 10024, 10025, 10026, 10027, 10028, 10029] as const;
@@ -169,7 +171,7 @@ export class Postfix {
       'mydestination=',
       'alias_maps=',
       'alias_database=',
-      `virtual_mailbox_domains=${MAIL_DOMAIN}`,
+      `virtual_mailbox_domains=${[MAIL_DOMAIN, ...EXTRA_MAIL_DOMAINS].join(' ')}`,
       `virtual_mailbox_base=${mail}`,
       'virtual_mailbox_maps=static:mailbox',
       `virtual_uid_maps=static:${nobody.uid}`,

@@ -19,6 +19,13 @@ test('only A-R fields with our authserv-id are removed, in any case and folding'
   expect(message.headerBytes().toString()).toBe('Authentication-Results: mx.example.org.evil; spf=pass\r\nX-Other: mx.example.org;\r\nFrom: a@example.org\r\n\r\n');
 });
 
+test('an A-R field whose authserv-id has a trailing dot is ours too, and is removed', () => {
+  const raw = 'Authentication-Results: mx.example.org.; dmarc=pass\r\nAuthentication-Results: "MX.example.org.."; dkim=pass\r\nAuthentication-Results: mx.example.org.x; spf=pass\r\n\r\nbody\r\n';
+  const { message, removed } = removeOwnAuthResults(Message.parse(memorySpool(Buffer.from(raw))), 'mx.example.org');
+  expect(removed).toBe(2);
+  expect(message.headerBytes().toString()).toBe('Authentication-Results: mx.example.org.x; spf=pass\r\n\r\n');
+});
+
 test('property values that are not tokens are quoted (RFC 8601 2.2)', () => {
   expect(pvalue('example.com')).toBe('example.com');
   expect(pvalue('user@example.com')).toBe('user@example.com');

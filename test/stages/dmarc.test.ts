@@ -1,4 +1,4 @@
-import { corpusMessage, corpusZone, ourAuthResults, startAuthRoundTrip, type AuthRoundTrip } from '../helpers/auth';
+import { corpusMessage, corpusZone, inboundStages, ourAuthResults, startAuthRoundTrip, type AuthRoundTrip } from '../helpers/auth';
 import type { Zone } from '../helpers/dns-server';
 
 const unsigned = (from: string, subject = 'dmarc') => `From: ${from}\r\nTo: bob@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@test>\r\n\r\nHello\r\n`;
@@ -87,8 +87,66 @@ test('a DNS timeout that leaves DKIM undecided under p=reject is 451 4.7.0, not 
   }
 });
 
-test('mail without a single From domain is not checked', async () => {
-  const { final, delivered } = await rt.send('From: a@example.com, b@example.org\r\nSubject: two\r\n\r\nx\r\n', { xforward: 'ADDR=198.51.100.9 HELO=x.example' });
+test('every author domain of a From with two addresses is evaluated, and A-R shows the strictest result', async () => {
+  const { final, delivered } = await rt.send('From: a@example.com, b@example.org\r\nSubject: two\r\n\r\nx\r\n');
   expect(final?.code).toBe(250);
-  expect(dmarcOf(delivered)).toMatch(/^dmarc=none \(no single author domain\)/);
+  expect(dmarcOf(delivered)).toMatch(/^dmarc=fail .*header\.from=example\.org policy\.dmarc=none$/);
+});
+
+test('a From group without addresses is not checked', async () => {
+  const { final, delivered } = await rt.send('From: undisclosed-recipients:;\r\nSubject: group\r\n\r\nx\r\n');
+  expect(final?.code).toBe(250);
+  expect(dmarcOf(delivered)).toMatch(/^dmarc=none \(no author domain\)/);
+});
+
+describe('a p=reject author cannot hide behind a second author (multipleFrom: pass, so DMARC alone decides)', () => {
+  let lax: AuthRoundTrip;
+  beforeAll(async () => {
+    lax = await startAuthRoundTrip(zone, { default: { stages: inboundStages, headerSanity: { multipleFrom: 'pass' } } });
+  });
+  afterAll(() => lax.close());
+  const outside = { from: 'x@example.org', xforward: 'ADDR=198.51.100.9 HELO=x.example' };
+
+  test.each([
+    ['two From fields', 'From: ceo@example.com\r\nFrom: friend@example.org\r\n'],
+    ['two From fields, the p=reject one second', 'From: friend@example.org\r\nFrom: ceo@example.com\r\n'],
+    ['one From with addresses of two domains', 'From: friend@example.org, ceo@example.com\r\n'],
+    ['group syntax', 'From: board: ceo@example.com;\r\n'],
+    ['a group beside a plain address', 'From: friend@example.org, board: ceo@example.com, cfo@example.com;\r\n'],
+  ])('%s: rejected 550 5.7.1 naming the policy', async (_name, from) => {
+    const { final, delivered } = await lax.send(`${from}Subject: hide\r\n\r\nx\r\n`, outside);
+    expect(final?.code).toBe(550);
+    expect(final?.text).toBe('5.7.1 Rejected by DMARC policy example.com p=reject');
+    expect(delivered).toBeUndefined();
+  });
+
+  test('more than 10 author domains are rejected without looking them all up', async () => {
+    const many = Array.from({ length: 11 }, (_, i) => `u@d${i}.example`).join(', ');
+    const before = lax.dns.queries.length;
+    const { final } = await lax.send(`From: ${many}\r\nSubject: many\r\n\r\nx\r\n`, outside);
+    expect(final?.code).toBe(550);
+    expect(final?.text).toMatch(/^5\.7\.1 .*11 author domains/);
+    expect(lax.dns.queries.slice(before).filter((q) => q.name.startsWith('_dmarc.'))).toEqual([]);
+  });
+});
+
+test('with the shipped default, two From fields are refused by header-sanity (550 5.6.0)', async () => {
+  const { final } = await rt.send('From: ceo@example.com\r\nFrom: friend@example.org\r\nSubject: hide\r\n\r\nx\r\n', { xforward: 'ADDR=198.51.100.9 HELO=x.example' });
+  expect(final?.code).toBe(550);
+  expect(final?.text).toMatch(/^5\.6\.0 /);
+});
+
+test('a From field after 1 MiB of other header fields is not missed: the header is refused 552 5.3.4', async () => {
+  const filler = `X-Filler: ${'x'.repeat(900)}\r\n`.repeat(1200);
+  const { final, delivered } = await rt.send(`${filler}From: ceo@example.com\r\nSubject: late\r\n\r\nx\r\n`, { xforward: 'ADDR=198.51.100.9 HELO=x.example' });
+  expect(final?.code).toBe(552);
+  expect(final?.text).toBe('5.3.4 Message header size exceeds limit');
+  expect(delivered).toBeUndefined();
+});
+
+test('a forged Authentication-Results with our authserv-id and a trailing dot is removed', async () => {
+  const { final, delivered } = await rt.send('Authentication-Results: filter.test.; dmarc=pass header.from=example.com\r\nFrom: a@example.org\r\nSubject: forged\r\n\r\nx\r\n');
+  expect(final?.code).toBe(250);
+  expect(delivered).not.toMatch(/filter\.test\.; dmarc=pass/);
+  expect(ourAuthResults(delivered!)).toHaveLength(1);
 });

@@ -26,6 +26,24 @@ describe('Message', () => {
     expect((await readAll(m.openRaw())).toString()).toBe('no header here\r\nmore\r\n');
   });
 
+  it('says the header is incomplete when it does not end within the head, wherever the cut falls', () => {
+    const header = 'A: 1\r\nB: 2\r\nFrom: late@example.com\r\n\r\nbody\r\n';
+    for (let head = 1; head < header.indexOf('\r\n\r\n') + 4; head++) {
+      const m = Message.parse(memorySpool(Buffer.from(header), head));
+      expect([head, m.headerComplete]).toEqual([head, false]);
+    }
+    const whole = Message.parse(memorySpool(Buffer.from(header), header.indexOf('\r\n\r\n') + 4));
+    expect(whole.headerComplete).toBe(true);
+    expect(whole.get('from')).toHaveLength(1);
+  });
+
+  it('is complete for a header-only message held whole, and when a non-field line ends the header', () => {
+    expect(Message.parse(memorySpool(Buffer.from('A: 1\r\nB: 2'))).headerComplete).toBe(true);
+    const m = Message.parse(memorySpool(Buffer.from('A: 1\r\nnot a field\r\nB: 2\r\n'), 20));
+    expect(m.headerComplete).toBe(true);
+    expect(m.fields.map((f) => f.name)).toEqual(['A']);
+  });
+
   it('prepends new fields on top and leaves the rest untouched', async () => {
     const m = parse('From: x@y\r\n\r\nb\r\n').prepend({ name: 'X-Test', value: 'v' });
     expect((await readAll(m.openRaw())).toString()).toBe('X-Test: v\r\nFrom: x@y\r\n\r\nb\r\n');
