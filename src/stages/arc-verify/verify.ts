@@ -11,9 +11,11 @@
  * applies). The AMS key and the newest seal's key are looked up first; the older seals'
  * keys only when those two verified.
  *
- * The signal: every DNS query gets it, and it is checked before and after each lookup and
- * between body chunks, so an aborted stage makes no further query and does no further
- * crypto: the promise rejects with the signal's reason. Every other failure is a result
+ * The signal: every DNS query gets it, and it is checked before and after each lookup,
+ * before each signature check and between body chunks, so an aborted stage starts no
+ * further lookup and does no further crypto: the promise rejects with the signal's reason.
+ * (A lookup already in flight is the resolver's, shared with other callers: it ends with
+ * its own timeout and retries.) Every other failure is a result
  * (pass or fail with a reason; RFC 8617 has no temperror, so a DNS failure is a fail).
  */
 import type { DkimKeyCache, DkimPublicKey } from '../../lib/dkim/public-keys';
