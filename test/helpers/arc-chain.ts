@@ -18,9 +18,19 @@ export const ARC_DOMAIN = 'example.org';
 export const ARC_SELECTOR = 'rsa';
 
 /** The message with one more ARC set on top, made by mailauth. */
-export async function mailauthSeal(message: Buffer, cv: 'none' | 'pass' | 'fail', opts: { selector?: string; authResults?: string } = {}): Promise<Buffer> {
+export async function mailauthSeal(
+  message: Buffer,
+  cv: 'none' | 'pass' | 'fail',
+  opts: { domain?: string; selector?: string; keyPem?: Buffer; authResults?: string } = {},
+): Promise<Buffer> {
   const { headers, errors } = await createSeal(Readable.from([message]), {
-    seal: { signingDomain: ARC_DOMAIN, selector: opts.selector ?? ARC_SELECTOR, privateKey: arcKeyPem, cv, authResults: opts.authResults ?? 'lists.example.org; spf=pass smtp.mailfrom=alice@example.com' },
+    seal: {
+      signingDomain: opts.domain ?? ARC_DOMAIN,
+      selector: opts.selector ?? ARC_SELECTOR,
+      privateKey: opts.keyPem ?? arcKeyPem,
+      cv,
+      authResults: opts.authResults ?? 'lists.example.org; spf=pass smtp.mailfrom=alice@example.com',
+    },
   });
   if (!headers.length) throw new Error(`mailauth did not seal: ${JSON.stringify(errors)}`);
   return Buffer.concat([Buffer.from(headers.map((h) => h.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')).join('\r\n') + '\r\n', 'latin1'), message]);

@@ -48,6 +48,16 @@ test('1,000 DKIM-Signatures under one ARC set: only the ARC key is looked up, an
   expect((used.user + used.system) / 1000).toBeLessThan(1000);
 });
 
+test('1,000 DKIM-Signatures and a lone ARC-Seal: arc=fail, and DNS is not asked at all', async () => {
+  const sealed = (await mailauthSeal(original, 'none')).toString('latin1');
+  const seal = sealed.match(/^ARC-Seal:.*\r\n(?:[ \t].*\r\n)*/m)![0];
+  const { auth, stage: s } = stage();
+  const tx = testTransaction(withDkimSignatures(Buffer.concat([Buffer.from(seal, 'latin1'), original]), 1000));
+  await s.run(tx, new AbortController().signal);
+  expect(auth.board.of(tx).arc).toMatchObject({ result: 'fail', comment: 'i=1 has no AAR' });
+  expect(dns.queries).toEqual([]);
+});
+
 /** `count` ARC sets, unsigned: the limits apply before any signature is looked at. */
 function fakeSets(count: number): Buffer {
   const sets = Array.from({ length: count }, (_, k) => {

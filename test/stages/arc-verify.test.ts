@@ -3,9 +3,11 @@
  * loopback DNS server: what passes, and each rule of RFC 8617 / RFC 6376 3.2 and 3.5 that
  * makes a chain fail.
  */
-import { createArcVerifyStage } from '../../src/stages/arc-verify';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { AuthDeps } from '../../src/lib/authentication-results';
-import { corpusMessage, corpusZone } from '../helpers/auth';
+import { createArcVerifyStage } from '../../src/stages/arc-verify';
+import { corpusDir, corpusMessage, corpusZone } from '../helpers/auth';
 import { handSeal, mailauthSeal } from '../helpers/arc-chain';
 import { loadTestBank } from '../helpers/banks';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
@@ -30,6 +32,13 @@ async function arcOf(message: Buffer) {
 test('a chain of two sets made by mailauth passes: arc=pass i=2', async () => {
   const twice = await mailauthSeal(await mailauthSeal(original, 'none'), 'pass');
   expect(await arcOf(twice)).toMatchObject({ result: 'pass', instance: 2, comment: 'i=2', findings: [{ code: 'ARC_VERIFY_PASS', detail: 'i=2' }] });
+});
+
+test('an Ed25519 set made by mailauth on top of an RSA set passes', async () => {
+  const ed = { domain: 'example.com', selector: 'ed', keyPem: readFileSync(path.join(corpusDir, 'keys/ed25519.pem')) };
+  const twice = await mailauthSeal(await mailauthSeal(original, 'none'), 'pass', ed);
+  expect(twice.toString('latin1')).toMatch(/^ARC-Seal: i=2; a=ed25519-sha256;/);
+  expect(await arcOf(twice)).toMatchObject({ result: 'pass', instance: 2 });
 });
 
 test('a hand-made set with every tag as RFC 8617 writes it passes (the helper is sound)', async () => {
