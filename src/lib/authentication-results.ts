@@ -30,6 +30,7 @@ export type DkimReason =
   | 'weak-key'
   | 'rsa-sha1'
   | 'from-not-signed'
+  | 'missing-tag'
   | 'signature-syntax'
   | 'signature-limit';
 

@@ -6,11 +6,19 @@
  * sealed again (5.1.2). Earlier ARC sets are left byte for byte. It runs after dkim-sign
  * (the AMS covers DKIM-Signature); nothing may change the message after it.
  *
+ * mailauth's createSeal does the signing: it has no resolver and verifies nothing (no
+ * DKIM-Signature, no seal; cv= is arc-verify's), reads the message once for one body hash
+ * and signs twice; the chain it seals is bounded by arc-verify's 50-set limit and its own
+ * (it refuses a 51st set). Measured on 1,000 DKIM-Signatures: no DNS query, 65-80 ms CPU
+ * (test/stages/arc-seal.test.ts), linear in the header size. The stage's AbortSignal: an
+ * aborted stage rejects before sealing and after it (no set is added), and the abort
+ * destroys the input stream, which stops a read that waits on the spool file.
+ *
  * Findings: ARC_SEAL_SEALED (detail "i=N cv=..."), ARC_SEAL_SKIPPED (detail: why).
  * Reads: arcSeal.domain, .selector, .keyFile; needs arc-verify in the same bank.
  */
 import { readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import { addAbortSignal, Readable } from 'node:stream';
 import { createSeal } from 'mailauth/lib/arc';
 import type { Bank } from '../../config/bank-schema';
 import { PostsealError } from '../../errors';
@@ -31,11 +39,15 @@ export function createArcSealStage(bank: Bank, deps: StageDeps): Stage {
   return {
     id: 'arc-seal',
     after: ['arc-verify', 'authentication-results', 'dkim-sign'],
-    async run(tx) {
+    async run(tx, signal) {
+      signal.throwIfAborted();
       const o = deps.auth.board.of(tx);
       const cv = o.arc?.result ?? 'none';
       const authResults = formatAuthResults(deps.authservId, resinfos(o));
-      const { headers, errors } = await createSeal(Readable.from(tx.message.openRaw(), { objectMode: false }), { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
+      // An aborted signal destroys the input, which rejects createSeal: nothing more is read or signed.
+      const input = addAbortSignal(signal, Readable.from(tx.message.openRaw(), { objectMode: false }));
+      const { headers, errors } = await createSeal(input, { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
+      signal.throwIfAborted();
       if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };
       const fields = headers.map((h) => {
         const text = h.replace(/\r?\n$/, '');

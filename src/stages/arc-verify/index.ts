@@ -1,42 +1,55 @@
 /**
- * arc-verify: validates the ARC chain (RFC 8617 5.2) with mailauth: every ARC-Seal, and the
- * newest ARC-Message-Signature, keys through our resolver. arc=pass|fail|none is recorded for
- * the authentication-results and arc-seal stages (which seals with cv= from it).
+ * arc-verify: validates the ARC chain (RFC 8617 5.2): the structure without DNS or crypto
+ * (chain.ts), then the newest ARC-Message-Signature and every ARC-Seal (verify.ts), on our
+ * DKIM engine (lib/dkim/) and key cache. arc=pass|fail|none is recorded for the
+ * authentication-results and arc-seal stages (which seals with cv= from it).
+ *
+ * Hand-written, not mailauth: its arc() needs the chain that its dkimVerify() collects, and
+ * dkimVerify verifies every DKIM-Signature of the message on the way, unbounded by
+ * dkimVerify.maxSignatures and deaf to the stage's AbortSignal. Measured (2026-12-07, jest,
+ * loopback DNS) on one valid ARC set over 1,000 DKIM-Signatures whose selectors are NXDOMAIN
+ * (so no key parsing or RSA for them): mailauth 745-765 ms CPU and 1,002 DNS queries; this
+ * code 18-35 ms and 1 query (the ARC key). With published keys, outside testing measured
+ * 5.5 s for mailauth. Its default tag parser also passed seals with a duplicate tag, ";;",
+ * a tag name starting with a digit, or "CV=" for cv=, and an AMS signed relaxed/relaxed
+ * with c= omitted (test/stages/arc-verify.test.ts: all five were arc=pass); its strict
+ * parser rejects the first three, and is the one used here (lib/dkim/tag-list.ts).
+ *
+ * Limits: 50 ARC sets (RFC 8617 4.2.1) and dkimVerify.maxSignatures signatures per chain
+ * (its seals plus the newest AMS); beyond either, arc=fail before any DNS query. An aborted
+ * signal stops DNS and crypto and rejects.
  *
  * Findings: ARC_VERIFY_PASS (detail "i=N"), ARC_VERIFY_FAIL (detail: why), ARC_VERIFY_NONE.
- * A failed chain decides nothing by itself. Reads: no bank keys.
+ * A failed chain decides nothing by itself. Reads: dkimVerify.maxSignatures, .minKeyBits.
  */
-import { Readable } from 'node:stream';
-import { arc } from 'mailauth/lib/arc';
-import { dkimVerify } from 'mailauth/lib/dkim/verify';
-import type { ARCData, DNSResolver } from 'mailauth';
 import type { Bank } from '../../config/bank-schema';
 import type { ArcOutcome } from '../../lib/authentication-results';
-import { mailauthResolver } from '../../lib/dns';
-import type { FindingCode } from '../../pipeline/findings';
 import type { Stage, StageDeps } from '../../pipeline/stage';
-import { clientAddress } from '../spf';
+import { collectChain } from './chain';
+import { verifyChain } from './verify';
 
-const codes: Record<ArcOutcome['result'], FindingCode> = { pass: 'ARC_VERIFY_PASS', fail: 'ARC_VERIFY_FAIL', none: 'ARC_VERIFY_NONE' };
-
-export function createArcVerifyStage(_bank: Bank, deps: StageDeps): Stage {
-  const { resolver, board } = deps.auth;
+export function createArcVerifyStage(bank: Bank, deps: StageDeps): Stage {
+  const { maxSignatures, minKeyBits } = bank.dkimVerify;
+  const { resolver, board, dkimKeys } = deps.auth;
   return {
     id: 'arc-verify',
     after: ['loop-guard', 'header-sanity'],
     async run(tx, signal) {
-      if (!tx.message.get('arc-seal').length && !tx.message.get('arc-message-signature').length) {
-        board.of(tx).arc = { result: 'none', instance: 0 };
-        return { findings: [{ code: 'ARC_VERIFY_NONE' }] };
+      const chain = collectChain(tx.message, maxSignatures);
+      let outcome: ArcOutcome;
+      if (chain.kind === 'none') {
+        outcome = { result: 'none', instance: 0 };
+      } else if (chain.kind === 'fail') {
+        outcome = { result: 'fail', instance: chain.instance, comment: chain.reason };
+      } else {
+        const n = chain.sets.length;
+        const verdict = await verifyChain(tx.message, chain.sets, chain.ams, { resolver, keys: dkimKeys, minKeyBits, signal });
+        outcome = verdict.result === 'pass' ? { result: 'pass', instance: n, comment: `i=${n}` } : { result: 'fail', instance: n, comment: verdict.reason };
       }
-      const r = mailauthResolver(resolver, signal) as DNSResolver;
-      // The ARC chain comes out of mailauth's DKIM parser, which also checks the newest AMS.
-      const parsed = await dkimVerify(Readable.from(tx.message.openRaw(), { objectMode: false }), { resolver: r });
-      const result = await arc(parsed.arc as ARCData, { resolver: r, ip: clientAddress(tx.client) });
-      const status = result.status as { result: ArcOutcome['result']; comment?: string };
-      const outcome: ArcOutcome = { result: status.result, instance: Number(result.i || 0), comment: status.comment };
       board.of(tx).arc = outcome;
-      return { findings: [{ code: codes[outcome.result], detail: outcome.result === 'fail' ? (outcome.comment ?? 'chain invalid') : `i=${outcome.instance}` }] };
+      if (outcome.result === 'none') return { findings: [{ code: 'ARC_VERIFY_NONE' }] };
+      if (outcome.result === 'fail') return { findings: [{ code: 'ARC_VERIFY_FAIL', detail: outcome.comment }] };
+      return { findings: [{ code: 'ARC_VERIFY_PASS', detail: `i=${outcome.instance}` }] };
     },
   };
 }

@@ -12,14 +12,15 @@ export const dkimVerifyBankSchema = {
       minimum: 1,
       maximum: 100,
       default: 10,
-      description: 'Signatures verified per message, top first; the rest are reported dkim=neutral (signature-limit) without a key lookup.',
+      description:
+        'Signatures verified per message, top first; the rest are reported dkim=neutral (signature-limit) without a key lookup. arc-verify applies it too: an ARC chain whose seals plus its newest ARC-Message-Signature exceed it is arc=fail without a key lookup.',
     },
     minKeyBits: {
       type: 'integer',
       minimum: 1024,
       maximum: 16384,
       default: 1024,
-      description: 'Shorter RSA keys give dkim=policy (weak-key); RFC 8301 3.2 says 1024 at least.',
+      description: 'Shorter RSA keys give dkim=policy (weak-key), and arc=fail for an ARC key; RFC 8301 3.2 says 1024 at least.',
     },
     partialBody: {
       type: 'string',

@@ -1,20 +1,16 @@
 /**
  * Reads one DKIM-Signature field (RFC 6376 3.5) and checks it before anything is hashed or
- * looked up (RFC 6376 6.1.1): the tag-list grammar (mailauth's parser, strict: tag names are
- * case-sensitive), the required tags, v=1, the algorithm and canonicalization, the number
+ * looked up (RFC 6376 6.1.1): the tag-list grammar (lib/dkim/tag-list.ts: mailauth's parser, strict,
+ * tag names case-sensitive), the required tags, v=1, the algorithm and canonicalization, the number
  * syntax of t= x= l=, domain and selector syntax, q=, i= within d=, x= after t=, and that
- * From is signed. A signature that fails here is reported without a DNS query.
+ * From is signed. A missing required tag is permerror (RFC 6376 6.1.1 PERMFAIL), any other
+ * broken tag neutral (signature-syntax). A signature that fails here is reported without a DNS query.
  */
 import { domainToASCII } from 'node:url';
 import type { DkimReason, DkimResult } from '../../lib/authentication-results';
 import type { DkimCanonicalization } from '../../lib/dkim/canonicalization';
+import { tagsOf } from '../../lib/dkim/tag-list';
 import type { HeaderField } from '../../transaction/message';
-
-const parseDkimHeaders: (line: string, opts?: { strict: boolean }) => {
-  parsed?: Record<string, { value?: unknown }>;
-  tags?: { name: string; value: string }[];
-  syntaxErrors?: string[];
-} = require('mailauth/lib/parse-dkim-headers');
 
 /** The tags every signature reports, whatever became of it. */
 export interface SignatureIds {
@@ -61,12 +57,6 @@ const BODY_LENGTH = /^[0-9]{1,76}$/;
 /** RFC 5322 dot-atom-text (with RFC 6531 UTF-8) or a quoted-string, for the i= local-part. */
 const LOCAL_PART = /^(?:(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x7f])+(?:\.(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x7f])+)*|"(?:[^"\\\r\n]|\\.)*")$/;
 
-export function tagsOf(field: HeaderField): { parsed: Record<string, { value?: unknown }>; raw: Map<string, string>; syntaxErrors: readonly string[] } {
-  // Field bytes are UTF-8 where they are not ASCII (RFC 6532), as mailauth reads them.
-  const t = parseDkimHeaders(field.raw.toString(), { strict: true });
-  return { parsed: t.parsed ?? {}, raw: new Map((t.tags ?? []).map((tag) => [tag.name, tag.value])), syntaxErrors: t.syntaxErrors ?? [] };
-}
-
 export function idsOf(parsed: Record<string, { value?: unknown }>): SignatureIds {
   const tag = (k: string) => (parsed[k]?.value === undefined ? '' : String(parsed[k].value));
   const d = tag('d');
@@ -79,11 +69,17 @@ export function checkSignature(field: HeaderField, now: Date): CheckedSignature 
   const reject = (result: DkimResult, reason: DkimReason, comment?: string): RejectedSignature => ({ ...ids, result, reason, ...(comment ? { comment } : {}) });
   const syntax = (comment: string) => reject('neutral', 'signature-syntax', comment);
 
+  // RFC 6376 6.1.1: "If any tag listed as "required" in Section 3.5 is omitted from the
+  // DKIM-Signature header field, the Verifier MUST ignore the DKIM-Signature header field and
+  // return PERMFAIL (signature missing required tag)"; RFC 8601 2.7.1 calls that permerror.
+  const missing = REQUIRED.filter((t) => !parsed[t]);
+  if (missing.length) return reject('permerror', 'missing-tag', `signature missing required tag ${missing.map((t) => `${t}=`).join(' ')}`);
   const algorithm = ids.a.toLowerCase();
   if (!ALGORITHMS.has(algorithm)) return syntax('unknown algorithm');
   const [headerCanon, bodyCanon = 'simple'] = (String(parsed.c?.value ?? 'simple') || 'simple').toLowerCase().split('/').map((c) => c.trim());
   if (!CANONICALIZATIONS.has(headerCanon) || !CANONICALIZATIONS.has(bodyCanon)) return syntax('unknown canonicalization');
-  if (!ids.d || !ids.s || REQUIRED.some((t) => !parsed[t])) return syntax('signature missing required tag');
+  // Present but empty: a syntax error like any other malformed value.
+  if (!ids.d || !ids.s) return syntax('signature syntax error');
   if (syntaxErrors.length) return syntax('signature syntax error');
   // "Verifiers MUST return PERMFAIL (incompatible version)"
   if (raw.get('v') !== '1') return syntax('incompatible version');

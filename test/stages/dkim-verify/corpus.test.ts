@@ -110,3 +110,19 @@ test('a key lookup that times out is a temperror', async () => {
     dns.zone['rsa._domainkey.example.com'] = zone['rsa._domainkey.example.com'];
   }
 });
+
+test('a signature without bh= is dkim=permerror (missing-tag), found without a key lookup', async () => {
+  dns.queries.length = 0;
+  const signed = readFileSync(path.join(dir, 'relaxed-relaxed.eml')).toString('latin1');
+  const withoutBh = signed.replace(/\bbh=[^;]*;\s*/, '');
+  expect(withoutBh).not.toBe(signed);
+  const { signatures } = await verifyDkim(Message.parse(memorySpool(Buffer.from(withoutBh, 'latin1'))), {
+    resolver: createDnsResolver({ servers: [dns.server], timeoutMs: 1000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }),
+    keys: new DkimKeyCache(),
+    maxSignatures: 10,
+    minKeyBits: 1024,
+    partialBody: 'pass',
+  });
+  expect(signatures[0]).toMatchObject({ d: 'example.com', result: 'permerror', reason: 'missing-tag', comment: 'signature missing required tag bh=' });
+  expect(dns.queries).toEqual([]);
+});

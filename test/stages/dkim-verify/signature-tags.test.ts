@@ -34,8 +34,6 @@ test('c= defaults to simple/simple and "c=relaxed" means relaxed/simple', () => 
 test.each([
   ['an unknown algorithm', { a: 'rsa-sha512' }, 'unknown algorithm'],
   ['an unknown canonicalization', { c: 'nofws/simple' }, 'unknown canonicalization'],
-  ['a missing bh=', { bh: undefined }, 'signature missing required tag'],
-  ['a missing h=', { h: undefined }, 'signature missing required tag'],
   ['v=2', { v: '2' }, 'incompatible version'],
   ['a non-numeric l=', { l: '12a' }, 'signature syntax error'],
   ['a 13-digit t=', { t: '1234567890123' }, 'signature syntax error'],
@@ -59,6 +57,15 @@ test('an x= in the past is a permerror signature-expired', () => {
   expect(check({ t: '1700000000', x: '1700000600' })).toMatchObject({ result: 'permerror', reason: 'signature-expired' });
 });
 
-test('tag names are case-sensitive: "D=" is not d=', () => {
-  expect(check({ d: undefined, D: 'example.org' })).toMatchObject({ result: 'neutral', reason: 'signature-syntax' });
+test('tag names are case-sensitive: "D=" is not d=, so d= is missing: permerror', () => {
+  expect(check({ d: undefined, D: 'example.org' })).toMatchObject({ result: 'permerror', reason: 'missing-tag', comment: 'signature missing required tag d=' });
+});
+
+// RFC 6376 6.1.1: PERMFAIL (signature missing required tag); RFC 8601 2.7.1: permerror.
+test.each(['v', 'a', 'b', 'bh', 'd', 'h', 's'])('a signature without %s= is a permerror missing-tag, not neutral', (tag) => {
+  expect(check({ [tag]: undefined })).toEqual(expect.objectContaining({ result: 'permerror', reason: 'missing-tag', comment: `signature missing required tag ${tag}=` }));
+});
+
+test('an empty d= is still a syntax error (neutral), not a missing tag', () => {
+  expect(check({ d: '' })).toMatchObject({ result: 'neutral', reason: 'signature-syntax' });
 });
