@@ -16,6 +16,8 @@ export interface Harness {
   dir: string;
   spoolDir: string;
   logs: Record<string, unknown>[];
+  /** The same log lines as written (JSON text). */
+  logLines: string[];
   /** Files left in the spool folder. */
   spoolFiles(): string[];
   close(): Promise<void>;
@@ -40,14 +42,19 @@ export async function startHarness(opts: {
   const main = { hostname: 'filter.test', bankDir: 'banks', listeners, spool: { dir: spoolDir, memoryThresholdBytes: 64 * 1024 }, ...opts.main };
   writeFileSync(path.join(dir, 'postseal.yaml'), YAML.stringify(main));
   const logs: Record<string, unknown>[] = [];
+  const logLines: string[] = [];
   const sink = new Writable({
     write(chunk, _e, cb) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        logLines.push(line);
+        logs.push(JSON.parse(line));
+      }
       cb();
     },
   });
   const app = await startPostseal(loadConfig(path.join(dir, 'postseal.yaml')), createLogger('info', sink));
-  return { app, dir, spoolDir, logs, spoolFiles: () => readdirSync(spoolDir), close: () => app.close() };
+  return { app, dir, spoolDir, logs, logLines, spoolFiles: () => readdirSync(spoolDir), close: () => app.close() };
 }
 
 function withoutForward(o: Record<string, unknown>): Record<string, unknown> {

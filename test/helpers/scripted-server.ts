@@ -17,7 +17,8 @@ const defaults: Required<Script> = {
   RSET: '250 2.0.0 Ok',
 };
 
-export async function startScriptedServer(script: Script): Promise<{ port: number; commands: string[]; close(): Promise<void> }> {
+/** `closeAfterDot`: drop the connection right after the reply to the final dot (a server that dies mid-LMTP). */
+export async function startScriptedServer(script: Script, opts: { closeAfterDot?: boolean } = {}): Promise<{ port: number; commands: string[]; close(): Promise<void> }> {
   const s = { ...defaults, ...script };
   const commands: string[] = [];
   const sockets = new Set<net.Socket>();
@@ -37,6 +38,7 @@ export async function startScriptedServer(script: Script): Promise<{ port: numbe
           if (line === '.') {
             inData = false;
             sock.write(`${s.DOT}\r\n`);
+            if (opts.closeAfterDot) return void sock.destroySoon();
           }
           continue;
         }

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import YAML from 'yaml';
 import { DotStuffer } from '../../src/reinject/smtp-client';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { dkimpy, edKey, mailDkim, rsaKey, writeSigningFiles, zoneFor, type SignatureResult, type TestKey } from '../helpers/dkim-verifiers';
@@ -43,8 +44,10 @@ beforeAll(async () => {
       SIMPLE: { dkimSign: { signature: { canonicalization: 'simple/simple' } } },
       LIMITS: { dkimSign: { signature: { bodyLength: true, ttlSeconds: 3600, identity: 'author' } } },
       NOCHECKS: { stages: ['dkim-sign'], dkimSign: { unsignableFrom: 'pass' } },
+      // The bank as shipped in policy-banks/, on top of this test's default.
+      SHIPPED_NOCHECKS: YAML.parse(readFileSync(path.join(__dirname, '../../policy-banks/NOCHECKS.yaml'), 'utf8')),
     },
-    listeners: [{ bank: 'default' }, { bank: 'SIMPLE' }, { bank: 'LIMITS' }, { bank: 'NOCHECKS' }],
+    listeners: [{ bank: 'default' }, { bank: 'SIMPLE' }, { bank: 'LIMITS' }, { bank: 'NOCHECKS' }, { bank: 'SHIPPED_NOCHECKS' }],
     main: { dkimSign: signing },
   });
 });
@@ -224,6 +227,14 @@ describe('dkim-sign', () => {
     const { got, findings } = await send(raw, { bank: 'NOCHECKS' });
     expect(findings).toEqual(['DKIM_SIGN_SIGNED(d=example.com s=rsa2048 rsa-sha256, d=example.com s=ed1 ed25519-sha256)']);
     expect(got!.subarray(signatureFields(got!).join('').length).equals(raw)).toBe(true);
+    await expectVerified(got!, 2);
+  });
+
+  it('the shipped NOCHECKS bank makes 8-bit mail 7-bit before it signs, so a relay that downgrades cannot break the signature', async () => {
+    const { got, findings } = await send(fixture('8bit-text.eml'), { bank: 'SHIPPED_NOCHECKS' });
+    expect(findings).toEqual(expect.arrayContaining([expect.stringMatching(/^SEVEN_BIT_CONVERTED/), expect.stringMatching(/^DKIM_SIGN_SIGNED/)]));
+    expect(got!.every((b) => b < 0x80)).toBe(true);
+    expect(got!.toString()).not.toMatch(/^X-Postseal-Trace:/m);
     await expectVerified(got!, 2);
   });
 

@@ -115,9 +115,11 @@ export function createDnsResolver(config: DnsConfig, deps: DnsResolverDeps = {})
     async query<T extends RecordType>(name: string, type: T, signal?: AbortSignal): Promise<DnsResult<T>> {
       const n = normalise(name);
       if (!validName(n)) return { kind: 'nxdomain' };
+      // An aborted caller (its stage timed out) sends nothing; a lookup already in flight is
+      // shared with other callers and finishes for them (and the cache).
+      if (signal?.aborted) return { kind: 'temperror', reason: 'aborted' };
       const work = cachedLookup(n, type) as Promise<DnsResult<T>>;
       if (!signal) return work;
-      if (signal.aborted) return { kind: 'temperror', reason: 'aborted' };
       let onAbort = () => undefined as void;
       const aborted = new Promise<DnsResult<T>>((resolve) => {
         onAbort = () => resolve({ kind: 'temperror', reason: 'aborted' });

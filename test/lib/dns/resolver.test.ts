@@ -131,6 +131,13 @@ test('an aborted lookup returns a temperror at once', async () => {
   expect(await pending).toEqual({ kind: 'temperror', reason: 'aborted' });
 });
 
+test('a caller whose signal is already aborted sends no query at all', async () => {
+  const ac = new AbortController();
+  ac.abort();
+  expect(await createDnsResolver(config(dns)).query('late.example.org', 'TXT', ac.signal)).toEqual({ kind: 'temperror', reason: 'aborted' });
+  expect(dns.queries).toHaveLength(0);
+});
+
 test('a name that cannot exist is NXDOMAIN without a query', async () => {
   const r = createDnsResolver(config(dns));
   expect(await r.query(`${'x'.repeat(64)}.example.org`, 'A')).toEqual({ kind: 'nxdomain' });

@@ -1,0 +1,47 @@
+/**
+ * The log lines a postmaster reads: one per message with each key once, and expected
+ * downstream failures as a code and a sentence, without stack traces or repeated text.
+ */
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { startHarness } from '../helpers/postseal';
+import { startSink } from '../helpers/sink';
+import { TestClient } from '../helpers/smtp-client';
+
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe('log lines', () => {
+  it('the per-message line names the bank once', async () => {
+    const sink = await startSink();
+    const h = await startHarness({ forwardPort: sink.port });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\n\r\nx\r\n' });
+    await c.quit();
+    await h.close();
+    await sink.close();
+    const line = h.logLines.find((l) => l.includes('"msg":"message"'))!;
+    expect(line.match(/"bank":/g)).toHaveLength(1);
+    expect(JSON.parse(line)).toMatchObject({ bank: 'default', verdict: 'pass' });
+  });
+
+  it('a refused downstream connection is logged with its code and message, no stack trace', async () => {
+    const h = await startHarness({ forwardPort: await closedPort() });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    await c.cmd('EHLO x');
+    const r = await c.cmd('MAIL FROM:<a@example.org>');
+    await c.quit();
+    await h.close();
+    expect(r.code).toBe(451);
+    expect(r.text).toMatch(/^4\.4\.1 /);
+    const line = h.logLines.find((l) => l.includes('downstream MAIL failed'))!;
+    expect(JSON.parse(line)).toMatchObject({ code: 'REINJECT_REFUSED', error: expect.stringMatching(/ECONNREFUSED/) });
+    expect(line).not.toMatch(/"stack"|\\n    at /);
+    expect(line.match(/ECONNREFUSED/g)).toHaveLength(1);
+  });
+});
