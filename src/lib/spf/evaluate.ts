@@ -243,7 +243,7 @@ async function explanationOf(ctx: EvaluationContext, spec: DomainSpec, domain: s
   if (r.kind !== 'answer' || r.records.length !== 1) return undefined;
   const text = r.records[0].join('');
   try {
-    return await expand(parseMacroString(text, { explanation: true }), valuesFor(ctx, domain));
+    return await expand(parseMacroString(text, { spaces: true, explanationLetters: true }), valuesFor(ctx, domain));
   } catch (err) {
     if (err instanceof MacroSyntaxError) return undefined;
     throw err;

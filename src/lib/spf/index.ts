@@ -7,11 +7,11 @@
  *
  * Hand-written because mailauth's SPF (mailauth/lib/spf, 7.1.0), which postseal used
  * before, was measured at 196 of 203 correct results on the OpenSPF RFC 7208 conformance
- * suite (rfc7208-tests.yml, as shipped in Debian's python3-spf): it ignored syntax errors
- * after a matching term (`v=spf1 -all ip6`, two exp=, exp=-all), expanded the
- * explanation-only macros %{c} %{r} %{t} in domain-specs, and gave permerror for a:%{h} when
- * HELO was not a domain name. This one gets 203 of 203
- * (test/lib/spf/rfc7208-suite.test.ts), as the reference pyspf does.
+ * suite (rfc7208-tests.yml, as shipped in Debian's python3-spf; 195 with our driver, which
+ * also compares the explanation's letter case): it ignored syntax errors after a matching
+ * term (`v=spf1 -all ip6`, two exp=, exp=-all), expanded the explanation-only macros %{c}
+ * %{r} %{t} in domain-specs, and gave permerror for a:%{h} when HELO was not a domain name.
+ * This one gets 203 of 203 (test/lib/spf/rfc7208-suite.test.ts), as the reference pyspf does.
  *
  * Implemented: the full syntax check before evaluation (§4.6, §12), all mechanisms and
  * modifiers (unknown modifiers ignored), dual-cidr-length, macros with transformers and

@@ -32,11 +32,13 @@ const DELIMITERS = '.-+,/_=';
 const MAX_KEEP = 128;
 
 export interface MacroSyntax {
-  /** c, r, t allowed: explanation text only (§7.3). */
-  readonly explanation: boolean;
+  /** explain-string: SP is a literal too (§7.1). */
+  readonly spaces: boolean;
+  /** c, r, t allowed: in explanation text (§7.3), and in unknown modifiers, which are never expanded. */
+  readonly explanationLetters: boolean;
 }
 
-/** macro-string (§7.1), or explain-string when `explanation` (then SP is a literal too). */
+/** macro-string (§7.1), or explain-string with `spaces`. */
 export function parseMacroString(text: string, syntax: MacroSyntax): MacroToken[] {
   const tokens: MacroToken[] = [];
   let literal = '';
@@ -49,7 +51,7 @@ export function parseMacroString(text: string, syntax: MacroSyntax): MacroToken[
     if (ch !== '%') {
       const code = ch.charCodeAt(0);
       const visible = code >= 0x21 && code <= 0x7e;
-      if (!visible && !(syntax.explanation && ch === ' ')) throw new MacroSyntaxError(`character 0x${code.toString(16)} not allowed in "${text}"`);
+      if (!visible && !(syntax.spaces && ch === ' ')) throw new MacroSyntaxError(`character 0x${code.toString(16)} not allowed in "${text}"`);
       literal += ch;
       continue;
     }
@@ -75,7 +77,7 @@ function parseMacro(body: string, syntax: MacroSyntax): MacroToken {
   const m = /^([a-zA-Z])(\d*)([rR]?)(.*)$/.exec(body);
   const letter = m?.[1].toLowerCase() ?? '';
   if (!m || !LETTERS.includes(letter)) throw new MacroSyntaxError(`unknown macro letter in %{${body}}`);
-  if (!syntax.explanation && EXPLANATION_ONLY.includes(letter)) throw new MacroSyntaxError(`%{${m[1]}} is allowed only in explanation text`);
+  if (!syntax.explanationLetters && EXPLANATION_ONLY.includes(letter)) throw new MacroSyntaxError(`%{${m[1]}} is allowed only in explanation text`);
   if ([...m[4]].some((c) => !DELIMITERS.includes(c))) throw new MacroSyntaxError(`bad delimiter in %{${body}}`);
   const keep = m[2] ? Math.min(Number(m[2]), MAX_KEEP) : undefined;
   if (keep === 0) throw new MacroSyntaxError(`%{${body}}: the number of parts must not be zero`);
@@ -90,7 +92,7 @@ const TOPLABEL = /^(?:[a-z0-9]*[a-z][a-z0-9]*|[a-z0-9]+-[a-z0-9-]*[a-z0-9])$/i;
  */
 export function parseDomainSpec(text: string): MacroToken[] {
   if (!text) throw new MacroSyntaxError('empty domain-spec');
-  const tokens = parseMacroString(text, { explanation: false });
+  const tokens = parseMacroString(text, { spaces: false, explanationLetters: false });
   const last = tokens[tokens.length - 1];
   if (last.kind !== 'literal') return tokens;
   const end = last.text.endsWith('.') ? last.text.slice(0, -1) : last.text;

@@ -68,7 +68,7 @@ export function parseRecord(text: string): SpfRecord {
         else exp = spec;
       } else {
         // Unknown modifiers are ignored (§6), but their value must be a macro-string (A/3).
-        guard(() => parseMacroString(modifier[2], { explanation: false }), term, true);
+        guard(() => parseMacroString(modifier[2], { spaces: false, explanationLetters: true }), term, true);
       }
       continue;
     }
