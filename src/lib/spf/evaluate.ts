@@ -17,7 +17,7 @@
  */
 import type { DnsResolver, DnsResult, RecordData, RecordType } from '../dns';
 import { inNetwork, recordBytes, reverseName, type SpfAddress } from './address';
-import { expand, parseMacroString, toQueryName, MacroSyntaxError, type MacroValues } from './macro';
+import { expand, EXPLANATION_BOUND, parseMacroString, toQueryName, MacroSyntaxError, type MacroValues } from './macro';
 import { isSpfRecord, parseRecord, RecordSyntaxError, type DomainSpec, type Mechanism, type Qualifier, type SpfRecord } from './record';
 
 export type SpfResultCode = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror';
@@ -243,7 +243,7 @@ async function explanationOf(ctx: EvaluationContext, spec: DomainSpec, domain: s
   if (r.kind !== 'answer' || r.records.length !== 1) return undefined;
   const text = r.records[0].join('');
   try {
-    return await expand(parseMacroString(text, { spaces: true, explanationLetters: true }), valuesFor(ctx, domain));
+    return await expand(parseMacroString(text, { spaces: true, explanationLetters: true }), valuesFor(ctx, domain), EXPLANATION_BOUND);
   } catch (err) {
     if (err instanceof MacroSyntaxError) return undefined;
     throw err;

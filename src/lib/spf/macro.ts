@@ -116,18 +116,31 @@ export interface MacroValues {
   p(): Promise<string>;
 }
 
-export async function expand(tokens: readonly MacroToken[], values: MacroValues): Promise<string> {
+/**
+ * How much of an expansion matters, so a record of thousands of macros and a long sender
+ * cannot build megabytes: a domain name keeps its end (toQueryName cuts on the left, and 255
+ * characters decide where), an explanation its start.
+ */
+export type ExpansionBound = { readonly keep: 'tail' | 'head'; readonly chars: number };
+export const DOMAIN_BOUND: ExpansionBound = { keep: 'tail', chars: 512 };
+export const EXPLANATION_BOUND: ExpansionBound = { keep: 'head', chars: 1024 };
+
+export async function expand(tokens: readonly MacroToken[], values: MacroValues, bound: ExpansionBound = DOMAIN_BOUND): Promise<string> {
   let out = '';
   for (const t of tokens) {
     if (t.kind !== 'macro') {
       out += t.text;
-      continue;
+    } else {
+      const raw = t.letter === 'p' ? await values.p() : values[t.letter as Exclude<keyof MacroValues, 'p'>];
+      const value = transform(raw, t.delimiters, t.reverse, t.keep);
+      out += t.upper ? urlEscape(value) : value;
     }
-    const raw = t.letter === 'p' ? await values.p() : values[t.letter as Exclude<keyof MacroValues, 'p'>];
-    const value = transform(raw, t.delimiters, t.reverse, t.keep);
-    out += t.upper ? urlEscape(value) : value;
+    if (out.length > 2 * bound.chars) {
+      if (bound.keep === 'head') return out.slice(0, bound.chars);
+      out = out.slice(-bound.chars);
+    }
   }
-  return out;
+  return bound.keep === 'head' ? out.slice(0, bound.chars) : out;
 }
 
 /** §7.3: split on the delimiters, optionally reverse, keep the right-most parts, join with ".". */

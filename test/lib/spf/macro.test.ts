@@ -1,7 +1,7 @@
 /**
  * Macro expansion (RFC 7208 §7.3, §7.4), with the RFC's own examples.
  */
-import { expand, parseDomainSpec, parseMacroString, toQueryName, type MacroValues } from '../../../src/lib/spf/macro';
+import { DOMAIN_BOUND, expand, EXPLANATION_BOUND, parseDomainSpec, parseMacroString, toQueryName, type MacroValues } from '../../../src/lib/spf/macro';
 
 const values: MacroValues = {
   s: 'strong-bad@email.example.com',
@@ -56,4 +56,16 @@ test('a name over 253 characters loses whole labels on the left, and its trailin
   const long = `${'a'.repeat(60)}.${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(60)}.example.com.`;
   expect(toQueryName(long)).toBe(`${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(60)}.example.com`);
   expect(toQueryName('example.com.')).toBe('example.com');
+});
+
+test('a domain-spec of thousands of macros builds no more than its end, and names the same host as a full expansion', async () => {
+  const tokens = parseDomainSpec(`${'%{s}.%{d}x'.repeat(5000)}.example.com`);
+  const bounded = await expand(tokens, values, DOMAIN_BOUND);
+  expect(bounded.length).toBeLessThanOrEqual(2 * DOMAIN_BOUND.chars + 100);
+  expect(toQueryName(bounded)).toBe(toQueryName(await expand(tokens, values, { keep: 'tail', chars: Infinity })));
+});
+
+test('an explanation is cut after its first 1024 characters', async () => {
+  const text = await expand(parseMacroString('%{s} '.repeat(5000), { spaces: true, explanationLetters: true }), values, EXPLANATION_BOUND);
+  expect(text).toBe('strong-bad@email.example.com '.repeat(5000).slice(0, EXPLANATION_BOUND.chars));
 });

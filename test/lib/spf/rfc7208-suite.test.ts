@@ -113,7 +113,9 @@ test(`the suite is installed (${SUITE}, Debian package python3-spf) and has ${CA
   expect(scenarios.reduce((n, s) => n + s.cases.length, 0)).toBe(CASES_IN_SUITE);
 });
 
-describe.each(scenarios.map((s) => [s.description, s] as const))('%s', (_description, scenario) => {
+// Without the file there is no table to run (jest refuses an empty one); the test above fails.
+const table = scenarios.map((s) => [s.description, s] as const);
+if (table.length) describe.each(table)('%s', (_description, scenario) => {
   beforeAll(() => {
     dns.zone = scenario.zone;
   });
