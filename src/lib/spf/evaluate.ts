@@ -75,7 +75,7 @@ export async function checkHost(ctx: EvaluationContext, domain: string, depth: n
   for (const d of found.directives) {
     if (await matches(ctx, d.mechanism, domain, depth)) {
       const result = RESULTS[d.qualifier];
-      const explanation = result === 'fail' && explain && found.exp ? await explanationOf(ctx, found.exp, domain) : undefined;
+      const explanation = result === 'fail' && explain && found.exp ? await explanationOrNothing(ctx, found.exp, domain) : undefined;
       return { result, mechanism: d.text, explanation };
     }
   }
@@ -246,6 +246,16 @@ async function explanationOf(ctx: EvaluationContext, spec: DomainSpec, domain: s
     return await expand(parseMacroString(text, { spaces: true, explanationLetters: true }), valuesFor(ctx, domain), EXPLANATION_BOUND);
   } catch (err) {
     if (err instanceof MacroSyntaxError) return undefined;
+    throw err;
+  }
+}
+
+/** The explanation never changes the result (§6.2), not even when the query cap runs out on it; an abort still stops. */
+async function explanationOrNothing(ctx: EvaluationContext, spec: DomainSpec, domain: string): Promise<string | undefined> {
+  try {
+    return await explanationOf(ctx, spec, domain);
+  } catch (err) {
+    if (err instanceof SpfStop && !ctx.signal?.aborted) return undefined;
     throw err;
   }
 }

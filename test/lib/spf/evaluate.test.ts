@@ -26,6 +26,8 @@ const zone: Zone = {
   'hang.example': { behaviour: 'timeout' },
   'ptrs.example': { TXT: ['v=spf1 ptr -all'] },
   '1.2.0.192.in-addr.arpa': { PTR: Array.from({ length: 50 }, (_, i) => `h${i}.ptrs.example`) },
+  'expcap.example': { TXT: ['v=spf1 -all exp=why.expcap.example'] },
+  'why.expcap.example': { TXT: ['not allowed'] },
   'self.example': { TXT: ['v=spf1 include:self.example -all'] },
 };
 
@@ -114,4 +116,10 @@ test('an evaluation whose signal has already fired asks DNS nothing', async () =
   const r = await check('a@huge.example', { signal: ac.signal });
   expect(r.result).toBe('temperror');
   expect(dns.queries).toHaveLength(0);
+});
+
+test('a fail stays a fail when the query cap runs out on its explanation', async () => {
+  const r = await check('a@expcap.example', { limits: { dnsQueries: 1 } });
+  expect(r).toMatchObject({ result: 'fail', explanation: undefined });
+  expect(dns.queries).toHaveLength(1);
 });
