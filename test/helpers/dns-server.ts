@@ -2,7 +2,8 @@
  * A real DNS server on loopback (UDP and TCP on the same port) answering from a declarative
  * zone, for tests of the resolver and of every check that looks things up. It behaves like a
  * recursive server (follows CNAMEs inside the zone) unless told not to, and can be told to
- * misbehave per name: drop the query (timeout), SERVFAIL, REFUSED, or truncate UDP answers.
+ * misbehave per name (and optionally per query type): drop the query (timeout), SERVFAIL,
+ * REFUSED, or truncate UDP answers.
  *
  *   const dns = await startDnsServer({ 'sel._domainkey.example.org': { TXT: ['v=DKIM1; p=...'] } });
  *   // resolver servers: [dns.server]  ("127.0.0.1:PORT")
@@ -27,6 +28,8 @@ export interface ZoneEntry {
   /** TTL of every record of this name; default 300. */
   ttl?: number;
   behaviour?: 'timeout' | 'servfail' | 'refused' | 'truncate';
+  /** Only queries of these types misbehave (the others are answered); default: all types. */
+  behaviourTypes?: string[];
 }
 
 export type Zone = Record<string, ZoneEntry>;
@@ -116,9 +119,10 @@ function answer(server: DnsServer, raw: Buffer, overTcp: boolean): Buffer | null
   let current = name;
   for (let hop = 0; hop < 10; hop++) {
     const entry = server.zone[current];
-    if (entry?.behaviour === 'timeout') return null;
-    if (entry?.behaviour === 'servfail') return respond(RCODE.SERVFAIL);
-    if (entry?.behaviour === 'refused') return respond(RCODE.REFUSED);
+    const behaviour = entry?.behaviourTypes && !entry.behaviourTypes.includes(q.type) ? undefined : entry?.behaviour;
+    if (behaviour === 'timeout') return null;
+    if (behaviour === 'servfail') return respond(RCODE.SERVFAIL);
+    if (behaviour === 'refused') return respond(RCODE.REFUSED);
     if (!entry) {
       const nonTerminal = Object.keys(server.zone).some((n) => n.endsWith(`.${current}`));
       // A CNAME to a name that does not exist is NXDOMAIN with the chain (RFC 6604 3).
@@ -132,7 +136,7 @@ function answer(server: DnsServer, raw: Buffer, overTcp: boolean): Buffer | null
       current = entry.CNAME.toLowerCase();
       continue;
     }
-    if (entry.behaviour === 'truncate' && !overTcp) return respond(RCODE.NOERROR, [], dnsPacket.TRUNCATED_RESPONSE);
+    if (behaviour === 'truncate' && !overTcp) return respond(RCODE.NOERROR, [], dnsPacket.TRUNCATED_RESPONSE);
     answers.push(...records(current, entry, q.type, ttl));
     break;
   }

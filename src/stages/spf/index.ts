@@ -1,7 +1,7 @@
 /**
  * spf: SPF (RFC 7208) of the client that Postfix passed with XFORWARD (ADDR, HELO) for the
- * MAIL FROM domain, or the HELO name for the null sender; mailauth evaluates, with the
- * 10-lookup and 2-void-lookup limits, through our resolver. XFORWARD is only believed from
+ * MAIL FROM domain, or the HELO name for the null sender; lib/spf evaluates (RFC 7208 limits,
+ * aborted with the stage) through our resolver. XFORWARD is only believed from
  * trusted peers (listener/session.ts): without it there is nothing to check, so the result
  * is spf=none with SPF_NOT_CHECKED and a warning, never an evaluation of 127.0.0.1.
  *
@@ -10,18 +10,12 @@
  * (DMARC uses the result). Reads: no bank keys.
  */
 import net from 'node:net';
-import { spf } from 'mailauth/lib/spf';
-import type { DNSResolver } from 'mailauth';
 import type { Bank } from '../../config/bank-schema';
 import type { SpfOutcome } from '../../lib/authentication-results';
-import { mailauthResolver } from '../../lib/dns';
+import { checkSpf } from '../../lib/spf';
 import type { FindingCode } from '../../pipeline/findings';
 import type { Stage, StageDeps } from '../../pipeline/stage';
 import type { ClientInfo } from '../../transaction/transaction';
-
-/** RFC 7208 4.6.4: DNS-querying terms per evaluation, and lookups that may come back empty. */
-const MAX_DNS_LOOKUPS = 10;
-const MAX_VOID_LOOKUPS = 2;
 
 const codes: Record<SpfOutcome['result'], FindingCode> = {
   pass: 'SPF_PASS',
@@ -47,19 +41,9 @@ export function createSpfStage(_bank: Bank, deps: StageDeps): Stage {
         board.of(tx).spf = { result: 'none', domain: '', mailfrom: sender || undefined, helo, comment: 'no client address from XFORWARD' };
         return { findings: [{ code: 'SPF_NOT_CHECKED', detail: `peer ${tx.peerAddress}` }] };
       }
-      const r = await spf({
-        sender: sender || undefined,
-        ip,
-        helo,
-        mta: deps.authservId,
-        resolver: mailauthResolver(resolver, signal) as DNSResolver,
-        maxResolveCount: MAX_DNS_LOOKUPS,
-        maxVoidCount: MAX_VOID_LOOKUPS,
-      });
-      const result = r.status.result as SpfOutcome['result'];
-      const comment = (r.status as { comment?: string }).comment;
-      board.of(tx).spf = { result, domain: r.domain, mailfrom: sender || undefined, helo, comment };
-      return { findings: [{ code: codes[result] ?? 'SPF_TEMPERROR', detail: `${r.domain} ${ip}` }] };
+      const r = await checkSpf({ ip, sender, helo, resolver, signal, receiver: deps.authservId });
+      board.of(tx).spf = { result: r.result, domain: r.domain, mailfrom: sender || undefined, helo, comment: r.comment };
+      return { findings: [{ code: codes[r.result], detail: `${r.domain} ${ip}` }] };
     },
   };
 }
