@@ -50,7 +50,7 @@ export const bankSchema = {
     forward: target,
     notify: {
       ...target,
-      description: 'Where notifications that postseal itself generates are sent (the originating reinjection port, so they are signed).',
+      description: 'Not used yet: the target for mail postseal will generate itself (notices, reports; see the README roadmap), the originating reinjection port so that it is signed. Validated, nothing is sent to it today.',
     },
     greetingBanner: { type: 'string', default: 'postseal content filter', description: 'Text after the 220 code and host name in the greeting.' },
     discardEhloKeywords: {
