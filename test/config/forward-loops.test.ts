@@ -11,7 +11,9 @@ import YAML from 'yaml';
 import { checkForwardLoops } from '../../src/config/forward-loops';
 import { loadConfig } from '../../src/config/load';
 import { isPostsealError } from '../../src/errors';
-import { runCli } from '../helpers/cli';
+import { createServer, type AddressInfo } from 'node:net';
+import { runCli, startDaemon } from '../helpers/cli';
+import { TestClient } from '../helpers/smtp-client';
 
 /** Not bound by any test: the checks compare configured ports and never listen. */
 const PORT = 10924;
@@ -108,3 +110,33 @@ describe('postseal config check and start with a forward loop through a name', (
     expect(check.stderr).toContain('warning CFG_LISTENER_NOT_LOOPBACK');
   });
 });
+
+test('SIGHUP with a bank that now forwards to the own listener through a name is refused with CFG_INCONSISTENT; the daemon keeps running', async () => {
+  const port = await freePort();
+  const cfg = configWith({ address: '127.0.0.1', port }, { forward: { host: '127.0.0.1', port: 10025 } });
+  const d = startDaemon(cfg.file);
+  try {
+    await d.waitFor((l) => l.msg === 'postseal started');
+    writeFileSync(cfg.bankFile, YAML.stringify({ forward: { host: 'localhost', port } }));
+    d.proc.kill('SIGHUP');
+    const refused = await d.waitFor((l) => String(l.msg).startsWith('reload failed'));
+    expect(refused).toMatchObject({ code: 'CFG_INCONSISTENT' });
+    expect(JSON.stringify(refused)).toContain(`${cfg.bankFile}: /forward: localhost:${port}`);
+    const c = await TestClient.connect(port);
+    expect(await c.cmd('EHLO test.example')).toMatchObject({ code: 250 });
+    await c.quit();
+  } finally {
+    d.proc.kill('SIGTERM');
+    await d.exited;
+  }
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
