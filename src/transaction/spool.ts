@@ -3,8 +3,9 @@
  * that is removed when the transaction ends. Written once while DATA streams in, with the
  * size limit enforced on the way; read any number of times afterwards.
  *
- * Fails with SPOOL_FAILED (disk), MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client
- * gone mid-DATA); a failed spool removes its file itself.
+ * Fails with SPOOL_FAILED (disk; the message names the folder, the cause keeps the errno),
+ * MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client gone mid-DATA), or the reason of
+ * an aborted `signal`; a failed spool removes its file itself, a pending open included.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
