@@ -13,6 +13,7 @@ import { preflight } from '../../src/config/preflight';
 import { isPostsealError } from '../../src/errors';
 import { createLogger } from '../../src/lib/log';
 import { startPostseal } from '../../src/main';
+import { runCli } from '../helpers/cli';
 
 /** A config folder with a default bank forwarding to 127.0.0.1:10025 and one listener on port 0. */
 function configWith(spool: Record<string, unknown>): { dir: string; file: string } {
@@ -84,6 +85,26 @@ describe('spool folder', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('postseal start and config check with an unusable spool folder', () => {
+  it.each([['1'], ['2']])('start --workers %s exits 1 with CFG_SPOOL_UNUSABLE said once, before listening', (workers) => {
+    const { dir, file } = configWith({ dir: 'not-a-folder/spool' });
+    writeFileSync(path.join(dir, 'not-a-folder'), '');
+    const r = runCli(['start', '--workers', workers, '--config', file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.match(/configuration error CFG_SPOOL_UNUSABLE/g)).toHaveLength(1);
+    expect(r.stderr).toContain(`${file}: /spool/dir: `);
+    expect(r.stdout).not.toContain('listening');
+  });
+
+  it('config check exits 1 naming the file and /spool/dir', () => {
+    const { dir, file } = configWith({ dir: 'not-a-folder/spool' });
+    writeFileSync(path.join(dir, 'not-a-folder'), '');
+    const r = runCli(['config', 'check', '--config', file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`configuration error CFG_SPOOL_UNUSABLE\n${file}: /spool/dir: ${path.join(dir, 'not-a-folder', 'spool')}: cannot be created`);
   });
 });
 
