@@ -71,7 +71,11 @@ export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<S
     if (sink.overflow) throw new PostsealError('MESSAGE_TOO_BIG', `message of ${sink.bytes} bytes exceeds ${opts.maxSizeBytes} bytes`);
   } catch (err) {
     await sink.discard();
-    if (signal?.aborted) throw signal.reason;
+    if (signal?.aborted) {
+      // Aborted before the copy began: the source was never read, and is not to be.
+      source.destroy();
+      throw signal.reason;
+    }
     if (isPostsealError(err)) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ECONNECTION') {
