@@ -12,6 +12,12 @@ export const errorCodes = {
   CFG_KEY_UNREADABLE: 'A signing key file in the key table is missing or cannot be read.',
   CFG_KEY_INVALID: 'A signing key file is not a usable private key for its algorithm.',
   CFG_SIGNING_CATCH_ALL: 'A signing table rule would sign mail of any domain (or a whole top-level domain).',
+  CFG_SPOOL_UNUSABLE: 'spool.dir cannot be created, or postseal cannot write a file in it.',
+  CFG_KEY_TABLE_LOCKED: 'Another `postseal keys activate` holds the key table lock.',
+  // Warnings: reported at start-up, on reload and by `config check`, without stopping either.
+  CFG_KEY_PERMISSIONS: 'Warning: a private key file can be read or written by group or others.',
+  CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
+  CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   SPOOL_FAILED: 'The message could not be written to the spool.',
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
@@ -27,6 +33,13 @@ export const errorCodes = {
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;
+
+/** Something start-up, reload and `config check` report without refusing the configuration. */
+export interface ConfigWarning {
+  readonly code: ErrorCode;
+  /** Names the file, the JSON pointer where there is one, and the fix. */
+  readonly message: string;
+}
 
 export class PostsealError extends Error {
   readonly code: ErrorCode;

@@ -1,13 +1,14 @@
 /**
  * Start-up and wiring (STYLE.md §10): builds each bank's pipeline and downstream pool from
  * a loaded config, starts one listener per port, and on reload swaps banks between
- * transactions (restarting only listeners whose socket or EHLO settings changed). Signals
- * are wired by the `start` command, not here, so tests run several instances in one process.
+ * transactions (restarting only listeners whose socket or EHLO settings changed). Start and
+ * reload first run config/preflight.ts (spool folder, forward loops), logging its warnings.
+ * Signals are wired by the `start` command, not here, so tests run several instances in one process.
  */
-import os from 'node:os';
 import type { Bank } from './config/bank-schema';
 import type { ListenerConfig } from './config/main-schema';
 import type { LoadedConfig } from './config/load';
+import { preflight } from './config/preflight';
 import { startListener, type Listener } from './listener/listener';
 import type { SessionContext } from './listener/session';
 import { PostsealError } from './errors';
@@ -34,8 +35,14 @@ interface Running {
   listeners: Listener[];
 }
 
-export async function startPostseal(config: LoadedConfig, log: Logger): Promise<Postseal> {
-  const stale = await sweepStaleSpools(config.main.spool.dir || os.tmpdir());
+export interface StartOptions {
+  /** Log the configuration's warnings (a cluster's primary logs them once, for all its workers). */
+  logWarnings?: boolean;
+}
+
+export async function startPostseal(config: LoadedConfig, log: Logger, opts: StartOptions = {}): Promise<Postseal> {
+  await checkConfig(config, log, opts.logWarnings ?? true);
+  const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
   const running: Running = { config, contexts: buildContexts(config, log), listeners: [] };
   try {
@@ -55,6 +62,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger): Promise<
       return l.port;
     },
     async reload(next) {
+      await checkConfig(next, log, opts.logWarnings ?? true);
       const contexts = buildContexts(next, log);
       const oldContexts = running.contexts;
       const keep = new Map<string, Listener>();
@@ -79,9 +87,15 @@ export async function startPostseal(config: LoadedConfig, log: Logger): Promise<
   };
 }
 
+/** Spool folder and forward loops (config/preflight.ts); throws, refusing the start or the reload. */
+async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boolean): Promise<void> {
+  const warnings = await preflight(config);
+  if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
+}
+
 function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
-  const spool = { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes };
+  const spool = { dir: config.main.spool.dir, memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes };
   // One resolver (and its cache) for every bank of this configuration.
   const auth = createAuthDeps(config.main.dns);
   checkSignerBanks(config);

@@ -1,11 +1,14 @@
 /**
- * `postseal config check` validates the main config, every bank and the signing files
- * (exit 0/1); with --dns it also runs `postseal keys test` on every key.
+ * `postseal config check` validates the main config, every bank and the signing files, and
+ * runs the start-up checks of config/preflight.ts (spool folder, forward loops), printing
+ * their warnings (exit 0/1); with --dns it also runs `postseal keys test` on every key.
  * `postseal config print BANK` prints the effective, merged bank and its stage order.
  */
 import YAML from 'yaml';
 import { configReference } from '../config/docs';
 import type { LoadedConfig } from '../config/load';
+import { preflight } from '../config/preflight';
+import { isPostsealError, type ConfigWarning } from '../errors';
 import { createAuthDeps } from '../lib/authentication-results';
 import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
@@ -18,8 +21,10 @@ const help = `Usage: postseal config check [--dns] [--config FILE]
        postseal config docs
 
 check   validates the main configuration, every policy bank, the key table and the signing
-        table (every key file is read); exit 0 when valid, 1 if not. --dns also checks every
-        key against its DNS record, as postseal keys test does
+        table (every key file is read), the spool folder (created, mode 700, if missing) and
+        that no bank forwards to postseal's own listeners; warnings (key files readable by
+        others, listeners other hosts can reach) go to standard error; exit 0 when valid, 1 if
+        not. --dns also checks every key against its DNS record, as postseal keys test does
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
         the order its stages run in
 docs    the configuration reference (docs/config.md) in Markdown, from the JSON Schemas`;
@@ -42,6 +47,15 @@ export function runConfig(args: string[]): Promise<number> {
     const log = createLogger('silent');
     if (action === 'check') {
       for (const name of config.banks.keys()) pipelineOf(config, name, log);
+      let warnings: ConfigWarning[];
+      try {
+        warnings = await preflight(config);
+      } catch (err) {
+        if (!isPostsealError(err)) throw err;
+        process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
+        return 1;
+      }
+      for (const w of warnings) process.stderr.write(`postseal: warning ${w.code}\n${w.message}\n`);
       process.stdout.write(`${config.file}: valid (${config.main.listeners.length} listeners, banks: ${[...config.banks.keys()].join(', ')}${keySummary(config)})\n`);
       if (!values.dns || config.keys.size === 0) return 0;
       return (await runKeyTests(config, config.keys.keys)) ? 0 : 1;

@@ -1,12 +1,16 @@
 /**
  * `postseal start`: runs the filter in the foreground. SIGTERM/SIGINT drain and exit 0;
- * SIGHUP reloads the config, keeping the running one if the new one is invalid.
+ * SIGHUP reloads the config, keeping the running one if the new one is invalid. A config that
+ * loads but cannot run (spool folder unusable, a forward loop: config/preflight.ts) stops
+ * start-up with exit 1, or is refused on reload.
  * With more than one worker (config `workers`, --workers) this process supervises a Node
  * cluster (src/cluster/primary.ts) and each worker runs this same command as one process.
  */
 import cluster from 'node:cluster';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
+import { preflight } from '../config/preflight';
+import { isPostsealError } from '../errors';
 import { createLogger } from '../lib/log';
 import type { Postseal } from '../main';
 import { UsageError, loadOrExplain, parse, withUsage } from './args';
@@ -27,16 +31,24 @@ export function runStart(args: string[]): Promise<number> {
     if (!config) return 1;
     const workers = workerCount(values.workers, config.main.workers);
     const base = createLogger(config.main.log.level);
-    if (cluster.isPrimary && workers > 1) return runPrimary(workers, base);
+    if (cluster.isPrimary && workers > 1) {
+      // Checked once here, so a bad spool folder or a loop is one clear error, not one per worker.
+      try {
+        for (const w of await preflight(config)) base.warn({ code: w.code, config: config.file }, w.message);
+      } catch (err) {
+        return explainStartFailure(err);
+      }
+      return runPrimary(workers, base);
+    }
     const log = cluster.isWorker ? base.child({ worker: cluster.worker!.id }) : base;
     // Loaded here, not by the primary (see cli/main.ts). A worker that cannot load or start it
     // drops the channel to the primary, which would keep it alive, and so exits 1.
     let app: Postseal;
     try {
-      app = await (require('../main') as typeof import('../main')).startPostseal(config, log);
+      app = await (require('../main') as typeof import('../main')).startPostseal(config, log, { logWarnings: !cluster.isWorker });
     } catch (err) {
       cluster.worker?.disconnect();
-      throw err;
+      return explainStartFailure(err);
     }
     const listeners = app.listeners.map((l) => `${l.config.address}:${l.port}=${l.config.bank}`);
     if (cluster.isWorker) {
@@ -68,10 +80,17 @@ export function runStart(args: string[]): Promise<number> {
       const next = loadOrExplain(values.config);
       if (!next) return log.error({ config: config.file }, 'reload refused: new configuration invalid, keeping the running one');
       if (next.main.workers !== config.main.workers) log.warn({ workers: next.main.workers }, 'workers changes at the next start, not on reload');
-      app.reload(next).catch((err) => log.error({ err }, 'reload failed, keeping the running configuration'));
+      app.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'reload failed, keeping the running configuration'));
     });
     return new Promise<number>(() => undefined);
   });
+}
+
+/** A configuration that loads but cannot run (spool folder, loop) is explained as load errors are. */
+function explainStartFailure(err: unknown): number {
+  if (!isPostsealError(err) || !err.code.startsWith('CFG_')) throw err;
+  process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
+  return 1;
 }
 
 /** --workers wins over the config key; 0 means one per core. */

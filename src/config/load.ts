@@ -4,17 +4,19 @@
  *
  * Fails with CFG_* errors whose message names the file, the JSON pointer and what was
  * expected, so that start-up, `config check` and SIGHUP reload all explain themselves.
+ * Paths in the file (bankDir, spool.dir, the key tables) are relative to the file. Checks that
+ * need the file system or DNS (spool folder, forward loops) are in config/preflight.ts.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { hostname as osHostname } from 'node:os';
+import { hostname as osHostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
-import { PostsealError } from '../errors';
+import { PostsealError, type ConfigWarning } from '../errors';
 import { bankSchema, type Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
 import { readYaml, schemaError } from './yaml-file';
 import { parseNetworks, type NetworkList } from '../lib/networks';
-import { loadKeyStore, type KeyStore } from '../keys/key-store';
+import { keyFileWarnings, loadKeyStore, type KeyStore } from '../keys/key-store';
 import { checkSigningBank } from '../stages/dkim-sign/check';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
@@ -30,6 +32,10 @@ export interface LoadedConfig {
   readonly trustedNetworks: NetworkList;
   /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
   readonly keys: KeyStore;
+  /** Absolute folder of the bank files (each bank is <bankDir>/<name>.yaml). */
+  readonly bankDir: string;
+  /** What loading found worth a warning (key file modes); config/preflight.ts adds its own. */
+  readonly warnings: readonly ConfigWarning[];
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
@@ -51,7 +57,9 @@ export function loadConfig(file: string): LoadedConfig {
   }
   const keys = loadKeyStore(absFile, main.dkimSign);
   const hostname = main.hostname || osHostname();
-  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, keys });
+  // Like every other path, relative to this file (not to the directory postseal started in).
+  main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
+  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, keys, bankDir, warnings: keyFileWarnings(keys) });
 }
 
 /** Reads every bank a listener names, each merged over default.yaml. */
@@ -79,12 +87,8 @@ function loadBanks(bankDir: string, main: MainConfig): Map<string, Bank> {
 }
 
 function checkBank(file: string, bank: Bank, main: MainConfig): void {
+  // A forward to our own listener is found by config/preflight.ts, which resolves names.
   checkSigningBank(file, bank);
-  for (const l of main.listeners) {
-    if (l.address === bank.forward.host && l.port === bank.forward.port) {
-      throw new PostsealError('CFG_INCONSISTENT', `${file}: /forward: forwards to postseal's own listener ${l.address}:${l.port}, a mail loop; point it at the Postfix reinjection port (10025 or 10027)`);
-    }
-  }
   const bankName = path.basename(file, '.yaml');
   for (const l of main.listeners.filter((x) => x.bank === bankName)) {
     if (bank.forward.protocol === 'lmtp' && l.protocol !== 'lmtp') {

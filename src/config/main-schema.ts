@@ -96,7 +96,12 @@ export const mainConfigSchema = {
       default: {},
       description: 'Where message data waits while the stages run.',
       properties: {
-        dir: { type: 'string', default: '', description: 'Folder for spool files of large messages; empty uses the system temp folder.' },
+        dir: {
+          type: 'string',
+          default: '',
+          description:
+            'Folder for spool files of large messages, relative to this file; empty uses the system temp folder. Created with mode 0700 if missing; start-up, reload and `config check` fail (CFG_SPOOL_UNUSABLE) if postseal cannot write a file in it.',
+        },
         memoryThresholdBytes: {
           type: 'integer',
           minimum: 0,

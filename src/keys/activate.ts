@@ -2,15 +2,17 @@
  * Key rotation: activating a key makes it sign and sends the keys it replaces (the active
  * keys of the same signing domain and algorithm) to `retiring`. The change is written into
  * the key table file itself, through the yaml Document API so that its comments and layout
- * stay, and applies to a running postseal on SIGHUP.
+ * stay (written by keys/key-table-file.ts: exclusive temp file, owner and mode kept, under the
+ * caller's lock), and applies to a running postseal on SIGHUP.
  *
  * An activation that would leave a signing table rule without an active key (the new key is
  * not in that rule) is refused: mail of that domain would go out unsigned.
  */
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import type { KeyState } from './schema';
 import type { KeyStore, SigningKey } from './key-store';
+import { replaceFile } from './key-table-file';
 
 export interface StateChange {
   readonly key: SigningKey;
@@ -54,11 +56,4 @@ export function writeKeyStates(keyTableFile: string, changes: readonly StateChan
 
 export function restoreKeyTable(keyTableFile: string, text: string): void {
   replaceFile(keyTableFile, text);
-}
-
-/** A postseal reloading at this moment reads the old file or the new one, never half of one. */
-function replaceFile(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode: statSync(file).mode & 0o777 });
-  renameSync(tmp, file);
 }

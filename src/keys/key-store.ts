@@ -13,11 +13,11 @@
  * schema errors of config/yaml-file.ts; each names the file and the JSON pointer.
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { readYaml, schemaError } from '../config/yaml-file';
-import { PostsealError } from '../errors';
+import { PostsealError, type ConfigWarning } from '../errors';
 import { isPublicSuffix, normalizeDomain } from '../lib/author';
 import type { DkimAlgorithm } from '../lib/dkim/signature';
 import { keyTableSchema, signingTableSchema, type DomainKeysMode, type KeyState, type KeyTable, type KeyTableEntry, type SigningTable } from './schema';
@@ -166,6 +166,32 @@ function buildStore(files: SigningFiles, table: SigningTable, keys: Map<string, 
     ruleFor,
     forAuthor: (domain) => ruleFor(domain)?.signing ?? [],
   };
+}
+
+/**
+ * Key files that group or others may read or write (mode & 077): a warning, not a refusal,
+ * since a root:postseal 0640 file is a deliberate choice on some hosts; but a 0644 key is
+ * usually a mistake that publishes the private key to every local user.
+ */
+export function keyFileWarnings(store: KeyStore): ConfigWarning[] {
+  const warnings: ConfigWarning[] = [];
+  const seen = new Set<string>();
+  for (const key of store.keys) {
+    if (seen.has(key.keyFile)) continue;
+    seen.add(key.keyFile);
+    let mode: number;
+    try {
+      mode = statSync(key.keyFile).mode & 0o777;
+    } catch {
+      continue; // Read a moment ago; gone now is for the next load to report.
+    }
+    if ((mode & 0o077) === 0) continue;
+    warnings.push({
+      code: 'CFG_KEY_PERMISSIONS',
+      message: `${store.files?.keyTableFile}: /${key.name}/keyFile: ${key.keyFile} has mode 0${mode.toString(8)}, readable or writable by group or others; run chmod 600 ${key.keyFile} and chown it to the user postseal runs as`,
+    });
+  }
+  return warnings;
 }
 
 /** domain is parent or below it (both lower-case A-labels). */

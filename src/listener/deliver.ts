@@ -3,7 +3,8 @@
  * message downstream and turn the downstream's answer into the upstream's reply. Writes
  * the one structured log line per message (STYLE.md §12) and removes the spool files.
  *
- * Replies: 552 5.3.4 too big; 451 4.3.0 client gone or internal error; the verdict's reply
+ * Replies: 552 5.3.4 too big; 451 4.3.0 client gone, spool not writable (logged with its
+ * folder and errno) or internal error; the verdict's reply
  * for reject/tempfail; 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
  * downstream's own reply (one per recipient on LMTP).
  */
@@ -92,6 +93,11 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     const reply = own ?? errorReply(err);
     replyText = formatReply(reply);
     if (!own) Object.assign(record, errorFields(err));
+    if (isPostsealError(err, 'SPOOL_FAILED')) {
+      // Not the sender's fault and not transient by itself: the postmaster has to act.
+      const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+      ctx.log.error({ session: input.id, spoolDir: ctx.spool.dir, errno }, `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`);
+    }
     throw own ? err : replyError(reply);
   } finally {
     clearTimeout(deadlineTimer);
@@ -109,7 +115,8 @@ function ok(reply: SmtpReply): string {
 function errorReply(err: unknown): SmtpReply {
   if (isPostsealError(err, 'MESSAGE_TOO_BIG')) return replies.messageTooBig;
   if (isPostsealError(err, 'HEADER_TOO_BIG')) return replies.headerTooBig;
-  if (isPostsealError(err, 'UPSTREAM_ABORTED') || isPostsealError(err, 'SPOOL_FAILED')) return replies.upstreamAborted;
+  if (isPostsealError(err, 'UPSTREAM_ABORTED')) return replies.upstreamAborted;
+  if (isPostsealError(err, 'SPOOL_FAILED')) return replies.spoolFailed;
   if (isPostsealError(err, 'DEADLINE_EXCEEDED')) return replies.deadlineExceeded;
   if (isPostsealError(err) && err.code.startsWith('REINJECT_')) return failureReply(err);
   return replies.internalError;

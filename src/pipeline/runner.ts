@@ -4,13 +4,14 @@
  * each stage under timeouts.stageTimeoutMs and the message deadline, stopping at the
  * first final verdict. A stage that throws or times out ends the run with a tempfail.
  * A stage may switch the run to another bank (signer-based policy): that bank's stages not
- * run yet follow, and its settings decide the verdict.
+ * run yet follow, and its settings decide the verdict. A stage's outcome that arrives after its
+ * timeout is dropped, and a spool it wrote is disposed of.
  */
 import type { Bank, StageId } from '../config/bank-schema';
 import { PostsealError } from '../errors';
 import type { Spool } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
-import type { Finding, Stage, StageDeps, StageFactory } from './stage';
+import type { Finding, Stage, StageDeps, StageFactory, StageOutcome } from './stage';
 import { decide, isFinal, type Verdict } from './verdict';
 
 export interface PipelineResult {
@@ -97,14 +98,34 @@ async function runOne(stage: Stage, tx: Transaction, signal: AbortSignal, timeou
     onDeadline = () => reject(new PostsealError('DEADLINE_EXCEEDED', `message deadline passed in stage ${stage.id}`));
     signal.addEventListener('abort', onDeadline, { once: true });
   });
+  const running = stage.run(tx, stageSignal.signal);
   try {
-    return await Promise.race([stage.run(tx, stageSignal.signal), timeout]);
+    return await Promise.race([running, timeout]);
+  } catch (err) {
+    disposeLate(running, tx.message.spool);
+    throw err;
   } finally {
     // Aborted only after the race is settled, so a stage that resolves on abort cannot win it.
     clearTimeout(timer);
     signal.removeEventListener('abort', onDeadline);
     stageSignal.abort(signal.aborted ? signal.reason : STAGE_SETTLED);
   }
+}
+
+/**
+ * A stage that lost the race (timeout, deadline) may still resolve with a message it rewrote
+ * into a new spool (header-sanity, seven-bit): nobody else holds that spool, so its file is
+ * removed when it arrives instead of staying on disk.
+ */
+function disposeLate(running: Promise<StageOutcome>, original: Spool): void {
+  running.then(
+    (outcome) => {
+      const spool = outcome.message?.spool;
+      if (spool && spool !== original) return spool.dispose();
+    },
+    // Its failure after the race is of no consequence: the run has already tempfailed.
+    () => undefined,
+  ).catch(() => undefined);
 }
 
 /** Kahn's algorithm over the declared `after` edges, bank order as the tie-break. */

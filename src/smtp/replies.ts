@@ -41,6 +41,7 @@ export const replies = {
   tooManyConnections: { code: '421', enhanced: '4.3.2', text: 'Too many connections, try again later' },
   shuttingDown: { code: '421', enhanced: '4.3.2', text: 'Shutting down, try again later' },
   upstreamAborted: { code: '451', enhanced: '4.3.0', text: 'Message data incomplete' },
+  spoolFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: cannot write the message to the spool, try again later' },
   signingFailed: { code: '451', enhanced: '4.7.5', text: 'Message could not be signed, try again later' },
   conversionFailed: { code: '451', enhanced: '4.6.3', text: 'Message cannot be converted to 7 bit, try again later' },
 } as const satisfies Record<string, SmtpReply>;

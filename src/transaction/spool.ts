@@ -3,8 +3,9 @@
  * that is removed when the transaction ends. Written once while DATA streams in, with the
  * size limit enforced on the way; read any number of times afterwards.
  *
- * Fails with SPOOL_FAILED (disk), MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client
- * gone mid-DATA); a failed spool removes its file itself.
+ * Fails with SPOOL_FAILED (disk; the message names the folder, the cause keeps the errno),
+ * MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client gone mid-DATA), or the reason of
+ * an aborted `signal`; a failed spool removes its file itself, a pending open included.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { PostsealError, isPostsealError } from '../errors';
+import { isProcessAlive } from '../lib/process-alive';
 
 export interface SpoolOptions {
   dir: string;
@@ -19,6 +21,11 @@ export interface SpoolOptions {
   maxSizeBytes: number;
   /** Bytes kept in memory from the start, for parsing the header section. */
   headBytes?: number;
+  /**
+   * Stops the copy (source destroyed, file removed, rejecting with the signal's reason): a stage
+   * that rewrites the message passes its own, so a rewrite outliving its timeout stops writing.
+   */
+  signal?: AbortSignal;
 }
 
 export interface Spool {
@@ -44,35 +51,39 @@ export async function sweepStaleSpools(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
     const m = SPOOL_FILE.exec(name);
-    if (!m || isAlive(Number(m[1]))) continue;
+    if (!m || isProcessAlive(Number(m[1]))) continue;
     await fsp.rm(path.join(dir, name), { force: true });
     removed.push(name);
   }
   return removed;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<Spool> {
   const sink = new SpoolWriter(opts);
+  const { signal } = opts;
+  const onAbort = () => source.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('spool aborted'));
   try {
+    signal?.throwIfAborted();
+    signal?.addEventListener('abort', onAbort, { once: true });
     await copy(source, sink);
+    // Aborted after the last byte: the caller has given up on this spool all the same.
+    signal?.throwIfAborted();
     if (sink.overflow) throw new PostsealError('MESSAGE_TOO_BIG', `message of ${sink.bytes} bytes exceeds ${opts.maxSizeBytes} bytes`);
   } catch (err) {
     await sink.discard();
+    if (signal?.aborted) {
+      // Aborted before the copy began: the source was never read, and is not to be.
+      source.destroy();
+      throw signal.reason;
+    }
     if (isPostsealError(err)) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ECONNECTION') {
       throw new PostsealError('UPSTREAM_ABORTED', 'message data ended early', { cause: err });
     }
-    throw new PostsealError('SPOOL_FAILED', `spooling failed: ${(err as Error).message}`, { cause: err });
+    throw new PostsealError('SPOOL_FAILED', `cannot write the spool file in ${sink.dir}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
   return sink.result();
 }
@@ -152,18 +163,28 @@ class SpoolWriter extends Writable {
   overflow = false;
   private head: Buffer[] = [];
   private headSize = 0;
-  private file: fsp.FileHandle | null = null;
+  /**
+   * The spool file's open, kept from the moment it starts: a source that fails while it is
+   * still pending leaves discard() a handle to close (a descriptor per failed message, held
+   * until garbage collection, when it only looked at a handle already assigned).
+   */
+  private opening: Promise<fsp.FileHandle> | null = null;
+  /** Set by discard(): writes still queued are dropped, and a pending open is closed, not written. */
+  private discarded = false;
+  private discarding: Promise<void> | null = null;
   private filePath = '';
   private readonly headLimit: number;
+  readonly dir: string;
 
   constructor(private readonly opts: SpoolOptions) {
     super({ highWaterMark: 256 * 1024 });
     this.headLimit = opts.headBytes ?? DEFAULT_HEAD_BYTES;
+    this.dir = opts.dir || tmpdir();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     this.size += chunk.length;
-    if (this.overflow) return done();
+    if (this.overflow || this.discarded) return done();
     if (this.size > this.opts.maxSizeBytes) {
       this.overflow = true;
       this.discard().then(() => done(), done);
@@ -174,7 +195,7 @@ class SpoolWriter extends Writable {
       this.head.push(part);
       this.headSize += part.length;
     }
-    if (!this.file && this.size <= this.opts.memoryThresholdBytes) {
+    if (!this.opening && this.size <= this.opts.memoryThresholdBytes) {
       this.chunks.push(chunk);
       done();
       return;
@@ -183,15 +204,19 @@ class SpoolWriter extends Writable {
   }
 
   private async toFile(chunk: Buffer): Promise<void> {
-    if (!this.file) {
-      const dir = this.opts.dir || tmpdir();
-      this.filePath = path.join(dir, `postseal-${process.pid}-${randomBytes(8).toString('hex')}.eml`);
-      this.file = await fsp.open(this.filePath, 'wx', 0o600);
+    if (!this.opening) {
+      this.filePath = path.join(this.dir, `postseal-${process.pid}-${randomBytes(8).toString('hex')}.eml`);
+      this.opening = fsp.open(this.filePath, 'wx', 0o600);
+    }
+    const file = await this.opening;
+    // discard() ran meanwhile: it closes this handle and removes the file.
+    if (this.discarded) return;
+    if (this.chunks.length) {
       const pending = Buffer.concat(this.chunks);
       this.chunks = [];
-      if (pending.length) await this.file.write(pending);
+      await file.write(pending);
     }
-    await this.file.write(chunk);
+    await file.write(chunk);
   }
 
   get bytes(): number {
@@ -199,17 +224,21 @@ class SpoolWriter extends Writable {
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    if (!this.file) return done();
-    this.file.close().then(() => {
-      this.file = null;
-      done();
-    }, done);
+    if (!this.opening || this.discarded) return done();
+    this.opening.then((file) => file.close()).then(() => done(), done);
   }
 
-  async discard(): Promise<void> {
+  /** Once, however often it is called (the size limit and a failing copy both call it). */
+  discard(): Promise<void> {
+    this.discarding ??= this.removeFile();
+    return this.discarding;
+  }
+
+  private async removeFile(): Promise<void> {
+    this.discarded = true;
     this.chunks = [];
-    await this.file?.close().catch(() => undefined);
-    this.file = null;
+    const file = await this.opening?.catch(() => null);
+    await file?.close().catch(() => undefined);
     if (this.filePath) await fsp.rm(this.filePath, { force: true });
   }
 

@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { loadConfig } from '../../src/config/load';
 import { planActivation, writeKeyStates } from '../../src/keys/activate';
 import { edKey, rsaKey } from '../helpers/dkim-verifiers';
@@ -56,5 +57,20 @@ describe('key activation', () => {
       expect.stringContaining('no rule names "new"'),
       expect.stringContaining('/0/keys: the rule for example.com would have no active key left'),
     ]);
+  });
+
+  it("writing the new states keeps the key table's owner and mode and does not follow a symlink at the old temp-file name", () => {
+    const { cfg, store, key } = setUp([{ author: 'example.com', keys: ['old', 'new', 'ed'] }]);
+    // Tests run as root: the table belongs to the daemon's user, nobody here.
+    chownSync(cfg.keyTableFile, 65534, 65534);
+    chmodSync(cfg.keyTableFile, 0o640);
+    const victim = path.join(cfg.dir, 'victim');
+    writeFileSync(victim, 'untouched\n');
+    symlinkSync(victim, `${cfg.keyTableFile}.${process.pid}.tmp`);
+    writeKeyStates(cfg.keyTableFile, planActivation(store, key('new')).changes);
+    const st = lstatSync(cfg.keyTableFile);
+    expect([st.isFile(), st.uid, st.gid, st.mode & 0o777]).toEqual([true, 65534, 65534, 0o640]);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+    expect(loadConfig(cfg.config).keys.keys.find((k) => k.name === 'new')!.state).toBe('active');
   });
 });

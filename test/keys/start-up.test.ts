@@ -3,7 +3,7 @@
  * with the file and the JSON pointer; SIGHUP after a key file was removed keeps the running
  * keys and says so.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -55,6 +55,33 @@ describe('postseal start with signing keys', () => {
       d.proc.kill('SIGTERM');
       await d.exited;
       await sink.close();
+    }
+  });
+
+  it('warns, naming the key file and the fix, about a key readable by others: in config check and in the start-up log; not about a 0600 key', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-key-'));
+    const open = path.join(dir, 'open.pem');
+    const closed = path.join(dir, 'closed.pem');
+    copyFileSync(rsaKey.file, open);
+    copyFileSync(rsaKey.file, closed);
+    chmodSync(open, 0o644);
+    chmodSync(closed, 0o600);
+    const files = writeSigningFiles([{ ...rsaKey, file: open }, { ...rsaKey, name: 'closed-rsa', selector: 'closed', file: closed }], [{ author: 'example.com', keys: ['example-rsa', 'closed-rsa'] }]);
+    const file = config(25, files);
+    const check = runCli(['config', 'check', '--config', file]);
+    expect(check.status).toBe(0);
+    expect(check.stderr).toContain(`warning CFG_KEY_PERMISSIONS\n${files.keyTableFile}: /example-rsa/keyFile: ${open} has mode 0644`);
+    expect(check.stderr).toContain(`chmod 600 ${open}`);
+    expect(check.stderr).not.toContain(closed);
+    const d = startDaemon(file);
+    try {
+      const line = await d.waitFor((l) => l.code === 'CFG_KEY_PERMISSIONS');
+      expect(line).toMatchObject({ level: 40, msg: expect.stringContaining(open) });
+      await d.waitFor((l) => l.msg === 'postseal started');
+      expect(d.lines.filter((l) => l.code === 'CFG_KEY_PERMISSIONS')).toHaveLength(1);
+    } finally {
+      d.proc.kill('SIGTERM');
+      await d.exited;
     }
   });
 });

@@ -1,3 +1,7 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
 import pino from 'pino';
 import type { Bank } from '../../src/config/bank-schema';
 import { isPostsealError } from '../../src/errors';
@@ -6,7 +10,7 @@ import { createAuthDeps } from '../../src/lib/authentication-results';
 import { createPipeline, orderStages } from '../../src/pipeline/runner';
 import type { Stage, StageFactory } from '../../src/pipeline/stage';
 import { Message } from '../../src/transaction/message';
-import { memorySpool } from '../../src/transaction/spool';
+import { memorySpool, spoolFrom } from '../../src/transaction/spool';
 import type { Transaction } from '../../src/transaction/transaction';
 import { loadTestBank } from '../helpers/banks';
 
@@ -61,6 +65,28 @@ describe('pipeline runner', () => {
     const never = stage('loop-guard', [], () => new Promise(() => undefined));
     const r = await pipelineWith(bank, { 'loop-guard': never, 'header-sanity': stage('header-sanity') }).run(tx(bank), AbortSignal.timeout(50));
     expect(r.verdict).toMatchObject({ action: 'tempfail', reason: 'DEADLINE_EXCEEDED', reply: { enhanced: '4.4.7' } });
+  });
+
+  it('a stage that returns a rewritten spool after its timeout has that spool file removed', async () => {
+    const bank = loadTestBank({ stages: ['loop-guard'], timeouts: { stageTimeoutMs: 100 } });
+    const dir = mkdtempSync(path.join(tmpdir(), 'runner-late-'));
+    let returned!: Promise<unknown>;
+    // Ignores its signal, as a stage caught in a slow read would, and rewrites the message into a spool file.
+    const late = stage('loop-guard', [], () => {
+      const outcome = (async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        const spool = await spoolFrom(Readable.from([Buffer.from('From: a@b\r\n\r\n'), Buffer.alloc(5000, 0x61)]), { dir, memoryThresholdBytes: 100, maxSizeBytes: Infinity });
+        return { findings: [], message: Message.parse(spool) };
+      })();
+      returned = outcome;
+      return outcome;
+    });
+    const r = await pipelineWith(bank, { 'loop-guard': late, 'header-sanity': stage('header-sanity') }).run(tx(bank), new AbortController().signal);
+    expect(r.verdict.reason).toBe('STAGE_TIMEOUT');
+    expect(r.spools).toEqual([]);
+    await returned;
+    for (let i = 0; i < 100 && readdirSync(dir).length > 0; i++) await new Promise((res) => setTimeout(res, 10));
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('stops at the first final verdict', async () => {

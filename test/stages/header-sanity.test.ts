@@ -1,3 +1,14 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { emptyKeyStore } from '../../src/keys/key-store';
+import type { StageDeps } from '../../src/pipeline/stage';
+import { createHeaderSanityStage } from '../../src/stages/header-sanity';
+import { Message } from '../../src/transaction/message';
+import { memorySpool, type Spool } from '../../src/transaction/spool';
+import { loadTestBank } from '../helpers/banks';
+import { testTransaction } from '../helpers/stage-run';
 import { startSink } from '../helpers/sink';
 import { startHarness } from '../helpers/postseal';
 import { TestClient } from '../helpers/smtp-client';
@@ -67,5 +78,35 @@ describe('header-sanity', () => {
   it('rejects NUL bytes when nul is reject', async () => {
     const { r } = await sendThrough(latin('From: a@example.org\r\n\r\nbo\x00dy\r\n'), { nul: 'reject' });
     expect(r.final?.code).toBe(550);
+  });
+
+  it('stops rewriting a message without its NUL bytes when the stage signal aborts, leaving no spool file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'header-sanity-abort-'));
+    const ac = new AbortController();
+    const body = Array.from({ length: 200 }, () => Buffer.from(`${'x'.repeat(70)}\x00\r\n`, 'latin1'));
+    const inner = memorySpool(Buffer.concat([Buffer.from('From: a@example.org\r\n\r\n'), ...body]));
+    let reads = 0;
+    let rewritten = 0;
+    // The stage reads the body once to inspect it; the second read is the rewrite, aborted after its first chunk.
+    const spool: Spool = {
+      ...inner,
+      openRaw(start) {
+        if (++reads === 1) return inner.openRaw(start);
+        return (async function* () {
+          for (const [i, chunk] of body.entries()) {
+            if (i === 1) ac.abort(new Error('stage timed out'));
+            rewritten++;
+            yield chunk;
+          }
+        })();
+      },
+    };
+    const tx = testTransaction('');
+    tx.message = Message.parse(spool);
+    const deps = { hostname: 'filter.test', authservId: 'filter.test', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir, memoryThresholdBytes: 0 }, keys: emptyKeyStore } as Partial<StageDeps> as StageDeps;
+    const stage = createHeaderSanityStage(loadTestBank({ headerSanity: { nul: 'fix' } }), deps);
+    await expect(stage.run(tx, ac.signal)).rejects.toThrow('stage timed out');
+    expect(rewritten).toBeLessThan(body.length);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

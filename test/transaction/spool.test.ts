@@ -102,6 +102,39 @@ describe('spool', () => {
     expect(isPostsealError(err, 'UPSTREAM_ABORTED')).toBe(true);
     expect(readdirSync(d)).toEqual([]);
   });
+
+  it('sources that fail while the spool file is still being opened leave no descriptor and no file', async () => {
+    const d = dir();
+    const FAILURES = 20;
+    for (let i = 0; i < FAILURES; i++) {
+      // The first chunk passes the threshold and starts the open; the error follows within microtasks, before the open completes.
+      const src = Readable.from(
+        (async function* () {
+          yield Buffer.alloc(4000, 0x41);
+          throw Object.assign(new Error('gone'), { code: 'ECONNECTION' });
+        })(),
+      );
+      const err = await spoolFrom(src, { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 100_000 }).catch((e) => e);
+      expect(isPostsealError(err, 'UPSTREAM_ABORTED')).toBe(true);
+    }
+    // spoolFrom has returned: nothing may still be pending that opens or keeps a file.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(openIn(d)).toEqual([]);
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('an aborted signal stops the copy, destroys the source, removes the file and rejects with its reason', async () => {
+    const d = dir();
+    const src = new Readable({ read() {} });
+    src.push(Buffer.alloc(8000));
+    const ac = new AbortController();
+    const p = spoolFrom(src, { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 100_000, signal: ac.signal });
+    const reason = new Error('stage timed out');
+    setTimeout(() => ac.abort(reason), 20);
+    expect(await p.catch((e) => e)).toBe(reason);
+    expect(src.destroyed).toBe(true);
+    expect(readdirSync(d)).toEqual([]);
+  });
 });
 
 describe('sweepStaleSpools', () => {

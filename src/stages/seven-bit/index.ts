@@ -65,7 +65,7 @@ export function createSevenBitStage(_bank: Bank, deps: StageDeps): Stage {
             }
           })(),
         ),
-        { ...deps.spool, maxSizeBytes: Infinity },
+        { ...deps.spool, maxSizeBytes: Infinity, signal },
       );
       return { findings, message: Message.parse(spool) };
     },
