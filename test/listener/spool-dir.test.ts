@@ -50,7 +50,7 @@ test('a spool folder removed while running defers large messages with the spool 
     expect(formatReply(replies.spoolFailed)).not.toBe(formatReply(replies.upstreamAborted));
     expect(sink.received.length).toBe(before);
     expect(h.logs.find((l) => l.spoolDir === spoolDir)).toMatchObject({ level: 50, errno: 'ENOENT' });
-    expect(h.logs.find((l) => l.msg === 'message')).toMatchObject({ reply: formatReply(replies.spoolFailed), err: { code: 'SPOOL_FAILED' } });
+    expect(h.logs.find((l) => l.msg === 'message')).toMatchObject({ reply: formatReply(replies.spoolFailed), code: 'SPOOL_FAILED' });
   } finally {
     await h.close();
   }
