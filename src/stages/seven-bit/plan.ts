@@ -9,8 +9,8 @@
  * - a leaf already labelled base64/quoted-printable yet holding 8-bit bytes, 8-bit text in
  *   a preamble or epilogue, or an unknown encoding cannot be fixed here and is reported;
  * - a part the walker did not walk into (`opaque`, nesting deeper than sevenBit.maxMimeDepth)
- *   is never changed, not even relabelled: with 8-bit content it is reported, as re-encoding
- *   it as a leaf would hide the parts inside it from the recipient.
+ *   is never changed, not even relabelled: with 8-bit content or an 8bit/binary label it is
+ *   reported, as re-encoding it as a leaf would hide the parts inside it from the recipient.
  *
  * The tree is walked with a stack of its own, not by recursion, and whether a subtree holds
  * 8-bit content is worked out once for the whole tree: the work is linear in the parts, and
@@ -86,8 +86,10 @@ function start(part: Part, ctx: Context): boolean | typeof DESCEND {
   plan.eightBitHeader ||= part.eightBitHeader;
   const dirty = isDirty(part);
   if (part.opaque) {
-    if (dirty) plan.unconvertible.push(`${pathOf(ctx)}: MIME nesting deeper than ${part.depth}; left as it is`);
-    return !dirty && isSevenBitLabel(part.transferEncoding);
+    // Labelled 8bit it stays so, and so do its containers: reported too, as a later hop may convert it.
+    const clean = !dirty && isSevenBitLabel(part.transferEncoding);
+    if (!clean) plan.unconvertible.push(`${pathOf(ctx)}: MIME nesting deeper than ${part.depth}; left as it is`);
+    return clean;
   }
   const composite = part.contentType.startsWith('multipart/') || part.children.length > 0;
   if (composite) {
