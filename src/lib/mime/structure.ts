@@ -7,6 +7,13 @@
  * The top-level header is the Message's (already parsed); offsets are from the body start.
  * message/rfc822 parts are walked into; a part whose header never ends, or a boundary of an
  * outer multipart seen inside an inner one, ends the open parts where the boundary starts.
+ *
+ * Work is linear in the body, however deep the nesting: a line starting with "--" is looked
+ * up in a map of the open boundaries (at most two lookups), not compared with every open
+ * ancestor, and nesting stops at `maxDepth` (MAX_MIME_DEPTH unless the caller says): a
+ * multipart or message/rfc822 at that depth is `opaque`, its body (inner boundaries and
+ * entities included) plain bytes of it. Deep nesting from outside (3,000 message/rfc822 in
+ * 100 KB) would otherwise make a part tree that recursive callers cannot walk.
  */
 import libmime from 'libmime';
 import { LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
@@ -34,7 +41,25 @@ export interface Part {
   eightBit: boolean;
   nul: boolean;
   longLine: boolean;
+  /** 0 for the message; one more inside each multipart or message/rfc822. */
+  readonly depth: number;
+  /**
+   * A multipart or message/rfc822 at the depth limit, not walked into: no children, its body
+   * is bytes the flags above describe (nesting deeper than `depth`).
+   */
+  opaque: boolean;
   readonly children: Part[];
+}
+
+/**
+ * How deep parts are walked by default. Real mail nests a few levels (a forward of a forward
+ * of an alternative); 100 is far beyond that and keeps the part tree small whatever comes in.
+ */
+export const MAX_MIME_DEPTH = 100;
+
+export interface WalkerOptions {
+  /** Parts at this depth are not walked into (opaque); at least 1. */
+  readonly maxDepth?: number;
 }
 
 type State = 'header' | 'body';
@@ -45,6 +70,14 @@ export class MimeWalker {
   private state: State = 'body';
   private fields: { name: string; range: FieldRange; value: string }[] = [];
   private previousEol = 0;
+  private readonly maxDepth: number;
+  /**
+   * The boundaries of the open multiparts, keyed by the boundary without trailing white
+   * space; each list in nesting order, so the last is the innermost that uses the key.
+   */
+  private readonly open = new Map<string, Part[]>();
+  /** Exact boundary comparisons made so far: what the map saves, counted (tests check it stays linear). */
+  boundaryComparisons = 0;
   private readonly lines = new LineReader({
     line: (line) => this.line(line),
     // Only a delimiter can end a body, and only a line starting with "--" can be one.
@@ -53,7 +86,8 @@ export class MimeWalker {
   });
 
   /** `contentType` and `transferEncoding` are the raw values of the top-level fields, if any. */
-  constructor(contentType: string | undefined, transferEncoding: string | undefined) {
+  constructor(contentType: string | undefined, transferEncoding: string | undefined, options: WalkerOptions = {}) {
+    this.maxDepth = Math.max(1, options.maxDepth ?? MAX_MIME_DEPTH);
     this.root = newPart(null, -1, 0);
     this.applyHeader(this.root, contentType, transferEncoding);
     this.current = this.root;
@@ -77,14 +111,33 @@ export class MimeWalker {
     this.previousEol = line.eolLength;
   }
 
-  /** The innermost open multipart whose boundary this line is ("--b" or "--b--", then transport padding). */
+  /**
+   * The innermost open multipart whose boundary this line is ("--b" or "--b--", then transport
+   * padding). RFC 2046 boundaries never end in white space, so the line minus "--", its
+   * trailing white space and then an optional "--" is the key; each candidate is then checked
+   * exactly as the line would be against its boundary, so a boundary that does end in white
+   * space (a quoted parameter) matches the lines it always matched.
+   */
   private delimiter(line: Line): { part: Part; closing: boolean } | null {
-    if (line.head[0] !== 0x2d || line.head[1] !== 0x2d) return null;
-    const text = line.head.toString('latin1');
-    for (let p: Part | null = this.current; p; p = p.parent) {
-      if (!p.boundary || !text.startsWith(`--${p.boundary}`)) continue;
-      const rest = text.slice(p.boundary.length + 2);
-      if (/^(--)?[ \t]*$/.test(rest)) return { part: p, closing: rest.startsWith('--') };
+    if (line.head[0] !== 0x2d || line.head[1] !== 0x2d || this.open.size === 0) return null;
+    const text = line.head.toString('latin1', 2);
+    const key = trimEndBlanks(text);
+    const plain = this.candidate(this.open.get(key), text, false);
+    const closing = key.endsWith('--') ? this.candidate(this.open.get(trimEndBlanks(key.slice(0, -2))), text, true) : null;
+    if (plain && closing) return plain.depth >= closing.depth ? { part: plain, closing: false } : { part: closing, closing: true };
+    if (plain) return { part: plain, closing: false };
+    return closing ? { part: closing, closing: true } : null;
+  }
+
+  /** The innermost of `parts` whose boundary `text` (the line after "--") is, as a delimiter or a closing one. */
+  private candidate(parts: Part[] | undefined, text: string, closing: boolean): Part | null {
+    for (let i = (parts?.length ?? 0) - 1; i >= 0; i--) {
+      const part = parts![i];
+      const boundary = part.boundary!;
+      this.boundaryComparisons++;
+      if (!text.startsWith(boundary)) continue;
+      const rest = text.slice(boundary.length);
+      if (closing ? /^--[ \t]*$/.test(rest) : /^[ \t]*$/.test(rest)) return part;
     }
     return null;
   }
@@ -94,6 +147,7 @@ export class MimeWalker {
     const end = line.start - this.previousEol;
     for (let p = this.current; p !== multipart; p = p.parent!) this.close(p, end);
     if (closing) {
+      this.forget(multipart);
       multipart.boundary = null;
       this.current = multipart;
       this.state = 'body';
@@ -156,16 +210,41 @@ export class MimeWalker {
     part.transferEncoding = (transferEncoding ?? '7bit').replace(/\(.*?\)/g, '').trim().toLowerCase() || '7bit';
   }
 
-  /** A message/rfc822 body is itself an entity, unless it was encoded (which RFC 2046 5.2.1 forbids). */
+  /**
+   * A multipart's boundary opens; a message/rfc822 body is itself an entity, unless it was
+   * encoded (which RFC 2046 5.2.1 forbids). At the depth limit neither happens: the part is opaque.
+   */
   private enterBody(part: Part): void {
     this.state = 'body';
-    if (part.contentType === 'message/rfc822' && ['7bit', '8bit', 'binary'].includes(part.transferEncoding)) {
-      const child = newPart(part, part.bodyStart, -1);
-      part.children.push(child);
-      this.current = child;
-      this.state = 'header';
-      this.fields = [];
+    const message = part.contentType === 'message/rfc822' && ['7bit', '8bit', 'binary'].includes(part.transferEncoding);
+    if (!part.boundary && !message) return;
+    if (part.depth >= this.maxDepth) {
+      part.opaque = true;
+      return;
     }
+    if (part.boundary) {
+      const key = trimEndBlanks(part.boundary);
+      const parts = this.open.get(key);
+      if (parts) parts.push(part);
+      else this.open.set(key, [part]);
+      return;
+    }
+    const child = newPart(part, part.bodyStart, -1);
+    part.children.push(child);
+    this.current = child;
+    this.state = 'header';
+    this.fields = [];
+  }
+
+  /** The part's boundary is no longer open. Parts close innermost first, so it is the last of its list. */
+  private forget(part: Part): void {
+    if (!part.boundary || part.opaque) return;
+    const key = trimEndBlanks(part.boundary);
+    const parts = this.open.get(key);
+    const at = parts ? parts.lastIndexOf(part) : -1;
+    if (at < 0) return;
+    parts!.splice(at, 1);
+    if (parts!.length === 0) this.open.delete(key);
   }
 
   private close(part: Part, end: number): void {
@@ -177,13 +256,23 @@ export class MimeWalker {
     }
     part.bodyStart = Math.min(part.bodyStart, end);
     part.bodyEnd = end;
+    this.forget(part);
     if (this.current === part) this.current = part.parent ?? part;
   }
+}
+
+/** `s` without the spaces and tabs at its end (transport padding, RFC 2046 5.1.1). */
+function trimEndBlanks(s: string): string {
+  let end = s.length;
+  while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
+  return end === s.length ? s : s.slice(0, end);
 }
 
 function newPart(parent: Part | null, headerStart: number, bodyStart: number): Part {
   return {
     parent,
+    depth: parent ? parent.depth + 1 : 0,
+    opaque: false,
     contentType: 'text/plain',
     boundary: null,
     transferEncoding: '7bit',

@@ -10,7 +10,9 @@
  * Findings: SEVEN_BIT_CONVERTED (what was re-encoded); SEVEN_BIT_EIGHT_BIT_HEADER (8-bit
  * header fields, i.e. SMTPUTF8 mail: it cannot be made 7-bit and is left as it is);
  * SEVEN_BIT_SIGNED_EIGHT_BIT (multipart/signed with 8-bit content, left as it is;
- * sevenBit.signedEightBit: pass, or tempfail 451 4.6.3); SEVEN_BIT_UNCONVERTIBLE.
+ * sevenBit.signedEightBit: pass, or tempfail 451 4.6.3); SEVEN_BIT_UNCONVERTIBLE (parts that
+ * cannot be fixed here, among them parts nested deeper than sevenBit.maxMimeDepth, which are
+ * passed on unchanged).
  */
 import { isAscii } from 'node:buffer';
 import { Readable } from 'node:stream';
@@ -22,7 +24,7 @@ import { Message, makeField, type HeaderField } from '../../transaction/message'
 import { spoolFrom } from '../../transaction/spool';
 import { planSevenBit, type TransferEncoding } from './plan';
 
-export function createSevenBitStage(_bank: Bank, deps: StageDeps): Stage {
+export function createSevenBitStage(bank: Bank, deps: StageDeps): Stage {
   return {
     id: 'seven-bit',
     // Verification sees the bytes as they arrived.
@@ -30,7 +32,7 @@ export function createSevenBitStage(_bank: Bank, deps: StageDeps): Stage {
     async run(tx, signal) {
       const msg = tx.message;
       const first = (name: string) => msg.get(name).map((f) => Message.value(f))[0];
-      const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'));
+      const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'), { maxDepth: bank.sevenBit.maxMimeDepth });
       for await (const chunk of msg.openBody()) {
         signal.throwIfAborted();
         walker.push(chunk as Buffer);
