@@ -25,8 +25,8 @@
 import type { Bank } from '../../config/bank-schema';
 import type { ArcOutcome } from '../../lib/authentication-results';
 import type { Stage, StageDeps } from '../../pipeline/stage';
-import { collectChain } from './chain';
-import { verifyChain } from './verify';
+import { collectChain } from '../../lib/arc/chain';
+import { verifyChain } from '../../lib/arc/verify';
 
 export function createArcVerifyStage(bank: Bank, deps: StageDeps): Stage {
   const { maxSignatures, minKeyBits } = bank.dkimVerify;

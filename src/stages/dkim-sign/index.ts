@@ -14,7 +14,7 @@
 import type { Bank } from '../../config/bank-schema';
 import type { Stage, StageDeps } from '../../pipeline/stage';
 import { decideSigning } from './decide';
-import { signMessage, withSignatures } from './sign';
+import { signMessage, withSignatures } from '../../lib/dkim/sign';
 
 export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
   const conf = bank.dkimSign;

@@ -15,7 +15,7 @@ import type { Author } from '../../lib/author';
 import type { DnsResolver } from '../../lib/dns';
 import type { FindingCode } from '../../pipeline/findings';
 import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
-import { verifyDkim } from './verify';
+import { verifyDkim } from '../../lib/dkim/verify';
 
 const resultCodes: Record<DkimSignatureResult['result'], FindingCode> = {
   pass: 'DKIM_VERIFY_PASS',

@@ -25,7 +25,7 @@ import { mailauthResolver } from '../../lib/dns';
 import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
 import type { DmarcResultRecord } from '../../store/dmarc-results';
 import type { Transaction } from '../../transaction/transaction';
-import { clientAddress } from '../spf';
+import { clientAddress } from '../../lib/client';
 
 export const QUARANTINE_FIELD = 'X-Postseal-Quarantine';
 

@@ -9,13 +9,12 @@
  * SPF_PERMERROR, SPF_NOT_CHECKED; detail "domain client-ip". None decides the verdict here
  * (DMARC uses the result). Reads: no bank keys.
  */
-import net from 'node:net';
 import type { Bank } from '../../config/bank-schema';
 import type { SpfOutcome } from '../../lib/authentication-results';
+import { clientAddress, known } from '../../lib/client';
 import { checkSpf } from '../../lib/spf';
 import type { FindingCode } from '../../pipeline/findings';
 import type { Stage, StageDeps } from '../../pipeline/stage';
-import type { ClientInfo } from '../../transaction/transaction';
 
 const codes: Record<SpfOutcome['result'], FindingCode> = {
   pass: 'SPF_PASS',
@@ -35,7 +34,7 @@ export function createSpfStage(_bank: Bank, deps: StageDeps): Stage {
     async run(tx, signal) {
       const ip = clientAddress(tx.client);
       const sender = tx.envelope.mailFrom;
-      const helo = usable(tx.client.helo);
+      const helo = known(tx.client.helo);
       if (!ip) {
         deps.log.warn({ tx: tx.id, peer: tx.peerAddress }, 'SPF not checked: no client address from a trusted XFORWARD (smtp_send_xforward_command=yes on the content_filter transport?)');
         board.of(tx).spf = { result: 'none', domain: '', mailfrom: sender || undefined, helo, comment: 'no client address from XFORWARD' };
@@ -46,14 +45,4 @@ export function createSpfStage(_bank: Bank, deps: StageDeps): Stage {
       return { findings: [{ code: codes[r.result], detail: `${r.domain} ${ip}` }] };
     },
   };
-}
-
-/** Postfix writes IPv6 client addresses as "IPv6:2001:db8::1" (XFORWARD_README). */
-export function clientAddress(client: ClientInfo): string | undefined {
-  const addr = usable(client.addr)?.replace(/^ipv6:/i, '');
-  return addr && net.isIP(addr) ? addr : undefined;
-}
-
-function usable(v: string | undefined): string | undefined {
-  return v && v !== '[UNAVAILABLE]' ? v : undefined;
 }

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DkimKeyCache } from '../../../src/lib/dkim/public-keys';
 import { createDnsResolver } from '../../../src/lib/dns';
-import { verifyDkim } from '../../../src/stages/dkim-verify/verify';
+import { verifyDkim } from '../../../src/lib/dkim/verify';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
 import { startDnsServer, type DnsServer, type Zone } from '../../helpers/dns-server';

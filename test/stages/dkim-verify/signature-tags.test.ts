@@ -2,7 +2,7 @@
  * The checks on a DKIM-Signature field before anything is hashed or looked up
  * (RFC 6376 3.5, 6.1.1), one broken tag at a time on an otherwise valid field.
  */
-import { checkSignature } from '../../../src/stages/dkim-verify/signature-tags';
+import { checkSignature } from '../../../src/lib/dkim/signature-tags';
 import { makeField } from '../../../src/transaction/message';
 
 const NOW = new Date('2026-06-01T00:00:00Z');

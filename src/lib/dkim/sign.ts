@@ -6,14 +6,33 @@
  *
  * Rejects with the abort reason or the crypto error; the stage reports it as DKIM_SIGN_FAILED.
  */
-import { createHash } from 'node:crypto';
-import type { Author } from '../../lib/author';
-import { BodyCanonicalizer, type DkimCanonicalization } from '../../lib/dkim/canonicalization';
-import { DomainKeysSigner } from '../../lib/dkim/domainkeys';
-import { createDkimSignature, signedHeaderNames } from '../../lib/dkim/signature';
-import type { SigningKey } from '../../keys/key-store';
+import { createHash, type KeyObject } from 'node:crypto';
+import type { Author } from '../author';
+import { BodyCanonicalizer, type DkimCanonicalization } from './canonicalization';
+import { DomainKeysSigner } from './domainkeys';
+import { createDkimSignature, signedHeaderNames, type DkimAlgorithm } from './signature';
 import type { HeaderField, Message } from '../../transaction/message';
-import type { SignatureOptions } from './options';
+
+/** What signing needs of a key (keys/key-store.ts SigningKey has it). */
+export interface DkimSigningKey {
+  readonly domain: string;
+  readonly selector: string;
+  readonly algorithm: DkimAlgorithm;
+  readonly privateKey: KeyObject;
+  /** Legacy DomainKeys signature beside the DKIM one. */
+  readonly domainKeys: 'off' | 'simple' | 'nofws';
+}
+
+/** The signature options of a bank's dkimSign.signature (or a bySender entry merged over it). */
+export interface SignatureOptions {
+  readonly canonicalization: string;
+  readonly ttlSeconds: number;
+  readonly timestamp: boolean;
+  readonly identity: 'none' | 'author';
+  readonly bodyLength: boolean;
+  readonly signedHeaderFields: readonly string[];
+  readonly oversignedHeaderFields: readonly string[];
+}
 
 export interface SignedFields {
   readonly fields: string[];
@@ -23,7 +42,7 @@ export interface SignedFields {
 
 const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$/;
 
-export async function signMessage(msg: Message, keys: readonly SigningKey[], opts: SignatureOptions, author: Author | null, now: Date, signal: AbortSignal): Promise<SignedFields> {
+export async function signMessage(msg: Message, keys: readonly DkimSigningKey[], opts: SignatureOptions, author: Author | null, now: Date, signal: AbortSignal): Promise<SignedFields> {
   const [headerCanon, bodyCanon] = opts.canonicalization.split('/') as [DkimCanonicalization, DkimCanonicalization];
   const bodyHash = createHash('sha256');
   const body = new BodyCanonicalizer(bodyCanon, (bytes) => bodyHash.update(bytes));

@@ -18,12 +18,12 @@
  * pass over the message at about a quarter of the inbound path's CPU (bench/README.md); its
  * tag-list parser and key-record rules are still the ones used here.
  */
-import type { DkimReason, DkimResult, DkimSignatureResult } from '../../lib/authentication-results';
-import { bodyKey, hashBodies, type BodyHash } from '../../lib/dkim/body-hash';
-import type { DkimKeyCache } from '../../lib/dkim/public-keys';
-import { tagsOf } from '../../lib/dkim/tag-list';
-import { signedHeaderData, verifySignedData } from '../../lib/dkim/verification';
-import type { DnsResolver } from '../../lib/dns';
+import type { DkimReason, DkimResult, DkimSignatureResult } from '../authentication-results';
+import { bodyKey, hashBodies, type BodyHash } from './body-hash';
+import type { DkimKeyCache } from './public-keys';
+import { tagsOf } from './tag-list';
+import { signedHeaderData, verifySignedData } from './verification';
+import type { DnsResolver } from '../dns';
 import type { Message } from '../../transaction/message';
 import { checkSignature, idsOf, type CheckedSignature } from './signature-tags';
 

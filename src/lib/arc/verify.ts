@@ -18,11 +18,11 @@
  * its own timeout and retries.) Every other failure is a result
  * (pass or fail with a reason; RFC 8617 has no temperror, so a DNS failure is a fail).
  */
-import type { DkimKeyCache, DkimPublicKey } from '../../lib/dkim/public-keys';
-import { bodyKey, hashBodies } from '../../lib/dkim/body-hash';
-import { canonicalizeHeader } from '../../lib/dkim/canonicalization';
-import { signedHeaderData, verifySignedData } from '../../lib/dkim/verification';
-import type { DnsResolver } from '../../lib/dns';
+import type { DkimKeyCache, DkimPublicKey } from '../dkim/public-keys';
+import { bodyKey, hashBodies } from '../dkim/body-hash';
+import { canonicalizeHeader } from '../dkim/canonicalization';
+import { signedHeaderData, verifySignedData } from '../dkim/verification';
+import type { DnsResolver } from '../dns';
 import type { Message } from '../../transaction/message';
 import type { ArcSet, MessageSignature } from './chain';
 

@@ -7,9 +7,9 @@
  * broken tag neutral (signature-syntax). A signature that fails here is reported without a DNS query.
  */
 import { domainToASCII } from 'node:url';
-import type { DkimReason, DkimResult } from '../../lib/authentication-results';
-import type { DkimCanonicalization } from '../../lib/dkim/canonicalization';
-import { tagsOf } from '../../lib/dkim/tag-list';
+import type { DkimReason, DkimResult } from '../authentication-results';
+import type { DkimCanonicalization } from './canonicalization';
+import { tagsOf } from './tag-list';
 import type { HeaderField } from '../../transaction/message';
 
 /** The tags every signature reports, whatever became of it. */

@@ -20,8 +20,8 @@
  * Older ARC-Message-Signatures are sealed data only (5.2 step 4 checks the newest one):
  * only their instance is read.
  */
-import type { DkimCanonicalization } from '../../lib/dkim/canonicalization';
-import { tagsOf, type TagList } from '../../lib/dkim/tag-list';
+import type { DkimCanonicalization } from '../dkim/canonicalization';
+import { tagsOf, type TagList } from '../dkim/tag-list';
 import type { HeaderField, Message } from '../../transaction/message';
 
 /** RFC 8617 4.2.1: "The value of the instance tag ... is limited to 50" in practice i=1..50. */
