@@ -14,12 +14,8 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import { replyError, replies } from '../smtp/replies';
-import { useEnvelopeCommands } from './envelope-commands';
-import { greetWithoutPause } from './greeting';
+import { greetWithoutPause, sessionIdsWithoutRandomCalls, useEnvelopeCommands } from './smtp-server';
 import { SessionHandler, type SessionContext } from './session';
-import { sessionIdsWithoutRandomCalls } from './session-id';
-import './smtp-server-patches';
-import './data-phase';
 
 export interface Listener {
   readonly config: ListenerConfig;

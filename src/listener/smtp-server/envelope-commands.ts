@@ -14,8 +14,8 @@
  */
 import type { SMTPServer, SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
-import { parseMail, parseRcpt, type Announced, type MailCommand, type RcptCommand, type Refusal } from '../lib/envelope/commands';
-import { replies, type SmtpReply } from '../smtp/replies';
+import { parseMail, parseRcpt, type Announced, type MailCommand, type RcptCommand, type Refusal } from '../../lib/envelope/commands';
+import { replies, type SmtpReply } from '../../smtp/replies';
 
 export interface EnvelopeHandlers {
   readonly announced: Announced;
@@ -37,42 +37,45 @@ export function useEnvelopeCommands(server: SMTPServer, handlers: EnvelopeHandle
 const SMTPUTF8 = Symbol('postseal smtputf8');
 type Session = SMTPServerSession & { [SMTPUTF8]?: boolean };
 
-const libraryMail = SMTPConnection.prototype.handler_MAIL;
-const libraryRcpt = SMTPConnection.prototype.handler_RCPT;
+/** Called once by ./index.ts, after the version gate. */
+export function installEnvelopeCommands(): void {
+  const libraryMail = SMTPConnection.prototype.handler_MAIL;
+  const libraryRcpt = SMTPConnection.prototype.handler_RCPT;
 
-SMTPConnection.prototype.handler_MAIL = function handleMail(this: SMTPConnection, command: Buffer, callback: () => void): void {
-  const h = (this._server as WithHandlers)[HANDLERS];
-  if (!h) return libraryMail.call(this, command, callback);
-  // As the library does: a client that never sent EHLO gets its connection event here.
-  this.emitConnection();
-  if (this.session.envelope.mailFrom) return reply(this, replies.nestedMail, callback);
-  const cmd = parseMail(command, h.announced);
-  if ('refused' in cmd) return refuse(this, h, 'MAIL', cmd, command, callback);
-  h.mail(cmd, this.session).then(
-    (ok) => {
-      (this.session as Session)[SMTPUTF8] = cmd.smtputf8;
-      this.session.envelope.mailFrom = { address: cmd.address, args: false };
-      reply(this, ok, callback);
-    },
-    (err) => fail(this, err, callback),
-  );
-};
+  SMTPConnection.prototype.handler_MAIL = function handleMail(this: SMTPConnection, command: Buffer, callback: () => void): void {
+    const h = (this._server as WithHandlers)[HANDLERS];
+    if (!h) return libraryMail.call(this, command, callback);
+    // As the library does: a client that never sent EHLO gets its connection event here.
+    this.emitConnection();
+    if (this.session.envelope.mailFrom) return reply(this, replies.nestedMail, callback);
+    const cmd = parseMail(command, h.announced);
+    if ('refused' in cmd) return refuse(this, h, 'MAIL', cmd, command, callback);
+    h.mail(cmd, this.session).then(
+      (ok) => {
+        (this.session as Session)[SMTPUTF8] = cmd.smtputf8;
+        this.session.envelope.mailFrom = { address: cmd.address, args: false };
+        reply(this, ok, callback);
+      },
+      (err) => fail(this, err, callback),
+    );
+  };
 
-SMTPConnection.prototype.handler_RCPT = function handleRcpt(this: SMTPConnection, command: Buffer, callback: () => void): void {
-  const h = (this._server as WithHandlers)[HANDLERS];
-  if (!h) return libraryRcpt.call(this, command, callback);
-  if (!this.session.envelope.mailFrom) return reply(this, replies.needMail, callback);
-  const cmd = parseRcpt(command, h.announced, (this.session as Session)[SMTPUTF8] === true);
-  if ('refused' in cmd) return refuse(this, h, 'RCPT', cmd, command, callback);
-  h.rcpt(cmd, this.session).then(
-    (ok) => {
-      // Every accepted recipient, duplicates included: LMTP answers DATA once per entry.
-      this.session.envelope.rcptTo.push({ address: cmd.address, args: false });
-      reply(this, ok, callback);
-    },
-    (err) => fail(this, err, callback),
-  );
-};
+  SMTPConnection.prototype.handler_RCPT = function handleRcpt(this: SMTPConnection, command: Buffer, callback: () => void): void {
+    const h = (this._server as WithHandlers)[HANDLERS];
+    if (!h) return libraryRcpt.call(this, command, callback);
+    if (!this.session.envelope.mailFrom) return reply(this, replies.needMail, callback);
+    const cmd = parseRcpt(command, h.announced, (this.session as Session)[SMTPUTF8] === true);
+    if ('refused' in cmd) return refuse(this, h, 'RCPT', cmd, command, callback);
+    h.rcpt(cmd, this.session).then(
+      (ok) => {
+        // Every accepted recipient, duplicates included: LMTP answers DATA once per entry.
+        this.session.envelope.rcptTo.push({ address: cmd.address, args: false });
+        reply(this, ok, callback);
+      },
+      (err) => fail(this, err, callback),
+    );
+  };
+}
 
 function refuse(conn: SMTPConnection, h: EnvelopeHandlers, verb: 'MAIL' | 'RCPT', refusal: Refusal, command: Buffer, callback: () => void): void {
   h.refused(verb, refusal, command.toString('utf8'), conn.session);

@@ -26,17 +26,15 @@
  * Different: the pieces between escape dots are written in one turn of the event loop, not one
  * turn each; a chunk is at most what the socket delivered, so the buffering stays as bounded.
  *
- * Fails at load if smtp-server is not the version reviewed or lacks the members used here: this
- * replaces a private method, so a new version must be read again before it is let in.
+ * Refuses to install (./index.ts checks the version first) if smtp-server lacks the members used
+ * here: this replaces a private method, so a new version must be read again before it is let in.
  * Remove when smtp-server's own parser costs about as little (bench --profile tells).
  */
-import { version as smtpServerVersion } from 'smtp-server/package.json';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream';
 import type { SMTPServerDataStream } from 'smtp-server';
 
 type Done = (err?: Error | null) => void;
 
-const REVIEWED_VERSION = '3.21.6';
 /** What the library holds back at each chunk end; the same, so byteLength moves in the same steps. */
 const HELD_BACK_BYTES = 4;
 const CR = 0x0d;
@@ -157,14 +155,16 @@ function assertReviewedShape(): void {
   const proto = SMTPStream.prototype;
   const probe = new SMTPStream();
   const missing = [
-    ...(smtpServerVersion === REVIEWED_VERSION ? [] : [`version ${REVIEWED_VERSION} (found ${smtpServerVersion})`]),
     ...(['_feedDataStream', '_countDataBytes', '_endDataMode'] as const).filter((m) => typeof proto[m] !== 'function').map((m) => `method ${m}`),
     ...(['_lastBytes', '_atDataStart', '_dataStream'] as const).filter((f) => !(f in probe)).map((f) => `field ${f}`),
   ];
   if (missing.length > 0) {
-    throw new Error(`smtp-server differs from what src/listener/data-phase.ts was reviewed against; missing ${missing.join(', ')}`);
+    throw new Error(`smtp-server differs from what src/listener/smtp-server/data-phase.ts was reviewed against; missing ${missing.join(', ')}`);
   }
 }
 
-assertReviewedShape();
-SMTPStream.prototype._feedDataStream = feedDataStream;
+/** Called once by ./index.ts, after the version gate. */
+export function installDataPhase(): void {
+  assertReviewedShape();
+  SMTPStream.prototype._feedDataStream = feedDataStream;
+}

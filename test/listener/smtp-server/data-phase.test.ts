@@ -8,10 +8,11 @@ import { PassThrough, type Readable } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
 import type { SMTPServerDataStream } from 'smtp-server';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream';
-import { feedDataStream } from '../../src/listener/data-phase';
-import { startSink } from '../helpers/sink';
-import { startHarness } from '../helpers/postseal';
-import { TestClient } from '../helpers/smtp-client';
+import '../../../src/listener/smtp-server';
+import { feedDataStream } from '../../../src/listener/smtp-server/data-phase';
+import { startSink } from '../../helpers/sink';
+import { startHarness } from '../../helpers/postseal';
+import { TestClient } from '../../helpers/smtp-client';
 
 type Feed = SMTPStream['_feedDataStream'];
 
@@ -284,7 +285,7 @@ describe('DATA phase parser: loading', () => {
   it('refuses to load against another smtp-server version', () => {
     jest.isolateModules(() => {
       jest.doMock('smtp-server/package.json', () => ({ version: '3.22.0' }));
-      expect(() => require('../../src/listener/data-phase')).toThrow(/3\.21\.6 \(found 3\.22\.0\)/);
+      expect(() => require('../../../src/listener/smtp-server')).toThrow(/3\.21\.6 \(found 3\.22\.0\)/);
       jest.dontMock('smtp-server/package.json');
     });
   });

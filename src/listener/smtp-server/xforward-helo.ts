@@ -11,15 +11,17 @@
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 
-const original = SMTPConnection.prototype.handler_XFORWARD;
-
-SMTPConnection.prototype.handler_XFORWARD = function keepEhloName(this: SMTPConnection, command: Buffer, callback: () => void): void {
-  const ehloName = this.hostNameAppearsAs;
-  original.call(this, command, () => {
-    if (!this.hostNameAppearsAs && ehloName) {
-      this.hostNameAppearsAs = ehloName;
-      this.session.hostNameAppearsAs = ehloName;
-    }
-    callback();
-  });
-};
+/** Called once by ./index.ts, after the version gate. */
+export function installXforwardHelo(): void {
+  const original = SMTPConnection.prototype.handler_XFORWARD;
+  SMTPConnection.prototype.handler_XFORWARD = function keepEhloName(this: SMTPConnection, command: Buffer, callback: () => void): void {
+    const ehloName = this.hostNameAppearsAs;
+    original.call(this, command, () => {
+      if (!this.hostNameAppearsAs && ehloName) {
+        this.hostNameAppearsAs = ehloName;
+        this.session.hostNameAppearsAs = ehloName;
+      }
+      callback();
+    });
+  };
+}

@@ -1,8 +1,8 @@
 import { SMTPServer } from 'smtp-server';
-import { sessionIdsWithoutRandomCalls } from '../../src/listener/session-id';
-import { startHarness } from '../helpers/postseal';
-import { startSink } from '../helpers/sink';
-import { TestClient } from '../helpers/smtp-client';
+import { sessionIdsWithoutRandomCalls } from '../../../src/listener/smtp-server/session-id';
+import { startHarness } from '../../helpers/postseal';
+import { startSink } from '../../helpers/sink';
+import { TestClient } from '../../helpers/smtp-client';
 
 const msg = 'From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';
 /** smtp-server's own form: 16 lowercase base32 digits. */

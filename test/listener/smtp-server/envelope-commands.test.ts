@@ -4,9 +4,9 @@
  * its enhanced status code. Each case here bounced or was rewritten before postseal read
  * these commands itself.
  */
-import { startHarness, type Harness } from '../helpers/postseal';
-import { startScriptedServer } from '../helpers/scripted-server';
-import { TestClient } from '../helpers/smtp-client';
+import { startHarness, type Harness } from '../../helpers/postseal';
+import { startScriptedServer } from '../../helpers/scripted-server';
+import { TestClient } from '../../helpers/smtp-client';
 
 const EHLO = '250-downstream\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN';
 const MSG = 'From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';

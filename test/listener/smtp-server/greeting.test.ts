@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { greetWithoutPause } from '../../src/listener/greeting';
-import { startHarness } from '../helpers/postseal';
-import { startSink } from '../helpers/sink';
+import { greetWithoutPause } from '../../../src/listener/smtp-server/greeting';
+import { startHarness } from '../../helpers/postseal';
+import { startSink } from '../../helpers/sink';
 
 /** Milliseconds from connect to the greeting, and everything the server sent in `watchMs`. */
 async function greeting(port: number, watchMs: number): Promise<{ ms: number; text: string }> {
