@@ -162,7 +162,7 @@ export function formatAuthResults(authservId: string, infos: readonly string[]):
 }
 
 function comparableId(id: string): string {
-  return id.toLowerCase().replace(/\.+$/, '');
+  return id.trim().toLowerCase().replace(/\.+$/, '');
 }
 
 /** The authserv-id of an A-R field value: the first token or quoted-string after CFWS. */
@@ -194,16 +194,18 @@ export function authservIdOf(value: string): string | null {
 }
 
 /**
- * Removes every A-R field that carries our authserv-id; foreign ones stay. Compared as domain
- * names are: case-insensitive and without a trailing dot ("MX.example.com." is ours too, or
- * a forgery spelt so would survive and be read as our verdict).
+ * Removes every A-R field that carries our authserv-id, and every one whose authserv-id cannot
+ * be read (an unclosed comment, nothing but CFWS); foreign ones stay. Compared as domain names
+ * are: case-insensitive, without surrounding space and a trailing dot ("MX.example.com." and
+ * " mx.example.com" are ours too, or a forgery spelt so would survive and be read as our verdict).
  */
 export function removeOwnAuthResults(message: Message, authservId: string): { message: Message; removed: number } {
   const ours = comparableId(authservId);
   const keep = message.fields.filter((f) => {
     if (f.key !== 'authentication-results') return true;
     const id = authservIdOf(Message.value(f));
-    return id === null || comparableId(id) !== ours;
+    // A field whose authserv-id cannot be read may be read as ours by a lenient reader: it goes too.
+    return id !== null && comparableId(id) !== ours;
   });
   const removed = message.fields.length - keep.length;
   return { message: removed ? message.withFields(keep) : message, removed };

@@ -23,24 +23,59 @@ export function authorOf(from: HeaderField): Author | null {
   return first;
 }
 
+/** A From field longer than this is not parsed: real ones are a few hundred bytes. */
+export const MAX_FROM_FIELD_BYTES = 16384;
+
+export interface AuthorDomains {
+  /** Each domain once, lower-case A-labels, in order; at most `limit` + 1 of them. */
+  readonly domains: string[];
+  /** Why the From fields cannot be read reliably (an address without a domain beside an "@", too long); null when they can. */
+  readonly unparseable: string | null;
+}
+
 /**
  * Every author domain of a message (RFC 7489 6.6.1): the domains of all addresses in all From
- * fields, groups opened, lower-case A-labels, each once, in order. `unusable` counts addresses
- * with no domain this can read; a sender cannot hide a domain from DMARC behind a second From
- * field, a second address or a group, as each one is here.
+ * fields, groups opened. A sender cannot hide a domain from DMARC behind a second From field,
+ * a second address or a group, as each one is here; nor behind syntax that this parser and a
+ * mail reader read differently: every <...@domain> outside quoted strings and comments counts
+ * too, and a field with an "@" that yields an address without a domain is `unparseable`
+ * ("ceo@paypal.com>", "ceo@paypal.com <x>"), which the dmarc stage refuses to pass.
+ * Stops collecting after `limit` + 1 distinct domains, so a huge field costs no more.
  */
-export function authorDomains(message: Message): { domains: string[]; unusable: number } {
-  const domains: string[] = [];
-  let unusable = 0;
+export function authorDomains(message: Message, limit: number): AuthorDomains {
+  const domains = new Set<string>();
+  let unparseable: string | null = null;
+  const add = (domain: string) => {
+    if (domains.size <= limit) domains.add(domain);
+  };
   for (const from of message.get('from')) {
-    const value = Buffer.from(Message.value(from), 'latin1').toString('utf8');
+    const raw = Message.value(from);
+    if (raw.length > MAX_FROM_FIELD_BYTES) {
+      unparseable ??= `From field of ${raw.length} bytes`;
+      continue;
+    }
+    const value = Buffer.from(raw, 'latin1').toString('utf8');
+    let withoutDomain = 0;
     for (const a of addressparser(value, { flatten: true })) {
       const parsed = splitAddress(a.address ?? '');
-      if (!parsed) unusable++;
-      else if (!domains.includes(parsed.domain)) domains.push(parsed.domain);
+      if (parsed) add(parsed.domain);
+      else withoutDomain++;
+      if (domains.size > limit) break;
     }
+    const bare = withoutQuotesAndComments(value);
+    for (const m of bare.matchAll(/<([^<>]*@[^<>]*)>/g)) {
+      const parsed = splitAddress(m[1].trim());
+      if (parsed) add(parsed.domain);
+      else withoutDomain++;
+    }
+    if (withoutDomain > 0 && bare.includes('@')) unparseable ??= `From field not understood: ${value.slice(0, 80)}`;
   }
-  return { domains, unusable };
+  return { domains: [...domains], unparseable };
+}
+
+/** The field text with quoted strings and comments (one level, as written in practice) taken out. */
+function withoutQuotesAndComments(value: string): string {
+  return value.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
 }
 
 /** local@domain with the domain as a lower-case A-label; null without a valid domain. */

@@ -58,6 +58,8 @@ export function createPipeline(
           findings.push(...outcome.findings);
           if (outcome.message && outcome.message !== tx.message) {
             if (outcome.message.spool !== tx.message.spool) spools.push(outcome.message.spool);
+            // A rewrite whose header was not parsed whole would let later stages (dkim-sign) read fields as body.
+            if (!outcome.message.headerComplete) throw new PostsealError('STAGE_FAILED', `stage ${stage.id} made a message whose header section was not parsed whole`);
             tx.message = outcome.message;
           }
           const next = outcome.bank === undefined ? undefined : otherBank(outcome.bank);

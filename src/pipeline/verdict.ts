@@ -41,6 +41,7 @@ const rules: Partial<Record<FindingCode, Rule>> = {
   DMARC_FAIL_REJECT: (b, f) => rejectIf(b.dmarc.onReject === 'reject', withText(replies.dmarcRejected, `${replies.dmarcRejected.text} ${printable(f.detail)}`)),
   // A message naming more author domains than are evaluated may hide a p=reject one among them.
   DMARC_TOO_MANY_AUTHORS: (b, f) => rejectIf(b.dmarc.onReject === 'reject', withText(replies.dmarcRejected, `${replies.dmarcRejected.text}: ${printable(f.detail)}`)),
+  DMARC_FROM_UNPARSEABLE: (b, f) => rejectIf(b.dmarc.onReject === 'reject', withText(replies.dmarcRejected, `${replies.dmarcRejected.text}: ${printable(f.detail)}`)),
   DMARC_TEMPERROR_ENFORCING: (b, f) =>
     b.dmarc.onTempError === 'tempfail' ? { action: 'tempfail', reply: withText(replies.dmarcTempfail, `${replies.dmarcTempfail.text} (${printable(f.detail)})`) } : null,
 };

@@ -51,6 +51,11 @@ export class DownstreamTransaction {
       // A refused XFORWARD only loses the original client's details, never the mail.
       if (!isSuccess(r)) break;
     }
+    // UTF-8 addresses to a server without SMTPUTF8 would be refused for good (553): tempfail instead.
+    if (mail.smtputf8 && !conn.extensions.has('SMTPUTF8')) {
+      pool.release(conn, false);
+      throw new PostsealError('REINJECT_PROTOCOL', `downstream ${conn.label} does not offer SMTPUTF8, which this message needs (smtputf8_enable = yes on the reinjection smtpd)`);
+    }
     const reply = await conn.command(mailCommand(mail, conn.extensions), timeout);
     if (!isSuccess(reply)) {
       pool.release(conn, true);

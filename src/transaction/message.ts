@@ -112,8 +112,9 @@ function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; 
   const whole = head.length >= totalSize;
   while (pos < head.length) {
     const nl = head.indexOf(0x0a, pos);
-    // A last line cut by the head limit may be a field: the header did not end within the head.
-    if (nl < 0 && !whole) return { fields, separator: Buffer.alloc(0), bodyOffset: pos, complete: false };
+    // A last line cut by the head limit may be a field (or a field's continuation): then the
+    // header did not end within the head. One that cannot become a field starts the body.
+    if (nl < 0 && !whole && mayBeField(head.subarray(pos), current !== null)) return { fields, separator: Buffer.alloc(0), bodyOffset: pos, complete: false };
     const end = nl < 0 ? head.length : nl + 1;
     const line = head.subarray(pos, end);
     const isBlank = line.length <= 2 && (line[0] === 0x0a || (line[0] === 0x0d && line[1] === 0x0a));
@@ -138,4 +139,12 @@ function parseHeader(head: Buffer, totalSize: number): { fields: HeaderField[]; 
   }
   close(pos);
   return { fields, separator: Buffer.alloc(0), bodyOffset: pos, complete: whole };
+}
+
+/** Whether a line of which only `start` was read can still be a header field, a continuation or the empty line. */
+function mayBeField(start: Buffer, inField: boolean): boolean {
+  if (inField && (start[0] === 0x20 || start[0] === 0x09)) return true;
+  if (start.length === 1 && start[0] === 0x0d) return true;
+  const text = start.subarray(0, 1000).toString('latin1');
+  return FIELD_START.test(text) || /^[\x21-\x39\x3b-\x7e]*[ \t]*$/.test(text);
 }

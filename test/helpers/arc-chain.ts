@@ -45,6 +45,8 @@ export interface HandSealOptions {
   readonly sealTags?: (tags: string) => string;
   /** Replaces the AMS bh= value. */
   readonly bodyHash?: string;
+  /** Adds l= with the canonical body length, so that text appended later is not signed. */
+  readonly bodyLength?: boolean;
 }
 
 /** Set i=1 (cv=none) over a message without a chain, made by hand. */
@@ -59,7 +61,7 @@ export function handSeal(message: Buffer, opts: HandSealOptions = {}): Buffer {
   const aar = 'ARC-Authentication-Results: i=1; lists.example.org; spf=pass smtp.mailfrom=alice@example.com\r\n';
   const names = ['from', 'to', 'subject', 'date', 'message-id'].filter((n) => fields.some((f) => nameOf(f) === n));
   const bh = opts.bodyHash ?? createHash('sha256').update(canonBody(body, bc), 'latin1').digest('base64');
-  const cTag = opts.cTag === undefined ? `c=${canon}; ` : opts.cTag === null ? '' : `c=${opts.cTag}; `;
+  const cTag = (opts.cTag === undefined ? `c=${canon}; ` : opts.cTag === null ? '' : `c=${opts.cTag}; `) + (opts.bodyLength ? `l=${Buffer.byteLength(canonBody(body, bc), 'latin1')}; ` : '');
   const amsUnsigned = `ARC-Message-Signature: i=1; a=rsa-sha256; ${cTag}d=${ARC_DOMAIN}; s=${ARC_SELECTOR};\r\n\th=${names.join(':')};\r\n\tbh=${bh};\r\n\tb=`;
   const picked = names.map((n) => [...fields].reverse().find((f) => nameOf(f) === n)!);
   const amsData = picked.map((f) => canonHeader(f, hc)).join('') + canonHeader(amsUnsigned, hc).replace(/\r\n$/, '');

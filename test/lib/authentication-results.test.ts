@@ -26,6 +26,13 @@ test('an A-R field whose authserv-id has a trailing dot is ours too, and is remo
   expect(message.headerBytes().toString()).toBe('Authentication-Results: mx.example.org.x; spf=pass\r\n\r\n');
 });
 
+test('A-R fields with our authserv-id quoted with spaces, or with no readable authserv-id, are removed', () => {
+  const raw = 'Authentication-Results: " mx.example.org"; dmarc=pass\r\nAuthentication-Results: "mx.example.org "; dkim=pass\r\nAuthentication-Results: (c mx.example.org; spf=pass\r\nAuthentication-Results: other.example; spf=pass\r\n\r\nbody\r\n';
+  const { message, removed } = removeOwnAuthResults(Message.parse(memorySpool(Buffer.from(raw))), 'mx.example.org');
+  expect(removed).toBe(3);
+  expect(message.headerBytes().toString()).toBe('Authentication-Results: other.example; spf=pass\r\n\r\n');
+});
+
 test('property values that are not tokens are quoted (RFC 8601 2.2)', () => {
   expect(pvalue('example.com')).toBe('example.com');
   expect(pvalue('user@example.com')).toBe('user@example.com');

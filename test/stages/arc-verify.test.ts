@@ -23,9 +23,9 @@ afterAll(() => dns.close());
 
 const original = corpusMessage('relaxed-relaxed.eml');
 
-async function arcOf(message: Buffer) {
+async function arcOf(message: Buffer, bank: Record<string, unknown> = {}) {
   const tx = testTransaction(message);
-  const outcome = await createArcVerifyStage(loadTestBank({}), testStageDeps(auth)).run(tx, new AbortController().signal);
+  const outcome = await createArcVerifyStage(loadTestBank(bank), testStageDeps(auth)).run(tx, new AbortController().signal);
   return { ...auth.board.of(tx).arc!, findings: outcome.findings };
 }
 
@@ -43,6 +43,14 @@ test('an Ed25519 set made by mailauth on top of an RSA set passes', async () => 
 
 test('a hand-made set with every tag as RFC 8617 writes it passes (the helper is sound)', async () => {
   expect(await arcOf(handSeal(original))).toMatchObject({ result: 'pass', instance: 1 });
+});
+
+test('text appended after the newest AMS l= fails the chain, unless dkimVerify.partialBody is pass', async () => {
+  const sealed = handSeal(original, { bodyLength: true });
+  const appended = Buffer.concat([sealed, Buffer.from('Click here: http://evil.example/\r\n')]);
+  expect((await arcOf(sealed)).result).toBe('pass');
+  expect(await arcOf(appended)).toMatchObject({ result: 'fail', comment: expect.stringMatching(/l= leaves \d+ body bytes unsigned/) });
+  expect((await arcOf(appended, { dkimVerify: { partialBody: 'pass' } })).result).toBe('pass');
 });
 
 test('mail without ARC fields is arc=none', async () => {

@@ -37,6 +37,13 @@ describe('Message', () => {
     expect(whole.get('from')).toHaveLength(1);
   });
 
+  it('is complete when the line cut by the head cannot be a field: the body starts there', () => {
+    const m = Message.parse(memorySpool(Buffer.from(`A: 1\r\n<html> ${'x'.repeat(100)}\r\n`), 20));
+    expect(m.headerComplete).toBe(true);
+    expect(m.fields.map((f) => f.name)).toEqual(['A']);
+    expect(m.bodyOffset).toBe(6);
+  });
+
   it('is complete for a header-only message held whole, and when a non-field line ends the header', () => {
     expect(Message.parse(memorySpool(Buffer.from('A: 1\r\nB: 2'))).headerComplete).toBe(true);
     const m = Message.parse(memorySpool(Buffer.from('A: 1\r\nnot a field\r\nB: 2\r\n'), 20));

@@ -30,6 +30,8 @@ export interface ArcVerifyOptions {
   readonly resolver: DnsResolver;
   readonly keys: DkimKeyCache;
   readonly minKeyBits: number;
+  /** dkimVerify.partialBody: an AMS l= that leaves body text unsigned fails unless this is pass. */
+  readonly partialBody: 'pass' | 'neutral';
   readonly signal: AbortSignal;
 }
 
@@ -43,6 +45,8 @@ export async function verifyChain(message: Message, sets: readonly ArcSet[], ams
   const request = { bodyCanon: ams.bodyCanon, hashAlgo: 'sha256' as const, ...(ams.bodyLength !== undefined ? { bodyLength: ams.bodyLength } : {}) };
   const body = (await hashBodies(message, [request], signal)).get(bodyKey(request))!;
   if (body.digest !== ams.bodyHash) return { result: 'fail', reason: `i=${n} AMS body hash mismatch` };
+  // Text appended after the AMS's l= limit is nobody's: as for DKIM, it is trusted only when the bank says so.
+  if (opts.partialBody !== 'pass' && body.total !== undefined && body.total > body.hashed) return { result: 'fail', reason: `i=${n} AMS l= leaves ${body.total - body.hashed} body bytes unsigned` };
 
   const lookups = new Map<string, Promise<DkimPublicKey>>();
   const key = (d: string, s: string, algo: 'rsa' | 'ed25519') => {

@@ -29,7 +29,7 @@ import { collectChain } from '../../lib/arc/chain';
 import { verifyChain } from '../../lib/arc/verify';
 
 export function createArcVerifyStage(bank: Bank, deps: StageDeps): Stage {
-  const { maxSignatures, minKeyBits } = bank.dkimVerify;
+  const { maxSignatures, minKeyBits, partialBody } = bank.dkimVerify;
   const { resolver, board, dkimKeys } = deps.auth;
   return {
     id: 'arc-verify',
@@ -43,7 +43,7 @@ export function createArcVerifyStage(bank: Bank, deps: StageDeps): Stage {
         outcome = { result: 'fail', instance: chain.instance, comment: chain.reason };
       } else {
         const n = chain.sets.length;
-        const verdict = await verifyChain(tx.message, chain.sets, chain.ams, { resolver, keys: dkimKeys, minKeyBits, signal });
+        const verdict = await verifyChain(tx.message, chain.sets, chain.ams, { resolver, keys: dkimKeys, minKeyBits, partialBody, signal });
         outcome = verdict.result === 'pass' ? { result: 'pass', instance: n, comment: `i=${n}` } : { result: 'fail', instance: n, comment: verdict.reason };
       }
       board.of(tx).arc = outcome;

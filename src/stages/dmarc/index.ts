@@ -12,7 +12,8 @@
  * Findings: DMARC_PASS, DMARC_NONE, DMARC_FAIL (policy none), DMARC_FAIL_QUARANTINE,
  * DMARC_FAIL_REJECT (detail "<policy domain> p=<policy>"), DMARC_TEMPERROR,
  * DMARC_TEMPERROR_ENFORCING (the policy is quarantine or reject), DMARC_NOT_CHECKED (no author
- * domain), DMARC_TOO_MANY_AUTHORS. The verdict applies dmarc.onReject / onTempError; with
+ * domain), DMARC_TOO_MANY_AUTHORS, DMARC_FROM_UNPARSEABLE (a From with an "@" that yields no
+ * domain: read differently by readers, so it fails closed). The verdict applies dmarc.onReject / onTempError; with
  * quarantine this stage adds X-Postseal-Quarantine. Each result goes to the DMARC result store;
  * Authentication-Results shows the strictest one.
  */
@@ -40,14 +41,15 @@ export function createDmarcStage(bank: Bank, deps: StageDeps): Stage {
     after: ['dkim-verify', 'spf', 'arc-verify'],
     async run(tx, signal) {
       const o = board.of(tx);
-      const { domains, unusable } = authorDomains(tx.message);
+      const { domains, unparseable } = authorDomains(tx.message, MAX_AUTHOR_DOMAINS);
+      // Fail closed: a From that may hide an author, or names too many, is treated as a p=reject failure.
+      if (unparseable) return unreadable(tx, o, cfg, deps, { code: 'DMARC_FROM_UNPARSEABLE', detail: unparseable }, domains[0] ?? '');
+      if (domains.length > MAX_AUTHOR_DOMAINS) {
+        return unreadable(tx, o, cfg, deps, { code: 'DMARC_TOO_MANY_AUTHORS', detail: `more than ${MAX_AUTHOR_DOMAINS} author domains (at most ${MAX_AUTHOR_DOMAINS} are evaluated)` }, domains[0]);
+      }
       if (domains.length === 0) {
         o.dmarc = { result: 'none', from: '', comment: 'no author domain' };
-        return { findings: [{ code: 'DMARC_NOT_CHECKED', detail: `${tx.message.get('from').length} From fields, ${unusable} unusable addresses` }] };
-      }
-      if (domains.length > MAX_AUTHOR_DOMAINS) {
-        o.dmarc = { result: 'permerror', from: domains[0], comment: `${domains.length} author domains` };
-        return { findings: [{ code: 'DMARC_TOO_MANY_AUTHORS', detail: `${domains.length} author domains, at most ${MAX_AUTHOR_DOMAINS} are evaluated` }] };
+        return { findings: [{ code: 'DMARC_NOT_CHECKED', detail: `${tx.message.get('from').length} From fields without an address` }] };
       }
       const findings: Finding[] = [];
       let strictest: DmarcOutcome | undefined;
@@ -66,6 +68,13 @@ export function createDmarcStage(bank: Bank, deps: StageDeps): Stage {
       return { findings, message: tx.message.prepend({ name: QUARANTINE_FIELD, value: `DMARC policy ${quarantine} (${deps.authservId})` }) };
     },
   };
+}
+
+/** DMARC_FROM_UNPARSEABLE and DMARC_TOO_MANY_AUTHORS: permerror, and handled as onReject says (the verdict rejects, or quarantined here). */
+function unreadable(tx: Readonly<Transaction>, o: AuthOutcomes, cfg: Bank['dmarc'], deps: StageDeps, finding: Finding, from: string) {
+  o.dmarc = { result: 'permerror', from, comment: finding.detail };
+  if (cfg.onReject !== 'quarantine') return { findings: [finding] };
+  return { findings: [finding], message: tx.message.prepend({ name: QUARANTINE_FIELD, value: `DMARC ${finding.detail ?? ''} (${deps.authservId})`.replace(/[\r\n]+/g, ' ') }) };
 }
 
 async function evaluate(domain: string, o: AuthOutcomes, deps: StageDeps, signal: AbortSignal): Promise<DmarcOutcome> {

@@ -55,7 +55,7 @@ export function createHeaderSanityStage(bank: Bank, deps: StageDeps): Stage {
         return (fixNul && p.nul) || (fix8 && p.eightBit) || (fixLong && p.longLine) ? rewriteField(f, fixNul) : f;
       });
       let fixed = msg.withFields(fields);
-      if (fixNul && body.nul) fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, maxSizeBytes: Infinity, signal }));
+      if (fixNul && body.nul) fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
       const what = [fixNul && 'nul removed', fix8 && '8-bit fields encoded', fixLong && 'long header lines folded'].filter(Boolean);
       findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
       return { findings, message: fixed };

@@ -67,7 +67,8 @@ export function createSevenBitStage(bank: Bank, deps: StageDeps): Stage {
             }
           })(),
         ),
-        { ...deps.spool, maxSizeBytes: Infinity, signal },
+        // The whole new header in the head, however close the old one came to the limit.
+        { ...deps.spool, headBytes: header.length + 1, maxSizeBytes: Infinity, signal },
       );
       return { findings, message: Message.parse(spool) };
     },

@@ -128,6 +128,22 @@ describe('MAIL and RCPT passed downstream as written', () => {
   });
 });
 
+describe('a downstream without SMTPUTF8', () => {
+  it('gets no SMTPUTF8 mail: the upstream hears 451 at MAIL (Postfix retries), never a 553 bounce', async () => {
+    const down = await startScriptedServer({ EHLO: '250-downstream\r\n250-8BITMIME\r\n250 DSN' });
+    const h = await startHarness({ forwardPort: down.port });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    await c.cmd('EHLO client.example');
+    const r = await c.cmd('MAIL FROM:<jörg@münchen.example> SMTPUTF8');
+    await c.quit();
+    await h.close();
+    await down.close();
+    expect(r.code).toBe(451);
+    expect(r.text).toMatch(/^4\.4\.0 .*SMTPUTF8/);
+    expect(down.commands.filter((l) => l.startsWith('MAIL'))).toEqual([]);
+  });
+});
+
 describe('EHLO keywords a bank hides', () => {
   it('announces no SIZE at all when SIZE is discarded, checks no SIZE= at MAIL, and still enforces the limit after the dot', async () => {
     const down = await startScriptedServer({ EHLO });
