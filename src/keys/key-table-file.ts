@@ -13,7 +13,7 @@
  * Fails with CFG_KEY_TABLE_LOCKED (another activation runs); file system errors pass through.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { PostsealError } from '../errors';
 import { isProcessAlive } from '../lib/process-alive';
@@ -59,7 +59,13 @@ function syncDir(dir: string): void {
   }
 }
 
-/** Takes the lock next to the key table; the returned function releases it. */
+/**
+ * Takes the lock next to the key table; the returned function releases it. A lock left by an
+ * activation that died is taken over under a second, short-lived lock (`.lock.takeover`), so
+ * two activations that both find it stale cannot both remove it: the one that loses the race
+ * for the takeover lock is refused, and the winner removes the stale lock only if it still
+ * names the dead process.
+ */
 export function lockKeyTable(keyTableFile: string): () => void {
   const lock = `${keyTableFile}.lock`;
   for (let attempt = 0; ; attempt++) {
@@ -74,13 +80,25 @@ export function lockKeyTable(keyTableFile: string): () => void {
       if (fresh || (holder !== null && isProcessAlive(holder))) {
         throw new PostsealError('CFG_KEY_TABLE_LOCKED', `${lock}: another postseal keys activate (pid ${holder ?? 'unknown'}) is changing ${keyTableFile}; wait for it to finish and run this one again`);
       }
-      // Left by an activation that died: take it over (once; a second EEXIST means a live race).
-      try {
-        unlinkSync(lock);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
+      takeOverStale(lock, holder);
     }
+  }
+}
+
+function takeOverStale(lock: string, deadHolder: number | null): void {
+  const takeover = `${lock}.takeover`;
+  // A takeover lock is held for microseconds; one older than a minute was left by a crash.
+  if (Date.now() - mtimeOf(takeover) > 60_000) rmSync(takeover, { force: true });
+  try {
+    writeFileSync(takeover, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    throw lockError(err, lock);
+  }
+  try {
+    // Removed only if it is still the stale lock we judged: another activation may have replaced it.
+    if (readHolder(lock) === deadHolder) rmSync(lock, { force: true });
+  } finally {
+    rmSync(takeover, { force: true });
   }
 }
 

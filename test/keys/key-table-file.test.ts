@@ -101,4 +101,12 @@ describe('the key table lock', () => {
     expect(readFileSync(`${file}.lock`, 'utf8')).toBe(`${process.pid}\n`);
     release();
   });
+  it('a stale lock is not taken over while another activation is taking it over (no two holders)', () => {
+    const { file } = table();
+    const gone = spawnSync('true').pid;
+    writeFileSync(`${file}.lock`, `${gone}\n`);
+    writeFileSync(`${file}.lock.takeover`, '1\n');
+    expect(() => lockKeyTable(file)).toThrow(expect.objectContaining({ code: 'CFG_KEY_TABLE_LOCKED' }));
+    expect(readFileSync(`${file}.lock`, 'utf8')).toBe(`${gone}\n`);
+  });
 });
