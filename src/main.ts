@@ -1,38 +1,37 @@
 /**
- * Start-up and wiring (STYLE.md §10): builds each bank's pipeline and downstream pool from
- * a loaded config, starts one listener per port, and on reload swaps banks between
- * transactions (restarting only listeners whose socket or EHLO settings changed). Start and
- * reload first run config/preflight.ts (spool folder, forward loops), logging its warnings.
- * Signals are wired by the `start` command, not here, so tests run several instances in one process.
+ * Start-up and wiring (STYLE.md §10, docs/architecture.md "Lifecycle"): the dependencies that
+ * outlive a reload (the resolver and its cache, the DMARC result store) are made once; each
+ * bank gets its pipeline (stages from stages/registry.ts) and downstream pool; the services
+ * (the SMTP listeners, then the side services) start in order, reload together on SIGHUP and
+ * close in reverse on SIGTERM. Start and reload first run config/preflight.ts (spool folder,
+ * forward loops), logging its warnings. Signals are wired by the `start` command, not here,
+ * so tests run several instances in one process.
  */
-import type { Bank } from './config/bank-schema';
-import type { ListenerConfig } from './config/main-schema';
-import type { LoadedConfig } from './config/load';
+import type { MainConfig } from './config/main-schema';
 import { preflight } from './config/preflight';
-import { startListener, type Listener } from './listener/listener';
-import type { SessionContext } from './listener/session';
 import { PostsealError } from './errors';
-import { createAuthDeps } from './lib/authentication-results';
+import { DkimKeyCache } from './lib/dkim/public-keys';
+import { createDnsResolver } from './lib/dns';
 import type { Logger } from './lib/log';
-import { createPipeline } from './pipeline/runner';
+import type { Listener } from './listener/listener';
+import { createSmtpService } from './listener/service';
+import type { SessionContext } from './listener/session';
+import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
-import { stageFactories } from './stages';
+import { closeAll, startAll, type Service } from './services/service';
+import { buildStageDeps, type LoadedConfig, type SharedDeps } from './setup';
+import { stageRegistry } from './stages/registry';
+import { MemoryDmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
 
 export interface Postseal {
   readonly listeners: readonly Listener[];
   /** Port of the listener for a bank (first match), for tests and tools. */
   portOf(bank: string): number;
-  /** Applies a newly loaded config; throws (keeping the running one) if it cannot start. */
+  /** Applies a newly loaded config to every service; throws (keeping the running one) if it cannot. */
   reload(config: LoadedConfig): Promise<void>;
-  /** Drains: stops accepting, finishes mail in flight within shutdownGraceMs, closes pools. */
+  /** Drains: stops accepting, finishes mail in flight within shutdownGraceMs, closes everything. */
   close(): Promise<void>;
-}
-
-interface Running {
-  config: LoadedConfig;
-  contexts: Map<string, SessionContext>;
-  listeners: Listener[];
 }
 
 export interface StartOptions {
@@ -44,76 +43,60 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   await checkConfig(config, log, opts.logWarnings ?? true);
   const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
-  const running: Running = { config, contexts: buildContexts(config, log), listeners: [] };
-  try {
-    for (const l of config.main.listeners) running.listeners.push(await startListener(l, () => running.contexts.get(l.bank)!));
-  } catch (err) {
-    await Promise.all(running.listeners.map((l) => l.close()));
-    await closePools(running.contexts);
-    throw err;
-  }
+  let shared = sharedDeps(config.main.dns);
+  let dns = JSON.stringify(config.main.dns);
+  // `shared` is read when contexts are built, so a reload gets the resolver it made.
+  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log), close: closePools }, log);
+  const services: Service[] = [smtp];
+  await startAll(services);
   return {
     get listeners() {
-      return running.listeners;
+      return smtp.listeners;
     },
-    portOf(bank) {
-      const l = running.listeners.find((x) => x.config.bank === bank);
-      if (!l) throw new Error(`no listener for bank ${bank}`);
-      return l.port;
-    },
+    portOf: (bank) => smtp.portOf(bank),
     async reload(next) {
       await checkConfig(next, log, opts.logWarnings ?? true);
-      const contexts = buildContexts(next, log);
-      const oldContexts = running.contexts;
-      const keep = new Map<string, Listener>();
-      for (const l of running.listeners) keep.set(listenerKey(l.config, oldContexts.get(l.config.bank)!.bank), l);
-      const wanted = next.main.listeners.map((l) => ({ l, key: listenerKey(l, contexts.get(l.bank)!.bank) }));
-      const stays = new Set(wanted.map((w) => w.key));
-      // A changed listener gives up its port before its successor binds it.
-      await Promise.all([...keep].filter(([key]) => !stays.has(key)).map(([, l]) => l.close()));
-      running.contexts = contexts;
-      running.config = next;
-      const listeners: Listener[] = [];
-      for (const { l, key } of wanted) listeners.push(keep.get(key) ?? (await startListener(l, () => running.contexts.get(l.bank)!)));
-      running.listeners = listeners;
-      // Transactions that began before the reload finish on the old pools' connections.
-      setTimeout(() => void closePools(oldContexts), 1000).unref();
+      // The resolver and its cache stay unless its settings changed; the results store always stays.
+      if (JSON.stringify(next.main.dns) !== dns) {
+        shared = { ...sharedDeps(next.main.dns), dmarcStore: shared.dmarcStore };
+        dns = JSON.stringify(next.main.dns);
+      }
+      for (const s of services) await s.reload(next);
       log.info({ file: next.file }, 'configuration reloaded');
     },
-    async close() {
-      await Promise.all(running.listeners.map((l) => l.close()));
-      await closePools(running.contexts);
-    },
+    close: () => closeAll(services),
   };
+}
+
+function sharedDeps(dns: MainConfig['dns']): SharedDeps {
+  return { resolver: createDnsResolver(dns), dmarcStore: new MemoryDmarcResultStore() };
 }
 
 /** Spool folder and forward loops (config/preflight.ts); throws, refusing the start or the reload. */
 async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boolean): Promise<void> {
+  checkSignerBanks(config);
   const warnings = await preflight(config);
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 
-function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionContext> {
+function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
-  const spool = { dir: config.main.spool.dir, memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes };
-  // One resolver (and its cache) for every bank of this configuration.
-  const auth = createAuthDeps(config.main.dns);
-  checkSignerBanks(config);
+  const pipelines = new Map<string, Pipeline>();
+  // DKIM keys parsed once per record for every bank of this configuration.
+  const dkimKeys = new DkimKeyCache();
   for (const [name, bank] of config.banks) {
     const bankLog = log.child({ bank: name });
+    const deps = buildStageDeps(config, shared, name, bankLog, dkimKeys);
+    const pipeline = createPipeline(name, bank, stageRegistry, deps, (other) => pipelines.get(other));
+    pipelines.set(name, pipeline);
     contexts.set(name, {
       bank,
       hostname: config.hostname,
       log: bankLog,
       trustedNetworks: config.trustedNetworks,
       pool: new DownstreamPool(bank.forward, bank.forward.heloName || config.hostname, bankLog),
-      pipeline: createPipeline(
-        bank,
-        { hostname: config.hostname, authservId: config.authservId, bankName: name, log: bankLog, spool, keys: config.keys, auth },
-        stageFactories,
-        (other) => contexts.get(other)?.pipeline,
-      ),
-      spool,
+      pipeline,
+      spool: deps.spool,
       shutdownGraceMs: config.main.shutdownGraceMs,
     });
   }
@@ -123,16 +106,11 @@ function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionCo
 /** A signer-based bank that does not exist would be noticed only when such mail arrives. */
 function checkSignerBanks(config: LoadedConfig): void {
   for (const [name, bank] of config.banks) {
-    for (const m of bank.dkimVerify.signerBanks) {
+    const signerBanks = (bank.dkimVerify as { signerBanks?: readonly { signer: string; bank: string }[] } | undefined)?.signerBanks ?? [];
+    for (const m of signerBanks) {
       if (!config.banks.has(m.bank)) throw new PostsealError('CFG_BANK_MISSING', `bank "${name}": /dkimVerify/signerBanks: bank "${m.bank}" (for signer ${m.signer}) has no file; create ${m.bank}.yaml`);
     }
   }
-}
-
-/** What a running listener was started with; equal keys mean the listener can stay. */
-function listenerKey(l: ListenerConfig, bank: Bank): string {
-  const { greetingBanner, discardEhloKeywords, maxMessageSizeBytes, timeouts } = bank;
-  return JSON.stringify([l, greetingBanner, discardEhloKeywords, maxMessageSizeBytes, timeouts.socketIdleTimeoutMs]);
 }
 
 async function closePools(contexts: Map<string, SessionContext>): Promise<void> {

@@ -2,7 +2,8 @@
  * Option parsing shared by the subcommands (node:util parseArgs), with one usage-error path.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { builtinConfigFile, loadConfig, type LoadedConfig } from '../config/load';
+import { loadConfig, type LoadedConfig } from '../setup';
+import { builtinConfigFile } from '../config/load';
 import { isPostsealError } from '../errors';
 
 export class UsageError extends Error {}

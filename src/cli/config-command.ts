@@ -6,13 +6,15 @@
  */
 import YAML from 'yaml';
 import { configReference } from '../config/docs';
-import type { LoadedConfig } from '../config/load';
+import type { LoadedConfig } from '../setup';
 import { preflight } from '../config/preflight';
 import { isPostsealError, type ConfigWarning } from '../errors';
-import { createAuthDeps } from '../lib/authentication-results';
+import { createDnsResolver } from '../lib/dns';
 import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
-import { stageFactories } from '../stages';
+import { buildStageDeps } from '../setup';
+import { bankSchema, stageRegistry } from '../stages/registry';
+import { MemoryDmarcResultStore } from '../store/dmarc-results';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
 import { runKeyTests } from './keys/common';
 
@@ -38,7 +40,7 @@ export function runConfig(args: string[]): Promise<number> {
     }
     const [action, bankName] = positionals;
     if (action === 'docs') {
-      process.stdout.write(configReference());
+      process.stdout.write(configReference(bankSchema));
       return 0;
     }
     if (action !== 'check' && action !== 'print') throw new UsageError(`config needs "check", "print" or "docs"\n\n${help}`);
@@ -80,6 +82,6 @@ function keySummary(config: LoadedConfig): string {
 
 /** Building the pipeline runs every stage factory, which is where stage settings are checked. */
 function pipelineOf(config: LoadedConfig, bankName: string, log: Logger) {
-  const deps = { hostname: config.hostname, authservId: config.authservId, bankName, log, spool: { dir: '', memoryThresholdBytes: 0 }, keys: config.keys, auth: createAuthDeps(config.main.dns) };
-  return createPipeline(config.banks.get(bankName)!, deps, stageFactories);
+  const deps = buildStageDeps(config, { resolver: createDnsResolver(config.main.dns), dmarcStore: new MemoryDmarcResultStore() }, bankName, log);
+  return createPipeline(bankName, config.banks.get(bankName)!, stageRegistry, deps);
 }

@@ -12,7 +12,9 @@ import os from 'node:os';
 import type { Bank } from '../config/bank-schema';
 import type { KeyStore } from '../keys/key-store';
 import { signedHeaderNames } from '../lib/dkim/signature';
+import { compileRules, settingsOf } from '../pipeline/runner';
 import { decide } from '../pipeline/verdict';
+import { dkimSignStage } from '../stages/dkim-sign';
 import { decideSigning, type SigningDecision, type UnsignedReason } from '../stages/dkim-sign/decide';
 import { Message } from '../transaction/message';
 import { spoolFrom } from '../transaction/spool';
@@ -65,7 +67,7 @@ export function runExplain(args: string[]): Promise<number> {
       const out = [`bank ${values.bank}: ${bank.originating ? 'originating' : 'not originating'}, stages: ${bank.stages.join(', ') || 'none'}`];
       if (!bank.originating) return report(out, `not signed: not_originating: ${why.not_originating}`, 1);
       if (!bank.stages.includes('dkim-sign')) return report(out, `not signed: no_dkim_sign_stage: ${why.no_dkim_sign_stage}`, 1);
-      const decision = decideSigning(message, values['mail-from'], bank.dkimSign, config.keys);
+      const decision = decideSigning(message, values['mail-from'], settingsOf(dkimSignStage, bank), config.keys);
       out.push(...describe(decision, config.keys, bank));
       if (decision.sign) {
         const o = decision.options;
@@ -73,7 +75,7 @@ export function runExplain(args: string[]): Promise<number> {
         out.push(`options: c=${o.canonicalization}${o.timestamp ? ' t=now' : ''}${o.ttlSeconds ? ` x=t+${o.ttlSeconds}s` : ''} i=${o.identity} l=${o.bodyLength ? 'yes' : 'no'} h=${signedNames}`);
         return report(out, `signed: ${decision.keys.map((k) => `d=${k.domain} s=${k.selector} ${k.algorithm}`).join(', ')}`, 0);
       }
-      const verdict = decide([decision.finding], bank);
+      const verdict = decide([decision.finding], compileRules([dkimSignStage], bank, config.authservId));
       const then = verdict.action === 'pass' ? 'passed on unsigned' : `${verdict.action}: ${verdict.reply.code} ${verdict.reply.enhanced} ${verdict.reply.text}`;
       return report(out, `not signed: ${decision.reason}: ${why[decision.reason]} (${decision.finding.code}${decision.finding.detail ? ` ${decision.finding.detail}` : ''}); ${then}`, 1);
     } finally {
@@ -86,7 +88,7 @@ function describe(d: SigningDecision, store: KeyStore, bank: Bank): string[] {
   const lines: string[] = [];
   if (d.signer) {
     lines.push(`author: ${d.signer.address}${d.author ? ' (From)' : ' (envelope sender: dkimSign.envelopeSenderFallback)'}`);
-  } else if (!d.sign && d.reason === 'no_author_domain' && !bank.dkimSign.envelopeSenderFallback) {
+  } else if (!d.sign && d.reason === 'no_author_domain' && !settingsOf(dkimSignStage, bank).envelopeSenderFallback) {
     lines.push('author: none (dkimSign.envelopeSenderFallback: true would look up the envelope sender domain)');
   }
   if (d.rule) {

@@ -6,15 +6,16 @@
  * not be read, 2 on a usage error.
  */
 import { createReadStream } from 'node:fs';
-import os from 'node:os';
 import type { Readable } from 'node:stream';
-import type { Bank, StageId } from '../config/bank-schema';
-import { createAuthDeps } from '../lib/authentication-results';
+import { validateBank } from '../config/load';
+import { DKIM_RESULTS } from '../lib/authentication-results';
+import { createDnsResolver } from '../lib/dns';
 import { createLogger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
-import type { StageDeps } from '../pipeline/stage';
-import { stageFactories } from '../stages';
+import { buildStageDeps } from '../setup';
 import { AUTHENTICATION_RESULTS } from '../stages/authentication-results';
+import { bankSchema, stageRegistry } from '../stages/registry';
+import { MemoryDmarcResultStore } from '../store/dmarc-results';
 import { Message } from '../transaction/message';
 import { spoolFrom } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
@@ -32,7 +33,7 @@ would add, then one JSON line per DKIM signature: {"d":..,"s":..,"a":..,"result"
                     XFORWARD); without --client-ip SPF is not evaluated (spf=none)
 Exit status: 0 when the checks ran, 1 if the message or the config could not be read.`;
 
-const checks: StageId[] = ['dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results'];
+const checks = ['dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results'];
 
 export function runVerify(args: string[]): Promise<number> {
   return withUsage(async () => {
@@ -58,13 +59,12 @@ export function runVerify(args: string[]): Promise<number> {
     if (!config) return 1;
     const configured = config.banks.get(values.bank);
     if (!configured) throw new UsageError(`no bank "${values.bank}"; banks: ${[...config.banks.keys()].join(', ')}`);
-    // Tag only, so that a DMARC reject does not stop the run before the A-R field is written.
-    const bank: Bank = { ...configured, originating: false, stages: checks, dmarc: { ...configured.dmarc, onReject: 'tag', onTempError: 'tag' } };
+    // Tag only, so that a DMARC reject does not stop the run before the A-R field is written;
+    // validated like a bank file, so the variant cannot be one the daemon would refuse.
+    const bank = validateBank(bankSchema, { ...configured, originating: false, stages: checks, dmarc: { ...(configured.dmarc as object), onReject: 'tag', onTempError: 'tag' } }, `bank ${values.bank} (verify)`);
     const dns = values.dns ? { ...config.main.dns, servers: [values.dns] } : config.main.dns;
-    const auth = createAuthDeps(dns);
-    const authservId = values['authserv-id'] ?? config.authservId;
-    // Only the authentication stages run here, and they need nothing beyond these.
-    const deps = { hostname: config.hostname, authservId, bankName: values.bank, log: createLogger('silent'), spool: { dir: os.tmpdir(), memoryThresholdBytes: 8 << 20, headBytes: config.main.spool.maxHeaderBytes }, auth } as Partial<StageDeps> as StageDeps;
+    const shared = { resolver: createDnsResolver(dns), dmarcStore: new MemoryDmarcResultStore() };
+    const deps = buildStageDeps({ ...config, authservId: values['authserv-id'] ?? config.authservId }, shared, values.bank, createLogger('silent'));
     let message: Message;
     try {
       message = Message.parse(await spoolFrom(input(positionals[0]), { ...deps.spool, maxSizeBytes: bank.maxMessageSizeBytes }));
@@ -83,10 +83,10 @@ export function runVerify(args: string[]): Promise<number> {
       message,
     };
     try {
-      await createPipeline(bank, deps, stageFactories).run(tx, AbortSignal.timeout(bank.timeouts.messageDeadlineMs));
+      const { results } = await createPipeline(values.bank, bank, stageRegistry, deps).run(tx, AbortSignal.timeout(bank.timeouts.messageDeadlineMs));
       const ar = tx.message.get(AUTHENTICATION_RESULTS)[0];
       process.stdout.write(ar.raw.toString('utf8'));
-      for (const s of auth.board.of(tx).dkim ?? []) {
+      for (const s of results.get(DKIM_RESULTS) ?? []) {
         process.stdout.write(`${JSON.stringify({ d: s.d, s: s.s, a: s.a, result: s.result, reason: s.reason, ...(s.testing ? { testing: true } : {}), ...(s.comment ? { comment: s.comment } : {}) })}\n`);
       }
     } finally {

@@ -1,16 +1,15 @@
 /**
- * JSON Schema of a policy bank: the only source of the bank's TypeScript type.
+ * JSON Schema of a policy bank's common keys (forward targets, EHLO, limits, timeouts, the
+ * stage list): the only source of the CommonBank type that the listener, the reinjection and
+ * the pipeline read. Each stage adds its own settings section; composeBankSchema puts them
+ * together, and stages/registry.ts calls it with the registered stages, so this folder knows
+ * nothing of any stage.
  *
  * A bank file in policy-banks/ is an overlay on `default`; the merged result is validated
- * against this schema (ajv fills the defaults) and frozen. Every field has a default and a
- * description, so `postseal config print BANK` and docs/config.md explain every knob.
+ * against the composed schema (ajv fills the defaults) and frozen. Every field has a default
+ * and a description, so `postseal config print BANK` and docs/config.md explain every knob.
  */
 import type { FromSchema } from 'json-schema-to-ts';
-import { arcSealBankSchema } from '../stages/arc-seal/schema';
-import { dkimSignBankSchema } from '../stages/dkim-sign/schema';
-import { dkimVerifyBankSchema } from '../stages/dkim-verify/schema';
-import { dmarcBankSchema } from '../stages/dmarc/schema';
-import { sevenBitBankSchema } from '../stages/seven-bit/schema';
 
 const target = {
   type: 'object',
@@ -35,7 +34,7 @@ const target = {
   },
 } as const;
 
-export const bankSchema = {
+export const commonBankSchema = {
   $id: 'postseal:bank',
   type: 'object',
   additionalProperties: false,
@@ -87,64 +86,26 @@ export const bankSchema = {
     stages: {
       type: 'array',
       uniqueItems: true,
-      items: {
-        type: 'string',
-        enum: ['loop-guard', 'header-sanity', 'dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results', 'seven-bit', 'dkim-sign', 'arc-seal'],
-      },
+      // The registered stage ids become its enum (composeBankSchema).
+      items: { type: 'string' },
       default: ['loop-guard', 'header-sanity'],
-      description: 'The checks this bank runs; the runner orders them by what each declares it runs after.',
-    },
-    loopGuard: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      description: 'loop-guard stage: stops mail that circles between Postfix and postseal.',
-      properties: {
-        maxReceived: { type: 'integer', minimum: 1, maximum: 1000, default: 50, description: 'More Received: fields than this: 554 5.4.6 (Postfix hopcount_limit is 50).' },
-        traceHeader: {
-          type: 'boolean',
-          default: true,
-          description: 'Add "X-Postseal-Trace: <authservId> <bank>"; the same trace arriving again on the same bank is a loop (554 5.4.6).',
-        },
-      },
-    },
-    sevenBit: sevenBitBankSchema,
-    dkimSign: dkimSignBankSchema,
-    dkimVerify: dkimVerifyBankSchema,
-    dmarc: dmarcBankSchema,
-    arcSeal: arcSealBankSchema,
-    headerSanity: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      description: 'header-sanity stage: what to do with each kind of malformed header. pass = finding only, fix = repair the message, reject = 550 5.6.0.',
-      properties: {
-        nul: { type: 'string', enum: ['pass', 'fix', 'reject'], default: 'fix', description: 'NUL bytes anywhere in the message; fix removes them.' },
-        eightBitHeader: {
-          type: 'string',
-          enum: ['pass', 'fix', 'reject'],
-          default: 'pass',
-          description: '8-bit bytes in a header field of mail sent without SMTPUTF8; fix encodes the field body as RFC 2047 UTF-8 words.',
-        },
-        longLine: {
-          type: 'string',
-          enum: ['pass', 'fix', 'reject'],
-          default: 'pass',
-          description: 'Lines over 998 octets (RFC 5322 2.1.1); fix folds over-long header lines at white space. Long body lines are left to the seven-bit stage.',
-        },
-        missingFrom: { type: 'string', enum: ['pass', 'reject'], default: 'pass', description: 'No From: field.' },
-        multipleFrom: {
-          type: 'string',
-          enum: ['pass', 'reject'],
-          default: 'reject',
-          description: 'More than one From: field (RFC 5322 3.6 allows one): reject = 550 5.6.0, as readers and DMARC checkers disagree on which one counts.',
-        },
-      },
+      description: 'The stages this bank runs; the runner orders them by phase (check, edit, sign, seal), then by what each declares it runs after, then as listed.',
     },
   },
 } as const;
 
-export type Bank = FromSchema<typeof bankSchema>;
-export type ForwardTarget = Bank['forward'];
-export type StageId = Bank['stages'][number];
-export type HeaderSanityAction = Bank['headerSanity']['nul'];
+export type CommonBank = FromSchema<typeof commonBankSchema>;
+export type ForwardTarget = CommonBank['forward'];
+/** A validated bank: the common keys and each stage's section (typed by the stage that owns it). */
+export type Bank = CommonBank & { readonly [section: string]: unknown };
+
+/** The whole bank schema: the common keys, one section per stage setting, and the stage ids as the enum of `stages`. */
+export function composeBankSchema(sections: ReadonlyMap<string, object>, stageIds: readonly string[]): object {
+  const schema = structuredClone(commonBankSchema) as unknown as { properties: Record<string, unknown> & { stages: { items: Record<string, unknown> } } };
+  for (const [key, section] of sections) {
+    if (key in schema.properties) throw new Error(`bank section "${key}" is defined twice`);
+    schema.properties[key] = section;
+  }
+  schema.properties.stages.items.enum = [...stageIds];
+  return schema;
+}

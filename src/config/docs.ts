@@ -2,7 +2,6 @@
  * docs/config.md, generated from the JSON Schemas' descriptions and defaults so the
  * reference cannot drift from what the loader accepts (`postseal config docs`).
  */
-import { bankSchema } from './bank-schema';
 import { mainConfigSchema } from './main-schema';
 
 interface SchemaNode {
@@ -17,7 +16,8 @@ interface SchemaNode {
   required?: readonly string[];
 }
 
-export function configReference(): string {
+/** `bankSchema`: the composed bank schema (stages/registry.ts), so every stage's section is listed. */
+export function configReference(bankSchema: object): string {
   return [
     '# Configuration reference',
     '',

@@ -19,7 +19,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { PostsealError, type ConfigWarning } from '../errors';
-import type { LoadedConfig } from './load';
+import type { ConfigFiles as LoadedConfig } from './load';
 
 /** Every address a host name resolves to (an address literal resolves to itself). */
 export type LookupAll = (host: string) => Promise<string[]>;

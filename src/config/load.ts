@@ -1,6 +1,8 @@
 /**
  * Loads the main config and the policy banks: YAML, overlay on `default`, JSON Schema
- * validation with defaults (ajv), cross-checks, then deep-frozen.
+ * validation with defaults (ajv), cross-checks, then deep-frozen. Generic: the bank schema
+ * and the checks of what a bank lists come from the caller (src/setup.ts passes the stage
+ * registry's), so nothing here knows a stage, a key or the message path.
  *
  * Fails with CFG_* errors whose message names the file, the JSON pointer and what was
  * expected, so that start-up, `config check` and SIGHUP reload all explain themselves.
@@ -11,59 +13,70 @@ import { existsSync, readdirSync } from 'node:fs';
 import { hostname as osHostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
-import { PostsealError, type ConfigWarning } from '../errors';
-import { bankSchema, type Bank } from './bank-schema';
+import { PostsealError } from '../errors';
+import type { Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
 import { readYaml, schemaError } from './yaml-file';
 import { parseNetworks, type NetworkList } from '../lib/networks';
-import { keyFileWarnings, loadKeyStore, type KeyStore } from '../keys/key-store';
-import { checkSigningBank } from '../stages/dkim-sign/check';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
 export const builtinBankDir = path.resolve(__dirname, '../../policy-banks');
 export const builtinConfigFile = path.resolve(__dirname, '../../postseal.yaml');
 
-export interface LoadedConfig {
+export interface ConfigFiles {
   readonly file: string;
   readonly main: MainConfig;
   readonly banks: ReadonlyMap<string, Bank>;
   readonly hostname: string;
   readonly authservId: string;
   readonly trustedNetworks: NetworkList;
-  /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
-  readonly keys: KeyStore;
   /** Absolute folder of the bank files (each bank is <bankDir>/<name>.yaml). */
   readonly bankDir: string;
-  /** What loading found worth a warning (key file modes); config/preflight.ts adds its own. */
-  readonly warnings: readonly ConfigWarning[];
+}
+
+/** What the banks are validated against, from the caller. */
+export interface BankRules {
+  readonly schema: object;
+  /** Checks of what a bank lists that its schema cannot express; throws a CFG_* error naming `file`. */
+  readonly check: (file: string, bank: Bank) => void;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
 const validateMain = ajv.compile(mainConfigSchema);
-const validateBank = ajv.compile(bankSchema);
+const bankValidators = new WeakMap<object, ReturnType<typeof ajv.compile>>();
 
-export function loadConfig(file: string): LoadedConfig {
+export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles {
   const absFile = path.resolve(file);
   const raw = readYaml(absFile) ?? {};
   if (!validateMain(raw)) throw schemaError(absFile, validateMain.errors);
   const main = raw as MainConfig;
   const bankDir = main.bankDir === '' ? builtinBankDir : path.resolve(path.dirname(absFile), main.bankDir);
-  const banks = loadBanks(bankDir, main);
+  const banks = loadBanks(bankDir, main, bankRules);
   let trustedNetworks: NetworkList;
   try {
     trustedNetworks = parseNetworks(main.xforwardTrustedNetworks);
   } catch (err) {
     throw new PostsealError('CFG_SCHEMA_INVALID', `${absFile}: /xforwardTrustedNetworks: ${(err as Error).message}; write networks as 127.0.0.0/8 or ::1/128`, { cause: err });
   }
-  const keys = loadKeyStore(absFile, main.dkimSign);
   const hostname = main.hostname || osHostname();
   // Like every other path, relative to this file (not to the directory postseal started in).
   main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
-  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, keys, bankDir, warnings: keyFileWarnings(keys) });
+  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankDir });
+}
+
+/** Validates a bank made in code (a tool's variant of a configured bank) as a bank file would be. */
+export function validateBank(schema: object, value: unknown, where: string): Bank {
+  let validate = bankValidators.get(schema);
+  if (!validate) bankValidators.set(schema, (validate = ajv.compile(schema)));
+  const copy = structuredClone(value);
+  if (!validate(copy)) throw schemaError(where, validate.errors);
+  return deepFreeze(copy as Bank);
 }
 
 /** Reads every bank a listener names, each merged over default.yaml. */
-function loadBanks(bankDir: string, main: MainConfig): Map<string, Bank> {
+function loadBanks(bankDir: string, main: MainConfig, rules: BankRules): Map<string, Bank> {
+  let validateBank = bankValidators.get(rules.schema);
+  if (!validateBank) bankValidators.set(rules.schema, (validateBank = ajv.compile(rules.schema)));
   const defaultFile = path.join(bankDir, 'default.yaml');
   const base = (readYaml(defaultFile) ?? {}) as Record<string, unknown>;
   const names = new Set(main.listeners.map((l) => l.bank));
@@ -78,9 +91,11 @@ function loadBanks(bankDir: string, main: MainConfig): Map<string, Bank> {
     }
     const overlay = name === 'default' ? {} : ((readYaml(file) ?? {}) as Record<string, unknown>);
     const merged = mergeOverlay(structuredClone(base), overlay);
-    if (!validateBank(merged)) throw schemaError(name === 'default' ? defaultFile : file, validateBank.errors);
+    const where = name === 'default' ? defaultFile : file;
+    if (!validateBank(merged)) throw schemaError(where, validateBank.errors);
     const bank = merged as Bank;
-    checkBank(name === 'default' ? defaultFile : file, bank, main);
+    rules.check(where, bank);
+    checkBank(where, bank, main);
     banks.set(name, bank);
   }
   return banks;
@@ -88,7 +103,6 @@ function loadBanks(bankDir: string, main: MainConfig): Map<string, Bank> {
 
 function checkBank(file: string, bank: Bank, main: MainConfig): void {
   // A forward to our own listener is found by config/preflight.ts, which resolves names.
-  checkSigningBank(file, bank);
   const bankName = path.basename(file, '.yaml');
   for (const l of main.listeners.filter((x) => x.bank === bankName)) {
     if (bank.forward.protocol === 'lmtp' && l.protocol !== 'lmtp') {

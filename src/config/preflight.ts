@@ -16,12 +16,13 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { PostsealError, type ConfigWarning } from '../errors';
 import { checkForwardLoops, type LoopCheckDeps } from './forward-loops';
-import type { LoadedConfig } from './load';
+import type { ConfigFiles } from './load';
 
-export async function preflight(config: LoadedConfig, deps: LoopCheckDeps = {}): Promise<ConfigWarning[]> {
+/** `config.warnings`: what loading already found (key file modes), reported with these. */
+export async function preflight(config: ConfigFiles & { readonly warnings?: readonly ConfigWarning[] }, deps: LoopCheckDeps = {}): Promise<ConfigWarning[]> {
   await prepareSpoolDir(config.file, config.main.spool.dir);
   const loopWarnings = await checkForwardLoops(config, deps);
-  return [...config.warnings, ...loopWarnings];
+  return [...(config.warnings ?? []), ...loopWarnings];
 }
 
 /** Creates the folder if missing and proves that a spool file can be created, written and removed in it. */

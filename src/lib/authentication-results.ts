@@ -2,16 +2,13 @@
  * Authentication-Results (RFC 8601): the outcomes the inbound checks record per transaction,
  * the one A-R field we write from them, and the removal of A-R fields that claim to be ours.
  *
- * The checks run as separate stages; each records its outcome in the AuthBoard (one entry
- * per transaction, dropped with the transaction) and the `authentication-results` stage
- * writes the field once, after all of them, so no check sees a header another one added.
+ * The checks run as separate stages; each returns its outcome as a typed result (the keys
+ * below) and the `authentication-results` stage writes the field once, after all of them, so
+ * no check sees a header another one added.
  */
-import type { MainConfig } from '../config/main-schema';
-import { MemoryDmarcResultStore, type DmarcResultStore } from '../store/dmarc-results';
 import { Message } from '../transaction/message';
 import { authorOf, type Author } from './author';
-import { DkimKeyCache } from './dkim/public-keys';
-import { createDnsResolver, type DnsResolver } from './dns';
+import { ResultKey, type Results } from './results';
 
 export type DkimResult = 'pass' | 'fail' | 'neutral' | 'policy' | 'permerror' | 'temperror';
 /** Why a signature got its result (docs/authentication.md lists them). */
@@ -75,22 +72,23 @@ export interface ArcOutcome {
 }
 
 export interface AuthOutcomes {
-  dkim?: readonly DkimSignatureResult[];
-  adsp?: { readonly result: 'none' | 'pass' | 'unknown' | 'fail' | 'discard' | 'nxdomain' | 'temperror'; readonly domain: string };
-  spf?: SpfOutcome;
-  dmarc?: DmarcOutcome;
-  arc?: ArcOutcome;
+  readonly dkim?: readonly DkimSignatureResult[];
+  readonly adsp?: { readonly result: 'none' | 'pass' | 'unknown' | 'fail' | 'discard' | 'nxdomain' | 'temperror'; readonly domain: string };
+  readonly spf?: SpfOutcome;
+  readonly dmarc?: DmarcOutcome;
+  readonly arc?: ArcOutcome;
 }
 
-/** Per-transaction outcomes, keyed by the transaction object so they go when it goes. */
-export class AuthBoard {
-  private readonly outcomes = new WeakMap<object, AuthOutcomes>();
+/** Each check's result, handed to the stages after it (lib/results.ts). */
+export const DKIM_RESULTS = new ResultKey<readonly DkimSignatureResult[]>('dkim');
+export const ADSP_RESULT = new ResultKey<NonNullable<AuthOutcomes['adsp']>>('dkim-adsp');
+export const SPF_RESULT = new ResultKey<SpfOutcome>('spf');
+export const DMARC_RESULT = new ResultKey<DmarcOutcome>('dmarc');
+export const ARC_RESULT = new ResultKey<ArcOutcome>('arc');
 
-  of(tx: object): AuthOutcomes {
-    let o = this.outcomes.get(tx);
-    if (!o) this.outcomes.set(tx, (o = {}));
-    return o;
-  }
+/** What the checks before a stage found, as Authentication-Results reports it. */
+export function authOutcomes(results: Results): AuthOutcomes {
+  return { dkim: results.get(DKIM_RESULTS), adsp: results.get(ADSP_RESULT), spf: results.get(SPF_RESULT), dmarc: results.get(DMARC_RESULT), arc: results.get(ARC_RESULT) };
 }
 
 /** The author of a message with exactly one From field naming one domain (RFC 7489 6.6.1). */
@@ -102,19 +100,6 @@ export function singleAuthor(message: Message): Author | null {
 /** A signature that nothing may hold against the sender: passing, and not in test mode. */
 export function trusted(s: DkimSignatureResult): boolean {
   return s.result === 'pass' && !s.testing;
-}
-
-/** What the authentication stages share, made once per configuration (main.ts). */
-export interface AuthDeps {
-  readonly resolver: DnsResolver;
-  readonly board: AuthBoard;
-  readonly dmarcStore: DmarcResultStore;
-  /** DKIM public keys, parsed once per key record. */
-  readonly dkimKeys: DkimKeyCache;
-}
-
-export function createAuthDeps(dns: MainConfig['dns'], over: Partial<AuthDeps> = {}): AuthDeps {
-  return { resolver: createDnsResolver(dns), board: new AuthBoard(), dmarcStore: new MemoryDmarcResultStore(), dkimKeys: new DkimKeyCache(), ...over };
 }
 
 /** RFC 2045 token: what a property value may be without quotes. */

@@ -14,10 +14,11 @@ import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError, isPostsealError } from '../errors';
 import type { PipelineResult } from '../pipeline/runner';
 import type { DownstreamTransaction } from '../reinject/downstream-transaction';
-import { failureReply, mirrorReply } from '../reinject/reply-map';
+import { mirrorReply } from '../reinject/reply-map';
+import { replyForError } from '../smtp/error-replies';
 import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
-import { formatReply, replyError, replies, type SmtpReply } from '../smtp/replies';
+import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
 import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
@@ -90,7 +91,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
   } catch (err) {
     down.abort();
     const own = (err as { reply?: SmtpReply }).reply;
-    const reply = own ?? errorReply(err);
+    const reply = own ?? replyForError(err);
     replyText = formatReply(reply);
     if (!own) Object.assign(record, errorFields(err));
     if (isPostsealError(err, 'SPOOL_FAILED')) {
@@ -112,16 +113,6 @@ function ok(reply: SmtpReply): string {
   return `${reply.enhanced} ${reply.text}`;
 }
 
-function errorReply(err: unknown): SmtpReply {
-  if (isPostsealError(err, 'MESSAGE_TOO_BIG')) return replies.messageTooBig;
-  if (isPostsealError(err, 'HEADER_TOO_BIG')) return replies.headerTooBig;
-  if (isPostsealError(err, 'UPSTREAM_ABORTED')) return replies.upstreamAborted;
-  if (isPostsealError(err, 'SPOOL_FAILED')) return replies.spoolFailed;
-  if (isPostsealError(err, 'DEADLINE_EXCEEDED')) return replies.deadlineExceeded;
-  if (isPostsealError(err) && err.code.startsWith('REINJECT_')) return failureReply(err);
-  return replies.internalError;
-}
-
 /**
  * The downstream's end-of-data replies as smtp-server wants them: text, or one entry per
  * recipient. LMTP recipients whose reply never came (the server went away after answering
@@ -133,7 +124,7 @@ function upstreamResult(down: DataReplies, lmtp: boolean, recipients: number): s
   const asResult = (r: SmtpReply) => (r.code[0] === '2' ? ok(r) : replyError(r));
   if (lmtp) {
     if (mapped.length === 1 && !down.failure) return Array.from({ length: recipients }, () => asResult(mapped[0]));
-    const missing = failureReply(down.failure ?? new PostsealError('REINJECT_PROTOCOL', 'downstream sent fewer replies than recipients'));
+    const missing = replyForError(down.failure ?? new PostsealError('REINJECT_PROTOCOL', 'downstream sent fewer replies than recipients'));
     return Array.from({ length: recipients }, (_, i) => asResult(mapped[i] ?? missing));
   }
   const r = mapped[0];

@@ -15,11 +15,16 @@ import type { NetworkList } from '../lib/networks';
 import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
-import { failureReply, isSuccess, mirrorReply } from '../reinject/reply-map';
+import { isSuccess, mirrorReply } from '../reinject/reply-map';
+import { replyForError } from '../smtp/error-replies';
+import { PostsealError } from '../errors';
 import { replyError, replies, type SmtpReply, type SmtpReplyError } from '../smtp/replies';
 import type { SpoolOptions } from '../transaction/spool';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import { deliver } from './deliver';
+
+/** The downstream transaction of this session is gone (it failed at an earlier command). */
+const LOST = new PostsealError('REINJECT_PROTOCOL', 'downstream transaction lost');
 
 /** What a transaction runs with; a reload swaps it between transactions, never during one. */
 export interface SessionContext {
@@ -79,7 +84,7 @@ export class SessionHandler {
       opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
     } catch (err) {
       ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream MAIL failed');
-      throw replyError(failureReply(err));
+      throw replyError(replyForError(err));
     }
     if (!opened.tx) throw mirrored(opened.reply);
     state.down = opened.tx;
@@ -89,7 +94,7 @@ export class SessionHandler {
 
   async rcptTo(cmd: RcptCommand, session: SMTPServerSession): Promise<SmtpReply> {
     const state = this.state(session);
-    if (!state.down || !state.envelope || !state.ctx) throw replyError(failureReply(new Error('downstream transaction lost')));
+    if (!state.down || !state.envelope || !state.ctx) throw replyError(replyForError(LOST));
     if (state.envelope.recipients.length >= state.ctx.bank.maxRecipients) throw replyError(replies.tooManyRecipients);
     const rcpt: Recipient = cmd;
     let reply;
@@ -98,7 +103,7 @@ export class SessionHandler {
     } catch (err) {
       state.down = null;
       state.ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream RCPT failed');
-      throw replyError(failureReply(err));
+      throw replyError(replyForError(err));
     }
     if (!isSuccess(reply)) throw mirrored(reply);
     state.envelope.recipients.push(rcpt);
@@ -118,7 +123,7 @@ export class SessionHandler {
     state.envelope = null;
     if (!down || !envelope || !ctx) {
       stream.resume();
-      throw replyError(failureReply(new Error('downstream transaction lost')));
+      throw replyError(replyForError(LOST));
     }
     state.transactions++;
     const run = deliver({

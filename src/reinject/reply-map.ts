@@ -1,9 +1,9 @@
 /**
- * What the upstream hears when the downstream answered, or failed to (DESIGN.md §2.5):
- * a downstream reply keeps its code class, its enhanced code and its text; a refused
- * connection, a timeout or a broken session is a 451 4.4.x, so Postfix keeps the mail queued.
+ * What the upstream hears when the downstream answered: its reply keeps its code class, its
+ * enhanced code and its text. When the downstream could not answer (refused, timed out, broke
+ * the session) the error's reply comes from smtp/error-replies.ts: a 451 4.4.x, so Postfix
+ * keeps the mail queued.
  */
-import { isPostsealError } from '../errors';
 import { replies, withText, type SmtpReply } from '../smtp/replies';
 import type { DownstreamReply } from './smtp-client';
 
@@ -14,13 +14,6 @@ export function mirrorReply(r: DownstreamReply): SmtpReply {
   }
   const enhanced = r.enhanced && r.enhanced[0] === cls ? r.enhanced : `${cls}.0.0`;
   return { code: String(r.code), enhanced, text: r.text } as SmtpReply;
-}
-
-export function failureReply(err: unknown): SmtpReply {
-  const detail = err instanceof Error ? err.message : String(err);
-  if (isPostsealError(err, 'REINJECT_REFUSED')) return withText(replies.reinjectRefused, `${replies.reinjectRefused.text}: ${detail}`);
-  if (isPostsealError(err, 'REINJECT_TIMEOUT')) return withText(replies.reinjectTimeout, `${replies.reinjectTimeout.text}: ${detail}`);
-  return withText(replies.reinjectFailed, `${replies.reinjectFailed.text}: ${detail}`);
 }
 
 export function isSuccess(r: DownstreamReply): boolean {

@@ -6,7 +6,7 @@
  * A service gets its dependencies when it is made (the store, the logger, the metrics
  * registry), never from a module singleton, so tests run several instances in one process.
  */
-import type { LoadedConfig } from '../config/load';
+import type { LoadedConfig } from '../setup';
 
 export interface Service {
   /** For log lines: "smtp", "metrics", ... */

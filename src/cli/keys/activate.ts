@@ -6,7 +6,7 @@
  * step runs under the key table's lock (keys/key-table-file.ts), reading the table afresh, so
  * two activations cannot interleave; one that finds the lock held is refused (exit 1).
  */
-import { loadConfig, type LoadedConfig } from '../../config/load';
+import { loadConfig, type LoadedConfig } from '../../setup';
 import { isPostsealError } from '../../errors';
 import { planActivation, restoreKeyTable, writeKeyStates } from '../../keys/activate';
 import { lockKeyTable } from '../../keys/key-table-file';

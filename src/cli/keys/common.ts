@@ -2,11 +2,13 @@
  * What the `postseal keys` subcommands and `config check --dns` share: choosing configured
  * keys by signing domain, and running `keys test` on them with the configured resolver.
  */
-import type { LoadedConfig } from '../../config/load';
+import type { LoadedConfig } from '../../setup';
 import type { SigningKey } from '../../keys/key-store';
 import { formatKeyTest, testKey, type KeyTestDeps } from '../../keys/key-test';
 import { normalizeDomain } from '../../lib/author';
 import { createDnsResolver } from '../../lib/dns';
+import { settingsOf } from '../../pipeline/runner';
+import { dkimSignStage } from '../../stages/dkim-sign';
 
 /** The configured keys whose d= is one of `domains` (all keys without any); null, after saying why, when none match. */
 export function selectKeys(config: LoadedConfig, domains: readonly string[]): SigningKey[] | null {
@@ -43,7 +45,7 @@ export function keyTestDeps(config: LoadedConfig): KeyTestDeps {
   // Any bank's signature options will do: the test is about the key and its record.
   const banks = [...config.banks.values()];
   const bank = banks.find((b) => b.stages.includes('dkim-sign')) ?? banks[0];
-  return { resolver: createDnsResolver(config.main.dns), signature: bank.dkimSign.signature };
+  return { resolver: createDnsResolver(config.main.dns), signature: settingsOf(dkimSignStage, bank).signature };
 }
 
 /** Tests the keys, one line each on standard output; true when none failed. */

@@ -20,42 +20,49 @@
 import { readFileSync } from 'node:fs';
 import { addAbortSignal, Readable } from 'node:stream';
 import { createSeal } from 'mailauth/lib/arc';
-import type { Bank } from '../../config/bank-schema';
 import { PostsealError } from '../../errors';
-import { formatAuthResults, resinfos } from '../../lib/authentication-results';
-import type { Stage, StageDeps } from '../../pipeline/stage';
+import { authOutcomes, formatAuthResults, resinfos } from '../../lib/authentication-results';
+import { defineStage } from '../../pipeline/stage';
+import { arcSealBankSchema, type ArcSealSettings } from './schema';
 
-export function createArcSealStage(bank: Bank, deps: StageDeps): Stage {
-  const { domain, selector, keyFile } = bank.arcSeal;
-  const where = `bank ${deps.bankName}: /arcSeal`;
-  if (!domain || !selector || !keyFile) throw new PostsealError('CFG_INCONSISTENT', `${where}: arc-seal needs domain, selector and keyFile`);
-  if (!bank.stages.includes('arc-verify')) throw new PostsealError('CFG_INCONSISTENT', `${where}: arc-seal needs arc-verify in the same bank (cv= comes from it)`);
-  let privateKey: Buffer;
-  try {
-    privateKey = readFileSync(keyFile);
-  } catch (err) {
-    throw new PostsealError('CFG_FILE_UNREADABLE', `${where}/keyFile: cannot read ${keyFile}: ${(err as Error).message}`, { cause: err });
-  }
-  return {
-    id: 'arc-seal',
-    after: ['arc-verify', 'authentication-results', 'dkim-sign'],
-    async run(tx, signal) {
-      signal.throwIfAborted();
-      const o = deps.auth.board.of(tx);
-      const cv = o.arc?.result ?? 'none';
-      const authResults = formatAuthResults(deps.authservId, resinfos(o));
-      // An aborted signal destroys the input, which rejects createSeal: nothing more is read or signed.
-      const input = addAbortSignal(signal, Readable.from(tx.message.openRaw(), { objectMode: false }));
-      const { headers, errors } = await createSeal(input, { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
-      signal.throwIfAborted();
-      if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };
-      const fields = headers.map((h) => {
-        const text = h.replace(/\r?\n$/, '');
-        const colon = text.indexOf(':');
-        return { name: text.slice(0, colon), value: text.slice(colon + 1).replace(/^ /, '').replace(/\r?\n/g, '\r\n') };
-      });
-      const instance = /\bi=(\d+)/.exec(fields[0].value)?.[1];
-      return { findings: [{ code: 'ARC_SEAL_SEALED', detail: `i=${instance} cv=${cv}` }], message: tx.message.prepend(...fields) };
-    },
-  };
-}
+const FINDINGS = ['ARC_SEAL_SEALED', 'ARC_SEAL_SKIPPED'] as const;
+
+export const arcSealStage = defineStage<ArcSealSettings, (typeof FINDINGS)[number]>({
+  id: 'arc-seal',
+  phase: 'seal',
+  settings: { key: 'arcSeal', schema: arcSealBankSchema },
+  findings: FINDINGS,
+  check({ domain, selector, keyFile }, bank, where) {
+    if (!domain || !selector || !keyFile) throw new PostsealError('CFG_INCONSISTENT', `${where}: /arcSeal: arc-seal needs domain, selector and keyFile`);
+    if (!bank.stages.includes('arc-verify')) throw new PostsealError('CFG_INCONSISTENT', `${where}: /stages: arc-seal needs arc-verify in the same bank (cv= comes from it)`);
+  },
+  create({ domain, selector, keyFile }, _bank, deps) {
+    let privateKey: Buffer;
+    try {
+      privateKey = readFileSync(keyFile);
+    } catch (err) {
+      throw new PostsealError('CFG_FILE_UNREADABLE', `bank ${deps.bankName}: /arcSeal/keyFile: cannot read ${keyFile}: ${(err as Error).message}`, { cause: err });
+    }
+    return {
+      id: 'arc-seal',
+      async run(tx, signal, results) {
+        signal.throwIfAborted();
+        const o = authOutcomes(results);
+        const cv = o.arc?.result ?? 'none';
+        const authResults = formatAuthResults(deps.authservId, resinfos(o));
+        // An aborted signal destroys the input, which rejects createSeal: nothing more is read or signed.
+        const input = addAbortSignal(signal, Readable.from(tx.message.openRaw(), { objectMode: false }));
+        const { headers, errors } = await createSeal(input, { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
+        signal.throwIfAborted();
+        if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };
+        const fields = headers.map((h) => {
+          const text = h.replace(/\r?\n$/, '');
+          const colon = text.indexOf(':');
+          return { name: text.slice(0, colon), value: text.slice(colon + 1).replace(/^ /, '').replace(/\r?\n/g, '\r\n') };
+        });
+        const instance = /\bi=(\d+)/.exec(fields[0].value)?.[1];
+        return { findings: [{ code: 'ARC_SEAL_SEALED', detail: `i=${instance} cv=${cv}` }], message: tx.message.prepend(...fields) };
+      },
+    };
+  },
+});

@@ -1,6 +1,7 @@
 /**
- * The `arcSeal` section of a policy bank (merged into config/bank-schema.ts).
+ * The `arcSeal` section of a policy bank (stages/registry.ts adds it to the bank schema).
  */
+import type { FromSchema } from 'json-schema-to-ts';
 export const arcSealBankSchema = {
   type: 'object',
   additionalProperties: false,
@@ -12,3 +13,5 @@ export const arcSealBankSchema = {
     keyFile: { type: 'string', default: '', description: 'PEM private key (RSA or Ed25519), an absolute path; read at start-up and on reload.' },
   },
 } as const;
+
+export type ArcSealSettings = FromSchema<typeof arcSealBankSchema>;

@@ -22,19 +22,24 @@
  * Findings: ARC_VERIFY_PASS (detail "i=N"), ARC_VERIFY_FAIL (detail: why), ARC_VERIFY_NONE.
  * A failed chain decides nothing by itself. Reads: dkimVerify.maxSignatures, .minKeyBits.
  */
-import type { Bank } from '../../config/bank-schema';
-import type { ArcOutcome } from '../../lib/authentication-results';
-import type { Stage, StageDeps } from '../../pipeline/stage';
+import { ARC_RESULT, type ArcOutcome } from '../../lib/authentication-results';
 import { collectChain } from '../../lib/arc/chain';
 import { verifyChain } from '../../lib/arc/verify';
+import { dkimVerifyBankSchema, type DkimVerifySettings } from '../../lib/dkim/verify-settings';
+import { defineStage, type StageOutcome } from '../../pipeline/stage';
 
-export function createArcVerifyStage(bank: Bank, deps: StageDeps): Stage {
-  const { maxSignatures, minKeyBits, partialBody } = bank.dkimVerify;
-  const { resolver, board, dkimKeys } = deps.auth;
-  return {
+const FINDINGS = ['ARC_VERIFY_PASS', 'ARC_VERIFY_FAIL', 'ARC_VERIFY_NONE'] as const;
+
+export const arcVerifyStage = defineStage<DkimVerifySettings, (typeof FINDINGS)[number]>({
+  id: 'arc-verify',
+  phase: 'check',
+  after: ['loop-guard', 'header-sanity'],
+  // The limits and the l= rule of DKIM verification apply to the ARC signatures too.
+  settings: { key: 'dkimVerify', schema: dkimVerifyBankSchema },
+  findings: FINDINGS,
+  create: ({ maxSignatures, minKeyBits, partialBody }, _bank, deps) => ({
     id: 'arc-verify',
-    after: ['loop-guard', 'header-sanity'],
-    async run(tx, signal) {
+    async run(tx, signal): Promise<StageOutcome> {
       const chain = collectChain(tx.message, maxSignatures);
       let outcome: ArcOutcome;
       if (chain.kind === 'none') {
@@ -43,13 +48,13 @@ export function createArcVerifyStage(bank: Bank, deps: StageDeps): Stage {
         outcome = { result: 'fail', instance: chain.instance, comment: chain.reason };
       } else {
         const n = chain.sets.length;
-        const verdict = await verifyChain(tx.message, chain.sets, chain.ams, { resolver, keys: dkimKeys, minKeyBits, partialBody, signal });
+        const verdict = await verifyChain(tx.message, chain.sets, chain.ams, { resolver: deps.resolver, keys: deps.dkimKeys, minKeyBits, partialBody, signal });
         outcome = verdict.result === 'pass' ? { result: 'pass', instance: n, comment: `i=${n}` } : { result: 'fail', instance: n, comment: verdict.reason };
       }
-      board.of(tx).arc = outcome;
-      if (outcome.result === 'none') return { findings: [{ code: 'ARC_VERIFY_NONE' }] };
-      if (outcome.result === 'fail') return { findings: [{ code: 'ARC_VERIFY_FAIL', detail: outcome.comment }] };
-      return { findings: [{ code: 'ARC_VERIFY_PASS', detail: `i=${outcome.instance}` }] };
+      const results = [ARC_RESULT.entry(outcome)];
+      if (outcome.result === 'none') return { findings: [{ code: 'ARC_VERIFY_NONE' }], results };
+      if (outcome.result === 'fail') return { findings: [{ code: 'ARC_VERIFY_FAIL', detail: outcome.comment }], results };
+      return { findings: [{ code: 'ARC_VERIFY_PASS', detail: `i=${outcome.instance}` }], results };
     },
-  };
-}
+  }),
+});

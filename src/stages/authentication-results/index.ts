@@ -7,22 +7,25 @@
  *
  * Findings: AUTHENTICATION_RESULTS_FORGED_REMOVED (detail: how many). Reads: originating.
  */
-import type { Bank } from '../../config/bank-schema';
-import { formatAuthResults, removeOwnAuthResults, resinfos } from '../../lib/authentication-results';
-import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
+import { authOutcomes, formatAuthResults, removeOwnAuthResults, resinfos } from '../../lib/authentication-results';
+import { defineStage, type Finding } from '../../pipeline/stage';
 
 export const AUTHENTICATION_RESULTS = 'Authentication-Results';
 
-export function createAuthenticationResultsStage(bank: Bank, deps: StageDeps): Stage {
-  return {
+const FINDINGS = ['AUTHENTICATION_RESULTS_FORGED_REMOVED'] as const;
+
+export const authenticationResultsStage = defineStage<undefined, (typeof FINDINGS)[number]>({
+  id: 'authentication-results',
+  phase: 'edit',
+  findings: FINDINGS,
+  create: (_settings, bank, deps) => ({
     id: 'authentication-results',
-    after: ['dkim-verify', 'spf', 'dmarc', 'arc-verify', 'header-sanity'],
-    async run(tx) {
+    async run(tx, _signal, results) {
       const { message, removed } = removeOwnAuthResults(tx.message, deps.authservId);
       const findings: Finding[] = removed ? [{ code: 'AUTHENTICATION_RESULTS_FORGED_REMOVED', detail: `${removed} with authserv-id ${deps.authservId}` }] : [];
       if (bank.originating) return { findings, message };
-      const value = formatAuthResults(deps.authservId, resinfos(deps.auth.board.of(tx)));
+      const value = formatAuthResults(deps.authservId, resinfos(authOutcomes(results)));
       return { findings, message: message.prepend({ name: AUTHENTICATION_RESULTS, value }) };
     },
-  };
-}
+  }),
+});

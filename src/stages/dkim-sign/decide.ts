@@ -4,7 +4,7 @@
  * author domain, the rule's active keys, and the signature options for the author. The
  * dkim-sign stage acts on it; `postseal explain` prints it, so the two cannot disagree.
  */
-import type { Bank } from '../../config/bank-schema';
+import type { DkimSignSettings } from './schema';
 import type { KeyStore, SigningKey, SigningRule } from '../../keys/key-store';
 import { authorOf, splitAddress, type Author } from '../../lib/author';
 import type { Finding } from '../../pipeline/stage';
@@ -26,7 +26,7 @@ export type SigningDecision =
     }
   | { readonly sign: false; readonly reason: UnsignedReason; readonly finding: Finding; readonly signer?: Author; readonly author?: Author | null; readonly rule?: SigningRule };
 
-export function decideSigning(message: Message, mailFrom: string, conf: Bank['dkimSign'], store: KeyStore): SigningDecision {
+export function decideSigning(message: Message, mailFrom: string, conf: DkimSignSettings, store: KeyStore): SigningDecision {
   const froms = message.get('from');
   if (froms.length === 0) return unsigned('no_from', { code: 'DKIM_SIGN_NO_FROM' });
   if (froms.length > 1) return unsigned('multiple_from', { code: 'DKIM_SIGN_MULTIPLE_FROM', detail: `${froms.length} From fields` });

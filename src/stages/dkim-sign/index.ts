@@ -2,7 +2,7 @@
  * dkim-sign: adds a DKIM-Signature (RFC 6376; rsa-sha256 and ed25519-sha256, RFC 8463) for
  * every key the signing table gives for the author (From) domain, and a DomainKey-Signature
  * (RFC 4870) for keys that opt in. The last stage that changes bytes: the fields go on top,
- * nothing else is touched. Only banks with originating: true list it (config/load.ts).
+ * nothing else is touched. Only banks with originating: true may list it (check.ts).
  *
  * Findings: DKIM_SIGN_SIGNED; DKIM_SIGN_NO_FROM / DKIM_SIGN_MULTIPLE_FROM (unsignable,
  * dkimSign.unsignableFrom decides: reject 550 5.6.0 or pass unsigned);
@@ -11,16 +11,32 @@
  * DKIM_SIGN_FAILED (a signing error: 451 4.7.5, never unsigned mail).
  * Reads: dkimSign.*, and the key store that main.ts loaded. What to sign with: decide.ts.
  */
-import type { Bank } from '../../config/bank-schema';
-import type { Stage, StageDeps } from '../../pipeline/stage';
-import { decideSigning } from './decide';
 import { signMessage, withSignatures } from '../../lib/dkim/sign';
+import { defineStage } from '../../pipeline/stage';
+import { replies } from '../../smtp/replies';
+import { checkSigningBank } from './check';
+import { decideSigning } from './decide';
+import { dkimSignBankSchema, type DkimSignSettings } from './schema';
 
-export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
-  const conf = bank.dkimSign;
-  return {
+const FINDINGS = ['DKIM_SIGN_SIGNED', 'DKIM_SIGN_NO_FROM', 'DKIM_SIGN_MULTIPLE_FROM', 'DKIM_SIGN_NO_AUTHOR_DOMAIN', 'DKIM_SIGN_NO_KEY', 'DKIM_SIGN_FAILED'] as const;
+
+const unsignable = (s: DkimSignSettings) => (s.unsignableFrom === 'reject' ? { action: 'reject' as const, reply: replies.headerRejected } : null);
+
+export const dkimSignStage = defineStage<DkimSignSettings, (typeof FINDINGS)[number]>({
+  id: 'dkim-sign',
+  // After every check and edit: nothing changes the message after the signature (but a seal).
+  phase: 'sign',
+  settings: { key: 'dkimSign', schema: dkimSignBankSchema },
+  findings: FINDINGS,
+  rules: {
+    DKIM_SIGN_NO_FROM: unsignable,
+    DKIM_SIGN_MULTIPLE_FROM: unsignable,
+    // Never unsigned mail from a signing bank: Postfix retries and the log says why.
+    DKIM_SIGN_FAILED: () => ({ action: 'tempfail', reply: replies.signingFailed }),
+  },
+  check: (conf, bank, where) => checkSigningBank(conf, bank, where),
+  create: (conf, _bank, deps) => ({
     id: 'dkim-sign',
-    after: ['loop-guard', 'header-sanity', 'dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-results', 'seven-bit'],
     async run(tx, signal) {
       const msg = tx.message;
       const decision = decideSigning(msg, tx.envelope.mailFrom, conf, deps.keys);
@@ -35,5 +51,5 @@ export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
       }
       return { findings: [{ code: 'DKIM_SIGN_SIGNED', detail: signed.summary.join(', ') }], message: withSignatures(msg, signed) };
     },
-  };
-}
+  }),
+});

@@ -4,12 +4,12 @@
  * @dkim_signature_options_bysender_maps). Patterns: user@example.com, example.com,
  * *.example.com.
  */
-import type { Bank } from '../../config/bank-schema';
+import type { DkimSignSettings } from './schema';
 import type { Author } from '../../lib/author';
 
-export type SignatureOptions = Bank['dkimSign']['signature'];
+export type SignatureOptions = DkimSignSettings['signature'];
 
-export function optionsFor(conf: Bank['dkimSign'], author: Author): SignatureOptions {
+export function optionsFor(conf: DkimSignSettings, author: Author): SignatureOptions {
   const address = author.address.toLowerCase();
   for (const { senders, ...overrides } of conf.bySender) {
     if (senders.some((p) => matches(p.toLowerCase(), address, author.domain))) return { ...conf.signature, ...overrides };

@@ -1,9 +1,10 @@
 /**
- * The `dkimSign` section of a policy bank (merged into config/bank-schema.ts): what to do
+ * The `dkimSign` section of a policy bank (stages/registry.ts adds it to the bank schema): what to do
  * with mail that cannot be signed, and the signature options, by default and by sender
  * (amavisd @dkim_signature_options_bysender_maps). Which keys sign is not a bank setting:
  * the signing table chooses them by author domain (keys/schema.ts).
  */
+import type { FromSchema } from 'json-schema-to-ts';
 
 /** amavisd-new's signed_header_fields, without trace fields that change on the way. */
 export const defaultSignedHeaderFields = [
@@ -93,3 +94,5 @@ export const dkimSignBankSchema = {
     },
   },
 } as const;
+
+export type DkimSignSettings = FromSchema<typeof dkimSignBankSchema>;

@@ -9,15 +9,29 @@
  * (amavisd @author_to_policy_bank_maps). None of them changes the verdict by itself.
  * Reads: dkimVerify.*.
  */
-import type { Bank } from '../../config/bank-schema';
-import { singleAuthor, trusted, type DkimSignatureResult } from '../../lib/authentication-results';
+import { ADSP_RESULT, DKIM_RESULTS, singleAuthor, trusted, type DkimSignatureResult } from '../../lib/authentication-results';
 import type { Author } from '../../lib/author';
-import type { DnsResolver } from '../../lib/dns';
-import type { FindingCode } from '../../pipeline/findings';
-import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
 import { verifyDkim } from '../../lib/dkim/verify';
+import { dkimVerifyBankSchema, type DkimVerifySettings } from '../../lib/dkim/verify-settings';
+import type { DnsResolver } from '../../lib/dns';
+import type { ResultEntry } from '../../lib/results';
+import { defineStage, type Finding } from '../../pipeline/stage';
 
-const resultCodes: Record<DkimSignatureResult['result'], FindingCode> = {
+const FINDINGS = [
+  'DKIM_VERIFY_NONE',
+  'DKIM_VERIFY_PASS',
+  'DKIM_VERIFY_FAIL',
+  'DKIM_VERIFY_POLICY',
+  'DKIM_VERIFY_NEUTRAL',
+  'DKIM_VERIFY_PERMERROR',
+  'DKIM_VERIFY_TEMPERROR',
+  'DKIM_VERIFY_TESTING',
+  'DKIM_VERIFY_SIGNER_BANK',
+  'DKIM_VERIFY_ADSP',
+] as const;
+type DkimVerifyFinding = (typeof FINDINGS)[number];
+
+const resultCodes: Record<DkimSignatureResult['result'], DkimVerifyFinding> = {
   pass: 'DKIM_VERIFY_PASS',
   fail: 'DKIM_VERIFY_FAIL',
   policy: 'DKIM_VERIFY_POLICY',
@@ -26,16 +40,18 @@ const resultCodes: Record<DkimSignatureResult['result'], FindingCode> = {
   temperror: 'DKIM_VERIFY_TEMPERROR',
 };
 
-export function createDkimVerifyStage(bank: Bank, deps: StageDeps): Stage {
-  const cfg = bank.dkimVerify;
-  const { resolver, board, dkimKeys } = deps.auth;
-  return {
+export const dkimVerifyStage = defineStage<DkimVerifySettings, DkimVerifyFinding>({
+  id: 'dkim-verify',
+  phase: 'check',
+  after: ['loop-guard', 'header-sanity'],
+  settings: { key: 'dkimVerify', schema: dkimVerifyBankSchema },
+  findings: FINDINGS,
+  create: (cfg, _bank, deps) => ({
     id: 'dkim-verify',
-    after: ['loop-guard', 'header-sanity'],
     async run(tx, signal) {
+      const { resolver, dkimKeys } = deps;
       const { signatures } = await verifyDkim(tx.message, { resolver, keys: dkimKeys, maxSignatures: cfg.maxSignatures, minKeyBits: cfg.minKeyBits, partialBody: cfg.partialBody, signal });
-      const outcomes = board.of(tx);
-      outcomes.dkim = signatures;
+      const results: ResultEntry[] = [DKIM_RESULTS.entry(signatures)];
       const findings: Finding[] = signatures.map((s) => ({
         code: s.testing ? 'DKIM_VERIFY_TESTING' : resultCodes[s.result],
         detail: `d=${s.d} s=${s.s} ${s.result} ${s.reason}`,
@@ -43,16 +59,17 @@ export function createDkimVerifyStage(bank: Bank, deps: StageDeps): Stage {
       if (!signatures.length) findings.push({ code: 'DKIM_VERIFY_NONE' });
       const author = singleAuthor(tx.message);
       if (cfg.adsp && author) {
-        outcomes.adsp = { result: await adsp(author, signatures, resolver, signal), domain: author.domain };
-        findings.push({ code: 'DKIM_VERIFY_ADSP', detail: `${author.domain} ${outcomes.adsp.result}` });
+        const adspResult = { result: await adsp(author, signatures, resolver, signal), domain: author.domain };
+        results.push(ADSP_RESULT.entry(adspResult));
+        findings.push({ code: 'DKIM_VERIFY_ADSP', detail: `${author.domain} ${adspResult.result}` });
       }
       const switchTo = author && cfg.signerBanks.find((m) => signatures.some((s) => trusted(s) && sameDomain(s.d, m.signer) && within(author.domain, s.d)));
-      if (!switchTo) return { findings };
+      if (!switchTo) return { findings, results };
       findings.push({ code: 'DKIM_VERIFY_SIGNER_BANK', detail: `${switchTo.signer} -> ${switchTo.bank}` });
-      return { findings, bank: switchTo.bank };
+      return { findings, results, bank: switchTo.bank };
     },
-  };
-}
+  }),
+});
 
 function sameDomain(a: string, b: string): boolean {
   return a.toLowerCase().replace(/\.$/, '') === b.toLowerCase().replace(/\.$/, '');

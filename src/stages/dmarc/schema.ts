@@ -1,6 +1,8 @@
 /**
- * The `dmarc` section of a policy bank (merged into config/bank-schema.ts).
+ * The `dmarc` section of a policy bank (stages/registry.ts adds it to the bank schema).
  */
+import type { FromSchema } from 'json-schema-to-ts';
+
 export const dmarcBankSchema = {
   type: 'object',
   additionalProperties: false,
@@ -28,3 +30,5 @@ export const dmarcBankSchema = {
     },
   },
 } as const;
+
+export type DmarcSettings = FromSchema<typeof dmarcBankSchema>;

@@ -6,15 +6,16 @@
  * a header field without SMTPUTF8, RFC 6532), HEADER_SANITY_LONG_HEADER_LINE and
  * HEADER_SANITY_LONG_BODY_LINE (over 998 octets, RFC 5322 2.1.1), HEADER_SANITY_MISSING_FROM
  * and HEADER_SANITY_MULTIPLE_FROM (RFC 5322 3.6). With `fix` the message is repaired and
- * HEADER_SANITY_FIXED says how; `reject` becomes 550 5.6.0 in the verdict. Reads: headerSanity.*.
+ * HEADER_SANITY_FIXED says how; `reject` becomes 550 5.6.0 (its rules). Reads: headerSanity.*.
  * Only the fields it repairs are rewritten; every other byte stays as received.
  */
 import { Readable } from 'node:stream';
 import libmime from 'libmime';
-import type { Bank } from '../../config/bank-schema';
-import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
+import { defineStage, type Finding, type Rule } from '../../pipeline/stage';
+import { replies } from '../../smtp/replies';
 import { Message, type HeaderField } from '../../transaction/message';
 import { spoolFrom } from '../../transaction/spool';
+import { headerSanityBankSchema, type HeaderSanitySettings } from './schema';
 
 const MAX_LINE = 998;
 
@@ -24,11 +25,38 @@ interface FieldProblems {
   longLine: boolean;
 }
 
-export function createHeaderSanityStage(bank: Bank, deps: StageDeps): Stage {
-  const actions = bank.headerSanity;
-  return {
+const FINDINGS = [
+  'HEADER_SANITY_NUL',
+  'HEADER_SANITY_EIGHT_BIT_HEADER',
+  'HEADER_SANITY_LONG_HEADER_LINE',
+  'HEADER_SANITY_LONG_BODY_LINE',
+  'HEADER_SANITY_MISSING_FROM',
+  'HEADER_SANITY_MULTIPLE_FROM',
+  'HEADER_SANITY_FIXED',
+] as const;
+
+/** The finding rejects (550 5.6.0) when the setting it belongs to says reject. */
+const rejectWhen =
+  (setting: keyof HeaderSanitySettings): Rule<HeaderSanitySettings> =>
+  (s) =>
+    s[setting] === 'reject' ? { action: 'reject', reply: replies.headerRejected } : null;
+
+export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDINGS)[number]>({
+  id: 'header-sanity',
+  phase: 'check',
+  after: ['loop-guard'],
+  settings: { key: 'headerSanity', schema: headerSanityBankSchema },
+  findings: FINDINGS,
+  rules: {
+    HEADER_SANITY_NUL: rejectWhen('nul'),
+    HEADER_SANITY_EIGHT_BIT_HEADER: rejectWhen('eightBitHeader'),
+    HEADER_SANITY_LONG_HEADER_LINE: rejectWhen('longLine'),
+    HEADER_SANITY_LONG_BODY_LINE: rejectWhen('longLine'),
+    HEADER_SANITY_MISSING_FROM: rejectWhen('missingFrom'),
+    HEADER_SANITY_MULTIPLE_FROM: rejectWhen('multipleFrom'),
+  },
+  create: (actions, _bank, deps) => ({
     id: 'header-sanity',
-    after: ['loop-guard'],
     async run(tx, signal) {
       const msg = tx.message;
       const findings: Finding[] = [];
@@ -60,8 +88,8 @@ export function createHeaderSanityStage(bank: Bank, deps: StageDeps): Stage {
       findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
       return { findings, message: fixed };
     },
-  };
-}
+  }),
+});
 
 function inspectField(raw: Buffer, eightBitIsBad: boolean): FieldProblems {
   let longLine = false;

@@ -16,23 +16,32 @@
  */
 import { isAscii } from 'node:buffer';
 import { Readable } from 'node:stream';
-import type { Bank } from '../../config/bank-schema';
 import { MimeWalker } from '../../lib/mime/structure';
 import { applyEdits } from '../../lib/mime/splice';
-import type { Finding, Stage, StageDeps } from '../../pipeline/stage';
+import { defineStage, type Finding } from '../../pipeline/stage';
+import { replies } from '../../smtp/replies';
 import { Message, makeField, type HeaderField } from '../../transaction/message';
 import { spoolFrom } from '../../transaction/spool';
 import { planSevenBit, type TransferEncoding } from './plan';
+import { sevenBitBankSchema, type SevenBitSettings } from './schema';
 
-export function createSevenBitStage(bank: Bank, deps: StageDeps): Stage {
-  return {
+const FINDINGS = ['SEVEN_BIT_CONVERTED', 'SEVEN_BIT_EIGHT_BIT_HEADER', 'SEVEN_BIT_SIGNED_EIGHT_BIT', 'SEVEN_BIT_UNCONVERTIBLE'] as const;
+
+export const sevenBitStage = defineStage<SevenBitSettings, (typeof FINDINGS)[number]>({
+  id: 'seven-bit',
+  // An edit: the checks (verification above all) see the bytes as they arrived.
+  phase: 'edit',
+  settings: { key: 'sevenBit', schema: sevenBitBankSchema },
+  findings: FINDINGS,
+  rules: {
+    SEVEN_BIT_SIGNED_EIGHT_BIT: (s) => (s.signedEightBit === 'tempfail' ? { action: 'tempfail', reply: replies.conversionFailed } : null),
+  },
+  create: (settings, _bank, deps) => ({
     id: 'seven-bit',
-    // Verification sees the bytes as they arrived.
-    after: ['loop-guard', 'header-sanity', 'dkim-verify', 'arc-verify'],
     async run(tx, signal) {
       const msg = tx.message;
       const first = (name: string) => msg.get(name).map((f) => Message.value(f))[0];
-      const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'), { maxDepth: bank.sevenBit.maxMimeDepth });
+      const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'), { maxDepth: settings.maxMimeDepth });
       for await (const chunk of msg.openBody()) {
         signal.throwIfAborted();
         walker.push(chunk as Buffer);
@@ -72,8 +81,8 @@ export function createSevenBitStage(bank: Bank, deps: StageDeps): Stage {
       );
       return { findings, message: Message.parse(spool) };
     },
-  };
-}
+  }),
+});
 
 /** Rewrites or adds the top-level Content-Transfer-Encoding (with MIME-Version, RFC 2045 4, if missing). */
 function withTopEncoding(fields: readonly HeaderField[], encoding: TransferEncoding): HeaderField[] {

@@ -1,6 +1,7 @@
 /**
- * The `sevenBit` section of a policy bank (merged into config/bank-schema.ts).
+ * The `sevenBit` section of a policy bank (stages/registry.ts adds it to the bank schema).
  */
+import type { FromSchema } from 'json-schema-to-ts';
 import { MAX_MIME_DEPTH } from '../../lib/mime/structure';
 
 export const sevenBitBankSchema = {
@@ -24,3 +25,5 @@ export const sevenBitBankSchema = {
     },
   },
 } as const;
+
+export type SevenBitSettings = FromSchema<typeof sevenBitBankSchema>;

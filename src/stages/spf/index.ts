@@ -9,14 +9,14 @@
  * SPF_PERMERROR, SPF_NOT_CHECKED; detail "domain client-ip". None decides the verdict here
  * (DMARC uses the result). Reads: no bank keys.
  */
-import type { Bank } from '../../config/bank-schema';
-import type { SpfOutcome } from '../../lib/authentication-results';
+import { SPF_RESULT, type SpfOutcome } from '../../lib/authentication-results';
 import { clientAddress, known } from '../../lib/client';
 import { checkSpf } from '../../lib/spf';
-import type { FindingCode } from '../../pipeline/findings';
-import type { Stage, StageDeps } from '../../pipeline/stage';
+import { defineStage } from '../../pipeline/stage';
 
-const codes: Record<SpfOutcome['result'], FindingCode> = {
+const FINDINGS = ['SPF_PASS', 'SPF_FAIL', 'SPF_SOFTFAIL', 'SPF_NEUTRAL', 'SPF_NONE', 'SPF_NOT_CHECKED', 'SPF_TEMPERROR', 'SPF_PERMERROR'] as const;
+
+const codes: Record<SpfOutcome['result'], (typeof FINDINGS)[number]> = {
   pass: 'SPF_PASS',
   fail: 'SPF_FAIL',
   softfail: 'SPF_SOFTFAIL',
@@ -26,23 +26,25 @@ const codes: Record<SpfOutcome['result'], FindingCode> = {
   permerror: 'SPF_PERMERROR',
 };
 
-export function createSpfStage(_bank: Bank, deps: StageDeps): Stage {
-  const { resolver, board } = deps.auth;
-  return {
+export const spfStage = defineStage<undefined, (typeof FINDINGS)[number]>({
+  id: 'spf',
+  phase: 'check',
+  after: ['loop-guard', 'header-sanity'],
+  findings: FINDINGS,
+  create: (_settings, _bank, deps) => ({
     id: 'spf',
-    after: ['loop-guard', 'header-sanity'],
     async run(tx, signal) {
       const ip = clientAddress(tx.client);
       const sender = tx.envelope.mailFrom;
       const helo = known(tx.client.helo);
       if (!ip) {
         deps.log.warn({ tx: tx.id, peer: tx.peerAddress }, 'SPF not checked: no client address from a trusted XFORWARD (smtp_send_xforward_command=yes on the content_filter transport?)');
-        board.of(tx).spf = { result: 'none', domain: '', mailfrom: sender || undefined, helo, comment: 'no client address from XFORWARD' };
-        return { findings: [{ code: 'SPF_NOT_CHECKED', detail: `peer ${tx.peerAddress}` }] };
+        const none: SpfOutcome = { result: 'none', domain: '', mailfrom: sender || undefined, helo, comment: 'no client address from XFORWARD' };
+        return { findings: [{ code: 'SPF_NOT_CHECKED', detail: `peer ${tx.peerAddress}` }], results: [SPF_RESULT.entry(none)] };
       }
-      const r = await checkSpf({ ip, sender, helo, resolver, signal, receiver: deps.authservId });
-      board.of(tx).spf = { result: r.result, domain: r.domain, mailfrom: sender || undefined, helo, comment: r.comment };
-      return { findings: [{ code: codes[r.result], detail: `${r.domain} ${ip}` }] };
+      const r = await checkSpf({ ip, sender, helo, resolver: deps.resolver, signal, receiver: deps.authservId });
+      const outcome: SpfOutcome = { result: r.result, domain: r.domain, mailfrom: sender || undefined, helo, comment: r.comment };
+      return { findings: [{ code: codes[r.result], detail: `${r.domain} ${ip}` }], results: [SPF_RESULT.entry(outcome)] };
     },
-  };
-}
+  }),
+});

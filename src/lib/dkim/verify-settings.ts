@@ -1,6 +1,9 @@
 /**
- * The `dkimVerify` section of a policy bank (merged into config/bank-schema.ts).
+ * The `dkimVerify` section of a policy bank: how DKIM signatures are verified, by the
+ * dkim-verify stage and (its limits and l= rule) by arc-verify for the ARC-Message-Signature.
  */
+import type { FromSchema } from 'json-schema-to-ts';
+
 export const dkimVerifyBankSchema = {
   type: 'object',
   additionalProperties: false,
@@ -50,3 +53,5 @@ export const dkimVerifyBankSchema = {
     },
   },
 } as const;
+
+export type DkimVerifySettings = FromSchema<typeof dkimVerifyBankSchema>;

@@ -1,0 +1,52 @@
+/**
+ * The whole configuration of a postseal: the generic loader (config/load.ts) with the bank
+ * schema and checks of the registered stages (stages/registry.ts), plus the signing keys
+ * (keys/key-store.ts); and the dependencies every stage gets, built in one place for the
+ * daemon and the command-line tools alike (docs/architecture.md, "Layers").
+ */
+import type { Logger } from 'pino';
+import type { Bank } from './config/bank-schema';
+import { loadConfigFiles, type ConfigFiles } from './config/load';
+import type { ConfigWarning } from './errors';
+import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
+import { DkimKeyCache } from './lib/dkim/public-keys';
+import type { DnsResolver } from './lib/dns';
+import type { StageDeps } from './pipeline/stage';
+import { bankSchema, checkBankStages } from './stages/registry';
+import type { DmarcResultStore } from './store/dmarc-results';
+
+export interface LoadedConfig extends ConfigFiles {
+  /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
+  readonly keys: KeyStore;
+  /** What loading found worth a warning (key file modes); config/preflight.ts adds its own. */
+  readonly warnings: readonly ConfigWarning[];
+}
+
+export function loadConfig(file: string): LoadedConfig {
+  const files = loadConfigFiles(file, { schema: bankSchema, check: checkBankStages });
+  const keys = loadKeyStore(files.file, files.main.dkimSign);
+  return Object.freeze({ ...files, keys, warnings: keyFileWarnings(keys) });
+}
+
+/** What outlives a reload: made once at start-up (main.ts) or per command (cli/). */
+export interface SharedDeps {
+  readonly resolver: DnsResolver;
+  readonly dmarcStore: DmarcResultStore;
+}
+
+/** The dependencies of one bank's stages; the key cache is per configuration, its keys per record. */
+export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankName: string, log: Logger, dkimKeys = new DkimKeyCache()): StageDeps {
+  return {
+    hostname: config.hostname,
+    authservId: config.authservId,
+    bankName,
+    log,
+    spool: { dir: config.main.spool.dir, memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes },
+    keys: config.keys,
+    resolver: shared.resolver,
+    dkimKeys,
+    dmarcStore: shared.dmarcStore,
+  };
+}
+
+export type { Bank };

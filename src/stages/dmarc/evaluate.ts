@@ -1,0 +1,79 @@
+/**
+ * One author domain's DMARC evaluation (mailauth finds and applies the policy record), what it
+ * means as a finding and a disposition for this bank, and its record for the result store.
+ */
+import { evaluateDmarc } from 'mailauth/lib/dmarc';
+import type { DNSResolver } from 'mailauth';
+import { trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
+import { clientAddress } from '../../lib/client';
+import { mailauthResolver } from '../../lib/dns';
+import type { Finding, StageDeps } from '../../pipeline/stage';
+import type { DmarcResultRecord } from '../../store/dmarc-results';
+import type { Transaction } from '../../transaction/transaction';
+import type { DmarcSettings } from './schema';
+
+export async function evaluate(domain: string, o: AuthOutcomes, deps: StageDeps, signal: AbortSignal): Promise<DmarcOutcome> {
+  const { response } = await evaluateDmarc({
+    headerFrom: [`postmaster@${domain}`],
+    fromFields: 1,
+    spfDomains: o.spf?.result === 'pass' ? [o.spf.domain] : [],
+    dkimDomains: (o.dkim ?? []).filter(trusted).map((s) => ({ id: s.b, domain: s.d })),
+    resolver: mailauthResolver(deps.resolver, signal) as DNSResolver,
+  });
+  return toOutcome(response || undefined, domain, o);
+}
+
+export function judge(outcome: DmarcOutcome, domain: string, cfg: DmarcSettings): { finding: Finding; disposition: DmarcResultRecord['disposition'] } {
+  const enforcing = outcome.policy === 'reject' || outcome.policy === 'quarantine';
+  const where = `${outcome.policyDomain ?? domain} p=${outcome.policy ?? 'unknown'}`;
+  const finding: Finding =
+    outcome.result === 'pass'
+      ? { code: 'DMARC_PASS', detail: where }
+      : outcome.result === 'temperror'
+        ? { code: enforcing ? 'DMARC_TEMPERROR_ENFORCING' : 'DMARC_TEMPERROR', detail: where }
+        : outcome.result === 'fail'
+          ? { code: outcome.policy === 'reject' ? 'DMARC_FAIL_REJECT' : outcome.policy === 'quarantine' ? 'DMARC_FAIL_QUARANTINE' : 'DMARC_FAIL', detail: where }
+          : { code: 'DMARC_NONE', detail: domain };
+  const failed = outcome.result === 'fail';
+  const quarantine = failed && ((outcome.policy === 'reject' && cfg.onReject === 'quarantine') || (outcome.policy === 'quarantine' && cfg.onQuarantine === 'quarantine'));
+  const disposition = quarantine ? 'quarantine' : failed && outcome.policy === 'reject' && cfg.onReject === 'reject' ? 'reject' : 'none';
+  return { finding, disposition };
+}
+
+/** Which outcome Authentication-Results shows when there are several: the one that weighs most. */
+export function severity(o: DmarcOutcome): number {
+  if (o.result === 'fail') return o.policy === 'reject' ? 6 : o.policy === 'quarantine' ? 5 : 3;
+  return { temperror: 4, permerror: 2, none: 1, pass: 0 }[o.result];
+}
+
+type MailauthDmarc = Exclude<Awaited<ReturnType<typeof evaluateDmarc>>['response'], false>;
+
+function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes): DmarcOutcome {
+  if (!r) return { result: 'none', from };
+  const policy = (['none', 'quarantine', 'reject'] as const).find((p) => p === r.policy);
+  let result = r.status.result as DmarcOutcome['result'];
+  const comment = (r.status as { comment?: string }).comment;
+  // RFC 7489 6.6.2: a check that could not complete might have passed.
+  const unfinished = o.spf?.result === 'temperror' || (o.dkim ?? []).some((s) => s.result === 'temperror');
+  if (result === 'fail' && unfinished) result = 'temperror';
+  return { result, from, policy, policyDomain: r.policyDomain, comment };
+}
+
+export async function record(deps: StageDeps, tx: Readonly<Transaction>, outcome: DmarcOutcome, domain: string, disposition: DmarcResultRecord['disposition'], o: AuthOutcomes): Promise<void> {
+  const r: DmarcResultRecord = {
+    receivedAt: tx.receivedAt,
+    sourceIp: clientAddress(tx.client),
+    headerFrom: domain,
+    policyDomain: outcome.policyDomain,
+    policy: outcome.policy,
+    result: outcome.result,
+    disposition,
+    dkim: (o.dkim ?? []).map((s) => ({ domain: s.d, selector: s.s, result: s.result })),
+    spf: o.spf && { domain: o.spf.domain, result: o.spf.result },
+  };
+  try {
+    await deps.dmarcStore.record(r);
+  } catch (err) {
+    deps.log.error({ err }, 'DMARC result not stored');
+  }
+}

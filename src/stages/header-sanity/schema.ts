@@ -1,0 +1,35 @@
+/**
+ * The `headerSanity` section of a policy bank (stages/registry.ts adds it to the bank schema).
+ */
+import type { FromSchema } from 'json-schema-to-ts';
+
+export const headerSanityBankSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description: 'header-sanity stage: what to do with each kind of malformed header. pass = finding only, fix = repair the message, reject = 550 5.6.0.',
+  properties: {
+    nul: { type: 'string', enum: ['pass', 'fix', 'reject'], default: 'fix', description: 'NUL bytes anywhere in the message; fix removes them.' },
+    eightBitHeader: {
+      type: 'string',
+      enum: ['pass', 'fix', 'reject'],
+      default: 'pass',
+      description: '8-bit bytes in a header field of mail sent without SMTPUTF8; fix encodes the field body as RFC 2047 UTF-8 words.',
+    },
+    longLine: {
+      type: 'string',
+      enum: ['pass', 'fix', 'reject'],
+      default: 'pass',
+      description: 'Lines over 998 octets (RFC 5322 2.1.1); fix folds over-long header lines at white space. Long body lines are left to the seven-bit stage.',
+    },
+    missingFrom: { type: 'string', enum: ['pass', 'reject'], default: 'pass', description: 'No From: field.' },
+    multipleFrom: {
+      type: 'string',
+      enum: ['pass', 'reject'],
+      default: 'reject',
+      description: 'More than one From: field (RFC 5322 3.6 allows one): reject = 550 5.6.0, as readers and DMARC checkers disagree on which one counts.',
+    },
+  },
+} as const;
+
+export type HeaderSanitySettings = FromSchema<typeof headerSanityBankSchema>;
