@@ -1,0 +1,32 @@
+/**
+ * Opens the Store (store/store.ts) that the main config's `store` section names: the sqlite
+ * file (relative to the config file) or the Redis URL, behind store.keyPrefix. main.ts opens
+ * it once at start-up and closes it after the listeners; reloads keep it.
+ *
+ * Fails with CFG_STORE_UNUSABLE (sqlite folder missing or file unwritable, Redis URL invalid),
+ * naming the config file and the JSON pointer.
+ */
+import path from 'node:path';
+import type { MainConfig } from '../config/main-schema';
+import type { Logger } from '../lib/log';
+import { openRedisStore } from './redis';
+import { openSqliteStore } from './sqlite';
+import type { Store } from './store';
+
+export type { Store } from './store';
+
+export async function openStore(config: MainConfig['store'], configFile: string, log: Logger): Promise<Store> {
+  const { keyPrefix } = config;
+  const store =
+    config.backend === 'redis'
+      ? await openRedisStore({ url: config.redis.url, keyPrefix, timeoutMs: config.redis.timeoutMs, log, where: `${configFile}: /store/redis/url` })
+      : openSqliteStore({
+          file: path.resolve(path.dirname(configFile), config.sqlite.file),
+          keyPrefix,
+          busyTimeoutMs: config.sqlite.busyTimeoutMs,
+          log,
+          where: `${configFile}: /store/sqlite/file`,
+        });
+  log.info({ store: store.description }, 'store opened');
+  return store;
+}
