@@ -3,6 +3,8 @@
  * a loaded config, starts one listener per port, and on reload swaps banks between
  * transactions (restarting only listeners whose socket or EHLO settings changed). Start and
  * reload first run config/preflight.ts (spool folder, forward loops), logging its warnings.
+ * The state store (store/index.ts) is opened once, before the listeners, kept across reloads
+ * (a changed `store` section is logged and applies at the next start) and closed last.
  * Signals are wired by the `start` command, not here, so tests run several instances in one process.
  */
 import type { Bank } from './config/bank-schema';
@@ -17,6 +19,8 @@ import type { Logger } from './lib/log';
 import { createPipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
 import { stageFactories } from './stages';
+import { openStore, type Store } from './store';
+import { StoredDmarcResults } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
 
 export interface Postseal {
@@ -44,12 +48,20 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   await checkConfig(config, log, opts.logWarnings ?? true);
   const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
-  const running: Running = { config, contexts: buildContexts(config, log), listeners: [] };
+  const store = await openStore(config.main.store, config.file, log);
+  let running: Running;
+  try {
+    running = { config, contexts: buildContexts(config, log, store), listeners: [] };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   try {
     for (const l of config.main.listeners) running.listeners.push(await startListener(l, () => running.contexts.get(l.bank)!));
   } catch (err) {
     await Promise.all(running.listeners.map((l) => l.close()));
     await closePools(running.contexts);
+    await store.close();
     throw err;
   }
   return {
@@ -63,7 +75,10 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
     },
     async reload(next) {
       await checkConfig(next, log, opts.logWarnings ?? true);
-      const contexts = buildContexts(next, log);
+      const contexts = buildContexts(next, log, store);
+      if (JSON.stringify(next.main.store) !== JSON.stringify(running.config.main.store)) {
+        log.warn({ config: next.file }, 'store settings changed; they apply at the next start, the running store stays open');
+      }
       const oldContexts = running.contexts;
       const keep = new Map<string, Listener>();
       for (const l of running.listeners) keep.set(listenerKey(l.config, oldContexts.get(l.config.bank)!.bank), l);
@@ -83,6 +98,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
     async close() {
       await Promise.all(running.listeners.map((l) => l.close()));
       await closePools(running.contexts);
+      await store.close();
     },
   };
 }
@@ -93,11 +109,11 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 
-function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionContext> {
+function buildContexts(config: LoadedConfig, log: Logger, store: Store): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
   const spool = { dir: config.main.spool.dir, memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes };
-  // One resolver (and its cache) for every bank of this configuration.
-  const auth = createAuthDeps(config.main.dns);
+  // One resolver (and its cache) for every bank of this configuration; the store outlives it.
+  const auth = createAuthDeps(config.main.dns, { dmarcStore: new StoredDmarcResults(store) });
   checkSignerBanks(config);
   for (const [name, bank] of config.banks) {
     const bankLog = log.child({ bank: name });

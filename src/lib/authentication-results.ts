@@ -7,7 +7,7 @@
  * writes the field once, after all of them, so no check sees a header another one added.
  */
 import type { MainConfig } from '../config/main-schema';
-import { MemoryDmarcResultStore, type DmarcResultStore } from '../store/dmarc-results';
+import { dmarcResultsNotKept, type DmarcResultStore } from '../store/dmarc-results';
 import { Message } from '../transaction/message';
 import { authorOf, type Author } from './author';
 import { DkimKeyCache } from './dkim/public-keys';
@@ -113,8 +113,13 @@ export interface AuthDeps {
   readonly dkimKeys: DkimKeyCache;
 }
 
+/**
+ * `over.dmarcStore`: where DMARC results go. main.ts passes the store it opened once at
+ * start-up (so reloads keep it); without it results are not kept, as commands that only
+ * evaluate a message (postseal verify, config print) want.
+ */
 export function createAuthDeps(dns: MainConfig['dns'], over: Partial<AuthDeps> = {}): AuthDeps {
-  return { resolver: createDnsResolver(dns), board: new AuthBoard(), dmarcStore: new MemoryDmarcResultStore(), dkimKeys: new DkimKeyCache(), ...over };
+  return { resolver: createDnsResolver(dns), board: new AuthBoard(), dmarcStore: dmarcResultsNotKept, dkimKeys: new DkimKeyCache(), ...over };
 }
 
 /** RFC 2045 token: what a property value may be without quotes. */

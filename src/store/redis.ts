@@ -9,9 +9,10 @@
  * Connection failures never crash the process: the client's 'error' events are logged (once
  * per outage, and "reconnected" when it is back), the client reconnects for ever with a
  * growing delay (at most RECONNECT_MAX_DELAY_MS), and operations meanwhile reject with
- * STORE_UNAVAILABLE: a command waits for at most one reconnection attempt and at most
- * timeoutMs. A command in flight when the connection drops is not sent again (an increment
- * must not count twice); it rejects.
+ * STORE_UNAVAILABLE: at once while the outage is known (an 'error' since the last 'ready'),
+ * so that mail waiting on a store write is not held up; otherwise a command waits for at most
+ * one reconnection attempt and at most timeoutMs. A command in flight when the connection
+ * drops is not sent again (an increment must not count twice); it rejects.
  *
  * Fails with CFG_STORE_UNUSABLE at open for a URL that is not redis:// or rediss://.
  */
@@ -125,6 +126,7 @@ class RedisStore implements Store {
 
   private async run<T>(op: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw unavailable(`${this.description}: ${op}`, 'store closed');
+    if (this.down) throw unavailable(`${this.description}: ${op}`, 'not connected (reconnecting)');
     try {
       return await fn();
     } catch (err) {
