@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import Redis from 'ioredis';
 import { isPostsealError } from '../../src/errors';
 import { createLogger } from '../../src/lib/log';
+import { openStore } from '../../src/store';
 import { openRedisStore } from '../../src/store/redis';
 import type { Store } from '../../src/store/store';
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server';
@@ -96,6 +97,19 @@ describe('redis store connection', () => {
     expect(isPostsealError(err, 'CFG_STORE_UNUSABLE')).toBe(true);
     expect((err as Error).message).toContain('p.yaml: /store/redis/url');
     expect((err as Error).message).not.toContain('secret');
+  });
+
+  test('openStore with backend redis opens the configured URL behind the key prefix', async () => {
+    const store = await openStore({ backend: 'redis', keyPrefix: 'cfg:', sqlite: { file: 'unused.db', busyTimeoutMs: 0 }, redis: { url: server.url, timeoutMs: TIMEOUT_MS } }, '/etc/postseal/postseal.yaml', capture().log);
+    const admin = new Redis(server.url);
+    try {
+      await store.set('k', 'v');
+      expect(await admin.get('cfg:k')).toBe('v');
+      expect(store.description).toBe(`redis ${server.url}`);
+    } finally {
+      admin.disconnect();
+      await store.close();
+    }
   });
 
   test('close quits the connection: the server sees the client leave', async () => {
