@@ -3,9 +3,10 @@
  * per policy domain and UTC day, taken whole by a report sender; and postseal itself writing
  * every evaluated message there, over SMTP, through a reload, into the store it opened once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load';
 import { StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
 import { openSqliteStore } from '../../src/store/sqlite';
@@ -116,6 +117,21 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       expect(await results.take('example.org', today)).toHaveLength(1);
       // The reload reused the store: it was opened once.
       expect(h.logs.filter((l) => l.msg === 'store opened')).toHaveLength(1);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('a reload with changed store settings keeps the running store and says so', async () => {
+    const file = path.join(h.dir, 'postseal.yaml');
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    writeFileSync(file, YAML.stringify({ ...config, store: { keyPrefix: 'elsewhere:' } }));
+    await h.app.reload(loadConfig(file));
+    expect(h.logs.some((l) => l.level === 40 && l.msg === 'store settings changed; they apply at the next start, the running store stays open')).toBe(true);
+    const reader = openSqliteStore({ file: path.join(h.dir, 'postseal.db'), keyPrefix: 'postseal:', busyTimeoutMs: 1000 });
+    try {
+      await send();
+      expect(await new StoredDmarcResults(reader).take('example.org', utcDay(new Date()))).toHaveLength(1);
     } finally {
       await reader.close();
     }
