@@ -7,7 +7,8 @@
  * - spool.dir exists, or is created with mode 0700 (as `postfix check` creates missing
  *   queue folders), and a file can be created in it: otherwise every message over
  *   spool.memoryThresholdBytes would be deferred for ever. Fails with CFG_SPOOL_UNUSABLE;
- * - no bank forwards to postseal's own listeners (config/forward-loops.ts): CFG_INCONSISTENT.
+ * - no bank forwards to postseal's own listeners (config/forward-loops.ts): CFG_INCONSISTENT;
+ * - the sqlite store's folder exists and is writable (store/index.ts): CFG_STORE_UNUSABLE.
  *
  * Returns the warnings, the loader's included (key file modes, non-loopback listeners).
  */
@@ -17,9 +18,11 @@ import path from 'node:path';
 import { PostsealError, type ConfigWarning } from '../errors';
 import { checkForwardLoops, type LoopCheckDeps } from './forward-loops';
 import type { LoadedConfig } from './load';
+import { checkStoreConfig } from '../store';
 
 export async function preflight(config: LoadedConfig, deps: LoopCheckDeps = {}): Promise<ConfigWarning[]> {
   await prepareSpoolDir(config.file, config.main.spool.dir);
+  checkStoreConfig(config.main.store, config.file);
   const loopWarnings = await checkForwardLoops(config, deps);
   return [...config.warnings, ...loopWarnings];
 }

@@ -10,10 +10,23 @@ import path from 'node:path';
 import type { MainConfig } from '../config/main-schema';
 import type { Logger } from '../lib/log';
 import { openRedisStore } from './redis';
-import { openSqliteStore } from './sqlite';
+import { checkSqliteFile, openSqliteStore } from './sqlite';
 import type { Store } from './store';
 
 export type { Store } from './store';
+
+function sqliteFile(config: MainConfig['store'], configFile: string): string {
+  return path.resolve(path.dirname(configFile), config.sqlite.file);
+}
+
+/**
+ * What config/preflight.ts (start-up, reload, `config check`) can prove without opening the
+ * store: the sqlite file's folder exists and is writable. Redis is not asked: postseal starts
+ * without it (see store/redis.ts), and the schema already checked the URL's form.
+ */
+export function checkStoreConfig(config: MainConfig['store'], configFile: string): void {
+  if (config.backend === 'sqlite') checkSqliteFile(sqliteFile(config, configFile), `${configFile}: /store/sqlite/file`);
+}
 
 export async function openStore(config: MainConfig['store'], configFile: string, log: Logger): Promise<Store> {
   const { keyPrefix } = config;
@@ -21,7 +34,7 @@ export async function openStore(config: MainConfig['store'], configFile: string,
     config.backend === 'redis'
       ? await openRedisStore({ url: config.redis.url, keyPrefix, timeoutMs: config.redis.timeoutMs, log, where: `${configFile}: /store/redis/url` })
       : openSqliteStore({
-          file: path.resolve(path.dirname(configFile), config.sqlite.file),
+          file: sqliteFile(config, configFile),
           keyPrefix,
           busyTimeoutMs: config.sqlite.busyTimeoutMs,
           log,

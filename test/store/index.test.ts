@@ -1,6 +1,7 @@
 /**
  * openStore (src/store/index.ts): the main config's `store` section, with its defaults, opens
- * the sqlite file relative to the config file (the Redis case is in redis.test.ts).
+ * the sqlite file relative to the config file (the Redis case is in redis.test.ts); and
+ * `config check` finds a sqlite folder that start-up would not.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { loadConfig } from '../../src/config/load';
 import { isPostsealError } from '../../src/errors';
 import { createLogger } from '../../src/lib/log';
 import { openStore } from '../../src/store';
+import { runCli } from '../helpers/cli';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'postseal-open-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,6 +40,14 @@ test('a relative sqlite file whose folder is missing is CFG_STORE_UNUSABLE namin
   const err = await openStore(loadConfig(file).main.store, file, silent()).catch((e: unknown) => e);
   expect(isPostsealError(err, 'CFG_STORE_UNUSABLE')).toBe(true);
   expect((err as Error).message).toContain(`${file}: /store/sqlite/file: ${path.join(dir, 'state', 'postseal.db')}`);
+});
+
+test('config check (dist/) exits 1 with CFG_STORE_UNUSABLE when the sqlite folder is missing, so a checked config also starts', () => {
+  const file = configWith({ sqlite: { file: 'missing/postseal.db' } });
+  const r = runCli(['config', 'check', '--config', file]);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain(`configuration error CFG_STORE_UNUSABLE\n${file}: /store/sqlite/file: ${path.join(dir, 'missing', 'postseal.db')}: the folder`);
+  expect(existsSync(path.join(dir, 'missing'))).toBe(false);
 });
 
 test('a Redis URL that is not redis:// is refused by the schema', () => {
