@@ -17,7 +17,7 @@
  * Failures: every method rejects with PostsealError STORE_UNAVAILABLE when the back-end cannot
  * carry out the operation (Redis down or slow, sqlite busy past its timeout, store closed);
  * a call that breaks this contract (empty key, TTL that is not a positive integer, oversized
- * value) throws a RangeError, which is a bug in the caller.
+ * value) rejects with a RangeError, which is a bug in the caller.
  */
 import { PostsealError } from '../errors';
 
