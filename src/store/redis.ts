@@ -81,7 +81,8 @@ class RedisStore implements Store {
   readonly description: string;
   private readonly client: Redis;
   private closed = false;
-  private down = false;
+  /** The connection error since the last 'ready', if any: operations fail at once with it. */
+  private down: Error | undefined;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.description = `redis ${redactUrl(opts.url)}`;
@@ -94,13 +95,14 @@ class RedisStore implements Store {
     });
     // Without a listener, an 'error' event would be thrown and end the process.
     this.client.on('error', (err: Error) => {
-      if (this.down || this.closed) return;
-      this.down = true;
+      const known = this.down !== undefined;
+      this.down = err;
+      if (known || this.closed) return;
       opts.log?.error({ err, store: this.description }, 'store unreachable; operations fail until it is back');
     });
     this.client.on('ready', () => {
       if (this.down) opts.log?.info({ store: this.description }, 'store reconnected');
-      this.down = false;
+      this.down = undefined;
     });
   }
 
@@ -126,7 +128,7 @@ class RedisStore implements Store {
 
   private async run<T>(op: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw unavailable(`${this.description}: ${op}`, 'store closed');
-    if (this.down) throw unavailable(`${this.description}: ${op}`, 'not connected (reconnecting)');
+    if (this.down) throw unavailable(`${this.description}: ${op}`, `not connected, reconnecting (${this.down.message})`);
     try {
       return await fn();
     } catch (err) {
