@@ -8,10 +8,11 @@ COPY src ./src
 COPY policy-banks ./policy-banks
 COPY postseal.yaml ./
 RUN npm ci --ignore-scripts && npx tsc -p tsconfig.build.json && npm prune --omit=dev --ignore-scripts \
-    && mkdir -p /etc/postseal /var/lib/postseal/keys /var/spool/postseal \
-    && chown -R node:node /var/spool/postseal
+    && mkdir -p /etc/postseal /var/lib/postseal/keys /var/lib/postseal/state /var/spool/postseal \
+    && chown -R node:node /var/spool/postseal /var/lib/postseal/state
 USER node
-VOLUME ["/etc/postseal", "/var/lib/postseal/keys", "/var/spool/postseal"]
+# The state store: set store.sqlite.file: /var/lib/postseal/state/postseal.db in the mounted config.
+VOLUME ["/etc/postseal", "/var/lib/postseal/keys", "/var/lib/postseal/state", "/var/spool/postseal"]
 EXPOSE 10024 10026 10028
 ENTRYPOINT ["node", "/opt/postseal/dist/cli/main.js"]
 CMD ["start", "--config", "/etc/postseal/postseal.yaml"]

@@ -13,6 +13,7 @@ export const errorCodes = {
   CFG_KEY_INVALID: 'A signing key file is not a usable private key for its algorithm.',
   CFG_SIGNING_CATCH_ALL: 'A signing table rule would sign mail of any domain (or a whole top-level domain).',
   CFG_SPOOL_UNUSABLE: 'spool.dir cannot be created, or postseal cannot write a file in it.',
+  CFG_STORE_UNUSABLE: 'The state store cannot be opened: the sqlite file or its folder is missing or unwritable, or the Redis URL is invalid.',
   CFG_KEY_TABLE_LOCKED: 'Another `postseal keys activate` holds the key table lock.',
   // Warnings: reported at start-up, on reload and by `config check`, without stopping either.
   CFG_KEY_PERMISSIONS: 'Warning: a private key file can be read or written by group or others.',
@@ -27,6 +28,7 @@ export const errorCodes = {
   STAGE_TIMEOUT: 'A stage ran longer than timeouts.stageTimeoutMs.',
   STAGE_ORDER_CYCLE: 'The stages of a bank declare a cycle in their order.',
   DEADLINE_EXCEEDED: 'The message did not finish within timeouts.messageDeadlineMs.',
+  STORE_UNAVAILABLE: 'The state store did not carry out an operation: Redis unreachable or too slow, sqlite busy past its timeout or failing, or the store closed.',
   REINJECT_REFUSED: 'The downstream server refused the connection.',
   REINJECT_TIMEOUT: 'The downstream server did not answer in time.',
   REINJECT_PROTOCOL: 'The downstream server broke the SMTP protocol or closed the connection.',

@@ -1,6 +1,8 @@
 /**
  * Start-up and wiring (STYLE.md §10, docs/architecture.md "Lifecycle"): the dependencies that
- * outlive a reload (the resolver and its cache, the DMARC result store) are made once; each
+ * outlive a reload (the state store and the DMARC results in it, the resolver and its cache
+ * while its settings stay) are made once; the store is opened before the services and closed
+ * after them (a changed `store` section applies at the next start); each
  * bank gets its pipeline (stages from stages/registry.ts) and downstream pool; the services
  * (the SMTP listeners, then the side services) start in order, reload together on SIGHUP and
  * close in reverse on SIGTERM. Start and reload first run config/preflight.ts (spool folder,
@@ -8,7 +10,6 @@
  * so tests run several instances in one process.
  */
 import type { MainConfig } from './config/main-schema';
-import { preflight } from './config/preflight';
 import { PostsealError } from './errors';
 import { DkimKeyCache } from './lib/dkim/public-keys';
 import { createDnsResolver } from './lib/dns';
@@ -19,9 +20,10 @@ import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
 import { closeAll, startAll, type Service } from './services/service';
-import { buildStageDeps, type LoadedConfig, type SharedDeps } from './setup';
+import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
-import { MemoryDmarcResultStore } from './store/dmarc-results';
+import { openStore } from './store';
+import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
 
 export interface Postseal {
@@ -43,12 +45,20 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   await checkConfig(config, log, opts.logWarnings ?? true);
   const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
-  let shared = sharedDeps(config.main.dns);
+  const store = await openStore(config.main.store, config.file, log);
+  const dmarcStore = new StoredDmarcResults(store);
+  let shared = sharedDeps(config.main.dns, dmarcStore);
   let dns = JSON.stringify(config.main.dns);
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
   const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log), close: closePools }, log);
   const services: Service[] = [smtp];
-  await startAll(services);
+  try {
+    await startAll(services);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  let running = config;
   return {
     get listeners() {
       return smtp.listeners;
@@ -56,26 +66,36 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
     portOf: (bank) => smtp.portOf(bank),
     async reload(next) {
       await checkConfig(next, log, opts.logWarnings ?? true);
-      // The resolver and its cache stay unless its settings changed; the results store always stays.
+      // The resolver and its cache stay unless its settings changed; the store always stays.
       if (JSON.stringify(next.main.dns) !== dns) {
-        shared = { ...sharedDeps(next.main.dns), dmarcStore: shared.dmarcStore };
+        shared = sharedDeps(next.main.dns, dmarcStore);
         dns = JSON.stringify(next.main.dns);
       }
+      if (JSON.stringify(next.main.store) !== JSON.stringify(running.main.store)) {
+        log.warn({ config: next.file }, 'store settings changed; they apply at the next start, the running store stays open');
+      }
       for (const s of services) await s.reload(next);
+      running = next;
       log.info({ file: next.file }, 'configuration reloaded');
     },
-    close: () => closeAll(services),
+    async close() {
+      try {
+        await closeAll(services);
+      } finally {
+        await store.close();
+      }
+    },
   };
 }
 
-function sharedDeps(dns: MainConfig['dns']): SharedDeps {
-  return { resolver: createDnsResolver(dns), dmarcStore: new MemoryDmarcResultStore() };
+function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore): SharedDeps {
+  return { resolver: createDnsResolver(dns), dmarcStore };
 }
 
-/** Spool folder and forward loops (config/preflight.ts); throws, refusing the start or the reload. */
+/** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */
 async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boolean): Promise<void> {
   checkSignerBanks(config);
-  const warnings = await preflight(config);
+  const warnings = await checkLoaded(config);
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 

@@ -7,12 +7,14 @@
 import type { Logger } from 'pino';
 import type { Bank } from './config/bank-schema';
 import { loadConfigFiles, type ConfigFiles } from './config/load';
+import { preflight } from './config/preflight';
 import type { ConfigWarning } from './errors';
 import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
 import { DkimKeyCache } from './lib/dkim/public-keys';
 import type { DnsResolver } from './lib/dns';
 import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
+import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 
 export interface LoadedConfig extends ConfigFiles {
@@ -26,6 +28,17 @@ export function loadConfig(file: string): LoadedConfig {
   const files = loadConfigFiles(file, { schema: bankSchema, check: checkBankStages });
   const keys = loadKeyStore(files.file, files.main.dkimSign);
   return Object.freeze({ ...files, keys, warnings: keyFileWarnings(keys) });
+}
+
+/**
+ * The checks of a loaded configuration that need the file system or DNS: the spool folder
+ * and forward loops (config/preflight.ts) and the store's file or URL. Start-up, reload and
+ * `config check` run them; the warnings are for the caller to log or print.
+ */
+export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]> {
+  const warnings = await preflight(config);
+  checkStoreConfig(config.main.store, config.file);
+  return warnings;
 }
 
 /** What outlives a reload: made once at start-up (main.ts) or per command (cli/). */

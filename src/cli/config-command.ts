@@ -7,14 +7,14 @@
 import YAML from 'yaml';
 import { configReference } from '../config/docs';
 import type { LoadedConfig } from '../setup';
-import { preflight } from '../config/preflight';
+import { checkConfig } from '../setup';
 import { isPostsealError, type ConfigWarning } from '../errors';
 import { createDnsResolver } from '../lib/dns';
 import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
 import { buildStageDeps } from '../setup';
 import { bankSchema, stageRegistry } from '../stages/registry';
-import { MemoryDmarcResultStore } from '../store/dmarc-results';
+import { dmarcResultsNotKept } from '../store/dmarc-results';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
 import { runKeyTests } from './keys/common';
 
@@ -51,7 +51,7 @@ export function runConfig(args: string[]): Promise<number> {
       for (const name of config.banks.keys()) pipelineOf(config, name, log);
       let warnings: ConfigWarning[];
       try {
-        warnings = await preflight(config);
+        warnings = await checkConfig(config);
       } catch (err) {
         if (!isPostsealError(err)) throw err;
         process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
@@ -82,6 +82,6 @@ function keySummary(config: LoadedConfig): string {
 
 /** Building the pipeline runs every stage factory, which is where stage settings are checked. */
 function pipelineOf(config: LoadedConfig, bankName: string, log: Logger) {
-  const deps = buildStageDeps(config, { resolver: createDnsResolver(config.main.dns), dmarcStore: new MemoryDmarcResultStore() }, bankName, log);
+  const deps = buildStageDeps(config, { resolver: createDnsResolver(config.main.dns), dmarcStore: dmarcResultsNotKept }, bankName, log);
   return createPipeline(bankName, config.banks.get(bankName)!, stageRegistry, deps);
 }

@@ -9,7 +9,7 @@
 import cluster from 'node:cluster';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
-import { preflight } from '../config/preflight';
+import { checkConfig } from '../setup';
 import { isPostsealError } from '../errors';
 import { createLogger } from '../lib/log';
 import type { Postseal } from '../main';
@@ -34,7 +34,7 @@ export function runStart(args: string[]): Promise<number> {
     if (cluster.isPrimary && workers > 1) {
       // Checked once here, so a bad spool folder or a loop is one clear error, not one per worker.
       try {
-        for (const w of await preflight(config)) base.warn({ code: w.code, config: config.file }, w.message);
+        for (const w of await checkConfig(config)) base.warn({ code: w.code, config: config.file }, w.message);
       } catch (err) {
         return explainStartFailure(err);
       }

@@ -15,7 +15,7 @@ import { createPipeline } from '../pipeline/runner';
 import { buildStageDeps } from '../setup';
 import { AUTHENTICATION_RESULTS } from '../stages/authentication-results';
 import { bankSchema, stageRegistry } from '../stages/registry';
-import { MemoryDmarcResultStore } from '../store/dmarc-results';
+import { dmarcResultsNotKept } from '../store/dmarc-results';
 import { Message } from '../transaction/message';
 import { spoolFrom } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
@@ -63,7 +63,7 @@ export function runVerify(args: string[]): Promise<number> {
     // validated like a bank file, so the variant cannot be one the daemon would refuse.
     const bank = validateBank(bankSchema, { ...configured, originating: false, stages: checks, dmarc: { ...(configured.dmarc as object), onReject: 'tag', onTempError: 'tag' } }, `bank ${values.bank} (verify)`);
     const dns = values.dns ? { ...config.main.dns, servers: [values.dns] } : config.main.dns;
-    const shared = { resolver: createDnsResolver(dns), dmarcStore: new MemoryDmarcResultStore() };
+    const shared = { resolver: createDnsResolver(dns), dmarcStore: dmarcResultsNotKept };
     const deps = buildStageDeps({ ...config, authservId: values['authserv-id'] ?? config.authservId }, shared, values.bank, createLogger('silent'));
     let message: Message;
     try {

@@ -1,5 +1,5 @@
 /**
- * JSON Schema of the main configuration file: listeners, trust, spool and logging.
+ * JSON Schema of the main configuration file: listeners, trust, spool, state store and logging.
  * The schema is the only source of the TypeScript type (STYLE.md §7).
  */
 import type { FromSchema } from 'json-schema-to-ts';
@@ -115,6 +115,53 @@ export const mainConfigSchema = {
           default: 1048576,
           description:
             'Longest header section accepted: the header is held in memory and parsed once. A longer one is refused with 552 5.3.4, never read as body (header fields past the limit would escape every check, and Postfix keeps them as header fields).',
+        },
+      },
+    },
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Shared state (the DMARC result history for aggregate reports): one sqlite file for one host and all its workers, or Redis for several hosts. Opened once at start-up; SIGHUP does not reopen it (restart to apply a change).',
+      properties: {
+        backend: { type: 'string', enum: ['sqlite', 'redis'], default: 'sqlite', description: 'sqlite for one host (any number of workers); redis when several hosts must share the state.' },
+        keyPrefix: {
+          type: 'string',
+          maxLength: 100,
+          default: 'postseal:',
+          description: 'Put before every key, so that several postseal installations (or other programs) can share one Redis database or sqlite file without seeing each other.',
+        },
+        sqlite: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'The sqlite back-end (node:sqlite, WAL mode).',
+          properties: {
+            file: {
+              type: 'string',
+              minLength: 1,
+              default: 'postseal.db',
+              description:
+                'Database file, relative to this file (so the default is postseal.db next to it; a package install would set e.g. /var/lib/postseal/postseal.db). Its folder must exist and be writable (CFG_STORE_UNUSABLE otherwise); the file is created with mode 0600, with -wal and -shm files beside it.',
+            },
+            busyTimeoutMs: { type: 'integer', minimum: 0, maximum: 60000, default: 5000, description: 'How long a write waits for another worker holding the file lock before the operation fails (STORE_UNAVAILABLE).' },
+          },
+        },
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'The Redis back-end (Redis 7.0 or newer).',
+          properties: {
+            url: {
+              type: 'string',
+              pattern: '^rediss?://',
+              default: 'redis://127.0.0.1:6379/0',
+              description: 'redis://[user:password@]host:port/database, or rediss:// for TLS. Unreachable at start-up, postseal starts anyway and logs it; operations fail (STORE_UNAVAILABLE) until Redis is back.',
+            },
+            timeoutMs: { type: 'integer', minimum: 50, maximum: 60000, default: 2000, description: 'Longest wait for a connection or a reply; then the operation fails (STORE_UNAVAILABLE).' },
+          },
         },
       },
     },

@@ -7,7 +7,8 @@
  * - spool.dir exists, or is created with mode 0700 (as `postfix check` creates missing
  *   queue folders), and a file can be created in it: otherwise every message over
  *   spool.memoryThresholdBytes would be deferred for ever. Fails with CFG_SPOOL_UNUSABLE;
- * - no bank forwards to postseal's own listeners (config/forward-loops.ts): CFG_INCONSISTENT.
+ * - no bank forwards to postseal's own listeners (config/forward-loops.ts): CFG_INCONSISTENT;
+ * - the sqlite store's folder exists and is writable (store/index.ts): CFG_STORE_UNUSABLE.
  *
  * Returns the warnings, the loader's included (key file modes, non-loopback listeners).
  */

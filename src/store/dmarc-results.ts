@@ -1,8 +1,18 @@
 /**
  * Where each DMARC evaluation is recorded, so that aggregate reports (RFC 7489 7.2) can be
- * built from the history later. The sqlite and Redis back-ends (DESIGN.md §6) implement this
- * interface; until one is configured, results go to the memory store, capped.
+ * built from the history: the dmarc stage records, a report sender (a later service) takes
+ * one policy domain's day at a time.
+ *
+ * In the Store (store/store.ts) a record is one JSON item of the list
+ * "dmarc:<policy domain>:<UTC day YYYY-MM-DD>": reports cover UTC days (RFC 7489 7.2.1.1).
+ * Each list expires RETENTION_MS after its last append, so an unsent day does not stay for
+ * ever, and keeps at most MAX_RECORDS_PER_DAY records (the newest), so that a flood of mail
+ * claiming one domain cannot grow the store without bound. A result without a policy domain
+ * (no DMARC record found, or the lookup failed) has no one to report to and is not kept.
+ *
+ * Fails: record() rejects with STORE_UNAVAILABLE; the dmarc stage logs it and the mail goes on.
  */
+import type { Store } from './store';
 
 export interface DmarcResultRecord {
   readonly receivedAt: Date;
@@ -22,14 +32,70 @@ export interface DmarcResultStore {
   record(r: DmarcResultRecord): Promise<void>;
 }
 
-/** Keeps the newest `max` records in memory (tests, and until a persistent store exists). */
-export class MemoryDmarcResultStore implements DmarcResultStore {
-  readonly records: DmarcResultRecord[] = [];
+/** 31 days: a report sender that was down for a month still finds the history. */
+export const RETENTION_MS = 31 * 24 * 3600 * 1000;
+export const MAX_RECORDS_PER_DAY = 100000;
+const KEY_PREFIX = 'dmarc:';
 
-  constructor(private readonly max = 10000) {}
+/** The UTC day of a time, as YYYY-MM-DD. */
+export function utcDay(t: Date): string {
+  return t.toISOString().slice(0, 10);
+}
+
+function listKey(policyDomain: string, day: string): string {
+  return `${KEY_PREFIX}${policyDomain}:${day}`;
+}
+
+/** DMARC results in the shared store: one capped list per policy domain and UTC day. */
+export class StoredDmarcResults implements DmarcResultStore {
+  constructor(
+    private readonly store: Store,
+    private readonly limits: { retentionMs: number; maxPerDay: number } = { retentionMs: RETENTION_MS, maxPerDay: MAX_RECORDS_PER_DAY },
+  ) {}
 
   async record(r: DmarcResultRecord): Promise<void> {
-    this.records.push(r);
-    if (this.records.length > this.max) this.records.shift();
+    if (!r.policyDomain) return;
+    const domain = r.policyDomain.toLowerCase();
+    await this.store.append(listKey(domain, utcDay(r.receivedAt)), JSON.stringify({ ...r, policyDomain: domain, receivedAt: r.receivedAt.toISOString() }), {
+      ttlMs: this.limits.retentionMs,
+      maxLength: this.limits.maxPerDay,
+    });
+  }
+
+  /** The policy domains and days that have records (at most `limit` pairs), for a report sender. */
+  async days(limit?: number): Promise<{ policyDomain: string; day: string }[]> {
+    const keys = await this.store.scan(KEY_PREFIX, limit);
+    return keys.map((k) => {
+      const rest = k.slice(KEY_PREFIX.length);
+      const cut = rest.lastIndexOf(':');
+      return { policyDomain: rest.slice(0, cut), day: rest.slice(cut + 1) };
+    });
+  }
+
+  /**
+   * Removes and returns one policy domain's records of one day: a record that arrives
+   * meanwhile is left for the next take, never lost. Items that are not valid JSON (written
+   * by something else) are skipped.
+   */
+  async take(policyDomain: string, day: string): Promise<DmarcResultRecord[]> {
+    const items = await this.store.takeAll(listKey(policyDomain.toLowerCase(), day));
+    const out: DmarcResultRecord[] = [];
+    for (const item of items) {
+      try {
+        const r = JSON.parse(item) as Omit<DmarcResultRecord, 'receivedAt'> & { receivedAt: string };
+        out.push({ ...r, receivedAt: new Date(r.receivedAt) });
+      } catch {
+        // Not one of ours; see above.
+      }
+    }
+    return out;
   }
 }
+
+/**
+ * For commands that evaluate a message without keeping history (`postseal verify`,
+ * `config print`): their results must not reach the aggregate reports.
+ */
+export const dmarcResultsNotKept: DmarcResultStore = {
+  async record() {},
+};

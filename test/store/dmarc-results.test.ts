@@ -1,0 +1,139 @@
+/**
+ * DMARC results in the shared store (src/store/dmarc-results.ts): one capped, expiring list
+ * per policy domain and UTC day, taken whole by a report sender; and postseal itself writing
+ * every evaluated message there, over SMTP, through a reload, into the store it opened once.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { loadConfig } from '../../src/config/load';
+import { StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
+import { openSqliteStore } from '../../src/store/sqlite';
+import type { Store } from '../../src/store/store';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server';
+import { startHarness, type Harness } from '../helpers/postseal';
+import { startSink, type Sink } from '../helpers/sink';
+import { TestClient } from '../helpers/smtp-client';
+import { sleep } from './contract';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'postseal-dmarc-store-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const record = (over: Partial<DmarcResultRecord> = {}): DmarcResultRecord => ({
+  receivedAt: new Date('2026-03-01T23:59:59.500Z'),
+  sourceIp: '192.0.2.1',
+  headerFrom: 'mail.example.org',
+  policyDomain: 'example.org',
+  policy: 'reject',
+  result: 'fail',
+  disposition: 'reject',
+  dkim: [{ domain: 'example.org', selector: 's1', result: 'fail' }],
+  spf: { domain: 'example.org', result: 'softfail' },
+  ...over,
+});
+
+describe('StoredDmarcResults', () => {
+  let store: Store;
+  beforeEach(() => {
+    store = openSqliteStore({ file: path.join(dir, 'unit.db'), keyPrefix: `u${Date.now()}:`, busyTimeoutMs: 1000 });
+  });
+  afterEach(() => store.close());
+
+  test('records are kept per policy domain and UTC day, and take returns them as they were, once', async () => {
+    const results = new StoredDmarcResults(store);
+    const late = record();
+    const nextDay = record({ receivedAt: new Date('2026-03-02T00:00:00.000Z'), result: 'pass', disposition: 'none' });
+    await results.record(late);
+    await results.record(nextDay);
+    await results.record(record({ policyDomain: 'Other.EXAMPLE' }));
+    expect((await results.days()).sort((a, b) => (a.policyDomain + a.day).localeCompare(b.policyDomain + b.day))).toEqual([
+      { policyDomain: 'example.org', day: '2026-03-01' },
+      { policyDomain: 'example.org', day: '2026-03-02' },
+      { policyDomain: 'other.example', day: '2026-03-01' },
+    ]);
+    expect(await results.take('example.org', '2026-03-01')).toEqual([late]);
+    expect(await results.take('example.org', '2026-03-01')).toEqual([]);
+    expect(await results.take('EXAMPLE.org', '2026-03-02')).toEqual([nextDay]);
+  });
+
+  test('a result without a policy domain has no one to report to and is not kept', async () => {
+    const results = new StoredDmarcResults(store);
+    await results.record(record({ policyDomain: undefined, result: 'none', policy: undefined }));
+    expect(await results.days()).toEqual([]);
+  });
+
+  test('a day keeps at most maxPerDay records, the newest, and expires retentionMs after its last record', async () => {
+    const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerDay: 3 });
+    for (let i = 1; i <= 5; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
+    expect((await results.take('example.org', '2026-03-01')).map((r) => r.sourceIp)).toEqual(['192.0.2.3', '192.0.2.4', '192.0.2.5']);
+    await results.record(record());
+    await sleep(200);
+    expect(await results.days()).toEqual([]);
+  });
+
+  test('utcDay is the UTC date, whatever the local time zone', () => {
+    expect(utcDay(new Date('2026-03-01T23:59:59.999-05:00'))).toBe('2026-03-02');
+  });
+});
+
+describe('postseal writes DMARC results to the store it opened at start-up', () => {
+  let dns: DnsServer;
+  let sink: Sink;
+  let h: Harness;
+  beforeAll(async () => {
+    dns = await startDnsServer({ '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] } });
+    sink = await startSink();
+    h = await startHarness({
+      forwardPort: sink.port,
+      banks: { default: { stages: ['spf', 'dmarc'] } },
+      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 } },
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await sink?.close();
+    await dns?.close();
+  });
+
+  const send = async () => {
+    const c = await TestClient.connect(h.app.portOf('default'));
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n' });
+    await c.quit();
+    expect(r.final).toMatchObject({ code: 250 });
+  };
+
+  test('each message leaves one record in postseal.db next to the config file, also after a reload', async () => {
+    // A second handle on the file, as another worker of the host would have.
+    const reader = openSqliteStore({ file: path.join(h.dir, 'postseal.db'), keyPrefix: 'postseal:', busyTimeoutMs: 1000 });
+    try {
+      const results = new StoredDmarcResults(reader);
+      await send();
+      const today = utcDay(new Date());
+      expect(await results.days()).toEqual([{ policyDomain: 'example.org', day: today }]);
+      expect(await results.take('example.org', today)).toEqual([expect.objectContaining({ headerFrom: 'example.org', result: 'fail', policy: 'none', disposition: 'none' })]);
+      await h.app.reload(loadConfig(path.join(h.dir, 'postseal.yaml')));
+      await send();
+      expect(await results.take('example.org', today)).toHaveLength(1);
+      // The reload reused the store: it was opened once.
+      expect(h.logs.filter((l) => l.msg === 'store opened')).toHaveLength(1);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('a reload with changed store settings keeps the running store and says so', async () => {
+    const file = path.join(h.dir, 'postseal.yaml');
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    writeFileSync(file, YAML.stringify({ ...config, store: { keyPrefix: 'elsewhere:' } }));
+    await h.app.reload(loadConfig(file));
+    expect(h.logs.some((l) => l.level === 40 && l.msg === 'store settings changed; they apply at the next start, the running store stays open')).toBe(true);
+    const reader = openSqliteStore({ file: path.join(h.dir, 'postseal.db'), keyPrefix: 'postseal:', busyTimeoutMs: 1000 });
+    try {
+      await send();
+      expect(await new StoredDmarcResults(reader).take('example.org', utcDay(new Date()))).toHaveLength(1);
+    } finally {
+      await reader.close();
+    }
+  });
+});

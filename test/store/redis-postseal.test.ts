@@ -1,0 +1,65 @@
+/**
+ * postseal with `store.backend: redis`, over real SMTP: DMARC results land in Redis, and a
+ * Redis outage costs only the records, never the mail.
+ */
+import Redis from 'ioredis';
+import { StoredDmarcResults, utcDay } from '../../src/store/dmarc-results';
+import { openRedisStore } from '../../src/store/redis';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server';
+import { startHarness, type Harness } from '../helpers/postseal';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server';
+import { startSink, type Sink } from '../helpers/sink';
+import { TestClient } from '../helpers/smtp-client';
+
+let redis: RedisServer;
+let dns: DnsServer;
+let sink: Sink;
+let h: Harness;
+beforeAll(async () => {
+  redis = await startRedisServer();
+  dns = await startDnsServer({ '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] } });
+  sink = await startSink();
+  h = await startHarness({
+    forwardPort: sink.port,
+    banks: { default: { stages: ['spf', 'dmarc'] } },
+    main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, store: { backend: 'redis', keyPrefix: 'ps:', redis: { url: redis.url, timeoutMs: 500 } } },
+  });
+});
+afterAll(async () => {
+  await h?.close();
+  await sink?.close();
+  await dns?.close();
+  await redis?.stop();
+});
+
+const send = async () => {
+  const c = await TestClient.connect(h.app.portOf('default'));
+  const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n' });
+  await c.quit();
+  return r.final;
+};
+
+test('each message leaves its DMARC result in Redis under the configured prefix', async () => {
+  expect(await send()).toMatchObject({ code: 250 });
+  const admin = new Redis(redis.url);
+  try {
+    expect(await admin.keys('ps:dmarc:*')).toEqual([`ps:dmarc:example.org:${utcDay(new Date())}`]);
+  } finally {
+    admin.disconnect();
+  }
+  const reader = await openRedisStore({ url: redis.url, keyPrefix: 'ps:', timeoutMs: 500 });
+  try {
+    expect(await new StoredDmarcResults(reader).take('example.org', utcDay(new Date()))).toEqual([expect.objectContaining({ headerFrom: 'example.org', policy: 'none' })]);
+  } finally {
+    await reader.close();
+  }
+});
+
+test('while Redis is down mail is still delivered and the lost record is logged', async () => {
+  await redis.kill();
+  const before = sink.received.length;
+  for (let i = 0; i < 3; i++) expect(await send()).toMatchObject({ code: 250 });
+  expect(sink.received.length).toBe(before + 3);
+  expect(h.logs.filter((l) => l.msg === 'DMARC result not stored').length).toBeGreaterThanOrEqual(3);
+  await redis.restart();
+});
