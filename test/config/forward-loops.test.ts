@@ -9,7 +9,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { checkForwardLoops } from '../../src/config/forward-loops';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 import { isPostsealError } from '../../src/errors';
 import { createServer, type AddressInfo } from 'node:net';
 import { runCli, startDaemon } from '../helpers/cli';

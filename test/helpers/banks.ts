@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { Bank } from '../../src/config/bank-schema';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 
 export function loadTestBank(overlay: Record<string, unknown>): Bank {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-bank-'));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import YAML from 'yaml';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 import { createLogger } from '../../src/lib/log';
 import { startPostseal, type Postseal } from '../../src/main';
 

@@ -1,6 +1,6 @@
 import { chmodSync, chownSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 import { planActivation, writeKeyStates } from '../../src/keys/activate';
 import { edKey, rsaKey } from '../helpers/dkim-verifiers';
 import { writeKeyConfig } from '../helpers/key-config';

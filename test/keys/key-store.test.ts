@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 import { isPostsealError, type ErrorCode } from '../../src/errors';
 import { edKey, rsaKey, writeSigningFiles, type TestKey } from '../helpers/dkim-verifiers';
 

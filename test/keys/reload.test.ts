@@ -1,7 +1,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 import { isPostsealError } from '../../src/errors';
 import { rsaKey, writeSigningFiles } from '../helpers/dkim-verifiers';
 import { startHarness } from '../helpers/postseal';

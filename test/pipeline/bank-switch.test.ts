@@ -4,24 +4,28 @@
  */
 import type { Bank } from '../../src/config/bank-schema';
 import { createPipeline, type Pipeline } from '../../src/pipeline/runner';
-import type { Stage, StageFactory } from '../../src/pipeline/stage';
+import type { RegisteredStage, Stage } from '../../src/pipeline/stage';
+import { stageRegistry } from '../../src/stages/registry';
 import { loadTestBank } from '../helpers/banks';
-import { testAuthDeps, testStageDeps, testTransaction } from '../helpers/stage-run';
+import { testStageDeps, testTransaction } from '../helpers/stage-run';
 import type { DnsServer } from '../helpers/dns-server';
 
-const auth = testAuthDeps({ server: '127.0.0.1:9' } as DnsServer);
+const auth = testStageDeps({ server: '127.0.0.1:9' } as DnsServer);
 
-function build(bank: Bank, ran: string[], stages: Partial<Record<Stage['id'], Partial<Stage>>>, others: Record<string, Pipeline> = {}) {
-  const factory = (id: Stage['id']): StageFactory => () => ({
-    id,
-    run: async () => {
-      ran.push(id);
-      return { findings: [] };
-    },
-    ...stages[id],
-  });
-  const factories = Object.fromEntries(bank.stages.map((id) => [id, factory(id)])) as Record<Stage['id'], StageFactory>;
-  return createPipeline(bank, testStageDeps(auth), factories, (name) => others[name]);
+/** The registered definitions (phases, rules) of the bank's stages, each running `stages[id]` or recording that it ran. */
+function build(bank: Bank, ran: string[], stages: Partial<Record<string, Partial<Stage>>>, others: Record<string, Pipeline> = {}, name = 'default') {
+  const defs: RegisteredStage[] = bank.stages.map((id) => ({
+    ...stageRegistry.find((d) => d.id === id)!,
+    create: () => ({
+      id,
+      run: async () => {
+        ran.push(id);
+        return { findings: [] };
+      },
+      ...stages[id],
+    }),
+  }));
+  return createPipeline(name, bank, defs, auth, (other) => others[other]);
 }
 
 test("the other bank's stages that have not run yet follow, and its verdict counts", async () => {

@@ -2,20 +2,24 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import pino from 'pino';
 import type { Bank } from '../../src/config/bank-schema';
 import { isPostsealError } from '../../src/errors';
 import { emptyKeyStore } from '../../src/keys/key-store';
-import { createAuthDeps } from '../../src/lib/authentication-results';
 import { createPipeline, orderStages } from '../../src/pipeline/runner';
-import type { Stage, StageFactory } from '../../src/pipeline/stage';
+import { defineStage, type Phase, type RegisteredStage, type Stage } from '../../src/pipeline/stage';
+import { stageRegistry } from '../../src/stages/registry';
+import { ResultKey } from '../../src/lib/results';
 import { Message } from '../../src/transaction/message';
 import { memorySpool, spoolFrom } from '../../src/transaction/spool';
 import type { Transaction } from '../../src/transaction/transaction';
 import { loadTestBank } from '../helpers/banks';
+import { testStageDeps } from '../helpers/stage-run';
 
-const stage = (id: Stage['id'], after: Stage['id'][] = [], run: Stage['run'] = async () => ({ findings: [] })): Stage => ({ id, after, run });
-const deps = { hostname: 'h', authservId: 'h', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir: '', memoryThresholdBytes: 0 }, keys: emptyKeyStore, auth: createAuthDeps({ servers: [], timeoutMs: 100, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }) };
+/** A registered stage's definition (its phase, findings, rules) with `run` in place of its own. */
+const stage = (id: string, run: Stage['run'] = async () => ({ findings: [] })): RegisteredStage => ({ ...stageRegistry.find((d) => d.id === id)!, create: () => ({ id, run }) });
+/** A made-up stage, for ordering. */
+const made = (id: string, phase: Phase, after: string[] = []): RegisteredStage => defineStage<never, never>({ id, phase, after, findings: [], create: () => ({ id, run: async () => ({ findings: [] }) }) });
+const deps = { ...testStageDeps({ server: '127.0.0.1:9' }), authservId: 'h', keys: emptyKeyStore };
 
 function tx(bank: Bank): Transaction {
   return {
@@ -24,29 +28,38 @@ function tx(bank: Bank): Transaction {
   };
 }
 
-function pipelineWith(bank: Bank, stages: Record<string, Stage>) {
-  const factories = Object.fromEntries(Object.entries(stages).map(([id, s]) => [id, (() => s) as StageFactory])) as Record<Stage['id'], StageFactory>;
-  return createPipeline(bank, deps, factories);
+function pipelineWith(bank: Bank, stages: Record<string, RegisteredStage>) {
+  return createPipeline('default', bank, Object.values(stages), deps);
 }
 
 describe('pipeline runner', () => {
   it('orders stages by their after declarations, bank order breaking ties', () => {
-    expect(orderStages([stage('header-sanity', ['loop-guard']), stage('loop-guard')]).map((s) => s.id)).toEqual(['loop-guard', 'header-sanity']);
+    expect(orderStages([made('b', 'check', ['a']), made('a', 'check'), made('c', 'check')]).map((s) => s.id)).toEqual(['a', 'b', 'c']);
   });
 
-  it('refuses a cycle at start-up with STAGE_ORDER_CYCLE', () => {
-    let err: unknown;
-    try {
-      orderStages([stage('header-sanity', ['loop-guard']), stage('loop-guard', ['header-sanity'])]);
-    } catch (e) {
-      err = e;
+  it('orders by phase first: check, edit, sign, seal, whatever the bank lists first', () => {
+    expect(orderStages([made('seal', 'seal'), made('sign', 'sign'), made('edit', 'edit'), made('check', 'check')]).map((s) => s.id)).toEqual(['check', 'edit', 'sign', 'seal']);
+    const shipped = ['arc-seal', 'dkim-sign', 'seven-bit', 'authentication-results', 'dmarc', 'arc-verify', 'spf', 'dkim-verify', 'header-sanity', 'loop-guard'];
+    expect(orderStages(shipped.map((id) => stageRegistry.find((d) => d.id === id)!)).map((s) => s.id)).toEqual([
+      'loop-guard', 'header-sanity', 'arc-verify', 'spf', 'dkim-verify', 'dmarc', 'seven-bit', 'authentication-results', 'dkim-sign', 'arc-seal',
+    ]);
+  });
+
+  it('refuses a cycle, and an after on a later phase, at start-up with STAGE_ORDER_CYCLE', () => {
+    for (const defs of [[made('b', 'check', ['a']), made('a', 'check', ['b'])], [made('a', 'check', ['z']), made('z', 'edit')]]) {
+      let err: unknown;
+      try {
+        orderStages(defs);
+      } catch (e) {
+        err = e;
+      }
+      expect(isPostsealError(err, 'STAGE_ORDER_CYCLE')).toBe(true);
     }
-    expect(isPostsealError(err, 'STAGE_ORDER_CYCLE')).toBe(true);
   });
 
   it('a stage that throws makes the verdict a 451 4.3.0 tempfail', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'] });
-    const p = pipelineWith(bank, { 'loop-guard': stage('loop-guard', [], async () => { throw new Error('boom'); }), 'header-sanity': stage('header-sanity') });
+    const p = pipelineWith(bank, { 'loop-guard': stage('loop-guard', async () => { throw new Error('boom'); }), 'header-sanity': stage('header-sanity') });
     const r = await p.run(tx(bank), new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'tempfail', reason: 'STAGE_FAILED', reply: { code: '451', enhanced: '4.3.0' } });
   });
@@ -54,7 +67,7 @@ describe('pipeline runner', () => {
   it('a stage that runs past stageTimeoutMs is a STAGE_TIMEOUT tempfail and sees its signal aborted', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'], timeouts: { stageTimeoutMs: 100 } });
     let aborted = false;
-    const slow = stage('loop-guard', [], (_t, signal) => new Promise((resolve) => signal.addEventListener('abort', () => { aborted = true; resolve({ findings: [] }); })));
+    const slow = stage('loop-guard', (_t, signal) => new Promise((resolve) => signal.addEventListener('abort', () => { aborted = true; resolve({ findings: [] }); })));
     const r = await pipelineWith(bank, { 'loop-guard': slow, 'header-sanity': stage('header-sanity') }).run(tx(bank), new AbortController().signal);
     expect(r.verdict.reason).toBe('STAGE_TIMEOUT');
     expect(aborted).toBe(true);
@@ -62,7 +75,7 @@ describe('pipeline runner', () => {
 
   it('the message deadline ends the run with DEADLINE_EXCEEDED (451 4.4.7)', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'] });
-    const never = stage('loop-guard', [], () => new Promise(() => undefined));
+    const never = stage('loop-guard', () => new Promise(() => undefined));
     const r = await pipelineWith(bank, { 'loop-guard': never, 'header-sanity': stage('header-sanity') }).run(tx(bank), AbortSignal.timeout(50));
     expect(r.verdict).toMatchObject({ action: 'tempfail', reason: 'DEADLINE_EXCEEDED', reply: { enhanced: '4.4.7' } });
   });
@@ -72,7 +85,7 @@ describe('pipeline runner', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'runner-late-'));
     let returned!: Promise<unknown>;
     // Ignores its signal, as a stage caught in a slow read would, and rewrites the message into a spool file.
-    const late = stage('loop-guard', [], () => {
+    const late = stage('loop-guard', () => {
       const outcome = (async () => {
         await new Promise((r) => setTimeout(r, 300));
         const spool = await spoolFrom(Readable.from([Buffer.from('From: a@b\r\n\r\n'), Buffer.alloc(5000, 0x61)]), { dir, memoryThresholdBytes: 100, maxSizeBytes: Infinity });
@@ -93,11 +106,40 @@ describe('pipeline runner', () => {
     const bank = loadTestBank({ stages: ['loop-guard', 'header-sanity'] });
     let ran = false;
     const p = pipelineWith(bank, {
-      'loop-guard': stage('loop-guard', [], async () => ({ findings: [{ code: 'LOOP_GUARD_TRACE_SEEN' }] })),
-      'header-sanity': stage('header-sanity', [], async () => { ran = true; return { findings: [] }; }),
+      'loop-guard': stage('loop-guard', async () => ({ findings: [{ code: 'LOOP_GUARD_TRACE_SEEN' }] })),
+      'header-sanity': stage('header-sanity', async () => { ran = true; return { findings: [] }; }),
     });
     const r = await p.run(tx(bank), new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'reject', reply: { code: '554', enhanced: '5.4.6' } });
     expect(ran).toBe(false);
+  });
+
+  it('a quarantine rule delivers the message with its field on top, and a later reject still wins', async () => {
+    const bank = loadTestBank({ stages: ['loop-guard', 'dmarc'], dmarc: { onQuarantine: 'quarantine' } });
+    const quarantined = { 'loop-guard': stage('loop-guard'), dmarc: stage('dmarc', async () => ({ findings: [{ code: 'DMARC_FAIL_QUARANTINE', detail: 'example.com p=quarantine' }] })) };
+    const t = tx(bank);
+    const r = await pipelineWith(bank, quarantined).run(t, new AbortController().signal);
+    expect(r.verdict).toMatchObject({ action: 'quarantine', reason: 'DMARC_FAIL_QUARANTINE', reply: { code: '250' } });
+    expect(t.message.fields[0].raw.toString()).toBe('X-Postseal-Quarantine: DMARC policy example.com p=quarantine (h)\r\n');
+    const rejected = { ...quarantined, 'loop-guard': stage('loop-guard', async () => ({ findings: [{ code: 'LOOP_GUARD_TOO_MANY_HOPS' }] })) };
+    const t2 = tx(bank);
+    const r2 = await pipelineWith(bank, rejected).run(t2, new AbortController().signal);
+    expect(r2.verdict.action).toBe('reject');
+    expect(t2.message.get('x-postseal-quarantine')).toEqual([]);
+  });
+
+  it('hands each stage the typed results of the stages before it', async () => {
+    const bank = loadTestBank({ stages: ['loop-guard', 'header-sanity'] });
+    const KEY = new ResultKey<{ n: number }>('test');
+    let seen: { n: number } | undefined;
+    const p = pipelineWith(bank, {
+      'loop-guard': stage('loop-guard', async () => ({ findings: [], results: [KEY.entry({ n: 7 })] })),
+      'header-sanity': stage('header-sanity', async (_t, _s, results) => {
+        seen = results.get(KEY);
+        return { findings: [] };
+      }),
+    });
+    await p.run(tx(bank), new AbortController().signal);
+    expect(seen).toEqual({ n: 7 });
   });
 });

@@ -5,19 +5,20 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { AuthDeps } from '../../src/lib/authentication-results';
-import { createArcVerifyStage } from '../../src/stages/arc-verify';
+import type { StageDeps } from '../../src/pipeline/stage';
+import { arcVerifyStage } from '../../src/stages/arc-verify';
 import { corpusDir, corpusMessage, corpusZone } from '../helpers/auth';
 import { handSeal, mailauthSeal } from '../helpers/arc-chain';
 import { loadTestBank } from '../helpers/banks';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
-import { testAuthDeps, testStageDeps, testTransaction } from '../helpers/stage-run';
+import { resultsAfter, stageFor, testStageDeps, testTransaction } from '../helpers/stage-run';
+import { ARC_RESULT } from '../../src/lib/authentication-results';
 
 let dns: DnsServer;
-let auth: AuthDeps;
+let auth: StageDeps;
 beforeAll(async () => {
   dns = await startDnsServer(structuredClone(corpusZone));
-  auth = testAuthDeps(dns);
+  auth = testStageDeps(dns);
 });
 afterAll(() => dns.close());
 
@@ -25,8 +26,8 @@ const original = corpusMessage('relaxed-relaxed.eml');
 
 async function arcOf(message: Buffer, bank: Record<string, unknown> = {}) {
   const tx = testTransaction(message);
-  const outcome = await createArcVerifyStage(loadTestBank(bank), testStageDeps(auth)).run(tx, new AbortController().signal);
-  return { ...auth.board.of(tx).arc!, findings: outcome.findings };
+  const outcome = await stageFor(arcVerifyStage, loadTestBank(bank), auth).run(tx, new AbortController().signal);
+  return { ...resultsAfter(outcome).get(ARC_RESULT)!, findings: outcome.findings };
 }
 
 test('a chain of two sets made by mailauth passes: arc=pass i=2', async () => {

@@ -5,10 +5,8 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isPostsealError } from '../../src/errors';
-import { createArcSealStage } from '../../src/stages/arc-seal';
 import { corpusDir, corpusMessage, corpusZone, inboundStages, ourAuthResults, startAuthRoundTrip, type AuthRoundTrip } from '../helpers/auth';
 import { loadTestBank } from '../helpers/banks';
-import { testAuthDeps, testStageDeps } from '../helpers/stage-run';
 
 const arcDir = path.resolve(__dirname, '../fixtures/messages/arc');
 const arcMessage = (f: string) => readFileSync(path.join(arcDir, f));
@@ -58,16 +56,14 @@ test('mail without a chain gets set i=1 cv=none, which dkimpy validates', async 
   expect(await dkimpyArc(delivered!)).toMatchObject({ cv: 'pass' });
 });
 
-test('arc-seal without its key or without arc-verify stops start-up', () => {
-  const deps = testStageDeps(testAuthDeps(rt.dns));
-  const noKey = loadTestBank({ stages: ['arc-verify', 'arc-seal'] });
-  expect(() => createArcSealStage(noKey, deps)).toThrow(expect.objectContaining({ code: 'CFG_INCONSISTENT' }));
-  const noVerify = loadTestBank({ stages: ['arc-seal'], arcSeal: { domain: 'example.org', selector: 'rsa', keyFile } });
+test('a bank with arc-seal but without its key or without arc-verify is refused when the configuration loads', () => {
+  expect(() => loadTestBank({ stages: ['arc-verify', 'arc-seal'] })).toThrow(expect.objectContaining({ code: 'CFG_INCONSISTENT', message: expect.stringMatching(/\/arcSeal: arc-seal needs domain, selector and keyFile/) }));
   let err: unknown;
   try {
-    createArcSealStage(noVerify, deps);
+    loadTestBank({ stages: ['arc-seal'], arcSeal: { domain: 'example.org', selector: 'rsa', keyFile } });
   } catch (e) {
     err = e;
   }
   expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
+  expect((err as Error).message).toMatch(/\/stages: arc-seal needs arc-verify/);
 });

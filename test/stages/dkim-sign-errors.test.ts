@@ -4,10 +4,10 @@ import pino from 'pino';
 import type { KeyStore, SigningKey } from '../../src/keys/key-store';
 import type { StageDeps } from '../../src/pipeline/stage';
 import { decide } from '../../src/pipeline/verdict';
-import { createDkimSignStage } from '../../src/stages/dkim-sign';
+import { dkimSignStage } from '../../src/stages/dkim-sign';
 import { loadTestBank } from '../helpers/banks';
 import { rsaKey } from '../helpers/dkim-verifiers';
-import { testTransaction } from '../helpers/stage-run';
+import { rulesOf, stageFor, testTransaction } from '../helpers/stage-run';
 
 describe('dkim-sign stage failures', () => {
   const privateKey = createPrivateKey(readFileSync(rsaKey.file));
@@ -20,16 +20,16 @@ describe('dkim-sign stage failures', () => {
   const bank = loadTestBank({ originating: true, stages: ['dkim-sign'] });
 
   it('turns a signing error into DKIM_SIGN_FAILED, a 451 4.7.5 tempfail, never unsigned mail', async () => {
-    const stage = createDkimSignStage(bank, deps(storeWith({ privateKey: createPublicKey(privateKey) })));
+    const stage = stageFor(dkimSignStage, bank, deps(storeWith({ privateKey: createPublicKey(privateKey) })));
     const outcome = await stage.run(testTransaction('From: a@example.com\r\n\r\nbody\r\n', { bank }), new AbortController().signal);
     expect(outcome.message).toBeUndefined();
     expect(outcome.findings.map((f) => f.code)).toEqual(['DKIM_SIGN_FAILED']);
-    const v = decide(outcome.findings, bank);
+    const v = decide(outcome.findings, rulesOf(bank));
     expect([v.action, v.reply.code, v.reply.enhanced]).toEqual(['tempfail', '451', '4.7.5']);
   });
 
   it('stops with the abort reason when the message deadline passes', async () => {
-    const stage = createDkimSignStage(bank, deps(storeWith({})));
+    const stage = stageFor(dkimSignStage, bank, deps(storeWith({})));
     const ac = new AbortController();
     ac.abort(new Error('deadline'));
     await expect(stage.run(testTransaction('From: a@example.com\r\n\r\nbody\r\n', { bank }), ac.signal)).rejects.toThrow('deadline');

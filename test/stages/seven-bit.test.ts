@@ -7,11 +7,11 @@ import pino from 'pino';
 import { emptyKeyStore } from '../../src/keys/key-store';
 import { decide } from '../../src/pipeline/verdict';
 import type { StageDeps } from '../../src/pipeline/stage';
-import { createSevenBitStage } from '../../src/stages/seven-bit';
+import { sevenBitStage } from '../../src/stages/seven-bit';
 import { Message } from '../../src/transaction/message';
 import { spoolFrom } from '../../src/transaction/spool';
 import { loadTestBank } from '../helpers/banks';
-import { testTransaction } from '../helpers/stage-run';
+import { rulesOf, stageFor, testTransaction } from '../helpers/stage-run';
 import { readAll } from '../helpers/streams';
 
 const fixture = (name: string) => readFileSync(path.join(__dirname, '../fixtures/messages/signing', name));
@@ -22,7 +22,7 @@ async function sevenBit(raw: Buffer, overlay: Record<string, unknown> = {}, from
   const bank = loadTestBank({ stages: ['seven-bit'], ...overlay });
   const tx = testTransaction(raw, { bank });
   if (fromFile) tx.message = Message.parse(await spoolFrom(Readable.from([raw]), { dir: tmpdir(), memoryThresholdBytes: 0, maxSizeBytes: Infinity }));
-  const outcome = await createSevenBitStage(bank, deps).run(tx, new AbortController().signal);
+  const outcome = await stageFor(sevenBitStage, bank, deps).run(tx, new AbortController().signal);
   if (fromFile) await tx.message.spool.dispose();
   const out = outcome.message ? await readAll(outcome.message.openRaw()) : raw;
   await outcome.message?.spool.dispose();
@@ -106,12 +106,12 @@ describe('seven-bit', () => {
     const { outcome, codes, bank } = await sevenBit(fixture('signed-8bit.eml'));
     expect(outcome.message).toBeUndefined();
     expect(codes).toEqual(['SEVEN_BIT_SIGNED_EIGHT_BIT']);
-    expect(decide(outcome.findings, bank).action).toBe('pass');
+    expect(decide(outcome.findings, rulesOf(bank)).action).toBe('pass');
   });
 
   it('tempfails 8-bit multipart/signed mail with 451 4.6.3 when sevenBit.signedEightBit is tempfail', async () => {
     const { outcome, bank } = await sevenBit(fixture('signed-8bit.eml'), { sevenBit: { signedEightBit: 'tempfail' } });
-    const v = decide(outcome.findings, bank);
+    const v = decide(outcome.findings, rulesOf(bank));
     expect([v.action, v.reply.code, v.reply.enhanced]).toEqual(['tempfail', '451', '4.6.3']);
   });
 
@@ -136,7 +136,7 @@ describe('seven-bit', () => {
     let checks = 0;
     // Passes the walk's check, then expires during the rewrite.
     const signal = { aborted: false, throwIfAborted: () => { if (++checks > 2) throw new Error('deadline'); } } as unknown as AbortSignal;
-    const stage = createSevenBitStage(bank, { ...deps, spool: { dir, memoryThresholdBytes: 0 } });
+    const stage = stageFor(sevenBitStage, bank, { ...deps, spool: { dir, memoryThresholdBytes: 0 } });
     await expect(stage.run(testTransaction(raw, { bank }), signal)).rejects.toThrow();
     expect(readdirSync(dir)).toEqual([]);
   });

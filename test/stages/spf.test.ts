@@ -1,9 +1,10 @@
 /**
  * SPF (RFC 7208) edge cases, evaluated against a loopback DNS server.
  */
-import { createSpfStage } from '../../src/stages/spf';
+import { spfStage } from '../../src/stages/spf';
 import { startDnsServer, type DnsServer, type Zone } from '../helpers/dns-server';
-import { runStage, testAuthDeps, testTransaction } from '../helpers/stage-run';
+import { runStage, testStageDeps, testTransaction } from '../helpers/stage-run';
+import { SPF_RESULT } from '../../src/lib/authentication-results';
 
 const chain = (n: number): Zone =>
   Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}.chain.example`, { TXT: [i === n - 1 ? 'v=spf1 -all' : `v=spf1 include:l${i + 1}.chain.example -all`] }]));
@@ -37,8 +38,9 @@ afterAll(() => dns.close());
 
 async function spf(mailFrom: string, addr: string, helo = 'client.example') {
   const tx = testTransaction('From: a@example.org\r\n\r\nx\r\n', { mailFrom, client: { addr, helo } });
-  const { outcome, recorded } = await runStage(createSpfStage, tx, testAuthDeps(dns));
-  return { result: recorded.spf?.result, comment: recorded.spf?.comment, findings: outcome.findings.map((f) => f.code) };
+  const { outcome, results } = await runStage(spfStage, tx, testStageDeps(dns));
+  const spf = results.get(SPF_RESULT);
+  return { result: spf?.result, comment: spf?.comment, findings: outcome.findings.map((f) => f.code) };
 }
 
 test.each([

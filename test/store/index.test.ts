@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import YAML from 'yaml';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig } from '../../src/setup';
 import { isPostsealError } from '../../src/errors';
 import { createLogger } from '../../src/lib/log';
 import { openStore } from '../../src/store';

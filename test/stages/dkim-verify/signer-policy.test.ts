@@ -2,11 +2,11 @@
  * What dkim-verify adds beyond the verification itself: the signer-based bank switch
  * (amavisd @author_to_policy_bank_maps) and the opt-in ADSP report (RFC 5617).
  */
-import { resinfos } from '../../../src/lib/authentication-results';
-import { createDkimVerifyStage } from '../../../src/stages/dkim-verify';
+import { ADSP_RESULT, authOutcomes, resinfos } from '../../../src/lib/authentication-results';
+import { dkimVerifyStage } from '../../../src/stages/dkim-verify';
 import { corpusMessage, corpusZone, inboundStages, ourAuthResults, startAuthRoundTrip, type AuthRoundTrip } from '../../helpers/auth';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
-import { runStage, testAuthDeps, testTransaction } from '../../helpers/stage-run';
+import { runStage, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
 describe('signer-based policy bank', () => {
   let rt: AuthRoundTrip;
@@ -45,7 +45,8 @@ describe('ADSP (RFC 5617, reported only)', () => {
   afterAll(() => dns.close());
 
   const adsp = async (data: Buffer | string) => {
-    const { outcome, recorded } = await runStage(createDkimVerifyStage, testTransaction(data), testAuthDeps(dns), { dkimVerify: { adsp: true } });
+    const { outcome, results } = await runStage(dkimVerifyStage, testTransaction(data), testStageDeps(dns), { dkimVerify: { adsp: true } });
+    const recorded = authOutcomes(results);
     return { adsp: recorded.adsp, entry: resinfos(recorded).find((r) => r.startsWith('dkim-adsp=')), findings: outcome.findings.map((f) => f.code) };
   };
 
@@ -62,7 +63,7 @@ describe('ADSP (RFC 5617, reported only)', () => {
   });
 
   test('off by default', async () => {
-    const { recorded } = await runStage(createDkimVerifyStage, testTransaction(corpusMessage('unsigned.eml')), testAuthDeps(dns));
-    expect(recorded.adsp).toBeUndefined();
+    const { results } = await runStage(dkimVerifyStage, testTransaction(corpusMessage('unsigned.eml')), testStageDeps(dns));
+    expect(results.get(ADSP_RESULT)).toBeUndefined();
   });
 });
