@@ -44,7 +44,7 @@ type SchemaModule<K extends string> = Record<K, { properties: Record<string, { i
 
 /** Stage ids and main-config sections the built postseal knows. */
 function builtSchema(): { stages: Set<string>; mainKeys: Set<string> } {
-  const bank = require(path.join(ROOT, 'dist/config/bank-schema.js')) as SchemaModule<'bankSchema'>;
+  const bank = require(path.join(ROOT, 'dist/stages/registry.js')) as SchemaModule<'bankSchema'>;
   const main = require(path.join(ROOT, 'dist/config/main-schema.js')) as SchemaModule<'mainConfigSchema'>;
   return { stages: new Set(bank.bankSchema.properties.stages.items?.enum ?? []), mainKeys: new Set(Object.keys(main.mainConfigSchema.properties)) };
 }

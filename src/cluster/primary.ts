@@ -1,5 +1,5 @@
 /**
- * Several postseal processes behind the same listeners (DESIGN.md §6, Node's cluster module):
+ * Several postseal processes behind the same listeners (docs/architecture.md "Lifecycle", Node's cluster module):
  * the message path is stateless, so each worker runs the whole filter and the kernel-side
  * listening sockets are shared. The primary only supervises:
  *

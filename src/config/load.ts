@@ -17,7 +17,7 @@ import { PostsealError } from '../errors';
 import type { Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
 import { readYaml, schemaError } from './yaml-file';
-import { parseNetworks, type NetworkList } from '../lib/networks';
+import { parseNetworks, type NetworkList } from './networks';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
 export const builtinBankDir = path.resolve(__dirname, '../../policy-banks');

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { PostsealError } from '../errors';
-import { isProcessAlive } from '../lib/process-alive';
+import { isProcessAlive } from '../transaction/process-alive';
 
 export function replaceFile(file: string, text: string): void {
   // A symlinked table stays a symlink: its target is what gets replaced.

@@ -13,6 +13,7 @@ import type { SMTPServerDataResult } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError, isPostsealError } from '../errors';
 import type { PipelineResult } from '../pipeline/runner';
+import { delivers } from '../pipeline/verdict';
 import type { DownstreamTransaction } from '../reinject/downstream-transaction';
 import { mirrorReply } from '../reinject/reply-map';
 import { replyForError } from '../smtp/error-replies';
@@ -77,7 +78,8 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     const result: PipelineResult = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     Object.assign(record, { findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)), timings: result.timings, verdict: result.verdict.action, reason: result.verdict.reason });
-    if (result.verdict.action !== 'pass') {
+    // tag and quarantine are delivered (with their fields already on the message); the rest are not.
+    if (!delivers(result.verdict.action)) {
       down.abort();
       if (result.verdict.action === 'discard') return (replyText = ok(result.verdict.reply));
       throw replyError(result.verdict.reply);

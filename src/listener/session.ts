@@ -11,7 +11,7 @@ import type { Bank } from '../config/bank-schema';
 import type { ListenerConfig } from '../config/main-schema';
 import type { MailCommand, RcptCommand, Refusal } from '../lib/envelope/commands';
 import { errorFields } from '../lib/log';
-import type { NetworkList } from '../lib/networks';
+import type { NetworkList } from '../config/networks';
 import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';

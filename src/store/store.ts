@@ -1,5 +1,5 @@
 /**
- * The one interface to postseal's shared state (DESIGN.md §6): greylisting triplets, rate
+ * The one interface to postseal's shared state (docs/architecture.md, "Lifecycle"): greylisting triplets, rate
  * counters, DMARC result history. Two back-ends implement it with the same behaviour
  * (test/store/contract.ts runs the same cases against both):
  *

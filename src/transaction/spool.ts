@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { PostsealError, isPostsealError } from '../errors';
-import { isProcessAlive } from '../lib/process-alive';
+import { isProcessAlive } from './process-alive';
 
 export interface SpoolOptions {
   dir: string;

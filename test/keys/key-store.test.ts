@@ -121,7 +121,7 @@ describe('key store', () => {
   });
 
   it('refuses a signed header list without From', () => {
-    const e = loadError(configWith({}, { dkimSign: { bySender: [{ senders: ['example.com'], signedHeaderFields: ['subject'] }] } }));
+    const e = loadError(configWith({}, { originating: true, stages: ['dkim-sign'], dkimSign: { bySender: [{ senders: ['example.com'], signedHeaderFields: ['subject'] }] } }));
     expect([e.code, e.message]).toEqual(['CFG_INCONSISTENT', expect.stringContaining('/dkimSign/bySender/0/signedHeaderFields')]);
   });
 });

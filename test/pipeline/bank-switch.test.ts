@@ -30,13 +30,16 @@ function build(bank: Bank, ran: string[], stages: Partial<Record<string, Partial
 
 test("the other bank's stages that have not run yet follow, and its verdict counts", async () => {
   const ran: string[] = [];
-  const strict = loadTestBank({ stages: ['loop-guard', 'dkim-verify', 'header-sanity'], headerSanity: { missingFrom: 'reject' } });
-  const lenient = loadTestBank({ stages: ['loop-guard', 'dkim-verify', 'authentication-results'], headerSanity: { missingFrom: 'pass' } });
-  const trusting = build(lenient, ran, {});
+  // strict's seven-bit would run after dkim-verify; lenient's authentication-results does instead.
+  const strict = loadTestBank({ stages: ['loop-guard', 'header-sanity', 'dkim-verify', 'seven-bit'], headerSanity: { missingFrom: 'reject' } });
+  const lenient = loadTestBank({ stages: ['loop-guard', 'header-sanity', 'dkim-verify', 'authentication-results'], headerSanity: { missingFrom: 'pass' } });
+  const trusting = build(lenient, ran, {}, {}, 'TRUSTED');
   const switching = { run: async () => (ran.push('dkim-verify'), { findings: [{ code: 'HEADER_SANITY_MISSING_FROM' as const }], bank: 'TRUSTED' }) };
   const result = await build(strict, ran, { 'dkim-verify': switching }, { TRUSTED: trusting }).run(testTransaction('Subject: x\r\n\r\nx\r\n'), new AbortController().signal);
-  expect(ran).toEqual(['loop-guard', 'dkim-verify', 'authentication-results']);
+  expect(ran).toEqual(['loop-guard', 'header-sanity', 'dkim-verify', 'authentication-results']);
+  // lenient's headerSanity.missingFrom decides: strict's would have rejected.
   expect(result.verdict.action).toBe('pass');
+  expect(result.bankName).toBe('TRUSTED');
 });
 
 test('an unknown bank is logged and the run stays on its own bank', async () => {

@@ -1,5 +1,5 @@
 /**
- * The one DNS resolver every check uses (DESIGN.md §4): a stub resolver that asks the
+ * The one DNS resolver every check uses (docs/architecture.md): a stub resolver that asks the
  * configured recursive servers (default: the system's, from /etc/resolv.conf), with a
  * timeout per try, retries over every server, TCP when a UDP answer is truncated (RFC 7766),
  * CNAME chains followed (also when a server returns only the CNAME), and a TTL-honouring
@@ -13,12 +13,18 @@ import { randomInt } from 'node:crypto';
 import dns from 'node:dns';
 import net from 'node:net';
 import dnsPacket, { type Answer, type DecodedPacket } from 'dns-packet';
-import type { MainConfig } from '../../config/main-schema';
 import { TtlCache } from './cache';
 import { exchange as udpTcpExchange, type DnsServerAddress, type Exchange } from './transport';
 import type { DnsResolver, DnsResult, RecordData, RecordType } from './types';
 
-export type DnsConfig = MainConfig['dns'];
+/** The `dns` section of the main configuration (config/main-schema.ts), as this module reads it. */
+export interface DnsConfig {
+  readonly servers: readonly string[];
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly cacheMaxEntries: number;
+  readonly cacheMaxTtlSec: number;
+}
 
 const MAX_CNAME_HOPS = 8;
 const EDNS_UDP_SIZE = 1232;
