@@ -13,7 +13,9 @@ import { startListener, type Listener } from './listener/listener';
 import type { SessionContext } from './listener/session';
 import { PostsealError } from './errors';
 import { createAuthDeps } from './lib/authentication-results';
+import { createDnsResolver } from './lib/dns';
 import type { Logger } from './lib/log';
+import type { Telemetry } from './lib/telemetry';
 import { createPipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
 import { stageFactories } from './stages';
@@ -38,13 +40,15 @@ interface Running {
 export interface StartOptions {
   /** Log the configuration's warnings (a cluster's primary logs them once, for all its workers). */
   logWarnings?: boolean;
+  /** Metrics hooks for the message path and the resolver (services/metrics/); none by default. */
+  telemetry?: Telemetry;
 }
 
 export async function startPostseal(config: LoadedConfig, log: Logger, opts: StartOptions = {}): Promise<Postseal> {
   await checkConfig(config, log, opts.logWarnings ?? true);
   const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
-  const running: Running = { config, contexts: buildContexts(config, log), listeners: [] };
+  const running: Running = { config, contexts: buildContexts(config, log, opts.telemetry), listeners: [] };
   try {
     for (const l of config.main.listeners) running.listeners.push(await startListener(l, () => running.contexts.get(l.bank)!));
   } catch (err) {
@@ -63,7 +67,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
     },
     async reload(next) {
       await checkConfig(next, log, opts.logWarnings ?? true);
-      const contexts = buildContexts(next, log);
+      const contexts = buildContexts(next, log, opts.telemetry);
       const oldContexts = running.contexts;
       const keep = new Map<string, Listener>();
       for (const l of running.listeners) keep.set(listenerKey(l.config, oldContexts.get(l.config.bank)!.bank), l);
@@ -93,11 +97,11 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 
-function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionContext> {
+function buildContexts(config: LoadedConfig, log: Logger, telemetry?: Telemetry): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
   const spool = { dir: config.main.spool.dir, memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes };
   // One resolver (and its cache) for every bank of this configuration.
-  const auth = createAuthDeps(config.main.dns);
+  const auth = createAuthDeps(config.main.dns, telemetry ? { resolver: createDnsResolver(config.main.dns, { telemetry }) } : {});
   checkSignerBanks(config);
   for (const [name, bank] of config.banks) {
     const bankLog = log.child({ bank: name });
@@ -115,6 +119,7 @@ function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionCo
       ),
       spool,
       shutdownGraceMs: config.main.shutdownGraceMs,
+      telemetry,
     });
   }
   return contexts;
