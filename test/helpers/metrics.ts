@@ -40,7 +40,8 @@ export async function startMetricsDaemon(configFile: string): Promise<MetricsDae
   const d = startDaemon(configFile);
   started.push(d);
   const metricsLine = await d.waitFor((l) => l.msg === 'metrics listening');
-  const startedLine = await d.waitFor((l) => l.msg === 'postseal started' && Array.isArray(l.listeners));
+  // A single process logs its listeners in 'postseal started', a cluster in each 'worker started'.
+  const startedLine = await d.waitFor((l) => (l.msg === 'postseal started' || l.msg === 'worker started') && Array.isArray(l.listeners));
   const smtpPort: Record<string, number> = {};
   for (const spec of startedLine.listeners as string[]) {
     const [addr, bank] = spec.split('=');
