@@ -37,6 +37,11 @@ const STAGE_OF_CODE: ReadonlyMap<string, string> = (() => {
   return map;
 })();
 
+/** The stage id a finding code belongs to; 'unknown' for a code without a stage prefix. */
+export function stageOfFinding(code: string): string {
+  return STAGE_OF_CODE.get(code) ?? 'unknown';
+}
+
 export interface ProcessMetrics {
   readonly registry: Registry;
   readonly telemetry: Telemetry;
@@ -121,7 +126,7 @@ export function createProcessMetrics(): ProcessMetrics {
       messageSeconds.observe({ bank: r.bank }, r.durationMs / 1000);
       if (r.sizeBytes !== undefined) messageBytes.observe({ bank: r.bank }, r.sizeBytes);
       for (const stage in r.timings) stageSeconds.observe({ stage }, r.timings[stage] / 1000);
-      for (const f of r.findings) findings.inc({ stage: STAGE_OF_CODE.get(f.code) ?? 'unknown', code: f.code });
+      for (const f of r.findings) findings.inc({ stage: stageOfFinding(f.code), code: f.code });
     },
     downstreamFailed(kind, step) {
       downstreamFailures.inc(failureLabels(kind, step));
