@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { PROBE_CACHE_MS } from '../../../src/services/metrics/readiness';
+import { startDaemon } from '../../helpers/cli';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { eventually, freePort, get, sample, scrape, sendMail, startMetricsDaemon, stopDaemons, writeConfig } from '../../helpers/metrics';
 import { startSink, type Sink } from '../../helpers/sink';
@@ -118,6 +119,22 @@ describe('postseal start with services.metrics enabled', () => {
     // promtool prints lint problems and exits 1 on any; a missing promtool throws ENOENT (apt-get install prometheus).
     const out = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(out).toBe('');
+  });
+
+  it('refuses to start, exit 1 with the address named, when the metrics port is taken', async () => {
+    const s = await sink();
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
+    const taken = (holder.address() as net.AddressInfo).port;
+    try {
+      const d = startDaemon(writeConfig({ default: { forward: { host: '127.0.0.1', port: s.port } } }, { services: { metrics: { enabled: true, port: taken } } }));
+      let stderr = '';
+      d.proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      expect(await d.exited).toBe(1);
+      expect(stderr).toContain(`cannot listen for metrics on 127.0.0.1:${taken}`);
+    } finally {
+      await new Promise((r) => holder.close(r));
+    }
   });
 
   it('moves the metrics listener to the new port on SIGHUP', async () => {
