@@ -102,7 +102,10 @@ export function runStart(args: string[]): Promise<number> {
       const next = loadOrExplain(values.config);
       if (!next) return log.error({ config: config.file }, 'reload refused: new configuration invalid, keeping the running one');
       if (next.main.workers !== config.main.workers) log.warn({ workers: next.main.workers }, 'workers changes at the next start, not on reload');
-      app.reload(next).then(() => metrics?.service?.reload(next)).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'reload failed, keeping the running configuration'));
+      app
+        .reload(next)
+        .then(() => metrics?.service?.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'metrics reload failed, keeping the running address')))
+        .catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'reload failed, keeping the running configuration'));
     });
     return new Promise<number>(() => undefined);
   });

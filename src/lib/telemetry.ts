@@ -22,7 +22,7 @@ export interface MessageReport {
   readonly verdict: Action | 'none';
   /** Class of the reply the upstream got ('2', '4', '5'); on LMTP, of the first recipient's. */
   readonly replyClass: '2' | '4' | '5';
-  /** End of DATA to the reply. */
+  /** End of the message data (spooled) to the reply; from the DATA command when it was not spooled. */
   readonly durationMs: number;
   /** Spooled size; undefined when the message was not spooled completely. */
   readonly sizeBytes: number | undefined;
@@ -36,7 +36,7 @@ export interface Telemetry {
   downstreamFailed(kind: DownstreamFailureKind, step: DownstreamStep): void;
   /** One lookup sent to the servers (a cache hit is `cached: true` and has no latency worth counting). */
   dnsQuery(type: RecordType, result: DnsResult['kind'], ms: number, cached: boolean): void;
-  /** A message entered (+1) or left (-1) the span from end of DATA to its reply. */
+  /** A message entered (+1, DATA command accepted) or left (-1, reply given) the data phase. */
   inFlight(delta: 1 | -1): void;
   /** An SMTP connection was accepted (+1) or closed (-1). */
   connection(delta: 1 | -1): void;

@@ -45,6 +45,8 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
   const telemetry = ctx.telemetry ?? noTelemetry;
   telemetry.inFlight(1);
   let result: PipelineResult | undefined;
+  // The metrics' message latency starts at the end of the data, as Postfix's wait for our reply does.
+  let spooledAt: number | undefined;
   let replyClass: MessageReport['replyClass'] = '4';
   const spools: Spool[] = [];
   const record: Record<string, unknown> = {
@@ -64,6 +66,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
   try {
     const spool = await spoolFrom(input.stream, { ...ctx.spool, maxSizeBytes: bank.maxMessageSizeBytes });
     spools.push(spool);
+    spooledAt = performance.now();
     record.size = spool.size;
     const tx: Transaction = {
       id: input.id,
@@ -116,15 +119,15 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     clearTimeout(deadlineTimer);
     await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
     record.reply = replyText;
-    const durationMs = performance.now() - started;
-    record.durationMs = Math.round(durationMs);
+    const ended = performance.now();
+    record.durationMs = Math.round(ended - started);
     ctx.log.info(record, 'message');
     telemetry.inFlight(-1);
     telemetry.messageDone({
       bank: input.listener.bank,
       verdict: result?.verdict.action ?? 'none',
       replyClass,
-      durationMs,
+      durationMs: ended - (spooledAt ?? started),
       sizeBytes: record.size as number | undefined,
       timings: result?.timings ?? {},
       findings: result?.findings ?? [],

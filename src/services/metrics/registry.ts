@@ -52,7 +52,7 @@ export function createProcessMetrics(): ProcessMetrics {
   const registers = [registry];
   const messages = new Counter({
     name: 'postseal_messages_total',
-    help: 'Messages that reached end of DATA, by bank, verdict (pass, reject, tempfail, discard; none when no verdict was reached) and class of the reply given upstream (2xx, 4xx, 5xx).',
+    help: 'Messages sent with DATA, by bank, verdict (pass, reject, tempfail, discard; none when no verdict was reached) and class of the reply given upstream (2xx, 4xx, 5xx).',
     labelNames: ['bank', 'verdict', 'reply'] as const,
     registers,
   });
@@ -71,7 +71,7 @@ export function createProcessMetrics(): ProcessMetrics {
   });
   const messageSeconds = new Histogram({
     name: 'postseal_message_duration_seconds',
-    help: 'Time from end of DATA to the reply given upstream, by bank.',
+    help: 'Time from the end of the message data to the reply given upstream, by bank.',
     labelNames: ['bank'] as const,
     buckets: MESSAGE_SECONDS,
     registers,
@@ -104,7 +104,7 @@ export function createProcessMetrics(): ProcessMetrics {
   });
   const inFlight = new Gauge({
     name: 'postseal_messages_in_flight',
-    help: 'Messages between end of DATA and their reply.',
+    help: 'Messages between the DATA command and their reply.',
     registers,
   });
   const connections = new Gauge({

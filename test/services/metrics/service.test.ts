@@ -90,12 +90,18 @@ describe('postseal start with services.metrics enabled', () => {
     }
   });
 
-  it('counts a downstream that does not answer the end of data as a timeout at DATA', async () => {
+  it('shows the message in flight while the downstream is silent, then counts a timeout at DATA', async () => {
     const s = await sink();
     s.behaviour.stall = 'data';
-    const p = await startMetricsDaemon(writeConfig({ default: { forward: { host: '127.0.0.1', port: s.port, dataDoneTimeoutMs: 500 } } }));
-    expect(await sendMail(p.smtpPort.default)).toBe(451);
+    const p = await startMetricsDaemon(writeConfig({ default: { forward: { host: '127.0.0.1', port: s.port, dataDoneTimeoutMs: 1500 } } }));
+    const reply = sendMail(p.smtpPort.default);
+    // While the downstream keeps it waiting, the message is in flight.
+    const during = await eventually(() => scrape(p.metricsPort), (t) => sample(t, 'postseal_messages_in_flight') === 1, 1400);
+    expect(sample(during, 'postseal_messages_in_flight')).toBe(1);
+    expect(sample(during, 'postseal_smtp_connections')).toBe(1);
+    expect(await reply).toBe(451);
     const text = await scrape(p.metricsPort);
+    expect(sample(text, 'postseal_messages_in_flight')).toBe(0);
     expect(sample(text, 'postseal_downstream_failures_total', { kind: 'timeout', step: 'data' })).toBe(1);
     expect(sample(text, 'postseal_messages_total', { bank: 'default', verdict: 'pass', reply: '4xx' })).toBe(1);
   });
