@@ -14,6 +14,7 @@ import { PostsealError } from './errors';
 import { DkimKeyCache } from './lib/dkim/public-keys';
 import { createDnsResolver } from './lib/dns';
 import type { Logger } from './lib/log';
+import type { Telemetry } from './lib/telemetry';
 import type { Listener } from './listener/listener';
 import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
@@ -39,6 +40,8 @@ export interface Postseal {
 export interface StartOptions {
   /** Log the configuration's warnings (a cluster's primary logs them once, for all its workers). */
   logWarnings?: boolean;
+  /** Where the message path reports what it did (services/metrics); nothing by default. */
+  telemetry?: Telemetry;
 }
 
 export async function startPostseal(config: LoadedConfig, log: Logger, opts: StartOptions = {}): Promise<Postseal> {
@@ -47,10 +50,10 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
   const store = await openStore(config.main.store, config.file, log);
   const dmarcStore = new StoredDmarcResults(store);
-  let shared = sharedDeps(config.main.dns, dmarcStore);
+  let shared = sharedDeps(config.main.dns, dmarcStore, opts.telemetry);
   let dns = JSON.stringify(config.main.dns);
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
-  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log), close: closePools }, log);
+  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry), close: closePools }, log);
   const services: Service[] = [smtp];
   try {
     await startAll(services);
@@ -68,7 +71,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
       await checkConfig(next, log, opts.logWarnings ?? true);
       // The resolver and its cache stay unless its settings changed; the store always stays.
       if (JSON.stringify(next.main.dns) !== dns) {
-        shared = sharedDeps(next.main.dns, dmarcStore);
+        shared = sharedDeps(next.main.dns, dmarcStore, opts.telemetry);
         dns = JSON.stringify(next.main.dns);
       }
       if (JSON.stringify(next.main.store) !== JSON.stringify(running.main.store)) {
@@ -88,8 +91,8 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   };
 }
 
-function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore): SharedDeps {
-  return { resolver: createDnsResolver(dns), dmarcStore };
+function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, telemetry?: Telemetry): SharedDeps {
+  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore };
 }
 
 /** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */
@@ -99,7 +102,7 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 
-function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger): Map<string, SessionContext> {
+function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry?: Telemetry): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
   const pipelines = new Map<string, Pipeline>();
   // DKIM keys parsed once per record for every bank of this configuration.
@@ -118,6 +121,7 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger): M
       pipeline,
       spool: deps.spool,
       shutdownGraceMs: config.main.shutdownGraceMs,
+      telemetry,
     });
   }
   return contexts;

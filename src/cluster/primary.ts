@@ -34,7 +34,15 @@ function workerExecArgv(): string[] {
   return ownSetting ? process.execArgv : [...process.execArgv, ...WORKER_V8_FLAGS];
 }
 
-export function runPrimary(workers: number, log: Logger): Promise<number> {
+/** Hooks for side services (services/metrics/index.ts): the primary's view of its workers. */
+export interface PrimaryHooks {
+  /** How many workers have their listeners up, on every change. */
+  readyWorkers?(count: number): void;
+  /** SIGTERM/SIGINT received: the workers are draining. */
+  draining?(): void;
+}
+
+export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {}): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     let started = false;
@@ -42,6 +50,7 @@ export function runPrimary(workers: number, log: Logger): Promise<number> {
     let hups = 0;
     // Our own table: cluster.workers may still list a worker whose 'exit' already fired.
     const live = new Map<number, { worker: Worker; ready: boolean; hupsAtFork: number }>();
+    const reportReady = () => hooks.readyWorkers?.([...live.values()].filter((e) => e.ready).length);
 
     const fork = () => {
       const worker = cluster.fork();
@@ -50,6 +59,7 @@ export function runPrimary(workers: number, log: Logger): Promise<number> {
       worker.on('message', (msg: unknown) => {
         if (msg !== WORKER_READY) return;
         entry.ready = true;
+        reportReady();
         // A worker reads the file when it starts; a SIGHUP since then is its to apply now.
         if (hups > entry.hupsAtFork) worker.process.kill('SIGHUP');
         if (!started && [...live.values()].filter((e) => e.ready).length === workers) {
@@ -62,6 +72,7 @@ export function runPrimary(workers: number, log: Logger): Promise<number> {
 
     const onExit = (worker: Worker, code: number | null, signal: string | null) => {
       live.delete(worker.id);
+      reportReady();
       if (stopping) {
         if (code !== 0 && signal !== 'SIGTERM') failed = true;
         if (live.size === 0) resolve(failed ? 1 : 0);
@@ -81,6 +92,7 @@ export function runPrimary(workers: number, log: Logger): Promise<number> {
     const stop = (reason: string) => {
       if (stopping) return;
       stopping = true;
+      hooks.draining?.();
       log.info({ signal: reason }, 'draining');
       if (live.size === 0) return resolve(failed ? 1 : 0);
       for (const { worker } of live.values()) worker.process.kill('SIGTERM');

@@ -1,5 +1,6 @@
 /**
- * JSON Schema of the main configuration file: listeners, trust, spool, state store and logging.
+ * JSON Schema of the main configuration file: listeners, trust, spool, state store, logging and
+ * side services.
  * The schema is the only source of the TypeScript type (STYLE.md §7).
  */
 import type { FromSchema } from 'json-schema-to-ts';
@@ -180,6 +181,37 @@ export const mainConfigSchema = {
       maximum: 3600000,
       default: 30000,
       description: 'On SIGTERM, mail in flight gets this long to finish before the remaining sessions are cut (Postfix retries them).',
+    },
+    services: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Side services that run beside the listeners.',
+      properties: {
+        metrics: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description:
+            'Prometheus metrics and health checks over HTTP: GET /metrics, /healthz, /readyz (README, "Metrics and health"). With several workers the primary serves it, summing the workers\' metrics.',
+          properties: {
+            enabled: { type: 'boolean', default: false, description: 'Serve the metrics and health endpoints.' },
+            address: {
+              type: 'string',
+              minLength: 1,
+              default: '127.0.0.1',
+              description: 'Address to listen on. The endpoints have no authentication: keep them on loopback or a monitoring network.',
+            },
+            port: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 65535,
+              default: 9205,
+              description: 'TCP port (0: any free port, for tests). A reload that changes address or port moves the listener.',
+            },
+          },
+        },
+      },
     },
     workers: {
       type: 'integer',

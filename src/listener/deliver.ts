@@ -7,6 +7,7 @@
  * folder and errno) or internal error; the verdict's reply
  * for reject/tempfail; 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
  * downstream's own reply (one per recipient on LMTP).
+ * Reports the message, its in-flight span and downstream failures at DATA to ctx.telemetry.
  */
 import type { Readable } from 'node:stream';
 import type { SMTPServerDataResult } from 'smtp-server';
@@ -19,6 +20,7 @@ import { mirrorReply } from '../reinject/reply-map';
 import { replyForError } from '../smtp/error-replies';
 import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
+import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
@@ -42,6 +44,12 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
   const { down, ctx } = input;
   const bank = ctx.bank;
   const started = performance.now();
+  const telemetry = ctx.telemetry ?? noTelemetry;
+  telemetry.inFlight(1);
+  let result: PipelineResult | undefined;
+  // The metrics' message latency starts at the end of the data, as Postfix's wait for our reply does.
+  let spooledAt: number | undefined;
+  let replyClass: MessageReport['replyClass'] = '4';
   const spools: Spool[] = [];
   const record: Record<string, unknown> = {
     session: input.id,
@@ -60,6 +68,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
   try {
     const spool = await spoolFrom(input.stream, { ...ctx.spool, maxSizeBytes: bank.maxMessageSizeBytes });
     spools.push(spool);
+    spooledAt = performance.now();
     record.size = spool.size;
     const tx: Transaction = {
       id: input.id,
@@ -75,19 +84,24 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     // Fields past the limit would pass every check unseen (a second From, a forged A-R).
     if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
-    const result: PipelineResult = await ctx.pipeline.run(tx, deadline.signal);
+    result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     Object.assign(record, { findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)), timings: result.timings, verdict: result.verdict.action, reason: result.verdict.reason });
     // tag and quarantine are delivered (with their fields already on the message); the rest are not.
     if (!delivers(result.verdict.action)) {
       down.abort();
-      if (result.verdict.action === 'discard') return (replyText = ok(result.verdict.reply));
+      if (result.verdict.action === 'discard') {
+        replyClass = '2';
+        return (replyText = ok(result.verdict.reply));
+      }
       throw replyError(result.verdict.reply);
     }
     // A client gone after its final dot would retry a message we had delivered: not sent on.
     if (input.upstream.aborted) throw new PostsealError('UPSTREAM_ABORTED', 'the client disconnected before the message went downstream');
     const downReplies = await whileConnected(withDeadline(down.data(tx.message.openRaw()), deadline.signal, down), input.upstream, down);
+    if (downReplies.failure) countDownstreamFailure(ctx.telemetry, downReplies.failure, 'DATA');
     const upstream = upstreamResult(downReplies, input.listener.protocol === 'lmtp', input.envelope.recipients.length);
+    replyClass = classOf(upstream);
     replyText = typeof upstream === 'string' ? upstream : upstream.map((r) => (typeof r === 'string' ? r : r.message)).join(' | ');
     return upstream;
   } catch (err) {
@@ -95,6 +109,8 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     const own = (err as { reply?: SmtpReply }).reply;
     const reply = own ?? replyForError(err);
     replyText = formatReply(reply);
+    replyClass = reply.code[0] === '5' ? '5' : '4';
+    countDownstreamFailure(ctx.telemetry, err, 'DATA');
     if (!own) Object.assign(record, errorFields(err));
     if (isPostsealError(err, 'SPOOL_FAILED')) {
       // Not the sender's fault and not transient by itself: the postmaster has to act.
@@ -106,9 +122,29 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     clearTimeout(deadlineTimer);
     await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
     record.reply = replyText;
-    record.durationMs = Math.round(performance.now() - started);
+    const ended = performance.now();
+    record.durationMs = Math.round(ended - started);
     ctx.log.info(record, 'message');
+    telemetry.inFlight(-1);
+    telemetry.messageDone({
+      bank: input.listener.bank,
+      verdict: result?.verdict.action ?? 'none',
+      replyClass,
+      durationMs: ended - (spooledAt ?? started),
+      sizeBytes: record.size as number | undefined,
+      timings: result?.timings ?? {},
+      findings: result?.findings ?? [],
+    });
   }
+}
+
+/** The reply class the upstream got; on LMTP the first recipient's. */
+function classOf(upstream: string | SMTPServerDataResult[]): MessageReport['replyClass'] {
+  if (typeof upstream === 'string') return '2';
+  const first = upstream[0];
+  if (first === undefined || typeof first === 'string') return '2';
+  const code = String((first as { responseCode?: number }).responseCode ?? 451);
+  return code[0] === '5' ? '5' : code[0] === '2' ? '2' : '4';
 }
 
 function ok(reply: SmtpReply): string {

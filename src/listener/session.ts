@@ -12,6 +12,7 @@ import type { ListenerConfig } from '../config/main-schema';
 import type { MailCommand, RcptCommand, Refusal } from '../lib/envelope/commands';
 import { errorFields } from '../lib/log';
 import type { NetworkList } from '../config/networks';
+import { countDownstreamFailure, noTelemetry, type Telemetry } from '../lib/telemetry';
 import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
@@ -36,6 +37,8 @@ export interface SessionContext {
   readonly pipeline: Pipeline;
   readonly spool: Omit<SpoolOptions, 'maxSizeBytes'>;
   readonly shutdownGraceMs: number;
+  /** Metrics hooks (lib/telemetry.ts); none when absent. */
+  readonly telemetry?: Telemetry;
 }
 
 interface SessionState {
@@ -47,6 +50,8 @@ interface SessionState {
   busy: Promise<void> | null;
   /** Aborted when the client disconnects: a message not yet sent downstream is not sent. */
   readonly gone: AbortController;
+  /** Counted as an open connection (telemetry) by open(). */
+  counted: boolean;
 }
 
 export class SessionHandler {
@@ -59,7 +64,10 @@ export class SessionHandler {
   ) {}
 
   open(session: SMTPServerSession): void {
-    this.sessions.set(session.id, newState(session));
+    const state = newState(session);
+    state.counted = true;
+    this.sessions.set(session.id, state);
+    (this.current().telemetry ?? noTelemetry).connection(1);
   }
 
   busy(sessionId: string): boolean {
@@ -84,6 +92,7 @@ export class SessionHandler {
       opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
     } catch (err) {
       ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream MAIL failed');
+      countDownstreamFailure(ctx.telemetry, err, 'MAIL');
       throw replyError(replyForError(err));
     }
     if (!opened.tx) throw mirrored(opened.reply);
@@ -103,6 +112,7 @@ export class SessionHandler {
     } catch (err) {
       state.down = null;
       state.ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream RCPT failed');
+      countDownstreamFailure(state.ctx.telemetry, err, 'RCPT');
       throw replyError(replyForError(err));
     }
     if (!isSuccess(reply)) throw mirrored(reply);
@@ -149,6 +159,7 @@ export class SessionHandler {
     const state = this.sessions.get(session.id);
     state?.down?.abort();
     state?.gone.abort();
+    if (state?.counted) (this.current().telemetry ?? noTelemetry).connection(-1);
     this.sessions.delete(session.id);
   }
 
@@ -179,7 +190,7 @@ export class SessionHandler {
 }
 
 function newState(session: SMTPServerSession): SessionState {
-  return { peer: session.remoteAddress, transactions: 0, ctx: null, down: null, envelope: null, busy: null, gone: new AbortController() };
+  return { peer: session.remoteAddress, transactions: 0, ctx: null, down: null, envelope: null, busy: null, gone: new AbortController(), counted: false };
 }
 
 function mirrored(reply: Parameters<typeof mirrorReply>[0]): SmtpReplyError {

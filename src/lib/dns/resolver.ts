@@ -4,7 +4,8 @@
  * timeout per try, retries over every server, TCP when a UDP answer is truncated (RFC 7766),
  * CNAME chains followed (also when a server returns only the CNAME), and a TTL-honouring
  * cache with a size bound; NXDOMAIN and NODATA are cached by the SOA minimum (RFC 2308).
- * Reads: dns.* of the main config.
+ * Reads: dns.* of the main config. Reports each lookup (cache hit or not, its result and
+ * latency) to the Telemetry it is given (lib/telemetry.ts; none by default).
  *
  * Why not node:dns's Resolver: it hides the TTL of TXT and MX answers (a TTL cache needs it)
  * and the CNAMEs of an answer. This one is built on dns-packet; results are typed (types.ts).
@@ -13,6 +14,7 @@ import { randomInt } from 'node:crypto';
 import dns from 'node:dns';
 import net from 'node:net';
 import dnsPacket, { type Answer, type DecodedPacket } from 'dns-packet';
+import { noTelemetry, type Telemetry } from '../telemetry';
 import { TtlCache } from './cache';
 import { exchange as udpTcpExchange, type DnsServerAddress, type Exchange } from './transport';
 import type { DnsResolver, DnsResult, RecordData, RecordType } from './types';
@@ -36,6 +38,7 @@ type DataAnswer = Exclude<Answer, { type: 'OPT' }>;
 export interface DnsResolverDeps {
   exchange?: Exchange;
   now?: () => number;
+  telemetry?: Telemetry;
 }
 
 export function createDnsResolver(config: DnsConfig, deps: DnsResolverDeps = {}): DnsResolver {
@@ -44,6 +47,7 @@ export function createDnsResolver(config: DnsConfig, deps: DnsResolverDeps = {})
   const ex = deps.exchange ?? udpTcpExchange;
   const cache = new TtlCache<DnsResult>(config.cacheMaxEntries, deps.now ?? Date.now);
   const inFlight = new Map<string, Promise<DnsResult>>();
+  const telemetry = deps.telemetry ?? noTelemetry;
 
   /** One question, asked of each server in turn, `retries` more rounds after the first. */
   async function ask(name: string, type: RecordType): Promise<DecodedPacket | string> {
@@ -104,10 +108,15 @@ export function createDnsResolver(config: DnsConfig, deps: DnsResolverDeps = {})
   function cachedLookup(name: string, type: RecordType): Promise<DnsResult> {
     const key = `${type} ${name}`;
     const hit = cache.get(key);
-    if (hit) return Promise.resolve(hit);
+    if (hit) {
+      telemetry.dnsQuery(type, hit.kind, 0, true);
+      return Promise.resolve(hit);
+    }
     let pending = inFlight.get(key);
     if (!pending) {
+      const started = performance.now();
       pending = lookup(name, type).then(({ result, ttlSec }) => {
+        telemetry.dnsQuery(type, result.kind, performance.now() - started, false);
         if (result.kind !== 'temperror') cache.set(key, result, Math.min(ttlSec, config.cacheMaxTtlSec) * 1000);
         return result;
       });
