@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCli } from '../helpers/cli';
@@ -16,6 +16,17 @@ describe('postseal config', () => {
     const r = runCli(['config', 'check']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/valid \(3 listeners, banks: default, ORIGINATING, NOCHECKS\)/);
+  });
+
+  it('check accepts examples/postseal.full.yaml, the configuration with every side service on, as it is', () => {
+    const copy = mkdtempSync(path.join(tmpdir(), 'postseal-full-'));
+    // A copy, so that checking it creates no state file in the repository.
+    const file = path.join(copy, 'postseal.full.yaml');
+    writeFileSync(file, readFileSync(path.resolve(__dirname, '../../examples/postseal.full.yaml')));
+    const r = runCli(['config', 'check', '--config', file]);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/valid \(3 listeners, banks: default, ORIGINATING, NOCHECKS\)/);
+    expect(readFileSync(file, 'utf8')).toMatch(/^  metrics: \{ enabled: true, address: 127\.0\.0\.1, port: 9205 \}$/m);
   });
 
   it('an invalid bank stops with exit 1, naming the file, the JSON pointer and what was expected', () => {
