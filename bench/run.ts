@@ -127,7 +127,7 @@ async function main(): Promise<number> {
       const checked = await startAmavisd({ dir, maxServers: 2, keys, sinkPort, dnsPort: dns.port });
       try {
         const checks = await captureChecks(sink, smtpSinkBin, smtpSource, paths.map((p) => ({ port: checked.ports[p.name as 'inbound'], file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })), keys);
-        paths.forEach((p, i) => (results.paths[p.name].amavisdCheck = checks[i]));
+        for (const [i, p] of paths.entries()) results.paths[p.name].amavisdCheck = checks[i];
         // The same work as postseal's, or the comparison means nothing.
         const wanted: Record<string, string[]> = { inbound: ['dkim-verify'], originating: ['dkim-sign'], nochecks: [] };
         const problems = paths.map((p, i) => checkProblem(p.name, wanted[p.name], checks[i])).filter((x) => x);

@@ -15,6 +15,7 @@ import type { NetworkList } from '../lib/networks';
 import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
+import type { DownstreamReply } from '../reinject/smtp-client';
 import { failureReply, isSuccess, mirrorReply } from '../reinject/reply-map';
 import { replyError, replies, type SmtpReply, type SmtpReplyError } from '../smtp/replies';
 import type { SpoolOptions } from '../transaction/spool';
@@ -74,7 +75,7 @@ export class SessionHandler {
     state.down = null;
     const ctx = (state.ctx = this.current());
     const mail: Omit<Envelope, 'recipients'> = { mailFrom: cmd.address, smtputf8: cmd.smtputf8, body: cmd.body, ret: cmd.ret, envid: cmd.envid };
-    let opened;
+    let opened: Awaited<ReturnType<typeof DownstreamTransaction.begin>>;
     try {
       opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
     } catch (err) {
@@ -92,7 +93,7 @@ export class SessionHandler {
     if (!state.down || !state.envelope || !state.ctx) throw replyError(failureReply(new Error('downstream transaction lost')));
     if (state.envelope.recipients.length >= state.ctx.bank.maxRecipients) throw replyError(replies.tooManyRecipients);
     const rcpt: Recipient = cmd;
-    let reply;
+    let reply: DownstreamReply;
     try {
       reply = await state.down.rcpt(rcpt);
     } catch (err) {

@@ -33,7 +33,7 @@ export async function mailauthSeal(
     },
   });
   if (!headers.length) throw new Error(`mailauth did not seal: ${JSON.stringify(errors)}`);
-  return Buffer.concat([Buffer.from(headers.map((h) => h.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')).join('\r\n') + '\r\n', 'latin1'), message]);
+  return Buffer.concat([Buffer.from(`${headers.map((h) => h.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')).join('\r\n')}\r\n`, 'latin1'), message]);
 }
 
 export interface HandSealOptions {

@@ -77,7 +77,7 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
         for (const [k, v] of session.xForward ?? []) if (!k.includes(':')) xf[k] = String(v);
         sink.received.push({
           mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          mailArgs: (session.envelope.mailFrom && session.envelope.mailFrom.args) || {},
+          mailArgs: (session.envelope.mailFrom ? session.envelope.mailFrom.args : null) || {},
           recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, args: r.args || {} })),
           xforward: xf,
           data: Buffer.concat(chunks),

@@ -29,7 +29,10 @@ test("the other bank's stages that have not run yet follow, and its verdict coun
   const strict = loadTestBank({ stages: ['loop-guard', 'dkim-verify', 'header-sanity'], headerSanity: { missingFrom: 'reject' } });
   const lenient = loadTestBank({ stages: ['loop-guard', 'dkim-verify', 'authentication-results'], headerSanity: { missingFrom: 'pass' } });
   const trusting = build(lenient, ran, {});
-  const switching = { run: async () => (ran.push('dkim-verify'), { findings: [{ code: 'HEADER_SANITY_MISSING_FROM' as const }], bank: 'TRUSTED' }) };
+  const switching = { run: async () => {
+      ran.push('dkim-verify');
+      return { findings: [{ code: 'HEADER_SANITY_MISSING_FROM' as const }], bank: 'TRUSTED' };
+    } };
   const result = await build(strict, ran, { 'dkim-verify': switching }, { TRUSTED: trusting }).run(testTransaction('Subject: x\r\n\r\nx\r\n'), new AbortController().signal);
   expect(ran).toEqual(['loop-guard', 'dkim-verify', 'authentication-results']);
   expect(result.verdict.action).toBe('pass');
@@ -38,7 +41,10 @@ test("the other bank's stages that have not run yet follow, and its verdict coun
 test('an unknown bank is logged and the run stays on its own bank', async () => {
   const ran: string[] = [];
   const bank = loadTestBank({ stages: ['loop-guard', 'header-sanity'] });
-  const result = await build(bank, ran, { 'loop-guard': { run: async () => (ran.push('loop-guard'), { findings: [], bank: 'NOPE' }) } }).run(testTransaction('From: a@b.example\r\n\r\nx\r\n'), new AbortController().signal);
+  const result = await build(bank, ran, { 'loop-guard': { run: async () => {
+          ran.push('loop-guard');
+          return { findings: [], bank: 'NOPE' };
+        } } }).run(testTransaction('From: a@b.example\r\n\r\nx\r\n'), new AbortController().signal);
   expect(ran).toEqual(['loop-guard', 'header-sanity']);
   expect(result.verdict.action).toBe('pass');
 });

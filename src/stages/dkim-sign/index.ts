@@ -14,7 +14,7 @@
 import type { Bank } from '../../config/bank-schema';
 import type { Stage, StageDeps } from '../../pipeline/stage';
 import { decideSigning } from './decide';
-import { signMessage, withSignatures } from '../../lib/dkim/sign';
+import { type SignedFields, signMessage, withSignatures } from '../../lib/dkim/sign';
 
 export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
   const conf = bank.dkimSign;
@@ -25,7 +25,7 @@ export function createDkimSignStage(bank: Bank, deps: StageDeps): Stage {
       const msg = tx.message;
       const decision = decideSigning(msg, tx.envelope.mailFrom, conf, deps.keys);
       if (!decision.sign) return { findings: [decision.finding] };
-      let signed;
+      let signed: SignedFields;
       try {
         signed = await signMessage(msg, decision.keys, decision.options, decision.author, tx.receivedAt, signal);
       } catch (err) {
