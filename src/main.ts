@@ -124,7 +124,8 @@ function buildContexts(config: LoadedConfig, log: Logger): Map<string, SessionCo
 function checkSignerBanks(config: LoadedConfig): void {
   for (const [name, bank] of config.banks) {
     for (const m of bank.dkimVerify.signerBanks) {
-      if (!config.banks.has(m.bank)) throw new PostsealError('CFG_BANK_MISSING', `bank "${name}": /dkimVerify/signerBanks: bank "${m.bank}" (for signer ${m.signer}) has no file; create ${m.bank}.yaml`);
+      if (!config.banks.has(m.bank))
+        throw new PostsealError('CFG_BANK_MISSING', `bank "${name}": /dkimVerify/signerBanks: bank "${m.bank}" (for signer ${m.signer}) has no file; create ${m.bank}.yaml`);
     }
   }
 }

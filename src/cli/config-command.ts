@@ -80,6 +80,14 @@ function keySummary(config: LoadedConfig): string {
 
 /** Building the pipeline runs every stage factory, which is where stage settings are checked. */
 function pipelineOf(config: LoadedConfig, bankName: string, log: Logger) {
-  const deps = { hostname: config.hostname, authservId: config.authservId, bankName, log, spool: { dir: '', memoryThresholdBytes: 0 }, keys: config.keys, auth: createAuthDeps(config.main.dns) };
+  const deps = {
+    hostname: config.hostname,
+    authservId: config.authservId,
+    bankName,
+    log,
+    spool: { dir: '', memoryThresholdBytes: 0 },
+    keys: config.keys,
+    auth: createAuthDeps(config.main.dns),
+  };
   return createPipeline(config.banks.get(bankName)!, deps, stageFactories);
 }

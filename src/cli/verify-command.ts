@@ -36,7 +36,11 @@ const checks: StageId[] = ['dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authent
 
 export function runVerify(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(
+    const {
+      values,
+      positionals,
+      help: h,
+    } = parse(
       args,
       {
         config: { type: 'string', short: 'c' },
@@ -64,7 +68,14 @@ export function runVerify(args: string[]): Promise<number> {
     const auth = createAuthDeps(dns);
     const authservId = values['authserv-id'] ?? config.authservId;
     // Only the authentication stages run here, and they need nothing beyond these.
-    const deps = { hostname: config.hostname, authservId, bankName: values.bank, log: createLogger('silent'), spool: { dir: os.tmpdir(), memoryThresholdBytes: 8 << 20, headBytes: config.main.spool.maxHeaderBytes }, auth } as Partial<StageDeps> as StageDeps;
+    const deps = {
+      hostname: config.hostname,
+      authservId,
+      bankName: values.bank,
+      log: createLogger('silent'),
+      spool: { dir: os.tmpdir(), memoryThresholdBytes: 8 << 20, headBytes: config.main.spool.maxHeaderBytes },
+      auth,
+    } as Partial<StageDeps> as StageDeps;
     let message: Message;
     try {
       message = Message.parse(await spoolFrom(input(positionals[0]), { ...deps.spool, maxSizeBytes: bank.maxMessageSizeBytes }));
@@ -87,7 +98,9 @@ export function runVerify(args: string[]): Promise<number> {
       const ar = tx.message.get(AUTHENTICATION_RESULTS)[0];
       process.stdout.write(ar.raw.toString('utf8'));
       for (const s of auth.board.of(tx).dkim ?? []) {
-        process.stdout.write(`${JSON.stringify({ d: s.d, s: s.s, a: s.a, result: s.result, reason: s.reason, ...(s.testing ? { testing: true } : {}), ...(s.comment ? { comment: s.comment } : {}) })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ d: s.d, s: s.s, a: s.a, result: s.result, reason: s.reason, ...(s.testing ? { testing: true } : {}), ...(s.comment ? { comment: s.comment } : {}) })}\n`,
+        );
       }
     } finally {
       await message.spool.dispose();

@@ -75,7 +75,12 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
     const result: PipelineResult = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
-    Object.assign(record, { findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)), timings: result.timings, verdict: result.verdict.action, reason: result.verdict.reason });
+    Object.assign(record, {
+      findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
+      timings: result.timings,
+      verdict: result.verdict.action,
+      reason: result.verdict.reason,
+    });
     if (result.verdict.action !== 'pass') {
       down.abort();
       if (result.verdict.action === 'discard') return (replyText = ok(result.verdict.reply));
@@ -96,7 +101,10 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     if (isPostsealError(err, 'SPOOL_FAILED')) {
       // Not the sender's fault and not transient by itself: the postmaster has to act.
       const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
-      ctx.log.error({ session: input.id, spoolDir: ctx.spool.dir, errno }, `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`);
+      ctx.log.error(
+        { session: input.id, spoolDir: ctx.spool.dir, errno },
+        `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`,
+      );
     }
     throw own ? err : replyError(reply);
   } finally {

@@ -133,7 +133,10 @@ export class SessionHandler {
       ctx,
       upstream: state.gone.signal,
     });
-    state.busy = run.then(() => undefined, () => undefined);
+    state.busy = run.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
       return await run;
     } finally {

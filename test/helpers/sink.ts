@@ -83,7 +83,10 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
           data: Buffer.concat(chunks),
         });
         if (opts.lmtp && b.lmtpRcptReply) {
-          return cb(null, session.envelope.rcptTo.map((r) => (b.lmtpRcptReply![r.address] ? err(b.lmtpRcptReply![r.address]) : '2.0.0 Ok')));
+          return cb(
+            null,
+            session.envelope.rcptTo.map((r) => (b.lmtpRcptReply![r.address] ? err(b.lmtpRcptReply![r.address]) : '2.0.0 Ok')),
+          );
         }
         cb(null, `2.0.0 Ok: queued as SINK${sink.received.length}`);
       });

@@ -18,7 +18,14 @@ export function testAuthDeps(dns: DnsServer, timeoutMs = 300): AuthDeps {
 
 /** Only what the authentication stages read; other stages' dependencies are not needed here. */
 export function testStageDeps(auth: AuthDeps, bankName = 'default'): StageDeps {
-  return { hostname: 'filter.test', authservId: 'filter.test', bankName, log: pino({ level: 'silent' }), spool: { dir: '', memoryThresholdBytes: 0 }, auth } as Partial<StageDeps> as StageDeps;
+  return {
+    hostname: 'filter.test',
+    authservId: 'filter.test',
+    bankName,
+    log: pino({ level: 'silent' }),
+    spool: { dir: '', memoryThresholdBytes: 0 },
+    auth,
+  } as Partial<StageDeps> as StageDeps;
 }
 
 export function testTransaction(data: string | Buffer, opts: { bank?: Bank; mailFrom?: string; client?: ClientInfo } = {}): Transaction {

@@ -12,14 +12,16 @@ import type { DnsServer } from '../helpers/dns-server';
 const auth = testAuthDeps({ server: '127.0.0.1:9' } as DnsServer);
 
 function build(bank: Bank, ran: string[], stages: Partial<Record<Stage['id'], Partial<Stage>>>, others: Record<string, Pipeline> = {}) {
-  const factory = (id: Stage['id']): StageFactory => () => ({
-    id,
-    run: async () => {
-      ran.push(id);
-      return { findings: [] };
-    },
-    ...stages[id],
-  });
+  const factory =
+    (id: Stage['id']): StageFactory =>
+    () => ({
+      id,
+      run: async () => {
+        ran.push(id);
+        return { findings: [] };
+      },
+      ...stages[id],
+    });
   const factories = Object.fromEntries(bank.stages.map((id) => [id, factory(id)])) as Record<Stage['id'], StageFactory>;
   return createPipeline(bank, testStageDeps(auth), factories, (name) => others[name]);
 }
@@ -29,10 +31,12 @@ test("the other bank's stages that have not run yet follow, and its verdict coun
   const strict = loadTestBank({ stages: ['loop-guard', 'dkim-verify', 'header-sanity'], headerSanity: { missingFrom: 'reject' } });
   const lenient = loadTestBank({ stages: ['loop-guard', 'dkim-verify', 'authentication-results'], headerSanity: { missingFrom: 'pass' } });
   const trusting = build(lenient, ran, {});
-  const switching = { run: async () => {
+  const switching = {
+    run: async () => {
       ran.push('dkim-verify');
       return { findings: [{ code: 'HEADER_SANITY_MISSING_FROM' as const }], bank: 'TRUSTED' };
-    } };
+    },
+  };
   const result = await build(strict, ran, { 'dkim-verify': switching }, { TRUSTED: trusting }).run(testTransaction('Subject: x\r\n\r\nx\r\n'), new AbortController().signal);
   expect(ran).toEqual(['loop-guard', 'dkim-verify', 'authentication-results']);
   expect(result.verdict.action).toBe('pass');
@@ -41,10 +45,14 @@ test("the other bank's stages that have not run yet follow, and its verdict coun
 test('an unknown bank is logged and the run stays on its own bank', async () => {
   const ran: string[] = [];
   const bank = loadTestBank({ stages: ['loop-guard', 'header-sanity'] });
-  const result = await build(bank, ran, { 'loop-guard': { run: async () => {
-          ran.push('loop-guard');
-          return { findings: [], bank: 'NOPE' };
-        } } }).run(testTransaction('From: a@b.example\r\n\r\nx\r\n'), new AbortController().signal);
+  const result = await build(bank, ran, {
+    'loop-guard': {
+      run: async () => {
+        ran.push('loop-guard');
+        return { findings: [], bank: 'NOPE' };
+      },
+    },
+  }).run(testTransaction('From: a@b.example\r\n\r\nx\r\n'), new AbortController().signal);
   expect(ran).toEqual(['loop-guard', 'header-sanity']);
   expect(result.verdict.action).toBe('pass');
 });

@@ -15,11 +15,25 @@ import type { Transaction } from '../../src/transaction/transaction';
 import { loadTestBank } from '../helpers/banks';
 
 const stage = (id: Stage['id'], after: Stage['id'][] = [], run: Stage['run'] = async () => ({ findings: [] })): Stage => ({ id, after, run });
-const deps = { hostname: 'h', authservId: 'h', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir: '', memoryThresholdBytes: 0 }, keys: emptyKeyStore, auth: createAuthDeps({ servers: [], timeoutMs: 100, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }) };
+const deps = {
+  hostname: 'h',
+  authservId: 'h',
+  bankName: 'default',
+  log: pino({ level: 'silent' }),
+  spool: { dir: '', memoryThresholdBytes: 0 },
+  keys: emptyKeyStore,
+  auth: createAuthDeps({ servers: [], timeoutMs: 100, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }),
+};
 
 function tx(bank: Bank): Transaction {
   return {
-    id: 't1', bankName: 'default', bank, envelope: { mailFrom: '', smtputf8: false, recipients: [] }, client: {}, peerAddress: '127.0.0.1', receivedAt: new Date(),
+    id: 't1',
+    bankName: 'default',
+    bank,
+    envelope: { mailFrom: '', smtputf8: false, recipients: [] },
+    client: {},
+    peerAddress: '127.0.0.1',
+    receivedAt: new Date(),
     message: Message.parse(memorySpool(Buffer.from('From: a@b\r\n\r\nx\r\n'))),
   };
 }
@@ -46,7 +60,12 @@ describe('pipeline runner', () => {
 
   it('a stage that throws makes the verdict a 451 4.3.0 tempfail', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'] });
-    const p = pipelineWith(bank, { 'loop-guard': stage('loop-guard', [], async () => { throw new Error('boom'); }), 'header-sanity': stage('header-sanity') });
+    const p = pipelineWith(bank, {
+      'loop-guard': stage('loop-guard', [], async () => {
+        throw new Error('boom');
+      }),
+      'header-sanity': stage('header-sanity'),
+    });
     const r = await p.run(tx(bank), new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'tempfail', reason: 'STAGE_FAILED', reply: { code: '451', enhanced: '4.3.0' } });
   });
@@ -54,7 +73,17 @@ describe('pipeline runner', () => {
   it('a stage that runs past stageTimeoutMs is a STAGE_TIMEOUT tempfail and sees its signal aborted', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'], timeouts: { stageTimeoutMs: 100 } });
     let aborted = false;
-    const slow = stage('loop-guard', [], (_t, signal) => new Promise((resolve) => signal.addEventListener('abort', () => { aborted = true; resolve({ findings: [] }); })));
+    const slow = stage(
+      'loop-guard',
+      [],
+      (_t, signal) =>
+        new Promise((resolve) =>
+          signal.addEventListener('abort', () => {
+            aborted = true;
+            resolve({ findings: [] });
+          }),
+        ),
+    );
     const r = await pipelineWith(bank, { 'loop-guard': slow, 'header-sanity': stage('header-sanity') }).run(tx(bank), new AbortController().signal);
     expect(r.verdict.reason).toBe('STAGE_TIMEOUT');
     expect(aborted).toBe(true);
@@ -94,7 +123,10 @@ describe('pipeline runner', () => {
     let ran = false;
     const p = pipelineWith(bank, {
       'loop-guard': stage('loop-guard', [], async () => ({ findings: [{ code: 'LOOP_GUARD_TRACE_SEEN' }] })),
-      'header-sanity': stage('header-sanity', [], async () => { ran = true; return { findings: [] }; }),
+      'header-sanity': stage('header-sanity', [], async () => {
+        ran = true;
+        return { findings: [] };
+      }),
     });
     const r = await p.run(tx(bank), new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'reject', reply: { code: '554', enhanced: '5.4.6' } });

@@ -34,7 +34,11 @@ async function spliced(body: Buffer, plan: SevenBitPlan): Promise<Buffer> {
 }
 
 const isDirty = (p: Part) => p.eightBit || p.nul || p.longLine;
-const decodeQuotedPrintable = (s: string) => Buffer.from(s.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
+const decodeQuotedPrintable = (s: string) =>
+  Buffer.from(
+    s.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  );
 
 describe('planSevenBit', () => {
   it('plans a part tree 8,000 levels deep without recursion: the 8-bit text at the bottom re-encoded, every level relabelled', () => {

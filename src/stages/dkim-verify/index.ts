@@ -33,7 +33,14 @@ export function createDkimVerifyStage(bank: Bank, deps: StageDeps): Stage {
     id: 'dkim-verify',
     after: ['loop-guard', 'header-sanity'],
     async run(tx, signal) {
-      const { signatures } = await verifyDkim(tx.message, { resolver, keys: dkimKeys, maxSignatures: cfg.maxSignatures, minKeyBits: cfg.minKeyBits, partialBody: cfg.partialBody, signal });
+      const { signatures } = await verifyDkim(tx.message, {
+        resolver,
+        keys: dkimKeys,
+        maxSignatures: cfg.maxSignatures,
+        minKeyBits: cfg.minKeyBits,
+        partialBody: cfg.partialBody,
+        signal,
+      });
       const outcomes = board.of(tx);
       outcomes.dkim = signatures;
       const findings: Finding[] = signatures.map((s) => ({

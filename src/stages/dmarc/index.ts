@@ -45,7 +45,14 @@ export function createDmarcStage(bank: Bank, deps: StageDeps): Stage {
       // Fail closed: a From that may hide an author, or names too many, is treated as a p=reject failure.
       if (unparseable) return unreadable(tx, o, cfg, deps, { code: 'DMARC_FROM_UNPARSEABLE', detail: unparseable }, domains[0] ?? '');
       if (domains.length > MAX_AUTHOR_DOMAINS) {
-        return unreadable(tx, o, cfg, deps, { code: 'DMARC_TOO_MANY_AUTHORS', detail: `more than ${MAX_AUTHOR_DOMAINS} author domains (at most ${MAX_AUTHOR_DOMAINS} are evaluated)` }, domains[0]);
+        return unreadable(
+          tx,
+          o,
+          cfg,
+          deps,
+          { code: 'DMARC_TOO_MANY_AUTHORS', detail: `more than ${MAX_AUTHOR_DOMAINS} author domains (at most ${MAX_AUTHOR_DOMAINS} are evaluated)` },
+          domains[0],
+        );
       }
       if (domains.length === 0) {
         o.dmarc = { result: 'none', from: '', comment: 'no author domain' };
@@ -124,7 +131,14 @@ function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes):
   return { result, from, policy, policyDomain: r.policyDomain, comment };
 }
 
-async function record(deps: StageDeps, tx: Readonly<Transaction>, outcome: DmarcOutcome, domain: string, disposition: DmarcResultRecord['disposition'], o: AuthOutcomes): Promise<void> {
+async function record(
+  deps: StageDeps,
+  tx: Readonly<Transaction>,
+  outcome: DmarcOutcome,
+  domain: string,
+  disposition: DmarcResultRecord['disposition'],
+  o: AuthOutcomes,
+): Promise<void> {
   const r: DmarcResultRecord = {
     receivedAt: tx.receivedAt,
     sourceIp: clientAddress(tx.client),
