@@ -28,7 +28,10 @@ export function readDump(file: string): Buffer[] {
       // smtp-sink writes its own fields, ending with a three-line Received, then the message.
       const lines = m.split('\n');
       const received = lines.findIndex((l) => l.startsWith('Received: from '));
-      const body = lines.slice(received + 3).join('\n').replace(/\n\n$/, '\n');
+      const body = lines
+        .slice(received + 3)
+        .join('\n')
+        .replace(/\n\n$/, '\n');
       return Buffer.from(body.replace(/\n/g, '\r\n'), 'latin1');
     });
 }

@@ -61,7 +61,7 @@ function answer(query: Buffer, zone: ReadonlyMap<string, readonly string[]>): Bu
 function soaRecord(labels: readonly string[]): Buffer {
   const zone = encodeName(labels.slice(-2));
   const rdata = Buffer.concat([encodeName(['ns', ...labels.slice(-2)]), encodeName(['hostmaster', ...labels.slice(-2)]), Buffer.alloc(20)]);
-  [1, 3600, 600, 86400, TTL_SEC].forEach((v, i) => rdata.writeUInt32BE(v, rdata.length - 20 + 4 * i));
+  for (const [i, v] of [1, 3600, 600, 86400, TTL_SEC].entries()) rdata.writeUInt32BE(v, rdata.length - 20 + 4 * i);
   const fixed = Buffer.alloc(10);
   fixed.writeUInt16BE(TYPE_SOA, 0);
   fixed.writeUInt16BE(1, 2);

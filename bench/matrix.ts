@@ -70,7 +70,9 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
             },
           };
           cells.push(cell);
-          progress(`${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg`);
+          progress(
+            `${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg`,
+          );
         }
       }
     }
@@ -78,7 +80,13 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
   return cells;
 }
 
-function latency(port: number, msg: BenchMessage, load: { from: string; to: string; concurrency: number; reuse: boolean }, seconds: number, rateMps?: number): Promise<LatencyResult> {
+function latency(
+  port: number,
+  msg: BenchMessage,
+  load: { from: string; to: string; concurrency: number; reuse: boolean },
+  seconds: number,
+  rateMps?: number,
+): Promise<LatencyResult> {
   return measureLatency({ port, message: msg.bytes, ...load, seconds, rateMps });
 }
 
@@ -100,7 +108,15 @@ export async function amavisdCells(
         for (const spec of grid.paths) {
           if (spec.name === 'originating-dual') continue;
           const msg = messages.get(messageKey(spec.kind, sizeKb))!;
-          const run = await tp.measure({ key: `amavisd${maxServers}:${spec.name}:${sizeKb}:${reuse}`, port: ports[spec.name], file: msg.file, from: spec.from, to: ENVELOPE.to, concurrency, reuse });
+          const run = await tp.measure({
+            key: `amavisd${maxServers}:${spec.name}:${sizeKb}:${reuse}`,
+            port: ports[spec.name],
+            file: msg.file,
+            from: spec.from,
+            to: ENVELOPE.to,
+            concurrency,
+            reuse,
+          });
           const cell = cells.find((c) => c.path === spec.name && c.sizeKb === sizeKb && c.concurrency === concurrency && c.reuse === reuse);
           if (cell && (cell.amavisdMps === null || run.mps > cell.amavisdMps)) {
             cell.amavisdMps = Math.round(run.mps);

@@ -65,7 +65,20 @@ export interface SourceLoad {
 
 /** One smtp-source run, timed from start to exit; fails on any non-2xx reply or the time limit. */
 export function runSmtpSource(bin: string, load: SourceLoad): Promise<SourceRun> {
-  const args = ['-s', String(load.concurrency), '-m', String(load.messages), ...(load.reuse ? ['-d'] : []), '-F', load.file, '-f', load.from, '-t', load.to, `127.0.0.1:${load.port}`];
+  const args = [
+    '-s',
+    String(load.concurrency),
+    '-m',
+    String(load.messages),
+    ...(load.reuse ? ['-d'] : []),
+    '-F',
+    load.file,
+    '-f',
+    load.from,
+    '-t',
+    load.to,
+    `127.0.0.1:${load.port}`,
+  ];
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -81,7 +81,13 @@ function writeKeyTables(dir: string, keys: BenchKeys): { keyTableFile: string; s
       'dual-ed': { domain: DUAL_DOMAIN, selector: keys.ed25519Selector, keyFile: keys.ed25519File, algorithm: 'ed25519-sha256' },
     }),
   );
-  writeFileSync(signingTableFile, YAML.stringify([{ author: OWN_DOMAIN, keys: ['own-rsa'] }, { author: DUAL_DOMAIN, keys: ['dual-rsa', 'dual-ed'] }]));
+  writeFileSync(
+    signingTableFile,
+    YAML.stringify([
+      { author: OWN_DOMAIN, keys: ['own-rsa'] },
+      { author: DUAL_DOMAIN, keys: ['dual-rsa', 'dual-ed'] },
+    ]),
+  );
   return { keyTableFile, signingTableFile };
 }
 
@@ -136,7 +142,10 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
   writeFileSync(configFile, `${main.join('\n')}\n`);
   const logFile = path.join(opts.dir, `postseal-${Date.now()}.log`);
   const out = openSync(logFile, 'a');
-  const child: ChildProcess = spawn(NODE, [...(opts.nodeArgs ?? []), CLI, 'start', '--config', configFile, '--workers', String(opts.workers)], { stdio: ['ignore', out, out], cwd: opts.dir });
+  const child: ChildProcess = spawn(NODE, [...(opts.nodeArgs ?? []), CLI, 'start', '--config', configFile, '--workers', String(opts.workers)], {
+    stdio: ['ignore', out, out],
+    cwd: opts.dir,
+  });
   closeSync(out);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {

@@ -36,7 +36,15 @@ export async function profilePath(opts: ProfileRun): Promise<string> {
   const profDir = path.join(dir, 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
   const msg = await makeMessage(dir, opts.sizeKb, spec.kind, opts.keys);
-  const ps = await startPostseal({ dir, keys: opts.keys, sinkPort: opts.sinkPort, dnsPort: opts.dnsPort, workers: 1, paths: [spec.name], nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
+  const ps = await startPostseal({
+    dir,
+    keys: opts.keys,
+    sinkPort: opts.sinkPort,
+    dnsPort: opts.dnsPort,
+    workers: 1,
+    paths: [spec.name],
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+  });
   let mps = 0;
   try {
     const load = { port: ps.ports[spec.name], file: msg.file, from: spec.from, to: ENVELOPE.to, concurrency: 16, reuse: opts.reuse, timeoutMs: 600000 };
@@ -73,15 +81,7 @@ export function summarize(profile: { nodes: ProfileNode[] }, top = 25): string {
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([k, v]) => `| ${pct(v)} | \`${k.replace(/\|/g, '\\|')}\` |`);
-  return [
-    '| self (busy %) | function |',
-    '| ---: | --- |',
-    ...rows(byFunction, top),
-    '',
-    '| self (busy %) | area |',
-    '| ---: | --- |',
-    ...rows(byArea, 15),
-  ].join('\n');
+  return ['| self (busy %) | function |', '| ---: | --- |', ...rows(byFunction, top), '', '| self (busy %) | area |', '| ---: | --- |', ...rows(byArea, 15)].join('\n');
 }
 
 function shortUrl(url: string): string {

@@ -82,7 +82,11 @@ export function targets(r: Results): Target[] {
   const vsAmavisd = (path: PathName, sizeKb: number, factor: number) => {
     for (const x of cells(path, sizeKb)) {
       const ratio = x.amavisdMps ? x.postsealMps / x.amavisdMps : null;
-      out.push({ what: `${path} ${sizeKb} KB c=16 reuse=${x.reuse ? 'yes' : 'no'}: ≥ ${factor}× amavisd-new`, measured: ratio === null ? 'no amavisd-new figure' : `${ratio.toFixed(1)}× (${fmt(x.postsealMps)} vs ${fmt(x.amavisdMps)} msg/s)`, met: ratio === null ? null : ratio >= factor });
+      out.push({
+        what: `${path} ${sizeKb} KB c=16 reuse=${x.reuse ? 'yes' : 'no'}: ≥ ${factor}× amavisd-new`,
+        measured: ratio === null ? 'no amavisd-new figure' : `${ratio.toFixed(1)}× (${fmt(x.postsealMps)} vs ${fmt(x.amavisdMps)} msg/s)`,
+        met: ratio === null ? null : ratio >= factor,
+      });
     }
   };
   vsAmavisd('originating', 2, 6);
@@ -91,7 +95,11 @@ export function targets(r: Results): Target[] {
   vsAmavisd('inbound', 20, 6);
   for (const x of cells('nochecks', 20)) {
     const ratio = x.postsealMps / x.directMps;
-    out.push({ what: `nochecks 20 KB c=16 reuse=${x.reuse ? 'yes' : 'no'}: ≥ 0.35 of direct`, measured: `${ratio.toFixed(2)} (${fmt(x.postsealMps)} of ${fmt(x.directMps)} msg/s)`, met: ratio >= 0.35 });
+    out.push({
+      what: `nochecks 20 KB c=16 reuse=${x.reuse ? 'yes' : 'no'}: ≥ 0.35 of direct`,
+      measured: `${ratio.toFixed(2)} (${fmt(x.postsealMps)} of ${fmt(x.directMps)} msg/s)`,
+      met: ratio >= 0.35,
+    });
   }
   for (const x of r.cells.filter((c) => c.sizeKb === 20 && c.concurrency === 16 && c.reuse)) {
     const at = `at ${x.latency.rateMps} msg/s; at full load p99 ${fmt(x.latency.saturatedP99Ms, 1)} ms`;
@@ -103,11 +111,17 @@ export function targets(r: Results): Target[] {
   }
   if (r.memory) {
     out.push({ what: `one ${r.memory.messageMb} MB message adds ≤ 32 MB`, measured: `${fmt(r.memory.oneMessageGrowthMb, 1)} MB`, met: r.memory.oneMessageGrowthMb <= 32 });
-    out.push({ what: `four ${r.memory.messageMb} MB messages at once add ≤ 96 MB`, measured: `${fmt(r.memory.fourMessagesGrowthMb, 1)} MB`, met: r.memory.fourMessagesGrowthMb <= 96 });
+    out.push({
+      what: `four ${r.memory.messageMb} MB messages at once add ≤ 96 MB`,
+      measured: `${fmt(r.memory.fourMessagesGrowthMb, 1)} MB`,
+      met: r.memory.fourMessagesGrowthMb <= 96,
+    });
   }
   return out;
 }
 
 export function targetsMarkdown(list: readonly Target[]): string {
-  return ['| target | measured | met |', '| --- | --- | :---: |', ...list.map((t) => `| ${t.what} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`)].join('\n');
+  return ['| target | measured | met |', '| --- | --- | :---: |', ...list.map((t) => `| ${t.what} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`)].join(
+    '\n',
+  );
 }

@@ -74,7 +74,17 @@ async function main(): Promise<number> {
     if (opt.profile) {
       const name = (opt.paths ?? 'originating') as PathName;
       if (!PATHS.some((p) => p.name === name)) throw new Error(`--profile takes one path of ${PATHS.map((p) => p.name).join(', ')}`);
-      const summary = await profilePath({ dir, keys, sinkPort, dnsPort: dns.port, smtpSource, seconds: Number(opt.seconds ?? 15), path: name, reuse: opt.reuse !== 'no', sizeKb: Number(opt.sizes ?? 20) });
+      const summary = await profilePath({
+        dir,
+        keys,
+        sinkPort,
+        dnsPort: dns.port,
+        smtpSource,
+        seconds: Number(opt.seconds ?? 15),
+        path: name,
+        reuse: opt.reuse !== 'no',
+        sizeKb: Number(opt.sizes ?? 20),
+      });
       process.stdout.write(`${summary}\n`);
       return 0;
     }
@@ -89,7 +99,12 @@ async function main(): Promise<number> {
       durationSeconds: 0,
       machine: describeMachine(),
       versions: describeVersions(),
-      settings: { workers: workers || os.availableParallelism(), throughputSeconds: seconds, latencySeconds: grid.latencySeconds, messageBytes: Object.fromEntries([...messages].map(([k, m]) => [k, m.bytes.length])) },
+      settings: {
+        workers: workers || os.availableParallelism(),
+        throughputSeconds: seconds,
+        latencySeconds: grid.latencySeconds,
+        messageBytes: Object.fromEntries([...messages].map(([k, m]) => [k, m.bytes.length])),
+      },
       paths: {},
       idleRssMbPerProcess: readRss(ps.pid).currentMb,
       amavisd: { measured: false, reason: null, peakRssMbByMaxServers: {} },
@@ -99,7 +114,13 @@ async function main(): Promise<number> {
     let failed = false;
     try {
       const sent = grid.paths.map((p) => ({ port: ps.ports[p.name], p }));
-      const checks = await captureChecks(sink, smtpSinkBin, smtpSource, sent.map(({ port, p }) => ({ port, file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })), keys);
+      const checks = await captureChecks(
+        sink,
+        smtpSinkBin,
+        smtpSource,
+        sent.map(({ port, p }) => ({ port, file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })),
+        keys,
+      );
       for (const [i, p] of grid.paths.entries()) {
         const st = ps.banks.stages[p.name];
         results.paths[p.name] = { bank: p.bank, stages: st.runs, missingStages: st.missing, check: checks[i], amavisdCheck: null };
@@ -113,7 +134,16 @@ async function main(): Promise<number> {
       if (failed) return 1;
       const tp = new Throughput(smtpSource, seconds, (key) => (key.startsWith('direct') ? 2000 : key.startsWith('amavisd') ? 30 : 200));
       for (const p of grid.paths) {
-        await runSmtpSource(smtpSource, { port: ps.ports[p.name], file: messages.get(messageKey(p.kind, grid.sizes[0]))!.file, from: p.from, to: ENVELOPE.to, concurrency: 16, reuse: true, messages: opt.smoke ? 50 : 1500, timeoutMs: 120000 });
+        await runSmtpSource(smtpSource, {
+          port: ps.ports[p.name],
+          file: messages.get(messageKey(p.kind, grid.sizes[0]))!.file,
+          from: p.from,
+          to: ENVELOPE.to,
+          concurrency: 16,
+          reuse: true,
+          messages: opt.smoke ? 50 : 1500,
+          timeoutMs: 120000,
+        });
       }
       results.cells = await postsealCells(grid, ps, sinkPort, messages, tp, log);
     } finally {
@@ -126,8 +156,14 @@ async function main(): Promise<number> {
       const paths = grid.paths.filter((p) => (AMAVISD_PATHS as readonly string[]).includes(p.name));
       const checked = await startAmavisd({ dir, maxServers: 2, keys, sinkPort, dnsPort: dns.port });
       try {
-        const checks = await captureChecks(sink, smtpSinkBin, smtpSource, paths.map((p) => ({ port: checked.ports[p.name as 'inbound'], file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })), keys);
-        paths.forEach((p, i) => (results.paths[p.name].amavisdCheck = checks[i]));
+        const checks = await captureChecks(
+          sink,
+          smtpSinkBin,
+          smtpSource,
+          paths.map((p) => ({ port: checked.ports[p.name as 'inbound'], file: messages.get(messageKey(p.kind, grid.sizes[0]))!, from: p.from })),
+          keys,
+        );
+        for (const [i, p] of paths.entries()) results.paths[p.name].amavisdCheck = checks[i];
         // The same work as postseal's, or the comparison means nothing.
         const wanted: Record<string, string[]> = { inbound: ['dkim-verify'], originating: ['dkim-sign'], nochecks: [] };
         const problems = paths.map((p, i) => checkProblem(p.name, wanted[p.name], checks[i])).filter((x) => x);
@@ -169,13 +205,20 @@ async function main(): Promise<number> {
 }
 
 /** Swaps the fast sink for a capturing one, sends one message to each port, and checks each. */
-async function captureChecks(sink: { current: SmtpSink }, bin: string, smtpSource: string, sends: { port: number; file: { file: string; bytes: Buffer }; from: string }[], keys: BenchKeys): Promise<PathCheck[]> {
+async function captureChecks(
+  sink: { current: SmtpSink },
+  bin: string,
+  smtpSource: string,
+  sends: { port: number; file: { file: string; bytes: Buffer }; from: string }[],
+  keys: BenchKeys,
+): Promise<PathCheck[]> {
   const port = sink.current.port;
   const dump = path.join(os.tmpdir(), `postseal-bench-dump-${process.pid}-${Date.now()}`);
   await sink.current.stop();
   const capture = await startSmtpSink(bin, port, dump);
   try {
-    for (const s of sends) await runSmtpSource(smtpSource, { port: s.port, file: s.file.file, from: s.from, to: ENVELOPE.to, concurrency: 1, reuse: false, messages: 1, timeoutMs: 30000 });
+    for (const s of sends)
+      await runSmtpSource(smtpSource, { port: s.port, file: s.file.file, from: s.from, to: ENVELOPE.to, concurrency: 1, reuse: false, messages: 1, timeoutMs: 30000 });
   } finally {
     await capture.stop();
     sink.current = await startSmtpSink(bin, port);

@@ -41,11 +41,11 @@ const why: Record<UnsignedReason | 'not_originating' | 'no_dkim_sign_stage', str
 
 export function runExplain(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(
-      args,
-      { config: { type: 'string', short: 'c' }, bank: { type: 'string', default: 'ORIGINATING' }, 'mail-from': { type: 'string', default: '' } },
-      help,
-    );
+    const {
+      values,
+      positionals,
+      help: h,
+    } = parse(args, { config: { type: 'string', short: 'c' }, bank: { type: 'string', default: 'ORIGINATING' }, 'mail-from': { type: 'string', default: '' } }, help);
     if (h) {
       process.stdout.write(`${h}\n`);
       return 0;
@@ -58,7 +58,14 @@ export function runExplain(args: string[]): Promise<number> {
     let message: Message;
     try {
       const source = positionals[0] === '-' ? process.stdin : createReadStream(positionals[0]);
-      message = Message.parse(await spoolFrom(source, { dir: config.main.spool.dir || os.tmpdir(), memoryThresholdBytes: config.main.spool.memoryThresholdBytes, headBytes: config.main.spool.maxHeaderBytes, maxSizeBytes: bank.maxMessageSizeBytes }));
+      message = Message.parse(
+        await spoolFrom(source, {
+          dir: config.main.spool.dir || os.tmpdir(),
+          memoryThresholdBytes: config.main.spool.memoryThresholdBytes,
+          headBytes: config.main.spool.maxHeaderBytes,
+          maxSizeBytes: bank.maxMessageSizeBytes,
+        }),
+      );
     } catch (err) {
       process.stderr.write(`postseal: cannot read ${positionals[0]}: ${(err as Error).message}\n`);
       return 1;
@@ -72,12 +79,18 @@ export function runExplain(args: string[]): Promise<number> {
       if (decision.sign) {
         const o = decision.options;
         const signedNames = signedHeaderNames(message.fields, o.signedHeaderFields, o.oversignedHeaderFields).join(':');
-        out.push(`options: c=${o.canonicalization}${o.timestamp ? ' t=now' : ''}${o.ttlSeconds ? ` x=t+${o.ttlSeconds}s` : ''} i=${o.identity} l=${o.bodyLength ? 'yes' : 'no'} h=${signedNames}`);
+        out.push(
+          `options: c=${o.canonicalization}${o.timestamp ? ' t=now' : ''}${o.ttlSeconds ? ` x=t+${o.ttlSeconds}s` : ''} i=${o.identity} l=${o.bodyLength ? 'yes' : 'no'} h=${signedNames}`,
+        );
         return report(out, `signed: ${decision.keys.map((k) => `d=${k.domain} s=${k.selector} ${k.algorithm}`).join(', ')}`, 0);
       }
       const verdict = decide([decision.finding], compileRules([dkimSignStage], bank, config.authservId));
       const then = verdict.action === 'pass' ? 'passed on unsigned' : `${verdict.action}: ${verdict.reply.code} ${verdict.reply.enhanced} ${verdict.reply.text}`;
-      return report(out, `not signed: ${decision.reason}: ${why[decision.reason]} (${decision.finding.code}${decision.finding.detail ? ` ${decision.finding.detail}` : ''}); ${then}`, 1);
+      return report(
+        out,
+        `not signed: ${decision.reason}: ${why[decision.reason]} (${decision.finding.code}${decision.finding.detail ? ` ${decision.finding.detail}` : ''}); ${then}`,
+        1,
+      );
     } finally {
       await message.spool.dispose();
     }

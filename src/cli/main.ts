@@ -8,11 +8,26 @@
  * a process's memory, and a cluster's primary, which only supervises, never needs it.
  */
 const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
-  start: { summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)', run: (a) => (require('./start-command') as typeof import('./start-command')).runStart(a) },
-  keys: { summary: 'keys generate|show|test|activate|import  DKIM keys: make, publish, check against DNS, rotate, import', run: (a) => (require('./keys-command') as typeof import('./keys-command')).runKeys(a) },
-  config: { summary: 'config check|print BANK|docs [--config FILE] [--dns]  validate the configuration (--dns: and the keys in DNS), print a bank, or the reference', run: (a) => (require('./config-command') as typeof import('./config-command')).runConfig(a) },
-  explain: { summary: 'explain [--bank NAME] FILE|-        which signing rule and keys would sign a message, or why not', run: (a) => (require('./explain-command') as typeof import('./explain-command')).runExplain(a) },
-  verify: { summary: 'verify [--dns HOST:PORT] [--client-ip IP --helo NAME --mail-from ADDR] FILE|-  DKIM/SPF/DMARC/ARC of one message', run: (a) => (require('./verify-command') as typeof import('./verify-command')).runVerify(a) },
+  start: {
+    summary: 'start [--config FILE]            run the filter in the foreground (logs JSON to stdout)',
+    run: (a) => (require('./start-command') as typeof import('./start-command')).runStart(a),
+  },
+  keys: {
+    summary: 'keys generate|show|test|activate|import  DKIM keys: make, publish, check against DNS, rotate, import',
+    run: (a) => (require('./keys-command') as typeof import('./keys-command')).runKeys(a),
+  },
+  config: {
+    summary: 'config check|print BANK|docs [--config FILE] [--dns]  validate the configuration (--dns: and the keys in DNS), print a bank, or the reference',
+    run: (a) => (require('./config-command') as typeof import('./config-command')).runConfig(a),
+  },
+  explain: {
+    summary: 'explain [--bank NAME] FILE|-        which signing rule and keys would sign a message, or why not',
+    run: (a) => (require('./explain-command') as typeof import('./explain-command')).runExplain(a),
+  },
+  verify: {
+    summary: 'verify [--dns HOST:PORT] [--client-ip IP --helo NAME --mail-from ADDR] FILE|-  DKIM/SPF/DMARC/ARC of one message',
+    run: (a) => (require('./verify-command') as typeof import('./verify-command')).runVerify(a),
+  },
 };
 
 export const usage = `Usage: postseal <command> [options]

@@ -37,7 +37,11 @@ const checks = ['dkim-verify', 'spf', 'dmarc', 'arc-verify', 'authentication-res
 
 export function runVerify(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(
+    const {
+      values,
+      positionals,
+      help: h,
+    } = parse(
       args,
       {
         config: { type: 'string', short: 'c' },

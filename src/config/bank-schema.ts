@@ -30,7 +30,13 @@ const target = {
     commandTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000, default: 60000, description: 'Time for the reply to one command (EHLO, XFORWARD, MAIL, RCPT, DATA).' },
     dataDoneTimeoutMs: { type: 'integer', minimum: 100, maximum: 3600000, default: 300000, description: 'Time for the reply to the end of the message data.' },
     maxIdleConnections: { type: 'integer', minimum: 0, maximum: 1000, default: 16, description: 'Connections kept open for reuse; 0 opens one per message.' },
-    idleTimeoutMs: { type: 'integer', minimum: 100, maximum: 3600000, default: 30000, description: 'An unused connection is closed (QUIT) after this long; keep it below the downstream smtpd_timeout.' },
+    idleTimeoutMs: {
+      type: 'integer',
+      minimum: 100,
+      maximum: 3600000,
+      default: 30000,
+      description: 'An unused connection is closed (QUIT) after this long; keep it below the downstream smtpd_timeout.',
+    },
   },
 } as const;
 
@@ -49,7 +55,8 @@ export const commonBankSchema = {
     forward: target,
     notify: {
       ...target,
-      description: 'Not used yet: the target for mail postseal will generate itself (notices, reports; see the README roadmap), the originating reinjection port so that it is signed. Validated, nothing is sent to it today.',
+      description:
+        'Not used yet: the target for mail postseal will generate itself (notices, reports; see the README roadmap), the originating reinjection port so that it is signed. Validated, nothing is sent to it today.',
     },
     greetingBanner: { type: 'string', default: 'postseal content filter', description: 'Text after the 220 code and host name in the greeting.' },
     discardEhloKeywords: {
@@ -65,7 +72,13 @@ export const commonBankSchema = {
       default: 104857600,
       description: 'Announced with SIZE and enforced while DATA streams in (552 5.3.4). Keep it at least Postfix message_size_limit.',
     },
-    maxRecipients: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Recipients per message; more get 452 4.5.3 and Postfix sends them in a later transaction.' },
+    maxRecipients: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 100000,
+      default: 1000,
+      description: 'Recipients per message; more get 452 4.5.3 and Postfix sends them in a later transaction.',
+    },
     timeouts: {
       type: 'object',
       additionalProperties: false,
@@ -77,10 +90,17 @@ export const commonBankSchema = {
           minimum: 1000,
           maximum: 3600000,
           default: 480000,
-          description: 'From the end of DATA to the upstream reply: stages plus reinjection. Keep it below Postfix smtp_data_done_timeout (600s) so Postfix hears our 451, not a timeout.',
+          description:
+            'From the end of DATA to the upstream reply: stages plus reinjection. Keep it below Postfix smtp_data_done_timeout (600s) so Postfix hears our 451, not a timeout.',
         },
         stageTimeoutMs: { type: 'integer', minimum: 100, maximum: 3600000, default: 60000, description: 'One stage that runs longer gives 451 4.3.0 (STAGE_TIMEOUT).' },
-        socketIdleTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3600000, default: 300000, description: 'An upstream client silent this long is disconnected (Postfix smtpd_timeout).' },
+        socketIdleTimeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 3600000,
+          default: 300000,
+          description: 'An upstream client silent this long is disconnected (Postfix smtpd_timeout).',
+        },
       },
     },
     stages: {

@@ -50,24 +50,37 @@ export interface LoopCheckDeps {
 /** Refuses a bank that forwards to one of postseal's own listeners; returns warnings. */
 export async function checkForwardLoops(config: LoadedConfig, deps: LoopCheckDeps = {}): Promise<ConfigWarning[]> {
   const lookup = deps.lookup ?? lookupAll;
-  const local = new Set((deps.localAddresses ?? interfaceAddresses)().map(canonical).filter((a): a is string => a !== null));
+  const local = new Set(
+    (deps.localAddresses ?? interfaceAddresses)()
+      .map(canonical)
+      .filter((a): a is string => a !== null),
+  );
   const warnings: ConfigWarning[] = [];
   const bound = await Promise.all(
     config.main.listeners.map(async (l) => {
       // listen() binds the first address a name resolves to; an unresolvable one fails there (LISTEN_FAILED).
-      const first = await lookup(l.address).then((a) => a[0], () => undefined);
+      const first = await lookup(l.address).then(
+        (a) => a[0],
+        () => undefined,
+      );
       return { listener: l, address: first === undefined ? null : canonical(first) };
     }),
   );
   for (const [name, bank] of config.banks) {
     const file = path.join(config.bankDir, `${name}.yaml`);
-    for (const [pointer, target] of [['/forward', bank.forward], ['/notify', bank.notify]] as const) {
+    for (const [pointer, target] of [
+      ['/forward', bank.forward],
+      ['/notify', bank.notify],
+    ] as const) {
       if (!target) continue;
       let addresses: string[];
       try {
         addresses = await lookup(target.host);
       } catch (err) {
-        warnings.push({ code: 'CFG_FORWARD_UNRESOLVED', message: `${file}: ${pointer}/host: ${target.host} does not resolve (${(err as Error).message}), so it could not be compared with postseal's own listeners; mail will be deferred until it does` });
+        warnings.push({
+          code: 'CFG_FORWARD_UNRESOLVED',
+          message: `${file}: ${pointer}/host: ${target.host} does not resolve (${(err as Error).message}), so it could not be compared with postseal's own listeners; mail will be deferred until it does`,
+        });
         continue;
       }
       for (const { listener, address } of bound) {

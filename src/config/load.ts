@@ -106,7 +106,10 @@ function checkBank(file: string, bank: Bank, main: MainConfig): void {
   const bankName = path.basename(file, '.yaml');
   for (const l of main.listeners.filter((x) => x.bank === bankName)) {
     if (bank.forward.protocol === 'lmtp' && l.protocol !== 'lmtp') {
-      throw new PostsealError('CFG_INCONSISTENT', `${file}: /forward/protocol: lmtp gives one reply per recipient, which an smtp listener (port ${l.port}) cannot pass up; use protocol smtp or make the listener lmtp`);
+      throw new PostsealError(
+        'CFG_INCONSISTENT',
+        `${file}: /forward/protocol: lmtp gives one reply per recipient, which an smtp listener (port ${l.port}) cannot pass up; use protocol smtp or make the listener lmtp`,
+      );
     }
   }
 }

@@ -77,7 +77,13 @@ export const mainConfigSchema = {
         },
         timeoutMs: { type: 'integer', minimum: 50, maximum: 60000, default: 2000, description: 'Time to wait for one server to answer one try.' },
         retries: { type: 'integer', minimum: 0, maximum: 10, default: 2, description: 'Rounds over all servers after the first; after the last a lookup is a temperror.' },
-        cacheMaxEntries: { type: 'integer', minimum: 0, maximum: 10000000, default: 10000, description: 'Answers kept in memory (least recently used go first); 0 disables the cache.' },
+        cacheMaxEntries: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 10000000,
+          default: 10000,
+          description: 'Answers kept in memory (least recently used go first); 0 disables the cache.',
+        },
         cacheMaxTtlSec: { type: 'integer', minimum: 0, maximum: 604800, default: 3600, description: 'Longest time an answer is cached, whatever its TTL.' },
       },
     },
@@ -85,10 +91,19 @@ export const mainConfigSchema = {
       type: 'object',
       additionalProperties: false,
       default: {},
-      description: 'Signing keys for the dkim-sign stage (docs/signing.md). Both files are read at start-up and on SIGHUP; a key that cannot be loaded stops start-up, or keeps the running keys on reload.',
+      description:
+        'Signing keys for the dkim-sign stage (docs/signing.md). Both files are read at start-up and on SIGHUP; a key that cannot be loaded stops start-up, or keeps the running keys on reload.',
       properties: {
-        keyTableFile: { type: 'string', default: '', description: 'YAML key table: key name -> domain, selector, PEM key file, algorithm; relative to this file. Empty: no keys, nothing is signed.' },
-        signingTableFile: { type: 'string', default: '', description: 'YAML signing table: author (From) domain rules -> key names; relative to this file. Set together with keyTableFile.' },
+        keyTableFile: {
+          type: 'string',
+          default: '',
+          description: 'YAML key table: key name -> domain, selector, PEM key file, algorithm; relative to this file. Empty: no keys, nothing is signed.',
+        },
+        signingTableFile: {
+          type: 'string',
+          default: '',
+          description: 'YAML signing table: author (From) domain rules -> key names; relative to this file. Set together with keyTableFile.',
+        },
       },
     },
     spool: {
@@ -218,7 +233,8 @@ export const mainConfigSchema = {
       minimum: 0,
       maximum: 256,
       default: 0,
-      description: 'Processes that serve the listeners (Node cluster; each runs every stage). 0 = one per CPU core; 1 = no cluster, one process. Read at start-up only; `postseal start --workers` overrides it.',
+      description:
+        'Processes that serve the listeners (Node cluster; each runs every stage). 0 = one per CPU core; 1 = no cluster, one process. Read at start-up only; `postseal start --workers` overrides it.',
     },
   },
 } as const;

@@ -18,9 +18,15 @@ export function importDkimFilter(file: string, into: ImportCollector): void {
       if (!line) return;
       const [pattern, domain, ...rest] = line.split(':');
       const keyPath = rest.join(':');
-      if (!pattern || !domain || !keyPath) return into.problem(where, `expected "sender-pattern:signing-domain:keypath" (not converted)`);
+      if (!pattern || !domain || !keyPath) {
+        into.problem(where, `expected "sender-pattern:signing-domain:keypath" (not converted)`);
+        return;
+      }
       const rule = authorOfPattern(pattern);
-      if ('why' in rule) return into.problem(where, `${rule.why} (not converted)`);
+      if ('why' in rule) {
+        into.problem(where, `${rule.why} (not converted)`);
+        return;
+      }
       const keyFile = path.resolve(path.dirname(file), keyPath);
       const found = [keyFile, `${keyFile}.pem`, `${keyFile}.private`].find((f) => existsSync(f)) ?? keyFile;
       const selector = path.basename(keyPath);

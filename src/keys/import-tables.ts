@@ -88,7 +88,8 @@ export class ImportCollector {
     const signingTable: SigningTable = [...this.rules].map(([author, rule]) => {
       const domain = author.replace(/^\*\./, '');
       const foreign = rule.keys.filter((n) => !isSameOrParent(this.keys.get(n)!.domain, domain));
-      if (foreign.length) this.note(rule.where, `${author} is signed with d=${this.keys.get(foreign[0])!.domain}, not its own domain or a parent: thirdParty: true (not aligned for DMARC)`);
+      if (foreign.length)
+        this.note(rule.where, `${author} is signed with d=${this.keys.get(foreign[0])!.domain}, not its own domain or a parent: thirdParty: true (not aligned for DMARC)`);
       return { author, keys: rule.keys, thirdParty: foreign.length > 0 };
     });
     return { keyTable, signingTable, problems: this.problems, notes: this.notes };
@@ -131,7 +132,6 @@ export function domainRule(spec: string, original: string): { author: string } |
   if (sub ? isPublicSuffix(domain) : !domain.includes('.')) return { why: `"${original}" covers everything under the public suffix ${domain}, a catch-all` };
   return { author: sub ? `*.${domain}` : domain };
 }
-
 
 /** Whether every sender of `author` also matches *@*.parent. */
 function shadows(parent: string, author: string): boolean {

@@ -94,7 +94,16 @@ function loadKeys(file: string, table: KeyTable): Map<string, SigningKey> {
     const domain = normalizeDomain(entry.domain);
     if (!domain) throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /${name}/domain: "${entry.domain}" is not a domain name`);
     const keyFile = path.resolve(path.dirname(file), entry.keyFile);
-    keys.set(name, { name, domain, selector: entry.selector.toLowerCase(), algorithm: entry.algorithm, privateKey: readKey(file, name, keyFile, entry), domainKeys: entry.domainKeys, state: entry.state, keyFile });
+    keys.set(name, {
+      name,
+      domain,
+      selector: entry.selector.toLowerCase(),
+      algorithm: entry.algorithm,
+      privateKey: readKey(file, name, keyFile, entry),
+      domainKeys: entry.domainKeys,
+      state: entry.state,
+      keyFile,
+    });
   }
   return keys;
 }
@@ -134,7 +143,10 @@ function buildStore(files: SigningFiles, table: SigningTable, keys: Map<string, 
     const wildcard = rule.author.startsWith('*');
     const domain = normalizeDomain(wildcard ? rule.author.slice(2) : rule.author);
     if (rule.author === '*' || (wildcard && isPublicSuffix(domain))) {
-      throw new PostsealError('CFG_SIGNING_CATCH_ALL', `${file}: /${i}/author: "${rule.author}" would sign mail of every domain${rule.author === '*' ? '' : ` under .${domain}`}; list your domains (example.com, *.example.com)`);
+      throw new PostsealError(
+        'CFG_SIGNING_CATCH_ALL',
+        `${file}: /${i}/author: "${rule.author}" would sign mail of every domain${rule.author === '*' ? '' : ` under .${domain}`}; list your domains (example.com, *.example.com)`,
+      );
     }
     if (!domain) throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /${i}/author: "${rule.author}" is not a domain name`);
     const pattern = wildcard ? `*.${domain}` : domain;
@@ -143,7 +155,10 @@ function buildStore(files: SigningFiles, table: SigningTable, keys: Map<string, 
       const key = keys.get(name);
       if (!key) throw new PostsealError('CFG_INCONSISTENT', `${file}: /${i}/keys/${j}: no key "${name}" in the key table`);
       if (!rule.thirdParty && !isSameOrParent(key.domain, domain)) {
-        throw new PostsealError('CFG_INCONSISTENT', `${file}: /${i}/keys/${j}: key "${name}" signs d=${key.domain}, which is not ${domain} or a parent of it; set thirdParty: true if that is intended`);
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${file}: /${i}/keys/${j}: key "${name}" signs d=${key.domain}, which is not ${domain} or a parent of it; set thirdParty: true if that is intended`,
+        );
       }
       return key;
     });

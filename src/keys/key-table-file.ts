@@ -78,7 +78,10 @@ export function lockKeyTable(keyTableFile: string): () => void {
       // An empty lock younger than a moment is one being written by its holder right now.
       const fresh = holder === null && Date.now() - mtimeOf(lock) < 10_000;
       if (fresh || (holder !== null && isProcessAlive(holder))) {
-        throw new PostsealError('CFG_KEY_TABLE_LOCKED', `${lock}: another postseal keys activate (pid ${holder ?? 'unknown'}) is changing ${keyTableFile}; wait for it to finish and run this one again`);
+        throw new PostsealError(
+          'CFG_KEY_TABLE_LOCKED',
+          `${lock}: another postseal keys activate (pid ${holder ?? 'unknown'}) is changing ${keyTableFile}; wait for it to finish and run this one again`,
+        );
       }
       takeOverStale(lock, holder);
     }

@@ -121,7 +121,14 @@ async function testSignature(key: SigningKey, deps: KeyTestDeps): Promise<KeyTes
   const author = authorOf(message.get('from')[0]);
   // DomainKeys is left out: only the DKIM signature says anything about this record.
   const signed = await signMessage(message, [{ ...key, domainKeys: 'off' }], deps.signature, author, now, new AbortController().signal);
-  const { signatures } = await verifyDkim(withSignatures(message, signed), { resolver: deps.resolver, keys: new DkimKeyCache(), maxSignatures: 1, minKeyBits: MIN_RSA_BITS, partialBody: 'pass', now });
+  const { signatures } = await verifyDkim(withSignatures(message, signed), {
+    resolver: deps.resolver,
+    keys: new DkimKeyCache(),
+    maxSignatures: 1,
+    minKeyBits: MIN_RSA_BITS,
+    partialBody: 'pass',
+    now,
+  });
   const s = signatures[0];
   if (s?.result === 'pass') return null;
   return { code: 'KEY_SIGNATURE_FAILED', text: `a test message signed with the key does not verify: dkim=${s?.result ?? 'none'} (${s?.reason ?? 'no result'})` };

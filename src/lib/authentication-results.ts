@@ -114,7 +114,10 @@ export function pvalue(v: string): string {
 
 function comment(text: string | undefined): string {
   if (!text) return '';
-  return ` (${text.replace(/[\x00-\x1f\x7f]+/g, ' ').replace(/[\\()]/g, (c) => `\\${c}`).slice(0, 200)})`;
+  return ` (${text
+    .replace(/[\x00-\x1f\x7f]+/g, ' ')
+    .replace(/[\\()]/g, (c) => `\\${c}`)
+    .slice(0, 200)})`;
 }
 
 function resinfo(method: string, result: string, note: string | undefined, props: [string, string | undefined][]): string {
@@ -127,14 +130,33 @@ export function resinfos(o: AuthOutcomes): string[] {
   const out: string[] = [];
   for (const sig of o.dkim ?? []) {
     const note = [sig.testing ? 'test mode' : '', sig.reason === 'ok' ? '' : sig.reason, sig.comment ?? ''].filter(Boolean).join('; ');
-    out.push(resinfo('dkim', sig.result, note, [['header.d', sig.d], ['header.i', sig.i], ['header.s', sig.s], ['header.a', sig.a], ['header.b', sig.b.slice(0, 12)]]));
+    out.push(
+      resinfo('dkim', sig.result, note, [
+        ['header.d', sig.d],
+        ['header.i', sig.i],
+        ['header.s', sig.s],
+        ['header.a', sig.a],
+        ['header.b', sig.b.slice(0, 12)],
+      ]),
+    );
   }
   if (o.dkim && !o.dkim.length) out.push('dkim=none');
   if (o.adsp) out.push(resinfo('dkim-adsp', o.adsp.result, undefined, [['header.from', o.adsp.domain]]));
-  if (o.spf) out.push(resinfo('spf', o.spf.result, o.spf.comment, [['smtp.mailfrom', o.spf.mailfrom], ['smtp.helo', o.spf.helo]]));
+  if (o.spf)
+    out.push(
+      resinfo('spf', o.spf.result, o.spf.comment, [
+        ['smtp.mailfrom', o.spf.mailfrom],
+        ['smtp.helo', o.spf.helo],
+      ]),
+    );
   if (o.dmarc) {
     const d = o.dmarc;
-    out.push(resinfo('dmarc', d.result, d.comment, [['header.from', d.from], ['policy.dmarc', d.policy]]));
+    out.push(
+      resinfo('dmarc', d.result, d.comment, [
+        ['header.from', d.from],
+        ['policy.dmarc', d.policy],
+      ]),
+    );
   }
   if (o.arc) out.push(resinfo('arc', o.arc.result, o.arc.comment, []));
   return out;

@@ -83,7 +83,7 @@ export function splitAddress(address: string): Author | null {
   const at = address.lastIndexOf('@');
   if (at <= 0) return null;
   const domain = normalizeDomain(address.slice(at + 1));
-  if (!domain || !domain.includes('.')) return null;
+  if (!domain?.includes('.')) return null;
   return { address: `${address.slice(0, at)}@${domain}`, domain };
 }
 

@@ -87,7 +87,7 @@ export class SessionHandler {
     state.down = null;
     const ctx = (state.ctx = this.current());
     const mail: Omit<Envelope, 'recipients'> = { mailFrom: cmd.address, smtputf8: cmd.smtputf8, body: cmd.body, ret: cmd.ret, envid: cmd.envid };
-    let opened;
+    let opened: Awaited<ReturnType<typeof DownstreamTransaction.begin>>;
     try {
       opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
     } catch (err) {
@@ -106,7 +106,7 @@ export class SessionHandler {
     if (!state.down || !state.envelope || !state.ctx) throw replyError(replyForError(LOST));
     if (state.envelope.recipients.length >= state.ctx.bank.maxRecipients) throw replyError(replies.tooManyRecipients);
     const rcpt: Recipient = cmd;
-    let reply;
+    let reply: DownstreamReply;
     try {
       reply = await state.down.rcpt(rcpt);
     } catch (err) {
@@ -147,7 +147,10 @@ export class SessionHandler {
       ctx,
       upstream: state.gone.signal,
     });
-    state.busy = run.then(() => undefined, () => undefined);
+    state.busy = run.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
       return await run;
     } finally {

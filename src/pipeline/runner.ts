@@ -169,14 +169,16 @@ async function runOne(stage: Stage, tx: Transaction, signal: AbortSignal, timeou
  * removed when it arrives instead of staying on disk.
  */
 function disposeLate(running: Promise<StageOutcome>, original: Spool): void {
-  running.then(
-    (outcome) => {
-      const spool = outcome.message?.spool;
-      if (spool && spool !== original) return spool.dispose();
-    },
-    // Its failure after the race is of no consequence: the run has already tempfailed.
-    () => undefined,
-  ).catch(() => undefined);
+  running
+    .then(
+      (outcome) => {
+        const spool = outcome.message?.spool;
+        if (spool && spool !== original) return spool.dispose();
+      },
+      // Its failure after the race is of no consequence: the run has already tempfailed.
+      () => undefined,
+    )
+    .catch(() => undefined);
 }
 
 /**

@@ -172,4 +172,3 @@ export function xforwardLines(announced: string | undefined, client: ClientInfo 
   }
   return lines;
 }
-

@@ -11,7 +11,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { PostsealError, isPostsealError } from '../errors';
 import { isProcessAlive } from './process-alive';
 

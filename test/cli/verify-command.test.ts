@@ -19,7 +19,19 @@ function verify(args: string[], stdin?: Buffer): Promise<{ code: number; stdout:
 }
 
 test('prints the Authentication-Results it would add and a JSON line per signature', async () => {
-  const r = await verify(['--dns', dns.server, '--authserv-id', 'mx.example.net', '--client-ip', '192.0.2.5', '--helo', 'mail.example.com', '--mail-from', 'alice@example.com', path.join(corpusDir, 'dual.eml')]);
+  const r = await verify([
+    '--dns',
+    dns.server,
+    '--authserv-id',
+    'mx.example.net',
+    '--client-ip',
+    '192.0.2.5',
+    '--helo',
+    'mail.example.com',
+    '--mail-from',
+    'alice@example.com',
+    path.join(corpusDir, 'dual.eml'),
+  ]);
   expect(r.code).toBe(0);
   const lines = r.stdout.trimEnd().split('\n');
   expect(lines[0]).toBe('Authentication-Results: mx.example.net;\r');

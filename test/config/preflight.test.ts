@@ -113,7 +113,20 @@ describe('start-up warnings', () => {
     const { file } = configWith({ dir: 'spool' });
     writeFileSync(file, YAML.stringify({ bankDir: 'banks', listeners: [{ address: '0.0.0.0', port: 0, bank: 'default' }], spool: { dir: 'spool' } }));
     const lines: Record<string, unknown>[] = [];
-    const log = createLogger('info', new Writable({ write: (c, _e, cb) => (lines.push(...String(c).split('\n').filter(Boolean).map((l) => JSON.parse(l))), cb()) }));
+    const log = createLogger(
+      'info',
+      new Writable({
+        write: (c, _e, cb) => {
+          lines.push(
+            ...String(c)
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l)),
+          );
+          cb();
+        },
+      }),
+    );
     const app = await startPostseal(loadConfig(file), log);
     await app.close();
     const warning = lines.find((l) => l.code === 'CFG_LISTENER_NOT_LOOPBACK');

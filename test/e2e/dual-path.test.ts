@@ -22,7 +22,10 @@ describe('the dual path through a real Postfix', () => {
 
   /** Postfix's log line for the reinjected copy of `queueId`, from the named reinjection service. */
   function reinjection(service: string, queueId: string): string | undefined {
-    return e2e.postfix.maillog().split('\n').find((l) => l.includes(`postfix/${service}/smtpd[`) && l.includes(`orig_queue_id=${queueId}`));
+    return e2e.postfix
+      .maillog()
+      .split('\n')
+      .find((l) => l.includes(`postfix/${service}/smtpd[`) && l.includes(`orig_queue_id=${queueId}`));
   }
 
   it('sends mail from the submission port through the ORIGINATING bank, 10026 to 10027', async () => {

@@ -45,6 +45,8 @@ describe('inbound DKIM and SPF through a real Postfix', () => {
 
   it('checks SPF for the client address that Postfix passed with XFORWARD', async () => {
     const { ar } = await deliver('simple-simple.eml');
-    expect(ar).toMatch(new RegExp(`^\\tspf=pass \\(.*designates ${REMOTE_CLIENT.addr.replace(/\./g, '\\.')} as permitted sender\\) smtp\\.mailfrom=alice@example\\.com smtp\\.helo=`, 'm'));
+    expect(ar).toMatch(
+      new RegExp(`^\\tspf=pass \\(.*designates ${REMOTE_CLIENT.addr.replace(/\./g, '\\.')} as permitted sender\\) smtp\\.mailfrom=alice@example\\.com smtp\\.helo=`, 'm'),
+    );
   });
 });

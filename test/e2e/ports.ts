@@ -27,11 +27,16 @@ export async function pickPorts(count: number): Promise<number[]> {
 
 /** Binds every port at once (so none is counted twice), then lets them go again. */
 async function allFree(ports: number[]): Promise<boolean> {
-  const bound = await Promise.all(ports.map((p) => new Promise<net.Server | null>((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(null));
-    s.listen(p, '127.0.0.1', () => resolve(s));
-  })));
+  const bound = await Promise.all(
+    ports.map(
+      (p) =>
+        new Promise<net.Server | null>((resolve) => {
+          const s = net.createServer();
+          s.once('error', () => resolve(null));
+          s.listen(p, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
   await Promise.all(bound.map((s) => s && new Promise((r) => s.close(r))));
   return bound.every(Boolean);
 }

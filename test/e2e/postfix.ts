@@ -82,7 +82,10 @@ export class Postfix {
   /** `postqueue -j`: the machine-readable form of `postqueue -p`. */
   async queue(): Promise<QueueEntry[]> {
     const { stdout } = await run('postqueue', ['-c', this.configDir, '-j']);
-    return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as QueueEntry);
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as QueueEntry);
   }
 
   /** `postqueue -f`: retry deferred mail now, dead destinations included. */
@@ -104,7 +107,9 @@ export class Postfix {
   mailbox(): string[] {
     const file = path.join(this.dir, 'mail/mailbox');
     if (!existsSync(file)) return [];
-    return readFileSync(file, 'latin1').split(/^(?=From )/m).filter(Boolean);
+    return readFileSync(file, 'latin1')
+      .split(/^(?=From )/m)
+      .filter(Boolean);
   }
 
   /** Delivered copies of the message with this Message-ID. */
@@ -119,7 +124,10 @@ export class Postfix {
   }
 
   maillogTail(lines = 30): string {
-    return `--- ${path.join(this.dir, 'maillog')} (last ${lines} lines) ---\n${this.maillog().split('\n').slice(-lines - 1).join('\n')}`;
+    return `--- ${path.join(this.dir, 'maillog')} (last ${lines} lines) ---\n${this.maillog()
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n')}`;
   }
 
   /**

@@ -51,7 +51,14 @@ export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: stri
     writeFileSync(path.join(bankDir, f), YAML.stringify(remapPorts(YAML.parse(readFileSync(path.join(shippedBanks, f), 'utf8')) ?? {}, ports)));
   }
   const shipped = remapPorts(YAML.parse(readFileSync(path.join(ROOT, 'postseal.yaml'), 'utf8')), ports) as Record<string, unknown>;
-  const main = { ...shipped, hostname: FILTER_HOSTNAME, bankDir: 'banks', spool: { dir: spoolDir, memoryThresholdBytes: 0 }, dns: { ...(shipped.dns as object), servers: [dnsServer] }, ...extra };
+  const main = {
+    ...shipped,
+    hostname: FILTER_HOSTNAME,
+    bankDir: 'banks',
+    spool: { dir: spoolDir, memoryThresholdBytes: 0 },
+    dns: { ...(shipped.dns as object), servers: [dnsServer] },
+    ...extra,
+  };
   const configFile = path.join(dir, 'postseal.yaml');
   writeFileSync(configFile, YAML.stringify(main));
   return { configFile, spoolDir };
@@ -119,7 +126,10 @@ export class PostsealDaemon {
    * postseal writes its log in blocks (src/lib/log.ts), so the line can come after the reply.
    */
   message(queueId: string): Promise<LogLine> {
-    return waitFor(`postseal's log line for ${queueId}`, () => this.logs.find((l) => l.msg === 'message' && l.queueId === queueId), { timeoutMs: 5000, explain: () => this.explain() });
+    return waitFor(`postseal's log line for ${queueId}`, () => this.logs.find((l) => l.msg === 'message' && l.queueId === queueId), {
+      timeoutMs: 5000,
+      explain: () => this.explain(),
+    });
   }
 
   /** SIGKILL to every postseal process: no drain, no clean-up, as after a crash. */

@@ -32,7 +32,7 @@ describe('signing through a real Postfix', () => {
 
   it('delivers an 8-bit message from the submission port 7-bit, signed with RSA and Ed25519, and both verifiers pass', async () => {
     const mail = testMail({ from: 'alice@example.org', subject: 'signed' });
-    mail.data = mail.data.replace('\r\n\r\n', '\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n') + 'Gr\u00fc\u00dfe aus K\u00f6ln\r\n';
+    mail.data = `${mail.data.replace('\r\n\r\n', '\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n')}Gr\u00fc\u00dfe aus K\u00f6ln\r\n`;
     // TestClient writes strings as UTF-8: the body goes out as 8-bit bytes.
     await submit(e2e.ports[587], mail);
     const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());

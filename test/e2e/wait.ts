@@ -10,7 +10,11 @@ const POLL_MS = 100;
  * Calls `probe` until it returns something other than undefined/false, and returns that.
  * On timeout the error names what was awaited and, if given, the state that explains why.
  */
-export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, opts: { timeoutMs?: number; explain?: () => string } = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  opts: { timeoutMs?: number; explain?: () => string } = {},
+): Promise<T> {
   const deadline = Date.now() + (opts.timeoutMs ?? 20000);
   for (;;) {
     const value = await probe();

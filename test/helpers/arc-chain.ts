@@ -33,7 +33,7 @@ export async function mailauthSeal(
     },
   });
   if (!headers.length) throw new Error(`mailauth did not seal: ${JSON.stringify(errors)}`);
-  return Buffer.concat([Buffer.from(headers.map((h) => h.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')).join('\r\n') + '\r\n', 'latin1'), message]);
+  return Buffer.concat([Buffer.from(`${headers.map((h) => h.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')).join('\r\n')}\r\n`, 'latin1'), message]);
 }
 
 export interface HandSealOptions {
@@ -55,13 +55,17 @@ export function handSeal(message: Buffer, opts: HandSealOptions = {}): Buffer {
   const split = text.indexOf('\r\n\r\n');
   const header = text.slice(0, split + 2);
   const body = text.slice(split + 4);
-  const fields = header.split(/\r\n(?![ \t])/).filter(Boolean).map((f) => `${f}\r\n`);
+  const fields = header
+    .split(/\r\n(?![ \t])/)
+    .filter(Boolean)
+    .map((f) => `${f}\r\n`);
   const canon = opts.canon ?? 'relaxed/relaxed';
   const [hc, bc] = canon.split('/') as ['simple' | 'relaxed', 'simple' | 'relaxed'];
   const aar = 'ARC-Authentication-Results: i=1; lists.example.org; spf=pass smtp.mailfrom=alice@example.com\r\n';
   const names = ['from', 'to', 'subject', 'date', 'message-id'].filter((n) => fields.some((f) => nameOf(f) === n));
   const bh = opts.bodyHash ?? createHash('sha256').update(canonBody(body, bc), 'latin1').digest('base64');
-  const cTag = (opts.cTag === undefined ? `c=${canon}; ` : opts.cTag === null ? '' : `c=${opts.cTag}; `) + (opts.bodyLength ? `l=${Buffer.byteLength(canonBody(body, bc), 'latin1')}; ` : '');
+  const cTag =
+    (opts.cTag === undefined ? `c=${canon}; ` : opts.cTag === null ? '' : `c=${opts.cTag}; `) + (opts.bodyLength ? `l=${Buffer.byteLength(canonBody(body, bc), 'latin1')}; ` : '');
   const amsUnsigned = `ARC-Message-Signature: i=1; a=rsa-sha256; ${cTag}d=${ARC_DOMAIN}; s=${ARC_SELECTOR};\r\n\th=${names.join(':')};\r\n\tbh=${bh};\r\n\tb=`;
   const picked = names.map((n) => [...fields].reverse().find((f) => nameOf(f) === n)!);
   const amsData = picked.map((f) => canonHeader(f, hc)).join('') + canonHeader(amsUnsigned, hc).replace(/\r\n$/, '');
@@ -85,7 +89,11 @@ function nameOf(field: string): string {
 function canonHeader(field: string, c: 'simple' | 'relaxed'): string {
   if (c === 'simple') return field.endsWith('\r\n') ? field : `${field}\r\n`;
   const colon = field.indexOf(':');
-  const value = field.slice(colon + 1).replace(/\r\n/g, '').replace(/[ \t]+/g, ' ').trim();
+  const value = field
+    .slice(colon + 1)
+    .replace(/\r\n/g, '')
+    .replace(/[ \t]+/g, ' ')
+    .trim();
   return `${nameOf(field)}:${value}\r\n`;
 }
 

@@ -66,7 +66,9 @@ export function zoneFor(keys: readonly TestKey[]): Zone {
 /** Writes a key table and a signing table to a new folder; returns the main-config dkimSign section. */
 export function writeSigningFiles(keys: readonly TestKey[], rules: { author: string; keys: string[]; thirdParty?: boolean }[]): { keyTableFile: string; signingTableFile: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-keys-'));
-  const table = Object.fromEntries(keys.map((k) => [k.name, { domain: k.domain, selector: k.selector, keyFile: k.file, algorithm: k.algorithm, domainKeys: k.domainKeys ?? 'off' }]));
+  const table = Object.fromEntries(
+    keys.map((k) => [k.name, { domain: k.domain, selector: k.selector, keyFile: k.file, algorithm: k.algorithm, domainKeys: k.domainKeys ?? 'off' }]),
+  );
   const keyTableFile = path.join(dir, 'key-table.yaml');
   const signingTableFile = path.join(dir, 'signing-table.yaml');
   writeFileSync(keyTableFile, YAML.stringify(table));

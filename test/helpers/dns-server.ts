@@ -101,7 +101,7 @@ function u16(n: number): Buffer {
 }
 
 function answer(server: DnsServer, raw: Buffer, overTcp: boolean): Buffer | null {
-  let query;
+  let query: Packet;
   try {
     query = dnsPacket.decode(raw);
   } catch {

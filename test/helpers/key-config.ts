@@ -35,7 +35,10 @@ export function writeKeyConfig(opts: { keys: Record<string, KeyEntry>; rules: { 
   const signingTableFile = path.join(dir, 'keys', 'signing-table.yaml');
   writeFileSync(keyTableFile, YAML.stringify(opts.keys));
   writeFileSync(signingTableFile, YAML.stringify(opts.rules));
-  writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify({ forward: { host: '127.0.0.1', port: opts.forwardPort ?? 10025 }, originating: true, stages: ['dkim-sign'] }));
+  writeFileSync(
+    path.join(dir, 'banks', 'default.yaml'),
+    YAML.stringify({ forward: { host: '127.0.0.1', port: opts.forwardPort ?? 10025 }, originating: true, stages: ['dkim-sign'] }),
+  );
   const main = {
     bankDir: 'banks',
     listeners: [{ port: 0, bank: 'default' }],

@@ -45,7 +45,7 @@ export async function startScriptedServer(script: Script, opts: { closeAfterDot?
         commands.push(line);
         const verb = line.split(/[ :]/)[0].toUpperCase();
         if (verb === 'QUIT') return void sock.end('221 bye\r\n');
-        const reply = verb === 'LHLO' ? s.EHLO : s[verb as keyof Script] ?? '502 5.5.2 unknown';
+        const reply = verb === 'LHLO' ? s.EHLO : (s[verb as keyof Script] ?? '502 5.5.2 unknown');
         if (verb === 'DATA' && reply.startsWith('354')) inData = true;
         sock.write(`${reply}\r\n`);
       }

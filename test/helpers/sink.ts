@@ -77,13 +77,16 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
         for (const [k, v] of session.xForward ?? []) if (!k.includes(':')) xf[k] = String(v);
         sink.received.push({
           mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          mailArgs: (session.envelope.mailFrom && session.envelope.mailFrom.args) || {},
+          mailArgs: (session.envelope.mailFrom ? session.envelope.mailFrom.args : null) || {},
           recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, args: r.args || {} })),
           xforward: xf,
           data: Buffer.concat(chunks),
         });
         if (opts.lmtp && b.lmtpRcptReply) {
-          return cb(null, session.envelope.rcptTo.map((r) => (b.lmtpRcptReply![r.address] ? err(b.lmtpRcptReply![r.address]) : '2.0.0 Ok')));
+          return cb(
+            null,
+            session.envelope.rcptTo.map((r) => (b.lmtpRcptReply![r.address] ? err(b.lmtpRcptReply![r.address]) : '2.0.0 Ok')),
+          );
         }
         cb(null, `2.0.0 Ok: queued as SINK${sink.received.length}`);
       });

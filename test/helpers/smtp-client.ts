@@ -64,7 +64,13 @@ export class TestClient {
   }
 
   /** EHLO, MAIL, RCPTs, DATA with the given raw message (dot-stuffed by the caller if needed), final dot. */
-  async send(opts: { from: string; to: string[]; data: string | Buffer; mailParams?: string; xforward?: string }): Promise<{ mail: Reply; rcpts: Reply[]; data?: Reply; final?: Reply }> {
+  async send(opts: {
+    from: string;
+    to: string[];
+    data: string | Buffer;
+    mailParams?: string;
+    xforward?: string;
+  }): Promise<{ mail: Reply; rcpts: Reply[]; data?: Reply; final?: Reply }> {
     await this.cmd('EHLO test.example');
     if (opts.xforward) await this.cmd(`XFORWARD ${opts.xforward}`);
     const mail = await this.cmd(`MAIL FROM:<${opts.from}>${opts.mailParams ? ` ${opts.mailParams}` : ''}`);

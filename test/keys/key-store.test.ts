@@ -25,13 +25,19 @@ function loadError(file: string): { code: ErrorCode; message: string } {
   throw new Error('loadConfig did not fail');
 }
 
-const rules = [{ author: 'example.com', keys: ['example-rsa', 'example-ed'] }, { author: '*.example.com', keys: ['example-rsa'] }];
+const rules = [
+  { author: 'example.com', keys: ['example-rsa', 'example-ed'] },
+  { author: '*.example.com', keys: ['example-rsa'] },
+];
 
 describe('key store', () => {
   it('loads both keys once and chooses them by author domain: exact rule, then the nearest *.parent rule', () => {
     const { keys } = loadConfig(configWith(writeSigningFiles([rsaKey, edKey], rules)));
     expect(keys.size).toBe(2);
-    expect(keys.forAuthor('example.com').map((k) => `${k.selector}:${k.algorithm}:${k.privateKey.asymmetricKeyType}`)).toEqual(['rsa2048:rsa-sha256:rsa', 'ed1:ed25519-sha256:ed25519']);
+    expect(keys.forAuthor('example.com').map((k) => `${k.selector}:${k.algorithm}:${k.privateKey.asymmetricKeyType}`)).toEqual([
+      'rsa2048:rsa-sha256:rsa',
+      'ed1:ed25519-sha256:ed25519',
+    ]);
     expect(keys.forAuthor('a.b.example.com').map((k) => k.name)).toEqual(['example-rsa']);
     expect(keys.forAuthor('example.org')).toEqual([]);
     expect(keys.forAuthor('notexample.com')).toEqual([]);
@@ -43,7 +49,13 @@ describe('key store', () => {
     const signingTableFile = path.join(dir, 'st.yaml');
     const entry = (selector: string, state?: string) => ({ domain: 'example.com', selector, keyFile: rsaKey.file, algorithm: 'rsa-sha256', ...(state ? { state } : {}) });
     writeFileSync(keyTableFile, YAML.stringify({ old: entry('old', 'retiring'), cur: entry('cur'), next: entry('next', 'staged') }));
-    writeFileSync(signingTableFile, YAML.stringify([{ author: 'example.com', keys: ['old', 'cur', 'next'] }, { author: 'staged.example.com', keys: ['next'] }]));
+    writeFileSync(
+      signingTableFile,
+      YAML.stringify([
+        { author: 'example.com', keys: ['old', 'cur', 'next'] },
+        { author: 'staged.example.com', keys: ['next'] },
+      ]),
+    );
     const { keys } = loadConfig(configWith({ keyTableFile, signingTableFile }));
     expect(keys.keys.map((k) => `${k.name}:${k.state}`)).toEqual(['old:retiring', 'cur:active', 'next:staged']);
     expect(keys.forAuthor('example.com').map((k) => k.name)).toEqual(['cur']);
@@ -57,7 +69,13 @@ describe('key store', () => {
   });
 
   it.each([['*'], ['*.com'], ['*.co.uk'], ['*.github.io']])('refuses the catch-all rule %s with the file and the JSON pointer', (author) => {
-    const files = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }, { author, keys: ['example-rsa'] }]);
+    const files = writeSigningFiles(
+      [rsaKey],
+      [
+        { author: 'example.com', keys: ['example-rsa'] },
+        { author, keys: ['example-rsa'] },
+      ],
+    );
     const e = loadError(configWith(files));
     expect(e.code).toBe('CFG_SIGNING_CATCH_ALL');
     expect(e.message).toContain(`${files.signingTableFile}: /1/author:`);

@@ -40,7 +40,7 @@ describe('replacing the key table', () => {
     expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
     expect(lstatSync(file).isFile()).toBe(true);
     expect(readFileSync(file, 'utf8')).toBe('k: { state: active }\n');
-    expect(readdirSync(dir).sort()).toEqual(['key-table.yaml', 'key-table.yaml.' + process.pid + '.tmp', 'victim'].sort());
+    expect(readdirSync(dir).sort()).toEqual(['key-table.yaml', `key-table.yaml.${process.pid}.tmp`, 'victim'].sort());
   });
 
   it('writes each time through a new temp file whose name cannot be guessed', async () => {

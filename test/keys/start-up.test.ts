@@ -66,7 +66,13 @@ describe('postseal start with signing keys', () => {
     copyFileSync(rsaKey.file, closed);
     chmodSync(open, 0o644);
     chmodSync(closed, 0o600);
-    const files = writeSigningFiles([{ ...rsaKey, file: open }, { ...rsaKey, name: 'closed-rsa', selector: 'closed', file: closed }], [{ author: 'example.com', keys: ['example-rsa', 'closed-rsa'] }]);
+    const files = writeSigningFiles(
+      [
+        { ...rsaKey, file: open },
+        { ...rsaKey, name: 'closed-rsa', selector: 'closed', file: closed },
+      ],
+      [{ author: 'example.com', keys: ['example-rsa', 'closed-rsa'] }],
+    );
     const file = config(25, files);
     const check = runCli(['config', 'check', '--config', file]);
     expect(check.status).toBe(0);

@@ -13,21 +13,24 @@ test.each([
 });
 
 test('only A-R fields with our authserv-id are removed, in any case and folding', () => {
-  const raw = 'Authentication-Results:\r\n MX.Example.org; dkim=pass\r\nAuthentication-Results: mx.example.org.evil; spf=pass\r\nX-Other: mx.example.org;\r\nFrom: a@example.org\r\n\r\nbody\r\n';
+  const raw =
+    'Authentication-Results:\r\n MX.Example.org; dkim=pass\r\nAuthentication-Results: mx.example.org.evil; spf=pass\r\nX-Other: mx.example.org;\r\nFrom: a@example.org\r\n\r\nbody\r\n';
   const { message, removed } = removeOwnAuthResults(Message.parse(memorySpool(Buffer.from(raw))), 'mx.example.org');
   expect(removed).toBe(1);
   expect(message.headerBytes().toString()).toBe('Authentication-Results: mx.example.org.evil; spf=pass\r\nX-Other: mx.example.org;\r\nFrom: a@example.org\r\n\r\n');
 });
 
 test('an A-R field whose authserv-id has a trailing dot is ours too, and is removed', () => {
-  const raw = 'Authentication-Results: mx.example.org.; dmarc=pass\r\nAuthentication-Results: "MX.example.org.."; dkim=pass\r\nAuthentication-Results: mx.example.org.x; spf=pass\r\n\r\nbody\r\n';
+  const raw =
+    'Authentication-Results: mx.example.org.; dmarc=pass\r\nAuthentication-Results: "MX.example.org.."; dkim=pass\r\nAuthentication-Results: mx.example.org.x; spf=pass\r\n\r\nbody\r\n';
   const { message, removed } = removeOwnAuthResults(Message.parse(memorySpool(Buffer.from(raw))), 'mx.example.org');
   expect(removed).toBe(2);
   expect(message.headerBytes().toString()).toBe('Authentication-Results: mx.example.org.x; spf=pass\r\n\r\n');
 });
 
 test('A-R fields with our authserv-id quoted with spaces, or with no readable authserv-id, are removed', () => {
-  const raw = 'Authentication-Results: " mx.example.org"; dmarc=pass\r\nAuthentication-Results: "mx.example.org "; dkim=pass\r\nAuthentication-Results: (c mx.example.org; spf=pass\r\nAuthentication-Results: other.example; spf=pass\r\n\r\nbody\r\n';
+  const raw =
+    'Authentication-Results: " mx.example.org"; dmarc=pass\r\nAuthentication-Results: "mx.example.org "; dkim=pass\r\nAuthentication-Results: (c mx.example.org; spf=pass\r\nAuthentication-Results: other.example; spf=pass\r\n\r\nbody\r\n';
   const { message, removed } = removeOwnAuthResults(Message.parse(memorySpool(Buffer.from(raw))), 'mx.example.org');
   expect(removed).toBe(3);
   expect(message.headerBytes().toString()).toBe('Authentication-Results: other.example; spf=pass\r\n\r\n');

@@ -9,7 +9,12 @@ describe('XFORWARD', () => {
     const sink = await startSink();
     const h = await startHarness({ forwardPort: sink.port });
     const c = await TestClient.connect(h.app.portOf('default'));
-    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: msg, xforward: 'NAME=mx.example.org ADDR=192.0.2.7 PORT=4711 PROTO=ESMTP HELO=mx.example.org IDENT=4ABCD SOURCE=REMOTE' });
+    const r = await c.send({
+      from: 'a@example.org',
+      to: ['b@example.net'],
+      data: msg,
+      xforward: 'NAME=mx.example.org ADDR=192.0.2.7 PORT=4711 PROTO=ESMTP HELO=mx.example.org IDENT=4ABCD SOURCE=REMOTE',
+    });
     await c.quit();
     await h.close();
     await sink.close();

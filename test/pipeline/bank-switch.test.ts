@@ -45,7 +45,14 @@ test("the other bank's stages that have not run yet follow, and its verdict coun
 test('an unknown bank is logged and the run stays on its own bank', async () => {
   const ran: string[] = [];
   const bank = loadTestBank({ stages: ['loop-guard', 'header-sanity'] });
-  const result = await build(bank, ran, { 'loop-guard': { run: async () => (ran.push('loop-guard'), { findings: [], bank: 'NOPE' }) } }).run(testTransaction('From: a@b.example\r\n\r\nx\r\n'), new AbortController().signal);
+  const result = await build(bank, ran, {
+    'loop-guard': {
+      run: async () => {
+        ran.push('loop-guard');
+        return { findings: [], bank: 'NOPE' };
+      },
+    },
+  }).run(testTransaction('From: a@b.example\r\n\r\nx\r\n'), new AbortController().signal);
   expect(ran).toEqual(['loop-guard', 'header-sanity']);
   expect(result.verdict.action).toBe('pass');
 });

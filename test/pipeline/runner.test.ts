@@ -23,7 +23,13 @@ const deps = { ...testStageDeps({ server: '127.0.0.1:9' }), authservId: 'h', key
 
 function tx(bank: Bank): Transaction {
   return {
-    id: 't1', bankName: 'default', bank, envelope: { mailFrom: '', smtputf8: false, recipients: [] }, client: {}, peerAddress: '127.0.0.1', receivedAt: new Date(),
+    id: 't1',
+    bankName: 'default',
+    bank,
+    envelope: { mailFrom: '', smtputf8: false, recipients: [] },
+    client: {},
+    peerAddress: '127.0.0.1',
+    receivedAt: new Date(),
     message: Message.parse(memorySpool(Buffer.from('From: a@b\r\n\r\nx\r\n'))),
   };
 }

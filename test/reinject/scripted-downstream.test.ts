@@ -78,7 +78,11 @@ describe('replies that must never count as acceptance', () => {
 
   it('an LMTP server that goes away after answering the first recipient: that one keeps its 250, the second gets 451', async () => {
     const down = await startScriptedServer({ EHLO: '250-scripted\r\n250 PIPELINING', DOT: '250 2.1.5 delivered to first' }, { closeAfterDot: true });
-    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { protocol: 'lmtp', commandTimeoutMs: 1000 } } }, listeners: [{ bank: 'default', protocol: 'lmtp' }] });
+    const h = await startHarness({
+      forwardPort: down.port,
+      banks: { default: { forward: { protocol: 'lmtp', commandTimeoutMs: 1000 } } },
+      listeners: [{ bank: 'default', protocol: 'lmtp' }],
+    });
     const c = await TestClient.connect(h.app.portOf('default'));
     await c.cmd('LHLO x');
     await c.cmd('MAIL FROM:<a@example.org>');

@@ -26,7 +26,8 @@ afterAll(() => dns.close());
 function withDkimSignatures(message: Buffer, count: number): Buffer {
   const sigs = Array.from(
     { length: count },
-    (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=flood${i};\r\n\th=from:to:subject; bh=OZUHvjT8siil7DzoDOkewNXEmbxm9um2l/WKVyvanFo=;\r\n\tb=${'A'.repeat(340)}==\r\n`,
+    (_, i) =>
+      `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=flood${i};\r\n\th=from:to:subject; bh=OZUHvjT8siil7DzoDOkewNXEmbxm9um2l/WKVyvanFo=;\r\n\tb=${'A'.repeat(340)}==\r\n`,
   );
   return Buffer.concat([Buffer.from(sigs.join(''), 'latin1'), message]);
 }

@@ -29,7 +29,11 @@ function dkimpyArc(message: string): Promise<{ cv: string; reason: string }> {
   });
 }
 
-const arcOf = (delivered: string) => ourAuthResults(delivered)[0].split(';').find((p) => p.trim().startsWith('arc='))?.trim();
+const arcOf = (delivered: string) =>
+  ourAuthResults(delivered)[0]
+    .split(';')
+    .find((p) => p.trim().startsWith('arc='))
+    ?.trim();
 
 test('a chain sealed by dkimpy validates: arc=pass, and our set i=2 cv=pass validates in dkimpy', async () => {
   const original = arcMessage('arc-pass.eml');

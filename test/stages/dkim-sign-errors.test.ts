@@ -12,7 +12,17 @@ import { rulesOf, stageFor, testTransaction } from '../helpers/stage-run';
 describe('dkim-sign stage failures', () => {
   const privateKey = createPrivateKey(readFileSync(rsaKey.file));
   const storeWith = (key: Partial<SigningKey>): KeyStore => {
-    const k: SigningKey = { name: 'k', domain: 'example.com', selector: 's', algorithm: 'rsa-sha256', privateKey, domainKeys: 'off', state: 'active', keyFile: rsaKey.file, ...key };
+    const k: SigningKey = {
+      name: 'k',
+      domain: 'example.com',
+      selector: 's',
+      algorithm: 'rsa-sha256',
+      privateKey,
+      domainKeys: 'off',
+      state: 'active',
+      keyFile: rsaKey.file,
+      ...key,
+    };
     const rule = { index: 0, author: 'example.com', keys: [k], signing: [k] };
     return { size: 1, files: null, keys: [k], rules: [rule], ruleFor: () => rule, forAuthor: () => [k] };
   };

@@ -238,9 +238,14 @@ describe('dkim-sign', () => {
     await expectVerified(got!, 2);
   });
 
-  it.each([['nofws', 'dk.example'], ['simple', 'dk-simple.example']])('adds a DomainKey-Signature (%s) that Mail::DKIM verifies, next to the DKIM one', async (canon, domain) => {
+  it.each([
+    ['nofws', 'dk.example'],
+    ['simple', 'dk-simple.example'],
+  ])('adds a DomainKey-Signature (%s) that Mail::DKIM verifies, next to the DKIM one', async (canon, domain) => {
     const { got, findings } = await send(fixture('multipart-alternative-8bit-html.eml').toString('latin1').replace('From: joerg@example.com', `From: joerg@${domain}`));
-    expect(findings).toContain(`DKIM_SIGN_SIGNED(d=${domain} s=${domain === 'dk.example' ? 'dk1' : 'dk2'} rsa-sha256, d=${domain} s=${domain === 'dk.example' ? 'dk1' : 'dk2'} domainkeys)`);
+    expect(findings).toContain(
+      `DKIM_SIGN_SIGNED(d=${domain} s=${domain === 'dk.example' ? 'dk1' : 'dk2'} rsa-sha256, d=${domain} s=${domain === 'dk.example' ? 'dk1' : 'dk2'} domainkeys)`,
+    );
     expect(got!.toString()).toContain(`DomainKey-Signature: a=rsa-sha1; c=${canon}; d=${domain};`);
     const { perl, py } = await verifyBoth(got!);
     expect(perl.map((r) => [r.type, r.result])).toEqual([

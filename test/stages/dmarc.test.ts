@@ -22,7 +22,11 @@ beforeAll(async () => {
 });
 afterAll(() => rt.close());
 
-const dmarcOf = (delivered: string | undefined) => ourAuthResults(delivered!)[0].split(';').find((p) => p.trim().startsWith('dmarc='))?.trim();
+const dmarcOf = (delivered: string | undefined) =>
+  ourAuthResults(delivered!)[0]
+    .split(';')
+    .find((p) => p.trim().startsWith('dmarc='))
+    ?.trim();
 
 test('an aligned DKIM signature passes DMARC even when SPF fails', async () => {
   const { final, delivered } = await rt.send(corpusMessage('relaxed-relaxed.eml'), { xforward: 'ADDR=198.51.100.9 HELO=x.example' });

@@ -26,7 +26,10 @@ beforeAll(async () => {
   const originating = { originating: true, stages: ['loop-guard', 'header-sanity', 'authentication-results', 'seven-bit', 'dkim-sign'], loopGuard: { traceHeader: false } };
   h = await startHarness({
     forwardPort: sink.port,
-    banks: { ORIGINATING: { ...originating, forward: { host: '127.0.0.1', port: sink.port } }, SHALLOW: { ...originating, forward: { host: '127.0.0.1', port: sink.port }, sevenBit: { maxMimeDepth: 3 } } },
+    banks: {
+      ORIGINATING: { ...originating, forward: { host: '127.0.0.1', port: sink.port } },
+      SHALLOW: { ...originating, forward: { host: '127.0.0.1', port: sink.port }, sevenBit: { maxMimeDepth: 3 } },
+    },
     listeners: [{ bank: 'ORIGINATING' }, { bank: 'SHALLOW' }],
     main: { dkimSign: signing },
   });

@@ -34,7 +34,11 @@ async function spliced(body: Buffer, plan: SevenBitPlan): Promise<Buffer> {
 }
 
 const isDirty = (p: Part) => p.eightBit || p.nul || p.longLine;
-const decodeQuotedPrintable = (s: string) => Buffer.from(s.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
+const decodeQuotedPrintable = (s: string) =>
+  Buffer.from(
+    s.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  );
 
 describe('planSevenBit', () => {
   it('plans a part tree 8,000 levels deep without recursion: the 8-bit text at the bottom re-encoded, every level relabelled', () => {
@@ -48,7 +52,7 @@ describe('planSevenBit', () => {
   });
 
   it('never re-encodes a message/rfc822 past the depth limit as if it were a leaf: no edit inside it, a finding naming it', async () => {
-    const deep = 'Content-Type: message/rfc822\r\n\r\n'.repeat(5) + 'Content-Type: text/plain\r\n\r\nGr\xfc\xdfe\r\n';
+    const deep = `${'Content-Type: message/rfc822\r\n\r\n'.repeat(5)}Content-Type: text/plain\r\n\r\nGr\xfc\xdfe\r\n`;
     const body = Buffer.from(`--top\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n${deep}--top--\r\n`, 'latin1');
     const plan = planSevenBit(walk(body, 'multipart/mixed; boundary=top', undefined, 3));
     expect(plan.edits).toEqual([]);
@@ -81,7 +85,7 @@ describe('planSevenBit on random MIME trees', () => {
         const plan = planSevenBit(root);
 
         // Edits in order, apart, none touching a part that was not walked into.
-        plan.edits.forEach((e, i) => expect(e.start).toBeGreaterThanOrEqual(i ? plan.edits[i - 1].end : 0));
+        for (const [i, e] of plan.edits.entries()) expect(e.start).toBeGreaterThanOrEqual(i ? plan.edits[i - 1].end : 0);
         for (const [, p] of partsWithPaths(root).filter(([, p]) => p.opaque)) {
           const from = Math.min(p.headerEnd, p.transferEncodingField?.start ?? p.headerEnd);
           for (const e of plan.edits) expect(e.end <= from || e.start >= p.bodyEnd || (e.start === e.end && e.start < from)).toBe(true);

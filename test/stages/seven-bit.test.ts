@@ -16,7 +16,14 @@ import { readAll } from '../helpers/streams';
 
 const fixture = (name: string) => readFileSync(path.join(__dirname, '../fixtures/messages/signing', name));
 // A low memory threshold sends rewritten messages through a spool file.
-const deps = { hostname: 'filter.test', authservId: 'filter.test', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir: tmpdir(), memoryThresholdBytes: 256 }, keys: emptyKeyStore } as Partial<StageDeps> as StageDeps;
+const deps = {
+  hostname: 'filter.test',
+  authservId: 'filter.test',
+  bankName: 'default',
+  log: pino({ level: 'silent' }),
+  spool: { dir: tmpdir(), memoryThresholdBytes: 256 },
+  keys: emptyKeyStore,
+} as Partial<StageDeps> as StageDeps;
 
 async function sevenBit(raw: Buffer, overlay: Record<string, unknown> = {}, fromFile = false) {
   const bank = loadTestBank({ stages: ['seven-bit'], ...overlay });
@@ -29,7 +36,12 @@ async function sevenBit(raw: Buffer, overlay: Record<string, unknown> = {}, from
   return { outcome, out, text: out.toString('latin1'), codes: outcome.findings.map((f) => f.code), bank };
 }
 
-const isSevenBit = (b: Buffer) => b.every((x) => x < 0x80) && b.toString('latin1').split('\r\n').every((l) => l.length <= 998);
+const isSevenBit = (b: Buffer) =>
+  b.every((x) => x < 0x80) &&
+  b
+    .toString('latin1')
+    .split('\r\n')
+    .every((l) => l.length <= 998);
 
 describe('seven-bit', () => {
   it('re-encodes an 8-bit text/plain body as quoted-printable, the text decoding to the same characters', async () => {
@@ -61,7 +73,9 @@ describe('seven-bit', () => {
     expect(isSevenBit(out)).toBe(true);
     const before = raw.slice(0, raw.indexOf('Content-Type: text/html'));
     expect(text.startsWith(before)).toBe(true);
-    expect(text).toContain('Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<html><body><p>Gr=C3=BC=C3=9Fe &amp; K=C3=BCsse</p></body></html>\r\n--=_alt_1--\r\n');
+    expect(text).toContain(
+      'Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<html><body><p>Gr=C3=BC=C3=9Fe &amp; K=C3=BCsse</p></body></html>\r\n--=_alt_1--\r\n',
+    );
     expect((await simpleParser(out)).html).toBe((await simpleParser(Buffer.from(raw, 'latin1'))).html);
   });
 
@@ -145,7 +159,9 @@ describe('seven-bit', () => {
     const data = Buffer.alloc(3 * 1024 * 1024 + 7);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff;
     const raw = Buffer.concat([
-      Buffer.from('From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n'),
+      Buffer.from(
+        'From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n',
+      ),
       data,
       Buffer.from('\r\n--zz--\r\n'),
     ]);

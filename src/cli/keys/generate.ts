@@ -42,7 +42,8 @@ export async function run(args: string[]): Promise<number> {
   if (!selector || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(selector)) throw new UsageError(`--selector needs a selector (letters, digits, dashes, dots)\n\n${help}`);
   const bits = Number(values.bits);
   if (values.type !== 'rsa' && values.type !== 'ed25519') throw new UsageError(`--type is rsa or ed25519\n\n${help}`);
-  if (values.type === 'rsa' && !(Number.isInteger(bits) && bits >= 1024 && bits <= 4096)) throw new UsageError(`--bits is 1024..4096 (RFC 8301: at least 1024; 2048 recommended)\n\n${help}`);
+  if (values.type === 'rsa' && !(Number.isInteger(bits) && bits >= 1024 && bits <= 4096))
+    throw new UsageError(`--bits is 1024..4096 (RFC 8301: at least 1024; 2048 recommended)\n\n${help}`);
   const file = path.resolve(values.out!, `${domain}.${selector}.pem`);
   if (existsSync(file) && !values.force) {
     process.stderr.write(`postseal: ${file} exists; keeping it (use --force to replace it)\n`);

@@ -25,7 +25,9 @@ export async function run(args: string[]): Promise<number> {
   if (!config) return 1;
   const keys = selectKeys(config, positionals);
   if (!keys) return 1;
-  const records = keys.map((k) => `; ${k.name}: d=${k.domain} s=${k.selector} ${k.algorithm}, ${k.state}, ${k.keyFile}\n${zoneRecord(k.domain, k.selector, keyRecordText(k.privateKey))}\n`);
+  const records = keys.map(
+    (k) => `; ${k.name}: d=${k.domain} s=${k.selector} ${k.algorithm}, ${k.state}, ${k.keyFile}\n${zoneRecord(k.domain, k.selector, keyRecordText(k.privateKey))}\n`,
+  );
   process.stdout.write(records.join('\n'));
   return 0;
 }

@@ -84,7 +84,8 @@ export function collectChain(message: Message, maxSignatures: number): ArcChain 
   if (most === 0) return { kind: 'none' };
   // Counted, not parsed: a thousand ARC fields cost a thousand comparisons, nothing more.
   if (most > MAX_ARC_SETS) return { kind: 'fail', instance: 0, reason: `more than ${MAX_ARC_SETS} ARC sets` };
-  if (fields['arc-seal'].length + 1 > maxSignatures) return { kind: 'fail', instance: 0, reason: `${fields['arc-seal'].length} ARC sets need more than ${maxSignatures} signature checks (dkimVerify.maxSignatures)` };
+  if (fields['arc-seal'].length + 1 > maxSignatures)
+    return { kind: 'fail', instance: 0, reason: `${fields['arc-seal'].length} ARC sets need more than ${maxSignatures} signature checks (dkimVerify.maxSignatures)` };
   try {
     return structure(fields);
   } catch (err) {

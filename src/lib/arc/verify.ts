@@ -46,7 +46,8 @@ export async function verifyChain(message: Message, sets: readonly ArcSet[], ams
   const body = (await hashBodies(message, [request], signal)).get(bodyKey(request))!;
   if (body.digest !== ams.bodyHash) return { result: 'fail', reason: `i=${n} AMS body hash mismatch` };
   // Text appended after the AMS's l= limit is nobody's: as for DKIM, it is trusted only when the bank says so.
-  if (opts.partialBody !== 'pass' && body.total !== undefined && body.total > body.hashed) return { result: 'fail', reason: `i=${n} AMS l= leaves ${body.total - body.hashed} body bytes unsigned` };
+  if (opts.partialBody !== 'pass' && body.total !== undefined && body.total > body.hashed)
+    return { result: 'fail', reason: `i=${n} AMS l= leaves ${body.total - body.hashed} body bytes unsigned` };
 
   const lookups = new Map<string, Promise<DkimPublicKey>>();
   const key = (d: string, s: string, algo: 'rsa' | 'ed25519') => {
@@ -112,7 +113,8 @@ async function lookupKey(opts: ArcVerifyOptions, d: string, s: string): Promise<
 /** RFC 8617 5.1.1: AAR, AMS, AS of sets 1..i, relaxed; the i-th seal without its b= value and its CRLF. */
 function sealData(sets: readonly ArcSet[], i: number): Buffer {
   const parts: Buffer[] = [];
-  for (const set of sets.slice(0, i - 1)) parts.push(canonicalizeHeader(set.aar.raw, 'relaxed'), canonicalizeHeader(set.ams.raw, 'relaxed'), canonicalizeHeader(set.seal.raw, 'relaxed'));
+  for (const set of sets.slice(0, i - 1))
+    parts.push(canonicalizeHeader(set.aar.raw, 'relaxed'), canonicalizeHeader(set.ams.raw, 'relaxed'), canonicalizeHeader(set.seal.raw, 'relaxed'));
   const last = sets[i - 1];
   parts.push(canonicalizeHeader(last.aar.raw, 'relaxed'), canonicalizeHeader(last.ams.raw, 'relaxed'), signedHeaderData([], [], last.seal, 'relaxed'));
   return Buffer.concat(parts);

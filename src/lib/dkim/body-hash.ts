@@ -44,7 +44,12 @@ export async function hashBodies(message: Message, requests: readonly BodyHashRe
     let entry = canonicalizers.get(c.bodyCanon);
     if (!entry) {
       const group: BodyHash[] = [];
-      entry = { canon: new BodyCanonicalizer(c.bodyCanon, (bytes) => group.forEach((g) => feed(g, bytes))), hashes: group };
+      entry = {
+        canon: new BodyCanonicalizer(c.bodyCanon, (bytes) => {
+          for (const g of group) feed(g, bytes);
+        }),
+        hashes: group,
+      };
       canonicalizers.set(c.bodyCanon, entry);
     }
     entry.hashes.push(h);

@@ -30,7 +30,10 @@ export function canonicalizeHeader(raw: Buffer, canon: DkimCanonicalization | 'd
   if (canon === 'simple') return Buffer.from(`${text.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1');
   if (canon === 'dk-nofws') return Buffer.from(`${text.replace(/[ \t\r\n]/g, '')}\r\n`, 'latin1');
   const colon = text.indexOf(':');
-  const name = text.slice(0, colon).replace(/[ \t]+$/, '').toLowerCase();
+  const name = text
+    .slice(0, colon)
+    .replace(/[ \t]+$/, '')
+    .toLowerCase();
   const value = text
     .slice(colon + 1)
     .replace(/\r?\n/g, '')

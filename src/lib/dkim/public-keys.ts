@@ -25,7 +25,13 @@ export interface PublishedKey {
 
 /** mailauth's key-record parser: throws an Error with a code (EINVALIDVAL, ESHORTKEY, ...) for a record it rejects. */
 export const { getPublicKey } = require('mailauth/lib/tools') as {
-  getPublicKey(type: 'DKIM', name: string, minBitLength: number, resolver: (name: string, type: string) => Promise<unknown[]>, options: { strict: boolean; hashAlgo: string }): Promise<PublishedKey>;
+  getPublicKey(
+    type: 'DKIM',
+    name: string,
+    minBitLength: number,
+    resolver: (name: string, type: string) => Promise<unknown[]>,
+    options: { strict: boolean; hashAlgo: string },
+  ): Promise<PublishedKey>;
 };
 
 export interface DkimPublicKey {

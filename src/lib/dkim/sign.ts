@@ -42,14 +42,30 @@ export interface SignedFields {
 
 const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$/;
 
-export async function signMessage(msg: Message, keys: readonly DkimSigningKey[], opts: SignatureOptions, author: Author | null, now: Date, signal: AbortSignal): Promise<SignedFields> {
+export async function signMessage(
+  msg: Message,
+  keys: readonly DkimSigningKey[],
+  opts: SignatureOptions,
+  author: Author | null,
+  now: Date,
+  signal: AbortSignal,
+): Promise<SignedFields> {
   const [headerCanon, bodyCanon] = opts.canonicalization.split('/') as [DkimCanonicalization, DkimCanonicalization];
   const bodyHash = createHash('sha256');
   const body = new BodyCanonicalizer(bodyCanon, (bytes) => bodyHash.update(bytes));
   const signedNames = signedHeaderNames(msg.fields, opts.signedHeaderFields, opts.oversignedHeaderFields);
   const domainKeys = keys
     .filter((k) => k.domainKeys !== 'off')
-    .map((k) => ({ key: k, signer: new DomainKeysSigner(msg.fields, { privateKey: k.privateKey, domain: k.domain, selector: k.selector, canon: k.domainKeys === 'simple' ? 'simple' : 'nofws', names: opts.signedHeaderFields }) }));
+    .map((k) => ({
+      key: k,
+      signer: new DomainKeysSigner(msg.fields, {
+        privateKey: k.privateKey,
+        domain: k.domain,
+        selector: k.selector,
+        canon: k.domainKeys === 'simple' ? 'simple' : 'nofws',
+        names: opts.signedHeaderFields,
+      }),
+    }));
 
   for await (const chunk of msg.openBody()) {
     signal.throwIfAborted();

@@ -76,7 +76,10 @@ export function checkSignature(field: HeaderField, now: Date): CheckedSignature 
   if (missing.length) return reject('permerror', 'missing-tag', `signature missing required tag ${missing.map((t) => `${t}=`).join(' ')}`);
   const algorithm = ids.a.toLowerCase();
   if (!ALGORITHMS.has(algorithm)) return syntax('unknown algorithm');
-  const [headerCanon, bodyCanon = 'simple'] = (String(parsed.c?.value ?? 'simple') || 'simple').toLowerCase().split('/').map((c) => c.trim());
+  const [headerCanon, bodyCanon = 'simple'] = (String(parsed.c?.value ?? 'simple') || 'simple')
+    .toLowerCase()
+    .split('/')
+    .map((c) => c.trim());
   if (!CANONICALIZATIONS.has(headerCanon) || !CANONICALIZATIONS.has(bodyCanon)) return syntax('unknown canonicalization');
   // Present but empty: a syntax error like any other malformed value.
   if (!ids.d || !ids.s) return syntax('signature syntax error');
@@ -90,7 +93,13 @@ export function checkSignature(field: HeaderField, now: Date): CheckedSignature 
     .filter(Boolean);
   if (!signedNames.length) return syntax('signature syntax error');
   if (!DOMAIN_NAME.test(domainToASCII(ids.d) || ids.d) || !SELECTOR.test(aLabel(ids.s))) return syntax('signature syntax error');
-  if (parsed.q && !String(parsed.q.value ?? '').split(':').some((m) => m.trim().toLowerCase() === 'dns/txt')) return syntax('unsupported query method');
+  if (
+    parsed.q &&
+    !String(parsed.q.value ?? '')
+      .split(':')
+      .some((m) => m.trim().toLowerCase() === 'dns/txt')
+  )
+    return syntax('unsupported query method');
 
   let identityDomain: string | undefined;
   if (parsed.i) {

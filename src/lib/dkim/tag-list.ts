@@ -7,7 +7,10 @@
  */
 import type { HeaderField } from '../../transaction/message';
 
-const parseDkimHeaders: (line: string, opts?: { strict: boolean }) => {
+const parseDkimHeaders: (
+  line: string,
+  opts?: { strict: boolean },
+) => {
   parsed?: Record<string, { value?: unknown }>;
   tags?: { name: string; value: string }[];
   syntaxErrors?: string[];

@@ -29,7 +29,8 @@ export const dkimVerifyBankSchema = {
       type: 'string',
       enum: ['pass', 'neutral'],
       default: 'neutral',
-      description: 'A valid l= signature on a body with unsigned text after its limit (a list footer, or an attacker who appended content): neutral, so that neither DMARC nor a signer bank trusts it, or pass.',
+      description:
+        'A valid l= signature on a body with unsigned text after its limit (a list footer, or an attacker who appended content): neutral, so that neither DMARC nor a signer bank trusts it, or pass.',
     },
     adsp: {
       type: 'boolean',

@@ -53,11 +53,21 @@ export async function verifyDkim(message: Message, opts: DkimVerifyOptions): Pro
   const fields = message.get('dkim-signature');
   const now = opts.now ?? new Date();
   const checked = fields.slice(0, opts.maxSignatures).map((f) => checkSignature(f, now));
-  const bodies = await hashBodies(message, checked.filter((c): c is CheckedSignature => 'field' in c), opts.signal);
+  const bodies = await hashBodies(
+    message,
+    checked.filter((c): c is CheckedSignature => 'field' in c),
+    opts.signal,
+  );
   const signatures: DkimSignatureResult[] = [];
   for (const c of checked) signatures.push('field' in c ? await verifyOne(message, c, bodies.get(bodyKey(c))!, opts) : { ...c, testing: false });
   for (const f of fields.slice(opts.maxSignatures)) {
-    signatures.push({ ...idsOf(tagsOf(f).parsed), result: 'neutral', reason: 'signature-limit', testing: false, comment: `not verified: more than ${opts.maxSignatures} signatures` });
+    signatures.push({
+      ...idsOf(tagsOf(f).parsed),
+      result: 'neutral',
+      reason: 'signature-limit',
+      testing: false,
+      comment: `not verified: more than ${opts.maxSignatures} signatures`,
+    });
   }
   return { signatures };
 }
@@ -95,7 +105,8 @@ async function verifyOne(message: Message, c: CheckedSignature, body: BodyHash, 
   // RFC 6376 6.1.2 step 8
   if (keyType !== c.signAlgo) return make('permerror', 'key-invalid', 'inappropriate key algorithm', testing);
   // Key t=s: "the "i=" domain MUST NOT be a subdomain of "d=""
-  if (flags.includes('s') && c.identityDomain !== undefined && c.identityDomain.toLowerCase().replace(/\.$/, '') !== c.d.toLowerCase().replace(/\.$/, '')) return make('permerror', 'key-identity-mismatch', undefined, testing);
+  if (flags.includes('s') && c.identityDomain !== undefined && c.identityDomain.toLowerCase().replace(/\.$/, '') !== c.d.toLowerCase().replace(/\.$/, ''))
+    return make('permerror', 'key-identity-mismatch', undefined, testing);
 
   const data = signedHeaderData(message.fields, c.signedNames, c.field, c.headerCanon);
   let valid: boolean;

@@ -135,7 +135,7 @@ export function createDnsResolver(config: DnsConfig, deps: DnsResolverDeps = {})
       if (signal?.aborted) return { kind: 'temperror', reason: 'aborted' };
       const work = cachedLookup(n, type) as Promise<DnsResult<T>>;
       if (!signal) return work;
-      let onAbort = () => undefined as void;
+      let onAbort: () => void = () => undefined;
       const aborted = new Promise<DnsResult<T>>((resolve) => {
         onAbort = () => resolve({ kind: 'temperror', reason: 'aborted' });
         signal.addEventListener('abort', onAbort, { once: true });
@@ -177,7 +177,7 @@ function ttlOf(a: DataAnswer): number {
 
 function negativeTtlOf(reply: DecodedPacket): number {
   const soa = (reply.authorities ?? []).find((a) => a.type === 'SOA');
-  if (!soa || soa.type !== 'SOA') return 0;
+  if (soa?.type !== 'SOA') return 0;
   return Math.min(ttlOf(soa), soa.data.minimum ?? 0);
 }
 

@@ -173,7 +173,11 @@ export class MimeWalker {
     const colon = text.indexOf(':');
     const isField = colon > 0 && /^[\x21-\x39\x3b-\x7e]+[ \t]*$/.test(text.slice(0, colon));
     if (isField) {
-      this.fields.push({ name: text.slice(0, colon).trim().toLowerCase(), range: { start: line.start, end: line.start + line.length + line.eolLength }, value: text.slice(colon + 1) });
+      this.fields.push({
+        name: text.slice(0, colon).trim().toLowerCase(),
+        range: { start: line.start, end: line.start + line.length + line.eolLength },
+        value: text.slice(colon + 1),
+      });
       return;
     }
     // A blank line ends the header; a line that is not a field starts the body without one.
@@ -207,7 +211,11 @@ export class MimeWalker {
     part.contentType = parsed?.value.toLowerCase().trim() || (digest ? 'message/rfc822' : 'text/plain');
     const boundary = parsed?.params.boundary;
     part.boundary = part.contentType.startsWith('multipart/') && typeof boundary === 'string' && boundary ? boundary : null;
-    part.transferEncoding = (transferEncoding ?? '7bit').replace(/\(.*?\)/g, '').trim().toLowerCase() || '7bit';
+    part.transferEncoding =
+      (transferEncoding ?? '7bit')
+        .replace(/\(.*?\)/g, '')
+        .trim()
+        .toLowerCase() || '7bit';
   }
 
   /**

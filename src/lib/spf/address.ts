@@ -30,8 +30,7 @@ export function parseAddress(text: string): SpfAddress | undefined {
 export function ipv6Bytes(text: string): Uint8Array | undefined {
   if (!net.isIPv6(text) || text.includes('%')) return undefined;
   // An embedded dotted quad (::ffff:1.2.3.4) is the last two groups written in decimal.
-  const t = text.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a, b, c, d) =>
-    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`);
+  const t = text.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a, b, c, d) => `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`);
   const [head, rest] = t.includes('::') ? t.split('::') : [t, undefined];
   const parse = (s: string) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
   const left = parse(head);

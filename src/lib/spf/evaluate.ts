@@ -39,7 +39,10 @@ export const DEFAULT_LIMITS: SpfLimits = { dnsMechanisms: 10, voidLookups: 2, mx
 
 /** An evaluation that ends early; thrown inside, returned as a result by check(). */
 export class SpfStop extends Error {
-  constructor(readonly result: 'permerror' | 'temperror', reason: string) {
+  constructor(
+    readonly result: 'permerror' | 'temperror',
+    reason: string,
+  ) {
     super(reason);
   }
 }
@@ -264,4 +267,3 @@ async function explanationOrNothing(ctx: EvaluationContext, spec: DomainSpec, do
 export function validName(name: string): boolean {
   return name.length > 0 && name.length <= 253 && name.split('.').every((l) => l.length > 0 && l.length <= 63);
 }
-

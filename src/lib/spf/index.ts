@@ -125,12 +125,7 @@ function asciiDomain(raw: string): string {
 
 function fqdn(domain: string): boolean {
   const labels = domain.split('.');
-  return (
-    domain.length <= 253 &&
-    labels.length >= 2 &&
-    labels.every((l) => /^[a-z0-9_-]{1,63}$/.test(l)) &&
-    !/^\d+$/.test(labels[labels.length - 1])
-  );
+  return domain.length <= 253 && labels.length >= 2 && labels.every((l) => /^[a-z0-9_-]{1,63}$/.test(l)) && !/^\d+$/.test(labels[labels.length - 1]);
 }
 
 function comment(receiver: string | undefined, r: HostResult, sender: string, domain: string, ip: string): string {

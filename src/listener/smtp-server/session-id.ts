@@ -22,7 +22,9 @@ const COUNTER_LIMIT = 32 ** COUNTER_DIGITS;
 export function sessionIdsWithoutRandomCalls(server: SMTPServer): void {
   if (server.options.useProxy) return;
   // 40 random bits: 8 base32 characters.
-  const prefix = BigInt(`0x${randomBytes(5).toString('hex')}`).toString(32).padStart(8, '0');
+  const prefix = BigInt(`0x${randomBytes(5).toString('hex')}`)
+    .toString(32)
+    .padStart(8, '0');
   let counter = 0;
   server._handleProxy = (socket, callback) => {
     counter = (counter + 1) % COUNTER_LIMIT;

@@ -41,7 +41,7 @@ export const dkimSignStage = defineStage<DkimSignSettings, (typeof FINDINGS)[num
       const msg = tx.message;
       const decision = decideSigning(msg, tx.envelope.mailFrom, conf, deps.keys);
       if (!decision.sign) return { findings: [decision.finding] };
-      let signed;
+      let signed: SignedFields;
       try {
         signed = await signMessage(msg, decision.keys, decision.options, decision.author, tx.receivedAt, signal);
       } catch (err) {

@@ -8,14 +8,45 @@ import type { FromSchema } from 'json-schema-to-ts';
 
 /** amavisd-new's signed_header_fields, without trace fields that change on the way. */
 export const defaultSignedHeaderFields = [
-  'from', 'sender', 'reply-to', 'subject', 'date', 'message-id', 'to', 'cc', 'in-reply-to', 'references',
-  'mime-version', 'content-type', 'content-transfer-encoding', 'content-id', 'content-description', 'content-disposition', 'content-language',
-  'resent-date', 'resent-from', 'resent-sender', 'resent-to', 'resent-cc', 'resent-message-id',
-  'list-id', 'list-help', 'list-unsubscribe', 'list-unsubscribe-post', 'list-subscribe', 'list-post', 'list-owner', 'list-archive',
-  'auto-submitted', 'precedence', 'feedback-id', 'autocrypt', 'openpgp',
+  'from',
+  'sender',
+  'reply-to',
+  'subject',
+  'date',
+  'message-id',
+  'to',
+  'cc',
+  'in-reply-to',
+  'references',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'content-id',
+  'content-description',
+  'content-disposition',
+  'content-language',
+  'resent-date',
+  'resent-from',
+  'resent-sender',
+  'resent-to',
+  'resent-cc',
+  'resent-message-id',
+  'list-id',
+  'list-help',
+  'list-unsubscribe',
+  'list-unsubscribe-post',
+  'list-subscribe',
+  'list-post',
+  'list-owner',
+  'list-archive',
+  'auto-submitted',
+  'precedence',
+  'feedback-id',
+  'autocrypt',
+  'openpgp',
 ] as const;
 
-const fieldNames = { type: 'array', uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z0-9!#$%&\'*+^_`{|}~.-]+$' } } as const;
+const fieldNames = { type: 'array', uniqueItems: true, items: { type: 'string', pattern: "^[A-Za-z0-9!#$%&'*+^_`{|}~.-]+$" } } as const;
 
 const optionFields = {
   canonicalization: {

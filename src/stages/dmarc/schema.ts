@@ -20,13 +20,15 @@ export const dmarcBankSchema = {
       type: 'string',
       enum: ['quarantine', 'tag'],
       default: 'tag',
-      description: 'Mail failing DMARC of a domain whose policy is p=quarantine: quarantine adds X-Postseal-Quarantine; tag = Authentication-Results only (a Sieve rule can file it as junk).',
+      description:
+        'Mail failing DMARC of a domain whose policy is p=quarantine: quarantine adds X-Postseal-Quarantine; tag = Authentication-Results only (a Sieve rule can file it as junk).',
     },
     onTempError: {
       type: 'string',
       enum: ['tempfail', 'tag'],
       default: 'tempfail',
-      description: 'DMARC could not decide because a DNS lookup failed, for a domain whose policy is quarantine or reject: tempfail = 451 4.7.0 (Postfix retries); tag = deliver with dmarc=temperror.',
+      description:
+        'DMARC could not decide because a DNS lookup failed, for a domain whose policy is quarantine or reject: tempfail = 451 4.7.0 (Postfix retries); tag = deliver with dmarc=temperror.',
     },
   },
 } as const;

@@ -83,7 +83,8 @@ export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDI
         return (fixNul && p.nul) || (fix8 && p.eightBit) || (fixLong && p.longLine) ? rewriteField(f, fixNul) : f;
       });
       let fixed = msg.withFields(fields);
-      if (fixNul && body.nul) fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
+      if (fixNul && body.nul)
+        fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
       const what = [fixNul && 'nul removed', fix8 && '8-bit fields encoded', fixLong && 'long header lines folded'].filter(Boolean);
       findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
       return { findings, message: fixed };
@@ -132,7 +133,10 @@ function rewriteField(field: HeaderField, dropNul: boolean): HeaderField {
   } catch {
     value = bytes.toString('latin1');
   }
-  value = value.replace(/\r?\n(?=[ \t])/g, '').replace(/\r?\n$/, '').trim();
+  value = value
+    .replace(/\r?\n(?=[ \t])/g, '')
+    .replace(/\r?\n$/, '')
+    .trim();
   const encoded = /[^\x00-\x7f]/.test(value) ? libmime.encodeWords(value, 'Q', 52) : value;
   const folded = libmime.foldLines(`${field.name}: ${encoded}`, 78).replace(/\r?\n/g, '\r\n');
   return { name: field.name, key: field.key, raw: Buffer.from(`${folded}\r\n`, 'latin1') };

@@ -21,7 +21,8 @@ export const sevenBitBankSchema = {
       minimum: 1,
       maximum: 1000,
       default: MAX_MIME_DEPTH,
-      description: 'How deep multiparts and message/rfc822 parts inside each other are walked (the message is depth 0). A multipart or message/rfc822 at this depth is not walked into and never changed, not even relabelled; with 8-bit content or an 8bit/binary label it gets a SEVEN_BIT_UNCONVERTIBLE finding (MIME nesting deeper than this).',
+      description:
+        'How deep multiparts and message/rfc822 parts inside each other are walked (the message is depth 0). A multipart or message/rfc822 at this depth is not walked into and never changed, not even relabelled; with 8-bit content or an 8bit/binary label it gets a SEVEN_BIT_UNCONVERTIBLE finding (MIME nesting deeper than this).',
     },
   },
 } as const;

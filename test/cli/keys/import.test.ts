@@ -34,7 +34,10 @@ function install(root: string, fixture: string, keys: Record<string, string | Bu
 
 /** d= and s= of each DKIM-Signature of the signed message, sorted. */
 function signatures(message: Buffer): string[] {
-  const header = message.toString('latin1').split('\r\n\r\n')[0].replace(/\r\n[ \t]+/g, ' ');
+  const header = message
+    .toString('latin1')
+    .split('\r\n\r\n')[0]
+    .replace(/\r\n[ \t]+/g, ' ');
   return header
     .split('\r\n')
     .filter((l) => l.startsWith('DKIM-Signature:'))
@@ -44,7 +47,11 @@ function signatures(message: Buffer): string[] {
 
 async function signedBy(keyTableFile: string, signingTableFile: string, authors: string[]): Promise<Record<string, string[]>> {
   const sink = await startSink();
-  const h = await startHarness({ forwardPort: sink.port, banks: { default: { originating: true, stages: ['dkim-sign'] } }, main: { dkimSign: { keyTableFile, signingTableFile } } });
+  const h = await startHarness({
+    forwardPort: sink.port,
+    banks: { default: { originating: true, stages: ['dkim-sign'] } },
+    main: { dkimSign: { keyTableFile, signingTableFile } },
+  });
   const seen: Record<string, string[]> = {};
   try {
     for (const author of authors) {
@@ -62,7 +69,10 @@ async function signedBy(keyTableFile: string, signingTableFile: string, authors:
 }
 
 function configCheck(dir: string): { status: number | null; stdout: string; stderr: string } {
-  writeFileSync(path.join(dir, 'postseal.yaml'), YAML.stringify({ bankDir: '', listeners: [{ port: 0, bank: 'default' }], dkimSign: { keyTableFile: 'key-table.yaml', signingTableFile: 'signing-table.yaml' } }));
+  writeFileSync(
+    path.join(dir, 'postseal.yaml'),
+    YAML.stringify({ bankDir: '', listeners: [{ port: 0, bank: 'default' }], dkimSign: { keyTableFile: 'key-table.yaml', signingTableFile: 'signing-table.yaml' } }),
+  );
   return runCli(['config', 'check', '--config', path.join(dir, 'postseal.yaml')]);
 }
 
@@ -87,7 +97,7 @@ describe('postseal keys import', () => {
     expect(r.stderr).toContain(`${keyTable}:8: note: key "unused" is used by no SigningTable line`);
     expect(r.stderr).toContain('postseal: 5 keys and 5 rules converted; 3 entries need attention');
 
-    expect(configCheck(out)).toMatchObject({ status: 0, stderr: "" });
+    expect(configCheck(out)).toMatchObject({ status: 0, stderr: '' });
     expect(readFileSync(path.join(out, 'key-table.yaml'), 'utf8')).toMatch(/^# postseal key table .*\n# Converted by postseal keys import from /);
     const seen = await signedBy(path.join(out, 'key-table.yaml'), path.join(out, 'signing-table.yaml'), [
       'a@example.com',
@@ -134,14 +144,19 @@ describe('postseal keys import', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`${keyList}:6: "joe@example.net" is a per-user rule`);
     expect(r.stderr).toContain('postseal: 2 keys and 3 rules converted; 1 entries need attention');
-    expect(configCheck(out)).toMatchObject({ status: 0, stderr: "" });
+    expect(configCheck(out)).toMatchObject({ status: 0, stderr: '' });
     expect(YAML.parse(readFileSync(path.join(out, 'key-table.yaml'), 'utf8'))['example.org-sel2024']).toEqual({
       domain: 'example.org',
       selector: 'sel2024',
       keyFile: path.join(root, k, 'example.org/sel2024.pem'),
       algorithm: 'ed25519-sha256',
     });
-    const seen = await signedBy(path.join(out, 'key-table.yaml'), path.join(out, 'signing-table.yaml'), ['a@example.com', 'a@deep.sub.example.com', 'a@example.org', 'joe@example.net']);
+    const seen = await signedBy(path.join(out, 'key-table.yaml'), path.join(out, 'signing-table.yaml'), [
+      'a@example.com',
+      'a@deep.sub.example.com',
+      'a@example.org',
+      'joe@example.net',
+    ]);
     expect(seen).toEqual({
       'a@example.com': ['d=example.com s=mail2024'],
       'a@deep.sub.example.com': ['d=example.com s=mail2024'],

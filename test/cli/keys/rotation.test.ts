@@ -67,7 +67,11 @@ it('rotates to a staged selector under load: every message accepted, none lost, 
         const s: Sent = { n: sent.length, afterReload, beforeActivation: false };
         sent.push(s);
         const c = await TestClient.connect(port);
-        const r = await c.send({ from: 'a@example.com', to: ['b@example.net'], data: `From: a@example.com\r\nTo: b@example.net\r\nSubject: load ${s.n}\r\n\r\nmessage ${s.n}\r\n` });
+        const r = await c.send({
+          from: 'a@example.com',
+          to: ['b@example.net'],
+          data: `From: a@example.com\r\nTo: b@example.net\r\nSubject: load ${s.n}\r\n\r\nmessage ${s.n}\r\n`,
+        });
         await c.quit();
         s.code = r.final?.code;
         s.beforeActivation = !activating;
@@ -79,7 +83,10 @@ it('rotates to a staged selector under load: every message accepted, none lost, 
     // Stage: the key and its record exist, the rule names it; it does not sign yet.
     const gen = await runCliAsync(['keys', 'generate', '--domain', 'example.com', '--selector', 'new2026', '--out', keyDir]);
     expect(gen.status).toBe(0);
-    appendFileSync(cfg.keyTableFile, YAML.stringify({ new: { domain: 'example.com', selector: 'new2026', keyFile: path.join(keyDir, 'example.com.new2026.pem'), algorithm: 'rsa-sha256', state: 'staged' } }));
+    appendFileSync(
+      cfg.keyTableFile,
+      YAML.stringify({ new: { domain: 'example.com', selector: 'new2026', keyFile: path.join(keyDir, 'example.com.new2026.pem'), algorithm: 'rsa-sha256', state: 'staged' } }),
+    );
     writeFileSync(cfg.signingTableFile, YAML.stringify([{ author: 'example.com', keys: ['old', 'new'] }]));
     const show = await runCliAsync(['keys', 'show', 'example.com', '--config', cfg.config]);
     Object.assign(dns.zone, zoneFromRecords(show.stdout));
@@ -101,7 +108,10 @@ it('rotates to a staged selector under load: every message accepted, none lost, 
     const selectors = new Map<number, string[]>();
     for (const m of sink.received) {
       const text = m.data.toString('latin1');
-      selectors.set(Number(/^Subject: load (\d+)\r$/m.exec(text)![1]), [...text.matchAll(/^DKIM-Signature:[^]*?\bs=([\w-]+);/gm)].map((x) => x[1]));
+      selectors.set(
+        Number(/^Subject: load (\d+)\r$/m.exec(text)![1]),
+        [...text.matchAll(/^DKIM-Signature:[\s\S]*?\bs=([\w-]+);/gm)].map((x) => x[1]),
+      );
     }
     expect([...selectors.keys()].sort((a, b) => a - b)).toEqual(sent.map((s) => s.n));
     for (const s of sent) {

@@ -48,7 +48,11 @@ describe.each([
       expect([check.status, check.stdout.includes('KEY_OK')]).toEqual([0, true]);
 
       const sink = await startSink();
-      const h = await startHarness({ forwardPort: sink.port, banks: { default: { originating: true, stages: ['dkim-sign'] } }, main: { dkimSign: { keyTableFile: cfg.keyTableFile, signingTableFile: cfg.signingTableFile } } });
+      const h = await startHarness({
+        forwardPort: sink.port,
+        banks: { default: { originating: true, stages: ['dkim-sign'] } },
+        main: { dkimSign: { keyTableFile: cfg.keyTableFile, signingTableFile: cfg.signingTableFile } },
+      });
       try {
         const c = await TestClient.connect(h.app.portOf('default'));
         const r = await c.send({ from: `a@${domain}`, to: ['b@example.net'], data: `From: a@${domain}\r\nTo: b@example.net\r\nSubject: generated key\r\n\r\nbody\r\n` });

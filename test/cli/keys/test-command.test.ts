@@ -71,7 +71,12 @@ describe('postseal keys test', () => {
   it('tests every key without arguments: one line each, exit 1 when one fails', async () => {
     const r = await test();
     expect(r.status).toBe(1);
-    expect(r.stdout.trim().split('\n').map((l) => l.split(' ')[0])).toEqual(['ok', 'FAIL', 'FAIL', 'FAIL', 'FAIL', 'warn', 'FAIL']);
+    expect(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[0]),
+    ).toEqual(['ok', 'FAIL', 'FAIL', 'FAIL', 'FAIL', 'warn', 'FAIL']);
   });
 
   it('config check --dns fails with the same lines; without --dns the files alone are valid', async () => {

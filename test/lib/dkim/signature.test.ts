@@ -2,11 +2,22 @@ import { formatUnsigned, selectHeaderFields, signedHeaderNames, type DkimSignatu
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
 
-const msg = Message.parse(memorySpool(Buffer.from('Received: one\r\nFrom: a@example.com\r\nTo: x@example.net\r\nReceived: two\r\nTo: y@example.net\r\nSubject: s\r\n\r\nbody\r\n')));
+const msg = Message.parse(
+  memorySpool(Buffer.from('Received: one\r\nFrom: a@example.com\r\nTo: x@example.net\r\nReceived: two\r\nTo: y@example.net\r\nSubject: s\r\n\r\nbody\r\n')),
+);
 
 describe('h= and the header hash input', () => {
   it('lists each signed name once per instance present and oversigned names once more, absent ones included', () => {
-    expect(signedHeaderNames(msg.fields, ['From', 'to', 'subject', 'date', 'message-id'], ['from', 'to', 'date', 'reply-to'])).toEqual(['from', 'from', 'to', 'to', 'to', 'subject', 'date', 'reply-to']);
+    expect(signedHeaderNames(msg.fields, ['From', 'to', 'subject', 'date', 'message-id'], ['from', 'to', 'date', 'reply-to'])).toEqual([
+      'from',
+      'from',
+      'to',
+      'to',
+      'to',
+      'subject',
+      'date',
+      'reply-to',
+    ]);
   });
 
   it('picks instances from the bottom up and nothing for a name with none left (RFC 6376 5.4.2)', () => {

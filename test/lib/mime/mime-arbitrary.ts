@@ -34,11 +34,20 @@ export type Node = Leaf | Multipart | Message;
 
 /** Content bytes: no CR, LF or "-" (so no body line can be a delimiter, in any encoding). */
 const char = fc.oneof(
-  { weight: 30, arbitrary: fc.integer({ min: 0x20, max: 0x7e }).filter((c) => c !== 0x2d).map((c) => String.fromCharCode(c)) },
+  {
+    weight: 30,
+    arbitrary: fc
+      .integer({ min: 0x20, max: 0x7e })
+      .filter((c) => c !== 0x2d)
+      .map((c) => String.fromCharCode(c)),
+  },
   { weight: 2, arbitrary: fc.integer({ min: 0x80, max: 0xff }).map((c) => String.fromCharCode(c)) },
   { weight: 1, arbitrary: fc.constantFrom('\0', '\t') },
 );
-const asciiChar = fc.integer({ min: 0x20, max: 0x7e }).filter((c) => c !== 0x2d).map((c) => String.fromCharCode(c));
+const asciiChar = fc
+  .integer({ min: 0x20, max: 0x7e })
+  .filter((c) => c !== 0x2d)
+  .map((c) => String.fromCharCode(c));
 const lineOf = (c: fc.Arbitrary<string>) =>
   fc.oneof(
     { weight: 12, arbitrary: fc.array(c, { maxLength: 40 }).map((cs) => cs.join('')) },
@@ -67,7 +76,9 @@ export const mimeTree: fc.Arbitrary<Node> = fc.letrec<{ node: Node; leaf: Leaf; 
     kind: fc.constant('multipart' as const),
     subtype: fc.constantFrom('mixed', 'alternative', 'signed'),
     boundary,
-    preamble: fc.array(cleanLine, { maxLength: 2 }).chain((clean) => fc.oneof({ weight: 5, arbitrary: fc.constant(clean) }, { weight: 1, arbitrary: fc.array(dirtyLine, { maxLength: 2 }) })),
+    preamble: fc
+      .array(cleanLine, { maxLength: 2 })
+      .chain((clean) => fc.oneof({ weight: 5, arbitrary: fc.constant(clean) }, { weight: 1, arbitrary: fc.array(dirtyLine, { maxLength: 2 }) })),
     children: fc.array(tie('node'), { minLength: 1, maxLength: 3 }),
     epilogue: fc.array(cleanLine, { maxLength: 2 }),
     closed: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
@@ -131,7 +142,8 @@ export function serialize(root: Node, maxDepth: number, eols: readonly ('\r\n' |
 
   const typeOf = (node: Node) => (node.kind === 'leaf' ? node.type.split(';')[0] : node.kind === 'message' ? 'message/rfc822' : `multipart/${node.subtype}`);
   const cteOf = (node: Node) => (node.kind === 'multipart' ? null : node.cte);
-  const contentTypeOf = (node: Node) => (node.kind === 'multipart' ? `multipart/${node.subtype}; boundary="${node.boundary}"` : node.kind === 'message' ? 'message/rfc822' : node.type);
+  const contentTypeOf = (node: Node) =>
+    node.kind === 'multipart' ? `multipart/${node.subtype}; boundary="${node.boundary}"` : node.kind === 'message' ? 'message/rfc822' : node.type;
 
   /** The body of `node` (its header already written, its boundary settled), walked or opaque. */
   const body = (node: Node, part: Expected, registered: string[], inOpaque: boolean): void => {
@@ -214,7 +226,10 @@ function settleOpaque(root: Expected, text: string): void {
   for (const stack = [root]; stack.length; ) {
     const part = stack.pop()!;
     if (part.opaque) {
-      const lines = text.slice(part.bodyStart, part.bodyEnd).split('\n').map((l) => l.replace(/\r$/, ''));
+      const lines = text
+        .slice(part.bodyStart, part.bodyEnd)
+        .split('\n')
+        .map((l) => l.replace(/\r$/, ''));
       part.eightBit = /[\x80-\xff]/.test(text.slice(part.bodyStart, part.bodyEnd));
       part.nul = text.slice(part.bodyStart, part.bodyEnd).includes('\0');
       part.longLine = lines.some((l) => l.length > 998);
@@ -224,14 +239,44 @@ function settleOpaque(root: Expected, text: string): void {
 }
 
 function newExpected(contentType: string, transferEncoding: string, depth: number): Expected {
-  return { contentType, boundary: null, transferEncoding, transferEncodingField: null, headerEnd: -1, eightBitHeader: false, bodyStart: -1, bodyEnd: -1, eightBit: false, nul: false, longLine: false, depth, opaque: false, children: [] };
+  return {
+    contentType,
+    boundary: null,
+    transferEncoding,
+    transferEncodingField: null,
+    headerEnd: -1,
+    eightBitHeader: false,
+    bodyStart: -1,
+    bodyEnd: -1,
+    eightBit: false,
+    nul: false,
+    longLine: false,
+    depth,
+    opaque: false,
+    children: [],
+  };
 }
 
 /** A walked part in the shape of Expected, without recursion (trees may be deep). */
 export function describe(root: Part): Expected {
   const map = (p: Part): Expected => {
     const te = p.transferEncodingField;
-    return { contentType: p.contentType, boundary: p.boundary, transferEncoding: p.transferEncoding, transferEncodingField: te && [te.start, te.end], headerEnd: p.headerEnd, eightBitHeader: p.eightBitHeader, bodyStart: p.bodyStart, bodyEnd: p.bodyEnd, eightBit: p.eightBit, nul: p.nul, longLine: p.longLine, depth: p.depth, opaque: p.opaque, children: [] };
+    return {
+      contentType: p.contentType,
+      boundary: p.boundary,
+      transferEncoding: p.transferEncoding,
+      transferEncodingField: te && [te.start, te.end],
+      headerEnd: p.headerEnd,
+      eightBitHeader: p.eightBitHeader,
+      bodyStart: p.bodyStart,
+      bodyEnd: p.bodyEnd,
+      eightBit: p.eightBit,
+      nul: p.nul,
+      longLine: p.longLine,
+      depth: p.depth,
+      opaque: p.opaque,
+      children: [],
+    };
   };
   const top = map(root);
   for (const stack: [Part, Expected][] = [[root, top]]; stack.length; ) {

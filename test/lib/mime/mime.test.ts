@@ -72,7 +72,8 @@ describe('LineReader', () => {
 });
 
 describe('MimeWalker', () => {
-  const body = 'preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>\xe4</p>\r\n--b--\r\nepilogue\r\n';
+  const body =
+    'preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>\xe4</p>\r\n--b--\r\nepilogue\r\n';
 
   it('finds each part, its Content-Transfer-Encoding field and its body range, the CRLF before a boundary excluded', () => {
     const root = walk(body, 'multipart/alternative; boundary=b');
@@ -108,16 +109,18 @@ describe('MimeWalker against the line-by-line walker (walk-snapshot.json)', () =
   const corpus = walkCorpus();
   /** Every corpus body walked in the chunks `cuts` gives; the snapshot's shape, so a diff names the case. */
   const walkAll = (cuts: (c: WalkCase) => number[]) =>
-    Object.fromEntries(corpus.map((c) => {
-      const w = new MimeWalker(c.contentType, c.transferEncoding);
-      let pos = 0;
-      for (const cut of [...cuts(c), c.body.length]) {
-        w.push(c.body.subarray(pos, cut));
-        pos = cut;
-      }
-      w.end(c.body.length);
-      return [c.name, describeParts(w.root)];
-    }));
+    Object.fromEntries(
+      corpus.map((c) => {
+        const w = new MimeWalker(c.contentType, c.transferEncoding);
+        let pos = 0;
+        for (const cut of [...cuts(c), c.body.length]) {
+          w.push(c.body.subarray(pos, cut));
+          pos = cut;
+        }
+        w.end(c.body.length);
+        return [c.name, describeParts(w.root)];
+      }),
+    );
   const every = (size: number) => (c: WalkCase) => Array.from({ length: Math.ceil(c.body.length / size) }, (_, i) => i * size).slice(1);
   /** Cuts `offset` bytes after each match of `pattern`, the body otherwise whole. */
   const around = (pattern: string, offset: number) => (c: WalkCase) => {
@@ -156,7 +159,11 @@ describe('MimeWalker against the line-by-line walker (walk-snapshot.json)', () =
 });
 
 /** RFC 2045 6.7 decoding, strict enough for output we wrote. */
-const decodeQp = (qp: Buffer) => qp.toString('latin1').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+const decodeQp = (qp: Buffer) =>
+  qp
+    .toString('latin1')
+    .replace(/=\r\n/g, '')
+    .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 
 describe('encoders', () => {
   const text = Buffer.from(`Gr\xfc\xdfe  \r\n= sign\tand tab\t\r\nbare\rCR\n${'long line '.repeat(20)}\r\nend `, 'latin1');
@@ -188,11 +195,13 @@ describe('applyEdits', () => {
       for await (const c of original) yield Buffer.from(c.toString().toUpperCase());
     };
     for (const size of [1, 3, 16]) {
-      const out = await collect(applyEdits(chunks(data, size), [
-        { start: 2, end: 4, replace: replaceWith(Buffer.from('--')) },
-        { start: 10, end: 13, replace: upper },
-        { start: 16, end: 16, replace: replaceWith(Buffer.from('!')) },
-      ]));
+      const out = await collect(
+        applyEdits(chunks(data, size), [
+          { start: 2, end: 4, replace: replaceWith(Buffer.from('--')) },
+          { start: 10, end: 13, replace: upper },
+          { start: 16, end: 16, replace: replaceWith(Buffer.from('!')) },
+        ]),
+      );
       expect(out.toString()).toBe('01--456789ABCdef!');
     }
   });

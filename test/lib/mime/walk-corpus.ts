@@ -21,7 +21,21 @@ export function describeParts(root: Part): unknown[][] {
   const rows: unknown[][] = [];
   const visit = (p: Part, depth: number) => {
     const te = p.transferEncodingField;
-    rows.push([depth, p.contentType, p.boundary, p.transferEncoding, te && [te.start, te.end], p.headerEnd, p.eightBitHeader, p.bodyStart, p.bodyEnd, p.eightBit, p.nul, p.longLine, p.children.length]);
+    rows.push([
+      depth,
+      p.contentType,
+      p.boundary,
+      p.transferEncoding,
+      te && [te.start, te.end],
+      p.headerEnd,
+      p.eightBitHeader,
+      p.bodyStart,
+      p.bodyEnd,
+      p.eightBit,
+      p.nul,
+      p.longLine,
+      p.children.length,
+    ]);
     for (const c of p.children) visit(c, depth + 1);
   };
   visit(root, 0);
@@ -35,9 +49,18 @@ const MIXED = 'multipart/mixed; boundary=b';
 function longLineCases(): WalkCase[] {
   const cases: WalkCase[] = [];
   for (const n of [997, 998, 999]) {
-    for (const [eolName, eol] of [['crlf', '\r\n'], ['lf', '\n'], ['cr-crlf', '\r\r\n'], ['none', '']]) {
+    for (const [eolName, eol] of [
+      ['crlf', '\r\n'],
+      ['lf', '\n'],
+      ['cr-crlf', '\r\r\n'],
+      ['none', ''],
+    ]) {
       cases.push({ name: `line of ${n} octets, ${eolName}`, body: Buffer.from(`first\r\n${x(n)}${eol}`, 'latin1') });
-      cases.push({ name: `line of ${n} octets, ${eolName}, in the second part`, contentType: MIXED, body: Buffer.from(`--b\r\n\r\nshort\r\n--b\r\n\r\n${x(n)}${eol}${eol ? '--b--\r\n' : ''}`, 'latin1') });
+      cases.push({
+        name: `line of ${n} octets, ${eolName}, in the second part`,
+        contentType: MIXED,
+        body: Buffer.from(`--b\r\n\r\nshort\r\n--b\r\n\r\n${x(n)}${eol}${eol ? '--b--\r\n' : ''}`, 'latin1'),
+      });
     }
     cases.push({ name: `line of ${n} octets starting with --`, contentType: MIXED, body: Buffer.from(`--b\r\n\r\n--${x(n - 2)}\r\n--b--\r\n`, 'latin1') });
   }
@@ -52,22 +75,60 @@ const WRITTEN: [string, string | undefined, string | undefined, string][] = [
   ['no MIME, 8-bit and NUL', undefined, '8bit', 'Gr\xfc\xdfe\r\na\0b\r\n'],
   ['body of only dashes', undefined, undefined, '--'],
   ['body of one dash', MIXED, undefined, '-'],
-  ['multipart/alternative with an 8-bit part', 'multipart/alternative; boundary=b', undefined, 'preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>\xe4</p>\r\n--b--\r\nepilogue\r\n'],
-  ['nested multiparts with 8-bit, NUL and an 8-bit epilogue', 'multipart/mixed; boundary="outer"', '8bit',
-    'pre\r\n--outer\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa4\r\n--inner\r\nContent-Type: text/html\r\n\r\nn\0l\r\n--inner--\r\ninner epilogue \xff\r\n--outer\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\nBBBB\r\n--outer--\r\nouter epilogue \xe9\r\n'],
-  ['message/rfc822 part walked into', MIXED, undefined,
-    '--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n\r\n\xe4\r\n--c--\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA0K\r\n--b--\r\n'],
+  [
+    'multipart/alternative with an 8-bit part',
+    'multipart/alternative; boundary=b',
+    undefined,
+    'preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>\xe4</p>\r\n--b--\r\nepilogue\r\n',
+  ],
+  [
+    'nested multiparts with 8-bit, NUL and an 8-bit epilogue',
+    'multipart/mixed; boundary="outer"',
+    '8bit',
+    'pre\r\n--outer\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa4\r\n--inner\r\nContent-Type: text/html\r\n\r\nn\0l\r\n--inner--\r\ninner epilogue \xff\r\n--outer\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\nBBBB\r\n--outer--\r\nouter epilogue \xe9\r\n',
+  ],
+  [
+    'message/rfc822 part walked into',
+    MIXED,
+    undefined,
+    '--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n\r\n\xe4\r\n--c--\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA0K\r\n--b--\r\n',
+  ],
   ['top-level message/rfc822 with a multipart inside', 'message/rfc822', '8bit', 'Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n\xe4\r\n--b--\r\n'],
-  ['multipart/digest parts default to message/rfc822', 'multipart/digest; boundary=d', undefined, '--d\r\n\r\nSubject: one\r\n\r\nbody one\r\n--d\r\nContent-Type: text/plain\r\n\r\ntwo\r\n--d--\r\n'],
+  [
+    'multipart/digest parts default to message/rfc822',
+    'multipart/digest; boundary=d',
+    undefined,
+    '--d\r\n\r\nSubject: one\r\n\r\nbody one\r\n--d\r\nContent-Type: text/plain\r\n\r\ntwo\r\n--d--\r\n',
+  ],
   ['bare LF throughout', MIXED, undefined, 'pre\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\n\xe4\n--b\n\nsecond\n--b--\nepi\n'],
   ['CRLF and bare LF mixed, CR inside lines', MIXED, undefined, 'pre\r\n--b\n\r\na\rb\r\r\nc\n--b\r\n\nd\r\n--b--\n'],
-  ['lines that look like the boundary but are not', MIXED, undefined, '--b\r\n\r\n--bb\r\n--b-x\r\n--b--x\r\n-- b\r\n---b\r\n --b\r\n--B\r\n--\r\n-\r\n--b \t\r\nafter padded boundary\r\n--b--  \r\n'],
-  ['boundaries that prefix each other', 'multipart/mixed; boundary=b', undefined, '--b\r\nContent-Type: multipart/mixed; boundary=bb\r\n\r\n--bb\r\n\r\nin bb\r\n--b\r\n\r\nends both\r\n--bb--\r\n--b--\r\n'],
+  [
+    'lines that look like the boundary but are not',
+    MIXED,
+    undefined,
+    '--b\r\n\r\n--bb\r\n--b-x\r\n--b--x\r\n-- b\r\n---b\r\n --b\r\n--B\r\n--\r\n-\r\n--b \t\r\nafter padded boundary\r\n--b--  \r\n',
+  ],
+  [
+    'boundaries that prefix each other',
+    'multipart/mixed; boundary=b',
+    undefined,
+    '--b\r\nContent-Type: multipart/mixed; boundary=bb\r\n\r\n--bb\r\n\r\nin bb\r\n--b\r\n\r\nends both\r\n--bb--\r\n--b--\r\n',
+  ],
   ['missing closing boundary', MIXED, undefined, '--b\r\n\r\none\r\n--b\r\n\r\ntwo \xe4\r\n'],
   ['missing closing boundary, no last line ending', MIXED, undefined, '--b\r\n\r\none\r\n--b\r\n\r\ntwo'],
   ['part header that never ends', MIXED, undefined, '--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n'],
-  ['outer boundary inside an unterminated inner multipart', 'multipart/mixed; boundary=o', undefined, '--o\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\ninner\r\n--o\r\n\r\nsecond\r\n--o--\r\n'],
-  ['part header: continuation, 8-bit, a line that is not a field', MIXED, undefined, '--b\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nX-Name: J\xfcrgen\r\n\r\nbody\r\n--b\r\nnot a field\r\nmore\r\n--b--\r\n'],
+  [
+    'outer boundary inside an unterminated inner multipart',
+    'multipart/mixed; boundary=o',
+    undefined,
+    '--o\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\ninner\r\n--o\r\n\r\nsecond\r\n--o--\r\n',
+  ],
+  [
+    'part header: continuation, 8-bit, a line that is not a field',
+    MIXED,
+    undefined,
+    '--b\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nX-Name: J\xfcrgen\r\n\r\nbody\r\n--b\r\nnot a field\r\nmore\r\n--b--\r\n',
+  ],
   ['boundary line longer than the kept head', MIXED, undefined, `--b\r\n\r\none\r\n--b${' '.repeat(1200)}x\r\ntwo\r\n--b--\r\n`],
   ['closing boundary with nothing after it', MIXED, undefined, '--b\r\n\r\none\r\n--b--'],
   ['empty parts back to back', MIXED, undefined, '--b\r\n--b\r\n\r\n--b\r\n\r\n\r\n--b--\r\n'],
@@ -152,7 +213,20 @@ function benchLike(): WalkCase {
   const text = Array.from({ length: 30 }, (_, i) => `Grüße aus Zürich, Zeile ${i}: die Übersicht liegt bei.`);
   const data = Buffer.from(Array.from({ length: 5700 }, () => Math.floor(rand() * 256)));
   const b64 = data.toString('base64').match(/.{1,76}/g) ?? [];
-  const body = ['--=_bench', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 8bit', '', ...text, '--=_bench', 'Content-Type: application/octet-stream', 'Content-Transfer-Encoding: base64', '', ...b64, '--=_bench--', ''].join('\r\n');
+  const body = [
+    '--=_bench',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 8bit',
+    '',
+    ...text,
+    '--=_bench',
+    'Content-Type: application/octet-stream',
+    'Content-Transfer-Encoding: base64',
+    '',
+    ...b64,
+    '--=_bench--',
+    '',
+  ].join('\r\n');
   return { name: 'like the benchmark message', contentType: 'multipart/mixed; boundary="=_bench"', body: Buffer.from(body) };
 }
 

@@ -8,7 +8,9 @@ import { describe as describeTree, mimeTree, serialize, type Serialized } from '
 
 const RUNS = 300;
 const eolsArb = fc.oneof(fc.constant(['\r\n'] as const), fc.constant(['\n'] as const), fc.array(fc.constantFrom('\r\n' as const, '\n' as const), { minLength: 1, maxLength: 7 }));
-const caseArb = fc.record({ tree: mimeTree, maxDepth: fc.integer({ min: 1, max: 6 }), eols: eolsArb }).map(({ tree, maxDepth, eols }) => ({ maxDepth, ...serialize(tree, maxDepth, eols) }));
+const caseArb = fc
+  .record({ tree: mimeTree, maxDepth: fc.integer({ min: 1, max: 6 }), eols: eolsArb })
+  .map(({ tree, maxDepth, eols }) => ({ maxDepth, ...serialize(tree, maxDepth, eols) }));
 
 function walk(c: Serialized & { maxDepth: number }, cuts: number[] = []) {
   const w = new MimeWalker(c.contentType, c.transferEncoding, { maxDepth: c.maxDepth });
@@ -33,9 +35,12 @@ describe('MimeWalker on random MIME trees', () => {
 
   it('finds the same tree however the body is cut into chunks', () => {
     fc.assert(
-      fc.property(caseArb.chain((c) => fc.record({ c: fc.constant(c), cuts: fc.array(fc.nat({ max: Math.max(0, c.body.length) }), { maxLength: 40 }) })), ({ c, cuts }) => {
-        expect(describeTree(walk(c, cuts))).toEqual(describeTree(walk(c)));
-      }),
+      fc.property(
+        caseArb.chain((c) => fc.record({ c: fc.constant(c), cuts: fc.array(fc.nat({ max: Math.max(0, c.body.length) }), { maxLength: 40 }) })),
+        ({ c, cuts }) => {
+          expect(describeTree(walk(c, cuts))).toEqual(describeTree(walk(c)));
+        },
+      ),
       { numRuns: RUNS },
     );
   });

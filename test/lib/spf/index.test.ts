@@ -31,7 +31,8 @@ beforeAll(async () => {
 });
 afterAll(() => dns.close());
 
-const check = (ip: string, sender: string | null, more: Partial<SpfInput> = {}) => checkSpf({ ip, sender, helo: 'mail.example.com', resolver, receiver: 'mx.example.net', ...more });
+const check = (ip: string, sender: string | null, more: Partial<SpfInput> = {}) =>
+  checkSpf({ ip, sender, helo: 'mail.example.com', resolver, receiver: 'mx.example.net', ...more });
 
 test('a pass names the domain, the deciding mechanism and says so in the A-R comment style', async () => {
   expect(await check('192.0.2.10', 'alice@example.com')).toMatchObject({

@@ -5,7 +5,11 @@ import { parseRecord, RecordSyntaxError } from '../../../src/lib/spf/record';
 
 test('mechanism and modifier names are case-insensitive', () => {
   const r = parseRecord('v=spf1 IP4:192.0.2.0/24 Include:_spf.example.com ~ALL Redirect=example.net');
-  expect(r.directives.map((d) => [d.qualifier, d.mechanism.kind])).toEqual([['+', 'ip4'], ['+', 'include'], ['~', 'all']]);
+  expect(r.directives.map((d) => [d.qualifier, d.mechanism.kind])).toEqual([
+    ['+', 'ip4'],
+    ['+', 'include'],
+    ['~', 'all'],
+  ]);
   expect(r.redirect?.text).toBe('example.net');
 });
 

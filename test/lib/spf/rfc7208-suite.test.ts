@@ -115,14 +115,15 @@ test(`the suite is installed (${SUITE}, Debian package python3-spf) and has ${CA
 
 // Without the file there is no table to run (jest refuses an empty one); the test above fails.
 const table = scenarios.map((s) => [s.description, s] as const);
-if (table.length) describe.each(table)('%s', (_description, scenario) => {
-  beforeAll(() => {
-    dns.zone = scenario.zone;
-  });
+if (table.length)
+  describe.each(table)('%s', (_description, scenario) => {
+    beforeAll(() => {
+      dns.zone = scenario.zone;
+    });
 
-  test.each(scenario.cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-    const r = await checkSpf({ ip: c.host, sender: c.mailfrom, helo: c.helo, resolver });
-    expect(c.result).toContain(r.result);
-    if (c.explanation !== undefined) expect(r.explanation ?? 'DEFAULT').toBe(c.explanation);
+    test.each(scenario.cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+      const r = await checkSpf({ ip: c.host, sender: c.mailfrom, helo: c.helo, resolver });
+      expect(c.result).toContain(r.result);
+      if (c.explanation !== undefined) expect(r.explanation ?? 'DEFAULT').toBe(c.explanation);
+    });
   });
-});

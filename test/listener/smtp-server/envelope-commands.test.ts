@@ -6,7 +6,7 @@
  */
 import { startHarness, type Harness } from '../../helpers/postseal';
 import { startScriptedServer } from '../../helpers/scripted-server';
-import { TestClient } from '../../helpers/smtp-client';
+import { type Reply, TestClient } from '../../helpers/smtp-client';
 
 const EHLO = '250-downstream\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN';
 const MSG = 'From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';
@@ -31,7 +31,7 @@ describe('MAIL and RCPT passed downstream as written', () => {
     const m = await c.cmd(mail);
     const r = [];
     for (const rcpt of rcpts) r.push(await c.cmd(rcpt));
-    let final;
+    let final: Reply | undefined;
     if (m.code === 250 && r.some((x) => x.code === 250)) {
       await c.cmd('DATA');
       c.write(`${MSG}.\r\n`);

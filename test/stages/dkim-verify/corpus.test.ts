@@ -59,7 +59,16 @@ function independentVerdicts(command: string, script: string, file: string): Pro
   return new Promise((resolve, reject) => {
     // Asynchronously: the DNS server the verifier asks runs in this process.
     const child = execFile(command, [path.join(scripts, script), dns.server], (err, stdout) =>
-      err ? reject(err) : resolve(stdout.trim() ? stdout.trim().split('\n').map((l) => (JSON.parse(l) as { result: string }).result) : []),
+      err
+        ? reject(err)
+        : resolve(
+            stdout.trim()
+              ? stdout
+                  .trim()
+                  .split('\n')
+                  .map((l) => (JSON.parse(l) as { result: string }).result)
+              : [],
+          ),
     );
     child.stdin!.end(readFileSync(path.join(dir, file)));
   });

@@ -40,7 +40,12 @@ describe('signer-based policy bank', () => {
 describe('ADSP (RFC 5617, reported only)', () => {
   let dns: DnsServer;
   beforeAll(async () => {
-    dns = await startDnsServer({ ...structuredClone(corpusZone), 'example.com': { A: ['192.0.2.1'] }, '_adsp._domainkey.example.com': { TXT: ['dkim=discardable'] }, 'example.org': { MX: [[10, 'mx.example.org']] } });
+    dns = await startDnsServer({
+      ...structuredClone(corpusZone),
+      'example.com': { A: ['192.0.2.1'] },
+      '_adsp._domainkey.example.com': { TXT: ['dkim=discardable'] },
+      'example.org': { MX: [[10, 'mx.example.org']] },
+    });
   });
   afterAll(() => dns.close());
 
