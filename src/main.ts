@@ -132,7 +132,8 @@ function checkSignerBanks(config: LoadedConfig): void {
   for (const [name, bank] of config.banks) {
     const signerBanks = (bank.dkimVerify as { signerBanks?: readonly { signer: string; bank: string }[] } | undefined)?.signerBanks ?? [];
     for (const m of signerBanks) {
-      if (!config.banks.has(m.bank)) throw new PostsealError('CFG_BANK_MISSING', `bank "${name}": /dkimVerify/signerBanks: bank "${m.bank}" (for signer ${m.signer}) has no file; create ${m.bank}.yaml`);
+      if (!config.banks.has(m.bank))
+        throw new PostsealError('CFG_BANK_MISSING', `bank "${name}": /dkimVerify/signerBanks: bank "${m.bank}" (for signer ${m.signer}) has no file; create ${m.bank}.yaml`);
     }
   }
 }

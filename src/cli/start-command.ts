@@ -85,17 +85,20 @@ export function runStart(args: string[]): Promise<number> {
       log.info({ signal }, 'draining');
       metrics?.listenersUp(false);
       // The metrics service stays up while mail drains, so a last scrape sees the final counts.
-      app.close().then(async () => await metrics?.service?.close()).then(
-        () => {
-          log.info('stopped');
-          log.flush();
-          process.exit(0);
-        },
-        (err) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
+      app
+        .close()
+        .then(async () => await metrics?.service?.close())
+        .then(
+          () => {
+            log.info('stopped');
+            log.flush();
+            process.exit(0);
+          },
+          (err) => {
+            log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
@@ -123,7 +126,7 @@ function metricsModule(config: LoadedConfig): typeof MetricsModule | undefined {
 /** The primary reads the file again on SIGHUP for the metrics service's address and port (workers reload themselves). */
 function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> }, file: string | undefined, log: ReturnType<typeof createLogger>): void {
   process.on('SIGHUP', () => {
-    let next;
+    let next: LoadedConfig;
     try {
       next = loadConfig(file ?? builtinConfigFile);
     } catch {

@@ -65,7 +65,11 @@ export function runVerify(args: string[]): Promise<number> {
     if (!configured) throw new UsageError(`no bank "${values.bank}"; banks: ${[...config.banks.keys()].join(', ')}`);
     // Tag only, so that a DMARC reject does not stop the run before the A-R field is written;
     // validated like a bank file, so the variant cannot be one the daemon would refuse.
-    const bank = validateBank(bankSchema, { ...configured, originating: false, stages: checks, dmarc: { ...(configured.dmarc as object), onReject: 'tag', onTempError: 'tag' } }, `bank ${values.bank} (verify)`);
+    const bank = validateBank(
+      bankSchema,
+      { ...configured, originating: false, stages: checks, dmarc: { ...(configured.dmarc as object), onReject: 'tag', onTempError: 'tag' } },
+      `bank ${values.bank} (verify)`,
+    );
     const dns = values.dns ? { ...config.main.dns, servers: [values.dns] } : config.main.dns;
     const shared = { resolver: createDnsResolver(dns), dmarcStore: dmarcResultsNotKept };
     const deps = buildStageDeps({ ...config, authservId: values['authserv-id'] ?? config.authservId }, shared, values.bank, createLogger('silent'));
@@ -91,7 +95,9 @@ export function runVerify(args: string[]): Promise<number> {
       const ar = tx.message.get(AUTHENTICATION_RESULTS)[0];
       process.stdout.write(ar.raw.toString('utf8'));
       for (const s of results.get(DKIM_RESULTS) ?? []) {
-        process.stdout.write(`${JSON.stringify({ d: s.d, s: s.s, a: s.a, result: s.result, reason: s.reason, ...(s.testing ? { testing: true } : {}), ...(s.comment ? { comment: s.comment } : {}) })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ d: s.d, s: s.s, a: s.a, result: s.result, reason: s.reason, ...(s.testing ? { testing: true } : {}), ...(s.comment ? { comment: s.comment } : {}) })}\n`,
+        );
       }
     } finally {
       await message.spool.dispose();

@@ -141,7 +141,12 @@ export const mainConfigSchema = {
       description:
         'Shared state (the DMARC result history for aggregate reports): one sqlite file for one host and all its workers, or Redis for several hosts. Opened once at start-up; SIGHUP does not reopen it (restart to apply a change).',
       properties: {
-        backend: { type: 'string', enum: ['sqlite', 'redis'], default: 'sqlite', description: 'sqlite for one host (any number of workers); redis when several hosts must share the state.' },
+        backend: {
+          type: 'string',
+          enum: ['sqlite', 'redis'],
+          default: 'sqlite',
+          description: 'sqlite for one host (any number of workers); redis when several hosts must share the state.',
+        },
         keyPrefix: {
           type: 'string',
           maxLength: 100,
@@ -161,7 +166,13 @@ export const mainConfigSchema = {
               description:
                 'Database file, relative to this file (so the default is postseal.db next to it; a package install would set e.g. /var/lib/postseal/postseal.db). Its folder must exist and be writable (CFG_STORE_UNUSABLE otherwise); the file is created with mode 0600, with -wal and -shm files beside it.',
             },
-            busyTimeoutMs: { type: 'integer', minimum: 0, maximum: 60000, default: 5000, description: 'How long a write waits for another worker holding the file lock before the operation fails (STORE_UNAVAILABLE).' },
+            busyTimeoutMs: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 60000,
+              default: 5000,
+              description: 'How long a write waits for another worker holding the file lock before the operation fails (STORE_UNAVAILABLE).',
+            },
           },
         },
         redis: {
@@ -174,9 +185,16 @@ export const mainConfigSchema = {
               type: 'string',
               pattern: '^rediss?://',
               default: 'redis://127.0.0.1:6379/0',
-              description: 'redis://[user:password@]host:port/database, or rediss:// for TLS. Unreachable at start-up, postseal starts anyway and logs it; operations fail (STORE_UNAVAILABLE) until Redis is back.',
+              description:
+                'redis://[user:password@]host:port/database, or rediss:// for TLS. Unreachable at start-up, postseal starts anyway and logs it; operations fail (STORE_UNAVAILABLE) until Redis is back.',
             },
-            timeoutMs: { type: 'integer', minimum: 50, maximum: 60000, default: 2000, description: 'Longest wait for a connection or a reply; then the operation fails (STORE_UNAVAILABLE).' },
+            timeoutMs: {
+              type: 'integer',
+              minimum: 50,
+              maximum: 60000,
+              default: 2000,
+              description: 'Longest wait for a connection or a reply; then the operation fails (STORE_UNAVAILABLE).',
+            },
           },
         },
       },

@@ -86,7 +86,12 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
-    Object.assign(record, { findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)), timings: result.timings, verdict: result.verdict.action, reason: result.verdict.reason });
+    Object.assign(record, {
+      findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
+      timings: result.timings,
+      verdict: result.verdict.action,
+      reason: result.verdict.reason,
+    });
     // tag and quarantine are delivered (with their fields already on the message); the rest are not.
     if (!delivers(result.verdict.action)) {
       down.abort();

@@ -16,6 +16,7 @@ import { countDownstreamFailure, noTelemetry, type Telemetry } from '../lib/tele
 import type { Pipeline } from '../pipeline/runner';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
+import type { DownstreamReply } from '../reinject/smtp-client';
 import { isSuccess, mirrorReply } from '../reinject/reply-map';
 import { replyForError } from '../smtp/error-replies';
 import { PostsealError } from '../errors';

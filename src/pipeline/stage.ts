@@ -110,6 +110,8 @@ export type RegisteredStage = StageDefinition<never>;
  * Types a definition against its settings S and finding codes F: a rule for a finding the
  * stage does not declare is a compile error.
  */
-export function defineStage<S, F extends string>(def: Omit<StageDefinition<S>, 'findings' | 'rules'> & { readonly findings: readonly F[]; readonly rules?: Partial<Record<F, Rule<S>>> }): StageDefinition<S> {
+export function defineStage<S, F extends string>(
+  def: Omit<StageDefinition<S>, 'findings' | 'rules'> & { readonly findings: readonly F[]; readonly rules?: Partial<Record<F, Rule<S>>> },
+): StageDefinition<S> {
   return def as StageDefinition<S>;
 }

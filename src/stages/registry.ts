@@ -46,7 +46,10 @@ function sections(defs: readonly RegisteredStage[]): Map<string, object> {
 }
 
 /** The bank schema: common keys and every registered stage's settings. */
-export const bankSchema = composeBankSchema(sections(stageRegistry), stageRegistry.map((d) => d.id));
+export const bankSchema = composeBankSchema(
+  sections(stageRegistry),
+  stageRegistry.map((d) => d.id),
+);
 
 /** Every finding code a registered stage can report, stage by stage. */
 export const findingCodes: readonly string[] = stageRegistry.flatMap((d) => d.findings);

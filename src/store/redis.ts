@@ -118,7 +118,8 @@ class RedisStore implements Store {
       const timer = setTimeout(done, this.opts.timeoutMs);
       this.client.on('ready', done);
     });
-    if ((this.client.status as string) !== 'ready') this.opts.log?.warn({ store: this.description }, 'store not reachable at start-up; postseal runs on and operations that need it fail until it is');
+    if ((this.client.status as string) !== 'ready')
+      this.opts.log?.warn({ store: this.description }, 'store not reachable at start-up; postseal runs on and operations that need it fail until it is');
   }
 
   private k(key: string): string {

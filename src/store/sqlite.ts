@@ -141,7 +141,10 @@ class SqliteStore implements Store {
   private readonly timer: NodeJS.Timeout;
   private readonly q: ReturnType<typeof prepare>;
 
-  constructor(db: DatabaseSync, private readonly opts: SqliteStoreOptions) {
+  constructor(
+    db: DatabaseSync,
+    private readonly opts: SqliteStoreOptions,
+  ) {
     this.db = db;
     this.description = `sqlite ${opts.file}`;
     this.q = prepare(db);
@@ -174,10 +177,12 @@ class SqliteStore implements Store {
     const k = this.k(key);
     checkValue(value);
     const ttl = ttlOf(opts);
-    await this.run('set', (db, now) => transaction(db, () => {
-      this.dropList(k);
-      this.q.set.run({ key: k, value, expires: ttl === undefined ? null : now + ttl });
-    }));
+    await this.run('set', (db, now) =>
+      transaction(db, () => {
+        this.dropList(k);
+        this.q.set.run({ key: k, value, expires: ttl === undefined ? null : now + ttl });
+      }),
+    );
   }
 
   async setIfAbsent(key: string, value: string, opts?: TtlOptions): Promise<boolean> {
@@ -190,26 +195,30 @@ class SqliteStore implements Store {
 
   async delete(key: string): Promise<boolean> {
     const k = this.k(key);
-    return this.run('delete', (db, now) => transaction(db, () => {
-      const value = this.q.deleteValue.get({ key: k }) as { expires_at: number | null } | undefined;
-      const list = this.q.getList.get({ key: k }) as { expires_at: number | null } | undefined;
-      this.dropList(k);
-      return [value, list].some((r) => r !== undefined && (r.expires_at === null || r.expires_at > now));
-    }));
+    return this.run('delete', (db, now) =>
+      transaction(db, () => {
+        const value = this.q.deleteValue.get({ key: k }) as { expires_at: number | null } | undefined;
+        const list = this.q.getList.get({ key: k }) as { expires_at: number | null } | undefined;
+        this.dropList(k);
+        return [value, list].some((r) => r !== undefined && (r.expires_at === null || r.expires_at > now));
+      }),
+    );
   }
 
   async increment(key: string, by = 1, opts?: TtlOptions): Promise<number> {
     const k = this.k(key);
     checkIncrement(by);
     const ttl = ttlOf(opts);
-    return this.run('increment', (db, now) => transaction(db, () => {
-      const row = this.q.get.get({ key: k, now }) as { value: string; expires_at: number | null } | undefined;
-      const current = row === undefined ? 0 : Number(row.value);
-      if (!/^-?\d+$/.test(row?.value ?? '0') || !Number.isSafeInteger(current + by)) throw new Error(`value of ${key} is not an integer or the sum is out of range`);
-      const expires = row?.expires_at ?? (ttl === undefined ? null : now + ttl);
-      this.q.set.run({ key: k, value: String(current + by), expires });
-      return current + by;
-    }));
+    return this.run('increment', (db, now) =>
+      transaction(db, () => {
+        const row = this.q.get.get({ key: k, now }) as { value: string; expires_at: number | null } | undefined;
+        const current = row === undefined ? 0 : Number(row.value);
+        if (!/^-?\d+$/.test(row?.value ?? '0') || !Number.isSafeInteger(current + by)) throw new Error(`value of ${key} is not an integer or the sum is out of range`);
+        const expires = row?.expires_at ?? (ttl === undefined ? null : now + ttl);
+        this.q.set.run({ key: k, value: String(current + by), expires });
+        return current + by;
+      }),
+    );
   }
 
   async append(listKey: string, value: string, opts?: AppendOptions): Promise<number> {
@@ -217,23 +226,25 @@ class SqliteStore implements Store {
     checkValue(value);
     const ttl = ttlOf(opts);
     checkCount('maxLength', opts?.maxLength);
-    return this.run('append', (db, now) => transaction(db, () => {
-      let list = this.q.getList.get({ key: k }) as { head: number; next: number; expires_at: number | null } | undefined;
-      if (list && list.expires_at !== null && list.expires_at <= now) {
-        this.dropList(k);
-        list = undefined;
-      }
-      const seq = list?.next ?? 0;
-      let head = list?.head ?? 0;
-      this.q.addItem.run({ key: k, seq, value });
-      if (opts?.maxLength !== undefined && seq + 1 - head > opts.maxLength) {
-        head = seq + 1 - opts.maxLength;
-        this.q.trimItems.run({ key: k, head });
-      }
-      const expires = ttl === undefined ? (list?.expires_at ?? null) : now + ttl;
-      this.q.putList.run({ key: k, head, next: seq + 1, expires });
-      return seq + 1 - head;
-    }));
+    return this.run('append', (db, now) =>
+      transaction(db, () => {
+        let list = this.q.getList.get({ key: k }) as { head: number; next: number; expires_at: number | null } | undefined;
+        if (list && list.expires_at !== null && list.expires_at <= now) {
+          this.dropList(k);
+          list = undefined;
+        }
+        const seq = list?.next ?? 0;
+        let head = list?.head ?? 0;
+        this.q.addItem.run({ key: k, seq, value });
+        if (opts?.maxLength !== undefined && seq + 1 - head > opts.maxLength) {
+          head = seq + 1 - opts.maxLength;
+          this.q.trimItems.run({ key: k, head });
+        }
+        const expires = ttl === undefined ? (list?.expires_at ?? null) : now + ttl;
+        this.q.putList.run({ key: k, head, next: seq + 1, expires });
+        return seq + 1 - head;
+      }),
+    );
   }
 
   async range(listKey: string, limit?: number): Promise<string[]> {
@@ -244,11 +255,13 @@ class SqliteStore implements Store {
 
   async takeAll(listKey: string): Promise<string[]> {
     const k = this.k(listKey);
-    return this.run('takeAll', (db, now) => transaction(db, () => {
-      const items = (this.q.range.all({ key: k, now, limit: -1 }) as { value: string }[]).map((r) => r.value);
-      this.dropList(k);
-      return items;
-    }));
+    return this.run('takeAll', (db, now) =>
+      transaction(db, () => {
+        const items = (this.q.range.all({ key: k, now, limit: -1 }) as { value: string }[]).map((r) => r.value);
+        this.dropList(k);
+        return items;
+      }),
+    );
   }
 
   async scan(prefix: string, limit?: number): Promise<string[]> {
@@ -296,7 +309,9 @@ function prepare(db: DatabaseSync): Record<string, StatementSync> {
     ),
     deleteValue: s('DELETE FROM kv WHERE key = :key RETURNING expires_at'),
     getList: s('SELECT head, next, expires_at FROM lists WHERE key = :key'),
-    putList: s('INSERT INTO lists (key, head, next, expires_at) VALUES (:key, :head, :next, :expires) ON CONFLICT (key) DO UPDATE SET head = excluded.head, next = excluded.next, expires_at = excluded.expires_at'),
+    putList: s(
+      'INSERT INTO lists (key, head, next, expires_at) VALUES (:key, :head, :next, :expires) ON CONFLICT (key) DO UPDATE SET head = excluded.head, next = excluded.next, expires_at = excluded.expires_at',
+    ),
     addItem: s('INSERT INTO list_items (key, seq, value) VALUES (:key, :seq, :value)'),
     trimItems: s('DELETE FROM list_items WHERE key = :key AND seq < :head'),
     range: s(`SELECT value FROM list_items WHERE key = :key AND EXISTS (SELECT 1 FROM lists WHERE key = :key AND ${LIVE}) ORDER BY seq LIMIT :limit`),

@@ -27,7 +27,11 @@ export function stopDaemons(): void {
 }
 
 /** Banks as YAML objects (each needs its forward); one listener per bank on port 0. */
-export function writeConfig(banks: Record<string, Record<string, unknown>>, main: Record<string, unknown> = {}, dir = mkdtempSync(path.join(tmpdir(), 'postseal-metrics-'))): string {
+export function writeConfig(
+  banks: Record<string, Record<string, unknown>>,
+  main: Record<string, unknown> = {},
+  dir = mkdtempSync(path.join(tmpdir(), 'postseal-metrics-')),
+): string {
   mkdirSync(path.join(dir, 'banks'), { recursive: true });
   for (const [name, body] of Object.entries(banks)) writeFileSync(path.join(dir, 'banks', `${name}.yaml`), YAML.stringify(body));
   const listeners = Object.keys(banks).map((bank) => ({ port: 0, bank }));

@@ -34,7 +34,12 @@ test("the other bank's stages that have not run yet follow, and its verdict coun
   const strict = loadTestBank({ stages: ['loop-guard', 'header-sanity', 'dkim-verify', 'seven-bit'], headerSanity: { missingFrom: 'reject' } });
   const lenient = loadTestBank({ stages: ['loop-guard', 'header-sanity', 'dkim-verify', 'authentication-results'], headerSanity: { missingFrom: 'pass' } });
   const trusting = build(lenient, ran, {}, {}, 'TRUSTED');
-  const switching = { run: async () => (ran.push('dkim-verify'), { findings: [{ code: 'HEADER_SANITY_MISSING_FROM' as const }], bank: 'TRUSTED' }) };
+  const switching = {
+    run: async () => {
+      ran.push('dkim-verify');
+      return { findings: [{ code: 'HEADER_SANITY_MISSING_FROM' }], bank: 'TRUSTED' };
+    },
+  };
   const result = await build(strict, ran, { 'dkim-verify': switching }, { TRUSTED: trusting }).run(testTransaction('Subject: x\r\n\r\nx\r\n'), new AbortController().signal);
   expect(ran).toEqual(['loop-guard', 'header-sanity', 'dkim-verify', 'authentication-results']);
   // lenient's headerSanity.missingFrom decides: strict's would have rejected.

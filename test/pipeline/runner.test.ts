@@ -18,7 +18,8 @@ import { testStageDeps } from '../helpers/stage-run';
 /** A registered stage's definition (its phase, findings, rules) with `run` in place of its own. */
 const stage = (id: string, run: Stage['run'] = async () => ({ findings: [] })): RegisteredStage => ({ ...stageRegistry.find((d) => d.id === id)!, create: () => ({ id, run }) });
 /** A made-up stage, for ordering. */
-const made = (id: string, phase: Phase, after: string[] = []): RegisteredStage => defineStage<never, never>({ id, phase, after, findings: [], create: () => ({ id, run: async () => ({ findings: [] }) }) });
+const made = (id: string, phase: Phase, after: string[] = []): RegisteredStage =>
+  defineStage<never, never>({ id, phase, after, findings: [], create: () => ({ id, run: async () => ({ findings: [] }) }) });
 const deps = { ...testStageDeps({ server: '127.0.0.1:9' }), authservId: 'h', keys: emptyKeyStore };
 
 function tx(bank: Bank): Transaction {
@@ -47,12 +48,24 @@ describe('pipeline runner', () => {
     expect(orderStages([made('seal', 'seal'), made('sign', 'sign'), made('edit', 'edit'), made('check', 'check')]).map((s) => s.id)).toEqual(['check', 'edit', 'sign', 'seal']);
     const shipped = ['arc-seal', 'dkim-sign', 'seven-bit', 'authentication-results', 'dmarc', 'arc-verify', 'spf', 'dkim-verify', 'header-sanity', 'loop-guard'];
     expect(orderStages(shipped.map((id) => stageRegistry.find((d) => d.id === id)!)).map((s) => s.id)).toEqual([
-      'loop-guard', 'header-sanity', 'arc-verify', 'spf', 'dkim-verify', 'dmarc', 'seven-bit', 'authentication-results', 'dkim-sign', 'arc-seal',
+      'loop-guard',
+      'header-sanity',
+      'arc-verify',
+      'spf',
+      'dkim-verify',
+      'dmarc',
+      'seven-bit',
+      'authentication-results',
+      'dkim-sign',
+      'arc-seal',
     ]);
   });
 
   it('refuses a cycle, and an after on a later phase, at start-up with STAGE_ORDER_CYCLE', () => {
-    for (const defs of [[made('b', 'check', ['a']), made('a', 'check', ['b'])], [made('a', 'check', ['z']), made('z', 'edit')]]) {
+    for (const defs of [
+      [made('b', 'check', ['a']), made('a', 'check', ['b'])],
+      [made('a', 'check', ['z']), made('z', 'edit')],
+    ]) {
       let err: unknown;
       try {
         orderStages(defs);
@@ -65,7 +78,12 @@ describe('pipeline runner', () => {
 
   it('a stage that throws makes the verdict a 451 4.3.0 tempfail', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'] });
-    const p = pipelineWith(bank, { 'loop-guard': stage('loop-guard', async () => { throw new Error('boom'); }), 'header-sanity': stage('header-sanity') });
+    const p = pipelineWith(bank, {
+      'loop-guard': stage('loop-guard', async () => {
+        throw new Error('boom');
+      }),
+      'header-sanity': stage('header-sanity'),
+    });
     const r = await p.run(tx(bank), new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'tempfail', reason: 'STAGE_FAILED', reply: { code: '451', enhanced: '4.3.0' } });
   });
@@ -73,7 +91,16 @@ describe('pipeline runner', () => {
   it('a stage that runs past stageTimeoutMs is a STAGE_TIMEOUT tempfail and sees its signal aborted', async () => {
     const bank = loadTestBank({ stages: ['loop-guard'], timeouts: { stageTimeoutMs: 100 } });
     let aborted = false;
-    const slow = stage('loop-guard', (_t, signal) => new Promise((resolve) => signal.addEventListener('abort', () => { aborted = true; resolve({ findings: [] }); })));
+    const slow = stage(
+      'loop-guard',
+      (_t, signal) =>
+        new Promise((resolve) =>
+          signal.addEventListener('abort', () => {
+            aborted = true;
+            resolve({ findings: [] });
+          }),
+        ),
+    );
     const r = await pipelineWith(bank, { 'loop-guard': slow, 'header-sanity': stage('header-sanity') }).run(tx(bank), new AbortController().signal);
     expect(r.verdict.reason).toBe('STAGE_TIMEOUT');
     expect(aborted).toBe(true);
@@ -113,7 +140,10 @@ describe('pipeline runner', () => {
     let ran = false;
     const p = pipelineWith(bank, {
       'loop-guard': stage('loop-guard', async () => ({ findings: [{ code: 'LOOP_GUARD_TRACE_SEEN' }] })),
-      'header-sanity': stage('header-sanity', async () => { ran = true; return { findings: [] }; }),
+      'header-sanity': stage('header-sanity', async () => {
+        ran = true;
+        return { findings: [] };
+      }),
     });
     const r = await p.run(tx(bank), new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'reject', reply: { code: '554', enhanced: '5.4.6' } });
@@ -122,7 +152,10 @@ describe('pipeline runner', () => {
 
   it('a quarantine rule delivers the message with its field on top, and a later reject still wins', async () => {
     const bank = loadTestBank({ stages: ['loop-guard', 'dmarc'], dmarc: { onQuarantine: 'quarantine' } });
-    const quarantined = { 'loop-guard': stage('loop-guard'), dmarc: stage('dmarc', async () => ({ findings: [{ code: 'DMARC_FAIL_QUARANTINE', detail: 'example.com p=quarantine' }] })) };
+    const quarantined = {
+      'loop-guard': stage('loop-guard'),
+      dmarc: stage('dmarc', async () => ({ findings: [{ code: 'DMARC_FAIL_QUARANTINE', detail: 'example.com p=quarantine' }] })),
+    };
     const t = tx(bank);
     const r = await pipelineWith(bank, quarantined).run(t, new AbortController().signal);
     expect(r.verdict).toMatchObject({ action: 'quarantine', reason: 'DMARC_FAIL_QUARANTINE', reply: { code: '250' } });

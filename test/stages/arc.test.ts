@@ -61,7 +61,9 @@ test('mail without a chain gets set i=1 cv=none, which dkimpy validates', async 
 });
 
 test('a bank with arc-seal but without its key or without arc-verify is refused when the configuration loads', () => {
-  expect(() => loadTestBank({ stages: ['arc-verify', 'arc-seal'] })).toThrow(expect.objectContaining({ code: 'CFG_INCONSISTENT', message: expect.stringMatching(/\/arcSeal: arc-seal needs domain, selector and keyFile/) }));
+  expect(() => loadTestBank({ stages: ['arc-verify', 'arc-seal'] })).toThrow(
+    expect.objectContaining({ code: 'CFG_INCONSISTENT', message: expect.stringMatching(/\/arcSeal: arc-seal needs domain, selector and keyFile/) }),
+  );
   let err: unknown;
   try {
     loadTestBank({ stages: ['arc-seal'], arcSeal: { domain: 'example.org', selector: 'rsa', keyFile } });

@@ -103,7 +103,14 @@ describe('header-sanity', () => {
     };
     const tx = testTransaction('');
     tx.message = Message.parse(spool);
-    const deps = { hostname: 'filter.test', authservId: 'filter.test', bankName: 'default', log: pino({ level: 'silent' }), spool: { dir, memoryThresholdBytes: 0 }, keys: emptyKeyStore } as Partial<StageDeps> as StageDeps;
+    const deps = {
+      hostname: 'filter.test',
+      authservId: 'filter.test',
+      bankName: 'default',
+      log: pino({ level: 'silent' }),
+      spool: { dir, memoryThresholdBytes: 0 },
+      keys: emptyKeyStore,
+    } as Partial<StageDeps> as StageDeps;
     const stage = stageFor(headerSanityStage, loadTestBank({ headerSanity: { nul: 'fix' } }), deps);
     await expect(stage.run(tx, ac.signal)).rejects.toThrow('stage timed out');
     expect(rewritten).toBeLessThan(body.length);

@@ -149,7 +149,12 @@ describe('seven-bit', () => {
     const raw = fixture('8bit-attachment.eml');
     let checks = 0;
     // Passes the walk's check, then expires during the rewrite.
-    const signal = { aborted: false, throwIfAborted: () => { if (++checks > 2) throw new Error('deadline'); } } as unknown as AbortSignal;
+    const signal = {
+      aborted: false,
+      throwIfAborted: () => {
+        if (++checks > 2) throw new Error('deadline');
+      },
+    } as unknown as AbortSignal;
     const stage = stageFor(sevenBitStage, bank, { ...deps, spool: { dir, memoryThresholdBytes: 0 } });
     await expect(stage.run(testTransaction(raw, { bank }), signal)).rejects.toThrow();
     expect(readdirSync(dir)).toEqual([]);

@@ -100,7 +100,11 @@ describe('redis store connection', () => {
   });
 
   test('openStore with backend redis opens the configured URL behind the key prefix', async () => {
-    const store = await openStore({ backend: 'redis', keyPrefix: 'cfg:', sqlite: { file: 'unused.db', busyTimeoutMs: 0 }, redis: { url: server.url, timeoutMs: TIMEOUT_MS } }, '/etc/postseal/postseal.yaml', capture().log);
+    const store = await openStore(
+      { backend: 'redis', keyPrefix: 'cfg:', sqlite: { file: 'unused.db', busyTimeoutMs: 0 }, redis: { url: server.url, timeoutMs: TIMEOUT_MS } },
+      '/etc/postseal/postseal.yaml',
+      capture().log,
+    );
     const admin = new Redis(server.url);
     try {
       await store.set('k', 'v');
@@ -114,7 +118,10 @@ describe('redis store connection', () => {
 
   test('close quits the connection: the server sees the client leave', async () => {
     const admin = new Redis(server.url);
-    const clients = async () => String(await admin.client('LIST')).trim().split('\n').length;
+    const clients = async () =>
+      String(await admin.client('LIST'))
+        .trim()
+        .split('\n').length;
     try {
       const before = await clients();
       const store: Store = await openRedisStore({ url: server.url, keyPrefix: 'q:', timeoutMs: TIMEOUT_MS });

@@ -54,7 +54,12 @@ describe('sqlite store file', () => {
   test('a file that is not a sqlite database is CFG_STORE_UNUSABLE, and is left as it was', () => {
     const f = path.join(dir, 'not-a-db');
     writeFileSync(f, 'this is a text file, not a database, and it is long enough to have a header\n'.repeat(10));
-    expect(isPostsealError(errorOf(() => openSqliteStore({ file: f, keyPrefix: '', busyTimeoutMs: 0 })), 'CFG_STORE_UNUSABLE')).toBe(true);
+    expect(
+      isPostsealError(
+        errorOf(() => openSqliteStore({ file: f, keyPrefix: '', busyTimeoutMs: 0 })),
+        'CFG_STORE_UNUSABLE',
+      ),
+    ).toBe(true);
     expect(statSync(f).size).toBe(760);
   });
 
@@ -75,7 +80,7 @@ describe('sqlite store file', () => {
     await store.append('gone-list', 'v', { ttlMs: TTL_MS });
     await store.set('kept', 'v');
     const raw = new DatabaseSync(f);
-    const count = () => raw.prepare("SELECT (SELECT count(*) FROM kv) + (SELECT count(*) FROM lists) + (SELECT count(*) FROM list_items) AS n").get() as { n: number };
+    const count = () => raw.prepare('SELECT (SELECT count(*) FROM kv) + (SELECT count(*) FROM lists) + (SELECT count(*) FROM list_items) AS n').get() as { n: number };
     expect(count().n).toBe(4);
     await sleep(TTL_MS * 4);
     expect(count().n).toBe(1);

@@ -50,7 +50,11 @@ export function createClusterSource(workers: () => Worker[] = () => Object.value
     contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE as string,
     async metrics(): Promise<string> {
       const id = nextId++;
-      const answers = await Promise.all(workers().filter((w) => w.isConnected()).map((w) => ask(w, id)));
+      const answers = await Promise.all(
+        workers()
+          .filter((w) => w.isConnected())
+          .map((w) => ask(w, id)),
+      );
       return AggregatorRegistry.aggregate(answers.filter((a): a is WorkerMetrics => a !== undefined)).metrics();
     },
   };

@@ -58,7 +58,13 @@ export const arcSealStage = defineStage<ArcSealSettings, (typeof FINDINGS)[numbe
         const fields = headers.map((h) => {
           const text = h.replace(/\r?\n$/, '');
           const colon = text.indexOf(':');
-          return { name: text.slice(0, colon), value: text.slice(colon + 1).replace(/^ /, '').replace(/\r?\n/g, '\r\n') };
+          return {
+            name: text.slice(0, colon),
+            value: text
+              .slice(colon + 1)
+              .replace(/^ /, '')
+              .replace(/\r?\n/g, '\r\n'),
+          };
         });
         const instance = /\bi=(\d+)/.exec(fields[0].value)?.[1];
         return { findings: [{ code: 'ARC_SEAL_SEALED', detail: `i=${instance} cv=${cv}` }], message: tx.message.prepend(...fields) };

@@ -11,7 +11,7 @@
  * DKIM_SIGN_FAILED (a signing error: 451 4.7.5, never unsigned mail).
  * Reads: dkimSign.*, and the key store that main.ts loaded. What to sign with: decide.ts.
  */
-import { signMessage, withSignatures } from '../../lib/dkim/sign';
+import { type SignedFields, signMessage, withSignatures } from '../../lib/dkim/sign';
 import { defineStage } from '../../pipeline/stage';
 import { replies } from '../../smtp/replies';
 import { checkSigningBank } from './check';

@@ -50,7 +50,14 @@ export const dkimVerifyStage = defineStage<DkimVerifySettings, DkimVerifyFinding
     id: 'dkim-verify',
     async run(tx, signal) {
       const { resolver, dkimKeys } = deps;
-      const { signatures } = await verifyDkim(tx.message, { resolver, keys: dkimKeys, maxSignatures: cfg.maxSignatures, minKeyBits: cfg.minKeyBits, partialBody: cfg.partialBody, signal });
+      const { signatures } = await verifyDkim(tx.message, {
+        resolver,
+        keys: dkimKeys,
+        maxSignatures: cfg.maxSignatures,
+        minKeyBits: cfg.minKeyBits,
+        partialBody: cfg.partialBody,
+        signal,
+      });
       const results: ResultEntry[] = [DKIM_RESULTS.entry(signatures)];
       const findings: Finding[] = signatures.map((s) => ({
         code: s.testing ? 'DKIM_VERIFY_TESTING' : resultCodes[s.result],

@@ -59,7 +59,14 @@ function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes):
   return { result, from, policy, policyDomain: r.policyDomain, comment };
 }
 
-export async function record(deps: StageDeps, tx: Readonly<Transaction>, outcome: DmarcOutcome, domain: string, disposition: DmarcResultRecord['disposition'], o: AuthOutcomes): Promise<void> {
+export async function record(
+  deps: StageDeps,
+  tx: Readonly<Transaction>,
+  outcome: DmarcOutcome,
+  domain: string,
+  disposition: DmarcResultRecord['disposition'],
+  o: AuthOutcomes,
+): Promise<void> {
   const r: DmarcResultRecord = {
     receivedAt: tx.receivedAt,
     sourceIp: clientAddress(tx.client),

@@ -40,7 +40,8 @@ export const dmarcStage = defineStage<DmarcSettings, DmarcFinding>({
       const { domains, unparseable } = authorDomains(tx.message, MAX_AUTHOR_DOMAINS);
       // Fail closed: a From that may hide an author, or names too many, is handled as a p=reject failure (rules.ts).
       if (unparseable) return permerror({ code: 'DMARC_FROM_UNPARSEABLE', detail: unparseable }, domains[0] ?? '');
-      if (domains.length > MAX_AUTHOR_DOMAINS) return permerror({ code: 'DMARC_TOO_MANY_AUTHORS', detail: `more than ${MAX_AUTHOR_DOMAINS} author domains (at most ${MAX_AUTHOR_DOMAINS} are evaluated)` }, domains[0]);
+      if (domains.length > MAX_AUTHOR_DOMAINS)
+        return permerror({ code: 'DMARC_TOO_MANY_AUTHORS', detail: `more than ${MAX_AUTHOR_DOMAINS} author domains (at most ${MAX_AUTHOR_DOMAINS} are evaluated)` }, domains[0]);
       if (domains.length === 0) {
         const none: DmarcOutcome = { result: 'none', from: '', comment: 'no author domain' };
         return { findings: [{ code: 'DMARC_NOT_CHECKED', detail: `${tx.message.get('from').length} From fields without an address` }], results: [DMARC_RESULT.entry(none)] };

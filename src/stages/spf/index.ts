@@ -38,7 +38,10 @@ export const spfStage = defineStage<undefined, (typeof FINDINGS)[number]>({
       const sender = tx.envelope.mailFrom;
       const helo = known(tx.client.helo);
       if (!ip) {
-        deps.log.warn({ tx: tx.id, peer: tx.peerAddress }, 'SPF not checked: no client address from a trusted XFORWARD (smtp_send_xforward_command=yes on the content_filter transport?)');
+        deps.log.warn(
+          { tx: tx.id, peer: tx.peerAddress },
+          'SPF not checked: no client address from a trusted XFORWARD (smtp_send_xforward_command=yes on the content_filter transport?)',
+        );
         const none: SpfOutcome = { result: 'none', domain: '', mailfrom: sender || undefined, helo, comment: 'no client address from XFORWARD' };
         return { findings: [{ code: 'SPF_NOT_CHECKED', detail: `peer ${tx.peerAddress}` }], results: [SPF_RESULT.entry(none)] };
       }

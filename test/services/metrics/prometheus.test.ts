@@ -25,14 +25,18 @@ describe('a real Prometheus scraping postseal', () => {
     );
     const webPort = await freePort();
     // A missing prometheus binary fails the test (spawn's ENOENT): apt-get install prometheus.
-    const prom = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${webPort}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const prom = spawn(
+      'prometheus',
+      [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${webPort}`],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let stderr = '';
     prom.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const spawnError = new Promise<never>((_, reject) => prom.once('error', reject));
     const exited = new Promise((resolve) => prom.once('exit', resolve));
     try {
       const query = async () => {
-        const r = await get(webPort, '/api/v1/query?query=' + encodeURIComponent('sum(postseal_messages_total{job="postseal"})')).catch(() => ({ status: 0, body: '' }));
+        const r = await get(webPort, `/api/v1/query?query=${encodeURIComponent('sum(postseal_messages_total{job="postseal"})')}`).catch(() => ({ status: 0, body: '' }));
         return r.status === 200 ? (JSON.parse(r.body) as { data: { result: { value: [number, string] }[] } }).data.result : [];
       };
       const result = await Promise.race([eventually(query, (r) => r.length > 0, 60000), spawnError]);

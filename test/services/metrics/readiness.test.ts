@@ -36,9 +36,13 @@ describe('the readiness check', () => {
     const closed = await tcpServer();
     const down = (closed.address() as AddressInfo).port;
     await new Promise((r) => closed.close(r));
-    const config = loadConfig(writeConfig({ default: { forward: { host: '127.0.0.1', port: up } }, a: { forward: { host: '127.0.0.1', port: down } }, b: { forward: { host: '127.0.0.1', port: down } } }));
+    const config = loadConfig(
+      writeConfig({ default: { forward: { host: '127.0.0.1', port: up } }, a: { forward: { host: '127.0.0.1', port: down } }, b: { forward: { host: '127.0.0.1', port: down } } }),
+    );
     try {
-      expect(await createReadiness({ listenersDown: () => null, config: () => config }).check()).toBe(`bank a, b: forward target 127.0.0.1:${down} refused the connection (ECONNREFUSED)`);
+      expect(await createReadiness({ listenersDown: () => null, config: () => config }).check()).toBe(
+        `bank a, b: forward target 127.0.0.1:${down} refused the connection (ECONNREFUSED)`,
+      );
     } finally {
       await new Promise((r) => server.close(r));
     }

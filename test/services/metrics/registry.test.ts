@@ -11,7 +11,15 @@ describe('the process metrics', () => {
 
   it('turns a message report into counters and histograms in base units', async () => {
     const { registry, telemetry } = createProcessMetrics();
-    telemetry.messageDone({ bank: 'b', verdict: 'tempfail', replyClass: '4', durationMs: 1500, sizeBytes: 2048, timings: { spf: 20 }, findings: [{ code: 'SPF_TEMPERROR', detail: 'x' }] });
+    telemetry.messageDone({
+      bank: 'b',
+      verdict: 'tempfail',
+      replyClass: '4',
+      durationMs: 1500,
+      sizeBytes: 2048,
+      timings: { spf: 20 },
+      findings: [{ code: 'SPF_TEMPERROR', detail: 'x' }],
+    });
     const json = await registry.getMetricsAsJSON();
     const values = (name: string) => json.find((m) => m.name === name)!.values;
     const sum = (name: string) => values(name).find((v) => (v as { metricName?: string }).metricName === `${name}_sum`)?.value;

@@ -83,7 +83,11 @@ describe('postseal start with services.metrics enabled', () => {
     await new Promise<void>((resolve) => back.listen(downPort, '127.0.0.1', () => resolve()));
     try {
       // The probe's result stands for PROBE_CACHE_MS, so this takes up to that long.
-      const after = await eventually(() => get(p.metricsPort, '/readyz'), (r) => r.status === 200, PROBE_CACHE_MS + 5000);
+      const after = await eventually(
+        () => get(p.metricsPort, '/readyz'),
+        (r) => r.status === 200,
+        PROBE_CACHE_MS + 5000,
+      );
       expect(after).toMatchObject({ status: 200, body: 'ready\n' });
     } finally {
       await new Promise((r) => back.close(r));
@@ -96,7 +100,11 @@ describe('postseal start with services.metrics enabled', () => {
     const p = await startMetricsDaemon(writeConfig({ default: { forward: { host: '127.0.0.1', port: s.port, dataDoneTimeoutMs: 1500 } } }));
     const reply = sendMail(p.smtpPort.default);
     // While the downstream keeps it waiting, the message is in flight.
-    const during = await eventually(() => scrape(p.metricsPort), (t) => sample(t, 'postseal_messages_in_flight') === 1, 1400);
+    const during = await eventually(
+      () => scrape(p.metricsPort),
+      (t) => sample(t, 'postseal_messages_in_flight') === 1,
+      1400,
+    );
     expect(sample(during, 'postseal_messages_in_flight')).toBe(1);
     expect(sample(during, 'postseal_smtp_connections')).toBe(1);
     expect(await reply).toBe(451);
