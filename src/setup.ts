@@ -10,7 +10,7 @@ import { loadConfigFiles, type ConfigFiles } from './config/load';
 import { preflight } from './config/preflight';
 import type { ConfigWarning } from './errors';
 import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
-import { DkimKeyCache } from './lib/dkim/public-keys';
+import type { DkimKeyCache } from './lib/dkim/public-keys';
 import type { DnsResolver } from './lib/dns';
 import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
@@ -47,8 +47,8 @@ export interface SharedDeps {
   readonly dmarcStore: DmarcResultStore;
 }
 
-/** The dependencies of one bank's stages; the key cache is per configuration, its keys per record. */
-export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankName: string, log: Logger, dkimKeys = new DkimKeyCache()): StageDeps {
+/** The dependencies of one bank's stages; `dkimKeys` is shared by a configuration's banks (keys parsed once per record). */
+export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankName: string, log: Logger, dkimKeys: DkimKeyCache): StageDeps {
   return {
     hostname: config.hostname,
     authservId: config.authservId,

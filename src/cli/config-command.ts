@@ -9,6 +9,7 @@ import { configReference } from '../config/docs';
 import type { LoadedConfig } from '../setup';
 import { checkConfig } from '../setup';
 import { isPostsealError, type ConfigWarning } from '../errors';
+import { DkimKeyCache } from '../lib/dkim/public-keys';
 import { createDnsResolver } from '../lib/dns';
 import { createLogger, type Logger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
@@ -82,6 +83,6 @@ function keySummary(config: LoadedConfig): string {
 
 /** Building the pipeline runs every stage factory, which is where stage settings are checked. */
 function pipelineOf(config: LoadedConfig, bankName: string, log: Logger) {
-  const deps = buildStageDeps(config, { resolver: createDnsResolver(config.main.dns), dmarcStore: dmarcResultsNotKept }, bankName, log);
+  const deps = buildStageDeps(config, { resolver: createDnsResolver(config.main.dns), dmarcStore: dmarcResultsNotKept }, bankName, log, new DkimKeyCache());
   return createPipeline(bankName, config.banks.get(bankName)!, stageRegistry, deps);
 }

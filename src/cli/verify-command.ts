@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { validateBank } from '../config/load';
 import { DKIM_RESULTS } from '../lib/authentication-results';
+import { DkimKeyCache } from '../lib/dkim/public-keys';
 import { createDnsResolver } from '../lib/dns';
 import { createLogger } from '../lib/log';
 import { createPipeline } from '../pipeline/runner';
@@ -72,7 +73,7 @@ export function runVerify(args: string[]): Promise<number> {
     );
     const dns = values.dns ? { ...config.main.dns, servers: [values.dns] } : config.main.dns;
     const shared = { resolver: createDnsResolver(dns), dmarcStore: dmarcResultsNotKept };
-    const deps = buildStageDeps({ ...config, authservId: values['authserv-id'] ?? config.authservId }, shared, values.bank, createLogger('silent'));
+    const deps = buildStageDeps({ ...config, authservId: values['authserv-id'] ?? config.authservId }, shared, values.bank, createLogger('silent'), new DkimKeyCache());
     let message: Message;
     try {
       message = Message.parse(await spoolFrom(input(positionals[0]), { ...deps.spool, maxSizeBytes: bank.maxMessageSizeBytes }));

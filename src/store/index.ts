@@ -9,7 +9,7 @@
 import path from 'node:path';
 import type { MainConfig } from '../config/main-schema';
 import type { Logger } from '../lib/log';
-import { openRedisStore } from './redis';
+import type * as RedisStore from './redis';
 import { checkSqliteFile, openSqliteStore } from './sqlite';
 import type { Store } from './store';
 
@@ -32,7 +32,14 @@ export async function openStore(config: MainConfig['store'], configFile: string,
   const { keyPrefix } = config;
   const store =
     config.backend === 'redis'
-      ? await openRedisStore({ url: config.redis.url, keyPrefix, timeoutMs: config.redis.timeoutMs, log, where: `${configFile}: /store/redis/url` })
+      ? // ioredis (about 25 MB) is loaded only when Redis is the back-end.
+        await (require('./redis') as typeof RedisStore).openRedisStore({
+          url: config.redis.url,
+          keyPrefix,
+          timeoutMs: config.redis.timeoutMs,
+          log,
+          where: `${configFile}: /store/redis/url`,
+        })
       : openSqliteStore({
           file: sqliteFile(config, configFile),
           keyPrefix,

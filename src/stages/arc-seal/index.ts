@@ -19,7 +19,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { addAbortSignal, Readable } from 'node:stream';
-import { createSeal } from 'mailauth/lib/arc';
+import type * as MailauthArc from 'mailauth/lib/arc';
 import { PostsealError } from '../../errors';
 import { authOutcomes, formatAuthResults, resinfos } from '../../lib/authentication-results';
 import { defineStage } from '../../pipeline/stage';
@@ -52,6 +52,8 @@ export const arcSealStage = defineStage<ArcSealSettings, (typeof FINDINGS)[numbe
         const authResults = formatAuthResults(deps.authservId, resinfos(o));
         // An aborted signal destroys the input, which rejects createSeal: nothing more is read or signed.
         const input = addAbortSignal(signal, Readable.from(tx.message.openRaw(), { objectMode: false }));
+        // mailauth is loaded on first use (about 30 MB; a cluster's primary never needs it).
+        const { createSeal } = require('mailauth/lib/arc') as typeof MailauthArc;
         const { headers, errors } = await createSeal(input, { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
         signal.throwIfAborted();
         if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };

@@ -2,7 +2,7 @@
  * One author domain's DMARC evaluation (mailauth finds and applies the policy record), what it
  * means as a finding and a disposition for this bank, and its record for the result store.
  */
-import { evaluateDmarc } from 'mailauth/lib/dmarc';
+import type * as MailauthDmarcModule from 'mailauth/lib/dmarc';
 import type { DNSResolver } from 'mailauth';
 import { trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
 import { clientAddress } from '../../lib/client';
@@ -13,7 +13,7 @@ import type { Transaction } from '../../transaction/transaction';
 import type { DmarcSettings } from './schema';
 
 export async function evaluate(domain: string, o: AuthOutcomes, deps: StageDeps, signal: AbortSignal): Promise<DmarcOutcome> {
-  const { response } = await evaluateDmarc({
+  const { response } = await mailauthDmarc().evaluateDmarc({
     headerFrom: [`postmaster@${domain}`],
     fromFields: 1,
     spfDomains: o.spf?.result === 'pass' ? [o.spf.domain] : [],
@@ -46,7 +46,15 @@ export function severity(o: DmarcOutcome): number {
   return { temperror: 4, permerror: 2, none: 1, pass: 0 }[o.result];
 }
 
-type MailauthDmarc = Exclude<Awaited<ReturnType<typeof evaluateDmarc>>['response'], false>;
+type MailauthDmarc = Exclude<Awaited<ReturnType<typeof MailauthDmarcModule.evaluateDmarc>>['response'], false>;
+
+/**
+ * mailauth, loaded when the first message is checked: it is a quarter of a process's memory
+ * (about 30 MB), and a cluster's primary loads the stage definitions for the bank schema only.
+ */
+function mailauthDmarc(): typeof MailauthDmarcModule {
+  return require('mailauth/lib/dmarc') as typeof MailauthDmarcModule;
+}
 
 function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes): DmarcOutcome {
   if (!r) return { result: 'none', from };
