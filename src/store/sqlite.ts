@@ -96,7 +96,26 @@ export function checkSqliteFile(file: string, where: string): void {
   }
 }
 
+/**
+ * Opens the file, retrying while another process holds it: the workers of a cluster open it at
+ * the same moment at start-up, and switching a new file to WAL is not covered by the busy
+ * timeout (seen: "database is locked" from the second worker, which then failed to start).
+ */
 function openDatabase(file: string, busyTimeoutMs: number, where: string): DatabaseSync {
+  const until = Date.now() + busyTimeoutMs;
+  for (;;) {
+    try {
+      return openOnce(file, busyTimeoutMs, where);
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause?.message ?? '';
+      if (!/database is locked|SQLITE_BUSY/i.test(cause) || Date.now() > until) throw err;
+      // Start-up only: a short synchronous wait, with jitter so that workers do not retry in step.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 + Math.floor(Math.random() * 30));
+    }
+  }
+}
+
+function openOnce(file: string, busyTimeoutMs: number, where: string): DatabaseSync {
   checkSqliteFile(file, where);
   const fix = fixFor(file);
   try {

@@ -56,26 +56,37 @@ const NEGATIVE_TTL = 60;
 const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
 
 export async function startDnsServer(zone: Zone = {}, opts: { followCnames?: boolean } = {}): Promise<DnsServer> {
-  const udp = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
-  const port = (udp.address() as AddressInfo).port;
+  // The UDP port is the kernel's pick; its TCP twin may be taken by another process (every
+  // test worker and tool picks ports): then both are given up and another pair is tried.
+  let udp!: dgram.Socket;
+  let tcp!: net.Server;
+  let port = 0;
   const sockets = new Set<net.Socket>();
-  const tcp = net.createServer((sock) => {
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
-    sock.on('error', () => undefined);
-    let buf = Buffer.alloc(0);
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        const len = buf.readUInt16BE(0);
-        const reply = answer(server, buf.subarray(2, 2 + len), true);
-        buf = buf.subarray(2 + len);
-        if (reply) sock.write(Buffer.concat([u16(reply.length), reply]));
-      }
+  for (let attempt = 0; ; attempt++) {
+    udp = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
+    port = (udp.address() as AddressInfo).port;
+    tcp = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.on('close', () => sockets.delete(sock));
+      sock.on('error', () => undefined);
+      let buf = Buffer.alloc(0);
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const len = buf.readUInt16BE(0);
+          const reply = answer(server, buf.subarray(2, 2 + len), true);
+          buf = buf.subarray(2 + len);
+          if (reply) sock.write(Buffer.concat([u16(reply.length), reply]));
+        }
+      });
     });
-  });
-  await new Promise<void>((resolve, reject) => tcp.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+    const bound = await new Promise<boolean>((resolve, reject) =>
+      tcp.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' && attempt < 20 ? resolve(false) : reject(err))).listen(port, '127.0.0.1', () => resolve(true)),
+    );
+    if (bound) break;
+    await new Promise<void>((r) => udp.close(() => r()));
+  }
   const server: DnsServer = {
     port,
     server: `127.0.0.1:${port}`,

@@ -92,6 +92,22 @@ describe('sqlite store file', () => {
   });
 });
 
+describe('opening a file another process holds', () => {
+  test('waits while another process holds the new file locked, then opens it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-sqlite-lock-'));
+    const file = path.join(dir, 'state.db');
+    // Another process takes an exclusive lock on the new, not yet WAL file, and holds it for 600 ms.
+    const holder = spawn(nodeBin, ['-e', `const { DatabaseSync } = require('node:sqlite'); const db = new DatabaseSync(${JSON.stringify(file)}); db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE t (x)'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 600);`]);
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    const store = openSqliteStore({ file, keyPrefix: 'p:', busyTimeoutMs: 5000 });
+    await store.set('k', 'v');
+    expect(await store.get('k')).toBe('v');
+    await store.close();
+    await new Promise((r) => holder.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
 describe('several processes on one file', () => {
   const dist = path.join(root, 'dist/store/sqlite.js');
 
