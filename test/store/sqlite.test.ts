@@ -97,7 +97,10 @@ describe('opening a file another process holds', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'postseal-sqlite-lock-'));
     const file = path.join(dir, 'state.db');
     // Another process takes an exclusive lock on the new, not yet WAL file, and holds it for 600 ms.
-    const holder = spawn(nodeBin, ['-e', `const { DatabaseSync } = require('node:sqlite'); const db = new DatabaseSync(${JSON.stringify(file)}); db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE t (x)'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 600);`]);
+    const holder = spawn(nodeBin, [
+      '-e',
+      `const { DatabaseSync } = require('node:sqlite'); const db = new DatabaseSync(${JSON.stringify(file)}); db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE t (x)'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 600);`,
+    ]);
     await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
     const store = openSqliteStore({ file, keyPrefix: 'p:', busyTimeoutMs: 5000 });
     await store.set('k', 'v');
