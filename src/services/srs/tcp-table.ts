@@ -46,11 +46,11 @@ function answer(line: string, map: SrsMapName, lookup: SrsLookup): string {
 function encode(r: LookupReply): string {
   switch (r.status) {
     case 'found':
-      return `200 ${escape(r.value)}\n`;
+      return `200 ${percentEncode(r.value)}\n`;
     case 'notfound':
-      return `500 ${escape(r.reason)}\n`;
+      return `500 ${percentEncode(r.reason)}\n`;
     case 'temp':
-      return `400 ${escape(r.reason)}\n`;
+      return `400 ${percentEncode(r.reason)}\n`;
   }
 }
 
@@ -70,7 +70,7 @@ function decode(s: string): string | undefined {
 }
 
 /** What tcp_table(5) requires encoded, on the UTF-8 bytes; returned as a latin1 string of bytes. */
-function escape(s: string): string {
+function percentEncode(s: string): string {
   let out = '';
   for (const b of Buffer.from(s, 'utf8')) out += b <= 0x20 || b === 0x25 || b >= 0x7f ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
   return out;
