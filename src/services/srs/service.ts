@@ -70,6 +70,11 @@ export class SrsService implements Service {
     return { socketmap: p('socketmap'), tcpForward: p('tcpForward'), tcpReverse: p('tcpReverse') };
   }
 
+  /** Open client connections on every port (for tests and the log). */
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
   async start(): Promise<void> {
     this.engine = srsEngineFor(this.settings, this.deps.now);
     await this.bind(this.settings);
