@@ -251,7 +251,7 @@ export const mainConfigSchema = {
           description:
             'Sender Rewriting Scheme maps for Postfix (README, "Forwarding and SRS"): forward for sender_canonical_maps, reverse for recipient_canonical_maps, as socketmap (one port, map names "forward" and "reverse") and as tcp_table (one port each). Replaces postsrsd. Runs in every worker.',
           properties: {
-            enabled: { type: 'boolean', default: false, description: 'Serve the SRS maps.' },
+            enabled: { type: 'boolean', default: false, description: 'Serve the SRS maps. Read at start-up; a reload applies the other settings (secrets, ports, domains).' },
             address: {
               type: 'string',
               minLength: 1,

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -39,6 +39,15 @@ describe('postseal srs', () => {
 
   it('exits 1 with CFG_SRS_SECRETS when the secrets file is readable by everyone', () => {
     const r = runCli(['srs', 'forward', 'alice@orig.example', '--config', configDir({}, 0o644)]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('CFG_SRS_SECRETS');
+  });
+
+  it('start refuses to run with a secrets file readable by everyone (exit 1, CFG_SRS_SECRETS)', () => {
+    const config = configDir({ enabled: true, socketmapPort: 0, tcpForwardPort: 0, tcpReversePort: 0 }, 0o644);
+    const yaml = YAML.parse(readFileSync(config, 'utf8'));
+    writeFileSync(config, YAML.stringify({ ...yaml, listeners: [{ port: 0, bank: 'default' }] }));
+    const r = runCli(['start', '--config', config, '--workers', '1']);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('CFG_SRS_SECRETS');
   });
