@@ -3,7 +3,9 @@
  * (ports remapped), postseal serves the maps (services.srs), a virtual alias forwards
  * fwd@example.test to an outside domain, and a transport sends outside.test and remote.test
  * to a loopback SMTP sink standing in for the rest of the world.
- * - forwarded mail leaves with an SRS0 envelope sender of example.test (Mail::SRS reverses it);
+ * - forwarded mail leaves with an SRS0 envelope sender of example.test, which passes SPF at the
+ *   next hop where the original sender would fail (postseal's SPF evaluator against a loopback
+ *   DNS server for the outside world), and Mail::SRS reverses it;
  * - a bounce to that SRS0 address is reversed and delivered to the original sender;
  * - with only real mailboxes listed, a forged or expired SRS0 address is refused at RCPT (550
  *   5.1.1: smtpd knows an SRS address only through recipient_canonical_maps), a valid one not.
@@ -14,7 +16,10 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { createDnsResolver } from '../../src/lib/dns';
+import { checkSpf } from '../../src/lib/spf';
 import { createSrsEngine } from '../../src/lib/srs/srs';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { TestClient } from '../helpers/smtp-client';
 import { startSink, type Sink } from '../helpers/sink';
 import { mailSrs } from '../helpers/srs-peers';
@@ -31,7 +36,13 @@ const SRS_EXAMPLE = path.resolve(__dirname, '../../examples/postfix/srs.main.cf'
 describe('SRS through a real Postfix', () => {
   let e2e: E2E;
   let sink: Sink;
+  /** What the outside world's DNS says: our domain sends from this host (127.0.0.1), remote.test from its own MX only. */
+  let worldDns: DnsServer;
   beforeAll(async () => {
+    worldDns = await startDnsServer({
+      [MAIL_DOMAIN]: { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+      'remote.test': { TXT: [`v=spf1 ip4:${REMOTE_CLIENT.addr} -all`] },
+    });
     const secrets = mkdtempSync(path.join(tmpdir(), 'postseal-e2e-srs-'));
     writeFileSync(path.join(secrets, 'srs-secrets'), `${SECRET}\n`);
     chmodSync(path.join(secrets, 'srs-secrets'), 0o600);
@@ -57,6 +68,7 @@ describe('SRS through a real Postfix', () => {
   afterAll(async () => {
     await e2e?.close();
     await sink?.close();
+    await worldDns?.close();
   }, 60_000);
 
   async function send(from: string, to: string): Promise<{ messageId: string; reply: number }> {
@@ -92,6 +104,10 @@ describe('SRS through a real Postfix', () => {
     expect(got.recipients.map((r) => r.address)).toEqual(['friend@outside.test']);
     srsSender = got.mailFrom;
     expect(srsSender).toMatch(/^SRS0=[A-Za-z0-9+/]{4}=[A-Z2-7]{2}=remote\.test=alice@example\.test$/);
+    // At the next hop (the sink, reached from 127.0.0.1) the SRS sender passes SPF; the original would fail.
+    const resolver = createDnsResolver({ servers: [worldDns.server], timeoutMs: 5000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+    expect((await checkSpf({ ip: '127.0.0.1', sender: srsSender, helo: 'mail.example.test', resolver })).result).toBe('pass');
+    expect((await checkSpf({ ip: '127.0.0.1', sender: 'alice@remote.test', helo: 'mail.example.test', resolver })).result).toBe('fail');
     // Made with our secret: Mail::SRS reverses it.
     expect(await mailSrs({ secrets: [SECRET] }, [`reverse ${srsSender}`])).toEqual(['OK alice@remote.test']);
   });
