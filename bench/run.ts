@@ -7,6 +7,7 @@
  *   --sizes/--concurrency/--paths LIST, --reuse yes|no|both: a part of the matrix
  *   --seconds S         length of each throughput run (default 1.5)
  *   --no-amavisd, --no-memory, --out FILE, --keep (leave the work folder: configs, logs)
+ *   --srs               SRS map lookups/s, postseal against postsrsd (bench/srs.ts); --seconds, --concurrency
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -24,6 +25,7 @@ import { PATHS, ROOT, startPostseal, type PathName } from './postseal';
 import { profilePath } from './profile';
 import { freePort, readRss } from './proc';
 import { markdown, targets, targetsMarkdown, type Results } from './report';
+import { srsBenchmark, srsMarkdown } from './srs';
 import { describeMachine, describeVersions } from './versions';
 
 const { values: opt } = parseArgs({
@@ -40,6 +42,7 @@ const { values: opt } = parseArgs({
     'no-memory': { type: 'boolean', default: false },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    srs: { type: 'boolean', default: false },
   },
 });
 
@@ -47,6 +50,7 @@ const list = (v: string | undefined, fallback: number[]) => (v ? v.split(',').ma
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 async function main(): Promise<number> {
+  if (opt.srs) return await srsOnly();
   const smtpSource = findTool('smtp-source');
   const smtpSinkBin = findTool('smtp-sink');
   if (!smtpSource || !smtpSinkBin) {
@@ -244,3 +248,15 @@ main().then(
     process.exit(1);
   },
 );
+
+/** `--srs`: the SRS lookup benchmark alone (it needs postsrsd, not the SMTP tools). */
+async function srsOnly(): Promise<number> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'postseal-bench-srs-'));
+  try {
+    const cells = await srsBenchmark({ dir, seconds: Number(opt.seconds ?? 2), concurrencies: list(opt.concurrency, [1, 16, 64]), log });
+    process.stdout.write(`${srsMarkdown(cells)}\n`);
+    return 0;
+  } finally {
+    if (!opt.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -14,6 +14,7 @@ export const errorCodes = {
   CFG_SIGNING_CATCH_ALL: 'A signing table rule would sign mail of any domain (or a whole top-level domain).',
   CFG_SPOOL_UNUSABLE: 'spool.dir cannot be created, or postseal cannot write a file in it.',
   CFG_STORE_UNUSABLE: 'The state store cannot be opened: the sqlite file or its folder is missing or unwritable, or the Redis URL is invalid.',
+  CFG_SRS_SECRETS: 'The SRS secrets file (services.srs.secretsFile) is missing, empty, unreadable or readable by everyone.',
   CFG_KEY_TABLE_LOCKED: 'Another `postseal keys activate` holds the key table lock.',
   // Warnings: reported at start-up, on reload and by `config check`, without stopping either.
   CFG_KEY_PERMISSIONS: 'Warning: a private key file can be read or written by group or others.',
@@ -21,6 +22,7 @@ export const errorCodes = {
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   METRICS_LISTEN_FAILED: 'The metrics and health service (services.metrics) could not bind its address and port.',
+  SRS_LISTEN_FAILED: 'The SRS map service (services.srs) could not bind one of its addresses and ports.',
   SPOOL_FAILED: 'The message could not be written to the spool.',
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
   HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',

@@ -21,6 +21,7 @@ import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
 import { closeAll, startAll, type Service } from './services/service';
+import { SrsService } from './services/srs';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
 import { openStore } from './store';
@@ -55,6 +56,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
   const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry), close: closePools }, log);
   const services: Service[] = [smtp];
+  if (config.main.services.srs.enabled) services.push(new SrsService(config, { log }));
   try {
     await startAll(services);
   } catch (err) {

@@ -16,6 +16,7 @@ import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
+import { readSrsSecrets } from './lib/srs/secrets';
 
 export interface LoadedConfig extends ConfigFiles {
   /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
@@ -38,6 +39,7 @@ export function loadConfig(file: string): LoadedConfig {
 export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]> {
   const warnings = await preflight(config);
   checkStoreConfig(config.main.store, config.file);
+  if (config.main.services.srs.enabled) readSrsSecrets(config.main.services.srs.secretsFile);
   return warnings;
 }
 

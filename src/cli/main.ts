@@ -24,6 +24,10 @@ const commands: Record<string, { summary: string; run: (args: string[]) => Promi
     summary: 'explain [--bank NAME] FILE|-        which signing rule and keys would sign a message, or why not',
     run: (a) => (require('./explain-command') as typeof import('./explain-command')).runExplain(a),
   },
+  srs: {
+    summary: 'srs forward|reverse ADDRESS [--config FILE]  what the SRS maps (services.srs) make of an address',
+    run: (a) => (require('./srs-command') as typeof import('./srs-command')).runSrs(a),
+  },
   verify: {
     summary: 'verify [--dns HOST:PORT] [--client-ip IP --helo NAME --mail-from ADDR] FILE|-  DKIM/SPF/DMARC/ARC of one message',
     run: (a) => (require('./verify-command') as typeof import('./verify-command')).runVerify(a),

@@ -61,7 +61,18 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   const hostname = main.hostname || osHostname();
   // Like every other path, relative to this file (not to the directory postseal started in).
   main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
+  checkSrs(absFile, main);
   return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankDir });
+}
+
+/** services.srs: its secrets file relative to this file; the settings that only make sense together. */
+function checkSrs(file: string, main: MainConfig): void {
+  const srs = main.services.srs;
+  srs.secretsFile = path.resolve(path.dirname(file), srs.secretsFile);
+  if (srs.enabled && srs.domain === '')
+    throw new PostsealError('CFG_INCONSISTENT', `${file}: /services/srs/domain: the SRS service is enabled but has no domain; set the domain of the rewritten senders`);
+  if (srs.hashMin > srs.hashLength)
+    throw new PostsealError('CFG_INCONSISTENT', `${file}: /services/srs/hashMin (${srs.hashMin}) is more than hashLength (${srs.hashLength}): our own addresses would not reverse`);
 }
 
 /** Validates a bank made in code (a tool's variant of a configured bank) as a bank file would be. */

@@ -244,6 +244,77 @@ export const mainConfigSchema = {
             },
           },
         },
+        srs: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description:
+            'Sender Rewriting Scheme maps for Postfix (README, "Forwarding and SRS"): forward for sender_canonical_maps, reverse for recipient_canonical_maps, as socketmap (one port, map names "forward" and "reverse") and as tcp_table (one port each). Replaces postsrsd. Runs in every worker.',
+          properties: {
+            enabled: { type: 'boolean', default: false, description: 'Serve the SRS maps. Read at start-up; a reload applies the other settings (secrets, ports, domains).' },
+            address: {
+              type: 'string',
+              minLength: 1,
+              default: '127.0.0.1',
+              description: 'Address to listen on. The reverse map turns addresses into recipients: keep it on loopback.',
+            },
+            socketmapPort: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 65535,
+              default: 10003,
+              description: 'Port of the socketmap service (socketmap:inet:127.0.0.1:10003:forward and :reverse). 0: any free port, for tests.',
+            },
+            tcpForwardPort: { type: 'integer', minimum: 0, maximum: 65535, default: 10001, description: 'Port of the forward tcp_table (tcp:127.0.0.1:10001, as postsrsd).' },
+            tcpReversePort: { type: 'integer', minimum: 0, maximum: 65535, default: 10002, description: 'Port of the reverse tcp_table (tcp:127.0.0.1:10002, as postsrsd).' },
+            domain: {
+              type: 'string',
+              default: '',
+              description: 'Domain of the rewritten senders (SRS0=...@domain); its MX must be this Postfix, and its SPF record must allow it to send. Required when enabled.',
+            },
+            secretsFile: {
+              type: 'string',
+              default: '/etc/postseal/srs-secrets',
+              description:
+                'File of secrets, one a line, relative to this file: the first signs, every line verifies (put a new one on top, drop the old after maxAgeDays). Must exist, hold a secret and not be readable by everyone (CFG_SRS_SECRETS). Re-read on reload.',
+            },
+            localDomains: {
+              type: 'array',
+              items: { type: 'string', minLength: 1 },
+              default: [],
+              description: 'Senders of these domains are not rewritten (our own mail passes SPF as it is). ".example.org" matches the subdomains of example.org.',
+            },
+            excludeDomains: {
+              type: 'array',
+              items: { type: 'string', minLength: 1 },
+              default: [],
+              description: 'Further domains whose senders are not rewritten (postsrsd -X), with the same ".example.org" form.',
+            },
+            hashLength: { type: 'integer', minimum: 4, maximum: 27, default: 4, description: 'Base64 characters of HMAC-SHA1 hash written into an address (postsrsd -n).' },
+            hashMin: { type: 'integer', minimum: 4, maximum: 27, default: 4, description: 'Fewest hash characters accepted when reversing (postsrsd -N); at most hashLength.' },
+            maxAgeDays: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000,
+              default: 21,
+              description: 'Days an SRS0 address reverses after it was made; a bounce that comes later is refused.',
+            },
+            separator: { type: 'string', enum: ['=', '+', '-'], default: '=', description: 'Separator after SRS0 / SRS1 (postsrsd -a).' },
+            maxConnections: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100000,
+              default: 4096,
+              description: 'Connections each port accepts at once per process; more are closed at once (Postfix opens one per table per process).',
+            },
+            idleTimeoutMs: {
+              type: 'integer',
+              minimum: 1000,
+              default: 300000,
+              description: 'A connection with no complete request for this long is closed (Postfix reconnects when it next needs the map).',
+            },
+          },
+        },
       },
     },
     workers: {

@@ -23,6 +23,8 @@ describe('postseal config', () => {
     // A copy, so that checking it creates no state file in the repository.
     const file = path.join(copy, 'postseal.full.yaml');
     writeFileSync(file, readFileSync(path.resolve(__dirname, '../../examples/postseal.full.yaml')));
+    // The SRS secrets file the example's comment tells the reader to make.
+    writeFileSync(path.join(copy, 'srs-secrets'), 'example-srs-secret-1\n', { mode: 0o600 });
     const r = runCli(['config', 'check', '--config', file]);
     expect([r.status, r.stderr]).toEqual([0, '']);
     expect(r.stdout).toMatch(/valid \(3 listeners, banks: default, ORIGINATING, NOCHECKS\)/);

@@ -27,7 +27,7 @@ export const MAIL_DOMAIN = 'example.test';
 export const EXTRA_MAIL_DOMAINS = ['xn--mnchen-3ya.test', 'my_host.example.test'] as const;
 
 /** The ports the examples use, by their documented number; each maps to a free port. */
-export const EXAMPLE_PORTS = [25, 587, 10024, 10025, 10026, 10027, 10028, 10029] as const;
+export const EXAMPLE_PORTS = [25, 587, 10024, 10025, 10026, 10027, 10028, 10029, 10001, 10002, 10003] as const;
 export type ExamplePort = (typeof EXAMPLE_PORTS)[number];
 export type PortMap = Readonly<Record<ExamplePort, number>>;
 

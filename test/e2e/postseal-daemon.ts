@@ -57,20 +57,22 @@ export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: stri
     bankDir: 'banks',
     spool: { dir: spoolDir, memoryThresholdBytes: 0 },
     dns: { ...(shipped.dns as object), servers: [dnsServer] },
-    ...extra,
+    // Remapped too: a test's extra settings name example ports (the SRS service's) like the examples.
+    ...(remapPorts(extra, ports) as Record<string, unknown>),
   };
   const configFile = path.join(dir, 'postseal.yaml');
   writeFileSync(configFile, YAML.stringify(main));
   return { configFile, spoolDir };
 }
 
-/** Every `port:` value in a config tree, mapped like the examples; unknown ports are an error. */
+/** Every `port:` (or `...Port:`) value in a config tree, mapped like the examples; unknown ports are an error. */
 function remapPorts(value: unknown, ports: PortMap): unknown {
   if (Array.isArray(value)) return value.map((v) => remapPorts(v, ports));
   if (typeof value !== 'object' || value === null) return value;
   return Object.fromEntries(
     Object.entries(value).map(([k, v]) => {
-      if (k !== 'port') return [k, remapPorts(v, ports)];
+      // "port", and the SRS service's socketmapPort / tcpForwardPort / tcpReversePort.
+      if (k !== 'port' && !k.endsWith('Port')) return [k, remapPorts(v, ports)];
       const mapped = ports[v as ExamplePort];
       if (mapped === undefined) throw new Error(`postseal config uses port ${String(v)}, which the e2e port map does not know`);
       return [k, mapped];
