@@ -20,6 +20,7 @@ import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
+import { PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
@@ -55,6 +56,19 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
   const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry), close: closePools }, log);
   const services: Service[] = [smtp];
+  // The policy service runs in every worker (the cluster shares its socket); its state is in the store.
+  if (config.main.services.policy.enabled) {
+    services.push(
+      new PolicyService(config, {
+        store,
+        log: log.child({ service: 'policy' }),
+        now: Date.now,
+        get resolver() {
+          return shared.resolver;
+        },
+      }),
+    );
+  }
   try {
     await startAll(services);
   } catch (err) {
