@@ -56,7 +56,7 @@ function regexp(source: WhitelistSource, line: number, body: string): RegExp {
   }
 }
 
-function escape(text: string): string {
+function literal(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
@@ -81,7 +81,7 @@ export function parseClientWhitelist(sources: readonly WhitelistSource[]): Clien
           const [addr, bits] = entry.split('/');
           if (!isIPv6(addr)) throw new Error('not an IPv6 address');
           ips.addSubnet(addr, bits === undefined ? 128 : Number(bits), 'ipv6');
-        } else if (/^\S+$/.test(entry) && !v4) names.push(new RegExp(`(?:^|\\.)${escape(entry)}$`, 'i'));
+        } else if (/^\S+$/.test(entry) && !v4) names.push(new RegExp(`(?:^|\\.)${literal(entry)}$`, 'i'));
         else throw new Error('not an address, network, host name or /regexp/');
       } catch (err) {
         throw new WhitelistSyntaxError(`${source.name} line ${line}: "${entry}": ${(err as Error).message}`);
@@ -112,9 +112,9 @@ export function parseRecipientWhitelist(sources: readonly WhitelistSource[]): Re
         const at = entry.indexOf('@');
         const user = at < 0 ? entry : entry.slice(0, at);
         const domain = at < 0 ? undefined : entry.slice(at + 1);
-        if (domain) rules.push(new RegExp(`^${escape(user)}(?:\\+[^@]+)?@${escape(domain)}$`, 'i'));
-        else if (domain === '') rules.push(new RegExp(`^${escape(user)}(?:\\+[^@]+)?@`, 'i'));
-        else rules.push(new RegExp(`(?:@|\\.)${escape(user)}$`, 'i'));
+        if (domain) rules.push(new RegExp(`^${literal(user)}(?:\\+[^@]+)?@${literal(domain)}$`, 'i'));
+        else if (domain === '') rules.push(new RegExp(`^${literal(user)}(?:\\+[^@]+)?@`, 'i'));
+        else rules.push(new RegExp(`(?:@|\\.)${literal(user)}$`, 'i'));
       }
     }
   }

@@ -104,7 +104,10 @@ function skipsGreylist(ctx: PolicyContext, memory: MessageMemory, sender: string
 }
 
 export function greylistText(template: string, retryInSec: number, nowSec: number, recipient: string): string {
-  const after = new Date((nowSec + retryInSec) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  const after = new Date((nowSec + retryInSec) * 1000)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
   return template
     .replace(/%s/g, String(retryInSec))
     .replace(/%t/g, after)
@@ -112,8 +115,5 @@ export function greylistText(template: string, retryInSec: number, nowSec: numbe
 }
 
 function greylistHeader(template: string, delayedSec: number, hostname: string, nowMs: number): string {
-  return template
-    .replace(/%t/g, String(delayedSec))
-    .replace(/%h/g, hostname)
-    .replace(/%d/g, new Date(nowMs).toUTCString().replace('GMT', '+0000'));
+  return template.replace(/%t/g, String(delayedSec)).replace(/%h/g, hostname).replace(/%d/g, new Date(nowMs).toUTCString().replace('GMT', '+0000'));
 }
