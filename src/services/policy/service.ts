@@ -14,6 +14,7 @@
  * Fails with POLICY_LISTEN_FAILED when it cannot bind; CFG_POLICY_WHITELIST when a whitelist
  * file cannot be read (start fails; a reload is refused and the running lists stay).
  */
+import cluster from 'node:cluster';
 import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -85,8 +86,9 @@ export class PolicyService implements Service {
     const server = net.createServer((socket) => this.serve(socket));
     server.maxConnections = s.maxConnections;
     const where = s.socket || `${s.address}:${s.port}`;
-    // A socket file left by a process that died would make listen fail with EADDRINUSE.
-    if (s.socket) rmSync(s.socket, { force: true });
+    // A socket file left by a process that died would make listen fail with EADDRINUSE; a
+    // worker leaves it alone (the primary binds the path for all of them).
+    if (s.socket && !cluster.isWorker) rmSync(s.socket, { force: true });
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new PostsealError('POLICY_LISTEN_FAILED', `cannot listen for policy requests on ${where}: ${err.message}`, { cause: err })));
       const done = () => {
