@@ -1,6 +1,6 @@
 /**
  * Greylisting (the technique of Harris, 2003; behaviour of postgrey 1.37's smtpd_access_policy)
- * over postseal's shared store (store/store.ts), so every worker and, with Redis, every host
+ * over postseal's shared store (store/store.ts, passed in as a GreylistStore), so every worker and, with Redis, every host
  * sees the same triplets: a retry that reaches another instance passes.
  *
  * A triplet (triplet.ts) first seen at `first` passes once `delaySec` have gone by; retries
@@ -20,12 +20,21 @@
  * DEFER_IF_PERMIT for it).
  */
 import { createHash } from 'node:crypto';
-import type { Store } from '../../store/store';
 import { clientNetwork, tripletKey } from './triplet';
 import type { ClientWhitelist, RecipientWhitelist } from './whitelist';
 
 export { clientNetwork, normaliseSender, tripletKey } from './triplet';
 export { parseClientWhitelist, parseRecipientWhitelist, WhitelistSyntaxError, type ClientWhitelist, type RecipientWhitelist, type WhitelistSource } from './whitelist';
+
+/**
+ * The part of store/store.ts's Store that greylisting uses (lib/ sits below store/, so it names
+ * the methods instead of importing the interface; a Store is one).
+ */
+export interface GreylistStore {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string, opts?: { readonly ttlMs?: number }): Promise<void>;
+  setIfAbsent(key: string, value: string, opts?: { readonly ttlMs?: number }): Promise<boolean>;
+}
 
 export interface GreylistSettings {
   readonly delaySec: number;
@@ -70,7 +79,7 @@ function pair(value: string | undefined): [number, number] | undefined {
 }
 
 /** The decision for one recipient; `nowSec` is the clock in seconds. Writes the triplet's new state. */
-export async function greylist(store: Store, settings: GreylistSettings, lists: GreylistLists, req: GreylistRequest, nowSec: number): Promise<GreylistOutcome> {
+export async function greylist(store: GreylistStore, settings: GreylistSettings, lists: GreylistLists, req: GreylistRequest, nowSec: number): Promise<GreylistOutcome> {
   if (lists.clients.matches(req.clientName, req.clientAddress)) return { action: 'pass', reason: 'client whitelist' };
   if (lists.recipients.matches(req.recipient)) return { action: 'pass', reason: 'recipient whitelist' };
   const maxAgeMs = settings.maxAgeDays * 86400 * 1000;
