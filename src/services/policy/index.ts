@@ -1,2 +1,2 @@
 /** The Postfix policy service (docs/policy.md): see service.ts. */
-export { PolicyService, type PolicyServiceDeps } from './service';
+export { checkPolicyConfig, PolicyService, type PolicyServiceDeps } from './service';

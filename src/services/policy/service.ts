@@ -15,7 +15,7 @@
  * file cannot be read (start fails; a reload is refused and the running lists stay).
  */
 import cluster from 'node:cluster';
-import { readFileSync, rmSync } from 'node:fs';
+import { lstatSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parseNetworks } from '../../config/networks';
@@ -88,7 +88,8 @@ export class PolicyService implements Service {
     const where = s.socket || `${s.address}:${s.port}`;
     // A socket file left by a process that died would make listen fail with EADDRINUSE; a
     // worker leaves it alone (the primary binds the path for all of them).
-    if (s.socket && !cluster.isWorker) rmSync(s.socket, { force: true });
+    // Only a socket is removed: a path that names another file is an error (EADDRINUSE below).
+    if (s.socket && !cluster.isWorker && lstatSync(s.socket, { throwIfNoEntry: false })?.isSocket()) rmSync(s.socket);
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new PostsealError('POLICY_LISTEN_FAILED', `cannot listen for policy requests on ${where}: ${err.message}`, { cause: err })));
       const done = () => {
@@ -187,6 +188,14 @@ export class PolicyService implements Service {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * What start-up would refuse, for `postseal config check`: the networks and the whitelist files
+ * (read and parsed). Throws CFG_POLICY_WHITELIST; nothing when the service is off.
+ */
+export function checkPolicyConfig(config: LoadedConfig): void {
+  if (config.main.services.policy.enabled) buildContext(config);
 }
 
 function buildContext(config: LoadedConfig): PolicyContext {

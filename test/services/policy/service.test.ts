@@ -4,7 +4,8 @@
  * requests, unknown attributes, oversized and malformed requests, a client that stops
  * mid-request, many connections, internal errors and timeouts.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { PolicyService } from '../../../src/services/policy';
@@ -229,6 +230,31 @@ describe('protocol robustness', () => {
     expect((service as PolicyService).connections).toBe(1000);
     // Each connection holds a socket and a reader capped at maxRequestBytes: well under 100 KB each.
     expect(process.memoryUsage().rss - before).toBeLessThan(100 * 1024 * 1024);
+  });
+
+  it('serves a unix socket instead of TCP when services.policy.socket is set', async () => {
+    const socketPath = path.join(mkdtempSync(path.join(tmpdir(), 'postseal-policy-sock-')), 'policy');
+    await start({ ...greyOnly, socket: socketPath });
+    const s = net.connect(socketPath);
+    const answer = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d.toString();
+        if (buf.endsWith('\n\n')) resolve(buf);
+      });
+      s.on('error', reject);
+      s.write(requestText(rcptRequest()));
+    });
+    s.destroy();
+    expect(answer).toMatch(/^action=DEFER_IF_PERMIT 4\.7\.1 Greylisted/);
+  });
+
+  it('refuses to start on a socket path that names a file which is no socket, and leaves the file alone', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'postseal-policy-sock-')), 'precious');
+    writeFileSync(file, 'keep me');
+    await expect(start({ ...greyOnly, socket: file })).rejects.toMatchObject({ code: 'POLICY_LISTEN_FAILED' });
+    service = undefined;
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
   });
 
   it('closes connections past maxConnections at once', async () => {
