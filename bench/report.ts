@@ -3,6 +3,7 @@
  * the matrix table with ratios against the same run's ceiling and amavisd-new, and the
  * issue's targets, each with the measured figure.
  */
+import type { PolicyCell } from './policy';
 import type { PathCheck } from './checks';
 import type { PathName } from './postseal';
 
@@ -53,6 +54,8 @@ export interface Results {
   amavisd: { measured: boolean; reason: string | null; peakRssMbByMaxServers: Record<string, number> };
   memory: MemoryResult | null;
   cells: Cell[];
+  /** The policy service's cell (bench/policy.ts), in full runs. */
+  policy?: { cells: PolicyCell[]; skipped: string[] };
 }
 
 const fmt = (n: number | null, digits = 0) => (n === null ? '–' : n.toFixed(digits));

@@ -8,6 +8,8 @@
  *   --seconds S         length of each throughput run (default 1.5)
  *   --no-amavisd, --no-memory, --out FILE, --keep (leave the work folder: configs, logs)
  *   --srs               SRS map lookups/s, postseal against postsrsd (bench/srs.ts); --seconds, --concurrency
+ *   --policy            only the policy service's cell (bench/policy.ts): requests/s at --concurrency
+ *                       (default 1,16,64) vs postgrey and policyd-spf, sqlite and Redis; a full run includes it
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,6 +23,7 @@ import { Throughput } from './measure';
 import { memoryBenchmark } from './memory';
 import { ENVELOPE, makeKeys, makeMessage, type BenchKeys } from './messages';
 import { findTool, runSmtpSource, startSmtpSink, type SmtpSink } from './postfix-tools';
+import { POLICY_DNS, policyBenchmark, policyMarkdown } from './policy';
 import { PATHS, ROOT, startPostseal, type PathName } from './postseal';
 import { profilePath } from './profile';
 import { freePort, readRss } from './proc';
@@ -43,6 +46,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
     srs: { type: 'boolean', default: false },
+    policy: { type: 'boolean', default: false },
   },
 });
 
@@ -71,10 +75,16 @@ async function main(): Promise<number> {
   const workers = Number(opt.workers);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'postseal-bench-'));
   const keys = makeKeys(dir);
-  const dns = await startDnsServer(keys.dns);
+  const dns = await startDnsServer(new Map([...keys.dns, ...POLICY_DNS]));
   const sinkPort = await freePort();
   const sink: { current: SmtpSink } = { current: await startSmtpSink(smtpSinkBin, sinkPort) };
   try {
+    if (opt.policy) {
+      const policy = await policyBenchmark({ dir, dnsPort: dns.port, spfDomain: 'policy.bench.example', concurrencies: list(opt.concurrency, [1, 16, 64]), seconds, log });
+      for (const why of policy.skipped) log(`policy: skipped ${why}`);
+      process.stdout.write(`${policyMarkdown(policy.cells)}\n`);
+      return 0;
+    }
     if (opt.profile) {
       const name = (opt.paths ?? 'originating') as PathName;
       if (!PATHS.some((p) => p.name === name)) throw new Error(`--profile takes one path of ${PATHS.map((p) => p.name).join(', ')}`);
@@ -188,9 +198,10 @@ async function main(): Promise<number> {
       results.amavisd.measured = true;
     }
     if (!opt['no-memory'] && !opt.smoke) results.memory = await memoryBenchmark({ dir, keys, sinkPort, dnsPort: dns.port, smtpSource, messageMb: 50 });
+    if (mode === 'full') results.policy = await policyBenchmark({ dir, dnsPort: dns.port, spfDomain: 'policy.bench.example', concurrencies: grid.concurrencies, seconds, log });
     results.durationSeconds = Math.round((Date.now() - started) / 1000);
     results.machine.loadAvgAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
-    const table = `${markdown(results)}\n\n${targetsMarkdown(targets(results))}\n`;
+    const table = `${markdown(results)}\n\n${targetsMarkdown(targets(results))}\n${results.policy ? `\n${policyMarkdown(results.policy.cells)}\n` : ''}`;
     process.stdout.write(table);
     const out = opt.out ?? (mode === 'full' ? path.join(ROOT, 'bench/results/latest.json') : null);
     if (out) {

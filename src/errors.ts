@@ -21,6 +21,8 @@ export const errorCodes = {
   CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',
+  POLICY_LISTEN_FAILED: 'The Postfix policy service (services.policy) could not bind its address and port or its unix socket.',
+  CFG_POLICY_WHITELIST: 'A greylisting whitelist file (services.policy.greylist) cannot be read or has a line postseal cannot read.',
   METRICS_LISTEN_FAILED: 'The metrics and health service (services.metrics) could not bind its address and port.',
   SRS_LISTEN_FAILED: 'The SRS map service (services.srs) could not bind one of its addresses and ports.',
   SPOOL_FAILED: 'The message could not be written to the spool.',

@@ -20,6 +20,7 @@ import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
+import { PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
@@ -57,6 +58,19 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry), close: closePools }, log);
   const services: Service[] = [smtp];
   if (config.main.services.srs.enabled) services.push(new SrsService(config, { log }));
+  // The policy service runs in every worker (the cluster shares its socket); its state is in the store.
+  if (config.main.services.policy.enabled) {
+    services.push(
+      new PolicyService(config, {
+        store,
+        log: log.child({ service: 'policy' }),
+        now: Date.now,
+        get resolver() {
+          return shared.resolver;
+        },
+      }),
+    );
+  }
   try {
     await startAll(services);
   } catch (err) {

@@ -7,6 +7,7 @@
 import YAML from 'yaml';
 import { configReference } from '../config/docs';
 import type { LoadedConfig } from '../setup';
+import { checkPolicyConfig } from '../services/policy';
 import { checkConfig } from '../setup';
 import { isPostsealError, type ConfigWarning } from '../errors';
 import { DkimKeyCache } from '../lib/dkim/public-keys';
@@ -53,6 +54,7 @@ export function runConfig(args: string[]): Promise<number> {
       let warnings: ConfigWarning[];
       try {
         warnings = await checkConfig(config);
+        checkPolicyConfig(config);
       } catch (err) {
         if (!isPostsealError(err)) throw err;
         process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);

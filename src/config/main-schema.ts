@@ -1,6 +1,6 @@
 /**
  * JSON Schema of the main configuration file: listeners, trust, spool, state store, logging and
- * side services.
+ * side services (metrics, SRS, policy).
  * The schema is the only source of the TypeScript type (STYLE.md §7).
  */
 import type { FromSchema } from 'json-schema-to-ts';
@@ -312,6 +312,176 @@ export const mainConfigSchema = {
               minimum: 1000,
               default: 300000,
               description: 'A connection with no complete request for this long is closed (Postfix reconnects when it next needs the map).',
+            },
+          },
+        },
+        policy: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description:
+            'Postfix policy delegation server (SMTPD_POLICY_README) for `check_policy_service`: greylisting and SPF at RCPT time (docs/policy.md). Runs in every worker, sharing its state through the store.',
+          properties: {
+            enabled: { type: 'boolean', default: false, description: 'Serve policy requests.' },
+            address: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Address to listen on (check_policy_service inet:127.0.0.1:10040).' },
+            port: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 65535,
+              default: 10040,
+              description: 'TCP port (0: any free port, for tests). A reload that changes address, port or socket moves the listener.',
+            },
+            socket: {
+              type: 'string',
+              default: '',
+              description:
+                "A unix socket path to listen on instead of address and port (check_policy_service unix:private/postseal-policy with the socket inside Postfix's queue directory); empty uses TCP. Not with several workers.",
+            },
+            maxConnections: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100000,
+              default: 2000,
+              description: 'Connections served at once per process; more are closed at once (Postfix retries).',
+            },
+            maxRequestBytes: {
+              type: 'integer',
+              minimum: 1024,
+              maximum: 1048576,
+              default: 16384,
+              description: 'Longest request (all its lines); a longer one is answered DEFER_IF_PERMIT and the connection closed.',
+            },
+            requestTimeoutMs: {
+              type: 'integer',
+              minimum: 100,
+              maximum: 3600000,
+              default: 10000,
+              description: 'A request begun but not finished within this time closes the connection.',
+            },
+            idleTimeoutMs: {
+              type: 'integer',
+              minimum: 100,
+              maximum: 86400000,
+              default: 330000,
+              description: 'A connection with no request for this long is closed (Postfix closes its own after 300 s).',
+            },
+            decisionTimeoutMs: {
+              type: 'integer',
+              minimum: 50,
+              maximum: 600000,
+              default: 8000,
+              description:
+                "Longest time to decide one request (SPF lookups, store); past it the answer is DEFER_IF_PERMIT. Keep it below Postfix's smtpd_policy_service_timeout (100 s).",
+            },
+            skipNetworks: {
+              type: 'array',
+              items: { type: 'string' },
+              default: [],
+              description: 'Client networks (CIDR; your mynetworks, relays, secondary MXes) that get DUNNO without SPF or greylisting.',
+            },
+            skipSasl: { type: 'boolean', default: true, description: 'SASL-authenticated clients (sasl_username set) get DUNNO without SPF or greylisting.' },
+            greylist: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              description: "Greylisting with postgrey 1.37's triplets, timing and whitelist files.",
+              properties: {
+                enabled: { type: 'boolean', default: true, description: 'Greylist (postgrey --delay etc. below).' },
+                delaySec: { type: 'integer', minimum: 1, maximum: 86400, default: 300, description: 'Seconds a new triplet must wait before a retry passes (postgrey --delay).' },
+                retryWindowSec: {
+                  type: 'integer',
+                  minimum: 60,
+                  maximum: 2592000,
+                  default: 172800,
+                  description: 'A triplet not retried successfully within this time starts over (postgrey --retry-window, 2 days).',
+                },
+                maxAgeDays: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 3650,
+                  default: 35,
+                  description: 'A passed triplet or auto-whitelisted client unused this long is forgotten (postgrey --max-age).',
+                },
+                ipv4PrefixBits: {
+                  type: 'integer',
+                  minimum: 0,
+                  maximum: 32,
+                  default: 24,
+                  description: 'Client network of an IPv4 client (postgrey --ipv4cidr); 32 is one address.',
+                },
+                ipv6PrefixBits: { type: 'integer', minimum: 0, maximum: 128, default: 64, description: 'Client network of an IPv6 client (postgrey --ipv6cidr).' },
+                autoWhitelistClients: {
+                  type: 'integer',
+                  minimum: 0,
+                  maximum: 1000,
+                  default: 5,
+                  description:
+                    'A client whose triplets passed this many times (at most once an hour counted) passes from then on (postgrey --auto-whitelist-clients); 0 turns it off.',
+                },
+                whitelistClientFiles: {
+                  type: 'array',
+                  items: { type: 'string', minLength: 1 },
+                  default: [],
+                  description: 'postgrey whitelist_clients files (names, /regexps/, addresses and networks), relative to this file; read at start and on SIGHUP.',
+                },
+                whitelistRecipientFiles: {
+                  type: 'array',
+                  items: { type: 'string', minLength: 1 },
+                  default: [],
+                  description: 'postgrey whitelist_recipients files (user@domain, user@, domain, /regexps/), relative to this file; read at start and on SIGHUP.',
+                },
+                skipRecipients: {
+                  type: 'array',
+                  items: { type: 'string', minLength: 1 },
+                  default: ['postmaster@', 'abuse@'],
+                  description: 'Recipients never greylisted, in the whitelist_recipients syntax.',
+                },
+                skipSpfPassDomains: {
+                  type: 'array',
+                  items: { type: 'string', minLength: 1 },
+                  default: [],
+                  description: 'Sender domains whose mail is not greylisted when it passes SPF (needs spf.enabled).',
+                },
+                text: {
+                  type: 'string',
+                  default: 'Greylisted, try again in %s seconds (after %t)',
+                  description: 'Text after "450 4.7.1": %s = seconds still to wait, %t = the UTC time from which a retry passes, %r = the recipient domain.',
+                },
+                header: {
+                  type: 'string',
+                  default: 'X-Greylist: delayed %t seconds by postseal at %h; %d',
+                  description: 'Field prepended when a triplet passes after a delay: %t seconds, %h our host name, %d the date (RFC 5322). Empty adds none.',
+                },
+              },
+            },
+            spf: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              description: 'SPF (RFC 7208) of HELO and MAIL FROM at RCPT time, once per message, as postfix-policyd-spf-python does.',
+              properties: {
+                enabled: { type: 'boolean', default: true, description: 'Check SPF.' },
+                heloCheck: { type: 'boolean', default: true, description: 'Check the HELO identity too; a HELO fail is rejected like a MAIL FROM fail.' },
+                rejectOn: {
+                  type: 'array',
+                  items: { type: 'string', enum: ['fail', 'softfail', 'permerror'] },
+                  default: ['fail'],
+                  description: 'Results answered "550 5.7.23" (RFC 7372). policyd-spf rejects fail only.',
+                },
+                temperror: {
+                  type: 'string',
+                  enum: ['defer', 'accept'],
+                  default: 'defer',
+                  description: 'A DNS error: "defer" answers DEFER_IF_PERMIT 4.4.3; "accept" adds Received-SPF: temperror (policyd-spf\'s default).',
+                },
+                receivedSpf: { type: 'boolean', default: true, description: 'Prepend Received-SPF (RFC 7208 section 9.1) with the result.' },
+                skipNetworks: {
+                  type: 'array',
+                  items: { type: 'string' },
+                  default: [],
+                  description: 'Client networks (CIDR) whose mail is not SPF-checked (forwarders, secondary MXes).',
+                },
+              },
             },
           },
         },

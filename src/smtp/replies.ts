@@ -44,6 +44,12 @@ export const replies = {
   spoolFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: cannot write the message to the spool, try again later' },
   signingFailed: { code: '451', enhanced: '4.7.5', text: 'Message could not be signed, try again later' },
   conversionFailed: { code: '451', enhanced: '4.6.3', text: 'Message cannot be converted to 7 bit, try again later' },
+  // The policy service (services/policy): Postfix writes them at RCPT, the code of the greylisting and
+  // internal-error ones coming from its DEFER_IF_PERMIT (defer_code 450), the enhanced code and text from here.
+  policySpfRejected: { code: '550', enhanced: '5.7.23', text: 'SPF validation failed' },
+  policyGreylisted: { code: '450', enhanced: '4.7.1', text: 'Greylisted' },
+  policySpfTempfail: { code: '451', enhanced: '4.4.3', text: 'SPF check could not complete (DNS error), try again later' },
+  policyError: { code: '451', enhanced: '4.3.0', text: 'Policy service error, try again later' },
 } as const satisfies Record<string, SmtpReply>;
 
 export type ReplyReason = keyof typeof replies;

@@ -27,9 +27,10 @@ export interface E2E {
 
 /**
  * `zone`: what the loopback DNS server answers (DKIM keys, SPF, DMARC of test domains).
- * `postsealConfig`: main-config keys on top of the shipped postseal.yaml.
+ * `postsealConfig`: main-config keys on top of the shipped postseal.yaml (or a function of the
+ * port map, for settings that name a remapped example port).
  */
-export async function startE2E(zone: Zone = {}, postsealConfig: Record<string, unknown> = {}): Promise<E2E> {
+export async function startE2E(zone: Zone = {}, postsealConfig: Record<string, unknown> | ((ports: PortMap) => Record<string, unknown>) = {}): Promise<E2E> {
   const free = await pickPorts(EXAMPLE_PORTS.length);
   const ports = Object.fromEntries(EXAMPLE_PORTS.map((p, i) => [p, free[i]])) as unknown as PortMap;
   const dns = await startDnsServer(zone);
@@ -45,7 +46,12 @@ export async function startE2E(zone: Zone = {}, postsealConfig: Record<string, u
   };
   try {
     const cli = await buildPostseal(path.join(postfix.dir, 'dist'));
-    const { configFile, spoolDir } = writePostsealConfig(path.join(postfix.dir, 'postseal'), ports, dns.server, postsealConfig);
+    const { configFile, spoolDir } = writePostsealConfig(
+      path.join(postfix.dir, 'postseal'),
+      ports,
+      dns.server,
+      typeof postsealConfig === 'function' ? postsealConfig(ports) : postsealConfig,
+    );
     const restartPostseal = async () => {
       daemons.push(await PostsealDaemon.start(cli, configFile, path.join(postfix.dir, 'postseal.pid')));
       return daemons[daemons.length - 1];

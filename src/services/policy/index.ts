@@ -1,0 +1,2 @@
+/** The Postfix policy service (docs/policy.md): see service.ts. */
+export { checkPolicyConfig, PolicyService, type PolicyServiceDeps } from './service';

@@ -1,0 +1,238 @@
+/**
+ * The policy service (config services.policy): a TCP (or unix socket) server speaking Postfix's
+ * policy delegation protocol (protocol.ts), deciding each request with decide.ts. Runs in every
+ * worker (Node cluster shares the listening socket); state is in the shared store.
+ *
+ * Never a hang, never a crash: every request is answered within decisionTimeoutMs (SPF lookups
+ * are aborted then); an error while deciding (store down, a bug) is answered
+ * "DEFER_IF_PERMIT 4.3.0" and logged; requests pipelined on one connection are answered in
+ * order, one decided at a time (reading pauses while 16 wait); an oversized or malformed
+ * request is answered DEFER_IF_PERMIT and the connection closed; a request left unfinished for
+ * requestTimeoutMs, or no request for idleTimeoutMs, closes the connection; connections past
+ * maxConnections are closed at once.
+ *
+ * Fails with POLICY_LISTEN_FAILED when it cannot bind; CFG_POLICY_WHITELIST when a whitelist
+ * file cannot be read (start fails; a reload is refused and the running lists stay).
+ */
+import cluster from 'node:cluster';
+import { lstatSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { parseNetworks } from '../../config/networks';
+import { PostsealError } from '../../errors';
+import { parseClientWhitelist, parseRecipientWhitelist, type WhitelistSource } from '../../lib/greylist';
+import type { Logger } from '../../lib/log';
+import type { LoadedConfig } from '../../setup';
+import { replies } from '../../smtp/replies';
+import type { Service } from '../service';
+import { decide, type MessageMemory, type PolicyContext, type PolicyDeps, type PolicySettings } from './decide';
+import { formatAnswer, RequestReader, type PolicyRequest } from './protocol';
+
+const MAX_QUEUED = 16;
+
+export interface PolicyServiceDeps extends PolicyDeps {
+  readonly log: Logger;
+}
+
+export class PolicyService implements Service {
+  readonly name = 'policy';
+  private server: net.Server | undefined;
+  private ctx: PolicyContext | undefined;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(
+    private readonly config: LoadedConfig,
+    private readonly deps: PolicyServiceDeps,
+  ) {}
+
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : 0;
+  }
+
+  /** Connections open now (for tests of the limits). */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  async start(): Promise<void> {
+    // The whitelist files are read here, so a missing one fails start() like a busy port.
+    this.ctx = buildContext(this.config);
+    this.server = await this.listen(this.ctx.settings);
+  }
+
+  async reload(next: LoadedConfig): Promise<void> {
+    const ctx = buildContext(next);
+    const was = (this.ctx ?? buildContext(this.config)).settings;
+    const now = ctx.settings;
+    if (now.address !== was.address || now.port !== was.port || now.socket !== was.socket) {
+      await this.closeServer(false);
+      try {
+        this.server = await this.listen(now);
+      } catch (err) {
+        this.server = await this.listen(was).catch(() => undefined);
+        throw err;
+      }
+    }
+    this.ctx = ctx;
+    this.deps.log.info({ clients: ctx.lists.clients.size, recipients: ctx.lists.recipients.size }, 'policy whitelists loaded');
+  }
+
+  async close(): Promise<void> {
+    await this.closeServer(true);
+  }
+
+  private listen(s: PolicySettings): Promise<net.Server> {
+    const server = net.createServer((socket) => this.serve(socket));
+    server.maxConnections = s.maxConnections;
+    const where = s.socket || `${s.address}:${s.port}`;
+    // A socket file left by a process that died would make listen fail with EADDRINUSE; a
+    // worker leaves it alone (the primary binds the path for all of them).
+    // Only a socket is removed: a path that names another file is an error (EADDRINUSE below).
+    if (s.socket && !cluster.isWorker && lstatSync(s.socket, { throwIfNoEntry: false })?.isSocket()) rmSync(s.socket);
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(new PostsealError('POLICY_LISTEN_FAILED', `cannot listen for policy requests on ${where}: ${err.message}`, { cause: err })));
+      const done = () => {
+        this.deps.log.info({ listen: s.socket || `${s.address}:${(server.address() as net.AddressInfo).port}` }, 'policy service listening');
+        resolve(server);
+      };
+      if (s.socket) server.listen(s.socket, done);
+      else server.listen(s.port, s.address, done);
+    });
+  }
+
+  private async closeServer(dropClients: boolean): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Postfix reconnects; a policy answer is not worth holding shutdown for.
+    if (dropClients) for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  private serve(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setEncoding('latin1');
+    const s = (this.ctx as PolicyContext).settings;
+    const reader = new RequestReader(s.maxRequestBytes);
+    const memory: MessageMemory = {};
+    const queue: PolicyRequest[] = [];
+    let busy = false;
+    let closing = false;
+    socket.setTimeout(s.idleTimeoutMs, () => socket.destroy());
+    let requestTimer: NodeJS.Timeout | undefined;
+    const watchRequest = () => {
+      if (reader.midRequest && !requestTimer) requestTimer = setTimeout(() => socket.destroy(), s.requestTimeoutMs);
+      if (!reader.midRequest && requestTimer) {
+        clearTimeout(requestTimer);
+        requestTimer = undefined;
+      }
+    };
+    socket.on('close', () => clearTimeout(requestTimer));
+
+    const pump = async () => {
+      if (busy) return;
+      busy = true;
+      while (queue.length && !socket.destroyed) {
+        const req = queue.shift() as PolicyRequest;
+        const action = await this.answer(req, memory);
+        if (!socket.destroyed) socket.write(formatAnswer(action));
+        if (queue.length < MAX_QUEUED && !closing) socket.resume();
+      }
+      busy = false;
+      if (closing && !socket.destroyed) socket.end();
+    };
+
+    socket.on('data', (chunk: string) => {
+      for (const r of reader.feed(chunk)) {
+        if (r.kind === 'request') queue.push(r.request);
+        else {
+          this.deps.log.warn({ peer: socket.remoteAddress, reason: r.reason }, 'policy request refused, closing the connection');
+          closing = true;
+          socket.pause();
+          const e = replies.policyError;
+          // Answered after the requests before it, then the connection ends.
+          queue.push(new Map([['__error', `DEFER_IF_PERMIT ${e.enhanced} Policy request ${r.reason}`]]));
+        }
+      }
+      watchRequest();
+      if (queue.length >= MAX_QUEUED) socket.pause();
+      void pump();
+    });
+  }
+
+  /** Never rejects: errors and timeouts become DEFER_IF_PERMIT. */
+  private async answer(req: PolicyRequest, memory: MessageMemory): Promise<string> {
+    const refused = req.get('__error');
+    if (refused) return refused;
+    const ctx = this.ctx as PolicyContext;
+    const timeoutMs = ctx.settings.decisionTimeoutMs;
+    const abort = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => {
+        abort.abort(new Error('policy decision timed out'));
+        this.deps.log.warn({ timeoutMs, instance: req.get('instance') }, 'policy decision timed out');
+        resolve(`DEFER_IF_PERMIT ${replies.policyError.enhanced} ${replies.policyError.text} (timeout)`);
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([decide(ctx, this.deps, req, memory, abort.signal), timeout]);
+    } catch (err) {
+      this.deps.log.error({ err, code: (err as { code?: unknown }).code, instance: req.get('instance') }, 'policy decision failed');
+      return `DEFER_IF_PERMIT ${replies.policyError.enhanced} ${replies.policyError.text}`;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * What start-up would refuse, for `postseal config check`: the networks and the whitelist files
+ * (read and parsed). Throws CFG_POLICY_WHITELIST; nothing when the service is off.
+ */
+export function checkPolicyConfig(config: LoadedConfig): void {
+  if (config.main.services.policy.enabled) buildContext(config);
+}
+
+function buildContext(config: LoadedConfig): PolicyContext {
+  const settings = config.main.services.policy;
+  const base = path.dirname(config.file);
+  const read = (files: readonly string[], pointer: string): WhitelistSource[] =>
+    files.map((f, i) => {
+      const file = path.resolve(base, f);
+      try {
+        return { name: file, text: readFileSync(file, 'latin1') };
+      } catch (err) {
+        throw new PostsealError('CFG_POLICY_WHITELIST', `${config.file}: ${pointer}/${i}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      }
+    });
+  const g = settings.greylist;
+  const wrap = <T>(pointer: string, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof PostsealError) throw err;
+      throw new PostsealError('CFG_POLICY_WHITELIST', `${config.file}: ${pointer}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const p = '/services/policy';
+  return {
+    settings,
+    hostname: config.hostname,
+    skipNetworks: wrap(`${p}/skipNetworks`, () => parseNetworks(settings.skipNetworks)),
+    spfSkipNetworks: wrap(`${p}/spf/skipNetworks`, () => parseNetworks(settings.spf.skipNetworks)),
+    lists: {
+      clients: wrap(`${p}/greylist/whitelistClientFiles`, () => parseClientWhitelist(read(g.whitelistClientFiles, `${p}/greylist/whitelistClientFiles`))),
+      recipients: wrap(`${p}/greylist/whitelistRecipientFiles`, () =>
+        parseRecipientWhitelist([
+          { name: `${p}/greylist/skipRecipients`, text: g.skipRecipients.join('\n') },
+          ...read(g.whitelistRecipientFiles, `${p}/greylist/whitelistRecipientFiles`),
+        ]),
+      ),
+    },
+  };
+}

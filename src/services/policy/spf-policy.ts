@@ -1,0 +1,76 @@
+/**
+ * SPF at RCPT time for the policy service, as postfix-policyd-spf-python does it: the HELO
+ * identity and the MAIL FROM identity (RFC 7208 §2.3, §2.4) checked with lib/spf (the same
+ * engine and resolver as the spf stage), once per message; "fail" (and what rejectOn lists)
+ * is answered 550 5.7.23 (RFC 7372), a temperror DEFER_IF_PERMIT 4.4.3 or a Received-SPF, any
+ * other result a Received-SPF field (RFC 7208 §9.1) to prepend.
+ *
+ * Reads services.policy.spf. Never throws for a DNS problem: lib/spf makes it a temperror.
+ */
+import type { MainConfig } from '../../config/main-schema';
+import type { DnsResolver } from '../../lib/dns';
+import { checkSpf, type SpfResult } from '../../lib/spf';
+import { replies } from '../../smtp/replies';
+
+export type SpfPolicySettings = MainConfig['services']['policy']['spf'];
+
+export interface SpfPolicyInput {
+  readonly clientAddress: string;
+  readonly helo: string;
+  readonly sender: string;
+}
+
+export type SpfDecision =
+  | { readonly kind: 'reject'; readonly action: string; readonly result: SpfResult }
+  | { readonly kind: 'defer'; readonly action: string; readonly result: SpfResult }
+  /** header: the Received-SPF field to prepend, or undefined when receivedSpf is off. */
+  | { readonly kind: 'accept'; readonly header: string | undefined; readonly result: SpfResult };
+
+export interface SpfPolicyDeps {
+  readonly resolver: DnsResolver;
+  /** Our host name: receiver= and the comment's prefix. */
+  readonly receiver: string;
+  readonly signal?: AbortSignal;
+}
+
+export async function spfPolicy(settings: SpfPolicySettings, input: SpfPolicyInput, deps: SpfPolicyDeps): Promise<SpfDecision> {
+  const base = { ip: input.clientAddress, helo: input.helo, resolver: deps.resolver, receiver: deps.receiver, signal: deps.signal };
+  const rejectOn = new Set<string>(settings.rejectOn);
+  // HELO first (RFC 7208 §2.3 recommends it), as policyd-spf does; a null sender is checked through it.
+  if (settings.heloCheck && input.sender && input.helo) {
+    const helo = await checkSpf({ ...base, sender: null });
+    if (rejectOn.has(helo.result)) return reject(helo);
+  }
+  const result = await checkSpf({ ...base, sender: input.sender || null });
+  if (rejectOn.has(result.result)) return reject(result);
+  if (result.result === 'temperror' && settings.temperror === 'defer') {
+    const r = replies.policySpfTempfail;
+    return { kind: 'defer', action: `DEFER_IF_PERMIT ${r.enhanced} ${r.text}`, result };
+  }
+  return { kind: 'accept', header: settings.receivedSpf ? receivedSpf(result, input, deps.receiver) : undefined, result };
+}
+
+function reject(result: SpfResult): SpfDecision {
+  const r = replies.policySpfRejected;
+  const why = result.explanation ? `: ${result.explanation}` : `: ${result.comment}`;
+  return { kind: 'reject', action: `${r.code} ${r.enhanced} ${r.text} (${result.identity} ${result.result})${why}`, result };
+}
+
+/** RFC 7208 §9.1: result, comment, then key-value pairs (values as dot-atom or quoted-string). */
+export function receivedSpf(result: SpfResult, input: SpfPolicyInput, receiver: string): string {
+  const pairs = [
+    `client-ip=${input.clientAddress}`,
+    `envelope-from=${quote(input.sender)}`,
+    `helo=${quote(input.helo)}`,
+    `receiver=${quote(receiver)}`,
+    `identity=${result.identity}`,
+  ];
+  if (result.mechanism) pairs.push(`mechanism=${quote(result.mechanism)}`);
+  if (result.result === 'permerror' || result.result === 'temperror') pairs.push(`problem=${quote(result.reason ?? result.result)}`);
+  const comment = result.comment.replace(/[()\\]/g, ' ').replace(/\s+/g, ' ');
+  return `Received-SPF: ${result.result} (${comment}) ${pairs.join('; ')};`;
+}
+
+function quote(value: string): string {
+  return /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/.test(value) ? value : `"${value.replace(/[\\"]/g, '\\$&').replace(/[\r\n]/g, ' ')}"`;
+}

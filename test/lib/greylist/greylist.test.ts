@@ -1,0 +1,51 @@
+/** The greylisting decision over a real sqlite store, with a clock the test moves. */
+import { greylist, parseClientWhitelist, parseRecipientWhitelist, type GreylistSettings } from '../../../src/lib/greylist';
+import type { Store } from '../../../src/store/store';
+import { tempSqliteStore } from '../../helpers/policy';
+
+const settings: GreylistSettings = { delaySec: 300, retryWindowSec: 2 * 86400, maxAgeDays: 35, ipv4PrefixBits: 24, ipv6PrefixBits: 64, autoWhitelistClients: 3 };
+const lists = { clients: parseClientWhitelist([{ name: 'c', text: 'trusted.example\n' }]), recipients: parseRecipientWhitelist([{ name: 'r', text: 'postmaster@\n' }]) };
+const req = { clientAddress: '192.0.2.10', clientName: 'mail.sender.example', sender: 'alice@sender.example', recipient: 'bob@rcpt.example' };
+const T0 = 1_800_000_000;
+
+let store: Store;
+beforeEach(() => {
+  store = tempSqliteStore();
+});
+afterEach(() => store.close());
+
+it('greylists a new triplet, again an early retry with the seconds missing, and passes the retry after the delay once with the delay', async () => {
+  expect(await greylist(store, settings, lists, req, T0)).toEqual({ action: 'greylist', reason: 'new', retryInSec: 300 });
+  expect(await greylist(store, settings, lists, req, T0 + 100)).toEqual({ action: 'greylist', reason: 'early retry', retryInSec: 200 });
+  expect(await greylist(store, settings, lists, req, T0 + 301)).toEqual({ action: 'pass', reason: 'delayed', delayedSec: 301 });
+  expect(await greylist(store, settings, lists, req, T0 + 400)).toEqual({ action: 'pass', reason: 'triplet found' });
+});
+
+it('counts a neighbouring address of the same /24 and a VERP variant of the sender as the same triplet', async () => {
+  await greylist(store, settings, lists, req, T0);
+  const other = { ...req, clientAddress: '192.0.2.99', sender: 'alice+123@sender.example' };
+  expect(await greylist(store, settings, lists, other, T0 + 310)).toMatchObject({ action: 'pass', reason: 'delayed' });
+});
+
+it('starts over when the first retry comes after the retry window', async () => {
+  await greylist(store, settings, lists, req, T0);
+  expect(await greylist(store, settings, lists, req, T0 + settings.retryWindowSec + 10)).toMatchObject({ action: 'greylist', retryInSec: 300 });
+});
+
+it('passes listed clients and recipients without greylisting them', async () => {
+  expect(await greylist(store, settings, lists, { ...req, clientName: 'mx1.trusted.example' }, T0)).toEqual({ action: 'pass', reason: 'client whitelist' });
+  expect(await greylist(store, settings, lists, { ...req, recipient: 'postmaster@rcpt.example' }, T0)).toEqual({ action: 'pass', reason: 'recipient whitelist' });
+});
+
+it('whitelists a client after autoWhitelistClients passes, counted at most once an hour', async () => {
+  let t = T0;
+  for (let i = 0; i < 3; i++) {
+    const r = { ...req, recipient: `user${i}@rcpt.example` };
+    await greylist(store, settings, lists, r, t);
+    expect(await greylist(store, settings, lists, r, t + 300)).toMatchObject({ reason: 'delayed' });
+    t += 3600;
+  }
+  expect(await greylist(store, settings, lists, { ...req, recipient: 'new@rcpt.example' }, t)).toEqual({ action: 'pass', reason: 'client AWL' });
+  // Another client of the same network is not whitelisted by it.
+  expect(await greylist(store, settings, lists, { ...req, clientAddress: '192.0.2.11', recipient: 'new@rcpt.example' }, t)).toMatchObject({ action: 'greylist' });
+});

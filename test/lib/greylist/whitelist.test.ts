@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import { parseClientWhitelist, parseRecipientWhitelist, WhitelistSyntaxError } from '../../../src/lib/greylist';
+
+const src = (text: string) => [{ name: 'test-list', text }];
+
+describe('client whitelist in postgrey format', () => {
+  const list = parseClientWhitelist(src('# comment\nexample.org\n/^mail\\d+\\.bulk\\.example$/\n198.51.100.7\n203.0.113.0/28\n10.1.2\n172.16\n2001:db8:aa::/48\n'));
+
+  it('matches a host name and the names below it, not a name that only ends alike', () => {
+    expect(list.matches('example.org', '192.0.2.1')).toBe(true);
+    expect(list.matches('mx.EXAMPLE.org', '192.0.2.1')).toBe(true);
+    expect(list.matches('badexample.org', '192.0.2.1')).toBe(false);
+  });
+
+  it('matches regexps against the client name, addresses, networks and partial addresses', () => {
+    expect(list.matches('mail12.bulk.example', '192.0.2.1')).toBe(true);
+    expect(list.matches('unknown', '198.51.100.7')).toBe(true);
+    expect(list.matches('unknown', '203.0.113.15')).toBe(true);
+    expect(list.matches('unknown', '203.0.113.16')).toBe(false);
+    expect(list.matches('unknown', '10.1.2.200')).toBe(true);
+    expect(list.matches('unknown', '172.16.99.1')).toBe(true);
+    expect(list.matches('unknown', '2001:db8:aa:1::5')).toBe(true);
+    expect(list.matches('unknown', '::ffff:198.51.100.7')).toBe(true);
+    expect(list.matches('unknown', '192.0.2.1')).toBe(false);
+  });
+
+  it("reads Debian's shipped /etc/postgrey/whitelist_clients unchanged", () => {
+    const file = '/etc/postgrey/whitelist_clients';
+    const debian = parseClientWhitelist([{ name: file, text: readFileSync(file, 'latin1') }]);
+    expect(debian.size).toBeGreaterThan(50);
+    expect(debian.matches('lists.debian.org', '192.0.2.1')).toBe(true);
+    expect(debian.matches('mail.sender.example', '192.0.2.1')).toBe(false);
+  });
+
+  it('names the file and line of an entry it cannot read', () => {
+    expect(() => parseClientWhitelist(src('ok.example\n/(unclosed/\n'))).toThrow(WhitelistSyntaxError);
+    expect(() => parseClientWhitelist(src('ok.example\n/(unclosed/\n'))).toThrow(/test-list line 2/);
+    expect(() => parseClientWhitelist(src('two words\n'))).toThrow(/line 1/);
+  });
+});
+
+describe('recipient whitelist in postgrey format', () => {
+  const list = parseRecipientWhitelist(src('postmaster@\nbob@rcpt.example\nopen.example\n/^noreply-.*@/\n'));
+
+  it('matches user@ in any domain, an address with its +extensions, a domain and its subdomains, a regexp', () => {
+    expect(list.matches('Postmaster@anything.example')).toBe(true);
+    expect(list.matches('bob@rcpt.example')).toBe(true);
+    expect(list.matches('bob+tag@rcpt.example')).toBe(true);
+    expect(list.matches('bobby@rcpt.example')).toBe(false);
+    expect(list.matches('x@open.example')).toBe(true);
+    expect(list.matches('x@sub.open.example')).toBe(true);
+    expect(list.matches('x@notopen.example')).toBe(false);
+    expect(list.matches('noreply-9@a.example')).toBe(true);
+  });
+
+  it("reads Debian's shipped /etc/postgrey/whitelist_recipients unchanged", () => {
+    const file = '/etc/postgrey/whitelist_recipients';
+    const debian = parseRecipientWhitelist([{ name: file, text: readFileSync(file, 'latin1') }]);
+    expect(debian.matches('abuse@rcpt.example')).toBe(true);
+    expect(debian.matches('bob@rcpt.example')).toBe(false);
+  });
+});
