@@ -15,8 +15,9 @@
  * file cannot be read (start fails; a reload is refused and the running lists stay).
  */
 import cluster from 'node:cluster';
-import { lstatSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { removeStaleSocket } from './stale-socket';
 import path from 'node:path';
 import { parseNetworks } from '../../config/networks';
 import { PostsealError } from '../../errors';
@@ -82,14 +83,13 @@ export class PolicyService implements Service {
     await this.closeServer(true);
   }
 
-  private listen(s: PolicySettings): Promise<net.Server> {
+  private async listen(s: PolicySettings): Promise<net.Server> {
     const server = net.createServer((socket) => this.serve(socket));
     server.maxConnections = s.maxConnections;
     const where = s.socket || `${s.address}:${s.port}`;
-    // A socket file left by a process that died would make listen fail with EADDRINUSE; a
-    // worker leaves it alone (the primary binds the path for all of them).
-    // Only a socket is removed: a path that names another file is an error (EADDRINUSE below).
-    if (s.socket && !cluster.isWorker && lstatSync(s.socket, { throwIfNoEntry: false })?.isSocket()) rmSync(s.socket);
+    // A socket file left by a process that died would make listen fail (stale-socket.ts); a
+    // worker leaves it alone: the primary removed it before forking (cli/start-command.ts).
+    if (s.socket && !cluster.isWorker) await removeStaleSocket(s.socket);
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new PostsealError('POLICY_LISTEN_FAILED', `cannot listen for policy requests on ${where}: ${err.message}`, { cause: err })));
       const done = () => {
