@@ -20,7 +20,7 @@ describe('the policy service behind check_policy_service in a real Postfix', () 
         'remote.test': { TXT: [`v=spf1 ip4:${REMOTE_CLIENT.addr} -all`] },
         'forged.test': { TXT: ['v=spf1 ip4:192.0.2.1 -all'] },
       },
-      (ports) => ({ services: { policy: { enabled: true, port: ports[10040], greylist: { delaySec: DELAY_SEC, whitelistClientFiles: ['/etc/postgrey/whitelist_clients'] } } } }),
+      () => ({ services: { policy: { enabled: true, port: 10040, greylist: { delaySec: DELAY_SEC, whitelistClientFiles: ['/etc/postgrey/whitelist_clients'] } } } }),
     );
     await e2e.postfix.enablePolicyService();
   }, 120_000);
