@@ -5,7 +5,7 @@
  * policyd-spf as Postfix's spawn(8) runs it, one request stream on stdin/stdout, its DNS
  * pointed at the loopback DNS server. Start fails (never skips) when a package is missing.
  */
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -83,8 +83,7 @@ export async function startPostgrey(args: string[] = []): Promise<Anchor & { por
     },
     async stop() {
       socket.destroy();
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
+      await stopProcess(proc);
     },
   };
 }
@@ -121,8 +120,17 @@ export function startPolicydSpf(dnsPort: number, config: string): Anchor {
     },
     async stop() {
       proc.stdin.end();
-      proc.kill('SIGTERM');
-      if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
+      await stopProcess(proc);
     },
   };
+}
+
+/** SIGTERM, and SIGKILL when the daemon has not gone within 5 s (a loaded machine, a perl server draining). */
+async function stopProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
 }
