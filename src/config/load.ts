@@ -17,6 +17,7 @@ import { PostsealError } from '../errors';
 import type { Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
 import { readYaml, schemaError } from './yaml-file';
+import { compileBankRules, type BankChooser } from './bank-rules';
 import { parseNetworks, type NetworkList } from './networks';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
@@ -30,6 +31,8 @@ export interface ConfigFiles {
   readonly hostname: string;
   readonly authservId: string;
   readonly trustedNetworks: NetworkList;
+  /** The banks chosen by client network and sender (main config bankRules, config/bank-rules.ts). */
+  readonly bankChooser: BankChooser;
   /** Absolute folder of the bank files (each bank is <bankDir>/<name>.yaml). */
   readonly bankDir: string;
 }
@@ -51,7 +54,13 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   if (!validateMain(raw)) throw schemaError(absFile, validateMain.errors);
   const main = raw as MainConfig;
   const bankDir = main.bankDir === '' ? builtinBankDir : path.resolve(path.dirname(absFile), main.bankDir);
-  const banks = loadBanks(bankDir, main, bankRules);
+  let bankChooser: BankChooser;
+  try {
+    bankChooser = compileBankRules(main.bankRules);
+  } catch (err) {
+    throw new PostsealError('CFG_SCHEMA_INVALID', `${absFile}: ${(err as Error).message}; write networks as 192.0.2.0/24 or 2001:db8::/32`, { cause: err });
+  }
+  const banks = loadBanks(bankDir, main, bankRules, bankChooser.banks);
   let trustedNetworks: NetworkList;
   try {
     trustedNetworks = parseNetworks(main.xforwardTrustedNetworks);
@@ -62,7 +71,7 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   // Like every other path, relative to this file (not to the directory postseal started in).
   main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
   checkSrs(absFile, main);
-  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankDir });
+  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankChooser, bankDir });
 }
 
 /** services.srs: its secrets file relative to this file; the settings that only make sense together. */
@@ -85,12 +94,12 @@ export function validateBank(schema: object, value: unknown, where: string): Ban
 }
 
 /** Reads every bank a listener names, each merged over default.yaml. */
-function loadBanks(bankDir: string, main: MainConfig, rules: BankRules): Map<string, Bank> {
+function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBanks: readonly string[]): Map<string, Bank> {
   let validateBank = bankValidators.get(rules.schema);
   if (!validateBank) bankValidators.set(rules.schema, (validateBank = ajv.compile(rules.schema)));
   const defaultFile = path.join(bankDir, 'default.yaml');
   const base = (readYaml(defaultFile) ?? {}) as Record<string, unknown>;
-  const names = new Set(main.listeners.map((l) => l.bank));
+  const names = new Set([...main.listeners.map((l) => l.bank), ...ruleBanks]);
   if (existsSync(bankDir)) {
     for (const f of readdirSync(bankDir)) if (f.endsWith('.yaml')) names.add(f.slice(0, -'.yaml'.length));
   }

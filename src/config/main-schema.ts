@@ -57,6 +57,66 @@ export const mainConfigSchema = {
         },
       },
     },
+    bankRules: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        "Banks chosen per transaction at MAIL FROM (amavisd @client_ipaddr_policy and sender maps). Precedence: the listener port picks a bank; the first matching clientNetworks rule replaces it; the first matching senders rule replaces that; a valid DKIM signer (dkimVerify.signerBanks) may switch once more after DATA. The chosen bank's pipeline, forward and limits serve the whole transaction, the downstream MAIL included.",
+      properties: {
+        clientNetworks: {
+          type: 'array',
+          default: [],
+          description: 'Rules by client address: the XFORWARD ADDR from a peer in xforwardTrustedNetworks, else the peer itself. IPv4 and IPv6 CIDR lists (amavisd MYNETS).',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['networks', 'bank'],
+            properties: {
+              networks: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1 },
+                description: 'Networks as 192.0.2.0/24 or 2001:db8::/32; a bare address is one host.',
+              },
+              bank: { type: 'string', minLength: 1, description: 'Bank used when the client is in one of the networks: a file <bank>.yaml in bankDir.' },
+              listenerBanks: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                default: [],
+                description: 'Apply the rule only to mail whose listener bank is one of these (e.g. not on the NOCHECKS port); empty: every listener.',
+              },
+            },
+          },
+        },
+        senders: {
+          type: 'array',
+          default: [],
+          description: 'Rules by envelope sender (MAIL FROM), checked after clientNetworks.',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['senders', 'bank'],
+            properties: {
+              senders: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1 },
+                description:
+                  'user@example.org (that address), example.org (any address of that domain), *.example.org (its subdomains, not example.org itself), or <> (the null sender of bounces). Case-insensitive.',
+              },
+              bank: { type: 'string', minLength: 1, description: 'Bank used when the sender matches: a file <bank>.yaml in bankDir.' },
+              listenerBanks: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                default: [],
+                description: 'Apply the rule only to mail whose listener bank is one of these; empty: every listener.',
+              },
+            },
+          },
+        },
+      },
+    },
     xforwardTrustedNetworks: {
       type: 'array',
       items: { type: 'string', minLength: 1 },
@@ -330,3 +390,4 @@ export const mainConfigSchema = {
 
 export type MainConfig = FromSchema<typeof mainConfigSchema>;
 export type ListenerConfig = MainConfig['listeners'][number];
+export type BankRulesConfig = MainConfig['bankRules'];

@@ -35,6 +35,9 @@ export interface DeliverInput {
   peer: string;
   id: string;
   listener: ListenerConfig;
+  /** The bank the transaction runs on, and the rule that chose it (config/bank-rules.ts). */
+  bankName: string;
+  bankRule: string;
   ctx: SessionContext;
   /** Aborted when the upstream client disconnects. */
   upstream: AbortSignal;
@@ -55,6 +58,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     session: input.id,
     queueId: input.client.ident,
     port: input.listener.port,
+    bankRule: input.bankRule,
     from: input.envelope.mailFrom,
     rcpts: input.envelope.recipients.length,
     client: input.client.addr,
@@ -72,7 +76,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     record.size = spool.size;
     const tx: Transaction = {
       id: input.id,
-      bankName: input.listener.bank,
+      bankName: input.bankName,
       bank,
       envelope: input.envelope,
       client: input.client,
@@ -135,7 +139,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     ctx.log.info(record, 'message');
     telemetry.inFlight(-1);
     telemetry.messageDone({
-      bank: input.listener.bank,
+      bank: input.bankName,
       verdict: result?.verdict.action ?? 'none',
       replyClass,
       durationMs: ended - (spooledAt ?? started),
