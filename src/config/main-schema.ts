@@ -52,6 +52,18 @@ export const mainConfigSchema = {
             properties: {
               certFile: { type: 'string', minLength: 1, description: 'PEM certificate chain.' },
               keyFile: { type: 'string', minLength: 1, description: 'PEM private key.' },
+              minVersion: {
+                type: 'string',
+                enum: ['TLSv1.2', 'TLSv1.3'],
+                default: 'TLSv1.2',
+                description:
+                  'Oldest TLS protocol accepted; a client offering only older ones fails the handshake (Postfix then retries in plain text or defers, per its smtp_tls_security_level).',
+              },
+              ciphers: {
+                type: 'string',
+                default: '',
+                description: "OpenSSL cipher list for TLS 1.2 (e.g. ECDHE+AESGCM:ECDHE+CHACHA20); empty keeps Node's default list. TLS 1.3 suites are not affected.",
+              },
             },
           },
         },

@@ -38,6 +38,8 @@ export interface DeliverInput {
   /** The bank the transaction runs on, and the rule that chose it (config/bank-rules.ts). */
   bankName: string;
   bankRule: string;
+  /** The session's TLS protocol (TLSv1.3 ...) after STARTTLS; null in plain text. */
+  tls: string | null;
   ctx: SessionContext;
   /** Aborted when the upstream client disconnects. */
   upstream: AbortSignal;
@@ -59,6 +61,8 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     queueId: input.client.ident,
     port: input.listener.port,
     bankRule: input.bankRule,
+    tls: input.tls ?? 'none',
+    downstreamTls: down.tls,
     from: input.envelope.mailFrom,
     rcpts: input.envelope.recipients.length,
     client: input.client.addr,

@@ -158,6 +158,7 @@ export class SessionHandler {
       listener: this.listener,
       bankName: choice?.bank ?? this.listener.bank,
       bankRule: choice?.rule ?? `listener port ${this.listener.port}`,
+      tls: session.tlsOptions ? session.tlsOptions.version : null,
       ctx,
       upstream: state.gone.signal,
     });
