@@ -92,7 +92,8 @@ export const commonBankSchema = {
       uniqueItems: true,
       items: { type: 'string', enum: ['8BITMIME', 'SMTPUTF8', 'PIPELINING', 'DSN', 'SIZE'] },
       default: [],
-      description: 'EHLO keywords this listener does not announce (amavisd @extra_ehlo_keywords inverse). 8BITMIME makes Postfix downgrade 8-bit mail before it reaches us.',
+      description:
+        'EHLO keywords this listener does not announce (amavisd @extra_ehlo_keywords inverse); their MAIL/RCPT parameters are then refused with 555 5.5.4 (BODY for 8BITMIME, SMTPUTF8, RET/ENVID/NOTIFY/ORCPT for DSN), except SIZE=, which is then not checked (the limit still holds during DATA). Hiding 8BITMIME makes Postfix downgrade 8-bit mail before it reaches us.',
     },
     maxMessageSizeBytes: {
       type: 'integer',

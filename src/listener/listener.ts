@@ -69,7 +69,7 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
   };
   const server = new SMTPServer(options);
   useEnvelopeCommands(server, {
-    announced: { dsn: !hidden.has('DSN'), smtputf8: !hidden.has('SMTPUTF8'), size: hidden.has('SIZE') ? 0 : bank.maxMessageSizeBytes },
+    announced: { eightbitmime: !hidden.has('8BITMIME'), dsn: !hidden.has('DSN'), smtputf8: !hidden.has('SMTPUTF8'), size: hidden.has('SIZE') ? 0 : bank.maxMessageSizeBytes },
     mail: (cmd, session) => handler.mailFrom(cmd, session),
     rcpt: (cmd, session) => handler.rcptTo(cmd, session),
     refused: (verb, refusal, line, session) => handler.refused(verb, refusal, line, session),
