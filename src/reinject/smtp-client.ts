@@ -16,12 +16,11 @@
  * is dropped), REINJECT_PROTOCOL (connection closed, garbage, unexpected 421), REINJECT_TLS
  * (STARTTLS missing under encrypt, refused, handshake or certificate failed).
  */
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import tls from 'node:tls';
 import { once } from 'node:events';
 import type { ForwardTarget } from '../config/bank-schema';
 import { PostsealError } from '../errors';
+import { handshake } from './starttls';
 
 export interface DownstreamReply {
   readonly code: number;
@@ -132,49 +131,19 @@ export class SmtpClientConnection {
 
   /** STARTTLS and the handshake on the same socket; everything read before it is dropped. */
   private async startTls(): Promise<void> {
-    const conf = this.target.tls;
     const reply = await this.command('STARTTLS', this.target.commandTimeoutMs);
     if (reply.code !== 220) throw new PostsealError('REINJECT_TLS', `downstream ${this.label} answered STARTTLS with ${reply.code} ${reply.text}`);
-    const verify = conf.mode === 'encrypt';
-    const name = conf.verifyName || this.target.host;
     const raw = this.socket;
     raw.removeAllListeners('data');
     raw.removeAllListeners('error');
     raw.removeAllListeners('close');
+    // The TLS socket reports what happens underneath; an error event with no listener would throw.
+    raw.on('error', () => undefined);
     // A reply pipelined after 220 would be a plain-text injection (RFC 3207 5; CVE-2011-0411).
     this.buffer = '';
     this.lines = [];
     this.unread = [];
-    let secure: tls.TLSSocket;
-    try {
-      secure = tls.connect({
-        socket: raw,
-        secureContext: clientContext(conf),
-        rejectUnauthorized: verify,
-        ...(net.isIP(name) ? {} : { servername: name }),
-        checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
-      });
-    } catch (err) {
-      raw.destroy();
-      throw new PostsealError('REINJECT_TLS', `downstream ${this.label}: ${(err as Error).message}`, { cause: err });
-    }
-    await new Promise<void>((resolve, reject) => {
-      const fail = (err: Error) => {
-        clearTimeout(timer);
-        secure.destroy();
-        reject(new PostsealError('REINJECT_TLS', `TLS handshake with downstream ${this.label} failed: ${err.message}`, { cause: err }));
-      };
-      const timer = setTimeout(() => fail(new Error(`no handshake within ${this.target.commandTimeoutMs} ms`)), this.target.commandTimeoutMs);
-      const closed = () => fail(new Error('connection closed'));
-      secure.once('error', fail);
-      secure.once('close', closed);
-      secure.once('secureConnect', () => {
-        clearTimeout(timer);
-        secure.off('error', fail);
-        secure.off('close', closed);
-        resolve();
-      });
-    });
+    const secure = await handshake(raw, this.target, this.label);
     this.attach(secure);
     secure.setNoDelay(true);
     this.tls = { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown' };
@@ -305,19 +274,6 @@ export class SmtpClientConnection {
     }
     this.socket.destroy();
   }
-}
-
-/** One secure context per target (config objects are frozen and outlive the connections). */
-const contexts = new WeakMap<object, tls.SecureContext>();
-
-function clientContext(conf: ForwardTarget['tls']): tls.SecureContext {
-  let ctx = contexts.get(conf);
-  if (!ctx) {
-    const read = (file: string) => (file ? readFileSync(file) : undefined);
-    ctx = tls.createSecureContext({ ca: read(conf.caFile), cert: read(conf.certFile), key: read(conf.keyFile), minVersion: 'TLSv1.2' });
-    contexts.set(conf, ctx);
-  }
-  return ctx;
 }
 
 /** RFC 5321 4.5.2 transparency, and bare LF made CRLF (SMTP lines end in CRLF, RFC 5321 2.3.8). */
