@@ -37,6 +37,7 @@ export const errorCodes = {
   REINJECT_REFUSED: 'The downstream server refused the connection.',
   REINJECT_TIMEOUT: 'The downstream server did not answer in time.',
   REINJECT_PROTOCOL: 'The downstream server broke the SMTP protocol or closed the connection.',
+  REINJECT_TLS: 'forward.tls: the downstream did not offer STARTTLS where encrypt requires it, the TLS handshake failed, or its certificate did not verify.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

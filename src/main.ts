@@ -138,6 +138,8 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, te
       spool: deps.spool,
       shutdownGraceMs: config.main.shutdownGraceMs,
       telemetry,
+      bankChooser: config.bankChooser,
+      contextOf: (other) => contexts.get(other),
     });
   }
   return contexts;

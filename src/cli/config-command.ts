@@ -2,7 +2,9 @@
  * `postseal config check` validates the main config, every bank and the signing files, and
  * runs the start-up checks of config/preflight.ts (spool folder, forward loops), printing
  * their warnings (exit 0/1); with --dns it also runs `postseal keys test` on every key.
- * `postseal config print BANK` prints the effective, merged bank and its stage order.
+ * `postseal config print BANK` prints the effective, merged bank and its stage order; with
+ * --client-ip or --mail-from, the bank chain (cli/bank-chain.ts) from BANK's listener and
+ * then the bank it ends on.
  */
 import YAML from 'yaml';
 import { configReference } from '../config/docs';
@@ -18,10 +20,11 @@ import { buildStageDeps } from '../setup';
 import { bankSchema, stageRegistry } from '../stages/registry';
 import { dmarcResultsNotKept } from '../store/dmarc-results';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
+import { bankChain } from './bank-chain';
 import { runKeyTests } from './keys/common';
 
 const help = `Usage: postseal config check [--dns] [--config FILE]
-       postseal config print BANK [--config FILE]
+       postseal config print BANK [--client-ip IP] [--mail-from ADDR] [--config FILE]
        postseal config docs
 
 check   validates the main configuration, every policy bank, the key table and the signing
@@ -30,12 +33,18 @@ check   validates the main configuration, every policy bank, the key table and t
         others, listeners other hosts can reach) go to standard error; exit 0 when valid, 1 if
         not. --dns also checks every key against its DNS record, as postseal keys test does
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
-        the order its stages run in
+        the order its stages run in; with --client-ip and/or --mail-from, BANK is the
+        listener's bank: the chain port -> client network -> sender (bankRules) is printed,
+        then the bank it ends on (--mail-from "" is the null sender <>)
 docs    the configuration reference (docs/config.md) in Markdown, from the JSON Schemas`;
 
 export function runConfig(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(args, { config: { type: 'string', short: 'c' }, dns: { type: 'boolean', default: false } }, help);
+    const {
+      values,
+      positionals,
+      help: h,
+    } = parse(args, { config: { type: 'string', short: 'c' }, dns: { type: 'boolean', default: false }, 'client-ip': { type: 'string' }, 'mail-from': { type: 'string' } }, help);
     if (h) {
       process.stdout.write(`${h}\n`);
       return 0;
@@ -66,15 +75,31 @@ export function runConfig(args: string[]): Promise<number> {
       return (await runKeyTests(config, config.keys.keys)) ? 0 : 1;
     }
     if (!bankName) throw new UsageError(`config print needs a bank name\n\n${help}`);
+    let chain = '';
+    if (values['client-ip'] !== undefined || values['mail-from'] !== undefined) {
+      if (!config.banks.has(bankName)) {
+        process.stderr.write(`postseal: no bank "${bankName}"; banks: ${[...config.banks.keys()].join(', ')}\n`);
+        return 1;
+      }
+      const c = bankChain(config, bankName, values['client-ip'], values['mail-from'] ?? '');
+      chain = `# ${c.text}\n`;
+      return printBank(config, c.choice.bank, log, chain);
+    }
+    return printBank(config, bankName, log, chain);
+  });
+}
+
+function printBank(config: LoadedConfig, bankName: string, log: Logger, chain: string): number {
+  {
     const bank = config.banks.get(bankName);
     if (!bank) {
       process.stderr.write(`postseal: no bank "${bankName}"; banks: ${[...config.banks.keys()].join(', ')}\n`);
       return 1;
     }
     const pipeline = pipelineOf(config, bankName, log);
-    process.stdout.write(`# bank ${bankName} (stage order: ${pipeline.stageIds.join(' -> ') || 'none'})\n${YAML.stringify(bank)}`);
+    process.stdout.write(`${chain}# bank ${bankName} (stage order: ${pipeline.stageIds.join(' -> ') || 'none'})\n${YAML.stringify(bank)}`);
     return 0;
-  });
+  }
 }
 
 function keySummary(config: LoadedConfig): string {

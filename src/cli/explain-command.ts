@@ -19,14 +19,18 @@ import { decideSigning, type SigningDecision, type UnsignedReason } from '../sta
 import { Message } from '../transaction/message';
 import { spoolFrom } from '../transaction/spool';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
+import { bankChain } from './bank-chain';
 
-const help = `Usage: postseal explain [--config FILE] [--bank NAME] [--mail-from ADDR] FILE|-
+const help = `Usage: postseal explain [--config FILE] [--bank NAME] [--client-ip IP] [--mail-from ADDR] FILE|-
 
 Says whether the bank (default: ORIGINATING) would DKIM-sign the message in FILE (- for
 standard input), with which signing table rule and keys, and why; or why not:
 not_originating, no_dkim_sign_stage, no_from, multiple_from, no_author_domain,
 no_key_for_domain, no_active_key (the rule's keys are staged or retiring).
-  --mail-from ADDR  the envelope sender, for banks with dkimSign.envelopeSenderFallback
+  --client-ip IP    the client address: the bank rules (bankRules) run from the listener of
+                    --bank, as at MAIL FROM, and the bank they end on is explained
+  --mail-from ADDR  the envelope sender, for the sender rules of bankRules and for banks
+                    with dkimSign.envelopeSenderFallback
 Exit status: 0 it would be signed, 1 it would not (or FILE or the config could not be read).`;
 
 const why: Record<UnsignedReason | 'not_originating' | 'no_dkim_sign_stage', string> = {
@@ -45,7 +49,11 @@ export function runExplain(args: string[]): Promise<number> {
       values,
       positionals,
       help: h,
-    } = parse(args, { config: { type: 'string', short: 'c' }, bank: { type: 'string', default: 'ORIGINATING' }, 'mail-from': { type: 'string', default: '' } }, help);
+    } = parse(
+      args,
+      { config: { type: 'string', short: 'c' }, bank: { type: 'string', default: 'ORIGINATING' }, 'client-ip': { type: 'string' }, 'mail-from': { type: 'string' } },
+      help,
+    );
     if (h) {
       process.stdout.write(`${h}\n`);
       return 0;
@@ -53,8 +61,12 @@ export function runExplain(args: string[]): Promise<number> {
     if (positionals.length !== 1) throw new UsageError(`explain needs one message file (or - for standard input)\n\n${help}`);
     const config = loadOrExplain(values.config);
     if (!config) return 1;
-    const bank = config.banks.get(values.bank);
-    if (!bank) throw new UsageError(`no bank "${values.bank}"; banks: ${[...config.banks.keys()].join(', ')}`);
+    if (!config.banks.has(values.bank)) throw new UsageError(`no bank "${values.bank}"; banks: ${[...config.banks.keys()].join(', ')}`);
+    const mailFrom = values['mail-from'] ?? '';
+    // Without a client or a sender given, no rule is run: --bank is explained as it is.
+    const chain = values['client-ip'] !== undefined || values['mail-from'] !== undefined ? bankChain(config, values.bank, values['client-ip'], mailFrom) : null;
+    const bankName = chain?.choice.bank ?? values.bank;
+    const bank = config.banks.get(bankName)!;
     let message: Message;
     try {
       const source = positionals[0] === '-' ? process.stdin : createReadStream(positionals[0]);
@@ -71,10 +83,10 @@ export function runExplain(args: string[]): Promise<number> {
       return 1;
     }
     try {
-      const out = [`bank ${values.bank}: ${bank.originating ? 'originating' : 'not originating'}, stages: ${bank.stages.join(', ') || 'none'}`];
+      const out = [...(chain ? [chain.text] : []), `bank ${bankName}: ${bank.originating ? 'originating' : 'not originating'}, stages: ${bank.stages.join(', ') || 'none'}`];
       if (!bank.originating) return report(out, `not signed: not_originating: ${why.not_originating}`, 1);
       if (!bank.stages.includes('dkim-sign')) return report(out, `not signed: no_dkim_sign_stage: ${why.no_dkim_sign_stage}`, 1);
-      const decision = decideSigning(message, values['mail-from'], settingsOf(dkimSignStage, bank), config.keys);
+      const decision = decideSigning(message, mailFrom, settingsOf(dkimSignStage, bank), config.keys);
       out.push(...describe(decision, config.keys, bank));
       if (decision.sign) {
         const o = decision.options;

@@ -29,6 +29,34 @@ const target = {
     connectTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000, default: 10000, description: 'Time to connect and read the greeting.' },
     commandTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000, default: 60000, description: 'Time for the reply to one command (EHLO, XFORWARD, MAIL, RCPT, DATA).' },
     dataDoneTimeoutMs: { type: 'integer', minimum: 100, maximum: 3600000, default: 300000, description: 'Time for the reply to the end of the message data.' },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'STARTTLS to this server (RFC 3207), after EHLO/LHLO when the server announces it, then EHLO again. Pooled connections stay encrypted for reuse.',
+      properties: {
+        mode: {
+          type: 'string',
+          enum: ['none', 'may', 'encrypt'],
+          default: 'none',
+          description:
+            'none: plain. may: STARTTLS when announced, certificate not verified; plain only when the server does not announce STARTTLS (a handshake that fails is 451 4.7.5, REINJECT_TLS, never a silent fall back to plain). encrypt: STARTTLS required and the certificate verified against caFile and verifyName; otherwise 451 4.7.5 (REINJECT_TLS) and Postfix keeps the mail.',
+        },
+        caFile: {
+          type: 'string',
+          default: '',
+          description:
+            'PEM file of the certificate authorities that encrypt trusts, relative to the main file; empty uses the system store. Files are read at start-up and reload (CFG_FILE_UNREADABLE).',
+        },
+        verifyName: {
+          type: 'string',
+          default: '',
+          description: 'Name (or address) the certificate must be issued to under encrypt; empty uses host.',
+        },
+        certFile: { type: 'string', default: '', description: 'PEM client certificate, for a server that asks for one, relative to the main file; set together with keyFile.' },
+        keyFile: { type: 'string', default: '', description: 'PEM private key of certFile.' },
+      },
+    },
     maxIdleConnections: { type: 'integer', minimum: 0, maximum: 1000, default: 16, description: 'Connections kept open for reuse; 0 opens one per message.' },
     idleTimeoutMs: {
       type: 'integer',
@@ -64,7 +92,8 @@ export const commonBankSchema = {
       uniqueItems: true,
       items: { type: 'string', enum: ['8BITMIME', 'SMTPUTF8', 'PIPELINING', 'DSN', 'SIZE'] },
       default: [],
-      description: 'EHLO keywords this listener does not announce (amavisd @extra_ehlo_keywords inverse). 8BITMIME makes Postfix downgrade 8-bit mail before it reaches us.',
+      description:
+        'EHLO keywords this listener does not announce (amavisd @extra_ehlo_keywords inverse); their MAIL/RCPT parameters are then refused with 555 5.5.4 (BODY for 8BITMIME, SMTPUTF8, RET/ENVID/NOTIFY/ORCPT for DSN), except SIZE=, which is then not checked (the limit still holds during DATA). Hiding 8BITMIME makes Postfix downgrade 8-bit mail before it reaches us.',
     },
     maxMessageSizeBytes: {
       type: 'integer',

@@ -9,7 +9,7 @@
  * Paths in the file (bankDir, spool.dir, the key tables) are relative to the file. Checks that
  * need the file system or DNS (spool folder, forward loops) are in config/preflight.ts.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { hostname as osHostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
@@ -17,6 +17,7 @@ import { PostsealError } from '../errors';
 import type { Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
 import { readYaml, schemaError } from './yaml-file';
+import { compileBankRules, type BankChooser } from './bank-rules';
 import { parseNetworks, type NetworkList } from './networks';
 
 /** The banks shipped with postseal, used when bankDir is empty and by the embedded default config. */
@@ -30,6 +31,8 @@ export interface ConfigFiles {
   readonly hostname: string;
   readonly authservId: string;
   readonly trustedNetworks: NetworkList;
+  /** The banks chosen by client network and sender (main config bankRules, config/bank-rules.ts). */
+  readonly bankChooser: BankChooser;
   /** Absolute folder of the bank files (each bank is <bankDir>/<name>.yaml). */
   readonly bankDir: string;
 }
@@ -51,7 +54,13 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   if (!validateMain(raw)) throw schemaError(absFile, validateMain.errors);
   const main = raw as MainConfig;
   const bankDir = main.bankDir === '' ? builtinBankDir : path.resolve(path.dirname(absFile), main.bankDir);
-  const banks = loadBanks(bankDir, main, bankRules);
+  let bankChooser: BankChooser;
+  try {
+    bankChooser = compileBankRules(main.bankRules);
+  } catch (err) {
+    throw new PostsealError('CFG_SCHEMA_INVALID', `${absFile}: ${(err as Error).message}; write networks as 192.0.2.0/24 or 2001:db8::/32`, { cause: err });
+  }
+  const banks = loadBanks(bankDir, main, bankRules, bankChooser.banks, path.dirname(absFile));
   let trustedNetworks: NetworkList;
   try {
     trustedNetworks = parseNetworks(main.xforwardTrustedNetworks);
@@ -62,7 +71,7 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   // Like every other path, relative to this file (not to the directory postseal started in).
   main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
   checkSrs(absFile, main);
-  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankDir });
+  return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankChooser, bankDir });
 }
 
 /** services.srs: its secrets file relative to this file; the settings that only make sense together. */
@@ -85,12 +94,12 @@ export function validateBank(schema: object, value: unknown, where: string): Ban
 }
 
 /** Reads every bank a listener names, each merged over default.yaml. */
-function loadBanks(bankDir: string, main: MainConfig, rules: BankRules): Map<string, Bank> {
+function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBanks: readonly string[], configDir: string): Map<string, Bank> {
   let validateBank = bankValidators.get(rules.schema);
   if (!validateBank) bankValidators.set(rules.schema, (validateBank = ajv.compile(rules.schema)));
   const defaultFile = path.join(bankDir, 'default.yaml');
   const base = (readYaml(defaultFile) ?? {}) as Record<string, unknown>;
-  const names = new Set(main.listeners.map((l) => l.bank));
+  const names = new Set([...main.listeners.map((l) => l.bank), ...ruleBanks]);
   if (existsSync(bankDir)) {
     for (const f of readdirSync(bankDir)) if (f.endsWith('.yaml')) names.add(f.slice(0, -'.yaml'.length));
   }
@@ -107,6 +116,7 @@ function loadBanks(bankDir: string, main: MainConfig, rules: BankRules): Map<str
     const bank = merged as Bank;
     rules.check(where, bank);
     checkBank(where, bank, main);
+    checkForwardTls(where, bank, configDir);
     banks.set(name, bank);
   }
   return banks;
@@ -121,6 +131,27 @@ function checkBank(file: string, bank: Bank, main: MainConfig): void {
         'CFG_INCONSISTENT',
         `${file}: /forward/protocol: lmtp gives one reply per recipient, which an smtp listener (port ${l.port}) cannot pass up; use protocol smtp or make the listener lmtp`,
       );
+    }
+  }
+}
+
+/**
+ * forward.tls files: relative to the main file like every other path, and readable now, so a
+ * typo stops start-up (or a reload) instead of turning every message into 451 4.7.5.
+ */
+function checkForwardTls(file: string, bank: Bank, configDir: string): void {
+  const t = bank.forward.tls;
+  if (!t) return;
+  if ((t.certFile === '') !== (t.keyFile === ''))
+    throw new PostsealError('CFG_INCONSISTENT', `${file}: /forward/tls: certFile and keyFile go together (a client certificate needs its key)`);
+  for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
+    if (t[key] === '') continue;
+    t[key] = path.resolve(configDir, t[key]);
+    if (t.mode === 'none') continue;
+    try {
+      readFileSync(t[key]);
+    } catch (err) {
+      throw new PostsealError('CFG_FILE_UNREADABLE', `${file}: /forward/tls/${key}: cannot read ${t[key]}: ${(err as Error).message}`, { cause: err });
     }
   }
 }

@@ -52,6 +52,78 @@ export const mainConfigSchema = {
             properties: {
               certFile: { type: 'string', minLength: 1, description: 'PEM certificate chain.' },
               keyFile: { type: 'string', minLength: 1, description: 'PEM private key.' },
+              minVersion: {
+                type: 'string',
+                enum: ['TLSv1.2', 'TLSv1.3'],
+                default: 'TLSv1.2',
+                description:
+                  'Oldest TLS protocol accepted; a client offering only older ones fails the handshake (Postfix then retries in plain text or defers, per its smtp_tls_security_level).',
+              },
+              ciphers: {
+                type: 'string',
+                default: '',
+                description: "OpenSSL cipher list for TLS 1.2 (e.g. ECDHE+AESGCM:ECDHE+CHACHA20); empty keeps Node's default list. TLS 1.3 suites are not affected.",
+              },
+            },
+          },
+        },
+      },
+    },
+    bankRules: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        "Banks chosen per transaction at MAIL FROM (amavisd @client_ipaddr_policy and sender maps). Precedence: the listener port picks a bank; the first matching clientNetworks rule replaces it; the first matching senders rule replaces that; a valid DKIM signer (dkimVerify.signerBanks) may switch once more after DATA. The chosen bank's pipeline, forward and limits serve the whole transaction, the downstream MAIL included.",
+      properties: {
+        clientNetworks: {
+          type: 'array',
+          default: [],
+          description: 'Rules by client address: the XFORWARD ADDR from a peer in xforwardTrustedNetworks, else the peer itself. IPv4 and IPv6 CIDR lists (amavisd MYNETS).',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['networks', 'bank'],
+            properties: {
+              networks: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1 },
+                description: 'Networks as 192.0.2.0/24 or 2001:db8::/32; a bare address is one host.',
+              },
+              bank: { type: 'string', minLength: 1, description: 'Bank used when the client is in one of the networks: a file <bank>.yaml in bankDir.' },
+              listenerBanks: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                default: [],
+                description: 'Apply the rule only to mail whose listener bank is one of these (e.g. not on the NOCHECKS port); empty: every listener.',
+              },
+            },
+          },
+        },
+        senders: {
+          type: 'array',
+          default: [],
+          description: 'Rules by envelope sender (MAIL FROM), checked after clientNetworks.',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['senders', 'bank'],
+            properties: {
+              senders: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1 },
+                description:
+                  'user@example.org (that address), example.org (any address of that domain), *.example.org (its subdomains, not example.org itself), or <> (the null sender of bounces). Case-insensitive.',
+              },
+              bank: { type: 'string', minLength: 1, description: 'Bank used when the sender matches: a file <bank>.yaml in bankDir.' },
+              listenerBanks: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                default: [],
+                description: 'Apply the rule only to mail whose listener bank is one of these; empty: every listener.',
+              },
             },
           },
         },
@@ -500,3 +572,4 @@ export const mainConfigSchema = {
 
 export type MainConfig = FromSchema<typeof mainConfigSchema>;
 export type ListenerConfig = MainConfig['listeners'][number];
+export type BankRulesConfig = MainConfig['bankRules'];

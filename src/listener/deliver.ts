@@ -35,6 +35,11 @@ export interface DeliverInput {
   peer: string;
   id: string;
   listener: ListenerConfig;
+  /** The bank the transaction runs on, and the rule that chose it (config/bank-rules.ts). */
+  bankName: string;
+  bankRule: string;
+  /** The session's TLS protocol (TLSv1.3 ...) after STARTTLS; null in plain text. */
+  tls: string | null;
   ctx: SessionContext;
   /** Aborted when the upstream client disconnects. */
   upstream: AbortSignal;
@@ -55,6 +60,9 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     session: input.id,
     queueId: input.client.ident,
     port: input.listener.port,
+    bankRule: input.bankRule,
+    tls: input.tls ?? 'none',
+    downstreamTls: down.tls,
     from: input.envelope.mailFrom,
     rcpts: input.envelope.recipients.length,
     client: input.client.addr,
@@ -72,7 +80,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     record.size = spool.size;
     const tx: Transaction = {
       id: input.id,
-      bankName: input.listener.bank,
+      bankName: input.bankName,
       bank,
       envelope: input.envelope,
       client: input.client,
@@ -135,7 +143,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     ctx.log.info(record, 'message');
     telemetry.inFlight(-1);
     telemetry.messageDone({
-      bank: input.listener.bank,
+      bank: input.bankName,
       verdict: result?.verdict.action ?? 'none',
       replyClass,
       durationMs: ended - (spooledAt ?? started),

@@ -49,7 +49,15 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
     useXForward: true,
     logger: false,
     closeTimeout: Math.max(ctx.shutdownGraceMs, 1),
-    ...(config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : {}),
+    ...(config.tls
+      ? {
+          key: readFileSync(config.tls.keyFile),
+          cert: readFileSync(config.tls.certFile),
+          // smtp-server's own floor is TLSv1 (for very old clients); ours is the config's.
+          minVersion: config.tls.minVersion,
+          ...(config.tls.ciphers ? { ciphers: config.tls.ciphers } : {}),
+        }
+      : {}),
     onConnect: (session, cb) => {
       if (server.connections.size > config.maxConnections) return cb(replyError(replies.tooManyConnections));
       if (handler.draining) return cb(replyError(replies.shuttingDown));
@@ -61,7 +69,7 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
   };
   const server = new SMTPServer(options);
   useEnvelopeCommands(server, {
-    announced: { dsn: !hidden.has('DSN'), smtputf8: !hidden.has('SMTPUTF8'), size: hidden.has('SIZE') ? 0 : bank.maxMessageSizeBytes },
+    announced: { eightbitmime: !hidden.has('8BITMIME'), dsn: !hidden.has('DSN'), smtputf8: !hidden.has('SMTPUTF8'), size: hidden.has('SIZE') ? 0 : bank.maxMessageSizeBytes },
     mail: (cmd, session) => handler.mailFrom(cmd, session),
     rcpt: (cmd, session) => handler.rcptTo(cmd, session),
     refused: (verb, refusal, line, session) => handler.refused(verb, refusal, line, session),

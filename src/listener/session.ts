@@ -11,6 +11,7 @@ import type { Bank } from '../config/bank-schema';
 import type { ListenerConfig } from '../config/main-schema';
 import type { MailCommand, RcptCommand, Refusal } from '../lib/envelope/commands';
 import { errorFields } from '../lib/log';
+import type { BankChoice, BankChooser } from '../config/bank-rules';
 import type { NetworkList } from '../config/networks';
 import { countDownstreamFailure, noTelemetry, type Telemetry } from '../lib/telemetry';
 import type { Pipeline } from '../pipeline/runner';
@@ -40,12 +41,19 @@ export interface SessionContext {
   readonly shutdownGraceMs: number;
   /** Metrics hooks (lib/telemetry.ts); none when absent. */
   readonly telemetry?: Telemetry;
+  /** Banks by client network and sender (config/bank-rules.ts); absent: the port's bank only. */
+  readonly bankChooser?: BankChooser;
+  /** The context of another bank of the same configuration, for the bank rules. */
+  readonly contextOf?: (bank: string) => SessionContext | undefined;
 }
 
 interface SessionState {
   readonly peer: string;
   transactions: number;
   ctx: SessionContext | null;
+  /** How the transaction's bank was chosen (config/bank-rules.ts). */
+  choice: BankChoice | null;
+  client: ClientInfo | null;
   down: DownstreamTransaction | null;
   envelope: { mail: Omit<Envelope, 'recipients'>; recipients: Recipient[] } | null;
   busy: Promise<void> | null;
@@ -86,11 +94,14 @@ export class SessionHandler {
     const state = this.state(session);
     state.down?.abort();
     state.down = null;
-    const ctx = (state.ctx = this.current());
+    const portCtx = this.current();
+    const client = (state.client = this.clientInfo(session, state, portCtx));
+    // The whole transaction, its downstream MAIL included, runs on the chosen bank.
+    const ctx = (state.ctx = this.chooseBank(portCtx, state, client, cmd.address));
     const mail: Omit<Envelope, 'recipients'> = { mailFrom: cmd.address, smtputf8: cmd.smtputf8, body: cmd.body, ret: cmd.ret, envid: cmd.envid };
     let opened: Awaited<ReturnType<typeof DownstreamTransaction.begin>>;
     try {
-      opened = await DownstreamTransaction.begin(ctx.pool, mail, this.clientInfo(session, state, ctx));
+      opened = await DownstreamTransaction.begin(ctx.pool, mail, client);
     } catch (err) {
       ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream MAIL failed');
       countDownstreamFailure(ctx.telemetry, err, 'MAIL');
@@ -129,7 +140,7 @@ export class SessionHandler {
 
   async data(stream: Readable, session: SMTPServerSession): Promise<string | SMTPServerDataResult[]> {
     const state = this.state(session);
-    const { down, envelope, ctx } = state;
+    const { down, envelope, ctx, choice, client } = state;
     state.down = null;
     state.envelope = null;
     if (!down || !envelope || !ctx) {
@@ -141,10 +152,13 @@ export class SessionHandler {
       stream,
       down,
       envelope: { ...envelope.mail, recipients: envelope.recipients },
-      client: this.clientInfo(session, state, ctx) ?? {},
+      client: client ?? {},
       peer: state.peer,
       id: `${session.id}.${state.transactions}`,
       listener: this.listener,
+      bankName: choice?.bank ?? this.listener.bank,
+      bankRule: choice?.rule ?? `listener port ${this.listener.port}`,
+      tls: session.tlsOptions ? session.tlsOptions.version : null,
       ctx,
       upstream: state.gone.signal,
     });
@@ -176,6 +190,21 @@ export class SessionHandler {
     return s;
   }
 
+  /**
+   * The bank rules (main config bankRules) for this transaction: the client address is
+   * XFORWARD's ADDR when believed, else the peer's own.
+   */
+  private chooseBank(portCtx: SessionContext, state: SessionState, client: ClientInfo | null, sender: string): SessionContext {
+    state.choice = null;
+    if (!portCtx.bankChooser || !portCtx.contextOf) return portCtx;
+    const choice = portCtx.bankChooser.choose(this.listener, clientAddress(client, state.peer), sender);
+    const ctx = portCtx.contextOf(choice.bank);
+    // config/load.ts loads every bank a rule names; a missing one keeps the port's bank.
+    if (!ctx) return portCtx;
+    state.choice = choice;
+    return ctx;
+  }
+
   /** XFORWARD attributes, believed only from trusted peers (the socket's own address decides). */
   private clientInfo(session: SMTPServerSession, state: SessionState, ctx: SessionContext): ClientInfo | null {
     const xf = session.xForward;
@@ -194,7 +223,24 @@ export class SessionHandler {
 }
 
 function newState(session: SMTPServerSession): SessionState {
-  return { peer: session.remoteAddress, transactions: 0, ctx: null, down: null, envelope: null, busy: null, gone: new AbortController(), counted: false };
+  return {
+    peer: session.remoteAddress,
+    transactions: 0,
+    ctx: null,
+    choice: null,
+    client: null,
+    down: null,
+    envelope: null,
+    busy: null,
+    gone: new AbortController(),
+    counted: false,
+  };
+}
+
+/** Postfix writes an IPv6 ADDR with an IPv6: prefix; [UNAVAILABLE] falls back to the peer. */
+function clientAddress(client: ClientInfo | null, peer: string): string {
+  const addr = client?.addr?.replace(/^ipv6:/i, '');
+  return addr && !addr.startsWith('[') ? addr : peer;
 }
 
 function mirrored(reply: Parameters<typeof mirrorReply>[0]): SmtpReplyError {

@@ -18,6 +18,11 @@ export class DownstreamTransaction {
   private accepted = 0;
   private open = true;
 
+  /** The downstream connection's TLS protocol (forward.tls), 'none' in plain text. */
+  get tls(): string {
+    return this.conn.tls?.version ?? 'none';
+  }
+
   private constructor(
     private readonly pool: DownstreamPool,
     private readonly conn: SmtpClientConnection,

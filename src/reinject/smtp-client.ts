@@ -6,13 +6,21 @@
  * client has no hook for: XFORWARD between EHLO and MAIL (Postfix XFORWARD_README), each
  * reply of MAIL, RCPT and DATA as it comes, and one reply per recipient after LMTP data.
  *
+ * STARTTLS (RFC 3207) per forward.tls: after EHLO when announced, then EHLO again on the
+ * encrypted connection (the first EHLO's keywords are forgotten). `may` encrypts without
+ * verifying and stays plain only if STARTTLS is not announced; `encrypt` requires it and
+ * verifies the certificate (caFile, verifyName). A handshake that fails is an error in both
+ * modes, never a silent retry in plain text: Postfix keeps the mail and retries.
+ *
  * Fails with REINJECT_REFUSED (connect), REINJECT_TIMEOUT (any reply late; the connection
- * is dropped), REINJECT_PROTOCOL (connection closed, garbage, unexpected 421).
+ * is dropped), REINJECT_PROTOCOL (connection closed, garbage, unexpected 421), REINJECT_TLS
+ * (STARTTLS missing under encrypt, refused, handshake or certificate failed).
  */
 import net from 'node:net';
 import { once } from 'node:events';
 import type { ForwardTarget } from '../config/bank-schema';
 import { PostsealError } from '../errors';
+import { handshake } from './starttls';
 
 export interface DownstreamReply {
   readonly code: number;
@@ -37,6 +45,8 @@ const FLUSH_BYTES = 256 * 1024;
 
 export class SmtpClientConnection {
   readonly extensions = new Map<string, string>();
+  /** The TLS protocol and cipher once STARTTLS succeeded (TLSv1.3 ...); null in plain text. */
+  tls: { version: string; cipher: string } | null = null;
   /** False once the connection can no longer carry a transaction. */
   usable = true;
   private buffer = '';
@@ -46,14 +56,19 @@ export class SmtpClientConnection {
   private unread: DownstreamReply[] = [];
   private closedError: Error | null = null;
   /** One for the connection's life: a listener per drain wait would pile up on a pooled connection. */
-  private readonly closed: Promise<void>;
+  private closed!: Promise<void>;
 
   private constructor(
-    private readonly socket: net.Socket,
+    private socket: net.Socket,
     readonly target: ForwardTarget,
   ) {
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.attach(socket);
     socket.setNoDelay(true);
+  }
+
+  private attach(socket: net.Socket): void {
+    this.socket = socket;
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (err) => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label}: ${err.message}`, { cause: err })));
     socket.on('close', () => this.fail(new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} closed the connection`)));
@@ -85,18 +100,53 @@ export class SmtpClientConnection {
       });
       const greeting = await conn.read(target.connectTimeoutMs);
       if (greeting.code !== 220) throw new PostsealError('REINJECT_PROTOCOL', `downstream ${conn.label} greeted with ${greeting.code} ${greeting.text}`);
-      const hello = target.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
-      const ehlo = await conn.command(`${hello} ${heloName}`, target.commandTimeoutMs);
-      if (ehlo.code !== 250) throw new PostsealError('REINJECT_PROTOCOL', `downstream ${conn.label} answered ${hello} with ${ehlo.code} ${ehlo.text}`);
-      for (const line of ehlo.lines.slice(1)) {
-        const [keyword, ...params] = line.split(' ');
-        conn.extensions.set(keyword.toUpperCase(), params.join(' '));
+      await conn.hello(heloName);
+      const mode = target.tls?.mode ?? 'none';
+      if (mode !== 'none') {
+        if (conn.extensions.has('STARTTLS')) {
+          await conn.startTls();
+          await conn.hello(heloName);
+        } else if (mode === 'encrypt') {
+          throw new PostsealError('REINJECT_TLS', `downstream ${conn.label} does not announce STARTTLS (forward.tls.mode: encrypt)`);
+        }
       }
       return conn;
     } catch (err) {
       conn.destroy();
       throw err;
     }
+  }
+
+  /** EHLO or LHLO; the keywords of the last one are the connection's extensions. */
+  private async hello(heloName: string): Promise<void> {
+    const hello = this.target.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
+    const ehlo = await this.command(`${hello} ${heloName}`, this.target.commandTimeoutMs);
+    if (ehlo.code !== 250) throw new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} answered ${hello} with ${ehlo.code} ${ehlo.text}`);
+    this.extensions.clear();
+    for (const line of ehlo.lines.slice(1)) {
+      const [keyword, ...params] = line.split(' ');
+      this.extensions.set(keyword.toUpperCase(), params.join(' '));
+    }
+  }
+
+  /** STARTTLS and the handshake on the same socket; everything read before it is dropped. */
+  private async startTls(): Promise<void> {
+    const reply = await this.command('STARTTLS', this.target.commandTimeoutMs);
+    if (reply.code !== 220) throw new PostsealError('REINJECT_TLS', `downstream ${this.label} answered STARTTLS with ${reply.code} ${reply.text}`);
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('error');
+    raw.removeAllListeners('close');
+    // The TLS socket reports what happens underneath; an error event with no listener would throw.
+    raw.on('error', () => undefined);
+    // A reply pipelined after 220 would be a plain-text injection (RFC 3207 5; CVE-2011-0411).
+    this.buffer = '';
+    this.lines = [];
+    this.unread = [];
+    const secure = await handshake(raw, this.target, this.label);
+    this.attach(secure);
+    secure.setNoDelay(true);
+    this.tls = { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown' };
   }
 
   /** Sends one command line and waits for its reply. */

@@ -21,10 +21,11 @@ const table: Partial<Record<ErrorCode, ReplyReason>> = {
   REINJECT_REFUSED: 'reinjectRefused',
   REINJECT_TIMEOUT: 'reinjectTimeout',
   REINJECT_PROTOCOL: 'reinjectFailed',
+  REINJECT_TLS: 'reinjectTls',
 };
 
 /** Codes whose message is worth putting into the reply text. */
-const withDetail = new Set<ErrorCode>(['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL']);
+const withDetail = new Set<ErrorCode>(['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL', 'REINJECT_TLS']);
 
 /** The reply for an error; anything without an entry (a bug) is 451 4.3.0, so Postfix keeps the mail. */
 export function replyForError(err: unknown): SmtpReply {

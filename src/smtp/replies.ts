@@ -38,6 +38,7 @@ export const replies = {
   reinjectFailed: { code: '451', enhanced: '4.4.0', text: 'Downstream delivery failed, try again later' },
   reinjectRefused: { code: '451', enhanced: '4.4.1', text: 'Downstream server not reachable, try again later' },
   reinjectTimeout: { code: '451', enhanced: '4.4.2', text: 'Downstream server timed out, try again later' },
+  reinjectTls: { code: '451', enhanced: '4.7.5', text: 'Downstream TLS failed, try again later' },
   tooManyConnections: { code: '421', enhanced: '4.3.2', text: 'Too many connections, try again later' },
   shuttingDown: { code: '421', enhanced: '4.3.2', text: 'Shutting down, try again later' },
   upstreamAborted: { code: '451', enhanced: '4.3.0', text: 'Message data incomplete' },

@@ -30,7 +30,15 @@ export interface E2E {
  * `postsealConfig`: main-config keys on top of the shipped postseal.yaml (or a function of the
  * port map, for settings that name a remapped example port).
  */
-export async function startE2E(zone: Zone = {}, postsealConfig: Record<string, unknown> | ((ports: PortMap) => Record<string, unknown>) = {}): Promise<E2E> {
+/**
+ * `banks`: bank files added or laid over the shipped ones (postseal-daemon.ts).
+ * `beforePostseal`: changes to the running Postfix made before postseal starts.
+ */
+export async function startE2E(
+  zone: Zone = {},
+  postsealConfig: Record<string, unknown> | ((ports: PortMap) => Record<string, unknown>) = {},
+  opts: { banks?: Record<string, Record<string, unknown>>; beforePostseal?: (postfix: Postfix, ports: PortMap) => Promise<void> } = {},
+): Promise<E2E> {
   const free = await pickPorts(EXAMPLE_PORTS.length);
   const ports = Object.fromEntries(EXAMPLE_PORTS.map((p, i) => [p, free[i]])) as unknown as PortMap;
   const dns = await startDnsServer(zone);
@@ -46,11 +54,13 @@ export async function startE2E(zone: Zone = {}, postsealConfig: Record<string, u
   };
   try {
     const cli = await buildPostseal(path.join(postfix.dir, 'dist'));
+    await opts.beforePostseal?.(postfix, ports);
     const { configFile, spoolDir } = writePostsealConfig(
       path.join(postfix.dir, 'postseal'),
       ports,
       dns.server,
       typeof postsealConfig === 'function' ? postsealConfig(ports) : postsealConfig,
+      opts.banks,
     );
     const restartPostseal = async () => {
       daemons.push(await PostsealDaemon.start(cli, configFile, path.join(postfix.dir, 'postseal.pid')));

@@ -155,6 +155,13 @@ export class Postfix {
     };
   }
 
+  /** Sets `-o` parameters of the inet service on an example port (`postconf -P`) and reloads. */
+  async setServiceParameters(port: ExamplePort, params: Record<string, string>): Promise<void> {
+    const service = `127.0.0.1:${this.ports[port]}/inet`;
+    await this.postconf(['-P', ...Object.entries(params).map(([k, v]) => `${service}/${k}=${v}`)]);
+    await this.reload();
+  }
+
   private inetPorts(): number[] {
     return [25, 587, 10025, 10027, 10029].map((p) => this.ports[p as ExamplePort]);
   }

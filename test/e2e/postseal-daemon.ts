@@ -5,7 +5,7 @@
  * and policy-banks/ with the ports remapped the same way as examples/postfix.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
@@ -41,7 +41,14 @@ export async function buildPostseal(outDir: string): Promise<string> {
  * the machine nor depend on a resolver being there.
  */
 /** `extra`: main-config keys set on top of the shipped postseal.yaml (e.g. dkimSign with test keys). */
-export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: string, extra: Record<string, unknown> = {}): { configFile: string; spoolDir: string } {
+/** `banks`: bank files to add, or to lay over a shipped one (top-level keys replace, `forward` merges). */
+export function writePostsealConfig(
+  dir: string,
+  ports: PortMap,
+  dnsServer: string,
+  extra: Record<string, unknown> = {},
+  banks: Record<string, Record<string, unknown>> = {},
+): { configFile: string; spoolDir: string } {
   const bankDir = path.join(dir, 'banks');
   const spoolDir = path.join(dir, 'spool');
   mkdirSync(bankDir, { recursive: true });
@@ -49,6 +56,12 @@ export function writePostsealConfig(dir: string, ports: PortMap, dnsServer: stri
   const shippedBanks = path.join(ROOT, 'policy-banks');
   for (const f of readdirSync(shippedBanks).filter((n) => n.endsWith('.yaml'))) {
     writeFileSync(path.join(bankDir, f), YAML.stringify(remapPorts(YAML.parse(readFileSync(path.join(shippedBanks, f), 'utf8')) ?? {}, ports)));
+  }
+  for (const [name, overlay] of Object.entries(banks)) {
+    const file = path.join(bankDir, `${name}.yaml`);
+    const shippedBank = (existsSync(file) ? YAML.parse(readFileSync(file, 'utf8')) : null) ?? {};
+    const o = remapPorts(overlay, ports) as Record<string, unknown>;
+    writeFileSync(file, YAML.stringify({ ...shippedBank, ...o, ...(o.forward ? { forward: { ...shippedBank.forward, ...(o.forward as object) } } : {}) }));
   }
   const shipped = remapPorts(YAML.parse(readFileSync(path.join(ROOT, 'postseal.yaml'), 'utf8')), ports) as Record<string, unknown>;
   const main = {

@@ -12,6 +12,8 @@ export interface Received {
   recipients: { address: string; args: Record<string, string | true> }[];
   xforward: Record<string, string>;
   data: Buffer;
+  /** The TLS protocol of the session (TLSv1.3 ...), null in plain text. */
+  tls: string | null;
 }
 
 export type Step = 'mail' | 'rcpt' | 'data';
@@ -77,6 +79,7 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
         for (const [k, v] of session.xForward ?? []) if (!k.includes(':')) xf[k] = String(v);
         sink.received.push({
           mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          tls: session.tlsOptions ? session.tlsOptions.version : null,
           mailArgs: (session.envelope.mailFrom ? session.envelope.mailFrom.args : null) || {},
           recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, args: r.args || {} })),
           xforward: xf,

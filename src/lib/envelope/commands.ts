@@ -19,8 +19,17 @@ import { isUtf8 } from 'node:buffer';
 import type { ReplyReason } from '../../smtp/replies';
 import { validEnvid, validOrcpt } from './xtext';
 
-/** What this listener announced in its EHLO reply; parameters of the others are refused. */
+/**
+ * What this listener announced in its EHLO reply (the bank's discardEhloKeywords hide the
+ * rest); a parameter of an extension not announced is refused with 555 5.5.4 (RFC 5321
+ * 4.1.1.11: a client may use a parameter only of an extension the server announced), except
+ * SIZE=, which is read but not compared with a limit that was not announced (the limit is
+ * still enforced during DATA). PIPELINING has no parameters; a hidden one is not announced
+ * and a client that pipelines anyway is answered in order all the same.
+ */
 export interface Announced {
+  /** 8BITMIME: the BODY parameter (RFC 6152). */
+  readonly eightbitmime: boolean;
   readonly dsn: boolean;
   readonly smtputf8: boolean;
   /** The SIZE limit announced, or 0 when SIZE is not announced (then SIZE= is not checked). */
@@ -71,6 +80,7 @@ export function parseMail(line: Buffer, announced: Announced): MailCommand | Ref
         if (announced.size > 0 && Number(value) > announced.size) return { refused: 'messageTooBig', detail: `SIZE=${value} over ${announced.size}` };
         break;
       case 'BODY': {
+        if (!announced.eightbitmime) return unsupported(keyword);
         const v = value?.toUpperCase();
         if (v !== '7BIT' && v !== '8BITMIME') return bad('BODY', 'must be 7BIT or 8BITMIME');
         body = v;

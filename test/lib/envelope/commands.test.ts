@@ -3,7 +3,7 @@ import { parseMail, parseRcpt, type Announced } from '../../../src/lib/envelope/
 import { mailCommand, rcptCommand } from '../../../src/reinject/downstream-transaction';
 import { encodeXtext } from '../../../src/lib/envelope/xtext';
 
-const ALL: Announced = { dsn: true, smtputf8: true, size: 1000 };
+const ALL: Announced = { eightbitmime: true, dsn: true, smtputf8: true, size: 1000 };
 const DOWN = new Map([
   ['8BITMIME', ''],
   ['SMTPUTF8', ''],
@@ -78,9 +78,10 @@ describe('MAIL and RCPT command lines', () => {
   });
 
   it('refuses parameters of keywords the listener did not announce', () => {
-    const none: Announced = { dsn: false, smtputf8: false, size: 0 };
+    const none: Announced = { eightbitmime: false, dsn: false, smtputf8: false, size: 0 };
     expect(parseMail(line('MAIL FROM:<a@b.example> ENVID=x'), none)).toMatchObject({ refused: 'unsupportedParameter' });
     expect(parseMail(line('MAIL FROM:<a@b.example> SMTPUTF8'), none)).toMatchObject({ refused: 'unsupportedParameter' });
+    expect(parseMail(line('MAIL FROM:<a@b.example> BODY=8BITMIME'), none)).toMatchObject({ refused: 'unsupportedParameter', detail: 'BODY' });
     expect(parseRcpt(line('RCPT TO:<a@b.example> NOTIFY=NEVER'), none, false)).toMatchObject({ refused: 'unsupportedParameter' });
     // SIZE not announced: not checked.
     expect(parseMail(line('MAIL FROM:<a@b.example> SIZE=99999999'), none)).toEqual({ address: 'a@b.example', smtputf8: false });

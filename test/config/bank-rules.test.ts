@@ -1,0 +1,51 @@
+import { compileBankRules, senderMatches } from '../../src/config/bank-rules';
+
+describe('senderMatches', () => {
+  it('an address rule matches that address only, case-insensitively', () => {
+    expect(senderMatches('news@example.com', 'News@EXAMPLE.com')).toBe(true);
+    expect(senderMatches('news@example.com', 'other@example.com')).toBe(false);
+  });
+  it('a domain rule matches the domain, not its subdomains', () => {
+    expect(senderMatches('example.com', 'a@example.com')).toBe(true);
+    expect(senderMatches('example.com', 'a@sub.example.com')).toBe(false);
+    expect(senderMatches('example.com', 'a@badexample.com')).toBe(false);
+  });
+  it('a *.domain rule matches the subdomains, not the domain nor look-alikes', () => {
+    expect(senderMatches('*.example.com', 'a@x.y.example.com')).toBe(true);
+    expect(senderMatches('*.example.com', 'a@example.com')).toBe(false);
+    expect(senderMatches('*.example.com', 'a@xexample.com')).toBe(false);
+  });
+  it('<> matches the null sender, and nothing else matches it', () => {
+    expect(senderMatches('<>', '')).toBe(true);
+    expect(senderMatches('example.com', '')).toBe(false);
+    expect(senderMatches('<>', 'a@example.com')).toBe(false);
+  });
+});
+
+describe('compileBankRules', () => {
+  const rules = compileBankRules({
+    clientNetworks: [
+      { networks: ['10.0.0.0/8'], bank: 'TEN', listenerBanks: [] },
+      { networks: ['10.1.0.0/16', '2001:db8::/32'], bank: 'NEVER', listenerBanks: [] },
+    ],
+    senders: [{ senders: ['example.com'], bank: 'SENDER', listenerBanks: ['default'] }],
+  });
+  it('the first matching network rule wins and the chain names every step', () => {
+    expect(rules.choose({ port: 10024, bank: 'default' }, '10.1.2.3', 'a@example.com').steps).toEqual([
+      { bank: 'default', rule: 'listener port 10024' },
+      { bank: 'TEN', rule: 'clientNetworks[0] 10.0.0.0/8' },
+      { bank: 'SENDER', rule: 'senders[0] example.com' },
+    ]);
+  });
+  it('an IPv4-mapped IPv6 peer matches its IPv4 network', () => {
+    expect(rules.choose({ port: 1, bank: 'default' }, '::ffff:10.2.3.4', 'x@y.z').bank).toBe('TEN');
+  });
+  it('a rule limited to other listener banks does not apply', () => {
+    expect(rules.choose({ port: 10026, bank: 'ORIGINATING' }, '192.0.2.1', 'a@example.com')).toMatchObject({ bank: 'ORIGINATING', rule: 'listener port 10026' });
+  });
+  it('a bad network names its pointer', () => {
+    expect(() => compileBankRules({ clientNetworks: [{ networks: ['10.0.0.0/8', 'mail.example'], bank: 'X', listenerBanks: [] }], senders: [] })).toThrow(
+      '/bankRules/clientNetworks/0/networks/1: "mail.example" is not an IPv4 or IPv6 network',
+    );
+  });
+});
