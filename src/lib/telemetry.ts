@@ -10,7 +10,7 @@
 import type { DnsResult, RecordType } from './dns/types';
 
 /** Downstream errors that count as a failure of the next hop (src/errors.ts). */
-export type DownstreamFailureKind = 'REINJECT_REFUSED' | 'REINJECT_TIMEOUT' | 'REINJECT_PROTOCOL';
+export type DownstreamFailureKind = 'REINJECT_REFUSED' | 'REINJECT_TIMEOUT' | 'REINJECT_PROTOCOL' | 'REINJECT_TLS';
 /** The command being sent when the downstream failed; connecting counts as MAIL. */
 export type DownstreamStep = 'MAIL' | 'RCPT' | 'DATA';
 
@@ -46,7 +46,7 @@ const nothing = (): void => undefined;
 /** The default: metrics off. */
 export const noTelemetry: Telemetry = { messageDone: nothing, downstreamFailed: nothing, dnsQuery: nothing, inFlight: nothing, connection: nothing };
 
-const DOWNSTREAM_KINDS: readonly string[] = ['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL'];
+const DOWNSTREAM_KINDS: readonly string[] = ['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL', 'REINJECT_TLS'];
 
 /** Reports `err` if it is a downstream failure (a REINJECT_ code); other errors are not the downstream's. */
 export function countDownstreamFailure(telemetry: Telemetry | undefined, err: unknown, step: DownstreamStep): void {

@@ -23,7 +23,7 @@ const DNS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 const SIZE_BYTES = [1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
 const STEPS: readonly DownstreamStep[] = ['MAIL', 'RCPT', 'DATA'];
-const KINDS: readonly DownstreamFailureKind[] = ['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL'];
+const KINDS: readonly DownstreamFailureKind[] = ['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL', 'REINJECT_TLS'];
 
 /** The stage that declares each finding code (stages/registry.ts). */
 const STAGE_OF_CODE: ReadonlyMap<string, string> = new Map(stageRegistry.flatMap((d) => d.findings.map((code) => [code, d.id] as const)));

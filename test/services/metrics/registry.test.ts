@@ -1,5 +1,7 @@
 import { findingCodes, stageRegistry } from '../../../src/stages/registry';
 import { createProcessMetrics, stageOfFinding } from '../../../src/services/metrics/registry';
+import { PostsealError } from '../../../src/errors';
+import { countDownstreamFailure } from '../../../src/lib/telemetry';
 
 describe('the process metrics', () => {
   it('attributes every finding code to a stage that banks can name', () => {
@@ -33,9 +35,13 @@ describe('the process metrics', () => {
   it('lists every downstream failure kind and step at zero before the first failure', async () => {
     const { registry, telemetry } = createProcessMetrics();
     telemetry.downstreamFailed('REINJECT_TIMEOUT', 'RCPT');
+    countDownstreamFailure(telemetry, new PostsealError('REINJECT_TLS', 'certificate not trusted'), 'MAIL');
     const values = (await registry.getSingleMetric('postseal_downstream_failures_total')!.get()).values;
-    expect(values).toHaveLength(9);
-    expect(values.filter((v) => v.value > 0)).toEqual([{ labels: { kind: 'timeout', step: 'rcpt' }, value: 1 }]);
+    expect(values).toHaveLength(12);
+    expect(values.filter((v) => v.value > 0)).toEqual([
+      { labels: { kind: 'timeout', step: 'rcpt' }, value: 1 },
+      { labels: { kind: 'tls', step: 'mail' }, value: 1 },
+    ]);
   });
 
   it('keeps one registry per call, so two instances in one process do not share counts', async () => {
