@@ -41,8 +41,9 @@ ${Object.values(commands)
   .map((c) => `  ${c.summary}`)
   .join('\n')}
 
-Without --config, postseal uses its embedded default config (listeners 10024/10026/10028,
-reinjection to 10025/10027). "postseal <command> --help" shows a command's options.`;
+The configuration file: --config FILE, else $POSTSEAL_CONFIG, else /etc/postseal/postseal.yaml,
+else the embedded example (listeners 10024/10026/10028, reinjection to 10025/10027; a notice on
+stderr says so). "postseal <command> --help" shows a command's options.`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -11,17 +11,17 @@ import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { checkConfig } from '../setup';
 import { isPostsealError } from '../errors';
-import { builtinConfigFile } from '../config/load';
 import { loadConfig, type LoadedConfig } from '../setup';
 import { createLogger } from '../lib/log';
 import type { Postseal } from '../main';
 import type * as MetricsModule from '../services/metrics';
-import { UsageError, loadOrExplain, parse, withUsage } from './args';
+import { UsageError, chooseConfigFile, configErrorFields, loadOrExplain, parse, withUsage } from './args';
 
 const help = `Usage: postseal start [--config FILE] [--workers N]
 
 Runs postseal in the foreground, logging JSON lines to standard output.
-  --config FILE   main configuration (YAML); default: the embedded postseal.yaml
+  --config FILE   main configuration (YAML); default: $POSTSEAL_CONFIG, else
+                  /etc/postseal/postseal.yaml, else the embedded example (with a notice)
   --workers N     processes serving the listeners; 0 = one per CPU core (default: config
                   key workers, itself 0 by default); 1 = this process alone
 Signals: SIGTERM/SIGINT finish mail in flight and exit; SIGHUP reloads the configuration.`;
@@ -30,7 +30,9 @@ export function runStart(args: string[]): Promise<number> {
   return withUsage(async () => {
     const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' }, workers: { type: 'string' } }, help);
     if (h) return print(h);
-    const config = loadOrExplain(values.config);
+    // Chosen once: a reload reads the same file, even if /etc/postseal/postseal.yaml appears meanwhile.
+    const file = chooseConfigFile(values.config);
+    const config = loadOrExplain(file);
     if (!config) return 1;
     const workers = workerCount(values.workers, config.main.workers);
     const base = createLogger(config.main.log.level);
@@ -47,7 +49,7 @@ export function runStart(args: string[]): Promise<number> {
       } catch (err) {
         return explainStartFailure(err);
       }
-      if (metrics) watchPrimaryReload(metrics.service, values.config, base);
+      if (metrics) watchPrimaryReload(metrics.service, file, base);
       const code = await runPrimary(workers, base, metrics ?? {});
       await metrics?.service.close();
       return code;
@@ -103,13 +105,23 @@ export function runStart(args: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
-      const next = loadOrExplain(values.config);
-      if (!next) return log.error({ config: config.file }, 'reload refused: new configuration invalid, keeping the running one');
+      let next: LoadedConfig;
+      try {
+        next = loadConfig(file);
+      } catch (err) {
+        // One JSON line that says why: code, file, pointer or line, the message (no stack: it is the file's fault).
+        if (isPostsealError(err)) return log.error({ config: config.file, ...configErrorFields(err) }, 'reload refused: new configuration invalid, keeping the running one');
+        return log.error({ config: config.file, err }, 'reload refused: new configuration unreadable, keeping the running one');
+      }
       if (next.main.workers !== config.main.workers) log.warn({ workers: next.main.workers }, 'workers changes at the next start, not on reload');
       app
         .reload(next)
         .then(() => metrics?.service?.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'metrics reload failed, keeping the running address')))
-        .catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'reload failed, keeping the running configuration'));
+        .catch((err) =>
+          isPostsealError(err)
+            ? log.error({ config: config.file, ...configErrorFields(err) }, 'reload refused: new configuration cannot run, keeping the running one')
+            : log.error({ err }, 'reload failed, keeping the running configuration'),
+        );
     });
     return new Promise<number>(() => undefined);
   });
@@ -124,11 +136,11 @@ function metricsModule(config: LoadedConfig): typeof MetricsModule | undefined {
 }
 
 /** The primary reads the file again on SIGHUP for the metrics service's address and port (workers reload themselves). */
-function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> }, file: string | undefined, log: ReturnType<typeof createLogger>): void {
+function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> }, file: string, log: ReturnType<typeof createLogger>): void {
   process.on('SIGHUP', () => {
     let next: LoadedConfig;
     try {
-      next = loadConfig(file ?? builtinConfigFile);
+      next = loadConfig(file);
     } catch {
       return; // Each worker explains the invalid file and keeps its configuration.
     }

@@ -57,7 +57,10 @@ describe('postseal start', () => {
 
     writeFileSync(path.join(dir, 'banks', 'default.yaml'), 'forward: { host: 127.0.0.1, port: nope }\n');
     d.proc.kill('SIGHUP');
-    await d.waitFor((l) => String(l.msg).startsWith('reload refused'));
+    const refused = await d.waitFor((l) => String(l.msg).startsWith('reload refused'));
+    expect(refused).toMatchObject({ level: 50, code: 'CFG_SCHEMA_INVALID', file: path.join(dir, 'banks', 'default.yaml'), pointer: '/forward/port' });
+    expect(refused.reason).toContain('/forward/port');
+    expect(refused.err).toBeUndefined();
     const c2 = await TestClient.connect(relisten.port as number);
     expect((await c2.send({ from: 'a@example.org', to: ['b@example.net'], data: msg })).final?.code).toBe(250);
     await c2.quit();

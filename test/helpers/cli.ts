@@ -9,8 +9,9 @@ export const root = path.resolve(__dirname, '../..');
 export const nodeBin = path.join(root, 'node_modules/.bin/node');
 export const cliMain = path.join(root, 'dist/cli/main.js');
 
-export function runCli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(nodeBin, [cliMain, ...args], { encoding: 'utf8', input, timeout: 30000 });
+/** `env`: added to this process's (e.g. POSTSEAL_CONFIG). */
+export function runCli(args: string[], input?: string, env?: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(nodeBin, [cliMain, ...args], { encoding: 'utf8', input, timeout: 30000, env: { ...process.env, ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
