@@ -7,6 +7,7 @@
  * cluster (src/cluster/primary.ts) and each worker runs this same command as one process.
  */
 import cluster from 'node:cluster';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { checkConfig } from '../setup';
@@ -17,18 +18,20 @@ import type { Postseal } from '../main';
 import type * as MetricsModule from '../services/metrics';
 import { UsageError, chooseConfigFile, configErrorFields, loadOrExplain, parse, withUsage } from './args';
 
-const help = `Usage: postseal start [--config FILE] [--workers N]
+const help = `Usage: postseal start [--config FILE] [--workers N] [--pid-file FILE]
 
 Runs postseal in the foreground, logging JSON lines to standard output.
   --config FILE   main configuration (YAML); default: $POSTSEAL_CONFIG, else
                   /etc/postseal/postseal.yaml, else the embedded example (with a notice)
   --workers N     processes serving the listeners; 0 = one per CPU core (default: config
                   key workers, itself 0 by default); 1 = this process alone
+  --pid-file FILE this process's pid, written once the configuration is valid, removed at
+                  exit (systemd needs none: the unit starts this process itself)
 Signals: SIGTERM/SIGINT finish mail in flight and exit; SIGHUP reloads the configuration.`;
 
 export function runStart(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' }, workers: { type: 'string' } }, help);
+    const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' }, workers: { type: 'string' }, 'pid-file': { type: 'string' } }, help);
     if (h) return print(h);
     // Chosen once: a reload reads the same file, even if /etc/postseal/postseal.yaml appears meanwhile.
     const file = chooseConfigFile(values.config);
@@ -36,6 +39,7 @@ export function runStart(args: string[]): Promise<number> {
     if (!config) return 1;
     const workers = workerCount(values.workers, config.main.workers);
     const base = createLogger(config.main.log.level);
+    if (cluster.isPrimary && values['pid-file'] && !writePidFile(values['pid-file'])) return 1;
     if (cluster.isPrimary && workers > 1) {
       // Checked once here, so a bad spool folder or a loop is one clear error, not one per worker.
       try {
@@ -78,7 +82,7 @@ export function runStart(args: string[]): Promise<number> {
       log.info({ config: config.file, listeners, pid: process.pid }, 'worker started');
       process.send!(WORKER_READY);
     } else {
-      log.info({ config: config.file, listeners }, 'postseal started');
+      log.info({ config: config.file, listeners, pid: process.pid }, 'postseal started');
     }
     let stopping = false;
     const stop = (signal: string) => {
@@ -146,6 +150,29 @@ function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> },
     }
     service.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'metrics reload failed, keeping the running address'));
   });
+}
+
+/**
+ * Written whole (a temporary file renamed), so a reader never sees a partial pid; removed at
+ * exit, however the process ends short of SIGKILL.
+ */
+function writePidFile(file: string): boolean {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, `${process.pid}\n`, { mode: 0o644 });
+    renameSync(tmp, file);
+  } catch (err) {
+    process.stderr.write(`postseal: cannot write the pid file ${file}: ${(err as Error).message}; check that its folder exists and postseal's user may write it\n`);
+    return false;
+  }
+  process.on('exit', () => {
+    try {
+      unlinkSync(file);
+    } catch {
+      // Already gone: nothing to clean.
+    }
+  });
+  return true;
 }
 
 /** A configuration that loads but cannot run (spool folder, loop) is explained as load errors are. */

@@ -23,8 +23,10 @@ export interface Daemon {
 }
 
 /** `nodeArgs`: options for node itself, before the script (a cluster's workers inherit them); `env`: added to this process's. */
-export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Daemon {
-  const proc = spawn(nodeBin, [...(opts.nodeArgs ?? []), cliMain, 'start', '--config', configFile], { env: { ...process.env, ...opts.env } });
+export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env?: Record<string, string>; args?: string[]; command?: string[] } = {}): Daemon {
+  // `command`: what runs instead of node and dist/cli/main.js (e.g. an installed bin/postseal).
+  const [bin, ...pre] = opts.command ?? [nodeBin, ...(opts.nodeArgs ?? []), cliMain];
+  const proc = spawn(bin, [...pre, 'start', '--config', configFile, ...(opts.args ?? [])], { env: { ...process.env, ...opts.env } });
   const lines: Record<string, unknown>[] = [];
   let buf = '';
   proc.stdout.on('data', (d: Buffer) => {
