@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite talks to (a real Postfix, a DNS server, independent DKIM
 # verifiers, swaks, openssl, Mail::SRS and postsrsd for the SRS interop tests, the OpenSPF RFC 7208 suite that python3-spf ships, redis-server for
-# the Redis store back-end, Prometheus and its promtool for the metrics tests). Installs the
+# the Redis store back-end, Prometheus and its promtool for the metrics tests, systemd for
+# `systemd-analyze verify` of the unit in examples/systemd). Installs the
 # missing ones (needs root and apt); one list for `npm test` and .ci/run.
 set -euo pipefail
-packages=(postfix dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus)
+packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
