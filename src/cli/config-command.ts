@@ -17,9 +17,10 @@ import { buildStageDeps } from '../setup';
 import { bankSchema, stageRegistry } from '../stages/registry';
 import { dmarcResultsNotKept } from '../store/dmarc-results';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
+import { probeForwardTargets } from './config-probe';
 import { runKeyTests } from './keys/common';
 
-const help = `Usage: postseal config check [--dns] [--config FILE]
+const help = `Usage: postseal config check [--dns] [--probe] [--config FILE]
        postseal config print BANK [--config FILE]
        postseal config docs
 
@@ -27,14 +28,19 @@ check   validates the main configuration, every policy bank, the key table and t
         table (every key file is read), the spool folder (created, mode 700, if missing) and
         that no bank forwards to postseal's own listeners; warnings (key files readable by
         others, listeners other hosts can reach) go to standard error; exit 0 when valid, 1 if
-        not. --dns also checks every key against its DNS record, as postseal keys test does
+        not. --dns also checks every key against its DNS record, as postseal keys test does;
+        --probe connects to every forward target and warns when it does not greet (220)
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
         the order its stages run in
 docs    the configuration reference (docs/config.md) in Markdown, from the JSON Schemas`;
 
 export function runConfig(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals, help: h } = parse(args, { config: { type: 'string', short: 'c' }, dns: { type: 'boolean', default: false } }, help);
+    const {
+      values,
+      positionals,
+      help: h,
+    } = parse(args, { config: { type: 'string', short: 'c' }, dns: { type: 'boolean', default: false }, probe: { type: 'boolean', default: false } }, help);
     if (h) {
       process.stdout.write(`${h}\n`);
       return 0;
@@ -58,6 +64,7 @@ export function runConfig(args: string[]): Promise<number> {
         process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
         return 1;
       }
+      if (values.probe) warnings.push(...(await probeForwardTargets(config)));
       for (const w of warnings) process.stderr.write(`postseal: warning ${w.code}\n${w.message}\n`);
       process.stdout.write(`${config.file}: valid (${config.main.listeners.length} listeners, banks: ${[...config.banks.keys()].join(', ')}${keySummary(config)})\n`);
       if (!values.dns || config.keys.size === 0) return 0;

@@ -17,7 +17,8 @@ const commands: Record<string, { summary: string; run: (args: string[]) => Promi
     run: (a) => (require('./keys-command') as typeof import('./keys-command')).runKeys(a),
   },
   config: {
-    summary: 'config check|print BANK|docs [--config FILE] [--dns]  validate the configuration (--dns: and the keys in DNS), print a bank, or the reference',
+    summary:
+      'config check|print BANK|docs [--config FILE] [--dns] [--probe]  validate the configuration (--dns: and the keys in DNS; --probe: forward targets answer), print a bank, or the reference',
     run: (a) => (require('./config-command') as typeof import('./config-command')).runConfig(a),
   },
   explain: {
