@@ -123,7 +123,7 @@ export function runStart(args: string[]): Promise<number> {
         .then(() => metrics?.service?.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'metrics reload failed, keeping the running address')))
         .catch((err) =>
           isPostsealError(err)
-            ? log.error({ config: config.file, ...configErrorFields(err) }, 'reload refused: new configuration cannot run, keeping the running one')
+            ? log.error({ config: config.file, ...configErrorFields(err) }, 'reload failed, keeping the running configuration')
             : log.error({ err }, 'reload failed, keeping the running configuration'),
         );
     });
