@@ -20,6 +20,7 @@ export const errorCodes = {
   CFG_KEY_PERMISSIONS: 'Warning: a private key file can be read or written by group or others.',
   CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
+  CFG_FORWARD_NOT_ANSWERING: 'Warning (config check --probe): a forward target does not answer with an SMTP/LMTP greeting.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   POLICY_LISTEN_FAILED: 'The Postfix policy service (services.policy) could not bind its address and port or its unix socket.',
   CFG_POLICY_WHITELIST: 'A greylisting whitelist file (services.policy.greylist) cannot be read or has a line postseal cannot read.',

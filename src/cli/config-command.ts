@@ -21,9 +21,10 @@ import { bankSchema, stageRegistry } from '../stages/registry';
 import { dmarcResultsNotKept } from '../store/dmarc-results';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
 import { bankChain } from './bank-chain';
+import { probeForwardTargets } from './config-probe';
 import { runKeyTests } from './keys/common';
 
-const help = `Usage: postseal config check [--dns] [--config FILE]
+const help = `Usage: postseal config check [--dns] [--probe] [--config FILE]
        postseal config print BANK [--client-ip IP] [--mail-from ADDR] [--config FILE]
        postseal config docs
 
@@ -31,7 +32,8 @@ check   validates the main configuration, every policy bank, the key table and t
         table (every key file is read), the spool folder (created, mode 700, if missing) and
         that no bank forwards to postseal's own listeners; warnings (key files readable by
         others, listeners other hosts can reach) go to standard error; exit 0 when valid, 1 if
-        not. --dns also checks every key against its DNS record, as postseal keys test does
+        not. --dns also checks every key against its DNS record, as postseal keys test does;
+        --probe connects to every forward target and warns when it does not greet (220)
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
         the order its stages run in; with --client-ip and/or --mail-from, BANK is the
         listener's bank: the chain port -> client network -> sender (bankRules) is printed,
@@ -44,7 +46,17 @@ export function runConfig(args: string[]): Promise<number> {
       values,
       positionals,
       help: h,
-    } = parse(args, { config: { type: 'string', short: 'c' }, dns: { type: 'boolean', default: false }, 'client-ip': { type: 'string' }, 'mail-from': { type: 'string' } }, help);
+    } = parse(
+      args,
+      {
+        config: { type: 'string', short: 'c' },
+        dns: { type: 'boolean', default: false },
+        probe: { type: 'boolean', default: false },
+        'client-ip': { type: 'string' },
+        'mail-from': { type: 'string' },
+      },
+      help,
+    );
     if (h) {
       process.stdout.write(`${h}\n`);
       return 0;
@@ -69,6 +81,7 @@ export function runConfig(args: string[]): Promise<number> {
         process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
         return 1;
       }
+      if (values.probe) warnings.push(...(await probeForwardTargets(config)));
       for (const w of warnings) process.stderr.write(`postseal: warning ${w.code}\n${w.message}\n`);
       process.stdout.write(`${config.file}: valid (${config.main.listeners.length} listeners, banks: ${[...config.banks.keys()].join(', ')}${keySummary(config)})\n`);
       if (!values.dns || config.keys.size === 0) return 0;

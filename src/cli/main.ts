@@ -17,7 +17,8 @@ const commands: Record<string, { summary: string; run: (args: string[]) => Promi
     run: (a) => (require('./keys-command') as typeof import('./keys-command')).runKeys(a),
   },
   config: {
-    summary: 'config check|print BANK|docs [--config FILE] [--dns]  validate the configuration (--dns: and the keys in DNS), print a bank, or the reference',
+    summary:
+      'config check|print BANK|docs [--config FILE] [--dns] [--probe]  validate the configuration (--dns: and the keys in DNS; --probe: forward targets answer), print a bank, or the reference',
     run: (a) => (require('./config-command') as typeof import('./config-command')).runConfig(a),
   },
   explain: {
@@ -41,8 +42,9 @@ ${Object.values(commands)
   .map((c) => `  ${c.summary}`)
   .join('\n')}
 
-Without --config, postseal uses its embedded default config (listeners 10024/10026/10028,
-reinjection to 10025/10027). "postseal <command> --help" shows a command's options.`;
+The configuration file: --config FILE, else $POSTSEAL_CONFIG, else /etc/postseal/postseal.yaml,
+else the embedded example (listeners 10024/10026/10028, reinjection to 10025/10027; a notice on
+stderr says so). "postseal <command> --help" shows a command's options.`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -12,7 +12,7 @@ const help = `Usage: postseal srs forward|reverse ADDRESS [--config FILE] [--dom
 
 forward: the SRS address our forward map (sender_canonical_maps) makes of an envelope sender.
 reverse: the address our reverse map (recipient_canonical_maps) makes of an SRS address.
-  --config FILE    main configuration (YAML) whose services.srs is used; default: the embedded one
+  --config FILE    main configuration (YAML) whose services.srs is used; default: see postseal --help
   --domain DOMAIN  instead of services.srs.domain
   --secrets FILE   instead of services.srs.secretsFile`;
 

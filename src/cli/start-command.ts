@@ -7,34 +7,40 @@
  * cluster (src/cluster/primary.ts) and each worker runs this same command as one process.
  */
 import cluster from 'node:cluster';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { removeStaleSocket } from '../services/policy/stale-socket';
 import { checkConfig } from '../setup';
 import { isPostsealError } from '../errors';
-import { builtinConfigFile } from '../config/load';
 import { loadConfig, type LoadedConfig } from '../setup';
 import { createLogger } from '../lib/log';
 import type { Postseal } from '../main';
 import type * as MetricsModule from '../services/metrics';
-import { UsageError, loadOrExplain, parse, withUsage } from './args';
+import { UsageError, chooseConfigFile, configErrorFields, loadOrExplain, parse, withUsage } from './args';
 
-const help = `Usage: postseal start [--config FILE] [--workers N]
+const help = `Usage: postseal start [--config FILE] [--workers N] [--pid-file FILE]
 
 Runs postseal in the foreground, logging JSON lines to standard output.
-  --config FILE   main configuration (YAML); default: the embedded postseal.yaml
+  --config FILE   main configuration (YAML); default: $POSTSEAL_CONFIG, else
+                  /etc/postseal/postseal.yaml, else the embedded example (with a notice)
   --workers N     processes serving the listeners; 0 = one per CPU core (default: config
                   key workers, itself 0 by default); 1 = this process alone
+  --pid-file FILE this process's pid, written once the configuration is valid, removed at
+                  exit (systemd needs none: the unit starts this process itself)
 Signals: SIGTERM/SIGINT finish mail in flight and exit; SIGHUP reloads the configuration.`;
 
 export function runStart(args: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' }, workers: { type: 'string' } }, help);
+    const { values, help: h } = parse(args, { config: { type: 'string', short: 'c' }, workers: { type: 'string' }, 'pid-file': { type: 'string' } }, help);
     if (h) return print(h);
-    const config = loadOrExplain(values.config);
+    // Chosen once: a reload reads the same file, even if /etc/postseal/postseal.yaml appears meanwhile.
+    const file = chooseConfigFile(values.config);
+    const config = loadOrExplain(file);
     if (!config) return 1;
     const workers = workerCount(values.workers, config.main.workers);
     const base = createLogger(config.main.log.level);
+    if (cluster.isPrimary && values['pid-file'] && !writePidFile(values['pid-file'])) return 1;
     if (cluster.isPrimary && workers > 1) {
       // Checked once here, so a bad spool folder or a loop is one clear error, not one per worker.
       try {
@@ -51,7 +57,7 @@ export function runStart(args: string[]): Promise<number> {
       } catch (err) {
         return explainStartFailure(err);
       }
-      if (metrics) watchPrimaryReload(metrics.service, values.config, base);
+      if (metrics) watchPrimaryReload(metrics.service, file, base);
       const code = await runPrimary(workers, base, metrics ?? {});
       await metrics?.service.close();
       return code;
@@ -80,7 +86,7 @@ export function runStart(args: string[]): Promise<number> {
       log.info({ config: config.file, listeners, pid: process.pid }, 'worker started');
       process.send!(WORKER_READY);
     } else {
-      log.info({ config: config.file, listeners }, 'postseal started');
+      log.info({ config: config.file, listeners, pid: process.pid }, 'postseal started');
     }
     let stopping = false;
     const stop = (signal: string) => {
@@ -107,13 +113,23 @@ export function runStart(args: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
-      const next = loadOrExplain(values.config);
-      if (!next) return log.error({ config: config.file }, 'reload refused: new configuration invalid, keeping the running one');
+      let next: LoadedConfig;
+      try {
+        next = loadConfig(file);
+      } catch (err) {
+        // One JSON line that says why: code, file, pointer or line, the message (no stack: it is the file's fault).
+        if (isPostsealError(err)) return log.error({ config: config.file, ...configErrorFields(err) }, 'reload refused: new configuration invalid, keeping the running one');
+        return log.error({ config: config.file, err }, 'reload refused: new configuration unreadable, keeping the running one');
+      }
       if (next.main.workers !== config.main.workers) log.warn({ workers: next.main.workers }, 'workers changes at the next start, not on reload');
       app
         .reload(next)
         .then(() => metrics?.service?.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'metrics reload failed, keeping the running address')))
-        .catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'reload failed, keeping the running configuration'));
+        .catch((err) =>
+          isPostsealError(err)
+            ? log.error({ config: config.file, ...configErrorFields(err) }, 'reload failed, keeping the running configuration')
+            : log.error({ err }, 'reload failed, keeping the running configuration'),
+        );
     });
     return new Promise<number>(() => undefined);
   });
@@ -128,16 +144,39 @@ function metricsModule(config: LoadedConfig): typeof MetricsModule | undefined {
 }
 
 /** The primary reads the file again on SIGHUP for the metrics service's address and port (workers reload themselves). */
-function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> }, file: string | undefined, log: ReturnType<typeof createLogger>): void {
+function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> }, file: string, log: ReturnType<typeof createLogger>): void {
   process.on('SIGHUP', () => {
     let next: LoadedConfig;
     try {
-      next = loadConfig(file ?? builtinConfigFile);
+      next = loadConfig(file);
     } catch {
       return; // Each worker explains the invalid file and keeps its configuration.
     }
     service.reload(next).catch((err) => log.error({ err, code: (err as { code?: unknown }).code }, 'metrics reload failed, keeping the running address'));
   });
+}
+
+/**
+ * Written whole (a temporary file renamed), so a reader never sees a partial pid; removed at
+ * exit, however the process ends short of SIGKILL.
+ */
+function writePidFile(file: string): boolean {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, `${process.pid}\n`, { mode: 0o644 });
+    renameSync(tmp, file);
+  } catch (err) {
+    process.stderr.write(`postseal: cannot write the pid file ${file}: ${(err as Error).message}; check that its folder exists and postseal's user may write it\n`);
+    return false;
+  }
+  process.on('exit', () => {
+    try {
+      unlinkSync(file);
+    } catch {
+      // Already gone: nothing to clean.
+    }
+  });
+  return true;
 }
 
 /** A configuration that loads but cannot run (spool folder, loop) is explained as load errors are. */

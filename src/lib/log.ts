@@ -33,10 +33,16 @@ function bufferedStdout(): DestinationStream {
 
 /**
  * How an error goes into a log line. Our own errors (downstream refused, timeouts, spool) are
- * expected events with a stable code: code and message, no stack trace. Anything else is a
+ * expected events with a stable code: code and message, no stack trace; so are a peer's
+ * network errors (errno and message). Anything else is a
  * bug or a surprise and keeps pino's full serialisation (type, message, stack, cause).
  */
 export function errorFields(err: unknown): Record<string, unknown> {
   if (isPostsealError(err)) return { code: err.code, error: err.message };
+  const errno = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof errno === 'string' && NETWORK_ERRNOS.has(errno)) return { errno, error: (err as Error).message };
   return { err };
 }
+
+/** A peer that is down or went away: expected on a network, so no stack trace either. */
+const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);

@@ -129,7 +129,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
       // Not the sender's fault and not transient by itself: the postmaster has to act.
       const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
       ctx.log.error(
-        { session: input.id, spoolDir: ctx.spool.dir, errno },
+        { session: input.id, queueId: input.client.ident, spoolDir: ctx.spool.dir, errno },
         `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`,
       );
     }

@@ -103,7 +103,7 @@ export class SessionHandler {
     try {
       opened = await DownstreamTransaction.begin(ctx.pool, mail, client);
     } catch (err) {
-      ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream MAIL failed');
+      ctx.log.warn({ ...this.lineFields(session, state, ctx), ...errorFields(err) }, 'downstream MAIL failed');
       countDownstreamFailure(ctx.telemetry, err, 'MAIL');
       throw replyError(replyForError(err));
     }
@@ -123,7 +123,7 @@ export class SessionHandler {
       reply = await state.down.rcpt(rcpt);
     } catch (err) {
       state.down = null;
-      state.ctx.log.warn({ session: session.id, ...errorFields(err) }, 'downstream RCPT failed');
+      state.ctx.log.warn({ ...this.lineFields(session, state, state.ctx), ...errorFields(err) }, 'downstream RCPT failed');
       countDownstreamFailure(state.ctx.telemetry, err, 'RCPT');
       throw replyError(replyForError(err));
     }
@@ -134,8 +134,9 @@ export class SessionHandler {
 
   /** A MAIL or RCPT this listener refused itself (lib/envelope/commands.ts). */
   refused(verb: 'MAIL' | 'RCPT', refusal: Refusal, line: string, session: SMTPServerSession): void {
-    const ctx = this.sessions.get(session.id)?.ctx ?? this.current();
-    ctx.log.warn({ session: session.id, command: line.slice(0, 600), reply: refusal.refused, detail: refusal.detail }, `${verb} refused`);
+    const state = this.state(session);
+    const ctx = state.ctx ?? this.current();
+    ctx.log.warn({ ...this.lineFields(session, state, ctx), command: line.slice(0, 600), reply: refusal.refused, detail: refusal.detail }, `${verb} refused`);
   }
 
   async data(stream: Readable, session: SMTPServerSession): Promise<string | SMTPServerDataResult[]> {
@@ -203,6 +204,16 @@ export class SessionHandler {
     if (!ctx) return portCtx;
     state.choice = choice;
     return ctx;
+  }
+
+  /**
+   * What every per-message line carries besides the bank (the bank's logger has it), so one
+   * grep joins postseal's lines to Postfix's: the session and Postfix's queue id (XFORWARD
+   * IDENT, sent before MAIL; only from a trusted peer, and absent when Postfix sends none).
+   */
+  private lineFields(session: SMTPServerSession, state: SessionState, ctx: SessionContext): Record<string, unknown> {
+    const ident = ctx.trustedNetworks.contains(state.peer) ? session.xForward?.get('IDENT') : undefined;
+    return { session: session.id, queueId: typeof ident === 'string' && ident !== '' ? ident : undefined };
   }
 
   /** XFORWARD attributes, believed only from trusted peers (the socket's own address decides). */

@@ -1,7 +1,7 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startDaemon } from '../helpers/cli';
+import { runCli, startDaemon } from '../helpers/cli';
 import { startSink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 
@@ -57,7 +57,10 @@ describe('postseal start', () => {
 
     writeFileSync(path.join(dir, 'banks', 'default.yaml'), 'forward: { host: 127.0.0.1, port: nope }\n');
     d.proc.kill('SIGHUP');
-    await d.waitFor((l) => String(l.msg).startsWith('reload refused'));
+    const refused = await d.waitFor((l) => String(l.msg).startsWith('reload refused'));
+    expect(refused).toMatchObject({ level: 50, code: 'CFG_SCHEMA_INVALID', file: path.join(dir, 'banks', 'default.yaml'), pointer: '/forward/port' });
+    expect(refused.reason).toContain('/forward/port');
+    expect(refused.err).toBeUndefined();
     const c2 = await TestClient.connect(relisten.port as number);
     expect((await c2.send({ from: 'a@example.org', to: ['b@example.net'], data: msg })).final?.code).toBe(250);
     await c2.quit();
@@ -65,5 +68,28 @@ describe('postseal start', () => {
     expect(await d.exited).toBe(0);
     expect(sink.received).toHaveLength(2);
     await sink.close();
+  });
+
+  it('--pid-file holds the pid of the process that was started, and is removed when it exits', async () => {
+    const sink = await startSink();
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-pid-'));
+    mkdirSync(path.join(dir, 'banks'));
+    writeConfig(dir, sink.port, 'first');
+    writeFileSync(path.join(dir, 'postseal.yaml'), 'bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\n');
+    const pidFile = path.join(dir, 'postseal.pid');
+    const d = startDaemon(path.join(dir, 'postseal.yaml'), { args: ['--workers', '2', '--pid-file', pidFile] });
+    const started = await d.waitFor((l) => l.msg === 'postseal started');
+    expect(started.pid).toBe(d.proc.pid);
+    expect(readFileSync(pidFile, 'utf8')).toBe(`${d.proc.pid}\n`);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    expect(existsSync(pidFile)).toBe(false);
+    await sink.close();
+  });
+
+  it('an unwritable --pid-file stops start-up with exit 1 and says where', () => {
+    const r = runCli(['start', '--config', path.join(__dirname, '../../postseal.yaml'), '--pid-file', '/nonexistent-dir/postseal.pid']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('cannot write the pid file /nonexistent-dir/postseal.pid');
   });
 });

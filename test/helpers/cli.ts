@@ -9,8 +9,9 @@ export const root = path.resolve(__dirname, '../..');
 export const nodeBin = path.join(root, 'node_modules/.bin/node');
 export const cliMain = path.join(root, 'dist/cli/main.js');
 
-export function runCli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(nodeBin, [cliMain, ...args], { encoding: 'utf8', input, timeout: 30000 });
+/** `env`: added to this process's (e.g. POSTSEAL_CONFIG). */
+export function runCli(args: string[], input?: string, env?: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(nodeBin, [cliMain, ...args], { encoding: 'utf8', input, timeout: 30000, env: { ...process.env, ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -22,8 +23,10 @@ export interface Daemon {
 }
 
 /** `nodeArgs`: options for node itself, before the script (a cluster's workers inherit them); `env`: added to this process's. */
-export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Daemon {
-  const proc = spawn(nodeBin, [...(opts.nodeArgs ?? []), cliMain, 'start', '--config', configFile], { env: { ...process.env, ...opts.env } });
+export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env?: Record<string, string>; args?: string[]; command?: string[] } = {}): Daemon {
+  // `command`: what runs instead of node and dist/cli/main.js (e.g. an installed bin/postseal).
+  const [bin, ...pre] = opts.command ?? [nodeBin, ...(opts.nodeArgs ?? []), cliMain];
+  const proc = spawn(bin, [...pre, 'start', '--config', configFile, ...(opts.args ?? [])], { env: { ...process.env, ...opts.env } });
   const lines: Record<string, unknown>[] = [];
   let buf = '';
   proc.stdout.on('data', (d: Buffer) => {

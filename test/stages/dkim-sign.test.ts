@@ -44,10 +44,11 @@ beforeAll(async () => {
       SIMPLE: { dkimSign: { signature: { canonicalization: 'simple/simple' } } },
       LIMITS: { dkimSign: { signature: { bodyLength: true, ttlSeconds: 3600, identity: 'author' } } },
       NOCHECKS: { stages: ['dkim-sign'], dkimSign: { unsignableFrom: 'pass' } },
+      SIGN_ONLY: { stages: ['dkim-sign'], dkimSign: { unsignableFrom: 'reject' } },
       // The bank as shipped in policy-banks/, on top of this test's default.
       SHIPPED_NOCHECKS: YAML.parse(readFileSync(path.join(__dirname, '../../policy-banks/NOCHECKS.yaml'), 'utf8')),
     },
-    listeners: [{ bank: 'default' }, { bank: 'SIMPLE' }, { bank: 'LIMITS' }, { bank: 'NOCHECKS' }, { bank: 'SHIPPED_NOCHECKS' }],
+    listeners: [{ bank: 'default' }, { bank: 'SIMPLE' }, { bank: 'LIMITS' }, { bank: 'NOCHECKS' }, { bank: 'SHIPPED_NOCHECKS' }, { bank: 'SIGN_ONLY' }],
     main: { dkimSign: signing },
   });
 });
@@ -205,7 +206,14 @@ describe('dkim-sign', () => {
 
   it('rejects mail without From with 550 5.6.0 when unsignableFrom is reject', async () => {
     const { reply, got } = await send('Subject: no from\r\n\r\nbody\r\n');
-    expect([reply.code, reply.text.slice(0, 5)]).toEqual([550, '5.6.0']);
+    expect([reply.code, reply.text]).toEqual([550, '5.6.0 Message header malformed: no From field, cannot sign']);
+    expect(got).toBeUndefined();
+  });
+
+  it('rejects two From fields with a reply that names them when unsignableFrom is reject', async () => {
+    const { reply, got, findings } = await send('From: a@example.com\r\nFrom: b@example.com\r\n\r\nbody\r\n', { bank: 'SIGN_ONLY' });
+    expect([reply.code, reply.text]).toEqual([550, '5.6.0 Message header malformed: several From fields, cannot sign']);
+    expect(findings).toContain('DKIM_SIGN_MULTIPLE_FROM(2 From fields)');
     expect(got).toBeUndefined();
   });
 

@@ -51,7 +51,7 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     // Read again under the lock: the plan must start from the table as the last activation left it.
-    const config = loadOrExplain(values.config);
+    const config = loadOrExplain(first.file);
     return config ? await activate(config, values.domain, values.selector) : 1;
   } finally {
     unlock();

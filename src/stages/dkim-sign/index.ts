@@ -13,14 +13,16 @@
  */
 import { type SignedFields, signMessage, withSignatures } from '../../lib/dkim/sign';
 import { defineStage } from '../../pipeline/stage';
-import { replies } from '../../smtp/replies';
+import { replies, withText } from '../../smtp/replies';
 import { checkSigningBank } from './check';
 import { decideSigning } from './decide';
 import { dkimSignBankSchema, type DkimSignSettings } from './schema';
 
 const FINDINGS = ['DKIM_SIGN_SIGNED', 'DKIM_SIGN_NO_FROM', 'DKIM_SIGN_MULTIPLE_FROM', 'DKIM_SIGN_NO_AUTHOR_DOMAIN', 'DKIM_SIGN_NO_KEY', 'DKIM_SIGN_FAILED'] as const;
 
-const unsignable = (s: DkimSignSettings) => (s.unsignableFrom === 'reject' ? { action: 'reject' as const, reply: replies.headerRejected } : null);
+/** The reply names why the message cannot be signed, so the sender's bounce says what to fix. */
+const unsignable = (why: string) => (s: DkimSignSettings) =>
+  s.unsignableFrom === 'reject' ? { action: 'reject' as const, reply: withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}, cannot sign`) } : null;
 
 export const dkimSignStage = defineStage<DkimSignSettings, (typeof FINDINGS)[number]>({
   id: 'dkim-sign',
@@ -29,8 +31,8 @@ export const dkimSignStage = defineStage<DkimSignSettings, (typeof FINDINGS)[num
   settings: { key: 'dkimSign', schema: dkimSignBankSchema },
   findings: FINDINGS,
   rules: {
-    DKIM_SIGN_NO_FROM: unsignable,
-    DKIM_SIGN_MULTIPLE_FROM: unsignable,
+    DKIM_SIGN_NO_FROM: unsignable('no From field'),
+    DKIM_SIGN_MULTIPLE_FROM: unsignable('several From fields'),
     // Never unsigned mail from a signing bank: Postfix retries and the log says why.
     DKIM_SIGN_FAILED: () => ({ action: 'tempfail', reply: replies.signingFailed }),
   },

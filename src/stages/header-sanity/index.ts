@@ -12,7 +12,7 @@
 import { Readable } from 'node:stream';
 import libmime from 'libmime';
 import { defineStage, type Finding, type Rule } from '../../pipeline/stage';
-import { replies } from '../../smtp/replies';
+import { replies, withText } from '../../smtp/replies';
 import { Message, type HeaderField } from '../../transaction/message';
 import { spoolFrom } from '../../transaction/spool';
 import { headerSanityBankSchema, type HeaderSanitySettings } from './schema';
@@ -35,11 +35,15 @@ const FINDINGS = [
   'HEADER_SANITY_FIXED',
 ] as const;
 
-/** The finding rejects (550 5.6.0) when the setting it belongs to says reject. */
+/**
+ * The finding rejects (550 5.6.0) when the setting it belongs to says reject, and the reply
+ * names the finding, so the sender's bounce says what to fix. Fixed words, not the detail: the
+ * detail holds field names the sender chose.
+ */
 const rejectWhen =
-  (setting: keyof HeaderSanitySettings): Rule<HeaderSanitySettings> =>
+  (setting: keyof HeaderSanitySettings, why: string): Rule<HeaderSanitySettings> =>
   (s) =>
-    s[setting] === 'reject' ? { action: 'reject', reply: replies.headerRejected } : null;
+    s[setting] === 'reject' ? { action: 'reject', reply: withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`) } : null;
 
 export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDINGS)[number]>({
   id: 'header-sanity',
@@ -48,12 +52,12 @@ export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDI
   settings: { key: 'headerSanity', schema: headerSanityBankSchema },
   findings: FINDINGS,
   rules: {
-    HEADER_SANITY_NUL: rejectWhen('nul'),
-    HEADER_SANITY_EIGHT_BIT_HEADER: rejectWhen('eightBitHeader'),
-    HEADER_SANITY_LONG_HEADER_LINE: rejectWhen('longLine'),
-    HEADER_SANITY_LONG_BODY_LINE: rejectWhen('longLine'),
-    HEADER_SANITY_MISSING_FROM: rejectWhen('missingFrom'),
-    HEADER_SANITY_MULTIPLE_FROM: rejectWhen('multipleFrom'),
+    HEADER_SANITY_NUL: rejectWhen('nul', 'NUL character in the message'),
+    HEADER_SANITY_EIGHT_BIT_HEADER: rejectWhen('eightBitHeader', '8-bit characters in a header field without SMTPUTF8'),
+    HEADER_SANITY_LONG_HEADER_LINE: rejectWhen('longLine', 'header line longer than 998 characters'),
+    HEADER_SANITY_LONG_BODY_LINE: rejectWhen('longLine', 'body line longer than 998 characters'),
+    HEADER_SANITY_MISSING_FROM: rejectWhen('missingFrom', 'no From field'),
+    HEADER_SANITY_MULTIPLE_FROM: rejectWhen('multipleFrom', 'several From fields'),
   },
   create: (actions, _bank, deps) => ({
     id: 'header-sanity',
