@@ -2,7 +2,9 @@
  * Banks chosen per transaction (amavisd @client_ipaddr_policy / MYNETS and sender-based policy
  * maps), from the main config's `bankRules`. The listener port gives a bank; the first
  * clientNetworks rule whose networks hold the client address replaces it; the first senders
- * rule matching the envelope sender replaces that. (A valid DKIM signer may switch once more
+ * rule matching the envelope sender replaces that, on the listeners the rule names only (the
+ * envelope sender is the client's to write: a rule on the inbound listener would let anyone
+ * pick the bank). (A valid DKIM signer may switch once more
  * after DATA: dkimVerify.signerBanks, pipeline/runner.ts.) The result names the rule and the
  * network or pattern that matched, for the per-message log line and `postseal explain`.
  *
@@ -86,7 +88,8 @@ export function compileBankRules(config: BankRulesConfig): BankChooser {
         }
       }
       for (const r of senderRules) {
-        if (!applies(r.only)) continue;
+        // Anyone can write any MAIL FROM: a sender rule applies only on the listeners it names.
+        if (!r.only.has(listener.bank)) continue;
         const hit = r.patterns.find((p) => senderMatches(p, sender));
         if (hit) {
           steps.push({ bank: r.bank, rule: `senders[${r.index}] ${hit}` });

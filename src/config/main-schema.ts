@@ -104,25 +104,27 @@ export const mainConfigSchema = {
         senders: {
           type: 'array',
           default: [],
-          description: 'Rules by envelope sender (MAIL FROM), checked after clientNetworks.',
+          description:
+            'Rules by envelope sender (MAIL FROM), checked after clientNetworks. Anyone can write any MAIL FROM: a rule applies only on the listeners it names (listenerBanks), which should be those whose clients are our own (ORIGINATING), never the inbound one.',
           items: {
             type: 'object',
             additionalProperties: false,
-            required: ['senders', 'bank'],
+            required: ['senders', 'bank', 'listenerBanks'],
             properties: {
               senders: {
                 type: 'array',
                 minItems: 1,
-                items: { type: 'string', minLength: 1 },
                 description:
                   'user@example.org (that address), example.org (any address of that domain), *.example.org (its subdomains, not example.org itself), or <> (the null sender of bounces). Case-insensitive.',
+                items: { type: 'string', pattern: '^(<>|[^@\\s<>]+@[A-Za-z0-9.-]+[A-Za-z0-9]|(\\*\\.)?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+)$' },
               },
               bank: { type: 'string', minLength: 1, description: 'Bank used when the sender matches: a file <bank>.yaml in bankDir.' },
               listenerBanks: {
                 type: 'array',
+                minItems: 1,
                 items: { type: 'string', minLength: 1 },
-                default: [],
-                description: 'Apply the rule only to mail whose listener bank is one of these; empty: every listener.',
+                description:
+                  'The listener banks the rule applies on (required: the envelope sender is forgeable, so name only listeners whose clients are our own, e.g. ORIGINATING).',
               },
             },
           },

@@ -20,7 +20,7 @@ function rulesConfig(): { file: string; message: string } {
       '  clientNetworks:',
       '    - { networks: [192.0.2.0/24, "2001:db8::/32"], bank: MYNETS }',
       '  senders:',
-      '    - { senders: ["*.lists.example"], bank: BULK }',
+      '    - { senders: ["*.lists.example"], bank: BULK, listenerBanks: [default] }',
       '',
     ].join('\n'),
   );

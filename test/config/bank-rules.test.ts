@@ -1,6 +1,12 @@
 import { compileBankRules, senderMatches } from '../../src/config/bank-rules';
 
 describe('senderMatches', () => {
+  it('a sender rule applies only on the listeners it names', () => {
+    const c = compileBankRules({ clientNetworks: [], senders: [{ senders: ['example.com'], bank: 'SENDER', listenerBanks: ['ORIGINATING'] }] });
+    expect(c.choose({ port: 10024, bank: 'default' }, '203.0.113.9', 'ceo@example.com').bank).toBe('default');
+    expect(c.choose({ port: 10026, bank: 'ORIGINATING' }, '203.0.113.9', 'ceo@example.com').bank).toBe('SENDER');
+  });
+
   it('an address rule matches that address only, case-insensitively', () => {
     expect(senderMatches('news@example.com', 'News@EXAMPLE.com')).toBe(true);
     expect(senderMatches('news@example.com', 'other@example.com')).toBe(false);

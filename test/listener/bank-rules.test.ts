@@ -22,7 +22,7 @@ describe('banks by client network and sender (bankRules)', () => {
       main: {
         bankRules: {
           clientNetworks: [{ networks: ['198.51.100.0/24', '192.0.2.0/24', '2001:db8::/32'], bank: 'MYNETS' }],
-          senders: [{ senders: ['news@example.com', '*.lists.example'], bank: 'BULK' }],
+          senders: [{ senders: ['news@example.com', '*.lists.example'], bank: 'BULK', listenerBanks: ['default'] }],
         },
       },
     });
@@ -152,6 +152,13 @@ describe('bankRules in the configuration', () => {
   });
 
   it('a rule naming a bank without a file is refused', () => {
-    expect(() => loadConfig(configWith({ senders: [{ senders: ['example.com'], bank: 'NOPE' }] }))).toThrow(/bank "NOPE" has no file/);
+    expect(() => loadConfig(configWith({ senders: [{ senders: ['example.com'], bank: 'NOPE', listenerBanks: ['default'] }] }))).toThrow(/bank "NOPE" has no file/);
+  });
+
+  it('a sender rule must name the listeners it applies on, as anyone can forge the envelope sender', () => {
+    expect(() => loadConfig(configWith({ senders: [{ senders: ['example.com'], bank: 'BULK' }] }))).toThrow(/\/bankRules\/senders\/0: missing required key "listenerBanks"/);
+    expect(() => loadConfig(configWith({ senders: [{ senders: ['@example.com'], bank: 'BULK', listenerBanks: ['default'] }] }))).toThrow(
+      /\/bankRules\/senders\/0\/senders\/0: must match pattern/,
+    );
   });
 });

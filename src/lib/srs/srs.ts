@@ -45,8 +45,8 @@ export type SrsResult =
   /** Looks like ours but does not verify: not found too, never rewritten. */
   | { readonly kind: 'invalid'; readonly reason: SrsInvalidReason };
 
-export type SrsSkipReason = 'null-sender' | 'no-domain' | 'local-domain' | 'excluded-domain' | 'our-domain' | 'not-our-domain' | 'not-srs';
-export type SrsInvalidReason = 'malformed' | 'bad-hash' | 'bad-timestamp' | 'expired';
+export type SrsSkipReason = 'null-sender' | 'no-domain' | 'not-a-public-domain' | 'local-domain' | 'excluded-domain' | 'our-domain' | 'not-our-domain' | 'not-srs';
+export type SrsInvalidReason = 'malformed' | 'not-a-public-domain' | 'bad-hash' | 'bad-timestamp' | 'expired';
 
 export interface SrsEngine {
   forward(address: string): SrsResult;
@@ -101,6 +101,9 @@ export function createSrsEngine(settings: SrsSettings): SrsEngine {
       const [user, host] = parts;
       const lhost = host.toLowerCase();
       if (lhost === domain) return { kind: 'unchanged', reason: 'our-domain' };
+      // An address literal, localhost or a one-label name is no outside sender: signed, it would
+      // reverse into a recipient on our own network (recipient_canonical_maps), an open relay.
+      if (!isPublicDomain(lhost)) return { kind: 'unchanged', reason: 'not-a-public-domain' };
       if (local(lhost)) return { kind: 'unchanged', reason: 'local-domain' };
       if (excluded(lhost)) return { kind: 'unchanged', reason: 'excluded-domain' };
       const sep = settings.separator;
@@ -128,6 +131,7 @@ export function createSrsEngine(settings: SrsSettings): SrsEngine {
         const f = splitN(user.slice(5), '=', 4);
         if (f.length !== 4 || !f[2] || !f[3]) return { kind: 'invalid', reason: 'malformed' };
         const [h, tt, shost, suser] = f as [string, string, string, string];
+        if (!isPublicDomain(shost.toLowerCase())) return { kind: 'invalid', reason: 'not-a-public-domain' };
         if (!verify(h, [tt, shost, suser])) return { kind: 'invalid', reason: 'bad-hash' };
         const bad = timestampCheck(tt);
         if (bad) return { kind: 'invalid', reason: bad };
@@ -137,12 +141,19 @@ export function createSrsEngine(settings: SrsSettings): SrsEngine {
         const f = splitN(user.slice(5), '=', 3);
         if (f.length !== 3 || !f[1] || !f[2]) return { kind: 'invalid', reason: 'malformed' };
         const [h, shost, suser] = f as [string, string, string];
+        if (!isPublicDomain(shost.toLowerCase())) return { kind: 'invalid', reason: 'not-a-public-domain' };
         if (!verify(h, [shost, suser])) return { kind: 'invalid', reason: 'bad-hash' };
         return { kind: 'rewritten', address: `SRS0${suser}@${shost}` };
       }
       return { kind: 'unchanged', reason: 'not-srs' };
     },
   };
+}
+
+/** A DNS name of two labels or more (letters, digits, hyphens; A-labels), not localhost. */
+function isPublicDomain(host: string): boolean {
+  const name = host.replace(/\.$/, '');
+  return /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(name) && !/(^|\.)localhost$/.test(name) && !/^[0-9.]+$/.test(name);
 }
 
 /** base64 of HMAC-SHA1 over the lowercased fields, concatenated (Mail::SRS hash_create). */

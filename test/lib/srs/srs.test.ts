@@ -24,6 +24,22 @@ function rewritten(r: ReturnType<ReturnType<typeof engine>['forward']>): string 
 }
 
 describe('SRS engine', () => {
+  it.each(['admin@[10.0.0.5]', 'root@localhost', 'root@mail.localhost', 'user@intranet', 'u@192.168.1.1'])(
+    'leaves %s alone: no outside domain, so no signed address that would reverse into our own network',
+    (sender) => {
+      expect(engine().forward(sender)).toEqual({ kind: 'unchanged', reason: 'not-a-public-domain' });
+    },
+  );
+
+  it('refuses to reverse a correctly signed SRS0 whose host is an address literal (a key from an older postseal or another signer)', () => {
+    // What Mail::SRS would make for admin@[10.0.0.5]: the hash is right, the host must still be refused.
+    const { createHmac } = require('node:crypto') as typeof import('node:crypto');
+    const e = engine();
+    const tt = /^SRS0=[^=]+=([A-Z2-7]{2})=/.exec(rewritten(e.forward('a@orig.example')))![1];
+    const h = createHmac('sha1', 'first-secret-value').update(`${tt.toLowerCase()}[10.0.0.5]admin`).digest('base64').slice(0, 4);
+    expect(e.reverse(`SRS0=${h}=${tt}=[10.0.0.5]=admin@fwd.example`)).toEqual({ kind: 'invalid', reason: 'not-a-public-domain' });
+  });
+
   it('forwards an outside sender to an SRS0 address of our domain that reverses to it', () => {
     const e = engine();
     const srs = rewritten(e.forward('alice@orig.example'));
