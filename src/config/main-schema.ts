@@ -409,7 +409,7 @@ export const mainConfigSchema = {
               type: 'string',
               default: '',
               description:
-                "A unix socket path to listen on instead of address and port (check_policy_service unix:private/postseal-policy with the socket inside Postfix's queue directory); empty uses TCP. Not with several workers.",
+                "A unix socket path to listen on instead of address and port; empty uses TCP. The socket is made mode 0666 (the folder decides who reaches it); with several workers the primary binds it. Inside Postfix's queue directory (check_policy_service unix:private/postseal-policy) postseal must be able to write that folder: with the shipped systemd unit add it to ReadWritePaths; TCP on loopback needs neither.",
             },
             maxConnections: {
               type: 'integer',

@@ -15,7 +15,7 @@
  * file cannot be read (start fails; a reload is refused and the running lists stay).
  */
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { removeStaleSocket } from './stale-socket';
 import path from 'node:path';
@@ -93,6 +93,9 @@ export class PolicyService implements Service {
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new PostsealError('POLICY_LISTEN_FAILED', `cannot listen for policy requests on ${where}: ${err.message}`, { cause: err })));
       const done = () => {
+        // Postfix's smtpd (user postfix) must be able to connect whatever the umask (the systemd
+        // unit's is 077): the socket is 0666, and the folder it is in decides who reaches it.
+        if (s.socket) chmodSync(s.socket, 0o666);
         this.deps.log.info({ listen: s.socket || `${s.address}:${(server.address() as net.AddressInfo).port}` }, 'policy service listening');
         resolve(server);
       };
@@ -118,7 +121,10 @@ export class PolicyService implements Service {
     socket.setEncoding('latin1');
     const s = (this.ctx as PolicyContext).settings;
     const reader = new RequestReader(s.maxRequestBytes);
-    const memory: MessageMemory = {};
+    // What this connection remembers of the message its requests are about (Postfix's instance).
+    // A new message gets a new object: a decision that timed out and finishes later writes into
+    // the old one, never into the next message's.
+    let memory: MessageMemory = {};
     const queue: PolicyRequest[] = [];
     let busy = false;
     let closing = false;
@@ -138,6 +144,8 @@ export class PolicyService implements Service {
       busy = true;
       while (queue.length && !socket.destroyed) {
         const req = queue.shift() as PolicyRequest;
+        const instance = req.get('instance') ?? '';
+        if (!instance || memory.instance !== instance) memory = { instance };
         const action = await this.answer(req, memory);
         if (!socket.destroyed) socket.write(formatAnswer(action));
         if (queue.length < MAX_QUEUED && !closing) socket.resume();

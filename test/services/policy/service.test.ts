@@ -4,7 +4,7 @@
  * requests, unknown attributes, oversized and malformed requests, a client that stops
  * mid-request, many connections, internal errors and timeouts.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, statSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -247,6 +247,8 @@ describe('protocol robustness', () => {
     });
     s.destroy();
     expect(answer).toMatch(/^action=DEFER_IF_PERMIT 4\.7\.1 Greylisted/);
+    // Whatever the umask (the systemd unit's is 077), Postfix's smtpd can connect.
+    expect(statSync(socketPath).mode & 0o777).toBe(0o666);
   });
 
   it('refuses to start on a socket path that names a file which is no socket, and leaves the file alone', async () => {
