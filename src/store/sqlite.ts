@@ -52,6 +52,13 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS list_items (key TEXT NOT NULL, seq INTEGER NOT NULL, value TEXT NOT NULL, PRIMARY KEY (key, seq)) STRICT, WITHOUT ROWID;
 `;
 
+/** sqlite's own (blocking) wait for a lock per try; longer waits are retried by run(). */
+const BUSY_SLICE_MS = 20;
+
+function isBusy(err: unknown): boolean {
+  return /database is locked|SQLITE_BUSY/i.test((err as Error | undefined)?.message ?? '');
+}
+
 /** A live row: no expiry, or one still in the future (:now). */
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
 
@@ -135,6 +142,8 @@ function openOnce(file: string, busyTimeoutMs: number, where: string): DatabaseS
       db.close();
       throw err;
     }
+    // From here on, a wait for another process's lock is the store's, off the thread (run()).
+    db.exec(`PRAGMA busy_timeout = ${BUSY_SLICE_MS}`);
     return db;
   } catch (err) {
     throw new PostsealError('CFG_STORE_UNUSABLE', `${where}: ${file}: cannot be opened (${(err as Error).message}); ${fix}`, { cause: err });
@@ -176,14 +185,23 @@ class SqliteStore implements Store {
     return this.opts.keyPrefix + key;
   }
 
-  /** Runs one operation; every sqlite failure (SQLITE_BUSY past the timeout, disk full) becomes STORE_UNAVAILABLE. */
+  /**
+   * Runs one operation; every sqlite failure (SQLITE_BUSY past busyTimeoutMs, disk full) becomes
+   * STORE_UNAVAILABLE. sqlite's own busy wait blocks the thread, and with it every session of
+   * this worker: it is kept to BUSY_SLICE_MS, and a longer wait for another process's lock
+   * happens here, between tries, with the event loop free.
+   */
   private async run<T>(op: string, fn: (db: DatabaseSync, now: number) => T): Promise<T> {
-    const db = this.db;
-    if (!db) throw unavailable(`${this.description}: ${op}`, 'store closed');
-    try {
-      return fn(db, Date.now());
-    } catch (err) {
-      throw unavailable(`${this.description}: ${op}`, err);
+    const until = Date.now() + this.opts.busyTimeoutMs;
+    for (;;) {
+      const db = this.db;
+      if (!db) throw unavailable(`${this.description}: ${op}`, 'store closed');
+      try {
+        return fn(db, Date.now());
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= until) throw unavailable(`${this.description}: ${op}`, err);
+        await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 20)));
+      }
     }
   }
 

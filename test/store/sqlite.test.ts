@@ -111,6 +111,32 @@ describe('opening a file another process holds', () => {
   });
 });
 
+describe('a lock another process holds during operation', () => {
+  test('is waited for with the event loop free, then the write goes through', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-sqlite-busy-'));
+    const file = path.join(dir, 'state.db');
+    const store = openSqliteStore({ file, keyPrefix: 'p:', busyTimeoutMs: 5000 });
+    await store.set('k', 'before');
+    const holder = spawn(nodeBin, [
+      '-e',
+      `const { DatabaseSync } = require('node:sqlite'); const db = new DatabaseSync(${JSON.stringify(file)}); db.exec('BEGIN IMMEDIATE'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 800);`,
+    ]);
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    let ticks = 0;
+    const tick = setInterval(() => ticks++, 10);
+    const write = store.set('k', 'after');
+    await sleep(300);
+    // sqlite's own busy wait would have blocked this thread for the whole lock: no tick at all.
+    expect(ticks).toBeGreaterThan(5);
+    await write;
+    clearInterval(tick);
+    expect(await store.get('k')).toBe('after');
+    await store.close();
+    await new Promise((r) => holder.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
 describe('several processes on one file', () => {
   const dist = path.join(root, 'dist/store/sqlite.js');
 
