@@ -7,10 +7,11 @@
  * cluster (src/cluster/primary.ts) and each worker runs this same command as one process.
  */
 import cluster from 'node:cluster';
-import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { removeStaleSocket } from '../services/policy/stale-socket';
+import { isProcessAlive } from '../transaction/process-alive';
 import { checkConfig } from '../setup';
 import { isPostsealError } from '../errors';
 import { loadConfig, type LoadedConfig } from '../setup';
@@ -161,6 +162,20 @@ function watchPrimaryReload(service: { reload(c: LoadedConfig): Promise<void> },
  * exit, however the process ends short of SIGKILL.
  */
 function writePidFile(file: string): boolean {
+  // A pid file naming a live process belongs to a running postseal: a second start must not take it.
+  const holder = Number(
+    (() => {
+      try {
+        return readFileSync(file, 'utf8').trim();
+      } catch {
+        return '';
+      }
+    })(),
+  );
+  if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isProcessAlive(holder)) {
+    process.stderr.write(`postseal: ${file} names pid ${holder}, a running process; stop it first, or give another --pid-file\n`);
+    return false;
+  }
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     writeFileSync(tmp, `${process.pid}\n`, { mode: 0o644 });
@@ -171,7 +186,8 @@ function writePidFile(file: string): boolean {
   }
   process.on('exit', () => {
     try {
-      unlinkSync(file);
+      // Only our own: another postseal may have written it since.
+      if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file);
     } catch {
       // Already gone: nothing to clean.
     }

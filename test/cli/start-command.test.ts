@@ -81,6 +81,11 @@ describe('postseal start', () => {
     const started = await d.waitFor((l) => l.msg === 'postseal started');
     expect(started.pid).toBe(d.proc.pid);
     expect(readFileSync(pidFile, 'utf8')).toBe(`${d.proc.pid}\n`);
+    // A second start on the same pid file is refused and leaves the running one's file alone.
+    const second = runCli(['start', '--config', path.join(dir, 'postseal.yaml'), '--pid-file', pidFile]);
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`names pid ${d.proc.pid}, a running process`);
+    expect(readFileSync(pidFile, 'utf8')).toBe(`${d.proc.pid}\n`);
     d.proc.kill('SIGTERM');
     expect(await d.exited).toBe(0);
     expect(existsSync(pidFile)).toBe(false);
