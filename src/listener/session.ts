@@ -198,7 +198,7 @@ export class SessionHandler {
   private chooseBank(portCtx: SessionContext, state: SessionState, client: ClientInfo | null, sender: string): SessionContext {
     state.choice = null;
     if (!portCtx.bankChooser || !portCtx.contextOf) return portCtx;
-    const choice = portCtx.bankChooser.choose(this.listener, clientAddress(client, state.peer), sender);
+    const choice = portCtx.bankChooser.choose(this.listener, clientAddress(client, state.peer, portCtx.trustedNetworks), sender);
     const ctx = portCtx.contextOf(choice.bank);
     // config/load.ts loads every bank a rule names; a missing one keeps the port's bank.
     if (!ctx) return portCtx;
@@ -249,9 +249,15 @@ function newState(session: SMTPServerSession): SessionState {
 }
 
 /** Postfix writes an IPv6 ADDR with an IPv6: prefix; [UNAVAILABLE] falls back to the peer. */
-function clientAddress(client: ClientInfo | null, peer: string): string {
+/**
+ * The client the network rules judge: XFORWARD's ADDR when believed; else the peer, unless the
+ * peer is a trusted hop (Postfix on loopback), which only relays for the real client: then it is
+ * unknown and no network rule applies (127.0.0.0/8 in a rule would otherwise take every message).
+ */
+function clientAddress(client: ClientInfo | null, peer: string, trusted: NetworkList): string | undefined {
   const addr = client?.addr?.replace(/^ipv6:/i, '');
-  return addr && !addr.startsWith('[') ? addr : peer;
+  if (addr && !addr.startsWith('[')) return addr;
+  return trusted.contains(peer) ? undefined : peer;
 }
 
 function mirrored(reply: Parameters<typeof mirrorReply>[0]): SmtpReplyError {

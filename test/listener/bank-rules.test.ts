@@ -21,7 +21,8 @@ describe('banks by client network and sender (bankRules)', () => {
       banks: { MYNETS: { forward: { port: mynets.port } }, BULK: { forward: { port: senders.port }, maxRecipients: 1 } },
       main: {
         bankRules: {
-          clientNetworks: [{ networks: ['198.51.100.0/24', '192.0.2.0/24', '2001:db8::/32'], bank: 'MYNETS' }],
+          // 127.0.0.0/8 as amavisd's @mynetworks has it: Postfix itself, on loopback, must not match.
+          clientNetworks: [{ networks: ['198.51.100.0/24', '192.0.2.0/24', '2001:db8::/32', '127.0.0.0/8'], bank: 'MYNETS' }],
           senders: [{ senders: ['news@example.com', '*.lists.example'], bank: 'BULK', listenerBanks: ['default'] }],
         },
       },
@@ -51,6 +52,16 @@ describe('banks by client network and sender (bankRules)', () => {
     expect(r.final?.code).toBe(250);
     expect(mynets.received.at(-1)?.mailFrom).toBe('v6@example.org');
     expect(messageLines().at(-1)).toMatchObject({ bank: 'MYNETS', bankRule: 'clientNetworks[0] 2001:db8::/32' });
+  });
+
+  it('without XFORWARD, the trusted loopback peer (Postfix) is no client: 127.0.0.0/8 in a rule does not take the mail', async () => {
+    const before = mynets.received.length;
+    const c = await TestClient.connect(h.app.portOf('default'));
+    const r = await c.send({ from: 'noxf@example.org', to: ['b@example.net'], data: msg });
+    await c.quit();
+    expect(r.final?.code).toBe(250);
+    expect(mynets.received.length).toBe(before);
+    expect(messageLines().at(-1)).toMatchObject({ bank: 'default' });
   });
 
   it('a client outside every network stays on the port bank', async () => {
