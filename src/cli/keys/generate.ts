@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chownSync, existsSync, linkSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fchownSync, linkSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { keyRecordText, zoneRecord } from '../../lib/dkim-key-record';
 import { parse, UsageError } from '../args';
@@ -61,8 +61,14 @@ export async function run(args: string[]): Promise<number> {
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
-    if (owner) chownSync(tmp, owner.uid, owner.gid);
+    // Written and chowned through its descriptor: a name swapped for a symlink meanwhile is not followed.
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, String(privateKey.export({ format: 'pem', type: 'pkcs8' })));
+      if (owner) fchownSync(fd, owner.uid, owner.gid);
+    } finally {
+      closeSync(fd);
+    }
     if (values.force) renameSync(tmp, file);
     else {
       // link fails if the name exists meanwhile: never overwrite without --force.
