@@ -141,21 +141,14 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
     records,
   });
   const all = dest.send.map((u) => u.address);
-  const raw = composeReportMail({
-    from: cfg.from,
-    to: all,
-    policyDomain,
-    submitter: cfg.submitter,
-    reportId,
-    begin,
-    end,
-    fileName: report.fileName,
-    gzip: report.gzip,
-    date: deps.now(),
-  });
+  const date = deps.now();
+  const compose = (to: readonly string[]) =>
+    composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId, begin, end, fileName: report.fileName, gzip: report.gzip, date });
+  const size = compose(all).length;
   // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
-  const to = dest.send.filter((u) => u.maxBytes === undefined || raw.length <= u.maxBytes).map((u) => u.address);
-  if (!to.length) return drop('too-big', all, `${raw.length} bytes`);
+  const to = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes).map((u) => u.address);
+  if (!to.length) return drop('too-big', all, `${size} bytes`);
+  const raw = compose(to);
   if (dryRun) return { ...base, status: 'dry-run', messages: records.length, to, report };
   const sent = await deps.send(cfg.from, to, raw);
   if (!sent.ok) return { ...base, status: 'send-failed', messages: records.length, to, reason: sent.reason, report };
