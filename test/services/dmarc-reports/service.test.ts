@@ -9,8 +9,11 @@ import { createDnsResolver } from '../../../src/lib/dns';
 import { DmarcReportsService } from '../../../src/services/dmarc-reports';
 import { loadConfig } from '../../../src/setup';
 import { StoredDmarcResults } from '../../../src/store/dmarc-results';
+import { openRedisStore } from '../../../src/store/redis';
 import { openSqliteStore } from '../../../src/store/sqlite';
+import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
+import { startRedisServer } from '../../helpers/redis-server';
 import { startSink, type Sink } from '../../helpers/sink';
 
 const log = pino({ level: 'silent' });
@@ -45,16 +48,14 @@ afterAll(async () => {
 });
 
 describe('DMARC reports service', () => {
-  test('two processes on one store send one report per domain and day, with every record counted', async () => {
-    const file = writeConfig({}, sink.port);
-    const config = loadConfig(file);
-    const dbDir = mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-'));
-    const open = () => openSqliteStore({ file: path.join(dbDir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
-    const stores = [open(), open()];
+  async function twoSendersOneReport(open: () => Promise<Store>): Promise<void> {
+    sink.received.length = 0;
+    const config = loadConfig(writeConfig({}, sink.port));
+    const stores = [await open(), await open()];
     const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
     const now = () => new Date('2026-12-07T06:00:00Z');
     const services = stores.map((store) => new DmarcReportsService(config, { store, results: new StoredDmarcResults(store), resolver, log, now }));
-    // Each process records half of the day's mail.
+    // Each process (or host) records half of the day's mail.
     for (const [i, store] of stores.entries()) {
       for (let n = 0; n < 5; n++) {
         await new StoredDmarcResults(store).record({
@@ -81,6 +82,20 @@ describe('DMARC reports service', () => {
     expect([...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1])).sort()).toEqual([5, 5]);
     for (const s of services) await s.close();
     for (const s of stores) await s.close();
+  }
+
+  test('two processes on one sqlite file send one report per domain and day, with every record counted', async () => {
+    const dbDir = mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-'));
+    await twoSendersOneReport(async () => openSqliteStore({ file: path.join(dbDir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 }));
+  });
+
+  test('two hosts on one Redis send one report per domain and day whose counts are the sum of both', async () => {
+    const redis = await startRedisServer();
+    try {
+      await twoSendersOneReport(() => openRedisStore({ url: redis.url, keyPrefix: 'two:', timeoutMs: 2000, log }));
+    } finally {
+      await redis.stop();
+    }
   });
 
   test('a bank without a notify target stops the service with CFG_INCONSISTENT', () => {
