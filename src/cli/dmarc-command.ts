@@ -17,7 +17,7 @@ import { isPostsealError } from '../errors';
 import { createDnsResolver } from '../lib/dns';
 import { createLogger } from '../lib/log';
 import { DownstreamPool } from '../reinject/pool';
-import { poolSender, reportSettingsFor, runReports } from '../services/dmarc-reports';
+import { poolSender, reportSettingsFor, reportSigner, runReports } from '../services/dmarc-reports';
 import { openStore } from '../store';
 import { StoredDmarcResults } from '../store/dmarc-results';
 import { UsageError, loadOrExplain, parse, withUsage } from './args';
@@ -97,7 +97,8 @@ async function dmarc(
     const resolver = createDnsResolver(values.dns ? { ...config.main.dns, servers: [values.dns] } : config.main.dns);
     const pool = new DownstreamPool(s.target, config.hostname, log);
     try {
-      const deps = { store, results, resolver, send: poolSender(pool), now: () => new Date(), owner: `cli:${process.pid}` };
+      const now = () => new Date();
+      const deps = { store, results, resolver, send: poolSender(pool), now, owner: `cli:${process.pid}`, sign: reportSigner(s.keys, now) };
       const out = await runReports(deps, s.settings, { since: values.since, dryRun: values['dry-run'] });
       if (values.out) mkdirSync(values.out, { recursive: true });
       let failed = false;

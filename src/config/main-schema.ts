@@ -407,7 +407,8 @@ export const mainConfigSchema = {
             from: {
               type: 'string',
               default: '',
-              description: 'From: and envelope sender of report mail; empty uses dmarc-reports@<hostname>. Mail from this address is not recorded for reports (no loops).',
+              description:
+                "From: and envelope sender of report mail; empty uses dmarc-reports@<hostname>. Reports are DKIM-signed with the signing table's active keys for this address's domain (unsigned without one).",
             },
             submitter: { type: 'string', default: '', description: 'The Submitter in the subject and the receiver in the file name; empty uses the domain of `from`.' },
             checkIntervalMs: {

@@ -47,6 +47,8 @@ export interface RunDeps {
   readonly now: () => Date;
   /** Who holds a lock, for the lock value (host and pid). */
   readonly owner: string;
+  /** DKIM-signs the report mail (sign.ts); without it the mail goes unsigned. */
+  readonly sign?: (raw: Buffer) => Promise<Buffer>;
 }
 
 export type ReportStatus = 'sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
@@ -148,7 +150,14 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
   const to = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes).map((u) => u.address);
   if (!to.length) return drop('too-big', all, `${size} bytes`);
-  const raw = compose(to);
+  let raw = compose(to);
+  if (deps.sign) {
+    try {
+      raw = await deps.sign(raw);
+    } catch (err) {
+      return { ...base, status: 'send-failed', messages: records.length, to, reason: `DKIM signing failed: ${(err as Error).message}`, report };
+    }
+  }
   if (dryRun) return { ...base, status: 'dry-run', messages: records.length, to, report };
   const sent = await deps.send(cfg.from, to, raw);
   if (!sent.ok) return { ...base, status: 'send-failed', messages: records.length, to, reason: sent.reason, report };

@@ -16,12 +16,14 @@ import type { Logger } from 'pino';
 import { PostsealError } from '../../errors';
 import type { DnsResolver } from '../../lib/dns';
 import { DownstreamPool } from '../../reinject/pool';
+import type { SigningKey } from '../../keys/key-store';
 import type { LoadedConfig } from '../../setup';
 import type { StoredDmarcResults } from '../../store/dmarc-results';
 import type { Store } from '../../store/store';
 import type { Service } from '../service';
 import { runReports, type ReportSettings } from './run';
 import { poolSender } from './send';
+import { reportSigner } from './sign';
 
 export interface DmarcReportsDeps {
   readonly store: Store;
@@ -33,7 +35,12 @@ export interface DmarcReportsDeps {
 }
 
 /** The report settings and notify target a configuration gives; throws CFG_INCONSISTENT. */
-export function reportSettingsFor(config: LoadedConfig): { settings: ReportSettings; target: NonNullable<ReturnType<typeof notifyOf>> } {
+export function reportSettingsFor(config: LoadedConfig): {
+  settings: ReportSettings;
+  target: NonNullable<ReturnType<typeof notifyOf>>;
+  /** The signing table's active keys for the domain of `from` (sign.ts); none: unsigned. */
+  keys: readonly SigningKey[];
+} {
   const c = config.main.services.dmarcReports;
   const target = notifyOf(config, c.bank);
   if (!target) {
@@ -56,6 +63,7 @@ export function reportSettingsFor(config: LoadedConfig): { settings: ReportSetti
       maxReportsPerRun: c.maxReportsPerRun,
     },
     target,
+    keys: config.keys.forAuthor(fromDomain.toLowerCase()),
   };
 }
 
@@ -69,6 +77,7 @@ export class DmarcReportsService implements Service {
   private running: Promise<void> | null = null;
   private pool: DownstreamPool;
   private settings: ReportSettings;
+  private keys: readonly SigningKey[];
   private intervalMs: number;
   private readonly owner = `${os.hostname()}:${process.pid}`;
 
@@ -76,8 +85,9 @@ export class DmarcReportsService implements Service {
     private config: LoadedConfig,
     private readonly deps: DmarcReportsDeps,
   ) {
-    const { settings, target } = reportSettingsFor(config);
+    const { settings, target, keys } = reportSettingsFor(config);
     this.settings = settings;
+    this.keys = keys;
     this.intervalMs = config.main.services.dmarcReports.checkIntervalMs;
     this.pool = new DownstreamPool(target, config.hostname, deps.log);
   }
@@ -87,7 +97,7 @@ export class DmarcReportsService implements Service {
   }
 
   async reload(config: LoadedConfig): Promise<void> {
-    const { settings, target } = reportSettingsFor(config);
+    const { settings, target, keys } = reportSettingsFor(config);
     if (JSON.stringify(target) !== JSON.stringify(this.pool.target) || config.hostname !== this.config.hostname) {
       const old = this.pool;
       this.pool = new DownstreamPool(target, config.hostname, this.deps.log);
@@ -95,6 +105,7 @@ export class DmarcReportsService implements Service {
     }
     this.config = config;
     this.settings = settings;
+    this.keys = keys;
     this.intervalMs = config.main.services.dmarcReports.checkIntervalMs;
   }
 
@@ -111,8 +122,9 @@ export class DmarcReportsService implements Service {
     this.running = (async () => {
       try {
         const d = this.deps;
+        const now = d.now ?? (() => new Date());
         const out = await runReports(
-          { store: d.store, results: d.results, resolver: d.resolver, send: poolSender(this.pool), now: d.now ?? (() => new Date()), owner: this.owner },
+          { store: d.store, results: d.results, resolver: d.resolver, send: poolSender(this.pool), now, owner: this.owner, sign: reportSigner(this.keys, now) },
           this.settings,
         );
         for (const o of out) {

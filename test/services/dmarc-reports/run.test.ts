@@ -12,6 +12,10 @@ import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/d
 import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
+import { dkimpy, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers';
+import { reportSigner } from '../../../src/services/dmarc-reports/sign';
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { startSink, type Sink } from '../../helpers/sink';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-run-'));
@@ -53,6 +57,8 @@ function rec(policyDomain: string, over: Partial<DmarcResultRecord> = {}): Dmarc
 
 beforeAll(async () => {
   dns = await startDnsServer({
+    ...zoneFor([rsaKey]),
+    '_dmarc.example.com': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@example.com'] },
     '_dmarc.a.test': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@a.test,mailto:agg@reports.test'] },
     'a.test._report._dmarc.reports.test': { TXT: ['v=DMARC1'] },
     '_dmarc.b.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@thirdparty.test'] },
@@ -166,6 +172,24 @@ describe('aggregate report run', () => {
     await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
     await results.remove('a.test', '2026-12-06', items);
     expect((await results.peek('a.test', '2026-12-06')).records.map((r) => r.sourceIp)).toEqual(['203.0.113.5']);
+  });
+
+  test('a signed report verifies with Mail::DKIM and dkimpy', async () => {
+    await results.record(rec('a.test'));
+    const key = {
+      domain: rsaKey.domain,
+      selector: rsaKey.selector,
+      algorithm: rsaKey.algorithm,
+      privateKey: createPrivateKey(readFileSync(rsaKey.file)),
+      domainKeys: 'off' as const,
+    };
+    const [o] = await runReports({ ...deps, sign: reportSigner([key], () => new Date()) }, { ...cfg, from: 'dmarc-reports@example.com' });
+    expect(o).toMatchObject({ status: 'sent' });
+    const data = sink.received[0].data;
+    expect(data.toString('latin1')).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com;\r\n s=rsa2048;/);
+    const [perl, py] = await Promise.all([mailDkim(data, dns.server), dkimpy(data, dns.server)]);
+    expect(perl.map((r) => r.result)).toEqual(['pass']);
+    expect(py.map((r) => r.result)).toEqual(['pass']);
   });
 
   test('a dry run builds the report and leaves the records', async () => {
