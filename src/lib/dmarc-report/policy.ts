@@ -4,9 +4,10 @@
  * what the domain publishes now and the rua/ruf addresses are current.
  *
  * Reads the `_dmarc.<domain>` TXT record through our resolver (src/lib/dns). Tags kept:
- * v, p, sp, adkim, aspf, pct, fo, ri, rua, ruf. `ri=` (seconds) is honoured within
- * [MIN_INTERVAL_SEC, MAX_INTERVAL_SEC] (RFC 7489 7.2: at least daily must be possible; we
- * never send more often than hourly). A `mailto:` URI's `!10m` suffix is a size limit (7.1).
+ * v, p, sp, adkim, aspf, pct, fo, ri, rua, ruf. `ri=` (seconds) is parsed and clamped to
+ * [MIN_INTERVAL_SEC, MAX_INTERVAL_SEC]; the report service sends daily whatever it says (the
+ * store keeps one list per UTC day; RFC 7489 7.2 asks every receiver for daily reports).
+ * A `mailto:` URI's `!10m` suffix is a size limit (7.1).
  *
  * Fails: never throws; a DNS failure is `{ kind: 'temperror' }` (try again later), no record
  * or no valid one is `{ kind: 'none' }`.
