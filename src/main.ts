@@ -20,6 +20,7 @@ import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
+import { DmarcReportsService } from './services/dmarc-reports';
 import { PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
@@ -65,6 +66,19 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
         store,
         log: log.child({ service: 'policy' }),
         now: Date.now,
+        get resolver() {
+          return shared.resolver;
+        },
+      }),
+    );
+  }
+  // The report sender runs in every worker; the store decides who sends each report (services/dmarc-reports).
+  if (config.main.services.dmarcReports.enabled) {
+    services.push(
+      new DmarcReportsService(config, {
+        store,
+        results: dmarcStore,
+        log: log.child({ service: 'dmarc-reports' }),
         get resolver() {
           return shared.resolver;
         },

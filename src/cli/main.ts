@@ -21,6 +21,10 @@ const commands: Record<string, { summary: string; run: (args: string[]) => Promi
       'config check|print BANK|docs [--config FILE] [--dns] [--probe]  validate the configuration (--dns: and the keys in DNS; --probe: forward targets answer), print a bank, or the reference',
     run: (a) => (require('./config-command') as typeof import('./config-command')).runConfig(a),
   },
+  dmarc: {
+    summary: 'dmarc report [--since DAY] [--dry-run --out DIR] | stats DOMAIN  DMARC aggregate reports: send now, preview, or summarise stored results',
+    run: (a) => (require('./dmarc-command') as typeof import('./dmarc-command')).runDmarc(a),
+  },
   explain: {
     summary: 'explain [--bank NAME] FILE|-        which signing rule and keys would sign a message, or why not',
     run: (a) => (require('./explain-command') as typeof import('./explain-command')).runExplain(a),

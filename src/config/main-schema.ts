@@ -389,6 +389,55 @@ export const mainConfigSchema = {
             },
           },
         },
+        dmarcReports: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description:
+            "DMARC aggregate reports (RFC 7489 7.2, docs/dmarc-reports.md): once a UTC day is over, each policy domain's stored DMARC results are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
+          properties: {
+            enabled: { type: 'boolean', default: false, description: 'Send aggregate reports.' },
+            bank: {
+              type: 'string',
+              minLength: 1,
+              default: 'default',
+              description:
+                "The bank whose `notify` target carries the report mail (the originating reinjection port, so that Postfix's signing milter or the ORIGINATING bank signs it).",
+            },
+            orgName: { type: 'string', default: '', description: 'report_metadata org_name: who sends the reports; empty uses the hostname.' },
+            email: { type: 'string', default: '', description: 'report_metadata email: where report recipients can write to; empty uses `from`.' },
+            from: {
+              type: 'string',
+              default: '',
+              description:
+                "From: and envelope sender of report mail; empty uses dmarc-reports@<hostname>. Reports are DKIM-signed with the signing table's active keys for this address's domain (unsigned without one).",
+            },
+            submitter: { type: 'string', default: '', description: 'The Submitter in the subject and the receiver in the file name; empty uses the domain of `from`.' },
+            checkIntervalMs: {
+              type: 'integer',
+              minimum: 1000,
+              maximum: 86400000,
+              default: 900000,
+              description: 'How often to look for finished days with results to send (the first look is at start).',
+            },
+            maxReportsPerRun: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Domain-days handled per look at most; the rest wait for the next.' },
+            lockTtlMs: {
+              type: 'integer',
+              minimum: 10000,
+              maximum: 86400000,
+              default: 600000,
+              description: "A domain-day being reported is locked in the store for at most this long (a crashed sender's lock lapses).",
+            },
+            retryBaseMs: {
+              type: 'integer',
+              minimum: 1000,
+              maximum: 86400000,
+              default: 300000,
+              description: 'First wait after a failed send or DNS lookup; it doubles with each failure.',
+            },
+            retryMaxMs: { type: 'integer', minimum: 1000, maximum: 604800000, default: 21600000, description: 'Longest wait between tries.' },
+          },
+        },
         policy: {
           type: 'object',
           additionalProperties: false,

@@ -1,6 +1,6 @@
 /**
  * One lifecycle for everything postseal runs (docs/architecture.md, "Lifecycle"): the SMTP
- * listeners and each side service (metrics and policy now; SRS, reports later) are Services that
+ * listeners and each side service (metrics, policy, SRS, DMARC reports) are Services that
  * main.ts starts in order, reloads on SIGHUP and drains on SIGTERM, in reverse order.
  *
  * A service gets its dependencies when it is made (the store, the logger, the metrics

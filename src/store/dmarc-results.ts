@@ -73,23 +73,46 @@ export class StoredDmarcResults implements DmarcResultStore {
   }
 
   /**
+   * Reads one policy domain's records of one day without removing them, for a report sender
+   * that removes them (remove) only once its report was accepted. `items` is how many list
+   * items were read, valid or not: what remove() takes away.
+   */
+  async peek(policyDomain: string, day: string, limit?: number): Promise<{ records: DmarcResultRecord[]; items: number }> {
+    const items = await this.store.range(listKey(policyDomain.toLowerCase(), day), limit);
+    return { records: parseItems(items), items: items.length };
+  }
+
+  /**
+   * Removes the first `items` records of a list read by peek(): the list is taken atomically and
+   * whatever was appended after the peek is appended again, so no record is lost.
+   */
+  async remove(policyDomain: string, day: string, items: number): Promise<void> {
+    const key = listKey(policyDomain.toLowerCase(), day);
+    const taken = await this.store.takeAll(key);
+    for (const later of taken.slice(items)) await this.store.append(key, later, { ttlMs: this.limits.retentionMs, maxLength: this.limits.maxPerDay });
+  }
+
+  /**
    * Removes and returns one policy domain's records of one day: a record that arrives
    * meanwhile is left for the next take, never lost. Items that are not valid JSON (written
    * by something else) are skipped.
    */
   async take(policyDomain: string, day: string): Promise<DmarcResultRecord[]> {
-    const items = await this.store.takeAll(listKey(policyDomain.toLowerCase(), day));
-    const out: DmarcResultRecord[] = [];
-    for (const item of items) {
-      try {
-        const r = JSON.parse(item) as Omit<DmarcResultRecord, 'receivedAt'> & { receivedAt: string };
-        out.push({ ...r, receivedAt: new Date(r.receivedAt) });
-      } catch {
-        // Not one of ours; see above.
-      }
-    }
-    return out;
+    return parseItems(await this.store.takeAll(listKey(policyDomain.toLowerCase(), day)));
   }
+}
+
+function parseItems(items: readonly string[]): DmarcResultRecord[] {
+  const out: DmarcResultRecord[] = [];
+  for (const item of items) {
+    try {
+      const r = JSON.parse(item) as Omit<DmarcResultRecord, 'receivedAt'> & { receivedAt: string };
+      out.push({ ...r, receivedAt: new Date(r.receivedAt) });
+    } catch {
+      // Not one of ours; see take().
+    }
+  }
+  return out;
 }
 
 /**

@@ -6,6 +6,7 @@ import type * as MailauthDmarcModule from 'mailauth/lib/dmarc';
 import type { DNSResolver } from 'mailauth';
 import { trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
 import { clientAddress } from '../../lib/client';
+import { REPORT_MARKER_FIELD } from '../../lib/dmarc-report/mail';
 import { mailauthResolver } from '../../lib/dns';
 import type { Finding, StageDeps } from '../../pipeline/stage';
 import type { DmarcResultRecord } from '../../store/dmarc-results';
@@ -75,6 +76,10 @@ export async function record(
   disposition: DmarcResultRecord['disposition'],
   o: AuthOutcomes,
 ): Promise<void> {
+  // No loops (docs/dmarc-reports.md): a DMARC report sent by a postseal is not recorded. The
+  // marker alone is not enough (anyone can write it): the report must also pass DMARC, so
+  // only the domain's owner can keep its own mail out of its reports.
+  if (outcome.result === 'pass' && tx.message.get(REPORT_MARKER_FIELD.toLowerCase()).length > 0) return;
   const r: DmarcResultRecord = {
     receivedAt: tx.receivedAt,
     sourceIp: clientAddress(tx.client),

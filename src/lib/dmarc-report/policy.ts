@@ -1,0 +1,116 @@
+/**
+ * The DMARC record a report is about and where its reports go (RFC 7489 6.3, 7.1, 7.2): the
+ * report sender looks the record up again when it builds a report, so policy_published shows
+ * what the domain publishes now and the rua/ruf addresses are current.
+ *
+ * Reads the `_dmarc.<domain>` TXT record through our resolver (src/lib/dns). Tags kept:
+ * v, p, sp, adkim, aspf, pct, fo, ri, rua, ruf. `ri=` (seconds) is parsed and clamped to
+ * [MIN_INTERVAL_SEC, MAX_INTERVAL_SEC]; the report service sends daily whatever it says (the
+ * store keeps one list per UTC day; RFC 7489 7.2 asks every receiver for daily reports).
+ * A `mailto:` URI's `!10m` suffix is a size limit (7.1).
+ *
+ * Fails: never throws; a DNS failure is `{ kind: 'temperror' }` (try again later), no record
+ * or no valid one is `{ kind: 'none' }`.
+ */
+import type { DnsResolver } from '../dns';
+
+export type Disposition = 'none' | 'quarantine' | 'reject';
+
+export interface PublishedPolicy {
+  readonly domain: string;
+  readonly p: Disposition;
+  readonly sp: Disposition;
+  readonly adkim: 'r' | 's';
+  readonly aspf: 'r' | 's';
+  readonly pct: number;
+  readonly fo: string;
+  /** The requested interval, clamped (see header). */
+  readonly intervalSec: number;
+  readonly rua: readonly ReportUri[];
+  readonly ruf: readonly ReportUri[];
+}
+
+export interface ReportUri {
+  /** The mailbox, as written after `mailto:` (percent-decoded). */
+  readonly address: string;
+  /** Its domain, lower case. */
+  readonly domain: string;
+  /** From a `!<n>[kmgt]` suffix: reports larger than this are not sent there. */
+  readonly maxBytes?: number;
+}
+
+export const MIN_INTERVAL_SEC = 3600;
+export const MAX_INTERVAL_SEC = 86400;
+
+const dispositions: readonly Disposition[] = ['none', 'quarantine', 'reject'];
+const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** One `mailto:` URI; anything else (other schemes, no domain) is null and ignored (7.1). */
+export function parseReportUri(raw: string): ReportUri | null {
+  const m = /^mailto:([^!]+?)(?:!(\d+)([kmgt]?))?$/i.exec(raw.trim());
+  if (!m) return null;
+  let address: string;
+  try {
+    address = decodeURIComponent(m[1]);
+  } catch {
+    return null;
+  }
+  const at = address.lastIndexOf('@');
+  if (at < 1 || at === address.length - 1 || /[\s<>]/.test(address)) return null;
+  const maxBytes = m[2] === undefined ? undefined : Number(m[2]) * units[(m[3] ?? '').toLowerCase()];
+  return {
+    address,
+    domain: address
+      .slice(at + 1)
+      .toLowerCase()
+      .replace(/\.$/, ''),
+    maxBytes,
+  };
+}
+
+/** The tags of a DMARC record, or null when it is not one (no leading v=DMARC1 or no p=). */
+export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy | null {
+  const tags = new Map<string, string>();
+  for (const part of txt.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    tags.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim());
+  }
+  if (!/^v\s*=\s*DMARC1\s*(;|$)/i.test(txt.trim())) return null;
+  const p = dispositions.find((d) => d === tags.get('p')?.toLowerCase());
+  if (!p) return null;
+  const sp = dispositions.find((d) => d === tags.get('sp')?.toLowerCase()) ?? p;
+  const align = (v: string | undefined): 'r' | 's' => (v?.toLowerCase() === 's' ? 's' : 'r');
+  const pctRaw = Number(tags.get('pct') ?? '100');
+  const pct = Number.isInteger(pctRaw) && pctRaw >= 0 && pctRaw <= 100 ? pctRaw : 100;
+  const riRaw = Number(tags.get('ri') ?? String(MAX_INTERVAL_SEC));
+  const intervalSec = Number.isFinite(riRaw) ? Math.min(MAX_INTERVAL_SEC, Math.max(MIN_INTERVAL_SEC, Math.floor(riRaw))) : MAX_INTERVAL_SEC;
+  const uris = (v: string | undefined) =>
+    (v ?? '')
+      .split(',')
+      .map(parseReportUri)
+      .filter((u): u is ReportUri => u !== null);
+  return {
+    domain: domain.toLowerCase(),
+    p,
+    sp,
+    adkim: align(tags.get('adkim')),
+    aspf: align(tags.get('aspf')),
+    pct,
+    fo: tags.get('fo') || '0',
+    intervalSec,
+    rua: uris(tags.get('rua')),
+    ruf: uris(tags.get('ruf')),
+  };
+}
+
+export type PolicyLookup = { kind: 'found'; policy: PublishedPolicy } | { kind: 'none' } | { kind: 'temperror'; reason: string };
+
+/** The policy domain's current record (exactly one valid DMARC record, RFC 7489 6.6.3). */
+export async function fetchPolicy(resolver: DnsResolver, domain: string, signal?: AbortSignal): Promise<PolicyLookup> {
+  const r = await resolver.query(`_dmarc.${domain}`, 'TXT', signal);
+  if (r.kind === 'temperror') return { kind: 'temperror', reason: r.reason };
+  if (r.kind !== 'answer') return { kind: 'none' };
+  const found = r.records.map((strings) => parseDmarcRecord(domain, strings.join(''))).filter((p): p is PublishedPolicy => p !== null);
+  return found.length === 1 ? { kind: 'found', policy: found[0] } : { kind: 'none' };
+}

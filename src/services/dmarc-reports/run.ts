@@ -1,0 +1,166 @@
+/**
+ * One pass of the aggregate report sender (RFC 7489 7.2): for every policy domain and past UTC
+ * day with stored results (store/dmarc-results.ts), look up the domain's DMARC record again,
+ * keep the rua addresses it may use (RFC 7489 7.1, lib/dmarc-report/destinations.ts), build
+ * the report (lib/dmarc-report/aggregate.ts), mail it and only then remove the records.
+ *
+ * One report per domain and day however many processes and hosts share the store: a
+ * domain-day is worked on under a lock key (setIfAbsent with a TTL, so a crashed sender's
+ * lock lapses), and its records are removed once the downstream accepted the report, so a
+ * later pass finds nothing left to send. A failure (DNS temperror, downstream refused or
+ * down) leaves the records and sets a back-off key: the next try waits retryBaseMs, doubling
+ * up to retryMaxMs. Today's records are left alone until the day is over.
+ *
+ * Fails: never throws for one domain's trouble (it is in the outcome); a store that is down
+ * rejects with STORE_UNAVAILABLE and the service logs it and tries at the next tick.
+ */
+import { createHash } from 'node:crypto';
+import type { DnsResolver } from '../../lib/dns';
+import { buildAggregateReport, type AggregateReport } from '../../lib/dmarc-report/aggregate';
+import { resolveDestinations } from '../../lib/dmarc-report/destinations';
+import { composeReportMail } from '../../lib/dmarc-report/mail';
+import { fetchPolicy } from '../../lib/dmarc-report/policy';
+import type { Store } from '../../store/store';
+import { utcDay, type StoredDmarcResults } from '../../store/dmarc-results';
+import type { SendMail } from './send';
+
+export interface ReportSettings {
+  readonly orgName: string;
+  /** Contact address in report_metadata. */
+  readonly email: string;
+  /** From: and envelope sender of report mail. */
+  readonly from: string;
+  /** Our domain: the report's Submitter and the receiver part of the file name. */
+  readonly submitter: string;
+  readonly lockTtlMs: number;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  /** Domain-days worked on per pass at most. */
+  readonly maxReportsPerRun: number;
+}
+
+export interface RunDeps {
+  readonly store: Store;
+  readonly results: StoredDmarcResults;
+  readonly resolver: DnsResolver;
+  readonly send: SendMail;
+  readonly now: () => Date;
+  /** Who holds a lock, for the lock value (host and pid). */
+  readonly owner: string;
+  /** DKIM-signs the report mail (sign.ts); without it the mail goes unsigned. */
+  readonly sign?: (raw: Buffer) => Promise<Buffer>;
+}
+
+export type ReportStatus = 'sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
+
+export interface ReportOutcome {
+  readonly policyDomain: string;
+  readonly day: string;
+  readonly status: ReportStatus;
+  /** Messages the report covers (or would cover). */
+  readonly messages: number;
+  readonly to: readonly string[];
+  readonly reason?: string;
+  readonly report?: AggregateReport;
+}
+
+export interface RunOptions {
+  /** Only days from this one (YYYY-MM-DD) on. */
+  readonly since?: string;
+  /** Build and return the reports without sending, locking or removing anything. */
+  readonly dryRun?: boolean;
+}
+
+const LOCK = 'dmarc-report-lock:';
+const WAIT = 'dmarc-report-wait:';
+const ATTEMPTS = 'dmarc-report-attempts:';
+
+export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
+  const today = utcDay(deps.now());
+  const pending = (await deps.results.days())
+    .filter((d) => d.day < today && (!opts.since || d.day >= opts.since))
+    .sort((a, b) => a.day.localeCompare(b.day) || a.policyDomain.localeCompare(b.policyDomain))
+    .slice(0, cfg.maxReportsPerRun);
+  const out: ReportOutcome[] = [];
+  for (const { policyDomain, day } of pending) {
+    if (opts.dryRun) {
+      out.push(await reportOne(deps, cfg, policyDomain, day, true));
+      continue;
+    }
+    const id = `${policyDomain}:${day}`;
+    if (await deps.store.get(WAIT + id)) {
+      out.push({ policyDomain, day, status: 'waiting', messages: 0, to: [] });
+      continue;
+    }
+    if (!(await deps.store.setIfAbsent(LOCK + id, deps.owner, { ttlMs: cfg.lockTtlMs }))) {
+      out.push({ policyDomain, day, status: 'locked', messages: 0, to: [] });
+      continue;
+    }
+    try {
+      const o = await reportOne(deps, cfg, policyDomain, day, false);
+      if (o.status === 'dns-temperror' || o.status === 'send-failed') await backOff(deps.store, cfg, id);
+      else await deps.store.delete(ATTEMPTS + id);
+      out.push(o);
+    } finally {
+      await deps.store.delete(LOCK + id);
+    }
+  }
+  return out;
+}
+
+async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<void> {
+  const attempts = await store.increment(ATTEMPTS + id, 1, { ttlMs: 32 * 24 * 3600 * 1000 });
+  const waitMs = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** Math.min(30, attempts - 1));
+  await store.set(WAIT + id, String(attempts), { ttlMs: waitMs });
+}
+
+async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, day: string, dryRun: boolean): Promise<ReportOutcome> {
+  const base = { policyDomain, day };
+  const { records, items } = await deps.results.peek(policyDomain, day);
+  const drop = async (status: ReportStatus, to: readonly string[] = [], reason?: string): Promise<ReportOutcome> => {
+    // Nobody may or will receive these: they are removed rather than kept for a month.
+    if (!dryRun) await deps.results.remove(policyDomain, day, items);
+    return { ...base, status, messages: records.length, to, reason };
+  };
+  if (!items) return { ...base, status: 'empty', messages: 0, to: [] };
+  const found = await fetchPolicy(deps.resolver, policyDomain);
+  if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages: records.length, to: [], reason: found.reason };
+  if (found.kind === 'none') return drop('no-policy');
+  const dest = await resolveDestinations(deps.resolver, policyDomain, found.policy.rua);
+  // One report per domain-day: with any address undecided, all wait, so none gets it twice.
+  if (dest.retry.length) return { ...base, status: 'dns-temperror', messages: records.length, to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
+  if (!dest.send.length) return drop('no-destination', [], dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined);
+  if (!records.length) return drop('empty');
+
+  const begin = Date.parse(`${day}T00:00:00Z`) / 1000;
+  const end = begin + 86399;
+  const reportId = `${policyDomain}.${day}.${createHash('sha256').update(`${cfg.submitter}!${policyDomain}!${day}!${items}`).digest('hex').slice(0, 16)}`;
+  const report = buildAggregateReport(cfg.submitter, {
+    meta: { orgName: cfg.orgName, email: cfg.email, reportId },
+    policy: found.policy,
+    begin,
+    end,
+    records,
+  });
+  const all = dest.send.map((u) => u.address);
+  const date = deps.now();
+  const compose = (to: readonly string[]) =>
+    composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId, begin, end, fileName: report.fileName, gzip: report.gzip, date });
+  const size = compose(all).length;
+  // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
+  const to = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes).map((u) => u.address);
+  if (!to.length) return drop('too-big', all, `${size} bytes`);
+  let raw = compose(to);
+  if (deps.sign) {
+    try {
+      raw = await deps.sign(raw);
+    } catch (err) {
+      return { ...base, status: 'send-failed', messages: records.length, to, reason: `DKIM signing failed: ${(err as Error).message}`, report };
+    }
+  }
+  if (dryRun) return { ...base, status: 'dry-run', messages: records.length, to, report };
+  const sent = await deps.send(cfg.from, to, raw);
+  if (!sent.ok) return { ...base, status: 'send-failed', messages: records.length, to, reason: sent.reason, report };
+  await deps.results.remove(policyDomain, day, items);
+  return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report };
+}

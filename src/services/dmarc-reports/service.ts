@@ -1,0 +1,153 @@
+/**
+ * The DMARC aggregate report sender as a Service (services/service.ts): a timer that runs a
+ * report pass (run.ts) every `services.dmarcReports.checkIntervalMs`, the first one at start.
+ *
+ * It runs in every worker of every host: which process sends a given report is decided in the
+ * shared store (run.ts: a lock per domain-day, records removed after the send), so workers and
+ * hosts on one Redis produce one report per domain and day. Passes never overlap in one
+ * process.
+ *
+ * Reads main config `services.dmarcReports` and `hostname`, and the bank key `notify` of the
+ * bank it names. Fails at start and reload with CFG_INCONSISTENT when that bank is missing or
+ * has no `notify` target; a pass that fails (store down) is logged and tried at the next tick.
+ */
+import os from 'node:os';
+import type { Logger } from 'pino';
+import { PostsealError } from '../../errors';
+import type { DnsResolver } from '../../lib/dns';
+import { DownstreamPool } from '../../reinject/pool';
+import type { SigningKey } from '../../keys/key-store';
+import type { LoadedConfig } from '../../setup';
+import type { StoredDmarcResults } from '../../store/dmarc-results';
+import type { Store } from '../../store/store';
+import type { Service } from '../service';
+import { runReports, type ReportSettings } from './run';
+import { poolSender } from './send';
+import { reportSigner } from './sign';
+
+export interface DmarcReportsDeps {
+  readonly store: Store;
+  readonly results: StoredDmarcResults;
+  /** Read at every pass: a reload may have remade the resolver. */
+  readonly resolver: DnsResolver;
+  readonly log: Logger;
+  readonly now?: () => Date;
+}
+
+/** The report settings and notify target a configuration gives; throws CFG_INCONSISTENT. */
+export function reportSettingsFor(config: LoadedConfig): {
+  settings: ReportSettings;
+  target: NonNullable<ReturnType<typeof notifyOf>>;
+  /** The signing table's active keys for the domain of `from` (sign.ts); none: unsigned. */
+  keys: readonly SigningKey[];
+} {
+  const c = config.main.services.dmarcReports;
+  const target = notifyOf(config, c.bank);
+  if (!target) {
+    throw new PostsealError(
+      'CFG_INCONSISTENT',
+      `services.dmarcReports.bank: bank "${c.bank}" ${config.banks.has(c.bank) ? 'has no notify target' : 'does not exist'}; DMARC reports are sent through a bank's notify target`,
+    );
+  }
+  const from = c.from || `dmarc-reports@${config.hostname}`;
+  const fromDomain = from.slice(from.lastIndexOf('@') + 1);
+  return {
+    settings: {
+      orgName: c.orgName || config.hostname,
+      email: c.email || from,
+      from,
+      submitter: c.submitter || fromDomain,
+      lockTtlMs: c.lockTtlMs,
+      retryBaseMs: c.retryBaseMs,
+      retryMaxMs: c.retryMaxMs,
+      maxReportsPerRun: c.maxReportsPerRun,
+    },
+    target,
+    keys: config.keys.forAuthor(fromDomain.toLowerCase()),
+  };
+}
+
+function notifyOf(config: LoadedConfig, bank: string) {
+  return config.banks.get(bank)?.notify;
+}
+
+export class DmarcReportsService implements Service {
+  readonly name = 'dmarc-reports';
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private pool: DownstreamPool;
+  private settings: ReportSettings;
+  private keys: readonly SigningKey[];
+  private intervalMs: number;
+  private readonly owner = `${os.hostname()}:${process.pid}`;
+
+  constructor(
+    private config: LoadedConfig,
+    private readonly deps: DmarcReportsDeps,
+  ) {
+    const { settings, target, keys } = reportSettingsFor(config);
+    this.settings = settings;
+    this.keys = keys;
+    this.intervalMs = config.main.services.dmarcReports.checkIntervalMs;
+    this.pool = new DownstreamPool(target, config.hostname, deps.log);
+  }
+
+  async start(): Promise<void> {
+    this.schedule(0);
+  }
+
+  async reload(config: LoadedConfig): Promise<void> {
+    const { settings, target, keys } = reportSettingsFor(config);
+    if (JSON.stringify(target) !== JSON.stringify(this.pool.target) || config.hostname !== this.config.hostname) {
+      const old = this.pool;
+      this.pool = new DownstreamPool(target, config.hostname, this.deps.log);
+      void old.close();
+    }
+    this.config = config;
+    this.settings = settings;
+    this.keys = keys;
+    this.intervalMs = config.main.services.dmarcReports.checkIntervalMs;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+    await this.pool.close();
+  }
+
+  /** One pass now (the tests' and the timer's entry). */
+  async runOnce(): Promise<void> {
+    if (this.running) return this.running;
+    this.running = (async () => {
+      try {
+        const d = this.deps;
+        const now = d.now ?? (() => new Date());
+        const out = await runReports(
+          { store: d.store, results: d.results, resolver: d.resolver, send: poolSender(this.pool), now, owner: this.owner, sign: reportSigner(this.keys, now) },
+          this.settings,
+        );
+        for (const o of out) {
+          if (o.status === 'locked' || o.status === 'waiting') continue;
+          const line = { policyDomain: o.policyDomain, day: o.day, status: o.status, messages: o.messages, to: o.to, reason: o.reason };
+          if (o.status === 'sent') d.log.info(line, 'DMARC aggregate report sent');
+          else d.log.warn(line, 'DMARC aggregate report not sent');
+        }
+      } catch (err) {
+        this.deps.log.error({ err, code: (err as { code?: unknown }).code }, 'DMARC report pass failed; trying again at the next tick');
+      } finally {
+        this.running = null;
+      }
+    })();
+    return this.running;
+  }
+
+  private schedule(delayMs: number): void {
+    this.timer = setTimeout(() => {
+      void this.runOnce().then(() => {
+        if (this.timer) this.schedule(this.intervalMs);
+      });
+    }, delayMs);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,118 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { utcDay, StoredDmarcResults } from '../../src/store/dmarc-results';
+import { openSqliteStore } from '../../src/store/sqlite';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server';
+import { startSink, type Sink } from '../helpers/sink';
+import { root } from '../helpers/cli';
+
+// The command runs as a child (dist/, built by `npm test`'s pretest), so spawnSync would block
+// this process's DNS server and sink: run it asynchronously.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const nodeBin = path.join(root, 'node_modules/.bin/node');
+const cliMain = path.join(root, 'dist/cli/main.js');
+async function cli(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(nodeBin, [cliMain, ...args], { encoding: 'utf8', timeout: 30000 });
+    return { status: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+let dns: DnsServer;
+let sink: Sink;
+let dir: string;
+let file: string;
+const yesterday = new Date(Date.now() - 24 * 3600 * 1000);
+const day = utcDay(yesterday);
+
+beforeAll(async () => {
+  dns = await startDnsServer({ '_dmarc.a.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@a.test'] } });
+  sink = await startSink();
+  dir = mkdtempSync(path.join(tmpdir(), 'dmarc-cli-'));
+  mkdirSync(path.join(dir, 'banks'));
+  const bank = YAML.parse(readFileSync(path.join(root, 'policy-banks/default.yaml'), 'utf8'));
+  bank.notify = { protocol: 'smtp', host: '127.0.0.1', port: sink.port };
+  writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify(bank));
+  file = path.join(dir, 'postseal.yaml');
+  writeFileSync(
+    file,
+    YAML.stringify({
+      bankDir: 'banks',
+      listeners: [{ port: 0, bank: 'default' }],
+      hostname: 'mx.receiver.test',
+      store: { backend: 'sqlite', sqlite: { file: 'state.db' } },
+      services: { dmarcReports: { enabled: true, orgName: 'Receiver' } },
+    }),
+  );
+  const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+  const results = new StoredDmarcResults(store);
+  for (const [ip, result, disposition] of [
+    ['192.0.2.1', 'pass', 'none'],
+    ['192.0.2.1', 'pass', 'none'],
+    ['198.51.100.2', 'fail', 'quarantine'],
+  ] as const) {
+    await results.record({
+      receivedAt: yesterday,
+      sourceIp: ip,
+      headerFrom: 'a.test',
+      policyDomain: 'a.test',
+      policy: 'quarantine',
+      result,
+      disposition,
+      dkim: result === 'pass' ? [{ domain: 'a.test', selector: 's', result: 'pass' }] : [],
+      spf: { domain: 'a.test', result: result === 'pass' ? 'pass' : 'fail' },
+    });
+  }
+  await store.close();
+});
+
+afterAll(async () => {
+  await sink.close();
+  await dns.close();
+});
+
+describe('postseal dmarc', () => {
+  test('stats summarises the stored results of a domain per day', async () => {
+    const r = await cli(['dmarc', 'stats', 'a.test', '--config', file]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(`a.test ${day} messages=3 dmarc:pass=2 dmarc:fail=1 disposition:none=2 disposition:quarantine=1 sources: 192.0.2.1=2 198.51.100.2=1\n`);
+  });
+
+  test('report --dry-run --out writes the report file and sends and removes nothing', async () => {
+    const out = path.join(dir, 'out');
+    const r = await cli(['dmarc', 'report', '--dry-run', '--out', out, '--config', file, '--dns', dns.server]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const begin = Date.parse(`${day}T00:00:00Z`) / 1000;
+    const name = `mx.receiver.test!a.test!${begin}!${begin + 86399}.xml.gz`;
+    expect(r.stdout).toBe(`a.test ${day} dry-run messages=3 to=agg@a.test ${name}\n`);
+    expect(readdirSync(out)).toEqual([name]);
+    const xml = execFileSync('gzip', ['-dc', path.join(out, name)], { encoding: 'utf8' });
+    expect(xml).toContain('<org_name>Receiver</org_name>');
+    expect(sink.received).toHaveLength(0);
+  });
+
+  test('report sends the report through the notify target, after which stats has nothing left', async () => {
+    const r = await cli(['dmarc', 'report', '--config', file, '--dns', dns.server]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^a\\.test ${day} sent messages=3 to=agg@a\\.test `));
+    expect(sink.received).toHaveLength(1);
+    expect(sink.received[0].recipients.map((x) => x.address)).toEqual(['agg@a.test']);
+    expect((await cli(['dmarc', 'stats', 'a.test', '--config', file])).stdout).toBe('a.test: no stored DMARC results\n');
+  });
+
+  test('usage errors exit 2', async () => {
+    expect((await cli(['dmarc', 'stats', '--config', file])).status).toBe(2);
+    expect((await cli(['dmarc', 'report', '--out', 'x', '--config', file])).status).toBe(2);
+    expect((await cli(['dmarc', 'report', '--since', 'yesterday', '--config', file])).status).toBe(2);
+  });
+});

@@ -1,0 +1,133 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { buildAggregateReport, type DmarcResultRecord } from '../../../src/lib/dmarc-report/aggregate';
+import { parseDmarcRecord, type PublishedPolicy } from '../../../src/lib/dmarc-report/policy';
+
+const XSD = path.join(__dirname, '../../fixtures/dmarc-report/rfc7489-aggregate.xsd');
+const policy = parseDmarcRecord('example.org', 'v=DMARC1; p=quarantine; sp=reject; adkim=s; pct=50; fo=1; rua=mailto:dmarc@example.org!10m') as PublishedPolicy;
+const meta = { orgName: 'Example Receiver', email: 'dmarc-reports@receiver.test', reportId: 'example.org-20261206' };
+const begin = Date.UTC(2026, 11, 6) / 1000;
+const end = begin + 86399;
+
+function rec(over: Partial<DmarcResultRecord>): DmarcResultRecord {
+  return {
+    sourceIp: '192.0.2.10',
+    headerFrom: 'example.org',
+    disposition: 'none',
+    dkim: [{ domain: 'example.org', selector: 's1', result: 'pass' }],
+    spf: { domain: 'example.org', result: 'pass' },
+    ...over,
+  };
+}
+
+const records: DmarcResultRecord[] = [
+  rec({}),
+  rec({}),
+  rec({}),
+  rec({ sourceIp: '2001:db8::25', dkim: [], spf: { domain: 'bounce.example.org', result: 'pass' } }),
+  rec({ sourceIp: '198.51.100.7', disposition: 'quarantine', dkim: [{ domain: 'evil.test', selector: 'x', result: 'fail' }], spf: { domain: 'evil.test', result: 'softfail' } }),
+  rec({ sourceIp: '198.51.100.7', disposition: 'quarantine', dkim: [{ domain: 'evil.test', selector: 'x', result: 'fail' }], spf: { domain: 'evil.test', result: 'softfail' } }),
+  rec({ sourceIp: undefined, headerFrom: 'mail.example.org', dkim: [{ domain: 'a<b>&"c', selector: "'", result: 'weird' }], spf: undefined }),
+];
+
+function xmllint(xml: string): { status: number | null; stderr: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-xsd-'));
+  const file = path.join(dir, 'report.xml');
+  writeFileSync(file, xml);
+  const r = spawnSync('xmllint', ['--noout', '--schema', XSD, file], { encoding: 'utf8' });
+  if (r.error) throw new Error(`xmllint is needed (Debian libxml2-utils): ${r.error.message}`);
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** An independent reading of the report: python3's xml.etree, summed per row. */
+const PY_READER = `
+import sys, json, xml.etree.ElementTree as ET
+ns = {'d': 'http://dmarc.org/dmarc-xml/0.1'}
+root = ET.fromstring(sys.stdin.buffer.read())
+rows = []
+for r in root.findall('d:record', ns):
+    rows.append({
+        'ip': r.findtext('d:row/d:source_ip', namespaces=ns),
+        'count': int(r.findtext('d:row/d:count', namespaces=ns)),
+        'disposition': r.findtext('d:row/d:policy_evaluated/d:disposition', namespaces=ns),
+        'dkim': r.findtext('d:row/d:policy_evaluated/d:dkim', namespaces=ns),
+        'spf': r.findtext('d:row/d:policy_evaluated/d:spf', namespaces=ns),
+        'header_from': r.findtext('d:identifiers/d:header_from', namespaces=ns),
+        'dkim_domains': [d.findtext('d:domain', namespaces=ns) for d in r.findall('d:auth_results/d:dkim', ns)],
+    })
+print(json.dumps({'org': root.findtext('d:report_metadata/d:org_name', namespaces=ns),
+  'begin': int(root.findtext('d:report_metadata/d:date_range/d:begin', namespaces=ns)),
+  'p': root.findtext('d:policy_published/d:p', namespaces=ns), 'pct': root.findtext('d:policy_published/d:pct', namespaces=ns), 'rows': rows}))
+`;
+
+function pythonRead(xml: Buffer): {
+  org: string;
+  begin: number;
+  p: string;
+  pct: string;
+  rows: { ip: string; count: number; disposition: string; dkim: string; spf: string; header_from: string; dkim_domains: string[] }[];
+} {
+  return JSON.parse(execFileSync('python3', ['-c', PY_READER], { input: xml, encoding: 'utf8' }));
+}
+
+describe('aggregate report', () => {
+  const report = buildAggregateReport('receiver.test', { meta, policy, begin, end, records });
+
+  test('the XML validates against the RFC 7489 appendix C schema', () => {
+    const r = xmllint(report.xml);
+    expect(r.stderr).toContain('validates');
+    expect(r.status).toBe(0);
+  });
+
+  test('the schema check can fail: a report with a made-up disposition does not validate', () => {
+    const r = xmllint(report.xml.replace('<disposition>quarantine</disposition>', '<disposition>discard</disposition>'));
+    expect(r.status).not.toBe(0);
+  });
+
+  test('the gzip attachment unpacks to the XML and is named receiver!domain!begin!end.xml.gz', () => {
+    expect(gunzipSync(report.gzip).toString('utf8')).toBe(report.xml);
+    expect(report.fileName).toBe(`receiver.test!example.org!${begin}!${end}.xml.gz`);
+  });
+
+  test('an independent parser reads rows whose counts add up to the records', () => {
+    const read = pythonRead(gunzipSync(report.gzip));
+    expect(read.org).toBe('Example Receiver');
+    expect(read.begin).toBe(begin);
+    expect(read).toMatchObject({ p: 'quarantine', pct: '50' });
+    expect(read.rows.reduce((n, r) => n + r.count, 0)).toBe(records.length);
+    expect(read.rows).toHaveLength(4);
+    expect(read.rows.find((r) => r.ip === '192.0.2.10' && r.header_from === 'example.org')).toMatchObject({ count: 3, dkim: 'pass', spf: 'pass', disposition: 'none' });
+    expect(read.rows.find((r) => r.ip === '198.51.100.7')).toMatchObject({ count: 2, dkim: 'fail', spf: 'fail', disposition: 'quarantine' });
+  });
+
+  test('strict DKIM alignment (adkim=s) and relaxed SPF alignment are judged from the stored domains', () => {
+    const read = pythonRead(Buffer.from(report.xml));
+    // SPF for bounce.example.org aligns relaxed (aspf defaults to r); no DKIM signature.
+    expect(read.rows.find((r) => r.ip === '2001:db8::25')).toMatchObject({ count: 1, dkim: 'fail', spf: 'pass' });
+  });
+
+  test('hostile strings are escaped, a missing source address and SPF result still give a valid row', () => {
+    const read = pythonRead(Buffer.from(report.xml));
+    const row = read.rows.find((r) => r.header_from === 'mail.example.org');
+    expect(row).toMatchObject({ ip: '0.0.0.0', count: 1, dkim_domains: ['a<b>&"c'] });
+  });
+});
+
+describe('DMARC record tags for policy_published', () => {
+  test('rua size limits, defaults and ri= clamped to at least an hour', () => {
+    const p = parseDmarcRecord('Example.ORG', 'v=DMARC1; p=reject; ri=60; rua=mailto:a@example.org!10m,mailto:b%40x@rep.test,https://x.test/');
+    expect(p).toMatchObject({ domain: 'example.org', p: 'reject', sp: 'reject', adkim: 'r', aspf: 'r', pct: 100, fo: '0', intervalSec: 3600 });
+    expect(p?.rua).toEqual([
+      { address: 'a@example.org', domain: 'example.org', maxBytes: 10 * 1024 * 1024 },
+      { address: 'b@x@rep.test', domain: 'rep.test', maxBytes: undefined },
+    ]);
+  });
+
+  test('a record that does not start with v=DMARC1 or has no valid p= is not a policy', () => {
+    expect(parseDmarcRecord('example.org', 'p=reject; v=DMARC1')).toBeNull();
+    expect(parseDmarcRecord('example.org', 'v=DMARC1; p=maybe')).toBeNull();
+  });
+});

@@ -1,0 +1,203 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import pino from 'pino';
+import type { ForwardTarget } from '../../../src/config/bank-schema';
+import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
+import { DownstreamPool } from '../../../src/reinject/pool';
+import { runReports, type ReportSettings, type RunDeps } from '../../../src/services/dmarc-reports/run';
+import { poolSender } from '../../../src/services/dmarc-reports/send';
+import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/dmarc-results';
+import { openSqliteStore } from '../../../src/store/sqlite';
+import type { Store } from '../../../src/store/store';
+import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
+import { dkimpy, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers';
+import { reportSigner } from '../../../src/services/dmarc-reports/sign';
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { startSink, type Sink } from '../../helpers/sink';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-run-'));
+const log = pino({ level: 'silent' });
+const cfg: ReportSettings = {
+  orgName: 'Receiver Org',
+  email: 'postmaster@receiver.test',
+  from: 'dmarc-reports@receiver.test',
+  submitter: 'receiver.test',
+  lockTtlMs: 60000,
+  retryBaseMs: 60000,
+  retryMaxMs: 3600000,
+  maxReportsPerRun: 100,
+};
+const now = () => new Date('2026-12-07T06:00:00Z');
+
+let dns: DnsServer;
+let resolver: DnsResolver;
+let sink: Sink;
+let pool: DownstreamPool;
+let store: Store;
+let results: StoredDmarcResults;
+let deps: RunDeps;
+
+function rec(policyDomain: string, over: Partial<DmarcResultRecord> = {}): DmarcResultRecord {
+  return {
+    receivedAt: new Date('2026-12-06T12:00:00Z'),
+    sourceIp: '192.0.2.1',
+    headerFrom: policyDomain,
+    policyDomain,
+    policy: 'reject',
+    result: 'pass',
+    disposition: 'none',
+    dkim: [{ domain: policyDomain, selector: 's', result: 'pass' }],
+    spf: { domain: policyDomain, result: 'pass' },
+    ...over,
+  };
+}
+
+beforeAll(async () => {
+  dns = await startDnsServer({
+    ...zoneFor([rsaKey]),
+    '_dmarc.example.com': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@example.com'] },
+    '_dmarc.a.test': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@a.test,mailto:agg@reports.test'] },
+    'a.test._report._dmarc.reports.test': { TXT: ['v=DMARC1'] },
+    '_dmarc.b.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@thirdparty.test'] },
+    '_dmarc.c.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@c.test'] },
+    '_dmarc.tiny.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@tiny.test!1k'] },
+  });
+  resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+  sink = await startSink();
+  const target = {
+    protocol: 'smtp',
+    host: '127.0.0.1',
+    port: sink.port,
+    heloName: 'receiver.test',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 5000,
+    dataDoneTimeoutMs: 5000,
+    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
+    maxIdleConnections: 0,
+    idleTimeoutMs: 1000,
+  } as unknown as ForwardTarget;
+  pool = new DownstreamPool(target, 'receiver.test', log);
+});
+
+afterAll(async () => {
+  await pool.close();
+  await sink.close();
+  await dns.close();
+});
+
+beforeEach(() => {
+  store = openSqliteStore({ file: path.join(dir, 'run.db'), keyPrefix: `r${Date.now()}${Math.random()}:`, busyTimeoutMs: 1000 });
+  results = new StoredDmarcResults(store);
+  deps = { store, results, resolver, send: poolSender(pool), now, owner: 'test' };
+  sink.received.length = 0;
+  sink.behaviour = {};
+  dns.zone['_dmarc.c.test'].behaviour = undefined;
+});
+afterEach(() => store.close());
+
+describe('aggregate report run', () => {
+  test('a past day is mailed once to the authorized addresses, then its records are gone', async () => {
+    for (let i = 0; i < 3; i++) await results.record(rec('a.test'));
+    await results.record(rec('a.test', { sourceIp: '198.51.100.9', result: 'fail', disposition: 'reject', dkim: [], spf: { domain: 'x.test', result: 'fail' } }));
+    const out = await runReports(deps, cfg);
+    expect(out).toEqual([expect.objectContaining({ policyDomain: 'a.test', day: '2026-12-06', status: 'sent', messages: 4, to: ['agg@a.test', 'agg@reports.test'] })]);
+    expect(sink.received).toHaveLength(1);
+    const mail = sink.received[0];
+    expect(mail.mailFrom).toBe('dmarc-reports@receiver.test');
+    expect(mail.recipients.map((r) => r.address)).toEqual(['agg@a.test', 'agg@reports.test']);
+    const text = mail.data.toString('utf8');
+    expect(text).toMatch(/^Subject: Report Domain: a\.test Submitter: receiver\.test Report-ID: <a\.test\.2026-12-06\.[0-9a-f]{16}>\r$/m);
+    expect(text).toContain('Content-Type: multipart/report; report-type="dmarc-aggregate"');
+    const b64 = /filename="receiver\.test!a\.test!1796515200!1796601599\.xml\.gz"\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text)?.[1];
+    const xml = gunzipSync(Buffer.from(b64 ?? '', 'base64')).toString('utf8');
+    const counts = [...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1]));
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(4);
+    expect(await results.days()).toEqual([]);
+    expect(await runReports(deps, cfg)).toEqual([]);
+  });
+
+  test("today's records wait until the day is over", async () => {
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-07T01:00:00Z') }));
+    expect(await runReports(deps, cfg)).toEqual([]);
+    expect(await results.days()).toHaveLength(1);
+  });
+
+  test('a downstream refusal keeps the records and backs off; the next try after the wait sends them', async () => {
+    await results.record(rec('c.test'));
+    sink.behaviour = { fail: { data: [451, '4.3.0 try later'] } };
+    const [first] = await runReports(deps, cfg);
+    expect(first).toMatchObject({ status: 'send-failed' });
+    expect((await results.peek('c.test', '2026-12-06')).records).toHaveLength(1);
+    sink.behaviour = {};
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'waiting' });
+    await store.delete('dmarc-report-wait:c.test:2026-12-06');
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'sent', messages: 1 });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  test('a DNS failure of the policy lookup keeps the records for a later try', async () => {
+    await results.record(rec('c.test'));
+    dns.zone['_dmarc.c.test'].behaviour = 'servfail';
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'dns-temperror' });
+    expect((await results.peek('c.test', '2026-12-06')).records).toHaveLength(1);
+    expect(sink.received).toHaveLength(0);
+  });
+
+  test('an unauthorized third-party address gets nothing and the records are dropped', async () => {
+    await results.record(rec('b.test'));
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'no-destination', reason: 'not authorized: agg@thirdparty.test' });
+    expect(sink.received).toHaveLength(0);
+    expect(await results.days()).toEqual([]);
+  });
+
+  test('a report larger than the rua size limit is not sent there', async () => {
+    for (let i = 0; i < 40; i++) await results.record(rec('tiny.test', { sourceIp: `192.0.2.${i + 1}` }));
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'too-big', to: ['agg@tiny.test'] });
+    expect(sink.received).toHaveLength(0);
+  });
+
+  test('a domain-day locked by another sender is left to it', async () => {
+    await results.record(rec('a.test'));
+    await store.setIfAbsent('dmarc-report-lock:a.test:2026-12-06', 'other-host', { ttlMs: 60000 });
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'locked' });
+    expect(sink.received).toHaveLength(0);
+  });
+
+  test('a record stored between reading and removing is kept for the next report', async () => {
+    await results.record(rec('a.test'));
+    const { items } = await results.peek('a.test', '2026-12-06');
+    await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
+    await results.remove('a.test', '2026-12-06', items);
+    expect((await results.peek('a.test', '2026-12-06')).records.map((r) => r.sourceIp)).toEqual(['203.0.113.5']);
+  });
+
+  test('a signed report verifies with Mail::DKIM and dkimpy', async () => {
+    await results.record(rec('a.test'));
+    const key = {
+      domain: rsaKey.domain,
+      selector: rsaKey.selector,
+      algorithm: rsaKey.algorithm,
+      privateKey: createPrivateKey(readFileSync(rsaKey.file)),
+      domainKeys: 'off' as const,
+    };
+    const [o] = await runReports({ ...deps, sign: reportSigner([key], () => new Date()) }, { ...cfg, from: 'dmarc-reports@example.com' });
+    expect(o).toMatchObject({ status: 'sent' });
+    const data = sink.received[0].data;
+    expect(data.toString('latin1')).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com;\r\n s=rsa2048;/);
+    const [perl, py] = await Promise.all([mailDkim(data, dns.server), dkimpy(data, dns.server)]);
+    expect(perl.map((r) => r.result)).toEqual(['pass']);
+    expect(py.map((r) => r.result)).toEqual(['pass']);
+  });
+
+  test('a dry run builds the report and leaves the records', async () => {
+    await results.record(rec('a.test'));
+    const [o] = await runReports(deps, cfg, { dryRun: true });
+    expect(o).toMatchObject({ status: 'dry-run', messages: 1 });
+    expect(o.report?.fileName).toBe('receiver.test!a.test!1796515200!1796601599.xml.gz');
+    expect(sink.received).toHaveLength(0);
+    expect(await results.days()).toHaveLength(1);
+  });
+});

@@ -1,0 +1,114 @@
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import pino from 'pino';
+import YAML from 'yaml';
+import { isPostsealError } from '../../../src/errors';
+import { createDnsResolver } from '../../../src/lib/dns';
+import { DmarcReportsService } from '../../../src/services/dmarc-reports';
+import { loadConfig } from '../../../src/setup';
+import { StoredDmarcResults } from '../../../src/store/dmarc-results';
+import { openRedisStore } from '../../../src/store/redis';
+import { openSqliteStore } from '../../../src/store/sqlite';
+import type { Store } from '../../../src/store/store';
+import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
+import { startRedisServer } from '../../helpers/redis-server';
+import { startSink, type Sink } from '../../helpers/sink';
+
+const log = pino({ level: 'silent' });
+let dns: DnsServer;
+let sink: Sink;
+
+/** A main file and a bank folder whose default bank's notify target is the sink. */
+function writeConfig(dmarcReports: Record<string, unknown>, notifyPort: number | null): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-service-'));
+  mkdirSync(path.join(dir, 'banks'));
+  const bank = YAML.parse(readFileSync(path.join(__dirname, '../../../policy-banks/default.yaml'), 'utf8'));
+  if (notifyPort === null) delete bank.notify;
+  else bank.notify = { protocol: 'smtp', host: '127.0.0.1', port: notifyPort };
+  writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify(bank));
+  const main = {
+    bankDir: 'banks',
+    listeners: [{ port: 0, bank: 'default' }],
+    hostname: 'mx.receiver.test',
+    services: { dmarcReports: { enabled: true, ...dmarcReports } },
+  };
+  writeFileSync(path.join(dir, 'postseal.yaml'), YAML.stringify(main));
+  return path.join(dir, 'postseal.yaml');
+}
+
+beforeAll(async () => {
+  dns = await startDnsServer({ '_dmarc.a.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@a.test'] } });
+  sink = await startSink();
+});
+afterAll(async () => {
+  await sink.close();
+  await dns.close();
+});
+
+describe('DMARC reports service', () => {
+  async function twoSendersOneReport(open: () => Promise<Store>): Promise<void> {
+    sink.received.length = 0;
+    const config = loadConfig(writeConfig({}, sink.port));
+    const stores = [await open(), await open()];
+    const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+    const now = () => new Date('2026-12-07T06:00:00Z');
+    const services = stores.map((store) => new DmarcReportsService(config, { store, results: new StoredDmarcResults(store), resolver, log, now }));
+    // Each process (or host) records half of the day's mail.
+    for (const [i, store] of stores.entries()) {
+      for (let n = 0; n < 5; n++) {
+        await new StoredDmarcResults(store).record({
+          receivedAt: new Date('2026-12-06T10:00:00Z'),
+          sourceIp: `192.0.2.${i + 1}`,
+          headerFrom: 'a.test',
+          policyDomain: 'a.test',
+          policy: 'none',
+          result: 'fail',
+          disposition: 'none',
+          dkim: [],
+          spf: { domain: 'other.test', result: 'fail' },
+        });
+      }
+    }
+    await Promise.all(services.map((s) => s.runOnce()));
+    await Promise.all(services.map((s) => s.runOnce()));
+    expect(sink.received).toHaveLength(1);
+    const text = sink.received[0].data.toString('utf8');
+    expect(text).toContain('Subject: Report Domain: a.test Submitter: mx.receiver.test Report-ID:');
+    expect(text).toContain('From: dmarc-reports@mx.receiver.test');
+    const b64 = /filename="[^"]+\.xml\.gz"\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text)?.[1] ?? '';
+    const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
+    expect([...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1])).sort()).toEqual([5, 5]);
+    for (const s of services) await s.close();
+    for (const s of stores) await s.close();
+  }
+
+  test('two processes on one sqlite file send one report per domain and day, with every record counted', async () => {
+    const dbDir = mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-'));
+    await twoSendersOneReport(async () => openSqliteStore({ file: path.join(dbDir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 }));
+  });
+
+  test('two hosts on one Redis send one report per domain and day whose counts are the sum of both', async () => {
+    const redis = await startRedisServer();
+    try {
+      await twoSendersOneReport(() => openRedisStore({ url: redis.url, keyPrefix: 'two:', timeoutMs: 2000, log }));
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  test('a bank without a notify target stops the service with CFG_INCONSISTENT', () => {
+    const config = loadConfig(writeConfig({}, null));
+    const store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-')), 's.db'), keyPrefix: 'p:', busyTimeoutMs: 1000 });
+    const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+    let caught: unknown;
+    try {
+      new DmarcReportsService(config, { store, results: new StoredDmarcResults(store), resolver, log });
+    } catch (err) {
+      caught = err;
+    }
+    expect(isPostsealError(caught, 'CFG_INCONSISTENT')).toBe(true);
+    void store.close();
+  });
+});
