@@ -101,12 +101,17 @@ describe('opening a file another process holds', () => {
       '-e',
       `const { DatabaseSync } = require('node:sqlite'); const db = new DatabaseSync(${JSON.stringify(file)}); db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE t (x)'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 600);`,
     ]);
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    // Listened for at once: the holder may exit before the write is done.
+    const holderExit = new Promise((r) => holder.once('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`the lock holder exited ${code} before locking`)));
+    });
     const store = openSqliteStore({ file, keyPrefix: 'p:', busyTimeoutMs: 5000 });
     await store.set('k', 'v');
     expect(await store.get('k')).toBe('v');
     await store.close();
-    await new Promise((r) => holder.once('exit', r));
+    await holderExit;
     rmSync(dir, { recursive: true, force: true });
   });
 });
@@ -121,7 +126,12 @@ describe('a lock another process holds during operation', () => {
       '-e',
       `const { DatabaseSync } = require('node:sqlite'); const db = new DatabaseSync(${JSON.stringify(file)}); db.exec('BEGIN IMMEDIATE'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 800);`,
     ]);
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    // Listened for at once: the holder may exit before the write is done.
+    const holderExit = new Promise((r) => holder.once('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`the lock holder exited ${code} before locking`)));
+    });
     let ticks = 0;
     const tick = setInterval(() => ticks++, 10);
     const write = store.set('k', 'after');
@@ -132,7 +142,7 @@ describe('a lock another process holds during operation', () => {
     clearInterval(tick);
     expect(await store.get('k')).toBe('after');
     await store.close();
-    await new Promise((r) => holder.once('exit', r));
+    await holderExit;
     rmSync(dir, { recursive: true, force: true });
   });
 });
