@@ -61,3 +61,9 @@ test('an aborted arc-seal rejects and adds no ARC set', async () => {
   await expect(stageFor(arcSealStage, bank(), auth).run(tx, ac.signal)).rejects.toThrow('stage timed out');
   expect(tx.message.get('arc-seal')).toEqual([]);
 });
+
+test('a keyFile that is not a private key is refused when the stage is made, naming the file', () => {
+  const notAKey = path.join(corpusDir, 'relaxed-relaxed.eml');
+  const b = loadTestBank({ stages: ['arc-verify', 'arc-seal'], arcSeal: { domain: 'example.org', selector: 'rsa', keyFile: notAKey } });
+  expect(() => stageFor(arcSealStage, b, testStageDeps(dns))).toThrow(/\/arcSeal\/keyFile: .*relaxed-relaxed\.eml is not a private key/);
+});

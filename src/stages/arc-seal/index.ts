@@ -17,6 +17,7 @@
  * Findings: ARC_SEAL_SEALED (detail "i=N cv=..."), ARC_SEAL_SKIPPED (detail: why).
  * Reads: arcSeal.domain, .selector, .keyFile; needs arc-verify in the same bank.
  */
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { addAbortSignal, Readable } from 'node:stream';
 import type * as MailauthArc from 'mailauth/lib/arc';
@@ -43,6 +44,12 @@ export const arcSealStage = defineStage<ArcSealSettings, (typeof FINDINGS)[numbe
     } catch (err) {
       throw new PostsealError('CFG_FILE_UNREADABLE', `bank ${deps.bankName}: /arcSeal/keyFile: cannot read ${keyFile}: ${(err as Error).message}`, { cause: err });
     }
+    // A key that cannot sign would otherwise skip the seal on every message; refused at start instead.
+    try {
+      createPrivateKey(privateKey);
+    } catch (err) {
+      throw new PostsealError('CFG_INCONSISTENT', `bank ${deps.bankName}: /arcSeal/keyFile: ${keyFile} is not a private key in PEM: ${(err as Error).message}`, { cause: err });
+    }
     return {
       id: 'arc-seal',
       async run(tx, signal, results) {
@@ -56,7 +63,12 @@ export const arcSealStage = defineStage<ArcSealSettings, (typeof FINDINGS)[numbe
         const { createSeal } = require('mailauth/lib/arc') as typeof MailauthArc;
         const { headers, errors } = await createSeal(input, { seal: { signingDomain: domain, selector, privateKey, cv, authResults } });
         signal.throwIfAborted();
-        if (!headers.length) return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed' }] };
+        if (!headers.length) {
+          // Only a chain already at 50 sets or a signing error gets here: passed on unsealed, said in the log.
+          const why = errors.map((e) => e.err?.message ?? String(e)).join('; ') || 'not sealed';
+          deps.log.warn({ tx: tx.id, domain, reason: why }, 'ARC seal not added');
+          return { findings: [{ code: 'ARC_SEAL_SKIPPED', detail: why }] };
+        }
         const fields = headers.map((h) => {
           const text = h.replace(/\r?\n$/, '');
           const colon = text.indexOf(':');
