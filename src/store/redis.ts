@@ -157,6 +157,13 @@ class RedisStore implements Store {
     return r === 'OK';
   }
 
+  async deleteIfValue(key: string, value: string): Promise<boolean> {
+    const k = this.k(key);
+    // GET and DEL in one script: nothing can take the key between the compare and the delete.
+    const script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+    return Number(await this.run('deleteIfValue', () => this.client.eval(script, 1, k, value))) === 1;
+  }
+
   async delete(key: string): Promise<boolean> {
     const k = this.k(key);
     return (await this.run('delete', () => this.client.del(k))) > 0;

@@ -230,6 +230,11 @@ class SqliteStore implements Store {
     return this.run('setIfAbsent', (_db, now) => Number(this.q.setIfAbsent.run({ key: k, value, expires: ttl === undefined ? null : now + ttl, now }).changes) === 1);
   }
 
+  async deleteIfValue(key: string, value: string): Promise<boolean> {
+    const k = this.k(key);
+    return this.run('deleteIfValue', (_db, now) => Number(this.q.deleteIfValue.run({ key: k, value, now }).changes) === 1);
+  }
+
   async delete(key: string): Promise<boolean> {
     const k = this.k(key);
     return this.run('delete', (db, now) =>
@@ -345,6 +350,7 @@ function prepare(db: DatabaseSync): Record<string, StatementSync> {
       'INSERT INTO kv (key, value, expires_at) VALUES (:key, :value, :expires) ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= :now',
     ),
     deleteValue: s('DELETE FROM kv WHERE key = :key RETURNING expires_at'),
+    deleteIfValue: s('DELETE FROM kv WHERE key = :key AND value = :value AND (expires_at IS NULL OR expires_at > :now)'),
     getList: s('SELECT head, next, expires_at FROM lists WHERE key = :key'),
     putList: s(
       'INSERT INTO lists (key, head, next, expires_at) VALUES (:key, :head, :next, :expires) ON CONFLICT (key) DO UPDATE SET head = excluded.head, next = excluded.next, expires_at = excluded.expires_at',

@@ -51,6 +51,12 @@ export interface Store {
   delete(key: string): Promise<boolean>;
 
   /**
+   * Removes the value only if it still equals `value` (a lock released by its owner only,
+   * not one another process took after it expired); true if removed. Atomic.
+   */
+  deleteIfValue(key: string, value: string): Promise<boolean>;
+
+  /**
    * Adds `by` (an integer, may be negative) to the integer at the key (absent counts as 0)
    * and returns the new value. Atomic: concurrent increments from any process never lose one.
    * `ttlMs` is given to a counter that has no expiry yet (the first increment of a window),

@@ -9,6 +9,7 @@ beforeAll(async () => {
   dns = await startDnsServer({
     'receiver.test': { TXT: ['v=spf1 ip4:192.0.2.25 -all'] },
     '_dmarc.receiver.test': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@receiver.test'] },
+    '_dmarc.odd_name.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@receiver.test'] },
   });
 });
 afterAll(() => dns.close());
@@ -38,5 +39,9 @@ describe('no report loops', () => {
 
   test('ordinary mail that passes DMARC is recorded', async () => {
     expect(await recorded('From: someone@receiver.test\r\n\r\nx\r\n', '192.0.2.25')).toHaveLength(1);
+  });
+
+  test('a policy domain that is not a plain host name is not recorded (it would name the report file)', async () => {
+    expect(await recorded('From: someone@odd_name.test\r\n\r\nx\r\n', '192.0.2.25')).toEqual([]);
   });
 });

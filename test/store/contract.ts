@@ -79,6 +79,18 @@ export function storeContract(open: OpenStore): void {
       expect(await a.get('lock')).toBe('third');
     });
 
+    test('deleteIfValue removes a lock only for its owner, and not one re-taken after it expired', async () => {
+      expect(await a.setIfAbsent('lock', 'first', { ttlMs: TTL_MS })).toBe(true);
+      expect(await b.deleteIfValue('lock', 'other')).toBe(false);
+      expect(await a.get('lock')).toBe('first');
+      await sleep(TTL_MS * 2);
+      expect(await b.setIfAbsent('lock', 'second')).toBe(true);
+      expect(await a.deleteIfValue('lock', 'first')).toBe(false);
+      expect(await a.get('lock')).toBe('second');
+      expect(await b.deleteIfValue('lock', 'second')).toBe(true);
+      expect(await a.get('lock')).toBeUndefined();
+    });
+
     test('delete says whether the key existed, and removes values and lists', async () => {
       await a.set('k', 'v');
       await a.append('l', 'x');

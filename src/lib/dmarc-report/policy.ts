@@ -7,7 +7,8 @@
  * v, p, sp, adkim, aspf, pct, fo, ri, rua, ruf. `ri=` (seconds) is parsed and clamped to
  * [MIN_INTERVAL_SEC, MAX_INTERVAL_SEC]; the report service sends daily whatever it says (the
  * store keeps one list per UTC day; RFC 7489 7.2 asks every receiver for daily reports).
- * A `mailto:` URI's `!10m` suffix is a size limit (7.1).
+ * A `mailto:` URI's `!10m` suffix is a size limit (7.1). Duplicate addresses are dropped and
+ * only the first MAX_REPORT_URIS are kept.
  *
  * Fails: never throws; a DNS failure is `{ kind: 'temperror' }` (try again later), no record
  * or no valid one is `{ kind: 'none' }`.
@@ -39,8 +40,18 @@ export interface ReportUri {
   readonly maxBytes?: number;
 }
 
+/** Report addresses used per record at most (the rest are ignored); mature reporters use 2 to 5. */
+export const MAX_REPORT_URIS = 5;
 export const MIN_INTERVAL_SEC = 3600;
 export const MAX_INTERVAL_SEC = 86400;
+
+const DOT_ATOM = /^[A-Za-z0-9#$&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9#$&'*+/=?^_`{|}~-]+)*$/;
+const HOST_NAME = /^(?=.{1,253}\.?$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$/;
+
+/** A DNS host name in letters, digits and hyphens: what a report's file name and Subject may carry. */
+export function isHostName(name: string): boolean {
+  return HOST_NAME.test(name);
+}
 
 const dispositions: readonly Disposition[] = ['none', 'quarantine', 'reject'];
 const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -56,7 +67,9 @@ export function parseReportUri(raw: string): ReportUri | null {
     return null;
   }
   const at = address.lastIndexOf('@');
-  if (at < 1 || at === address.length - 1 || /[\s<>]/.test(address)) return null;
+  // Strict: a dot-atom local part and a host name. Postfix reads %, ! and quotes as routing,
+  // and a report must go only where the record's owner named (7.1).
+  if (at < 1 || !DOT_ATOM.test(address.slice(0, at)) || !HOST_NAME.test(address.slice(at + 1))) return null;
   const maxBytes = m[2] === undefined ? undefined : Number(m[2]) * units[(m[3] ?? '').toLowerCase()];
   return {
     address,
@@ -85,11 +98,20 @@ export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy |
   const pct = Number.isInteger(pctRaw) && pctRaw >= 0 && pctRaw <= 100 ? pctRaw : 100;
   const riRaw = Number(tags.get('ri') ?? String(MAX_INTERVAL_SEC));
   const intervalSec = Number.isFinite(riRaw) ? Math.min(MAX_INTERVAL_SEC, Math.max(MIN_INTERVAL_SEC, Math.floor(riRaw))) : MAX_INTERVAL_SEC;
-  const uris = (v: string | undefined) =>
-    (v ?? '')
-      .split(',')
-      .map(parseReportUri)
-      .filter((u): u is ReportUri => u !== null);
+  // A hostile record may list thousands of addresses: each costs a DNS check and a RCPT.
+  // Duplicates (compared without case) go, and only the first MAX_REPORT_URIS are used.
+  const uris = (v: string | undefined) => {
+    const seen = new Set<string>();
+    const out: ReportUri[] = [];
+    for (const raw of (v ?? '').split(',')) {
+      const u = parseReportUri(raw);
+      if (!u || seen.has(u.address.toLowerCase())) continue;
+      seen.add(u.address.toLowerCase());
+      out.push(u);
+      if (out.length === MAX_REPORT_URIS) break;
+    }
+    return out;
+  };
   return {
     domain: domain.toLowerCase(),
     p,

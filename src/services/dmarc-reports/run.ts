@@ -79,11 +79,15 @@ export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOp
   const today = utcDay(deps.now());
   const pending = (await deps.results.days())
     .filter((d) => d.day < today && (!opts.since || d.day >= opts.since))
-    .sort((a, b) => a.day.localeCompare(b.day) || a.policyDomain.localeCompare(b.policyDomain))
-    .slice(0, cfg.maxReportsPerRun);
+    .sort((a, b) => a.day.localeCompare(b.day) || a.policyDomain.localeCompare(b.policyDomain));
   const out: ReportOutcome[] = [];
+  // Only reports attempted count: domains kept waiting (a DNS that never answers) must not
+  // use up every pass and starve the others.
+  let attempted = 0;
   for (const { policyDomain, day } of pending) {
+    if (attempted >= cfg.maxReportsPerRun) break;
     if (opts.dryRun) {
+      attempted++;
       out.push(await reportOne(deps, cfg, policyDomain, day, true));
       continue;
     }
@@ -96,13 +100,15 @@ export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOp
       out.push({ policyDomain, day, status: 'locked', messages: 0, to: [] });
       continue;
     }
+    attempted++;
     try {
       const o = await reportOne(deps, cfg, policyDomain, day, false);
       if (o.status === 'dns-temperror' || o.status === 'send-failed') await backOff(deps.store, cfg, id);
       else await deps.store.delete(ATTEMPTS + id);
       out.push(o);
     } finally {
-      await deps.store.delete(LOCK + id);
+      // Only our own lock: after a pass longer than lockTtlMs it may be another worker's.
+      await deps.store.deleteIfValue(LOCK + id, deps.owner);
     }
   }
   return out;

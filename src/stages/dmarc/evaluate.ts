@@ -7,6 +7,7 @@ import type { DNSResolver } from 'mailauth';
 import { trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
 import { clientAddress } from '../../lib/client';
 import { REPORT_MARKER_FIELD } from '../../lib/dmarc-report/mail';
+import { isHostName } from '../../lib/dmarc-report/policy';
 import { mailauthResolver } from '../../lib/dns';
 import type { Finding, StageDeps } from '../../pipeline/stage';
 import type { DmarcResultRecord } from '../../store/dmarc-results';
@@ -80,6 +81,9 @@ export async function record(
   // marker alone is not enough (anyone can write it): the report must also pass DMARC, so
   // only the domain's owner can keep its own mail out of its reports.
   if (outcome.result === 'pass' && tx.message.get(REPORT_MARKER_FIELD.toLowerCase()).length > 0) return;
+  // The domain names the report's file and Subject: anything but a plain host name (a '/' or
+  // a quote from a hostile From) is not recorded.
+  if (!outcome.policyDomain || !isHostName(outcome.policyDomain)) return;
   const r: DmarcResultRecord = {
     receivedAt: tx.receivedAt,
     sourceIp: clientAddress(tx.client),

@@ -166,6 +166,29 @@ describe('aggregate report run', () => {
     expect(sink.received).toHaveLength(0);
   });
 
+  test('domain-days locked or waiting do not use up maxReportsPerRun', async () => {
+    await results.record(rec('a.test'));
+    await results.record(rec('b.test'));
+    await store.setIfAbsent('dmarc-report-lock:a.test:2026-12-06', 'other-host', { ttlMs: 60000 });
+    const outcomes = await runReports(deps, { ...cfg, maxReportsPerRun: 1 });
+    expect(outcomes.map((o) => [o.policyDomain, o.status])).toEqual([
+      ['a.test', 'locked'],
+      ['b.test', 'no-destination'], // attempted: its rua is not authorized (above)
+    ]);
+  });
+
+  test('a lock another sender took after ours expired is not removed by us', async () => {
+    await results.record(rec('a.test'));
+    // The send itself replaces our lock, as another worker would once lockTtlMs passed.
+    const send: typeof deps.send = async (...args) => {
+      await store.delete('dmarc-report-lock:a.test:2026-12-06');
+      await store.setIfAbsent('dmarc-report-lock:a.test:2026-12-06', 'other-host', { ttlMs: 60000 });
+      return deps.send(...args);
+    };
+    expect((await runReports({ ...deps, send }, cfg))[0]).toMatchObject({ status: 'sent' });
+    expect(await store.get('dmarc-report-lock:a.test:2026-12-06')).toBe('other-host');
+  });
+
   test('a record stored between reading and removing is kept for the next report', async () => {
     await results.record(rec('a.test'));
     const { items } = await results.peek('a.test', '2026-12-06');
