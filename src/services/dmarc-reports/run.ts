@@ -102,7 +102,10 @@ export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOp
     }
     attempted++;
     try {
-      const o = await reportOne(deps, cfg, policyDomain, day, false);
+      // A store or DNS error of one domain-day is its outcome, not the end of the pass.
+      const o = await reportOne(deps, cfg, policyDomain, day, false).catch(
+        (err: Error): ReportOutcome => ({ policyDomain, day, status: 'send-failed', messages: 0, to: [], reason: `error: ${err.message}` }),
+      );
       if (o.status === 'dns-temperror' || o.status === 'send-failed') await backOff(deps.store, cfg, id);
       else await deps.store.delete(ATTEMPTS + id);
       out.push(o);

@@ -189,6 +189,22 @@ describe('aggregate report run', () => {
     expect(await store.get('dmarc-report-lock:a.test:2026-12-06')).toBe('other-host');
   });
 
+  test('a store error on one domain-day is its outcome, and the pass goes on to the next', async () => {
+    await results.record(rec('a.test'));
+    await results.record(rec('b.test'));
+    const failing = Object.create(results) as StoredDmarcResults;
+    failing.peek = async (domain, day) => {
+      if (domain === 'a.test') throw new Error('store unreachable');
+      return results.peek(domain, day);
+    };
+    const outcomes = await runReports({ ...deps, results: failing }, cfg);
+    expect(outcomes.map((o) => [o.policyDomain, o.status, o.reason])).toEqual([
+      ['a.test', 'send-failed', 'error: store unreachable'],
+      ['b.test', 'no-destination', 'not authorized: agg@thirdparty.test'],
+    ]);
+    expect(await store.get('dmarc-report-wait:a.test:2026-12-06')).toBe('1');
+  });
+
   test('a record stored between reading and removing is kept for the next report', async () => {
     await results.record(rec('a.test'));
     const { items } = await results.peek('a.test', '2026-12-06');
