@@ -142,7 +142,10 @@ describe('the failure report mail', () => {
       ['Arrival-Date', 'Mon, 07 Dec 2026 05:00:00 +0000'],
       ['Source-IP', '198.51.100.7'],
       ['Reported-Domain', 'a.test'],
-      ['Authentication-Results', 'filter.test; dkim=fail header.d=a.test header.s=sel1; spf=fail smtp.mailfrom=bounce@evil.test; dmarc=fail header.from=a.test policy.dmarc=reject'],
+      [
+        'Authentication-Results',
+        'filter.test; dkim=fail header.d=a.test header.s=sel1; spf=fail smtp.mailfrom=bounce@evil.test; dmarc=fail header.from=a.test policy.dmarc=reject',
+      ],
       ['Auth-Failure', 'dmarc'],
       ['Identity-Alignment', 'none'],
       ['Delivery-Result', 'reject'],
