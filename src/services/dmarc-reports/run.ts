@@ -182,8 +182,12 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   // of sending the same report again (finishEarlierSend).
   const marker = `${SENT}${policyDomain}:${day}`;
   await deps.store.set(marker, JSON.stringify({ reportId, items }), { ttlMs: SENT_TTL_MS });
-  await deps.results.remove(policyDomain, day, items);
-  await deps.store.delete(marker);
+  try {
+    await deps.results.remove(policyDomain, day, items);
+    await deps.store.delete(marker);
+  } catch (err) {
+    return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
+  }
   return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report };
 }
 
