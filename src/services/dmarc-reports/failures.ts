@@ -19,7 +19,6 @@
  * Reads main config `services.dmarcReports.failureReports` (through FailureSettings).
  * Fails: never throws out of offer() or the drain loop; a store that is down drops the report.
  */
-import type { Logger } from 'pino';
 import { resolveDestinations } from '../../lib/dmarc-report/destinations';
 import { composeFailureReport, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
 import type { DnsResolver } from '../../lib/dns';
@@ -43,7 +42,7 @@ export interface FailureDeps {
   readonly resolver: DnsResolver;
   readonly send: SendMail;
   readonly sign?: SignReport;
-  readonly log: Pick<Logger, 'info' | 'warn'>;
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   readonly now: () => Date;
 }
 
