@@ -57,7 +57,12 @@ export const dmarcStage = defineStage<DmarcSettings, DmarcFinding>({
         findings.push(finding);
         if (!strictest || severity(outcome) > severity(strictest)) strictest = outcome;
         await record(deps, tx, outcome, domain, disposition, o);
-        offerFailureReport(deps, tx, evaluation, domain, disposition, o);
+        try {
+          offerFailureReport(deps, tx, evaluation, domain, disposition, o);
+        } catch (err) {
+          // A report is never worth the message: whatever went wrong, the mail goes on.
+          deps.log.error({ err }, 'DMARC failure report not queued');
+        }
       }
       return { findings, results: strictest ? [DMARC_RESULT.entry(strictest)] : [] };
     },

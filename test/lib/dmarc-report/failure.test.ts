@@ -80,6 +80,21 @@ describe('the copied header section', () => {
     expect(out.endsWith('Subject: hello\r\n')).toBe(true);
   });
 
+  test('quoted local parts and addresses before a full stop are redacted too', () => {
+    const h = Buffer.from('Reply-To: "carol user"@receiver.test\r\nComments: write to carol@receiver.test.\r\n\r\n');
+    expect(reportHeaders(h, { maxBytes: 65536, redact: true, keepDomain: 'a.test' }).toString()).toBe(
+      'Reply-To: redacted@receiver.test\r\nComments: write to redacted@receiver.test.\r\n',
+    );
+  });
+
+  test('a 60 kB field of letters without an address is redacted in linear time', () => {
+    const started = Date.now();
+    const long = Buffer.from(`Subject: ${'a.'.repeat(30000)}\r\nX: ${'b'.repeat(60000)}\r\n\r\n`);
+    // A whole-address regular expression took 10 s and 7.8 s on these (quadratic backtracking).
+    expect(reportHeaders(long, { maxBytes: 200000, redact: true, keepDomain: 'a.test' }).length).toBe(long.length - 2);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
   test('without redaction the fields are copied as received', () => {
     expect(reportHeaders(header, { maxBytes: 65536, redact: false, keepDomain: 'a.test' }).toString('latin1')).toBe(header.toString('latin1').replace(/\r\n\r\n$/, '\r\n'));
   });
