@@ -68,7 +68,11 @@ worker "normal" { bind_socket = "127.0.0.1:${port}"; bind_socket = "${socket} mo
   const end = async (signal: NodeJS.Signals) => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) await new Promise<void>((r) => (child.once('exit', () => r()), child.kill(signal)));
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill(signal);
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   try {

@@ -76,7 +76,11 @@ export async function startSpamd(): Promise<Spamd> {
   const end = async (signal: NodeJS.Signals) => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) await new Promise<void>((r) => (child.once('exit', () => r()), child.kill(signal)));
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill(signal);
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   return { host: '127.0.0.1', port, socket, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
