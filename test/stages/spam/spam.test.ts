@@ -8,6 +8,7 @@ import { startHarness, type Harness } from '../../helpers/postseal';
 import { startRspamd, type Rspamd } from '../../helpers/rspamd';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
+import { startRawServer } from '../../helpers/raw-server';
 import { freePort } from '../../helpers/redis-server';
 import { GTUBE, TAG_SUBJECT, startSpamd, type Spamd } from '../../helpers/spamd';
 
@@ -17,9 +18,14 @@ let spamd: Spamd;
 let rspamd: Rspamd;
 let sink: Sink;
 let h: Harness;
+let silent: Awaited<ReturnType<typeof startRawServer>>;
+let garbage: Awaited<ReturnType<typeof startRawServer>>;
 
 beforeAll(async () => {
   [spamd, rspamd, sink] = await Promise.all([startSpamd(), startRspamd(), startSink()]);
+  // A spamd that never answers, and one that answers with something that is not SPAMD.
+  silent = await startRawServer(() => null);
+  garbage = await startRawServer((r) => (r.includes('\r\n\r\n') ? { data: 'HTTP/1.0 400 Bad Request\r\n\r\n' } : null));
   const closed = await freePort();
   const sa = { enabled: true, host: spamd.host, port: spamd.port, timeoutMs: 5000 };
   const rs = { enabled: true, host: rspamd.host, port: rspamd.port, timeoutMs: 5000 };
@@ -38,14 +44,16 @@ beforeAll(async () => {
       RSPAMDSCORE: bank({ spamd: { enabled: false }, rspamd: { ...rs, honourAction: false }, killLevel: 2000 }),
       BOTH: bank({ rspamd: rs }),
       DISCARD: bank({ destiny: 'discard' }),
+      SLOW: bank({ spamd: { ...sa, port: silent.port, timeoutMs: 300 } }),
+      GARBAGE: bank({ spamd: { ...sa, port: garbage.port } }),
     },
-    listeners: ['default', 'TAGONLY', 'LOVERS', 'SMALL', 'BYPASS', 'DOWN', 'DOWNPASS', 'RSPAMD', 'RSPAMDSCORE', 'BOTH', 'DISCARD'].map((bank) => ({ bank })),
+    listeners: ['default', 'TAGONLY', 'LOVERS', 'SMALL', 'BYPASS', 'DOWN', 'DOWNPASS', 'RSPAMD', 'RSPAMDSCORE', 'BOTH', 'DISCARD', 'SLOW', 'GARBAGE'].map((bank) => ({ bank })),
   });
 }, 60000);
 
 afterAll(async () => {
   await h?.close();
-  await Promise.all([spamd?.stop(), rspamd?.stop(), sink?.close()]);
+  await Promise.all([spamd?.stop(), rspamd?.stop(), sink?.close(), silent?.close(), garbage?.close()]);
 });
 
 const message = (subject: string, body: string, extra = '') => `${extra}From: sender@remote.test\r\nTo: anna@example.net\r\nSubject: ${subject}\r\n\r\n${body}\r\n`;
@@ -136,6 +144,20 @@ describe('the spam stages with spamd', () => {
     expect(`${reply.code} ${reply.text}`).toMatch(/^451 4\.3\.0 Spam check could not complete/);
     expect(got).toBeUndefined();
     expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SCANNER_FAILED\(spamd: 127\.0\.0\.1:\d+: ECONNREFUSED\)$/));
+  });
+
+  it('tempfails when spamd does not answer within its timeoutMs', async () => {
+    const started = Date.now();
+    const { reply, findings } = await send('SLOW', message('offer', GTUBE));
+    expect(`${reply.code} ${reply.text}`).toMatch(/^451 4\.3\.0 Spam check could not complete/);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SCANNER_FAILED\(spamd: no complete answer from 127\.0\.0\.1:\d+ within 300 ms\)$/));
+  });
+
+  it('tempfails when spamd answers garbage', async () => {
+    const { reply, findings } = await send('GARBAGE', message('offer', GTUBE));
+    expect(`${reply.code} ${reply.text}`).toMatch(/^451 4\.3\.0 Spam check could not complete/);
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SCANNER_FAILED\(spamd: not a SPAMD answer/));
   });
 
   it('delivers unscanned, with the failure as a finding, when onScannerFailure is pass', async () => {
