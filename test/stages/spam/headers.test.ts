@@ -1,13 +1,7 @@
 /**
- * The X-Spam-* fields as amavisd writes them, the finding detail they are made from, and the
- * Subject tag (spam-tag), without a scanner.
+ * The X-Spam-* fields as amavisd writes them, and the finding detail they are made from.
  */
 import { formatScore, parseScoreDetail, scoreDetail, spamFields, spamLevelBar } from '../../../src/stages/spam/headers';
-import { taggedSubject } from '../../../src/stages/spam/tag';
-import { Message } from '../../../src/transaction/message';
-import { memorySpool } from '../../../src/transaction/spool';
-
-const subjectOf = (raw: string) => Message.parse(memorySpool(Buffer.from(`${raw}From: a@b.test\r\n\r\nx\r\n`))).get('subject')[0];
 
 describe('the X-Spam-* fields', () => {
   it('write the score with at most three decimals and no trailing zeros, as amavisd does', () => {
@@ -33,22 +27,5 @@ describe('the X-Spam-* fields', () => {
     expect(detail).toBe('score=7.25 tests=[A=5,B] spamd=7.25/5');
     expect(parseScoreDetail(detail)).toEqual({ score: 7.25, tests: ['A=5', 'B'] });
     expect(parseScoreDetail('something else')).toBeUndefined();
-  });
-});
-
-describe('the Subject tag', () => {
-  it('goes before the value, whose bytes stay as they came (encoded words, folding)', () => {
-    const f = taggedSubject(subjectOf('Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n more\r\n'), '***SPAM*** ');
-    expect(f.raw.toString()).toBe('Subject: ***SPAM*** =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n more\r\n');
-  });
-
-  it('is the whole Subject of an empty one', () => {
-    expect(taggedSubject(subjectOf('Subject:   \r\n'), '***SPAM*** ').raw.toString()).toBe('Subject: ***SPAM***\r\n');
-  });
-
-  it('keeps 8-bit bytes of the Subject as they came', () => {
-    const raw = Buffer.concat([Buffer.from('Subject: '), Buffer.from([0xc3, 0xa4]), Buffer.from('\r\nFrom: a@b.test\r\n\r\nx\r\n')]);
-    const f = taggedSubject(Message.parse(memorySpool(raw)).get('subject')[0], '[SPAM] ');
-    expect(f.raw).toEqual(Buffer.concat([Buffer.from('Subject: [SPAM] '), Buffer.from([0xc3, 0xa4]), Buffer.from('\r\n')]));
   });
 });
