@@ -7,6 +7,7 @@ import net, { type AddressInfo } from 'node:net';
 import { createReadiness } from '../../../src/services/metrics/readiness';
 import { checkConfig, loadConfig } from '../../../src/setup';
 import { writeConfig } from '../../helpers/metrics';
+import { startHarness } from '../../helpers/postseal';
 import { freePort } from '../../helpers/redis-server';
 import { startRspamd, type Rspamd } from '../../helpers/rspamd';
 import { startSpamd, type Spamd } from '../../helpers/spamd';
@@ -64,5 +65,18 @@ describe('the spam scanner probe', () => {
     const closed = await freePort();
     const c = loadConfig(writeConfig({ default: { forward: { host: '127.0.0.1', port: forwardPort }, spam: { spamd: { enabled: true, port: closed } } } }));
     expect(await createReadiness({ listenersDown: () => null, config: () => c }).check()).toBeNull();
+  });
+
+  it('starts postseal with a warning log line, not a refusal, when a scanner does not answer', async () => {
+    const closed = await freePort();
+    const h = await startHarness({ forwardPort, banks: { default: { stages: ['spam', 'spam-tag'], spam: { spamd: { enabled: true, host: '127.0.0.1', port: closed } } } } });
+    try {
+      expect(h.logs).toContainEqual(
+        expect.objectContaining({ code: 'CFG_SPAM_SCANNER_NOT_ANSWERING', msg: expect.stringContaining(`spamd 127.0.0.1:${closed} did not answer its ping`) }),
+      );
+      expect(h.logs).toContainEqual(expect.objectContaining({ msg: 'listening', bank: 'default' }));
+    } finally {
+      await h.close();
+    }
   });
 });
