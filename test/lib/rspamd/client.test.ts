@@ -4,7 +4,7 @@
  * scripted HTTP server; abort.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { isPostsealError } from '../../../src/errors';
 import { createRspamdClient, parseCheckV2, type RspamdClient } from '../../../src/lib/rspamd/client';
 import type { ScanSource } from '../../../src/lib/spamd/client';
@@ -161,5 +161,39 @@ describe('the rspamd client with a broken rspamd', () => {
   it('keeps plain rule names only and a number or nothing as their score', () => {
     const r = parseCheckV2('{"score":7,"required_score":15,"action":"add header","symbols":{"R_OK":{"score":2},"bad name":{"score":1},"NO_SCORE":{},"NULL":null}}');
     expect(r.symbols).toEqual([{ name: 'R_OK', score: 2 }, { name: 'NO_SCORE' }, { name: 'NULL' }]);
+  });
+
+  it('sends again on a new connection when the kept-alive one was closed by rspamd meanwhile', async () => {
+    const body = '{"score":1,"required_score":15,"action":"no action","symbols":{}}';
+    const ok = `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    let connections = 0;
+    // The first connection answers one request and is reset at the next (an idle close racing
+    // the reuse); later connections answer every request.
+    const server = net.createServer((sock) => {
+      const n = ++connections;
+      let requests = 0;
+      let buf = '';
+      sock.on('error', () => undefined);
+      sock.on('data', (d) => {
+        buf += d.toString('latin1');
+        const end = buf.indexOf('\r\n\r\n');
+        const length = Number(/content-length: (\d+)/i.exec(buf)?.[1] ?? 0);
+        if (end < 0 || buf.length < end + 4 + length) return;
+        buf = buf.slice(end + 4 + length);
+        requests++;
+        if (n === 1 && requests === 2) sock.resetAndDestroy();
+        else sock.write(ok);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const client = createRspamdClient({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, timeoutMs: 2000 });
+    try {
+      await client.check(source(mail('a', 'b')), {});
+      await expect(client.check(source(mail('a', 'b')), {})).resolves.toMatchObject({ score: 1 });
+      expect(connections).toBe(2);
+    } finally {
+      client.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
