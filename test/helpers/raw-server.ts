@@ -13,7 +13,9 @@ export interface RawAnswer {
   readonly afterMs?: number;
 }
 
-export async function startRawServer(answer: (received: Buffer) => RawAnswer | null): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
+export async function startRawServer(
+  answer: (received: Buffer) => RawAnswer | null,
+): Promise<{ port: number; connections: () => number; open: () => number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   let count = 0;
   // Half-open: a client that ends its side (spamc does) still gets the scripted silence or answer.
@@ -45,6 +47,8 @@ export async function startRawServer(answer: (received: Buffer) => RawAnswer | n
   return {
     port: (server.address() as AddressInfo).port,
     connections: () => count,
+    /** Connections not closed yet; one the client closed counts once the server wrote to it again. */
+    open: () => sockets.size,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();

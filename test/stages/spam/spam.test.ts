@@ -4,12 +4,14 @@
  * the file (test/helpers/spamd.ts, rspamd.ts: GTUBE, and TAG_SUBJECT worth 3.5 points).
  * One bank per situation; the levels are amavisd's defaults unless a bank says otherwise.
  */
+import net, { type AddressInfo } from 'node:net';
 import { startHarness, type Harness } from '../../helpers/postseal';
 import { startRspamd, type Rspamd } from '../../helpers/rspamd';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
 import { startRawServer } from '../../helpers/raw-server';
 import { freePort } from '../../helpers/redis-server';
+import { waitFor } from '../../e2e/wait';
 import { GTUBE, TAG_SUBJECT, startSpamd, type Spamd } from '../../helpers/spamd';
 
 const STAGES = ['header-sanity', 'spam', 'spam-tag'];
@@ -20,11 +22,39 @@ let sink: Sink;
 let h: Harness;
 let silent: Awaited<ReturnType<typeof startRawServer>>;
 let garbage: Awaited<ReturnType<typeof startRawServer>>;
+let trickle: { port: number; open: Set<net.Socket>; close(): Promise<void> };
+
+/** A spamd that starts an answer and then sends one byte every 100 ms, never finishing. */
+async function startTrickle(): Promise<typeof trickle> {
+  const open = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+    open.add(sock);
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      open.delete(sock);
+      clearInterval(timer);
+    });
+    sock.write('SPAMD/1.1 0 EX_OK\r\n');
+    // Writing is how the server learns that the client has gone: the next write is reset.
+    const timer = setInterval(() => sock.write('X'), 100);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    open,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of open) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
 
 beforeAll(async () => {
   [spamd, rspamd, sink] = await Promise.all([startSpamd(), startRspamd(), startSink()]);
   // A spamd that never answers, and one that answers with something that is not SPAMD.
   silent = await startRawServer(() => null);
+  trickle = await startTrickle();
   garbage = await startRawServer((r) => (r.includes('\r\n\r\n') ? { data: 'HTTP/1.0 400 Bad Request\r\n\r\n' } : null));
   const closed = await freePort();
   const sa = { enabled: true, host: spamd.host, port: spamd.port, timeoutMs: 5000 };
@@ -46,14 +76,17 @@ beforeAll(async () => {
       DISCARD: bank({ destiny: 'discard' }),
       SLOW: bank({ spamd: { ...sa, port: silent.port, timeoutMs: 300 } }),
       GARBAGE: bank({ spamd: { ...sa, port: garbage.port } }),
+      DEADLINE: { ...bank({ spamd: { ...sa, port: trickle.port, timeoutMs: 8000 } }), timeouts: { messageDeadlineMs: 1000, stageTimeoutMs: 9000 } },
     },
-    listeners: ['default', 'TAGONLY', 'LOVERS', 'SMALL', 'BYPASS', 'DOWN', 'DOWNPASS', 'RSPAMD', 'RSPAMDSCORE', 'BOTH', 'DISCARD', 'SLOW', 'GARBAGE'].map((bank) => ({ bank })),
+    listeners: ['default', 'TAGONLY', 'LOVERS', 'SMALL', 'BYPASS', 'DOWN', 'DOWNPASS', 'RSPAMD', 'RSPAMDSCORE', 'BOTH', 'DISCARD', 'SLOW', 'GARBAGE', 'DEADLINE'].map((bank) => ({
+      bank,
+    })),
   });
 }, 60000);
 
 afterAll(async () => {
   await h?.close();
-  await Promise.all([spamd?.stop(), rspamd?.stop(), sink?.close(), silent?.close(), garbage?.close()]);
+  await Promise.all([spamd?.stop(), rspamd?.stop(), sink?.close(), silent?.close(), garbage?.close(), trickle?.close()]);
 });
 
 const message = (subject: string, body: string, extra = '') => `${extra}From: sender@remote.test\r\nTo: anna@example.net\r\nSubject: ${subject}\r\n\r\n${body}\r\n`;
@@ -152,6 +185,12 @@ describe('the spam stages with spamd', () => {
     expect(`${reply.code} ${reply.text}`).toMatch(/^451 4\.3\.0 Spam check could not complete/);
     expect(Date.now() - started).toBeLessThan(3000);
     expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SCANNER_FAILED\(spamd: no complete answer from 127\.0\.0\.1:\d+ within 300 ms\)$/));
+  });
+
+  it('closes the connection to spamd when the message deadline ends the stage', async () => {
+    const { reply } = await send('DEADLINE', message('offer', GTUBE));
+    expect(`${reply.code} ${reply.text}`).toMatch(/^451 4\.4\.7 /);
+    await waitFor('the connection to the trickling spamd to close', () => trickle.open.size === 0, { timeoutMs: 2000 });
   });
 
   it('tempfails when spamd answers garbage', async () => {
