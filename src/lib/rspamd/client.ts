@@ -113,7 +113,7 @@ export function createRspamdClient(opts: RspamdOptions): RspamdClient {
         } else resolve(body ?? '');
       };
       const onAbort = () => finish(fail('aborted', signal?.reason));
-      const timer = setTimeout(() => finish(fail(`no complete answer from ${where} within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+      const timer = setTimeout(() => finish(fail(`no complete answer from ${where} within ${opts.timeoutMs} ms`)), Math.max(0, deadline - Date.now()));
       signal?.addEventListener('abort', onAbort, { once: true });
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (settled) return;
@@ -122,7 +122,7 @@ export function createRspamdClient(opts: RspamdOptions): RspamdClient {
           settled = true;
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
-          request(method, path, headers, source, signal, false).then(resolve, reject);
+          request(method, path, headers, source, signal, deadline, false).then(resolve, reject);
           return;
         }
         finish(fail(`${where}: ${err.code ?? err.message}`, err));
@@ -147,11 +147,11 @@ export function createRspamdClient(opts: RspamdOptions): RspamdClient {
 
   return {
     async check(source, envelope, signal) {
-      const body = await request('POST', '/checkv2', requestHeaders(source, envelope), source, signal, true);
+      const body = await request('POST', '/checkv2', requestHeaders(source, envelope), source, signal, Date.now() + opts.timeoutMs, true);
       return parseCheckV2(body);
     },
     async ping(signal) {
-      const body = await request('GET', '/ping', {}, undefined, signal, true);
+      const body = await request('GET', '/ping', {}, undefined, signal, Date.now() + opts.timeoutMs, true);
       if (body.trim() !== 'pong') throw fail(`answered /ping with ${JSON.stringify(body.slice(0, 40))}`);
     },
     close() {
