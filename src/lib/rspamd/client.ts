@@ -90,12 +90,14 @@ export function createRspamdClient(opts: RspamdOptions): RspamdClient {
   const max = opts.maxReplyBytes ?? DEFAULT_MAX_REPLY;
   const where = opts.socket ? `unix:${opts.socket}` : `${opts.host}:${opts.port}`;
 
+  /** `deadline` (epoch ms) is the whole call's, a retry included. */
   function request(
     method: 'GET' | 'POST',
     path: string,
     headers: http.OutgoingHttpHeaders,
     source: ScanSource | undefined,
     signal: AbortSignal | undefined,
+    deadline: number,
     retry: boolean,
   ): Promise<string> {
     return new Promise<string>((resolve, reject) => {
