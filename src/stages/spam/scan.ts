@@ -21,6 +21,9 @@ import type { SpamSettings } from './schema';
 
 export type Level = 'clean' | 'tag' | 'tag2' | 'kill';
 
+/** Far beyond any level the schema allows (9999). */
+const MAX_SCORE = 99999;
+
 export interface Combined {
   readonly score: number;
   readonly tests: readonly SpamSymbol[];
@@ -80,6 +83,8 @@ export async function scanMessage(settings: SpamSettings, scanners: Scanners, tx
   }
   const scanned = words.length > 0;
   if (!scanned) return { score: 0, tests: [], level: 'clean', summary: '', failures, scanned };
+  // A score beyond any threshold is clamped, so that it always prints as a plain number (headers.ts).
+  score = Math.max(-MAX_SCORE, Math.min(MAX_SCORE, score));
   const byScore: Level = score >= settings.killLevel ? 'kill' : score >= settings.tag2Level ? 'tag2' : score >= settings.tagLevel ? 'tag' : 'clean';
   return { score, tests, level: higher(byScore, fromAction), summary: words.join(' '), failures, scanned };
 }
