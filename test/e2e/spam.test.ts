@@ -3,7 +3,8 @@
  * (test/helpers/spamd.ts, on its unix socket): the default bank lists spam and spam-tag with tag2Level 3, so a
  * message hitting the 3.5-point test rule is delivered tagged as spam (X-Spam-Flag: YES and
  * the Subject tag), and GTUBE (1000 points) is above killLevel: postseal answers 554 5.7.0,
- * and Postfix bounces it instead of delivering it.
+ * and Postfix bounces it instead of delivering it. With spamd gone, the mail stays in Postfix's
+ * queue, deferred with 451 4.3.0.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -66,5 +67,14 @@ describe('spam checks through a real Postfix', () => {
     expect(bounced).toMatch(/said: 554 5\.7\.0 Message rejected as spam \(in reply to end of DATA command\)/);
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
     expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'default', verdict: 'reject' });
+  });
+
+  it('keeps the mail queued, deferred with 451 4.3.0, while spamd is down', async () => {
+    await spamd.kill();
+    const mail = testMail({ from: 'bob@remote.test', subject: 'spamd down' });
+    const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
+    const entry = await e2e.postfix.deferred(queueId, () => e2e.explain());
+    expect(entry.recipients[0].delay_reason).toMatch(/said: 451 4\.3\.0 Spam check could not complete, try again later \(in reply to end of DATA command\)/);
+    expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
   });
 });

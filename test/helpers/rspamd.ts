@@ -57,7 +57,7 @@ actions { reject = 15; add_header = 6; greylist = 4; }
 worker "normal" { bind_socket = "127.0.0.1:${port}"; bind_socket = "${socket} mode=0666"; count = 1; }
 `,
   );
-  const child = spawn('rspamd', ['-f', '-i', '-c', path.join(dir, 'rspamd.conf')], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  const child = spawn('rspamd', ['-f', '-i', '-c', path.join(dir, 'rspamd.conf')], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, detached: true });
   let out = '';
   const collect = (d: Buffer) => {
     if (out.length < 20000) out += d.toString();
@@ -70,7 +70,8 @@ worker "normal" { bind_socket = "127.0.0.1:${port}"; bind_socket = "${socket} mo
     stopped = true;
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill(signal);
+      // The whole process group: spamd's children and rspamd's workers go too, also on SIGKILL.
+      killGroup(child, signal);
       await exited;
     }
     rmSync(dir, { recursive: true, force: true });
@@ -108,4 +109,12 @@ function pings(port: number): Promise<boolean> {
     req.on('error', () => resolve(false));
     req.on('timeout', () => req.destroy());
   });
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch {
+    child.kill(signal);
+  }
 }

@@ -78,7 +78,8 @@ export async function startSpamd(): Promise<Spamd> {
     stopped = true;
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill(signal);
+      // The whole process group: spamd's children and rspamd's workers go too, also on SIGKILL.
+      killGroup(child, signal);
       await exited;
     }
     rmSync(dir, { recursive: true, force: true });
@@ -88,7 +89,7 @@ export async function startSpamd(): Promise<Spamd> {
 
 function launch(args: string[]): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn('spamd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('spamd', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -115,4 +116,12 @@ function launch(args: string[]): Promise<ChildProcess> {
     };
     child.stderr!.on('data', onData);
   });
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch {
+    child.kill(signal);
+  }
 }
