@@ -4,7 +4,8 @@
  * envelope and client as request headers (From, Rcpt once per recipient, IP, Helo, Hostname,
  * Queue-Id, and Settings-ID / Pass: all when configured), and GET /ping. node:http with one
  * keep-alive agent per client, so a message costs no TCP handshake; the body is streamed from
- * the spool with back-pressure, never buffered whole.
+ * the spool with back-pressure, never buffered whole. npm has no standalone rspamd client
+ * (haraka-plugin-rspamd is a Haraka plugin); the protocol is one HTTP request with headers.
  *
  * The answer is a JSON object; score, required_score, action and symbols are read and checked
  * (a number that is not finite, an action rspamd does not define, or symbols that are not an

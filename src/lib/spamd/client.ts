@@ -6,12 +6,14 @@
  * header plus the symbol names (SYMBOLS) or the report's points table (REPORT, which gives
  * each rule's score). `ping` sends PING and expects PONG.
  *
- * Hand-written: the one npm client, `spamc` 0.0.5 (read 2026-12), takes the message as a
- * string (8-bit bytes are re-encoded and its Content-length counts an added CRLF), decodes
- * each TCP chunk to a string on its own (a UTF-8 character split between chunks is mangled),
- * has only an idle timeout and no abort, no unix sockets, no cap on the answer, and reports
- * errors through callbacks that can fire twice; none of that fits a filter that must stream,
- * cap and abort. The protocol is a request line, two headers and the message.
+ * Hand-written: the one npm client, `spamc` 0.0.5, was measured against Debian's spamd 4.0.1
+ * (2026-12-07, GTUBE with three Latin-1 body bytes, 89 bytes): it takes the message as a string,
+ * so the bytes had to be decoded first and it sent 97 (each Latin-1 byte became U+FFFD, and it
+ * appends a CRLF): spamd scanned another message than Postfix holds. Its `symbols()` answered
+ * score 1000 with no rule names at all. It also buffers the whole message, decodes each TCP
+ * chunk to a string on its own, has only an idle timeout and no abort, no unix sockets, no cap
+ * on the answer, and callbacks that can fire twice. The protocol is a request line, two
+ * headers and the message.
  *
  * Fails with SPAM_SCANNER_FAILED: refused or lost connection, no complete answer within
  * `timeoutMs`, an answer over `maxReplyBytes`, an error code from spamd (EX_* other than 0),
