@@ -19,10 +19,11 @@ import type { Transaction } from '../transaction/transaction';
 
 /**
  * pass: deliver (with the category's header fields); reject: 5xx to Postfix, which bounces
- * (or refuses, before-queue); discard: 250 and dropped. amavisd's `bounce` and `quarantine`
- * need the quarantine and DSN machinery of the roadmap, so the schema refuses them for now.
+ * (or refuses, before-queue); discard: 250 and dropped; quarantine: 250 and held whole in the
+ * quarantine folder (src/quarantine/, docs/quarantine.md). amavisd's `bounce` needs the DSN
+ * machinery of the roadmap, so the schema refuses it for now.
  */
-export const DESTINIES = ['pass', 'reject', 'discard'] as const;
+export const DESTINIES = ['pass', 'reject', 'discard', 'quarantine'] as const;
 export type Destiny = (typeof DESTINIES)[number];
 
 export function destinySchema<D extends Destiny>(fallback: D, what: string) {
@@ -30,7 +31,7 @@ export function destinySchema<D extends Destiny>(fallback: D, what: string) {
     type: 'string',
     enum: DESTINIES,
     default: fallback,
-    description: `What happens to ${what} (amavisd $final_*_destiny): pass = delivered with the header fields that say so, reject = 5xx to Postfix, discard = accepted and dropped (logged).`,
+    description: `What happens to ${what} (amavisd $final_*_destiny): pass = delivered with the header fields that say so, reject = 5xx to Postfix, discard = accepted and dropped (logged), quarantine = accepted and held in the quarantine folder, not delivered (postseal quarantine release sends it on).`,
   } as const;
 }
 
@@ -121,6 +122,8 @@ export function destinyDecision(destiny: Destiny, reply: SmtpReply, fields: Deci
       return { action: 'reject', reply };
     case 'discard':
       return { action: 'discard', reply: replies.discarded };
+    case 'quarantine':
+      return { action: 'quarantine' };
     default:
       return { action: 'tag', fields };
   }

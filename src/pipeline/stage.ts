@@ -65,14 +65,14 @@ export interface StageDeps {
   readonly dmarcStore: DmarcResultStore;
 }
 
-/** What the message gets; worst first in verdict.ts. tag and quarantine deliver it with `fields` on top. */
+/** What the message gets; worst first in verdict.ts. tag delivers it with `fields` on top; quarantine holds it (src/quarantine/). */
 export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'reject' | 'tempfail';
 
 export interface Decision {
   readonly action: Action;
   /** The reply for reject, tempfail and discard (from smtp/replies.ts). */
   readonly reply?: SmtpReply;
-  /** Header fields a tag or quarantine adds, written as given. */
+  /** Header fields a tag adds, written as given. */
   readonly fields?: readonly { readonly name: string; readonly value: string }[];
 }
 

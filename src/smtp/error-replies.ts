@@ -15,6 +15,8 @@ const table: Partial<Record<ErrorCode, ReplyReason>> = {
   HEADER_TOO_BIG: 'headerTooBig',
   UPSTREAM_ABORTED: 'upstreamAborted',
   SPOOL_FAILED: 'spoolFailed',
+  QUARANTINE_FAILED: 'quarantineFailed',
+  QUARANTINE_TOO_BIG: 'quarantineFailed',
   STAGE_FAILED: 'internalError',
   STAGE_TIMEOUT: 'stageTimeout',
   DEADLINE_EXCEEDED: 'deadlineExceeded',
