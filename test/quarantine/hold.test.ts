@@ -56,7 +56,12 @@ it('holds the message as received and answers 250 2.7.0 with its id; nothing goe
     // As received: no Authentication-Results or other field of ours.
     expect(readFileSync(path.join(dir, `${id}.eml`), 'latin1')).toBe(message('one'));
     const record = JSON.parse(readFileSync(path.join(dir, `${id}.json`), 'utf8'));
-    expect(record).toMatchObject({ queueId: 'QID1', bank: 'default', reason: 'DMARC_TOO_MANY_AUTHORS', envelope: { mailFrom: 'a@remote.test', recipients: [{ address: 'bob@example.net' }] } });
+    expect(record).toMatchObject({
+      queueId: 'QID1',
+      bank: 'default',
+      reason: 'DMARC_TOO_MANY_AUTHORS',
+      envelope: { mailFrom: 'a@remote.test', recipients: [{ address: 'bob@example.net' }] },
+    });
     expect(h.logs.find((l) => l.msg === 'message' && l.queueId === 'QID1')).toMatchObject({ verdict: 'quarantine', quarantineId: id });
   } finally {
     await h.close();

@@ -33,10 +33,7 @@ function input(over: Partial<HoldInput> = {}, bytes = message): HoldInput {
       smtputf8: false,
       ret: 'HDRS',
       envid: 'env+2Bid',
-      recipients: [
-        { address: 'bob@example.test', notify: 'SUCCESS,FAILURE', orcpt: 'rfc822;bob+2Bx@example.test' },
-        { address: 'carol@other.test' },
-      ],
+      recipients: [{ address: 'bob@example.test', notify: 'SUCCESS,FAILURE', orcpt: 'rfc822;bob+2Bx@example.test' }, { address: 'carol@other.test' }],
     },
     client: { addr: '198.51.100.7', name: 'mx.remote.test', helo: 'mx.remote.test', ident: '4ABC123' },
     peer: '127.0.0.1',
@@ -99,7 +96,15 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     for (const f of readdirSync(dir)) expect(statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
     expect(readFileSync(path.join(dir, `${id}.eml`))).toEqual(message);
     const held = await q.get(id);
-    expect(held).toMatchObject({ id, heldAt: '2026-12-07T10:00:00.000Z', queueId: '4ABC123', reason: 'DMARC_FAIL_QUARANTINE', envelope: input().envelope, client: input().client, released: [] });
+    expect(held).toMatchObject({
+      id,
+      heldAt: '2026-12-07T10:00:00.000Z',
+      queueId: '4ABC123',
+      reason: 'DMARC_FAIL_QUARANTINE',
+      envelope: input().envelope,
+      client: input().client,
+      released: [],
+    });
   });
 
   it('answers a Postfix retry of the same message with the same id, holding it once', async () => {
@@ -115,7 +120,9 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
   it('lists newest first and filters by time, finding and recipient', async () => {
     const a = await q.hold(input());
     now += 3600_000;
-    const b = await q.hold(input({ queueId: 'B', reason: 'VIRUS_FOUND', findings: ['VIRUS_FOUND(Eicar)'], envelope: { ...input().envelope, recipients: [{ address: 'dave@example.test' }] } }));
+    const b = await q.hold(
+      input({ queueId: 'B', reason: 'VIRUS_FOUND', findings: ['VIRUS_FOUND(Eicar)'], envelope: { ...input().envelope, recipients: [{ address: 'dave@example.test' }] } }),
+    );
     expect((await q.list()).map((e) => e.id)).toEqual([b.id, a.id]);
     expect((await q.list({ since: new Date(now - 60_000) })).map((e) => e.id)).toEqual([b.id]);
     expect((await q.list({ reason: 'dmarc' })).map((e) => e.id)).toEqual([a.id]);
