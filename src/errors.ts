@@ -38,6 +38,7 @@ export const errorCodes = {
   QUARANTINE_FAILED: 'A message with a quarantine verdict could not be held: the quarantine folder is full (quarantine.minFreeBytes), missing or not writable.',
   QUARANTINE_TOO_BIG: 'A message with a quarantine verdict is larger than quarantine.maxMessageSizeBytes.',
   QUARANTINE_NOT_FOUND: 'No held message has this quarantine id.',
+  NOTIFY_FAILED: 'A delivery status notification (destiny bounce) could not be handed to the bank notify target: unreachable, too slow, or a 4xx.',
   REINJECT_REFUSED: 'The downstream server refused the connection.',
   REINJECT_TIMEOUT: 'The downstream server did not answer in time.',
   REINJECT_PROTOCOL: 'The downstream server broke the SMTP protocol or closed the connection.',

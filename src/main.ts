@@ -29,7 +29,7 @@ import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
-import { openStore } from './store';
+import { openStore, type Store } from './store';
 import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
 
@@ -61,7 +61,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const quarantineLog = log.child({ service: 'quarantine' });
   const quarantineOf = (c: LoadedConfig) => new Quarantine(c.main.quarantine, store, quarantineLog);
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
-  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry, quarantineOf(c)), close: closePools }, log);
+  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry, quarantineOf(c), store), close: closePools }, log);
   const services: Service[] = [new QuarantineSweeper(quarantineOf(config), quarantineOf, quarantineLog), smtp];
   if (config.main.services.srs.enabled) services.push(new SrsService(config, { log }));
   // The policy service runs in every worker (the cluster shares its socket); its state is in the store.
@@ -137,7 +137,7 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 
-function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry: Telemetry | undefined, quarantine: Quarantine): Map<string, SessionContext> {
+function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry: Telemetry | undefined, quarantine: Quarantine, store: Store): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
   const pipelines = new Map<string, Pipeline>();
   // DKIM keys parsed once per record for every bank of this configuration.
@@ -160,6 +160,8 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, te
       bankChooser: config.bankChooser,
       contextOf: (other) => contexts.get(other),
       quarantine,
+      // Connects only when a bounce verdict sends a DSN; without a notify target such a verdict is a 451.
+      bounce: bank.notify && { pool: new DownstreamPool(bank.notify, bank.notify.heloName || config.hostname, bankLog), store, hostname: config.hostname, log: bankLog },
     });
   }
   return contexts;
@@ -177,5 +179,5 @@ function checkSignerBanks(config: LoadedConfig): void {
 }
 
 async function closePools(contexts: Map<string, SessionContext>): Promise<void> {
-  await Promise.all([...contexts.values()].map((c) => c.pool.close()));
+  await Promise.all([...contexts.values()].flatMap((c) => [c.pool.close(), ...(c.bounce ? [c.bounce.pool.close()] : [])]));
 }

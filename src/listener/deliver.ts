@@ -6,7 +6,8 @@
  * Replies: 552 5.3.4 too big; 451 4.3.0 client gone, spool not writable (logged with its
  * folder and errno) or internal error; the verdict's reply
  * for reject/tempfail; 250 2.7.0 for a message held in quarantine (quarantine/hold.ts; 451
- * 4.3.0 if it cannot be held); 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
+ * 4.3.0 if it cannot be held) and for one bounced once its DSN was accepted (notify/bounce.ts;
+ * 451 4.3.0 if the notify target failed); 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
  * downstream's own reply (one per recipient on LMTP).
  * Reports the message, its in-flight span and downstream failures at DATA to ctx.telemetry.
  */
@@ -23,6 +24,7 @@ import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
+import { bounceMessage } from '../notify/bounce';
 import { holdInQuarantine } from '../quarantine/hold';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
@@ -111,6 +113,18 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
         record.quarantineId = held.id;
         replyClass = '2';
         return (replyText = ok(held.reply));
+      }
+      if (result.verdict.action === 'bounce') {
+        if (!ctx.bounce) {
+          ctx.log.error(
+            { session: input.id, queueId: input.client.ident },
+            `bank ${input.bankName} has no notify target for the DSN of a bounce verdict; set notify in its bank file (the message stays in the Postfix queue)`,
+          );
+          throw new PostsealError('NOTIFY_FAILED', `bank ${input.bankName} has no notify target`);
+        }
+        const reply = await bounceMessage(ctx.bounce, { tx, received, result });
+        replyClass = '2';
+        return (replyText = ok(reply));
       }
       if (result.verdict.action === 'discard') {
         replyClass = '2';

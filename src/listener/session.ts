@@ -15,6 +15,7 @@ import type { BankChoice, BankChooser } from '../config/bank-rules';
 import type { NetworkList } from '../config/networks';
 import { countDownstreamFailure, noTelemetry, type Telemetry } from '../lib/telemetry';
 import type { Pipeline } from '../pipeline/runner';
+import type { BounceDeps } from '../notify/bounce';
 import type { Quarantine } from '../quarantine/quarantine';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
@@ -48,6 +49,8 @@ export interface SessionContext {
   readonly contextOf?: (bank: string) => SessionContext | undefined;
   /** Where a quarantine verdict holds the message; without it such a message is tempfailed. */
   readonly quarantine?: Quarantine;
+  /** The bank's notify target and the store, for a bounce verdict's DSN; without it such a message is tempfailed. */
+  readonly bounce?: BounceDeps;
 }
 
 interface SessionState {

@@ -8,9 +8,9 @@
  * ends the run with a tempfail; its outcome, should it still arrive, is dropped and a spool
  * it wrote is disposed of. A stage may switch the run to another bank (signer-based policy):
  * that bank's stages not run yet follow, and its rules decide the verdict. Header fields a tag
- * verdict adds are put on the message last. Under a quarantine verdict the remaining checks
- * still run (one may reject), the edit, sign and seal stages do not: the message is held as
- * received.
+ * verdict adds are put on the message last. Under a quarantine or bounce verdict the remaining
+ * checks still run (one may reject), the edit, sign and seal stages do not: the message is
+ * held, or its header returned, as received.
  */
 import type { Bank, CommonBank } from '../config/bank-schema';
 import { PostsealError } from '../errors';
@@ -18,7 +18,7 @@ import { ResultSet, type Results } from '../lib/results';
 import type { Spool } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
 import { PHASES, type Finding, type Phase, type RegisteredStage, type Stage, type StageDefinition, type StageDeps, type StageOutcome } from './stage';
-import { decide, delivers, isFinal, type CompiledRules, type Verdict } from './verdict';
+import { decide, delivers, isFinal, keepsAsReceived, type CompiledRules, type Verdict } from './verdict';
 
 export interface PipelineResult {
   readonly verdict: Verdict;
@@ -78,7 +78,7 @@ export function createPipeline(
         const { stage, declared, phase } = plan.built[i];
         if (ran.has(stage.id)) continue;
         // A held message is kept as received: nothing to edit or sign.
-        if (phase !== 'check' && decide(findings, plan.rules).action === 'quarantine') break;
+        if (phase !== 'check' && keepsAsReceived(decide(findings, plan.rules).action)) break;
         ran.add(stage.id);
         const started = performance.now();
         try {

@@ -1,7 +1,7 @@
 /**
  * The one place that decides what happens to the message (STYLE.md §3): the findings of the
  * stages that ran, read through the rules their stages declare (compiled per bank by the
- * runner), give pass, tag, quarantine, discard, reject or tempfail, with the reply from the
+ * runner), give pass, tag, quarantine, discard, bounce, reject or tempfail, with the reply from the
  * table and the finding that decided, for the log. The worst decision wins; tag delivers the
  * message with the header fields its rules add, quarantine holds it (src/quarantine/, not
  * delivered; the runner still runs the remaining checks, as one may reject). A stage failure is
@@ -25,7 +25,7 @@ export interface Verdict {
 export type CompiledRules = ReadonlyMap<string, (finding: Finding) => Decision | null>;
 
 /** Worst first: one tempfail among the findings outranks a reject (the mail may be fine). */
-const rank: Record<Action, number> = { tempfail: 5, reject: 4, discard: 3, quarantine: 2, tag: 1, pass: 0 };
+const rank: Record<Action, number> = { tempfail: 6, reject: 5, bounce: 4, discard: 3, quarantine: 2, tag: 1, pass: 0 };
 
 export function decide(findings: readonly Finding[], rules: CompiledRules, failure?: unknown): Verdict {
   if (failure !== undefined) {
@@ -47,11 +47,16 @@ export function delivers(action: Action): boolean {
   return action === 'pass' || action === 'tag';
 }
 
+/** Quarantine and bounce keep the message as received: the stages after the checks (edits, signing) are skipped. */
+export function keepsAsReceived(action: Action): boolean {
+  return action === 'quarantine' || action === 'bounce';
+}
+
 /**
  * The runner stops early once nothing later can change the outcome: after a reject, discard
- * or tempfail. A quarantine can still be outranked by a later check (a virus rejected), so
- * only the stages after the checks (edits, signing) are skipped for it.
+ * or tempfail. A quarantine or bounce can still be outranked by a later check (a virus
+ * rejected), so only the stages after the checks are skipped for them.
  */
 export function isFinal(v: Verdict): boolean {
-  return !delivers(v.action) && v.action !== 'quarantine';
+  return !delivers(v.action) && !keepsAsReceived(v.action);
 }

@@ -99,7 +99,7 @@ export class Quarantine {
     const { dir, maxMessageSizeBytes } = this.settings;
     if (input.size > maxMessageSizeBytes)
       throw new PostsealError('QUARANTINE_TOO_BIG', `message of ${input.size} bytes is larger than quarantine.maxMessageSizeBytes (${maxMessageSizeBytes})`);
-    const id = await idOf(input);
+    const id = await retryStableId(input);
     const meta = fileOf(dir, id, 'json');
     if (await exists(meta)) {
       const held = await this.get(id);
@@ -222,8 +222,11 @@ export class Quarantine {
   }
 }
 
-/** sha256 over what a Postfix retry sends again (see the header), 24 hex digits (96 bits). */
-async function idOf(input: HoldInput): Promise<string> {
+/**
+ * sha256 over what a Postfix retry sends again (see the header), 24 hex digits (96 bits): the
+ * quarantine id, and what notify/bounce.ts remembers a sent DSN by.
+ */
+export async function retryStableId(input: Pick<HoldInput, 'queueId' | 'bank' | 'envelope' | 'client' | 'raw'>): Promise<string> {
   const h = createHash('sha256');
   h.update(JSON.stringify([input.queueId ?? null, input.bank, input.envelope, input.client]));
   h.update('\n');

@@ -17,6 +17,7 @@ const table: Partial<Record<ErrorCode, ReplyReason>> = {
   SPOOL_FAILED: 'spoolFailed',
   QUARANTINE_FAILED: 'quarantineFailed',
   QUARANTINE_TOO_BIG: 'quarantineFailed',
+  NOTIFY_FAILED: 'notifyFailed',
   STAGE_FAILED: 'internalError',
   STAGE_TIMEOUT: 'stageTimeout',
   DEADLINE_EXCEEDED: 'deadlineExceeded',

@@ -58,9 +58,9 @@ describe('destinies', () => {
     expect(destinyDecision('discard', replies.contentRejected)).toEqual({ action: 'discard', reply: replies.discarded });
   });
 
-  it('maps quarantine to the quarantine action (held, no fields), and the schema accepts it', () => {
+  it('maps quarantine to the quarantine action (held, no fields) and bounce to a bounce with the refusal its DSN reports', () => {
     expect(destinyDecision('quarantine', replies.contentRejected, [{ name: 'X-Test', value: 'yes' }])).toEqual({ action: 'quarantine' });
-    expect(destinySchema('pass', 'spam').enum).toContain('quarantine');
-    expect(destinySchema('pass', 'spam').enum).not.toContain('bounce');
+    expect(destinyDecision('bounce', replies.contentRejected)).toEqual({ action: 'bounce', reply: replies.contentRejected });
+    expect(destinySchema('pass', 'spam').enum).toEqual(['pass', 'reject', 'discard', 'quarantine', 'bounce']);
   });
 });
