@@ -127,8 +127,8 @@ export function runQuarantine(args: string[]): Promise<number> {
       }
       return r.ok ? EXIT.ok : EXIT.failure;
     } catch (err) {
-      if (!isPostsealError(err)) throw err;
-      process.stderr.write(`postseal: ${err.code}: ${err.message}\n`);
+      // A file gone under us (ENOENT), the store failing: exit 3 with what happened, for scripts.
+      process.stderr.write(`postseal: ${isPostsealError(err) ? `${err.code}: ` : ''}${(err as Error).message}\n`);
       return EXIT.failure;
     } finally {
       clearInterval(keepAlive);

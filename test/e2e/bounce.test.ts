@@ -36,10 +36,10 @@ describe('a bounce DSN through a real Postfix', () => {
     const pool = new DownstreamPool(bank.notify!, 'filter.postseal.test', log);
     const store = openSqliteStore({ file: path.join(e2e.postfix.dir, 'bounce.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
     const original = `bounced.${randomBytes(6).toString('hex')}@remote.test`;
-    const tx = testTransaction(`From: <sender@${MAIL_DOMAIN}>\r\nSubject: banned attachment\r\nMessage-ID: <${original}>\r\n\r\nthe content\r\n`, {
+    const base = testTransaction(`From: <sender@${MAIL_DOMAIN}>\r\nSubject: banned attachment\r\nMessage-ID: <${original}>\r\n\r\nthe content\r\n`, {
       mailFrom: `sender@${MAIL_DOMAIN}`,
     });
-    tx.envelope = { ...tx.envelope, envid: 'e2e+2Bbounce', recipients: [{ address: `user@${MAIL_DOMAIN}`, orcpt: `rfc822;user@${MAIL_DOMAIN}` }] };
+    const tx = { ...base, envelope: { ...base.envelope, envid: 'e2e+2Bbounce', recipients: [{ address: `user@${MAIL_DOMAIN}`, orcpt: `rfc822;user@${MAIL_DOMAIN}` }] } };
     const result = {
       verdict: { action: 'bounce' as const, reply: replies.contentRejected, reason: 'BANNED_FILENAME', fields: [] },
       findings: [{ code: 'BANNED_FILENAME' }],
