@@ -11,6 +11,7 @@ import { preflight } from './config/preflight';
 import type { ConfigWarning } from './errors';
 import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
 import type { DkimKeyCache } from './lib/dkim/public-keys';
+import type { DmarcFailureSink } from './lib/dmarc-report/failure';
 import type { DnsResolver } from './lib/dns';
 import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
@@ -47,6 +48,8 @@ export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]
 export interface SharedDeps {
   readonly resolver: DnsResolver;
   readonly dmarcStore: DmarcResultStore;
+  /** The failure report queue (services/dmarc-reports), when failure reports are on. */
+  readonly dmarcFailures?: DmarcFailureSink;
 }
 
 /** The dependencies of one bank's stages; `dkimKeys` is shared by a configuration's banks (keys parsed once per record). */
@@ -61,6 +64,7 @@ export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankNam
     resolver: shared.resolver,
     dkimKeys,
     dmarcStore: shared.dmarcStore,
+    dmarcFailures: shared.dmarcFailures,
   };
 }
 

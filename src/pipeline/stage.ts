@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { CommonBank } from '../config/bank-schema';
 import type { KeyStore } from '../keys/key-store';
 import type { DkimKeyCache } from '../lib/dkim/public-keys';
+import type { DmarcFailureSink } from '../lib/dmarc-report/failure';
 import type { DnsResolver } from '../lib/dns';
 import type { ResultEntry, Results } from '../lib/results';
 import type { SmtpReply } from '../smtp/replies';
@@ -63,6 +64,8 @@ export interface StageDeps {
   /** DKIM public keys, parsed once per key record. */
   readonly dkimKeys: DkimKeyCache;
   readonly dmarcStore: DmarcResultStore;
+  /** Where DMARC failure reports are queued; absent when they are off. */
+  readonly dmarcFailures?: DmarcFailureSink;
 }
 
 /**
