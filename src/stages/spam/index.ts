@@ -9,7 +9,8 @@
  * - SPAM_CLEAN: below tagLevel; no header field.
  * - SPAM_TAGGED: at or above tagLevel: X-Spam-Flag: NO, X-Spam-Score, X-Spam-Level, X-Spam-Status.
  * - SPAM_SPAMMY: at or above tag2Level: the same with X-Spam-Flag: YES.
- * - SPAM_KILL: at or above killLevel: spam.destiny (reject: 554 5.7.0; pass: tagged as spammy).
+ * - SPAM_KILL: at or above killLevel: spam.destiny (reject: 554 5.7.0; pass: tagged as spammy;
+ *   bounce: a discard instead at or above dsnCutoffLevel).
  * - SPAM_KILL_LOVED: the same, but every recipient is in spam.lovers: tagged as spammy.
  * - SPAM_SKIPPED_TOO_BIG: over spam.maxScanBytes, not scanned. SPAM_BYPASSED: every recipient in spam.bypass.
  * - SPAM_SCANNER_FAILED: a scanner down, slow or answering garbage: 451 4.3.0, or with
@@ -43,6 +44,13 @@ function fieldsOf(s: SpamSettings, originating: boolean, f: Finding, spammy: boo
   return originating || !d ? [] : spamFields(s, d.score, d.tests, spammy);
 }
 
+/** A bounce of spam at or above dsnCutoffLevel is a discard: its sender is almost always forged (amavisd $sa_dsn_cutoff_level). */
+function noBackscatter(s: SpamSettings, f: Finding): SpamSettings['destiny'] {
+  if (s.destiny !== 'bounce') return s.destiny;
+  const d = parseScoreDetail(f.detail);
+  return !d || d.score >= s.dsnCutoffLevel ? 'discard' : 'bounce';
+}
+
 const tag =
   (spammy: boolean): Rule<SpamSettings> =>
   (s, bank, f) => ({ action: 'tag', fields: fieldsOf(s, bank.originating, f, spammy) });
@@ -58,7 +66,7 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
     SPAM_TAGGED: tag(false),
     SPAM_SPAMMY: tag(true),
     SPAM_KILL_LOVED: tag(true),
-    SPAM_KILL: (s, bank, f) => destinyDecision(s.destiny, replies.spamRejected, fieldsOf(s, bank.originating, f, true)),
+    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true)),
     SPAM_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.spamScannerFailed } : null),
   },
   check(s, bank, where) {

@@ -97,6 +97,14 @@ export const spamBankSchema = {
       description: 'At or above this score the destiny applies, unless every recipient is in lovers (amavisd $sa_kill_level_deflt).',
     },
     destiny: destinySchema('reject', 'spam at or above killLevel'),
+    dsnCutoffLevel: {
+      type: 'number',
+      minimum: -999,
+      maximum: 9999,
+      default: 10,
+      description:
+        'With destiny bounce: at or above this score no DSN is sent and the message is discarded instead, as the sender of such spam is almost always forged and the DSN would be backscatter (amavisd $sa_dsn_cutoff_level).',
+    },
     subjectTag: {
       type: 'string',
       maxLength: 64,

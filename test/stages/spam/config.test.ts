@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { isPostsealError } from '../../../src/errors';
+import { settingsOf } from '../../../src/pipeline/runner';
+import { spamStage } from '../../../src/stages/spam';
 import { loadTestBank } from '../../helpers/banks';
 
 const spamd = { enabled: true };
@@ -61,7 +63,12 @@ describe('a bank with the spam stage', () => {
     expect(refusal({ stages: ['spam', 'spam-tag'], spam: { spamd, tag2Level: 10, killLevel: 8 } }).message).toMatch(/the levels must rise/);
   });
 
-  it('refuses the destinies that come with the quarantine (bounce, quarantine) in the schema', () => {
-    expect(() => loadTestBank({ stages: ['spam', 'spam-tag'], spam: { spamd, destiny: 'bounce' } })).toThrow(expect.objectContaining({ code: 'CFG_SCHEMA_INVALID' }));
+  it('bounces spam below dsnCutoffLevel and discards it at or above (no backscatter to a forged sender)', () => {
+    const b = loadTestBank({ stages: ['spam', 'spam-tag'], spam: { spamd, destiny: 'bounce', tag2Level: 5, killLevel: 5, dsnCutoffLevel: 10 } });
+    const rule = spamStage.rules!.SPAM_KILL!;
+    const decide = (score: number) => rule(settingsOf(spamStage, b) as never, b, { code: 'SPAM_KILL', detail: `score=${score} tests=[X=${score}]` }, { authservId: 'x' });
+    expect(decide(7)?.action).toBe('bounce');
+    expect(decide(10)?.action).toBe('discard');
+    expect(decide(1000)?.action).toBe('discard');
   });
 });
