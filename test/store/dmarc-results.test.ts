@@ -47,10 +47,10 @@ describe('StoredDmarcResults', () => {
     await results.record(late);
     await results.record(nextDay);
     await results.record(record({ policyDomain: 'Other.EXAMPLE' }));
-    expect((await results.days()).sort((a, b) => (a.policyDomain + a.day).localeCompare(b.policyDomain + b.day))).toEqual([
-      { policyDomain: 'example.org', day: '2026-03-01' },
-      { policyDomain: 'example.org', day: '2026-03-02' },
-      { policyDomain: 'other.example', day: '2026-03-01' },
+    expect((await results.periods()).sort((a, b) => (a.policyDomain + a.period).localeCompare(b.policyDomain + b.period))).toEqual([
+      { policyDomain: 'example.org', period: '2026-03-01' },
+      { policyDomain: 'example.org', period: '2026-03-02' },
+      { policyDomain: 'other.example', period: '2026-03-01' },
     ]);
     expect(await results.take('example.org', '2026-03-01')).toEqual([late]);
     expect(await results.take('example.org', '2026-03-01')).toEqual([]);
@@ -60,28 +60,28 @@ describe('StoredDmarcResults', () => {
   test('a result without a policy domain has no one to report to and is not kept', async () => {
     const results = new StoredDmarcResults(store);
     await results.record(record({ policyDomain: undefined, result: 'none', policy: undefined }));
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
   });
 
   test('a day keeps at most maxPerDay records, the newest, and expires retentionMs after its last record', async () => {
-    const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerDay: 3 });
+    const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerPeriod: 3 });
     for (let i = 1; i <= 5; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
     expect((await results.take('example.org', '2026-03-01')).map((r) => r.sourceIp)).toEqual(['192.0.2.3', '192.0.2.4', '192.0.2.5']);
     await results.record(record());
     await sleep(200);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
   });
 
   test('a day keeps results of at most maxDomainsPerDay policy domains, and says so once', async () => {
     const warnings: unknown[] = [];
     const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'c.test', 'd.test', 'a.test', 'c.test']) await results.record(record({ policyDomain: d }));
-    expect((await results.days()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
+    expect((await results.periods()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
     expect((await results.peek('a.test', '2026-03-01')).items).toBe(2);
     expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxDomainsPerDay (2)' }]);
     // Another day has its own count.
     await results.record(record({ policyDomain: 'c.test', receivedAt: new Date('2026-03-02T01:00:00Z') }));
-    expect(await results.days()).toContainEqual({ policyDomain: 'c.test', day: '2026-03-02' });
+    expect(await results.periods()).toContainEqual({ policyDomain: 'c.test', period: '2026-03-02' });
   });
 
   test('a day keeps at most maxRecordsPerDay results over all domains, and says so once', async () => {
@@ -89,7 +89,7 @@ describe('StoredDmarcResults', () => {
     const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'a.test', 'c.test', 'b.test']) await results.record(record({ policyDomain: d }));
     expect((await results.peek('a.test', '2026-03-01')).items + (await results.peek('b.test', '2026-03-01')).items).toBe(3);
-    expect(await results.days()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));
+    expect(await results.periods()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));
     expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxRecordsPerDay (3)' }]);
   });
 
@@ -131,7 +131,7 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       const results = new StoredDmarcResults(reader);
       await send();
       const today = utcDay(new Date());
-      expect(await results.days()).toEqual([{ policyDomain: 'example.org', day: today }]);
+      expect(await results.periods()).toEqual([{ policyDomain: 'example.org', period: today }]);
       expect(await results.take('example.org', today)).toEqual([expect.objectContaining({ headerFrom: 'example.org', result: 'fail', policy: 'none', disposition: 'none' })]);
       await h.app.reload(loadConfig(path.join(h.dir, 'postseal.yaml')));
       await send();

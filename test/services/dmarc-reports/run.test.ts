@@ -103,7 +103,7 @@ describe('aggregate report run', () => {
     for (let i = 0; i < 3; i++) await results.record(rec('a.test'));
     await results.record(rec('a.test', { sourceIp: '198.51.100.9', result: 'fail', disposition: 'reject', dkim: [], spf: { domain: 'x.test', result: 'fail' } }));
     const out = await runReports(deps, cfg);
-    expect(out).toEqual([expect.objectContaining({ policyDomain: 'a.test', day: '2026-12-06', status: 'sent', messages: 4, to: ['agg@a.test', 'agg@reports.test'] })]);
+    expect(out).toEqual([expect.objectContaining({ policyDomain: 'a.test', period: '2026-12-06', status: 'sent', messages: 4, to: ['agg@a.test', 'agg@reports.test'] })]);
     expect(sink.received).toHaveLength(1);
     const mail = sink.received[0];
     expect(mail.mailFrom).toBe('dmarc-reports@receiver.test');
@@ -115,14 +115,14 @@ describe('aggregate report run', () => {
     const xml = gunzipSync(Buffer.from(b64 ?? '', 'base64')).toString('utf8');
     const counts = [...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1]));
     expect(counts.reduce((a, b) => a + b, 0)).toBe(4);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
     expect(await runReports(deps, cfg)).toEqual([]);
   });
 
   test("today's records wait until the day is over", async () => {
     await results.record(rec('a.test', { receivedAt: new Date('2026-12-07T01:00:00Z') }));
     expect(await runReports(deps, cfg)).toEqual([]);
-    expect(await results.days()).toHaveLength(1);
+    expect(await results.periods()).toHaveLength(1);
   });
 
   test('a downstream refusal keeps the records and backs off; the next try after the wait sends them', async () => {
@@ -150,7 +150,7 @@ describe('aggregate report run', () => {
     await results.record(rec('b.test'));
     expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'no-destination', reason: 'not authorized: agg@thirdparty.test' });
     expect(sink.received).toHaveLength(0);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
   });
 
   test('a report larger than the rua size limit is not sent there', async () => {
@@ -221,7 +221,7 @@ describe('aggregate report run', () => {
     expect(sink.received).toHaveLength(2);
     const ids = sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString())?.[1]);
     expect(ids[0]).not.toBe(ids[1]);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
     expect(await runReports(deps, cfg)).toEqual([]);
   });
 
@@ -235,7 +235,7 @@ describe('aggregate report run', () => {
     const [again] = await runReports(deps, cfg);
     expect(again).toMatchObject({ status: 'already-sent', messages: 1, reason: expect.stringMatching(/^Report-ID a\.test\.2026-12-06\.[0-9a-f]{16}$/) });
     expect(sink.received).toHaveLength(1);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
   });
 
   test('a record stored between reading and removing is kept for the next report', async () => {
@@ -270,6 +270,6 @@ describe('aggregate report run', () => {
     expect(o).toMatchObject({ status: 'dry-run', messages: 1 });
     expect(o.report?.fileName).toBe('receiver.test!a.test!1796515200!1796601599.xml.gz');
     expect(sink.received).toHaveLength(0);
-    expect(await results.days()).toHaveLength(1);
+    expect(await results.periods()).toHaveLength(1);
   });
 });

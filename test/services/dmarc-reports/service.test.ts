@@ -142,7 +142,7 @@ describe('DMARC reports service', () => {
       const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
       const rows = [...xml.matchAll(/<count>(\d+)<\/count>[\s\S]*?<header_from>([^<]+)<\/header_from>/g)].map((m) => `${m[1]} ${m[2]}`);
       expect(rows.sort()).toEqual(['2 mail.a.test', '3 a.test']);
-      expect(await new StoredDmarcResults(stores[0]).days()).toEqual([]);
+      expect(await new StoredDmarcResults(stores[0]).periods()).toEqual([]);
     } finally {
       for (const h of instances) await h.close();
       for (const s of stores) await s.close();
