@@ -426,7 +426,7 @@ export const mainConfigSchema = {
               maximum: 86400,
               default: 3600,
               description:
-                "The shortest aggregate report period. A domain's `ri=` (seconds) chooses the longest UTC-aligned period of 1, 2, 3, 4, 6, 8, 12 or 24 hours that is not longer than ri and not shorter than this (rounded up to one of those); an absent ri, or one of a day or more, is daily. The period of a stored result is decided when it is stored, from the record the dmarc stage applied; read at start (a reload keeps the running value).",
+                "The shortest aggregate report period, in seconds. A domain's `ri=` chooses the longest UTC-aligned period of 1, 2, 3, 4, 6, 8, 12 or 24 hours that is not longer than ri; none is shorter than this value (rounded up to one of those periods) or longer than a day (no ri=: daily). A result's period is decided when it is stored, from the record the dmarc stage applied (docs/dmarc-reports.md). Read at start: a reload keeps the running value.",
             },
             maxReportsPerRun: {
               type: 'integer',
