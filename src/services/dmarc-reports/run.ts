@@ -160,7 +160,8 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   if (!records.length) return drop('empty');
 
   const { begin, end } = period;
-  const reportId = `${policyDomain}.${period.id}.${createHash('sha256').update(`${cfg.submitter}!${policyDomain}!${period.id}!${items}`).digest('hex').slice(0, 16)}`;
+  // No '/' in the id: receivers' tools may name files after it.
+  const reportId = `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${cfg.submitter}!${policyDomain}!${period.id}!${items}`).digest('hex').slice(0, 16)}`;
   const report = buildAggregateReport(cfg.submitter, {
     meta: { orgName: cfg.orgName, email: cfg.email, reportId },
     policy: found.policy,

@@ -286,7 +286,7 @@ describe('aggregate report run', () => {
     ] as const) {
       const text = sink.received[i].data.toString('utf8');
       expect(text).toContain(`filename="receiver.test!a.test!${begin}!${begin + 3599}.xml.gz"`);
-      expect(text).toMatch(new RegExp(`Report-ID: <a\\.test\\.2026-12-06T0${3 + i}Z/1h\\.[0-9a-f]{16}>`));
+      expect(text).toMatch(new RegExp(`Report-ID: <a\\.test\\.2026-12-06T0${3 + i}Z\\.1h\\.[0-9a-f]{16}>`));
       const xml = xmlOf(text);
       expect(xml).toContain(`<date_range><begin>${begin}</begin><end>${begin + 3599}</end></date_range>`);
       expect([...xml.matchAll(/<source_ip>([^<]+)<\/source_ip><count>(\d+)<\/count>/g)].map((m) => `${m[1]} ${m[2]}`)).toEqual(rows);
