@@ -57,7 +57,12 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
   const store = await openStore(config.main.store, config.file, log);
   const reports = config.main.services.dmarcReports;
-  const dmarcStore = new StoredDmarcResults(store, { maxDomainsPerDay: reports.maxDomainsPerDay, maxRecordsPerDay: reports.maxRecordsPerDay, log });
+  const dmarcStore = new StoredDmarcResults(store, {
+    maxDomainsPerDay: reports.maxDomainsPerDay,
+    maxRecordsPerDay: reports.maxRecordsPerDay,
+    minIntervalSec: reports.minIntervalSec,
+    log,
+  });
   // Made before the pipelines, which queue failure reports in it; started with the services.
   const failures = reports.failureReports.enabled
     ? new DmarcFailureReportsService(config, {

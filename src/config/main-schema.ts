@@ -440,7 +440,7 @@ export const mainConfigSchema = {
           additionalProperties: false,
           default: {},
           description:
-            "DMARC reports (RFC 7489 7.2, 7.3, docs/dmarc-reports.md): once a UTC day is over, each policy domain's stored DMARC results are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
+            "DMARC reports (RFC 7489 7.2, 7.3, docs/dmarc-reports.md): once a report period is over (a UTC day, or shorter when the domain's `ri=` asks, see minIntervalSec), each policy domain's stored DMARC results of that period are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
           properties: {
             enabled: { type: 'boolean', default: false, description: 'Send aggregate reports (failure reports have their own switch, failureReports.enabled).' },
             bank: {
@@ -464,15 +464,29 @@ export const mainConfigSchema = {
               minimum: 1000,
               maximum: 86400000,
               default: 900000,
-              description: 'How often to look for finished days with results to send (the first look is at start).',
+              description: 'How often to look for finished report periods with results to send (the first look is at start).',
             },
-            maxReportsPerRun: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Domain-days handled per look at most; the rest wait for the next.' },
+            minIntervalSec: {
+              type: 'integer',
+              minimum: 3600,
+              maximum: 86400,
+              default: 3600,
+              description:
+                "The shortest aggregate report period, in seconds. A domain's `ri=` chooses the longest UTC-aligned period of 1, 2, 3, 4, 6, 8, 12 or 24 hours that is not longer than ri; none is shorter than this value (rounded up to one of those periods) or longer than a day (no ri=: daily). A result's period is decided when it is stored, from the record the dmarc stage applied (docs/dmarc-reports.md). Read at start: a reload keeps the running value.",
+            },
+            maxReportsPerRun: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100000,
+              default: 1000,
+              description: 'Reports (domain and period) handled per look at most; the rest wait for the next.',
+            },
             lockTtlMs: {
               type: 'integer',
               minimum: 10000,
               maximum: 86400000,
               default: 600000,
-              description: "A domain-day being reported is locked in the store for at most this long (a crashed sender's lock lapses).",
+              description: "A domain's period being reported is locked in the store for at most this long (a crashed sender's lock lapses).",
             },
             retryBaseMs: {
               type: 'integer',
@@ -496,7 +510,7 @@ export const mainConfigSchema = {
               maximum: 100000000,
               default: 1000000,
               description:
-                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000, the newest); further results that day are not kept (logged once a day).',
+                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000 per report period, the newest); further results that day are not kept (logged once a day).',
             },
             failureReports: {
               type: 'object',

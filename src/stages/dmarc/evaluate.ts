@@ -9,7 +9,7 @@ import { formatAuthResults, resinfos, trusted, type AuthOutcomes, type DmarcOutc
 import { clientAddress } from '../../lib/client';
 import { REPORT_MARKER_FIELD } from '../../lib/dmarc-report/mail';
 import { failureToReport, type FailureFacts } from '../../lib/dmarc-report/failure';
-import { isHostName, parseDmarcRecord } from '../../lib/dmarc-report/policy';
+import { isHostName, parseDmarcRecord, requestedIntervalSec } from '../../lib/dmarc-report/policy';
 import { mailauthResolver } from '../../lib/dns';
 import type { Finding, StageDeps } from '../../pipeline/stage';
 import type { DmarcResultRecord } from '../../store/dmarc-results';
@@ -98,6 +98,7 @@ export async function record(
   domain: string,
   disposition: DmarcResultRecord['disposition'],
   o: AuthOutcomes,
+  appliedRecord?: string,
 ): Promise<void> {
   // No loops (docs/dmarc-reports.md): a DMARC report sent by a postseal is not recorded. The
   // marker alone is not enough (anyone can write it): the report must also pass DMARC, so
@@ -116,6 +117,8 @@ export async function record(
     disposition,
     dkim: (o.dkim ?? []).map((s) => ({ domain: s.d, selector: s.s, result: s.result })),
     spf: o.spf && { domain: o.spf.domain, result: o.spf.result },
+    // The report period follows the ri= of the record applied now (store/dmarc-results.ts).
+    requestedIntervalSec: appliedRecord === undefined ? undefined : requestedIntervalSec(appliedRecord),
   };
   try {
     await deps.dmarcStore.record(r);

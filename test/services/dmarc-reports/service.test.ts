@@ -51,7 +51,12 @@ afterAll(async () => {
 });
 
 describe('DMARC reports service', () => {
-  async function twoSendersOneReport(open: () => Promise<Store>): Promise<void> {
+  /** Each of two senders on one store records five results of one period (ri=requestedIntervalSec); one report, counts 5 and 5, covers `begin`..`end`. */
+  async function twoSendersOneReport(
+    open: () => Promise<Store>,
+    requestedIntervalSec?: number,
+    expected = { begin: Date.parse('2026-12-06T00:00:00Z') / 1000, end: Date.parse('2026-12-06T23:59:59Z') / 1000 },
+  ): Promise<void> {
     sink.received.length = 0;
     const config = loadConfig(writeConfig({}, sink.port));
     const stores = [await open(), await open()];
@@ -71,6 +76,7 @@ describe('DMARC reports service', () => {
           disposition: 'none',
           dkim: [],
           spf: { domain: 'other.test', result: 'fail' },
+          requestedIntervalSec,
         });
       }
     }
@@ -78,11 +84,14 @@ describe('DMARC reports service', () => {
     await Promise.all(services.map((s) => s.runOnce()));
     expect(sink.received).toHaveLength(1);
     const text = sink.received[0].data.toString('utf8');
+    expect(text).toContain(`filename="mx.receiver.test!a.test!${expected.begin}!${expected.end}.xml.gz"`);
     expect(text).toContain('Subject: Report Domain: a.test Submitter: mx.receiver.test Report-ID:');
     expect(text).toContain('From: dmarc-reports@mx.receiver.test');
     const b64 = /filename="[^"]+\.xml\.gz"\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text)?.[1] ?? '';
     const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
     expect([...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1])).sort()).toEqual([5, 5]);
+    expect(xml).toContain(`<date_range><begin>${expected.begin}</begin><end>${expected.end}</end></date_range>`);
+    expect(await new StoredDmarcResults(stores[0]).periods()).toEqual([]);
     for (const s of services) await s.close();
     for (const s of stores) await s.close();
   }
@@ -96,6 +105,16 @@ describe('DMARC reports service', () => {
     const redis = await startRedisServer();
     try {
       await twoSendersOneReport(() => openRedisStore({ url: redis.url, keyPrefix: 'two:', timeoutMs: 2000, log }));
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  test('two hosts on one Redis send one report per domain and hour (ri=3600) whose counts are the sum of both', async () => {
+    const redis = await startRedisServer();
+    try {
+      const ten = Date.parse('2026-12-06T10:00:00Z') / 1000;
+      await twoSendersOneReport(() => openRedisStore({ url: redis.url, keyPrefix: 'two-hourly:', timeoutMs: 2000, log }), 3600, { begin: ten, end: ten + 3599 });
     } finally {
       await redis.stop();
     }
@@ -142,7 +161,7 @@ describe('DMARC reports service', () => {
       const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
       const rows = [...xml.matchAll(/<count>(\d+)<\/count>[\s\S]*?<header_from>([^<]+)<\/header_from>/g)].map((m) => `${m[1]} ${m[2]}`);
       expect(rows.sort()).toEqual(['2 mail.a.test', '3 a.test']);
-      expect(await new StoredDmarcResults(stores[0]).days()).toEqual([]);
+      expect(await new StoredDmarcResults(stores[0]).periods()).toEqual([]);
     } finally {
       for (const h of instances) await h.close();
       for (const s of stores) await s.close();

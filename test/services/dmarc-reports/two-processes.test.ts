@@ -93,7 +93,7 @@ test('two postseal processes on one Redis share the records and send one report 
       await new Promise((r) => setTimeout(r, 25));
     }
     const sent = hosts.flatMap((h) => h.lines.filter(isSent))[0];
-    expect(sent).toMatchObject({ policyDomain: 'a.test', day: utcDay(yesterday), messages: 7 });
+    expect(sent).toMatchObject({ policyDomain: 'a.test', period: utcDay(yesterday), messages: 7 });
     // Both hosts run a pass at start and every checkIntervalMs (1 s): after two more intervals,
     // still the one report and no other attempt.
     await new Promise((r) => setTimeout(r, 2200));
@@ -106,7 +106,7 @@ test('two postseal processes on one Redis share the records and send one report 
     const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
     const rows = [...xml.matchAll(/<source_ip>([^<]+)<\/source_ip><count>(\d+)<\/count>/g)].map((m) => `${m[1]} ${m[2]}`);
     expect(rows.sort()).toEqual(['192.0.2.1 4', '192.0.2.2 3']);
-    expect(await results.days()).toEqual([{ policyDomain: 'a.test', day: utcDay(new Date()) }]);
+    expect(await results.periods()).toEqual([{ policyDomain: 'a.test', period: utcDay(new Date()) }]);
   } finally {
     for (const h of hosts) {
       h.proc.kill('SIGTERM');
