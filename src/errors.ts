@@ -21,6 +21,8 @@ export const errorCodes = {
   CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
   CFG_FORWARD_NOT_ANSWERING: 'Warning (config check --probe): a forward target does not answer with an SMTP/LMTP greeting.',
+  SCANNER_NOT_ANSWERING:
+    "Warning (start-up, reload): a scanner a bank's stage needs (clamd for virus) does not answer its PING; mail of that bank is tempfailed (or passed, per onScannerFailure) until it does.",
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   POLICY_LISTEN_FAILED: 'The Postfix policy service (services.policy) could not bind its address and port or its unix socket.',
   CFG_POLICY_WHITELIST: 'A greylisting whitelist file (services.policy.greylist) cannot be read or has a line postseal cannot read.',

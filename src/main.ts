@@ -6,8 +6,9 @@
  * bank gets its pipeline (stages from stages/registry.ts) and downstream pool; the services
  * (the SMTP listeners, then the side services) start in order, reload together on SIGHUP and
  * close in reverse on SIGTERM. Start and reload first run config/preflight.ts (spool folder,
- * forward loops), logging its warnings. Signals are wired by the `start` command, not here,
- * so tests run several instances in one process.
+ * forward loops), logging its warnings, and ask the scanners the stages need whether they
+ * answer (a warning when not). Signals are wired by the `start` command, not here, so tests
+ * run several instances in one process.
  */
 import type { MainConfig } from './config/main-schema';
 import { PostsealError } from './errors';
@@ -24,7 +25,7 @@ import { DmarcReportsService } from './services/dmarc-reports';
 import { PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
-import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
+import { buildStageDeps, checkConfig as checkLoaded, logStageProbes, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
 import { openStore } from './store';
 import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
@@ -130,6 +131,7 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   checkSignerBanks(config);
   const warnings = await checkLoaded(config);
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
+  if (logWarnings) await logStageProbes(config, log);
 }
 
 function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry?: Telemetry): Map<string, SessionContext> {

@@ -13,7 +13,7 @@ import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
 import type { DkimKeyCache } from './lib/dkim/public-keys';
 import type { DnsResolver } from './lib/dns';
 import type { StageDeps } from './pipeline/stage';
-import { bankSchema, checkBankStages } from './stages/registry';
+import { bankSchema, checkBankStages, stageProbes } from './stages/registry';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
@@ -65,3 +65,22 @@ export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankNam
 }
 
 export type { Bank };
+
+/**
+ * Whether the scanners the banks' stages need answer (StageDefinition.probe), logged at start
+ * and reload: a warning, never a refusal to start, as Postfix keeps mail queued while a stage
+ * answers 4xx for want of its scanner.
+ */
+export async function logStageProbes(config: LoadedConfig, log: Logger): Promise<void> {
+  await Promise.all(
+    stageProbes(config.banks).map(async ({ probe, banks }) => {
+      const r = await probe.check();
+      if (r.up) log.info({ target: probe.target, banks, answer: r.detail }, 'scanner answers');
+      else
+        log.warn(
+          { code: 'SCANNER_NOT_ANSWERING', target: probe.target, banks, detail: r.detail },
+          `${probe.target} does not answer: ${r.detail}; until it does, mail of bank ${banks.join(', ')} is not scanned and meets its onScannerFailure setting`,
+        );
+    }),
+  );
+}

@@ -8,7 +8,7 @@
 import { composeBankSchema, type Bank } from '../config/bank-schema';
 import { PostsealError } from '../errors';
 import { settingsOf } from '../pipeline/runner';
-import type { RegisteredStage } from '../pipeline/stage';
+import type { RegisteredStage, StageProbe } from '../pipeline/stage';
 import { arcSealStage } from './arc-seal';
 import { arcVerifyStage } from './arc-verify';
 import { authenticationResultsStage } from './authentication-results';
@@ -19,6 +19,7 @@ import { headerSanityStage } from './header-sanity';
 import { loopGuardStage } from './loop-guard';
 import { sevenBitStage } from './seven-bit';
 import { spfStage } from './spf';
+import { virusStage } from './virus';
 
 export const stageRegistry: readonly RegisteredStage[] = [
   loopGuardStage,
@@ -27,6 +28,7 @@ export const stageRegistry: readonly RegisteredStage[] = [
   spfStage,
   dmarcStage,
   arcVerifyStage,
+  virusStage,
   authenticationResultsStage,
   sevenBitStage,
   dkimSignStage,
@@ -61,4 +63,20 @@ export function checkBankStages(file: string, bank: Bank): void {
     if (!def) throw new PostsealError('CFG_INCONSISTENT', `${file}: /stages: "${id}" is not a stage`);
     def.check?.(settingsOf(def, bank), bank, file);
   }
+}
+
+/** The outside services the stages of these banks need (StageDefinition.probe): each target once, with the banks that use it. */
+export function stageProbes(banks: Iterable<readonly [string, Bank]>): { readonly probe: StageProbe; readonly banks: string[] }[] {
+  const out = new Map<string, { probe: StageProbe; banks: string[] }>();
+  for (const [name, bank] of banks) {
+    for (const id of bank.stages) {
+      const def = stageRegistry.find((d) => d.id === id);
+      const probe = def?.probe?.(settingsOf(def, bank));
+      if (!probe) continue;
+      const seen = out.get(probe.target);
+      if (seen) seen.banks.push(name);
+      else out.set(probe.target, { probe, banks: [name] });
+    }
+  }
+  return [...out.values()];
 }

@@ -1,12 +1,14 @@
 /**
- * GET /readyz's check: the SMTP listeners are bound, and each bank's forward target
- * (bank key forward.host/forward.port) accepts a TCP connection. The probe only connects and
+ * GET /readyz's check: the SMTP listeners are bound, each bank's forward target
+ * (bank key forward.host/forward.port) accepts a TCP connection, and the scanners its stages
+ * need answer (StageDefinition.probe: clamd's PING for the virus stage). The probe only connects and
  * closes (Postfix logs a connect/disconnect pair for it); its result is kept for
  * PROBE_CACHE_MS so that a monitor polling /readyz does not open a connection per request,
  * and concurrent requests share one probe.
  */
 import net from 'node:net';
 import type { LoadedConfig } from '../../setup';
+import { stageProbes } from '../../stages/registry';
 
 /** How long a probe's result stands: a few seconds, far below any monitor's alert delay. */
 export const PROBE_CACHE_MS = 5000;
@@ -64,7 +66,13 @@ async function probeTargets(config: LoadedConfig): Promise<string | null> {
       return why ? `bank ${t.banks.join(', ')}: forward target ${t.host}:${t.port} ${why}` : null;
     }),
   );
-  const reasons = failures.filter((f): f is string => f !== null);
+  const scanners = await Promise.all(
+    stageProbes([...config.banks].filter(([name]) => listened.has(name))).map(async ({ probe, banks }) => {
+      const r = await probe.check();
+      return r.up ? null : `bank ${banks.join(', ')}: ${probe.target} ${r.detail}`;
+    }),
+  );
+  const reasons = [...failures, ...scanners].filter((f): f is string => f !== null);
   return reasons.length ? reasons.join('\n') : null;
 }
 
