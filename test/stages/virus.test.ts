@@ -55,6 +55,19 @@ describe('the virus stage with a real clamd', () => {
     expect(verdict).toMatchObject({ action: 'tag', fields: [{ name: 'X-Virus-Scanned', value: 'postseal at filter.test' }] });
   });
 
+  it("names clamd's version in the clean finding once it has asked for it, without delaying a scan for it", async () => {
+    const bank: Bank = loadTestBank({ stages: ['virus'], virus: { socket: clamd.socket } });
+    const stage = stageFor(virusStage, bank, deps);
+    const first = await stage.run(testTransaction(CLEAN, { bank }), new AbortController().signal);
+    expect(first.findings).toEqual([{ code: 'VIRUS_CLEAN', detail: `clamd at unix:${clamd.socket}` }]);
+    let detail = '';
+    for (let i = 0; i < 100 && !detail.startsWith('ClamAV'); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      detail = (await stage.run(testTransaction(CLEAN, { bank }), new AbortController().signal)).findings[0].detail ?? '';
+    }
+    expect(detail).toMatch(/^ClamAV \d+\.\d+/);
+  });
+
   it('writes the configured X-Virus-Scanned value, or none when scannedHeader is off', async () => {
     expect((await scan(CLEAN, { scannedHeaderValue: 'amavisd-new at example.net' })).verdict.fields).toEqual([{ name: 'X-Virus-Scanned', value: 'amavisd-new at example.net' }]);
     expect((await scan(CLEAN, { scannedHeader: false })).verdict).toMatchObject({ action: 'pass', fields: [] });

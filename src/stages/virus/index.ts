@@ -23,7 +23,7 @@ import { virusBankSchema, type VirusSettings } from './schema';
 /** clamd's version is asked again after this long (a database update changes it), in the background. */
 const VERSION_TTL_MS = 10 * 60 * 1000;
 /** A probe must answer /readyz quickly, whatever the scan timeout. */
-const PROBE_TIMEOUT_MS = 3000;
+const PROBE_TIMEOUT_MS = 2000;
 
 function endpointOf(s: VirusSettings): ClamdEndpoint {
   return s.host ? { host: s.host, port: s.port } : { socket: s.socket };
