@@ -69,12 +69,12 @@ describe('the virus stage through a real Postfix', () => {
     expect(notice).toContain('554 5.7.0 Message rejected: virus found');
   }, 60_000);
 
-  it('delivers the same virus to a virus lover, tagged with X-Amavis-Alert and X-Virus-Scanned', async () => {
+  it('delivers the same virus to a virus lover, tagged with X-Postseal-Alert and X-Virus-Scanned', async () => {
     const mail = infectedMail('eicar for a lover', LOVER);
     const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
     const copies = await e2e.postfix.delivered(mail.messageId, explain);
     expect(copies).toHaveLength(1);
-    expect(copies[0]).toMatch(new RegExp(`^X-Amavis-Alert: INFECTED, message contains virus: ${EICAR_NAME.replace(/\./g, '\\.')}\r?$`, 'm'));
+    expect(copies[0]).toMatch(new RegExp(`^X-Postseal-Alert: INFECTED, message contains virus: ${EICAR_NAME.replace(/\./g, '\\.')}\r?$`, 'm'));
     expect(copies[0]).toMatch(/^X-Virus-Scanned: postseal at filter\.postseal\.test\r?$/m);
     expect(await e2e.postseal.message(queueId)).toMatchObject({ verdict: 'tag', reason: 'VIRUS_FOUND_LOVED' });
   }, 60_000);

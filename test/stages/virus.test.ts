@@ -80,7 +80,7 @@ describe('the virus stage with a real clamd', () => {
       action: 'tag',
       fields: [
         { name: 'X-Virus-Scanned', value: 'postseal at filter.test' },
-        { name: 'X-Amavis-Alert', value: `INFECTED, message contains virus: ${EICAR_NAME}` },
+        { name: 'X-Postseal-Alert', value: `INFECTED, message contains virus: ${EICAR_NAME}` },
       ],
     });
   });
@@ -94,7 +94,7 @@ describe('the virus stage with a real clamd', () => {
     expect((await scan(INFECTED, { destiny: 'discard' })).verdict).toMatchObject({ action: 'discard', reply: { code: '250' } });
     expect((await scan(INFECTED, { destiny: 'pass' })).verdict).toMatchObject({
       action: 'tag',
-      fields: expect.arrayContaining([{ name: 'X-Amavis-Alert', value: `INFECTED, message contains virus: ${EICAR_NAME}` }]),
+      fields: expect.arrayContaining([{ name: 'X-Postseal-Alert', value: `INFECTED, message contains virus: ${EICAR_NAME}` }]),
     });
   });
 

@@ -1,7 +1,7 @@
 /**
  * What the virus stage's findings mean, given the bank's virus settings: a virus meets the
- * destiny (reject = 554 5.7.0 naming it, discard, or pass = delivered with X-Amavis-Alert); a
- * virus for lovers only is delivered with X-Amavis-Alert; clean mail gets X-Virus-Scanned; a
+ * destiny (reject = 554 5.7.0 naming it, discard, or pass = delivered with X-Postseal-Alert); a
+ * virus for lovers only is delivered with X-Postseal-Alert; clean mail gets X-Virus-Scanned; a
  * scanner failure and an unscanned big message are tempfails or pass with their finding, as
  * onScannerFailure and onTooBig say. VIRUS_BYPASSED decides nothing.
  *
@@ -17,8 +17,8 @@ export const VIRUS_FINDINGS = ['VIRUS_CLEAN', 'VIRUS_FOUND', 'VIRUS_FOUND_LOVED'
 export type VirusFinding = (typeof VIRUS_FINDINGS)[number];
 
 export const SCANNED_FIELD = 'X-Virus-Scanned';
-/** amavisd-new's field for infected mail it delivers (lovers, destiny pass), which sites' filters already look for. */
-export const ALERT_FIELD = 'X-Amavis-Alert';
+/** For infected mail that is delivered (lovers, destiny pass), with amavisd-new's X-Amavis-Alert text; the field header-sanity's lovers get too. */
+export const ALERT_FIELD = 'X-Postseal-Alert';
 
 /** The names in a reply or a header field: the detail is clamd's names (already printable ASCII, lib/clamd), cut short. */
 const MAX_NAMES_TEXT = 200;

@@ -68,7 +68,7 @@ export const virusBankSchema = {
     },
     lovers: {
       ...recipientListSchema,
-      description: `Virus lovers (amavisd @virus_lovers_maps): when every recipient is one, infected mail is delivered with X-Amavis-Alert instead of meeting the destiny. ${recipientListSchema.description}`,
+      description: `Virus lovers (amavisd @virus_lovers_maps): when every recipient is one, infected mail is delivered with X-Postseal-Alert instead of meeting the destiny. ${recipientListSchema.description}`,
     },
     bypass: {
       ...recipientListSchema,
