@@ -20,9 +20,10 @@ export const errorCodes = {
   CFG_KEY_PERMISSIONS: 'Warning: a private key file can be read or written by group or others.',
   CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
+  CFG_SPAM_SCANNER_NOT_ANSWERING: 'Warning: a spamd or rspamd that a bank lists in spam.spamd/spam.rspamd does not answer PING (spam checks tempfail until it does).',
+  CFG_VIRUS_SCANNER_NOT_ANSWERING:
+    'Warning: the clamd a bank lists in virus.socket/virus.host does not answer PING (its mail meets virus.onScannerFailure, 451 by default, until it does).',
   CFG_FORWARD_NOT_ANSWERING: 'Warning (config check --probe): a forward target does not answer with an SMTP/LMTP greeting.',
-  SCANNER_NOT_ANSWERING:
-    "Warning (start-up, reload): a scanner a bank's stage needs (clamd for virus) does not answer its PING; mail of that bank is tempfailed (or passed, per onScannerFailure) until it does.",
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   POLICY_LISTEN_FAILED: 'The Postfix policy service (services.policy) could not bind its address and port or its unix socket.',
   CFG_POLICY_WHITELIST: 'A greylisting whitelist file (services.policy.greylist) cannot be read or has a line postseal cannot read.',
@@ -32,6 +33,7 @@ export const errorCodes = {
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
   HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',
   UPSTREAM_ABORTED: 'The upstream client went away during DATA.',
+  SPAM_SCANNER_FAILED: 'spamd or rspamd could not be reached, did not answer within its timeoutMs, or answered something that is not its protocol.',
   STAGE_FAILED: 'A stage threw an error.',
   STAGE_TIMEOUT: 'A stage ran longer than timeouts.stageTimeoutMs.',
   STAGE_ORDER_CYCLE: 'The stages of a bank declare a cycle in their order.',

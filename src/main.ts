@@ -6,13 +6,13 @@
  * bank gets its pipeline (stages from stages/registry.ts) and downstream pool; the services
  * (the SMTP listeners, then the side services) start in order, reload together on SIGHUP and
  * close in reverse on SIGTERM. Start and reload first run config/preflight.ts (spool folder,
- * forward loops), logging its warnings, and ask the scanners the stages need whether they
- * answer (a warning when not). Signals are wired by the `start` command, not here, so tests
- * run several instances in one process.
+ * forward loops), logging its warnings. Signals are wired by the `start` command, not here,
+ * so tests run several instances in one process.
  */
 import type { MainConfig } from './config/main-schema';
 import { PostsealError } from './errors';
 import { DkimKeyCache } from './lib/dkim/public-keys';
+import type { DmarcFailureSink } from './lib/dmarc-report/failure';
 import { createDnsResolver } from './lib/dns';
 import type { Logger } from './lib/log';
 import type { Telemetry } from './lib/telemetry';
@@ -21,11 +21,11 @@ import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
-import { DmarcReportsService } from './services/dmarc-reports';
+import { DmarcFailureReportsService, DmarcReportsService } from './services/dmarc-reports';
 import { PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
-import { buildStageDeps, checkConfig as checkLoaded, logStageProbes, type LoadedConfig, type SharedDeps } from './setup';
+import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
 import { openStore } from './store';
 import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
@@ -53,12 +53,24 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
   const store = await openStore(config.main.store, config.file, log);
-  const dmarcStore = new StoredDmarcResults(store);
-  let shared = sharedDeps(config.main.dns, dmarcStore, opts.telemetry);
+  const reports = config.main.services.dmarcReports;
+  const dmarcStore = new StoredDmarcResults(store, { maxDomainsPerDay: reports.maxDomainsPerDay, maxRecordsPerDay: reports.maxRecordsPerDay, log });
+  // Made before the pipelines, which queue failure reports in it; started with the services.
+  const failures = reports.failureReports.enabled
+    ? new DmarcFailureReportsService(config, {
+        store,
+        log: log.child({ service: 'dmarc-failure-reports' }),
+        get resolver() {
+          return shared.resolver;
+        },
+      })
+    : undefined;
+  let shared = sharedDeps(config.main.dns, dmarcStore, failures, opts.telemetry);
   let dns = JSON.stringify(config.main.dns);
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
   const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry), close: closePools }, log);
-  const services: Service[] = [smtp];
+  // The failure report queue closes after the listeners, which may still offer reports while they drain.
+  const services: Service[] = failures ? [failures, smtp] : [smtp];
   if (config.main.services.srs.enabled) services.push(new SrsService(config, { log }));
   // The policy service runs in every worker (the cluster shares its socket); its state is in the store.
   if (config.main.services.policy.enabled) {
@@ -102,8 +114,11 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
       await checkConfig(next, log, opts.logWarnings ?? true);
       // The resolver and its cache stay unless its settings changed; the store always stays.
       if (JSON.stringify(next.main.dns) !== dns) {
-        shared = sharedDeps(next.main.dns, dmarcStore, opts.telemetry);
+        shared = sharedDeps(next.main.dns, dmarcStore, failures, opts.telemetry);
         dns = JSON.stringify(next.main.dns);
+      }
+      if (next.main.services.dmarcReports.failureReports.enabled && !failures) {
+        log.warn({ config: next.file }, 'DMARC failure reports were enabled; they start at the next start (a reload can only stop them)');
       }
       if (JSON.stringify(next.main.store) !== JSON.stringify(running.main.store)) {
         log.warn({ config: next.file }, 'store settings changed; they apply at the next start, the running store stays open');
@@ -122,8 +137,8 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   };
 }
 
-function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, telemetry?: Telemetry): SharedDeps {
-  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore };
+function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, dmarcFailures: DmarcFailureSink | undefined, telemetry?: Telemetry): SharedDeps {
+  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore, dmarcFailures };
 }
 
 /** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */
@@ -131,7 +146,6 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   checkSignerBanks(config);
   const warnings = await checkLoaded(config);
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
-  if (logWarnings) await logStageProbes(config, log);
 }
 
 function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry?: Telemetry): Map<string, SessionContext> {

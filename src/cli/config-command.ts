@@ -21,7 +21,7 @@ import { bankSchema, stageRegistry } from '../stages/registry';
 import { dmarcResultsNotKept } from '../store/dmarc-results';
 import { loadOrExplain, parse, UsageError, withUsage } from './args';
 import { bankChain } from './bank-chain';
-import { probeForwardTargets, probeScanners } from './config-probe';
+import { probeForwardTargets } from './config-probe';
 import { runKeyTests } from './keys/common';
 
 const help = `Usage: postseal config check [--dns] [--probe] [--config FILE]
@@ -33,8 +33,7 @@ check   validates the main configuration, every policy bank, the key table and t
         that no bank forwards to postseal's own listeners; warnings (key files readable by
         others, listeners other hosts can reach) go to standard error; exit 0 when valid, 1 if
         not. --dns also checks every key against its DNS record, as postseal keys test does;
-        --probe connects to every forward target and warns when it does not greet (220),
-        and to the scanners the banks' stages need (clamd), warning when one does not answer
+        --probe connects to every forward target and warns when it does not greet (220)
 print   the effective bank (default.yaml with the bank's overlay, defaults filled in) and
         the order its stages run in; with --client-ip and/or --mail-from, BANK is the
         listener's bank: the chain port -> client network -> sender (bankRules) is printed,
@@ -82,7 +81,7 @@ export function runConfig(args: string[]): Promise<number> {
         process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
         return 1;
       }
-      if (values.probe) warnings.push(...(await probeForwardTargets(config)), ...(await probeScanners(config)));
+      if (values.probe) warnings.push(...(await probeForwardTargets(config)));
       for (const w of warnings) process.stderr.write(`postseal: warning ${w.code}\n${w.message}\n`);
       process.stdout.write(`${config.file}: valid (${config.main.listeners.length} listeners, banks: ${[...config.banks.keys()].join(', ')}${keySummary(config)})\n`);
       if (!values.dns || config.keys.size === 0) return 0;

@@ -3,14 +3,11 @@
  * smtpd, or an LMTP server) and warns (CFG_FORWARD_NOT_ANSWERING) when it does not greet with
  * 220 within the timeout: the usual cause is a master.cf without the reinjection service, or
  * ports that disagree (docs/ports.md). Reads at most 4 KiB of the greeting, then QUIT.
- * It also asks the scanners the banks' stages need (StageDefinition.probe: clamd's PING for
- * the virus stage) and warns (SCANNER_NOT_ANSWERING) about one that does not answer.
  * A probe is a warning, never an error: Postfix may be started after postseal.
  */
 import net from 'node:net';
 import type { ConfigWarning } from '../errors';
 import type { LoadedConfig } from '../setup';
-import { stageProbes } from '../stages/registry';
 
 const MAX_GREETING_BYTES = 4096;
 
@@ -30,21 +27,6 @@ export async function probeForwardTargets(config: LoadedConfig, timeoutMs = 3000
             message: `forward target ${key} of bank${banks.length > 1 ? 's' : ''} ${banks.join(', ')}: ${problem}; mail would be deferred (451). Check the reinjection smtpd in master.cf and docs/ports.md`,
           }
         : null;
-    }),
-  );
-  return results.filter((w) => w !== null);
-}
-
-export async function probeScanners(config: LoadedConfig): Promise<ConfigWarning[]> {
-  const results = await Promise.all(
-    stageProbes(config.banks).map(async ({ probe, banks }) => {
-      const r = await probe.check();
-      return r.up
-        ? null
-        : {
-            code: 'SCANNER_NOT_ANSWERING' as const,
-            message: `${probe.target} of bank${banks.length > 1 ? 's' : ''} ${banks.join(', ')}: ${r.detail}; its mail would not be scanned (451 by default). Check that the scanner runs and the bank's endpoint`,
-          };
     }),
   );
   return results.filter((w) => w !== null);

@@ -12,7 +12,7 @@ import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { removeStaleSocket } from '../services/policy/stale-socket';
 import { isProcessAlive } from '../transaction/process-alive';
-import { checkConfig, logStageProbes } from '../setup';
+import { checkConfig } from '../setup';
 import { isPostsealError } from '../errors';
 import { loadConfig, type LoadedConfig } from '../setup';
 import { createLogger } from '../lib/log';
@@ -46,7 +46,6 @@ export function runStart(args: string[]): Promise<number> {
       // Checked once here, so a bad spool folder or a loop is one clear error, not one per worker.
       try {
         for (const w of await checkConfig(config)) base.warn({ code: w.code, config: config.file }, w.message);
-        await logStageProbes(config, base);
         // The primary binds a unix socket path for its workers: one a dead postseal left goes first.
         const policySocket = config.main.services.policy.enabled ? config.main.services.policy.socket : '';
         if (policySocket && (await removeStaleSocket(policySocket))) base.warn({ socket: policySocket }, 'removed the policy socket a stopped postseal left behind');

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { CommonBank } from '../config/bank-schema';
 import type { KeyStore } from '../keys/key-store';
 import type { DkimKeyCache } from '../lib/dkim/public-keys';
+import type { DmarcFailureSink } from '../lib/dmarc-report/failure';
 import type { DnsResolver } from '../lib/dns';
 import type { ResultEntry, Results } from '../lib/results';
 import type { SmtpReply } from '../smtp/replies';
@@ -63,6 +64,8 @@ export interface StageDeps {
   /** DKIM public keys, parsed once per key record. */
   readonly dkimKeys: DkimKeyCache;
   readonly dmarcStore: DmarcResultStore;
+  /** Where DMARC failure reports are queued; absent when they are off. */
+  readonly dmarcFailures?: DmarcFailureSink;
 }
 
 /** What the message gets; worst first in verdict.ts. tag and quarantine deliver it with `fields` on top. */
@@ -97,20 +100,7 @@ export interface StageDefinition<S = unknown> {
   readonly rules?: Readonly<Record<string, Rule<S>>>;
   /** Cross-checks of a bank that lists it, at load; throws a CFG_* error naming `where`. */
   check?(settings: S, bank: CommonBank, where: string): void;
-  /**
-   * An outside service the stage needs (a scanner), for GET /readyz and a warning at start-up
-   * (never a refusal to start: Postfix keeps mail queued on the stage's 4xx). `target` names it,
-   * so banks that share it probe it once; null when these settings need none.
-   */
-  probe?(settings: S): StageProbe | null;
   create(settings: S, bank: CommonBank, deps: StageDeps): Stage;
-}
-
-export interface StageProbe {
-  /** e.g. "clamd at unix:/run/clamav/clamd.ctl". */
-  readonly target: string;
-  /** up: it answered (detail: what, e.g. its version); else detail says why not. Never throws. */
-  check(): Promise<{ readonly up: boolean; readonly detail: string }>;
 }
 
 /**

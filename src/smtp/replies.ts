@@ -20,6 +20,8 @@ export const replies = {
   dmarcRejected: { code: '550', enhanced: '5.7.1', text: 'Rejected by DMARC policy' },
   dmarcTempfail: { code: '451', enhanced: '4.7.0', text: 'DMARC check could not complete, try again later' },
   headerRejected: { code: '550', enhanced: '5.6.0', text: 'Message header malformed' },
+  spamRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected as spam' },
+  spamScannerFailed: { code: '451', enhanced: '4.3.0', text: 'Spam check could not complete, try again later' },
   // The virus stage (stages/virus): a virus name from clamd may follow the text, printable ASCII only.
   virusRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected: virus found' },
   virusScanFailed: { code: '451', enhanced: '4.3.0', text: 'Virus scan could not complete, try again later' },

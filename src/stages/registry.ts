@@ -8,7 +8,7 @@
 import { composeBankSchema, type Bank } from '../config/bank-schema';
 import { PostsealError } from '../errors';
 import { settingsOf } from '../pipeline/runner';
-import type { RegisteredStage, StageProbe } from '../pipeline/stage';
+import type { RegisteredStage } from '../pipeline/stage';
 import { arcSealStage } from './arc-seal';
 import { arcVerifyStage } from './arc-verify';
 import { authenticationResultsStage } from './authentication-results';
@@ -18,6 +18,7 @@ import { dmarcStage } from './dmarc';
 import { headerSanityStage } from './header-sanity';
 import { loopGuardStage } from './loop-guard';
 import { sevenBitStage } from './seven-bit';
+import { spamStage, spamTagStage } from './spam';
 import { spfStage } from './spf';
 import { virusStage } from './virus';
 
@@ -29,6 +30,8 @@ export const stageRegistry: readonly RegisteredStage[] = [
   dmarcStage,
   arcVerifyStage,
   virusStage,
+  spamStage,
+  spamTagStage,
   authenticationResultsStage,
   sevenBitStage,
   dkimSignStage,
@@ -63,20 +66,4 @@ export function checkBankStages(file: string, bank: Bank): void {
     if (!def) throw new PostsealError('CFG_INCONSISTENT', `${file}: /stages: "${id}" is not a stage`);
     def.check?.(settingsOf(def, bank), bank, file);
   }
-}
-
-/** The outside services the stages of these banks need (StageDefinition.probe): each target once, with the banks that use it. */
-export function stageProbes(banks: Iterable<readonly [string, Bank]>): { readonly probe: StageProbe; readonly banks: string[] }[] {
-  const out = new Map<string, { probe: StageProbe; banks: string[] }>();
-  for (const [name, bank] of banks) {
-    for (const id of bank.stages) {
-      const def = stageRegistry.find((d) => d.id === id);
-      const probe = def?.probe?.(settingsOf(def, bank));
-      if (!probe) continue;
-      const seen = out.get(probe.target);
-      if (seen) seen.banks.push(name);
-      else out.set(probe.target, { probe, banks: [name] });
-    }
-  }
-  return [...out.values()];
 }

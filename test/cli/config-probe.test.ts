@@ -45,18 +45,6 @@ describe('postseal config check --probe', () => {
     expect(r.stderr).toContain(`forward target 127.0.0.1:${refusing.port} of bank OTHER: greeted with "554 5.3.2 not now", not 220`);
   });
 
-  it('warns about the clamd of a bank with the virus stage that does not answer PING, naming the bank', async () => {
-    const sink = await startSink();
-    const file = config(sink.port, sink.port);
-    const socket = path.join(path.dirname(file), 'no-clamd.sock');
-    writeFileSync(path.join(path.dirname(file), 'banks', 'OTHER.yaml'), `forward: { port: ${sink.port} }\nstages: [virus]\nvirus: { socket: ${socket} }\n`);
-    const r = await runCliAsync(['config', 'check', '--probe', '--config', file]);
-    await sink.close();
-    expect(r.status).toBe(0);
-    expect(r.stderr).toContain(`postseal: warning SCANNER_NOT_ANSWERING`);
-    expect(r.stderr).toContain(`clamd at unix:${socket} of bank OTHER: PING: unreachable: cannot connect: ENOENT`);
-  });
-
   it('without --probe no connection is tried', async () => {
     const closed = await closedPort();
     const r = await runCliAsync(['config', 'check', '--config', config(closed, closed)]);

@@ -10,35 +10,18 @@
  *
  * At load, a bank that signs (its stages list dkim-sign: an originating bank) may not deliver
  * a virus: destiny pass and lovers are refused there (CFG_INCONSISTENT), so that a compromised
- * account cannot send signed malware. The stage's probe (PING, then VERSION) serves /readyz and
- * the start-up warning.
+ * account cannot send signed malware. probe.ts asks clamd for PING at start-up and for /readyz.
  */
 import { PostsealError } from '../../errors';
-import { ClamdClient, type ClamdEndpoint } from '../../lib/clamd';
+import type { ClamdClient } from '../../lib/clamd';
+import { clientFor } from './clamd';
 import { coversAllRecipients } from '../../pipeline/destiny';
-import { defineStage, type Finding, type StageOutcome, type StageProbe } from '../../pipeline/stage';
+import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
 
 /** clamd's version is asked again after this long (a database update changes it), in the background. */
 const VERSION_TTL_MS = 10 * 60 * 1000;
-/** A probe must answer /readyz quickly, whatever the scan timeout. */
-const PROBE_TIMEOUT_MS = 2000;
-
-function endpointOf(s: VirusSettings): ClamdEndpoint {
-  return s.host ? { host: s.host, port: s.port } : { socket: s.socket };
-}
-
-function clientFor(s: VirusSettings, timeoutMs = s.timeoutMs): ClamdClient {
-  return new ClamdClient({
-    endpoint: endpointOf(s),
-    connectTimeoutMs: Math.min(s.connectTimeoutMs, timeoutMs),
-    timeoutMs,
-    chunkBytes: s.chunkBytes,
-    maxStreamBytes: s.maxScanBytes,
-  });
-}
-
 /** clamd's version for the log, asked at most every VERSION_TTL_MS and never on a message's time. */
 class VersionCache {
   private value: string | undefined;
@@ -83,18 +66,6 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
         'CFG_INCONSISTENT',
         `${where}: /virus/timeoutMs: ${s.timeoutMs} is not below /timeouts/stageTimeoutMs (${bank.timeouts.stageTimeoutMs}), so a slow clamd would end the stage before onScannerFailure could apply; lower virus.timeoutMs`,
       );
-  },
-  probe: (s): StageProbe => {
-    const client = clientFor(s, Math.min(s.timeoutMs, PROBE_TIMEOUT_MS));
-    return {
-      target: client.name,
-      async check() {
-        const pong = await client.ping();
-        if (pong.kind !== 'pong') return { up: false, detail: `PING: ${pong.reason}: ${pong.detail}` };
-        const v = await client.version();
-        return { up: true, detail: v.kind === 'version' ? v.version : `answers PING (VERSION: ${v.detail})` };
-      },
-    };
   },
   create: (s, _bank, deps) => {
     const client = clientFor(s);

@@ -36,7 +36,7 @@ describe('the readiness check of the scanners a bank needs', () => {
     const socket = path.join(mkdtempSync(path.join(tmpdir(), 'postseal-noclamd-')), 'clamd.sock');
     const config = configWith({ socket });
     expect(await createReadiness({ listenersDown: () => null, config: () => config }).check()).toBe(
-      `bank default: clamd at unix:${socket} PING: unreachable: cannot connect: ENOENT`,
+      `bank default: clamd at unix:${socket} did not answer PING (unreachable: cannot connect: ENOENT)`,
     );
   });
 
@@ -48,7 +48,9 @@ describe('the readiness check of the scanners a bank needs', () => {
     await clamd.kill();
     try {
       now += 60_000;
-      expect(await readiness.check()).toMatch(new RegExp(`^bank default: clamd at 127\\.0\\.0\\.1:${clamd.port} PING: unreachable: cannot connect: ECONNREFUSED$`));
+      expect(await readiness.check()).toMatch(
+        new RegExp(`^bank default: clamd at 127\\.0\\.0\\.1:${clamd.port} did not answer PING \\(unreachable: cannot connect: ECONNREFUSED\\)$`),
+      );
     } finally {
       await clamd.restart();
     }
