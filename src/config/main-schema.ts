@@ -273,6 +273,52 @@ export const mainConfigSchema = {
         },
       },
     },
+    quarantine: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Where messages with a quarantine verdict are held (docs/quarantine.md): each as received, with its envelope and findings, in a file of its own; an index in the store (store section) lists them for `postseal quarantine list|show|release|delete`.',
+      properties: {
+        dir: {
+          type: 'string',
+          minLength: 1,
+          default: 'quarantine',
+          description:
+            'Folder of the held messages, relative to this file (so the default is quarantine/ next to it; a package install would set e.g. /var/lib/postseal/quarantine). Created with mode 0700 at start-up if missing; files are written with mode 0600, atomically (temp file, fsync, rename).',
+        },
+        maxMessageSizeBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 2147483647,
+          default: 52428800,
+          description: 'A larger message with a quarantine verdict is not held but tempfailed (451 4.3.0, logged), so Postfix keeps it in its queue.',
+        },
+        minFreeBytes: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 1099511627776,
+          default: 104857600,
+          description:
+            "Space that must stay free on the folder's file system; below it the folder counts as full and a quarantine verdict is tempfailed (451 4.3.0, logged) instead of filling the disk.",
+        },
+        maxAgeDays: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 3650,
+          default: 30,
+          description: 'Held messages older than this are removed by the sweep (amavisd sites ran a cron job for it).',
+        },
+        sweepIntervalMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 86400000,
+          default: 3600000,
+          description:
+            'How often each worker removes expired messages, leftover temp files and index entries without a file, and restores index entries of held files missing from the store.',
+        },
+      },
+    },
     log: {
       type: 'object',
       additionalProperties: false,

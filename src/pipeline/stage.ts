@@ -68,14 +68,18 @@ export interface StageDeps {
   readonly dmarcFailures?: DmarcFailureSink;
 }
 
-/** What the message gets; worst first in verdict.ts. tag and quarantine deliver it with `fields` on top. */
-export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'reject' | 'tempfail';
+/**
+ * What the message gets; worst first in verdict.ts. tag delivers it with `fields` on top;
+ * quarantine holds it (src/quarantine/); bounce drops it after a DSN to the sender
+ * (src/notify/bounce.ts), its `reply` the refusal the DSN reports.
+ */
+export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'bounce' | 'reject' | 'tempfail';
 
 export interface Decision {
   readonly action: Action;
-  /** The reply for reject, tempfail and discard (from smtp/replies.ts). */
+  /** The reply for reject, tempfail and discard, and the refusal a bounce's DSN reports (from smtp/replies.ts). */
   readonly reply?: SmtpReply;
-  /** Header fields a tag or quarantine adds, written as given. */
+  /** Header fields a tag adds, written as given. */
   readonly fields?: readonly { readonly name: string; readonly value: string }[];
 }
 

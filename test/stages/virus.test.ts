@@ -98,6 +98,14 @@ describe('the virus stage with a real clamd', () => {
     });
   });
 
+  it('holds a virus in the quarantine, or bounces it with a DSN naming it, as the destiny says', async () => {
+    expect((await scan(INFECTED, { destiny: 'quarantine' })).verdict).toMatchObject({ action: 'quarantine', reason: 'VIRUS_FOUND', fields: [] });
+    expect((await scan(INFECTED, { destiny: 'bounce' })).verdict).toMatchObject({
+      action: 'bounce',
+      reply: { code: '554', enhanced: '5.7.0', text: `Message rejected: virus found (${EICAR_NAME})` },
+    });
+  });
+
   it('does not scan when every recipient is in bypass, and says so', async () => {
     // The socket leads nowhere: a scan would be a scanner failure.
     const { findings, verdict } = await scan(INFECTED, { bypass: ['.example.net'], socket: nowhere });
@@ -172,10 +180,6 @@ describe('the virus settings at load', () => {
     expect(load({ timeouts: { stageTimeoutMs: 20000 }, virus: { timeoutMs: 19000 } })).not.toThrow();
   });
 
-  it('refuses bounce and quarantine, which have no machinery yet', () => {
-    expect(load({ virus: { destiny: 'bounce' } })).toThrow(/destiny/);
-  });
-
   /** The shipped default and ORIGINATING banks, ORIGINATING with the virus stage and `virus` settings added. */
   function loadShipped(virus: Record<string, unknown>) {
     const dir = mkdtempSync(path.join(tmpdir(), 'postseal-virus-banks-'));
@@ -196,7 +200,9 @@ describe('the virus settings at load', () => {
       err = e;
     }
     expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
-    expect((err as Error).message).toMatch(/ORIGINATING\.yaml: \/virus\/destiny: "pass" delivers viruses, but this bank signs .*; use reject \(the default\) or discard$/);
+    expect((err as Error).message).toMatch(
+      /ORIGINATING\.yaml: \/virus\/destiny: "pass" delivers viruses, but this bank signs .*; use reject \(the default\), bounce, quarantine or discard$/,
+    );
   });
 
   it('refuses virus lovers in the shipped ORIGINATING bank', () => {

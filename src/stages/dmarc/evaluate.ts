@@ -57,7 +57,9 @@ export function judge(outcome: DmarcOutcome, domain: string, cfg: DmarcSettings)
           ? { code: outcome.policy === 'reject' ? 'DMARC_FAIL_REJECT' : outcome.policy === 'quarantine' ? 'DMARC_FAIL_QUARANTINE' : 'DMARC_FAIL', detail: where }
           : { code: 'DMARC_NONE', detail: domain };
   const failed = outcome.result === 'fail';
-  const quarantine = failed && ((outcome.policy === 'reject' && cfg.onReject === 'quarantine') || (outcome.policy === 'quarantine' && cfg.onQuarantine === 'quarantine'));
+  // Held in our quarantine or marked for Postfix's HOLD: both are a quarantine disposition (RFC 7489 7.2.1.1).
+  const quarantines = (v: string) => v === 'quarantine' || v === 'header';
+  const quarantine = failed && ((outcome.policy === 'reject' && quarantines(cfg.onReject)) || (outcome.policy === 'quarantine' && quarantines(cfg.onQuarantine)));
   const disposition = quarantine ? 'quarantine' : failed && outcome.policy === 'reject' && cfg.onReject === 'reject' ? 'reject' : 'none';
   return { finding, disposition };
 }

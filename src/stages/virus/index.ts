@@ -58,7 +58,8 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
   check(s, bank, where) {
     if (bank.stages.includes('dkim-sign')) {
       const why = 'this bank signs (its stages list dkim-sign), and outgoing infected mail must not be signed';
-      if (s.destiny === 'pass') throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default) or discard`);
+      if (s.destiny === 'pass')
+        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default), bounce, quarantine or discard`);
       if (s.lovers.length) throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/lovers: lovers get viruses delivered, but ${why}; remove the list from this bank`);
     }
     if (s.timeoutMs >= bank.timeouts.stageTimeoutMs)
