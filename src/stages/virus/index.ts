@@ -14,14 +14,15 @@
  */
 import { PostsealError } from '../../errors';
 import type { ClamdClient } from '../../lib/clamd';
-import { clientFor } from './clamd';
 import { coversAllRecipients } from '../../pipeline/destiny';
 import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
+import { clientFor } from './clamd';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
 
 /** clamd's version is asked again after this long (a database update changes it), in the background. */
 const VERSION_TTL_MS = 10 * 60 * 1000;
+
 /** clamd's version for the log, asked at most every VERSION_TTL_MS and never on a message's time. */
 class VersionCache {
   private value: string | undefined;
