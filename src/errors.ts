@@ -21,6 +21,8 @@ export const errorCodes = {
   CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
   CFG_SPAM_SCANNER_NOT_ANSWERING: 'Warning: a spamd or rspamd that a bank lists in spam.spamd/spam.rspamd does not answer PING (spam checks tempfail until it does).',
+  CFG_VIRUS_SCANNER_NOT_ANSWERING:
+    'Warning: the clamd a bank lists in virus.socket/virus.host does not answer PING (its mail meets virus.onScannerFailure, 451 by default, until it does).',
   CFG_FORWARD_NOT_ANSWERING: 'Warning (config check --probe): a forward target does not answer with an SMTP/LMTP greeting.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   POLICY_LISTEN_FAILED: 'The Postfix policy service (services.policy) could not bind its address and port or its unix socket.',

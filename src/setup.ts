@@ -16,6 +16,7 @@ import type { DnsResolver } from './lib/dns';
 import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
 import { spamScannerWarnings } from './stages/spam/probe';
+import { clamdWarnings } from './stages/virus/probe';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
@@ -36,7 +37,7 @@ export function loadConfig(file: string): LoadedConfig {
 /**
  * The checks of a loaded configuration that need the file system or DNS: the spool folder
  * and forward loops (config/preflight.ts), the store's file or URL, and (warnings only) the spam
- * scanners' PING (stages/spam/probe.ts). Start-up, reload and
+ * scanners' and clamd's PING (stages/spam/probe.ts, stages/virus/probe.ts). Start-up, reload and
  * `config check` run them; the warnings are for the caller to log or print.
  */
 export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]> {
@@ -44,7 +45,7 @@ export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]
   checkStoreConfig(config.main.store, config.file);
   if (config.main.services.srs.enabled) readSrsSecrets(config.main.services.srs.secretsFile);
   // A scanner that is down is a warning, not a refusal: Postfix keeps the mail queued on the 451 meanwhile.
-  warnings.push(...(await spamScannerWarnings(config)));
+  warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)));
   return warnings;
 }
 

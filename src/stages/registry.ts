@@ -20,6 +20,7 @@ import { loopGuardStage } from './loop-guard';
 import { sevenBitStage } from './seven-bit';
 import { spamStage, spamTagStage } from './spam';
 import { spfStage } from './spf';
+import { virusStage } from './virus';
 
 export const stageRegistry: readonly RegisteredStage[] = [
   loopGuardStage,
@@ -28,6 +29,7 @@ export const stageRegistry: readonly RegisteredStage[] = [
   spfStage,
   dmarcStage,
   arcVerifyStage,
+  virusStage,
   spamStage,
   spamTagStage,
   authenticationResultsStage,
