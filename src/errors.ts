@@ -30,6 +30,7 @@ export const errorCodes = {
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
   HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',
   UPSTREAM_ABORTED: 'The upstream client went away during DATA.',
+  MILTER_PROTOCOL: 'The MTA broke the milter protocol (postseal closes the connection; Postfix applies milter_default_action), or did not allow a modification the message needs.',
   STAGE_FAILED: 'A stage threw an error.',
   STAGE_TIMEOUT: 'A stage ran longer than timeouts.stageTimeoutMs.',
   STAGE_ORDER_CYCLE: 'The stages of a bank declare a cycle in their order.',
