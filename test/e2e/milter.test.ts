@@ -30,7 +30,6 @@ describe('postseal as a milter of a real Postfix', () => {
           { address: '127.0.0.1', port: 10031, bank: 'ORIGINATING', protocol: 'milter' },
         ],
         bankRules: { macros: [{ macro: '{daemon_name}', values: ['ORIGINATING'], bank: 'ORIGINATING' }] },
-        workers: 1,
       },
       { beforePostseal: (postfix) => postfix.enableMilter() },
     );
@@ -47,6 +46,7 @@ describe('postseal as a milter of a real Postfix', () => {
     const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
     expect(copies).toHaveLength(1);
     const delivered = messageOf(copies[0]);
+    console.log('DELIVERED', copies[0], JSON.stringify(e2e.postseal.logs.filter((l) => l.msg === 'message')));
     expect(delivered.every((b) => b < 0x80)).toBe(true);
     expect(delivered.toString('latin1')).toContain('Content-Transfer-Encoding: quoted-printable\r\n');
     const [perl, py] = await Promise.all([mailDkim(delivered, dns.server), dkimpy(delivered, dns.server)]);

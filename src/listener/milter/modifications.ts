@@ -9,7 +9,10 @@
  *   sent bottom-up so that no deletion renumbers a later one;
  * - a new field (DKIM-Signature, ARC-*, Authentication-Results, tag fields) is SMFIR_INSHEADER
  *   at its index in the final header, top-down after the deletions, so fields put on top come
- *   out on top in the order the pipeline wrote them;
+ *   out on top (above Postfix's own Received:, as on the content-filter path) in the order the
+ *   pipeline wrote them. Postfix counts that Received:, which milters do not see, in insert
+ *   positions but not in SMFIR_CHGHEADER's per-name numbers (cleanup_milter.c), so a field
+ *   inserted below the first field the milter saw gets one more;
  * - a changed body is SMFIR_REPLBODY in chunks of at most 65535 bytes.
  *
  * Postfix stores header fields with LF line ends and writes CRLF on the wire; the pipeline's
@@ -87,9 +90,16 @@ function headerEdits(before: readonly HeaderField[], after: readonly HeaderField
     out.packets.push(changeHeader(occurrence[o], before[o].name, Buffer.alloc(0)));
     out.removed.push(before[o].name);
   }
+  // Postfix counts its own Received: field, which it does not show the milter, in insert
+  // positions (cleanup_milter.c: "relative to the content as delivered"); it sits below the
+  // fields put on top and above the first field the milter saw.
+  let belowReceived = false;
   for (let f = 0; f < after.length; f++) {
-    if (matched.has(f) || changedFinal.has(f)) continue;
-    out.packets.push(insertHeader(f, after[f].name, milterValue(after[f], leadSpace)));
+    if (matched.has(f) || changedFinal.has(f)) {
+      belowReceived = true;
+      continue;
+    }
+    out.packets.push(insertHeader(belowReceived ? f + 1 : f, after[f].name, milterValue(after[f], leadSpace)));
     out.added.push(after[f].name);
   }
 }
