@@ -46,7 +46,6 @@ describe('postseal as a milter of a real Postfix', () => {
     const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
     expect(copies).toHaveLength(1);
     const delivered = messageOf(copies[0]);
-    console.log('DELIVERED', copies[0], JSON.stringify(e2e.postseal.logs.filter((l) => l.msg === 'message')));
     expect(delivered.every((b) => b < 0x80)).toBe(true);
     expect(delivered.toString('latin1')).toContain('Content-Transfer-Encoding: quoted-printable\r\n');
     const [perl, py] = await Promise.all([mailDkim(delivered, dns.server), dkimpy(delivered, dns.server)]);

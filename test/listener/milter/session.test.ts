@@ -9,6 +9,7 @@ import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { rsaKey, writeSigningFiles, zoneFor } from '../../helpers/dkim-verifiers';
 import { MilterClient, messagePackets, pkt, SMFIC, type MilterReply } from '../../helpers/milter-client';
 import { startHarness, type Harness } from '../../helpers/postseal';
+import { createProcessMetrics } from '../../../src/services/metrics';
 
 const key = { ...rsaKey, domain: 'example.org' };
 const ORIGINATING = ['loop-guard', 'header-sanity', 'authentication-results', 'seven-bit', 'dkim-sign'];
@@ -29,9 +30,11 @@ describe('milter listener', () => {
   let dns: DnsServer;
   let h: Harness;
   let port: number;
+  const metrics = createProcessMetrics();
   beforeAll(async () => {
     dns = await startDnsServer({ ...zoneFor([key]), '_dmarc.strict.test': { TXT: ['v=DMARC1; p=reject'] } });
     h = await startHarness({
+      telemetry: metrics.telemetry,
       forwardPort: 9,
       banks: { default: { stages: INBOUND }, ORIGINATING: { originating: true, stages: ORIGINATING } },
       main: {
@@ -39,7 +42,12 @@ describe('milter listener', () => {
         dns: { servers: [dns.server] },
         authservId: 'filter.test',
         dkimSign: writeSigningFiles([key], [{ author: 'example.org', keys: [key.name] }]),
-        bankRules: { macros: [{ macro: '{daemon_name}', values: ['ORIGINATING'], bank: 'ORIGINATING' }] },
+        bankRules: {
+          macros: [
+            { macro: '{daemon_name}', values: ['ORIGINATING'], bank: 'ORIGINATING' },
+            { macro: '{auth_authen}', bank: 'ORIGINATING' },
+          ],
+        },
       },
     });
     port = h.app.listeners[0].port;
@@ -99,6 +107,20 @@ describe('milter listener', () => {
     expect(value).not.toContain('\r');
     const line = h.logs.find((l) => l.msg === 'message' && l.queueId === 'ABC123');
     expect(line).toMatchObject({ protocol: 'milter', bank: 'ORIGINATING', verdict: 'pass', bankRule: 'macros[0] {daemon_name}=ORIGINATING' });
+  });
+
+  it('signs mail of a SASL-authenticated client ({auth_authen} set at MAIL) on the MX listener', async () => {
+    const c = await session();
+    const replies = await send(c, {
+      from: 'alice@example.org',
+      to: ['user@example.test'],
+      macros: { M: { '{auth_authen}': 'alice', i: 'AUTH1' } },
+      header: header('alice@example.org'),
+      body: 'hi\r\n',
+    });
+    c.close();
+    expect(mod(replies[0]).slice(0, 3)).toEqual(['i', 0, 'DKIM-Signature']);
+    expect(h.logs.find((l) => l.msg === 'message' && l.queueId === 'AUTH1')).toMatchObject({ bank: 'ORIGINATING', bankRule: 'macros[1] {auth_authen}=alice' });
   });
 
   it('removes a forged Authentication-Results with our authserv-id and puts ours on top', async () => {
@@ -179,5 +201,12 @@ describe('milter listener', () => {
     const replies = await send(c, { from: 'bob@remote.test', to: ['user@example.test'], header: header('bob@remote.test', big), body: 'hi\r\n' });
     c.close();
     expect(replies.map((r) => r.data.toString())).toEqual(['552 5.3.4 Message header size exceeds limit\0']);
+  });
+
+  it('counts milter messages and connections in the metrics as the SMTP listener does', async () => {
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^postseal_messages_total\{bank="ORIGINATING",verdict="pass",reply="2xx"\} [1-9]/m);
+    expect(text).toMatch(/^postseal_messages_total\{bank="default",verdict="reject",reply="5xx"\} [1-9]/m);
+    expect(text).toMatch(/^postseal_smtp_connections_total [1-9]/m);
   });
 });
