@@ -11,6 +11,7 @@ import { TestClient } from '../helpers/smtp-client';
 import { startE2E, type E2E } from './environment';
 import { FILTER_HOSTNAME } from './postseal-daemon';
 import { REMOTE_CLIENT, submit, testMail } from './submit';
+import { waitFor } from './wait';
 
 const keys: TestKey[] = [{ ...rsaKey, domain: 'example.org' }];
 const messageOf = (mboxEntry: string) => Buffer.from(mboxEntry.slice(mboxEntry.indexOf('\n') + 1).replace(/\r?\n/g, '\r\n'), 'latin1');
@@ -42,9 +43,12 @@ describe('postseal as a milter of a real Postfix', () => {
   it('delivers an 8-bit message from the submission port 7-bit and signed, and the delivered copy verifies', async () => {
     const mail = testMail({ from: 'alice@example.org', subject: 'milter signed' });
     mail.data = `${mail.data.replace('\r\n\r\n', '\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n')}Gr\u00fc\u00dfe aus K\u00f6ln\r\n`;
-    await submit(e2e.ports[587], mail);
+    const queueId = await submit(e2e.ports[587], mail);
     const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
     expect(copies).toHaveLength(1);
+    // The bank from {daemon_name}, Postfix's queue id from {i}: one grep joins both logs.
+    const line = await waitFor('the log line of the message', async () => e2e.postseal.logs.find((l) => l.msg === 'message' && l.queueId === queueId));
+    expect(line).toMatchObject({ protocol: 'milter', bank: 'ORIGINATING', verdict: 'pass' });
     const delivered = messageOf(copies[0]);
     expect(delivered.every((b) => b < 0x80)).toBe(true);
     expect(delivered.toString('latin1')).toContain('Content-Transfer-Encoding: quoted-printable\r\n');
