@@ -1,10 +1,12 @@
 /**
  * postseal as a milter of a real Postfix (examples/postfix/milter.cf, docs/milter.md): mail
  * from the submission port ({daemon_name} ORIGINATING) is delivered 7-bit and DKIM-signed,
- * and the delivered copy verifies with dkimpy and Mail::DKIM; inbound mail loses a forged
+ * and the delivered copy verifies with dkimpy and Mail::DKIM, as does a local submission
+ * (sendmail, non_smtpd_milters); inbound mail loses a forged
  * Authentication-Results and gets ours; a DMARC p=reject failure is Postfix's 550 to the
  * client; with postseal stopped, milter_default_action = tempfail makes Postfix answer 4xx.
  */
+import { execFile } from 'node:child_process';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { dkimpy, mailDkim, rsaKey, writeSigningFiles, zoneFor, type TestKey } from '../helpers/dkim-verifiers';
 import { TestClient } from '../helpers/smtp-client';
@@ -57,6 +59,18 @@ describe('postseal as a milter of a real Postfix', () => {
     expect(perl.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
     // One queue pass: cleanup took the message in once (a content filter makes it twice).
     expect(e2e.postfix.maillog().split(`message-id=<${mail.messageId}>`)).toHaveLength(2);
+  });
+
+  it('signs a local submission (sendmail, pickup) through non_smtpd_milters on the ORIGINATING listener', async () => {
+    const mail = testMail({ from: 'alice@example.org', subject: 'milter sendmail' });
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile('/usr/sbin/sendmail', ['-C', e2e.postfix.configDir, '-f', mail.from, mail.to], (err) => (err ? reject(err) : resolve()));
+      child.stdin!.end(mail.data.replace(/\r\n/g, '\n'));
+    });
+    const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
+    expect(copies).toHaveLength(1);
+    const py = await dkimpy(messageOf(copies[0]), dns.server);
+    expect(py.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
   });
 
   it('removes a forged Authentication-Results with our authserv-id from inbound mail and adds ours', async () => {
