@@ -8,10 +8,7 @@
  * bytes the SMTP path would have seen. The bank is chosen at MAIL: the listener's, then
  * bankRules (macros such as {daemon_name} and {auth_authen}, client networks, senders).
  *
- * Negotiation asks for header changes and body replacement, header values with their leading
- * space (exact bytes for simple canonicalization), no replies to the commands whose answer is
- * always "continue" (fewer round trips), and, where the MTA lets the milter choose
- * (SMFIF_SETSYMLIST), the macros it needs.
+ * What is negotiated (actions, no-reply steps, macro lists) is in envelope.ts.
  *
  * Failures: a packet that does not parse, or a command out of order, closes the connection
  * (MILTER_PROTOCOL, logged; Postfix applies milter_default_action); an idle connection is
@@ -22,39 +19,18 @@ import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import type { BankChoice } from '../../config/bank-rules';
 import type { ListenerConfig } from '../../config/main-schema';
-import { parseMail, parseRcpt, type Announced } from '../../lib/envelope/commands';
 import { FrameReader } from '../../lib/milter/frames';
-import {
-  Action,
-  decodeCommand,
-  MacroStage,
-  MILTER_VERSION,
-  type MilterCommand,
-  MilterProtocolError,
-  optnegReply,
-  Proto,
-  Reply,
-  replyCode,
-  simpleReply,
-} from '../../lib/milter/protocol';
+import { Action, decodeCommand, MILTER_VERSION, type MilterCommand, MilterProtocolError, optnegReply, Proto, Reply, replyCode, simpleReply } from '../../lib/milter/protocol';
 import { noTelemetry } from '../../lib/telemetry';
 import { replies } from '../../smtp/replies';
 import { spoolFrom, type Spool } from '../../transaction/spool';
 import type { ClientInfo, Envelope, Recipient } from '../../transaction/transaction';
 import type { SessionContext } from '../session';
 import { endOfMessage } from './end-of-message';
+import { macroLists, mailOf, rcptOf, WANTED_ACTIONS, WANTED_PROTOCOL } from './envelope';
 
 /** Longest packet accepted: a body chunk is at most 64 KiB, a header field at most spool.maxHeaderBytes. */
 const packetLimit = (maxHeaderBytes: number) => maxHeaderBytes + 65536;
-/** Every ESMTP parameter is taken as announced: the MTA already accepted the command. */
-const ANNOUNCED: Announced = { eightbitmime: true, dsn: true, smtputf8: true, size: 0 };
-const KNOWN_MAIL = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID']);
-const KNOWN_RCPT = new Set(['NOTIFY', 'ORCPT']);
-/** What we ask the MTA to do for us, and to spare us, when it offers it. */
-const WANTED_ACTIONS = Action.ADDHDRS | Action.CHGHDRS | Action.CHGBODY | Action.SETSYMLIST;
-const WANTED_PROTOCOL =
-  Proto.NR_CONN | Proto.NR_HELO | Proto.NR_MAIL | Proto.NR_DATA | Proto.NR_HDR | Proto.NR_EOH | Proto.NR_BODY | Proto.NR_UNKN | Proto.NOUNKNOWN | Proto.NODATA | Proto.HDR_LEADSPC;
-
 interface MessageState {
   readonly ctx: SessionContext;
   readonly choice: BankChoice | null;
@@ -201,27 +177,14 @@ export class MilterSession {
     this.actions = offeredActions & WANTED_ACTIONS;
     this.protocol = offeredProtocol & WANTED_PROTOCOL;
     const ctx = this.current();
-    const macros = new Map<number, string>();
-    if (this.actions & Action.SETSYMLIST) {
-      // Postfix's defaults, plus every macro a bank rule names at MAIL, where the bank is chosen.
-      const ruleMacros = ctx.bankChooser?.macros ?? [];
-      macros.set(MacroStage.CONNECT, 'j {daemon_name} {daemon_addr} v _');
-      macros.set(MacroStage.HELO, '{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}');
-      macros.set(MacroStage.ENVFROM, [...new Set(['i', '{auth_type}', '{auth_authen}', '{auth_author}', '{mail_addr}', '{daemon_name}', ...ruleMacros])].join(' '));
-      macros.set(MacroStage.ENVRCPT, 'i {rcpt_addr}');
-      macros.set(MacroStage.EOH, 'i');
-      macros.set(MacroStage.EOM, 'i');
-    }
+    const macros = this.actions & Action.SETSYMLIST ? macroLists(ctx.bankChooser?.macros ?? []) : new Map<number, string>();
     this.write([optnegReply(Math.min(version, MILTER_VERSION), this.actions, this.protocol, macros)]);
   }
 
   private mailFrom(args: string[]): void {
     this.abortMessage();
     const portCtx = this.current();
-    const params = args.slice(1).filter((a) => KNOWN_MAIL.has(a.split('=')[0].toUpperCase()));
-    const parsed = parseMail(Buffer.from([`MAIL FROM:${bracketed(args[0])}`, ...params].join(' ')), ANNOUNCED);
-    // The MTA accepted it: a sender our parser cannot read is still this message's sender.
-    const cmd = 'refused' in parsed ? { address: unbracketed(args[0]), smtputf8: params.some((p) => p.toUpperCase() === 'SMTPUTF8') } : parsed;
+    const cmd = mailOf(args);
     let ctx = portCtx;
     let choice: BankChoice | null = null;
     if (portCtx.bankChooser && portCtx.contextOf) {
@@ -252,9 +215,7 @@ export class MilterSession {
       if (this.protocol & Proto.NR_RCPT) return;
       return this.write([replyCode(replies.tooManyRecipients.code, replies.tooManyRecipients.enhanced, replies.tooManyRecipients.text)]);
     }
-    const params = args.slice(1).filter((a) => KNOWN_RCPT.has(a.split('=')[0].toUpperCase()));
-    const parsed = parseRcpt(Buffer.from([`RCPT TO:${bracketed(args[0])}`, ...params].join(' ')), ANNOUNCED, msg.mail.smtputf8);
-    msg.recipients.push('refused' in parsed ? { address: unbracketed(args[0]) } : parsed);
+    msg.recipients.push(rcptOf(args, msg.mail.smtputf8));
     this.reply(Proto.NR_RCPT);
   }
 
@@ -365,12 +326,4 @@ export class MilterSession {
     (this.current().telemetry ?? noTelemetry).connection(-1);
     this.onClose();
   }
-}
-
-function bracketed(addr: string): string {
-  return addr.startsWith('<') ? addr : `<${addr}>`;
-}
-
-function unbracketed(addr: string): string {
-  return addr.replace(/^<(.*)>$/, '$1');
 }
