@@ -76,8 +76,11 @@ describe('postseal as a milter of a real Postfix', () => {
   it('removes a forged Authentication-Results with our authserv-id from inbound mail and adds ours', async () => {
     const mail = testMail({ from: 'bob@remote.test', subject: 'forged ar' });
     mail.data = `Authentication-Results: ${FILTER_HOSTNAME}; dkim=pass header.d=example.org\r\n${mail.data}`;
-    await submit(e2e.ports[25], mail, REMOTE_CLIENT);
+    const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
     const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
+    // The client as Postfix saw it after XCLIENT, for SPF and the network rules.
+    const line = await waitFor('the log line of the message', async () => e2e.postseal.logs.find((l) => l.msg === 'message' && l.queueId === queueId));
+    expect(line).toMatchObject({ bank: 'default', client: REMOTE_CLIENT.addr });
     const ours = copies[0].match(new RegExp(`^Authentication-Results: ${FILTER_HOSTNAME.replace(/\./g, '\\.')};`, 'gm')) ?? [];
     expect(ours).toHaveLength(1);
     expect(copies[0]).not.toContain('dkim=pass header.d=example.org');

@@ -2,7 +2,8 @@
  * Failure safety of the milter listener: a stage that times out (DNS that never answers) is
  * 451 4.3.0, or an unchanged accept under milter.failureAction: accept; SMFIC_ABORT during
  * the pipeline stops it; an MTA that goes away mid-body leaves no spool file; a silent
- * connection is closed after socketIdleTimeoutMs; metrics count milter messages.
+ * connection is closed after socketIdleTimeoutMs; the bank's size and recipient limits are
+ * answered 552 5.3.4 and 452 4.5.3.
  */
 import dgram from 'node:dgram';
 import { MilterClient, messagePackets, pkt, SMFIC } from '../../helpers/milter-client';
@@ -24,7 +25,7 @@ describe('milter listener failures', () => {
     await new Promise<void>((r) => silentDns.bind(0, '127.0.0.1', r));
     h = await startHarness({
       forwardPort: 9,
-      banks: { default: { stages: INBOUND, timeouts: { stageTimeoutMs: 300, socketIdleTimeoutMs: 1000 } } },
+      banks: { default: { stages: INBOUND, maxMessageSizeBytes: 200_000, maxRecipients: 2, timeouts: { stageTimeoutMs: 300, socketIdleTimeoutMs: 1000 } } },
       main: {
         listeners: [
           { port: 0, bank: 'default', protocol: 'milter' },
@@ -94,6 +95,26 @@ describe('milter listener failures', () => {
     await waitFor('a spool file', async () => h.spoolFiles().length > 0);
     c.close();
     await waitFor('the spool file to go', async () => h.spoolFiles().length === 0);
+  });
+
+  it('answers a message over maxMessageSizeBytes with 552 5.3.4 and keeps no spool file', async () => {
+    const c = await open(0);
+    const p = message(c, 'y'.repeat(300_000));
+    c.send(p.eom);
+    expect((await c.next()).code).toBe('c');
+    const replies = await c.untilFinal();
+    c.close();
+    expect(replies.map((r) => r.data.toString())).toEqual(['552 5.3.4 Message size exceeds fixed limit\0']);
+    expect(h.spoolFiles()).toEqual([]);
+  });
+
+  it("answers recipients past the bank's maxRecipients with 452 4.5.3", async () => {
+    const c = await open(0);
+    const p = messagePackets({ from: 'bob@remote.test', to: ['a@example.test', 'b@example.test', 'c@example.test'], header, body: 'hi\r\n' });
+    c.send(...p.envelope);
+    const codes = [await c.next(), await c.next(), await c.next()].map((r) => (r.code === 'y' ? r.data.toString() : r.code));
+    c.close();
+    expect(codes).toEqual(['c', 'c', '452 4.5.3 Too many recipients\0']);
   });
 
   it('closes a connection that stays silent for socketIdleTimeoutMs', async () => {
