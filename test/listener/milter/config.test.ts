@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
+import { checkForwardLoops } from '../../../src/config/forward-loops';
 import { isPostsealError } from '../../../src/errors';
 import { loadConfig } from '../../../src/setup';
 
@@ -49,5 +50,12 @@ describe('milter listener configuration', () => {
   it('refuses a macro name that Postfix would not send', () => {
     const file = configWith({ listeners: [{ port: 10030, bank: 'default', protocol: 'milter' }], bankRules: { macros: [{ macro: 'daemon_name', bank: 'default' }] } });
     expect(() => loadConfig(file)).toThrow(/macro/);
+  });
+
+  it('warns that a milter listener other hosts can reach lets them have mail checked or signed', async () => {
+    const file = configWith({ listeners: [{ address: '0.0.0.0', port: 10030, bank: 'default', protocol: 'milter' }] });
+    const warnings = await checkForwardLoops(loadConfig(file));
+    expect(warnings).toEqual([expect.objectContaining({ code: 'CFG_LISTENER_NOT_LOOPBACK' })]);
+    expect(warnings[0].message).toContain('accepts milter connections from other hosts');
   });
 });
