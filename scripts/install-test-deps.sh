@@ -4,10 +4,11 @@
 # 7208 suite that python3-spf ships, redis-server for the Redis store back-end, Prometheus and
 # its promtool for the metrics tests, postgrey and postfix-policyd-spf-python beside the policy
 # service, whose whitelist files and answers it matches, systemd for `systemd-analyze verify` of
-# the unit in examples/systemd, xmllint from libxml2-utils for the DMARC aggregate-report schema, miltertest from the OpenDKIM project to drive the milter listener). Installs the missing ones (needs root and apt); one list for
+# the unit in examples/systemd, xmllint from libxml2-utils for the DMARC aggregate-report schema,
+# spamd, spamassassin and rspamd for the spam checks, started by the tests on loopback, miltertest from the OpenDKIM project to drive the milter listener). Installs the missing ones (needs root and apt); one list for
 # `npm test` and .ci/run.
 set -euo pipefail
-packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils miltertest)
+packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils spamd spamassassin rspamd miltertest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

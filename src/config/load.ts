@@ -6,7 +6,7 @@
  *
  * Fails with CFG_* errors whose message names the file, the JSON pointer and what was
  * expected, so that start-up, `config check` and SIGHUP reload all explain themselves.
- * Paths in the file (bankDir, spool.dir, the key tables) are relative to the file. Checks that
+ * Paths in the file (bankDir, spool.dir, quarantine.dir, the key tables) are relative to the file. Checks that
  * need the file system or DNS (spool folder, forward loops) are in config/preflight.ts.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -70,6 +70,7 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   const hostname = main.hostname || osHostname();
   // Like every other path, relative to this file (not to the directory postseal started in).
   main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
+  main.quarantine.dir = path.resolve(path.dirname(absFile), main.quarantine.dir);
   checkSrs(absFile, main);
   checkMilterListeners(absFile, main);
   return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankChooser, bankDir });

@@ -331,6 +331,52 @@ export const mainConfigSchema = {
         },
       },
     },
+    quarantine: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Where messages with a quarantine verdict are held (docs/quarantine.md): each as received, with its envelope and findings, in a file of its own; an index in the store (store section) lists them for `postseal quarantine list|show|release|delete`.',
+      properties: {
+        dir: {
+          type: 'string',
+          minLength: 1,
+          default: 'quarantine',
+          description:
+            'Folder of the held messages, relative to this file (so the default is quarantine/ next to it; a package install would set e.g. /var/lib/postseal/quarantine). Created with mode 0700 at start-up if missing; files are written with mode 0600, atomically (temp file, fsync, rename).',
+        },
+        maxMessageSizeBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 2147483647,
+          default: 52428800,
+          description: 'A larger message with a quarantine verdict is not held but tempfailed (451 4.3.0, logged), so Postfix keeps it in its queue.',
+        },
+        minFreeBytes: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 1099511627776,
+          default: 104857600,
+          description:
+            "Space that must stay free on the folder's file system; below it the folder counts as full and a quarantine verdict is tempfailed (451 4.3.0, logged) instead of filling the disk.",
+        },
+        maxAgeDays: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 3650,
+          default: 30,
+          description: 'Held messages older than this are removed by the sweep (amavisd sites ran a cron job for it).',
+        },
+        sweepIntervalMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 86400000,
+          default: 3600000,
+          description:
+            'How often each worker removes expired messages, leftover temp files and index entries without a file, and restores index entries of held files missing from the store.',
+        },
+      },
+    },
     log: {
       type: 'object',
       additionalProperties: false,
@@ -452,9 +498,9 @@ export const mainConfigSchema = {
           additionalProperties: false,
           default: {},
           description:
-            "DMARC aggregate reports (RFC 7489 7.2, docs/dmarc-reports.md): once a UTC day is over, each policy domain's stored DMARC results are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
+            "DMARC reports (RFC 7489 7.2, 7.3, docs/dmarc-reports.md): once a UTC day is over, each policy domain's stored DMARC results are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
           properties: {
-            enabled: { type: 'boolean', default: false, description: 'Send aggregate reports.' },
+            enabled: { type: 'boolean', default: false, description: 'Send aggregate reports (failure reports have their own switch, failureReports.enabled).' },
             bank: {
               type: 'string',
               minLength: 1,
@@ -494,6 +540,68 @@ export const mainConfigSchema = {
               description: 'First wait after a failed send or DNS lookup; it doubles with each failure.',
             },
             retryMaxMs: { type: 'integer', minimum: 1000, maximum: 604800000, default: 21600000, description: 'Longest wait between tries.' },
+            maxDomainsPerDay: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000000,
+              default: 10000,
+              description:
+                'Policy domains whose DMARC results are kept per UTC day (all hosts sharing the store together); results for further domains that day are not kept (logged once a day), so that mail claiming many From domains cannot grow the store without bound.',
+            },
+            maxRecordsPerDay: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100000000,
+              default: 1000000,
+              description:
+                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000, the newest); further results that day are not kept (logged once a day).',
+            },
+            failureReports: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              description:
+                "DMARC failure reports (RFC 7489 7.3, RFC 6591 AFRF, docs/dmarc-reports.md): for a message whose DMARC evaluation the domain's `fo=` asks about, a report with the header section (never the body) is mailed to the `ruf=` addresses of its record, through the same bank's `notify` target and signed like aggregate reports. Off by default; independent of `enabled` (which switches aggregate reports).",
+              properties: {
+                enabled: { type: 'boolean', default: false, description: 'Send failure reports.' },
+                maxPerDomainPerHour: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 100000,
+                  default: 10,
+                  description:
+                    'Failure reports per policy domain and clock hour (UTC), counted in the store so that all workers and hosts sharing it share the limit; further ones are dropped (logged).',
+                },
+                maxPerHour: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 1000000,
+                  default: 200,
+                  description: 'Failure reports per clock hour over all domains, counted in the store like maxPerDomainPerHour.',
+                },
+                maxQueued: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 100000,
+                  default: 200,
+                  description:
+                    'Reports waiting to be sent per process at most: the message path only queues them (it never waits for a report), and a report that finds the queue full is dropped (logged).',
+                },
+                redactLocalParts: {
+                  type: 'boolean',
+                  default: true,
+                  description:
+                    "Replace the local part of every address outside the reported domain in the copied header section with `redacted` (RFC 6590), so that your users' addresses (To, Cc, Delivered-To...) do not go to the domain owner. Addresses in the reported domain or below it are kept.",
+                },
+                maxHeaderBytes: {
+                  type: 'integer',
+                  minimum: 1024,
+                  maximum: 1048576,
+                  default: 65536,
+                  description: 'Largest header section copied into a report; a longer one is cut after the last whole field that fits.',
+                },
+              },
+            },
           },
         },
         policy: {
@@ -680,5 +788,10 @@ export const mainConfigSchema = {
 } as const;
 
 export type MainConfig = FromSchema<typeof mainConfigSchema>;
-export type ListenerConfig = MainConfig['listeners'][number];
+type SchemaListener = MainConfig['listeners'][number];
+/**
+ * A listener as the schema makes it; `milter` (always filled in by its default when loaded) is
+ * optional here so that SMTP listeners made in code (tests, tools) need not spell it.
+ */
+export type ListenerConfig = Omit<SchemaListener, 'milter'> & { readonly milter?: SchemaListener['milter'] };
 export type BankRulesConfig = MainConfig['bankRules'];

@@ -18,6 +18,7 @@ import { dmarcStage } from './dmarc';
 import { headerSanityStage } from './header-sanity';
 import { loopGuardStage } from './loop-guard';
 import { sevenBitStage } from './seven-bit';
+import { spamStage, spamTagStage } from './spam';
 import { spfStage } from './spf';
 
 export const stageRegistry: readonly RegisteredStage[] = [
@@ -27,6 +28,8 @@ export const stageRegistry: readonly RegisteredStage[] = [
   spfStage,
   dmarcStage,
   arcVerifyStage,
+  spamStage,
+  spamTagStage,
   authenticationResultsStage,
   sevenBitStage,
   dkimSignStage,

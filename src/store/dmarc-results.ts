@@ -7,11 +7,16 @@
  * "dmarc:<policy domain>:<UTC day YYYY-MM-DD>": reports cover UTC days (RFC 7489 7.2.1.1).
  * Each list expires RETENTION_MS after its last append, so an unsent day does not stay for
  * ever, and keeps at most MAX_RECORDS_PER_DAY records (the newest), so that a flood of mail
- * claiming one domain cannot grow the store without bound. A result without a policy domain
- * (no DMARC record found, or the lookup failed) has no one to report to and is not kept.
+ * claiming one domain cannot grow the store without bound. Per UTC day, over all domains and
+ * all processes sharing the store, at most `maxDomainsPerDay` lists are started and
+ * `maxRecordsPerDay` records kept (counters "dmarc-count:domains|records:<day>"), so that mail
+ * claiming thousands of From domains cannot either (main config services.dmarcReports); the
+ * first result refused each day is logged. A result without a policy domain (no DMARC record
+ * found, or the lookup failed) has no one to report to and is not kept.
  *
  * Fails: record() rejects with STORE_UNAVAILABLE; the dmarc stage logs it and the mail goes on.
  */
+import type { Logger } from 'pino';
 import type { Store } from './store';
 
 export interface DmarcResultRecord {
@@ -36,6 +41,20 @@ export interface DmarcResultStore {
 export const RETENTION_MS = 31 * 24 * 3600 * 1000;
 export const MAX_RECORDS_PER_DAY = 100000;
 const KEY_PREFIX = 'dmarc:';
+/** Not below KEY_PREFIX, so that days() does not list the counters. */
+const COUNT_PREFIX = 'dmarc-count:';
+
+export interface DmarcResultLimits {
+  readonly retentionMs?: number;
+  /** Records per policy domain and day (the newest are kept). */
+  readonly maxPerDay?: number;
+  /** Policy domains per day, all hosts together. */
+  readonly maxDomainsPerDay?: number;
+  /** Records per day over all domains, all hosts together. */
+  readonly maxRecordsPerDay?: number;
+  /** Where the first refused result of a day is logged. */
+  readonly log?: Pick<Logger, 'warn'>;
+}
 
 /** The UTC day of a time, as YYYY-MM-DD. */
 export function utcDay(t: Date): string {
@@ -48,18 +67,49 @@ function listKey(policyDomain: string, day: string): string {
 
 /** DMARC results in the shared store: one capped list per policy domain and UTC day. */
 export class StoredDmarcResults implements DmarcResultStore {
+  private readonly limits: Required<Omit<DmarcResultLimits, 'log'>> & { log?: DmarcResultLimits['log'] };
+
   constructor(
     private readonly store: Store,
-    private readonly limits: { retentionMs: number; maxPerDay: number } = { retentionMs: RETENTION_MS, maxPerDay: MAX_RECORDS_PER_DAY },
-  ) {}
+    limits: DmarcResultLimits = {},
+  ) {
+    this.limits = {
+      retentionMs: limits.retentionMs ?? RETENTION_MS,
+      maxPerDay: limits.maxPerDay ?? MAX_RECORDS_PER_DAY,
+      maxDomainsPerDay: limits.maxDomainsPerDay ?? Number.MAX_SAFE_INTEGER,
+      maxRecordsPerDay: limits.maxRecordsPerDay ?? Number.MAX_SAFE_INTEGER,
+      log: limits.log,
+    };
+  }
 
   async record(r: DmarcResultRecord): Promise<void> {
     if (!r.policyDomain) return;
     const domain = r.policyDomain.toLowerCase();
-    await this.store.append(listKey(domain, utcDay(r.receivedAt)), JSON.stringify({ ...r, policyDomain: domain, receivedAt: r.receivedAt.toISOString() }), {
-      ttlMs: this.limits.retentionMs,
+    const day = utcDay(r.receivedAt);
+    const { retentionMs, maxRecordsPerDay, maxDomainsPerDay } = this.limits;
+    const total = await this.store.increment(`${COUNT_PREFIX}records:${day}`, 1, { ttlMs: retentionMs });
+    if (total > maxRecordsPerDay) return this.refused(total - maxRecordsPerDay, day, domain, `maxRecordsPerDay (${maxRecordsPerDay})`);
+    const key = listKey(domain, day);
+    const length = await this.store.append(key, JSON.stringify({ ...r, policyDomain: domain, receivedAt: r.receivedAt.toISOString() }), {
+      ttlMs: retentionMs,
       maxLength: this.limits.maxPerDay,
     });
+    if (length !== 1) return;
+    // A new domain-day: counted, and taken back when over the cap.
+    const domains = await this.store.increment(`${COUNT_PREFIX}domains:${day}`, 1, { ttlMs: retentionMs });
+    if (domains > maxDomainsPerDay) {
+      await this.store.delete(key);
+      this.refused(domains - maxDomainsPerDay, day, domain, `maxDomainsPerDay (${maxDomainsPerDay})`);
+    }
+  }
+
+  /** Logs the first refusal of a day only (the counters are shared: once for all processes). */
+  private refused(nth: number, day: string, policyDomain: string, cap: string): void {
+    if (nth === 1)
+      this.limits.log?.warn(
+        { day, policyDomain, cap },
+        `DMARC results not kept: the daily cap services.dmarcReports.${cap} is reached; further results of ${day} are dropped without a log line`,
+      );
   }
 
   /** The policy domains and days that have records (at most `limit` pairs), for a report sender. */

@@ -72,6 +72,27 @@ describe('StoredDmarcResults', () => {
     expect(await results.days()).toEqual([]);
   });
 
+  test('a day keeps results of at most maxDomainsPerDay policy domains, and says so once', async () => {
+    const warnings: unknown[] = [];
+    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o) } });
+    for (const d of ['a.test', 'b.test', 'c.test', 'd.test', 'a.test', 'c.test']) await results.record(record({ policyDomain: d }));
+    expect((await results.days()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
+    expect((await results.peek('a.test', '2026-03-01')).items).toBe(2);
+    expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxDomainsPerDay (2)' }]);
+    // Another day has its own count.
+    await results.record(record({ policyDomain: 'c.test', receivedAt: new Date('2026-03-02T01:00:00Z') }));
+    expect(await results.days()).toContainEqual({ policyDomain: 'c.test', day: '2026-03-02' });
+  });
+
+  test('a day keeps at most maxRecordsPerDay results over all domains, and says so once', async () => {
+    const warnings: unknown[] = [];
+    const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
+    for (const d of ['a.test', 'b.test', 'a.test', 'c.test', 'b.test']) await results.record(record({ policyDomain: d }));
+    expect((await results.peek('a.test', '2026-03-01')).items + (await results.peek('b.test', '2026-03-01')).items).toBe(3);
+    expect(await results.days()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));
+    expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxRecordsPerDay (3)' }]);
+  });
+
   test('utcDay is the UTC date, whatever the local time zone', () => {
     expect(utcDay(new Date('2026-03-01T23:59:59.999-05:00'))).toBe('2026-03-02');
   });

@@ -166,7 +166,7 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
 
   /** A failure of ours: the listener's failureAction decides, never a 5xx. */
   function failed(reply: SmtpReply): Buffer[] {
-    if (input.listener.milter.failureAction === 'accept') {
+    if (input.listener.milter?.failureAction === 'accept') {
       record.failureAction = 'accept';
       replyClass = '2';
       replyText = `continue unchanged (failureAction accept; would have been ${formatReply(reply)})`;

@@ -7,7 +7,10 @@
  * One report per domain and day however many processes and hosts share the store: a
  * domain-day is worked on under a lock key (setIfAbsent with a TTL, so a crashed sender's
  * lock lapses), and its records are removed once the downstream accepted the report, so a
- * later pass finds nothing left to send. A failure (DNS temperror, downstream refused or
+ * later pass finds nothing left to send. Between the accepted send and the removal a
+ * "dmarc-report-sent:" key holds the Report-ID and how many records it covered: if the
+ * removal fails, the next pass removes those records instead of sending them again (a
+ * duplicate remains possible only if the store fails between the send and that key's write). A failure (DNS temperror, downstream refused or
  * down) leaves the records and sets a back-off key: the next try waits retryBaseMs, doubling
  * up to retryMaxMs. Today's records are left alone until the day is over.
  *
@@ -51,7 +54,7 @@ export interface RunDeps {
   readonly sign?: (raw: Buffer) => Promise<Buffer>;
 }
 
-export type ReportStatus = 'sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
+export type ReportStatus = 'sent' | 'already-sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
 
 export interface ReportOutcome {
   readonly policyDomain: string;
@@ -74,6 +77,9 @@ export interface RunOptions {
 const LOCK = 'dmarc-report-lock:';
 const WAIT = 'dmarc-report-wait:';
 const ATTEMPTS = 'dmarc-report-attempts:';
+const SENT = 'dmarc-report-sent:';
+/** How long a sent-but-not-removed marker lasts: as long as the records it guards. */
+const SENT_TTL_MS = 32 * 24 * 3600 * 1000;
 
 export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
   const today = utcDay(deps.now());
@@ -125,7 +131,9 @@ async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<v
 
 async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, day: string, dryRun: boolean): Promise<ReportOutcome> {
   const base = { policyDomain, day };
+  const earlier = dryRun ? undefined : await finishEarlierSend(deps, policyDomain, day);
   const { records, items } = await deps.results.peek(policyDomain, day);
+  if (earlier && !items) return { ...base, status: 'already-sent', messages: earlier.items, to: [], reason: `Report-ID ${earlier.reportId}` };
   const drop = async (status: ReportStatus, to: readonly string[] = [], reason?: string): Promise<ReportOutcome> => {
     // Nobody may or will receive these: they are removed rather than kept for a month.
     if (!dryRun) await deps.results.remove(policyDomain, day, items);
@@ -170,6 +178,36 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   if (dryRun) return { ...base, status: 'dry-run', messages: records.length, to, report };
   const sent = await deps.send(cfg.from, to, raw);
   if (!sent.ok) return { ...base, status: 'send-failed', messages: records.length, to, reason: sent.reason, report };
-  await deps.results.remove(policyDomain, day, items);
+  // Marked before the records go: if removing them fails, the next pass removes them instead
+  // of sending the same report again (finishEarlierSend).
+  const marker = `${SENT}${policyDomain}:${day}`;
+  await deps.store.set(marker, JSON.stringify({ reportId, items }), { ttlMs: SENT_TTL_MS });
+  try {
+    await deps.results.remove(policyDomain, day, items);
+    await deps.store.delete(marker);
+  } catch (err) {
+    return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
+  }
   return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report };
+}
+
+/**
+ * A report that was accepted but whose records were not all removed (the store failed after
+ * the send): removes the `items` it covered, so they are not reported twice, and clears the
+ * marker. Records that came later stay for a report of their own.
+ */
+async function finishEarlierSend(deps: RunDeps, policyDomain: string, day: string): Promise<{ reportId: string; items: number } | undefined> {
+  const marker = `${SENT}${policyDomain}:${day}`;
+  const raw = await deps.store.get(marker);
+  if (raw === undefined) return undefined;
+  let earlier: { reportId: string; items: number } | undefined;
+  try {
+    const v = JSON.parse(raw) as { reportId?: unknown; items?: unknown };
+    if (typeof v.reportId === 'string' && Number.isSafeInteger(v.items) && (v.items as number) > 0) earlier = { reportId: v.reportId, items: v.items as number };
+  } catch {
+    // Not ours: cleared below.
+  }
+  if (earlier) await deps.results.remove(policyDomain, day, earlier.items);
+  await deps.store.delete(marker);
+  return earlier;
 }

@@ -131,6 +131,7 @@ export class DmarcReportsService implements Service {
           if (o.status === 'locked' || o.status === 'waiting') continue;
           const line = { policyDomain: o.policyDomain, day: o.day, status: o.status, messages: o.messages, to: o.to, reason: o.reason };
           if (o.status === 'sent') d.log.info(line, 'DMARC aggregate report sent');
+          else if (o.status === 'already-sent') d.log.info(line, 'DMARC aggregate report was sent before; its records are removed now');
           else d.log.warn(line, 'DMARC aggregate report not sent');
         }
       } catch (err) {

@@ -205,6 +205,39 @@ describe('aggregate report run', () => {
     expect(await store.get('dmarc-report-wait:a.test:2026-12-06')).toBe('1');
   });
 
+  test('a report whose records could not be removed after the send is not sent again; later records get a report of their own', async () => {
+    await results.record(rec('a.test'));
+    await results.record(rec('a.test'));
+    const failing = Object.create(results) as StoredDmarcResults;
+    failing.remove = async () => {
+      throw new Error('store unreachable');
+    };
+    const [first] = await runReports({ ...deps, results: failing }, cfg);
+    expect(first).toMatchObject({ status: 'sent', messages: 2, reason: 'records not removed (store unreachable); the next pass removes them' });
+    expect((await results.peek('a.test', '2026-12-06')).items).toBe(2);
+    await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
+    const [second] = await runReports(deps, cfg);
+    expect(second).toMatchObject({ status: 'sent', messages: 1 });
+    expect(sink.received).toHaveLength(2);
+    const ids = sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString())?.[1]);
+    expect(ids[0]).not.toBe(ids[1]);
+    expect(await results.days()).toEqual([]);
+    expect(await runReports(deps, cfg)).toEqual([]);
+  });
+
+  test('a report sent before whose records were left behind is only cleaned up', async () => {
+    await results.record(rec('a.test'));
+    const failing = Object.create(results) as StoredDmarcResults;
+    failing.remove = async () => {
+      throw new Error('store unreachable');
+    };
+    await runReports({ ...deps, results: failing }, cfg);
+    const [again] = await runReports(deps, cfg);
+    expect(again).toMatchObject({ status: 'already-sent', messages: 1, reason: expect.stringMatching(/^Report-ID a\.test\.2026-12-06\.[0-9a-f]{16}$/) });
+    expect(sink.received).toHaveLength(1);
+    expect(await results.days()).toEqual([]);
+  });
+
   test('a record stored between reading and removing is kept for the next report', async () => {
     await results.record(rec('a.test'));
     const { items } = await results.peek('a.test', '2026-12-06');
