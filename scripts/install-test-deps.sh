@@ -7,10 +7,10 @@
 # the unit in examples/systemd, xmllint from libxml2-utils for the DMARC aggregate-report schema,
 # spamd, spamassassin and rspamd for the spam checks, started by the tests on loopback, clamd
 # from clamav-daemon for the virus stage, started by the tests with signatures they write, and
-# clamav's clamscan beside it). Installs the missing ones (needs root and apt); one list for
-# `npm test` and .ci/run.
+# clamav's clamscan beside it, miltertest from the OpenDKIM project to drive the milter listener).
+# Installs the missing ones (needs root and apt); one list for `npm test` and .ci/run.
 set -euo pipefail
-packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils spamd spamassassin rspamd clamav-daemon clamav)
+packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils spamd spamassassin rspamd clamav-daemon clamav miltertest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,6 +33,7 @@ export const errorCodes = {
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
   HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',
   UPSTREAM_ABORTED: 'The upstream client went away during DATA.',
+  MILTER_PROTOCOL: 'The MTA broke the milter protocol (postseal closes the connection; Postfix applies milter_default_action), or did not allow a modification the message needs.',
   SPAM_SCANNER_FAILED: 'spamd or rspamd could not be reached, did not answer within its timeoutMs, or answered something that is not its protocol.',
   STAGE_FAILED: 'A stage threw an error.',
   STAGE_TIMEOUT: 'A stage ran longer than timeouts.stageTimeoutMs.',

@@ -42,8 +42,35 @@ export const mainConfigSchema = {
           address: { type: 'string', default: '127.0.0.1', description: 'Address to bind; loopback unless Postfix runs on another host.' },
           port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one, for tests).' },
           bank: { type: 'string', minLength: 1, description: 'Policy bank name: a file <bank>.yaml in bankDir, or default.' },
-          protocol: { type: 'string', enum: ['smtp', 'lmtp'], default: 'smtp', description: 'lmtp answers every recipient on its own after DATA.' },
-          maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 500, description: 'More simultaneous clients get 421 4.3.2 (Postfix retries).' },
+          protocol: {
+            type: 'string',
+            enum: ['smtp', 'lmtp', 'milter'],
+            default: 'smtp',
+            description:
+              'lmtp answers every recipient on its own after DATA. milter serves Postfix smtpd_milters / non_smtpd_milters (docs/milter.md): the same pipeline, its changes sent back as milter modifications, no reinjection and no second queue pass; the bank forward is not used.',
+          },
+          maxConnections: {
+            type: 'integer',
+            minimum: 1,
+            maximum: 100000,
+            default: 500,
+            description: 'More simultaneous clients get 421 4.3.2 (Postfix retries); a milter listener closes them at once (Postfix applies milter_default_action).',
+          },
+          milter: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            description: 'Settings of a milter listener (protocol: milter); smtp and lmtp listeners ignore them.',
+            properties: {
+              failureAction: {
+                type: 'string',
+                enum: ['tempfail', 'accept'],
+                default: 'tempfail',
+                description:
+                  'What Postfix is told when a stage fails or times out, the message deadline passes or the spool cannot be written: tempfail (451 4.x.x: Postfix defers or the client retries; nothing is lost) or accept (the message goes on unchanged: unchecked and unsigned). Policy verdicts are not affected. Protocol errors close the connection, and Postfix applies its own milter_default_action (set it to tempfail).',
+              },
+            },
+          },
           tls: {
             type: 'object',
             additionalProperties: false,
@@ -97,6 +124,37 @@ export const mainConfigSchema = {
                 items: { type: 'string', minLength: 1 },
                 default: [],
                 description: 'Apply the rule only to mail whose listener bank is one of these (e.g. not on the NOCHECKS port); empty: every listener.',
+              },
+            },
+          },
+        },
+        macros: {
+          type: 'array',
+          default: [],
+          description:
+            "Rules by milter macro, on milter listeners only (docs/milter.md): the first rule whose macro has one of its values replaces the listener's bank, before clientNetworks and senders, whose listenerBanks then compare with the bank it chose (a macro rule stands for the port of the content-filter layout). Postfix sends {daemon_name} (milter_macro_daemon_name, settable per smtpd service in master.cf) and {auth_authen} (the SASL login name of an authenticated client); postseal asks for every macro named here.",
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['macro', 'bank'],
+            properties: {
+              macro: {
+                type: 'string',
+                pattern: '^(\\{[A-Za-z0-9_]+\\}|[A-Za-z_])$',
+                description: 'Macro name as Postfix writes it: {daemon_name}, {auth_authen}, {client_addr}; one-letter macros without braces.',
+              },
+              values: {
+                type: 'array',
+                items: { type: 'string' },
+                default: [],
+                description: 'Values that match, exactly (case-sensitive); empty: any non-empty value (with {auth_authen}: any authenticated client).',
+              },
+              bank: { type: 'string', minLength: 1, description: 'Bank used when the macro matches: a file <bank>.yaml in bankDir.' },
+              listenerBanks: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                default: [],
+                description: 'Apply the rule only on milter listeners of these banks; empty: every milter listener.',
               },
             },
           },
@@ -744,5 +802,10 @@ export const mainConfigSchema = {
 } as const;
 
 export type MainConfig = FromSchema<typeof mainConfigSchema>;
-export type ListenerConfig = MainConfig['listeners'][number];
+type SchemaListener = MainConfig['listeners'][number];
+/**
+ * A listener as the schema makes it; `milter` (always filled in by its default when loaded) is
+ * optional here so that SMTP listeners made in code (tests, tools) need not spell it.
+ */
+export type ListenerConfig = Omit<SchemaListener, 'milter'> & { readonly milter?: SchemaListener['milter'] };
 export type BankRulesConfig = MainConfig['bankRules'];
