@@ -23,5 +23,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # Postfix's package asks how to configure the system MTA; the tests run private instances.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# The tests start their own private daemons (clamd, spamd, rspamd, redis, ...); the packages'
+# system services must not start (clamd would fail without signatures and fail the install):
+# a policy-rc.d that refuses every start, for the length of the install only.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
