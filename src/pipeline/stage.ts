@@ -75,8 +75,17 @@ export interface StageDeps {
  */
 export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'bounce' | 'reject' | 'tempfail';
 
+/**
+ * What kind of content check blocked the message, for the notices (src/notify/notices.ts,
+ * amavisd's $virus_admin, $banned_admin, $spam_admin, $bad_header_admin): set by a rule whose
+ * decision is a category's destiny.
+ */
+export type NoticeCategory = 'virus' | 'banned' | 'spam' | 'bad-header';
+
 export interface Decision {
   readonly action: Action;
+  /** The content category whose check decided, for the notices; none for other checks. */
+  readonly category?: NoticeCategory;
   /** The reply for reject, tempfail and discard, and the refusal a bounce's DSN reports (from smtp/replies.ts). */
   readonly reply?: SmtpReply;
   /** Header fields a tag adds, written as given. */

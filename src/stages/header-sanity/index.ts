@@ -62,7 +62,7 @@ export const ALERT_FIELD = 'X-Postseal-Alert';
 const rejectWhen =
   (setting: keyof HeaderSanitySettings, why: string): Rule<HeaderSanitySettings> =>
   (s) =>
-    s[setting] === 'reject' ? { action: 'reject', reply: withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`) } : null;
+    s[setting] === 'reject' ? { action: 'reject', reply: withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`), category: 'bad-header' } : null;
 
 export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDINGS)[number]>({
   id: 'header-sanity',

@@ -66,7 +66,7 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
     SPAM_TAGGED: tag(false),
     SPAM_SPAMMY: tag(true),
     SPAM_KILL_LOVED: tag(true),
-    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true)),
+    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true), 'spam'),
     SPAM_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.spamScannerFailed } : null),
   },
   check(s, bank, where) {

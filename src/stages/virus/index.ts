@@ -63,6 +63,13 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
         throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default), bounce, quarantine or discard`);
       if (s.lovers.length) throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/lovers: lovers get viruses delivered, but ${why}; remove the list from this bank`);
     }
+    s.fakeSenderNames.forEach((p, i) => {
+      try {
+        new RegExp(p, 'i');
+      } catch (err) {
+        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/fakeSenderNames/${i}: "${p}" is not a regular expression (${(err as Error).message})`);
+      }
+    });
     if (s.timeoutMs >= bank.timeouts.stageTimeoutMs)
       throw new PostsealError(
         'CFG_INCONSISTENT',
