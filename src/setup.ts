@@ -20,8 +20,8 @@ import { clamdWarnings } from './stages/virus/probe';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
-import { domainOf } from './notify/rate';
-import { loadTemplates, type Templates } from './notify/templates';
+import { splitAddress } from './lib/author';
+import { loadTemplates, type Templates } from './lib/notice-templates';
 import path from 'node:path';
 
 export interface LoadedConfig extends ConfigFiles {
@@ -29,7 +29,7 @@ export interface LoadedConfig extends ConfigFiles {
   readonly keys: KeyStore;
   /** What loading found worth a warning (key file modes); config/preflight.ts adds its own. */
   readonly warnings: readonly ConfigWarning[];
-  /** The notice templates (notify/templates.ts): notify.templateDir over the shipped ones. */
+  /** The notice templates (lib/notice-templates.ts): notify.templateDir over the shipped ones. */
   readonly templates: Templates;
   /** notify.from, or postmaster@<hostname>. */
   readonly notifyFrom: string;
@@ -46,7 +46,7 @@ export function loadConfig(file: string): LoadedConfig {
 
 /** DSNs and notices are signed by postseal with the keys for notify.from's domain: none is worth a warning where they are sent. */
 function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): ConfigWarning[] {
-  const domain = domainOf(from) ?? '';
+  const domain = splitAddress(from)?.domain ?? '';
   if (![...files.banks.values()].some((b) => b.notify) || keys.forAuthor(domain).length) return [];
   return [
     {

@@ -7,7 +7,7 @@
  * folder and errno) or internal error; the verdict's reply
  * for reject/tempfail; 250 2.7.0 for a message held in quarantine (quarantine/hold.ts; 451
  * 4.3.0 if it cannot be held) and for one bounced once its DSN was accepted (notify/bounce.ts;
- * 451 4.3.0 if the notify target failed), each after the bank's notices (notify/outcome.ts,
+ * 451 4.3.0 if the notify target failed), each after the bank's notices (listener/blocked.ts,
  * 451 4.3.0 if one could not be sent); 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
  * downstream's own reply (one per recipient on LMTP).
  * Reports the message, its in-flight span and downstream failures at DATA to ctx.telemetry.
@@ -25,7 +25,7 @@ import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
-import { settleBlocked } from '../notify/outcome';
+import { settleBlocked } from './blocked';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
 import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
@@ -108,7 +108,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     // pass and tag are delivered (with their fields already on the message); the rest are not.
     if (!delivers(result.verdict.action)) {
       down.abort();
-      // Held, bounced, discarded or refused, with the bank's notices (notify/outcome.ts).
+      // Held, bounced, discarded or refused, with the bank's notices (listener/blocked.ts).
       const blocked = await settleBlocked({ quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log }, { tx, received, result });
       if (blocked.kind === 'refused') throw replyError(blocked.reply);
       if (blocked.quarantineId) record.quarantineId = blocked.quarantineId;

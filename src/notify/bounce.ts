@@ -24,7 +24,7 @@
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import type { PipelineResult } from '../pipeline/runner';
-import { retryStableId } from '../quarantine/quarantine';
+import { retryStableId } from '../transaction/retry-id';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
@@ -35,7 +35,7 @@ import type { Transaction } from '../transaction/transaction';
 import { buildDsn } from './dsn';
 import { domainOf, overLimit, type RateLimits } from './rate';
 import type { SignReport } from './sign';
-import type { Templates } from './templates';
+import type { Templates } from '../lib/notice-templates';
 
 /** How long a sent DSN is remembered: longer than Postfix's maximal_queue_lifetime (5 days). */
 export const DSN_MEMORY_MS = 7 * 86400_000;

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { NoticeCategory } from '../pipeline/stage';
-import type { Audience } from './templates';
+import type { Audience } from '../lib/notice-templates';
 
 export interface NoticeInput {
   readonly from: string;

@@ -34,7 +34,7 @@ import type { BounceDeps } from './bounce';
 import { buildNotice } from './notice';
 import { domainOf, overLimit } from './rate';
 import { poolSender } from './send';
-import { addressList, render, type Audience, type TemplateValues } from './templates';
+import { addressList, render, type Audience, type TemplateValues } from '../lib/notice-templates';
 
 export const NOTICE_MEMORY_MS = 7 * 86400_000;
 const KEY = 'notice-sent:';

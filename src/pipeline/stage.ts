@@ -13,6 +13,7 @@ import type { KeyStore } from '../keys/key-store';
 import type { DkimKeyCache } from '../lib/dkim/public-keys';
 import type { DmarcFailureSink } from '../lib/dmarc-report/failure';
 import type { DnsResolver } from '../lib/dns';
+import type { NoticeCategory } from '../lib/notice-templates';
 import type { ResultEntry, Results } from '../lib/results';
 import type { SmtpReply } from '../smtp/replies';
 import type { DmarcResultStore } from '../store/dmarc-results';
@@ -75,12 +76,8 @@ export interface StageDeps {
  */
 export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'bounce' | 'reject' | 'tempfail';
 
-/**
- * What kind of content check blocked the message, for the notices (src/notify/notices.ts,
- * amavisd's $virus_admin, $banned_admin, $spam_admin, $bad_header_admin): set by a rule whose
- * decision is a category's destiny.
- */
-export type NoticeCategory = 'virus' | 'banned' | 'spam' | 'bad-header';
+/** The content category a rule's decision is for (src/notify/notices.ts). */
+export type { NoticeCategory };
 
 export interface Decision {
   readonly action: Action;

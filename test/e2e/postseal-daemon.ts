@@ -30,7 +30,7 @@ export async function buildPostseal(outDir: string): Promise<string> {
     const { stdout, stderr } = err as { stdout?: string; stderr?: string };
     throw new Error(`building postseal for the e2e suite failed:\n${stdout ?? ''}${stderr ?? ''}`, { cause: err });
   }
-  // As in the package: the shipped notice templates beside dist/ (notify/templates.ts finds them there).
+  // As in the package: the shipped notice templates beside dist/ (lib/notice-templates.ts finds them there).
   cpSync(path.join(ROOT, 'templates'), path.join(outDir, '..', 'templates'), { recursive: true });
   return path.join(outDir, 'cli/main.js');
 }

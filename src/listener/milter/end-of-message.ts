@@ -24,7 +24,7 @@ import { errorFields } from '../../lib/log';
 import { Action as Act, Reply, replyCode, simpleReply } from '../../lib/milter/protocol';
 import { noTelemetry, type MessageReport } from '../../lib/telemetry';
 import type { PipelineResult } from '../../pipeline/runner';
-import { settleBlocked } from '../../notify/outcome';
+import { settleBlocked } from '../blocked';
 import { delivers } from '../../pipeline/verdict';
 import { replyForError } from '../../smtp/error-replies';
 import { formatReply, type SmtpReply } from '../../smtp/replies';

@@ -1,8 +1,8 @@
 /**
  * What the end of a message does when its verdict does not deliver it, for every front end
  * that runs the pipeline (listener/deliver.ts, listener/milter/end-of-message.ts), in one
- * order: hold it (quarantine/hold.ts) or send its DSN (bounce.ts), then the notices the bank
- * asks for (notices.ts), then the reply. Each step is idempotent across Postfix retries (the
+ * order: hold it (quarantine/hold.ts) or send its DSN (notify/bounce.ts), then the notices the
+ * bank asks for (notify/notices.ts), then the reply. Each step is idempotent across Postfix retries (the
  * quarantine id, the DSN and notice records in the store), so a failure at any step is a 451
  * and the retry does only what is left: never held twice, no notice sent twice.
  *
@@ -15,12 +15,13 @@ import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import type { PipelineResult } from '../pipeline/runner';
 import { holdInQuarantine } from '../quarantine/hold';
-import { retryStableId, type Quarantine } from '../quarantine/quarantine';
+import type { Quarantine } from '../quarantine/quarantine';
+import { retryStableId } from '../transaction/retry-id';
 import type { SmtpReply } from '../smtp/replies';
 import type { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
-import { bounceMessage, type BounceDeps } from './bounce';
-import { sendNotices } from './notices';
+import { bounceMessage, type BounceDeps } from '../notify/bounce';
+import { sendNotices } from '../notify/notices';
 
 export interface BlockedDeps {
   readonly quarantine?: Quarantine;

@@ -1,5 +1,5 @@
 /**
- * The notice templates (docs/notifications.md): plain-text files with a Subject line, an empty
+ * The notice templates of src/notify/notices.ts (docs/notifications.md): plain-text files with a Subject line, an empty
  * line and the body, with `${name}` placeholders. One per audience (admin, recipient, sender),
  * optionally one per audience and category (`admin-virus.txt`, `sender-banned.txt`, ...);
  * a site's folder (main config notify.templateDir) is looked in first, then the English ones
@@ -16,7 +16,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PostsealError } from '../errors';
-import type { NoticeCategory } from '../pipeline/stage';
+
+/**
+ * What kind of content check blocked a message (pipeline/stage.ts Decision.category), for the
+ * notices (amavisd's $virus_admin, $banned_admin, $spam_admin, $bad_header_admin).
+ */
+export type NoticeCategory = 'virus' | 'banned' | 'spam' | 'bad-header';
 
 export const AUDIENCES = ['admin', 'recipient', 'sender'] as const;
 export type Audience = (typeof AUDIENCES)[number];
