@@ -38,7 +38,7 @@ it('loads the shipped templates for every audience and category, each with a Sub
 });
 
 it("takes a site folder's per-category file first, then its per-audience file, then the shipped one", () => {
-  const dir = siteDir({ 'admin-spam.txt': 'Subject: spam ${id}\n\nspam body\n', 'admin.txt': 'Subject: site ${id}\n\nsite body\n' });
+  const dir = siteDir({ 'admin-spam.txt': `Subject: spam \${id}\n\nspam body\n`, 'admin.txt': `Subject: site \${id}\n\nsite body\n` });
   const t = loadTemplates(dir);
   expect(t.get('admin:spam')?.file).toBe(path.join(dir, 'admin-spam.txt'));
   expect(t.get('admin:virus')?.file).toBe(path.join(dir, 'admin.txt'));
@@ -46,20 +46,20 @@ it("takes a site folder's per-category file first, then its per-audience file, t
 });
 
 it('refuses an unknown placeholder, naming the file and the placeholder', () => {
-  const dir = siteDir({ 'recipient.txt': 'Subject: hello\n\nyour ${subjcet}\n' });
+  const dir = siteDir({ 'recipient.txt': `Subject: hello\n\nyour \${subjcet}\n` });
   const err = loadError(dir);
   expect(isPostsealError(err, 'CFG_TEMPLATE_INVALID')).toBe(true);
   expect((err as Error).message).toContain(`${path.join(dir, 'recipient.txt')}: unknown placeholder \${subjcet}`);
 });
 
 it('refuses a template without its Subject line and empty line, and a folder that does not exist', () => {
-  expect(isPostsealError(loadError(siteDir({ 'admin.txt': 'Hello ${id}\n' })), 'CFG_TEMPLATE_INVALID')).toBe(true);
+  expect(isPostsealError(loadError(siteDir({ 'admin.txt': `Hello \${id}\n` })), 'CFG_TEMPLATE_INVALID')).toBe(true);
   expect(isPostsealError(loadError(siteDir({ 'admin.txt': 'Subject: x\nbody right away\n' })), 'CFG_TEMPLATE_INVALID')).toBe(true);
   expect(isPostsealError(loadError('/nonexistent/postseal-templates'), 'CFG_TEMPLATE_INVALID')).toBe(true);
 });
 
 it('puts each value on one printable line, so a crafted value adds no header field or line', () => {
-  const t = loadTemplates(siteDir({ 'admin.txt': 'Subject: about ${subject}\n\n${from}\n' })).get('admin:virus')!;
+  const t = loadTemplates(siteDir({ 'admin.txt': `Subject: about \${subject}\n\n\${from}\n` })).get('admin:virus')!;
   const out = render(t, { ...values, subject: 'hi\r\nBcc: victim@example.org', from: 'a\u00e9\u0000b\nc' });
   expect(out.subject).toBe('about hi Bcc: victim@example.org');
   expect(out.body).toBe('a??b c\n');
@@ -68,7 +68,7 @@ it('puts each value on one printable line, so a crafted value adds no header fie
 });
 
 it('writes a UTF-8 site template as a quoted-printable notice with an encoded Subject, which Python reads back', () => {
-  const t = loadTemplates(siteDir({ 'admin.txt': 'Subject: Virus gefunden: ${id} \u00fcber Gr\u00f6\u00dfe\n\nGr\u00fc\u00dfe, ${hostname}\n' })).get('admin:virus')!;
+  const t = loadTemplates(siteDir({ 'admin.txt': `Subject: Virus gefunden: \${id} \u00fcber Gr\u00f6\u00dfe\n\nGr\u00fc\u00dfe, \${hostname}\n` })).get('admin:virus')!;
   const text = render(t, { ...values, id: 'S1', hostname: 'mx.example.org' });
   const { raw } = buildNotice({
     from: 'postmaster@example.org',
