@@ -72,6 +72,7 @@ export async function settleBlocked(deps: BlockedDeps, req: BlockedRequest): Pro
       outcome = { kind: 'refused', reply: verdict.reply };
   }
   // A tempfail is not a block: the message comes back, and its notices with it if it is blocked then.
-  if (verdict.action !== 'tempfail' && deps.notify) await sendNotices(deps.notify, { tx, received, result, stableId, quarantineId });
+  if (verdict.action !== 'tempfail' && deps.notify)
+    await sendNotices(deps.notify, { tx, received, result, stableId, quarantineId, bounceReply: verdict.action === 'bounce' ? outcome.reply : undefined });
   return outcome;
 }

@@ -28,6 +28,7 @@ import { DMARC_RESULT, SPF_RESULT } from '../lib/authentication-results';
 import type { Results } from '../lib/results';
 import type { PipelineResult } from '../pipeline/runner';
 import type { NoticeCategory } from '../pipeline/stage';
+import type { SmtpReply } from '../smtp/replies';
 import { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import type { BounceDeps } from './bounce';
@@ -47,6 +48,8 @@ export interface NoticeRequest {
   /** retryStableId of the message (the quarantine id for a held one); asked only when a notice is due (it reads the whole message). */
   readonly stableId: () => Promise<string>;
   readonly quarantineId?: string;
+  /** For a bounce: the reply that says whether the DSN went (or why not: the null sender, the rate limit). */
+  readonly bounceReply?: SmtpReply;
 }
 
 interface Planned {
@@ -115,7 +118,7 @@ function actionText(req: NoticeRequest): string {
     case 'quarantine':
       return `held in quarantine as ${req.quarantineId}`;
     case 'bounce':
-      return 'not delivered; the sender was sent a delivery status notification';
+      return `not delivered (bounce): ${(req.bounceReply?.text ?? 'delivery status notification sent').replace(/^Ok, /, '')}`;
     case 'discard':
       return 'not delivered (discarded)';
     default:
