@@ -44,10 +44,13 @@ export function loadConfig(file: string): LoadedConfig {
   return Object.freeze({ ...files, keys, warnings: [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom)], templates, notifyFrom });
 }
 
-/** DSNs and notices are signed by postseal with the keys for notify.from's domain: none is worth a warning where they are sent. */
+/**
+ * DSNs and notices are signed by postseal with the keys for notify.from's domain: a site that
+ * signs (it has keys) but none for that domain, and sends notices (a bank has notify), is warned.
+ */
 function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): ConfigWarning[] {
-  const domain = splitAddress(from)?.domain ?? '';
-  if (![...files.banks.values()].some((b) => b.notify) || keys.forAuthor(domain).length) return [];
+  const domain = splitAddress(from)?.domain ?? from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+  if (keys.size === 0 || ![...files.banks.values()].some((b) => b.notify) || keys.forAuthor(domain).length) return [];
   return [
     {
       code: 'CFG_NOTIFY_UNSIGNED',
