@@ -60,6 +60,8 @@ export const MAX_MIME_DEPTH = 100;
 export interface WalkerOptions {
   /** Parts at this depth are not walked into (opaque); at least 1. */
   readonly maxDepth?: number;
+  /** Told each part's header fields (names lower case, values unfolded raw Latin-1) when its header ends. */
+  readonly onHeader?: (part: Part, fields: readonly { readonly name: string; readonly value: string }[]) => void;
 }
 
 type State = 'header' | 'body';
@@ -71,6 +73,7 @@ export class MimeWalker {
   private fields: { name: string; range: FieldRange; value: string }[] = [];
   private previousEol = 0;
   private readonly maxDepth: number;
+  private readonly onHeader: WalkerOptions['onHeader'];
   /**
    * The boundaries of the open multiparts, keyed by the boundary without trailing white
    * space; each list in nesting order, so the last is the innermost that uses the key.
@@ -88,6 +91,7 @@ export class MimeWalker {
   /** `contentType` and `transferEncoding` are the raw values of the top-level fields, if any. */
   constructor(contentType: string | undefined, transferEncoding: string | undefined, options: WalkerOptions = {}) {
     this.maxDepth = Math.max(1, options.maxDepth ?? MAX_MIME_DEPTH);
+    this.onHeader = options.onHeader;
     this.root = newPart(null, -1, 0);
     this.applyHeader(this.root, contentType, transferEncoding);
     this.current = this.root;
@@ -185,6 +189,7 @@ export class MimeWalker {
     const ct = this.fields.find((f) => f.name === 'content-type');
     const cte = this.fields.find((f) => f.name === 'content-transfer-encoding');
     this.applyHeader(part, ct?.value, cte?.value);
+    this.onHeader?.(part, this.fields.map((f) => ({ name: f.name, value: f.value })));
     part.transferEncodingField = cte?.range ?? null;
     part.bodyStart = line.length === 0 ? line.start + line.eolLength : line.start;
     this.enterBody(part);
@@ -259,6 +264,7 @@ export class MimeWalker {
     if (part.bodyEnd >= 0) return;
     if (part.headerEnd < 0 && part.parent) {
       // The header never ended: what there was is header, the body is empty.
+      if (part === this.current && this.state === 'header') this.onHeader?.(part, this.fields.map((f) => ({ name: f.name, value: f.value })));
       part.headerEnd = end;
       part.bodyStart = end;
     }
