@@ -22,10 +22,13 @@ function inTempDir<T>(files: Files, run: (dir: string) => T): T {
   }
 }
 
-/** A zip made by Info-ZIP from `files` (in that order); `password` encrypts (ZipCrypto), `store` does not compress. */
-export function makeZip(files: Files, opts: { password?: string; store?: boolean } = {}): Buffer {
+/**
+ * A zip made by Info-ZIP from `files` (in that order); `password` encrypts (ZipCrypto), `store`
+ * does not compress, `zip64` forces zip64 records (-fz).
+ */
+export function makeZip(files: Files, opts: { password?: string; store?: boolean; zip64?: boolean } = {}): Buffer {
   return inTempDir(files, (dir) => {
-    const args = ['-q', '-X', ...(opts.store ? ['-0'] : ['-9']), ...(opts.password ? ['-P', opts.password] : []), path.join(dir, 'out.zip'), ...Object.keys(files)];
+    const args = ['-q', '-X', ...(opts.store ? ['-0'] : ['-9']), ...(opts.zip64 ? ['-fz'] : []), ...(opts.password ? ['-P', opts.password] : []), path.join(dir, 'out.zip'), ...Object.keys(files)];
     execFileSync('zip', args, { cwd: path.join(dir, 'in') });
     return readFileSync(path.join(dir, 'out.zip'));
   });

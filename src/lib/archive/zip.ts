@@ -11,8 +11,9 @@
  * what is 200 lines here. Every offset and length is checked against the buffer before use,
  * and test/lib/archive/zip-fuzz.test.ts throws mutated and random archives at it.
  *
- * Names: UTF-8 when flag bit 11 says so or the Info-ZIP Unicode Path field (0x7075) gives
- * one; otherwise read as Latin-1 (CP437 differs only above 0x7f, never in an extension).
+ * Names: UTF-8 when flag bit 11 says so, the Info-ZIP Unicode Path field (0x7075) gives one,
+ * or the bytes are valid UTF-8 (what Info-ZIP on Unix writes); otherwise Latin-1 (CP437
+ * differs only above 0x7f, never in an extension).
  * Never throws: damage is `problem`, at most `maxEntries` members are read (`truncated`).
  */
 
@@ -115,7 +116,7 @@ function centralEntry(b: Buffer, at: number, end: number): { entry: ZipEntry; ne
   if (next > end) return 'name or extra field out of bounds';
   const rawName = b.subarray(at + 46, at + 46 + nameLength);
   const extra = b.subarray(at + 46 + nameLength, at + 46 + nameLength + extraLength);
-  let name = flags & 0x800 ? rawName.toString('utf8') : rawName.toString('latin1');
+  let name = flags & 0x800 ? rawName.toString('utf8') : legacyName(rawName);
   // Extra fields: zip64 sizes (0x0001) in the order of the fields that are all ones, Unicode path (0x7075).
   for (let x = 0; x + 4 <= extra.length; ) {
     const id = extra.readUInt16LE(x);
@@ -149,6 +150,19 @@ function centralEntry(b: Buffer, at: number, end: number): { entry: ZipEntry; ne
     directory: name.endsWith('/') && uncompressedSize === 0,
   };
   return { entry, next };
+}
+
+/**
+ * A name without the UTF-8 flag: Info-ZIP on Unix writes the bytes it was given, which today
+ * are UTF-8; bytes that are not valid UTF-8 are read as Latin-1.
+ */
+function legacyName(raw: Buffer): string {
+  if (!raw.some((c) => c >= 0x80)) return raw.toString('latin1');
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(raw);
+  } catch {
+    return raw.toString('latin1');
+  }
 }
 
 /** The compressed bytes of a member, found through its local header; a string says what is wrong. */
