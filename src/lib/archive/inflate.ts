@@ -50,6 +50,9 @@ export async function inflateBounded(format: 'raw' | 'gzip', input: Buffer, opts
   let keptBytes = 0;
   let produced = 0;
   let limit: InflateResult['limit'];
+  // Set before the sink stops the pipeline: the error pipeline reports for it may be the
+  // source's or zlib's premature close rather than Stop.
+  let stopped = false;
   const stopper = new AbortController();
   const onAbort = () => stopper.abort(opts.signal.reason);
   opts.signal.addEventListener('abort', onAbort, { once: true });
@@ -68,7 +71,10 @@ export async function inflateBounded(format: 'raw' | 'gzip', input: Buffer, opts
           }
           if (produced > opts.maxBytes) limit = 'size';
           else if (produced > opts.ratioFloorBytes && produced > opts.maxRatio * Math.max(1, input.length)) limit = 'ratio';
-          if (limit || (!opts.needAll && keptBytes >= opts.keepBytes)) throw new Stop();
+          if (limit || (!opts.needAll && keptBytes >= opts.keepBytes)) {
+            stopped = true;
+            throw new Stop();
+          }
         }
       },
       { signal: stopper.signal },
@@ -77,7 +83,7 @@ export async function inflateBounded(format: 'raw' | 'gzip', input: Buffer, opts
   } catch (err) {
     if (opts.signal.aborted) throw opts.signal.reason;
     const data = Buffer.concat(kept);
-    if (err instanceof Stop) return { data, produced, complete: false, limit };
+    if (stopped || err instanceof Stop) return { data, produced, complete: false, limit };
     const code = (err as NodeJS.ErrnoException).code ?? 'Z_DATA_ERROR';
     return { data, produced, complete: false, corrupt: code };
   } finally {
