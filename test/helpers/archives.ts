@@ -28,7 +28,15 @@ function inTempDir<T>(files: Files, run: (dir: string) => T): T {
  */
 export function makeZip(files: Files, opts: { password?: string; store?: boolean; zip64?: boolean } = {}): Buffer {
   return inTempDir(files, (dir) => {
-    const args = ['-q', '-X', ...(opts.store ? ['-0'] : ['-9']), ...(opts.zip64 ? ['-fz'] : []), ...(opts.password ? ['-P', opts.password] : []), path.join(dir, 'out.zip'), ...Object.keys(files)];
+    const args = [
+      '-q',
+      '-X',
+      ...(opts.store ? ['-0'] : ['-9']),
+      ...(opts.zip64 ? ['-fz'] : []),
+      ...(opts.password ? ['-P', opts.password] : []),
+      path.join(dir, 'out.zip'),
+      ...Object.keys(files),
+    ];
     execFileSync('zip', args, { cwd: path.join(dir, 'in') });
     return readFileSync(path.join(dir, 'out.zip'));
   });

@@ -142,15 +142,7 @@ async function expandGzip(node: ContentNode, data: Buffer, depth: number, budget
  * member and total caps) to walk into. `declared` is the size its directory gave (-1: none);
  * more output than that is a lie and a problem.
  */
-async function inflateMember(
-  child: ContentNode,
-  format: 'raw' | 'gzip',
-  compressed: Buffer,
-  declared: number,
-  depth: number,
-  budget: Budget,
-  signal: AbortSignal,
-): Promise<void> {
+async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, declared: number, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
   const { limits } = budget;
   const room = Math.min(limits.maxMemberBytes, limits.maxTotalBytes - budget.inflatedBytes);
   const caps = { maxBytes: Math.max(0, room), maxRatio: limits.maxRatio, ratioFloorBytes: limits.ratioFloorBytes, signal };

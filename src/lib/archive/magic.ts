@@ -124,7 +124,10 @@ export function isTar(b: Buffer): boolean {
 
 /** The header checksum: the sum of the header's bytes with the checksum field as spaces. */
 export function tarChecksumOk(h: Buffer): boolean {
-  const field = h.toString('latin1', 148, 156).replace(/[\0 ]+$/, '').trim();
+  const field = h
+    .toString('latin1', 148, 156)
+    .replace(/[\0 ]+$/, '')
+    .trim();
   if (!/^[0-7]{1,7}$/.test(field)) return false;
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
@@ -140,7 +143,11 @@ function textTypes(b: Buffer): ShortTypes {
     const c = sample[i];
     if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c && c !== 0x1b) return ['dat'];
   }
-  const lead = sample.toString('latin1', start, start + 512).trimStart().slice(0, 64).toLowerCase();
+  const lead = sample
+    .toString('latin1', start, start + 512)
+    .trimStart()
+    .slice(0, 64)
+    .toLowerCase();
   if (lead.startsWith('<!doctype html') || lead.startsWith('<html') || lead.startsWith('<head') || lead.startsWith('<script')) return ['html'];
   return ['txt'];
 }

@@ -39,7 +39,10 @@ function size(h: Buffer): number {
     for (let i = 125; i < 136; i++) v = v * 256 + h[i];
     return v <= Number.MAX_SAFE_INTEGER ? v : -1;
   }
-  const text = h.toString('latin1', 124, 136).replace(/[\0 ]+$/, '').trim();
+  const text = h
+    .toString('latin1', 124, 136)
+    .replace(/[\0 ]+$/, '')
+    .trim();
   if (text === '') return 0;
   return /^[0-7]+$/.test(text) ? Number.parseInt(text, 8) : -1;
 }

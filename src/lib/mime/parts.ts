@@ -38,7 +38,11 @@ export async function messageContent(message: Message, limits: ArchiveLimits, si
   const topType = message.get('content-type')[0];
   const topCte = message.get('content-transfer-encoding')[0];
   const walker = new MimeWalker(topType && Message.value(topType), topCte && Message.value(topCte), {
-    onHeader: (part, fields) => headers.set(part, fields.filter((f) => f.name === 'content-type' || f.name === 'content-disposition')),
+    onHeader: (part, fields) =>
+      headers.set(
+        part,
+        fields.filter((f) => f.name === 'content-type' || f.name === 'content-disposition'),
+      ),
   });
   headers.set(
     walker.root,

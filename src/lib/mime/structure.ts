@@ -189,7 +189,10 @@ export class MimeWalker {
     const ct = this.fields.find((f) => f.name === 'content-type');
     const cte = this.fields.find((f) => f.name === 'content-transfer-encoding');
     this.applyHeader(part, ct?.value, cte?.value);
-    this.onHeader?.(part, this.fields.map((f) => ({ name: f.name, value: f.value })));
+    this.onHeader?.(
+      part,
+      this.fields.map((f) => ({ name: f.name, value: f.value })),
+    );
     part.transferEncodingField = cte?.range ?? null;
     part.bodyStart = line.length === 0 ? line.start + line.eolLength : line.start;
     this.enterBody(part);
@@ -264,7 +267,11 @@ export class MimeWalker {
     if (part.bodyEnd >= 0) return;
     if (part.headerEnd < 0 && part.parent) {
       // The header never ended: what there was is header, the body is empty.
-      if (part === this.current && this.state === 'header') this.onHeader?.(part, this.fields.map((f) => ({ name: f.name, value: f.value })));
+      if (part === this.current && this.state === 'header')
+        this.onHeader?.(
+          part,
+          this.fields.map((f) => ({ name: f.name, value: f.value })),
+        );
       part.headerEnd = end;
       part.bodyStart = end;
     }

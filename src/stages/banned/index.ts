@@ -22,15 +22,7 @@ import { inspect } from './inspect';
 import { compileRules } from './rules';
 import { bannedBankSchema, type BannedSettings } from './schema';
 
-const FINDINGS = [
-  'BANNED_FILE',
-  'BANNED_FILE_LOVED',
-  'BANNED_BYPASSED',
-  'BANNED_DISGUISED_NAME',
-  'BANNED_ENCRYPTED',
-  'BANNED_LIMIT_EXCEEDED',
-  'BANNED_UNDECIPHERABLE',
-] as const;
+const FINDINGS = ['BANNED_FILE', 'BANNED_FILE_LOVED', 'BANNED_BYPASSED', 'BANNED_DISGUISED_NAME', 'BANNED_ENCRYPTED', 'BANNED_LIMIT_EXCEEDED', 'BANNED_UNDECIPHERABLE'] as const;
 
 export const ALERT_FIELD = 'X-Postseal-Alert';
 

@@ -17,7 +17,10 @@ const INVISIBLE = /[\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff]/gu;
 
 /** The name without bidi controls, invisible characters and trailing dots and spaces. */
 export function normalizeName(name: string): string {
-  return name.replace(BIDI, '').replace(INVISIBLE, '').replace(/[. ]+$/u, '');
+  return name
+    .replace(BIDI, '')
+    .replace(INVISIBLE, '')
+    .replace(/[. ]+$/u, '');
 }
 
 const DISGUISE = new RegExp(`${BIDI.source}|${INVISIBLE.source}`, 'u');

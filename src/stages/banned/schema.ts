@@ -87,7 +87,10 @@ export const bannedBankSchema = {
     'banned stage: file names and types of every MIME part and archive member, against ordered allow/deny rules (amavisd $banned_filename_re). docs/content-checks.md "Banned files".',
   properties: {
     destiny: destinySchema('reject', 'mail with a banned part'),
-    lovers: { ...recipientListSchema, description: `Recipients who get banned parts (amavisd @banned_files_lovers_maps): delivered with X-Postseal-Alert. ${recipientListSchema.description}` },
+    lovers: {
+      ...recipientListSchema,
+      description: `Recipients who get banned parts (amavisd @banned_files_lovers_maps): delivered with X-Postseal-Alert. ${recipientListSchema.description}`,
+    },
     bypass: { ...recipientListSchema, description: `Recipients whose mail is not checked (amavisd @bypass_banned_checks_maps). ${recipientListSchema.description}` },
     rules: {
       type: 'array',

@@ -38,7 +38,11 @@ async function walk(data: Buffer): Promise<number> {
 }
 
 /** Anywhere, or (as often) in the last 200 bytes, where a zip's directory and end record are. */
-const position = (size: number) => fc.oneof(fc.nat(size - 1), fc.nat(Math.min(199, size - 1)).map((back) => size - 1 - back));
+const position = (size: number) =>
+  fc.oneof(
+    fc.nat(size - 1),
+    fc.nat(Math.min(199, size - 1)).map((back) => size - 1 - back),
+  );
 
 /** Small values and the all-ones ones (0xff: zip64 markers, lengths) as often as any byte. */
 const byte = fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(0, 1, 0xff));
@@ -76,7 +80,9 @@ describe('archive readers under mutation', () => {
   it('read random bytes behind a zip signature, or a zip end record, without throwing', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 2000 }), fc.boolean(), (bytes, tail) => {
-        const b = tail ? Buffer.concat([Buffer.from(bytes), Buffer.from('PK\x05\x06', 'latin1'), Buffer.from(bytes.subarray(0, 18))]) : Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.from(bytes)]);
+        const b = tail
+          ? Buffer.concat([Buffer.from(bytes), Buffer.from('PK\x05\x06', 'latin1'), Buffer.from(bytes.subarray(0, 18))])
+          : Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.from(bytes)]);
         const dir = readZipDirectory(b, 50);
         expect(dir.entries.length).toBeLessThanOrEqual(50);
       }),

@@ -121,7 +121,14 @@ describe('banned stage', () => {
 
   it('lets an allow rule before the deny rules pass everything inside a zip (amavisd [qr/^\\.zip$/ => 0])', async () => {
     const zip = makeZip({ 'tool.exe': 'x' });
-    const overlay = { banned: { rules: [{ allow: '^\\.zip$', on: 'type' }, { deny: '\\.exe$', on: 'name' }] } };
+    const overlay = {
+      banned: {
+        rules: [
+          { allow: '^\\.zip$', on: 'type' },
+          { deny: '\\.exe$', on: 'name' },
+        ],
+      },
+    };
     expect((await check(messageWith([file('tools.zip', zip)]), overlay)).verdict.action).toBe('pass');
   });
 

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { Budget } from '../../../src/lib/archive/expand';
 import { messageContent } from '../../../src/lib/mime/parts';
+import { settingsOf } from '../../../src/pipeline/runner';
 import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
 import { inspect } from '../../../src/stages/banned/inspect';
@@ -35,7 +36,7 @@ describe('banned stage limits', () => {
     const tgz = makeTarGz({ 'big.log': Buffer.alloc(30 * MiB) });
     const msg = messageWith([file('logs.tar.gz', tgz, 'application/gzip')]);
     const bank = loadTestBank({});
-    const content = await messageContent(testTransaction(msg, { bank }).message, bank.banned.limits, new AbortController().signal);
+    const content = await messageContent(testTransaction(msg, { bank }).message, settingsOf(bannedStage, bank).limits, new AbortController().signal);
     const gz = content.root.children[1];
     expect(gz.children[0].limit).toBe('ratio');
     // Stopped within a slice of the cap: ratio 200 over the compressed size, not 30 MiB.
@@ -92,11 +93,11 @@ describe('banned stage limits', () => {
     const parts = Array.from({ length: 10000 }, (_, i) => file(i === 9999 ? 'last.exe' : `f${i}.txt`, `part ${i}`, 'text/plain'));
     const bank = loadTestBank({});
     const tx = testTransaction(messageWith(parts), { bank });
-    const content = await messageContent(tx.message, bank.banned.limits, new AbortController().signal);
+    const content = await messageContent(tx.message, settingsOf(bannedStage, bank).limits, new AbortController().signal);
     expect(content.mimeParts).toBe(10002);
     const work = { tests: 0 };
-    const rules = compileRules(bank.banned.rules);
-    const findings = inspect(content.root, rules, bank.banned, work);
+    const rules = compileRules(settingsOf(bannedStage, bank).rules);
+    const findings = inspect(content.root, rules, settingsOf(bannedStage, bank), work);
     expect(findings.map((f) => f.code)).toEqual(['BANNED_FILE']);
     expect(findings[0].path).toBe('10001');
     // Each part tries each rule on each of its keys (a name, a declared type, a type) at most once.
