@@ -39,7 +39,7 @@ export interface RuleWork {
 }
 
 /** Compiles the list; throws a SyntaxError naming the rule for a bad pattern, or one with neither or both of deny and allow. */
-export function compileRules(rules: readonly BannedRule[]): CompiledRule[] {
+export function compileRules(rules: readonly Partial<BannedRule>[]): CompiledRule[] {
   return rules.map((r, i) => {
     const deny = r.deny ?? '';
     const allow = r.allow ?? '';

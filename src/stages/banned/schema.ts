@@ -48,7 +48,7 @@ const rule = {
       enum: ['any', 'name', 'type', 'declaredType'],
       default: 'any',
       description:
-        'What the pattern is matched against: name = file names (declared, or of archive members, with trailing dots and spaces and invisible characters removed), type = the detected type as amavisd writes it (".exe-ms", ".zip", ".elf" is ".exe-unix"; docs/content-checks.md lists them) or UNDECIPHERABLE, declaredType = the Content-Type, any = all of them (what amavisd does).',
+        'What the pattern is matched against: name = file names (declared, or of archive members, with trailing dots and spaces and invisible characters removed), type = the detected type as amavisd writes it (".exe-ms", ".exe-unix" for ELF programs, ".zip"; docs/content-checks.md lists them) or UNDECIPHERABLE, declaredType = the Content-Type, any = all of them (what amavisd does).',
     },
     comment: { type: 'string', maxLength: 200, default: '', description: 'Why the rule is there; logged with the finding (amavisd `(?#comment)`).' },
   },
