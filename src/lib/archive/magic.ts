@@ -34,7 +34,7 @@ const ascii = (b: Buffer, text: string, at = 0) => b.length >= at + text.length 
 /** The short types of a file that starts with `head` (at most HEAD_BYTES are read). */
 export function detectType(head: Buffer): ShortTypes {
   if (head.length === 0) return ['empty'];
-  if (ascii(head, 'MZ')) return peTypes(head);
+  if (ascii(head, 'MZ') && !isText(head.subarray(0, 64))) return peTypes(head);
   if (starts(head, [0x7f, 0x45, 0x4c, 0x46])) return elfTypes(head);
   if (isMachO(head)) return ['exe', 'exe-macho'];
   if (ascii(head, 'PK\x03\x04') || ascii(head, 'PK\x05\x06') || ascii(head, 'PK\x07\x08')) return ['zip'];
@@ -62,7 +62,9 @@ export function archiveKind(types: ShortTypes): ArchiveKind | null {
   return null;
 }
 
-/** MZ: a DOS stub; "PE\0\0" at e_lfanew makes it Windows, the DLL flag (0x2000) a library. */
+/**
+ * MZ: a DOS stub (its header holds NULs and small numbers, so "MZ" at the start of text, say a
+ * bank statement, is not a program, as file(1) agrees); "PE\0\0" at e_lfanew makes it Windows, the DLL flag (0x2000) a library. */
 function peTypes(b: Buffer): ShortTypes {
   if (b.length < 0x40) return ['exe', 'exe-ms'];
   const pe = b.readUInt32LE(0x3c);
@@ -134,15 +136,20 @@ export function tarChecksumOk(h: Buffer): boolean {
   return sum === Number.parseInt(field, 8);
 }
 
+/** Whether the bytes hold no control character that text does not use. */
+function isText(sample: Buffer): boolean {
+  for (let i = 0; i < sample.length; i++) {
+    const c = sample[i];
+    if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c && c !== 0x1b) return false;
+  }
+  return true;
+}
+
 /** Text is `txt` (HTML `html`); bytes that are neither are `dat`. */
 function textTypes(b: Buffer): ShortTypes {
   const sample = b.subarray(0, 4096);
-  let start = 0;
-  if (starts(sample, [0xef, 0xbb, 0xbf])) start = 3;
-  for (let i = start; i < sample.length; i++) {
-    const c = sample[i];
-    if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c && c !== 0x1b) return ['dat'];
-  }
+  const start = starts(sample, [0xef, 0xbb, 0xbf]) ? 3 : 0;
+  if (!isText(sample.subarray(start))) return ['dat'];
   const lead = sample
     .toString('latin1', start, start + 512)
     .trimStart()

@@ -73,6 +73,7 @@ const samples: Record<string, Buffer> = {
   RTF: Buffer.from('{\\rtf1\\ansi hello}'),
   'shell script': Buffer.from('#!/bin/sh\necho hi\n'),
   text: Buffer.from('Dear customer,\nplease find attached.\n'),
+  'text starting with MZ': Buffer.from('MZ Bank statement for October\nline two\n'),
 };
 
 /** A PE whose optional header file(1) reads (machine i386, GUI subsystem). */
