@@ -18,7 +18,7 @@ import { Budget, expand, newNode, type ArchiveLimits, type ContentNode } from '.
 import { archiveKind, detectType, HEAD_BYTES } from '../archive/magic';
 import { Message } from '../../transaction/message';
 import { decoderFor, type Decoder } from './decoders';
-import { MimeWalker, type Part } from './structure';
+import { type HeaderFieldText, MimeWalker, type Part } from './structure';
 
 export interface MessageContent {
   readonly root: ContentNode;
@@ -31,13 +31,20 @@ export interface MessageContent {
 /** A name is at most this long when kept; the end is kept, as it holds the extension. */
 const MAX_NAME = 1024;
 
-type Fields = readonly { readonly name: string; readonly value: string }[];
+type Fields = readonly HeaderFieldText[];
+
+/**
+ * Bytes kept of a header line: a file name is read whole up to this (Postfix rebuilds header
+ * lines up to header_size_limit, 100 KiB); a longer one is marked, not silently cut.
+ */
+const HEADER_LINE_BYTES = 128 * 1024;
 
 export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal): Promise<MessageContent> {
   const headers = new Map<Part, Fields>();
   const topType = message.get('content-type')[0];
   const topCte = message.get('content-transfer-encoding')[0];
   const walker = new MimeWalker(topType && Message.value(topType), topCte && Message.value(topCte), {
+    lineHeadBytes: HEADER_LINE_BYTES,
     onHeader: (part, fields) =>
       headers.set(
         part,
@@ -46,7 +53,7 @@ export async function messageContent(message: Message, limits: ArchiveLimits, si
   });
   headers.set(
     walker.root,
-    message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-disposition').map((f) => ({ name: f.key, value: Message.value(f) })),
+    message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-disposition').map((f) => ({ name: f.key, value: Message.value(f), truncated: false })),
   );
   let size = 0;
   for await (const chunk of message.openBody()) {
@@ -79,7 +86,10 @@ function nodeOf(part: Part, path: string, headers: Map<Part, Fields>): ContentNo
   const fields = headers.get(part) ?? [];
   const names: string[] = [];
   const declared: string[] = [part.contentType];
+  const node = newNode(path, names, declared);
   for (const f of fields) {
+    // A name cut short may have lost its extension: not matched as if whole, but unreadable.
+    if (f.truncated) node.problem = `${f.name} field longer than ${HEADER_LINE_BYTES} bytes on one line`;
     const parsed = libmime.parseHeaderValue(asUnicode(f.value));
     if (f.name === 'content-type') {
       const t = parsed.value.trim().toLowerCase();
@@ -87,7 +97,7 @@ function nodeOf(part: Part, path: string, headers: Map<Part, Fields>): ContentNo
       addName(names, parsed.params.name);
     } else addName(names, parsed.params.filename);
   }
-  return newNode(path, names, declared);
+  return node;
 }
 
 function addName(names: string[], raw: unknown): void {

@@ -9,6 +9,7 @@
  * message of 10,000 banned parts makes one log line of bounded length.
  */
 import type { ContentNode } from '../../lib/archive/expand';
+import { archiveKind } from '../../lib/archive/magic';
 import { forLog, isDisguised } from './names';
 import { decideLeaves, kindOf, type CompiledRule, type RuleWork } from './rules';
 import type { BannedSettings } from './schema';
@@ -78,7 +79,9 @@ export function inspect(root: ContentNode, rules: readonly CompiledRule[], s: Ba
     }
     if (node.problem) {
       out.add({ code: 'BANNED_UNDECIPHERABLE', detail: `${describe(node)}: ${forLog(node.problem)}` });
-      if (s.onLimit === 'banned') ban(node, 'damaged archive', 'cannot be read, not checked');
+      // A MIME part that is no archive can only be unreadable by its header.
+      const kind = node.declaredTypes.length > 0 && !archiveKind(node.types) ? 'unreadable part' : 'damaged archive';
+      if (s.onLimit === 'banned') ban(node, kind, 'cannot be read, not checked');
     }
   }
   return out.done();

@@ -81,6 +81,19 @@ describe('banned stage', () => {
     expect(r.verdict.reply.text).toContain('(.exe)');
   });
 
+  it('reads a file name on a header line far longer than 998 octets whole', async () => {
+    const name = `${'a'.repeat(3000)}.pdf.exe`;
+    const r = await check(messageWith([{ type: 'application/octet-stream', disposition: `attachment; filename="${name}"`, data: 'x' }]));
+    expect(r.verdict.reply.text).toContain('(.exe)');
+  });
+
+  it('bans a part whose name field is too long to read rather than match a cut name', async () => {
+    const name = `${'a'.repeat(200 * 1024)}.exe`;
+    const r = await check(messageWith([{ type: 'application/octet-stream', disposition: `attachment; filename="${name}"`, data: 'x' }]));
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(/content-disposition field longer than/);
+    expect(r.verdict.reply.text).toContain('(unreadable part)');
+  });
+
   it('bans trailing dots and spaces that Windows strips (file.exe. and file.exe )', async () => {
     for (const name of ['file.exe.', 'file.exe ', 'FILE.EXE']) {
       const r = await check(messageWith([file(name, 'x')]));
