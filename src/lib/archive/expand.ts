@@ -14,7 +14,7 @@
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES, type ShortTypes } from './magic';
 import { listTar } from './tar';
-import { memberData, readZipDirectory, zipFlavour } from './zip';
+import { localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
 export interface ContentNode {
   readonly path: string;
@@ -84,6 +84,9 @@ async function expandZip(node: ContentNode, data: Buffer, depth: number, budget:
     budget.members++;
     const child = newNode(`${node.path}/${i + 1}`, [e.name], []);
     node.children.push(child);
+    // Streaming unzippers read the local header's name, Explorer the directory's: both count.
+    const local = localName(data, e);
+    if (local && local !== e.name) child.names.push(local);
     if (e.directory) continue;
     if (e.encrypted) {
       child.encrypted = true;
@@ -166,14 +169,23 @@ function noteOutcome(child: ContentNode, r: Awaited<ReturnType<typeof inflateBou
   return !child.limit && !child.problem;
 }
 
-/** The file name a gzip header carries (RFC 1952 FNAME), else the outer names with .gz dropped (.tgz gives .tar). */
+/**
+ * The names a gunzipped file gets: the one its header carries (RFC 1952 FNAME, what gunzip -N
+ * uses) and the outer name with .gz dropped (.tgz giving .tar, what gunzip and most tools use);
+ * both, as either may be what the recipient ends up with.
+ */
 export function gzipNames(data: Buffer, outer: readonly string[]): string[] {
+  const names: string[] = [];
   const flags = data[3] ?? 0;
   let at = 10;
   if (flags & 4 && data.length >= 12) at += 2 + data.readUInt16LE(10);
   if (flags & 8 && at < data.length) {
     const end = data.indexOf(0, at);
-    if (end > at) return [data.toString('latin1', at, Math.min(end, at + 1024))];
+    if (end > at) names.push(data.toString('latin1', at, Math.min(end, at + 1024)));
   }
-  return outer.map((n) => n.replace(/\.t(?:ar\.)?gz$/i, '.tar').replace(/\.gz$/i, '')).filter((n) => n.length > 0);
+  for (const n of outer) {
+    const inner = n.replace(/\.t(?:ar\.)?gz$/i, '.tar').replace(/\.gz$/i, '');
+    if (inner && inner !== n && !names.includes(inner)) names.push(inner);
+  }
+  return names;
 }

@@ -180,6 +180,16 @@ export function memberData(b: Buffer, e: ZipEntry): Buffer | string {
   return b.subarray(start, start + e.compressedSize);
 }
 
+/** The name in a member's local header (it may differ from the directory's in a crafted zip), or null. */
+export function localName(b: Buffer, e: ZipEntry): string | null {
+  const at = e.localHeaderOffset;
+  if (at + 30 > b.length || b.readUInt32LE(at) !== LOCAL) return null;
+  const length = b.readUInt16LE(at + 26);
+  if (at + 30 + length > b.length) return null;
+  const raw = b.subarray(at + 30, at + 30 + Math.min(length, 1024));
+  return b.readUInt16LE(at + 6) & 0x800 ? raw.toString('utf8') : legacyName(raw);
+}
+
 /**
  * What a zip is by its members (the zip-based formats amavisd's file(1) tells apart): OOXML
  * (docx/xlsx/pptx), a Java archive, an Android package, an OpenDocument file.

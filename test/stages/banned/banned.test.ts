@@ -119,10 +119,24 @@ describe('banned stage', () => {
     expect(f?.detail).toMatch(/^\[\.exe-unix\] part 2\/1\/2 name "tools\/helper"/);
   });
 
+  it('bans a zip whose local header names an .exe the central directory calls .txt', async () => {
+    const zip = makeZip({ 'notes.txt': 'x' }, { store: true });
+    const local = zip.indexOf(Buffer.from('notes.txt'));
+    zip.write('notes.exe', local, 'latin1');
+    const r = await check(messageWith([file('notes.zip', zip, 'application/zip')]));
+    expect(r.findings.find((x) => x.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "notes\.txt".*matched name "notes\.exe"/);
+  });
+
   it('names the member of a gzip by the name gzip kept in its header', async () => {
     const gz = makeGzip('payload.exe', 'x');
     const r = await check(messageWith([file('payload.gz', gz, 'application/gzip')]));
     expect(r.findings.find((x) => x.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "payload\.exe"/);
+  });
+
+  it('names the member of a gzip by the outer name too (what gunzip writes)', async () => {
+    const gz = makeGzip('harmless.txt', 'x');
+    const r = await check(messageWith([file('setup.exe.gz', gz, 'application/gzip')]));
+    expect(r.findings.find((x) => x.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "harmless\.txt".*matched name "setup\.exe"/);
   });
 
   it('passes allowed types: a PDF, a docx-like zip, a text part', async () => {
