@@ -55,9 +55,8 @@ export function newNode(path: string, names: string[], declaredTypes: string[]):
 }
 
 /**
- * Walks into `node` when its type is an archive: `data` holds its bytes (whole, as
- * `wholeBytes` says; a head alone cannot be unpacked), `depth` is 1 for an archive that is not
- * inside another.
+ * Walks into `node` when its type is an archive: `data` holds all its bytes (a head alone
+ * cannot be unpacked), `depth` is 1 for an archive that is not inside another.
  */
 export async function expand(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
   const kind = archiveKind(node.types);

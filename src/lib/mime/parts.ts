@@ -21,8 +21,9 @@ import { decoderFor, type Decoder } from './decoders';
 import { type HeaderFieldText, MimeWalker, type Part } from './structure';
 
 export interface MessageContent {
+  /** The message's own entity; MIME parts and archive members are its descendants. */
   readonly root: ContentNode;
-  /** Every node, the MIME parts first (in order), then archive members as they were found. */
+  /** What unpacking spent (members, inflated bytes): the work done, for tests and logs. */
   readonly budget: Budget;
   /** MIME parts walked (leaves and containers). */
   readonly mimeParts: number;
