@@ -8,8 +8,9 @@
  *
  * Findings: BANNED_FILE (detail "[<kind>] part <path> ... rule <n> ..."; the bank's destiny
  * applies: reject = 554 5.7.0 "banned content (<kind>)"), BANNED_FILE_LOVED (every recipient
- * is in `lovers`: delivered with X-Postseal-Alert), BANNED_BYPASSED (every recipient is in
- * `bypass`: nothing checked), and for the log BANNED_DISGUISED_NAME, BANNED_ENCRYPTED,
+ * is in `lovers`: delivered with X-Postseal-Alert), BANNED_FILE_MORE (every banned part after
+ * the first, for the log), BANNED_BYPASSED (every recipient is in `bypass`: nothing checked),
+ * and for the log BANNED_DISGUISED_NAME, BANNED_ENCRYPTED,
  * BANNED_LIMIT_EXCEEDED, BANNED_UNDECIPHERABLE. Reads: banned.*. A bank that signs
  * (dkim-sign) may not pass banned mail (destiny pass or lovers): refused at load.
  */
@@ -22,7 +23,16 @@ import { inspect } from './inspect';
 import { compileRules } from './rules';
 import { bannedBankSchema, type BannedSettings } from './schema';
 
-const FINDINGS = ['BANNED_FILE', 'BANNED_FILE_LOVED', 'BANNED_BYPASSED', 'BANNED_DISGUISED_NAME', 'BANNED_ENCRYPTED', 'BANNED_LIMIT_EXCEEDED', 'BANNED_UNDECIPHERABLE'] as const;
+const FINDINGS = [
+  'BANNED_FILE',
+  'BANNED_FILE_LOVED',
+  'BANNED_FILE_MORE',
+  'BANNED_BYPASSED',
+  'BANNED_DISGUISED_NAME',
+  'BANNED_ENCRYPTED',
+  'BANNED_LIMIT_EXCEEDED',
+  'BANNED_UNDECIPHERABLE',
+] as const;
 
 export const ALERT_FIELD = 'X-Postseal-Alert';
 
@@ -73,9 +83,14 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
         if (coversAllRecipients(s.bypass, tx)) return { findings: [{ code: 'BANNED_BYPASSED', detail: 'every recipient is in banned.bypass' }] };
         const content = await messageContent(tx.message, s.limits, signal);
         const loved = coversAllRecipients(s.lovers, tx);
+        // The first banned part decides (and names the kind in the reply and the one alert
+        // field, as amavisd's X-Amavis-Alert does); the others are listed for the log.
+        let first = true;
         const findings: Finding[] = inspect(content.root, rules, s, { tests: 0 }).map((f) => {
           if (f.code !== 'BANNED_FILE') return { code: f.code, detail: f.detail };
-          return { code: loved ? 'BANNED_FILE_LOVED' : 'BANNED_FILE', detail: f.kind ? `[${f.kind}] ${f.detail}` : f.detail };
+          const code = first ? (loved ? 'BANNED_FILE_LOVED' : 'BANNED_FILE') : 'BANNED_FILE_MORE';
+          first = false;
+          return { code, detail: f.kind ? `[${f.kind}] ${f.detail}` : f.detail };
         });
         return { findings };
       },

@@ -105,11 +105,19 @@ describe('banned stage limits', () => {
     expect(content.budget).toBeInstanceOf(Budget);
   });
 
-  it('reports at most 20 banned parts one by one, then how many more', async () => {
+  it('reports at most 20 banned parts one by one, then how many more; the first decides', async () => {
     const parts = Array.from({ length: 50 }, (_, i) => file(`p${i}.exe`, 'x'));
     const r = await check(messageWith(parts));
-    expect(r.codes.filter((c) => c === 'BANNED_FILE')).toHaveLength(21);
+    expect(r.codes.filter((c) => c === 'BANNED_FILE')).toHaveLength(1);
+    expect(r.codes.filter((c) => c === 'BANNED_FILE_MORE')).toHaveLength(20);
     expect(r.findings.at(-1)?.detail).toBe('30 more not listed');
+    expect(r.verdict.reason).toBe('BANNED_FILE');
+  });
+
+  it('adds one alert field for a lover, however many parts are banned', async () => {
+    const parts = Array.from({ length: 5 }, (_, i) => file(`p${i}.exe`, 'x'));
+    const r = await check(messageWith(parts), { lovers: ['.'] });
+    expect(r.verdict.fields).toEqual([{ name: 'X-Postseal-Alert', value: 'BANNED, message contains .exe (part 2)' }]);
   });
 
   it('stops when the stage is aborted (its timeout)', async () => {
