@@ -91,7 +91,14 @@ function nodeOf(part: Part, path: string, headers: Map<Part, Fields>): ContentNo
   for (const f of fields) {
     // A name cut short may have lost its extension: not matched as if whole, but unreadable.
     if (f.truncated) node.problem = `${f.name} field longer than ${HEADER_LINE_BYTES} bytes on one line`;
-    const parsed = libmime.parseHeaderValue(asUnicode(f.value));
+    let parsed: ReturnType<typeof libmime.parseHeaderValue>;
+    try {
+      parsed = libmime.parseHeaderValue(asUnicode(f.value));
+    } catch {
+      // Whatever the sender wrote, the answer is a result: a part whose name cannot be read.
+      node.problem = `${f.name} field cannot be parsed`;
+      continue;
+    }
     if (f.name === 'content-type') {
       const t = parsed.value.trim().toLowerCase();
       if (t && !declared.includes(t)) declared.push(t);

@@ -38,7 +38,7 @@ export const ALERT_FIELD = 'X-Postseal-Alert';
 
 /** The kind and path from a BANNED_FILE detail, re-checked against their alphabets: only these reach a reply or a field. */
 function kindAndPath(f: Finding): { kind: string; path: string } {
-  const m = /^\[([a-z0-9 .+\-/]{1,60})\] part ([0-9/]{1,200}) /.exec(f.detail ?? '');
+  const m = /^\[([a-z0-9 .+\-/]{1,60})\] part ([0-9/]{1,1000}) /.exec(f.detail ?? '');
   return m ? { kind: m[1], path: m[2] } : { kind: 'file', path: '?' };
 }
 
