@@ -4,10 +4,13 @@
 # 7208 suite that python3-spf ships, redis-server for the Redis store back-end, Prometheus and
 # its promtool for the metrics tests, postgrey and postfix-policyd-spf-python beside the policy
 # service, whose whitelist files and answers it matches, systemd for `systemd-analyze verify` of
-# the unit in examples/systemd, xmllint from libxml2-utils for the DMARC aggregate-report schema). Installs the missing ones (needs root and apt); one list for
-# `npm test` and .ci/run.
+# the unit in examples/systemd, xmllint from libxml2-utils for the DMARC aggregate-report schema,
+# spamd, spamassassin and rspamd for the spam checks, started by the tests on loopback, clamd
+# from clamav-daemon for the virus stage, started by the tests with signatures they write, and
+# clamav's clamscan beside it, miltertest from the OpenDKIM project to drive the milter listener).
+# Installs the missing ones (needs root and apt); one list for `npm test` and .ci/run.
 set -euo pipefail
-packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils)
+packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils spamd spamassassin rspamd clamav-daemon clamav miltertest)
 # The banned stage: Info-ZIP zip, bzip2 and xz make test archives; file(1) checks the magic-byte table.
 packages+=(zip file bzip2 xz-utils)
 missing=()
@@ -22,5 +25,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # Postfix's package asks how to configure the system MTA; the tests run private instances.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# The tests start their own private daemons (clamd, spamd, rspamd, redis, ...); the packages'
+# system services must not start (clamd would fail without signatures and fail the install):
+# a policy-rc.d that refuses every start, for the length of the install only.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

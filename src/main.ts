@@ -1,7 +1,8 @@
 /**
  * Start-up and wiring (STYLE.md §10, docs/architecture.md "Lifecycle"): the dependencies that
  * outlive a reload (the state store and the DMARC results in it, the resolver and its cache
- * while its settings stay) are made once; the store is opened before the services and closed
+ * while its settings stay) are made once; the quarantine (src/quarantine/) is remade from each
+ * configuration on the same store, and its sweeper starts first (it creates the folder); the store is opened before the services and closed
  * after them (a changed `store` section applies at the next start); each
  * bank gets its pipeline (stages from stages/registry.ts) and downstream pool; the services
  * (the SMTP listeners, then the side services) start in order, reload together on SIGHUP and
@@ -12,6 +13,7 @@
 import type { MainConfig } from './config/main-schema';
 import { PostsealError } from './errors';
 import { DkimKeyCache } from './lib/dkim/public-keys';
+import type { DmarcFailureSink } from './lib/dmarc-report/failure';
 import { createDnsResolver } from './lib/dns';
 import type { Logger } from './lib/log';
 import type { Telemetry } from './lib/telemetry';
@@ -20,13 +22,15 @@ import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
 import { DownstreamPool } from './reinject/pool';
-import { DmarcReportsService } from './services/dmarc-reports';
+import { Quarantine } from './quarantine/quarantine';
+import { QuarantineSweeper } from './quarantine/sweeper';
+import { DmarcFailureReportsService, DmarcReportsService } from './services/dmarc-reports';
 import { PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
-import { openStore } from './store';
+import { openStore, type Store } from './store';
 import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
 
@@ -52,12 +56,32 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const stale = await sweepStaleSpools(config.main.spool.dir);
   if (stale.length) log.warn({ files: stale }, 'removed spool files of postseal processes that died');
   const store = await openStore(config.main.store, config.file, log);
-  const dmarcStore = new StoredDmarcResults(store);
-  let shared = sharedDeps(config.main.dns, dmarcStore, opts.telemetry);
+  const reports = config.main.services.dmarcReports;
+  const dmarcStore = new StoredDmarcResults(store, {
+    maxDomainsPerDay: reports.maxDomainsPerDay,
+    maxRecordsPerDay: reports.maxRecordsPerDay,
+    minIntervalSec: reports.minIntervalSec,
+    log,
+  });
+  // Made before the pipelines, which queue failure reports in it; started with the services.
+  const failures = reports.failureReports.enabled
+    ? new DmarcFailureReportsService(config, {
+        store,
+        log: log.child({ service: 'dmarc-failure-reports' }),
+        get resolver() {
+          return shared.resolver;
+        },
+      })
+    : undefined;
+  let shared = sharedDeps(config.main.dns, dmarcStore, failures, opts.telemetry);
   let dns = JSON.stringify(config.main.dns);
+  const quarantineLog = log.child({ service: 'quarantine' });
+  const quarantineOf = (c: LoadedConfig) => new Quarantine(c.main.quarantine, store, quarantineLog);
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
-  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry), close: closePools }, log);
-  const services: Service[] = [smtp];
+  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry, quarantineOf(c), store), close: closePools }, log);
+  const sweeper = new QuarantineSweeper(quarantineOf(config), quarantineOf, quarantineLog);
+  // The failure report queue closes after the listeners, which may still offer reports while they drain.
+  const services: Service[] = failures ? [sweeper, failures, smtp] : [sweeper, smtp];
   if (config.main.services.srs.enabled) services.push(new SrsService(config, { log }));
   // The policy service runs in every worker (the cluster shares its socket); its state is in the store.
   if (config.main.services.policy.enabled) {
@@ -101,8 +125,11 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
       await checkConfig(next, log, opts.logWarnings ?? true);
       // The resolver and its cache stay unless its settings changed; the store always stays.
       if (JSON.stringify(next.main.dns) !== dns) {
-        shared = sharedDeps(next.main.dns, dmarcStore, opts.telemetry);
+        shared = sharedDeps(next.main.dns, dmarcStore, failures, opts.telemetry);
         dns = JSON.stringify(next.main.dns);
+      }
+      if (next.main.services.dmarcReports.failureReports.enabled && !failures) {
+        log.warn({ config: next.file }, 'DMARC failure reports were enabled; they start at the next start (a reload can only stop them)');
       }
       if (JSON.stringify(next.main.store) !== JSON.stringify(running.main.store)) {
         log.warn({ config: next.file }, 'store settings changed; they apply at the next start, the running store stays open');
@@ -121,8 +148,8 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   };
 }
 
-function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, telemetry?: Telemetry): SharedDeps {
-  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore };
+function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, dmarcFailures: DmarcFailureSink | undefined, telemetry?: Telemetry): SharedDeps {
+  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore, dmarcFailures };
 }
 
 /** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */
@@ -132,7 +159,7 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 
-function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry?: Telemetry): Map<string, SessionContext> {
+function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, telemetry: Telemetry | undefined, quarantine: Quarantine, store: Store): Map<string, SessionContext> {
   const contexts = new Map<string, SessionContext>();
   const pipelines = new Map<string, Pipeline>();
   // DKIM keys parsed once per record for every bank of this configuration.
@@ -154,6 +181,9 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, te
       telemetry,
       bankChooser: config.bankChooser,
       contextOf: (other) => contexts.get(other),
+      quarantine,
+      // Connects only when a bounce verdict sends a DSN; without a notify target such a verdict is a 451.
+      bounce: bank.notify && { pool: new DownstreamPool(bank.notify, bank.notify.heloName || config.hostname, bankLog), store, hostname: config.hostname, log: bankLog },
     });
   }
   return contexts;
@@ -171,5 +201,5 @@ function checkSignerBanks(config: LoadedConfig): void {
 }
 
 async function closePools(contexts: Map<string, SessionContext>): Promise<void> {
-  await Promise.all([...contexts.values()].map((c) => c.pool.close()));
+  await Promise.all([...contexts.values()].flatMap((c) => [c.pool.close(), ...(c.bounce ? [c.bounce.pool.close()] : [])]));
 }

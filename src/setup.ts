@@ -11,9 +11,12 @@ import { preflight } from './config/preflight';
 import type { ConfigWarning } from './errors';
 import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
 import type { DkimKeyCache } from './lib/dkim/public-keys';
+import type { DmarcFailureSink } from './lib/dmarc-report/failure';
 import type { DnsResolver } from './lib/dns';
 import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
+import { spamScannerWarnings } from './stages/spam/probe';
+import { clamdWarnings } from './stages/virus/probe';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
@@ -33,13 +36,16 @@ export function loadConfig(file: string): LoadedConfig {
 
 /**
  * The checks of a loaded configuration that need the file system or DNS: the spool folder
- * and forward loops (config/preflight.ts) and the store's file or URL. Start-up, reload and
+ * and forward loops (config/preflight.ts), the store's file or URL, and (warnings only) the spam
+ * scanners' and clamd's PING (stages/spam/probe.ts, stages/virus/probe.ts). Start-up, reload and
  * `config check` run them; the warnings are for the caller to log or print.
  */
 export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]> {
   const warnings = await preflight(config);
   checkStoreConfig(config.main.store, config.file);
   if (config.main.services.srs.enabled) readSrsSecrets(config.main.services.srs.secretsFile);
+  // A scanner that is down is a warning, not a refusal: Postfix keeps the mail queued on the 451 meanwhile.
+  warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)));
   return warnings;
 }
 
@@ -47,6 +53,8 @@ export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]
 export interface SharedDeps {
   readonly resolver: DnsResolver;
   readonly dmarcStore: DmarcResultStore;
+  /** The failure report queue (services/dmarc-reports), when failure reports are on. */
+  readonly dmarcFailures?: DmarcFailureSink;
 }
 
 /** The dependencies of one bank's stages; `dkimKeys` is shared by a configuration's banks (keys parsed once per record). */
@@ -61,6 +69,7 @@ export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankNam
     resolver: shared.resolver,
     dkimKeys,
     dmarcStore: shared.dmarcStore,
+    dmarcFailures: shared.dmarcFailures,
   };
 }
 

@@ -19,18 +19,19 @@ import { createLogger } from '../lib/log';
 import { DownstreamPool } from '../reinject/pool';
 import { poolSender, reportSettingsFor, reportSigner, runReports } from '../services/dmarc-reports';
 import { openStore } from '../store';
-import { StoredDmarcResults } from '../store/dmarc-results';
+import { StoredDmarcResults, type DmarcResultRecord } from '../store/dmarc-results';
+import { dayOf, parsePeriod } from '../lib/dmarc-report/period';
 import { UsageError, loadOrExplain, parse, withUsage } from './args';
 
 const help = `Usage: postseal dmarc report [--since YYYY-MM-DD] [--dry-run [--out DIR]] [--config FILE] [--dns HOST:PORT]
        postseal dmarc stats DOMAIN [--config FILE]
 
-report: send the aggregate reports of finished UTC days now, as services.dmarcReports does
-  --since DAY     only days from this one on
+report: send the aggregate reports of finished report periods now, as services.dmarcReports does
+  --since DAY     only periods of this UTC day and later
   --dry-run       build the reports, send and remove nothing
   --out DIR       with --dry-run: write each report's .xml.gz file into DIR
   --dns HOST:PORT ask this DNS server instead of dns.servers of the config
-stats: the stored DMARC results of one policy domain, per day`;
+stats: the stored DMARC results of one policy domain, per UTC day`;
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -107,10 +108,10 @@ async function dmarc(
         failed ||= o.status === 'send-failed' || o.status === 'dns-temperror';
         const file = o.report ? ` ${o.report.fileName}` : '';
         process.stdout.write(
-          `${o.policyDomain} ${o.day} ${o.status} messages=${o.messages}${o.to.length ? ` to=${o.to.join(',')}` : ''}${file}${o.reason ? ` (${o.reason})` : ''}\n`,
+          `${o.policyDomain} ${o.period} ${o.status} messages=${o.messages}${o.to.length ? ` to=${o.to.join(',')}` : ''}${file}${o.reason ? ` (${o.reason})` : ''}\n`,
         );
       }
-      if (!out.length) process.stdout.write('no finished days with DMARC results to report\n');
+      if (!out.length) process.stdout.write('no finished report periods with DMARC results to report\n');
       return failed ? 1 : 0;
     } finally {
       await pool.close();
@@ -121,16 +122,21 @@ async function dmarc(
 }
 
 async function stats(results: StoredDmarcResults, domain: string, since?: string): Promise<number> {
-  const days = (await results.days())
-    .filter((d) => d.policyDomain === domain && (!since || d.day >= since))
-    .map((d) => d.day)
-    .sort();
+  // A day's report periods (hours, when the domain's ri= asked for them) are summed.
+  const byDay = new Map<string, string[]>();
+  for (const { policyDomain, period } of await results.periods()) {
+    const p = parsePeriod(period);
+    if (policyDomain !== domain || !p || (since && dayOf(p) < since)) continue;
+    byDay.set(dayOf(p), [...(byDay.get(dayOf(p)) ?? []), period]);
+  }
+  const days = [...byDay.keys()].sort();
   if (!days.length) {
     process.stdout.write(`${domain}: no stored DMARC results\n`);
     return 0;
   }
   for (const day of days) {
-    const { records } = await results.peek(domain, day);
+    const records: DmarcResultRecord[] = [];
+    for (const period of byDay.get(day) ?? []) records.push(...(await results.peek(domain, period)).records);
     const count = (pick: (r: (typeof records)[number]) => string) => {
       const m = new Map<string, number>();
       for (const r of records) m.set(pick(r), (m.get(pick(r)) ?? 0) + 1);

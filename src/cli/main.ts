@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `postseal` command: dispatches to a subcommand module. Exit codes: 0 success,
- * 1 failure (config invalid, check failed), 2 usage error.
+ * 1 failure (config invalid, check failed), 2 usage error; `quarantine`, for scripts,
+ * tells "not found" (1) from a failure (3).
  */
 /**
  * Each command's module is loaded when it runs: the message path (stages, mailauth) is half of
@@ -24,6 +25,10 @@ const commands: Record<string, { summary: string; run: (args: string[]) => Promi
   dmarc: {
     summary: 'dmarc report [--since DAY] [--dry-run --out DIR] | stats DOMAIN  DMARC aggregate reports: send now, preview, or summarise stored results',
     run: (a) => (require('./dmarc-command') as typeof import('./dmarc-command')).runDmarc(a),
+  },
+  quarantine: {
+    summary: 'quarantine list|show ID|release ID|delete ID [--json]  held messages: list, look at, send on, remove (exit 3 on failure, 1 not found)',
+    run: (a) => (require('./quarantine-command') as typeof import('./quarantine-command')).runQuarantine(a),
   },
   explain: {
     summary: 'explain [--bank NAME] FILE|-        which signing rule and keys would sign a message, or why not',

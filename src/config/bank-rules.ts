@@ -4,7 +4,9 @@
  * clientNetworks rule whose networks hold the client address replaces it; the first senders
  * rule matching the envelope sender replaces that, on the listeners the rule names only (the
  * envelope sender is the client's to write: a rule on the inbound listener would let anyone
- * pick the bank). (A valid DKIM signer may switch once more
+ * pick the bank). On a milter listener the first macros rule (a milter macro such as
+ * {daemon_name} or {auth_authen} with one of its values) comes before both and stands for
+ * the port: the later rules' listenerBanks compare with the bank it chose. (A valid DKIM signer may switch once more
  * after DATA: dkimVerify.signerBanks, pipeline/runner.ts.) The result names the rule and the
  * network or pattern that matched, for the per-message log line and `postseal explain`.
  *
@@ -31,8 +33,13 @@ export interface BankChoice {
 }
 
 export interface BankChooser {
-  /** `client` is an address (or undefined when unknown); `sender` the MAIL FROM address ('' for <>). */
-  choose(listener: { port: number; bank: string }, client: string | undefined, sender: string): BankChoice;
+  /**
+   * `client` is an address (or undefined when unknown); `sender` the MAIL FROM address ('' for
+   * <>); `macros` the milter macros by name ({daemon_name}), given by milter listeners only.
+   */
+  choose(listener: { port: number; bank: string }, client: string | undefined, sender: string, macros?: ReadonlyMap<string, string>): BankChoice;
+  /** Every macro a rule names, for the milter to ask the MTA for. */
+  readonly macros: readonly string[];
   /** Every bank a rule names (config/load.ts loads and checks them). */
   readonly banks: readonly string[];
 }
@@ -44,6 +51,14 @@ interface NetworkRule {
   readonly networks: readonly { text: string; list: NetworkList }[];
 }
 
+interface MacroRule {
+  readonly index: number;
+  readonly bank: string;
+  readonly only: ReadonlySet<string>;
+  readonly macro: string;
+  readonly values: ReadonlySet<string>;
+}
+
 interface SenderRule {
   readonly index: number;
   readonly bank: string;
@@ -52,7 +67,8 @@ interface SenderRule {
 }
 
 /** Throws Error with the JSON pointer of a bad network; the loader wraps it. */
-export function compileBankRules(config: BankRulesConfig): BankChooser {
+/** `macros` may be left out by callers that predate macro rules (tests, tools): no macro rules. */
+export function compileBankRules(config: Omit<BankRulesConfig, 'macros'> & { readonly macros?: BankRulesConfig['macros'] }): BankChooser {
   const networkRules: NetworkRule[] = (config.clientNetworks ?? []).map((r, index) => ({
     index,
     bank: r.bank,
@@ -71,12 +87,31 @@ export function compileBankRules(config: BankRulesConfig): BankChooser {
     only: new Set(r.listenerBanks ?? []),
     patterns: r.senders.map((p) => p.toLowerCase()),
   }));
-  const banks = [...new Set([...networkRules.map((r) => r.bank), ...senderRules.map((r) => r.bank)])];
+  const macroRules: MacroRule[] = (config.macros ?? []).map((r, index) => ({
+    index,
+    bank: r.bank,
+    only: new Set(r.listenerBanks ?? []),
+    macro: r.macro,
+    values: new Set(r.values ?? []),
+  }));
+  const banks = [...new Set([...macroRules.map((r) => r.bank), ...networkRules.map((r) => r.bank), ...senderRules.map((r) => r.bank)])];
   return {
     banks,
-    choose(listener, client, sender) {
+    macros: [...new Set(macroRules.map((r) => r.macro))],
+    choose(listener, client, sender, macros) {
       const steps: BankStep[] = [{ bank: listener.bank, rule: `listener port ${listener.port}` }];
-      const applies = (only: ReadonlySet<string>) => only.size === 0 || only.has(listener.bank);
+      let base = listener.bank;
+      if (macros) {
+        for (const r of macroRules) {
+          if (r.only.size > 0 && !r.only.has(listener.bank)) continue;
+          const value = macros.get(r.macro);
+          if (value === undefined || value === '' || (r.values.size > 0 && !r.values.has(value))) continue;
+          steps.push({ bank: r.bank, rule: `macros[${r.index}] ${r.macro}=${value}` });
+          base = r.bank;
+          break;
+        }
+      }
+      const applies = (only: ReadonlySet<string>) => only.size === 0 || only.has(base);
       if (client !== undefined) {
         for (const r of networkRules) {
           if (!applies(r.only)) continue;
@@ -89,7 +124,7 @@ export function compileBankRules(config: BankRulesConfig): BankChooser {
       }
       for (const r of senderRules) {
         // Anyone can write any MAIL FROM: a sender rule applies only on the listeners it names.
-        if (!r.only.has(listener.bank)) continue;
+        if (!r.only.has(base)) continue;
         const hit = r.patterns.find((p) => senderMatches(p, sender));
         if (hit) {
           steps.push({ bank: r.bank, rule: `senders[${r.index}] ${hit}` });

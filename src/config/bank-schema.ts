@@ -84,7 +84,7 @@ export const commonBankSchema = {
     notify: {
       ...target,
       description:
-        "The target for mail postseal generates itself: DMARC aggregate reports (services.dmarcReports names the bank whose notify is used; docs/dmarc-reports.md). Usually Postfix's reinjection smtpd for originating mail. Notices and bounces are on the README roadmap.",
+        "The target for mail postseal generates itself: DMARC aggregate and failure reports (services.dmarcReports names the bank whose notify is used; docs/dmarc-reports.md) and the DSNs of a bounce destiny (docs/quarantine.md, sent from <>; without a notify target such a message is tempfailed). Usually Postfix's reinjection smtpd for originating mail. Admin and sender notices are on the README roadmap.",
     },
     greetingBanner: { type: 'string', default: 'postseal content filter', description: 'Text after the 220 code and host name in the greeting.' },
     discardEhloKeywords: {

@@ -97,6 +97,13 @@ export async function checkForwardLoops(config: LoadedConfig, deps: LoopCheckDep
   config.main.listeners.forEach((l, i) => {
     const address = bound[i].address;
     if (address === null || isLoopback(address)) return;
+    if (l.protocol === 'milter') {
+      warnings.push({
+        code: 'CFG_LISTENER_NOT_LOOPBACK',
+        message: `${config.file}: /listeners/${i}/address: ${l.address} (bank ${l.bank}) accepts milter connections from other hosts, which can have postseal check or sign any message they send it (the milter protocol has no authentication); bind it to 127.0.0.1 unless Postfix runs on another host, and then restrict it with a firewall`,
+      });
+      return;
+    }
     warnings.push({
       code: 'CFG_LISTENER_NOT_LOOPBACK',
       message: `${config.file}: /listeners/${i}/address: ${l.address} (bank ${l.bank}) accepts connections from other hosts, and postseal reinjects what it receives into a Postfix smtpd that trusts it: an open relay unless that smtpd restricts clients (smtpd_client_restrictions, mynetworks) or a firewall does; bind it to 127.0.0.1 unless Postfix runs on another host`,

@@ -6,7 +6,7 @@
  *
  * Fails with CFG_* errors whose message names the file, the JSON pointer and what was
  * expected, so that start-up, `config check` and SIGHUP reload all explain themselves.
- * Paths in the file (bankDir, spool.dir, the key tables) are relative to the file. Checks that
+ * Paths in the file (bankDir, spool.dir, quarantine.dir, the key tables) are relative to the file. Checks that
  * need the file system or DNS (spool folder, forward loops) are in config/preflight.ts.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -70,7 +70,9 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   const hostname = main.hostname || osHostname();
   // Like every other path, relative to this file (not to the directory postseal started in).
   main.spool.dir = main.spool.dir === '' ? tmpdir() : path.resolve(path.dirname(absFile), main.spool.dir);
+  main.quarantine.dir = path.resolve(path.dirname(absFile), main.quarantine.dir);
   checkSrs(absFile, main);
+  checkMilterListeners(absFile, main);
   return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankChooser, bankDir });
 }
 
@@ -82,6 +84,14 @@ function checkSrs(file: string, main: MainConfig): void {
     throw new PostsealError('CFG_INCONSISTENT', `${file}: /services/srs/domain: the SRS service is enabled but has no domain; set the domain of the rewritten senders`);
   if (srs.hashMin > srs.hashLength)
     throw new PostsealError('CFG_INCONSISTENT', `${file}: /services/srs/hashMin (${srs.hashMin}) is more than hashLength (${srs.hashLength}): our own addresses would not reverse`);
+}
+
+/** A milter listener speaks to the MTA in plain text over loopback: STARTTLS has no place there. */
+function checkMilterListeners(file: string, main: MainConfig): void {
+  main.listeners.forEach((l, i) => {
+    if (l.protocol === 'milter' && l.tls)
+      throw new PostsealError('CFG_INCONSISTENT', `${file}: /listeners/${i}/tls: a milter listener (port ${l.port}) has no STARTTLS; remove tls or use protocol smtp`);
+  });
 }
 
 /** Validates a bank made in code (a tool's variant of a configured bank) as a bank file would be. */
@@ -126,6 +136,8 @@ function checkBank(file: string, bank: Bank, main: MainConfig): void {
   // A forward to our own listener is found by config/preflight.ts, which resolves names.
   const bankName = path.basename(file, '.yaml');
   for (const l of main.listeners.filter((x) => x.bank === bankName)) {
+    // A milter listener does not forward: the MTA keeps the message.
+    if (l.protocol === 'milter') continue;
     if (bank.forward.protocol === 'lmtp' && l.protocol !== 'lmtp') {
       throw new PostsealError(
         'CFG_INCONSISTENT',

@@ -42,8 +42,35 @@ export const mainConfigSchema = {
           address: { type: 'string', default: '127.0.0.1', description: 'Address to bind; loopback unless Postfix runs on another host.' },
           port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one, for tests).' },
           bank: { type: 'string', minLength: 1, description: 'Policy bank name: a file <bank>.yaml in bankDir, or default.' },
-          protocol: { type: 'string', enum: ['smtp', 'lmtp'], default: 'smtp', description: 'lmtp answers every recipient on its own after DATA.' },
-          maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 500, description: 'More simultaneous clients get 421 4.3.2 (Postfix retries).' },
+          protocol: {
+            type: 'string',
+            enum: ['smtp', 'lmtp', 'milter'],
+            default: 'smtp',
+            description:
+              'lmtp answers every recipient on its own after DATA. milter serves Postfix smtpd_milters / non_smtpd_milters (docs/milter.md): the same pipeline, its changes sent back as milter modifications, no reinjection and no second queue pass; the bank forward is not used.',
+          },
+          maxConnections: {
+            type: 'integer',
+            minimum: 1,
+            maximum: 100000,
+            default: 500,
+            description: 'More simultaneous clients get 421 4.3.2 (Postfix retries); a milter listener closes them at once (Postfix applies milter_default_action).',
+          },
+          milter: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            description: 'Settings of a milter listener (protocol: milter); smtp and lmtp listeners ignore them.',
+            properties: {
+              failureAction: {
+                type: 'string',
+                enum: ['tempfail', 'accept'],
+                default: 'tempfail',
+                description:
+                  'What Postfix is told when a stage fails or times out, the message deadline passes or the spool cannot be written: tempfail (451 4.x.x: Postfix defers or the client retries; nothing is lost) or accept (the message goes on unchanged: unchecked and unsigned). Policy verdicts are not affected. Protocol errors close the connection, and Postfix applies its own milter_default_action (set it to tempfail).',
+              },
+            },
+          },
           tls: {
             type: 'object',
             additionalProperties: false,
@@ -97,6 +124,37 @@ export const mainConfigSchema = {
                 items: { type: 'string', minLength: 1 },
                 default: [],
                 description: 'Apply the rule only to mail whose listener bank is one of these (e.g. not on the NOCHECKS port); empty: every listener.',
+              },
+            },
+          },
+        },
+        macros: {
+          type: 'array',
+          default: [],
+          description:
+            "Rules by milter macro, on milter listeners only (docs/milter.md): the first rule whose macro has one of its values replaces the listener's bank, before clientNetworks and senders, whose listenerBanks then compare with the bank it chose (a macro rule stands for the port of the content-filter layout). Postfix sends {daemon_name} (milter_macro_daemon_name, settable per smtpd service in master.cf) and {auth_authen} (the SASL login name of an authenticated client); postseal asks for every macro named here.",
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['macro', 'bank'],
+            properties: {
+              macro: {
+                type: 'string',
+                pattern: '^(\\{[A-Za-z0-9_]+\\}|[A-Za-z_])$',
+                description: 'Macro name as Postfix writes it: {daemon_name}, {auth_authen}, {client_addr}; one-letter macros without braces.',
+              },
+              values: {
+                type: 'array',
+                items: { type: 'string' },
+                default: [],
+                description: 'Values that match, exactly (case-sensitive); empty: any non-empty value (with {auth_authen}: any authenticated client).',
+              },
+              bank: { type: 'string', minLength: 1, description: 'Bank used when the macro matches: a file <bank>.yaml in bankDir.' },
+              listenerBanks: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                default: [],
+                description: 'Apply the rule only on milter listeners of these banks; empty: every milter listener.',
               },
             },
           },
@@ -273,6 +331,52 @@ export const mainConfigSchema = {
         },
       },
     },
+    quarantine: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Where messages with a quarantine verdict are held (docs/quarantine.md): each as received, with its envelope and findings, in a file of its own; an index in the store (store section) lists them for `postseal quarantine list|show|release|delete`.',
+      properties: {
+        dir: {
+          type: 'string',
+          minLength: 1,
+          default: 'quarantine',
+          description:
+            'Folder of the held messages, relative to this file (so the default is quarantine/ next to it; a package install would set e.g. /var/lib/postseal/quarantine). Created with mode 0700 at start-up if missing; files are written with mode 0600, atomically (temp file, fsync, rename).',
+        },
+        maxMessageSizeBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 2147483647,
+          default: 52428800,
+          description: 'A larger message with a quarantine verdict is not held but tempfailed (451 4.3.0, logged), so Postfix keeps it in its queue.',
+        },
+        minFreeBytes: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 1099511627776,
+          default: 104857600,
+          description:
+            "Space that must stay free on the folder's file system; below it the folder counts as full and a quarantine verdict is tempfailed (451 4.3.0, logged) instead of filling the disk.",
+        },
+        maxAgeDays: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 3650,
+          default: 30,
+          description: 'Held messages older than this are removed by the sweep (amavisd sites ran a cron job for it).',
+        },
+        sweepIntervalMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 86400000,
+          default: 3600000,
+          description:
+            'How often each worker removes expired messages, leftover temp files and index entries without a file, and restores index entries of held files missing from the store.',
+        },
+      },
+    },
     log: {
       type: 'object',
       additionalProperties: false,
@@ -394,9 +498,9 @@ export const mainConfigSchema = {
           additionalProperties: false,
           default: {},
           description:
-            "DMARC aggregate reports (RFC 7489 7.2, docs/dmarc-reports.md): once a UTC day is over, each policy domain's stored DMARC results are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
+            "DMARC reports (RFC 7489 7.2, 7.3, docs/dmarc-reports.md): once a report period is over (a UTC day, or shorter when the domain's `ri=` asks, see minIntervalSec), each policy domain's stored DMARC results of that period are mailed to the rua addresses of its DMARC record through the `notify` target of `bank`. Not a listener: runs in every worker, and a lock in the store makes one process (across hosts sharing Redis) send each report.",
           properties: {
-            enabled: { type: 'boolean', default: false, description: 'Send aggregate reports.' },
+            enabled: { type: 'boolean', default: false, description: 'Send aggregate reports (failure reports have their own switch, failureReports.enabled).' },
             bank: {
               type: 'string',
               minLength: 1,
@@ -418,15 +522,29 @@ export const mainConfigSchema = {
               minimum: 1000,
               maximum: 86400000,
               default: 900000,
-              description: 'How often to look for finished days with results to send (the first look is at start).',
+              description: 'How often to look for finished report periods with results to send (the first look is at start).',
             },
-            maxReportsPerRun: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Domain-days handled per look at most; the rest wait for the next.' },
+            minIntervalSec: {
+              type: 'integer',
+              minimum: 3600,
+              maximum: 86400,
+              default: 3600,
+              description:
+                "The shortest aggregate report period, in seconds. A domain's `ri=` chooses the longest UTC-aligned period of 1, 2, 3, 4, 6, 8, 12 or 24 hours that is not longer than ri; none is shorter than this value (rounded up to one of those periods) or longer than a day (no ri=: daily). A result's period is decided when it is stored, from the record the dmarc stage applied (docs/dmarc-reports.md). Read at start: a reload keeps the running value.",
+            },
+            maxReportsPerRun: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100000,
+              default: 1000,
+              description: 'Reports (domain and period) handled per look at most; the rest wait for the next.',
+            },
             lockTtlMs: {
               type: 'integer',
               minimum: 10000,
               maximum: 86400000,
               default: 600000,
-              description: "A domain-day being reported is locked in the store for at most this long (a crashed sender's lock lapses).",
+              description: "A domain's period being reported is locked in the store for at most this long (a crashed sender's lock lapses).",
             },
             retryBaseMs: {
               type: 'integer',
@@ -436,6 +554,68 @@ export const mainConfigSchema = {
               description: 'First wait after a failed send or DNS lookup; it doubles with each failure.',
             },
             retryMaxMs: { type: 'integer', minimum: 1000, maximum: 604800000, default: 21600000, description: 'Longest wait between tries.' },
+            maxDomainsPerDay: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000000,
+              default: 10000,
+              description:
+                'Policy domains whose DMARC results are kept per UTC day (all hosts sharing the store together); results for further domains that day are not kept (logged once a day), so that mail claiming many From domains cannot grow the store without bound.',
+            },
+            maxRecordsPerDay: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100000000,
+              default: 1000000,
+              description:
+                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000 per report period, the newest); further results that day are not kept (logged once a day).',
+            },
+            failureReports: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              description:
+                "DMARC failure reports (RFC 7489 7.3, RFC 6591 AFRF, docs/dmarc-reports.md): for a message whose DMARC evaluation the domain's `fo=` asks about, a report with the header section (never the body) is mailed to the `ruf=` addresses of its record, through the same bank's `notify` target and signed like aggregate reports. Off by default; independent of `enabled` (which switches aggregate reports).",
+              properties: {
+                enabled: { type: 'boolean', default: false, description: 'Send failure reports.' },
+                maxPerDomainPerHour: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 100000,
+                  default: 10,
+                  description:
+                    'Failure reports per policy domain and clock hour (UTC), counted in the store so that all workers and hosts sharing it share the limit; further ones are dropped (logged).',
+                },
+                maxPerHour: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 1000000,
+                  default: 200,
+                  description: 'Failure reports per clock hour over all domains, counted in the store like maxPerDomainPerHour.',
+                },
+                maxQueued: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 100000,
+                  default: 200,
+                  description:
+                    'Reports waiting to be sent per process at most: the message path only queues them (it never waits for a report), and a report that finds the queue full is dropped (logged).',
+                },
+                redactLocalParts: {
+                  type: 'boolean',
+                  default: true,
+                  description:
+                    "Replace the local part of every address outside the reported domain in the copied header section with `redacted` (RFC 6590), so that your users' addresses (To, Cc, Delivered-To...) do not go to the domain owner. Addresses in the reported domain or below it are kept.",
+                },
+                maxHeaderBytes: {
+                  type: 'integer',
+                  minimum: 1024,
+                  maximum: 1048576,
+                  default: 65536,
+                  description: 'Largest header section copied into a report; a longer one is cut after the last whole field that fits.',
+                },
+              },
+            },
           },
         },
         policy: {
@@ -622,5 +802,10 @@ export const mainConfigSchema = {
 } as const;
 
 export type MainConfig = FromSchema<typeof mainConfigSchema>;
-export type ListenerConfig = MainConfig['listeners'][number];
+type SchemaListener = MainConfig['listeners'][number];
+/**
+ * A listener as the schema makes it; `milter` (always filled in by its default when loaded) is
+ * optional here so that SMTP listeners made in code (tests, tools) need not spell it.
+ */
+export type ListenerConfig = Omit<SchemaListener, 'milter'> & { readonly milter?: SchemaListener['milter'] };
 export type BankRulesConfig = MainConfig['bankRules'];

@@ -5,7 +5,9 @@
  *
  * Replies: 552 5.3.4 too big; 451 4.3.0 client gone, spool not writable (logged with its
  * folder and errno) or internal error; the verdict's reply
- * for reject/tempfail; 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
+ * for reject/tempfail; 250 2.7.0 for a message held in quarantine (quarantine/hold.ts; 451
+ * 4.3.0 if it cannot be held) and for one bounced once its DSN was accepted (notify/bounce.ts;
+ * 451 4.3.0 if the notify target failed); 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
  * downstream's own reply (one per recipient on LMTP).
  * Reports the message, its in-flight span and downstream failures at DATA to ctx.telemetry.
  */
@@ -22,6 +24,8 @@ import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
+import { bounceMessage } from '../notify/bounce';
+import { holdInQuarantine } from '../quarantine/hold';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
 import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
@@ -92,6 +96,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     // Fields past the limit would pass every check unseen (a second From, a forged A-R).
     if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
+    const received = tx.message;
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     Object.assign(record, {
@@ -100,9 +105,27 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
       verdict: result.verdict.action,
       reason: result.verdict.reason,
     });
-    // tag and quarantine are delivered (with their fields already on the message); the rest are not.
+    // pass and tag are delivered (with their fields already on the message); the rest are not.
     if (!delivers(result.verdict.action)) {
       down.abort();
+      if (result.verdict.action === 'quarantine') {
+        const held = await holdInQuarantine(ctx.quarantine, { tx, received, result }, ctx.log);
+        record.quarantineId = held.id;
+        replyClass = '2';
+        return (replyText = ok(held.reply));
+      }
+      if (result.verdict.action === 'bounce') {
+        if (!ctx.bounce) {
+          ctx.log.error(
+            { session: input.id, queueId: input.client.ident },
+            `bank ${input.bankName} has no notify target for the DSN of a bounce verdict; set notify in its bank file (the message stays in the Postfix queue)`,
+          );
+          throw new PostsealError('NOTIFY_FAILED', `bank ${input.bankName} has no notify target`);
+        }
+        const reply = await bounceMessage(ctx.bounce, { tx, received, result });
+        replyClass = '2';
+        return (replyText = ok(reply));
+      }
       if (result.verdict.action === 'discard') {
         replyClass = '2';
         return (replyText = ok(result.verdict.reply));

@@ -1,6 +1,6 @@
 /**
- * The SMTP listeners as one Service (services/service.ts): one listener per configured port,
- * each bound to its policy bank's context. A reload swaps the banks' contexts between
+ * The listeners as one Service (services/service.ts): one listener per configured port,
+ * each bound to its policy bank's context: SMTP/LMTP (listener.ts) or milter (milter/). A reload swaps the banks' contexts between
  * transactions and restarts only the listeners whose socket or EHLO settings changed; a
  * transaction that began before it finishes on the old context's downstream connections.
  */
@@ -10,6 +10,7 @@ import type { Logger } from '../lib/log';
 import type { Service } from '../services/service';
 import type { LoadedConfig } from '../setup';
 import { startListener, type Listener } from './listener';
+import { startMilterListener } from './milter/listener';
 import type { SessionContext } from './session';
 
 export interface SmtpService extends Service {
@@ -29,6 +30,7 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
   let config = first;
   let listeners: Listener[] = [];
   const contextOf = (l: ListenerConfig) => () => current.get(l.bank)!;
+  const start = (l: ListenerConfig) => (l.protocol === 'milter' ? startMilterListener(l, contextOf(l)) : startListener(l, contextOf(l)));
   return {
     name: 'smtp',
     get listeners() {
@@ -41,7 +43,7 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
     },
     async start() {
       try {
-        for (const l of config.main.listeners) listeners.push(await startListener(l, contextOf(l)));
+        for (const l of config.main.listeners) listeners.push(await start(l));
       } catch (err) {
         await Promise.all(listeners.map((l) => l.close()));
         listeners = [];
@@ -61,7 +63,7 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
       current = fresh;
       config = next;
       const started: Listener[] = [];
-      for (const { l, key } of wanted) started.push(keep.get(key) ?? (await startListener(l, contextOf(l))));
+      for (const { l, key } of wanted) started.push(keep.get(key) ?? (await start(l)));
       listeners = started;
       // Transactions that began before the reload finish on the old pools' connections.
       setTimeout(() => void contexts.close(old).catch((err) => log.warn({ err }, 'closing the old downstream connections failed')), 1000).unref();

@@ -15,6 +15,8 @@ import type { BankChoice, BankChooser } from '../config/bank-rules';
 import type { NetworkList } from '../config/networks';
 import { countDownstreamFailure, noTelemetry, type Telemetry } from '../lib/telemetry';
 import type { Pipeline } from '../pipeline/runner';
+import type { BounceDeps } from '../notify/bounce';
+import type { Quarantine } from '../quarantine/quarantine';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
@@ -45,6 +47,10 @@ export interface SessionContext {
   readonly bankChooser?: BankChooser;
   /** The context of another bank of the same configuration, for the bank rules. */
   readonly contextOf?: (bank: string) => SessionContext | undefined;
+  /** Where a quarantine verdict holds the message; without it such a message is tempfailed. */
+  readonly quarantine?: Quarantine;
+  /** The bank's notify target and the store, for a bounce verdict's DSN; without it such a message is tempfailed. */
+  readonly bounce?: BounceDeps;
 }
 
 interface SessionState {

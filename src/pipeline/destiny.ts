@@ -19,10 +19,13 @@ import type { Transaction } from '../transaction/transaction';
 
 /**
  * pass: deliver (with the category's header fields); reject: 5xx to Postfix, which bounces
- * (or refuses, before-queue); discard: 250 and dropped. amavisd's `bounce` and `quarantine`
- * need the quarantine and DSN machinery of the roadmap, so the schema refuses them for now.
+ * (or refuses, before-queue); discard: 250 and dropped; quarantine: 250 and held whole in the
+ * quarantine folder (src/quarantine/, docs/quarantine.md); bounce: 250 once a DSN with the
+ * original header went to the envelope sender (src/notify/bounce.ts; none to the null sender).
+ * A stage that must not bounce in some case (spam over amavisd's $sa_dsn_cutoff_level) turns
+ * its bounce into a discard itself.
  */
-export const DESTINIES = ['pass', 'reject', 'discard'] as const;
+export const DESTINIES = ['pass', 'reject', 'discard', 'quarantine', 'bounce'] as const;
 export type Destiny = (typeof DESTINIES)[number];
 
 export function destinySchema<D extends Destiny>(fallback: D, what: string) {
@@ -30,7 +33,7 @@ export function destinySchema<D extends Destiny>(fallback: D, what: string) {
     type: 'string',
     enum: DESTINIES,
     default: fallback,
-    description: `What happens to ${what} (amavisd $final_*_destiny): pass = delivered with the header fields that say so, reject = 5xx to Postfix, discard = accepted and dropped (logged).`,
+    description: `What happens to ${what} (amavisd $final_*_destiny): pass = delivered with the header fields that say so, reject = 5xx to Postfix, discard = accepted and dropped (logged), quarantine = accepted and held in the quarantine folder, not delivered (postseal quarantine release sends it on), bounce = accepted and dropped after a DSN with the original header went to the envelope sender through the bank notify target (none to the null sender).`,
   } as const;
 }
 
@@ -121,6 +124,10 @@ export function destinyDecision(destiny: Destiny, reply: SmtpReply, fields: Deci
       return { action: 'reject', reply };
     case 'discard':
       return { action: 'discard', reply: replies.discarded };
+    case 'quarantine':
+      return { action: 'quarantine' };
+    case 'bounce':
+      return { action: 'bounce', reply };
     default:
       return { action: 'tag', fields };
   }

@@ -8,15 +8,17 @@
  * ends the run with a tempfail; its outcome, should it still arrive, is dropped and a spool
  * it wrote is disposed of. A stage may switch the run to another bank (signer-based policy):
  * that bank's stages not run yet follow, and its rules decide the verdict. Header fields a tag
- * or quarantine verdict adds are put on the message last.
+ * verdict adds are put on the message last. Under a quarantine or bounce verdict the remaining
+ * checks still run (one may reject), the edit, sign and seal stages do not: the message is
+ * held, or its header returned, as received.
  */
 import type { Bank, CommonBank } from '../config/bank-schema';
 import { PostsealError } from '../errors';
 import { ResultSet, type Results } from '../lib/results';
 import type { Spool } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
-import { PHASES, type Finding, type RegisteredStage, type Stage, type StageDefinition, type StageDeps, type StageOutcome } from './stage';
-import { decide, delivers, isFinal, type CompiledRules, type Verdict } from './verdict';
+import { PHASES, type Finding, type Phase, type RegisteredStage, type Stage, type StageDefinition, type StageDeps, type StageOutcome } from './stage';
+import { decide, delivers, isFinal, keepsAsReceived, type CompiledRules, type Verdict } from './verdict';
 
 export interface PipelineResult {
   readonly verdict: Verdict;
@@ -41,6 +43,7 @@ export interface Pipeline {
 interface Built {
   readonly stage: Stage;
   readonly declared: ReadonlySet<string>;
+  readonly phase: Phase;
 }
 
 /** `otherBank` finds the pipeline a stage may switch to (StageOutcome.bank). */
@@ -52,7 +55,7 @@ export function createPipeline(
   otherBank: (name: string) => Pipeline | undefined = () => undefined,
 ): Pipeline {
   const defs = orderStages(bank.stages.map((id) => definitionOf(registry, id)));
-  const built: Built[] = defs.map((d) => ({ stage: d.create(settingsOf(d, bank), bank, deps), declared: new Set(d.findings) }));
+  const built: Built[] = defs.map((d) => ({ stage: d.create(settingsOf(d, bank), bank, deps), declared: new Set(d.findings), phase: d.phase }));
   const rules = compileRules(defs, bank, deps.authservId);
   const self: Pipeline & { readonly built: readonly Built[]; readonly rules: CompiledRules } = {
     bankName,
@@ -72,8 +75,10 @@ export function createPipeline(
         return { verdict, findings, timings, spools, bankName: plan.bankName, results };
       };
       for (let i = 0; i < plan.built.length; i++) {
-        const { stage, declared } = plan.built[i];
+        const { stage, declared, phase } = plan.built[i];
         if (ran.has(stage.id)) continue;
+        // A held message is kept as received: nothing to edit or sign.
+        if (phase !== 'check' && keepsAsReceived(decide(findings, plan.rules).action)) break;
         ran.add(stage.id);
         const started = performance.now();
         try {

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { CommonBank } from '../config/bank-schema';
 import type { KeyStore } from '../keys/key-store';
 import type { DkimKeyCache } from '../lib/dkim/public-keys';
+import type { DmarcFailureSink } from '../lib/dmarc-report/failure';
 import type { DnsResolver } from '../lib/dns';
 import type { ResultEntry, Results } from '../lib/results';
 import type { SmtpReply } from '../smtp/replies';
@@ -63,16 +64,22 @@ export interface StageDeps {
   /** DKIM public keys, parsed once per key record. */
   readonly dkimKeys: DkimKeyCache;
   readonly dmarcStore: DmarcResultStore;
+  /** Where DMARC failure reports are queued; absent when they are off. */
+  readonly dmarcFailures?: DmarcFailureSink;
 }
 
-/** What the message gets; worst first in verdict.ts. tag and quarantine deliver it with `fields` on top. */
-export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'reject' | 'tempfail';
+/**
+ * What the message gets; worst first in verdict.ts. tag delivers it with `fields` on top;
+ * quarantine holds it (src/quarantine/); bounce drops it after a DSN to the sender
+ * (src/notify/bounce.ts), its `reply` the refusal the DSN reports.
+ */
+export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'bounce' | 'reject' | 'tempfail';
 
 export interface Decision {
   readonly action: Action;
-  /** The reply for reject, tempfail and discard (from smtp/replies.ts). */
+  /** The reply for reject, tempfail and discard, and the refusal a bounce's DSN reports (from smtp/replies.ts). */
   readonly reply?: SmtpReply;
-  /** Header fields a tag or quarantine adds, written as given. */
+  /** Header fields a tag adds, written as given. */
   readonly fields?: readonly { readonly name: string; readonly value: string }[];
 }
 

@@ -1,9 +1,10 @@
 /**
  * The one place that decides what happens to the message (STYLE.md §3): the findings of the
  * stages that ran, read through the rules their stages declare (compiled per bank by the
- * runner), give pass, tag, quarantine, discard, reject or tempfail, with the reply from the
- * table and the finding that decided, for the log. The worst decision wins; tag and
- * quarantine deliver the message with the header fields their rules add. A stage failure is
+ * runner), give pass, tag, quarantine, discard, bounce, reject or tempfail, with the reply from the
+ * table and the finding that decided, for the log. The worst decision wins; tag delivers the
+ * message with the header fields its rules add, quarantine holds it (src/quarantine/, not
+ * delivered; the runner still runs the remaining checks, as one may reject). A stage failure is
  * always a tempfail (STYLE.md §5), its reply from smtp/error-replies.ts.
  */
 import { isPostsealError } from '../errors';
@@ -16,7 +17,7 @@ export interface Verdict {
   readonly reply: SmtpReply;
   /** The finding or error that decided, for the log line. */
   readonly reason: string;
-  /** Header fields to add for tag and quarantine, in the order their findings came. */
+  /** Header fields to add for tag (and pass), in the order their findings came. */
   readonly fields: readonly { readonly name: string; readonly value: string }[];
 }
 
@@ -24,7 +25,7 @@ export interface Verdict {
 export type CompiledRules = ReadonlyMap<string, (finding: Finding) => Decision | null>;
 
 /** Worst first: one tempfail among the findings outranks a reject (the mail may be fine). */
-const rank: Record<Action, number> = { tempfail: 5, reject: 4, discard: 3, quarantine: 2, tag: 1, pass: 0 };
+const rank: Record<Action, number> = { tempfail: 6, reject: 5, bounce: 4, discard: 3, quarantine: 2, tag: 1, pass: 0 };
 
 export function decide(findings: readonly Finding[], rules: CompiledRules, failure?: unknown): Verdict {
   if (failure !== undefined) {
@@ -35,7 +36,7 @@ export function decide(findings: readonly Finding[], rules: CompiledRules, failu
   for (const f of findings) {
     const d = rules.get(f.code)?.(f);
     if (!d) continue;
-    if (d.fields && (d.action === 'tag' || d.action === 'quarantine')) fields.push(...d.fields);
+    if (d.fields && d.action === 'tag') fields.push(...d.fields);
     if (rank[d.action] > rank[verdict.action]) verdict = { action: d.action, reply: d.reply ?? replies.accepted, reason: f.code };
   }
   return { ...verdict, fields: delivers(verdict.action) ? fields : [] };
@@ -43,10 +44,19 @@ export function decide(findings: readonly Finding[], rules: CompiledRules, failu
 
 /** Whether the message still goes downstream. */
 export function delivers(action: Action): boolean {
-  return action === 'pass' || action === 'tag' || action === 'quarantine';
+  return action === 'pass' || action === 'tag';
 }
 
-/** The runner stops early once the message will not be delivered whatever comes next. */
+/** Quarantine and bounce keep the message as received: the stages after the checks (edits, signing) are skipped. */
+export function keepsAsReceived(action: Action): boolean {
+  return action === 'quarantine' || action === 'bounce';
+}
+
+/**
+ * The runner stops early once nothing later can change the outcome: after a reject, discard
+ * or tempfail. A quarantine or bounce can still be outranked by a later check (a virus
+ * rejected), so only the stages after the checks are skipped for them.
+ */
 export function isFinal(v: Verdict): boolean {
-  return !delivers(v.action);
+  return !delivers(v.action) && !keepsAsReceived(v.action);
 }

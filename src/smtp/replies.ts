@@ -16,11 +16,19 @@ export type SmtpReply = Reply<'2'> | Reply<'4'> | Reply<'5'>;
 export const replies = {
   accepted: { code: '250', enhanced: '2.0.0', text: 'Ok' },
   discarded: { code: '250', enhanced: '2.7.0', text: 'Ok, discarded by policy' },
+  quarantined: { code: '250', enhanced: '2.7.0', text: 'Ok, held in quarantine' },
+  bounced: { code: '250', enhanced: '2.7.0', text: 'Ok, rejected by policy, delivery status notification sent' },
   contentRejected: { code: '550', enhanced: '5.7.1', text: 'Message content rejected' },
   dmarcRejected: { code: '550', enhanced: '5.7.1', text: 'Rejected by DMARC policy' },
   dmarcTempfail: { code: '451', enhanced: '4.7.0', text: 'DMARC check could not complete, try again later' },
   bannedRejected: { code: '554', enhanced: '5.7.0', text: 'Message content rejected: banned content' },
   headerRejected: { code: '550', enhanced: '5.6.0', text: 'Message header malformed' },
+  spamRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected as spam' },
+  spamScannerFailed: { code: '451', enhanced: '4.3.0', text: 'Spam check could not complete, try again later' },
+  // The virus stage (stages/virus): a virus name from clamd may follow the text, printable ASCII only.
+  virusRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected: virus found' },
+  virusScanFailed: { code: '451', enhanced: '4.3.0', text: 'Virus scan could not complete, try again later' },
+  virusScanTooBig: { code: '451', enhanced: '4.3.4', text: 'Message too big for the virus scanner, try again later' },
   mailLoop: { code: '554', enhanced: '5.4.6', text: 'Mail loop detected' },
   messageTooBig: { code: '552', enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
   headerTooBig: { code: '552', enhanced: '5.3.4', text: 'Message header size exceeds limit' },
@@ -44,6 +52,8 @@ export const replies = {
   shuttingDown: { code: '421', enhanced: '4.3.2', text: 'Shutting down, try again later' },
   upstreamAborted: { code: '451', enhanced: '4.3.0', text: 'Message data incomplete' },
   spoolFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: cannot write the message to the spool, try again later' },
+  quarantineFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: cannot hold the message in quarantine, try again later' },
+  notifyFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: the delivery status notification could not be sent, try again later' },
   signingFailed: { code: '451', enhanced: '4.7.5', text: 'Message could not be signed, try again later' },
   conversionFailed: { code: '451', enhanced: '4.6.3', text: 'Message cannot be converted to 7 bit, try again later' },
   // The policy service (services/policy): Postfix writes them at RCPT, the code of the greylisting and

@@ -19,7 +19,9 @@ import { dmarcStage } from './dmarc';
 import { headerSanityStage } from './header-sanity';
 import { loopGuardStage } from './loop-guard';
 import { sevenBitStage } from './seven-bit';
+import { spamStage, spamTagStage } from './spam';
 import { spfStage } from './spf';
+import { virusStage } from './virus';
 
 export const stageRegistry: readonly RegisteredStage[] = [
   loopGuardStage,
@@ -29,6 +31,9 @@ export const stageRegistry: readonly RegisteredStage[] = [
   dmarcStage,
   arcVerifyStage,
   bannedStage,
+  virusStage,
+  spamStage,
+  spamTagStage,
   authenticationResultsStage,
   sevenBitStage,
   dkimSignStage,

@@ -27,7 +27,7 @@ describe('postseal config', () => {
     writeFileSync(path.join(copy, 'srs-secrets'), 'example-srs-secret-1\n', { mode: 0o600 });
     const r = runCli(['config', 'check', '--config', file]);
     expect([r.status, r.stderr]).toEqual([0, '']);
-    expect(r.stdout).toMatch(/valid \(3 listeners, banks: default, ORIGINATING, NOCHECKS\)/);
+    expect(r.stdout).toMatch(/valid \(5 listeners, banks: default, ORIGINATING, NOCHECKS\)/);
     expect(readFileSync(file, 'utf8')).toMatch(/^ {2}metrics: \{ enabled: true, address: 127\.0\.0\.1, port: 9205 \}$/m);
     expect(readFileSync(file, 'utf8')).toMatch(/^ {2}policy:\n {4}enabled: true\n {4}address: 127\.0\.0\.1\n {4}port: 10040 /m);
   });

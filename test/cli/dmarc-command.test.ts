@@ -33,9 +33,14 @@ let dir: string;
 let file: string;
 const yesterday = new Date(Date.now() - 24 * 3600 * 1000);
 const day = utcDay(yesterday);
+const dayBefore = utcDay(new Date(yesterday.getTime() - 24 * 3600 * 1000));
+let hourlyFile: string;
 
 beforeAll(async () => {
-  dns = await startDnsServer({ '_dmarc.a.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@a.test'] } });
+  dns = await startDnsServer({
+    '_dmarc.a.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@a.test'] },
+    '_dmarc.h.test': { TXT: ['v=DMARC1; p=none; ri=3600; rua=mailto:agg@h.test'] },
+  });
   sink = await startSink();
   dir = mkdtempSync(path.join(tmpdir(), 'dmarc-cli-'));
   mkdirSync(path.join(dir, 'banks'));
@@ -73,6 +78,24 @@ beforeAll(async () => {
     });
   }
   await store.close();
+  // A second store whose domain asked for hourly reports: two hours of yesterday, one of the day before.
+  hourlyFile = path.join(dir, 'hourly.yaml');
+  writeFileSync(hourlyFile, readFileSync(file, 'utf8').replace('file: state.db', 'file: hourly.db'));
+  const hourly = openSqliteStore({ file: path.join(dir, 'hourly.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+  for (const t of [`${dayBefore}T05:00:00Z`, `${day}T01:10:00Z`, `${day}T02:10:00Z`, `${day}T02:20:00Z`]) {
+    await new StoredDmarcResults(hourly).record({
+      receivedAt: new Date(t),
+      sourceIp: '192.0.2.7',
+      headerFrom: 'h.test',
+      policyDomain: 'h.test',
+      policy: 'none',
+      result: 'pass',
+      disposition: 'none',
+      dkim: [{ domain: 'h.test', selector: 's', result: 'pass' }],
+      requestedIntervalSec: 3600,
+    });
+  }
+  await hourly.close();
 });
 
 afterAll(async () => {
@@ -108,6 +131,24 @@ describe('postseal dmarc', () => {
     expect(sink.received).toHaveLength(1);
     expect(sink.received[0].recipients.map((x) => x.address)).toEqual(['agg@a.test']);
     expect((await cli(['dmarc', 'stats', 'a.test', '--config', file])).stdout).toBe('a.test: no stored DMARC results\n');
+  });
+
+  test('stats sums the hourly report periods of a domain per UTC day', async () => {
+    const r = await cli(['dmarc', 'stats', 'h.test', '--config', hourlyFile]);
+    expect(r.stdout).toBe(
+      [dayBefore, day].map((d, i) => `h.test ${d} messages=${i ? 3 : 1} dmarc:pass=${i ? 3 : 1} disposition:none=${i ? 3 : 1} sources: 192.0.2.7=${i ? 3 : 1}\n`).join(''),
+    );
+    expect((await cli(['dmarc', 'stats', 'h.test', '--since', day, '--config', hourlyFile])).stdout).toMatch(new RegExp(`^h\\.test ${day} messages=3 `));
+  });
+
+  test('report --since DAY --dry-run lists the hourly reports of that day, each with its hour as begin and end', async () => {
+    const r = await cli(['dmarc', 'report', '--dry-run', '--since', day, '--config', hourlyFile, '--dns', dns.server]);
+    expect(r.status).toBe(0);
+    const hour = (h: number) => Date.parse(`${day}T0${h}:00:00Z`) / 1000;
+    expect(r.stdout).toBe(
+      `h.test ${day}T01Z/1h dry-run messages=1 to=agg@h.test mx.receiver.test!h.test!${hour(1)}!${hour(1) + 3599}.xml.gz\n` +
+        `h.test ${day}T02Z/1h dry-run messages=2 to=agg@h.test mx.receiver.test!h.test!${hour(2)}!${hour(2) + 3599}.xml.gz\n`,
+    );
   });
 
   test('usage errors exit 2', async () => {

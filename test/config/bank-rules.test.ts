@@ -55,3 +55,37 @@ describe('compileBankRules', () => {
     );
   });
 });
+
+describe('macro rules (milter listeners)', () => {
+  const rules = compileBankRules({
+    clientNetworks: [{ networks: ['192.0.2.0/24'], bank: 'MYNETS', listenerBanks: ['ORIGINATING'] }],
+    senders: [],
+    macros: [
+      { macro: '{daemon_name}', values: ['ORIGINATING'], bank: 'ORIGINATING', listenerBanks: [] },
+      { macro: '{auth_authen}', values: [], bank: 'ORIGINATING', listenerBanks: ['default'] },
+    ],
+  });
+  const macros = (m: Record<string, string>) => new Map(Object.entries(m));
+
+  it('picks the bank of the first rule whose macro has one of its values, before the network rules', () => {
+    expect(rules.choose({ port: 10030, bank: 'default' }, '198.51.100.7', 'a@example.org', macros({ '{daemon_name}': 'ORIGINATING' })).steps).toEqual([
+      { bank: 'default', rule: 'listener port 10030' },
+      { bank: 'ORIGINATING', rule: 'macros[0] {daemon_name}=ORIGINATING' },
+    ]);
+  });
+
+  it('matches any non-empty value when the rule lists none, and not an empty one', () => {
+    expect(rules.choose({ port: 10030, bank: 'default' }, undefined, 'a@example.org', macros({ '{auth_authen}': 'alice' })).bank).toBe('ORIGINATING');
+    expect(rules.choose({ port: 10030, bank: 'default' }, undefined, 'a@example.org', macros({ '{auth_authen}': '' })).bank).toBe('default');
+  });
+
+  it("lets the later rules' listenerBanks compare with the bank the macro rule chose", () => {
+    expect(rules.choose({ port: 10030, bank: 'default' }, '192.0.2.9', 'a@example.org', macros({ '{daemon_name}': 'ORIGINATING' })).bank).toBe('MYNETS');
+    expect(rules.choose({ port: 10030, bank: 'default' }, '192.0.2.9', 'a@example.org', macros({ '{daemon_name}': 'mail.example.org' })).bank).toBe('default');
+  });
+
+  it('applies no macro rule on an SMTP listener, which has no macros', () => {
+    expect(rules.choose({ port: 10024, bank: 'default' }, undefined, 'a@example.org').bank).toBe('default');
+    expect(rules.macros).toEqual(['{daemon_name}', '{auth_authen}']);
+  });
+});

@@ -20,14 +20,14 @@ const exec = promisify(execFile);
 /** Debian installs postfix, postconf and postqueue in /usr/sbin, which a CI user's PATH may lack. */
 const run = (cmd: string, args: string[]) => exec(cmd, args, { env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } });
 const EXAMPLES = path.resolve(__dirname, '../../examples/postfix');
-const EXAMPLE_FILES = ['main.cf', 'master.cf', 'tag_as_originating.re', 'tag_as_foreign.re', 'policy.cf'];
+const EXAMPLE_FILES = ['main.cf', 'master.cf', 'tag_as_originating.re', 'tag_as_foreign.re', 'policy.cf', 'milter.cf'];
 const DIR_PREFIX = 'postseal-e2e-';
 export const MAIL_DOMAIN = 'example.test';
 /** Domains delivered to the mailbox besides MAIL_DOMAIN: an IDN (as A-labels) and a name with "_". */
 export const EXTRA_MAIL_DOMAINS = ['xn--mnchen-3ya.test', 'my_host.example.test'] as const;
 
 /** The ports the examples use, by their documented number; each maps to a free port. */
-export const EXAMPLE_PORTS = [25, 587, 10024, 10025, 10026, 10027, 10028, 10029, 10001, 10002, 10003, 10040] as const;
+export const EXAMPLE_PORTS = [25, 587, 10024, 10025, 10026, 10027, 10028, 10029, 10001, 10002, 10003, 10040, 10030, 10031] as const;
 export type ExamplePort = (typeof EXAMPLE_PORTS)[number];
 export type PortMap = Readonly<Record<ExamplePort, number>>;
 
@@ -83,6 +83,18 @@ export class Postfix {
   async enablePolicyService(): Promise<void> {
     const etc = this.configDir;
     writeFileSync(path.join(etc, 'main.cf'), `${readFileSync(path.join(etc, 'main.cf'), 'utf8')}\n${readFileSync(path.join(etc, 'policy.cf'), 'utf8')}`);
+    await this.reload();
+  }
+
+  /**
+   * The milter layout (examples/postfix/milter.cf appended to main.cf, later settings win):
+   * no content filter, pickup without its -o content_filter, and the submission service named
+   * ORIGINATING in the {daemon_name} macro, as the example says. Reloads.
+   */
+  async enableMilter(): Promise<void> {
+    const etc = this.configDir;
+    writeFileSync(path.join(etc, 'main.cf'), `${readFileSync(path.join(etc, 'main.cf'), 'utf8')}\n${readFileSync(path.join(etc, 'milter.cf'), 'utf8')}`);
+    await this.postconf(['-P', 'pickup/unix/content_filter=', `127.0.0.1:${this.ports[587]}/inet/milter_macro_daemon_name=ORIGINATING`]);
     await this.reload();
   }
 

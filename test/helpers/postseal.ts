@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import YAML from 'yaml';
 import { loadConfig } from '../../src/setup';
 import { createLogger } from '../../src/lib/log';
+import type { Telemetry } from '../../src/lib/telemetry';
 import { startPostseal, type Postseal } from '../../src/main';
 
 export interface Harness {
@@ -28,6 +29,8 @@ export async function startHarness(opts: {
   banks?: Record<string, Record<string, unknown>>;
   listeners?: { bank: string; protocol?: 'smtp' | 'lmtp' }[];
   main?: Record<string, unknown>;
+  /** Where the message path reports (services/metrics createProcessMetrics().telemetry); none by default. */
+  telemetry?: Telemetry;
 }): Promise<Harness> {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-test-'));
   const spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-spool-'));
@@ -53,7 +56,7 @@ export async function startHarness(opts: {
       cb();
     },
   });
-  const app = await startPostseal(loadConfig(path.join(dir, 'postseal.yaml')), createLogger('info', sink));
+  const app = await startPostseal(loadConfig(path.join(dir, 'postseal.yaml')), createLogger('info', sink), opts.telemetry ? { telemetry: opts.telemetry } : {});
   return { app, dir, spoolDir, logs, logLines, spoolFiles: () => readdirSync(spoolDir), close: () => app.close() };
 }
 

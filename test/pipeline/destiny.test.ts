@@ -1,4 +1,4 @@
-import { coversAllRecipients, destinyDecision, matchesRecipient } from '../../src/pipeline/destiny';
+import { coversAllRecipients, destinyDecision, destinySchema, matchesRecipient } from '../../src/pipeline/destiny';
 import { replies } from '../../src/smtp/replies';
 
 const tx = (...addresses: string[]) => ({ envelope: { mailFrom: 'a@b', smtputf8: false, recipients: addresses.map((address) => ({ address })) } });
@@ -56,5 +56,11 @@ describe('destinies', () => {
     expect(destinyDecision('pass', replies.contentRejected, fields)).toEqual({ action: 'tag', fields });
     expect(destinyDecision('reject', replies.contentRejected)).toEqual({ action: 'reject', reply: replies.contentRejected });
     expect(destinyDecision('discard', replies.contentRejected)).toEqual({ action: 'discard', reply: replies.discarded });
+  });
+
+  it('maps quarantine to the quarantine action (held, no fields) and bounce to a bounce with the refusal its DSN reports', () => {
+    expect(destinyDecision('quarantine', replies.contentRejected, [{ name: 'X-Test', value: 'yes' }])).toEqual({ action: 'quarantine' });
+    expect(destinyDecision('bounce', replies.contentRejected)).toEqual({ action: 'bounce', reply: replies.contentRejected });
+    expect(destinySchema('pass', 'spam').enum).toEqual(['pass', 'reject', 'discard', 'quarantine', 'bounce']);
   });
 });

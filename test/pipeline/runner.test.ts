@@ -150,21 +150,43 @@ describe('pipeline runner', () => {
     expect(ran).toBe(false);
   });
 
-  it('a quarantine rule delivers the message with its field on top, and a later reject still wins', async () => {
-    const bank = loadTestBank({ stages: ['loop-guard', 'dmarc'], dmarc: { onQuarantine: 'quarantine' } });
-    const quarantined = {
+  it('a header rule (dmarc onQuarantine: header) delivers the message with its field on top, and a later reject still wins', async () => {
+    const bank = loadTestBank({ stages: ['loop-guard', 'dmarc'], dmarc: { onQuarantine: 'header' } });
+    const marked = {
       'loop-guard': stage('loop-guard'),
       dmarc: stage('dmarc', async () => ({ findings: [{ code: 'DMARC_FAIL_QUARANTINE', detail: 'example.com p=quarantine' }] })),
     };
     const t = tx(bank);
-    const r = await pipelineWith(bank, quarantined).run(t, new AbortController().signal);
-    expect(r.verdict).toMatchObject({ action: 'quarantine', reason: 'DMARC_FAIL_QUARANTINE', reply: { code: '250' } });
+    const r = await pipelineWith(bank, marked).run(t, new AbortController().signal);
+    expect(r.verdict).toMatchObject({ action: 'tag', reason: 'DMARC_FAIL_QUARANTINE', reply: { code: '250' } });
     expect(t.message.fields[0].raw.toString()).toBe('X-Postseal-Quarantine: DMARC policy example.com p=quarantine (h)\r\n');
-    const rejected = { ...quarantined, 'loop-guard': stage('loop-guard', async () => ({ findings: [{ code: 'LOOP_GUARD_TOO_MANY_HOPS' }] })) };
+    const rejected = { ...marked, 'loop-guard': stage('loop-guard', async () => ({ findings: [{ code: 'LOOP_GUARD_TOO_MANY_HOPS' }] })) };
     const t2 = tx(bank);
     const r2 = await pipelineWith(bank, rejected).run(t2, new AbortController().signal);
     expect(r2.verdict.action).toBe('reject');
     expect(t2.message.get('x-postseal-quarantine')).toEqual([]);
+  });
+
+  it('a quarantine verdict leaves the message as received: later checks still run, edits and signing do not', async () => {
+    const bank = loadTestBank({ stages: ['loop-guard', 'dmarc', 'header-sanity', 'authentication-results'], dmarc: { onQuarantine: 'quarantine' } });
+    const ran: string[] = [];
+    const track = (id: string, findings: { code: string; detail?: string }[] = []) =>
+      stage(id, async () => {
+        ran.push(id);
+        return { findings };
+      });
+    const stages = {
+      'loop-guard': track('loop-guard'),
+      dmarc: track('dmarc', [{ code: 'DMARC_FAIL_QUARANTINE', detail: 'example.com p=quarantine' }]),
+      'header-sanity': track('header-sanity'),
+      'authentication-results': track('authentication-results'),
+    };
+    const t = tx(bank);
+    const received = t.message;
+    const r = await pipelineWith(bank, stages).run(t, new AbortController().signal);
+    expect(r.verdict).toMatchObject({ action: 'quarantine', reason: 'DMARC_FAIL_QUARANTINE', fields: [] });
+    expect(ran).toEqual(['loop-guard', 'dmarc', 'header-sanity']);
+    expect(t.message).toBe(received);
   });
 
   it('hands each stage the typed results of the stages before it', async () => {

@@ -166,8 +166,8 @@ test('a forged Authentication-Results with our authserv-id and a trailing dot is
   expect(ourAuthResults(delivered!)).toHaveLength(1);
 });
 
-test('with onReject: quarantine, a From naming too many domains is quarantined, not passed', async () => {
-  const q = await startAuthRoundTrip(zone, { default: { stages: inboundStages, dmarc: { onReject: 'quarantine' } } });
+test('with onReject: header, a From naming too many domains is delivered marked for HOLD, not passed', async () => {
+  const q = await startAuthRoundTrip(zone, { default: { stages: inboundStages, dmarc: { onReject: 'header' } } });
   try {
     const many = Array.from({ length: 12 }, (_, i) => `u@q${i}.example`).join(', ');
     const { final, delivered } = await q.send(`From: ${many}\r\nSubject: many\r\n\r\nx\r\n`, { xforward: 'ADDR=198.51.100.9 HELO=x.example' });

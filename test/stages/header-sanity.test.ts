@@ -13,11 +13,11 @@ import { startSink } from '../helpers/sink';
 import { startHarness } from '../helpers/postseal';
 import { TestClient } from '../helpers/smtp-client';
 
-async function sendThrough(data: string | Buffer, headerSanity: Record<string, string>, mailParams?: string) {
+async function sendThrough(data: string | Buffer, headerSanity: Record<string, unknown>, mailParams?: string, to = ['b@example.net']) {
   const sink = await startSink();
   const h = await startHarness({ forwardPort: sink.port, banks: { default: { headerSanity, loopGuard: { traceHeader: false } } } });
   const c = await TestClient.connect(h.app.portOf('default'));
-  const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data, mailParams });
+  const r = await c.send({ from: 'a@example.org', to, data, mailParams });
   await c.quit();
   await h.close();
   await sink.close();
@@ -25,6 +25,35 @@ async function sendThrough(data: string | Buffer, headerSanity: Record<string, s
 }
 
 const latin = (s: string) => Buffer.from(s, 'latin1');
+
+describe('header-sanity recipient exceptions', () => {
+  const twoFroms = 'From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n';
+
+  it('delivers what it would reject to bad-header lovers, with X-Postseal-Alert naming the kind', async () => {
+    const { r, got, log } = await sendThrough(twoFroms, { lovers: ['b@example.net'] });
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toMatch(/^X-Postseal-Alert: BAD HEADER SECTION, multiple_from\r\n/);
+    expect(log?.findings).toEqual(expect.arrayContaining([expect.stringMatching(/^HEADER_SANITY_LOVED/)]));
+  });
+
+  it('rejects as usual when one recipient is not a lover (the strict side)', async () => {
+    const { r } = await sendThrough(twoFroms, { lovers: ['b@example.net'] }, undefined, ['b@example.net', 'c@example.net']);
+    expect(r.final?.code).toBe(550);
+  });
+
+  it('still applies fixes for lovers', async () => {
+    const { r, got } = await sendThrough(latin('From: a@example.org\r\nSubject: gr\xc3\xbc\r\n\r\nbody\r\n'), { eightBitHeader: 'fix', lovers: ['.example.net'] });
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toContain('Subject: =?UTF-8?Q?gr=C3=BC?=');
+  });
+
+  it('does not check mail whose every recipient bypasses header checks', async () => {
+    const { r, got, log } = await sendThrough(twoFroms, { bypass: ['b@'] });
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toBe(twoFroms);
+    expect(log?.findings).toEqual(['HEADER_SANITY_BYPASSED']);
+  });
+});
 
 describe('header-sanity', () => {
   it('rejects a message without From with 550 5.6.0 when missingFrom is reject', async () => {

@@ -1,12 +1,13 @@
 /**
  * DMARC results in the shared store (src/store/dmarc-results.ts): one capped, expiring list
- * per policy domain and UTC day, taken whole by a report sender; and postseal itself writing
+ * per policy domain and report period (the UTC day, or shorter as the record's ri= asks), taken whole by a report sender; and postseal itself writing
  * every evaluated message there, over SMTP, through a reload, into the store it opened once.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
+import { periodOf } from '../../src/lib/dmarc-report/period';
 import { loadConfig } from '../../src/setup';
 import { StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
 import { openSqliteStore } from '../../src/store/sqlite';
@@ -47,10 +48,10 @@ describe('StoredDmarcResults', () => {
     await results.record(late);
     await results.record(nextDay);
     await results.record(record({ policyDomain: 'Other.EXAMPLE' }));
-    expect((await results.days()).sort((a, b) => (a.policyDomain + a.day).localeCompare(b.policyDomain + b.day))).toEqual([
-      { policyDomain: 'example.org', day: '2026-03-01' },
-      { policyDomain: 'example.org', day: '2026-03-02' },
-      { policyDomain: 'other.example', day: '2026-03-01' },
+    expect((await results.periods()).sort((a, b) => (a.policyDomain + a.period).localeCompare(b.policyDomain + b.period))).toEqual([
+      { policyDomain: 'example.org', period: '2026-03-01' },
+      { policyDomain: 'example.org', period: '2026-03-02' },
+      { policyDomain: 'other.example', period: '2026-03-01' },
     ]);
     expect(await results.take('example.org', '2026-03-01')).toEqual([late]);
     expect(await results.take('example.org', '2026-03-01')).toEqual([]);
@@ -60,16 +61,83 @@ describe('StoredDmarcResults', () => {
   test('a result without a policy domain has no one to report to and is not kept', async () => {
     const results = new StoredDmarcResults(store);
     await results.record(record({ policyDomain: undefined, result: 'none', policy: undefined }));
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
   });
 
-  test('a day keeps at most maxPerDay records, the newest, and expires retentionMs after its last record', async () => {
-    const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerDay: 3 });
+  test('a period keeps at most maxPerPeriod records, the newest, and expires retentionMs after its last record', async () => {
+    const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerPeriod: 3 });
     for (let i = 1; i <= 5; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
     expect((await results.take('example.org', '2026-03-01')).map((r) => r.sourceIp)).toEqual(['192.0.2.3', '192.0.2.4', '192.0.2.5']);
     await results.record(record());
     await sleep(200);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
+  });
+
+  test('a day keeps results of at most maxDomainsPerDay policy domains, and says so once', async () => {
+    const warnings: unknown[] = [];
+    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o) } });
+    for (const d of ['a.test', 'b.test', 'c.test', 'd.test', 'a.test', 'c.test']) await results.record(record({ policyDomain: d }));
+    expect((await results.periods()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
+    expect((await results.peek('a.test', '2026-03-01')).items).toBe(2);
+    expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxDomainsPerDay (2)' }]);
+    // Another day has its own count.
+    await results.record(record({ policyDomain: 'c.test', receivedAt: new Date('2026-03-02T01:00:00Z') }));
+    expect(await results.periods()).toContainEqual({ policyDomain: 'c.test', period: '2026-03-02' });
+  });
+
+  test('a day keeps at most maxRecordsPerDay results over all domains, and says so once', async () => {
+    const warnings: unknown[] = [];
+    const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
+    for (const d of ['a.test', 'b.test', 'a.test', 'c.test', 'b.test']) await results.record(record({ policyDomain: d }));
+    expect((await results.peek('a.test', '2026-03-01')).items + (await results.peek('b.test', '2026-03-01')).items).toBe(3);
+    expect(await results.periods()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));
+    expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxRecordsPerDay (3)' }]);
+  });
+
+  test("a result is stored in the report period its record's ri= asked for, raised to the minimum and at most a day", async () => {
+    const results = new StoredDmarcResults(store, { minIntervalSec: 3600 });
+    const at = new Date('2026-03-01T13:45:00Z');
+    const cases: [string, number | undefined, string][] = [
+      ['hourly.test', 3600, '2026-03-01T13Z/1h'],
+      ['daily.test', 86400, '2026-03-01'],
+      ['absent.test', undefined, '2026-03-01'],
+      ['tiny.test', 60, '2026-03-01T13Z/1h'],
+      ['long.test', 100000, '2026-03-01'],
+      ['odd.test', 5000, '2026-03-01T13Z/1h'],
+      ['five-hours.test', 18000, '2026-03-01T12Z/4h'],
+    ];
+    for (const [policyDomain, requestedIntervalSec] of cases) await results.record(record({ policyDomain, receivedAt: at, requestedIntervalSec }));
+    const stored = new Map((await results.periods()).map((p) => [p.policyDomain, p.period]));
+    expect(Object.fromEntries(stored)).toEqual(Object.fromEntries(cases.map(([d, , period]) => [d, period])));
+    expect(await results.take('hourly.test', '2026-03-01T13Z/1h')).toEqual([record({ policyDomain: 'hourly.test', receivedAt: at, requestedIntervalSec: 3600 })]);
+  });
+
+  test('minIntervalSec raises short ri= values to a longer period', async () => {
+    const results = new StoredDmarcResults(store, { minIntervalSec: 4 * 3600 });
+    await results.record(record({ requestedIntervalSec: 3600, receivedAt: new Date('2026-03-01T13:45:00Z') }));
+    expect(await results.periods()).toEqual([{ policyDomain: 'example.org', period: '2026-03-01T12Z/4h' }]);
+  });
+
+  test('an hourly period is taken without touching the other hours of its day', async () => {
+    const results = new StoredDmarcResults(store);
+    for (const t of ['2026-03-01T03:10:00Z', '2026-03-01T03:59:59Z', '2026-03-01T04:00:00Z']) await results.record(record({ receivedAt: new Date(t), requestedIntervalSec: 3600 }));
+    expect((await results.take('example.org', '2026-03-01T03Z/1h')).length).toBe(2);
+    expect(await results.periods()).toEqual([{ policyDomain: 'example.org', period: '2026-03-01T04Z/1h' }]);
+  });
+
+  test('maxDomainsPerDay counts a domain once a day whatever its periods, and a refused domain stays refused in its later periods', async () => {
+    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 1 });
+    const hourly = (policyDomain: string, t: string) => results.record(record({ policyDomain, receivedAt: new Date(t), requestedIntervalSec: 3600 }));
+    await hourly('a.test', '2026-03-01T01:00:00Z');
+    await hourly('a.test', '2026-03-01T02:00:00Z');
+    await hourly('b.test', '2026-03-01T02:00:00Z');
+    await hourly('b.test', '2026-03-01T03:00:00Z');
+    await hourly('a.test', '2026-03-01T03:00:00Z');
+    expect((await results.periods()).map((p) => `${p.policyDomain} ${p.period}`).sort()).toEqual([
+      'a.test 2026-03-01T01Z/1h',
+      'a.test 2026-03-01T02Z/1h',
+      'a.test 2026-03-01T03Z/1h',
+    ]);
   });
 
   test('utcDay is the UTC date, whatever the local time zone', () => {
@@ -82,7 +150,10 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
   let sink: Sink;
   let h: Harness;
   beforeAll(async () => {
-    dns = await startDnsServer({ '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] } });
+    dns = await startDnsServer({
+      '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] },
+      '_dmarc.hourly.example': { TXT: ['v=DMARC1; p=none; ri=3600; rua=mailto:dmarc@hourly.example'] },
+    });
     sink = await startSink();
     h = await startHarness({
       forwardPort: sink.port,
@@ -96,9 +167,9 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
     await dns?.close();
   });
 
-  const send = async () => {
+  const send = async (from = 'a@example.org') => {
     const c = await TestClient.connect(h.app.portOf('default'));
-    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n' });
+    const r = await c.send({ from, to: ['b@example.net'], data: `From: ${from}\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n` });
     await c.quit();
     expect(r.final).toMatchObject({ code: 250 });
   };
@@ -110,13 +181,28 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       const results = new StoredDmarcResults(reader);
       await send();
       const today = utcDay(new Date());
-      expect(await results.days()).toEqual([{ policyDomain: 'example.org', day: today }]);
+      expect(await results.periods()).toEqual([{ policyDomain: 'example.org', period: today }]);
       expect(await results.take('example.org', today)).toEqual([expect.objectContaining({ headerFrom: 'example.org', result: 'fail', policy: 'none', disposition: 'none' })]);
       await h.app.reload(loadConfig(path.join(h.dir, 'postseal.yaml')));
       await send();
       expect(await results.take('example.org', today)).toHaveLength(1);
       // The reload reused the store: it was opened once.
       expect(h.logs.filter((l) => l.msg === 'store opened')).toHaveLength(1);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test("a domain whose record says ri=3600 has its results stored in the current UTC hour's period", async () => {
+    const reader = openSqliteStore({ file: path.join(h.dir, 'postseal.db'), keyPrefix: 'postseal:', busyTimeoutMs: 1000 });
+    try {
+      const before = periodOf(new Date(), 3600).id;
+      await send('a@hourly.example');
+      const after = periodOf(new Date(), 3600).id;
+      const stored = (await new StoredDmarcResults(reader).periods()).filter((p) => p.policyDomain === 'hourly.example');
+      expect(stored).toHaveLength(1);
+      expect([before, after]).toContain(stored[0].period);
+      expect(await new StoredDmarcResults(reader).take('hourly.example', stored[0].period)).toEqual([expect.objectContaining({ requestedIntervalSec: 3600 })]);
     } finally {
       await reader.close();
     }

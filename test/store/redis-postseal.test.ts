@@ -3,6 +3,7 @@
  * Redis outage costs only the records, never the mail.
  */
 import Redis from 'ioredis';
+import { periodOf } from '../../src/lib/dmarc-report/period';
 import { StoredDmarcResults, utcDay } from '../../src/store/dmarc-results';
 import { openRedisStore } from '../../src/store/redis';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
@@ -17,7 +18,10 @@ let sink: Sink;
 let h: Harness;
 beforeAll(async () => {
   redis = await startRedisServer();
-  dns = await startDnsServer({ '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] } });
+  dns = await startDnsServer({
+    '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] },
+    '_dmarc.hourly.example': { TXT: ['v=DMARC1; p=none; ri=3600; rua=mailto:dmarc@hourly.example'] },
+  });
   sink = await startSink();
   h = await startHarness({
     forwardPort: sink.port,
@@ -32,9 +36,9 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const send = async () => {
+const send = async (from = 'a@example.org') => {
   const c = await TestClient.connect(h.app.portOf('default'));
-  const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n' });
+  const r = await c.send({ from, to: ['b@example.net'], data: `From: ${from}\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n` });
   await c.quit();
   return r.final;
 };
@@ -52,6 +56,20 @@ test('each message leaves its DMARC result in Redis under the configured prefix'
     expect(await new StoredDmarcResults(reader).take('example.org', utcDay(new Date()))).toEqual([expect.objectContaining({ headerFrom: 'example.org', policy: 'none' })]);
   } finally {
     await reader.close();
+  }
+});
+
+test("a domain whose record says ri=3600 has its result in Redis under the UTC hour's key", async () => {
+  const before = periodOf(new Date(), 3600).id;
+  expect(await send('a@hourly.example')).toMatchObject({ code: 250 });
+  const after = periodOf(new Date(), 3600).id;
+  const admin = new Redis(redis.url);
+  try {
+    const keys = await admin.keys('ps:dmarc:hourly.example:*');
+    expect(keys).toHaveLength(1);
+    expect([before, after].map((id) => `ps:dmarc:hourly.example:${id}`)).toContain(keys[0]);
+  } finally {
+    admin.disconnect();
   }
 });
 

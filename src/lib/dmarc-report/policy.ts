@@ -4,9 +4,9 @@
  * what the domain publishes now and the rua/ruf addresses are current.
  *
  * Reads the `_dmarc.<domain>` TXT record through our resolver (src/lib/dns). Tags kept:
- * v, p, sp, adkim, aspf, pct, fo, ri, rua, ruf. `ri=` (seconds) is parsed and clamped to
- * [MIN_INTERVAL_SEC, MAX_INTERVAL_SEC]; the report service sends daily whatever it says (the
- * store keeps one list per UTC day; RFC 7489 7.2 asks every receiver for daily reports).
+ * v, p, sp, adkim, aspf, pct, fo, ri, rua, ruf. `ri=` (seconds, a 32-bit unsigned integer)
+ * is kept as requested (86400 when absent or not a number); what report period it gives is
+ * decided when the result is stored (period.ts, store/dmarc-results.ts).
  * A `mailto:` URI's `!10m` suffix is a size limit (7.1). Duplicate addresses are dropped and
  * only the first MAX_REPORT_URIS are kept.
  *
@@ -25,7 +25,7 @@ export interface PublishedPolicy {
   readonly aspf: 'r' | 's';
   readonly pct: number;
   readonly fo: string;
-  /** The requested interval, clamped (see header). */
+  /** The requested interval between aggregate reports in seconds (`ri=`, default 86400). */
   readonly intervalSec: number;
   readonly rua: readonly ReportUri[];
   readonly ruf: readonly ReportUri[];
@@ -42,8 +42,8 @@ export interface ReportUri {
 
 /** Report addresses used per record at most (the rest are ignored); mature reporters use 2 to 5. */
 export const MAX_REPORT_URIS = 5;
-export const MIN_INTERVAL_SEC = 3600;
-export const MAX_INTERVAL_SEC = 86400;
+/** RFC 7489 6.3: ri's default. */
+export const DEFAULT_INTERVAL_SEC = 86400;
 
 const DOT_ATOM = /^[A-Za-z0-9#$&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9#$&'*+/=?^_`{|}~-]+)*$/;
 const HOST_NAME = /^(?=.{1,253}\.?$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$/;
@@ -82,13 +82,29 @@ export function parseReportUri(raw: string): ReportUri | null {
 }
 
 /** The tags of a DMARC record, or null when it is not one (no leading v=DMARC1 or no p=). */
-export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy | null {
+function parseTags(txt: string): Map<string, string> {
   const tags = new Map<string, string>();
   for (const part of txt.split(';')) {
     const eq = part.indexOf('=');
     if (eq < 0) continue;
     tags.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim());
   }
+  return tags;
+}
+
+/** `ri=` of a record's tags: digits only and at most 2^32-1 (RFC 7489 6.3), else the default. */
+function intervalOf(tags: Map<string, string>): number {
+  const ri = tags.get('ri');
+  return ri !== undefined && /^\d{1,10}$/.test(ri) && Number(ri) <= 0xffffffff ? Number(ri) : DEFAULT_INTERVAL_SEC;
+}
+
+/** The requested interval of a DMARC record's text (the dmarc stage's, for the stored result's period). */
+export function requestedIntervalSec(txt: string): number {
+  return intervalOf(parseTags(txt));
+}
+
+export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy | null {
+  const tags = parseTags(txt);
   if (!/^v\s*=\s*DMARC1\s*(;|$)/i.test(txt.trim())) return null;
   const p = dispositions.find((d) => d === tags.get('p')?.toLowerCase());
   if (!p) return null;
@@ -96,8 +112,6 @@ export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy |
   const align = (v: string | undefined): 'r' | 's' => (v?.toLowerCase() === 's' ? 's' : 'r');
   const pctRaw = Number(tags.get('pct') ?? '100');
   const pct = Number.isInteger(pctRaw) && pctRaw >= 0 && pctRaw <= 100 ? pctRaw : 100;
-  const riRaw = Number(tags.get('ri') ?? String(MAX_INTERVAL_SEC));
-  const intervalSec = Number.isFinite(riRaw) ? Math.min(MAX_INTERVAL_SEC, Math.max(MIN_INTERVAL_SEC, Math.floor(riRaw))) : MAX_INTERVAL_SEC;
   // A hostile record may list thousands of addresses: each costs a DNS check and a RCPT.
   // Duplicates (compared without case) go, and only the first MAX_REPORT_URIS are used.
   const uris = (v: string | undefined) => {
@@ -120,7 +134,7 @@ export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy |
     aspf: align(tags.get('aspf')),
     pct,
     fo: tags.get('fo') || '0',
-    intervalSec,
+    intervalSec: intervalOf(tags),
     rua: uris(tags.get('rua')),
     ruf: uris(tags.get('ruf')),
   };

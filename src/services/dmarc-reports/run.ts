@@ -1,15 +1,23 @@
 /**
- * One pass of the aggregate report sender (RFC 7489 7.2): for every policy domain and past UTC
- * day with stored results (store/dmarc-results.ts), look up the domain's DMARC record again,
- * keep the rua addresses it may use (RFC 7489 7.1, lib/dmarc-report/destinations.ts), build
- * the report (lib/dmarc-report/aggregate.ts), mail it and only then remove the records.
+ * One pass of the aggregate report sender (RFC 7489 7.2): for every policy domain and finished
+ * report period with stored results (store/dmarc-results.ts; a UTC day, or shorter when the
+ * domain's ri= asked for it when the results were stored: lib/dmarc-report/period.ts), look up
+ * the domain's DMARC record again, keep the rua addresses it may use (RFC 7489 7.1,
+ * lib/dmarc-report/destinations.ts), build the report (lib/dmarc-report/aggregate.ts) with the
+ * period's begin and end, mail it and only then remove the records. The period is the one in
+ * the store key: the record looked up now gives the addresses and policy_published, not the
+ * period, so a changed ri= never splits or merges periods already stored.
  *
- * One report per domain and day however many processes and hosts share the store: a
- * domain-day is worked on under a lock key (setIfAbsent with a TTL, so a crashed sender's
+ * One report per domain and period however many processes and hosts share the store: a
+ * domain-period is worked on under a lock key (setIfAbsent with a TTL, so a crashed sender's
  * lock lapses), and its records are removed once the downstream accepted the report, so a
- * later pass finds nothing left to send. A failure (DNS temperror, downstream refused or
- * down) leaves the records and sets a back-off key: the next try waits retryBaseMs, doubling
- * up to retryMaxMs. Today's records are left alone until the day is over.
+ * later pass finds nothing left to send. Between the accepted send and the removal a
+ * "dmarc-report-sent:" key holds the Report-ID and how many records it covered: if the
+ * removal fails, the next pass removes those records instead of sending them again (a
+ * duplicate remains possible only if the store fails between the send and that key's write).
+ * A failure (DNS temperror, downstream refused or down) leaves the records and sets a back-off
+ * key: the next try waits retryBaseMs, doubling up to retryMaxMs. A period's records are left
+ * alone until the period is over.
  *
  * Fails: never throws for one domain's trouble (it is in the outcome); a store that is down
  * rejects with STORE_UNAVAILABLE and the service logs it and tries at the next tick.
@@ -19,9 +27,10 @@ import type { DnsResolver } from '../../lib/dns';
 import { buildAggregateReport, type AggregateReport } from '../../lib/dmarc-report/aggregate';
 import { resolveDestinations } from '../../lib/dmarc-report/destinations';
 import { composeReportMail } from '../../lib/dmarc-report/mail';
+import { dayOf, parsePeriod, type ReportPeriod } from '../../lib/dmarc-report/period';
 import { fetchPolicy } from '../../lib/dmarc-report/policy';
 import type { Store } from '../../store/store';
-import { utcDay, type StoredDmarcResults } from '../../store/dmarc-results';
+import type { StoredDmarcResults } from '../../store/dmarc-results';
 import type { SendMail } from './send';
 
 export interface ReportSettings {
@@ -35,7 +44,7 @@ export interface ReportSettings {
   readonly lockTtlMs: number;
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
-  /** Domain-days worked on per pass at most. */
+  /** Domain-periods worked on per pass at most. */
   readonly maxReportsPerRun: number;
 }
 
@@ -51,11 +60,12 @@ export interface RunDeps {
   readonly sign?: (raw: Buffer) => Promise<Buffer>;
 }
 
-export type ReportStatus = 'sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
+export type ReportStatus = 'sent' | 'already-sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
 
 export interface ReportOutcome {
   readonly policyDomain: string;
-  readonly day: string;
+  /** The report period's name (lib/dmarc-report/period.ts): `2026-12-06` or `2026-12-06T03Z/1h`. */
+  readonly period: string;
   readonly status: ReportStatus;
   /** Messages the report covers (or would cover). */
   readonly messages: number;
@@ -65,7 +75,7 @@ export interface ReportOutcome {
 }
 
 export interface RunOptions {
-  /** Only days from this one (YYYY-MM-DD) on. */
+  /** Only periods of this UTC day (YYYY-MM-DD) and later. */
   readonly since?: string;
   /** Build and return the reports without sending, locking or removing anything. */
   readonly dryRun?: boolean;
@@ -74,38 +84,44 @@ export interface RunOptions {
 const LOCK = 'dmarc-report-lock:';
 const WAIT = 'dmarc-report-wait:';
 const ATTEMPTS = 'dmarc-report-attempts:';
+const SENT = 'dmarc-report-sent:';
+/** How long a sent-but-not-removed marker lasts: as long as the records it guards. */
+const SENT_TTL_MS = 32 * 24 * 3600 * 1000;
 
 export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
-  const today = utcDay(deps.now());
-  const pending = (await deps.results.days())
-    .filter((d) => d.day < today && (!opts.since || d.day >= opts.since))
-    .sort((a, b) => a.day.localeCompare(b.day) || a.policyDomain.localeCompare(b.policyDomain));
+  const nowSec = Math.floor(deps.now().getTime() / 1000);
+  const pending: { policyDomain: string; period: ReportPeriod }[] = [];
+  for (const { policyDomain, period: name } of await deps.results.periods()) {
+    // A key whose period is not one of ours was not written by us: left to expire.
+    const period = parsePeriod(name);
+    if (period && period.end < nowSec && (!opts.since || dayOf(period) >= opts.since)) pending.push({ policyDomain, period });
+  }
+  pending.sort((a, b) => a.period.begin - b.period.begin || a.period.lengthSec - b.period.lengthSec || a.policyDomain.localeCompare(b.policyDomain));
   const out: ReportOutcome[] = [];
   // Only reports attempted count: domains kept waiting (a DNS that never answers) must not
   // use up every pass and starve the others.
   let attempted = 0;
-  for (const { policyDomain, day } of pending) {
+  for (const { policyDomain, period } of pending) {
     if (attempted >= cfg.maxReportsPerRun) break;
     if (opts.dryRun) {
       attempted++;
-      out.push(await reportOne(deps, cfg, policyDomain, day, true));
+      out.push(await reportOne(deps, cfg, policyDomain, period, true));
       continue;
     }
-    const id = `${policyDomain}:${day}`;
+    const id = `${policyDomain}:${period.id}`;
+    const base = { policyDomain, period: period.id, messages: 0, to: [] };
     if (await deps.store.get(WAIT + id)) {
-      out.push({ policyDomain, day, status: 'waiting', messages: 0, to: [] });
+      out.push({ ...base, status: 'waiting' });
       continue;
     }
     if (!(await deps.store.setIfAbsent(LOCK + id, deps.owner, { ttlMs: cfg.lockTtlMs }))) {
-      out.push({ policyDomain, day, status: 'locked', messages: 0, to: [] });
+      out.push({ ...base, status: 'locked' });
       continue;
     }
     attempted++;
     try {
-      // A store or DNS error of one domain-day is its outcome, not the end of the pass.
-      const o = await reportOne(deps, cfg, policyDomain, day, false).catch(
-        (err: Error): ReportOutcome => ({ policyDomain, day, status: 'send-failed', messages: 0, to: [], reason: `error: ${err.message}` }),
-      );
+      // A store or DNS error of one domain-period is its outcome, not the end of the pass.
+      const o = await reportOne(deps, cfg, policyDomain, period, false).catch((err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }));
       if (o.status === 'dns-temperror' || o.status === 'send-failed') await backOff(deps.store, cfg, id);
       else await deps.store.delete(ATTEMPTS + id);
       out.push(o);
@@ -123,12 +139,14 @@ async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<v
   await store.set(WAIT + id, String(attempts), { ttlMs: waitMs });
 }
 
-async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, day: string, dryRun: boolean): Promise<ReportOutcome> {
-  const base = { policyDomain, day };
-  const { records, items } = await deps.results.peek(policyDomain, day);
+async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, period: ReportPeriod, dryRun: boolean): Promise<ReportOutcome> {
+  const base = { policyDomain, period: period.id };
+  const earlier = dryRun ? undefined : await finishEarlierSend(deps, policyDomain, period.id);
+  const { records, items } = await deps.results.peek(policyDomain, period.id);
+  if (earlier && !items) return { ...base, status: 'already-sent', messages: earlier.items, to: [], reason: `Report-ID ${earlier.reportId}` };
   const drop = async (status: ReportStatus, to: readonly string[] = [], reason?: string): Promise<ReportOutcome> => {
     // Nobody may or will receive these: they are removed rather than kept for a month.
-    if (!dryRun) await deps.results.remove(policyDomain, day, items);
+    if (!dryRun) await deps.results.remove(policyDomain, period.id, items);
     return { ...base, status, messages: records.length, to, reason };
   };
   if (!items) return { ...base, status: 'empty', messages: 0, to: [] };
@@ -136,14 +154,14 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages: records.length, to: [], reason: found.reason };
   if (found.kind === 'none') return drop('no-policy');
   const dest = await resolveDestinations(deps.resolver, policyDomain, found.policy.rua);
-  // One report per domain-day: with any address undecided, all wait, so none gets it twice.
+  // One report per domain-period: with any address undecided, all wait, so none gets it twice.
   if (dest.retry.length) return { ...base, status: 'dns-temperror', messages: records.length, to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
   if (!dest.send.length) return drop('no-destination', [], dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined);
   if (!records.length) return drop('empty');
 
-  const begin = Date.parse(`${day}T00:00:00Z`) / 1000;
-  const end = begin + 86399;
-  const reportId = `${policyDomain}.${day}.${createHash('sha256').update(`${cfg.submitter}!${policyDomain}!${day}!${items}`).digest('hex').slice(0, 16)}`;
+  const { begin, end } = period;
+  // No '/' in the id: receivers' tools may name files after it.
+  const reportId = `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${cfg.submitter}!${policyDomain}!${period.id}!${items}`).digest('hex').slice(0, 16)}`;
   const report = buildAggregateReport(cfg.submitter, {
     meta: { orgName: cfg.orgName, email: cfg.email, reportId },
     policy: found.policy,
@@ -170,6 +188,36 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   if (dryRun) return { ...base, status: 'dry-run', messages: records.length, to, report };
   const sent = await deps.send(cfg.from, to, raw);
   if (!sent.ok) return { ...base, status: 'send-failed', messages: records.length, to, reason: sent.reason, report };
-  await deps.results.remove(policyDomain, day, items);
+  // Marked before the records go: if removing them fails, the next pass removes them instead
+  // of sending the same report again (finishEarlierSend).
+  const marker = `${SENT}${policyDomain}:${period.id}`;
+  await deps.store.set(marker, JSON.stringify({ reportId, items }), { ttlMs: SENT_TTL_MS });
+  try {
+    await deps.results.remove(policyDomain, period.id, items);
+    await deps.store.delete(marker);
+  } catch (err) {
+    return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
+  }
   return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report };
+}
+
+/**
+ * A report that was accepted but whose records were not all removed (the store failed after
+ * the send): removes the `items` it covered, so they are not reported twice, and clears the
+ * marker. Records that came later stay for a report of their own.
+ */
+async function finishEarlierSend(deps: RunDeps, policyDomain: string, period: string): Promise<{ reportId: string; items: number } | undefined> {
+  const marker = `${SENT}${policyDomain}:${period}`;
+  const raw = await deps.store.get(marker);
+  if (raw === undefined) return undefined;
+  let earlier: { reportId: string; items: number } | undefined;
+  try {
+    const v = JSON.parse(raw) as { reportId?: unknown; items?: unknown };
+    if (typeof v.reportId === 'string' && Number.isSafeInteger(v.items) && (v.items as number) > 0) earlier = { reportId: v.reportId, items: v.items as number };
+  } catch {
+    // Not ours: cleared below.
+  }
+  if (earlier) await deps.results.remove(policyDomain, period, earlier.items);
+  await deps.store.delete(marker);
+  return earlier;
 }

@@ -3,8 +3,8 @@
  * report pass (run.ts) every `services.dmarcReports.checkIntervalMs`, the first one at start.
  *
  * It runs in every worker of every host: which process sends a given report is decided in the
- * shared store (run.ts: a lock per domain-day, records removed after the send), so workers and
- * hosts on one Redis produce one report per domain and day. Passes never overlap in one
+ * shared store (run.ts: a lock per domain and report period, records removed after the send),
+ * so workers and hosts on one Redis produce one report per domain and period. Passes never overlap in one
  * process.
  *
  * Reads main config `services.dmarcReports` and `hostname`, and the bank key `notify` of the
@@ -129,8 +129,9 @@ export class DmarcReportsService implements Service {
         );
         for (const o of out) {
           if (o.status === 'locked' || o.status === 'waiting') continue;
-          const line = { policyDomain: o.policyDomain, day: o.day, status: o.status, messages: o.messages, to: o.to, reason: o.reason };
+          const line = { policyDomain: o.policyDomain, period: o.period, status: o.status, messages: o.messages, to: o.to, reason: o.reason };
           if (o.status === 'sent') d.log.info(line, 'DMARC aggregate report sent');
+          else if (o.status === 'already-sent') d.log.info(line, 'DMARC aggregate report was sent before; its records are removed now');
           else d.log.warn(line, 'DMARC aggregate report not sent');
         }
       } catch (err) {

@@ -1,12 +1,16 @@
 /**
  * GET /readyz's check: the SMTP listeners are bound, and each bank's forward target
- * (bank key forward.host/forward.port) accepts a TCP connection. The probe only connects and
+ * (bank key forward.host/forward.port) accepts a TCP connection, and the spam scanners of the
+ * banks that list the spam stage answer their ping (stages/spam/probe.ts), and so does the clamd
+ * of those that list the virus stage (stages/virus/probe.ts). The forward probe only connects and
  * closes (Postfix logs a connect/disconnect pair for it); its result is kept for
  * PROBE_CACHE_MS so that a monitor polling /readyz does not open a connection per request,
  * and concurrent requests share one probe.
  */
 import net from 'node:net';
 import type { LoadedConfig } from '../../setup';
+import { probeSpamScanners } from '../../stages/spam/probe';
+import { probeClamd } from '../../stages/virus/probe';
 
 /** How long a probe's result stands: a few seconds, far below any monitor's alert delay. */
 export const PROBE_CACHE_MS = 5000;
@@ -58,13 +62,15 @@ async function probeTargets(config: LoadedConfig): Promise<string | null> {
     t.banks.push(name);
     targets.set(key, t);
   }
+  const banks = [...config.banks].filter(([name]) => listened.has(name));
+  const scanners = Promise.all([probeSpamScanners(banks), probeClamd(banks)]).then((lines) => lines.flat());
   const failures = await Promise.all(
     [...targets.values()].map(async (t) => {
       const why = await connects(t.host, t.port);
       return why ? `bank ${t.banks.join(', ')}: forward target ${t.host}:${t.port} ${why}` : null;
     }),
   );
-  const reasons = failures.filter((f): f is string => f !== null);
+  const reasons = [...failures.filter((f): f is string => f !== null), ...(await scanners)];
   return reasons.length ? reasons.join('\n') : null;
 }
 

@@ -7,7 +7,7 @@
  * are damaged are findings the settings weigh (inspect.ts).
  *
  * Findings: BANNED_FILE (detail "[<kind>] part <path> ... rule <n> ..."; the bank's destiny
- * applies: reject = 554 5.7.0 "banned content (<kind>)"), BANNED_FILE_LOVED (every recipient
+ * applies: reject = 554 5.7.0 "banned content (<kind>)", bounce, quarantine, discard, pass), BANNED_FILE_LOVED (every recipient
  * is in `lovers`: delivered with X-Postseal-Alert), BANNED_FILE_MORE (every banned part after
  * the first, for the log), BANNED_BYPASSED (every recipient is in `bypass`: nothing checked),
  * and for the log BANNED_DISGUISED_NAME, BANNED_ENCRYPTED,
@@ -71,7 +71,7 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
       const what = s.destiny === 'pass' ? '/banned/destiny: pass' : '/banned/lovers: not empty';
       throw new PostsealError(
         'CFG_INCONSISTENT',
-        `${where}: ${what} in a bank that signs (dkim-sign): banned mail would leave signed; set destiny to reject or discard and lovers to []`,
+        `${where}: ${what} in a bank that signs (dkim-sign): banned mail would leave signed; set destiny to reject (the default), bounce, quarantine or discard, and lovers to []`,
       );
     }
   },

@@ -1,20 +1,32 @@
 /**
  * One author domain's DMARC evaluation (mailauth finds and applies the policy record), what it
- * means as a finding and a disposition for this bank, and its record for the result store.
+ * means as a finding and a disposition for this bank, its record for the result store, and a
+ * failure report offered when the record's fo= and ruf= ask for one (RFC 7489 7.3).
  */
 import type * as MailauthDmarcModule from 'mailauth/lib/dmarc';
 import type { DNSResolver } from 'mailauth';
-import { trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
+import { formatAuthResults, resinfos, trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
 import { clientAddress } from '../../lib/client';
 import { REPORT_MARKER_FIELD } from '../../lib/dmarc-report/mail';
-import { isHostName } from '../../lib/dmarc-report/policy';
+import { failureToReport, type FailureFacts } from '../../lib/dmarc-report/failure';
+import { isHostName, parseDmarcRecord, requestedIntervalSec } from '../../lib/dmarc-report/policy';
 import { mailauthResolver } from '../../lib/dns';
 import type { Finding, StageDeps } from '../../pipeline/stage';
 import type { DmarcResultRecord } from '../../store/dmarc-results';
+import { Message } from '../../transaction/message';
 import type { Transaction } from '../../transaction/transaction';
 import type { DmarcSettings } from './schema';
 
-export async function evaluate(domain: string, o: AuthOutcomes, deps: StageDeps, signal: AbortSignal): Promise<DmarcOutcome> {
+/** What a failure report needs of mailauth's evaluation beyond the outcome: alignment and the record. */
+export interface Evaluation {
+  readonly outcome: DmarcOutcome;
+  readonly dkimAligned: boolean;
+  readonly spfAligned: boolean;
+  /** The applied DMARC record's text, when one was found. */
+  readonly record?: string;
+}
+
+export async function evaluate(domain: string, o: AuthOutcomes, deps: StageDeps, signal: AbortSignal): Promise<Evaluation> {
   const { response } = await mailauthDmarc().evaluateDmarc({
     headerFrom: [`postmaster@${domain}`],
     fromFields: 1,
@@ -22,7 +34,15 @@ export async function evaluate(domain: string, o: AuthOutcomes, deps: StageDeps,
     dkimDomains: (o.dkim ?? []).filter(trusted).map((s) => ({ id: s.b, domain: s.d })),
     resolver: mailauthResolver(deps.resolver, signal) as DNSResolver,
   });
-  return toOutcome(response || undefined, domain, o);
+  const r = response || undefined;
+  const alignment = (r as { alignment?: { spf?: { result?: unknown }; dkim?: { result?: unknown } } } | undefined)?.alignment;
+  const record = (r as { rr?: unknown } | undefined)?.rr;
+  return {
+    outcome: toOutcome(r, domain, o),
+    dkimAligned: Boolean(alignment?.dkim?.result),
+    spfAligned: Boolean(alignment?.spf?.result),
+    record: typeof record === 'string' ? record : undefined,
+  };
 }
 
 export function judge(outcome: DmarcOutcome, domain: string, cfg: DmarcSettings): { finding: Finding; disposition: DmarcResultRecord['disposition'] } {
@@ -37,7 +57,9 @@ export function judge(outcome: DmarcOutcome, domain: string, cfg: DmarcSettings)
           ? { code: outcome.policy === 'reject' ? 'DMARC_FAIL_REJECT' : outcome.policy === 'quarantine' ? 'DMARC_FAIL_QUARANTINE' : 'DMARC_FAIL', detail: where }
           : { code: 'DMARC_NONE', detail: domain };
   const failed = outcome.result === 'fail';
-  const quarantine = failed && ((outcome.policy === 'reject' && cfg.onReject === 'quarantine') || (outcome.policy === 'quarantine' && cfg.onQuarantine === 'quarantine'));
+  // Held in our quarantine or marked for Postfix's HOLD: both are a quarantine disposition (RFC 7489 7.2.1.1).
+  const quarantines = (v: string) => v === 'quarantine' || v === 'header';
+  const quarantine = failed && ((outcome.policy === 'reject' && quarantines(cfg.onReject)) || (outcome.policy === 'quarantine' && quarantines(cfg.onQuarantine)));
   const disposition = quarantine ? 'quarantine' : failed && outcome.policy === 'reject' && cfg.onReject === 'reject' ? 'reject' : 'none';
   return { finding, disposition };
 }
@@ -76,6 +98,7 @@ export async function record(
   domain: string,
   disposition: DmarcResultRecord['disposition'],
   o: AuthOutcomes,
+  appliedRecord?: string,
 ): Promise<void> {
   // No loops (docs/dmarc-reports.md): a DMARC report sent by a postseal is not recorded. The
   // marker alone is not enough (anyone can write it): the report must also pass DMARC, so
@@ -94,10 +117,55 @@ export async function record(
     disposition,
     dkim: (o.dkim ?? []).map((s) => ({ domain: s.d, selector: s.s, result: s.result })),
     spf: o.spf && { domain: o.spf.domain, result: o.spf.result },
+    // The report period follows the ri= of the record applied now (store/dmarc-results.ts).
+    requestedIntervalSec: appliedRecord === undefined ? undefined : requestedIntervalSec(appliedRecord),
   };
   try {
     await deps.dmarcStore.record(r);
   } catch (err) {
     deps.log.error({ err }, 'DMARC result not stored');
   }
+}
+
+/**
+ * Offers a failure report (RFC 7489 7.3) when the domain's record asks for one (ruf=, fo=):
+ * only queued here (lib/dmarc-report/failure.ts DmarcFailureSink), sent later by the report
+ * service, so the message never waits for it. Never about a report (any multipart/report:
+ * DSNs, MDNs, ARF and DMARC reports, ours included), so reports cannot loop.
+ */
+export function offerFailureReport(
+  deps: StageDeps,
+  tx: Readonly<Transaction>,
+  e: Evaluation,
+  domain: string,
+  disposition: DmarcResultRecord['disposition'],
+  o: AuthOutcomes,
+): void {
+  const sink = deps.dmarcFailures;
+  const { outcome } = e;
+  if (!sink || !e.record || !outcome.policyDomain || !isHostName(outcome.policyDomain)) return;
+  if (outcome.result !== 'pass' && outcome.result !== 'fail') return;
+  if (tx.message.get('content-type').some((f) => /^multipart\/report\b/i.test(Message.value(f)))) return;
+  const policy = parseDmarcRecord(outcome.policyDomain, e.record);
+  if (!policy?.ruf.length) return;
+  const facts: FailureFacts = {
+    dkimAligned: e.dkimAligned,
+    spfAligned: e.spfAligned,
+    dkim: (o.dkim ?? []).map((s) => ({ domain: s.d, selector: s.s, result: s.result })),
+    spf: o.spf && { domain: o.spf.domain, result: o.spf.result },
+  };
+  const authFailure = failureToReport(policy.fo, facts);
+  if (!authFailure) return;
+  sink.offer({
+    receivedAt: tx.receivedAt,
+    sourceIp: clientAddress(tx.client),
+    mailFrom: tx.envelope.mailFrom,
+    headerFrom: domain,
+    policy,
+    authFailure,
+    facts,
+    authResults: formatAuthResults(deps.authservId, resinfos({ ...o, dmarc: outcome })),
+    disposition,
+    headers: tx.message.headerBytes(),
+  });
 }

@@ -13,13 +13,14 @@
  * DMARC_FAIL_REJECT (detail "<policy domain> p=<policy>"), DMARC_TEMPERROR,
  * DMARC_TEMPERROR_ENFORCING (the policy is quarantine or reject), DMARC_NOT_CHECKED (no author
  * domain), DMARC_TOO_MANY_AUTHORS, DMARC_FROM_UNPARSEABLE (a From with an "@" that yields no
- * domain: read differently by readers, so it fails closed). Each result goes to the DMARC result store;
+ * domain: read differently by readers, so it fails closed). Each result goes to the DMARC result store
+ * (and, when the domain asks for failure reports and they are on, to the failure report queue);
  * Authentication-Results shows the strictest one.
  */
 import { authorDomains } from '../../lib/author';
 import { DMARC_RESULT, authOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
 import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
-import { evaluate, judge, record, severity } from './evaluate';
+import { evaluate, judge, offerFailureReport, record, severity } from './evaluate';
 import { DMARC_FINDINGS, dmarcRules, type DmarcFinding } from './rules';
 import { dmarcBankSchema, type DmarcSettings } from './schema';
 
@@ -50,11 +51,18 @@ export const dmarcStage = defineStage<DmarcSettings, DmarcFinding>({
       let strictest: DmarcOutcome | undefined;
       for (const domain of domains) {
         signal.throwIfAborted();
-        const outcome = await evaluate(domain, o, deps, signal);
+        const evaluation = await evaluate(domain, o, deps, signal);
+        const { outcome } = evaluation;
         const { finding, disposition } = judge(outcome, domain, cfg);
         findings.push(finding);
         if (!strictest || severity(outcome) > severity(strictest)) strictest = outcome;
-        await record(deps, tx, outcome, domain, disposition, o);
+        await record(deps, tx, outcome, domain, disposition, o, evaluation.record);
+        try {
+          offerFailureReport(deps, tx, evaluation, domain, disposition, o);
+        } catch (err) {
+          // A report is never worth the message: whatever went wrong, the mail goes on.
+          deps.log.error({ err }, 'DMARC failure report not queued');
+        }
       }
       return { findings, results: strictest ? [DMARC_RESULT.entry(strictest)] : [] };
     },

@@ -11,17 +11,17 @@ export const dmarcBankSchema = {
   properties: {
     onReject: {
       type: 'string',
-      enum: ['reject', 'quarantine', 'tag'],
+      enum: ['reject', 'quarantine', 'header', 'tag'],
       default: 'reject',
       description:
-        'Mail failing DMARC of a domain whose policy is p=reject: reject = 550 5.7.1 naming the policy; quarantine = delivered with X-Postseal-Quarantine (map it to HOLD with Postfix header_checks); tag = Authentication-Results only.',
+        'Mail failing DMARC of a domain whose policy is p=reject: reject = 550 5.7.1 naming the policy; quarantine = held in the quarantine folder (main config quarantine), not delivered; header = delivered with X-Postseal-Quarantine, for Postfix header_checks to HOLD (what quarantine meant before postseal had a quarantine); tag = Authentication-Results only.',
     },
     onQuarantine: {
       type: 'string',
-      enum: ['quarantine', 'tag'],
+      enum: ['quarantine', 'header', 'tag'],
       default: 'tag',
       description:
-        'Mail failing DMARC of a domain whose policy is p=quarantine: quarantine adds X-Postseal-Quarantine; tag = Authentication-Results only (a Sieve rule can file it as junk).',
+        'Mail failing DMARC of a domain whose policy is p=quarantine: quarantine = held in the quarantine folder, not delivered; header = delivered with X-Postseal-Quarantine (for Postfix header_checks HOLD; what quarantine meant before postseal had a quarantine); tag = Authentication-Results only (a Sieve rule can file it as junk).',
     },
     onTempError: {
       type: 'string',

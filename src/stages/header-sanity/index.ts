@@ -6,12 +6,17 @@
  * a header field without SMTPUTF8, RFC 6532), HEADER_SANITY_LONG_HEADER_LINE and
  * HEADER_SANITY_LONG_BODY_LINE (over 998 octets, RFC 5322 2.1.1), HEADER_SANITY_MISSING_FROM
  * and HEADER_SANITY_MULTIPLE_FROM (RFC 5322 3.6). With `fix` the message is repaired and
- * HEADER_SANITY_FIXED says how; `reject` becomes 550 5.6.0 (its rules). Reads: headerSanity.*.
+ * HEADER_SANITY_FIXED says how; `reject` becomes 550 5.6.0 (its rules). Recipient exceptions
+ * (pipeline/destiny.ts, every recipient must be covered): `bypass` skips the stage
+ * (HEADER_SANITY_BYPASSED); for `lovers` the findings a kind would reject for are reported as
+ * one HEADER_SANITY_LOVED instead, delivered with X-Postseal-Alert. Reads: headerSanity.*.
  * Only the fields it repairs are rewritten; every other byte stays as received.
  */
 import { Readable } from 'node:stream';
 import libmime from 'libmime';
-import { defineStage, type Finding, type Rule } from '../../pipeline/stage';
+import { coversAllRecipients } from '../../pipeline/destiny';
+import { defineStage, type Finding, type Rule, type StageDeps, type StageOutcome } from '../../pipeline/stage';
+import type { Transaction } from '../../transaction/transaction';
 import { replies, withText } from '../../smtp/replies';
 import { Message, type HeaderField } from '../../transaction/message';
 import { spoolFrom } from '../../transaction/spool';
@@ -33,7 +38,21 @@ const FINDINGS = [
   'HEADER_SANITY_MISSING_FROM',
   'HEADER_SANITY_MULTIPLE_FROM',
   'HEADER_SANITY_FIXED',
+  'HEADER_SANITY_LOVED',
+  'HEADER_SANITY_BYPASSED',
 ] as const;
+
+/** Which setting decides each finding a kind can be rejected for. */
+const SETTING_OF: Partial<Record<(typeof FINDINGS)[number], keyof HeaderSanitySettings>> = {
+  HEADER_SANITY_NUL: 'nul',
+  HEADER_SANITY_EIGHT_BIT_HEADER: 'eightBitHeader',
+  HEADER_SANITY_LONG_HEADER_LINE: 'longLine',
+  HEADER_SANITY_LONG_BODY_LINE: 'longLine',
+  HEADER_SANITY_MISSING_FROM: 'missingFrom',
+  HEADER_SANITY_MULTIPLE_FROM: 'multipleFrom',
+};
+
+export const ALERT_FIELD = 'X-Postseal-Alert';
 
 /**
  * The finding rejects (550 5.6.0) when the setting it belongs to says reject, and the reply
@@ -58,43 +77,64 @@ export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDI
     HEADER_SANITY_LONG_BODY_LINE: rejectWhen('longLine', 'body line longer than 998 characters'),
     HEADER_SANITY_MISSING_FROM: rejectWhen('missingFrom', 'no From field'),
     HEADER_SANITY_MULTIPLE_FROM: rejectWhen('multipleFrom', 'several From fields'),
+    // The detail is our own finding codes (lovedFindings), never the sender's bytes.
+    HEADER_SANITY_LOVED: (_s, _b, f) => ({ action: 'tag', fields: [{ name: ALERT_FIELD, value: `BAD HEADER SECTION, ${f.detail ?? ''}` }] }),
   },
   create: (actions, _bank, deps) => ({
     id: 'header-sanity',
     async run(tx, signal) {
-      const msg = tx.message;
-      const findings: Finding[] = [];
-      const perField = msg.fields.map((f) => inspectField(f.raw, !tx.envelope.smtputf8));
-      const body = await inspectBody(msg.openBody(), signal);
-      const nul = perField.some((p) => p.nul) || body.nul;
-      if (nul) findings.push({ code: 'HEADER_SANITY_NUL', detail: body.nul ? 'in body' : 'in header' });
-      const eightBit = msg.fields.filter((_, i) => perField[i].eightBit).map((f) => f.name);
-      if (eightBit.length) findings.push({ code: 'HEADER_SANITY_EIGHT_BIT_HEADER', detail: eightBit.join(',') });
-      const longFields = msg.fields.filter((_, i) => perField[i].longLine).map((f) => f.name);
-      if (longFields.length) findings.push({ code: 'HEADER_SANITY_LONG_HEADER_LINE', detail: longFields.join(',') });
-      if (body.longestLine > MAX_LINE) findings.push({ code: 'HEADER_SANITY_LONG_BODY_LINE', detail: `${body.longestLine} octets` });
-      const froms = msg.get('from').length;
-      if (froms === 0) findings.push({ code: 'HEADER_SANITY_MISSING_FROM' });
-      if (froms > 1) findings.push({ code: 'HEADER_SANITY_MULTIPLE_FROM', detail: `${froms} From fields` });
-
-      const fixNul = nul && actions.nul === 'fix';
-      const fix8 = eightBit.length > 0 && actions.eightBitHeader === 'fix';
-      const fixLong = longFields.length > 0 && actions.longLine === 'fix';
-      if (!fixNul && !fix8 && !fixLong) return { findings };
-
-      const fields = msg.fields.map((f, i) => {
-        const p = perField[i];
-        return (fixNul && p.nul) || (fix8 && p.eightBit) || (fixLong && p.longLine) ? rewriteField(f, fixNul) : f;
-      });
-      let fixed = msg.withFields(fields);
-      if (fixNul && body.nul)
-        fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
-      const what = [fixNul && 'nul removed', fix8 && '8-bit fields encoded', fixLong && 'long header lines folded'].filter(Boolean);
-      findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
-      return { findings, message: fixed };
+      if (coversAllRecipients(actions.bypass, tx)) return { findings: [{ code: 'HEADER_SANITY_BYPASSED' }] };
+      const loved = coversAllRecipients(actions.lovers, tx);
+      const outcome = await inspect(tx, signal, actions, deps);
+      return loved ? { ...outcome, findings: lovedFindings(outcome.findings, actions) } : outcome;
     },
   }),
 });
+
+/** For lovers: the findings their settings would reject for become one HEADER_SANITY_LOVED naming them. */
+function lovedFindings(findings: readonly Finding[], actions: HeaderSanitySettings): Finding[] {
+  const rejecting = findings.filter((f) => {
+    const setting = SETTING_OF[f.code as keyof typeof SETTING_OF];
+    return setting !== undefined && actions[setting] === 'reject';
+  });
+  if (rejecting.length === 0) return [...findings];
+  const rest = findings.filter((f) => !rejecting.includes(f));
+  return [...rest, { code: 'HEADER_SANITY_LOVED', detail: rejecting.map((f) => f.code.replace('HEADER_SANITY_', '').toLowerCase()).join(', ') }];
+}
+
+/** The checks and the fixes their settings ask for. */
+async function inspect(tx: Readonly<Transaction>, signal: AbortSignal, actions: HeaderSanitySettings, deps: StageDeps): Promise<StageOutcome> {
+  const msg = tx.message;
+  const findings: Finding[] = [];
+  const perField = msg.fields.map((f) => inspectField(f.raw, !tx.envelope.smtputf8));
+  const body = await inspectBody(msg.openBody(), signal);
+  const nul = perField.some((p) => p.nul) || body.nul;
+  if (nul) findings.push({ code: 'HEADER_SANITY_NUL', detail: body.nul ? 'in body' : 'in header' });
+  const eightBit = msg.fields.filter((_, i) => perField[i].eightBit).map((f) => f.name);
+  if (eightBit.length) findings.push({ code: 'HEADER_SANITY_EIGHT_BIT_HEADER', detail: eightBit.join(',') });
+  const longFields = msg.fields.filter((_, i) => perField[i].longLine).map((f) => f.name);
+  if (longFields.length) findings.push({ code: 'HEADER_SANITY_LONG_HEADER_LINE', detail: longFields.join(',') });
+  if (body.longestLine > MAX_LINE) findings.push({ code: 'HEADER_SANITY_LONG_BODY_LINE', detail: `${body.longestLine} octets` });
+  const froms = msg.get('from').length;
+  if (froms === 0) findings.push({ code: 'HEADER_SANITY_MISSING_FROM' });
+  if (froms > 1) findings.push({ code: 'HEADER_SANITY_MULTIPLE_FROM', detail: `${froms} From fields` });
+
+  const fixNul = nul && actions.nul === 'fix';
+  const fix8 = eightBit.length > 0 && actions.eightBitHeader === 'fix';
+  const fixLong = longFields.length > 0 && actions.longLine === 'fix';
+  if (!fixNul && !fix8 && !fixLong) return { findings };
+
+  const fields = msg.fields.map((f, i) => {
+    const p = perField[i];
+    return (fixNul && p.nul) || (fix8 && p.eightBit) || (fixLong && p.longLine) ? rewriteField(f, fixNul) : f;
+  });
+  let fixed = msg.withFields(fields);
+  if (fixNul && body.nul)
+    fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
+  const what = [fixNul && 'nul removed', fix8 && '8-bit fields encoded', fixLong && 'long header lines folded'].filter(Boolean);
+  findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
+  return { findings, message: fixed };
+}
 
 function inspectField(raw: Buffer, eightBitIsBad: boolean): FieldProblems {
   let longLine = false;

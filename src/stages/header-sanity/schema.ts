@@ -2,6 +2,7 @@
  * The `headerSanity` section of a policy bank (stages/registry.ts adds it to the bank schema).
  */
 import type { FromSchema } from 'json-schema-to-ts';
+import { recipientListSchema } from '../../pipeline/destiny';
 
 export const headerSanityBankSchema = {
   type: 'object',
@@ -28,6 +29,14 @@ export const headerSanityBankSchema = {
       enum: ['pass', 'reject'],
       default: 'reject',
       description: 'More than one From: field (RFC 5322 3.6 allows one): reject = 550 5.6.0, as readers and DMARC checkers disagree on which one counts.',
+    },
+    lovers: {
+      ...recipientListSchema,
+      description: `Bad-header lovers (amavisd @bad_header_lovers_maps): when every recipient is one, a kind set to reject is delivered instead, with X-Postseal-Alert naming what was wrong (fixes still apply). ${recipientListSchema.description}`,
+    },
+    bypass: {
+      ...recipientListSchema,
+      description: `Recipients whose mail is not checked at all (amavisd @bypass_header_checks_maps), when every recipient is one: no finding but HEADER_SANITY_BYPASSED, no fix. ${recipientListSchema.description}`,
     },
   },
 } as const;

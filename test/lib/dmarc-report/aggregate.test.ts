@@ -119,9 +119,9 @@ describe('aggregate report', () => {
 });
 
 describe('DMARC record tags for policy_published', () => {
-  test('rua size limits, defaults and ri= clamped to at least an hour', () => {
+  test('rua size limits, defaults, and ri= kept as requested (the report period is decided when results are stored)', () => {
     const p = parseDmarcRecord('Example.ORG', 'v=DMARC1; p=reject; ri=60; rua=mailto:a@example.org!10m,mailto:b%40x@rep.test,https://x.test/');
-    expect(p).toMatchObject({ domain: 'example.org', p: 'reject', sp: 'reject', adkim: 'r', aspf: 'r', pct: 100, fo: '0', intervalSec: 3600 });
+    expect(p).toMatchObject({ domain: 'example.org', p: 'reject', sp: 'reject', adkim: 'r', aspf: 'r', pct: 100, fo: '0', intervalSec: 60 });
     expect(p?.rua).toEqual([{ address: 'a@example.org', domain: 'example.org', maxBytes: 10 * 1024 * 1024 }]); // mailto:b%40x@rep.test is refused: its local part is not a dot-atom
   });
 

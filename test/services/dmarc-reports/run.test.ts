@@ -55,6 +55,12 @@ function rec(policyDomain: string, over: Partial<DmarcResultRecord> = {}): Dmarc
   };
 }
 
+/** The XML of the report in a report mail. */
+function xmlOf(text: string): string {
+  const b64 = /filename="[^"]+\.xml\.gz"\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text)?.[1];
+  return gunzipSync(Buffer.from(b64 ?? '', 'base64')).toString('utf8');
+}
+
 beforeAll(async () => {
   dns = await startDnsServer({
     ...zoneFor([rsaKey]),
@@ -64,6 +70,7 @@ beforeAll(async () => {
     '_dmarc.b.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@thirdparty.test'] },
     '_dmarc.c.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@c.test'] },
     '_dmarc.tiny.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@tiny.test!1k'] },
+    '_dmarc.d.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@d.test'] },
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
   sink = await startSink();
@@ -103,7 +110,7 @@ describe('aggregate report run', () => {
     for (let i = 0; i < 3; i++) await results.record(rec('a.test'));
     await results.record(rec('a.test', { sourceIp: '198.51.100.9', result: 'fail', disposition: 'reject', dkim: [], spf: { domain: 'x.test', result: 'fail' } }));
     const out = await runReports(deps, cfg);
-    expect(out).toEqual([expect.objectContaining({ policyDomain: 'a.test', day: '2026-12-06', status: 'sent', messages: 4, to: ['agg@a.test', 'agg@reports.test'] })]);
+    expect(out).toEqual([expect.objectContaining({ policyDomain: 'a.test', period: '2026-12-06', status: 'sent', messages: 4, to: ['agg@a.test', 'agg@reports.test'] })]);
     expect(sink.received).toHaveLength(1);
     const mail = sink.received[0];
     expect(mail.mailFrom).toBe('dmarc-reports@receiver.test');
@@ -115,14 +122,14 @@ describe('aggregate report run', () => {
     const xml = gunzipSync(Buffer.from(b64 ?? '', 'base64')).toString('utf8');
     const counts = [...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1]));
     expect(counts.reduce((a, b) => a + b, 0)).toBe(4);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
     expect(await runReports(deps, cfg)).toEqual([]);
   });
 
   test("today's records wait until the day is over", async () => {
     await results.record(rec('a.test', { receivedAt: new Date('2026-12-07T01:00:00Z') }));
     expect(await runReports(deps, cfg)).toEqual([]);
-    expect(await results.days()).toHaveLength(1);
+    expect(await results.periods()).toHaveLength(1);
   });
 
   test('a downstream refusal keeps the records and backs off; the next try after the wait sends them', async () => {
@@ -150,7 +157,7 @@ describe('aggregate report run', () => {
     await results.record(rec('b.test'));
     expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'no-destination', reason: 'not authorized: agg@thirdparty.test' });
     expect(sink.received).toHaveLength(0);
-    expect(await results.days()).toEqual([]);
+    expect(await results.periods()).toEqual([]);
   });
 
   test('a report larger than the rua size limit is not sent there', async () => {
@@ -205,6 +212,39 @@ describe('aggregate report run', () => {
     expect(await store.get('dmarc-report-wait:a.test:2026-12-06')).toBe('1');
   });
 
+  test('a report whose records could not be removed after the send is not sent again; later records get a report of their own', async () => {
+    await results.record(rec('a.test'));
+    await results.record(rec('a.test'));
+    const failing = Object.create(results) as StoredDmarcResults;
+    failing.remove = async () => {
+      throw new Error('store unreachable');
+    };
+    const [first] = await runReports({ ...deps, results: failing }, cfg);
+    expect(first).toMatchObject({ status: 'sent', messages: 2, reason: 'records not removed (store unreachable); the next pass removes them' });
+    expect((await results.peek('a.test', '2026-12-06')).items).toBe(2);
+    await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
+    const [second] = await runReports(deps, cfg);
+    expect(second).toMatchObject({ status: 'sent', messages: 1 });
+    expect(sink.received).toHaveLength(2);
+    const ids = sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString())?.[1]);
+    expect(ids[0]).not.toBe(ids[1]);
+    expect(await results.periods()).toEqual([]);
+    expect(await runReports(deps, cfg)).toEqual([]);
+  });
+
+  test('a report sent before whose records were left behind is only cleaned up', async () => {
+    await results.record(rec('a.test'));
+    const failing = Object.create(results) as StoredDmarcResults;
+    failing.remove = async () => {
+      throw new Error('store unreachable');
+    };
+    await runReports({ ...deps, results: failing }, cfg);
+    const [again] = await runReports(deps, cfg);
+    expect(again).toMatchObject({ status: 'already-sent', messages: 1, reason: expect.stringMatching(/^Report-ID a\.test\.2026-12-06\.[0-9a-f]{16}$/) });
+    expect(sink.received).toHaveLength(1);
+    expect(await results.periods()).toEqual([]);
+  });
+
   test('a record stored between reading and removing is kept for the next report', async () => {
     await results.record(rec('a.test'));
     const { items } = await results.peek('a.test', '2026-12-06');
@@ -231,12 +271,106 @@ describe('aggregate report run', () => {
     expect(py.map((r) => r.result)).toEqual(['pass']);
   });
 
+  test('a domain with ri=3600 gets one report per finished UTC hour, with the hour as begin and end and its own counts', async () => {
+    for (const t of ['2026-12-06T03:10:00Z', '2026-12-06T03:59:59Z']) await results.record(rec('a.test', { receivedAt: new Date(t), requestedIntervalSec: 3600 }));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T04:00:00Z'), requestedIntervalSec: 3600, sourceIp: '198.51.100.7' }));
+    const out = await runReports(deps, cfg);
+    expect(out.map((o) => [o.period, o.status, o.messages])).toEqual([
+      ['2026-12-06T03Z/1h', 'sent', 2],
+      ['2026-12-06T04Z/1h', 'sent', 1],
+    ]);
+    const three = Date.parse('2026-12-06T03:00:00Z') / 1000;
+    for (const [i, begin, rows] of [
+      [0, three, ['192.0.2.1 2']],
+      [1, three + 3600, ['198.51.100.7 1']],
+    ] as const) {
+      const text = sink.received[i].data.toString('utf8');
+      expect(text).toContain(`filename="receiver.test!a.test!${begin}!${begin + 3599}.xml.gz"`);
+      expect(text).toMatch(new RegExp(`Report-ID: <a\\.test\\.2026-12-06T0${3 + i}Z\\.1h\\.[0-9a-f]{16}>`));
+      const xml = xmlOf(text);
+      expect(xml).toContain(`<date_range><begin>${begin}</begin><end>${begin + 3599}</end></date_range>`);
+      expect([...xml.matchAll(/<source_ip>([^<]+)<\/source_ip><count>(\d+)<\/count>/g)].map((m) => `${m[1]} ${m[2]}`)).toEqual(rows);
+    }
+    expect(await results.periods()).toEqual([]);
+  });
+
+  test('a finished hour is sent while the rest of its day waits: the current hour and daily periods', async () => {
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T03:10:00Z'), requestedIntervalSec: 3600 }));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T04:10:00Z'), requestedIntervalSec: 3600 }));
+    await results.record(rec('c.test', { receivedAt: new Date('2026-12-06T01:00:00Z') }));
+    const out = await runReports({ ...deps, now: () => new Date('2026-12-06T04:30:00Z') }, cfg);
+    expect(out.map((o) => [o.policyDomain, o.period, o.status])).toEqual([['a.test', '2026-12-06T03Z/1h', 'sent']]);
+    expect((await results.periods()).map((p) => `${p.policyDomain} ${p.period}`).sort()).toEqual(['a.test 2026-12-06T04Z/1h', 'c.test 2026-12-06']);
+    // The hour is over at its last second's end, not before.
+    expect(await runReports({ ...deps, now: () => new Date('2026-12-06T04:59:59.999Z') }, cfg)).toEqual([]);
+    expect((await runReports({ ...deps, now: () => new Date('2026-12-06T05:00:00Z') }, cfg)).map((o) => o.period)).toEqual(['2026-12-06T04Z/1h']);
+  });
+
+  test('ri=86400, an absent ri and ri=100000 give one daily report; ri=60 and ri=5000 hourly ones', async () => {
+    for (const [domain, ri] of [
+      ['a.test', 86400],
+      ['c.test', undefined],
+      ['example.com', 100000],
+    ] as const) {
+      for (const t of ['2026-12-06T01:00:00Z', '2026-12-06T22:00:00Z']) await results.record(rec(domain, { receivedAt: new Date(t), requestedIntervalSec: ri }));
+    }
+    for (const [t, ri] of [
+      ['2026-12-06T01:00:00Z', 60],
+      ['2026-12-06T22:00:00Z', 5000],
+    ] as const) {
+      await results.record(rec('d.test', { receivedAt: new Date(t), requestedIntervalSec: ri }));
+    }
+    const out = await runReports(deps, cfg, { dryRun: true });
+    const day = Date.parse('2026-12-06T00:00:00Z') / 1000;
+    expect(out.map((o) => [o.policyDomain, o.period, o.status, o.messages, o.report?.fileName])).toEqual([
+      ['a.test', '2026-12-06', 'dry-run', 2, `receiver.test!a.test!${day}!${day + 86399}.xml.gz`],
+      ['c.test', '2026-12-06', 'dry-run', 2, `receiver.test!c.test!${day}!${day + 86399}.xml.gz`],
+      ['example.com', '2026-12-06', 'dry-run', 2, `receiver.test!example.com!${day}!${day + 86399}.xml.gz`],
+      ['d.test', '2026-12-06T01Z/1h', 'dry-run', 1, `receiver.test!d.test!${day + 3600}!${day + 7199}.xml.gz`],
+      ['d.test', '2026-12-06T22Z/1h', 'dry-run', 1, `receiver.test!d.test!${day + 22 * 3600}!${day + 22 * 3600 + 3599}.xml.gz`],
+    ]);
+  });
+
+  test('a changed ri= applies to results stored after the change: stored hours stay hourly, later results go to the day, none is counted twice', async () => {
+    // a.test publishes no ri= now (daily); these were stored while it asked for hourly reports.
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T09:15:00Z'), requestedIntervalSec: 3600 }));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T09:45:00Z'), requestedIntervalSec: 3600 }));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T10:15:00Z'), requestedIntervalSec: 86400 }));
+    const out = await runReports(deps, cfg);
+    expect(out.map((o) => [o.period, o.status, o.messages])).toEqual([
+      ['2026-12-06', 'sent', 1],
+      ['2026-12-06T09Z/1h', 'sent', 2],
+    ]);
+  });
+
+  test('--since keeps the periods of that UTC day and later', async () => {
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-05T23:00:00Z'), requestedIntervalSec: 3600 }));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T00:00:00Z'), requestedIntervalSec: 3600 }));
+    const out = await runReports(deps, cfg, { dryRun: true, since: '2026-12-06' });
+    expect(out.map((o) => o.period)).toEqual(['2026-12-06T00Z/1h']);
+  });
+
+  test("one hour locked by another sender is left to it, and the day's other hours are sent", async () => {
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T03:10:00Z'), requestedIntervalSec: 3600 }));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T04:10:00Z'), requestedIntervalSec: 3600 }));
+    await store.setIfAbsent('dmarc-report-lock:a.test:2026-12-06T03Z/1h', 'other-host', { ttlMs: 60000 });
+    expect((await runReports(deps, cfg)).map((o) => [o.period, o.status])).toEqual([
+      ['2026-12-06T03Z/1h', 'locked'],
+      ['2026-12-06T04Z/1h', 'sent'],
+    ]);
+  });
+
+  test('stored lists whose period is not one of ours are left alone', async () => {
+    await store.append('dmarc:a.test:2026-12-06T03Z/5h', JSON.stringify(rec('a.test')));
+    expect(await runReports(deps, cfg)).toEqual([]);
+  });
+
   test('a dry run builds the report and leaves the records', async () => {
     await results.record(rec('a.test'));
     const [o] = await runReports(deps, cfg, { dryRun: true });
     expect(o).toMatchObject({ status: 'dry-run', messages: 1 });
     expect(o.report?.fileName).toBe('receiver.test!a.test!1796515200!1796601599.xml.gz');
     expect(sink.received).toHaveLength(0);
-    expect(await results.days()).toHaveLength(1);
+    expect(await results.periods()).toHaveLength(1);
   });
 });

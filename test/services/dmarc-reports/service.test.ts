@@ -14,7 +14,10 @@ import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { startRedisServer } from '../../helpers/redis-server';
+import { startHarness } from '../../helpers/postseal';
 import { startSink, type Sink } from '../../helpers/sink';
+import { TestClient } from '../../helpers/smtp-client';
+import { utcDay } from '../../../src/store/dmarc-results';
 
 const log = pino({ level: 'silent' });
 let dns: DnsServer;
@@ -48,7 +51,12 @@ afterAll(async () => {
 });
 
 describe('DMARC reports service', () => {
-  async function twoSendersOneReport(open: () => Promise<Store>): Promise<void> {
+  /** Each of two senders on one store records five results of one period (ri=requestedIntervalSec); one report, counts 5 and 5, covers `begin`..`end`. */
+  async function twoSendersOneReport(
+    open: () => Promise<Store>,
+    requestedIntervalSec?: number,
+    expected = { begin: Date.parse('2026-12-06T00:00:00Z') / 1000, end: Date.parse('2026-12-06T23:59:59Z') / 1000 },
+  ): Promise<void> {
     sink.received.length = 0;
     const config = loadConfig(writeConfig({}, sink.port));
     const stores = [await open(), await open()];
@@ -68,6 +76,7 @@ describe('DMARC reports service', () => {
           disposition: 'none',
           dkim: [],
           spf: { domain: 'other.test', result: 'fail' },
+          requestedIntervalSec,
         });
       }
     }
@@ -75,11 +84,14 @@ describe('DMARC reports service', () => {
     await Promise.all(services.map((s) => s.runOnce()));
     expect(sink.received).toHaveLength(1);
     const text = sink.received[0].data.toString('utf8');
+    expect(text).toContain(`filename="mx.receiver.test!a.test!${expected.begin}!${expected.end}.xml.gz"`);
     expect(text).toContain('Subject: Report Domain: a.test Submitter: mx.receiver.test Report-ID:');
     expect(text).toContain('From: dmarc-reports@mx.receiver.test');
     const b64 = /filename="[^"]+\.xml\.gz"\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text)?.[1] ?? '';
     const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
     expect([...xml.matchAll(/<count>(\d+)<\/count>/g)].map((m) => Number(m[1])).sort()).toEqual([5, 5]);
+    expect(xml).toContain(`<date_range><begin>${expected.begin}</begin><end>${expected.end}</end></date_range>`);
+    expect(await new StoredDmarcResults(stores[0]).periods()).toEqual([]);
     for (const s of services) await s.close();
     for (const s of stores) await s.close();
   }
@@ -94,6 +106,66 @@ describe('DMARC reports service', () => {
     try {
       await twoSendersOneReport(() => openRedisStore({ url: redis.url, keyPrefix: 'two:', timeoutMs: 2000, log }));
     } finally {
+      await redis.stop();
+    }
+  });
+
+  test('two hosts on one Redis send one report per domain and hour (ri=3600) whose counts are the sum of both', async () => {
+    const redis = await startRedisServer();
+    try {
+      const ten = Date.parse('2026-12-06T10:00:00Z') / 1000;
+      await twoSendersOneReport(() => openRedisStore({ url: redis.url, keyPrefix: 'two-hourly:', timeoutMs: 2000, log }), 3600, { begin: ten, end: ten + 3599 });
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  test('two postseal instances on one Redis record their mail there, and one report per domain and day carries the sum of both', async () => {
+    sink.received.length = 0;
+    const redis = await startRedisServer();
+    const mailSink = await startSink();
+    const instances = [] as Awaited<ReturnType<typeof startHarness>>[];
+    const stores: Store[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        instances.push(
+          await startHarness({
+            forwardPort: mailSink.port,
+            banks: { default: { stages: ['spf', 'dmarc'] } },
+            main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, store: { backend: 'redis', keyPrefix: 'hosts:', redis: { url: redis.url, timeoutMs: 2000 } } },
+          }),
+        );
+      }
+      // Host 1 sees three messages from a.test, host 2 two from its subdomain (same policy domain).
+      const send = async (i: number, from: string) => {
+        const c = await TestClient.connect(instances[i].app.portOf('default'));
+        const r = await c.send({ from, to: ['b@example.net'], data: `From: ${from}\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n` });
+        await c.quit();
+        expect(r.final).toMatchObject({ code: 250 });
+      };
+      for (let n = 0; n < 3; n++) await send(0, 'a@a.test');
+      for (let n = 0; n < 2; n++) await send(1, 'x@mail.a.test');
+      // Each host's report sender, with its own connection, once the day is over.
+      const tomorrow = new Date(Date.now() + 24 * 3600 * 1000);
+      const config = loadConfig(writeConfig({}, sink.port));
+      const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+      for (let i = 0; i < 2; i++) stores.push(await openRedisStore({ url: redis.url, keyPrefix: 'hosts:', timeoutMs: 2000, log }));
+      const services = stores.map((store) => new DmarcReportsService(config, { store, results: new StoredDmarcResults(store), resolver, log, now: () => tomorrow }));
+      await Promise.all(services.map((s) => s.runOnce()));
+      await Promise.all(services.map((s) => s.runOnce()));
+      for (const s of services) await s.close();
+      expect(sink.received).toHaveLength(1);
+      const text = sink.received[0].data.toString('utf8');
+      expect(text).toContain(`Report-ID: <a.test.${utcDay(new Date())}.`);
+      const b64 = /filename="[^"]+\.xml\.gz"\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text)?.[1] ?? '';
+      const xml = gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
+      const rows = [...xml.matchAll(/<count>(\d+)<\/count>[\s\S]*?<header_from>([^<]+)<\/header_from>/g)].map((m) => `${m[1]} ${m[2]}`);
+      expect(rows.sort()).toEqual(['2 mail.a.test', '3 a.test']);
+      expect(await new StoredDmarcResults(stores[0]).periods()).toEqual([]);
+    } finally {
+      for (const h of instances) await h.close();
+      for (const s of stores) await s.close();
+      await mailSink.close();
       await redis.stop();
     }
   });

@@ -1,7 +1,7 @@
 /**
  * The banned section at load: a bank that signs (the shipped ORIGINATING bank) may not pass
- * banned mail, patterns must compile, a rule is either allow or deny, and the destinies that
- * need the quarantine and DSN machinery are refused until it comes.
+ * banned mail, patterns must compile, a rule is either allow or deny, and the destiny is one
+ * of amavisd's.
  */
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -73,7 +73,9 @@ describe('banned settings at load', () => {
     expect(errorOf(loadOriginating({ rules: [{ on: 'name' }] })).code).toBe('CFG_SCHEMA_INVALID');
   });
 
-  it('refuses destiny bounce until bounces exist', () => {
-    expect(errorOf(loadOriginating({ destiny: 'bounce' })).code).toBe('CFG_SCHEMA_INVALID');
+  it('accepts the bounce and quarantine destinies in a signing bank, and refuses one amavisd does not have', () => {
+    expect(settingsOf(bannedStage, loadOriginating({ destiny: 'bounce' })().banks.get('ORIGINATING')!).destiny).toBe('bounce');
+    expect(settingsOf(bannedStage, loadOriginating({ destiny: 'quarantine' })().banks.get('ORIGINATING')!).destiny).toBe('quarantine');
+    expect(errorOf(loadOriginating({ destiny: 'defer' })).code).toBe('CFG_SCHEMA_INVALID');
   });
 });

@@ -1,0 +1,207 @@
+/**
+ * End of message on a milter listener (SMFIC_BODYEOB): the spooled message goes through the
+ * bank's pipeline exactly as on the SMTP path (listener/deliver.ts), and the outcome becomes
+ * the milter's answer instead of a reinjection:
+ *
+ * - pass, tag, quarantine: the modifications that make the MTA's copy the pipeline's
+ *   (modifications.ts), then SMFIR_CONTINUE; the MTA queues it once, no second pass;
+ * - reject, tempfail: SMFIR_REPLYCODE with the verdict's reply (smtp/replies.ts);
+ * - discard: SMFIR_DISCARD; quarantine and bounce: the message is held in postseal's quarantine
+ *   (quarantine/hold.ts), or its DSN sent through the bank's notify target (notify/bounce.ts),
+ *   as on the SMTP path, then SMFIR_DISCARD, so Postfix keeps no copy;
+ * - too big (spool maxSizeBytes, spool.maxHeaderBytes): SMFIR_REPLYCODE 552 5.3.4;
+ * - a failure (stage error or timeout, message deadline, spool not writable, a modification
+ *   the MTA did not allow): listener milter.failureAction, tempfail with the error's reply
+ *   from smtp/error-replies.ts, or accept the message unchanged;
+ * - the MTA aborted or went away: no answer (nobody waits for one).
+ *
+ * Writes the one log line per message (STYLE.md §12) and reports to ctx.telemetry as the SMTP
+ * path does; removes the spool files.
+ */
+import type { ListenerConfig } from '../../config/main-schema';
+import { errorCodes, isPostsealError, PostsealError } from '../../errors';
+import { errorFields } from '../../lib/log';
+import { Action as Act, Reply, replyCode, simpleReply } from '../../lib/milter/protocol';
+import { noTelemetry, type MessageReport } from '../../lib/telemetry';
+import type { PipelineResult } from '../../pipeline/runner';
+import { bounceMessage } from '../../notify/bounce';
+import { delivers } from '../../pipeline/verdict';
+import { holdInQuarantine } from '../../quarantine/hold';
+import { replyForError } from '../../smtp/error-replies';
+import { formatReply, type SmtpReply } from '../../smtp/replies';
+import { Message } from '../../transaction/message';
+import type { Spool } from '../../transaction/spool';
+import type { ClientInfo, Envelope, Transaction } from '../../transaction/transaction';
+import type { SessionContext } from '../session';
+import { modificationsFor, type Modifications } from './modifications';
+
+export interface EndOfMessageInput {
+  /** The spool being written from the MTA's header and body packets. */
+  spool: Promise<Spool>;
+  envelope: Envelope;
+  client: ClientInfo;
+  peer: string;
+  id: string;
+  listener: ListenerConfig;
+  bankName: string;
+  bankRule: string;
+  ctx: SessionContext;
+  /** The header did not fit in spool.maxHeaderBytes. */
+  headerTooBig: boolean;
+  /** Negotiated: header values carry their leading space (SMFIP_HDR_LEADSPC). */
+  leadSpace: boolean;
+  /** SMFIF_* actions the MTA allowed. */
+  actions: number;
+  /** Aborted when the MTA sends SMFIC_ABORT or disconnects. */
+  aborted: AbortSignal;
+}
+
+/** The packets to send, in order; empty when the MTA is no longer waiting. */
+export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> {
+  const { ctx } = input;
+  const bank = ctx.bank;
+  const started = performance.now();
+  const telemetry = ctx.telemetry ?? noTelemetry;
+  telemetry.inFlight(1);
+  let result: PipelineResult | undefined;
+  let mods: Modifications | undefined;
+  let replyClass: MessageReport['replyClass'] = '4';
+  let replyText = '';
+  const spools: Spool[] = [];
+  const record: Record<string, unknown> = {
+    session: input.id,
+    queueId: input.client.ident,
+    port: input.listener.port,
+    protocol: 'milter',
+    bankRule: input.bankRule,
+    from: input.envelope.mailFrom,
+    rcpts: input.envelope.recipients.length,
+    client: input.client.addr,
+  };
+  const deadline = new AbortController();
+  const onAbort = () => deadline.abort(new PostsealError('UPSTREAM_ABORTED', 'the MTA aborted the message'));
+  input.aborted.addEventListener('abort', onAbort, { once: true });
+  const deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
+  try {
+    const spool = await input.spool;
+    spools.push(spool);
+    record.size = spool.size;
+    if (input.headerTooBig) throw new PostsealError('HEADER_TOO_BIG', 'header section longer than spool.maxHeaderBytes');
+    const tx: Transaction = {
+      id: input.id,
+      bankName: input.bankName,
+      bank,
+      envelope: input.envelope,
+      client: input.client,
+      queueId: input.client.ident,
+      peerAddress: input.peer,
+      receivedAt: new Date(),
+      message: Message.parse(spool),
+    };
+    if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
+    const original = tx.message;
+    result = await ctx.pipeline.run(tx, deadline.signal);
+    spools.push(...result.spools);
+    const { verdict } = result;
+    Object.assign(record, {
+      findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
+      timings: result.timings,
+      verdict: verdict.action,
+      reason: verdict.reason,
+    });
+    if (input.aborted.aborted) throw new PostsealError('UPSTREAM_ABORTED', 'the MTA aborted the message');
+    if (verdict.action === 'tempfail' && verdict.reason in errorCodes) return failed(verdict.reply);
+    if (!delivers(verdict.action)) {
+      // Held or bounced by postseal (as on the SMTP path), then dropped by the MTA.
+      if (verdict.action === 'quarantine') {
+        const held = await holdInQuarantine(ctx.quarantine, { tx, received: original, result }, ctx.log);
+        record.quarantineId = held.id;
+        replyClass = '2';
+        replyText = `discard (${formatReply(held.reply)})`;
+        return [simpleReply(Reply.DISCARD)];
+      }
+      if (verdict.action === 'bounce') {
+        if (!ctx.bounce) throw new PostsealError('NOTIFY_FAILED', `bank ${input.bankName} has no notify target for the DSN of a bounce verdict`);
+        const reply = await bounceMessage(ctx.bounce, { tx, received: original, result });
+        replyClass = '2';
+        replyText = `discard (${formatReply(reply)})`;
+        return [simpleReply(Reply.DISCARD)];
+      }
+      if (verdict.action === 'discard') {
+        replyClass = '2';
+        replyText = formatReply(verdict.reply);
+        return [simpleReply(Reply.DISCARD)];
+      }
+      return answer(verdict.reply);
+    }
+    mods = await modificationsFor(original, tx.message, input.leadSpace, deadline.signal);
+    record.modifications = { added: mods.added, changed: mods.changed, removed: mods.removed, bodyReplaced: mods.bodyReplaced };
+    const missing = missingActions(mods, input.actions);
+    if (missing) throw new PostsealError('MILTER_PROTOCOL', `the MTA did not allow ${missing}, which this message needs`);
+    replyClass = '2';
+    replyText = 'continue';
+    return [...mods.packets, simpleReply(Reply.CONTINUE)];
+  } catch (err) {
+    if (isPostsealError(err, 'UPSTREAM_ABORTED') || input.aborted.aborted) {
+      Object.assign(record, errorFields(err));
+      replyText = 'none (the MTA aborted the message)';
+      return [];
+    }
+    Object.assign(record, errorFields(err));
+    if (isPostsealError(err, 'MESSAGE_TOO_BIG') || isPostsealError(err, 'HEADER_TOO_BIG')) return answer(replyForError(err));
+    if (isPostsealError(err, 'SPOOL_FAILED')) {
+      const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+      ctx.log.error(
+        { session: input.id, queueId: input.client.ident, spoolDir: ctx.spool.dir, errno },
+        `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`,
+      );
+    }
+    return failed(replyForError(err));
+  } finally {
+    clearTimeout(deadlineTimer);
+    input.aborted.removeEventListener('abort', onAbort);
+    await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
+    record.reply = replyText;
+    const ended = performance.now();
+    record.durationMs = Math.round(ended - started);
+    ctx.log.info(record, 'message');
+    telemetry.inFlight(-1);
+    telemetry.messageDone({
+      bank: input.bankName,
+      verdict: result?.verdict.action ?? 'none',
+      replyClass,
+      durationMs: ended - started,
+      sizeBytes: record.size as number | undefined,
+      timings: result?.timings ?? {},
+      findings: result?.findings ?? [],
+    });
+  }
+
+  function answer(reply: SmtpReply): Buffer[] {
+    replyText = formatReply(reply);
+    replyClass = reply.code[0] === '5' ? '5' : reply.code[0] === '2' ? '2' : '4';
+    return [replyCode(reply.code, reply.enhanced, reply.text)];
+  }
+
+  /** A failure of ours: the listener's failureAction decides, never a 5xx. */
+  function failed(reply: SmtpReply): Buffer[] {
+    if (input.listener.milter?.failureAction === 'accept') {
+      record.failureAction = 'accept';
+      replyClass = '2';
+      replyText = `continue unchanged (failureAction accept; would have been ${formatReply(reply)})`;
+      return [simpleReply(Reply.CONTINUE)];
+    }
+    return answer(reply.code[0] === '5' ? replyForError(undefined) : reply);
+  }
+}
+
+/** The SMFIF_* action a modification needs that the MTA did not grant, by name; null when all are granted. */
+function missingActions(mods: Modifications, actions: number): string | null {
+  const need: [boolean, number, string][] = [
+    [mods.added.length > 0, Act.ADDHDRS, 'SMFIF_ADDHDRS'],
+    [mods.changed.length + mods.removed.length > 0, Act.CHGHDRS, 'SMFIF_CHGHDRS'],
+    [mods.bodyReplaced, Act.CHGBODY, 'SMFIF_CHGBODY'],
+  ];
+  const missing = need.filter(([needed, flag]) => needed && (actions & flag) === 0).map(([, , name]) => name);
+  return missing.length ? missing.join(', ') : null;
+}

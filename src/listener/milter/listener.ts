@@ -1,0 +1,58 @@
+/**
+ * A milter listener (listener protocol: milter; docs/milter.md): a TCP server that Postfix
+ * reaches through smtpd_milters / non_smtpd_milters = inet:127.0.0.1:PORT, one MilterSession
+ * per connection, bound to the listener's bank like an SMTP listener (a reload swaps the
+ * bank's context between messages). Above maxConnections a connection is closed at once and
+ * Postfix applies milter_default_action. Closing stops accepting, closes idle connections,
+ * and gives messages in flight shutdownGraceMs before the rest are cut.
+ *
+ * Fails with LISTEN_FAILED when the address cannot be bound.
+ */
+import net, { type AddressInfo } from 'node:net';
+import type { ListenerConfig } from '../../config/main-schema';
+import { PostsealError } from '../../errors';
+import type { Listener } from '../listener';
+import type { SessionContext } from '../session';
+import { MilterSession } from './session';
+
+export async function startMilterListener(config: ListenerConfig, current: () => SessionContext): Promise<Listener> {
+  const ctx = current();
+  const sessions = new Set<MilterSession>();
+  let draining = false;
+  let next = 0;
+  const prefix = `M${process.pid.toString(36)}${Date.now().toString(36)}`;
+  const server = net.createServer((socket) => {
+    if (draining || sessions.size >= config.maxConnections) {
+      current().log.warn({ port: config.port, connections: sessions.size, draining }, 'milter connection refused');
+      socket.destroy();
+      return;
+    }
+    const session: MilterSession = new MilterSession(socket, `${prefix}.${(next++).toString(36)}`, config, current, () => sessions.delete(session));
+    sessions.add(session);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
+    server.listen(config.port, config.address, () => resolve());
+  });
+  server.on('error', (err) => current().log.warn({ err, port: config.port }, 'milter listener error'));
+  const port = (server.address() as AddressInfo).port;
+  ctx.log.info({ address: config.address, port, protocol: 'milter' }, 'listening');
+  return {
+    config,
+    port,
+    close: async () => {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.closeWhenIdle();
+      const inFlight = Promise.all([...sessions].map((s) => s.busy));
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(current().shutdownGraceMs, 1));
+      });
+      await Promise.race([inFlight, grace]);
+      clearTimeout(timer);
+      for (const s of sessions) s.destroy();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * What the end of a message does with a bounce verdict (destiny `bounce`, amavisd D_BOUNCE),
+ * for every front end that runs the pipeline (listener/deliver.ts, a milter): a DSN (dsn.ts)
+ * from the null sender to the envelope sender, through the bank's `notify` target, and 250
+ * to the upstream only once that target accepted the DSN's end of data. The message itself
+ * is not delivered.
+ *
+ * No DSN, and the message is dropped with 250 2.7.0 and a log line, when the sender is the
+ * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or every recipient asked
+ * NOTIFY=NEVER. A DSN already sent for this very message (a Postfix retry after our reply was
+ * lost) is not sent again: the store remembers it by the retry-stable id for DSN_MEMORY_MS.
+ *
+ * Fails: the notify target unreachable, slow, or answering 4xx: NOTIFY_FAILED (451 4.3.0,
+ * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the verdict's own
+ * 5xx goes to Postfix, which then bounces the message itself (so it is never dropped without
+ * a notice or a trace).
+ */
+import { PostsealError } from '../errors';
+import type { Logger } from '../lib/log';
+import type { PipelineResult } from '../pipeline/runner';
+import { retryStableId } from '../quarantine/quarantine';
+import { DownstreamTransaction } from '../reinject/downstream-transaction';
+import type { DownstreamPool } from '../reinject/pool';
+import type { DownstreamReply } from '../reinject/smtp-client';
+import { replies, replyError, withText, type SmtpReply } from '../smtp/replies';
+import type { Store } from '../store/store';
+import type { Message } from '../transaction/message';
+import type { Transaction } from '../transaction/transaction';
+import { buildDsn } from './dsn';
+
+/** How long a sent DSN is remembered: longer than Postfix's maximal_queue_lifetime (5 days). */
+export const DSN_MEMORY_MS = 7 * 86400_000;
+const KEY = 'dsn-sent:';
+
+export interface BounceDeps {
+  /** Connections to the bank's notify target. */
+  readonly pool: DownstreamPool;
+  readonly store: Store;
+  readonly hostname: string;
+  readonly log: Logger;
+  readonly now?: () => Date;
+}
+
+export interface BounceRequest {
+  readonly tx: Transaction;
+  /** The message as it arrived: its header goes into the DSN. */
+  readonly received: Message;
+  readonly result: PipelineResult;
+}
+
+const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
+const isOk = (r: DownstreamReply) => r.code >= 200 && r.code < 300;
+
+async function* once(raw: Buffer): AsyncIterable<Buffer> {
+  yield raw;
+}
+
+/** The upstream's reply for a message bounced by policy; throws (a reply error or NOTIFY_FAILED) when it must not be 250. */
+export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promise<SmtpReply> {
+  const { tx, received, result } = req;
+  const where = { session: tx.id, queueId: tx.queueId, reason: result.verdict.reason };
+  const sender = tx.envelope.mailFrom;
+  const recipients = tx.envelope.recipients.filter((r) => !/\bNEVER\b/i.test(r.notify ?? ''));
+  if (sender === '' || recipients.length === 0) {
+    const why = sender === '' ? 'the null sender' : 'NOTIFY=NEVER';
+    deps.log.info(where, `message bounced by policy: no DSN to ${why}, message dropped`);
+    return withText(replies.bounced, `Ok, rejected by policy, no notification (${why})`);
+  }
+  const spool = received.spool;
+  const key = KEY + (await retryStableId({ queueId: tx.queueId, bank: tx.bankName, envelope: tx.envelope, client: tx.client, raw: () => spool.openRaw(0) }));
+  const sent = await deps.store.get(key).catch((err) => {
+    deps.log.warn({ ...where, err }, 'cannot ask the store whether this DSN was sent before; sending it');
+    return undefined;
+  });
+  if (sent !== undefined) {
+    deps.log.info({ ...where, dsn: sent }, 'message bounced by policy: its DSN was sent before (a retry)');
+    return replies.bounced;
+  }
+  const now = deps.now?.() ?? new Date();
+  const refusal = result.verdict.reply.code[0] === '5' ? result.verdict.reply : replies.contentRejected;
+  const dsn = buildDsn({
+    hostname: deps.hostname,
+    sender,
+    recipients,
+    envid: tx.envelope.envid,
+    reply: refusal,
+    reason: result.verdict.reason,
+    queueId: tx.queueId,
+    arrivedAt: tx.receivedAt,
+    now,
+    header: Buffer.concat(received.fields.map((f) => f.raw)),
+  });
+  const utf8 = /[^\x00-\x7f]/.test(sender);
+  let down: Awaited<ReturnType<typeof DownstreamTransaction.begin>>;
+  try {
+    down = await DownstreamTransaction.begin(deps.pool, { mailFrom: '', smtputf8: utf8, body: dsn.eightBit ? '8BITMIME' : undefined }, null);
+  } catch (err) {
+    throw notifyFailed(deps, where, (err as Error).message, err);
+  }
+  if (!down.tx) return refuse(deps, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply, refusal);
+  const t = down.tx;
+  const guarded = async <T>(step: () => Promise<T>): Promise<T> => {
+    try {
+      return await step();
+    } catch (err) {
+      t.cancel();
+      throw notifyFailed(deps, where, (err as Error).message, err);
+    }
+  };
+  const rcpt = await guarded(() => t.rcpt({ address: sender }));
+  if (!isOk(rcpt)) {
+    t.abort();
+    return refuse(deps, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt, refusal);
+  }
+  const final: DownstreamReply | undefined = await guarded(async () => {
+    const done = await t.data(once(dsn.raw));
+    if (done.failure) throw done.failure;
+    return done.replies[0];
+  });
+  if (!final || !isOk(final)) return refuse(deps, where, `DATA: ${final ? show(final) : 'no reply'}`, final, refusal);
+  await deps.store
+    .set(key, dsn.messageId, { ttlMs: DSN_MEMORY_MS })
+    .catch((err) => deps.log.warn({ ...where, err }, 'DSN sent but not recorded: a retry of this message would send it again'));
+  deps.log.info({ ...where, dsn: dsn.messageId, to: sender, notifyReply: show(final) }, 'message bounced by policy: DSN sent');
+  return replies.bounced;
+}
+
+function notifyFailed(deps: BounceDeps, where: object, why: string, cause: unknown): PostsealError {
+  deps.log.error(
+    { ...where, notify: `${deps.pool.target.host}:${deps.pool.target.port}`, reason: why },
+    `cannot send the DSN through the notify target (${why}); the message stays in the Postfix queue`,
+  );
+  return new PostsealError('NOTIFY_FAILED', `DSN not sent: ${why}`, { cause });
+}
+
+/** A 4xx from the notify target is a retry; a 5xx means the DSN will never go: Postfix gets the 5xx and bounces itself. */
+function refuse(deps: BounceDeps, where: object, why: string, reply: DownstreamReply | undefined, refusal: SmtpReply): never {
+  if (!reply || reply.code < 500) throw notifyFailed(deps, where, why, undefined);
+  deps.log.warn({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is refused instead, so Postfix bounces it');
+  throw replyError(refusal);
+}

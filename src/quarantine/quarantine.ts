@@ -1,0 +1,235 @@
+/**
+ * The quarantine (docs/quarantine.md): messages with a quarantine verdict, held whole in the
+ * folder of main config `quarantine` (folder.ts) and indexed in the shared store (store/) for
+ * `postseal quarantine list`. The files are the truth: `get` reads them, the index is a
+ * list that the sweep keeps in step (restores missing entries, drops those without files).
+ *
+ * A held message's id is a hash of what Postfix sends again when it retries (queue id,
+ * bank, envelope, client, message bytes; not our session id), so a retry after a lost reply
+ * finds the message already held and is answered 250 again, never held twice.
+ *
+ * Settings: quarantine.dir, maxMessageSizeBytes, minFreeBytes, maxAgeDays (main config).
+ * Fails with QUARANTINE_TOO_BIG, QUARANTINE_FAILED (folder.ts); an index write that fails is
+ * logged and left to the sweep (the message is safe on disk).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
+import type { MainConfig } from '../config/main-schema';
+import { PostsealError } from '../errors';
+import type { Logger } from '../lib/log';
+import { matchesRecipient } from '../pipeline/destiny';
+import type { Store } from '../store/store';
+import type { ClientInfo, Envelope } from '../transaction/transaction';
+import { checkSpace, ensureFolder, exists, fileOf, isId, isTempFile, listFolder, writeAtomically } from './folder';
+
+export type QuarantineSettings = MainConfig['quarantine'];
+
+/** What the .json file of a held message says. */
+export interface HeldRecord {
+  readonly version: 1;
+  readonly id: string;
+  /** ISO time it was held. */
+  readonly heldAt: string;
+  readonly session: string;
+  readonly queueId?: string;
+  /** The transaction's bank: its forward target takes a release. */
+  readonly bank: string;
+  /** The bank whose rules decided (another after a signer-based switch). */
+  readonly decidedBy: string;
+  /** The finding that decided. */
+  readonly reason: string;
+  /** Every finding, "CODE(detail)". */
+  readonly findings: readonly string[];
+  /** As Postfix sent it: addresses and ESMTP parameters written as they came (xtext kept). */
+  readonly envelope: Envelope;
+  readonly client: ClientInfo;
+  readonly peer: string;
+  readonly size: number;
+  /** From, Subject and Message-ID of the message, printable ASCII, for listing only. */
+  readonly from?: string;
+  readonly subject?: string;
+  readonly messageId?: string;
+}
+
+export interface Release {
+  readonly at: string;
+  readonly to: readonly string[];
+  readonly reply: string;
+}
+
+export interface HeldEntry extends HeldRecord {
+  readonly released: readonly Release[];
+}
+
+export interface HoldInput extends Omit<HeldRecord, 'version' | 'id' | 'heldAt' | 'size'> {
+  /** The message exactly as received, any number of times. */
+  readonly raw: () => AsyncIterable<Buffer>;
+  readonly size: number;
+}
+
+export interface ListFilter {
+  readonly since?: Date;
+  /** Case-insensitive part of the deciding finding or of any finding. */
+  readonly reason?: string;
+  /** amavisd lookup style (pipeline/destiny.ts matchesRecipient): user@example.org, example.org, .example.org. */
+  readonly rcpt?: string;
+}
+
+const KEY = 'quarantine:';
+/** A .eml without its .json this old is the leftover of a crash between the two writes. */
+const LEFTOVER_MS = 3600_000;
+/** Recipients kept in an index entry (the file has them all): a store value is at most 1 MiB. */
+const INDEX_RECIPIENTS = 1000;
+const DAY_MS = 86400_000;
+
+export class Quarantine {
+  constructor(
+    readonly settings: QuarantineSettings,
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get dir(): string {
+    return this.settings.dir;
+  }
+
+  /** Holds the message; `duplicate` when this very message (a Postfix retry) was held before. */
+  async hold(input: HoldInput): Promise<{ id: string; duplicate: boolean }> {
+    const { dir, maxMessageSizeBytes } = this.settings;
+    if (input.size > maxMessageSizeBytes)
+      throw new PostsealError('QUARANTINE_TOO_BIG', `message of ${input.size} bytes is larger than quarantine.maxMessageSizeBytes (${maxMessageSizeBytes})`);
+    const id = await retryStableId(input);
+    const meta = fileOf(dir, id, 'json');
+    if (await exists(meta)) {
+      const held = await this.get(id);
+      if (held) await this.index(held);
+      return { id, duplicate: true };
+    }
+    await ensureFolder(dir);
+    await checkSpace({ dir, minFreeBytes: this.settings.minFreeBytes });
+    const { raw, ...rest } = input;
+    const record: HeldRecord = { version: 1, id, heldAt: new Date(this.now()).toISOString(), ...rest };
+    const written = await writeAtomically(fileOf(dir, id, 'eml'), raw());
+    if (written !== input.size) throw new PostsealError('QUARANTINE_FAILED', `quarantine folder ${dir}: wrote ${written} of ${input.size} bytes of ${id}.eml`);
+    await writeAtomically(meta, [Buffer.from(`${JSON.stringify(record, null, 1)}\n`)]);
+    await this.index({ ...record, released: [] });
+    return { id, duplicate: false };
+  }
+
+  /** The held message's record from its file, with its releases; undefined if none has this id. */
+  async get(id: string): Promise<HeldEntry | undefined> {
+    if (!isId(id)) return undefined;
+    const text = await fsp.readFile(fileOf(this.dir, id, 'json'), 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    const record = JSON.parse(text) as HeldRecord;
+    const released = await fsp.readFile(fileOf(this.dir, id, 'released.json'), 'utf8').then(
+      (t) => JSON.parse(t) as Release[],
+      () => [],
+    );
+    return { ...record, released };
+  }
+
+  /** The message bytes as received. */
+  openRaw(id: string): AsyncIterable<Buffer> {
+    return createReadStream(fileOf(this.dir, id, 'eml'));
+  }
+
+  /** Held messages from the index, newest first. */
+  async list(filter: ListFilter = {}): Promise<HeldEntry[]> {
+    const keys = await this.store.scan(KEY, 100000);
+    const entries: HeldEntry[] = [];
+    for (const key of keys) {
+      const value = await this.store.get(key);
+      if (value !== undefined) entries.push(JSON.parse(value) as HeldEntry);
+    }
+    const reason = filter.reason?.toLowerCase();
+    return entries
+      .filter((e) => !filter.since || Date.parse(e.heldAt) >= filter.since.getTime())
+      .filter((e) => !reason || e.reason.toLowerCase().includes(reason) || e.findings.some((f) => f.toLowerCase().includes(reason)))
+      .filter((e) => !filter.rcpt || e.envelope.recipients.some((r) => matchesRecipient([filter.rcpt!], r.address)))
+      .sort((a, b) => b.heldAt.localeCompare(a.heldAt));
+  }
+
+  /** Notes a release in its file and the index. */
+  async recordRelease(id: string, release: Release): Promise<void> {
+    const held = await this.get(id);
+    if (!held) throw new PostsealError('QUARANTINE_NOT_FOUND', `no held message ${id}`);
+    const released = [...held.released, release];
+    await writeAtomically(fileOf(this.dir, id, 'released.json'), [Buffer.from(`${JSON.stringify(released)}\n`)]);
+    await this.index({ ...held, released });
+  }
+
+  /** Removes the message (the .json first: without it the message is no longer held); true if it was. */
+  async delete(id: string): Promise<boolean> {
+    if (!isId(id)) return false;
+    const was = await exists(fileOf(this.dir, id, 'json'));
+    for (const ext of ['json', 'eml', 'released.json'] as const) await fsp.rm(fileOf(this.dir, id, ext), { force: true });
+    await this.store.delete(KEY + id).catch((err) => this.log.warn({ err, quarantineId: id }, 'quarantine index entry not removed; the sweep removes it'));
+    return was;
+  }
+
+  /**
+   * Removes messages older than maxAgeDays, temp files and .eml leftovers older than an hour,
+   * and index entries without a file; restores index entries of held files missing from the
+   * store. Any worker may run it at any time: every step is idempotent.
+   */
+  async sweep(): Promise<{ expired: number; leftovers: number; restored: number; dropped: number }> {
+    const now = this.now();
+    const maxAgeMs = this.settings.maxAgeDays * DAY_MS;
+    const files = await listFolder(this.dir);
+    const held = new Set(files.filter((f) => f.name.endsWith('.json') && !f.name.endsWith('.released.json')).map((f) => f.name.slice(0, -'.json'.length)));
+    const counts = { expired: 0, leftovers: 0, restored: 0, dropped: 0 };
+    for (const f of files) {
+      const old = now - f.mtimeMs;
+      if (isTempFile(f.name) || (f.name.endsWith('.eml') && !held.has(f.name.slice(0, -4)))) {
+        if (old > LEFTOVER_MS) {
+          await fsp.rm(`${this.dir}/${f.name}`, { force: true });
+          counts.leftovers++;
+        }
+        continue;
+      }
+      if (!f.name.endsWith('.json') || f.name.endsWith('.released.json')) continue;
+      const id = f.name.slice(0, -'.json'.length);
+      if (old > maxAgeMs) {
+        await this.delete(id);
+        held.delete(id);
+        counts.expired++;
+      } else if ((await this.store.get(KEY + id)) === undefined) {
+        const entry = await this.get(id);
+        if (entry) {
+          await this.index(entry);
+          counts.restored++;
+        }
+      }
+    }
+    for (const key of await this.store.scan(KEY, 100000)) {
+      if (held.has(key.slice(KEY.length))) continue;
+      if (await this.store.delete(key)) counts.dropped++;
+    }
+    return counts;
+  }
+
+  /** Best effort: the file is what holds the message, the sweep restores a missing entry. */
+  private async index(entry: HeldEntry): Promise<void> {
+    const ttlMs = Date.parse(entry.heldAt) + this.settings.maxAgeDays * DAY_MS - this.now();
+    if (ttlMs <= 0) return;
+    const recipients = entry.envelope.recipients.slice(0, INDEX_RECIPIENTS);
+    const value = JSON.stringify({ ...entry, envelope: { ...entry.envelope, recipients } });
+    await this.store.set(KEY + entry.id, value, { ttlMs: Math.ceil(ttlMs) }).catch((err) => {
+      this.log.warn({ err, quarantineId: entry.id, store: this.store.description }, 'quarantine index entry not written; the message is held, the next sweep indexes it');
+    });
+  }
+}
+
+/**
+ * sha256 over what a Postfix retry sends again (see the header), 24 hex digits (96 bits): the
+ * quarantine id, and what notify/bounce.ts remembers a sent DSN by.
+ */
+export async function retryStableId(input: Pick<HoldInput, 'queueId' | 'bank' | 'envelope' | 'client' | 'raw'>): Promise<string> {
+  const h = createHash('sha256');
+  h.update(JSON.stringify([input.queueId ?? null, input.bank, input.envelope, input.client]));
+  h.update('\n');
+  for await (const chunk of input.raw()) h.update(chunk);
+  return h.digest('hex').slice(0, 24);
+}

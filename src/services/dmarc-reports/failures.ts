@@ -1,0 +1,182 @@
+/**
+ * The DMARC failure report sender (RFC 7489 7.3, RFC 6591): the dmarc stage offers a sample
+ * when a domain's fo= and ruf= ask for a report (stages/dmarc/evaluate.ts); offer() only puts it
+ * in a bounded in-memory queue and returns, and a drain loop, started on the next turn of the
+ * event loop, sends the reports one at a time. The message being filtered never waits for a
+ * report and a report's failure never reaches it.
+ *
+ * Per sample, in order: the ruf addresses that may receive it (RFC 7489 7.1, the same
+ * `_report._dmarc` check as aggregate reports, lib/dmarc-report/destinations.ts); the limits,
+ * counted in the shared store so that every worker and host sharing it shares them: per policy
+ * domain and UTC clock hour ("dmarc-ruf:<domain>:<hour>") and over all domains
+ * ("dmarc-ruf-all:<hour>"); then the mail (lib/dmarc-report/failure.ts), DKIM-signed (sign.ts)
+ * and handed to the notify target (send.ts).
+ *
+ * Failure reports are timely or useless, so nothing is retried: a full queue, a limit reached,
+ * a DNS failure of the authorization lookup, a refused send all drop the report with a log
+ * line (a full queue logs once until the queue has room again).
+ *
+ * Reads main config `services.dmarcReports.failureReports` (through FailureSettings).
+ * Fails: never throws out of offer() or the drain loop; a store that is down drops the report.
+ */
+import { resolveDestinations } from '../../lib/dmarc-report/destinations';
+import { composeFailureReport, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
+import type { DnsResolver } from '../../lib/dns';
+import type { Store } from '../../store/store';
+import type { SendMail } from './send';
+import type { SignReport } from './sign';
+
+export interface FailureSettings {
+  /** From: and envelope sender (services.dmarcReports.from). */
+  readonly from: string;
+  readonly submitter: string;
+  readonly maxPerDomainPerHour: number;
+  readonly maxPerHour: number;
+  readonly maxQueued: number;
+  readonly redactLocalParts: boolean;
+  readonly maxHeaderBytes: number;
+}
+
+export interface FailureDeps {
+  readonly store: Store;
+  readonly resolver: DnsResolver;
+  readonly send: SendMail;
+  readonly sign?: SignReport;
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  readonly now: () => Date;
+}
+
+export type FailureStatus = 'sent' | 'no-destination' | 'dns-temperror' | 'domain-limit' | 'global-limit' | 'send-failed';
+
+export interface FailureOutcome {
+  readonly policyDomain: string;
+  readonly status: FailureStatus;
+  readonly to: readonly string[];
+  readonly reason?: string;
+}
+
+const HOUR_MS = 3600 * 1000;
+const DOMAIN_COUNT = 'dmarc-ruf:';
+const ALL_COUNT = 'dmarc-ruf-all:';
+const USER_AGENT = 'postseal';
+
+const deliveryResults: Record<FailureSample['disposition'], DeliveryResult> = { none: 'delivered', quarantine: 'spam', reject: 'reject' };
+
+export class FailureReporter implements DmarcFailureSink {
+  private readonly queue: FailureSample[] = [];
+  private draining: Promise<void> | null = null;
+  private full = false;
+
+  constructor(
+    private deps: FailureDeps,
+    private settings: FailureSettings,
+    /** Called with each outcome (the tests' window; the log line is written either way). */
+    private readonly onOutcome?: (o: FailureOutcome) => void,
+  ) {}
+
+  /** New settings and dependencies (a reload); queued samples are sent with them. */
+  update(deps: FailureDeps, settings: FailureSettings): void {
+    this.deps = deps;
+    this.settings = settings;
+  }
+
+  offer(sample: FailureSample): void {
+    if (this.queue.length >= this.settings.maxQueued) {
+      if (!this.full)
+        this.deps.log.warn(
+          { policyDomain: sample.policy.domain, maxQueued: this.settings.maxQueued },
+          'DMARC failure report dropped: the queue is full (failureReports.maxQueued); further drops are not logged until it has room',
+        );
+      this.full = true;
+      return;
+    }
+    this.full = false;
+    // Only what a report can use: a huge header section is not held in memory while queued.
+    const h = sample.headers;
+    const headers = h.length > this.settings.maxHeaderBytes ? Buffer.from(h.subarray(0, this.settings.maxHeaderBytes)) : h;
+    this.queue.push({ ...sample, headers });
+    if (!this.draining) this.draining = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
+  }
+
+  /** Resolves when the queue is empty (close, tests). */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      for (let s = this.queue.shift(); s; s = this.queue.shift()) {
+        const o = await this.reportOne(s).catch(
+          (err: Error): FailureOutcome => ({ policyDomain: s!.policy.domain, status: 'send-failed', to: [], reason: `error: ${err.message}` }),
+        );
+        const line = { policyDomain: o.policyDomain, status: o.status, to: o.to, reason: o.reason };
+        if (o.status === 'sent') this.deps.log.info(line, 'DMARC failure report sent');
+        else this.deps.log.warn(line, 'DMARC failure report not sent');
+        this.onOutcome?.(o);
+      }
+    } finally {
+      this.draining = null;
+    }
+  }
+
+  private async reportOne(s: FailureSample): Promise<FailureOutcome> {
+    const { deps, settings: cfg } = this;
+    const policyDomain = s.policy.domain;
+    const dest = await resolveDestinations(deps.resolver, policyDomain, s.policy.ruf);
+    if (!dest.send.length) {
+      const refused = dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined;
+      if (dest.retry.length) return { policyDomain, status: 'dns-temperror', to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
+      return { policyDomain, status: 'no-destination', to: [], reason: refused };
+    }
+    const hour = Math.floor(deps.now().getTime() / HOUR_MS);
+    // A counter lives a little over its hour, so one that started late in the hour still counts it.
+    const ttlMs = 2 * HOUR_MS;
+    if ((await deps.store.increment(`${DOMAIN_COUNT}${policyDomain}:${hour}`, 1, { ttlMs })) > cfg.maxPerDomainPerHour)
+      return { policyDomain, status: 'domain-limit', to: [], reason: `${cfg.maxPerDomainPerHour} this hour` };
+    if ((await deps.store.increment(`${ALL_COUNT}${hour}`, 1, { ttlMs })) > cfg.maxPerHour)
+      return { policyDomain, status: 'global-limit', to: [], reason: `${cfg.maxPerHour} this hour` };
+
+    const spfDns = s.authFailure === 'signature' ? [] : await this.spfRecords(s);
+    const headers = reportHeaders(s.headers, { maxBytes: cfg.maxHeaderBytes, redact: cfg.redactLocalParts, keepDomain: s.headerFrom });
+    const compose = (to: readonly string[]) =>
+      composeFailureReport({
+        from: cfg.from,
+        to,
+        submitter: cfg.submitter,
+        date: deps.now(),
+        userAgent: USER_AGENT,
+        reportedDomain: s.headerFrom,
+        policyDomain,
+        authFailure: s.authFailure,
+        facts: s.facts,
+        mailFrom: s.mailFrom,
+        arrivalDate: s.receivedAt,
+        sourceIp: s.sourceIp,
+        authResults: s.authResults,
+        deliveryResult: deliveryResults[s.disposition],
+        spfDns,
+        headers,
+      });
+    const size = compose(dest.send.map((u) => u.address)).length;
+    // RFC 7489 7.1: a `!size` limit applies to failure reports too.
+    const to = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes).map((u) => u.address);
+    if (!to.length) return { policyDomain, status: 'no-destination', to: [], reason: `${size} bytes is over every ruf size limit` };
+    let raw = compose(to);
+    if (deps.sign) raw = await deps.sign(raw);
+    const sent = await deps.send(cfg.from, to, raw);
+    if (!sent.ok) return { policyDomain, status: 'send-failed', to, reason: sent.reason };
+    return { policyDomain, status: 'sent', to: sent.accepted };
+  }
+
+  /** RFC 6591 3.2 SPF-DNS: the SPF record of a domain whose SPF check did not pass. */
+  private async spfRecords(s: FailureSample): Promise<string[]> {
+    const spf = s.facts.spf;
+    if (!spf || spf.result === 'pass' || !spf.domain) return [];
+    const r = await this.deps.resolver.query(spf.domain, 'TXT');
+    if (r.kind !== 'answer') return [];
+    return r.records
+      .map((strings) => strings.join(''))
+      .filter((t) => /^v=spf1(\s|$)/i.test(t))
+      .map((t) => `txt : ${spf.domain} : ${t}`);
+  }
+}

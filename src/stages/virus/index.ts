@@ -1,0 +1,97 @@
+/**
+ * virus: the message as received goes to clamd (lib/clamd, INSTREAM over a unix socket or
+ * TCP), the amavisd-new way: clamd decodes MIME, archives and encodings itself.
+ *
+ * Findings: VIRUS_CLEAN (detail: clamd's version once known), VIRUS_FOUND and, when every
+ * recipient is a virus lover, VIRUS_FOUND_LOVED (detail: the virus names), VIRUS_SCANNER_FAILED
+ * (unreachable, timeout, error or garbage answer; logged as a warning), VIRUS_NOT_SCANNED_TOO_BIG
+ * (over maxScanBytes or clamd's StreamMaxLength), VIRUS_BYPASSED (every recipient in bypass; no
+ * scan). Their meaning is in rules.ts. Reads: virus.* and timeouts.stageTimeoutMs (load check).
+ *
+ * At load, a bank that signs (its stages list dkim-sign: an originating bank) may not deliver
+ * a virus: destiny pass and lovers are refused there (CFG_INCONSISTENT), so that a compromised
+ * account cannot send signed malware. probe.ts asks clamd for PING at start-up and for /readyz.
+ */
+import { PostsealError } from '../../errors';
+import type { ClamdClient } from '../../lib/clamd';
+import { coversAllRecipients } from '../../pipeline/destiny';
+import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
+import { clientFor } from './clamd';
+import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
+import { virusBankSchema, type VirusSettings } from './schema';
+
+/** clamd's version is asked again after this long (a database update changes it), in the background. */
+const VERSION_TTL_MS = 10 * 60 * 1000;
+
+/** clamd's version for the log, asked at most every VERSION_TTL_MS and never on a message's time. */
+class VersionCache {
+  private value: string | undefined;
+  private at = -Infinity;
+  private pending = false;
+
+  constructor(private readonly client: ClamdClient) {}
+
+  get current(): string | undefined {
+    if (!this.pending && performance.now() - this.at > VERSION_TTL_MS) {
+      this.pending = true;
+      this.client
+        .version()
+        .then((v) => {
+          if (v.kind === 'version') this.value = v.version;
+        })
+        .finally(() => {
+          this.at = performance.now();
+          this.pending = false;
+        })
+        .catch(() => undefined);
+    }
+    return this.value;
+  }
+}
+
+export const virusStage = defineStage<VirusSettings, VirusFinding>({
+  id: 'virus',
+  phase: 'check',
+  after: ['header-sanity'],
+  settings: { key: 'virus', schema: virusBankSchema },
+  findings: VIRUS_FINDINGS,
+  rules: virusRules,
+  check(s, bank, where) {
+    if (bank.stages.includes('dkim-sign')) {
+      const why = 'this bank signs (its stages list dkim-sign), and outgoing infected mail must not be signed';
+      if (s.destiny === 'pass')
+        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default), bounce, quarantine or discard`);
+      if (s.lovers.length) throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/lovers: lovers get viruses delivered, but ${why}; remove the list from this bank`);
+    }
+    if (s.timeoutMs >= bank.timeouts.stageTimeoutMs)
+      throw new PostsealError(
+        'CFG_INCONSISTENT',
+        `${where}: /virus/timeoutMs: ${s.timeoutMs} is not below /timeouts/stageTimeoutMs (${bank.timeouts.stageTimeoutMs}), so a slow clamd would end the stage before onScannerFailure could apply; lower virus.timeoutMs`,
+      );
+  },
+  create: (s, _bank, deps) => {
+    const client = clientFor(s);
+    const versions = new VersionCache(client);
+    const one = (code: VirusFinding, detail: string): StageOutcome => ({ findings: [{ code, detail } satisfies Finding] });
+    return {
+      id: 'virus',
+      async run(tx, signal) {
+        if (coversAllRecipients(s.bypass, tx)) return one('VIRUS_BYPASSED', 'every recipient is in virus.bypass');
+        const size = tx.message.size;
+        if (size > s.maxScanBytes) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, over virus.maxScanBytes (${s.maxScanBytes})`);
+        const r = await client.scan(tx.message.openRaw(), signal);
+        switch (r.kind) {
+          case 'clean':
+            return one('VIRUS_CLEAN', versions.current ?? client.name);
+          case 'found':
+            return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', r.names.join(', '));
+          case 'too-big':
+            return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, ${r.detail}`);
+          default:
+            deps.log.warn({ tx: tx.id, scanner: client.name, reason: r.reason, detail: r.detail, onScannerFailure: s.onScannerFailure }, 'virus scan failed');
+            return one('VIRUS_SCANNER_FAILED', `${client.name}: ${r.reason}: ${r.detail}`);
+        }
+      },
+    };
+  },
+});

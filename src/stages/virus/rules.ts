@@ -1,0 +1,50 @@
+/**
+ * What the virus stage's findings mean, given the bank's virus settings: a virus meets the
+ * destiny (reject = 554 5.7.0 naming it, discard, or pass = delivered with X-Postseal-Alert); a
+ * virus for lovers only is delivered with X-Postseal-Alert; clean mail gets X-Virus-Scanned; a
+ * scanner failure and an unscanned big message are tempfails or pass with their finding, as
+ * onScannerFailure and onTooBig say. VIRUS_BYPASSED decides nothing.
+ *
+ * Rules see no recipients (they are compiled per bank): the stage tells lovers apart by the
+ * finding it reports (VIRUS_FOUND_LOVED), pipeline/destiny.ts.
+ */
+import { destinyDecision } from '../../pipeline/destiny';
+import type { Decision, Rule } from '../../pipeline/stage';
+import { replies, withText } from '../../smtp/replies';
+import type { VirusSettings } from './schema';
+
+export const VIRUS_FINDINGS = ['VIRUS_CLEAN', 'VIRUS_FOUND', 'VIRUS_FOUND_LOVED', 'VIRUS_SCANNER_FAILED', 'VIRUS_NOT_SCANNED_TOO_BIG', 'VIRUS_BYPASSED'] as const;
+export type VirusFinding = (typeof VIRUS_FINDINGS)[number];
+
+export const SCANNED_FIELD = 'X-Virus-Scanned';
+/** For infected mail that is delivered (lovers, destiny pass), with amavisd-new's X-Amavis-Alert text; the field header-sanity's lovers get too. */
+export const ALERT_FIELD = 'X-Postseal-Alert';
+
+/** The names in a reply or a header field: the detail is clamd's names (already printable ASCII, lib/clamd), cut short. */
+const MAX_NAMES_TEXT = 200;
+
+function namesText(detail: string | undefined): string {
+  const text = (detail ?? 'unknown').replace(/[^\x20-\x7e]/g, '?');
+  return text.length > MAX_NAMES_TEXT ? `${text.slice(0, MAX_NAMES_TEXT)}...` : text;
+}
+
+function scanned(s: VirusSettings, authservId: string): Decision['fields'] {
+  return s.scannedHeader ? [{ name: SCANNED_FIELD, value: s.scannedHeaderValue || `postseal at ${authservId}` }] : [];
+}
+
+function infectedFields(s: VirusSettings, names: string, authservId: string): NonNullable<Decision['fields']> {
+  return [...(scanned(s, authservId) ?? []), { name: ALERT_FIELD, value: `INFECTED, message contains virus: ${names}` }];
+}
+
+const found: Rule<VirusSettings> = (s, _b, f, ctx) => {
+  const names = namesText(f.detail);
+  return destinyDecision(s.destiny, withText(replies.virusRejected, `${replies.virusRejected.text} (${names})`), infectedFields(s, names, ctx.authservId));
+};
+
+export const virusRules: Partial<Record<VirusFinding, Rule<VirusSettings>>> = {
+  VIRUS_CLEAN: (s, _b, _f, ctx) => (s.scannedHeader ? { action: 'tag', fields: scanned(s, ctx.authservId) } : null),
+  VIRUS_FOUND: found,
+  VIRUS_FOUND_LOVED: (s, _b, f, ctx) => ({ action: 'tag', fields: infectedFields(s, namesText(f.detail), ctx.authservId) }),
+  VIRUS_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.virusScanFailed } : null),
+  VIRUS_NOT_SCANNED_TOO_BIG: (s) => (s.onTooBig === 'tempfail' ? { action: 'tempfail', reply: replies.virusScanTooBig } : null),
+};

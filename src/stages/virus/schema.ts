@@ -1,0 +1,88 @@
+/**
+ * The `virus` section of a policy bank (stages/registry.ts adds it to the bank schema), in
+ * amavisd-new's vocabulary where it has one: destiny ($final_virus_destiny), lovers
+ * (@virus_lovers_maps), bypass (@bypass_virus_checks_maps), the X-Virus-Scanned field
+ * ($X_HEADER_TAG / $X_HEADER_LINE).
+ */
+import type { FromSchema } from 'json-schema-to-ts';
+import { destinySchema, recipientListSchema } from '../../pipeline/destiny';
+
+/** Debian's clamav-daemon listens here (clamd.conf LocalSocket), and amavisd-new on Debian talks to it there. */
+export const DEBIAN_CLAMD_SOCKET = '/run/clamav/clamd.ctl';
+/** clamd's default StreamMaxLength (25M). */
+export const CLAMD_STREAM_MAX_BYTES = 25 * 1024 * 1024;
+
+export const virusBankSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description:
+    "virus stage: the message as received is streamed to clamd (INSTREAM), which decodes MIME and archives itself; a virus is rejected by default. A scanner that is down, slow or answers garbage is a tempfail by default (never a silent pass). docs/content-checks.md, 'Virus (clamd)'.",
+  properties: {
+    socket: {
+      type: 'string',
+      default: DEBIAN_CLAMD_SOCKET,
+      minLength: 1,
+      maxLength: 107,
+      description: "clamd's unix socket (clamd.conf LocalSocket); used unless host is set.",
+    },
+    host: {
+      type: 'string',
+      default: '',
+      maxLength: 253,
+      description: 'When set, clamd is reached over TCP at host:port (clamd.conf TCPAddr/TCPSocket) instead of the unix socket.',
+    },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 3310, description: "clamd's TCP port, with host." },
+    connectTimeoutMs: { type: 'integer', minimum: 50, maximum: 60000, default: 2000, description: 'Time for the connection to clamd to open.' },
+    timeoutMs: {
+      type: 'integer',
+      minimum: 100,
+      maximum: 3600000,
+      default: 30000,
+      description:
+        'Time for one scan, from the connect to the answer; must be below timeouts.stageTimeoutMs (checked at load). A scan that takes longer is a scanner failure (onScannerFailure).',
+    },
+    chunkBytes: { type: 'integer', minimum: 1024, maximum: 1048576, default: 65536, description: 'Size of the INSTREAM chunks the message is sent in.' },
+    maxScanBytes: {
+      type: 'integer',
+      minimum: 1024,
+      maximum: 4294967295,
+      default: CLAMD_STREAM_MAX_BYTES,
+      description:
+        "Larger messages are not sent to clamd (VIRUS_NOT_SCANNED_TOO_BIG, see onTooBig). Keep it at or below clamd's StreamMaxLength (25M by default): clamd refuses a longer stream, which is the same finding.",
+    },
+    onTooBig: {
+      type: 'string',
+      enum: ['pass', 'tempfail'],
+      default: 'pass',
+      description:
+        'A message that was not scanned because it is larger than maxScanBytes or than clamd accepts: pass = delivered unscanned with the finding (and no X-Virus-Scanned field); tempfail = 451 4.3.4, Postfix retries (and bounces it after maximal_queue_lifetime).',
+    },
+    destiny: destinySchema('reject', 'mail in which clamd found a virus (554 5.7.0 naming it when rejected)'),
+    onScannerFailure: {
+      type: 'string',
+      enum: ['tempfail', 'pass'],
+      default: 'tempfail',
+      description:
+        "clamd unreachable, too slow (timeoutMs), or answering an error or garbage: tempfail = 451 4.3.0, the mail stays in Postfix's queue; pass = delivered unscanned with the finding VIRUS_SCANNER_FAILED and a warning in the log.",
+    },
+    lovers: {
+      ...recipientListSchema,
+      description: `Virus lovers (amavisd @virus_lovers_maps): when every recipient is one, infected mail is delivered with X-Postseal-Alert instead of meeting the destiny. ${recipientListSchema.description}`,
+    },
+    bypass: {
+      ...recipientListSchema,
+      description: `No virus scan (amavisd @bypass_virus_checks_maps) when every recipient is listed: VIRUS_BYPASSED in the log, no X-Virus-Scanned. ${recipientListSchema.description}`,
+    },
+    scannedHeader: { type: 'boolean', default: true, description: 'Add X-Virus-Scanned to scanned mail that is delivered (amavisd $X_HEADER_TAG).' },
+    scannedHeaderValue: {
+      type: 'string',
+      default: '',
+      maxLength: 200,
+      pattern: '^[\\x20-\\x7e]*$',
+      description: 'The X-Virus-Scanned value (amavisd $X_HEADER_LINE); empty: "postseal at <authservId>".',
+    },
+  },
+} as const;
+
+export type VirusSettings = FromSchema<typeof virusBankSchema>;

@@ -1,0 +1,278 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ClamdClient, type ClamdEndpoint, type ClamdOptions } from '../../../src/lib/clamd';
+import { EICAR, EICAR_NAME, TEST_VIRUS_MARKER, TEST_VIRUS_NAME, messageWithAttachment, startClamd, zipOf, type ClamdServer } from '../../helpers/clamd';
+import { freePort } from '../../helpers/redis-server';
+
+const options = (endpoint: ClamdEndpoint, o: Partial<ClamdOptions> = {}): ClamdOptions => ({
+  endpoint,
+  connectTimeoutMs: 2000,
+  timeoutMs: 5000,
+  chunkBytes: 16384,
+  maxStreamBytes: 10 * 1024 * 1024,
+  ...o,
+});
+
+async function* chunksOf(data: string | Buffer, size = 4096): AsyncGenerator<Buffer> {
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data, 'latin1');
+  for (let at = 0; at < buf.length; at += size) yield buf.subarray(at, at + size);
+}
+
+const CLEAN = 'From: <a@example.org>\r\nTo: <b@example.net>\r\nSubject: hello\r\n\r\nNothing to see here.\r\n';
+
+describe('the clamd client against a real clamd', () => {
+  let clamd: ClamdServer;
+  let tcp: ClamdClient;
+  let unix: ClamdClient;
+  beforeAll(async () => {
+    clamd = await startClamd();
+    tcp = new ClamdClient(options({ host: '127.0.0.1', port: clamd.port }));
+    unix = new ClamdClient(options({ socket: clamd.socket }));
+  }, 30_000);
+  afterAll(async () => {
+    await clamd?.stop();
+  });
+
+  it('builds the EICAR test file the signature expects', () => {
+    expect(createHash('md5').update(EICAR).digest('hex')).toBe('44d88612fea8a8f36de82e1278abb02f');
+  });
+
+  it('gets PONG over TCP and over the unix socket', async () => {
+    expect(await tcp.ping()).toEqual({ kind: 'pong' });
+    expect(await unix.ping()).toEqual({ kind: 'pong' });
+  });
+
+  it("reads clamd's version", async () => {
+    const v = await unix.version();
+    expect(v).toMatchObject({ kind: 'version', version: expect.stringMatching(/^ClamAV \d+\.\d+/) });
+  });
+
+  it('says clean for a clean message', async () => {
+    expect(await unix.scan(chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+    expect(await tcp.scan(chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+  });
+
+  it('finds EICAR in a zip inside a base64 attachment of a multipart message, which clamd decodes itself', async () => {
+    const msg = messageWithAttachment({ filename: 'invoice.zip', attachment: zipOf({ 'eicar.com': EICAR }) });
+    expect(await tcp.scan(chunksOf(msg))).toEqual({ kind: 'found', names: [EICAR_NAME] });
+  });
+
+  it('finds a body signature anywhere in the message, sent in chunks smaller than the signature', async () => {
+    const msg = `${CLEAN}${'filler line\r\n'.repeat(1000)}${TEST_VIRUS_MARKER}\r\n`;
+    const small = new ClamdClient(options({ socket: clamd.socket }, { chunkBytes: 7 }));
+    expect(await small.scan(chunksOf(msg, 1000))).toEqual({ kind: 'found', names: [TEST_VIRUS_NAME] });
+  });
+
+  it("reports too-big when the message passes clamd's StreamMaxLength", async () => {
+    const big = Buffer.alloc(clamd.streamMaxBytes + 1, 'a');
+    expect(await unix.scan(chunksOf(big, 65536))).toEqual({ kind: 'too-big', detail: expect.stringContaining('StreamMaxLength') });
+  });
+
+  it('scans a message of exactly StreamMaxLength bytes', async () => {
+    const exact = Buffer.alloc(clamd.streamMaxBytes, 'a');
+    expect(await unix.scan(chunksOf(exact, 65536))).toEqual({ kind: 'clean' });
+  });
+
+  it('stops sending at maxStreamBytes and reports too-big without waiting for clamd', async () => {
+    const client = new ClamdClient(options({ socket: clamd.socket }, { maxStreamBytes: 1000 }));
+    let pulled = 0;
+    async function* counted() {
+      for await (const c of chunksOf(Buffer.alloc(100_000, 'a'), 500)) {
+        pulled += c.length;
+        yield c;
+      }
+    }
+    expect(await client.scan(counted())).toEqual({ kind: 'too-big', detail: expect.stringContaining('maxStreamBytes') });
+    expect(pulled).toBeLessThanOrEqual(1500);
+  });
+});
+
+describe('the clamd client when clamd is not there', () => {
+  it('reports unreachable for a unix socket that does not exist', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-clamd-none-'));
+    try {
+      const r = await new ClamdClient(options({ socket: path.join(dir, 'none.sock') })).scan(chunksOf(CLEAN));
+      expect(r).toMatchObject({ kind: 'failed', reason: 'unreachable', detail: expect.stringContaining('ENOENT') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports unreachable for a TCP port nobody listens on', async () => {
+    const r = await new ClamdClient(options({ host: '127.0.0.1', port: await freePort() })).ping();
+    expect(r).toMatchObject({ kind: 'failed', reason: 'unreachable', detail: expect.stringContaining('ECONNREFUSED') });
+  });
+});
+
+/** Polls `cond` (the server side hears a close a moment after the client made it); fails after 2 s. */
+async function until(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 2 s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A fake clamd for the answers a real one cannot be made to give. */
+async function scripted(onConnection: (sock: net.Socket) => void) {
+  const sockets = new Set<net.Socket>();
+  const closed: net.Socket[] = [];
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => closed.push(sock));
+    sock.on('error', () => undefined);
+    onConnection(sock);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    endpoint: { host: '127.0.0.1', port },
+    closed,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** Reads everything and answers `answer` once the INSTREAM end marker (or a command's NUL) arrived. */
+const answering = (answer: string | Buffer) => (sock: net.Socket) => {
+  let seen = Buffer.alloc(0);
+  sock.on('data', (d: Buffer) => {
+    seen = Buffer.concat([seen.subarray(-8), d]);
+    if (seen.subarray(-4).equals(Buffer.alloc(4)) || seen.subarray(-1).equals(Buffer.from([0]))) sock.end(answer);
+  });
+};
+
+describe('the clamd client against a scanner that misbehaves', () => {
+  it('calls an answer it cannot read garbage', async () => {
+    const s = await scripted(answering('stream: maybe\0'));
+    try {
+      expect(await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'garbage' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('calls a PING answer other than PONG garbage, and cuts control characters out of what it reports', async () => {
+    const s = await scripted(answering('PANG\x1b[31m\0'));
+    try {
+      const r = await new ClamdClient(options(s.endpoint)).ping();
+      expect(r).toMatchObject({ kind: 'failed', reason: 'garbage' });
+      expect(r.kind === 'failed' && r.detail).not.toMatch(/\x1b/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('reports an ERROR answer as a scanner error', async () => {
+    const s = await scripted(answering('Error processing command. ERROR\0'));
+    try {
+      expect(await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'error' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('keeps the virus names printable and bounded', async () => {
+    const s = await scripted(answering(`stream: Evil\r\nName${'x'.repeat(500)} FOUND\0`));
+    try {
+      const r = await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN));
+      expect(r.kind).toBe('found');
+      const name = r.kind === 'found' ? r.names[0] : '';
+      expect(name).toMatch(/^[\x20-\x7e]+$/);
+      expect(name.length).toBeLessThanOrEqual(103);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('calls an endless answer garbage', async () => {
+    const s = await scripted((sock) => sock.on('data', () => sock.write(Buffer.alloc(65536, 'z'))));
+    try {
+      expect(await new ClamdClient(options(s.endpoint)).ping()).toMatchObject({ kind: 'failed', reason: 'garbage' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('reports a connection closed without an answer', async () => {
+    const s = await scripted((sock) => sock.once('data', () => sock.end()));
+    try {
+      expect(await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'closed' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('times out a scanner that reads the message and never answers, within its timeoutMs', async () => {
+    const s = await scripted((sock) => sock.resume());
+    try {
+      const started = Date.now();
+      const r = await new ClamdClient(options(s.endpoint, { timeoutMs: 300 })).scan(chunksOf(CLEAN));
+      expect(r).toMatchObject({ kind: 'failed', reason: 'timeout' });
+      expect(Date.now() - started).toBeLessThan(2000);
+      await until(() => s.closed.length === 1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('holds back the message while the scanner does not read, instead of buffering it', async () => {
+    const s = await scripted((sock) => sock.pause());
+    let pulled = 0;
+    let finished = false;
+    async function* endless() {
+      try {
+        for (;;) {
+          pulled += 65536;
+          yield Buffer.alloc(65536, 'm');
+        }
+      } finally {
+        finished = true;
+      }
+    }
+    try {
+      const ac = new AbortController();
+      const scan = new ClamdClient(options(s.endpoint, { timeoutMs: 60_000, maxStreamBytes: 1024 ** 3 })).scan(endless(), ac.signal);
+      await new Promise((r) => setTimeout(r, 500));
+      // What the kernel's socket buffers hold, and one chunk in hand: a few MiB, not the gigabyte on offer.
+      expect(pulled).toBeLessThan(16 * 1024 * 1024);
+      ac.abort(new Error('stage timed out'));
+      await expect(scan).rejects.toThrow('stage timed out');
+      expect(finished).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('destroys the connection when the caller aborts while waiting for the answer', async () => {
+    const s = await scripted((sock) => sock.resume());
+    try {
+      const ac = new AbortController();
+      const scan = new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN), ac.signal);
+      setTimeout(() => ac.abort(new Error('deadline')), 100);
+      await expect(scan).rejects.toThrow('deadline');
+      await until(() => s.closed.length === 1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('does not connect at all when the signal is already aborted', async () => {
+    const s = await scripted((sock) => sock.resume());
+    try {
+      const ac = new AbortController();
+      ac.abort(new Error('too late'));
+      await expect(new ClamdClient(options(s.endpoint)).ping(ac.signal)).rejects.toThrow('too late');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(s.closed).toHaveLength(0);
+    } finally {
+      await s.close();
+    }
+  });
+});

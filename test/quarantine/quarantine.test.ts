@@ -1,0 +1,190 @@
+/**
+ * The quarantine store on a real folder, indexed in both store back-ends (sqlite, and a real
+ * redis-server): what is held is the message byte for byte with its whole envelope; files and
+ * folder have private modes; a Postfix retry is not held twice; limits and a full or
+ * unwritable folder fail with their codes and leave nothing behind; the sweep expires.
+ */
+import { mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { isPostsealError } from '../../src/errors';
+import { createLogger } from '../../src/lib/log';
+import { Quarantine, type HoldInput, type QuarantineSettings } from '../../src/quarantine/quarantine';
+import { openRedisStore } from '../../src/store/redis';
+import { openSqliteStore } from '../../src/store/sqlite';
+import type { Store } from '../../src/store/store';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server';
+
+const log = createLogger('silent');
+const DAY = 86400_000;
+const message = Buffer.from('Received: from mx.remote.test\r\nFrom: <a@remote.test>\r\nSubject: held\r\n\r\nbody \xff\r\n', 'latin1');
+
+function input(over: Partial<HoldInput> = {}, bytes = message): HoldInput {
+  return {
+    session: 's1',
+    queueId: '4ABC123',
+    bank: 'default',
+    decidedBy: 'default',
+    reason: 'DMARC_FAIL_QUARANTINE',
+    findings: ['SPF_FAIL', 'DMARC_FAIL_QUARANTINE(remote.test p=quarantine)'],
+    envelope: {
+      mailFrom: 'a@remote.test',
+      body: '8BITMIME',
+      smtputf8: false,
+      ret: 'HDRS',
+      envid: 'env+2Bid',
+      recipients: [{ address: 'bob@example.test', notify: 'SUCCESS,FAILURE', orcpt: 'rfc822;bob+2Bx@example.test' }, { address: 'carol@other.test' }],
+    },
+    client: { addr: '198.51.100.7', name: 'mx.remote.test', helo: 'mx.remote.test', ident: '4ABC123' },
+    peer: '127.0.0.1',
+    size: bytes.length,
+    raw: async function* () {
+      yield bytes.subarray(0, 10);
+      yield bytes.subarray(10);
+    },
+    subject: 'held',
+    ...over,
+  };
+}
+
+function settings(dir: string, over: Partial<QuarantineSettings> = {}): QuarantineSettings {
+  return { dir, maxMessageSizeBytes: 1 << 20, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000, ...over };
+}
+
+const backends: [string, () => Promise<{ store: Store; done: () => Promise<void> }>][] = [
+  [
+    'sqlite',
+    async () => {
+      const store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'q-db-')), 'q.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
+      return { store, done: () => store.close() };
+    },
+  ],
+  [
+    'redis',
+    async () => {
+      redis ??= await startRedisServer();
+      const store = await openRedisStore({ url: redis.url, keyPrefix: `ps${++redisPrefix}:`, timeoutMs: 1000 });
+      return { store, done: () => store.close() };
+    },
+  ],
+];
+let redis: RedisServer | undefined;
+let redisPrefix = 0;
+afterAll(async () => {
+  await redis?.stop();
+});
+
+describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
+  let store: Store;
+  let done: () => Promise<void>;
+  let dir: string;
+  let now: number;
+  let q: Quarantine;
+  beforeEach(async () => {
+    ({ store, done } = await open());
+    dir = path.join(mkdtempSync(path.join(tmpdir(), 'q-')), 'held');
+    now = Date.parse('2026-12-07T10:00:00Z');
+    q = new Quarantine(settings(dir), store, log, () => now);
+  });
+  afterEach(() => done());
+
+  it('holds the message byte for byte with its whole envelope, in a 0700 folder of 0600 files', async () => {
+    const { id, duplicate } = await q.hold(input());
+    expect(duplicate).toBe(false);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(readdirSync(dir).sort()).toEqual([`${id}.eml`, `${id}.json`]);
+    for (const f of readdirSync(dir)) expect(statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
+    expect(readFileSync(path.join(dir, `${id}.eml`))).toEqual(message);
+    const held = await q.get(id);
+    expect(held).toMatchObject({
+      id,
+      heldAt: '2026-12-07T10:00:00.000Z',
+      queueId: '4ABC123',
+      reason: 'DMARC_FAIL_QUARANTINE',
+      envelope: input().envelope,
+      client: input().client,
+      released: [],
+    });
+  });
+
+  it('answers a Postfix retry of the same message with the same id, holding it once', async () => {
+    const first = await q.hold(input());
+    const retry = await q.hold(input({ session: 's2-another-session' }));
+    expect(retry).toEqual({ id: first.id, duplicate: true });
+    expect(readdirSync(dir)).toHaveLength(2);
+    expect(await q.list()).toHaveLength(1);
+    // Another message (another queue id) is another id.
+    expect((await q.hold(input({ queueId: '4DEF456', client: { ...input().client, ident: '4DEF456' } }))).id).not.toBe(first.id);
+  });
+
+  it('lists newest first and filters by time, finding and recipient', async () => {
+    const a = await q.hold(input());
+    now += 3600_000;
+    const b = await q.hold(
+      input({ queueId: 'B', reason: 'VIRUS_FOUND', findings: ['VIRUS_FOUND(Eicar)'], envelope: { ...input().envelope, recipients: [{ address: 'dave@example.test' }] } }),
+    );
+    expect((await q.list()).map((e) => e.id)).toEqual([b.id, a.id]);
+    expect((await q.list({ since: new Date(now - 60_000) })).map((e) => e.id)).toEqual([b.id]);
+    expect((await q.list({ reason: 'dmarc' })).map((e) => e.id)).toEqual([a.id]);
+    expect((await q.list({ reason: 'eicar' })).map((e) => e.id)).toEqual([b.id]);
+    expect((await q.list({ rcpt: 'other.test' })).map((e) => e.id)).toEqual([a.id]);
+    expect((await q.list({ rcpt: 'dave@example.test' })).map((e) => e.id)).toEqual([b.id]);
+    expect((await q.list({ rcpt: 'example.test' })).map((e) => e.id)).toEqual([b.id, a.id]);
+  });
+
+  it('records a release with the held message and deletes it whole', async () => {
+    const { id } = await q.hold(input());
+    await q.recordRelease(id, { at: '2026-12-07T11:00:00.000Z', to: ['bob@example.test'], reply: '250 2.0.0 Ok' });
+    expect((await q.get(id))?.released).toEqual([{ at: '2026-12-07T11:00:00.000Z', to: ['bob@example.test'], reply: '250 2.0.0 Ok' }]);
+    expect((await q.list())[0].released).toHaveLength(1);
+    expect(await q.delete(id)).toBe(true);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(await q.list()).toEqual([]);
+    expect(await q.get(id)).toBeUndefined();
+    expect(await q.delete(id)).toBe(false);
+  });
+
+  it('refuses a message over maxMessageSizeBytes with QUARANTINE_TOO_BIG, writing nothing', async () => {
+    const big = Buffer.alloc(2048, 'x');
+    const small = new Quarantine(settings(dir, { maxMessageSizeBytes: 1024 }), store, log);
+    const err = await small.hold(input({}, big)).catch((e: unknown) => e);
+    expect(isPostsealError(err, 'QUARANTINE_TOO_BIG')).toBe(true);
+    expect(readdirSync(path.dirname(dir))).toEqual([]);
+  });
+
+  it('refuses with QUARANTINE_FAILED when the folder is full (minFreeBytes), writing nothing', async () => {
+    const full = new Quarantine(settings(dir, { minFreeBytes: 1099511627776 }), store, log);
+    const err = await full.hold(input()).catch((e: unknown) => e);
+    expect(isPostsealError(err, 'QUARANTINE_FAILED')).toBe(true);
+    expect((err as Error).message).toMatch(/full: \d+ bytes free/);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(await q.list()).toEqual([]);
+  });
+
+  it('refuses with QUARANTINE_FAILED when the folder cannot be made (a file in its way)', async () => {
+    const file = path.join(path.dirname(dir), 'not-a-folder');
+    writeFileSync(file, '');
+    const blocked = new Quarantine(settings(path.join(file, 'held')), store, log);
+    const err = await blocked.hold(input()).catch((e: unknown) => e);
+    expect(isPostsealError(err, 'QUARANTINE_FAILED')).toBe(true);
+    expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe('ENOTDIR');
+  });
+
+  it('sweeps expired messages, old leftovers and stale index entries, and restores lost index entries', async () => {
+    const old = await q.hold(input());
+    const young = await q.hold(input({ queueId: 'Y' }));
+    const past = (now - 31 * DAY) / 1000;
+    utimesSync(path.join(dir, `${old.id}.json`), past, past);
+    writeFileSync(path.join(dir, '.tmp-1-00'), 'partial');
+    writeFileSync(path.join(dir, 'aaaaaaaaaaaaaaaaaaaaaaaa.eml'), 'no record');
+    for (const f of ['.tmp-1-00', 'aaaaaaaaaaaaaaaaaaaaaaaa.eml']) utimesSync(path.join(dir, f), (now - 2 * 3600_000) / 1000, (now - 2 * 3600_000) / 1000);
+    // A fresh temp file is a hold in progress: left alone.
+    writeFileSync(path.join(dir, '.tmp-2-00'), 'writing');
+    utimesSync(path.join(dir, '.tmp-2-00'), now / 1000, now / 1000);
+    await store.delete(`quarantine:${young.id}`);
+    await store.set('quarantine:bbbbbbbbbbbbbbbbbbbbbbbb', '{}');
+    expect(await q.sweep()).toEqual({ expired: 1, leftovers: 2, restored: 1, dropped: 1 });
+    expect(readdirSync(dir).sort()).toEqual(['.tmp-2-00', `${young.id}.eml`, `${young.id}.json`].sort());
+    expect((await q.list()).map((e) => e.id)).toEqual([young.id]);
+  });
+});

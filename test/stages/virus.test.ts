@@ -1,0 +1,255 @@
+import net from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Bank } from '../../src/config/bank-schema';
+import YAML from 'yaml';
+import { isPostsealError } from '../../src/errors';
+import { loadConfig } from '../../src/setup';
+import { decide } from '../../src/pipeline/verdict';
+import { virusStage } from '../../src/stages/virus';
+import { loadTestBank } from '../helpers/banks';
+import { EICAR, EICAR_NAME, TEST_VIRUS_MARKER, TEST_VIRUS_NAME, messageWithAttachment, startClamd, zipOf, type ClamdServer } from '../helpers/clamd';
+import { startHarness } from '../helpers/postseal';
+import { startSink } from '../helpers/sink';
+import { TestClient } from '../helpers/smtp-client';
+import { rulesOf, stageFor, testStageDeps, testTransaction } from '../helpers/stage-run';
+
+const deps = testStageDeps({ server: '127.0.0.1:9' });
+const CLEAN = 'From: <alice@example.org>\r\nTo: <bob@example.net>\r\nSubject: hello\r\n\r\nNothing to see here.\r\n';
+const INFECTED = messageWithAttachment({ filename: 'invoice.zip', attachment: zipOf({ 'invoice.pdf.com': EICAR }) });
+const nowhere = path.join(mkdtempSync(path.join(tmpdir(), 'postseal-noclamd-')), 'clamd.sock');
+
+let clamd: ClamdServer;
+beforeAll(async () => {
+  clamd = await startClamd();
+}, 30_000);
+afterAll(async () => {
+  await clamd?.stop();
+});
+
+/** The stage of a bank with `virus` settings (over a unix socket to the test's clamd unless they say otherwise), its findings and the verdict. */
+async function scan(data: string | Buffer, virus: Record<string, unknown> = {}, opts: { recipients?: string[]; bank?: Record<string, unknown> } = {}) {
+  const bank: Bank = loadTestBank({ stages: ['virus'], virus: { socket: clamd.socket, ...virus }, ...opts.bank });
+  const base = testTransaction(data, { bank });
+  const tx = opts.recipients ? { ...base, envelope: { ...base.envelope, recipients: opts.recipients.map((address) => ({ address })) } } : base;
+  const outcome = await stageFor(virusStage, bank, deps).run(tx, new AbortController().signal);
+  return { findings: outcome.findings, verdict: decide(outcome.findings, rulesOf(bank)) };
+}
+
+describe('the virus stage with a real clamd', () => {
+  it('rejects EICAR in a zip inside a multipart message with 554 5.7.0 naming the virus', async () => {
+    const { findings, verdict } = await scan(INFECTED);
+    expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: EICAR_NAME }]);
+    expect(verdict).toMatchObject({ action: 'reject', reason: 'VIRUS_FOUND', reply: { code: '554', enhanced: '5.7.0', text: `Message rejected: virus found (${EICAR_NAME})` } });
+  });
+
+  it('reaches clamd over TCP when host is set', async () => {
+    const { findings } = await scan(`${CLEAN}${TEST_VIRUS_MARKER}\r\n`, { host: '127.0.0.1', port: clamd.port, socket: nowhere });
+    expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: TEST_VIRUS_NAME }]);
+  });
+
+  it('passes clean mail with X-Virus-Scanned naming our authserv-id', async () => {
+    const { findings, verdict } = await scan(CLEAN);
+    expect(findings.map((f) => f.code)).toEqual(['VIRUS_CLEAN']);
+    expect(verdict).toMatchObject({ action: 'tag', fields: [{ name: 'X-Virus-Scanned', value: 'postseal at filter.test' }] });
+  });
+
+  it("names clamd's version in the clean finding once it has asked for it, without delaying a scan for it", async () => {
+    const bank: Bank = loadTestBank({ stages: ['virus'], virus: { socket: clamd.socket } });
+    const stage = stageFor(virusStage, bank, deps);
+    const first = await stage.run(testTransaction(CLEAN, { bank }), new AbortController().signal);
+    expect(first.findings).toEqual([{ code: 'VIRUS_CLEAN', detail: `clamd at unix:${clamd.socket}` }]);
+    let detail = '';
+    for (let i = 0; i < 100 && !detail.startsWith('ClamAV'); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      detail = (await stage.run(testTransaction(CLEAN, { bank }), new AbortController().signal)).findings[0].detail ?? '';
+    }
+    expect(detail).toMatch(/^ClamAV \d+\.\d+/);
+  });
+
+  it('writes the configured X-Virus-Scanned value, or none when scannedHeader is off', async () => {
+    expect((await scan(CLEAN, { scannedHeaderValue: 'amavisd-new at example.net' })).verdict.fields).toEqual([{ name: 'X-Virus-Scanned', value: 'amavisd-new at example.net' }]);
+    expect((await scan(CLEAN, { scannedHeader: false })).verdict).toMatchObject({ action: 'pass', fields: [] });
+  });
+
+  it('tags a virus for recipients who are all virus lovers instead of rejecting it', async () => {
+    const { findings, verdict } = await scan(INFECTED, { lovers: ['example.net'] });
+    expect(findings).toEqual([{ code: 'VIRUS_FOUND_LOVED', detail: EICAR_NAME }]);
+    expect(verdict).toMatchObject({
+      action: 'tag',
+      fields: [
+        { name: 'X-Virus-Scanned', value: 'postseal at filter.test' },
+        { name: 'X-Postseal-Alert', value: `INFECTED, message contains virus: ${EICAR_NAME}` },
+      ],
+    });
+  });
+
+  it('rejects a virus when only some recipients are lovers (the strict side)', async () => {
+    const { verdict } = await scan(INFECTED, { lovers: ['bob@example.net'] }, { recipients: ['bob@example.net', 'carol@example.net'] });
+    expect(verdict.action).toBe('reject');
+  });
+
+  it('discards or delivers a virus with the alert field as the destiny says', async () => {
+    expect((await scan(INFECTED, { destiny: 'discard' })).verdict).toMatchObject({ action: 'discard', reply: { code: '250' } });
+    expect((await scan(INFECTED, { destiny: 'pass' })).verdict).toMatchObject({
+      action: 'tag',
+      fields: expect.arrayContaining([{ name: 'X-Postseal-Alert', value: `INFECTED, message contains virus: ${EICAR_NAME}` }]),
+    });
+  });
+
+  it('holds a virus in the quarantine, or bounces it with a DSN naming it, as the destiny says', async () => {
+    expect((await scan(INFECTED, { destiny: 'quarantine' })).verdict).toMatchObject({ action: 'quarantine', reason: 'VIRUS_FOUND', fields: [] });
+    expect((await scan(INFECTED, { destiny: 'bounce' })).verdict).toMatchObject({
+      action: 'bounce',
+      reply: { code: '554', enhanced: '5.7.0', text: `Message rejected: virus found (${EICAR_NAME})` },
+    });
+  });
+
+  it('does not scan when every recipient is in bypass, and says so', async () => {
+    // The socket leads nowhere: a scan would be a scanner failure.
+    const { findings, verdict } = await scan(INFECTED, { bypass: ['.example.net'], socket: nowhere });
+    expect(findings).toEqual([{ code: 'VIRUS_BYPASSED', detail: expect.any(String) }]);
+    expect(verdict).toMatchObject({ action: 'pass', fields: [] });
+  });
+
+  it('scans when bypass covers only some recipients', async () => {
+    const { findings } = await scan(INFECTED, { bypass: ['bob@example.net'] }, { recipients: ['bob@example.net', 'carol@example.org'] });
+    expect(findings[0].code).toBe('VIRUS_FOUND');
+  });
+
+  it('tempfails with 451 4.3.0 when clamd is not there', async () => {
+    const { findings, verdict } = await scan(INFECTED, { socket: nowhere });
+    expect(findings).toEqual([{ code: 'VIRUS_SCANNER_FAILED', detail: expect.stringMatching(/unreachable: cannot connect: ENOENT/) }]);
+    expect(verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.0' } });
+  });
+
+  it('delivers unscanned mail with the finding, and without X-Virus-Scanned, when onScannerFailure is pass', async () => {
+    const { findings, verdict } = await scan(INFECTED, { socket: nowhere, onScannerFailure: 'pass' });
+    expect(findings[0].code).toBe('VIRUS_SCANNER_FAILED');
+    expect(verdict).toMatchObject({ action: 'pass', fields: [] });
+  });
+
+  it('does not send a message over maxScanBytes, passing it with a finding by default or tempfailing it', async () => {
+    const big = `${CLEAN}${'x'.repeat(4000)}\r\n${TEST_VIRUS_MARKER}\r\n`;
+    const passed = await scan(big, { maxScanBytes: 2048, socket: nowhere });
+    expect(passed.findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('maxScanBytes (2048)') }]);
+    expect(passed.verdict).toMatchObject({ action: 'pass', fields: [] });
+    const held = await scan(big, { maxScanBytes: 2048, onTooBig: 'tempfail' });
+    expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
+  });
+
+  it("reports a message over clamd's own StreamMaxLength as not scanned", async () => {
+    const big = `${CLEAN}${`${'y'.repeat(998)}\r\n`.repeat(Math.ceil(clamd.streamMaxBytes / 1000) + 1)}`;
+    const { findings } = await scan(big);
+    expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('StreamMaxLength') }]);
+  });
+});
+
+describe('the virus stage with a clamd that never answers', () => {
+  it('gives up after virus.timeoutMs, inside the stage timeout, so onScannerFailure decides', async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.resume();
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (silent.address() as net.AddressInfo).port;
+      const started = Date.now();
+      const { findings, verdict } = await scan(CLEAN, { host: '127.0.0.1', port, timeoutMs: 300 }, { bank: { timeouts: { stageTimeoutMs: 1000 } } });
+      expect(findings).toEqual([{ code: 'VIRUS_SCANNER_FAILED', detail: expect.stringContaining('timeout: no complete answer within 300 ms') }]);
+      expect(verdict).toMatchObject({ action: 'tempfail', reason: 'VIRUS_SCANNER_FAILED' });
+      expect(Date.now() - started).toBeLessThan(1000);
+      // The connection is closed by us, not left to clamd: the server side hears it end.
+      const deadline = Date.now() + 2000;
+      while (![...sockets].every((s) => s.destroyed || s.readableEnded) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect([...sockets].every((s) => s.destroyed || s.readableEnded)).toBe(true);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+});
+
+describe('the virus settings at load', () => {
+  const load = (overlay: Record<string, unknown>) => () => loadTestBank({ stages: ['virus'], ...overlay });
+
+  it('refuses a scan timeout that the stage timeout would cut short', () => {
+    expect(load({ timeouts: { stageTimeoutMs: 20000 }, virus: { timeoutMs: 20000 } })).toThrow(/\/virus\/timeoutMs: 20000 is not below \/timeouts\/stageTimeoutMs/);
+    expect(load({ timeouts: { stageTimeoutMs: 20000 }, virus: { timeoutMs: 19000 } })).not.toThrow();
+  });
+
+  /** The shipped default and ORIGINATING banks, ORIGINATING with the virus stage and `virus` settings added. */
+  function loadShipped(virus: Record<string, unknown>) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-virus-banks-'));
+    mkdirSync(path.join(dir, 'banks'));
+    const shipped = (name: string) => YAML.parse(readFileSync(path.join(__dirname, '../../policy-banks', `${name}.yaml`), 'utf8'));
+    const originating = shipped('ORIGINATING');
+    writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify(shipped('default')));
+    writeFileSync(path.join(dir, 'banks', 'ORIGINATING.yaml'), YAML.stringify({ ...originating, stages: [...originating.stages, 'virus'], virus }));
+    writeFileSync(path.join(dir, 'postseal.yaml'), 'bankDir: banks\nlisteners: [{ port: 0, bank: default }, { port: 0, bank: ORIGINATING }]\n');
+    return () => loadConfig(path.join(dir, 'postseal.yaml'));
+  }
+
+  it('refuses destiny pass in the shipped ORIGINATING bank, naming the file, the pointer and the fix', () => {
+    let err: unknown;
+    try {
+      loadShipped({ destiny: 'pass' })();
+    } catch (e) {
+      err = e;
+    }
+    expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
+    expect((err as Error).message).toMatch(
+      /ORIGINATING\.yaml: \/virus\/destiny: "pass" delivers viruses, but this bank signs .*; use reject \(the default\), bounce, quarantine or discard$/,
+    );
+  });
+
+  it('refuses virus lovers in the shipped ORIGINATING bank', () => {
+    expect(loadShipped({ lovers: ['example.net'] })).toThrow(/ORIGINATING\.yaml: \/virus\/lovers: /);
+  });
+
+  it('loads the shipped ORIGINATING bank with the virus stage at its default destiny, reject', () => {
+    expect(loadShipped({})().banks.get('ORIGINATING')?.virus).toMatchObject({ destiny: 'reject', lovers: [] });
+  });
+});
+
+describe('the virus stage in the SMTP path', () => {
+  it('answers 554 5.7.0 at the end of DATA for EICAR and forwards nothing, and forwards clean mail with X-Virus-Scanned', async () => {
+    const sink = await startSink();
+    const h = await startHarness({ forwardPort: sink.port, banks: { default: { stages: ['virus'], virus: { socket: clamd.socket } } } });
+    try {
+      const c = await TestClient.connect(h.app.portOf('default'));
+      const infected = await c.send({ from: 'alice@example.org', to: ['bob@example.net'], data: INFECTED });
+      const clean = await c.send({ from: 'alice@example.org', to: ['bob@example.net'], data: CLEAN });
+      await c.quit();
+      expect(infected.final).toMatchObject({ code: 554, text: expect.stringMatching(/^5\.7\.0 Message rejected: virus found \(Win\.Test\.EICAR_HDB-1\.UNOFFICIAL\)/) });
+      expect(clean.final?.code).toBe(250);
+      expect(sink.received).toHaveLength(1);
+      expect(sink.received[0].data.toString()).toMatch(/^X-Virus-Scanned: postseal at filter\.test\r\n/m);
+      expect(h.logs.find((l) => l.code === 'CFG_VIRUS_SCANNER_NOT_ANSWERING')).toBeUndefined();
+    } finally {
+      await h.close();
+      await sink.close();
+    }
+  });
+
+  it('starts with a warning when clamd does not answer, and tempfails its mail', async () => {
+    const sink = await startSink();
+    const h = await startHarness({ forwardPort: sink.port, banks: { default: { stages: ['virus'], virus: { socket: nowhere } } } });
+    try {
+      expect(h.logs.find((l) => l.code === 'CFG_VIRUS_SCANNER_NOT_ANSWERING')).toMatchObject({
+        level: 40,
+        msg: expect.stringContaining(`bank default: clamd at unix:${nowhere} did not answer PING (unreachable: cannot connect: ENOENT)`),
+      });
+      const c = await TestClient.connect(h.app.portOf('default'));
+      const r = await c.send({ from: 'alice@example.org', to: ['bob@example.net'], data: CLEAN });
+      await c.quit();
+      expect(r.final).toMatchObject({ code: 451, text: expect.stringMatching(/^4\.3\.0 Virus scan could not complete/) });
+      expect(sink.received).toHaveLength(0);
+    } finally {
+      await h.close();
+      await sink.close();
+    }
+  });
+});
