@@ -177,9 +177,11 @@ describe('banned stage', () => {
     expect(r.verdict.action).toBe('pass');
   });
 
-  it('discards when the destiny says discard', async () => {
-    const r = await check(messageWith([file('a.exe', 'x')]), { banned: { destiny: 'discard' } });
-    expect(r.verdict.action).toBe('discard');
+  it('discards, bounces or quarantines when the destiny says so', async () => {
+    for (const destiny of ['discard', 'bounce', 'quarantine']) {
+      const r = await check(messageWith([file('a.exe', 'x')]), { banned: { destiny } });
+      expect({ destiny, action: r.verdict.action }).toEqual({ destiny, action: destiny });
+    }
   });
 
   it('reports an encrypted zip member, allowed by default and banned when the bank says so', async () => {
