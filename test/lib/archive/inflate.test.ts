@@ -65,6 +65,13 @@ describe('inflateBounded', () => {
     expect(r.corrupt).toBeDefined();
   });
 
+  it('stops and rejects when the signal aborts while it inflates', async () => {
+    const ac = new AbortController();
+    const running = inflateBounded('raw', raw, opts({ needAll: true, keepBytes: 0, signal: ac.signal }));
+    ac.abort(new Error('stage timeout'));
+    await expect(running).rejects.toThrow('stage timeout');
+  });
+
   it('rejects with the reason of an aborted signal', async () => {
     const ac = new AbortController();
     ac.abort(new Error('stage timeout'));
