@@ -44,7 +44,7 @@ function rows(node: SchemaNode, prefix: string): string[] {
     const name = `${prefix}${key}`;
     const required = node.required?.includes(key) ? ' (required)' : '';
     out.push(
-      `| \`${name}\` | ${typeOf(child)} | ${child.default === undefined ? '' : `\`${JSON.stringify(child.default)}\``} | ${(child.description ?? '').replace(/\|/g, '\\|')}${required} |`,
+      `| \`${name}\` | ${typeOf(child)} | ${child.default === undefined ? '' : `\`${JSON.stringify(child.default).replace(/\|/g, '\\|')}\``} | ${(child.description ?? '').replace(/\|/g, '\\|')}${required} |`,
     );
     if (child.properties) out.push(...rows(child, `${name}.`));
     if (child.items?.properties) out.push(...rows(child.items, `${name}[].`));

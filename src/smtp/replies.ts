@@ -21,6 +21,7 @@ export const replies = {
   contentRejected: { code: '550', enhanced: '5.7.1', text: 'Message content rejected' },
   dmarcRejected: { code: '550', enhanced: '5.7.1', text: 'Rejected by DMARC policy' },
   dmarcTempfail: { code: '451', enhanced: '4.7.0', text: 'DMARC check could not complete, try again later' },
+  bannedRejected: { code: '554', enhanced: '5.7.0', text: 'Message content rejected: banned content' },
   headerRejected: { code: '550', enhanced: '5.6.0', text: 'Message header malformed' },
   spamRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected as spam' },
   spamScannerFailed: { code: '451', enhanced: '4.3.0', text: 'Spam check could not complete, try again later' },

@@ -12,6 +12,7 @@ import type { RegisteredStage } from '../pipeline/stage';
 import { arcSealStage } from './arc-seal';
 import { arcVerifyStage } from './arc-verify';
 import { authenticationResultsStage } from './authentication-results';
+import { bannedStage } from './banned';
 import { dkimSignStage } from './dkim-sign';
 import { dkimVerifyStage } from './dkim-verify';
 import { dmarcStage } from './dmarc';
@@ -29,6 +30,7 @@ export const stageRegistry: readonly RegisteredStage[] = [
   spfStage,
   dmarcStage,
   arcVerifyStage,
+  bannedStage,
   virusStage,
   spamStage,
   spamTagStage,

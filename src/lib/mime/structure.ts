@@ -60,6 +60,19 @@ export const MAX_MIME_DEPTH = 100;
 export interface WalkerOptions {
   /** Parts at this depth are not walked into (opaque); at least 1. */
   readonly maxDepth?: number;
+  /**
+   * Told each part's header fields (names lower case, values unfolded raw Latin-1) when its
+   * header ends; `truncated` when a line of the field was longer than `lineHeadBytes`.
+   */
+  readonly onHeader?: (part: Part, fields: readonly HeaderFieldText[]) => void;
+  /** Bytes kept of each line that may be a header field or a boundary (1000 unless the caller says). */
+  readonly lineHeadBytes?: number;
+}
+
+export interface HeaderFieldText {
+  readonly name: string;
+  readonly value: string;
+  readonly truncated: boolean;
 }
 
 type State = 'header' | 'body';
@@ -68,9 +81,10 @@ export class MimeWalker {
   readonly root: Part;
   private current: Part;
   private state: State = 'body';
-  private fields: { name: string; range: FieldRange; value: string }[] = [];
+  private fields: { name: string; range: FieldRange; value: string; truncated: boolean }[] = [];
   private previousEol = 0;
   private readonly maxDepth: number;
+  private readonly onHeader: WalkerOptions['onHeader'];
   /**
    * The boundaries of the open multiparts, keyed by the boundary without trailing white
    * space; each list in nesting order, so the last is the innermost that uses the key.
@@ -78,16 +92,21 @@ export class MimeWalker {
   private readonly open = new Map<string, Part[]>();
   /** Exact boundary comparisons made so far: what the map saves, counted (tests check it stays linear). */
   boundaryComparisons = 0;
-  private readonly lines = new LineReader({
-    line: (line) => this.line(line),
-    // Only a delimiter can end a body, and only a line starting with "--" can be one.
-    takesPlainRuns: () => this.state === 'body',
-    plain: (run) => this.plainRun(run),
-  });
+  private readonly lines: LineReader;
 
   /** `contentType` and `transferEncoding` are the raw values of the top-level fields, if any. */
   constructor(contentType: string | undefined, transferEncoding: string | undefined, options: WalkerOptions = {}) {
     this.maxDepth = Math.max(1, options.maxDepth ?? MAX_MIME_DEPTH);
+    this.onHeader = options.onHeader;
+    this.lines = new LineReader(
+      {
+        line: (line) => this.line(line),
+        // Only a delimiter can end a body, and only a line starting with "--" can be one.
+        takesPlainRuns: () => this.state === 'body',
+        plain: (run) => this.plainRun(run),
+      },
+      options.lineHeadBytes,
+    );
     this.root = newPart(null, -1, 0);
     this.applyHeader(this.root, contentType, transferEncoding);
     this.current = this.root;
@@ -168,6 +187,7 @@ export class MimeWalker {
     if (line.length > 0 && (text[0] === ' ' || text[0] === '\t') && last) {
       last.range.end = line.start + line.length + line.eolLength;
       last.value += text;
+      last.truncated ||= line.head.length < line.length;
       return;
     }
     const colon = text.indexOf(':');
@@ -177,6 +197,7 @@ export class MimeWalker {
         name: text.slice(0, colon).trim().toLowerCase(),
         range: { start: line.start, end: line.start + line.length + line.eolLength },
         value: text.slice(colon + 1),
+        truncated: line.head.length < line.length,
       });
       return;
     }
@@ -185,10 +206,18 @@ export class MimeWalker {
     const ct = this.fields.find((f) => f.name === 'content-type');
     const cte = this.fields.find((f) => f.name === 'content-transfer-encoding');
     this.applyHeader(part, ct?.value, cte?.value);
+    this.reportHeader(part);
     part.transferEncodingField = cte?.range ?? null;
     part.bodyStart = line.length === 0 ? line.start + line.eolLength : line.start;
     this.enterBody(part);
     if (line.length > 0) this.line(line);
+  }
+
+  private reportHeader(part: Part): void {
+    this.onHeader?.(
+      part,
+      this.fields.map((f) => ({ name: f.name, value: f.value, truncated: f.truncated })),
+    );
   }
 
   private bodyLine(part: Part, line: Line): void {
@@ -259,6 +288,7 @@ export class MimeWalker {
     if (part.bodyEnd >= 0) return;
     if (part.headerEnd < 0 && part.parent) {
       // The header never ended: what there was is header, the body is empty.
+      if (part === this.current && this.state === 'header') this.reportHeader(part);
       part.headerEnd = end;
       part.bodyStart = end;
     }

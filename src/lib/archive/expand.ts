@@ -1,0 +1,190 @@
+/**
+ * The content tree of a message: one node per MIME leaf (lib/mime/parts.ts makes those) and,
+ * under a zip, tar or gzip node, one per member, recursively (a .tar.gz, a zip in a zip). A
+ * node carries what a banned-files policy looks at: its path ("2/1/3": MIME part 2, its first
+ * part, member 3 of that archive), declared names and types, and the type its bytes show.
+ *
+ * Unpacking is capped per message by `ArchiveLimits` (every cap a bank setting, see
+ * stages/banned/schema.ts): nesting depth, members, decompressed bytes per member and in
+ * total, and the compression ratio. A cap that stops the walk marks the node where it
+ * stopped (`limit`) and nothing under it is read; an encrypted member is marked `encrypted`
+ * (its name is still known); damage (a corrupt stream, a size that lies, an unknown method)
+ * is `problem`. Nothing here throws for bad data; only an aborted signal rejects.
+ */
+import { inflateBounded } from './inflate';
+import { archiveKind, detectType, HEAD_BYTES, type ShortTypes } from './magic';
+import { listTar } from './tar';
+import { localName, memberData, readZipDirectory, zipFlavour } from './zip';
+
+export interface ContentNode {
+  readonly path: string;
+  /** Declared file names: MIME filename/name parameters, or the member's name in its archive. */
+  readonly names: string[];
+  /** Declared MIME types, lower case (none for archive members). */
+  readonly declaredTypes: string[];
+  /** Detected short types (magic.ts); empty when the bytes could not be read. */
+  types: ShortTypes;
+  encrypted: boolean;
+  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth. */
+  limit?: string;
+  /** Why the bytes could not be read. */
+  problem?: string;
+  readonly children: ContentNode[];
+}
+
+export interface ArchiveLimits {
+  readonly maxDepth: number;
+  readonly maxMembers: number;
+  readonly maxMemberBytes: number;
+  readonly maxTotalBytes: number;
+  readonly maxRatio: number;
+  /** Output below this size is never a bomb, whatever its ratio. */
+  readonly ratioFloorBytes: number;
+}
+
+/** What one message has spent of its limits; the counters are also the work done, for tests. */
+export class Budget {
+  members = 0;
+  inflatedBytes = 0;
+  archivesOpened = 0;
+  constructor(readonly limits: ArchiveLimits) {}
+}
+
+export function newNode(path: string, names: string[], declaredTypes: string[]): ContentNode {
+  return { path, names, declaredTypes, types: [], encrypted: false, children: [] };
+}
+
+/**
+ * Walks into `node` when its type is an archive: `data` holds all its bytes (a head alone
+ * cannot be unpacked), `depth` is 1 for an archive that is not inside another.
+ */
+export async function expand(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
+  const kind = archiveKind(node.types);
+  if (!kind || node.limit || node.problem) return;
+  const { limits } = budget;
+  if (depth > limits.maxDepth) return void (node.limit = 'depth');
+  if (budget.members >= limits.maxMembers) return void (node.limit = 'members');
+  if (budget.inflatedBytes >= limits.maxTotalBytes) return void (node.limit = 'total');
+  signal.throwIfAborted();
+  budget.archivesOpened++;
+  if (kind === 'zip') await expandZip(node, data, depth, budget, signal);
+  else if (kind === 'tar') await expandTar(node, data, depth, budget, signal);
+  else await expandGzip(node, data, depth, budget, signal);
+}
+
+async function expandZip(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
+  const dir = readZipDirectory(data, budget.limits.maxMembers - budget.members);
+  const flavour = zipFlavour(dir.entries);
+  if (flavour) node.types = [...node.types, flavour];
+  if (dir.problem) node.problem = dir.problem;
+  if (dir.truncated) node.limit = 'members';
+  for (const [i, e] of dir.entries.entries()) {
+    signal.throwIfAborted();
+    budget.members++;
+    const child = newNode(`${node.path}/${i + 1}`, [e.name], []);
+    node.children.push(child);
+    // Streaming unzippers read the local header's name, Explorer the directory's: both count.
+    const local = localName(data, e);
+    if (local && local !== e.name) child.names.push(local);
+    if (e.directory) continue;
+    if (e.encrypted) {
+      child.encrypted = true;
+      continue;
+    }
+    const compressed = memberData(data, e);
+    if (typeof compressed === 'string') {
+      child.problem = compressed;
+      continue;
+    }
+    if (e.method === 0) {
+      child.types = detectType(compressed.subarray(0, HEAD_BYTES));
+      await expand(child, compressed, depth + 1, budget, signal);
+      continue;
+    }
+    if (e.method !== 8) {
+      child.problem = `compression method ${e.method}`;
+      continue;
+    }
+    const { limits } = budget;
+    // The directory's sizes are checked first (no work for a declared bomb); the inflation
+    // checks the real ones, which a crafted archive may hide.
+    if (e.uncompressedSize > limits.ratioFloorBytes && e.uncompressedSize > limits.maxRatio * Math.max(1, e.compressedSize)) {
+      child.limit = 'ratio';
+      continue;
+    }
+    await inflateMember(child, 'raw', compressed, e.uncompressedSize, depth, budget, signal);
+  }
+}
+
+async function expandTar(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
+  const listing = listTar(data, budget.limits.maxMembers - budget.members);
+  if (listing.problem) node.problem = listing.problem;
+  if (listing.truncated) node.limit = 'members';
+  for (const [i, e] of listing.entries.entries()) {
+    signal.throwIfAborted();
+    budget.members++;
+    const child = newNode(`${node.path}/${i + 1}`, [e.name], []);
+    node.children.push(child);
+    if (!e.file) continue;
+    child.types = detectType(e.data.subarray(0, HEAD_BYTES));
+    await expand(child, e.data, depth + 1, budget, signal);
+  }
+}
+
+/** A gzip file holds one file: its name from the header (FNAME) or the outer name without .gz. */
+async function expandGzip(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
+  budget.members++;
+  const child = newNode(`${node.path}/1`, gzipNames(data, node.names), []);
+  node.children.push(child);
+  await inflateMember(child, 'gzip', data, -1, depth, budget, signal);
+}
+
+/**
+ * Inflates a member's head for its type, then, when that is an archive, all of it (within the
+ * member and total caps) to walk into. `declared` is the size its directory gave (-1: none);
+ * more output than that is a lie and a problem.
+ */
+async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, declared: number, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
+  const { limits } = budget;
+  const room = Math.min(limits.maxMemberBytes, limits.maxTotalBytes - budget.inflatedBytes);
+  const caps = { maxBytes: Math.max(0, room), maxRatio: limits.maxRatio, ratioFloorBytes: limits.ratioFloorBytes, signal };
+  const head = await inflateBounded(format, compressed, { ...caps, keepBytes: HEAD_BYTES, needAll: false });
+  budget.inflatedBytes += head.produced;
+  child.types = detectType(head.data);
+  if (!noteOutcome(child, head, declared, room, limits.maxMemberBytes)) return;
+  if (!archiveKind(child.types)) return;
+  const whole = head.complete ? head : await inflateBounded(format, compressed, { ...caps, keepBytes: room, needAll: true });
+  if (whole !== head) budget.inflatedBytes += whole.produced;
+  if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
+  await expand(child, whole.data, depth + 1, budget, signal);
+}
+
+/** Marks a cap or damage on the node; false when its bytes cannot be walked into. */
+function noteOutcome(child: ContentNode, r: Awaited<ReturnType<typeof inflateBounded>>, declared: number, room: number, perMember: number): boolean {
+  if (r.limit) child.limit = r.limit === 'ratio' ? 'ratio' : room < perMember ? 'total' : 'size';
+  else if (r.corrupt) child.problem = `corrupt compressed data (${r.corrupt})`;
+  else if (declared >= 0 && (r.produced > declared || (r.complete && r.produced !== declared)))
+    child.problem = `size ${r.produced} differs from the ${declared} the directory declares`;
+  return !child.limit && !child.problem;
+}
+
+/**
+ * The names a gunzipped file gets: the one its header carries (RFC 1952 FNAME, what gunzip -N
+ * uses) and the outer name with .gz dropped (.tgz giving .tar, what gunzip and most tools use);
+ * both, as either may be what the recipient ends up with.
+ */
+export function gzipNames(data: Buffer, outer: readonly string[]): string[] {
+  const names: string[] = [];
+  const flags = data[3] ?? 0;
+  let at = 10;
+  if (flags & 4 && data.length >= 12) at += 2 + data.readUInt16LE(10);
+  if (flags & 8 && at < data.length) {
+    const end = data.indexOf(0, at);
+    if (end > at) names.push(data.toString('latin1', at, Math.min(end, at + 1024)));
+  }
+  for (const n of outer) {
+    const inner = n.replace(/\.t(?:ar\.)?gz$/i, '.tar').replace(/\.gz$/i, '');
+    if (inner && inner !== n && !names.includes(inner)) names.push(inner);
+  }
+  return names;
+}

@@ -1,0 +1,96 @@
+/**
+ * Lists the members of a tar archive held in memory (POSIX.1-2001 ustar and pax, GNU tar's
+ * long names, old v7): 512-byte headers, each followed by its data padded to 512. Names come
+ * from a pax `path=` record or a GNU `L` member when there is one, else prefix + name.
+ *
+ * Never throws: a header whose checksum is wrong, a size that runs past the buffer, or a pax
+ * record that does not parse ends the listing with `problem` (the members before it are kept);
+ * at most `maxEntries` members are listed (`truncated`). Members are views into the buffer.
+ */
+import { tarChecksumOk } from './magic';
+
+export interface TarEntry {
+  readonly name: string;
+  /** Regular file data; empty for directories and links. */
+  readonly data: Buffer;
+  readonly file: boolean;
+}
+
+export interface TarListing {
+  readonly entries: readonly TarEntry[];
+  readonly truncated: boolean;
+  readonly problem?: string;
+}
+
+const BLOCK = 512;
+/** A pax or GNU long-name member is names, not files: more than this is not a name. */
+const MAX_META_BYTES = 64 * 1024;
+
+function field(h: Buffer, start: number, length: number): string {
+  const raw = h.subarray(start, start + length);
+  const nul = raw.indexOf(0);
+  return raw.subarray(0, nul < 0 ? raw.length : nul).toString('utf8');
+}
+
+/** Octal, or GNU base-256 (high bit of the first byte set); -1 when it is neither. */
+function size(h: Buffer): number {
+  if (h[124] & 0x80) {
+    let v = 0;
+    for (let i = 125; i < 136; i++) v = v * 256 + h[i];
+    return v <= Number.MAX_SAFE_INTEGER ? v : -1;
+  }
+  const text = h
+    .toString('latin1', 124, 136)
+    .replace(/[\0 ]+$/, '')
+    .trim();
+  if (text === '') return 0;
+  return /^[0-7]+$/.test(text) ? Number.parseInt(text, 8) : -1;
+}
+
+/** The `path` of pax extended header records ("<len> path=<value>\n"). */
+function paxPath(data: Buffer): string | null | undefined {
+  const text = data.toString('utf8');
+  let at = 0;
+  let path: string | null = null;
+  while (at < text.length) {
+    const space = text.indexOf(' ', at);
+    const len = Number.parseInt(text.slice(at, space), 10);
+    if (space < 0 || !Number.isFinite(len) || len <= 0) return undefined;
+    const record = text.slice(space + 1, at + len - 1);
+    if (record.startsWith('path=')) path = record.slice(5);
+    at += len;
+  }
+  return path;
+}
+
+export function listTar(b: Buffer, maxEntries: number): TarListing {
+  const entries: TarEntry[] = [];
+  let longName: string | null = null;
+  for (let at = 0; at + BLOCK <= b.length; ) {
+    const h = b.subarray(at, at + BLOCK);
+    if (h.every((v) => v === 0)) return { entries, truncated: false };
+    if (!tarChecksumOk(h)) return { entries, truncated: false, problem: `bad header checksum at ${at}` };
+    const n = size(h);
+    const type = String.fromCharCode(h[156] || 0x30);
+    const dataStart = at + BLOCK;
+    if (n < 0 || dataStart + n > b.length) return { entries, truncated: false, problem: `member size out of bounds at ${at}` };
+    const data = b.subarray(dataStart, dataStart + n);
+    at = dataStart + Math.ceil(n / BLOCK) * BLOCK;
+    if (type === 'L' || type === 'x') {
+      if (n > MAX_META_BYTES) return { entries, truncated: false, problem: 'long name record too large' };
+      const name = type === 'L' ? field(data, 0, data.length) : paxPath(data);
+      if (name === undefined) return { entries, truncated: false, problem: 'bad pax record' };
+      if (name) longName = name;
+      continue;
+    }
+    if (type === 'g' || type === 'K') continue;
+    if (entries.length >= maxEntries) return { entries, truncated: true };
+    const ustar = h.toString('latin1', 257, 262) === 'ustar';
+    const prefix = ustar ? field(h, 345, 155) : '';
+    const name = longName ?? (prefix ? `${prefix}/${field(h, 0, 100)}` : field(h, 0, 100));
+    longName = null;
+    const file = type === '0' || type === '7';
+    entries.push({ name, data: file ? data : Buffer.alloc(0), file });
+  }
+  return { entries, truncated: false };
+}

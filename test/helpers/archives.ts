@@ -1,0 +1,125 @@
+/**
+ * Test archives made by the real Debian tools (Info-ZIP `zip`, GNU `tar`, `gzip`) in a temp
+ * folder, and MIME messages that carry them, for the banned stage and the archive readers.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export type Files = Record<string, Buffer | string>;
+
+function inTempDir<T>(files: Files, run: (dir: string) => T): T {
+  const dir = mkdtempSync(path.join(tmpdir(), 'postseal-archive-'));
+  try {
+    for (const [name, data] of Object.entries(files)) {
+      mkdirSync(path.dirname(path.join(dir, 'in', name)), { recursive: true });
+      writeFileSync(path.join(dir, 'in', name), data);
+    }
+    return run(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A zip made by Info-ZIP from `files` (in that order); `password` encrypts (ZipCrypto), `store`
+ * does not compress, `zip64` forces zip64 records (-fz).
+ */
+export function makeZip(files: Files, opts: { password?: string; store?: boolean; zip64?: boolean } = {}): Buffer {
+  return inTempDir(files, (dir) => {
+    const args = [
+      '-q',
+      '-X',
+      ...(opts.store ? ['-0'] : ['-9']),
+      ...(opts.zip64 ? ['-fz'] : []),
+      ...(opts.password ? ['-P', opts.password] : []),
+      path.join(dir, 'out.zip'),
+      ...Object.keys(files),
+    ];
+    execFileSync('zip', args, { cwd: path.join(dir, 'in') });
+    return readFileSync(path.join(dir, 'out.zip'));
+  });
+}
+
+/** A .tar.gz made by GNU tar and gzip. */
+export function makeTarGz(files: Files): Buffer {
+  return inTempDir(files, (dir) => {
+    execFileSync('tar', ['-czf', path.join(dir, 'out.tar.gz'), '--format=gnu', ...Object.keys(files)], { cwd: path.join(dir, 'in') });
+    return readFileSync(path.join(dir, 'out.tar.gz'));
+  });
+}
+
+/** A plain tar made by GNU tar (pax format: long names in `path=` records). */
+export function makeTar(files: Files): Buffer {
+  return inTempDir(files, (dir) => {
+    execFileSync('tar', ['-cf', path.join(dir, 'out.tar'), '--format=pax', ...Object.keys(files)], { cwd: path.join(dir, 'in') });
+    return readFileSync(path.join(dir, 'out.tar'));
+  });
+}
+
+/** gzip of one file, keeping its name in the header (gzip -N). */
+export function makeGzip(name: string, data: Buffer | string): Buffer {
+  return inTempDir({ [name]: data }, (dir) => {
+    execFileSync('gzip', ['-N', '-9', name], { cwd: path.join(dir, 'in') });
+    return readFileSync(path.join(dir, 'in', `${name}.gz`));
+  });
+}
+
+/** A minimal ELF64 executable header (e_type ET_EXEC), as file(1) and the stage see one. */
+export function elfExecutable(): Buffer {
+  const b = Buffer.alloc(128);
+  b.write('\x7fELF', 0, 'latin1');
+  b[4] = 2;
+  b[5] = 1;
+  b[6] = 1;
+  b.writeUInt16LE(2, 16);
+  b.writeUInt16LE(0x3e, 18);
+  return b;
+}
+
+/** The start of a PE executable: MZ, e_lfanew at 0x3c pointing at "PE\0\0". */
+export function peExecutable(dll = false): Buffer {
+  const b = Buffer.alloc(256);
+  b.write('MZ', 0, 'latin1');
+  b.writeUInt32LE(0x80, 0x3c);
+  b.write('PE\0\0', 0x80, 'latin1');
+  b.writeUInt16LE(dll ? 0x2102 : 0x0102, 0x80 + 22);
+  return b;
+}
+
+export interface Attachment {
+  readonly type: string;
+  /** Raw Content-Disposition value (parameters as given); none when absent. */
+  readonly disposition?: string;
+  readonly data: Buffer | string;
+  readonly encoding?: 'base64' | '7bit' | 'quoted-printable';
+}
+
+function encode(a: Attachment): string {
+  const data = Buffer.isBuffer(a.data) ? a.data : Buffer.from(a.data);
+  if ((a.encoding ?? 'base64') === 'base64') return (data.toString('base64').match(/.{1,76}/g) ?? []).join('\r\n');
+  return data.toString('latin1');
+}
+
+/** Header fields as UTF-8 (RFC 6532: a name may be raw UTF-8), the body as the bytes it is. */
+function entity(a: Attachment): Buffer {
+  const head = [`Content-Type: ${a.type}`, `Content-Transfer-Encoding: ${a.encoding ?? 'base64'}`];
+  if (a.disposition) head.push(`Content-Disposition: ${a.disposition}`);
+  return Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`, 'utf8'), Buffer.from(`${encode(a)}\r\n`, 'latin1')]);
+}
+
+/** A multipart/mixed message: a text part, then the attachments (parts 2, 3, ...). */
+export function messageWith(attachments: readonly Attachment[], boundary = 'b0undary'): Buffer {
+  const parts = [{ type: 'text/plain; charset=us-ascii', data: 'see attached\r\n', encoding: '7bit' as const }, ...attachments];
+  const head = ['From: a@example.org', 'To: b@example.net', 'Subject: files', 'MIME-Version: 1.0', `Content-Type: multipart/mixed; boundary="${boundary}"`];
+  const chunks: Buffer[] = [Buffer.from(`${head.join('\r\n')}\r\n\r\n`)];
+  for (const p of parts) chunks.push(Buffer.from(`--${boundary}\r\n`), entity(p));
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return Buffer.concat(chunks);
+}
+
+/** An attachment named by Content-Disposition (and Content-Type name), base64. */
+export function file(name: string, data: Buffer | string, type = 'application/octet-stream'): Attachment {
+  return { type: `${type}; name="${name}"`, disposition: `attachment; filename="${name}"`, data };
+}

@@ -1,0 +1,130 @@
+/**
+ * The banned stage's caps: zip bombs (declared and hidden ratio), nesting, member count, a
+ * damaged archive, and a 10,000-part message whose work is counted (no clocks).
+ */
+import { randomBytes } from 'node:crypto';
+import { Budget } from '../../../src/lib/archive/expand';
+import { messageContent } from '../../../src/lib/mime/parts';
+import { settingsOf } from '../../../src/pipeline/runner';
+import { decide } from '../../../src/pipeline/verdict';
+import { bannedStage } from '../../../src/stages/banned';
+import { inspect } from '../../../src/stages/banned/inspect';
+import { compileRules } from '../../../src/stages/banned/rules';
+import { file, makeTarGz, makeZip, messageWith } from '../../helpers/archives';
+import { loadTestBank } from '../../helpers/banks';
+import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
+
+const deps = testStageDeps({ server: '127.0.0.1:9' });
+const MiB = 1024 * 1024;
+
+async function check(msg: Buffer, banned: Record<string, unknown> = {}) {
+  const bank = loadTestBank({ stages: ['banned'], banned });
+  const { findings } = await stageFor(bannedStage, bank, deps).run(testTransaction(msg, { bank }), new AbortController().signal);
+  return { findings, verdict: decide(findings, rulesOf(bank)), codes: findings.map((f) => f.code) };
+}
+
+describe('banned stage limits', () => {
+  it('stops at a zip bomb by its declared ratio, without inflating it, and bans it', async () => {
+    const bomb = makeZip({ 'zeros.txt': Buffer.alloc(20 * MiB) });
+    expect(bomb.length).toBeLessThan(100 * 1024);
+    const r = await check(messageWith([file('bomb.zip', bomb, 'application/zip')]));
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "zeros\.txt".*: ratio limit/);
+    expect(r.verdict.reply.text).toBe('Message content rejected: banned content (archive limit exceeded)');
+  });
+
+  it('stops a tar.gz bomb while inflating it (gzip declares no size), at the ratio cap', async () => {
+    const tgz = makeTarGz({ 'big.log': Buffer.alloc(30 * MiB) });
+    const msg = messageWith([file('logs.tar.gz', tgz, 'application/gzip')]);
+    const bank = loadTestBank({});
+    const content = await messageContent(testTransaction(msg, { bank }).message, settingsOf(bannedStage, bank).limits, new AbortController().signal);
+    const gz = content.root.children[1];
+    expect(gz.children[0].limit).toBe('ratio');
+    // Stopped within a slice of the cap: ratio 200 over the compressed size, not 30 MiB.
+    expect(content.budget.inflatedBytes).toBeLessThan(200 * tgz.length + 2 * MiB);
+  });
+
+  it('delivers an archive a cap stopped when onLimit is allowed, with the finding for the log', async () => {
+    const bomb = makeZip({ 'zeros.txt': Buffer.alloc(20 * MiB) });
+    const r = await check(messageWith([file('bomb.zip', bomb, 'application/zip')]), { onLimit: 'allowed' });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED']);
+    expect(r.verdict.action).toBe('pass');
+  });
+
+  it('stops a 10-deep nested zip at the depth cap', async () => {
+    let z = makeZip({ 'core.txt': 'hello' });
+    for (let level = 9; level >= 1; level--) z = makeZip({ [`level${level}.zip`]: z });
+    const r = await check(messageWith([file('nested.zip', z, 'application/zip')]));
+    const limit = r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED');
+    // Depth 8 (the default) is walked; the zip inside it is where the walk stopped.
+    expect(limit?.detail).toMatch(/^part 2(\/1){8} name "level8\.zip" .*: depth limit$/);
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it('walks the same nesting when the bank allows it', async () => {
+    let z = makeZip({ 'core.exe': 'x' });
+    for (let level = 9; level >= 1; level--) z = makeZip({ [`level${level}.zip`]: z });
+    const r = await check(messageWith([file('nested.zip', z, 'application/zip')]), { limits: { maxDepth: 12 } });
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/^\[\.exe\] part 2(\/1){10} name "core\.exe"/);
+  });
+
+  it('stops at the member cap and reports it', async () => {
+    const many = makeZip(Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}.txt`, 'x'])));
+    const r = await check(messageWith([file('many.zip', many)]), { limits: { maxMembers: 10 } });
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2 name "many\.zip".*: members limit/);
+  });
+
+  it('bans an archive member whose real size is larger than its directory says (a hidden bomb)', async () => {
+    const zip = makeZip({ 'a.txt': 'a'.repeat(5000) });
+    const eocd = zip.lastIndexOf(Buffer.from('PK\x05\x06', 'latin1'));
+    const cd = zip.readUInt32LE(eocd + 16);
+    zip.writeUInt32LE(10, cd + 24);
+    const r = await check(messageWith([file('lie.zip', zip)]));
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(/part 2\/1 .*differs from the 10/);
+    expect(r.verdict.reply.text).toContain('(damaged archive)');
+  });
+
+  it('reports a zip with a truncated central directory as damaged, without a crash', async () => {
+    const zip = makeZip({ 'a.txt': 'alpha', 'b.txt': 'beta' });
+    const r = await check(messageWith([file('cut.zip', zip.subarray(0, zip.length - 30))]));
+    expect(r.codes).toEqual(['BANNED_UNDECIPHERABLE', 'BANNED_FILE']);
+  });
+
+  it('checks every part of a 10,000-part message with work linear in the parts', async () => {
+    const parts = Array.from({ length: 10000 }, (_, i) => file(i === 9999 ? 'last.exe' : `f${i}.txt`, `part ${i}`, 'text/plain'));
+    const bank = loadTestBank({});
+    const tx = testTransaction(messageWith(parts), { bank });
+    const content = await messageContent(tx.message, settingsOf(bannedStage, bank).limits, new AbortController().signal);
+    expect(content.mimeParts).toBe(10002);
+    const work = { tests: 0 };
+    const rules = compileRules(settingsOf(bannedStage, bank).rules);
+    const findings = inspect(content.root, rules, settingsOf(bannedStage, bank), work);
+    expect(findings.map((f) => f.code)).toEqual(['BANNED_FILE']);
+    expect(findings[0].path).toBe('10001');
+    // Each part tries each rule on each of its keys (a name, a declared type, a type) at most once.
+    expect(work.tests).toBeLessThanOrEqual(10002 * rules.length * 4);
+    expect(content.budget).toBeInstanceOf(Budget);
+  });
+
+  it('reports at most 20 banned parts one by one, then how many more; the first decides', async () => {
+    const parts = Array.from({ length: 50 }, (_, i) => file(`p${i}.exe`, 'x'));
+    const r = await check(messageWith(parts));
+    expect(r.codes.filter((c) => c === 'BANNED_FILE')).toHaveLength(1);
+    expect(r.codes.filter((c) => c === 'BANNED_FILE_MORE')).toHaveLength(20);
+    expect(r.findings.at(-1)?.detail).toBe('30 more not listed');
+    expect(r.verdict.reason).toBe('BANNED_FILE');
+  });
+
+  it('adds one alert field for a lover, however many parts are banned', async () => {
+    const parts = Array.from({ length: 5 }, (_, i) => file(`p${i}.exe`, 'x'));
+    const r = await check(messageWith(parts), { lovers: ['.'] });
+    expect(r.verdict.fields).toEqual([{ name: 'X-Postseal-Alert', value: 'BANNED, message contains .exe (part 2)' }]);
+  });
+
+  it('stops when the stage is aborted (its timeout)', async () => {
+    const bank = loadTestBank({ stages: ['banned'] });
+    const big = randomBytes(2 * MiB);
+    const ac = new AbortController();
+    ac.abort(new Error('stage timeout'));
+    await expect(stageFor(bannedStage, bank, deps).run(testTransaction(messageWith([file('r.bin', big)]), { bank }), ac.signal)).rejects.toThrow('stage timeout');
+  });
+});
