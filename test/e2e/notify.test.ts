@@ -9,12 +9,11 @@
  *   delivers it exactly once with its original envelope, not filtered again;
  * - outbound EICAR from our own user (ORIGINATING, destiny bounce, fakeSenderNames []): the DSN
  *   reaches the sender, a valid multipart/report, DKIM-valid; from the null sender: no DSN;
+ * - a banned attachment from the Internet (banned destiny bounce): the DSN reaches the sender;
  * - GTUBE (spam destiny bounce, score over dsnCutoffLevel): discarded, no DSN;
  * - the notify target down (a bank chosen by sender whose notify port has no listener): the
  *   message is held but tempfailed (451), stays in Postfix's queue; once the target answers
  *   and Postfix retries, it is not held twice and the admin gets exactly one notice.
- * The banned stage is not in this tree yet: the DSN for a banned attachment is the same code
- * path (listener/blocked.ts, notify/bounce.ts) as the virus DSN tested here.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -65,7 +64,9 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
       {
         banks: {
           default: {
-            stages: [...def.stages, 'virus', 'spam', 'spam-tag'],
+            stages: [...def.stages, 'banned', 'virus', 'spam', 'spam-tag'],
+            // Names only: the default rules also deny by detected type, and EICAR is a DOS program.
+            banned: { destiny: 'bounce', rules: [{ deny: '.\\.exe$', on: 'name' }] },
             virus: { socket: clamd.socket, destiny: 'quarantine' },
             spam: { spamd: { enabled: true, socket: spamd.socket, timeoutMs: 20000 }, destiny: 'bounce' },
             notices,
@@ -139,11 +140,9 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(1);
   }, 90_000);
 
-  it("bounces our user's outbound EICAR with a DKIM-valid DSN that reaches the sender, and sends none to the null sender", async () => {
-    const mail = infected(SENDER, 'eicar bounced');
-    const queueId = await submit(e2e.ports[587], mail);
-    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'ORIGINATING', verdict: 'bounce', reply: '2.7.0 Ok, rejected by policy, delivery status notification sent' });
-    const dsn = await waitFor('the DSN', () => e2e.postfix.mailbox().find((m) => /^Return-Path: <>\r?$/m.test(m) && m.includes(`<${mail.messageId}>`)), { explain });
+  /** The delivered DSN about `messageId`, read by Python's email package. */
+  async function deliveredDsn(messageId: string): Promise<{ bytes: Buffer; parsed: Record<string, any> }> {
+    const dsn = await waitFor('the DSN', () => e2e.postfix.mailbox().find((m) => /^Return-Path: <>\r?$/m.test(m) && m.includes(`<${messageId}>`)), { explain });
     const bytes = messageOf(dsn);
     const parsed = JSON.parse(
       execFileSync(
@@ -155,6 +154,49 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
         { input: bytes },
       ).toString(),
     );
+    return { bytes, parsed };
+  }
+
+  it('bounces a banned attachment from the Internet with a valid DSN that reaches the sender', async () => {
+    const base = testMail({ from: SENDER, subject: 'banned exe' });
+    const mail = {
+      ...base,
+      data: messageWithAttachment({
+        filename: 'setup.exe',
+        attachment: Buffer.from('not really a program\n'),
+        subject: 'banned exe',
+        messageId: base.messageId,
+        from: SENDER,
+        to: base.to,
+      }),
+    };
+    const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
+    expect(await e2e.postseal.message(queueId)).toMatchObject({
+      bank: 'default',
+      verdict: 'bounce',
+      reason: 'BANNED_FILE',
+      reply: '2.7.0 Ok, rejected by policy, delivery status notification sent',
+    });
+    const { bytes, parsed } = await deliveredDsn(mail.messageId);
+    expect(parsed).toMatchObject({
+      type: 'multipart/report',
+      from: 'Mail Delivery System <MAILER-DAEMON@example.com>',
+      defects: [],
+      parts: ['text/plain', 'message/delivery-status', 'text/rfc822-headers'],
+    });
+    expect(parsed.status[1]).toMatchObject({ 'Final-Recipient': `rfc822; user@${MAIL_DOMAIN}`, Action: 'failed', Status: '5.7.0' });
+    expect(parsed.headers).toContain('Subject: banned exe');
+    expect(parsed.headers).not.toContain('not really a program');
+    const py = await dkimpy(bytes, dns.server);
+    expect(py.map((r) => `${r.domain} ${r.result}`)).toEqual(['example.com pass']);
+    expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
+  }, 60_000);
+
+  it("bounces our user's outbound EICAR with a DKIM-valid DSN that reaches the sender, and sends none to the null sender", async () => {
+    const mail = infected(SENDER, 'eicar bounced');
+    const queueId = await submit(e2e.ports[587], mail);
+    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'ORIGINATING', verdict: 'bounce', reply: '2.7.0 Ok, rejected by policy, delivery status notification sent' });
+    const { bytes, parsed } = await deliveredDsn(mail.messageId);
     expect(parsed).toMatchObject({
       type: 'multipart/report',
       from: 'Mail Delivery System <MAILER-DAEMON@example.com>',
