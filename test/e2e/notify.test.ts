@@ -141,7 +141,7 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
   }, 90_000);
 
   /** The delivered DSN about `messageId`, read by Python's email package. */
-  async function deliveredDsn(messageId: string): Promise<{ bytes: Buffer; parsed: Record<string, any> }> {
+  async function deliveredDsn(messageId: string): Promise<{ bytes: Buffer; parsed: { status: Record<string, string>[]; headers: string } & Record<string, unknown> }> {
     const dsn = await waitFor('the DSN', () => e2e.postfix.mailbox().find((m) => /^Return-Path: <>\r?$/m.test(m) && m.includes(`<${messageId}>`)), { explain });
     const bytes = messageOf(dsn);
     const parsed = JSON.parse(
