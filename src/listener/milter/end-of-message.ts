@@ -8,7 +8,8 @@
  * - reject, tempfail: SMFIR_REPLYCODE with the verdict's reply (smtp/replies.ts);
  * - discard: SMFIR_DISCARD; quarantine and bounce: the message is held in postseal's quarantine
  *   (quarantine/hold.ts), or its DSN sent through the bank's notify target (notify/bounce.ts),
- *   as on the SMTP path, then SMFIR_DISCARD, so Postfix keeps no copy;
+ *   with the bank's notices, as on the SMTP path (listener/blocked.ts), then SMFIR_DISCARD, so
+ *   Postfix keeps no copy;
  * - too big (spool maxSizeBytes, spool.maxHeaderBytes): SMFIR_REPLYCODE 552 5.3.4;
  * - a failure (stage error or timeout, message deadline, spool not writable, a modification
  *   the MTA did not allow): listener milter.failureAction, tempfail with the error's reply
