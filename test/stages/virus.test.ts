@@ -150,10 +150,18 @@ describe('the virus stage with a real clamd', () => {
     expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
   });
 
-  it("reports a message over clamd's own StreamMaxLength as not scanned", async () => {
+  it("never passes a message over clamd's own StreamMaxLength as scanned: not scanned when clamd's answer is heard, a scanner failure when its reset ate it", async () => {
+    // clamd closes with our chunks unread, so its kernel resets the connection, and whether its
+    // "size limit exceeded" answer is read before the reset is a race of the two kernels.
     const big = `${CLEAN}${`${'y'.repeat(998)}\r\n`.repeat(Math.ceil(clamd.streamMaxBytes / 1000) + 1)}`;
-    const { findings } = await scan(big);
-    expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('StreamMaxLength') }]);
+    const { findings, verdict } = await scan(big);
+    expect(findings).toHaveLength(1);
+    if (findings[0].code === 'VIRUS_NOT_SCANNED_TOO_BIG') expect(findings[0].detail).toContain('StreamMaxLength');
+    else {
+      expect(findings[0]).toEqual({ code: 'VIRUS_SCANNER_FAILED', detail: expect.stringContaining('most likely at its StreamMaxLength') });
+      expect(verdict).toMatchObject({ action: 'tempfail' });
+    }
+    expect(verdict.fields ?? []).not.toContainEqual(expect.objectContaining({ name: 'X-Virus-Scanned' }));
   });
 });
 

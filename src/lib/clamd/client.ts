@@ -149,7 +149,7 @@ async function exchange(o: ClamdOptions, command: string, body: AsyncIterable<Bu
     if (!connected) return failure('unreachable', `cannot connect: ${socketError?.code ?? socketError?.message ?? 'closed'}`);
     await write(socket, Buffer.from(command, 'latin1'));
     if (body) {
-      const over = await stream(socket, body, o, signal);
+      const over = await stream(socket, body, o, () => received.length > 0, signal);
       if (over) return over;
     }
     await closed;
@@ -157,7 +157,13 @@ async function exchange(o: ClamdOptions, command: string, body: AsyncIterable<Bu
     if (failed) return failed;
     if (overflow) return failure('garbage', `answer longer than ${MAX_ANSWER_BYTES} bytes`);
     const answers = splitAnswers(Buffer.concat(received));
-    if (!answers.length) return failure('closed', `closed the connection without an answer${socketError ? ` (${socketError.code ?? socketError.message})` : ''}`);
+    if (!answers.length) {
+      // clamd closing with our chunks unread makes its kernel reset the connection, which can
+      // discard its "size limit exceeded" answer before we read it: say what it most likely was.
+      const cut = body && (socketError?.code === 'EPIPE' || socketError?.code === 'ECONNRESET');
+      const hint = cut ? '; clamd cut the stream, most likely at its StreamMaxLength: keep virus.maxScanBytes at or below it' : '';
+      return failure('closed', `closed the connection without an answer${socketError ? ` (${socketError.code ?? socketError.message})` : ''}${hint}`);
+    }
     return { kind: 'answers', answers };
   } finally {
     clearTimeout(callTimer);
@@ -168,11 +174,11 @@ async function exchange(o: ClamdOptions, command: string, body: AsyncIterable<Bu
 }
 
 /** Sends the INSTREAM chunks and the end marker; `too-big` (and nothing more sent) past maxStreamBytes. */
-async function stream(socket: net.Socket, body: AsyncIterable<Buffer>, o: ClamdOptions, signal?: AbortSignal): Promise<Exchange | null> {
+async function stream(socket: net.Socket, body: AsyncIterable<Buffer>, o: ClamdOptions, answered: () => boolean, signal?: AbortSignal): Promise<Exchange | null> {
   let sent = 0;
   for await (const buf of body) {
     // Gone: clamd answered early (its size limit), timed out, or the caller aborted. Leaving the loop closes the spool reader.
-    if (socket.destroyed || signal?.aborted) return null;
+    if (socket.destroyed || signal?.aborted || answered()) return null;
     for (let at = 0; at < buf.length; at += o.chunkBytes) {
       const part = buf.subarray(at, at + o.chunkBytes);
       sent += part.length;
@@ -180,7 +186,7 @@ async function stream(socket: net.Socket, body: AsyncIterable<Buffer>, o: ClamdO
       const length = Buffer.allocUnsafe(4);
       length.writeUInt32BE(part.length);
       await write(socket, length, part);
-      if (socket.destroyed) return null;
+      if (socket.destroyed || answered()) return null;
     }
   }
   await write(socket, END_OF_STREAM);

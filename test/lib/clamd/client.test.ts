@@ -66,9 +66,12 @@ describe('the clamd client against a real clamd', () => {
     expect(await small.scan(chunksOf(msg, 1000))).toEqual({ kind: 'found', names: [TEST_VIRUS_NAME] });
   });
 
-  it("reports too-big when the message passes clamd's StreamMaxLength", async () => {
+  it("reports too-big when the message passes clamd's StreamMaxLength, or a cut stream when clamd's reset ate that answer", async () => {
+    // Which of the two is a race between clamd's answer and its kernel's reset (client.ts).
     const big = Buffer.alloc(clamd.streamMaxBytes + 1, 'a');
-    expect(await unix.scan(chunksOf(big, 65536))).toEqual({ kind: 'too-big', detail: expect.stringContaining('StreamMaxLength') });
+    const r = await unix.scan(chunksOf(big, 65536));
+    if (r.kind === 'too-big') expect(r.detail).toContain('StreamMaxLength');
+    else expect(r).toEqual({ kind: 'failed', reason: 'closed', detail: expect.stringContaining('most likely at its StreamMaxLength') });
   });
 
   it('scans a message of exactly StreamMaxLength bytes', async () => {
