@@ -124,7 +124,11 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
     const [perl, py] = await Promise.all([mailDkim(messageOf(notice), dns.server), dkimpy(messageOf(notice), dns.server)]);
     expect(perl.map((r) => `${r.domain} ${r.result}`)).toEqual(['example.com pass']);
     expect(py.map((r) => `${r.domain} ${r.result}`)).toEqual(['example.com pass']);
-    expect(e2e.postseal.logs.find((l) => l.msg === 'admin notice sent' && l.queueId === queueId)).toMatchObject({ session: line.session, dkim: 'signed', to: [ADMIN] });
+    expect(await waitFor('the notice log line', () => e2e.postseal.logs.find((l) => l.msg === 'admin notice sent' && l.queueId === queueId), { explain })).toMatchObject({
+      session: line.session,
+      dkim: 'signed',
+      to: [ADMIN],
+    });
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
 
     const listed = await quarantineCli('list', '--json', '--reason', 'VIRUS_FOUND');
@@ -236,7 +240,13 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
     expect(entry.recipients[0].delay_reason).toMatch(/said: 451 4\.3\.0 /);
     const held = await waitFor('the hold of the first try', () => e2e.postseal.logs.find((l) => l.msg === 'message held in quarantine' && l.queueId === queueId), { explain });
     expect(held).toMatchObject({ bank: 'NOTIFYDOWN', quarantineId: expect.any(String) });
-    expect(e2e.postseal.logs.some((l) => l.queueId === queueId && String(l.msg).startsWith('cannot send a notice through the notify target'))).toBe(true);
+    await waitFor(
+      'the notify failure log line',
+      () => e2e.postseal.logs.some((l) => l.queueId === queueId && String(l.msg).startsWith('cannot send a notice through the notify target')),
+      {
+        explain,
+      },
+    );
 
     // The target comes back: a relay on the notify port to Postfix's 10027.
     proxy = net.createServer((client) => {
@@ -249,8 +259,16 @@ describe('quarantine, notices and DSNs of the content checks through a real Post
     await waitFor('the admin notice after the retry', async () => (await e2e.postfix.queue()).length === 0 && notices(mail.messageId).length > 0, { explain });
     await e2e.postfix.flush();
     expect(notices(mail.messageId)).toHaveLength(1);
-    const retries = e2e.postseal.logs.filter((l) => l.queueId === queueId && l.msg === 'message already held in quarantine (a retry)');
-    expect(retries.map((l) => l.quarantineId)).toEqual([held!.quarantineId]);
+    // postseal writes its log in blocks: the retry's line may come after Postfix heard the reply.
+    const retries = await waitFor(
+      'the log line of the retry',
+      () => {
+        const found = e2e.postseal.logs.filter((l) => l.queueId === queueId && l.msg === 'message already held in quarantine (a retry)');
+        return found.length > 0 && found;
+      },
+      { explain },
+    );
+    expect(retries.map((l) => l.quarantineId)).toEqual([held.quarantineId]);
     const listed = JSON.parse((await quarantineCli('list', '--json')).stdout) as { queueId: string }[];
     expect(listed.filter((q) => q.queueId === queueId)).toHaveLength(1);
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
