@@ -81,11 +81,12 @@ async function expandZip(node: ContentNode, data: Buffer, depth: number, budget:
   for (const [i, e] of dir.entries.entries()) {
     signal.throwIfAborted();
     budget.members++;
-    const child = newNode(`${node.path}/${i + 1}`, [e.name], []);
+    const child = newNode(`${node.path}/${i + 1}`, [...e.names], []);
     node.children.push(child);
-    // Streaming unzippers read the local header's name, Explorer the directory's: both count.
+    // Streaming unzippers read the local header's name, Explorer the directory's, unzip the
+    // Unicode Path field's: all count.
     const local = localName(data, e);
-    if (local && local !== e.name) child.names.push(local);
+    if (local && !child.names.includes(local)) child.names.push(local);
     if (e.directory) continue;
     if (e.encrypted) {
       child.encrypted = true;
