@@ -14,7 +14,7 @@
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES, type ShortTypes } from './magic';
 import { listTar } from './tar';
-import { localName, memberData, readZipDirectory, zipFlavour } from './zip';
+import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
 export interface ContentNode {
   readonly path: string;
@@ -29,6 +29,8 @@ export interface ContentNode {
   limit?: string;
   /** Why the bytes could not be read. */
   problem?: string;
+  /** Why a name of the node is made to look like another (two that differ in one field). */
+  disguise?: string;
   readonly children: ContentNode[];
 }
 
@@ -59,8 +61,16 @@ export function newNode(path: string, names: string[], declaredTypes: string[]):
  * cannot be unpacked), `depth` is 1 for an archive that is not inside another.
  */
 export async function expand(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
-  const kind = archiveKind(node.types);
-  if (!kind || node.limit || node.problem) return;
+  if (node.limit || node.problem) return;
+  let kind = archiveKind(node.types);
+  if (!kind && declaresArchive(node)) {
+    // unzip finds a zip by its end record, whatever is in front (a GIF, a program): so does
+    // this. Anything else that says it is an archive and is none that can be read is damage.
+    if (!hasZipEnd(data)) return void (node.problem = 'declared an archive, but is none that can be read');
+    kind = 'zip';
+    node.types = [...node.types, 'zip'];
+  }
+  if (!kind) return;
   const { limits } = budget;
   if (depth > limits.maxDepth) return void (node.limit = 'depth');
   if (budget.members >= limits.maxMembers) return void (node.limit = 'members');
@@ -153,7 +163,7 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
   budget.inflatedBytes += head.produced;
   child.types = detectType(head.data);
   if (!noteOutcome(child, head, declared, room, limits.maxMemberBytes)) return;
-  if (!archiveKind(child.types)) return;
+  if (!archiveKind(child.types) && !declaresArchive(child)) return;
   const whole = head.complete ? head : await inflateBounded(format, compressed, { ...caps, keepBytes: room, needAll: true });
   if (whole !== head) budget.inflatedBytes += whole.produced;
   if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
@@ -167,6 +177,28 @@ function noteOutcome(child: ContentNode, r: Awaited<ReturnType<typeof inflateBou
   else if (declared >= 0 && (r.produced > declared || (r.complete && r.produced !== declared)))
     child.problem = `size ${r.produced} differs from the ${declared} the directory declares`;
   return !child.limit && !child.problem;
+}
+
+const ARCHIVE_NAME = /\.(?:zip|jar|war|ear|apk|tar|tgz|taz|gz)[. ]*$/i;
+const ARCHIVE_TYPE = new Set([
+  'application/zip',
+  'application/x-zip',
+  'application/x-zip-compressed',
+  'application/java-archive',
+  'application/x-tar',
+  'application/x-gtar',
+  'application/gzip',
+  'application/x-gzip',
+  'application/x-compressed-tar',
+]);
+
+/**
+ * Whether a node's name or declared type says it is an archive of a kind this unpacks: such a
+ * node is kept whole and read even when its first bytes say otherwise (a prefix), and is
+ * damage when it cannot be read (a .zip that is none is undecipherable, not a plain file).
+ */
+export function declaresArchive(node: ContentNode): boolean {
+  return node.names.some((n) => ARCHIVE_NAME.test(n)) || node.declaredTypes.some((t) => ARCHIVE_TYPE.has(t));
 }
 
 /**

@@ -68,6 +68,11 @@ function findEocd(b: Buffer): number {
   return -1;
 }
 
+/** Whether the bytes end like a zip (an end record in the last 64 KiB + 22), whatever their start. */
+export function hasZipEnd(b: Buffer): boolean {
+  return b.length >= 22 && findEocd(b) >= 0;
+}
+
 interface Bounds {
   count: number;
   size: number;

@@ -65,9 +65,10 @@ export function inspect(root: ContentNode, rules: readonly CompiledRule[], s: Ba
   while (stack.length) {
     const node = stack.pop()!;
     for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]);
-    if (node.names.some(isDisguised)) {
-      out.add({ code: 'BANNED_DISGUISED_NAME', detail: describe(node) });
-      if (s.disguisedNames === 'banned') ban(node, 'disguised file name', 'bidirectional or invisible characters in the name');
+    if (node.names.some(isDisguised) || node.disguise) {
+      const why = node.disguise ?? 'bidirectional, invisible or control characters in the name';
+      out.add({ code: 'BANNED_DISGUISED_NAME', detail: `${describe(node)}: ${why}` });
+      if (s.disguisedNames === 'banned') ban(node, 'disguised file name', why);
     }
     if (node.encrypted) {
       out.add({ code: 'BANNED_ENCRYPTED', detail: describe(node) });

@@ -23,9 +23,11 @@ export function normalizeName(name: string): string {
     .replace(/[. ]+$/u, '');
 }
 
-const DISGUISE = new RegExp(`${BIDI.source}|${INVISIBLE.source}`, 'u');
+/** NUL and C0/C1 controls: a name cut at a NUL by one program and not by another. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+const DISGUISE = new RegExp(`${BIDI.source}|${INVISIBLE.source}|${CONTROL.source}`, 'u');
 
-/** Whether the name uses a character that changes how it is displayed. */
+/** Whether the name uses a character that changes how it is displayed or where it ends. */
 export function isDisguised(name: string): boolean {
   return DISGUISE.test(name);
 }
