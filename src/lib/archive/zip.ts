@@ -227,7 +227,8 @@ export function localName(b: Buffer, e: ZipEntry): string | null {
 export function zipFlavour(entries: readonly ZipEntry[]): string | null {
   const names = new Set(entries.slice(0, 1000).map((e) => e.name));
   if (names.has('AndroidManifest.xml') && names.has('classes.dex')) return 'apk';
-  if (names.has('[Content_Types].xml')) return 'ooxml';
+  // [Content_Types].xml alone is one file anyone can add; OOXML has its package relationships too.
+  if (names.has('[Content_Types].xml') && names.has('_rels/.rels')) return 'ooxml';
   if (names.has('META-INF/MANIFEST.MF')) return 'jar';
   if (entries[0]?.name === 'mimetype') return 'odf';
   return null;
