@@ -92,6 +92,15 @@ describe('banned: a zip with bytes in front of it', () => {
   });
 });
 
+describe('banned: base64 padding in the middle of a part', () => {
+  it('finds a zip glued after padding, and the banned name in it', async () => {
+    const body = `QQ==\r\n${b64(makeZip({ 'evil.js': js }))}`;
+    const r = await check(mp('Content-Type: text/plain; name="a.txt"\r\nContent-Transfer-Encoding: base64\r\n', body));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
+  });
+});
+
 describe('banned: MIME that mail readers read differently fails closed', () => {
   const evil = `Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="evil.js"\r\n\r\n${js}\r\n`;
   it.each([
