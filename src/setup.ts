@@ -20,6 +20,7 @@ import { clamdWarnings } from './stages/virus/probe';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
+import type { ByteBudget } from './lib/archive/memory';
 
 export interface LoadedConfig extends ConfigFiles {
   /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
@@ -55,6 +56,8 @@ export interface SharedDeps {
   readonly dmarcStore: DmarcResultStore;
   /** The failure report queue (services/dmarc-reports), when failure reports are on. */
   readonly dmarcFailures?: DmarcFailureSink;
+  /** The process-wide memory budget for unpacking (lib/archive/memory.ts), shared by every bank. */
+  readonly unpackMemory?: ByteBudget;
 }
 
 /** The dependencies of one bank's stages; `dkimKeys` is shared by a configuration's banks (keys parsed once per record). */
@@ -70,6 +73,7 @@ export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankNam
     dkimKeys,
     dmarcStore: shared.dmarcStore,
     dmarcFailures: shared.dmarcFailures,
+    unpackMemory: shared.unpackMemory,
   };
 }
 

@@ -13,6 +13,7 @@
  */
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES, type ShortTypes } from './magic';
+import type { ByteBudget, Lease } from './memory';
 import { listTar } from './tar';
 import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
@@ -25,7 +26,7 @@ export interface ContentNode {
   /** Detected short types (magic.ts); empty when the bytes could not be read. */
   types: ShortTypes;
   encrypted: boolean;
-  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth. */
+  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts). */
   limit?: string;
   /** Why the bytes could not be read. */
   problem?: string;
@@ -49,7 +50,31 @@ export class Budget {
   members = 0;
   inflatedBytes = 0;
   archivesOpened = 0;
-  constructor(readonly limits: ArchiveLimits) {}
+  /** `memory`: the process-wide budget whole buffers are reserved in (memory.ts); none, no cap. */
+  constructor(
+    readonly limits: ArchiveLimits,
+    private readonly memory?: ByteBudget,
+  ) {}
+
+  /** Leases this message holds now. */
+  private held = 0;
+
+  /** A lease on `bytes` of the process-wide budget, or null when it stayed full too long. */
+  async reserve(bytes: number, signal: AbortSignal): Promise<Lease | null> {
+    if (!this.memory) return { release() {} };
+    const lease = await this.memory.reserve(bytes, signal, this.held > 0);
+    if (!lease) return null;
+    this.held++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.held--;
+        lease.release();
+      },
+    };
+  }
 }
 
 export function newNode(path: string, names: string[], declaredTypes: string[]): ContentNode {
@@ -173,10 +198,21 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
   // The directory's sizes are checked first (no work for a declared bomb); the inflation
   // checks the real ones, which a crafted archive may hide.
   if (declared > limits.ratioFloorBytes && declared > limits.maxRatio * Math.max(1, compressed.length)) return void (child.limit = 'ratio');
-  const whole = head.complete ? head : await inflateBounded(format, compressed, { ...caps, keepBytes: room, needAll: true });
-  if (whole !== head) budget.inflatedBytes += whole.produced;
-  if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
-  await expand(child, whole.data, depth + 1, budget, signal);
+  if (head.complete) return void (await expand(child, head.data, depth + 1, budget, signal));
+  // A zip member reserves what its directory declares (more is a lie, damage); gzip declares
+  // nothing it must keep to (a multi-member file's trailer has the last member's size only).
+  const want = declared >= 0 ? Math.min(room, declared) : room;
+  const lease = await budget.reserve(want, signal);
+  if (!lease) return void (child.limit = 'busy');
+  try {
+    const whole = await inflateBounded(format, compressed, { ...caps, maxBytes: want, keepBytes: want, needAll: true });
+    budget.inflatedBytes += whole.produced;
+    if (whole.limit === 'size' && want < room) return void (child.problem = `larger than the ${declared} bytes the directory declares`);
+    if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
+    await expand(child, whole.data, depth + 1, budget, signal);
+  } finally {
+    lease.release();
+  }
 }
 
 /** Marks a cap or damage on the node; false when its bytes cannot be walked into. */

@@ -83,6 +83,18 @@ export class Collector {
     for (const m of text.slice(0, cut).matchAll(UU_BEGIN)) if (!this.node.names.includes(m[1]) && this.node.names.length < MAX_UU_NAMES) this.node.names.push(m[1]);
   }
 
+  /** Whether the part is being kept whole (the caller reserves memory for it). */
+  get keepingWhole(): boolean {
+    return this.whole === true && !this.tooBig;
+  }
+
+  /** Stops keeping the part: the process-wide budget had no room (memory.ts). */
+  drop(): void {
+    this.tooBig = true;
+    this.kept.length = 0;
+    this.node.limit = 'busy';
+  }
+
   /** What the part needs next: nothing, a second read kept whole, or its message walked. */
   finish(): Outcome {
     if (!this.tooBig) this.keep(this.decoder.end());
@@ -93,7 +105,7 @@ export class Collector {
       return hasZipEnd(this.tail) ? 'read-again' : 'done';
     }
     if (this.tooBig) {
-      this.node.limit = 'size';
+      this.node.limit ??= 'size';
       return 'done';
     }
     const data = Buffer.concat(this.kept);

@@ -15,6 +15,7 @@
  */
 import { Budget, expand, newNode, type ArchiveLimits, type ContentNode } from '../archive/expand';
 import { archiveKind } from '../archive/magic';
+import type { ByteBudget, Lease } from '../archive/memory';
 import { hasZipEnd } from '../archive/zip';
 import { Message } from '../../transaction/message';
 import { memorySpool } from '../../transaction/spool';
@@ -42,8 +43,9 @@ type Fields = readonly HeaderFieldText[];
  */
 const HEADER_LINE_BYTES = 128 * 1024;
 
-export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal): Promise<MessageContent> {
-  const budget = new Budget(limits);
+/** `memory`: the process-wide budget that whole buffers are reserved in (lib/archive/memory.ts). */
+export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal, memory?: ByteBudget): Promise<MessageContent> {
+  const budget = new Budget(limits, memory);
   const counter = { mimeParts: 0 };
   const root = await walkMessage(message, null, MAX_MIME_DEPTH, budget, counter, signal);
   return { root, budget, mimeParts: counter.mimeParts };
@@ -159,10 +161,25 @@ async function readLeaves(
   let i = 0;
   let offset = 0;
   let current: Collector | null = null;
+  let lease: Lease | null = null;
   const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll);
+  // A part kept whole reserves its encoded size (never less than what it decodes to).
+  const reserve = async (leaf: Leaf) => {
+    if (lease || !current?.keepingWhole) return;
+    lease = await budget.reserve(Math.min(budget.limits.maxMemberBytes, leaf.part.bodyEnd - leaf.part.bodyStart), signal);
+    if (!lease) current.drop();
+  };
   const finish = async (leaf: Leaf) => {
     const c = current!;
     current = null;
+    try {
+      await finishLeaf(leaf, c);
+    } finally {
+      lease?.release();
+      lease = null;
+    }
+  };
+  const finishLeaf = async (leaf: Leaf, c: Collector) => {
     const outcome = c.finish();
     if (outcome === 'read-again') {
       if (!keepAll) again.push(leaf);
@@ -187,6 +204,7 @@ async function readLeaves(
       const from = Math.max(part.bodyStart, offset) - offset;
       const to = Math.min(part.bodyEnd, chunkEnd) - offset;
       if (to > from) current.push(chunk.subarray(from, to));
+      await reserve(leaves[i]);
       if (part.bodyEnd > chunkEnd) break;
       await finish(leaves[i]);
       i++;
@@ -195,6 +213,7 @@ async function readLeaves(
   }
   for (; i < leaves.length; i++) {
     current ??= open(leaves[i]);
+    await reserve(leaves[i]);
     await finish(leaves[i]);
   }
   return again;

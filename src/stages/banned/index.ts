@@ -10,7 +10,8 @@
  * applies: reject = 554 5.7.0 "banned content (<kind>)", bounce, quarantine, discard, pass), BANNED_FILE_LOVED (every recipient
  * is in `lovers`: delivered with X-Postseal-Alert), BANNED_FILE_MORE (every banned part after
  * the first, for the log), BANNED_UNCHECKED (a part too big to look into, onTooLarge unchecked:
- * delivered with X-Postseal-Alert: UNCHECKED), BANNED_BYPASSED (every recipient is in `bypass`: nothing checked),
+ * delivered with X-Postseal-Alert: UNCHECKED), BANNED_BUSY (the process-wide unpacking memory
+ * stayed full, lib/archive/memory.ts: 451 4.3.1, Postfix retries), BANNED_BYPASSED (every recipient is in `bypass`: nothing checked),
  * and for the log BANNED_DISGUISED_NAME, BANNED_ENCRYPTED,
  * BANNED_LIMIT_EXCEEDED, BANNED_UNDECIPHERABLE. Reads: banned.*. A bank that signs
  * (dkim-sign) may not pass banned mail (destiny pass or lovers): refused at load.
@@ -29,6 +30,7 @@ const FINDINGS = [
   'BANNED_FILE_LOVED',
   'BANNED_FILE_MORE',
   'BANNED_UNCHECKED',
+  'BANNED_BUSY',
   'BANNED_BYPASSED',
   'BANNED_DISGUISED_NAME',
   'BANNED_ENCRYPTED',
@@ -68,6 +70,7 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
     BANNED_FILE: bannedFile,
     BANNED_FILE_LOVED: (_s, _b, f) => ({ action: 'tag', fields: alert(f) }),
     BANNED_UNCHECKED: (_s, _b, f) => ({ action: 'tag', fields: uncheckedAlert(f) }),
+    BANNED_BUSY: () => ({ action: 'tempfail', reply: replies.bannedBusy }),
   },
   check(s, bank, where) {
     try {
@@ -84,13 +87,13 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
       );
     }
   },
-  create(s) {
+  create(s, _bank, deps) {
     const rules = compileRules(s.rules);
     return {
       id: 'banned',
       async run(tx, signal) {
         if (coversAllRecipients(s.bypass, tx)) return { findings: [{ code: 'BANNED_BYPASSED', detail: 'every recipient is in banned.bypass' }] };
-        const content = await messageContent(tx.message, s.limits, signal);
+        const content = await messageContent(tx.message, s.limits, signal, deps.unpackMemory);
         const loved = coversAllRecipients(s.lovers, tx);
         // The first banned part decides (and names the kind in the reply and the one alert
         // field, as amavisd's X-Amavis-Alert does); the others are listed for the log.

@@ -16,7 +16,7 @@ import type { BannedSettings } from './schema';
 
 export const MAX_PER_CODE = 20;
 
-export type InspectCode = 'BANNED_FILE' | 'BANNED_UNCHECKED' | 'BANNED_DISGUISED_NAME' | 'BANNED_ENCRYPTED' | 'BANNED_LIMIT_EXCEEDED' | 'BANNED_UNDECIPHERABLE';
+export type InspectCode = 'BANNED_FILE' | 'BANNED_UNCHECKED' | 'BANNED_BUSY' | 'BANNED_DISGUISED_NAME' | 'BANNED_ENCRYPTED' | 'BANNED_LIMIT_EXCEEDED' | 'BANNED_UNDECIPHERABLE';
 
 /**
  * Caps that say "too big to look into" (size, total bytes, member count): ordinary mail hits
@@ -82,7 +82,10 @@ export function inspect(root: ContentNode, rules: readonly CompiledRule[], s: Ba
       out.add({ code: 'BANNED_ENCRYPTED', detail: describe(node) });
       if (s.encrypted === 'banned') ban(node, 'encrypted archive', 'encrypted archive member');
     }
-    if (node.limit) {
+    if (node.limit === 'busy') {
+      // Not the message's fault: the process had no memory to spare; a retry will.
+      out.add({ code: 'BANNED_BUSY', detail: `${describe(node)}: unpacking memory full, not checked` });
+    } else if (node.limit) {
       out.add({ code: 'BANNED_LIMIT_EXCEEDED', detail: `${describe(node)}: ${node.limit} limit` });
       if (!TOO_LARGE.has(node.limit)) {
         if (s.onLimit === 'banned') ban(node, 'archive limit exceeded', `${node.limit} limit, not checked`);
