@@ -227,8 +227,9 @@ export function localName(b: Buffer, e: ZipEntry): string | null {
 export function zipFlavour(entries: readonly ZipEntry[]): string | null {
   const names = new Set(entries.slice(0, 1000).map((e) => e.name));
   if (names.has('AndroidManifest.xml') && names.has('classes.dex')) return 'apk';
-  // [Content_Types].xml alone is one file anyone can add; OOXML has its package relationships too.
-  if (names.has('[Content_Types].xml') && names.has('_rels/.rels')) return 'ooxml';
+  // [Content_Types].xml alone is one file anyone can add; OOXML has its package
+  // relationships or the part folder of Word, Excel or PowerPoint too.
+  if (names.has('[Content_Types].xml') && (names.has('_rels/.rels') || [...names].some((n) => /^(?:word|xl|ppt)\/[^/]+\.xml$/.test(n)))) return 'ooxml';
   if (names.has('META-INF/MANIFEST.MF')) return 'jar';
   if (entries[0]?.name === 'mimetype') return 'odf';
   return null;
