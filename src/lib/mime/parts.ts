@@ -117,13 +117,20 @@ function nodeOf(part: Part, path: string, headers: Map<Part, Fields>): ContentNo
       const t = parsed.value.trim().toLowerCase();
       if (t && !declared.includes(t)) declared.push(t);
     }
-    // Every value counts: clients differ in which of two they take. Two that differ within
-    // one field are a name made to look like another.
+    // Every value counts: clients differ in which of two they take. Two whose extensions
+    // differ within one field are a name made to look like another (an ASCII fallback beside
+    // an RFC 2231 name, "resume.pdf" and "résumé.pdf", keeps its extension and is not).
     const values = parsed.params.get(f.name === 'content-type' ? 'name' : 'filename') ?? [];
     for (const v of values) addName(names, v);
-    if (new Set(values.map((v) => v.trim().toLowerCase())).size > 1) node.disguise = `${f.name} gives different file names`;
+    if (new Set(values.map(extension)).size > 1) node.disguise = `${f.name} gives file names with different extensions`;
   }
   return node;
+}
+
+/** The last extension of a name, lower case, without what Windows strips at the end. */
+function extension(name: string): string {
+  const m = /\.([^./\\]*)$/.exec(name.replace(/[\s.]+$/u, ''));
+  return m ? m[1].toLowerCase() : '';
 }
 
 function addName(names: string[], raw: string): void {

@@ -37,7 +37,12 @@ describe('banned: a second file name in one header field', () => {
     const r = await check(attach(disposition));
     expect(r.verdict.action).toBe('reject');
     expect(r.codes).toEqual(expect.arrayContaining(['BANNED_FILE', 'BANNED_DISGUISED_NAME']));
-    expect(r.findings.find((f) => f.code === 'BANNED_DISGUISED_NAME')?.detail).toContain('different file names');
+    expect(r.findings.find((f) => f.code === 'BANNED_DISGUISED_NAME')?.detail).toContain('different extensions');
+  });
+
+  it('passes an ASCII fallback beside an RFC 2231 name with the same extension', async () => {
+    const r = await check(attach(`attachment; filename="resume.pdf"; filename*=utf-8''r%C3%A9sum%C3%A9.pdf`));
+    expect(r.codes).toEqual([]);
   });
 
   it('rejects a name with a NUL in it as disguised', async () => {
