@@ -63,6 +63,16 @@ describe('banned: a message/rfc822 part that was encoded', () => {
   });
 });
 
+describe('banned: encoded messages inside encoded messages', () => {
+  it('count toward the MIME depth cap across levels, and stop there', async () => {
+    let msg = 'Content-Type: text/plain\r\n\r\nhello\r\n';
+    for (let i = 0; i < 150; i++) msg = `Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n${msg}`;
+    const r = await check(`${hdr}${msg}`);
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/mime-depth limit/);
+    expect(r.verdict.action).toBe('reject');
+  });
+});
+
 describe('banned: a zip with bytes in front of it', () => {
   const zip = craftedZip(
     [
