@@ -152,7 +152,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
 /**
  * Bytes the banned stage may hold whole at once across all messages (lib/archive/memory.ts):
  * eight archives at the default maxMemberBytes (32 MiB); a reservation waits at most
- * UNPACK_WAIT_MS, then the message is tempfailed. docs/content-checks.md "Memory".
+ * UNPACK_WAIT_MS, then the message is tempfailed. docs/content-checks.md "Memory across messages".
  */
 const UNPACK_MEMORY_BYTES = 256 * 1024 * 1024;
 const UNPACK_WAIT_MS = 10_000;
