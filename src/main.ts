@@ -35,6 +35,7 @@ import { stageRegistry } from './stages/registry';
 import { openStore, type Store } from './store';
 import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
+import { ByteBudget } from './lib/archive/memory';
 
 export interface Postseal {
   readonly listeners: readonly Listener[];
@@ -150,8 +151,16 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   };
 }
 
+/**
+ * Bytes the banned stage may hold whole at once across all messages (lib/archive/memory.ts):
+ * eight archives at the default maxMemberBytes (32 MiB); a reservation waits at most
+ * UNPACK_WAIT_MS, then the message is tempfailed. docs/content-checks.md "Memory across messages".
+ */
+const UNPACK_MEMORY_BYTES = 256 * 1024 * 1024;
+const UNPACK_WAIT_MS = 10_000;
+
 function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, dmarcFailures: DmarcFailureSink | undefined, telemetry?: Telemetry): SharedDeps {
-  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore, dmarcFailures };
+  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore, dmarcFailures, unpackMemory: new ByteBudget(UNPACK_MEMORY_BYTES, UNPACK_WAIT_MS) };
 }
 
 /** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */

@@ -23,6 +23,7 @@ import { readSrsSecrets } from './lib/srs/secrets';
 import { splitAddress } from './lib/author';
 import { loadTemplates, type Templates } from './lib/notice-templates';
 import path from 'node:path';
+import type { ByteBudget } from './lib/archive/memory';
 
 export interface LoadedConfig extends ConfigFiles {
   /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
@@ -80,6 +81,8 @@ export interface SharedDeps {
   readonly dmarcStore: DmarcResultStore;
   /** The failure report queue (services/dmarc-reports), when failure reports are on. */
   readonly dmarcFailures?: DmarcFailureSink;
+  /** The process-wide memory budget for unpacking (lib/archive/memory.ts), shared by every bank. */
+  readonly unpackMemory?: ByteBudget;
 }
 
 /** The dependencies of one bank's stages; `dkimKeys` is shared by a configuration's banks (keys parsed once per record). */
@@ -95,6 +98,7 @@ export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankNam
     dkimKeys,
     dmarcStore: shared.dmarcStore,
     dmarcFailures: shared.dmarcFailures,
+    unpackMemory: shared.unpackMemory,
   };
 }
 

@@ -20,6 +20,7 @@ import type { DmarcResultStore } from '../store/dmarc-results';
 import type { Message } from '../transaction/message';
 import type { SpoolOptions } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
+import type { ByteBudget } from '../lib/archive/memory';
 
 /**
  * Stages run phase by phase, then in the order their `after` lists ask for, then in the order
@@ -67,6 +68,8 @@ export interface StageDeps {
   readonly dmarcStore: DmarcResultStore;
   /** Where DMARC failure reports are queued; absent when they are off. */
   readonly dmarcFailures?: DmarcFailureSink;
+  /** The process-wide memory budget for unpacking (banned stage); absent: no cap across messages. */
+  readonly unpackMemory?: ByteBudget;
 }
 
 /**

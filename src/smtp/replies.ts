@@ -28,6 +28,7 @@ export const replies = {
   // The virus stage (stages/virus): a virus name from clamd may follow the text, printable ASCII only.
   virusRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected: virus found' },
   virusScanFailed: { code: '451', enhanced: '4.3.0', text: 'Virus scan could not complete, try again later' },
+  bannedBusy: { code: '451', enhanced: '4.3.1', text: 'Content filter busy, try again later' },
   virusScanTooBig: { code: '451', enhanced: '4.3.4', text: 'Message too big for the virus scanner, try again later' },
   mailLoop: { code: '554', enhanced: '5.4.6', text: 'Mail loop detected' },
   messageTooBig: { code: '552', enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },

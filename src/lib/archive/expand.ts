@@ -13,8 +13,9 @@
  */
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES, type ShortTypes } from './magic';
+import type { ByteBudget, Lease } from './memory';
 import { listTar } from './tar';
-import { localName, memberData, readZipDirectory, zipFlavour } from './zip';
+import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
 export interface ContentNode {
   readonly path: string;
@@ -25,10 +26,12 @@ export interface ContentNode {
   /** Detected short types (magic.ts); empty when the bytes could not be read. */
   types: ShortTypes;
   encrypted: boolean;
-  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth. */
+  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts). */
   limit?: string;
   /** Why the bytes could not be read. */
   problem?: string;
+  /** Why a name of the node is made to look like another (two that differ in one field). */
+  disguise?: string;
   readonly children: ContentNode[];
 }
 
@@ -47,7 +50,31 @@ export class Budget {
   members = 0;
   inflatedBytes = 0;
   archivesOpened = 0;
-  constructor(readonly limits: ArchiveLimits) {}
+  /** `memory`: the process-wide budget whole buffers are reserved in (memory.ts); none, no cap. */
+  constructor(
+    readonly limits: ArchiveLimits,
+    private readonly memory?: ByteBudget,
+  ) {}
+
+  /** Leases this message holds now. */
+  private held = 0;
+
+  /** A lease on `bytes` of the process-wide budget, or null when it stayed full too long. */
+  async reserve(bytes: number, signal: AbortSignal): Promise<Lease | null> {
+    if (!this.memory) return { release() {} };
+    const lease = await this.memory.reserve(bytes, signal, this.held > 0);
+    if (!lease) return null;
+    this.held++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.held--;
+        lease.release();
+      },
+    };
+  }
 }
 
 export function newNode(path: string, names: string[], declaredTypes: string[]): ContentNode {
@@ -59,8 +86,16 @@ export function newNode(path: string, names: string[], declaredTypes: string[]):
  * cannot be unpacked), `depth` is 1 for an archive that is not inside another.
  */
 export async function expand(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
-  const kind = archiveKind(node.types);
-  if (!kind || node.limit || node.problem) return;
+  if (node.limit || node.problem) return;
+  let kind = archiveKind(node.types);
+  if (!kind && declaresArchive(node)) {
+    // unzip finds a zip by its end record, whatever is in front (a GIF, a program): so does
+    // this. Anything else that says it is an archive and is none that can be read is damage.
+    if (!hasZipEnd(data)) return void (node.problem = 'declared an archive, but is none that can be read');
+    kind = 'zip';
+    node.types = [...node.types, 'zip'];
+  }
+  if (!kind) return;
   const { limits } = budget;
   if (depth > limits.maxDepth) return void (node.limit = 'depth');
   if (budget.members >= limits.maxMembers) return void (node.limit = 'members');
@@ -72,20 +107,32 @@ export async function expand(node: ContentNode, data: Buffer, depth: number, bud
   else await expandGzip(node, data, depth, budget, signal);
 }
 
+/** Zip-based documents: their members are the document's parts, not files to count as an archive's. */
+const DOCUMENTS = new Set(['ooxml', 'odf', 'jar', 'apk']);
+
 async function expandZip(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
-  const dir = readZipDirectory(data, budget.limits.maxMembers - budget.members);
+  const { limits } = budget;
+  const dir = readZipDirectory(data, limits.maxMembers);
   const flavour = zipFlavour(dir.entries);
   if (flavour) node.types = [...node.types, flavour];
   if (dir.problem) node.problem = dir.problem;
-  if (dir.truncated) node.limit = 'members';
-  for (const [i, e] of dir.entries.entries()) {
+  // A document's members (150 .docx of 15 parts each in one zip) do not use up the message's
+  // member cap: their names are still checked, and archives inside them still count.
+  const counted = !flavour || !DOCUMENTS.has(flavour);
+  let entries = dir.entries;
+  if (counted && entries.length > limits.maxMembers - budget.members) {
+    entries = entries.slice(0, Math.max(0, limits.maxMembers - budget.members));
+    node.limit = 'members';
+  } else if (dir.truncated) node.limit = 'members';
+  for (const [i, e] of entries.entries()) {
     signal.throwIfAborted();
-    budget.members++;
-    const child = newNode(`${node.path}/${i + 1}`, [e.name], []);
+    if (counted) budget.members++;
+    const child = newNode(`${node.path}/${i + 1}`, [...e.names], []);
     node.children.push(child);
-    // Streaming unzippers read the local header's name, Explorer the directory's: both count.
+    // Streaming unzippers read the local header's name, Explorer the directory's, unzip the
+    // Unicode Path field's: all count.
     const local = localName(data, e);
-    if (local && local !== e.name) child.names.push(local);
+    if (local && !child.names.includes(local)) child.names.push(local);
     if (e.directory) continue;
     if (e.encrypted) {
       child.encrypted = true;
@@ -103,13 +150,6 @@ async function expandZip(node: ContentNode, data: Buffer, depth: number, budget:
     }
     if (e.method !== 8) {
       child.problem = `compression method ${e.method}`;
-      continue;
-    }
-    const { limits } = budget;
-    // The directory's sizes are checked first (no work for a declared bomb); the inflation
-    // checks the real ones, which a crafted archive may hide.
-    if (e.uncompressedSize > limits.ratioFloorBytes && e.uncompressedSize > limits.maxRatio * Math.max(1, e.compressedSize)) {
-      child.limit = 'ratio';
       continue;
     }
     await inflateMember(child, 'raw', compressed, e.uncompressedSize, depth, budget, signal);
@@ -148,15 +188,31 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
   const { limits } = budget;
   const room = Math.min(limits.maxMemberBytes, limits.maxTotalBytes - budget.inflatedBytes);
   const caps = { maxBytes: Math.max(0, room), maxRatio: limits.maxRatio, ratioFloorBytes: limits.ratioFloorBytes, signal };
-  const head = await inflateBounded(format, compressed, { ...caps, keepBytes: HEAD_BYTES, needAll: false });
+  // The head (HEAD_BYTES) costs little whatever the member is: the ratio and size caps are for
+  // what is unpacked whole, an archive. A 2 MiB log zipped 400:1 is read for its type, no more.
+  const head = await inflateBounded(format, compressed, { ...caps, maxRatio: Number.POSITIVE_INFINITY, keepBytes: HEAD_BYTES, needAll: false });
   budget.inflatedBytes += head.produced;
   child.types = detectType(head.data);
   if (!noteOutcome(child, head, declared, room, limits.maxMemberBytes)) return;
-  if (!archiveKind(child.types)) return;
-  const whole = head.complete ? head : await inflateBounded(format, compressed, { ...caps, keepBytes: room, needAll: true });
-  if (whole !== head) budget.inflatedBytes += whole.produced;
-  if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
-  await expand(child, whole.data, depth + 1, budget, signal);
+  if (!archiveKind(child.types) && !declaresArchive(child)) return;
+  // The directory's sizes are checked first (no work for a declared bomb); the inflation
+  // checks the real ones, which a crafted archive may hide.
+  if (declared > limits.ratioFloorBytes && declared > limits.maxRatio * Math.max(1, compressed.length)) return void (child.limit = 'ratio');
+  if (head.complete) return void (await expand(child, head.data, depth + 1, budget, signal));
+  // A zip member reserves what its directory declares (more is a lie, damage); gzip declares
+  // nothing it must keep to (a multi-member file's trailer has the last member's size only).
+  const want = declared >= 0 ? Math.min(room, declared) : room;
+  const lease = await budget.reserve(want, signal);
+  if (!lease) return void (child.limit = 'busy');
+  try {
+    const whole = await inflateBounded(format, compressed, { ...caps, maxBytes: want, keepBytes: want, needAll: true });
+    budget.inflatedBytes += whole.produced;
+    if (whole.limit === 'size' && want < room) return void (child.problem = `larger than the ${declared} bytes the directory declares`);
+    if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
+    await expand(child, whole.data, depth + 1, budget, signal);
+  } finally {
+    lease.release();
+  }
 }
 
 /** Marks a cap or damage on the node; false when its bytes cannot be walked into. */
@@ -166,6 +222,28 @@ function noteOutcome(child: ContentNode, r: Awaited<ReturnType<typeof inflateBou
   else if (declared >= 0 && (r.produced > declared || (r.complete && r.produced !== declared)))
     child.problem = `size ${r.produced} differs from the ${declared} the directory declares`;
   return !child.limit && !child.problem;
+}
+
+const ARCHIVE_NAME = /\.(?:zip|jar|war|ear|apk|tar|tgz|taz|gz)[. ]*$/i;
+const ARCHIVE_TYPE = new Set([
+  'application/zip',
+  'application/x-zip',
+  'application/x-zip-compressed',
+  'application/java-archive',
+  'application/x-tar',
+  'application/x-gtar',
+  'application/gzip',
+  'application/x-gzip',
+  'application/x-compressed-tar',
+]);
+
+/**
+ * Whether a node's name or declared type says it is an archive of a kind this unpacks: such a
+ * node is kept whole and read even when its first bytes say otherwise (a prefix), and is
+ * damage when it cannot be read (a .zip that is none is undecipherable, not a plain file).
+ */
+export function declaresArchive(node: ContentNode): boolean {
+  return node.names.some((n) => ARCHIVE_NAME.test(n)) || node.declaredTypes.some((t) => ARCHIVE_TYPE.has(t));
 }
 
 /**

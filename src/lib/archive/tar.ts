@@ -47,17 +47,26 @@ function size(h: Buffer): number {
   return /^[0-7]+$/.test(text) ? Number.parseInt(text, 8) : -1;
 }
 
-/** The `path` of pax extended header records ("<len> path=<value>\n"). */
+/**
+ * The `path` of pax extended header records ("<len> <key>=<value>\n", POSIX.1-2001): `len`
+ * counts bytes, so records are walked on the raw bytes and only values are decoded (decoding
+ * first would miscount any multibyte character and skip a path record). undefined when a
+ * record does not parse: a record GNU tar reads and this does not would be a name unchecked.
+ */
 function paxPath(data: Buffer): string | null | undefined {
-  const text = data.toString('utf8');
   let at = 0;
   let path: string | null = null;
-  while (at < text.length) {
-    const space = text.indexOf(' ', at);
-    const len = Number.parseInt(text.slice(at, space), 10);
-    if (space < 0 || !Number.isFinite(len) || len <= 0) return undefined;
-    const record = text.slice(space + 1, at + len - 1);
-    if (record.startsWith('path=')) path = record.slice(5);
+  while (at < data.length) {
+    if (data[at] === 0 && data.subarray(at).every((c) => c === 0)) break;
+    const space = data.indexOf(0x20, at);
+    if (space < 0 || space - at > 20) return undefined;
+    const digits = data.toString('latin1', at, space);
+    const len = /^[0-9]+$/.test(digits) ? Number.parseInt(digits, 10) : Number.NaN;
+    if (!(len > space - at + 1) || at + len > data.length || data[at + len - 1] !== 0x0a) return undefined;
+    const record = data.subarray(space + 1, at + len - 1);
+    const eq = record.indexOf(0x3d);
+    if (eq < 1) return undefined;
+    if (record.toString('latin1', 0, eq) === 'path') path = record.subarray(eq + 1).toString('utf8');
     at += len;
   }
   return path;

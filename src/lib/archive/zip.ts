@@ -14,14 +14,21 @@
  * Every offset and length is checked against the buffer before use, and
  * test/lib/archive/zip-fuzz.test.ts throws mutated and random archives at it.
  *
- * Names: UTF-8 when flag bit 11 says so, the Info-ZIP Unicode Path field (0x7075) gives one,
- * or the bytes are valid UTF-8 (what Info-ZIP on Unix writes); otherwise Latin-1 (CP437
- * differs only above 0x7f, never in an extension).
+ * Names: UTF-8 when flag bit 11 says so, or the bytes are valid UTF-8 (what Info-ZIP on Unix
+ * writes); otherwise Latin-1 (CP437 differs only above 0x7f, never in an extension). An
+ * Info-ZIP Unicode Path field (0x7075) whose CRC matches the raw name is what unzip and 7-Zip
+ * extract as, so it is a name too; one whose CRC does not match is ignored, as unzip does.
+ * Every name is kept (`names`): the raw one is what other tools show, and a crafted archive
+ * makes them differ.
  * Never throws: damage is `problem`, at most `maxEntries` members are read (`truncated`).
  */
+import zlib from 'node:zlib';
 
 export interface ZipEntry {
+  /** The name tools extract as: the Unicode Path field's when valid, else the raw name. */
   readonly name: string;
+  /** Every name the entry has (the raw name first, then a valid Unicode Path name that differs). */
+  readonly names: readonly string[];
   /** Bit 0 of the general purpose flags, or AES (method 99): contents unreadable without a password. */
   readonly encrypted: boolean;
   /** 0 stored, 8 deflate; anything else is not decompressed here. */
@@ -61,28 +68,49 @@ function findEocd(b: Buffer): number {
   return -1;
 }
 
+/** Whether the bytes end like a zip (an end record in the last 64 KiB + 22), whatever their start. */
+export function hasZipEnd(b: Buffer): boolean {
+  return b.length >= 22 && findEocd(b) >= 0;
+}
+
 interface Bounds {
   count: number;
   size: number;
   offset: number;
+  /** Bytes in front of the archive (a self-extractor's program, junk): added to every offset. */
+  shift: number;
 }
 
+/**
+ * Where the directory is. Offsets are from the start of the archive, which bytes in front of it
+ * move: when the directory is not at its offset but right before the end record (where it
+ * always is), the difference is the prefix, added to every offset, as unzip does ("extra
+ * bytes at beginning or within zipfile").
+ */
 function directoryBounds(b: Buffer, eocd: number): Bounds | string {
   let count = b.readUInt16LE(eocd + 10);
   let size = b.readUInt32LE(eocd + 12);
   let offset = b.readUInt32LE(eocd + 16);
+  let before = eocd;
   if (count === 0xffff || size === 0xffffffff || offset === 0xffffffff) {
     const loc = eocd - 20;
     if (loc < 0 || b.readUInt32LE(loc) !== ZIP64_LOCATOR) return 'zip64 locator missing';
-    const rec = u64(b, loc + 8);
+    let rec = u64(b, loc + 8);
+    // Its offset moves with a prefix too; without extensible data it ends at the locator.
+    if ((rec < 0 || rec + 56 > b.length || b.readUInt32LE(rec) !== ZIP64_EOCD) && loc >= 56 && b.readUInt32LE(loc - 56) === ZIP64_EOCD) rec = loc - 56;
     if (rec < 0 || rec + 56 > b.length || b.readUInt32LE(rec) !== ZIP64_EOCD) return 'zip64 end record out of bounds';
     count = u64(b, rec + 32);
     size = u64(b, rec + 40);
     offset = u64(b, rec + 48);
     if (count < 0 || size < 0 || offset < 0) return 'zip64 sizes too large';
+    before = rec;
   }
-  if (offset + size > b.length) return 'central directory out of bounds';
-  return { count, size, offset };
+  let shift = 0;
+  const expected = before - size;
+  const at = (o: number) => o >= 0 && o + 4 <= b.length && b.readUInt32LE(o) === CENTRAL;
+  if (!at(offset) && expected > offset && at(expected)) shift = expected - offset;
+  if (offset + shift + size > b.length) return 'central directory out of bounds';
+  return { count, size, offset: offset + shift, shift };
 }
 
 export function readZipDirectory(b: Buffer, maxEntries: number): ZipDirectory {
@@ -99,7 +127,7 @@ export function readZipDirectory(b: Buffer, maxEntries: number): ZipDirectory {
   let at = bounds.offset;
   for (let i = 0; i < bounds.count; i++) {
     if (entries.length >= maxEntries) return { entries, truncated: true };
-    const e = centralEntry(b, at, end);
+    const e = centralEntry(b, at, end, bounds.shift);
     if (typeof e === 'string') return { entries, truncated: false, problem: `member ${i + 1}: ${e}` };
     entries.push(e.entry);
     at = e.next;
@@ -107,7 +135,7 @@ export function readZipDirectory(b: Buffer, maxEntries: number): ZipDirectory {
   return { entries, truncated: false };
 }
 
-function centralEntry(b: Buffer, at: number, end: number): { entry: ZipEntry; next: number } | string {
+function centralEntry(b: Buffer, at: number, end: number, shift: number): { entry: ZipEntry; next: number } | string {
   if (at + 46 > end) return 'central header out of bounds';
   if (b.readUInt32LE(at) !== CENTRAL) return 'bad central header signature';
   const flags = b.readUInt16LE(at + 8);
@@ -122,7 +150,8 @@ function centralEntry(b: Buffer, at: number, end: number): { entry: ZipEntry; ne
   if (next > end) return 'name or extra field out of bounds';
   const rawName = b.subarray(at + 46, at + 46 + nameLength);
   const extra = b.subarray(at + 46 + nameLength, at + 46 + nameLength + extraLength);
-  let name = flags & 0x800 ? rawName.toString('utf8') : legacyName(rawName);
+  const raw = flags & 0x800 ? rawName.toString('utf8') : legacyName(rawName);
+  let name = raw;
   // Extra fields: zip64 sizes (0x0001) in the order of the fields that are all ones, Unicode path (0x7075).
   for (let x = 0; x + 4 <= extra.length; ) {
     const id = extra.readUInt16LE(x);
@@ -141,18 +170,19 @@ function centralEntry(b: Buffer, at: number, end: number): { entry: ZipEntry; ne
       if (compressedSize === 0xffffffff) compressedSize = take();
       if (localHeaderOffset === 0xffffffff) localHeaderOffset = take();
       if (uncompressedSize < 0 || compressedSize < 0 || localHeaderOffset < 0) return 'bad zip64 extra field';
-    } else if (id === 0x7075 && data.length > 5 && data[0] === 1) {
+    } else if (id === 0x7075 && data.length > 5 && data[0] === 1 && data.readUInt32LE(1) === zlib.crc32(rawName)) {
       name = data.subarray(5).toString('utf8');
     }
     x += 4 + len;
   }
   const entry: ZipEntry = {
     name,
+    names: name === raw ? [raw] : [raw, name],
     encrypted: (flags & 1) === 1 || method === 99,
     method,
     compressedSize,
     uncompressedSize,
-    localHeaderOffset,
+    localHeaderOffset: localHeaderOffset + shift,
     directory: name.endsWith('/') && uncompressedSize === 0,
   };
   return { entry, next };
@@ -197,7 +227,9 @@ export function localName(b: Buffer, e: ZipEntry): string | null {
 export function zipFlavour(entries: readonly ZipEntry[]): string | null {
   const names = new Set(entries.slice(0, 1000).map((e) => e.name));
   if (names.has('AndroidManifest.xml') && names.has('classes.dex')) return 'apk';
-  if (names.has('[Content_Types].xml')) return 'ooxml';
+  // [Content_Types].xml alone is one file anyone can add; OOXML has its package
+  // relationships or the part folder of Word, Excel or PowerPoint too.
+  if (names.has('[Content_Types].xml') && (names.has('_rels/.rels') || [...names].some((n) => /^(?:word|xl|ppt)\/[^/]+\.xml$/.test(n)))) return 'ooxml';
   if (names.has('META-INF/MANIFEST.MF')) return 'jar';
   if (entries[0]?.name === 'mimetype') return 'odf';
   return null;

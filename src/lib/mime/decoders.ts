@@ -2,7 +2,7 @@
  * Streaming Content-Transfer-Encoding decoders (RFC 2045 6.7 quoted-printable, 6.8 base64)
  * for reading what a part holds: chunk in, decoded bytes out, a partial group or escape
  * carried to the next chunk. Lenient, as mail readers are: characters outside the base64
- * alphabet are skipped, a broken "=" escape in quoted-printable is kept as it is. A few lines
+ * alphabet are skipped, padding ends a group and decoding goes on after it, a broken "=" escape in quoted-printable is kept as it is. A few lines
  * each, over Buffer's own base64 decoder: the libraries that do this (libbase64, libqp) are
  * Transform streams, an object and a stream per part, where a message may have 10,000 parts.
  */
@@ -18,24 +18,36 @@ const EMPTY = Buffer.alloc(0);
 const B64 = new Uint8Array(256);
 for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') B64[c.charCodeAt(0)] = 1;
 
+/**
+ * Padding ends a group, not the part: bodies glued together ("QQ==" then more base64) decode
+ * as both, each from its own alignment. Perl's MIME::Base64 and Python stop at the first "=";
+ * a checker that did would miss what a client that goes on (and the file(1) of the recipient
+ * after a save) sees, so this goes on: it sees what either reading shows.
+ */
 class Base64Decoder implements Decoder {
   private rest = '';
 
   push(chunk: Buffer): Buffer {
-    let clean = '';
-    // Buffer's decoder stops at "=", so padding in the middle of a part (two encoded bodies
-    // glued) would lose the rest: only the alphabet is kept and the groups decoded as they fill.
     const text = chunk.toString('latin1');
+    const out: Buffer[] = [];
+    let clean = this.rest;
     let start = 0;
     for (let i = 0; i < text.length; i++) {
-      if (B64[text.charCodeAt(i)]) continue;
+      const c = text.charCodeAt(i);
+      if (B64[c]) continue;
       clean += text.slice(start, i);
       start = i + 1;
+      // "=": the group so far is complete; what follows starts a new one.
+      if (c === 0x3d && clean.length % 4 !== 0) {
+        out.push(Buffer.from(clean, 'base64'));
+        clean = '';
+      }
     }
-    clean = this.rest + clean + text.slice(start);
+    clean += text.slice(start);
     const whole = clean.length - (clean.length % 4);
     this.rest = clean.slice(whole);
-    return whole > 0 ? Buffer.from(clean.slice(0, whole), 'base64') : EMPTY;
+    if (whole > 0) out.push(Buffer.from(clean.slice(0, whole), 'base64'));
+    return out.length === 0 ? EMPTY : out.length === 1 ? out[0] : Buffer.concat(out);
   }
 
   end(): Buffer {

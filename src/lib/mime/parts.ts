@@ -13,12 +13,15 @@
  * they show an archive, which is kept whole up to `maxMemberBytes` and walked into. A part
  * beyond the MIME depth cap is marked `limit: mime-depth`. Only the signal rejects.
  */
-import libmime from 'libmime';
 import { Budget, expand, newNode, type ArchiveLimits, type ContentNode } from '../archive/expand';
-import { archiveKind, detectType, HEAD_BYTES } from '../archive/magic';
+import { archiveKind } from '../archive/magic';
+import type { ByteBudget, Lease } from '../archive/memory';
+import { hasZipEnd } from '../archive/zip';
 import { Message } from '../../transaction/message';
-import { decoderFor, type Decoder } from './decoders';
-import { type HeaderFieldText, MimeWalker, type Part } from './structure';
+import { memorySpool } from '../../transaction/spool';
+import { Collector } from './collector';
+import { parseParams } from './params';
+import { type HeaderFieldText, MAX_MIME_DEPTH, MimeWalker, type Part } from './structure';
 
 export interface MessageContent {
   /** The message's own entity; MIME parts and archive members are its descendants. */
@@ -40,11 +43,26 @@ type Fields = readonly HeaderFieldText[];
  */
 const HEADER_LINE_BYTES = 128 * 1024;
 
-export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal): Promise<MessageContent> {
+/** `memory`: the process-wide budget that whole buffers are reserved in (lib/archive/memory.ts). */
+export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal, memory?: ByteBudget): Promise<MessageContent> {
+  const budget = new Budget(limits, memory);
+  const counter = { mimeParts: 0 };
+  const root = await walkMessage(message, null, MAX_MIME_DEPTH, budget, counter, signal);
+  return { root, budget, mimeParts: counter.mimeParts };
+}
+
+/**
+ * One message's tree: the top-level one (`at` null), or one inside a message/rfc822 part that
+ * was base64 or quoted-printable encoded (RFC 2046 5.2.1 forbids it, clients open it anyway),
+ * whose entity becomes the part's child `at/1` as when it is not encoded. `maxDepth` is what
+ * is left of the MIME depth cap, so nesting counts across such messages.
+ */
+async function walkMessage(message: Message, at: ContentNode | null, maxDepth: number, budget: Budget, counter: { mimeParts: number }, signal: AbortSignal): Promise<ContentNode> {
   const headers = new Map<Part, Fields>();
-  const topType = message.get('content-type')[0];
+  const topTypes = message.get('content-type');
   const topCte = message.get('content-transfer-encoding')[0];
-  const walker = new MimeWalker(topType && Message.value(topType), topCte && Message.value(topCte), {
+  const walker = new MimeWalker(topTypes[0] && Message.value(topTypes[0]), topCte && Message.value(topCte), {
+    maxDepth,
     lineHeadBytes: HEADER_LINE_BYTES,
     onHeader: (part, fields) =>
       headers.set(
@@ -52,6 +70,7 @@ export async function messageContent(message: Message, limits: ArchiveLimits, si
         fields.filter((f) => f.name === 'content-type' || f.name === 'content-disposition'),
       ),
   });
+  if (topTypes.length > 1) walker.root.ambiguous = 'two Content-Type fields';
   headers.set(
     walker.root,
     message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-disposition').map((f) => ({ name: f.key, value: Message.value(f), truncated: false })),
@@ -65,23 +84,25 @@ export async function messageContent(message: Message, limits: ArchiveLimits, si
   walker.end(size);
 
   // Nodes in document order (an explicit stack: 10,000 siblings or 100 levels cost no recursion).
-  const budget = new Budget(limits);
-  const leaves: { part: Part; node: ContentNode }[] = [];
-  const root = nodeOf(walker.root, walker.root.children.length ? '' : '1', headers);
-  const stack: { part: Part; node: ContentNode }[] = [{ part: walker.root, node: root }];
-  let mimeParts = 0;
+  const leaves: Leaf[] = [];
+  const root = nodeOf(walker.root, at ? `${at.path}/1` : walker.root.children.length ? '' : '1', headers);
+  const stack: Leaf[] = [{ part: walker.root, node: root }];
   while (stack.length) {
     const { part, node } = stack.pop()!;
-    mimeParts++;
+    counter.mimeParts++;
     if (part.opaque) node.limit = 'mime-depth';
+    if (part.ambiguous && !node.problem) node.problem = `read differently by mail readers: ${part.ambiguous}`;
     if (part.children.length === 0) leaves.push({ part, node });
     const kids = part.children.map((c, i) => ({ part: c, node: nodeOf(c, node.path ? `${node.path}/${i + 1}` : `${i + 1}`, headers) }));
     for (const k of kids) node.children.push(k.node);
     for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
   }
-  await readLeaves(message, leaves, budget, signal);
-  return { root, budget, mimeParts };
+  const again = await readLeaves(message, leaves, false, maxDepth, budget, counter, signal);
+  if (again.length) await readLeaves(message, again, true, maxDepth, budget, counter, signal);
+  return root;
 }
+
+type Leaf = { part: Part; node: ContentNode };
 
 function nodeOf(part: Part, path: string, headers: Map<Part, Fields>): ContentNode {
   const fields = headers.get(part) ?? [];
@@ -91,32 +112,30 @@ function nodeOf(part: Part, path: string, headers: Map<Part, Fields>): ContentNo
   for (const f of fields) {
     // A name cut short may have lost its extension: not matched as if whole, but unreadable.
     if (f.truncated) node.problem = `${f.name} field longer than ${HEADER_LINE_BYTES} bytes on one line`;
-    let parsed: ReturnType<typeof libmime.parseHeaderValue>;
-    try {
-      parsed = libmime.parseHeaderValue(asUnicode(f.value));
-    } catch {
-      // Whatever the sender wrote, the answer is a result: a part whose name cannot be read.
-      node.problem = `${f.name} field cannot be parsed`;
-      continue;
-    }
+    const parsed = parseParams(asUnicode(f.value).replace(/\r?\n/g, ''));
     if (f.name === 'content-type') {
       const t = parsed.value.trim().toLowerCase();
       if (t && !declared.includes(t)) declared.push(t);
-      addName(names, parsed.params.name);
-    } else addName(names, parsed.params.filename);
+    }
+    // Every value counts: clients differ in which of two they take. Two whose extensions
+    // differ within one field are a name made to look like another (an ASCII fallback beside
+    // an RFC 2231 name, "resume.pdf" and "résumé.pdf", keeps its extension and is not).
+    const values = parsed.params.get(f.name === 'content-type' ? 'name' : 'filename') ?? [];
+    for (const v of values) addName(names, v);
+    if (new Set(values.map(extension)).size > 1) node.disguise = `${f.name} gives file names with different extensions`;
   }
   return node;
 }
 
-function addName(names: string[], raw: unknown): void {
-  if (typeof raw !== 'string' || raw === '') return;
-  let name = raw;
-  try {
-    name = libmime.decodeWords(raw);
-  } catch {
-    // An encoded-word that does not decode is matched as written.
-  }
-  if (name.length > MAX_NAME) name = name.slice(-MAX_NAME);
+/** The last extension of a name, lower case, without what Windows strips at the end. */
+function extension(name: string): string {
+  const m = /\.([^./\\]*)$/.exec(name.replace(/[\s.]+$/u, ''));
+  return m ? m[1].toLowerCase() : '';
+}
+
+function addName(names: string[], raw: string): void {
+  if (raw === '') return;
+  const name = raw.length > MAX_NAME ? raw.slice(-MAX_NAME) : raw;
   if (!names.includes(name)) names.push(name);
 }
 
@@ -132,82 +151,88 @@ function asUnicode(value: string): string {
 
 /**
  * The second read: each leaf's body range, decoded, into a collector. Leaves are in document
- * order and their ranges do not overlap, so one pass over the body serves them all.
+ * order and their ranges do not overlap, so one pass over the body serves them all. Returns
+ * the leaves whose end showed a zip end record though their start is no archive: the caller
+ * reads those again, whole (`keepAll`), rather than keep every part whole the first time.
  */
-async function readLeaves(message: Message, leaves: { part: Part; node: ContentNode }[], budget: Budget, signal: AbortSignal): Promise<void> {
+async function readLeaves(
+  message: Message,
+  leaves: Leaf[],
+  keepAll: boolean,
+  maxDepth: number,
+  budget: Budget,
+  counter: { mimeParts: number },
+  signal: AbortSignal,
+): Promise<Leaf[]> {
+  const again: Leaf[] = [];
   let i = 0;
   let offset = 0;
   let current: Collector | null = null;
-  const finish = async () => {
-    if (!current) return;
-    await current.finish(budget, signal);
+  let lease: Lease | null = null;
+  const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll);
+  // A part kept whole reserves its encoded size (never less than what it decodes to).
+  const reserve = async (leaf: Leaf) => {
+    if (lease || !current?.keepingWhole) return;
+    lease = await budget.reserve(Math.min(budget.limits.maxMemberBytes, leaf.part.bodyEnd - leaf.part.bodyStart), signal);
+    if (!lease) current.drop();
+  };
+  const finish = async (leaf: Leaf) => {
+    const c = current!;
     current = null;
+    try {
+      await finishLeaf(leaf, c);
+    } finally {
+      lease?.release();
+      lease = null;
+    }
+  };
+  const finishLeaf = async (leaf: Leaf, c: Collector) => {
+    const outcome = c.finish();
+    if (outcome === 'read-again') {
+      if (!keepAll) again.push(leaf);
+      return;
+    }
+    if (typeof outcome === 'object') {
+      await walkEncodedMessage(leaf, outcome.message, maxDepth, budget, counter, signal);
+      return;
+    }
+    const data = c.data;
+    if (!data || leaf.node.limit || leaf.node.problem) return;
+    if (keepAll && !archiveKind(leaf.node.types) && hasZipEnd(data)) leaf.node.types = [...leaf.node.types, 'zip'];
+    await expand(leaf.node, data, 1, budget, signal);
   };
   for await (const chunk of message.openBody()) {
     signal.throwIfAborted();
     const chunkEnd = offset + chunk.length;
     while (i < leaves.length) {
-      const { part, node } = leaves[i];
+      const { part } = leaves[i];
       if (part.bodyStart >= chunkEnd) break;
-      current ??= new Collector(node, part.transferEncoding, budget.limits.maxMemberBytes);
+      current ??= open(leaves[i]);
       const from = Math.max(part.bodyStart, offset) - offset;
       const to = Math.min(part.bodyEnd, chunkEnd) - offset;
       if (to > from) current.push(chunk.subarray(from, to));
+      await reserve(leaves[i]);
       if (part.bodyEnd > chunkEnd) break;
-      await finish();
+      await finish(leaves[i]);
       i++;
     }
     offset = chunkEnd;
   }
   for (; i < leaves.length; i++) {
-    current ??= new Collector(leaves[i].node, leaves[i].part.transferEncoding, budget.limits.maxMemberBytes);
-    await finish();
+    current ??= open(leaves[i]);
+    await reserve(leaves[i]);
+    await finish(leaves[i]);
   }
+  return again;
 }
 
-/** Keeps a leaf's head; keeps on for an archive, up to the member cap. */
-class Collector {
-  private readonly decoder: Decoder;
-  private readonly kept: Buffer[] = [];
-  private bytes = 0;
-  private archive: boolean | null = null;
-  private tooBig = false;
-
-  constructor(
-    private readonly node: ContentNode,
-    transferEncoding: string,
-    private readonly maxBytes: number,
-  ) {
-    this.decoder = decoderFor(transferEncoding);
-  }
-
-  push(encoded: Buffer): void {
-    if (this.archive === false || this.tooBig) return;
-    this.keep(this.decoder.push(encoded));
-  }
-
-  private keep(data: Buffer): void {
-    if (data.length === 0 || this.archive === false || this.tooBig) return;
-    this.kept.push(data);
-    this.bytes += data.length;
-    if (this.archive === null && this.bytes >= HEAD_BYTES) this.decide();
-    if (this.archive && this.bytes > this.maxBytes) {
-      this.tooBig = true;
-      this.kept.length = 0;
-    }
-  }
-
-  private decide(): void {
-    const head = Buffer.concat(this.kept).subarray(0, HEAD_BYTES);
-    this.node.types = detectType(head);
-    this.archive = archiveKind(this.node.types) !== null;
-    if (!this.archive) this.kept.length = 0;
-  }
-
-  async finish(budget: Budget, signal: AbortSignal): Promise<void> {
-    if (this.archive !== false && !this.tooBig) this.keep(this.decoder.end());
-    if (this.archive === null) this.decide();
-    if (this.tooBig) this.node.limit = 'size';
-    else if (this.archive && !this.node.limit) await expand(this.node, Buffer.concat(this.kept), 1, budget, signal);
-  }
+/** A message/rfc822 part that was encoded: its decoded bytes, walked as a message, within the caps. */
+async function walkEncodedMessage(leaf: Leaf, data: Buffer, maxDepth: number, budget: Budget, counter: { mimeParts: number }, signal: AbortSignal): Promise<void> {
+  const left = maxDepth - leaf.part.depth - 1;
+  if (left < 1) return void (leaf.node.limit = 'mime-depth');
+  // Decoded bytes count toward the message's total, as inflated ones do.
+  if (budget.inflatedBytes + data.length > budget.limits.maxTotalBytes) return void (leaf.node.limit = 'total');
+  budget.inflatedBytes += data.length;
+  const inner = Message.parse(memorySpool(data));
+  leaf.node.children.push(await walkMessage(inner, leaf.node, left, budget, counter, signal));
 }

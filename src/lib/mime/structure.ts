@@ -17,6 +17,7 @@
  */
 import libmime from 'libmime';
 import { LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
+import { parseParams } from './params';
 
 export interface FieldRange {
   readonly start: number;
@@ -48,6 +49,12 @@ export interface Part {
    * is bytes the flags above describe (nesting deeper than `depth`).
    */
   opaque: boolean;
+  /**
+   * Why mail readers may disagree on this part's structure, or null: two Content-Type fields,
+   * two different boundary parameters, a multipart without a boundary, a line in the header
+   * that is no field. The walk goes on as before; a checker should fail closed on it.
+   */
+  ambiguous: string | null;
   readonly children: Part[];
 }
 
@@ -203,7 +210,10 @@ export class MimeWalker {
     }
     // A blank line ends the header; a line that is not a field starts the body without one.
     part.headerEnd = line.start;
-    const ct = this.fields.find((f) => f.name === 'content-type');
+    if (line.length > 0) part.ambiguous = 'a line in the part header that is no header field';
+    const cts = this.fields.filter((f) => f.name === 'content-type');
+    if (cts.length > 1) part.ambiguous = 'two Content-Type fields';
+    const ct = cts[0];
     const cte = this.fields.find((f) => f.name === 'content-transfer-encoding');
     this.applyHeader(part, ct?.value, cte?.value);
     this.reportHeader(part);
@@ -240,6 +250,11 @@ export class MimeWalker {
     part.contentType = parsed?.value.toLowerCase().trim() || (digest ? 'message/rfc822' : 'text/plain');
     const boundary = parsed?.params.boundary;
     part.boundary = part.contentType.startsWith('multipart/') && typeof boundary === 'string' && boundary ? boundary : null;
+    if (part.contentType.startsWith('multipart/')) {
+      const all = new Set(contentType ? parseParams(contentType.replace(/\r?\n/g, '')).params.get('boundary') : []);
+      if (!part.boundary) part.ambiguous = 'multipart without a boundary';
+      else if (all.size > 1) part.ambiguous = 'two boundary parameters';
+    }
     part.transferEncoding =
       (transferEncoding ?? '7bit')
         .replace(/\(.*?\)/g, '')
@@ -311,6 +326,7 @@ function newPart(parent: Part | null, headerStart: number, bodyStart: number): P
     parent,
     depth: parent ? parent.depth + 1 : 0,
     opaque: false,
+    ambiguous: null,
     contentType: 'text/plain',
     boundary: null,
     transferEncoding: '7bit',

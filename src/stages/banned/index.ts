@@ -9,7 +9,9 @@
  * Findings: BANNED_FILE (detail "[<kind>] part <path> ... rule <n> ..."; the bank's destiny
  * applies: reject = 554 5.7.0 "banned content (<kind>)", bounce, quarantine, discard, pass), BANNED_FILE_LOVED (every recipient
  * is in `lovers`: delivered with X-Postseal-Alert), BANNED_FILE_MORE (every banned part after
- * the first, for the log), BANNED_BYPASSED (every recipient is in `bypass`: nothing checked),
+ * the first, for the log), BANNED_UNCHECKED (a part too big to look into, onTooLarge unchecked:
+ * delivered with X-Postseal-Alert: UNCHECKED), BANNED_BUSY (the process-wide unpacking memory
+ * stayed full, lib/archive/memory.ts: 451 4.3.1, Postfix retries), BANNED_BYPASSED (every recipient is in `bypass`: nothing checked),
  * and for the log BANNED_DISGUISED_NAME, BANNED_ENCRYPTED,
  * BANNED_LIMIT_EXCEEDED, BANNED_UNDECIPHERABLE. Reads: banned.*. A bank that signs
  * (dkim-sign) may not pass banned mail (destiny pass or lovers): refused at load.
@@ -27,6 +29,8 @@ const FINDINGS = [
   'BANNED_FILE',
   'BANNED_FILE_LOVED',
   'BANNED_FILE_MORE',
+  'BANNED_UNCHECKED',
+  'BANNED_BUSY',
   'BANNED_BYPASSED',
   'BANNED_DISGUISED_NAME',
   'BANNED_ENCRYPTED',
@@ -47,6 +51,12 @@ function alert(f: Finding) {
   return [{ name: ALERT_FIELD, value: `BANNED, message contains ${kind} (part ${path})` }];
 }
 
+/** X-Postseal-Alert for a part too big to look into (amavisd's CC_UNCHECKED): fixed words and the path. */
+function uncheckedAlert(f: Finding) {
+  const path = /^part ([0-9/]{1,1000}) /.exec(f.detail ?? '')?.[1] ?? '?';
+  return [{ name: ALERT_FIELD, value: `UNCHECKED, too large to check (part ${path})` }];
+}
+
 const bannedFile: Rule<BannedSettings> = (s, _b, f) =>
   destinyDecision(s.destiny, withText(replies.bannedRejected, `${replies.bannedRejected.text} (${kindAndPath(f).kind})`), alert(f), 'banned');
 
@@ -59,6 +69,8 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
   rules: {
     BANNED_FILE: bannedFile,
     BANNED_FILE_LOVED: (_s, _b, f) => ({ action: 'tag', fields: alert(f) }),
+    BANNED_UNCHECKED: (_s, _b, f) => ({ action: 'tag', fields: uncheckedAlert(f) }),
+    BANNED_BUSY: () => ({ action: 'tempfail', reply: replies.bannedBusy }),
   },
   check(s, bank, where) {
     try {
@@ -75,13 +87,13 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
       );
     }
   },
-  create(s) {
+  create(s, _bank, deps) {
     const rules = compileRules(s.rules);
     return {
       id: 'banned',
       async run(tx, signal) {
         if (coversAllRecipients(s.bypass, tx)) return { findings: [{ code: 'BANNED_BYPASSED', detail: 'every recipient is in banned.bypass' }] };
-        const content = await messageContent(tx.message, s.limits, signal);
+        const content = await messageContent(tx.message, s.limits, signal, deps.unpackMemory);
         const loved = coversAllRecipients(s.lovers, tx);
         // The first banned part decides (and names the kind in the reply and the one alert
         // field, as amavisd's X-Amavis-Alert does); the others are listed for the log.

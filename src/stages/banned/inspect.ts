@@ -16,7 +16,14 @@ import type { BannedSettings } from './schema';
 
 export const MAX_PER_CODE = 20;
 
-export type InspectCode = 'BANNED_FILE' | 'BANNED_DISGUISED_NAME' | 'BANNED_ENCRYPTED' | 'BANNED_LIMIT_EXCEEDED' | 'BANNED_UNDECIPHERABLE';
+export type InspectCode = 'BANNED_FILE' | 'BANNED_UNCHECKED' | 'BANNED_BUSY' | 'BANNED_DISGUISED_NAME' | 'BANNED_ENCRYPTED' | 'BANNED_LIMIT_EXCEEDED' | 'BANNED_UNDECIPHERABLE';
+
+/**
+ * Caps that say "too big to look into" (size, total bytes, member count): ordinary mail hits
+ * them (a 40 MiB source tarball), so they are `onTooLarge`'s. The others (a bomb's ratio,
+ * nesting depth) are how evasion looks, and `onLimit`'s, as damage is.
+ */
+const TOO_LARGE = new Set(['size', 'total', 'members']);
 
 export interface InspectFinding {
   readonly code: InspectCode;
@@ -56,6 +63,7 @@ function ruleText(rule: CompiledRule): string {
 
 export function inspect(root: ContentNode, rules: readonly CompiledRule[], s: BannedSettings, work: RuleWork): InspectFinding[] {
   const out = new FindingList();
+  let unchecked = false;
   const ban = (node: ContentNode, kind: string, why: string) => out.add({ code: 'BANNED_FILE', path: node.path, kind, detail: `${describe(node)}: ${why}` });
   for (const { node, match } of decideLeaves(rules, root, work)) {
     if (match && !match.rule.allow) ban(node, kindOf(match), `${kindOf(match)} matched ${match.kind} "${forLog(match.key)}", ${ruleText(match.rule)}`);
@@ -65,17 +73,28 @@ export function inspect(root: ContentNode, rules: readonly CompiledRule[], s: Ba
   while (stack.length) {
     const node = stack.pop()!;
     for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]);
-    if (node.names.some(isDisguised)) {
-      out.add({ code: 'BANNED_DISGUISED_NAME', detail: describe(node) });
-      if (s.disguisedNames === 'banned') ban(node, 'disguised file name', 'bidirectional or invisible characters in the name');
+    if (node.names.some(isDisguised) || node.disguise) {
+      const why = node.disguise ?? 'bidirectional, invisible or control characters in the name';
+      out.add({ code: 'BANNED_DISGUISED_NAME', detail: `${describe(node)}: ${why}` });
+      if (s.disguisedNames === 'banned') ban(node, 'disguised file name', why);
     }
     if (node.encrypted) {
       out.add({ code: 'BANNED_ENCRYPTED', detail: describe(node) });
       if (s.encrypted === 'banned') ban(node, 'encrypted archive', 'encrypted archive member');
     }
-    if (node.limit) {
+    if (node.limit === 'busy') {
+      // Not the message's fault: the process had no memory to spare; a retry will.
+      out.add({ code: 'BANNED_BUSY', detail: `${describe(node)}: unpacking memory full, not checked` });
+    } else if (node.limit) {
       out.add({ code: 'BANNED_LIMIT_EXCEEDED', detail: `${describe(node)}: ${node.limit} limit` });
-      if (s.onLimit === 'banned') ban(node, 'archive limit exceeded', `${node.limit} limit, not checked`);
+      if (!TOO_LARGE.has(node.limit)) {
+        if (s.onLimit === 'banned') ban(node, 'archive limit exceeded', `${node.limit} limit, not checked`);
+      } else if (s.onTooLarge === 'banned') ban(node, 'too large to check', `${node.limit} limit, not checked`);
+      else if (!unchecked) {
+        // One alert field for the message (amavisd's CC_UNCHECKED): the first such part.
+        unchecked = true;
+        out.add({ code: 'BANNED_UNCHECKED', path: node.path, kind: 'too large to check', detail: `${describe(node)}: ${node.limit} limit, delivered unchecked` });
+      }
     }
     if (node.problem) {
       out.add({ code: 'BANNED_UNDECIPHERABLE', detail: `${describe(node)}: ${forLog(node.problem)}` });

@@ -9,7 +9,7 @@
  * the part was read, lib/mime/parts.ts); matching is case-insensitive (rules.ts).
  *
  * And the words a reply or header field may show about a banned part: a short kind (".exe",
- * a detected type, a declared type) from a fixed alphabet, never the sender's bytes.
+ * a detected type, "declared type") from a fixed alphabet, never the sender's bytes.
  */
 
 const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
@@ -23,9 +23,11 @@ export function normalizeName(name: string): string {
     .replace(/[. ]+$/u, '');
 }
 
-const DISGUISE = new RegExp(`${BIDI.source}|${INVISIBLE.source}`, 'u');
+/** NUL and C0/C1 controls: a name cut at a NUL by one program and not by another. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+const DISGUISE = new RegExp(`${BIDI.source}|${INVISIBLE.source}|${CONTROL.source}`, 'u');
 
-/** Whether the name uses a character that changes how it is displayed. */
+/** Whether the name uses a character that changes how it is displayed or where it ends. */
 export function isDisguised(name: string): boolean {
   return DISGUISE.test(name);
 }
@@ -40,12 +42,4 @@ export function extensionOf(name: string): string | null {
 export function forLog(text: string): string {
   const cut = text.length > 200 ? `${text.slice(0, 200)}...` : text;
   return cut.replace(/[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
-}
-
-/** A declared MIME type reduced to the characters of a type token, for a reply. */
-export function safeType(type: string): string {
-  return type
-    .toLowerCase()
-    .replace(/[^a-z0-9.+\-/]/g, '')
-    .slice(0, 60);
 }

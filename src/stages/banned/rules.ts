@@ -12,7 +12,7 @@
  * MIME types are). A pattern that does not compile is refused at load (index.ts check).
  */
 import type { ContentNode } from '../../lib/archive/expand';
-import { extensionOf, normalizeName, safeType } from './names';
+import { extensionOf, normalizeName } from './names';
 import type { BannedRule } from './schema';
 
 export type KeyKind = 'name' | 'type' | 'declaredType';
@@ -112,5 +112,6 @@ export function decideLeaves(rules: readonly CompiledRule[], root: ContentNode, 
 export function kindOf(m: RuleMatch): string {
   if (m.kind === 'name') return extensionOf(m.key) ?? 'file name';
   if (m.kind === 'type') return m.key === 'UNDECIPHERABLE' ? 'undecipherable part' : m.key;
-  return safeType(m.key);
+  // The sender's declared type is not echoed in a reply: a fixed word says what matched.
+  return 'declared type';
 }

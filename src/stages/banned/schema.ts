@@ -58,10 +58,17 @@ const limits = {
   type: 'object',
   additionalProperties: false,
   default: {},
-  description: 'How far archives (zip, tar, gzip) are unpacked per message. Hitting a cap is a BANNED_LIMIT_EXCEEDED finding; onLimit says what follows.',
+  description:
+    'How far archives (zip, tar, gzip) are unpacked per message. Hitting a cap is a BANNED_LIMIT_EXCEEDED finding; onLimit (ratio, depth) or onTooLarge (sizes, members) says what follows.',
   properties: {
     maxDepth: { type: 'integer', minimum: 1, maximum: 50, default: 8, description: 'Archives inside archives, the outermost counting 1 (amavisd $MAXLEVELS).' },
-    maxMembers: { type: 'integer', minimum: 1, maximum: 1000000, default: 2000, description: 'Archive members per message, at all depths (amavisd $MAXFILES).' },
+    maxMembers: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 1000000,
+      default: 2000,
+      description: 'Archive members per message, at all depths (amavisd $MAXFILES); members of zip-based documents (docx, odt, jar, apk) do not count.',
+    },
     maxMemberBytes: {
       type: 'integer',
       minimum: 65536,
@@ -73,7 +80,8 @@ const limits = {
       type: 'integer',
       minimum: 2,
       default: 200,
-      description: 'Decompressed to compressed size of one member, declared or real: above it is a zip bomb (deflate reaches 1032; text and logs 5 to 50).',
+      description:
+        'Decompressed to compressed size of an archive member unpacked whole (an inner archive), declared or real: above it is a zip bomb (deflate reaches 1032; text and logs 5 to 500). Other members are read for their first 32 KiB only, and not held to it.',
     },
     ratioFloorBytes: { type: 'integer', minimum: 0, default: MiB, description: 'A member that decompresses to fewer bytes is never a bomb, whatever its ratio.' },
   },
@@ -118,7 +126,14 @@ export const bannedBankSchema = {
       enum: ['banned', 'allowed'],
       default: 'banned',
       description:
-        'An archive a limit stopped (zip bomb, nesting, members, size) or that is damaged: banned treats it as a banned part; allowed delivers it unchecked (finding and log line). No tempfail: a retry meets the same limit.',
+        'What looks like evasion: an archive a zip-bomb ratio or the nesting depth stopped, a damaged archive, a part that says archive and is none, MIME that mail readers read differently (UNDECIPHERABLE). banned treats it as a banned part; allowed delivers it unchecked (finding and log line). No tempfail: a retry meets the same limit.',
+    },
+    onTooLarge: {
+      type: 'string',
+      enum: ['unchecked', 'banned'],
+      default: 'unchecked',
+      description:
+        'An archive too big to look into (maxMemberBytes, maxTotalBytes, maxMembers), which ordinary mail reaches: unchecked delivers it with X-Postseal-Alert: UNCHECKED (finding BANNED_UNCHECKED and a log line; amavisd delivers CC_UNCHECKED by default); banned treats it as a banned part.',
     },
     limits,
   },

@@ -23,6 +23,23 @@ function gnuTar(): Buffer {
   }
 }
 
+/** A ustar header with a right checksum. */
+function header(name: string, size: number, type: string): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 'latin1');
+  h.write('0000644\0', 100, 'latin1');
+  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  h.write(type, 156, 'latin1');
+  h.write('ustar\x0000', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const c of h) sum += c;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return h;
+}
+
+const block = (data: Buffer) => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+
 describe('tar listing', () => {
   it('reads long names from pax records', () => {
     const t = makeTar({ [long]: 'x', 'short.txt': 'hello' });
@@ -54,5 +71,33 @@ describe('tar listing', () => {
   it('stops at maxEntries', () => {
     const t = makeTar(Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`f${i}`, 'x'])));
     expect(listTar(t, 3)).toMatchObject({ truncated: true });
+  });
+
+  it('reads a pax path after a record with multibyte characters (record lengths are bytes)', () => {
+    // What GNU tar reads as evil.js: a comment of 17 two-byte characters, then the path.
+    const pax = Buffer.from(`46 comment=${'\u00e9'.repeat(17)}\n16 path=evil.js\n`, 'utf8');
+    const t = Buffer.concat([header('PaxHeader', pax.length, 'x'), block(pax), header('a.txt', 8, '0'), block(Buffer.from('var a=1;')), Buffer.alloc(1024)]);
+    const r = listTar(t, 10);
+    expect(r.problem).toBeUndefined();
+    expect(r.entries.map((e) => e.name)).toEqual(['evil.js']);
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-tar-'));
+    try {
+      writeFileSync(path.join(dir, 'x.tar'), t);
+      expect(execFileSync('tar', ['-tf', 'x.tar'], { cwd: dir }).toString()).toBe('evil.js\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('ends the listing with a problem at a pax record whose length does not fit', () => {
+    const t = Buffer.from(makeTar({ [long]: 'x' }));
+    const rec = t.indexOf(Buffer.from(' path='));
+    t.write('9', rec - 1, 'latin1');
+    const h = t.subarray(0, 512);
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const c of h) sum += c;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    expect(listTar(t, 10).problem).toBe('bad pax record');
   });
 });

@@ -60,7 +60,9 @@ describe('zip directory', () => {
   });
 
   it('tells an OOXML document and a Java archive by their members', () => {
+    expect(zipFlavour(readZipDirectory(makeZip({ '[Content_Types].xml': '<x/>', '_rels/.rels': '<x/>', 'word/document.xml': '<x/>' }), 10).entries)).toBe('ooxml');
     expect(zipFlavour(readZipDirectory(makeZip({ '[Content_Types].xml': '<x/>', 'word/document.xml': '<x/>' }), 10).entries)).toBe('ooxml');
+    expect(zipFlavour(readZipDirectory(makeZip({ '[Content_Types].xml': '<x/>', 'evil.js': 'x' }), 10).entries)).toBeNull();
     expect(zipFlavour(readZipDirectory(makeZip({ 'META-INF/MANIFEST.MF': 'Manifest-Version: 1.0\n' }), 10).entries)).toBe('jar');
   });
 });

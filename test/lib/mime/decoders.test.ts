@@ -54,4 +54,11 @@ describe('transfer-encoding decoders', () => {
   it('pass unknown encodings through', () => {
     expect(chunked('x-uuencode', Buffer.from('begin 644 x'), [3]).toString()).toBe('begin 644 x');
   });
+
+  it('go on after padding in the middle of a base64 part, each glued body from its own alignment, split anywhere', () => {
+    const second = Buffer.from('PK\x03\x04hello', 'latin1');
+    const glued = Buffer.from(`QQ==\r\n${second.toString('base64')}`);
+    const expected = Buffer.concat([Buffer.from('A'), second]);
+    for (let cut = 0; cut <= glued.length; cut++) expect(chunked('base64', glued, [cut])).toEqual(expected);
+  });
 });

@@ -10,7 +10,7 @@ import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
 import { inspect } from '../../../src/stages/banned/inspect';
 import { compileRules } from '../../../src/stages/banned/rules';
-import { file, makeTarGz, makeZip, messageWith } from '../../helpers/archives';
+import { file, makeTar, makeTarGz, makeZip, messageWith } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -24,11 +24,13 @@ async function check(msg: Buffer, banned: Record<string, unknown> = {}) {
 }
 
 describe('banned stage limits', () => {
+  // A bomb is an archive to unpack whole: a tar of zeros in a zip.
+  const bomb = makeZip({ 'zeros.tar': makeTar({ 'zeros.bin': Buffer.alloc(20 * MiB) }) });
+
   it('stops at a zip bomb by its declared ratio, without inflating it, and bans it', async () => {
-    const bomb = makeZip({ 'zeros.txt': Buffer.alloc(20 * MiB) });
     expect(bomb.length).toBeLessThan(100 * 1024);
     const r = await check(messageWith([file('bomb.zip', bomb, 'application/zip')]));
-    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "zeros\.txt".*: ratio limit/);
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "zeros\.tar".*: ratio limit/);
     expect(r.verdict.reply.text).toBe('Message content rejected: banned content (archive limit exceeded)');
   });
 
@@ -44,10 +46,37 @@ describe('banned stage limits', () => {
   });
 
   it('delivers an archive a cap stopped when onLimit is allowed, with the finding for the log', async () => {
-    const bomb = makeZip({ 'zeros.txt': Buffer.alloc(20 * MiB) });
     const r = await check(messageWith([file('bomb.zip', bomb, 'application/zip')]), { onLimit: 'allowed' });
     expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED']);
     expect(r.verdict.action).toBe('pass');
+  });
+
+  it('passes a zip of a highly compressible log: only members unpacked whole (archives) are held to the ratio', async () => {
+    const zip = makeZip({ 'server.log': '2026-12-07 00:00:00 INFO ok\n'.repeat(80000) });
+    expect(zip.length).toBeLessThan(16 * 1024);
+    const r = await check(messageWith([file('logs.zip', zip, 'application/zip')]));
+    expect(r.codes).toEqual([]);
+    expect(r.verdict.action).toBe('pass');
+  });
+
+  it('does not count the members of documents in a zip (a zip of docx files) toward the member cap', async () => {
+    const docx = makeZip({ '[Content_Types].xml': '<Types/>', '_rels/.rels': '<R/>', 'word/document.xml': '<w/>', 'word/styles.xml': '<s/>' });
+    const zip = makeZip(Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`contract${i}.docx`, docx])));
+    const r = await check(messageWith([file('contracts.zip', zip, 'application/zip')]), { limits: { maxMembers: 30 } });
+    expect(r.codes).toEqual([]);
+    expect(r.verdict.action).toBe('pass');
+  });
+
+  it('delivers an archive too big to look into with X-Postseal-Alert: UNCHECKED, or bans it when onTooLarge says so', async () => {
+    const text = Array.from({ length: 20000 }, (_, j) => `int v${j} = ${(j * 7919) % 10007}; /* ${randomBytes(6).toString('hex')} */`).join('\n');
+    const tgz = makeTarGz({ 'src.c': text });
+    const msg = messageWith([file('src.tar.gz', tgz, 'application/gzip')]);
+    const r = await check(msg, { limits: { maxMemberBytes: 65536 } });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.verdict.action).toBe('tag');
+    expect(r.verdict.fields).toEqual([{ name: 'X-Postseal-Alert', value: 'UNCHECKED, too large to check (part 2)' }]);
+    const banned = await check(msg, { limits: { maxMemberBytes: 65536 }, onTooLarge: 'banned' });
+    expect(banned.verdict.reply.text).toBe('Message content rejected: banned content (too large to check)');
   });
 
   it('stops a 10-deep nested zip at the depth cap', async () => {

@@ -50,7 +50,7 @@ describe('banned rules', () => {
 
   it('match each kind of key only where `on` says, and all of them for any', () => {
     expect(decisions([{ deny: 'zip', on: 'name' }])[1][1]).toBe('deny 1 .zip');
-    expect(decisions([{ deny: '^application/zip$', on: 'declaredType' }])[1][1]).toBe('deny 1 application/zip');
+    expect(decisions([{ deny: '^application/zip$', on: 'declaredType' }])[1][1]).toBe('deny 1 declared type');
     expect(decisions([{ deny: '^application/zip$', on: 'name' }])[1][1]).toBeNull();
     expect(decisions([{ deny: '^\\.exe-ms$' }])[1][1]).toBe('deny 1 .exe-ms');
   });

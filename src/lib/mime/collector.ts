@@ -1,0 +1,121 @@
+/**
+ * The bytes of one MIME leaf, decoded, kept as far as a check needs them (lib/mime/parts.ts
+ * feeds it the leaf's body range): the head (HEAD_BYTES) for the type; all of it, up to
+ * `maxBytes`, when the head shows an archive, when the name or declared type says archive
+ * (a zip with bytes in front still opens, archive/expand.ts), when the part is a message that
+ * was encoded (walked by parts.ts), or when the caller asks (`keepAll`, the second read of a
+ * part whose end showed a zip end record); and the last bytes, where a zip's end record is.
+ * Text is scanned for uuencoded files ("begin 644 name", what amavisd decodes): their names
+ * are names of the part.
+ */
+import { declaresArchive, type ContentNode } from '../archive/expand';
+import { archiveKind, detectType, HEAD_BYTES } from '../archive/magic';
+import { hasZipEnd } from '../archive/zip';
+import { decoderFor, type Decoder } from './decoders';
+
+/** A zip's end record is in its last 64 KiB + 22 bytes. */
+const TAIL_BYTES = 0xffff + 22;
+const UU_BEGIN = /^begin(?:-base64)? +[0-7]{3,4} +(.+?)\s*$/gm;
+/** uuencode names read per part at most. */
+const MAX_UU_NAMES = 100;
+
+export type Outcome = 'done' | 'read-again' | { message: Buffer };
+
+export class Collector {
+  private readonly decoder: Decoder;
+  private readonly kept: Buffer[] = [];
+  private bytes = 0;
+  private whole: boolean | null;
+  private tooBig = false;
+  private tail: Buffer = Buffer.alloc(0);
+  private line = '';
+  private readonly encodedMessage: boolean;
+
+  constructor(
+    private readonly node: ContentNode,
+    transferEncoding: string,
+    private readonly maxBytes: number,
+    keepAll = false,
+  ) {
+    this.decoder = decoderFor(transferEncoding);
+    this.encodedMessage = node.declaredTypes[0] === 'message/rfc822' && !['7bit', '8bit', 'binary'].includes(transferEncoding);
+    this.whole = keepAll || this.encodedMessage || declaresArchive(node) ? true : null;
+  }
+
+  push(encoded: Buffer): void {
+    if (this.tooBig) return;
+    this.keep(this.decoder.push(encoded));
+  }
+
+  private keep(data: Buffer): void {
+    if (data.length === 0 || this.tooBig) return;
+    if (this.whole !== false) {
+      this.kept.push(data);
+      this.bytes += data.length;
+      if (this.whole === null && this.bytes >= HEAD_BYTES) this.decide();
+      if (this.whole && this.bytes > this.maxBytes) {
+        this.tooBig = true;
+        this.kept.length = 0;
+      }
+      return;
+    }
+    this.scanText(data);
+    this.tail = this.tail.length + data.length <= TAIL_BYTES ? Buffer.concat([this.tail, data]) : Buffer.concat([this.tail, data]).subarray(-TAIL_BYTES);
+  }
+
+  private decide(): void {
+    const all = Buffer.concat(this.kept);
+    this.node.types = detectType(all.subarray(0, HEAD_BYTES));
+    this.whole = archiveKind(this.node.types) !== null;
+    if (this.whole) return;
+    this.kept.length = 0;
+    this.bytes = 0;
+    this.keep(all);
+  }
+
+  /** uuencode "begin" lines in text: their names are the part's names. */
+  private scanText(data: Buffer): void {
+    if (!this.node.types.includes('txt') || this.node.names.length >= MAX_UU_NAMES) return;
+    const text = this.line + data.toString('latin1');
+    const cut = text.lastIndexOf('\n');
+    this.line = (cut < 0 ? text : text.slice(cut + 1)).slice(-1024);
+    if (cut < 0) return;
+    for (const m of text.slice(0, cut).matchAll(UU_BEGIN)) if (!this.node.names.includes(m[1]) && this.node.names.length < MAX_UU_NAMES) this.node.names.push(m[1]);
+  }
+
+  /** Whether the part is being kept whole (the caller reserves memory for it). */
+  get keepingWhole(): boolean {
+    return this.whole === true && !this.tooBig;
+  }
+
+  /** Stops keeping the part: the process-wide budget had no room (memory.ts). */
+  drop(): void {
+    this.tooBig = true;
+    this.kept.length = 0;
+    this.node.limit = 'busy';
+  }
+
+  /** What the part needs next: nothing, a second read kept whole, or its message walked. */
+  finish(): Outcome {
+    if (!this.tooBig) this.keep(this.decoder.end());
+    if (this.whole === null) this.decide();
+    if (this.whole === false) {
+      this.scanText(Buffer.from('\n'));
+      // Bytes that end like a zip open in unzip whatever their start: read again, whole.
+      return hasZipEnd(this.tail) ? 'read-again' : 'done';
+    }
+    if (this.tooBig) {
+      this.node.limit ??= 'size';
+      return 'done';
+    }
+    const data = Buffer.concat(this.kept);
+    this.kept.length = 0;
+    if (this.node.types.length === 0) this.node.types = detectType(data.subarray(0, HEAD_BYTES));
+    if (this.encodedMessage) return { message: data };
+    this.data = data;
+    return 'done';
+  }
+
+  /** The whole part after `finish`, when it was kept whole (an archive or declared one). */
+  data: Buffer | null = null;
+}

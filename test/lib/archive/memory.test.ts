@@ -1,0 +1,78 @@
+/**
+ * The process-wide unpacking budget: reservations wait their turn, fail after the wait, end
+ * with the caller's signal; and the banned stage, four messages at once, stays within it.
+ */
+import { randomBytes } from 'node:crypto';
+import { ByteBudget } from '../../../src/lib/archive/memory';
+import { bannedStage } from '../../../src/stages/banned';
+import { decide } from '../../../src/pipeline/verdict';
+import { file, makeZip, messageWith } from '../../helpers/archives';
+import { loadTestBank } from '../../helpers/banks';
+import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
+
+const never = new AbortController().signal;
+const MiB = 1024 * 1024;
+
+describe('unpacking memory budget', () => {
+  it('grants what fits at once, queues the rest in order, and grants it on release', async () => {
+    const b = new ByteBudget(100, 1000);
+    const first = await b.reserve(60, never);
+    const order: string[] = [];
+    const noted = (name: string) => (l: Awaited<ReturnType<ByteBudget['reserve']>>) => {
+      order.push(name);
+      return l;
+    };
+    const big = b.reserve(50, never).then(noted('big'));
+    const small = b.reserve(10, never).then(noted('small'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual([]);
+    first!.release();
+    (await big)!.release();
+    (await small)!.release();
+    expect(order).toEqual(['big', 'small']);
+    expect(b.inUse).toBe(0);
+    expect(b.peak).toBe(60);
+  });
+
+  it('gives null after the wait, and rejects with the signal reason when aborted', async () => {
+    const b = new ByteBudget(10, 30);
+    const held = await b.reserve(10, never);
+    expect(await b.reserve(5, never)).toBeNull();
+    const ac = new AbortController();
+    const waiting = b.reserve(5, ac.signal);
+    ac.abort(new Error('stage timed out'));
+    await expect(waiting).rejects.toThrow('stage timed out');
+    held!.release();
+    expect(b.inUse).toBe(0);
+  });
+});
+
+describe('banned stage within the unpacking budget', () => {
+  const bank = loadTestBank({ stages: ['banned'] });
+  const zipOfZips = makeZip(Object.fromEntries(Array.from({ length: 3 }, (_, i) => [`part${i}.zip`, makeZip({ [`data${i}.bin`]: randomBytes(MiB) })])));
+  const msg = messageWith([file('a.zip', zipOfZips, 'application/zip')]);
+
+  it('tempfails a message when the budget stays full, and checks it once there is room', async () => {
+    const memory = new ByteBudget(16 * MiB, 50);
+    const stage = stageFor(bannedStage, bank, { ...testStageDeps({ server: '127.0.0.1:9' }), unpackMemory: memory });
+    const held = await memory.reserve(16 * MiB, never);
+    const busy = await stage.run(testTransaction(msg, { bank }), never);
+    expect(busy.findings.map((f) => f.code)).toEqual(['BANNED_BUSY']);
+    expect(decide(busy.findings, rulesOf(bank)).reply).toMatchObject({ code: '451', enhanced: '4.3.1' });
+    held!.release();
+    const ok = await stage.run(testTransaction(msg, { bank }), never);
+    expect(ok.findings).toEqual([]);
+    expect(memory.inUse).toBe(0);
+  });
+
+  it('keeps four concurrent messages of zips of zips within the budget, all checked', async () => {
+    // One message holds its 4 MiB part (base64 of a 3 MiB zip) and a 1 MiB inner zip: one at a time fits.
+    const memory = new ByteBudget(8 * MiB, 10_000);
+    const stage = stageFor(bannedStage, bank, { ...testStageDeps({ server: '127.0.0.1:9' }), unpackMemory: memory });
+    const runs = await Promise.all([0, 1, 2, 3].map(() => stage.run(testTransaction(msg, { bank }), never)));
+    for (const r of runs) expect(r.findings).toEqual([]);
+    expect(memory.peak).toBeLessThanOrEqual(8 * MiB);
+    expect(memory.peak).toBeGreaterThan(4 * MiB);
+    expect(memory.inUse).toBe(0);
+  });
+});

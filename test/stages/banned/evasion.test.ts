@@ -1,0 +1,140 @@
+/**
+ * The tricks a hostile review found that delivered banned content with the default settings:
+ * a second file name in one header field, an encoded message/rfc822, a zip with bytes in
+ * front, MIME that mail readers read differently, uuencoded files in text, NUL in a name.
+ * Each must end in a rejection (or the finding that says why not).
+ */
+import { decide } from '../../../src/pipeline/verdict';
+import { bannedStage } from '../../../src/stages/banned';
+import { makeZip } from '../../helpers/archives';
+import { loadTestBank } from '../../helpers/banks';
+import { craftedZip } from '../../helpers/crafted-zip';
+import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
+
+const deps = testStageDeps({ server: '127.0.0.1:9' });
+
+async function check(msg: string) {
+  const bank = loadTestBank({ stages: ['banned'] });
+  const tx = testTransaction(Buffer.from(msg, 'latin1'), { bank });
+  const { findings } = await stageFor(bannedStage, bank, deps).run(tx, new AbortController().signal);
+  return { verdict: decide(findings, rulesOf(bank)), codes: findings.map((f) => f.code), findings };
+}
+
+const hdr = 'From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\n';
+const js = 'var s=new ActiveXObject("WScript.Shell");';
+const b64 = (b: Buffer | string) => Buffer.from(b).toString('base64').replace(/.{76}/g, '$&\r\n');
+function mp(partHeaders: string, body: string): string {
+  return `${hdr}Content-Type: multipart/mixed; boundary="BB"\r\n\r\n--BB\r\nContent-Type: text/plain\r\n\r\nhello\r\n--BB\r\n${partHeaders}\r\n${body}\r\n--BB--\r\n`;
+}
+const attach = (disposition: string) => mp(`Content-Type: application/octet-stream\r\nContent-Disposition: ${disposition}\r\n`, js);
+
+describe('banned: a second file name in one header field', () => {
+  it.each([
+    ['an RFC 2231 value after the plain one', `attachment; filename="evil.js"; filename*=utf-8''a.txt`],
+    ['a continuation set after the plain one', 'attachment; filename="evil.js"; filename*0="a.t"; filename*1="xt"'],
+    ['a repeated plain filename', 'attachment; filename="a.txt"; filename="evil.js"'],
+  ])('rejects %s, and says the names disagree', async (_what, disposition) => {
+    const r = await check(attach(disposition));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.codes).toEqual(expect.arrayContaining(['BANNED_FILE', 'BANNED_DISGUISED_NAME']));
+    expect(r.findings.find((f) => f.code === 'BANNED_DISGUISED_NAME')?.detail).toContain('different extensions');
+  });
+
+  it('passes an ASCII fallback beside an RFC 2231 name with the same extension', async () => {
+    const r = await check(attach(`attachment; filename="resume.pdf"; filename*=utf-8''r%C3%A9sum%C3%A9.pdf`));
+    expect(r.codes).toEqual([]);
+  });
+
+  it('rejects a name with a NUL in it as disguised', async () => {
+    const r = await check(attach('attachment; filename="a.txt\0.doc"'));
+    expect(r.codes).toContain('BANNED_DISGUISED_NAME');
+    expect(r.verdict.action).toBe('reject');
+  });
+});
+
+describe('banned: a message/rfc822 part that was encoded', () => {
+  const inner = `From: x@y\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="II"\r\n\r\n--II\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="evil.js"\r\n\r\nvar a=1;\r\n--II--\r\n`;
+
+  it.each(['base64', 'quoted-printable'])('is decoded and walked (%s), naming the inner part path', async (cte) => {
+    const body = cte === 'base64' ? b64(inner) : inner.replace(/=/g, '=3D');
+    const r = await check(mp(`Content-Type: message/rfc822\r\nContent-Transfer-Encoding: ${cte}\r\n`, body));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1\/1 name "evil\.js"/);
+  });
+});
+
+describe('banned: encoded messages inside encoded messages', () => {
+  it('count toward the MIME depth cap across levels, and stop there', async () => {
+    let msg = 'Content-Type: text/plain\r\n\r\nhello\r\n';
+    for (let i = 0; i < 150; i++) msg = `Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n${msg}`;
+    const r = await check(`${hdr}${msg}`);
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/mime-depth limit/);
+    expect(r.verdict.action).toBe('reject');
+  });
+});
+
+describe('banned: a zip with bytes in front of it', () => {
+  const zip = craftedZip(
+    [
+      { central: 'evil.js', data: js },
+      { central: 'readme.txt', data: 'hi' },
+    ],
+    Buffer.from(`GIF89a${'x'.repeat(100)}`),
+  );
+
+  it('is opened when its name says zip', async () => {
+    const r = await check(mp('Content-Type: application/zip; name="docs.zip"\r\nContent-Transfer-Encoding: base64\r\n', b64(zip)));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
+  });
+
+  it('is opened by its end record when nothing says zip (a GIF that unzip opens)', async () => {
+    const r = await check(mp('Content-Type: image/gif; name="cat.gif"\r\nContent-Transfer-Encoding: base64\r\n', b64(zip)));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
+  });
+
+  it('a part named .zip that is no archive is undecipherable and rejected', async () => {
+    const r = await check(mp('Content-Type: application/octet-stream; name="docs.zip"\r\nContent-Transfer-Encoding: base64\r\n', b64(Buffer.alloc(5000, 7))));
+    expect(r.codes).toContain('BANNED_UNDECIPHERABLE');
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it('an ordinary zip still passes', async () => {
+    const r = await check(mp('Content-Type: application/zip; name="docs.zip"\r\nContent-Transfer-Encoding: base64\r\n', b64(makeZip({ 'a.txt': 'hello' }))));
+    expect(r.verdict.action).not.toBe('reject');
+    expect(r.codes).toEqual([]);
+  });
+});
+
+describe('banned: base64 padding in the middle of a part', () => {
+  it('finds a zip glued after padding, and the banned name in it', async () => {
+    const body = `QQ==\r\n${b64(makeZip({ 'evil.js': js }))}`;
+    const r = await check(mp('Content-Type: text/plain; name="a.txt"\r\nContent-Transfer-Encoding: base64\r\n', body));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
+  });
+});
+
+describe('banned: MIME that mail readers read differently fails closed', () => {
+  const evil = `Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="evil.js"\r\n\r\n${js}\r\n`;
+  it.each([
+    ['a multipart without a boundary', mp('Content-Type: multipart/mixed\r\n', `--II\r\n${evil}--II--`)],
+    ['a line in a part header that is no field', mp('Content-Type: application/octet-stream\r\nX-Junk\r\nContent-Disposition: attachment; filename="evil.js"\r\n', js)],
+    ['two Content-Type fields in a part', mp('Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary="CC"\r\n', `--CC\r\n${evil}--CC--`)],
+    ['two Content-Type fields at the top', `${hdr}Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary="BB"\r\n\r\n--BB\r\n${evil}--BB--\r\n`],
+    ['two boundary parameters', `${hdr}Content-Type: multipart/mixed; boundary="XX"; boundary="BB"\r\n\r\n--BB\r\n${evil}--BB--\r\n`],
+  ])('%s is undecipherable and rejected', async (_what, msg) => {
+    const r = await check(msg);
+    expect(r.codes).toContain('BANNED_UNDECIPHERABLE');
+    expect(r.verdict.action).toBe('reject');
+  });
+});
+
+describe('banned: uuencoded files in text', () => {
+  it('checks the name on a "begin" line', async () => {
+    const r = await check(mp('Content-Type: text/plain\r\n', 'see attached\r\n\r\nbegin 644 evil.js\r\n(=F%R(&$],3L*\r\n`\r\nend'));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/evil\.js/);
+  });
+});
