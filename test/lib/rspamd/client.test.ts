@@ -53,7 +53,7 @@ describe('the rspamd client with a real rspamd', () => {
     const first = await client.check(source(mail(TAG_SUBJECT, 'plain')), { from: '' });
     const second = await client.check(source(mail(TAG_SUBJECT, 'plain')), { from: 'a@remote.test', settingsId: '', passAll: true, queueId: '4ABCD' });
     for (const r of [first, second])
-      expect(r).toEqual({ action: 'no action', score: TAG_SUBJECT_POINTS, required: RSPAMD_REJECT, symbols: [{ name: 'POSTSEAL_TAG_SUBJECT', score: TAG_SUBJECT_POINTS }] });
+      expect(r).toEqual({ action: 'no action', score: TAG_SUBJECT_POINTS, required: RSPAMD_REJECT, symbols: [{ name: 'POSTSEAL_TAG_SUBJECT', score: TAG_SUBJECT_POINTS }], skipped: false });
   });
 
   it('sends an SMTPUTF8 envelope as UTF-8 bytes', async () => {
