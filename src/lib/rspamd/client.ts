@@ -54,7 +54,7 @@ export interface RspamdResult {
   readonly required: number;
   readonly action: RspamdAction;
   readonly symbols: readonly SpamSymbol[];
-  /** rspamd did not run its rules (is_skipped: its settings said so, or the message passed its max_message): the score means nothing. */
+  /** rspamd did not run its rules (is_skipped: a prefilter such as GTUBE decided, its settings said so, or the message passed its max_message). */
   readonly skipped: boolean;
 }
 

@@ -111,7 +111,10 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
     if (signsMail(bank)) {
       if (s.destiny === 'pass') throw fix('destiny', 'this bank signs (dkim-sign), and spam it would pass gets signed: set destiny to reject (the default), bounce or quarantine');
       if (!SIGNING_DESTINIES.includes(s.destiny))
-        throw fix('destiny', `this bank signs (dkim-sign), and "${s.destiny}" drops our user's spam without a clear reply to them: set destiny to reject (the default), bounce or quarantine`);
+        throw fix(
+          'destiny',
+          `this bank signs (dkim-sign), and "${s.destiny}" drops our user's spam without a clear reply to them: set destiny to reject (the default), bounce or quarantine`,
+        );
       if (s.lovers.length) throw fix('lovers', 'this bank signs (dkim-sign), and spam delivered to lovers gets signed: remove lovers');
       if (s.onScannerFailure === 'pass')
         throw fix('onScannerFailure', 'this bank signs (dkim-sign), and "pass" signs mail no scanner saw while one is down: set it to tempfail (the default)');

@@ -9,7 +9,8 @@
  *   logged, the bank's levels decide);
  * - the rules of both are listed, spamd's first;
  * - rspamd's soft reject (its ratelimit, greylisting) is a tempfail with honourAction, and an
- *   answer with is_skipped (rspamd ran no rule) is not counted as a scan but reported.
+ *   answer with is_skipped and no action (rspamd ran no rule and no prefilter decided) is not
+ *   counted as a scan but reported; skipped with an action (GTUBE: reject) counts.
  *
  * Both get the same bytes: the message, its body cut at spam.maxScanBytes (scanSource).
  *
@@ -123,7 +124,9 @@ export async function scanMessage(settings: SpamSettings, scanners: Scanners, tx
     words.push(`spamd=${v.score}/${v.required}`);
   }
   if (r.status === 'rejected') failures.push(why(r.reason));
-  else if (r.value && (r.value as RspamdResult).skipped) skipped.push(`rspamd=skipped/${(r.value as RspamdResult).action.replace(' ', '_')}`);
+  // Skipped with an action: a prefilter decided (GTUBE, a soft reject), which counts. Skipped with none: nothing was scanned.
+  else if (r.value && (r.value as RspamdResult).skipped && (r.value as RspamdResult).action === 'no action')
+    skipped.push(`rspamd=skipped/${(r.value as RspamdResult).action.replace(' ', '_')}`);
   else if (r.value) {
     const v = r.value as RspamdResult;
     score = Math.max(score, v.score);

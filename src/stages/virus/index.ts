@@ -63,12 +63,21 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
       if (s.destiny === 'pass')
         throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default), bounce or quarantine`);
       if (!SIGNING_DESTINIES.includes(s.destiny))
-        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "${s.destiny}" drops the mail without telling our user, but ${why} and refused with a clear reply; use reject (the default), bounce or quarantine`);
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${where}: /virus/destiny: "${s.destiny}" drops the mail without telling our user, but ${why} and refused with a clear reply; use reject (the default), bounce or quarantine`,
+        );
       if (s.lovers.length) throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/lovers: lovers get viruses delivered, but ${why}; remove the list from this bank`);
       if (s.onTooBig === 'pass')
-        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/onTooBig: "pass" delivers big mail unscanned, but ${why}; use auto (the default: reject here), reject or tempfail`);
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${where}: /virus/onTooBig: "pass" delivers big mail unscanned, but ${why}; use auto (the default: reject here), reject or tempfail`,
+        );
       if (s.onScannerFailure === 'pass')
-        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/onScannerFailure: "pass" delivers mail unscanned while clamd is down, but ${why}; use tempfail (the default)`);
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${where}: /virus/onScannerFailure: "pass" delivers mail unscanned while clamd is down, but ${why}; use tempfail (the default)`,
+        );
     }
     if (s.timeoutMs >= bank.timeouts.stageTimeoutMs)
       throw new PostsealError(
