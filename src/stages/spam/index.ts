@@ -27,7 +27,7 @@
  *
  * The fields come through the verdict (tag decisions); removing a sender's X-Spam-* fields and
  * the Subject tag are edits, made by the spam-tag stage (tag.ts) from the SPAM_RESULT this
- * stage hands on. Reads: spam.*, originating, timeouts.stageTimeoutMs.
+ * stage hands on. Reads: spam.*, originating, stages (signing), timeouts.stageTimeoutMs.
  */
 import { createRspamdClient } from '../../lib/rspamd/client';
 import type { CommonBank } from '../../config/bank-schema';
