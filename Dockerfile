@@ -9,6 +9,7 @@ COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY policy-banks ./policy-banks
 COPY postseal.yaml ./
+COPY templates ./templates
 # --ignore-scripts: the image's own Node 24 runs postseal, so the `node` package's binary is not fetched.
 RUN npm ci --ignore-scripts && npx tsc -p tsconfig.build.json && npm prune --omit=dev --ignore-scripts \
     && groupadd --system postseal && useradd --system --gid postseal --home-dir /var/lib/postseal --shell /usr/sbin/nologin postseal \

@@ -21,6 +21,8 @@ import type { Listener } from './listener/listener';
 import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
 import { createPipeline, type Pipeline } from './pipeline/runner';
+import { domainOf } from './notify/rate';
+import { reportSigner } from './notify/sign';
 import { DownstreamPool } from './reinject/pool';
 import { Quarantine } from './quarantine/quarantine';
 import { QuarantineSweeper } from './quarantine/sweeper';
@@ -164,6 +166,8 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, te
   const pipelines = new Map<string, Pipeline>();
   // DKIM keys parsed once per record for every bank of this configuration.
   const dkimKeys = new DkimKeyCache();
+  // DSNs and notices are signed here: the notify target (10027) comes after postseal's signing.
+  const notifySigner = reportSigner(config.keys.forAuthor(domainOf(config.notifyFrom) ?? ''), () => new Date());
   for (const [name, bank] of config.banks) {
     const bankLog = log.child({ bank: name });
     const deps = buildStageDeps(config, shared, name, bankLog, dkimKeys);
@@ -183,7 +187,16 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, te
       contextOf: (other) => contexts.get(other),
       quarantine,
       // Connects only when a bounce verdict sends a DSN; without a notify target such a verdict is a 451.
-      bounce: bank.notify && { pool: new DownstreamPool(bank.notify, bank.notify.heloName || config.hostname, bankLog), store, hostname: config.hostname, log: bankLog },
+      bounce: bank.notify && {
+        pool: new DownstreamPool(bank.notify, bank.notify.heloName || config.hostname, bankLog),
+        store,
+        hostname: config.hostname,
+        log: bankLog,
+        from: config.notifyFrom,
+        sign: notifySigner,
+        limits: config.main.notify,
+        templates: config.templates,
+      },
     });
   }
   return contexts;

@@ -20,18 +20,43 @@ import { clamdWarnings } from './stages/virus/probe';
 import { checkStoreConfig } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
+import { splitAddress } from './lib/author';
+import { loadTemplates, type Templates } from './lib/notice-templates';
+import path from 'node:path';
 
 export interface LoadedConfig extends ConfigFiles {
   /** DKIM signing keys and the signing table, parsed once (keys/key-store.ts). */
   readonly keys: KeyStore;
   /** What loading found worth a warning (key file modes); config/preflight.ts adds its own. */
   readonly warnings: readonly ConfigWarning[];
+  /** The notice templates (lib/notice-templates.ts): notify.templateDir over the shipped ones. */
+  readonly templates: Templates;
+  /** notify.from, or postmaster@<hostname>. */
+  readonly notifyFrom: string;
 }
 
 export function loadConfig(file: string): LoadedConfig {
   const files = loadConfigFiles(file, { schema: bankSchema, check: checkBankStages });
   const keys = loadKeyStore(files.file, files.main.dkimSign);
-  return Object.freeze({ ...files, keys, warnings: keyFileWarnings(keys) });
+  const { templateDir, from } = files.main.notify;
+  const templates = loadTemplates(templateDir && path.resolve(path.dirname(files.file), templateDir));
+  const notifyFrom = from || `postmaster@${files.hostname}`;
+  return Object.freeze({ ...files, keys, warnings: [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom)], templates, notifyFrom });
+}
+
+/**
+ * DSNs and notices are signed by postseal with the keys for notify.from's domain: a site that
+ * signs (it has keys) but none for that domain, and sends notices (a bank has notify), is warned.
+ */
+function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): ConfigWarning[] {
+  const domain = splitAddress(from)?.domain ?? from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+  if (keys.size === 0 || ![...files.banks.values()].some((b) => b.notify) || keys.forAuthor(domain).length) return [];
+  return [
+    {
+      code: 'CFG_NOTIFY_UNSIGNED',
+      message: `${files.file}: /notify/from: the signing table has no key for ${domain}, so DSNs and notices go unsigned; set notify.from to an address of a domain you sign for`,
+    },
+  ];
 }
 
 /**

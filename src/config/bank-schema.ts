@@ -68,6 +68,14 @@ const target = {
   },
 } as const;
 
+/** Addresses a notice goes to (notices.*Admin). */
+const adminList = {
+  type: 'array',
+  default: [],
+  maxItems: 100,
+  items: { type: 'string', minLength: 3, maxLength: 254, pattern: '^[^\\s<>@]+@[A-Za-z0-9.-]+$' },
+} as const;
+
 export const commonBankSchema = {
   $id: 'postseal:bank',
   type: 'object',
@@ -84,7 +92,37 @@ export const commonBankSchema = {
     notify: {
       ...target,
       description:
-        "The target for mail postseal generates itself: DMARC aggregate and failure reports (services.dmarcReports names the bank whose notify is used; docs/dmarc-reports.md) and the DSNs of a bounce destiny (docs/quarantine.md, sent from <>; without a notify target such a message is tempfailed). Usually Postfix's reinjection smtpd for originating mail. Admin and sender notices are on the README roadmap.",
+        "The target for mail postseal generates itself: DMARC aggregate and failure reports (services.dmarcReports names the bank whose notify is used; docs/dmarc-reports.md), the DSNs of a bounce destiny (docs/quarantine.md, sent from <>; without a notify target such a message is tempfailed) and the notices of the notices section (docs/notifications.md). Usually Postfix's reinjection smtpd for originating mail; postseal signs what it sends there itself (main config notify.from).",
+    },
+    notices: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Notices about mail a content check blocked (rejected, discarded, held in quarantine or bounced), sent through the notify target, signed (docs/notifications.md). None is sent for mail that is delivered. A notice the notify target cannot take now (down, 4xx) tempfails the message (451), and the retry sends only what was not sent yet.',
+      properties: {
+        virusAdmin: { ...adminList, description: 'Addresses told of each blocked virus (amavisd $virus_admin).' },
+        bannedAdmin: { ...adminList, description: 'Addresses told of each blocked banned attachment (amavisd $banned_admin).' },
+        spamAdmin: { ...adminList, description: 'Addresses told of each blocked spam (amavisd $spam_admin); on a busy MX this is many notices.' },
+        badHeaderAdmin: { ...adminList, description: 'Addresses told of each message blocked for a bad header (amavisd $bad_header_admin).' },
+        warnVirusRecipient: {
+          type: 'boolean',
+          default: false,
+          description: 'Tell each envelope recipient of a blocked virus (amavisd $warnvirusrecip). Refused on an originating bank, whose recipients are not ours.',
+        },
+        warnBannedRecipient: {
+          type: 'boolean',
+          default: false,
+          description: 'Tell each envelope recipient of a blocked banned attachment (amavisd $warnbannedrecip). Refused on an originating bank.',
+        },
+        warnBannedSender: {
+          type: 'boolean',
+          default: false,
+          description:
+            'Tell the envelope sender that a message with a banned attachment was held, discarded or rejected, only when it is not forged: SPF passed for its domain, or DMARC passed for a From domain aligned with it. Never for a bounce (the DSN tells), never to the null sender. Spam and virus senders are never told (they are forged).',
+        },
+        warnBadHeaderSender: { type: 'boolean', default: false, description: 'The same as warnBannedSender for mail blocked for a bad header.' },
+      },
     },
     greetingBanner: { type: 'string', default: 'postseal content filter', description: 'Text after the 220 code and host name in the greeting.' },
     discardEhloKeywords: {

@@ -133,6 +133,18 @@ function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBank
 }
 
 function checkBank(file: string, bank: Bank, main: MainConfig): void {
+  const n = bank.notices;
+  const admins = n.virusAdmin.length + n.bannedAdmin.length + n.spamAdmin.length + n.badHeaderAdmin.length;
+  if (!bank.notify && (admins || n.warnVirusRecipient || n.warnBannedRecipient || n.warnBannedSender || n.warnBadHeaderSender))
+    throw new PostsealError(
+      'CFG_INCONSISTENT',
+      `${file}: /notices: notices go through the bank's notify target, and this bank has none; set notify (usually Postfix's reinjection smtpd on 10027)`,
+    );
+  if (bank.originating && (n.warnVirusRecipient || n.warnBannedRecipient))
+    throw new PostsealError(
+      'CFG_INCONSISTENT',
+      `${file}: /notices/${n.warnVirusRecipient ? 'warnVirusRecipient' : 'warnBannedRecipient'}: an originating bank's recipients are on other sites, which must not get our notices; set it on an inbound bank`,
+    );
   // A forward to our own listener is found by config/preflight.ts, which resolves names.
   const bankName = path.basename(file, '.yaml');
   for (const l of main.listeners.filter((x) => x.bank === bankName)) {

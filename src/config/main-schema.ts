@@ -377,6 +377,51 @@ export const mainConfigSchema = {
         },
       },
     },
+    notify: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        "Mail postseal writes about a message (docs/notifications.md): the DSN of a bounce destiny and the admin, recipient and sender notices the banks' notices sections ask for. It goes through the bank's notify target, DKIM-signed by postseal itself with the signing table's keys for the domain of `from` (that target, Postfix's 10027 reinjection smtpd, is after postseal's signing).",
+      properties: {
+        from: {
+          type: 'string',
+          default: '',
+          maxLength: 254,
+          pattern: '^([^\\s<>@]+@[A-Za-z0-9.-]+)?$',
+          description:
+            'From: and envelope sender of notices (notices to a sender go from <>); DSNs come from MAILER-DAEMON at its domain. Empty: postmaster@<hostname>. Give it a domain the signing table has a key for (e.g. postmaster@example.com), or notices and DSNs go unsigned (with a warning at start-up and a log line each).',
+        },
+        templateDir: {
+          type: 'string',
+          default: '',
+          description:
+            "Folder of the site's own notice templates, relative to this file (admin.txt, recipient.txt, sender.txt, and optionally admin-virus.txt and the like per category); a template it does not have comes from the English ones shipped in templates/notices/. Empty: the shipped ones only. Read at start-up and reload; an unknown placeholder refuses the configuration (CFG_TEMPLATE_INVALID).",
+        },
+        maxDsnPerHour: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10000000,
+          default: 1000,
+          description:
+            'DSNs of bounce destinies per hour, all hosts sharing the store together. Over it the DSN is not sent and the message is dropped as the destiny says, with a warning in the log (a flood of bounces is backscatter).',
+        },
+        maxPerSenderDomainPerHour: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10000000,
+          default: 30,
+          description: 'DSNs and sender notices to one envelope-sender domain per hour; over it, as maxDsnPerHour.',
+        },
+        maxNoticesPerHour: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10000000,
+          default: 1000,
+          description: 'Admin, recipient and sender notices per hour, all together; over it a notice is not sent (logged), the message is handled all the same.',
+        },
+      },
+    },
     log: {
       type: 'object',
       additionalProperties: false,

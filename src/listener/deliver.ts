@@ -7,7 +7,8 @@
  * folder and errno) or internal error; the verdict's reply
  * for reject/tempfail; 250 2.7.0 for a message held in quarantine (quarantine/hold.ts; 451
  * 4.3.0 if it cannot be held) and for one bounced once its DSN was accepted (notify/bounce.ts;
- * 451 4.3.0 if the notify target failed); 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
+ * 451 4.3.0 if the notify target failed), each after the bank's notices (listener/blocked.ts,
+ * 451 4.3.0 if one could not be sent); 451 4.4.7 when timeouts.messageDeadlineMs passes; otherwise the
  * downstream's own reply (one per recipient on LMTP).
  * Reports the message, its in-flight span and downstream failures at DATA to ctx.telemetry.
  */
@@ -24,8 +25,7 @@ import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
-import { bounceMessage } from '../notify/bounce';
-import { holdInQuarantine } from '../quarantine/hold';
+import { settleBlocked } from './blocked';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
 import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
@@ -108,29 +108,12 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     // pass and tag are delivered (with their fields already on the message); the rest are not.
     if (!delivers(result.verdict.action)) {
       down.abort();
-      if (result.verdict.action === 'quarantine') {
-        const held = await holdInQuarantine(ctx.quarantine, { tx, received, result }, ctx.log);
-        record.quarantineId = held.id;
-        replyClass = '2';
-        return (replyText = ok(held.reply));
-      }
-      if (result.verdict.action === 'bounce') {
-        if (!ctx.bounce) {
-          ctx.log.error(
-            { session: input.id, queueId: input.client.ident },
-            `bank ${input.bankName} has no notify target for the DSN of a bounce verdict; set notify in its bank file (the message stays in the Postfix queue)`,
-          );
-          throw new PostsealError('NOTIFY_FAILED', `bank ${input.bankName} has no notify target`);
-        }
-        const reply = await bounceMessage(ctx.bounce, { tx, received, result });
-        replyClass = '2';
-        return (replyText = ok(reply));
-      }
-      if (result.verdict.action === 'discard') {
-        replyClass = '2';
-        return (replyText = ok(result.verdict.reply));
-      }
-      throw replyError(result.verdict.reply);
+      // Held, bounced, discarded or refused, with the bank's notices (listener/blocked.ts).
+      const blocked = await settleBlocked({ quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log }, { tx, received, result });
+      if (blocked.kind === 'refused') throw replyError(blocked.reply);
+      if (blocked.quarantineId) record.quarantineId = blocked.quarantineId;
+      replyClass = '2';
+      return (replyText = ok(blocked.reply));
     }
     // A client gone after its final dot would retry a message we had delivered: not sent on.
     if (input.upstream.aborted) throw new PostsealError('UPSTREAM_ABORTED', 'the client disconnected before the message went downstream');

@@ -7,10 +7,16 @@
  *
  * No DSN, and the message is dropped with 250 2.7.0 and a log line, when the sender is the
  * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or every recipient asked
- * NOTIFY=NEVER. A DSN already sent for this very message (a Postfix retry after our reply was
- * lost) is not sent again: the store remembers it by the retry-stable id for DSN_MEMORY_MS.
+ * NOTIFY=NEVER, or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
+ * and sender notices per sender domain) are reached: then with a warning. A DSN already sent
+ * for this very message (a Postfix retry after our reply was lost) is not sent again: the
+ * store remembers it by the retry-stable id for DSN_MEMORY_MS.
  *
- * Fails: the notify target unreachable, slow, or answering 4xx: NOTIFY_FAILED (451 4.3.0,
+ * The DSN comes From MAILER-DAEMON at the domain of notify.from and is DKIM-signed by us
+ * (sign.ts) with that domain's keys before it goes to the notify target (Postfix's 10027
+ * smtpd comes after postseal's signing); without a key it goes unsigned, and the log line says so.
+ *
+ * Fails: the notify target unreachable, slow, or answering 4xx, or signing failing: NOTIFY_FAILED (451 4.3.0,
  * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the verdict's own
  * 5xx goes to Postfix, which then bounces the message itself (so it is never dropped without
  * a notice or a trace).
@@ -18,7 +24,7 @@
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import type { PipelineResult } from '../pipeline/runner';
-import { retryStableId } from '../quarantine/quarantine';
+import { retryStableId } from '../transaction/retry-id';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
@@ -27,11 +33,15 @@ import type { Store } from '../store/store';
 import type { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import { buildDsn } from './dsn';
+import { domainOf, overLimit, type RateLimits } from './rate';
+import type { SignReport } from './sign';
+import type { Templates } from '../lib/notice-templates';
 
 /** How long a sent DSN is remembered: longer than Postfix's maximal_queue_lifetime (5 days). */
 export const DSN_MEMORY_MS = 7 * 86400_000;
 const KEY = 'dsn-sent:';
 
+/** What DSNs and notices are sent with: the bank's notify target and the main config's notify section. */
 export interface BounceDeps {
   /** Connections to the bank's notify target. */
   readonly pool: DownstreamPool;
@@ -39,6 +49,14 @@ export interface BounceDeps {
   readonly hostname: string;
   readonly log: Logger;
   readonly now?: () => Date;
+  /** notify.from (postmaster@hostname when empty): notices' From, and the DSN's MAILER-DAEMON domain. */
+  readonly from?: string;
+  /** DKIM signer for the domain of `from`; absent when the signing table has no key for it (sent unsigned, logged). */
+  readonly sign?: SignReport;
+  /** Hourly limits; none without them (tests of the sending alone). */
+  readonly limits?: RateLimits;
+  /** The notice templates (templates.ts); without them no notice is sent. */
+  readonly templates?: Templates;
 }
 
 export interface BounceRequest {
@@ -46,6 +64,8 @@ export interface BounceRequest {
   /** The message as it arrived: its header goes into the DSN. */
   readonly received: Message;
   readonly result: PipelineResult;
+  /** retryStableId of the message when the caller has it already (it reads the whole message). */
+  readonly stableId?: string;
 }
 
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
@@ -67,7 +87,7 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
     return withText(replies.bounced, `Ok, rejected by policy, no notification (${why})`);
   }
   const spool = received.spool;
-  const key = KEY + (await retryStableId({ queueId: tx.queueId, bank: tx.bankName, envelope: tx.envelope, client: tx.client, raw: () => spool.openRaw(0) }));
+  const key = KEY + (req.stableId ?? (await retryStableId({ queueId: tx.queueId, bank: tx.bankName, envelope: tx.envelope, client: tx.client, raw: () => spool.openRaw(0) })));
   const sent = await deps.store.get(key).catch((err) => {
     deps.log.warn({ ...where, err }, 'cannot ask the store whether this DSN was sent before; sending it');
     return undefined;
@@ -76,10 +96,16 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
     deps.log.info({ ...where, dsn: sent }, 'message bounced by policy: its DSN was sent before (a retry)');
     return replies.bounced;
   }
+  const over = deps.limits && (await overLimit(deps.store, deps.limits, 'dsn', domainOf(sender), deps.log));
+  if (over) {
+    deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message dropped`);
+    return withText(replies.bounced, 'Ok, rejected by policy, no notification (DSN rate limit)');
+  }
   const now = deps.now?.() ?? new Date();
   const refusal = result.verdict.reply.code[0] === '5' ? result.verdict.reply : replies.contentRejected;
   const dsn = buildDsn({
     hostname: deps.hostname,
+    fromDomain: deps.from ? domainOf(deps.from) : undefined,
     sender,
     recipients,
     envid: tx.envelope.envid,
@@ -90,6 +116,14 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
     now,
     header: Buffer.concat(received.fields.map((f) => f.raw)),
   });
+  let raw = dsn.raw;
+  if (deps.sign) {
+    try {
+      raw = await deps.sign(raw);
+    } catch (err) {
+      throw notifyFailed(deps, where, `DKIM signing failed: ${(err as Error).message}`, err);
+    }
+  }
   const utf8 = /[^\x00-\x7f]/.test(sender);
   let down: Awaited<ReturnType<typeof DownstreamTransaction.begin>>;
   try {
@@ -113,7 +147,7 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
     return refuse(deps, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt, refusal);
   }
   const final: DownstreamReply | undefined = await guarded(async () => {
-    const done = await t.data(once(dsn.raw));
+    const done = await t.data(once(raw));
     if (done.failure) throw done.failure;
     return done.replies[0];
   });
@@ -121,7 +155,16 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   await deps.store
     .set(key, dsn.messageId, { ttlMs: DSN_MEMORY_MS })
     .catch((err) => deps.log.warn({ ...where, err }, 'DSN sent but not recorded: a retry of this message would send it again'));
-  deps.log.info({ ...where, dsn: dsn.messageId, to: sender, notifyReply: show(final) }, 'message bounced by policy: DSN sent');
+  deps.log.info(
+    {
+      ...where,
+      dsn: dsn.messageId,
+      to: sender,
+      notifyReply: show(final),
+      dkim: deps.sign ? 'signed' : `unsigned (no signing key for ${deps.from ? domainOf(deps.from) : deps.hostname})`,
+    },
+    'message bounced by policy: DSN sent',
+  );
   return replies.bounced;
 }
 

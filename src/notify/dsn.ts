@@ -20,8 +20,10 @@ import type { SmtpReply } from '../smtp/replies';
 import type { Recipient } from '../transaction/transaction';
 
 export interface DsnInput {
-  /** Our host name: Reporting-MTA, MAILER-DAEMON's domain and the Message-ID's right side. */
+  /** Our host name: Reporting-MTA and the Message-ID's right side. */
   readonly hostname: string;
+  /** MAILER-DAEMON's domain (the From): main config notify.from's, so our key signs it; the hostname without it. */
+  readonly fromDomain?: string;
   /** The envelope sender the notice goes to. */
   readonly sender: string;
   /** The recipients the notice is about (those that did not ask NOTIFY=NEVER). */
@@ -70,7 +72,7 @@ export function buildDsn(input: DsnInput): { raw: Buffer; eightBit: boolean; mes
   const headerPart = input.header.length && input.header.at(-1) !== 0x0a ? Buffer.concat([input.header, Buffer.from(CRLF)]) : input.header;
   const eightBit = headerPart.some((b) => b > 0x7f) || !input.recipients.every((r) => ascii(r.address)) || !ascii(input.sender);
   const header = [
-    `From: Mail Delivery System <MAILER-DAEMON@${input.hostname}>`,
+    `From: Mail Delivery System <MAILER-DAEMON@${input.fromDomain || input.hostname}>`,
     `To: <${input.sender}>`,
     'Subject: Undelivered Mail Returned to Sender',
     `Date: ${rfc5322Date(input.now)}`,

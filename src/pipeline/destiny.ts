@@ -17,7 +17,7 @@
 import { domainToASCII } from 'node:url';
 import type { FromSchema } from 'json-schema-to-ts';
 import { replies, type SmtpReply } from '../smtp/replies';
-import type { Decision } from './stage';
+import type { Decision, NoticeCategory } from './stage';
 import type { Transaction } from '../transaction/transaction';
 
 /**
@@ -153,18 +153,26 @@ export function coversAllRecipients(list: readonly string[], tx: Pick<Transactio
 
 /**
  * The verdict's decision for a category's destiny; `pass` delivers with `fields` (a tag).
- * `reply` is the category's reject reply from smtp/replies.ts.
+ * `reply` is the category's reject reply from smtp/replies.ts; `category` names the check for
+ * the notices of a blocked message (none for a delivered one). `discardReply` is the 250 of a
+ * discard, when a stage says why (a bounce it turned into a discard).
  */
-export function destinyDecision(destiny: Destiny, reply: SmtpReply, fields: Decision['fields'] = []): Decision {
+export function destinyDecision(
+  destiny: Destiny,
+  reply: SmtpReply,
+  fields: Decision['fields'] = [],
+  category?: NoticeCategory,
+  discardReply: SmtpReply = replies.discarded,
+): Decision {
   switch (destiny) {
     case 'reject':
-      return { action: 'reject', reply };
+      return { action: 'reject', reply, category };
     case 'discard':
-      return { action: 'discard', reply: replies.discarded };
+      return { action: 'discard', reply: discardReply, category };
     case 'quarantine':
-      return { action: 'quarantine' };
+      return { action: 'quarantine', category };
     case 'bounce':
-      return { action: 'bounce', reply };
+      return { action: 'bounce', reply, category };
     default:
       return { action: 'tag', fields };
   }

@@ -13,6 +13,7 @@ import type { KeyStore } from '../keys/key-store';
 import type { DkimKeyCache } from '../lib/dkim/public-keys';
 import type { DmarcFailureSink } from '../lib/dmarc-report/failure';
 import type { DnsResolver } from '../lib/dns';
+import type { NoticeCategory } from '../lib/notice-templates';
 import type { ResultEntry, Results } from '../lib/results';
 import type { SmtpReply } from '../smtp/replies';
 import type { DmarcResultStore } from '../store/dmarc-results';
@@ -75,8 +76,13 @@ export interface StageDeps {
  */
 export type Action = 'pass' | 'tag' | 'quarantine' | 'discard' | 'bounce' | 'reject' | 'tempfail';
 
+/** The content category a rule's decision is for (src/notify/notices.ts). */
+export type { NoticeCategory };
+
 export interface Decision {
   readonly action: Action;
+  /** The content category whose check decided, for the notices; none for other checks. */
+  readonly category?: NoticeCategory;
   /** The reply for reject, tempfail and discard, and the refusal a bounce's DSN reports (from smtp/replies.ts). */
   readonly reply?: SmtpReply;
   /** Header fields a tag adds, written as given. */

@@ -10,7 +10,7 @@
 import { isPostsealError } from '../errors';
 import { replyForError } from '../smtp/error-replies';
 import { replies, type SmtpReply } from '../smtp/replies';
-import type { Action, Decision, Finding } from './stage';
+import type { Action, Decision, Finding, NoticeCategory } from './stage';
 
 export interface Verdict {
   readonly action: Action;
@@ -19,6 +19,8 @@ export interface Verdict {
   readonly reason: string;
   /** Header fields to add for tag (and pass), in the order their findings came. */
   readonly fields: readonly { readonly name: string; readonly value: string }[];
+  /** The content category of the deciding rule, for the notices (Decision.category). */
+  readonly category?: NoticeCategory;
 }
 
 /** A bank's rules by finding code, each bound to its stage's settings. */
@@ -37,7 +39,7 @@ export function decide(findings: readonly Finding[], rules: CompiledRules, failu
     const d = rules.get(f.code)?.(f);
     if (!d) continue;
     if (d.fields && d.action === 'tag') fields.push(...d.fields);
-    if (rank[d.action] > rank[verdict.action]) verdict = { action: d.action, reply: d.reply ?? replies.accepted, reason: f.code };
+    if (rank[d.action] > rank[verdict.action]) verdict = { action: d.action, reply: d.reply ?? replies.accepted, reason: f.code, category: d.category };
   }
   return { ...verdict, fields: delivers(verdict.action) ? fields : [] };
 }

@@ -12,7 +12,6 @@
  * Fails with QUARANTINE_TOO_BIG, QUARANTINE_FAILED (folder.ts); an index write that fails is
  * logged and left to the sweep (the message is safe on disk).
  */
-import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import type { MainConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
@@ -20,6 +19,7 @@ import type { Logger } from '../lib/log';
 import { matchesRecipient } from '../pipeline/destiny';
 import type { Store } from '../store/store';
 import type { ClientInfo, Envelope } from '../transaction/transaction';
+import { retryStableId } from '../transaction/retry-id';
 import { checkSpace, ensureFolder, exists, fileOf, isId, isTempFile, listFolder, writeAtomically } from './folder';
 
 export type QuarantineSettings = MainConfig['quarantine'];
@@ -222,14 +222,4 @@ export class Quarantine {
   }
 }
 
-/**
- * sha256 over what a Postfix retry sends again (see the header), 24 hex digits (96 bits): the
- * quarantine id, and what notify/bounce.ts remembers a sent DSN by.
- */
-export async function retryStableId(input: Pick<HoldInput, 'queueId' | 'bank' | 'envelope' | 'client' | 'raw'>): Promise<string> {
-  const h = createHash('sha256');
-  h.update(JSON.stringify([input.queueId ?? null, input.bank, input.envelope, input.client]));
-  h.update('\n');
-  for await (const chunk of input.raw()) h.update(chunk);
-  return h.digest('hex').slice(0, 24);
-}
+export { retryStableId };

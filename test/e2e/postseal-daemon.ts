@@ -5,7 +5,7 @@
  * and policy-banks/ with the ports remapped the same way as examples/postfix.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
@@ -30,6 +30,8 @@ export async function buildPostseal(outDir: string): Promise<string> {
     const { stdout, stderr } = err as { stdout?: string; stderr?: string };
     throw new Error(`building postseal for the e2e suite failed:\n${stdout ?? ''}${stderr ?? ''}`, { cause: err });
   }
+  // As in the package: the shipped notice templates beside dist/ (lib/notice-templates.ts finds them there).
+  cpSync(path.join(ROOT, 'templates'), path.join(outDir, '..', 'templates'), { recursive: true });
   return path.join(outDir, 'cli/main.js');
 }
 

@@ -98,12 +98,28 @@ describe('the virus stage with a real clamd', () => {
     });
   });
 
-  it('holds a virus in the quarantine, or bounces it with a DSN naming it, as the destiny says', async () => {
-    expect((await scan(INFECTED, { destiny: 'quarantine' })).verdict).toMatchObject({ action: 'quarantine', reason: 'VIRUS_FOUND', fields: [] });
-    expect((await scan(INFECTED, { destiny: 'bounce' })).verdict).toMatchObject({
+  it('holds a virus in the quarantine, or bounces it with a DSN naming it when no fakeSenderNames pattern matches, as the destiny says', async () => {
+    expect((await scan(INFECTED, { destiny: 'quarantine' })).verdict).toMatchObject({ action: 'quarantine', reason: 'VIRUS_FOUND', fields: [], category: 'virus' });
+    expect((await scan(INFECTED, { destiny: 'bounce', fakeSenderNames: ['^Worm\\.'] })).verdict).toMatchObject({
       action: 'bounce',
+      category: 'virus',
       reply: { code: '554', enhanced: '5.7.0', text: `Message rejected: virus found (${EICAR_NAME})` },
     });
+  });
+
+  it('discards instead of bouncing a virus known to fake its sender (every virus by default), and the reply says there was no DSN', async () => {
+    expect((await scan(INFECTED, { destiny: 'bounce' })).verdict).toMatchObject({
+      action: 'discard',
+      reason: 'VIRUS_FOUND',
+      category: 'virus',
+      reply: { code: '250', enhanced: '2.7.0', text: expect.stringMatching(/no DSN: the virus is known to fake its sender/) },
+    });
+    expect((await scan(INFECTED, { destiny: 'bounce', fakeSenderNames: ['eicar'] })).verdict).toMatchObject({ action: 'discard' });
+  });
+
+  it('bounces a virus to the sender on a signing bank whatever fakeSenderNames says: the sender is our own user there', async () => {
+    const { verdict } = await scan(INFECTED, { destiny: 'bounce' }, { bank: { stages: ['virus', 'dkim-sign'], originating: true } });
+    expect(verdict).toMatchObject({ action: 'bounce', reason: 'VIRUS_FOUND', reply: { code: '554', enhanced: '5.7.0' } });
   });
 
   it('does not scan when every recipient is in bypass, and says so', async () => {
@@ -231,6 +247,10 @@ describe('the virus settings at load', () => {
 
   it('loads onTooBig pass and onScannerFailure pass on the inbound default bank', () => {
     expect(load({ virus: { onTooBig: 'pass', onScannerFailure: 'pass', destiny: 'discard' } })).not.toThrow();
+  });
+
+  it('refuses a fakeSenderNames entry that is not a regular expression, naming its pointer', () => {
+    expect(loadShipped({ fakeSenderNames: ['Worm.', '(unclosed'] })).toThrow(/ORIGINATING\.yaml: \/virus\/fakeSenderNames\/1: "\(unclosed" is not a regular expression/);
   });
 
   it('refuses virus lovers in the shipped ORIGINATING bank', () => {

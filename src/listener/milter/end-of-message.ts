@@ -8,7 +8,8 @@
  * - reject, tempfail: SMFIR_REPLYCODE with the verdict's reply (smtp/replies.ts);
  * - discard: SMFIR_DISCARD; quarantine and bounce: the message is held in postseal's quarantine
  *   (quarantine/hold.ts), or its DSN sent through the bank's notify target (notify/bounce.ts),
- *   as on the SMTP path, then SMFIR_DISCARD, so Postfix keeps no copy;
+ *   with the bank's notices, as on the SMTP path (listener/blocked.ts), then SMFIR_DISCARD, so
+ *   Postfix keeps no copy;
  * - too big (spool maxSizeBytes, spool.maxHeaderBytes): SMFIR_REPLYCODE 552 5.3.4;
  * - a failure (stage error or timeout, message deadline, spool not writable, a modification
  *   the MTA did not allow): listener milter.failureAction, tempfail with the error's reply
@@ -24,9 +25,8 @@ import { errorFields } from '../../lib/log';
 import { Action as Act, Reply, replyCode, simpleReply } from '../../lib/milter/protocol';
 import { noTelemetry, type MessageReport } from '../../lib/telemetry';
 import type { PipelineResult } from '../../pipeline/runner';
-import { bounceMessage } from '../../notify/bounce';
+import { settleBlocked } from '../blocked';
 import { delivers } from '../../pipeline/verdict';
-import { holdInQuarantine } from '../../quarantine/hold';
 import { replyForError } from '../../smtp/error-replies';
 import { formatReply, type SmtpReply } from '../../smtp/replies';
 import { Message } from '../../transaction/message';
@@ -112,27 +112,13 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     if (input.aborted.aborted) throw new PostsealError('UPSTREAM_ABORTED', 'the MTA aborted the message');
     if (verdict.action === 'tempfail' && verdict.reason in errorCodes) return failed(verdict.reply);
     if (!delivers(verdict.action)) {
-      // Held or bounced by postseal (as on the SMTP path), then dropped by the MTA.
-      if (verdict.action === 'quarantine') {
-        const held = await holdInQuarantine(ctx.quarantine, { tx, received: original, result }, ctx.log);
-        record.quarantineId = held.id;
-        replyClass = '2';
-        replyText = `discard (${formatReply(held.reply)})`;
-        return [simpleReply(Reply.DISCARD)];
-      }
-      if (verdict.action === 'bounce') {
-        if (!ctx.bounce) throw new PostsealError('NOTIFY_FAILED', `bank ${input.bankName} has no notify target for the DSN of a bounce verdict`);
-        const reply = await bounceMessage(ctx.bounce, { tx, received: original, result });
-        replyClass = '2';
-        replyText = `discard (${formatReply(reply)})`;
-        return [simpleReply(Reply.DISCARD)];
-      }
-      if (verdict.action === 'discard') {
-        replyClass = '2';
-        replyText = formatReply(verdict.reply);
-        return [simpleReply(Reply.DISCARD)];
-      }
-      return answer(verdict.reply);
+      // Held, bounced or discarded by postseal as on the SMTP path (with the bank's notices), then dropped by the MTA.
+      const blocked = await settleBlocked({ quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log }, { tx, received: original, result });
+      if (blocked.kind === 'refused') return answer(blocked.reply);
+      if (blocked.quarantineId) record.quarantineId = blocked.quarantineId;
+      replyClass = '2';
+      replyText = `discard (${formatReply(blocked.reply)})`;
+      return [simpleReply(Reply.DISCARD)];
     }
     mods = await modificationsFor(original, tx.message, input.leadSpace, deadline.signal);
     record.modifications = { added: mods.added, changed: mods.changed, removed: mods.removed, bodyReplaced: mods.bodyReplaced };

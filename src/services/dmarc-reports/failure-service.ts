@@ -17,9 +17,9 @@ import type { LoadedConfig } from '../../setup';
 import type { Store } from '../../store/store';
 import type { Service } from '../service';
 import { FailureReporter, type FailureDeps, type FailureOutcome, type FailureSettings } from './failures';
-import { poolSender } from './send';
+import { poolSender } from '../../notify/send';
 import { reportSettingsFor } from './service';
-import { reportSigner } from './sign';
+import { reportSigner } from '../../notify/sign';
 
 export interface DmarcFailureReportsDeps {
   readonly store: Store;

@@ -23,8 +23,8 @@ import { resolveDestinations } from '../../lib/dmarc-report/destinations';
 import { composeFailureReport, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
 import type { DnsResolver } from '../../lib/dns';
 import type { Store } from '../../store/store';
-import type { SendMail } from './send';
-import type { SignReport } from './sign';
+import type { SendMail } from '../../notify/send';
+import type { SignReport } from '../../notify/sign';
 
 export interface FailureSettings {
   /** From: and envelope sender (services.dmarcReports.from). */

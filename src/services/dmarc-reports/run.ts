@@ -31,7 +31,7 @@ import { dayOf, parsePeriod, type ReportPeriod } from '../../lib/dmarc-report/pe
 import { fetchPolicy } from '../../lib/dmarc-report/policy';
 import type { Store } from '../../store/store';
 import type { StoredDmarcResults } from '../../store/dmarc-results';
-import type { SendMail } from './send';
+import type { SendMail } from '../../notify/send';
 
 export interface ReportSettings {
   readonly orgName: string;

@@ -22,8 +22,8 @@ import type { StoredDmarcResults } from '../../store/dmarc-results';
 import type { Store } from '../../store/store';
 import type { Service } from '../service';
 import { runReports, type ReportSettings } from './run';
-import { poolSender } from './send';
-import { reportSigner } from './sign';
+import { poolSender } from '../../notify/send';
+import { reportSigner } from '../../notify/sign';
 
 export interface DmarcReportsDeps {
   readonly store: Store;

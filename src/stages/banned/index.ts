@@ -48,7 +48,7 @@ function alert(f: Finding) {
 }
 
 const bannedFile: Rule<BannedSettings> = (s, _b, f) =>
-  destinyDecision(s.destiny, withText(replies.bannedRejected, `${replies.bannedRejected.text} (${kindAndPath(f).kind})`), alert(f));
+  destinyDecision(s.destiny, withText(replies.bannedRejected, `${replies.bannedRejected.text} (${kindAndPath(f).kind})`), alert(f), 'banned');
 
 export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]>({
   id: 'banned',

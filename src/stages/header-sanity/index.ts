@@ -70,7 +70,12 @@ const rejectWhen =
   (setting: keyof HeaderSanitySettings, why: string): Rule<HeaderSanitySettings> =>
   (s) =>
     s[setting] === 'reject'
-      ? destinyDecision(s.destiny, withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`), [{ name: ALERT_FIELD, value: `BAD HEADER SECTION, ${why}` }])
+      ? destinyDecision(
+          s.destiny,
+          withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`),
+          [{ name: ALERT_FIELD, value: `BAD HEADER SECTION, ${why}` }],
+          'bad-header',
+        )
       : null;
 
 export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDINGS)[number]>({

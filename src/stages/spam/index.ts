@@ -89,7 +89,7 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
     SPAM_TAGGED: tag(false),
     SPAM_SPAMMY: tag(true),
     SPAM_KILL_LOVED: tag(true),
-    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, bank, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true)),
+    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, bank, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true), 'spam'),
     SPAM_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.spamScannerFailed } : null),
     SPAM_SOFT_REJECT: () => ({ action: 'tempfail', reply: replies.spamSoftReject }),
   },

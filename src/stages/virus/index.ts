@@ -79,6 +79,13 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
           `${where}: /virus/onScannerFailure: "pass" delivers mail unscanned while clamd is down, but ${why}; use tempfail (the default)`,
         );
     }
+    s.fakeSenderNames.forEach((p, i) => {
+      try {
+        new RegExp(p, 'i');
+      } catch (err) {
+        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/fakeSenderNames/${i}: "${p}" is not a regular expression (${(err as Error).message})`);
+      }
+    });
     if (s.timeoutMs >= bank.timeouts.stageTimeoutMs)
       throw new PostsealError(
         'CFG_INCONSISTENT',

@@ -1,6 +1,7 @@
 /**
  * What the virus stage's findings mean, given the bank's virus settings: a virus meets the
- * destiny (reject = 554 5.7.0 naming it, discard, or pass = delivered with X-Postseal-Alert); a
+ * destiny (reject = 554 5.7.0 naming it, discard, quarantine, bounce, or pass = delivered with
+ * X-Postseal-Alert; a bounce becomes a discard when a name matches virus.fakeSenderNames); a
  * virus for lovers only is delivered with X-Postseal-Alert; clean mail gets X-Virus-Scanned; a
  * scanner failure and an unscanned big message are tempfails or pass with their finding, as
  * onScannerFailure and onTooBig say (a big one may also be refused, 552 5.3.4: onTooBig
@@ -38,9 +39,24 @@ function infectedFields(s: VirusSettings, names: string, authservId: string): No
   return [...(scanned(s, authservId) ?? []), { name: ALERT_FIELD, value: `INFECTED, message contains virus: ${names}` }];
 }
 
-const found: Rule<VirusSettings> = (s, _b, f, ctx) => {
+const fakeSenderPatterns = new WeakMap<readonly string[], RegExp[]>();
+
+/** Whether one of clamd's names is of a virus known to fake its sender (virus.fakeSenderNames; checked at load). */
+function fakesSender(s: VirusSettings, detail: string | undefined): boolean {
+  let res = fakeSenderPatterns.get(s.fakeSenderNames);
+  if (!res) fakeSenderPatterns.set(s.fakeSenderNames, (res = s.fakeSenderNames.map((p) => new RegExp(p, 'i'))));
+  const names = (detail ?? '').split(', ');
+  return res.some((re) => names.some((n) => re.test(n)));
+}
+
+/** No DSN to a sender a virus most likely forged (amavisd @viruses_that_fake_sender_maps): the bounce is a discard, and its reply says why. */
+const NO_DSN = withText(replies.discarded, `${replies.discarded.text}, no DSN: the virus is known to fake its sender`);
+
+/** On a signing bank the sender is our own user, not forged: the bounce stays one, so that they hear of it. */
+const found: Rule<VirusSettings> = (s, bank, f, ctx) => {
   const names = namesText(f.detail);
-  return destinyDecision(s.destiny, withText(replies.virusRejected, `${replies.virusRejected.text} (${names})`), infectedFields(s, names, ctx.authservId));
+  const destiny = s.destiny === 'bounce' && !signsMail(bank) && fakesSender(s, f.detail) ? 'discard' : s.destiny;
+  return destinyDecision(destiny, withText(replies.virusRejected, `${replies.virusRejected.text} (${names})`), infectedFields(s, names, ctx.authservId), 'virus', NO_DSN);
 };
 
 function tooBig(how: Exclude<VirusSettings['onTooBig'], 'auto'>): Decision | null {

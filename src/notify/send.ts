@@ -1,6 +1,6 @@
 /**
- * Hands one report mail to the bank's `notify` target (bank key `notify`: the originating
- * reinjection port, so that Postfix signs and delivers it) with the project's SMTP client
+ * Hands one mail postseal wrote (a DMARC report, a notice) to a bank's `notify` target (the
+ * originating reinjection port, so that Postfix delivers it) with the project's SMTP client
  * (reinject/downstream-transaction.ts over a DownstreamPool).
  *
  * Accepted means: MAIL, at least one RCPT and the end of DATA answered 2xx. Anything else is
@@ -9,8 +9,8 @@
  *
  * Fails: never throws; connection and protocol errors (REINJECT_*) come back as `reason`.
  */
-import type { DownstreamPool } from '../../reinject/pool';
-import { DownstreamTransaction } from '../../reinject/downstream-transaction';
+import type { DownstreamPool } from '../reinject/pool';
+import { DownstreamTransaction } from '../reinject/downstream-transaction';
 
 export type SendResult = { ok: true; accepted: readonly string[] } | { ok: false; permanent: boolean; reason: string };
 export type SendMail = (mailFrom: string, to: readonly string[], raw: Buffer) => Promise<SendResult>;
