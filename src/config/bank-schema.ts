@@ -146,6 +146,14 @@ export const commonBankSchema = {
       default: 1000,
       description: 'Recipients per message; more get 452 4.5.3 and Postfix sends them in a later transaction.',
     },
+    recipientDelimiter: {
+      type: 'string',
+      default: '+',
+      maxLength: 16,
+      pattern: '^[\\x21\\x23-\\x3f\\x41-\\x7e]*$',
+      description:
+        'As Postfix recipient_delimiter: each character separates a local part from its extension, so that a recipient list entry user@example.org (lovers, bypass) also matches user+tag@example.org; "+-" also matches user-tag@; empty: no extensions. Set it to what main.cf says.',
+    },
     timeouts: {
       type: 'object',
       additionalProperties: false,

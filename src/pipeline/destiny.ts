@@ -9,7 +9,10 @@
  * takes the strict side: an exception applies only when it covers every recipient of the
  * message. A site that wants amavisd's per-recipient result sets Postfix's
  * `<transport>_destination_recipient_limit = 1` for the filter transport, so each message
- * reaching postseal has one recipient (docs/content-checks.md).
+ * reaching postseal has one recipient (docs/content-checks.md). A list entry `user@domain`
+ * matches `user<delimiter>ext@domain` too, with the bank's recipientDelimiter (Postfix's
+ * recipient_delimiter, "+" by default; several characters are each a delimiter). signsMail
+ * and SIGNING_DESTINIES are what the content stages' load checks refuse on signing banks.
  */
 import { domainToASCII } from 'node:url';
 import type { FromSchema } from 'json-schema-to-ts';
@@ -48,8 +51,25 @@ export const recipientListSchema = {
 } as const;
 export type RecipientList = FromSchema<typeof recipientListSchema>;
 
-/** The delimiter Postfix's `recipient_delimiter` usually is; `user+tag@` is looked up as `user@` too. */
-const DELIMITER = '+';
+/** Postfix's usual `recipient_delimiter`; a bank's recipientDelimiter replaces it. */
+export const DEFAULT_RECIPIENT_DELIMITER = '+';
+
+/**
+ * Whether a bank signs its mail (lists dkim-sign): an originating bank, whose outgoing virus or
+ * spam must never leave signed (issue 15). The content stages' load checks refuse there every
+ * setting that would deliver such mail unscanned or without a clear reply to the sender.
+ */
+export function signsMail(bank: { readonly stages: readonly string[] }): boolean {
+  return bank.stages.includes('dkim-sign');
+}
+
+/**
+ * The destinies a signing bank may give outgoing virus or spam: ones that stop the mail and
+ * tell our user (reject: Postfix bounces to them; bounce: a DSN to them, a real sender here),
+ * or hold it for the postmaster (quarantine). Not pass (signed malware or spam) and not
+ * discard (a silent loss, no clear reply to a user whose account may be compromised).
+ */
+export const SIGNING_DESTINIES: readonly Destiny[] = ['reject', 'bounce', 'quarantine'];
 
 interface CompiledList {
   readonly addresses: ReadonlySet<string>;
@@ -87,8 +107,12 @@ function compile(list: readonly string[]): CompiledList {
   return { addresses, localParts, domains, parents, everyone };
 }
 
-/** Whether one address (as written in the envelope) is in the list. */
-export function matchesRecipient(list: readonly string[], address: string): boolean {
+/**
+ * Whether one address (as written in the envelope) is in the list. `delimiters`: each
+ * character is a recipient delimiter, as in Postfix's recipient_delimiter (`user+tag@` and,
+ * with "+-", `user-tag@` are looked up as `user@` too); the first one in the local part counts.
+ */
+export function matchesRecipient(list: readonly string[], address: string, delimiters = DEFAULT_RECIPIENT_DELIMITER): boolean {
   if (list.length === 0) return false;
   let c = compiled.get(list);
   if (!c) {
@@ -100,7 +124,7 @@ export function matchesRecipient(list: readonly string[], address: string): bool
   if (at < 0) return false;
   const local = address.slice(0, at).toLowerCase();
   const domain = asciiDomain(address.slice(at + 1));
-  const plus = local.startsWith('"') ? -1 : local.indexOf(DELIMITER);
+  const plus = local.startsWith('"') ? -1 : firstDelimiter(local, delimiters);
   const bare = plus > 0 ? local.slice(0, plus) : local;
   if (c.addresses.has(`${local}@${domain}`) || c.addresses.has(`${bare}@${domain}`)) return true;
   if (c.localParts.has(local) || c.localParts.has(bare)) return true;
@@ -108,10 +132,23 @@ export function matchesRecipient(list: readonly string[], address: string): bool
   return c.parents.some((p) => domain === p || domain.endsWith(`.${p}`));
 }
 
-/** Whether the exception covers the message: every recipient is in the list (the strict side, see above). */
-export function coversAllRecipients(list: readonly string[], tx: Pick<Transaction, 'envelope'>): boolean {
+function firstDelimiter(local: string, delimiters: string): number {
+  let first = -1;
+  for (const d of delimiters) {
+    const i = local.indexOf(d);
+    if (i >= 0 && (first < 0 || i < first)) first = i;
+  }
+  return first;
+}
+
+/**
+ * Whether the exception covers the message: every recipient is in the list (the strict side,
+ * see above). The bank's recipientDelimiter applies when the transaction carries its bank.
+ */
+export function coversAllRecipients(list: readonly string[], tx: Pick<Transaction, 'envelope'> & { readonly bank?: { readonly recipientDelimiter?: string } }): boolean {
   const rcpts = tx.envelope.recipients;
-  return rcpts.length > 0 && list.length > 0 && rcpts.every((r) => matchesRecipient(list, r.address));
+  const delimiters = tx.bank?.recipientDelimiter ?? DEFAULT_RECIPIENT_DELIMITER;
+  return rcpts.length > 0 && list.length > 0 && rcpts.every((r) => matchesRecipient(list, r.address, delimiters));
 }
 
 /**

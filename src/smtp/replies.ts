@@ -25,11 +25,13 @@ export const replies = {
   headerRejected: { code: '550', enhanced: '5.6.0', text: 'Message header malformed' },
   spamRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected as spam' },
   spamScannerFailed: { code: '451', enhanced: '4.3.0', text: 'Spam check could not complete, try again later' },
+  spamSoftReject: { code: '451', enhanced: '4.7.1', text: 'Message deferred by the spam scanner, try again later' },
   // The virus stage (stages/virus): a virus name from clamd may follow the text, printable ASCII only.
   virusRejected: { code: '554', enhanced: '5.7.0', text: 'Message rejected: virus found' },
   virusScanFailed: { code: '451', enhanced: '4.3.0', text: 'Virus scan could not complete, try again later' },
   bannedBusy: { code: '451', enhanced: '4.3.1', text: 'Content filter busy, try again later' },
   virusScanTooBig: { code: '451', enhanced: '4.3.4', text: 'Message too big for the virus scanner, try again later' },
+  virusScanTooBigRefused: { code: '552', enhanced: '5.3.4', text: 'Message too big for the virus scanner, not sent unscanned' },
   mailLoop: { code: '554', enhanced: '5.4.6', text: 'Mail loop detected' },
   messageTooBig: { code: '552', enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
   headerTooBig: { code: '552', enhanced: '5.3.4', text: 'Message header size exceeds limit' },

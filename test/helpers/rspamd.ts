@@ -5,7 +5,8 @@
  * controller, no Redis, no statistics, no DNS lists or other modules (filters = ""), DNS
  * pointed at a closed port, a four-line TLD list (the shipped public suffix list alone costs
  * ten seconds of start-up), the default actions (reject 15, add header 6, greylist 4) and one
- * Lua rule: TAG_SUBJECT_POINTS for a Subject holding TAG_SUBJECT (as in spamd.ts). GTUBE is
+ * Lua rule: TAG_SUBJECT_POINTS for a Subject holding TAG_SUBJECT (as in spamd.ts), and two
+ * prefilters: soft reject for SOFT_REJECT_SUBJECT, the skip flag for SKIP_SUBJECT. GTUBE is
  * rspamd's own: action reject. start() resolves once /ping answers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +19,10 @@ import { TAG_SUBJECT, TAG_SUBJECT_POINTS } from './spamd';
 
 export const RSPAMD_REJECT = 15;
 export const RSPAMD_ADD_HEADER = 6;
+/** A Subject holding this gets the action soft reject (a prefilter, as rspamd's ratelimit gives it). */
+export const SOFT_REJECT_SUBJECT = 'POSTSEAL-SOFT-REJECT';
+/** A Subject holding this makes rspamd skip its rules (task flag skip: is_skipped in the answer). */
+export const SKIP_SUBJECT = 'POSTSEAL-SKIP-ME';
 
 export interface Rspamd {
   readonly host: string;
@@ -35,6 +40,26 @@ const RULES = `rspamd_config.POSTSEAL_TAG_SUBJECT = {
   score = ${TAG_SUBJECT_POINTS},
   description = 'postseal test rule',
 }
+rspamd_config:register_symbol({
+  name = 'POSTSEAL_SOFT_REJECT',
+  type = 'prefilter',
+  priority = 10,
+  callback = function(task)
+    local s = task:get_subject()
+    if s ~= nil and s:find('${SOFT_REJECT_SUBJECT}', 1, true) ~= nil then
+      task:set_pre_result('soft reject', 'try again later (postseal test)')
+    end
+  end,
+})
+rspamd_config:register_symbol({
+  name = 'POSTSEAL_SKIP',
+  type = 'prefilter',
+  priority = 10,
+  callback = function(task)
+    local s = task:get_subject()
+    if s ~= nil and s:find('${SKIP_SUBJECT}', 1, true) ~= nil then task:set_flag('skip') end
+  end,
+})
 `;
 
 export async function startRspamd(): Promise<Rspamd> {

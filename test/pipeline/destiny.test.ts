@@ -1,5 +1,6 @@
 import { coversAllRecipients, destinyDecision, destinySchema, matchesRecipient } from '../../src/pipeline/destiny';
 import { replies } from '../../src/smtp/replies';
+import { loadTestBank } from '../helpers/banks';
 
 const tx = (...addresses: string[]) => ({ envelope: { mailFrom: 'a@b', smtputf8: false, recipients: addresses.map((address) => ({ address })) } });
 
@@ -38,6 +39,24 @@ describe('recipient lookups, amavisd style', () => {
   it('"." matches everyone; an empty list nobody', () => {
     expect(matchesRecipient(['.'], 'anyone@anywhere.example')).toBe(true);
     expect(matchesRecipient([], 'anyone@anywhere.example')).toBe(false);
+  });
+});
+
+describe("the recipient delimiter (Postfix's recipient_delimiter)", () => {
+  it('takes each character of a delimiter list as a delimiter, the first one in the local part counting', () => {
+    expect(matchesRecipient(['bob@example.org'], 'bob-lists@example.org', '+-')).toBe(true);
+    expect(matchesRecipient(['bob@example.org'], 'bob+x-y@example.org', '+-')).toBe(true);
+    expect(matchesRecipient(['bob@example.org'], 'bob-lists@example.org')).toBe(false);
+    expect(matchesRecipient(['bob@example.org'], 'bob+x@example.org', '')).toBe(false);
+  });
+
+  it("uses the bank's recipientDelimiter for a message's recipients", () => {
+    const bank = loadTestBank({ recipientDelimiter: '-' });
+    expect(bank.recipientDelimiter).toBe('-');
+    expect(coversAllRecipients(['bob@example.org'], { ...tx('bob-news@example.org'), bank })).toBe(true);
+    expect(coversAllRecipients(['bob@example.org'], { ...tx('bob+news@example.org'), bank })).toBe(false);
+    expect(loadTestBank({}).recipientDelimiter).toBe('+');
+    expect(() => loadTestBank({ recipientDelimiter: '@' })).toThrow();
   });
 });
 

@@ -8,7 +8,8 @@ import { headerSanityStage } from '../../src/stages/header-sanity';
 import { Message } from '../../src/transaction/message';
 import { memorySpool, type Spool } from '../../src/transaction/spool';
 import { loadTestBank } from '../helpers/banks';
-import { stageFor, testTransaction } from '../helpers/stage-run';
+import { decide } from '../../src/pipeline/verdict';
+import { rulesOf, stageFor, testStageDeps, testTransaction } from '../helpers/stage-run';
 import { startSink } from '../helpers/sink';
 import { startHarness } from '../helpers/postseal';
 import { TestClient } from '../helpers/smtp-client';
@@ -145,5 +146,69 @@ describe('header-sanity', () => {
     await expect(stage.run(tx, ac.signal)).rejects.toThrow('stage timed out');
     expect(rewritten).toBeLessThan(body.length);
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('header-sanity destiny (amavisd $final_bad_header_destiny)', () => {
+  const twoFroms = 'From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n';
+
+  it('discards what a kind would reject when the destiny is discard (250, nothing delivered)', async () => {
+    const { r, got } = await sendThrough(twoFroms, { destiny: 'discard' });
+    expect(r.final?.code).toBe(250);
+    expect(got).toBeUndefined();
+  });
+
+  it('delivers it with X-Postseal-Alert naming the kind when the destiny is pass', async () => {
+    const { r, got } = await sendThrough(twoFroms, { destiny: 'pass' });
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toMatch(/^X-Postseal-Alert: BAD HEADER SECTION, several From fields\r\n/);
+  });
+
+  it('quarantines or bounces it as the destiny says, with the 550 5.6.0 the bounce reports', async () => {
+    for (const destiny of ['quarantine', 'bounce'] as const) {
+      const bank = loadTestBank({ stages: ['header-sanity'], headerSanity: { destiny } });
+      const tx = testTransaction(twoFroms, { bank });
+      const outcome = await stageFor(headerSanityStage, bank, testStageDeps({ server: '127.0.0.1:9' })).run(tx, new AbortController().signal);
+      expect(decide(outcome.findings, rulesOf(bank))).toMatchObject({ action: destiny, reason: 'HEADER_SANITY_MULTIPLE_FROM' });
+    }
+    const bank = loadTestBank({ stages: ['header-sanity'], headerSanity: { destiny: 'bounce' } });
+    const outcome = await stageFor(headerSanityStage, bank, testStageDeps({ server: '127.0.0.1:9' })).run(testTransaction(twoFroms, { bank }), new AbortController().signal);
+    expect(decide(outcome.findings, rulesOf(bank)).reply).toMatchObject({ code: '550', enhanced: '5.6.0' });
+  });
+
+  it('still delivers to bad-header lovers whatever the destiny', async () => {
+    const { r, got } = await sendThrough(twoFroms, { destiny: 'discard', lovers: ['b@example.net'] });
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toMatch(/^X-Postseal-Alert: BAD HEADER SECTION, multiple_from\r\n/);
+  });
+});
+
+describe('header-sanity and the fields only postseal writes', () => {
+  const forged =
+    'X-Postseal-Alert: CLEAN, nothing to see\r\nX-Virus-Scanned: postseal at  FILTER.test\r\nX-Virus-Scanned: amavisd-new at msa.example.org\r\n' +
+    'X-Postseal-Quarantine: no\r\nFrom: a@example.org\r\nSubject: x\r\n\r\nbody\r\n';
+
+  it("removes every X-Postseal-Alert and X-Postseal-Quarantine it arrived with, and the X-Virus-Scanned of our value, keeping other hosts' ones", async () => {
+    const { r, got, log } = await sendThrough(forged, {});
+    expect(r.final?.code).toBe(250);
+    expect(got?.toString()).toBe('X-Virus-Scanned: amavisd-new at msa.example.org\r\nFrom: a@example.org\r\nSubject: x\r\n\r\nbody\r\n');
+    expect(log?.findings).toContain('HEADER_SANITY_OWN_FIELDS_REMOVED(X-Postseal-Alert,X-Virus-Scanned,X-Postseal-Quarantine)');
+  });
+
+  it('removes them for recipients who bypass the header checks too', async () => {
+    const { got } = await sendThrough(forged, { bypass: ['b@'] });
+    expect(got?.toString()).not.toMatch(/X-Postseal-|postseal at/i);
+  });
+
+  it('removes the X-Virus-Scanned of the value the bank configures for its virus stage', async () => {
+    const bank = loadTestBank({ stages: ['header-sanity'], virus: { scannedHeaderValue: 'ClamAV at example.net' } });
+    const tx = testTransaction('X-Virus-Scanned: clamav at example.net\r\nX-Virus-Scanned: postseal at filter.test\r\nFrom: a@example.org\r\n\r\nx\r\n', { bank });
+    const outcome = await stageFor(headerSanityStage, bank, testStageDeps({ server: '127.0.0.1:9' })).run(tx, new AbortController().signal);
+    expect(outcome.message?.fields.map((f) => f.raw.toString())).toEqual(['X-Virus-Scanned: postseal at filter.test\r\n', 'From: a@example.org\r\n']);
+  });
+
+  it('leaves them alone when removeOwnFields is off', async () => {
+    const { got } = await sendThrough(forged, { removeOwnFields: false });
+    expect(got?.toString()).toBe(forged);
   });
 });

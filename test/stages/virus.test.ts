@@ -117,6 +117,11 @@ describe('the virus stage with a real clamd', () => {
     expect((await scan(INFECTED, { destiny: 'bounce', fakeSenderNames: ['eicar'] })).verdict).toMatchObject({ action: 'discard' });
   });
 
+  it('bounces a virus to the sender on a signing bank whatever fakeSenderNames says: the sender is our own user there', async () => {
+    const { verdict } = await scan(INFECTED, { destiny: 'bounce' }, { bank: { stages: ['virus', 'dkim-sign'], originating: true } });
+    expect(verdict).toMatchObject({ action: 'bounce', reason: 'VIRUS_FOUND', reply: { code: '554', enhanced: '5.7.0' } });
+  });
+
   it('does not scan when every recipient is in bypass, and says so', async () => {
     // The socket leads nowhere: a scan would be a scanner failure.
     const { findings, verdict } = await scan(INFECTED, { bypass: ['.example.net'], socket: nowhere });
@@ -148,6 +153,15 @@ describe('the virus stage with a real clamd', () => {
     expect(passed.verdict).toMatchObject({ action: 'pass', fields: [] });
     const held = await scan(big, { maxScanBytes: 2048, onTooBig: 'tempfail' });
     expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
+  });
+
+  it('refuses a message over maxScanBytes with 552 5.3.4 on a signing bank by default (onTooBig auto), and on any bank with onTooBig reject', async () => {
+    const big = `${CLEAN}${'x'.repeat(4000)}\r\n`;
+    const signing = { stages: ['virus', 'dkim-sign'], originating: true };
+    const refused = await scan(big, { maxScanBytes: 2048, socket: nowhere }, { bank: signing });
+    expect(refused.findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.any(String) }]);
+    expect(refused.verdict).toMatchObject({ action: 'reject', reply: { code: '552', enhanced: '5.3.4' } });
+    expect((await scan(big, { maxScanBytes: 2048, socket: nowhere, onTooBig: 'reject' })).verdict).toMatchObject({ action: 'reject', reply: { code: '552' } });
   });
 
   it("never passes a message over clamd's own StreamMaxLength as scanned: not scanned when clamd's answer is heard, a scanner failure when its reset ate it", async () => {
@@ -220,8 +234,19 @@ describe('the virus settings at load', () => {
     }
     expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
     expect((err as Error).message).toMatch(
-      /ORIGINATING\.yaml: \/virus\/destiny: "pass" delivers viruses, but this bank signs .*; use reject \(the default\), bounce, quarantine or discard$/,
+      /ORIGINATING\.yaml: \/virus\/destiny: "pass" delivers viruses, but this bank signs .*; use reject \(the default\), bounce or quarantine$/,
     );
+  });
+
+  it('refuses, in the shipped ORIGINATING bank, every setting that would sign unscanned mail or drop it without a clear reply', () => {
+    expect(loadShipped({ onTooBig: 'pass' })).toThrow(/ORIGINATING\.yaml: \/virus\/onTooBig: "pass" delivers big mail unscanned/);
+    expect(loadShipped({ onScannerFailure: 'pass' })).toThrow(/ORIGINATING\.yaml: \/virus\/onScannerFailure: "pass" /);
+    expect(loadShipped({ destiny: 'discard' })).toThrow(/ORIGINATING\.yaml: \/virus\/destiny: "discard" drops the mail without telling our user/);
+    for (const ok of [{ destiny: 'bounce' }, { destiny: 'quarantine' }, { onTooBig: 'reject' }, { onTooBig: 'tempfail' }]) expect(loadShipped(ok)).not.toThrow();
+  });
+
+  it('loads onTooBig pass and onScannerFailure pass on the inbound default bank', () => {
+    expect(load({ virus: { onTooBig: 'pass', onScannerFailure: 'pass', destiny: 'discard' } })).not.toThrow();
   });
 
   it('refuses a fakeSenderNames entry that is not a regular expression, naming its pointer', () => {

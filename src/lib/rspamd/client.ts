@@ -9,7 +9,7 @@
  *
  * The answer is a JSON object; score, required_score, action and symbols are read and checked
  * (a number that is not finite, an action rspamd does not define, or symbols that are not an
- * object make the answer garbage). Symbol names that are not plain rule names are dropped.
+ * object make the answer garbage), and is_skipped (rspamd ran no rule: the score means nothing). Symbol names that are not plain rule names are dropped.
  *
  * Fails with SPAM_SCANNER_FAILED: refused or lost connection, an HTTP status other than 200,
  * no complete answer within `timeoutMs`, an answer over `maxReplyBytes`, JSON that is not
@@ -54,6 +54,8 @@ export interface RspamdResult {
   readonly required: number;
   readonly action: RspamdAction;
   readonly symbols: readonly SpamSymbol[];
+  /** rspamd did not run its rules (is_skipped: a prefilter such as GTUBE decided, its settings said so, or the message passed its max_message). */
+  readonly skipped: boolean;
 }
 
 export interface RspamdClient {
@@ -200,5 +202,5 @@ export function parseCheckV2(body: string): RspamdResult {
     const s = (sym as { score?: unknown } | null)?.score;
     symbols.push({ name, score: typeof s === 'number' && Number.isFinite(s) ? s : undefined });
   }
-  return { score, required, action: action as RspamdAction, symbols };
+  return { score, required, action: action as RspamdAction, symbols, skipped: o.is_skipped === true };
 }

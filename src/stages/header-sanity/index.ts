@@ -6,20 +6,25 @@
  * a header field without SMTPUTF8, RFC 6532), HEADER_SANITY_LONG_HEADER_LINE and
  * HEADER_SANITY_LONG_BODY_LINE (over 998 octets, RFC 5322 2.1.1), HEADER_SANITY_MISSING_FROM
  * and HEADER_SANITY_MULTIPLE_FROM (RFC 5322 3.6). With `fix` the message is repaired and
- * HEADER_SANITY_FIXED says how; `reject` becomes 550 5.6.0 (its rules). Recipient exceptions
+ * HEADER_SANITY_FIXED says how; `reject` meets headerSanity.destiny (amavisd
+ * $final_bad_header_destiny; reject: 550 5.6.0, see rejectWhen). Recipient exceptions
  * (pipeline/destiny.ts, every recipient must be covered): `bypass` skips the stage
  * (HEADER_SANITY_BYPASSED); for `lovers` the findings a kind would reject for are reported as
- * one HEADER_SANITY_LOVED instead, delivered with X-Postseal-Alert. Reads: headerSanity.*.
+ * one HEADER_SANITY_LOVED instead, delivered with X-Postseal-Alert. First of all, with
+ * removeOwnFields, the fields only postseal may write are removed when a sender wrote them
+ * (own-fields.ts; HEADER_SANITY_OWN_FIELDS_REMOVED naming them). Reads: headerSanity.*,
+ * virus.scannedHeaderValue.
  * Only the fields it repairs are rewritten; every other byte stays as received.
  */
 import { Readable } from 'node:stream';
 import libmime from 'libmime';
-import { coversAllRecipients } from '../../pipeline/destiny';
+import { coversAllRecipients, destinyDecision } from '../../pipeline/destiny';
 import { defineStage, type Finding, type Rule, type StageDeps, type StageOutcome } from '../../pipeline/stage';
 import type { Transaction } from '../../transaction/transaction';
 import { replies, withText } from '../../smtp/replies';
 import { Message, type HeaderField } from '../../transaction/message';
 import { spoolFrom } from '../../transaction/spool';
+import { ourScannedValue, withoutOwnFields } from './own-fields';
 import { headerSanityBankSchema, type HeaderSanitySettings } from './schema';
 
 const MAX_LINE = 998;
@@ -40,6 +45,7 @@ const FINDINGS = [
   'HEADER_SANITY_FIXED',
   'HEADER_SANITY_LOVED',
   'HEADER_SANITY_BYPASSED',
+  'HEADER_SANITY_OWN_FIELDS_REMOVED',
 ] as const;
 
 /** Which setting decides each finding a kind can be rejected for. */
@@ -55,14 +61,22 @@ const SETTING_OF: Partial<Record<(typeof FINDINGS)[number], keyof HeaderSanitySe
 export const ALERT_FIELD = 'X-Postseal-Alert';
 
 /**
- * The finding rejects (550 5.6.0) when the setting it belongs to says reject, and the reply
- * names the finding, so the sender's bounce says what to fix. Fixed words, not the detail: the
- * detail holds field names the sender chose.
+ * The finding meets headerSanity.destiny (amavisd $final_bad_header_destiny) when the setting
+ * it belongs to says reject: reject = 550 5.6.0 with the reply naming the finding, so the
+ * sender's bounce says what to fix; pass = delivered with X-Postseal-Alert. Fixed words, not
+ * the detail: the detail holds field names the sender chose.
  */
 const rejectWhen =
   (setting: keyof HeaderSanitySettings, why: string): Rule<HeaderSanitySettings> =>
   (s) =>
-    s[setting] === 'reject' ? { action: 'reject', reply: withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`), category: 'bad-header' } : null;
+    s[setting] === 'reject'
+      ? destinyDecision(
+          s.destiny,
+          withText(replies.headerRejected, `${replies.headerRejected.text}: ${why}`),
+          [{ name: ALERT_FIELD, value: `BAD HEADER SECTION, ${why}` }],
+          'bad-header',
+        )
+      : null;
 
 export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDINGS)[number]>({
   id: 'header-sanity',
@@ -80,15 +94,23 @@ export const headerSanityStage = defineStage<HeaderSanitySettings, (typeof FINDI
     // The detail is our own finding codes (lovedFindings), never the sender's bytes.
     HEADER_SANITY_LOVED: (_s, _b, f) => ({ action: 'tag', fields: [{ name: ALERT_FIELD, value: `BAD HEADER SECTION, ${f.detail ?? ''}` }] }),
   },
-  create: (actions, _bank, deps) => ({
-    id: 'header-sanity',
-    async run(tx, signal) {
-      if (coversAllRecipients(actions.bypass, tx)) return { findings: [{ code: 'HEADER_SANITY_BYPASSED' }] };
-      const loved = coversAllRecipients(actions.lovers, tx);
-      const outcome = await inspect(tx, signal, actions, deps);
-      return loved ? { ...outcome, findings: lovedFindings(outcome.findings, actions) } : outcome;
-    },
-  }),
+  create: (actions, bank, deps) => {
+    const scannedValue = ourScannedValue(bank, deps.authservId);
+    return {
+      id: 'header-sanity',
+      async run(tx, signal) {
+        // Before the exceptions: a bypassed message must not carry forged fields either.
+        const scrub = actions.removeOwnFields ? withoutOwnFields(tx.message, scannedValue) : undefined;
+        const removed: Finding[] = scrub ? [{ code: 'HEADER_SANITY_OWN_FIELDS_REMOVED', detail: scrub.removed.join(',') }] : [];
+        const current = scrub ? { ...tx, message: scrub.message } : tx;
+        if (coversAllRecipients(actions.bypass, tx)) return { findings: [...removed, { code: 'HEADER_SANITY_BYPASSED' }], message: scrub?.message };
+        const loved = coversAllRecipients(actions.lovers, tx);
+        const outcome = await inspect(current, signal, actions, deps);
+        const findings = [...removed, ...(loved ? lovedFindings(outcome.findings, actions) : outcome.findings)];
+        return { ...outcome, findings, message: outcome.message ?? scrub?.message };
+      },
+    };
+  },
 });
 
 /** For lovers: the findings their settings would reject for become one HEADER_SANITY_LOVED naming them. */

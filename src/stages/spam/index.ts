@@ -12,18 +12,26 @@
  * - SPAM_KILL: at or above killLevel: spam.destiny (reject: 554 5.7.0; pass: tagged as spammy;
  *   bounce: a discard instead at or above dsnCutoffLevel).
  * - SPAM_KILL_LOVED: the same, but every recipient is in spam.lovers: tagged as spammy.
- * - SPAM_SKIPPED_TOO_BIG: over spam.maxScanBytes, not scanned. SPAM_BYPASSED: every recipient in spam.bypass.
+ * - SPAM_TRUNCATED: the body is over spam.maxScanBytes, so the scanners got the header and
+ *   the body cut there (scan.ts, as amavisd does); the score above is theirs for that copy.
+ *   SPAM_BYPASSED: every recipient in spam.bypass.
  * - SPAM_SCANNER_FAILED: a scanner down, slow or answering garbage: 451 4.3.0, or with
  *   onScannerFailure: pass, delivered as the other scanner (if any) scored it.
+ * - SPAM_SCANNER_SKIPPED: rspamd answered is_skipped (ran no rule); not counted as a score.
+ * - SPAM_SOFT_REJECT: rspamd's action soft reject with honourAction (its ratelimit or
+ *   greylisting): 451 4.7.1, Postfix retries.
  * On originating banks no X-Spam-* field is added (amavisd adds them for local recipients
- * only) and the load check refuses a pass destiny or lovers: our users' spam is not signed.
+ * only). On signing banks (dkim-sign) the load check refuses destiny pass and discard, lovers
+ * and onScannerFailure pass, and a bounce is never turned into a discard: our users' spam is
+ * not signed, and they hear of it.
  *
  * The fields come through the verdict (tag decisions); removing a sender's X-Spam-* fields and
  * the Subject tag are edits, made by the spam-tag stage (tag.ts) from the SPAM_RESULT this
- * stage hands on. Reads: spam.*, originating, timeouts.stageTimeoutMs.
+ * stage hands on. Reads: spam.*, originating, stages (signing), timeouts.stageTimeoutMs.
  */
 import { createRspamdClient } from '../../lib/rspamd/client';
-import { coversAllRecipients, destinyDecision } from '../../pipeline/destiny';
+import type { CommonBank } from '../../config/bank-schema';
+import { coversAllRecipients, destinyDecision, SIGNING_DESTINIES, signsMail } from '../../pipeline/destiny';
 import { defineStage, type Decision, type Finding, type Rule } from '../../pipeline/stage';
 import { PostsealError } from '../../errors';
 import { replies } from '../../smtp/replies';
@@ -36,7 +44,18 @@ import { spamBankSchema } from './schema';
 export { spamTagStage } from './tag';
 export { SPAM_RESULT, type SpamResult } from './result';
 
-const FINDINGS = ['SPAM_CLEAN', 'SPAM_TAGGED', 'SPAM_SPAMMY', 'SPAM_KILL', 'SPAM_KILL_LOVED', 'SPAM_SKIPPED_TOO_BIG', 'SPAM_BYPASSED', 'SPAM_SCANNER_FAILED'] as const;
+const FINDINGS = [
+  'SPAM_CLEAN',
+  'SPAM_TAGGED',
+  'SPAM_SPAMMY',
+  'SPAM_KILL',
+  'SPAM_KILL_LOVED',
+  'SPAM_TRUNCATED',
+  'SPAM_BYPASSED',
+  'SPAM_SCANNER_FAILED',
+  'SPAM_SCANNER_SKIPPED',
+  'SPAM_SOFT_REJECT',
+] as const;
 
 /** The header fields of a scored finding; none on originating banks (outgoing mail). */
 function fieldsOf(s: SpamSettings, originating: boolean, f: Finding, spammy: boolean): Decision['fields'] {
@@ -44,9 +63,13 @@ function fieldsOf(s: SpamSettings, originating: boolean, f: Finding, spammy: boo
   return originating || !d ? [] : spamFields(s, d.score, d.tests, spammy);
 }
 
-/** A bounce of spam at or above dsnCutoffLevel is a discard: its sender is almost always forged (amavisd $sa_dsn_cutoff_level). */
-function noBackscatter(s: SpamSettings, f: Finding): SpamSettings['destiny'] {
-  if (s.destiny !== 'bounce') return s.destiny;
+/**
+ * A bounce of spam at or above dsnCutoffLevel is a discard: its sender is almost always forged
+ * (amavisd $sa_dsn_cutoff_level). Not on a signing bank: there the sender is our own user, who
+ * must hear that the mail was refused.
+ */
+function noBackscatter(s: SpamSettings, bank: CommonBank, f: Finding): SpamSettings['destiny'] {
+  if (s.destiny !== 'bounce' || signsMail(bank)) return s.destiny;
   const d = parseScoreDetail(f.detail);
   return !d || d.score >= s.dsnCutoffLevel ? 'discard' : 'bounce';
 }
@@ -66,8 +89,9 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
     SPAM_TAGGED: tag(false),
     SPAM_SPAMMY: tag(true),
     SPAM_KILL_LOVED: tag(true),
-    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true), 'spam'),
+    SPAM_KILL: (s, bank, f) => destinyDecision(noBackscatter(s, bank, f), replies.spamRejected, fieldsOf(s, bank.originating, f, true), 'spam'),
     SPAM_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.spamScannerFailed } : null),
+    SPAM_SOFT_REJECT: () => ({ action: 'tempfail', reply: replies.spamSoftReject }),
   },
   check(s, bank, where) {
     const fix = (what: string, how: string) => new PostsealError('CFG_INCONSISTENT', `${where}: /spam/${what}; ${how}`);
@@ -84,9 +108,16 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
       throw fix('tag2Level', `the levels must rise: tagLevel ${s.tagLevel} <= tag2Level ${s.tag2Level} <= killLevel ${s.killLevel}`);
     if (!bank.stages.includes('spam-tag'))
       throw fix('removeExistingHeaders', 'the bank lists spam without spam-tag: add spam-tag to its stages (it removes X-Spam-* fields a sender wrote, and adds the Subject tag)');
-    if (bank.stages.includes('dkim-sign')) {
-      if (s.destiny === 'pass') throw fix('destiny', 'this bank signs (dkim-sign), and spam it would pass gets signed: set destiny to reject or discard');
+    if (signsMail(bank)) {
+      if (s.destiny === 'pass') throw fix('destiny', 'this bank signs (dkim-sign), and spam it would pass gets signed: set destiny to reject (the default), bounce or quarantine');
+      if (!SIGNING_DESTINIES.includes(s.destiny))
+        throw fix(
+          'destiny',
+          `this bank signs (dkim-sign), and "${s.destiny}" drops our user's spam without a clear reply to them: set destiny to reject (the default), bounce or quarantine`,
+        );
       if (s.lovers.length) throw fix('lovers', 'this bank signs (dkim-sign), and spam delivered to lovers gets signed: remove lovers');
+      if (s.onScannerFailure === 'pass')
+        throw fix('onScannerFailure', 'this bank signs (dkim-sign), and "pass" signs mail no scanner saw while one is down: set it to tempfail (the default)');
     }
   },
   create(settings, _bank, _deps) {
@@ -100,10 +131,15 @@ export const spamStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
       async run(tx, signal) {
         const ran = [SPAM_RESULT.entry({ spammy: false })];
         if (coversAllRecipients(settings.bypass, tx)) return { findings: [{ code: 'SPAM_BYPASSED' }], results: ran };
-        if (tx.message.size > settings.maxScanBytes)
-          return { findings: [{ code: 'SPAM_SKIPPED_TOO_BIG', detail: `${tx.message.size} bytes, maxScanBytes ${settings.maxScanBytes}` }], results: ran };
         const c = await scanMessage(settings, scanners, tx, signal);
         const findings: Finding[] = c.failures.map((why) => ({ code: 'SPAM_SCANNER_FAILED', detail: why }));
+        if (c.truncatedBodyBytes !== undefined)
+          findings.push({
+            code: 'SPAM_TRUNCATED',
+            detail: `${tx.message.size} bytes; scanned the header and the first ${c.truncatedBodyBytes} of ${tx.message.bodySize} body bytes (maxScanBytes ${settings.maxScanBytes})`,
+          });
+        for (const why of c.skipped) findings.push({ code: 'SPAM_SCANNER_SKIPPED', detail: why });
+        if (c.softReject) findings.push({ code: 'SPAM_SOFT_REJECT', detail: c.summary });
         if (!c.scanned) return { findings, results: ran };
         const detail = scoreDetail(c, c.summary);
         const code =

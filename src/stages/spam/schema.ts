@@ -70,7 +70,7 @@ export const spamBankSchema = {
           type: 'boolean',
           default: true,
           description:
-            "Also act on rspamd's own action: reject counts as at or above killLevel, add header and rewrite subject as at or above tag2Level, whatever the score (greylist and soft reject are ignored: Postfix does that before the queue).",
+            "Also act on rspamd's own action: reject counts as at or above killLevel, add header and rewrite subject as at or above tag2Level, whatever the score; soft reject (rspamd's ratelimit or greylisting) is a 451 4.7.1 tempfail, so Postfix retries later (greylist is ignored).",
         },
       },
     },
@@ -118,7 +118,8 @@ export const spamBankSchema = {
       minimum: 1024,
       maximum: 1073741824,
       default: 204800,
-      description: 'Larger messages are not scanned (finding SPAM_SKIPPED_TOO_BIG), as spam rarely is large and scanners are slow on it (amavisd $sa_mail_body_size_limit).',
+      description:
+        'A body larger than this is cut at the last line end within it, and the scanners get the header and that part (finding SPAM_TRUNCATED), as amavisd does with $sa_mail_body_size_limit: scanners are slow on large mail, and skipping it would let spam through with a large attachment.',
     },
     removeExistingHeaders: {
       type: 'boolean',
@@ -130,7 +131,7 @@ export const spamBankSchema = {
       enum: ['tempfail', 'pass'],
       default: 'tempfail',
       description:
-        'A scanner down, slower than its timeoutMs or answering garbage: tempfail = 451 4.3.0 (Postfix retries); pass = deliver unscanned (logged, finding SPAM_SCANNER_FAILED).',
+        'A scanner down, slower than its timeoutMs or answering garbage: tempfail = 451 4.3.0 (Postfix retries); pass = deliver unscanned (logged, finding SPAM_SCANNER_FAILED; refused at load on a bank that signs).',
     },
     lovers: {
       ...recipientListSchema,

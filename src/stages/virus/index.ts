@@ -9,12 +9,13 @@
  * scan). Their meaning is in rules.ts. Reads: virus.* and timeouts.stageTimeoutMs (load check).
  *
  * At load, a bank that signs (its stages list dkim-sign: an originating bank) may not deliver
- * a virus: destiny pass and lovers are refused there (CFG_INCONSISTENT), so that a compromised
- * account cannot send signed malware. probe.ts asks clamd for PING at start-up and for /readyz.
+ * a virus or unscanned mail, nor drop it silently: destiny pass or discard, lovers, onTooBig
+ * pass and onScannerFailure pass are refused there (CFG_INCONSISTENT), so that a compromised
+ * account cannot send signed malware (by padding it past maxScanBytes either). probe.ts asks clamd for PING at start-up and for /readyz.
  */
 import { PostsealError } from '../../errors';
 import type { ClamdClient } from '../../lib/clamd';
-import { coversAllRecipients } from '../../pipeline/destiny';
+import { coversAllRecipients, SIGNING_DESTINIES, signsMail } from '../../pipeline/destiny';
 import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
 import { clientFor } from './clamd';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
@@ -57,11 +58,26 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
   findings: VIRUS_FINDINGS,
   rules: virusRules,
   check(s, bank, where) {
-    if (bank.stages.includes('dkim-sign')) {
-      const why = 'this bank signs (its stages list dkim-sign), and outgoing infected mail must not be signed';
+    if (signsMail(bank)) {
+      const why = 'this bank signs (its stages list dkim-sign), and outgoing infected or unscanned mail must not be signed';
       if (s.destiny === 'pass')
-        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default), bounce, quarantine or discard`);
+        throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/destiny: "pass" delivers viruses, but ${why}; use reject (the default), bounce or quarantine`);
+      if (!SIGNING_DESTINIES.includes(s.destiny))
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${where}: /virus/destiny: "${s.destiny}" drops the mail without telling our user, but ${why} and refused with a clear reply; use reject (the default), bounce or quarantine`,
+        );
       if (s.lovers.length) throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/lovers: lovers get viruses delivered, but ${why}; remove the list from this bank`);
+      if (s.onTooBig === 'pass')
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${where}: /virus/onTooBig: "pass" delivers big mail unscanned, but ${why}; use auto (the default: reject here), reject or tempfail`,
+        );
+      if (s.onScannerFailure === 'pass')
+        throw new PostsealError(
+          'CFG_INCONSISTENT',
+          `${where}: /virus/onScannerFailure: "pass" delivers mail unscanned while clamd is down, but ${why}; use tempfail (the default)`,
+        );
     }
     s.fakeSenderNames.forEach((p, i) => {
       try {

@@ -4,12 +4,14 @@
  * X-Postseal-Alert; a bounce becomes a discard when a name matches virus.fakeSenderNames); a
  * virus for lovers only is delivered with X-Postseal-Alert; clean mail gets X-Virus-Scanned; a
  * scanner failure and an unscanned big message are tempfails or pass with their finding, as
- * onScannerFailure and onTooBig say. VIRUS_BYPASSED decides nothing.
+ * onScannerFailure and onTooBig say (a big one may also be refused, 552 5.3.4: onTooBig
+ * auto does that on a bank that signs, where unscanned mail must not leave signed).
+ * VIRUS_BYPASSED decides nothing.
  *
  * Rules see no recipients (they are compiled per bank): the stage tells lovers apart by the
  * finding it reports (VIRUS_FOUND_LOVED), pipeline/destiny.ts.
  */
-import { destinyDecision } from '../../pipeline/destiny';
+import { destinyDecision, signsMail } from '../../pipeline/destiny';
 import type { Decision, Rule } from '../../pipeline/stage';
 import { replies, withText } from '../../smtp/replies';
 import type { VirusSettings } from './schema';
@@ -50,16 +52,22 @@ function fakesSender(s: VirusSettings, detail: string | undefined): boolean {
 /** No DSN to a sender a virus most likely forged (amavisd @viruses_that_fake_sender_maps): the bounce is a discard, and its reply says why. */
 const NO_DSN = withText(replies.discarded, `${replies.discarded.text}, no DSN: the virus is known to fake its sender`);
 
-const found: Rule<VirusSettings> = (s, _b, f, ctx) => {
+/** On a signing bank the sender is our own user, not forged: the bounce stays one, so that they hear of it. */
+const found: Rule<VirusSettings> = (s, bank, f, ctx) => {
   const names = namesText(f.detail);
-  const destiny = s.destiny === 'bounce' && fakesSender(s, f.detail) ? 'discard' : s.destiny;
+  const destiny = s.destiny === 'bounce' && !signsMail(bank) && fakesSender(s, f.detail) ? 'discard' : s.destiny;
   return destinyDecision(destiny, withText(replies.virusRejected, `${replies.virusRejected.text} (${names})`), infectedFields(s, names, ctx.authservId), 'virus', NO_DSN);
 };
+
+function tooBig(how: Exclude<VirusSettings['onTooBig'], 'auto'>): Decision | null {
+  if (how === 'tempfail') return { action: 'tempfail', reply: replies.virusScanTooBig };
+  return how === 'reject' ? { action: 'reject', reply: replies.virusScanTooBigRefused } : null;
+}
 
 export const virusRules: Partial<Record<VirusFinding, Rule<VirusSettings>>> = {
   VIRUS_CLEAN: (s, _b, _f, ctx) => (s.scannedHeader ? { action: 'tag', fields: scanned(s, ctx.authservId) } : null),
   VIRUS_FOUND: found,
   VIRUS_FOUND_LOVED: (s, _b, f, ctx) => ({ action: 'tag', fields: infectedFields(s, namesText(f.detail), ctx.authservId) }),
   VIRUS_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.virusScanFailed } : null),
-  VIRUS_NOT_SCANNED_TOO_BIG: (s) => (s.onTooBig === 'tempfail' ? { action: 'tempfail', reply: replies.virusScanTooBig } : null),
+  VIRUS_NOT_SCANNED_TOO_BIG: (s, bank) => tooBig(s.onTooBig === 'auto' ? (signsMail(bank) ? 'reject' : 'pass') : s.onTooBig),
 };

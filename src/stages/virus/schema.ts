@@ -53,10 +53,10 @@ export const virusBankSchema = {
     },
     onTooBig: {
       type: 'string',
-      enum: ['pass', 'tempfail'],
-      default: 'pass',
+      enum: ['auto', 'pass', 'tempfail', 'reject'],
+      default: 'auto',
       description:
-        'A message that was not scanned because it is larger than maxScanBytes or than clamd accepts: pass = delivered unscanned with the finding (and no X-Virus-Scanned field); tempfail = 451 4.3.4, Postfix retries (and bounces it after maximal_queue_lifetime).',
+        'A message that was not scanned because it is larger than maxScanBytes or than clamd accepts: pass = delivered unscanned with the finding (and no X-Virus-Scanned field); tempfail = 451 4.3.4, Postfix retries (and bounces it after maximal_queue_lifetime); reject = 552 5.3.4, Postfix bounces it to the sender at once; auto = pass on a bank that does not sign, reject on one that signs (dkim-sign), where pass is refused at load: unscanned mail is never signed.',
     },
     destiny: destinySchema('reject', 'mail in which clamd found a virus (554 5.7.0 naming it when rejected)'),
     fakeSenderNames: {
@@ -65,14 +65,14 @@ export const virusBankSchema = {
       maxItems: 1000,
       items: { type: 'string', minLength: 1, maxLength: 200 },
       description:
-        'Viruses known to fake their sender (amavisd @viruses_that_fake_sender_maps, whose default is every virus): regular expressions (case-insensitive) matched against clamd\'s names. With destiny bounce, a virus matching one sends no DSN: the message is discarded instead (250 2.7.0 saying so, in the log), since a DSN would go to a forged address (backscatter). The default "." matches every virus; [] bounces all. Sender notices are never sent for viruses.',
+        'Viruses known to fake their sender (amavisd @viruses_that_fake_sender_maps, whose default is every virus): regular expressions (case-insensitive) matched against clamd\'s names. With destiny bounce, a virus matching one sends no DSN: the message is discarded instead (250 2.7.0 saying so, in the log), since a DSN would go to a forged address (backscatter). The default "." matches every virus; [] bounces all. Not applied on a bank that signs (dkim-sign), whose sender is our authenticated user. Sender notices are never sent for viruses.',
     },
     onScannerFailure: {
       type: 'string',
       enum: ['tempfail', 'pass'],
       default: 'tempfail',
       description:
-        "clamd unreachable, too slow (timeoutMs), or answering an error or garbage: tempfail = 451 4.3.0, the mail stays in Postfix's queue; pass = delivered unscanned with the finding VIRUS_SCANNER_FAILED and a warning in the log.",
+        "clamd unreachable, too slow (timeoutMs), or answering an error or garbage: tempfail = 451 4.3.0, the mail stays in Postfix's queue; pass = delivered unscanned with the finding VIRUS_SCANNER_FAILED and a warning in the log (refused at load on a bank that signs).",
     },
     lovers: {
       ...recipientListSchema,

@@ -53,7 +53,13 @@ describe('the rspamd client with a real rspamd', () => {
     const first = await client.check(source(mail(TAG_SUBJECT, 'plain')), { from: '' });
     const second = await client.check(source(mail(TAG_SUBJECT, 'plain')), { from: 'a@remote.test', settingsId: '', passAll: true, queueId: '4ABCD' });
     for (const r of [first, second])
-      expect(r).toEqual({ action: 'no action', score: TAG_SUBJECT_POINTS, required: RSPAMD_REJECT, symbols: [{ name: 'POSTSEAL_TAG_SUBJECT', score: TAG_SUBJECT_POINTS }] });
+      expect(r).toEqual({
+        action: 'no action',
+        score: TAG_SUBJECT_POINTS,
+        required: RSPAMD_REJECT,
+        symbols: [{ name: 'POSTSEAL_TAG_SUBJECT', score: TAG_SUBJECT_POINTS }],
+        skipped: false,
+      });
   });
 
   it('sends an SMTPUTF8 envelope as UTF-8 bytes', async () => {
@@ -157,6 +163,11 @@ describe('the rspamd client with a broken rspamd', () => {
       },
       10000,
     ));
+
+  it('reads is_skipped, which rspamd sets when it ran no rule', () => {
+    expect(parseCheckV2('{"score":0,"required_score":15,"action":"no action","is_skipped":true,"symbols":{}}').skipped).toBe(true);
+    expect(parseCheckV2('{"score":0,"required_score":15,"action":"no action","symbols":{}}').skipped).toBe(false);
+  });
 
   it('keeps plain rule names only and a number or nothing as their score', () => {
     const r = parseCheckV2('{"score":7,"required_score":15,"action":"add header","symbols":{"R_OK":{"score":2},"bad name":{"score":1},"NO_SCORE":{},"NULL":null}}');

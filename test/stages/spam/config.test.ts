@@ -47,6 +47,19 @@ describe('a bank with the spam stage', () => {
     expect((loadTestBank(originating({})).spam as { destiny: string }).destiny).toBe('reject');
   });
 
+  it('is refused on an originating bank that would drop spam silently (discard) or sign it unscanned (onScannerFailure pass)', () => {
+    expect(refusal(originating({ destiny: 'discard' })).message).toMatch(/\/spam\/destiny; this bank signs \(dkim-sign\), and "discard" drops/);
+    expect(refusal(originating({ onScannerFailure: 'pass' })).message).toMatch(/\/spam\/onScannerFailure; this bank signs/);
+    expect(() => loadTestBank(originating({ destiny: 'bounce' }))).not.toThrow();
+    expect(() => loadTestBank(originating({ destiny: 'quarantine' }))).not.toThrow();
+  });
+
+  it('bounces spam to our own user on a signing bank whatever the score (the sender is not forged there)', () => {
+    const b = loadTestBank(originating({ destiny: 'bounce', dsnCutoffLevel: 10 }));
+    const rule = spamStage.rules!.SPAM_KILL!;
+    expect(rule(settingsOf(spamStage, b) as never, b, { code: 'SPAM_KILL', detail: 'score=1000 tests=[GTUBE=1000]' }, { authservId: 'x' })?.action).toBe('bounce');
+  });
+
   it('is refused without the spam-tag stage, which removes the X-Spam-* fields a sender wrote', () => {
     expect(refusal({ stages: ['spam'], spam: { spamd } }).message).toMatch(/add spam-tag to its stages/);
   });

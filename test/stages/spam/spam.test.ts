@@ -6,7 +6,7 @@
  */
 import net, { type AddressInfo } from 'node:net';
 import { startHarness, type Harness } from '../../helpers/postseal';
-import { startRspamd, type Rspamd } from '../../helpers/rspamd';
+import { SKIP_SUBJECT, SOFT_REJECT_SUBJECT, startRspamd, type Rspamd } from '../../helpers/rspamd';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
 import { startRawServer } from '../../helpers/raw-server';
@@ -71,6 +71,7 @@ beforeAll(async () => {
       DOWN: bank({ spamd: { ...sa, port: closed } }),
       DOWNPASS: bank({ spamd: { ...sa, port: closed }, onScannerFailure: 'pass' }),
       RSPAMD: bank({ spamd: { enabled: false }, rspamd: rs, killLevel: 2000 }),
+      RSPAMDSMALL: bank({ spamd: { enabled: false }, rspamd: rs, maxScanBytes: 1024 }),
       RSPAMDSCORE: bank({ spamd: { enabled: false }, rspamd: { ...rs, honourAction: false }, killLevel: 2000 }),
       BOTH: bank({ rspamd: rs }),
       DISCARD: bank({ destiny: 'discard' }),
@@ -78,7 +79,23 @@ beforeAll(async () => {
       GARBAGE: bank({ spamd: { ...sa, port: garbage.port } }),
       DEADLINE: { ...bank({ spamd: { ...sa, port: trickle.port, timeoutMs: 8000 } }), timeouts: { messageDeadlineMs: 1000, stageTimeoutMs: 9000 } },
     },
-    listeners: ['default', 'TAGONLY', 'LOVERS', 'SMALL', 'BYPASS', 'DOWN', 'DOWNPASS', 'RSPAMD', 'RSPAMDSCORE', 'BOTH', 'DISCARD', 'SLOW', 'GARBAGE', 'DEADLINE'].map((bank) => ({
+    listeners: [
+      'default',
+      'TAGONLY',
+      'LOVERS',
+      'SMALL',
+      'BYPASS',
+      'DOWN',
+      'DOWNPASS',
+      'RSPAMD',
+      'RSPAMDSMALL',
+      'RSPAMDSCORE',
+      'BOTH',
+      'DISCARD',
+      'SLOW',
+      'GARBAGE',
+      'DEADLINE',
+    ].map((bank) => ({
       bank,
     })),
   });
@@ -159,11 +176,14 @@ describe('the spam stages with spamd', () => {
     expect(findings).toContain('SPAM_TAG_HEADERS_REMOVED(X-Spam-Flag,X-Spam-Status,X-Spam-Whatever)');
   });
 
-  it('does not scan a message over maxScanBytes: delivered with a finding and no X-Spam-* field', async () => {
-    const { reply, head, findings } = await send('SMALL', message('offer', `${GTUBE}\r\n${'x'.repeat(76)}\r\n`.repeat(20), 'X-Spam-Flag: NO\r\n'));
-    expect(reply.code).toBe(250);
-    expect(head).not.toMatch(/^X-Spam-/im);
-    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SKIPPED_TOO_BIG\(\d+ bytes, maxScanBytes 1024\)$/));
+  it('scans a message over maxScanBytes as its header and its body cut there, so padding does not hide spam, and says so', async () => {
+    const padded = message('offer', `${GTUBE}\r\n${`${'x'.repeat(76)}\r\n`.repeat(2700)}`);
+    expect(padded.length).toBeGreaterThan(201 * 1024);
+    const { reply, got, findings } = await send('SMALL', padded);
+    expect(`${reply.code} ${reply.text}`).toMatch(/^554 5\.7\.0 Message rejected as spam/);
+    expect(got).toBeUndefined();
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_TRUNCATED\(\d+ bytes; scanned the header and the first \d+ of \d+ body bytes \(maxScanBytes 1024\)\)$/));
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_KILL\(score=1000 /));
   });
 
   it('does no work when every recipient is in bypass', async () => {
@@ -212,6 +232,26 @@ describe('the spam stages with rspamd', () => {
     const { reply, findings } = await send('RSPAMD', message('offer', GTUBE));
     expect(`${reply.code} ${reply.text}`).toMatch(/^554 5\.7\.0 /);
     expect(findings).toContainEqual(expect.stringMatching(/^SPAM_KILL\(score=15 tests=\[GTUBE=0\] rspamd=15\/15\/reject\)$/));
+  });
+
+  it('gives rspamd the same cut copy of a message over maxScanBytes', async () => {
+    const { reply, findings } = await send('RSPAMDSMALL', message('offer', `${GTUBE}\r\n${`${'x'.repeat(76)}\r\n`.repeat(2700)}`));
+    expect(`${reply.code} ${reply.text}`).toMatch(/^554 5\.7\.0 /);
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_TRUNCATED\(/));
+  });
+
+  it("tempfails with 451 4.7.1 on rspamd's soft reject (its ratelimit or greylisting), so Postfix retries", async () => {
+    const { reply, got, findings } = await send('RSPAMD', message(`hi ${SOFT_REJECT_SUBJECT}`, 'plain'));
+    expect(`${reply.code} ${reply.text}`).toMatch(/^451 4\.7\.1 /);
+    expect(got).toBeUndefined();
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SOFT_REJECT\(rspamd=.*\/soft_reject\)$/));
+  });
+
+  it('does not count an answer for which rspamd ran no rule and set no action as a clean score, and says so', async () => {
+    const { reply, findings } = await send('RSPAMD', message(`hi ${SKIP_SUBJECT} ${TAG_SUBJECT}`, 'plain'));
+    expect(reply.code).toBe(250);
+    expect(findings).toContainEqual(expect.stringMatching(/^SPAM_SCANNER_SKIPPED\(rspamd=skipped/));
+    expect(findings.filter((f) => /^SPAM_(CLEAN|TAGGED|SPAMMY|KILL)/.test(f))).toEqual([]);
   });
 
   it("tags GTUBE by rspamd's score alone without honourAction", async () => {
