@@ -49,9 +49,23 @@ export function loadConfig(file: string): LoadedConfig {
  * DSNs and notices are signed by postseal with the keys for notify.from's domain: a site that
  * signs (it has keys) but none for that domain, and sends notices (a bank has notify), is warned.
  */
+/** Whether a bank can send DSNs or notices from notify.from: a notify target, and a bounce destiny or a notice set up. */
+function sendsNotices(bank: Bank): boolean {
+  if (!bank.notify) return false;
+  const n = bank.notices;
+  const notices =
+    [n.virusAdmin, n.bannedAdmin, n.spamAdmin, n.badHeaderAdmin].some((l) => l.length > 0) ||
+    n.warnVirusRecipient ||
+    n.warnBannedRecipient ||
+    n.warnBannedSender ||
+    n.warnBadHeaderSender;
+  const bounces = Object.values(bank as unknown as Record<string, unknown>).some((section) => (section as { destiny?: unknown } | null)?.destiny === 'bounce');
+  return notices || bounces;
+}
+
 function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): ConfigWarning[] {
   const domain = splitAddress(from)?.domain ?? from.slice(from.lastIndexOf('@') + 1).toLowerCase();
-  if (keys.size === 0 || ![...files.banks.values()].some((b) => b.notify) || keys.forAuthor(domain).length) return [];
+  if (keys.size === 0 || ![...files.banks.values()].some(sendsNotices) || keys.forAuthor(domain).length) return [];
   return [
     {
       code: 'CFG_NOTIFY_UNSIGNED',

@@ -45,11 +45,20 @@ it('refuses recipient notices on an originating bank', () => {
 
 it('warns that DSNs and notices go unsigned when the signing table has no key for the notify.from domain, and not when it has one', () => {
   const dkimSign = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }]);
-  const unsigned = loadConfig(configWith({ hostname: 'mx.example.net', dkimSign }, { default: { forward, notify } }));
+  const notices = { virusAdmin: ['admin@example.com'] };
+  const unsigned = loadConfig(configWith({ hostname: 'mx.example.net', dkimSign }, { default: { forward, notify, notices } }));
   expect(unsigned.notifyFrom).toBe('postmaster@mx.example.net');
   expect(unsigned.warnings).toContainEqual({ code: 'CFG_NOTIFY_UNSIGNED', message: expect.stringContaining('no key for mx.example.net') });
-  const signed = loadConfig(configWith({ dkimSign, notify: { from: 'postmaster@example.com' } }, { default: { forward, notify } }));
+  const signed = loadConfig(configWith({ dkimSign, notify: { from: 'postmaster@example.com' } }, { default: { forward, notify, notices } }));
   expect(signed.warnings.filter((w) => w.code === 'CFG_NOTIFY_UNSIGNED')).toEqual([]);
+});
+
+it('does not warn about unsigned notices on a site that sends none (no notices set up, no bounce destiny)', () => {
+  const dkimSign = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }]);
+  const quiet = loadConfig(configWith({ hostname: 'mx.example.net', dkimSign }, { default: { forward, notify } }));
+  expect(quiet.warnings.filter((w) => w.code === 'CFG_NOTIFY_UNSIGNED')).toEqual([]);
+  const bounces = loadConfig(configWith({ hostname: 'mx.example.net', dkimSign }, { default: { forward, notify, headerSanity: { destiny: 'bounce' } } }));
+  expect(bounces.warnings).toContainEqual(expect.objectContaining({ code: 'CFG_NOTIFY_UNSIGNED' }));
 });
 
 it('refuses a site template with an unknown placeholder at load', () => {
