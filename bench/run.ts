@@ -71,7 +71,7 @@ async function main(): Promise<number> {
     sizes: opt.smoke ? [2] : list(opt.sizes, [2, 20, 200]),
     concurrencies: opt.smoke ? [1] : list(opt.concurrency, [1, 16, 64]),
     reuses: opt.smoke ? [true] : opt.reuse === 'both' ? [true, false] : [opt.reuse === 'yes'],
-    paths: PATHS.filter((p) => (opt.paths ? wantedPaths(opt.paths).includes(p.name) : !opt.smoke || p.name !== 'content')),
+    paths: PATHS.filter((p) => !opt.paths || wantedPaths(opt.paths).includes(p.name)),
     latencySeconds: opt.smoke ? 0.3 : Math.max(0.5, seconds * 0.6),
   };
   const workers = Number(opt.workers);
