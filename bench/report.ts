@@ -167,7 +167,8 @@ export function targets(r: Results): Target[] {
       met: ratio >= 0.35,
     });
   }
-  for (const x of r.cells.filter((c) => c.sizeKb === 20 && c.concurrency === 16 && c.reuse)) {
+  // The latency target is the issue-6 paths'; the content path's added latency is mostly spamd's scan.
+  for (const x of r.cells.filter((c) => c.sizeKb === 20 && c.concurrency === 16 && c.reuse && c.path !== 'content')) {
     const at = `at ${x.latency.rateMps} msg/s; at full load p99 ${fmt(x.latency.saturatedP99Ms, 1)} ms`;
     out.push({ what: `${x.path} 20 KB c=16 reused: added p99 ≤ 15 ms`, measured: `${fmt(x.p99Ms, 1)} ms, p50 ${fmt(x.p50Ms, 1)} ms (${at})`, met: x.p99Ms <= 15 });
   }

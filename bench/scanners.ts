@@ -38,6 +38,7 @@ export interface Scanners {
   stop(): Promise<void>;
 }
 
+/** `dir`: the work folder (made world-traversable: spamd's children run as nobody); the scanners get clamd/ and spamd/ in it. */
 export async function startScanners(dir: string, log: (line: string) => void): Promise<Scanners> {
   const clamd = await startClamd(path.join(dir, 'clamd'));
   try {
