@@ -24,7 +24,21 @@ export const messageKey = (kind: string, sizeKb: number) => `${kind}:${sizeKb}`;
 
 type Progress = (line: string) => void;
 
-export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, messages: Messages, tp: Throughput, progress: Progress): Promise<Cell[]> {
+/** The scanners' pids (bench/scanners.ts): their CPU is the shared cost, reported apart. */
+export interface ScannerPids {
+  clamd: number;
+  spamd: number;
+}
+
+const scannerCpu = (pids: ScannerPids) => ({ clamd: cpuSeconds(pids.clamd, true), spamd: cpuSeconds(pids.spamd, true) });
+
+/** Scanner CPU ms per message between two readings. */
+function scannerCpuMs(before: ReturnType<typeof scannerCpu>, pids: ScannerPids, messages: number): { clamd: number; spamd: number } {
+  const now = scannerCpu(pids);
+  return { clamd: round2(((now.clamd - before.clamd) * 1000) / messages), spamd: round2(((now.spamd - before.spamd) * 1000) / messages) };
+}
+
+export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, messages: Messages, tp: Throughput, progress: Progress, scanners?: ScannerPids): Promise<Cell[]> {
   const cells: Cell[] = [];
   for (const sizeKb of grid.sizes) {
     for (const concurrency of grid.concurrencies) {
@@ -37,8 +51,10 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
           const own = { ...load, from: spec.from };
           resetPeakRss(ps.pid);
           const cpuBefore = cpuSeconds(ps.pid);
+          const scanBefore = spec.content && scanners ? scannerCpu(scanners) : null;
           const run = await tp.measure({ ...own, key: `postseal:${spec.name}:${sizeKb}:${reuse}`, port: ps.ports[spec.name], file: msg.file });
           const cpuMs = ((cpuSeconds(ps.pid) - cpuBefore) * 1000) / run.messagesSent;
+          const scanMs = scanBefore && scanners ? scannerCpuMs(scanBefore, scanners, run.messagesSent) : null;
           // Added latency at half the throughput just measured, both ways at the same rate;
           // then postseal's own latency at full load, for the record.
           const rateMps = run.mps / 2;
@@ -57,6 +73,9 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
             p99Ms: round2(lat.p99Ms - directLat.p99Ms),
             peakRssMb: round1(readRss(ps.pid).peakMb),
             cpuMsPerMessage: round2(cpuMs),
+            scannerCpuMsPerMessage: scanMs,
+            amavisdCpuMsPerMessage: null,
+            amavisdScannerCpuMsPerMessage: null,
             amavisdMaxServers: null,
             latency: {
               rateMps: Math.round(rateMps),
@@ -71,7 +90,7 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
           };
           cells.push(cell);
           progress(
-            `${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg`,
+            `${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg${scanMs ? ` (clamd ${scanMs.clamd}, spamd ${scanMs.spamd} ms/msg)` : ''}`,
           );
         }
       }
@@ -91,23 +110,28 @@ function latency(
 }
 
 /** amavisd-new's paths: it has no Ed25519 signing, so no dual path. */
-export const AMAVISD_PATHS: readonly PathName[] = ['inbound', 'originating', 'nochecks'];
+export const AMAVISD_PATHS: readonly PathName[] = ['inbound', 'originating', 'nochecks', 'content'];
 
+/** amavisd-new's cells for one $max_servers; each cell keeps its best rate, with that run's CPU. */
 export async function amavisdCells(
   grid: Grid,
-  maxServers: number,
-  ports: Record<'inbound' | 'originating' | 'nochecks', number>,
+  am: { pid: number; maxServers: number; ports: Record<'inbound' | 'originating' | 'nochecks' | 'content', number> },
   messages: Messages,
   tp: Throughput,
   cells: Cell[],
   progress: Progress,
+  scanners?: ScannerPids,
 ): Promise<void> {
+  const maxServers = am.maxServers;
+  const ports = am.ports;
   for (const sizeKb of grid.sizes) {
     for (const concurrency of grid.concurrencies) {
       for (const reuse of grid.reuses) {
         for (const spec of grid.paths) {
           if (spec.name === 'originating-dual') continue;
           const msg = messages.get(messageKey(spec.kind, sizeKb))!;
+          const cpuBefore = cpuSeconds(am.pid, true);
+          const scanBefore = spec.content && scanners ? scannerCpu(scanners) : null;
           const run = await tp.measure({
             key: `amavisd${maxServers}:${spec.name}:${sizeKb}:${reuse}`,
             port: ports[spec.name],
@@ -117,12 +141,19 @@ export async function amavisdCells(
             concurrency,
             reuse,
           });
+          const cpuMs = round2(((cpuSeconds(am.pid, true) - cpuBefore) * 1000) / run.messagesSent);
+          const scanMs = scanBefore && scanners ? scannerCpuMs(scanBefore, scanners, run.messagesSent) : null;
           const cell = cells.find((c) => c.path === spec.name && c.sizeKb === sizeKb && c.concurrency === concurrency && c.reuse === reuse);
           if (cell && (cell.amavisdMps === null || run.mps > cell.amavisdMps)) {
             cell.amavisdMps = Math.round(run.mps);
             cell.amavisdMaxServers = maxServers;
+            cell.amavisdCpuMsPerMessage = cpuMs;
+            cell.amavisdScannerCpuMsPerMessage = scanMs;
           }
-          progress(`amavisd-new max_servers=${maxServers} ${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${Math.round(run.mps)} msg/s`);
+          const scan = scanMs ? ` (clamd ${scanMs.clamd}, spamd ${scanMs.spamd} ms/msg)` : '';
+          progress(
+            `amavisd-new max_servers=${maxServers} ${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${Math.round(run.mps)} msg/s, ${cpuMs} ms CPU/msg${scan}`,
+          );
         }
       }
     }

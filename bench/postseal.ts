@@ -18,7 +18,7 @@ export const ROOT = path.resolve(__dirname, '../..');
 export const NODE = path.join(ROOT, 'node_modules/.bin/node');
 const CLI = path.join(ROOT, 'dist/cli/main.js');
 
-export type PathName = 'inbound' | 'originating' | 'originating-dual' | 'nochecks';
+export type PathName = 'inbound' | 'originating' | 'originating-dual' | 'nochecks' | 'content';
 
 export interface PathSpec {
   readonly name: PathName;
@@ -27,6 +27,8 @@ export interface PathSpec {
   readonly shipped: string | null;
   readonly kind: MessageKind;
   readonly from: string;
+  /** Content stages added to the shipped bank's, before authentication-results. */
+  readonly content?: readonly string[];
 }
 
 /**
@@ -38,7 +40,17 @@ export const PATHS: readonly PathSpec[] = [
   { name: 'originating', bank: 'ORIGINATING', shipped: 'ORIGINATING', kind: 'plain', from: ENVELOPE.originating },
   { name: 'originating-dual', bank: 'ORIGINATING_DUAL', shipped: 'ORIGINATING', kind: 'dual', from: ENVELOPE.dual },
   { name: 'nochecks', bank: 'NOCHECKS', shipped: null, kind: 'plain', from: ENVELOPE.originating },
+  // The inbound path plus amavisd-new's content checks, against the bench's clamd and spamd
+  // (bench/scanners.ts): its CPU minus the inbound path's is what the checks add.
+  { name: 'content', bank: 'CONTENT', shipped: 'default', kind: 'signed', from: ENVELOPE.inbound, content: ['banned', 'virus', 'spam', 'spam-tag'] },
 ];
+
+/** Where the content path's scanners listen (bench/scanners.ts). */
+export interface ScannerAddresses {
+  clamdSocket: string;
+  spamdHost: string;
+  spamdPort: number;
+}
 
 type SchemaModule<K extends string> = Record<K, { properties: Record<string, { items?: { enum?: readonly string[] } }> }>;
 
@@ -59,12 +71,22 @@ function readBank(name: string): Record<string, unknown> {
 }
 
 /** The shipped bank with the benchmark's downstream, and only the stages the build has. */
-function benchBank(spec: PathSpec, have: Set<string>, sinkPort: number): { yaml: string; runs: string[]; missing: string[] } {
+function benchBank(spec: PathSpec, have: Set<string>, sinkPort: number, scanners?: ScannerAddresses): { yaml: string; runs: string[]; missing: string[] } {
   const base = spec.shipped ? readBank(spec.shipped) : { description: 'benchmark pass-through: no stages', stages: [], loopGuard: { traceHeader: false } };
-  const wanted = (base.stages ?? readBank('default').stages ?? []) as string[];
+  const wanted = [...((base.stages ?? readBank('default').stages ?? []) as string[])];
+  const extra: Record<string, unknown> = {};
+  if (spec.content) {
+    if (!scanners) throw new Error(`the ${spec.name} path needs the bench's clamd and spamd`);
+    const at = wanted.includes('authentication-results') ? wanted.indexOf('authentication-results') : wanted.length;
+    wanted.splice(at, 0, ...spec.content);
+    extra.virus = { socket: scanners.clamdSocket };
+    // Every scanned message gets its X-Spam-* fields (amavisd: $sa_tag_level_deflt -999),
+    // so the checks can see the scan and both filters write the same fields.
+    extra.spam = { spamd: { enabled: true, host: scanners.spamdHost, port: scanners.spamdPort }, tagLevel: -999 };
+  }
   const runs = wanted.filter((s) => have.has(s));
   const target = { host: '127.0.0.1', port: sinkPort };
-  const bank = { ...base, forward: { ...(base.forward as object), ...target }, notify: target, stages: runs };
+  const bank = { ...base, ...extra, forward: { ...(base.forward as object), ...target }, notify: target, stages: runs };
   return { yaml: `# bench path ${spec.name}, from policy-banks/${spec.shipped ?? '(none)'}.yaml\n${YAML.stringify(bank)}`, runs, missing: wanted.filter((s) => !have.has(s)) };
 }
 
@@ -110,6 +132,8 @@ export interface PostsealStart {
   /** Only these paths get a listener. */
   paths?: readonly PathName[];
   memoryThresholdBytes?: number;
+  /** Needed by the content path. */
+  scanners?: ScannerAddresses;
 }
 
 export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
@@ -122,7 +146,7 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
   const listeners: string[] = [];
   if (!specs.some((s) => s.bank === 'default')) writeFileSync(path.join(bankDir, 'default.yaml'), benchBank(PATHS[0], built.stages, opts.sinkPort).yaml);
   for (const spec of specs) {
-    const bank = benchBank(spec, built.stages, opts.sinkPort);
+    const bank = benchBank(spec, built.stages, opts.sinkPort, opts.scanners);
     stages[spec.name] = { runs: bank.runs, missing: bank.missing };
     ports[spec.name] = await freePort();
     listeners.push(`  - { address: 127.0.0.1, port: ${ports[spec.name]}, bank: ${spec.bank} }`);

@@ -95,8 +95,12 @@ export function readRss(pid: number): RssReport {
   };
 }
 
-/** CPU seconds (user + system) used so far by the process tree; ticks are 1/100 s on Linux. */
-export function cpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) used so far by the process tree; ticks are 1/100 s on Linux.
+ * `reaped`: with the time of the children each process has waited for (cutime, cstime), for
+ * processes that fork short-lived helpers (amavisd-new runs file(1) per message).
+ */
+export function cpuSeconds(pid: number, reaped = false): number {
   let ticks = 0;
   for (const p of processTree(pid)) {
     try {
@@ -104,6 +108,7 @@ export function cpuSeconds(pid: number): number {
       // Fields after the command name, which may itself hold spaces and parentheses.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
+      if (reaped) ticks += Number(fields[13]) + Number(fields[14]);
     } catch {
       // The process ended while we looked.
     }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { ENVELOPE, makeMessage, type BenchKeys } from './messages';
 import { runSmtpSource } from './postfix-tools';
 import { PATHS, ROOT, startPostseal, type PathName } from './postseal';
+import { startScanners } from './scanners';
 
 interface ProfileNode {
   id: number;
@@ -36,7 +37,32 @@ export async function profilePath(opts: ProfileRun): Promise<string> {
   const profDir = path.join(dir, 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
   const msg = await makeMessage(dir, opts.sizeKb, spec.kind, opts.keys);
+  // The content path's clamd and spamd (bench/scanners.ts); their CPU is not in the profile.
+  const scanners = spec.content ? await startScanners(opts.dir, () => undefined) : null;
+  try {
+    return await profileWith(
+      opts,
+      spec,
+      dir,
+      profDir,
+      msg.file,
+      scanners ? { clamdSocket: scanners.clamd.socket, spamdHost: scanners.spamd.host, spamdPort: scanners.spamd.port } : undefined,
+    );
+  } finally {
+    await scanners?.stop();
+  }
+}
+
+async function profileWith(
+  opts: ProfileRun,
+  spec: (typeof PATHS)[number],
+  dir: string,
+  profDir: string,
+  messageFile: string,
+  scanners: Parameters<typeof startPostseal>[0]['scanners'],
+): Promise<string> {
   const ps = await startPostseal({
+    scanners,
     dir,
     keys: opts.keys,
     sinkPort: opts.sinkPort,
@@ -47,7 +73,7 @@ export async function profilePath(opts: ProfileRun): Promise<string> {
   });
   let mps = 0;
   try {
-    const load = { port: ps.ports[spec.name], file: msg.file, from: spec.from, to: ENVELOPE.to, concurrency: 16, reuse: opts.reuse, timeoutMs: 600000 };
+    const load = { port: ps.ports[spec.name], file: messageFile, from: spec.from, to: ENVELOPE.to, concurrency: 16, reuse: opts.reuse, timeoutMs: 600000 };
     const probe = await runSmtpSource(opts.smtpSource, { ...load, messages: 500 });
     const run = await runSmtpSource(opts.smtpSource, { ...load, messages: Math.round(probe.mps * opts.seconds) });
     mps = run.mps;

@@ -4,7 +4,8 @@
  *   --smoke             one small cell per path, checks enforced, nothing written (for CI)
  *   --profile           CPU profile of one path (--paths, default originating; --sizes, default 20), c=16
  *   --workers N         postseal worker processes (default 0: one per core)
- *   --sizes/--concurrency/--paths LIST, --reuse yes|no|both: a part of the matrix
+ *   --sizes/--concurrency/--paths LIST, --reuse yes|no|both: a part of the matrix (content brings inbound,
+ *                       its baseline: the content checks' added CPU is content minus inbound)
  *   --seconds S         length of each throughput run (default 1.5)
  *   --no-amavisd, --no-memory, --out FILE, --keep (leave the work folder: configs, logs)
  *   --srs               SRS map lookups/s, postseal against postsrsd (bench/srs.ts); --seconds, --concurrency
@@ -16,9 +17,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { amavisdUnavailable, startAmavisd } from './amavisd';
-import { checkMessage, readDump, type PathCheck } from './checks';
+import { checkMessage, contentRejects, readDump, type PathCheck } from './checks';
 import { startDnsServer } from './dns-server';
-import { AMAVISD_PATHS, amavisdCells, messageKey, postsealCells, type Grid, type Messages } from './matrix';
+import { AMAVISD_PATHS, amavisdCells, messageKey, postsealCells, type Grid, type Messages, type ScannerPids } from './matrix';
 import { Throughput } from './measure';
 import { memoryBenchmark } from './memory';
 import { ENVELOPE, makeKeys, makeMessage, type BenchKeys } from './messages';
@@ -27,7 +28,8 @@ import { POLICY_DNS, policyBenchmark, policyMarkdown } from './policy';
 import { PATHS, ROOT, startPostseal, type PathName } from './postseal';
 import { profilePath } from './profile';
 import { freePort, readRss } from './proc';
-import { markdown, targets, targetsMarkdown, type Results } from './report';
+import { addedCpu, addedCpuMarkdown, markdown, targets, targetsMarkdown, type Results } from './report';
+import { BENCH_RULE, EICAR, GTUBE, startScanners, type Scanners } from './scanners';
 import { srsBenchmark, srsMarkdown } from './srs';
 import { describeMachine, describeVersions } from './versions';
 
@@ -69,7 +71,7 @@ async function main(): Promise<number> {
     sizes: opt.smoke ? [2] : list(opt.sizes, [2, 20, 200]),
     concurrencies: opt.smoke ? [1] : list(opt.concurrency, [1, 16, 64]),
     reuses: opt.smoke ? [true] : opt.reuse === 'both' ? [true, false] : [opt.reuse === 'yes'],
-    paths: PATHS.filter((p) => !opt.paths || opt.paths.split(',').includes(p.name)),
+    paths: PATHS.filter((p) => !opt.paths || wantedPaths(opt.paths).includes(p.name)),
     latencySeconds: opt.smoke ? 0.3 : Math.max(0.5, seconds * 0.6),
   };
   const workers = Number(opt.workers);
@@ -78,6 +80,8 @@ async function main(): Promise<number> {
   const dns = await startDnsServer(new Map([...keys.dns, ...POLICY_DNS]));
   const sinkPort = await freePort();
   const sink: { current: SmtpSink } = { current: await startSmtpSink(smtpSinkBin, sinkPort) };
+  let scanners: Scanners | null = null;
+  let scannerPids: ScannerPids | undefined;
   try {
     if (opt.policy) {
       const policy = await policyBenchmark({ dir, dnsPort: dns.port, spfDomain: 'policy.bench.example', concurrencies: list(opt.concurrency, [1, 16, 64]), seconds, log });
@@ -106,7 +110,12 @@ async function main(): Promise<number> {
     for (const sizeKb of grid.sizes) {
       for (const kind of ['plain', 'dual', 'signed'] as const) messages.set(messageKey(kind, sizeKb), await makeMessage(dir, sizeKb, kind, keys));
     }
-    const ps = await startPostseal({ dir, keys, sinkPort, dnsPort: dns.port, workers });
+    if (grid.paths.some((p) => p.content)) {
+      scanners = await startScanners(dir, log);
+      scannerPids = { clamd: scanners.clamd.pid, spamd: scanners.spamd.pid };
+    }
+    const addresses = scanners ? { clamdSocket: scanners.clamd.socket, spamdHost: scanners.spamd.host, spamdPort: scanners.spamd.port } : undefined;
+    const ps = await startPostseal({ dir, keys, sinkPort, dnsPort: dns.port, workers, paths: grid.paths.map((p) => p.name), scanners: addresses });
     const results: Results = {
       date: new Date().toISOString(),
       mode,
@@ -144,6 +153,13 @@ async function main(): Promise<number> {
           failed = true;
         }
         if (st.missing.length) log(`${p.name}: stages not built yet, measured without them: ${st.missing.join(', ')}`);
+        if (p.content) {
+          const refused = await contentRejects(ps.ports[p.name], EICAR, GTUBE);
+          if (refused.length) {
+            log(`check failed on ${p.name}: not refused: ${refused.join('; ')}`);
+            failed = true;
+          }
+        }
       }
       if (failed) return 1;
       const tp = new Throughput(smtpSource, seconds, (key) => (key.startsWith('direct') ? 2000 : key.startsWith('amavisd') ? 30 : 200));
@@ -159,7 +175,7 @@ async function main(): Promise<number> {
           timeoutMs: 120000,
         });
       }
-      results.cells = await postsealCells(grid, ps, sinkPort, messages, tp, log);
+      results.cells = await postsealCells(grid, ps, sinkPort, messages, tp, log, scannerPids);
     } finally {
       await ps.stop();
     }
@@ -168,7 +184,8 @@ async function main(): Promise<number> {
     if (!why) {
       const tp = new Throughput(smtpSource, seconds, () => 30);
       const paths = grid.paths.filter((p) => (AMAVISD_PATHS as readonly string[]).includes(p.name));
-      const checked = await startAmavisd({ dir, maxServers: 2, keys, sinkPort, dnsPort: dns.port });
+      const amScanners = scanners ? { clamdSocket: scanners.clamd.socket } : undefined;
+      const checked = await startAmavisd({ dir, maxServers: 2, keys, sinkPort, dnsPort: dns.port, scanners: amScanners });
       try {
         const checks = await captureChecks(
           sink,
@@ -179,17 +196,21 @@ async function main(): Promise<number> {
         );
         for (const [i, p] of paths.entries()) results.paths[p.name].amavisdCheck = checks[i];
         // The same work as postseal's, or the comparison means nothing.
-        const wanted: Record<string, string[]> = { inbound: ['dkim-verify'], originating: ['dkim-sign'], nochecks: [] };
+        const wanted: Record<string, string[]> = { inbound: ['dkim-verify'], originating: ['dkim-sign'], nochecks: [], content: ['dkim-verify', 'virus', 'spam'] };
         const problems = paths.map((p, i) => checkProblem(p.name, wanted[p.name], checks[i])).filter((x) => x);
+        for (const p of paths.filter((x) => x.content)) {
+          const refused = await contentRejects(checked.ports.content, EICAR, GTUBE);
+          if (refused.length) problems.push(`${p.name}: not refused: ${refused.join('; ')}`);
+        }
         if (problems.length) throw new Error(`amavisd-new does not do the benchmark's work: ${problems.join('; ')}`);
       } finally {
         // Its cached connection to the capturing sink is gone; a fresh instance measures.
         await checked.stop();
       }
       for (const maxServers of [2, 4, 8]) {
-        const am = await startAmavisd({ dir, maxServers, keys, sinkPort, dnsPort: dns.port });
+        const am = await startAmavisd({ dir, maxServers, keys, sinkPort, dnsPort: dns.port, scanners: amScanners });
         try {
-          await amavisdCells(grid, maxServers, am.ports, messages, tp, results.cells, log);
+          await amavisdCells(grid, am, messages, tp, results.cells, log, scannerPids);
           results.amavisd.peakRssMbByMaxServers[maxServers] = readRss(am.pid).peakMb;
         } finally {
           await am.stop();
@@ -201,7 +222,9 @@ async function main(): Promise<number> {
     if (mode === 'full') results.policy = await policyBenchmark({ dir, dnsPort: dns.port, spfDomain: 'policy.bench.example', concurrencies: grid.concurrencies, seconds, log });
     results.durationSeconds = Math.round((Date.now() - started) / 1000);
     results.machine.loadAvgAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
-    const table = `${markdown(results)}\n\n${targetsMarkdown(targets(results))}\n${results.policy ? `\n${policyMarkdown(results.policy.cells)}\n` : ''}`;
+    results.addedCpu = addedCpu(results.cells);
+    const added = results.addedCpu.length ? `\n${addedCpuMarkdown(results.addedCpu)}\n` : '';
+    const table = `${markdown(results)}\n${added}\n${targetsMarkdown(targets(results))}\n${results.policy ? `\n${policyMarkdown(results.policy.cells)}\n` : ''}`;
     process.stdout.write(table);
     const out = opt.out ?? (mode === 'full' ? path.join(ROOT, 'bench/results/latest.json') : null);
     if (out) {
@@ -212,11 +235,20 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
+    await scanners?.stop();
     await sink.current.stop();
     await dns.close();
     if (opt.keep) log(`work folder kept: ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The paths asked for; content brings inbound, the baseline of its added CPU. */
+function wantedPaths(list: string): string[] {
+  const names = list.split(',');
+  const unknown = names.filter((n) => !PATHS.some((p) => p.name === n));
+  if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}: the paths are ${PATHS.map((p) => p.name).join(', ')}`);
+  return names.includes('content') && !names.includes('inbound') ? [...names, 'inbound'] : names;
 }
 
 /** Swaps the fast sink for a capturing one, sends one message to each port, and checks each. */
@@ -249,6 +281,8 @@ function checkProblem(name: PathName, runs: readonly string[], c: PathCheck): st
   if (runs.includes('dkim-sign') && c.ownSignaturesValid < wantSigs) return `${c.ownSignaturesValid} of ${wantSigs} signatures verify (${c.signaturesAdded} added)`;
   if (runs.includes('dkim-verify') && c.authResultsDkim !== 'pass') return `Authentication-Results dkim=${c.authResultsDkim}`;
   if (runs.includes('seven-bit') && c.eightBitOut) return '8-bit bytes reached the downstream';
+  if (runs.includes('virus') && !c.virusScanned) return 'no X-Virus-Scanned: clamd was not asked';
+  if (runs.includes('spam') && !c.spamStatus?.includes(BENCH_RULE)) return `X-Spam-Status does not name ${BENCH_RULE} (${c.spamStatus ?? 'none'}): spamd was not asked`;
   return null;
 }
 

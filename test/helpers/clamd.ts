@@ -9,17 +9,17 @@
  * line, as ClamAV's own database detects it) and a body signature (.ndb) of TEST_VIRUS_MARKER
  * anywhere in a file. clamd marks names from an unsigned database ".UNOFFICIAL".
  * start() rejects when clamd is missing, so a test that needs it fails instead of skipping.
+ * Starting clamd and the EICAR signature are shared with the benchmark (bench/scanners.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { launchClamd, writeEicarDatabase } from '../../bench/scanners';
 import { freePort } from './redis-server';
 
-/** The EICAR test file (68 octets), put together here so that this source file is not itself "infected". */
-export const EICAR = `X5O!P%@AP[4\\PZX54(P^)7CC)7}$${'EICAR-STANDARD-ANTIVIRUS'}-TEST-FILE!$H+H*`;
+/** The EICAR test file (68 octets). */
+export { EICAR } from '../../bench/scanners';
 export const EICAR_NAME = 'Win.Test.EICAR_HDB-1.UNOFFICIAL';
 /** Any file containing this is found as TEST_VIRUS_NAME. */
 export const TEST_VIRUS_MARKER = 'POSTSEAL-TEST-VIRUS-7c1e-b3d0';
@@ -38,50 +38,8 @@ export interface ClamdServer {
 }
 
 function writeDatabase(dir: string): void {
-  mkdirSync(dir);
-  const eicarMd5 = createHash('md5').update(EICAR).digest('hex');
-  writeFileSync(path.join(dir, 'postseal-test.hdb'), `${eicarMd5}:${EICAR.length}:Win.Test.EICAR_HDB-1\n`);
+  writeEicarDatabase(dir);
   writeFileSync(path.join(dir, 'postseal-test.ndb'), `Postseal.Test.Marker:0:*:${Buffer.from(TEST_VIRUS_MARKER).toString('hex')}\n`);
-}
-
-/** PONG on the unix socket: clamd has loaded its database and accepts commands. */
-function pong(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ path: socket });
-    let answer = '';
-    const timer = setTimeout(() => s.destroy(), 1000);
-    s.on('connect', () => s.write('zPING\0'));
-    s.on('data', (d) => (answer += d.toString()));
-    s.on('error', () => undefined);
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve(answer === 'PONG\0');
-    });
-  });
-}
-
-async function launch(configFile: string, socket: string, logFile: string): Promise<ChildProcess> {
-  rmSync(socket, { force: true });
-  const child = spawn('clamd', ['--foreground', `--config-file=${configFile}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const failed = new Promise<never>((_, reject) => {
-    child.on('error', (err) => reject(new Error(`clamd could not be started (${err.message}); install the Debian package clamav-daemon (scripts/install-test-deps.sh)`)));
-    child.on('exit', (code) => reject(new Error(`clamd exited ${code}: ${stderr}\n${existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''}`)));
-  });
-  failed.catch(() => undefined);
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    const up = await Promise.race([pong(socket), failed]);
-    if (up) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`clamd did not answer PING within 15 s: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.removeAllListeners('exit');
-  return child;
 }
 
 function end(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
@@ -118,7 +76,7 @@ export async function startClamd(opts: { streamMaxBytes?: number } = {}): Promis
       '',
     ].join('\n'),
   );
-  let child: ChildProcess | undefined = await launch(configFile, socket, logFile);
+  let child: ChildProcess | undefined = await launchClamd(configFile, socket, logFile);
   return {
     socket,
     port,
@@ -129,7 +87,7 @@ export async function startClamd(opts: { streamMaxBytes?: number } = {}): Promis
     },
     async restart() {
       await end(child, 'SIGKILL');
-      child = await launch(configFile, socket, logFile);
+      child = await launchClamd(configFile, socket, logFile);
     },
     async stop() {
       await end(child, 'SIGTERM');
