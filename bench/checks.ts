@@ -111,6 +111,9 @@ export function sendOne(port: number, message: Buffer, from: string, to: string,
 /** From a domain without DMARC or SPF records, so that only the content checks can refuse these. */
 const PROBE_FROM = 'probe@elsewhere.example';
 
+/** One text/plain body part, its header and body (probeMessage puts a boundary before each part). */
+const textPart = (text: string) => ['Content-Type: text/plain', '', text].join('\r\n');
+
 function probeMessage(subject: string, parts: string[]): Buffer {
   const boundary = '=_bench_probe';
   const head = [`From: <${PROBE_FROM}>`, 'To: <bob@rcpt.example>', `Subject: ${subject}`, `Message-ID: <${subject.replace(/\W/g, '')}@elsewhere.example>`, 'MIME-Version: 1.0'];
@@ -131,8 +134,8 @@ export async function contentRejects(port: number, eicar: string, gtube: string)
     Buffer.from(eicar).toString('base64'),
   ].join('\r\n');
   const probes = [
-    { what: 'EICAR', message: probeMessage('bench virus probe', ['Content-Type: text/plain', '', 'See the attachment.', attachment]), want: /virus|infected/i },
-    { what: 'GTUBE', message: probeMessage('bench spam probe', ['Content-Type: text/plain', '', gtube]), want: /spam/i },
+    { what: 'EICAR', message: probeMessage('bench virus probe', [textPart('See the attachment.'), attachment]), want: /virus|infected/i },
+    { what: 'GTUBE', message: probeMessage('bench spam probe', [textPart(gtube)]), want: /spam/i },
   ];
   const problems: string[] = [];
   for (const p of probes) {
