@@ -554,13 +554,45 @@ export const mainConfigSchema = {
               description: 'First wait after a failed send or DNS lookup; it doubles with each failure.',
             },
             retryMaxMs: { type: 'integer', minimum: 1000, maximum: 604800000, default: 21600000, description: 'Longest wait between tries.' },
+            graceSec: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 86400,
+              default: 600,
+              description:
+                'Seconds after a report period ends before it is reported, so that a message received just before the end whose checks finish after it (or a host whose clock is a little behind) is still in its report.',
+            },
+            maxAttempts: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000,
+              default: 12,
+              description:
+                "Failed tries (the domain's DNS failing, the notify target refusing) after which a report period's results are dropped (logged) rather than kept for the 31 days of retention.",
+            },
+            maxRowsPerReport: {
+              type: 'integer',
+              minimum: 100,
+              maximum: 1000000,
+              default: 10000,
+              description:
+                'Rows (distinct source IP and result sets) per aggregate report at most: the largest counts are kept, and report_metadata/error says how many rows and messages were left out.',
+            },
             maxDomainsPerDay: {
               type: 'integer',
               minimum: 1,
               maximum: 1000000,
               default: 10000,
               description:
-                'Policy domains whose DMARC results are kept per UTC day (all hosts sharing the store together); results for further domains that day are not kept (logged once a day), so that mail claiming many From domains cannot grow the store without bound.',
+                'Organizational domains (the registrable domain, by the public suffix list: example.com for a.b.example.com) whose DMARC results are kept per UTC day (all hosts sharing the store together); results for further ones that day are not kept (logged once a day), so that mail claiming many From domains cannot grow the store without bound. Subdomains count with their organizational domain, see maxPeriodsPerOrgDomain.',
+            },
+            maxPeriodsPerOrgDomain: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000000,
+              default: 200,
+              description:
+                "Report periods (policy domain and period: a domain with `ri=3600` uses 24 a day) per organizational domain per UTC day; further ones that day are not kept (logged once a day), so that an attacker's thousands of subdomains use up only their own organizational domain's share.",
             },
             maxRecordsPerDay: {
               type: 'integer',
@@ -568,7 +600,7 @@ export const mainConfigSchema = {
               maximum: 100000000,
               default: 1000000,
               description:
-                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000 per report period, the newest); further results that day are not kept (logged once a day).',
+                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000 per report period, the first ones; later ones are counted and the report says how many it does not itemize); further results that day are not kept (logged once a day).',
             },
             failureReports: {
               type: 'object',

@@ -9,7 +9,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { periodOf } from '../../src/lib/dmarc-report/period';
 import { loadConfig } from '../../src/setup';
-import { StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
+import { MAX_RECORD_CHARS, MAX_STORED_SIGNATURES, StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
 import { openSqliteStore } from '../../src/store/sqlite';
 import type { Store } from '../../src/store/store';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
@@ -64,13 +64,74 @@ describe('StoredDmarcResults', () => {
     expect(await results.periods()).toEqual([]);
   });
 
-  test('a period keeps at most maxPerPeriod records, the newest, and expires retentionMs after its last record', async () => {
+  test('a period keeps at most maxPerPeriod records, the first ones, counts the rest, and expires retentionMs after its last record', async () => {
     const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerPeriod: 3 });
     for (let i = 1; i <= 5; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
-    expect((await results.take('example.org', '2026-03-01')).map((r) => r.sourceIp)).toEqual(['192.0.2.3', '192.0.2.4', '192.0.2.5']);
-    await results.record(record());
+    // A flood arriving after a domain's real mail cannot push the real records out.
+    const { records, items, over } = await results.peek('example.org', '2026-03-01');
+    expect([records.map((r) => r.sourceIp), items, over]).toEqual([['192.0.2.1', '192.0.2.2', '192.0.2.3'], 3, 2]);
+    await results.remove('example.org', '2026-03-01', items, over);
+    // The room is given back.
+    await results.record(record({ sourceIp: '192.0.2.9' }));
+    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ items: 1, over: 0 });
     await sleep(200);
     expect(await results.periods()).toEqual([]);
+  });
+
+  test('a record appended at the per-period cap between peek and remove is not lost', async () => {
+    const results = new StoredDmarcResults(store, { maxPerPeriod: 3 });
+    for (let i = 0; i < 3; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
+    const { items, over } = await results.peek('example.org', '2026-03-01');
+    await results.record(record({ sourceIp: '203.0.113.9' }));
+    await results.remove('example.org', '2026-03-01', items, over);
+    // Past the cap while the report was out: counted, and reported by the next report.
+    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ items: 0, over: 1 });
+  });
+
+  test('a record with a flood of DKIM results and long names is stored small', async () => {
+    const results = new StoredDmarcResults(store);
+    const sig = { domain: `${'a'.repeat(60)}.${'b'.repeat(400)}`, selector: 's'.repeat(400), result: 'neutral' };
+    await results.record(record({ dkim: Array.from({ length: 2000 }, () => sig), headerFrom: 'h'.repeat(5000) }));
+    const items = await store.range('dmarc:example.org:2026-03-01');
+    expect(items).toHaveLength(1);
+    expect(items[0].length).toBeLessThanOrEqual(MAX_RECORD_CHARS);
+    const [r] = (await results.peek('example.org', '2026-03-01')).records;
+    expect(r.dkim.length).toBeLessThanOrEqual(MAX_STORED_SIGNATURES);
+    expect(r.dkim[0]).toEqual({ domain: sig.domain.slice(0, 253), selector: 's'.repeat(63), result: 'neutral' });
+    expect(r.headerFrom).toHaveLength(253);
+  });
+
+  test("maxDomainsPerDay counts organizational domains: an attacker's subdomains do not shut out the day's other domains", async () => {
+    const warnings: unknown[] = [];
+    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 5, maxPeriodsPerOrgDomain: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
+    for (let i = 0; i < 50; i++) await results.record(record({ receivedAt: new Date('2026-03-01T00:00:01Z'), policyDomain: `n${i}.attacker.example.com` }));
+    await results.record(record({ receivedAt: new Date('2026-03-01T08:00:00Z'), policyDomain: 'bigbank.co.uk' }));
+    const kept = (await results.periods()).map((p) => p.policyDomain);
+    expect(kept).toContain('bigbank.co.uk');
+    // The attacker's organizational domain gets its own share only.
+    expect(kept.filter((d) => d.endsWith('.attacker.example.com'))).toHaveLength(3);
+    expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'n3.attacker.example.com', cap: 'maxPeriodsPerOrgDomain (3) for example.com' }]);
+  });
+
+  test('periods lists the oldest days first whatever was stored when, and drops what prune is told is done', async () => {
+    const results = new StoredDmarcResults(store);
+    for (const [d, t] of [
+      ['new.test', '2026-03-05T01:00:00Z'],
+      ['old.test', '2026-03-01T01:00:00Z'],
+      ['mid.test', '2026-03-03T01:00:00Z'],
+      ['old2.test', '2026-03-01T02:00:00Z'],
+    ])
+      await results.record(record({ policyDomain: d, receivedAt: new Date(t) }));
+    expect((await results.periods()).map((p) => p.policyDomain)).toEqual(['old.test', 'old2.test', 'mid.test', 'new.test']);
+    expect((await results.periods(2)).map((p) => p.policyDomain)).toEqual(['old.test', 'old2.test']);
+    const { items } = await results.peek('old.test', '2026-03-01');
+    await results.remove('old.test', '2026-03-01', items);
+    // Told done but records left (mid.test): kept.
+    await results.prune([
+      { policyDomain: 'old.test', period: '2026-03-01' },
+      { policyDomain: 'mid.test', period: '2026-03-03' },
+    ]);
+    expect((await results.periods()).map((p) => p.policyDomain)).toEqual(['old2.test', 'mid.test', 'new.test']);
   });
 
   test('a day keeps results of at most maxDomainsPerDay policy domains, and says so once', async () => {
@@ -157,8 +218,9 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
     sink = await startSink();
     h = await startHarness({
       forwardPort: sink.port,
-      banks: { default: { stages: ['spf', 'dmarc'] } },
-      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 } },
+      banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: sink.port } } },
+      // Results are kept only with aggregate reports on (nothing of today is finished: nothing is sent).
+      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, services: { dmarcReports: { enabled: true } } },
     });
   });
   afterAll(async () => {
@@ -220,6 +282,31 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       expect(await new StoredDmarcResults(reader).take('example.org', utcDay(new Date()))).toHaveLength(1);
     } finally {
       await reader.close();
+    }
+  });
+});
+
+describe('postseal with aggregate reports off (the default)', () => {
+  test('stores no DMARC results: nobody would send them', async () => {
+    const dns = await startDnsServer({ '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] } });
+    const sink = await startSink();
+    const h = await startHarness({
+      forwardPort: sink.port,
+      banks: { default: { stages: ['spf', 'dmarc'] } },
+      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 } },
+    });
+    const reader = openSqliteStore({ file: path.join(h.dir, 'postseal.db'), keyPrefix: 'postseal:', busyTimeoutMs: 1000 });
+    try {
+      const c = await TestClient.connect(h.app.portOf('default'));
+      const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n' });
+      await c.quit();
+      expect(r.final).toMatchObject({ code: 250 });
+      expect(await reader.scan('dmarc')).toEqual([]);
+    } finally {
+      await reader.close();
+      await h.close();
+      await sink.close();
+      await dns.close();
     }
   });
 });

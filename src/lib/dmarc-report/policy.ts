@@ -106,7 +106,9 @@ export function requestedIntervalSec(txt: string): number {
 export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy | null {
   const tags = parseTags(txt);
   if (!/^v\s*=\s*DMARC1\s*(;|$)/i.test(txt.trim())) return null;
-  const p = dispositions.find((d) => d === tags.get('p')?.toLowerCase());
+  // RFC 7489 6.6.3: a record without a valid p= but with a rua= is read as p=none, so the
+  // domain still gets its reports; without either there is nothing to apply or send.
+  const p = dispositions.find((d) => d === tags.get('p')?.toLowerCase()) ?? (tags.has('rua') ? 'none' : undefined);
   if (!p) return null;
   const sp = dispositions.find((d) => d === tags.get('sp')?.toLowerCase()) ?? p;
   const align = (v: string | undefined): 'r' | 's' => (v?.toLowerCase() === 's' ? 's' : 'r');

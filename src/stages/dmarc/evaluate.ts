@@ -91,6 +91,9 @@ function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes):
   return { result, from, policy, policyDomain: r.policyDomain, comment };
 }
 
+/** DKIM results stored per record (store/dmarc-results.ts caps them too). */
+const MAX_STORED_SIGNATURES = 10;
+
 export async function record(
   deps: StageDeps,
   tx: Readonly<Transaction>,
@@ -98,8 +101,9 @@ export async function record(
   domain: string,
   disposition: DmarcResultRecord['disposition'],
   o: AuthOutcomes,
-  appliedRecord?: string,
+  e: Evaluation,
 ): Promise<void> {
+  const appliedRecord = e.record;
   // No loops (docs/dmarc-reports.md): a DMARC report sent by a postseal is not recorded. The
   // marker alone is not enough (anyone can write it): the report must also pass DMARC, so
   // only the domain's owner can keep its own mail out of its reports.
@@ -115,8 +119,17 @@ export async function record(
     policy: outcome.policy,
     result: outcome.result,
     disposition,
-    dkim: (o.dkim ?? []).map((s) => ({ domain: s.d, selector: s.s, result: s.result })),
-    spf: o.spf && { domain: o.spf.domain, result: o.spf.result },
+    // Only signatures that were verified: those past dkim-verify's maxSignatures carry
+    // whatever d= and s= the sender wrote, at any length (the store cuts them too).
+    dkim: (o.dkim ?? [])
+      .filter((s) => s.reason !== 'signature-limit')
+      .slice(0, MAX_STORED_SIGNATURES)
+      .map((s) => ({ domain: s.d.slice(0, 253), selector: s.s.slice(0, 63), result: s.result })),
+    // The null sender's SPF is HELO's (RFC 7489 appendix C spf scope).
+    spf: o.spf && { domain: o.spf.domain, result: o.spf.result, scope: o.spf.mailfrom ? 'mfrom' : 'helo' },
+    // policy_evaluated as judged now (relaxed alignment by organizational domain, t=y keys).
+    dkimAligned: e.dkimAligned,
+    spfAligned: e.spfAligned,
     // The report period follows the ri= of the record applied now (store/dmarc-results.ts).
     requestedIntervalSec: appliedRecord === undefined ? undefined : requestedIntervalSec(appliedRecord),
   };

@@ -56,7 +56,7 @@ export const dmarcStage = defineStage<DmarcSettings, DmarcFinding>({
         const { finding, disposition } = judge(outcome, domain, cfg);
         findings.push(finding);
         if (!strictest || severity(outcome) > severity(strictest)) strictest = outcome;
-        await record(deps, tx, outcome, domain, disposition, o, evaluation.record);
+        await record(deps, tx, outcome, domain, disposition, o, evaluation);
         try {
           offerFailureReport(deps, tx, evaluation, domain, disposition, o);
         } catch (err) {

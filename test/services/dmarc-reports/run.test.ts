@@ -29,6 +29,8 @@ const cfg: ReportSettings = {
   retryBaseMs: 60000,
   retryMaxMs: 3600000,
   maxReportsPerRun: 100,
+  // Most tests look at a period's end to the second; the grace time has its own test.
+  graceSec: 0,
 };
 const now = () => new Date('2026-12-07T06:00:00Z');
 

@@ -131,8 +131,13 @@ describe('DMARC reports service', () => {
         instances.push(
           await startHarness({
             forwardPort: mailSink.port,
-            banks: { default: { stages: ['spf', 'dmarc'] } },
-            main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, store: { backend: 'redis', keyPrefix: 'hosts:', redis: { url: redis.url, timeoutMs: 2000 } } },
+            // Reports on (results are kept only then); their own passes find nothing finished.
+            banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: mailSink.port } } },
+            main: {
+              dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 },
+              store: { backend: 'redis', keyPrefix: 'hosts:', redis: { url: redis.url, timeoutMs: 2000 } },
+              services: { dmarcReports: { enabled: true } },
+            },
           }),
         );
       }
