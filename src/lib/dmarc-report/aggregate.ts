@@ -16,8 +16,9 @@
  * loop every YIELD_EVERY records and compresses with the asynchronous zlib.gzip; a report keeps
  * at most `maxRows` rows (the largest counts) and says in report_metadata/error how many rows
  * and messages it leaves out, as it does for messages counted but not stored (store caps).
- * Measured (test/lib/dmarc-report/aggregate.test.ts): 100,000 distinct records, no event-loop
- * stall above 100 ms.
+ * Measured (test/lib/dmarc-report/aggregate.test.ts, 2-core test machine): 100,000 distinct
+ * records in about 0.7 s, the longest event-loop stall about 120 ms (sorting the rows), where
+ * the synchronous build held the loop 4.3 s.
  *
  * Fails: never throws on record content; unknown result words become the schema's nearest
  * ones (DKIM: neutral; SPF: temperror/permerror kept, others neutral).
@@ -90,19 +91,23 @@ function aligned(domain: string, headerFrom: string, policyDomain: string, mode:
 
 /** Groups records into report rows (RFC 7489 7.2.1.1: one row per distinct result set). */
 export function groupRows(records: readonly DmarcResultRecord[], policy: PublishedPolicy): AggregateRow[] {
-  const rows = new Map<string, AggregateRow>();
-  for (const r of records) addRow(rows, r, policy);
-  return [...rows.values()];
+  return [...groupByKey(records, policy).values()];
 }
 
-/** groupRows, yielding to the event loop every YIELD_EVERY records. */
-export async function groupRowsAsync(records: readonly DmarcResultRecord[], policy: PublishedPolicy): Promise<AggregateRow[]> {
+function groupByKey(records: readonly DmarcResultRecord[], policy: PublishedPolicy): Map<string, AggregateRow> {
+  const rows = new Map<string, AggregateRow>();
+  for (const r of records) addRow(rows, r, policy);
+  return rows;
+}
+
+/** groupRows keyed by content, yielding to the event loop every YIELD_EVERY records. */
+async function groupRowsAsync(records: readonly DmarcResultRecord[], policy: PublishedPolicy): Promise<Map<string, AggregateRow>> {
   const rows = new Map<string, AggregateRow>();
   for (let i = 0; i < records.length; i++) {
     if (i > 0 && i % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
     addRow(rows, records[i], policy);
   }
-  return [...rows.values()];
+  return rows;
 }
 
 function addRow(rows: Map<string, AggregateRow>, r: DmarcResultRecord, policy: PublishedPolicy): void {
@@ -128,19 +133,16 @@ function addRow(rows: Map<string, AggregateRow>, r: DmarcResultRecord, policy: P
   else rows.set(key, { ...row });
 }
 
-/** Rows by count (largest first), then content: the same rows always give the same order. */
-function ordered(rows: readonly AggregateRow[]): AggregateRow[] {
-  return rows
-    .map((r) => ({ r, k: JSON.stringify({ ...r, count: 0 }) }))
-    .sort((a, b) => b.r.count - a.r.count || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
-    .map((x) => x.r);
+/** Rows by count (largest first), then content (the map's keys): the same rows always give the same order. */
+function ordered(rows: ReadonlyMap<string, AggregateRow>): AggregateRow[] {
+  return [...rows].sort(([ka, a], [kb, b]) => b.count - a.count || (ka < kb ? -1 : ka > kb ? 1 : 0)).map(([, r]) => r);
 }
 
 /**
  * The rows a report carries and its notes: at most `maxRows` rows, the largest counts. Also
  * what the Report-ID is derived from (reportDigest).
  */
-export function reportRows(rows: readonly AggregateRow[], maxRows = DEFAULT_MAX_ROWS, notItemized = 0): { rows: AggregateRow[]; errors: string[] } {
+function reportRows(rows: ReadonlyMap<string, AggregateRow>, maxRows = DEFAULT_MAX_ROWS, notItemized = 0): { rows: AggregateRow[]; errors: string[] } {
   const keep = ordered(rows);
   const errors: string[] = [];
   const kept = keep.slice(0, maxRows);
@@ -171,7 +173,7 @@ function el(name: string, value: string | number): string {
 
 /** The report's XML document. */
 export function buildAggregateXml(input: AggregateReportInput): string {
-  const { rows, errors } = reportRows(groupRows(input.records, input.policy), input.maxRows, input.notItemized);
+  const { rows, errors } = reportRows(groupByKey(input.records, input.policy), input.maxRows, input.notItemized);
   return xmlOf(input, rows, errors);
 }
 

@@ -128,6 +128,84 @@ describe('aggregate report run', () => {
     expect(await runReports(deps, cfg)).toEqual([]);
   });
 
+  test('a period is reported only graceSec after its end, so a message received just before the end is in its report', async () => {
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T23:59:58Z') }));
+    const at = (t: string) => ({ ...deps, now: () => new Date(t) });
+    expect(await runReports(at('2026-12-07T00:05:00Z'), { ...cfg, graceSec: 600 })).toEqual([]);
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T23:59:59Z'), sourceIp: '198.51.100.7' }));
+    expect(await runReports(at('2026-12-07T00:10:01Z'), { ...cfg, graceSec: 600 })).toEqual([expect.objectContaining({ status: 'sent', messages: 2 })]);
+  });
+
+  test('a second report of a period (records that came after the first) has its own Report-ID; the same report sent again keeps its', async () => {
+    const ids = () => sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString('utf8'))?.[1]);
+    await results.record(rec('c.test'));
+    sink.behaviour = { fail: { data: [451, '4.3.0 try later'] } };
+    const [refused] = await runReports(deps, cfg);
+    expect(refused).toMatchObject({ status: 'send-failed' });
+    sink.behaviour = {};
+    await store.delete('dmarc-report-wait:c.test:2026-12-06');
+    const [resent] = await runReports(deps, cfg);
+    expect(resent).toMatchObject({ status: 'sent' });
+    const firstId = ids()[0];
+    // The refused try built the same report: same digest, same Report-ID.
+    expect(firstId).toMatch(/^c\.test\.2026-12-06\.[0-9a-f]{16}$/);
+    expect(refused.report?.xml).toContain(`<report_id>${firstId}</report_id>`);
+    await results.record(rec('c.test', { sourceIp: '198.51.100.7', result: 'fail', disposition: 'quarantine' }));
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'sent', messages: 1 });
+    expect(ids()).toHaveLength(2);
+    expect(ids()[1]).not.toBe(firstId);
+  });
+
+  test('the Report-ID is the same for the same report content and differs for another', async () => {
+    await results.record(rec('a.test'));
+    const dry = async () => (await runReports(deps, cfg, { dryRun: true }))[0].report?.xml.match(/<report_id>([^<]+)</)?.[1];
+    const one = await dry();
+    expect(await dry()).toBe(one);
+    await results.record(rec('a.test', { sourceIp: '198.51.100.7' }));
+    expect(await dry()).not.toBe(one);
+  });
+
+  test('a period whose DNS keeps failing is given up after maxAttempts tries and its records dropped', async () => {
+    await results.record(rec('c.test'));
+    dns.zone['_dmarc.c.test'].behaviour = 'servfail';
+    const statuses: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await store.delete('dmarc-report-wait:c.test:2026-12-06');
+      statuses.push(...(await runReports(deps, { ...cfg, maxAttempts: 3 })).map((o) => o.status));
+    }
+    expect(statuses).toEqual(['dns-temperror', 'dns-temperror', 'given-up']);
+    expect((await results.peek('c.test', '2026-12-06')).items).toBe(0);
+    expect(await results.periods()).toEqual([]);
+  });
+
+  test("policy_evaluated carries the dmarc stage's alignment, not one judged again from the stored domains", async () => {
+    // DKIM d=a.test passed for From sub.a.test whose own record applied: the stage aligned it
+    // (relaxed, same organizational domain); and a t=y pass the stage did not trust.
+    await results.record(
+      rec('a.test', {
+        headerFrom: 'sub.a.test',
+        dkim: [{ domain: 'other.a.test', selector: 's', result: 'pass' }],
+        spf: { domain: 'x.test', result: 'pass' },
+        dkimAligned: true,
+        spfAligned: false,
+      }),
+    );
+    await results.record(rec('a.test', { sourceIp: '192.0.2.2', dkimAligned: false, spfAligned: false, result: 'fail' }));
+    const [o] = await runReports(deps, cfg, { dryRun: true });
+    const rows = [...(o.report?.xml ?? '').matchAll(/<source_ip>([^<]+)<\/source_ip>[\s\S]*?<dkim>(\w+)<\/dkim><spf>(\w+)<\/spf>/g)].map((m) => m.slice(1).join(' '));
+    expect(rows.sort()).toEqual(['192.0.2.1 pass fail', '192.0.2.2 fail fail']);
+  });
+
+  test('messages past the per-period cap are counted and the report says so', async () => {
+    const capped = new StoredDmarcResults(store, { maxPerPeriod: 2 });
+    for (let i = 0; i < 5; i++) await capped.record(rec('a.test'));
+    const [o] = await runReports({ ...deps, results: capped }, cfg);
+    expect(o).toMatchObject({ status: 'sent', messages: 5 });
+    const xml = xmlOf(sink.received[0].data.toString('utf8'));
+    expect(xml).toContain('<error>3 messages of this period were counted but not stored');
+    expect(await capped.peek('a.test', '2026-12-06')).toMatchObject({ items: 0, over: 0 });
+  });
+
   test("today's records wait until the day is over", async () => {
     await results.record(rec('a.test', { receivedAt: new Date('2026-12-07T01:00:00Z') }));
     expect(await runReports(deps, cfg)).toEqual([]);
