@@ -578,6 +578,14 @@ export const mainConfigSchema = {
               description:
                 'Rows (distinct source IP and result sets) per aggregate report at most: the largest counts are kept, and report_metadata/error says how many rows and messages were left out.',
             },
+            maxReportsPerDestinationPerDay: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000000,
+              default: 10000,
+              description:
+                'Aggregate report mails per destination domain (the domain of a rua address) and UTC day, all policy domains and hosts together, so that forged DMARC records cannot aim a flood of reports at one mailbox (a reporting service that authorizes every domain); an address over it is skipped (logged with the report). Reports per organizational domain are bounded by maxPeriodsPerOrgDomain.',
+            },
             maxDomainsPerDay: {
               type: 'integer',
               minimum: 1,
@@ -616,7 +624,7 @@ export const mainConfigSchema = {
                   maximum: 100000,
                   default: 10,
                   description:
-                    'Failure reports per policy domain and clock hour (UTC), counted in the store so that all workers and hosts sharing it share the limit; further ones are dropped (logged).',
+                    "Failure reports per organizational domain of the policy domain (example.com for a.b.example.com: an attacker's subdomains share one limit) and clock hour (UTC), counted before any DNS lookup, and the same number per destination domain (the domain of a ruf address, whatever the policy domains); counted in the store so that all workers and hosts sharing it share the limit; further ones are dropped (logged).",
                 },
                 maxPerHour: {
                   type: 'integer',

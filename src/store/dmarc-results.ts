@@ -39,7 +39,7 @@
  */
 import type { Logger } from 'pino';
 import { SHORTEST_PERIOD_SEC, periodLengthSec, periodOf } from '../lib/dmarc-report/period';
-import { getDomain } from 'tldts';
+import { orgDomain } from '../lib/dmarc-report/policy';
 import { SCAN_MAX_LIMIT, type Store } from './store';
 
 export interface DmarcResultRecord {
@@ -263,11 +263,6 @@ export class StoredDmarcResults implements DmarcResultStore {
     await this.prune([{ policyDomain: domain, period }]);
     return parseItems(taken);
   }
-}
-
-/** The organizational domain (RFC 7489 3.2): the registrable domain by the public suffix list. */
-export function orgDomain(domain: string): string {
-  return getDomain(domain, { allowPrivateDomains: true }) ?? domain;
 }
 
 const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);

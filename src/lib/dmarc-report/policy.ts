@@ -13,6 +13,7 @@
  * Fails: never throws; a DNS failure is `{ kind: 'temperror' }` (try again later), no record
  * or no valid one is `{ kind: 'none' }`.
  */
+import { getDomain } from 'tldts';
 import type { DnsResolver } from '../dns';
 
 export type Disposition = 'none' | 'quarantine' | 'reject';
@@ -90,6 +91,12 @@ function parseTags(txt: string): Map<string, string> {
     tags.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim());
   }
   return tags;
+}
+
+/** The organizational domain (RFC 7489 3.2): the registrable domain by the public suffix list (tldts). */
+export function orgDomain(domain: string): string {
+  const d = domain.toLowerCase();
+  return getDomain(d, { allowPrivateDomains: true }) ?? d;
 }
 
 /** `ri=` of a record's tags: digits only and at most 2^32-1 (RFC 7489 6.3), else the default. */

@@ -61,7 +61,11 @@ export interface ReportSettings {
   readonly maxAttempts?: number;
   /** Rows per report at most (default DEFAULT_MAX_ROWS). */
   readonly maxRowsPerReport?: number;
+  /** Report mails per destination domain and UTC day (default DEFAULT_MAX_PER_DESTINATION). */
+  readonly maxReportsPerDestinationPerDay?: number;
 }
+
+export const DEFAULT_MAX_PER_DESTINATION = 10000;
 
 export const DEFAULT_GRACE_SEC = 600;
 export const DEFAULT_MAX_ATTEMPTS = 12;
@@ -85,6 +89,7 @@ export type ReportStatus =
   | 'no-policy'
   | 'no-destination'
   | 'too-big'
+  | 'destination-limit'
   | 'dns-temperror'
   | 'send-failed'
   | 'given-up'
@@ -115,6 +120,7 @@ const LOCK = 'dmarc-report-lock:';
 const WAIT = 'dmarc-report-wait:';
 const ATTEMPTS = 'dmarc-report-attempts:';
 const SENT = 'dmarc-report-sent:';
+const TO_COUNT = 'dmarc-report-to:';
 /** How long a sent-but-not-removed marker lasts: as long as the records it guards. */
 const SENT_TTL_MS = 32 * 24 * 3600 * 1000;
 
@@ -219,8 +225,18 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
     composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId, begin, end, fileName: report.fileName, gzip: report.gzip, date });
   const size = compose(all).length;
   // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
-  const to = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes).map((u) => u.address);
-  if (!to.length) return drop('too-big', all, `${size} bytes`);
+  const fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
+  if (!fits.length) return drop('too-big', all, `${size} bytes`);
+  // Per destination domain and day, counted only when a report is really going out.
+  const to: string[] = [];
+  const full: string[] = [];
+  const day = deps.now().toISOString().slice(0, 10);
+  const cap = cfg.maxReportsPerDestinationPerDay ?? DEFAULT_MAX_PER_DESTINATION;
+  for (const u of fits) {
+    if (dryRun || (await deps.store.increment(`${TO_COUNT}${u.domain}:${day}`, 1, { ttlMs: 2 * 86400 * 1000 })) <= cap) to.push(u.address);
+    else full.push(u.domain);
+  }
+  if (!to.length) return drop('destination-limit', all, `${cap} reports today for ${full.join(', ')}`);
   let raw = compose(to);
   if (deps.sign) {
     try {

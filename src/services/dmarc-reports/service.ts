@@ -65,6 +65,7 @@ export function reportSettingsFor(config: LoadedConfig): {
       graceSec: c.graceSec,
       maxAttempts: c.maxAttempts,
       maxRowsPerReport: c.maxRowsPerReport,
+      maxReportsPerDestinationPerDay: c.maxReportsPerDestinationPerDay,
     },
     target,
     keys: config.keys.forAuthor(fromDomain.toLowerCase()),

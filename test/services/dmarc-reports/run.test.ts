@@ -206,6 +206,18 @@ describe('aggregate report run', () => {
     expect(await capped.peek('a.test', '2026-12-06')).toMatchObject({ items: 0, over: 0 });
   });
 
+  test('one destination domain gets at most maxReportsPerDestinationPerDay report mails a day, whatever the policy domains', async () => {
+    // a.test and reports.test: a.test reports to both; d.test has its own address.
+    for (const d of ['a.test', 'd.test']) await results.record(rec(d));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-05T12:00:00Z') }));
+    const out = await runReports(deps, { ...cfg, maxReportsPerDestinationPerDay: 1 });
+    expect(out.map((o) => `${o.policyDomain} ${o.period} ${o.status} ${o.to.join(',')}`)).toEqual([
+      'a.test 2026-12-05 sent agg@a.test,agg@reports.test',
+      'a.test 2026-12-06 destination-limit agg@a.test,agg@reports.test',
+      'd.test 2026-12-06 sent agg@d.test',
+    ]);
+  });
+
   test("today's records wait until the day is over", async () => {
     await results.record(rec('a.test', { receivedAt: new Date('2026-12-07T01:00:00Z') }));
     expect(await runReports(deps, cfg)).toEqual([]);
