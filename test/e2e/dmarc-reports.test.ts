@@ -37,7 +37,7 @@ describe('DMARC aggregate reports through a real Postfix', () => {
   let e2e: E2E;
   let store: Store;
   beforeAll(async () => {
-    e2e = await startE2E(zone, { store: { backend: 'sqlite', sqlite: { file: 'state.db' } }, services: { dmarcReports: { failureReports: { enabled: true } } } });
+    e2e = await startE2E(zone, { store: { backend: 'sqlite', sqlite: { file: 'state.db' } }, services: { dmarcReports: { enabled: true, failureReports: { enabled: true } } } });
     store = openSqliteStore({ file: path.join(e2e.postfix.dir, 'postseal', 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
   }, 120_000);
   afterAll(async () => {
