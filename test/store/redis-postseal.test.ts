@@ -25,8 +25,13 @@ beforeAll(async () => {
   sink = await startSink();
   h = await startHarness({
     forwardPort: sink.port,
-    banks: { default: { stages: ['spf', 'dmarc'] } },
-    main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, store: { backend: 'redis', keyPrefix: 'ps:', redis: { url: redis.url, timeoutMs: 500 } } },
+    // Results are kept only with aggregate reports on (nothing of today is finished: nothing is sent).
+    banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: sink.port } } },
+    main: {
+      dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 },
+      store: { backend: 'redis', keyPrefix: 'ps:', redis: { url: redis.url, timeoutMs: 500 } },
+      services: { dmarcReports: { enabled: true } },
+    },
   });
 });
 afterAll(async () => {
