@@ -35,6 +35,9 @@
  * finished periods are never crowded out by running ones; prune() drops entries whose records
  * are gone.
  *
+ * A message Postfix retries (a later stage tempfailed it) is recorded once: record() takes a
+ * retry-stable id (RecordOptions.once).
+ *
  * Fails: record() rejects with STORE_UNAVAILABLE; the dmarc stage logs it and the mail goes on.
  */
 import type { Logger } from 'pino';
@@ -54,6 +57,12 @@ export interface DmarcResultRecord {
   readonly disposition: 'none' | 'quarantine' | 'reject';
   readonly dkim: readonly { readonly domain: string; readonly selector: string; readonly result: string }[];
   readonly spf?: { readonly domain: string; readonly result: string; readonly scope?: 'mfrom' | 'helo' };
+  /**
+   * Why the disposition differs from the published policy (RFC 7489 appendix C
+   * PolicyOverrideType): local_policy when the bank does less than p= asks (tags instead of
+   * rejecting), sampled_out when pct= exempted the message.
+   */
+  readonly override?: 'local_policy' | 'sampled_out';
   /** DMARC alignment as the dmarc stage judged it (RFC 7489 7.2.1.1 policy_evaluated); older records lack it. */
   readonly dkimAligned?: boolean;
   readonly spfAligned?: boolean;
@@ -61,9 +70,22 @@ export interface DmarcResultRecord {
   readonly requestedIntervalSec?: number;
 }
 
-export interface DmarcResultStore {
-  record(r: DmarcResultRecord): Promise<void>;
+export interface RecordOptions {
+  /**
+   * Identifies the delivery attempt's message across Postfix retries (dmarc stage: a digest of
+   * the queue ID, envelope, client and Message-ID): a result recorded under it before is not
+   * recorded again for DEDUPE_MS ("dmarc-seen:<id>"), so a message tempfailed by a later stage
+   * and retried counts once.
+   */
+  readonly once?: string;
 }
+
+export interface DmarcResultStore {
+  record(r: DmarcResultRecord, opts?: RecordOptions): Promise<void>;
+}
+
+/** Postfix's default maximal_queue_lifetime: how long a retried message is recognized. */
+export const DEDUPE_MS = 5 * 24 * 3600 * 1000;
 
 /** 31 days: a report sender that was down for a month still finds the history. */
 export const RETENTION_MS = 31 * 24 * 3600 * 1000;
@@ -123,8 +145,9 @@ export class StoredDmarcResults implements DmarcResultStore {
     };
   }
 
-  async record(r: DmarcResultRecord): Promise<void> {
+  async record(r: DmarcResultRecord, opts: RecordOptions = {}): Promise<void> {
     if (!r.policyDomain) return;
+    if (opts.once !== undefined && !(await this.store.setIfAbsent(`dmarc-seen:${opts.once}`, '1', { ttlMs: DEDUPE_MS }))) return;
     const domain = r.policyDomain.toLowerCase();
     const org = orgDomain(domain);
     const day = utcDay(r.receivedAt);

@@ -88,6 +88,15 @@ describe('StoredDmarcResults', () => {
     expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ items: 0, over: 1 });
   });
 
+  test('a result recorded again under the same retry id is not counted twice', async () => {
+    const results = new StoredDmarcResults(store);
+    await results.record(record(), { once: 'abc' });
+    await results.record(record(), { once: 'abc' });
+    await results.record(record(), { once: 'def' });
+    await results.record(record());
+    expect((await results.peek('example.org', '2026-03-01')).items).toBe(3);
+  });
+
   test('a record with a flood of DKIM results and long names is stored small', async () => {
     const results = new StoredDmarcResults(store);
     const sig = { domain: `${'a'.repeat(60)}.${'b'.repeat(400)}`, selector: 's'.repeat(400), result: 'neutral' };

@@ -17,8 +17,8 @@
  * at most `maxRows` rows (the largest counts) and says in report_metadata/error how many rows
  * and messages it leaves out, as it does for messages counted but not stored (store caps).
  * Measured (test/lib/dmarc-report/aggregate.test.ts, 2-core test machine): 100,000 distinct
- * records in about 0.7 s, the longest event-loop stall about 120 ms (sorting the rows), where
- * the synchronous build held the loop 4.3 s.
+ * records in about 0.7 s, the longest event-loop stall about 60 ms, where the synchronous build
+ * held the loop 4.3 s.
  *
  * Fails: never throws on record content; unknown result words become the schema's nearest
  * ones (DKIM: neutral; SPF: temperror/permerror kept, others neutral).
@@ -39,6 +39,8 @@ export interface DmarcResultRecord {
   /** Alignment as the dmarc stage judged it; absent in older records. */
   readonly dkimAligned?: boolean;
   readonly spfAligned?: boolean;
+  /** Why the disposition is not the policy's (policy_evaluated reason). */
+  readonly override?: 'local_policy' | 'sampled_out';
 }
 
 export interface ReportMetadata {
@@ -67,6 +69,7 @@ export interface AggregateRow {
   readonly disposition: 'none' | 'quarantine' | 'reject';
   readonly dkimAligned: 'pass' | 'fail';
   readonly spfAligned: 'pass' | 'fail';
+  readonly override?: 'local_policy' | 'sampled_out';
   readonly headerFrom: string;
   readonly envelopeFrom: string;
   readonly dkim: readonly { domain: string; selector: string; result: string }[];
@@ -75,7 +78,7 @@ export interface AggregateRow {
 
 /** Rows kept per report unless the input says otherwise. */
 export const DEFAULT_MAX_ROWS = 10000;
-const YIELD_EVERY = 5000;
+const YIELD_EVERY = 1000;
 const gzipAsync = promisify(gzipCb);
 
 const dkimResults = new Set(['none', 'pass', 'fail', 'policy', 'neutral', 'temperror', 'permerror']);
@@ -126,16 +129,21 @@ function addRow(rows: Map<string, AggregateRow>, r: DmarcResultRecord, policy: P
   const sourceIp = r.sourceIp && isIP(r.sourceIp) ? r.sourceIp : '0.0.0.0';
   // The envelope From is the MAIL FROM domain; for the null sender (SPF of HELO) it is empty.
   const envelopeFrom = spf.scope === 'helo' ? '' : spf.domain;
-  const row = { sourceIp, count: 1, disposition: r.disposition, dkimAligned, spfAligned, headerFrom: r.headerFrom.toLowerCase(), envelopeFrom, dkim, spf } as const;
+  const override = r.override === 'local_policy' || r.override === 'sampled_out' ? r.override : undefined;
+  const row = { sourceIp, count: 1, disposition: r.disposition, dkimAligned, spfAligned, override, headerFrom: r.headerFrom.toLowerCase(), envelopeFrom, dkim, spf } as const;
   const key = JSON.stringify({ ...row, count: 0 });
   const had = rows.get(key);
   if (had) had.count++;
   else rows.set(key, { ...row });
 }
 
-/** Rows by count (largest first), then content (the map's keys): the same rows always give the same order. */
+/**
+ * Rows by count, largest first; rows of equal count keep the order of their first record
+ * (a stable sort: the same stored records always give the same order, so the same digest).
+ * Counts only, no string comparison: 100,000 rows sort in a few milliseconds.
+ */
 function ordered(rows: ReadonlyMap<string, AggregateRow>): AggregateRow[] {
-  return [...rows].sort(([ka, a], [kb, b]) => b.count - a.count || (ka < kb ? -1 : ka > kb ? 1 : 0)).map(([, r]) => r);
+  return [...rows.values()].sort((a, b) => b.count - a.count);
 }
 
 /**
@@ -193,7 +201,8 @@ function xmlOf(input: AggregateReportInput, rows: readonly AggregateRow[], error
   );
   for (const row of rows) {
     out.push('  <record>', '    <row>', `      ${el('source_ip', row.sourceIp)}${el('count', row.count)}`);
-    out.push(`      <policy_evaluated>${el('disposition', row.disposition)}${el('dkim', row.dkimAligned)}${el('spf', row.spfAligned)}</policy_evaluated>`);
+    const reason = row.override ? `<reason>${el('type', row.override)}</reason>` : '';
+    out.push(`      <policy_evaluated>${el('disposition', row.disposition)}${el('dkim', row.dkimAligned)}${el('spf', row.spfAligned)}${reason}</policy_evaluated>`);
     out.push('    </row>', `    <identifiers>${el('envelope_from', row.envelopeFrom)}${el('header_from', row.headerFrom)}</identifiers>`, '    <auth_results>');
     for (const d of row.dkim) out.push(`      <dkim>${el('domain', d.domain)}${el('selector', d.selector)}${el('result', d.result)}</dkim>`);
     out.push(`      <spf>${el('domain', row.spf.domain)}${el('scope', row.spf.scope)}${el('result', row.spf.result)}</spf>`, '    </auth_results>', '  </record>');

@@ -3,6 +3,7 @@
  * means as a finding and a disposition for this bank, its record for the result store, and a
  * failure report offered when the record's fo= and ruf= ask for one (RFC 7489 7.3).
  */
+import { createHash } from 'node:crypto';
 import type * as MailauthDmarcModule from 'mailauth/lib/dmarc';
 import type { DNSResolver } from 'mailauth';
 import { formatAuthResults, resinfos, trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
@@ -91,6 +92,29 @@ function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes):
   return { result, from, policy, policyDomain: r.policyDomain, comment };
 }
 
+/**
+ * RFC 7489 appendix C policy_evaluated reason: the bank applied less than a failed p=
+ * (onReject / onQuarantine tag or quarantine instead of reject): local_policy.
+ */
+function overrideOf(outcome: DmarcOutcome, disposition: DmarcResultRecord['disposition']): DmarcResultRecord['override'] {
+  if (outcome.result !== 'fail' || (outcome.policy !== 'reject' && outcome.policy !== 'quarantine')) return undefined;
+  return disposition === outcome.policy ? undefined : 'local_policy';
+}
+
+/**
+ * The same for each Postfix delivery attempt of one queued message (queue ID, envelope, client,
+ * Message-ID) and author domain, so a retry is not counted again (store/dmarc-results.ts
+ * RecordOptions.once); undefined without a queue ID (no XFORWARD IDENT): no deduplication.
+ */
+function retryId(tx: Readonly<Transaction>, domain: string): string | undefined {
+  if (!tx.queueId) return undefined;
+  const messageId = tx.message.get('message-id').map((f) => Message.value(f).trim());
+  return createHash('sha256')
+    .update(JSON.stringify([tx.queueId, tx.envelope.mailFrom, tx.envelope.recipients, clientAddress(tx.client) ?? null, messageId, domain]))
+    .digest('hex')
+    .slice(0, 32);
+}
+
 /** DKIM results stored per record (store/dmarc-results.ts caps them too). */
 const MAX_STORED_SIGNATURES = 10;
 
@@ -130,11 +154,12 @@ export async function record(
     // policy_evaluated as judged now (relaxed alignment by organizational domain, t=y keys).
     dkimAligned: e.dkimAligned,
     spfAligned: e.spfAligned,
+    override: overrideOf(outcome, disposition),
     // The report period follows the ri= of the record applied now (store/dmarc-results.ts).
     requestedIntervalSec: appliedRecord === undefined ? undefined : requestedIntervalSec(appliedRecord),
   };
   try {
-    await deps.dmarcStore.record(r);
+    await deps.dmarcStore.record(r, { once: retryId(tx, domain) });
   } catch (err) {
     deps.log.error({ err }, 'DMARC result not stored');
   }

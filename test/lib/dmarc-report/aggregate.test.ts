@@ -166,7 +166,8 @@ describe('aggregate report cost and limits', () => {
     const built = await buildAggregateReportAsync('receiver.test', { meta, policy, begin, end, records: many, maxRows: 1000 }, (d) => `id.${d.slice(0, 16)}`);
     clearInterval(tick);
     console.log(`100000 records: ${Math.round(performance.now() - started)} ms, longest event-loop stall ${Math.round(longest)} ms`);
-    expect(longest).toBeLessThan(300);
+    // About 60 ms on an idle 2-core machine (the synchronous build: 4.3 s); room for a busy one.
+    expect(longest).toBeLessThan(250);
     expect([...built.xml.matchAll(/<record>/g)]).toHaveLength(1000);
     expect(built.xml).toContain('<error>99000 rows with 99000 messages left out: a report carries at most 1000 rows (the largest counts)</error>');
     expect(xmllint(built.xml).status).toBe(0);
@@ -182,8 +183,10 @@ describe('aggregate report cost and limits', () => {
       records: [
         rec({ headerFrom: 'sub.example.org', dkim: [{ domain: 'example.org', selector: 's', result: 'pass' }], dkimAligned: true, spfAligned: false }),
         rec({ sourceIp: '192.0.2.99', dkimAligned: false, spfAligned: false, spf: { domain: 'mx.example.org', result: 'pass', scope: 'helo' } }),
+        rec({ sourceIp: '192.0.2.98', dkimAligned: false, spfAligned: false, disposition: 'none', override: 'local_policy' }),
       ],
     });
+    expect(r.xml).toContain('<spf>fail</spf><reason><type>local_policy</type></reason></policy_evaluated>');
     expect(xmllint(r.xml).status).toBe(0);
     const read = pythonRead(Buffer.from(r.xml));
     expect(read.rows.find((x) => x.header_from === 'sub.example.org')).toMatchObject({ dkim: 'pass', spf: 'fail' });
