@@ -33,7 +33,12 @@ async function recorded(
   tx: Transaction = testTransaction(message, { mailFrom, client: { addr: '192.0.2.25', helo: 'mx.victim.test' } }),
 ): Promise<DmarcResultRecord[]> {
   const kept: DmarcResultRecord[] = [];
-  const store: DmarcResultStore = { record: async (r, o) => void (kept.push(r), options.push(o)) };
+  const store: DmarcResultStore = {
+    record: async (r, o) => {
+      kept.push(r);
+      options.push(o);
+    },
+  };
   const deps = { ...testStageDeps(dns, { timeoutMs: 2000 }), dmarcStore: store };
   const dkim = await runStage(dkimVerifyStage, tx, deps);
   const spf = await runStage(spfStage, tx, deps, {}, dkim.results);
