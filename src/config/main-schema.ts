@@ -645,7 +645,7 @@ export const mainConfigSchema = {
                   type: 'boolean',
                   default: true,
                   description:
-                    "Replace the local part of every address outside the reported domain in the copied header section with `redacted` (RFC 6590), so that your users' addresses (To, Cc, Delivered-To...) do not go to the domain owner. Addresses in the reported domain or below it are kept.",
+                    "Replace the local part of every address outside the reported domain with `redacted` (RFC 6590) in the copied header section, Original-Mail-From and Authentication-Results, so that your users' addresses (To, Cc, Delivered-To, a mailing list's VERP sender...) do not go to the domain owner. Addresses in the reported domain or below it are kept; anything not plainly in it (an 8-bit domain, an address literal, an encoded word hiding an address) is redacted.",
                 },
                 maxHeaderBytes: {
                   type: 'integer',

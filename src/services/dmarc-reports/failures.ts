@@ -26,7 +26,7 @@
  */
 import { authorizeDestination, isInternal, type DestinationVerdict } from '../../lib/dmarc-report/destinations';
 import { orgDomain, type ReportUri } from '../../lib/dmarc-report/policy';
-import { composeFailureReport, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
+import { composeFailureReport, redact, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
 import type { DnsResolver } from '../../lib/dns';
 import type { Store } from '../../store/store';
 import type { SendMail } from './send';
@@ -169,10 +169,11 @@ export class FailureReporter implements DmarcFailureSink {
         policyDomain,
         authFailure: s.authFailure,
         facts: s.facts,
-        mailFrom: s.mailFrom,
+        // A VERP sender names the recipient (list-bounces+alice=ours.test@...): redacted too.
+        mailFrom: cfg.redactLocalParts ? redact(s.mailFrom, s.headerFrom) : s.mailFrom,
         arrivalDate: s.receivedAt,
         sourceIp: s.sourceIp,
-        authResults: s.authResults,
+        authResults: cfg.redactLocalParts ? redact(s.authResults, s.headerFrom) : s.authResults,
         deliveryResult: deliveryResults[s.disposition],
         spfDns,
         headers,
