@@ -95,7 +95,7 @@ export const MAX_PERIODS_PER_ORG_DOMAIN = 200;
 /** DKIM results kept per record: the dmarc stage stores only the signatures it verified. */
 export const MAX_STORED_SIGNATURES = 10;
 /** The longest stored record, in JSON characters: a record past it loses DKIM results. */
-export const MAX_RECORD_CHARS = 8192;
+export const MAX_RECORD_CHARS = 2048;
 const KEY_PREFIX = 'dmarc:';
 const DUE_PREFIX = 'dmarc-due:';
 /** Not below KEY_PREFIX, so that days() does not list the counters. */
