@@ -60,6 +60,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const dmarcStore = new StoredDmarcResults(store, {
     maxDomainsPerDay: reports.maxDomainsPerDay,
     maxPeriodsPerOrgDomain: reports.maxPeriodsPerOrgDomain,
+    maxPerPeriod: reports.maxRowsPerReport,
     maxRecordsPerDay: reports.maxRecordsPerDay,
     minIntervalSec: reports.minIntervalSec,
     log,

@@ -573,10 +573,10 @@ export const mainConfigSchema = {
             maxRowsPerReport: {
               type: 'integer',
               minimum: 100,
-              maximum: 1000000,
+              maximum: 20000,
               default: 10000,
               description:
-                'Rows (distinct source IP and result sets) per aggregate report at most: the largest counts are kept, and report_metadata/error says how many rows and messages were left out.',
+                "Rows (distinct source IP and result sets) per policy domain and report period: results are stored as a counter per row, and a period keeps at most this many rows; the messages of further rows are counted and the report says in report_metadata/error how many messages it does not itemize. Read at start for the store (a reload changes only the reports' own cap: the largest counts are kept).",
             },
             maxReportsPerDestinationPerDay: {
               type: 'integer',
@@ -607,8 +607,7 @@ export const mainConfigSchema = {
               minimum: 1,
               maximum: 100000000,
               default: 1000000,
-              description:
-                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000 per report period, the first ones; later ones are counted and the report says how many it does not itemize); further results that day are not kept (logged once a day).',
+              description: 'DMARC results (messages) counted per UTC day over all policy domains; further results that day are not kept (logged once a day).',
             },
             failureReports: {
               type: 'object',

@@ -3,34 +3,43 @@
  * built from the history: the dmarc stage records, a report sender (services/dmarc-reports)
  * takes one policy domain's report period at a time.
  *
- * In the Store (store/store.ts) a record is one JSON item of the list
- * "dmarc:<policy domain>:<period>", the period being the report period the record falls in
- * (lib/dmarc-report/period.ts: `2026-12-06` for a UTC day, `2026-12-06T03Z/1h` for an hour).
- * The period is decided here, when the result is stored, from the `ri=` of the DMARC record
- * the dmarc stage applied (requestedIntervalSec) and `minIntervalSec`: a report covers one
- * list, so a period can be reported and removed without touching the rest of its day, and a
- * sender knows from the key alone when a period is over. A later change of ri= applies to
- * results stored after it (docs/dmarc-reports.md).
+ * Results are stored aggregated, as the report shows them: a row is what a report row holds
+ * of a message (source IP, header From, disposition and its reason, alignment verdicts, DKIM
+ * and SPF results; not the time), kept once per policy domain and report period in the list
+ * "dmarc-rows:<policy domain>:<period>" (JSON {k, r}, k a digest of r), with a counter
+ * "dmarc-n:<policy domain>:<period>:<k>" of its messages. So the store grows with distinct
+ * rows, not messages, counts stay exact across processes and hosts (atomic increments), and a
+ * report reads few items. The period is the report period the result falls in
+ * (lib/dmarc-report/period.ts: `2026-12-06` for a UTC day, `2026-12-06T03Z/1h` for an hour),
+ * decided here, when the result is stored, from the `ri=` of the DMARC record the dmarc stage
+ * applied (requestedIntervalSec) and `minIntervalSec`: a report covers one list, so a period
+ * can be reported and removed without touching the rest of its day. A later change of ri=
+ * applies to results stored after it (docs/dmarc-reports.md). Records of the older form (one
+ * list item per message under "dmarc:") are not read: they expire.
+ *
+ * A report removes what it read by decrementing each row's counter by the count it reported
+ * (remove()): messages counted meanwhile stay for the next report; rows at zero leave the list.
  *
  * Bounds (an attacker controls every field of a record but the source IP):
- * - a record is at most MAX_RECORD_CHARS: domains are cut to 253 characters, selectors to 63,
+ * - a row is at most MAX_RECORD_CHARS: domains are cut to 253 characters, selectors to 63,
  *   at most MAX_STORED_SIGNATURES DKIM results (the dmarc stage stores verified ones only);
- * - each list expires RETENTION_MS after its last append, and keeps at most `maxPerPeriod`
- *   records: the first ones. Later ones are only counted ("dmarc-count:over:<domain>:<period>")
- *   and the report says how many messages it does not itemize, so a flood of forged mail
- *   arriving after a domain's real mail cannot push the real records out;
+ * - each list expires RETENTION_MS after its last append, and a period keeps at most
+ *   `maxPerPeriod` rows: the first ones. The messages of later rows are only counted
+ *   ("dmarc-count:over:<domain>:<period>") and the report says how many it does not itemize,
+ *   so a flood of forged mail arriving after a domain's real mail cannot push the real rows
+ *   out (rows already kept go on counting);
  * - per UTC day, over all processes sharing the store, at most `maxDomainsPerDay`
  *   organizational domains (RFC 7489 3.2, the public suffix list through tldts; counters
  *   "dmarc-count:domains:<day>" and "dmarc-count:seen:<org domain>:<day>"), and per
  *   organizational domain at most `maxPeriodsPerOrgDomain` domain-periods a day
  *   ("dmarc-count:org:<org domain>:<day>"), so that one attacker's ten thousand subdomains use
- *   up their own organizational domain's share only; and `maxRecordsPerDay` records. The first
- *   result refused each day by a cap is logged.
+ *   up their own organizational domain's share only; and `maxRecordsPerDay` messages. The
+ *   first result refused each day by a cap is logged.
  * A result without a policy domain (no DMARC record found, or the lookup failed) has no one to
  * report to and is not kept.
  *
  * Pending index (what the sender reads, oldest first): when a domain-period gets its first
- * record, "<domain> <period>" is appended to the list "dmarc-due:<UTC day of the period>".
+ * row, "<domain> <period>" is appended to the list "dmarc-due:<UTC day of the period>".
  * periods() reads those day lists oldest day first (there are at most ~32 of them), so
  * finished periods are never crowded out by running ones; prune() drops entries whose records
  * are gone.
@@ -40,6 +49,7 @@
  *
  * Fails: record() rejects with STORE_UNAVAILABLE; the dmarc stage logs it and the mail goes on.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SHORTEST_PERIOD_SEC, periodLengthSec, periodOf } from '../lib/dmarc-report/period';
 import { orgDomain } from '../lib/dmarc-report/policy';
@@ -89,21 +99,23 @@ export const DEDUPE_MS = 5 * 24 * 3600 * 1000;
 
 /** 31 days: a report sender that was down for a month still finds the history. */
 export const RETENTION_MS = 31 * 24 * 3600 * 1000;
-export const MAX_RECORDS_PER_PERIOD = 100000;
+/** Distinct rows per policy domain and report period (services.dmarcReports.maxRowsPerReport). */
+export const MAX_RECORDS_PER_PERIOD = 10000;
 /** Domain-periods per organizational domain and UTC day (services.dmarcReports.maxPeriodsPerOrgDomain). */
 export const MAX_PERIODS_PER_ORG_DOMAIN = 200;
 /** DKIM results kept per record: the dmarc stage stores only the signatures it verified. */
 export const MAX_STORED_SIGNATURES = 10;
 /** The longest stored record, in JSON characters: a record past it loses DKIM results. */
 export const MAX_RECORD_CHARS = 2048;
-const KEY_PREFIX = 'dmarc:';
+/** Row lists (the form before rows, one item per message under "dmarc:", is not read). */
+const KEY_PREFIX = 'dmarc-rows:';
+const COUNTER_PREFIX = 'dmarc-n:';
 const DUE_PREFIX = 'dmarc-due:';
-/** Not below KEY_PREFIX, so that days() does not list the counters. */
 const COUNT_PREFIX = 'dmarc-count:';
 
 export interface DmarcResultLimits {
   readonly retentionMs?: number;
-  /** Records per policy domain and report period (the first are kept, later ones only counted). */
+  /** Distinct rows per policy domain and report period (the first are kept; later ones' messages only counted). */
   readonly maxPerPeriod?: number;
   /** The shortest report period, in seconds (services.dmarcReports.minIntervalSec; default an hour). */
   readonly minIntervalSec?: number;
@@ -124,6 +136,22 @@ export function utcDay(t: Date): string {
 
 function listKey(policyDomain: string, period: string): string {
   return `${KEY_PREFIX}${policyDomain}:${period}`;
+}
+
+function countKey(policyDomain: string, period: string, k: string): string {
+  return `${COUNTER_PREFIX}${policyDomain}:${period}:${k}`;
+}
+
+/** One stored row: what the report shows of its messages, `count` of them, `k` its digest. */
+export type StoredRow = Omit<DmarcResultRecord, 'receivedAt' | 'policyDomain' | 'requestedIntervalSec'> & { readonly k: string; readonly count: number };
+
+/** What peek() read of a period. */
+export interface PeriodRows {
+  readonly records: readonly StoredRow[];
+  /** Messages in the rows. */
+  readonly messages: number;
+  /** Messages counted but in no row (past maxPerPeriod rows). */
+  readonly over: number;
 }
 
 /** DMARC results in the shared store: one capped list per policy domain and report period. */
@@ -156,14 +184,22 @@ export class StoredDmarcResults implements DmarcResultStore {
     const ttl = { ttlMs: retentionMs };
     const total = await this.store.increment(`${COUNT_PREFIX}records:${day}`, 1, ttl);
     if (total > maxRecordsPerDay) return this.refused(total - maxRecordsPerDay, day, domain, `maxRecordsPerDay (${maxRecordsPerDay})`);
-    const key = listKey(domain, period.id);
-    // The first maxPerPeriod records are kept, later ones counted (remove() gives the room back).
-    const n = await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period.id}`, 1, ttl);
-    if (n > maxPerPeriod) {
+    const row = compact(r);
+    const k = createHash('sha256').update(row).digest('hex').slice(0, 24);
+    const counter = countKey(domain, period.id, k);
+    // A row seen before in this period (and not yet reported) only counts.
+    if ((await this.store.increment(counter, 1, ttl)) !== 1) return;
+    // A new row (or one that came back after its report): the first maxPerPeriod rows are kept,
+    // the messages of later ones counted (remove() gives the room back).
+    const rows = await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period.id}`, 1, ttl);
+    if (rows > maxPerPeriod) {
+      await this.store.increment(counter, -1, ttl);
+      await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period.id}`, -1, ttl);
       await this.store.increment(`${COUNT_PREFIX}over:${domain}:${period.id}`, 1, ttl);
       return;
     }
-    const length = await this.store.append(key, compact(r, domain), { ttlMs: retentionMs, maxLength: maxPerPeriod });
+    const key = listKey(domain, period.id);
+    const length = await this.store.append(key, JSON.stringify({ k, r: JSON.parse(row) }), ttl);
     if (length !== 1) return;
     // A new domain-period: the organizational domain is counted on its first one of the day,
     // and each later one that day follows that first decision. (Two processes starting two
@@ -247,77 +283,99 @@ export class StoredDmarcResults implements DmarcResultStore {
   }
 
   /**
-   * Reads one policy domain's records of one period without removing them, for a report sender
-   * that removes them (remove) only once its report was accepted. `items` is how many list
-   * items were read, valid or not: what remove() takes away; `over` how many messages of the
-   * period were counted but not stored (past maxPerPeriod).
+   * Reads one policy domain's rows of one period, with their counts, without removing them, for
+   * a report sender that removes them (remove) only once its report was accepted. `messages` is
+   * the sum of the counts; `over` how many messages of the period were counted but are in no
+   * row (past maxPerPeriod rows).
    */
-  async peek(policyDomain: string, period: string, limit?: number): Promise<{ records: DmarcResultRecord[]; items: number; over: number }> {
+  async peek(policyDomain: string, period: string): Promise<PeriodRows> {
     const domain = policyDomain.toLowerCase();
-    const items = await this.store.range(listKey(domain, period), limit);
+    const seen = new Set<string>();
+    const records: StoredRow[] = [];
+    for (const item of await this.store.range(listKey(domain, period))) {
+      const parsed = parseItem(item);
+      if (!parsed || seen.has(parsed.k)) continue;
+      seen.add(parsed.k);
+      const count = Number(await this.store.get(countKey(domain, period, parsed.k))) || 0;
+      if (count > 0) records.push({ ...parsed.r, k: parsed.k, count });
+    }
     const over = Math.max(0, Number(await this.store.get(`${COUNT_PREFIX}over:${domain}:${period}`)) || 0);
-    return { records: parseItems(items), items: items.length, over };
+    return { records, over, messages: records.reduce((n, r) => n + r.count, 0) };
   }
 
   /**
-   * Removes the first `items` records of a list read by peek() (and `over` of its uncounted
-   * messages): the list is taken atomically and whatever was appended after the peek is
-   * appended again, so no record is lost.
+   * Takes away what a peek() read: each row's count is decreased by what was read (messages
+   * counted since stay for the next report), and rows left at zero leave the list. The list is
+   * taken atomically and every row still counting appended again, so no row is lost.
    */
-  async remove(policyDomain: string, period: string, items: number, over = 0): Promise<void> {
+  async remove(policyDomain: string, period: string, read: { readonly records: readonly { readonly k: string; readonly count: number }[]; readonly over: number }): Promise<void> {
     const domain = policyDomain.toLowerCase();
-    const key = listKey(domain, period);
-    const taken = await this.store.takeAll(key);
-    for (const later of taken.slice(items)) await this.store.append(key, later, { ttlMs: this.limits.retentionMs, maxLength: this.limits.maxPerPeriod });
     const ttl = { ttlMs: this.limits.retentionMs };
-    if (items) await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period}`, -Math.min(items, taken.length), ttl);
-    if (over) await this.store.increment(`${COUNT_PREFIX}over:${domain}:${period}`, -over, ttl);
+    for (const r of read.records) await this.store.increment(countKey(domain, period, r.k), -r.count, ttl);
+    if (read.over) await this.store.increment(`${COUNT_PREFIX}over:${domain}:${period}`, -read.over, ttl);
+    const key = listKey(domain, period);
+    const kept = new Set<string>();
+    let gone = 0;
+    for (const item of await this.store.takeAll(key)) {
+      const parsed = parseItem(item);
+      if (!parsed || kept.has(parsed.k)) continue;
+      if ((Number(await this.store.get(countKey(domain, period, parsed.k))) || 0) > 0) {
+        kept.add(parsed.k);
+        await this.store.append(key, item, ttl);
+      } else gone++;
+    }
+    if (gone) await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period}`, -gone, ttl);
   }
 
-  /**
-   * Removes and returns one policy domain's records of one period: a record that arrives
-   * meanwhile is left for the next take, never lost. Items that are not valid JSON (written
-   * by something else) are skipped.
-   */
-  async take(policyDomain: string, period: string): Promise<DmarcResultRecord[]> {
-    const domain = policyDomain.toLowerCase();
-    const taken = await this.store.takeAll(listKey(domain, period));
-    if (taken.length) await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period}`, -taken.length, { ttlMs: this.limits.retentionMs });
-    await this.prune([{ policyDomain: domain, period }]);
-    return parseItems(taken);
+  /** Removes and returns one policy domain's rows of one period (tests, tools). */
+  async take(policyDomain: string, period: string): Promise<readonly StoredRow[]> {
+    const read = await this.peek(policyDomain, period);
+    await this.remove(policyDomain, period, read);
+    await this.prune([{ policyDomain: policyDomain.toLowerCase(), period }]);
+    return read.records;
   }
 }
 
-const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);
-
 /**
- * The record as stored: domains at most 253 characters, selectors 63, at most
- * MAX_STORED_SIGNATURES DKIM results, and DKIM results dropped from the end until the JSON is
- * at most MAX_RECORD_CHARS (whatever the caller passed).
+ * One row as stored: a record without its time and period (those are the key), domains at most
+ * 253 characters, selectors 63, at most MAX_STORED_SIGNATURES DKIM results, and DKIM results
+ * dropped from the end until the JSON is at most MAX_RECORD_CHARS.
  */
-function compact(r: DmarcResultRecord, policyDomain: string): string {
+function compact(r: DmarcResultRecord): string {
   const dkim = r.dkim
     .slice(0, MAX_STORED_SIGNATURES)
     .map((d) => ({ domain: cut(String(d.domain), 253), selector: cut(String(d.selector), 63), result: cut(String(d.result), 16) }));
-  const spf = r.spf && { ...r.spf, domain: cut(String(r.spf.domain), 253), result: cut(String(r.spf.result), 16) };
-  const base = { ...r, headerFrom: cut(r.headerFrom, 253), sourceIp: r.sourceIp && cut(r.sourceIp, 64), policyDomain, spf, receivedAt: r.receivedAt.toISOString() };
+  const spf = r.spf && { domain: cut(String(r.spf.domain), 253), result: cut(String(r.spf.result), 16), ...(r.spf.scope ? { scope: r.spf.scope } : {}) };
+  const base = {
+    sourceIp: r.sourceIp && cut(r.sourceIp, 64),
+    headerFrom: cut(r.headerFrom.toLowerCase(), 253),
+    policy: r.policy,
+    result: r.result,
+    disposition: r.disposition,
+    spf,
+    dkimAligned: r.dkimAligned,
+    spfAligned: r.spfAligned,
+    override: r.override,
+  };
   for (let n = dkim.length; ; n--) {
     const json = JSON.stringify({ ...base, dkim: dkim.slice(0, n) });
     if (json.length <= MAX_RECORD_CHARS || n === 0) return json;
   }
 }
 
-function parseItems(items: readonly string[]): DmarcResultRecord[] {
-  const out: DmarcResultRecord[] = [];
-  for (const item of items) {
-    try {
-      const r = JSON.parse(item) as Omit<DmarcResultRecord, 'receivedAt'> & { receivedAt: string };
-      out.push({ ...r, receivedAt: new Date(r.receivedAt) });
-    } catch {
-      // Not one of ours; see take().
-    }
+const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);
+
+function parseItem(item: string): { k: string; r: Omit<StoredRow, 'k' | 'count'> } | undefined {
+  try {
+    const v = JSON.parse(item) as { k?: unknown; r?: unknown };
+    if (typeof v.k !== 'string' || typeof v.r !== 'object' || v.r === null) return undefined;
+    const r = v.r as Omit<StoredRow, 'k' | 'count'>;
+    if (typeof r.headerFrom !== 'string' || !Array.isArray(r.dkim)) return undefined;
+    return { k: v.k, r };
+  } catch {
+    // Not one of ours.
+    return undefined;
   }
-  return out;
 }
 
 /**

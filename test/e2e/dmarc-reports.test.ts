@@ -59,7 +59,7 @@ describe('DMARC aggregate reports through a real Postfix', () => {
     const results = new StoredDmarcResults(store);
     const today = utcDay(new Date());
     const deadline = Date.now() + 60_000;
-    const stored = async () => (await results.peek('a.test', today)).records.length + (await results.peek('b.test', today)).records.length;
+    const stored = async () => (await results.peek('a.test', today)).messages + (await results.peek('b.test', today)).messages;
     while ((await stored()) < 7) {
       if (Date.now() > deadline) throw new Error(`only ${await stored()} DMARC results stored\n${e2e.explain()}`);
       await new Promise((r) => setTimeout(r, 200));

@@ -41,11 +41,12 @@ describe('StoredDmarcResults', () => {
   });
   afterEach(() => store.close());
 
-  test('records are kept per policy domain and UTC day, and take returns them as they were, once', async () => {
+  test('results are kept per policy domain and UTC day as rows with counts, and take returns them once', async () => {
     const results = new StoredDmarcResults(store);
     const late = record();
     const nextDay = record({ receivedAt: new Date('2026-03-02T00:00:00.000Z'), result: 'pass', disposition: 'none' });
     await results.record(late);
+    await results.record({ ...late, receivedAt: new Date('2026-03-01T08:00:00Z') });
     await results.record(nextDay);
     await results.record(record({ policyDomain: 'Other.EXAMPLE' }));
     expect((await results.periods()).sort((a, b) => (a.policyDomain + a.period).localeCompare(b.policyDomain + b.period))).toEqual([
@@ -53,9 +54,11 @@ describe('StoredDmarcResults', () => {
       { policyDomain: 'example.org', period: '2026-03-02' },
       { policyDomain: 'other.example', period: '2026-03-01' },
     ]);
-    expect(await results.take('example.org', '2026-03-01')).toEqual([late]);
+    // One row for two messages: what the report shows of them, and their count.
+    const { receivedAt: _t, policyDomain: _d, ...shown } = late;
+    expect(await results.take('example.org', '2026-03-01')).toEqual([{ ...shown, k: expect.stringMatching(/^[0-9a-f]{24}$/), count: 2 }]);
     expect(await results.take('example.org', '2026-03-01')).toEqual([]);
-    expect(await results.take('EXAMPLE.org', '2026-03-02')).toEqual([nextDay]);
+    expect(await results.take('EXAMPLE.org', '2026-03-02')).toEqual([expect.objectContaining({ result: 'pass', disposition: 'none', count: 1 })]);
   });
 
   test('a result without a policy domain has no one to report to and is not kept', async () => {
@@ -64,28 +67,39 @@ describe('StoredDmarcResults', () => {
     expect(await results.periods()).toEqual([]);
   });
 
-  test('a period keeps at most maxPerPeriod records, the first ones, counts the rest, and expires retentionMs after its last record', async () => {
+  test('a period keeps at most maxPerPeriod rows, the first ones, counts the messages of the rest, and expires retentionMs after its last result', async () => {
     const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerPeriod: 3 });
     for (let i = 1; i <= 5; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
-    // A flood arriving after a domain's real mail cannot push the real records out.
-    const { records, items, over } = await results.peek('example.org', '2026-03-01');
-    expect([records.map((r) => r.sourceIp), items, over]).toEqual([['192.0.2.1', '192.0.2.2', '192.0.2.3'], 3, 2]);
-    await results.remove('example.org', '2026-03-01', items, over);
+    // Rows already kept go on counting.
+    await results.record(record({ sourceIp: '192.0.2.1' }));
+    // A flood arriving after a domain's real mail cannot push the real rows out.
+    const read = await results.peek('example.org', '2026-03-01');
+    expect([read.records.map((r) => `${r.sourceIp} ${r.count}`), read.messages, read.over]).toEqual([['192.0.2.1 2', '192.0.2.2 1', '192.0.2.3 1'], 4, 2]);
+    await results.remove('example.org', '2026-03-01', read);
     // The room is given back.
     await results.record(record({ sourceIp: '192.0.2.9' }));
-    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ items: 1, over: 0 });
+    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ messages: 1, over: 0 });
     await sleep(200);
     expect(await results.periods()).toEqual([]);
   });
 
-  test('a record appended at the per-period cap between peek and remove is not lost', async () => {
+  test('results that arrive between peek and remove are not lost, at the row cap or not', async () => {
     const results = new StoredDmarcResults(store, { maxPerPeriod: 3 });
     for (let i = 0; i < 3; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
-    const { items, over } = await results.peek('example.org', '2026-03-01');
+    const read = await results.peek('example.org', '2026-03-01');
+    // A new row past the cap, and one more message of a row the report covers.
     await results.record(record({ sourceIp: '203.0.113.9' }));
-    await results.remove('example.org', '2026-03-01', items, over);
-    // Past the cap while the report was out: counted, and reported by the next report.
-    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ items: 0, over: 1 });
+    await results.record(record({ sourceIp: '192.0.2.0' }));
+    await results.remove('example.org', '2026-03-01', read);
+    const left = await results.peek('example.org', '2026-03-01');
+    expect([left.records.map((r) => `${r.sourceIp} ${r.count}`), left.over]).toEqual([['192.0.2.0 1'], 1]);
+  });
+
+  test('a flood of messages with one result set is one row: the store grows with distinct rows, not messages', async () => {
+    const results = new StoredDmarcResults(store);
+    for (let i = 0; i < 500; i++) await results.record(record());
+    expect(await store.range('dmarc-rows:example.org:2026-03-01')).toHaveLength(1);
+    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ messages: 500, over: 0 });
   });
 
   test('a result recorded again under the same retry id is not counted twice', async () => {
@@ -94,16 +108,16 @@ describe('StoredDmarcResults', () => {
     await results.record(record(), { once: 'abc' });
     await results.record(record(), { once: 'def' });
     await results.record(record());
-    expect((await results.peek('example.org', '2026-03-01')).items).toBe(3);
+    expect((await results.peek('example.org', '2026-03-01')).messages).toBe(3);
   });
 
   test('a record with a flood of DKIM results and long names is stored small', async () => {
     const results = new StoredDmarcResults(store);
     const sig = { domain: `${'a'.repeat(60)}.${'b'.repeat(400)}`, selector: 's'.repeat(400), result: 'neutral' };
     await results.record(record({ dkim: Array.from({ length: 2000 }, () => sig), headerFrom: 'h'.repeat(5000) }));
-    const items = await store.range('dmarc:example.org:2026-03-01');
+    const items = await store.range('dmarc-rows:example.org:2026-03-01');
     expect(items).toHaveLength(1);
-    expect(items[0].length).toBeLessThanOrEqual(MAX_RECORD_CHARS);
+    expect(items[0].length).toBeLessThanOrEqual(MAX_RECORD_CHARS + 100);
     const [r] = (await results.peek('example.org', '2026-03-01')).records;
     expect(r.dkim.length).toBeLessThanOrEqual(MAX_STORED_SIGNATURES);
     expect(r.dkim[0]).toEqual({ domain: sig.domain.slice(0, 253), selector: 's'.repeat(63), result: 'neutral' });
@@ -133,8 +147,7 @@ describe('StoredDmarcResults', () => {
       await results.record(record({ policyDomain: d, receivedAt: new Date(t) }));
     expect((await results.periods()).map((p) => p.policyDomain)).toEqual(['old.test', 'old2.test', 'mid.test', 'new.test']);
     expect((await results.periods(2)).map((p) => p.policyDomain)).toEqual(['old.test', 'old2.test']);
-    const { items } = await results.peek('old.test', '2026-03-01');
-    await results.remove('old.test', '2026-03-01', items);
+    await results.remove('old.test', '2026-03-01', await results.peek('old.test', '2026-03-01'));
     // Told done but records left (mid.test): kept.
     await results.prune([
       { policyDomain: 'old.test', period: '2026-03-01' },
@@ -148,7 +161,7 @@ describe('StoredDmarcResults', () => {
     const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'c.test', 'd.test', 'a.test', 'c.test']) await results.record(record({ policyDomain: d }));
     expect((await results.periods()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
-    expect((await results.peek('a.test', '2026-03-01')).items).toBe(2);
+    expect((await results.peek('a.test', '2026-03-01')).messages).toBe(2);
     expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxDomainsPerDay (2)' }]);
     // Another day has its own count.
     await results.record(record({ policyDomain: 'c.test', receivedAt: new Date('2026-03-02T01:00:00Z') }));
@@ -159,7 +172,7 @@ describe('StoredDmarcResults', () => {
     const warnings: unknown[] = [];
     const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'a.test', 'c.test', 'b.test']) await results.record(record({ policyDomain: d }));
-    expect((await results.peek('a.test', '2026-03-01')).items + (await results.peek('b.test', '2026-03-01')).items).toBe(3);
+    expect((await results.peek('a.test', '2026-03-01')).messages + (await results.peek('b.test', '2026-03-01')).messages).toBe(3);
     expect(await results.periods()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));
     expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxRecordsPerDay (3)' }]);
   });
@@ -179,7 +192,7 @@ describe('StoredDmarcResults', () => {
     for (const [policyDomain, requestedIntervalSec] of cases) await results.record(record({ policyDomain, receivedAt: at, requestedIntervalSec }));
     const stored = new Map((await results.periods()).map((p) => [p.policyDomain, p.period]));
     expect(Object.fromEntries(stored)).toEqual(Object.fromEntries(cases.map(([d, , period]) => [d, period])));
-    expect(await results.take('hourly.test', '2026-03-01T13Z/1h')).toEqual([record({ policyDomain: 'hourly.test', receivedAt: at, requestedIntervalSec: 3600 })]);
+    expect(await results.take('hourly.test', '2026-03-01T13Z/1h')).toEqual([expect.objectContaining({ headerFrom: 'mail.example.org', count: 1 })]);
   });
 
   test('minIntervalSec raises short ri= values to a longer period', async () => {
@@ -191,7 +204,7 @@ describe('StoredDmarcResults', () => {
   test('an hourly period is taken without touching the other hours of its day', async () => {
     const results = new StoredDmarcResults(store);
     for (const t of ['2026-03-01T03:10:00Z', '2026-03-01T03:59:59Z', '2026-03-01T04:00:00Z']) await results.record(record({ receivedAt: new Date(t), requestedIntervalSec: 3600 }));
-    expect((await results.take('example.org', '2026-03-01T03Z/1h')).length).toBe(2);
+    expect((await results.take('example.org', '2026-03-01T03Z/1h')).map((r) => r.count)).toEqual([2]);
     expect(await results.periods()).toEqual([{ policyDomain: 'example.org', period: '2026-03-01T04Z/1h' }]);
   });
 
@@ -273,7 +286,7 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       const stored = (await new StoredDmarcResults(reader).periods()).filter((p) => p.policyDomain === 'hourly.example');
       expect(stored).toHaveLength(1);
       expect([before, after]).toContain(stored[0].period);
-      expect(await new StoredDmarcResults(reader).take('hourly.example', stored[0].period)).toEqual([expect.objectContaining({ requestedIntervalSec: 3600 })]);
+      expect(await new StoredDmarcResults(reader).take('hourly.example', stored[0].period)).toEqual([expect.objectContaining({ headerFrom: 'hourly.example', count: 1 })]);
     } finally {
       await reader.close();
     }

@@ -52,7 +52,7 @@ test('each message leaves its DMARC result in Redis under the configured prefix'
   expect(await send()).toMatchObject({ code: 250 });
   const admin = new Redis(redis.url);
   try {
-    expect(await admin.keys('ps:dmarc:*')).toEqual([`ps:dmarc:example.org:${utcDay(new Date())}`]);
+    expect(await admin.keys('ps:dmarc-rows:*')).toEqual([`ps:dmarc-rows:example.org:${utcDay(new Date())}`]);
   } finally {
     admin.disconnect();
   }
@@ -70,9 +70,9 @@ test("a domain whose record says ri=3600 has its result in Redis under the UTC h
   const after = periodOf(new Date(), 3600).id;
   const admin = new Redis(redis.url);
   try {
-    const keys = await admin.keys('ps:dmarc:hourly.example:*');
+    const keys = await admin.keys('ps:dmarc-rows:hourly.example:*');
     expect(keys).toHaveLength(1);
-    expect([before, after].map((id) => `ps:dmarc:hourly.example:${id}`)).toContain(keys[0]);
+    expect([before, after].map((id) => `ps:dmarc-rows:hourly.example:${id}`)).toContain(keys[0]);
   } finally {
     admin.disconnect();
   }

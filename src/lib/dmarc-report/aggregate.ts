@@ -41,6 +41,8 @@ export interface DmarcResultRecord {
   readonly spfAligned?: boolean;
   /** Why the disposition is not the policy's (policy_evaluated reason). */
   readonly override?: 'local_policy' | 'sampled_out';
+  /** Messages this record stands for (a stored row's count); 1 without it. */
+  readonly count?: number;
 }
 
 export interface ReportMetadata {
@@ -130,10 +132,11 @@ function addRow(rows: Map<string, AggregateRow>, r: DmarcResultRecord, policy: P
   // The envelope From is the MAIL FROM domain; for the null sender (SPF of HELO) it is empty.
   const envelopeFrom = spf.scope === 'helo' ? '' : spf.domain;
   const override = r.override === 'local_policy' || r.override === 'sampled_out' ? r.override : undefined;
-  const row = { sourceIp, count: 1, disposition: r.disposition, dkimAligned, spfAligned, override, headerFrom: r.headerFrom.toLowerCase(), envelopeFrom, dkim, spf } as const;
+  const n = r.count !== undefined && Number.isSafeInteger(r.count) && r.count > 0 ? r.count : 1;
+  const row = { sourceIp, count: n, disposition: r.disposition, dkimAligned, spfAligned, override, headerFrom: r.headerFrom.toLowerCase(), envelopeFrom, dkim, spf } as const;
   const key = JSON.stringify({ ...row, count: 0 });
   const had = rows.get(key);
-  if (had) had.count++;
+  if (had) had.count += n;
   else rows.set(key, { ...row });
 }
 
@@ -157,7 +160,7 @@ function reportRows(rows: ReadonlyMap<string, AggregateRow>, maxRows = DEFAULT_M
   const dropped = keep.slice(maxRows);
   if (dropped.length)
     errors.push(`${dropped.length} rows with ${dropped.reduce((a, r) => a + r.count, 0)} messages left out: a report carries at most ${maxRows} rows (the largest counts)`);
-  if (notItemized > 0) errors.push(`${notItemized} messages of this period were counted but not stored (the receiver's per-period limit) and are in no row`);
+  if (notItemized > 0) errors.push(`${notItemized} messages of this period were counted but not stored (the receiver's per-period row limit) and are in no row`);
   return { rows: kept, errors };
 }
 
@@ -242,7 +245,7 @@ export async function buildAggregateReportAsync(
     fileName: reportFileName(receiver, input.policy.domain, input.begin, input.end),
     xml,
     gzip: await gzipAsync(Buffer.from(xml, 'utf8')),
-    messageCount: input.records.length + (input.notItemized ?? 0),
+    messageCount: input.records.reduce((a, r) => a + (r.count ?? 1), 0) + (input.notItemized ?? 0),
     reportId: id,
   };
 }
@@ -254,6 +257,6 @@ export function buildAggregateReport(receiver: string, input: AggregateReportInp
     fileName: reportFileName(receiver, input.policy.domain, input.begin, input.end),
     xml,
     gzip: gzipSync(Buffer.from(xml, 'utf8')),
-    messageCount: input.records.length,
+    messageCount: input.records.reduce((a, r) => a + (r.count ?? 1), 0),
   };
 }

@@ -164,11 +164,11 @@ export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOp
         const attempts = await backOff(deps.store, cfg, id);
         if (attempts >= (cfg.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
           // Dropped rather than kept (and tried) for a month: the log line says so.
-          const { items, over, records } = await deps.results.peek(policyDomain, period.id);
-          await deps.results.remove(policyDomain, period.id, items, over);
+          const read = await deps.results.peek(policyDomain, period.id);
+          await deps.results.remove(policyDomain, period.id, read);
           await deps.store.delete(ATTEMPTS + id);
           await deps.store.delete(WAIT + id);
-          o = { ...o, status: 'given-up', messages: records.length + over, reason: `${attempts} failed tries, last: ${o.reason ?? o.status}; records dropped` };
+          o = { ...o, status: 'given-up', messages: read.messages + read.over, reason: `${attempts} failed tries, last: ${o.reason ?? o.status}; records dropped` };
         }
       } else await deps.store.delete(ATTEMPTS + id);
       if (o.status !== 'dns-temperror' && o.status !== 'send-failed') done.push({ policyDomain, period: period.id });
@@ -192,16 +192,17 @@ async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<n
 async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, period: ReportPeriod, dryRun: boolean): Promise<ReportOutcome> {
   const base = { policyDomain, period: period.id };
   const earlier = dryRun ? undefined : await finishEarlierSend(deps, policyDomain, period.id);
-  const { records, items, over } = await deps.results.peek(policyDomain, period.id);
-  const messages = records.length + over;
-  if (earlier && !items) return { ...base, status: 'already-sent', messages: earlier.items, to: [], reason: `Report-ID ${earlier.reportId}` };
+  const read = await deps.results.peek(policyDomain, period.id);
+  const { records, over } = read;
+  const messages = read.messages + over;
+  if (earlier && !messages) return { ...base, status: 'already-sent', messages: earlier.messages, to: [], reason: `Report-ID ${earlier.reportId}` };
   const drop = async (status: ReportStatus, to: readonly string[] = [], reason?: string): Promise<ReportOutcome> => {
     // Nobody may or will receive these: they are removed rather than kept for a month.
-    if (!dryRun) await deps.results.remove(policyDomain, period.id, items, over);
+    if (!dryRun) await deps.results.remove(policyDomain, period.id, read);
     return { ...base, status, messages, to, reason };
   };
-  if (!items && over) return drop('empty');
-  if (!items) return { ...base, status: 'empty', messages: 0, to: [] };
+  if (!records.length && over) return drop('empty');
+  if (!records.length) return { ...base, status: 'empty', messages: 0, to: [] };
   const found = await fetchPolicy(deps.resolver, policyDomain);
   if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages, to: [], reason: found.reason };
   if (found.kind === 'none') return drop('no-policy');
@@ -251,9 +252,9 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   // Marked before the records go: if removing them fails, the next pass removes them instead
   // of sending the same report again (finishEarlierSend).
   const marker = `${SENT}${policyDomain}:${period.id}`;
-  await deps.store.set(marker, JSON.stringify({ reportId, items, over }), { ttlMs: SENT_TTL_MS });
+  await deps.store.set(marker, JSON.stringify({ reportId, rows: records.map((r) => [r.k, r.count]), over }), { ttlMs: SENT_TTL_MS });
   try {
-    await deps.results.remove(policyDomain, period.id, items, over);
+    await deps.results.remove(policyDomain, period.id, read);
     await deps.store.delete(marker);
   } catch (err) {
     return { ...base, status: 'sent', messages, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
@@ -263,22 +264,26 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
 
 /**
  * A report that was accepted but whose records were not all removed (the store failed after
- * the send): removes the `items` it covered, so they are not reported twice, and clears the
- * marker. Records that came later stay for a report of their own.
+ * the send): takes away the counts it covered, so they are not reported twice, and clears the
+ * marker. Messages counted later stay for a report of their own.
  */
-async function finishEarlierSend(deps: RunDeps, policyDomain: string, period: string): Promise<{ reportId: string; items: number; over: number } | undefined> {
+async function finishEarlierSend(deps: RunDeps, policyDomain: string, period: string): Promise<{ reportId: string; messages: number } | undefined> {
   const marker = `${SENT}${policyDomain}:${period}`;
   const raw = await deps.store.get(marker);
   if (raw === undefined) return undefined;
-  let earlier: { reportId: string; items: number; over: number } | undefined;
+  let earlier: { reportId: string; rows: { k: string; count: number }[]; over: number } | undefined;
   try {
-    const v = JSON.parse(raw) as { reportId?: unknown; items?: unknown; over?: unknown };
+    const v = JSON.parse(raw) as { reportId?: unknown; rows?: unknown; over?: unknown };
     const over = Number.isSafeInteger(v.over) && (v.over as number) > 0 ? (v.over as number) : 0;
-    if (typeof v.reportId === 'string' && Number.isSafeInteger(v.items) && (v.items as number) > 0) earlier = { reportId: v.reportId, items: v.items as number, over };
+    const rows = Array.isArray(v.rows)
+      ? v.rows.filter((r): r is [string, number] => Array.isArray(r) && typeof r[0] === 'string' && Number.isSafeInteger(r[1]) && r[1] > 0).map(([k, count]) => ({ k, count }))
+      : [];
+    if (typeof v.reportId === 'string') earlier = { reportId: v.reportId, rows, over };
   } catch {
     // Not ours: cleared below.
   }
-  if (earlier) await deps.results.remove(policyDomain, period, earlier.items, earlier.over);
+  // A store failure here rejects: the marker stays for the next pass.
+  if (earlier) await deps.results.remove(policyDomain, period, { records: earlier.rows, over: earlier.over });
   await deps.store.delete(marker);
-  return earlier;
+  return earlier && { reportId: earlier.reportId, messages: earlier.rows.reduce((n, r) => n + r.count, 0) + earlier.over };
 }

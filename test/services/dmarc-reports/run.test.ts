@@ -174,7 +174,7 @@ describe('aggregate report run', () => {
       statuses.push(...(await runReports(deps, { ...cfg, maxAttempts: 3 })).map((o) => o.status));
     }
     expect(statuses).toEqual(['dns-temperror', 'dns-temperror', 'given-up']);
-    expect((await results.peek('c.test', '2026-12-06')).items).toBe(0);
+    expect((await results.peek('c.test', '2026-12-06')).messages).toBe(0);
     expect(await results.periods()).toEqual([]);
   });
 
@@ -196,14 +196,14 @@ describe('aggregate report run', () => {
     expect(rows.sort()).toEqual(['192.0.2.1 pass fail', '192.0.2.2 fail fail']);
   });
 
-  test('messages past the per-period cap are counted and the report says so', async () => {
+  test('messages of rows past the per-period row cap are counted and the report says so', async () => {
     const capped = new StoredDmarcResults(store, { maxPerPeriod: 2 });
-    for (let i = 0; i < 5; i++) await capped.record(rec('a.test'));
+    for (let i = 0; i < 5; i++) await capped.record(rec('a.test', { sourceIp: `192.0.2.${i + 1}` }));
     const [o] = await runReports({ ...deps, results: capped }, cfg);
     expect(o).toMatchObject({ status: 'sent', messages: 5 });
     const xml = xmlOf(sink.received[0].data.toString('utf8'));
     expect(xml).toContain('<error>3 messages of this period were counted but not stored');
-    expect(await capped.peek('a.test', '2026-12-06')).toMatchObject({ items: 0, over: 0 });
+    expect(await capped.peek('a.test', '2026-12-06')).toMatchObject({ messages: 0, over: 0 });
   });
 
   test('one destination domain gets at most maxReportsPerDestinationPerDay report mails a day, whatever the policy domains', async () => {
@@ -313,10 +313,12 @@ describe('aggregate report run', () => {
     };
     const [first] = await runReports({ ...deps, results: failing }, cfg);
     expect(first).toMatchObject({ status: 'sent', messages: 2, reason: 'records not removed (store unreachable); the next pass removes them' });
-    expect((await results.peek('a.test', '2026-12-06')).items).toBe(2);
+    expect((await results.peek('a.test', '2026-12-06')).messages).toBe(2);
+    // A later message of the reported row, and one of a new row.
+    await results.record(rec('a.test'));
     await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
     const [second] = await runReports(deps, cfg);
-    expect(second).toMatchObject({ status: 'sent', messages: 1 });
+    expect(second).toMatchObject({ status: 'sent', messages: 2 });
     expect(sink.received).toHaveLength(2);
     const ids = sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString())?.[1]);
     expect(ids[0]).not.toBe(ids[1]);
@@ -339,10 +341,11 @@ describe('aggregate report run', () => {
 
   test('a record stored between reading and removing is kept for the next report', async () => {
     await results.record(rec('a.test'));
-    const { items } = await results.peek('a.test', '2026-12-06');
+    const read = await results.peek('a.test', '2026-12-06');
     await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
-    await results.remove('a.test', '2026-12-06', items);
-    expect((await results.peek('a.test', '2026-12-06')).records.map((r) => r.sourceIp)).toEqual(['203.0.113.5']);
+    await results.record(rec('a.test'));
+    await results.remove('a.test', '2026-12-06', read);
+    expect((await results.peek('a.test', '2026-12-06')).records.map((r) => `${r.sourceIp} ${r.count}`)).toEqual(['192.0.2.1 1', '203.0.113.5 1']);
   });
 
   test('a signed report verifies with Mail::DKIM and dkimpy', async () => {
