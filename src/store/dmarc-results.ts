@@ -314,15 +314,14 @@ export class StoredDmarcResults implements DmarcResultStore {
     for (const r of read.records) await this.store.increment(countKey(domain, period, r.k), -r.count, ttl);
     if (read.over) await this.store.increment(`${COUNT_PREFIX}over:${domain}:${period}`, -read.over, ttl);
     const key = listKey(domain, period);
-    const kept = new Set<string>();
+    const seen = new Set<string>();
     let gone = 0;
     for (const item of await this.store.takeAll(key)) {
       const parsed = parseItem(item);
-      if (!parsed || kept.has(parsed.k)) continue;
-      if ((Number(await this.store.get(countKey(domain, period, parsed.k))) || 0) > 0) {
-        kept.add(parsed.k);
-        await this.store.append(key, item, ttl);
-      } else gone++;
+      if (!parsed || seen.has(parsed.k)) continue;
+      seen.add(parsed.k);
+      if ((Number(await this.store.get(countKey(domain, period, parsed.k))) || 0) > 0) await this.store.append(key, item, ttl);
+      else gone++;
     }
     if (gone) await this.store.increment(`${COUNT_PREFIX}period:${domain}:${period}`, -gone, ttl);
   }
