@@ -38,11 +38,9 @@
  * A result without a policy domain (no DMARC record found, or the lookup failed) has no one to
  * report to and is not kept.
  *
- * Pending index (what the sender reads, oldest first): when a domain-period gets its first
- * row, "<domain> <period>" is appended to the list "dmarc-due:<UTC day of the period>".
- * periods() reads those day lists oldest day first (there are at most ~32 of them), so
- * finished periods are never crowded out by running ones; prune() drops entries whose records
- * are gone.
+ * Pending index (what the sender reads, oldest first, store/dmarc-due.ts): a domain-period is
+ * added when it gets its first row; periods() lists them oldest day first, prune() drops those
+ * whose rows are gone.
  *
  * A message Postfix retries (a later stage tempfailed it) is recorded once: record() takes a
  * retry-stable id (RecordOptions.once).
@@ -53,6 +51,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SHORTEST_PERIOD_SEC, periodLengthSec, periodOf } from '../lib/dmarc-report/period';
 import { orgDomain } from '../lib/dmarc-report/policy';
+import { addDue, listDue, pruneDue, type DomainPeriod } from './dmarc-due';
 import { SCAN_MAX_LIMIT, type Store } from './store';
 
 export interface DmarcResultRecord {
@@ -110,7 +109,6 @@ export const MAX_RECORD_CHARS = 2048;
 /** Row lists (the form before rows, one item per message under "dmarc:", is not read). */
 const KEY_PREFIX = 'dmarc-rows:';
 const COUNTER_PREFIX = 'dmarc-n:';
-const DUE_PREFIX = 'dmarc-due:';
 const COUNT_PREFIX = 'dmarc-count:';
 
 export interface DmarcResultLimits {
@@ -221,7 +219,7 @@ export class StoredDmarcResults implements DmarcResultStore {
       await this.store.delete(key);
       return this.refused(periods - maxPeriodsPerOrgDomain, day, domain, `maxPeriodsPerOrgDomain (${maxPeriodsPerOrgDomain}) for ${org}`);
     }
-    await this.store.append(`${DUE_PREFIX}${utcDay(new Date(period.begin * 1000))}`, `${domain} ${period.id}`, ttl);
+    await addDue(this.store, { policyDomain: domain, period: period.id }, retentionMs);
   }
 
   /** Logs the first refusal of a day only (the counters are shared: once for all processes). */
@@ -234,52 +232,17 @@ export class StoredDmarcResults implements DmarcResultStore {
   }
 
   /**
-   * The policy domains and report periods (period.ts names) that have records, oldest day first
-   * (the pending index), at most `limit` pairs. An entry whose records are gone may still be
-   * listed until prune() drops it: peek() then finds nothing.
+   * The policy domains and report periods (period.ts names) that have rows, oldest day first,
+   * at most `limit` pairs (store/dmarc-due.ts). An entry whose rows are gone may still be listed
+   * until prune() drops it: peek() then finds nothing.
    */
-  async periods(limit = SCAN_MAX_LIMIT): Promise<{ policyDomain: string; period: string }[]> {
-    // One list per UTC day of period: a few dozen keys at most, sorted here.
-    const days = (await this.store.scan(DUE_PREFIX, SCAN_MAX_LIMIT)).map((k) => k.slice(DUE_PREFIX.length)).sort();
-    const out: { policyDomain: string; period: string }[] = [];
-    const seen = new Set<string>();
-    for (const day of days) {
-      for (const item of await this.store.range(DUE_PREFIX + day, SCAN_MAX_LIMIT)) {
-        const cut = item.indexOf(' ');
-        if (cut <= 0 || seen.has(item)) continue;
-        seen.add(item);
-        out.push({ policyDomain: item.slice(0, cut), period: item.slice(cut + 1) });
-        if (out.length >= limit) return out;
-      }
-    }
-    return out;
+  async periods(limit = SCAN_MAX_LIMIT): Promise<DomainPeriod[]> {
+    return listDue(this.store, limit);
   }
 
-  /**
-   * Drops from the pending index the given domain-periods whose records are gone (reported or
-   * dropped), and duplicates. The day's list is taken and the rest appended again: an entry
-   * appended meanwhile lands in the taken list or the new one, never lost.
-   */
-  async prune(done: readonly { policyDomain: string; period: string }[]): Promise<void> {
-    const byDay = new Map<string, Set<string>>();
-    for (const d of done) {
-      const day = d.period.slice(0, 10);
-      const set = byDay.get(day) ?? new Set<string>();
-      set.add(`${d.policyDomain} ${d.period}`);
-      byDay.set(day, set);
-    }
-    for (const [day, drop] of byDay) {
-      const key = DUE_PREFIX + day;
-      const kept = new Set<string>();
-      for (const item of await this.store.takeAll(key)) {
-        if (kept.has(item)) continue;
-        const cut = item.indexOf(' ');
-        if (cut <= 0) continue;
-        if (drop.has(item) && (await this.store.range(listKey(item.slice(0, cut), item.slice(cut + 1)), 1)).length === 0) continue;
-        kept.add(item);
-        await this.store.append(key, item, { ttlMs: this.limits.retentionMs });
-      }
-    }
+  /** Drops from the pending index the given domain-periods whose rows are gone, and duplicates. */
+  async prune(done: readonly DomainPeriod[]): Promise<void> {
+    await pruneDue(this.store, done, async (d) => (await this.store.range(listKey(d.policyDomain, d.period), 1)).length === 0, this.limits.retentionMs);
   }
 
   /**
