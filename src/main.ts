@@ -33,7 +33,7 @@ import { SrsService } from './services/srs';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
 import { stageRegistry } from './stages/registry';
 import { openStore, type Store } from './store';
-import { StoredDmarcResults, type DmarcResultStore } from './store/dmarc-results';
+import { StoredDmarcResults, dmarcResultsNotKept, type DmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
 import { ByteBudget } from './lib/archive/memory';
 
@@ -62,6 +62,8 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const reports = config.main.services.dmarcReports;
   const dmarcStore = new StoredDmarcResults(store, {
     maxDomainsPerDay: reports.maxDomainsPerDay,
+    maxPeriodsPerOrgDomain: reports.maxPeriodsPerOrgDomain,
+    maxPerPeriod: reports.maxRowsPerReport,
     maxRecordsPerDay: reports.maxRecordsPerDay,
     minIntervalSec: reports.minIntervalSec,
     log,
@@ -76,7 +78,10 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
         },
       })
     : undefined;
-  let shared = sharedDeps(config.main.dns, dmarcStore, failures, opts.telemetry);
+  // Results are kept only for a report sender started with them (a reload does not start one):
+  // with aggregate reports off (the default) nothing about senders is stored.
+  const kept: DmarcResultStore = reports.enabled ? dmarcStore : dmarcResultsNotKept;
+  let shared = sharedDeps(config.main.dns, kept, failures, opts.telemetry);
   let dns = JSON.stringify(config.main.dns);
   const quarantineLog = log.child({ service: 'quarantine' });
   const quarantineOf = (c: LoadedConfig) => new Quarantine(c.main.quarantine, store, quarantineLog);
@@ -128,7 +133,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
       await checkConfig(next, log, opts.logWarnings ?? true);
       // The resolver and its cache stay unless its settings changed; the store always stays.
       if (JSON.stringify(next.main.dns) !== dns) {
-        shared = sharedDeps(next.main.dns, dmarcStore, failures, opts.telemetry);
+        shared = sharedDeps(next.main.dns, kept, failures, opts.telemetry);
         dns = JSON.stringify(next.main.dns);
       }
       if (next.main.services.dmarcReports.failureReports.enabled && !failures) {

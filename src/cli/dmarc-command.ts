@@ -19,7 +19,7 @@ import { createLogger } from '../lib/log';
 import { DownstreamPool } from '../reinject/pool';
 import { poolSender, reportSettingsFor, reportSigner, runReports } from '../services/dmarc-reports';
 import { openStore } from '../store';
-import { StoredDmarcResults, type DmarcResultRecord } from '../store/dmarc-results';
+import { StoredDmarcResults, type StoredRow } from '../store/dmarc-results';
 import { dayOf, parsePeriod } from '../lib/dmarc-report/period';
 import { UsageError, loadOrExplain, parse, withUsage } from './args';
 
@@ -135,16 +135,22 @@ async function stats(results: StoredDmarcResults, domain: string, since?: string
     return 0;
   }
   for (const day of days) {
-    const records: DmarcResultRecord[] = [];
-    for (const period of byDay.get(day) ?? []) records.push(...(await results.peek(domain, period)).records);
+    // Stored rows carry their message counts.
+    const records: StoredRow[] = [];
+    let over = 0;
+    for (const period of byDay.get(day) ?? []) {
+      const read = await results.peek(domain, period);
+      records.push(...read.records);
+      over += read.over;
+    }
     const count = (pick: (r: (typeof records)[number]) => string) => {
       const m = new Map<string, number>();
-      for (const r of records) m.set(pick(r), (m.get(pick(r)) ?? 0) + 1);
+      for (const r of records) m.set(pick(r), (m.get(pick(r)) ?? 0) + r.count);
       return [...m.entries()].sort((a, b) => b[1] - a[1]);
     };
     const fmt = (e: [string, number][]) => e.map(([k, n]) => `${k}=${n}`).join(' ');
     process.stdout.write(
-      `${domain} ${day} messages=${records.length} ${fmt(count((r) => `dmarc:${r.result}`))} ${fmt(count((r) => `disposition:${r.disposition}`))} sources: ${fmt(count((r) => r.sourceIp ?? 'unknown').slice(0, 5))}\n`,
+      `${domain} ${day} messages=${records.reduce((n, r) => n + r.count, 0) + over} ${fmt(count((r) => `dmarc:${r.result}`))} ${fmt(count((r) => `disposition:${r.disposition}`))} sources: ${fmt(count((r) => r.sourceIp ?? 'unknown').slice(0, 5))}\n`,
     );
   }
   return 0;

@@ -599,21 +599,60 @@ export const mainConfigSchema = {
               description: 'First wait after a failed send or DNS lookup; it doubles with each failure.',
             },
             retryMaxMs: { type: 'integer', minimum: 1000, maximum: 604800000, default: 21600000, description: 'Longest wait between tries.' },
+            graceSec: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 86400,
+              default: 600,
+              description:
+                'Seconds after a report period ends before it is reported, so that a message received just before the end whose checks finish after it (or a host whose clock is a little behind) is still in its report.',
+            },
+            maxAttempts: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000,
+              default: 12,
+              description:
+                "Failed tries (the domain's DNS failing, the notify target refusing) after which a report period's results are dropped (logged) rather than kept for the 31 days of retention.",
+            },
+            maxRowsPerReport: {
+              type: 'integer',
+              minimum: 100,
+              maximum: 20000,
+              default: 10000,
+              description:
+                "Rows (distinct source IP and result sets) per policy domain and report period: results are stored as a counter per row, and a period keeps at most this many rows; the messages of further rows are counted and the report says in report_metadata/error how many messages it does not itemize. Read at start for the store (a reload changes only the reports' own cap: the largest counts are kept).",
+            },
+            maxReportsPerDestinationPerDay: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000000,
+              default: 10000,
+              description:
+                'Aggregate report mails per destination domain (the domain of a rua address) and UTC day, all policy domains and hosts together, so that forged DMARC records cannot aim a flood of reports at one mailbox (a reporting service that authorizes every domain); an address over it is skipped (logged with the report). Reports per organizational domain are bounded by maxPeriodsPerOrgDomain.',
+            },
             maxDomainsPerDay: {
               type: 'integer',
               minimum: 1,
               maximum: 1000000,
               default: 10000,
               description:
-                'Policy domains whose DMARC results are kept per UTC day (all hosts sharing the store together); results for further domains that day are not kept (logged once a day), so that mail claiming many From domains cannot grow the store without bound.',
+                'Organizational domains (the registrable domain, by the public suffix list: example.com for a.b.example.com) whose DMARC results are kept per UTC day (all hosts sharing the store together); results for further ones that day are not kept (logged once a day), so that mail claiming many From domains cannot grow the store without bound. Subdomains count with their organizational domain, see maxPeriodsPerOrgDomain.',
+            },
+            maxPeriodsPerOrgDomain: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 1000000,
+              default: 200,
+              description:
+                "Report periods (policy domain and period: a domain with `ri=3600` uses 24 a day) per organizational domain per UTC day; further ones that day are not kept (logged once a day), so that an attacker's thousands of subdomains use up only their own organizational domain's share.",
             },
             maxRecordsPerDay: {
               type: 'integer',
               minimum: 1,
               maximum: 100000000,
               default: 1000000,
-              description:
-                'DMARC results kept per UTC day over all policy domains (each domain keeps at most 100000 per report period, the newest); further results that day are not kept (logged once a day).',
+              description: 'DMARC results (messages) counted per UTC day over all policy domains; further results that day are not kept (logged once a day).',
             },
             failureReports: {
               type: 'object',
@@ -629,7 +668,7 @@ export const mainConfigSchema = {
                   maximum: 100000,
                   default: 10,
                   description:
-                    'Failure reports per policy domain and clock hour (UTC), counted in the store so that all workers and hosts sharing it share the limit; further ones are dropped (logged).',
+                    "Failure reports per organizational domain of the policy domain (example.com for a.b.example.com: an attacker's subdomains share one limit) and clock hour (UTC), counted before any DNS lookup, and the same number per destination domain (the domain of a ruf address, whatever the policy domains); counted in the store so that all workers and hosts sharing it share the limit; further ones are dropped (logged).",
                 },
                 maxPerHour: {
                   type: 'integer',
@@ -650,7 +689,7 @@ export const mainConfigSchema = {
                   type: 'boolean',
                   default: true,
                   description:
-                    "Replace the local part of every address outside the reported domain in the copied header section with `redacted` (RFC 6590), so that your users' addresses (To, Cc, Delivered-To...) do not go to the domain owner. Addresses in the reported domain or below it are kept.",
+                    "Replace the local part of every address outside the reported domain with `redacted` (RFC 6590) in the copied header section, Original-Mail-From and Authentication-Results, so that your users' addresses (To, Cc, Delivered-To, a mailing list's VERP sender...) do not go to the domain owner. Addresses in the reported domain or below it are kept; anything not plainly in it (an 8-bit domain, an address literal, an encoded word hiding an address) is redacted.",
                 },
                 maxHeaderBytes: {
                   type: 'integer',

@@ -9,7 +9,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { periodOf } from '../../src/lib/dmarc-report/period';
 import { loadConfig } from '../../src/setup';
-import { StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
+import { MAX_RECORD_CHARS, MAX_STORED_SIGNATURES, StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
 import { openSqliteStore } from '../../src/store/sqlite';
 import type { Store } from '../../src/store/store';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
@@ -41,11 +41,12 @@ describe('StoredDmarcResults', () => {
   });
   afterEach(() => store.close());
 
-  test('records are kept per policy domain and UTC day, and take returns them as they were, once', async () => {
+  test('results are kept per policy domain and UTC day as rows with counts, and take returns them once', async () => {
     const results = new StoredDmarcResults(store);
     const late = record();
     const nextDay = record({ receivedAt: new Date('2026-03-02T00:00:00.000Z'), result: 'pass', disposition: 'none' });
     await results.record(late);
+    await results.record({ ...late, receivedAt: new Date('2026-03-01T08:00:00Z') });
     await results.record(nextDay);
     await results.record(record({ policyDomain: 'Other.EXAMPLE' }));
     expect((await results.periods()).sort((a, b) => (a.policyDomain + a.period).localeCompare(b.policyDomain + b.period))).toEqual([
@@ -53,9 +54,11 @@ describe('StoredDmarcResults', () => {
       { policyDomain: 'example.org', period: '2026-03-02' },
       { policyDomain: 'other.example', period: '2026-03-01' },
     ]);
-    expect(await results.take('example.org', '2026-03-01')).toEqual([late]);
+    // One row for two messages: what the report shows of them, and their count.
+    const { receivedAt: _t, policyDomain: _d, ...shown } = late;
+    expect(await results.take('example.org', '2026-03-01')).toEqual([{ ...shown, k: expect.stringMatching(/^[0-9a-f]{24}$/), count: 2 }]);
     expect(await results.take('example.org', '2026-03-01')).toEqual([]);
-    expect(await results.take('EXAMPLE.org', '2026-03-02')).toEqual([nextDay]);
+    expect(await results.take('EXAMPLE.org', '2026-03-02')).toEqual([expect.objectContaining({ result: 'pass', disposition: 'none', count: 1 })]);
   });
 
   test('a result without a policy domain has no one to report to and is not kept', async () => {
@@ -64,13 +67,93 @@ describe('StoredDmarcResults', () => {
     expect(await results.periods()).toEqual([]);
   });
 
-  test('a period keeps at most maxPerPeriod records, the newest, and expires retentionMs after its last record', async () => {
+  test('a period keeps at most maxPerPeriod rows, the first ones, counts the messages of the rest, and expires retentionMs after its last result', async () => {
     const results = new StoredDmarcResults(store, { retentionMs: 100, maxPerPeriod: 3 });
     for (let i = 1; i <= 5; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
-    expect((await results.take('example.org', '2026-03-01')).map((r) => r.sourceIp)).toEqual(['192.0.2.3', '192.0.2.4', '192.0.2.5']);
-    await results.record(record());
+    // Rows already kept go on counting.
+    await results.record(record({ sourceIp: '192.0.2.1' }));
+    // A flood arriving after a domain's real mail cannot push the real rows out.
+    const read = await results.peek('example.org', '2026-03-01');
+    expect([read.records.map((r) => `${r.sourceIp} ${r.count}`), read.messages, read.over]).toEqual([['192.0.2.1 2', '192.0.2.2 1', '192.0.2.3 1'], 4, 2]);
+    await results.remove('example.org', '2026-03-01', read);
+    // The room is given back.
+    await results.record(record({ sourceIp: '192.0.2.9' }));
+    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ messages: 1, over: 0 });
     await sleep(200);
     expect(await results.periods()).toEqual([]);
+  });
+
+  test('results that arrive between peek and remove are not lost, at the row cap or not', async () => {
+    const results = new StoredDmarcResults(store, { maxPerPeriod: 3 });
+    for (let i = 0; i < 3; i++) await results.record(record({ sourceIp: `192.0.2.${i}` }));
+    const read = await results.peek('example.org', '2026-03-01');
+    // A new row past the cap, and one more message of a row the report covers.
+    await results.record(record({ sourceIp: '203.0.113.9' }));
+    await results.record(record({ sourceIp: '192.0.2.0' }));
+    await results.remove('example.org', '2026-03-01', read);
+    const left = await results.peek('example.org', '2026-03-01');
+    expect([left.records.map((r) => `${r.sourceIp} ${r.count}`), left.over]).toEqual([['192.0.2.0 1'], 1]);
+  });
+
+  test('a flood of messages with one result set is one row: the store grows with distinct rows, not messages', async () => {
+    const results = new StoredDmarcResults(store);
+    for (let i = 0; i < 500; i++) await results.record(record());
+    expect(await store.range('dmarc-rows:example.org:2026-03-01')).toHaveLength(1);
+    expect(await results.peek('example.org', '2026-03-01')).toMatchObject({ messages: 500, over: 0 });
+  });
+
+  test('a result recorded again under the same retry id is not counted twice', async () => {
+    const results = new StoredDmarcResults(store);
+    await results.record(record(), { once: 'abc' });
+    await results.record(record(), { once: 'abc' });
+    await results.record(record(), { once: 'def' });
+    await results.record(record());
+    expect((await results.peek('example.org', '2026-03-01')).messages).toBe(3);
+  });
+
+  test('a record with a flood of DKIM results and long names is stored small', async () => {
+    const results = new StoredDmarcResults(store);
+    const sig = { domain: `${'a'.repeat(60)}.${'b'.repeat(400)}`, selector: 's'.repeat(400), result: 'neutral' };
+    await results.record(record({ dkim: Array.from({ length: 2000 }, () => sig), headerFrom: 'h'.repeat(5000) }));
+    const items = await store.range('dmarc-rows:example.org:2026-03-01');
+    expect(items).toHaveLength(1);
+    expect(items[0].length).toBeLessThanOrEqual(MAX_RECORD_CHARS + 100);
+    const [r] = (await results.peek('example.org', '2026-03-01')).records;
+    expect(r.dkim.length).toBeLessThanOrEqual(MAX_STORED_SIGNATURES);
+    expect(r.dkim[0]).toEqual({ domain: sig.domain.slice(0, 253), selector: 's'.repeat(63), result: 'neutral' });
+    expect(r.headerFrom).toHaveLength(253);
+  });
+
+  test("maxDomainsPerDay counts organizational domains: an attacker's subdomains do not shut out the day's other domains", async () => {
+    const warnings: unknown[] = [];
+    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 5, maxPeriodsPerOrgDomain: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
+    for (let i = 0; i < 50; i++) await results.record(record({ receivedAt: new Date('2026-03-01T00:00:01Z'), policyDomain: `n${i}.attacker.example.com` }));
+    await results.record(record({ receivedAt: new Date('2026-03-01T08:00:00Z'), policyDomain: 'bigbank.co.uk' }));
+    const kept = (await results.periods()).map((p) => p.policyDomain);
+    expect(kept).toContain('bigbank.co.uk');
+    // The attacker's organizational domain gets its own share only.
+    expect(kept.filter((d) => d.endsWith('.attacker.example.com'))).toHaveLength(3);
+    expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'n3.attacker.example.com', cap: 'maxPeriodsPerOrgDomain (3) for example.com' }]);
+  });
+
+  test('periods lists the oldest days first whatever was stored when, and drops what prune is told is done', async () => {
+    const results = new StoredDmarcResults(store);
+    for (const [d, t] of [
+      ['new.test', '2026-03-05T01:00:00Z'],
+      ['old.test', '2026-03-01T01:00:00Z'],
+      ['mid.test', '2026-03-03T01:00:00Z'],
+      ['old2.test', '2026-03-01T02:00:00Z'],
+    ])
+      await results.record(record({ policyDomain: d, receivedAt: new Date(t) }));
+    expect((await results.periods()).map((p) => p.policyDomain)).toEqual(['old.test', 'old2.test', 'mid.test', 'new.test']);
+    expect((await results.periods(2)).map((p) => p.policyDomain)).toEqual(['old.test', 'old2.test']);
+    await results.remove('old.test', '2026-03-01', await results.peek('old.test', '2026-03-01'));
+    // Told done but records left (mid.test): kept.
+    await results.prune([
+      { policyDomain: 'old.test', period: '2026-03-01' },
+      { policyDomain: 'mid.test', period: '2026-03-03' },
+    ]);
+    expect((await results.periods()).map((p) => p.policyDomain)).toEqual(['old2.test', 'mid.test', 'new.test']);
   });
 
   test('a day keeps results of at most maxDomainsPerDay policy domains, and says so once', async () => {
@@ -78,7 +161,7 @@ describe('StoredDmarcResults', () => {
     const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'c.test', 'd.test', 'a.test', 'c.test']) await results.record(record({ policyDomain: d }));
     expect((await results.periods()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
-    expect((await results.peek('a.test', '2026-03-01')).items).toBe(2);
+    expect((await results.peek('a.test', '2026-03-01')).messages).toBe(2);
     expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxDomainsPerDay (2)' }]);
     // Another day has its own count.
     await results.record(record({ policyDomain: 'c.test', receivedAt: new Date('2026-03-02T01:00:00Z') }));
@@ -89,7 +172,7 @@ describe('StoredDmarcResults', () => {
     const warnings: unknown[] = [];
     const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'a.test', 'c.test', 'b.test']) await results.record(record({ policyDomain: d }));
-    expect((await results.peek('a.test', '2026-03-01')).items + (await results.peek('b.test', '2026-03-01')).items).toBe(3);
+    expect((await results.peek('a.test', '2026-03-01')).messages + (await results.peek('b.test', '2026-03-01')).messages).toBe(3);
     expect(await results.periods()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));
     expect(warnings).toEqual([{ day: '2026-03-01', policyDomain: 'c.test', cap: 'maxRecordsPerDay (3)' }]);
   });
@@ -109,7 +192,7 @@ describe('StoredDmarcResults', () => {
     for (const [policyDomain, requestedIntervalSec] of cases) await results.record(record({ policyDomain, receivedAt: at, requestedIntervalSec }));
     const stored = new Map((await results.periods()).map((p) => [p.policyDomain, p.period]));
     expect(Object.fromEntries(stored)).toEqual(Object.fromEntries(cases.map(([d, , period]) => [d, period])));
-    expect(await results.take('hourly.test', '2026-03-01T13Z/1h')).toEqual([record({ policyDomain: 'hourly.test', receivedAt: at, requestedIntervalSec: 3600 })]);
+    expect(await results.take('hourly.test', '2026-03-01T13Z/1h')).toEqual([expect.objectContaining({ headerFrom: 'mail.example.org', count: 1 })]);
   });
 
   test('minIntervalSec raises short ri= values to a longer period', async () => {
@@ -121,7 +204,7 @@ describe('StoredDmarcResults', () => {
   test('an hourly period is taken without touching the other hours of its day', async () => {
     const results = new StoredDmarcResults(store);
     for (const t of ['2026-03-01T03:10:00Z', '2026-03-01T03:59:59Z', '2026-03-01T04:00:00Z']) await results.record(record({ receivedAt: new Date(t), requestedIntervalSec: 3600 }));
-    expect((await results.take('example.org', '2026-03-01T03Z/1h')).length).toBe(2);
+    expect((await results.take('example.org', '2026-03-01T03Z/1h')).map((r) => r.count)).toEqual([2]);
     expect(await results.periods()).toEqual([{ policyDomain: 'example.org', period: '2026-03-01T04Z/1h' }]);
   });
 
@@ -157,8 +240,9 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
     sink = await startSink();
     h = await startHarness({
       forwardPort: sink.port,
-      banks: { default: { stages: ['spf', 'dmarc'] } },
-      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 } },
+      banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: sink.port } } },
+      // Results are kept only with aggregate reports on (nothing of today is finished: nothing is sent).
+      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, services: { dmarcReports: { enabled: true } } },
     });
   });
   afterAll(async () => {
@@ -202,7 +286,7 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       const stored = (await new StoredDmarcResults(reader).periods()).filter((p) => p.policyDomain === 'hourly.example');
       expect(stored).toHaveLength(1);
       expect([before, after]).toContain(stored[0].period);
-      expect(await new StoredDmarcResults(reader).take('hourly.example', stored[0].period)).toEqual([expect.objectContaining({ requestedIntervalSec: 3600 })]);
+      expect(await new StoredDmarcResults(reader).take('hourly.example', stored[0].period)).toEqual([expect.objectContaining({ headerFrom: 'hourly.example', count: 1 })]);
     } finally {
       await reader.close();
     }
@@ -220,6 +304,31 @@ describe('postseal writes DMARC results to the store it opened at start-up', () 
       expect(await new StoredDmarcResults(reader).take('example.org', utcDay(new Date()))).toHaveLength(1);
     } finally {
       await reader.close();
+    }
+  });
+});
+
+describe('postseal with aggregate reports off (the default)', () => {
+  test('stores no DMARC results: nobody would send them', async () => {
+    const dns = await startDnsServer({ '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] } });
+    const sink = await startSink();
+    const h = await startHarness({
+      forwardPort: sink.port,
+      banks: { default: { stages: ['spf', 'dmarc'] } },
+      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 } },
+    });
+    const reader = openSqliteStore({ file: path.join(h.dir, 'postseal.db'), keyPrefix: 'postseal:', busyTimeoutMs: 1000 });
+    try {
+      const c = await TestClient.connect(h.app.portOf('default'));
+      const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: 'From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n' });
+      await c.quit();
+      expect(r.final).toMatchObject({ code: 250 });
+      expect(await reader.scan('dmarc')).toEqual([]);
+    } finally {
+      await reader.close();
+      await h.close();
+      await sink.close();
+      await dns.close();
     }
   });
 });

@@ -25,8 +25,13 @@ beforeAll(async () => {
   sink = await startSink();
   h = await startHarness({
     forwardPort: sink.port,
-    banks: { default: { stages: ['spf', 'dmarc'] } },
-    main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, store: { backend: 'redis', keyPrefix: 'ps:', redis: { url: redis.url, timeoutMs: 500 } } },
+    // Results are kept only with aggregate reports on (nothing of today is finished: nothing is sent).
+    banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: sink.port } } },
+    main: {
+      dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 },
+      store: { backend: 'redis', keyPrefix: 'ps:', redis: { url: redis.url, timeoutMs: 500 } },
+      services: { dmarcReports: { enabled: true } },
+    },
   });
 });
 afterAll(async () => {
@@ -47,7 +52,7 @@ test('each message leaves its DMARC result in Redis under the configured prefix'
   expect(await send()).toMatchObject({ code: 250 });
   const admin = new Redis(redis.url);
   try {
-    expect(await admin.keys('ps:dmarc:*')).toEqual([`ps:dmarc:example.org:${utcDay(new Date())}`]);
+    expect(await admin.keys('ps:dmarc-rows:*')).toEqual([`ps:dmarc-rows:example.org:${utcDay(new Date())}`]);
   } finally {
     admin.disconnect();
   }
@@ -65,9 +70,9 @@ test("a domain whose record says ri=3600 has its result in Redis under the UTC h
   const after = periodOf(new Date(), 3600).id;
   const admin = new Redis(redis.url);
   try {
-    const keys = await admin.keys('ps:dmarc:hourly.example:*');
+    const keys = await admin.keys('ps:dmarc-rows:hourly.example:*');
     expect(keys).toHaveLength(1);
-    expect([before, after].map((id) => `ps:dmarc:hourly.example:${id}`)).toContain(keys[0]);
+    expect([before, after].map((id) => `ps:dmarc-rows:hourly.example:${id}`)).toContain(keys[0]);
   } finally {
     admin.disconnect();
   }

@@ -97,20 +97,42 @@ export function reportHeaders(header: Buffer, opts: { maxBytes: number; redact: 
   return Buffer.from(out.join(''), 'latin1');
 }
 
-function redact(field: string, keep: string): string {
+/**
+ * `text` with the local part of each address outside `keep` (and below it) redacted. Fails
+ * closed: an address whose domain is not plainly in `keep` (8-bit bytes, an address literal,
+ * no domain at all) counts as outside; an RFC 2047 encoded word that decodes to text with an
+ * address outside is replaced whole.
+ */
+export function redact(field: string, keep: string): string {
+  const k = keep.toLowerCase();
   const outside = (domain: string) => {
     const d = domain.toLowerCase();
-    return DOMAIN.test(domain) && d !== keep && !d.endsWith(`.${keep}`);
+    return !DOMAIN.test(domain) || (d !== k && !d.endsWith(`.${k}`));
   };
   return field
+    .replace(ENCODED_WORD, (whole, _charset: string, enc: string, text: string) => {
+      const decoded = decodeWord(enc, text);
+      return decoded.includes('@') && redact(decoded, k) !== decoded ? '=?us-ascii?Q?redacted?=' : whole;
+    })
     .replace(QUOTED_LOCAL, (whole, domain: string) => (outside(domain) ? `redacted@${domain}` : whole))
     .replace(WORD, (word) => {
       const at = word.lastIndexOf('@');
       if (at < 1) return word;
       // A sentence's full stop after an address is not part of its domain.
       const domain = word.slice(at + 1).replace(/\.+$/, '');
-      return outside(domain) ? `redacted@${word.slice(at + 1)}` : word;
+      // An Authentication-Results property (smtp.mailfrom=...) keeps its name.
+      const prop = /^[A-Za-z]{1,20}\.[A-Za-z-]{1,40}=/.exec(word)?.[0] ?? '';
+      return outside(domain) ? `${prop}redacted@${word.slice(at + 1)}` : word;
     });
+}
+
+/** RFC 2047 encoded words, bounded (one pass, no backtracking over long runs). */
+const ENCODED_WORD = /=\?([^?\s]{1,40})\?([QqBb])\?([^?\s]{0,1000})\?=/g;
+
+/** The bytes of an encoded word's text, as latin1 (enough to find an "@" and a domain). */
+function decodeWord(enc: string, text: string): string {
+  if (enc === 'B' || enc === 'b') return Buffer.from(text, 'base64').toString('latin1');
+  return text.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
 }
 
 /** Whole fields (with their folded lines and line end); the separator line is not one. */

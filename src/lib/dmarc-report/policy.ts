@@ -13,6 +13,7 @@
  * Fails: never throws; a DNS failure is `{ kind: 'temperror' }` (try again later), no record
  * or no valid one is `{ kind: 'none' }`.
  */
+import { getDomain } from 'tldts';
 import type { DnsResolver } from '../dns';
 
 export type Disposition = 'none' | 'quarantine' | 'reject';
@@ -92,6 +93,12 @@ function parseTags(txt: string): Map<string, string> {
   return tags;
 }
 
+/** The organizational domain (RFC 7489 3.2): the registrable domain by the public suffix list (tldts). */
+export function orgDomain(domain: string): string {
+  const d = domain.toLowerCase();
+  return getDomain(d, { allowPrivateDomains: true }) ?? d;
+}
+
 /** `ri=` of a record's tags: digits only and at most 2^32-1 (RFC 7489 6.3), else the default. */
 function intervalOf(tags: Map<string, string>): number {
   const ri = tags.get('ri');
@@ -106,7 +113,9 @@ export function requestedIntervalSec(txt: string): number {
 export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy | null {
   const tags = parseTags(txt);
   if (!/^v\s*=\s*DMARC1\s*(;|$)/i.test(txt.trim())) return null;
-  const p = dispositions.find((d) => d === tags.get('p')?.toLowerCase());
+  // RFC 7489 6.6.3: a record without a valid p= but with a rua= is read as p=none, so the
+  // domain still gets its reports; without either there is nothing to apply or send.
+  const p = dispositions.find((d) => d === tags.get('p')?.toLowerCase()) ?? (tags.has('rua') ? 'none' : undefined);
   if (!p) return null;
   const sp = dispositions.find((d) => d === tags.get('sp')?.toLowerCase()) ?? p;
   const align = (v: string | undefined): 'r' | 's' => (v?.toLowerCase() === 's' ? 's' : 'r');

@@ -5,12 +5,17 @@
  * event loop, sends the reports one at a time. The message being filtered never waits for a
  * report and a report's failure never reaches it.
  *
- * Per sample, in order: the ruf addresses that may receive it (RFC 7489 7.1, the same
- * `_report._dmarc` check as aggregate reports, lib/dmarc-report/destinations.ts); the limits,
- * counted in the shared store so that every worker and host sharing it shares them: per policy
- * domain and UTC clock hour ("dmarc-ruf:<domain>:<hour>") and over all domains
- * ("dmarc-ruf-all:<hour>"); then the mail (lib/dmarc-report/failure.ts), DKIM-signed (sign.ts)
- * and handed to the notify target (send.ts).
+ * Per sample, in order: the limits, counted in the shared store so that every worker and host
+ * sharing it shares them, before any DNS lookup (a sample over a limit costs no query): per
+ * organizational domain of the policy domain (RFC 7489 3.2, so an attacker's thousands of
+ * subdomains share one limit) and UTC clock hour ("dmarc-ruf:<org domain>:<hour>"), over all
+ * domains ("dmarc-ruf-all:<hour>"); then the ruf addresses that may receive it (RFC 7489 7.1,
+ * the same `_report._dmarc` check as aggregate reports, lib/dmarc-report/destinations.ts; its
+ * answers cached in the process for AUTH_CACHE_MS, at most AUTH_CACHE_MAX of them), each
+ * destination domain at most maxPerDomainPerHour reports an hour whatever the policy domains
+ * ("dmarc-ruf-to:<domain>:<hour>", so forged records cannot aim a flood at one mailbox); then
+ * the mail (lib/dmarc-report/failure.ts), DKIM-signed (sign.ts) and handed to the notify
+ * target (send.ts).
  *
  * Failure reports are timely or useless, so nothing is retried: a full queue, a limit reached,
  * a DNS failure of the authorization lookup, a refused send all drop the report with a log
@@ -19,8 +24,9 @@
  * Reads main config `services.dmarcReports.failureReports` (through FailureSettings).
  * Fails: never throws out of offer() or the drain loop; a store that is down drops the report.
  */
-import { resolveDestinations } from '../../lib/dmarc-report/destinations';
-import { composeFailureReport, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
+import { authorizeDestination, isInternal, type DestinationVerdict } from '../../lib/dmarc-report/destinations';
+import { orgDomain, type ReportUri } from '../../lib/dmarc-report/policy';
+import { composeFailureReport, redact, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
 import type { DnsResolver } from '../../lib/dns';
 import type { Store } from '../../store/store';
 import type { SendMail } from '../../notify/send';
@@ -46,7 +52,7 @@ export interface FailureDeps {
   readonly now: () => Date;
 }
 
-export type FailureStatus = 'sent' | 'no-destination' | 'dns-temperror' | 'domain-limit' | 'global-limit' | 'send-failed';
+export type FailureStatus = 'sent' | 'no-destination' | 'dns-temperror' | 'domain-limit' | 'global-limit' | 'destination-limit' | 'send-failed';
 
 export interface FailureOutcome {
   readonly policyDomain: string;
@@ -58,6 +64,10 @@ export interface FailureOutcome {
 const HOUR_MS = 3600 * 1000;
 const DOMAIN_COUNT = 'dmarc-ruf:';
 const ALL_COUNT = 'dmarc-ruf-all:';
+const TO_COUNT = 'dmarc-ruf-to:';
+/** How long an authorization answer (authorized or not) is reused, and how many are kept. */
+const AUTH_CACHE_MS = 3600 * 1000;
+const AUTH_CACHE_MAX = 10000;
 const USER_AGENT = 'postseal';
 
 const deliveryResults: Record<FailureSample['disposition'], DeliveryResult> = { none: 'delivered', quarantine: 'spam', reject: 'reject' };
@@ -66,6 +76,7 @@ export class FailureReporter implements DmarcFailureSink {
   private readonly queue: FailureSample[] = [];
   private draining: Promise<void> | null = null;
   private full = false;
+  private readonly authCache = new Map<string, { verdict: DestinationVerdict; until: number }>();
 
   constructor(
     private deps: FailureDeps,
@@ -122,20 +133,29 @@ export class FailureReporter implements DmarcFailureSink {
   private async reportOne(s: FailureSample): Promise<FailureOutcome> {
     const { deps, settings: cfg } = this;
     const policyDomain = s.policy.domain;
-    const dest = await resolveDestinations(deps.resolver, policyDomain, s.policy.ruf);
-    if (!dest.send.length) {
-      const refused = dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined;
-      if (dest.retry.length) return { policyDomain, status: 'dns-temperror', to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
-      return { policyDomain, status: 'no-destination', to: [], reason: refused };
-    }
     const hour = Math.floor(deps.now().getTime() / HOUR_MS);
     // A counter lives a little over its hour, so one that started late in the hour still counts it.
     const ttlMs = 2 * HOUR_MS;
-    if ((await deps.store.increment(`${DOMAIN_COUNT}${policyDomain}:${hour}`, 1, { ttlMs })) > cfg.maxPerDomainPerHour)
-      return { policyDomain, status: 'domain-limit', to: [], reason: `${cfg.maxPerDomainPerHour} this hour` };
+    const org = orgDomain(policyDomain);
+    if ((await deps.store.increment(`${DOMAIN_COUNT}${org}:${hour}`, 1, { ttlMs })) > cfg.maxPerDomainPerHour)
+      return { policyDomain, status: 'domain-limit', to: [], reason: `${cfg.maxPerDomainPerHour} this hour for ${org}` };
     if ((await deps.store.increment(`${ALL_COUNT}${hour}`, 1, { ttlMs })) > cfg.maxPerHour)
       return { policyDomain, status: 'global-limit', to: [], reason: `${cfg.maxPerHour} this hour` };
-
+    const send: ReportUri[] = [];
+    const retry: ReportUri[] = [];
+    const refused: ReportUri[] = [];
+    for (const uri of s.policy.ruf) {
+      const v = await this.authorize(policyDomain, uri);
+      (v === 'internal' || v === 'authorized' ? send : v === 'temperror' ? retry : refused).push(uri);
+    }
+    if (!send.length) {
+      if (retry.length) return { policyDomain, status: 'dns-temperror', to: [], reason: `authorization of ${retry.map((u) => u.domain).join(', ')}` };
+      return { policyDomain, status: 'no-destination', to: [], reason: refused.length ? `not authorized: ${refused.map((u) => u.address).join(', ')}` : undefined };
+    }
+    const allowed: ReportUri[] = [];
+    for (const u of send) if ((await deps.store.increment(`${TO_COUNT}${u.domain}:${hour}`, 1, { ttlMs })) <= cfg.maxPerDomainPerHour) allowed.push(u);
+    if (!allowed.length) return { policyDomain, status: 'destination-limit', to: [], reason: `${cfg.maxPerDomainPerHour} this hour for ${send.map((u) => u.domain).join(', ')}` };
+    const dest = { send: allowed };
     const spfDns = s.authFailure === 'signature' ? [] : await this.spfRecords(s);
     const headers = reportHeaders(s.headers, { maxBytes: cfg.maxHeaderBytes, redact: cfg.redactLocalParts, keepDomain: s.headerFrom });
     const compose = (to: readonly string[]) =>
@@ -149,10 +169,11 @@ export class FailureReporter implements DmarcFailureSink {
         policyDomain,
         authFailure: s.authFailure,
         facts: s.facts,
-        mailFrom: s.mailFrom,
+        // A VERP sender names the recipient (list-bounces+alice=ours.test@...): redacted too.
+        mailFrom: cfg.redactLocalParts ? redact(s.mailFrom, s.headerFrom) : s.mailFrom,
         arrivalDate: s.receivedAt,
         sourceIp: s.sourceIp,
-        authResults: s.authResults,
+        authResults: cfg.redactLocalParts ? redact(s.authResults, s.headerFrom) : s.authResults,
         deliveryResult: deliveryResults[s.disposition],
         spfDns,
         headers,
@@ -166,6 +187,23 @@ export class FailureReporter implements DmarcFailureSink {
     const sent = await deps.send(cfg.from, to, raw);
     if (!sent.ok) return { policyDomain, status: 'send-failed', to, reason: sent.reason };
     return { policyDomain, status: 'sent', to: sent.accepted };
+  }
+
+  /** authorizeDestination, its answers reused for AUTH_CACHE_MS (DNS failures are not kept). */
+  private async authorize(policyDomain: string, uri: ReportUri): Promise<DestinationVerdict> {
+    if (isInternal(policyDomain, uri.domain)) return 'internal';
+    const key = `${policyDomain}\n${uri.domain}`;
+    const now = Date.now();
+    const hit = this.authCache.get(key);
+    if (hit && hit.until > now) return hit.verdict;
+    const verdict = await authorizeDestination(this.deps.resolver, policyDomain, uri);
+    if (verdict !== 'temperror') {
+      // Oldest first out: a Map iterates in insertion order.
+      this.authCache.delete(key);
+      if (this.authCache.size >= AUTH_CACHE_MAX) this.authCache.delete(this.authCache.keys().next().value as string);
+      this.authCache.set(key, { verdict, until: now + AUTH_CACHE_MS });
+    }
+    return verdict;
   }
 
   /** RFC 6591 3.2 SPF-DNS: the SPF record of a domain whose SPF check did not pass. */

@@ -17,14 +17,23 @@
  * duplicate remains possible only if the store fails between the send and that key's write).
  * A failure (DNS temperror, downstream refused or down) leaves the records and sets a back-off
  * key: the next try waits retryBaseMs, doubling up to retryMaxMs. A period's records are left
- * alone until the period is over.
+ * alone until the period is over and `graceSec` more have passed (a message received at
+ * 23:59:59 whose checks end after midnight, or a host whose clock is a little behind, still
+ * lands in its period's report). After `maxAttempts` failed tries the period's records are
+ * dropped (status given-up, logged by the service) rather than kept for a month.
+ *
+ * Pending periods come from the store's pending index (store/dmarc-results.ts periods(),
+ * oldest day first); the entries of periods done in a pass are pruned at its end.
+ *
+ * Report-ID: the policy domain, the period and a digest of the report's content
+ * (lib/dmarc-report/aggregate.ts reportDigest), so a second report for a period (records
+ * that came after the first) has another Report-ID, and the same report resent keeps its own.
  *
  * Fails: never throws for one domain's trouble (it is in the outcome); a store that is down
  * rejects with STORE_UNAVAILABLE and the service logs it and tries at the next tick.
  */
-import { createHash } from 'node:crypto';
 import type { DnsResolver } from '../../lib/dns';
-import { buildAggregateReport, type AggregateReport } from '../../lib/dmarc-report/aggregate';
+import { buildAggregateReportAsync, DEFAULT_MAX_ROWS, type AggregateReport } from '../../lib/dmarc-report/aggregate';
 import { resolveDestinations } from '../../lib/dmarc-report/destinations';
 import { composeReportMail } from '../../lib/dmarc-report/mail';
 import { dayOf, parsePeriod, type ReportPeriod } from '../../lib/dmarc-report/period';
@@ -46,7 +55,20 @@ export interface ReportSettings {
   readonly retryMaxMs: number;
   /** Domain-periods worked on per pass at most. */
   readonly maxReportsPerRun: number;
+  /** Seconds after a period's end before it is reported (default DEFAULT_GRACE_SEC). */
+  readonly graceSec?: number;
+  /** Failed tries (DNS, send) after which a period's records are dropped (default DEFAULT_MAX_ATTEMPTS). */
+  readonly maxAttempts?: number;
+  /** Rows per report at most (default DEFAULT_MAX_ROWS). */
+  readonly maxRowsPerReport?: number;
+  /** Report mails per destination domain and UTC day (default DEFAULT_MAX_PER_DESTINATION). */
+  readonly maxReportsPerDestinationPerDay?: number;
 }
+
+export const DEFAULT_MAX_PER_DESTINATION = 10000;
+
+export const DEFAULT_GRACE_SEC = 600;
+export const DEFAULT_MAX_ATTEMPTS = 12;
 
 export interface RunDeps {
   readonly store: Store;
@@ -60,7 +82,20 @@ export interface RunDeps {
   readonly sign?: (raw: Buffer) => Promise<Buffer>;
 }
 
-export type ReportStatus = 'sent' | 'already-sent' | 'dry-run' | 'no-policy' | 'no-destination' | 'too-big' | 'dns-temperror' | 'send-failed' | 'locked' | 'waiting' | 'empty';
+export type ReportStatus =
+  | 'sent'
+  | 'already-sent'
+  | 'dry-run'
+  | 'no-policy'
+  | 'no-destination'
+  | 'too-big'
+  | 'destination-limit'
+  | 'dns-temperror'
+  | 'send-failed'
+  | 'given-up'
+  | 'locked'
+  | 'waiting'
+  | 'empty';
 
 export interface ReportOutcome {
   readonly policyDomain: string;
@@ -85,22 +120,25 @@ const LOCK = 'dmarc-report-lock:';
 const WAIT = 'dmarc-report-wait:';
 const ATTEMPTS = 'dmarc-report-attempts:';
 const SENT = 'dmarc-report-sent:';
+const TO_COUNT = 'dmarc-report-to:';
 /** How long a sent-but-not-removed marker lasts: as long as the records it guards. */
 const SENT_TTL_MS = 32 * 24 * 3600 * 1000;
 
 export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
   const nowSec = Math.floor(deps.now().getTime() / 1000);
+  const graceSec = cfg.graceSec ?? DEFAULT_GRACE_SEC;
   const pending: { policyDomain: string; period: ReportPeriod }[] = [];
   for (const { policyDomain, period: name } of await deps.results.periods()) {
     // A key whose period is not one of ours was not written by us: left to expire.
     const period = parsePeriod(name);
-    if (period && period.end < nowSec && (!opts.since || dayOf(period) >= opts.since)) pending.push({ policyDomain, period });
+    if (period && period.end + graceSec < nowSec && (!opts.since || dayOf(period) >= opts.since)) pending.push({ policyDomain, period });
   }
   pending.sort((a, b) => a.period.begin - b.period.begin || a.period.lengthSec - b.period.lengthSec || a.policyDomain.localeCompare(b.policyDomain));
   const out: ReportOutcome[] = [];
   // Only reports attempted count: domains kept waiting (a DNS that never answers) must not
   // use up every pass and starve the others.
   let attempted = 0;
+  const done: { policyDomain: string; period: string }[] = [];
   for (const { policyDomain, period } of pending) {
     if (attempted >= cfg.maxReportsPerRun) break;
     if (opts.dryRun) {
@@ -121,103 +159,131 @@ export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOp
     attempted++;
     try {
       // A store or DNS error of one domain-period is its outcome, not the end of the pass.
-      const o = await reportOne(deps, cfg, policyDomain, period, false).catch((err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }));
-      if (o.status === 'dns-temperror' || o.status === 'send-failed') await backOff(deps.store, cfg, id);
-      else await deps.store.delete(ATTEMPTS + id);
+      let o = await reportOne(deps, cfg, policyDomain, period, false).catch((err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }));
+      if (o.status === 'dns-temperror' || o.status === 'send-failed') {
+        const attempts = await backOff(deps.store, cfg, id);
+        if (attempts >= (cfg.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
+          // Dropped rather than kept (and tried) for a month: the log line says so.
+          const read = await deps.results.peek(policyDomain, period.id);
+          await deps.results.remove(policyDomain, period.id, read);
+          await deps.store.delete(ATTEMPTS + id);
+          await deps.store.delete(WAIT + id);
+          o = { ...o, status: 'given-up', messages: read.messages + read.over, reason: `${attempts} failed tries, last: ${o.reason ?? o.status}; records dropped` };
+        }
+      } else await deps.store.delete(ATTEMPTS + id);
+      if (o.status !== 'dns-temperror' && o.status !== 'send-failed') done.push({ policyDomain, period: period.id });
       out.push(o);
     } finally {
       // Only our own lock: after a pass longer than lockTtlMs it may be another worker's.
       await deps.store.deleteIfValue(LOCK + id, deps.owner);
     }
   }
+  if (done.length) await deps.results.prune(done);
   return out;
 }
 
-async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<void> {
+async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<number> {
   const attempts = await store.increment(ATTEMPTS + id, 1, { ttlMs: 32 * 24 * 3600 * 1000 });
   const waitMs = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** Math.min(30, attempts - 1));
   await store.set(WAIT + id, String(attempts), { ttlMs: waitMs });
+  return attempts;
 }
 
 async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, period: ReportPeriod, dryRun: boolean): Promise<ReportOutcome> {
   const base = { policyDomain, period: period.id };
   const earlier = dryRun ? undefined : await finishEarlierSend(deps, policyDomain, period.id);
-  const { records, items } = await deps.results.peek(policyDomain, period.id);
-  if (earlier && !items) return { ...base, status: 'already-sent', messages: earlier.items, to: [], reason: `Report-ID ${earlier.reportId}` };
+  const read = await deps.results.peek(policyDomain, period.id);
+  const { records, over } = read;
+  const messages = read.messages + over;
+  if (earlier && !messages) return { ...base, status: 'already-sent', messages: earlier.messages, to: [], reason: `Report-ID ${earlier.reportId}` };
   const drop = async (status: ReportStatus, to: readonly string[] = [], reason?: string): Promise<ReportOutcome> => {
     // Nobody may or will receive these: they are removed rather than kept for a month.
-    if (!dryRun) await deps.results.remove(policyDomain, period.id, items);
-    return { ...base, status, messages: records.length, to, reason };
+    if (!dryRun) await deps.results.remove(policyDomain, period.id, read);
+    return { ...base, status, messages, to, reason };
   };
-  if (!items) return { ...base, status: 'empty', messages: 0, to: [] };
+  if (!records.length && over) return drop('empty');
+  if (!records.length) return { ...base, status: 'empty', messages: 0, to: [] };
   const found = await fetchPolicy(deps.resolver, policyDomain);
-  if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages: records.length, to: [], reason: found.reason };
+  if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages, to: [], reason: found.reason };
   if (found.kind === 'none') return drop('no-policy');
   const dest = await resolveDestinations(deps.resolver, policyDomain, found.policy.rua);
   // One report per domain-period: with any address undecided, all wait, so none gets it twice.
-  if (dest.retry.length) return { ...base, status: 'dns-temperror', messages: records.length, to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
+  if (dest.retry.length) return { ...base, status: 'dns-temperror', messages, to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
   if (!dest.send.length) return drop('no-destination', [], dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined);
   if (!records.length) return drop('empty');
 
   const { begin, end } = period;
-  // No '/' in the id: receivers' tools may name files after it.
-  const reportId = `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${cfg.submitter}!${policyDomain}!${period.id}!${items}`).digest('hex').slice(0, 16)}`;
-  const report = buildAggregateReport(cfg.submitter, {
-    meta: { orgName: cfg.orgName, email: cfg.email, reportId },
-    policy: found.policy,
-    begin,
-    end,
-    records,
-  });
+  const report = await buildAggregateReportAsync(
+    cfg.submitter,
+    { meta: { orgName: cfg.orgName, email: cfg.email }, policy: found.policy, begin, end, records, notItemized: over, maxRows: cfg.maxRowsPerReport ?? DEFAULT_MAX_ROWS },
+    // No '/' in the id: receivers' tools may name files after it.
+    (digest) => `${policyDomain}.${period.id.replace('/', '.')}.${digest.slice(0, 16)}`,
+  );
+  const { reportId } = report;
   const all = dest.send.map((u) => u.address);
   const date = deps.now();
   const compose = (to: readonly string[]) =>
     composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId, begin, end, fileName: report.fileName, gzip: report.gzip, date });
   const size = compose(all).length;
   // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
-  const to = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes).map((u) => u.address);
-  if (!to.length) return drop('too-big', all, `${size} bytes`);
+  const fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
+  if (!fits.length) return drop('too-big', all, `${size} bytes`);
+  // Per destination domain and day, counted only when a report is really going out.
+  const to: string[] = [];
+  const full: string[] = [];
+  const day = deps.now().toISOString().slice(0, 10);
+  const cap = cfg.maxReportsPerDestinationPerDay ?? DEFAULT_MAX_PER_DESTINATION;
+  for (const u of fits) {
+    if (dryRun || (await deps.store.increment(`${TO_COUNT}${u.domain}:${day}`, 1, { ttlMs: 2 * 86400 * 1000 })) <= cap) to.push(u.address);
+    else full.push(u.domain);
+  }
+  if (!to.length) return drop('destination-limit', all, `${cap} reports today for ${full.join(', ')}`);
   let raw = compose(to);
   if (deps.sign) {
     try {
       raw = await deps.sign(raw);
     } catch (err) {
-      return { ...base, status: 'send-failed', messages: records.length, to, reason: `DKIM signing failed: ${(err as Error).message}`, report };
+      return { ...base, status: 'send-failed', messages, to, reason: `DKIM signing failed: ${(err as Error).message}`, report };
     }
   }
-  if (dryRun) return { ...base, status: 'dry-run', messages: records.length, to, report };
+  if (dryRun) return { ...base, status: 'dry-run', messages, to, report };
   const sent = await deps.send(cfg.from, to, raw);
-  if (!sent.ok) return { ...base, status: 'send-failed', messages: records.length, to, reason: sent.reason, report };
+  if (!sent.ok) return { ...base, status: 'send-failed', messages, to, reason: sent.reason, report };
   // Marked before the records go: if removing them fails, the next pass removes them instead
   // of sending the same report again (finishEarlierSend).
   const marker = `${SENT}${policyDomain}:${period.id}`;
-  await deps.store.set(marker, JSON.stringify({ reportId, items }), { ttlMs: SENT_TTL_MS });
+  await deps.store.set(marker, JSON.stringify({ reportId, rows: records.map((r) => [r.k, r.count]), over }), { ttlMs: SENT_TTL_MS });
   try {
-    await deps.results.remove(policyDomain, period.id, items);
+    await deps.results.remove(policyDomain, period.id, read);
     await deps.store.delete(marker);
   } catch (err) {
-    return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
+    return { ...base, status: 'sent', messages, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
   }
-  return { ...base, status: 'sent', messages: records.length, to: sent.accepted, report };
+  return { ...base, status: 'sent', messages, to: sent.accepted, report };
 }
 
 /**
  * A report that was accepted but whose records were not all removed (the store failed after
- * the send): removes the `items` it covered, so they are not reported twice, and clears the
- * marker. Records that came later stay for a report of their own.
+ * the send): takes away the counts it covered, so they are not reported twice, and clears the
+ * marker. Messages counted later stay for a report of their own.
  */
-async function finishEarlierSend(deps: RunDeps, policyDomain: string, period: string): Promise<{ reportId: string; items: number } | undefined> {
+async function finishEarlierSend(deps: RunDeps, policyDomain: string, period: string): Promise<{ reportId: string; messages: number } | undefined> {
   const marker = `${SENT}${policyDomain}:${period}`;
   const raw = await deps.store.get(marker);
   if (raw === undefined) return undefined;
-  let earlier: { reportId: string; items: number } | undefined;
+  let earlier: { reportId: string; rows: { k: string; count: number }[]; over: number } | undefined;
   try {
-    const v = JSON.parse(raw) as { reportId?: unknown; items?: unknown };
-    if (typeof v.reportId === 'string' && Number.isSafeInteger(v.items) && (v.items as number) > 0) earlier = { reportId: v.reportId, items: v.items as number };
+    const v = JSON.parse(raw) as { reportId?: unknown; rows?: unknown; over?: unknown };
+    const over = Number.isSafeInteger(v.over) && (v.over as number) > 0 ? (v.over as number) : 0;
+    const rows = Array.isArray(v.rows)
+      ? v.rows.filter((r): r is [string, number] => Array.isArray(r) && typeof r[0] === 'string' && Number.isSafeInteger(r[1]) && r[1] > 0).map(([k, count]) => ({ k, count }))
+      : [];
+    if (typeof v.reportId === 'string') earlier = { reportId: v.reportId, rows, over };
   } catch {
     // Not ours: cleared below.
   }
-  if (earlier) await deps.results.remove(policyDomain, period, earlier.items);
+  // A store failure here rejects: the marker stays for the next pass.
+  if (earlier) await deps.results.remove(policyDomain, period, { records: earlier.rows, over: earlier.over });
   await deps.store.delete(marker);
-  return earlier;
+  return earlier && { reportId: earlier.reportId, messages: earlier.rows.reduce((n, r) => n + r.count, 0) + earlier.over };
 }

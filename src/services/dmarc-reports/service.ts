@@ -9,7 +9,8 @@
  *
  * Reads main config `services.dmarcReports` and `hostname`, and the bank key `notify` of the
  * bank it names. Fails at start and reload with CFG_INCONSISTENT when that bank is missing or
- * has no `notify` target; a pass that fails (store down) is logged and tried at the next tick.
+ * has no `notify` target; warns (start, reload) when no signing key exists for the `from`
+ * domain; a pass that fails (store down) is logged and tried at the next tick.
  */
 import os from 'node:os';
 import type { Logger } from 'pino';
@@ -61,6 +62,10 @@ export function reportSettingsFor(config: LoadedConfig): {
       retryBaseMs: c.retryBaseMs,
       retryMaxMs: c.retryMaxMs,
       maxReportsPerRun: c.maxReportsPerRun,
+      graceSec: c.graceSec,
+      maxAttempts: c.maxAttempts,
+      maxRowsPerReport: c.maxRowsPerReport,
+      maxReportsPerDestinationPerDay: c.maxReportsPerDestinationPerDay,
     },
     target,
     keys: config.keys.forAuthor(fromDomain.toLowerCase()),
@@ -90,6 +95,19 @@ export class DmarcReportsService implements Service {
     this.keys = keys;
     this.intervalMs = config.main.services.dmarcReports.checkIntervalMs;
     this.pool = new DownstreamPool(target, config.hostname, deps.log);
+    this.warnUnsigned();
+  }
+
+  /**
+   * Unsigned reports fail DMARC at receivers that check it (and many drop them): said at start
+   * and reload rather than refused, as a set-up may sign them further down (a signing milter).
+   */
+  private warnUnsigned(): void {
+    if (this.keys.length) return;
+    this.deps.log.warn(
+      { from: this.settings.from },
+      `no DKIM key for report mail: DMARC aggregate reports go out unsigned, as the signing table has no active key for the domain of ${this.settings.from} (services.dmarcReports.from); receivers that check DMARC may drop them unless something further down signs them`,
+    );
   }
 
   async start(): Promise<void> {
@@ -107,6 +125,7 @@ export class DmarcReportsService implements Service {
     this.settings = settings;
     this.keys = keys;
     this.intervalMs = config.main.services.dmarcReports.checkIntervalMs;
+    this.warnUnsigned();
   }
 
   async close(): Promise<void> {
@@ -128,9 +147,10 @@ export class DmarcReportsService implements Service {
           this.settings,
         );
         for (const o of out) {
-          if (o.status === 'locked' || o.status === 'waiting') continue;
+          if (o.status === 'locked' || o.status === 'waiting' || o.status === 'empty') continue;
           const line = { policyDomain: o.policyDomain, period: o.period, status: o.status, messages: o.messages, to: o.to, reason: o.reason };
           if (o.status === 'sent') d.log.info(line, 'DMARC aggregate report sent');
+          else if (o.status === 'given-up') d.log.error(line, 'DMARC aggregate report given up; its records are dropped');
           else if (o.status === 'already-sent') d.log.info(line, 'DMARC aggregate report was sent before; its records are removed now');
           else d.log.warn(line, 'DMARC aggregate report not sent');
         }

@@ -3,6 +3,7 @@
  * means as a finding and a disposition for this bank, its record for the result store, and a
  * failure report offered when the record's fo= and ruf= ask for one (RFC 7489 7.3).
  */
+import { createHash } from 'node:crypto';
 import type * as MailauthDmarcModule from 'mailauth/lib/dmarc';
 import type { DNSResolver } from 'mailauth';
 import { formatAuthResults, resinfos, trusted, type AuthOutcomes, type DmarcOutcome } from '../../lib/authentication-results';
@@ -91,6 +92,32 @@ function toOutcome(r: MailauthDmarc | undefined, from: string, o: AuthOutcomes):
   return { result, from, policy, policyDomain: r.policyDomain, comment };
 }
 
+/**
+ * RFC 7489 appendix C policy_evaluated reason: the bank applied less than a failed p=
+ * (onReject / onQuarantine tag or quarantine instead of reject): local_policy.
+ */
+function overrideOf(outcome: DmarcOutcome, disposition: DmarcResultRecord['disposition']): DmarcResultRecord['override'] {
+  if (outcome.result !== 'fail' || (outcome.policy !== 'reject' && outcome.policy !== 'quarantine')) return undefined;
+  return disposition === outcome.policy ? undefined : 'local_policy';
+}
+
+/**
+ * The same for each Postfix delivery attempt of one queued message (queue ID, envelope, client,
+ * Message-ID) and author domain, so a retry is not counted again (store/dmarc-results.ts
+ * RecordOptions.once); undefined without a queue ID (no XFORWARD IDENT): no deduplication.
+ */
+function retryId(tx: Readonly<Transaction>, domain: string): string | undefined {
+  if (!tx.queueId) return undefined;
+  const messageId = tx.message.get('message-id').map((f) => Message.value(f).trim());
+  return createHash('sha256')
+    .update(JSON.stringify([tx.queueId, tx.envelope.mailFrom, tx.envelope.recipients, clientAddress(tx.client) ?? null, messageId, domain]))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+/** DKIM results stored per record (store/dmarc-results.ts caps them too). */
+const MAX_STORED_SIGNATURES = 10;
+
 export async function record(
   deps: StageDeps,
   tx: Readonly<Transaction>,
@@ -98,8 +125,9 @@ export async function record(
   domain: string,
   disposition: DmarcResultRecord['disposition'],
   o: AuthOutcomes,
-  appliedRecord?: string,
+  e: Evaluation,
 ): Promise<void> {
+  const appliedRecord = e.record;
   // No loops (docs/dmarc-reports.md): a DMARC report sent by a postseal is not recorded. The
   // marker alone is not enough (anyone can write it): the report must also pass DMARC, so
   // only the domain's owner can keep its own mail out of its reports.
@@ -115,13 +143,23 @@ export async function record(
     policy: outcome.policy,
     result: outcome.result,
     disposition,
-    dkim: (o.dkim ?? []).map((s) => ({ domain: s.d, selector: s.s, result: s.result })),
-    spf: o.spf && { domain: o.spf.domain, result: o.spf.result },
+    // Only signatures that were verified: those past dkim-verify's maxSignatures carry
+    // whatever d= and s= the sender wrote, at any length (the store cuts them too).
+    dkim: (o.dkim ?? [])
+      .filter((s) => s.reason !== 'signature-limit')
+      .slice(0, MAX_STORED_SIGNATURES)
+      .map((s) => ({ domain: s.d.slice(0, 253), selector: s.s.slice(0, 63), result: s.result })),
+    // The null sender's SPF is HELO's (RFC 7489 appendix C spf scope).
+    spf: o.spf && { domain: o.spf.domain, result: o.spf.result, scope: o.spf.mailfrom ? 'mfrom' : 'helo' },
+    // policy_evaluated as judged now (relaxed alignment by organizational domain, t=y keys).
+    dkimAligned: e.dkimAligned,
+    spfAligned: e.spfAligned,
+    override: overrideOf(outcome, disposition),
     // The report period follows the ri= of the record applied now (store/dmarc-results.ts).
     requestedIntervalSec: appliedRecord === undefined ? undefined : requestedIntervalSec(appliedRecord),
   };
   try {
-    await deps.dmarcStore.record(r);
+    await deps.dmarcStore.record(r, { once: retryId(tx, domain) });
   } catch (err) {
     deps.log.error({ err }, 'DMARC result not stored');
   }

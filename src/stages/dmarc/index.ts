@@ -56,7 +56,9 @@ export const dmarcStage = defineStage<DmarcSettings, DmarcFinding>({
         const { finding, disposition } = judge(outcome, domain, cfg);
         findings.push(finding);
         if (!strictest || severity(outcome) > severity(strictest)) strictest = outcome;
-        await record(deps, tx, outcome, domain, disposition, o, evaluation.record);
+        // A temperror the bank answers with a tempfail is evaluated again on Postfix's retry:
+        // that result is the one recorded (with the retry id, only once).
+        if (!(finding.code === 'DMARC_TEMPERROR_ENFORCING' && cfg.onTempError === 'tempfail')) await record(deps, tx, outcome, domain, disposition, o, evaluation);
         try {
           offerFailureReport(deps, tx, evaluation, domain, disposition, o);
         } catch (err) {

@@ -3,7 +3,7 @@
  * copied header section (cut, redacted), and the AFRF mail read back by mailparser.
  */
 import { simpleParser, type Attachment } from 'mailparser';
-import { composeFailureReport, failureToReport, foOptions, reportHeaders, type FailureFacts, type FailureReportInput } from '../../../src/lib/dmarc-report/failure';
+import { composeFailureReport, failureToReport, foOptions, redact, reportHeaders, type FailureFacts, type FailureReportInput } from '../../../src/lib/dmarc-report/failure';
 
 const facts = (over: Partial<FailureFacts> = {}): FailureFacts => ({
   dkimAligned: false,
@@ -85,6 +85,46 @@ describe('the copied header section', () => {
     expect(reportHeaders(h, { maxBytes: 65536, redact: true, keepDomain: 'a.test' }).toString()).toBe(
       'Reply-To: redacted@receiver.test\r\nComments: write to redacted@receiver.test.\r\n',
     );
+  });
+
+  test('redaction fails closed: encoded words, 8-bit domains and address literals do not carry a local part out', () => {
+    const h = Buffer.from(
+      [
+        'To: =?UTF-8?Q?alice=40ours.test?= <alice@ours.test>',
+        'Cc: "Bob Smith" <bob@b\u00fccher.test>',
+        'X-Orig: carol@[192.0.2.1]',
+        'Delivered-To: dave@ours.test',
+        'From: x@example.com',
+        '',
+        '',
+      ].join('\r\n'),
+      'latin1',
+    );
+    const out = reportHeaders(h, { maxBytes: 65536, redact: true, keepDomain: 'example.com' }).toString('latin1');
+    for (const who of ['alice', 'bob', 'carol', 'dave']) expect(out).not.toContain(who);
+    expect(out).toContain('To: =?us-ascii?Q?redacted?= <redacted@ours.test>\r\n');
+    expect(out).toContain('From: x@example.com\r\n');
+    // An encoded word without an outside address stays.
+    const kept = Buffer.from('Subject: =?UTF-8?B?aGVsbG8gd29ybGQ=?=\r\nX-Ok: =?UTF-8?Q?me=40example.com?=\r\n\r\n');
+    expect(reportHeaders(kept, { maxBytes: 65536, redact: true, keepDomain: 'example.com' }).toString()).toBe(kept.toString().replace(/\r\n\r\n$/, '\r\n'));
+  });
+
+  test("redact keeps an Authentication-Results property's name and hides a VERP sender's recipient", () => {
+    expect(redact('r.test; spf=pass smtp.mailfrom=list-bounces+alice=ours.test@lists.example.org', 'example.com')).toBe(
+      'r.test; spf=pass smtp.mailfrom=redacted@lists.example.org',
+    );
+    expect(redact('list-bounces+alice=ours.test@lists.example.org', 'example.com')).toBe('redacted@lists.example.org');
+    expect(redact('bounce@mail.example.com', 'example.com')).toBe('bounce@mail.example.com');
+  });
+
+  test('a megabyte of hostile address-like header text is redacted quickly', () => {
+    for (const p of [`"${'a'.repeat(250)}"`, `a@${'b'.repeat(1000)}`, `"x"@${'a.'.repeat(200)}`, 'a@b.'.repeat(50), '@'.repeat(500), `=?UTF-8?Q?${'a=40'.repeat(200)}?=`]) {
+      const line = `Subject: ${`${p} `.repeat(Math.floor(900 / (p.length + 1)) || 1)}`;
+      const h = Buffer.from(`${`${line}\r\n`.repeat(Math.floor(1048576 / (line.length + 2)))}\r\n`, 'latin1');
+      const started = Date.now();
+      reportHeaders(h, { maxBytes: 1048576, redact: true, keepDomain: 'example.com' });
+      expect(Date.now() - started).toBeLessThan(2000);
+    }
   });
 
   test('a 60 kB field of letters without an address is redacted in linear time', () => {

@@ -59,6 +59,13 @@ beforeAll(async () => {
     'c.test': { TXT: ['v=spf1 ip4:192.0.2.25 -all'] },
     '_dmarc.c.test': { TXT: ['v=DMARC1; p=quarantine; ruf=mailto:ruf@c.test'] },
     'evil.test': { TXT: ['v=spf1 -all'] },
+    // victim.test takes reports about anyone (as a careless reporting service might).
+    ...Object.fromEntries(
+      [...Array.from({ length: 40 }, (_, i) => `n${i}.attacker.example.com`), ...Array.from({ length: 6 }, (_, i) => `attacker${i}.test`)].map((d) => [
+        `${d}._report._dmarc.victim.test`,
+        { TXT: ['v=DMARC1'] },
+      ]),
+    ),
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
   sink = await startSink();
@@ -148,11 +155,12 @@ describe('DMARC failure reports', () => {
       'Feedback-Type': 'auth-failure',
       'User-Agent': 'postseal',
       Version: '1',
-      'Original-Mail-From': '<mallory@evil.test>',
+      'Original-Mail-From': '<redacted@evil.test>',
       'Arrival-Date': expect.stringMatching(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000$/),
       'Source-IP': '198.51.100.7',
       'Reported-Domain': 'a.test',
-      'Authentication-Results': expect.stringMatching(/^filter\.test; spf=fail .*smtp\.mailfrom=mallory@evil\.test.*; dmarc=fail .*header\.from=a\.test policy\.dmarc=reject$/),
+      // With redactLocalParts the envelope sender's local part goes too (a VERP sender names a recipient).
+      'Authentication-Results': expect.stringMatching(/^filter\.test; spf=fail .*smtp\.mailfrom=redacted@evil\.test.*; dmarc=fail .*header\.from=a\.test policy\.dmarc=reject$/),
       'Auth-Failure': 'dmarc',
       'Identity-Alignment': 'none',
       'Delivery-Result': 'reject',
@@ -259,6 +267,36 @@ describe('DMARC failure reports', () => {
     const [perl, py] = await Promise.all([mailDkim(data, dns.server), dkimpy(data, dns.server)]);
     expect(perl.map((x) => x.result)).toEqual(['pass']);
     expect(py.map((x) => x.result)).toEqual(['pass']);
+  });
+});
+
+describe('failure report limits against one attacker', () => {
+  const ruf = 'ruf=mailto:abuse@victim.test,mailto:a@v1.test,mailto:a@v2.test,mailto:a@v3.test,mailto:a@v4.test';
+
+  test("an attacker's subdomains share their organizational domain's limit, and a sample over it costs no DNS lookup", async () => {
+    const { r, outcomes } = reporter({ maxPerDomainPerHour: 1 });
+    for (let i = 0; i < 40; i++) r.offer(sample(`n${i}.attacker.example.com`, `v=DMARC1; p=none; fo=1; ${ruf}`));
+    await r.idle();
+    expect(outcomes.filter((o) => o.status === 'sent')).toHaveLength(1);
+    expect(sink.received).toHaveLength(1);
+    const before = dns.queries.length;
+    for (let i = 0; i < 10; i++) r.offer(sample('n0.attacker.example.com', `v=DMARC1; p=none; fo=1; ${ruf}`));
+    await r.idle();
+    expect(outcomes.slice(-10).map((o) => o.status)).toEqual(Array(10).fill('domain-limit'));
+    expect(dns.queries.length).toBe(before);
+  });
+
+  test('one destination gets at most maxPerDomainPerHour reports an hour from all policy domains together, and its authorization is looked up once', async () => {
+    const { r, outcomes } = reporter({ maxPerDomainPerHour: 2 });
+    const before = dns.queries.filter((q) => q.name.endsWith('._report._dmarc.victim.test')).length;
+    for (let i = 0; i < 6; i++) r.offer(sample(`attacker${i}.test`, 'v=DMARC1; p=none; fo=1; ruf=mailto:abuse@victim.test'));
+    for (let i = 0; i < 6; i++) r.offer(sample('attacker0.test', 'v=DMARC1; p=none; fo=1; ruf=mailto:abuse@victim.test'));
+    await r.idle();
+    expect(outcomes.filter((o) => o.status === 'sent')).toHaveLength(2);
+    expect(outcomes.filter((o) => o.status === 'destination-limit').length).toBeGreaterThan(0);
+    const lookups = dns.queries.filter((q) => q.name.endsWith('._report._dmarc.victim.test')).length - before;
+    // One per policy domain that got past its own limit, cached after.
+    expect(lookups).toBeLessThanOrEqual(6);
   });
 });
 

@@ -29,6 +29,8 @@ const cfg: ReportSettings = {
   retryBaseMs: 60000,
   retryMaxMs: 3600000,
   maxReportsPerRun: 100,
+  // Most tests look at a period's end to the second; the grace time has its own test.
+  graceSec: 0,
 };
 const now = () => new Date('2026-12-07T06:00:00Z');
 
@@ -126,6 +128,96 @@ describe('aggregate report run', () => {
     expect(await runReports(deps, cfg)).toEqual([]);
   });
 
+  test('a period is reported only graceSec after its end, so a message received just before the end is in its report', async () => {
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T23:59:58Z') }));
+    const at = (t: string) => ({ ...deps, now: () => new Date(t) });
+    expect(await runReports(at('2026-12-07T00:05:00Z'), { ...cfg, graceSec: 600 })).toEqual([]);
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-06T23:59:59Z'), sourceIp: '198.51.100.7' }));
+    expect(await runReports(at('2026-12-07T00:10:01Z'), { ...cfg, graceSec: 600 })).toEqual([expect.objectContaining({ status: 'sent', messages: 2 })]);
+  });
+
+  test('a second report of a period (records that came after the first) has its own Report-ID; the same report sent again keeps its', async () => {
+    const ids = () => sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString('utf8'))?.[1]);
+    await results.record(rec('c.test'));
+    sink.behaviour = { fail: { data: [451, '4.3.0 try later'] } };
+    const [refused] = await runReports(deps, cfg);
+    expect(refused).toMatchObject({ status: 'send-failed' });
+    sink.behaviour = {};
+    await store.delete('dmarc-report-wait:c.test:2026-12-06');
+    const [resent] = await runReports(deps, cfg);
+    expect(resent).toMatchObject({ status: 'sent' });
+    const firstId = ids()[0];
+    // The refused try built the same report: same digest, same Report-ID.
+    expect(firstId).toMatch(/^c\.test\.2026-12-06\.[0-9a-f]{16}$/);
+    expect(refused.report?.xml).toContain(`<report_id>${firstId}</report_id>`);
+    await results.record(rec('c.test', { sourceIp: '198.51.100.7', result: 'fail', disposition: 'quarantine' }));
+    expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'sent', messages: 1 });
+    expect(ids()).toHaveLength(2);
+    expect(ids()[1]).not.toBe(firstId);
+  });
+
+  test('the Report-ID is the same for the same report content and differs for another', async () => {
+    await results.record(rec('a.test'));
+    const dry = async () => (await runReports(deps, cfg, { dryRun: true }))[0].report?.xml.match(/<report_id>([^<]+)</)?.[1];
+    const one = await dry();
+    expect(await dry()).toBe(one);
+    await results.record(rec('a.test', { sourceIp: '198.51.100.7' }));
+    expect(await dry()).not.toBe(one);
+  });
+
+  test('a period whose DNS keeps failing is given up after maxAttempts tries and its records dropped', async () => {
+    await results.record(rec('c.test'));
+    dns.zone['_dmarc.c.test'].behaviour = 'servfail';
+    const statuses: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await store.delete('dmarc-report-wait:c.test:2026-12-06');
+      statuses.push(...(await runReports(deps, { ...cfg, maxAttempts: 3 })).map((o) => o.status));
+    }
+    expect(statuses).toEqual(['dns-temperror', 'dns-temperror', 'given-up']);
+    expect((await results.peek('c.test', '2026-12-06')).messages).toBe(0);
+    expect(await results.periods()).toEqual([]);
+  });
+
+  test("policy_evaluated carries the dmarc stage's alignment, not one judged again from the stored domains", async () => {
+    // DKIM d=a.test passed for From sub.a.test whose own record applied: the stage aligned it
+    // (relaxed, same organizational domain); and a t=y pass the stage did not trust.
+    await results.record(
+      rec('a.test', {
+        headerFrom: 'sub.a.test',
+        dkim: [{ domain: 'other.a.test', selector: 's', result: 'pass' }],
+        spf: { domain: 'x.test', result: 'pass' },
+        dkimAligned: true,
+        spfAligned: false,
+      }),
+    );
+    await results.record(rec('a.test', { sourceIp: '192.0.2.2', dkimAligned: false, spfAligned: false, result: 'fail' }));
+    const [o] = await runReports(deps, cfg, { dryRun: true });
+    const rows = [...(o.report?.xml ?? '').matchAll(/<source_ip>([^<]+)<\/source_ip>[\s\S]*?<dkim>(\w+)<\/dkim><spf>(\w+)<\/spf>/g)].map((m) => m.slice(1).join(' '));
+    expect(rows.sort()).toEqual(['192.0.2.1 pass fail', '192.0.2.2 fail fail']);
+  });
+
+  test('messages of rows past the per-period row cap are counted and the report says so', async () => {
+    const capped = new StoredDmarcResults(store, { maxPerPeriod: 2 });
+    for (let i = 0; i < 5; i++) await capped.record(rec('a.test', { sourceIp: `192.0.2.${i + 1}` }));
+    const [o] = await runReports({ ...deps, results: capped }, cfg);
+    expect(o).toMatchObject({ status: 'sent', messages: 5 });
+    const xml = xmlOf(sink.received[0].data.toString('utf8'));
+    expect(xml).toContain('<error>3 messages of this period were counted but not stored');
+    expect(await capped.peek('a.test', '2026-12-06')).toMatchObject({ messages: 0, over: 0 });
+  });
+
+  test('one destination domain gets at most maxReportsPerDestinationPerDay report mails a day, whatever the policy domains', async () => {
+    // a.test and reports.test: a.test reports to both; d.test has its own address.
+    for (const d of ['a.test', 'd.test']) await results.record(rec(d));
+    await results.record(rec('a.test', { receivedAt: new Date('2026-12-05T12:00:00Z') }));
+    const out = await runReports(deps, { ...cfg, maxReportsPerDestinationPerDay: 1 });
+    expect(out.map((o) => `${o.policyDomain} ${o.period} ${o.status} ${o.to.join(',')}`)).toEqual([
+      'a.test 2026-12-05 sent agg@a.test,agg@reports.test',
+      'a.test 2026-12-06 destination-limit agg@a.test,agg@reports.test',
+      'd.test 2026-12-06 sent agg@d.test',
+    ]);
+  });
+
   test("today's records wait until the day is over", async () => {
     await results.record(rec('a.test', { receivedAt: new Date('2026-12-07T01:00:00Z') }));
     expect(await runReports(deps, cfg)).toEqual([]);
@@ -221,10 +313,12 @@ describe('aggregate report run', () => {
     };
     const [first] = await runReports({ ...deps, results: failing }, cfg);
     expect(first).toMatchObject({ status: 'sent', messages: 2, reason: 'records not removed (store unreachable); the next pass removes them' });
-    expect((await results.peek('a.test', '2026-12-06')).items).toBe(2);
+    expect((await results.peek('a.test', '2026-12-06')).messages).toBe(2);
+    // A later message of the reported row, and one of a new row.
+    await results.record(rec('a.test'));
     await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
     const [second] = await runReports(deps, cfg);
-    expect(second).toMatchObject({ status: 'sent', messages: 1 });
+    expect(second).toMatchObject({ status: 'sent', messages: 2 });
     expect(sink.received).toHaveLength(2);
     const ids = sink.received.map((m) => /Report-ID: <([^>]+)>/.exec(m.data.toString())?.[1]);
     expect(ids[0]).not.toBe(ids[1]);
@@ -247,10 +341,11 @@ describe('aggregate report run', () => {
 
   test('a record stored between reading and removing is kept for the next report', async () => {
     await results.record(rec('a.test'));
-    const { items } = await results.peek('a.test', '2026-12-06');
+    const read = await results.peek('a.test', '2026-12-06');
     await results.record(rec('a.test', { sourceIp: '203.0.113.5' }));
-    await results.remove('a.test', '2026-12-06', items);
-    expect((await results.peek('a.test', '2026-12-06')).records.map((r) => r.sourceIp)).toEqual(['203.0.113.5']);
+    await results.record(rec('a.test'));
+    await results.remove('a.test', '2026-12-06', read);
+    expect((await results.peek('a.test', '2026-12-06')).records.map((r) => `${r.sourceIp} ${r.count}`)).toEqual(['192.0.2.1 1', '203.0.113.5 1']);
   });
 
   test('a signed report verifies with Mail::DKIM and dkimpy', async () => {

@@ -131,8 +131,13 @@ describe('DMARC reports service', () => {
         instances.push(
           await startHarness({
             forwardPort: mailSink.port,
-            banks: { default: { stages: ['spf', 'dmarc'] } },
-            main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, store: { backend: 'redis', keyPrefix: 'hosts:', redis: { url: redis.url, timeoutMs: 2000 } } },
+            // Reports on (results are kept only then); their own passes find nothing finished.
+            banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: mailSink.port } } },
+            main: {
+              dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 },
+              store: { backend: 'redis', keyPrefix: 'hosts:', redis: { url: redis.url, timeoutMs: 2000 } },
+              services: { dmarcReports: { enabled: true } },
+            },
           }),
         );
       }
@@ -182,5 +187,19 @@ describe('DMARC reports service', () => {
     }
     expect(isPostsealError(caught, 'CFG_INCONSISTENT')).toBe(true);
     void store.close();
+  });
+
+  test('a from domain without a signing key is warned about at start and at reload: its reports go out unsigned', async () => {
+    const config = loadConfig(writeConfig({ from: 'reports@unsigned.test' }, sink.port));
+    const store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-')), 's.db'), keyPrefix: 'p:', busyTimeoutMs: 1000 });
+    const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+    const warnings: { obj: unknown; msg: string }[] = [];
+    const capture = { warn: (obj: unknown, msg: string) => void warnings.push({ obj, msg }), info() {}, error() {} } as unknown as typeof log;
+    const service = new DmarcReportsService(config, { store, results: new StoredDmarcResults(store), resolver, log: capture });
+    await service.reload(config);
+    expect(warnings.filter((w) => w.msg.startsWith('no DKIM key for report mail'))).toHaveLength(2);
+    expect(warnings[0].obj).toEqual({ from: 'reports@unsigned.test' });
+    await service.close();
+    await store.close();
   });
 });

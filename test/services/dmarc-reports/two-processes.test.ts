@@ -83,7 +83,7 @@ test('two postseal processes on one Redis share the records and send one report 
       expect(r.final).toMatchObject({ code: 250 });
     }
     const deadline = Date.now() + 15000;
-    while ((await results.peek('a.test', utcDay(new Date()))).items < 2) {
+    while ((await results.peek('a.test', utcDay(new Date()))).messages < 2) {
       if (Date.now() > deadline) throw new Error('the two hosts did not both record their mail in Redis');
       await new Promise((r) => setTimeout(r, 50));
     }
