@@ -144,5 +144,7 @@ export function mtaTargets(r: Omit<MtaResults, 'targets'>): Target[] {
 }
 
 export function mtaMarkdown(r: MtaResults): string {
-  return `${summaryMarkdown(r)}\n\n${cellsMarkdown(r)}\n\n${targetsMarkdown(r.targets)}\n`;
+  const load = (k: string) => ((r.machine[k] as number[] | undefined) ?? []).join(' ');
+  const about = `\`npm run bench:mta\` (${r.mode}) at ${r.versions.commit ?? '?'}, ${r.date}, ${r.durationSeconds} s; ${r.machine.cores} cores (${r.machine.cpu}); load average ${load('loadAvgAtStart')} at the start, ${load('loadAvgAtEnd')} at the end; one RSA-2048 signature ${fmt(r.rsaSignCpuMs, 2)} ms CPU.`;
+  return `${about}\n\n${summaryMarkdown(r)}\n\n${cellsMarkdown(r)}\n\n${targetsMarkdown(r.targets)}\n`;
 }

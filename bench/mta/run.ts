@@ -111,7 +111,7 @@ async function main(): Promise<number> {
       }
       log(`${setup.name}: ${setup.label}`);
       try {
-        await measureSetup(setup, result, { ctx, postfix, fixed, sinkPort, smtpSink, smtpSource, messages, keys, load: { sessions, seconds, runs, reuses, smoke: opt.smoke } });
+        await measureSetup(setup, result, { ctx, postfix, fixed, sinkPort, smtpSink, smtpSource, messages, load: { sessions, seconds, runs, reuses, smoke: opt.smoke } });
       } catch (err) {
         result.error = (err as Error).message;
         log(`${setup.name}: FAILED: ${result.error}`);
@@ -155,7 +155,6 @@ interface Env {
   smtpSink: string;
   smtpSource: string;
   messages: ReadonlyMap<number, BenchMessage>;
-  keys: BenchKeys;
   load: Omit<Load, 'port' | 'file'> & { reuses: boolean[] };
 }
 
