@@ -32,6 +32,8 @@ export interface MtaCell {
 export interface SetupResult {
   name: SetupName;
   label: string;
+  /** The machine's load average (1, 5, 15 min) when the set-up started: how noisy its figures are. */
+  loadAvg: number[];
   /** Why it was not measured: not installed here, or (postseal milter) not built yet. */
   skipped: string | null;
   /** A failed check or start-up: the run's exit status is 1. */
@@ -91,10 +93,14 @@ export function cellsMarkdown(r: MtaResults): string {
   const rows = r.setups.flatMap((s) =>
     s.cells.map(
       (c) =>
-        `| ${s.name} | ${c.sizeKb} | ${c.reuse ? 'yes' : 'no'} | ${c.runs.map((x) => fmt(x.mps)).join(', ')} | ${fmt(c.mps)} | ${fmt(c.postfixCpuMs, 2)} | ${fmt(c.filterCpuMs, 2)} |`,
+        `| ${s.name} | ${c.sizeKb} | ${c.reuse ? 'yes' : 'no'} | ${c.runs.map((x) => fmt(x.mps)).join(', ')} | ${fmt(c.mps)} | ${fmt(c.postfixCpuMs, 2)} | ${fmt(c.filterCpuMs, 2)} | ${fmt(s.loadAvg[0], 2)} |`,
     ),
   );
-  return ['| set-up | KB | reuse | msg/s per run | median | Postfix CPU ms/msg | filter CPU ms/msg |', '| --- | ---: | :---: | ---: | ---: | ---: | ---: |', ...rows].join('\n');
+  return [
+    '| set-up | KB | reuse | msg/s per run | median | Postfix CPU ms/msg | filter CPU ms/msg | load at set-up start |',
+    '| --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+  ].join('\n');
 }
 
 /**

@@ -103,7 +103,8 @@ async function main(): Promise<number> {
   try {
     for (const setup of setups) {
       const skipped = setup.unavailable();
-      const result: SetupResult = { name: setup.name, label: setup.label, skipped, error: null, checks: [], cells: [] };
+      const loadAvg = os.loadavg().map((l) => Math.round(l * 100) / 100);
+      const result: SetupResult = { name: setup.name, label: setup.label, loadAvg, skipped, error: null, checks: [], cells: [] };
       results.push(result);
       if (skipped) {
         log(`${setup.name}: skipped: ${skipped}`);

@@ -17,7 +17,7 @@ it('the whole-MTA smoke run verifies the signatures of both set-ups and times a 
     );
   });
   expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-  // The cells table: "| set-up | KB | reuse | msg/s per run | median | Postfix CPU | filter CPU |".
+  // The cells table: "| set-up | KB | reuse | msg/s per run | median | Postfix CPU | filter CPU | load |".
   const rows = stdout
     .split('\n')
     .filter((l) => /^\| [a-z-]+ \| 2 \| yes \|/.test(l))
