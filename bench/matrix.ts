@@ -30,7 +30,7 @@ export interface ScannerPids {
   spamd: number;
 }
 
-const scannerCpu = (pids: ScannerPids) => ({ clamd: cpuSeconds(pids.clamd, true), spamd: cpuSeconds(pids.spamd, true) });
+const scannerCpu = (pids: ScannerPids) => ({ clamd: cpuSeconds(pids.clamd, { reaped: true }), spamd: cpuSeconds(pids.spamd, { reaped: true }) });
 
 /** Scanner CPU ms per message between two readings. */
 function scannerCpuMs(before: ReturnType<typeof scannerCpu>, pids: ScannerPids, messages: number): { clamd: number; spamd: number } {
@@ -130,7 +130,7 @@ export async function amavisdCells(
         for (const spec of grid.paths) {
           if (spec.name === 'originating-dual') continue;
           const msg = messages.get(messageKey(spec.kind, sizeKb))!;
-          const cpuBefore = cpuSeconds(am.pid, true);
+          const cpuBefore = cpuSeconds(am.pid, { reaped: true });
           const scanBefore = spec.content && scanners ? scannerCpu(scanners) : null;
           const run = await tp.measure({
             key: `amavisd${maxServers}:${spec.name}:${sizeKb}:${reuse}`,
@@ -141,7 +141,7 @@ export async function amavisdCells(
             concurrency,
             reuse,
           });
-          const cpuMs = round2(((cpuSeconds(am.pid, true) - cpuBefore) * 1000) / run.messagesSent);
+          const cpuMs = round2(((cpuSeconds(am.pid, { reaped: true }) - cpuBefore) * 1000) / run.messagesSent);
           const scanMs = scanBefore && scanners ? scannerCpuMs(scanBefore, scanners, run.messagesSent) : null;
           const cell = cells.find((c) => c.path === spec.name && c.sizeKb === sizeKb && c.concurrency === concurrency && c.reuse === reuse);
           if (cell && (cell.amavisdMps === null || run.mps > cell.amavisdMps)) {

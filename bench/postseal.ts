@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stopChild } from './postfix-tools';
-import { freePort, waitForGreeting } from './proc';
+import { freePort, waitForGreeting, waitForListener } from './proc';
 import YAML from 'yaml';
 import { DUAL_DOMAIN, ENVELOPE, OWN_DOMAIN, type BenchKeys, type MessageKind } from './messages';
 
@@ -134,6 +134,8 @@ export interface PostsealStart {
   memoryThresholdBytes?: number;
   /** Needed by the content path. */
   scanners?: ScannerAddresses;
+  /** The listeners' protocol when not SMTP (the whole-MTA bench's milter hook, bench/mta/setups.ts). */
+  listenerProtocol?: string;
 }
 
 export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
@@ -149,7 +151,8 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
     const bank = benchBank(spec, built.stages, opts.sinkPort, opts.scanners);
     stages[spec.name] = { runs: bank.runs, missing: bank.missing };
     ports[spec.name] = await freePort();
-    listeners.push(`  - { address: 127.0.0.1, port: ${ports[spec.name]}, bank: ${spec.bank} }`);
+    const protocol = opts.listenerProtocol ? `, protocol: ${opts.listenerProtocol}` : '';
+    listeners.push(`  - { address: 127.0.0.1, port: ${ports[spec.name]}, bank: ${spec.bank}${protocol} }`);
     writeFileSync(path.join(bankDir, `${spec.bank}.yaml`), bank.yaml);
   }
   const main = [
@@ -174,7 +177,8 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await waitForLine(logFile, '"msg":"postseal started"', 60000, exited);
-    for (const port of Object.values(ports)) await waitForGreeting(port, 10000);
+    // A milter listener waits for its client to speak first: no greeting to wait for.
+    for (const port of Object.values(ports)) await (opts.listenerProtocol === 'milter' ? waitForListener(port, 10000) : waitForGreeting(port, 10000));
   } catch (err) {
     child.kill('SIGKILL');
     throw new Error(`postseal did not start (log: ${logFile}): ${(err as Error).message}`);

@@ -24,6 +24,26 @@ export async function waitForGreeting(port: number, timeoutMs: number): Promise<
   }
 }
 
+/** Resolves once something accepts TCP connections on the port (a milter says nothing first). */
+export async function waitForListener(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await accepts(port))) {
+    if (Date.now() > deadline) throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 function greets(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
@@ -97,10 +117,12 @@ export function readRss(pid: number): RssReport {
 
 /**
  * CPU seconds (user + system) used so far by the process tree; ticks are 1/100 s on Linux.
- * `reaped`: with the time of the children each process has waited for (cutime, cstime), for
+ * `reaped` adds what the tree's children that already ended used (cutime + cstime, counted
+ * once a parent waited for them): needed for daemons that recycle their processes, as
+ * Postfix's master does with smtpd, cleanup and smtp after max_use or max_idle, and for
  * processes that fork short-lived helpers (amavisd-new runs file(1) per message).
  */
-export function cpuSeconds(pid: number, reaped = false): number {
+export function cpuSeconds(pid: number, opts: { reaped?: boolean } = {}): number {
   let ticks = 0;
   for (const p of processTree(pid)) {
     try {
@@ -108,7 +130,7 @@ export function cpuSeconds(pid: number, reaped = false): number {
       // Fields after the command name, which may itself hold spaces and parentheses.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
-      if (reaped) ticks += Number(fields[13]) + Number(fields[14]);
+      if (opts.reaped) ticks += Number(fields[13]) + Number(fields[14]);
     } catch {
       // The process ended while we looked.
     }

@@ -35,7 +35,7 @@ export function describeVersions(): Record<string, string | null> {
   };
 }
 
-function debianVersion(name: string): string | null {
+export function debianVersion(name: string): string | null {
   // biome-ignore lint/suspicious/noTemplateCurlyInString: ${Version} is dpkg-query's own format field, not a template.
   const v = run('dpkg-query', ['-W', '-f', '${Version}', name]);
   return v || null;

@@ -1,0 +1,71 @@
+/**
+ * The whole-MTA benchmark's downstream: Postfix's smtp-sink with its running counter (-c),
+ * so a run ends when the sink has the messages, not when smtp-source has handed them to
+ * Postfix (which queues them and delivers later). With `dumpFile` it also keeps every
+ * message (-D), for the DKIM checks before timing; that is slow, so timed runs go to a
+ * sink without it.
+ */
+import { spawn } from 'node:child_process';
+import { stopChild } from '../postfix-tools';
+import { waitForGreeting } from '../proc';
+
+export interface CountingSink {
+  /** Messages received so far (each final "."). */
+  readonly count: number;
+  /** Resolves with process.hrtime.bigint() at the moment the count reached `n`. */
+  reached(n: number, timeoutMs: number): Promise<bigint>;
+  stop(): Promise<void>;
+}
+
+export async function startCountingSink(bin: string, port: number, dumpFile?: string): Promise<CountingSink> {
+  // As root smtp-sink insists on dropping privileges.
+  const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+  const args = [...user, '-c', '-m', '1024', ...(dumpFile ? ['-D', dumpFile] : []), `127.0.0.1:${port}`, '1024'];
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let count = 0;
+  let stderr = '';
+  const waiters = new Set<{ n: number; resolve: (t: bigint) => void }>();
+  // -c rewrites one status line ("sess=3 quit=2 mesg=5\r") after every session end, QUIT and ".".
+  child.stdout!.on('data', (d: Buffer) => {
+    const all = [...d.toString('latin1').matchAll(/mesg=(\d+)/g)];
+    if (!all.length) return;
+    count = Number(all[all.length - 1][1]);
+    const now = process.hrtime.bigint();
+    for (const w of waiters) {
+      if (count < w.n) continue;
+      waiters.delete(w);
+      w.resolve(now);
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await waitForGreeting(port, 5000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`smtp-sink did not start: ${stderr.trim() || (err as Error).message}`);
+  }
+  return {
+    get count() {
+      return count;
+    },
+    reached(n, timeoutMs) {
+      if (count >= n) return Promise.resolve(process.hrtime.bigint());
+      return new Promise((resolve, reject) => {
+        const waiter = {
+          n,
+          resolve: (t: bigint) => {
+            clearTimeout(timer);
+            resolve(t);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`the sink had ${count} of ${n} messages after ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.add(waiter);
+      });
+    },
+    stop: () => stopChild(child, exited),
+  };
+}
