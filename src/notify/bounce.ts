@@ -39,7 +39,8 @@ import type { Templates } from '../lib/notice-templates';
 
 /** How long a sent DSN is remembered: longer than Postfix's maximal_queue_lifetime (5 days). */
 export const DSN_MEMORY_MS = 7 * 86400_000;
-const KEY = 'dsn-sent:';
+export const DSN_SENT_KEY = 'dsn-sent:';
+const KEY = DSN_SENT_KEY;
 
 /** What DSNs and notices are sent with: the bank's notify target and the main config's notify section. */
 export interface BounceDeps {

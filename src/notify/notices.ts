@@ -50,6 +50,8 @@ export interface NoticeRequest {
   readonly quarantineId?: string;
   /** For a bounce: the reply that says whether the DSN went (or why not: the null sender, the rate limit). */
   readonly bounceReply?: SmtpReply;
+  /** authenticSender as decided when the message was first settled (a retry has no check results). */
+  readonly senderAuthentic?: boolean;
 }
 
 interface Planned {
@@ -97,7 +99,7 @@ function plan(deps: BounceDeps, req: NoticeRequest, category: NoticeCategory): P
   const warnSender = (category === 'banned' && n.warnBannedSender) || (category === 'bad-header' && n.warnBadHeaderSender);
   const sender = tx.envelope.mailFrom;
   if (warnSender && result.verdict.action !== 'bounce' && sender !== '') {
-    if (authenticSender(result.results, sender)) out.push({ audience: 'sender', to: [sender], mailFrom: '' });
+    if (req.senderAuthentic ?? authenticSender(result.results, sender)) out.push({ audience: 'sender', to: [sender], mailFrom: '' });
     else
       deps.log.info(
         { session: tx.id, queueId: tx.queueId, category, sender },

@@ -47,6 +47,7 @@ export async function holdInQuarantine(quarantine: Quarantine | undefined, req: 
       bank: tx.bankName,
       decidedBy: result.bankName,
       reason: result.verdict.reason,
+      category: result.verdict.category,
       findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
       envelope: tx.envelope,
       client: tx.client,

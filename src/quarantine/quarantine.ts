@@ -17,6 +17,7 @@ import type { MainConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import { matchesRecipient } from '../pipeline/destiny';
+import type { NoticeCategory } from '../pipeline/stage';
 import type { Store } from '../store/store';
 import type { ClientInfo, Envelope } from '../transaction/transaction';
 import { retryStableId } from '../transaction/retry-id';
@@ -38,6 +39,8 @@ export interface HeldRecord {
   readonly decidedBy: string;
   /** The finding that decided. */
   readonly reason: string;
+  /** The content category of the deciding rule, for the notices a retry still owes (listener/blocked.ts). */
+  readonly category?: NoticeCategory;
   /** Every finding, "CODE(detail)". */
   readonly findings: readonly string[];
   /** As Postfix sent it: addresses and ESMTP parameters written as they came (xtext kept). */

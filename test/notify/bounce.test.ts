@@ -25,6 +25,9 @@ import { startSink, type Sink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 import { testStageDeps } from '../helpers/stage-run';
 
+/** Set by a test: the check stops firing, as a check may on a retry (a signature fetched, a rule changed). */
+let checksPass = false;
+
 // A check stage (registered id loop-guard, so the bank schema takes it) whose finding's destiny is bounce.
 const bouncer = defineStage<unknown, 'LOOP_GUARD_TRACE_SEEN'>({
   id: 'loop-guard',
@@ -33,7 +36,7 @@ const bouncer = defineStage<unknown, 'LOOP_GUARD_TRACE_SEEN'>({
   rules: { LOOP_GUARD_TRACE_SEEN: () => destinyDecision('bounce', replies.contentRejected) },
   create: () => ({
     id: 'loop-guard',
-    run: async (tx) => ({ findings: tx.message.get('subject').some((f) => f.raw.includes('bounce me')) ? [{ code: 'LOOP_GUARD_TRACE_SEEN' }] : [] }),
+    run: async (tx) => ({ findings: !checksPass && tx.message.get('subject').some((f) => f.raw.includes('bounce me')) ? [{ code: 'LOOP_GUARD_TRACE_SEEN' }] : [] }),
   }),
 });
 
@@ -114,7 +117,7 @@ it('sends no second DSN for a Postfix retry of the same message', async () => {
   const after = notify.received.length;
   expect((await send(message('retry'), { ident: 'Q2' })).code).toBe(250);
   expect(notify.received).toHaveLength(after);
-  expect(logs.some((l) => l.queueId === 'Q2' && l.msg === 'message bounced by policy: its DSN was sent before (a retry)')).toBe(true);
+  expect(logs.some((l) => l.queueId === 'Q2' && String(l.msg).startsWith('a retry of a message settled before'))).toBe(true);
 });
 
 it('sends no DSN to the null sender, nor for NOTIFY=NEVER, and drops the message', async () => {
@@ -156,4 +159,19 @@ it('refuses the message with the verdict 5xx when the notify target refuses the 
     notify.behaviour = {};
   }
   expect(forward.received).toHaveLength(0);
+});
+
+it('keeps the earlier bounce for a Postfix retry even when the checks would now pass: no delivery after a DSN', async () => {
+  expect((await send(message('sticky'), { ident: 'Q7' })).code).toBe(250);
+  const dsns = notify.received.length;
+  checksPass = true;
+  try {
+    const r = await send(message('sticky'), { ident: 'Q7' });
+    expect(r).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, delivery status notification sent' });
+  } finally {
+    checksPass = false;
+  }
+  expect(forward.received).toHaveLength(0);
+  expect(notify.received).toHaveLength(dsns);
+  expect(logs.some((l) => l.queueId === 'Q7' && String(l.msg).startsWith('a retry of a message settled before'))).toBe(true);
 });
