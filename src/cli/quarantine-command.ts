@@ -33,7 +33,7 @@ list     held messages, newest first
   --rcpt ADDRESS   a recipient matches: user@example.org, example.org, .example.org
 show     one held message; --raw writes the message as received
 release  send it on to the forward target of its bank (not filtered again), with its original
-         envelope; --to sends it to ADDRESS instead; --force releases it again
+         envelope; --to sends it to ADDRESS instead; --force sends it again, only to recipients that did not accept it yet
 delete   remove it
 --json   one JSON document on standard output
 Exit codes: 0 done, 1 no such message, 2 usage error, 3 failure`;
@@ -113,8 +113,8 @@ export function runQuarantine(args: string[]): Promise<number> {
       }
       const target = config.banks.get(held.bank)?.forward;
       if (!target) return failure(values, held.id, `its bank ${held.bank} no longer exists; release it with a configuration that has that bank`);
-      if (held.released.length && !values.force) return failure(values, held.id, `already released at ${held.released.map((r) => r.at).join(', ')}; --force sends it again`);
-      const r = await releaseHeld(q, held, target, { heloName: target.heloName || config.hostname, log, to: values.to });
+      const r = await releaseHeld(q, held, target, { heloName: target.heloName || config.hostname, log, to: values.to, force: values.force });
+      if (!r.accepted.length && !r.refused.length && /^(already released|another release|every recipient)/.test(r.reply)) return failure(values, held.id, r.reply);
       log[r.ok ? 'info' : 'warn'](
         { quarantineId: held.id, queueId: held.queueId, session: held.session, accepted: r.accepted, refused: r.refused, reply: r.reply, forward: `${target.host}:${target.port}` },
         r.ok ? 'quarantined message released' : 'quarantined message not (fully) released',

@@ -5,7 +5,7 @@
  * (BODY, RET, ENVID, NOTIFY, ORCPT, XFORWARD) and the bytes as received, once.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -137,6 +137,29 @@ it('releases with the original envelope and bytes, once; again only with --force
   expect(other.status).toBe(0);
   expect(sink.received[sink.received.length - 1].recipients.map((x) => x.address)).toEqual(['postmaster@example.test']);
   expect(JSON.parse((await cli('show', id, '--json')).stdout).released.map((x: { to: string[] }) => x.to)).toEqual([['bob@example.test'], ['postmaster@example.test']]);
+});
+
+it('with --force sends only to recipients that did not accept it yet, so nobody gets it twice', async () => {
+  const before = sink.received.length;
+  const r = await cli('release', id, '--force', '--json');
+  expect(r.status).toBe(3);
+  expect(JSON.parse(r.stdout)).toMatchObject({ id, ok: false, error: expect.stringMatching(/^every recipient already accepted it/) });
+  expect(sink.received.length).toBe(before);
+});
+
+it('refuses a release while another one holds the fresh ID.releasing lock, and takes over a stale one', async () => {
+  const before = sink.received.length;
+  const lockFile = path.join(dir, 'held', `${id}.releasing`);
+  writeFileSync(lockFile, '1\n');
+  const busy = await cli('release', id, '--to', 'x@example.test', '--force', '--json');
+  expect(busy.status).toBe(3);
+  expect(JSON.parse(busy.stdout).error).toMatch(/^another release of .* is running/);
+  expect(sink.received.length).toBe(before);
+  const old = new Date(Date.now() - 3600_000);
+  utimesSync(lockFile, old, old);
+  expect((await cli('release', id, '--to', 'x@example.test', '--force', '--json')).status).toBe(0);
+  expect(sink.received.length).toBe(before + 1);
+  expect(existsSync(lockFile)).toBe(false);
 });
 
 it('deletes a held message; a second delete finds nothing', async () => {
