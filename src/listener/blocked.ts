@@ -15,10 +15,13 @@
  *
  * Returns `accepted` (250 2.7.0: held, bounced, discarded) or `refused` (the verdict's reject
  * or tempfail reply, which the front end writes its own way).
- * Fails (rethrown for the front end's 451): QUARANTINE_FAILED, QUARANTINE_TOO_BIG,
+ * A message too big for the quarantine, or one that would take it over maxTotalBytes, is
+ * refused with 550 5.7.1 (hold.ts logs why): a refusal is not a loss, and a 451 would grow
+ * the Postfix queue for as long as an attacker keeps sending.
+ * Fails (rethrown for the front end's 451): QUARANTINE_FAILED,
  * NOTIFY_FAILED (also for a bounce on a bank without a notify target).
  */
-import { PostsealError } from '../errors';
+import { PostsealError, isPostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import type { PipelineResult } from '../pipeline/runner';
 import { holdInQuarantine } from '../quarantine/hold';
@@ -79,7 +82,19 @@ export async function settleBlocked(deps: BlockedDeps, req: BlockedRequest): Pro
   let quarantineId: string | undefined;
   switch (verdict.action) {
     case 'quarantine': {
-      const held = await holdInQuarantine(deps.quarantine, req, deps.log);
+      let held: Awaited<ReturnType<typeof holdInQuarantine>>;
+      try {
+        held = await holdInQuarantine(deps.quarantine, req, deps.log);
+      } catch (err) {
+        // Too big or the quarantine full (logged by hold.ts): refused for good, not 451, which would
+        // keep it (and an attacker's flood) in the Postfix queue until it expires.
+        if (!isPostsealError(err, 'QUARANTINE_TOO_BIG') && !isPostsealError(err, 'QUARANTINE_FULL')) throw err;
+        outcome = {
+          kind: 'refused',
+          reply: withText(replies.contentRejected, `${replies.contentRejected.text} (${err.code === 'QUARANTINE_FULL' ? 'quarantine full' : 'too big for the quarantine'})`),
+        };
+        break;
+      }
       quarantineId = held.id;
       stable = Promise.resolve(held.id);
       outcome = { kind: 'accepted', reply: held.reply, quarantineId };

@@ -45,7 +45,11 @@ beforeAll(async () => {
   const main = { bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], store: { sqlite: { file: 'state.db' } }, quarantine: { dir: 'held' } };
   writeFileSync(file, YAML.stringify(main));
   const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
-  const q = new Quarantine({ dir: path.join(dir, 'held'), maxMessageSizeBytes: 1 << 20, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 }, store, createLogger('silent'));
+  const q = new Quarantine(
+    { dir: path.join(dir, 'held'), maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 },
+    store,
+    createLogger('silent'),
+  );
   ({ id } = await q.hold({
     session: 's1',
     queueId: '4QID',

@@ -111,7 +111,7 @@ beforeAll(async () => {
   notify = await startSink();
   store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'notices-db-')), 's.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
   quarantine = new Quarantine(
-    { dir: mkdtempSync(path.join(tmpdir(), 'notices-q-')), maxMessageSizeBytes: 1048576, minFreeBytes: 0, maxAgeDays: 1, sweepIntervalMs: 3600000 },
+    { dir: mkdtempSync(path.join(tmpdir(), 'notices-q-')), maxMessageSizeBytes: 1048576, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 1, sweepIntervalMs: 3600000 },
     store,
     log,
   );

@@ -48,7 +48,7 @@ function input(over: Partial<HoldInput> = {}, bytes = message): HoldInput {
 }
 
 function settings(dir: string, over: Partial<QuarantineSettings> = {}): QuarantineSettings {
-  return { dir, maxMessageSizeBytes: 1 << 20, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000, ...over };
+  return { dir, maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000, ...over };
 }
 
 const backends: [string, () => Promise<{ store: Store; done: () => Promise<void> }>][] = [
