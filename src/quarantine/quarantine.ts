@@ -207,6 +207,19 @@ export class Quarantine {
       if (!f.name.endsWith('.json') || f.name.endsWith('.released.json')) continue;
       const id = f.name.slice(0, -'.json'.length);
       if (old > maxAgeMs) {
+        // One line per message: expiry deletes mail nobody released, and the postmaster must be able to say which.
+        const entry = await this.get(id).catch(() => undefined);
+        this.log.info(
+          {
+            quarantineId: id,
+            queueId: entry?.queueId,
+            reason: entry?.reason,
+            released: Boolean(entry?.released.length),
+            heldAt: entry?.heldAt,
+            maxAgeDays: this.settings.maxAgeDays,
+          },
+          entry?.released.length ? 'held message expired (it was released)' : 'held message expired and deleted without being released',
+        );
         await this.delete(id);
         held.delete(id);
         counts.expired++;
