@@ -6,8 +6,10 @@
  * is not delivered.
  *
  * No DSN, and the message is dropped with 250 2.7.0 and a log line, when the sender is the
- * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or every recipient asked
- * NOTIFY=NEVER, or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
+ * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or no recipient's NOTIFY
+ * includes FAILURE (RFC 3461 4.1: NEVER, or only SUCCESS/DELAY), or, for banned files and
+ * bad headers on a bank that is not originating, when the sender is not authenticated
+ * (notices.ts authenticSender: no backscatter to forged senders), or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
  * and sender notices per sender domain) are reached: then with a warning. A DSN already sent
  * for this very message (a Postfix retry after our reply was lost) is not sent again: the
  * store remembers it by the retry-stable id for DSN_MEMORY_MS.
@@ -17,9 +19,9 @@
  * smtpd comes after postseal's signing); without a key it goes unsigned, and the log line says so.
  *
  * Fails: the notify target unreachable, slow, or answering 4xx, or signing failing: NOTIFY_FAILED (451 4.3.0,
- * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the verdict's own
- * 5xx goes to Postfix, which then bounces the message itself (so it is never dropped without
- * a notice or a trace).
+ * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the message is
+ * dropped with an error log line (a 5xx upstream would make Postfix bounce it with its body,
+ * the content the policy bounce keeps from the sender).
  */
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
@@ -28,11 +30,12 @@ import { retryStableId } from '../transaction/retry-id';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
-import { replies, replyError, withText, type SmtpReply } from '../smtp/replies';
+import { replies, withText, type SmtpReply } from '../smtp/replies';
 import type { Store } from '../store/store';
 import type { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import { buildDsn } from './dsn';
+import { authenticSender } from './notices';
 import { domainOf, overLimit, type RateLimits } from './rate';
 import type { SignReport } from './sign';
 import type { Templates } from '../lib/notice-templates';
@@ -81,11 +84,20 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   const { tx, received, result } = req;
   const where = { session: tx.id, queueId: tx.queueId, reason: result.verdict.reason };
   const sender = tx.envelope.mailFrom;
-  const recipients = tx.envelope.recipients.filter((r) => !/\bNEVER\b/i.test(r.notify ?? ''));
+  // RFC 3461 4.1: a failure DSN only for recipients without NOTIFY or whose NOTIFY has FAILURE.
+  const recipients = tx.envelope.recipients.filter((r) => r.notify === undefined || /\bFAILURE\b/i.test(r.notify));
   if (sender === '' || recipients.length === 0) {
-    const why = sender === '' ? 'the null sender' : 'NOTIFY=NEVER';
+    const never = tx.envelope.recipients.every((r) => /\bNEVER\b/i.test(r.notify ?? ''));
+    const why = sender === '' ? 'the null sender' : never ? 'NOTIFY=NEVER' : 'no NOTIFY=FAILURE';
     deps.log.info(where, `message bounced by policy: no DSN to ${why}, message dropped`);
     return withText(replies.bounced, `Ok, rejected by policy, no notification (${why})`);
+  }
+  // Banned files and bad headers are common in forged mail: on a bank that is not originating, a
+  // DSN goes only to a sender that authenticated (as the sender notices), never as backscatter.
+  const category = result.verdict.category;
+  if ((category === 'banned' || category === 'bad-header') && !tx.bank.originating && !authenticSender(result.results, sender)) {
+    deps.log.info({ ...where, category, sender }, 'message bounced by policy: no DSN, the sender is not authenticated (no backscatter); message dropped');
+    return withText(replies.bounced, 'Ok, rejected by policy, no notification (sender not authenticated)');
   }
   const spool = received.spool;
   const key = KEY + (req.stableId ?? (await retryStableId({ queueId: tx.queueId, bank: tx.bankName, envelope: tx.envelope, client: tx.client, raw: () => spool.openRaw(0) })));
@@ -132,7 +144,7 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   } catch (err) {
     throw notifyFailed(deps, where, (err as Error).message, err);
   }
-  if (!down.tx) return refuse(deps, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply, refusal);
+  if (!down.tx) return refuse(deps, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply);
   const t = down.tx;
   const guarded = async <T>(step: () => Promise<T>): Promise<T> => {
     try {
@@ -145,14 +157,14 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   const rcpt = await guarded(() => t.rcpt({ address: sender }));
   if (!isOk(rcpt)) {
     t.abort();
-    return refuse(deps, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt, refusal);
+    return refuse(deps, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt);
   }
   const final: DownstreamReply | undefined = await guarded(async () => {
     const done = await t.data(once(raw));
     if (done.failure) throw done.failure;
     return done.replies[0];
   });
-  if (!final || !isOk(final)) return refuse(deps, where, `DATA: ${final ? show(final) : 'no reply'}`, final, refusal);
+  if (!final || !isOk(final)) return refuse(deps, where, `DATA: ${final ? show(final) : 'no reply'}`, final);
   await deps.store
     .set(key, dsn.messageId, { ttlMs: DSN_MEMORY_MS })
     .catch((err) => deps.log.warn({ ...where, err }, 'DSN sent but not recorded: a retry of this message would send it again'));
@@ -177,9 +189,13 @@ function notifyFailed(deps: BounceDeps, where: object, why: string, cause: unkno
   return new PostsealError('NOTIFY_FAILED', `DSN not sent: ${why}`, { cause });
 }
 
-/** A 4xx from the notify target is a retry; a 5xx means the DSN will never go: Postfix gets the 5xx and bounces itself. */
-function refuse(deps: BounceDeps, where: object, why: string, reply: DownstreamReply | undefined, refusal: SmtpReply): never {
+/**
+ * A 4xx from the notify target is a retry. A 5xx means the DSN will never go: the message is
+ * dropped with an error log line. Not a 5xx upstream: Postfix would then bounce the message
+ * with its body, the very content (a virus) the policy bounce keeps from the sender.
+ */
+function refuse(deps: BounceDeps, where: object, why: string, reply: DownstreamReply | undefined): SmtpReply {
   if (!reply || reply.code < 500) throw notifyFailed(deps, where, why, undefined);
-  deps.log.warn({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is refused instead, so Postfix bounces it');
-  throw replyError(refusal);
+  deps.log.error({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is dropped without a DSN');
+  return withText(replies.bounced, 'Ok, rejected by policy, no notification (the DSN was refused)');
 }

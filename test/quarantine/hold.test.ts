@@ -106,7 +106,7 @@ it('refuses with 550 5.7.1 and an error log line a message too big for the quara
   const h = await harness({ dir, maxMessageSizeBytes: 1024 });
   try {
     const before = sink.received.length;
-    const r = await send(h, message('big') + 'x'.repeat(2000) + '\r\n', 'QID5');
+    const r = await send(h, `${message('big')}${'x'.repeat(2000)}\r\n`, 'QID5');
     expect(r.final?.code).toBe(550);
     expect(r.final?.text).toMatch(/^5\.7\.1 .*too big for the quarantine/);
     expect(sink.received.length).toBe(before);
