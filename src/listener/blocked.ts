@@ -108,7 +108,16 @@ export async function settleBlocked(deps: BlockedDeps, req: BlockedRequest): Pro
         );
         throw new PostsealError('NOTIFY_FAILED', `bank ${tx.bankName} has no notify target`);
       }
-      outcome = { kind: 'accepted', reply: await bounceMessage(deps.notify, { ...req, stableId: await stableId() }) };
+      // Over the DSN limit: held in quarantine rather than dropped, so nothing is lost unseen.
+      const quarantine = deps.quarantine;
+      const overLimit = quarantine
+        ? async () => {
+            const held = await holdInQuarantine(quarantine, req, deps.log);
+            quarantineId = held.id;
+            return held.reply;
+          }
+        : undefined;
+      outcome = { kind: 'accepted', reply: await bounceMessage(deps.notify, { ...req, stableId: await stableId(), overLimit }) };
       break;
     }
     case 'discard':

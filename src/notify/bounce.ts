@@ -36,7 +36,7 @@ import type { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import { buildDsn } from './dsn';
 import { authenticSender } from './notices';
-import { domainOf, overLimit, type RateLimits } from './rate';
+import { countSent, domainOf, overLimit, type RateLimits } from './rate';
 import type { SignReport } from './sign';
 import type { Templates } from '../lib/notice-templates';
 
@@ -70,6 +70,8 @@ export interface BounceRequest {
   readonly result: PipelineResult;
   /** retryStableId of the message when the caller has it already (it reads the whole message). */
   readonly stableId?: string;
+  /** What to do instead of dropping a message whose DSN is over the hourly limit (hold it in quarantine); its reply. */
+  readonly overLimit?: () => Promise<SmtpReply>;
 }
 
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
@@ -111,6 +113,10 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   }
   const over = deps.limits && (await overLimit(deps.store, deps.limits, 'dsn', domainOf(sender), deps.log));
   if (over) {
+    if (req.overLimit) {
+      deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message held in quarantine instead`);
+      return req.overLimit();
+    }
     deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message dropped`);
     return withText(replies.bounced, 'Ok, rejected by policy, no notification (DSN rate limit)');
   }
@@ -165,6 +171,7 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
     return done.replies[0];
   });
   if (!final || !isOk(final)) return refuse(deps, where, `DATA: ${final ? show(final) : 'no reply'}`, final);
+  if (deps.limits) await countSent(deps.store, 'dsn', domainOf(sender), deps.log);
   await deps.store
     .set(key, dsn.messageId, { ttlMs: DSN_MEMORY_MS })
     .catch((err) => deps.log.warn({ ...where, err }, 'DSN sent but not recorded: a retry of this message would send it again'));

@@ -33,7 +33,7 @@ import { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import type { BounceDeps } from './bounce';
 import { buildNotice } from './notice';
-import { domainOf, overLimit } from './rate';
+import { countSent, domainOf, overLimit } from './rate';
 import { poolSender } from './send';
 import { addressList, render, type Audience, type TemplateValues } from '../lib/notice-templates';
 
@@ -199,6 +199,7 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
       deps.log.error({ ...where, audience: p.audience, to: p.to, reason: r.reason }, 'the notify target refused the notice for good; the message goes on without it');
       continue;
     }
+    if (deps.limits) await countSent(deps.store, 'notice', p.audience === 'sender' ? domainOf(p.to[0]) : undefined, deps.log);
     await deps.store
       .set(key, notice.messageId, { ttlMs: NOTICE_MEMORY_MS })
       .catch((err) => deps.log.warn({ ...where, err }, 'notice sent but not recorded: a retry of this message would send it again'));

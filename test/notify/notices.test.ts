@@ -243,12 +243,30 @@ it('sends no notice over notify.maxNoticesPerHour and handles the message all th
   expect(logs.find((l) => l.queueId === 'N8' && String(l.msg).startsWith('notice not sent: over notify.maxNoticesPerHour (1)'))).toBeDefined();
 });
 
-it('sends no DSN over notify.maxPerSenderDomainPerHour: the bounced message is dropped with a warning', async () => {
+it('counts only accepted notices against the hourly limit: a 451 during a notify outage uses up nothing', async () => {
+  const down = await startSink();
+  await down.close();
+  const working = ctx;
+  await store.delete('notify-rate:notice');
+  try {
+    ctx = context(down.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
+    expect((await send(message('block virus discard', 'o1'), { ident: 'N11' })).code).toBe(451);
+    expect((await send(message('block virus discard', 'o1'), { ident: 'N11' })).code).toBe(451);
+    ctx = context(notify.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
+    expect((await send(message('block virus discard', 'o2'), { ident: 'N12' })).code).toBe(250);
+  } finally {
+    ctx = working;
+    await store.delete('notify-rate:notice');
+  }
+  expect(noticesAbout('N12')).toHaveLength(1);
+});
+
+it('sends no DSN over notify.maxPerSenderDomainPerHour: the bounced message is held in quarantine instead, with a warning', async () => {
   const working = ctx;
   ctx = context(notify.port, { limits: { ...limits, maxPerSenderDomainPerHour: 1 } });
   try {
     expect((await send(message('block spam bounce', 's1'), { ident: 'N9', from: 'x@flood.test' })).text).toBe('2.7.0 Ok, rejected by policy, delivery status notification sent');
-    expect((await send(message('block spam bounce', 's2'), { ident: 'N10', from: 'y@flood.test' })).text).toBe('2.7.0 Ok, rejected by policy, no notification (DSN rate limit)');
+    expect((await send(message('block spam bounce', 's2'), { ident: 'N10', from: 'y@flood.test' })).text).toMatch(/^2\.7\.0 Ok, held in quarantine as [a-f0-9]+$/);
   } finally {
     ctx = working;
   }
