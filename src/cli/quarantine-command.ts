@@ -154,8 +154,18 @@ function checkUsage(sub: string | undefined, rest: string[], v: Values): void {
   if (v.to !== undefined && !/^[^\s<>]+@[^\s<>@]+$/.test(v.to)) throw new UsageError(`--to wants one address, user@example.org\n\n${help}`);
 }
 
+/**
+ * Envelope addresses, HELO names and findings come from the sender: control characters
+ * (C0, DEL, C1 such as CSI) are replaced so that a held message cannot drive the terminal
+ * of the postmaster who lists it (escape-sequence injection).
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
+}
+
 function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  // JSON escapes C0 controls itself; C1 controls (a terminal's CSI) are escaped here.
+  process.stdout.write(`${JSON.stringify(value, null, 2).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`);
 }
 
 function failure(v: Values, id: string, why: string): number {
@@ -174,7 +184,9 @@ async function list(q: Quarantine, filter: Parameters<Quarantine['list']>[0], js
     const rcpts = e.envelope.recipients.map((r) => r.address);
     const released = e.released.length ? ' released' : '';
     process.stdout.write(
-      `${e.id} ${e.heldAt} ${e.reason} <${e.envelope.mailFrom}> -> ${rcpts.slice(0, 3).join(',')}${rcpts.length > 3 ? ` (+${rcpts.length - 3})` : ''} ${e.size}B${released} ${e.subject ?? ''}\n`,
+      printable(
+        `${e.id} ${e.heldAt} ${e.reason} <${e.envelope.mailFrom}> -> ${rcpts.slice(0, 3).join(',')}${rcpts.length > 3 ? ` (+${rcpts.length - 3})` : ''} ${e.size}B${released} ${e.subject ?? ''}`,
+      ) + '\n',
     );
   }
   if (!entries.length) process.stdout.write('no held messages\n');
@@ -210,6 +222,6 @@ async function show(q: Quarantine, held: HeldEntry, v: Values): Promise<number> 
     `message-id: ${held.messageId ?? '-'}`,
     ...held.released.map((r) => `released:   ${r.at} to ${r.to.join(', ')}: ${r.reply}`),
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${lines.map(printable).join('\n')}\n`);
   return EXIT.ok;
 }

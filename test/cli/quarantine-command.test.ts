@@ -171,3 +171,35 @@ it('deletes a held message; a second delete finds nothing', async () => {
   expect((await cli('delete', id)).status).toBe(1);
   expect((await cli('list')).stdout).toBe('no held messages\n');
 });
+
+it('prints no control characters from a held envelope or header (no terminal escape injection)', async () => {
+  const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+  const q = new Quarantine(
+    { dir: path.join(dir, 'held'), maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 },
+    store,
+    createLogger('silent'),
+  );
+  const evil = await q.hold({
+    session: 's2',
+    queueId: '4EVIL',
+    bank: 'default',
+    decidedBy: 'default',
+    reason: 'DMARC_FAIL_QUARANTINE',
+    findings: ['DMARC_FAIL_QUARANTINE(\x1b]0;owned\x07)'],
+    envelope: { mailFrom: 'a\x1b[2J@remote.test', smtputf8: true, recipients: [{ address: 'b\u009b31m@example.test' }] },
+    client: { addr: '198.51.100.7', helo: 'mx\x1b[31m' },
+    peer: '127.0.0.1',
+    size: raw.length,
+    raw: async function* () {
+      yield raw;
+    },
+    subject: 'caught',
+  });
+  await store.close();
+  const listed = await cli('list');
+  const shown = await cli('show', evil.id);
+  const json = await cli('show', evil.id, '--json');
+  for (const out of [listed.stdout, shown.stdout, json.stdout]) expect(out).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  expect(shown.stdout).toContain('<a?[2J@remote.test>');
+  expect(JSON.parse(json.stdout).envelope.recipients[0].address).toBe('b\u009b31m@example.test');
+});
