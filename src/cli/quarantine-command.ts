@@ -183,11 +183,10 @@ async function list(q: Quarantine, filter: Parameters<Quarantine['list']>[0], js
   for (const e of entries) {
     const rcpts = e.envelope.recipients.map((r) => r.address);
     const released = e.released.length ? ' released' : '';
-    process.stdout.write(
-      printable(
-        `${e.id} ${e.heldAt} ${e.reason} <${e.envelope.mailFrom}> -> ${rcpts.slice(0, 3).join(',')}${rcpts.length > 3 ? ` (+${rcpts.length - 3})` : ''} ${e.size}B${released} ${e.subject ?? ''}`,
-      ) + '\n',
+    const line = printable(
+      `${e.id} ${e.heldAt} ${e.reason} <${e.envelope.mailFrom}> -> ${rcpts.slice(0, 3).join(',')}${rcpts.length > 3 ? ` (+${rcpts.length - 3})` : ''} ${e.size}B${released} ${e.subject ?? ''}`,
     );
+    process.stdout.write(`${line}\n`);
   }
   if (!entries.length) process.stdout.write('no held messages\n');
   return EXIT.ok;
