@@ -9,7 +9,8 @@
  * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or no recipient's NOTIFY
  * includes FAILURE (RFC 3461 4.1: NEVER, or only SUCCESS/DELAY), or, for banned files and
  * bad headers on a bank that is not originating, when the sender is not authenticated
- * (notices.ts authenticSender: no backscatter to forged senders), or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
+ * (notices.ts authenticSender: no backscatter to forged senders), or when the message is
+ * itself automatic (Auto-Submitted other than no, from MAILER-DAEMON or notify.from: loops), or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
  * and sender notices per sender domain) are reached: then with a warning. A DSN already sent
  * for this very message (a Postfix retry after our reply was lost) is not sent again: the
  * store remembers it by the retry-stable id for DSN_MEMORY_MS.
@@ -35,7 +36,7 @@ import type { Store } from '../store/store';
 import type { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import { buildDsn } from './dsn';
-import { authenticSender } from './notices';
+import { authenticSender, loopReason } from './notices';
 import { countSent, domainOf, overLimit, type RateLimits } from './rate';
 import type { SignReport } from './sign';
 import type { Templates } from '../lib/notice-templates';
@@ -93,6 +94,11 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
     const why = sender === '' ? 'the null sender' : never ? 'NOTIFY=NEVER' : 'no NOTIFY=FAILURE';
     deps.log.info(where, `message bounced by policy: no DSN to ${why}, message dropped`);
     return withText(replies.bounced, `Ok, rejected by policy, no notification (${why})`);
+  }
+  const loop = loopReason(deps, tx, received);
+  if (loop) {
+    deps.log.info(where, `message bounced by policy: no DSN, ${loop} (loop protection); message dropped`);
+    return withText(replies.bounced, 'Ok, rejected by policy, no notification (automatic message)');
   }
   // Banned files and bad headers are common in forged mail: on a bank that is not originating, a
   // DSN goes only to a sender that authenticated (as the sender notices), never as backscatter.

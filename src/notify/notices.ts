@@ -87,6 +87,20 @@ export function authenticSender(results: Results, sender: string): boolean {
   return org(dmarc.from.toLowerCase()) === org(domain);
 }
 
+/**
+ * Why no notice or DSN may be written about this message, or undefined: it is itself
+ * automatic (Auto-Submitted other than "no", RFC 3834 2), from our own notify.from, or from
+ * MAILER-DAEMON or the null sender. Writing about such mail is how two systems loop.
+ */
+export function loopReason(deps: Pick<BounceDeps, 'from' | 'hostname'>, tx: Transaction, received: Message): string | undefined {
+  const sender = tx.envelope.mailFrom.toLowerCase();
+  const auto = received.get('auto-submitted').map((f) => Message.value(f).trim().toLowerCase());
+  if (auto.some((v) => !/^no\b/.test(v))) return 'the message is Auto-Submitted';
+  if (sender === '' || /^mailer-daemon@/.test(sender)) return 'the message is from MAILER-DAEMON or the null sender';
+  if (sender === noticeFrom(deps).toLowerCase()) return 'the message is from notify.from';
+  return undefined;
+}
+
 function plan(deps: BounceDeps, req: NoticeRequest, category: NoticeCategory): Planned[] {
   const { tx, result } = req;
   const n = tx.bank.notices;
@@ -155,6 +169,11 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
   if (!category || !deps.templates) return;
   const { tx } = req;
   const where = { session: tx.id, queueId: tx.queueId, category, reason: req.result.verdict.reason };
+  const loop = loopReason(deps, tx, req.received);
+  if (loop) {
+    deps.log.info(where, `no notices: ${loop} (loop protection)`);
+    return;
+  }
   const planned = plan(deps, req, category);
   const stableId = planned.length ? await req.stableId() : '';
   for (const p of planned) {

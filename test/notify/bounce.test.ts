@@ -198,3 +198,13 @@ it('keeps the earlier bounce for a Postfix retry even when the checks would now 
   expect(notify.received).toHaveLength(dsns);
   expect(logs.some((l) => l.queueId === 'Q7' && String(l.msg).startsWith('a retry of a message settled before'))).toBe(true);
 });
+
+it('sends no DSN about an automatic message (Auto-Submitted, MAILER-DAEMON), so two systems cannot loop', async () => {
+  const before = notify.received.length;
+  const auto = await send(`Auto-Submitted: auto-replied\r\n${message('auto')}`, { ident: 'Q10' });
+  expect(auto).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (automatic message)' });
+  const daemon = await send(message('daemon'), { ident: 'Q11', from: 'MAILER-DAEMON@remote.test' });
+  expect(daemon).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (automatic message)' });
+  expect(notify.received).toHaveLength(before);
+  expect(forward.received).toHaveLength(0);
+});
