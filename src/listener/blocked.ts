@@ -108,16 +108,16 @@ export async function settleBlocked(deps: BlockedDeps, req: BlockedRequest): Pro
         );
         throw new PostsealError('NOTIFY_FAILED', `bank ${tx.bankName} has no notify target`);
       }
-      // Over the DSN limit: held in quarantine rather than dropped, so nothing is lost unseen.
+      // Over the DSN limit, or the DSN refused for good: held in quarantine rather than dropped.
       const quarantine = deps.quarantine;
-      const overLimit = quarantine
+      const instead = quarantine
         ? async () => {
             const held = await holdInQuarantine(quarantine, req, deps.log);
             quarantineId = held.id;
             return held.reply;
           }
         : undefined;
-      outcome = { kind: 'accepted', reply: await bounceMessage(deps.notify, { ...req, stableId: await stableId(), overLimit }) };
+      outcome = { kind: 'accepted', reply: await bounceMessage(deps.notify, { ...req, stableId: await stableId(), instead }) };
       break;
     }
     case 'discard':

@@ -20,8 +20,8 @@
  * smtpd comes after postseal's signing); without a key it goes unsigned, and the log line says so.
  *
  * Fails: the notify target unreachable, slow, or answering 4xx, or signing failing: NOTIFY_FAILED (451 4.3.0,
- * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the message is
- * dropped with an error log line (a 5xx upstream would make Postfix bounce it with its body,
+ * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the message is held
+ * in quarantine when the caller can (req.instead), else dropped, with an error log line (a 5xx upstream would make Postfix bounce it with its body,
  * the content the policy bounce keeps from the sender).
  */
 import { PostsealError } from '../errors';
@@ -71,8 +71,8 @@ export interface BounceRequest {
   readonly result: PipelineResult;
   /** retryStableId of the message when the caller has it already (it reads the whole message). */
   readonly stableId?: string;
-  /** What to do instead of dropping a message whose DSN is over the hourly limit (hold it in quarantine); its reply. */
-  readonly overLimit?: () => Promise<SmtpReply>;
+  /** What to do instead of dropping a message whose DSN is over the hourly limit or refused for good (hold it in quarantine); its reply. */
+  readonly instead?: () => Promise<SmtpReply>;
 }
 
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
@@ -119,9 +119,9 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   }
   const over = deps.limits && (await overLimit(deps.store, deps.limits, 'dsn', domainOf(sender), deps.log));
   if (over) {
-    if (req.overLimit) {
+    if (req.instead) {
       deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message held in quarantine instead`);
-      return req.overLimit();
+      return req.instead();
     }
     deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message dropped`);
     return withText(replies.bounced, 'Ok, rejected by policy, no notification (DSN rate limit)');
@@ -156,7 +156,7 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   } catch (err) {
     throw notifyFailed(deps, where, (err as Error).message, err);
   }
-  if (!down.tx) return refuse(deps, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply);
+  if (!down.tx) return refuse(deps, req, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply);
   const t = down.tx;
   const guarded = async <T>(step: () => Promise<T>): Promise<T> => {
     try {
@@ -169,14 +169,14 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   const rcpt = await guarded(() => t.rcpt({ address: sender }));
   if (!isOk(rcpt)) {
     t.abort();
-    return refuse(deps, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt);
+    return refuse(deps, req, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt);
   }
   const final: DownstreamReply | undefined = await guarded(async () => {
     const done = await t.data(once(raw));
     if (done.failure) throw done.failure;
     return done.replies[0];
   });
-  if (!final || !isOk(final)) return refuse(deps, where, `DATA: ${final ? show(final) : 'no reply'}`, final);
+  if (!final || !isOk(final)) return refuse(deps, req, where, `DATA: ${final ? show(final) : 'no reply'}`, final);
   if (deps.limits) await countSent(deps.store, 'dsn', domainOf(sender), deps.log);
   await deps.store
     .set(key, dsn.messageId, { ttlMs: DSN_MEMORY_MS })
@@ -204,11 +204,15 @@ function notifyFailed(deps: BounceDeps, where: object, why: string, cause: unkno
 
 /**
  * A 4xx from the notify target is a retry. A 5xx means the DSN will never go: the message is
- * dropped with an error log line. Not a 5xx upstream: Postfix would then bounce the message
+ * held in quarantine (req.instead) or dropped, with an error log line. Not a 5xx upstream: Postfix would then bounce the message
  * with its body, the very content (a virus) the policy bounce keeps from the sender.
  */
-function refuse(deps: BounceDeps, where: object, why: string, reply: DownstreamReply | undefined): SmtpReply {
+async function refuse(deps: BounceDeps, req: BounceRequest, where: object, why: string, reply: DownstreamReply | undefined): Promise<SmtpReply> {
   if (!reply || reply.code < 500) throw notifyFailed(deps, where, why, undefined);
+  if (req.instead) {
+    deps.log.error({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is held in quarantine instead');
+    return req.instead();
+  }
   deps.log.error({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is dropped without a DSN');
   return withText(replies.bounced, 'Ok, rejected by policy, no notification (the DSN was refused)');
 }

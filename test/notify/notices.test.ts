@@ -243,6 +243,18 @@ it('sends no notice over notify.maxNoticesPerHour and handles the message all th
   expect(logs.find((l) => l.queueId === 'N8' && String(l.msg).startsWith('notice not sent: over notify.maxNoticesPerHour (1)'))).toBeDefined();
 });
 
+it('holds a bounced message in quarantine when the notify target refuses its DSN for good (no 5xx that bounces the body)', async () => {
+  notify.behaviour = { refuseRcpt: { 'z@refused.test': [550, '5.1.1 no such user'] } };
+  try {
+    const r = await send(message('block spam bounce', 'r1'), { ident: 'N13', from: 'z@refused.test' });
+    expect(r.code).toBe(250);
+    expect(r.text).toMatch(/^2\.7\.0 Ok, held in quarantine as [a-f0-9]+$/);
+  } finally {
+    notify.behaviour = {};
+  }
+  expect(logs.some((l) => l.queueId === 'N13' && l.level === 50 && String(l.msg).includes('held in quarantine instead'))).toBe(true);
+});
+
 it('counts only accepted notices against the hourly limit: a 451 during a notify outage uses up nothing', async () => {
   const down = await startSink();
   await down.close();
