@@ -44,6 +44,7 @@ export const errorCodes = {
   STORE_UNAVAILABLE: 'The state store did not carry out an operation: Redis unreachable or too slow, sqlite busy past its timeout or failing, or the store closed.',
   QUARANTINE_FAILED: 'A message with a quarantine verdict could not be held: the quarantine folder is full (quarantine.minFreeBytes), missing or not writable.',
   QUARANTINE_TOO_BIG: 'A message with a quarantine verdict is larger than quarantine.maxMessageSizeBytes.',
+  QUARANTINE_FULL: 'A message with a quarantine verdict would take the held messages over quarantine.maxTotalBytes.',
   QUARANTINE_NOT_FOUND: 'No held message has this quarantine id.',
   NOTIFY_FAILED: 'A delivery status notification (destiny bounce) or a notice could not be handed to the bank notify target: unreachable, too slow, a 4xx, or signing failed.',
   REINJECT_REFUSED: 'The downstream server refused the connection.',

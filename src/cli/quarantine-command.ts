@@ -33,7 +33,7 @@ list     held messages, newest first
   --rcpt ADDRESS   a recipient matches: user@example.org, example.org, .example.org
 show     one held message; --raw writes the message as received
 release  send it on to the forward target of its bank (not filtered again), with its original
-         envelope; --to sends it to ADDRESS instead; --force releases it again
+         envelope; --to sends it to ADDRESS instead; --force sends it again, only to recipients that did not accept it yet
 delete   remove it
 --json   one JSON document on standard output
 Exit codes: 0 done, 1 no such message, 2 usage error, 3 failure`;
@@ -113,8 +113,8 @@ export function runQuarantine(args: string[]): Promise<number> {
       }
       const target = config.banks.get(held.bank)?.forward;
       if (!target) return failure(values, held.id, `its bank ${held.bank} no longer exists; release it with a configuration that has that bank`);
-      if (held.released.length && !values.force) return failure(values, held.id, `already released at ${held.released.map((r) => r.at).join(', ')}; --force sends it again`);
-      const r = await releaseHeld(q, held, target, { heloName: target.heloName || config.hostname, log, to: values.to });
+      const r = await releaseHeld(q, held, target, { heloName: target.heloName || config.hostname, log, to: values.to, force: values.force });
+      if (!r.accepted.length && !r.refused.length && /^(already released|another release|every recipient)/.test(r.reply)) return failure(values, held.id, r.reply);
       log[r.ok ? 'info' : 'warn'](
         { quarantineId: held.id, queueId: held.queueId, session: held.session, accepted: r.accepted, refused: r.refused, reply: r.reply, forward: `${target.host}:${target.port}` },
         r.ok ? 'quarantined message released' : 'quarantined message not (fully) released',
@@ -154,8 +154,18 @@ function checkUsage(sub: string | undefined, rest: string[], v: Values): void {
   if (v.to !== undefined && !/^[^\s<>]+@[^\s<>@]+$/.test(v.to)) throw new UsageError(`--to wants one address, user@example.org\n\n${help}`);
 }
 
+/**
+ * Envelope addresses, HELO names and findings come from the sender: control characters
+ * (C0, DEL, C1 such as CSI) are replaced so that a held message cannot drive the terminal
+ * of the postmaster who lists it (escape-sequence injection).
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
+}
+
 function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  // JSON escapes C0 controls itself; C1 controls (a terminal's CSI) are escaped here.
+  process.stdout.write(`${JSON.stringify(value, null, 2).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`);
 }
 
 function failure(v: Values, id: string, why: string): number {
@@ -173,9 +183,10 @@ async function list(q: Quarantine, filter: Parameters<Quarantine['list']>[0], js
   for (const e of entries) {
     const rcpts = e.envelope.recipients.map((r) => r.address);
     const released = e.released.length ? ' released' : '';
-    process.stdout.write(
-      `${e.id} ${e.heldAt} ${e.reason} <${e.envelope.mailFrom}> -> ${rcpts.slice(0, 3).join(',')}${rcpts.length > 3 ? ` (+${rcpts.length - 3})` : ''} ${e.size}B${released} ${e.subject ?? ''}\n`,
+    const line = printable(
+      `${e.id} ${e.heldAt} ${e.reason} <${e.envelope.mailFrom}> -> ${rcpts.slice(0, 3).join(',')}${rcpts.length > 3 ? ` (+${rcpts.length - 3})` : ''} ${e.size}B${released} ${e.subject ?? ''}`,
     );
+    process.stdout.write(`${line}\n`);
   }
   if (!entries.length) process.stdout.write('no held messages\n');
   return EXIT.ok;
@@ -210,6 +221,6 @@ async function show(q: Quarantine, held: HeldEntry, v: Values): Promise<number> 
     `message-id: ${held.messageId ?? '-'}`,
     ...held.released.map((r) => `released:   ${r.at} to ${r.to.join(', ')}: ${r.reply}`),
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${lines.map(printable).join('\n')}\n`);
   return EXIT.ok;
 }

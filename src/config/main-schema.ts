@@ -347,10 +347,19 @@ export const mainConfigSchema = {
         },
         maxMessageSizeBytes: {
           type: 'integer',
-          minimum: 1024,
+          minimum: 0,
           maximum: 2147483647,
-          default: 52428800,
-          description: 'A larger message with a quarantine verdict is not held but tempfailed (451 4.3.0, logged), so Postfix keeps it in its queue.',
+          default: 0,
+          description:
+            "0 (the default) follows the bank's maxMessageSizeBytes: every message the bank accepts can be held. A larger message with a quarantine verdict is not held but refused with 550 5.7.1 and an error log line (a refusal is not a loss: Postfix bounces it to its sender; a 451 would keep it in the queue until it expires).",
+        },
+        maxTotalBytes: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 1099511627776000,
+          default: 10737418240,
+          description:
+            'The most the held messages may take together (10 GiB by default; 0 no limit), counted in the store. When it is reached a message with a quarantine verdict is refused with 550 5.7.1 and an error log line, not tempfailed: a 451 would let an attacker grow the Postfix queue without end.',
         },
         minFreeBytes: {
           type: 'integer',

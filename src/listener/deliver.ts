@@ -25,7 +25,7 @@ import type { DataReplies } from '../reinject/smtp-client';
 import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
-import { settleBlocked } from './blocked';
+import { settleBlocked, settleEarlier, stableIdOf } from './blocked';
 import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
 import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
@@ -97,6 +97,17 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
     const received = tx.message;
+    // A Postfix retry of a message held, bounced or refused before keeps that outcome (listener/blocked.ts).
+    const blockedDeps = { quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log };
+    const stableId = ctx.quarantine || ctx.bounce ? await stableIdOf(tx, received) : undefined;
+    const earlier = stableId === undefined ? undefined : await settleEarlier(blockedDeps, { tx, received, stableId });
+    if (earlier) {
+      down.abort();
+      Object.assign(record, { verdict: 'earlier', quarantineId: earlier.kind === 'accepted' ? earlier.quarantineId : undefined });
+      if (earlier.kind === 'refused') throw replyError(earlier.reply);
+      replyClass = '2';
+      return (replyText = ok(earlier.reply));
+    }
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     Object.assign(record, {
@@ -109,7 +120,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     if (!delivers(result.verdict.action)) {
       down.abort();
       // Held, bounced, discarded or refused, with the bank's notices (listener/blocked.ts).
-      const blocked = await settleBlocked({ quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log }, { tx, received, result });
+      const blocked = await settleBlocked(blockedDeps, { tx, received, result, stableId });
       if (blocked.kind === 'refused') throw replyError(blocked.reply);
       if (blocked.quarantineId) record.quarantineId = blocked.quarantineId;
       replyClass = '2';

@@ -6,8 +6,11 @@
  * is not delivered.
  *
  * No DSN, and the message is dropped with 250 2.7.0 and a log line, when the sender is the
- * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or every recipient asked
- * NOTIFY=NEVER, or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
+ * null sender (a bounce of a bounce: RFC 5321 6.1, RFC 3461 6.2) or no recipient's NOTIFY
+ * includes FAILURE (RFC 3461 4.1: NEVER, or only SUCCESS/DELAY), or, for banned files and
+ * bad headers on a bank that is not originating, when the sender is not authenticated
+ * (notices.ts authenticSender: no backscatter to forged senders), or when the message is
+ * itself automatic (Auto-Submitted other than no, from MAILER-DAEMON or notify.from: loops), or when the hourly limits of main config notify (rate.ts: all DSNs, and DSNs
  * and sender notices per sender domain) are reached: then with a warning. A DSN already sent
  * for this very message (a Postfix retry after our reply was lost) is not sent again: the
  * store remembers it by the retry-stable id for DSN_MEMORY_MS.
@@ -17,9 +20,9 @@
  * smtpd comes after postseal's signing); without a key it goes unsigned, and the log line says so.
  *
  * Fails: the notify target unreachable, slow, or answering 4xx, or signing failing: NOTIFY_FAILED (451 4.3.0,
- * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the verdict's own
- * 5xx goes to Postfix, which then bounces the message itself (so it is never dropped without
- * a notice or a trace).
+ * Postfix retries, no DSN recorded). It refusing the DSN for good (5xx): the message is held
+ * in quarantine when the caller can (req.instead), else dropped, with an error log line (a 5xx upstream would make Postfix bounce it with its body,
+ * the content the policy bounce keeps from the sender).
  */
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
@@ -28,18 +31,20 @@ import { retryStableId } from '../transaction/retry-id';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
-import { replies, replyError, withText, type SmtpReply } from '../smtp/replies';
+import { replies, withText, type SmtpReply } from '../smtp/replies';
 import type { Store } from '../store/store';
 import type { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import { buildDsn } from './dsn';
-import { domainOf, overLimit, type RateLimits } from './rate';
+import { authenticSender, loopReason } from './notices';
+import { countSent, domainOf, overLimit, type RateLimits } from './rate';
 import type { SignReport } from './sign';
 import type { Templates } from '../lib/notice-templates';
 
 /** How long a sent DSN is remembered: longer than Postfix's maximal_queue_lifetime (5 days). */
 export const DSN_MEMORY_MS = 7 * 86400_000;
-const KEY = 'dsn-sent:';
+export const DSN_SENT_KEY = 'dsn-sent:';
+const KEY = DSN_SENT_KEY;
 
 /** What DSNs and notices are sent with: the bank's notify target and the main config's notify section. */
 export interface BounceDeps {
@@ -66,6 +71,8 @@ export interface BounceRequest {
   readonly result: PipelineResult;
   /** retryStableId of the message when the caller has it already (it reads the whole message). */
   readonly stableId?: string;
+  /** What to do instead of dropping a message whose DSN is over the hourly limit or refused for good (hold it in quarantine); its reply. */
+  readonly instead?: () => Promise<SmtpReply>;
 }
 
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
@@ -80,11 +87,25 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   const { tx, received, result } = req;
   const where = { session: tx.id, queueId: tx.queueId, reason: result.verdict.reason };
   const sender = tx.envelope.mailFrom;
-  const recipients = tx.envelope.recipients.filter((r) => !/\bNEVER\b/i.test(r.notify ?? ''));
+  // RFC 3461 4.1: a failure DSN only for recipients without NOTIFY or whose NOTIFY has FAILURE.
+  const recipients = tx.envelope.recipients.filter((r) => r.notify === undefined || /\bFAILURE\b/i.test(r.notify));
   if (sender === '' || recipients.length === 0) {
-    const why = sender === '' ? 'the null sender' : 'NOTIFY=NEVER';
+    const never = tx.envelope.recipients.every((r) => /\bNEVER\b/i.test(r.notify ?? ''));
+    const why = sender === '' ? 'the null sender' : never ? 'NOTIFY=NEVER' : 'no NOTIFY=FAILURE';
     deps.log.info(where, `message bounced by policy: no DSN to ${why}, message dropped`);
     return withText(replies.bounced, `Ok, rejected by policy, no notification (${why})`);
+  }
+  const loop = loopReason(deps, tx, received);
+  if (loop) {
+    deps.log.info(where, `message bounced by policy: no DSN, ${loop} (loop protection); message dropped`);
+    return withText(replies.bounced, 'Ok, rejected by policy, no notification (automatic message)');
+  }
+  // Banned files and bad headers are common in forged mail: on a bank that is not originating, a
+  // DSN goes only to a sender that authenticated (as the sender notices), never as backscatter.
+  const category = result.verdict.category;
+  if ((category === 'banned' || category === 'bad-header') && !tx.bank.originating && !authenticSender(result.results, sender)) {
+    deps.log.info({ ...where, category, sender }, 'message bounced by policy: no DSN, the sender is not authenticated (no backscatter); message dropped');
+    return withText(replies.bounced, 'Ok, rejected by policy, no notification (sender not authenticated)');
   }
   const spool = received.spool;
   const key = KEY + (req.stableId ?? (await retryStableId({ queueId: tx.queueId, bank: tx.bankName, envelope: tx.envelope, client: tx.client, raw: () => spool.openRaw(0) })));
@@ -98,6 +119,10 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   }
   const over = deps.limits && (await overLimit(deps.store, deps.limits, 'dsn', domainOf(sender), deps.log));
   if (over) {
+    if (req.instead) {
+      deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message held in quarantine instead`);
+      return req.instead();
+    }
     deps.log.warn({ ...where, to: sender, limit: over }, `message bounced by policy: DSN not sent, over ${over}; message dropped`);
     return withText(replies.bounced, 'Ok, rejected by policy, no notification (DSN rate limit)');
   }
@@ -131,7 +156,7 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   } catch (err) {
     throw notifyFailed(deps, where, (err as Error).message, err);
   }
-  if (!down.tx) return refuse(deps, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply, refusal);
+  if (!down.tx) return refuse(deps, req, where, `MAIL FROM:<>: ${show(down.reply)}`, down.reply);
   const t = down.tx;
   const guarded = async <T>(step: () => Promise<T>): Promise<T> => {
     try {
@@ -144,14 +169,15 @@ export async function bounceMessage(deps: BounceDeps, req: BounceRequest): Promi
   const rcpt = await guarded(() => t.rcpt({ address: sender }));
   if (!isOk(rcpt)) {
     t.abort();
-    return refuse(deps, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt, refusal);
+    return refuse(deps, req, where, `RCPT TO:<${sender}>: ${show(rcpt)}`, rcpt);
   }
   const final: DownstreamReply | undefined = await guarded(async () => {
     const done = await t.data(once(raw));
     if (done.failure) throw done.failure;
     return done.replies[0];
   });
-  if (!final || !isOk(final)) return refuse(deps, where, `DATA: ${final ? show(final) : 'no reply'}`, final, refusal);
+  if (!final || !isOk(final)) return refuse(deps, req, where, `DATA: ${final ? show(final) : 'no reply'}`, final);
+  if (deps.limits) await countSent(deps.store, 'dsn', domainOf(sender), deps.log);
   await deps.store
     .set(key, dsn.messageId, { ttlMs: DSN_MEMORY_MS })
     .catch((err) => deps.log.warn({ ...where, err }, 'DSN sent but not recorded: a retry of this message would send it again'));
@@ -176,9 +202,17 @@ function notifyFailed(deps: BounceDeps, where: object, why: string, cause: unkno
   return new PostsealError('NOTIFY_FAILED', `DSN not sent: ${why}`, { cause });
 }
 
-/** A 4xx from the notify target is a retry; a 5xx means the DSN will never go: Postfix gets the 5xx and bounces itself. */
-function refuse(deps: BounceDeps, where: object, why: string, reply: DownstreamReply | undefined, refusal: SmtpReply): never {
+/**
+ * A 4xx from the notify target is a retry. A 5xx means the DSN will never go: the message is
+ * held in quarantine (req.instead) or dropped, with an error log line. Not a 5xx upstream: Postfix would then bounce the message
+ * with its body, the very content (a virus) the policy bounce keeps from the sender.
+ */
+async function refuse(deps: BounceDeps, req: BounceRequest, where: object, why: string, reply: DownstreamReply | undefined): Promise<SmtpReply> {
   if (!reply || reply.code < 500) throw notifyFailed(deps, where, why, undefined);
-  deps.log.warn({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is refused instead, so Postfix bounces it');
-  throw replyError(refusal);
+  if (req.instead) {
+    deps.log.error({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is held in quarantine instead');
+    return req.instead();
+  }
+  deps.log.error({ ...where, reason: why }, 'the notify target refused the DSN for good; the message is dropped without a DSN');
+  return withText(replies.bounced, 'Ok, rejected by policy, no notification (the DSN was refused)');
 }

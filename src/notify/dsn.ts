@@ -65,7 +65,8 @@ function originalRecipient(orcpt: string | undefined): string | undefined {
 }
 
 export function buildDsn(input: DsnInput): { raw: Buffer; eightBit: boolean; messageId: string } {
-  const boundary = `${input.now.getTime()}/${randomBytes(8).toString('hex')}/${input.hostname}`;
+  // RFC 2046 5.1.1: a boundary is at most 70 characters; a long host name is cut.
+  const boundary = `${input.now.getTime()}/${randomBytes(8).toString('hex')}/${input.hostname}`.slice(0, 70);
   const messageId = `${input.now.getTime()}.${randomBytes(8).toString('hex')}@${input.hostname}`;
   const status = input.reply.enhanced;
   const diagnostic = `${input.reply.code} ${input.reply.enhanced} ${input.reply.text}`;

@@ -33,7 +33,7 @@ import { Message } from '../transaction/message';
 import type { Transaction } from '../transaction/transaction';
 import type { BounceDeps } from './bounce';
 import { buildNotice } from './notice';
-import { domainOf, overLimit } from './rate';
+import { countSent, domainOf, overLimit } from './rate';
 import { poolSender } from './send';
 import { addressList, render, type Audience, type TemplateValues } from '../lib/notice-templates';
 
@@ -50,6 +50,8 @@ export interface NoticeRequest {
   readonly quarantineId?: string;
   /** For a bounce: the reply that says whether the DSN went (or why not: the null sender, the rate limit). */
   readonly bounceReply?: SmtpReply;
+  /** authenticSender as decided when the message was first settled (a retry has no check results). */
+  readonly senderAuthentic?: boolean;
 }
 
 interface Planned {
@@ -85,6 +87,20 @@ export function authenticSender(results: Results, sender: string): boolean {
   return org(dmarc.from.toLowerCase()) === org(domain);
 }
 
+/**
+ * Why no notice or DSN may be written about this message, or undefined: it is itself
+ * automatic (Auto-Submitted other than "no", RFC 3834 2), from our own notify.from, or from
+ * MAILER-DAEMON or the null sender. Writing about such mail is how two systems loop.
+ */
+export function loopReason(deps: Pick<BounceDeps, 'from' | 'hostname'>, tx: Transaction, received: Message): string | undefined {
+  const sender = tx.envelope.mailFrom.toLowerCase();
+  const auto = received.get('auto-submitted').map((f) => Message.value(f).trim().toLowerCase());
+  if (auto.some((v) => !/^no\b/.test(v))) return 'the message is Auto-Submitted';
+  if (sender === '' || /^mailer-daemon@/.test(sender)) return 'the message is from MAILER-DAEMON or the null sender';
+  if (sender === noticeFrom(deps).toLowerCase()) return 'the message is from notify.from';
+  return undefined;
+}
+
 function plan(deps: BounceDeps, req: NoticeRequest, category: NoticeCategory): Planned[] {
   const { tx, result } = req;
   const n = tx.bank.notices;
@@ -97,7 +113,7 @@ function plan(deps: BounceDeps, req: NoticeRequest, category: NoticeCategory): P
   const warnSender = (category === 'banned' && n.warnBannedSender) || (category === 'bad-header' && n.warnBadHeaderSender);
   const sender = tx.envelope.mailFrom;
   if (warnSender && result.verdict.action !== 'bounce' && sender !== '') {
-    if (authenticSender(result.results, sender)) out.push({ audience: 'sender', to: [sender], mailFrom: '' });
+    if (req.senderAuthentic ?? authenticSender(result.results, sender)) out.push({ audience: 'sender', to: [sender], mailFrom: '' });
     else
       deps.log.info(
         { session: tx.id, queueId: tx.queueId, category, sender },
@@ -153,6 +169,11 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
   if (!category || !deps.templates) return;
   const { tx } = req;
   const where = { session: tx.id, queueId: tx.queueId, category, reason: req.result.verdict.reason };
+  const loop = loopReason(deps, tx, req.received);
+  if (loop) {
+    deps.log.info(where, `no notices: ${loop} (loop protection)`);
+    return;
+  }
   const planned = plan(deps, req, category);
   const stableId = planned.length ? await req.stableId() : '';
   for (const p of planned) {
@@ -197,6 +218,7 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
       deps.log.error({ ...where, audience: p.audience, to: p.to, reason: r.reason }, 'the notify target refused the notice for good; the message goes on without it');
       continue;
     }
+    if (deps.limits) await countSent(deps.store, 'notice', p.audience === 'sender' ? domainOf(p.to[0]) : undefined, deps.log);
     await deps.store
       .set(key, notice.messageId, { ttlMs: NOTICE_MEMORY_MS })
       .catch((err) => deps.log.warn({ ...where, err }, 'notice sent but not recorded: a retry of this message would send it again'));

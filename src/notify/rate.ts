@@ -5,10 +5,12 @@
  * store). A flood of blocked mail with forged senders must not become a flood of backscatter.
  *
  * Over a limit the mail is not sent; the caller logs it and handles the message as its
- * verdict says (never lost: a bounce is then a discard with a log line).
- * The store unreachable: counted as under the limit with a warning (the notice or DSN is
- * owed; a store outage should not silence it).
+ * verdict says: a bounce over the limit is held in quarantine when the bank's listener has one
+ * (listener/blocked.ts), else dropped with a warning.
+ * Only accepted mail is counted (countSent), once per message. The store unreachable: a
+ * DSN is tempfailed (fail closed), a notice is sent with a warning (owed to the postmaster).
  */
+import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import type { Store } from '../store/store';
 
@@ -23,21 +25,34 @@ export interface RateLimits {
 export type RateKind = 'dsn' | 'notice';
 
 /**
- * Counts one more mail of this kind (and to this sender domain, when given); the limit it
- * went over, or null when it may be sent.
+ * The limit this mail would go over, or null when it may be sent. Only reads the counters:
+ * a mail is counted (countSent) once it was accepted, so a send that failed (a 451 retry
+ * during a notify outage) uses up nothing, and a retry sends nothing twice (the DSN and
+ * notice records). The store unreachable: a DSN is tempfailed (NOTIFY_FAILED: without the
+ * count a forged flood would become backscatter), a notice sent with a warning.
  */
 export async function overLimit(store: Store, limits: RateLimits, kind: RateKind, senderDomain: string | undefined, log: Logger): Promise<string | null> {
   try {
-    if (senderDomain) {
-      const n = await store.increment(`notify-rate:sender:${senderDomain.toLowerCase()}`, 1, { ttlMs: HOUR_MS });
-      if (n > limits.maxPerSenderDomainPerHour) return `notify.maxPerSenderDomainPerHour (${limits.maxPerSenderDomainPerHour}) for ${senderDomain}`;
-    }
+    const count = async (key: string) => Number((await store.get(key)) ?? 0);
+    if (senderDomain && (await count(`notify-rate:sender:${senderDomain.toLowerCase()}`)) >= limits.maxPerSenderDomainPerHour)
+      return `notify.maxPerSenderDomainPerHour (${limits.maxPerSenderDomainPerHour}) for ${senderDomain}`;
     const max = kind === 'dsn' ? limits.maxDsnPerHour : limits.maxNoticesPerHour;
-    const n = await store.increment(`notify-rate:${kind}`, 1, { ttlMs: HOUR_MS });
-    return n > max ? `notify.${kind === 'dsn' ? 'maxDsnPerHour' : 'maxNoticesPerHour'} (${max})` : null;
+    return (await count(`notify-rate:${kind}`)) >= max ? `notify.${kind === 'dsn' ? 'maxDsnPerHour' : 'maxNoticesPerHour'} (${max})` : null;
   } catch (err) {
+    if (kind === 'dsn')
+      throw new PostsealError('NOTIFY_FAILED', `cannot count DSNs in the store (${(err as Error).message}); tempfailed rather than sent unlimited`, { cause: err });
     log.warn({ err }, 'cannot count notices in the store; sending without the hourly limit');
     return null;
+  }
+}
+
+/** Counts one accepted mail of this kind (and to this sender domain); a store failure is logged. */
+export async function countSent(store: Store, kind: RateKind, senderDomain: string | undefined, log: Logger): Promise<void> {
+  try {
+    if (senderDomain) await store.increment(`notify-rate:sender:${senderDomain.toLowerCase()}`, 1, { ttlMs: HOUR_MS });
+    await store.increment(`notify-rate:${kind}`, 1, { ttlMs: HOUR_MS });
+  } catch (err) {
+    log.warn({ err }, 'cannot count a sent notice or DSN in the store');
   }
 }
 

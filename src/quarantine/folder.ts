@@ -27,7 +27,7 @@ export function isId(id: string): boolean {
   return ID_PATTERN.test(id);
 }
 
-export function fileOf(dir: string, id: string, ext: 'eml' | 'json' | 'released.json'): string {
+export function fileOf(dir: string, id: string, ext: 'eml' | 'json' | 'released.json' | 'releasing'): string {
   if (!isId(id)) throw new RangeError(`not a quarantine id: ${JSON.stringify(id.slice(0, 80))}`);
   return path.join(dir, `${id}.${ext}`);
 }

@@ -5,8 +5,9 @@
  * quarantine id, so Postfix logs "status=sent (250 2.7.0 Ok, held in quarantine as ID)" and
  * the postmaster can find it. The message is not delivered.
  *
- * Fails (rethrown for the caller's 451 through smtp/error-replies.ts, after one log line that
- * names the folder, the errno and the fix) with QUARANTINE_FAILED or QUARANTINE_TOO_BIG:
+ * Fails (rethrown, after one log line that names the folder, the errno and the fix) with
+ * QUARANTINE_TOO_BIG or QUARANTINE_FULL (the caller refuses the message), or with
+ * QUARANTINE_FAILED (the caller's 451 through smtp/error-replies.ts):
  * Postfix keeps the message and retries, and the retry is recognised (quarantine.ts).
  */
 import { PostsealError, isPostsealError } from '../errors';
@@ -47,6 +48,7 @@ export async function holdInQuarantine(quarantine: Quarantine | undefined, req: 
       bank: tx.bankName,
       decidedBy: result.bankName,
       reason: result.verdict.reason,
+      category: result.verdict.category,
       findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
       envelope: tx.envelope,
       client: tx.client,
@@ -65,10 +67,11 @@ export async function holdInQuarantine(quarantine: Quarantine | undefined, req: 
   } catch (err) {
     const errno = ((err as { cause?: NodeJS.ErrnoException }).cause ?? undefined)?.code;
     const dir = quarantine?.dir;
-    if (isPostsealError(err, 'QUARANTINE_TOO_BIG')) {
+    if (isPostsealError(err, 'QUARANTINE_TOO_BIG') || isPostsealError(err, 'QUARANTINE_FULL')) {
+      const fix = err.code === 'QUARANTINE_FULL' ? 'release or delete held messages, or raise quarantine.maxTotalBytes' : 'raise quarantine.maxMessageSizeBytes';
       log.error(
-        { ...where, quarantineDir: dir, code: err.code },
-        `cannot hold the message in quarantine: ${err.message}; it stays in the Postfix queue (raise quarantine.maxMessageSizeBytes, or release it from the queue by hand)`,
+        { ...where, quarantineDir: dir, code: err.code, reason: result.verdict.reason },
+        `cannot hold the message in quarantine: ${err.message}; it is refused (550 5.7.1) instead (${fix})`,
       );
     } else {
       log.error(

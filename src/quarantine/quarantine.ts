@@ -8,8 +8,9 @@
  * bank, envelope, client, message bytes; not our session id), so a retry after a lost reply
  * finds the message already held and is answered 250 again, never held twice.
  *
- * Settings: quarantine.dir, maxMessageSizeBytes, minFreeBytes, maxAgeDays (main config).
- * Fails with QUARANTINE_TOO_BIG, QUARANTINE_FAILED (folder.ts); an index write that fails is
+ * Settings: quarantine.dir, maxMessageSizeBytes, maxTotalBytes (a byte counter in the store),
+ * minFreeBytes, maxAgeDays (main config).
+ * Fails with QUARANTINE_TOO_BIG, QUARANTINE_FULL, QUARANTINE_FAILED (folder.ts); an index write that fails is
  * logged and left to the sweep (the message is safe on disk).
  */
 import { createReadStream, promises as fsp } from 'node:fs';
@@ -17,6 +18,7 @@ import type { MainConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
 import { matchesRecipient } from '../pipeline/destiny';
+import type { NoticeCategory } from '../pipeline/stage';
 import type { Store } from '../store/store';
 import type { ClientInfo, Envelope } from '../transaction/transaction';
 import { retryStableId } from '../transaction/retry-id';
@@ -38,6 +40,8 @@ export interface HeldRecord {
   readonly decidedBy: string;
   /** The finding that decided. */
   readonly reason: string;
+  /** The content category of the deciding rule, for the notices a retry still owes (listener/blocked.ts). */
+  readonly category?: NoticeCategory;
   /** Every finding, "CODE(detail)". */
   readonly findings: readonly string[];
   /** As Postfix sent it: addresses and ESMTP parameters written as they came (xtext kept). */
@@ -76,6 +80,8 @@ export interface ListFilter {
 }
 
 const KEY = 'quarantine:';
+/** Bytes of the held messages, for maxTotalBytes; outside KEY so that list and sweep do not see it. */
+const TOTAL_KEY = 'quarantine-bytes';
 /** A .eml without its .json this old is the leftover of a crash between the two writes. */
 const LEFTOVER_MS = 3600_000;
 /** Recipients kept in an index entry (the file has them all): a store value is at most 1 MiB. */
@@ -96,8 +102,8 @@ export class Quarantine {
 
   /** Holds the message; `duplicate` when this very message (a Postfix retry) was held before. */
   async hold(input: HoldInput): Promise<{ id: string; duplicate: boolean }> {
-    const { dir, maxMessageSizeBytes } = this.settings;
-    if (input.size > maxMessageSizeBytes)
+    const { dir, maxMessageSizeBytes, maxTotalBytes } = this.settings;
+    if (maxMessageSizeBytes > 0 && input.size > maxMessageSizeBytes)
       throw new PostsealError('QUARANTINE_TOO_BIG', `message of ${input.size} bytes is larger than quarantine.maxMessageSizeBytes (${maxMessageSizeBytes})`);
     const id = await retryStableId(input);
     const meta = fileOf(dir, id, 'json');
@@ -107,12 +113,19 @@ export class Quarantine {
       return { id, duplicate: true };
     }
     await ensureFolder(dir);
+    if (maxTotalBytes > 0) {
+      // A counter in the store, not a walk of the folder: one read per hold (delete and the sweep subtract).
+      const total = Number((await this.store.get(TOTAL_KEY).catch(() => undefined)) ?? 0);
+      if (total + input.size > maxTotalBytes)
+        throw new PostsealError('QUARANTINE_FULL', `the held messages take ${total} bytes; ${input.size} more would pass quarantine.maxTotalBytes (${maxTotalBytes})`);
+    }
     await checkSpace({ dir, minFreeBytes: this.settings.minFreeBytes });
     const { raw, ...rest } = input;
     const record: HeldRecord = { version: 1, id, heldAt: new Date(this.now()).toISOString(), ...rest };
     const written = await writeAtomically(fileOf(dir, id, 'eml'), raw());
     if (written !== input.size) throw new PostsealError('QUARANTINE_FAILED', `quarantine folder ${dir}: wrote ${written} of ${input.size} bytes of ${id}.eml`);
     await writeAtomically(meta, [Buffer.from(`${JSON.stringify(record, null, 1)}\n`)]);
+    await this.count(input.size);
     await this.index({ ...record, released: [] });
     return { id, duplicate: false };
   }
@@ -163,8 +176,10 @@ export class Quarantine {
   /** Removes the message (the .json first: without it the message is no longer held); true if it was. */
   async delete(id: string): Promise<boolean> {
     if (!isId(id)) return false;
-    const was = await exists(fileOf(this.dir, id, 'json'));
+    const record = await this.get(id).catch(() => undefined);
+    const was = record !== undefined || (await exists(fileOf(this.dir, id, 'json')));
     for (const ext of ['json', 'eml', 'released.json'] as const) await fsp.rm(fileOf(this.dir, id, ext), { force: true });
+    if (record) await this.count(-record.size);
     await this.store.delete(KEY + id).catch((err) => this.log.warn({ err, quarantineId: id }, 'quarantine index entry not removed; the sweep removes it'));
     return was;
   }
@@ -192,6 +207,19 @@ export class Quarantine {
       if (!f.name.endsWith('.json') || f.name.endsWith('.released.json')) continue;
       const id = f.name.slice(0, -'.json'.length);
       if (old > maxAgeMs) {
+        // One line per message: expiry deletes mail nobody released, and the postmaster must be able to say which.
+        const entry = await this.get(id).catch(() => undefined);
+        this.log.info(
+          {
+            quarantineId: id,
+            queueId: entry?.queueId,
+            reason: entry?.reason,
+            released: Boolean(entry?.released.length),
+            heldAt: entry?.heldAt,
+            maxAgeDays: this.settings.maxAgeDays,
+          },
+          entry?.released.length ? 'held message expired (it was released)' : 'held message expired and deleted without being released',
+        );
         await this.delete(id);
         held.delete(id);
         counts.expired++;
@@ -208,6 +236,12 @@ export class Quarantine {
       if (await this.store.delete(key)) counts.dropped++;
     }
     return counts;
+  }
+
+  /** The running total of held bytes (quarantine.maxTotalBytes); best effort, logged when the store fails. */
+  private async count(bytes: number): Promise<void> {
+    if (!this.settings.maxTotalBytes) return;
+    await this.store.increment(TOTAL_KEY, bytes).catch((err) => this.log.warn({ err, store: this.store.description }, 'quarantine byte count not updated'));
   }
 
   /** Best effort: the file is what holds the message, the sweep restores a missing entry. */

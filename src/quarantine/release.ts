@@ -8,19 +8,24 @@
  * signed). `to` sends it to that one address instead (no NOTIFY/ORCPT: they were the original
  * recipients').
  *
- * The release is recorded with the held message (its time, the recipients the downstream
- * accepted and its reply) once the downstream accepted the end of data; a refused recipient
- * or a failed DATA is reported, never retried here.
+ * Delivered at most once per recipient: a lock file ID.releasing (O_EXCL, taken over after
+ * RELEASE_LOCK_STALE_MS) keeps two releases apart; under it the releases are read again, a
+ * released message needs `force`, and `force` sends only to recipients that did not accept
+ * it yet. Once the downstream accepted the end of data (on LMTP: per recipient), the
+ * accepted recipients are logged and then recorded with the held message; a failure to
+ * record is logged, never thrown over the delivery. A refused recipient or a failed DATA is
+ * reported, never retried here.
  *
- * Fails: never throws for downstream trouble (REINJECT_* come back as `reply`); throws
- * QUARANTINE_FAILED when the release cannot be recorded.
+ * Fails: never throws for downstream trouble (REINJECT_* come back as `reply`).
  */
+import { promises as fsp } from 'node:fs';
 import type { ForwardTarget } from '../config/bank-schema';
 import type { Logger } from '../lib/log';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
 import { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
 import type { Recipient } from '../transaction/transaction';
+import { fileOf } from './folder';
 import type { HeldEntry, Quarantine } from './quarantine';
 
 export interface ReleaseResult {
@@ -35,14 +40,61 @@ export interface ReleaseResult {
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
 const isOk = (r: DownstreamReply) => r.code >= 200 && r.code < 300;
 
+/** A lock file older than this is a release that crashed: taken over. */
+export const RELEASE_LOCK_STALE_MS = 10 * 60_000;
+
+/** Creates ID.releasing with O_EXCL; false when another release holds a fresh one. */
+async function lock(file: string, now: number): Promise<boolean> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const h = await fsp.open(file, 'wx', 0o600);
+      await h.write(`${process.pid}\n`);
+      await h.close();
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const st = await fsp.stat(file).catch(() => null);
+      if (st && now - st.mtimeMs < RELEASE_LOCK_STALE_MS) return false;
+      await fsp.rm(file, { force: true });
+    }
+  }
+  return false;
+}
+
 export async function releaseHeld(
+  quarantine: Quarantine,
+  entry: HeldEntry,
+  target: ForwardTarget,
+  opts: { heloName: string; log: Logger; to?: string; force?: boolean; now?: () => Date },
+): Promise<ReleaseResult> {
+  const fail = (reply: string, accepted: string[] = [], refused: ReleaseResult['refused'] = []): ReleaseResult => ({ ok: false, accepted, refused, reply });
+  const lockFile = fileOf(quarantine.dir, entry.id, 'releasing');
+  if (!(await lock(lockFile, Date.now())))
+    return fail(`another release of ${entry.id} is running (lock file ${lockFile}, taken over after ${RELEASE_LOCK_STALE_MS / 60_000} minutes)`);
+  try {
+    // Read again under the lock: a concurrent release may have finished meanwhile.
+    const held = (await quarantine.get(entry.id)) ?? entry;
+    const done = new Set(held.released.flatMap((r) => r.to.map((a) => a.toLowerCase())));
+    if (done.size && !opts.force) return fail(`already released at ${held.released.map((r) => r.at).join(', ')}; --force sends it again`);
+    const { recipients, ...mail } = held.envelope;
+    const wanted: readonly Recipient[] = opts.to === undefined ? recipients : [{ address: opts.to }];
+    // --force sends only to those that did not take it yet: nobody gets it twice.
+    const rcpts = wanted.filter((r) => !done.has(r.address.toLowerCase()));
+    if (!rcpts.length) return fail(`every recipient already accepted it (${[...done].join(', ')})`);
+    return await deliverHeld(quarantine, held, target, rcpts, mail, opts);
+  } finally {
+    await fsp.rm(lockFile, { force: true }).catch(() => undefined);
+  }
+}
+
+async function deliverHeld(
   quarantine: Quarantine,
   held: HeldEntry,
   target: ForwardTarget,
-  opts: { heloName: string; log: Logger; to?: string; now?: () => Date },
+  rcpts: readonly Recipient[],
+  mail: Omit<HeldEntry['envelope'], 'recipients'>,
+  opts: { heloName: string; log: Logger; now?: () => Date },
 ): Promise<ReleaseResult> {
-  const { recipients, ...mail } = held.envelope;
-  const rcpts: readonly Recipient[] = opts.to === undefined ? recipients : [{ address: opts.to }];
   const pool = new DownstreamPool(target, opts.heloName, opts.log);
   const fail = (reply: string, accepted: string[] = [], refused: ReleaseResult['refused'] = []): ReleaseResult => ({ ok: false, accepted, refused, reply });
   try {
@@ -56,6 +108,7 @@ export async function releaseHeld(
     }
     const accepted: string[] = [];
     const refused: { address: string; reply: string }[] = [];
+    let delivered: string[];
     let reply: string;
     try {
       for (const r of rcpts) {
@@ -68,17 +121,36 @@ export async function releaseHeld(
         return fail('no recipient accepted', [], refused);
       }
       const done = await tx.data(quarantine.openRaw(held.id));
-      const bad = done.replies.find((r) => !isOk(r));
-      if (done.failure || bad || done.replies.length === 0) return fail(done.failure?.message ?? (bad ? `DATA: ${show(bad)}` : 'DATA: no reply'), [], refused);
-      reply = show(done.replies[0]);
+      if (target.protocol === 'lmtp' && done.replies.length > 1) {
+        // LMTP: one reply per accepted recipient; those with a 2xx have the message, whatever the others got.
+        delivered = accepted.filter((_, i) => done.replies[i] && isOk(done.replies[i]));
+        accepted.forEach((a, i) => {
+          if (!delivered.includes(a)) refused.push({ address: a, reply: done.replies[i] ? show(done.replies[i]) : (done.failure?.message ?? 'no reply') });
+        });
+        reply = show(done.replies.find(isOk) ?? done.replies[0]);
+      } else {
+        const bad = done.replies.find((r) => !isOk(r));
+        delivered = done.failure || bad || done.replies.length === 0 ? [] : accepted;
+        reply = done.failure?.message ?? (bad ? `DATA: ${show(bad)}` : done.replies.length ? show(done.replies[0]) : 'DATA: no reply');
+      }
+      if (!delivered.length) return fail(reply, [], refused);
     } catch (err) {
       // A connection error or timeout (REINJECT_*), or the .eml unreadable: nothing was accepted.
       tx.cancel();
       return fail((err as Error).message, [], refused);
     }
-    // Delivered: a failure to record it is the caller's to report (the message must not be released again blindly).
-    await quarantine.recordRelease(held.id, { at: (opts.now?.() ?? new Date()).toISOString(), to: accepted, reply });
-    return { ok: refused.length === 0, accepted, refused, reply };
+    // Delivered: logged first, then recorded; a failure to record is logged and does not hide the delivery.
+    const at = (opts.now?.() ?? new Date()).toISOString();
+    opts.log.info({ quarantineId: held.id, queueId: held.queueId, accepted: delivered, reply }, 'quarantined message accepted by the forward target');
+    try {
+      await quarantine.recordRelease(held.id, { at, to: delivered, reply });
+    } catch (err) {
+      opts.log.error(
+        { quarantineId: held.id, queueId: held.queueId, accepted: delivered, err },
+        `released message delivered but the release could not be recorded (${(err as Error).message}); do not release ${held.id} again without checking the log`,
+      );
+    }
+    return { ok: refused.length === 0, accepted: delivered, refused, reply };
   } finally {
     await pool.close();
   }

@@ -5,7 +5,7 @@
  * (BODY, RET, ENVID, NOTIFY, ORCPT, XFORWARD) and the bytes as received, once.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -45,7 +45,11 @@ beforeAll(async () => {
   const main = { bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], store: { sqlite: { file: 'state.db' } }, quarantine: { dir: 'held' } };
   writeFileSync(file, YAML.stringify(main));
   const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
-  const q = new Quarantine({ dir: path.join(dir, 'held'), maxMessageSizeBytes: 1 << 20, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 }, store, createLogger('silent'));
+  const q = new Quarantine(
+    { dir: path.join(dir, 'held'), maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 },
+    store,
+    createLogger('silent'),
+  );
   ({ id } = await q.hold({
     session: 's1',
     queueId: '4QID',
@@ -139,8 +143,63 @@ it('releases with the original envelope and bytes, once; again only with --force
   expect(JSON.parse((await cli('show', id, '--json')).stdout).released.map((x: { to: string[] }) => x.to)).toEqual([['bob@example.test'], ['postmaster@example.test']]);
 });
 
+it('with --force sends only to recipients that did not accept it yet, so nobody gets it twice', async () => {
+  const before = sink.received.length;
+  const r = await cli('release', id, '--force', '--json');
+  expect(r.status).toBe(3);
+  expect(JSON.parse(r.stdout)).toMatchObject({ id, ok: false, error: expect.stringMatching(/^every recipient already accepted it/) });
+  expect(sink.received.length).toBe(before);
+});
+
+it('refuses a release while another one holds the fresh ID.releasing lock, and takes over a stale one', async () => {
+  const before = sink.received.length;
+  const lockFile = path.join(dir, 'held', `${id}.releasing`);
+  writeFileSync(lockFile, '1\n');
+  const busy = await cli('release', id, '--to', 'x@example.test', '--force', '--json');
+  expect(busy.status).toBe(3);
+  expect(JSON.parse(busy.stdout).error).toMatch(/^another release of .* is running/);
+  expect(sink.received.length).toBe(before);
+  const old = new Date(Date.now() - 3600_000);
+  utimesSync(lockFile, old, old);
+  expect((await cli('release', id, '--to', 'x@example.test', '--force', '--json')).status).toBe(0);
+  expect(sink.received.length).toBe(before + 1);
+  expect(existsSync(lockFile)).toBe(false);
+});
+
 it('deletes a held message; a second delete finds nothing', async () => {
   expect(JSON.parse((await cli('delete', id, '--json')).stdout)).toEqual({ id, deleted: true });
   expect((await cli('delete', id)).status).toBe(1);
   expect((await cli('list')).stdout).toBe('no held messages\n');
+});
+
+it('prints no control characters from a held envelope or header (no terminal escape injection)', async () => {
+  const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+  const q = new Quarantine(
+    { dir: path.join(dir, 'held'), maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 },
+    store,
+    createLogger('silent'),
+  );
+  const evil = await q.hold({
+    session: 's2',
+    queueId: '4EVIL',
+    bank: 'default',
+    decidedBy: 'default',
+    reason: 'DMARC_FAIL_QUARANTINE',
+    findings: ['DMARC_FAIL_QUARANTINE(\x1b]0;owned\x07)'],
+    envelope: { mailFrom: 'a\x1b[2J@remote.test', smtputf8: true, recipients: [{ address: 'b\u009b31m@example.test' }] },
+    client: { addr: '198.51.100.7', helo: 'mx\x1b[31m' },
+    peer: '127.0.0.1',
+    size: raw.length,
+    raw: async function* () {
+      yield raw;
+    },
+    subject: 'caught',
+  });
+  await store.close();
+  const listed = await cli('list');
+  const shown = await cli('show', evil.id);
+  const json = await cli('show', evil.id, '--json');
+  for (const out of [listed.stdout, shown.stdout, json.stdout]) expect(out).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  expect(shown.stdout).toContain('<a?[2J@remote.test>');
+  expect(JSON.parse(json.stdout).envelope.recipients[0].address).toBe('b\u009b31m@example.test');
 });

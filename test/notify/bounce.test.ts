@@ -25,15 +25,20 @@ import { startSink, type Sink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 import { testStageDeps } from '../helpers/stage-run';
 
+/** Set by a test: the check stops firing, as a check may on a retry (a signature fetched, a rule changed). */
+let checksPass = false;
+/** Set by a test: the category of the bounce decision (banned, for the forged-sender rule). */
+let bounceCategory: 'banned' | undefined;
+
 // A check stage (registered id loop-guard, so the bank schema takes it) whose finding's destiny is bounce.
 const bouncer = defineStage<unknown, 'LOOP_GUARD_TRACE_SEEN'>({
   id: 'loop-guard',
   phase: 'check',
   findings: ['LOOP_GUARD_TRACE_SEEN'],
-  rules: { LOOP_GUARD_TRACE_SEEN: () => destinyDecision('bounce', replies.contentRejected) },
+  rules: { LOOP_GUARD_TRACE_SEEN: () => destinyDecision('bounce', replies.contentRejected, [], bounceCategory) },
   create: () => ({
     id: 'loop-guard',
-    run: async (tx) => ({ findings: tx.message.get('subject').some((f) => f.raw.includes('bounce me')) ? [{ code: 'LOOP_GUARD_TRACE_SEEN' }] : [] }),
+    run: async (tx) => ({ findings: !checksPass && tx.message.get('subject').some((f) => f.raw.includes('bounce me')) ? [{ code: 'LOOP_GUARD_TRACE_SEEN' }] : [] }),
   }),
 });
 
@@ -114,7 +119,7 @@ it('sends no second DSN for a Postfix retry of the same message', async () => {
   const after = notify.received.length;
   expect((await send(message('retry'), { ident: 'Q2' })).code).toBe(250);
   expect(notify.received).toHaveLength(after);
-  expect(logs.some((l) => l.queueId === 'Q2' && l.msg === 'message bounced by policy: its DSN was sent before (a retry)')).toBe(true);
+  expect(logs.some((l) => l.queueId === 'Q2' && String(l.msg).startsWith('a retry of a message settled before'))).toBe(true);
 });
 
 it('sends no DSN to the null sender, nor for NOTIFY=NEVER, and drops the message', async () => {
@@ -146,14 +151,60 @@ it('tempfails while the notify target is down, and the retry then sends exactly 
   expect(notify.received).toHaveLength(before + 1);
 });
 
-it('refuses the message with the verdict 5xx when the notify target refuses the DSN for good, so Postfix bounces it', async () => {
+it('drops the message with an error log line when the notify target refuses the DSN for good, never a 5xx that makes Postfix bounce the body', async () => {
   notify.behaviour = { refuseRcpt: { 'bob@remote.test': [550, '5.1.1 no such user'] } };
   try {
     const r = await send(message('refused'), { ident: 'Q6' });
-    expect(r.code).toBe(550);
-    expect(r.text).toBe('5.7.1 Message content rejected');
+    expect(r.code).toBe(250);
+    expect(r.text).toBe('2.7.0 Ok, rejected by policy, no notification (the DSN was refused)');
   } finally {
     notify.behaviour = {};
   }
+  expect(forward.received).toHaveLength(0);
+  expect(logs.some((l) => l.queueId === 'Q6' && l.level === 50 && String(l.msg).startsWith('the notify target refused the DSN for good'))).toBe(true);
+});
+
+it('sends no DSN when no recipient asked NOTIFY=FAILURE (RFC 3461 4.1), e.g. NOTIFY=SUCCESS', async () => {
+  const before = notify.received.length;
+  const r = await send(message('success-only'), { ident: 'Q8', rcptArgs: ' NOTIFY=SUCCESS,DELAY' });
+  expect(r).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (no NOTIFY=FAILURE)' });
+  expect(notify.received).toHaveLength(before);
+});
+
+it('sends no DSN for a banned file to a sender that did not authenticate on an inbound bank (no backscatter)', async () => {
+  const before = notify.received.length;
+  bounceCategory = 'banned';
+  try {
+    const r = await send(message('banned-forged'), { ident: 'Q9' });
+    expect(r).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (sender not authenticated)' });
+  } finally {
+    bounceCategory = undefined;
+  }
+  expect(notify.received).toHaveLength(before);
+  expect(forward.received).toHaveLength(0);
+});
+
+it('keeps the earlier bounce for a Postfix retry even when the checks would now pass: no delivery after a DSN', async () => {
+  expect((await send(message('sticky'), { ident: 'Q7' })).code).toBe(250);
+  const dsns = notify.received.length;
+  checksPass = true;
+  try {
+    const r = await send(message('sticky'), { ident: 'Q7' });
+    expect(r).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, delivery status notification sent' });
+  } finally {
+    checksPass = false;
+  }
+  expect(forward.received).toHaveLength(0);
+  expect(notify.received).toHaveLength(dsns);
+  expect(logs.some((l) => l.queueId === 'Q7' && String(l.msg).startsWith('a retry of a message settled before'))).toBe(true);
+});
+
+it('sends no DSN about an automatic message (Auto-Submitted, MAILER-DAEMON), so two systems cannot loop', async () => {
+  const before = notify.received.length;
+  const auto = await send(`Auto-Submitted: auto-replied\r\n${message('auto')}`, { ident: 'Q10' });
+  expect(auto).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (automatic message)' });
+  const daemon = await send(message('daemon'), { ident: 'Q11', from: 'MAILER-DAEMON@remote.test' });
+  expect(daemon).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (automatic message)' });
+  expect(notify.received).toHaveLength(before);
   expect(forward.received).toHaveLength(0);
 });

@@ -80,3 +80,11 @@ it('leaves out an ORCPT whose decoded address would break the field', () => {
   expect(d.status[1]).not.toHaveProperty('Original-Recipient');
   expect(d.status[1]).not.toHaveProperty('X-Evil');
 });
+
+it('keeps the MIME boundary within 70 characters (RFC 2046) for a long host name', () => {
+  const raw = buildDsn({ ...input, hostname: `${'h'.repeat(60)}.${'x'.repeat(60)}.example.test` }).raw.toString('latin1');
+  const boundary = /boundary="([^"]+)"/.exec(raw)![1];
+  expect(boundary.length).toBeLessThanOrEqual(70);
+  expect(raw).toContain(`\r\n--${boundary}--\r\n`);
+  expect(parse(Buffer.from(raw, 'latin1')).parts).toEqual(['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
+});

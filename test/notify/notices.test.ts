@@ -111,7 +111,7 @@ beforeAll(async () => {
   notify = await startSink();
   store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'notices-db-')), 's.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
   quarantine = new Quarantine(
-    { dir: mkdtempSync(path.join(tmpdir(), 'notices-q-')), maxMessageSizeBytes: 1048576, minFreeBytes: 0, maxAgeDays: 1, sweepIntervalMs: 3600000 },
+    { dir: mkdtempSync(path.join(tmpdir(), 'notices-q-')), maxMessageSizeBytes: 1048576, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 1, sweepIntervalMs: 3600000 },
     store,
     log,
   );
@@ -223,7 +223,7 @@ it('tempfails while the notify target is down, holds the message once, and the r
   expect((await send(message('block banned quarantine spf', 'b3'), { ident: 'N6' })).code).toBe(250);
   expect((await send(message('block banned quarantine spf', 'b3'), { ident: 'N6' })).code).toBe(250);
   expect(noticesAbout('N6').map(audience)).toEqual(['admin', 'recipient', 'sender']);
-  expect(logs.filter((l) => l.queueId === 'N6' && l.msg === 'message already held in quarantine (a retry)').map((l) => l.quarantineId)).toEqual([first, first]);
+  expect(logs.filter((l) => l.queueId === 'N6' && String(l.msg).startsWith('a retry of a message settled before')).map((l) => l.quarantineId)).toEqual([first, first]);
   expect(await quarantine.list({})).toHaveLength(logs.filter((l) => l.msg === 'message held in quarantine').length);
 });
 
@@ -243,12 +243,42 @@ it('sends no notice over notify.maxNoticesPerHour and handles the message all th
   expect(logs.find((l) => l.queueId === 'N8' && String(l.msg).startsWith('notice not sent: over notify.maxNoticesPerHour (1)'))).toBeDefined();
 });
 
-it('sends no DSN over notify.maxPerSenderDomainPerHour: the bounced message is dropped with a warning', async () => {
+it('holds a bounced message in quarantine when the notify target refuses its DSN for good (no 5xx that bounces the body)', async () => {
+  notify.behaviour = { refuseRcpt: { 'z@refused.test': [550, '5.1.1 no such user'] } };
+  try {
+    const r = await send(message('block spam bounce', 'r1'), { ident: 'N13', from: 'z@refused.test' });
+    expect(r.code).toBe(250);
+    expect(r.text).toMatch(/^2\.7\.0 Ok, held in quarantine as [a-f0-9]+$/);
+  } finally {
+    notify.behaviour = {};
+  }
+  expect(logs.some((l) => l.queueId === 'N13' && l.level === 50 && String(l.msg).includes('held in quarantine instead'))).toBe(true);
+});
+
+it('counts only accepted notices against the hourly limit: a 451 during a notify outage uses up nothing', async () => {
+  const down = await startSink();
+  await down.close();
+  const working = ctx;
+  await store.delete('notify-rate:notice');
+  try {
+    ctx = context(down.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
+    expect((await send(message('block virus discard', 'o1'), { ident: 'N11' })).code).toBe(451);
+    expect((await send(message('block virus discard', 'o1'), { ident: 'N11' })).code).toBe(451);
+    ctx = context(notify.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
+    expect((await send(message('block virus discard', 'o2'), { ident: 'N12' })).code).toBe(250);
+  } finally {
+    ctx = working;
+    await store.delete('notify-rate:notice');
+  }
+  expect(noticesAbout('N12')).toHaveLength(1);
+});
+
+it('sends no DSN over notify.maxPerSenderDomainPerHour: the bounced message is held in quarantine instead, with a warning', async () => {
   const working = ctx;
   ctx = context(notify.port, { limits: { ...limits, maxPerSenderDomainPerHour: 1 } });
   try {
     expect((await send(message('block spam bounce', 's1'), { ident: 'N9', from: 'x@flood.test' })).text).toBe('2.7.0 Ok, rejected by policy, delivery status notification sent');
-    expect((await send(message('block spam bounce', 's2'), { ident: 'N10', from: 'y@flood.test' })).text).toBe('2.7.0 Ok, rejected by policy, no notification (DSN rate limit)');
+    expect((await send(message('block spam bounce', 's2'), { ident: 'N10', from: 'y@flood.test' })).text).toMatch(/^2\.7\.0 Ok, held in quarantine as [a-f0-9]+$/);
   } finally {
     ctx = working;
   }

@@ -77,7 +77,7 @@ it('holds a Postfix retry of the same message once, answering it with the same i
     expect(again.final?.code).toBe(250);
     expect(again.final?.text).toBe(first.final?.text);
     expect(readdirSync(dir)).toHaveLength(2);
-    expect(h.logs.some((l) => l.msg === 'message already held in quarantine (a retry)')).toBe(true);
+    expect(h.logs.some((l) => String(l.msg).startsWith('a retry of a message settled before'))).toBe(true);
   } finally {
     await h.close();
   }
@@ -96,6 +96,36 @@ it('tempfails with 451 4.3.0 and a log line naming the folder when it is full; n
     const line = h.logs.find((l) => l.level === 50 && l.queueId === 'QID3');
     expect(line).toMatchObject({ quarantineDir: dir, code: 'QUARANTINE_FAILED' });
     expect(String(line?.msg)).toContain(`cannot hold the message in the quarantine folder ${dir}`);
+  } finally {
+    await h.close();
+  }
+});
+
+it('refuses with 550 5.7.1 and an error log line a message too big for the quarantine, not 451 forever', async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'q-hold-')), 'held');
+  const h = await harness({ dir, maxMessageSizeBytes: 1024 });
+  try {
+    const before = sink.received.length;
+    const r = await send(h, `${message('big')}${'x'.repeat(2000)}\r\n`, 'QID5');
+    expect(r.final?.code).toBe(550);
+    expect(r.final?.text).toMatch(/^5\.7\.1 .*too big for the quarantine/);
+    expect(sink.received.length).toBe(before);
+    expect(h.logs.find((l) => l.level === 50 && l.queueId === 'QID5')).toMatchObject({ code: 'QUARANTINE_TOO_BIG' });
+  } finally {
+    await h.close();
+  }
+});
+
+it('holds messages up to quarantine.maxTotalBytes, then refuses with 550 5.7.1 and an error log line', async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'q-hold-')), 'held');
+  const h = await harness({ dir, maxTotalBytes: 2048 });
+  try {
+    expect((await send(h, `${message('t1')}${'y'.repeat(1200)}\r\n`, 'QID6')).final?.code).toBe(250);
+    const r = await send(h, `${message('t2')}${'y'.repeat(1200)}\r\n`, 'QID7');
+    expect(r.final?.code).toBe(550);
+    expect(r.final?.text).toMatch(/^5\.7\.1 .*quarantine full/);
+    expect(h.logs.find((l) => l.level === 50 && l.queueId === 'QID7')).toMatchObject({ code: 'QUARANTINE_FULL' });
+    expect(readdirSync(dir).filter((f) => f.endsWith('.eml'))).toHaveLength(1);
   } finally {
     await h.close();
   }

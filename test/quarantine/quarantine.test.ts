@@ -48,7 +48,7 @@ function input(over: Partial<HoldInput> = {}, bytes = message): HoldInput {
 }
 
 function settings(dir: string, over: Partial<QuarantineSettings> = {}): QuarantineSettings {
-  return { dir, maxMessageSizeBytes: 1 << 20, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000, ...over };
+  return { dir, maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000, ...over };
 }
 
 const backends: [string, () => Promise<{ store: Store; done: () => Promise<void> }>][] = [
@@ -183,7 +183,12 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     utimesSync(path.join(dir, '.tmp-2-00'), now / 1000, now / 1000);
     await store.delete(`quarantine:${young.id}`);
     await store.set('quarantine:bbbbbbbbbbbbbbbbbbbbbbbb', '{}');
-    expect(await q.sweep()).toEqual({ expired: 1, leftovers: 2, restored: 1, dropped: 1 });
+    const lines: Record<string, unknown>[] = [];
+    const logged = new Quarantine(settings(dir), store, createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l)) }), () => now);
+    expect(await logged.sweep()).toEqual({ expired: 1, leftovers: 2, restored: 1, dropped: 1 });
+    expect(lines.filter((l) => l.quarantineId === old.id)).toEqual([
+      expect.objectContaining({ msg: 'held message expired and deleted without being released', queueId: '4ABC123', reason: 'DMARC_FAIL_QUARANTINE', released: false }),
+    ]);
     expect(readdirSync(dir).sort()).toEqual(['.tmp-2-00', `${young.id}.eml`, `${young.id}.json`].sort());
     expect((await q.list()).map((e) => e.id)).toEqual([young.id]);
   });

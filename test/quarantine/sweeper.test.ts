@@ -14,7 +14,7 @@ it('creates the folder at start, removes an expired message on its interval, and
   const base = mkdtempSync(path.join(tmpdir(), 'q-sweeper-'));
   const dir = path.join(base, 'held');
   const store = openSqliteStore({ file: path.join(base, 's.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
-  const q = new Quarantine({ dir, maxMessageSizeBytes: 1 << 20, minFreeBytes: 0, maxAgeDays: 1, sweepIntervalMs: 1000 }, store, createLogger('silent'));
+  const q = new Quarantine({ dir, maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 1, sweepIntervalMs: 1000 }, store, createLogger('silent'));
   const sweeper = new QuarantineSweeper(q, () => q, createLogger('silent'));
   try {
     await sweeper.start();
