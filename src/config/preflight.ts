@@ -8,7 +8,10 @@
  *   queue folders), and a file can be created in it: otherwise every message over
  *   spool.memoryThresholdBytes would be deferred for ever. Fails with CFG_SPOOL_UNUSABLE;
  * - no bank forwards to postseal's own listeners (config/forward-loops.ts): CFG_INCONSISTENT;
- * - the sqlite store's folder exists and is writable (store/index.ts): CFG_STORE_UNUSABLE.
+ * - the sqlite store's folder exists and is writable (store/index.ts): CFG_STORE_UNUSABLE;
+ * - quarantine.dir exists or is created, and a file can be written in it: a warning
+ *   (CFG_QUARANTINE_UNUSABLE), not a refusal, as only a quarantine verdict needs it and that
+ *   verdict then tempfails with its own log line (docs/quarantine.md).
  *
  * Returns the warnings, the loader's included (key file modes, non-loopback listeners).
  */
@@ -23,34 +26,49 @@ import type { ConfigFiles } from './load';
 export async function preflight(config: ConfigFiles & { readonly warnings?: readonly ConfigWarning[] }, deps: LoopCheckDeps = {}): Promise<ConfigWarning[]> {
   await prepareSpoolDir(config.file, config.main.spool.dir);
   const loopWarnings = await checkForwardLoops(config, deps);
-  return [...(config.warnings ?? []), ...loopWarnings];
+  return [...(config.warnings ?? []), ...loopWarnings, ...(await quarantineWarnings(config.file, config.main.quarantine.dir))];
 }
 
 /** Creates the folder if missing and proves that a spool file can be created, written and removed in it. */
 export async function prepareSpoolDir(configFile: string, dir: string): Promise<void> {
-  const where = `${configFile}: /spool/dir: ${dir}`;
-  const fix = 'create it (mkdir -m 700) owned by the user postseal runs as, or set spool.dir to a folder that user can write';
+  const problem = await folderProblem(dir);
+  if (problem)
+    throw new PostsealError(
+      'CFG_SPOOL_UNUSABLE',
+      `${configFile}: /spool/dir: ${dir}: ${problem}; create it (mkdir -m 700) owned by the user postseal runs as, or set spool.dir to a folder that user can write`,
+    );
+}
+
+async function quarantineWarnings(configFile: string, dir: string): Promise<ConfigWarning[]> {
+  const problem = await folderProblem(dir);
+  if (!problem) return [];
+  return [
+    {
+      code: 'CFG_QUARANTINE_UNUSABLE',
+      message: `${configFile}: /quarantine/dir: ${dir}: ${problem}; a quarantine verdict will be a 451 until it is fixed: create it (mkdir -m 700) owned by the user postseal runs as, or set quarantine.dir to a folder that user can write`,
+    },
+  ];
+}
+
+/**
+ * Creates the folder if missing and writes and removes a probe file in it; what went wrong, or
+ * null. The probe's name is no spool or quarantine file name, so no sweep takes it for one.
+ */
+async function folderProblem(dir: string): Promise<string | null> {
   try {
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new PostsealError('CFG_SPOOL_UNUSABLE', `${where}: cannot be created (${describe(err)}); ${fix}`, { cause: err });
+    return `cannot be created (${describe(err)})`;
   }
-  // Not a spool file name: sweepStaleSpools leaves it alone, and it never outlives this call.
   const probe = path.join(dir, `.postseal-probe-${process.pid}-${randomBytes(6).toString('hex')}`);
-  let created = false;
   try {
-    const file = await fsp.open(probe, 'wx', 0o600);
-    created = true;
-    try {
-      await file.write(Buffer.from('postseal spool probe\n'));
-    } finally {
-      await file.close();
-    }
+    await fsp.writeFile(probe, 'postseal probe\n', { flag: 'wx', mode: 0o600 });
   } catch (err) {
-    throw new PostsealError('CFG_SPOOL_UNUSABLE', `${where}: postseal cannot write a file in it (${describe(err)}); ${fix}`, { cause: err });
+    return `postseal cannot write a file in it (${describe(err)})`;
   } finally {
-    if (created) await fsp.rm(probe, { force: true });
+    await fsp.rm(probe, { force: true }).catch(() => undefined);
   }
+  return null;
 }
 
 /** node's fs messages start with the errno name: "EACCES: permission denied, open '...'". */

@@ -134,3 +134,29 @@ describe('start-up warnings', () => {
     expect(String(warning?.msg)).toContain('open relay');
   });
 });
+
+describe('quarantine folder', () => {
+  it('is created 0700 by the checks, relative to the config file, with no warning', async () => {
+    const { dir, file } = configWith({});
+    const warnings = await preflight(loadConfig(file));
+    expect(warnings.filter((w) => w.code === 'CFG_QUARANTINE_UNUSABLE')).toEqual([]);
+    expect(statSync(path.join(dir, 'quarantine')).mode & 0o777).toBe(0o700);
+    expect(readdirSync(path.join(dir, 'quarantine'))).toEqual([]);
+  });
+
+  it('one that cannot be created is a warning naming the file, the pointer and the fix, and `config check` says so', async () => {
+    const { dir, file } = configWith({});
+    writeFileSync(path.join(dir, 'quarantine'), 'a file where the folder should be\n');
+    const warnings = await preflight(loadConfig(file));
+    expect(warnings).toContainEqual({
+      code: 'CFG_QUARANTINE_UNUSABLE',
+      message: expect.stringMatching(
+        new RegExp(
+          `^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: /quarantine/dir: .*quarantine: cannot be created .*; a quarantine verdict will be a 451 .*create it \\(mkdir -m 700\\)`,
+        ),
+      ),
+    });
+    const r = runCli(['config', 'check', '--config', file]);
+    expect(r.stderr).toContain('CFG_QUARANTINE_UNUSABLE');
+  });
+});
