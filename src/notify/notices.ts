@@ -87,6 +87,8 @@ export function authenticSender(results: Results, sender: string): boolean {
   return org(dmarc.from.toLowerCase()) === org(domain);
 }
 
+const NULL_SENDER = 'the message is from MAILER-DAEMON or the null sender';
+
 /**
  * Why no notice or DSN may be written about this message, or undefined: it is itself
  * automatic (Auto-Submitted other than "no", RFC 3834 2), from our own notify.from, or from
@@ -96,7 +98,7 @@ export function loopReason(deps: Pick<BounceDeps, 'from' | 'hostname'>, tx: Tran
   const sender = tx.envelope.mailFrom.toLowerCase();
   const auto = received.get('auto-submitted').map((f) => Message.value(f).trim().toLowerCase());
   if (auto.some((v) => !/^no\b/.test(v))) return 'the message is Auto-Submitted';
-  if (sender === '' || /^mailer-daemon@/.test(sender)) return 'the message is from MAILER-DAEMON or the null sender';
+  if (sender === '' || /^mailer-daemon@/.test(sender)) return NULL_SENDER;
   if (sender === noticeFrom(deps).toLowerCase()) return 'the message is from notify.from';
   return undefined;
 }
@@ -170,11 +172,14 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
   const { tx } = req;
   const where = { session: tx.id, queueId: tx.queueId, category, reason: req.result.verdict.reason };
   const loop = loopReason(deps, tx, req.received);
-  if (loop) {
+  // A bounce is answered by no one, but the site's own admins still hear of the virus in it:
+  // their notice goes to us, carries Auto-Submitted, and is never itself written about.
+  if (loop && loop !== NULL_SENDER) {
     deps.log.info(where, `no notices: ${loop} (loop protection)`);
     return;
   }
-  const planned = plan(deps, req, category);
+  const planned = plan(deps, req, category).filter((p) => !loop || p.audience === 'admin');
+  if (loop) deps.log.info(where, `admin notices only: ${loop} (loop protection)`);
   const stableId = planned.length ? await req.stableId() : '';
   for (const p of planned) {
     const key = `${KEY}${stableId}:${p.audience}`;
