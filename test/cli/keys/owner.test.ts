@@ -17,12 +17,13 @@ function keyConfig() {
     keys: { k1: { domain: 'example.org', selector: 's1', keyFile: 'example.org.s1.pem', algorithm: 'ed25519-sha256' } },
     rules: [{ author: 'example.org', keys: ['k1'] }],
   });
-  // mkdtemp makes 0700 folders; the service user must be able to read the config, and write its store.
+  // mkdtemp makes 0700 folders; the service user must be able to read the config, and write its
+  // store and its quarantine (as in the systemd example, both in its state folder).
   chmodSync(cfg.dir, 0o755);
   const state = path.join(cfg.dir, 'state');
   mkdirSync(state);
   chownSync(state, uid, gid);
-  appendFileSync(cfg.config, `store: { sqlite: { file: ${state}/postseal.db } }\n`);
+  appendFileSync(cfg.config, `store: { sqlite: { file: ${state}/postseal.db } }\nquarantine: { dir: ${state}/quarantine }\n`);
   return cfg;
 }
 
