@@ -12,6 +12,7 @@
  * downstream's own reply (one per recipient on LMTP).
  * Reports the message, its in-flight span and downstream failures at DATA to ctx.telemetry.
  */
+import { receivedTransaction } from './received';
 import type { Readable } from 'node:stream';
 import type { SMTPServerDataResult } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
@@ -26,9 +27,8 @@ import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
 import { settleBlocked, settleEarlier, stableIdOf } from './blocked';
-import { Message } from '../transaction/message';
 import { spoolFrom, type Spool } from '../transaction/spool';
-import type { ClientInfo, Envelope, Transaction } from '../transaction/transaction';
+import type { ClientInfo, Envelope } from '../transaction/transaction';
 import type { SessionContext } from './session';
 
 export interface DeliverInput {
@@ -82,19 +82,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     spools.push(spool);
     spooledAt = performance.now();
     record.size = spool.size;
-    const tx: Transaction = {
-      id: input.id,
-      bankName: input.bankName,
-      bank,
-      envelope: input.envelope,
-      client: input.client,
-      queueId: input.client.ident,
-      peerAddress: input.peer,
-      receivedAt: new Date(),
-      message: Message.parse(spool),
-    };
-    // Fields past the limit would pass every check unseen (a second From, a forged A-R).
-    if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
+    const tx = receivedTransaction(input, bank, spool);
     deadlineTimer = setTimeout(() => deadline.abort(new PostsealError('DEADLINE_EXCEEDED', 'message deadline passed')), bank.timeouts.messageDeadlineMs);
     const received = tx.message;
     // A Postfix retry of a message held, bounced or refused before keeps that outcome (listener/blocked.ts).

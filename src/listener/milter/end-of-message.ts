@@ -19,6 +19,7 @@
  * Writes the one log line per message (STYLE.md §12) and reports to ctx.telemetry as the SMTP
  * path does; removes the spool files.
  */
+import { receivedTransaction } from '../received';
 import type { ListenerConfig } from '../../config/main-schema';
 import { errorCodes, isPostsealError, PostsealError } from '../../errors';
 import { errorFields } from '../../lib/log';
@@ -29,9 +30,8 @@ import { settleBlocked, settleEarlier, stableIdOf } from '../blocked';
 import { delivers } from '../../pipeline/verdict';
 import { replyForError } from '../../smtp/error-replies';
 import { formatReply, type SmtpReply } from '../../smtp/replies';
-import { Message } from '../../transaction/message';
 import type { Spool } from '../../transaction/spool';
-import type { ClientInfo, Envelope, Transaction } from '../../transaction/transaction';
+import type { ClientInfo, Envelope } from '../../transaction/transaction';
 import type { SessionContext } from '../session';
 import { modificationsFor, type Modifications } from './modifications';
 
@@ -87,18 +87,7 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     spools.push(spool);
     record.size = spool.size;
     if (input.headerTooBig) throw new PostsealError('HEADER_TOO_BIG', 'header section longer than spool.maxHeaderBytes');
-    const tx: Transaction = {
-      id: input.id,
-      bankName: input.bankName,
-      bank,
-      envelope: input.envelope,
-      client: input.client,
-      queueId: input.client.ident,
-      peerAddress: input.peer,
-      receivedAt: new Date(),
-      message: Message.parse(spool),
-    };
-    if (!tx.message.headerComplete) throw new PostsealError('HEADER_TOO_BIG', `header section longer than ${spool.head.length} bytes`);
+    const tx = receivedTransaction(input, bank, spool);
     const original = tx.message;
     // A retry of a message held, bounced or refused before keeps that outcome (listener/blocked.ts).
     const blockedDeps = { quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log };
