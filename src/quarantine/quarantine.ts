@@ -13,7 +13,7 @@
  * Fails with QUARANTINE_TOO_BIG, QUARANTINE_FULL, QUARANTINE_FAILED (folder.ts); an index write that fails is
  * logged and left to the sweep (the message is safe on disk).
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, existsSync, promises as fsp } from 'node:fs';
 import type { MainConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
@@ -133,7 +133,12 @@ export class Quarantine {
   /** The held message's record from its file, with its releases; undefined if none has this id. */
   async get(id: string): Promise<HeldEntry | undefined> {
     if (!isId(id)) return undefined;
-    const text = await fsp.readFile(fileOf(this.dir, id, 'json'), 'utf8').catch(() => undefined);
+    const file = fileOf(this.dir, id, 'json');
+    // Every message of a bank with a quarantine asks this (a retry of a held one?), and the answer
+    // is nearly always no: a stat of the local folder, without the thread-pool round trip and the
+    // ENOENT error a failed open costs (3 % of the content path's CPU, bench profile).
+    if (!existsSync(file)) return undefined;
+    const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
     if (text === undefined) return undefined;
     const record = JSON.parse(text) as HeldRecord;
     const released = await fsp.readFile(fileOf(this.dir, id, 'released.json'), 'utf8').then(

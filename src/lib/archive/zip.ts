@@ -47,11 +47,11 @@ export interface ZipDirectory {
   readonly problem?: string;
 }
 
-const EOCD = 0x06054b50;
 const ZIP64_LOCATOR = 0x07064b50;
 const ZIP64_EOCD = 0x06064b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
+const EOCD_BYTES = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
 
 /** A 64-bit field as a Number, or -1 when it would not fit one safely. */
 function u64(b: Buffer, at: number): number {
@@ -61,11 +61,10 @@ function u64(b: Buffer, at: number): number {
 
 /** The end of central directory record: searched backwards over the largest comment (65535). */
 function findEocd(b: Buffer): number {
-  const lowest = Math.max(0, b.length - 22 - 0xffff);
-  for (let at = b.length - 22; at >= lowest; at--) {
-    if (b[at] === 0x50 && b.readUInt32LE(at) === EOCD) return at;
-  }
-  return -1;
+  if (b.length < 22) return -1;
+  // Native search (every decoded part's tail is asked: hasZipEnd), not a loop byte by byte.
+  const at = b.lastIndexOf(EOCD_BYTES, b.length - 22);
+  return at >= Math.max(0, b.length - 22 - 0xffff) ? at : -1;
 }
 
 /** Whether the bytes end like a zip (an end record in the last 64 KiB + 22), whatever their start. */

@@ -18,6 +18,10 @@ const EMPTY = Buffer.alloc(0);
 const B64 = new Uint8Array(256);
 for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') B64[c.charCodeAt(0)] = 1;
 
+/** A chunk of only the alphabet and line breaks: no padding, nothing to skip. */
+const PLAIN_LINES = /^[A-Za-z0-9+/\r\n]*$/;
+const LINE_BREAKS = /[\r\n]+/g;
+
 /**
  * Padding ends a group, not the part: bodies glued together ("QQ==" then more base64) decode
  * as both, each from its own alignment. Perl's MIME::Base64 and Python stop at the first "=";
@@ -29,6 +33,9 @@ class Base64Decoder implements Decoder {
 
   push(chunk: Buffer): Buffer {
     const text = chunk.toString('latin1');
+    // Nearly every chunk is lines of the alphabet: the line breaks go natively, with no walk
+    // char by char (that walk was a quarter of the MIME read's time on a 20 KB attachment).
+    if (PLAIN_LINES.test(text)) return this.decodeWhole(this.rest + (text.includes('\n') || text.includes('\r') ? text.replace(LINE_BREAKS, '') : text));
     const out: Buffer[] = [];
     let clean = this.rest;
     let start = 0;
@@ -44,10 +51,16 @@ class Base64Decoder implements Decoder {
       }
     }
     clean += text.slice(start);
+    const last = this.decodeWhole(clean);
+    if (last.length) out.push(last);
+    return out.length === 0 ? EMPTY : out.length === 1 ? out[0] : Buffer.concat(out);
+  }
+
+  /** The whole groups of `clean` (alphabet only) decoded; the rest is kept for the next chunk. */
+  private decodeWhole(clean: string): Buffer {
     const whole = clean.length - (clean.length % 4);
     this.rest = clean.slice(whole);
-    if (whole > 0) out.push(Buffer.from(clean.slice(0, whole), 'base64'));
-    return out.length === 0 ? EMPTY : out.length === 1 ? out[0] : Buffer.concat(out);
+    return whole > 0 ? Buffer.from(clean.slice(0, whole), 'base64') : EMPTY;
   }
 
   end(): Buffer {

@@ -123,17 +123,33 @@ function exchange(opts: SpamdEndpoint & { timeoutMs: number; maxReplyBytes?: num
   });
 }
 
+/**
+ * The request head and the message, corked while the kernel takes more: a message that fits
+ * the socket buffer leaves in one writev, not a write per piece (each its own syscall).
+ */
 async function send(socket: net.Socket, head: string, source: ScanSource | undefined): Promise<void> {
-  socket.write(head, 'latin1');
-  let sent = 0;
-  if (source) {
-    for await (const chunk of source.open()) {
-      if (socket.destroyed) return;
-      sent += chunk.length;
-      if (!socket.write(chunk)) await once(socket, 'drain');
+  let corked = true;
+  socket.cork();
+  try {
+    socket.write(head, 'latin1');
+    let sent = 0;
+    if (source) {
+      for await (const chunk of source.open()) {
+        if (socket.destroyed) return;
+        sent += chunk.length;
+        if (!socket.write(chunk)) {
+          socket.uncork();
+          corked = false;
+          await once(socket, 'drain');
+          socket.cork();
+          corked = true;
+        }
+      }
+      // Content-length was taken from the spool's size; a difference would make spamd wait or misread.
+      if (sent !== source.size) throw new Error(`the message had ${sent} bytes, not the ${source.size} announced`);
     }
-    // Content-length was taken from the spool's size; a difference would make spamd wait or misread.
-    if (sent !== source.size) throw new Error(`the message had ${sent} bytes, not the ${source.size} announced`);
+  } finally {
+    if (corked) socket.uncork();
   }
   // Half-close: spamd reads Content-length bytes, but the FIN ends a request it would otherwise wait on.
   socket.end();

@@ -17,5 +17,6 @@ export function clientFor(s: VirusSettings, timeoutMs = s.timeoutMs): ClamdClien
     timeoutMs,
     chunkBytes: s.chunkBytes,
     maxStreamBytes: s.maxScanBytes,
+    keepConnections: s.keepConnections,
   });
 }

@@ -102,7 +102,7 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
         if (coversAllRecipients(s.bypass, tx)) return one('VIRUS_BYPASSED', 'every recipient is in virus.bypass');
         const size = tx.message.size;
         if (size > s.maxScanBytes) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, over virus.maxScanBytes (${s.maxScanBytes})`);
-        const r = await client.scan(tx.message.openRaw(), signal);
+        const r = await client.scan(() => tx.message.openRaw(), signal);
         switch (r.kind) {
           case 'clean':
             return one('VIRUS_CLEAN', versions.current ?? client.name);

@@ -43,6 +43,14 @@ export const virusBankSchema = {
         'Time for one scan, from the connect to the answer; must be below timeouts.stageTimeoutMs (checked at load). A scan that takes longer is a scanner failure (onScannerFailure).',
     },
     chunkBytes: { type: 'integer', minimum: 1024, maximum: 1048576, default: 65536, description: 'Size of the INSTREAM chunks the message is sent in.' },
+    keepConnections: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 64,
+      default: 8,
+      description:
+        "Idle connections to clamd kept open (clamd IDSESSION) for the next messages, per worker process and bank; 0 opens a connection per message, as amavisd-new does. A kept connection is closed after 10 s idle, before clamd's own IdleTimeout (30 s by default).",
+    },
     maxScanBytes: {
       type: 'integer',
       minimum: 1024,

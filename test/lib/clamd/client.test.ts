@@ -30,9 +30,11 @@ describe('the clamd client against a real clamd', () => {
   beforeAll(async () => {
     clamd = await startClamd();
     tcp = new ClamdClient(options({ host: '127.0.0.1', port: clamd.port }));
-    unix = new ClamdClient(options({ socket: clamd.socket }));
+    // Over the unix socket in kept sessions (IDSESSION), over TCP a connection per scan: both ways against the real clamd.
+    unix = new ClamdClient(options({ socket: clamd.socket }, { keepConnections: 4 }));
   }, 30_000);
   afterAll(async () => {
+    unix?.close();
     await clamd?.stop();
   });
 
@@ -51,32 +53,32 @@ describe('the clamd client against a real clamd', () => {
   });
 
   it('says clean for a clean message', async () => {
-    expect(await unix.scan(chunksOf(CLEAN))).toEqual({ kind: 'clean' });
-    expect(await tcp.scan(chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+    expect(await unix.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+    expect(await tcp.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
   });
 
   it('finds EICAR in a zip inside a base64 attachment of a multipart message, which clamd decodes itself', async () => {
     const msg = messageWithAttachment({ filename: 'invoice.zip', attachment: zipOf({ 'eicar.com': EICAR }) });
-    expect(await tcp.scan(chunksOf(msg))).toEqual({ kind: 'found', names: [EICAR_NAME] });
+    expect(await tcp.scan(() => chunksOf(msg))).toEqual({ kind: 'found', names: [EICAR_NAME] });
   });
 
   it('finds a body signature anywhere in the message, sent in chunks smaller than the signature', async () => {
     const msg = `${CLEAN}${'filler line\r\n'.repeat(1000)}${TEST_VIRUS_MARKER}\r\n`;
     const small = new ClamdClient(options({ socket: clamd.socket }, { chunkBytes: 7 }));
-    expect(await small.scan(chunksOf(msg, 1000))).toEqual({ kind: 'found', names: [TEST_VIRUS_NAME] });
+    expect(await small.scan(() => chunksOf(msg, 1000))).toEqual({ kind: 'found', names: [TEST_VIRUS_NAME] });
   });
 
   it("reports too-big when the message passes clamd's StreamMaxLength, or a cut stream when clamd's reset ate that answer", async () => {
     // Which of the two is a race between clamd's answer and its kernel's reset (client.ts).
     const big = Buffer.alloc(clamd.streamMaxBytes + 1, 'a');
-    const r = await unix.scan(chunksOf(big, 65536));
+    const r = await unix.scan(() => chunksOf(big, 65536));
     if (r.kind === 'too-big') expect(r.detail).toContain('StreamMaxLength');
     else expect(r).toEqual({ kind: 'failed', reason: 'closed', detail: expect.stringContaining('most likely at its StreamMaxLength') });
   });
 
   it('scans a message of exactly StreamMaxLength bytes', async () => {
     const exact = Buffer.alloc(clamd.streamMaxBytes, 'a');
-    expect(await unix.scan(chunksOf(exact, 65536))).toEqual({ kind: 'clean' });
+    expect(await unix.scan(() => chunksOf(exact, 65536))).toEqual({ kind: 'clean' });
   });
 
   it('stops sending at maxStreamBytes and reports too-big without waiting for clamd', async () => {
@@ -88,7 +90,7 @@ describe('the clamd client against a real clamd', () => {
         yield c;
       }
     }
-    expect(await client.scan(counted())).toEqual({ kind: 'too-big', detail: expect.stringContaining('maxStreamBytes') });
+    expect(await client.scan(counted)).toEqual({ kind: 'too-big', detail: expect.stringContaining('maxStreamBytes') });
     expect(pulled).toBeLessThanOrEqual(1500);
   });
 });
@@ -97,7 +99,7 @@ describe('the clamd client when clamd is not there', () => {
   it('reports unreachable for a unix socket that does not exist', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'postseal-clamd-none-'));
     try {
-      const r = await new ClamdClient(options({ socket: path.join(dir, 'none.sock') })).scan(chunksOf(CLEAN));
+      const r = await new ClamdClient(options({ socket: path.join(dir, 'none.sock') })).scan(() => chunksOf(CLEAN));
       expect(r).toMatchObject({ kind: 'failed', reason: 'unreachable', detail: expect.stringContaining('ENOENT') });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -155,7 +157,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
   it('calls an answer it cannot read garbage', async () => {
     const s = await scripted(answering('stream: maybe\0'));
     try {
-      expect(await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'garbage' });
+      expect(await new ClamdClient(options(s.endpoint)).scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'garbage' });
     } finally {
       await s.close();
     }
@@ -175,7 +177,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
   it('reports an ERROR answer as a scanner error', async () => {
     const s = await scripted(answering('Error processing command. ERROR\0'));
     try {
-      expect(await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'error' });
+      expect(await new ClamdClient(options(s.endpoint)).scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'error' });
     } finally {
       await s.close();
     }
@@ -184,7 +186,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
   it('keeps the virus names printable and bounded', async () => {
     const s = await scripted(answering(`stream: Evil\r\nName${'x'.repeat(500)} FOUND\0`));
     try {
-      const r = await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN));
+      const r = await new ClamdClient(options(s.endpoint)).scan(() => chunksOf(CLEAN));
       expect(r.kind).toBe('found');
       const name = r.kind === 'found' ? r.names[0] : '';
       expect(name).toMatch(/^[\x20-\x7e]+$/);
@@ -206,7 +208,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
   it('reports a connection closed without an answer', async () => {
     const s = await scripted((sock) => sock.once('data', () => sock.end()));
     try {
-      expect(await new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'closed' });
+      expect(await new ClamdClient(options(s.endpoint)).scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'closed' });
     } finally {
       await s.close();
     }
@@ -216,7 +218,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
     const s = await scripted((sock) => sock.resume());
     try {
       const started = Date.now();
-      const r = await new ClamdClient(options(s.endpoint, { timeoutMs: 300 })).scan(chunksOf(CLEAN));
+      const r = await new ClamdClient(options(s.endpoint, { timeoutMs: 300 })).scan(() => chunksOf(CLEAN));
       expect(r).toMatchObject({ kind: 'failed', reason: 'timeout' });
       expect(Date.now() - started).toBeLessThan(2000);
       await until(() => s.closed.length === 1);
@@ -241,7 +243,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
     }
     try {
       const ac = new AbortController();
-      const scan = new ClamdClient(options(s.endpoint, { timeoutMs: 60_000, maxStreamBytes: 1024 ** 3 })).scan(endless(), ac.signal);
+      const scan = new ClamdClient(options(s.endpoint, { timeoutMs: 60_000, maxStreamBytes: 1024 ** 3 })).scan(endless, ac.signal);
       await new Promise((r) => setTimeout(r, 500));
       // What the kernel's socket buffers hold, and one chunk in hand: a few MiB, not the gigabyte on offer.
       expect(pulled).toBeLessThan(16 * 1024 * 1024);
@@ -257,7 +259,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
     const s = await scripted((sock) => sock.resume());
     try {
       const ac = new AbortController();
-      const scan = new ClamdClient(options(s.endpoint)).scan(chunksOf(CLEAN), ac.signal);
+      const scan = new ClamdClient(options(s.endpoint)).scan(() => chunksOf(CLEAN), ac.signal);
       setTimeout(() => ac.abort(new Error('deadline')), 100);
       await expect(scan).rejects.toThrow('deadline');
       await until(() => s.closed.length === 1);
@@ -275,6 +277,184 @@ describe('the clamd client against a scanner that misbehaves', () => {
       await new Promise((r) => setTimeout(r, 50));
       expect(s.closed).toHaveLength(0);
     } finally {
+      await s.close();
+    }
+  });
+});
+
+/**
+ * A fake clamd that speaks IDSESSION: reads the INSTREAM framing and answers each command
+ * with `answer(id, connection)` ("<id>: ..." is added unless the text starts with a digit);
+ * null keeps silent. Counts connections.
+ */
+async function sessions(answer: (id: number, connection: number, sock: net.Socket) => string | null) {
+  let connections = 0;
+  const s = await scripted((sock) => {
+    const connection = ++connections;
+    let buf = Buffer.alloc(0);
+    let id = 0;
+    let inStream = false;
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        if (!inStream) {
+          const nul = buf.indexOf(0);
+          if (nul < 0) return;
+          const command = buf.subarray(0, nul).toString('latin1');
+          buf = buf.subarray(nul + 1);
+          if (command === 'zINSTREAM') {
+            id++;
+            inStream = true;
+          } else if (command === 'zEND') sock.end();
+          continue;
+        }
+        if (buf.length < 4) return;
+        const n = buf.readUInt32BE(0);
+        if (buf.length < 4 + n) return;
+        buf = buf.subarray(4 + n);
+        if (n === 0) {
+          inStream = false;
+          const text = answer(id, connection, sock);
+          if (text !== null && !sock.destroyed) sock.write(/^\d/.test(text) ? text : `${id}: ${text}`);
+        }
+      }
+    });
+  });
+  return { ...s, connections: () => connections };
+}
+
+describe('the clamd client in kept sessions (IDSESSION)', () => {
+  const kept = (endpoint: ClamdEndpoint, o: Partial<ClamdOptions> = {}) => new ClamdClient(options(endpoint, { keepConnections: 2, ...o }));
+
+  it('scans a run of clean and infected messages with the real clamd, each answer its own, clean ones on one kept connection', async () => {
+    const clamd = await startClamd();
+    // A relay in front of clamd's unix socket, to count the connections made.
+    let connections = 0;
+    const relay = net.createServer((inbound) => {
+      connections++;
+      const out = net.connect({ path: clamd.socket });
+      inbound.pipe(out).pipe(inbound);
+      inbound.on('error', () => out.destroy());
+      out.on('error', () => inbound.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    const client = kept({ host: '127.0.0.1', port: (relay.address() as net.AddressInfo).port });
+    try {
+      const infected = messageWithAttachment({ filename: 'eicar.zip', attachment: zipOf({ 'eicar.com': EICAR }) });
+      for (let i = 0; i < 3; i++) expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(connections).toBe(1);
+      expect(await client.scan(() => chunksOf(infected))).toEqual({ kind: 'found', names: [EICAR_NAME] });
+      // After a FOUND the connection is not read again (AllMatchScan may still send names): a new one.
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(connections).toBe(2);
+      // Two at once: two sessions, both kept (keepConnections 2).
+      const both = await Promise.all([client.scan(() => chunksOf(CLEAN)), client.scan(() => chunksOf(`${CLEAN}${TEST_VIRUS_MARKER}\r\n`))]);
+      expect(both).toEqual([{ kind: 'clean' }, { kind: 'found', names: [TEST_VIRUS_NAME] }]);
+    } finally {
+      client.close();
+      await new Promise<void>((r) => relay.close(() => r()));
+      await clamd.stop();
+    }
+  }, 30_000);
+
+  it('tries once more on a new connection when clamd closed the kept one before answering, reading the message again', async () => {
+    // The second command on the first connection is never answered: the connection closes, as clamd's IdleTimeout would.
+    const s = await sessions((id, connection, sock) => {
+      if (connection === 1 && id === 2) {
+        sock.destroy();
+        return null;
+      }
+      return 'stream: OK\0';
+    });
+    const client = kept(s.endpoint);
+    let opened = 0;
+    const open = () => {
+      opened++;
+      return chunksOf(CLEAN);
+    };
+    try {
+      expect(await client.scan(open)).toEqual({ kind: 'clean' });
+      expect(await client.scan(open)).toEqual({ kind: 'clean' });
+      expect(opened).toBe(3);
+      expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('calls an answer with another command id garbage and does not use that connection again', async () => {
+    const s = await sessions((id) => `${id + 1}: stream: OK\0`);
+    const client = kept(s.endpoint);
+    try {
+      expect(await client.scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'garbage' });
+      expect(await client.scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'garbage' });
+      expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('takes the first of several answers (AllMatchScan) and never hands the rest to the next scan', async () => {
+    const s = await sessions((id, connection) => (connection === 1 ? `${id}: stream: A FOUND\0${id}: stream: B FOUND\0` : 'stream: OK\0'));
+    const client = kept(s.endpoint);
+    try {
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'found', names: ['A'] });
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('times out a kept connection that reads and never answers, and opens a new one afterwards', async () => {
+    const s = await sessions((id, connection) => (connection === 1 && id === 2 ? null : 'stream: OK\0'));
+    const client = kept(s.endpoint, { timeoutMs: 300 });
+    try {
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(await client.scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'timeout' });
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('destroys a kept connection when the caller aborts while waiting, and never hands it out again', async () => {
+    const s = await sessions((id, connection) => (connection === 1 && id === 2 ? null : 'stream: OK\0'));
+    const client = kept(s.endpoint);
+    try {
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      const ac = new AbortController();
+      const scan = client.scan(() => chunksOf(CLEAN), ac.signal);
+      setTimeout(() => ac.abort(new Error('deadline')), 100);
+      await expect(scan).rejects.toThrow('deadline');
+      await until(() => s.closed.length === 1);
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('ends idle connections past keepConnections with END', async () => {
+    let ended = 0;
+    const s = await sessions(() => 'stream: OK\0');
+    const client = kept(s.endpoint, { keepConnections: 1 });
+    try {
+      await Promise.all([1, 2, 3].map(() => client.scan(() => chunksOf(CLEAN))));
+      expect(s.connections()).toBe(3);
+      await until(() => s.closed.length === 2);
+      ended = s.closed.length;
+      expect(ended).toBe(2);
+      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
+      expect(s.connections()).toBe(3);
+    } finally {
+      client.close();
       await s.close();
     }
   });
