@@ -62,9 +62,11 @@ function u64(b: Buffer, at: number): number {
 /** The end of central directory record: searched backwards over the largest comment (65535). */
 function findEocd(b: Buffer): number {
   if (b.length < 22) return -1;
-  // Native search (every decoded part's tail is asked: hasZipEnd), not a loop byte by byte.
-  const at = b.lastIndexOf(EOCD_BYTES, b.length - 22);
-  return at >= Math.max(0, b.length - 22 - 0xffff) ? at : -1;
+  // Native search (every decoded part's tail is asked: hasZipEnd), not a loop byte by byte,
+  // over the last 64 KiB + 22 only.
+  const lowest = Math.max(0, b.length - 22 - 0xffff);
+  const at = b.subarray(lowest).lastIndexOf(EOCD_BYTES, b.length - 22 - lowest);
+  return at < 0 ? -1 : lowest + at;
 }
 
 /** Whether the bytes end like a zip (an end record in the last 64 KiB + 22), whatever their start. */

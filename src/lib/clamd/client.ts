@@ -51,7 +51,8 @@ const MAX_ANSWER_BYTES = 8192;
 const END_OF_STREAM = Buffer.alloc(4);
 
 type TooBig = { readonly kind: 'too-big'; readonly detail: string };
-type Exchange = { readonly kind: 'answers'; readonly answers: string[] } | TooBig | ClamdFailure;
+/** `complete`: the whole command (for INSTREAM the message and its end marker) went out before the answer. */
+type Exchange = { readonly kind: 'answers'; readonly answers: string[]; readonly complete: boolean } | TooBig | ClamdFailure;
 
 export class ClamdClient {
   private readonly pool: SessionPool;
@@ -78,20 +79,29 @@ export class ClamdClient {
 
   /**
    * Scans a message; `open` gives its bytes, read as they are sent. It is called a second time
-   * only when a kept connection turned out closed by clamd before any answer (its IdleTimeout).
+   * only when a kept connection turned out closed before the message went out (scanInSession).
    */
   async scan(open: () => AsyncIterable<Buffer>, signal?: AbortSignal): Promise<ScanResult> {
     signal?.throwIfAborted();
     if (!this.options.keepConnections) {
       const x = await exchange(this.options, 'zINSTREAM\0', open(), signal);
-      return x.kind === 'answers' ? parseScanAnswers(x.answers) : x;
+      if (x.kind !== 'answers') return x;
+      const result = parseScanAnswers(x.answers);
+      return result.kind === 'clean' && !x.complete ? failure('garbage', 'clamd said clean before the end of the message') : result;
     }
+    // One deadline for the call, a retry on a new connection included.
+    const deadline = performance.now() + this.options.timeoutMs;
     const kept = this.pool.take();
-    let x = await scanInSession(this.options, kept, open(), signal);
-    if (x.kind === 'stale') x = await scanInSession(this.options, null, open(), signal);
+    let x = await scanInSession(this.options, kept, open(), deadline, signal);
+    if (x.kind === 'stale') x = await scanInSession(this.options, null, open(), deadline, signal);
     if (x.kind !== 'answer') return x.kind === 'stale' ? failure('closed', 'closed the connection without an answer') : x;
     const result = parseScanAnswers([x.text]);
-    // Only a clean answer leaves the session ready: AllMatchScan sends more after FOUND, errors end it.
+    // A clean answer before the whole message was sent is no answer about the message.
+    if (result.kind === 'clean' && !x.complete) {
+      x.session.destroy();
+      return failure('garbage', 'clamd said clean before the end of the message');
+    }
+    // Only a clean answer leaves the session ready: after a virus or an error the connection is closed.
     if (result.kind === 'clean') this.pool.give(x.session);
     else x.session.destroy();
     return result;
@@ -103,50 +113,59 @@ export class ClamdClient {
   }
 }
 
-type SessionScan = { readonly kind: 'answer'; readonly text: string; readonly session: Session } | { readonly kind: 'stale' } | TooBig | ClamdFailure;
+type SessionScan = { readonly kind: 'answer'; readonly text: string; readonly session: Session; readonly complete: boolean } | { readonly kind: 'stale' } | TooBig | ClamdFailure;
 
 /**
  * One INSTREAM in a session: a kept one (`kept`) or a new one. `stale` when a kept connection
- * was closed (by clamd, idle) before any answer, for the caller to try once on a new one.
- * The deadline (timeoutMs) covers the connect, the send and the answer, as without sessions.
+ * was closed (by clamd, or a clamd restart) before the message's end marker went out and
+ * before any answer, for the caller to try once on a new one; a close after that (clamd
+ * crashing on the file, its ReadTimeout) is a failure, not tried again. `deadline` is the
+ * call's (performance.now() time): connect, send, answer and a retry all fit in timeoutMs.
  */
-async function scanInSession(o: ClamdOptions, kept: Session | null, body: AsyncIterable<Buffer>, signal?: AbortSignal): Promise<SessionScan> {
-  const deadline = performance.now() + o.timeoutMs;
+async function scanInSession(o: ClamdOptions, kept: Session | null, body: AsyncIterable<Buffer>, deadline: number, signal?: AbortSignal): Promise<SessionScan> {
+  const left = () => Math.max(0, deadline - performance.now());
   let session = kept;
   if (!session) {
-    const opened = await Session.open(connectTo(o.endpoint), Math.min(o.connectTimeoutMs, o.timeoutMs), signal);
-    signal?.throwIfAborted();
-    if (!(opened instanceof Session)) return opened;
+    const opened = await Session.open(connectTo(o.endpoint), Math.min(o.connectTimeoutMs, left()), signal);
+    if (!(opened instanceof Session)) {
+      signal?.throwIfAborted();
+      return opened;
+    }
+    if (signal?.aborted) {
+      opened.destroy();
+      signal.throwIfAborted();
+    }
     session = opened;
   }
   const s = session;
   let timedOut = false;
-  const timer = setTimeout(
-    () => {
-      timedOut = true;
-      s.destroy();
-    },
-    Math.max(0, deadline - performance.now()),
-  );
+  const timer = setTimeout(() => {
+    timedOut = true;
+    s.destroy();
+  }, left());
   const onAbort = () => s.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const id = s.take();
-    const over = await send(s.socket, Buffer.from('zINSTREAM\0', 'latin1'), body, o, () => s.answered, signal);
-    if (over) {
+    const sent = await send(s.socket, Buffer.from('zINSTREAM\0', 'latin1'), body, o, () => s.answered, signal);
+    if (typeof sent === 'object') {
       s.destroy();
-      return over;
+      return sent;
     }
     const a = await s.answer(id);
     signal?.throwIfAborted();
     if (timedOut) return failure('timeout', `no complete answer within ${o.timeoutMs} ms`);
-    if (a.kind === 'answer') return { kind: 'answer', text: a.text, session: s };
+    if (a.kind === 'answer') return { kind: 'answer', text: a.text, session: s, complete: sent };
     s.destroy();
     if (a.kind === 'failed') return a;
-    if (kept) return { kind: 'stale' };
+    if (kept && !sent) return { kind: 'stale' };
     const code = a.error?.code;
     const hint = code === 'EPIPE' || code === 'ECONNRESET' ? '; clamd cut the stream, most likely at its StreamMaxLength: keep virus.maxScanBytes at or below it' : '';
     return failure('closed', `closed the connection without an answer${a.error ? ` (${code ?? a.error.message})` : ''}${hint}`);
+  } catch (err) {
+    // The spool read failed (or an abort): the connection goes with it, never back to the pool.
+    s.destroy();
+    throw err;
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
@@ -222,8 +241,8 @@ async function exchange(o: ClamdOptions, command: string, body: AsyncIterable<Bu
     signal?.throwIfAborted();
     if (failed) return failed;
     if (!connected) return failure('unreachable', `cannot connect: ${socketError?.code ?? socketError?.message ?? 'closed'}`);
-    const over = await send(socket, Buffer.from(command, 'latin1'), body, o, () => received.length > 0, signal);
-    if (over) return over;
+    const sent = await send(socket, Buffer.from(command, 'latin1'), body, o, () => received.length > 0, signal);
+    if (typeof sent === 'object') return sent;
     await closed;
     signal?.throwIfAborted();
     if (failed) return failed;
@@ -236,7 +255,7 @@ async function exchange(o: ClamdOptions, command: string, body: AsyncIterable<Bu
       const hint = cut ? '; clamd cut the stream, most likely at its StreamMaxLength: keep virus.maxScanBytes at or below it' : '';
       return failure('closed', `closed the connection without an answer${socketError ? ` (${socketError.code ?? socketError.message})` : ''}${hint}`);
     }
-    return { kind: 'answers', answers };
+    return { kind: 'answers', answers, complete: sent };
   } finally {
     clearTimeout(callTimer);
     clearTimeout(connectTimer);
@@ -246,7 +265,8 @@ async function exchange(o: ClamdOptions, command: string, body: AsyncIterable<Bu
 }
 
 /**
- * Sends the command, then for INSTREAM the chunks and the end marker; `too-big` (and nothing
+ * Sends the command, then for INSTREAM the chunks and the end marker: true when all of it went
+ * out, false when it stopped early (clamd answered or closed, an abort); `too-big` (and nothing
  * more sent) past maxStreamBytes. The socket stays corked while the kernel takes more, so a
  * message that fits the socket buffer leaves in one writev rather than a write per chunk,
  * length and marker (each its own syscall: 4-6 % of the content path's CPU, bench profile).
@@ -258,17 +278,17 @@ async function send(
   o: ClamdOptions,
   answered: () => boolean,
   signal?: AbortSignal,
-): Promise<TooBig | null> {
-  if (socket.destroyed) return null;
+): Promise<TooBig | boolean> {
+  if (socket.destroyed) return false;
   let corked = true;
   socket.cork();
   try {
     socket.write(command);
-    if (!body) return null;
+    if (!body) return true;
     let sent = 0;
     for await (const buf of body) {
       // Gone: clamd answered early (its size limit), timed out, or the caller aborted. Leaving the loop closes the spool reader.
-      if (socket.destroyed || signal?.aborted || answered()) return null;
+      if (socket.destroyed || signal?.aborted || answered()) return false;
       for (let at = 0; at < buf.length; at += o.chunkBytes) {
         const part = buf.subarray(at, at + o.chunkBytes);
         sent += part.length;
@@ -282,14 +302,14 @@ async function send(
           socket.uncork();
           corked = false;
           await drained(socket);
-          if (socket.destroyed || answered()) return null;
+          if (socket.destroyed || answered()) return false;
           socket.cork();
           corked = true;
         }
       }
     }
     socket.write(END_OF_STREAM);
-    return null;
+    return true;
   } finally {
     if (corked && !socket.destroyed) socket.uncork();
   }

@@ -5,21 +5,23 @@
  * hand-off on clamd's (bench profile: connect and close were 6 % of the content path's CPU).
  *
  * Inside a session every answer is "<id>: <answer>" with the NUL of the z-prefixed command,
- * <id> counting commands from 1. A connection goes back to the pool only after a clean answer
- * to the command it just sent: with AllMatchScan an infected stream has one answer per name
- * and no end marker, a size-limit or other error makes clamd end the session, and either way
- * the connection is closed rather than read by the next scan. Answers with another id are not
- * this command's and are never taken as its result.
+ * <id> counting commands from 1, and one command is out at a time. A connection goes back to
+ * the pool only after a single clean answer to the command it just sent: after a virus or an
+ * error (a size limit ends the session on clamd's side) it is closed, never read by the next
+ * scan. An answer with another id, or a second answer to one command, is garbage, never this
+ * message's result.
  *
- * clamd ends idle sessions itself (IdleTimeout, 30 s by default; a session it had to close for
- * a protocol reason, too). Pooled connections are dropped after IDLE_MS, and a reused one that
- * closes before any answer is tried once more on a new connection: the scan is read again
- * from the spool (`open`), so nothing is lost and nothing is taken for an answer.
+ * clamd watches a session's connection while it scans: it closes one that sent nothing for
+ * its ReadTimeout (120 s by default), idle or waiting for a long scan (docs: keep
+ * virus.timeoutMs below it). Pooled connections are dropped after IDLE_MS, well before; a
+ * reused one closed before the message went out is tried once more on a new connection
+ * (client.ts), the scan read again from the spool, so nothing is lost and nothing is taken
+ * for an answer.
  */
 import type net from 'node:net';
 import { failure, type ClamdFailure } from './reply';
 
-/** Below clamd's default IdleTimeout (30 s), so that clamd rarely closes one under us. */
+/** Well below clamd's default ReadTimeout (120 s), so that clamd rarely closes one under us. */
 const IDLE_MS = 10_000;
 /** clamd's answers are short; a peer that talks more is not clamd. */
 const MAX_ANSWER_BYTES = 8192;
@@ -161,8 +163,12 @@ export class Session {
     const rest = all.subarray(end + 1);
     this.received = rest.length ? [rest] : [];
     this.receivedBytes = rest.length;
-    // More after this answer: AllMatchScan's further names; this session is done after it.
-    if (rest.length) this.broken = 'more answers than one';
+    if (rest.length) {
+      // A second answer to one command ("OK" then "FOUND"): neither can be trusted.
+      this.broken = 'more answers than one';
+      this.settle(failure('garbage', `clamd sent more than one answer: ${all.toString('latin1').replace(/\0/g, ' | ')}`));
+      return;
+    }
     this.settle({ kind: 'answer', text: all.subarray(0, end).toString('latin1') });
   }
 

@@ -19,7 +19,6 @@
  * `timeoutMs`, an answer over `maxReplyBytes`, an error code from spamd (EX_* other than 0),
  * or an answer that is not SPAMD/1.x with a Spam header. Aborting `signal` destroys the socket.
  */
-import { once } from 'node:events';
 import net from 'node:net';
 import { PostsealError } from '../../errors';
 
@@ -140,7 +139,17 @@ async function send(socket: net.Socket, head: string, source: ScanSource | undef
         if (!socket.write(chunk)) {
           socket.uncork();
           corked = false;
-          await once(socket, 'drain');
+          // 'close' too: the timeout or an abort destroys the socket, and 'drain' never comes then.
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              socket.off('drain', done);
+              socket.off('close', done);
+              resolve();
+            };
+            socket.on('drain', done);
+            socket.on('close', done);
+          });
+          if (socket.destroyed) return;
           socket.cork();
           corked = true;
         }

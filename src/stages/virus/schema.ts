@@ -49,7 +49,7 @@ export const virusBankSchema = {
       maximum: 64,
       default: 8,
       description:
-        "Idle connections to clamd kept open (clamd IDSESSION) for the next messages, per worker process and bank; 0 opens a connection per message, as amavisd-new does. A kept connection is closed after 10 s idle, before clamd's own IdleTimeout (30 s by default).",
+        "Idle connections to clamd kept open (clamd IDSESSION) for the next messages, per worker process and bank; 0 opens a connection per message, as amavisd-new does (and as a clamd-compatible scanner without IDSESSION needs). A kept connection is closed after 10 s idle. With kept connections, keep timeoutMs below clamd's ReadTimeout (120 s by default): clamd closes a session that sent nothing for that long, even while it scans.",
     },
     maxScanBytes: {
       type: 'integer',

@@ -287,7 +287,7 @@ describe('the clamd client against a scanner that misbehaves', () => {
  * with `answer(id, connection)` ("<id>: ..." is added unless the text starts with a digit);
  * null keeps silent. Counts connections.
  */
-async function sessions(answer: (id: number, connection: number, sock: net.Socket) => string | null) {
+async function sessions(answer: (id: number, connection: number, sock: net.Socket) => string | null, onStart?: (id: number, connection: number, sock: net.Socket) => void) {
   let connections = 0;
   const s = await scripted((sock) => {
     const connection = ++connections;
@@ -305,6 +305,8 @@ async function sessions(answer: (id: number, connection: number, sock: net.Socke
           if (command === 'zINSTREAM') {
             id++;
             inStream = true;
+            onStart?.(id, connection, sock);
+            if (sock.destroyed) return;
           } else if (command === 'zEND') sock.end();
           continue;
         }
@@ -357,8 +359,33 @@ describe('the clamd client in kept sessions (IDSESSION)', () => {
     }
   }, 30_000);
 
-  it('tries once more on a new connection when clamd closed the kept one before answering, reading the message again', async () => {
-    // The second command on the first connection is never answered: the connection closes, as clamd's IdleTimeout would.
+  it('tries once more on a new connection when clamd closed the kept one before the message went out, reading the message again', async () => {
+    // clamd (a restart) drops the kept connection as the second message starts to arrive.
+    const s = await sessions(
+      () => 'stream: OK\0',
+      (id, connection, sock) => {
+        if (connection === 1 && id === 2) sock.destroy();
+      },
+    );
+    const client = kept(s.endpoint);
+    const big = Buffer.alloc(8 * 1024 * 1024, 'm');
+    let opened = 0;
+    const open = () => {
+      opened++;
+      return chunksOf(big, 65536);
+    };
+    try {
+      expect(await client.scan(open)).toEqual({ kind: 'clean' });
+      expect(await client.scan(open)).toEqual({ kind: 'clean' });
+      expect(opened).toBe(3);
+      expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('does not send again when the kept connection closes after the whole message went out (clamd crashed on it): a failure', async () => {
     const s = await sessions((id, connection, sock) => {
       if (connection === 1 && id === 2) {
         sock.destroy();
@@ -374,8 +401,9 @@ describe('the clamd client in kept sessions (IDSESSION)', () => {
     };
     try {
       expect(await client.scan(open)).toEqual({ kind: 'clean' });
+      expect(await client.scan(open)).toMatchObject({ kind: 'failed', reason: 'closed' });
+      expect(opened).toBe(2);
       expect(await client.scan(open)).toEqual({ kind: 'clean' });
-      expect(opened).toBe(3);
       expect(s.connections()).toBe(2);
     } finally {
       client.close();
@@ -396,13 +424,42 @@ describe('the clamd client in kept sessions (IDSESSION)', () => {
     }
   });
 
-  it('takes the first of several answers (AllMatchScan) and never hands the rest to the next scan', async () => {
-    const s = await sessions((id, connection) => (connection === 1 ? `${id}: stream: A FOUND\0${id}: stream: B FOUND\0` : 'stream: OK\0'));
+  it('calls two answers to one command garbage ("OK" then "FOUND"), and hands neither to the next scan', async () => {
+    const s = await sessions((id, connection) => (connection === 1 ? `${id}: stream: OK\0${id}: stream: B FOUND\0` : 'stream: OK\0'));
     const client = kept(s.endpoint);
     try {
-      expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'found', names: ['A'] });
+      expect(await client.scan(() => chunksOf(CLEAN))).toMatchObject({ kind: 'failed', reason: 'garbage' });
       expect(await client.scan(() => chunksOf(CLEAN))).toEqual({ kind: 'clean' });
       expect(s.connections()).toBe(2);
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  it('calls a clean answer that comes before the end of the message garbage, kept connection or not', async () => {
+    // Answers as soon as the command arrives, before any of the message.
+    const early = () => (sock: net.Socket) => sock.once('data', (d: Buffer) => (d.includes('zIDSESSION') ? sock.write('1: stream: OK\0') : sock.end('stream: OK\0')));
+    const s = await scripted(early());
+    const big = Buffer.alloc(4 * 1024 * 1024, 'm');
+    try {
+      expect(await kept(s.endpoint).scan(() => chunksOf(big, 65536))).toMatchObject({ kind: 'failed', reason: 'garbage' });
+      expect(await new ClamdClient(options(s.endpoint)).scan(() => chunksOf(big, 65536))).toMatchObject({ kind: 'failed', reason: 'garbage' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('closes the connection when reading the message fails, and passes the error on', async () => {
+    const s = await sessions(() => 'stream: OK\0');
+    const client = kept(s.endpoint);
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield Buffer.from(CLEAN);
+      throw new Error('spool read failed');
+    }
+    try {
+      await expect(client.scan(failing)).rejects.toThrow('spool read failed');
+      await until(() => s.closed.length === 1);
     } finally {
       client.close();
       await s.close();
