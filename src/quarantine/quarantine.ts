@@ -13,7 +13,7 @@
  * Fails with QUARANTINE_TOO_BIG, QUARANTINE_FULL, QUARANTINE_FAILED (folder.ts); an index write that fails is
  * logged and left to the sweep (the message is safe on disk).
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp, statSync } from 'node:fs';
 import type { MainConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
@@ -133,7 +133,12 @@ export class Quarantine {
   /** The held message's record from its file, with its releases; undefined if none has this id. */
   async get(id: string): Promise<HeldEntry | undefined> {
     if (!isId(id)) return undefined;
-    const text = await fsp.readFile(fileOf(this.dir, id, 'json'), 'utf8').catch(() => undefined);
+    const file = fileOf(this.dir, id, 'json');
+    // Every message is looked up before its checks run (listener/blocked.ts settleEarlier) and
+    // almost none is held: a stat that returns undefined answers that without the thread-pool
+    // round trip and the ENOENT error of an open (5-7 % of a signing worker's time, issue 18).
+    if (!mayExist(file)) return undefined;
+    const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
     if (text === undefined) return undefined;
     const record = JSON.parse(text) as HeldRecord;
     const released = await fsp.readFile(fileOf(this.dir, id, 'released.json'), 'utf8').then(
@@ -257,3 +262,12 @@ export class Quarantine {
 }
 
 export { retryStableId };
+
+/** False only when the file is certainly absent; any other stat failure is left to the read. */
+function mayExist(file: string): boolean {
+  try {
+    return statSync(file, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return true;
+  }
+}
