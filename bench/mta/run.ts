@@ -14,6 +14,7 @@
  *   --amavisd-servers N amavisd-new's $max_servers (default 8)
  *   --profile           postseal's processes under node --cpu-prof, summarised per set-up
  *                       (bench/mta/profile.ts): where a message's CPU goes at Postfix's pace
+ *   --node-args=ARGS    extra node/V8 options for postseal's processes (A/B runs of V8 settings)
  *   --out FILE, --keep (leave the work folder: configs, logs, maillog)
  * Exit status 0; 1 when a set-up failed its check or start-up; 2 when Postfix or root is missing.
  */
@@ -52,6 +53,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    'node-args': { type: 'string' },
   },
 });
 
@@ -73,7 +75,7 @@ async function main(): Promise<number> {
   }
   const started = Date.now();
   const machine = describeMachine();
-  const partial = !!(opt.setups || opt.sizes || opt.reuse !== 'both' || opt.runs || opt.seconds || opt.sessions || opt.processes || opt['amavisd-servers']);
+  const partial = !!(opt.setups || opt.sizes || opt.reuse !== 'both' || opt.runs || opt.seconds || opt.sessions || opt.processes || opt['amavisd-servers'] || opt['node-args']);
   const mode: MtaResults['mode'] = opt.smoke ? 'smoke' : partial ? 'partial' : 'full';
   const names = opt.setups?.split(',') ?? (opt.smoke ? ['postfix', 'postseal-filter'] : SETUPS.map((s) => s.name));
   const unknown = names.filter((n) => !SETUPS.some((s) => s.name === n));
@@ -102,7 +104,9 @@ async function main(): Promise<number> {
   for (const k of Object.keys(fixed) as (keyof MtaPorts)[]) fixed[k] = await freePort();
   const postfix = new BenchPostfix(path.join(dir, 'postfix'), sinkPort);
   const profileDir = (name: string) => path.join(dir, `cpuprofile-${name}`);
-  const nodeArgs = opt.profile ? (name: string) => ['--cpu-prof', '--cpu-prof-dir', profileDir(name)] : undefined;
+  // Extra node/V8 options for postseal (--node-args=..., for A/B runs), and the profiler's.
+  const extraArgs = opt['node-args']?.split(/\s+/).filter(Boolean) ?? [];
+  const nodeArgs = (name: string) => [...extraArgs, ...(opt.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir(name)] : [])];
   const ctx: SetupContext = { dir, keys, dnsPort: dns.port, reinjectPort: fixed.reinjectOriginating, processes, amavisdMaxServers, nodeArgs };
   const profiles: string[] = [];
   const results: SetupResult[] = [];
