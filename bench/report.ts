@@ -3,6 +3,7 @@
  * the matrix table with ratios against the same run's ceiling and amavisd-new, and the
  * issue's targets, each with the measured figure.
  */
+import type { LatencyResult } from './latency';
 import type { PolicyCell } from './policy';
 import type { PathCheck } from './checks';
 import type { PathName } from './postseal';
@@ -37,6 +38,9 @@ export interface Cell {
     /** postseal's own latency with the sessions back to back (c / throughput, Little's law). */
     saturatedP50Ms: number;
     saturatedP99Ms: number;
+    /** p99 of each step at half load (bench/latency.ts), postseal's and the direct path's. */
+    postsealStepP99Ms: LatencyResult['stepP99Ms'];
+    directStepP99Ms: LatencyResult['stepP99Ms'];
   };
   /**
    * postseal's event-loop delay during its paced latency run (the worst worker's, from its
