@@ -44,13 +44,18 @@ export function batchReplies(server: SMTPServer): void {
   (server as WithBatching)[BATCH] = true;
 }
 
-/** Complete command lines in `text` up to and including the first that ends a group. */
-export function pipelinedLines(text: string): number {
+/**
+ * Complete command lines in `remainder` (the partial line the parser kept, without a line
+ * end) followed by `chunk`, up to and including the first that ends a group. Reads only the
+ * first bytes of each line: a chunk that also carries message data is not converted.
+ */
+export function pipelinedLines(remainder: string, chunk: Buffer): number {
   let count = 0;
   let start = 0;
-  for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+  for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
     count++;
-    if (GROUP_END.test(text.slice(start, Math.min(nl, start + 10)))) break;
+    const head = (start === 0 ? remainder : '') + chunk.toString('latin1', start, Math.min(nl, start + 10));
+    if (GROUP_END.test(head)) break;
     start = nl + 1;
   }
   return count;
@@ -68,7 +73,7 @@ export function installReplyBatching(): void {
 
   SMTPStream.prototype._write = function write(this: Stream, chunk: Buffer, encoding: BufferEncoding | 'buffer', next: (err?: Error | null) => void): void {
     // Counted for every stream (cheap); only connections of a batching server act on it.
-    this[PENDING] = this._dataMode ? 0 : pipelinedLines(this._remainder + chunk.toString('latin1'));
+    this[PENDING] = this._dataMode ? 0 : pipelinedLines(this._remainder, chunk);
     libraryWrite.call(this, chunk, encoding, next);
   };
 
