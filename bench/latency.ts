@@ -24,19 +24,32 @@ export interface LatencyResult {
   messages: number;
   p50Ms: number;
   p99Ms: number;
+  /**
+   * p99 of each step of the message, ms: MAIL to its 250, RCPT, DATA to 354, the data to the
+   * final 250 (where the filter's pipeline runs); which step the tail is in.
+   */
+  stepP99Ms: { mail: number; rcpt: number; data: number; dot: number };
 }
+
+type Steps = [number, number, number, number];
 
 export async function measureLatency(load: LatencyLoad): Promise<LatencyResult> {
   const data = Buffer.concat([Buffer.from(load.message.toString('latin1').replace(/^\./gm, '..'), 'latin1'), Buffer.from(load.message.at(-1) === 0x0a ? '.\r\n' : '\r\n.\r\n')]);
   const samples: number[] = [];
+  const steps: Steps[] = [];
   const stopAt = performance.now() + load.seconds * 1000;
   // Paced sessions start their messages every concurrency/rate seconds, staggered.
   const interval = load.rateMps ? (1000 * load.concurrency) / load.rateMps : 0;
   const start = performance.now();
-  await Promise.all(Array.from({ length: load.concurrency }, (_, i) => session(load, data, stopAt, samples, start + (i * interval) / load.concurrency, interval)));
+  await Promise.all(Array.from({ length: load.concurrency }, (_, i) => session(load, data, stopAt, samples, steps, start + (i * interval) / load.concurrency, interval)));
   if (samples.length === 0) throw new Error(`no message went through 127.0.0.1:${load.port} in ${load.seconds} s`);
   samples.sort((a, b) => a - b);
-  return { messages: samples.length, p50Ms: percentile(samples, 0.5), p99Ms: percentile(samples, 0.99) };
+  const step = (i: number) =>
+    percentile(
+      steps.map((s) => s[i]).sort((a, b) => a - b),
+      0.99,
+    );
+  return { messages: samples.length, p50Ms: percentile(samples, 0.5), p99Ms: percentile(samples, 0.99), stepP99Ms: { mail: step(0), rcpt: step(1), data: step(2), dot: step(3) } };
 }
 
 /** Nearest-rank percentile of sorted samples. */
@@ -44,7 +57,7 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }
 
-async function session(load: LatencyLoad, data: Buffer, stopAt: number, samples: number[], firstAt: number, interval: number): Promise<void> {
+async function session(load: LatencyLoad, data: Buffer, stopAt: number, samples: number[], steps: Steps[], firstAt: number, interval: number): Promise<void> {
   let conn: Conn | null = null;
   let next = firstAt;
   try {
@@ -57,11 +70,17 @@ async function session(load: LatencyLoad, data: Buffer, stopAt: number, samples:
       next = Math.max(next + interval, performance.now());
       const started = performance.now();
       if (!conn) conn = await Conn.open(load.port);
+      const t0 = performance.now();
       await conn.expect(`MAIL FROM:<${load.from}>`, 250);
+      const t1 = performance.now();
       await conn.expect(`RCPT TO:<${load.to}>`, 250);
+      const t2 = performance.now();
       await conn.expect('DATA', 354);
+      const t3 = performance.now();
       await conn.expect(data, 250);
-      samples.push(performance.now() - started);
+      const t4 = performance.now();
+      samples.push(t4 - started);
+      steps.push([t1 - t0, t2 - t1, t3 - t2, t4 - t3]);
       if (!load.reuse) {
         await conn.quit();
         conn = null;

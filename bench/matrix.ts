@@ -17,6 +17,8 @@ export interface Grid {
   reuses: readonly boolean[];
   paths: readonly PathSpec[];
   latencySeconds: number;
+  /** Pace the latency runs at this rate (msg/s) instead of half the measured throughput (A/B runs). */
+  latencyRateMps?: number;
 }
 
 export type Messages = Map<string, BenchMessage>;
@@ -57,8 +59,10 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
           const scanMs = scanBefore && scanners ? scannerCpuMs(scanBefore, scanners, run.messagesSent) : null;
           // Added latency at half the throughput just measured, both ways at the same rate;
           // then postseal's own latency at full load, for the record.
-          const rateMps = run.mps / 2;
+          const rateMps = grid.latencyRateMps ?? run.mps / 2;
+          await ps.loopDelay(); // resets the gauges: the next read covers the paced run only
           const lat = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds, rateMps);
+          const loopDelayMs = await ps.loopDelay();
           const directLat = await latency(sinkPort, msg, own, grid.latencySeconds, rateMps);
           const saturated = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds);
           const cell: Cell = {
@@ -86,11 +90,14 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
               directP99Ms: round2(directLat.p99Ms),
               saturatedP50Ms: round2(saturated.p50Ms),
               saturatedP99Ms: round2(saturated.p99Ms),
+              postsealStepP99Ms: lat.stepP99Ms,
+              directStepP99Ms: directLat.stepP99Ms,
             },
+            loopDelayMs,
           };
           cells.push(cell);
           progress(
-            `${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg${scanMs ? ` (clamd ${scanMs.clamd}, spamd ${scanMs.spamd} ms/msg)` : ''}`,
+            `${spec.name} ${sizeKb} KB c=${concurrency} reuse=${reuse ? 'yes' : 'no'}: ${cell.postsealMps} msg/s (direct ${cell.directMps}), +p50 ${cell.p50Ms} ms, +p99 ${cell.p99Ms} ms (at ${cell.latency.rateMps} msg/s, loop delay p99 ${loopDelayMs?.p99 ?? '–'} / max ${loopDelayMs?.max ?? '–'} ms, step p99 MAIL/RCPT/DATA/dot ${stepsText(lat.stepP99Ms)} (direct ${stepsText(directLat.stepP99Ms)}) ms; p99 ${cell.latency.saturatedP99Ms} ms at full load), RSS ${cell.peakRssMb} MB, ${cell.cpuMsPerMessage} ms CPU/msg${scanMs ? ` (clamd ${scanMs.clamd}, spamd ${scanMs.spamd} ms/msg)` : ''}`,
           );
         }
       }
@@ -158,4 +165,8 @@ export async function amavisdCells(
       }
     }
   }
+}
+
+function stepsText(s: LatencyResult['stepP99Ms']): string {
+  return [s.mail, s.rcpt, s.data, s.dot].map((x) => x.toFixed(1)).join('/');
 }

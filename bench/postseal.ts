@@ -118,6 +118,11 @@ export interface Postseal {
   readonly ports: Record<PathName, number>;
   readonly banks: BenchBanks;
   readonly logFile: string;
+  /**
+   * The event-loop delay since the previous call (p99 and max, ms, the worst worker's), from
+   * postseal's metrics service; null when the build has no such metric.
+   */
+  loopDelay(): Promise<{ p99: number; max: number } | null>;
   stop(): Promise<void>;
 }
 
@@ -134,6 +139,8 @@ export interface PostsealStart {
   memoryThresholdBytes?: number;
   /** Needed by the content path. */
   scanners?: ScannerAddresses;
+  /** Serve postseal's metrics (for loopDelay()): the proxy bench does, the whole-MTA bench not. */
+  metrics?: boolean;
   /** The listeners' protocol when not SMTP (the whole-MTA bench's milter hook, bench/mta/setups.ts). */
   listenerProtocol?: string;
 }
@@ -163,6 +170,9 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
     `spool: { dir: ${JSON.stringify(opts.dir)}, memoryThresholdBytes: ${opts.memoryThresholdBytes ?? 1048576} }`,
     'log: { level: info }',
   ];
+  // The metrics service for the event-loop delay gauges (bench/README.md, "Tail latency").
+  const metricsPort = opts.metrics && built.mainKeys.has('services') ? await freePort() : null;
+  if (metricsPort) main.push(`services: { metrics: { enabled: true, address: 127.0.0.1, port: ${metricsPort} } }`);
   if (built.mainKeys.has('dns')) main.push(`dns: { servers: ["127.0.0.1:${opts.dnsPort}"] }`);
   if (built.mainKeys.has('dkimSign')) main.push(`dkimSign: ${JSON.stringify(writeKeyTables(opts.dir, opts.keys))}`);
   const configFile = path.join(opts.dir, 'postseal.yaml');
@@ -183,7 +193,20 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
     child.kill('SIGKILL');
     throw new Error(`postseal did not start (log: ${logFile}): ${(err as Error).message}`);
   }
-  return { pid: child.pid!, ports, banks: { stages }, logFile, stop: () => stopChild(child, exited, 'SIGTERM', 30000) };
+  const loopDelay = async () => (metricsPort ? readLoopDelay(metricsPort) : null);
+  return { pid: child.pid!, ports, banks: { stages }, logFile, loopDelay, stop: () => stopChild(child, exited, 'SIGTERM', 30000) };
+}
+
+/** postseal_event_loop_delay_{p99,max}_seconds from its /metrics, in ms; null if it has none. */
+async function readLoopDelay(port: number): Promise<{ p99: number; max: number } | null> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const gauge = (q: string) => {
+    const m = new RegExp(`^postseal_event_loop_delay_${q}_seconds(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+    return m ? Math.round(Number(m[1]) * 10000) / 10 : null;
+  };
+  const p99 = gauge('p99');
+  const max = gauge('max');
+  return p99 === null || max === null ? null : { p99, max };
 }
 
 /** Waits for postseal's start line, which a cluster writes once every worker listens. */

@@ -19,6 +19,24 @@ interface ProfileNode {
   hitCount?: number;
 }
 
+/** What node --cpu-prof writes (the fields used here). */
+export interface CpuProfile {
+  nodes: ProfileNode[];
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+/** The main thread's busy time in a profile, ms: the time of every sample not in (idle). */
+export function busyMs(profile: CpuProfile): number {
+  const idle = new Set(profile.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  let us = 0;
+  // A delta is the time before its sample; the time until the next one belongs to the sample.
+  for (let i = 0; i < samples.length; i++) if (!idle.has(samples[i])) us += deltas[i + 1] ?? 0;
+  return us / 1000;
+}
+
 export interface ProfileRun {
   dir: string;
   keys: BenchKeys;
@@ -72,11 +90,14 @@ async function profileWith(
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
   });
   let mps = 0;
+  let messages = 0;
   try {
     const load = { port: ps.ports[spec.name], file: messageFile, from: spec.from, to: ENVELOPE.to, concurrency: 16, reuse: opts.reuse, timeoutMs: 600000 };
     const probe = await runSmtpSource(opts.smtpSource, { ...load, messages: 500 });
-    const run = await runSmtpSource(opts.smtpSource, { ...load, messages: Math.round(probe.mps * opts.seconds) });
+    const n = Math.round(probe.mps * opts.seconds);
+    const run = await runSmtpSource(opts.smtpSource, { ...load, messages: n });
     mps = run.mps;
+    messages = 500 + n;
   } finally {
     await ps.stop();
   }
@@ -84,10 +105,11 @@ async function profileWith(
   if (!file) throw new Error(`postseal wrote no CPU profile into ${profDir}`);
   const kept = path.join(ROOT, `dist/bench/${spec.name}-${opts.sizeKb}k-c16${opts.reuse ? '' : '-noreuse'}.cpuprofile`);
   copyFileSync(path.join(profDir, file), kept);
-  return `${summarize(JSON.parse(readFileSync(kept, 'utf8')) as { nodes: ProfileNode[] })}\n\n${spec.name} path, ${opts.sizeKb} KB, c=16, ${opts.reuse ? 'reused connections' : 'a connection per message'}, one process: ${Math.round(mps)} msg/s while profiled. Profile: ${path.relative(ROOT, kept)}`;
+  const profile = JSON.parse(readFileSync(kept, 'utf8')) as CpuProfile;
+  return `${summarize(profile)}\n\n${spec.name} path, ${opts.sizeKb} KB, c=16, ${opts.reuse ? 'reused connections' : 'a connection per message'}, one process: ${Math.round(mps)} msg/s while profiled, main thread busy ${(busyMs(profile) / messages).toFixed(3)} ms per message. Profile: ${path.relative(ROOT, kept)}`;
 }
 
-export function summarize(profile: { nodes: ProfileNode[] }, top = 25): string {
+export function summarize(profile: CpuProfile, top = 25): string {
   const byFunction = new Map<string, number>();
   const byArea = new Map<string, number>();
   let total = 0;

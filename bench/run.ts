@@ -8,6 +8,8 @@
  *                       its baseline: the content checks' added CPU is content minus inbound)
  *   --seconds S         length of each throughput run (default 1.5)
  *   --no-amavisd, --no-memory, --out FILE, --keep (leave the work folder: configs, logs)
+ *   --node-args=ARGS    extra node/V8 options for postseal's processes (A/B runs of V8 settings)
+ *   --latency-rate N    pace the latency runs at N msg/s instead of half the throughput (A/B runs)
  *   --srs               SRS map lookups/s, postseal against postsrsd (bench/srs.ts); --seconds, --concurrency
  *   --policy            only the policy service's cell (bench/policy.ts): requests/s at --concurrency
  *                       (default 1,16,64) vs postgrey and policyd-spf, sqlite and Redis; a full run includes it
@@ -49,6 +51,8 @@ const { values: opt } = parseArgs({
     keep: { type: 'boolean', default: false },
     srs: { type: 'boolean', default: false },
     policy: { type: 'boolean', default: false },
+    'node-args': { type: 'string' },
+    'latency-rate': { type: 'string' },
   },
 });
 
@@ -64,7 +68,17 @@ async function main(): Promise<number> {
     return 2;
   }
   const started = Date.now();
-  const partial = !!(opt.sizes || opt.concurrency || opt.paths || opt.reuse !== 'both' || opt.seconds || opt['no-amavisd'] || opt['no-memory'] || opt.workers !== '0');
+  const partial = !!(
+    opt.sizes ||
+    opt.concurrency ||
+    opt.paths ||
+    opt.reuse !== 'both' ||
+    opt.seconds ||
+    opt['no-amavisd'] ||
+    opt['no-memory'] ||
+    opt.workers !== '0' ||
+    opt['node-args']
+  );
   const mode: Results['mode'] = opt.smoke ? 'smoke' : partial ? 'partial' : 'full';
   const seconds = Number(opt.seconds ?? (opt.smoke ? 0.5 : 1.5));
   const grid: Grid = {
@@ -73,8 +87,11 @@ async function main(): Promise<number> {
     reuses: opt.smoke ? [true] : opt.reuse === 'both' ? [true, false] : [opt.reuse === 'yes'],
     paths: PATHS.filter((p) => !opt.paths || wantedPaths(opt.paths).includes(p.name)),
     latencySeconds: opt.smoke ? 0.3 : Math.max(0.5, seconds * 0.6),
+    latencyRateMps: opt['latency-rate'] ? Number(opt['latency-rate']) : undefined,
   };
   const workers = Number(opt.workers);
+  // Extra node/V8 options for postseal (the primary passes them on to its workers), for A/B runs.
+  const nodeArgs = opt['node-args']?.split(/\s+/).filter(Boolean);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'postseal-bench-'));
   const keys = makeKeys(dir);
   const dns = await startDnsServer(new Map([...keys.dns, ...POLICY_DNS]));
@@ -115,7 +132,7 @@ async function main(): Promise<number> {
       scannerPids = { clamd: scanners.clamd.pid, spamd: scanners.spamd.pid };
     }
     const addresses = scanners ? { clamdSocket: scanners.clamd.socket, spamdHost: scanners.spamd.host, spamdPort: scanners.spamd.port } : undefined;
-    const ps = await startPostseal({ dir, keys, sinkPort, dnsPort: dns.port, workers, paths: grid.paths.map((p) => p.name), scanners: addresses });
+    const ps = await startPostseal({ dir, keys, sinkPort, dnsPort: dns.port, workers, paths: grid.paths.map((p) => p.name), scanners: addresses, metrics: true, nodeArgs });
     const results: Results = {
       date: new Date().toISOString(),
       mode,

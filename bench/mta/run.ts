@@ -12,6 +12,9 @@
  *   --seconds S         length of each timed run (default 3); --sessions N (default 16)
  *   --processes N       postseal workers and rspamd proxy processes (default one per core)
  *   --amavisd-servers N amavisd-new's $max_servers (default 8)
+ *   --profile           postseal's processes under node --cpu-prof, summarised per set-up
+ *                       (bench/mta/profile.ts): where a message's CPU goes at Postfix's pace
+ *   --node-args=ARGS    extra node/V8 options for postseal's processes (A/B runs of V8 settings)
  *   --out FILE, --keep (leave the work folder: configs, logs, maillog)
  * Exit status 0; 1 when a set-up failed its check or start-up; 2 when Postfix or root is missing.
  */
@@ -29,9 +32,10 @@ import { ROOT } from '../postseal';
 import { freePort } from '../proc';
 import { debianVersion, describeMachine, describeVersions } from '../versions';
 import { BenchPostfix, type MtaPorts } from './postfix';
+import { summarizeMtaProfiles } from './profile';
 import { measureCells, type Load } from './timing';
 import { mtaMarkdown, mtaTargets, type MtaResults, type SetupResult } from './report';
-import { SETUPS, type Setup, type SetupContext } from './setups';
+import { SETUPS, type RunningFilter, type Setup, type SetupContext } from './setups';
 import { startCountingSink, type CountingSink } from './sink';
 import { signatureProblem, verifyWithMailDkim } from './verify';
 
@@ -48,6 +52,8 @@ const { values: opt } = parseArgs({
     'amavisd-servers': { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'node-args': { type: 'string' },
   },
 });
 
@@ -69,7 +75,7 @@ async function main(): Promise<number> {
   }
   const started = Date.now();
   const machine = describeMachine();
-  const partial = !!(opt.setups || opt.sizes || opt.reuse !== 'both' || opt.runs || opt.seconds || opt.sessions || opt.processes || opt['amavisd-servers']);
+  const partial = !!(opt.setups || opt.sizes || opt.reuse !== 'both' || opt.runs || opt.seconds || opt.sessions || opt.processes || opt['amavisd-servers'] || opt['node-args']);
   const mode: MtaResults['mode'] = opt.smoke ? 'smoke' : partial ? 'partial' : 'full';
   const names = opt.setups?.split(',') ?? (opt.smoke ? ['postfix', 'postseal-filter'] : SETUPS.map((s) => s.name));
   const unknown = names.filter((n) => !SETUPS.some((s) => s.name === n));
@@ -97,7 +103,12 @@ async function main(): Promise<number> {
   const fixed = { mx: 0, filterInbound: 0, filterOriginating: 0, reinjectInbound: 0, reinjectOriginating: 0, lists: 0, listsFilter: 0 } as MtaPorts;
   for (const k of Object.keys(fixed) as (keyof MtaPorts)[]) fixed[k] = await freePort();
   const postfix = new BenchPostfix(path.join(dir, 'postfix'), sinkPort);
-  const ctx: SetupContext = { dir, keys, dnsPort: dns.port, reinjectPort: fixed.reinjectOriginating, processes, amavisdMaxServers };
+  const profileDir = (name: string) => path.join(dir, `cpuprofile-${name}`);
+  // Extra node/V8 options for postseal (--node-args=..., for A/B runs), and the profiler's.
+  const extraArgs = opt['node-args']?.split(/\s+/).filter(Boolean) ?? [];
+  const nodeArgs = (name: string) => [...extraArgs, ...(opt.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir(name)] : [])];
+  const ctx: SetupContext = { dir, keys, dnsPort: dns.port, reinjectPort: fixed.reinjectOriginating, processes, amavisdMaxServers, nodeArgs };
+  const profiles: string[] = [];
   const results: SetupResult[] = [];
   onSignal.add(() => postfix.stop());
   try {
@@ -112,7 +123,17 @@ async function main(): Promise<number> {
       }
       log(`${setup.name}: ${setup.label}`);
       try {
-        await measureSetup(setup, result, { ctx, postfix, fixed, sinkPort, smtpSink, smtpSource, messages, load: { sessions, seconds, runs, reuses, smoke: opt.smoke } });
+        const filter = await measureSetup(setup, result, {
+          ctx,
+          postfix,
+          fixed,
+          sinkPort,
+          smtpSink,
+          smtpSource,
+          messages,
+          load: { sessions, seconds, runs, reuses, smoke: opt.smoke },
+        });
+        if (opt.profile && filter?.logFile) profiles.push(summarizeMtaProfiles(profileDir(setup.name), filter.pid, filter.logFile, setup.name));
       } catch (err) {
         result.error = (err as Error).message;
         log(`${setup.name}: FAILED: ${result.error}`);
@@ -136,7 +157,7 @@ async function main(): Promise<number> {
     setups: results,
   };
   const all: MtaResults = { ...base, targets: mtaTargets(base) };
-  const text = mtaMarkdown(all);
+  const text = [mtaMarkdown(all), ...profiles].join('\n\n');
   process.stdout.write(text);
   const out = opt.out ?? (mode === 'full' ? path.join(ROOT, 'bench/results/mta-latest.json') : null);
   if (out) {
@@ -160,7 +181,7 @@ interface Env {
 }
 
 /** Starts the set-up, checks its signatures, then times every cell; stops everything it started. */
-async function measureSetup(setup: Setup, result: SetupResult, env: Env): Promise<void> {
+async function measureSetup(setup: Setup, result: SetupResult, env: Env): Promise<RunningFilter | null> {
   // smtp-sink writes its dump as the user it drops to (nobody), so in a folder of nobody's.
   const dumpDir = path.join(env.ctx.dir, `dump-${setup.name}`);
   mkdirSync(dumpDir);
@@ -206,6 +227,7 @@ async function measureSetup(setup: Setup, result: SetupResult, env: Env): Promis
     onSignal.delete(stopFilter);
     onSignal.delete(stopSink);
   }
+  return filter;
 }
 
 /**

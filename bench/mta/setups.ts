@@ -23,6 +23,8 @@ export interface SetupContext {
   /** Worker processes for postseal and rspamd (one per core by default). */
   processes: number;
   amavisdMaxServers: number;
+  /** Extra node options for postseal (--profile: --cpu-prof), by set-up. */
+  nodeArgs?(setup: SetupName): string[];
 }
 
 export interface RunningFilter {
@@ -30,6 +32,8 @@ export interface RunningFilter {
   readonly pid: number;
   /** The content filter's ORIGINATING listener (example 10026), or the milter's port. */
   readonly port: number;
+  /** postseal's log (one line per message). */
+  readonly logFile?: string;
   stop(): Promise<void>;
 }
 
@@ -108,13 +112,14 @@ export const SETUPS: readonly Setup[] = [
     start: async (ctx) => {
       const ps = await startPostseal({
         dir: path.join(ctx.dir, 'postseal-filter'),
+        nodeArgs: ctx.nodeArgs?.('postseal-filter'),
         keys: ctx.keys,
         sinkPort: ctx.reinjectPort,
         dnsPort: ctx.dnsPort,
         workers: ctx.processes,
         paths: ['originating'],
       });
-      return { pid: ps.pid, port: ps.ports.originating, stop: () => ps.stop() };
+      return { pid: ps.pid, port: ps.ports.originating, logFile: ps.logFile, stop: () => ps.stop() };
     },
     postfix: asShipped,
   },
@@ -131,6 +136,7 @@ export const SETUPS: readonly Setup[] = [
     start: async (ctx) => {
       const ps = await startPostseal({
         dir: path.join(ctx.dir, 'postseal-milter'),
+        nodeArgs: ctx.nodeArgs?.('postseal-milter'),
         keys: ctx.keys,
         sinkPort: ctx.reinjectPort,
         dnsPort: ctx.dnsPort,
@@ -138,7 +144,7 @@ export const SETUPS: readonly Setup[] = [
         paths: ['originating'],
         listenerProtocol: 'milter',
       });
-      return { pid: ps.pid, port: ps.ports.originating, stop: () => ps.stop() };
+      return { pid: ps.pid, port: ps.ports.originating, logFile: ps.logFile, stop: () => ps.stop() };
     },
     postfix: milter,
   },

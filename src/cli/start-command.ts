@@ -59,7 +59,7 @@ export function runStart(args: string[]): Promise<number> {
         return explainStartFailure(err);
       }
       if (metrics) watchPrimaryReload(metrics.service, file, base);
-      const code = await runPrimary(workers, base, metrics ?? {});
+      const code = await runPrimary(workers, base, metrics ?? {}, config.main.workerSemiSpaceMb);
       await metrics?.service.close();
       return code;
     }

@@ -20,18 +20,20 @@ export const WORKER_READY = 'postseal:worker-ready';
 const RESTART_DELAY_MS = 1000;
 
 /**
- * V8's young generation capped at 8 MB semi-spaces (Node's default lets it grow to 32 MB on a
- * machine with this much memory): measured with 2 workers under smtp-source load, the same
- * CPU per message (pass-through 20 KB: 0.35 -> 0.32 ms; originating 200 KB: 3.28 -> 3.29 ms)
- * and 90-180 MB less peak RSS (bench/README.md). An operator's own semi-space setting, on
- * node's command line or in NODE_OPTIONS, wins.
+ * V8's young generation of each worker, `workerSemiSpaceMb` (main config, default 8): Node's
+ * own default lets it grow to 32 MB semi-spaces on a machine with this much memory. Measured
+ * with 2 workers under smtp-source load (bench/README.md, "Several cores" and "Tail
+ * latency"). An operator's own semi-space setting, on node's command line or in NODE_OPTIONS,
+ * wins.
  */
-export const WORKER_V8_FLAGS = ['--max-semi-space-size=8'];
+export function workerV8Flags(semiSpaceMb: number): string[] {
+  return [`--max-semi-space-size=${semiSpaceMb}`];
+}
 
-function workerExecArgv(): string[] {
+function workerExecArgv(semiSpaceMb: number): string[] {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
   const ownSetting = given.some((a) => /^--(max|min)[-_]semi[-_]space[-_]size/.test(a));
-  return ownSetting ? process.execArgv : [...process.execArgv, ...WORKER_V8_FLAGS];
+  return ownSetting ? process.execArgv : [...process.execArgv, ...workerV8Flags(semiSpaceMb)];
 }
 
 /** Hooks for side services (services/metrics/index.ts): the primary's view of its workers. */
@@ -42,7 +44,7 @@ export interface PrimaryHooks {
   draining?(): void;
 }
 
-export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {}): Promise<number> {
+export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {}, semiSpaceMb = 8): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     let started = false;
@@ -105,7 +107,7 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
       // A worker without its handlers yet would die of the signal; it gets it once ready.
       for (const { worker, ready } of live.values()) if (ready) worker.process.kill('SIGHUP');
     });
-    cluster.setupPrimary({ execArgv: workerExecArgv() });
+    cluster.setupPrimary({ execArgv: workerExecArgv(semiSpaceMb) });
     for (let i = 0; i < workers; i++) fork();
   });
 }

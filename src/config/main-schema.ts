@@ -891,6 +891,14 @@ export const mainConfigSchema = {
       description:
         'Processes that serve the listeners (Node cluster; each runs every stage). 0 = one per CPU core; 1 = no cluster, one process. Read at start-up only; `postseal start --workers` overrides it.',
     },
+    workerSemiSpaceMb: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 256,
+      default: 8,
+      description:
+        "Size of V8's young-generation semi-spaces in each worker process, in MB (node's --max-semi-space-size), given to the workers by the primary when `workers` is above 1. Larger means fewer, longer scavenges and more memory; bench/README.md (\"Tail latency\") has the measurements. A semi-space size on node's own command line or in NODE_OPTIONS wins. A single process (workers 1) runs with node's own default. Read at start-up only.",
+    },
   },
 } as const;
 

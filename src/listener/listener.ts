@@ -14,7 +14,7 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import { replyError, replies } from '../smtp/replies';
-import { greetWithoutPause, sessionIdsWithoutRandomCalls, useEnvelopeCommands } from './smtp-server';
+import { batchReplies, greetWithoutPause, sessionIdsWithoutRandomCalls, useEnvelopeCommands } from './smtp-server';
 import { SessionHandler, type SessionContext } from './session';
 
 export interface Listener {
@@ -76,6 +76,8 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
   });
   greetWithoutPause(server);
   sessionIdsWithoutRandomCalls(server);
+  // Only where PIPELINING is announced; with it hidden, clients do not pipeline.
+  if (!hidden.has('PIPELINING')) batchReplies(server);
   server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', (err: Error) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));

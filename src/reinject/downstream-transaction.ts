@@ -3,7 +3,8 @@
  * MAIL when the upstream sends MAIL, RCPT for each RCPT, DATA once the stages let the
  * message through. Each call returns the downstream's reply so the listener can mirror it,
  * which is how no recipient is lost or delivered twice when the downstream treats
- * recipients differently. XFORWARD goes first when the downstream offers it.
+ * recipients differently. XFORWARD goes first when the downstream offers it, in the same
+ * write as MAIL when it also offers PIPELINING (RFC 2920).
  */
 import { PostsealError, isPostsealError } from '../errors';
 import { encodeXtext } from '../lib/envelope/xtext';
@@ -51,17 +52,27 @@ export class DownstreamTransaction {
 
   private static async start(pool: DownstreamPool, conn: SmtpClientConnection, mail: MailStart, client: ClientInfo | null) {
     const timeout = pool.target.commandTimeoutMs;
-    for (const line of xforwardLines(conn.extensions.get('XFORWARD'), client)) {
-      const r = await conn.command(line, timeout);
-      // A refused XFORWARD only loses the original client's details, never the mail.
-      if (!isSuccess(r)) break;
-    }
     // UTF-8 addresses to a server without SMTPUTF8 would be refused for good (553): tempfail instead.
     if (mail.smtputf8 && !conn.extensions.has('SMTPUTF8')) {
       pool.release(conn, false);
       throw new PostsealError('REINJECT_PROTOCOL', `downstream ${conn.label} does not offer SMTPUTF8, which this message needs (smtputf8_enable = yes on the reinjection smtpd)`);
     }
-    const reply = await conn.command(mailCommand(mail, conn.extensions), timeout);
+    const xforward = xforwardLines(conn.extensions.get('XFORWARD'), client);
+    const mailLine = mailCommand(mail, conn.extensions);
+    // A refused XFORWARD only loses the original client's details, never the mail: its reply
+    // is read and not acted on. Pipelined with MAIL when the server allows it (as Postfix's own
+    // smtp client sends XFORWARD to a content filter): one downstream round trip per message
+    // fewer on the content-filter path (bench/README.md, "Tail latency").
+    let reply: DownstreamReply;
+    if (xforward.length && conn.extensions.has('PIPELINING')) {
+      reply = (await conn.commands([...xforward, mailLine], timeout)).at(-1)!;
+    } else {
+      for (const line of xforward) {
+        const r = await conn.command(line, timeout);
+        if (!isSuccess(r)) break;
+      }
+      reply = await conn.command(mailLine, timeout);
+    }
     if (!isSuccess(reply)) {
       pool.release(conn, true);
       return { tx: null, reply };

@@ -158,6 +158,22 @@ export class SmtpClientConnection {
   }
 
   /**
+   * Several commands in one write, their replies in order (RFC 2920 PIPELINING: only for a
+   * server that announced it). One write and one wait instead of one per command: each
+   * round trip wakes the downstream process and then this one.
+   */
+  async commands(lines: readonly string[], timeoutMs: number): Promise<DownstreamReply[]> {
+    this.write(lines.map((l) => `${l}\r\n`).join(''));
+    const replies: DownstreamReply[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const reply = await this.read(timeoutMs);
+      if (reply.code === 421) this.usable = false;
+      replies.push(reply);
+    }
+    return replies;
+  }
+
+  /**
    * Streams the message after a 354: line endings made CRLF, leading dots doubled, then the
    * final dot. Returns one reply (SMTP) or `replies` replies (LMTP, one per accepted recipient).
    * An LMTP server that goes away after answering some recipients has delivered to those:

@@ -2,7 +2,7 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { WORKER_V8_FLAGS } from '../../src/cluster/primary';
+import { workerV8Flags } from '../../src/cluster/primary';
 import { startDaemon, type Daemon } from '../helpers/cli';
 import { startSink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
@@ -16,12 +16,12 @@ afterEach(() => {
   for (const d of started.splice(0)) if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
 });
 
-async function configured(workers: number, port = 0) {
+async function configured(workers: number, port = 0, extra = '') {
   const sink = await startSink();
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cluster-'));
   mkdirSync(path.join(dir, 'banks'));
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), `forward: { host: 127.0.0.1, port: ${sink.port} }\n`);
-  writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: ${port}, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n`);
+  writeFileSync(path.join(dir, 'postseal.yaml'), `bankDir: banks\nlisteners:\n  - { port: ${port}, bank: default }\nworkers: ${workers}\nshutdownGraceMs: 2000\n${extra}`);
   return { sink, configFile: path.join(dir, 'postseal.yaml') };
 }
 
@@ -31,8 +31,8 @@ function daemon(configFile: string, opts: DaemonOptions = {}): Daemon {
   return d;
 }
 
-async function cluster(workers: number, opts: DaemonOptions = {}) {
-  const { sink, configFile } = await configured(workers);
+async function cluster(workers: number, opts: DaemonOptions = {}, extra = '') {
+  const { sink, configFile } = await configured(workers, 0, extra);
   const d = daemon(configFile, opts);
   await d.waitFor((l) => l.msg === 'postseal started');
   // Each worker writes its own log lines in blocks (src/lib/log.ts): they can come after the primary's.
@@ -69,7 +69,7 @@ describe('postseal start with several workers', () => {
 
   // NODE_OPTIONS is set in each case, so the test's own environment cannot change the outcome.
   it.each<[string, DaemonOptions, string[]]>([
-    ['with the young generation capped', { env: { NODE_OPTIONS: '' } }, WORKER_V8_FLAGS],
+    ['with the young generation of workerSemiSpaceMb (default 8)', { env: { NODE_OPTIONS: '' } }, workerV8Flags(8)],
     ['with the operator’s own semi-space size from its command line', { nodeArgs: ['--max-semi-space-size=16'], env: { NODE_OPTIONS: '' } }, ['--max-semi-space-size=16']],
     // node applies NODE_OPTIONS itself; a flag on the command line would override it.
     ['without a flag of its own when NODE_OPTIONS sets the size', { env: { NODE_OPTIONS: '--max-semi-space-size=16' } }, []],
@@ -79,6 +79,17 @@ describe('postseal start with several workers', () => {
     await startedWorkers(d, 2);
     for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
       expect(argv(l.pid).filter((a) => /semi-space-size/.test(a))).toEqual(expected);
+    }
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await sink.close();
+  });
+
+  it('gives its workers the semi-space size of workerSemiSpaceMb', async () => {
+    const { sink, d } = await cluster(2, { env: { NODE_OPTIONS: '' } }, 'workerSemiSpaceMb: 16\n');
+    await startedWorkers(d, 2);
+    for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
+      expect(readFileSync(`/proc/${String(l.pid)}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=16');
     }
     d.proc.kill('SIGTERM');
     expect(await d.exited).toBe(0);

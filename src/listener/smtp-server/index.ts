@@ -8,7 +8,8 @@
  *   needs back unchanged, and user+tag recipients bounced);
  * - xforward-helo.ts: XFORWARD HELO=[UNAVAILABLE] no longer forgets the EHLO name;
  * - greeting.ts: no 100 ms pause before the greeting;
- * - session-id.ts: session ids without an OpenSSL call per connection.
+ * - session-id.ts: session ids without an OpenSSL call per connection;
+ * - reply-batching.ts: replies to pipelined commands in one write.
  *
  * A new smtp-server version stops postseal at load here, before any patch is applied: read
  * the files above against it, then raise REVIEWED_VERSION.
@@ -16,10 +17,12 @@
 import { version } from 'smtp-server/package.json';
 import { installDataPhase } from './data-phase';
 import { installEnvelopeCommands } from './envelope-commands';
+import { installReplyBatching } from './reply-batching';
 import { installXforwardHelo } from './xforward-helo';
 
 export { useEnvelopeCommands, type EnvelopeHandlers } from './envelope-commands';
 export { greetWithoutPause } from './greeting';
+export { batchReplies } from './reply-batching';
 export { sessionIdsWithoutRandomCalls } from './session-id';
 
 export const REVIEWED_VERSION = '3.21.6';
@@ -30,3 +33,4 @@ if (version !== REVIEWED_VERSION) {
 installDataPhase();
 installEnvelopeCommands();
 installXforwardHelo();
+installReplyBatching();

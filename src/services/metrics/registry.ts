@@ -12,6 +12,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DownstreamFailureKind, DownstreamStep, MessageReport, Telemetry } from '../../lib/telemetry';
 import { stageRegistry } from '../../stages/registry';
+import { registerEventLoopDelay } from './event-loop';
 
 /** Seconds: a message takes milliseconds (pass-through) to minutes (messageDeadlineMs). */
 const MESSAGE_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -108,6 +109,7 @@ export function createProcessMetrics(): ProcessMetrics {
     help: 'SMTP connections accepted by the listeners.',
     registers,
   });
+  registerEventLoopDelay(registry);
   // Present at zero from the start, so that rate() and alerts see the first failure.
   for (const kind of KINDS) for (const step of STEPS) downstreamFailures.inc(failureLabels(kind, step), 0);
 
