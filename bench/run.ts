@@ -11,6 +11,8 @@
  *   --node-args=ARGS    extra node/V8 options for postseal's processes (A/B runs of V8 settings)
  *   --latency-rate N    pace the latency runs at N msg/s instead of half the throughput (A/B runs)
  *   --srs               SRS map lookups/s, postseal against postsrsd (bench/srs.ts); --seconds, --concurrency
+ *   --clients           the content path's pieces alone (bench/clients.ts): CPU per call of the clamd and
+ *                       spamd clients and the MIME walk, at --sizes (default 2,20)
  *   --policy            only the policy service's cell (bench/policy.ts): requests/s at --concurrency
  *                       (default 1,16,64) vs postgrey and policyd-spf, sqlite and Redis; a full run includes it
  */
@@ -33,6 +35,7 @@ import { freePort, readRss } from './proc';
 import { addedCpu, addedCpuMarkdown, markdown, targets, targetsMarkdown, type Results } from './report';
 import { BENCH_RULE, EICAR, GTUBE, startScanners, type Scanners } from './scanners';
 import { srsBenchmark, srsMarkdown } from './srs';
+import { clientsBenchmark, clientsMarkdown } from './clients';
 import { describeMachine, describeVersions } from './versions';
 
 const { values: opt } = parseArgs({
@@ -50,6 +53,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
     srs: { type: 'boolean', default: false },
+    clients: { type: 'boolean', default: false },
     policy: { type: 'boolean', default: false },
     'node-args': { type: 'string' },
     'latency-rate': { type: 'string' },
@@ -61,6 +65,7 @@ const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 async function main(): Promise<number> {
   if (opt.srs) return await srsOnly();
+  if (opt.clients) return await clientsOnly();
   const smtpSource = findTool('smtp-source');
   const smtpSinkBin = findTool('smtp-sink');
   if (!smtpSource || !smtpSinkBin) {
@@ -310,6 +315,18 @@ main().then(
     process.exit(1);
   },
 );
+
+/** `--clients`: the content path's pieces alone (they need clamd and spamd, not the SMTP tools). */
+async function clientsOnly(): Promise<number> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'postseal-bench-clients-'));
+  try {
+    const cells = await clientsBenchmark({ dir, keys: makeKeys(dir), sizes: list(opt.sizes, [2, 20]), log });
+    process.stdout.write(`${clientsMarkdown(cells)}\n`);
+    return 0;
+  } finally {
+    if (!opt.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** `--srs`: the SRS lookup benchmark alone (it needs postsrsd, not the SMTP tools). */
 async function srsOnly(): Promise<number> {

@@ -14,8 +14,11 @@
  * AUTH: the client waits for their reply, or the connection changes, before it sends more);
  * SMTPConnection#_onCommand notes how many of them are still to come after the one it
  * dispatches; SMTPConnection#send corks the socket for a reply while more are to come and
- * uncorks after the last one's reply (and after any 354 or 421). A reply is never held past
- * the reply of a command the client has already sent, so no client waits on a held reply.
+ * uncorks after the last one's reply (and after any 220, 221, 334, 354 or 421, and whenever
+ * the held replies reach half the socket's high-water mark). A reply is never held past the
+ * reply of a command the client has already sent, so no client waits on a held reply; it may
+ * wait on the downstream's answers to the commands after it in its group, as with Postfix's
+ * own smtpd.
  * Other servers in the process (the tests' sinks) are left alone unless `batchReplies` was
  * called for them.
  *
@@ -39,6 +42,14 @@ type WithBatching = SMTPServer & { [BATCH]?: boolean };
 
 /** Commands after which the client waits (or the connection changes): they end a group. */
 const GROUP_END = /^(DATA|BDAT|QUIT|STARTTLS|AUTH)\b/i;
+/**
+ * A line that starts with a non-ASCII byte ends a group too: smtp-server upper-cases the
+ * command name as UTF-8, so "ſtarttls" (U+017F) reaches its STARTTLS handler while the test
+ * above, on Latin-1 bytes, would not see it.
+ */
+const NOT_ASCII = /[^\x00-\x7f]/;
+/** Replies never held: the client waits for them, or the connection changes or ends after them. */
+const NEVER_HELD = new Set([220, 221, 334, 354, 421]);
 
 export function batchReplies(server: SMTPServer): void {
   (server as WithBatching)[BATCH] = true;
@@ -55,7 +66,7 @@ export function pipelinedLines(remainder: string, chunk: Buffer): number {
   for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
     count++;
     const head = (start === 0 ? remainder : '') + chunk.toString('latin1', start, Math.min(nl, start + 10));
-    if (GROUP_END.test(head)) break;
+    if (GROUP_END.test(head) || NOT_ASCII.test(head)) break;
     start = nl + 1;
   }
   return count;
@@ -64,8 +75,12 @@ export function pipelinedLines(remainder: string, chunk: Buffer): number {
 /** Called once by ./index.ts, after the version gate. */
 export function installReplyBatching(): void {
   const proto = SMTPConnection.prototype as Connection;
-  if (typeof SMTPStream.prototype._write !== 'function' || typeof proto._onCommand !== 'function' || typeof proto.send !== 'function') {
-    throw new Error('smtp-server lacks SMTPStream#_write, SMTPConnection#_onCommand or #send: read src/listener/smtp-server/reply-batching.ts against it');
+  const probe = new SMTPStream() as Stream;
+  const fields = ['_remainder', '_dataMode'].filter((f) => !(f in probe));
+  if (typeof SMTPStream.prototype._write !== 'function' || typeof proto._onCommand !== 'function' || typeof proto.send !== 'function' || fields.length) {
+    throw new Error(
+      `smtp-server lacks SMTPStream#_write, SMTPConnection#_onCommand or #send${fields.length ? `, or the stream fields ${fields.join(', ')}` : ''}: read src/listener/smtp-server/reply-batching.ts against it`,
+    );
   }
   const libraryWrite = SMTPStream.prototype._write;
   const libraryOnCommand = proto._onCommand;
@@ -87,7 +102,10 @@ export function installReplyBatching(): void {
   proto.send = function send(this: Connection, code: number, data?: string | string[] | null, context?: string | false): void {
     if (!(this._server as WithBatching)[BATCH]) return librarySend.call(this, code, data, context);
     const socket = this._socket;
-    const hold = (this[AFTER] ?? 0) > 0 && code !== 354 && code !== 421;
+    // Held only while the buffer is small: smtp-server waits for 'drain' after a command once
+    // the socket needs it, and a corked socket never drains, so a long pipelined group (10,000
+    // NOOPs, or 1,500 refused RCPTs in one read) would stall until the idle timeout.
+    const hold = (this[AFTER] ?? 0) > 0 && !NEVER_HELD.has(code) && socket.writableLength < socket.writableHighWaterMark / 2;
     if (hold && !this[CORKED]) {
       socket.cork();
       this[CORKED] = true;

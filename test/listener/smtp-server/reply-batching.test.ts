@@ -77,6 +77,30 @@ describe('replies to pipelined commands', () => {
   });
 });
 
+describe('a long pipelined group', () => {
+  it('is answered in full: 10,000 NOOPs in one write get their 10,000 replies at once, not at the idle timeout', async () => {
+    const l = await listener();
+    const c = await RawClient.open(l.port);
+    c.send('NOOP\r\n'.repeat(10_000));
+    await c.until(/^(?:250 [^\n]*\r\n){10000}$/, 10_000);
+    c.close();
+    await l.close();
+  }, 20_000);
+
+  it('is answered in full when the downstream refuses 1,500 pipelined recipients', async () => {
+    const sink = await startSink();
+    sink.behaviour.fail = { rcpt: [550, '5.1.1 This recipient does not exist here, and the text of the refusal is long'] };
+    const h = await startHarness({ forwardPort: sink.port });
+    const c = await RawClient.open(h.app.portOf('default'));
+    const rcpts = Array.from({ length: 1500 }, (_, i) => `RCPT TO:<nobody${i}@example.net>\r\n`).join('');
+    c.send(`MAIL FROM:<a@example.org>\r\n${rcpts}`);
+    await c.until(/^250 [^\n]*\r\n(?:[45]\d\d [^\n]*\r\n){1500}$/, 10_000);
+    c.close();
+    await h.close();
+    await sink.close();
+  }, 20_000);
+});
+
 describe('pipelinedLines', () => {
   it('counts the complete command lines up to the first that ends a group', () => {
     const count = (remainder: string, text: string) => pipelinedLines(remainder, Buffer.from(text, 'latin1'));
@@ -87,5 +111,7 @@ describe('pipelinedLines', () => {
     // The parser's partial line and the chunk's first bytes make one line.
     expect(count('DA', 'TA\r\nSubject: x\r\n')).toBe(1);
     expect(count('', '')).toBe(0);
+    // smtp-server upper-cases command names as UTF-8: "ſtarttls" is STARTTLS to it, so it ends a group here too.
+    expect(pipelinedLines('', Buffer.from('NOOP\r\nſtarttls\r\nNOOP\r\n', 'utf8'))).toBe(2);
   });
 });
