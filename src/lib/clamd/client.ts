@@ -29,6 +29,7 @@
  */
 import net from 'node:net';
 import { failure, parsePingAnswers, parseScanAnswers, parseVersionAnswers, splitAnswers, type ClamdFailure, type ScanResult } from './reply';
+import { drained } from '../drained';
 import { Session, SessionPool } from './session';
 
 export type ClamdEndpoint = { readonly socket: string } | { readonly host: string; readonly port: number };
@@ -181,20 +182,6 @@ function connectTo(ep: ClamdEndpoint): net.Socket {
   const s = net.connect({ host: ep.host, port: ep.port });
   s.setNoDelay(true);
   return s;
-}
-
-/** Resolves once the socket takes more (drained) or is gone. */
-function drained(socket: net.Socket): Promise<void> {
-  if (socket.destroyed || !socket.writableNeedDrain) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.on('drain', done);
-    socket.on('close', done);
-  });
 }
 
 /**

@@ -21,6 +21,7 @@
  */
 import net from 'node:net';
 import { PostsealError } from '../../errors';
+import { drained } from '../drained';
 
 export interface SpamdEndpoint {
   /** A unix socket path; when set, host and port are not used. */
@@ -139,16 +140,7 @@ async function send(socket: net.Socket, head: string, source: ScanSource | undef
         if (!socket.write(chunk)) {
           socket.uncork();
           corked = false;
-          // 'close' too: the timeout or an abort destroys the socket, and 'drain' never comes then.
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              socket.off('drain', done);
-              socket.off('close', done);
-              resolve();
-            };
-            socket.on('drain', done);
-            socket.on('close', done);
-          });
+          await drained(socket);
           if (socket.destroyed) return;
           socket.cork();
           corked = true;
