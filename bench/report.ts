@@ -169,13 +169,16 @@ export function targets(r: Results): Target[] {
   vsAmavisd('originating', 20, 6);
   vsAmavisd('originating', 200, 5);
   vsAmavisd('inbound', 20, 6);
+  // Pass-through against the smtp-sink ceiling: 0.35 (issue 6), raised to 0.45 by issue 18.
   for (const x of cells('nochecks', 20)) {
     const ratio = x.postsealMps / x.directMps;
-    out.push({
-      what: `nochecks 20 KB c=16 reuse=${x.reuse ? 'yes' : 'no'}: ≥ 0.35 of direct`,
-      measured: `${ratio.toFixed(2)} (${fmt(x.postsealMps)} of ${fmt(x.directMps)} msg/s)`,
-      met: ratio >= 0.35,
-    });
+    for (const target of [0.35, 0.45]) {
+      out.push({
+        what: `nochecks 20 KB c=16 reuse=${x.reuse ? 'yes' : 'no'}: ≥ ${target} of direct`,
+        measured: `${ratio.toFixed(2)} (${fmt(x.postsealMps)} of ${fmt(x.directMps)} msg/s)`,
+        met: ratio >= target,
+      });
+    }
   }
   // The latency target is the issue-6 paths'; the content path's added latency is mostly spamd's scan.
   for (const x of r.cells.filter((c) => c.sizeKb === 20 && c.concurrency === 16 && c.reuse && c.path !== 'content')) {
