@@ -282,6 +282,33 @@ describe('the virus stage in the SMTP path', () => {
     }
   });
 
+  it('starts with a warning naming keepConnections when the scanner answers PING but has no sessions, and none with keepConnections 0', async () => {
+    // A clamd-compatible scanner without IDSESSION: it answers every command as outside one.
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.on('data', () => sock.end('PONG\0'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const sink = await startSink();
+    try {
+      for (const keepConnections of [8, 0]) {
+        const h = await startHarness({ forwardPort: sink.port, banks: { default: { stages: ['virus'], virus: { host: '127.0.0.1', port, keepConnections } } } });
+        try {
+          const warning = h.logs.find((l) => l.code === 'CFG_VIRUS_SCANNER_NOT_ANSWERING');
+          if (keepConnections) expect(warning).toMatchObject({ level: 40, msg: expect.stringContaining('answers PING but not inside an IDSESSION') });
+          else expect(warning).toBeUndefined();
+          expect(warning?.msg ?? '').not.toContain('did not answer PING');
+        } finally {
+          await h.close();
+        }
+      }
+    } finally {
+      await sink.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('starts with a warning when clamd does not answer, and tempfails its mail', async () => {
     const sink = await startSink();
     const h = await startHarness({ forwardPort: sink.port, banks: { default: { stages: ['virus'], virus: { socket: nowhere } } } });

@@ -73,6 +73,17 @@ export class ClamdClient {
     return x.kind === 'answers' ? parsePingAnswers(x.answers) : asFailure(x);
   }
 
+  /**
+   * PING inside an IDSESSION, as the kept connections use it: "1: PONG". A scanner that speaks
+   * clamd's commands but not sessions answers otherwise, and every scan with keepConnections
+   * above 0 would fail on it (the start-up check says so, stages/virus/probe.ts).
+   */
+  async pingInSession(signal?: AbortSignal): Promise<{ readonly kind: 'pong' } | ClamdFailure> {
+    const x = await exchange(this.options, 'zIDSESSION\0zPING\0zEND\0', null, signal);
+    if (x.kind !== 'answers') return asFailure(x);
+    return x.answers.length === 1 && x.answers[0] === '1: PONG' ? { kind: 'pong' } : failure('garbage', `PING in a session answered: ${x.answers.join(' | ') || 'nothing'}`);
+  }
+
   async version(signal?: AbortSignal): Promise<{ readonly kind: 'version'; readonly version: string } | ClamdFailure> {
     const x = await exchange(this.options, 'zVERSION\0', null, signal);
     return x.kind === 'answers' ? parseVersionAnswers(x.answers) : asFailure(x);

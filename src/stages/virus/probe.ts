@@ -4,8 +4,9 @@
  * checkConfig: a warning, CFG_VIRUS_SCANNER_NOT_ANSWERING, not a refusal to start, since
  * Postfix keeps the mail queued on the 451 a scan would give) and by GET /readyz
  * (services/metrics/readiness.ts, with its probe caching), as stages/spam/probe.ts does for
- * spamd and rspamd. Reads: virus.socket, virus.host, virus.port, virus.connectTimeoutMs of each
- * bank. Never throws.
+ * spamd and rspamd. With virus.keepConnections above 0 it also asks PING inside an IDSESSION,
+ * which the kept connections need. Reads: virus.socket, virus.host, virus.port,
+ * virus.connectTimeoutMs, virus.keepConnections of each bank. Never throws.
  */
 import type { Bank } from '../../config/bank-schema';
 import type { ConfigWarning } from '../../errors';
@@ -21,9 +22,11 @@ function targets(banks: Iterable<readonly [string, Bank]>): { readonly client: C
   for (const [name, bank] of banks) {
     if (!bank.stages.includes('virus')) continue;
     const client = clientFor(bank.virus as VirusSettings, PING_TIMEOUT_MS);
-    const t = out.get(client.name) ?? { client, banks: [] };
+    // Banks that keep connections and banks that do not are probed apart (the session check differs).
+    const key = `${client.name} ${client.options.keepConnections ? 'sessions' : 'single'}`;
+    const t = out.get(key) ?? { client, banks: [] };
     t.banks.push(name);
-    out.set(client.name, t);
+    out.set(key, t);
   }
   return [...out.values()];
 }
@@ -33,7 +36,13 @@ export async function probeClamd(banks: Iterable<readonly [string, Bank]>): Prom
   const results = await Promise.all(
     targets(banks).map(async (t) => {
       const r = await t.client.ping();
-      return r.kind === 'pong' ? null : `bank ${t.banks.join(', ')}: ${t.client.name} did not answer PING (${r.reason}: ${r.detail})`;
+      if (r.kind !== 'pong') return `bank ${t.banks.join(', ')}: ${t.client.name} did not answer PING (${r.reason}: ${r.detail})`;
+      if (!t.client.options.keepConnections) return null;
+      // Kept connections are IDSESSIONs: a scanner without them would fail every scan.
+      const s = await t.client.pingInSession();
+      return s.kind === 'pong'
+        ? null
+        : `bank ${t.banks.join(', ')}: ${t.client.name} answers PING but not inside an IDSESSION (${s.reason}: ${s.detail}); set virus.keepConnections: 0 for a scanner without sessions`;
     }),
   );
   return results.filter((r): r is string => r !== null);

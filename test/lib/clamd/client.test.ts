@@ -47,6 +47,11 @@ describe('the clamd client against a real clamd', () => {
     expect(await unix.ping()).toEqual({ kind: 'pong' });
   });
 
+  it('gets PONG inside an IDSESSION, as kept connections need', async () => {
+    expect(await unix.pingInSession()).toEqual({ kind: 'pong' });
+    expect(await tcp.pingInSession()).toEqual({ kind: 'pong' });
+  });
+
   it("reads clamd's version", async () => {
     const v = await unix.version();
     expect(v).toMatchObject({ kind: 'version', version: expect.stringMatching(/^ClamAV \d+\.\d+/) });
@@ -169,6 +174,17 @@ describe('the clamd client against a scanner that misbehaves', () => {
       const r = await new ClamdClient(options(s.endpoint)).ping();
       expect(r).toMatchObject({ kind: 'failed', reason: 'garbage' });
       expect(r.kind === 'failed' && r.detail).not.toMatch(/\x1b/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('tells a scanner that answers PING but not inside a session (no "1: " id) by its session PING', async () => {
+    const s = await scripted(answering('PONG\0'));
+    try {
+      const client = new ClamdClient(options(s.endpoint));
+      expect(await client.ping()).toEqual({ kind: 'pong' });
+      expect(await client.pingInSession()).toMatchObject({ kind: 'failed', reason: 'garbage', detail: expect.stringContaining('PING in a session answered: PONG') });
     } finally {
       await s.close();
     }
