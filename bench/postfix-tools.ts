@@ -20,12 +20,17 @@ export interface SmtpSink {
   stop(): Promise<void>;
 }
 
-/** smtp-sink on loopback; `dumpFile` keeps every transaction (for the checks, slow). */
-export async function startSmtpSink(bin: string, port: number, dumpFile?: string): Promise<SmtpSink> {
+/**
+ * smtp-sink on loopback, started and greeting: `extra` options before the usual ones (-c for
+ * the whole-MTA bench's counter), `dumpFile` keeps every transaction (for the checks, slow).
+ * Its stdout is a pipe when `extra` asks for output (-c), ignored otherwise.
+ */
+export async function spawnSmtpSink(bin: string, port: number, opts: { dumpFile?: string; extra?: string[] } = {}): Promise<{ child: ChildProcess; exited: Promise<void> }> {
   // As root smtp-sink insists on dropping privileges.
   const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
-  const args = [...user, '-m', '1024', ...(dumpFile ? ['-D', dumpFile] : []), `127.0.0.1:${port}`, '1024'];
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const extra = opts.extra ?? [];
+  const args = [...user, ...extra, '-m', '1024', ...(opts.dumpFile ? ['-D', opts.dumpFile] : []), `127.0.0.1:${port}`, '1024'];
+  const child = spawn(bin, args, { stdio: ['ignore', extra.length ? 'pipe' : 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -35,6 +40,12 @@ export async function startSmtpSink(bin: string, port: number, dumpFile?: string
     child.kill('SIGKILL');
     throw new Error(`smtp-sink did not start: ${stderr.trim() || (err as Error).message}`);
   }
+  return { child, exited };
+}
+
+/** smtp-sink on loopback; `dumpFile` keeps every transaction (for the checks, slow). */
+export async function startSmtpSink(bin: string, port: number, dumpFile?: string): Promise<SmtpSink> {
+  const { child, exited } = await spawnSmtpSink(bin, port, { dumpFile });
   return { port, stop: () => stopChild(child, exited) };
 }
 

@@ -113,13 +113,17 @@ export interface MemoryResult {
   fourMessagesGrowthMb: number;
 }
 
-export interface Results {
+/** What every results file starts with (this bench's and bench:mta's). */
+export interface RunHeader {
   date: string;
   mode: 'full' | 'smoke' | 'partial';
   durationSeconds: number;
   machine: Record<string, unknown>;
   versions: Record<string, string | null>;
   settings: Record<string, unknown>;
+}
+
+export interface Results extends RunHeader {
   paths: Record<string, { bank: string; stages: string[]; missingStages: string[]; check: PathCheck | null; amavisdCheck: PathCheck | null }>;
   idleRssMbPerProcess: number[];
   amavisd: { measured: boolean; reason: string | null; peakRssMbByMaxServers: Record<string, number> };

@@ -4,7 +4,7 @@
  * reused, and the CPU per message of Postfix's processes and of the filter's), the cells in
  * detail, and the issue's targets judged on ratios from this one run.
  */
-import { targetsMarkdown, type Target } from '../report';
+import { targetsMarkdown, type RunHeader, type Target } from '../report';
 import type { SetupName } from './setups';
 import type { SignatureResult } from './verify';
 
@@ -43,13 +43,7 @@ export interface SetupResult {
   cells: MtaCell[];
 }
 
-export interface MtaResults {
-  date: string;
-  mode: 'full' | 'smoke' | 'partial';
-  durationSeconds: number;
-  machine: Record<string, unknown>;
-  versions: Record<string, string | null>;
-  settings: Record<string, unknown>;
+export interface MtaResults extends RunHeader {
   /** CPU of one RSA-2048 signature in this process (node:crypto), the CPU target's yardstick. */
   rsaSignCpuMs: number;
   setups: SetupResult[];

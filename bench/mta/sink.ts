@@ -5,9 +5,7 @@
  * message (-D), for the DKIM checks before timing; that is slow, so timed runs go to a
  * sink without it.
  */
-import { spawn } from 'node:child_process';
-import { stopChild } from '../postfix-tools';
-import { waitForGreeting } from '../proc';
+import { spawnSmtpSink, stopChild } from '../postfix-tools';
 
 export interface CountingSink {
   /** Messages received so far (each final "."). */
@@ -18,12 +16,8 @@ export interface CountingSink {
 }
 
 export async function startCountingSink(bin: string, port: number, dumpFile?: string): Promise<CountingSink> {
-  // As root smtp-sink insists on dropping privileges.
-  const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
-  const args = [...user, '-c', '-m', '1024', ...(dumpFile ? ['-D', dumpFile] : []), `127.0.0.1:${port}`, '1024'];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, exited } = await spawnSmtpSink(bin, port, { dumpFile, extra: ['-c'] });
   let count = 0;
-  let stderr = '';
   const waiters = new Set<{ n: number; resolve: (t: bigint) => void }>();
   // -c rewrites one status line ("sess=3 quit=2 mesg=5\r") after every session end, QUIT and ".".
   child.stdout!.on('data', (d: Buffer) => {
@@ -37,14 +31,6 @@ export async function startCountingSink(bin: string, port: number, dumpFile?: st
       w.resolve(now);
     }
   });
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    await waitForGreeting(port, 5000);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw new Error(`smtp-sink did not start: ${stderr.trim() || (err as Error).message}`);
-  }
   return {
     get count() {
       return count;
