@@ -26,7 +26,7 @@ import { errorFields } from '../../lib/log';
 import { Action as Act, Reply, replyCode, simpleReply } from '../../lib/milter/protocol';
 import { noTelemetry, type MessageReport } from '../../lib/telemetry';
 import type { PipelineResult } from '../../pipeline/runner';
-import { settleBlocked, settleEarlier, stableIdOf } from '../blocked';
+import { settleBlocked } from '../blocked';
 import { delivers } from '../../pipeline/verdict';
 import { replyForError } from '../../smtp/error-replies';
 import { formatReply, type SmtpReply } from '../../smtp/replies';
@@ -89,18 +89,10 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     if (input.headerTooBig) throw new PostsealError('HEADER_TOO_BIG', 'header section longer than spool.maxHeaderBytes');
     const tx = receivedTransaction(input, bank, spool);
     const original = tx.message;
-    // A retry of a message held, bounced or refused before keeps that outcome (listener/blocked.ts).
+    // No settleEarlier (listener/blocked.ts) here: a message the MTA offers again is a new
+    // transaction with a new queue id, so its retry-stable id never matches an earlier one and
+    // the lookup (a hash of the message, a store read, a stat) would be work for nothing.
     const blockedDeps = { quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log };
-    const stableId = ctx.quarantine || ctx.bounce ? await stableIdOf(tx, original) : undefined;
-    const earlier = stableId === undefined ? undefined : await settleEarlier(blockedDeps, { tx, received: original, stableId });
-    if (earlier) {
-      record.verdict = 'earlier';
-      if (earlier.kind === 'refused') return answer(earlier.reply);
-      if (earlier.quarantineId) record.quarantineId = earlier.quarantineId;
-      replyClass = '2';
-      replyText = `discard (${formatReply(earlier.reply)})`;
-      return [simpleReply(Reply.DISCARD)];
-    }
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     const { verdict } = result;
@@ -114,7 +106,7 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     if (verdict.action === 'tempfail' && verdict.reason in errorCodes) return failed(verdict.reply);
     if (!delivers(verdict.action)) {
       // Held, bounced or discarded by postseal as on the SMTP path (with the bank's notices), then dropped by the MTA.
-      const blocked = await settleBlocked(blockedDeps, { tx, received: original, result, stableId });
+      const blocked = await settleBlocked(blockedDeps, { tx, received: original, result });
       if (blocked.kind === 'refused') return answer(blocked.reply);
       if (blocked.quarantineId) record.quarantineId = blocked.quarantineId;
       replyClass = '2';
