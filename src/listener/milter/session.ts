@@ -23,7 +23,7 @@ import { FrameReader } from '../../lib/milter/frames';
 import { Action, decodeCommand, MILTER_VERSION, type MilterCommand, MilterProtocolError, optnegReply, Proto, Reply, replyCode, simpleReply } from '../../lib/milter/protocol';
 import { noTelemetry } from '../../lib/telemetry';
 import { replies } from '../../smtp/replies';
-import { spoolFrom, type Spool } from '../../transaction/spool';
+import { memorySpool, spoolFrom, type Spool } from '../../transaction/spool';
 import type { ClientInfo, Envelope, Recipient } from '../../transaction/transaction';
 import type { SessionContext } from '../session';
 import { endOfMessage } from './end-of-message';
@@ -31,6 +31,7 @@ import { macroLists, mailOf, rcptOf, WANTED_ACTIONS, WANTED_PROTOCOL } from './e
 
 /** Longest packet accepted: a body chunk is at most 64 KiB, a header field at most spool.maxHeaderBytes. */
 const packetLimit = (maxHeaderBytes: number) => maxHeaderBytes + 65536;
+const CRLF = Buffer.from('\r\n');
 interface MessageState {
   readonly ctx: SessionContext;
   readonly choice: BankChoice | null;
@@ -40,7 +41,11 @@ interface MessageState {
   header: Buffer[];
   headerBytes: number;
   headerTooBig: boolean;
-  body: PassThrough | null;
+  /** Header section and body so far, while they fit in memory (null before EOH). */
+  body: Buffer[] | null;
+  bodyBytes: number;
+  /** Past the spool's memory threshold: the rest streams into a spool file. */
+  stream: PassThrough | null;
   spool: Promise<Spool> | null;
 }
 
@@ -205,6 +210,8 @@ export class MilterSession {
       headerBytes: 0,
       headerTooBig: false,
       body: null,
+      bodyBytes: 0,
+      stream: null,
       spool: null,
     };
   }
@@ -239,22 +246,38 @@ export class MilterSession {
   private startBody(): void {
     const msg = this.need('EOH');
     if (msg.body) return;
-    const body = new PassThrough({ highWaterMark: 256 * 1024 });
-    msg.body = body;
-    msg.spool = spoolFrom(body, { ...msg.ctx.spool, maxSizeBytes: msg.ctx.bank.maxMessageSizeBytes, signal: msg.aborted.signal });
-    // A rejected spool is answered at end of message; until then nobody awaits it.
-    msg.spool.catch(() => undefined);
-    body.write(Buffer.concat([...msg.header, Buffer.from('\r\n')]));
+    msg.body = [];
+    this.append(msg, Buffer.concat([...msg.header, CRLF]));
     msg.header = [];
   }
 
   private bodyChunk(chunk: Buffer): void {
     const msg = this.need('BODY');
     if (!msg.body) this.startBody();
-    if (chunk.length && !msg.body!.write(chunk)) {
+    if (chunk.length) this.append(msg, chunk);
+  }
+
+  /**
+   * Kept in memory while the message fits under the spool's memory threshold (and the size
+   * limit), as most do: no stream for them. Past it, what came so far and the rest go through
+   * spoolFrom into a spool file, which also enforces the size limit.
+   */
+  private append(msg: MessageState, chunk: Buffer): void {
+    if (!msg.stream) {
+      msg.body!.push(chunk);
+      msg.bodyBytes += chunk.length;
+      if (msg.bodyBytes <= Math.min(msg.ctx.spool.memoryThresholdBytes, msg.ctx.bank.maxMessageSizeBytes)) return;
+      msg.stream = new PassThrough({ highWaterMark: 256 * 1024 });
+      msg.spool = spoolFrom(msg.stream, { ...msg.ctx.spool, maxSizeBytes: msg.ctx.bank.maxMessageSizeBytes, signal: msg.aborted.signal });
+      // A rejected spool is answered at end of message; until then nobody awaits it.
+      msg.spool.catch(() => undefined);
+      chunk = Buffer.concat(msg.body!, msg.bodyBytes);
+      msg.body = [];
+    }
+    if (!msg.stream.write(chunk)) {
       // Back-pressure: stop reading from the MTA until the spool caught up.
       this.socket.pause();
-      msg.body!.once('drain', () => this.socket.resume());
+      msg.stream.once('drain', () => this.socket.resume());
     }
   }
 
@@ -262,7 +285,8 @@ export class MilterSession {
     const msg = this.need('EOM');
     if (last.length) this.bodyChunk(last);
     if (!msg.body) this.startBody();
-    msg.body!.end();
+    if (msg.stream) msg.stream.end();
+    else msg.spool = Promise.resolve(memorySpool(msg.body!.length === 1 ? msg.body![0] : Buffer.concat(msg.body!, msg.bodyBytes), msg.ctx.spool.headBytes));
     this.messages++;
     // Idle time is the MTA's to spend; while the pipeline runs, the MTA is the one waiting.
     this.socket.setTimeout(0);
@@ -299,7 +323,8 @@ export class MilterSession {
     if (!msg) return;
     this.msg = null;
     msg.aborted.abort(new Error('message aborted by the MTA'));
-    msg.body?.destroy();
+    msg.body = null;
+    msg.stream?.destroy();
   }
 
   /** CONTINUE unless the MTA agreed not to wait for a reply to this command. */

@@ -6,6 +6,9 @@
  * answered 552 5.3.4 and 452 4.5.3.
  */
 import dgram from 'node:dgram';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { MilterClient, messagePackets, pkt, SMFIC } from '../../helpers/milter-client';
 import { startHarness, type Harness } from '../../helpers/postseal';
 import { waitFor } from '../../e2e/wait';
@@ -120,5 +123,40 @@ describe('milter listener failures', () => {
   it('closes a connection that stays silent for socketIdleTimeoutMs', async () => {
     const c = await open(0);
     await c.closedByServer(3000);
+  });
+});
+
+describe('milter listener size limit below the spool memory threshold', () => {
+  let h: Harness;
+  let spoolDir: string;
+  beforeAll(async () => {
+    spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-milter-spool-'));
+    // Messages stay in memory up to 1 MiB: the 100 KB limit is passed before any spool file.
+    h = await startHarness({
+      forwardPort: 9,
+      banks: { default: { stages: ['header-sanity'], maxMessageSizeBytes: 100_000 } },
+      main: { listeners: [{ port: 0, bank: 'default', protocol: 'milter' }], spool: { dir: spoolDir, memoryThresholdBytes: 1048576 } },
+    });
+  }, 30_000);
+  afterAll(async () => {
+    await h?.close();
+    rmSync(spoolDir, { recursive: true, force: true });
+  });
+
+  async function send(body: string) {
+    const c = await MilterClient.connect(h.app.listeners[0].port);
+    await c.negotiate();
+    const p = messagePackets({ from: 'bob@remote.test', to: ['user@example.test'], header, body });
+    c.send(...p.envelope, ...p.content, p.eom);
+    expect((await c.next()).code).toBe('c'); // RCPT
+    const replies = await c.untilFinal();
+    c.close();
+    return replies.map((r) => (r.code === 'y' ? r.data.toString() : r.code));
+  }
+
+  it('answers 552 5.3.4 past maxMessageSizeBytes while the message is still in memory, and passes one under it', async () => {
+    expect(await send('z'.repeat(150_000))).toEqual(['552 5.3.4 Message size exceeds fixed limit\0']);
+    expect(readdirSync(spoolDir)).toEqual([]);
+    expect((await send('z'.repeat(90_000))).at(-1)).toBe('c');
   });
 });
