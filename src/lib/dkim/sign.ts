@@ -1,8 +1,9 @@
 /**
  * Makes every signature for one message in one read of the body: the DKIM body hash (one
  * canonicalization per message, shared by all its DKIM signatures) and the DomainKeys
- * hashes stream side by side, then the DKIM signatures are made in parallel in the thread
- * pool. Returns the new fields, DKIM-Signature first, ready to prepend.
+ * hashes stream side by side, then the DKIM signatures are made (signature.ts signData says
+ * which run on the event loop and which in the thread pool). Returns the new fields,
+ * DKIM-Signature first, ready to prepend.
  *
  * Rejects with the abort reason or the crypto error; the stage reports it as DKIM_SIGN_FAILED.
  */

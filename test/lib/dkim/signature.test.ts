@@ -1,4 +1,5 @@
-import { formatUnsigned, selectHeaderFields, signedHeaderNames, type DkimSignatureInput } from '../../../src/lib/dkim/signature';
+import { generateKeyPairSync, verify } from 'node:crypto';
+import { formatUnsigned, selectHeaderFields, signData, signedHeaderNames, type DkimSignatureInput } from '../../../src/lib/dkim/signature';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
 
@@ -45,5 +46,23 @@ describe('h= and the header hash input', () => {
     expect(field.replace(/\r\n /g, '')).toContain(`h=${input.signedNames.join(':')};`);
     expect(field).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com;/);
     expect(field).toContain('t=1700000000; x=1700003600;');
+  });
+});
+
+describe('signData', () => {
+  const data = Buffer.from('from:alice@example.test\r\ndkim-signature:v=1; b=', 'latin1');
+
+  it.each([1024, 2048, 3072])('makes an RSA-%i signature that verifies (up to 2048 bits on the event loop, larger in the pool)', async (bits) => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits });
+    const sig = await signData('rsa-sha256', privateKey, data);
+    expect(sig.length).toBe(bits / 8);
+    expect(verify('sha256', data, publicKey, sig)).toBe(true);
+  });
+
+  it('rejects, never throws, when the key does not fit the algorithm (an ed25519 key for rsa-sha256)', async () => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    let signing: Promise<Buffer> | undefined;
+    expect(() => (signing = signData('rsa-sha256', privateKey, data))).not.toThrow();
+    await expect(signing).rejects.toThrow();
   });
 });
