@@ -5,7 +5,21 @@
  */
 import net from 'node:net';
 
-export const SMFIC = { ABORT: 'A', BODY: 'B', CONNECT: 'C', MACRO: 'D', BODYEOB: 'E', HELO: 'H', HEADER: 'L', MAIL: 'M', EOH: 'N', OPTNEG: 'O', QUIT: 'Q', RCPT: 'R' } as const;
+export const SMFIC = {
+  ABORT: 'A',
+  BODY: 'B',
+  CONNECT: 'C',
+  MACRO: 'D',
+  BODYEOB: 'E',
+  HELO: 'H',
+  HEADER: 'L',
+  MAIL: 'M',
+  EOH: 'N',
+  OPTNEG: 'O',
+  QUIT: 'Q',
+  RCPT: 'R',
+  DATA: 'T',
+} as const;
 /** Postfix 3.7's offer: every action, every protocol step flag it knows. */
 export const POSTFIX_ACTIONS = 0x1ff;
 export const POSTFIX_PROTOCOL = 0x1fffff;
@@ -136,6 +150,8 @@ export function messagePackets(opts: {
   header: [string, string][];
   body: string | Buffer;
   withConnect?: boolean;
+  /** SMFIC_DATA (with its macros) after the recipients, as Postfix sends it; the reply is the caller's to read. */
+  data?: boolean;
 }): { envelope: Buffer[]; content: Buffer[]; eom: Buffer } {
   const macro = (cmd: string) => {
     const m = opts.macros?.[cmd];
@@ -147,6 +163,7 @@ export function messagePackets(opts: {
     ...macro('M'),
     pkt(SMFIC.MAIL, z(`<${opts.from}>`), ...(opts.fromArgs ?? []).map(z)),
     ...opts.to.flatMap((t) => [...macro('R'), pkt(SMFIC.RCPT, z(`<${t}>`))]),
+    ...(opts.data ? [...macro('T'), pkt(SMFIC.DATA)] : []),
   ];
   const body = typeof opts.body === 'string' ? Buffer.from(opts.body, 'utf8') : opts.body;
   const chunks: Buffer[] = [];

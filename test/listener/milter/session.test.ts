@@ -82,9 +82,34 @@ describe('milter listener', () => {
     expect(n.protocol & 0x80000).toBe(0x80000);
     expect(n.protocol & 0x100000).toBe(0x100000);
     expect(n.protocol & 0x8000).toBe(0);
+    // DATA is sent and answered (neither SMFIP_NODATA nor SMFIP_NR_DATA): see the next test.
+    expect(n.protocol & 0x200).toBe(0);
+    expect(n.protocol & 0x10000).toBe(0);
     expect(n.macros.get(2)).toContain('{daemon_name}');
     expect(n.macros.get(2)).toContain('{auth_authen}');
     expect(n.macros.get(5)).toBe('i');
+  });
+
+  it("answers SMFIC_DATA at once, so Postfix's DATA-stage packet never waits for a delayed ACK", async () => {
+    // Postfix's smtpd writes the DATA macros (and DATA), then hands the connection to its cleanup
+    // server. Unanswered, that small packet stays unacknowledged for up to 40 ms (delayed ACK)
+    // and Nagle holds cleanup's header and body behind it: every message waited ~40 ms.
+    const c = await session();
+    const p = messagePackets({
+      from: 'alice@example.org',
+      to: ['user@example.test'],
+      macros: { T: { i: 'DATA1' } },
+      header: header('alice@example.org'),
+      body: 'hi\r\n',
+      data: true,
+    });
+    c.send(...p.envelope);
+    expect((await c.next()).code).toBe('c'); // RCPT
+    expect((await c.next()).code).toBe('c'); // DATA
+    c.send(...p.content, p.eom);
+    const replies = await c.untilFinal();
+    c.close();
+    expect(replies.at(-1)?.code).toBe('c');
   });
 
   it('signs mail chosen into ORIGINATING by {daemon_name}, inserting the signature on top, and continues', async () => {
