@@ -19,6 +19,19 @@ export interface RunFigure {
   filterCpuMs: number | null;
 }
 
+/** A `--pace` run: Postfix fed at a fixed rate, CPU per message and latency (bench/mta/timing.ts measurePaced). */
+export interface PacedFigure {
+  sizeKb: number;
+  reuse: boolean;
+  rateMps: number;
+  messages: number;
+  postfixCpuMs: number;
+  filterCpuMs: number | null;
+  /** From MAIL FROM to the 250 after the final dot, at Postfix's smtpd. */
+  p50Ms: number;
+  p99Ms: number;
+}
+
 export interface MtaCell {
   sizeKb: number;
   reuse: boolean;
@@ -41,6 +54,8 @@ export interface SetupResult {
   /** Mail::DKIM's verdict on each check message's signatures, by size. */
   checks: { sizeKb: number; signatures: SignatureResult[] }[];
   cells: MtaCell[];
+  /** `--pace` runs: `--runs` per size. */
+  paced?: PacedFigure[];
 }
 
 export interface MtaResults extends RunHeader {
@@ -146,5 +161,24 @@ export function mtaTargets(r: Omit<MtaResults, 'targets'>): Target[] {
 export function mtaMarkdown(r: MtaResults): string {
   const load = (k: string) => ((r.machine[k] as number[] | undefined) ?? []).join(' ');
   const about = `\`npm run bench:mta\` (${r.mode}) at ${r.versions.commit ?? '?'}, ${r.date}, ${r.durationSeconds} s; ${r.machine.cores} cores (${r.machine.cpu}); load average ${load('loadAvgAtStart')} at the start, ${load('loadAvgAtEnd')} at the end; one RSA-2048 signature ${fmt(r.rsaSignCpuMs, 2)} ms CPU.`;
-  return `${about}\n\n${summaryMarkdown(r)}\n\n${cellsMarkdown(r)}\n\n${targetsMarkdown(r.targets)}\n`;
+  const paced = r.setups.some((s) => s.paced?.length) ? `\n\n${pacedMarkdown(r)}` : '';
+  return `${about}\n\n${summaryMarkdown(r)}\n\n${cellsMarkdown(r)}${paced}\n\n${targetsMarkdown(r.targets)}\n`;
+}
+
+/** The `--pace` runs: CPU per message of each set-up at the same fixed rate, each run and the median. */
+export function pacedMarkdown(r: MtaResults): string {
+  const rows = r.setups.flatMap((s) => {
+    const cells = [...new Set((s.paced ?? []).map((p) => `${p.sizeKb} ${p.reuse}`))];
+    return cells.map((key) => {
+      const runs = s.paced!.filter((p) => `${p.sizeKb} ${p.reuse}` === key);
+      const list = (f: (p: PacedFigure) => number | null, d: number) => runs.map((p) => fmt(f(p), d)).join(', ');
+      const med = (f: (p: PacedFigure) => number | null) => (runs.every((p) => f(p) !== null) ? fmt(median(runs.map((p) => f(p)!)), 2) : '–');
+      return `| ${s.name} | ${runs[0].sizeKb} | ${runs[0].reuse ? 'yes' : 'no'} | ${runs[0].rateMps} | ${runs.reduce((n, p) => n + p.messages, 0)} | ${list((p) => p.postfixCpuMs, 2)} (${med((p) => p.postfixCpuMs)}) | ${list((p) => p.filterCpuMs, 2)} (${med((p) => p.filterCpuMs)}) | ${runs.map((p) => `${fmt(p.p50Ms, 1)} / ${fmt(p.p99Ms, 1)}`).join(', ')} |`;
+    });
+  });
+  return [
+    '| set-up, paced | KB | reuse | msg/s | messages | Postfix CPU ms/msg per run (median) | filter CPU ms/msg per run (median) | p50 / p99 ms per run |',
+    '| --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+  ].join('\n');
 }

@@ -15,6 +15,8 @@
  *   --profile           postseal's processes under node --cpu-prof, summarised per set-up
  *                       (bench/mta/profile.ts): where a message's CPU goes at Postfix's pace
  *   --node-args=ARGS    extra node/V8 options for postseal's processes (A/B runs of V8 settings)
+ *   --pace R            instead of flat-out runs, `--runs` runs per size and reuse setting at a
+ *                       fixed R msg/s: CPU per message and latency of every set-up at one pace
  *   --out FILE, --keep (leave the work folder: configs, logs, maillog)
  * Exit status 0; 1 when a set-up failed its check or start-up; 2 when Postfix or root is missing.
  */
@@ -33,8 +35,8 @@ import { freePort } from '../proc';
 import { debianVersion, describeMachine, describeVersions } from '../versions';
 import { BenchPostfix, type MtaPorts } from './postfix';
 import { summarizeMtaProfiles } from './profile';
-import { measureCells, type Load } from './timing';
-import { mtaMarkdown, mtaTargets, type MtaResults, type SetupResult } from './report';
+import { measureCells, measurePaced, type CellsRequest, type Load } from './timing';
+import { mtaMarkdown, mtaTargets, type MtaResults, type PacedFigure, type SetupResult } from './report';
 import { SETUPS, type RunningFilter, type Setup, type SetupContext } from './setups';
 import { startCountingSink, type CountingSink } from './sink';
 import { signatureProblem, verifyWithMailDkim } from './verify';
@@ -54,6 +56,7 @@ const { values: opt } = parseArgs({
     keep: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'node-args': { type: 'string' },
+    pace: { type: 'string' },
   },
 });
 
@@ -75,7 +78,18 @@ async function main(): Promise<number> {
   }
   const started = Date.now();
   const machine = describeMachine();
-  const partial = !!(opt.setups || opt.sizes || opt.reuse !== 'both' || opt.runs || opt.seconds || opt.sessions || opt.processes || opt['amavisd-servers'] || opt['node-args']);
+  const partial = !!(
+    opt.setups ||
+    opt.sizes ||
+    opt.reuse !== 'both' ||
+    opt.runs ||
+    opt.seconds ||
+    opt.sessions ||
+    opt.processes ||
+    opt['amavisd-servers'] ||
+    opt['node-args'] ||
+    opt.pace
+  );
   const mode: MtaResults['mode'] = opt.smoke ? 'smoke' : partial ? 'partial' : 'full';
   const names = opt.setups?.split(',') ?? (opt.smoke ? ['postfix', 'postseal-filter'] : SETUPS.map((s) => s.name));
   const unknown = names.filter((n) => !SETUPS.some((s) => s.name === n));
@@ -88,6 +102,8 @@ async function main(): Promise<number> {
   const seconds = Number(opt.seconds ?? 3);
   const processes = Number(opt.processes ?? os.availableParallelism());
   const amavisdMaxServers = Number(opt['amavisd-servers'] ?? 8);
+  const pace = opt.pace === undefined ? null : Number(opt.pace);
+  if (pace !== null && !(pace > 0)) throw new Error(`--pace wants messages per second above 0, not ${opt.pace}`);
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'postseal-bench-mta-'));
   // mkdtemp makes it 0700: Postfix's, rspamd's, OpenDKIM's and amavisd-new's users must reach
@@ -132,6 +148,7 @@ async function main(): Promise<number> {
           smtpSource,
           messages,
           load: { sessions, seconds, runs, reuses, smoke: opt.smoke },
+          pace,
         });
         if (opt.profile && filter?.logFile) profiles.push(summarizeMtaProfiles(profileDir(setup.name), filter.pid, filter.logFile, setup.name));
       } catch (err) {
@@ -152,7 +169,16 @@ async function main(): Promise<number> {
     durationSeconds: Math.round((Date.now() - started) / 1000),
     machine: { ...machine, loadAvgAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) },
     versions: { ...describeVersions(), rspamd: debianVersion('rspamd'), opendkim: debianVersion('opendkim') },
-    settings: { sessions, seconds, runs, sizesKb: sizes, processes, amavisdMaxServers, messageBytes: Object.fromEntries([...messages].map(([k, m]) => [`${k}`, m.bytes.length])) },
+    settings: {
+      sessions,
+      seconds,
+      runs,
+      pace,
+      sizesKb: sizes,
+      processes,
+      amavisdMaxServers,
+      messageBytes: Object.fromEntries([...messages].map(([k, m]) => [`${k}`, m.bytes.length])),
+    },
     rsaSignCpuMs: signCpuMs,
     setups: results,
   };
@@ -178,6 +204,8 @@ interface Env {
   smtpSource: string;
   messages: ReadonlyMap<number, BenchMessage>;
   load: Omit<Load, 'port' | 'file'> & { reuses: boolean[] };
+  /** --pace: paced runs instead of the flat-out cells. */
+  pace: number | null;
 }
 
 /** Starts the set-up, checks its signatures, then times every cell; stops everything it started. */
@@ -208,7 +236,7 @@ async function measureSetup(setup: Setup, result: SetupResult, env: Env): Promis
       await new Promise((r) => setTimeout(r, SINK_CACHE_MS));
       await sink.current.stop();
       sink.current = await startCountingSink(env.smtpSink, env.sinkPort);
-      result.cells = await measureCells({
+      const cells: CellsRequest = {
         postfix: env.postfix,
         sink: sink.current,
         smtpSource: env.smtpSource,
@@ -217,7 +245,9 @@ async function measureSetup(setup: Setup, result: SetupResult, env: Env): Promis
         reuses: env.load.reuses,
         load: (sizeKb) => ({ ...env.load, port: ports.mx, file: env.messages.get(sizeKb)!.file }),
         log: (line) => log(`${setup.name}: ${line}`),
-      });
+      };
+      if (env.pace === null) result.cells = await measureCells(cells);
+      else result.paced = await pacedRuns(cells, env, env.pace);
     } finally {
       await env.postfix.stop();
     }
@@ -228,6 +258,25 @@ async function measureSetup(setup: Setup, result: SetupResult, env: Env): Promis
     onSignal.delete(stopSink);
   }
   return filter;
+}
+
+/** `--runs` paced runs per size and reuse setting (alternated), after a short one that warms the processes up (not kept). */
+async function pacedRuns(cells: CellsRequest, env: Env, pace: number): Promise<PacedFigure[]> {
+  const out: PacedFigure[] = [];
+  for (const [sizeKb, message] of env.messages) {
+    const load = cells.load(sizeKb);
+    await measurePaced(cells, { ...load, seconds: Math.min(1, load.seconds) }, message.bytes, pace, sizeKb, true);
+    for (let i = 0; i < env.load.runs; i++) {
+      for (const reuse of env.load.reuses) {
+        const run = await measurePaced(cells, load, message.bytes, pace, sizeKb, reuse);
+        cells.log(
+          `${sizeKb} KB ${reuse ? 'reused' : 'new connections'} at ${pace} msg/s: ${run.messages} messages, Postfix ${run.postfixCpuMs} ms/msg, filter ${run.filterCpuMs ?? '–'} ms/msg, p50/p99 ${run.p50Ms}/${run.p99Ms} ms`,
+        );
+        out.push(run);
+      }
+    }
+  }
+  return out;
 }
 
 /**

@@ -9,11 +9,12 @@
  * seen for the same size and reuse setting (a warm-up run first) so a run lasts about
  * `seconds`.
  */
+import { measureLatency } from '../latency';
 import { runSmtpSource } from '../postfix-tools';
 import { cpuSeconds } from '../proc';
 import { ENVELOPE } from '../messages';
 import type { BenchPostfix } from './postfix';
-import { median, type MtaCell, type RunFigure } from './report';
+import { median, type MtaCell, type PacedFigure, type RunFigure } from './report';
 import type { CountingSink } from './sink';
 
 export interface Load {
@@ -111,4 +112,42 @@ async function timedRun(req: CellsRequest, load: Load, reuse: boolean, messages:
 function round(n: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
+}
+
+/**
+ * `--pace R`: the same Postfix fed at a fixed R messages/s (bench/latency.ts's paced client,
+ * `sessions` sessions, reused connections or one per message) instead of flat out, so every set-up does the same work per
+ * second and the CPU per message compares like with like: at full speed a set-up that goes
+ * faster also spends more on the load generator and the sink, and a busier process batches
+ * more per wake-up. Also the latency from MAIL to the 250 after the final dot.
+ */
+export async function measurePaced(req: CellsRequest, load: Load, message: Buffer, rateMps: number, sizeKb: number, reuse: boolean): Promise<PacedFigure> {
+  await req.postfix.drained(120000);
+  const master = req.postfix.masterPid();
+  if (master === null) throw new Error(`Postfix's master is gone\n${req.postfix.maillogTail()}`);
+  const cpu = () => ({ postfix: cpuSeconds(master, { reaped: true }), filter: req.filterPid === null ? 0 : cpuSeconds(req.filterPid, { reaped: true }) });
+  const countBefore = req.sink.count;
+  const before = cpu();
+  const sent = await measureLatency({
+    port: load.port,
+    message,
+    from: ENVELOPE.originating,
+    to: ENVELOPE.to,
+    concurrency: load.sessions,
+    reuse: true,
+    seconds: load.seconds,
+    rateMps,
+  });
+  await req.sink.reached(countBefore + sent.messages, Math.max(60000, load.seconds * 20000));
+  const after = cpu();
+  return {
+    sizeKb,
+    reuse,
+    rateMps,
+    messages: sent.messages,
+    postfixCpuMs: round(((after.postfix - before.postfix) * 1000) / sent.messages, 3),
+    filterCpuMs: req.filterPid === null ? null : round(((after.filter - before.filter) * 1000) / sent.messages, 3),
+    p50Ms: round(sent.p50Ms, 1),
+    p99Ms: round(sent.p99Ms, 1),
+  };
 }
