@@ -274,10 +274,18 @@ export class MilterSession {
       chunk = Buffer.concat(msg.body!, msg.bodyBytes);
       msg.body = [];
     }
+    // The spool failed (disk) or was aborted: its error is the answer at end of message; keep reading.
+    if (msg.stream.destroyed) return;
     if (!msg.stream.write(chunk)) {
-      // Back-pressure: stop reading from the MTA until the spool caught up.
+      // Back-pressure: stop reading from the MTA until the spool caught up, or gave up ('close'
+      // without 'drain'), which would otherwise leave the connection paused until the idle timeout.
+      const stream = msg.stream;
       this.socket.pause();
-      msg.stream.once('drain', () => this.socket.resume());
+      const resume = () => {
+        stream.off('drain', resume).off('close', resume);
+        this.socket.resume();
+      };
+      stream.on('drain', resume).on('close', resume);
     }
   }
 
@@ -287,6 +295,8 @@ export class MilterSession {
     if (!msg.body) this.startBody();
     if (msg.stream) msg.stream.end();
     else msg.spool = Promise.resolve(memorySpool(msg.body!.length === 1 ? msg.body![0] : Buffer.concat(msg.body!, msg.bodyBytes), msg.ctx.spool.headBytes));
+    // msg stays referenced until the answer: without this its chunks would be held beside the spool's copy.
+    msg.body = [];
     this.messages++;
     // Idle time is the MTA's to spend; while the pipeline runs, the MTA is the one waiting.
     this.socket.setTimeout(0);

@@ -160,3 +160,38 @@ describe('milter listener size limit below the spool memory threshold', () => {
     expect((await send('z'.repeat(90_000))).at(-1)).toBe('c');
   });
 });
+
+describe('milter listener spool file failing mid-body', () => {
+  let h: Harness;
+  let spoolDir: string;
+  beforeAll(async () => {
+    spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-milter-spool-'));
+    h = await startHarness({
+      forwardPort: 9,
+      banks: { default: { stages: ['header-sanity'], timeouts: { socketIdleTimeoutMs: 10_000 } } },
+      main: { listeners: [{ port: 0, bank: 'default', protocol: 'milter' }], spool: { dir: spoolDir, memoryThresholdBytes: 50_000 } },
+    });
+  }, 30_000);
+  afterAll(async () => {
+    await h?.close();
+    rmSync(spoolDir, { recursive: true, force: true });
+  });
+
+  it('keeps reading after the spool failed and answers 451 at end of message, not after the idle timeout', async () => {
+    const c = await MilterClient.connect(h.app.listeners[0].port);
+    await c.negotiate();
+    const p = messagePackets({ from: 'bob@remote.test', to: ['user@example.test'], header, body: 'y'.repeat(40_000) });
+    c.send(...p.envelope, ...p.content);
+    expect((await c.next()).code).toBe('c'); // RCPT
+    // The folder goes away: the spool file cannot be created once the message passes the threshold.
+    rmSync(spoolDir, { recursive: true, force: true });
+    c.send(pkt(SMFIC.BODY, 'x'.repeat(60_000)));
+    await new Promise((r) => setTimeout(r, 200));
+    // More body after the spool gave up: written to a destroyed stream, which never drains.
+    for (let i = 0; i < 10; i++) c.send(pkt(SMFIC.BODY, 'x'.repeat(60_000)));
+    c.send(p.eom);
+    const replies = await c.untilFinal(3000);
+    c.close();
+    expect(replies.map((r) => r.data.toString().slice(0, 3))).toEqual(['451']);
+  });
+});
