@@ -126,25 +126,30 @@ describe('milter listener failures', () => {
   });
 });
 
-describe('milter listener size limit below the spool memory threshold', () => {
-  let h: Harness;
-  let spoolDir: string;
+/** A milter listener with its own spool folder and memory threshold, for one describe block. */
+function spoolHarness(bank: Record<string, unknown>, memoryThresholdBytes: number) {
+  const ctx = { h: undefined as unknown as Harness, spoolDir: '' };
   beforeAll(async () => {
-    spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-milter-spool-'));
-    // Messages stay in memory up to 1 MiB: the 100 KB limit is passed before any spool file.
-    h = await startHarness({
+    ctx.spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-milter-spool-'));
+    ctx.h = await startHarness({
       forwardPort: 9,
-      banks: { default: { stages: ['header-sanity'], maxMessageSizeBytes: 100_000 } },
-      main: { listeners: [{ port: 0, bank: 'default', protocol: 'milter' }], spool: { dir: spoolDir, memoryThresholdBytes: 1048576 } },
+      banks: { default: bank },
+      main: { listeners: [{ port: 0, bank: 'default', protocol: 'milter' }], spool: { dir: ctx.spoolDir, memoryThresholdBytes } },
     });
   }, 30_000);
   afterAll(async () => {
-    await h?.close();
-    rmSync(spoolDir, { recursive: true, force: true });
+    await ctx.h?.close();
+    rmSync(ctx.spoolDir, { recursive: true, force: true });
   });
+  return ctx;
+}
+
+describe('milter listener size limit below the spool memory threshold', () => {
+  // Messages stay in memory up to 1 MiB: the 100 KB limit is passed before any spool file.
+  const t = spoolHarness({ stages: ['header-sanity'], maxMessageSizeBytes: 100_000 }, 1048576);
 
   async function send(body: string) {
-    const c = await MilterClient.connect(h.app.listeners[0].port);
+    const c = await MilterClient.connect(t.h.app.listeners[0].port);
     await c.negotiate();
     const p = messagePackets({ from: 'bob@remote.test', to: ['user@example.test'], header, body });
     c.send(...p.envelope, ...p.content, p.eom);
@@ -156,35 +161,22 @@ describe('milter listener size limit below the spool memory threshold', () => {
 
   it('answers 552 5.3.4 past maxMessageSizeBytes while the message is still in memory, and passes one under it', async () => {
     expect(await send('z'.repeat(150_000))).toEqual(['552 5.3.4 Message size exceeds fixed limit\0']);
-    expect(readdirSync(spoolDir)).toEqual([]);
+    expect(readdirSync(t.spoolDir)).toEqual([]);
     expect((await send('z'.repeat(90_000))).at(-1)).toBe('c');
   });
 });
 
 describe('milter listener spool file failing mid-body', () => {
-  let h: Harness;
-  let spoolDir: string;
-  beforeAll(async () => {
-    spoolDir = mkdtempSync(path.join(tmpdir(), 'postseal-milter-spool-'));
-    h = await startHarness({
-      forwardPort: 9,
-      banks: { default: { stages: ['header-sanity'], timeouts: { socketIdleTimeoutMs: 10_000 } } },
-      main: { listeners: [{ port: 0, bank: 'default', protocol: 'milter' }], spool: { dir: spoolDir, memoryThresholdBytes: 50_000 } },
-    });
-  }, 30_000);
-  afterAll(async () => {
-    await h?.close();
-    rmSync(spoolDir, { recursive: true, force: true });
-  });
+  const t = spoolHarness({ stages: ['header-sanity'], timeouts: { socketIdleTimeoutMs: 10_000 } }, 50_000);
 
   it('keeps reading after the spool failed and answers 451 at end of message, not after the idle timeout', async () => {
-    const c = await MilterClient.connect(h.app.listeners[0].port);
+    const c = await MilterClient.connect(t.h.app.listeners[0].port);
     await c.negotiate();
     const p = messagePackets({ from: 'bob@remote.test', to: ['user@example.test'], header, body: 'y'.repeat(40_000) });
     c.send(...p.envelope, ...p.content);
     expect((await c.next()).code).toBe('c'); // RCPT
     // The folder goes away: the spool file cannot be created once the message passes the threshold.
-    rmSync(spoolDir, { recursive: true, force: true });
+    rmSync(t.spoolDir, { recursive: true, force: true });
     c.send(pkt(SMFIC.BODY, 'x'.repeat(60_000)));
     await new Promise((r) => setTimeout(r, 200));
     // More body after the spool gave up: written to a destroyed stream, which never drains.
