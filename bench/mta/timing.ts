@@ -134,7 +134,7 @@ export async function measurePaced(req: CellsRequest, load: Load, message: Buffe
     from: ENVELOPE.originating,
     to: ENVELOPE.to,
     concurrency: load.sessions,
-    reuse: true,
+    reuse,
     seconds: load.seconds,
     rateMps,
   });

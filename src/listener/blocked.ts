@@ -2,9 +2,10 @@
  * What the end of a message does when its verdict does not deliver it, for every front end
  * that runs the pipeline (listener/deliver.ts, listener/milter/end-of-message.ts), in one
  * order: hold it (quarantine/hold.ts) or send its DSN (notify/bounce.ts), then the notices the
- * bank asks for (notify/notices.ts), then the reply. Each step is idempotent across Postfix retries (the
- * quarantine id, the DSN and notice records in the store), so a failure at any step is a 451
- * and the retry does only what is left: never held twice, no notice sent twice.
+ * bank asks for (notify/notices.ts), then the reply. On the content-filter path each step is
+ * idempotent across Postfix retries (the quarantine id, the DSN and notice records in the
+ * store), so a failure at any step is a 451 and the retry does only what is left: never held
+ * twice, no notice sent twice.
  *
  * The outcome sticks across retries: once held, bounced, discarded or refused, the outcome is
  * written to the store (`settled:` + the retry-stable id) before the notices go, and the
