@@ -263,6 +263,9 @@ export class MilterSession {
    * spoolFrom into a spool file, which also enforces the size limit.
    */
   private append(msg: MessageState, chunk: Buffer): void {
+    // Refused with 552 at end of message whatever follows: none of the body is kept (an
+    // attacker's oversized header would otherwise buy a spool file of maxMessageSizeBytes).
+    if (msg.headerTooBig) return;
     if (!msg.stream) {
       msg.body!.push(chunk);
       msg.bodyBytes += chunk.length;

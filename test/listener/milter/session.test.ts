@@ -220,12 +220,20 @@ describe('milter listener', () => {
     await c.closedByServer();
   });
 
-  it('answers a header section over spool.maxHeaderBytes with 552 5.3.4', async () => {
+  it('answers a header section over spool.maxHeaderBytes with 552 5.3.4, keeping none of the body', async () => {
     const c = await session();
     const big: [string, string][] = Array.from({ length: 40 }, (_, i) => [`X-Filler-${i}`, ` ${'y'.repeat(30000)}`]);
-    const replies = await send(c, { from: 'bob@remote.test', to: ['user@example.test'], header: header('bob@remote.test', big), body: 'hi\r\n' });
+    const replies = await send(c, {
+      from: 'bob@remote.test',
+      to: ['user@example.test'],
+      macros: { E: { i: 'BIGHDR1' } },
+      header: header('bob@remote.test', big),
+      body: 'z'.repeat(300_000),
+    });
     c.close();
     expect(replies.map((r) => r.data.toString())).toEqual(['552 5.3.4 Message header size exceeds limit\0']);
+    // The 300 KB body after it was neither held in memory nor written to a spool file.
+    expect(h.logs.find((l) => l.msg === 'message' && l.queueId === 'BIGHDR1')).toMatchObject({ size: 0, code: 'HEADER_TOO_BIG' });
   });
 
   it('counts milter messages and connections in the metrics as the SMTP listener does', async () => {
