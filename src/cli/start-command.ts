@@ -48,8 +48,6 @@ export function runStart(args: string[]): Promise<number> {
         for (const w of await checkConfig(config)) base.warn({ code: w.code, config: config.file }, w.message);
         // The primary binds a unix socket path for its workers: one a dead postseal left goes first.
         const policySocket = config.main.services.policy.enabled ? config.main.services.policy.socket : '';
-        // The workers bind milter ports with SO_REUSEPORT, which would share a port held by another process.
-        await (require('../listener/milter/ports') as typeof import('../listener/milter/ports')).assertMilterPortsFree(config.main.listeners);
         if (policySocket && (await removeStaleSocket(policySocket))) base.warn({ socket: policySocket }, 'removed the policy socket a stopped postseal left behind');
       } catch (err) {
         return explainStartFailure(err);

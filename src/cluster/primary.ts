@@ -1,8 +1,7 @@
 /**
  * Several postseal processes behind the same listeners (docs/architecture.md "Lifecycle", Node's cluster module):
  * the message path is stateless, so each worker runs the whole filter and the kernel-side
- * listening sockets are shared (the milter listeners' with SO_REUSEPORT, one per worker:
- * listener/milter/listener.ts). The primary only supervises:
+ * listening sockets are shared. The primary only supervises:
  *
  * - start-up: forks `workers` processes; it reports "postseal started" once every worker has
  *   its listeners up, and exits 1 (stopping the others) if one fails before that;

@@ -18,8 +18,6 @@ export function runCli(args: string[], input?: string, env?: Record<string, stri
 export interface Daemon {
   proc: ChildProcessWithoutNullStreams;
   lines: Record<string, unknown>[];
-  /** What the process wrote to standard error so far (start-up failures are explained there). */
-  stderr(): string;
   waitFor(pred: (l: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
   exited: Promise<number | null>;
 }
@@ -44,15 +42,10 @@ export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env
       }
     }
   });
-  let errText = '';
-  proc.stderr.on('data', (d: Buffer) => {
-    errText += d.toString();
-  });
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   return {
     proc,
     lines,
-    stderr: () => errText,
     exited,
     async waitFor(pred, ms = 15000) {
       const end = Date.now() + ms;

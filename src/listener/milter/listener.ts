@@ -6,18 +6,8 @@
  * Postfix applies milter_default_action. Closing stops accepting, closes idle connections,
  * and gives messages in flight shutdownGraceMs before the rest are cut.
  *
- *
- * Under the cluster each worker binds the port itself (SO_REUSEPORT) and the kernel spreads
- * the connections over the workers, instead of the primary accepting each one and handing it
- * over: Postfix opens a milter connection per SMTP session, and the hand-off cost about 0.4–0.8
- * ms of CPU per connection (bench/README.md, "Whole MTA"). A worker that dies takes the
- * connections it had not accepted yet with it (Postfix applies milter_default_action to those
- * sessions); the primary checks at start-up that no other process holds the port
- * (ports.ts), since sockets with SO_REUSEPORT would share it silently.
- *
  * Fails with LISTEN_FAILED when the address cannot be bound.
  */
-import cluster from 'node:cluster';
 import net, { type AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../../config/main-schema';
 import { PostsealError } from '../../errors';
@@ -42,9 +32,7 @@ export async function startMilterListener(config: ListenerConfig, current: () =>
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
-    // Port 0 (tests) stays shared through the primary: each worker would get a port of its own.
-    if (cluster.isWorker && config.port !== 0) server.listen({ port: config.port, host: config.address, reusePort: true, exclusive: true }, () => resolve());
-    else server.listen(config.port, config.address, () => resolve());
+    server.listen(config.port, config.address, () => resolve());
   });
   server.on('error', (err) => current().log.warn({ err, port: config.port }, 'milter listener error'));
   const port = (server.address() as AddressInfo).port;
