@@ -158,11 +158,14 @@ async function waitPort(port: number, child: ChildProcess, what: string): Promis
   }
 }
 
+/** SIGTERM, then SIGKILL after 5 s: postgrey once kept running after SIGTERM and held the whole run. */
 async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await gone;
+  clearTimeout(timer);
 }
 
 async function postsealPolicy(opts: PolicyBenchOptions, store: string, workload: 'greylist' | 'spf'): Promise<{ port: number; child: ChildProcess }> {
