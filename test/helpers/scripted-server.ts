@@ -5,7 +5,7 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
-export type Script = Partial<Record<'GREETING' | 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'DOT' | 'RSET', string>>;
+export type Script = Partial<Record<'GREETING' | 'EHLO' | 'XFORWARD' | 'MAIL' | 'RCPT' | 'DATA' | 'DOT' | 'RSET', string>>;
 
 const defaults: Required<Script> = {
   GREETING: '220 scripted ESMTP',
@@ -15,10 +15,18 @@ const defaults: Required<Script> = {
   DATA: '354 go ahead',
   DOT: '250 2.0.0 Ok: queued as SCRIPTED',
   RSET: '250 2.0.0 Ok',
+  XFORWARD: '250 2.0.0 Ok',
 };
 
-/** `closeAfterDot`: drop the connection right after the reply to the final dot (a server that dies mid-LMTP). */
-export async function startScriptedServer(script: Script, opts: { closeAfterDot?: boolean } = {}): Promise<{ port: number; commands: string[]; close(): Promise<void> }> {
+/**
+ * `closeAfterDot`: drop the connection right after the reply to the final dot (a server that
+ * dies mid-LMTP). `holdXforwardUntilMail`: answer XFORWARD only once MAIL has arrived too, so
+ * a client that waits for the XFORWARD reply before it sends MAIL times out.
+ */
+export async function startScriptedServer(
+  script: Script,
+  opts: { closeAfterDot?: boolean; holdXforwardUntilMail?: boolean } = {},
+): Promise<{ port: number; commands: string[]; close(): Promise<void> }> {
   const s = { ...defaults, ...script };
   const commands: string[] = [];
   const sockets = new Set<net.Socket>();
@@ -28,6 +36,7 @@ export async function startScriptedServer(script: Script, opts: { closeAfterDot?
     sock.write(`${s.GREETING}\r\n`);
     let buf = '';
     let inData = false;
+    let heldXforward = 0;
     sock.on('data', (d) => {
       buf += d.toString('latin1');
       let nl: number;
@@ -45,6 +54,11 @@ export async function startScriptedServer(script: Script, opts: { closeAfterDot?
         commands.push(line);
         const verb = line.split(/[ :]/)[0].toUpperCase();
         if (verb === 'QUIT') return void sock.end('221 bye\r\n');
+        if (verb === 'XFORWARD' && opts.holdXforwardUntilMail) {
+          heldXforward++;
+          continue;
+        }
+        if (verb === 'MAIL') for (; heldXforward > 0; heldXforward--) sock.write(`${s.XFORWARD}\r\n`);
         const reply = verb === 'LHLO' ? s.EHLO : (s[verb as keyof Script] ?? '502 5.5.2 unknown');
         if (verb === 'DATA' && reply.startsWith('354')) inData = true;
         sock.write(`${reply}\r\n`);

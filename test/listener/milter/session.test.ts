@@ -36,7 +36,7 @@ describe('milter listener', () => {
     h = await startHarness({
       telemetry: metrics.telemetry,
       forwardPort: 9,
-      banks: { default: { stages: INBOUND }, ORIGINATING: { originating: true, stages: ORIGINATING } },
+      banks: { default: { stages: INBOUND, headerSanity: { multipleFrom: 'reject' } }, ORIGINATING: { originating: true, stages: ORIGINATING } },
       main: {
         listeners: [{ port: 0, bank: 'default', protocol: 'milter' }],
         dns: { servers: [dns.server] },
@@ -234,6 +234,24 @@ describe('milter listener', () => {
     expect(replies.map((r) => r.data.toString())).toEqual(['552 5.3.4 Message header size exceeds limit\0']);
     // The 300 KB body after it was neither held in memory nor written to a spool file.
     expect(h.logs.find((l) => l.msg === 'message' && l.queueId === 'BIGHDR1')).toMatchObject({ size: 0, code: 'HEADER_TOO_BIG' });
+  });
+
+  it('refuses a message with two From fields (a DMARC bypass) with 550 and an enhanced code, before any check passes it', async () => {
+    const c = await session();
+    // The second From is the forged one a reader may show: aligned DKIM for the first would not cover it.
+    const replies = await send(c, {
+      from: 'bob@remote.test',
+      to: ['user@example.test'],
+      macros: { E: { i: 'TWOFROM1' } },
+      header: header('bob@remote.test', [['From', ' <ceo@strict.test>']]),
+      body: 'hi\r\n',
+    });
+    c.close();
+    const reply = replies.at(-1)!;
+    expect(reply.code).toBe('y');
+    expect(reply.data.toString()).toMatch(/^550 5\.\d\.\d /);
+    const line = h.logs.find((l) => l.msg === 'message' && l.queueId === 'TWOFROM1');
+    expect(line).toMatchObject({ verdict: 'reject', reason: 'HEADER_SANITY_MULTIPLE_FROM' });
   });
 
   it('counts milter messages and connections in the metrics as the SMTP listener does', async () => {
