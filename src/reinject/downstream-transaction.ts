@@ -64,15 +64,26 @@ export class DownstreamTransaction {
     // smtp client sends XFORWARD to a content filter): one downstream round trip per message
     // fewer on the content-filter path (bench/README.md, "Tail latency").
     let reply: DownstreamReply;
+    let refused: DownstreamReply | undefined;
     if (xforward.length && conn.extensions.has('PIPELINING')) {
-      reply = (await conn.commands([...xforward, mailLine], timeout)).at(-1)!;
+      const replies = await conn.commands([...xforward, mailLine], timeout);
+      reply = replies.at(-1)!;
+      refused = replies.slice(0, -1).find((r) => !isSuccess(r));
     } else {
       for (const line of xforward) {
         const r = await conn.command(line, timeout);
-        if (!isSuccess(r)) break;
+        if (!isSuccess(r)) {
+          refused = r;
+          break;
+        }
       }
       reply = await conn.command(mailLine, timeout);
     }
+    if (refused)
+      pool.log.warn(
+        { downstream: conn.label, reply: `${refused.code} ${refused.text}`.slice(0, 200) },
+        'the downstream refused XFORWARD: the message goes on, but with postseal as its client (check smtpd_authorized_xforward_hosts on the reinjection smtpd)',
+      );
     if (!isSuccess(reply)) {
       pool.release(conn, true);
       return { tx: null, reply };

@@ -15,7 +15,7 @@ export class DownstreamPool {
   constructor(
     readonly target: ForwardTarget,
     private readonly heloName: string,
-    private readonly log: Logger,
+    readonly log: Logger,
   ) {}
 
   /** A connection ready for MAIL FROM; `reused` tells whether it came from the pool. */

@@ -16,7 +16,7 @@ async function sendThrough(xforwardReply: string) {
   await c.quit();
   await h.close();
   await down.close();
-  return { r, commands: down.commands };
+  return { r, commands: down.commands, logs: h.logs };
 }
 
 describe('XFORWARD to a downstream that offers PIPELINING', () => {
@@ -27,8 +27,10 @@ describe('XFORWARD to a downstream that offers PIPELINING', () => {
   });
 
   it('refused, it only loses the client details: the mail still goes', async () => {
-    const { r } = await sendThrough('550 5.7.0 not authorized');
+    const { r, logs } = await sendThrough('550 5.7.0 not authorized');
     expect(r.mail.code).toBe(250);
     expect(r.final?.code).toBe(250);
+    // Not silently: the postmaster learns the reinjection smtpd does not believe postseal.
+    expect(logs.find((l) => String(l.msg).startsWith('the downstream refused XFORWARD'))).toMatchObject({ reply: '550 not authorized' });
   });
 });
