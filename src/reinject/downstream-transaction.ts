@@ -4,7 +4,8 @@
  * message through. Each call returns the downstream's reply so the listener can mirror it,
  * which is how no recipient is lost or delivered twice when the downstream treats
  * recipients differently. XFORWARD goes first when the downstream offers it, in the same
- * write as MAIL when it also offers PIPELINING (RFC 2920).
+ * write as MAIL when it also offers PIPELINING (RFC 2920), and so does the first RCPT when the
+ * caller has one (the listener opens the transaction at the first RCPT: one round trip).
  */
 import { PostsealError, isPostsealError } from '../errors';
 import { encodeXtext } from '../lib/envelope/xtext';
@@ -14,6 +15,13 @@ import { isSuccess } from './reply-map';
 import type { DataReplies, DownstreamReply, SmtpClientConnection } from './smtp-client';
 
 export type MailStart = Omit<Envelope, 'recipients'>;
+
+/** What `begin` gives: the transaction (null when MAIL was refused), MAIL's reply and the first RCPT's. */
+export interface Opened {
+  readonly tx: DownstreamTransaction | null;
+  readonly reply: DownstreamReply;
+  readonly rcpt?: DownstreamReply;
+}
 
 export class DownstreamTransaction {
   private accepted = 0;
@@ -29,18 +37,23 @@ export class DownstreamTransaction {
     private readonly conn: SmtpClientConnection,
   ) {}
 
-  /** Opens the transaction; the reply is the MAIL FROM reply (on a non-2xx the transaction is already closed). */
-  static async begin(pool: DownstreamPool, mail: MailStart, client: ClientInfo | null): Promise<{ tx: DownstreamTransaction | null; reply: DownstreamReply }> {
+  /**
+   * Opens the transaction; `reply` is the MAIL FROM reply (on a non-2xx the transaction is
+   * already closed). With `first`, that recipient's RCPT goes in the same write as MAIL when
+   * the downstream offers PIPELINING (else right after it) and `rcpt` is its reply; after a
+   * refused MAIL the RCPT's own reply (a 503) is not the recipient's answer and is dropped.
+   */
+  static async begin(pool: DownstreamPool, mail: MailStart, client: ClientInfo | null, first?: Recipient): Promise<Opened> {
     const { conn, reused } = await pool.acquire();
     try {
-      return await DownstreamTransaction.start(pool, conn, mail, client);
+      return await DownstreamTransaction.start(pool, conn, mail, client, first);
     } catch (err) {
       conn.destroy();
       // A pooled connection that the server closed meanwhile fails at once: try a fresh one.
       if (reused && isPostsealError(err, 'REINJECT_PROTOCOL')) {
         const fresh = await pool.acquire();
         try {
-          return await DownstreamTransaction.start(pool, fresh.conn, mail, client);
+          return await DownstreamTransaction.start(pool, fresh.conn, mail, client, first);
         } catch (err2) {
           fresh.conn.destroy();
           throw err2;
@@ -50,7 +63,7 @@ export class DownstreamTransaction {
     }
   }
 
-  private static async start(pool: DownstreamPool, conn: SmtpClientConnection, mail: MailStart, client: ClientInfo | null) {
+  private static async start(pool: DownstreamPool, conn: SmtpClientConnection, mail: MailStart, client: ClientInfo | null, first?: Recipient): Promise<Opened> {
     const timeout = pool.target.commandTimeoutMs;
     // UTF-8 addresses to a server without SMTPUTF8 would be refused for good (553): tempfail instead.
     if (mail.smtputf8 && !conn.extensions.has('SMTPUTF8')) {
@@ -63,12 +76,15 @@ export class DownstreamTransaction {
     // is read and not acted on. Pipelined with MAIL when the server allows it (as Postfix's own
     // smtp client sends XFORWARD to a content filter): one downstream round trip per message
     // fewer on the content-filter path (bench/README.md, "Tail latency").
+    const rcptLine = first ? rcptCommand(first, conn.extensions) : undefined;
     let reply: DownstreamReply;
+    let rcptReply: DownstreamReply | undefined;
     let refused: DownstreamReply | undefined;
-    if (xforward.length && conn.extensions.has('PIPELINING')) {
-      const replies = await conn.commands([...xforward, mailLine], timeout);
-      reply = replies.at(-1)!;
-      refused = replies.slice(0, -1).find((r) => !isSuccess(r));
+    if (conn.extensions.has('PIPELINING') && (xforward.length || rcptLine)) {
+      const replies = await conn.commands([...xforward, mailLine, ...(rcptLine ? [rcptLine] : [])], timeout);
+      reply = replies[xforward.length];
+      rcptReply = rcptLine ? replies[xforward.length + 1] : undefined;
+      refused = replies.slice(0, xforward.length).find((r) => !isSuccess(r));
     } else {
       for (const line of xforward) {
         const r = await conn.command(line, timeout);
@@ -78,6 +94,7 @@ export class DownstreamTransaction {
         }
       }
       reply = await conn.command(mailLine, timeout);
+      if (rcptLine && isSuccess(reply)) rcptReply = await conn.command(rcptLine, timeout);
     }
     if (refused)
       pool.log.warn(
@@ -88,7 +105,9 @@ export class DownstreamTransaction {
       pool.release(conn, true);
       return { tx: null, reply };
     }
-    return { tx: new DownstreamTransaction(pool, conn), reply };
+    const tx = new DownstreamTransaction(pool, conn);
+    if (rcptReply && isSuccess(rcptReply)) tx.accepted++;
+    return { tx, reply, rcpt: rcptReply };
   }
 
   async rcpt(r: Recipient): Promise<DownstreamReply> {
@@ -97,17 +116,35 @@ export class DownstreamTransaction {
     return reply;
   }
 
+  /**
+   * BDAT instead of DATA: an SMTP server that offers CHUNKING and PIPELINING (Postfix's smtpd
+   * does), one round trip per message fewer. Not LMTP: what an LMTP server answers after a
+   * refused chunk is not specified per recipient. `smtpd_discard_ehlo_keywords = chunking` on
+   * the reinjection smtpd turns it off.
+   */
+  private get chunking(): boolean {
+    return this.pool.target.protocol !== 'lmtp' && this.conn.extensions.has('CHUNKING') && this.conn.extensions.has('PIPELINING');
+  }
+
   get acceptedRecipients(): number {
     return this.accepted;
   }
 
   /**
-   * DATA and the message; one reply (SMTP) or one per accepted recipient (LMTP). Only 354
+   * BDAT chunks (see `chunking`), or DATA and the message; one reply (SMTP) or one per accepted
+   * recipient (LMTP). Only 354
    * lets the message go: a 4xx/5xx to DATA is the downstream's answer (mirrored), anything
    * else, a 2xx included, is a broken server and REINJECT_PROTOCOL, never an acceptance.
    */
   async data(message: AsyncIterable<Buffer>): Promise<DataReplies> {
     return this.guard(async () => {
+      if (this.chunking) {
+        const result = await this.conn.sendChunks(message, this.pool.target.dataDoneTimeoutMs);
+        this.open = false;
+        // After a refusal the server may still be in the transaction: RSET before reuse.
+        this.pool.release(this.conn, !isSuccess(result.replies[0]));
+        return result;
+      }
       const go = await this.conn.command('DATA', this.pool.target.commandTimeoutMs);
       if (go.code === 354) {
         const count = this.pool.target.protocol === 'lmtp' ? this.accepted : 1;

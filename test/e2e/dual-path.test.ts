@@ -5,6 +5,7 @@
  */
 import { startE2E, type E2E } from './environment';
 import { FILTER_HOSTNAME } from './postseal-daemon';
+import { waitFor } from './wait';
 import { REMOTE_CLIENT, submit, testMail } from './submit';
 
 const trace = (bank: string) => new RegExp(`^X-Postseal-Trace: ${FILTER_HOSTNAME.replace(/\./g, '\\.')} ${bank}\\r?$`, 'm');
@@ -12,7 +13,8 @@ const trace = (bank: string) => new RegExp(`^X-Postseal-Trace: ${FILTER_HOSTNAME
 describe('the dual path through a real Postfix', () => {
   let e2e: E2E;
   beforeAll(async () => {
-    e2e = await startE2E();
+    // NOCHECKS reinjects with a connection per message, so Postfix logs each session's commands.
+    e2e = await startE2E({}, {}, { banks: { NOCHECKS: { forward: { maxIdleConnections: 0 } } } });
   }, 120_000);
   afterAll(async () => {
     await e2e?.close();
@@ -57,5 +59,14 @@ describe('the dual path through a real Postfix', () => {
     expect(copies[0]).not.toMatch(/^X-Postseal-Trace:/m);
     expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'NOCHECKS', port: e2e.ports[10028], verdict: 'pass' });
     expect(reinjection('reinject', queueId)).toBeDefined();
+    // The reinjection smtpd offers CHUNKING and PIPELINING: the message went as one BDAT, its
+    // MAIL and RCPT in one write (Postfix counts the session's commands when it ends).
+    const session = await waitFor('the reinjection session to end', async () =>
+      e2e.postfix
+        .maillog()
+        .split('\n')
+        .find((l) => l.includes('postfix/reinject/smtpd[') && / disconnect from .* bdat=1 /.test(l)),
+    );
+    expect(session).toMatch(/ ehlo=1 (xforward=1 )?mail=1 rcpt=1 bdat=1 quit=1 commands=[56]$/);
   });
 });

@@ -40,7 +40,7 @@ describe('Postfix keeps the mail when the filter path fails', () => {
     } finally {
       await restore();
     }
-    expect(entry.recipients[0].delay_reason).toMatch(/said: 451 4\.4\.\d .*\(in reply to MAIL FROM command\)/);
+    expect(entry.recipients[0].delay_reason).toMatch(/said: 451 4\.4\.\d .*\(in reply to RCPT TO command\)/);
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
 
     expect(await flushedAndDelivered(mail.messageId)).toHaveLength(1);

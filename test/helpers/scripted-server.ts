@@ -5,7 +5,7 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
-export type Script = Partial<Record<'GREETING' | 'EHLO' | 'XFORWARD' | 'MAIL' | 'RCPT' | 'DATA' | 'DOT' | 'RSET', string>>;
+export type Script = Partial<Record<'GREETING' | 'EHLO' | 'XFORWARD' | 'MAIL' | 'RCPT' | 'DATA' | 'DOT' | 'RSET' | 'BDAT' | 'BDAT_LAST', string>>;
 
 const defaults: Required<Script> = {
   GREETING: '220 scripted ESMTP',
@@ -16,19 +16,25 @@ const defaults: Required<Script> = {
   DOT: '250 2.0.0 Ok: queued as SCRIPTED',
   RSET: '250 2.0.0 Ok',
   XFORWARD: '250 2.0.0 Ok',
+  BDAT: '250 2.0.0 Ok: chunk received',
+  BDAT_LAST: '250 2.0.0 Ok: queued as SCRIPTED',
 };
 
 /**
  * `closeAfterDot`: drop the connection right after the reply to the final dot (a server that
- * dies mid-LMTP). `holdXforwardUntilMail`: answer XFORWARD only once MAIL has arrived too, so
- * a client that waits for the XFORWARD reply before it sends MAIL times out.
+ * dies mid-LMTP). `holdRepliesUntil`: answer XFORWARD (and, for 'RCPT', MAIL) only once that
+ * command has arrived too, so a client that waits for each reply before it sends the next
+ * command times out: what a test of pipelining needs.
  */
 export async function startScriptedServer(
   script: Script,
-  opts: { closeAfterDot?: boolean; holdXforwardUntilMail?: boolean } = {},
-): Promise<{ port: number; commands: string[]; close(): Promise<void> }> {
+  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT' } = {},
+): Promise<{ port: number; commands: string[]; messages: Buffer[]; close(): Promise<void> }> {
+  const holds = opts.holdRepliesUntil === 'RCPT' ? ['XFORWARD', 'MAIL'] : opts.holdRepliesUntil === 'MAIL' ? ['XFORWARD'] : [];
   const s = { ...defaults, ...script };
   const commands: string[] = [];
+  /** Each message's octets as they arrived: after DATA (still dot-stuffed, without the final dot) or all BDAT chunks. */
+  const messages: Buffer[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     sockets.add(sock);
@@ -36,30 +42,56 @@ export async function startScriptedServer(
     sock.write(`${s.GREETING}\r\n`);
     let buf = '';
     let inData = false;
-    let heldXforward = 0;
+    let data = '';
+    /** BDAT: octets of the current chunk still to come, and whether it is the LAST one. */
+    let chunk: { left: number; last: boolean } | null = null;
+    const held: string[] = [];
     sock.on('data', (d) => {
       buf += d.toString('latin1');
       let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
+      for (;;) {
+        if (chunk) {
+          const take = Math.min(chunk.left, buf.length);
+          data += buf.slice(0, take);
+          buf = buf.slice(take);
+          chunk.left -= take;
+          if (chunk.left > 0) return;
+          const last = chunk.last;
+          chunk = null;
+          if (last) {
+            messages.push(Buffer.from(data, 'latin1'));
+            data = '';
+          }
+          sock.write(`${last ? s.BDAT_LAST : s.BDAT}\r\n`);
+          continue;
+        }
+        if ((nl = buf.indexOf('\n')) < 0) return;
         const line = buf.slice(0, nl).replace(/\r$/, '');
         buf = buf.slice(nl + 1);
         if (inData) {
           if (line === '.') {
             inData = false;
+            messages.push(Buffer.from(data, 'latin1'));
+            data = '';
             sock.write(`${s.DOT}\r\n`);
             if (opts.closeAfterDot) return void sock.destroySoon();
-          }
+          } else data += `${line}\r\n`;
           continue;
         }
         commands.push(line);
         const verb = line.split(/[ :]/)[0].toUpperCase();
-        if (verb === 'QUIT') return void sock.end('221 bye\r\n');
-        if (verb === 'XFORWARD' && opts.holdXforwardUntilMail) {
-          heldXforward++;
+        const bdat = /^BDAT (\d+)( LAST)?$/i.exec(line);
+        if (bdat) {
+          chunk = { left: Number(bdat[1]), last: !!bdat[2] };
           continue;
         }
-        if (verb === 'MAIL') for (; heldXforward > 0; heldXforward--) sock.write(`${s.XFORWARD}\r\n`);
+        if (verb === 'QUIT') return void sock.end('221 bye\r\n');
         const reply = verb === 'LHLO' ? s.EHLO : (s[verb as keyof Script] ?? '502 5.5.2 unknown');
+        if (holds.includes(verb)) {
+          held.push(`${reply}\r\n`);
+          continue;
+        }
+        if (verb === opts.holdRepliesUntil) for (const r of held.splice(0)) sock.write(r);
         if (verb === 'DATA' && reply.startsWith('354')) inData = true;
         sock.write(`${reply}\r\n`);
       }
@@ -69,6 +101,7 @@ export async function startScriptedServer(
   return {
     port: (server.address() as AddressInfo).port,
     commands,
+    messages,
     close: () =>
       new Promise<void>((r) => {
         for (const x of sockets) x.destroy();

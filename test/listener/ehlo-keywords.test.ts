@@ -44,7 +44,8 @@ describe('EHLO keywords hidden per bank (discardEhloKeywords)', () => {
       expect([refused.code, refused.text]).toEqual([555, '5.5.4 Unsupported option (BODY)']);
       expect((await c.cmd('MAIL FROM:<a@example.org> BODY=7BIT')).code).toBe(555);
       expect((await c.cmd('MAIL FROM:<b@example.org>')).code).toBe(250);
-      expect(down()).toEqual(['MAIL FROM:<b@example.org>']);
+      expect((await c.cmd('RCPT TO:<c@example.net>')).code).toBe(250);
+      expect(down()).toEqual(['MAIL FROM:<b@example.org>', 'RCPT TO:<c@example.net>']);
     });
   });
 

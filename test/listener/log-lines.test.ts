@@ -35,7 +35,10 @@ describe('log lines', () => {
     const h = await startHarness({ forwardPort: await closedPort() });
     const c = await TestClient.connect(h.app.portOf('default'));
     await c.cmd('EHLO x');
-    const r = await c.cmd('MAIL FROM:<a@example.org>');
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    const r = await c.cmd('RCPT TO:<b@example.net>');
+    // Said once: the second recipient gets the same answer without another attempt.
+    expect((await c.cmd('RCPT TO:<c@example.net>')).code).toBe(451);
     await c.quit();
     await h.close();
     expect(r.code).toBe(451);
@@ -44,6 +47,7 @@ describe('log lines', () => {
     expect(JSON.parse(line)).toMatchObject({ code: 'REINJECT_REFUSED', error: expect.stringMatching(/ECONNREFUSED/) });
     expect(line).not.toMatch(/"stack"|\\n {4}at /);
     expect(line.match(/ECONNREFUSED/g)).toHaveLength(1);
+    expect(h.logLines.filter((l) => l.includes('downstream MAIL failed'))).toHaveLength(1);
   });
 
   it('the downstream-failure line carries the session, the bank and the queue id Postfix sent in XFORWARD IDENT', async () => {
@@ -51,7 +55,8 @@ describe('log lines', () => {
     const c = await TestClient.connect(h.app.portOf('default'));
     await c.cmd('EHLO x');
     await c.cmd('XFORWARD ADDR=192.0.2.7 IDENT=4QXYZ12');
-    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(451);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<b@example.net>')).code).toBe(451);
     await c.quit();
     await h.close();
     const line = JSON.parse(h.logLines.find((l) => l.includes('downstream MAIL failed'))!);

@@ -24,11 +24,16 @@ describe('the upstream reply mirrors the downstream', () => {
   it.each([
     ['4xx', 451, '4.3.0 queue file write error'],
     ['5xx', 554, '5.7.1 sender refused'],
-  ])('a downstream %s at MAIL is passed up with its code and text', async (_n, code, text) => {
+  ])('a downstream %s at MAIL is passed up, with its code and text, to every recipient', async (_n, code, text) => {
     sink.behaviour = { fail: { mail: [code, text] } };
-    const r = await send();
-    expect(r.mail.code).toBe(code);
-    expect(r.mail.text).toBe(text);
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net', 'd@example.net'], data: msg });
+    // MAIL goes downstream with the first RCPT (one round trip), so the recipients hear it.
+    expect(r.mail.code).toBe(250);
+    expect(r.rcpts.map((x) => [x.code, x.text])).toEqual([
+      [code, text],
+      [code, text],
+    ]);
+    expect(r.final).toBeUndefined();
     expect(sink.received).toHaveLength(0);
   });
 
@@ -52,11 +57,12 @@ describe('the upstream reply mirrors the downstream', () => {
     expect(r.final?.text).toBe(text);
   });
 
-  it('a downstream that stalls at MAIL gives 451 4.4.2', async () => {
+  it('a downstream that stalls at MAIL gives 451 4.4.2 to the recipient', async () => {
     sink.behaviour = { stall: 'mail' };
     const r = await send();
-    expect(r.mail.code).toBe(451);
-    expect(r.mail.text).toMatch(/^4\.4\.2 /);
+    expect(r.mail.code).toBe(250);
+    expect(r.rcpts[0].code).toBe(451);
+    expect(r.rcpts[0].text).toMatch(/^4\.4\.2 /);
   });
 
   it('a downstream that stalls at RCPT gives 451 4.4.2', async () => {
@@ -93,15 +99,15 @@ describe('the upstream reply mirrors the downstream', () => {
 });
 
 describe('a downstream that is not there', () => {
-  it('gives 451 4.4.1 at MAIL, so Postfix keeps the mail', async () => {
+  it('gives 451 4.4.1 to every recipient, so Postfix keeps the mail', async () => {
     const sink = await startSink();
     const port = sink.port;
     await sink.close();
     const h = await startHarness({ forwardPort: port });
     const c = await TestClient.connect(h.app.portOf('default'));
-    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: msg });
-    expect(r.mail.code).toBe(451);
-    expect(r.mail.text).toMatch(/^4\.4\.1 /);
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net', 'd@example.net'], data: msg });
+    expect(r.rcpts.map((x) => x.code)).toEqual([451, 451]);
+    expect(r.rcpts[1].text).toMatch(/^4\.4\.1 /);
     await c.quit();
     await h.close();
   });

@@ -32,13 +32,13 @@ describe('downstream replies that smtp-server cannot give', () => {
 
   it('garbage instead of a reply is a 451 4.4.0', async () => {
     const { r } = await through({ MAIL: 'hello there' });
-    expect(r.mail.code).toBe(451);
-    expect(r.mail.text).toMatch(/^4\.4\.0 /);
+    expect(r.rcpts[0].code).toBe(451);
+    expect(r.rcpts[0].text).toMatch(/^4\.4\.0 /);
   });
 
   it('a non-220 greeting is a 451, never an accepted message', async () => {
     const { r } = await through({ GREETING: '554 5.3.2 go away' });
-    expect(r.mail.code).toBe(451);
+    expect(r.rcpts[0].code).toBe(451);
   });
 
   it('XFORWARD is sent only with the attributes the downstream announced', async () => {

@@ -42,12 +42,12 @@ describe('STARTTLS to the downstream (forward.tls)', () => {
     expect(sink.received[0].tls).toBe('TLSv1.3');
   });
 
-  it('encrypt to a server that does not announce STARTTLS is 451 4.7.5 at MAIL, and nothing is sent', async () => {
+  it('encrypt to a server that does not announce STARTTLS is 451 4.7.5 to the recipient, and nothing is sent', async () => {
     const sink = await startSink();
     const { results, logs } = await through(sink.port, { mode: 'encrypt', caFile: certs.caFile });
     await sink.close();
-    expect(results[0].mail.code).toBe(451);
-    expect(results[0].mail.text).toMatch(/^4\.7\.5 Downstream TLS failed, try again later: downstream 127\.0\.0\.1:\d+ does not announce STARTTLS/);
+    expect(results[0].rcpts[0].code).toBe(451);
+    expect(results[0].rcpts[0].text).toMatch(/^4\.7\.5 Downstream TLS failed, try again later: downstream 127\.0\.0\.1:\d+ does not announce STARTTLS/);
     expect(sink.received).toHaveLength(0);
     expect(logs.some((l) => l.msg === 'downstream MAIL failed' && l.code === 'REINJECT_TLS')).toBe(true);
   });
@@ -56,8 +56,8 @@ describe('STARTTLS to the downstream (forward.tls)', () => {
     const sink = await tlsSink();
     const { results } = await through(sink.port, { mode: 'encrypt', caFile: certs.otherCaFile, verifyName: 'mail.test' });
     await sink.close();
-    expect(results[0].mail.code).toBe(451);
-    expect(results[0].mail.text).toMatch(/4\.7\.5 .*TLS handshake with downstream .* failed/);
+    expect(results[0].rcpts[0].code).toBe(451);
+    expect(results[0].rcpts[0].text).toMatch(/4\.7\.5 .*TLS handshake with downstream .* failed/);
     expect(sink.received).toHaveLength(0);
   });
 
@@ -65,8 +65,8 @@ describe('STARTTLS to the downstream (forward.tls)', () => {
     const sink = await tlsSink();
     const { results } = await through(sink.port, { mode: 'encrypt', caFile: certs.caFile, verifyName: 'other.test' });
     await sink.close();
-    expect(results[0].mail.code).toBe(451);
-    expect(results[0].mail.text).toMatch(/other\.test/);
+    expect(results[0].rcpts[0].code).toBe(451);
+    expect(results[0].rcpts[0].text).toMatch(/other\.test/);
     expect(sink.received).toHaveLength(0);
   });
 
@@ -103,8 +103,8 @@ describe('STARTTLS to the downstream (forward.tls)', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { results } = await through((server.address() as AddressInfo).port, { mode: 'may' });
     await new Promise((r) => server.close(r));
-    expect(results[0].mail.code).toBe(451);
-    expect(results[0].mail.text).toMatch(/^4\.7\.5 .*TLS handshake/);
+    expect(results[0].rcpts[0].code).toBe(451);
+    expect(results[0].rcpts[0].text).toMatch(/^4\.7\.5 .*TLS handshake/);
     expect(commands.some((c) => c.startsWith('MAIL'))).toBe(false);
   });
 

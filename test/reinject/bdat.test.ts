@@ -1,0 +1,94 @@
+import { startHarness } from '../helpers/postseal';
+import { startScriptedServer, type Script } from '../helpers/scripted-server';
+import { TestClient } from '../helpers/smtp-client';
+
+const CHUNKING = '250-chunking.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING';
+
+async function through(script: Script, messages: string[]) {
+  const down = await startScriptedServer({ EHLO: CHUNKING, ...script });
+  const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { commandTimeoutMs: 1000, dataDoneTimeoutMs: 1000 } } } });
+  const c = await TestClient.connect(h.app.portOf('default'));
+  const results = [];
+  for (const data of messages) results.push(await c.send({ from: 'a@example.org', to: ['b@example.net'], data }));
+  await c.quit();
+  await h.close();
+  await down.close();
+  return { results, down };
+}
+
+/** What the downstream stored: every line ending CRLF. */
+const bareLf = (b: Buffer) => /(^|[^\r])\n/.test(b.toString('latin1'));
+
+describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
+  it('sends a message as one BDAT LAST chunk, not dot-stuffed, with its line endings made CRLF', async () => {
+    // The upstream's dot-stuffing ("..") is undone by the listener; BDAT needs none.
+    const msg = 'From: a@example.org\r\nSubject: dots\r\n\r\nfirst\r\n..a line that starts with a dot\nbare LF before\r\nlast';
+    const { results, down } = await through({}, [msg]);
+    expect(results[0].final?.code).toBe(250);
+    expect(results[0].final?.text).toBe('2.0.0 Ok: queued as SCRIPTED');
+    const stored = down.messages[0];
+    expect(down.commands).not.toContain('DATA');
+    expect(down.commands.filter((l) => l.startsWith('BDAT'))).toEqual([`BDAT ${stored.length} LAST`]);
+    expect(stored.toString('latin1').endsWith('\r\n\r\nfirst\r\n.a line that starts with a dot\r\nbare LF before\r\nlast\r\n')).toBe(true);
+    expect(bareLf(stored)).toBe(false);
+  });
+
+  it('sends a message over 256 KB in several chunks, pipelined, and it arrives whole', async () => {
+    const line = `${'x'.repeat(998)}\r\n`;
+    const body = line.repeat(700);
+    const msg = `From: a@example.org\r\nSubject: big\r\n\r\n${body}`;
+    const { results, down } = await through({}, [msg]);
+    expect(results[0].final?.code).toBe(250);
+    const bdat = down.commands.filter((l) => l.startsWith('BDAT'));
+    expect(bdat.length).toBeGreaterThan(1);
+    expect(bdat.at(-1)).toMatch(/^BDAT \d+ LAST$/);
+    const sizes = bdat.map((l) => Number(l.split(' ')[1]));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(down.messages[0].length);
+    expect(down.messages[0].toString('latin1').endsWith(`\r\n\r\n${body}`)).toBe(true);
+  });
+
+  it('passes a refused LAST chunk up with its code and text, and resets the connection before the next message', async () => {
+    const { results, down } = await through({ BDAT_LAST: '552 5.3.4 Message size exceeds fixed limit' }, ['Subject: one\r\n\r\nx\r\n', 'Subject: two\r\n\r\ny\r\n']);
+    expect([results[0].final?.code, results[0].final?.text]).toEqual([552, '5.3.4 Message size exceeds fixed limit']);
+    const second = down.commands.lastIndexOf('MAIL FROM:<a@example.org>');
+    expect(down.commands[second - 1]).toBe('RSET');
+    expect(down.commands.filter((l) => l.startsWith('EHLO'))).toHaveLength(1);
+  });
+
+  it('passes up the first refused chunk of a large message, not the reply to LAST', async () => {
+    const msg = `Subject: big\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(700)}`;
+    const { results } = await through({ BDAT: '452 4.3.1 Insufficient system storage', BDAT_LAST: '503 5.5.1 Error: BDAT after error' }, [msg]);
+    expect([results[0].final?.code, results[0].final?.text]).toEqual([452, '4.3.1 Insufficient system storage']);
+  });
+
+  it('answers 451, never 250, when the downstream refuses a chunk and then accepts LAST', async () => {
+    const msg = `Subject: big\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(700)}`;
+    const { results } = await through({ BDAT: '554 5.0.0 no' }, [msg]);
+    expect(results[0].final?.code).toBe(451);
+    expect(results[0].final?.text).toMatch(/^4\.4\.0 .*refused a BDAT chunk/);
+  });
+
+  it('keeps DATA for LMTP', async () => {
+    const down = await startScriptedServer({ EHLO: CHUNKING });
+    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { protocol: 'lmtp' } } }, listeners: [{ bank: 'default', protocol: 'lmtp' }] });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    await c.cmd('LHLO x');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<b@example.net>');
+    await c.cmd('DATA');
+    c.write('Subject: lmtp\r\n\r\nz\r\n.\r\n');
+    const final = await c.read();
+    await c.quit();
+    await h.close();
+    await down.close();
+    expect(final.code).toBe(250);
+    expect(down.commands).toContain('DATA');
+    expect(down.commands.some((l) => l.startsWith('BDAT'))).toBe(false);
+  });
+
+  it('keeps DATA for a server that offers CHUNKING without PIPELINING', async () => {
+    const { results, down } = await through({ EHLO: '250-plain.test\r\n250 CHUNKING' }, ['Subject: plain\r\n\r\nz\r\n']);
+    expect(results[0].final?.code).toBe(250);
+    expect(down.commands).toContain('DATA');
+  });
+});
