@@ -257,17 +257,39 @@ export class SmtpClientConnection {
         pendingBytes += tail.length;
       }
       flush(true);
+    } catch (err) {
+      // Hung up while chunks were still going: a chunk it had refused is the answer (below).
+      const early = this.unread.find((r) => !(r.code >= 200 && r.code < 300));
+      if (!early) throw err;
+      this.destroy();
+      return { replies: [early] };
     } finally {
       this.socket.uncork();
     }
     let refused: DownstreamReply | undefined;
+    // Once a chunk is refused the transaction has failed (RFC 3030 2), whatever follows: a
+    // server that then hangs up or goes quiet has not taken the message. Postfix's smtpd counts
+    // each chunk it skips after a refusal as an error and, at smtpd_hard_error_limit (20),
+    // answers 421 and closes: a 5 MB message refused at its first chunk would otherwise be
+    // deferred (451) for days instead of refused.
+    const next = async (): Promise<DownstreamReply | null> => {
+      try {
+        const reply = await this.read(timeoutMs);
+        if (reply.code === 421) this.usable = false;
+        return reply;
+      } catch (err) {
+        if (!refused) throw err;
+        this.destroy();
+        return null;
+      }
+    };
     for (let i = 1; i < chunks; i++) {
-      const reply = await this.read(timeoutMs);
-      if (reply.code === 421) this.usable = false;
+      const reply = await next();
+      if (!reply) return { replies: [refused!] };
       if (!refused && !(reply.code >= 200 && reply.code < 300)) refused = reply;
     }
-    const last = await this.read(timeoutMs);
-    if (last.code === 421) this.usable = false;
+    const last = await next();
+    if (!last) return { replies: [refused!] };
     if (!refused) return { replies: [last] };
     if (last.code >= 200 && last.code < 300) {
       this.destroy();

@@ -24,11 +24,14 @@ const defaults: Required<Script> = {
  * `closeAfterDot`: drop the connection right after the reply to the final dot (a server that
  * dies mid-LMTP). `holdRepliesUntil`: answer XFORWARD (and, for 'RCPT', MAIL) only once that
  * command has arrived too, so a client that waits for each reply before it sends the next
- * command times out: what a test of pipelining needs.
+ * command times out: what a test of pipelining needs. `bdatErrorLimit`: after a refused BDAT
+ * chunk, answer each later chunk of the transaction as Postfix's smtpd does (551, payload
+ * skipped; postfix/src/smtpd/smtpd.c skip_bdat), each counting as an error, and at that many
+ * errors answer 421 and hang up (smtpd_hard_error_limit, 20 by default).
  */
 export async function startScriptedServer(
   script: Script,
-  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT' } = {},
+  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT'; bdatErrorLimit?: number } = {},
 ): Promise<{ port: number; commands: string[]; messages: Buffer[]; close(): Promise<void> }> {
   const holds = opts.holdRepliesUntil === 'RCPT' ? ['XFORWARD', 'MAIL'] : opts.holdRepliesUntil === 'MAIL' ? ['XFORWARD'] : [];
   const s = { ...defaults, ...script };
@@ -45,8 +48,12 @@ export async function startScriptedServer(
     let data = '';
     /** BDAT: octets of the current chunk still to come, and whether it is the LAST one. */
     let chunk: { left: number; last: boolean } | null = null;
+    /** bdatErrorLimit: errors so far in this session, and whether a chunk of this transaction was refused. */
+    let errors = 0;
+    let bdatFailed = false;
     const held: string[] = [];
     sock.on('data', (d) => {
+      if (sock.writableEnded) return;
       buf += d.toString('latin1');
       let nl: number;
       for (;;) {
@@ -61,6 +68,14 @@ export async function startScriptedServer(
           if (last) {
             messages.push(Buffer.from(data, 'latin1'));
             data = '';
+          }
+          if (opts.bdatErrorLimit !== undefined) {
+            const reply = bdatFailed ? '551 5.0.0 Discarded after earlier error' : last ? s.BDAT_LAST : s.BDAT;
+            if (!reply.startsWith('2')) errors++;
+            bdatFailed = !last && !reply.startsWith('2');
+            sock.write(`${reply}\r\n`);
+            if (errors >= opts.bdatErrorLimit) return void sock.end('421 4.7.0 scripted Error: too many errors\r\n');
+            continue;
           }
           sock.write(`${last ? s.BDAT_LAST : s.BDAT}\r\n`);
           continue;

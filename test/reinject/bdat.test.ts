@@ -4,8 +4,8 @@ import { TestClient } from '../helpers/smtp-client';
 
 const CHUNKING = '250-chunking.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING';
 
-async function through(script: Script, messages: string[]) {
-  const down = await startScriptedServer({ EHLO: CHUNKING, ...script });
+async function through(script: Script, messages: string[], opts: Parameters<typeof startScriptedServer>[1] = {}) {
+  const down = await startScriptedServer({ EHLO: CHUNKING, ...script }, opts);
   const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { commandTimeoutMs: 1000, dataDoneTimeoutMs: 1000 } } } });
   const c = await TestClient.connect(h.app.portOf('default'));
   const results = [];
@@ -59,6 +59,16 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     const msg = `Subject: big\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(700)}`;
     const { results } = await through({ BDAT: '452 4.3.1 Insufficient system storage', BDAT_LAST: '503 5.5.1 Error: BDAT after error' }, [msg]);
     expect([results[0].final?.code, results[0].final?.text]).toEqual([452, '4.3.1 Insufficient system storage']);
+  });
+
+  it('passes up the first refused chunk when the downstream hangs up on the chunks that follow it, as Postfix does at smtpd_hard_error_limit', async () => {
+    // Postfix's smtpd counts each chunk it skips after a refusal as an error, and at 20 (the
+    // default smtpd_hard_error_limit) answers 421 and hangs up: a 6 MB message refused at its
+    // first chunk must still be refused (554), not deferred for days (451).
+    const msg = `Subject: big\r\n\r\n${`${'w'.repeat(998)}\r\n`.repeat(6500)}`;
+    const { results, down } = await through({ BDAT: '554 5.7.1 <DATA>: Data command rejected' }, [msg], { bdatErrorLimit: 20 });
+    expect(down.messages).toHaveLength(0);
+    expect([results[0].final?.code, results[0].final?.text]).toEqual([554, '5.7.1 <DATA>: Data command rejected']);
   });
 
   it('answers 451, never 250, when the downstream refuses a chunk and then accepts LAST', async () => {
