@@ -291,6 +291,10 @@ export class SmtpClientConnection {
     const last = await next();
     if (!last) return { replies: [refused!] };
     if (!refused) return { replies: [last] };
+    // Postfix's smtpd counted every chunk it skipped as an error, and sleeps a second before
+    // each reply once there are smtpd_soft_error_limit (10) of them, until a message succeeds:
+    // such a connection is not worth an RSET and a place in the pool.
+    this.usable = false;
     if (last.code >= 200 && last.code < 300) {
       this.destroy();
       throw new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} refused a BDAT chunk (${refused.code} ${refused.text.slice(0, 200)}) and then accepted the message`);

@@ -71,6 +71,19 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect([results[0].final?.code, results[0].final?.text]).toEqual([554, '5.7.1 <DATA>: Data command rejected']);
   });
 
+  it('does not reuse a connection after a refused chunk that was not the last, as Postfix slows such a session down', async () => {
+    const msg = `Subject: big\r\n\r\n${`${'v'.repeat(998)}\r\n`.repeat(700)}`;
+    const { results, down } = await through({ BDAT: '452 4.3.1 Insufficient system storage', BDAT_LAST: '551 5.0.0 Discarded after earlier error' }, [
+      msg,
+      'Subject: two\r\n\r\ny\r\n',
+    ]);
+    expect(results[0].final?.code).toBe(452);
+    expect(down.commands.filter((l) => l.startsWith('EHLO'))).toHaveLength(2);
+    const first = down.commands.slice(0, down.commands.lastIndexOf('EHLO filter.test'));
+    expect(first.at(-1)).toBe('QUIT');
+    expect(first).not.toContain('RSET');
+  });
+
   it('answers 451, never 250, when the downstream refuses a chunk and then accepts LAST', async () => {
     const msg = `Subject: big\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(700)}`;
     const { results } = await through({ BDAT: '554 5.0.0 no' }, [msg]);
