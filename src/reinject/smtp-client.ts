@@ -192,7 +192,7 @@ export class SmtpClientConnection {
         if (out.length) this.socket.write(out);
         if (this.socket.writableLength >= FLUSH_BYTES) {
           this.socket.uncork();
-          if (this.socket.writableNeedDrain) await Promise.race([once(this.socket, 'drain'), this.closed]);
+          if (this.socket.writableNeedDrain) await this.drained();
           this.socket.cork();
         }
         if (this.closedError) throw this.closedError;
@@ -246,7 +246,7 @@ export class SmtpClientConnection {
         if (pendingBytes >= FLUSH_BYTES) {
           flush(false);
           this.socket.uncork();
-          if (this.socket.writableNeedDrain) await Promise.race([once(this.socket, 'drain'), this.closed]);
+          if (this.socket.writableNeedDrain) await this.drained();
           this.socket.cork();
         }
         if (this.closedError) throw this.closedError;
@@ -300,6 +300,15 @@ export class SmtpClientConnection {
       throw new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} refused a BDAT chunk (${refused.code} ${refused.text.slice(0, 200)}) and then accepted the message`);
     }
     return { replies: [refused] };
+  }
+
+  /**
+   * Until the socket drains or closes. `once` rejects with the socket's raw error (a reset): the
+   * connection's own error listener has already made it a REINJECT_PROTOCOL, which the caller
+   * throws next; the raw one would reach the upstream as a postseal bug (451 4.3.0).
+   */
+  private async drained(): Promise<void> {
+    await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed]);
   }
 
   /** QUIT politely; the socket goes either way. */

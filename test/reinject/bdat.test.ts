@@ -1,6 +1,7 @@
 import { startHarness } from '../helpers/postseal';
 import { startScriptedServer, type Script } from '../helpers/scripted-server';
 import { TestClient } from '../helpers/smtp-client';
+import net, { type AddressInfo } from 'node:net';
 
 const CHUNKING = '250-chunking.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING';
 
@@ -82,6 +83,34 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     const first = down.commands.slice(0, down.commands.lastIndexOf('EHLO filter.test'));
     expect(first.at(-1)).toBe('QUIT');
     expect(first).not.toContain('RSET');
+  });
+
+  it('answers 451 4.4.0 (downstream failed), not 451 4.3.0 (a postseal bug), when the downstream resets the connection mid-message', async () => {
+    // Drops the connection, unread octets and all (a reset), as soon as BDAT begins.
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.write('220 reset.test ESMTP\r\n');
+      let buf = '';
+      sock.on('data', (d) => {
+        buf += d.toString('latin1');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line.startsWith('BDAT')) return void sock.resetAndDestroy();
+          sock.write(line.startsWith('EHLO') ? `${CHUNKING}\r\n` : '250 2.0.0 Ok\r\n');
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const h = await startHarness({ forwardPort: (server.address() as AddressInfo).port, banks: { default: { forward: { commandTimeoutMs: 1000, dataDoneTimeoutMs: 1000 } } } });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: `Subject: big\r\n\r\n${`${'u'.repeat(998)}\r\n`.repeat(6500)}` });
+    await c.quit();
+    await h.close();
+    await new Promise<void>((done) => server.close(() => done()));
+    expect(r.final?.code).toBe(451);
+    expect(r.final?.text).toMatch(/^4\.4\.0 /);
   });
 
   it('answers 451, never 250, when the downstream refuses a chunk and then accepts LAST', async () => {
