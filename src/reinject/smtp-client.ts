@@ -221,13 +221,17 @@ export class SmtpClientConnection {
    * The result is the first refusal if a chunk was refused (a later chunk's reply is about
    * the refused transaction, not the message), else the LAST chunk's reply. A server that
    * refuses a chunk and then accepts LAST has answered nonsense: REINJECT_PROTOCOL (a 4xx
-   * upstream, never a 250 or a 5xx for a message whose fate is not known).
+   * upstream, never a 250 or a 5xx for a message whose fate is not known). A refusal seen
+   * while chunks are still going stops them (no LAST), and stays the answer if the server
+   * then hangs up; after a refused chunk other than LAST the connection is not reused.
    */
   async sendChunks(message: AsyncIterable<Buffer>, timeoutMs: number): Promise<DataReplies> {
     const lines = new DotStuffer(false);
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let chunks = 0;
+    /** A chunk was refused before the message was all sent: no more chunks, no LAST. */
+    let stopped = false;
     const flush = (last: boolean) => {
       this.write(`BDAT ${pendingBytes}${last ? ' LAST' : ''}\r\n`);
       for (const b of pending) this.socket.write(b);
@@ -248,15 +252,23 @@ export class SmtpClientConnection {
           this.socket.uncork();
           if (this.socket.writableNeedDrain) await this.drained();
           this.socket.cork();
+          // RFC 3030 2: no more chunks once one is refused; the rest of a large message need
+          // not cross (Postfix's smtpd would read and drop it, an error per chunk).
+          if (this.unread.some((r) => !(r.code >= 200 && r.code < 300))) {
+            stopped = true;
+            break;
+          }
         }
         if (this.closedError) throw this.closedError;
       }
-      const tail = lines.end();
-      if (tail.length) {
-        pending.push(tail);
-        pendingBytes += tail.length;
+      if (!stopped) {
+        const tail = lines.end();
+        if (tail.length) {
+          pending.push(tail);
+          pendingBytes += tail.length;
+        }
+        flush(true);
       }
-      flush(true);
     } catch (err) {
       // Hung up while chunks were still going: a chunk it had refused is the answer (below).
       const early = this.unread.find((r) => !(r.code >= 200 && r.code < 300));
@@ -290,12 +302,13 @@ export class SmtpClientConnection {
     }
     const last = await next();
     if (!last) return { replies: [refused!] };
+    if (stopped) refused ??= last;
     if (!refused) return { replies: [last] };
     // Postfix's smtpd counted every chunk it skipped as an error, and sleeps a second before
     // each reply once there are smtpd_soft_error_limit (10) of them, until a message succeeds:
     // such a connection is not worth an RSET and a place in the pool.
     this.usable = false;
-    if (last.code >= 200 && last.code < 300) {
+    if (!stopped && last.code >= 200 && last.code < 300) {
       this.destroy();
       throw new PostsealError('REINJECT_PROTOCOL', `downstream ${this.label} refused a BDAT chunk (${refused.code} ${refused.text.slice(0, 200)}) and then accepted the message`);
     }

@@ -28,10 +28,11 @@ const defaults: Required<Script> = {
  * chunk, answer each later chunk of the transaction as Postfix's smtpd does (551, payload
  * skipped; postfix/src/smtpd/smtpd.c skip_bdat), each counting as an error, and at that many
  * errors answer 421 and hang up (smtpd_hard_error_limit, 20 by default).
+ * `holdChunkRepliesUntilLast`: answer the chunks before BDAT LAST only once LAST has arrived.
  */
 export async function startScriptedServer(
   script: Script,
-  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT'; bdatErrorLimit?: number } = {},
+  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT'; bdatErrorLimit?: number; holdChunkRepliesUntilLast?: boolean } = {},
 ): Promise<{ port: number; commands: string[]; messages: Buffer[]; close(): Promise<void> }> {
   const holds = opts.holdRepliesUntil === 'RCPT' ? ['XFORWARD', 'MAIL'] : opts.holdRepliesUntil === 'MAIL' ? ['XFORWARD'] : [];
   const s = { ...defaults, ...script };
@@ -77,6 +78,11 @@ export async function startScriptedServer(
             if (errors >= opts.bdatErrorLimit) return void sock.end('421 4.7.0 scripted Error: too many errors\r\n');
             continue;
           }
+          if (opts.holdChunkRepliesUntilLast && !last) {
+            held.push(`${s.BDAT}\r\n`);
+            continue;
+          }
+          for (const r of held.splice(0)) sock.write(r);
           sock.write(`${last ? s.BDAT_LAST : s.BDAT}\r\n`);
           continue;
         }

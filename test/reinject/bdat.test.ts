@@ -85,6 +85,16 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect(first).not.toContain('RSET');
   });
 
+  it('stops sending a large message once the downstream has refused one of its chunks, and sends no LAST', async () => {
+    const msg = `Subject: huge\r\n\r\n${`${'t'.repeat(998)}\r\n`.repeat(20_000)}`;
+    const { results, down } = await through({ BDAT: '554 5.7.1 <DATA>: Data command rejected' }, [msg]);
+    expect([results[0].final?.code, results[0].final?.text]).toEqual([554, '5.7.1 <DATA>: Data command rejected']);
+    const bdat = down.commands.filter((l) => l.startsWith('BDAT'));
+    // 20 MB is 77 chunks of 256 KB.
+    expect(bdat.length).toBeLessThan(70);
+    expect(bdat.some((l) => l.endsWith('LAST'))).toBe(false);
+  });
+
   it('answers 451 4.4.0 (downstream failed), not 451 4.3.0 (a postseal bug), when the downstream resets the connection mid-message', async () => {
     // Drops the connection, unread octets and all (a reset), as soon as BDAT begins.
     const server = net.createServer((sock) => {
@@ -115,7 +125,8 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
 
   it('answers 451, never 250, when the downstream refuses a chunk and then accepts LAST', async () => {
     const msg = `Subject: big\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(700)}`;
-    const { results } = await through({ BDAT: '554 5.0.0 no' }, [msg]);
+    // The refusals come with LAST's reply, when the whole message has been sent.
+    const { results } = await through({ BDAT: '554 5.0.0 no' }, [msg], { holdChunkRepliesUntilLast: true });
     expect(results[0].final?.code).toBe(451);
     expect(results[0].final?.text).toMatch(/^4\.4\.0 .*refused a BDAT chunk/);
   });
