@@ -1,8 +1,9 @@
 /**
- * A message the reinjection smtpd refuses at its first BDAT chunk is refused, not deferred,
- * even when Postfix's smtpd then hangs up: it counts every chunk it skips after the refusal
- * as an error and closes at smtpd_hard_error_limit (20 by default; the example master.cf sets
- * 1000, this test puts the default back).
+ * A message the reinjection smtpd refuses at its first BDAT chunk is refused, not deferred.
+ * Postfix's smtpd counts every chunk it skips after the refusal as an error and hangs up at
+ * smtpd_hard_error_limit (20 by default; the example master.cf sets 1000, this test puts the
+ * default back): before postseal stopped at a refused chunk and kept that refusal through a
+ * hang-up, this message was deferred (451 4.3.0).
  */
 import { startE2E, type E2E } from './environment';
 import { REMOTE_CLIENT, submit, testMail } from './submit';
@@ -17,7 +18,7 @@ describe('a large message refused at its first BDAT chunk', () => {
     await e2e?.close();
   }, 60_000);
 
-  it('is refused with the reinjection smtpd reply, not deferred, when that smtpd hangs up after 20 skipped chunks', async () => {
+  it('bounces with the reinjection smtpd reply, not deferred, under the default smtpd_hard_error_limit', async () => {
     await e2e.postfix.setServiceParameters(10025, {
       smtpd_data_restrictions: 'reject',
       smtpd_soft_error_limit: '10',
@@ -36,7 +37,6 @@ describe('a large message refused at its first BDAT chunk', () => {
           .find((l) => l.includes(`${queueId}: to=`) && /status=(bounced|deferred)/.test(l)),
       { explain: () => e2e.explain() },
     );
-    expect(e2e.postfix.maillog()).toMatch(/too many errors/);
     expect(line).toMatch(/status=bounced .*said: 5\d\d .*in reply to end of DATA command/);
   }, 90_000);
 });

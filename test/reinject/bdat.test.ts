@@ -62,12 +62,13 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect([results[0].final?.code, results[0].final?.text]).toEqual([452, '4.3.1 Insufficient system storage']);
   });
 
-  it('passes up the first refused chunk when the downstream hangs up on the chunks that follow it, as Postfix does at smtpd_hard_error_limit', async () => {
-    // Postfix's smtpd counts each chunk it skips after a refusal as an error, and at 20 (the
-    // default smtpd_hard_error_limit) answers 421 and hangs up: a 6 MB message refused at its
-    // first chunk must still be refused (554), not deferred for days (451).
+  it('passes up a refused chunk when the downstream hangs up right after it, as Postfix does at smtpd_hard_error_limit', async () => {
+    // Postfix's smtpd counts each chunk it skips after a refusal as an error and at
+    // smtpd_hard_error_limit answers 421 and hangs up (and it stops reading beyond 1.5 times
+    // message_size_limit): the message was refused (554), not lost in transit (451). A limit
+    // of 1 makes the hang-up come with the refusal, whatever was sent by then.
     const msg = `Subject: big\r\n\r\n${`${'w'.repeat(998)}\r\n`.repeat(6500)}`;
-    const { results, down } = await through({ BDAT: '554 5.7.1 <DATA>: Data command rejected' }, [msg], { bdatErrorLimit: 20 });
+    const { results, down } = await through({ BDAT: '554 5.7.1 <DATA>: Data command rejected' }, [msg], { bdatErrorLimit: 1 });
     expect(down.messages).toHaveLength(0);
     expect([results[0].final?.code, results[0].final?.text]).toEqual([554, '5.7.1 <DATA>: Data command rejected']);
   });
