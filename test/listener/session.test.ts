@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -96,5 +97,63 @@ describe('SMTP session behaviour', () => {
     expect(r.out).toMatch(/TLS started/);
     expect(r.status).toBe(0);
     expect(sink.received).toHaveLength(1);
+  });
+
+  it('a client that goes away while its first RCPT is with the downstream leaves that transaction reset, and the connection serves the next', async () => {
+    // Answers MAIL and the first RCPT only when told to: the upstream is gone by then.
+    const commands: string[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.write('220 held.test ESMTP\r\n');
+      let buf = '';
+      let first = true;
+      sock.on('data', async (d) => {
+        buf += d.toString('latin1');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          commands.push(line);
+          if (line.startsWith('EHLO')) sock.write('250-held.test\r\n250 PIPELINING\r\n');
+          else if (line.startsWith('RCPT') && first) {
+            first = false;
+            await held;
+            sock.write('250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n');
+          } else if (line.startsWith('MAIL') && first) continue;
+          else if (line === 'DATA') sock.write('354 go\r\n');
+          else if (line === '.') sock.write('250 2.0.0 Ok: queued\r\n');
+          else if (/^(MAIL|RCPT|RSET)/.test(line)) sock.write('250 2.0.0 Ok\r\n');
+          else if (line === 'QUIT') sock.end('221 bye\r\n');
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const h = await startHarness({ forwardPort: (server.address() as AddressInfo).port });
+    const gone = await TestClient.connect(h.app.portOf('default'));
+    await gone.cmd('EHLO x');
+    await gone.cmd('MAIL FROM:<gone@example.org>');
+    gone.write('RCPT TO:<never@example.net>\r\n');
+    while (!commands.some((l) => l.startsWith('RCPT'))) await new Promise((r) => setTimeout(r, 10));
+    gone.socket.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    while (!commands.includes('RSET')) await new Promise((r) => setTimeout(r, 10));
+    const c = await TestClient.connect(h.app.portOf('default'));
+    const r = await c.send({ from: 'next@example.org', to: ['kept@example.net'], data: msg });
+    await c.quit();
+    await h.close();
+    await new Promise<void>((done) => server.close(() => done()));
+    expect(r.final?.code).toBe(250);
+    expect(commands.filter((l) => /^(EHLO|MAIL|RCPT|RSET|DATA)/.test(l))).toEqual([
+      expect.stringMatching(/^EHLO /),
+      'MAIL FROM:<gone@example.org>',
+      'RCPT TO:<never@example.net>',
+      'RSET',
+      'MAIL FROM:<next@example.org>',
+      'RCPT TO:<kept@example.net>',
+      'DATA',
+    ]);
   });
 });
