@@ -192,7 +192,7 @@ export class SmtpClientConnection {
         if (out.length) this.socket.write(out);
         if (this.socket.writableLength >= FLUSH_BYTES) {
           this.socket.uncork();
-          if (this.socket.writableNeedDrain) await this.drained();
+          if (this.socket.writableNeedDrain) await this.drained(timeoutMs);
           this.socket.cork();
         }
         if (this.closedError) throw this.closedError;
@@ -250,7 +250,7 @@ export class SmtpClientConnection {
         if (pendingBytes >= FLUSH_BYTES) {
           flush(false);
           this.socket.uncork();
-          if (this.socket.writableNeedDrain) await this.drained();
+          if (this.socket.writableNeedDrain) await this.drained(timeoutMs);
           this.socket.cork();
           // RFC 3030 2: no more chunks once one is refused; the rest of a large message need
           // not cross (Postfix's smtpd would read and drop it, an error per chunk).
@@ -318,10 +318,23 @@ export class SmtpClientConnection {
   /**
    * Until the socket drains or closes. `once` rejects with the socket's raw error (a reset): the
    * connection's own error listener has already made it a REINJECT_PROTOCOL, which the caller
-   * throws next; the raw one would reach the upstream as a postseal bug (451 4.3.0).
+   * throws next; the raw one would reach the upstream as a postseal bug (451 4.3.0). A server
+   * that stops reading for `timeoutMs` is REINJECT_TIMEOUT, as a late reply is: the message
+   * deadline bounds deliveries, but a quarantine release, a bounce or a notice has none.
    */
-  private async drained(): Promise<void> {
-    await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed]);
+  private async drained(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.fail(new PostsealError('REINJECT_TIMEOUT', `downstream ${this.label} stopped reading the message for ${timeoutMs} ms`));
+        resolve();
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([once(this.socket, 'drain').catch(() => undefined), this.closed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** QUIT politely; the socket goes either way. */

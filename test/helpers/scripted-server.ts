@@ -29,10 +29,11 @@ const defaults: Required<Script> = {
  * skipped; postfix/src/smtpd/smtpd.c skip_bdat), each counting as an error, and at that many
  * errors answer 421 and hang up (smtpd_hard_error_limit, 20 by default).
  * `holdChunkRepliesUntilLast`: answer the chunks before BDAT LAST only once LAST has arrived.
+ * `stopReadingAtData`: read nothing more once the message begins (BDAT or DATA), never answer.
  */
 export async function startScriptedServer(
   script: Script,
-  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT'; bdatErrorLimit?: number; holdChunkRepliesUntilLast?: boolean } = {},
+  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT'; bdatErrorLimit?: number; holdChunkRepliesUntilLast?: boolean; stopReadingAtData?: boolean } = {},
 ): Promise<{ port: number; commands: string[]; messages: Buffer[]; close(): Promise<void> }> {
   const holds = opts.holdRepliesUntil === 'RCPT' ? ['XFORWARD', 'MAIL'] : opts.holdRepliesUntil === 'MAIL' ? ['XFORWARD'] : [];
   const s = { ...defaults, ...script };
@@ -102,6 +103,7 @@ export async function startScriptedServer(
         commands.push(line);
         const verb = line.split(/[ :]/)[0].toUpperCase();
         const bdat = /^BDAT (\d+)( LAST)?$/i.exec(line);
+        if (opts.stopReadingAtData && (bdat || verb === 'DATA')) return void sock.pause();
         if (bdat) {
           chunk = { left: Number(bdat[1]), last: !!bdat[2] };
           continue;

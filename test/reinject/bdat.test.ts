@@ -155,4 +155,17 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect(results[0].final?.code).toBe(250);
     expect(down.commands).toContain('DATA');
   });
+
+  it('gives up with 451 4.4.2 on a downstream that stops reading mid-message, after dataDoneTimeoutMs', async () => {
+    const down = await startScriptedServer({ EHLO: CHUNKING }, { stopReadingAtData: true });
+    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { dataDoneTimeoutMs: 1000 } } } });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    // More than the loopback socket buffers hold, so the writer has to wait for the reader.
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: `Subject: big\r\n\r\n${`${'w'.repeat(998)}\r\n`.repeat(30_000)}` });
+    await c.quit();
+    await h.close();
+    await down.close();
+    expect(r.final?.code).toBe(451);
+    expect(r.final?.text).toMatch(/^4\.4\.2 .*stopped reading the message for 1000 ms/);
+  });
 });
