@@ -141,7 +141,14 @@ export class SessionHandler {
         opened.tx?.abort();
         throw replyError(replyForError(LOST));
       }
-      if (!opened.tx) throw (state.refusal = mirrored(opened.reply));
+      if (!opened.tx) {
+        // Postfix logs this reply as the answer to RCPT: say here that it was MAIL's.
+        ctx.log.warn(
+          { ...this.lineFields(session, state, ctx), reply: `${opened.reply.code} ${opened.reply.text}`.slice(0, 200) },
+          'the downstream refused MAIL: every recipient of this transaction gets its reply',
+        );
+        throw (state.refusal = mirrored(opened.reply));
+      }
       if (!opened.rcpt) {
         opened.tx.abort();
         throw replyError(replyForError(LOST));
