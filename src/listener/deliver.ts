@@ -16,7 +16,7 @@ import { receivedTransaction } from './received';
 import type { Readable } from 'node:stream';
 import type { SMTPServerDataResult } from 'smtp-server';
 import type { ListenerConfig } from '../config/main-schema';
-import { PostsealError, isPostsealError } from '../errors';
+import { PostsealError } from '../errors';
 import type { PipelineResult } from '../pipeline/runner';
 import { delivers } from '../pipeline/verdict';
 import type { DownstreamTransaction } from '../reinject/downstream-transaction';
@@ -27,6 +27,7 @@ import { errorFields } from '../lib/log';
 import { countDownstreamFailure, noTelemetry, type MessageReport } from '../lib/telemetry';
 import { formatReply, replyError, type SmtpReply } from '../smtp/replies';
 import { settleBlocked, settleEarlier, stableIdOf } from './blocked';
+import { finishMessage, logSpoolFailure, recordResult } from './message-record';
 import { spoolFrom, type Spool } from '../transaction/spool';
 import type { ClientInfo, Envelope } from '../transaction/transaction';
 import type { SessionContext } from './session';
@@ -98,12 +99,7 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     }
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
-    Object.assign(record, {
-      findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
-      timings: result.timings,
-      verdict: result.verdict.action,
-      reason: result.verdict.reason,
-    });
+    recordResult(record, result);
     // pass and tag are delivered (with their fields already on the message); the rest are not.
     if (!delivers(result.verdict.action)) {
       down.abort();
@@ -130,32 +126,11 @@ export async function deliver(input: DeliverInput): Promise<string | SMTPServerD
     replyClass = reply.code[0] === '5' ? '5' : '4';
     countDownstreamFailure(ctx.telemetry, err, 'DATA');
     if (!own) Object.assign(record, errorFields(err));
-    if (isPostsealError(err, 'SPOOL_FAILED')) {
-      // Not the sender's fault and not transient by itself: the postmaster has to act.
-      const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
-      ctx.log.error(
-        { session: input.id, queueId: input.client.ident, spoolDir: ctx.spool.dir, errno },
-        `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`,
-      );
-    }
+    logSpoolFailure(ctx, err, { session: input.id, queueId: input.client.ident });
     throw own ? err : replyError(reply);
   } finally {
     clearTimeout(deadlineTimer);
-    await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
-    record.reply = replyText;
-    const ended = performance.now();
-    record.durationMs = Math.round(ended - started);
-    ctx.log.info(record, 'message');
-    telemetry.inFlight(-1);
-    telemetry.messageDone({
-      bank: input.bankName,
-      verdict: result?.verdict.action ?? 'none',
-      replyClass,
-      durationMs: ended - (spooledAt ?? started),
-      sizeBytes: record.size as number | undefined,
-      timings: result?.timings ?? {},
-      findings: result?.findings ?? [],
-    });
+    await finishMessage(ctx, telemetry, { record, spools, bankName: input.bankName, result, replyText, replyClass, started, measuredFrom: spooledAt ?? started });
   }
 }
 

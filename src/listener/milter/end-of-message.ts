@@ -27,6 +27,7 @@ import { Action as Act, Reply, replyCode, simpleReply } from '../../lib/milter/p
 import { noTelemetry, type MessageReport } from '../../lib/telemetry';
 import type { PipelineResult } from '../../pipeline/runner';
 import { settleBlocked } from '../blocked';
+import { finishMessage, logSpoolFailure, recordResult } from '../message-record';
 import { delivers } from '../../pipeline/verdict';
 import { replyForError } from '../../smtp/error-replies';
 import { formatReply, type SmtpReply } from '../../smtp/replies';
@@ -96,12 +97,7 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     const { verdict } = result;
-    Object.assign(record, {
-      findings: result.findings.map((f) => (f.detail ? `${f.code}(${f.detail})` : f.code)),
-      timings: result.timings,
-      verdict: verdict.action,
-      reason: verdict.reason,
-    });
+    recordResult(record, result);
     if (input.aborted.aborted) throw new PostsealError('UPSTREAM_ABORTED', 'the MTA aborted the message');
     if (verdict.action === 'tempfail' && verdict.reason in errorCodes) return failed(verdict.reply);
     if (!delivers(verdict.action)) {
@@ -128,32 +124,12 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     }
     Object.assign(record, errorFields(err));
     if (isPostsealError(err, 'MESSAGE_TOO_BIG') || isPostsealError(err, 'HEADER_TOO_BIG')) return answer(replyForError(err));
-    if (isPostsealError(err, 'SPOOL_FAILED')) {
-      const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
-      ctx.log.error(
-        { session: input.id, queueId: input.client.ident, spoolDir: ctx.spool.dir, errno },
-        `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`,
-      );
-    }
+    logSpoolFailure(ctx, err, { session: input.id, queueId: input.client.ident });
     return failed(replyForError(err));
   } finally {
     clearTimeout(deadlineTimer);
     input.aborted.removeEventListener('abort', onAbort);
-    await Promise.all(spools.map((s) => s.dispose().catch((e) => ctx.log.error({ err: e }, 'spool file not removed'))));
-    record.reply = replyText;
-    const ended = performance.now();
-    record.durationMs = Math.round(ended - started);
-    ctx.log.info(record, 'message');
-    telemetry.inFlight(-1);
-    telemetry.messageDone({
-      bank: input.bankName,
-      verdict: result?.verdict.action ?? 'none',
-      replyClass,
-      durationMs: ended - started,
-      sizeBytes: record.size as number | undefined,
-      timings: result?.timings ?? {},
-      findings: result?.findings ?? [],
-    });
+    await finishMessage(ctx, telemetry, { record, spools, bankName: input.bankName, result, replyText, replyClass, started, measuredFrom: started });
   }
 
   function answer(reply: SmtpReply): Buffer[] {
