@@ -45,6 +45,12 @@ export interface BlockedDeps {
   /** The bank's notify target and notify settings; absent when the bank has no notify target. */
   readonly notify?: BounceDeps;
   readonly log: Logger;
+  /**
+   * Whether the outcome is kept in the store for settleEarlier (default true). The milter
+   * says false: the MTA offers a message again as a new transaction with a new queue id,
+   * so the record could never be found (docs/milter.md "Retries").
+   */
+  readonly remembersOutcome?: boolean;
 }
 
 export interface BlockedRequest {
@@ -132,7 +138,7 @@ export async function settleBlocked(deps: BlockedDeps, req: BlockedRequest): Pro
   }
   // A tempfail is not a block: the message comes back, and its notices with it if it is blocked then.
   if (verdict.action === 'tempfail') return outcome;
-  if (deps.notify) {
+  if (deps.notify && deps.remembersOutcome !== false) {
     const settled: Settled = {
       action: verdict.action,
       reply: outcome.reply,

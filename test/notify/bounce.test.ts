@@ -12,6 +12,7 @@ import path from 'node:path';
 import { parseNetworks } from '../../src/config/networks';
 import { createLogger } from '../../src/lib/log';
 import { startListener, type Listener } from '../../src/listener/listener';
+import { startMilterListener } from '../../src/listener/milter/listener';
 import type { SessionContext } from '../../src/listener/session';
 import { destinyDecision } from '../../src/pipeline/destiny';
 import { createPipeline } from '../../src/pipeline/runner';
@@ -23,6 +24,7 @@ import type { Store } from '../../src/store/store';
 import { loadTestBank } from '../helpers/banks';
 import { startSink, type Sink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
+import { MilterClient, messagePackets } from '../helpers/milter-client';
 import { testStageDeps } from '../helpers/stage-run';
 
 /** Set by a test: the check stops firing, as a check may on a retry (a signature fetched, a rule changed). */
@@ -207,4 +209,34 @@ it('sends no DSN about an automatic message (Auto-Submitted, MAILER-DAEMON), so 
   expect(daemon).toMatchObject({ code: 250, text: '2.7.0 Ok, rejected by policy, no notification (automatic message)' });
   expect(notify.received).toHaveLength(before);
   expect(forward.received).toHaveLength(0);
+});
+
+it('through the milter: sends the DSN, answers discard, and keeps no outcome for a retry that cannot come (a new queue id each time)', async () => {
+  const milter = await startMilterListener({ address: '127.0.0.1', port: 0, bank: 'default', protocol: 'milter', maxConnections: 10 }, () => ctx);
+  try {
+    const settledBefore = (await store.scan('settled:')).length;
+    const before = notify.received.length;
+    const c = await MilterClient.connect(milter.port);
+    await c.negotiate();
+    const p = messagePackets({
+      from: 'bob@remote.test',
+      to: ['user@example.test'],
+      macros: { E: { i: 'MB1' } },
+      header: [['Subject', ' bounce me milter']],
+      body: 'the content\r\n',
+    });
+    c.send(...p.envelope, ...p.content, p.eom);
+    expect((await c.next()).code).toBe('c');
+    const replies = await c.untilFinal();
+    c.close();
+    expect(replies.map((r) => r.code)).toEqual(['d']);
+    expect(notify.received).toHaveLength(before + 1);
+    expect(notify.received.at(-1)?.recipients.map((x) => x.address)).toEqual(['bob@remote.test']);
+    expect(await store.scan('settled:')).toHaveLength(settledBefore);
+    // The content-filter path keeps one, for Postfix's retry of the same queue file.
+    expect((await send(message('kept'), { ident: 'Q9' })).code).toBe(250);
+    expect(await store.scan('settled:')).toHaveLength(settledBefore + 1);
+  } finally {
+    await milter.close();
+  }
 });

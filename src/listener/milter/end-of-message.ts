@@ -93,7 +93,7 @@ export async function endOfMessage(input: EndOfMessageInput): Promise<Buffer[]> 
     // No settleEarlier (listener/blocked.ts) here: a message the MTA offers again is a new
     // transaction with a new queue id, so its retry-stable id never matches an earlier one and
     // the lookup (a hash of the message, a store read, a stat) would be work for nothing.
-    const blockedDeps = { quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log };
+    const blockedDeps = { quarantine: ctx.quarantine, notify: ctx.bounce, log: ctx.log, remembersOutcome: false };
     result = await ctx.pipeline.run(tx, deadline.signal);
     spools.push(...result.spools);
     const { verdict } = result;
