@@ -28,7 +28,13 @@ const target = {
     heloName: { type: 'string', default: '', description: 'Name sent with EHLO/LHLO; empty uses the host name.' },
     connectTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000, default: 10000, description: 'Time to connect and read the greeting.' },
     commandTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000, default: 60000, description: 'Time for the reply to one command (EHLO, XFORWARD, MAIL, RCPT, DATA).' },
-    dataDoneTimeoutMs: { type: 'integer', minimum: 100, maximum: 3600000, default: 300000, description: 'Time for the reply to the end of the message data.' },
+    dataDoneTimeoutMs: {
+      type: 'integer',
+      minimum: 100,
+      maximum: 3600000,
+      default: 300000,
+      description: 'Time for the reply to the end of the message data, and the longest the downstream may stop reading the message while it is sent.',
+    },
     tls: {
       type: 'object',
       additionalProperties: false,

@@ -10,9 +10,9 @@
  * The outcome sticks across retries: once held, bounced, discarded or refused, the outcome is
  * written to the store (`settled:` + the retry-stable id) before the notices go, and the
  * content-filter front end (listener/deliver.ts) calls settleEarlier before it runs the
- * pipeline. The milter front end does not: a message offered again through a milter is a new
- * transaction with a new queue id, whose retry-stable id never matches (docs/milter.md,
- * "Retries"). A retry of a settled message (a held
+ * pipeline. The milter front end does neither (`remembersOutcome: false`): a message offered
+ * again through a milter is a new transaction with a new queue id, whose retry-stable id never
+ * matches (docs/milter.md, "Retries"). A retry of a settled message (a held
  * .json, a `settled:` record, or a `dsn-sent:` key) gets the earlier reply and only the notices
  * still missing, without the checks running again: a check that now passed would deliver a
  * message that was held, or one whose sender was told it was not delivered.

@@ -29,11 +29,21 @@ const defaults: Required<Script> = {
  * skipped; postfix/src/smtpd/smtpd.c skip_bdat), each counting as an error, and at that many
  * errors answer 421 and hang up (smtpd_hard_error_limit, 20 by default).
  * `holdChunkRepliesUntilLast`: answer the chunks before BDAT LAST only once LAST has arrived.
- * `stopReadingAtData`: read nothing more once the message begins (BDAT or DATA), never answer.
+ * `stopReadingAtData`: read nothing more once the message begins (at the first BDAT, or after
+ * answering DATA with its scripted reply), never answer again.
+ * `stopReadingAfterChunks`: read nothing more after that many BDAT chunks, and answer the last
+ * of them (with the BDAT reply) only 300 ms later, once the client is waiting to write more.
  */
 export async function startScriptedServer(
   script: Script,
-  opts: { closeAfterDot?: boolean; holdRepliesUntil?: 'MAIL' | 'RCPT'; bdatErrorLimit?: number; holdChunkRepliesUntilLast?: boolean; stopReadingAtData?: boolean } = {},
+  opts: {
+    closeAfterDot?: boolean;
+    holdRepliesUntil?: 'MAIL' | 'RCPT';
+    bdatErrorLimit?: number;
+    holdChunkRepliesUntilLast?: boolean;
+    stopReadingAtData?: boolean;
+    stopReadingAfterChunks?: number;
+  } = {},
 ): Promise<{ port: number; commands: string[]; messages: Buffer[]; close(): Promise<void> }> {
   const holds = opts.holdRepliesUntil === 'RCPT' ? ['XFORWARD', 'MAIL'] : opts.holdRepliesUntil === 'MAIL' ? ['XFORWARD'] : [];
   const s = { ...defaults, ...script };
@@ -53,6 +63,7 @@ export async function startScriptedServer(
     /** bdatErrorLimit: errors so far in this session, and whether a chunk of this transaction was refused. */
     let errors = 0;
     let bdatFailed = false;
+    let chunksRead = 0;
     const held: string[] = [];
     sock.on('data', (d) => {
       if (sock.writableEnded) return;
@@ -83,6 +94,11 @@ export async function startScriptedServer(
             held.push(`${s.BDAT}\r\n`);
             continue;
           }
+          if (++chunksRead === opts.stopReadingAfterChunks) {
+            sock.pause();
+            const reply = `${last ? s.BDAT_LAST : s.BDAT}\r\n`;
+            return void setTimeout(() => sock.writable && sock.write(reply), 300);
+          }
           for (const r of held.splice(0)) sock.write(r);
           sock.write(`${last ? s.BDAT_LAST : s.BDAT}\r\n`);
           continue;
@@ -103,7 +119,12 @@ export async function startScriptedServer(
         commands.push(line);
         const verb = line.split(/[ :]/)[0].toUpperCase();
         const bdat = /^BDAT (\d+)( LAST)?$/i.exec(line);
-        if (opts.stopReadingAtData && (bdat || verb === 'DATA')) return void sock.pause();
+        if (opts.stopReadingAtData && bdat) return void sock.pause();
+        // After 354, so that the client starts the message and then finds nobody reading it.
+        if (opts.stopReadingAtData && verb === 'DATA') {
+          sock.write(`${s.DATA}\r\n`);
+          return void sock.pause();
+        }
         if (bdat) {
           chunk = { left: Number(bdat[1]), last: !!bdat[2] };
           continue;

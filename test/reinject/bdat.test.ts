@@ -169,3 +169,33 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect(r.final?.text).toMatch(/^4\.4\.2 .*stopped reading the message for 1000 ms/);
   });
 });
+
+describe('a downstream that stops reading the message', () => {
+  const big = `Subject: big\r\n\r\n${`${'w'.repeat(998)}\r\n`.repeat(30_000)}`;
+
+  it('gives up with 451 4.4.2 after dataDoneTimeoutMs when it answered DATA with 354 and then stopped reading', async () => {
+    const down = await startScriptedServer({}, { stopReadingAtData: true });
+    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { dataDoneTimeoutMs: 1000 } } } });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: big });
+    await c.quit();
+    await h.close();
+    await down.close();
+    expect(down.commands).toContain('DATA');
+    expect(r.final?.code).toBe(451);
+    expect(r.final?.text).toMatch(/^4\.4\.2 .*stopped reading the message for 1000 ms/);
+  });
+
+  it('passes up the refusal of a chunk that came while postseal waited to write, not 451 4.4.2', async () => {
+    const down = await startScriptedServer({ EHLO: CHUNKING, BDAT: '552 5.3.4 message too big for me' }, { stopReadingAfterChunks: 1 });
+    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { dataDoneTimeoutMs: 1000 } } } });
+    const c = await TestClient.connect(h.app.portOf('default'));
+    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: big });
+    await c.quit();
+    await h.close();
+    await down.close();
+    expect(r.final?.code).toBe(552);
+    expect(r.final?.text).toBe('5.3.4 message too big for me');
+    expect(down.commands.filter((l) => l.endsWith('LAST'))).toEqual([]);
+  });
+});
