@@ -144,7 +144,13 @@ export class SessionHandler {
       if (!opened.tx) {
         // Postfix logs this reply as the answer to RCPT: say here that it was MAIL's.
         ctx.log.warn(
-          { ...this.lineFields(session, state, ctx), reply: `${opened.reply.code} ${opened.reply.text}`.slice(0, 200) },
+          {
+            ...this.lineFields(session, state, ctx),
+            reply: [opened.reply.code, opened.reply.enhanced, opened.reply.text]
+              .filter((x) => x !== undefined)
+              .join(' ')
+              .slice(0, 200),
+          },
           'the downstream refused MAIL: every recipient of this transaction gets its reply',
         );
         throw (state.refusal = mirrored(opened.reply));
