@@ -27,7 +27,7 @@ import type { Quarantine } from '../quarantine/quarantine';
 import { DownstreamTransaction, type Opened } from '../reinject/downstream-transaction';
 import type { DownstreamPool } from '../reinject/pool';
 import type { DownstreamReply } from '../reinject/smtp-client';
-import { isSuccess, mirrorReply } from '../reinject/reply-map';
+import { isSuccess, mirrorReply, replyLine } from '../reinject/reply-map';
 import { replyForError } from '../smtp/error-replies';
 import { PostsealError } from '../errors';
 import { replyError, replies, type SmtpReply, type SmtpReplyError } from '../smtp/replies';
@@ -146,10 +146,7 @@ export class SessionHandler {
         ctx.log.warn(
           {
             ...this.lineFields(session, state, ctx),
-            reply: [opened.reply.code, opened.reply.enhanced, opened.reply.text]
-              .filter((x) => x !== undefined)
-              .join(' ')
-              .slice(0, 200),
+            reply: replyLine(opened.reply),
           },
           'the downstream refused MAIL: every recipient of this transaction gets its reply',
         );

@@ -11,7 +11,7 @@ import { PostsealError, isPostsealError } from '../errors';
 import { encodeXtext } from '../lib/envelope/xtext';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import type { DownstreamPool } from './pool';
-import { isSuccess } from './reply-map';
+import { isSuccess, replyLine } from './reply-map';
 import type { DataReplies, DownstreamReply, SmtpClientConnection } from './smtp-client';
 
 export type MailStart = Omit<Envelope, 'recipients'>;
@@ -98,7 +98,7 @@ export class DownstreamTransaction {
     }
     if (refused)
       pool.log.warn(
-        { downstream: conn.label, reply: `${refused.code} ${refused.text}`.slice(0, 200) },
+        { downstream: conn.label, reply: replyLine(refused) },
         'the downstream refused XFORWARD: the message goes on, but with postseal as its client (check smtpd_authorized_xforward_hosts on the reinjection smtpd)',
       );
     if (!isSuccess(reply)) {

@@ -19,3 +19,11 @@ export function mirrorReply(r: DownstreamReply): SmtpReply {
 export function isSuccess(r: DownstreamReply): boolean {
   return r.code >= 200 && r.code < 300;
 }
+
+/** The reply as the downstream wrote it, enhanced code included, cut for a log line. */
+export function replyLine(r: DownstreamReply, max = 200): string {
+  return [r.code, r.enhanced, r.text]
+    .filter((x) => x !== undefined)
+    .join(' ')
+    .slice(0, max);
+}

@@ -28,7 +28,7 @@ describe('XFORWARD to a downstream that offers PIPELINING', () => {
     expect(r.mail.code).toBe(250);
     expect(r.final?.code).toBe(250);
     // Not silently: the postmaster learns the reinjection smtpd does not believe postseal.
-    expect(logs.find((l) => String(l.msg).startsWith('the downstream refused XFORWARD'))).toMatchObject({ reply: '550 not authorized' });
+    expect(logs.find((l) => String(l.msg).startsWith('the downstream refused XFORWARD'))).toMatchObject({ reply: '550 5.7.0 not authorized' });
   });
 });
 
