@@ -5,7 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 
 const CHUNKING = '250-chunking.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING';
 
-async function through(script: Script, messages: string[], opts: Parameters<typeof startScriptedServer>[1] = {}) {
+async function through(script: Script, messages: (string | Buffer)[], opts: Parameters<typeof startScriptedServer>[1] = {}) {
   const down = await startScriptedServer({ EHLO: CHUNKING, ...script }, opts);
   const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { commandTimeoutMs: 1000, dataDoneTimeoutMs: 1000 } } } });
   const c = await TestClient.connect(h.app.portOf('default'));
@@ -32,6 +32,18 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect(down.commands.filter((l) => l.startsWith('BDAT'))).toEqual([`BDAT ${stored.length} LAST`]);
     expect(stored.toString('latin1').endsWith('\r\n\r\nfirst\r\n.a line that starts with a dot\r\nbare LF before\r\nlast\r\n')).toBe(true);
     expect(bareLf(stored)).toBe(false);
+  });
+
+  it('passes bare CR and 8-bit bytes on as they came, in a message of several chunks', async () => {
+    // Line ending made CRLF across chunk boundaries: test/reinject/dot-stuffer.test.ts.
+    const pad = `${'p'.repeat(1022)}\r\n`.repeat(255);
+    const msg = Buffer.from(`Subject: bytes\r\n\r\n${pad}${'q'.repeat(1000)}\r\nbare\rCR and J\xc3\xb6rg \xff\r\n`, 'latin1');
+    const { results, down } = await through({}, [msg]);
+    expect(results[0].final?.code).toBe(250);
+    const stored = down.messages[0].toString('latin1');
+    expect(stored.endsWith(`${pad}${'q'.repeat(1000)}\r\nbare\rCR and J\xc3\xb6rg \xff\r\n`)).toBe(true);
+    expect(bareLf(down.messages[0])).toBe(false);
+    expect(down.commands.filter((l) => l.startsWith('BDAT')).length).toBeGreaterThan(1);
   });
 
   it('sends a message over 256 KB in several chunks, pipelined, and it arrives whole', async () => {
@@ -155,45 +167,39 @@ describe('BDAT to a downstream that offers CHUNKING and PIPELINING', () => {
     expect(results[0].final?.code).toBe(250);
     expect(down.commands).toContain('DATA');
   });
-
-  it('gives up with 451 4.4.2 on a downstream that stops reading mid-message, after dataDoneTimeoutMs', async () => {
-    const down = await startScriptedServer({ EHLO: CHUNKING }, { stopReadingAtData: true });
-    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { dataDoneTimeoutMs: 1000 } } } });
-    const c = await TestClient.connect(h.app.portOf('default'));
-    // More than the loopback socket buffers hold, so the writer has to wait for the reader.
-    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: `Subject: big\r\n\r\n${`${'w'.repeat(998)}\r\n`.repeat(30_000)}` });
-    await c.quit();
-    await h.close();
-    await down.close();
-    expect(r.final?.code).toBe(451);
-    expect(r.final?.text).toMatch(/^4\.4\.2 .*stopped reading the message for 1000 ms/);
-  });
 });
 
 describe('a downstream that stops reading the message', () => {
   const big = `Subject: big\r\n\r\n${`${'w'.repeat(998)}\r\n`.repeat(30_000)}`;
 
-  it('gives up with 451 4.4.2 after dataDoneTimeoutMs when it answered DATA with 354 and then stopped reading', async () => {
-    const down = await startScriptedServer({}, { stopReadingAtData: true });
+  /** `big` (more than the loopback socket buffers hold) through postseal to a downstream that stalls. */
+  async function stalled(script: Script, opts: Parameters<typeof startScriptedServer>[1]) {
+    const down = await startScriptedServer(script, opts);
     const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { dataDoneTimeoutMs: 1000 } } } });
     const c = await TestClient.connect(h.app.portOf('default'));
     const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: big });
     await c.quit();
     await h.close();
     await down.close();
+    return { r, down };
+  }
+
+  it('gives up with 451 4.4.2 after dataDoneTimeoutMs when it stops reading BDAT chunks', async () => {
+    const { r, down } = await stalled({ EHLO: CHUNKING }, { stopReadingAtData: true });
+    expect(down.commands.some((l) => l.startsWith('BDAT'))).toBe(true);
+    expect(r.final?.code).toBe(451);
+    expect(r.final?.text).toMatch(/^4\.4\.2 .*stopped reading the message for 1000 ms/);
+  });
+
+  it('gives up with 451 4.4.2 after dataDoneTimeoutMs when it answered DATA with 354 and then stopped reading', async () => {
+    const { r, down } = await stalled({}, { stopReadingAtData: true });
     expect(down.commands).toContain('DATA');
     expect(r.final?.code).toBe(451);
     expect(r.final?.text).toMatch(/^4\.4\.2 .*stopped reading the message for 1000 ms/);
   });
 
   it('passes up the refusal of a chunk that came while postseal waited to write, not 451 4.4.2', async () => {
-    const down = await startScriptedServer({ EHLO: CHUNKING, BDAT: '552 5.3.4 message too big for me' }, { stopReadingAfterChunks: 1 });
-    const h = await startHarness({ forwardPort: down.port, banks: { default: { forward: { dataDoneTimeoutMs: 1000 } } } });
-    const c = await TestClient.connect(h.app.portOf('default'));
-    const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: big });
-    await c.quit();
-    await h.close();
-    await down.close();
+    const { r, down } = await stalled({ EHLO: CHUNKING, BDAT: '552 5.3.4 message too big for me' }, { stopReadingAfterChunks: 1 });
     expect(r.final?.code).toBe(552);
     expect(r.final?.text).toBe('5.3.4 message too big for me');
     expect(down.commands.filter((l) => l.endsWith('LAST'))).toEqual([]);

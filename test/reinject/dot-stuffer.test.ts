@@ -1,7 +1,7 @@
 import { DotStuffer } from '../../src/reinject/smtp-client';
 
-function stuff(chunks: string[]): string {
-  const s = new DotStuffer();
+function stuff(chunks: string[], dots = true): string {
+  const s = new DotStuffer(dots);
   return chunks.map((c) => s.push(Buffer.from(c, 'latin1')).toString('latin1')).join('') + s.end().toString('latin1');
 }
 
@@ -31,5 +31,21 @@ describe('DotStuffer', () => {
 
   it('passes an empty message as just the final dot', () => {
     expect(stuff([])).toBe('.\r\n');
+  });
+});
+
+describe('DotStuffer for BDAT (line endings only)', () => {
+  it('leaves leading dots alone and adds no final dot', () => {
+    expect(stuff(['.a\r\n..b\r\n'], false)).toBe('.a\r\n..b\r\n');
+  });
+
+  it('turns bare LF into CRLF, and a CR at the end of one chunk with the LF in the next stays one CRLF', () => {
+    expect(stuff(['a\nb\r', '\nc\r', 'd\n'], false)).toBe('a\r\nb\r\nc\rd\r\n');
+  });
+
+  it('ends an unterminated last line with CRLF, and leaves an empty message empty', () => {
+    expect(stuff(['no newline'], false)).toBe('no newline\r\n');
+    expect(stuff(['ends with CR\r'], false)).toBe('ends with CR\r\r\n');
+    expect(stuff([], false)).toBe('');
   });
 });
