@@ -35,6 +35,7 @@ import { stageRegistry } from './stages/registry';
 import { openStore, type Store } from './store';
 import { StoredDmarcResults, dmarcResultsNotKept, type DmarcResultStore } from './store/dmarc-results';
 import { sweepStaleSpools } from './transaction/spool';
+import { ProcessSlots } from './lib/archive/external';
 import { ByteBudget } from './lib/archive/memory';
 
 export interface Postseal {
@@ -165,7 +166,13 @@ const UNPACK_MEMORY_BYTES = 256 * 1024 * 1024;
 const UNPACK_WAIT_MS = 10_000;
 
 function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, dmarcFailures: DmarcFailureSink | undefined, telemetry?: Telemetry): SharedDeps {
-  return { resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}), dmarcStore, dmarcFailures, unpackMemory: new ByteBudget(UNPACK_MEMORY_BYTES, UNPACK_WAIT_MS) };
+  return {
+    resolver: createDnsResolver(dns, telemetry ? { telemetry } : {}),
+    dmarcStore,
+    dmarcFailures,
+    unpackMemory: new ByteBudget(UNPACK_MEMORY_BYTES, UNPACK_WAIT_MS),
+    unpackSlots: new ProcessSlots(),
+  };
 }
 
 /** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */

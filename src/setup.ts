@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { Bank } from './config/bank-schema';
 import { loadConfigFiles, type ConfigFiles } from './config/load';
-import { preflight } from './config/preflight';
+import { decodersInstalled, preflight } from './config/preflight';
 import type { ConfigWarning } from './errors';
 import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
 import type { DkimKeyCache } from './lib/dkim/public-keys';
@@ -23,6 +23,7 @@ import { readSrsSecrets } from './lib/srs/secrets';
 import { splitAddress } from './lib/author';
 import { loadTemplates, type Templates } from './lib/notice-templates';
 import path from 'node:path';
+import { ExternalUnpacker, type ProcessSlots } from './lib/archive/external';
 import type { ByteBudget } from './lib/archive/memory';
 
 export interface LoadedConfig extends ConfigFiles {
@@ -97,6 +98,8 @@ export interface SharedDeps {
   readonly dmarcFailures?: DmarcFailureSink;
   /** The process-wide memory budget for unpacking (lib/archive/memory.ts), shared by every bank. */
   readonly unpackMemory?: ByteBudget;
+  /** The lsar and unar runs at once (decoders.maxProcesses), shared by every bank. */
+  readonly unpackSlots?: ProcessSlots;
 }
 
 /** The dependencies of one bank's stages; `dkimKeys` is shared by a configuration's banks (keys parsed once per record). */
@@ -113,7 +116,18 @@ export function buildStageDeps(config: LoadedConfig, shared: SharedDeps, bankNam
     dmarcStore: shared.dmarcStore,
     dmarcFailures: shared.dmarcFailures,
     unpackMemory: shared.unpackMemory,
+    unpacker: externalUnpacker(config, shared),
   };
+}
+
+/** lsar and unar as decoders says (use auto: when installed; preflight warned otherwise), or none. */
+function externalUnpacker(config: LoadedConfig, shared: SharedDeps): ExternalUnpacker | undefined {
+  const d = config.main.decoders;
+  if (!shared.unpackSlots || d.use === 'off' || (d.use === 'auto' && !decodersInstalled(d))) return undefined;
+  return new ExternalUnpacker(
+    { lsar: d.lsarPath, unar: d.unarPath, formats: d.formats, timeoutMs: d.timeoutMs, maxProcesses: d.maxProcesses, tmpDir: config.main.spool.dir },
+    shared.unpackSlots,
+  );
 }
 
 export type { Bank };

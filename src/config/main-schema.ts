@@ -4,6 +4,7 @@
  * The schema is the only source of the TypeScript type (STYLE.md §7).
  */
 import type { FromSchema } from 'json-schema-to-ts';
+import { EXTERNAL_FORMATS } from '../lib/archive/external';
 
 export const mainConfigSchema = {
   $id: 'postseal:main',
@@ -263,6 +264,45 @@ export const mainConfigSchema = {
           default: 1048576,
           description:
             'Longest header section accepted: the header is held in memory and parsed once. A longer one is refused with 552 5.3.4, never read as body (header fields past the limit would escape every check, and Postfix keeps them as header fields).',
+        },
+      },
+    },
+    decoders: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        "External unpackers for the archive formats postseal does not read itself (amavisd-new's @decoders): The Unarchiver's lsar and unar (Debian package unar) list and extract RAR, 7-Zip, Microsoft Cabinet, xz, bzip2 and ISO 9660 images, so the banned stage checks their members' names and types as it does a zip's. zip, tar and gzip are read in-process whatever this says. docs/content-checks.md \"Archives read by unar\".",
+      properties: {
+        use: {
+          type: 'string',
+          enum: ['auto', 'unar', 'off'],
+          default: 'auto',
+          description:
+            'auto = use lsar and unar when both are installed at lsarPath and unarPath, else a CFG_DECODERS_MISSING warning at start-up and those formats are checked by their own name and type only (as with off); unar = use them, and refuse to start (CFG_DECODERS_UNUSABLE) when they do not run; off = do not unpack those formats.',
+        },
+        lsarPath: { type: 'string', default: '/usr/bin/lsar', description: 'The lsar command (absolute path).' },
+        unarPath: { type: 'string', default: '/usr/bin/unar', description: 'The unar command (absolute path).' },
+        formats: {
+          type: 'array',
+          uniqueItems: true,
+          items: { type: 'string', enum: EXTERNAL_FORMATS },
+          default: EXTERNAL_FORMATS,
+          description: 'Which formats (by their detected type, magic bytes) go to unar.',
+        },
+        maxProcesses: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 64,
+          default: 2,
+          description: 'lsar and unar runs at once per worker process, across all messages; more wait for a free one within the stage time limit.',
+        },
+        timeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 600000,
+          default: 20000,
+          description: 'Longest one lsar or unar run may take; it is then killed and the archive is a BANNED_LIMIT_EXCEEDED finding (time limit; banned.onLimit decides).',
         },
       },
     },

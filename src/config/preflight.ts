@@ -11,22 +11,58 @@
  * - the sqlite store's folder exists and is writable (store/index.ts): CFG_STORE_UNUSABLE;
  * - quarantine.dir exists or is created, and a file can be written in it: a warning
  *   (CFG_QUARANTINE_UNUSABLE), not a refusal, as only a quarantine verdict needs it and that
- *   verdict then tempfails with its own log line (docs/quarantine.md).
+ *   verdict then tempfails with its own log line (docs/quarantine.md);
+ * - decoders (lsar, unar): when they are to be used and present, each answers `-v` (a broken
+ *   install would make every RAR or 7z a damaged archive): CFG_DECODERS_UNUSABLE; decoders.use
+ *   auto with either missing is a warning (CFG_DECODERS_MISSING), unar is a refusal.
  *
  * Returns the warnings, the loader's included (key file modes, non-loopback listeners).
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { accessSync, constants, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { PostsealError, type ConfigWarning } from '../errors';
 import { checkForwardLoops, type LoopCheckDeps } from './forward-loops';
 import type { ConfigFiles } from './load';
+import type { MainConfig } from './main-schema';
 
 /** `config.warnings`: what loading already found (key file modes), reported with these. */
 export async function preflight(config: ConfigFiles & { readonly warnings?: readonly ConfigWarning[] }, deps: LoopCheckDeps = {}): Promise<ConfigWarning[]> {
   await prepareSpoolDir(config.file, config.main.spool.dir);
   const loopWarnings = await checkForwardLoops(config, deps);
-  return [...(config.warnings ?? []), ...loopWarnings, ...(await quarantineWarnings(config.file, config.main.quarantine.dir))];
+  const decoderWarnings = await checkDecoders(config.file, config.main.decoders);
+  return [...(config.warnings ?? []), ...loopWarnings, ...(await quarantineWarnings(config.file, config.main.quarantine.dir)), ...decoderWarnings];
+}
+
+/** Refuses decoders that are to be used and do not run; warns when auto finds them missing. */
+async function checkDecoders(configFile: string, d: MainConfig['decoders']): Promise<ConfigWarning[]> {
+  if (d.use === 'off') return [];
+  const fix = "install Debian's unar (apt install unar), set decoders.lsarPath and decoders.unarPath to where they are, or set decoders.use to off";
+  if (d.use === 'auto' && !decodersInstalled(d)) {
+    return [
+      {
+        code: 'CFG_DECODERS_MISSING',
+        message: `${configFile}: /decoders: ${d.lsarPath} or ${d.unarPath} is not installed; RAR, 7z, cab, xz, bzip2 and ISO archives are not unpacked: ${fix}`,
+      },
+    ];
+  }
+  for (const [key, command] of [
+    ['lsarPath', d.lsarPath],
+    ['unarPath', d.unarPath],
+  ] as const) {
+    const problem = await runProblem(command);
+    if (problem) throw new PostsealError('CFG_DECODERS_UNUSABLE', `${configFile}: /decoders/${key}: ${command}: ${problem}; ${fix}`);
+  }
+  return [];
+}
+
+/** `command -v` answered within 5 s with exit 0; what went wrong, or null. */
+function runProblem(command: string): Promise<string | null> {
+  if (!path.isAbsolute(command)) return Promise.resolve('not an absolute path');
+  return new Promise((resolve) => {
+    execFile(command, ['-v'], { timeout: 5000, env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' } }, (err) => resolve(err ? `does not run (${err.message.split('\n')[0]})` : null));
+  });
 }
 
 /** Creates the folder if missing and proves that a spool file can be created, written and removed in it. */
@@ -74,4 +110,16 @@ async function folderProblem(dir: string): Promise<string | null> {
 /** node's fs messages start with the errno name: "EACCES: permission denied, open '...'". */
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Whether lsar and unar are where `decoders` says, executable: what decoders.use auto goes by. */
+export function decodersInstalled(d: MainConfig['decoders']): boolean {
+  return [d.lsarPath, d.unarPath].every((p) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  });
 }

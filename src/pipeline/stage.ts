@@ -20,6 +20,7 @@ import type { DmarcResultStore } from '../store/dmarc-results';
 import type { Message } from '../transaction/message';
 import type { SpoolOptions } from '../transaction/spool';
 import type { Transaction } from '../transaction/transaction';
+import type { ExternalUnpacker } from '../lib/archive/external';
 import type { ByteBudget } from '../lib/archive/memory';
 
 /**
@@ -70,6 +71,8 @@ export interface StageDeps {
   readonly dmarcFailures?: DmarcFailureSink;
   /** The process-wide memory budget for unpacking (banned stage); absent: no cap across messages. */
   readonly unpackMemory?: ByteBudget;
+  /** lsar and unar for RAR, 7z, cab, xz, bzip2 and ISO (banned stage); absent: those are not unpacked. */
+  readonly unpacker?: ExternalUnpacker;
 }
 
 /**

@@ -1,11 +1,13 @@
 /**
- * Test archives made by the real Debian tools (Info-ZIP `zip`, GNU `tar`, `gzip`) in a temp
+ * Test archives made by the real Debian tools (Info-ZIP `zip`, GNU `tar`, `gzip`, 7-Zip's
+ * `7zz`, `xz`, `bzip2`, `gcab`, `genisoimage`; RAR by hand, no free tool writes it) in a temp
  * folder, and MIME messages that carry them, for the banned stage and the archive readers.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 
 export type Files = Record<string, Buffer | string>;
 
@@ -122,4 +124,79 @@ export function messageWith(attachments: readonly Attachment[], boundary = 'b0un
 /** An attachment named by Content-Disposition (and Content-Type name), base64. */
 export function file(name: string, data: Buffer | string, type = 'application/octet-stream'): Attachment {
   return { type: `${type}; name="${name}"`, disposition: `attachment; filename="${name}"`, data };
+}
+
+/** A 7z made by Debian's 7-Zip (7zz); `password` encrypts the data, `encryptNames` the listing too (-mhe). */
+export function make7z(files: Files, opts: { password?: string; encryptNames?: boolean; solid?: boolean } = {}): Buffer {
+  return inTempDir(files, (dir) => {
+    const args = [
+      'a',
+      '-bd',
+      '-bso0',
+      '-t7z',
+      ...(opts.solid === false ? ['-ms=off'] : []),
+      ...(opts.password ? [`-p${opts.password}`] : []),
+      ...(opts.encryptNames ? ['-mhe=on'] : []),
+    ];
+    execFileSync('7zz', [...args, path.join(dir, 'out.7z'), '--', ...Object.keys(files)], { cwd: path.join(dir, 'in') });
+    return readFileSync(path.join(dir, 'out.7z'));
+  });
+}
+
+/** One file compressed by xz or bzip2 (their own tools). */
+export function compressWith(tool: 'xz' | 'bzip2', data: Buffer | string): Buffer {
+  return execFileSync(tool, ['-c'], { input: data, maxBuffer: 512 * 1024 * 1024 });
+}
+
+/** A Microsoft Cabinet made by gcab (-z: MSZIP compression). */
+export function makeCab(files: Files): Buffer {
+  return inTempDir(files, (dir) => {
+    execFileSync('gcab', ['-c', '-z', path.join(dir, 'out.cab'), ...Object.keys(files)], { cwd: path.join(dir, 'in') });
+    return readFileSync(path.join(dir, 'out.cab'));
+  });
+}
+
+/** An ISO 9660 image with Joliet and Rock Ridge names, made by genisoimage. */
+export function makeIso(files: Files): Buffer {
+  return inTempDir(files, (dir) => {
+    execFileSync('genisoimage', ['-quiet', '-J', '-R', '-o', path.join(dir, 'out.iso'), path.join(dir, 'in')]);
+    return readFileSync(path.join(dir, 'out.iso'));
+  });
+}
+
+/**
+ * A RAR 4 archive of stored (uncompressed) members, written here from the format's technical
+ * note: no free tool writes RAR, and unar, which reads it, is the one under test. `encrypted`
+ * sets a member's password flag (its data is then not readable, as for a real one).
+ */
+export function makeRar(members: Array<{ name: string; data: Buffer | string; encrypted?: boolean }>): Buffer {
+  const block = (type: number, flags: number, body: Buffer) => {
+    const head = Buffer.alloc(5);
+    head[0] = type;
+    head.writeUInt16LE(flags, 1);
+    head.writeUInt16LE(7 + body.length, 3);
+    const crc = Buffer.alloc(2);
+    crc.writeUInt16LE(crc32(Buffer.concat([head, body])) & 0xffff);
+    return Buffer.concat([crc, head, body]);
+  };
+  const parts = [Buffer.from('Rar!\x1a\x07\x00', 'latin1'), block(0x73, 0, Buffer.alloc(6))];
+  for (const m of members) {
+    const data = Buffer.from(m.data);
+    const name = Buffer.from(m.name, 'latin1');
+    const body = Buffer.alloc(25 + name.length);
+    body.writeUInt32LE(data.length, 0); // PACK_SIZE
+    body.writeUInt32LE(data.length, 4); // UNP_SIZE
+    body[8] = 2; // HOST_OS: Windows
+    body.writeUInt32LE(crc32(data), 9); // FILE_CRC
+    body.writeUInt32LE(0x5b8e0000, 13); // FTIME (DOS date and time)
+    body[17] = 20; // UNP_VER 2.0
+    body[18] = 0x30; // METHOD: store
+    body.writeUInt16LE(name.length, 19);
+    body.writeUInt32LE(0x20, 21); // ATTR: archive
+    name.copy(body, 25);
+    // 0x8000: data follows the header (LONG_BLOCK); 0x04: password.
+    parts.push(block(0x74, 0x8000 | (m.encrypted ? 0x04 : 0), body), data);
+  }
+  parts.push(block(0x7b, 0x4000, Buffer.alloc(0)));
+  return Buffer.concat(parts);
 }

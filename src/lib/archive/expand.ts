@@ -11,75 +11,14 @@
  * (its name is still known); damage (a corrupt stream, a size that lies, an unknown method)
  * is `problem`. Nothing here throws for bad data; only an aborted signal rejects.
  */
+import { expandExternal } from './expand-external';
 import { inflateBounded } from './inflate';
-import { archiveKind, detectType, HEAD_BYTES, type ShortTypes } from './magic';
-import type { ByteBudget, Lease } from './memory';
+import { archiveKind, detectType, HEAD_BYTES } from './magic';
+import { type Budget, newNode, type ContentNode } from './node';
 import { listTar } from './tar';
 import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
-export interface ContentNode {
-  readonly path: string;
-  /** Declared file names: MIME filename/name parameters, or the member's name in its archive. */
-  readonly names: string[];
-  /** Declared MIME types, lower case (none for archive members). */
-  readonly declaredTypes: string[];
-  /** Detected short types (magic.ts); empty when the bytes could not be read. */
-  types: ShortTypes;
-  encrypted: boolean;
-  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts). */
-  limit?: string;
-  /** Why the bytes could not be read. */
-  problem?: string;
-  /** Why a name of the node is made to look like another (two that differ in one field). */
-  disguise?: string;
-  readonly children: ContentNode[];
-}
-
-export interface ArchiveLimits {
-  readonly maxDepth: number;
-  readonly maxMembers: number;
-  readonly maxMemberBytes: number;
-  readonly maxTotalBytes: number;
-  readonly maxRatio: number;
-  /** Output below this size is never a bomb, whatever its ratio. */
-  readonly ratioFloorBytes: number;
-}
-
-/** What one message has spent of its limits; the counters are also the work done, for tests. */
-export class Budget {
-  members = 0;
-  inflatedBytes = 0;
-  archivesOpened = 0;
-  /** `memory`: the process-wide budget whole buffers are reserved in (memory.ts); none, no cap. */
-  constructor(
-    readonly limits: ArchiveLimits,
-    private readonly memory?: ByteBudget,
-  ) {}
-
-  /** Leases this message holds now. */
-  private held = 0;
-
-  /** A lease on `bytes` of the process-wide budget, or null when it stayed full too long. */
-  async reserve(bytes: number, signal: AbortSignal): Promise<Lease | null> {
-    if (!this.memory) return { release() {} };
-    const lease = await this.memory.reserve(bytes, signal, this.held > 0);
-    if (!lease) return null;
-    this.held++;
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.held--;
-        lease.release();
-      },
-    };
-  }
-}
-
-export function newNode(path: string, names: string[], declaredTypes: string[]): ContentNode {
-  return { path, names, declaredTypes, types: [], encrypted: false, children: [] };
-}
+export { Budget, newNode, type ArchiveLimits, type ContentNode } from './node';
 
 /**
  * Walks into `node` when its type is an archive: `data` holds all its bytes (a head alone
@@ -95,14 +34,18 @@ export async function expand(node: ContentNode, data: Buffer, depth: number, bud
     kind = 'zip';
     node.types = [...node.types, 'zip'];
   }
-  if (!kind) return;
+  const external = !kind && budget.unpacker?.reads(node.types) ? budget.unpacker : null;
+  if (!kind && !external) return;
   const { limits } = budget;
   if (depth > limits.maxDepth) return void (node.limit = 'depth');
   if (budget.members >= limits.maxMembers) return void (node.limit = 'members');
   if (budget.inflatedBytes >= limits.maxTotalBytes) return void (node.limit = 'total');
   signal.throwIfAborted();
   budget.archivesOpened++;
-  if (kind === 'zip') await expandZip(node, data, depth, budget, signal);
+  if (external) {
+    const walk = (child: ContentNode, bytes: Buffer, at: number) => expand(child, bytes, at, budget, signal);
+    await expandExternal(external, node, data, depth, budget, signal, walk, (n) => budget.walksInto(n, declaresArchive(n)));
+  } else if (kind === 'zip') await expandZip(node, data, depth, budget, signal);
   else if (kind === 'tar') await expandTar(node, data, depth, budget, signal);
   else await expandGzip(node, data, depth, budget, signal);
 }

@@ -1,7 +1,7 @@
 /**
  * The bytes of one MIME leaf, decoded, kept as far as a check needs them (lib/mime/parts.ts
  * feeds it the leaf's body range): the head (HEAD_BYTES) for the type; all of it, up to
- * `maxBytes`, when the head shows an archive, when the name or declared type says archive
+ * `maxBytes`, when the head shows an archive (one unar reads, too, when it is on), when the name or declared type says archive
  * (a zip with bytes in front still opens, archive/expand.ts), when the part is a message that
  * was encoded (walked by parts.ts), or when the caller asks (`keepAll`, the second read of a
  * part whose end showed a zip end record); and the last bytes, where a zip's end record is.
@@ -36,6 +36,8 @@ export class Collector {
     transferEncoding: string,
     private readonly maxBytes: number,
     keepAll = false,
+    /** Whether an external unpacker reads these types (archive/external.ts): they are kept whole too. */
+    private readonly unpackerReads: (types: readonly string[]) => boolean = () => false,
   ) {
     this.decoder = decoderFor(transferEncoding);
     this.encodedMessage = node.declaredTypes[0] === 'message/rfc822' && !['7bit', '8bit', 'binary'].includes(transferEncoding);
@@ -66,7 +68,7 @@ export class Collector {
   private decide(): void {
     const all = Buffer.concat(this.kept);
     this.node.types = detectType(all.subarray(0, HEAD_BYTES));
-    this.whole = archiveKind(this.node.types) !== null;
+    this.whole = archiveKind(this.node.types) !== null || this.unpackerReads(this.node.types);
     if (this.whole) return;
     this.kept.length = 0;
     this.bytes = 0;

@@ -15,6 +15,7 @@
  */
 import { Budget, expand, newNode, type ArchiveLimits, type ContentNode } from '../archive/expand';
 import { archiveKind } from '../archive/magic';
+import type { ExternalUnpacker } from '../archive/external';
 import type { ByteBudget, Lease } from '../archive/memory';
 import { hasZipEnd } from '../archive/zip';
 import { Message } from '../../transaction/message';
@@ -43,9 +44,12 @@ type Fields = readonly HeaderFieldText[];
  */
 const HEADER_LINE_BYTES = 128 * 1024;
 
-/** `memory`: the process-wide budget that whole buffers are reserved in (lib/archive/memory.ts). */
-export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal, memory?: ByteBudget): Promise<MessageContent> {
-  const budget = new Budget(limits, memory);
+/**
+ * `memory`: the process-wide budget that whole buffers are reserved in (lib/archive/memory.ts);
+ * `unpacker`: lsar and unar for the formats not read in-process (lib/archive/external.ts).
+ */
+export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal, memory?: ByteBudget, unpacker?: ExternalUnpacker): Promise<MessageContent> {
+  const budget = new Budget(limits, memory, unpacker);
   const counter = { mimeParts: 0 };
   const root = await walkMessage(message, null, MAX_MIME_DEPTH, budget, counter, signal);
   return { root, budget, mimeParts: counter.mimeParts };
@@ -169,7 +173,8 @@ async function readLeaves(
   let offset = 0;
   let current: Collector | null = null;
   let lease: Lease | null = null;
-  const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll);
+  const reads = (types: readonly string[]) => budget.unpacker?.reads(types) ?? false;
+  const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll, reads);
   // A part kept whole reserves its encoded size (never less than what it decodes to).
   const reserve = async (leaf: Leaf) => {
     if (lease || !current?.keepingWhole) return;

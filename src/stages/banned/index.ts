@@ -93,7 +93,7 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
       id: 'banned',
       async run(tx, signal) {
         if (coversAllRecipients(s.bypass, tx)) return { findings: [{ code: 'BANNED_BYPASSED', detail: 'every recipient is in banned.bypass' }] };
-        const content = await messageContent(tx.message, s.limits, signal, deps.unpackMemory);
+        const content = await messageContent(tx.message, s.limits, signal, deps.unpackMemory, deps.unpacker);
         const loved = coversAllRecipients(s.lovers, tx);
         // The first banned part decides (and names the kind in the reply and the one alert
         // field, as amavisd's X-Amavis-Alert does); the others are listed for the log.

@@ -1,0 +1,204 @@
+/**
+ * Walks into an archive of a format read by unar (external.ts): RAR, 7-Zip, Cabinet, xz,
+ * bzip2, ISO 9660. The listing gives every member's name and encrypted flag (a name is checked
+ * even when its content cannot be read); one unar run then writes the members with content to
+ * stdout in archive order, which is split by the listed sizes: the first HEAD_BYTES of each
+ * give its type, and a member that is an archive (by its type or its name) is kept whole, within
+ * maxMemberBytes and the process-wide memory budget, and walked into once the run has ended (so
+ * no run waits on another's slot).
+ *
+ * Caps (expand.ts ArchiveLimits): the listing stops at the message's member cap (`members`);
+ * every byte unar writes counts against maxTotalBytes (`total`: the run is stopped there, which
+ * bounds the CPU a small archive of huge members can cost); an inner archive kept whole is held
+ * to maxMemberBytes (`size`) and to the ratio cap against the outer archive's size (`ratio`); a
+ * run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
+ * than listed, unar failing) is `problem`; an archive whose names are encrypted (7z -mhe) is
+ * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream.
+ */
+import type { ExternalUnpacker, ListedMember } from './external';
+import { detectType, HEAD_BYTES } from './magic';
+import type { Lease } from './memory';
+import { type Budget, type ContentNode, newNode } from './node';
+
+/** Walks into a child kept whole; expand.ts's `expand`, passed in to keep the import one-way. */
+export type Walk = (node: ContentNode, data: Buffer, depth: number) => Promise<void>;
+
+/** Decides, from a member's head, whether it is kept whole (an archive this project reads). */
+export type KeepWhole = (node: ContentNode) => boolean;
+
+/** Single-file compressors: the member's name is the outer one without the extension. */
+const STREAM_FORMATS: Record<string, RegExp> = { xz: /\.(?:xz|txz|lzma)$/i, bz2: /\.(?:bz2|bz|tbz2?)$/i };
+
+interface Pending {
+  readonly node: ContentNode;
+  readonly member: ListedMember;
+  head: Buffer[];
+  headBytes: number;
+  produced: number;
+  whole: Buffer[] | null;
+  lease: Lease | null;
+  decided: boolean;
+  /** Most bytes kept whole: the listed size, or for a stream the member and ratio caps. */
+  cap: number;
+}
+
+export async function expandExternal(
+  unpacker: ExternalUnpacker,
+  node: ContentNode,
+  data: Buffer,
+  depth: number,
+  budget: Budget,
+  signal: AbortSignal,
+  walk: Walk,
+  keepWhole: KeepWhole,
+): Promise<void> {
+  const toWalk: Pending[] = [];
+  try {
+    await unpacker.withFile(data, signal, async (file) => {
+      const { limits } = budget;
+      const listing = await unpacker.list(file, Math.max(0, limits.maxMembers - budget.members), signal);
+      if ('problem' in listing) return void (node.problem = listing.problem);
+      if ('limit' in listing) return void (node.limit = listing.limit);
+      if ('encrypted' in listing) return void (node.encrypted = true);
+      if (listing.truncated) node.limit = 'members';
+      const format = Object.keys(STREAM_FORMATS).find((f) => node.types.includes(f));
+      const readable: Pending[] = [];
+      for (const [i, m] of listing.members.entries()) {
+        budget.members++;
+        const names = format && listing.members.length === 1 ? streamNames(m.name, node.names, STREAM_FORMATS[format]) : [m.name];
+        const child = newNode(`${node.path}/${i + 1}`, names, []);
+        node.children.push(child);
+        if (m.encrypted) child.encrypted = true;
+        else if (!m.noData) readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0 });
+      }
+      if (readable.length === 0) return;
+      // One run for members of listed sizes (split by them); one each for the others, which only
+      // single-file compressors have.
+      const sized = readable.filter((p) => p.member.size >= 0);
+      const runs = sized.length > 0 ? [sized] : [];
+      for (const p of readable) if (p.member.size < 0) runs.push([p]);
+      for (const run of runs) {
+        if (budget.inflatedBytes >= limits.maxTotalBytes) {
+          for (const p of run) p.node.limit = 'total';
+          continue;
+        }
+        await extractRun(unpacker, file, run, node, data.length, budget, signal, keepWhole);
+        for (const p of run) if (p.whole && !p.node.limit && !p.node.problem) toWalk.push(p);
+      }
+    });
+    for (const p of toWalk) {
+      const whole = Buffer.concat(p.whole!);
+      p.whole = null;
+      await walk(p.node, whole, depth + 1);
+      p.lease?.release();
+      p.lease = null;
+    }
+  } finally {
+    for (const p of toWalk) p.lease?.release();
+  }
+}
+
+/** One unar run over `run`'s members, split by their listed sizes (one member: as long as it is). */
+async function extractRun(
+  unpacker: ExternalUnpacker,
+  file: string,
+  run: Pending[],
+  node: ContentNode,
+  outerBytes: number,
+  budget: Budget,
+  signal: AbortSignal,
+  keepWhole: KeepWhole,
+): Promise<void> {
+  const { limits } = budget;
+  const stream = run.length === 1 && run[0].member.size < 0;
+  let at = 0;
+  let overTotal = false;
+  let longer = false;
+  /** Nothing left to read: the last member's type is known and it is not kept whole. */
+  let done = false;
+  const decide = async (p: Pending) => {
+    p.decided = true;
+    p.node.types = detectType(Buffer.concat(p.head));
+    if (!keepWhole(p.node)) return void (p.head = []);
+    // A listed size is checked before a byte of the rest is kept; a stream's as it grows (take).
+    const ratioCap = Math.max(limits.ratioFloorBytes, limits.maxRatio * Math.max(1, outerBytes));
+    if (p.member.size > limits.maxMemberBytes) return void (p.node.limit = 'size');
+    if (p.member.size > ratioCap) return void (p.node.limit = 'ratio');
+    p.cap = p.member.size >= 0 ? p.member.size : Math.min(limits.maxMemberBytes, ratioCap);
+    p.lease = await budget.reserve(p.cap, signal);
+    if (!p.lease) return void (p.node.limit = 'busy');
+    p.whole = p.head;
+  };
+  const take = async (p: Pending, bytes: Buffer): Promise<void> => {
+    p.produced += bytes.length;
+    if (!p.decided) {
+      const head = bytes.subarray(0, HEAD_BYTES - p.headBytes);
+      p.head.push(head);
+      p.headBytes += head.length;
+      if (p.headBytes < HEAD_BYTES) return;
+      await decide(p);
+      bytes = bytes.subarray(head.length);
+    }
+    if (!p.whole || bytes.length === 0) return;
+    if (p.produced <= p.cap) return void p.whole.push(bytes);
+    p.node.limit = p.cap < limits.maxMemberBytes ? 'ratio' : 'size';
+    p.whole = null;
+    p.lease?.release();
+    p.lease = null;
+  };
+  const last = run[run.length - 1];
+  const r = await unpacker.extract(
+    file,
+    run.map((p) => p.member.index),
+    signal,
+    async (chunk) => {
+      budget.inflatedBytes += chunk.length;
+      if (budget.inflatedBytes > limits.maxTotalBytes) return !(overTotal = true);
+      let rest = chunk;
+      while (rest.length > 0) {
+        const p = run[at];
+        if (!p) return !(longer = true);
+        const piece = stream ? rest : rest.subarray(0, p.member.size - p.produced);
+        rest = rest.subarray(piece.length);
+        await take(p, piece);
+        if (!stream && p.produced === p.member.size) {
+          if (!p.decided) await decide(p);
+          at++;
+        }
+      }
+      // Reading on would only decompress what no check looks at.
+      if (last.decided && !last.whole) return !(done = true);
+      return true;
+    },
+  );
+  for (const p of run) if (p.member.size === 0 && !p.decided) await decide(p);
+  if (stream && !last.decided && last.produced > 0) await decide(last);
+  if (overTotal) {
+    for (const p of run.slice(at)) if (!p.node.limit && (!p.decided || p.whole)) p.node.limit = 'total';
+    return;
+  }
+  if (done) return;
+  if (r.timedOut) return void (node.limit = 'time');
+  if (r.spawnError) return void (node.problem = `unar could not run (${r.spawnError})`);
+  const listed = run.reduce((n, p) => n + Math.max(0, p.member.size), 0);
+  const produced = run.reduce((n, p) => n + p.produced, 0);
+  if (longer || (!stream && run.slice(at).some((p) => p.member.size > 0))) {
+    node.problem = `unar wrote ${longer ? 'more than' : `${produced} of`} the ${listed} bytes listed (exit ${r.code}${note(r.stderr)})`;
+  } else if (r.code !== 0) node.problem = `unar failed (exit ${r.code}${note(r.stderr)})`;
+}
+
+function note(stderr: string): string {
+  const line = stderr.trim().split('\n')[0]?.slice(0, 200);
+  return line ? `: ${line}` : '';
+}
+
+/** A single-file compressor's member: the outer names without the extension (.txz, .tbz: .tar), and unar's. */
+function streamNames(listed: string, outer: readonly string[], extension: RegExp): string[] {
+  const names: string[] = [];
+  for (const n of outer) {
+    const inner = n.replace(/\.t(?:xz|bz2?)$/i, '.tar').replace(extension, '');
+    if (inner && inner !== n && !names.includes(inner)) names.push(inner);
+  }
+  if (listed && listed !== 'archive' && !names.includes(listed)) names.push(listed);
+  return names;
+}

@@ -1,0 +1,81 @@
+/**
+ * The content tree's node (a MIME leaf or an archive member) and what one message may spend
+ * walking it (the caps of a bank's banned.limits, the process-wide memory budget and the
+ * external unpacker); expand.ts and expand-external.ts fill the tree.
+ */
+import type { ExternalUnpacker } from './external';
+import { archiveKind, type ShortTypes } from './magic';
+import type { ByteBudget, Lease } from './memory';
+
+export interface ContentNode {
+  readonly path: string;
+  /** Declared file names: MIME filename/name parameters, or the member's name in its archive. */
+  readonly names: string[];
+  /** Declared MIME types, lower case (none for archive members). */
+  readonly declaredTypes: string[];
+  /** Detected short types (magic.ts); empty when the bytes could not be read. */
+  types: ShortTypes;
+  encrypted: boolean;
+  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts). */
+  limit?: string;
+  /** Why the bytes could not be read. */
+  problem?: string;
+  /** Why a name of the node is made to look like another (two that differ in one field). */
+  disguise?: string;
+  readonly children: ContentNode[];
+}
+
+export interface ArchiveLimits {
+  readonly maxDepth: number;
+  readonly maxMembers: number;
+  readonly maxMemberBytes: number;
+  readonly maxTotalBytes: number;
+  readonly maxRatio: number;
+  /** Output below this size is never a bomb, whatever its ratio. */
+  readonly ratioFloorBytes: number;
+}
+
+/** What one message has spent of its limits; the counters are also the work done, for tests. */
+export class Budget {
+  members = 0;
+  inflatedBytes = 0;
+  archivesOpened = 0;
+  /**
+   * `memory`: the process-wide budget whole buffers are reserved in (memory.ts); none, no cap.
+   * `unpacker`: lsar and unar for RAR, 7z, ... (external.ts); none, those are not walked into.
+   */
+  constructor(
+    readonly limits: ArchiveLimits,
+    private readonly memory?: ByteBudget,
+    readonly unpacker?: ExternalUnpacker,
+  ) {}
+
+  /** Whether a node is an archive that is walked into (by its type or, `declared`, its name or declared type), so kept whole. */
+  walksInto(node: ContentNode, declared: boolean): boolean {
+    return archiveKind(node.types) !== null || declared || (this.unpacker?.reads(node.types) ?? false);
+  }
+
+  /** Leases this message holds now. */
+  private held = 0;
+
+  /** A lease on `bytes` of the process-wide budget, or null when it stayed full too long. */
+  async reserve(bytes: number, signal: AbortSignal): Promise<Lease | null> {
+    if (!this.memory) return { release() {} };
+    const lease = await this.memory.reserve(bytes, signal, this.held > 0);
+    if (!lease) return null;
+    this.held++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.held--;
+        lease.release();
+      },
+    };
+  }
+}
+
+export function newNode(path: string, names: string[], declaredTypes: string[]): ContentNode {
+  return { path, names, declaredTypes, types: [], encrypted: false, children: [] };
+}
