@@ -13,6 +13,9 @@ set -euo pipefail
 packages=(postfix systemd dnsmasq-base swaks openssl libmail-dkim-perl libnet-dns-perl libmail-srs-perl postsrsd python3-dkim python3-dnspython python3-spf redis-server prometheus postgrey postfix-policyd-spf-python libxml2-utils spamd spamassassin rspamd clamav-daemon clamav miltertest)
 # The banned stage: Info-ZIP zip, bzip2 and xz make test archives; file(1) checks the magic-byte table.
 packages+=(zip file bzip2 xz-utils)
+# RAR, 7z, cab, xz, bzip2 and ISO archives are unpacked by The Unarchiver (unar: lsar and unar);
+# 7-Zip (7zip), gcab and genisoimage make the test archives (RAR is written by the tests).
+packages+=(unar 7zip gcab genisoimage)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import YAML from 'yaml';
-import { loadConfig } from '../../src/setup';
+import { buildStageDeps, loadConfig } from '../../src/setup';
+import { ProcessSlots } from '../../src/lib/archive/external';
+import { DkimKeyCache } from '../../src/lib/dkim/public-keys';
+import { createDnsResolver } from '../../src/lib/dns';
+import { dmarcResultsNotKept } from '../../src/store/dmarc-results';
 import { preflight } from '../../src/config/preflight';
 import { isPostsealError } from '../../src/errors';
 import { createLogger } from '../../src/lib/log';
@@ -16,12 +20,12 @@ import { startPostseal } from '../../src/main';
 import { runCli } from '../helpers/cli';
 
 /** A config folder with a default bank forwarding to 127.0.0.1:10025 and one listener on port 0. */
-function configWith(spool: Record<string, unknown>): { dir: string; file: string } {
+function configWith(spool: Record<string, unknown>, more: Record<string, unknown> = {}): { dir: string; file: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-preflight-'));
   mkdirSync(path.join(dir, 'banks'));
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), 'forward: { host: 127.0.0.1, port: 10025 }\n');
   const file = path.join(dir, 'postseal.yaml');
-  writeFileSync(file, YAML.stringify({ bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], spool }));
+  writeFileSync(file, YAML.stringify({ bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], spool, ...more }));
   return { dir, file };
 }
 
@@ -158,5 +162,44 @@ describe('quarantine folder', () => {
     });
     const r = runCli(['config', 'check', '--config', file]);
     expect(r.stderr).toContain('CFG_QUARANTINE_UNUSABLE');
+  });
+});
+
+describe('decoders (lsar and unar)', () => {
+  const decoders = (d: Record<string, unknown>) => loadConfig(configWith({}, { decoders: d }).file);
+  const unpackerOf = (config: ReturnType<typeof loadConfig>) =>
+    buildStageDeps(
+      config,
+      { resolver: createDnsResolver(config.main.dns), dmarcStore: dmarcResultsNotKept, unpackSlots: new ProcessSlots() },
+      'default',
+      silent(),
+      new DkimKeyCache(),
+    ).unpacker;
+
+  it("auto with Debian's unar installed: no warning, and the banks get the unpacker", async () => {
+    const config = decoders({});
+    expect((await preflight(config)).map((w) => w.code)).not.toContain('CFG_DECODERS_MISSING');
+    expect(unpackerOf(config)?.reads(['rar'])).toBe(true);
+  });
+
+  it('auto with lsar missing: a warning naming the file, /decoders and the fix, and no unpacker', async () => {
+    const config = decoders({ lsarPath: '/nonexistent/lsar' });
+    const warning = (await preflight(config)).find((w) => w.code === 'CFG_DECODERS_MISSING');
+    expect(warning?.message).toMatch(/postseal\.yaml: \/decoders: \/nonexistent\/lsar or \/usr\/bin\/unar is not installed; .*apt install unar/);
+    expect(unpackerOf(config)).toBeUndefined();
+  });
+
+  it('use unar with a command that is missing or does not run: start-up refused, CFG_DECODERS_UNUSABLE naming the pointer', async () => {
+    const missing = await errorOf(preflight(decoders({ use: 'unar', unarPath: '/nonexistent/unar' })));
+    expect(isPostsealError(missing) && missing.code).toBe('CFG_DECODERS_UNUSABLE');
+    expect((missing as Error).message).toMatch(/\/decoders\/unarPath: \/nonexistent\/unar: does not run \(.*ENOENT/);
+    const broken = await errorOf(preflight(decoders({ use: 'unar', lsarPath: '/bin/false' })));
+    expect((broken as Error).message).toMatch(/\/decoders\/lsarPath: \/bin\/false: does not run \(Command failed/);
+  });
+
+  it('off: no check, no warning, no unpacker', async () => {
+    const config = decoders({ use: 'off', lsarPath: '/nonexistent/lsar' });
+    expect((await preflight(config)).map((w) => w.code)).toEqual([]);
+    expect(unpackerOf(config)).toBeUndefined();
   });
 });

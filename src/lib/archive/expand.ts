@@ -1,13 +1,14 @@
 /**
  * The content tree of a message: one node per MIME leaf (lib/mime/parts.ts makes those) and,
- * under a zip, tar or gzip node, one per member, recursively (a .tar.gz, a zip in a zip). A
+ * under a zip, tar or gzip node, one per member, recursively (a .tar.gz, a zip in a zip); RAR,
+ * 7z, cab, xz, bzip2 and ISO nodes are walked by expand-external.ts when unar is on. A
  * node carries what a banned-files policy looks at: its path ("2/1/3": MIME part 2, its first
  * part, member 3 of that archive), declared names and types, and the type its bytes show.
  *
  * Unpacking is capped per message by `ArchiveLimits` (every cap a bank setting, see
  * stages/banned/schema.ts): nesting depth, members, decompressed bytes per member and in
  * total, and the compression ratio. A cap that stops the walk marks the node where it
- * stopped (`limit`) and nothing under it is read; an encrypted member is marked `encrypted`
+ * stopped (`limit`; `time` is an unar run's time limit) and nothing under it is read; an encrypted member is marked `encrypted`
  * (its name is still known); damage (a corrupt stream, a size that lies, an unknown method)
  * is `problem`. Nothing here throws for bad data; only an aborted signal rejects.
  */
@@ -137,7 +138,7 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
   budget.inflatedBytes += head.produced;
   child.types = detectType(head.data);
   if (!noteOutcome(child, head, declared, room, limits.maxMemberBytes)) return;
-  if (!archiveKind(child.types) && !declaresArchive(child)) return;
+  if (!budget.walksInto(child, declaresArchive(child))) return;
   // The directory's sizes are checked first (no work for a declared bomb); the inflation
   // checks the real ones, which a crafted archive may hide.
   if (declared > limits.ratioFloorBytes && declared > limits.maxRatio * Math.max(1, compressed.length)) return void (child.limit = 'ratio');

@@ -54,6 +54,11 @@ export class ProcessSlots {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
 
+  /** Runs holding a slot now. */
+  get inUse(): number {
+    return this.running;
+  }
+
   async acquire(max: number, signal: AbortSignal): Promise<() => void> {
     signal.throwIfAborted();
     if (this.running >= max) {
@@ -147,6 +152,8 @@ export class ExternalUnpacker {
     }
     if (!Array.isArray(json.lsarContents) || (json.lsarError ?? 0) !== 0)
       return { problem: `cannot be listed: damaged, or one volume of several (lsar error ${json.lsarError ?? r.code}${stderrNote(r.stderr)})` };
+    // lsar lists garbage after a RAR marker as an archive of nothing, where WinRAR calls it damaged.
+    if (json.lsarContents.length === 0) return { problem: 'lists no members: damaged, or empty' };
     const members: ListedMember[] = [];
     for (const e of json.lsarContents as Record<string, unknown>[]) {
       if (members.length >= maxMembers) return { members, truncated: true };

@@ -16,7 +16,7 @@ export interface ContentNode {
   /** Detected short types (magic.ts); empty when the bytes could not be read. */
   types: ShortTypes;
   encrypted: boolean;
-  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts). */
+  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts), time (an unar run, external.ts). */
   limit?: string;
   /** Why the bytes could not be read. */
   problem?: string;

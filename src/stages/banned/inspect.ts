@@ -9,6 +9,7 @@
  * message of 10,000 banned parts makes one log line of bounded length.
  */
 import type { ContentNode } from '../../lib/archive/expand';
+import { EXTERNAL_FORMATS } from '../../lib/archive/external';
 import { archiveKind } from '../../lib/archive/magic';
 import { forLog, isDisguised } from './names';
 import { decideLeaves, kindOf, type CompiledRule, type RuleWork } from './rules';
@@ -21,7 +22,8 @@ export type InspectCode = 'BANNED_FILE' | 'BANNED_UNCHECKED' | 'BANNED_BUSY' | '
 /**
  * Caps that say "too big to look into" (size, total bytes, member count): ordinary mail hits
  * them (a 40 MiB source tarball), so they are `onTooLarge`'s. The others (a bomb's ratio,
- * nesting depth) are how evasion looks, and `onLimit`'s, as damage is.
+ * nesting depth, an unar run over decoders.timeoutMs) are how evasion looks, and `onLimit`'s,
+ * as damage is.
  */
 const TOO_LARGE = new Set(['size', 'total', 'members']);
 
@@ -99,7 +101,8 @@ export function inspect(root: ContentNode, rules: readonly CompiledRule[], s: Ba
     if (node.problem) {
       out.add({ code: 'BANNED_UNDECIPHERABLE', detail: `${describe(node)}: ${forLog(node.problem)}` });
       // A MIME part that is no archive can only be unreadable by its header.
-      const kind = node.declaredTypes.length > 0 && !archiveKind(node.types) ? 'unreadable part' : 'damaged archive';
+      const archive = archiveKind(node.types) !== null || node.types.some((t) => (EXTERNAL_FORMATS as readonly string[]).includes(t));
+      const kind = node.declaredTypes.length > 0 && !archive ? 'unreadable part' : 'damaged archive';
       if (s.onLimit === 'banned') ban(node, kind, 'cannot be read, not checked');
     }
   }

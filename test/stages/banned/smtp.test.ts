@@ -1,9 +1,10 @@
 /**
  * The banned stage in postseal over real sockets: a banned zip member is refused at the end
  * of DATA with 554 5.7.0 naming the kind only, the log line names the part and the rule, and a
- * banned-files lover's copy reaches the sink with X-Postseal-Alert on top.
+ * banned-files lover's copy reaches the sink with X-Postseal-Alert on top. A RAR is unpacked
+ * by the real lsar and unar, which the default decoders.use (auto) finds installed.
  */
-import { file, makeZip, messageWith } from '../../helpers/archives';
+import { file, make7z, makeRar, makeZip, messageWith } from '../../helpers/archives';
 import { startHarness, type Harness } from '../../helpers/postseal';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
@@ -49,5 +50,19 @@ describe('banned over SMTP', () => {
     expect(r.final?.code).toBe(250);
     const got = sink.received.at(-1)!.data.toString('latin1');
     expect(got.startsWith('X-Postseal-Alert: BANNED, message contains .exe (part 2/1)\r\n')).toBe(true);
+  });
+
+  it('refuses a program inside a RAR, unpacked by unar as decoders.use auto finds it, and logs the member path', async () => {
+    const before = sink.received.length;
+    const rar = makeRar([{ name: 'scan.pdf', data: Buffer.concat([Buffer.from('MZ'), Buffer.alloc(200)]) }]);
+    const r = await send('bob@example.net', messageWith([file('scans.rar', rar, 'application/vnd.rar')]));
+    expect(r.final?.text).toBe('5.7.0 Message content rejected: banned content (.exe-ms)');
+    expect(sink.received.length).toBe(before);
+    expect(h.logLines.find((l) => l.includes('scan.pdf'))).toMatch(/part 2\/1 name \\"scan\.pdf\\" type \.exe,\.exe-ms/);
+  });
+
+  it('delivers a 7z of documents after looking inside', async () => {
+    const r = await send('bob@example.net', messageWith([file('report.7z', make7z({ 'report.txt': 'quarterly figures\n' }))]));
+    expect(r.final?.code).toBe(250);
   });
 });

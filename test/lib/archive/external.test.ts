@@ -1,0 +1,241 @@
+/**
+ * RAR, 7z, cab, xz, bzip2 and ISO archives walked into through the real lsar and unar (Debian
+ * package unar), on archives the real tools made (7zz, gcab, genisoimage, xz, bzip2; RAR
+ * written by test/helpers/archives.ts): names, types, nesting both ways, encrypted members
+ * and listings, the caps (total bytes, members, ratio, time), damage, and the process slots.
+ */
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { mainConfigSchema } from '../../../src/config/main-schema';
+import { Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
+import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
+import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
+import { compressWith, make7z, makeCab, makeIso, makeRar, makeTar, makeZip } from '../../helpers/archives';
+
+const MiB = 1024 * 1024;
+const LIMITS = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
+const exe = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(126)]);
+
+let tmp: string;
+beforeAll(() => {
+  tmp = mkdtempSync(path.join(tmpdir(), 'postseal-unar-test-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: number; slots?: ProcessSlots } = {}) {
+  const settings = {
+    lsar: opts.lsar ?? '/usr/bin/lsar',
+    unar: '/usr/bin/unar',
+    formats: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'],
+    timeoutMs: opts.timeoutMs ?? 20000,
+    maxProcesses: opts.maxProcesses ?? 2,
+    tmpDir: tmp,
+  };
+  return new ExternalUnpacker(settings, opts.slots ?? new ProcessSlots());
+}
+
+async function walk(name: string, data: Buffer, limits: Partial<typeof LIMITS> = {}, u: ExternalUnpacker | null = unpacker(), signal = new AbortController().signal) {
+  const node = newNode('2', [name], []);
+  node.types = detectType(data.subarray(0, HEAD_BYTES));
+  const budget = new Budget({ ...LIMITS, ...limits }, undefined, u ?? undefined);
+  await expand(node, data, 1, budget, signal);
+  return { node, budget };
+}
+
+/** path, names and types of every node under `node`, depth first. */
+function flat(node: ContentNode): string[] {
+  return node.children.flatMap((c) => [`${c.path} ${c.names.join('|')} .${c.types.join(',.')}${c.encrypted ? ' encrypted' : ''}${c.limit ? ` limit:${c.limit}` : ''}`, ...flat(c)]);
+}
+
+describe('archives read by unar', () => {
+  afterEach(() => expect(readdirSync(tmp)).toEqual([]));
+
+  it('lists a 7z and types its members by their bytes, whatever their names say', async () => {
+    const { node } = await walk('a.7z', make7z({ 'invoice.pdf.exe': exe, 'notes.txt': exe, 'readme.txt': 'hello\n' }));
+    expect(node.problem).toBeUndefined();
+    expect(flat(node)).toEqual(['2/1 invoice.pdf.exe .exe,.exe-ms', '2/2 notes.txt .exe,.exe-ms', '2/3 readme.txt .txt']);
+  });
+
+  it('splits a solid and a non-solid 7z alike, members of every size across unar output chunks', async () => {
+    const big = Buffer.alloc(300 * 1024, 'a');
+    const files = { 'a.bin': big, 'b.exe': exe, 'c.txt': 'x\n', 'd.bin': Buffer.alloc(0), 'e.exe': exe };
+    for (const solid of [true, false]) {
+      const { node } = await walk('a.7z', make7z(files, { solid }));
+      expect(node.problem).toBeUndefined();
+      // 7-Zip stores the empty file first.
+      expect(flat(node)).toEqual(['2/1 d.bin .empty', '2/2 a.bin .txt', '2/3 b.exe .exe,.exe-ms', '2/4 c.txt .txt', '2/5 e.exe .exe,.exe-ms']);
+    }
+  });
+
+  it('reads a RAR: names, types, and an encrypted member by its name only', async () => {
+    const rar = makeRar([
+      { name: 'report.doc', data: exe },
+      { name: 'payload.exe', data: 'secret', encrypted: true },
+      { name: 'inner.tar', data: makeTar({ 'run.scr': exe }) },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.problem).toBeUndefined();
+    expect(flat(node)).toEqual(['2/1 report.doc .exe,.exe-ms', '2/2 payload.exe . encrypted', '2/3 inner.tar .tar', '2/3/1 run.scr .exe,.exe-ms']);
+  });
+
+  it('reads a cab, an ISO image and the single file of an xz or bzip2, named after the outer name', async () => {
+    expect(flat((await walk('a.cab', makeCab({ 'setup.txt': exe }))).node)).toEqual(['2/1 setup.txt .exe,.exe-ms']);
+    expect(flat((await walk('disk.iso', makeIso({ 'photo.jpg': exe, 'b.txt': 'hi\n' }))).node)).toEqual(['2/1 b.txt .txt', '2/2 photo.jpg .exe,.exe-ms']);
+    expect(flat((await walk('tool.exe.xz', compressWith('xz', exe))).node)).toEqual(['2/1 tool.exe .exe,.exe-ms']);
+    expect(flat((await walk('logs.tbz2', compressWith('bzip2', makeTar({ 'a.scr': exe })))).node)).toEqual(['2/1 logs.tar .tar', '2/1/1 a.scr .exe,.exe-ms']);
+  });
+
+  it('walks a zip in a 7z, and a 7z in a zip, counting the depth across both', async () => {
+    const inner = make7z({ 'x.exe': exe });
+    expect(flat((await walk('a.7z', make7z({ 'in.zip': makeZip({ 'y.exe': exe }) }))).node)).toEqual(['2/1 in.zip .zip', '2/1/1 y.exe .exe,.exe-ms']);
+    expect(flat((await walk('a.zip', makeZip({ 'in.7z': inner }))).node)).toEqual(['2/1 in.7z .7z', '2/1/1 x.exe .exe,.exe-ms']);
+    expect(flat((await walk('a.zip', makeZip({ 'in.7z': inner }), { maxDepth: 1 })).node)).toEqual(['2/1 in.7z .7z limit:depth']);
+  });
+
+  it('marks a 7z whose names are encrypted (-mhe) as encrypted, with no members to name', async () => {
+    const { node } = await walk('a.7z', make7z({ 'x.exe': exe }, { password: 'pw', encryptNames: true }));
+    expect(node.encrypted).toBe(true);
+    expect(node.children).toEqual([]);
+    const data = await walk('b.7z', make7z({ 'x.exe': exe }, { password: 'pw' }));
+    expect(flat(data.node)).toEqual(['2/1 x.exe . encrypted']);
+  });
+
+  it('stops unar at maxTotalBytes: a member it did not reach is marked, and no more is unpacked than the cap', async () => {
+    const rar = makeRar([
+      { name: 'zeros.bin', data: Buffer.alloc(12 * MiB) },
+      { name: 'late.exe', data: exe },
+    ]);
+    const { node, budget } = await walk('a.rar', rar, { maxTotalBytes: 4 * MiB });
+    expect(flat(node)).toEqual(['2/1 zeros.bin .dat', '2/2 late.exe . limit:total']);
+    expect(budget.inflatedBytes).toBeLessThan(4 * MiB + MiB);
+  });
+
+  it('reads no further than the last member it needs: a large last member that is no archive ends the run at its head', async () => {
+    const archive = make7z({ 'zeros.bin': Buffer.alloc(24 * MiB), 'late.exe': exe });
+    expect(archive.length).toBeLessThan(MiB);
+    const { node, budget } = await walk('a.7z', archive);
+    expect(flat(node)).toEqual(['2/1 late.exe .exe,.exe-ms', '2/2 zeros.bin .dat']);
+    expect(budget.inflatedBytes).toBeLessThan(4 * MiB);
+  });
+
+  it('stops an xz bomb (no size listed) at the ratio cap when it is an archive kept whole', async () => {
+    const bomb = compressWith('xz', makeTar({ 'zeros.bin': Buffer.alloc(12 * MiB) }));
+    expect(bomb.length).toBeLessThan(100 * 1024);
+    const { node, budget } = await walk('a.tar.xz', bomb);
+    expect(flat(node)).toEqual(['2/1 a.tar .tar limit:ratio']);
+    expect(budget.inflatedBytes).toBeLessThan(200 * bomb.length + 2 * MiB);
+  });
+
+  it('reads only the head of a large member that is no archive, and stops unar there', async () => {
+    const xz = compressWith('xz', Buffer.alloc(16 * MiB, 'log line\n'));
+    const { node, budget } = await walk('server.log.xz', xz);
+    expect(flat(node)).toEqual(['2/1 server.log .txt']);
+    expect(budget.inflatedBytes).toBeLessThan(8 * MiB);
+  });
+
+  it('stops the listing at the message member cap', async () => {
+    const files = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}.txt`, `${i}\n`]));
+    const { node, budget } = await walk('a.7z', make7z(files), { maxMembers: 10 });
+    expect(node.limit).toBe('members');
+    expect(node.children).toHaveLength(10);
+    expect(budget.members).toBe(10);
+  });
+
+  it('calls damage damage: a truncated 7z, garbage after a RAR marker, a RAR member shorter than listed', async () => {
+    const seven = make7z({ 'a.txt': 'hello '.repeat(1000) });
+    expect((await walk('a.7z', seven.subarray(0, seven.length - 40))).node.problem).toMatch(/cannot be listed/);
+    expect((await walk('a.rar', Buffer.concat([Buffer.from('Rar!\x1a\x07\x00', 'latin1'), Buffer.alloc(200, 0x41)]))).node.problem).toMatch(/lists no members/);
+    const rar = makeRar([{ name: 'a.exe', data: exe }]);
+    const cut = rar.subarray(0, rar.length - 7 - 100);
+    const { node } = await walk('a.rar', cut);
+    expect(node.problem).toBe('unar wrote 0 of the 128 bytes listed (exit 0)');
+    expect(flat(node)).toEqual(['2/1 a.exe .']);
+  });
+
+  it('kills a tool that runs past timeoutMs and marks the archive with the time limit', async () => {
+    const slow = path.join(tmp, '..', `slow-lsar-${process.pid}`);
+    writeFileSync(slow, '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(slow, 0o755);
+    try {
+      const { node } = await walk('a.7z', make7z({ 'a.txt': 'x' }), {}, unpacker({ lsar: slow, timeoutMs: 1000 }));
+      expect(node.limit).toBe('time');
+    } finally {
+      rmSync(slow, { force: true });
+    }
+  });
+
+  it('kills the run and removes the archive file when the stage is aborted', async () => {
+    const slow = path.join(tmp, '..', `slow-lsar2-${process.pid}`);
+    writeFileSync(slow, '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(slow, 0o755);
+    try {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('stage timed out')), 200);
+      await expect(walk('a.7z', make7z({ 'a.txt': 'x' }), {}, unpacker({ lsar: slow }), ac.signal)).rejects.toThrow('stage timed out');
+    } finally {
+      rmSync(slow, { force: true });
+    }
+  });
+
+  it('says what went wrong when lsar is not where it was configured', async () => {
+    const { node } = await walk('a.7z', make7z({ 'a.txt': 'x' }), {}, unpacker({ lsar: '/nonexistent/lsar' }));
+    expect(node.problem).toMatch(/lsar could not run \(spawn \/nonexistent\/lsar ENOENT\)/);
+  });
+
+  it('walks into none of these formats without an unpacker (decoders off or not installed)', async () => {
+    const { node, budget } = await walk('a.7z', make7z({ 'x.exe': exe }), {}, null);
+    expect(node.children).toEqual([]);
+    expect(node.problem).toBeUndefined();
+    expect(budget.archivesOpened).toBe(0);
+  });
+
+  it('runs at most maxProcesses tools at once across messages; the others wait their turn', async () => {
+    const slots = new ProcessSlots();
+    const u = unpacker({ maxProcesses: 1, slots });
+    const archives = [make7z({ 'a.exe': exe }), makeCab({ 'b.exe': exe }), makeRar([{ name: 'c.exe', data: exe }])];
+    let most = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, slots.inUse);
+    }, 1);
+    const trees = await Promise.all(archives.map((a, i) => walk(`x${i}`, a, {}, u))).finally(() => clearInterval(watch));
+    expect(most).toBe(1);
+    expect(trees.map((t) => flat(t.node))).toEqual([['2/1 a.exe .exe,.exe-ms'], ['2/1 b.exe .exe,.exe-ms'], ['2/1 c.exe .exe,.exe-ms']]);
+  });
+});
+
+describe('decoders.formats', () => {
+  it('offers exactly the formats the unpacker reads, all on by default', () => {
+    const formats = mainConfigSchema.properties.decoders.properties.formats;
+    expect(formats.items.enum).toEqual(EXTERNAL_FORMATS);
+    expect(formats.default).toEqual(EXTERNAL_FORMATS);
+  });
+});
+
+describe('process slots', () => {
+  it('hands a freed slot to the next waiter, and a waiter whose signal aborts leaves the queue', async () => {
+    const slots = new ProcessSlots();
+    const never = new AbortController().signal;
+    const first = await slots.acquire(1, never);
+    const ac = new AbortController();
+    const gone = slots.acquire(1, ac.signal);
+    let secondIn = false;
+    const second = slots.acquire(1, never).then((release) => {
+      secondIn = true;
+      return release;
+    });
+    ac.abort(new Error('timed out'));
+    await expect(gone).rejects.toThrow('timed out');
+    expect(secondIn).toBe(false);
+    first();
+    first(); // a second release of the same slot is a no-op
+    const release = await second;
+    expect(secondIn).toBe(true);
+    release();
+    // All free again: two can be taken at max 2 without waiting.
+    const a = await slots.acquire(2, never);
+    const b = await slots.acquire(2, never);
+    a();
+    b();
+  });
+});

@@ -1,0 +1,114 @@
+/**
+ * The banned stage on messages carrying RAR, 7z, cab, xz and ISO attachments, unpacked by the
+ * real lsar and unar: a banned member is refused naming its path; encrypted, damaged and
+ * too-large archives are weighed by the bank's settings as a zip's are; without an unpacker
+ * (decoders off or not installed) only the archive's own name and type are checked.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
+import type { StageDeps } from '../../../src/pipeline/stage';
+import { decide } from '../../../src/pipeline/verdict';
+import { bannedStage } from '../../../src/stages/banned';
+import { compressWith, file, make7z, makeCab, makeIso, makeRar, makeZip, messageWith } from '../../helpers/archives';
+import { loadTestBank } from '../../helpers/banks';
+import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
+
+const exe = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(126)]);
+let tmp: string;
+let deps: StageDeps;
+const withoutUnpacker = testStageDeps({ server: '127.0.0.1:9' });
+
+beforeAll(() => {
+  tmp = mkdtempSync(path.join(tmpdir(), 'postseal-banned-unar-'));
+  const settings = { lsar: '/usr/bin/lsar', unar: '/usr/bin/unar', formats: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'], timeoutMs: 20000, maxProcesses: 2, tmpDir: tmp };
+  deps = { ...withoutUnpacker, unpacker: new ExternalUnpacker(settings, new ProcessSlots()) };
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function check(msg: Buffer, banned: Record<string, unknown> = {}, d: StageDeps = deps) {
+  const bank = loadTestBank({ stages: ['banned'], banned });
+  const { findings } = await stageFor(bannedStage, bank, d).run(testTransaction(msg, { bank }), new AbortController().signal);
+  return { findings, verdict: decide(findings, rulesOf(bank)), codes: findings.map((f) => f.code) };
+}
+
+describe('banned stage, archives read by unar', () => {
+  it('rejects invoice.pdf.exe inside a RAR, naming the member path', async () => {
+    const rar = makeRar([
+      { name: 'readme.txt', data: 'hello\r\n' },
+      { name: 'invoice.pdf.exe', data: 'not really a program' },
+    ]);
+    const r = await check(messageWith([file('documents.rar', rar, 'application/vnd.rar')]));
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/^\[\.exe\] part 2\/2 name "invoice\.pdf\.exe"/);
+    expect(r.verdict.reply.text).toBe('Message content rejected: banned content (.exe)');
+  });
+
+  it('rejects a Windows program named photo.jpg inside a 7z inside a zip, by its type', async () => {
+    const zip = makeZip({ 'photos.7z': make7z({ 'photo.jpg': exe }) });
+    const r = await check(messageWith([file('photos.zip', zip, 'application/zip')]));
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/^\[\.exe-ms\] part 2\/1\/1 name "photo\.jpg"/);
+  });
+
+  it('rejects a shortcut in an ISO image and a script in a cab', async () => {
+    for (const [name, data] of [
+      ['disk.iso', makeIso({ 'invoice.lnk': 'x' })],
+      ['setup.cab', makeCab({ 'run.js': 'x' })],
+      ['tool.exe.xz', compressWith('xz', 'x')],
+    ] as const) {
+      const r = await check(messageWith([file(name, data)]));
+      expect(r.codes).toEqual(['BANNED_FILE']);
+      expect(r.findings[0].detail).toMatch(/part 2\/1 /);
+    }
+  });
+
+  it('passes a 7z of documents, having looked inside', async () => {
+    const r = await check(messageWith([file('report.7z', make7z({ 'report.pdf': '%PDF-1.7\n...', 'data.csv': 'a,b\n1,2\n' }), 'application/x-7z-compressed')]));
+    expect(r.codes).toEqual([]);
+    expect(r.verdict.action).toBe('pass');
+  });
+
+  it('checks the names a 7z with encrypted names hides only by `encrypted`: allowed by default, banned when set', async () => {
+    const msg = messageWith([file('secret.7z', make7z({ 'x.exe': exe }, { password: 'pw', encryptNames: true }))]);
+    const allowed = await check(msg);
+    expect(allowed.codes).toEqual(['BANNED_ENCRYPTED']);
+    expect(allowed.verdict.action).toBe('pass');
+    const banned = await check(msg, { encrypted: 'banned' });
+    expect(banned.verdict.reply.text).toBe('Message content rejected: banned content (encrypted archive)');
+  });
+
+  it('still bans an encrypted RAR member by its name', async () => {
+    const r = await check(messageWith([file('a.rar', makeRar([{ name: 'payload.scr', data: 'x', encrypted: true }]))]));
+    expect(r.codes).toEqual(['BANNED_FILE', 'BANNED_ENCRYPTED']);
+    expect(r.findings[0].detail).toMatch(/part 2\/1 name "payload\.scr"/);
+  });
+
+  it('calls a damaged 7z a damaged archive: banned by default (onLimit), delivered with the finding when allowed', async () => {
+    const seven = make7z({ 'a.txt': 'hello '.repeat(1000) });
+    const msg = messageWith([file('a.7z', seven.subarray(0, seven.length - 40), 'application/octet-stream')]);
+    const r = await check(msg);
+    expect(r.codes).toEqual(['BANNED_UNDECIPHERABLE', 'BANNED_FILE']);
+    expect(r.verdict.reply.text).toBe('Message content rejected: banned content (damaged archive)');
+    expect((await check(msg, { onLimit: 'allowed' })).verdict.action).toBe('pass');
+  });
+
+  it('delivers a RAR too large to unpack whole unchecked, with the alert field, by default', async () => {
+    const rar = makeRar([
+      { name: 'big.bin', data: Buffer.alloc(3 * 1024 * 1024) },
+      { name: 'late.dat', data: exe },
+    ]);
+    const r = await check(messageWith([file('a.rar', rar)]), { limits: { maxTotalBytes: 1024 * 1024 } });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.verdict.action).toBe('tag');
+  });
+
+  it('without an unpacker checks a RAR by its own name and type only, as before', async () => {
+    const rar = makeRar([{ name: 'invoice.pdf.exe', data: 'x' }]);
+    const msg = messageWith([file('documents.rar', rar)]);
+    expect((await check(msg, {}, withoutUnpacker)).codes).toEqual([]);
+    const byType = await check(msg, { rules: [{ deny: '^\\.rar$', on: 'type' }] }, withoutUnpacker);
+    expect(byType.codes).toEqual(['BANNED_FILE']);
+  });
+});
