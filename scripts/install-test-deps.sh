@@ -16,6 +16,8 @@ packages+=(zip file bzip2 xz-utils)
 # RAR, 7z, cab, xz, bzip2 and ISO archives are unpacked by The Unarchiver (unar: lsar and unar);
 # 7-Zip (7zip), gcab and genisoimage make the test archives (RAR is written by the tests).
 packages+=(unar 7zip gcab genisoimage)
+# Debian's tnef reads the winmail.dat streams the tests write, beside postseal's reader.
+packages+=(tnef)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -200,3 +200,59 @@ export function makeRar(members: Array<{ name: string; data: Buffer | string; en
   parts.push(block(0x7b, 0x4000, Buffer.alloc(0)));
   return Buffer.concat(parts);
 }
+
+export interface TnefPart {
+  /** attAttachTitle: the short name Outlook writes. */
+  readonly title?: string;
+  /** PR_ATTACH_LONG_FILENAME (UTF-16) in the attachment's MAPI properties. */
+  readonly longName?: string;
+  readonly data?: Buffer | string;
+  /** Where the bytes go: attAttachData (Outlook), PR_ATTACH_DATA_BIN (Exchange), PR_ATTACH_DATA_OBJ (an embedded message). */
+  readonly dataIn?: 'attribute' | 'binary' | 'object';
+  /** Other bytes in PR_ATTACH_DATA_BIN besides attAttachData's. */
+  readonly alsoBinary?: Buffer | string;
+  /** PR_DISPLAY_NAME and PR_ATTACH_MIME_TAG (8-bit strings). */
+  readonly displayName?: string;
+  readonly mimeTag?: string;
+}
+
+/**
+ * A TNEF stream (winmail.dat) written here from MS-OXTNEF, as no free tool writes one; Debian's
+ * `tnef` reads what this writes, which the TNEF tests check, so the two readers are compared.
+ */
+export function makeTnef(parts: readonly TnefPart[]): Buffer {
+  const attribute = (level: number, id: number, value: Buffer) => {
+    const head = Buffer.alloc(9);
+    head[0] = level;
+    head.writeUInt32LE(id, 1);
+    head.writeUInt32LE(value.length, 5);
+    const sum = Buffer.alloc(2);
+    sum.writeUInt16LE(value.reduce((n, b) => (n + b) & 0xffff, 0));
+    return Buffer.concat([head, value, sum]);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    return b;
+  };
+  const padded = (b: Buffer) => Buffer.concat([b, Buffer.alloc((4 - (b.length % 4)) % 4)]);
+  const property = (type: number, id: number, value: Buffer) => Buffer.concat([u32(type | (id << 16)), u32(1), u32(value.length), padded(value)]);
+  const out = [Buffer.from([0x78, 0x9f, 0x3e, 0x22, 0x01, 0x00]), attribute(1, 0x00089006, u32(0x00010000)), attribute(1, 0x00069007, Buffer.concat([u32(1252), u32(0)]))];
+  for (const p of parts) {
+    out.push(attribute(2, 0x00069002, Buffer.alloc(14)));
+    if (p.title !== undefined) out.push(attribute(2, 0x00018010, Buffer.from(`${p.title}\0`, 'latin1')));
+    const data = p.data === undefined ? undefined : Buffer.from(p.data);
+    if (data && (p.dataIn ?? 'attribute') === 'attribute') out.push(attribute(2, 0x0006800f, data));
+    const props: Buffer[] = [];
+    if (p.longName !== undefined) props.push(property(0x001f, 0x3707, Buffer.from(`${p.longName}\0`, 'utf16le')));
+    if (data && p.dataIn === 'binary') props.push(property(0x0102, 0x3701, data));
+    if (data && p.dataIn === 'object') props.push(property(0x000d, 0x3701, Buffer.concat([Buffer.alloc(16, 7), data])));
+    if (p.alsoBinary !== undefined) props.push(property(0x0102, 0x3701, Buffer.from(p.alsoBinary)));
+    if (p.displayName !== undefined) props.push(property(0x001e, 0x3001, Buffer.from(`${p.displayName}\0`, 'latin1')));
+    if (p.mimeTag !== undefined) props.push(property(0x001e, 0x370e, Buffer.from(`${p.mimeTag}\0`, 'latin1')));
+    // A fixed-size property between them, as Outlook writes PR_ATTACH_METHOD.
+    props.push(Buffer.concat([u32(0x0003 | (0x3705 << 16)), u32(1)]));
+    out.push(attribute(2, 0x00069005, Buffer.concat([u32(props.length), ...props])));
+  }
+  return Buffer.concat(out);
+}

@@ -1,6 +1,6 @@
 /**
  * The content tree of a message: one node per MIME leaf (lib/mime/parts.ts makes those) and,
- * under a zip, tar or gzip node, one per member, recursively (a .tar.gz, a zip in a zip); RAR,
+ * under a zip, tar, gzip or TNEF (winmail.dat) node, one per member, recursively (a .tar.gz, a zip in a zip); RAR,
  * 7z, cab, xz, bzip2 and ISO nodes are walked by expand-external.ts when unar is on. A
  * node carries what a banned-files policy looks at: its path ("2/1/3": MIME part 2, its first
  * part, member 3 of that archive), declared names and types, and the type its bytes show.
@@ -17,6 +17,7 @@ import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES } from './magic';
 import { type Budget, newNode, type ContentNode } from './node';
 import { listTar } from './tar';
+import { listTnef } from './tnef';
 import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
 export { Budget, newNode, type ArchiveLimits, type ContentNode } from './node';
@@ -48,6 +49,7 @@ export async function expand(node: ContentNode, data: Buffer, depth: number, bud
     await expandExternal(external, node, data, depth, budget, signal, walk, (n) => budget.walksInto(n, declaresArchive(n)));
   } else if (kind === 'zip') await expandZip(node, data, depth, budget, signal);
   else if (kind === 'tar') await expandTar(node, data, depth, budget, signal);
+  else if (kind === 'tnef') await expandTnef(node, data, depth, budget, signal);
   else await expandGzip(node, data, depth, budget, signal);
 }
 
@@ -112,6 +114,28 @@ async function expandTar(node: ContentNode, data: Buffer, depth: number, budget:
     if (!e.file) continue;
     child.types = detectType(e.data.subarray(0, HEAD_BYTES));
     await expand(child, e.data, depth + 1, budget, signal);
+  }
+}
+
+/**
+ * A winmail.dat's attachments (tnef.ts): names and bytes as they are, nothing to inflate. An
+ * attachment whose bytes are in two places that differ is a node for each, both named alike.
+ */
+async function expandTnef(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
+  const listing = listTnef(data, budget.limits.maxMembers - budget.members);
+  if (listing.problem) node.problem = `damaged TNEF: ${listing.problem}`;
+  if (listing.truncated) node.limit = 'members';
+  for (const a of listing.attachments) {
+    for (const bytes of a.data.length > 0 ? a.data : [null]) {
+      signal.throwIfAborted();
+      if (budget.members >= budget.limits.maxMembers) return void (node.limit = 'members');
+      budget.members++;
+      const child = newNode(`${node.path}/${node.children.length + 1}`, [...a.names], [...a.declaredTypes]);
+      node.children.push(child);
+      if (!bytes) continue;
+      child.types = detectType(bytes.subarray(0, HEAD_BYTES));
+      await expand(child, bytes, depth + 1, budget, signal);
+    }
   }
 }
 

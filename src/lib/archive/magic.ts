@@ -11,7 +11,8 @@
  *   shebang (script), MS installers and Office documents share OLE2 (cdf-ms, doc).
  * - Containers that can hide the above: zip (and what a zip is by its members: OOXML, jar,
  *   apk, ODF; named in archive/zip.ts, where the members are known), rar, 7z, gzip, bzip2,
- *   xz, tar, cab, ISO 9660 images (used to smuggle executables past mark-of-the-web).
+ *   xz, tar, cab, ISO 9660 images (used to smuggle executables past mark-of-the-web), and
+ *   Outlook's TNEF (winmail.dat, `tnef` as amavisd names it), which carries attachments.
  * - Documents that carry exploits or active content often: pdf, rtf, html.
  * JavaScript, VBScript and batch files have no magic number (they are text), so they are
  * banned by name (rules.ts); plain text is `txt`, and anything else `dat` (amavisd's catch-all).
@@ -26,7 +27,7 @@ export const HEAD_BYTES = 0x8006;
 export type ShortTypes = readonly string[];
 
 /** Types of formats this project unpacks (archive/expand.ts). */
-export type ArchiveKind = 'zip' | 'tar' | 'gz';
+export type ArchiveKind = 'zip' | 'tar' | 'gz' | 'tnef';
 
 const starts = (b: Buffer, sig: readonly number[], at = 0) => b.length >= at + sig.length && sig.every((v, i) => b[at + i] === v);
 const ascii = (b: Buffer, text: string, at = 0) => b.length >= at + text.length && b.toString('latin1', at, at + text.length) === text;
@@ -44,6 +45,7 @@ export function detectType(head: Buffer): ShortTypes {
   if (ascii(head, 'BZh') && head[3] >= 0x31 && head[3] <= 0x39) return ['bz2'];
   if (starts(head, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return ['xz'];
   if (ascii(head, 'MSCF\0\0\0\0')) return ['cab'];
+  if (starts(head, [0x78, 0x9f, 0x3e, 0x22])) return ['tnef'];
   if (starts(head, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])) return ['doc', 'cdf-ms'];
   if (isLnk(head)) return ['lnk'];
   if (isTar(head)) return ['tar'];
@@ -59,6 +61,7 @@ export function archiveKind(types: ShortTypes): ArchiveKind | null {
   if (types.includes('zip')) return 'zip';
   if (types.includes('tar')) return 'tar';
   if (types.includes('gz')) return 'gz';
+  if (types.includes('tnef')) return 'tnef';
   return null;
 }
 

@@ -6,7 +6,7 @@
 import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
 import type { Transaction } from '../../../src/transaction/transaction';
-import { elfExecutable, file, makeGzip, makeTarGz, makeZip, messageWith, peExecutable } from '../../helpers/archives';
+import { elfExecutable, file, makeGzip, makeTarGz, makeTnef, makeZip, messageWith, peExecutable } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -199,5 +199,42 @@ describe('banned stage', () => {
     const zip = makeZip({ 'invoice.exe': 'x' }, { password: 'pw' });
     const r = await check(messageWith([file('invoice.zip', zip, 'application/zip')]));
     expect(r.verdict.reply.text).toContain('(.exe)');
+  });
+
+  describe('winmail.dat (TNEF)', () => {
+    const winmail = (parts: Parameters<typeof makeTnef>[0]) => messageWith([file('winmail.dat', makeTnef(parts), 'application/ms-tnef')]);
+
+    it('rejects invoice.pdf.exe in an Outlook winmail.dat, naming the attachment path', async () => {
+      const r = await check(
+        winmail([
+          { title: 'notes.txt', data: 'hi' },
+          { title: 'INVOIC~1.EXE', longName: 'invoice.pdf.exe', data: 'text' },
+        ]),
+      );
+      expect(r.codes).toEqual(['BANNED_FILE']);
+      expect(r.findings[0].detail).toMatch(/^\[\.exe\] part 2\/2 name "INVOIC~1\.EXE"/);
+    });
+
+    it('rejects a program named report.doc by its bytes, and one in a zip inside the winmail.dat', async () => {
+      expect((await check(winmail([{ longName: 'report.doc', data: peExecutable(), dataIn: 'binary' }]))).verdict.reply.text).toContain('(.exe-ms)');
+      const r = await check(winmail([{ title: 'docs.zip', data: makeZip({ 'run.exe': 'x' }) }]));
+      expect(r.findings[0].detail).toMatch(/part 2\/1\/1 name "run\.exe"/);
+    });
+
+    it('checks both copies when an attachment carries two different ones (one per client)', async () => {
+      const r = await check(winmail([{ title: 'notes.txt', data: 'plain notes', alsoBinary: peExecutable() }]));
+      expect(r.codes).toEqual(['BANNED_FILE']);
+      expect(r.findings[0].detail).toMatch(/^\[\.exe-ms\] part 2\/2 name "notes\.txt"/);
+    });
+
+    it('passes a winmail.dat of ordinary documents, and calls a cut one a damaged archive', async () => {
+      const ok = winmail([{ title: 'agenda.txt', longName: 'Agenda for Monday.txt', data: 'items' }]);
+      expect((await check(ok)).codes).toEqual([]);
+      const stream = makeTnef([{ title: 'agenda.txt', data: 'items' }]);
+      const cut = messageWith([file('winmail.dat', stream.subarray(0, stream.length - 9), 'application/ms-tnef')]);
+      const r = await check(cut);
+      expect(r.codes).toEqual(['BANNED_UNDECIPHERABLE', 'BANNED_FILE']);
+      expect(r.verdict.reply.text).toContain('(damaged archive)');
+    });
   });
 });

@@ -1,0 +1,100 @@
+/**
+ * The TNEF reader (winmail.dat) against Debian's `tnef`, on streams test/helpers/archives.ts
+ * writes from MS-OXTNEF: the same attachment names in the same order, the bytes wherever
+ * Outlook or Exchange put them, damage named with what was read kept, and no input that
+ * makes it throw.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { listTnef } from '../../../src/lib/archive/tnef';
+import { makeTnef, makeZip } from '../../helpers/archives';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'postseal-tnef-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The names Debian's tnef lists (`tnef -t`: "long name<TAB>|<TAB>name" per attachment). */
+function tnefLists(data: Buffer): string[] {
+  const file = path.join(dir, 'winmail.dat');
+  writeFileSync(file, data);
+  return execFileSync('tnef', ['-t', '-f', file])
+    .toString()
+    .trim()
+    .split('\n')
+    .map((l) => l.split('\t|\t')[0]);
+}
+
+describe('TNEF reader', () => {
+  const stream = makeTnef([
+    { title: 'INVOIC~1.EXE', longName: 'invoice.pdf.exe', data: 'MZ\0\0program' },
+    { title: 'notes.txt', data: 'hello\r\n', dataIn: 'binary' },
+    { longName: 'forwarded.msg', data: makeTnef([{ title: 'inner.scr', data: 'x' }]), dataIn: 'object' },
+  ]);
+
+  it('lists the attachments Debian tnef lists, in order, with every name each carries', () => {
+    const listing = listTnef(stream, 100);
+    expect(listing.problem).toBeUndefined();
+    expect(listing.attachments.map((a) => a.names)).toEqual([['INVOIC~1.EXE', 'invoice.pdf.exe'], ['notes.txt'], ['forwarded.msg']]);
+    expect(tnefLists(stream)).toEqual(['invoice.pdf.exe', 'notes.txt', 'forwarded.msg']);
+  });
+
+  it("gives each attachment's bytes: from attAttachData, PR_ATTACH_DATA_BIN, and PR_ATTACH_DATA_OBJ without its interface id", () => {
+    const [a, b, c] = listTnef(stream, 100).attachments;
+    expect(a.data.map((d) => d.toString('latin1'))).toEqual(['MZ\0\0program']);
+    expect(b.data.map(String)).toEqual(['hello\r\n']);
+    expect(listTnef(c.data[0], 100).attachments[0].names).toEqual(['inner.scr']);
+  });
+
+  it('gives both when the bytes are in two places that differ, and reads the display name and MIME tag', () => {
+    const [a] = listTnef(makeTnef([{ title: 'a.txt', data: 'text', alsoBinary: 'MZ\0\0', displayName: 'a.txt.exe', mimeTag: 'Application/X-MSDownload' }]), 10).attachments;
+    expect(a.data.map((d) => d.toString('latin1'))).toEqual(['text', 'MZ\0\0']);
+    expect(a.names).toEqual(['a.txt', 'a.txt.exe']);
+    expect(a.declaredTypes).toEqual(['application/x-msdownload']);
+    const [same] = listTnef(makeTnef([{ title: 'a.txt', data: 'text', alsoBinary: 'text' }]), 10).attachments;
+    expect(same.data).toHaveLength(1);
+  });
+
+  it('keeps a zip attached in a winmail.dat byte for byte, so it can be walked into', () => {
+    const zip = makeZip({ 'a.exe': 'MZ' });
+    expect(listTnef(makeTnef([{ title: 'a.zip', data: zip }]), 10).attachments[0].data[0].equals(zip)).toBe(true);
+  });
+
+  it('stops at the member cap', () => {
+    const many = makeTnef(Array.from({ length: 12 }, (_, i) => ({ title: `f${i}.txt`, data: `${i}` })));
+    const listing = listTnef(many, 5);
+    expect(listing.truncated).toBe(true);
+    expect(listing.attachments).toHaveLength(5);
+  });
+
+  it('names damage and keeps what it read: a cut stream, an unknown property type, a property count that lies', () => {
+    const cut = listTnef(stream.subarray(0, stream.length - 30), 100);
+    expect(cut.problem).toMatch(/runs past the end/);
+    // The third attachment's properties, which hold its name and bytes, are what was cut.
+    expect(cut.attachments.map((a) => a.names[0])).toEqual(['INVOIC~1.EXE', 'notes.txt', undefined]);
+    // PR_ATTACH_METHOD's type (PT_LONG, 0x0003) made 0x0999.
+    const odd = Buffer.from(makeTnef([{ title: 'a.txt', data: 'a' }]));
+    const method = odd.indexOf(Buffer.from([0x03, 0x00, 0x05, 0x37]));
+    odd.writeUInt16LE(0x0999, method);
+    expect(listTnef(odd, 10).problem).toBe('MAPI property type 0x999');
+    const lying = Buffer.from(makeTnef([{ title: 'a.txt', data: 'a', longName: 'a.txt' }]));
+    const props = lying.lastIndexOf(Buffer.from([0x05, 0x90, 0x06, 0x00])) + 8;
+    lying.writeUInt32LE(5000, props);
+    expect(listTnef(lying, 10).problem).toMatch(/^attachment property cut|property value count cut|attachment properties/);
+    expect(listTnef(Buffer.from('not tnef at all'), 10).problem).toBe('no TNEF signature');
+  });
+
+  it('never throws, whatever bytes are changed or cut (10,000 mutations)', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    for (let i = 0; i < 10000; i++) {
+      const b = Buffer.from(stream.subarray(0, stream.length - rnd(20)));
+      for (let k = 0; k < 1 + rnd(4); k++) b[6 + rnd(b.length - 6)] = rnd(256);
+      const listing = listTnef(b, 100);
+      expect(listing.attachments.length).toBeLessThanOrEqual(100);
+    }
+  });
+});
