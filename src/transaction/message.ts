@@ -72,8 +72,9 @@ export class Message {
     return Buffer.concat([...this.fields.map((f) => f.raw), this.separator]);
   }
 
-  openBody(): AsyncIterable<Buffer> {
-    return this.spool.openRaw(this.bodyOffset);
+  /** The body, from `from` bytes into it (0: all of it). */
+  openBody(from = 0): AsyncIterable<Buffer> {
+    return this.spool.openRaw(this.bodyOffset + from);
   }
 
   /** The whole message as it would be sent on. */

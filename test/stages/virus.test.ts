@@ -155,6 +155,54 @@ describe('the virus stage with a real clamd', () => {
     expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
   });
 
+  describe('a message over maxScanBytes, in pieces of whole parts (largeMessages pieces, the default)', () => {
+    const part = (name: string, data: Buffer | string) =>
+      `Content-Type: application/octet-stream; name="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${(
+        Buffer.from(data)
+          .toString('base64')
+          .match(/.{1,76}/g) ?? []
+      ).join('\r\n')}`;
+    const big = (parts: string[], preamble = '') =>
+      `${CLEAN.replace('\r\n\r\n', '\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n')}${preamble}${parts.map((p) => `--b\r\n${p}\r\n`).join('')}--b--\r\n`;
+    const filler = (n: number) => Buffer.alloc(n, 'filler line of an ordinary document\n');
+
+    it('finds EICAR in a zip in the last part, naming the scan that found it', async () => {
+      const msg = big([part('a.txt', filler(20_000)), part('b.txt', filler(20_000)), part('invoice.zip', zipOf({ 'invoice.pdf.com': EICAR }))]);
+      const { findings, verdict } = await scan(msg, { maxScanBytes: 32 * 1024 });
+      expect(findings).toEqual([
+        { code: 'VIRUS_FOUND', detail: expect.stringMatching(new RegExp(`^${EICAR_NAME.replace(/\./g, '\\.')} \\(scan 2 of 2, from part 2 to after part 3\\)$`)) },
+      ]);
+      expect(verdict).toMatchObject({ action: 'reject', reply: { code: '554' } });
+    });
+
+    it('passes a clean one as scanned, with X-Virus-Scanned, saying in how many scans', async () => {
+      const { findings, verdict } = await scan(big([part('a.txt', filler(20_000)), part('b.txt', filler(20_000))]), { maxScanBytes: 32 * 1024 });
+      expect(findings).toEqual([{ code: 'VIRUS_CLEAN', detail: expect.stringMatching(/; \d+ bytes in 2 scans of whole parts$/) }]);
+      expect(verdict).toMatchObject({ action: 'tag', fields: [{ name: 'X-Virus-Scanned', value: expect.any(String) }] });
+    });
+
+    it('finds a virus in a multipart preamble, which readers of uuencode may decode', async () => {
+      const { findings } = await scan(big([part('a.txt', filler(40_000))], `${TEST_VIRUS_MARKER}\r\n`), { maxScanBytes: 32 * 1024 });
+      expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${TEST_VIRUS_NAME} (scan 1 of 1, from between the start and part 1 to after part 1)`) }]);
+    });
+
+    it('still finds a virus beside a part too large to scan; without one, the large part is named and onTooBig decides', async () => {
+      const withVirus = big([part('huge.bin', filler(60_000)), part('invoice.zip', zipOf({ 'invoice.pdf.com': EICAR }))]);
+      expect((await scan(withVirus, { maxScanBytes: 32 * 1024 })).findings[0]).toMatchObject({ code: 'VIRUS_FOUND' });
+      const clean = await scan(big([part('huge.bin', filler(60_000)), part('a.txt', 'hello')]), { maxScanBytes: 32 * 1024, onTooBig: 'tempfail' });
+      expect(clean.findings).toEqual([
+        { code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringMatching(/in 1 scans; not scanned, over virus\.maxScanBytes \(32768\): part 1 \(\d+ bytes\)$/) },
+      ]);
+      expect(clean.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
+    });
+
+    it('with largeMessages skip, sends nothing to clamd, as before', async () => {
+      const msg = big([part('invoice.zip', zipOf({ 'invoice.pdf.com': EICAR })), part('a.txt', filler(40_000))]);
+      const { findings } = await scan(msg, { maxScanBytes: 32 * 1024, largeMessages: 'skip', socket: nowhere });
+      expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('over virus.maxScanBytes (32768)') }]);
+    });
+  });
+
   it('refuses a message over maxScanBytes with 552 5.3.4 on a signing bank by default (onTooBig auto), and on any bank with onTooBig reject', async () => {
     const big = `${CLEAN}${'x'.repeat(4000)}\r\n`;
     const signing = { stages: ['virus', 'dkim-sign'], originating: true };

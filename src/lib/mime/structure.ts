@@ -33,6 +33,8 @@ export interface Part {
   transferEncoding: string;
   /** The Content-Transfer-Encoding field, to rewrite in place (parts only). */
   transferEncodingField: FieldRange | null;
+  /** Where its header starts (the line after its delimiter; parts only, -1 for the top level). */
+  readonly headerStart: number;
   /** Where a new field goes: after the last header field (parts only; -1 for the top level). */
   headerEnd: number;
   eightBitHeader: boolean;
@@ -331,6 +333,7 @@ function newPart(parent: Part | null, headerStart: number, bodyStart: number): P
     boundary: null,
     transferEncoding: '7bit',
     transferEncodingField: null,
+    headerStart,
     headerEnd: -1,
     eightBitHeader: false,
     bodyStart: bodyStart >= 0 ? bodyStart : headerStart,

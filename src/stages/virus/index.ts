@@ -5,7 +5,8 @@
  * Findings: VIRUS_CLEAN (detail: clamd's version once known), VIRUS_FOUND and, when every
  * recipient is a virus lover, VIRUS_FOUND_LOVED (detail: the virus names), VIRUS_SCANNER_FAILED
  * (unreachable, timeout, error or garbage answer; logged as a warning), VIRUS_NOT_SCANNED_TOO_BIG
- * (over maxScanBytes or clamd's StreamMaxLength), VIRUS_BYPASSED (every recipient in bypass; no
+ * (over maxScanBytes or clamd's StreamMaxLength: with largeMessages pieces, only the single
+ * parts that are; the rest is scanned in pieces of whole parts, pieces.ts), VIRUS_BYPASSED (every recipient in bypass; no
  * scan). Their meaning is in rules.ts. Reads: virus.* and timeouts.stageTimeoutMs (load check).
  *
  * At load, a bank that signs (its stages list dkim-sign: an originating bank) may not deliver
@@ -14,10 +15,12 @@
  * account cannot send signed malware (by padding it past maxScanBytes either). probe.ts asks clamd for PING at start-up and for /readyz.
  */
 import { PostsealError } from '../../errors';
-import type { ClamdClient } from '../../lib/clamd';
+import type { ClamdClient, ClamdFailure } from '../../lib/clamd';
 import { coversAllRecipients, SIGNING_DESTINIES, signsMail } from '../../pipeline/destiny';
 import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
+import type { Transaction } from '../../transaction/transaction';
 import { clientFor } from './clamd';
+import { openScan, piecesOf, plan } from './pieces';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
 
@@ -96,12 +99,38 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
     const client = clientFor(s);
     const versions = new VersionCache(client);
     const one = (code: VirusFinding, detail: string): StageOutcome => ({ findings: [{ code, detail } satisfies Finding] });
+    const failed = (tx: Transaction, r: ClamdFailure, what = '') => {
+      deps.log.warn({ tx: tx.id, scanner: client.name, reason: r.reason, detail: r.detail, onScannerFailure: s.onScannerFailure }, `virus scan failed${what}`);
+      return one('VIRUS_SCANNER_FAILED', `${client.name}: ${r.reason}: ${r.detail}${what}`);
+    };
+    /** A message over maxScanBytes, its parts in several scans (pieces.ts); the first virus ends it. */
+    const scanInPieces = async (tx: Transaction, signal: AbortSignal): Promise<StageOutcome> => {
+      const { scans, tooBig } = plan(await piecesOf(tx.message, signal), s.maxScanBytes);
+      const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
+      for (const [i, pieces] of scans.entries()) {
+        const r = await client.scan(() => openScan(tx.message, pieces), signal);
+        const span = pieces.length > 1 ? `from ${pieces[0].what} to ${pieces[pieces.length - 1].what}` : pieces[0].what;
+        const where = ` (scan ${i + 1} of ${scans.length}, ${span})`;
+        if (r.kind === 'found') return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', `${r.names.join(', ')}${where}`);
+        if (r.kind === 'too-big') unscanned.push(`${span}: ${r.detail}`);
+        else if (r.kind !== 'clean') return failed(tx, r, where);
+      }
+      if (unscanned.length)
+        return one(
+          'VIRUS_NOT_SCANNED_TOO_BIG',
+          `${tx.message.size} bytes in ${scans.length} scans; not scanned, over virus.maxScanBytes (${s.maxScanBytes}): ${unscanned.slice(0, 5).join('; ')}${unscanned.length > 5 ? `; ${unscanned.length - 5} more` : ''}`,
+        );
+      return one('VIRUS_CLEAN', `${versions.current ?? client.name}; ${tx.message.size} bytes in ${scans.length} scans of whole parts`);
+    };
     return {
       id: 'virus',
       async run(tx, signal) {
         if (coversAllRecipients(s.bypass, tx)) return one('VIRUS_BYPASSED', 'every recipient is in virus.bypass');
         const size = tx.message.size;
-        if (size > s.maxScanBytes) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, over virus.maxScanBytes (${s.maxScanBytes})`);
+        if (size > s.maxScanBytes) {
+          if (s.largeMessages === 'skip') return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, over virus.maxScanBytes (${s.maxScanBytes})`);
+          return scanInPieces(tx, signal);
+        }
         const r = await client.scan(() => tx.message.openRaw(), signal);
         switch (r.kind) {
           case 'clean':
@@ -111,8 +140,7 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
           case 'too-big':
             return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, ${r.detail}`);
           default:
-            deps.log.warn({ tx: tx.id, scanner: client.name, reason: r.reason, detail: r.detail, onScannerFailure: s.onScannerFailure }, 'virus scan failed');
-            return one('VIRUS_SCANNER_FAILED', `${client.name}: ${r.reason}: ${r.detail}`);
+            return failed(tx, r);
         }
       },
     };

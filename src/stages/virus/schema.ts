@@ -59,6 +59,13 @@ export const virusBankSchema = {
       description:
         "Larger messages are not sent to clamd (VIRUS_NOT_SCANNED_TOO_BIG, see onTooBig). Keep it at or below clamd's StreamMaxLength (25M by default): clamd refuses a longer stream, which is the same finding.",
     },
+    largeMessages: {
+      type: 'string',
+      enum: ['pieces', 'skip'],
+      default: 'pieces',
+      description:
+        'A message larger than maxScanBytes: pieces = sent to clamd as several smaller MIME messages that carry its parts as they are, as many whole parts as fit in maxScanBytes each (every byte of the body is in one of them; amavisd-new scans a message part by part too); a single part larger than maxScanBytes is still not scanned (VIRUS_NOT_SCANNED_TOO_BIG naming it, onTooBig decides). skip = not scanned at all (VIRUS_NOT_SCANNED_TOO_BIG).',
+    },
     onTooBig: {
       type: 'string',
       enum: ['auto', 'pass', 'tempfail', 'reject'],

@@ -1,0 +1,159 @@
+/**
+ * A message larger than virus.maxScanBytes (clamd's StreamMaxLength, 25 MB by default), sent
+ * to clamd in pieces instead of not at all: each piece is a MIME message of its own that
+ * carries some of the original's parts as they are (their headers, encoding and bytes, so
+ * clamd decodes them as in the whole message), as many whole parts as fit in maxScanBytes.
+ * amavisd-new gets the same by decoding a message into its parts and scanning those.
+ *
+ * The pieces cover the whole body but the delimiter lines between sibling parts: every MIME
+ * leaf (its header and body) and every other byte between leaves (multipart preambles and
+ * epilogues, the headers of nested multiparts and message/rfc822 parts), the latter as
+ * text/plain parts, so nothing a reader might decode (uuencode in a preamble) is left out. A single leaf or gap that is larger than maxScanBytes
+ * by itself cannot be scanned: it is reported, and the stage's onTooBig decides as for a
+ * whole message; the other pieces are still scanned (a virus elsewhere is still found).
+ *
+ * Each scan has its own boundary (random: the content cannot guess it and close our part).
+ */
+import { randomBytes } from 'node:crypto';
+import { MimeWalker, type Part } from '../../lib/mime/structure';
+import { Message } from '../../transaction/message';
+
+/** A range of the body [start, end), and the header it goes with in a piece. */
+export interface Piece {
+  readonly start: number;
+  readonly end: number;
+  /** The header written before the bytes: none for a leaf, whose own header is in its range. */
+  readonly header: string;
+  /** For the log: the part's path ("2/1"), or "between <path> and <path>". */
+  readonly what: string;
+}
+
+export interface Plan {
+  /** The pieces of each scan, in body order. */
+  readonly scans: Piece[][];
+  /** Leaves or gaps larger than maxScanBytes by themselves: not scanned. */
+  readonly tooBig: Piece[];
+}
+
+const GAP_HEADER = 'Content-Type: text/plain; charset=us-ascii\r\n\r\n';
+
+/** The parts of the message, as pieces in body order (a walk of its MIME structure). */
+export async function piecesOf(message: Message, signal: AbortSignal): Promise<Piece[]> {
+  const first = (name: string) => message.get(name).map((f) => Message.value(f))[0];
+  const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'));
+  for await (const chunk of message.openBody()) {
+    signal.throwIfAborted();
+    walker.push(chunk);
+  }
+  walker.end(message.bodySize);
+  if (walker.root.children.length === 0) {
+    // Not multipart: the body with the message's own type and encoding fields.
+    const fields = message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-transfer-encoding');
+    return [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }];
+  }
+  const leaves: Array<{ part: Part; path: string }> = [];
+  const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
+  while (stack.length) {
+    const { part, path } = stack.pop()!;
+    if (part.children.length === 0 && part !== walker.root) leaves.push({ part, path });
+    for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
+  }
+  const pieces: Piece[] = [];
+  let at = 0;
+  let before = 'the start';
+  let previous: Part | null = null;
+  for (const { part, path } of leaves) {
+    const start = Math.max(at, part.headerStart);
+    const end = Math.max(start, part.bodyEnd);
+    // Between two leaves of one multipart is their delimiter line and nothing else (a sibling's
+    // body ends where the line ending before the delimiter starts, RFC 2046 5.1.1): not sent.
+    const delimiterOnly = previous !== null && previous.parent === part.parent;
+    if (start > at && !delimiterOnly) pieces.push({ start: at, end: start, header: GAP_HEADER, what: `between ${before} and part ${path}` });
+    pieces.push({ start, end, header: '', what: `part ${path}` });
+    at = end;
+    before = `part ${path}`;
+    previous = part;
+  }
+  if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
+  return pieces;
+}
+
+/** Bytes a piece adds to a scan: its delimiter line, header, bytes and line end. */
+function cost(p: Piece, boundary: number): number {
+  return 2 + boundary + 2 + p.header.length + (p.end - p.start) + 2;
+}
+
+/** Groups the pieces, in order, into scans of at most `maxBytes` each (header and closing delimiter counted). */
+export function plan(pieces: readonly Piece[], maxBytes: number): Plan {
+  const boundary = BOUNDARY_LENGTH;
+  const fixed = headerOf('x'.repeat(boundary)).length + 2 + boundary + 4;
+  const scans: Piece[][] = [];
+  const tooBig: Piece[] = [];
+  let current: Piece[] = [];
+  let size = fixed;
+  for (const p of pieces) {
+    const c = cost(p, boundary);
+    if (fixed + c > maxBytes) {
+      tooBig.push(p);
+      continue;
+    }
+    if (size + c > maxBytes) {
+      scans.push(current);
+      current = [];
+      size = fixed;
+    }
+    current.push(p);
+    size += c;
+  }
+  if (current.length) scans.push(current);
+  return { scans, tooBig };
+}
+
+const newBoundary = () => `=_postseal_${randomBytes(14).toString('hex')}`;
+const BOUNDARY_LENGTH = newBoundary().length;
+
+function headerOf(boundary: string): string {
+  return `MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="${boundary}"\r\n\r\n`;
+}
+
+/** One scan's bytes: a multipart message of its pieces, read from the body in one pass. */
+export async function* openScan(message: Message, pieces: readonly Piece[]): AsyncIterable<Buffer> {
+  const boundary = newBoundary();
+  yield Buffer.from(headerOf(boundary), 'latin1');
+  let offset = pieces.length ? pieces[0].start : 0;
+  let i = 0;
+  let open = false;
+  for await (const chunk of message.openBody(offset)) {
+    let rest = chunk;
+    while (rest.length > 0 && i < pieces.length) {
+      const p = pieces[i];
+      if (!open) {
+        yield Buffer.from(`--${boundary}\r\n${p.header}`, 'latin1');
+        open = true;
+      }
+      if (offset < p.start) {
+        const skip = Math.min(rest.length, p.start - offset);
+        rest = rest.subarray(skip);
+        offset += skip;
+        continue;
+      }
+      const take = Math.min(rest.length, p.end - offset);
+      if (take > 0) yield rest.subarray(0, take);
+      rest = rest.subarray(take);
+      offset += take;
+      if (offset >= p.end) {
+        yield Buffer.from('\r\n', 'latin1');
+        open = false;
+        i++;
+      }
+    }
+    if (i >= pieces.length) break;
+  }
+  // A piece that ends at the body's end, or an empty one, still gets its delimiter and line end.
+  for (; i < pieces.length; i++) {
+    if (!open) yield Buffer.from(`--${boundary}\r\n${pieces[i].header}`, 'latin1');
+    yield Buffer.from('\r\n', 'latin1');
+    open = false;
+  }
+  yield Buffer.from(`--${boundary}--\r\n`, 'latin1');
+}
