@@ -18,6 +18,8 @@ packages+=(zip file bzip2 xz-utils)
 packages+=(unar 7zip gcab genisoimage)
 # Debian's tnef reads the winmail.dat streams the tests write, beside postseal's reader.
 packages+=(tnef)
+# Perl's Convert::BinHex writes the BinHex test files (amavisd-new uses it too).
+packages+=(libconvert-binhex-perl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,7 +15,7 @@ export const errorCodes = {
   CFG_SIGNING_CATCH_ALL: 'A signing table rule would sign mail of any domain (or a whole top-level domain).',
   CFG_SPOOL_UNUSABLE: 'spool.dir cannot be created, or postseal cannot write a file in it.',
   CFG_DECODERS_UNUSABLE: 'decoders.use is unar, but lsar or unar (decoders.lsarPath, decoders.unarPath) is missing or does not run.',
-  CFG_DECODERS_MISSING: 'Warning: decoders.use is auto and lsar or unar is not installed, so RAR, 7z, cab, xz, bzip2 and ISO archives are not unpacked (apt install unar).',
+  CFG_DECODERS_MISSING: 'Warning: decoders.use is auto and lsar or unar is not installed, so RAR, 7z, cab, xz, bzip2, ISO and BinHex files are not unpacked (apt install unar).',
   CFG_QUARANTINE_UNUSABLE: 'quarantine.dir cannot be created, or postseal cannot write a file in it (a warning: quarantine verdicts tempfail meanwhile).',
   CFG_STORE_UNUSABLE: 'The state store cannot be opened: the sqlite file or its folder is missing or unwritable, or the Redis URL is invalid.',
   CFG_SRS_SECRETS: 'The SRS secrets file (services.srs.secretsFile) is missing, empty, unreadable or readable by everyone.',

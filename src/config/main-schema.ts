@@ -271,7 +271,7 @@ export const mainConfigSchema = {
       additionalProperties: false,
       default: {},
       description:
-        "External unpackers for the archive formats postseal does not read itself (amavisd-new's @decoders): The Unarchiver's lsar and unar (Debian package unar) list and extract RAR, 7-Zip, Microsoft Cabinet, xz, bzip2 and ISO 9660 images, so the banned stage checks their members' names and types as it does a zip's. zip, tar and gzip are read in-process whatever this says. docs/content-checks.md \"Archives read by unar\".",
+        "External unpackers for the archive formats postseal does not read itself (amavisd-new's @decoders): The Unarchiver's lsar and unar (Debian package unar) list and extract RAR, 7-Zip, Microsoft Cabinet, xz, bzip2, ISO 9660 images and BinHex (hqx), so the banned stage checks their members' names and types as it does a zip's. zip, tar and gzip are read in-process whatever this says. docs/content-checks.md \"Archives read by unar\".",
       properties: {
         use: {
           type: 'string',
@@ -285,8 +285,8 @@ export const mainConfigSchema = {
         formats: {
           type: 'array',
           uniqueItems: true,
-          items: { type: 'string', enum: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'] },
-          default: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'],
+          items: { type: 'string', enum: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso', 'hqx'] },
+          default: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso', 'hqx'],
           description: 'Which formats (by their detected type, magic bytes) go to unar (lib/archive/external.ts EXTERNAL_FORMATS, a test keeps the two lists one).',
         },
         maxProcesses: {

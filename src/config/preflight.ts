@@ -43,7 +43,7 @@ async function checkDecoders(configFile: string, d: MainConfig['decoders']): Pro
     return [
       {
         code: 'CFG_DECODERS_MISSING',
-        message: `${configFile}: /decoders: ${d.lsarPath} or ${d.unarPath} is not installed; RAR, 7z, cab, xz, bzip2 and ISO archives are not unpacked: ${fix}`,
+        message: `${configFile}: /decoders: ${d.lsarPath} or ${d.unarPath} is not installed; RAR, 7z, cab, xz, bzip2, ISO and BinHex files are not unpacked: ${fix}`,
       },
     ];
   }

@@ -71,7 +71,7 @@ export interface StageDeps {
   readonly dmarcFailures?: DmarcFailureSink;
   /** The process-wide memory budget for unpacking (banned stage); absent: no cap across messages. */
   readonly unpackMemory?: ByteBudget;
-  /** lsar and unar for RAR, 7z, cab, xz, bzip2 and ISO (banned stage); absent: those are not unpacked. */
+  /** lsar and unar for RAR, 7z, cab, xz, bzip2, ISO and BinHex (banned stage); absent: those are not unpacked. */
   readonly unpacker?: ExternalUnpacker;
 }
 

@@ -256,3 +256,10 @@ export function makeTnef(parts: readonly TnefPart[]): Buffer {
   }
   return Buffer.concat(out);
 }
+
+/** A file in BinHex 4.0, written by Perl's Convert::BinHex (Debian libconvert-binhex-perl, which amavisd-new uses). */
+export function makeBinHex(name: string, data: Buffer | string): Buffer {
+  const script =
+    'use Convert::BinHex; local $/; my $d = <STDIN>; my $h = Convert::BinHex->new(); $h->filename($ARGV[0]); $h->type("APPL"); $h->creator("????"); $h->data(Data => $d); $h->resource(Data => ""); $h->encode(\\*STDOUT);';
+  return execFileSync('perl', ['-e', script, name], { input: data, stdio: ['pipe', 'pipe', 'ignore'] });
+}

@@ -1,6 +1,6 @@
 /**
  * Walks into an archive of a format read by unar (external.ts): RAR, 7-Zip, Cabinet, xz,
- * bzip2, ISO 9660. The listing gives every member's name and encrypted flag (a name is checked
+ * bzip2, ISO 9660, BinHex. The listing gives every member's name and encrypted flag (a name is checked
  * even when its content cannot be read); one unar run then writes the members with content to
  * stdout in archive order, which is split by the listed sizes: the first HEAD_BYTES of each
  * give its type, and a member that is an archive (by its type or its name) is kept whole, within

@@ -1,7 +1,7 @@
 /**
  * The content tree of a message: one node per MIME leaf (lib/mime/parts.ts makes those) and,
  * under a zip, tar, gzip or TNEF (winmail.dat) node, one per member, recursively (a .tar.gz, a zip in a zip); RAR,
- * 7z, cab, xz, bzip2 and ISO nodes are walked by expand-external.ts when unar is on. A
+ * 7z, cab, xz, bzip2, ISO and BinHex nodes are walked by expand-external.ts when unar is on. A
  * node carries what a banned-files policy looks at: its path ("2/1/3": MIME part 2, its first
  * part, member 3 of that archive), declared names and types, and the type its bytes show.
  *

@@ -1,10 +1,10 @@
 /**
  * The archive formats this project does not read in-process (RAR, 7-Zip, Microsoft Cabinet,
- * xz, bzip2, ISO 9660 images), read through The Unarchiver's command-line tools (Debian
+ * xz, bzip2, ISO 9660 images, and BinHex, which encodes one file as text), read through The Unarchiver's command-line tools (Debian
  * package `unar`): `lsar -j` lists the members as JSON, `unar -o -` writes members to stdout.
  * amavisd-new does the same with its @decoders (unrar, 7z, cabextract, ...).
  *
- * Why these tools: one pair reads all six formats, RAR 1.5 to 5 included (Debian's 7zip reads
+ * Why these tools: one pair reads all seven formats, RAR 1.5 to 5 included (Debian's 7zip reads
  * no RAR without the non-free 7zip-rar), lists an encrypted flag per member, extracts members
  * by index (no wildcard in a member name can widen the selection), and writes them to stdout,
  * so nothing but the archive itself is put on disk. They start in about 25 ms (measured here).
@@ -21,7 +21,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
 /** The short types (magic.ts) unar reads for this project, and what a bank can name. */
-export const EXTERNAL_FORMATS = ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'] as const;
+export const EXTERNAL_FORMATS = ['rar', '7z', 'cab', 'xz', 'bz2', 'iso', 'hqx'] as const;
 export type ExternalFormat = (typeof EXTERNAL_FORMATS)[number];
 
 export interface ExternalSettings {

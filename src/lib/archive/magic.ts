@@ -12,7 +12,8 @@
  * - Containers that can hide the above: zip (and what a zip is by its members: OOXML, jar,
  *   apk, ODF; named in archive/zip.ts, where the members are known), rar, 7z, gzip, bzip2,
  *   xz, tar, cab, ISO 9660 images (used to smuggle executables past mark-of-the-web), and
- *   Outlook's TNEF (winmail.dat, `tnef` as amavisd names it), which carries attachments.
+ *   Outlook's TNEF (winmail.dat, `tnef` as amavisd names it), which carries attachments, and
+ *   BinHex (`hqx`), a file encoded as text.
  * - Documents that carry exploits or active content often: pdf, rtf, html.
  * JavaScript, VBScript and batch files have no magic number (they are text), so they are
  * banned by name (rules.ts); plain text is `txt`, and anything else `dat` (amavisd's catch-all).
@@ -159,5 +160,7 @@ function textTypes(b: Buffer): ShortTypes {
     .slice(0, 64)
     .toLowerCase();
   if (lead.startsWith('<!doctype html') || lead.startsWith('<html') || lead.startsWith('<head') || lead.startsWith('<script')) return ['html'];
+  // Classic Mac OS's BinHex 4.0 (what file(1) calls "BinHex binary text"): a file encoded as text.
+  if (lead.startsWith('(this file must be converted with binhex')) return ['hqx'];
   return ['txt'];
 }

@@ -1,6 +1,6 @@
 /**
  * banned: amavisd-new's banned-files check. Every MIME part and every member of the zip, tar
- * and gzip archives and winmail.dat (TNEF) attachments in it, and of RAR, 7z, cab, xz, bzip2 and ISO ones when unar is on
+ * and gzip archives and winmail.dat (TNEF) attachments in it, and of RAR, 7z, cab, xz, bzip2, ISO and BinHex ones when unar is on
  * (deps.unpacker, decoders), recursively within the limits, is described by its path, declared
  * names and types and the type its bytes show (lib/mime/parts.ts, lib/archive/), and weighed
  * by the bank's ordered allow/deny rules (rules.ts, amavisd `$banned_filename_re`); file names

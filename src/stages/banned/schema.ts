@@ -59,7 +59,7 @@ const limits = {
   additionalProperties: false,
   default: {},
   description:
-    'How far archives (zip, tar, gzip; RAR, 7z, cab, xz, bzip2, ISO through unar, main config decoders) are unpacked per message. Hitting a cap is a BANNED_LIMIT_EXCEEDED finding; onLimit (ratio, depth) or onTooLarge (sizes, members) says what follows.',
+    'How far archives (zip, tar, gzip, winmail.dat; RAR, 7z, cab, xz, bzip2, ISO, BinHex through unar, main config decoders) are unpacked per message. Hitting a cap is a BANNED_LIMIT_EXCEEDED finding; onLimit (ratio, depth) or onTooLarge (sizes, members) says what follows.',
   properties: {
     maxDepth: { type: 'integer', minimum: 1, maximum: 50, default: 8, description: 'Archives inside archives, the outermost counting 1 (amavisd $MAXLEVELS).' },
     maxMembers: {

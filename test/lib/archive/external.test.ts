@@ -11,7 +11,7 @@ import { mainConfigSchema } from '../../../src/config/main-schema';
 import { Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
-import { compressWith, make7z, makeCab, makeIso, makeRar, makeTar, makeZip } from '../../helpers/archives';
+import { compressWith, make7z, makeBinHex, makeCab, makeIso, makeRar, makeTar, makeZip } from '../../helpers/archives';
 
 const MiB = 1024 * 1024;
 const LIMITS = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
@@ -27,7 +27,7 @@ function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: numb
   const settings = {
     lsar: opts.lsar ?? '/usr/bin/lsar',
     unar: '/usr/bin/unar',
-    formats: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'],
+    formats: [...EXTERNAL_FORMATS],
     timeoutMs: opts.timeoutMs ?? 20000,
     maxProcesses: opts.maxProcesses ?? 2,
     tmpDir: tmp,
@@ -84,6 +84,10 @@ describe('archives read by unar', () => {
     expect(flat((await walk('disk.iso', makeIso({ 'photo.jpg': exe, 'b.txt': 'hi\n' }))).node)).toEqual(['2/1 b.txt .txt', '2/2 photo.jpg .exe,.exe-ms']);
     expect(flat((await walk('tool.exe.xz', compressWith('xz', exe))).node)).toEqual(['2/1 tool.exe .exe,.exe-ms']);
     expect(flat((await walk('logs.tbz2', compressWith('bzip2', makeTar({ 'a.scr': exe })))).node)).toEqual(['2/1 logs.tar .tar', '2/1/1 a.scr .exe,.exe-ms']);
+  });
+
+  it('reads a BinHex file (Convert::BinHex wrote it): its name and its type', async () => {
+    expect(flat((await walk('invoice.hqx', makeBinHex('invoice.pdf.exe', exe))).node)).toEqual(['2/1 invoice.pdf.exe .exe,.exe-ms']);
   });
 
   it('walks a zip in a 7z, and a 7z in a zip, counting the depth across both', async () => {

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
-import { elfExecutable, makeTar, makeTnef, makeZip, peExecutable } from '../../helpers/archives';
+import { elfExecutable, makeBinHex, makeTar, makeTnef, makeZip, peExecutable } from '../../helpers/archives';
 
 /** amavisd-new's mapping (Amavis::Conf), the entries for the types in the table, first match wins. */
 const AMAVISD_MAP: [RegExp, string[]][] = [
@@ -29,6 +29,7 @@ const AMAVISD_MAP: [RegExp, string[]][] = [
   [/^ISO 9660 CD-ROM filesystem\b/i, ['iso']],
   [/^MS Windows shortcut\b/i, ['lnk']],
   [/^Transport Neutral Encapsulation Format\b/, ['tnef']],
+  [/^BinHex\b/, ['hqx']],
   [/\bexecutable for MS Windows\b.*\bDLL\b/, ['exe', 'dll']],
   [/\(DLL\).*for MS Windows\b/, ['exe', 'dll']],
   [/\bexecutable\b.*\bfor MS Windows\b/, ['exe', 'exe-ms']],
@@ -65,6 +66,7 @@ const samples: Record<string, Buffer> = {
   '/bin/ls (PIE)': readFileSync('/bin/ls'),
   'zip (Info-ZIP)': makeZip({ 'a.txt': 'a' }),
   'TNEF (winmail.dat)': makeTnef([{ title: 'a.txt', data: 'a' }]),
+  'BinHex (Convert::BinHex)': makeBinHex('a.exe', 'MZ'),
   'tar (GNU)': makeTar({ 'a.txt': 'a' }),
   gzip: tool('gzip', ['-c'], 'hello'),
   bzip2: tool('bzip2', ['-c'], 'hello'),

@@ -7,11 +7,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
+import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
 import type { StageDeps } from '../../../src/pipeline/stage';
 import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
-import { compressWith, file, make7z, makeCab, makeIso, makeRar, makeZip, messageWith } from '../../helpers/archives';
+import { compressWith, file, make7z, makeBinHex, makeCab, makeIso, makeRar, makeZip, messageWith } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -22,7 +22,7 @@ const withoutUnpacker = testStageDeps({ server: '127.0.0.1:9' });
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(tmpdir(), 'postseal-banned-unar-'));
-  const settings = { lsar: '/usr/bin/lsar', unar: '/usr/bin/unar', formats: ['rar', '7z', 'cab', 'xz', 'bz2', 'iso'], timeoutMs: 20000, maxProcesses: 2, tmpDir: tmp };
+  const settings = { lsar: '/usr/bin/lsar', unar: '/usr/bin/unar', formats: [...EXTERNAL_FORMATS], timeoutMs: 20000, maxProcesses: 2, tmpDir: tmp };
   deps = { ...withoutUnpacker, unpacker: new ExternalUnpacker(settings, new ProcessSlots()) };
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -62,6 +62,15 @@ describe('banned stage, archives read by unar', () => {
       expect(r.codes).toEqual(['BANNED_FILE']);
       expect(r.findings[0].detail).toMatch(/part 2\/1 /);
     }
+  });
+
+  it('rejects a program in BinHex inside a text part, as mail from a classic Mac carried it', async () => {
+    const msg = messageWith([
+      { type: 'application/mac-binhex40; name="files.hqx"', disposition: 'attachment; filename="files.hqx"', data: makeBinHex('setup.scr', 'x'), encoding: '7bit' },
+    ]);
+    const r = await check(msg);
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/part 2\/1 name "setup\.scr"/);
   });
 
   it('passes a 7z of documents, having looked inside', async () => {
