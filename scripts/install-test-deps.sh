@@ -20,6 +20,8 @@ packages+=(unar 7zip gcab genisoimage)
 packages+=(tnef)
 # Perl's Convert::BinHex writes the BinHex test files (amavisd-new uses it too).
 packages+=(libconvert-binhex-perl)
+# sharutils' uuencode writes the uuencoded test files (both encodings).
+packages+=(sharutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

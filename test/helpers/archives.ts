@@ -263,3 +263,8 @@ export function makeBinHex(name: string, data: Buffer | string): Buffer {
     'use Convert::BinHex; local $/; my $d = <STDIN>; my $h = Convert::BinHex->new(); $h->filename($ARGV[0]); $h->type("APPL"); $h->creator("????"); $h->data(Data => $d); $h->resource(Data => ""); $h->encode(\\*STDOUT);';
   return execFileSync('perl', ['-e', script, name], { input: data, stdio: ['pipe', 'pipe', 'ignore'] });
 }
+
+/** `data` uuencoded by sharutils' uuencode as `name` (`base64`: uuencode -m, "begin-base64"). */
+export function uuencode(name: string, data: Buffer | string, base64 = false): string {
+  return execFileSync('uuencode', [...(base64 ? ['-m'] : []), name], { input: data, maxBuffer: 256 * 1024 * 1024 }).toString('latin1');
+}

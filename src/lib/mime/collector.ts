@@ -5,19 +5,17 @@
  * (a zip with bytes in front still opens, archive/expand.ts), when the part is a message that
  * was encoded (walked by parts.ts), or when the caller asks (`keepAll`, the second read of a
  * part whose end showed a zip end record); and the last bytes, where a zip's end record is.
- * Text is scanned for uuencoded files ("begin 644 name", what amavisd decodes): their names
- * are names of the part.
+ * Text is scanned for uuencoded files ("begin 644 name", what amavisd decodes, uuencode.ts):
+ * each is a member of the part, with its name and type, walked into when an archive.
  */
-import { declaresArchive, type ContentNode } from '../archive/expand';
+import { declaresArchive, newNode, type ContentNode } from '../archive/expand';
 import { archiveKind, detectType, HEAD_BYTES } from '../archive/magic';
 import { hasZipEnd } from '../archive/zip';
 import { decoderFor, type Decoder } from './decoders';
+import { UuScanner } from './uuencode';
 
 /** A zip's end record is in its last 64 KiB + 22 bytes. */
 const TAIL_BYTES = 0xffff + 22;
-const UU_BEGIN = /^begin(?:-base64)? +[0-7]{3,4} +(.+?)\s*$/gm;
-/** uuencode names read per part at most. */
-const MAX_UU_NAMES = 100;
 
 export type Outcome = 'done' | 'read-again' | { message: Buffer };
 
@@ -30,6 +28,8 @@ export class Collector {
   private tail: Buffer = Buffer.alloc(0);
   private line = '';
   private readonly encodedMessage: boolean;
+  /** Files uuencoded in the text (uuencode.ts), each a member of the part. */
+  readonly uu: UuScanner;
 
   constructor(
     private readonly node: ContentNode,
@@ -42,6 +42,7 @@ export class Collector {
     this.decoder = decoderFor(transferEncoding);
     this.encodedMessage = node.declaredTypes[0] === 'message/rfc822' && !['7bit', '8bit', 'binary'].includes(transferEncoding);
     this.whole = keepAll || this.encodedMessage || declaresArchive(node) ? true : null;
+    this.uu = new UuScanner(maxBytes, (f) => archiveKind(f.types) !== null || unpackerReads(f.types) || declaresArchive(newNode('', [f.name], [])));
   }
 
   push(encoded: Buffer): void {
@@ -75,23 +76,23 @@ export class Collector {
     this.keep(all);
   }
 
-  /** uuencode "begin" lines in text: their names are the part's names. */
+  /** Complete lines of text to the uuencode scanner. */
   private scanText(data: Buffer): void {
-    if (!this.node.types.includes('txt') || this.node.names.length >= MAX_UU_NAMES) return;
+    if (!this.node.types.includes('txt')) return;
     const text = this.line + data.toString('latin1');
     const cut = text.lastIndexOf('\n');
     this.line = (cut < 0 ? text : text.slice(cut + 1)).slice(-1024);
-    if (cut < 0) return;
-    for (const m of text.slice(0, cut).matchAll(UU_BEGIN)) if (!this.node.names.includes(m[1]) && this.node.names.length < MAX_UU_NAMES) this.node.names.push(m[1]);
+    if (cut >= 0) this.uu.feed(text.slice(0, cut));
   }
 
   /** Whether the part is being kept whole (the caller reserves memory for it). */
   get keepingWhole(): boolean {
-    return this.whole === true && !this.tooBig;
+    return (this.whole === true && !this.tooBig) || this.uu.keepingWhole;
   }
 
-  /** Stops keeping the part: the process-wide budget had no room (memory.ts). */
+  /** Stops keeping the part (or the uuencoded file in it): the process-wide budget had no room (memory.ts). */
   drop(): void {
+    if (this.whole !== true) return this.uu.drop();
     this.tooBig = true;
     this.kept.length = 0;
     this.node.limit = 'busy';
@@ -103,6 +104,7 @@ export class Collector {
     if (this.whole === null) this.decide();
     if (this.whole === false) {
       this.scanText(Buffer.from('\n'));
+      this.uu.end();
       // Bytes that end like a zip open in unzip whatever their start: read again, whole.
       return hasZipEnd(this.tail) ? 'read-again' : 'done';
     }

@@ -193,6 +193,7 @@ async function readLeaves(
   };
   const finishLeaf = async (leaf: Leaf, c: Collector) => {
     const outcome = c.finish();
+    await uuMembers(leaf.node, c, budget, signal);
     if (outcome === 'read-again') {
       if (!keepAll) again.push(leaf);
       return;
@@ -229,6 +230,20 @@ async function readLeaves(
     await finish(leaves[i]);
   }
   return again;
+}
+
+/** Files uuencoded in a text part (uuencode.ts): members of the part, walked into when archives. */
+async function uuMembers(node: ContentNode, c: Collector, budget: Budget, signal: AbortSignal): Promise<void> {
+  for (const [i, f] of c.uu.files.entries()) {
+    if (budget.members >= budget.limits.maxMembers) return void (node.limit = 'members');
+    budget.members++;
+    const child = newNode(`${node.path}/${i + 1}`, [f.name], []);
+    child.types = f.types;
+    node.children.push(child);
+    if (f.busy) child.limit = 'busy';
+    else if (f.tooBig) child.limit = 'size';
+    else if (f.whole) await expand(child, Buffer.concat(f.chunks), 1, budget, signal);
+  }
 }
 
 /** A message/rfc822 part that was encoded: its decoded bytes, walked as a message, within the caps. */

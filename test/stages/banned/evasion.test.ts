@@ -6,7 +6,7 @@
  */
 import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
-import { makeZip } from '../../helpers/archives';
+import { makeZip, peExecutable, uuencode } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { craftedZip } from '../../helpers/crafted-zip';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
@@ -135,6 +135,25 @@ describe('banned: uuencoded files in text', () => {
   it('checks the name on a "begin" line', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', 'see attached\r\n\r\nbegin 644 evil.js\r\n(=F%R(&$],3L*\r\n`\r\nend'));
     expect(r.verdict.action).toBe('reject');
-    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/evil\.js/);
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
+  });
+
+  it('decodes a uuencoded file: a program named photo.jpg is banned by its bytes', async () => {
+    const text = `see the photo\r\n\r\n${uuencode('photo.jpg', peExecutable()).replace(/\n/g, '\r\n')}`;
+    const r = await check(mp('Content-Type: text/plain\r\n', text));
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/^\[\.exe-ms\] part 2\/1 name "photo\.jpg"/);
+  });
+
+  it('walks into a uuencoded zip (uuencode -m) and bans the program in it', async () => {
+    const zip = makeZip({ 'readme.txt': 'hi', 'invoice.pdf.exe': 'x' });
+    const r = await check(mp('Content-Type: text/plain\r\n', `files:\r\n${uuencode('docs.zip', zip, true).replace(/\n/g, '\r\n')}`));
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/part 2\/1\/2 name "invoice\.pdf\.exe"/);
+  });
+
+  it('passes text with a uuencoded document', async () => {
+    const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
+    expect(r.codes).toEqual([]);
   });
 });

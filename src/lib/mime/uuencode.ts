@@ -1,0 +1,158 @@
+/**
+ * Files uuencoded in text ("begin 644 name" ... "end", and `uuencode -m`'s "begin-base64"
+ * ... "===="), what mail readers such as Outlook and Thunderbird show as attachments and
+ * amavisd-new decodes: each is a file of its own, with its name, the first HEAD_BYTES of its
+ * bytes for its type and, when those show an archive, all of it (within `maxBytes`) to walk
+ * into. Fed the text line by line (collector.ts); decoding stops at a file's head unless it is
+ * kept whole, so a long uuencoded file costs its lines' scan, not their decoding.
+ *
+ * Lenient as uudecode is not: a line that is not uuencode (too short for the length its
+ * first character gives) ends the file, as does text that never says "end"; what was decoded
+ * is kept. At most MAX_FILES files per part; their names are checked whatever their bytes.
+ */
+import { detectType, HEAD_BYTES, type ShortTypes } from '../archive/magic';
+
+const BEGIN = /^begin(-base64)? +[0-7]{3,4} +(.+?)\s*$/;
+/** Files read per part at most. */
+export const MAX_FILES = 100;
+
+export interface UuFile {
+  readonly name: string;
+  types: ShortTypes;
+  /** The decoded head, then (kept whole) the rest; empty once known not to be kept. */
+  readonly chunks: Buffer[];
+  bytes: number;
+  /** Being kept whole (an archive), until `maxBytes` is passed (`tooBig`). */
+  whole: boolean;
+  tooBig: boolean;
+  /** No memory to keep it whole (the process-wide budget was full). */
+  busy: boolean;
+  decided: boolean;
+}
+
+export class UuScanner {
+  readonly files: UuFile[] = [];
+  private current: UuFile | null = null;
+  private base64 = false;
+
+  /** `keepWhole`: whether a file of these types is walked into (an archive). */
+  constructor(
+    private readonly maxBytes: number,
+    private readonly keepWhole: (file: UuFile) => boolean,
+  ) {}
+
+  /**
+   * Complete lines of text (no partial last line). Outside a file only "begin" at a line's
+   * start is looked for (indexOf, not a walk of every line).
+   */
+  feed(block: string): void {
+    let at = 0;
+    while (at < block.length) {
+      if (!this.current) {
+        const b = block.indexOf('begin', at);
+        if (b < 0 || this.files.length >= MAX_FILES) return;
+        if (b > 0 && block.charCodeAt(b - 1) !== 10) {
+          at = b + 5;
+          continue;
+        }
+        at = b;
+      }
+      const eol = block.indexOf('\n', at);
+      const end = eol < 0 ? block.length : eol;
+      this.line(block.slice(at, end));
+      at = end + 1;
+    }
+  }
+
+  /** Stops keeping the current file whole: no memory for it. */
+  drop(): void {
+    const file = this.current;
+    if (!file?.whole) return;
+    file.whole = false;
+    file.busy = true;
+    file.chunks.length = 0;
+  }
+
+  /** One line of the text, without its line ending. */
+  line(text: string): void {
+    const file = this.current;
+    if (!file) {
+      const m = BEGIN.exec(text);
+      if (m && this.files.length < MAX_FILES) {
+        this.current = { name: m[2], types: [], chunks: [], bytes: 0, whole: false, tooBig: false, busy: false, decided: false };
+        this.base64 = m[1] !== undefined;
+        this.files.push(this.current);
+      }
+      return;
+    }
+    const line = text.replace(/\r$/, '');
+    if (this.base64 ? line === '====' : line === 'end') return this.close();
+    // Past the head of a file not kept whole: only its end is looked for.
+    if (file.decided && !file.whole) return;
+    const data = this.base64 ? base64Line(line) : uuLine(line);
+    if (!data) return this.close();
+    if (data.length) this.add(file, data);
+  }
+
+  /** The text ended: a file still open ends here. */
+  end(): void {
+    this.close();
+  }
+
+  /** Whether a file is being kept whole now (the caller reserves memory for it). */
+  get keepingWhole(): boolean {
+    return this.current?.whole === true;
+  }
+
+  private add(file: UuFile, data: Buffer): void {
+    file.chunks.push(data);
+    file.bytes += data.length;
+    if (!file.decided && file.bytes >= HEAD_BYTES) this.decide(file);
+    if (file.whole && file.bytes > this.maxBytes) {
+      file.whole = false;
+      file.tooBig = true;
+      file.chunks.length = 0;
+    }
+  }
+
+  private decide(file: UuFile): void {
+    file.decided = true;
+    const all = Buffer.concat(file.chunks);
+    file.types = detectType(all.subarray(0, HEAD_BYTES));
+    file.whole = this.keepWhole(file);
+    file.chunks.length = 0;
+    file.chunks.push(file.whole ? all : all.subarray(0, 0));
+  }
+
+  private close(): void {
+    const file = this.current;
+    this.current = null;
+    if (file && !file.decided) this.decide(file);
+  }
+}
+
+/** One line of traditional uuencode: its first character gives the byte count; null if it is none. */
+function uuLine(line: string): Buffer | null {
+  if (line.length === 0) return null;
+  const n = (line.charCodeAt(0) - 32) & 63;
+  if (n === 0) return Buffer.alloc(0);
+  const chars = Math.ceil(n / 3) * 4;
+  if (line.length < 1 + chars) return null;
+  const out = Buffer.alloc(Math.ceil(n / 3) * 3);
+  let o = 0;
+  for (let i = 1; i < 1 + chars; i += 4) {
+    const a = (line.charCodeAt(i) - 32) & 63;
+    const b = (line.charCodeAt(i + 1) - 32) & 63;
+    const c = (line.charCodeAt(i + 2) - 32) & 63;
+    const d = (line.charCodeAt(i + 3) - 32) & 63;
+    out[o++] = (a << 2) | (b >> 4);
+    out[o++] = ((b & 15) << 4) | (c >> 2);
+    out[o++] = ((c & 3) << 6) | d;
+  }
+  return out.subarray(0, n);
+}
+
+function base64Line(line: string): Buffer | null {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(line)) return null;
+  return Buffer.from(line, 'base64');
+}
