@@ -167,9 +167,10 @@ export function makeIso(files: Files): Buffer {
 /**
  * A RAR 4 archive of stored (uncompressed) members, written here from the format's technical
  * note: no free tool writes RAR, and unar, which reads it, is the one under test. `encrypted`
- * sets a member's password flag (its data is then not readable, as for a real one).
+ * sets a member's password flag (its data is then not readable, as for a real one); `size`
+ * is the unpacked size to declare, when it is to differ from the data's (a lie).
  */
-export function makeRar(members: Array<{ name: string; data: Buffer | string; encrypted?: boolean }>): Buffer {
+export function makeRar(members: Array<{ name: string; data: Buffer | string; encrypted?: boolean; size?: number }>): Buffer {
   const block = (type: number, flags: number, body: Buffer) => {
     const head = Buffer.alloc(5);
     head[0] = type;
@@ -185,7 +186,7 @@ export function makeRar(members: Array<{ name: string; data: Buffer | string; en
     const name = Buffer.from(m.name, 'latin1');
     const body = Buffer.alloc(25 + name.length);
     body.writeUInt32LE(data.length, 0); // PACK_SIZE
-    body.writeUInt32LE(data.length, 4); // UNP_SIZE
+    body.writeUInt32LE(m.size ?? data.length, 4); // UNP_SIZE
     body[8] = 2; // HOST_OS: Windows
     body.writeUInt32LE(crc32(data), 9); // FILE_CRC
     body.writeUInt32LE(0x5b8e0000, 13); // FTIME (DOS date and time)

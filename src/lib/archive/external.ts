@@ -97,6 +97,8 @@ interface RunResult {
 }
 
 const LIST_OUTPUT_PER_MEMBER = 4096;
+/** A RAR's name (Windows drops trailing dots and spaces). */
+const RAR_NAME = /\.rar[. ]*$/i;
 const MAX_STDERR = 4096;
 const ENV = { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' };
 
@@ -112,6 +114,15 @@ export class ExternalUnpacker {
   /** Whether these short types are a format this unpacker reads. */
   reads(types: readonly string[]): boolean {
     return types.some((t) => this.formats.has(t));
+  }
+
+  /**
+   * Whether a file is one for unar: by its type, or by a .rar name whatever its first bytes.
+   * WinRAR finds the RAR marker past any prefix (not only a program's: text will do), and so
+   * does lsar ("Embedded RAR"), where the type by magic bytes says txt or dat.
+   */
+  walksInto(node: { readonly types: readonly string[]; readonly names: readonly string[] }): boolean {
+    return this.reads(node.types) || (this.formats.has('rar') && node.names.some((n) => RAR_NAME.test(n)));
   }
 
   /** Runs `fn` with `data` in a private file (0600 in a 0700 folder), removed afterwards. */

@@ -52,7 +52,7 @@ export class Budget {
 
   /** Whether a node is an archive that is walked into (by its type or, `declared`, its name or declared type), so kept whole. */
   walksInto(node: ContentNode, declared: boolean): boolean {
-    return archiveKind(node.types) !== null || declared || (this.unpacker?.reads(node.types) ?? false);
+    return archiveKind(node.types) !== null || declared || (this.unpacker?.walksInto(node) ?? false);
   }
 
   /** Leases this message holds now. */

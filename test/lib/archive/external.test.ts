@@ -153,6 +153,26 @@ describe('archives read by unar', () => {
     expect(flat(node)).toEqual(['2/1 a.exe .']);
   });
 
+  it('walks into a RAR behind a prefix when its name says .rar, as WinRAR finds the marker past any prefix', async () => {
+    const rar = Buffer.concat([Buffer.from('Dear customer, please see the attached invoice.\n'.repeat(20)), makeRar([{ name: 'invoice.exe', data: exe }])]);
+    expect(detectType(rar)).toEqual(['dat']);
+    const { node } = await walk('invoice.rar', rar);
+    expect(node.problem).toBeUndefined();
+    expect(flat(node)).toEqual(['2/1 invoice.exe .exe,.exe-ms']);
+  });
+
+  it('cannot shift a program out of its member by a stored RAR size that lies: unar writes no more than listed, so the run comes out short', async () => {
+    // a.txt declares 200 bytes and stores 72; b.txt stores a program and 72 bytes more and
+    // declares 72. Split by the listed sizes, the program would start inside a.txt's 200.
+    const text = Buffer.from('hello world\n'.repeat(6));
+    const rar = makeRar([
+      { name: 'a.txt', data: text, size: text.length + 128 },
+      { name: 'b.txt', data: Buffer.concat([exe, Buffer.alloc(text.length)]), size: text.length },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.problem).toBe('unar wrote 144 of the 272 bytes listed (exit 0)');
+  });
+
   it('kills a tool that runs past timeoutMs and marks the archive with the time limit', async () => {
     const slow = path.join(tmp, '..', `slow-lsar-${process.pid}`);
     writeFileSync(slow, '#!/bin/sh\nexec sleep 30\n');

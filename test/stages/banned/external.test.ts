@@ -104,6 +104,15 @@ describe('banned stage, archives read by unar', () => {
     expect(r.verdict.action).toBe('tag');
   });
 
+  it('rejects a program in a RAR behind a text prefix, named .rar (WinRAR opens it), and passes such a file without an unpacker', async () => {
+    const rar = Buffer.concat([Buffer.from('Please find the scanned documents attached.\r\n'.repeat(40)), makeRar([{ name: 'scan.pdf.exe', data: exe }])]);
+    const msg = messageWith([file('scan.rar', rar, 'application/vnd.rar')]);
+    const r = await check(msg);
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/part 2\/1 name "scan\.pdf\.exe"/);
+    expect((await check(msg, {}, withoutUnpacker)).codes).toEqual([]);
+  });
+
   it('without an unpacker checks a RAR by its own name and type only, as before', async () => {
     const rar = makeRar([{ name: 'invoice.pdf.exe', data: 'x' }]);
     const msg = messageWith([file('documents.rar', rar)]);
