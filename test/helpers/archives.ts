@@ -156,10 +156,15 @@ export function makeCab(files: Files): Buffer {
   });
 }
 
-/** An ISO 9660 image with Joliet and Rock Ridge names, made by genisoimage. */
-export function makeIso(files: Files): Buffer {
+/**
+ * An ISO 9660 image with Rock Ridge and (unless `joliet` is false) Joliet names, made by
+ * genisoimage; `udf` adds a UDF file system (a bridge image), `hide` leaves those names out
+ * of the ISO 9660 tree (genisoimage's UDF tree follows Joliet's, so without Joliet UDF keeps them).
+ */
+export function makeIso(files: Files, opts: { udf?: boolean; joliet?: boolean; hide?: readonly string[] } = {}): Buffer {
   return inTempDir(files, (dir) => {
-    execFileSync('genisoimage', ['-quiet', '-J', '-R', '-o', path.join(dir, 'out.iso'), path.join(dir, 'in')]);
+    const extra = [...(opts.joliet === false ? [] : ['-J']), ...(opts.udf ? ['-udf'] : []), ...(opts.hide ?? []).flatMap((n) => ['-hide', n])];
+    execFileSync('genisoimage', ['-quiet', '-R', ...extra, '-o', path.join(dir, 'out.iso'), path.join(dir, 'in')]);
     return readFileSync(path.join(dir, 'out.iso'));
   });
 }

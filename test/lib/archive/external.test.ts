@@ -4,6 +4,7 @@
  * written by test/helpers/archives.ts): names, types, nesting both ways, encrypted members
  * and listings, the caps (total bytes, members, ratio, time), damage, and the process slots.
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -171,6 +172,31 @@ describe('archives read by unar', () => {
     ]);
     const { node } = await walk('a.rar', rar);
     expect(node.problem).toBe('unar wrote 144 of the 272 bytes listed (exit 0)');
+  });
+
+  it('calls an ISO image with a UDF file system damage (Windows reads the UDF names, unar only the ISO 9660 ones), and a UDF-only image an image', async () => {
+    const files = { 'readme.txt': 'hi\n', 'evil.exe': exe };
+    const bridge = makeIso(files, { udf: true, joliet: false, hide: ['evil.exe'] });
+    // The premise: 7-Zip (as Windows) reads evil.exe in the UDF tree; lsar lists only README.TXT.
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-udf-'));
+    try {
+      writeFileSync(path.join(dir, 'a.iso'), bridge);
+      expect(execFileSync('7zz', ['l', '-tudf', path.join(dir, 'a.iso')]).toString()).toMatch(/evil\.exe/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const { node } = await walk('disk.iso', bridge);
+    expect(node.problem).toMatch(/UDF/);
+    // The same image with its ISO 9660 descriptors taken out: UDF only, still mounted by Windows.
+    const udfOnly = Buffer.from(bridge);
+    const sector = (n: number) => udfOnly.subarray(n * 2048, (n + 1) * 2048);
+    const vrs = [18, 19, 20].map((n) => Buffer.from(sector(n)));
+    for (const [i, n] of [16, 17, 18].entries()) vrs[i].copy(sector(n));
+    for (const n of [19, 20]) sector(n).fill(0);
+    expect(detectType(udfOnly.subarray(0, HEAD_BYTES))).toContain('iso');
+    expect((await walk('disk.iso', udfOnly)).node.problem).toMatch(/UDF/);
+    // A plain ISO 9660 image (no UDF) is read as before.
+    expect((await walk('disk.iso', makeIso(files))).node.problem).toBeUndefined();
   });
 
   it('kills a tool that runs past timeoutMs and marks the archive with the time limit', async () => {

@@ -113,6 +113,14 @@ describe('banned stage, archives read by unar', () => {
     expect((await check(msg, {}, withoutUnpacker)).codes).toEqual([]);
   });
 
+  it('bans an ISO image with a UDF file system by default (its UDF files are not read), with its ISO 9660 files still checked', async () => {
+    const iso = makeIso({ 'readme.txt': 'hi\n', 'evil.exe': exe }, { udf: true, joliet: false, hide: ['evil.exe'] });
+    const r = await check(messageWith([file('disk.iso', iso)]));
+    expect(r.codes).toEqual(['BANNED_UNDECIPHERABLE', 'BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/UDF/);
+    expect(r.verdict.reply.text).toBe('Message content rejected: banned content (damaged archive)');
+  });
+
   it('without an unpacker checks a RAR by its own name and type only, as before', async () => {
     const rar = makeRar([{ name: 'invoice.pdf.exe', data: 'x' }]);
     const msg = messageWith([file('documents.rar', rar)]);
