@@ -77,7 +77,7 @@ export class ProcessSlots {
       });
     } else this.running++;
     let released = false;
-    return () => {
+    const release = () => {
       if (released) return;
       released = true;
       const next = this.waiting.shift();
@@ -85,6 +85,13 @@ export class ProcessSlots {
       if (next) next();
       else this.running--;
     };
+    // Handed the slot, the waiter may have been aborted before it ran on (its listener is gone
+    // by then): a run started now would hold the slot to its time limit for nobody.
+    if (signal.aborted) {
+      release();
+      throw signal.reason;
+    }
+    return release;
   }
 }
 

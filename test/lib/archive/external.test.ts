@@ -284,4 +284,16 @@ describe('process slots', () => {
     a();
     b();
   });
+
+  it('does not hand a slot to a waiter whose signal aborted before it resumed: it rejects and the slot is free', async () => {
+    const slots = new ProcessSlots();
+    const first = await slots.acquire(1, new AbortController().signal);
+    const ac = new AbortController();
+    const second = slots.acquire(1, ac.signal);
+    // The slot passes to the waiter in release(); the stage times out before the waiter runs on.
+    first();
+    ac.abort(new Error('timed out'));
+    await expect(second).rejects.toThrow('timed out');
+    expect(slots.inUse).toBe(0);
+  });
 });
