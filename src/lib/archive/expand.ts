@@ -43,6 +43,12 @@ export async function expand(node: ContentNode, data: Buffer, depth: number, bud
   if (budget.members >= limits.maxMembers) return void (node.limit = 'members');
   if (budget.inflatedBytes >= limits.maxTotalBytes) return void (node.limit = 'total');
   signal.throwIfAborted();
+  if (external) {
+    // Tool runs cost ~60 ms each whatever the archive's size: a message of hundreds of tiny 7z
+    // would hold the process-wide slots for minutes.
+    if (budget.unarArchives >= (limits.maxUnarArchives ?? Number.POSITIVE_INFINITY)) return void (node.limit = 'archives');
+    budget.unarArchives++;
+  }
   budget.archivesOpened++;
   if (external) {
     const walk = (child: ContentNode, bytes: Buffer, at: number) => expand(child, bytes, at, budget, signal);

@@ -9,13 +9,13 @@ import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mainConfigSchema } from '../../../src/config/main-schema';
-import { Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
+import { type ArchiveLimits, Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
 import { compressWith, make7z, makeCab, makeIso, makeRar, makeTar, makeZip } from '../../helpers/archives';
 
 const MiB = 1024 * 1024;
-const LIMITS = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
+const LIMITS: ArchiveLimits = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
 const exe = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(126)]);
 
 let tmp: string;
@@ -197,6 +197,16 @@ describe('archives read by unar', () => {
     expect((await walk('disk.iso', udfOnly)).node.problem).toMatch(/UDF/);
     // A plain ISO 9660 image (no UDF) is read as before.
     expect((await walk('disk.iso', makeIso(files))).node.problem).toBeUndefined();
+  });
+
+  it('reads at most maxUnarArchives archives through unar per message: the next is an archives limit, with no tool run', async () => {
+    const seven = make7z({ 'a.txt': 'x' });
+    const zip = makeZip(Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`a${i}.7z`, seven])));
+    const { node, budget } = await walk('a.zip', zip, { maxUnarArchives: 3 });
+    expect(flat(node).filter((l) => l.includes('limit:archives'))).toEqual(['2/4 a3.7z .7z limit:archives', '2/5 a4.7z .7z limit:archives']);
+    expect(budget.unarArchives).toBe(3);
+    // zip, tar and gzip are not counted: no tool runs for them.
+    expect((await walk('a.zip', makeZip({ 'in.zip': makeZip({ 'b.txt': 'x' }) }), { maxUnarArchives: 1 })).budget.unarArchives).toBe(0);
   });
 
   it('kills a tool that runs past timeoutMs and marks the archive with the time limit', async () => {

@@ -121,6 +121,15 @@ describe('banned stage, archives read by unar', () => {
     expect(r.verdict.reply.text).toBe('Message content rejected: banned content (damaged archive)');
   });
 
+  it('delivers the archives past maxUnarArchives unchecked, with the alert field, by default', async () => {
+    const seven = make7z({ 'a.txt': 'x' });
+    const msg = messageWith([file('a.7z', seven), file('b.7z', seven), file('c.7z', make7z({ 'c.exe': exe }))]);
+    const r = await check(msg, { limits: { maxUnarArchives: 2 } });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.findings[0].detail).toMatch(/name "c\.7z".*archives limit/);
+    expect(r.verdict.action).toBe('tag');
+  });
+
   it('without an unpacker checks a RAR by its own name and type only, as before', async () => {
     const rar = makeRar([{ name: 'invoice.pdf.exe', data: 'x' }]);
     const msg = messageWith([file('documents.rar', rar)]);
