@@ -24,7 +24,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: number; slots?: ProcessSlots } = {}) {
+function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: number; slots?: ProcessSlots; memoryBytes?: number } = {}) {
   const settings = {
     lsar: opts.lsar ?? '/usr/bin/lsar',
     unar: '/usr/bin/unar',
@@ -32,6 +32,7 @@ function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: numb
     timeoutMs: opts.timeoutMs ?? 20000,
     maxProcesses: opts.maxProcesses ?? 2,
     tmpDir: tmp,
+    ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
   };
   return new ExternalUnpacker(settings, opts.slots ?? new ProcessSlots());
 }
@@ -209,6 +210,17 @@ describe('archives read by unar', () => {
     expect((await walk('a.zip', makeZip({ 'in.zip': makeZip({ 'b.txt': 'x' }) }), { maxUnarArchives: 1 })).budget.unarArchives).toBe(0);
   });
 
+  it('holds each tool run to its memory limit: lsar listing a small 7z of 10,000 empty files stops there, an ordinary archive is read', async () => {
+    const many = make7z(Object.fromEntries(Array.from({ length: 10000 }, (_, i) => [`f${i}`, ''])));
+    expect(many.length).toBeLessThan(64 * 1024);
+    const u = unpacker({ memoryBytes: 16 * MiB });
+    const started = Date.now();
+    const { node } = await walk('a.7z', many, {}, u);
+    expect(node.problem).toMatch(/Virtual memory exhausted/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(flat((await walk('b.7z', make7z({ 'x.exe': exe, 'y.txt': 'hello\n' }), {}, u)).node)).toEqual(['2/1 x.exe .exe,.exe-ms', '2/2 y.txt .txt']);
+  });
+
   it('kills a tool that runs past timeoutMs and marks the archive with the time limit', async () => {
     const slow = path.join(tmp, '..', `slow-lsar-${process.pid}`);
     writeFileSync(slow, '#!/bin/sh\nexec sleep 30\n');
@@ -236,7 +248,7 @@ describe('archives read by unar', () => {
 
   it('says what went wrong when lsar is not where it was configured', async () => {
     const { node } = await walk('a.7z', make7z({ 'a.txt': 'x' }), {}, unpacker({ lsar: '/nonexistent/lsar' }));
-    expect(node.problem).toMatch(/lsar could not run \(spawn \/nonexistent\/lsar ENOENT\)/);
+    expect(node.problem).toBe('lsar could not run (/nonexistent/lsar: not found)');
   });
 
   it('walks into none of these formats without an unpacker (decoders off or not installed)', async () => {
