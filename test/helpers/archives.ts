@@ -206,3 +206,41 @@ export function makeRar(members: Array<{ name: string; data: Buffer | string; en
   parts.push(block(0x7b, 0x4000, Buffer.alloc(0)));
   return Buffer.concat(parts);
 }
+
+/**
+ * A RAR 5 archive of stored members, written here from the RAR 5.0 technical note (as makeRar:
+ * no free tool writes RAR). Names are UTF-8. `sizeUnknown` sets the file header's "unpacked
+ * size unknown" flag (what `rar a -si` writes), the data area still holding the member.
+ */
+export function makeRar5(members: Array<{ name: string; data: Buffer | string; sizeUnknown?: boolean }>): Buffer {
+  const vint = (n: number) => {
+    const out: number[] = [];
+    do {
+      out.push((n & 0x7f) | (n >= 0x80 ? 0x80 : 0));
+      n = Math.floor(n / 0x80);
+    } while (n > 0);
+    return Buffer.from(out);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n >>> 0);
+    return b;
+  };
+  // CRC32 of the header from its size field; the size counts from the type field on.
+  const header = (type: number, body: Buffer, dataSize?: number) => {
+    const rest = Buffer.concat([vint(type), vint(dataSize === undefined ? 0 : 0x0002), dataSize === undefined ? Buffer.alloc(0) : vint(dataSize), body]);
+    const sized = Buffer.concat([vint(rest.length), rest]);
+    return Buffer.concat([u32(crc32(sized)), sized]);
+  };
+  const parts = [Buffer.from('Rar!\x1a\x07\x01\x00', 'latin1'), header(1, vint(0))];
+  for (const m of members) {
+    const data = Buffer.from(m.data);
+    const name = Buffer.from(m.name, 'utf8');
+    // File flags: 0x0004 data CRC32 present, 0x0008 unpacked size unknown. Compression info 0: stored. Host OS 0: Windows.
+    const flags = 0x0004 | (m.sizeUnknown ? 0x0008 : 0);
+    const body = Buffer.concat([vint(flags), vint(m.sizeUnknown ? 0 : data.length), vint(0x20), u32(crc32(data)), vint(0), vint(0), vint(name.length), name]);
+    parts.push(header(2, body, data.length), data);
+  }
+  parts.push(header(5, vint(0)));
+  return Buffer.concat(parts);
+}

@@ -13,7 +13,8 @@
  * to maxMemberBytes (`size`) and to the ratio cap against the outer archive's size (`ratio`); a
  * run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
  * than listed, unar failing) is `problem`; an archive whose names are encrypted (7z -mhe) is
- * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream.
+ * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream;
+ * in another format such a member (RAR 5's "size unknown") is `problem`, unar writing none of it.
  *
  * An ISO image that also holds a UDF file system (a "bridge" image, what Windows tools make)
  * is `problem` too, its ISO 9660 members still listed: Windows and 7-Zip read the UDF tree,
@@ -75,6 +76,9 @@ export async function expandExternal(
         const child = newNode(`${node.path}/${i + 1}`, names, []);
         node.children.push(child);
         if (m.encrypted) child.encrypted = true;
+        // Only a single-file compressor lists no size. A RAR 5 member may say "size unknown"
+        // (rar a -si): unar -o - writes nothing for it, exit 0 (measured), WinRAR its data.
+        else if (!m.noData && m.size < 0 && !format) child.problem = 'no unpacked size listed: unar does not extract it';
         else if (!m.noData) readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0 });
       }
       if (readable.length === 0) return;

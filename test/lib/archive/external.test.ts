@@ -12,7 +12,7 @@ import { mainConfigSchema } from '../../../src/config/main-schema';
 import { type ArchiveLimits, Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
-import { compressWith, make7z, makeCab, makeIso, makeRar, makeTar, makeZip } from '../../helpers/archives';
+import { compressWith, make7z, makeCab, makeIso, makeRar, makeRar5, makeTar, makeZip } from '../../helpers/archives';
 
 const MiB = 1024 * 1024;
 const LIMITS: ArchiveLimits = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
@@ -79,6 +79,26 @@ describe('archives read by unar', () => {
     const { node } = await walk('a.rar', rar);
     expect(node.problem).toBeUndefined();
     expect(flat(node)).toEqual(['2/1 report.doc .exe,.exe-ms', '2/2 payload.exe . encrypted', '2/3 inner.tar .tar', '2/3/1 run.scr .exe,.exe-ms']);
+  });
+
+  it('reads a RAR 5: UTF-8 names, types, an empty member', async () => {
+    const rar = makeRar5([
+      { name: 'rapport é.txt', data: 'bonjour\n' },
+      { name: 'photo.jpg', data: exe },
+      { name: 'vide.txt', data: '' },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.problem).toBeUndefined();
+    expect(flat(node)).toEqual(['2/1 rapport é.txt .txt', '2/2 photo.jpg .exe,.exe-ms', '2/3 vide.txt .empty']);
+  });
+
+  it('calls a RAR 5 member of unknown size damage: unar writes nothing for it where WinRAR writes its data (a zip in it went unread)', async () => {
+    const rar = makeRar5([
+      { name: 'photo.jpg', data: exe, sizeUnknown: true },
+      { name: 'inner.zip', data: makeZip({ 'evil.exe': exe }), sizeUnknown: true },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.children.map((c) => c.problem)).toEqual([expect.stringMatching(/no unpacked size/), expect.stringMatching(/no unpacked size/)]);
   });
 
   it('reads a cab, an ISO image and the single file of an xz or bzip2, named after the outer name', async () => {
