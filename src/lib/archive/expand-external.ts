@@ -59,6 +59,9 @@ export async function expandExternal(
   keepWhole: KeepWhole,
 ): Promise<void> {
   const toWalk: Pending[] = [];
+  // 7-Zip's archive of nothing is its 32-byte signature header alone (next header size 0),
+  // which it opens and lsar calls damaged (error 2): nothing to list, nothing to ban.
+  if (node.types.includes('7z') && data.length === 32 && data.readBigUInt64LE(20) === 0n) return;
   if (node.types.includes('iso') && hasUdf(data)) node.problem = 'holds a UDF file system, whose files Windows shows and unar does not read';
   try {
     await unpacker.withFile(data, signal, async (file) => {

@@ -5,9 +5,10 @@
  * and listings, the caps (total bytes, members, ratio, time), damage, and the process slots.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { mainConfigSchema } from '../../../src/config/main-schema';
 import { type ArchiveLimits, Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
@@ -162,6 +163,27 @@ describe('archives read by unar', () => {
     expect(node.limit).toBe('members');
     expect(node.children).toHaveLength(10);
     expect(budget.members).toBe(10);
+  });
+
+  it('passes an empty 7z (7-Zip opens it, lsar calls it error 2), a 7z of folders only and one of an empty file', async () => {
+    // 7-Zip's archive of nothing: the signature header alone, its next header of size 0.
+    const start = Buffer.alloc(20);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32LE(crc32(start));
+    const empty = Buffer.concat([Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0, 4]), crc, start]);
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-7z-'));
+    try {
+      writeFileSync(path.join(dir, 'e.7z'), empty);
+      execFileSync('7zz', ['t', path.join(dir, 'e.7z')], { stdio: 'ignore' });
+      mkdirSync(path.join(dir, 'in', 'sub'), { recursive: true });
+      execFileSync('7zz', ['a', '-bso0', path.join(dir, 'd.7z'), 'sub'], { cwd: path.join(dir, 'in') });
+      const { node } = await walk('e.7z', empty);
+      expect([node.problem, node.children]).toEqual([undefined, []]);
+      expect(flat((await walk('d.7z', readFileSync(path.join(dir, 'd.7z')))).node)).toEqual(['2/1 sub .']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(flat((await walk('z.7z', make7z({ 'zero.txt': '' }))).node)).toEqual(['2/1 zero.txt .empty']);
   });
 
   it('calls damage damage: a truncated 7z, garbage after a RAR marker, a RAR member shorter than listed', async () => {
