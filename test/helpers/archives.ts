@@ -156,10 +156,15 @@ export function makeCab(files: Files): Buffer {
   });
 }
 
-/** An ISO 9660 image with Joliet and Rock Ridge names, made by genisoimage. */
-export function makeIso(files: Files): Buffer {
+/**
+ * An ISO 9660 image with Rock Ridge and (unless `joliet` is false) Joliet names, made by
+ * genisoimage; `udf` adds a UDF file system (a bridge image), `hide` leaves those names out
+ * of the ISO 9660 tree (genisoimage's UDF tree follows Joliet's, so without Joliet UDF keeps them).
+ */
+export function makeIso(files: Files, opts: { udf?: boolean; joliet?: boolean; hide?: readonly string[] } = {}): Buffer {
   return inTempDir(files, (dir) => {
-    execFileSync('genisoimage', ['-quiet', '-J', '-R', '-o', path.join(dir, 'out.iso'), path.join(dir, 'in')]);
+    const extra = [...(opts.joliet === false ? [] : ['-J']), ...(opts.udf ? ['-udf'] : []), ...(opts.hide ?? []).flatMap((n) => ['-hide', n])];
+    execFileSync('genisoimage', ['-quiet', '-R', ...extra, '-o', path.join(dir, 'out.iso'), path.join(dir, 'in')]);
     return readFileSync(path.join(dir, 'out.iso'));
   });
 }
@@ -167,9 +172,10 @@ export function makeIso(files: Files): Buffer {
 /**
  * A RAR 4 archive of stored (uncompressed) members, written here from the format's technical
  * note: no free tool writes RAR, and unar, which reads it, is the one under test. `encrypted`
- * sets a member's password flag (its data is then not readable, as for a real one).
+ * sets a member's password flag (its data is then not readable, as for a real one); `size`
+ * is the unpacked size to declare, when it is to differ from the data's (a lie).
  */
-export function makeRar(members: Array<{ name: string; data: Buffer | string; encrypted?: boolean }>): Buffer {
+export function makeRar(members: Array<{ name: string; data: Buffer | string; encrypted?: boolean; size?: number }>): Buffer {
   const block = (type: number, flags: number, body: Buffer) => {
     const head = Buffer.alloc(5);
     head[0] = type;
@@ -185,7 +191,7 @@ export function makeRar(members: Array<{ name: string; data: Buffer | string; en
     const name = Buffer.from(m.name, 'latin1');
     const body = Buffer.alloc(25 + name.length);
     body.writeUInt32LE(data.length, 0); // PACK_SIZE
-    body.writeUInt32LE(data.length, 4); // UNP_SIZE
+    body.writeUInt32LE(m.size ?? data.length, 4); // UNP_SIZE
     body[8] = 2; // HOST_OS: Windows
     body.writeUInt32LE(crc32(data), 9); // FILE_CRC
     body.writeUInt32LE(0x5b8e0000, 13); // FTIME (DOS date and time)
@@ -267,4 +273,42 @@ export function makeBinHex(name: string, data: Buffer | string): Buffer {
 /** `data` uuencoded by sharutils' uuencode as `name` (`base64`: uuencode -m, "begin-base64"). */
 export function uuencode(name: string, data: Buffer | string, base64 = false): string {
   return execFileSync('uuencode', [...(base64 ? ['-m'] : []), name], { input: data, maxBuffer: 256 * 1024 * 1024 }).toString('latin1');
+}
+
+/**
+ * A RAR 5 archive of stored members, written here from the RAR 5.0 technical note (as makeRar:
+ * no free tool writes RAR). Names are UTF-8. `sizeUnknown` sets the file header's "unpacked
+ * size unknown" flag (what `rar a -si` writes), the data area still holding the member.
+ */
+export function makeRar5(members: Array<{ name: string; data: Buffer | string; sizeUnknown?: boolean }>): Buffer {
+  const vint = (n: number) => {
+    const out: number[] = [];
+    do {
+      out.push((n & 0x7f) | (n >= 0x80 ? 0x80 : 0));
+      n = Math.floor(n / 0x80);
+    } while (n > 0);
+    return Buffer.from(out);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n >>> 0);
+    return b;
+  };
+  // CRC32 of the header from its size field; the size counts from the type field on.
+  const header = (type: number, body: Buffer, dataSize?: number) => {
+    const rest = Buffer.concat([vint(type), vint(dataSize === undefined ? 0 : 0x0002), dataSize === undefined ? Buffer.alloc(0) : vint(dataSize), body]);
+    const sized = Buffer.concat([vint(rest.length), rest]);
+    return Buffer.concat([u32(crc32(sized)), sized]);
+  };
+  const parts = [Buffer.from('Rar!\x1a\x07\x01\x00', 'latin1'), header(1, vint(0))];
+  for (const m of members) {
+    const data = Buffer.from(m.data);
+    const name = Buffer.from(m.name, 'utf8');
+    // File flags: 0x0004 data CRC32 present, 0x0008 unpacked size unknown. Compression info 0: stored. Host OS 0: Windows.
+    const flags = 0x0004 | (m.sizeUnknown ? 0x0008 : 0);
+    const body = Buffer.concat([vint(flags), vint(m.sizeUnknown ? 0 : data.length), vint(0x20), u32(crc32(data)), vint(0), vint(0), vint(name.length), name]);
+    parts.push(header(2, body, data.length), data);
+  }
+  parts.push(header(5, vint(0)));
+  return Buffer.concat(parts);
 }

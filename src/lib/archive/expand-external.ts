@@ -13,7 +13,13 @@
  * to maxMemberBytes (`size`) and to the ratio cap against the outer archive's size (`ratio`); a
  * run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
  * than listed, unar failing) is `problem`; an archive whose names are encrypted (7z -mhe) is
- * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream.
+ * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream;
+ * in another format such a member (RAR 5's "size unknown") is `problem`, unar writing none of it.
+ *
+ * An ISO image that also holds a UDF file system (a "bridge" image, what Windows tools make)
+ * is `problem` too, its ISO 9660 members still listed: Windows and 7-Zip read the UDF tree,
+ * unar only the ISO 9660 one (measured: genisoimage -udf -hide evil.exe lists README.TXT
+ * alone in lsar, evil.exe too in 7zz -tudf), and the two may name different files.
  */
 import type { ExternalUnpacker, ListedMember } from './external';
 import { detectType, HEAD_BYTES } from './magic';
@@ -53,11 +59,15 @@ export async function expandExternal(
   keepWhole: KeepWhole,
 ): Promise<void> {
   const toWalk: Pending[] = [];
+  // 7-Zip's archive of nothing is its 32-byte signature header alone (next header size 0),
+  // which it opens and lsar calls damaged (error 2): nothing to list, nothing to ban.
+  if (node.types.includes('7z') && data.length === 32 && data.readBigUInt64LE(20) === 0n) return;
+  if (node.types.includes('iso') && hasUdf(data)) node.problem = 'holds a UDF file system, whose files Windows shows and unar does not read';
   try {
     await unpacker.withFile(data, signal, async (file) => {
       const { limits } = budget;
       const listing = await unpacker.list(file, Math.max(0, limits.maxMembers - budget.members), signal);
-      if ('problem' in listing) return void (node.problem = listing.problem);
+      if ('problem' in listing) return void (node.problem ??= listing.problem);
       if ('limit' in listing) return void (node.limit = listing.limit);
       if ('encrypted' in listing) return void (node.encrypted = true);
       if (listing.truncated) node.limit = 'members';
@@ -69,6 +79,9 @@ export async function expandExternal(
         const child = newNode(`${node.path}/${i + 1}`, names, []);
         node.children.push(child);
         if (m.encrypted) child.encrypted = true;
+        // Only a single-file compressor lists no size. A RAR 5 member may say "size unknown"
+        // (rar a -si): unar -o - writes nothing for it, exit 0 (measured), WinRAR its data.
+        else if (!m.noData && m.size < 0 && !format) child.problem = 'no unpacked size listed: unar does not extract it';
         else if (!m.noData) readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0 });
       }
       if (readable.length === 0) return;
@@ -201,4 +214,17 @@ function streamNames(listed: string, outer: readonly string[], extension: RegExp
   }
   if (listed && listed !== 'archive' && !names.includes(listed)) names.push(listed);
   return names;
+}
+
+/**
+ * Whether an ISO image carries a UDF volume recognition sequence (ECMA-167 2/8.3: BEA01, then
+ * NSR02 or NSR03) among the 2 KiB descriptors from sector 16, where its ISO 9660 ones also are.
+ */
+function hasUdf(data: Buffer): boolean {
+  for (let sector = 16; sector < 16 + 64 && (sector + 1) * 2048 <= data.length; sector++) {
+    const id = data.toString('latin1', sector * 2048 + 1, sector * 2048 + 6);
+    if (id === 'NSR02' || id === 'NSR03') return true;
+    if (id === 'TEA01' || !/^[A-Z0-9]{5}$/.test(id)) return false;
+  }
+  return false;
 }

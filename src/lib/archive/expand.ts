@@ -29,20 +29,27 @@ export { Budget, newNode, type ArchiveLimits, type ContentNode } from './node';
 export async function expand(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
   if (node.limit || node.problem) return;
   let kind = archiveKind(node.types);
-  if (!kind && declaresArchive(node)) {
+  // A RAR, 7z, ... by its type, or a .rar behind a prefix (external.ts walksInto).
+  const external = !kind && budget.unpacker?.walksInto(node) ? budget.unpacker : null;
+  if (!kind && !external && declaresArchive(node)) {
     // unzip finds a zip by its end record, whatever is in front (a GIF, a program): so does
     // this. Anything else that says it is an archive and is none that can be read is damage.
     if (!hasZipEnd(data)) return void (node.problem = 'declared an archive, but is none that can be read');
     kind = 'zip';
     node.types = [...node.types, 'zip'];
   }
-  const external = !kind && budget.unpacker?.reads(node.types) ? budget.unpacker : null;
   if (!kind && !external) return;
   const { limits } = budget;
   if (depth > limits.maxDepth) return void (node.limit = 'depth');
   if (budget.members >= limits.maxMembers) return void (node.limit = 'members');
   if (budget.inflatedBytes >= limits.maxTotalBytes) return void (node.limit = 'total');
   signal.throwIfAborted();
+  if (external) {
+    // Tool runs cost ~60 ms each whatever the archive's size: a message of hundreds of tiny 7z
+    // would hold the process-wide slots for minutes.
+    if (budget.unarArchives >= (limits.maxUnarArchives ?? Number.POSITIVE_INFINITY)) return void (node.limit = 'archives');
+    budget.unarArchives++;
+  }
   budget.archivesOpened++;
   if (external) {
     const walk = (child: ContentNode, bytes: Buffer, at: number) => expand(child, bytes, at, budget, signal);

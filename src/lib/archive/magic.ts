@@ -51,6 +51,9 @@ export function detectType(head: Buffer): ShortTypes {
   if (isLnk(head)) return ['lnk'];
   if (isTar(head)) return ['tar'];
   if (ascii(head, 'CD001', 0x8001)) return ['iso'];
+  // A UDF-only image (ECMA-167 volume recognition at 32 KiB, no ISO 9660 descriptor), which
+  // Windows mounts as it does an .iso: an image, though unar reads none (external.ts).
+  if (['BEA01', 'NSR02', 'NSR03'].some((id) => ascii(head, id, 0x8001))) return ['iso', 'udf'];
   if (head.subarray(0, 1024).includes('%PDF-')) return ['pdf'];
   if (ascii(head, '{\\rt')) return ['rtf'];
   if (ascii(head, '#!')) return ['txt', 'script'];

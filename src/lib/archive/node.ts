@@ -16,7 +16,7 @@ export interface ContentNode {
   /** Detected short types (magic.ts); empty when the bytes could not be read. */
   types: ShortTypes;
   encrypted: boolean;
-  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts), time (an unar run, external.ts). */
+  /** Which cap stopped the walk here: depth, members, size, total, ratio, mime-depth, busy (memory.ts), time (an unar run, external.ts), archives (maxUnarArchives). */
   limit?: string;
   /** Why the bytes could not be read. */
   problem?: string;
@@ -33,6 +33,8 @@ export interface ArchiveLimits {
   readonly maxRatio: number;
   /** Output below this size is never a bomb, whatever its ratio. */
   readonly ratioFloorBytes: number;
+  /** Archives read through unar (two tool runs each) per message; absent, no cap. */
+  readonly maxUnarArchives?: number;
 }
 
 /** What one message has spent of its limits; the counters are also the work done, for tests. */
@@ -40,6 +42,8 @@ export class Budget {
   members = 0;
   inflatedBytes = 0;
   archivesOpened = 0;
+  /** Of those, read through unar (external.ts): each costs two tool runs. */
+  unarArchives = 0;
   /**
    * `memory`: the process-wide budget whole buffers are reserved in (memory.ts); none, no cap.
    * `unpacker`: lsar and unar for RAR, 7z, ... (external.ts); none, those are not walked into.
@@ -52,7 +56,7 @@ export class Budget {
 
   /** Whether a node is an archive that is walked into (by its type or, `declared`, its name or declared type), so kept whole. */
   walksInto(node: ContentNode, declared: boolean): boolean {
-    return archiveKind(node.types) !== null || declared || (this.unpacker?.reads(node.types) ?? false);
+    return archiveKind(node.types) !== null || declared || (this.unpacker?.walksInto(node) ?? false);
   }
 
   /** Leases this message holds now. */

@@ -36,13 +36,16 @@ export class Collector {
     transferEncoding: string,
     private readonly maxBytes: number,
     keepAll = false,
-    /** Whether an external unpacker reads these types (archive/external.ts): they are kept whole too. */
-    private readonly unpackerReads: (types: readonly string[]) => boolean = () => false,
+    /** Whether an external unpacker walks into the part (archive/external.ts walksInto, by its types or a .rar name): it is kept whole too. */
+    private readonly unpackerWalks: (node: ContentNode) => boolean = () => false,
   ) {
     this.decoder = decoderFor(transferEncoding);
     this.encodedMessage = node.declaredTypes[0] === 'message/rfc822' && !['7bit', '8bit', 'binary'].includes(transferEncoding);
     this.whole = keepAll || this.encodedMessage || declaresArchive(node) ? true : null;
-    this.uu = new UuScanner(maxBytes, (f) => archiveKind(f.types) !== null || unpackerReads(f.types) || declaresArchive(newNode('', [f.name], [])));
+    this.uu = new UuScanner(maxBytes, (f) => {
+      const file = { ...newNode('', [f.name], []), types: f.types };
+      return archiveKind(f.types) !== null || declaresArchive(file) || unpackerWalks(file);
+    });
   }
 
   push(encoded: Buffer): void {
@@ -69,7 +72,7 @@ export class Collector {
   private decide(): void {
     const all = Buffer.concat(this.kept);
     this.node.types = detectType(all.subarray(0, HEAD_BYTES));
-    this.whole = archiveKind(this.node.types) !== null || this.unpackerReads(this.node.types);
+    this.whole = archiveKind(this.node.types) !== null || this.unpackerWalks(this.node);
     if (this.whole) return;
     this.kept.length = 0;
     this.bytes = 0;

@@ -173,8 +173,8 @@ async function readLeaves(
   let offset = 0;
   let current: Collector | null = null;
   let lease: Lease | null = null;
-  const reads = (types: readonly string[]) => budget.unpacker?.reads(types) ?? false;
-  const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll, reads);
+  const walks = (node: ContentNode) => budget.unpacker?.walksInto(node) ?? false;
+  const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll, walks);
   // A part kept whole reserves its encoded size (never less than what it decodes to).
   const reserve = async (leaf: Leaf) => {
     if (lease || !current?.keepingWhole) return;

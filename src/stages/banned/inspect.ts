@@ -20,12 +20,12 @@ export const MAX_PER_CODE = 20;
 export type InspectCode = 'BANNED_FILE' | 'BANNED_UNCHECKED' | 'BANNED_BUSY' | 'BANNED_DISGUISED_NAME' | 'BANNED_ENCRYPTED' | 'BANNED_LIMIT_EXCEEDED' | 'BANNED_UNDECIPHERABLE';
 
 /**
- * Caps that say "too big to look into" (size, total bytes, member count): ordinary mail hits
+ * Caps that say "too big to look into" (size, total bytes, member count, archives read by unar): ordinary mail hits
  * them (a 40 MiB source tarball), so they are `onTooLarge`'s. The others (a bomb's ratio,
  * nesting depth, an unar run over decoders.timeoutMs) are how evasion looks, and `onLimit`'s,
  * as damage is.
  */
-const TOO_LARGE = new Set(['size', 'total', 'members']);
+const TOO_LARGE = new Set(['size', 'total', 'members', 'archives']);
 
 export interface InspectFinding {
   readonly code: InspectCode;

@@ -84,6 +84,14 @@ const limits = {
         'Decompressed to compressed size of an archive member unpacked whole (an inner archive), declared or real: above it is a zip bomb (deflate reaches 1032; text and logs 5 to 500). Other members are read for their first 32 KiB only, and not held to it.',
     },
     ratioFloorBytes: { type: 'integer', minimum: 0, default: MiB, description: 'A member that decompresses to fewer bytes is never a bomb, whatever its ratio.' },
+    maxUnarArchives: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 100000,
+      default: 64,
+      description:
+        'Archives per message read through unar (RAR, 7z, cab, xz, bzip2, ISO; main config decoders), at all depths: each costs two tool runs (about 60 ms, in decoders.maxProcesses slots shared by all messages); the next is an `archives` limit (onTooLarge). Measured without it: a 100 KB zip of 400 tiny 7z kept both slots busy for 47 s.',
+    },
   },
 } as const;
 

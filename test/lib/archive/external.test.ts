@@ -4,17 +4,19 @@
  * written by test/helpers/archives.ts): names, types, nesting both ways, encrypted members
  * and listings, the caps (total bytes, members, ratio, time), damage, and the process slots.
  */
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { mainConfigSchema } from '../../../src/config/main-schema';
-import { Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
+import { type ArchiveLimits, Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/lib/archive/external';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
-import { compressWith, make7z, makeBinHex, makeCab, makeIso, makeRar, makeTar, makeZip } from '../../helpers/archives';
+import { compressWith, make7z, makeBinHex, makeCab, makeIso, makeRar, makeRar5, makeTar, makeZip } from '../../helpers/archives';
 
 const MiB = 1024 * 1024;
-const LIMITS = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
+const LIMITS: ArchiveLimits = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: 32 * MiB, maxTotalBytes: 128 * MiB, maxRatio: 200, ratioFloorBytes: MiB };
 const exe = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(126)]);
 
 let tmp: string;
@@ -23,7 +25,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: number; slots?: ProcessSlots } = {}) {
+function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: number; slots?: ProcessSlots; memoryBytes?: number } = {}) {
   const settings = {
     lsar: opts.lsar ?? '/usr/bin/lsar',
     unar: '/usr/bin/unar',
@@ -31,6 +33,7 @@ function unpacker(opts: { lsar?: string; timeoutMs?: number; maxProcesses?: numb
     timeoutMs: opts.timeoutMs ?? 20000,
     maxProcesses: opts.maxProcesses ?? 2,
     tmpDir: tmp,
+    ...(opts.memoryBytes ? { memoryBytes: opts.memoryBytes } : {}),
   };
   return new ExternalUnpacker(settings, opts.slots ?? new ProcessSlots());
 }
@@ -77,6 +80,26 @@ describe('archives read by unar', () => {
     const { node } = await walk('a.rar', rar);
     expect(node.problem).toBeUndefined();
     expect(flat(node)).toEqual(['2/1 report.doc .exe,.exe-ms', '2/2 payload.exe . encrypted', '2/3 inner.tar .tar', '2/3/1 run.scr .exe,.exe-ms']);
+  });
+
+  it('reads a RAR 5: UTF-8 names, types, an empty member', async () => {
+    const rar = makeRar5([
+      { name: 'rapport é.txt', data: 'bonjour\n' },
+      { name: 'photo.jpg', data: exe },
+      { name: 'vide.txt', data: '' },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.problem).toBeUndefined();
+    expect(flat(node)).toEqual(['2/1 rapport é.txt .txt', '2/2 photo.jpg .exe,.exe-ms', '2/3 vide.txt .empty']);
+  });
+
+  it('calls a RAR 5 member of unknown size damage: unar writes nothing for it where WinRAR writes its data (a zip in it went unread)', async () => {
+    const rar = makeRar5([
+      { name: 'photo.jpg', data: exe, sizeUnknown: true },
+      { name: 'inner.zip', data: makeZip({ 'evil.exe': exe }), sizeUnknown: true },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.children.map((c) => c.problem)).toEqual([expect.stringMatching(/no unpacked size/), expect.stringMatching(/no unpacked size/)]);
   });
 
   it('reads a cab, an ISO image and the single file of an xz or bzip2, named after the outer name', async () => {
@@ -146,6 +169,27 @@ describe('archives read by unar', () => {
     expect(budget.members).toBe(10);
   });
 
+  it('passes an empty 7z (7-Zip opens it, lsar calls it error 2), a 7z of folders only and one of an empty file', async () => {
+    // 7-Zip's archive of nothing: the signature header alone, its next header of size 0.
+    const start = Buffer.alloc(20);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32LE(crc32(start));
+    const empty = Buffer.concat([Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0, 4]), crc, start]);
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-7z-'));
+    try {
+      writeFileSync(path.join(dir, 'e.7z'), empty);
+      execFileSync('7zz', ['t', path.join(dir, 'e.7z')], { stdio: 'ignore' });
+      mkdirSync(path.join(dir, 'in', 'sub'), { recursive: true });
+      execFileSync('7zz', ['a', '-bso0', path.join(dir, 'd.7z'), 'sub'], { cwd: path.join(dir, 'in') });
+      const { node } = await walk('e.7z', empty);
+      expect([node.problem, node.children]).toEqual([undefined, []]);
+      expect(flat((await walk('d.7z', readFileSync(path.join(dir, 'd.7z')))).node)).toEqual(['2/1 sub .']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(flat((await walk('z.7z', make7z({ 'zero.txt': '' }))).node)).toEqual(['2/1 zero.txt .empty']);
+  });
+
   it('calls damage damage: a truncated 7z, garbage after a RAR marker, a RAR member shorter than listed', async () => {
     const seven = make7z({ 'a.txt': 'hello '.repeat(1000) });
     expect((await walk('a.7z', seven.subarray(0, seven.length - 40))).node.problem).toMatch(/cannot be listed/);
@@ -155,6 +199,72 @@ describe('archives read by unar', () => {
     const { node } = await walk('a.rar', cut);
     expect(node.problem).toBe('unar wrote 0 of the 128 bytes listed (exit 0)');
     expect(flat(node)).toEqual(['2/1 a.exe .']);
+  });
+
+  it('walks into a RAR behind a prefix when its name says .rar, as WinRAR finds the marker past any prefix', async () => {
+    const rar = Buffer.concat([Buffer.from('Dear customer, please see the attached invoice.\n'.repeat(20)), makeRar([{ name: 'invoice.exe', data: exe }])]);
+    expect(detectType(rar)).toEqual(['dat']);
+    const { node } = await walk('invoice.rar', rar);
+    expect(node.problem).toBeUndefined();
+    expect(flat(node)).toEqual(['2/1 invoice.exe .exe,.exe-ms']);
+  });
+
+  it('cannot shift a program out of its member by a stored RAR size that lies: unar writes no more than listed, so the run comes out short', async () => {
+    // a.txt declares 200 bytes and stores 72; b.txt stores a program and 72 bytes more and
+    // declares 72. Split by the listed sizes, the program would start inside a.txt's 200.
+    const text = Buffer.from('hello world\n'.repeat(6));
+    const rar = makeRar([
+      { name: 'a.txt', data: text, size: text.length + 128 },
+      { name: 'b.txt', data: Buffer.concat([exe, Buffer.alloc(text.length)]), size: text.length },
+    ]);
+    const { node } = await walk('a.rar', rar);
+    expect(node.problem).toBe('unar wrote 144 of the 272 bytes listed (exit 0)');
+  });
+
+  it('calls an ISO image with a UDF file system damage (Windows reads the UDF names, unar only the ISO 9660 ones), and a UDF-only image an image', async () => {
+    const files = { 'readme.txt': 'hi\n', 'evil.exe': exe };
+    const bridge = makeIso(files, { udf: true, joliet: false, hide: ['evil.exe'] });
+    // The premise: 7-Zip (as Windows) reads evil.exe in the UDF tree; lsar lists only README.TXT.
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-udf-'));
+    try {
+      writeFileSync(path.join(dir, 'a.iso'), bridge);
+      expect(execFileSync('7zz', ['l', '-tudf', path.join(dir, 'a.iso')]).toString()).toMatch(/evil\.exe/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const { node } = await walk('disk.iso', bridge);
+    expect(node.problem).toMatch(/UDF/);
+    // The same image with its ISO 9660 descriptors taken out: UDF only, still mounted by Windows.
+    const udfOnly = Buffer.from(bridge);
+    const sector = (n: number) => udfOnly.subarray(n * 2048, (n + 1) * 2048);
+    const vrs = [18, 19, 20].map((n) => Buffer.from(sector(n)));
+    for (const [i, n] of [16, 17, 18].entries()) vrs[i].copy(sector(n));
+    for (const n of [19, 20]) sector(n).fill(0);
+    expect(detectType(udfOnly.subarray(0, HEAD_BYTES))).toContain('iso');
+    expect((await walk('disk.iso', udfOnly)).node.problem).toMatch(/UDF/);
+    // A plain ISO 9660 image (no UDF) is read as before.
+    expect((await walk('disk.iso', makeIso(files))).node.problem).toBeUndefined();
+  });
+
+  it('reads at most maxUnarArchives archives through unar per message: the next is an archives limit, with no tool run', async () => {
+    const seven = make7z({ 'a.txt': 'x' });
+    const zip = makeZip(Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`a${i}.7z`, seven])));
+    const { node, budget } = await walk('a.zip', zip, { maxUnarArchives: 3 });
+    expect(flat(node).filter((l) => l.includes('limit:archives'))).toEqual(['2/4 a3.7z .7z limit:archives', '2/5 a4.7z .7z limit:archives']);
+    expect(budget.unarArchives).toBe(3);
+    // zip, tar and gzip are not counted: no tool runs for them.
+    expect((await walk('a.zip', makeZip({ 'in.zip': makeZip({ 'b.txt': 'x' }) }), { maxUnarArchives: 1 })).budget.unarArchives).toBe(0);
+  });
+
+  it('holds each tool run to its memory limit: lsar listing a small 7z of 10,000 empty files stops there, an ordinary archive is read', async () => {
+    const many = make7z(Object.fromEntries(Array.from({ length: 10000 }, (_, i) => [`f${i}`, ''])));
+    expect(many.length).toBeLessThan(64 * 1024);
+    const u = unpacker({ memoryBytes: 16 * MiB });
+    const started = Date.now();
+    const { node } = await walk('a.7z', many, {}, u);
+    expect(node.problem).toMatch(/Virtual memory exhausted/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(flat((await walk('b.7z', make7z({ 'x.exe': exe, 'y.txt': 'hello\n' }), {}, u)).node)).toEqual(['2/1 x.exe .exe,.exe-ms', '2/2 y.txt .txt']);
   });
 
   it('kills a tool that runs past timeoutMs and marks the archive with the time limit', async () => {
@@ -184,7 +294,7 @@ describe('archives read by unar', () => {
 
   it('says what went wrong when lsar is not where it was configured', async () => {
     const { node } = await walk('a.7z', make7z({ 'a.txt': 'x' }), {}, unpacker({ lsar: '/nonexistent/lsar' }));
-    expect(node.problem).toMatch(/lsar could not run \(spawn \/nonexistent\/lsar ENOENT\)/);
+    expect(node.problem).toBe('lsar could not run (/nonexistent/lsar: not found)');
   });
 
   it('walks into none of these formats without an unpacker (decoders off or not installed)', async () => {
@@ -241,5 +351,17 @@ describe('process slots', () => {
     const b = await slots.acquire(2, never);
     a();
     b();
+  });
+
+  it('does not hand a slot to a waiter whose signal aborted before it resumed: it rejects and the slot is free', async () => {
+    const slots = new ProcessSlots();
+    const first = await slots.acquire(1, new AbortController().signal);
+    const ac = new AbortController();
+    const second = slots.acquire(1, ac.signal);
+    // The slot passes to the waiter in release(); the stage times out before the waiter runs on.
+    first();
+    ac.abort(new Error('timed out'));
+    await expect(second).rejects.toThrow('timed out');
+    expect(slots.inUse).toBe(0);
   });
 });

@@ -113,6 +113,32 @@ describe('banned stage, archives read by unar', () => {
     expect(r.verdict.action).toBe('tag');
   });
 
+  it('rejects a program in a RAR behind a text prefix, named .rar (WinRAR opens it), and passes such a file without an unpacker', async () => {
+    const rar = Buffer.concat([Buffer.from('Please find the scanned documents attached.\r\n'.repeat(40)), makeRar([{ name: 'scan.pdf.exe', data: exe }])]);
+    const msg = messageWith([file('scan.rar', rar, 'application/vnd.rar')]);
+    const r = await check(msg);
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/part 2\/1 name "scan\.pdf\.exe"/);
+    expect((await check(msg, {}, withoutUnpacker)).codes).toEqual([]);
+  });
+
+  it('bans an ISO image with a UDF file system by default (its UDF files are not read), with its ISO 9660 files still checked', async () => {
+    const iso = makeIso({ 'readme.txt': 'hi\n', 'evil.exe': exe }, { udf: true, joliet: false, hide: ['evil.exe'] });
+    const r = await check(messageWith([file('disk.iso', iso)]));
+    expect(r.codes).toEqual(['BANNED_UNDECIPHERABLE', 'BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/UDF/);
+    expect(r.verdict.reply.text).toBe('Message content rejected: banned content (damaged archive)');
+  });
+
+  it('delivers the archives past maxUnarArchives unchecked, with the alert field, by default', async () => {
+    const seven = make7z({ 'a.txt': 'x' });
+    const msg = messageWith([file('a.7z', seven), file('b.7z', seven), file('c.7z', make7z({ 'c.exe': exe }))]);
+    const r = await check(msg, { limits: { maxUnarArchives: 2 } });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.findings[0].detail).toMatch(/name "c\.7z".*archives limit/);
+    expect(r.verdict.action).toBe('tag');
+  });
+
   it('without an unpacker checks a RAR by its own name and type only, as before', async () => {
     const rar = makeRar([{ name: 'invoice.pdf.exe', data: 'x' }]);
     const msg = messageWith([file('documents.rar', rar)]);
