@@ -55,7 +55,11 @@ export interface ListedMember {
   readonly noData: boolean;
 }
 
-export type Listing = { readonly members: ListedMember[]; readonly truncated: boolean } | { readonly encrypted: true } | { readonly problem: string } | { readonly limit: 'time' };
+export type Listing =
+  | { readonly members: ListedMember[]; readonly truncated: boolean }
+  | { readonly encrypted: true }
+  | { readonly problem: string }
+  | { readonly limit: 'time' | 'members' };
 
 /**
  * Runs at once, one count per process shared by every bank; `max` is given per run (the
@@ -172,7 +176,8 @@ export class ExternalUnpacker {
     if (r.timedOut) return { limit: 'time' };
     // The header of an archive whose names are encrypted (7z -mhe) cannot be read without the password.
     if (/requires a password/i.test(r.stderr)) return { encrypted: true };
-    if (over) return { problem: `lsar's listing is over ${cap} bytes` };
+    // A listing that long has far more members than the message may have: the member cap, not damage.
+    if (over) return { limit: 'members' };
     let json: { lsarError?: number; lsarContents?: unknown };
     try {
       json = JSON.parse(Buffer.concat(out).toString('utf8'));

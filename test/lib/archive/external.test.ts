@@ -161,6 +161,13 @@ describe('archives read by unar', () => {
     expect(budget.inflatedBytes).toBeLessThan(8 * MiB);
   });
 
+  it('calls a listing too long to read for the member cap a member limit (delivered unchecked by default), not damage', async () => {
+    const files = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`file-${i}.txt`, `${i}\n`]));
+    const { node } = await walk('a.7z', make7z(files), { maxMembers: 10 });
+    expect(node.problem).toBeUndefined();
+    expect(node.limit).toBe('members');
+  });
+
   it('stops the listing at the message member cap', async () => {
     const files = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}.txt`, `${i}\n`]));
     const { node, budget } = await walk('a.7z', make7z(files), { maxMembers: 10 });
