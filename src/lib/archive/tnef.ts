@@ -65,6 +65,12 @@ const IID_BYTES = 16;
 /** Properties read per attachment, values per multi-valued property: a list cannot make us loop for long. */
 const MAX_PROPERTIES = 10_000;
 const MAX_NAME = 1024;
+/**
+ * Differing names, MIME tags and copies of the bytes kept per attachment. Outlook writes at most
+ * five names and two copies; each new one is compared with those kept, so without a cap 20,000
+ * attAttachData attributes of 4 bytes (300 KB) took 22 s of one core here. More is damage.
+ */
+const MAX_COPIES = 16;
 
 /** Whether `data` starts with the TNEF signature. */
 export function isTnef(data: Buffer): boolean {
@@ -95,12 +101,11 @@ export function listTnef(data: Buffer, maxMembers: number): TnefListing {
       current = { names: [], declaredTypes: [], data: [] };
       out.attachments.push(current);
     }
-    if (id === ATT_ATTACH_TITLE || id === ATT_ATTACH_TRANSPORT_FILENAME) addName(current, cString(value));
-    else if (id === ATT_ATTACH_DATA) addData(current, value);
-    else if (id === ATT_ATTACHMENT) {
-      const problem = readProperties(value, current);
-      if (problem) return { ...out, problem };
-    }
+    let problem: string | null = null;
+    if (id === ATT_ATTACH_TITLE || id === ATT_ATTACH_TRANSPORT_FILENAME) problem = addName(current, cString(value));
+    else if (id === ATT_ATTACH_DATA) problem = addData(current, value);
+    else if (id === ATT_ATTACHMENT) problem = readProperties(value, current);
+    if (problem) return { ...out, problem };
   }
   return out;
 }
@@ -111,9 +116,13 @@ function cString(b: Buffer): string {
   return b.toString('latin1', 0, end < 0 ? b.length : end);
 }
 
-function addName(a: TnefAttachment, name: string): void {
+/** Each add*: what is wrong (one copy too many), or null. */
+function addName(a: TnefAttachment, name: string): string | null {
   const n = name.length > MAX_NAME ? name.slice(-MAX_NAME) : name;
-  if (n && !a.names.includes(n)) a.names.push(n);
+  if (!n || a.names.includes(n)) return null;
+  if (a.names.length >= MAX_COPIES) return `more than ${MAX_COPIES} names of one attachment`;
+  a.names.push(n);
+  return null;
 }
 
 /** Reads an attachment's MAPI property list for its names and data; what is wrong, or null. */
@@ -154,7 +163,8 @@ function readProperties(b: Buffer, a: TnefAttachment): string | null {
         const size = b.readUInt32LE(at);
         at += 4;
         if (!need(size)) return `property 0x${id.toString(16)} value of ${size} bytes runs past the end`;
-        take(a, id, base, b.subarray(at, at + size));
+        const problem = take(a, id, base, b.subarray(at, at + size));
+        if (problem) return problem;
         at += pad4(size);
       } else if (FIXED[base]) at += FIXED[base];
       else return `MAPI property type 0x${type.toString(16)}`;
@@ -164,20 +174,26 @@ function readProperties(b: Buffer, a: TnefAttachment): string | null {
   return null;
 }
 
-function take(a: TnefAttachment, id: number, type: number, value: Buffer): void {
+function take(a: TnefAttachment, id: number, type: number, value: Buffer): string | null {
   const text = () => (type === PT_UNICODE ? value.toString('utf16le').replace(/\0+$/, '') : type === PT_STRING8 ? cString(value) : '');
-  if (NAME_PROPERTIES.has(id)) addName(a, text());
-  else if (id === PR_ATTACH_MIME_TAG) {
+  if (NAME_PROPERTIES.has(id)) return addName(a, text());
+  if (id === PR_ATTACH_MIME_TAG) {
     const tag = text().trim().toLowerCase().slice(0, 200);
-    if (tag && !a.declaredTypes.includes(tag)) a.declaredTypes.push(tag);
+    if (!tag || a.declaredTypes.includes(tag)) return null;
+    if (a.declaredTypes.length >= MAX_COPIES) return `more than ${MAX_COPIES} MIME tags of one attachment`;
+    a.declaredTypes.push(tag);
   } else if (id === PR_ATTACH_DATA) {
-    if (type === PT_BINARY) addData(a, value);
-    else if (type === PT_OBJECT && value.length >= IID_BYTES) addData(a, value.subarray(IID_BYTES));
+    if (type === PT_BINARY) return addData(a, value);
+    if (type === PT_OBJECT && value.length >= IID_BYTES) return addData(a, value.subarray(IID_BYTES));
   }
+  return null;
 }
 
-function addData(a: TnefAttachment, value: Buffer): void {
-  if (!a.data.some((d) => d.equals(value))) a.data.push(value);
+function addData(a: TnefAttachment, value: Buffer): string | null {
+  if (a.data.some((d) => d.equals(value))) return null;
+  if (a.data.length >= MAX_COPIES) return `more than ${MAX_COPIES} copies of the bytes of one attachment`;
+  a.data.push(value);
+  return null;
 }
 
 function pad4(n: number): number {

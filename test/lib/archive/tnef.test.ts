@@ -84,6 +84,32 @@ describe('TNEF reader', () => {
     expect(listTnef(Buffer.from('not tnef at all'), 10).problem).toBe('no TNEF signature');
   });
 
+  it('stays linear when one attachment repeats its bytes or names 20,000 times: more copies than any client writes are damage', () => {
+    const attr = (id: number, v: Buffer) => {
+      const h = Buffer.alloc(9);
+      h[0] = 2;
+      h.writeUInt32LE(id, 1);
+      h.writeUInt32LE(v.length, 5);
+      return Buffer.concat([h, v, Buffer.alloc(2)]);
+    };
+    const head = makeTnef([{ title: 'a.txt', data: 'a' }]);
+    const four = (i: number) => {
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(i);
+      return v;
+    };
+    // 300 KB each: every value differs from the others, so none is dropped as a duplicate.
+    const copies = Buffer.concat([head, ...Array.from({ length: 20000 }, (_, i) => attr(0x0006800f, four(i)))]);
+    const titles = Buffer.concat([head, ...Array.from({ length: 20000 }, (_, i) => attr(0x00018010, Buffer.from(`n${i}.txt\0`)))]);
+    for (const stream of [copies, titles]) {
+      const t0 = process.hrtime.bigint();
+      const listing = listTnef(stream, 100);
+      expect(Number(process.hrtime.bigint() - t0) / 1e6).toBeLessThan(500);
+      expect(listing.problem).toMatch(/^more than \d+ (copies of the bytes|names) of one attachment$/);
+      expect(listing.attachments[0].data.length + listing.attachments[0].names.length).toBeLessThan(100);
+    }
+  });
+
   it('never throws, whatever bytes are changed or cut (10,000 mutations)', () => {
     let seed = 7;
     const rnd = (n: number) => {
