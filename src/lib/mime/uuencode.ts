@@ -6,9 +6,13 @@
  * into. Fed the text line by line (collector.ts); decoding stops at a file's head unless it is
  * kept whole, so a long uuencoded file costs its lines' scan, not their decoding.
  *
- * Lenient as uudecode is not: a line that is not uuencode (too short for the length its
- * first character gives) ends the file, as does text that never says "end"; what was decoded
- * is kept. At most MAX_FILES files per part; their names are checked whatever their bytes.
+ * Lenient as Thunderbird is (mailnews/mime mimeunty.cpp, mimeenc.cpp), not strict as uudecode:
+ * a line shorter than its length character says is padded with zero bytes (a gateway stripped
+ * the spaces an old encoder wrote for them), blank lines are skipped, and a file ends at "end",
+ * at a line starting with white space or "END" in any case, at another "begin" line, or where
+ * the text does; what was decoded is kept. Stricter, a reader that stopped at the first odd line
+ * would miss a program Thunderbird decodes whole. At most MAX_FILES files per part; their
+ * names are checked whatever their bytes.
  */
 import { detectType, HEAD_BYTES, type ShortTypes } from '../archive/magic';
 
@@ -86,9 +90,16 @@ export class UuScanner {
       return;
     }
     const line = text.replace(/\r$/, '');
-    if (this.base64 ? line === '====' : line === 'end') return this.close();
+    const first = line.charCodeAt(0);
+    if (first === 0x62 && BEGIN.test(line)) {
+      this.close();
+      return this.line(line);
+    }
+    const ends = this.base64 ? line === '====' : first === 0x20 || first === 0x09 || ((first | 0x20) === 0x65 && /^end/i.test(line));
+    if (ends) return this.close();
     // Past the head of a file not kept whole: only its end is looked for.
     if (file.decided && !file.whole) return;
+    if (!this.base64 && line.length === 0) return;
     const data = this.base64 ? base64Line(line) : uuLine(line);
     if (!data) return this.close();
     if (data.length) this.add(file, data);
@@ -131,20 +142,22 @@ export class UuScanner {
   }
 }
 
-/** One line of traditional uuencode: its first character gives the byte count; null if it is none. */
-function uuLine(line: string): Buffer | null {
-  if (line.length === 0) return null;
+/**
+ * One line of traditional uuencode: its first character gives the byte count. Characters past
+ * the line's end count as spaces (zero bits), as Thunderbird reads a line a gateway trimmed.
+ */
+function uuLine(line: string): Buffer {
   const n = (line.charCodeAt(0) - 32) & 63;
   if (n === 0) return Buffer.alloc(0);
   const chars = Math.ceil(n / 3) * 4;
-  if (line.length < 1 + chars) return null;
   const out = Buffer.alloc(Math.ceil(n / 3) * 3);
+  const at = (i: number) => (i < line.length ? (line.charCodeAt(i) - 32) & 63 : 0);
   let o = 0;
   for (let i = 1; i < 1 + chars; i += 4) {
-    const a = (line.charCodeAt(i) - 32) & 63;
-    const b = (line.charCodeAt(i + 1) - 32) & 63;
-    const c = (line.charCodeAt(i + 2) - 32) & 63;
-    const d = (line.charCodeAt(i + 3) - 32) & 63;
+    const a = at(i);
+    const b = at(i + 1);
+    const c = at(i + 2);
+    const d = at(i + 3);
     out[o++] = (a << 2) | (b >> 4);
     out[o++] = ((b & 15) << 4) | (c >> 2);
     out[o++] = ((c & 3) << 6) | d;

@@ -46,14 +46,27 @@ describe('uuencoded files in text', () => {
     expect(files[0].bytes).toBeLessThan(64 * 1024);
   });
 
-  it('ends a file at the end of the text or at a line that is no uuencode, keeping what it decoded', () => {
+  it('ends a file at the end of the text, or where Thunderbird does: "end", a line starting with white space, another "begin"', () => {
     const whole = uuencode('a.zip', zip);
     const cut = whole.split('\n').slice(0, 3).join('\n');
     const [f] = scan(cut);
     expect(f.name).toBe('a.zip');
     expect(f.types).toEqual(detectType(zip.subarray(0, 90)));
-    const [g] = scan(`begin 644 b.exe\nM1Z\nnot uuencode\n`);
-    expect([g.name, g.bytes]).toEqual(['b.exe', 0]);
+    const [g, h] = scan('begin 644 b.exe\nM1Z\n\tindented text\nM1Z\nbegin 644 c.txt\n#86)C\nEND of it\n');
+    expect([g.name, g.bytes, h.name, h.bytes]).toEqual(['b.exe', 45, 'c.txt', 3]);
+  });
+
+  it('decodes what Thunderbird decodes: lines whose trailing spaces a gateway stripped (zero bytes), blank lines skipped', () => {
+    // An old encoder's spaces for zero bits, stripped at line ends; and a blank line inserted.
+    const program = Buffer.concat([Buffer.from('MZ\x90\0\x03'), Buffer.alloc(40), Buffer.from('This program cannot be run in DOS mode.'), Buffer.alloc(200)]);
+    const lines = uuencode('readme.txt', program)
+      .replace(/`/g, ' ')
+      .split('\n')
+      .map((l) => l.replace(/ +$/, ''));
+    lines.splice(1, 0, '');
+    const [f] = scan(lines.join('\r\n'), 5, 1024);
+    expect(f.types).toEqual(detectType(program));
+    expect(f.types).toContain('exe-ms');
   });
 
   it('drops a whole file over maxBytes, and reads at most MAX_FILES files a part', () => {
