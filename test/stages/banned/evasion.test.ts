@@ -152,6 +152,18 @@ describe('banned: uuencoded files in text', () => {
     expect(r.findings[0].detail).toMatch(/part 2\/1\/2 name "invoice\.pdf\.exe"/);
   });
 
+  it.each([
+    ['starts like HTML', '<html><body>hi</body></html>\r\n'],
+    ['has a control character early', 'hi\x01\r\n'],
+    ['mentions %PDF- in its first lines', 'the file starts with %PDF-1.4, see\r\n'],
+    ['starts like BinHex', '(This file must be converted with BinHex 4.0)\r\n\r\nno, it need not\r\n'],
+  ])('checks the uuencoded files of a message without MIME (Thunderbird shows them) whose text %s', async (_what, lead) => {
+    const msg = `From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\n\r\n${lead}\r\nbegin 644 evil.js\r\n(=F%R(&$],3L*\r\n\`\r\nend\r\n`;
+    const r = await check(msg);
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/evil\.js/);
+  });
+
   it('passes text with a uuencoded document', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual([]);
