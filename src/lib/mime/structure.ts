@@ -99,6 +99,12 @@ export class MimeWalker {
    * space; each list in nesting order, so the last is the innermost that uses the key.
    */
   private readonly open = new Map<string, Part[]>();
+  /**
+   * The same boundaries lower-cased and without any trailing white space (looseKey), counted:
+   * a line that is one of them but no delimiter is read as one by some readers (Thunderbird
+   * strips CR, FF and VT after a boundary; clamd ignores case), so its part is `ambiguous`.
+   */
+  private readonly openLoose = new Map<string, number>();
   /** Exact boundary comparisons made so far: what the map saves, counted (tests check it stays linear). */
   boundaryComparisons = 0;
   private readonly lines: LineReader;
@@ -154,7 +160,11 @@ export class MimeWalker {
     const closing = key.endsWith('--') ? this.candidate(this.open.get(trimEndBlanks(key.slice(0, -2))), text, true) : null;
     if (plain && closing) return plain.depth >= closing.depth ? { part: plain, closing: false } : { part: closing, closing: true };
     if (plain) return { part: plain, closing: false };
-    return closing ? { part: closing, closing: true } : null;
+    if (closing) return { part: closing, closing: true };
+    const loose = looseKey(text);
+    if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2)))))
+      this.current.ambiguous ??= 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)';
+    return null;
   }
 
   /** The innermost of `parts` whose boundary `text` (the line after "--") is, as a delimiter or a closing one. */
@@ -281,6 +291,8 @@ export class MimeWalker {
       const parts = this.open.get(key);
       if (parts) parts.push(part);
       else this.open.set(key, [part]);
+      const loose = looseKey(part.boundary);
+      this.openLoose.set(loose, (this.openLoose.get(loose) ?? 0) + 1);
       return;
     }
     const child = newPart(part, part.bodyStart, -1);
@@ -299,6 +311,10 @@ export class MimeWalker {
     if (at < 0) return;
     parts!.splice(at, 1);
     if (parts!.length === 0) this.open.delete(key);
+    const loose = looseKey(part.boundary);
+    const n = (this.openLoose.get(loose) ?? 1) - 1;
+    if (n > 0) this.openLoose.set(loose, n);
+    else this.openLoose.delete(loose);
   }
 
   private close(part: Part, end: number): void {
@@ -321,6 +337,14 @@ function trimEndBlanks(s: string): string {
   let end = s.length;
   while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
   return end === s.length ? s : s.slice(0, end);
+}
+
+/** A boundary (or a line after its "--") as a lenient reader compares it: any case, no trailing white space of any kind. */
+function looseKey(s: string): string {
+  // A loop, not /[ \t...]+$/: that regular expression is quadratic on a long run of blanks.
+  let end = s.length;
+  while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || (s.charCodeAt(end - 1) >= 0x09 && s.charCodeAt(end - 1) <= 0x0d))) end--;
+  return s.slice(0, end).toLowerCase();
 }
 
 function newPart(parent: Part | null, headerStart: number, bodyStart: number): Part {

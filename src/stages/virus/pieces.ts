@@ -13,6 +13,11 @@
  * whole message; the other pieces are still scanned (a virus elsewhere is still found).
  *
  * Each scan has its own boundary (random: the content cannot guess it and close our part).
+ *
+ * A message whose MIME mail readers split differently (structure.ts `ambiguous`: a delimiter
+ * in another case or with a CR after it, two boundary parameters, ...) is not cut: a part
+ * Thunderbird shows could lie inside one of ours, where clamd, given that part alone, would not
+ * decode it (clamd, given the whole message, did: it matches boundaries loosely).
  */
 import { randomBytes } from 'node:crypto';
 import { MimeWalker, type Part } from '../../lib/mime/structure';
@@ -37,8 +42,15 @@ export interface Plan {
 
 const GAP_HEADER = 'Content-Type: text/plain; charset=us-ascii\r\n\r\n';
 
+export interface Cut {
+  /** The parts of the message, as pieces in body order; empty when `ambiguous`. */
+  readonly pieces: Piece[];
+  /** Why readers may split the message differently from us (then it is not cut), or null. */
+  readonly ambiguous: string | null;
+}
+
 /** The parts of the message, as pieces in body order (a walk of its MIME structure). */
-export async function piecesOf(message: Message, signal: AbortSignal): Promise<Piece[]> {
+export async function piecesOf(message: Message, signal: AbortSignal): Promise<Cut> {
   const first = (name: string) => message.get(name).map((f) => Message.value(f))[0];
   const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'));
   for await (const chunk of message.openBody()) {
@@ -49,12 +61,14 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<P
   if (walker.root.children.length === 0) {
     // Not multipart: the body with the message's own type and encoding fields.
     const fields = message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-transfer-encoding');
-    return [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }];
+    return { pieces: [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }], ambiguous: null };
   }
+  if (message.get('content-type').length > 1) return { pieces: [], ambiguous: 'two Content-Type fields' };
   const leaves: Array<{ part: Part; path: string }> = [];
   const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
   while (stack.length) {
     const { part, path } = stack.pop()!;
+    if (part.ambiguous) return { pieces: [], ambiguous: `${path ? `part ${path}` : 'the message'}: ${part.ambiguous}` };
     if (part.children.length === 0 && part !== walker.root) leaves.push({ part, path });
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }
@@ -75,7 +89,7 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<P
     previous = part;
   }
   if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
-  return pieces;
+  return { pieces, ambiguous: null };
 }
 
 /** Bytes a piece adds to a scan: its delimiter line, header, bytes and line end. */

@@ -131,6 +131,28 @@ describe('banned: MIME that mail readers read differently fails closed', () => {
   });
 });
 
+describe('banned: a delimiter line only some readers take for one', () => {
+  it.each([
+    ['a CR after it', '--BB\r\r\n'],
+    ['a form feed after it', '--BB\f\r\n'],
+    ['a vertical tab after it', '--BB\v\r\n'],
+    ['another case', '--bb\r\n'],
+  ])('rejects a program behind a delimiter with %s (Thunderbird or clamd split there, RFC 2046 does not)', async (_what, delimiter) => {
+    const msg = mp(
+      'Content-Type: text/plain\r\n',
+      `hi\r\n${delimiter}Content-Type: application/octet-stream; name="evil.exe"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA`,
+    );
+    const r = await check(msg);
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(/read differently by mail readers: a line that some readers take for a boundary/);
+  });
+
+  it('passes a body line that merely starts like a delimiter', async () => {
+    const r = await check(mp('Content-Type: text/plain\r\n', 'hi\r\n--BBC news\r\n-- \r\nsignature'));
+    expect(r.codes).toEqual([]);
+  });
+});
+
 describe('banned: uuencoded files in text', () => {
   it('checks the name on a "begin" line', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', 'see attached\r\n\r\nbegin 644 evil.js\r\n(=F%R(&$],3L*\r\n`\r\nend'));
