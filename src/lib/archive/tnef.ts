@@ -38,12 +38,17 @@ export interface TnefListing {
   problem?: string;
 }
 
+const LVL_MESSAGE = 0x01;
 const LVL_ATTACHMENT = 0x02;
-const ATT_ATTACH_REND_DATA = 0x00069002;
-const ATT_ATTACH_TITLE = 0x00018010;
-const ATT_ATTACH_DATA = 0x0006800f;
-const ATT_ATTACH_TRANSPORT_FILENAME = 0x00069001;
-const ATT_ATTACHMENT = 0x00069005;
+/**
+ * Attribute IDs by their low word only: the high word is a type (atpByte, atpString...) that
+ * Debian's tnef does not check, so attAttachData written as 0x0001800f is still extracted.
+ */
+const ATT_ATTACH_REND_DATA = 0x9002;
+const ATT_ATTACH_TITLE = 0x8010;
+const ATT_ATTACH_DATA = 0x800f;
+const ATT_ATTACH_TRANSPORT_FILENAME = 0x9001;
+const ATT_ATTACHMENT = 0x9005;
 
 const PR_ATTACH_DATA = 0x3701;
 const PR_ATTACH_FILENAME = 0x3704;
@@ -86,10 +91,12 @@ export function listTnef(data: Buffer, maxMembers: number): TnefListing {
   while (at < data.length) {
     if (at + 9 > data.length) return { ...out, problem: `attribute header cut at byte ${at}` };
     const level = data[at];
-    const id = data.readUInt32LE(at + 1);
+    const fullId = data.readUInt32LE(at + 1);
+    const id = fullId & 0xffff;
     const length = data.readUInt32LE(at + 5);
     const start = at + 9;
-    if (start + length + 2 > data.length) return { ...out, problem: `attribute 0x${id.toString(16)} of ${length} bytes runs past the end` };
+    if (start + length + 2 > data.length) return { ...out, problem: `attribute 0x${fullId.toString(16)} of ${length} bytes runs past the end` };
+    if (level !== LVL_MESSAGE && level !== LVL_ATTACHMENT) return { ...out, problem: `attribute 0x${fullId.toString(16)} of level ${level}` };
     const value = data.subarray(start, start + length);
     at = start + length + 2;
     if (level !== LVL_ATTACHMENT) continue;

@@ -5,7 +5,7 @@
  * makes it throw.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listTnef } from '../../../src/lib/archive/tnef';
@@ -82,6 +82,26 @@ describe('TNEF reader', () => {
     lying.writeUInt32LE(5000, props);
     expect(listTnef(lying, 10).problem).toMatch(/^attachment property cut|property value count cut|attachment properties/);
     expect(listTnef(Buffer.from('not tnef at all'), 10).problem).toBe('no TNEF signature');
+  });
+
+  it("reads attAttachData and attAttachTitle whatever type word their ID carries, as Debian's tnef extracts them", () => {
+    const zip = makeZip({ 'evil.exe': 'MZ' });
+    const b = Buffer.from(makeTnef([{ title: 'docs.zip', data: zip }]));
+    b.writeUInt16LE(0x0001, b.indexOf(Buffer.from([0x0f, 0x80, 0x06, 0x00])) + 2);
+    b.writeUInt16LE(0x0006, b.indexOf(Buffer.from([0x10, 0x80, 0x01, 0x00])) + 2);
+    const [a] = listTnef(b, 10).attachments;
+    expect(a.names).toEqual(['docs.zip']);
+    expect(a.data.map((d) => d.equals(zip))).toEqual([true]);
+    const out = mkdtempSync(path.join(dir, 'x-'));
+    writeFileSync(path.join(dir, 'typed.dat'), b);
+    execFileSync('tnef', ['-f', path.join(dir, 'typed.dat'), '-C', out]);
+    expect(readFileSync(path.join(out, 'docs.zip')).equals(zip)).toBe(true);
+  });
+
+  it('names an attribute of a level that is neither message nor attachment as damage (Debian tnef aborts on it)', () => {
+    const b = Buffer.from(makeTnef([{ title: 'a.txt', data: 'x' }]));
+    b[b.indexOf(Buffer.from([0x0f, 0x80, 0x06, 0x00])) - 1] = 3;
+    expect(listTnef(b, 10).problem).toMatch(/^attribute 0x6800f of level 3/);
   });
 
   it('stays linear when one attachment repeats its bytes or names 20,000 times: more copies than any client writes are damage', () => {
