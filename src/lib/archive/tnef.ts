@@ -173,8 +173,10 @@ function readProperties(b: Buffer, a: TnefAttachment): string | null {
         const problem = take(a, id, base, b.subarray(at, at + size));
         if (problem) return problem;
         at += pad4(size);
-      } else if (FIXED[base]) at += FIXED[base];
-      else return `MAPI property type 0x${type.toString(16)}`;
+      } else if (FIXED[base]) {
+        if (id === PR_ATTACH_DATA || NAME_PROPERTIES.has(id)) return `property 0x${id.toString(16)} of type 0x${type.toString(16)}`;
+        at += FIXED[base];
+      } else return `MAPI property type 0x${type.toString(16)}`;
     }
     if (at > b.length) return 'attachment property cut';
   }
@@ -183,6 +185,10 @@ function readProperties(b: Buffer, a: TnefAttachment): string | null {
 
 function take(a: TnefAttachment, id: number, type: number, value: Buffer): string | null {
   const text = () => (type === PT_UNICODE ? value.toString('utf16le').replace(/\0+$/, '') : type === PT_STRING8 ? cString(value) : '');
+  // A name or the bytes in a type that cannot hold them: Debian's tnef aborts; a reader that
+  // skipped them would leave an attachment some client may still read unchecked.
+  const strange = NAME_PROPERTIES.has(id) ? type !== PT_STRING8 && type !== PT_UNICODE : id === PR_ATTACH_DATA && type !== PT_BINARY && type !== PT_OBJECT;
+  if (strange) return `property 0x${id.toString(16)} of type 0x${type.toString(16)}`;
   if (NAME_PROPERTIES.has(id)) return addName(a, text());
   if (id === PR_ATTACH_MIME_TAG) {
     const tag = text().trim().toLowerCase().slice(0, 200);

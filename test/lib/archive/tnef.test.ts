@@ -104,6 +104,19 @@ describe('TNEF reader', () => {
     expect(listTnef(b, 10).problem).toMatch(/^attribute 0x6800f of level 3/);
   });
 
+  it("names as damage an attachment's bytes or name in a property of a type Debian's tnef refuses (it aborts), not skipping them", () => {
+    const data = Buffer.from(makeTnef([{ longName: 'docs.zip', data: 'PK\x03\x04', dataIn: 'binary' }]));
+    data.writeUInt16LE(0x001e, data.indexOf(Buffer.from([0x02, 0x01, 0x01, 0x37])));
+    expect(listTnef(data, 10).problem).toBe('property 0x3701 of type 0x1e');
+    const name = Buffer.from(makeTnef([{ longName: 'evil.exe', data: 'x' }]));
+    name.writeUInt16LE(0x0102, name.indexOf(Buffer.from([0x1f, 0x00, 0x07, 0x37])));
+    expect(listTnef(name, 10).problem).toBe('property 0x3707 of type 0x102');
+    // PR_ATTACH_METHOD (PT_LONG) renumbered PR_ATTACH_DATA_BIN.
+    const fixed = Buffer.from(makeTnef([{ title: 'a.txt', data: 'x' }]));
+    fixed.writeUInt16LE(0x3701, fixed.indexOf(Buffer.from([0x03, 0x00, 0x05, 0x37])) + 2);
+    expect(listTnef(fixed, 10).problem).toBe('property 0x3701 of type 0x3');
+  });
+
   it('stays linear when one attachment repeats its bytes or names 20,000 times: more copies than any client writes are damage', () => {
     const attr = (id: number, v: Buffer) => {
       const h = Buffer.alloc(9);
