@@ -1,7 +1,10 @@
 /**
  * Files uuencoded in text ("begin 644 name" ... "end", and `uuencode -m`'s "begin-base64"
  * ... "===="), what mail readers such as Outlook and Thunderbird show as attachments and
- * amavisd-new decodes: each is a file of its own, with its name, the first HEAD_BYTES of its
+ * amavisd-new decodes; and the two other encodings Thunderbird decodes in such text: yEnc
+ * ("=ybegin line=128 size=N name=x" ... "=yend size=N") and BinHex 4.0 (from its "(This file
+ * must be converted with BinHex 4.0)" line to the first line not 64 characters long, kept as
+ * text, type `hqx`, for unar to read its name and bytes). Each is a file of its own, with its name, the first HEAD_BYTES of its
  * bytes for its type and, when those show an archive, all of it (within `maxBytes`) to walk
  * into. Fed the text line by line (collector.ts); decoding stops at a file's head unless it is
  * kept whole, so a long uuencoded file costs its lines' scan, not their decoding.
@@ -17,6 +20,9 @@
 import { detectType, HEAD_BYTES, type ShortTypes } from '../archive/magic';
 
 const BEGIN = /^begin(-base64)? +[0-7]{3,4} +(.+?)\s*$/;
+const YBEGIN = /^=ybegin line=\d* size=\d* name=(.+?)\s*$/;
+const BINHEX = '(This file must be converted with BinHex';
+type Mode = 'uu' | 'base64' | 'yenc' | 'hqx';
 /** Files read per part at most. */
 export const MAX_FILES = 100;
 
@@ -37,7 +43,7 @@ export interface UuFile {
 export class UuScanner {
   readonly files: UuFile[] = [];
   private current: UuFile | null = null;
-  private base64 = false;
+  private mode: Mode = 'uu';
 
   /** `keepWhole`: whether a file of these types is walked into (an archive). */
   constructor(
@@ -46,20 +52,27 @@ export class UuScanner {
   ) {}
 
   /**
-   * Complete lines of text (no partial last line). Outside a file only "begin" at a line's
-   * start is looked for (indexOf, not a walk of every line).
+   * Complete lines of text (no partial last line). Outside a file only "begin", "=ybegin" and
+   * BinHex's line at a line's start are looked for (indexOf, each hit remembered until passed,
+   * not a walk of every line).
    */
   feed(block: string): void {
     let at = 0;
+    let begin = -2;
+    let hqx = -2;
     while (at < block.length) {
       if (!this.current) {
-        const b = block.indexOf('begin', at);
-        if (b < 0 || this.files.length >= MAX_FILES) return;
-        if (b > 0 && block.charCodeAt(b - 1) !== 10) {
-          at = b + 5;
+        if (this.files.length >= MAX_FILES) return;
+        if (begin !== -1 && begin < at) begin = block.indexOf('begin', at);
+        if (hqx !== -1 && hqx < at) hqx = block.indexOf(BINHEX, at);
+        if (begin < 0 && hqx < 0) return;
+        const b = begin < 0 ? hqx : hqx < 0 ? begin : Math.min(begin, hqx);
+        const start = b === begin && b >= 2 && block.startsWith('=y', b - 2) ? b - 2 : b;
+        if (start > 0 && block.charCodeAt(start - 1) !== 10) {
+          at = b + 1;
           continue;
         }
-        at = b;
+        at = start;
       }
       const eol = block.indexOf('\n', at);
       const end = eol < 0 ? block.length : eol;
@@ -79,30 +92,54 @@ export class UuScanner {
 
   /** One line of the text, without its line ending. */
   line(text: string): void {
-    const file = this.current;
-    if (!file) {
-      const m = BEGIN.exec(text);
-      if (m && this.files.length < MAX_FILES) {
-        this.current = { name: m[2], types: [], chunks: [], bytes: 0, whole: false, tooBig: false, busy: false, decided: false };
-        this.base64 = m[1] !== undefined;
-        this.files.push(this.current);
-      }
+    const line = text.replace(/\r$/, '');
+    const opens = this.opening(line);
+    if (opens) {
+      // Another file's first line ends the open one, as in Thunderbird.
+      this.close();
+      if (this.files.length >= MAX_FILES) return;
+      this.current = { name: opens.name, types: [], chunks: [], bytes: 0, whole: false, tooBig: false, busy: false, decided: false };
+      this.mode = opens.mode;
+      this.files.push(this.current);
+      if (opens.mode === 'hqx') this.add(this.current, Buffer.from(`${line}\n`, 'latin1'));
       return;
     }
-    const line = text.replace(/\r$/, '');
+    const file = this.current;
+    if (!file) return;
     const first = line.charCodeAt(0);
-    if (first === 0x62 && BEGIN.test(line)) {
-      this.close();
-      return this.line(line);
+    if (this.mode === 'hqx') {
+      if (!file.decided || file.whole) this.add(file, Buffer.from(`${line}\n`, 'latin1'));
+      if (line.length !== 0 && line.length !== 64) this.close();
+      return;
     }
-    const ends = this.base64 ? line === '====' : first === 0x20 || first === 0x09 || ((first | 0x20) === 0x65 && /^end/i.test(line));
+    const ends =
+      this.mode === 'base64'
+        ? line === '===='
+        : this.mode === 'yenc'
+          ? line.startsWith('=yend')
+          : first === 0x20 || first === 0x09 || ((first | 0x20) === 0x65 && /^end/i.test(line));
     if (ends) return this.close();
     // Past the head of a file not kept whole: only its end is looked for.
     if (file.decided && !file.whole) return;
-    if (!this.base64 && line.length === 0) return;
-    const data = this.base64 ? base64Line(line) : uuLine(line);
+    if (line.length === 0 || (this.mode === 'yenc' && line.startsWith('=ypart'))) return;
+    const data = this.mode === 'base64' ? base64Line(line) : this.mode === 'yenc' ? yencLine(line) : uuLine(line);
     if (!data) return this.close();
     if (data.length) this.add(file, data);
+  }
+
+  /** The file a line opens, if it is the first line of one. */
+  private opening(line: string): { name: string; mode: Mode } | null {
+    const first = line.charCodeAt(0);
+    if (first === 0x62) {
+      const m = BEGIN.exec(line);
+      return m ? { name: m[2], mode: m[1] ? 'base64' : 'uu' } : null;
+    }
+    if (first === 0x3d) {
+      const m = YBEGIN.exec(line);
+      return m ? { name: m[1], mode: 'yenc' } : null;
+    }
+    // Its name is inside, for unar to read.
+    return first === 0x28 && line.startsWith(BINHEX) ? { name: '', mode: 'hqx' } : null;
   }
 
   /** The text ended: a file still open ends here. */
@@ -163,6 +200,18 @@ function uuLine(line: string): Buffer {
     out[o++] = ((c & 3) << 6) | d;
   }
   return out.subarray(0, n);
+}
+
+/** One line of yEnc: each byte plus 42, "=" escaping the next (plus 64 more). */
+function yencLine(line: string): Buffer {
+  const out = Buffer.alloc(line.length);
+  let o = 0;
+  for (let i = 0; i < line.length; i++) {
+    let c = line.charCodeAt(i);
+    if (c === 0x3d && i + 1 < line.length) c = line.charCodeAt(++i) - 64;
+    out[o++] = (c - 42) & 0xff;
+  }
+  return out.subarray(0, o);
 }
 
 function base64Line(line: string): Buffer | null {

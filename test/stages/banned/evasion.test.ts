@@ -186,6 +186,19 @@ describe('banned: uuencoded files in text', () => {
     expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/evil\.js/);
   });
 
+  it('checks yEnc files in a message without MIME (Thunderbird decodes them): a name, and a program by its bytes', async () => {
+    const yenc = (name: string, data: Buffer) =>
+      `=ybegin line=128 size=${data.length} name=${name}\r\n${[...data]
+        .map((b) => (b + 42) & 0xff)
+        .map((c) => ([0, 10, 13, 61].includes(c) ? `=${String.fromCharCode(c + 64)}` : String.fromCharCode(c)))
+        .join('')}\r\n=yend size=${data.length}\r\n`;
+    const msg = (name: string, data: Buffer) => `From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhere:\r\n${yenc(name, data)}`;
+    const named = await check(msg('evil.js', Buffer.from(js)));
+    expect(named.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 1\/1 name "evil\.js"/);
+    const typed = await check(msg('photo.jpg', peExecutable().subarray(0, 100)));
+    expect(typed.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/^\[\.exe-ms\] part 1\/1 name "photo\.jpg"/);
+  });
+
   it('passes text with a uuencoded document', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual([]);
