@@ -89,7 +89,9 @@ export function listTnef(data: Buffer, maxMembers: number): TnefListing {
   let at = 6;
   let current: TnefAttachment | null = null;
   while (at < data.length) {
-    if (at + 9 > data.length) return { ...out, problem: `attribute header cut at byte ${at}` };
+    // Fewer bytes than an attribute header after the last attribute, as some gateways leave
+    // (a line end): Debian's tnef warns of garbage and extracts all the same; nothing fits in them.
+    if (at + 9 > data.length) return out;
     const level = data[at];
     const fullId = data.readUInt32LE(at + 1);
     const id = fullId & 0xffff;

@@ -117,6 +117,18 @@ describe('TNEF reader', () => {
     expect(listTnef(fixed, 10).problem).toBe('property 0x3701 of type 0x3');
   });
 
+  it("reads past a line end or a few bytes after the last attribute, as Debian's tnef does (it warns of garbage)", () => {
+    const stream = makeTnef([
+      { title: 'a.txt', data: 'x' },
+      { title: 'b.txt', data: 'y' },
+    ]);
+    for (const tail of ['\r\n', '\0\0\0\0\0\0\0\0']) {
+      const listing = listTnef(Buffer.concat([stream, Buffer.from(tail, 'latin1')]), 10);
+      expect(listing.problem).toBeUndefined();
+      expect(listing.attachments.map((a) => a.names)).toEqual([['a.txt'], ['b.txt']]);
+    }
+  });
+
   it('stays linear when one attachment repeats its bytes or names 20,000 times: more copies than any client writes are damage', () => {
     const attr = (id: number, v: Buffer) => {
       const h = Buffer.alloc(9);
