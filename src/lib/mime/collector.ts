@@ -83,7 +83,9 @@ export class Collector {
    */
   private scanText(data: Buffer): void {
     if (!this.node.types.includes('txt') && this.node.declaredTypes[0] !== 'text/plain') return;
-    const text = this.line + data.toString('latin1');
+    // A bare CR ends a line too, as in Thunderbird's line reader (one at the very end waits for
+    // the next bytes, which may start with its LF).
+    const text = (this.line + data.toString('latin1')).replace(/\r(?!\n|$)/g, '\n');
     const cut = text.lastIndexOf('\n');
     this.line = (cut < 0 ? text : text.slice(cut + 1)).slice(-1024);
     if (cut >= 0) this.uu.feed(text.slice(0, cut));

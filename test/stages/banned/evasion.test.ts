@@ -199,6 +199,13 @@ describe('banned: uuencoded files in text', () => {
     expect(typed.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/^\[\.exe-ms\] part 1\/1 name "photo\.jpg"/);
   });
 
+  it('checks a uuencoded file in text whose lines end in a bare CR (Thunderbird ends a line at CR too)', async () => {
+    const text = `see attached\rbegin 644 evil.js\r(=F%R(&$],3L*\r\`\rend\r`;
+    const r = await check(mp('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n', b64(text)));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
+  });
+
   it('passes text with a uuencoded document', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual([]);
