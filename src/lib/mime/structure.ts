@@ -16,7 +16,7 @@
  * 100 KB) would otherwise make a part tree that recursive callers cannot walk.
  */
 import libmime from 'libmime';
-import { LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
+import { type CrDashes, LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
 import { parseParams } from './params';
 
 export interface FieldRange {
@@ -138,6 +138,7 @@ export class MimeWalker {
   }
 
   private line(line: Line): void {
+    if (line.crDashes.length) this.bareCrDelimiters(line.crDashes);
     const delimiter = this.delimiter(line);
     if (delimiter) this.boundary(line, delimiter.part, delimiter.closing);
     else if (this.state === 'header') this.headerLine(line);
@@ -161,10 +162,27 @@ export class MimeWalker {
     if (plain && closing) return plain.depth >= closing.depth ? { part: plain, closing: false } : { part: closing, closing: true };
     if (plain) return { part: plain, closing: false };
     if (closing) return { part: closing, closing: true };
-    const loose = looseKey(text);
+    // Thunderbird strips any white space after a boundary and ends a line at a bare CR.
+    const cr = text.indexOf('\r');
+    const loose = looseKey(cr >= 0 ? text.slice(0, cr) : text);
     if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2)))))
       this.current.ambiguous ??= 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)';
     return null;
+  }
+
+  /**
+   * Thunderbird ends a line at a bare CR: a bare CR + "--" + an open boundary inside a line is a
+   * delimiter to it and none to RFC 2046 (nor to this walker), so the part is `ambiguous`.
+   */
+  private bareCrDelimiters(found: CrDashes): void {
+    if (this.openLoose.size === 0 || this.current.ambiguous) return;
+    for (const text of found) {
+      const loose = looseKey(text);
+      if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2))))) {
+        this.current.ambiguous = 'a bare CR before a boundary (Thunderbird ends a line there)';
+        return;
+      }
+    }
   }
 
   /** The innermost of `parts` whose boundary `text` (the line after "--") is, as a delimiter or a closing one. */
@@ -249,6 +267,7 @@ export class MimeWalker {
   }
 
   private plainRun(run: PlainRun): void {
+    if (run.crDashes.length) this.bareCrDelimiters(run.crDashes);
     const part = this.current;
     part.eightBit ||= run.eightBit;
     part.nul ||= run.nul;

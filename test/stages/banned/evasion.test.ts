@@ -137,6 +137,8 @@ describe('banned: a delimiter line only some readers take for one', () => {
     ['a form feed after it', '--BB\f\r\n'],
     ['a vertical tab after it', '--BB\v\r\n'],
     ['another case', '--bb\r\n'],
+    ['a bare CR before it (Thunderbird ends a line at a bare CR)', 'x\r--BB\r\n'],
+    ['a bare CR ending it, the header on the same line', '--BB\r'],
   ])('rejects a program behind a delimiter with %s (Thunderbird or clamd split there, RFC 2046 does not)', async (_what, delimiter) => {
     const msg = mp(
       'Content-Type: text/plain\r\n',
@@ -144,7 +146,9 @@ describe('banned: a delimiter line only some readers take for one', () => {
     );
     const r = await check(msg);
     expect(r.verdict.action).toBe('reject');
-    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(/read differently by mail readers: a line that some readers take for a boundary/);
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(
+      /read differently by mail readers: (a line that some readers take for a boundary|a bare CR before a boundary)/,
+    );
   });
 
   it('passes a body line that merely starts like a delimiter', async () => {
