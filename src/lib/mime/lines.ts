@@ -9,6 +9,10 @@
  * starting with "--", come as runs instead: which bytes the run holds, whether a line in it
  * is over 998 octets, how its last line ended. A run costs a few native scans where a Line
  * per line cost an object and a call chain each (bench/README.md, the seven-bit profile).
+ *
+ * Lines end at LF only, as RFC 5322 has them; but Thunderbird also ends one at a bare CR, so
+ * what follows each bare CR + "--" is reported with the line or run that holds it (CrDashes),
+ * for the MIME walker to see a delimiter that only such a reader sees.
  */
 import { isAscii } from 'node:buffer';
 
