@@ -114,7 +114,9 @@ export function listTnef(data: Buffer, maxMembers: number): TnefListing {
     if (id === ATT_ATTACH_TITLE || id === ATT_ATTACH_TRANSPORT_FILENAME) problem = addName(current, cString(value));
     else if (id === ATT_ATTACH_DATA) problem = addData(current, value);
     else if (id === ATT_ATTACHMENT) problem = readProperties(value, current);
-    if (problem) return { ...out, problem };
+    // Attributes are framed by their own lengths: the attachments after one whose properties
+    // cannot be read are still read (a checker set to deliver damage still sees them).
+    if (problem) out.problem ??= problem;
   }
   return out;
 }

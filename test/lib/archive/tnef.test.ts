@@ -77,6 +77,9 @@ describe('TNEF reader', () => {
     const method = odd.indexOf(Buffer.from([0x03, 0x00, 0x05, 0x37]));
     odd.writeUInt16LE(0x0999, method);
     expect(listTnef(odd, 10).problem).toBe('MAPI property type 0x999');
+    // The attachments after the one it could not read are still read.
+    const then = Buffer.concat([odd, makeTnef([{ title: 'evil.exe', data: 'MZ' }]).subarray(makeTnef([]).length)]);
+    expect(listTnef(then, 10)).toMatchObject({ problem: 'MAPI property type 0x999', attachments: [{ names: ['a.txt'] }, { names: ['evil.exe'] }] });
     const lying = Buffer.from(makeTnef([{ title: 'a.txt', data: 'a', longName: 'a.txt' }]));
     const props = lying.lastIndexOf(Buffer.from([0x05, 0x90, 0x06, 0x00])) + 8;
     lying.writeUInt32LE(5000, props);
