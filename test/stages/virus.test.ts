@@ -196,6 +196,24 @@ describe('the virus stage with a real clamd', () => {
       expect(clean.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
     });
 
+    it.each([
+      ['a CR after it (Thunderbird strips it)', '--b\r\r\n'],
+      ['another case (clamd ignores case)', '--B\r\n'],
+    ])('does not cut a message whose delimiter has %s: clamd finds the virus behind it in the whole message, in a piece it would not', async (_what, delimiter) => {
+      const msg = big([part('a.txt', filler(20_000)), part('b.txt', filler(20_000))]).replace(
+        /--b--\r\n$/,
+        `${delimiter}${part('invoice.zip', zipOf({ 'invoice.pdf.com': EICAR }))}\r\n--b--\r\n`,
+      );
+      expect((await scan(msg, { maxScanBytes: 1024 * 1024 })).findings[0]).toMatchObject({ code: 'VIRUS_FOUND' });
+      const { findings } = await scan(msg, { maxScanBytes: 32 * 1024 });
+      expect(findings).toEqual([
+        {
+          code: 'VIRUS_NOT_SCANNED_TOO_BIG',
+          detail: expect.stringMatching(/not cut into pieces: mail readers split it differently \(part 2: a line that some readers take for a boundary/),
+        },
+      ]);
+    });
+
     it('with largeMessages skip, sends nothing to clamd, as before', async () => {
       const msg = big([part('invoice.zip', zipOf({ 'invoice.pdf.com': EICAR })), part('a.txt', filler(40_000))]);
       const { findings } = await scan(msg, { maxScanBytes: 32 * 1024, largeMessages: 'skip', socket: nowhere });

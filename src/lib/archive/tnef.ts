@@ -38,12 +38,17 @@ export interface TnefListing {
   problem?: string;
 }
 
+const LVL_MESSAGE = 0x01;
 const LVL_ATTACHMENT = 0x02;
-const ATT_ATTACH_REND_DATA = 0x00069002;
-const ATT_ATTACH_TITLE = 0x00018010;
-const ATT_ATTACH_DATA = 0x0006800f;
-const ATT_ATTACH_TRANSPORT_FILENAME = 0x00069001;
-const ATT_ATTACHMENT = 0x00069005;
+/**
+ * Attribute IDs by their low word only: the high word is a type (atpByte, atpString...) that
+ * Debian's tnef does not check, so attAttachData written as 0x0001800f is still extracted.
+ */
+const ATT_ATTACH_REND_DATA = 0x9002;
+const ATT_ATTACH_TITLE = 0x8010;
+const ATT_ATTACH_DATA = 0x800f;
+const ATT_ATTACH_TRANSPORT_FILENAME = 0x9001;
+const ATT_ATTACHMENT = 0x9005;
 
 const PR_ATTACH_DATA = 0x3701;
 const PR_ATTACH_FILENAME = 0x3704;
@@ -65,6 +70,12 @@ const IID_BYTES = 16;
 /** Properties read per attachment, values per multi-valued property: a list cannot make us loop for long. */
 const MAX_PROPERTIES = 10_000;
 const MAX_NAME = 1024;
+/**
+ * Differing names, MIME tags and copies of the bytes kept per attachment. Outlook writes at most
+ * five names and two copies; each new one is compared with those kept, so without a cap 20,000
+ * attAttachData attributes of 4 bytes (300 KB) took 22 s of one core here. More is damage.
+ */
+const MAX_COPIES = 16;
 
 /** Whether `data` starts with the TNEF signature. */
 export function isTnef(data: Buffer): boolean {
@@ -78,12 +89,16 @@ export function listTnef(data: Buffer, maxMembers: number): TnefListing {
   let at = 6;
   let current: TnefAttachment | null = null;
   while (at < data.length) {
-    if (at + 9 > data.length) return { ...out, problem: `attribute header cut at byte ${at}` };
+    // Fewer bytes than an attribute header after the last attribute, as some gateways leave
+    // (a line end): Debian's tnef warns of garbage and extracts all the same; nothing fits in them.
+    if (at + 9 > data.length) return out;
     const level = data[at];
-    const id = data.readUInt32LE(at + 1);
+    const fullId = data.readUInt32LE(at + 1);
+    const id = fullId & 0xffff;
     const length = data.readUInt32LE(at + 5);
     const start = at + 9;
-    if (start + length + 2 > data.length) return { ...out, problem: `attribute 0x${id.toString(16)} of ${length} bytes runs past the end` };
+    if (start + length + 2 > data.length) return { ...out, problem: `attribute 0x${fullId.toString(16)} of ${length} bytes runs past the end` };
+    if (level !== LVL_MESSAGE && level !== LVL_ATTACHMENT) return { ...out, problem: `attribute 0x${fullId.toString(16)} of level ${level}` };
     const value = data.subarray(start, start + length);
     at = start + length + 2;
     if (level !== LVL_ATTACHMENT) continue;
@@ -95,12 +110,13 @@ export function listTnef(data: Buffer, maxMembers: number): TnefListing {
       current = { names: [], declaredTypes: [], data: [] };
       out.attachments.push(current);
     }
-    if (id === ATT_ATTACH_TITLE || id === ATT_ATTACH_TRANSPORT_FILENAME) addName(current, cString(value));
-    else if (id === ATT_ATTACH_DATA) addData(current, value);
-    else if (id === ATT_ATTACHMENT) {
-      const problem = readProperties(value, current);
-      if (problem) return { ...out, problem };
-    }
+    let problem: string | null = null;
+    if (id === ATT_ATTACH_TITLE || id === ATT_ATTACH_TRANSPORT_FILENAME) problem = addName(current, cString(value));
+    else if (id === ATT_ATTACH_DATA) problem = addData(current, value);
+    else if (id === ATT_ATTACHMENT) problem = readProperties(value, current);
+    // Attributes are framed by their own lengths: the attachments after one whose properties
+    // cannot be read are still read (a checker set to deliver damage still sees them).
+    if (problem) out.problem ??= problem;
   }
   return out;
 }
@@ -111,9 +127,13 @@ function cString(b: Buffer): string {
   return b.toString('latin1', 0, end < 0 ? b.length : end);
 }
 
-function addName(a: TnefAttachment, name: string): void {
+/** Each add*: what is wrong (one copy too many), or null. */
+function addName(a: TnefAttachment, name: string): string | null {
   const n = name.length > MAX_NAME ? name.slice(-MAX_NAME) : name;
-  if (n && !a.names.includes(n)) a.names.push(n);
+  if (!n || a.names.includes(n)) return null;
+  if (a.names.length >= MAX_COPIES) return `more than ${MAX_COPIES} names of one attachment`;
+  a.names.push(n);
+  return null;
 }
 
 /** Reads an attachment's MAPI property list for its names and data; what is wrong, or null. */
@@ -154,30 +174,43 @@ function readProperties(b: Buffer, a: TnefAttachment): string | null {
         const size = b.readUInt32LE(at);
         at += 4;
         if (!need(size)) return `property 0x${id.toString(16)} value of ${size} bytes runs past the end`;
-        take(a, id, base, b.subarray(at, at + size));
+        const problem = take(a, id, base, b.subarray(at, at + size));
+        if (problem) return problem;
         at += pad4(size);
-      } else if (FIXED[base]) at += FIXED[base];
-      else return `MAPI property type 0x${type.toString(16)}`;
+      } else if (FIXED[base]) {
+        if (id === PR_ATTACH_DATA || NAME_PROPERTIES.has(id)) return `property 0x${id.toString(16)} of type 0x${type.toString(16)}`;
+        at += FIXED[base];
+      } else return `MAPI property type 0x${type.toString(16)}`;
     }
     if (at > b.length) return 'attachment property cut';
   }
   return null;
 }
 
-function take(a: TnefAttachment, id: number, type: number, value: Buffer): void {
+function take(a: TnefAttachment, id: number, type: number, value: Buffer): string | null {
   const text = () => (type === PT_UNICODE ? value.toString('utf16le').replace(/\0+$/, '') : type === PT_STRING8 ? cString(value) : '');
-  if (NAME_PROPERTIES.has(id)) addName(a, text());
-  else if (id === PR_ATTACH_MIME_TAG) {
+  // A name or the bytes in a type that cannot hold them: Debian's tnef aborts; a reader that
+  // skipped them would leave an attachment some client may still read unchecked.
+  const strange = NAME_PROPERTIES.has(id) ? type !== PT_STRING8 && type !== PT_UNICODE : id === PR_ATTACH_DATA && type !== PT_BINARY && type !== PT_OBJECT;
+  if (strange) return `property 0x${id.toString(16)} of type 0x${type.toString(16)}`;
+  if (NAME_PROPERTIES.has(id)) return addName(a, text());
+  if (id === PR_ATTACH_MIME_TAG) {
     const tag = text().trim().toLowerCase().slice(0, 200);
-    if (tag && !a.declaredTypes.includes(tag)) a.declaredTypes.push(tag);
+    if (!tag || a.declaredTypes.includes(tag)) return null;
+    if (a.declaredTypes.length >= MAX_COPIES) return `more than ${MAX_COPIES} MIME tags of one attachment`;
+    a.declaredTypes.push(tag);
   } else if (id === PR_ATTACH_DATA) {
-    if (type === PT_BINARY) addData(a, value);
-    else if (type === PT_OBJECT && value.length >= IID_BYTES) addData(a, value.subarray(IID_BYTES));
+    if (type === PT_BINARY) return addData(a, value);
+    if (type === PT_OBJECT && value.length >= IID_BYTES) return addData(a, value.subarray(IID_BYTES));
   }
+  return null;
 }
 
-function addData(a: TnefAttachment, value: Buffer): void {
-  if (!a.data.some((d) => d.equals(value))) a.data.push(value);
+function addData(a: TnefAttachment, value: Buffer): string | null {
+  if (a.data.some((d) => d.equals(value))) return null;
+  if (a.data.length >= MAX_COPIES) return `more than ${MAX_COPIES} copies of the bytes of one attachment`;
+  a.data.push(value);
+  return null;
 }
 
 function pad4(n: number): number {

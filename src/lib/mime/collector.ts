@@ -79,10 +79,16 @@ export class Collector {
     this.keep(all);
   }
 
-  /** Complete lines of text to the uuencode scanner. */
+  /**
+   * Complete lines of text to the uuencode scanner: text by its bytes, or any text/plain part
+   * (the type of a message without MIME), whatever its first bytes: Thunderbird looks for
+   * "begin" lines in a body that starts like HTML, BinHex or a PDF, or holds a control character.
+   */
   private scanText(data: Buffer): void {
-    if (!this.node.types.includes('txt')) return;
-    const text = this.line + data.toString('latin1');
+    if (!this.node.types.includes('txt') && this.node.declaredTypes[0] !== 'text/plain') return;
+    // A bare CR ends a line too, as in Thunderbird's line reader (one at the very end waits for
+    // the next bytes, which may start with its LF).
+    const text = (this.line + data.toString('latin1')).replace(/\r(?!\n|$)/g, '\n');
     const cut = text.lastIndexOf('\n');
     this.line = (cut < 0 ? text : text.slice(cut + 1)).slice(-1024);
     if (cut >= 0) this.uu.feed(text.slice(0, cut));

@@ -9,6 +9,10 @@
  * starting with "--", come as runs instead: which bytes the run holds, whether a line in it
  * is over 998 octets, how its last line ended. A run costs a few native scans where a Line
  * per line cost an object and a call chain each (bench/README.md, the seven-bit profile).
+ *
+ * Lines end at LF only, as RFC 5322 has them; but Thunderbird also ends one at a bare CR, so
+ * what follows each bare CR + "--" is reported with the line or run that holds it (CrDashes),
+ * for the MIME walker to see a delimiter that only such a reader sees.
  */
 import { isAscii } from 'node:buffer';
 
@@ -27,7 +31,16 @@ export interface Line {
   /** A byte of 0x80 or more (RFC 2045 2.8). */
   readonly eightBit: boolean;
   readonly nul: boolean;
+  /** What follows a bare CR + "--" in the line (CrDashes). */
+  readonly crDashes: CrDashes;
 }
+
+/**
+ * The text after each bare CR + "--" (to the next CR or LF, at most 200 bytes), reported with
+ * the bytes in which it ends: Thunderbird ends a line at a bare CR, so to it this may be a
+ * boundary delimiter, which to RFC 2046 (and to this reader) is inside a line.
+ */
+export type CrDashes = readonly string[];
 
 /** Consecutive lines none of which starts with "--"; the first and last may go on in other runs. */
 export interface PlainRun {
@@ -39,6 +52,7 @@ export interface PlainRun {
   readonly longLine: boolean;
   /** The line ending of the last line that ended in the run; 0 when none did. */
   readonly eolLength: 0 | 1 | 2;
+  readonly crDashes: CrDashes;
 }
 
 export interface LineSink {
@@ -52,6 +66,17 @@ export interface LineSink {
 }
 
 const NEWLINE_DASHES = Buffer.from('\n--');
+const CR_DASHES = Buffer.from('\r--');
+const NO_CR_DASHES: CrDashes = [];
+const CR_TEXT = 200;
+
+/** Where the text after a bare CR + "--" at `from` ends: a CR, an LF, CR_TEXT bytes or `buf`'s end. */
+function crTextEnd(buf: Buffer, from: number, room: number): number {
+  let end = from;
+  const limit = Math.min(buf.length, from + room);
+  while (end < limit && buf[end] !== 0x0d && buf[end] !== 0x0a) end++;
+  return end;
+}
 
 export class LineReader {
   /** Offset in the stream of the chunk being read, and of the current line. */
@@ -66,6 +91,12 @@ export class LineReader {
   private headLength = 0;
   private eightBit = false;
   private nul = false;
+  /** The last two bytes of the current line read so far (-1: none), and its bare CR + "--" texts. */
+  private last1 = -1;
+  private last2 = -1;
+  private crDashes: string[] = [];
+  /** The text after a bare CR + "--" whose end is not read yet. */
+  private pending: string | null = null;
 
   constructor(
     private readonly sink: LineSink,
@@ -86,7 +117,7 @@ export class LineReader {
 
   end(): void {
     if (this.length === 0) return;
-    if (this.inRun) this.sink.plain({ eightBit: false, nul: false, longLine: this.length > MAX_LINE_OCTETS, eolLength: 0 });
+    if (this.inRun) this.sink.plain({ eightBit: false, nul: false, longLine: this.length > MAX_LINE_OCTETS, eolLength: 0, crDashes: NO_CR_DASHES });
     else this.emit(0);
   }
 
@@ -111,6 +142,7 @@ export class LineReader {
     }
     this.eightBit ||= !isAscii(segment);
     this.nul ||= segment.includes(0);
+    this.findCrDashes(segment, this.crDashes);
     this.length += segment.length;
     this.endsInCR = segment[segment.length - 1] === 0x0d;
   }
@@ -118,7 +150,10 @@ export class LineReader {
   private emit(eolLength: 0 | 1 | 2): void {
     const length = eolLength === 2 ? this.length - 1 : this.length;
     const head = Buffer.concat(this.head).subarray(0, length);
-    this.sink.line({ start: this.start, length, eolLength, head, eightBit: this.eightBit, nul: this.nul });
+    this.endCrText(this.crDashes);
+    this.sink.line({ start: this.start, length, eolLength, head, eightBit: this.eightBit, nul: this.nul, crDashes: this.crDashes.length ? this.crDashes : NO_CR_DASHES });
+    if (this.crDashes.length) this.crDashes = [];
+    this.last1 = this.last2 = -1;
     this.length = 0;
     this.head = [];
     this.headLength = 0;
@@ -143,14 +178,54 @@ export class LineReader {
     }
     const lastNl = lineStart > 0 ? lineStart - 1 : -1;
     const eolLength = lastNl < 0 ? 0 : this.crBefore(bytes, lastNl) ? 2 : 1;
-    this.sink.plain({ eightBit: !isAscii(bytes), nul: bytes.includes(0), longLine, eolLength });
+    const crDashes: string[] = [];
+    if (this.length === 0) this.last1 = this.last2 = -1;
+    this.findCrDashes(bytes, crDashes);
+    this.sink.plain({ eightBit: !isAscii(bytes), nul: bytes.includes(0), longLine, eolLength, crDashes: crDashes.length ? crDashes : NO_CR_DASHES });
     this.length = bytes.length - lineStart;
+    if (this.length === 0) this.last1 = this.last2 = -1;
     if (this.length > 0) this.endsInCR = bytes[bytes.length - 1] === 0x0d;
     else {
       this.endsInCR = false;
       this.inRun = false;
     }
     return stop;
+  }
+
+  /**
+   * Adds to `out` the text after each bare CR + "--" that ends in `bytes` (which go on the line
+   * whose last two bytes were last1 and last2, so one split across chunks is found too); one
+   * that runs to the end of `bytes` waits in `pending` for the next bytes of its line.
+   */
+  private findCrDashes(bytes: Buffer, out: string[]): void {
+    if (bytes.length === 0) return;
+    let from = 0;
+    if (this.pending !== null) {
+      const end = crTextEnd(bytes, 0, CR_TEXT - this.pending.length);
+      this.pending += bytes.toString('latin1', 0, end);
+      if (end === bytes.length && this.pending.length < CR_TEXT) return;
+      out.push(this.pending);
+      this.pending = null;
+      from = end;
+    } else if (this.last2 === 0x0d && bytes[0] === 0x2d && bytes[1] === 0x2d) this.takeCrText(bytes, 2, out);
+    else if (this.last1 === 0x0d && this.last2 === 0x2d && bytes[0] === 0x2d) this.takeCrText(bytes, 1, out);
+    for (let at = bytes.indexOf(CR_DASHES, from); at >= 0 && this.pending === null; at = bytes.indexOf(CR_DASHES, at + 3)) this.takeCrText(bytes, at + 3, out);
+    this.last1 = bytes.length >= 2 ? bytes[bytes.length - 2] : this.last2;
+    this.last2 = bytes[bytes.length - 1];
+  }
+
+  private takeCrText(bytes: Buffer, from: number, out: string[]): void {
+    const end = crTextEnd(bytes, from, CR_TEXT);
+    const text = bytes.toString('latin1', from, end);
+    if (end === bytes.length && text.length < CR_TEXT) this.pending = text;
+    else out.push(text);
+  }
+
+  /** The line ended: a text still waiting for its end ends here. */
+  private endCrText(out: string[]): void {
+    if (this.pending === null) return;
+    out.push(this.pending);
+    this.pending = null;
   }
 
   /** Whether the LF at `nl` ends a CRLF, the CR perhaps at the end of the previous chunk. */

@@ -237,7 +237,7 @@ async function uuMembers(node: ContentNode, c: Collector, budget: Budget, signal
   for (const [i, f] of c.uu.files.entries()) {
     if (budget.members >= budget.limits.maxMembers) return void (node.limit = 'members');
     budget.members++;
-    const child = newNode(`${node.path}/${i + 1}`, [f.name], []);
+    const child = newNode(`${node.path}/${i + 1}`, f.name ? [f.name] : [], []);
     child.types = f.types;
     node.children.push(child);
     if (f.busy) child.limit = 'busy';

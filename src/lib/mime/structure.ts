@@ -16,7 +16,7 @@
  * 100 KB) would otherwise make a part tree that recursive callers cannot walk.
  */
 import libmime from 'libmime';
-import { LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
+import { type CrDashes, LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
 import { parseParams } from './params';
 
 export interface FieldRange {
@@ -99,6 +99,12 @@ export class MimeWalker {
    * space; each list in nesting order, so the last is the innermost that uses the key.
    */
   private readonly open = new Map<string, Part[]>();
+  /**
+   * The same boundaries lower-cased and without any trailing white space (looseKey), counted:
+   * a line that is one of them but no delimiter is read as one by some readers (Thunderbird
+   * strips CR, FF and VT after a boundary; clamd ignores case), so its part is `ambiguous`.
+   */
+  private readonly openLoose = new Map<string, number>();
   /** Exact boundary comparisons made so far: what the map saves, counted (tests check it stays linear). */
   boundaryComparisons = 0;
   private readonly lines: LineReader;
@@ -132,6 +138,7 @@ export class MimeWalker {
   }
 
   private line(line: Line): void {
+    if (line.crDashes.length) this.bareCrDelimiters(line.crDashes);
     const delimiter = this.delimiter(line);
     if (delimiter) this.boundary(line, delimiter.part, delimiter.closing);
     else if (this.state === 'header') this.headerLine(line);
@@ -154,7 +161,28 @@ export class MimeWalker {
     const closing = key.endsWith('--') ? this.candidate(this.open.get(trimEndBlanks(key.slice(0, -2))), text, true) : null;
     if (plain && closing) return plain.depth >= closing.depth ? { part: plain, closing: false } : { part: closing, closing: true };
     if (plain) return { part: plain, closing: false };
-    return closing ? { part: closing, closing: true } : null;
+    if (closing) return { part: closing, closing: true };
+    // Thunderbird strips any white space after a boundary and ends a line at a bare CR.
+    const cr = text.indexOf('\r');
+    const loose = looseKey(cr >= 0 ? text.slice(0, cr) : text);
+    if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2)))))
+      this.current.ambiguous ??= 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)';
+    return null;
+  }
+
+  /**
+   * Thunderbird ends a line at a bare CR: a bare CR + "--" + an open boundary inside a line is a
+   * delimiter to it and none to RFC 2046 (nor to this walker), so the part is `ambiguous`.
+   */
+  private bareCrDelimiters(found: CrDashes): void {
+    if (this.openLoose.size === 0 || this.current.ambiguous) return;
+    for (const text of found) {
+      const loose = looseKey(text);
+      if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2))))) {
+        this.current.ambiguous = 'a bare CR before a boundary (Thunderbird ends a line there)';
+        return;
+      }
+    }
   }
 
   /** The innermost of `parts` whose boundary `text` (the line after "--") is, as a delimiter or a closing one. */
@@ -239,6 +267,7 @@ export class MimeWalker {
   }
 
   private plainRun(run: PlainRun): void {
+    if (run.crDashes.length) this.bareCrDelimiters(run.crDashes);
     const part = this.current;
     part.eightBit ||= run.eightBit;
     part.nul ||= run.nul;
@@ -281,6 +310,8 @@ export class MimeWalker {
       const parts = this.open.get(key);
       if (parts) parts.push(part);
       else this.open.set(key, [part]);
+      const loose = looseKey(part.boundary);
+      this.openLoose.set(loose, (this.openLoose.get(loose) ?? 0) + 1);
       return;
     }
     const child = newPart(part, part.bodyStart, -1);
@@ -299,6 +330,10 @@ export class MimeWalker {
     if (at < 0) return;
     parts!.splice(at, 1);
     if (parts!.length === 0) this.open.delete(key);
+    const loose = looseKey(part.boundary);
+    const n = (this.openLoose.get(loose) ?? 1) - 1;
+    if (n > 0) this.openLoose.set(loose, n);
+    else this.openLoose.delete(loose);
   }
 
   private close(part: Part, end: number): void {
@@ -321,6 +356,14 @@ function trimEndBlanks(s: string): string {
   let end = s.length;
   while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
   return end === s.length ? s : s.slice(0, end);
+}
+
+/** A boundary (or a line after its "--") as a lenient reader compares it: any case, no trailing white space of any kind. */
+function looseKey(s: string): string {
+  // A loop, not /[ \t...]+$/: that regular expression is quadratic on a long run of blanks.
+  let end = s.length;
+  while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || (s.charCodeAt(end - 1) >= 0x09 && s.charCodeAt(end - 1) <= 0x0d))) end--;
+  return s.slice(0, end).toLowerCase();
 }
 
 function newPart(parent: Part | null, headerStart: number, bodyStart: number): Part {

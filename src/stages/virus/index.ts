@@ -105,7 +105,9 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
     };
     /** A message over maxScanBytes, its parts in several scans (pieces.ts); the first virus ends it. */
     const scanInPieces = async (tx: Transaction, signal: AbortSignal): Promise<StageOutcome> => {
-      const { scans, tooBig } = plan(await piecesOf(tx.message, signal), s.maxScanBytes);
+      const cut = await piecesOf(tx.message, signal);
+      if (cut.notCut) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, over virus.maxScanBytes (${s.maxScanBytes}), not cut into pieces: ${cut.notCut}`);
+      const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes);
       const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
       for (const [i, pieces] of scans.entries()) {
         const r = await client.scan(() => openScan(tx.message, pieces), signal);

@@ -99,6 +99,18 @@ describe('MimeWalker', () => {
     expect(root.children).toHaveLength(1);
   });
 
+  it('calls a part ambiguous for a line Thunderbird or clamd reads as a delimiter and RFC 2046 does not, wherever the chunks split it', () => {
+    const lines = ['--B\r\n', '--b\r\r\n', '--b\f\r\n', '--b\rContent-Type: text/plain\r\n', 'text\r--b\r\n', 'text\r--b--\r\n', '\r--b\r\n'];
+    for (const line of lines) {
+      for (const size of [1, 2, 3, 5, 7, 1000]) {
+        const root = walk(`--b\r\n\r\nhello\r\n${line}\r\nmore\r\n--b--\r\n`, 'multipart/mixed; boundary=b', undefined, size);
+        expect([line, size, root.children[0].ambiguous]).toEqual([line, size, expect.stringMatching(/boundary/)]);
+      }
+    }
+    for (const line of ['--bb\r\n', 'a\r--x\r\n', '-- \r\n', 'x\r-\r\n'])
+      expect(walk(`--b\r\n\r\nhello\r\n${line}--b--\r\n`, 'multipart/mixed; boundary=b', undefined, 3).children[0].ambiguous).toBeNull();
+  });
+
   it('flags NUL and lines over 998 octets in a 7-bit part', () => {
     expect(walk(`${'x'.repeat(999)}\r\n`).longLine).toBe(true);
     expect(walk('a\0b\r\n').nul).toBe(true);

@@ -5,13 +5,28 @@
  */
 import { detectType } from '../../../src/lib/archive/magic';
 import { MAX_FILES, UuScanner } from '../../../src/lib/mime/uuencode';
-import { makeZip, uuencode } from '../../helpers/archives';
+import { makeBinHex, makeZip, uuencode } from '../../helpers/archives';
 
 const MiB = 1024 * 1024;
 
 /** The scanner fed `text` in pieces of `step` characters, as the collector feeds complete lines. */
+/** `data` yEnc-encoded as yEnc 1.3 describes (single part, 128-character lines). */
+function yenc(name: string, data: Buffer): string {
+  let out = '';
+  let line = '';
+  for (const b of data) {
+    const c = (b + 42) & 0xff;
+    line += c === 0x00 || c === 0x0a || c === 0x0d || c === 0x3d ? `=${String.fromCharCode((c + 64) & 0xff)}` : String.fromCharCode(c);
+    if (line.length >= 128) {
+      out += `${line}\r\n`;
+      line = '';
+    }
+  }
+  return `=ybegin line=128 size=${data.length} name=${name}\r\n${out}${line ? `${line}\r\n` : ''}=yend size=${data.length}\r\n`;
+}
+
 function scan(text: string, step = 1000, maxBytes = 32 * MiB) {
-  const uu = new UuScanner(maxBytes, (f) => f.types.includes('zip'));
+  const uu = new UuScanner(maxBytes, (f) => f.types.includes('zip') || f.types.includes('hqx'));
   let carry = '';
   for (let i = 0; i < text.length; i += step) {
     const t = carry + text.slice(i, i + step);
@@ -46,14 +61,40 @@ describe('uuencoded files in text', () => {
     expect(files[0].bytes).toBeLessThan(64 * 1024);
   });
 
-  it('ends a file at the end of the text or at a line that is no uuencode, keeping what it decoded', () => {
+  it('ends a file at the end of the text, or where Thunderbird does: "end", a line starting with white space, another "begin"', () => {
     const whole = uuencode('a.zip', zip);
     const cut = whole.split('\n').slice(0, 3).join('\n');
     const [f] = scan(cut);
     expect(f.name).toBe('a.zip');
     expect(f.types).toEqual(detectType(zip.subarray(0, 90)));
-    const [g] = scan(`begin 644 b.exe\nM1Z\nnot uuencode\n`);
-    expect([g.name, g.bytes]).toEqual(['b.exe', 0]);
+    const [g, h] = scan('begin 644 b.exe\nM1Z\n\tindented text\nM1Z\nbegin 644 c.txt\n#86)C\nEND of it\n');
+    expect([g.name, g.bytes, h.name, h.bytes]).toEqual(['b.exe', 45, 'c.txt', 3]);
+  });
+
+  it('decodes what Thunderbird decodes: lines whose trailing spaces a gateway stripped (zero bytes), blank lines skipped', () => {
+    // An old encoder's spaces for zero bits, stripped at line ends; and a blank line inserted.
+    const program = Buffer.concat([Buffer.from('MZ\x90\0\x03'), Buffer.alloc(40), Buffer.from('This program cannot be run in DOS mode.'), Buffer.alloc(200)]);
+    const lines = uuencode('readme.txt', program)
+      .replace(/`/g, ' ')
+      .split('\n')
+      .map((l) => l.replace(/ +$/, ''));
+    lines.splice(1, 0, '');
+    const [f] = scan(lines.join('\r\n'), 5, 1024);
+    expect(f.types).toEqual(detectType(program));
+    expect(f.types).toContain('exe-ms');
+  });
+
+  it('reads yEnc files ("=ybegin line= size= name=", which Thunderbird decodes) and BinHex 4.0 text anywhere in the text, whole', () => {
+    const program = Buffer.concat([Buffer.from('MZ\x90\0\x03'), Buffer.alloc(40), Buffer.from('=\r\n\0\t.')]);
+    const files = scan(`Hi,\r\n\r\n${yenc('photo.jpg', program)}\r\nand\r\n${makeBinHex('run.exe', 'MZ').toString('latin1')}\r\nbye\r\n`, 9);
+    expect(files.map((f) => [f.name, f.types])).toEqual([
+      ['photo.jpg', detectType(program)],
+      ['', ['hqx']],
+    ]);
+    expect(Buffer.concat(files[0].chunks).length).toBe(0);
+    expect(files[0].bytes).toBe(program.length);
+    const hqx = scan(`see\n${makeBinHex('run.exe', 'MZ').toString('latin1')}`, 1000, 1024 * 1024);
+    expect(Buffer.concat(hqx[0].chunks).toString('latin1').trim()).toBe(makeBinHex('run.exe', 'MZ').toString('latin1').trim().replace(/\r/g, ''));
   });
 
   it('drops a whole file over maxBytes, and reads at most MAX_FILES files a part', () => {

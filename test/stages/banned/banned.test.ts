@@ -227,6 +227,13 @@ describe('banned stage', () => {
       expect(r.findings[0].detail).toMatch(/^\[\.exe-ms\] part 2\/2 name "notes\.txt"/);
     });
 
+    it("rejects a program in a zip whose attAttachData ID carries another type word (Debian's tnef extracts it all the same)", async () => {
+      const stream = Buffer.from(makeTnef([{ title: 'docs.zip', data: makeZip({ 'run.exe': 'x' }) }]));
+      stream.writeUInt16LE(0x0001, stream.indexOf(Buffer.from([0x0f, 0x80, 0x06, 0x00])) + 2);
+      const r = await check(messageWith([file('winmail.dat', stream, 'application/ms-tnef')]));
+      expect(r.findings[0].detail).toMatch(/part 2\/1\/1 name "run\.exe"/);
+    });
+
     it('passes a winmail.dat of ordinary documents, and calls a cut one a damaged archive', async () => {
       const ok = winmail([{ title: 'agenda.txt', longName: 'Agenda for Monday.txt', data: 'items' }]);
       expect((await check(ok)).codes).toEqual([]);

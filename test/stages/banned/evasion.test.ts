@@ -131,6 +131,32 @@ describe('banned: MIME that mail readers read differently fails closed', () => {
   });
 });
 
+describe('banned: a delimiter line only some readers take for one', () => {
+  it.each([
+    ['a CR after it', '--BB\r\r\n'],
+    ['a form feed after it', '--BB\f\r\n'],
+    ['a vertical tab after it', '--BB\v\r\n'],
+    ['another case', '--bb\r\n'],
+    ['a bare CR before it (Thunderbird ends a line at a bare CR)', 'x\r--BB\r\n'],
+    ['a bare CR ending it, the header on the same line', '--BB\r'],
+  ])('rejects a program behind a delimiter with %s (Thunderbird or clamd split there, RFC 2046 does not)', async (_what, delimiter) => {
+    const msg = mp(
+      'Content-Type: text/plain\r\n',
+      `hi\r\n${delimiter}Content-Type: application/octet-stream; name="evil.exe"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA`,
+    );
+    const r = await check(msg);
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(
+      /read differently by mail readers: (a line that some readers take for a boundary|a bare CR before a boundary)/,
+    );
+  });
+
+  it('passes a body line that merely starts like a delimiter', async () => {
+    const r = await check(mp('Content-Type: text/plain\r\n', 'hi\r\n--BBC news\r\n-- \r\nsignature'));
+    expect(r.codes).toEqual([]);
+  });
+});
+
 describe('banned: uuencoded files in text', () => {
   it('checks the name on a "begin" line', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', 'see attached\r\n\r\nbegin 644 evil.js\r\n(=F%R(&$],3L*\r\n`\r\nend'));
@@ -150,6 +176,38 @@ describe('banned: uuencoded files in text', () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `files:\r\n${uuencode('docs.zip', zip, true).replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual(['BANNED_FILE']);
     expect(r.findings[0].detail).toMatch(/part 2\/1\/2 name "invoice\.pdf\.exe"/);
+  });
+
+  it.each([
+    ['starts like HTML', '<html><body>hi</body></html>\r\n'],
+    ['has a control character early', 'hi\x01\r\n'],
+    ['mentions %PDF- in its first lines', 'the file starts with %PDF-1.4, see\r\n'],
+    ['starts like BinHex', '(This file must be converted with BinHex 4.0)\r\n\r\nno, it need not\r\n'],
+  ])('checks the uuencoded files of a message without MIME (Thunderbird shows them) whose text %s', async (_what, lead) => {
+    const msg = `From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\n\r\n${lead}\r\nbegin 644 evil.js\r\n(=F%R(&$],3L*\r\n\`\r\nend\r\n`;
+    const r = await check(msg);
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/evil\.js/);
+  });
+
+  it('checks yEnc files in a message without MIME (Thunderbird decodes them): a name, and a program by its bytes', async () => {
+    const yenc = (name: string, data: Buffer) =>
+      `=ybegin line=128 size=${data.length} name=${name}\r\n${[...data]
+        .map((b) => (b + 42) & 0xff)
+        .map((c) => ([0, 10, 13, 61].includes(c) ? `=${String.fromCharCode(c + 64)}` : String.fromCharCode(c)))
+        .join('')}\r\n=yend size=${data.length}\r\n`;
+    const msg = (name: string, data: Buffer) => `From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhere:\r\n${yenc(name, data)}`;
+    const named = await check(msg('evil.js', Buffer.from(js)));
+    expect(named.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 1\/1 name "evil\.js"/);
+    const typed = await check(msg('photo.jpg', peExecutable().subarray(0, 100)));
+    expect(typed.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/^\[\.exe-ms\] part 1\/1 name "photo\.jpg"/);
+  });
+
+  it('checks a uuencoded file in text whose lines end in a bare CR (Thunderbird ends a line at CR too)', async () => {
+    const text = `see attached\rbegin 644 evil.js\r(=F%R(&$],3L*\r\`\rend\r`;
+    const r = await check(mp('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n', b64(text)));
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
   });
 
   it('passes text with a uuencoded document', async () => {

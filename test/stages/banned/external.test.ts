@@ -73,6 +73,16 @@ describe('banned stage, archives read by unar', () => {
     expect(r.findings[0].detail).toMatch(/part 2\/1 name "setup\.scr"/);
   });
 
+  it('rejects a program in BinHex after other text in a message without MIME (Thunderbird decodes it there)', async () => {
+    const msg = Buffer.from(
+      `From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\n\r\nHere it is:\r\n\r\n${makeBinHex('setup.scr', 'x').toString('latin1')}\r\nbye\r\n`,
+      'latin1',
+    );
+    const r = await check(msg);
+    expect(r.codes).toEqual(['BANNED_FILE']);
+    expect(r.findings[0].detail).toMatch(/part 1\/1\/1 name "setup\.scr"/);
+  });
+
   it('passes a 7z of documents, having looked inside', async () => {
     const r = await check(messageWith([file('report.7z', make7z({ 'report.pdf': '%PDF-1.7\n...', 'data.csv': 'a,b\n1,2\n' }), 'application/x-7z-compressed')]));
     expect(r.codes).toEqual([]);

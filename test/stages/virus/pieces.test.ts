@@ -5,7 +5,7 @@
  * and named; a 10,000-part message makes few scans.
  */
 import { MimeWalker } from '../../../src/lib/mime/structure';
-import { openScan, piecesOf, plan, type Piece } from '../../../src/stages/virus/pieces';
+import { MAX_PARTS, openScan, piecesOf, plan, type Piece } from '../../../src/stages/virus/pieces';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
 
@@ -60,7 +60,7 @@ describe('scanning a large message in pieces', () => {
   const message = messageOf(body);
 
   it('covers every byte of the body once, in order, but the delimiter lines between siblings; leaves with their own headers, what else lies between as text', async () => {
-    const pieces = await piecesOf(message, never);
+    const pieces = (await piecesOf(message, never)).pieces;
     const raw = (await bodyOf(message)).toString('latin1');
     expect(pieces[0].start).toBe(0);
     for (let i = 1; i < pieces.length; i++) {
@@ -74,7 +74,7 @@ describe('scanning a large message in pieces', () => {
   });
 
   it('makes scans of at most maxScanBytes that carry their parts byte for byte, each under a boundary of its own', async () => {
-    const pieces = await piecesOf(message, never);
+    const pieces = (await piecesOf(message, never)).pieces;
     const { scans, tooBig } = plan(pieces, 40_000);
     expect(tooBig).toEqual([]);
     expect(scans.length).toBeGreaterThan(1);
@@ -99,14 +99,14 @@ describe('scanning a large message in pieces', () => {
   });
 
   it('leaves out a part larger than maxScanBytes by itself, and names it', async () => {
-    const { scans, tooBig } = plan(await piecesOf(message, never), 25_000);
+    const { scans, tooBig } = plan((await piecesOf(message, never)).pieces, 25_000);
     expect(tooBig.map((p: Piece) => p.what)).toEqual(['part 1']);
     expect(scans.flat().map((p) => p.what)).not.toContain('part 1');
   });
 
   it('sends a message that is not multipart as one piece, with its own Content-Type and encoding', async () => {
     const m = messageOf(`Content-Type: application/zip; name="a.zip"\r\nContent-Transfer-Encoding: base64\r\n\r\n${'QUJD\r\n'.repeat(10)}`);
-    const pieces = await piecesOf(m, never);
+    const pieces = (await piecesOf(m, never)).pieces;
     expect(pieces).toHaveLength(1);
     const scan = (await bytesOf(openScan(m, pieces))).toString('latin1');
     expect(scan).toMatch(/\r\n\r\n--=_postseal_[0-9a-f]{28}\r\nContent-Type: application\/zip; name="a\.zip"\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD\r\n/);
@@ -114,10 +114,26 @@ describe('scanning a large message in pieces', () => {
 
   it('makes few scans of a 10,000-part message, in one pass of the body each', async () => {
     const many = messageOf(multipart(Array.from({ length: 10_000 }, (_, i) => `Content-Type: text/plain\r\n\r\npart ${i}`)));
-    const pieces = await piecesOf(many, never);
+    const pieces = (await piecesOf(many, never)).pieces;
     expect(pieces.filter((p) => p.header === '')).toHaveLength(10_000);
     const { scans, tooBig } = plan(pieces, 256 * 1024);
     expect(tooBig).toEqual([]);
     expect(scans.length).toBeLessThanOrEqual(Math.ceil(many.bodySize / (128 * 1024)));
+  });
+
+  it('does not cut a message of more parts than MAX_PARTS, stopping its walk there (2,000,000 empty parts took 800 MB of heap)', async () => {
+    const body = `Content-Type: multipart/mixed; boundary="b"\r\n\r\n${'--b\r\n\r\nx\r\n'.repeat(MAX_PARTS + 10)}--b--\r\n`;
+    const t0 = Date.now();
+    const cut = await piecesOf(messageOf(body), never);
+    expect(cut).toEqual({ pieces: [], notCut: `more than ${MAX_PARTS} MIME parts` });
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('does not cut a message that mail readers split differently, saying where', async () => {
+    const odd = messageOf(multipart(['Content-Type: text/plain\r\n\r\nhi\r\n--outer\r', attachment('a.bin', 100)]));
+    expect(await piecesOf(odd, never)).toEqual({
+      pieces: [],
+      notCut: expect.stringMatching(/^mail readers split it differently \(part 1: a line that some readers take for a boundary/),
+    });
   });
 });
