@@ -18,7 +18,7 @@
  * (structure.ts `ambiguous`: a delimiter in another case or with a CR after it, two boundary
  * parameters, ...), since a part Thunderbird shows could lie inside one of ours, where clamd,
  * given that part alone, would not decode it (given the whole message it did: it matches
- * boundaries loosely); and a message of more than MAX_PARTS parts.
+ * boundaries loosely); and a message of more than structure.ts MAX_MIME_PARTS parts.
  */
 import { randomBytes } from 'node:crypto';
 import { MimeWalker, type Part } from '../../lib/mime/structure';
@@ -41,13 +41,6 @@ export interface Plan {
   readonly tooBig: Piece[];
 }
 
-/**
- * MIME parts walked at most. Every part is an object kept until the cut is made: 2,000,000
- * empty parts (a 20 MB message) took 800 MB of heap and 10 s here, on top of the banned
- * stage's own walk. Real mail has a few dozen; amavisd's $MAXFILES is 3,000.
- */
-export const MAX_PARTS = 100_000;
-
 const GAP_HEADER = 'Content-Type: text/plain; charset=us-ascii\r\n\r\n';
 
 export interface Cut {
@@ -60,12 +53,10 @@ export interface Cut {
 /** The parts of the message, as pieces in body order (a walk of its MIME structure). */
 export async function piecesOf(message: Message, signal: AbortSignal): Promise<Cut> {
   const first = (name: string) => message.get(name).map((f) => Message.value(f))[0];
-  let parts = 0;
-  const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'), { onHeader: () => void parts++ });
+  const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'));
   for await (const chunk of message.openBody()) {
     signal.throwIfAborted();
     walker.push(chunk);
-    if (parts > MAX_PARTS) return { pieces: [], notCut: `more than ${MAX_PARTS} MIME parts` };
   }
   walker.end(message.bodySize);
   if (walker.root.children.length === 0) {
@@ -78,7 +69,10 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
   const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
   while (stack.length) {
     const { part, path } = stack.pop()!;
-    if (part.ambiguous) return { pieces: [], notCut: `mail readers split it differently (${path ? `part ${path}` : 'the message'}: ${part.ambiguous})` };
+    if (part.ambiguous) {
+      const where = path ? `part ${path}` : 'the message';
+      return { pieces: [], notCut: part.ambiguous.startsWith('more than') ? `${where}: ${part.ambiguous}` : `mail readers split it differently (${where}: ${part.ambiguous})` };
+    }
     if (part.children.length === 0 && part !== walker.root) leaves.push({ part, path });
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }

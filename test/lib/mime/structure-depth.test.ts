@@ -1,8 +1,9 @@
 /**
  * The walk's cost and shape on deep nesting: delimiter look-ups that do not grow with the
- * depth (counted, not timed), and the depth limit past which parts are opaque bytes.
+ * depth (counted, not timed), the depth limit past which parts are opaque bytes, and the part
+ * cap past which delimiters start no part.
  */
-import { MAX_MIME_DEPTH, MimeWalker, type Part } from '../../../src/lib/mime/structure';
+import { MAX_MIME_DEPTH, MAX_MIME_PARTS, MimeWalker, type Part } from '../../../src/lib/mime/structure';
 
 /**
  * `levels` multiparts, each the only part of the one before (the message is the first, at
@@ -18,8 +19,8 @@ function nested(levels: number, boundary: (i: number) => string): { contentType:
   return { contentType: `multipart/mixed; boundary="${boundary(1)}"`, body: out.join('') };
 }
 
-function walk(body: string, contentType: string | undefined, maxDepth?: number): MimeWalker {
-  const w = new MimeWalker(contentType, undefined, maxDepth === undefined ? {} : { maxDepth });
+function walk(body: string, contentType: string | undefined, maxDepth?: number, maxParts?: number): MimeWalker {
+  const w = new MimeWalker(contentType, undefined, { ...(maxDepth === undefined ? {} : { maxDepth }), ...(maxParts === undefined ? {} : { maxParts }) });
   const bytes = Buffer.from(body, 'latin1');
   w.push(bytes);
   w.end(bytes.length);
@@ -99,5 +100,25 @@ describe('MimeWalker on deep nesting', () => {
     expect([first.opaque, first.children.length]).toEqual([true, 0]);
     expect(body.slice(first.bodyStart, first.bodyEnd)).toBe('--i\r\n\r\nin i');
     expect(body.slice(second.bodyStart, second.bodyEnd)).toBe('second');
+  });
+});
+
+describe('MimeWalker on many parts', () => {
+  const many = (n: number) => `${'--b\r\nContent-Type: text/plain\r\n\r\nx\r\n'.repeat(n)}--b--\r\n`;
+
+  it('makes 10,000 parts of a 10,000-part message, and no more than MAX_MIME_PARTS of a larger one', () => {
+    expect(walk(many(10_000), 'multipart/mixed; boundary="b"').root.children).toHaveLength(10_000);
+    const w = walk(many(MAX_MIME_PARTS + 50), 'multipart/mixed; boundary="b"');
+    expect(w.root.children).toHaveLength(MAX_MIME_PARTS);
+    expect(w.root.ambiguous).toBe(`more than ${MAX_MIME_PARTS} MIME parts: the rest is not walked`);
+  });
+
+  it('leaves what follows the cap in the last part, made opaque, and still closes the multipart', () => {
+    const body = many(5);
+    const w = walk(body, 'multipart/mixed; boundary="b"', undefined, 3);
+    const last = w.root.children[2];
+    expect(w.root.children).toHaveLength(3);
+    expect(last.opaque).toBe(true);
+    expect(body.slice(last.bodyStart, last.bodyEnd)).toBe('x\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b\r\nContent-Type: text/plain\r\n\r\nx');
   });
 });

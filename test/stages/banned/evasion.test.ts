@@ -5,6 +5,7 @@
  * Each must end in a rejection (or the finding that says why not).
  */
 import { decide } from '../../../src/pipeline/verdict';
+import { MAX_MIME_PARTS } from '../../../src/lib/mime/structure';
 import { bannedStage } from '../../../src/stages/banned';
 import { makeZip, peExecutable, uuencode } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
@@ -213,5 +214,16 @@ describe('banned: uuencoded files in text', () => {
   it('passes text with a uuencoded document', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual([]);
+  });
+});
+
+describe('banned: more MIME parts than a walk makes', () => {
+  it('bans a message of more than MAX_MIME_PARTS parts (the last ones unread) as undecipherable', async () => {
+    const parts = 'Content-Type: text/plain\r\n\r\nx\r\n--BB\r\n'.repeat(MAX_MIME_PARTS + 5);
+    const msg = `From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="BB"\r\n\r\n--BB\r\n${parts}Content-Type: application/octet-stream; name="evil.exe"\r\n\r\nMZ\r\n--BB--\r\n`;
+    const r = await check(msg);
+    expect(r.codes).toContain('BANNED_UNDECIPHERABLE');
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toMatch(/more than 20000 MIME parts/);
+    expect(r.verdict.action).toBe('reject');
   });
 });

@@ -4,8 +4,8 @@
  * maxScanBytes that carries its parts byte for byte; a part too large by itself is left out
  * and named; a 10,000-part message makes few scans.
  */
-import { MimeWalker } from '../../../src/lib/mime/structure';
-import { MAX_PARTS, openScan, piecesOf, plan, type Piece } from '../../../src/stages/virus/pieces';
+import { MAX_MIME_PARTS, MimeWalker } from '../../../src/lib/mime/structure';
+import { openScan, piecesOf, plan, type Piece } from '../../../src/stages/virus/pieces';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
 
@@ -121,12 +121,10 @@ describe('scanning a large message in pieces', () => {
     expect(scans.length).toBeLessThanOrEqual(Math.ceil(many.bodySize / (128 * 1024)));
   });
 
-  it('does not cut a message of more parts than MAX_PARTS, stopping its walk there (2,000,000 empty parts took 800 MB of heap)', async () => {
-    const body = `Content-Type: multipart/mixed; boundary="b"\r\n\r\n${'--b\r\n\r\nx\r\n'.repeat(MAX_PARTS + 10)}--b--\r\n`;
-    const t0 = Date.now();
+  it('does not cut a message of more parts than the walker makes (MAX_MIME_PARTS; 2,000,000 empty parts took 800 MB of heap)', async () => {
+    const body = `Content-Type: multipart/mixed; boundary="b"\r\n\r\n${'--b\r\n\r\nx\r\n'.repeat(MAX_MIME_PARTS + 10)}--b--\r\n`;
     const cut = await piecesOf(messageOf(body), never);
-    expect(cut).toEqual({ pieces: [], notCut: `more than ${MAX_PARTS} MIME parts` });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(cut).toEqual({ pieces: [], notCut: `the message: more than ${MAX_MIME_PARTS} MIME parts: the rest is not walked` });
   });
 
   it('does not cut a message that mail readers split differently, saying where', async () => {
