@@ -10,6 +10,7 @@ import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { startHarness, type Harness } from '../helpers/postseal';
 import { startSink, type Sink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
+import { MAX_MIME_PARTS } from '../../src/lib/mime/structure';
 import { sevenBitBankSchema } from '../../src/stages/seven-bit/schema';
 
 const DEFAULT_DEPTH = sevenBitBankSchema.properties.maxMimeDepth.default;
@@ -91,6 +92,16 @@ describe('seven-bit on deeply nested MIME (ORIGINATING path)', () => {
     expect(reply.code).toBe(250);
     expect(deepPartOf(text)).toBe(`${deep}\r\n--top--\r\n`);
     expect(findings.find((f) => f.startsWith('SEVEN_BIT_UNCONVERTIBLE('))).toContain(`MIME nesting deeper than ${DEFAULT_DEPTH}`);
+    expect((await dkimpy(got, dns.server)).map((s) => s.result)).toEqual(['pass']);
+  });
+
+  it("passes the parts past the walk's part cap on byte for byte, converting those before it, with a finding", async () => {
+    const plain = 'Content-Type: text/plain\r\n\r\nx\r\n--top\r\n'.repeat(MAX_MIME_PARTS);
+    const { reply, text, got, findings } = await send(`${plain}${BOTTOM}`);
+    expect(reply.code).toBe(250);
+    expect(text).toContain('Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe oben\r\n--top\r\n');
+    expect(text).toContain(`${plain.slice(-500)}${BOTTOM}\r\n--top--\r\n`);
+    expect(findings.find((f) => f.startsWith('SEVEN_BIT_UNCONVERTIBLE('))).toMatch(new RegExp(`more than ${MAX_MIME_PARTS} MIME parts; left as it is`));
     expect((await dkimpy(got, dns.server)).map((s) => s.result)).toEqual(['pass']);
   });
 

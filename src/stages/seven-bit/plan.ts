@@ -8,7 +8,8 @@
  * - multipart/signed with 8-bit content is left whole (re-encoding breaks the signature);
  * - a leaf already labelled base64/quoted-printable yet holding 8-bit bytes, 8-bit text in
  *   a preamble or epilogue, or an unknown encoding cannot be fixed here and is reported;
- * - a part the walker did not walk into (`opaque`, nesting deeper than sevenBit.maxMimeDepth)
+ * - a part the walker did not walk into (`opaque`, nesting deeper than sevenBit.maxMimeDepth,
+ *   or the parts after the walker's part cap, left in the last part before it)
  *   is never changed, not even relabelled: with 8-bit content or an 8bit/binary label it is
  *   reported, as re-encoding it as a leaf would hide the parts inside it from the recipient.
  *
@@ -88,7 +89,7 @@ function start(part: Part, ctx: Context): boolean | typeof DESCEND {
   if (part.opaque) {
     // Labelled 8bit it stays so, and so do its containers: reported too, as a later hop may convert it.
     const clean = !dirty && isSevenBitLabel(part.transferEncoding);
-    if (!clean) plan.unconvertible.push(`${pathOf(ctx)}: MIME nesting deeper than ${part.depth}; left as it is`);
+    if (!clean) plan.unconvertible.push(`${pathOf(ctx)}: ${whyOpaque(part)}; left as it is`);
     return clean;
   }
   const composite = part.contentType.startsWith('multipart/') || part.children.length > 0;
@@ -155,4 +156,10 @@ function label(part: Part, encoding: TransferEncoding, plan: SevenBitPlan): void
 
 function isSevenBitLabel(encoding: string): boolean {
   return !['8bit', 'binary'].includes(encoding);
+}
+
+/** Why the walker left a part opaque: the nesting depth, or the part cap (structure.ts MAX_MIME_PARTS) reached above it. */
+function whyOpaque(part: Part): string {
+  for (let p = part.parent; p; p = p.parent) if (p.ambiguous?.startsWith('more than')) return p.ambiguous.split(':')[0];
+  return `MIME nesting deeper than ${part.depth}`;
 }
