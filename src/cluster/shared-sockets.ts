@@ -3,7 +3,7 @@
  * "One socket for the workers"): the primary binds each milter address and port once and sends
  * the bound socket to every worker that asks; each worker listens and accepts on it, and the
  * kernel wakes the workers that wait in accept. The primary never listens or accepts on it, so
- * a new connection costs no hand-off (0.3 ms of the primary's CPU and the worker's IPC read
+ * a new connection costs no hand-off (0.1–0.3 ms of the primary's CPU and the worker's IPC read
  * with Node's round robin), and a worker whose event loop is stuck takes no new connections.
  *
  * Why these calls: Node's cluster does the same for SCHED_NONE, but for every listener of the
