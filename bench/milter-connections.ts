@@ -1,8 +1,8 @@
 /**
- * `node dist/bench/milter-connections.js [--tree DIR] [--sessions N] [--concurrency C]`: what a
+ * `node dist/bench/milter-connections.js [--tree DIR] [--sessions N] [--concurrency C] [--workers W]`: what a
  * new milter connection costs a postseal cluster (bench/README.md "One socket for the workers"),
  * without Postfix on the same two cores. The built `postseal start` of DIR (default this
- * checkout; another checkout's for an A/B) runs 2 workers and one milter listener whose bank
+ * checkout; another checkout's for an A/B) runs W workers (default 2) and one milter listener whose bank
  * runs two cheap stages (loop-guard, header-sanity), so the connection's own cost is a large
  * part of the message's. This process plays Postfix: N sessions, C at a time, each a new
  * connection with option negotiation, one 2 KB message and close, as smtpd does per SMTP
@@ -19,10 +19,11 @@ import { parseArgs } from 'node:util';
 import { ROOT } from './postseal';
 import { freePort } from './proc';
 
-const { values: opt } = parseArgs({ options: { tree: { type: 'string' }, sessions: { type: 'string' }, concurrency: { type: 'string' } } });
+const { values: opt } = parseArgs({ options: { tree: { type: 'string' }, sessions: { type: 'string' }, concurrency: { type: 'string' }, workers: { type: 'string' } } });
 const tree = path.resolve(opt.tree ?? ROOT);
 const sessions = Number(opt.sessions ?? 3000);
 const concurrency = Number(opt.concurrency ?? 8);
+const workerCount = Number(opt.workers ?? 2);
 const WARM_UP = 200;
 
 /** One process's user + system seconds, from its own /proc entry (the primary without its workers). */
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, 'banks/default.yaml'), 'forward: { host: 127.0.0.1, port: 9 }\nstages: [loop-guard, header-sanity]\n');
   writeFileSync(
     path.join(dir, 'postseal.yaml'),
-    `bankDir: banks\nworkers: 2\nspool: { dir: ${dir}/spool }\nlisteners:\n  - { address: 127.0.0.1, port: ${port}, bank: default, protocol: milter }\n`,
+    `bankDir: banks\nworkers: ${workerCount}\nspool: { dir: ${dir}/spool }\nlisteners:\n  - { address: 127.0.0.1, port: ${port}, bank: default, protocol: milter }\n`,
   );
   const proc = spawn(path.join(tree, 'node_modules/.bin/node'), [path.join(tree, 'dist/cli/main.js'), 'start', '--config', path.join(dir, 'postseal.yaml')]);
   const lines: Record<string, unknown>[] = [];
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
     }
   });
   const workers = () => [...new Set(lines.filter((l) => l.msg === 'worker started').map((l) => l.pid as number))];
-  while (workers().length < 2 || !lines.some((l) => l.msg === 'postseal started')) await new Promise((r) => setTimeout(r, 50));
+  while (workers().length < workerCount || !lines.some((l) => l.msg === 'postseal started')) await new Promise((r) => setTimeout(r, 50));
   for (let i = 0; i < WARM_UP; i++) await session(port);
   // The log is written in blocks every 200 ms (src/lib/log.ts).
   const settle = () => new Promise((r) => setTimeout(r, 600));
