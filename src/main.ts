@@ -17,6 +17,7 @@ import type { DmarcFailureSink } from './lib/dmarc-report/failure';
 import { createDnsResolver } from './lib/dns';
 import type { Logger } from './lib/log';
 import type { Telemetry } from './lib/telemetry';
+import type { ListenSockets } from './listener/listen-sockets';
 import type { Listener } from './listener/listener';
 import { createSmtpService } from './listener/service';
 import type { SessionContext } from './listener/session';
@@ -53,6 +54,8 @@ export interface StartOptions {
   logWarnings?: boolean;
   /** Where the message path reports what it did (services/metrics); nothing by default. */
   telemetry?: Telemetry;
+  /** Where milter listeners get their sockets (a cluster's worker: from the primary, cluster/shared-sockets.ts); their own by default. */
+  sockets?: ListenSockets;
 }
 
 export async function startPostseal(config: LoadedConfig, log: Logger, opts: StartOptions = {}): Promise<Postseal> {
@@ -87,7 +90,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const quarantineLog = log.child({ service: 'quarantine' });
   const quarantineOf = (c: LoadedConfig) => new Quarantine(c.main.quarantine, store, quarantineLog);
   // `shared` is read when contexts are built, so a reload gets the resolver it made.
-  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry, quarantineOf(c), store), close: closePools }, log);
+  const smtp = createSmtpService(config, { build: (c) => buildContexts(c, shared, log, opts.telemetry, quarantineOf(c), store), close: closePools }, log, opts.sockets);
   const sweeper = new QuarantineSweeper(quarantineOf(config), quarantineOf, quarantineLog);
   // The failure report queue closes after the listeners, which may still offer reports while they drain.
   const services: Service[] = failures ? [sweeper, failures, smtp] : [sweeper, smtp];

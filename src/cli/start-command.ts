@@ -10,6 +10,7 @@ import cluster from 'node:cluster';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
+import { SharedSockets, socketsFromPrimary, socketsSupported } from '../cluster/shared-sockets';
 import { removeStaleSocket } from '../services/policy/stale-socket';
 import { isProcessAlive } from '../transaction/process-alive';
 import { checkConfig } from '../setup';
@@ -59,7 +60,9 @@ export function runStart(args: string[]): Promise<number> {
         return explainStartFailure(err);
       }
       if (metrics) watchPrimaryReload(metrics.service, file, base);
-      const code = await runPrimary(workers, base, metrics ?? {}, config.main.workerSemiSpaceMb);
+      // The milter listeners' sockets: bound here once, accepted on by the workers (cluster/shared-sockets.ts).
+      const sockets = socketsSupported ? new SharedSockets(base) : undefined;
+      const code = await runPrimary(workers, base, metrics ?? {}, config.main.workerSemiSpaceMb, sockets);
       await metrics?.service.close();
       return code;
     }
@@ -69,7 +72,8 @@ export function runStart(args: string[]): Promise<number> {
     let app: Postseal;
     const metrics = metricsModule(config)?.metricsForProcess(config, log, cluster.isWorker);
     try {
-      app = await (require('../main') as typeof import('../main')).startPostseal(config, log, { logWarnings: !cluster.isWorker, telemetry: metrics?.telemetry });
+      const sockets = cluster.isWorker && socketsSupported ? socketsFromPrimary() : undefined;
+      app = await (require('../main') as typeof import('../main')).startPostseal(config, log, { logWarnings: !cluster.isWorker, telemetry: metrics?.telemetry, sockets });
     } catch (err) {
       cluster.worker?.disconnect();
       return explainStartFailure(err);

@@ -9,10 +9,13 @@
  *   exits 0 when all have exited 0;
  * - SIGHUP: passed on, each worker reloads (and refuses an invalid file) on its own;
  * - a worker that ends after start-up is replaced after RESTART_DELAY_MS, so a crash costs
- *   one worker's connections (Postfix retries them), not the service.
+ *   one worker's connections (Postfix retries them), not the service;
+ * - the milter listeners' sockets (shared-sockets.ts): bound here when a worker first asks,
+ *   kept across worker restarts, let go on SIGTERM. SMTP listeners use Node's round robin.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../lib/log';
+import type { SharedSockets } from './shared-sockets';
 
 /** What a worker sends the primary once its listeners accept connections. */
 export const WORKER_READY = 'postseal:worker-ready';
@@ -44,7 +47,7 @@ export interface PrimaryHooks {
   draining?(): void;
 }
 
-export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {}, semiSpaceMb = 8): Promise<number> {
+export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {}, semiSpaceMb = 8, sockets?: SharedSockets): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     let started = false;
@@ -52,6 +55,7 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
     let hups = 0;
     // Our own table: cluster.workers may still list a worker whose 'exit' already fired.
     const live = new Map<number, { worker: Worker; ready: boolean; hupsAtFork: number }>();
+    const restarts = new Set<NodeJS.Timeout>();
     const reportReady = () => hooks.readyWorkers?.([...live.values()].filter((e) => e.ready).length);
 
     const fork = () => {
@@ -59,7 +63,7 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
       const entry = { worker, ready: false, hupsAtFork: hups };
       live.set(worker.id, entry);
       worker.on('message', (msg: unknown) => {
-        if (msg !== WORKER_READY) return;
+        if (sockets?.onMessage(worker, msg) || msg !== WORKER_READY) return;
         entry.ready = true;
         reportReady();
         // A worker reads the file when it starts; a SIGHUP since then is its to apply now.
@@ -74,6 +78,7 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
 
     const onExit = (worker: Worker, code: number | null, signal: string | null) => {
       live.delete(worker.id);
+      sockets?.workerExited(worker.id);
       reportReady();
       if (stopping) {
         if (code !== 0 && signal !== 'SIGTERM') failed = true;
@@ -86,15 +91,21 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
         return stop('worker start-up failure');
       }
       log.error({ worker: worker.id, code, signal }, 'worker ended, replacing it');
-      setTimeout(() => {
+      // Kept referenced: with every worker gone at once (the OOM killer) nothing else keeps this
+      // process alive, and it would exit 0 instead of replacing them.
+      const timer = setTimeout(() => {
+        restarts.delete(timer);
         if (!stopping) fork();
-      }, RESTART_DELAY_MS).unref();
+      }, RESTART_DELAY_MS);
+      restarts.add(timer);
     };
 
     const stop = (reason: string) => {
       if (stopping) return;
       stopping = true;
+      for (const t of restarts) clearTimeout(t);
       hooks.draining?.();
+      sockets?.closeAll();
       log.info({ signal: reason }, 'draining');
       if (live.size === 0) return resolve(failed ? 1 : 0);
       for (const { worker } of live.values()) worker.process.kill('SIGTERM');

@@ -73,6 +73,7 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   main.quarantine.dir = path.resolve(path.dirname(absFile), main.quarantine.dir);
   checkSrs(absFile, main);
   checkMilterListeners(absFile, main);
+  checkListenerPorts(absFile, main);
   return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankChooser, bankDir });
 }
 
@@ -91,6 +92,23 @@ function checkMilterListeners(file: string, main: MainConfig): void {
   main.listeners.forEach((l, i) => {
     if (l.protocol === 'milter' && l.tls)
       throw new PostsealError('CFG_INCONSISTENT', `${file}: /listeners/${i}/tls: a milter listener (port ${l.port}) has no STARTTLS; remove tls or use protocol smtp`);
+  });
+}
+
+/**
+ * Two listeners on one port would not both start (the second bind fails with EADDRINUSE), or in
+ * a cluster's worker could share one milter socket and split its sessions between their banks
+ * (cluster/shared-sockets.ts): refused here, naming both. Port 0 (tests) binds a new port each.
+ */
+function checkListenerPorts(file: string, main: MainConfig): void {
+  const wildcard = (a: string) => a === '0.0.0.0' || a === '::';
+  main.listeners.forEach((l, i) => {
+    const j = main.listeners.findIndex((o, k) => k < i && o.port === l.port && l.port !== 0 && (o.address === l.address || wildcard(o.address) || wildcard(l.address)));
+    if (j >= 0)
+      throw new PostsealError(
+        'CFG_INCONSISTENT',
+        `${file}: /listeners/${i}: port ${l.port} on ${l.address} is already /listeners/${j}'s (${main.listeners[j].address}); give each listener its own port, one socket serves one bank`,
+      );
   });
 }
 

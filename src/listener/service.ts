@@ -3,12 +3,18 @@
  * each bound to its policy bank's context: SMTP/LMTP (listener.ts) or milter (milter/). A reload swaps the banks' contexts between
  * transactions and restarts only the listeners whose socket or EHLO settings changed; a
  * transaction that began before it finishes on the old context's downstream connections.
+ * A restarted listener whose socket a new one takes (same address and port) closes before its
+ * successor listens; the others close once the new listeners are up, and a milter socket that
+ * no listener takes any more is retired (listen-sockets.ts: in a cluster the primary closes it
+ * once no worker listens on it). Moving a port from a milter to an SMTP listener in a cluster
+ * needs a restart: the other workers still listen on the milter socket.
  */
 import type { CommonBank } from '../config/bank-schema';
 import type { ListenerConfig } from '../config/main-schema';
 import type { Logger } from '../lib/log';
 import type { Service } from '../services/service';
 import type { LoadedConfig } from '../setup';
+import { ownSockets, sameSocket, type ListenSockets, type SocketAt } from './listen-sockets';
 import { startListener, type Listener } from './listener';
 import { startMilterListener } from './milter/listener';
 import type { SessionContext } from './session';
@@ -25,12 +31,18 @@ export interface Contexts {
   close(contexts: Map<string, SessionContext>): Promise<void>;
 }
 
-export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: Logger): SmtpService {
+/** `sockets`: where milter listeners get their listening socket (a cluster's worker: from the primary). */
+export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: Logger, sockets: ListenSockets = ownSockets): SmtpService {
   let current = contexts.build(first);
   let config = first;
   let listeners: Listener[] = [];
-  const contextOf = (l: ListenerConfig) => () => current.get(l.bank)!;
-  const start = (l: ListenerConfig) => (l.protocol === 'milter' ? startMilterListener(l, contextOf(l)) : startListener(l, contextOf(l)));
+  // `own`: the contexts it started with, for a listener that outlives a reload that dropped its bank (until it has closed).
+  const contextOf = (l: ListenerConfig, own: Map<string, SessionContext>) => () => current.get(l.bank) ?? own.get(l.bank)!;
+  const start = (l: ListenerConfig, slot: number) =>
+    l.protocol === 'milter' ? startMilterListener(l, contextOf(l, current), sockets, slot) : startListener(l, contextOf(l, current));
+  // Where each running listener listens, with its slot (port-0 listeners are told apart by it).
+  let places = new Map<Listener, SocketAt>();
+  const at = (l: ListenerConfig, slot: number): SocketAt => ({ address: l.address, port: l.port, slot });
   return {
     name: 'smtp',
     get listeners() {
@@ -43,7 +55,11 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
     },
     async start() {
       try {
-        for (const l of config.main.listeners) listeners.push(await start(l));
+        for (const [slot, l] of config.main.listeners.entries()) {
+          const listener = await start(l, slot);
+          listeners.push(listener);
+          places.set(listener, at(l, slot));
+        }
       } catch (err) {
         await Promise.all(listeners.map((l) => l.close()));
         listeners = [];
@@ -56,15 +72,26 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
       const old = current;
       const keep = new Map<string, Listener>();
       for (const l of listeners) keep.set(listenerKey(l.config, old.get(l.config.bank)!.bank), l);
-      const wanted = next.main.listeners.map((l) => ({ l, key: listenerKey(l, fresh.get(l.bank)!.bank) }));
+      const wanted = next.main.listeners.map((l, slot) => ({ l, slot, key: listenerKey(l, fresh.get(l.bank)!.bank) }));
       const stays = new Set(wanted.map((w) => w.key));
-      // A changed listener gives up its port before its successor binds it.
-      await Promise.all([...keep].filter(([key]) => !stays.has(key)).map(([, l]) => l.close()));
+      const gone = [...keep].filter(([key]) => !stays.has(key)).map(([, l]) => l);
+      const taken = (l: Listener) => wanted.some((w) => sameSocket(at(w.l, w.slot), places.get(l)!));
+      // A changed listener gives up its port before its successor binds it; one that moves goes after the new ones listen.
+      await Promise.all(gone.filter(taken).map((l) => l.close()));
       current = fresh;
       config = next;
       const started: Listener[] = [];
-      for (const { l, key } of wanted) started.push(keep.get(key) ?? (await start(l)));
+      const nextPlaces = new Map<Listener, SocketAt>();
+      for (const { l, slot, key } of wanted) {
+        const listener = keep.get(key) ?? (await start(l, slot));
+        started.push(listener);
+        nextPlaces.set(listener, places.get(listener) ?? at(l, slot));
+      }
       listeners = started;
+      await Promise.all(gone.filter((l) => !taken(l)).map((l) => l.close()));
+      for (const l of gone)
+        if (l.config.protocol === 'milter' && !wanted.some((w) => w.l.protocol === 'milter' && sameSocket(at(w.l, w.slot), places.get(l)!))) sockets.retire(places.get(l)!);
+      places = nextPlaces;
       // Transactions that began before the reload finish on the old pools' connections.
       setTimeout(() => void contexts.close(old).catch((err) => log.warn({ err }, 'closing the old downstream connections failed')), 1000).unref();
     },

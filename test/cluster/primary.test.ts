@@ -109,6 +109,25 @@ describe('postseal start with several workers', () => {
     await sink.close();
   });
 
+  it('replaces every worker when all die at once, instead of exiting with nothing left to wait for', async () => {
+    // A fixed port: Node's round robin closes the socket with its last worker, and port 0 would then be a new one.
+    const free = net.createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const port = (free.address() as net.AddressInfo).port;
+    await new Promise((resolve) => free.close(resolve));
+    const { sink, configFile } = await configured(2, port);
+    const d = daemon(configFile);
+    await d.waitFor((l) => l.msg === 'postseal started');
+    const first = await startedWorkers(d, 2);
+    for (const l of d.lines.filter((x) => x.msg === 'worker started')) process.kill(l.pid as number, 'SIGKILL');
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'worker started' && !first.has(l.worker)).length === 2);
+    expect(d.proc.exitCode).toBeNull();
+    expect(await send(port)).toBe(250);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await sink.close();
+  });
+
   it('exits 1 when a worker cannot start (its port is taken)', async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));

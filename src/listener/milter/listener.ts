@@ -4,7 +4,8 @@
  * per connection, bound to the listener's bank like an SMTP listener (a reload swaps the
  * bank's context between messages). Above maxConnections a connection is closed at once and
  * Postfix applies milter_default_action. Closing stops accepting, closes idle connections,
- * and gives messages in flight shutdownGraceMs before the rest are cut.
+ * and gives messages in flight shutdownGraceMs before the rest are cut. The listening socket
+ * comes from `sockets` (listen-sockets.ts): its own in one process, the primary's in a cluster.
  *
  * Fails with LISTEN_FAILED when the address cannot be bound.
  */
@@ -12,10 +13,12 @@ import net, { type AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../../config/main-schema';
 import { PostsealError } from '../../errors';
 import type { Listener } from '../listener';
+import { ownSockets, type ListenSockets } from '../listen-sockets';
 import type { SessionContext } from '../session';
 import { MilterSession } from './session';
 
-export async function startMilterListener(config: ListenerConfig, current: () => SessionContext): Promise<Listener> {
+/** `slot`: the listener's position in the configuration (which port-0 listeners of a cluster's workers share a socket). */
+export async function startMilterListener(config: ListenerConfig, current: () => SessionContext, sockets: ListenSockets = ownSockets, slot = 0): Promise<Listener> {
   const ctx = current();
   const sessions = new Set<MilterSession>();
   let draining = false;
@@ -30,10 +33,11 @@ export async function startMilterListener(config: ListenerConfig, current: () =>
     const session: MilterSession = new MilterSession(socket, `${prefix}.${(next++).toString(36)}`, config, current, () => sessions.delete(session));
     sessions.add(session);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
-    server.listen(config.port, config.address, () => resolve());
-  });
+  try {
+    await sockets.listen(server, { address: config.address, port: config.port, slot });
+  } catch (err) {
+    throw new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${(err as Error).message}`, { cause: err });
+  }
   server.on('error', (err) => current().log.warn({ err, port: config.port }, 'milter listener error'));
   const port = (server.address() as AddressInfo).port;
   ctx.log.info({ address: config.address, port, protocol: 'milter' }, 'listening');

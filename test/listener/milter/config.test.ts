@@ -32,6 +32,38 @@ describe('milter listener configuration', () => {
     expect((err as Error).message).toContain('/listeners/0/tls');
   });
 
+  it.each([
+    ['the same address', '127.0.0.1'],
+    ['the wildcard address', '0.0.0.0'],
+  ])('refuses a second listener on the port of a milter listener (%s) with CFG_INCONSISTENT naming both', (_what, address) => {
+    const file = configWith({
+      listeners: [
+        { port: 10030, bank: 'default', protocol: 'milter' },
+        { address, port: 10030, bank: 'default', protocol: 'milter' },
+      ],
+    });
+    let err: unknown;
+    try {
+      loadConfig(file);
+    } catch (e) {
+      err = e;
+    }
+    expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
+    expect((err as Error).message).toContain(`/listeners/1: port 10030 on ${address} is already /listeners/0's`);
+  });
+
+  it('accepts listeners on one port with different addresses, and several on port 0', () => {
+    const file = configWith({
+      listeners: [
+        { port: 10030, bank: 'default', protocol: 'milter' },
+        { address: '127.0.0.2', port: 10030, bank: 'default', protocol: 'milter' },
+        { port: 0, bank: 'default', protocol: 'milter' },
+        { port: 0, bank: 'default' },
+      ],
+    });
+    expect(loadConfig(file).main.listeners).toHaveLength(4);
+  });
+
   it('accepts a milter listener on a bank that forwards over LMTP, which only SMTP listeners could not pass on', () => {
     const file = configWith({ listeners: [{ port: 10030, bank: 'default', protocol: 'milter' }] }, { default: { forward: { host: '127.0.0.1', port: 24, protocol: 'lmtp' } } });
     expect(loadConfig(file).main.listeners[0]).toMatchObject({ protocol: 'milter', address: '127.0.0.1', milter: { failureAction: 'tempfail' } });
