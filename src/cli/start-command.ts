@@ -11,6 +11,7 @@ import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { WORKER_READY, runPrimary } from '../cluster/primary';
 import { SharedSockets, socketsFromPrimary, socketsSupported } from '../cluster/shared-sockets';
+import { ownSockets } from '../listener/listen-sockets';
 import { removeStaleSocket } from '../services/policy/stale-socket';
 import { isProcessAlive } from '../transaction/process-alive';
 import { checkConfig } from '../setup';
@@ -72,7 +73,8 @@ export function runStart(args: string[]): Promise<number> {
     let app: Postseal;
     const metrics = metricsModule(config)?.metricsForProcess(config, log, cluster.isWorker);
     try {
-      const sockets = cluster.isWorker && socketsSupported ? socketsFromPrimary() : undefined;
+      // Without the primary's sockets a worker's listeners still share Node's round robin with the other workers.
+      const sockets = !cluster.isWorker ? undefined : socketsSupported ? socketsFromPrimary() : { ...ownSockets, shared: true };
       app = await (require('../main') as typeof import('../main')).startPostseal(config, log, { logWarnings: !cluster.isWorker, telemetry: metrics?.telemetry, sockets });
     } catch (err) {
       cluster.worker?.disconnect();

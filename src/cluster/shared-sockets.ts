@@ -205,6 +205,7 @@ export function socketsFromPrimary(channel: PrimaryChannel = process as unknown 
     });
   const atKey = (at: SocketAt) => `${at.address}|${at.port}|${at.slot}`;
   return {
+    shared: true,
     async listen(server, at) {
       // As server.listen(port, host) would: the first address the name resolves to.
       const { address, family } = await dns.promises.lookup(at.address);

@@ -19,6 +19,8 @@ export interface SocketAt {
 }
 
 export interface ListenSockets {
+  /** Other processes listen on these sockets too (a cluster's workers): a reload cannot give a port to another kind of listener or address. */
+  readonly shared: boolean;
   /** Makes `server` listen on `at`; rejects when it cannot. */
   listen(server: net.Server, at: SocketAt): Promise<void>;
   /** A reload left no listener on `at`: the socket may close once no process listens on it. */
@@ -32,6 +34,7 @@ export function sameSocket(a: SocketAt, b: SocketAt): boolean {
 
 /** One process: the listener binds and listens itself (in a cluster worker: Node's hand-off from the primary). */
 export const ownSockets: ListenSockets = {
+  shared: false,
   listen: (server, at) =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -13,6 +13,7 @@ import type { CommonBank } from '../config/bank-schema';
 import type { ListenerConfig } from '../config/main-schema';
 import type { Logger } from '../lib/log';
 import type { Service } from '../services/service';
+import { PostsealError } from '../errors';
 import type { LoadedConfig } from '../setup';
 import { ownSockets, sameSocket, type ListenSockets, type SocketAt } from './listen-sockets';
 import { startListener, type Listener } from './listener';
@@ -75,7 +76,17 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
       const wanted = next.main.listeners.map((l, slot) => ({ l, slot, key: listenerKey(l, fresh.get(l.bank)!.bank) }));
       const stays = new Set(wanted.map((w) => w.key));
       const gone = [...keep].filter(([key]) => !stays.has(key)).map(([, l]) => l);
-      const taken = (l: Listener) => wanted.some((w) => sameSocket(at(w.l, w.slot), places.get(l)!));
+      // Any address on the port: 127.0.0.1 and 0.0.0.0 (or ::) cannot both be bound.
+      const onPort = (w: { l: ListenerConfig; slot: number }, l: Listener) => (w.l.port !== 0 && w.l.port === places.get(l)!.port) || sameSocket(at(w.l, w.slot), places.get(l)!);
+      const taken = (l: Listener) => wanted.some((w) => onPort(w, l));
+      if (sockets.shared)
+        refuseUnmovable(
+          next.file,
+          wanted.filter((w) => !keep.has(w.key)),
+          gone,
+          onPort,
+          (l) => places.get(l)!,
+        );
       // A changed listener gives up its port before its successor binds it; one that moves goes after the new ones listen.
       await Promise.all(gone.filter(taken).map((l) => l.close()));
       current = fresh;
@@ -100,6 +111,32 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
       await contexts.close(current);
     },
   };
+}
+
+/**
+ * In a cluster the other workers still listen on a port while this one reloads (the primary
+ * holds a milter socket, or Node's round robin the SMTP one), so a new listener on a port that
+ * a gone one leaves can only take the same socket: same address, and milter for milter. Else
+ * it would fail after this worker closed its old listener, and every worker would end up with
+ * none while the primary's socket still queued Postfix's connections (milter) or refused them
+ * (SMTP). Refused before anything closes; a restart moves it.
+ */
+function refuseUnmovable(
+  file: string,
+  added: { l: ListenerConfig; slot: number }[],
+  gone: Listener[],
+  onPort: (w: { l: ListenerConfig; slot: number }, l: Listener) => boolean,
+  placeOf: (l: Listener) => SocketAt,
+): void {
+  const milter = (c: ListenerConfig) => c.protocol === 'milter';
+  for (const w of added)
+    for (const l of gone) {
+      if (!onPort(w, l) || (placeOf(l).address === w.l.address && milter(l.config) === milter(w.l))) continue;
+      throw new PostsealError(
+        'CFG_INCONSISTENT',
+        `${file}: /listeners/${w.slot}: port ${w.l.port} on ${w.l.address} (${w.l.protocol}) is the running ${l.config.protocol} listener's on ${placeOf(l).address}; with several workers that move needs a restart (postseal keeps the running listeners)`,
+      );
+    }
 }
 
 /** What a running listener was started with; equal keys mean the listener can stay. */

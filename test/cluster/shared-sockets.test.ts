@@ -5,7 +5,7 @@
  * accepted is read from the kernel (/proc/net/tcp: a listening socket's accept queue), whether
  * it was served from the milter's answer to option negotiation.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,18 +37,18 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function configFile(listeners: Record<string, unknown>[], dir = mkdtempSync(path.join(tmpdir(), 'postseal-shared-'))): string {
+function configFile(listeners: Record<string, unknown>[], dir = mkdtempSync(path.join(tmpdir(), 'postseal-shared-')), workers = 2): string {
   mkdirSync(path.join(dir, 'banks'), { recursive: true });
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify({ forward: { host: '127.0.0.1', port: 9 }, stages: ['loop-guard', 'header-sanity'] }));
   const file = path.join(dir, 'postseal.yaml');
-  writeFileSync(file, YAML.stringify({ bankDir: 'banks', workers: 2, shutdownGraceMs: 2000, spool: { dir: path.join(dir, 'spool') }, listeners }));
+  writeFileSync(file, YAML.stringify({ bankDir: 'banks', workers, shutdownGraceMs: 2000, spool: { dir: path.join(dir, 'spool') }, listeners }));
   return file;
 }
 
 const milterAt = (port: number, extra: Record<string, unknown> = {}) => ({ address: '127.0.0.1', port, bank: 'default', protocol: 'milter', ...extra });
 
-async function cluster(port: number, opts: Parameters<typeof startDaemon>[1] = {}) {
-  const file = configFile([milterAt(port)]);
+async function cluster(port: number, opts: Parameters<typeof startDaemon>[1] = {}, listeners = [milterAt(port)]) {
+  const file = configFile(listeners);
   const d = startDaemon(file, { nodeArgs: ['--require', blockLoop], ...opts });
   started.push(d);
   await d.waitFor((l) => l.msg === 'postseal started');
@@ -219,6 +219,127 @@ describe('the milter socket of a cluster', () => {
     const { client, served } = await offer(port);
     await served;
     client.close();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+/** Rewrites the configuration's listeners, sends SIGHUP and waits until both workers answered it (reloaded or refused). */
+async function reloadWith(d: Daemon, file: string, listeners: Record<string, unknown>[]): Promise<void> {
+  const done = () => d.lines.filter((l) => l.msg === 'configuration reloaded' || l.msg === 'reload failed, keeping the running configuration').length;
+  const before = done();
+  const config = YAML.parse(readFileSync(file, 'utf8'));
+  config.listeners = listeners;
+  writeFileSync(file, YAML.stringify(config));
+  d.proc.kill('SIGHUP');
+  await d.waitFor(() => done() >= before + 2);
+}
+
+describe('the milter socket of a cluster, under reloads that cannot move it', () => {
+  it('refuses a reload that gives the milter port to an SMTP listener, and the workers keep serving milter sessions on it', async () => {
+    const port = await freePort();
+    const { d, file } = await cluster(port);
+    await reloadWith(d, file, [{ address: '127.0.0.1', port, bank: 'default' }]);
+    const failed = d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration');
+    expect(failed.map((l) => l.code)).toEqual(['CFG_INCONSISTENT', 'CFG_INCONSISTENT']);
+    expect(failed[0].reason).toMatch(/is the running milter listener's on 127\.0\.0\.1; with several workers that move needs a restart/);
+    const { client, served } = await offer(port);
+    await served;
+    client.close();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+
+  it('refuses a reload that moves the milter listener to the wildcard address on its port, and the workers keep serving it', async () => {
+    const port = await freePort();
+    const { d, file } = await cluster(port);
+    await reloadWith(d, file, [milterAt(port, { address: '0.0.0.0' })]);
+    expect(d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration')).toHaveLength(2);
+    const { client, served } = await offer(port);
+    await served;
+    client.close();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe('a single process (workers: 1)', () => {
+  it('moves a milter listener to the wildcard address on its port at a reload', async () => {
+    const port = await freePort();
+    const file = configFile([milterAt(port)], undefined, 1);
+    const d = startDaemon(file);
+    started.push(d);
+    await d.waitFor((l) => l.msg === 'postseal started');
+    d.lines.length = 0;
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    config.listeners = [milterAt(port, { address: '0.0.0.0' })];
+    writeFileSync(file, YAML.stringify(config));
+    d.proc.kill('SIGHUP');
+    const done = await d.waitFor((l) => l.msg === 'configuration reloaded' || l.msg === 'reload failed, keeping the running configuration');
+    expect(done.msg).toBe('configuration reloaded');
+    expect(d.lines.filter((l) => l.msg === 'listening').map((l) => l.address)).toEqual(['0.0.0.0']);
+    const { client, served } = await offer(port);
+    await served;
+    client.close();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe('a cluster on a Node without net._createServerHandle', () => {
+  it("serves milter sessions through Node's round robin, the primary binding nothing itself", async () => {
+    const port = await freePort();
+    const d = startDaemon(configFile([milterAt(port)]), { nodeArgs: ['--require', path.resolve(__dirname, '../fixtures/scripts/no-create-server-handle.js')] });
+    started.push(d);
+    await d.waitFor((l) => l.msg === 'postseal started');
+    await workerPids(d, 2);
+    for (let i = 0; i < 4; i++) await oneMessage(port);
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'message').length === 4);
+    expect(d.lines.filter((l) => l.msg === 'milter socket bound for the workers')).toHaveLength(0);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe("the primary's file descriptors", () => {
+  const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+
+  it('stay as many after worker crashes and reloads that restart and move the milter listener', async () => {
+    const [port, moved] = [await freePort(), await freePort()];
+    const { d, file, workers } = await cluster(port);
+    const primary = d.proc.pid!;
+    const before = fds(primary);
+    let known = workers.length;
+    for (let round = 0; round < 3; round++) {
+      for (const pid of (await workerPids(d, known)).slice(-2)) process.kill(pid, 'SIGKILL');
+      known += 2;
+      await workerPids(d, known);
+      await d.waitFor(() => d.lines.filter((l) => l.msg === 'worker started').length >= known);
+      await reloadWith(d, file, [milterAt(round % 2 ? port : moved, { maxConnections: 100 + round })]);
+    }
+    await reloadWith(d, file, [milterAt(port)]);
+    const { client, served } = await offer(port);
+    await served;
+    client.close();
+    expect(d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration')).toHaveLength(0);
+    expect(fds(primary)).toBe(before);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  }, 60_000);
+});
+
+describe('a burst of milter sessions', () => {
+  // Fails: the worker the kernel wakes first accepts all six and refuses three above its limit (review finding, not fixed).
+  it.failing('is not refused while another worker has room: 2 workers of maxConnections 3 serve 6 sessions that arrive at once', async () => {
+    const port = await freePort();
+    const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 3 })]);
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    const offers = await Promise.all(Array.from({ length: 6 }, () => offer(port)));
+    await new Promise((r) => setTimeout(r, 200));
+    for (const pid of workers) process.kill(pid, 'SIGCONT');
+    const results = await Promise.allSettled(offers.map((o) => o.served));
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(0);
+    for (const o of offers) o.client.close();
     d.proc.kill('SIGTERM');
     expect(await d.exited).toBe(0);
   });
