@@ -66,6 +66,7 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
         if (sockets?.onMessage(worker, msg) || msg !== WORKER_READY) return;
         entry.ready = true;
         reportReady();
+        if ([...live.values()].every((e) => e.ready)) sockets?.workersReady();
         // A worker reads the file when it starts; a SIGHUP since then is its to apply now.
         if (hups > entry.hupsAtFork) worker.process.kill('SIGHUP');
         if (!started && [...live.values()].filter((e) => e.ready).length === workers) {

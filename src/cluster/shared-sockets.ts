@@ -23,7 +23,8 @@
  *   gets the same socket, connections queued meanwhile wait in its backlog;
  * - a reload that keeps the address and port keeps the socket; one that moves the listener
  *   asks for the new socket first and retires the old one (`retire`), which the primary closes
- *   once no worker that retired it or exited still listens on it;
+ *   once no worker that retired it or exited still listens on it; a socket that no worker
+ *   holds once all have started (the file moved it while every worker was down) closes too;
  * - a second postseal, or another listener, on the same port: bind or listen fails with
  *   EADDRINUSE as with Node's own listeners (the check within one configuration is the
  *   loader's, config/load.ts, and the worker's own, below);
@@ -125,6 +126,16 @@ export class SharedSockets {
   /** A worker ended: its replacement asks again; a socket a reload retired closes when its last holder is gone. */
   workerExited(id: number): void {
     for (const key of [...this.sockets.keys()]) this.let(key, id, false);
+  }
+
+  /**
+   * Every live worker has started (each asked for the sockets of its configuration first): a
+   * socket none of them holds is one no configuration names any more, e.g. the file moved the
+   * listener while every worker was down and no worker was left to retire it. Kept, it would
+   * queue Postfix's connections that nobody accepts instead of refusing them.
+   */
+  workersReady(): void {
+    for (const [key, entry] of [...this.sockets]) if (entry.holders.size === 0) this.close(key);
   }
 
   /** SIGTERM: each socket closes when the workers' listeners have closed it too. */

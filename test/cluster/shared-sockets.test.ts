@@ -226,7 +226,7 @@ describe('the milter socket of a cluster', () => {
 
 /** Rewrites the configuration's listeners, sends SIGHUP and waits until both workers answered it (reloaded or refused). */
 async function reloadWith(d: Daemon, file: string, listeners: Record<string, unknown>[]): Promise<void> {
-  const done = () => d.lines.filter((l) => l.msg === 'configuration reloaded' || l.msg === 'reload failed, keeping the running configuration').length;
+  const done = () => d.lines.filter((l) => l.msg === 'configuration reloaded' || /^reload (failed|refused)/.test(l.msg as string)).length;
   const before = done();
   const config = YAML.parse(readFileSync(file, 'utf8'));
   config.listeners = listeners;
@@ -343,4 +343,56 @@ describe('a burst of milter sessions', () => {
     d.proc.kill('SIGTERM');
     expect(await d.exited).toBe(0);
   });
+});
+
+describe('a milter socket no worker takes any more', () => {
+  it('closes when the configuration moved the listener while every worker was down: the old port refuses instead of queueing', async () => {
+    const [port, moved] = [await freePort(), await freePort()];
+    const { d, file, workers } = await cluster(port);
+    for (const pid of workers) process.kill(pid, 'SIGKILL');
+    // The replacements (after the primary's restart delay) read the moved listener.
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    config.listeners = [milterAt(moved)];
+    writeFileSync(file, YAML.stringify(config));
+    await workerPids(d, 4);
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'listening' && l.port === moved).length === 2);
+    const { client, served } = await offer(moved);
+    await served;
+    client.close();
+    await d.waitFor((l) => l.msg === 'milter socket closed' && l.port === port, 2000);
+    expect(listening(port)).toBeUndefined();
+    await expect(MilterClient.connect(port)).rejects.toThrow(/ECONNREFUSED/);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe('the milter socket across reloads that change nothing of it', () => {
+  it('stays, and is served, through a reload of an invalid file', async () => {
+    const port = await freePort();
+    const { d, file } = await cluster(port);
+    const socket = listening(port)!;
+    await reloadWith(d, file, [milterAt(port, { maxConnections: 0 })]);
+    expect(d.lines.filter((l) => l.code === 'CFG_SCHEMA_INVALID')).toHaveLength(2);
+    expect(listening(port)?.inode).toBe(socket.inode);
+    const { client, served } = await offer(port);
+    await served;
+    client.close();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+
+  it('leaves a worker as many file descriptors after ten reloads that restart its milter listener', async () => {
+    const port = await freePort();
+    const { d, file, workers } = await cluster(port);
+    const fds = () => readdirSync(`/proc/${workers[0]}/fd`).length;
+    const before = fds();
+    for (let i = 1; i <= 10; i++) await reloadWith(d, file, [milterAt(port, { maxConnections: 100 + i })]);
+    expect(d.lines.filter((l) => l.msg === 'configuration reloaded')).toHaveLength(20);
+    // The old downstream pools close a second after a reload.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(fds()).toBe(before);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  }, 30_000);
 });
