@@ -101,9 +101,11 @@ function checkMilterListeners(file: string, main: MainConfig): void {
  * (cluster/shared-sockets.ts): refused here, naming both. Port 0 (tests) binds a new port each.
  */
 function checkListenerPorts(file: string, main: MainConfig): void {
-  const wildcard = (a: string) => a === '0.0.0.0' || a === '::';
+  // '::' takes IPv4 too (Node binds it dual-stack); 0.0.0.0 leaves IPv6 addresses such as ::1 free.
+  const covers = (w: string, a: string) => w === '::' || (w === '0.0.0.0' && !a.includes(':'));
+  const overlap = (a: string, b: string) => a === b || covers(a, b) || covers(b, a);
   main.listeners.forEach((l, i) => {
-    const j = main.listeners.findIndex((o, k) => k < i && o.port === l.port && l.port !== 0 && (o.address === l.address || wildcard(o.address) || wildcard(l.address)));
+    const j = main.listeners.findIndex((o, k) => k < i && o.port === l.port && l.port !== 0 && overlap(o.address, l.address));
     if (j >= 0)
       throw new PostsealError(
         'CFG_INCONSISTENT',

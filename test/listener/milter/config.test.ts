@@ -35,6 +35,7 @@ describe('milter listener configuration', () => {
   it.each([
     ['the same address', '127.0.0.1'],
     ['the wildcard address', '0.0.0.0'],
+    ['the IPv6 wildcard, which Node binds for IPv4 too', '::'],
   ])('refuses a second listener on the port of a milter listener (%s) with CFG_INCONSISTENT naming both', (_what, address) => {
     const file = configWith({
       listeners: [
@@ -62,6 +63,16 @@ describe('milter listener configuration', () => {
       ],
     });
     expect(loadConfig(file).main.listeners).toHaveLength(4);
+  });
+
+  it('accepts the IPv4 wildcard and the IPv6 loopback on one port, which Linux binds both', () => {
+    const file = configWith({
+      listeners: [
+        { address: '0.0.0.0', port: 10030, bank: 'default', protocol: 'milter' },
+        { address: '::1', port: 10030, bank: 'default', protocol: 'milter' },
+      ],
+    });
+    expect(loadConfig(file).main.listeners).toHaveLength(2);
   });
 
   it('accepts a milter listener on a bank that forwards over LMTP, which only SMTP listeners could not pass on', () => {
