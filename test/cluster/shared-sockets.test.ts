@@ -396,3 +396,60 @@ describe('the milter socket across reloads that change nothing of it', () => {
     expect(await d.exited).toBe(0);
   }, 30_000);
 });
+
+describe('a milter listener of a cluster on the IPv6 wildcard', () => {
+  it('takes IPv4 sessions too, as a listener of one process on :: does', async () => {
+    const port = await freePort();
+    const { d } = await cluster(port, {}, [milterAt(port, { address: '::' })]);
+    const { client, served } = await offer(port);
+    await served;
+    client.close();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe('a reload racing a worker restart', () => {
+  it('ends with both workers on the moved port and the old socket closed when one worker is down at the SIGHUP', async () => {
+    const [port, moved] = [await freePort(), await freePort()];
+    const { d, file, workers } = await cluster(port);
+    process.kill(workers[1], 'SIGKILL');
+    await d.waitFor((l) => l.msg === 'worker ended, replacing it');
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    config.listeners = [milterAt(moved)];
+    writeFileSync(file, YAML.stringify(config));
+    d.proc.kill('SIGHUP');
+    await workerPids(d, 3);
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'listening' && l.port === moved).length === 2);
+    await d.waitFor((l) => l.msg === 'milter socket closed' && l.port === port, 3000);
+    expect(listening(port)).toBeUndefined();
+    for (let i = 0; i < 4; i++) await oneMessage(moved);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe('SIGTERM with sessions queued on the milter socket', () => {
+  it('answers or closes every queued session (Postfix then applies milter_default_action) and exits 0', async () => {
+    const port = await freePort();
+    const { d, workers } = await cluster(port);
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    const offers = await Promise.all(Array.from({ length: 4 }, () => offer(port)));
+    const ends = Promise.all(
+      offers.map((o) =>
+        o.served.then(
+          () => 'served',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    d.proc.kill('SIGTERM');
+    await d.waitFor((l) => l.msg === 'draining');
+    for (const pid of workers) process.kill(pid, 'SIGCONT');
+    expect(await d.exited).toBe(0);
+    // Each either got its answer or saw the connection end; none is left waiting.
+    for (const end of await ends) expect(end).toMatch(/^served$|^milter connection closed$/);
+    for (const o of offers) o.client.close();
+    expect(listening(port)).toBeUndefined();
+  });
+});
