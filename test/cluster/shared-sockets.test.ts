@@ -329,16 +329,25 @@ describe("the primary's file descriptors", () => {
 });
 
 describe('a burst of milter sessions', () => {
-  // Fails: the worker the kernel wakes first accepts all six and refuses three above its limit (review finding, not fixed).
-  it.failing('is not refused while another worker has room: 2 workers of maxConnections 3 serve 6 sessions that arrive at once', async () => {
+  // Fails: the worker that runs first accepts all six and refuses three above its limit, though
+  // the other one is free a moment later (Node's round robin gave it its three). Review finding, not fixed.
+  it.failing('is not refused while another worker is free a moment later: 2 workers of maxConnections 3 serve 6 sessions that arrive at once', async () => {
     const port = await freePort();
     const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 3 })]);
     for (const pid of workers) process.kill(pid, 'SIGSTOP');
     const offers = await Promise.all(Array.from({ length: 6 }, () => offer(port)));
-    await new Promise((r) => setTimeout(r, 200));
-    for (const pid of workers) process.kill(pid, 'SIGCONT');
-    const results = await Promise.allSettled(offers.map((o) => o.served));
-    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(0);
+    const ends = Promise.all(
+      offers.map((o) =>
+        o.served.then(
+          () => 'served',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    process.kill(workers[0], 'SIGCONT');
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(workers[1], 'SIGCONT');
+    expect(await ends).toEqual(Array(6).fill('served'));
     for (const o of offers) o.client.close();
     d.proc.kill('SIGTERM');
     expect(await d.exited).toBe(0);
