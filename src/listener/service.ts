@@ -44,6 +44,21 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
   // Where each running listener listens, with its slot (port-0 listeners are told apart by it).
   let places = new Map<Listener, SocketAt>();
   const at = (l: ListenerConfig, slot: number): SocketAt => ({ address: l.address, port: l.port, slot });
+  // A refused reload: the running listeners that gave up their socket to a successor listen again.
+  const restart = async (closed: Listener[]) => {
+    for (const l of closed) {
+      const place = places.get(l)!;
+      try {
+        const again = await start(l.config, place.slot);
+        listeners[listeners.indexOf(l)] = again;
+        places.delete(l);
+        places.set(again, place);
+      } catch (err) {
+        listeners = listeners.filter((x) => x !== l);
+        log.error({ err, address: place.address, port: place.port }, 'a listener could not listen again after a refused reload');
+      }
+    }
+  };
   return {
     name: 'smtp',
     get listeners() {
@@ -88,15 +103,30 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
           (l) => places.get(l)!,
         );
       // A changed listener gives up its port before its successor binds it; one that moves goes after the new ones listen.
-      await Promise.all(gone.filter(taken).map((l) => l.close()));
+      const yielded = gone.filter(taken);
+      await Promise.all(yielded.map((l) => l.close()));
+      const previous = config;
       current = fresh;
       config = next;
       const started: Listener[] = [];
       const nextPlaces = new Map<Listener, SocketAt>();
-      for (const { l, slot, key } of wanted) {
-        const listener = keep.get(key) ?? (await start(l, slot));
-        started.push(listener);
-        nextPlaces.set(listener, places.get(listener) ?? at(l, slot));
+      try {
+        for (const { l, slot, key } of wanted) {
+          const listener = keep.get(key) ?? (await start(l, slot));
+          started.push(listener);
+          nextPlaces.set(listener, places.get(listener) ?? at(l, slot));
+        }
+      } catch (err) {
+        // Refused whole: what this reload started closes (in a cluster its new milter sockets are
+        // retired, not left listening in the primary), and the running listeners stay as they were.
+        const added = started.filter((l) => !places.has(l));
+        await Promise.all(added.map((l) => l.close()));
+        for (const l of added) if (l.config.protocol === 'milter' && ![...places.values()].some((p) => sameSocket(p, nextPlaces.get(l)!))) sockets.retire(nextPlaces.get(l)!);
+        current = old;
+        config = previous;
+        await restart(yielded);
+        setTimeout(() => void contexts.close(fresh).catch((e) => log.warn({ err: e }, 'closing the refused downstream connections failed')), 1000).unref();
+        throw err;
       }
       listeners = started;
       await Promise.all(gone.filter((l) => !taken(l)).map((l) => l.close()));

@@ -462,3 +462,51 @@ describe('SIGTERM with sessions queued on the milter socket', () => {
     expect(listening(port)).toBeUndefined();
   });
 });
+
+describe('a reload that cannot bind one of its new milter ports', () => {
+  it('is refused whole: the other new port does not stay listening, the running ports keep serving', async () => {
+    const [a, b, q1] = [await freePort(), await freePort(), await freePort()];
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const q2 = (taken.address() as net.AddressInfo).port;
+    const { d, file } = await cluster(a, {}, [milterAt(a), milterAt(b)]);
+    await reloadWith(d, file, [milterAt(q1), milterAt(q2)]);
+    expect(d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration')).toHaveLength(2);
+    await d.waitFor((l) => l.msg === 'milter socket closed' && l.port === q1, 3000);
+    expect(listening(q1)).toBeUndefined();
+    for (const port of [a, b]) {
+      const { client, served } = await offer(port);
+      await served;
+      client.close();
+    }
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await new Promise((resolve) => taken.close(resolve));
+  });
+});
+
+describe('a refused reload of a single process (workers: 1)', () => {
+  it('listens again on the port of a listener it had restarted for a changed setting', async () => {
+    const [a, b] = [await freePort(), await freePort()];
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const q = (taken.address() as net.AddressInfo).port;
+    const file = configFile([milterAt(a), milterAt(b)], undefined, 1);
+    const d = startDaemon(file);
+    started.push(d);
+    await d.waitFor((l) => l.msg === 'postseal started');
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    config.listeners = [milterAt(q), milterAt(a, { maxConnections: 50 })];
+    writeFileSync(file, YAML.stringify(config));
+    d.proc.kill('SIGHUP');
+    await d.waitFor((l) => l.msg === 'reload failed, keeping the running configuration');
+    for (const port of [a, b]) {
+      const { client, served } = await offer(port);
+      await served;
+      client.close();
+    }
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await new Promise((resolve) => taken.close(resolve));
+  });
+});
