@@ -16,7 +16,8 @@
  * calls) and sends that handle with `worker.send(message, sendHandle)` as Node's cluster does;
  * the worker passes it to the documented `server.listen(handle)`, which calls listen(2) on it
  * there. Without that function (another runtime) the workers listen as before
- * (`socketsSupported`).
+ * (`socketsSupported`); when it throws or returns no handle (a Node that changed it), the
+ * primary says so (ENOSYS, logged) and that worker listens as before too.
  *
  * What the primary keeps (a socket outlives its workers):
  * - a socket stays open while the configuration names it: a worker that crashes or is replaced
@@ -39,7 +40,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import type { Logger } from '../lib/log';
-import type { ListenSockets, SocketAt } from '../listener/listen-sockets';
+import { ownSockets, type ListenSockets, type SocketAt } from '../listener/listen-sockets';
 
 const KIND = 'postseal:listen-socket';
 /** A primary busy forking still answers within milliseconds; this only stops a start-up from hanging. */
@@ -63,6 +64,8 @@ interface TcpHandle {
 type CreateServerHandle = (address: string, port: number, addressType: 4 | 6) => TcpHandle | number;
 
 const createServerHandle = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
+/** The primary's answer when that internal function fails as called (a Node that changed it): the worker listens as without it. */
+const UNSUPPORTED = 'ENOSYS';
 
 /** Whether this Node can bind a socket without listening (see the header); else workers listen as before. */
 export const socketsSupported = typeof createServerHandle === 'function';
@@ -110,6 +113,8 @@ export class SharedSockets {
     if (!entry) {
       const bound = bind(msg);
       if (typeof bound === 'string') {
+        if (bound.startsWith(UNSUPPORTED))
+          this.log.warn({ address: msg.address, port: msg.port, reason: bound }, "milter socket not bound for the workers: they listen through Node's cluster");
         reply(`${bound}: cannot bind ${msg.address}:${msg.port}`);
         return true;
       }
@@ -162,8 +167,14 @@ export class SharedSockets {
 
 /** Bound, not listening; the bound port, or the error's name (libuv reports a port in use at the first getsockname). */
 function bind(w: Where): { handle: TcpHandle; port: number } | string {
-  const handle = createServerHandle!(w.address, w.port, w.family);
+  let handle: TcpHandle | number;
+  try {
+    handle = createServerHandle!(w.address, w.port, w.family);
+  } catch (err) {
+    return `${UNSUPPORTED}: net._createServerHandle failed (${(err as Error).message})`;
+  }
   if (typeof handle === 'number') return getSystemErrorName(handle);
+  if (typeof handle?.getsockname !== 'function') return `${UNSUPPORTED}: net._createServerHandle returned no TCP handle`;
   const out: Record<string, unknown> = {};
   const err = handle.getsockname(out);
   if (err) {
@@ -225,7 +236,15 @@ export function socketsFromPrimary(channel: PrimaryChannel = process as unknown 
       if (held.has(key)) throw new Error(`EADDRINUSE: another listener of this configuration listens on ${at.address}:${at.port}`);
       held.add(key);
       try {
-        const handle = await ask(where);
+        const handle = await ask(where).catch((err: Error) => {
+          if (err.message.startsWith(UNSUPPORTED)) return undefined;
+          throw err;
+        });
+        if (!handle) {
+          await ownSockets.listen(server, at);
+          server.once('close', () => held.delete(key));
+          return;
+        }
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
           server.listen(handle, () => {

@@ -301,6 +301,21 @@ describe('a cluster on a Node without net._createServerHandle', () => {
   });
 });
 
+describe('a cluster on a Node whose net._createServerHandle takes other arguments', () => {
+  it("serves milter sessions through Node's round robin and says why", async () => {
+    const port = await freePort();
+    const d = startDaemon(configFile([milterAt(port)]), { nodeArgs: ['--require', path.resolve(__dirname, '../fixtures/scripts/changed-create-server-handle.js')] });
+    started.push(d);
+    await d.waitFor((l) => l.msg === 'postseal started');
+    for (let i = 0; i < 4; i++) await oneMessage(port);
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'message').length === 4);
+    const warned = await d.waitFor((l) => /^milter socket not bound/.test(l.msg as string));
+    expect(warned.reason).toMatch(/^ENOSYS: net\._createServerHandle failed \(The "options" argument/);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
 describe("the primary's file descriptors", () => {
   const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
