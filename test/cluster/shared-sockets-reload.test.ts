@@ -9,7 +9,7 @@ import net from 'node:net';
 import YAML from 'yaml';
 import { startDaemon } from '../helpers/cli';
 import { MilterClient } from '../helpers/milter-client';
-import { cluster, configFile, freePort, listening, milterAt, offer, oneMessage, reloadWith, started, stopStarted, workerPids } from '../helpers/milter-cluster';
+import { cluster, configFile, freePort, listening, milterAt, oneMessage, reloadWith, serveOne, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
 
 afterEach(stopStarted);
 
@@ -21,11 +21,8 @@ describe('the milter socket of a cluster, under reloads that cannot move it', ()
     const failed = d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration');
     expect(failed.map((l) => l.code)).toEqual(['CFG_INCONSISTENT', 'CFG_INCONSISTENT']);
     expect(failed[0].reason).toMatch(/is the running milter listener's on 127\.0\.0\.1; with several workers that move needs a restart/);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    await serveOne(port);
+    expect(await stop(d)).toBe(0);
   });
 
   it('refuses a reload that moves the milter listener to the wildcard address on its port, and the workers keep serving it', async () => {
@@ -33,11 +30,8 @@ describe('the milter socket of a cluster, under reloads that cannot move it', ()
     const { d, file } = await cluster(port);
     await reloadWith(d, file, [milterAt(port, { address: '0.0.0.0' })]);
     expect(d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration')).toHaveLength(2);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    await serveOne(port);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -56,11 +50,8 @@ describe('a single process (workers: 1)', () => {
     const done = await d.waitFor((l) => l.msg === 'configuration reloaded' || l.msg === 'reload failed, keeping the running configuration');
     expect(done.msg).toBe('configuration reloaded');
     expect(d.lines.filter((l) => l.msg === 'listening').map((l) => l.address)).toEqual(['0.0.0.0']);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    await serveOne(port);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -75,14 +66,11 @@ describe('a milter socket no worker takes any more', () => {
     writeFileSync(file, YAML.stringify(config));
     await workerPids(d, 4);
     await d.waitFor(() => d.lines.filter((l) => l.msg === 'listening' && l.port === moved).length === 2);
-    const { client, served } = await offer(moved);
-    await served;
-    client.close();
+    await serveOne(moved);
     await d.waitFor((l) => l.msg === 'milter socket closed' && l.port === port, 2000);
     expect(listening(port)).toBeUndefined();
     await expect(MilterClient.connect(port)).rejects.toThrow(/ECONNREFUSED/);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -94,11 +82,8 @@ describe('the milter socket across reloads that change nothing of it', () => {
     await reloadWith(d, file, [milterAt(port, { maxConnections: 0 })]);
     expect(d.lines.filter((l) => l.code === 'CFG_SCHEMA_INVALID')).toHaveLength(2);
     expect(listening(port)?.inode).toBe(socket.inode);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    await serveOne(port);
+    expect(await stop(d)).toBe(0);
   });
 
   it('leaves a worker as many file descriptors after ten reloads that restart its milter listener', async () => {
@@ -111,8 +96,7 @@ describe('the milter socket across reloads that change nothing of it', () => {
     // The old downstream pools close a second after a reload.
     await new Promise((r) => setTimeout(r, 1200));
     expect(fds()).toBe(before);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   }, 30_000);
 });
 
@@ -131,8 +115,7 @@ describe('a reload racing a worker restart', () => {
     await d.waitFor((l) => l.msg === 'milter socket closed' && l.port === port, 3000);
     expect(listening(port)).toBeUndefined();
     for (let i = 0; i < 4; i++) await oneMessage(moved);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -148,12 +131,9 @@ describe('a reload that cannot bind one of its new milter ports', () => {
     await d.waitFor((l) => l.msg === 'milter socket closed' && l.port === q1, 3000);
     expect(listening(q1)).toBeUndefined();
     for (const port of [a, b]) {
-      const { client, served } = await offer(port);
-      await served;
-      client.close();
+      await serveOne(port);
     }
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
     await new Promise((resolve) => taken.close(resolve));
   });
 });
@@ -174,12 +154,9 @@ describe('a refused reload of a single process (workers: 1)', () => {
     d.proc.kill('SIGHUP');
     await d.waitFor((l) => l.msg === 'reload failed, keeping the running configuration');
     for (const port of [a, b]) {
-      const { client, served } = await offer(port);
-      await served;
-      client.close();
+      await serveOne(port);
     }
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
     await new Promise((resolve) => taken.close(resolve));
   });
 });

@@ -10,7 +10,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { startDaemon } from '../helpers/cli';
 import { MilterClient } from '../helpers/milter-client';
-import { cluster, configFile, freePort, listening, milterAt, offer, oneMessage, reloadWith, started, stopStarted, workerPids } from '../helpers/milter-cluster';
+import { cluster, configFile, freePort, listening, milterAt, offer, oneMessage, reloadWith, serveOne, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
 
 afterEach(stopStarted);
 
@@ -28,8 +28,7 @@ describe('the milter socket of a cluster', () => {
     await Promise.all(offers.map((o) => o.served));
     expect(listening(port)?.queued).toBe(0);
     for (const o of offers) o.client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 
   it('leaves a worker whose event loop is stuck for 4 s no new sessions: the other serves all 20 at once', async () => {
@@ -43,8 +42,7 @@ describe('the milter socket of a cluster', () => {
     // Node's round robin hands the stuck worker one of them, served only after the 4 s.
     expect(times.filter((t) => t < 2500)).toHaveLength(20);
     for (const o of offers) o.client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 
   it('shares sessions between two workers, each taking a fair part of 100 sessions one after another', async () => {
@@ -57,8 +55,7 @@ describe('the milter socket of a cluster', () => {
     expect(byWorker.size).toBe(2);
     // Measured 45-55 each on an idle machine; a busy one tilts it, never to one worker.
     for (const n of byWorker.values()) expect(n).toBeGreaterThanOrEqual(20);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   }, 30_000);
 
   it('keeps the socket, and the sessions queued on it, when every worker dies: the replacements serve them', async () => {
@@ -74,8 +71,7 @@ describe('the milter socket of a cluster', () => {
     expect(listening(port)?.inode).toBe(socket.inode);
     expect(d.lines.filter((l) => l.msg === 'milter socket bound for the workers')).toHaveLength(1);
     for (const o of offers) o.client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 
   it('keeps the socket through a reload that restarts the milter listener on its port: sessions meanwhile are all served', async () => {
@@ -96,8 +92,7 @@ describe('the milter socket of a cluster', () => {
     expect(listening(port)?.inode).toBe(socket.inode);
     expect(d.lines.filter((l) => l.msg === 'milter socket bound for the workers')).toHaveLength(1);
     for (const o of offers) o.client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 
   it('binds the new port of a reload that moves the milter listener before closing the old one', async () => {
@@ -114,13 +109,10 @@ describe('the milter socket of a cluster', () => {
       ['milter socket bound for the workers', moved],
       ['milter socket closed', port],
     ]);
-    const { client, served } = await offer(moved);
-    await served;
-    client.close();
+    await serveOne(moved);
     expect(listening(port)).toBeUndefined();
     await expect(MilterClient.connect(port)).rejects.toThrow(/ECONNREFUSED/);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 
   it('refuses a second postseal on the same milter port (EADDRINUSE), and the first keeps serving', async () => {
@@ -133,11 +125,8 @@ describe('the milter socket of a cluster', () => {
     expect(await second.exited).toBe(1);
     expect(stderr).toMatch(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
     await second.waitFor((l) => l.msg === 'worker failed to start, stopping', 2000);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    await serveOne(port);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -151,8 +140,7 @@ describe('a cluster on a Node without net._createServerHandle', () => {
     for (let i = 0; i < 4; i++) await oneMessage(port);
     await d.waitFor(() => d.lines.filter((l) => l.msg === 'message').length === 4);
     expect(d.lines.filter((l) => l.msg === 'milter socket bound for the workers')).toHaveLength(0);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -166,8 +154,7 @@ describe('a cluster on a Node whose net._createServerHandle takes other argument
     await d.waitFor(() => d.lines.filter((l) => l.msg === 'message').length === 4);
     const warned = await d.waitFor((l) => /^milter socket not bound/.test(l.msg as string));
     expect(warned.reason).toMatch(/^ENOSYS: net\._createServerHandle failed \(The "options" argument/);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -188,13 +175,10 @@ describe("the primary's file descriptors", () => {
       await reloadWith(d, file, [milterAt(round % 2 ? port : moved, { maxConnections: 100 + round })]);
     }
     await reloadWith(d, file, [milterAt(port)]);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
+    await serveOne(port);
     expect(d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration')).toHaveLength(0);
     expect(fds(primary)).toBe(before);
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   }, 60_000);
 });
 
@@ -219,8 +203,7 @@ describe('a burst of milter sessions', () => {
     process.kill(workers[1], 'SIGCONT');
     expect(await ends).toEqual(Array(6).fill('served'));
     for (const o of offers) o.client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    expect(await stop(d)).toBe(0);
   });
 });
 
@@ -228,11 +211,8 @@ describe('a milter listener of a cluster on the IPv6 wildcard', () => {
   it('takes IPv4 sessions too, as a listener of one process on :: does', async () => {
     const port = await freePort();
     const { d } = await cluster(port, {}, [milterAt(port, { address: '::' })]);
-    const { client, served } = await offer(port);
-    await served;
-    client.close();
-    d.proc.kill('SIGTERM');
-    expect(await d.exited).toBe(0);
+    await serveOne(port);
+    expect(await stop(d)).toBe(0);
   });
 });
 

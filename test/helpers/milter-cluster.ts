@@ -77,6 +77,19 @@ export async function offer(port: number): Promise<{ client: MilterClient; serve
   return { client, served: client.negotiate().then(() => Date.now()) };
 }
 
+/** One milter session on `port`, negotiated (served by a worker), then closed. */
+export async function serveOne(port: number): Promise<void> {
+  const { client, served } = await offer(port);
+  await served;
+  client.close();
+}
+
+/** SIGTERM to the daemon; its exit code. */
+export async function stop(d: Daemon): Promise<number | null> {
+  d.proc.kill('SIGTERM');
+  return d.exited;
+}
+
 /** One message over its own connection, as Postfix sends a session per message. */
 export async function oneMessage(port: number): Promise<void> {
   const c = await MilterClient.connect(port);
