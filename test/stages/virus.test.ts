@@ -181,6 +181,12 @@ describe('the virus stage with a real clamd', () => {
       expect(verdict).toMatchObject({ action: 'tag', fields: [{ name: 'X-Virus-Scanned', value: expect.any(String) }] });
     });
 
+    it("scans the message's own header fields with every piece", async () => {
+      const msg = big([part('a.txt', filler(40_000))]).replace('Subject: hello', `Subject: hello\r\nX-Payload: ${TEST_VIRUS_MARKER}`);
+      const { findings } = await scan(msg, { maxScanBytes: 32 * 1024 });
+      expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${TEST_VIRUS_NAME} (scan 1 of`) }]);
+    });
+
     it('finds a virus in a multipart preamble, which readers of uuencode may decode', async () => {
       const { findings } = await scan(big([part('a.txt', filler(40_000))], `${TEST_VIRUS_MARKER}\r\n`), { maxScanBytes: 32 * 1024 });
       expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${TEST_VIRUS_NAME} (scan 1 of 1, from between the start and part 1 to after part 1)`) }]);

@@ -20,7 +20,7 @@ import { coversAllRecipients, SIGNING_DESTINIES, signsMail } from '../../pipelin
 import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
 import type { Transaction } from '../../transaction/transaction';
 import { clientFor } from './clamd';
-import { openScan, piecesOf, plan } from './pieces';
+import { keptHeader, openScan, piecesOf, plan } from './pieces';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
 
@@ -107,7 +107,7 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
     const scanInPieces = async (tx: Transaction, signal: AbortSignal): Promise<StageOutcome> => {
       const cut = await piecesOf(tx.message, signal);
       if (cut.notCut) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, over virus.maxScanBytes (${s.maxScanBytes}), not cut into pieces: ${cut.notCut}`);
-      const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes);
+      const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes, keptHeader(tx.message).length);
       const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
       for (const [i, pieces] of scans.entries()) {
         const r = await client.scan(() => openScan(tx.message, pieces), signal);

@@ -12,7 +12,8 @@
  * by itself cannot be scanned: it is reported, and the stage's onTooBig decides as for a
  * whole message; the other pieces are still scanned (a virus elsewhere is still found).
  *
- * Each scan has its own boundary (random: the content cannot guess it and close our part).
+ * Each scan has its own boundary (random: the content cannot guess it and close our part), and
+ * carries the message's own header fields on top (keptHeader), as the whole message would.
  *
  * Not cut, and so not scanned (`notCut`): a message whose MIME mail readers split differently
  * (structure.ts `ambiguous`: a delimiter in another case or with a CR after it, two boundary
@@ -102,9 +103,9 @@ function cost(p: Piece, boundary: number): number {
 }
 
 /** Groups the pieces, in order, into scans of at most `maxBytes` each (header and closing delimiter counted). */
-export function plan(pieces: readonly Piece[], maxBytes: number): Plan {
+export function plan(pieces: readonly Piece[], maxBytes: number, headerBytes = 0): Plan {
   const boundary = BOUNDARY_LENGTH;
-  const fixed = headerOf('x'.repeat(boundary)).length + 2 + boundary + 4;
+  const fixed = headerBytes + headerOf('x'.repeat(boundary)).length + 2 + boundary + 4;
   const scans: Piece[][] = [];
   const tooBig: Piece[] = [];
   let current: Piece[] = [];
@@ -130,6 +131,16 @@ export function plan(pieces: readonly Piece[], maxBytes: number): Plan {
 const newBoundary = () => `=_postseal_${randomBytes(14).toString('hex')}`;
 const BOUNDARY_LENGTH = newBoundary().length;
 
+/**
+ * The message's own header fields but those that say what its body is: each scan carries them
+ * on top, so what a sender put in the header is scanned as in the whole message.
+ */
+export function keptHeader(message: Message): Buffer {
+  return Buffer.concat(message.fields.filter((f) => !BODY_FIELDS.has(f.key)).map((f) => f.raw));
+}
+
+const BODY_FIELDS = new Set(['content-type', 'content-transfer-encoding', 'mime-version']);
+
 function headerOf(boundary: string): string {
   return `MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="${boundary}"\r\n\r\n`;
 }
@@ -137,6 +148,7 @@ function headerOf(boundary: string): string {
 /** One scan's bytes: a multipart message of its pieces, read from the body in one pass. */
 export async function* openScan(message: Message, pieces: readonly Piece[]): AsyncIterable<Buffer> {
   const boundary = newBoundary();
+  yield keptHeader(message);
   yield Buffer.from(headerOf(boundary), 'latin1');
   let offset = pieces.length ? pieces[0].start : 0;
   let i = 0;

@@ -5,7 +5,7 @@
  * and named; a 10,000-part message makes few scans.
  */
 import { MAX_MIME_PARTS, MimeWalker } from '../../../src/lib/mime/structure';
-import { openScan, piecesOf, plan, type Piece } from '../../../src/stages/virus/pieces';
+import { keptHeader, openScan, piecesOf, plan, type Piece } from '../../../src/stages/virus/pieces';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
 
@@ -75,7 +75,7 @@ describe('scanning a large message in pieces', () => {
 
   it('makes scans of at most maxScanBytes that carry their parts byte for byte, each under a boundary of its own', async () => {
     const pieces = (await piecesOf(message, never)).pieces;
-    const { scans, tooBig } = plan(pieces, 40_000);
+    const { scans, tooBig } = plan(pieces, 40_000, keptHeader(message).length);
     expect(tooBig).toEqual([]);
     expect(scans.length).toBeGreaterThan(1);
     const raw = (await bodyOf(message)).toString('latin1');
@@ -84,6 +84,8 @@ describe('scanning a large message in pieces', () => {
     for (const s of scans) {
       const scan = await bytesOf(openScan(message, s));
       expect(scan.length).toBeLessThanOrEqual(40_000);
+      // The message's own fields on top of each scan, but those that describe its body.
+      expect(scan.toString('latin1').startsWith('From: a@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="=_postseal_')).toBe(true);
       boundaries.add(/boundary="([^"]+)"/.exec(scan.toString('latin1'))![1]);
       const leaves = leavesOf(scan);
       expect(leaves).toHaveLength(s.length);
