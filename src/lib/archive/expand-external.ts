@@ -21,7 +21,7 @@
  * unar only the ISO 9660 one (measured: genisoimage -udf -hide evil.exe lists README.TXT
  * alone in lsar, evil.exe too in 7zz -tudf), and the two may name different files.
  */
-import type { ExternalUnpacker, ListedMember } from './external';
+import { type ExternalUnpacker, type ListedMember, stderrNote } from './external';
 import { detectType, HEAD_BYTES } from './magic';
 import type { Lease } from './memory';
 import { type Budget, type ContentNode, newNode } from './node';
@@ -196,13 +196,8 @@ async function extractRun(
   const listed = run.reduce((n, p) => n + Math.max(0, p.member.size), 0);
   const produced = run.reduce((n, p) => n + p.produced, 0);
   if (longer || (!stream && run.slice(at).some((p) => p.member.size > 0))) {
-    node.problem = `unar wrote ${longer ? 'more than' : `${produced} of`} the ${listed} bytes listed (exit ${r.code}${note(r.stderr)})`;
-  } else if (r.code !== 0) node.problem = `unar failed (exit ${r.code}${note(r.stderr)})`;
-}
-
-function note(stderr: string): string {
-  const line = stderr.trim().split('\n')[0]?.slice(0, 200);
-  return line ? `: ${line}` : '';
+    node.problem = `unar wrote ${longer ? 'more than' : `${produced} of`} the ${listed} bytes listed (exit ${r.code}${stderrNote(r.stderr)})`;
+  } else if (r.code !== 0) node.problem = `unar failed (exit ${r.code}${stderrNote(r.stderr)})`;
 }
 
 /** A single-file compressor's member: the outer names without the extension (.txz, .tbz: .tar), and unar's. */

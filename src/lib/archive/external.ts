@@ -259,7 +259,8 @@ export class ExternalUnpacker {
   }
 }
 
-function stderrNote(stderr: string): string {
+/** The first line of a tool's stderr, for a finding's detail (": ..."), or nothing. */
+export function stderrNote(stderr: string): string {
   const line = stderr.trim().split('\n')[0]?.slice(0, 200);
   return line ? `: ${line}` : '';
 }
