@@ -234,6 +234,7 @@ async function readLeaves(
 
 /** Files uuencoded in a text part (uuencode.ts): members of the part, walked into when archives. */
 async function uuMembers(node: ContentNode, c: Collector, budget: Budget, signal: AbortSignal): Promise<void> {
+  if (c.uu.overflow) node.limit ??= 'members';
   for (const [i, f] of c.uu.files.entries()) {
     if (budget.members >= budget.limits.maxMembers) return void (node.limit = 'members');
     budget.members++;

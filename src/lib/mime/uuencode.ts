@@ -41,6 +41,8 @@ export interface UuFile {
 }
 
 export class UuScanner {
+  /** A file began after MAX_FILES were read: the part holds files that were not checked. */
+  overflow = false;
   readonly files: UuFile[] = [];
   private current: UuFile | null = null;
   private mode: Mode = 'uu';
@@ -62,7 +64,7 @@ export class UuScanner {
     let hqx = -2;
     while (at < block.length) {
       if (!this.current) {
-        if (this.files.length >= MAX_FILES) return;
+        if (this.overflow) return;
         if (begin !== -1 && begin < at) begin = block.indexOf('begin', at);
         if (hqx !== -1 && hqx < at) hqx = block.indexOf(BINHEX, at);
         if (begin < 0 && hqx < 0) return;
@@ -97,7 +99,8 @@ export class UuScanner {
     if (opens) {
       // Another file's first line ends the open one, as in Thunderbird.
       this.close();
-      if (this.files.length >= MAX_FILES) return;
+      // A file past the cap is not read, but the part says so (a members limit), never silently.
+      if (this.files.length >= MAX_FILES) return void (this.overflow = true);
       this.current = { name: opens.name, types: [], chunks: [], bytes: 0, whole: false, tooBig: false, busy: false, decided: false };
       this.mode = opens.mode;
       this.files.push(this.current);

@@ -103,6 +103,11 @@ describe('uuencoded files in text', () => {
     expect([f.tooBig, f.chunks.length]).toEqual([true, 0]);
     const one = uuencode('f.txt', 'x');
     const many = Array.from({ length: MAX_FILES + 5 }, (_, i) => one.replace('f.txt', `f${i}.txt`)).join('\n');
-    expect(scan(many)).toHaveLength(MAX_FILES);
+    const uu = new UuScanner(32 * MiB, () => false);
+    uu.feed(many);
+    uu.end();
+    expect(uu.files).toHaveLength(MAX_FILES);
+    // The files past the cap are not read, and the scanner says so.
+    expect(uu.overflow).toBe(true);
   });
 });

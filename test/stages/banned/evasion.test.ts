@@ -211,6 +211,14 @@ describe('banned: uuencoded files in text', () => {
     expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1 name "evil\.js"/);
   });
 
+  it('does not pass a program after 100 harmless uuencoded files silently: the part is a members limit (unchecked alert)', async () => {
+    const one = uuencode('a.txt', 'x\n').replace(/\n/g, '\r\n');
+    const text = `${Array.from({ length: 100 }, (_, i) => one.replace('a.txt', `f${i}.txt`)).join('')}${uuencode('late.jpg', peExecutable()).replace(/\n/g, '\r\n')}`;
+    const r = await check(mp('Content-Type: text/plain\r\n', text));
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.verdict.action).toBe('tag');
+  });
+
   it('passes text with a uuencoded document', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual([]);
