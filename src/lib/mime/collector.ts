@@ -17,6 +17,9 @@ import { UuScanner } from './uuencode';
 /** A zip's end record is in its last 64 KiB + 22 bytes. */
 const TAIL_BYTES = 0xffff + 22;
 
+/** Characters kept of a text line not ended yet: more than a begin line with a 1024-character name. */
+const LINE_HEAD = 4096;
+
 export type Outcome = 'done' | 'read-again' | { message: Buffer };
 
 export class Collector {
@@ -90,7 +93,10 @@ export class Collector {
     // the next bytes, which may start with its LF).
     const text = (this.line + data.toString('latin1')).replace(/\r(?!\n|$)/g, '\n');
     const cut = text.lastIndexOf('\n');
-    this.line = (cut < 0 ? text : text.slice(cut + 1)).slice(-1024);
+    // An unfinished line keeps its head, where "begin 644" is; a longer one loses its middle,
+    // not its start (the name's extension, at the end, comes with the rest of the line).
+    const partial = cut < 0 ? text : text.slice(cut + 1);
+    this.line = partial.length > LINE_HEAD ? partial.slice(0, LINE_HEAD) : partial;
     if (cut >= 0) this.uu.feed(text.slice(0, cut));
   }
 

@@ -4,6 +4,8 @@
  * archive; a file without "end", a line that is no uuencode, and the per-part file cap.
  */
 import { detectType } from '../../../src/lib/archive/magic';
+import { newNode } from '../../../src/lib/archive/expand';
+import { Collector } from '../../../src/lib/mime/collector';
 import { MAX_FILES, UuScanner } from '../../../src/lib/mime/uuencode';
 import { makeBinHex, makeZip, uuencode } from '../../helpers/archives';
 
@@ -109,5 +111,20 @@ describe('uuencoded files in text', () => {
     expect(uu.files).toHaveLength(MAX_FILES);
     // The files past the cap are not read, and the scanner says so.
     expect(uu.overflow).toBe(true);
+  });
+
+  it('finds a begin line with a long name cut across two pieces of the part, keeping its extension', () => {
+    const name = `${'n'.repeat(3000)}.exe`;
+    // Past the first 32 KiB, which the collector reads whole to type the part.
+    const text = Buffer.from(`${'hello\r\n'.repeat(8000)}${uuencode(name, 'MZ').replace(/\n/g, '\r\n')}`, 'latin1');
+    const node = newNode('2', [], ['text/plain']);
+    node.types = ['txt'];
+    const c = new Collector(node, '7bit', 32 * MiB);
+    // Cut in the middle of the name: the first piece ends 1,500 characters into it.
+    const at = text.indexOf('nnn') + 1500;
+    c.push(text.subarray(0, at));
+    c.push(text.subarray(at));
+    c.finish();
+    expect(c.uu.files.map((f) => f.name.endsWith('.exe'))).toEqual([true]);
   });
 });
