@@ -267,10 +267,8 @@ describe('archives read by unar', () => {
     const many = make7z(Object.fromEntries(Array.from({ length: 10000 }, (_, i) => [`f${i}`, ''])));
     expect(many.length).toBeLessThan(64 * 1024);
     const u = unpacker({ memoryBytes: 16 * MiB });
-    const started = Date.now();
     const { node } = await walk('a.7z', many, {}, u);
     expect(node.problem).toMatch(/Virtual memory exhausted/);
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(flat((await walk('b.7z', make7z({ 'x.exe': exe, 'y.txt': 'hello\n' }), {}, u)).node)).toEqual(['2/1 x.exe .exe,.exe-ms', '2/2 y.txt .txt']);
   });
 
