@@ -12,6 +12,8 @@ import { startDaemon } from '../helpers/cli';
 import { MilterClient } from '../helpers/milter-client';
 import { cluster, configFile, freePort, listening, milterAt, offer, oneMessage, reloadWith, serveOne, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
 
+// Each test starts a cluster of real processes; under CI's parallel load a start alone has taken over 15 s.
+jest.setTimeout(120_000);
 afterEach(stopStarted);
 
 describe('the milter socket of a cluster', () => {
@@ -56,7 +58,7 @@ describe('the milter socket of a cluster', () => {
     // Measured 45-55 each on an idle machine; a busy one tilts it, never to one worker.
     for (const n of byWorker.values()) expect(n).toBeGreaterThanOrEqual(20);
     expect(await stop(d)).toBe(0);
-  }, 30_000);
+  });
 
   it('keeps the socket, and the sessions queued on it, when every worker dies: the replacements serve them', async () => {
     const port = await freePort();
@@ -179,7 +181,7 @@ describe("the primary's file descriptors", () => {
     expect(d.lines.filter((l) => l.msg === 'reload failed, keeping the running configuration')).toHaveLength(0);
     expect(fds(primary)).toBe(before);
     expect(await stop(d)).toBe(0);
-  }, 60_000);
+  });
 });
 
 describe('a burst of milter sessions', () => {

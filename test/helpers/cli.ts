@@ -20,6 +20,8 @@ export interface Daemon {
   lines: Record<string, unknown>[];
   waitFor(pred: (l: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
   exited: Promise<number | null>;
+  /** What it wrote to stderr (read as it comes, so a chatty daemon never blocks on a full pipe). */
+  stderr(): string;
 }
 
 /** `nodeArgs`: options for node itself, before the script (a cluster's workers inherit them); `env`: added to this process's. */
@@ -42,17 +44,35 @@ export function startDaemon(configFile: string, opts: { nodeArgs?: string[]; env
       }
     }
   });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => {
+    if (err.length < 65536) err += d.toString();
+  });
+  let exitAt = 0;
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code) => {
+      exitAt = Date.now();
+      resolve(code);
+    }),
+  );
   return {
     proc,
     lines,
     exited,
+    stderr: () => err,
     async waitFor(pred, ms = 15000) {
       const end = Date.now() + ms;
+      const t0 = Date.now();
       for (;;) {
         const hit = lines.find(pred);
         if (hit) return hit;
-        if (Date.now() > end) throw new Error(`log line not seen; got: ${JSON.stringify(lines).slice(0, 2000)}`);
+        // Said with what the process wrote and whether it still runs: a bare timeout told nothing (a CI run under load saw `got: []`).
+        // Output still in the pipe may come after 'exit': a second's grace.
+        const gone = exitAt > 0;
+        if (Date.now() > end || (gone && Date.now() - exitAt > 1000)) {
+          const state = gone ? `exited ${proc.exitCode ?? proc.signalCode}` : `still running after ${Date.now() - t0} ms`;
+          throw new Error(`log line not seen (${state}); got: ${JSON.stringify(lines).slice(0, 2000)}; stderr: ${err.slice(0, 2000)}`);
+        }
         await new Promise((r) => setTimeout(r, 25));
       }
     },

@@ -50,14 +50,14 @@ export async function cluster(port: number, opts: Parameters<typeof startDaemon>
   const file = configFile(listeners);
   const d = startDaemon(file, { nodeArgs: ['--require', blockLoop], ...opts });
   started.push(d);
-  await d.waitFor((l) => l.msg === 'postseal started');
+  await d.waitFor((l) => l.msg === 'postseal started', 45_000);
   return { d, file, workers: await workerPids(d, 2) };
 }
 
 /** The pids of the workers that logged 'worker started', once `count` have (the newest last). */
 export async function workerPids(d: Daemon, count: number): Promise<number[]> {
   const pids = () => [...new Set(d.lines.filter((l) => l.msg === 'worker started').map((l) => l.pid as number))];
-  await d.waitFor(() => pids().length >= count);
+  await d.waitFor(() => pids().length >= count, 45_000);
   return pids();
 }
 
