@@ -143,6 +143,8 @@ export interface PostsealStart {
   metrics?: boolean;
   /** The listeners' protocol when not SMTP (the whole-MTA bench's milter hook, bench/mta/setups.ts). */
   listenerProtocol?: string;
+  /** Another checkout whose built postseal runs (its node and dist/), for A/B runs; default this one. */
+  root?: string;
 }
 
 export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
@@ -179,7 +181,8 @@ export async function startPostseal(opts: PostsealStart): Promise<Postseal> {
   writeFileSync(configFile, `${main.join('\n')}\n`);
   const logFile = path.join(opts.dir, `postseal-${Date.now()}.log`);
   const out = openSync(logFile, 'a');
-  const child: ChildProcess = spawn(NODE, [...(opts.nodeArgs ?? []), CLI, 'start', '--config', configFile, '--workers', String(opts.workers)], {
+  const [node, cli] = opts.root ? [path.join(opts.root, 'node_modules/.bin/node'), path.join(opts.root, 'dist/cli/main.js')] : [NODE, CLI];
+  const child: ChildProcess = spawn(node, [...(opts.nodeArgs ?? []), cli, 'start', '--config', configFile, '--workers', String(opts.workers)], {
     stdio: ['ignore', out, out],
     cwd: opts.dir,
   });
