@@ -1,6 +1,6 @@
 /**
  * `node dist/bench/milter-connections.js [--tree DIR] [--sessions N] [--concurrency C] [--workers W]
- * [--bank cheap|originating] [--size KB] [--node-args=ARGS]`: what a milter session costs a postseal cluster
+ * [--bank cheap|originating] [--size KB] [--steps=MS] [--node-args=ARGS]`: what a milter session costs a postseal cluster
  * (bench/README.md "One socket for the workers", "The milter's CPU per message"), without
  * Postfix on the same two cores. The built `postseal start` of DIR (default this checkout;
  * another checkout's for an A/B) runs W workers (default 2) and one milter listener. Its bank:
@@ -12,7 +12,9 @@
  * with option negotiation, one message and close, as smtpd does per SMTP session. Prints one
  * JSON line: sessions/s, CPU per session of the primary and of the workers (user + system from
  * /proc: the client's own CPU is not counted), and how many messages each worker's log line
- * counted. A reply other than a modification or CONTINUE fails the run. --node-args=ARGS: options for
+ * counted. A reply other than a modification or CONTINUE fails the run. --steps=MS writes each
+ * session in the groups Postfix sends (negotiation, CONNECT, HELO, MAIL, RCPT, then header, body
+ * and end of message) MS apart, which sets a slower pace, as Postfix's. --node-args=ARGS: options for
  * postseal's node (e.g. `--cpu-prof --cpu-prof-dir=DIR`), which its workers inherit.
  */
 import { spawn } from 'node:child_process';
@@ -35,6 +37,7 @@ const { values: opt } = parseArgs({
     bank: { type: 'string' },
     size: { type: 'string' },
     'node-args': { type: 'string' },
+    steps: { type: 'string' },
   },
 });
 const tree = path.resolve(opt.tree ?? ROOT);
@@ -44,13 +47,21 @@ const workerCount = Number(opt.workers ?? 2);
 const bankKind = opt.bank ?? 'cheap';
 if (bankKind !== 'cheap' && bankKind !== 'originating') throw new Error(`--bank: cheap or originating, not ${bankKind}`);
 const nodeArgs = opt['node-args']?.split(/\s+/).filter(Boolean) ?? [];
+/** --steps=MS: the packets in Postfix's groups, MS apart (0: not grouped, one write). */
+const steps = Number(opt.steps ?? 0);
 const WARM_UP = 200;
 
 /** One process's user + system seconds, from its own /proc entry (the primary without its workers). */
 function cpuOf(pid: number): number {
+  const { user, system } = cpuSplit(pid);
+  return user + system;
+}
+
+/** User and system seconds apart: the system share is the kernel's work for the process (socket calls, wake-ups). */
+function cpuSplit(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 function packet(code: string, ...parts: (Buffer | string)[]): Buffer {
@@ -103,10 +114,39 @@ function sessionOf(message: Buffer, from: string, to: string): Buffer {
   ]);
 }
 
+/**
+ * The session's packets in the groups Postfix writes them (--steps): the negotiation, then one
+ * group per SMTP command (CONNECT when the client connects, HELO, MAIL, RCPT), then the header,
+ * body and end of message that cleanup sends together. Each packet starts with its length, so
+ * the groups are cut at the codes that begin one.
+ */
+function stepsOf(all: Buffer): Buffer[] {
+  const groups: Buffer[] = [];
+  let start = 0;
+  for (let pos = 0; pos < all.length; pos += 4 + all.readUInt32BE(pos)) {
+    const code = String.fromCharCode(all[pos + 4]);
+    if (pos > start && 'CHMRL'.includes(code) && !(code === 'L' && String.fromCharCode(all[start + 4]) === 'L')) {
+      groups.push(all.subarray(start, pos));
+      start = pos;
+    }
+  }
+  groups.push(all.subarray(start));
+  return groups;
+}
+
 /** Resolves at the end-of-message CONTINUE (the second one: RCPT is answered too) with the names of the header fields inserted (SMFIR_INSHEADER). */
 function session(port: number, packets: Buffer): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(packets));
+    const write = async () => {
+      if (!steps) return void socket.write(packets);
+      // A gap between the groups, as between an SMTP client's commands: each one its own read.
+      for (const g of stepsOf(packets)) {
+        socket.write(g);
+        await new Promise((r) => setTimeout(r, steps));
+      }
+    };
+    const socket = net.connect(port, '127.0.0.1', () => void write());
+    socket.setNoDelay(true);
     let buf = Buffer.alloc(0);
     let continues = 0;
     const inserted: string[] = [];
@@ -216,7 +256,7 @@ async function main(): Promise<void> {
   const settle = () => new Promise((r) => setTimeout(r, 600));
   await settle();
   const pids = c.workers();
-  const before = { primary: cpuOf(c.primary), workers: pids.map(cpuOf), messages: c.messages().length };
+  const before = { primary: cpuOf(c.primary), workers: pids.map(cpuOf), system: pids.map((p) => cpuSplit(p).system), messages: c.messages().length };
   const started = process.hrtime.bigint();
   let next = 0;
   await Promise.all(
@@ -228,6 +268,7 @@ async function main(): Promise<void> {
   await settle();
   const primaryMs = ((cpuOf(c.primary) - before.primary) * 1000) / sessions;
   const workersMs = (pids.reduce((sum, pid, i) => sum + cpuOf(pid) - before.workers[i], 0) * 1000) / sessions;
+  const workersSystemMs = (pids.reduce((sum, pid, i) => sum + cpuSplit(pid).system - before.system[i], 0) * 1000) / sessions;
   const split: Record<string, number> = {};
   for (const l of c.messages().slice(before.messages)) split[String(l.worker)] = (split[String(l.worker)] ?? 0) + 1;
   const round = (x: number) => Math.round(x * 1000) / 1000;
@@ -241,6 +282,7 @@ async function main(): Promise<void> {
       sessionsPerSecond: Math.round(sessions / seconds),
       primaryMsPerSession: round(primaryMs),
       workersMsPerSession: round(workersMs),
+      ofWhichSystem: round(workersSystemMs),
       split,
       load: os
         .loadavg()
