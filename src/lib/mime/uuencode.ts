@@ -46,6 +46,14 @@ export class UuScanner {
   readonly files: UuFile[] = [];
   private current: UuFile | null = null;
   private mode: Mode = 'uu';
+  /**
+   * Bytes of every file kept whole so far, which stay in memory until the part is walked: held
+   * to `maxBytes` together, the one reservation the caller makes for the part (parts.ts), not
+   * `maxBytes` each.
+   */
+  private keptBytes = 0;
+  /** The budget had no room for this part: later archives are not kept either (busy), nor waited for again. */
+  private noRoom = false;
 
   /** `keepWhole`: whether a file of these types is walked into (an archive). */
   constructor(
@@ -85,8 +93,10 @@ export class UuScanner {
 
   /** Stops keeping the current file whole: no memory for it. */
   drop(): void {
+    this.noRoom = true;
     const file = this.current;
     if (!file?.whole) return;
+    this.keptBytes -= file.bytes;
     file.whole = false;
     file.busy = true;
     file.chunks.length = 0;
@@ -158,8 +168,10 @@ export class UuScanner {
   private add(file: UuFile, data: Buffer): void {
     file.chunks.push(data);
     file.bytes += data.length;
+    if (file.whole) this.keptBytes += data.length;
     if (!file.decided && file.bytes >= HEAD_BYTES) this.decide(file);
-    if (file.whole && file.bytes > this.maxBytes) {
+    if (file.whole && this.keptBytes > this.maxBytes) {
+      this.keptBytes -= file.bytes;
       file.whole = false;
       file.tooBig = true;
       file.chunks.length = 0;
@@ -170,9 +182,12 @@ export class UuScanner {
     file.decided = true;
     const all = Buffer.concat(file.chunks);
     file.types = detectType(all.subarray(0, HEAD_BYTES));
-    file.whole = this.keepWhole(file);
+    const walked = this.keepWhole(file);
+    file.whole = walked && !this.noRoom;
+    file.busy = walked && this.noRoom;
     file.chunks.length = 0;
     file.chunks.push(file.whole ? all : all.subarray(0, 0));
+    if (file.whole) this.keptBytes += file.bytes;
   }
 
   private close(): void {

@@ -113,6 +113,41 @@ describe('uuencoded files in text', () => {
     expect(uu.overflow).toBe(true);
   });
 
+  it('holds the archives of one part to maxBytes together, the one reservation its part makes: the one that would pass it is too big, the files after it still read', () => {
+    // Three stored zips of ~60 KB each against 150 KB: two fit, the third would make 180.
+    const z = (n: number) => makeZip({ [`m${n}.bin`]: Buffer.alloc(60 * 1024, n) }, { store: true });
+    const text = [1, 2, 3].map((n) => uuencode(`a${n}.zip`, z(n))).join('\n');
+    const files = scan(`${text}\n${uuencode('after.txt', 'x')}`, 4096, 150 * 1024);
+    expect(files.map((f) => [f.name, f.whole, f.tooBig])).toEqual([
+      ['a1.zip', true, false],
+      ['a2.zip', true, false],
+      ['a3.zip', false, true],
+      ['after.txt', false, false],
+    ]);
+    expect(Buffer.concat(files[2].chunks).length).toBe(0);
+    const kept = files.filter((f) => f.whole).reduce((n, f) => n + Buffer.concat(f.chunks).length, 0);
+    expect(kept).toBeLessThanOrEqual(150 * 1024);
+    expect(Buffer.concat(files[1].chunks).equals(z(2))).toBe(true);
+  });
+
+  it('once the budget had no room for the part (drop), keeps no later archive of it either: each is busy, with no second wait', () => {
+    const uu = new UuScanner(32 * MiB, (f) => f.types.includes('zip'));
+    const big = makeZip({ 'm.bin': Buffer.alloc(40 * 1024, 1) }, { store: true });
+    // Fed up to past its first 32 KiB (typed a zip, kept whole), without its "end".
+    const first = uuencode('first.zip', big).split('\n');
+    uu.feed(first.slice(0, 800).join('\n'));
+    expect(uu.keepingWhole).toBe(true);
+    uu.drop();
+    uu.feed(`${first.slice(800).join('\n')}\n${uuencode('second.zip', big)}\n${uuencode('note.txt', 'hello')}`);
+    expect(uu.keepingWhole).toBe(false);
+    uu.end();
+    expect(uu.files.map((f) => [f.name, f.whole, f.busy])).toEqual([
+      ['first.zip', false, true],
+      ['second.zip', false, true],
+      ['note.txt', false, false],
+    ]);
+  });
+
   it('finds a begin line with a long name cut across two pieces of the part, keeping its extension', () => {
     const name = `${'n'.repeat(3000)}.exe`;
     // Past the first 32 KiB, which the collector reads whole to type the part.
