@@ -73,10 +73,12 @@ export async function expandExternal(
       if (listing.truncated) node.limit = 'members';
       const format = Object.keys(STREAM_FORMATS).find((f) => node.types.includes(f));
       const readable: Pending[] = [];
+      // After any the part has already (files uuencoded in its text): one path each.
+      const base = node.children.length;
       for (const [i, m] of listing.members.entries()) {
         budget.members++;
         const names = format && listing.members.length === 1 ? streamNames(m.name, node.names, STREAM_FORMATS[format]) : [m.name];
-        const child = newNode(`${node.path}/${i + 1}`, names, []);
+        const child = newNode(`${node.path}/${base + i + 1}`, names, []);
         node.children.push(child);
         if (m.encrypted) child.encrypted = true;
         // Only a single-file compressor lists no size. A RAR 5 member may say "size unknown"

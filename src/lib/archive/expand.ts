@@ -77,10 +77,12 @@ async function expandZip(node: ContentNode, data: Buffer, depth: number, budget:
     entries = entries.slice(0, Math.max(0, limits.maxMembers - budget.members));
     node.limit = 'members';
   } else if (dir.truncated) node.limit = 'members';
+  // After any the part has already (files uuencoded in its text, lib/mime/parts.ts): one path each.
+  const base = node.children.length;
   for (const [i, e] of entries.entries()) {
     signal.throwIfAborted();
     if (counted) budget.members++;
-    const child = newNode(`${node.path}/${i + 1}`, [...e.names], []);
+    const child = newNode(`${node.path}/${base + i + 1}`, [...e.names], []);
     node.children.push(child);
     // Streaming unzippers read the local header's name, Explorer the directory's, unzip the
     // Unicode Path field's: all count.
@@ -113,10 +115,11 @@ async function expandTar(node: ContentNode, data: Buffer, depth: number, budget:
   const listing = listTar(data, budget.limits.maxMembers - budget.members);
   if (listing.problem) node.problem = listing.problem;
   if (listing.truncated) node.limit = 'members';
+  const base = node.children.length;
   for (const [i, e] of listing.entries.entries()) {
     signal.throwIfAborted();
     budget.members++;
-    const child = newNode(`${node.path}/${i + 1}`, [e.name], []);
+    const child = newNode(`${node.path}/${base + i + 1}`, [e.name], []);
     node.children.push(child);
     if (!e.file) continue;
     child.types = detectType(e.data.subarray(0, HEAD_BYTES));
@@ -149,7 +152,7 @@ async function expandTnef(node: ContentNode, data: Buffer, depth: number, budget
 /** A gzip file holds one file: its name from the header (FNAME) or the outer name without .gz. */
 async function expandGzip(node: ContentNode, data: Buffer, depth: number, budget: Budget, signal: AbortSignal): Promise<void> {
   budget.members++;
-  const child = newNode(`${node.path}/1`, gzipNames(data, node.names), []);
+  const child = newNode(`${node.path}/${node.children.length + 1}`, gzipNames(data, node.names), []);
   node.children.push(child);
   await inflateMember(child, 'gzip', data, -1, depth, budget, signal);
 }

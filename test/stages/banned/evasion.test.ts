@@ -219,6 +219,16 @@ describe('banned: uuencoded files in text', () => {
     expect(r.verdict.action).toBe('tag');
   });
 
+  it('names the uuencoded files and the members of a zip at the end of the same text part by paths of their own', async () => {
+    const zip = makeZip({ 'readme.txt': 'hi', 'invoice.pdf.exe': 'x' });
+    // Text that ends like a zip is read again whole and opened (unzip would open it), after its uuencoded file was read.
+    const text = Buffer.concat([Buffer.from(`see\r\n${uuencode('evil.js', js).replace(/\n/g, '\r\n')}\r\n`), zip]);
+    const r = await check(mp('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n', b64(text)));
+    const details = r.findings.filter((f) => f.code === 'BANNED_FILE' || f.code === 'BANNED_FILE_MORE').map((f) => f.detail);
+    expect(details).toEqual(expect.arrayContaining([expect.stringMatching(/part 2\/1 name "evil\.js"/), expect.stringMatching(/part 2\/3 name "invoice\.pdf\.exe"/)]));
+    expect(details.some((d) => /part 2\/1 name "invoice/.test(d ?? ''))).toBe(false);
+  });
+
   it('passes text with a uuencoded document', async () => {
     const r = await check(mp('Content-Type: text/plain\r\n', `notes:\r\n${uuencode('notes.txt', 'meeting at noon\n').replace(/\n/g, '\r\n')}`));
     expect(r.codes).toEqual([]);
