@@ -9,13 +9,14 @@
  * outer multipart seen inside an inner one, ends the open parts where the boundary starts.
  *
  * Work is linear in the body, however deep the nesting: a line starting with "--" is looked
- * up in a map of the open boundaries (at most two lookups), not compared with every open
- * ancestor, and nesting stops at `maxDepth` (MAX_MIME_DEPTH unless the caller says): a
+ * up in a map of the open boundaries (boundaries.ts: at most two lookups), not compared with
+ * every open ancestor, and nesting stops at `maxDepth` (MAX_MIME_DEPTH unless the caller says): a
  * multipart or message/rfc822 at that depth is `opaque`, its body (inner boundaries and
  * entities included) plain bytes of it. Deep nesting from outside (3,000 message/rfc822 in
  * 100 KB) would otherwise make a part tree that recursive callers cannot walk.
  */
 import libmime from 'libmime';
+import { OpenBoundaries } from './boundaries';
 import { type CrDashes, LineReader, MAX_LINE_OCTETS, type Line, type PlainRun } from './lines';
 import { parseParams } from './params';
 
@@ -106,19 +107,8 @@ export class MimeWalker {
   private readonly maxParts: number;
   private parts = 0;
   private readonly onHeader: WalkerOptions['onHeader'];
-  /**
-   * The boundaries of the open multiparts, keyed by the boundary without trailing white
-   * space; each list in nesting order, so the last is the innermost that uses the key.
-   */
-  private readonly open = new Map<string, Part[]>();
-  /**
-   * The same boundaries lower-cased and without any trailing white space (looseKey), counted:
-   * a line that is one of them but no delimiter is read as one by some readers (Thunderbird
-   * strips CR, FF and VT after a boundary; clamd ignores case), so its part is `ambiguous`.
-   */
-  private readonly openLoose = new Map<string, number>();
-  /** Exact boundary comparisons made so far: what the map saves, counted (tests check it stays linear). */
-  boundaryComparisons = 0;
+  /** The boundaries of the open multiparts. */
+  private readonly open = new OpenBoundaries<Part>();
   private readonly lines: LineReader;
 
   /** `contentType` and `transferEncoding` are the raw values of the top-level fields, if any. */
@@ -145,6 +135,11 @@ export class MimeWalker {
     this.lines.push(chunk);
   }
 
+  /** Exact boundary comparisons made so far (tests check they stay linear in the lines). */
+  get boundaryComparisons(): number {
+    return this.open.comparisons;
+  }
+
   end(totalLength: number): void {
     this.lines.end();
     for (let p: Part | null = this.current; p; p = p.parent) this.close(p, totalLength);
@@ -159,27 +154,12 @@ export class MimeWalker {
     this.previousEol = line.eolLength;
   }
 
-  /**
-   * The innermost open multipart whose boundary this line is ("--b" or "--b--", then transport
-   * padding). RFC 2046 boundaries never end in white space, so the line minus "--", its
-   * trailing white space and then an optional "--" is the key; each candidate is then checked
-   * exactly as the line would be against its boundary, so a boundary that does end in white
-   * space (a quoted parameter) matches the lines it always matched.
-   */
+  /** The innermost open multipart whose delimiter this line is (boundaries.ts), or null. */
   private delimiter(line: Line): { part: Part; closing: boolean } | null {
     if (line.head[0] !== 0x2d || line.head[1] !== 0x2d || this.open.size === 0) return null;
-    const text = line.head.toString('latin1', 2);
-    const key = trimEndBlanks(text);
-    const plain = this.candidate(this.open.get(key), text, false);
-    const closing = key.endsWith('--') ? this.candidate(this.open.get(trimEndBlanks(key.slice(0, -2))), text, true) : null;
-    if (plain && closing) return plain.depth >= closing.depth ? { part: plain, closing: false } : { part: closing, closing: true };
-    if (plain) return { part: plain, closing: false };
-    if (closing) return { part: closing, closing: true };
-    // Thunderbird strips any white space after a boundary and ends a line at a bare CR.
-    const cr = text.indexOf('\r');
-    const loose = looseKey(cr >= 0 ? text.slice(0, cr) : text);
-    if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2)))))
-      this.current.ambiguous ??= 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)';
+    const found = this.open.match(line.head.toString('latin1', 2));
+    if ('part' in found) return found;
+    if (found.lenient) this.current.ambiguous ??= 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)';
     return null;
   }
 
@@ -188,27 +168,8 @@ export class MimeWalker {
    * delimiter to it and none to RFC 2046 (nor to this walker), so the part is `ambiguous`.
    */
   private bareCrDelimiters(found: CrDashes): void {
-    if (this.openLoose.size === 0 || this.current.ambiguous) return;
-    for (const text of found) {
-      const loose = looseKey(text);
-      if (this.openLoose.has(loose) || (loose.endsWith('--') && this.openLoose.has(looseKey(loose.slice(0, -2))))) {
-        this.current.ambiguous = 'a bare CR before a boundary (Thunderbird ends a line there)';
-        return;
-      }
-    }
-  }
-
-  /** The innermost of `parts` whose boundary `text` (the line after "--") is, as a delimiter or a closing one. */
-  private candidate(parts: Part[] | undefined, text: string, closing: boolean): Part | null {
-    for (let i = (parts?.length ?? 0) - 1; i >= 0; i--) {
-      const part = parts![i];
-      const boundary = part.boundary!;
-      this.boundaryComparisons++;
-      if (!text.startsWith(boundary)) continue;
-      const rest = text.slice(boundary.length);
-      if (closing ? /^--[ \t]*$/.test(rest) : /^[ \t]*$/.test(rest)) return part;
-    }
-    return null;
+    if (this.current.ambiguous || !this.open.bareCrHit(found)) return;
+    this.current.ambiguous = 'a bare CR before a boundary (Thunderbird ends a line there)';
   }
 
   private boundary(line: Line, multipart: Part, closing: boolean): void {
@@ -324,15 +285,7 @@ export class MimeWalker {
       part.opaque = true;
       return;
     }
-    if (part.boundary) {
-      const key = trimEndBlanks(part.boundary);
-      const parts = this.open.get(key);
-      if (parts) parts.push(part);
-      else this.open.set(key, [part]);
-      const loose = looseKey(part.boundary);
-      this.openLoose.set(loose, (this.openLoose.get(loose) ?? 0) + 1);
-      return;
-    }
+    if (part.boundary) return this.open.add(part);
     const child = newPart(part, part.bodyStart, -1);
     this.parts++;
     part.children.push(child);
@@ -341,19 +294,9 @@ export class MimeWalker {
     this.fields = [];
   }
 
-  /** The part's boundary is no longer open. Parts close innermost first, so it is the last of its list. */
+  /** The part's boundary is no longer open (an opaque part's never was). */
   private forget(part: Part): void {
-    if (!part.boundary || part.opaque) return;
-    const key = trimEndBlanks(part.boundary);
-    const parts = this.open.get(key);
-    const at = parts ? parts.lastIndexOf(part) : -1;
-    if (at < 0) return;
-    parts!.splice(at, 1);
-    if (parts!.length === 0) this.open.delete(key);
-    const loose = looseKey(part.boundary);
-    const n = (this.openLoose.get(loose) ?? 1) - 1;
-    if (n > 0) this.openLoose.set(loose, n);
-    else this.openLoose.delete(loose);
+    if (!part.opaque) this.open.remove(part);
   }
 
   private close(part: Part, end: number): void {
@@ -369,21 +312,6 @@ export class MimeWalker {
     this.forget(part);
     if (this.current === part) this.current = part.parent ?? part;
   }
-}
-
-/** `s` without the spaces and tabs at its end (transport padding, RFC 2046 5.1.1). */
-function trimEndBlanks(s: string): string {
-  let end = s.length;
-  while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
-  return end === s.length ? s : s.slice(0, end);
-}
-
-/** A boundary (or a line after its "--") as a lenient reader compares it: any case, no trailing white space of any kind. */
-function looseKey(s: string): string {
-  // A loop, not /[ \t...]+$/: that regular expression is quadratic on a long run of blanks.
-  let end = s.length;
-  while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || (s.charCodeAt(end - 1) >= 0x09 && s.charCodeAt(end - 1) <= 0x0d))) end--;
-  return s.slice(0, end).toLowerCase();
 }
 
 function newPart(parent: Part | null, headerStart: number, bodyStart: number): Part {
