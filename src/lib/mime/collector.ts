@@ -105,6 +105,11 @@ export class Collector {
     return (this.whole === true && !this.tooBig) || this.uu.keepingWhole;
   }
 
+  /** Bytes held whole now (the part, or the files uuencoded in it), for the caller's reservation. */
+  get heldBytes(): number {
+    return this.whole === true && !this.tooBig ? this.bytes : this.uu.heldBytes;
+  }
+
   /** Stops keeping the part (or the uuencoded file in it): the process-wide budget had no room (memory.ts). */
   drop(): void {
     if (this.whole !== true) return this.uu.drop();

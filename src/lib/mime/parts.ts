@@ -172,14 +172,21 @@ async function readLeaves(
   let i = 0;
   let offset = 0;
   let current: Collector | null = null;
-  let lease: Lease | null = null;
+  let leases: Lease[] = [];
+  let leased = 0;
   const walks = (node: ContentNode) => budget.unpacker?.walksInto(node) ?? false;
   const open = (leaf: Leaf) => new Collector(leaf.node, leaf.part.transferEncoding, budget.limits.maxMemberBytes, keepAll, walks);
-  // A part kept whole reserves its encoded size (never less than what it decodes to).
-  const reserve = async (leaf: Leaf) => {
-    if (lease || !current?.keepingWhole) return;
-    lease = await budget.reserve(Math.min(budget.limits.maxMemberBytes, leaf.part.bodyEnd - leaf.part.bodyStart), signal);
-    if (!lease) current.drop();
+  // A part kept whole reserves its encoded size (never less than what it decodes to). Files
+  // uuencoded in text can decode to more (trimmed lines are padded, 45 bytes from "M"): what
+  // they hold past it is reserved too, up to maxMemberBytes (the scanner holds no more).
+  const reserve = async (leaf: Leaf, c: Collector | null) => {
+    if (!c?.keepingWhole) return;
+    const need = Math.min(budget.limits.maxMemberBytes, Math.max(c.heldBytes, leases.length ? 0 : leaf.part.bodyEnd - leaf.part.bodyStart));
+    if (leases.length && need <= leased) return;
+    const lease = await budget.reserve(need - leased, signal);
+    if (!lease) return c.drop();
+    leases.push(lease);
+    leased = need;
   };
   const finish = async (leaf: Leaf) => {
     const c = current!;
@@ -187,18 +194,21 @@ async function readLeaves(
     try {
       await finishLeaf(leaf, c);
     } finally {
-      lease?.release();
-      lease = null;
+      for (const l of leases) l.release();
+      leases = [];
+      leased = 0;
     }
   };
   const finishLeaf = async (leaf: Leaf, c: Collector) => {
     const outcome = c.finish();
+    // The text's last line and a file that ends with it are read only now.
+    await reserve(leaf, c);
     await uuMembers(leaf.node, c, budget, signal);
     if (outcome === 'read-again') {
       if (!keepAll) again.push(leaf);
       return;
     }
-    if (typeof outcome === 'object') {
+    if (typeof outcome === 'object' && !leaf.node.limit) {
       await walkEncodedMessage(leaf, outcome.message, maxDepth, budget, counter, signal);
       return;
     }
@@ -217,7 +227,7 @@ async function readLeaves(
       const from = Math.max(part.bodyStart, offset) - offset;
       const to = Math.min(part.bodyEnd, chunkEnd) - offset;
       if (to > from) current.push(chunk.subarray(from, to));
-      await reserve(leaves[i]);
+      await reserve(leaves[i], current);
       if (part.bodyEnd > chunkEnd) break;
       await finish(leaves[i]);
       i++;
@@ -226,7 +236,7 @@ async function readLeaves(
   }
   for (; i < leaves.length; i++) {
     current ??= open(leaves[i]);
-    await reserve(leaves[i]);
+    await reserve(leaves[i], current);
     await finish(leaves[i]);
   }
   return again;

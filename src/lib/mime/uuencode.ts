@@ -91,15 +91,16 @@ export class UuScanner {
     }
   }
 
-  /** Stops keeping the current file whole: no memory for it. */
+  /** Stops keeping any file whole, the current one and those that ended already: no memory for them. */
   drop(): void {
     this.noRoom = true;
-    const file = this.current;
-    if (!file?.whole) return;
-    this.keptBytes -= file.bytes;
-    file.whole = false;
-    file.busy = true;
-    file.chunks.length = 0;
+    for (const file of this.files) {
+      if (!file.whole) continue;
+      file.whole = false;
+      file.busy = true;
+      file.chunks.length = 0;
+    }
+    this.keptBytes = 0;
   }
 
   /** One line of the text, without its line ending. */
@@ -160,9 +161,18 @@ export class UuScanner {
     this.close();
   }
 
-  /** Whether a file is being kept whole now (the caller reserves memory for it). */
+  /**
+   * Whether files are held whole now, the current one or any that ended already (the caller
+   * reserves memory for them): an archive that begins and ends within one block fed holds its
+   * bytes until the part is walked all the same.
+   */
   get keepingWhole(): boolean {
-    return this.current?.whole === true;
+    return this.keptBytes > 0;
+  }
+
+  /** Bytes held whole now: more than the text they came from when trimmed lines were padded. */
+  get heldBytes(): number {
+    return this.keptBytes;
   }
 
   private add(file: UuFile, data: Buffer): void {
@@ -170,12 +180,16 @@ export class UuScanner {
     file.bytes += data.length;
     if (file.whole) this.keptBytes += data.length;
     if (!file.decided && file.bytes >= HEAD_BYTES) this.decide(file);
-    if (file.whole && this.keptBytes > this.maxBytes) {
-      this.keptBytes -= file.bytes;
-      file.whole = false;
-      file.tooBig = true;
-      file.chunks.length = 0;
-    }
+    this.fit(file);
+  }
+
+  /** A file kept whole that takes the part's files past `maxBytes` is too big (read no further). */
+  private fit(file: UuFile): void {
+    if (!file.whole || this.keptBytes <= this.maxBytes) return;
+    this.keptBytes -= file.bytes;
+    file.whole = false;
+    file.tooBig = true;
+    file.chunks.length = 0;
   }
 
   private decide(file: UuFile): void {
@@ -193,7 +207,10 @@ export class UuScanner {
   private close(): void {
     const file = this.current;
     this.current = null;
-    if (file && !file.decided) this.decide(file);
+    if (!file || file.decided) return;
+    // A file shorter than HEAD_BYTES is typed only here: held to maxBytes with the others too.
+    this.decide(file);
+    this.fit(file);
   }
 }
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ByteBudget } from '../../../src/lib/archive/memory';
 import { bannedStage } from '../../../src/stages/banned';
 import { decide } from '../../../src/pipeline/verdict';
-import { file, makeZip, messageWith } from '../../helpers/archives';
+import { file, makeZip, messageWith, uuencode } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -62,6 +62,34 @@ describe('banned stage within the unpacking budget', () => {
     held!.release();
     const ok = await stage.run(testTransaction(msg, { bank }), never);
     expect(ok.findings).toEqual([]);
+    expect(memory.inUse).toBe(0);
+  });
+
+  it('tempfails a text part whose uuencoded archive ends within one read of the body, when the budget stays full', async () => {
+    const memory = new ByteBudget(16 * MiB, 50);
+    const stage = stageFor(bannedStage, bank, { ...testStageDeps({ server: '127.0.0.1:9' }), unpackMemory: memory });
+    const text = `see:\r\n${uuencode('small.zip', makeZip({ 'invoice.pdf.exe': 'MZ' })).replace(/\n/g, '\r\n')}\r\n`;
+    const uuMsg = messageWith([{ type: 'text/plain; charset=us-ascii', data: text, encoding: '7bit' }]);
+    const held = await memory.reserve(16 * MiB, never);
+    const busy = await stage.run(testTransaction(uuMsg, { bank }), never);
+    expect(busy.findings.map((f) => f.code)).toEqual(['BANNED_BUSY']);
+    held!.release();
+    expect(memory.inUse).toBe(0);
+  });
+
+  it('reserves what a uuencoded archive decodes to, though its trimmed lines make it larger than the text', async () => {
+    const memory = new ByteBudget(64 * MiB, 1000);
+    const stage = stageFor(bannedStage, bank, { ...testStageDeps({ server: '127.0.0.1:9' }), unpackMemory: memory });
+    const zip = makeZip({ 'zeros.bin': Buffer.alloc(4 * MiB), 'invoice.pdf.exe': 'MZ' }, { store: true });
+    // A line of zero bytes with its trailing characters cut ("M" alone) decodes to 45 bytes, as in Thunderbird.
+    const text = uuencode('z.zip', zip)
+      .replace(/^M`{60}$/gm, 'M')
+      .replace(/\n/g, '\r\n');
+    expect(text.length).toBeLessThan(zip.length / 4);
+    const uuMsg = messageWith([{ type: 'text/plain; charset=us-ascii', data: text, encoding: '7bit' }]);
+    const r = await stage.run(testTransaction(uuMsg, { bank }), never);
+    expect(r.findings.map((f) => f.code)).toContain('BANNED_FILE');
+    expect(memory.peak).toBeGreaterThanOrEqual(zip.length);
     expect(memory.inUse).toBe(0);
   });
 

@@ -148,6 +148,31 @@ describe('uuencoded files in text', () => {
     ]);
   });
 
+  it('holds the small archives, typed only at their end, to maxBytes with the others: the one that would pass it is too big', () => {
+    // 60 KB, then two of 8 KB (under HEAD_BYTES: decided when they end) against 70 KB: the third would make 78.
+    const z = (n: number, size: number) => makeZip({ [`m${n}.bin`]: Buffer.alloc(size, n) }, { store: true });
+    const text = [z(1, 60 * 1024), z(2, 8 * 1024), z(3, 8 * 1024)].map((d, i) => uuencode(`a${i + 1}.zip`, d)).join('\n');
+    const files = scan(text, 4096, 70 * 1024);
+    expect(files.map((f) => [f.name, f.whole, f.tooBig])).toEqual([
+      ['a1.zip', true, false],
+      ['a2.zip', true, false],
+      ['a3.zip', false, true],
+    ]);
+    const kept = files.filter((f) => f.whole).reduce((n, f) => n + Buffer.concat(f.chunks).length, 0);
+    expect(kept).toBeLessThanOrEqual(70 * 1024);
+  });
+
+  it('says it holds memory while an archive that ended within the text fed so far is kept, and gives it up on drop (busy)', () => {
+    const uu = new UuScanner(32 * MiB, (f) => f.types.includes('zip'));
+    uu.feed(`hello\n${uuencode('small.zip', zip)}\nregards`);
+    // The caller reserves memory for the part when this is true: the archive is held whole until the part is walked.
+    expect(uu.keepingWhole).toBe(true);
+    uu.drop();
+    expect(uu.keepingWhole).toBe(false);
+    uu.end();
+    expect(uu.files.map((f) => [f.name, f.whole, f.busy, Buffer.concat(f.chunks).length])).toEqual([['small.zip', false, true, 0]]);
+  });
+
   it('finds a begin line with a long name cut across two pieces of the part, keeping its extension', () => {
     const name = `${'n'.repeat(3000)}.exe`;
     // Past the first 32 KiB, which the collector reads whole to type the part.
