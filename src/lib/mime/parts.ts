@@ -252,7 +252,8 @@ async function uuMembers(node: ContentNode, c: Collector, budget: Budget, signal
     child.types = f.types;
     node.children.push(child);
     if (f.busy) child.limit = 'busy';
-    else if (f.tooBig) child.limit = 'size';
+    // Too big from a few KB of padded lines looks like evasion (onLimit), not a big file (onTooLarge).
+    else if (f.tooBig) child.limit = f.padded ? 'ratio' : 'size';
     else if (f.whole) await expand(child, Buffer.concat(f.chunks), 1, budget, signal);
   }
 }

@@ -35,6 +35,12 @@ export interface UuFile {
   /** Being kept whole (an archive), until `maxBytes` is passed (`tooBig`). */
   whole: boolean;
   tooBig: boolean;
+  /**
+   * Too big only because the part's files decode to more than the text they came from: lines
+   * cut short, padded (45 bytes from "M"), which no encoder writes. Evasion (a few KB of text
+   * that fills `maxBytes`), not a large file: a `ratio` limit, not `size`.
+   */
+  padded?: boolean;
   /** No memory to keep it whole (the process-wide budget was full). */
   busy: boolean;
   decided: boolean;
@@ -54,6 +60,8 @@ export class UuScanner {
   private keptBytes = 0;
   /** The budget had no room for this part: later archives are not kept either (busy), nor waited for again. */
   private noRoom = false;
+  /** Characters of text fed so far: files decode to less unless their lines were padded. */
+  private textBytes = 0;
 
   /** `keepWhole`: whether a file of these types is walked into (an archive). */
   constructor(
@@ -67,6 +75,15 @@ export class UuScanner {
    * not a walk of every line).
    */
   feed(block: string): void {
+    const base = this.textBytes;
+    try {
+      this.scan(block, base);
+    } finally {
+      this.textBytes = base + block.length + 1;
+    }
+  }
+
+  private scan(block: string, base: number): void {
     let at = 0;
     let begin = -2;
     let hqx = -2;
@@ -86,6 +103,8 @@ export class UuScanner {
       }
       const eol = block.indexOf('\n', at);
       const end = eol < 0 ? block.length : eol;
+      // Text up to this line's end, not the block's: text after a file cannot hide its padding.
+      this.textBytes = base + end + 1;
       this.line(block.slice(at, end));
       at = end + 1;
     }
@@ -186,6 +205,7 @@ export class UuScanner {
   /** A file kept whole that takes the part's files past `maxBytes` is too big (read no further). */
   private fit(file: UuFile): void {
     if (!file.whole || this.keptBytes <= this.maxBytes) return;
+    if (this.keptBytes > this.textBytes) file.padded = true;
     this.keptBytes -= file.bytes;
     file.whole = false;
     file.tooBig = true;

@@ -10,7 +10,7 @@ import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
 import { inspect } from '../../../src/stages/banned/inspect';
 import { compileRules } from '../../../src/stages/banned/rules';
-import { file, makeTar, makeTarGz, makeZip, messageWith } from '../../helpers/archives';
+import { file, makeTar, makeTarGz, makeZip, messageWith, uuencode } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -77,6 +77,30 @@ describe('banned stage limits', () => {
     expect(r.verdict.fields).toEqual([{ name: 'X-Postseal-Alert', value: 'UNCHECKED, too large to check (part 2)' }]);
     const banned = await check(msg, { limits: { maxMemberBytes: 65536 }, onTooLarge: 'banned' });
     expect(banned.verdict.reply.text).toBe('Message content rejected: banned content (too large to check)');
+  });
+
+  it('bans, not delivers unchecked, a uuencoded archive past maxMemberBytes only because trimmed lines before it decode to more than their text', async () => {
+    // A harmless zip of zeros whose lines are cut to their length character ("M": 45 zero bytes, as
+    // Thunderbird pads them) fills the part's maxMemberBytes from a few KB; the zip after it would be too big.
+    const harmless = makeZip({ 'z.bin': Buffer.alloc(MiB - 200) }, { store: true });
+    const evil = makeZip({ 'invoice.pdf.exe': 'MZ' });
+    expect(harmless.length).toBeLessThan(MiB);
+    expect(harmless.length + evil.length).toBeGreaterThan(MiB);
+    // Plain text after them, read in the same piece, hides nothing.
+    const text = `${uuencode('a.zip', harmless).replace(/^M`{60}$/gm, 'M')}${uuencode('b.zip', evil)}${'regards\n'.repeat(140000)}`.replace(/\n/g, '\r\n');
+    expect(text.length).toBeLessThan(1.5 * MiB);
+    const msg = messageWith([{ type: 'text/plain; charset=us-ascii', data: text, encoding: '7bit' }]);
+    const r = await check(msg, { limits: { maxMemberBytes: MiB } });
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/2 name "b\.zip".*: ratio limit/);
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it('still delivers unchecked an honest uuencoded archive too big to look into (onTooLarge)', async () => {
+    const big = makeZip({ 'data.bin': randomBytes(200 * 1024) }, { store: true });
+    const text = `${uuencode('a.zip', big)}`.replace(/\n/g, '\r\n');
+    const r = await check(messageWith([{ type: 'text/plain; charset=us-ascii', data: text, encoding: '7bit' }]), { limits: { maxMemberBytes: 65536 } });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.verdict.action).toBe('tag');
   });
 
   it('stops a 10-deep nested zip at the depth cap', async () => {
