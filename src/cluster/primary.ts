@@ -13,6 +13,7 @@
  * - the milter listeners' sockets (shared-sockets.ts): bound here when a worker first asks,
  *   kept across worker restarts, let go on SIGTERM. SMTP listeners use Node's round robin.
  */
+import { releaseIdleMemory } from './idle-memory';
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../lib/log';
 import type { SharedSockets } from './shared-sockets';
@@ -71,6 +72,8 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
         if (hups > entry.hupsAtFork) worker.process.kill('SIGHUP');
         if (!started && [...live.values()].filter((e) => e.ready).length === workers) {
           started = true;
+          // The primary's own start-up garbage (configuration, schemas), given back once it is all up.
+          releaseIdleMemory(log);
           log.info({ workers, pid: process.pid }, 'postseal started');
         }
       });

@@ -96,6 +96,20 @@ describe('postseal start with several workers', () => {
     await sink.close();
   });
 
+  it("gives back the primary's start-up memory before it says postseal started, and leaves the workers' young generation as it is", async () => {
+    const { sink, d } = await cluster(2, {}, 'log: { level: debug }\n');
+    await startedWorkers(d, 2);
+    const released = d.lines.filter((x) => x.msg === 'start-up memory released');
+    // Only the primary's line (no worker number), before "postseal started".
+    expect(released.map((l) => l.worker)).toEqual([undefined]);
+    expect(d.lines.indexOf(released[0])).toBeLessThan(d.lines.findIndex((l) => l.msg === 'postseal started'));
+    const [before, after] = released[0].youngMb as number[];
+    expect(after).toBeLessThan(before);
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await sink.close();
+  });
+
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {
     const { sink, d, port } = await cluster(2);
     const first = await d.waitFor((l) => l.msg === 'worker started');
