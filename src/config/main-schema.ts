@@ -342,7 +342,8 @@ export const mainConfigSchema = {
               minimum: 0,
               maximum: 60000,
               default: 5000,
-              description: 'How long a write waits for another worker holding the file lock before the operation fails (STORE_UNAVAILABLE).',
+              description:
+                'How long a write waits for another worker holding the file lock before the operation fails (STORE_UNAVAILABLE). At start-up, opening the file is retried for three times this, at least 15 s, before the worker gives up (CFG_STORE_UNUSABLE).',
             },
           },
         },

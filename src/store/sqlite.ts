@@ -107,9 +107,13 @@ export function checkSqliteFile(file: string, where: string): void {
  * Opens the file, retrying while another process holds it: the workers of a cluster open it at
  * the same moment at start-up, and switching a new file to WAL is not covered by the busy
  * timeout (seen: "database is locked" from the second worker, which then failed to start).
+ * The retries go on for three busy timeouts, at least OPEN_RETRY_MIN_MS: one attempt may
+ * itself wait a whole busy timeout (BEGIN IMMEDIATE), and a worker that gives up stops the
+ * whole postseal at start-up, which is worse than a slower start (seen once more, in a CI run
+ * on a loaded machine, with the deadline at one busy timeout).
  */
 function openDatabase(file: string, busyTimeoutMs: number, where: string): DatabaseSync {
-  const until = Date.now() + busyTimeoutMs;
+  const until = Date.now() + Math.max(OPEN_RETRY_MIN_MS, 3 * busyTimeoutMs);
   for (;;) {
     try {
       return openOnce(file, busyTimeoutMs, where);
@@ -121,6 +125,9 @@ function openDatabase(file: string, busyTimeoutMs: number, where: string): Datab
     }
   }
 }
+
+/** Start-up retries of a busy file go on at least this long (openDatabase). */
+const OPEN_RETRY_MIN_MS = 15_000;
 
 function openOnce(file: string, busyTimeoutMs: number, where: string): DatabaseSync {
   checkSqliteFile(file, where);
