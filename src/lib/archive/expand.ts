@@ -186,11 +186,27 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
     const whole = await inflateBounded(format, compressed, { ...caps, maxBytes: want, keepBytes: want, needAll: true });
     budget.inflatedBytes += whole.produced;
     if (whole.limit === 'size' && want < room) return void (child.problem = `larger than the ${declared} bytes the directory declares`);
-    if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return;
+    if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) return void paddedInnerArchive(child, whole.produced, compressed.length);
     await expand(child, whole.data, depth + 1, budget, signal);
   } finally {
     lease.release();
   }
+}
+
+/**
+ * Compressed data does not compress again: an inner archive of a compressed kind (a zip, a
+ * gzip, a 7z) that came out of its member more than INNER_ARCHIVE_RATIO times larger was made
+ * to, with stored padding (a harmless file of zeros, then the program) that fills maxMemberBytes
+ * from a small message under the bomb ratio. Too big that way is evasion (`ratio`, onLimit,
+ * banned by default), not a large file (`size`, onTooLarge, delivered unchecked by default).
+ * A tar, which is not compressed, stays `size` (logs.tar in a zip is ordinary).
+ */
+const INNER_ARCHIVE_RATIO = 8;
+const COMPRESSED_KINDS = ['zip', 'gz', '7z', 'rar', 'xz', 'bz2', 'cab'];
+
+function paddedInnerArchive(child: ContentNode, produced: number, compressedBytes: number): void {
+  if ((child.limit !== 'size' && child.limit !== 'total') || !child.types.some((t) => COMPRESSED_KINDS.includes(t))) return;
+  if (produced > INNER_ARCHIVE_RATIO * Math.max(1, compressedBytes)) child.limit = 'ratio';
 }
 
 /** Marks a cap or damage on the node; false when its bytes cannot be walked into. */

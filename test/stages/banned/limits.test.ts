@@ -103,6 +103,30 @@ describe('banned stage limits', () => {
     expect(r.verdict.action).toBe('tag');
   });
 
+  it('bans, not delivers unchecked, a zip in a zip too big to look into only because it was padded to compress (a ratio under the bomb cap)', async () => {
+    // Stored padding that deflates about 70:1 (a random KB repeated): under maxRatio 200, so no
+    // bomb, but 2 MiB out of a message of a few dozen KB fills maxMemberBytes before the program.
+    const block = randomBytes(1000);
+    const inner = makeZip({ 'pad.bin': Buffer.concat(Array.from({ length: 2100 }, () => block)), 'invoice.pdf.exe': 'MZ' }, { store: true });
+    const outer = makeZip({ 'docs.zip': inner });
+    expect(outer.length).toBeLessThan(100 * 1024);
+    const r = await check(messageWith([file('docs.zip', outer, 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "docs\.zip".*: ratio limit/);
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it('still delivers unchecked a zip in a zip too big to look into whose bytes do not compress, and a tar that does', async () => {
+    const inner = makeZip({ 'photo.raw': randomBytes(MiB + 4096) }, { store: true });
+    const zipped = await check(messageWith([file('docs.zip', makeZip({ 'inner.zip': inner }), 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(zipped.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(zipped.verdict.action).toBe('tag');
+    // A tar is not compressed: logs.tar in a zip may shrink a lot and is still only large.
+    const logs = makeTar({ 'app.log': Array.from({ length: 40000 }, (_, i) => `2026-12-07 line ${i} ok ${randomBytes(4).toString('hex')}\n`).join('') });
+    const tarred = await check(messageWith([file('logs.zip', makeZip({ 'logs.tar': logs }), 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(tarred.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/size limit/);
+    expect(tarred.verdict.action).toBe('tag');
+  });
+
   it('stops a 10-deep nested zip at the depth cap', async () => {
     let z = makeZip({ 'core.txt': 'hello' });
     for (let level = 9; level >= 1; level--) z = makeZip({ [`level${level}.zip`]: z });
