@@ -199,13 +199,17 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
  * to, with stored padding (a harmless file of zeros, then the program) that fills maxMemberBytes
  * from a small message under the bomb ratio. Too big that way is evasion (`ratio`, onLimit,
  * banned by default), not a large file (`size`, onTooLarge, delivered unchecked by default).
- * A tar, which is not compressed, stays `size` (logs.tar in a zip is ordinary).
+ * A tar, which is not compressed, stays `size` (logs.tar in a zip is ordinary). The kind is
+ * its first bytes' or its name's: unzip finds a zip by its end record, so the padding may be in
+ * front of it (docs.zip whose head is 2 MiB of anything), which the first bytes do not show.
  */
 const INNER_ARCHIVE_RATIO = 8;
 const COMPRESSED_KINDS = ['zip', 'gz', '7z', 'rar', 'xz', 'bz2', 'cab'];
+const COMPRESSED_NAME = /\.(?:zip|jar|war|ear|apk|tgz|taz|gz|7z|rar|xz|txz|bz2|tbz2?|cab)[. ]*$/i;
 
 function paddedInnerArchive(child: ContentNode, produced: number, compressedBytes: number): void {
-  if ((child.limit !== 'size' && child.limit !== 'total') || !child.types.some((t) => COMPRESSED_KINDS.includes(t))) return;
+  if (child.limit !== 'size' && child.limit !== 'total') return;
+  if (!child.types.some((t) => COMPRESSED_KINDS.includes(t)) && !child.names.some((n) => COMPRESSED_NAME.test(n))) return;
   if (produced > INNER_ARCHIVE_RATIO * Math.max(1, compressedBytes)) child.limit = 'ratio';
 }
 

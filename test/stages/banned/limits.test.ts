@@ -127,6 +127,17 @@ describe('banned stage limits', () => {
     expect(tarred.verdict.action).toBe('tag');
   });
 
+  it('bans a padded zip in a zip whose padding is in front of it (not a zip by its first bytes, as unzip still opens it)', async () => {
+    // unzip and 7-Zip find a zip by its end record: 2 MiB of bytes before it are skipped.
+    const block = randomBytes(1000);
+    const inner = Buffer.concat([...Array.from({ length: 2100 }, () => block), makeZip({ 'invoice.pdf.exe': 'MZ' })]);
+    const outer = makeZip({ 'docs.zip': inner });
+    expect(outer.length).toBeLessThan(100 * 1024);
+    const r = await check(messageWith([file('docs.zip', outer, 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "docs\.zip".*: ratio limit/);
+    expect(r.verdict.action).toBe('reject');
+  });
+
   it('stops a 10-deep nested zip at the depth cap', async () => {
     let z = makeZip({ 'core.txt': 'hello' });
     for (let level = 9; level >= 1; level--) z = makeZip({ [`level${level}.zip`]: z });
