@@ -138,6 +138,25 @@ describe('banned stage limits', () => {
     expect(r.verdict.action).toBe('reject');
   });
 
+  // Known holes (review27), kept as reproductions: each passes while the hole is open and fails
+  // once it is closed (then make it an ordinary test). Only walking past maxMemberBytes without
+  // keeping the bytes (reading the member headers as they stream) closes them.
+  it.failing('bans a .tar.gz padded past maxMemberBytes with the program after the padding (open: delivered unchecked)', async () => {
+    const block = randomBytes(1000);
+    const tgz = makeTarGz({ 'pad.bin': Buffer.concat(Array.from({ length: 2100 }, () => block)), 'invoice.pdf.exe': 'MZ' });
+    expect(tgz.length).toBeLessThan(20 * 1024);
+    const r = await check(messageWith([file('docs.tar.gz', tgz, 'application/gzip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it.failing('bans a padded zip in a zip whose member is just over maxMemberBytes / 8 (open: delivered unchecked)', async () => {
+    // Fresh random bytes in each block: about 7.5:1, under INNER_ARCHIVE_RATIO.
+    const pad = Buffer.concat(Array.from({ length: 2100 }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
+    const outer = makeZip({ 'docs.zip': makeZip({ 'pad.bin': pad, 'invoice.pdf.exe': 'MZ' }, { store: true }) });
+    const r = await check(messageWith([file('docs.zip', outer, 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.verdict.action).toBe('reject');
+  });
+
   it('stops a 10-deep nested zip at the depth cap', async () => {
     let z = makeZip({ 'core.txt': 'hello' });
     for (let level = 9; level >= 1; level--) z = makeZip({ [`level${level}.zip`]: z });
