@@ -22,6 +22,8 @@ export interface InflateOptions {
   readonly maxRatio: number;
   readonly ratioFloorBytes: number;
   readonly signal: AbortSignal;
+  /** Sees every output chunk (a stream reader of what is not kept); true stops, as complete. */
+  readonly onData?: (chunk: Buffer) => boolean;
 }
 
 export interface InflateResult {
@@ -53,6 +55,8 @@ export async function inflateBounded(format: 'raw' | 'gzip', input: Buffer, opts
   // Set before the sink stops the pipeline: the error pipeline reports for it may be the
   // source's or zlib's premature close rather than Stop.
   let stopped = false;
+  // The reader had all it wanted (onData): a whole result, as far as it is concerned.
+  let ended = false;
   const stopper = new AbortController();
   const onAbort = () => stopper.abort(opts.signal.reason);
   opts.signal.addEventListener('abort', onAbort, { once: true });
@@ -69,6 +73,10 @@ export async function inflateBounded(format: 'raw' | 'gzip', input: Buffer, opts
             kept.push(part);
             keptBytes += part.length;
           }
+          if (opts.onData?.(chunk)) {
+            ended = true;
+            throw new Stop();
+          }
           if (produced > opts.maxBytes) limit = 'size';
           else if (produced > opts.ratioFloorBytes && produced > opts.maxRatio * Math.max(1, input.length)) limit = 'ratio';
           if (limit || (!opts.needAll && keptBytes >= opts.keepBytes)) {
@@ -83,6 +91,7 @@ export async function inflateBounded(format: 'raw' | 'gzip', input: Buffer, opts
   } catch (err) {
     if (opts.signal.aborted) throw opts.signal.reason;
     const data = Buffer.concat(kept);
+    if (ended) return { data, produced, complete: true };
     if (stopped || err instanceof Stop) return { data, produced, complete: false, limit };
     const code = (err as NodeJS.ErrnoException).code ?? 'Z_DATA_ERROR';
     return { data, produced, complete: false, corrupt: code };

@@ -6,6 +6,8 @@
  * Never throws: a header whose checksum is wrong, a size that runs past the buffer, or a pax
  * record that does not parse ends the listing with `problem` (the members before it are kept);
  * at most `maxEntries` members are listed (`truncated`). Members are views into the buffer.
+ * TarScanner lists the same from a stream that is not kept (a tar too big to hold), with only
+ * each member's first bytes.
  */
 import { tarChecksumOk } from './magic';
 
@@ -102,4 +104,131 @@ export function listTar(b: Buffer, maxEntries: number): TarListing {
     entries.push({ name, data: file ? data : Buffer.alloc(0), file });
   }
   return { entries, truncated: false };
+}
+
+/** A member a TarScanner saw: its name and the first bytes of its data (for its type). */
+export interface ScannedTarEntry {
+  readonly name: string;
+  readonly head: Buffer;
+  readonly file: boolean;
+}
+
+/**
+ * The same listing as listTar, from a tar that streams past and is not kept (one too big to
+ * hold, expand.ts): headers are read as they come, of each member only the first `headBytes`
+ * are kept. `done` once the end, damage (`problem`) or `maxEntries` (`truncated`) is reached.
+ */
+export class TarScanner {
+  readonly entries: ScannedTarEntry[] = [];
+  problem?: string;
+  truncated = false;
+  done = false;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Bytes the header or meta step waits for. */
+  private need = BLOCK;
+  private step: 'header' | 'meta' | 'data' = 'header';
+  private metaType = '';
+  private metaSize = 0;
+  private longName: string | null = null;
+  /** In the data step: real bytes, then padding, left; the head being kept (null: none). */
+  private real = 0;
+  private pad = 0;
+  private head: { name: string; file: boolean; parts: Buffer[]; bytes: number } | null = null;
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly headBytes: number,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length && !this.done) {
+      if (this.step === 'data') {
+        const n = Math.min(this.real + this.pad, chunk.length - at);
+        const realPart = Math.min(n, this.real);
+        if (this.head && this.head.bytes < this.headBytes && realPart > 0) {
+          const part = chunk.subarray(at, at + Math.min(realPart, this.headBytes - this.head.bytes));
+          this.head.parts.push(Buffer.from(part));
+          this.head.bytes += part.length;
+        }
+        this.real -= realPart;
+        this.pad -= n - realPart;
+        at += n;
+        if (this.real + this.pad === 0) this.endMember();
+        continue;
+      }
+      const take = Math.min(this.need - this.pendingBytes, chunk.length - at);
+      this.pending.push(Buffer.from(chunk.subarray(at, at + take)));
+      this.pendingBytes += take;
+      at += take;
+      if (this.pendingBytes < this.need) continue;
+      const block = Buffer.concat(this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+      if (this.step === 'header') this.onHeader(block);
+      else this.onMeta(block);
+    }
+  }
+
+  private fail(problem: string): void {
+    this.problem = problem;
+    this.done = true;
+  }
+
+  private onHeader(h: Buffer): void {
+    if (h.every((v) => v === 0)) return void (this.done = true);
+    if (!tarChecksumOk(h)) return this.fail('bad header checksum');
+    const n = size(h);
+    if (n < 0) return this.fail('bad member size');
+    const type = String.fromCharCode(h[156] || 0x30);
+    const padded = Math.ceil(n / BLOCK) * BLOCK;
+    if (type === 'L' || type === 'x') {
+      if (n > MAX_META_BYTES) return this.fail('long name record too large');
+      this.metaType = type;
+      this.metaSize = n;
+      if (padded === 0) return this.onMeta(Buffer.alloc(0));
+      this.step = 'meta';
+      this.need = padded;
+      return;
+    }
+    if (type !== 'g' && type !== 'K') {
+      if (this.entries.length >= this.maxEntries) {
+        this.truncated = true;
+        this.done = true;
+        return;
+      }
+      const ustar = h.toString('latin1', 257, 262) === 'ustar';
+      const prefix = ustar ? field(h, 345, 155) : '';
+      const name = this.longName ?? (prefix ? `${prefix}/${field(h, 0, 100)}` : field(h, 0, 100));
+      this.longName = null;
+      this.head = { name, file: type === '0' || type === '7', parts: [], bytes: 0 };
+    }
+    this.step = 'data';
+    this.real = n;
+    this.pad = padded - n;
+    if (padded === 0) this.endMember();
+  }
+
+  private onMeta(data: Buffer): void {
+    const record = data.subarray(0, this.metaSize);
+    const name = this.metaType === 'L' ? field(record, 0, record.length) : paxPath(record);
+    if (name === undefined) return this.fail('bad pax record');
+    if (name) this.longName = name;
+    this.step = 'header';
+    this.need = BLOCK;
+  }
+
+  private endMember(): void {
+    if (this.head) this.entries.push({ name: this.head.name, file: this.head.file, head: this.head.file ? Buffer.concat(this.head.parts) : Buffer.alloc(0) });
+    this.head = null;
+    this.step = 'header';
+    this.need = BLOCK;
+  }
+
+  /** The member being read when the stream stopped (its head so far), then the rest. */
+  finish(): readonly ScannedTarEntry[] {
+    if (this.head && !this.done) this.endMember();
+    return this.entries;
+  }
 }

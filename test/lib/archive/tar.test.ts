@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { listTar } from '../../../src/lib/archive/tar';
+import { listTar, TarScanner } from '../../../src/lib/archive/tar';
 import { makeTar } from '../../helpers/archives';
 
 const long = `${'d'.repeat(120)}/${'n'.repeat(130)}.exe`;
@@ -99,5 +99,39 @@ describe('tar listing', () => {
     for (const c of h) sum += c;
     h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
     expect(listTar(t, 10).problem).toBe('bad pax record');
+  });
+});
+
+describe('tar scanning as it streams', () => {
+  const scan = (t: Buffer, slice: number, maxEntries = 10, headBytes = 4) => {
+    const s = new TarScanner(maxEntries, headBytes);
+    for (let at = 0; at < t.length && !s.done; at += slice) s.push(t.subarray(at, at + slice));
+    return { entries: s.finish().map((e) => [e.name, e.head.toString('latin1')]), problem: s.problem, truncated: s.truncated };
+  };
+
+  it('lists what listTar lists, with each member head, in slices of any size (pax and GNU long names)', () => {
+    const t = makeTar({ [long]: 'xyz', 'big.bin': Buffer.alloc(5000, 0x61), 'short.txt': 'hello', 'empty.txt': '' });
+    const want = listTar(t, 10).entries.map((e) => [e.name, e.data.subarray(0, 4).toString('latin1')]);
+    for (const slice of [1, 7, 511, 512, 513, 4096, t.length]) expect(scan(t, slice)).toEqual({ entries: want, problem: undefined, truncated: false });
+    expect(scan(gnuTar(), 100).entries).toEqual([[long, 'x']]);
+  });
+
+  it('stops at damage or maxEntries, keeping the members before, and gives the head of a member cut short', () => {
+    const t = Buffer.from(makeTar({ 'a.txt': 'a', 'b.txt': 'b' }));
+    const second = t.indexOf(Buffer.from('b.txt'), 512);
+    t[second - (second % 512) + 100] ^= 0xff;
+    expect(scan(t, 300)).toEqual({ entries: [['a.txt', 'a']], problem: 'bad header checksum', truncated: false });
+    expect(scan(makeTar({ a: 'x', b: 'y', c: 'z' }), 512, 2)).toMatchObject({
+      entries: [
+        ['a', 'x'],
+        ['b', 'y'],
+      ],
+      truncated: true,
+    });
+    const cut = makeTar({ 'pad.bin': Buffer.alloc(2000), 'run.exe': 'MZ-and-more' });
+    expect(scan(cut.subarray(0, cut.indexOf(Buffer.from('MZ-and')) + 3), 1000).entries).toEqual([
+      ['pad.bin', '\0\0\0\0'],
+      ['run.exe', 'MZ-'],
+    ]);
   });
 });
