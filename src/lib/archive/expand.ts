@@ -16,7 +16,8 @@ import { expandExternal } from './expand-external';
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES } from './magic';
 import { type Budget, newNode, type ContentNode } from './node';
-import { listTar, TarScanner } from './tar';
+import { scanPastCap } from './past-cap';
+import { listTar } from './tar';
 import { listTnef } from './tnef';
 import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
 
@@ -188,7 +189,7 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
     if (whole.limit === 'size' && want < room) return void (child.problem = `larger than the ${declared} bytes the directory declares`);
     if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) {
       paddedInnerArchive(child, whole.produced, compressed.length);
-      if (child.limit === 'size' || child.limit === 'total') await scanTarPastCap(child, format, compressed, budget, signal);
+      if (child.limit === 'size' || child.limit === 'total') await scanPastCap(child, format, compressed, budget, signal, (n) => budget.walksInto(n, declaresArchive(n)));
       return;
     }
     await expand(child, whole.data, depth + 1, budget, signal);
@@ -215,44 +216,6 @@ function paddedInnerArchive(child: ContentNode, produced: number, compressedByte
   if (child.limit !== 'size' && child.limit !== 'total') return;
   if (!child.types.some((t) => COMPRESSED_KINDS.includes(t)) && !child.names.some((n) => COMPRESSED_NAME.test(n))) return;
   if (produced > INNER_ARCHIVE_RATIO * Math.max(1, compressedBytes)) child.limit = 'ratio';
-}
-
-/**
- * A tar too big to hold is still read as it streams past, for its members' names and types
- * (their first bytes), not kept: a program after 2 MiB of padding (an 11 KB .tar.gz) is found
- * and judged, where the size limit alone delivered it unchecked. Archives in it cannot be
- * walked into (their bytes are gone): they are `size` limits. The tar keeps its own limit (what
- * it holds was not all walked). The work is the caps': maxRatio and what is left of
- * maxTotalBytes, counted as inflated.
- */
-async function scanTarPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal): Promise<void> {
-  if (!child.types.includes('tar')) return;
-  const { limits } = budget;
-  const scanner = new TarScanner(Math.max(0, limits.maxMembers - budget.members), HEAD_BYTES);
-  const r = await inflateBounded(format, compressed, {
-    keepBytes: 0,
-    needAll: true,
-    maxBytes: Math.max(0, limits.maxTotalBytes - budget.inflatedBytes),
-    maxRatio: limits.maxRatio,
-    ratioFloorBytes: limits.ratioFloorBytes,
-    signal,
-    onData: (chunk) => {
-      scanner.push(chunk);
-      return scanner.done;
-    },
-  });
-  budget.inflatedBytes += r.produced;
-  if (r.limit === 'ratio') child.limit = 'ratio';
-  if (scanner.problem && !child.problem) child.problem = `damaged tar past the size cap (${scanner.problem})`;
-  for (const e of scanner.finish()) {
-    signal.throwIfAborted();
-    budget.members++;
-    const member = newNode(`${child.path}/${child.children.length + 1}`, [e.name], []);
-    child.children.push(member);
-    if (!e.file) continue;
-    member.types = detectType(e.head);
-    if (budget.walksInto(member, declaresArchive(member))) member.limit = 'size';
-  }
 }
 
 /** Marks a cap or damage on the node; false when its bytes cannot be walked into. */

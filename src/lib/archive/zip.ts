@@ -88,7 +88,7 @@ interface Bounds {
  * always is), the difference is the prefix, added to every offset, as unzip does ("extra
  * bytes at beginning or within zipfile").
  */
-function directoryBounds(b: Buffer, eocd: number): Bounds | string {
+function directoryBounds(b: Buffer, eocd: number, tail: boolean): Bounds | string {
   let count = b.readUInt16LE(eocd + 10);
   let size = b.readUInt32LE(eocd + 12);
   let offset = b.readUInt32LE(eocd + 16);
@@ -109,16 +109,22 @@ function directoryBounds(b: Buffer, eocd: number): Bounds | string {
   let shift = 0;
   const expected = before - size;
   const at = (o: number) => o >= 0 && o + 4 <= b.length && b.readUInt32LE(o) === CENTRAL;
-  if (!at(offset) && expected > offset && at(expected)) shift = expected - offset;
+  // A tail (the end of an archive too big to hold) lacks the front: its offsets move back.
+  if (!at(offset) && (expected > offset || tail) && at(expected)) shift = expected - offset;
   if (offset + shift + size > b.length) return 'central directory out of bounds';
   return { count, size, offset: offset + shift, shift };
 }
 
-export function readZipDirectory(b: Buffer, maxEntries: number): ZipDirectory {
+/**
+ * `tail`: `b` is the end of an archive whose front was not kept (expand.ts, a zip too big to
+ * hold): the directory is found before the end record, and a member's local header offset may
+ * be negative (before `b`: memberData and localName give none).
+ */
+export function readZipDirectory(b: Buffer, maxEntries: number, tail = false): ZipDirectory {
   if (b.length < 22) return { entries: [], truncated: false, problem: 'too short for a zip' };
   const eocd = findEocd(b);
   if (eocd < 0) return { entries: [], truncated: false, problem: 'no end of central directory' };
-  const bounds = directoryBounds(b, eocd);
+  const bounds = directoryBounds(b, eocd, tail);
   if (typeof bounds === 'string') return { entries: [], truncated: false, problem: bounds };
   const entries: ZipEntry[] = [];
   // The directory's declared size is often wrong in damaged archives while its entries are
@@ -205,7 +211,7 @@ function legacyName(raw: Buffer): string {
 /** The compressed bytes of a member, found through its local header; a string says what is wrong. */
 export function memberData(b: Buffer, e: ZipEntry): Buffer | string {
   const at = e.localHeaderOffset;
-  if (at + 30 > b.length || b.readUInt32LE(at) !== LOCAL) return 'local header missing';
+  if (at < 0 || at + 30 > b.length || b.readUInt32LE(at) !== LOCAL) return 'local header missing';
   const start = at + 30 + b.readUInt16LE(at + 26) + b.readUInt16LE(at + 28);
   if (start + e.compressedSize > b.length) return 'member data out of bounds';
   return b.subarray(start, start + e.compressedSize);
@@ -214,7 +220,7 @@ export function memberData(b: Buffer, e: ZipEntry): Buffer | string {
 /** The name in a member's local header (it may differ from the directory's in a crafted zip), or null. */
 export function localName(b: Buffer, e: ZipEntry): string | null {
   const at = e.localHeaderOffset;
-  if (at + 30 > b.length || b.readUInt32LE(at) !== LOCAL) return null;
+  if (at < 0 || at + 30 > b.length || b.readUInt32LE(at) !== LOCAL) return null;
   const length = b.readUInt16LE(at + 26);
   if (at + 30 + length > b.length) return null;
   const raw = b.subarray(at + 30, at + 30 + Math.min(length, 1024));

@@ -4,7 +4,7 @@
  * that lies. It lists what it can and says what is wrong, never throws.
  */
 import { inflateBounded } from '../../../src/lib/archive/inflate';
-import { memberData, readZipDirectory, zipFlavour } from '../../../src/lib/archive/zip';
+import { localName, memberData, readZipDirectory, zipFlavour } from '../../../src/lib/archive/zip';
 import { makeZip } from '../../helpers/archives';
 
 const never = new AbortController().signal;
@@ -104,5 +104,22 @@ describe('a damaged zip', () => {
     const bad = Buffer.from(zip);
     bad.writeUInt16LE(0xffff, cdOffset + 28);
     expect(readZipDirectory(bad, 100)).toMatchObject({ entries: [], problem: 'member 1: name or extra field out of bounds' });
+  });
+});
+
+describe('the end of a zip too big to hold', () => {
+  it('lists every member from the directory in the end, and the data of those whose local header is in it', () => {
+    const z = makeZip({ 'pad.bin': Buffer.alloc(100_000, 0x61), 'run.exe': 'MZ-and-more' }, { store: true });
+    const tail = z.subarray(z.length - 50_000);
+    expect(readZipDirectory(tail, 10)).toMatchObject({ entries: [] });
+    const dir = readZipDirectory(tail, 10, true);
+    expect(dir.problem).toBeUndefined();
+    expect(dir.entries.map((e) => e.name)).toEqual(['pad.bin', 'run.exe']);
+    // The padding's header is before the end kept: none, and no throw on its negative offset.
+    expect(dir.entries[0].localHeaderOffset).toBeLessThan(0);
+    expect(memberData(tail, dir.entries[0])).toBe('local header missing');
+    expect(localName(tail, dir.entries[0])).toBeNull();
+    expect(String(memberData(tail, dir.entries[1]))).toBe('MZ-and-more');
+    expect(localName(tail, dir.entries[1])).toBe('run.exe');
   });
 });
