@@ -109,8 +109,9 @@ function directoryBounds(b: Buffer, eocd: number, tail: boolean): Bounds | strin
   let shift = 0;
   const expected = before - size;
   const at = (o: number) => o >= 0 && o + 4 <= b.length && b.readUInt32LE(o) === CENTRAL;
-  // A tail (the end of an archive too big to hold) lacks the front: its offsets move back.
-  if (!at(offset) && (expected > offset || tail) && at(expected)) shift = expected - offset;
+  // A tail (the end of an archive too big to hold) lacks the front: the directory is the one
+  // before the end record, and offsets move back (negative for members before the tail).
+  if (tail ? at(expected) : !at(offset) && expected > offset && at(expected)) shift = expected - offset;
   if (offset + shift + size > b.length) return 'central directory out of bounds';
   return { count, size, offset: offset + shift, shift };
 }
