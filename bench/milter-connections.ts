@@ -3,7 +3,9 @@
  * [--bank cheap|originating] [--size KB] [--steps=MS] [--node-args=ARGS]`: what a milter session costs a postseal cluster
  * (bench/README.md "One socket for the workers", "The milter's CPU per message"), without
  * Postfix on the same two cores. The built `postseal start` of DIR (default this checkout;
- * another checkout's for an A/B) runs W workers (default 2) and one milter listener. Its bank:
+ * another checkout's for an A/B; its dist/ and node, but this checkout's bench banks and config,
+ * so an A/B across a change of the configuration's shape compares different set-ups) runs W
+ * workers (default 2) and one milter listener. Its bank:
  * `cheap` (the default) runs two cheap stages (loop-guard, header-sanity) on a 2 KB message, so
  * the connection's own cost is a large part of the message's; `originating` is the whole-MTA
  * bench's postseal-milter set-up (bench/postseal.ts: the shipped ORIGINATING bank, seven-bit

@@ -48,7 +48,12 @@ export function releaseIdleMemory(log: Logger): void {
   const before = process.memoryUsage();
   const youngBefore = youngGenerationBytes();
   const started = performance.now();
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  try {
+    gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  } catch (err) {
+    // A Node whose gc() takes other options: the memory stays, the primary runs on.
+    return void log.warn({ err }, 'cannot release start-up memory: the collection failed');
+  }
   const after = process.memoryUsage();
   log.debug(
     {

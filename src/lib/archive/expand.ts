@@ -15,11 +15,11 @@
 import { expandExternal } from './expand-external';
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES } from './magic';
-import { type Budget, newNode, type ContentNode } from './node';
+import { type Budget, newNode, type ContentNode, zipMemberNode } from './node';
 import { scanPastCap } from './past-cap';
 import { listTar } from './tar';
 import { listTnef } from './tnef';
-import { hasZipEnd, localName, memberData, readZipDirectory, zipFlavour } from './zip';
+import { hasZipEnd, memberData, readZipDirectory, zipFlavour } from './zip';
 
 export { Budget, newNode, type ArchiveLimits, type ContentNode } from './node';
 
@@ -78,22 +78,11 @@ async function expandZip(node: ContentNode, data: Buffer, depth: number, budget:
     entries = entries.slice(0, Math.max(0, limits.maxMembers - budget.members));
     node.limit = 'members';
   } else if (dir.truncated) node.limit = 'members';
-  // After any the part has already (files uuencoded in its text, lib/mime/parts.ts): one path each.
-  const base = node.children.length;
-  for (const [i, e] of entries.entries()) {
+  for (const e of entries) {
     signal.throwIfAborted();
     if (counted) budget.members++;
-    const child = newNode(`${node.path}/${base + i + 1}`, [...e.names], []);
-    node.children.push(child);
-    // Streaming unzippers read the local header's name, Explorer the directory's, unzip the
-    // Unicode Path field's: all count.
-    const local = localName(data, e);
-    if (local && !child.names.includes(local)) child.names.push(local);
-    if (e.directory) continue;
-    if (e.encrypted) {
-      child.encrypted = true;
-      continue;
-    }
+    const child = zipMemberNode(node, data, e);
+    if (e.directory || child.encrypted) continue;
     const compressed = memberData(data, e);
     if (typeof compressed === 'string') {
       child.problem = compressed;

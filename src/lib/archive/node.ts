@@ -6,6 +6,7 @@
 import type { ExternalUnpacker } from './external';
 import { archiveKind, type ShortTypes } from './magic';
 import type { ByteBudget, Lease } from './memory';
+import { localName, type ZipEntry } from './zip';
 
 export interface ContentNode {
   readonly path: string;
@@ -82,4 +83,19 @@ export class Budget {
 
 export function newNode(path: string, names: string[], declaredTypes: string[]): ContentNode {
   return { path, names, declaredTypes, types: [], encrypted: false, children: [] };
+}
+
+/**
+ * The node of a zip entry, numbered after the children `parent` has already (files uuencoded in
+ * its text): the directory's names and the local header's (streaming unzippers read that one,
+ * Explorer the directory's, unzip the Unicode Path field's: all count), encrypted as flagged.
+ * `data` holds the entry's local header (the whole zip, or the tail of one too big to hold).
+ */
+export function zipMemberNode(parent: ContentNode, data: Buffer, e: ZipEntry): ContentNode {
+  const child = newNode(`${parent.path}/${parent.children.length + 1}`, [...e.names], []);
+  parent.children.push(child);
+  const local = localName(data, e);
+  if (local && !child.names.includes(local)) child.names.push(local);
+  child.encrypted = e.encrypted && !e.directory;
+  return child;
 }

@@ -10,9 +10,9 @@
  */
 import { inflateBounded } from './inflate';
 import { detectType, HEAD_BYTES } from './magic';
-import { type Budget, type ContentNode, newNode } from './node';
+import { type Budget, type ContentNode, newNode, zipMemberNode } from './node';
 import { TarScanner } from './tar';
-import { localName, memberData, readZipDirectory } from './zip';
+import { memberData, readZipDirectory } from './zip';
 
 /** Whether a member found is an archive (expand.ts: by its type, name or declared type). */
 export type WalksInto = (node: ContentNode) => boolean;
@@ -30,20 +30,10 @@ export async function scanPastCap(child: ContentNode, format: 'raw' | 'gzip', co
 async function scanTarPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
   const { limits } = budget;
   const scanner = new TarScanner(Math.max(0, limits.maxMembers - budget.members), HEAD_BYTES);
-  const r = await inflateBounded(format, compressed, {
-    keepBytes: 0,
-    needAll: true,
-    maxBytes: Math.max(0, limits.maxTotalBytes - budget.inflatedBytes),
-    maxRatio: limits.maxRatio,
-    ratioFloorBytes: limits.ratioFloorBytes,
-    signal,
-    onData: (chunk) => {
-      scanner.push(chunk);
-      return scanner.done;
-    },
+  await streamPast(child, format, compressed, budget, signal, (chunk) => {
+    scanner.push(chunk);
+    return scanner.done;
   });
-  budget.inflatedBytes += r.produced;
-  if (r.limit === 'ratio') child.limit = 'ratio';
   if (scanner.problem && !child.problem) child.problem = `damaged tar past the size cap (${scanner.problem})`;
   for (const e of scanner.finish()) {
     signal.throwIfAborted();
@@ -70,6 +60,33 @@ async function scanZipPastCap(child: ContentNode, format: 'raw' | 'gzip', compre
   const { limits } = budget;
   const kept: Buffer[] = [];
   let keptBytes = 0;
+  const complete = await streamPast(child, format, compressed, budget, signal, (chunk) => {
+    kept.push(Buffer.from(chunk));
+    keptBytes += chunk.length;
+    while (kept.length > 1 && keptBytes - kept[0].length >= ZIP_TAIL_BYTES) keptBytes -= (kept.shift() as Buffer).length;
+    return false;
+  });
+  if (!complete) return;
+  const tail = Buffer.concat(kept);
+  const dir = readZipDirectory(tail, Math.max(0, limits.maxMembers - budget.members), true);
+  for (const e of dir.entries) {
+    signal.throwIfAborted();
+    budget.members++;
+    const member = zipMemberNode(child, tail, e);
+    if (e.directory || member.encrypted) continue;
+    const data = memberData(tail, e);
+    if (e.method === 0 && typeof data !== 'string') member.types = detectType(data.subarray(0, HEAD_BYTES));
+    if (walksInto(member)) member.limit = 'size';
+  }
+}
+
+/**
+ * Inflates the whole member once more, keeping nothing, each chunk to `read` (true: it has all
+ * it needs): within what is left of maxTotalBytes (counted as inflated) and the bomb ratio,
+ * which marks the member. Whether the member came out whole.
+ */
+async function streamPast(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, read: (chunk: Buffer) => boolean): Promise<boolean> {
+  const { limits } = budget;
   const r = await inflateBounded(format, compressed, {
     keepBytes: 0,
     needAll: true,
@@ -77,32 +94,9 @@ async function scanZipPastCap(child: ContentNode, format: 'raw' | 'gzip', compre
     maxRatio: limits.maxRatio,
     ratioFloorBytes: limits.ratioFloorBytes,
     signal,
-    onData: (chunk) => {
-      kept.push(Buffer.from(chunk));
-      keptBytes += chunk.length;
-      while (kept.length > 1 && keptBytes - kept[0].length >= ZIP_TAIL_BYTES) keptBytes -= (kept.shift() as Buffer).length;
-      return false;
-    },
+    onData: read,
   });
   budget.inflatedBytes += r.produced;
   if (r.limit === 'ratio') child.limit = 'ratio';
-  if (!r.complete) return;
-  const tail = Buffer.concat(kept);
-  const dir = readZipDirectory(tail, Math.max(0, limits.maxMembers - budget.members), true);
-  for (const e of dir.entries) {
-    signal.throwIfAborted();
-    budget.members++;
-    const member = newNode(`${child.path}/${child.children.length + 1}`, [...e.names], []);
-    child.children.push(member);
-    const local = localName(tail, e);
-    if (local && !member.names.includes(local)) member.names.push(local);
-    if (e.directory) continue;
-    if (e.encrypted) {
-      member.encrypted = true;
-      continue;
-    }
-    const data = memberData(tail, e);
-    if (e.method === 0 && typeof data !== 'string') member.types = detectType(data.subarray(0, HEAD_BYTES));
-    if (walksInto(member)) member.limit = 'size';
-  }
+  return r.complete;
 }
