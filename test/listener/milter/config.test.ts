@@ -19,15 +19,20 @@ function configWith(main: Record<string, unknown>, banks: Record<string, Record<
   return path.join(dir, 'postseal.yaml');
 }
 
+/** What loading the file throws (undefined when it loads). */
+function loadError(file: string): unknown {
+  try {
+    loadConfig(file);
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 describe('milter listener configuration', () => {
   it('refuses STARTTLS on a milter listener with CFG_INCONSISTENT naming the pointer', () => {
     const file = configWith({ listeners: [{ port: 10030, bank: 'default', protocol: 'milter', tls: { certFile: 'c.pem', keyFile: 'k.pem' } }] });
-    let err: unknown;
-    try {
-      loadConfig(file);
-    } catch (e) {
-      err = e;
-    }
+    const err = loadError(file);
     expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
     expect((err as Error).message).toContain('/listeners/0/tls');
   });
@@ -43,12 +48,7 @@ describe('milter listener configuration', () => {
         { address, port: 10030, bank: 'default', protocol: 'milter' },
       ],
     });
-    let err: unknown;
-    try {
-      loadConfig(file);
-    } catch (e) {
-      err = e;
-    }
+    const err = loadError(file);
     expect(isPostsealError(err, 'CFG_INCONSISTENT')).toBe(true);
     expect((err as Error).message).toContain(`/listeners/1: port 10030 on ${address} is already /listeners/0's`);
   });
