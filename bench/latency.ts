@@ -29,6 +29,9 @@ export interface LatencyResult {
    * final 250 (where the filter's pipeline runs); which step the tail is in.
    */
   stepP99Ms: { mail: number; rcpt: number; data: number; dot: number };
+  /** Every message's time and steps, sorted by time: what `pooled` merges. */
+  readonly samples: readonly number[];
+  readonly steps: readonly Steps[];
 }
 
 type Steps = [number, number, number, number];
@@ -43,13 +46,36 @@ export async function measureLatency(load: LatencyLoad): Promise<LatencyResult> 
   const start = performance.now();
   await Promise.all(Array.from({ length: load.concurrency }, (_, i) => session(load, data, stopAt, samples, steps, start + (i * interval) / load.concurrency, interval)));
   if (samples.length === 0) throw new Error(`no message went through 127.0.0.1:${load.port} in ${load.seconds} s`);
+  return summary(samples, steps);
+}
+
+/**
+ * Several runs of the same load as one: their messages pooled, so a p99 rests on all of them.
+ * The bench alternates the runs through postseal and direct, so that a burst of other work on
+ * the machine falls on both sides instead of deciding one run's p99 (bench/README.md).
+ */
+export function pooled(runs: readonly LatencyResult[]): LatencyResult {
+  return summary(
+    runs.flatMap((r) => r.samples),
+    runs.flatMap((r) => r.steps),
+  );
+}
+
+function summary(samples: number[], steps: Steps[]): LatencyResult {
   samples.sort((a, b) => a - b);
   const step = (i: number) =>
     percentile(
       steps.map((s) => s[i]).sort((a, b) => a - b),
       0.99,
     );
-  return { messages: samples.length, p50Ms: percentile(samples, 0.5), p99Ms: percentile(samples, 0.99), stepP99Ms: { mail: step(0), rcpt: step(1), data: step(2), dot: step(3) } };
+  return {
+    messages: samples.length,
+    p50Ms: percentile(samples, 0.5),
+    p99Ms: percentile(samples, 0.99),
+    stepP99Ms: { mail: step(0), rcpt: step(1), data: step(2), dot: step(3) },
+    samples,
+    steps,
+  };
 }
 
 /** Nearest-rank percentile of sorted samples. */

@@ -5,7 +5,7 @@
  */
 import type { BenchMessage } from './messages';
 import { ENVELOPE } from './messages';
-import { measureLatency, type LatencyResult } from './latency';
+import { measureLatency, pooled, type LatencyResult } from './latency';
 import type { Throughput } from './measure';
 import type { PathName, PathSpec, Postseal } from './postseal';
 import { cpuSeconds, readRss, resetPeakRss, round1, round2 } from './proc';
@@ -17,6 +17,11 @@ export interface Grid {
   reuses: readonly boolean[];
   paths: readonly PathSpec[];
   latencySeconds: number;
+  /**
+   * Paced runs per side, alternated (postseal, direct, postseal, ...) and pooled: one run's
+   * p99 is its few slowest messages, which a burst of other work on the machine decides.
+   */
+  latencyRounds: number;
   /** Pace the latency runs at this rate (msg/s) instead of half the measured throughput (A/B runs). */
   latencyRateMps?: number;
 }
@@ -60,10 +65,18 @@ export async function postsealCells(grid: Grid, ps: Postseal, sinkPort: number, 
           // Added latency at half the throughput just measured, both ways at the same rate;
           // then postseal's own latency at full load, for the record.
           const rateMps = grid.latencyRateMps ?? run.mps / 2;
-          await ps.loopDelay(); // resets the gauges: the next read covers the paced run only
-          const lat = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds, rateMps);
-          const loopDelayMs = await ps.loopDelay();
-          const directLat = await latency(sinkPort, msg, own, grid.latencySeconds, rateMps);
+          const rounds: { lat: LatencyResult; direct: LatencyResult; loop: { p99: number; max: number } | null }[] = [];
+          for (let r = 0; r < grid.latencyRounds; r++) {
+            await ps.loopDelay(); // resets the gauges: the next read covers the paced run only
+            const lat = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds, rateMps);
+            const loop = await ps.loopDelay();
+            rounds.push({ lat, loop, direct: await latency(sinkPort, msg, own, grid.latencySeconds, rateMps) });
+          }
+          const lat = pooled(rounds.map((r) => r.lat));
+          const directLat = pooled(rounds.map((r) => r.direct));
+          // The worst worker's in the worst round: a stall is a slow message for every session of that worker.
+          const loops = rounds.flatMap((r) => (r.loop ? [r.loop] : []));
+          const loopDelayMs = loops.length ? { p99: Math.max(...loops.map((l) => l.p99)), max: Math.max(...loops.map((l) => l.max)) } : null;
           const saturated = await latency(ps.ports[spec.name], msg, own, grid.latencySeconds);
           const cell: Cell = {
             path: spec.name,

@@ -10,6 +10,7 @@
  *   --no-amavisd, --no-memory, --out FILE, --keep (leave the work folder: configs, logs)
  *   --node-args=ARGS    extra node/V8 options for postseal's processes (A/B runs of V8 settings)
  *   --latency-rate N    pace the latency runs at N msg/s instead of half the throughput (A/B runs)
+ *   --latency-rounds N  paced latency runs per side, alternated with the direct ones and pooled (default 3)
  *   --srs               SRS map lookups/s, postseal against postsrsd (bench/srs.ts); --seconds, --concurrency
  *   --clients           the content path's pieces alone (bench/clients.ts): CPU per call of the clamd and
  *                       spamd clients and the MIME walk, at --sizes (default 2,20)
@@ -57,6 +58,7 @@ const { values: opt } = parseArgs({
     policy: { type: 'boolean', default: false },
     'node-args': { type: 'string' },
     'latency-rate': { type: 'string' },
+    'latency-rounds': { type: 'string' },
   },
 });
 
@@ -92,6 +94,7 @@ async function main(): Promise<number> {
     reuses: opt.smoke ? [true] : opt.reuse === 'both' ? [true, false] : [opt.reuse === 'yes'],
     paths: PATHS.filter((p) => !opt.paths || wantedPaths(opt.paths).includes(p.name)),
     latencySeconds: opt.smoke ? 0.3 : Math.max(0.5, seconds * 0.6),
+    latencyRounds: opt.smoke ? 1 : Number(opt['latency-rounds'] ?? 3),
     latencyRateMps: opt['latency-rate'] ? Number(opt['latency-rate']) : undefined,
   };
   const workers = Number(opt.workers);
@@ -148,6 +151,7 @@ async function main(): Promise<number> {
         workers: workers || os.availableParallelism(),
         throughputSeconds: seconds,
         latencySeconds: grid.latencySeconds,
+        latencyRounds: grid.latencyRounds,
         messageBytes: Object.fromEntries([...messages].map(([k, m]) => [k, m.bytes.length])),
       },
       paths: {},
