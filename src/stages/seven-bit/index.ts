@@ -5,7 +5,8 @@
  *
  * Only the parts that need it change (plan.ts): their Content-Transfer-Encoding field and
  * their body; every other byte, boundaries and fields included, is copied as received. The
- * body is read twice from the spool (walk, then rewrite) and never held in memory.
+ * body is read twice from the spool (walk, then rewrite) and never held in memory. A message
+ * that is sure to need nothing (clean.ts: 7-bit, short lines, no 8bit label) is not walked.
  *
  * Findings: SEVEN_BIT_CONVERTED (what was re-encoded); SEVEN_BIT_EIGHT_BIT_HEADER (8-bit
  * header fields, i.e. SMTPUTF8 mail: it cannot be made 7-bit and is left as it is);
@@ -22,6 +23,7 @@ import { defineStage, type Finding } from '../../pipeline/stage';
 import { replies } from '../../smtp/replies';
 import { Message, makeField, type HeaderField } from '../../transaction/message';
 import { spoolFrom } from '../../transaction/spool';
+import { needsNoChange } from './clean';
 import { planSevenBit, type TransferEncoding } from './plan';
 import { sevenBitBankSchema, type SevenBitSettings } from './schema';
 
@@ -40,20 +42,18 @@ export const sevenBitStage = defineStage<SevenBitSettings, (typeof FINDINGS)[num
     id: 'seven-bit',
     async run(tx, signal) {
       const msg = tx.message;
-      const first = (name: string) => msg.get(name).map((f) => Message.value(f))[0];
-      const walker = new MimeWalker(first('content-type'), first('content-transfer-encoding'), { maxDepth: settings.maxMimeDepth });
+      const eightBitFields = msg.fields.filter((f) => !isAscii(f.raw)).map((f) => f.name);
+      if (eightBitFields.length) return { findings: [eightBitHeader(eightBitFields.join(','))] };
+      const values = (name: string) => msg.get(name).map((f) => Message.value(f));
+      if (await needsNoChange(values('content-transfer-encoding'), msg.openBody(), signal)) return { findings: [] };
+      const walker = new MimeWalker(values('content-type')[0], values('content-transfer-encoding')[0], { maxDepth: settings.maxMimeDepth });
       for await (const chunk of msg.openBody()) {
         signal.throwIfAborted();
         walker.push(chunk as Buffer);
       }
       walker.end(msg.bodySize);
       const plan = planSevenBit(walker.root);
-
-      const eightBitFields = msg.fields.filter((f) => !isAscii(f.raw)).map((f) => f.name);
-      if (eightBitFields.length || plan.eightBitHeader) {
-        const where = eightBitFields.length ? eightBitFields.join(',') : 'in a MIME part header';
-        return { findings: [{ code: 'SEVEN_BIT_EIGHT_BIT_HEADER', detail: `${where}; left as it is` }] };
-      }
+      if (plan.eightBitHeader) return { findings: [eightBitHeader('in a MIME part header')] };
       const findings: Finding[] = [];
       if (plan.signed.length) findings.push({ code: 'SEVEN_BIT_SIGNED_EIGHT_BIT', detail: plan.signed.join(', ') });
       if (plan.unconvertible.length) findings.push({ code: 'SEVEN_BIT_UNCONVERTIBLE', detail: plan.unconvertible.join(', ') });
@@ -83,6 +83,10 @@ export const sevenBitStage = defineStage<SevenBitSettings, (typeof FINDINGS)[num
     },
   }),
 });
+
+function eightBitHeader(where: string): Finding {
+  return { code: 'SEVEN_BIT_EIGHT_BIT_HEADER', detail: `${where}; left as it is` };
+}
 
 /** Rewrites or adds the top-level Content-Transfer-Encoding (with MIME-Version, RFC 2045 4, if missing). */
 function withTopEncoding(fields: readonly HeaderField[], encoding: TransferEncoding): HeaderField[] {
