@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { isPostsealError } from '../../src/errors';
-import { spoolFrom, sweepStaleSpools } from '../../src/transaction/spool';
+import { spoolFrom, spoolFromChunks, sweepStaleSpools } from '../../src/transaction/spool';
 import { readAll } from '../helpers/streams';
 
 const dir = () => mkdtempSync(path.join(tmpdir(), 'spool-test-'));
@@ -133,6 +133,82 @@ describe('spool', () => {
     setTimeout(() => ac.abort(reason), 20);
     expect(await p.catch((e) => e)).toBe(reason);
     expect(src.destroyed).toBe(true);
+    expect(readdirSync(d)).toEqual([]);
+  });
+});
+
+describe('spoolFromChunks (a rewritten message)', () => {
+  /** Chunks of `size` bytes, `n` of them; `closed` says whether the reader closed the source (return()). */
+  function source(n: number, size: number, opts: { failAt?: number; pauseAt?: number } = {}) {
+    const state = { closed: false, read: 0 };
+    async function* gen(): AsyncGenerator<Buffer> {
+      try {
+        for (let i = 0; i < n; i++) {
+          if (i === opts.failAt) throw new Error('source failed');
+          if (i === opts.pauseAt) await new Promise((r) => setTimeout(r, 200));
+          state.read++;
+          yield Buffer.alloc(size, 65 + (i % 26));
+        }
+      } finally {
+        state.closed = true;
+      }
+    }
+    return { chunks: gen(), state };
+  }
+
+  it('keeps a message that ends within the threshold as one buffer in memory, its head a view of it', async () => {
+    const d = dir();
+    const s = await spoolFromChunks(source(4, 100).chunks, { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 10_000, headBytes: 150 });
+    expect(s.size).toBe(400);
+    expect(s.head.length).toBe(150);
+    expect(readdirSync(d)).toEqual([]);
+    const all = await readAll(s.openRaw());
+    expect(all.length).toBe(400);
+    expect(all.subarray(0, 150).buffer).toBe(s.head.buffer);
+  });
+
+  it('writes one that passes the threshold to a file, the chunks held so far first, and reads it back whole', async () => {
+    const d = dir();
+    const s = await spoolFromChunks(source(20, 1000).chunks, { dir: d, memoryThresholdBytes: 5000, maxSizeBytes: 100_000 });
+    expect(readdirSync(d)).toHaveLength(1);
+    const all = await readAll(s.openRaw());
+    expect(all.length).toBe(20_000);
+    for (let i = 0; i < 20; i++) expect([i, all[i * 1000], all[i * 1000 + 999]]).toEqual([i, 65 + i, 65 + i]);
+    await s.dispose();
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('is MESSAGE_TOO_BIG past maxSizeBytes, in memory or not, and leaves no file', async () => {
+    const d = dir();
+    for (const threshold of [1_000_000, 2000]) {
+      const err = await spoolFromChunks(source(50, 1000).chunks, { dir: d, memoryThresholdBytes: threshold, maxSizeBytes: 10_000 }).catch((e) => e);
+      expect([threshold, isPostsealError(err, 'MESSAGE_TOO_BIG')]).toEqual([threshold, true]);
+    }
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('stops at an aborted signal, before or after the threshold: the source closed, no file, its reason', async () => {
+    for (const threshold of [1_000_000, 1000]) {
+      const d = dir();
+      const { chunks: src, state } = source(10, 800, { pauseAt: 3 });
+      const ac = new AbortController();
+      const reason = new Error('stage timed out');
+      setTimeout(() => ac.abort(reason), 50);
+      expect(await spoolFromChunks(src, { dir: d, memoryThresholdBytes: threshold, maxSizeBytes: 100_000, signal: ac.signal }).catch((e) => e)).toBe(reason);
+      await new Promise((r) => setTimeout(r, 250));
+      expect([threshold, state.closed, state.read < 10]).toEqual([threshold, true, true]);
+      expect(openIn(d)).toEqual([]);
+      expect(readdirSync(d)).toEqual([]);
+    }
+  });
+
+  it('passes a failing source on, and leaves no file when the failure comes after the threshold', async () => {
+    const d = dir();
+    expect((await spoolFromChunks(source(10, 800, { failAt: 2 }).chunks, { dir: d, memoryThresholdBytes: 1_000_000, maxSizeBytes: 100_000 }).catch((e) => e)).message).toBe(
+      'source failed',
+    );
+    const late = await spoolFromChunks(source(10, 800, { failAt: 5 }).chunks, { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 100_000 }).catch((e) => e);
+    expect(late).toBeInstanceOf(Error);
     expect(readdirSync(d)).toEqual([]);
   });
 });

@@ -16,14 +16,13 @@
  * virus.scannedHeaderValue.
  * Only the fields it repairs are rewritten; every other byte stays as received.
  */
-import { Readable } from 'node:stream';
 import libmime from 'libmime';
 import { coversAllRecipients, destinyDecision } from '../../pipeline/destiny';
 import { defineStage, type Finding, type Rule, type StageDeps, type StageOutcome } from '../../pipeline/stage';
 import type { Transaction } from '../../transaction/transaction';
 import { replies, withText } from '../../smtp/replies';
 import { Message, type HeaderField } from '../../transaction/message';
-import { spoolFrom } from '../../transaction/spool';
+import { spoolFromChunks } from '../../transaction/spool';
 import { ourScannedValue, withoutOwnFields } from './own-fields';
 import { headerSanityBankSchema, type HeaderSanitySettings } from './schema';
 
@@ -152,7 +151,7 @@ async function inspect(tx: Readonly<Transaction>, signal: AbortSignal, actions: 
   });
   let fixed = msg.withFields(fields);
   if (fixNul && body.nul)
-    fixed = Message.parse(await spoolFrom(Readable.from(withoutNul(fixed.openRaw())), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
+    fixed = Message.parse(await spoolFromChunks(withoutNul(fixed.openRaw()), { ...deps.spool, headBytes: fixed.headerSize + 1, maxSizeBytes: Infinity, signal }));
   const what = [fixNul && 'nul removed', fix8 && '8-bit fields encoded', fixLong && 'long header lines folded'].filter(Boolean);
   findings.push({ code: 'HEADER_SANITY_FIXED', detail: what.join(', ') });
   return { findings, message: fixed };

@@ -16,13 +16,12 @@
  * passed on unchanged).
  */
 import { isAscii } from 'node:buffer';
-import { Readable } from 'node:stream';
 import { MimeWalker } from '../../lib/mime/structure';
 import { applyEdits } from '../../lib/mime/splice';
 import { defineStage, type Finding } from '../../pipeline/stage';
 import { replies } from '../../smtp/replies';
 import { Message, makeField, type HeaderField } from '../../transaction/message';
-import { spoolFrom } from '../../transaction/spool';
+import { spoolFromChunks } from '../../transaction/spool';
 import { needsNoChange } from './clean';
 import { planSevenBit, type TransferEncoding } from './plan';
 import { sevenBitBankSchema, type SevenBitSettings } from './schema';
@@ -65,17 +64,15 @@ export const sevenBitStage = defineStage<SevenBitSettings, (typeof FINDINGS)[num
       if (plan.edits.length === 0) return { findings, message: msg.withFields(fields) };
       const header = Buffer.concat([...fields.map((f) => f.raw), msg.separator]);
       const body = applyEdits(msg.openBody(), plan.edits);
-      const spool = await spoolFrom(
-        Readable.from(
-          (async function* () {
-            yield header;
-            // A stage that timed out must not go on writing a spool file nobody removes.
-            for await (const chunk of body) {
-              signal.throwIfAborted();
-              yield chunk;
-            }
-          })(),
-        ),
+      const spool = await spoolFromChunks(
+        (async function* () {
+          yield header;
+          // A stage that timed out must not go on writing a spool file nobody removes.
+          for await (const chunk of body) {
+            signal.throwIfAborted();
+            yield chunk;
+          }
+        })(),
         // The whole new header in the head, however close the old one came to the limit.
         { ...deps.spool, headBytes: header.length + 1, maxSizeBytes: Infinity, signal },
       );
