@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 
 export type Files = Record<string, Buffer | string>;
 
@@ -60,12 +60,26 @@ export function makeTar(files: Files): Buffer {
   });
 }
 
-/** gzip of one file, keeping its name in the header (gzip -N). */
+/** gzip of one file, keeping its name in the header (gzip -N; -f: a name ending in .gz too). */
 export function makeGzip(name: string, data: Buffer | string): Buffer {
   return inTempDir({ [name]: data }, (dir) => {
-    execFileSync('gzip', ['-N', '-9', name], { cwd: path.join(dir, 'in') });
+    execFileSync('gzip', ['-N', '-f', '-9', name], { cwd: path.join(dir, 'in') });
     return readFileSync(path.join(dir, 'in', `${name}.gz`));
   });
+}
+
+/**
+ * A gzip whose data is stored, not compressed (deflate's stored blocks, zlib level 0), with
+ * FNAME `name`: what a sender crafts to make a gzip as large as its content (padding that the
+ * outer archive then compresses). Written here: the gzip tool has no level 0.
+ */
+export function storedGzip(name: string, data: Buffer | string): Buffer {
+  const body = Buffer.from(data);
+  const header = Buffer.from([0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3]);
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(body), 0);
+  trailer.writeUInt32LE(body.length >>> 0, 4);
+  return Buffer.concat([header, Buffer.from(`${name}\0`, 'latin1'), deflateRawSync(body, { level: 0 }), trailer]);
 }
 
 /** A minimal ELF64 executable header (e_type ET_EXEC), as file(1) and the stage see one. */

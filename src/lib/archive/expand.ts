@@ -15,7 +15,8 @@
 import { expandExternal } from './expand-external';
 import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES } from './magic';
-import { type Budget, newNode, type ContentNode, zipMemberNode } from './node';
+import { type Budget, gzipNames, newNode, type ContentNode, zipMemberNode } from './node';
+import { paddedInnerArchive } from './padding';
 import { scanPastCap } from './past-cap';
 import { listTar } from './tar';
 import { listTnef } from './tnef';
@@ -187,26 +188,6 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
   }
 }
 
-/**
- * Compressed data does not compress again: an inner archive of a compressed kind (a zip, a
- * gzip, a 7z) that came out of its member more than INNER_ARCHIVE_RATIO times larger was made
- * to, with stored padding (a harmless file of zeros, then the program) that fills maxMemberBytes
- * from a small message under the bomb ratio. Too big that way is evasion (`ratio`, onLimit,
- * banned by default), not a large file (`size`, onTooLarge, delivered unchecked by default).
- * A tar, which is not compressed, stays `size` (logs.tar in a zip is ordinary). The kind is
- * its first bytes' or its name's: unzip finds a zip by its end record, so the padding may be in
- * front of it (docs.zip whose head is 2 MiB of anything), which the first bytes do not show.
- */
-const INNER_ARCHIVE_RATIO = 8;
-const COMPRESSED_KINDS = ['zip', 'gz', '7z', 'rar', 'xz', 'bz2', 'cab'];
-const COMPRESSED_NAME = /\.(?:zip|jar|war|ear|apk|tgz|taz|gz|7z|rar|xz|txz|bz2|tbz2?|cab)[. ]*$/i;
-
-function paddedInnerArchive(child: ContentNode, produced: number, compressedBytes: number): void {
-  if (child.limit !== 'size' && child.limit !== 'total') return;
-  if (!child.types.some((t) => COMPRESSED_KINDS.includes(t)) && !child.names.some((n) => COMPRESSED_NAME.test(n))) return;
-  if (produced > INNER_ARCHIVE_RATIO * Math.max(1, compressedBytes)) child.limit = 'ratio';
-}
-
 /** Marks a cap or damage on the node; false when its bytes cannot be walked into. */
 function noteOutcome(child: ContentNode, r: Awaited<ReturnType<typeof inflateBounded>>, declared: number, room: number, perMember: number): boolean {
   if (r.limit) child.limit = r.limit === 'ratio' ? 'ratio' : room < perMember ? 'total' : 'size';
@@ -236,25 +217,4 @@ const ARCHIVE_TYPE = new Set([
  */
 export function declaresArchive(node: ContentNode): boolean {
   return node.names.some((n) => ARCHIVE_NAME.test(n)) || node.declaredTypes.some((t) => ARCHIVE_TYPE.has(t));
-}
-
-/**
- * The names a gunzipped file gets: the one its header carries (RFC 1952 FNAME, what gunzip -N
- * uses) and the outer name with .gz dropped (.tgz giving .tar, what gunzip and most tools use);
- * both, as either may be what the recipient ends up with.
- */
-export function gzipNames(data: Buffer, outer: readonly string[]): string[] {
-  const names: string[] = [];
-  const flags = data[3] ?? 0;
-  let at = 10;
-  if (flags & 4 && data.length >= 12) at += 2 + data.readUInt16LE(10);
-  if (flags & 8 && at < data.length) {
-    const end = data.indexOf(0, at);
-    if (end > at) names.push(data.toString('latin1', at, Math.min(end, at + 1024)));
-  }
-  for (const n of outer) {
-    const inner = n.replace(/\.t(?:ar\.)?gz$/i, '.tar').replace(/\.gz$/i, '');
-    if (inner && inner !== n && !names.includes(inner)) names.push(inner);
-  }
-  return names;
 }

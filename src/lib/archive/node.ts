@@ -99,3 +99,24 @@ export function zipMemberNode(parent: ContentNode, data: Buffer, e: ZipEntry): C
   child.encrypted = e.encrypted && !e.directory;
   return child;
 }
+
+/**
+ * The names a gunzipped file gets: the one its header carries (RFC 1952 FNAME, what gunzip -N
+ * uses) and the outer name with .gz dropped (.tgz giving .tar, what gunzip and most tools use);
+ * both, as either may be what the recipient ends up with.
+ */
+export function gzipNames(data: Buffer, outer: readonly string[]): string[] {
+  const names: string[] = [];
+  const flags = data[3] ?? 0;
+  let at = 10;
+  if (flags & 4 && data.length >= 12) at += 2 + data.readUInt16LE(10);
+  if (flags & 8 && at < data.length) {
+    const end = data.indexOf(0, at);
+    if (end > at) names.push(data.toString('latin1', at, Math.min(end, at + 1024)));
+  }
+  for (const n of outer) {
+    const inner = n.replace(/\.t(?:ar\.)?gz$/i, '.tar').replace(/\.gz$/i, '');
+    if (inner && inner !== n && !names.includes(inner)) names.push(inner);
+  }
+  return names;
+}

@@ -1,49 +1,78 @@
 /**
  * Archives too big to hold (over maxMemberBytes, expand.ts) read as they stream past, not kept,
  * so that padding in front of a program does not deliver it unchecked: a tar's member headers
- * (tar.ts TarScanner), a zip's central directory from its end (zip.ts, `tail`). Members found
- * this way are checked by name and type; an archive among them cannot be walked into (its bytes
- * are gone) and is a `size` limit; the archive keeps its own limit. The work is the caps':
- * maxRatio and what is left of maxTotalBytes (counted as inflated), the signal aborts it.
- * Never throws for bad data: damage in a tar is `problem`, a zip whose end is not one gives no
+ * (tar.ts TarScanner), a zip's central directory from its end (zip.ts, `tail`), and a gzip's
+ * content through a second inflation (inflate-nested.ts): its file name (FNAME), the type of its
+ * first bytes, and when that is a tar or a zip, its members as above (x.tar.gz in a .gz or a
+ * .zip, padded, then invoice.pdf.exe). Members found this way are checked by name and type; an
+ * archive among them cannot be walked into (its bytes are gone) and is a `size` limit; the
+ * archive keeps its own limit. Two levels at most: a gzip in the gzip is a `size` limit.
+ *
+ * The work is the caps': maxRatio (each level against its input) and what is left of
+ * maxTotalBytes (all levels counted as inflated); the signal aborts it. Never throws for bad
+ * data: damage in a tar or a gzip's stream is `problem`, a zip whose end is not one gives no
  * members.
  */
 import { inflateBounded } from './inflate';
+import { inflateNested } from './inflate-nested';
 import { detectType, HEAD_BYTES } from './magic';
-import { type Budget, type ContentNode, newNode, zipMemberNode } from './node';
+import { type Budget, type ContentNode, gzipNames, newNode, zipMemberNode } from './node';
 import { TarScanner } from './tar';
 import { memberData, readZipDirectory } from './zip';
 
 /** Whether a member found is an archive (expand.ts: by its type, name or declared type). */
 export type WalksInto = (node: ContentNode) => boolean;
 
-/**
- * Reads a member that came out of its zip or gzip too big to hold (`size` or `total`), when it
- * is a tar (a program after 2 MiB of padding: an 11 KB .tar.gz) or a zip (one the ratio rule
- * of expand.ts lets through, its member over an eighth of maxMemberBytes).
- */
-export async function scanPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
-  if (child.types.includes('tar')) return scanTarPastCap(child, format, compressed, budget, signal, walksInto);
-  if (child.types.includes('zip') || child.names.some((n) => ZIP_NAME.test(n))) return scanZipPastCap(child, format, compressed, budget, signal, walksInto);
+/** Reads an archive's bytes as they stream past: `push` true when it has all it needs. */
+interface PastReader {
+  push(chunk: Buffer): boolean;
+  /** `complete`: the stream reached its end (or the reader's). */
+  finish(complete: boolean): void;
 }
 
-async function scanTarPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
-  const { limits } = budget;
-  const scanner = new TarScanner(Math.max(0, limits.maxMembers - budget.members), HEAD_BYTES);
-  await streamPast(child, format, compressed, budget, signal, (chunk) => {
-    scanner.push(chunk);
-    return scanner.done;
-  });
-  if (scanner.problem && !child.problem) child.problem = `damaged tar past the size cap (${scanner.problem})`;
-  for (const e of scanner.finish()) {
-    signal.throwIfAborted();
-    budget.members++;
-    const member = newNode(`${child.path}/${child.children.length + 1}`, [e.name], []);
-    child.children.push(member);
-    if (!e.file) continue;
-    member.types = detectType(e.head);
-    if (walksInto(member)) member.limit = 'size';
-  }
+const ZIP_NAME = /\.(?:zip|jar|war|ear|apk)[. ]*$/i;
+
+/**
+ * Reads a member that came out of its zip or gzip too big to hold (`size` or `total`), when it
+ * is a tar (a program after 2 MiB of padding: an 11 KB .tar.gz), a zip (one the ratio rule of
+ * padding.ts lets through, its member over an eighth of maxMemberBytes) or a gzip (one padded
+ * under that ratio, holding a tar or a program).
+ */
+export async function scanPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
+  if (child.types.includes('gz')) return scanGzipPastCap(child, format, compressed, budget, signal, walksInto);
+  const reader = readerFor(child, budget, signal, walksInto);
+  if (!reader) return;
+  const complete = await streamPast(child, format, compressed, budget, signal, (chunk) => reader.push(chunk));
+  reader.finish(complete);
+}
+
+/** A tar's or a zip's reader, by the node's type (a zip also by its name: padding may be in front). */
+function readerFor(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader | null {
+  if (node.types.includes('tar')) return tarReader(node, budget, signal, walksInto);
+  if (node.types.includes('zip') || node.names.some((n) => ZIP_NAME.test(n))) return zipReader(node, budget, signal, walksInto);
+  return null;
+}
+
+function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader {
+  const scanner = new TarScanner(Math.max(0, budget.limits.maxMembers - budget.members), HEAD_BYTES);
+  return {
+    push(chunk) {
+      scanner.push(chunk);
+      return scanner.done;
+    },
+    finish() {
+      if (scanner.problem && !node.problem) node.problem = `damaged tar past the size cap (${scanner.problem})`;
+      for (const e of scanner.finish()) {
+        signal.throwIfAborted();
+        budget.members++;
+        const member = newNode(`${node.path}/${node.children.length + 1}`, [e.name], []);
+        node.children.push(member);
+        if (!e.file) continue;
+        member.types = detectType(e.head);
+        if (walksInto(member)) member.limit = 'size';
+      }
+    },
+  };
 }
 
 /**
@@ -54,30 +83,94 @@ async function scanTarPastCap(child: ContentNode, format: 'raw' | 'gzip', compre
  * directory larger than that end is not read (the zip keeps its own limit, nothing more).
  */
 const ZIP_TAIL_BYTES = 1024 * 1024;
-const ZIP_NAME = /\.(?:zip|jar|war|ear|apk)[. ]*$/i;
 
-async function scanZipPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
-  const { limits } = budget;
+function zipReader(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader {
   const kept: Buffer[] = [];
   let keptBytes = 0;
-  const complete = await streamPast(child, format, compressed, budget, signal, (chunk) => {
-    kept.push(Buffer.from(chunk));
-    keptBytes += chunk.length;
-    while (kept.length > 1 && keptBytes - kept[0].length >= ZIP_TAIL_BYTES) keptBytes -= (kept.shift() as Buffer).length;
-    return false;
-  });
-  if (!complete) return;
-  const tail = Buffer.concat(kept);
-  const dir = readZipDirectory(tail, Math.max(0, limits.maxMembers - budget.members), true);
-  for (const e of dir.entries) {
-    signal.throwIfAborted();
+  return {
+    push(chunk) {
+      kept.push(Buffer.from(chunk));
+      keptBytes += chunk.length;
+      while (kept.length > 1 && keptBytes - kept[0].length >= ZIP_TAIL_BYTES) keptBytes -= (kept.shift() as Buffer).length;
+      return false;
+    },
+    finish(complete) {
+      if (!complete) return;
+      const tail = Buffer.concat(kept);
+      const dir = readZipDirectory(tail, Math.max(0, budget.limits.maxMembers - budget.members), true);
+      for (const e of dir.entries) {
+        signal.throwIfAborted();
+        budget.members++;
+        const member = zipMemberNode(node, tail, e);
+        if (e.directory || member.encrypted) continue;
+        const data = memberData(tail, e);
+        if (e.method === 0 && typeof data !== 'string') member.types = detectType(data.subarray(0, HEAD_BYTES));
+        if (walksInto(member)) member.limit = 'size';
+      }
+    },
+  };
+}
+
+/** Bytes of a gzip's header kept for its name: FEXTRA (at most 64 KiB) may come before FNAME. */
+const GZIP_NAME_BYTES = 12 + 0xffff + 1025;
+
+/**
+ * A gzip too big to hold: inflated a second time as its bytes come out of the outer member, its
+ * one file a member named as gunzip would name it, typed by its first HEAD_BYTES; a tar or zip
+ * is read on (as above), anything else is judged by that head and the stream stopped there.
+ */
+async function scanGzipPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
+  const { limits } = budget;
+  const header: Buffer[] = [];
+  let headerBytes = 0;
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let member: ContentNode | null = null;
+  let reader: PastReader | null = null;
+  // The member once its head is in (or the stream ended before): its names, type and reader.
+  const start = (): boolean => {
+    const node = newNode(`${child.path}/${child.children.length + 1}`, gzipNames(Buffer.concat(header), child.names), []);
+    child.children.push(node);
     budget.members++;
-    const member = zipMemberNode(child, tail, e);
-    if (e.directory || member.encrypted) continue;
-    const data = memberData(tail, e);
-    if (e.method === 0 && typeof data !== 'string') member.types = detectType(data.subarray(0, HEAD_BYTES));
-    if (walksInto(member)) member.limit = 'size';
-  }
+    member = node;
+    const first = Buffer.concat(head);
+    node.types = detectType(first);
+    reader = readerFor(node, budget, signal, walksInto);
+    if (!reader) {
+      if (walksInto(node)) node.limit = 'size';
+      return true;
+    }
+    return reader.push(first);
+  };
+  const r = await inflateNested(format, compressed, {
+    maxBytes: Math.max(0, limits.maxTotalBytes - budget.inflatedBytes),
+    maxRatio: limits.maxRatio,
+    ratioFloorBytes: limits.ratioFloorBytes,
+    signal,
+    onMiddle: (chunk) => {
+      if (headerBytes >= GZIP_NAME_BYTES) return;
+      const part = Buffer.from(chunk.subarray(0, GZIP_NAME_BYTES - headerBytes));
+      header.push(part);
+      headerBytes += part.length;
+    },
+    onInner: (chunk) => {
+      if (reader) return reader.push(chunk);
+      if (member) return true;
+      const part = Buffer.from(chunk.subarray(0, HEAD_BYTES - headBytes));
+      head.push(part);
+      headBytes += part.length;
+      if (headBytes < HEAD_BYTES) return false;
+      if (start()) return true;
+      const rest = chunk.subarray(part.length);
+      return rest.length > 0 && (reader as PastReader | null)?.push(rest) === true;
+    },
+  });
+  budget.inflatedBytes += r.middle + r.inner;
+  if (r.limit === 'ratio') child.limit = 'ratio';
+  if (r.corrupt && !child.problem) child.problem = `corrupt compressed data past the size cap (${r.corrupt})`;
+  // A file shorter than its head: judged by what there is.
+  if (!member && headerBytes > 0 && (r.complete || headBytes > 0)) start();
+  (reader as PastReader | null)?.finish(r.complete);
 }
 
 /**

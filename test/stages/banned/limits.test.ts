@@ -10,7 +10,7 @@ import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
 import { inspect } from '../../../src/stages/banned/inspect';
 import { compileRules } from '../../../src/stages/banned/rules';
-import { file, makeTar, makeTarGz, makeZip, messageWith, peExecutable, uuencode } from '../../helpers/archives';
+import { file, makeGzip, makeTar, makeTarGz, makeZip, messageWith, peExecutable, storedGzip, uuencode } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -160,6 +160,49 @@ describe('banned stage limits', () => {
     expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "docs\.zip".*: size limit/);
     expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1\/2 name "invoice\.pdf\.exe" type \.exe/);
     expect(r.verdict.action).toBe('reject');
+  });
+
+  // Fresh random bytes in each block: about 7.5:1, under the padding rule's 8, so only `size`.
+  const underEight = () => Buffer.concat(Array.from({ length: 1100 }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
+
+  it('bans a padded .tar.gz inside a .gz by the program after the padding: the inner gzip is inflated as it streams past', async () => {
+    // The inner gzip stores its data (deflate level 0), so it is as large as its tar; the outer gzip compresses it under 8:1.
+    const inner = storedGzip('docs.tar', makeTar({ 'pad.bin': underEight(), 'invoice.pdf.exe': peExecutable() }));
+    const outer = makeGzip('docs.tar.gz', inner);
+    expect(inner.length).toBeGreaterThan(MiB);
+    expect(inner.length).toBeLessThan(8 * outer.length);
+    const r = await check(messageWith([file('archive.gz', outer, 'application/gzip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "docs\.tar\.gz".*: size limit/);
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1\/1\/2 name "invoice\.pdf\.exe" type \.exe/);
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it("bans the same padded .tar.gz inside a zip, and a program that is the padded gzip's one file, by the name in its header", async () => {
+    const tgz = storedGzip('docs.tar', makeTar({ 'pad.bin': underEight(), 'invoice.pdf.exe': peExecutable() }));
+    const zipped = await check(messageWith([file('docs.zip', makeZip({ 'docs.tar.gz': tgz }), 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(zipped.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1\/1\/2 name "invoice\.pdf\.exe" type \.exe/);
+    expect(zipped.verdict.action).toBe('reject');
+    // A program padded at its end, gzipped as "invoice.pdf.exe", the gzip named payload.gz (which gunzip -N undoes).
+    const program = storedGzip('invoice.pdf.exe', Buffer.concat([peExecutable(), underEight()]));
+    const r = await check(messageWith([file('docs.zip', makeZip({ 'payload.gz': program }), 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1\/1 name "invoice\.pdf\.exe"/);
+    expect(r.verdict.action).toBe('reject');
+  });
+
+  it('still delivers unchecked a large gzip in a zip that holds nothing banned, its tar read to the end', async () => {
+    const tgz = storedGzip('photos.tar', makeTar({ 'pad.bin': underEight(), 'photo.jpg': 'not a program' }));
+    const content = await messageContent(
+      testTransaction(messageWith([file('docs.zip', makeZip({ 'photos.tar.gz': tgz }), 'application/zip')]), { bank: loadTestBank({}) }).message,
+      { ...settingsOf(bannedStage, loadTestBank({})).limits, maxMemberBytes: MiB },
+      new AbortController().signal,
+    );
+    const gz = content.root.children[1].children[0];
+    expect(gz.limit).toBe('size');
+    expect(gz.children[0].names).toEqual(['photos.tar']);
+    expect(gz.children[0].children.map((m) => m.names[0])).toEqual(['pad.bin', 'photo.jpg']);
+    const r = await check(messageWith([file('docs.zip', makeZip({ 'photos.tar.gz': tgz }), 'application/zip')]), { limits: { maxMemberBytes: MiB } });
+    expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(r.verdict.action).toBe('tag');
   });
 
   it('stops a 10-deep nested zip at the depth cap', async () => {
