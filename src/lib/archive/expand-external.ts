@@ -10,8 +10,10 @@
  * Caps (expand.ts ArchiveLimits): the listing stops at the message's member cap (`members`);
  * every byte unar writes counts against maxTotalBytes (`total`: the run is stopped there, which
  * bounds the CPU a small archive of huge members can cost); an inner archive kept whole is held
- * to maxMemberBytes (`size`) and to the ratio cap against the outer archive's size (`ratio`); a
- * run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
+ * to maxMemberBytes (`size`) and to the ratio cap against the outer archive's size (`ratio`); one
+ * over maxMemberBytes of a compressed kind that came out more than 8 times larger than it is
+ * packed in is `ratio` too (padding.ts: padded, not large; what it is packed in is `packed`
+ * below); a run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
  * than listed, unar failing) is `problem`; an archive whose names are encrypted (7z -mhe) is
  * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream;
  * in another format such a member (RAR 5's "size unknown") is `problem`, unar writing none of it.
@@ -25,6 +27,7 @@ import { type ExternalUnpacker, type ListedMember, stderrNote } from './external
 import { detectType, HEAD_BYTES } from './magic';
 import type { Lease } from './memory';
 import { type Budget, type ContentNode, newNode } from './node';
+import { compressedKind, INNER_ARCHIVE_RATIO, paddedInnerArchive } from './padding';
 
 /** Walks into a child kept whole; expand.ts's `expand`, passed in to keep the import one-way. */
 export type Walk = (node: ContentNode, data: Buffer, depth: number) => Promise<void>;
@@ -46,6 +49,8 @@ interface Pending {
   decided: boolean;
   /** Most bytes kept whole: the listed size, or for a stream the member and ratio caps. */
   cap: number;
+  /** A stream too big to hold, of a compressed kind: read on (not kept) for the padding rule. */
+  watching: boolean;
 }
 
 export async function expandExternal(
@@ -84,7 +89,7 @@ export async function expandExternal(
         // Only a single-file compressor lists no size. A RAR 5 member may say "size unknown"
         // (rar a -si): unar -o - writes nothing for it, exit 0 (measured), WinRAR its data.
         else if (!m.noData && m.size < 0 && !format) child.problem = 'no unpacked size listed: unar does not extract it';
-        else if (!m.noData) readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0 });
+        else if (!m.noData) readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0, watching: false });
       }
       if (readable.length === 0) return;
       // One run for members of listed sizes (split by them); one each for the others, which only
@@ -126,6 +131,11 @@ async function extractRun(
 ): Promise<void> {
   const { limits } = budget;
   const stream = run.length === 1 && run[0].member.size < 0;
+  // What a member is packed in, for the padding rule: its listed packed size (its solid
+  // block's, external.ts), at most the archive's own size, which a listing cannot exceed
+  // honestly; the archive's own size where none is listed and for xz and bzip2, whose one
+  // member is the whole file.
+  const packed = (p: Pending) => (stream || p.member.compressed <= 0 ? outerBytes : Math.min(p.member.compressed, outerBytes));
   let at = 0;
   let overTotal = false;
   let longer = false;
@@ -137,7 +147,10 @@ async function extractRun(
     if (!keepWhole(p.node)) return void (p.head = []);
     // A listed size is checked before a byte of the rest is kept; a stream's as it grows (take).
     const ratioCap = Math.max(limits.ratioFloorBytes, limits.maxRatio * Math.max(1, outerBytes));
-    if (p.member.size > limits.maxMemberBytes) return void (p.node.limit = 'size');
+    if (p.member.size > limits.maxMemberBytes) {
+      p.node.limit = 'size';
+      return paddedInnerArchive(p.node, p.member.size, packed(p));
+    }
     if (p.member.size > ratioCap) return void (p.node.limit = 'ratio');
     p.cap = p.member.size >= 0 ? p.member.size : Math.min(limits.maxMemberBytes, ratioCap);
     p.lease = await budget.reserve(p.cap, signal);
@@ -154,12 +167,22 @@ async function extractRun(
       await decide(p);
       bytes = bytes.subarray(head.length);
     }
+    if (p.watching) {
+      paddedInnerArchive(p.node, p.produced, packed(p));
+      p.watching = p.node.limit === 'size';
+      return;
+    }
     if (!p.whole || bytes.length === 0) return;
     if (p.produced <= p.cap) return void p.whole.push(bytes);
     p.node.limit = p.cap < limits.maxMemberBytes ? 'ratio' : 'size';
     p.whole = null;
     p.lease?.release();
     p.lease = null;
+    paddedInnerArchive(p.node, p.produced, packed(p));
+    // A stream's size is known only at its end: a compressed kind is read on (counted against
+    // maxTotalBytes, kept nowhere) until it is over the padding rule's ratio or has ended, at
+    // most INNER_ARCHIVE_RATIO times the archive's size.
+    p.watching = stream && p.node.limit === 'size' && compressedKind(p.node) && p.produced <= INNER_ARCHIVE_RATIO * packed(p);
   };
   const last = run[run.length - 1];
   const r = await unpacker.extract(
@@ -182,14 +205,17 @@ async function extractRun(
         }
       }
       // Reading on would only decompress what no check looks at.
-      if (last.decided && !last.whole) return !(done = true);
+      if (last.decided && !last.whole && !last.watching) return !(done = true);
       return true;
     },
   );
   for (const p of run) if (p.member.size === 0 && !p.decided) await decide(p);
   if (stream && !last.decided && last.produced > 0) await decide(last);
   if (overTotal) {
-    for (const p of run.slice(at)) if (!p.node.limit && (!p.decided || p.whole)) p.node.limit = 'total';
+    for (const p of run.slice(at)) {
+      if (!p.node.limit && (!p.decided || p.whole)) p.node.limit = 'total';
+      paddedInnerArchive(p.node, Math.max(p.member.size, p.produced), packed(p));
+    }
     return;
   }
   if (done) return;

@@ -50,6 +50,12 @@ export interface ListedMember {
   readonly name: string;
   /** Bytes it unpacks to; -1 when the format does not say (xz, bzip2). */
   readonly size: number;
+  /**
+   * Bytes it is packed in (lsar's XADCompressedSize), for the padding rule (padding.ts); in a
+   * solid block (7z, cab: lsar gives the block's size on one of its members, 0 on the others)
+   * the whole block's, the least the member is known to be packed in; -1 when not listed.
+   */
+  readonly compressed: number;
   readonly encrypted: boolean;
   /** A directory, link or resource fork: a name, no content to read. */
   readonly noData: boolean;
@@ -188,14 +194,16 @@ export class ExternalUnpacker {
       return { problem: `cannot be listed: damaged, or one volume of several (lsar error ${json.lsarError ?? r.code}${stderrNote(r.stderr)})` };
     // lsar lists garbage after a RAR marker as an archive of nothing, where WinRAR calls it damaged.
     if (json.lsarContents.length === 0) return { problem: 'lists no members: damaged, or empty' };
+    const entries = json.lsarContents as Record<string, unknown>[];
+    const packed = packedSizes(entries);
     const members: ListedMember[] = [];
-    for (const e of json.lsarContents as Record<string, unknown>[]) {
+    for (const [i, e] of entries.entries()) {
       if (members.length >= maxMembers) return { members, truncated: true };
       const index = typeof e.XADIndex === 'number' ? e.XADIndex : members.length;
       const name = typeof e.XADFileName === 'string' ? e.XADFileName : '';
       const size = typeof e.XADFileSize === 'number' && e.XADFileSize >= 0 ? e.XADFileSize : -1;
       const noData = e.XADIsDirectory === 1 || e.XADIsLink === 1 || e.XADIsResourceFork === 1;
-      members.push({ index, name, size, encrypted: e.XADIsEncrypted === 1, noData });
+      members.push({ index, name, size, compressed: packed[i], encrypted: e.XADIsEncrypted === 1, noData });
     }
     return { members, truncated: false };
   }
@@ -257,6 +265,30 @@ export class ExternalUnpacker {
       release();
     }
   }
+}
+
+/**
+ * Each listed entry's packed size (-1: not listed). lsar gives XADCompressedSize per member (7z
+ * out of a solid block, RAR, whose members are packed one after the other even in a solid
+ * archive, sharing only the dictionary); the members of one solid block (7z folder, cab folder:
+ * XADFirstSolidIndex names the block's first entry, which has XADNextSolidIndex) share the
+ * block's, which lsar puts on one of them: summed over the whole listing, before any cap.
+ */
+function packedSizes(entries: readonly Record<string, unknown>[]): number[] {
+  const block = (e: Record<string, unknown>, i: number): number | null =>
+    typeof e.XADFirstSolidIndex === 'number' ? e.XADFirstSolidIndex : typeof e.XADNextSolidIndex === 'number' ? (typeof e.XADIndex === 'number' ? e.XADIndex : i) : null;
+  const own = (e: Record<string, unknown>) => (typeof e.XADCompressedSize === 'number' && e.XADCompressedSize >= 0 ? e.XADCompressedSize : -1);
+  const blocks = new Map<number, number>();
+  for (const [i, e] of entries.entries()) {
+    const b = block(e, i);
+    if (b === null) continue;
+    const sum = blocks.get(b) ?? 0;
+    blocks.set(b, sum < 0 || own(e) < 0 ? -1 : sum + own(e));
+  }
+  return entries.map((e, i) => {
+    const b = block(e, i);
+    return b === null ? own(e) : (blocks.get(b) as number);
+  });
 }
 
 /** The first line of a tool's stderr, for a finding's detail (": ..."), or nothing. */

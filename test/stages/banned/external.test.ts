@@ -4,6 +4,7 @@
  * too-large archives are weighed by the bank's settings as a zip's are; without an unpacker
  * (decoders off or not installed) only the archive's own name and type are checked.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -121,6 +122,19 @@ describe('banned stage, archives read by unar', () => {
     const r = await check(messageWith([file('a.rar', rar)]), { limits: { maxTotalBytes: 1024 * 1024 } });
     expect(r.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
     expect(r.verdict.action).toBe('tag');
+  });
+
+  it('bans, not delivers unchecked, a zip in a 7z padded to be too big to look into; a 7z of a zip that is only large is still delivered unchecked', async () => {
+    // A random KB repeated 2100 times, stored in the zip: 7-Zip packs it some 70:1, under the bomb ratio.
+    const block = randomBytes(1000);
+    const padded = makeZip({ 'pad.bin': Buffer.concat(Array.from({ length: 2100 }, () => block)), 'invoice.pdf.exe': exe }, { store: true });
+    const r = await check(messageWith([file('docs.7z', make7z({ 'docs.zip': padded }))]), { limits: { maxMemberBytes: 1024 * 1024 } });
+    expect(r.findings.find((f) => f.code === 'BANNED_LIMIT_EXCEEDED')?.detail).toMatch(/part 2\/1 name "docs\.zip".*: ratio limit/);
+    expect(r.verdict.reply.text).toBe('Message content rejected: banned content (archive limit exceeded)');
+    const large = makeZip({ 'photo.raw': randomBytes(1024 * 1024 + 4096) }, { store: true });
+    const honest = await check(messageWith([file('photos.7z', make7z({ 'photos.zip': large }))]), { limits: { maxMemberBytes: 1024 * 1024 } });
+    expect(honest.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
+    expect(honest.verdict.action).toBe('tag');
   });
 
   it('rejects a program in a RAR behind a text prefix, named .rar (WinRAR opens it), and passes such a file without an unpacker', async () => {
