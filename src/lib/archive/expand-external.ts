@@ -13,7 +13,8 @@
  * to maxMemberBytes (`size`) and to the ratio cap against the outer archive's size (`ratio`); one
  * over maxMemberBytes of a compressed kind that came out more than 8 times larger than it is
  * packed in is `ratio` too (padding.ts: padded, not large; what it is packed in is `packed`
- * below); a run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
+ * below), and one that is a tar or zip is read as unar writes it, kept nowhere (past-cap.ts
+ * readers: its members' names and types); a run over decoders.timeoutMs is `time`. Damage (a listing that fails, output of another length
  * than listed, unar failing) is `problem`; an archive whose names are encrypted (7z -mhe) is
  * `encrypted`. Members whose size is not listed (xz, bzip2: one member) are read as a stream;
  * in another format such a member (RAR 5's "size unknown") is `problem`, unar writing none of it.
@@ -28,6 +29,7 @@ import { detectType, HEAD_BYTES } from './magic';
 import type { Lease } from './memory';
 import { type Budget, type ContentNode, newNode } from './node';
 import { compressedKind, INNER_ARCHIVE_RATIO, paddedInnerArchive } from './padding';
+import { type PastReader, readerFor } from './past-cap';
 
 /** Walks into a child kept whole; expand.ts's `expand`, passed in to keep the import one-way. */
 export type Walk = (node: ContentNode, data: Buffer, depth: number) => Promise<void>;
@@ -51,6 +53,8 @@ interface Pending {
   cap: number;
   /** A stream too big to hold, of a compressed kind: read on (not kept) for the padding rule. */
   watching: boolean;
+  /** A tar or zip too big to hold, read as it streams past (past-cap.ts). */
+  past: PastReader | null;
 }
 
 export async function expandExternal(
@@ -89,7 +93,8 @@ export async function expandExternal(
         // Only a single-file compressor lists no size. A RAR 5 member may say "size unknown"
         // (rar a -si): unar -o - writes nothing for it, exit 0 (measured), WinRAR its data.
         else if (!m.noData && m.size < 0 && !format) child.problem = 'no unpacked size listed: unar does not extract it';
-        else if (!m.noData) readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0, watching: false });
+        else if (!m.noData)
+          readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0, watching: false, past: null });
       }
       if (readable.length === 0) return;
       // One run for members of listed sizes (split by them); one each for the others, which only
@@ -149,7 +154,8 @@ async function extractRun(
     const ratioCap = Math.max(limits.ratioFloorBytes, limits.maxRatio * Math.max(1, outerBytes));
     if (p.member.size > limits.maxMemberBytes) {
       p.node.limit = 'size';
-      return paddedInnerArchive(p.node, p.member.size, packed(p));
+      paddedInnerArchive(p.node, p.member.size, packed(p));
+      return readPast(p, p.head);
     }
     if (p.member.size > ratioCap) return void (p.node.limit = 'ratio');
     p.cap = p.member.size >= 0 ? p.member.size : Math.min(limits.maxMemberBytes, ratioCap);
@@ -167,6 +173,7 @@ async function extractRun(
       await decide(p);
       bytes = bytes.subarray(head.length);
     }
+    if (p.past && bytes.length > 0 && p.past.push(bytes)) endPast(p, true);
     if (p.watching) {
       paddedInnerArchive(p.node, p.produced, packed(p));
       p.watching = p.node.limit === 'size';
@@ -175,14 +182,23 @@ async function extractRun(
     if (!p.whole || bytes.length === 0) return;
     if (p.produced <= p.cap) return void p.whole.push(bytes);
     p.node.limit = p.cap < limits.maxMemberBytes ? 'ratio' : 'size';
+    const kept = [...p.whole, bytes];
     p.whole = null;
     p.lease?.release();
     p.lease = null;
     paddedInnerArchive(p.node, p.produced, packed(p));
+    readPast(p, kept);
     // A stream's size is known only at its end: a compressed kind is read on (counted against
     // maxTotalBytes, kept nowhere) until it is over the padding rule's ratio or has ended, at
     // most INNER_ARCHIVE_RATIO times the archive's size.
     p.watching = stream && p.node.limit === 'size' && compressedKind(p.node) && p.produced <= INNER_ARCHIVE_RATIO * packed(p);
+  };
+  // A tar or zip too big to hold is read as it streams past: its members' names and types (a
+  // program after padding), as past-cap.ts does for zip and gzip members; the bytes so far first.
+  const readPast = (p: Pending, first: Buffer[]) => {
+    if (p.node.limit !== 'size') return;
+    p.past = readerFor(p.node, budget, signal, keepWhole);
+    if (p.past?.push(Buffer.concat(first))) endPast(p, true);
   };
   const last = run[run.length - 1];
   const r = await unpacker.extract(
@@ -201,14 +217,17 @@ async function extractRun(
         await take(p, piece);
         if (!stream && p.produced === p.member.size) {
           if (!p.decided) await decide(p);
+          endPast(p, true);
           at++;
         }
       }
       // Reading on would only decompress what no check looks at.
-      if (last.decided && !last.whole && !last.watching) return !(done = true);
+      if (last.decided && !last.whole && !last.watching && !last.past) return !(done = true);
       return true;
     },
   );
+  // A stream's end is the run's; a listed member still being read did not come out whole.
+  for (const p of run) endPast(p, stream && !overTotal && !r.timedOut && !r.spawnError && r.code === 0);
   for (const p of run) if (p.member.size === 0 && !p.decided) await decide(p);
   if (stream && !last.decided && last.produced > 0) await decide(last);
   if (overTotal) {
@@ -226,6 +245,11 @@ async function extractRun(
   if (longer || (!stream && run.slice(at).some((p) => p.member.size > 0))) {
     node.problem = `unar wrote ${longer ? 'more than' : `${produced} of`} the ${listed} bytes listed (exit ${r.code}${stderrNote(r.stderr)})`;
   } else if (r.code !== 0) node.problem = `unar failed (exit ${r.code}${stderrNote(r.stderr)})`;
+}
+
+function endPast(p: Pending, complete: boolean): void {
+  p.past?.finish(complete);
+  p.past = null;
 }
 
 /** A single-file compressor's member: the outer names without the extension (.txz, .tbz: .tar), and unar's. */

@@ -24,7 +24,7 @@ import { memberData, readZipDirectory } from './zip';
 export type WalksInto = (node: ContentNode) => boolean;
 
 /** Reads an archive's bytes as they stream past: `push` true when it has all it needs. */
-interface PastReader {
+export interface PastReader {
   push(chunk: Buffer): boolean;
   /** `complete`: the stream reached its end (or the reader's). */
   finish(complete: boolean): void;
@@ -46,8 +46,11 @@ export async function scanPastCap(child: ContentNode, format: 'raw' | 'gzip', co
   reader.finish(complete);
 }
 
-/** A tar's or a zip's reader, by the node's type (a zip also by its name: padding may be in front). */
-function readerFor(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader | null {
+/**
+ * A tar's or a zip's reader, by the node's type (a zip also by its name: padding may be in
+ * front); null for other kinds. Also for members unar writes (expand-external.ts).
+ */
+export function readerFor(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader | null {
   if (node.types.includes('tar')) return tarReader(node, budget, signal, walksInto);
   if (node.types.includes('zip') || node.names.some((n) => ZIP_NAME.test(n))) return zipReader(node, budget, signal, walksInto);
   return null;

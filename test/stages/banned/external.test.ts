@@ -12,7 +12,7 @@ import { EXTERNAL_FORMATS, ExternalUnpacker, ProcessSlots } from '../../../src/l
 import type { StageDeps } from '../../../src/pipeline/stage';
 import { decide } from '../../../src/pipeline/verdict';
 import { bannedStage } from '../../../src/stages/banned';
-import { compressWith, file, make7z, makeBinHex, makeCab, makeIso, makeRar, makeZip, messageWith } from '../../helpers/archives';
+import { compressWith, file, make7z, makeBinHex, makeCab, makeIso, makeRar, makeTar, makeZip, messageWith } from '../../helpers/archives';
 import { loadTestBank } from '../../helpers/banks';
 import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
@@ -135,6 +135,15 @@ describe('banned stage, archives read by unar', () => {
     const honest = await check(messageWith([file('photos.7z', make7z({ 'photos.zip': large }))]), { limits: { maxMemberBytes: 1024 * 1024 } });
     expect(honest.codes).toEqual(['BANNED_LIMIT_EXCEEDED', 'BANNED_UNCHECKED']);
     expect(honest.verdict.action).toBe('tag');
+  });
+
+  it('bans a program after padding in a .tar.xz too big to look into: the tar is read as unar writes it', async () => {
+    // Fresh random bytes in each block: about 7.5:1, no bomb and no padded compressed archive.
+    const pad = Buffer.concat(Array.from({ length: 1100 }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
+    const txz = compressWith('xz', makeTar({ 'pad.bin': pad, 'invoice.pdf.exe': exe }));
+    const r = await check(messageWith([file('docs.tar.xz', txz)]), { limits: { maxMemberBytes: 1024 * 1024 } });
+    expect(r.findings.find((f) => f.code === 'BANNED_FILE')?.detail).toMatch(/part 2\/1\/2 name "invoice\.pdf\.exe" type \.exe/);
+    expect(r.verdict.action).toBe('reject');
   });
 
   it('rejects a program in a RAR behind a text prefix, named .rar (WinRAR opens it), and passes such a file without an unpacker', async () => {
