@@ -198,7 +198,8 @@ async function extractRun(
   const readPast = (p: Pending, first: Buffer[]) => {
     if (p.node.limit !== 'size') return;
     p.past = readerFor(p.node, budget, signal, keepWhole);
-    if (p.past?.push(Buffer.concat(first))) endPast(p, true);
+    // Chunk by chunk: a zip's reader keeps only the last MiB of what was held.
+    for (const chunk of first) if (p.past?.push(chunk)) endPast(p, true);
   };
   const last = run[run.length - 1];
   const r = await unpacker.extract(
