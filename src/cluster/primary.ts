@@ -63,8 +63,8 @@ export function runPrimary(workers: number, log: Logger, hooks: PrimaryHooks = {
       const worker = cluster.fork();
       const entry = { worker, ready: false, hupsAtFork: hups };
       live.set(worker.id, entry);
-      worker.on('message', (msg: unknown) => {
-        if (sockets?.onMessage(worker, msg) || msg !== WORKER_READY) return;
+      worker.on('message', (msg: unknown, handle: unknown) => {
+        if (sockets?.onMessage(worker, msg, handle) || msg !== WORKER_READY) return;
         entry.ready = true;
         reportReady();
         if ([...live.values()].every((e) => e.ready)) sockets?.workersReady();

@@ -41,6 +41,7 @@ import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import type { Logger } from '../lib/log';
 import { ownSockets, type ListenSockets, type SocketAt } from '../listener/listen-sockets';
+import { Handoffs, workerHandoff, type HandoffChannel } from './handoff';
 
 const KIND = 'postseal:listen-socket';
 /** A primary busy forking still answers within milliseconds; this only stops a start-up from hanging. */
@@ -86,12 +87,21 @@ interface Entry {
 /** The primary's side: binds on a worker's first request, answers later ones with the same socket. */
 export class SharedSockets {
   private readonly sockets = new Map<string, Entry>();
+  private readonly workers = new Map<number, Worker>();
+  /** Connections a full worker hands on (handoff.ts). */
+  private readonly handoffs: Handoffs;
   private stopped = false;
 
-  constructor(private readonly log: Logger) {}
+  constructor(private readonly log: Logger) {
+    this.handoffs = new Handoffs(log, (key) => {
+      const entry = this.sockets.get(key);
+      return entry && [...entry.holders].flatMap((id) => this.workers.get(id) ?? []);
+    });
+  }
 
-  /** A worker's message: true when it was about sockets (and is answered). */
-  onMessage(worker: Worker, msg: unknown): boolean {
+  /** A worker's message, with the handle it carried: true when it was about sockets (and is answered). */
+  onMessage(worker: Worker, msg: unknown, handle?: unknown): boolean {
+    if (this.handoffs.onMessage(worker, msg, handle)) return true;
     if (!isRequest(msg)) return false;
     const key = keyOf(msg);
     if (msg.op === 'retire') {
@@ -123,6 +133,7 @@ export class SharedSockets {
       this.log.info({ address: msg.address, port: bound.port }, 'milter socket bound for the workers');
     }
     entry.holders.add(worker.id);
+    this.workers.set(worker.id, worker);
     entry.retiring = false;
     reply(undefined, entry.handle);
     return true;
@@ -131,6 +142,8 @@ export class SharedSockets {
   /** A worker ended: its replacement asks again; a socket a reload retired closes when its last holder is gone. */
   workerExited(id: number): void {
     for (const key of [...this.sockets.keys()]) this.let(key, id, false);
+    this.workers.delete(id);
+    this.handoffs.workerExited(id);
   }
 
   /**
@@ -153,6 +166,7 @@ export class SharedSockets {
     const entry = this.sockets.get(key);
     if (!entry) return;
     entry.holders.delete(worker);
+    this.handoffs.left(key, worker);
     if (retire) entry.retiring = true;
     if (entry.retiring && entry.holders.size === 0) this.close(key);
   }
@@ -160,6 +174,7 @@ export class SharedSockets {
   private close(key: string): void {
     const entry = this.sockets.get(key)!;
     this.sockets.delete(key);
+    this.handoffs.closed(key);
     entry.handle.close();
     this.log.info({ address: entry.where.address, port: entry.where.port }, 'milter socket closed');
   }
@@ -185,9 +200,7 @@ function bind(w: Where): { handle: TcpHandle; port: number } | string {
 }
 
 /** What a worker needs of its channel to the primary (`process`). */
-export interface PrimaryChannel {
-  send(msg: unknown): unknown;
-  on(event: 'message', fn: (msg: unknown, handle: unknown) => void): unknown;
+export interface PrimaryChannel extends HandoffChannel {
   off(event: 'message', fn: (msg: unknown, handle: unknown) => void): unknown;
 }
 
@@ -196,8 +209,9 @@ export interface PrimaryChannel {
  * one socket would split its connections between their banks: the second is refused with
  * EADDRINUSE, as a second bind would be.
  */
-export function socketsFromPrimary(channel: PrimaryChannel = process as unknown as PrimaryChannel): ListenSockets {
+export function socketsFromPrimary(log?: Logger, channel: PrimaryChannel = process as unknown as PrimaryChannel): ListenSockets {
   const held = new Set<string>();
+  const overflowAt = workerHandoff(channel, log);
   const resolved = new Map<string, Where>();
   const pending = new Map<number, { resolve(h: object): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   let next = 0;
@@ -265,6 +279,11 @@ export function socketsFromPrimary(channel: PrimaryChannel = process as unknown 
       if (!where || held.has(keyOf(where))) return;
       resolved.delete(atKey(at));
       channel.send({ kind: KIND, op: 'retire', id: -1, ...where } satisfies Request);
+    },
+    overflow(at, take) {
+      // Only on the primary's socket: a listener that fell back to Node's round robin refuses as before.
+      const where = resolved.get(atKey(at));
+      return where && overflowAt(keyOf(where), take);
     },
   };
 }

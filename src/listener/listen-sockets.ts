@@ -25,6 +25,22 @@ export interface ListenSockets {
   listen(server: net.Server, at: SocketAt): Promise<void>;
   /** A reload left no listener on `at`: the socket may close once no process listens on it. */
   retire(at: SocketAt): void;
+  /**
+   * Once `at` listens: how its connections above maxConnections go to another process that
+   * shares the socket (a cluster's workers on the primary's socket, cluster/handoff.ts), with
+   * `take` for those handed to this one; undefined where nothing shares it.
+   */
+  overflow?(at: SocketAt, take: (socket: net.Socket) => void): Overflow | undefined;
+}
+
+/** A listener's connections above its limit, and its room as the other processes see it. */
+export interface Overflow {
+  /** Hands a connection accepted with pauseOnConnect (nothing read) to another process; closes this process's copy either way; rejects when it could not (the caller logs the refusal). */
+  pass(socket: net.Socket): Promise<void>;
+  /** The listener is full (false) or has room again (true): told on each change. */
+  room(has: boolean): void;
+  /** The listener closes: connections handed to it from now on are refused. */
+  end(): void;
 }
 
 /** Two listeners on one socket: the same address and port, or the same slot for port 0 (each binds its own). */

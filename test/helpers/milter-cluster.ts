@@ -94,6 +94,12 @@ export async function stop(d: Daemon): Promise<number | null> {
 export async function oneMessage(port: number): Promise<void> {
   const c = await MilterClient.connect(port);
   await c.negotiate();
+  await messageThrough(c);
+  c.close();
+}
+
+/** One message through a negotiated session: its envelope and content are answered with continue, then its end of message with a final reply. */
+export async function messageThrough(c: MilterClient): Promise<void> {
   const p = messagePackets({
     from: 'a@example.org',
     to: ['b@example.net'],
@@ -106,7 +112,6 @@ export async function oneMessage(port: number): Promise<void> {
   c.send(...p.envelope, ...p.content, p.eom);
   expect((await c.next()).code).toBe('c');
   await c.untilFinal();
-  c.close();
 }
 
 /** Rewrites the configuration's listeners, sends SIGHUP and waits until both workers answered it (reloaded or refused). */
