@@ -97,7 +97,10 @@ export class Handoffs {
   /** A worker ended: connections still queued for it are closed, and any it had not confirmed are reported. */
   workerExited(id: number): void {
     for (const set of this.full.values()) set.delete(id);
-    for (const handle of this.queued.get(id) ?? []) handle.close();
+    const queued = this.queued.get(id);
+    for (const handle of queued ?? []) handle.close();
+    // A send's callback that still comes finds its handle gone: closed and counted here.
+    queued?.clear();
     const lost = this.unconfirmed.get(id) ?? 0;
     if (lost > 0) this.log.warn({ worker: id, connections: lost }, 'milter connections handed to a worker that ended before taking them are closed');
     this.queued.delete(id);
@@ -125,7 +128,7 @@ export class Handoffs {
       // Ended meanwhile: workerExited closed and counted it.
       if (!queued.delete(handle)) return;
       handle.close();
-      if (!err) return;
+      if (!err) return void this.log.debug({ socket: key, from: from.id, to: id }, 'milter connection handed to another worker');
       this.count(id, -1);
       this.log.warn({ err, socket: key, worker: id }, 'milter connection refused: it could not be handed to a worker');
     };

@@ -11,7 +11,8 @@
  * - a worker that ends after start-up is replaced after RESTART_DELAY_MS, so a crash costs
  *   one worker's connections (Postfix retries them), not the service;
  * - the milter listeners' sockets (shared-sockets.ts): bound here when a worker first asks,
- *   kept across worker restarts, let go on SIGTERM. SMTP listeners use Node's round robin.
+ *   kept across worker restarts, let go on SIGTERM, and a full worker's surplus connections
+ *   passed on to one with room (handoff.ts). SMTP listeners use Node's round robin.
  */
 import { releaseIdleMemory } from './idle-memory';
 import cluster, { type Worker } from 'node:cluster';

@@ -19,6 +19,9 @@
  * (`socketsSupported`); when it throws or returns no handle (a Node that changed it), the
  * primary says so (ENOSYS, logged) and that worker listens as before too.
  *
+ * A worker at a listener's maxConnections hands the connections above it to another worker
+ * through the primary (handoff.ts), the only milter connections the primary touches.
+ *
  * What the primary keeps (a socket outlives its workers):
  * - a socket stays open while the configuration names it: a worker that crashes or is replaced
  *   gets the same socket, connections queued meanwhile wait in its backlog;

@@ -54,7 +54,8 @@ export const mainConfigSchema = {
             minimum: 1,
             maximum: 100000,
             default: 500,
-            description: 'More simultaneous clients get 421 4.3.2 (Postfix retries); a milter listener closes them at once (Postfix applies milter_default_action).',
+            description:
+              'Simultaneous clients per process. More get 421 4.3.2 (Postfix retries); a milter listener closes them at once (Postfix applies milter_default_action), with several workers after handing each to a worker that has room (docs/milter.md "Processes").',
           },
           milter: {
             type: 'object',

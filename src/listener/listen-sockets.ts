@@ -3,7 +3,8 @@
  * process, its own bind and listen; in a cluster's worker, the one socket the primary bound
  * for that address and port and sends to every worker (cluster/shared-sockets.ts), so that
  * the workers accept from it themselves instead of the primary accepting each connection and
- * handing it over. SMTP listeners do not come through here: Postfix's content filter reuses
+ * handing it over; a worker at its maxConnections hands the surplus to another worker
+ * (`overflow`, cluster/handoff.ts). SMTP listeners do not come through here: Postfix's content filter reuses
  * its connections, so the hand-off costs little there (bench/README.md).
  *
  * Fails with the socket's own error (EADDRINUSE, EACCES, ...); the listener wraps it in
