@@ -113,7 +113,7 @@ export class Handoffs {
     const room = (holders ?? []).filter((w) => w.id !== from.id && !full?.has(w.id) && w.isConnected());
     if (room.length === 0) {
       handle.close();
-      const reason = holders ? 'every worker is at maxConnections' : 'the socket is closed';
+      const reason = holders ? 'no other worker has room (maxConnections)' : 'the socket is closed';
       this.log.warn({ socket: key, from: from.id, workers: holders?.length ?? 0, reason }, 'milter connection refused');
       return;
     }

@@ -66,7 +66,7 @@ describe("a milter session above one worker's maxConnections", () => {
     expect(Date.now() - t0).toBeLessThan(1000);
     const refused = await d.waitFor((l) => l.msg === 'milter connection refused', 2000);
     // Said by the primary (no worker has room) or, if a worker's word that it is full was still on its way, by the worker it was handed to.
-    expect(refused.reason === 'every worker is at maxConnections' || refused.handed === true).toBe(true);
+    expect(refused.reason === 'no other worker has room (maxConnections)' || refused.handed === true).toBe(true);
     // The two sessions held are untouched: each still takes a message.
     for (const o of held) await messageThrough(o.client);
     for (const o of [...held, extra]) o.client.close();
@@ -75,7 +75,7 @@ describe("a milter session above one worker's maxConnections", () => {
 });
 
 describe('milter sessions handed to a worker that is killed before it takes them', () => {
-  it('are closed, and the primary logs how many', async () => {
+  it('are closed, each counted in a log line of the primary', async () => {
     const port = await freePort();
     const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 1 })]);
     process.kill(workers[1], 'SIGSTOP');
@@ -94,8 +94,12 @@ describe('milter sessions handed to a worker that is killed before it takes them
     await new Promise((r) => setTimeout(r, 500));
     process.kill(workers[1], 'SIGKILL');
     expect(await ends).toEqual(['milter connection closed', 'milter connection closed']);
-    const lost = await d.waitFor((l) => l.msg === 'milter connections handed to a worker that ended before taking them are closed', 2000);
-    expect(lost.connections).toBe(2);
+    // Counted by the primary; on a machine so slow that a hand-off reached it only after the kill, refused with its own line.
+    const counted = () =>
+      d.lines.filter((l) => l.msg === 'milter connections handed to a worker that ended before taking them are closed').reduce((n, l) => n + (l.connections as number), 0) +
+      d.lines.filter((l) => l.msg === 'milter connection refused').length;
+    await d.waitFor(() => counted() >= 2, 2000);
+    expect(counted()).toBe(2);
     for (const o of [first, ...handed]) o.client.close();
     expect(await stop(d)).toBe(0);
   });

@@ -4,8 +4,9 @@
  * per connection, bound to the listener's bank like an SMTP listener (a reload swaps the
  * bank's context between messages). Above maxConnections a connection is closed at once and
  * Postfix applies milter_default_action; in a cluster's worker on the primary's socket it is
- * handed to another worker with room first (`overflow`, cluster/handoff.ts). Closing stops accepting, closes idle connections,
- * and gives messages in flight shutdownGraceMs before the rest are cut. The listening socket
+ * handed to another worker with room first (`overflow`, cluster/handoff.ts), so connections
+ * are accepted paused and resumed once a session takes them. Closing stops accepting, closes
+ * idle connections, and gives messages in flight shutdownGraceMs before the rest are cut. The listening socket
  * comes from `sockets` (listen-sockets.ts): its own in one process, the primary's in a cluster.
  *
  * Fails with LISTEN_FAILED when the address cannot be bound.
