@@ -3,8 +3,9 @@
  * from the submission port ({daemon_name} ORIGINATING) is delivered 7-bit and DKIM-signed,
  * and the delivered copy verifies with dkimpy and Mail::DKIM, as does a local submission
  * (sendmail, non_smtpd_milters); inbound mail loses a forged
- * Authentication-Results and gets ours; a DMARC p=reject failure is Postfix's 550 to the
- * client; with postseal stopped, milter_default_action = tempfail makes Postfix answer 4xx.
+ * Authentication-Results and gets ours on top; a DMARC p=reject failure is Postfix's 550 to the
+ * client; a client slower than the idle timeout is served; with postseal stopped,
+ * milter_default_action = tempfail makes Postfix answer 4xx.
  */
 import { execFile } from 'node:child_process';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
@@ -34,7 +35,8 @@ describe('postseal as a milter of a real Postfix', () => {
         ],
         bankRules: { macros: [{ macro: '{daemon_name}', values: ['ORIGINATING'], bank: 'ORIGINATING' }] },
       },
-      { beforePostseal: (postfix) => postfix.enableMilter() },
+      // The shortest idle timeout: a client slower than it still gets its mail through (below).
+      { beforePostseal: (postfix) => postfix.enableMilter(), banks: { default: { timeouts: { socketIdleTimeoutMs: 1000 } } } },
     );
   }, 120_000);
   afterAll(async () => {
@@ -73,7 +75,7 @@ describe('postseal as a milter of a real Postfix', () => {
     expect(py.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
   });
 
-  it('removes a forged Authentication-Results with our authserv-id from inbound mail and adds ours', async () => {
+  it("removes a forged Authentication-Results with our authserv-id from inbound mail and adds ours on top, above Postfix's Received:", async () => {
     const mail = testMail({ from: 'bob@remote.test', subject: 'forged ar' });
     mail.data = `Authentication-Results: ${FILTER_HOSTNAME}; dkim=pass header.d=example.org\r\n${mail.data}`;
     const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
@@ -83,8 +85,32 @@ describe('postseal as a milter of a real Postfix', () => {
     expect(line).toMatchObject({ bank: 'default', client: REMOTE_CLIENT.addr });
     const ours = copies[0].match(new RegExp(`^Authentication-Results: ${FILTER_HOSTNAME.replace(/\./g, '\\.')};`, 'gm')) ?? [];
     expect(ours).toHaveLength(1);
+    // On top, above Postfix's Received:, although the forged one stood first (below that Received:).
+    expect(copies[0].indexOf(ours[0] ?? '')).toBeLessThan(copies[0].search(/^Received: /m));
     expect(copies[0]).not.toContain('dkim=pass header.d=example.org');
     expect(copies[0]).not.toMatch(/^DKIM-Signature:/m);
+  });
+
+  it("takes mail from a client that pauses longer than the bank's socketIdleTimeoutMs before RCPT and within DATA", async () => {
+    const mail = testMail({ from: 'alice@example.org', subject: 'slow client' });
+    const c = await TestClient.connect(e2e.ports[587]);
+    try {
+      await c.cmd('EHLO slow.example');
+      expect((await c.cmd(`MAIL FROM:<${mail.from}>`)).code).toBe(250);
+      // Postfix holds MAIL for the milter until RCPT, and the message until the DATA is complete.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((await c.cmd(`RCPT TO:<${mail.to}>`)).code).toBe(250);
+      expect((await c.cmd('DATA')).code).toBe(354);
+      c.write(mail.data.slice(0, 40));
+      await new Promise((r) => setTimeout(r, 1500));
+      c.write(`${mail.data.slice(40)}.\r\n`);
+      expect((await c.read()).code).toBe(250);
+    } finally {
+      await c.quit();
+    }
+    const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
+    const py = await dkimpy(messageOf(copies[0]), dns.server);
+    expect(py.map((r) => r.result)).toEqual(['pass']);
   });
 
   it('gives the client Postfix 550 5.7.1 for inbound mail that fails DMARC p=reject', async () => {

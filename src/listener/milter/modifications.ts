@@ -4,7 +4,8 @@
  * stage needs nothing here. Header fields are matched in order by their bytes; what is left:
  *
  * - a field replaced in place (seven-bit's Content-Transfer-Encoding) is SMFIR_CHGHEADER with
- *   the field's occurrence number among fields of its name, so it keeps its position;
+ *   the field's occurrence number among fields of its name, so it keeps its position; not
+ *   above the first field kept, where it is deleted and inserted on top (headerEdits);
  * - a field gone (a forged Authentication-Results) is SMFIR_CHGHEADER with an empty value,
  *   sent bottom-up so that no deletion renumbers a later one;
  * - a new field (DKIM-Signature, ARC-*, Authentication-Results, tag fields) is SMFIR_INSHEADER
@@ -65,11 +66,17 @@ function headerEdits(before: readonly HeaderField[], after: readonly HeaderField
   let i = 0;
   let j = 0;
   while (i <= before.length || j <= after.length) {
+    // Above the first kept field, a field of the pipeline's is one it put on top, and Postfix
+    // has its Received: between the two: changed in place, ours would stay below that
+    // Received: among the sender's fields (our Authentication-Results where a forged one
+    // stood first). There it is deleted and inserted instead; a rewritten first field then
+    // moves above the Received:, in the same order among the fields that are signed.
+    const leading = i === 0 && j === 0;
     const gapO: number[] = [];
     while (i < before.length && matchOf[i] < 0) gapO.push(i++);
     const gapF: number[] = [];
     while (j < after.length && !matched.has(j)) gapF.push(j++);
-    for (const o of gapO) {
+    for (const o of leading ? [] : gapO) {
       const k = gapF.findIndex((f) => after[f].key === before[o].key && !changedFinal.has(f));
       if (k >= 0) {
         changes.set(o, gapF[k]);

@@ -11,8 +11,9 @@
  * What is negotiated (actions, no-reply steps, macro lists) is in envelope.ts.
  *
  * Failures: a packet that does not parse, or a command out of order, closes the connection
- * (MILTER_PROTOCOL, logged; Postfix applies milter_default_action); an idle connection is
- * closed after the bank's timeouts.socketIdleTimeoutMs; SMFIC_ABORT, or the MTA going away,
+ * (MILTER_PROTOCOL, logged; Postfix applies milter_default_action); a connection that does
+ * not negotiate is closed after the bank's timeouts.socketIdleTimeoutMs (once negotiated, the
+ * MTA closes it: negotiate()); SMFIC_ABORT, or the MTA going away,
  * aborts the message and its pipeline.
  */
 import type { Socket } from 'node:net';
@@ -74,6 +75,7 @@ export class MilterSession {
     const ctx = current();
     this.reader = new FrameReader(packetLimit(ctx.spool.headBytes ?? 1048576));
     socket.setNoDelay(true);
+    // Until the MTA negotiates (negotiate() turns it off).
     socket.setTimeout(ctx.bank.timeouts.socketIdleTimeoutMs);
     socket.on('timeout', () => this.fail(new MilterProtocolError(`no command for ${ctx.bank.timeouts.socketIdleTimeoutMs} ms`), 'idle'));
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
@@ -184,6 +186,14 @@ export class MilterSession {
     const ctx = this.current();
     const macros = this.actions & Action.SETSYMLIST ? macroLists(ctx.bankChooser?.macros ?? []) : new Map<number, string>();
     this.write([optnegReply(Math.min(version, MILTER_VERSION), this.actions, this.protocol, macros)]);
+    // From here the MTA's silence is its SMTP client's pace, which postseal cannot see: Postfix
+    // negotiates when the client connects, holds the commands we need not answer (CONNECT,
+    // HELO, MAIL) in its buffer until one we answer (RCPT), and hands over the header and body
+    // only once the client's DATA is complete. Each client wait is up to smtpd_timeout, DATA
+    // has no limit, and their sum has none: an idle timeout here would close connections of
+    // slow but legitimate clients, which Postfix then answers with milter_default_action
+    // (451 4.7.1), again at every retry. Postfix closes the connection when the session ends.
+    this.socket.setTimeout(0);
   }
 
   private mailFrom(args: string[]): void {
@@ -301,8 +311,6 @@ export class MilterSession {
     // msg stays referenced until the answer: without this its chunks would be held beside the spool's copy.
     msg.body = [];
     this.messages++;
-    // Idle time is the MTA's to spend; while the pipeline runs, the MTA is the one waiting.
-    this.socket.setTimeout(0);
     const client: ClientInfo = { ...this.client, ident: this.macros.get('i') || undefined };
     const packets = await endOfMessage({
       spool: msg.spool!,
@@ -322,7 +330,6 @@ export class MilterSession {
     if (this.msg === msg) this.msg = null;
     this.write(packets);
     if (this.draining) this.socket.end();
-    else if (!this.closed) this.socket.setTimeout(msg.ctx.bank.timeouts.socketIdleTimeoutMs);
   }
 
   private need(what: string): MessageState {

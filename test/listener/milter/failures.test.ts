@@ -120,8 +120,8 @@ describe('milter listener failures', () => {
     expect(codes).toEqual(['c', 'c', '452 4.5.3 Too many recipients\0']);
   });
 
-  it('closes a connection that stays silent for socketIdleTimeoutMs', async () => {
-    const c = await open(0);
+  it('closes a connection that does not negotiate within socketIdleTimeoutMs', async () => {
+    const c = await MilterClient.connect(h.app.listeners[0].port);
     await c.closedByServer(3000);
   });
 });
@@ -184,5 +184,35 @@ describe('milter listener spool file failing mid-body', () => {
     const replies = await c.untilFinal(3000);
     c.close();
     expect(replies.map((r) => r.data.toString().slice(0, 3))).toEqual(['451']);
+  });
+});
+
+describe('milter listener idle timeout and a slow SMTP client', () => {
+  const t = spoolHarness({ stages: ['header-sanity'], timeouts: { socketIdleTimeoutMs: 1000 } }, 1048576);
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("keeps a negotiated connection through silences longer than socketIdleTimeoutMs (Postfix's SMTP client at its own pace) and serves its messages", async () => {
+    const c = await MilterClient.connect(t.h.app.listeners[0].port);
+    await c.negotiate();
+    const p = messagePackets({ from: 'bob@remote.test', to: ['user@example.test'], header, body: 'hi\r\n', data: true });
+    const [connect, helo, mail, rcpt, data] = p.envelope;
+    // Postfix holds CONNECT, HELO and MAIL (no reply wanted) until RCPT, so a client slow to
+    // greet or to send RCPT is silence here; so is its DATA: cleanup hands over the header and
+    // body once the DATA is complete.
+    await pause(1500);
+    c.send(connect, helo, mail, rcpt);
+    expect((await c.next()).code).toBe('c');
+    c.send(data);
+    expect((await c.next()).code).toBe('c');
+    await pause(1500);
+    c.send(...p.content, p.eom);
+    expect((await c.untilFinal()).map((r) => r.code)).toEqual(['c']);
+    // And between messages of one SMTP session.
+    await pause(1500);
+    const next = messagePackets({ from: 'bob@remote.test', to: ['user@example.test'], header, body: 'again\r\n', withConnect: false });
+    c.send(...next.envelope, ...next.content, next.eom);
+    expect((await c.next()).code).toBe('c');
+    expect((await c.untilFinal()).map((r) => r.code)).toEqual(['c']);
+    c.close();
   });
 });

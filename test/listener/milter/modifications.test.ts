@@ -53,6 +53,19 @@ describe('milter modifications', () => {
     expect(m.packets.map(decode)).toEqual([['m', 1, 'Subject', ' new']]);
   });
 
+  it("inserts our field on top, above Postfix's Received:, when the pipeline removed a field of its name from the top (a forged Authentication-Results first in the header)", async () => {
+    const before = msg(`Authentication-Results: filter.test; dkim=pass\r\n${ORIGINAL}`);
+    const after = before.withFields(before.fields.slice(1)).prepend({ name: 'Authentication-Results', value: 'filter.test; spf=none' });
+    const m = await modificationsFor(before, after, true);
+    // Changed where the forged one stood, ours would stay below Postfix's Received:, among the sender's fields.
+    expect(m.packets.map(decode)).toEqual([
+      ['m', 1, 'Authentication-Results', ''],
+      ['i', 0, 'Authentication-Results', ' filter.test; spf=none'],
+    ]);
+    expect(m.removed).toEqual(['Authentication-Results']);
+    expect(m.added).toEqual(['Authentication-Results']);
+  });
+
   it("counts Postfix's hidden Received: in the position of a field inserted below the first one the milter saw", async () => {
     const before = msg(ORIGINAL);
     const [from, ...rest] = before.fields;
