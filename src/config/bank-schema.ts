@@ -180,7 +180,8 @@ export const commonBankSchema = {
           minimum: 1000,
           maximum: 3600000,
           default: 300000,
-          description: 'An upstream client silent this long is disconnected (Postfix smtpd_timeout).',
+          description:
+            'An upstream client silent this long is disconnected (Postfix smtpd_timeout). On a milter listener only until Postfix has negotiated: after that Postfix is silent while its SMTP client is slow (it sends CONNECT to RCPT together, and the message only once DATA is complete), and closes the connection itself when that session ends (docs/milter.md).',
         },
       },
     },
