@@ -18,7 +18,7 @@ import { inflateNested } from './inflate-nested';
 import { detectType, HEAD_BYTES } from './magic';
 import { type Budget, type ContentNode, gzipNames, newNode, zipMemberNode } from './node';
 import { TarScanner } from './tar';
-import { memberData, readZipDirectory } from './zip';
+import { memberData, readZipDirectory, TAIL_TOO_SHORT } from './zip';
 
 /** Whether a member found is an archive (expand.ts: by its type, name or declared type). */
 export type WalksInto = (node: ContentNode) => boolean;
@@ -82,25 +82,32 @@ function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
  * A zip too big to hold: its end (ZIP_TAIL_BYTES, the central directory and the members just
  * before it) is kept as it streams past, for every member's name, and the type of a stored one
  * whose head is in that end: a program after padding (a zip in a zip whose member is over an
- * eighth of maxMemberBytes, which paddedInnerArchive lets through) is judged by its name. A
- * directory larger than that end is not read (the zip keeps its own limit, nothing more).
+ * eighth of maxMemberBytes, which paddedInnerArchive lets through) is judged by its name. The
+ * directory is found by its size or, when that lies (unzip compensates), by its offset. One
+ * larger than that end is not read: a `problem` (padded to hide the names), unless it has more
+ * members than the cap has room for (the zip keeps its own limit, as a large honest one would).
  */
 const ZIP_TAIL_BYTES = 1024 * 1024;
 
 function zipReader(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader {
   const kept: Buffer[] = [];
   let keptBytes = 0;
+  let seen = 0;
   return {
     push(chunk) {
       kept.push(Buffer.from(chunk));
       keptBytes += chunk.length;
+      seen += chunk.length;
       while (kept.length > 1 && keptBytes - kept[0].length >= ZIP_TAIL_BYTES) keptBytes -= (kept.shift() as Buffer).length;
       return false;
     },
     finish(complete) {
       if (!complete) return;
       const tail = Buffer.concat(kept);
-      const dir = readZipDirectory(tail, Math.max(0, budget.limits.maxMembers - budget.members), true);
+      const dir = readZipDirectory(tail, Math.max(0, budget.limits.maxMembers - budget.members), seen - tail.length);
+      // Not read, and no honest zip under the member cap has a directory so large (over 500
+      // bytes a member): names hidden past what is kept, banned as damage (onLimit).
+      if (dir.problem === TAIL_TOO_SHORT && !dir.truncated && !node.problem) node.problem = `${TAIL_TOO_SHORT} (${ZIP_TAIL_BYTES} bytes) past the size cap`;
       for (const e of dir.entries) {
         signal.throwIfAborted();
         budget.members++;

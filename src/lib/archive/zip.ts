@@ -52,6 +52,7 @@ const ZIP64_EOCD = 0x06064b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
 const EOCD_BYTES = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+export const TAIL_TOO_SHORT = 'central directory starts before the end kept';
 
 /** A 64-bit field as a Number, or -1 when it would not fit one safely. */
 function u64(b: Buffer, at: number): number {
@@ -88,7 +89,7 @@ interface Bounds {
  * always is), the difference is the prefix, added to every offset, as unzip does ("extra
  * bytes at beginning or within zipfile").
  */
-function directoryBounds(b: Buffer, eocd: number, tail: boolean): Bounds | string {
+function directoryBounds(b: Buffer, eocd: number, tail: number | null): Bounds | string {
   let count = b.readUInt16LE(eocd + 10);
   let size = b.readUInt32LE(eocd + 12);
   let offset = b.readUInt32LE(eocd + 16);
@@ -109,24 +110,31 @@ function directoryBounds(b: Buffer, eocd: number, tail: boolean): Bounds | strin
   let shift = 0;
   const expected = before - size;
   const at = (o: number) => o >= 0 && o + 4 <= b.length && b.readUInt32LE(o) === CENTRAL;
-  // A tail (the end of an archive too big to hold) lacks the front: the directory is the one
-  // before the end record, and offsets move back (negative for members before the tail).
-  if (tail ? at(expected) : !at(offset) && expected > offset && at(expected)) shift = expected - offset;
+  if (tail !== null) {
+    // A tail (the end of an archive too big to hold) lacks the front: the directory is the one
+    // before the end record, or (a size that lies, which unzip compensates) the one at its offset
+    // less the bytes not kept; offsets move back (negative for members before the tail).
+    if (at(expected)) shift = expected - offset;
+    else if (at(offset - tail)) shift = -tail;
+    else if (expected < 0 || offset < tail) return { count, size, offset: -1, shift: 0 };
+  } else if (!at(offset) && expected > offset && at(expected)) shift = expected - offset;
   if (offset + shift + size > b.length) return 'central directory out of bounds';
   return { count, size, offset: offset + shift, shift };
 }
 
 /**
- * `tail`: `b` is the end of an archive whose front was not kept (expand.ts, a zip too big to
- * hold): the directory is found before the end record, and a member's local header offset may
- * be negative (before `b`: memberData and localName give none).
+ * `tail`: `b` is the end of an archive whose first `tail` bytes were not kept (past-cap.ts, a zip
+ * too big to hold): the directory is found before the end record, and a member's local header
+ * offset may be negative (before `b`: memberData and localName give none). A directory that
+ * starts before `b` is not read: TAIL_TOO_SHORT, `truncated` when it has over maxEntries members.
  */
-export function readZipDirectory(b: Buffer, maxEntries: number, tail = false): ZipDirectory {
+export function readZipDirectory(b: Buffer, maxEntries: number, tail: number | null = null): ZipDirectory {
   if (b.length < 22) return { entries: [], truncated: false, problem: 'too short for a zip' };
   const eocd = findEocd(b);
   if (eocd < 0) return { entries: [], truncated: false, problem: 'no end of central directory' };
   const bounds = directoryBounds(b, eocd, tail);
   if (typeof bounds === 'string') return { entries: [], truncated: false, problem: bounds };
+  if (bounds.offset < 0) return { entries: [], truncated: bounds.count > maxEntries, problem: TAIL_TOO_SHORT };
   const entries: ZipEntry[] = [];
   // The directory's declared size is often wrong in damaged archives while its entries are
   // fine: entries are read by the count, each checked by its signature and against the end

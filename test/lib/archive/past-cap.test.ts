@@ -102,3 +102,64 @@ describe('a gzip too big to hold, read as it streams past', () => {
     await expect(done).rejects.toThrow('stage timeout');
   });
 });
+
+/** The end record's offset in a zip (the last one). */
+const eocdOf = (zip: Buffer) => zip.lastIndexOf(Buffer.from('PK\x05\x06', 'latin1'));
+
+/** `zip` with a comment of `bytes` zeros on each central directory entry (the end record follows suit). */
+function withComments(zip: Buffer, bytes: number): Buffer {
+  const eocd = eocdOf(zip);
+  const count = zip.readUInt16LE(eocd + 10);
+  const offset = zip.readUInt32LE(eocd + 16);
+  const entries: Buffer[] = [];
+  for (let i = 0, at = offset; i < count; i++) {
+    const next = at + 46 + zip.readUInt16LE(at + 28) + zip.readUInt16LE(at + 30) + zip.readUInt16LE(at + 32);
+    const entry = Buffer.from(zip.subarray(at, next));
+    entry.writeUInt16LE(zip.readUInt16LE(at + 32) + bytes, 32);
+    entries.push(entry, Buffer.alloc(bytes));
+    at = next;
+  }
+  const directory = Buffer.concat(entries);
+  const end = Buffer.from(zip.subarray(eocd));
+  end.writeUInt32LE(directory.length, 12);
+  return Buffer.concat([zip.subarray(0, offset), directory, end]);
+}
+
+/**
+ * An inner zip too big to hold, its central directory read from the last MiB (past-cap.ts): one
+ * whose end record understates the directory's size (unzip compensates and lists every member),
+ * and one whose directory is padded with comments past that MiB.
+ */
+describe('a zip in a zip too big to hold, read for its directory as it streams past', () => {
+  /** About 4:1 in deflate: 2 MiB of it and a directory of zeros stay under the padding rule's 8. */
+  const pad = Buffer.concat(Array.from({ length: 2100 }, () => Buffer.concat([randomBytes(250), Buffer.alloc(750)])));
+  const fillers = Object.fromEntries(Array.from({ length: 18 }, (_, i) => [`notes${i}.txt`, 'x']));
+  const inner = makeZip({ 'pad.bin': pad, 'invoice.pdf.exe': peExecutable(), ...fillers }, { store: true });
+
+  it('lists the program in the zip as it is', async () => {
+    const { node } = await walk('docs.zip', makeZip({ 'docs.zip': inner }));
+    expect(node.children[0].limit).toBe('size');
+    expect(flat(node)).toContain('2/1/2 invoice.pdf.exe .exe,.exe-ms');
+  });
+
+  it('lists the program in a zip whose end record understates its directory (found by its offset, as unzip does)', async () => {
+    const lying = Buffer.from(inner);
+    lying.writeUInt32LE(lying.readUInt32LE(eocdOf(lying) + 12) - 46, eocdOf(lying) + 12);
+    const { node } = await walk('docs.zip', makeZip({ 'docs.zip': lying }));
+    expect(node.children[0].limit).toBe('size');
+    expect(flat(node)).toContain('2/1/2 invoice.pdf.exe .exe,.exe-ms');
+  });
+
+  it('marks a problem (banned as damage, not delivered unchecked) a zip whose directory, under the member cap, is padded past the MiB kept', async () => {
+    const padded = withComments(inner, 60_000);
+    expect(padded.length - padded.readUInt32LE(eocdOf(padded) + 16)).toBeGreaterThan(MiB);
+    const { node } = await walk('docs.zip', makeZip({ 'docs.zip': padded }));
+    expect(node.children[0]).toMatchObject({ limit: 'size', problem: expect.stringMatching(/central directory starts before the end kept/) });
+  });
+
+  it('leaves a size limit alone on a zip whose directory past the MiB kept has more members than the cap has room for', async () => {
+    const { node } = await walk('docs.zip', makeZip({ 'docs.zip': withComments(inner, 60_000) }), { maxMembers: 10 });
+    expect(node.children[0].limit).toBe('size');
+    expect(node.children[0].problem).toBeUndefined();
+  });
+});

@@ -95,7 +95,7 @@ describe('archive readers under mutation', () => {
     fc.assert(
       fc.property(fc.array(mutation(seed.length), { minLength: 1, maxLength: 4 }), fc.nat(seed.length), (ms, cut) => {
         const tail = apply(seed, ms).subarray(cut);
-        for (const e of readZipDirectory(tail, 50, true).entries) {
+        for (const e of readZipDirectory(tail, 50, cut).entries) {
           memberData(tail, e);
           localName(tail, e);
         }

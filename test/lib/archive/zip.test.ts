@@ -4,7 +4,7 @@
  * that lies. It lists what it can and says what is wrong, never throws.
  */
 import { inflateBounded } from '../../../src/lib/archive/inflate';
-import { localName, memberData, readZipDirectory, zipFlavour } from '../../../src/lib/archive/zip';
+import { localName, memberData, readZipDirectory, TAIL_TOO_SHORT, zipFlavour } from '../../../src/lib/archive/zip';
 import { makeZip } from '../../helpers/archives';
 
 const never = new AbortController().signal;
@@ -112,7 +112,7 @@ describe('the end of a zip too big to hold', () => {
     const z = makeZip({ 'pad.bin': Buffer.alloc(100_000, 0x61), 'run.exe': 'MZ-and-more' }, { store: true });
     const tail = z.subarray(z.length - 50_000);
     expect(readZipDirectory(tail, 10)).toMatchObject({ entries: [] });
-    const dir = readZipDirectory(tail, 10, true);
+    const dir = readZipDirectory(tail, 10, z.length - tail.length);
     expect(dir.problem).toBeUndefined();
     expect(dir.entries.map((e) => e.name)).toEqual(['pad.bin', 'run.exe']);
     // The padding's header is before the end kept: none, and no throw on its negative offset.
@@ -121,5 +121,20 @@ describe('the end of a zip too big to hold', () => {
     expect(localName(tail, dir.entries[0])).toBeNull();
     expect(String(memberData(tail, dir.entries[1]))).toBe('MZ-and-more');
     expect(localName(tail, dir.entries[1])).toBe('run.exe');
+  });
+
+  it('finds a directory whose size the end record understates by its offset less the bytes not kept', () => {
+    const z = Buffer.from(makeZip({ 'pad.bin': Buffer.alloc(100_000, 0x61), 'run.exe': 'MZ-and-more' }, { store: true }));
+    const eocd = z.lastIndexOf(Buffer.from('PK\x05\x06', 'latin1'));
+    z.writeUInt32LE(z.readUInt32LE(eocd + 12) - 10, eocd + 12);
+    const tail = z.subarray(z.length - 50_000);
+    expect(readZipDirectory(tail, 10, z.length - tail.length).entries.map((e) => e.name)).toEqual(['pad.bin', 'run.exe']);
+  });
+
+  it('says when the directory starts before the end kept, and whether it has more members than asked for', () => {
+    const z = makeZip({ 'one.txt': 'a', 'two.exe': 'MZ', 'three.txt': 'c' }, { store: true });
+    const tail = z.subarray(z.length - 60);
+    expect(readZipDirectory(tail, 10, z.length - 60)).toEqual({ entries: [], truncated: false, problem: TAIL_TOO_SHORT });
+    expect(readZipDirectory(tail, 2, z.length - 60)).toEqual({ entries: [], truncated: true, problem: TAIL_TOO_SHORT });
   });
 });
