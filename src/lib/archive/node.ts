@@ -112,7 +112,8 @@ export function gzipNames(data: Buffer, outer: readonly string[]): string[] {
   if (flags & 4 && data.length >= 12) at += 2 + data.readUInt16LE(10);
   if (flags & 8 && at < data.length) {
     const end = data.indexOf(0, at);
-    if (end > at) names.push(data.toString('latin1', at, Math.min(end, at + 1024)));
+    // The last KiB of a longer one: its end is the extension a tool that takes it keeps.
+    if (end > at) names.push(data.toString('latin1', Math.max(at, end - 1024), end));
   }
   for (const n of outer) {
     const inner = n.replace(/\.t(?:ar\.)?gz$/i, '.tar').replace(/\.gz$/i, '');

@@ -3,7 +3,8 @@
  * a gzip inflated a second time (inflate-nested.ts), on what a sender would craft against it: a
  * bomb behind the padding (stopped at maxTotalBytes, or at maxRatio of the inner level), a
  * damaged inner stream (a problem, not a crash), a file that is no archive (read for its head,
- * no more), a header whose FEXTRA pushes the name back, and the stage's signal.
+ * no more), a header whose FEXTRA pushes the name back, a name over 1 KiB (its end kept), and
+ * the stage's signal.
  */
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
@@ -48,6 +49,15 @@ describe('a gzip too big to hold, read as it streams past', () => {
     const withExtra = Buffer.concat([plain.subarray(0, 3), Buffer.from([12]), plain.subarray(4, 10), len, extra, plain.subarray(10)]);
     const { node } = await walk('docs.zip', makeZip({ 'payload.gz': withExtra }));
     expect(node.children[0].children[0].names).toEqual(['invoice.pdf.exe', 'payload']);
+  });
+
+  it('keeps the end of a name over 1 KiB, the extension, held or too big to hold', async () => {
+    const name = `${'docs/'.repeat(220)}invoice.pdf.exe`;
+    const held = await walk('docs.zip', makeZip({ 'payload.gz': storedGzip(name, peExecutable()) }));
+    expect(held.node.children[0].children[0].names[0]).toMatch(/\/invoice\.pdf\.exe$/);
+    expect(held.node.children[0].children[0].names[0]).toHaveLength(1024);
+    const past = await walk('docs.zip', makeZip({ 'payload.gz': storedGzip(name, Buffer.concat([peExecutable(), underEight()])) }));
+    expect(past.node.children[0].children[0].names[0]).toMatch(/\/invoice\.pdf\.exe$/);
   });
 
   it('reads a file that is no archive for its head only, then stops', async () => {
