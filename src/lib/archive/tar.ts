@@ -119,7 +119,10 @@ export interface ScannedTarEntry {
  * are kept. `done` once the end, damage (`problem`) or `maxEntries` (`truncated`) is reached.
  */
 export class TarScanner {
+  /** Members read and not yet taken (a reader may splice them out as they come). */
   readonly entries: ScannedTarEntry[] = [];
+  /** Members begun, taken or not: what maxEntries counts. */
+  private count = 0;
   problem?: string;
   truncated = false;
   done = false;
@@ -193,7 +196,7 @@ export class TarScanner {
       return;
     }
     if (type !== 'g' && type !== 'K') {
-      if (this.entries.length >= this.maxEntries) {
+      if (this.count >= this.maxEntries) {
         this.truncated = true;
         this.done = true;
         return;
@@ -203,6 +206,7 @@ export class TarScanner {
       const name = this.longName ?? (prefix ? `${prefix}/${field(h, 0, 100)}` : field(h, 0, 100));
       this.longName = null;
       this.head = { name, file: type === '0' || type === '7', parts: [], bytes: 0 };
+      this.count++;
     }
     this.step = 'data';
     this.real = n;
@@ -226,8 +230,8 @@ export class TarScanner {
     this.need = BLOCK;
   }
 
-  /** The member being read when the stream stopped (its head so far), then the rest. */
-  finish(): readonly ScannedTarEntry[] {
+  /** The members not yet taken from `entries`, then the one being read when the stream stopped (its head so far). */
+  finish(): ScannedTarEntry[] {
     if (this.head && !this.done) this.endMember();
     return this.entries;
   }

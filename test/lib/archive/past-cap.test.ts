@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { type ArchiveLimits, Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
+import { readerFor } from '../../../src/lib/archive/past-cap';
 import { makeGzip, makeTar, makeZip, peExecutable, storedGzip } from '../../helpers/archives';
 
 const MiB = 1024 * 1024;
@@ -171,5 +172,31 @@ describe('a zip in a zip too big to hold, read for its directory as it streams p
     const { node } = await walk('docs.zip', makeZip({ 'docs.zip': withComments(inner, 60_000) }), { maxMembers: 10 });
     expect(node.children[0].limit).toBe('size');
     expect(node.children[0].problem).toBeUndefined();
+  });
+});
+
+describe('a tar too big to hold, read as it streams past', () => {
+  const tar = makeTar(Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`part${i}.bin`, randomBytes(HEAD_BYTES + 100)])));
+  const read = (maxMembers: number) => {
+    const node = newNode('2', ['big.tar'], []);
+    node.types = ['tar'];
+    const budget = new Budget({ ...LIMITS, maxMembers });
+    const reader = readerFor(node, budget, new AbortController().signal, () => false);
+    for (let at = 0; at < tar.length; at += 10_000) reader?.push(tar.subarray(at, at + 10_000));
+    return { node, reader, budget };
+  };
+
+  it("judges each member as it passes, holding no member's head to the end", () => {
+    const { node, reader } = read(2000);
+    expect(node.children.map((c) => c.names[0])).toEqual(Array.from({ length: 40 }, (_, i) => `part${i}.bin`));
+    reader?.finish(true);
+    expect(node.children).toHaveLength(40);
+  });
+
+  it('still stops at the member cap', () => {
+    const { node, reader, budget } = read(5);
+    reader?.finish(true);
+    expect(node.children).toHaveLength(5);
+    expect(budget.members).toBe(5);
   });
 });
