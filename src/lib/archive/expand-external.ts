@@ -29,10 +29,9 @@ import { detectType, HEAD_BYTES } from './magic';
 import type { Lease } from './memory';
 import { type Budget, type ContentNode, newNode } from './node';
 import { compressedKind, INNER_ARCHIVE_RATIO, paddedInnerArchive } from './padding';
-import { type PastReader, readerFor } from './past-cap';
+import { type Kept, type PastReader, readerFor, type Walk } from './past-cap';
 
-/** Walks into a child kept whole; expand.ts's `expand`, passed in to keep the import one-way. */
-export type Walk = (node: ContentNode, data: Buffer, depth: number) => Promise<void>;
+export type { Walk } from './past-cap';
 
 /** Decides, from a member's head, whether it is kept whole (an archive this project reads). */
 export type KeepWhole = (node: ContentNode) => boolean;
@@ -55,6 +54,8 @@ interface Pending {
   watching: boolean;
   /** A tar or zip too big to hold, read as it streams past (past-cap.ts). */
   past: PastReader | null;
+  /** The small archives its reader kept whole, walked into after the runs. */
+  kept: Kept[];
 }
 
 export async function expandExternal(
@@ -68,6 +69,7 @@ export async function expandExternal(
   keepWhole: KeepWhole,
 ): Promise<void> {
   const toWalk: Pending[] = [];
+  const kept: Kept[] = [];
   // 7-Zip's archive of nothing is its 32-byte signature header alone (next header size 0),
   // which it opens and lsar calls damaged (error 2): nothing to list, nothing to ban.
   if (node.types.includes('7z') && data.length === 32 && data.readBigUInt64LE(20) === 0n) return;
@@ -94,7 +96,7 @@ export async function expandExternal(
         // (rar a -si): unar -o - writes nothing for it, exit 0 (measured), WinRAR its data.
         else if (!m.noData && m.size < 0 && !format) child.problem = 'no unpacked size listed: unar does not extract it';
         else if (!m.noData)
-          readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0, watching: false, past: null });
+          readable.push({ node: child, member: m, head: [], headBytes: 0, produced: 0, whole: null, lease: null, decided: false, cap: 0, watching: false, past: null, kept: [] });
       }
       if (readable.length === 0) return;
       // One run for members of listed sizes (split by them); one each for the others, which only
@@ -109,6 +111,7 @@ export async function expandExternal(
         }
         await extractRun(unpacker, file, run, node, data.length, budget, signal, keepWhole);
         for (const p of run) if (p.whole && !p.node.limit && !p.node.problem) toWalk.push(p);
+        for (const p of run) kept.push(...p.kept.splice(0));
       }
     });
     for (const p of toWalk) {
@@ -118,6 +121,8 @@ export async function expandExternal(
       p.lease?.release();
       p.lease = null;
     }
+    // Archives a tar too big to hold kept whole as it streamed past: members of a member.
+    for (const k of kept.splice(0)) await walk(k.node, k.data, depth + 2);
   } finally {
     for (const p of toWalk) p.lease?.release();
   }
@@ -249,7 +254,7 @@ async function extractRun(
 }
 
 function endPast(p: Pending, complete: boolean): void {
-  p.past?.finish(complete);
+  if (p.past) p.kept.push(...p.past.finish(complete));
   p.past = null;
 }
 

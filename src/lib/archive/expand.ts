@@ -179,7 +179,17 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
     if (whole.limit === 'size' && want < room) return void (child.problem = `larger than the ${declared} bytes the directory declares`);
     if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) {
       paddedInnerArchive(child, whole.produced, compressed.length);
-      if (child.limit === 'size' || child.limit === 'total') await scanPastCap(child, format, compressed, budget, signal, (n) => budget.walksInto(n, declaresArchive(n)));
+      if (child.limit === 'size' || child.limit === 'total')
+        await scanPastCap(
+          child,
+          format,
+          compressed,
+          depth + 1,
+          budget,
+          signal,
+          (n) => budget.walksInto(n, declaresArchive(n)),
+          (n, d, at) => expand(n, d, at, budget, signal),
+        );
       return;
     }
     await expand(child, whole.data, depth + 1, budget, signal);

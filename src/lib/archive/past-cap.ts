@@ -5,8 +5,10 @@
  * content through a second inflation (inflate-nested.ts): its file name (FNAME), the type of its
  * first bytes, and when that is a tar or a zip, its members as above (x.tar.gz in a .gz or a
  * .zip, padded, then invoice.pdf.exe). Members found this way are checked by name and type; an
- * archive among them cannot be walked into (its bytes are gone) and is a `size` limit; the
- * archive keeps its own limit. Two levels at most: a gzip in the gzip is a `size` limit.
+ * archive in a tar is kept whole as it passes, up to maxMemberBytes for all of them, and handed
+ * back (`Kept`) to be walked into as if the tar were held; any other archive among them (in a
+ * zip, or past that room) cannot be walked into and is a `size` limit; the archive keeps its own
+ * limit. Two levels at most: a gzip in the gzip is a `size` limit.
  *
  * The work is the caps': maxRatio (each level against its input) and what is left of
  * maxTotalBytes (all levels counted as inflated); the signal aborts it. Never throws for bad
@@ -23,11 +25,23 @@ import { memberData, readZipDirectory, TAIL_TOO_SHORT } from './zip';
 /** Whether a member found is an archive (expand.ts: by its type, name or declared type). */
 export type WalksInto = (node: ContentNode) => boolean;
 
+/** Walks into a member kept whole (expand.ts's `expand`, passed in to keep the import one-way). */
+export type Walk = (node: ContentNode, data: Buffer, depth: number) => Promise<void>;
+
+/** A small archive in a tar too big to hold, kept whole as it streamed past, to walk into. */
+export interface Kept {
+  readonly node: ContentNode;
+  readonly data: Buffer;
+}
+
 /** Reads an archive's bytes as they stream past: `push` true when it has all it needs. */
 export interface PastReader {
   push(chunk: Buffer): boolean;
-  /** `complete`: the stream reached its end (or the reader's). */
-  finish(complete: boolean): void;
+  /**
+   * `complete`: the stream reached its end (or the reader's). The archives kept whole, for the
+   * caller to walk into once the stream is done (a member left unwalked would pass unchecked).
+   */
+  finish(complete: boolean): Kept[];
 }
 
 const ZIP_NAME = /\.(?:zip|jar|war|ear|apk)[. ]*$/i;
@@ -38,12 +52,21 @@ const ZIP_NAME = /\.(?:zip|jar|war|ear|apk)[. ]*$/i;
  * padding.ts lets through, its member over an eighth of maxMemberBytes) or a gzip (one padded
  * under that ratio, holding a tar or a program).
  */
-export async function scanPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
-  if (child.types.includes('gz')) return scanGzipPastCap(child, format, compressed, budget, signal, walksInto);
+export async function scanPastCap(
+  child: ContentNode,
+  format: 'raw' | 'gzip',
+  compressed: Buffer,
+  depth: number,
+  budget: Budget,
+  signal: AbortSignal,
+  walksInto: WalksInto,
+  walk: Walk,
+): Promise<void> {
+  if (child.types.includes('gz')) return scanGzipPastCap(child, format, compressed, depth, budget, signal, walksInto, walk);
   const reader = readerFor(child, budget, signal, walksInto);
   if (!reader) return;
   const complete = await streamPast(child, format, compressed, budget, signal, (chunk) => reader.push(chunk));
-  reader.finish(complete);
+  for (const k of reader.finish(complete)) await walk(k.node, k.data, depth + 1);
 }
 
 /**
@@ -59,17 +82,36 @@ export function readerFor(node: ContentNode, budget: Budget, signal: AbortSignal
 /**
  * Each member is judged as soon as its head is in and its head dropped: kept to the end, the
  * heads of maxMembers members of 32 KiB were 64 MiB held outside any lease (a 320 KB zip).
+ * An archive among them is kept whole, up to maxMemberBytes for all of them, and walked into
+ * as if the tar were held: a `size` limit, it let a 150 KB padded tar deliver evil.zip's
+ * invoice.pdf.exe unchecked; it still is for one too big to keep (nothing is kept of it).
  */
 function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader {
-  const scanner = new TarScanner(Math.max(0, budget.limits.maxMembers - budget.members), HEAD_BYTES);
+  const kept: Kept[] = [];
+  let keptBytes = 0;
+  const isArchive = (name: string, head: Buffer) => {
+    const n = newNode('', [name], []);
+    n.types = detectType(head.subarray(0, HEAD_BYTES));
+    return walksInto(n);
+  };
+  // Room is taken when a member is chosen, before its bytes come.
+  const room = (size: number): boolean => {
+    if (keptBytes + size > budget.limits.maxMemberBytes) return false;
+    keptBytes += size;
+    return true;
+  };
+  const scanner = new TarScanner(Math.max(0, budget.limits.maxMembers - budget.members), HEAD_BYTES, (name, head, size) => isArchive(name, head) && room(size));
   const judge = (entries: ScannedTarEntry[]) => {
     for (const e of entries.splice(0)) {
       budget.members++;
       const member = newNode(`${node.path}/${node.children.length + 1}`, [e.name], []);
       node.children.push(member);
       if (!e.file) continue;
-      member.types = detectType(e.head);
-      if (walksInto(member)) member.limit = 'size';
+      member.types = detectType(e.head.subarray(0, HEAD_BYTES));
+      if (!walksInto(member)) continue;
+      // One over HEAD_BYTES had its room taken when chosen; a shorter one takes it now.
+      if (e.whole && (e.head.length > HEAD_BYTES || room(e.head.length))) kept.push({ node: member, data: e.head });
+      else member.limit = 'size';
     }
   };
   return {
@@ -82,6 +124,7 @@ function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
       signal.throwIfAborted();
       if (scanner.problem && !node.problem) node.problem = `damaged tar past the size cap (${scanner.problem})`;
       judge(scanner.finish());
+      return kept.splice(0);
     },
   };
 }
@@ -110,7 +153,7 @@ function zipReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
       return false;
     },
     finish(complete) {
-      if (!complete) return;
+      if (!complete) return [];
       const tail = Buffer.concat(kept);
       const dir = readZipDirectory(tail, Math.max(0, budget.limits.maxMembers - budget.members), seen - tail.length);
       // Not read, and no honest zip under the member cap has a directory so large (over 500
@@ -125,6 +168,7 @@ function zipReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
         if (e.method === 0 && typeof data !== 'string') member.types = detectType(data.subarray(0, HEAD_BYTES));
         if (walksInto(member)) member.limit = 'size';
       }
+      return [];
     },
   };
 }
@@ -137,7 +181,16 @@ const GZIP_NAME_BYTES = 12 + 0xffff + 1025;
  * one file a member named as gunzip would name it, typed by its first HEAD_BYTES; a tar or zip
  * is read on (as above), anything else is judged by that head and the stream stopped there.
  */
-async function scanGzipPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, budget: Budget, signal: AbortSignal, walksInto: WalksInto): Promise<void> {
+async function scanGzipPastCap(
+  child: ContentNode,
+  format: 'raw' | 'gzip',
+  compressed: Buffer,
+  depth: number,
+  budget: Budget,
+  signal: AbortSignal,
+  walksInto: WalksInto,
+  walk: Walk,
+): Promise<void> {
   const { limits } = budget;
   const header: Buffer[] = [];
   let headerBytes = 0;
@@ -188,7 +241,8 @@ async function scanGzipPastCap(child: ContentNode, format: 'raw' | 'gzip', compr
   if (r.corrupt && !child.problem) child.problem = `corrupt compressed data past the size cap (${r.corrupt})`;
   // A file shorter than its head: judged by what there is.
   if (!member && headerBytes > 0 && (r.complete || headBytes > 0)) start();
-  (reader as PastReader | null)?.finish(r.complete);
+  // The gzip's file is a level below it; what a tar in it kept whole, two.
+  for (const k of (reader as PastReader | null)?.finish(r.complete) ?? []) await walk(k.node, k.data, depth + 2);
 }
 
 /**

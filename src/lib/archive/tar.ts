@@ -7,7 +7,7 @@
  * record that does not parse ends the listing with `problem` (the members before it are kept);
  * at most `maxEntries` members are listed (`truncated`). Members are views into the buffer.
  * TarScanner lists the same from a stream that is not kept (a tar too big to hold), with only
- * each member's first bytes.
+ * each member's first bytes, or all of those its `keepWhole` chooses.
  */
 import { tarChecksumOk } from './magic';
 
@@ -111,6 +111,8 @@ export interface ScannedTarEntry {
   readonly name: string;
   readonly head: Buffer;
   readonly file: boolean;
+  /** `head` is all of its data (a file of at most `wholeBytes`, read to its end). */
+  readonly whole: boolean;
 }
 
 /**
@@ -137,24 +139,32 @@ export class TarScanner {
   /** In the data step: real bytes, then padding, left; the head being kept (null: none). */
   private real = 0;
   private pad = 0;
-  private head: { name: string; file: boolean; parts: Buffer[]; bytes: number } | null = null;
+  private head: { name: string; file: boolean; parts: Buffer[]; bytes: number; keep: number; size: number; asked: boolean } | null = null;
 
   constructor(
     private readonly maxEntries: number,
     private readonly headBytes: number,
+    /** Asked once the head of a file longer than it is in: whether to keep all `size` bytes (a small archive, to walk into). */
+    private readonly keepWhole: (name: string, head: Buffer, size: number) => boolean = () => false,
   ) {}
 
   push(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length && !this.done) {
       if (this.step === 'data') {
-        const n = Math.min(this.real + this.pad, chunk.length - at);
-        const realPart = Math.min(n, this.real);
-        if (this.head && this.head.bytes < this.headBytes && realPart > 0) {
-          const part = chunk.subarray(at, at + Math.min(realPart, this.headBytes - this.head.bytes));
-          this.head.parts.push(Buffer.from(part));
-          this.head.bytes += part.length;
+        let n = Math.min(this.real + this.pad, chunk.length - at);
+        const h = this.head;
+        if (h && h.bytes < h.keep && this.real > 0) {
+          // Up to the head first; past it, all of the member only when keepWhole wants it.
+          n = Math.min(n, this.real, (h.asked ? h.keep : Math.min(h.keep, this.headBytes)) - h.bytes);
+          h.parts.push(Buffer.from(chunk.subarray(at, at + n)));
+          h.bytes += n;
+          if (!h.asked && h.bytes >= this.headBytes) {
+            h.asked = true;
+            if (h.size > h.bytes && this.keepWhole(h.name, Buffer.concat(h.parts), h.size)) h.keep = h.size;
+          }
         }
+        const realPart = Math.min(n, this.real);
         this.real -= realPart;
         this.pad -= n - realPart;
         at += n;
@@ -205,7 +215,8 @@ export class TarScanner {
       const prefix = ustar ? field(h, 345, 155) : '';
       const name = this.longName ?? (prefix ? `${prefix}/${field(h, 0, 100)}` : field(h, 0, 100));
       this.longName = null;
-      this.head = { name, file: type === '0' || type === '7', parts: [], bytes: 0 };
+      const file = type === '0' || type === '7';
+      this.head = { name, file, parts: [], bytes: 0, keep: this.headBytes, size: n, asked: false };
       this.count++;
     }
     this.step = 'data';
@@ -224,7 +235,8 @@ export class TarScanner {
   }
 
   private endMember(): void {
-    if (this.head) this.entries.push({ name: this.head.name, file: this.head.file, head: this.head.file ? Buffer.concat(this.head.parts) : Buffer.alloc(0) });
+    const h = this.head;
+    if (h) this.entries.push({ name: h.name, file: h.file, head: h.file ? Buffer.concat(h.parts) : Buffer.alloc(0), whole: h.file && h.bytes === h.size });
     this.head = null;
     this.step = 'header';
     this.need = BLOCK;

@@ -135,4 +135,11 @@ describe('the padding rule on members read by unar', () => {
     // Read once, as it came, and kept nowhere.
     expect(xz.budget.inflatedBytes).toBe(tar.length);
   });
+
+  it('walks into a small zip after the padding of a tar too big to hold that unar writes, as if the tar were held', async () => {
+    const pad = Buffer.concat(Array.from({ length: 1100 }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
+    const tar = makeTar({ 'pad.bin': pad, 'evil.zip': makeZip({ 'invoice.pdf.exe': peExecutable() }) });
+    const { node } = await walk('docs.tar.xz', compressWith('xz', tar));
+    expect(flat(node)).toEqual(['2/1 docs.tar .tar limit:size', '2/1/1 pad.bin .dat', '2/1/2 evil.zip .zip', '2/1/2/1 invoice.pdf.exe .exe,.exe-ms']);
+  });
 });

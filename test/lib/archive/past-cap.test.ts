@@ -200,3 +200,26 @@ describe('a tar too big to hold, read as it streams past', () => {
     expect(budget.members).toBe(5);
   });
 });
+
+/**
+ * An archive in a tar too big to hold, kept whole as the tar streams past and walked into as if
+ * the tar were held (a `size` limit, it was delivered unchecked from a 150 KB message).
+ */
+describe('a small archive in a tar too big to hold', () => {
+  const evil = () => makeZip({ 'invoice.pdf.exe': peExecutable() });
+
+  it('is walked into after the padding of a tar in a zip, and of a tar in a padded gzip in a zip', async () => {
+    const tar = makeTar({ 'pad.bin': underEight(), 'evil.zip': evil() });
+    const zipped = await walk('docs.zip', makeZip({ 'docs.tar': tar }));
+    expect(flat(zipped.node)).toEqual(['2/1 docs.tar .tar limit:size', '2/1/1 pad.bin .dat', '2/1/2 evil.zip .zip', '2/1/2/1 invoice.pdf.exe .exe,.exe-ms']);
+    const gzipped = await walk('docs.zip', makeZip({ 'docs.tar.gz': storedGzip('docs.tar', tar) }));
+    expect(flat(gzipped.node)).toContain('2/1/1/2/1 invoice.pdf.exe .exe,.exe-ms');
+  });
+
+  it('is a size limit, as before, once those kept would pass maxMemberBytes together', async () => {
+    const big = makeZip({ 'photo.raw': randomBytes(700 * 1024) }, { store: true });
+    const tar = makeTar({ 'pad.bin': underEight(), 'a.zip': big, 'b.zip': big, 'c.zip': evil() });
+    const { node } = await walk('docs.zip', makeZip({ 'docs.tar': tar }));
+    expect(flat(node).slice(2)).toEqual(['2/1/2 a.zip .zip', '2/1/2/1 photo.raw .dat', '2/1/3 b.zip .zip limit:size', '2/1/4 c.zip .zip', '2/1/4/1 invoice.pdf.exe .exe,.exe-ms']);
+  });
+});

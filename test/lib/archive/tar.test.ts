@@ -116,6 +116,24 @@ describe('tar scanning as it streams', () => {
     expect(scan(gnuTar(), 100).entries).toEqual([[long, 'x']]);
   });
 
+  it('keeps all of the members its keepWhole chooses, asked once with the head and the size, in slices of any size', () => {
+    const t = makeTar({ 'a.zip': Buffer.alloc(5000, 0x61), 'b.bin': Buffer.alloc(3000, 0x62), 'c.zip': 'tiny' });
+    for (const slice of [1, 7, 512, 513, 4096, t.length]) {
+      const asked: string[] = [];
+      const s = new TarScanner(10, 4, (name, head, size) => {
+        asked.push(`${name} ${head.toString('latin1')} ${size}`);
+        return name.endsWith('.zip');
+      });
+      for (let at = 0; at < t.length; at += slice) s.push(t.subarray(at, at + slice));
+      expect(asked).toEqual(['a.zip aaaa 5000', 'b.bin bbbb 3000']);
+      expect(s.finish().map((e) => [e.name, e.head.length, e.whole])).toEqual([
+        ['a.zip', 5000, true],
+        ['b.bin', 4, false],
+        ['c.zip', 4, true],
+      ]);
+    }
+  });
+
   it('stops at damage or maxEntries, keeping the members before, and gives the head of a member cut short', () => {
     const t = Buffer.from(makeTar({ 'a.txt': 'a', 'b.txt': 'b' }));
     const second = t.indexOf(Buffer.from('b.txt'), 512);
