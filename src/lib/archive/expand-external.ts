@@ -160,7 +160,12 @@ async function extractRun(
     if (p.member.size > limits.maxMemberBytes) {
       p.node.limit = 'size';
       paddedInnerArchive(p.node, p.member.size, packed(p));
-      return readPast(p, p.head);
+      readPast(p, p.head);
+      // Read on to the size listed, keeping nothing: a listing that lies (a RAR's stored 300 KB
+      // inner.7z listed at 2 MiB, which unar extracts) made a small archive `size`, unchecked,
+      // when the run stopped here; a short member is damage at the run's end.
+      p.watching = p.node.limit === 'size' && !p.past;
+      return;
     }
     if (p.member.size > ratioCap) return void (p.node.limit = 'ratio');
     p.cap = p.member.size >= 0 ? p.member.size : Math.min(limits.maxMemberBytes, ratioCap);

@@ -136,6 +136,21 @@ describe('the padding rule on members read by unar', () => {
     expect(xz.budget.inflatedBytes).toBe(tar.length);
   });
 
+  it('marks damaged, not delivers unchecked, an archive whose listed size lies it over maxMemberBytes, last in its RAR or not', async () => {
+    // 300 KB of 7z listed at 2 MiB: under 8 times its packed size, so only `size` by its listing; unar extracts it whole.
+    const inner = make7z({ 'pad.bin': randomBytes(300 * 1024), 'invoice.pdf.exe': peExecutable() });
+    const last = await walk('docs.rar', makeRar([{ name: 'inner.7z', data: inner, size: 2 * MiB }]));
+    expect(last.node.problem).toMatch(/of the 2097152 bytes listed/);
+    const first = await walk(
+      'docs.rar',
+      makeRar([
+        { name: 'inner.7z', data: inner, size: 2 * MiB },
+        { name: 'notes.txt', data: 'x' },
+      ]),
+    );
+    expect(first.node.problem).toMatch(/bytes listed/);
+  });
+
   it('walks into a small zip after the padding of a tar too big to hold that unar writes, as if the tar were held', async () => {
     const pad = Buffer.concat(Array.from({ length: 1100 }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
     const tar = makeTar({ 'pad.bin': pad, 'evil.zip': makeZip({ 'invoice.pdf.exe': peExecutable() }) });
