@@ -31,8 +31,6 @@ import { type Budget, type ContentNode, newNode } from './node';
 import { compressedKind, INNER_ARCHIVE_RATIO, paddedInnerArchive } from './padding';
 import { type Kept, type PastReader, readerFor, type Walk } from './past-cap';
 
-export type { Walk } from './past-cap';
-
 /** Decides, from a member's head, whether it is kept whole (an archive this project reads). */
 export type KeepWhole = (node: ContentNode) => boolean;
 
@@ -122,7 +120,7 @@ export async function expandExternal(
       p.lease = null;
     }
     // Archives a tar too big to hold kept whole as it streamed past: members of a member.
-    for (const k of kept.splice(0)) await walk(k.node, k.data, depth + 2);
+    for (const k of kept.splice(0)) await walk(k.node, k.data, depth + 2, k.deflated);
   } finally {
     for (const p of toWalk) p.lease?.release();
   }

@@ -17,7 +17,7 @@ import { inflateBounded } from './inflate';
 import { archiveKind, detectType, HEAD_BYTES } from './magic';
 import { type Budget, gzipNames, newNode, type ContentNode, zipMemberNode } from './node';
 import { paddedInnerArchive } from './padding';
-import { scanPastCap } from './past-cap';
+import { scanPastCap, type Walk } from './past-cap';
 import { listTar } from './tar';
 import { listTnef } from './tnef';
 import { hasZipEnd, memberData, readZipDirectory, zipFlavour } from './zip';
@@ -54,7 +54,7 @@ export async function expand(node: ContentNode, data: Buffer, depth: number, bud
   }
   budget.archivesOpened++;
   if (external) {
-    const walk = (child: ContentNode, bytes: Buffer, at: number) => expand(child, bytes, at, budget, signal);
+    const walk = walker(budget, signal);
     await expandExternal(external, node, data, depth, budget, signal, walk, (n) => budget.walksInto(n, declaresArchive(n)));
   } else if (kind === 'zip') await expandZip(node, data, depth, budget, signal);
   else if (kind === 'tar') await expandTar(node, data, depth, budget, signal);
@@ -180,22 +180,18 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
     if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) {
       paddedInnerArchive(child, whole.produced, compressed.length);
       if (child.limit === 'size' || child.limit === 'total')
-        await scanPastCap(
-          child,
-          format,
-          compressed,
-          depth + 1,
-          budget,
-          signal,
-          (n) => budget.walksInto(n, declaresArchive(n)),
-          (n, d, at) => expand(n, d, at, budget, signal),
-        );
+        await scanPastCap(child, format, compressed, depth + 1, budget, signal, (n) => budget.walksInto(n, declaresArchive(n)), walker(budget, signal));
       return;
     }
     await expand(child, whole.data, depth + 1, budget, signal);
   } finally {
     lease.release();
   }
+}
+
+/** What past-cap.ts and expand-external.ts walk members with: a zip member's deflate is inflated first, as in expandZip. */
+function walker(budget: Budget, signal: AbortSignal): Walk {
+  return (node, data, depth, deflated) => (deflated ? inflateMember(node, 'raw', data, deflated.declared, depth - 1, budget, signal) : expand(node, data, depth, budget, signal));
 }
 
 /** Marks a cap or damage on the node; false when its bytes cannot be walked into. */

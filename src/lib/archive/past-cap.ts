@@ -25,13 +25,18 @@ import { memberData, readZipDirectory, TAIL_TOO_SHORT } from './zip';
 /** Whether a member found is an archive (expand.ts: by its type, name or declared type). */
 export type WalksInto = (node: ContentNode) => boolean;
 
-/** Walks into a member kept whole (expand.ts's `expand`, passed in to keep the import one-way). */
-export type Walk = (node: ContentNode, data: Buffer, depth: number) => Promise<void>;
+/**
+ * Walks into a member kept whole, `depth` being the member's (expand.ts's `expand`, passed in to
+ * keep the import one-way); `deflated`: `data` is a zip member's raw deflate, of that declared
+ * size, to inflate first as any zip member is (expand.ts inflateMember).
+ */
+export type Walk = (node: ContentNode, data: Buffer, depth: number, deflated?: { readonly declared: number }) => Promise<void>;
 
-/** A small archive in a tar too big to hold, kept whole as it streamed past, to walk into. */
+/** A member of an archive too big to hold, kept as it streamed past, to walk into: a small archive in a tar, a member in a zip's last MiB. */
 export interface Kept {
   readonly node: ContentNode;
   readonly data: Buffer;
+  readonly deflated?: { readonly declared: number };
 }
 
 /** Reads an archive's bytes as they stream past: `push` true when it has all it needs. */
@@ -66,7 +71,7 @@ export async function scanPastCap(
   const reader = readerFor(child, budget, signal, walksInto);
   if (!reader) return;
   const complete = await streamPast(child, format, compressed, budget, signal, (chunk) => reader.push(chunk));
-  for (const k of reader.finish(complete)) await walk(k.node, k.data, depth + 1);
+  for (const k of reader.finish(complete)) await walk(k.node, k.data, depth + 1, k.deflated);
 }
 
 /**
@@ -131,9 +136,10 @@ function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
 
 /**
  * A zip too big to hold: its end (ZIP_TAIL_BYTES, the central directory and the members just
- * before it) is kept as it streams past, for every member's name, and the type of a stored one
- * whose head is in that end: a program after padding (a zip in a zip whose member is over an
- * eighth of maxMemberBytes, which paddedInnerArchive lets through) is judged by its name. The
+ * before it) is kept as it streams past, for every member's name; a member whose bytes are in
+ * that end is handed back (`Kept`) to be read as in a zip held: a program after padding (a zip in
+ * a zip whose member is over an eighth of maxMemberBytes, which paddedInnerArchive lets through)
+ * is judged by its name and type, and evil.zip after the padding is walked into. The
  * directory is found by its size or, when that lies (unzip compensates), by its offset. One
  * larger than that end is not read: a `problem` (padded to hide the names), unless it has more
  * members than the cap has room for (the zip keeps its own limit, as a large honest one would).
@@ -141,6 +147,7 @@ function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
 const ZIP_TAIL_BYTES = 1024 * 1024;
 
 function zipReader(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader {
+  // A member's bytes in the end are views of it: kept until walked, at most ZIP_TAIL_BYTES.
   const kept: Buffer[] = [];
   let keptBytes = 0;
   let seen = 0;
@@ -159,16 +166,22 @@ function zipReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
       // Not read, and no honest zip under the member cap has a directory so large (over 500
       // bytes a member): names hidden past what is kept, banned as damage (onLimit).
       if (dir.problem === TAIL_TOO_SHORT && !dir.truncated && !node.problem) node.problem = `${TAIL_TOO_SHORT} (${ZIP_TAIL_BYTES} bytes) past the size cap`;
+      const found: Kept[] = [];
       for (const e of dir.entries) {
         signal.throwIfAborted();
         budget.members++;
         const member = zipMemberNode(node, tail, e);
         if (e.directory || member.encrypted) continue;
         const data = memberData(tail, e);
-        if (e.method === 0 && typeof data !== 'string') member.types = detectType(data.subarray(0, HEAD_BYTES));
-        if (walksInto(member)) member.limit = 'size';
+        // A member whose bytes are in the end is walked as in a zip held (evil.zip after the
+        // padding was a `size` limit, delivered unchecked); a deflated one is inflated first.
+        if (typeof data !== 'string' && e.method === 8) found.push({ node: member, data, deflated: { declared: e.uncompressedSize } });
+        else if (typeof data !== 'string' && e.method === 0) {
+          member.types = detectType(data.subarray(0, HEAD_BYTES));
+          if (walksInto(member)) found.push({ node: member, data });
+        } else if (walksInto(member)) member.limit = 'size';
       }
-      return [];
+      return found;
     },
   };
 }
@@ -242,7 +255,7 @@ async function scanGzipPastCap(
   // A file shorter than its head: judged by what there is.
   if (!member && headerBytes > 0 && (r.complete || headBytes > 0)) start();
   // The gzip's file is a level below it; what a tar in it kept whole, two.
-  for (const k of (reader as PastReader | null)?.finish(r.complete) ?? []) await walk(k.node, k.data, depth + 2);
+  for (const k of (reader as PastReader | null)?.finish(r.complete) ?? []) await walk(k.node, k.data, depth + 2, k.deflated);
 }
 
 /**

@@ -151,6 +151,12 @@ describe('the padding rule on members read by unar', () => {
     expect(first.node.problem).toMatch(/bytes listed/);
   });
 
+  it('walks into a small zip in the last MiB of a zip too big to hold that unar writes', async () => {
+    const big = makeZip({ 'photo.raw': randomBytes(2 * MiB), 'evil.zip': makeZip({ 'invoice.pdf.exe': peExecutable() }) });
+    const { node } = await walk('docs.zip.xz', compressWith('xz', big));
+    expect(flat(node).slice(1)).toEqual(['2/1/1 photo.raw .', '2/1/2 evil.zip .zip', '2/1/2/1 invoice.pdf.exe .exe,.exe-ms']);
+  });
+
   it('walks into a small zip after the padding of a tar too big to hold that unar writes, as if the tar were held', async () => {
     const pad = Buffer.concat(Array.from({ length: 1100 }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
     const tar = makeTar({ 'pad.bin': pad, 'evil.zip': makeZip({ 'invoice.pdf.exe': peExecutable() }) });

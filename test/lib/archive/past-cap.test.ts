@@ -153,6 +153,16 @@ describe('a zip in a zip too big to hold, read for its directory as it streams p
     expect(flat(node)).toContain('2/1/2 invoice.pdf.exe .exe,.exe-ms');
   });
 
+  it('walks into a small zip, stored or deflated, in the last MiB of a zip too big to hold, as if it were held', async () => {
+    const evil = makeZip({ 'invoice.pdf.exe': peExecutable() });
+    for (const store of [true, false]) {
+      // Info-ZIP deflates pad.bin at 4:1 (or stores it): the inner zip is over maxMemberBytes either way.
+      const big = makeZip({ 'pad.bin': Buffer.concat([pad, randomBytes(MiB)]), 'evil.zip': evil }, { store });
+      const { node } = await walk('docs.zip', makeZip({ 'docs.zip': big }));
+      expect([store, flat(node).slice(2)]).toEqual([store, ['2/1/2 evil.zip .zip', '2/1/2/1 invoice.pdf.exe .exe,.exe-ms']]);
+    }
+  });
+
   it('lists the program in a zip whose end record understates its directory (found by its offset, as unzip does)', async () => {
     const lying = Buffer.from(inner);
     lying.writeUInt32LE(lying.readUInt32LE(eocdOf(lying) + 12) - 46, eocdOf(lying) + 12);
