@@ -202,6 +202,17 @@ describe('spoolFromChunks (a rewritten message)', () => {
     }
   });
 
+  it('closes the source when the signal aborts while the chunk that passes the threshold is read', async () => {
+    const d = dir();
+    const { chunks: src, state } = source(10, 800, { pauseAt: 1 });
+    const ac = new AbortController();
+    const reason = new Error('stage timed out');
+    setTimeout(() => ac.abort(reason), 50);
+    expect(await spoolFromChunks(src, { dir: d, memoryThresholdBytes: 1000, maxSizeBytes: 100_000, signal: ac.signal }).catch((e) => e)).toBe(reason);
+    expect([state.closed, state.read]).toEqual([true, 2]);
+    expect(readdirSync(d)).toEqual([]);
+  });
+
   it('passes a failing source on, and leaves no file when the failure comes after the threshold', async () => {
     const d = dir();
     expect((await spoolFromChunks(source(10, 800, { failAt: 2 }).chunks, { dir: d, memoryThresholdBytes: 1_000_000, maxSizeBytes: 100_000 }).catch((e) => e)).message).toBe(
