@@ -76,6 +76,12 @@ export class ByteBudget {
     });
   }
 
+  /** A lease on `bytes` if they fit now, else null: for a reader that cannot wait (past-cap.ts, as an archive streams past). */
+  tryReserve(bytes: number): Lease | null {
+    const n = Math.max(0, Math.min(bytes, this.capacity));
+    return this.used + n <= this.capacity ? this.lease(n) : null;
+  }
+
   private lease(n: number): Lease {
     this.used += n;
     this.peak = Math.max(this.peak, this.used);

@@ -62,6 +62,26 @@ export class Budget {
 
   /** Leases this message holds now. */
   private held = 0;
+  /** Leases held until the message's walk ends (`holdUntilEnd`). */
+  private readonly untilEnd: Lease[] = [];
+
+  /**
+   * Takes `bytes` of the process-wide budget now, without waiting, until `releaseAll`: for bytes
+   * kept while an archive streams past (past-cap.ts), where no wait is possible. False when they
+   * do not fit now; the caller marks what it could not keep `busy`.
+   */
+  holdUntilEnd(bytes: number): boolean {
+    if (!this.memory) return true;
+    const lease = this.memory.tryReserve(bytes);
+    if (!lease) return false;
+    this.untilEnd.push(lease);
+    return true;
+  }
+
+  /** The message's walk has ended (parts.ts messageContent): what `holdUntilEnd` took goes back. */
+  releaseAll(): void {
+    for (const lease of this.untilEnd.splice(0)) lease.release();
+  }
 
   /** A lease on `bytes` of the process-wide budget, or null when it stayed full too long. */
   async reserve(bytes: number, signal: AbortSignal): Promise<Lease | null> {

@@ -80,8 +80,14 @@ export async function scanPastCap(
  */
 export function readerFor(node: ContentNode, budget: Budget, signal: AbortSignal, walksInto: WalksInto): PastReader | null {
   if (node.types.includes('tar')) return tarReader(node, budget, signal, walksInto);
-  if (node.types.includes('zip') || node.names.some((n) => ZIP_NAME.test(n))) return zipReader(node, budget, signal, walksInto);
-  return null;
+  if (!node.types.includes('zip') && !node.names.some((n) => ZIP_NAME.test(n))) return null;
+  // Its kept end, and the copy that joins it, in the process-wide memory budget: without room
+  // now, a tempfail (banned stage) rather than the size limit's unchecked delivery.
+  if (!budget.holdUntilEnd(2 * ZIP_TAIL_BYTES)) {
+    node.limit = 'busy';
+    return null;
+  }
+  return zipReader(node, budget, signal, walksInto);
 }
 
 /**
@@ -99,9 +105,15 @@ function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
     n.types = detectType(head.subarray(0, HEAD_BYTES));
     return walksInto(n);
   };
-  // Room is taken when a member is chosen, before its bytes come.
+  // Room is taken when a member is chosen, before its bytes come, within maxMemberBytes and
+  // the process-wide memory budget (held until the message's walk ends: node.ts holdUntilEnd).
+  let busy = false;
   const room = (size: number): boolean => {
     if (keptBytes + size > budget.limits.maxMemberBytes) return false;
+    if (!budget.holdUntilEnd(size)) {
+      busy = true;
+      return false;
+    }
     keptBytes += size;
     return true;
   };
@@ -116,7 +128,8 @@ function tarReader(node: ContentNode, budget: Budget, signal: AbortSignal, walks
       if (!walksInto(member)) continue;
       // One over HEAD_BYTES had its room taken when chosen; a shorter one takes it now.
       if (e.whole && (e.head.length > HEAD_BYTES || room(e.head.length))) kept.push({ node: member, data: e.head });
-      else member.limit = 'size';
+      // Not kept for want of memory: a tempfail (banned stage), not an unchecked delivery.
+      else member.limit = busy ? 'busy' : 'size';
     }
   };
   return {

@@ -51,8 +51,12 @@ const HEADER_LINE_BYTES = 128 * 1024;
 export async function messageContent(message: Message, limits: ArchiveLimits, signal: AbortSignal, memory?: ByteBudget, unpacker?: ExternalUnpacker): Promise<MessageContent> {
   const budget = new Budget(limits, memory, unpacker);
   const counter = { mimeParts: 0 };
-  const root = await walkMessage(message, null, MAX_MIME_DEPTH, budget, counter, signal);
-  return { root, budget, mimeParts: counter.mimeParts };
+  try {
+    const root = await walkMessage(message, null, MAX_MIME_DEPTH, budget, counter, signal);
+    return { root, budget, mimeParts: counter.mimeParts };
+  } finally {
+    budget.releaseAll();
+  }
 }
 
 /**

@@ -14,6 +14,17 @@ const never = new AbortController().signal;
 const MiB = 1024 * 1024;
 
 describe('unpacking memory budget', () => {
+  it('tryReserve grants what fits now and nothing else, without waiting or queueing', async () => {
+    const b = new ByteBudget(100, 1000);
+    const held = b.tryReserve(70)!;
+    expect(b.tryReserve(40)).toBeNull();
+    const more = b.tryReserve(30)!;
+    expect(b.inUse).toBe(100);
+    held.release();
+    more.release();
+    expect(b.inUse).toBe(0);
+  });
+
   it('grants what fits at once, queues the rest in order, and grants it on release', async () => {
     const b = new ByteBudget(100, 1000);
     const first = await b.reserve(60, never);

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { type ArchiveLimits, Budget, type ContentNode, expand, newNode } from '../../../src/lib/archive/expand';
 import { detectType, HEAD_BYTES } from '../../../src/lib/archive/magic';
+import { ByteBudget } from '../../../src/lib/archive/memory';
 import { readerFor } from '../../../src/lib/archive/past-cap';
 import { makeGzip, makeTar, makeZip, peExecutable, storedGzip } from '../../helpers/archives';
 
@@ -19,10 +20,10 @@ const LIMITS: ArchiveLimits = { maxDepth: 8, maxMembers: 2000, maxMemberBytes: M
 /** About 7.5:1 in deflate: under the padding rule's 8, so a member this large is only `size`. */
 const underEight = (blocks = 1100) => Buffer.concat(Array.from({ length: blocks }, () => Buffer.concat([randomBytes(125), Buffer.alloc(875)])));
 
-async function walk(name: string, data: Buffer, limits: Partial<ArchiveLimits> = {}, signal = new AbortController().signal) {
+async function walk(name: string, data: Buffer, limits: Partial<ArchiveLimits> = {}, signal = new AbortController().signal, memory?: ByteBudget) {
   const node = newNode('2', [name], []);
   node.types = detectType(data.subarray(0, HEAD_BYTES));
-  const budget = new Budget({ ...LIMITS, ...limits });
+  const budget = new Budget({ ...LIMITS, ...limits }, memory);
   await expand(node, data, 1, budget, signal);
   return { node, budget };
 }
@@ -153,6 +154,20 @@ describe('a zip in a zip too big to hold, read for its directory as it streams p
     expect(flat(node)).toContain('2/1/2 invoice.pdf.exe .exe,.exe-ms');
   });
 
+  it('keeps its end in the process-wide memory budget: busy (a tempfail, not unchecked) when there is no room now', async () => {
+    const roomy = new ByteBudget(64 * MiB, 100);
+    const held = await walk('docs.zip', makeZip({ 'docs.zip': inner }), {}, undefined, roomy);
+    expect(flat(held.node)).toContain('2/1/2 invoice.pdf.exe .exe,.exe-ms');
+    expect(roomy.inUse).toBeGreaterThanOrEqual(2 * MiB);
+    held.budget.releaseAll();
+    expect(roomy.inUse).toBe(0);
+    const tight = new ByteBudget(2 * MiB, 100);
+    const busy = await walk('docs.zip', makeZip({ 'docs.zip': inner }), {}, undefined, tight);
+    expect(busy.node.children[0].limit).toBe('busy');
+    busy.budget.releaseAll();
+    expect(tight.inUse).toBe(0);
+  });
+
   it('walks into a small zip, stored or deflated, in the last MiB of a zip too big to hold, as if it were held', async () => {
     const evil = makeZip({ 'invoice.pdf.exe': peExecutable() });
     for (const store of [true, false]) {
@@ -224,6 +239,23 @@ describe('a small archive in a tar too big to hold', () => {
     expect(flat(zipped.node)).toEqual(['2/1 docs.tar .tar limit:size', '2/1/1 pad.bin .dat', '2/1/2 evil.zip .zip', '2/1/2/1 invoice.pdf.exe .exe,.exe-ms']);
     const gzipped = await walk('docs.zip', makeZip({ 'docs.tar.gz': storedGzip('docs.tar', tar) }));
     expect(flat(gzipped.node)).toContain('2/1/1/2/1 invoice.pdf.exe .exe,.exe-ms');
+  });
+
+  it('is kept in the process-wide memory budget until the walk ends, and is busy (a tempfail, not unchecked) when the budget has no room now', async () => {
+    const tar = makeTar({ 'pad.bin': underEight(), 'evil.zip': evil() });
+    const message = makeZip({ 'docs.tar': tar });
+    const memory = new ByteBudget(64 * MiB, 100);
+    const { node, budget } = await walk('docs.zip', message, {}, undefined, memory);
+    expect(flat(node)).toContain('2/1/2/1 invoice.pdf.exe .exe,.exe-ms');
+    expect(memory.peak).toBeGreaterThan(0);
+    budget.releaseAll();
+    expect(memory.inUse).toBe(0);
+    // The member's own lease (the tar, 1 MiB) fits; the kept zip of a few hundred bytes does not.
+    const tight = new ByteBudget(MiB, 100);
+    const full = await walk('docs.zip', message, {}, undefined, tight);
+    expect(flat(full.node)).toContain('2/1/2 evil.zip .zip limit:busy');
+    full.budget.releaseAll();
+    expect(tight.inUse).toBe(0);
   });
 
   it('is a size limit, as before, once those kept would pass maxMemberBytes together', async () => {
