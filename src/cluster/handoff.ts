@@ -9,9 +9,12 @@
  * - worker -> primary `room` (true/false) for a socket's key, only when its listener becomes
  *   full, has room again, or closes (reload, SIGTERM: no room): the primary spends nothing on
  *   a connection while no worker is full;
- * - worker -> primary `pass` with the connection; the primary forwards it as `take` to the
- *   holder with the fewest hand-offs not yet confirmed, or closes it and logs the refusal when
- *   none has room (what Postfix saw before: milter_default_action);
+ * - worker -> primary `pass` with the connection and the listener's maxConnections; the primary
+ *   forwards it as `take` to the holder with the fewest hand-offs not yet confirmed, or closes
+ *   it and logs the refusal when none has room (what Postfix saw before: milter_default_action).
+ *   A worker with maxConnections hand-offs unconfirmed on a socket has no room there either: one
+ *   whose event loop is stuck says nothing, and a flood would otherwise queue every connection
+ *   (a descriptor each) in the primary's channel to it;
  * - the receiving worker confirms with `took` and serves it as if it had accepted it, or
  *   refuses it (logged) when its listener is full by then, closing, or gone after a reload: a
  *   connection is handed at most once, so two full workers cannot pass it back and forth.
@@ -35,13 +38,14 @@ import type { Overflow } from '../listener/listen-sockets';
 
 const KIND = 'postseal:milter-handoff';
 
-type FromWorker = { kind: typeof KIND; key: string } & ({ op: 'pass' } | { op: 'took' } | { op: 'room'; room: boolean });
+type FromWorker = { kind: typeof KIND; key: string } & ({ op: 'pass'; limit: number } | { op: 'took' } | { op: 'room'; room: boolean });
 type ToWorker = { kind: typeof KIND; op: 'take'; key: string };
 
 const isFromWorker = (m: unknown): m is FromWorker => {
   const x = m as FromWorker | null;
-  return x?.kind === KIND && typeof x.key === 'string' && (x.op === 'pass' || x.op === 'took' || x.op === 'room');
+  return x?.kind === KIND && typeof x.key === 'string' && ((x.op === 'pass' && x.limit > 0) || x.op === 'took' || x.op === 'room');
 };
+const isOurs = (m: unknown) => (m as FromWorker | null)?.kind === KIND;
 const isTake = (m: unknown): m is ToWorker => (m as ToWorker | null)?.kind === KIND && (m as ToWorker).op === 'take' && typeof (m as ToWorker).key === 'string';
 
 /** The parts of Node's TCP handle used here. */
@@ -53,8 +57,8 @@ interface Handle {
 export class Handoffs {
   /** Per socket key: workers whose listener there has no room (or is closed). */
   private readonly full = new Map<string, Set<number>>();
-  /** Per worker: connections sent or queued for it that it has not confirmed. */
-  private readonly unconfirmed = new Map<number, number>();
+  /** Per worker, then socket key: connections sent or queued for it that it has not confirmed. */
+  private readonly unconfirmed = new Map<number, Map<string, number>>();
   /** Per worker: handles Node's channel still queues (its send has not completed): closed here if the worker ends first. */
   private readonly queued = new Map<number, Set<Handle>>();
   private turn = 0;
@@ -67,7 +71,13 @@ export class Handoffs {
 
   /** A worker's message: true when it was a hand-off message (and is dealt with). */
   onMessage(worker: Worker, msg: unknown, handle: unknown): boolean {
-    if (!isFromWorker(msg)) return false;
+    if (!isFromWorker(msg)) {
+      if (!isOurs(msg)) return false;
+      // Another version's message (a worker not yet replaced): a connection it carried is closed, not kept here.
+      if (isHandle(handle)) handle.close();
+      this.log.warn({ from: worker.id, op: (msg as { op?: unknown }).op, handed: isHandle(handle) }, 'milter hand-off message not understood; a connection it carried is closed');
+      return true;
+    }
     if (msg.op === 'room') {
       const set = this.full.get(msg.key) ?? new Set<number>();
       if (msg.room) set.delete(worker.id);
@@ -75,11 +85,11 @@ export class Handoffs {
       if (set.size) this.full.set(msg.key, set);
       else this.full.delete(msg.key);
     } else if (msg.op === 'took') {
-      this.count(worker.id, -1);
+      this.count(worker.id, msg.key, -1);
     } else if (!isHandle(handle)) {
       this.log.warn({ socket: msg.key, from: worker.id }, 'milter connection lost: its hand-off arrived without the connection');
     } else {
-      this.forward(worker, msg.key, handle);
+      this.forward(worker, msg.key, msg.limit, handle);
     }
     return true;
   }
@@ -101,16 +111,17 @@ export class Handoffs {
     for (const handle of queued ?? []) handle.close();
     // A send's callback that still comes finds its handle gone: closed and counted here.
     queued?.clear();
-    const lost = this.unconfirmed.get(id) ?? 0;
+    const lost = [...(this.unconfirmed.get(id)?.values() ?? [])].reduce((a, b) => a + b, 0);
     if (lost > 0) this.log.warn({ worker: id, connections: lost }, 'milter connections handed to a worker that ended before taking them are closed');
     this.queued.delete(id);
     this.unconfirmed.delete(id);
   }
 
-  private forward(from: Worker, key: string, handle: Handle): void {
+  private forward(from: Worker, key: string, limit: number, handle: Handle): void {
     const holders = this.holders(key);
     const full = this.full.get(key);
-    const room = (holders ?? []).filter((w) => w.id !== from.id && !full?.has(w.id) && w.isConnected());
+    const waiting = (w: Worker) => this.unconfirmed.get(w.id)?.get(key) ?? 0;
+    const room = (holders ?? []).filter((w) => w.id !== from.id && !full?.has(w.id) && waiting(w) < limit && w.isConnected());
     if (room.length === 0) {
       handle.close();
       const reason = holders ? 'no other worker has room (maxConnections)' : 'the socket is closed';
@@ -119,9 +130,9 @@ export class Handoffs {
     }
     // The fewest unconfirmed first, in turn among equals: a burst spreads instead of piling on one.
     let to = room[this.turn++ % room.length];
-    for (const w of room) if ((this.unconfirmed.get(w.id) ?? 0) < (this.unconfirmed.get(to.id) ?? 0)) to = w;
+    for (const w of room) if (waiting(w) < waiting(to)) to = w;
     const id = to.id;
-    this.count(id, 1);
+    this.count(id, key, 1);
     const queued = this.queued.get(id) ?? new Set<Handle>();
     this.queued.set(id, queued.add(handle));
     const sent = (err: Error | null) => {
@@ -129,7 +140,7 @@ export class Handoffs {
       if (!queued.delete(handle)) return;
       handle.close();
       if (!err) return void this.log.debug({ socket: key, from: from.id, to: id }, 'milter connection handed to another worker');
-      this.count(id, -1);
+      this.count(id, key, -1);
       this.log.warn({ err, socket: key, worker: id }, 'milter connection refused: it could not be handed to a worker');
     };
     try {
@@ -139,9 +150,12 @@ export class Handoffs {
     }
   }
 
-  private count(worker: number, by: 1 | -1): void {
-    const n = Math.max((this.unconfirmed.get(worker) ?? 0) + by, 0);
-    if (n) this.unconfirmed.set(worker, n);
+  private count(worker: number, key: string, by: 1 | -1): void {
+    const keys = this.unconfirmed.get(worker) ?? new Map<string, number>();
+    const n = Math.max((keys.get(key) ?? 0) + by, 0);
+    if (n) keys.set(key, n);
+    else keys.delete(key);
+    if (keys.size) this.unconfirmed.set(worker, keys);
     else this.unconfirmed.delete(worker);
   }
 }
@@ -204,7 +218,7 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
     takers.set(key, own);
     tell(key);
     return {
-      pass: (socket) =>
+      pass: (socket, limit) =>
         new Promise<void>((resolve, reject) => {
           const handle = (socket as unknown as { _handle?: unknown })._handle;
           const done = (err: Error | null) => {
@@ -215,7 +229,7 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
           };
           if (!handle || channel.connected === false) return done(new Error(handle ? 'the channel to the primary is closed' : 'this Node gives no handle to hand over'));
           try {
-            channel.send({ kind: KIND, op: 'pass', key } satisfies FromWorker, handle, done);
+            channel.send({ kind: KIND, op: 'pass', key, limit } satisfies FromWorker, handle, done);
           } catch (err) {
             done(err as Error);
           }

@@ -36,8 +36,12 @@ export interface ListenSockets {
 
 /** A listener's connections above its limit, and its room as the other processes see it. */
 export interface Overflow {
-  /** Hands a connection accepted with pauseOnConnect (nothing read) to another process; closes this process's copy either way; rejects when it could not (the caller logs the refusal). */
-  pass(socket: net.Socket): Promise<void>;
+  /**
+   * Hands a connection accepted with pauseOnConnect (nothing read) to another process, which
+   * takes at most `limit` (the listener's maxConnections); closes this process's copy either
+   * way; rejects when it could not (the caller logs the refusal).
+   */
+  pass(socket: net.Socket, limit: number): Promise<void>;
   /** The listener is full (false) or has room again (true): told on each change. */
   room(has: boolean): void;
   /** The listener closes: connections handed to it from now on are refused. */

@@ -40,7 +40,7 @@ export async function startMilterListener(config: ListenerConfig, current: () =>
       current().log.warn({ port: config.port, connections: sessions.size, draining, ...(handed ? { handed } : {}), ...extra }, 'milter connection refused');
     if (draining || sessions.size >= config.maxConnections) {
       if (overflow && !draining && !handed) {
-        overflow.pass(socket).catch((err: Error) => refused({ reason: `could not hand it to another worker: ${err.message}` }));
+        overflow.pass(socket, config.maxConnections).catch((err: Error) => refused({ reason: `could not hand it to another worker: ${err.message}` }));
         return;
       }
       refused();

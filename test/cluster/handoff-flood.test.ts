@@ -1,0 +1,74 @@
+/**
+ * Many milter connections at once against a cluster whose workers are full or stuck
+ * (src/cluster/handoff.ts), as an attacker who can open connections would send them: every
+ * connection is closed with a log line, and neither the primary nor a worker keeps more
+ * descriptors for them than a worker could serve (counted in /proc/PID/fd).
+ */
+import { readdirSync } from 'node:fs';
+import { MilterClient } from '../helpers/milter-client';
+import { cluster, freePort, offer, stop, stopStarted } from '../helpers/milter-cluster';
+import { milterAt } from '../helpers/milter-cluster';
+
+jest.setTimeout(120_000);
+afterEach(stopStarted);
+
+const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+const refusals = (lines: Record<string, unknown>[]) => lines.filter((l) => l.msg === 'milter connection refused').length;
+
+/** `n` connections at once; resolves with them once all are open. */
+async function flood(port: number, n: number): Promise<MilterClient[]> {
+  return Promise.all(Array.from({ length: n }, () => MilterClient.connect(port)));
+}
+
+async function until(pred: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('a flood of milter connections while every worker is at its maxConnections', () => {
+  it('closes each one with a log line, and leaves no descriptor open in the primary or the workers', async () => {
+    const port = await freePort();
+    const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 1 })]);
+    const held = await Promise.all(Array.from({ length: 2 }, () => offer(port)));
+    await Promise.all(held.map((o) => o.served));
+    const pids = [d.proc.pid!, ...workers];
+    const before = pids.map(fds);
+    const n = 300;
+    const clients = await flood(port, n);
+    await until(() => clients.every((c) => c.closed));
+    await d.waitFor(() => refusals(d.lines) >= n, 10_000);
+    expect(refusals(d.lines)).toBe(n);
+    await until(() => pids.map(fds).every((f, i) => f === before[i]), 5000).catch(() => undefined);
+    expect(pids.map(fds)).toEqual(before);
+    for (const o of held) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
+});
+
+describe('a flood of milter connections while the only worker with room is stuck', () => {
+  // A worker whose event loop is stuck (SIGSTOP here) has said nothing about being full:
+  // connections handed to it queue in the primary's channel, one descriptor each, until it runs.
+  it('hands it no more than its maxConnections: the rest are refused at once, and the primary holds no more descriptors than that', async () => {
+    const port = await freePort();
+    const max = 5;
+    const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: max })]);
+    const primary = d.proc.pid!;
+    process.kill(workers[1], 'SIGSTOP');
+    const held = await Promise.all(Array.from({ length: max }, () => offer(port)));
+    await Promise.all(held.map((o) => o.served));
+    const before = fds(primary);
+    const n = 100;
+    const clients = await flood(port, n);
+    // All but those the stuck worker could take are refused without waiting for it.
+    await until(() => clients.filter((c) => c.closed).length >= n - max);
+    await d.waitFor(() => refusals(d.lines) >= n - max, 10_000);
+    expect(fds(primary) - before).toBeLessThanOrEqual(max);
+    process.kill(workers[1], 'SIGCONT');
+    for (const c of clients) c.close();
+    for (const o of held) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
+});
