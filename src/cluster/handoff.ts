@@ -217,11 +217,21 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
     const own = { take, room: true };
     takers.set(key, own);
     tell(key);
+    // Sent, or queued in Node's channel behind the primary's acknowledgement of the previous one.
+    let sending = 0;
     return {
       pass: (socket, limit) =>
         new Promise<void>((resolve, reject) => {
           const handle = (socket as unknown as { _handle?: unknown })._handle;
+          // A flood faster than the primary acknowledges (about 2,400 a second measured) would queue
+          // one descriptor each here, without end: beyond what another worker could take, refused.
+          if (sending >= limit) {
+            socket.destroy();
+            return reject(new Error(`${sending} connections are already on their way to the primary (maxConnections)`));
+          }
+          sending++;
           const done = (err: Error | null) => {
+            sending--;
             // The primary has its own copy now (or none was sent): this one closes either way.
             socket.destroy();
             if (err) reject(err);
