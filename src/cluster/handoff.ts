@@ -29,7 +29,11 @@
  * net.Socket({ handle })`). Without those internals a worker refuses as before (logged).
  *
  * Never silent: every connection closed on the way has a log line; one in flight to a worker
- * that ends (crash, or a drain racing the forward) is counted in the primary's log line.
+ * that ends (crash, or a drain racing the forward) is counted in the primary's log line. A
+ * process whose descriptor table is full receives the message without the descriptor (the
+ * kernel drops it: MSG_CTRUNC), and Node then emits nothing there and answers the sender
+ * NODE_HANDLE_NACK instead of NODE_HANDLE_ACK, an internal message (`internalMessage`) that does
+ * not resend a bare handle: the sender logs that connection as refused (`onHandleAck`).
  */
 import type { Worker } from 'node:cluster';
 import net from 'node:net';
@@ -61,6 +65,9 @@ export class Handoffs {
   private readonly unconfirmed = new Map<number, Map<string, number>>();
   /** Per worker: handles Node's channel still queues (its send has not completed): closed here if the worker ends first. */
   private readonly queued = new Map<number, Set<Handle>>();
+  /** Per worker: the socket key of the connection written to its channel that Node has not yet seen acknowledged. */
+  private readonly unacked = new Map<number, string>();
+  private readonly watched = new WeakSet<Worker>();
   private turn = 0;
 
   /** `holders`: the live workers listening on a socket, or undefined when the primary no longer has it. */
@@ -115,6 +122,7 @@ export class Handoffs {
     if (lost > 0) this.log.warn({ worker: id, connections: lost }, 'milter connections handed to a worker that ended before taking them are closed');
     this.queued.delete(id);
     this.unconfirmed.delete(id);
+    this.unacked.delete(id);
   }
 
   private forward(from: Worker, key: string, limit: number, handle: Handle): void {
@@ -132,6 +140,7 @@ export class Handoffs {
     let to = room[this.turn++ % room.length];
     for (const w of room) if (waiting(w) < waiting(to)) to = w;
     const id = to.id;
+    this.watch(to);
     this.count(id, key, 1);
     const queued = this.queued.get(id) ?? new Set<Handle>();
     this.queued.set(id, queued.add(handle));
@@ -139,6 +148,8 @@ export class Handoffs {
       // Ended meanwhile: workerExited closed and counted it.
       if (!queued.delete(handle)) return;
       handle.close();
+      // Handles are written one at a time, each after the previous one's acknowledgement: the next one is this one's.
+      if (!err) this.unacked.set(id, key);
       if (!err) return void this.log.debug({ socket: key, from: from.id, to: id }, 'milter connection handed to another worker');
       this.count(id, key, -1);
       this.log.warn({ err, socket: key, worker: id }, 'milter connection refused: it could not be handed to a worker');
@@ -148,6 +159,19 @@ export class Handoffs {
     } catch (err) {
       sent(err as Error);
     }
+  }
+
+  private watch(w: Worker): void {
+    if (this.watched.has(w)) return;
+    this.watched.add(w);
+    onHandleAck(w.process, (received) => {
+      // A listening socket sent to the worker (shared-sockets.ts) is acknowledged too: unacked is then unset.
+      const key = this.unacked.get(w.id);
+      this.unacked.delete(w.id);
+      if (received || key === undefined) return;
+      this.count(w.id, key, -1);
+      this.log.warn({ socket: key, worker: w.id, reason: 'it did not reach the worker it was handed to (out of file descriptors?)' }, 'milter connection refused');
+    });
   }
 
   private count(worker: number, key: string, by: 1 | -1): void {
@@ -162,11 +186,20 @@ export class Handoffs {
 
 const isHandle = (h: unknown): h is Handle => typeof (h as Handle | null)?.close === 'function';
 
+/** Node's acknowledgement of a handle sent on `channel` (see the header): true when it arrived with its descriptor. */
+function onHandleAck(channel: { on(event: 'internalMessage', fn: (msg: unknown) => void): unknown }, fn: (received: boolean) => void): void {
+  channel.on('internalMessage', (msg) => {
+    const cmd = (msg as { cmd?: unknown } | null)?.cmd;
+    if (cmd === 'NODE_HANDLE_ACK' || cmd === 'NODE_HANDLE_NACK') fn(cmd === 'NODE_HANDLE_ACK');
+  });
+}
+
 /** What a worker needs of its channel to the primary (`process`). */
 export interface HandoffChannel {
   readonly connected?: boolean;
   send(msg: unknown, handle?: unknown, callback?: (err: Error | null) => void): unknown;
   on(event: 'message', fn: (msg: unknown, handle: unknown) => void): unknown;
+  on(event: 'internalMessage', fn: (msg: unknown) => void): unknown;
 }
 
 /** A worker's side: one `Overflow` per listener on a shared socket, keyed as the primary keys it. */
@@ -175,6 +208,8 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
   /** Keys the primary was last told this worker has no room on. */
   const told = new Set<string>();
   let attached = false;
+  /** The socket key of the connection last written to the primary, until Node sees it acknowledged. */
+  let unacked: string | undefined;
   const tell = (key: string) => {
     const room = takers.get(key)?.room === true;
     if (room === !told.has(key)) return;
@@ -213,6 +248,11 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
     if (!attached) {
       attached = true;
       channel.on('message', onMessage);
+      onHandleAck(channel, (received) => {
+        const key = unacked;
+        unacked = undefined;
+        if (!received && key !== undefined) log?.warn({ socket: key, reason: 'it did not reach the primary (out of file descriptors?)' }, 'milter connection refused');
+      });
     }
     const own = { take, room: true };
     takers.set(key, own);
@@ -232,6 +272,7 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
           sending++;
           const done = (err: Error | null) => {
             sending--;
+            if (!err) unacked = key;
             // The primary has its own copy now (or none was sent): this one closes either way.
             socket.destroy();
             if (err) reject(err);

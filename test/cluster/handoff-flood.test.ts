@@ -4,6 +4,7 @@
  * connection is closed with a log line, and neither the primary nor a worker keeps more
  * descriptors for them than a worker could serve (counted in /proc/PID/fd).
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { MilterClient } from '../helpers/milter-client';
 import { cluster, freePort, offer, stop, stopStarted } from '../helpers/milter-cluster';
@@ -75,6 +76,68 @@ describe('a flood of milter connections while the only worker with room is stuck
     process.kill(workers[1], 'SIGCONT');
     for (const c of clients) c.close();
     for (const o of held) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
+});
+
+describe('SIGTERM while milter connections are on their way to a stopped worker', () => {
+  it('leaves none open: each is served or closed, and postseal exits 0', async () => {
+    const port = await freePort();
+    const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 1 })]);
+    process.kill(workers[1], 'SIGSTOP');
+    const first = await offer(port);
+    await first.served;
+    // The running worker is full: these go to the stopped one, through the primary.
+    const handed = await Promise.all(Array.from({ length: 3 }, () => offer(port)));
+    const ends = Promise.all(
+      handed.map((o) =>
+        o.served.then(
+          () => o.client.closedByServer(10_000).then(() => 'served, then closed'),
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    d.proc.kill('SIGTERM');
+    await d.waitFor((l) => l.msg === 'draining');
+    process.kill(workers[1], 'SIGCONT');
+    expect(await d.exited).toBe(0);
+    for (const end of await ends) expect(end).toMatch(/^served, then closed$|^milter connection closed$/);
+    for (const o of [first, ...handed]) o.client.close();
+  });
+});
+
+describe('milter connections handed to a worker that is out of file descriptors', () => {
+  // The kernel drops a descriptor its receiver has no room for; Node then emits nothing there
+  // and tells the sender only in an internal NODE_HANDLE_NACK.
+  it('are each served or refused with a log line, none closed unsaid', async () => {
+    const port = await freePort();
+    const max = 20;
+    const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: max })]);
+    process.kill(workers[1], 'SIGSTOP');
+    const held = await Promise.all(Array.from({ length: max }, () => offer(port)));
+    await Promise.all(held.map((o) => o.served));
+    // The stopped worker may open no further descriptor (beyond free slots below its highest one).
+    const open = readdirSync(`/proc/${workers[1]}/fd`).length;
+    execFileSync('prlimit', ['--pid', String(workers[1]), `--nofile=${open}:${open}`]);
+    // Accepted by the running worker, which is full, and handed to the stopped one (its own
+    // accept would meet libuv's EMFILE trick, which closes connections unsaid in any Node server).
+    const handed = await Promise.all(Array.from({ length: 10 }, () => offer(port)));
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(workers[1], 'SIGCONT');
+    const ends: string[] = await Promise.all(
+      handed.map((o) =>
+        o.served.then(
+          () => 'served',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    const closed = ends.filter((e) => e === 'milter connection closed').length;
+    expect(closed).toBeGreaterThan(0);
+    await d.waitFor(() => refusals(d.lines) >= closed, 5000);
+    expect(refusals(d.lines)).toBe(closed);
+    for (const o of [...held, ...handed]) o.client.close();
     expect(await stop(d)).toBe(0);
   });
 });
