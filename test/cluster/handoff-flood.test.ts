@@ -38,7 +38,9 @@ describe('a flood of milter connections while every worker is at its maxConnecti
     const pids = [d.proc.pid!, ...workers];
     const before = pids.map(fds);
     const peak = [...before];
-    const sample = setInterval(() => pids.forEach((pid, i) => (peak[i] = Math.max(peak[i], fds(pid)))), 2);
+    const sample = setInterval(() => {
+      for (const [i, pid] of pids.entries()) peak[i] = Math.max(peak[i], fds(pid));
+    }, 2);
     // Faster than the primary acknowledges hand-offs: without a bound each worker queued ~40% of them.
     const n = 1000;
     const clients = await flood(port, n);
