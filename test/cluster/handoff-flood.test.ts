@@ -142,4 +142,33 @@ describe('milter connections handed to a worker that is out of file descriptors'
     for (const o of [...held, ...handed]) o.client.close();
     expect(await stop(d)).toBe(0);
   });
+
+  it('are each served or refused with a log line when the primary is the one out of them', async () => {
+    const port = await freePort();
+    const max = 20;
+    const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: max })]);
+    process.kill(workers[1], 'SIGSTOP');
+    const held = await Promise.all(Array.from({ length: max }, () => offer(port)));
+    await Promise.all(held.map((o) => o.served));
+    const primary = d.proc.pid!;
+    const open = readdirSync(`/proc/${primary}/fd`).length;
+    execFileSync('prlimit', ['--pid', String(primary), `--nofile=${open}:${open}`]);
+    const handed = await Promise.all(Array.from({ length: 10 }, () => offer(port)));
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(workers[1], 'SIGCONT');
+    const ends: string[] = await Promise.all(
+      handed.map((o) =>
+        o.served.then(
+          () => 'served',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    const closed = ends.filter((e) => e === 'milter connection closed').length;
+    expect(closed).toBeGreaterThan(0);
+    await d.waitFor(() => refusals(d.lines) >= closed, 5000);
+    expect(refusals(d.lines)).toBe(closed);
+    for (const o of [...held, ...handed]) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
 });
