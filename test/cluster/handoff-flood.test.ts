@@ -5,10 +5,10 @@
  * descriptors for them than a worker could serve (counted in /proc/PID/fd).
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import YAML from 'yaml';
 import { MilterClient } from '../helpers/milter-client';
-import { cluster, freePort, offer, stop, stopStarted } from '../helpers/milter-cluster';
-import { milterAt } from '../helpers/milter-cluster';
+import { cluster, freePort, milterAt, offer, stop, stopStarted } from '../helpers/milter-cluster';
 
 jest.setTimeout(120_000);
 afterEach(stopStarted);
@@ -169,6 +169,38 @@ describe('milter connections handed to a worker that is out of file descriptors'
     await d.waitFor(() => refusals(d.lines) >= closed, 5000);
     expect(refusals(d.lines)).toBe(closed);
     for (const o of [...held, ...handed]) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
+});
+
+describe('a reload that restarts the milter listener while connections are on their way to it', () => {
+  it('serves each of them, or refuses it with a log line', async () => {
+    const port = await freePort();
+    const { d, file, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 1 })]);
+    process.kill(workers[1], 'SIGSTOP');
+    const first = await offer(port);
+    await first.served;
+    const handed = await Promise.all(Array.from({ length: 3 }, () => offer(port)));
+    await new Promise((r) => setTimeout(r, 300));
+    // A new maxConnections restarts the listener on the same socket (listener/service.ts).
+    const config = YAML.parse(readFileSync(file, 'utf8'));
+    config.listeners = [milterAt(port, { maxConnections: 2 })];
+    writeFileSync(file, YAML.stringify(config));
+    d.proc.kill('SIGHUP');
+    process.kill(workers[1], 'SIGCONT');
+    const ends: string[] = await Promise.all(
+      handed.map((o) =>
+        o.served.then(
+          () => 'served',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    await d.waitFor(() => d.lines.filter((l) => l.msg === 'configuration reloaded').length === 2);
+    const closed = ends.filter((e) => e === 'milter connection closed').length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(refusals(d.lines)).toBe(closed);
+    for (const o of [first, ...handed]) o.client.close();
     expect(await stop(d)).toBe(0);
   });
 });
