@@ -8,7 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { MilterClient } from '../helpers/milter-client';
-import { cluster, freePort, milterAt, offer, stop, stopStarted } from '../helpers/milter-cluster';
+import path from 'node:path';
+import { startDaemon } from '../helpers/cli';
+import { blockLoop, cluster, configFile, freePort, milterAt, offer, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
 
 jest.setTimeout(120_000);
 afterEach(stopStarted);
@@ -201,6 +203,32 @@ describe('a reload that restarts the milter listener while connections are on th
     await new Promise((r) => setTimeout(r, 300));
     expect(refusals(d.lines)).toBe(closed);
     for (const o of [first, ...handed]) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
+});
+
+describe('a milter connection handed to another worker that sends nothing', () => {
+  it("is closed after the bank's socketIdleTimeoutMs, as one the worker accepted itself", async () => {
+    const port = await freePort();
+    const file = configFile([milterAt(port, { maxConnections: 1 })]);
+    const bank = path.join(path.dirname(file), 'banks', 'default.yaml');
+    writeFileSync(bank, YAML.stringify({ ...YAML.parse(readFileSync(bank, 'utf8')), timeouts: { socketIdleTimeoutMs: 1000 } }));
+    const d = startDaemon(file, { nodeArgs: ['--require', blockLoop] });
+    started.push(d);
+    await d.waitFor((l) => l.msg === 'postseal started', 45_000);
+    const workers = await workerPids(d, 2);
+    process.kill(workers[1], 'SIGSTOP');
+    const first = await offer(port);
+    await first.served;
+    // Silent from the start: accepted by the full worker, handed to the stopped one.
+    const silent = await MilterClient.connect(port);
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    process.kill(workers[1], 'SIGCONT');
+    await silent.closedByServer(5000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(refusals(d.lines)).toBe(0);
+    first.client.close();
     expect(await stop(d)).toBe(0);
   });
 });
