@@ -74,7 +74,7 @@ export function runStart(args: string[]): Promise<number> {
     const metrics = metricsModule(config)?.metricsForProcess(config, log, cluster.isWorker);
     try {
       // Without the primary's sockets a worker's listeners still share Node's round robin with the other workers.
-      const sockets = !cluster.isWorker ? undefined : socketsSupported ? socketsFromPrimary(log) : { ...ownSockets, shared: true };
+      const sockets = !cluster.isWorker ? undefined : socketsSupported ? socketsFromPrimary(log, workers) : { ...ownSockets, shared: true };
       app = await (require('../main') as typeof import('../main')).startPostseal(config, log, { logWarnings: !cluster.isWorker, telemetry: metrics?.telemetry, sockets });
     } catch (err) {
       cluster.worker?.disconnect();

@@ -202,8 +202,8 @@ export interface HandoffChannel {
   on(event: 'internalMessage', fn: (msg: unknown) => void): unknown;
 }
 
-/** A worker's side: one `Overflow` per listener on a shared socket, keyed as the primary keys it. */
-export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: string, take: (socket: net.Socket) => void) => Overflow {
+/** A worker's side: one `Overflow` per listener on a shared socket, keyed as the primary keys it; `others`: how many other workers could take connections. */
+export function workerHandoff(channel: HandoffChannel, log?: Logger, others = 1): (key: string, take: (socket: net.Socket) => void) => Overflow {
   const takers = new Map<string, { take(socket: net.Socket): void; room: boolean }>();
   /** Keys the primary was last told this worker has no room on. */
   const told = new Set<string>();
@@ -264,10 +264,10 @@ export function workerHandoff(channel: HandoffChannel, log?: Logger): (key: stri
         new Promise<void>((resolve, reject) => {
           const handle = (socket as unknown as { _handle?: unknown })._handle;
           // A flood faster than the primary acknowledges (about 2,400 a second measured) would queue
-          // one descriptor each here, without end: beyond what another worker could take, refused.
-          if (sending >= limit) {
+          // one descriptor each here, without end: beyond what the other workers could take, refused.
+          if (sending >= limit * Math.max(others, 1)) {
             socket.destroy();
-            return reject(new Error(`${sending} connections are already on their way to the primary (maxConnections)`));
+            return reject(new Error(`${sending} connections are already on their way to the primary (maxConnections of each other worker)`));
           }
           sending++;
           const done = (err: Error | null) => {

@@ -208,13 +208,13 @@ export interface PrimaryChannel extends HandoffChannel {
 }
 
 /**
- * A worker's side: asks the primary for each milter socket. Two listeners of this worker on
+ * A worker's side (`workers`: the cluster's): asks the primary for each milter socket. Two listeners of this worker on
  * one socket would split its connections between their banks: the second is refused with
  * EADDRINUSE, as a second bind would be.
  */
-export function socketsFromPrimary(log?: Logger, channel: PrimaryChannel = process as unknown as PrimaryChannel): ListenSockets {
+export function socketsFromPrimary(log?: Logger, workers = 2, channel: PrimaryChannel = process as unknown as PrimaryChannel): ListenSockets {
   const held = new Set<string>();
-  const overflowAt = workerHandoff(channel, log);
+  const overflowAt = workerHandoff(channel, log, workers - 1);
   const resolved = new Map<string, Where>();
   const pending = new Map<number, { resolve(h: object): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   let next = 0;

@@ -5,7 +5,8 @@
  * worker they were handed to dies first, they are closed and logged. Whether a session was
  * served is read from the milter's answer to option negotiation.
  */
-import { cluster, freePort, messageThrough, milterAt, offer, stop, stopStarted } from '../helpers/milter-cluster';
+import { startDaemon } from '../helpers/cli';
+import { blockLoop, cluster, configFile, freePort, messageThrough, milterAt, offer, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
 
 // Each test starts a cluster of real processes; under CI's parallel load a start alone has taken over 15 s.
 jest.setTimeout(120_000);
@@ -31,6 +32,33 @@ describe('a burst of milter sessions', () => {
     await new Promise((r) => setTimeout(r, 300));
     process.kill(workers[1], 'SIGCONT');
     expect(await ends).toEqual(Array(6).fill('served'));
+    for (const o of offers) o.client.close();
+    expect(await stop(d)).toBe(0);
+  });
+});
+
+describe('a burst of milter sessions on 3 workers', () => {
+  // The first accepts all 9 and hands on 6: more than one other worker could take, not more than both.
+  it('is served whole: 3 workers of maxConnections 3 serve 9 sessions that arrive at once', async () => {
+    const port = await freePort();
+    const d = startDaemon(configFile([milterAt(port, { maxConnections: 3 })], undefined, 3), { nodeArgs: ['--require', blockLoop] });
+    started.push(d);
+    await d.waitFor((l) => l.msg === 'postseal started', 45_000);
+    const workers = await workerPids(d, 3);
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    const offers = await Promise.all(Array.from({ length: 9 }, () => offer(port)));
+    const ends = Promise.all(
+      offers.map((o) =>
+        o.served.then(
+          () => 'served',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    process.kill(workers[0], 'SIGCONT');
+    await new Promise((r) => setTimeout(r, 300));
+    for (const pid of workers.slice(1)) process.kill(pid, 'SIGCONT');
+    expect(await ends).toEqual(Array(9).fill('served'));
     for (const o of offers) o.client.close();
     expect(await stop(d)).toBe(0);
   });
