@@ -96,6 +96,9 @@ export async function greylist(store: GreylistStore, settings: GreylistSettings,
   if (!seen && !(await store.setIfAbsent(key, `${nowSec},${nowSec}`, { ttlMs: settings.retryWindowSec * 1000 }))) {
     // Another worker or host wrote it first: decide on its first-seen time.
     seen = pair(await store.get(key));
+    // A value that is no "first,last" (a damaged row) would otherwise stay, and every attempt
+    // be greylisted as new until it expired: it is replaced by this first sighting.
+    if (!seen) await store.set(key, `${nowSec},${nowSec}`, { ttlMs: settings.retryWindowSec * 1000 });
   }
   let first = seen ? seen[0] : nowSec;
   const lastWasSuccessful = seen !== undefined && seen[1] - seen[0] >= settings.delaySec;

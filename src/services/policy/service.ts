@@ -84,7 +84,9 @@ export class PolicyService implements Service {
   }
 
   private async listen(s: PolicySettings): Promise<net.Server> {
-    const server = net.createServer((socket) => this.serve(socket));
+    // allowHalfOpen: a client that writes its requests and then shuts down its side (printf ... |
+    // nc -N, a monitoring probe) still gets the answers; serve() ends the connection after them.
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.serve(socket));
     server.maxConnections = s.maxConnections;
     const where = s.socket || `${s.address}:${s.port}`;
     // A socket file left by a process that died would make listen fail (stale-socket.ts); a
@@ -154,6 +156,13 @@ export class PolicyService implements Service {
       if (closing && !socket.destroyed) socket.end();
     };
 
+    // The client shut down its side: answer what it sent, then end ours; a request it left
+    // unfinished is dropped with the connection.
+    socket.on('end', () => {
+      closing = true;
+      if (reader.midRequest) socket.destroy();
+      else if (!busy && !queue.length) socket.end();
+    });
     socket.on('data', (chunk: string) => {
       for (const r of reader.feed(chunk)) {
         if (r.kind === 'request') queue.push(r.request);

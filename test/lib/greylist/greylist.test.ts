@@ -49,3 +49,10 @@ it('whitelists a client after autoWhitelistClients passes, counted at most once 
   // Another client of the same network is not whitelisted by it.
   expect(await greylist(store, settings, lists, { ...req, clientAddress: '192.0.2.11', recipient: 'new@rcpt.example' }, t)).toMatchObject({ action: 'greylist' });
 });
+
+it('replaces a stored triplet it cannot read, so the retry after the delay passes instead of being greylisted as new forever', async () => {
+  // A value of another format (a damaged row, another program's writer) under the triplet's key.
+  await store.set('greylist:t:192.0.2.0/alice@sender.example/bob@rcpt.example', 'garbage', { ttlMs: 86400_000 });
+  expect(await greylist(store, settings, lists, req, T0)).toEqual({ action: 'greylist', reason: 'new', retryInSec: 300 });
+  expect(await greylist(store, settings, lists, req, T0 + 301)).toEqual({ action: 'pass', reason: 'delayed', delayedSec: 301 });
+});

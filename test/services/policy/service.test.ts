@@ -201,6 +201,35 @@ describe('protocol robustness', () => {
     expect(await (await connect()).ask(rcptRequest())).toMatch(/^DEFER_IF_PERMIT 4\.7\.1/);
   });
 
+  it('answers the requests of a client that half-closes after writing them (printf ... | nc -N), then closes', async () => {
+    // SPF makes the answers wait for DNS, so they are written after the client's FIN arrived.
+    await start(spfOnly);
+    const req = rcptRequest();
+    const text = requestText(req) + requestText({ ...req, recipient: 'carol@rcpt.example' });
+    const answers = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const s = net.connect((service as PolicyService).port, '127.0.0.1', () => s.end(text));
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (got += d));
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+    });
+    expect(answers).toMatch(/^action=PREPEND Received-SPF: pass [^\n]*\n\naction=DUNNO\n\n$/);
+  });
+
+  it('drops a request left unfinished by a client that half-closes, and closes the connection', async () => {
+    await start(greyOnly);
+    const answers = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const s = net.connect((service as PolicyService).port, '127.0.0.1', () => s.end('request=smtpd_access_policy\nclient_address=192.0.2.1\n'));
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (got += d));
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+    });
+    expect(answers).toBe('');
+  });
+
   it('answers DEFER_IF_PERMIT 4.3.0 when the store fails, and keeps the connection', async () => {
     await start(greyOnly);
     const c = await connect();
