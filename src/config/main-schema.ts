@@ -830,7 +830,8 @@ export const mainConfigSchema = {
                   minimum: 60,
                   maximum: 2592000,
                   default: 172800,
-                  description: 'A triplet not retried successfully within this time starts over (postgrey --retry-window, 2 days).',
+                  description:
+                    'A triplet not retried successfully within this time starts over (postgrey --retry-window, 2 days). Must be longer than delaySec (CFG_INCONSISTENT otherwise).',
                 },
                 maxAgeDays: {
                   type: 'integer',

@@ -12,7 +12,8 @@
  * maxConnections are closed at once.
  *
  * Fails with POLICY_LISTEN_FAILED when it cannot bind; CFG_POLICY_WHITELIST when a whitelist
- * file cannot be read (start fails; a reload is refused and the running lists stay).
+ * file cannot be read, CFG_INCONSISTENT when greylisting's retry window is not longer than its
+ * delay (start fails; a reload is refused and the running settings stay).
  */
 import cluster from 'node:cluster';
 import { chmodSync, readFileSync } from 'node:fs';
@@ -237,6 +238,14 @@ function buildContext(config: LoadedConfig): PolicyContext {
     }
   };
   const p = '/services/policy';
+  // A retry passes only between delaySec and retryWindowSec after the first attempt: with no
+  // such time every retry starts over and the mail is deferred until the sender bounces it.
+  if (settings.enabled && g.enabled && g.retryWindowSec <= g.delaySec) {
+    throw new PostsealError(
+      'CFG_INCONSISTENT',
+      `${config.file}: ${p}/greylist/retryWindowSec (${g.retryWindowSec}) is not longer than delaySec (${g.delaySec}): no retry could pass greylisting; make the window hours (postgrey: 2 days)`,
+    );
+  }
   return {
     settings,
     hostname: config.hostname,

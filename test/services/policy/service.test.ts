@@ -153,6 +153,14 @@ describe('greylisting', () => {
     });
     service = undefined;
   });
+
+  it('refuses to start when the retry window is not longer than the delay, since no retry could ever pass', async () => {
+    await expect(start({ greylist: { delaySec: 3600, retryWindowSec: 1800 } })).rejects.toMatchObject({
+      code: 'CFG_INCONSISTENT',
+      message: expect.stringContaining('/services/policy/greylist/retryWindowSec (1800)'),
+    });
+    service = undefined;
+  });
 });
 
 describe('protocol robustness', () => {
