@@ -11,7 +11,8 @@
  * passes (0 turns this off). Listed clients and recipients pass without a lookup.
  *
  * Store keys: "greylist:t:<triplet>" = "first,last" (seconds), "greylist:c:<address>" =
- * "count,last". Long triplets are stored as their SHA-256 (store keys are capped).
+ * "count,last", "greylist:n:<network>:<hour>" = new triplets of the client network that hour,
+ * capped by `maxNewTripletsPerNetworkHour` (past it, a new triplet is greylisted unstored). Long triplets are stored as their SHA-256 (store keys are capped).
  * Two instances racing on a new triplet both see the same first-seen time (setIfAbsent);
  * concurrent updates of an existing one are last-writer-wins on `last`, which only moves the
  * expiry, never the decision.
@@ -34,6 +35,7 @@ export interface GreylistStore {
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string, opts?: { readonly ttlMs?: number }): Promise<void>;
   setIfAbsent(key: string, value: string, opts?: { readonly ttlMs?: number }): Promise<boolean>;
+  increment(key: string, by?: number, opts?: { readonly ttlMs?: number }): Promise<number>;
 }
 
 export interface GreylistSettings {
@@ -44,6 +46,8 @@ export interface GreylistSettings {
   readonly ipv6PrefixBits: number;
   /** Passes needed before a client is whitelisted; 0 = never. */
   readonly autoWhitelistClients: number;
+  /** New triplets stored per client network and hour; past it, greylisted unstored. 0 = no cap. */
+  readonly maxNewTripletsPerNetworkHour: number;
 }
 
 export interface GreylistLists {
@@ -63,12 +67,12 @@ export type GreylistOutcome =
   | { readonly action: 'pass'; readonly reason: 'client whitelist' | 'recipient whitelist' | 'client AWL' | 'triplet found' }
   /** First pass after a delay: the X-Greylist field says how long. */
   | { readonly action: 'pass'; readonly reason: 'delayed'; readonly delayedSec: number }
-  | { readonly action: 'greylist'; readonly reason: 'new' | 'early retry'; readonly retryInSec: number };
+  | { readonly action: 'greylist'; readonly reason: 'new' | 'early retry' | 'network cap'; readonly retryInSec: number };
 
 const HOUR = 3600;
 const LONGEST_KEY = 900;
 
-function storeKey(kind: 't' | 'c', id: string): string {
+function storeKey(kind: 't' | 'c' | 'n', id: string): string {
   return `greylist:${kind}:${id.length > LONGEST_KEY ? `sha256:${createHash('sha256').update(id).digest('hex')}` : id}`;
 }
 
@@ -91,8 +95,17 @@ export async function greylist(store: GreylistStore, settings: GreylistSettings,
     return { action: 'pass', reason: 'client AWL' };
   }
 
-  const key = storeKey('t', tripletKey(clientNetwork(req.clientAddress, settings.ipv4PrefixBits, settings.ipv6PrefixBits), req.sender, req.recipient));
+  const network = clientNetwork(req.clientAddress, settings.ipv4PrefixBits, settings.ipv6PrefixBits);
+  const key = storeKey('t', tripletKey(network, req.sender, req.recipient));
   let seen = pair(await store.get(key));
+  // Every new triplet is a row kept for the retry window: a client making up senders or
+  // recipients would grow the store without bound. Past the cap its new triplets are
+  // greylisted without being stored (so they cannot pass until the next hour stores them).
+  const cap = settings.maxNewTripletsPerNetworkHour;
+  if (!seen && cap > 0) {
+    const made = await store.increment(storeKey('n', `${network}:${Math.floor(nowSec / HOUR)}`), 1, { ttlMs: 2 * HOUR * 1000 });
+    if (made > cap) return { action: 'greylist', reason: 'network cap', retryInSec: settings.delaySec };
+  }
   if (!seen && !(await store.setIfAbsent(key, `${nowSec},${nowSec}`, { ttlMs: settings.retryWindowSec * 1000 }))) {
     // Another worker or host wrote it first: decide on its first-seen time.
     seen = pair(await store.get(key));

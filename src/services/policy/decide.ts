@@ -70,7 +70,8 @@ export async function decide(ctx: PolicyContext, deps: PolicyDeps, req: PolicyRe
     if (spf.header && !memory.spfPrepended) prepend = spf.header;
   }
 
-  if (s.greylist.enabled && !skipsGreylist(ctx, memory, sender)) {
+  // No recipient (not Postfix at RCPT): no triplet to judge or store; postgrey answers DUNNO too.
+  if (s.greylist.enabled && recipient && !skipsGreylist(ctx, memory, sender)) {
     const g = s.greylist;
     const nowSec = Math.floor(deps.now() / 1000);
     const outcome = await greylist(deps.store, g, ctx.lists, { clientAddress: client, clientName: req.get('client_name') ?? 'unknown', sender, recipient }, nowSec);

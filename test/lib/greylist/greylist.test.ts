@@ -3,7 +3,15 @@ import { greylist, parseClientWhitelist, parseRecipientWhitelist, type GreylistS
 import type { Store } from '../../../src/store/store';
 import { tempSqliteStore } from '../../helpers/policy';
 
-const settings: GreylistSettings = { delaySec: 300, retryWindowSec: 2 * 86400, maxAgeDays: 35, ipv4PrefixBits: 24, ipv6PrefixBits: 64, autoWhitelistClients: 3 };
+const settings: GreylistSettings = {
+  delaySec: 300,
+  retryWindowSec: 2 * 86400,
+  maxAgeDays: 35,
+  ipv4PrefixBits: 24,
+  ipv6PrefixBits: 64,
+  autoWhitelistClients: 3,
+  maxNewTripletsPerNetworkHour: 0,
+};
 const lists = { clients: parseClientWhitelist([{ name: 'c', text: 'trusted.example\n' }]), recipients: parseRecipientWhitelist([{ name: 'r', text: 'postmaster@\n' }]) };
 const req = { clientAddress: '192.0.2.10', clientName: 'mail.sender.example', sender: 'alice@sender.example', recipient: 'bob@rcpt.example' };
 const T0 = 1_800_000_000;
@@ -55,4 +63,20 @@ it('replaces a stored triplet it cannot read, so the retry after the delay passe
   await store.set('greylist:t:192.0.2.0/alice@sender.example/bob@rcpt.example', 'garbage', { ttlMs: 86400_000 });
   expect(await greylist(store, settings, lists, req, T0)).toEqual({ action: 'greylist', reason: 'new', retryInSec: 300 });
   expect(await greylist(store, settings, lists, req, T0 + 301)).toEqual({ action: 'pass', reason: 'delayed', delayedSec: 301 });
+});
+
+it('greylists without storing the new triplets of a client network past maxNewTripletsPerNetworkHour, and stores them again the next hour', async () => {
+  const capped = { ...settings, maxNewTripletsPerNetworkHour: 3 };
+  const hour = Math.floor(T0 / 3600) * 3600;
+  for (let i = 0; i < 3; i++) expect(await greylist(store, capped, lists, { ...req, sender: `s${i}@spam.example` }, hour)).toMatchObject({ reason: 'new' });
+  // The fourth of that network (another address of the /24) is not stored: its retry is new again.
+  const fourth = { ...req, clientAddress: '192.0.2.77', sender: 's3@spam.example' };
+  expect(await greylist(store, capped, lists, fourth, hour + 10)).toEqual({ action: 'greylist', reason: 'network cap', retryInSec: 300 });
+  expect(await store.get('greylist:t:192.0.2.0/s3@spam.example/bob@rcpt.example')).toBeUndefined();
+  // Known triplets are not counted: the first one still passes after the delay.
+  expect(await greylist(store, capped, lists, { ...req, sender: 's0@spam.example' }, hour + 400)).toMatchObject({ action: 'pass', reason: 'delayed' });
+  // Another network has its own count; the next hour, the network's new triplets are stored again.
+  expect(await greylist(store, capped, lists, { ...fourth, clientAddress: '198.51.100.1' }, hour + 20)).toMatchObject({ reason: 'new' });
+  expect(await greylist(store, capped, lists, fourth, hour + 3600)).toMatchObject({ reason: 'new' });
+  expect(await greylist(store, capped, lists, fourth, hour + 3600 + 300)).toMatchObject({ action: 'pass', reason: 'delayed' });
 });

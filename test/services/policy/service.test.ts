@@ -9,6 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { PolicyService } from '../../../src/services/policy';
+import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { fixedClock, PolicyClient, rcptRequest, requestText, startPolicy, tempSqliteStore, writePolicyConfig, type Clock } from '../../helpers/policy';
@@ -144,6 +145,29 @@ describe('greylisting', () => {
     await service.close();
     service = await startPolicy(writePolicyConfig({ greylist: { skipSpfPassDomains: ['sender.example'] }, spf: { receivedSpf: false } }), store, { dnsServer: dns.server });
     expect(await (await connect()).ask(rcptRequest())).toBe('DUNNO');
+  });
+
+  it('passes a retry after a restart between the first attempt and the retry (the triplet is in the store file)', async () => {
+    const clock = fixedClock();
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'postseal-policy-restart-')), 'state.db');
+    store = openSqliteStore({ file, keyPrefix: 'test:', busyTimeoutMs: 2000 });
+    await start(greyOnly, clock);
+    expect(await (await connect()).ask(rcptRequest())).toMatch(/^DEFER_IF_PERMIT 4\.7\.1 /);
+    await (service as PolicyService).close();
+    await store.close();
+    clock.advance(301);
+    store = openSqliteStore({ file, keyPrefix: 'test:', busyTimeoutMs: 2000 });
+    await start(greyOnly, clock);
+    expect(await (await connect()).ask(rcptRequest())).toMatch(/^PREPEND X-Greylist: delayed 301 seconds /);
+  });
+
+  it('does not greylist (or store) a request without a recipient, as postgrey answers DUNNO to one', async () => {
+    await start(greyOnly);
+    const c = await connect();
+    const req = rcptRequest();
+    delete req.recipient;
+    expect(await c.ask(req)).toBe('DUNNO');
+    expect(await c.ask({ ...req, recipient: '' })).toBe('DUNNO');
   });
 
   it('refuses to start when a whitelist file is missing, naming the setting', async () => {
