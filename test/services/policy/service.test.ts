@@ -262,6 +262,21 @@ describe('protocol robustness', () => {
     expect(answers).toBe('');
   });
 
+  it('stops reading from a client that writes requests and never reads the answers, so the answers waiting for it stay bounded', async () => {
+    await start(greyOnly);
+    const c = await connect();
+    c.socket.pause();
+    const batch = requestText({ request: 'smtpd_access_policy', client_address: '192.0.2.1', recipient: 'r@rcpt.example' }).repeat(1000);
+    const until = Date.now() + 4000;
+    while (Date.now() < until) {
+      if (c.socket.writableLength < 1 << 20) c.write(batch);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    // Unbounded, this was 1.8 MB after 4 s and growing; now at most one answer past the
+    // socket's high-water mark (node's default, 64 KB on node 24, the same for our client).
+    expect((service as PolicyService).bufferedAnswerBytes).toBeLessThan(c.socket.writableHighWaterMark + 1024);
+  });
+
   it('answers DEFER_IF_PERMIT 4.3.0 when the store fails, and keeps the connection', async () => {
     await start(greyOnly);
     const c = await connect();
