@@ -50,9 +50,18 @@ export async function spfPolicy(settings: SpfPolicySettings, input: SpfPolicyInp
   return { kind: 'accept', header: settings.receivedSpf ? receivedSpf(result, input, deps.receiver) : undefined, result };
 }
 
+/**
+ * Postfix puts our text into one reply line after "550 5.7.23 <recipient>: Recipient address
+ * rejected: " and does not wrap it; SMTP allows 512 octets a line (RFC 5321 §4.5.3.1.5), and an
+ * exp= explanation may be 1,024 characters (seen through Postfix 3.7: an 850-character line).
+ * 150 leaves room for a long recipient.
+ */
+const LONGEST_WHY = 150;
+
 function reject(result: SpfResult): SpfDecision {
   const r = replies.policySpfRejected;
-  const why = result.explanation ? `: ${result.explanation}` : `: ${result.comment}`;
+  const text = (result.explanation || result.comment).trim();
+  const why = `: ${text.length > LONGEST_WHY ? `${text.slice(0, LONGEST_WHY - 3).trimEnd()}...` : text}`;
   return { kind: 'reject', action: `${r.code} ${r.enhanced} ${r.text} (${result.identity} ${result.result})${why}`, result };
 }
 

@@ -24,6 +24,8 @@ beforeAll(async () => {
     'forged.example': { TXT: ['v=spf1 ip4:198.51.100.0/24 -all exp=why.forged.example'] },
     'why.forged.example': { TXT: ["%{i} is not one of %{d}'s servers"] },
     'soft.example': { TXT: ['v=spf1 ~all'] },
+    'longexp.example': { TXT: ['v=spf1 -all exp=why.longexp.example'] },
+    'why.longexp.example': { TXT: [`%{i} ${'is not ours '.repeat(80)}`] },
     'slow.example': { behaviour: 'timeout' },
     'broken.example': { behaviour: 'servfail' },
   });
@@ -73,6 +75,15 @@ describe('SPF policy', () => {
     await start(spfOnly);
     const c = await connect();
     expect(await c.ask(rcptRequest({ sender: 'x@forged.example' }))).toBe("550 5.7.23 SPF validation failed (mailfrom fail): 192.0.2.10 is not one of forged.example's servers");
+  });
+
+  it("cuts a long exp= explanation so that Postfix's 550 line stays within SMTP's 512 octets", async () => {
+    // Postfix passes the text on in one reply line, after "550 5.7.23 <recipient>: Recipient
+    // address rejected: " (seen through Postfix 3.7: an 850-character line).
+    await start(spfOnly);
+    const answer = await (await connect()).ask(rcptRequest({ sender: 'x@longexp.example' }));
+    expect(answer).toMatch(/^550 5\.7\.23 SPF validation failed \(mailfrom fail\): 192\.0\.2\.10 is not ours is not ours .*\.\.\.$/);
+    expect(answer.length).toBeLessThanOrEqual(220);
   });
 
   it('rejects a HELO fail even when MAIL FROM has no policy', async () => {
