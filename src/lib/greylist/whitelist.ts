@@ -41,7 +41,9 @@ export interface WhitelistSource {
 export class WhitelistSyntaxError extends Error {}
 
 function* entries(source: WhitelistSource): Generator<[line: number, entry: string]> {
-  const lines = source.text.split('\n');
+  // CRLF too (a file saved on Windows): JavaScript's "." stops at a CR where Perl's does not,
+  // so "#.*$" would leave a comment in place and fail the line.
+  const lines = source.text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const entry = lines[i].replace(/#.*$/, '').trim();
     if (entry) yield [i + 1, entry];

@@ -32,6 +32,16 @@ describe('client whitelist in postgrey format', () => {
     expect(debian.matches('mail.sender.example', '192.0.2.1')).toBe(false);
   });
 
+  it('reads a file with CRLF line ends and comments after entries, as postgrey does', () => {
+    // Saved by a Windows editor: "#.*$" must not stop at the CR.
+    const crlf = parseClientWhitelist(src('# office relays\r\n198.51.100.7 # old MX\r\nexample.org\t# partner\r\n'));
+    expect(crlf.size).toBe(2);
+    expect(crlf.matches('unknown', '198.51.100.7')).toBe(true);
+    expect(crlf.matches('mx.example.org', '192.0.2.1')).toBe(true);
+    const rcpt = parseRecipientWhitelist(src('# traps\r\nbob@rcpt.example # bob\r\n'));
+    expect(rcpt.matches('bob@rcpt.example')).toBe(true);
+  });
+
   it('names the file and line of an entry it cannot read', () => {
     expect(() => parseClientWhitelist(src('ok.example\n/(unclosed/\n'))).toThrow(WhitelistSyntaxError);
     expect(() => parseClientWhitelist(src('ok.example\n/(unclosed/\n'))).toThrow(/test-list line 2/);
