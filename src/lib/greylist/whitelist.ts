@@ -9,14 +9,16 @@
  *                                  both, a bug in its code; here the /16 its comment means)
  *              2001:db8::/32       an IPv6 address or network (anything with two colons)
  *              example.com         a host name: the name or any name below it
+ *              .example.com        the names below it (postgrey: none, see below)
  * recipients:  /regexp/            matched against the whole recipient
  *              user@domain         that address, also user+extension@domain
  *              user@               that local-part in any domain (postmaster@, abuse@)
  *              domain              the domain or any domain below it
  *
  * Regexps are postgrey's Perl ones read as JavaScript RegExp: the common subset (classes,
- * anchors, \d, \., alternation) means the same; one that JavaScript cannot compile is an error
- * naming the file and line. A line of none of these forms is an error too (postgrey warns and
+ * anchors, \d, \., alternation) means the same, Perl's \A, \z, \Z become ^ and $; one that
+ * JavaScript cannot compile, or with a letter escape it would read as the bare letter (\h,
+ * \Q), is an error naming the file and line. A line of none of these forms is an error too (postgrey warns and
  * skips it), so a typo in a list is seen at start or reload, not as mail greylisted later.
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
@@ -50,9 +52,34 @@ function* entries(source: WhitelistSource): Generator<[line: number, entry: stri
   }
 }
 
+/** Letters JavaScript reads after "\\" (outside the u flag) with the meaning Perl gives them. */
+const SAME_ESCAPES = new Set('bBdDfnrsStvwWcx');
+
+/**
+ * Perl's \A and \z/\Z become ^ and $; any other letter escape JavaScript does not know would
+ * silently match the bare letter (\h, \K, \Q, ...), so it is an error instead.
+ */
+function perlToJs(body: string): string {
+  let out = '';
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    const next = body[i + 1];
+    if (c !== '\\' || next === undefined) {
+      out += c;
+      continue;
+    }
+    i++;
+    if (next === 'A') out += '^';
+    else if (next === 'z' || next === 'Z') out += '$';
+    else if (/[A-Za-z]/.test(next) && !SAME_ESCAPES.has(next)) throw new Error(`\\${next} means something else in JavaScript`);
+    else out += c + next;
+  }
+  return out;
+}
+
 function regexp(source: WhitelistSource, line: number, body: string): RegExp {
   try {
-    return new RegExp(body, 'i');
+    return new RegExp(perlToJs(body), 'i');
   } catch (err) {
     throw new WhitelistSyntaxError(`${source.name} line ${line}: /${body}/ is not a regular expression JavaScript can read: ${(err as Error).message}`);
   }
@@ -83,6 +110,10 @@ export function parseClientWhitelist(sources: readonly WhitelistSource[]): Clien
           const [addr, bits] = entry.split('/');
           if (!isIPv6(addr)) throw new Error('not an IPv6 address');
           ips.addSubnet(addr, bits === undefined ? 128 : Number(bits), 'ipv6');
+        } else if (/^\.\S+$/.test(entry)) {
+          // ".example.com" (Postfix access-map style): the names below it. postgrey builds
+          // "(^|\.)\.example\.com$" from it, which matches no host name.
+          names.push(new RegExp(`${literal(entry)}$`, 'i'));
         } else if (/^\S+$/.test(entry) && !v4) names.push(new RegExp(`(?:^|\\.)${literal(entry)}$`, 'i'));
         else throw new Error('not an address, network, host name or /regexp/');
       } catch (err) {

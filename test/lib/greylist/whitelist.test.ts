@@ -42,6 +42,22 @@ describe('client whitelist in postgrey format', () => {
     expect(rcpt.matches('bob@rcpt.example')).toBe(true);
   });
 
+  it("reads Perl's \\A and \\z anchors as anchors, and refuses a Perl escape JavaScript would read as a bare letter", () => {
+    const anchored = parseClientWhitelist(src('/\\Amail\\d+\\.bulk\\.example\\z/\n'));
+    expect(anchored.matches('mail7.bulk.example', '192.0.2.1')).toBe(true);
+    expect(anchored.matches('xmail7.bulk.example', '192.0.2.1')).toBe(false);
+    expect(() => parseClientWhitelist(src('ok.example\n/^mx\\h/\n'))).toThrow(/test-list line 2: .*\\h means something else in JavaScript/);
+    // An escaped backslash followed by a letter is a backslash and the letter.
+    expect(parseClientWhitelist(src('/a\\\\z/\n')).matches('a\\z', '192.0.2.1')).toBe(true);
+  });
+
+  it('matches the names below a ".example.com" entry (postgrey matches none), not the domain itself', () => {
+    const dotted = parseClientWhitelist(src('.example.com\n'));
+    expect(dotted.matches('mx.example.com', '192.0.2.1')).toBe(true);
+    expect(dotted.matches('example.com', '192.0.2.1')).toBe(false);
+    expect(dotted.matches('badexample.com', '192.0.2.1')).toBe(false);
+  });
+
   it('names the file and line of an entry it cannot read', () => {
     expect(() => parseClientWhitelist(src('ok.example\n/(unclosed/\n'))).toThrow(WhitelistSyntaxError);
     expect(() => parseClientWhitelist(src('ok.example\n/(unclosed/\n'))).toThrow(/test-list line 2/);
