@@ -856,13 +856,13 @@ export const mainConfigSchema = {
                   description:
                     'A client whose triplets passed this many times (at most once an hour counted) passes from then on (postgrey --auto-whitelist-clients); 0 turns it off.',
                 },
-                maxNewTripletsPerNetworkHour: {
+                maxNewTripletsPerClientHour: {
                   type: 'integer',
                   minimum: 0,
                   maximum: 100000000,
                   default: 10000,
                   description:
-                    'New triplets stored per client network (ipv4PrefixBits, ipv6PrefixBits) and hour; past it, further new triplets of that network are greylisted without being stored, so a client making up senders or recipients cannot grow the store without bound. 0 = no cap (postgrey has none).',
+                    'New triplets stored per client and hour (an IPv4 client by its address, so a neighbour in its /24 cannot use up its share; an IPv6 client by its ipv6PrefixBits network); past it, further new triplets of that client are greylisted without being stored, so a client making up senders or recipients cannot grow the store without bound. 0 = no cap (postgrey has none).',
                 },
                 whitelistClientFiles: {
                   type: 'array',

@@ -11,8 +11,9 @@
  * passes (0 turns this off). Listed clients and recipients pass without a lookup.
  *
  * Store keys: "greylist:t:<triplet>" = "first,last" (seconds), "greylist:c:<address>" =
- * "count,last", "greylist:n:<network>:<hour>" = new triplets of the client network that hour,
- * capped by `maxNewTripletsPerNetworkHour` (past it, a new triplet is greylisted unstored). Long triplets are stored as their SHA-256 (store keys are capped).
+ * "count,last", "greylist:n:<client>:<hour>" = new triplets of the client (its IPv4 address, its
+ * IPv6 network) that hour, capped by `maxNewTripletsPerClientHour` (past it, a new triplet is
+ * greylisted unstored). Long triplets are stored as their SHA-256 (store keys are capped).
  * Two instances racing on a new triplet both see the same first-seen time (setIfAbsent);
  * concurrent updates of an existing one are last-writer-wins on `last`, which only moves the
  * expiry, never the decision.
@@ -46,8 +47,8 @@ export interface GreylistSettings {
   readonly ipv6PrefixBits: number;
   /** Passes needed before a client is whitelisted; 0 = never. */
   readonly autoWhitelistClients: number;
-  /** New triplets stored per client network and hour; past it, greylisted unstored. 0 = no cap. */
-  readonly maxNewTripletsPerNetworkHour: number;
+  /** New triplets stored per client (IPv4 address, IPv6 network) and hour; past it, greylisted unstored. 0 = no cap. */
+  readonly maxNewTripletsPerClientHour: number;
 }
 
 export interface GreylistLists {
@@ -67,7 +68,7 @@ export type GreylistOutcome =
   | { readonly action: 'pass'; readonly reason: 'client whitelist' | 'recipient whitelist' | 'client AWL' | 'triplet found' }
   /** First pass after a delay: the X-Greylist field says how long. */
   | { readonly action: 'pass'; readonly reason: 'delayed'; readonly delayedSec: number }
-  | { readonly action: 'greylist'; readonly reason: 'new' | 'early retry' | 'network cap'; readonly retryInSec: number };
+  | { readonly action: 'greylist'; readonly reason: 'new' | 'early retry' | 'client cap'; readonly retryInSec: number };
 
 const HOUR = 3600;
 const LONGEST_KEY = 900;
@@ -101,10 +102,15 @@ export async function greylist(store: GreylistStore, settings: GreylistSettings,
   // Every new triplet is a row kept for the retry window: a client making up senders or
   // recipients would grow the store without bound. Past the cap its new triplets are
   // greylisted without being stored (so they cannot pass until the next hour stores them).
-  const cap = settings.maxNewTripletsPerNetworkHour;
+  // Counted per IPv4 address, not per /24: a budget shared with the neighbours is one a
+  // neighbour making up triplets at the top of each hour uses up, and then the network's
+  // legitimate server is never stored and its mail deferred until it bounces. An IPv6 host has
+  // a whole network of addresses, so there the count is per ipv6PrefixBits network.
+  const cap = settings.maxNewTripletsPerClientHour;
   if (!seen && cap > 0) {
-    const made = await store.increment(storeKey('n', `${network}:${Math.floor(nowSec / HOUR)}`), 1, { ttlMs: 2 * HOUR * 1000 });
-    if (made > cap) return { action: 'greylist', reason: 'network cap', retryInSec: settings.delaySec };
+    const counted = clientNetwork(req.clientAddress, 32, settings.ipv6PrefixBits);
+    const made = await store.increment(storeKey('n', `${counted}:${Math.floor(nowSec / HOUR)}`), 1, { ttlMs: 2 * HOUR * 1000 });
+    if (made > cap) return { action: 'greylist', reason: 'client cap', retryInSec: settings.delaySec };
   }
   if (!seen && !(await store.setIfAbsent(key, `${nowSec},${nowSec}`, { ttlMs: settings.retryWindowSec * 1000 }))) {
     // Another worker or host wrote it first: decide on its first-seen time.

@@ -10,7 +10,7 @@ const settings: GreylistSettings = {
   ipv4PrefixBits: 24,
   ipv6PrefixBits: 64,
   autoWhitelistClients: 3,
-  maxNewTripletsPerNetworkHour: 0,
+  maxNewTripletsPerClientHour: 0,
 };
 const lists = { clients: parseClientWhitelist([{ name: 'c', text: 'trusted.example\n' }]), recipients: parseRecipientWhitelist([{ name: 'r', text: 'postmaster@\n' }]) };
 const req = { clientAddress: '192.0.2.10', clientName: 'mail.sender.example', sender: 'alice@sender.example', recipient: 'bob@rcpt.example' };
@@ -65,18 +65,36 @@ it('replaces a stored triplet it cannot read, so the retry after the delay passe
   expect(await greylist(store, settings, lists, req, T0 + 301)).toEqual({ action: 'pass', reason: 'delayed', delayedSec: 301 });
 });
 
-it('greylists without storing the new triplets of a client network past maxNewTripletsPerNetworkHour, and stores them again the next hour', async () => {
-  const capped = { ...settings, maxNewTripletsPerNetworkHour: 3 };
+it('greylists without storing the new triplets of a client past maxNewTripletsPerClientHour, and stores them again the next hour', async () => {
+  const capped = { ...settings, maxNewTripletsPerClientHour: 3 };
   const hour = Math.floor(T0 / 3600) * 3600;
   for (let i = 0; i < 3; i++) expect(await greylist(store, capped, lists, { ...req, sender: `s${i}@spam.example` }, hour)).toMatchObject({ reason: 'new' });
-  // The fourth of that network (another address of the /24) is not stored: its retry is new again.
-  const fourth = { ...req, clientAddress: '192.0.2.77', sender: 's3@spam.example' };
-  expect(await greylist(store, capped, lists, fourth, hour + 10)).toEqual({ action: 'greylist', reason: 'network cap', retryInSec: 300 });
+  // The client's fourth is not stored: its retry is new again.
+  const fourth = { ...req, sender: 's3@spam.example' };
+  expect(await greylist(store, capped, lists, fourth, hour + 10)).toEqual({ action: 'greylist', reason: 'client cap', retryInSec: 300 });
   expect(await store.get('greylist:t:192.0.2.0/s3@spam.example/bob@rcpt.example')).toBeUndefined();
   // Known triplets are not counted: the first one still passes after the delay.
   expect(await greylist(store, capped, lists, { ...req, sender: 's0@spam.example' }, hour + 400)).toMatchObject({ action: 'pass', reason: 'delayed' });
-  // Another network has its own count; the next hour, the network's new triplets are stored again.
+  // Another client has its own count; the next hour, the client's new triplets are stored again.
   expect(await greylist(store, capped, lists, { ...fourth, clientAddress: '198.51.100.1' }, hour + 20)).toMatchObject({ reason: 'new' });
   expect(await greylist(store, capped, lists, fourth, hour + 3600)).toMatchObject({ reason: 'new' });
   expect(await greylist(store, capped, lists, fourth, hour + 3600 + 300)).toMatchObject({ action: 'pass', reason: 'delayed' });
+});
+
+it('does not let a neighbour in the same /24 use up the cap of a legitimate client there', async () => {
+  const capped = { ...settings, maxNewTripletsPerClientHour: 3 };
+  const hour = Math.floor(T0 / 3600) * 3600;
+  // 192.0.2.66 makes up senders at the top of the hour, past the cap.
+  for (let i = 0; i < 5; i++) await greylist(store, capped, lists, { ...req, clientAddress: '192.0.2.66', sender: `x${i}@made-up.example` }, hour);
+  // The mail server at 192.0.2.10 still gets its new triplet stored, and its retry passes.
+  expect(await greylist(store, capped, lists, req, hour + 60)).toEqual({ action: 'greylist', reason: 'new', retryInSec: 300 });
+  expect(await greylist(store, capped, lists, req, hour + 400)).toMatchObject({ action: 'pass', reason: 'delayed' });
+});
+
+it('counts the cap of an IPv6 client per ipv6PrefixBits network, where a host has a whole /64 of addresses', async () => {
+  const capped = { ...settings, maxNewTripletsPerClientHour: 2 };
+  const hour = Math.floor(T0 / 3600) * 3600;
+  for (let i = 1; i <= 2; i++) await greylist(store, capped, lists, { ...req, clientAddress: `2001:db8:1:2::${i}`, sender: `x${i}@made-up.example` }, hour);
+  expect(await greylist(store, capped, lists, { ...req, clientAddress: '2001:db8:1:2::99' }, hour + 1)).toMatchObject({ reason: 'client cap' });
+  expect(await greylist(store, capped, lists, { ...req, clientAddress: '2001:db8:1:3::1' }, hour + 1)).toMatchObject({ reason: 'new' });
 });
