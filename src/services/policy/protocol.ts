@@ -18,40 +18,57 @@ export type PolicyRequest = ReadonlyMap<string, string>;
 export type ReadResult = { readonly kind: 'request'; readonly request: PolicyRequest } | { readonly kind: 'error'; readonly reason: 'too large' | 'malformed' };
 
 export class RequestReader {
-  private partial = '';
+  /** Input not parsed yet: whole lines waiting (see take), then the unfinished line. */
+  private text = '';
   private attrs = new Map<string, string>();
   private bytes = 0;
   private failed = false;
 
   constructor(private readonly maxRequestBytes: number) {}
 
-  /** The requests that `chunk` completes, in order; after an error, nothing more is read. */
-  feed(chunk: string): ReadResult[] {
+  /** Adds `chunk`; returns at most `max` of the requests the input now completes, in order. */
+  feed(chunk: string, max = Number.POSITIVE_INFINITY): ReadResult[] {
+    if (this.failed) return [];
+    this.text += chunk;
+    return this.take(max);
+  }
+
+  /**
+   * At most `max` requests from the input read so far. The rest stays unparsed text: one 64 KB
+   * read can hold 16,384 requests, 3.3 MB once parsed, and the service parses only as many as
+   * it can answer soon.
+   */
+  take(max: number): ReadResult[] {
     if (this.failed) return [];
     const out: ReadResult[] = [];
-    let text = this.partial + chunk;
-    let nl = text.indexOf('\n');
-    while (nl >= 0) {
-      const line = text.slice(0, nl).replace(/\r$/, '');
-      text = text.slice(nl + 1);
+    let from = 0;
+    let nl = this.text.indexOf('\n');
+    while (nl >= 0 && out.length < max) {
+      const line = this.text.slice(from, nl).replace(/\r$/, '');
+      from = nl + 1;
       const r = this.line(line);
       if (r) {
         out.push(r);
         if (r.kind === 'error') return this.fail(out);
       }
-      nl = text.indexOf('\n');
+      nl = this.text.indexOf('\n', from);
     }
-    this.partial = text;
-    if (this.bytes + this.partial.length > this.maxRequestBytes) {
+    this.text = this.text.slice(from);
+    if (nl < 0 && this.bytes + this.text.length > this.maxRequestBytes) {
       out.push({ kind: 'error', reason: 'too large' });
       return this.fail(out);
     }
     return out;
   }
 
+  /** True while whole lines wait to be parsed (take returns more). */
+  get backlog(): boolean {
+    return !this.failed && this.text.includes('\n');
+  }
+
   /** True while part of a request has been read (the client stopped mid-request if it closes now). */
   get midRequest(): boolean {
-    return this.partial.length > 0 || this.attrs.size > 0;
+    return this.text.length > 0 || this.attrs.size > 0;
   }
 
   private line(line: string): ReadResult | undefined {
@@ -73,7 +90,7 @@ export class RequestReader {
 
   private fail(out: ReadResult[]): ReadResult[] {
     this.failed = true;
-    this.partial = '';
+    this.text = '';
     this.attrs = new Map();
     return out;
   }

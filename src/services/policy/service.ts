@@ -6,8 +6,8 @@
  * Never a hang, never a crash: every request is answered within decisionTimeoutMs (SPF lookups
  * are aborted then); an error while deciding (store down, a bug) is answered
  * "DEFER_IF_PERMIT 4.3.0" and logged; requests pipelined on one connection are answered in
- * order, one decided at a time (reading pauses while 16 wait or the client does not read its
- * answers); an oversized or malformed
+ * order, one decided at a time (at most 16 parsed ahead; reading pauses while they wait or
+ * the client does not read its answers; the event loop gets a turn every 16); an oversized or malformed
  * request is answered DEFER_IF_PERMIT and the connection closed; a request left unfinished for
  * requestTimeoutMs, or no request for idleTimeoutMs, closes the connection; connections past
  * maxConnections are closed at once.
@@ -42,6 +42,8 @@ export class PolicyService implements Service {
   private server: net.Server | undefined;
   private ctx: PolicyContext | undefined;
   private readonly sockets = new Set<net.Socket>();
+  /** Each connection's requests read and waiting for their answer. */
+  private readonly queues = new Map<net.Socket, readonly PolicyRequest[]>();
 
   constructor(
     private readonly config: LoadedConfig,
@@ -62,6 +64,13 @@ export class PolicyService implements Service {
   get bufferedAnswerBytes(): number {
     let n = 0;
     for (const s of this.sockets) n += s.writableLength;
+    return n;
+  }
+
+  /** Requests parsed and not yet answered, all connections (tests of the limits). */
+  get queuedRequests(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.length;
     return n;
   }
 
@@ -137,13 +146,17 @@ export class PolicyService implements Service {
     // the old one, never into the next message's.
     let memory: MessageMemory = {};
     const queue: PolicyRequest[] = [];
+    this.queues.set(socket, queue);
+    socket.on('close', () => this.queues.delete(socket));
     let busy = false;
     let closing = false;
     socket.setTimeout(s.idleTimeoutMs, () => socket.destroy());
     let requestTimer: NodeJS.Timeout | undefined;
     const watchRequest = () => {
-      if (reader.midRequest && !requestTimer) requestTimer = setTimeout(() => socket.destroy(), s.requestTimeoutMs);
-      if (!reader.midRequest && requestTimer) {
+      // Whole requests waiting to be parsed are the client's answers waiting, not a slow client.
+      const unfinished = reader.midRequest && !reader.backlog;
+      if (unfinished && !requestTimer) requestTimer = setTimeout(() => socket.destroy(), s.requestTimeoutMs);
+      if (!unfinished && requestTimer) {
         clearTimeout(requestTimer);
         requestTimer = undefined;
       }
@@ -153,17 +166,46 @@ export class PolicyService implements Service {
     // Reading stops while 16 requests wait or while the client does not take our answers: a
     // client that writes requests and never reads would otherwise grow our write buffer
     // without bound (measured: 1.8 MB after 4 s from one connection, growing as long as it sent).
+    // Requests are parsed only to fill the 16: one read can hold 16,384 tiny ones (3.3 MB
+    // parsed; 11,424 of them were waiting behind a client that did not read).
+    const refill = () => {
+      for (const r of reader.take(MAX_QUEUED - queue.length)) {
+        if (r.kind === 'request') queue.push(r.request);
+        else {
+          this.deps.log.warn({ peer: socket.remoteAddress, reason: r.reason }, 'policy request refused, closing the connection');
+          closing = true;
+          const e = replies.policyError;
+          // Answered after the requests before it, then the connection ends.
+          queue.push(new Map([['__error', `DEFER_IF_PERMIT ${e.enhanced} Policy request ${r.reason}`]]));
+        }
+      }
+      watchRequest();
+    };
     const flow = () => {
-      if (closing || queue.length >= MAX_QUEUED || socket.writableNeedDrain) socket.pause();
+      if (closing || queue.length >= MAX_QUEUED || reader.backlog || socket.writableNeedDrain) socket.pause();
       else socket.resume();
     };
     socket.on('drain', flow);
+    const drained = () =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          socket.off('drain', done).off('close', done);
+          resolve();
+        };
+        socket.on('drain', done).on('close', done);
+      });
     const pump = async () => {
       if (busy) return;
       busy = true;
-      while (queue.length && !socket.destroyed) {
+      let answered = 0;
+      while (!socket.destroyed) {
+        if (!queue.length) refill();
+        if (!queue.length) break;
         // One chunk read can hold hundreds of requests: their answers wait for the client too.
-        if (socket.writableNeedDrain) await new Promise<void>((resolve) => socket.once('drain', resolve).once('close', resolve));
+        if (socket.writableNeedDrain) await drained();
+        // Answers decided without I/O (DUNNO) chain on microtasks only: without a turn of the
+        // event loop now and then, one client's backlog would hold up every other connection.
+        if (++answered % MAX_QUEUED === 0) await new Promise((resolve) => setImmediate(resolve));
         if (socket.destroyed) break;
         const req = queue.shift() as PolicyRequest;
         const instance = req.get('instance') ?? '';
@@ -173,29 +215,22 @@ export class PolicyService implements Service {
         flow();
       }
       busy = false;
-      if (closing && !socket.destroyed) socket.end();
+      // After a half-close: what was left unfinished is dropped with the connection.
+      if (closing && !socket.destroyed) {
+        if (reader.midRequest) socket.destroy();
+        else socket.end();
+      }
     };
 
     // The client shut down its side: answer what it sent, then end ours; a request it left
     // unfinished is dropped with the connection.
     socket.on('end', () => {
       closing = true;
-      if (reader.midRequest) socket.destroy();
-      else if (!busy && !queue.length) socket.end();
+      void pump();
     });
     socket.on('data', (chunk: string) => {
-      for (const r of reader.feed(chunk)) {
-        if (r.kind === 'request') queue.push(r.request);
-        else {
-          this.deps.log.warn({ peer: socket.remoteAddress, reason: r.reason }, 'policy request refused, closing the connection');
-          closing = true;
-          socket.pause();
-          const e = replies.policyError;
-          // Answered after the requests before it, then the connection ends.
-          queue.push(new Map([['__error', `DEFER_IF_PERMIT ${e.enhanced} Policy request ${r.reason}`]]));
-        }
-      }
-      watchRequest();
+      reader.feed(chunk, 0);
+      refill();
       flow();
       void pump();
     });
