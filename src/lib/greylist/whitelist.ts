@@ -18,10 +18,14 @@
  * Regexps are postgrey's Perl ones read as JavaScript RegExp: the common subset (classes,
  * anchors, \d, \., alternation) means the same, Perl's \A, \z, \Z become ^ and $; one that
  * JavaScript cannot compile, or with a letter escape it would read as the bare letter (\h,
- * \Q), is an error naming the file and line. A line of none of these forms is an error too (postgrey warns and
+ * \Q), a POSIX class or \x{..}, is an error naming the file and line. A pattern with a
+ * quantified group holding a quantifier or "|" is matched with a 50 ms limit (no match past
+ * it): V8 backtracks exponentially on "(\w+\.?)+" where Perl does not, and a crafted client
+ * name or recipient would hold the whole process. A line of none of these forms is an error too (postgrey warns and
  * skips it), so a typo in a list is seen at start or reload, not as mail greylisted later.
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import vm from 'node:vm';
 
 export interface ClientWhitelist {
   /** True when the client's name or address is listed. */
@@ -53,44 +57,101 @@ function* entries(source: WhitelistSource): Generator<[line: number, entry: stri
 }
 
 /** Letters JavaScript reads after "\\" (outside the u flag) with the meaning Perl gives them. */
-const SAME_ESCAPES = new Set('bBdDfnrsStvwWcx');
+const SAME_ESCAPES = new Set('bBdDfnrsStvwWc');
 
 /**
  * Perl's \A and \z/\Z become ^ and $; any other letter escape JavaScript does not know would
- * silently match the bare letter (\h, \K, \Q, ...), so it is an error instead.
+ * silently match the bare letter (\h, \K, \Q, ...), so it is an error instead, and so are
+ * Perl's POSIX classes ([[:digit:]] is "[", ":", "d"... to JavaScript) and \x{...} (JavaScript:
+ * "x" repeated). Also says whether the pattern has a quantified group holding a quantifier or
+ * an alternation ("(\w+\.?)+", "(a|aa)*"): V8 backtracks exponentially on those where Perl's
+ * regexp engine, with its cache, answers at once.
  */
-function perlToJs(body: string): string {
+function perlToJs(body: string): { source: string; nested: boolean } {
   let out = '';
+  let inClass = false;
+  // Per open group: whether it holds a quantifier or "|" so far.
+  const groups: boolean[] = [];
+  let nested = false;
+  let afterBusyGroup = false;
   for (let i = 0; i < body.length; i++) {
     const c = body[i];
     const next = body[i + 1];
-    if (c !== '\\' || next === undefined) {
+    const quantifiable = afterBusyGroup;
+    afterBusyGroup = false;
+    if (c === '\\' && next !== undefined) {
+      i++;
+      if ((next === 'A' || next === 'z' || next === 'Z') && !inClass) out += next === 'A' ? '^' : '$';
+      else if (next === 'x' && !/^[0-9a-f]{2}/i.test(body.slice(i + 1))) throw new Error('\\x without two hex digits means "x" in JavaScript');
+      else if (/[A-Za-z]/.test(next) && next !== 'x' && !SAME_ESCAPES.has(next)) throw new Error(`\\${next} means something else in JavaScript`);
+      else out += c + next;
+      continue;
+    }
+    if (inClass) {
+      if (c === '[' && next === ':') throw new Error(`${/^\[:\^?\w+:\]/.exec(body.slice(i))?.[0] ?? '[:'} is a POSIX class to Perl, characters to JavaScript: write \\d, [a-z]`);
+      if (c === ']') inClass = false;
       out += c;
       continue;
     }
-    i++;
-    if (next === 'A') out += '^';
-    else if (next === 'z' || next === 'Z') out += '$';
-    else if (/[A-Za-z]/.test(next) && !SAME_ESCAPES.has(next)) throw new Error(`\\${next} means something else in JavaScript`);
-    else out += c + next;
+    out += c;
+    if (c === '[') {
+      inClass = true;
+      if (next === '^') out += body[++i];
+      // A "]" first in a class is a literal one to Perl; to JavaScript "[]" is an empty class.
+      if (body[i + 1] === ']') {
+        out += '\\]';
+        i++;
+      }
+    } else if (c === '(') groups.push(false);
+    else if (c === ')') {
+      const busy = groups.pop() ?? false;
+      if (busy && groups.length) groups[groups.length - 1] = true;
+      afterBusyGroup = busy;
+    } else if (c === '|' || ((c === '*' || c === '+' || c === '{') && out.at(-2) !== '(')) {
+      if (quantifiable && c !== '|') nested = true;
+      if (groups.length) groups[groups.length - 1] = true;
+    }
   }
-  return out;
+  return { source: out, nested };
 }
 
-function regexp(source: WhitelistSource, line: number, body: string): RegExp {
+/** Longest a match of a pattern from perlToJs's "nested" kind may take; past it, no match. */
+const MATCH_LIMIT_MS = 50;
+const timedTest = new vm.Script('r.test(s)');
+
+/** A whitelist regexp; one that could backtrack exponentially is run under a time limit. */
+function regexp(source: WhitelistSource, line: number, body: string): (text: string) => boolean {
+  let re: RegExp;
+  let nested: boolean;
   try {
-    return new RegExp(perlToJs(body), 'i');
+    const js = perlToJs(body);
+    re = new RegExp(js.source, 'i');
+    nested = js.nested;
   } catch (err) {
     throw new WhitelistSyntaxError(`${source.name} line ${line}: /${body}/ is not a regular expression JavaScript can read: ${(err as Error).message}`);
   }
+  if (!nested) return tester(re);
+  // vm's timeout interrupts a running RegExp (measured: 51 ms for one that would run for
+  // minutes); it costs about 150 µs a call, so only these patterns pay it.
+  const ctx = vm.createContext({ r: re, s: '' });
+  return (text) => {
+    ctx.s = text;
+    try {
+      return timedTest.runInContext(ctx, { timeout: MATCH_LIMIT_MS }) === true;
+    } catch {
+      return false;
+    }
+  };
 }
+
+const tester = (re: RegExp) => (text: string) => re.test(text);
 
 function literal(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 export function parseClientWhitelist(sources: readonly WhitelistSource[]): ClientWhitelist {
-  const names: RegExp[] = [];
+  const names: ((name: string) => boolean)[] = [];
   const ips = new BlockList();
   let size = 0;
   for (const source of sources) {
@@ -113,8 +174,8 @@ export function parseClientWhitelist(sources: readonly WhitelistSource[]): Clien
         } else if (/^\.\S+$/.test(entry)) {
           // ".example.com" (Postfix access-map style): the names below it. postgrey builds
           // "(^|\.)\.example\.com$" from it, which matches no host name.
-          names.push(new RegExp(`${literal(entry)}$`, 'i'));
-        } else if (/^\S+$/.test(entry) && !v4) names.push(new RegExp(`(?:^|\\.)${literal(entry)}$`, 'i'));
+          names.push(tester(new RegExp(`${literal(entry)}$`, 'i')));
+        } else if (/^\S+$/.test(entry) && !v4) names.push(tester(new RegExp(`(?:^|\\.)${literal(entry)}$`, 'i')));
         else throw new Error('not an address, network, host name or /regexp/');
       } catch (err) {
         throw new WhitelistSyntaxError(`${source.name} line ${line}: "${entry}": ${(err as Error).message}`);
@@ -124,7 +185,7 @@ export function parseClientWhitelist(sources: readonly WhitelistSource[]): Clien
   return {
     size,
     matches(clientName, clientAddress) {
-      if (clientName && names.some((r) => r.test(clientName))) return true;
+      if (clientName && names.some((test) => test(clientName))) return true;
       const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(clientAddress);
       const ip = mapped ? mapped[1] : clientAddress;
       if (isIPv4(ip)) return ips.check(ip, 'ipv4');
@@ -135,7 +196,7 @@ export function parseClientWhitelist(sources: readonly WhitelistSource[]): Clien
 }
 
 export function parseRecipientWhitelist(sources: readonly WhitelistSource[]): RecipientWhitelist {
-  const rules: RegExp[] = [];
+  const rules: ((recipient: string) => boolean)[] = [];
   for (const source of sources) {
     for (const [line, entry] of entries(source)) {
       const re = /^\/(\S+)\/$/.exec(entry);
@@ -145,11 +206,11 @@ export function parseRecipientWhitelist(sources: readonly WhitelistSource[]): Re
         const at = entry.indexOf('@');
         const user = at < 0 ? entry : entry.slice(0, at);
         const domain = at < 0 ? undefined : entry.slice(at + 1);
-        if (domain) rules.push(new RegExp(`^${literal(user)}(?:\\+[^@]+)?@${literal(domain)}$`, 'i'));
-        else if (domain === '') rules.push(new RegExp(`^${literal(user)}(?:\\+[^@]+)?@`, 'i'));
-        else rules.push(new RegExp(`(?:@|\\.)${literal(user)}$`, 'i'));
+        if (domain) rules.push(tester(new RegExp(`^${literal(user)}(?:\\+[^@]+)?@${literal(domain)}$`, 'i')));
+        else if (domain === '') rules.push(tester(new RegExp(`^${literal(user)}(?:\\+[^@]+)?@`, 'i')));
+        else rules.push(tester(new RegExp(`(?:@|\\.)${literal(user)}$`, 'i')));
       }
     }
   }
-  return { size: rules.length, matches: (recipient) => rules.some((r) => r.test(recipient)) };
+  return { size: rules.length, matches: (recipient) => rules.some((test) => test(recipient)) };
 }
