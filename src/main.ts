@@ -28,7 +28,7 @@ import { DownstreamPool } from './reinject/pool';
 import { Quarantine } from './quarantine/quarantine';
 import { QuarantineSweeper } from './quarantine/sweeper';
 import { DmarcFailureReportsService, DmarcReportsService } from './services/dmarc-reports';
-import { PolicyService } from './services/policy';
+import { checkPolicyConfig, PolicyService } from './services/policy';
 import { closeAll, startAll, type Service } from './services/service';
 import { SrsService } from './services/srs';
 import { buildStageDeps, checkConfig as checkLoaded, type LoadedConfig, type SharedDeps } from './setup';
@@ -181,6 +181,9 @@ function sharedDeps(dns: MainConfig['dns'], dmarcStore: DmarcResultStore, dmarcF
 /** Spool folder, forward loops, store (setup.ts checkConfig); throws, refusing the start or the reload. */
 async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boolean): Promise<void> {
   checkSignerBanks(config);
+  // Before any service reloads: the policy service refusing the new configuration after the
+  // SMTP listeners took it left the daemon half on each (and logging "keeping the running one").
+  checkPolicyConfig(config);
   const warnings = await checkLoaded(config);
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
