@@ -138,7 +138,10 @@ export class PolicyService implements Service {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
-    socket.setEncoding('latin1');
+    // UTF-8: Postfix passes SMTPUTF8 addresses as their UTF-8 bytes. Read as latin1 and written as
+    // UTF-8 they went back encoded twice (Received-SPF), and an IDN sender domain was looked up
+    // under a garbled name (SPF none instead of its result).
+    socket.setEncoding('utf8');
     const s = (this.ctx as PolicyContext).settings;
     const reader = new RequestReader(s.maxRequestBytes);
     // What this connection remembers of the message its requests are about (Postfix's instance).

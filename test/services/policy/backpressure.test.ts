@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { PolicyService } from '../../../src/services/policy';
 import type { Store } from '../../../src/store/store';
-import { PolicyClient, requestText, startPolicy, tempSqliteStore, writePolicyConfig } from '../../helpers/policy';
+import { startDnsServer } from '../../helpers/dns-server';
+import { PolicyClient, rcptRequest, requestText, startPolicy, tempSqliteStore, writePolicyConfig } from '../../helpers/policy';
 
 jest.setTimeout(30000);
 
@@ -63,4 +64,36 @@ it('answers every whole request a client sent before half-closing, in order, the
   c.socket.end(text);
   expect((await Promise.all(answers)).every((a) => a === 'DUNNO')).toBe(true);
   await c.closed;
+});
+
+it('gives a UTF-8 sender (SMTPUTF8) back in Received-SPF as the same bytes, not encoded twice, and checks an IDN sender domain under its own name', async () => {
+  const dns = await startDnsServer({ 'sender.example': { TXT: ['v=spf1 ip4:192.0.2.0/24 -all'] }, 'xn--bcher-kva.example': { TXT: ['v=spf1 -all'] } });
+  const spf = await startPolicy(writePolicyConfig({ greylist: { enabled: false } }), store, { dnsServer: dns.server });
+  const s = net.connect(spf.port, '127.0.0.1');
+  try {
+    const got: Buffer[] = [];
+    const answered = new Promise<Buffer>((resolve) =>
+      s.on('data', (d: Buffer) => {
+        got.push(d);
+        if (Buffer.concat(got).includes('\n\n')) resolve(Buffer.concat(got));
+      }),
+    );
+    s.write(Buffer.from(requestText({ ...rcptRequest(), sender: 'jösé@sender.example' }), 'utf8'));
+    // Read as latin1 and written as UTF-8, "ö" (C3 B6) went out as C3 83 C2 B6.
+    expect((await answered).toString('utf8')).toContain('envelope-from="jösé@sender.example"');
+    // An IDN sender domain is looked up as its A-label: its -all refuses the mail (it was
+    // looked up garbled, found nothing, and let the mail through as SPF none).
+    got.length = 0;
+    const refused = new Promise<Buffer>((resolve) =>
+      s.on('data', () => {
+        if (Buffer.concat(got).includes('\n\n')) resolve(Buffer.concat(got));
+      }),
+    );
+    s.write(Buffer.from(requestText({ ...rcptRequest(), instance: 'idn', sender: 'x@bücher.example' }), 'utf8'));
+    expect((await refused).toString('utf8')).toMatch(/^action=550 5\.7\.23 /);
+  } finally {
+    s.destroy();
+    await spf.close();
+    await dns.close();
+  }
 });
