@@ -97,3 +97,19 @@ it('gives a UTF-8 sender (SMTPUTF8) back in Received-SPF as the same bytes, not 
     await dns.close();
   }
 });
+
+it("answers another connection while one client's long pipelined backlog is being answered", async () => {
+  const flood = await connect();
+  const other = await connect();
+  const n = 16384 * 4;
+  let done = 0;
+  const all: Promise<string>[] = [];
+  for (let i = 0; i < n; i++) all.push(flood.next().then((a) => (done++, a)));
+  flood.write('a=\n\n'.repeat(n));
+  await new Promise((r) => setTimeout(r, 20));
+  // Decided without I/O, the flood's answers chained on microtasks and held the other
+  // connection (and every other socket of the process) until the whole read was answered.
+  expect(await other.ask({ request: 'other' })).toBe('DUNNO');
+  expect(done).toBeLessThan(n);
+  await Promise.all(all);
+});
