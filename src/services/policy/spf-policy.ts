@@ -54,14 +54,26 @@ export async function spfPolicy(settings: SpfPolicySettings, input: SpfPolicyInp
  * Postfix puts our text into one reply line after "550 5.7.23 <recipient>: Recipient address
  * rejected: " and does not wrap it; SMTP allows 512 octets a line (RFC 5321 §4.5.3.1.5), and an
  * exp= explanation may be 1,024 characters (seen through Postfix 3.7: an 850-character line).
- * 150 leaves room for a long recipient.
+ * 150 octets leaves room for a long recipient.
  */
 const LONGEST_WHY = 150;
 
+/** At most LONGEST_WHY octets of UTF-8 (a SMTPUTF8 sender in %{l} is two or more a letter), whole characters. */
+function cut(text: string): string {
+  if (Buffer.byteLength(text) <= LONGEST_WHY) return text;
+  let out = '';
+  let octets = 0;
+  for (const ch of text) {
+    octets += Buffer.byteLength(ch);
+    if (octets > LONGEST_WHY - 3) break;
+    out += ch;
+  }
+  return `${out.trimEnd()}...`;
+}
+
 function reject(result: SpfResult): SpfDecision {
   const r = replies.policySpfRejected;
-  const text = (result.explanation || result.comment).trim();
-  const why = `: ${text.length > LONGEST_WHY ? `${text.slice(0, LONGEST_WHY - 3).trimEnd()}...` : text}`;
+  const why = `: ${cut((result.explanation || result.comment).trim())}`;
   return { kind: 'reject', action: `${r.code} ${r.enhanced} ${r.text} (${result.identity} ${result.result})${why}`, result };
 }
 

@@ -26,6 +26,8 @@ beforeAll(async () => {
     'soft.example': { TXT: ['v=spf1 ~all'] },
     'longexp.example': { TXT: ['v=spf1 -all exp=why.longexp.example'] },
     'why.longexp.example': { TXT: [`%{i} ${'is not ours '.repeat(80)}`] },
+    'utf8exp.example': { TXT: ['v=spf1 -all exp=why.utf8exp.example'] },
+    'why.utf8exp.example': { TXT: ['%{l} is not ours'] },
     'slow.example': { behaviour: 'timeout' },
     'broken.example': { behaviour: 'servfail' },
   });
@@ -84,6 +86,11 @@ describe('SPF policy', () => {
     const answer = await (await connect()).ask(rcptRequest({ sender: 'x@longexp.example' }));
     expect(answer).toMatch(/^550 5\.7\.23 SPF validation failed \(mailfrom fail\): 192\.0\.2\.10 is not ours is not ours .*\.\.\.$/);
     expect(answer.length).toBeLessThanOrEqual(220);
+    // Counted in octets: a UTF-8 local-part (SMTPUTF8) in %{l} is two octets a letter.
+    const utf8 = await (await connect()).ask(rcptRequest({ sender: `${'ö'.repeat(100)}@utf8exp.example`, instance: 'utf8' }));
+    expect(utf8).toMatch(/^550 5\.7\.23 .*\.\.\.$/);
+    // (PolicyClient reads latin1: one character an octet.)
+    expect(utf8.length).toBeLessThanOrEqual(220);
   });
 
   it('rejects a HELO fail even when MAIL FROM has no policy', async () => {
