@@ -104,7 +104,14 @@ it("answers another connection while one client's long pipelined backlog is bein
   const n = 16384 * 4;
   let done = 0;
   const all: Promise<string>[] = [];
-  for (let i = 0; i < n; i++) all.push(flood.next().then((a) => (done++, a)));
+  for (let i = 0; i < n; i++) {
+    all.push(
+      flood.next().then((a) => {
+        done++;
+        return a;
+      }),
+    );
+  }
   flood.write('a=\n\n'.repeat(n));
   await new Promise((r) => setTimeout(r, 20));
   // Decided without I/O, the flood's answers chained on microtasks and held the other
