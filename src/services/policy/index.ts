@@ -1,2 +1,3 @@
 /** The Postfix policy service (docs/policy.md): see service.ts. */
-export { checkPolicyConfig, PolicyService, type PolicyServiceDeps } from './service';
+export { checkPolicyConfig } from './context';
+export { PolicyService, type PolicyServiceDeps } from './service';
