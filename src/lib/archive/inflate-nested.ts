@@ -16,6 +16,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
+import { slices } from './inflate';
 
 export interface NestedOptions {
   readonly maxBytes: number;
@@ -36,12 +37,6 @@ export interface NestedResult {
   readonly complete: boolean;
   readonly limit?: 'size' | 'ratio';
   readonly corrupt?: string;
-}
-
-const SLICE = 64 * 1024;
-
-function* slices(input: Buffer): Generator<Buffer> {
-  for (let at = 0; at < input.length; at += SLICE) yield input.subarray(at, at + SLICE);
 }
 
 class Stop extends Error {}

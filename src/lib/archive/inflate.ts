@@ -40,7 +40,8 @@ export interface InflateResult {
 
 const SLICE = 64 * 1024;
 
-function* slices(input: Buffer): Generator<Buffer> {
+/** The input in slices of 64 KiB, so that zlib's output is counted (and stopped) as it comes; inflate-nested.ts too. */
+export function* slices(input: Buffer): Generator<Buffer> {
   for (let at = 0; at < input.length; at += SLICE) yield input.subarray(at, at + SLICE);
 }
 
