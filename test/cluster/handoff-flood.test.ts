@@ -10,7 +10,7 @@ import YAML from 'yaml';
 import { MilterClient } from '../helpers/milter-client';
 import path from 'node:path';
 import { startDaemon } from '../helpers/cli';
-import { blockLoop, cluster, configFile, freePort, milterAt, offer, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
+import { blockLoop, cluster, configFile, freePort, milterAt, offer, started, stop, stopStarted, workerPids, outcomes } from '../helpers/milter-cluster';
 
 jest.setTimeout(120_000);
 afterEach(stopStarted);
@@ -133,14 +133,7 @@ describe('milter connections handed on while a process is out of file descriptor
     const handed = await Promise.all(Array.from({ length: 10 }, () => offer(port)));
     await new Promise((r) => setTimeout(r, 300));
     process.kill(workers[1], 'SIGCONT');
-    const ends: string[] = await Promise.all(
-      handed.map((o) =>
-        o.served.then(
-          () => 'served',
-          (err: Error) => err.message,
-        ),
-      ),
-    );
+    const ends: string[] = await outcomes(handed);
     const closed = ends.filter((e) => e === 'milter connection closed').length;
     expect(closed).toBeGreaterThan(0);
     await d.waitFor(() => refusals(d.lines) >= closed, 5000);
@@ -165,14 +158,7 @@ describe('a reload that restarts the milter listener while connections are on th
     writeFileSync(file, YAML.stringify(config));
     d.proc.kill('SIGHUP');
     process.kill(workers[1], 'SIGCONT');
-    const ends: string[] = await Promise.all(
-      handed.map((o) =>
-        o.served.then(
-          () => 'served',
-          (err: Error) => err.message,
-        ),
-      ),
-    );
+    const ends: string[] = await outcomes(handed);
     await d.waitFor(() => d.lines.filter((l) => l.msg === 'configuration reloaded').length === 2);
     const closed = ends.filter((e) => e === 'milter connection closed').length;
     await new Promise((r) => setTimeout(r, 300));

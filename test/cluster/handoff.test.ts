@@ -6,7 +6,7 @@
  * served is read from the milter's answer to option negotiation.
  */
 import { startDaemon } from '../helpers/cli';
-import { blockLoop, cluster, configFile, freePort, messageThrough, milterAt, offer, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
+import { blockLoop, cluster, configFile, freePort, messageThrough, milterAt, offer, started, stop, stopStarted, workerPids, outcomes } from '../helpers/milter-cluster';
 
 // Each test starts a cluster of real processes; under CI's parallel load a start alone has taken over 15 s.
 jest.setTimeout(120_000);
@@ -20,14 +20,7 @@ describe('a burst of milter sessions', () => {
     const { d, workers } = await cluster(port, {}, [milterAt(port, { maxConnections: 3 })]);
     for (const pid of workers) process.kill(pid, 'SIGSTOP');
     const offers = await Promise.all(Array.from({ length: 6 }, () => offer(port)));
-    const ends = Promise.all(
-      offers.map((o) =>
-        o.served.then(
-          () => 'served',
-          (err: Error) => err.message,
-        ),
-      ),
-    );
+    const ends = outcomes(offers);
     process.kill(workers[0], 'SIGCONT');
     await new Promise((r) => setTimeout(r, 300));
     process.kill(workers[1], 'SIGCONT');
@@ -47,14 +40,7 @@ describe('a burst of milter sessions on 3 workers', () => {
     const workers = await workerPids(d, 3);
     for (const pid of workers) process.kill(pid, 'SIGSTOP');
     const offers = await Promise.all(Array.from({ length: 9 }, () => offer(port)));
-    const ends = Promise.all(
-      offers.map((o) =>
-        o.served.then(
-          () => 'served',
-          (err: Error) => err.message,
-        ),
-      ),
-    );
+    const ends = outcomes(offers);
     process.kill(workers[0], 'SIGCONT');
     await new Promise((r) => setTimeout(r, 300));
     for (const pid of workers.slice(1)) process.kill(pid, 'SIGCONT');
@@ -111,14 +97,7 @@ describe('milter sessions handed to a worker that is killed before it takes them
     await first.served;
     // The running worker is full: both go to the stopped one, one in its channel, one queued in the primary's.
     const handed = await Promise.all(Array.from({ length: 2 }, () => offer(port)));
-    const ends = Promise.all(
-      handed.map((o) =>
-        o.served.then(
-          () => 'served',
-          (err: Error) => err.message,
-        ),
-      ),
-    );
+    const ends = outcomes(handed);
     await new Promise((r) => setTimeout(r, 500));
     process.kill(workers[1], 'SIGKILL');
     expect(await ends).toEqual(['milter connection closed', 'milter connection closed']);

@@ -10,7 +10,22 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { startDaemon } from '../helpers/cli';
 import { MilterClient } from '../helpers/milter-client';
-import { cluster, configFile, freePort, listening, milterAt, offer, oneMessage, reloadWith, serveOne, started, stop, stopStarted, workerPids } from '../helpers/milter-cluster';
+import {
+  cluster,
+  configFile,
+  freePort,
+  listening,
+  milterAt,
+  offer,
+  oneMessage,
+  reloadWith,
+  serveOne,
+  started,
+  stop,
+  stopStarted,
+  workerPids,
+  outcomes,
+} from '../helpers/milter-cluster';
 
 // Each test starts a cluster of real processes; under CI's parallel load a start alone has taken over 15 s.
 jest.setTimeout(120_000);
@@ -199,14 +214,7 @@ describe('SIGTERM with sessions queued on the milter socket', () => {
     const { d, workers } = await cluster(port);
     for (const pid of workers) process.kill(pid, 'SIGSTOP');
     const offers = await Promise.all(Array.from({ length: 4 }, () => offer(port)));
-    const ends = Promise.all(
-      offers.map((o) =>
-        o.served.then(
-          () => 'served',
-          (err: Error) => err.message,
-        ),
-      ),
-    );
+    const ends = outcomes(offers);
     d.proc.kill('SIGTERM');
     await d.waitFor((l) => l.msg === 'draining');
     for (const pid of workers) process.kill(pid, 'SIGCONT');

@@ -77,6 +77,18 @@ export async function offer(port: number): Promise<{ client: MilterClient; serve
   return { client, served: client.negotiate().then(() => Date.now()) };
 }
 
+/** How each offered session ended: 'served', or the error that ended it (e.g. 'milter connection closed'). */
+export function outcomes(offers: readonly { served: Promise<number> }[]): Promise<string[]> {
+  return Promise.all(
+    offers.map((o) =>
+      o.served.then(
+        () => 'served',
+        (err: Error) => err.message,
+      ),
+    ),
+  );
+}
+
 /** One milter session on `port`, negotiated (served by a worker), then closed. */
 export async function serveOne(port: number): Promise<void> {
   const { client, served } = await offer(port);

@@ -180,7 +180,7 @@ async function inflateMember(child: ContentNode, format: 'raw' | 'gzip', compres
     if (!noteOutcome(child, whole, declared, room, limits.maxMemberBytes)) {
       paddedInnerArchive(child, whole.produced, compressed.length);
       if (child.limit === 'size' || child.limit === 'total')
-        await scanPastCap(child, format, compressed, depth + 1, budget, signal, (n) => budget.walksInto(n, declaresArchive(n)), walker(budget, signal));
+        await scanPastCap(child, format, compressed, depth + 1, { budget, signal, walksInto: (n) => budget.walksInto(n, declaresArchive(n)), walk: walker(budget, signal) });
       return;
     }
     await expand(child, whole.data, depth + 1, budget, signal);

@@ -51,23 +51,23 @@ export interface PastReader {
 
 const ZIP_NAME = /\.(?:zip|jar|war|ear|apk)[. ]*$/i;
 
+/** What a scan past the cap works with: the message's budget, the stage's signal, which members are archives, and how one kept is walked into. */
+export interface PastScan {
+  readonly budget: Budget;
+  readonly signal: AbortSignal;
+  readonly walksInto: WalksInto;
+  readonly walk: Walk;
+}
+
 /**
  * Reads a member that came out of its zip or gzip too big to hold (`size` or `total`), when it
  * is a tar (a program after 2 MiB of padding: an 11 KB .tar.gz), a zip (one the ratio rule of
  * padding.ts lets through, its member over an eighth of maxMemberBytes) or a gzip (one padded
  * under that ratio, holding a tar or a program).
  */
-export async function scanPastCap(
-  child: ContentNode,
-  format: 'raw' | 'gzip',
-  compressed: Buffer,
-  depth: number,
-  budget: Budget,
-  signal: AbortSignal,
-  walksInto: WalksInto,
-  walk: Walk,
-): Promise<void> {
-  if (child.types.includes('gz')) return scanGzipPastCap(child, format, compressed, depth, budget, signal, walksInto, walk);
+export async function scanPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, depth: number, scan: PastScan): Promise<void> {
+  const { budget, signal, walksInto, walk } = scan;
+  if (child.types.includes('gz')) return scanGzipPastCap(child, format, compressed, depth, scan);
   const reader = readerFor(child, budget, signal, walksInto);
   if (!reader) return;
   const complete = await streamPast(child, format, compressed, budget, signal, (chunk) => reader.push(chunk));
@@ -207,16 +207,8 @@ const GZIP_NAME_BYTES = 12 + 0xffff + 1025;
  * one file a member named as gunzip would name it, typed by its first HEAD_BYTES; a tar or zip
  * is read on (as above), anything else is judged by that head and the stream stopped there.
  */
-async function scanGzipPastCap(
-  child: ContentNode,
-  format: 'raw' | 'gzip',
-  compressed: Buffer,
-  depth: number,
-  budget: Budget,
-  signal: AbortSignal,
-  walksInto: WalksInto,
-  walk: Walk,
-): Promise<void> {
+async function scanGzipPastCap(child: ContentNode, format: 'raw' | 'gzip', compressed: Buffer, depth: number, scan: PastScan): Promise<void> {
+  const { budget, signal, walksInto, walk } = scan;
   const { limits } = budget;
   const header: Buffer[] = [];
   let headerBytes = 0;
