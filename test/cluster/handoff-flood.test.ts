@@ -52,8 +52,10 @@ describe('a flood of milter connections while every worker is at its maxConnecti
     for (const [i, p] of peak.entries()) expect(p - before[i]).toBeLessThanOrEqual(5);
     await d.waitFor(() => refusals(d.lines) >= n, 10_000);
     expect(refusals(d.lines)).toBe(n);
-    await until(() => pids.map(fds).every((f, i) => f === before[i]), 5000).catch(() => undefined);
-    expect(pids.map(fds)).toEqual(before);
+    // None left open: as many as before or fewer (a descriptor of the process's own, such as a
+    // log write or a DNS socket open when `before` was read, may have closed since; seen in CI).
+    await until(() => pids.map(fds).every((f, i) => f <= before[i]), 5000).catch(() => undefined);
+    for (const [i, f] of pids.map(fds).entries()) expect([i, f <= before[i]]).toEqual([i, true]);
     for (const o of held) o.client.close();
     expect(await stop(d)).toBe(0);
   });
