@@ -8,6 +8,7 @@ import { openSqliteStore } from '../../src/store/sqlite';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { startSink, type Sink } from '../helpers/sink';
 import { root } from '../helpers/cli';
+import { dueDayTime } from '../helpers/report-day';
 
 // The command runs as a child (dist/, built by `npm test`'s pretest), so spawnSync would block
 // this process's DNS server and sink: run it asynchronously.
@@ -31,7 +32,7 @@ let dns: DnsServer;
 let sink: Sink;
 let dir: string;
 let file: string;
-const yesterday = new Date(Date.now() - 24 * 3600 * 1000);
+const yesterday = dueDayTime();
 const day = utcDay(yesterday);
 const dayBefore = utcDay(new Date(yesterday.getTime() - 24 * 3600 * 1000));
 let hourlyFile: string;

@@ -23,6 +23,7 @@ import { startE2E, type E2E } from './environment';
 import { MAIL_DOMAIN } from './postfix';
 import { REMOTE_CLIENT, submit } from './submit';
 import { waitFor } from './wait';
+import { afterToday, clearOfMidnight } from '../helpers/report-day';
 
 const zone = {
   'a.test': { TXT: [`v=spf1 ip4:${REMOTE_CLIENT.addr} -all`] },
@@ -53,6 +54,7 @@ describe('DMARC aggregate reports through a real Postfix', () => {
   }
 
   it('reports per domain count exactly the messages that were checked, with their dispositions, in the report Postfix delivers', async () => {
+    await clearOfMidnight(60_000);
     for (let i = 0; i < 3; i++) await send('alice@a.test', 'alice@a.test'); // SPF aligned: pass
     for (let i = 0; i < 2; i++) await send('mallory@remote.test', 'alice@a.test'); // fail, p=reject: 550
     for (let i = 0; i < 2; i++) await send('bob@b.test', 'bob@b.test'); // SPF -all: fail, p=quarantine: tagged
@@ -65,7 +67,7 @@ describe('DMARC aggregate reports through a real Postfix', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     const resolver = createDnsResolver({ servers: [zoneServer(e2e)], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
-    const tomorrow = new Date(Date.now() + 24 * 3600 * 1000);
+    const tomorrow = afterToday();
     const settings = {
       orgName: 'e2e',
       email: 'r@e2e.test',

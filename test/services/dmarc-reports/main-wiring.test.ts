@@ -5,6 +5,7 @@ import { StoredDmarcResults } from '../../../src/store/dmarc-results';
 import { openSqliteStore } from '../../../src/store/sqlite';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { startHarness, type Harness } from '../../helpers/postseal';
+import { dueDayTime } from '../../helpers/report-day';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
 
@@ -30,7 +31,7 @@ test('postseal started with services.dmarcReports sends the finished days at sta
   const db = path.join(mkdtempSync(path.join(tmpdir(), 'dmarc-wiring-')), 'state.db');
   const store = openSqliteStore({ file: db, keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
   await new StoredDmarcResults(store).record({
-    receivedAt: new Date(Date.now() - 24 * 3600 * 1000),
+    receivedAt: dueDayTime(),
     sourceIp: '192.0.2.1',
     headerFrom: 'a.test',
     policyDomain: 'a.test',

@@ -14,6 +14,7 @@ import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { startRedisServer } from '../../helpers/redis-server';
+import { afterToday, clearOfMidnight } from '../../helpers/report-day';
 import { startHarness } from '../../helpers/postseal';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
@@ -121,6 +122,7 @@ describe('DMARC reports service', () => {
   });
 
   test('two postseal instances on one Redis record their mail there, and one report per domain and day carries the sum of both', async () => {
+    await clearOfMidnight(20_000);
     sink.received.length = 0;
     const redis = await startRedisServer();
     const mailSink = await startSink();
@@ -151,7 +153,7 @@ describe('DMARC reports service', () => {
       for (let n = 0; n < 3; n++) await send(0, 'a@a.test');
       for (let n = 0; n < 2; n++) await send(1, 'x@mail.a.test');
       // Each host's report sender, with its own connection, once the day is over.
-      const tomorrow = new Date(Date.now() + 24 * 3600 * 1000);
+      const tomorrow = afterToday();
       const config = loadConfig(writeConfig({}, sink.port));
       const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
       for (let i = 0; i < 2; i++) stores.push(await openRedisStore({ url: redis.url, keyPrefix: 'hosts:', timeoutMs: 2000, log }));
@@ -173,7 +175,7 @@ describe('DMARC reports service', () => {
       await mailSink.close();
       await redis.stop();
     }
-  });
+  }, 60_000);
 
   test('a bank without a notify target stops the service with CFG_INCONSISTENT', () => {
     const config = loadConfig(writeConfig({}, null));

@@ -14,6 +14,7 @@ import { openRedisStore } from '../../../src/store/redis';
 import { startDaemon, type Daemon } from '../../helpers/cli';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { freePort, startRedisServer, type RedisServer } from '../../helpers/redis-server';
+import { clearOfMidnight, dueDayTime } from '../../helpers/report-day';
 import { startSink, type Sink } from '../../helpers/sink';
 import { TestClient } from '../../helpers/smtp-client';
 
@@ -60,8 +61,9 @@ function hostConfig(port: number): string {
 test('two postseal processes on one Redis share the records and send one report per domain and day with the counts of both', async () => {
   const store = await openRedisStore({ url: redis.url, keyPrefix: 'two-hosts:', timeoutMs: 2000, log });
   const results = new StoredDmarcResults(store);
-  const yesterday = new Date(Date.now() - 24 * 3600 * 1000);
-  // Yesterday's mail, as each host recorded it: four messages from one source, three from another.
+  await clearOfMidnight(20_000);
+  const yesterday = dueDayTime();
+  // A finished day's mail, as each host recorded it: four messages from one source, three from another.
   for (const [ip, n] of [
     ['192.0.2.1', 4],
     ['192.0.2.2', 3],
