@@ -18,7 +18,11 @@ import type { ClientInfo, Transaction } from '../../src/transaction/transaction'
 import { loadTestBank } from './banks';
 import type { DnsServer } from './dns-server';
 
-/** Stage dependencies with a resolver on `dns` (no cache, no retries) and nothing kept. */
+/**
+ * Stage dependencies with a resolver on `dns` (no cache, no retries) and nothing kept. The
+ * default timeout is long enough for a loaded CI machine (300 ms once made a loopback answer
+ * a temperror); tests of timeouts pass their own.
+ */
 export function testStageDeps(dns: Pick<DnsServer, 'server'>, opts: { timeoutMs?: number; bankName?: string } = {}): StageDeps {
   return {
     hostname: 'filter.test',
@@ -27,7 +31,7 @@ export function testStageDeps(dns: Pick<DnsServer, 'server'>, opts: { timeoutMs?
     log: pino({ level: 'silent' }),
     spool: { dir: '', memoryThresholdBytes: 0 },
     keys: emptyKeyStore,
-    resolver: createDnsResolver({ servers: [dns.server], timeoutMs: opts.timeoutMs ?? 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }),
+    resolver: createDnsResolver({ servers: [dns.server], timeoutMs: opts.timeoutMs ?? 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 }),
     dkimKeys: new DkimKeyCache(),
     dmarcStore: dmarcResultsNotKept,
   };
