@@ -7,6 +7,8 @@
  *   next hop where the original sender would fail (postseal's SPF evaluator against a loopback
  *   DNS server for the outside world), and Mail::SRS reverses it;
  * - a bounce to that SRS0 address is reversed and delivered to the original sender;
+ * - a quoted local part ("jo smith") makes an SRS0 sender quoted whole, whose bounce is reversed;
+ *   one with "%" or "!" leaves as it is (our smtpd refuses the bounce to its SRS form: 454);
  * - with only real mailboxes listed, a forged or expired SRS0 address is refused at RCPT (550
  *   5.1.1: smtpd knows an SRS address only through recipient_canonical_maps), a valid one not.
  */
@@ -92,6 +94,8 @@ describe('SRS through a real Postfix', () => {
     }
   }
 
+  const inLog = (what: string, re: RegExp) => waitFor(what, () => re.exec(e2e.postfix.maillog())?.[1], { explain: () => e2e.explain() });
+
   const arrived = (messageId: string) =>
     waitFor(`${messageId} at the outside sink`, async () => sink.received.find((r) => r.data.toString('latin1').includes(messageId)), { explain: () => e2e.explain() });
 
@@ -121,6 +125,29 @@ describe('SRS through a real Postfix', () => {
     expect(got.recipients.map((r) => r.address)).toEqual(['alice@remote.test']);
   });
 
+  it('forwards a sender whose local part is quoted with a whole quoted SRS0 sender, and reverses its bounce', async () => {
+    // Postfix asks the maps in external form ("jo smith"@remote.test) and splits an answer with
+    // a quote inside into several addresses ("multi-valued ... entry"): it must come back quoted
+    // whole. The sink (smtp-server) refuses such addresses: Postfix's log tells what left, and where.
+    const from = '"jo smith"@remote.test';
+    expect((await send(from, `fwd@${MAIL_DOMAIN}`)).reply).toBe(250);
+    const srs = await inLog(`the SRS sender of ${from}`, /from=<("SRS0=[^=]{4}=[A-Z2-7]{2}=remote\.test=jo smith"@example\.test)>/);
+    expect((await send('', srs)).reply).toBe(250);
+    await inLog(`the bounce to ${srs} going to ${from}`, new RegExp(`to=<(${escapeRe(from)})>, orig_to=<${escapeRe(srs)}>`));
+  });
+
+  it('leaves a sender with "%" or "!" in its local part alone: our smtpd would refuse its bounce as relaying', async () => {
+    for (const from of ['a%b@remote.test', 'c!d@remote.test']) {
+      const { messageId, reply } = await send(from, `fwd@${MAIL_DOMAIN}`);
+      expect(reply).toBe(250);
+      expect((await arrived(messageId)).mailFrom).toBe(from);
+      // What an SRS address of it would meet on the way back (postsrsd makes one):
+      const srs = createSrsEngine({ ...ENGINE, now: Date.now }).forward('x@remote.test');
+      if (srs.kind !== 'rewritten') throw new Error('no SRS address made');
+      expect((await send('', srs.address.replace('=x@', `=${from.split('@')[0]}@`))).reply).toBe(454);
+    }
+  });
+
   it('refuses a forged and an expired SRS0 address at RCPT when only real mailboxes are listed, and accepts a valid one', async () => {
     // Realistic recipient checks: smtpd knows example.test's mailboxes, and an SRS address only
     // through recipient_canonical_maps, which asks postseal's reverse map.
@@ -138,3 +165,7 @@ describe('SRS through a real Postfix', () => {
     expect((await arrived(messageId)).recipients.map((r) => r.address)).toEqual(['alice@remote.test']);
   });
 });
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -3,7 +3,12 @@
  * alone, or an SRS address that does not verify: Postfix then treats it as any unknown
  * recipient), or a temporary error. A lookup never fails permanently: an error inside the engine
  * is a temporary error, so Postfix defers the mail instead of bouncing it.
+ *
+ * The key comes as the bytes Postfix sent. One that is no UTF-8 (a Latin-1 local part from a
+ * Postfix without smtputf8_enable) is not found: decoded, its bytes would be replaced, and the
+ * SRS address made of them would reverse into another address than the sender's.
  */
+import { isUtf8 } from 'node:buffer';
 import type { SrsEngine } from '../../lib/srs/srs';
 
 export type SrsMapName = 'forward' | 'reverse';
@@ -19,12 +24,14 @@ export type LookupReply =
  */
 export const MAX_KEY_BYTES = 1024;
 
-export type SrsLookup = (map: SrsMapName, key: string) => LookupReply;
+export type SrsLookup = (map: SrsMapName, key: Buffer) => LookupReply;
 
 /** `engine()` is read at every lookup, so a reload's new secrets apply to the next request. */
 export function createSrsLookup(engine: () => SrsEngine | undefined): SrsLookup {
-  return (map, key) => {
-    if (Buffer.byteLength(key) > MAX_KEY_BYTES) return { status: 'notfound', reason: 'key too long' };
+  return (map, bytes) => {
+    if (bytes.length > MAX_KEY_BYTES) return { status: 'notfound', reason: 'key too long' };
+    if (!isUtf8(bytes)) return { status: 'notfound', reason: 'key is not UTF-8' };
+    const key = bytes.toString('utf8');
     try {
       const e = engine();
       if (!e) return { status: 'temp', reason: 'SRS secrets not loaded' };

@@ -9,7 +9,7 @@
  * SRS_LISTEN_FAILED (a port cannot be bound), leaving nothing bound. A reload re-reads the
  * secrets (a bad file refuses the reload, the running secrets stay) and rebinds if the address
  * or a port changed. In a cluster every worker runs it; the workers share the listening sockets.
- * Each connection is closed after idleTimeoutMs without a request; at most maxConnections per port.
+ * Each connection is closed after idleTimeoutMs without a complete request; at most maxConnections per port.
  */
 import net, { type AddressInfo } from 'node:net';
 import type { MainConfig } from '../../config/main-schema';
@@ -32,6 +32,8 @@ export interface SrsServiceDeps {
 }
 
 type PortName = 'socketmap' | 'tcpForward' | 'tcpReverse';
+/** Serves one connection; calls `answered` after each batch of complete requests. */
+type Serve = (sock: net.Socket, answered: () => void) => void;
 
 /** The engine for a configuration: reads the secrets file (throws CFG_SRS_SECRETS). */
 export function srsEngineFor(s: SrsConfig, now: () => number = Date.now): SrsEngine {
@@ -110,10 +112,10 @@ export class SrsService implements Service {
   }
 
   private async bind(s: SrsConfig): Promise<void> {
-    const wanted: [PortName, number, (sock: net.Socket) => void][] = [
-      ['socketmap', s.socketmapPort, (sock) => serveSocketmap(sock, this.lookup)],
-      ['tcpForward', s.tcpForwardPort, (sock) => serveTcpTable(sock, 'forward', this.lookup)],
-      ['tcpReverse', s.tcpReversePort, (sock) => serveTcpTable(sock, 'reverse', this.lookup)],
+    const wanted: [PortName, number, Serve][] = [
+      ['socketmap', s.socketmapPort, (sock, answered) => serveSocketmap(sock, this.lookup, answered)],
+      ['tcpForward', s.tcpForwardPort, (sock, answered) => serveTcpTable(sock, 'forward', this.lookup, answered)],
+      ['tcpReverse', s.tcpReversePort, (sock, answered) => serveTcpTable(sock, 'reverse', this.lookup, answered)],
     ];
     try {
       for (const [name, port, serve] of wanted) this.servers.set(name, await this.listen(s, port, serve));
@@ -123,14 +125,17 @@ export class SrsService implements Service {
     }
   }
 
-  private listen(s: SrsConfig, port: number, serve: (sock: net.Socket) => void): Promise<net.Server> {
+  private listen(s: SrsConfig, port: number, serve: Serve): Promise<net.Server> {
     const server = net.createServer({ noDelay: true }, (sock) => {
       this.sockets.add(sock);
       sock.once('close', () => this.sockets.delete(sock));
       // A client that resets mid-request is its own business: drop the connection, nothing else.
       sock.on('error', () => sock.destroy());
-      sock.setTimeout(this.settings.idleTimeoutMs, () => sock.destroy());
-      serve(sock);
+      // Timed from the last answered request, not the last byte: a client that trickles a byte
+      // now and then would otherwise hold a connection (of maxConnections) for ever.
+      const idle = setTimeout(() => sock.destroy(), this.settings.idleTimeoutMs);
+      sock.once('close', () => clearTimeout(idle));
+      serve(sock, () => idle.refresh());
     });
     server.maxConnections = s.maxConnections;
     return new Promise((resolve, reject) => {

@@ -18,7 +18,7 @@ const MAX_LENGTH_DIGITS = String(MAX_REQUEST_BYTES * 4).length;
 
 const MAPS: ReadonlySet<string> = new Set<SrsMapName>(['forward', 'reverse']);
 
-export function serveSocketmap(socket: Socket, lookup: SrsLookup): void {
+export function serveSocketmap(socket: Socket, lookup: SrsLookup, answered: () => void): void {
   let buf: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
@@ -35,12 +35,15 @@ export function serveSocketmap(socket: Socket, lookup: SrsLookup): void {
       buf = buf.subarray(r.consumed);
       out.push(netstring(answer(r.request, lookup)));
     }
-    if (out.length) writeWithBackpressure(socket, Buffer.concat(out));
+    if (out.length) {
+      answered();
+      writeWithBackpressure(socket, Buffer.concat(out));
+    }
   });
 }
 
 /** A whole netstring's payload and how many bytes it took; 'incomplete'; or what is wrong with it. */
-function nextRequest(buf: Buffer): { request: string; consumed: number } | 'incomplete' | string {
+function nextRequest(buf: Buffer): { request: Buffer; consumed: number } | 'incomplete' | string {
   if (buf.length === 0) return 'incomplete';
   const colon = buf.indexOf(0x3a);
   const digits = colon < 0 ? buf.length : colon;
@@ -53,15 +56,16 @@ function nextRequest(buf: Buffer): { request: string; consumed: number } | 'inco
   const end = colon + 1 + len;
   if (buf.length < end + 1) return 'incomplete';
   if (buf[end] !== 0x2c) return 'malformed netstring: no comma after the data';
-  return { request: buf.toString('utf8', colon + 1, end), consumed: end + 1 };
+  return { request: buf.subarray(colon + 1, end), consumed: end + 1 };
 }
 
-function answer(request: string, lookup: SrsLookup): string {
-  const sp = request.indexOf(' ');
-  const name = sp < 0 ? request : request.slice(0, sp);
-  if (!MAPS.has(name)) return `PERM unknown map name "${name.slice(0, 40)}": use forward or reverse`;
+/** The key stays bytes until the lookup has checked they are UTF-8 (lookup.ts). */
+function answer(request: Buffer, lookup: SrsLookup): string {
+  const sp = request.indexOf(0x20);
+  const name = request.toString('latin1', 0, sp < 0 ? request.length : sp);
+  if (!MAPS.has(name)) return `PERM unknown map name "${name.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')}": use forward or reverse`;
   if (sp < 0) return 'NOTFOUND ';
-  return encode(lookup(name as SrsMapName, request.slice(sp + 1)));
+  return encode(lookup(name as SrsMapName, request.subarray(sp + 1)));
 }
 
 function encode(r: LookupReply): string {

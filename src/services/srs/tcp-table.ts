@@ -14,7 +14,7 @@ import { writeWithBackpressure } from './socketmap';
 /** "get ", a key of MAX_KEY_BYTES entirely %-encoded, and the newline. */
 export const MAX_LINE_BYTES = 4 + MAX_KEY_BYTES * 3 + 2;
 
-export function serveTcpTable(socket: Socket, map: SrsMapName, lookup: SrsLookup): void {
+export function serveTcpTable(socket: Socket, map: SrsMapName, lookup: SrsLookup, answered: () => void): void {
   let buf: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
@@ -32,7 +32,10 @@ export function serveTcpTable(socket: Socket, map: SrsMapName, lookup: SrsLookup
       socket.removeAllListeners('data');
       return;
     }
-    if (out.length) writeWithBackpressure(socket, Buffer.from(out.join(''), 'latin1'));
+    if (out.length) {
+      answered();
+      writeWithBackpressure(socket, Buffer.from(out.join(''), 'latin1'));
+    }
   });
 }
 
@@ -54,9 +57,9 @@ function encode(r: LookupReply): string {
   }
 }
 
-/** %XX to bytes, the bytes read as UTF-8; undefined for a broken escape. */
-function decode(s: string): string | undefined {
-  if (!s.includes('%')) return Buffer.from(s, 'latin1').toString('utf8');
+/** %XX to bytes (UTF-8 or not: lookup.ts decides); undefined for a broken escape. */
+function decode(s: string): Buffer | undefined {
+  if (!s.includes('%')) return Buffer.from(s, 'latin1');
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
     if (s[i] === '%') {
@@ -66,7 +69,7 @@ function decode(s: string): string | undefined {
       i += 2;
     } else bytes.push(s.charCodeAt(i));
   }
-  return Buffer.from(bytes).toString('utf8');
+  return Buffer.from(bytes);
 }
 
 /** What tcp_table(5) requires encoded, on the UTF-8 bytes; returned as a latin1 string of bytes. */

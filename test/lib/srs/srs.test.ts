@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { createSrsEngine, type SrsSettings } from '../../../src/lib/srs/srs';
 
 const DAY = 86_400_000;
@@ -143,10 +144,72 @@ describe('SRS engine', () => {
     expect(e.reverse(srs.replace('SRS0+', 'SRS0-')).kind).toBe('rewritten');
   });
 
-  it('keeps separators and an "@"-less oddity inside the local part as they are', () => {
+  it('keeps separators inside the local part as they are', () => {
     const e = engine();
     const srs = rewritten(e.forward('a=b+c-d@orig.example'));
     expect(e.reverse(srs)).toEqual({ kind: 'rewritten', address: 'a=b+c-d@orig.example' });
-    expect(e.forward('"a@b"@orig.example')).toEqual({ kind: 'unchanged', reason: 'no-domain' });
+  });
+
+  it.each([
+    ['"jo smith"@orig.example', 'jo smith'],
+    ['"a,b"@orig.example', 'a,b'],
+    ['"say \\"hi\\""@orig.example', 'say \\"hi\\"'],
+  ])('quotes the whole SRS local part for the quoted sender %s (Postfix reads answers in external form), and reverses it', (sender, inner) => {
+    const e = engine();
+    const srs = rewritten(e.forward(sender));
+    expect(srs).toMatch(/^"SRS0=[^=]{4}=[A-Z2-7]{2}=orig\.example=.*"@fwd\.example$/);
+    expect(srs).toContain(`=${inner}"@`);
+    expect(e.reverse(srs)).toEqual({ kind: 'rewritten', address: sender });
+    // The hash is over the local part itself: the unquoted (internal) form gives the same address.
+    expect(rewritten(e.forward(`${inner.replace(/\\(.)/g, '$1')}@orig.example`))).toBe(srs);
+  });
+
+  it('leaves an empty quoted local part alone', () => {
+    expect(engine().forward('""@orig.example')).toEqual({ kind: 'unchanged', reason: 'no-domain' });
+  });
+
+  it.each(['"a@b"@orig.example', 'a%b@orig.example', 'c!d@orig.example', 'SRS0=abcd=AB=x.example=a%b@other.example'])(
+    'leaves %s alone: Postfix would refuse the bounce to an SRS address holding "@", "%%" or "!" as relaying',
+    (sender) => {
+      expect(engine().forward(sender)).toEqual({ kind: 'unchanged', reason: 'routing-characters' });
+    },
+  );
+
+  it('reverses an SRS0 address whose hash postsrsd 2.2.6 and later wrote in base64url ("-" and "_"), in either case', () => {
+    const e = engine();
+    const tt = /=([A-Z2-7]{2})=/.exec(rewritten(e.forward('a@orig.example')))![1]!;
+    // postsrsd's hash of the same fields, in its alphabet; a user whose hash has "-" or "_".
+    const hashOf = (user: string) => createHmac('sha1', 'first-secret-value').update(`${tt.toLowerCase()}orig.example${user}`).digest('base64url').slice(0, 4);
+    const user = Array.from({ length: 500 }, (_, i) => `user${i}`).find((u) => /[-_]/.test(hashOf(u)))!;
+    const theirs = `SRS0=${hashOf(user)}=${tt}=orig.example=${user}@fwd.example`;
+    for (const a of [theirs, theirs.toUpperCase(), theirs.toLowerCase()]) expect(e.reverse(a).kind).toBe('rewritten');
+    expect(e.reverse(theirs)).toEqual({ kind: 'rewritten', address: `${user}@orig.example` });
+    // And the "+" or "/" we write is still ours: a hash that differs elsewhere is refused.
+    expect(e.reverse(theirs.replace(/^SRS0=(.)/, (_, c: string) => `SRS0=${c.toLowerCase() === 'x' ? 'y' : 'x'}`))).toEqual({ kind: 'invalid', reason: 'bad-hash' });
+  });
+
+  it('rewrites a sender of an IDN domain written in U-labels (SMTPUTF8), and reverses it', () => {
+    const e = engine();
+    const srs = rewritten(e.forward('jörg@bücher.example'));
+    expect(srs).toMatch(/^SRS0=[^=]{4}=[A-Z2-7]{2}=bücher\.example=jörg@fwd\.example$/);
+    expect(e.reverse(srs)).toEqual({ kind: 'rewritten', address: 'jörg@bücher.example' });
+  });
+
+  it('judges a U-label domain by its A-label form: full-width localhost is no outside domain, a listed IDN is local', () => {
+    expect(engine().forward('root@ｌｏｃａｌｈｏｓｔ')).toEqual({ kind: 'unchanged', reason: 'not-a-public-domain' });
+    expect(engine({ localDomains: ['xn--bcher-kva.example'] }).forward('jörg@Bücher.example')).toEqual({ kind: 'unchanged', reason: 'local-domain' });
+  });
+
+  it('knows our own and listed domains with a trailing dot', () => {
+    expect(engine().forward('bob@FWD.example.')).toEqual({ kind: 'unchanged', reason: 'our-domain' });
+    expect(engine().forward('bob@local.example.')).toEqual({ kind: 'unchanged', reason: 'local-domain' });
+  });
+
+  it("signs another forwarder's SRS1 that points at no outside domain as an SRS0 of its own, which reverses to it", () => {
+    const e = engine();
+    const theirs = 'SRS1=zzzz=localhost==xYz1=AB=orig.example=alice@second.example';
+    const srs = rewritten(e.forward(theirs));
+    expect(srs).toMatch(/^SRS0=[^=]{4}=[A-Z2-7]{2}=second\.example=SRS1=zzzz=localhost==/);
+    expect(e.reverse(srs)).toEqual({ kind: 'rewritten', address: theirs });
   });
 });

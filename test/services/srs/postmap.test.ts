@@ -45,11 +45,12 @@ describe('SRS maps through postmap (Postfix table clients)', () => {
   });
 
   it('tcp_table: forward and reverse as postsrsd served them, including a key Postfix %-encodes', async () => {
-    const fwd = await postmap('jo smith@orig.example', `tcp:127.0.0.1:${f.service.ports.tcpForward}`);
+    // Postfix looks an address up in external form: a local part with a space comes quoted.
+    const fwd = await postmap('"jo smith"@orig.example', `tcp:127.0.0.1:${f.service.ports.tcpForward}`);
     expect([fwd.code, fwd.stderr]).toEqual([0, '']);
     const srs = fwd.stdout.trim();
-    expect(srs).toMatch(/^SRS0=.{4}=..=orig\.example=jo smith@fwd\.example$/);
-    expect(await postmap(srs, `tcp:127.0.0.1:${f.service.ports.tcpReverse}`)).toEqual({ code: 0, stdout: 'jo smith@orig.example\n', stderr: '' });
+    expect(srs).toMatch(/^"SRS0=.{4}=..=orig\.example=jo smith"@fwd\.example$/);
+    expect(await postmap(srs, `tcp:127.0.0.1:${f.service.ports.tcpReverse}`)).toEqual({ code: 0, stdout: '"jo smith"@orig.example\n', stderr: '' });
     expect(await postmap('SRS0=abcd=AB=orig.example=mallory@fwd.example', `tcp:127.0.0.1:${f.service.ports.tcpReverse}`)).toEqual({ code: 1, stdout: '', stderr: '' });
   });
 

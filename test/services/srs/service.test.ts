@@ -91,6 +91,32 @@ describe('SRS map service: socketmap', () => {
   });
 });
 
+describe('SRS map service: keys that are bytes', () => {
+  /** A netstring of raw bytes (the key as a Postfix without smtputf8_enable may send it). */
+  const rawNetstring = (b: Buffer) => Buffer.concat([Buffer.from(`${b.length}:`), b, Buffer.from(',')]);
+
+  it('answers NOTFOUND / 500 for a key that is no UTF-8, instead of signing an address that reverses to another', async () => {
+    const latin1 = Buffer.from('j\xf6rg@orig.example', 'latin1');
+    const s = await connect(f.service.ports.socketmap);
+    const r = readReplies(s, 'netstring', 2);
+    s.write(Buffer.concat([rawNetstring(Buffer.concat([Buffer.from('forward '), latin1])), rawNetstring(Buffer.from('forward alice@orig.example'))]));
+    expect((await r).replies).toEqual(['NOTFOUND ', expect.stringMatching(/^OK SRS0=/)]);
+    s.destroy();
+    const t = await connect(f.service.ports.tcpForward);
+    const tr = readReplies(t, 'line', 2);
+    t.write(Buffer.concat([Buffer.from('get j%F6rg@orig.example\nget '), latin1, Buffer.from('\n')]));
+    expect((await tr).replies).toEqual([expect.stringMatching(/^500 /), expect.stringMatching(/^500 /)]);
+    t.destroy();
+  });
+
+  it('forwards and reverses a UTF-8 sender of a U-label domain byte for byte', async () => {
+    const p = f.service.ports.socketmap;
+    const fwd = await socketmapQuery(p, 'forward', 'jörg@bücher.example');
+    expect(fwd).toMatch(/^OK SRS0=[^=]{4}=[A-Z2-7]{2}=bücher\.example=jörg@fwd\.example$/);
+    expect(await socketmapQuery(p, 'reverse', fwd.slice(3))).toBe('OK jörg@bücher.example');
+  });
+});
+
 describe('SRS map service: tcp_table', () => {
   it('answers 200 with the SRS address on the forward port and the original on the reverse port', async () => {
     const [fwd] = await tcpTableGet(f.service.ports.tcpForward, ['alice@orig.example']);
@@ -110,16 +136,12 @@ describe('SRS map service: tcp_table', () => {
   });
 
   it('decodes %-encoded keys and encodes the reply (a space and UTF-8 in the local part)', async () => {
-    const [fwd] = await tcpTableGet(f.service.ports.tcpForward, ['jo ë@orig.example']);
-    expect(fwd).toMatch(/^200 SRS0=\S+=orig\.example=jo%20%C3%AB@fwd\.example$/);
+    const [fwd] = await tcpTableGet(f.service.ports.tcpForward, ['"jo ë"@orig.example']);
+    expect(fwd).toMatch(/^200 "SRS0=\S+=orig\.example=jo%20%C3%AB"@fwd\.example$/);
     const [back] = await tcpTableGet(f.service.ports.tcpReverse, [tcpDecode(fwd!.slice(4))]);
-    expect(back).toBe(`200 ${tcpEncode('jo ë@orig.example').replace(/%([0-9a-f]{2})/g, (m) => m.toUpperCase())}`);
-    expect(
-      await tcpTableGet(
-        f.service.ports.tcpForward,
-        ['bad%zzescape@orig.example'].map((k) => k),
-      ),
-    ).toEqual([expect.stringMatching(/^200 /)]);
+    expect(back).toBe(`200 ${tcpEncode('"jo ë"@orig.example').replace(/%([0-9a-f]{2})/g, (m) => m.toUpperCase())}`);
+    // A "%" sent as %25 arrives as "%" (not a broken escape), and is left alone as a routing character.
+    expect(await tcpTableGet(f.service.ports.tcpForward, ['bad%zzescape@orig.example'])).toEqual(['500 routing-characters']);
   });
 
   it('answers 500 for a broken %-escape', async () => {
@@ -180,6 +202,24 @@ describe('SRS map service: connections', () => {
     while (f.service.connectionCount > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
     expect(f.service.connectionCount).toBe(0);
     expect(await socketmapQuery(f.service.ports.socketmap, 'forward', 'alice@orig.example')).toMatch(/^OK SRS0=/);
+  });
+
+  it('closes a connection that trickles bytes but completes no request within idleTimeoutMs', async () => {
+    await f.service.close();
+    f = await startSrsService({ idleTimeoutMs: 1000 });
+    for (const port of [f.service.ports.socketmap, f.service.ports.tcpForward]) {
+      const s = await connect(port);
+      let closed = false;
+      s.once('close', () => (closed = true));
+      s.on('error', () => undefined);
+      // One byte every 100 ms of a request that never ends: 30 s of it unless the server hangs up.
+      const start = port === f.service.ports.socketmap ? '900:forward ' : 'get ';
+      for (let i = 0; i < 300 && !closed; i++) {
+        s.write(i < start.length ? start[i]! : 'a');
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(closed).toBe(true);
+    }
   });
 
   it('closes a connection that sends no request within idleTimeoutMs', async () => {
