@@ -1,7 +1,8 @@
 /**
  * Reads the SRS secrets file (services.srs.secretsFile): one secret a line, the first signs and
  * every line verifies, so a new secret goes on top and the old one stays below until the
- * addresses signed with it have expired (maxAgeDays).
+ * addresses signed with it have expired (maxAgeDays). Blanks at the ends of a line are trimmed,
+ * and such a line verifies as written too (postsrsd's reading of it).
  *
  * Refused with CFG_SRS_SECRETS (the message names the file and the fix): missing or unreadable,
  * no secret in it, or readable by others (anyone who reads it can forge addresses that our
@@ -30,12 +31,13 @@ export function readSrsSecrets(file: string): string[] {
       { cause: err },
     );
   }
-  const secrets = text
-    .split('\n')
-    .map((l) => l.replace(/\r$/, '').trim())
-    .filter((l) => l !== '');
+  const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
+  const secrets = lines.map((l) => l.trim()).filter((l) => l !== '');
   if (secrets.length === 0) throw new PostsealError('CFG_SRS_SECRETS', `SRS secrets file ${file} holds no secret; put one random secret on its first line`);
   const short = secrets.findIndex((s) => s.length < MIN_SECRET_LENGTH);
   if (short >= 0) throw new PostsealError('CFG_SRS_SECRETS', `SRS secrets file ${file}: the secret on line ${short + 1} is shorter than ${MIN_SECRET_LENGTH} characters`);
-  return secrets;
+  // pfix-srsd trims a line, postsrsd keeps its blanks: a line with blanks at an end also
+  // verifies as written (after all the others), so both carry over; the trimmed form signs.
+  const asWritten = lines.filter((l) => l.trim() !== '' && l !== l.trim() && !secrets.includes(l));
+  return [...secrets, ...asWritten];
 }

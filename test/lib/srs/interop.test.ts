@@ -3,6 +3,10 @@
  * libmail-srs-perl, with an injected clock) and postsrsd 1.10 (Debian, the libsrs2 C code, real
  * clock, over tcp_table). Same secret, same settings: the same addresses, each reversing the other's.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { readSrsSecrets } from '../../../src/lib/srs/secrets';
 import { createSrsEngine, type SrsSettings } from '../../../src/lib/srs/srs';
 import { mailSrs, startPostsrsd, tcpDecode, tcpTableGet, type Postsrsd } from '../../helpers/srs-peers';
 
@@ -185,6 +189,20 @@ describe('SRS interop with postsrsd 1.10 (tcp_table)', () => {
       return r.kind === 'rewritten' ? internal(r.address).toLowerCase() : r.kind;
     });
     expect(replies.map((r) => tcpDecode(r.slice(4)).toLowerCase())).toEqual(ourBack);
+  });
+
+  it('reverses what postsrsd signed with a secrets line that has blanks at its ends, read from the same file', async () => {
+    const line = '  interop secret with blanks ';
+    const spaced = await startPostsrsd({ domain: DOMAIN, secrets: [line] });
+    try {
+      const [made] = await tcpTableGet(spaced.forwardPort, ['alice@orig.example']);
+      const f = path.join(mkdtempSync(path.join(tmpdir(), 'srs-interop-')), 'secrets');
+      writeFileSync(f, `${line}\n`, { mode: 0o600 });
+      const e = ours(Math.floor(Date.now() / 1000), { secrets: readSrsSecrets(f) });
+      expect(e.reverse(tcpDecode(made!.slice(4)))).toEqual({ kind: 'rewritten', address: 'alice@orig.example' });
+    } finally {
+      await spaced.stop();
+    }
   });
 
   it('refuses a forged address as postsrsd does', async () => {

@@ -27,6 +27,10 @@ describe('SRS secrets file', () => {
     expect(readSrsSecrets(file('ok', 'new-secret-1\r\n\nold-secret-2\n'))).toEqual(['new-secret-1', 'old-secret-2']);
   });
 
+  it("signs with a line's trimmed form and also verifies with it as written (postsrsd keeps the blanks, pfix-srsd trims them)", () => {
+    expect(readSrsSecrets(file('blanks', ' spaced secret \nplain-secret-2\n'))).toEqual(['spaced secret', 'plain-secret-2', ' spaced secret ']);
+  });
+
   it('refuses a missing file', () => {
     expect(codeOf(() => readSrsSecrets(path.join(dir, 'nope')))).toBe('CFG_SRS_SECRETS');
   });
