@@ -5,14 +5,18 @@
  *
  * Hand-written: the npm netstring packages (netstring 0.3.0, @endo/netstring) are encoders and
  * async-iterator decoders with no request size cap; the framing here is a few lines, caps the
- * request (MAX_REQUEST_BYTES), and answers malformed input with PERM before closing (the stream
- * cannot be resynchronised after a bad length).
+ * request (MAX_REQUEST_BYTES, 8 KB a connection at most), and answers malformed input with PERM
+ * before closing (the stream cannot be resynchronised after a bad length).
  */
 import type { Socket } from 'node:net';
 import { MAX_KEY_BYTES, type LookupReply, type SrsLookup, type SrsMapName } from './lookup';
 
-/** Map name, a space and a key of at most MAX_KEY_BYTES, with room to answer "key too long". */
-export const MAX_REQUEST_BYTES = MAX_KEY_BYTES + 64;
+/**
+ * Longest netstring read. Longer than any key we look up (MAX_KEY_BYTES): an address Postfix
+ * can carry (its smtpd takes command lines of 2048 octets) gets "not found" and the mail leaves
+ * unrewritten; a PERM here would make Postfix defer it again and again until it bounced.
+ */
+export const MAX_REQUEST_BYTES = 8 * MAX_KEY_BYTES;
 /** Digits of the longest length prefix we accept. */
 const MAX_LENGTH_DIGITS = String(MAX_REQUEST_BYTES * 4).length;
 

@@ -54,6 +54,12 @@ describe('SRS maps through postmap (Postfix table clients)', () => {
     expect(await postmap('SRS0=abcd=AB=orig.example=mallory@fwd.example', `tcp:127.0.0.1:${f.service.ports.tcpReverse}`)).toEqual({ code: 1, stdout: '', stderr: '' });
   });
 
+  it('socketmap and tcp_table: a sender longer than any SRS key (1.5 KB) is not found, so the mail leaves unrewritten, not deferred', async () => {
+    const long = `${'x'.repeat(1500)}@orig.example`;
+    expect(await postmap(long, `socketmap:inet:127.0.0.1:${f.service.ports.socketmap}:forward`)).toEqual({ code: 1, stdout: '', stderr: '' });
+    expect(await postmap(long, `tcp:127.0.0.1:${f.service.ports.tcpForward}`)).toEqual({ code: 1, stdout: '', stderr: '' });
+  });
+
   it('socketmap: a map name the service does not serve is a lookup error, not "not found"', async () => {
     const r = await postmap('alice@orig.example', `socketmap:inet:127.0.0.1:${f.service.ports.socketmap}:virtual`);
     expect(r.code).not.toBe(0);
