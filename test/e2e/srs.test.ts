@@ -9,6 +9,7 @@
  * - a bounce to that SRS0 address is reversed and delivered to the original sender;
  * - a quoted local part ("jo smith") makes an SRS0 sender quoted whole, whose bounce is reversed;
  *   one with "%" or "!" leaves as it is (our smtpd refuses the bounce to its SRS form: 454);
+ * - a sender too long for an SRS key leaves unrewritten (a map PERM would defer it: 451 4.3.0);
  * - with only real mailboxes listed, a forged or expired SRS0 address is refused at RCPT (550
  *   5.1.1: smtpd knows an SRS address only through recipient_canonical_maps), a valid one not.
  */
@@ -146,6 +147,22 @@ describe('SRS through a real Postfix', () => {
       if (srs.kind !== 'rewritten') throw new Error('no SRS address made');
       expect((await send('', srs.address.replace('=x@', `=${from.split('@')[0]}@`))).reply).toBe(454);
     }
+  });
+
+  it('sends mail from a sender too long to rewrite (1.5 KB) on unrewritten, not deferred', async () => {
+    // Postfix takes a PERM from a map as a lookup error and defers; a key over MAX_KEY_BYTES is
+    // "not found". The sink refuses so long an address: Postfix's log tells what left.
+    const from = `${'x'.repeat(1500)}@remote.test`;
+    expect((await send(from, `fwd@${MAIL_DOMAIN}`)).reply).toBe(250);
+    await waitFor(
+      'a queue file of that sender delivered to friend@outside.test',
+      () => {
+        const log = e2e.postfix.maillog();
+        const ids = [...log.matchAll(new RegExp(`qmgr\\[\\d+\\]: ([0-9A-F]+): from=<${from}>`, 'g'))].map((m) => m[1]);
+        return ids.some((id) => log.includes(`${id}: to=<friend@outside.test>`));
+      },
+      { explain: () => e2e.explain() },
+    );
   });
 
   it('refuses a forged and an expired SRS0 address at RCPT when only real mailboxes are listed, and accepts a valid one', async () => {
