@@ -13,10 +13,11 @@
  * `--json` prints one JSON document on standard output for scripts. Exit codes: 0 done, 1 no
  * such message, 2 usage error, 3 failure (configuration, store, downstream refused).
  */
+import { constants as fsConstants, promises as fsp } from 'node:fs';
 import pino from 'pino';
 import { isPostsealError } from '../errors';
 import { createLogger } from '../lib/log';
-import { Quarantine, type HeldEntry } from '../quarantine/quarantine';
+import { FOLDER_FIX, Quarantine, type HeldEntry } from '../quarantine/quarantine';
 import { isId } from '../quarantine/folder';
 import { releaseHeld } from '../quarantine/release';
 import { openStore, type Store } from '../store';
@@ -96,6 +97,8 @@ export function runQuarantine(args: string[]): Promise<number> {
     const keepAlive = setInterval(() => undefined, 1 << 30);
     try {
       const q = new Quarantine(config.main.quarantine, store, log);
+      const problem = await folderProblem(q.dir, config.file, sub !== 'list' && sub !== 'show');
+      if (problem) return failure(values, rest[0] ?? '', problem);
       if (sub === 'list') return await list(q, { since, reason: values.reason, rcpt: values.rcpt }, values.json === true);
       const held = await q.get(rest[0]);
       if (!held) {
@@ -170,8 +173,28 @@ function print(value: unknown): void {
 
 function failure(v: Values, id: string, why: string): number {
   if (v.json) print({ id, ok: false, error: why });
-  else process.stderr.write(`postseal: ${id}: ${why}\n`);
+  else process.stderr.write(`postseal: ${id ? `${id}: ` : ''}${why}\n`);
   return EXIT.failure;
+}
+
+/**
+ * Why the quarantine folder cannot serve this command, naming the folder, the setting and the
+ * fix; undefined when it can. Without this a missing or unreadable folder (a typo in
+ * quarantine.dir, the command run as another user) read as "no held message".
+ */
+async function folderProblem(dir: string, configFile: string, write: boolean): Promise<string | undefined> {
+  const where = `the quarantine folder ${dir} (quarantine.dir in ${configFile})`;
+  try {
+    const st = await fsp.stat(dir);
+    if (!st.isDirectory()) return `${where} is not a folder: point quarantine.dir at the folder the daemon holds messages in`;
+    await fsp.access(dir, fsConstants.R_OK | fsConstants.X_OK | (write ? fsConstants.W_OK : 0));
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `${where} does not exist: point quarantine.dir at the folder the daemon holds messages in (postseal creates it, mode 0700, when it starts)`;
+    if (code === 'ENOTDIR') return `${where} is not a folder (a file is in its path): point quarantine.dir at the folder the daemon holds messages in`;
+    return `cannot ${write ? 'write' : 'read'} ${where} (${code ?? (err as Error).message}): ${FOLDER_FIX}`;
+  }
 }
 
 async function list(q: Quarantine, filter: Parameters<Quarantine['list']>[0], json: boolean): Promise<number> {

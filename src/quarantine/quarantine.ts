@@ -87,6 +87,8 @@ const LEFTOVER_MS = 3600_000;
 /** Recipients kept in an index entry (the file has them all): a store value is at most 1 MiB. */
 const INDEX_RECIPIENTS = 1000;
 const DAY_MS = 86400_000;
+/** What to do about a folder that cannot be read, for the command's and the log's messages. */
+export const FOLDER_FIX = 'run postseal as the user that owns the quarantine folder, or fix quarantine.dir';
 
 export class Quarantine {
   constructor(
@@ -138,7 +140,12 @@ export class Quarantine {
     // almost none is held: a stat that returns undefined answers that without the thread-pool
     // round trip and the ENOENT error of an open (5-7 % of a signing worker's time, issue 18).
     if (!mayExist(file)) return undefined;
-    const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
+    // Only a missing file means "not held": an unreadable one (EACCES when the command runs as
+    // another user, ENOTDIR for a quarantine.dir that is a file) must not read as "no such message".
+    const text = await fsp.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw new PostsealError('QUARANTINE_FAILED', `cannot read ${file} (${err.code ?? err.message}): ${FOLDER_FIX}`, { cause: err });
+    });
     if (text === undefined) return undefined;
     const record = JSON.parse(text) as HeldRecord;
     const released = await fsp.readFile(fileOf(this.dir, id, 'released.json'), 'utf8').then(
@@ -178,15 +185,27 @@ export class Quarantine {
     await this.index({ ...held, released });
   }
 
-  /** Removes the message (the .json first: without it the message is no longer held); true if it was. */
+  /**
+   * Removes the message (the .json first: without it the message is no longer held); true if
+   * this call removed it. Every worker sweeps on the same interval, so two may expire the same
+   * message at once: the unlink of the .json is the claim (only one succeeds), and only its
+   * winner subtracts the size, or the byte count would drift below what is held.
+   */
   async delete(id: string): Promise<boolean> {
     if (!isId(id)) return false;
     const record = await this.get(id).catch(() => undefined);
-    const was = record !== undefined || (await exists(fileOf(this.dir, id, 'json')));
-    for (const ext of ['json', 'eml', 'released.json'] as const) await fsp.rm(fileOf(this.dir, id, ext), { force: true });
-    if (record) await this.count(-record.size);
+    let removed = false;
+    try {
+      await fsp.unlink(fileOf(this.dir, id, 'json'));
+      removed = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    // A crashed release's lock goes too, or it would stay for ever (the sweep only knows held ids).
+    for (const ext of ['eml', 'released.json', 'releasing'] as const) await fsp.rm(fileOf(this.dir, id, ext), { force: true });
+    if (record && removed) await this.count(-record.size);
     await this.store.delete(KEY + id).catch((err) => this.log.warn({ err, quarantineId: id }, 'quarantine index entry not removed; the sweep removes it'));
-    return was;
+    return removed;
   }
 
   /**
@@ -212,24 +231,27 @@ export class Quarantine {
       if (!f.name.endsWith('.json') || f.name.endsWith('.released.json')) continue;
       const id = f.name.slice(0, -'.json'.length);
       if (old > maxAgeMs) {
-        // One line per message: expiry deletes mail nobody released, and the postmaster must be able to say which.
+        // One line per message: expiry deletes mail nobody released, and the postmaster must be able to
+        // say which; written by the worker whose delete removed it (another may sweep it at the same time).
         const entry = await this.get(id).catch(() => undefined);
-        this.log.info(
-          {
-            quarantineId: id,
-            queueId: entry?.queueId,
-            reason: entry?.reason,
-            released: Boolean(entry?.released.length),
-            heldAt: entry?.heldAt,
-            maxAgeDays: this.settings.maxAgeDays,
-          },
-          entry?.released.length ? 'held message expired (it was released)' : 'held message expired and deleted without being released',
-        );
-        await this.delete(id);
+        if (await this.delete(id)) {
+          counts.expired++;
+          this.log.info(
+            {
+              quarantineId: id,
+              queueId: entry?.queueId,
+              reason: entry?.reason,
+              released: Boolean(entry?.released.length),
+              heldAt: entry?.heldAt,
+              maxAgeDays: this.settings.maxAgeDays,
+            },
+            entry?.released.length ? 'held message expired (it was released)' : 'held message expired and deleted without being released',
+          );
+        }
         held.delete(id);
-        counts.expired++;
       } else if ((await this.store.get(KEY + id)) === undefined) {
-        const entry = await this.get(id);
+        // One unreadable record must not stop the expiry of the others.
+        const entry = await this.get(id).catch((err: Error) => void this.log.warn({ quarantineId: id, reason: err.message }, 'held message not indexed'));
         if (entry) {
           await this.index(entry);
           counts.restored++;

@@ -105,6 +105,30 @@ it('exits 1 for an id that is not held and 2 for usage errors', async () => {
   expect((await cli('purge')).status).toBe(2);
 });
 
+it('exits 3 naming the folder, quarantine.dir and the fix when the folder is missing or not a folder, not "no held message"', async () => {
+  const main = YAML.parse(readFileSync(file, 'utf8'));
+  const good = file;
+  writeFileSync(path.join(dir, 'a-file'), '');
+  try {
+    for (const [qdir, says] of [
+      ['typo-held', /quarantine folder \S+typo-held \(quarantine.dir in \S+\) does not exist: point quarantine.dir/],
+      ['a-file/held', /\S+a-file\/held \(quarantine.dir in \S+\) is not a folder/],
+      ['a-file', /\S+a-file \(quarantine.dir in \S+\) is not a folder/],
+    ] as const) {
+      file = path.join(dir, `postseal-${qdir.replace('/', '-')}.yaml`);
+      writeFileSync(file, YAML.stringify({ ...main, quarantine: { dir: qdir } }));
+      for (const args of [['show', id], ['delete', id], ['release', id], ['list']]) {
+        const r = await cli(...args);
+        expect({ args, qdir, status: r.status }).toEqual({ args, qdir, status: 3 });
+        expect(r.stderr).toMatch(says);
+      }
+    }
+  } finally {
+    file = good;
+  }
+  expect((await cli('show', id)).status).toBe(0);
+});
+
 it('exits 3 when the forward target refuses, and records no release', async () => {
   sink.behaviour = { fail: { data: [451, '4.3.0 try later'] } };
   try {

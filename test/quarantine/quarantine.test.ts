@@ -170,6 +170,28 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe('ENOTDIR');
   });
 
+  it('subtracts an expired message from the held bytes once when two workers sweep it at the same time', async () => {
+    // Every worker sweeps on the same interval: both find the message expired and delete it.
+    const counted = settings(dir, { maxTotalBytes: 1 << 30 });
+    const workers = [new Quarantine(counted, store, log, () => now), new Quarantine(counted, store, log, () => now)];
+    const kept = await workers[0].hold(input());
+    const old = await workers[0].hold(input({ queueId: 'OLD' }));
+    const past = (now - 31 * DAY) / 1000;
+    utimesSync(path.join(dir, `${old.id}.json`), past, past);
+    const swept = await Promise.all(workers.map((w) => w.sweep()));
+    expect(swept.map((c) => c.expired).reduce((a, b) => a + b)).toBe(1);
+    expect(await store.get('quarantine-bytes')).toBe(String(message.length));
+    expect(await workers[1].delete(kept.id)).toBe(true);
+    expect(await store.get('quarantine-bytes')).toBe('0');
+  });
+
+  it("removes a crashed release's lock file with the message", async () => {
+    const { id } = await q.hold(input());
+    writeFileSync(path.join(dir, `${id}.releasing`), '4242\n');
+    expect(await q.delete(id)).toBe(true);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('sweeps expired messages, old leftovers and stale index entries, and restores lost index entries', async () => {
     const old = await q.hold(input());
     const young = await q.hold(input({ queueId: 'Y' }));
