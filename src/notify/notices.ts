@@ -9,7 +9,8 @@
  *   recipients are not ours): one notice to every envelope recipient, To undisclosed;
  * - sender (warnBannedSender, warnBadHeaderSender): from <> to the envelope sender, only when
  *   it is not forged (authenticSender: SPF pass for its domain, or DMARC pass for an aligned
- *   From), never for spam or viruses, never for a bounce (the DSN tells), never to <>.
+ *   From), never for spam or viruses, never for a bounce (the DSN tells), never to <>, never
+ *   about list or bulk mail (List-*, Precedence: bulk/list/junk; RFC 3834 2).
  *
  * Only for blocked mail (reject, discard, quarantine, bounce); delivered mail gets none. Each
  * is rendered from its template (templates.ts), DKIM-signed (sign.ts; unsigned without a key,
@@ -103,6 +104,19 @@ export function loopReason(deps: Pick<BounceDeps, 'from' | 'hostname'>, tx: Tran
   return undefined;
 }
 
+/**
+ * Why the message is list or bulk mail, or undefined: a List-* field (RFC 2369, RFC 2919) or
+ * Precedence bulk, list or junk. RFC 3834 2: no automatic response to such mail. Its envelope
+ * sender is a list's bounce handler, which would count our notice as a bounce of the list member.
+ */
+export function bulkReason(received: Message): string | undefined {
+  const list = received.fields.find((f) => f.key.startsWith('list-'));
+  if (list) return `the message is from a mailing list (${list.name})`;
+  const precedence = received.get('precedence').map((f) => Message.value(f).trim().toLowerCase());
+  const bulk = precedence.find((v) => /^(bulk|list|junk)\b/.test(v));
+  return bulk ? `the message is bulk mail (Precedence: ${bulk.split(/\s/)[0]})` : undefined;
+}
+
 function plan(deps: BounceDeps, req: NoticeRequest, category: NoticeCategory): Planned[] {
   const { tx, result } = req;
   const n = tx.bank.notices;
@@ -114,7 +128,9 @@ function plan(deps: BounceDeps, req: NoticeRequest, category: NoticeCategory): P
   if (warnRecipient && !tx.bank.originating) out.push({ audience: 'recipient', to: tx.envelope.recipients.map((r) => r.address), mailFrom: from });
   const warnSender = (category === 'banned' && n.warnBannedSender) || (category === 'bad-header' && n.warnBadHeaderSender);
   const sender = tx.envelope.mailFrom;
-  if (warnSender && result.verdict.action !== 'bounce' && sender !== '') {
+  const bulk = warnSender ? bulkReason(req.received) : undefined;
+  if (warnSender && bulk) deps.log.info({ session: tx.id, queueId: tx.queueId, category, sender }, `no sender notice: ${bulk} (RFC 3834)`);
+  else if (warnSender && result.verdict.action !== 'bounce' && sender !== '') {
     if (req.senderAuthentic ?? authenticSender(result.results, sender)) out.push({ audience: 'sender', to: [sender], mailFrom: '' });
     else
       deps.log.info(

@@ -190,6 +190,21 @@ it('sends no sender notice to a sender that is not authenticated, and says so in
   expect(logs.some((l) => l.queueId === 'N3' && String(l.msg).startsWith('no sender notice: the sender is not authenticated'))).toBe(true);
 });
 
+it('sends no sender notice about mailing-list or bulk mail (RFC 3834), even from an authenticated sender', async () => {
+  const list = message('block banned discard spf', 'l1').replace('\r\n\r\n', '\r\nList-Id: Users <users.lists.remote.test>\r\n\r\n');
+  const bulk = message('block banned discard spf', 'l2').replace('\r\n\r\n', '\r\nPrecedence: Bulk\r\n\r\n');
+  expect((await send(list, { ident: 'NL1', from: 'users-bounces@remote.test' })).code).toBe(250);
+  expect((await send(bulk, { ident: 'NL2' })).code).toBe(250);
+  expect(noticesAbout('NL1').map(audience)).toEqual(['admin', 'recipient']);
+  expect(noticesAbout('NL2').map(audience)).toEqual(['admin', 'recipient']);
+  expect(logs.find((l) => l.queueId === 'NL1' && String(l.msg).startsWith('no sender notice:'))?.msg).toBe(
+    'no sender notice: the message is from a mailing list (List-Id) (RFC 3834)',
+  );
+  expect(logs.find((l) => l.queueId === 'NL2' && String(l.msg).startsWith('no sender notice:'))?.msg).toBe(
+    'no sender notice: the message is bulk mail (Precedence: bulk) (RFC 3834)',
+  );
+});
+
 it('sends the notices of a rejected message before its 5xx', async () => {
   const r = await send(message('block virus reject', 'v2'), { ident: 'N4' });
   expect(r.code).toBe(550);
