@@ -454,7 +454,7 @@ export const mainConfigSchema = {
           maximum: 10000000,
           default: 1000,
           description:
-            'DSNs of bounce destinies per hour, all hosts sharing the store together. Over it the DSN is not sent and the message is dropped as the destiny says, with a warning in the log (a flood of bounces is backscatter).',
+            'DSNs of bounce destinies per hour, all hosts sharing the store together. Over it the DSN is not sent and the message is held in quarantine instead (dropped where the listener has no quarantine), with a warning in the log (a flood of bounces is backscatter).',
         },
         maxPerSenderDomainPerHour: {
           type: 'integer',
@@ -468,7 +468,8 @@ export const mainConfigSchema = {
           minimum: 1,
           maximum: 10000000,
           default: 1000,
-          description: 'Admin, recipient and sender notices per hour, all together; over it a notice is not sent (logged), the message is handled all the same.',
+          description:
+            'Notices per hour for each audience (admin, recipient and sender notices are counted apart, so a flood of one kind cannot silence the others), all hosts sharing the store together; over it a notice is not sent (logged), the message is handled all the same.',
         },
       },
     },

@@ -207,7 +207,7 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
       deps.log.info({ ...where, audience: p.audience, notice: sent }, 'notice was sent before (a retry); not sent again');
       continue;
     }
-    const over = deps.limits && (await overLimit(deps.store, deps.limits, 'notice', p.audience === 'sender' ? domainOf(p.to[0]) : undefined, deps.log));
+    const over = deps.limits && (await overLimit(deps.store, deps.limits, `notice:${p.audience}`, p.audience === 'sender' ? domainOf(p.to[0]) : undefined, deps.log));
     if (over) {
       deps.log.warn({ ...where, audience: p.audience, to: p.to, limit: over }, `notice not sent: over ${over}`);
       continue;
@@ -239,7 +239,7 @@ export async function sendNotices(deps: BounceDeps, req: NoticeRequest): Promise
       deps.log.error({ ...where, audience: p.audience, to: p.to, reason: r.reason }, 'the notify target refused the notice for good; the message goes on without it');
       continue;
     }
-    if (deps.limits) await countSent(deps.store, 'notice', p.audience === 'sender' ? domainOf(p.to[0]) : undefined, deps.log);
+    if (deps.limits) await countSent(deps.store, `notice:${p.audience}`, p.audience === 'sender' ? domainOf(p.to[0]) : undefined, deps.log);
     await deps.store
       .set(key, notice.messageId, { ttlMs: NOTICE_MEMORY_MS })
       .catch((err) => deps.log.warn({ ...where, err }, 'notice sent but not recorded: a retry of this message would send it again'));

@@ -3,6 +3,8 @@
  * notify.maxPerSenderDomainPerHour, notify.maxNoticesPerHour), counted in the shared store
  * (store/store.ts increment: fixed one-hour windows, shared by every worker and host on the
  * store). A flood of blocked mail with forged senders must not become a flood of backscatter.
+ * Fixed windows: up to twice a limit can go in the minutes around the start of a window; the
+ * limits bound the hourly volume, they are no exact sliding count.
  *
  * Over a limit the mail is not sent; the caller logs it and handles the message as its
  * verdict says: a bounce over the limit is held in quarantine when the bank's listener has one
@@ -22,7 +24,13 @@ export interface RateLimits {
   readonly maxNoticesPerHour: number;
 }
 
-export type RateKind = 'dsn' | 'notice';
+/**
+ * What is counted: DSNs, or the notices of one audience. Each audience has its own count
+ * against maxNoticesPerHour: anyone can make us write admin and recipient notices (a flood of
+ * viruses from forged senders), and one shared count let that flood silence the notices an
+ * authenticated sender is owed about its own banned file, and the other way round.
+ */
+export type RateKind = 'dsn' | 'notice:admin' | 'notice:recipient' | 'notice:sender';
 
 /**
  * The limit this mail would go over, or null when it may be sent. Only reads the counters:
@@ -37,7 +45,8 @@ export async function overLimit(store: Store, limits: RateLimits, kind: RateKind
     if (senderDomain && (await count(`notify-rate:sender:${senderDomain.toLowerCase()}`)) >= limits.maxPerSenderDomainPerHour)
       return `notify.maxPerSenderDomainPerHour (${limits.maxPerSenderDomainPerHour}) for ${senderDomain}`;
     const max = kind === 'dsn' ? limits.maxDsnPerHour : limits.maxNoticesPerHour;
-    return (await count(`notify-rate:${kind}`)) >= max ? `notify.${kind === 'dsn' ? 'maxDsnPerHour' : 'maxNoticesPerHour'} (${max})` : null;
+    if ((await count(`notify-rate:${kind}`)) < max) return null;
+    return kind === 'dsn' ? `notify.maxDsnPerHour (${max})` : `notify.maxNoticesPerHour (${max}) for ${kind.slice('notice:'.length)} notices`;
   } catch (err) {
     if (kind === 'dsn')
       throw new PostsealError('NOTIFY_FAILED', `cannot count DSNs in the store (${(err as Error).message}); tempfailed rather than sent unlimited`, { cause: err });

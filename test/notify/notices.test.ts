@@ -143,6 +143,10 @@ async function send(data: string, opts: { from?: string; ident: string; to?: str
   }
 }
 
+async function resetNoticeCounts(): Promise<void> {
+  for (const key of await store.scan('notify-rate:notice')) await store.delete(key);
+}
+
 /** The notices naming this queue id (admin: "Postfix queue id:", recipient and sender: "Reference:"). */
 const noticesAbout = (queueId: string) => notify.received.filter((r) => new RegExp(`^(Postfix queue id|Reference):\\s+${queueId}\\b`, 'm').test(r.data.toString('latin1')));
 const audience = (r: { data: Buffer }) => /^X-Postseal-Notice: (\w+)/m.exec(r.data.toString('latin1'))?.[1];
@@ -245,17 +249,34 @@ it('tempfails while the notify target is down, holds the message once, and the r
 it('sends no notice over notify.maxNoticesPerHour and handles the message all the same', async () => {
   const working = ctx;
   ctx = context(notify.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
-  await store.delete('notify-rate:notice');
+  await resetNoticeCounts();
   try {
     expect((await send(message('block virus discard', 'v4'), { ident: 'N7' })).code).toBe(250);
     expect((await send(message('block virus discard', 'v5'), { ident: 'N8' })).code).toBe(250);
   } finally {
     ctx = working;
-    await store.delete('notify-rate:notice');
+    await resetNoticeCounts();
   }
   expect(noticesAbout('N7')).toHaveLength(1);
   expect(noticesAbout('N8')).toHaveLength(0);
-  expect(logs.find((l) => l.queueId === 'N8' && String(l.msg).startsWith('notice not sent: over notify.maxNoticesPerHour (1)'))).toBeDefined();
+  expect(logs.find((l) => l.queueId === 'N8' && String(l.msg).startsWith('notice not sent: over notify.maxNoticesPerHour (1) for admin notices'))).toBeDefined();
+});
+
+it('counts each audience on its own: a flood that uses up the admin notices does not silence an authenticated sender', async () => {
+  const working = ctx;
+  ctx = context(notify.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
+  await resetNoticeCounts();
+  try {
+    // Anyone can trigger admin notices (viruses from forged senders): the first uses up the hour.
+    expect((await send(message('block virus discard', 'f1'), { ident: 'NF1' })).code).toBe(250);
+    expect((await send(message('block banned discard spf', 'f2'), { ident: 'NF2' })).code).toBe(250);
+  } finally {
+    ctx = working;
+    await resetNoticeCounts();
+  }
+  expect(noticesAbout('NF1').map(audience)).toEqual(['admin']);
+  expect(noticesAbout('NF2').map(audience)).toEqual(['recipient', 'sender']);
+  expect(logs.find((l) => l.queueId === 'NF2' && l.level === 40)).toMatchObject({ audience: 'admin', limit: 'notify.maxNoticesPerHour (1) for admin notices' });
 });
 
 it('holds a bounced message in quarantine when the notify target refuses its DSN for good (no 5xx that bounces the body)', async () => {
@@ -274,7 +295,7 @@ it('counts only accepted notices against the hourly limit: a 451 during a notify
   const down = await startSink();
   await down.close();
   const working = ctx;
-  await store.delete('notify-rate:notice');
+  await resetNoticeCounts();
   try {
     ctx = context(down.port, { limits: { ...limits, maxNoticesPerHour: 1 } });
     expect((await send(message('block virus discard', 'o1'), { ident: 'N11' })).code).toBe(451);
@@ -283,7 +304,7 @@ it('counts only accepted notices against the hourly limit: a 451 during a notify
     expect((await send(message('block virus discard', 'o2'), { ident: 'N12' })).code).toBe(250);
   } finally {
     ctx = working;
-    await store.delete('notify-rate:notice');
+    await resetNoticeCounts();
   }
   expect(noticesAbout('N12')).toHaveLength(1);
 });

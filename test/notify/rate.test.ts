@@ -23,5 +23,5 @@ it('counts only what was sent, and refuses a DSN (NOTIFY_FAILED) when the store 
   await store.close();
   const err = await overLimit(store, limits, 'dsn', 'b.test', log).catch((e: unknown) => e);
   expect(isPostsealError(err, 'NOTIFY_FAILED')).toBe(true);
-  expect(await overLimit(store, limits, 'notice', undefined, log)).toBeNull();
+  expect(await overLimit(store, limits, 'notice:admin', undefined, log)).toBeNull();
 });
