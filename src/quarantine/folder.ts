@@ -70,6 +70,7 @@ export async function writeAtomically(file: string, chunks: AsyncIterable<Buffer
   let bytes = 0;
   try {
     handle = await fsp.open(temp, 'wx', 0o600);
+    await ownLikeFolder(handle, dir);
     for await (const chunk of chunks) {
       await handle.write(chunk);
       bytes += chunk.length;
@@ -85,6 +86,17 @@ export async function writeAtomically(file: string, chunks: AsyncIterable<Buffer
     await fsp.rm(temp, { force: true }).catch(() => undefined);
     throw failed(dir, `cannot write ${path.basename(file)}`, err);
   }
+}
+
+/**
+ * Run as root (`sudo postseal quarantine release`), a new file would be root's, mode 0600: the
+ * daemon and a later command as the postseal user could not read it (a release record read as
+ * "never released" is a second delivery). Root gives it to the folder's owner instead.
+ */
+async function ownLikeFolder(handle: fsp.FileHandle, dir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const st = await fsp.stat(dir);
+  if (st.uid !== 0 || st.gid !== 0) await handle.chown(st.uid, st.gid);
 }
 
 /** fsync of the folder makes the rename itself durable (ext4 and xfs need it). */

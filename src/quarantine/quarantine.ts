@@ -148,9 +148,14 @@ export class Quarantine {
     });
     if (text === undefined) return undefined;
     const record = JSON.parse(text) as HeldRecord;
-    const released = await fsp.readFile(fileOf(this.dir, id, 'released.json'), 'utf8').then(
+    // The same for the releases: one unreadable must not read as "never released" (a second delivery).
+    const releasedFile = fileOf(this.dir, id, 'released.json');
+    const released = await fsp.readFile(releasedFile, 'utf8').then(
       (t) => JSON.parse(t) as Release[],
-      () => [],
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return [];
+        throw new PostsealError('QUARANTINE_FAILED', `cannot read ${releasedFile} (${err.code ?? err.message}): ${FOLDER_FIX}`, { cause: err });
+      },
     );
     return { ...record, released };
   }

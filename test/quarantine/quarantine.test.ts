@@ -4,7 +4,7 @@
  * folder have private modes; a Postfix retry is not held twice; limits and a full or
  * unwritable folder fail with their codes and leave nothing behind; the sweep expires.
  */
-import { mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isPostsealError } from '../../src/errors';
@@ -190,6 +190,23 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     writeFileSync(path.join(dir, `${id}.releasing`), '4242\n');
     expect(await q.delete(id)).toBe(true);
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('does not read an unreadable release record as "never released" (that would release it twice)', async () => {
+    const { id } = await q.hold(input());
+    // A folder in the record's place: what an EACCES is to a non-root user, for a test run as root.
+    mkdirSync(path.join(dir, `${id}.released.json`));
+    const err = await q.get(id).catch((e: unknown) => e);
+    expect(isPostsealError(err, 'QUARANTINE_FAILED')).toBe(true);
+    expect((err as Error).message).toContain(`${id}.released.json (EISDIR)`);
+  });
+
+  (process.getuid?.() === 0 ? it : it.skip)("gives the files root writes (sudo postseal quarantine release) to the folder's owner", async () => {
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, 65534, 65534);
+    const { id } = await q.hold(input());
+    await q.recordRelease(id, { at: '2026-12-07T11:00:00.000Z', to: ['bob@example.test'], reply: '250 2.0.0 Ok' });
+    for (const f of readdirSync(dir)) expect({ f, uid: statSync(path.join(dir, f)).uid, gid: statSync(path.join(dir, f)).gid }).toEqual({ f, uid: 65534, gid: 65534 });
   });
 
   it('sweeps expired messages, old leftovers and stale index entries, and restores lost index entries', async () => {
