@@ -1,7 +1,8 @@
 /**
  * A release to an LMTP forward target that accepts the message for one recipient and refuses
  * it for the other at the end of data: the accepted one is recorded as released, and
- * `force` then sends only to the other, so nobody gets the message twice.
+ * `force` then sends only to the other, so nobody gets the message twice; and a release
+ * carries the bytes held and the whole envelope.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,6 +48,61 @@ it('records per recipient what an LMTP target accepted, and force sends only to 
     const again = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log, force: true });
     expect(again).toMatchObject({ ok: true, accepted: ['full@example.test'] });
     expect(sink.received.slice(before).map((m) => m.recipients.map((r) => r.address))).toEqual([['full@example.test']]);
+  } finally {
+    await store.close();
+    await sink.close();
+  }
+});
+
+it('releases exactly the bytes held (NUL, 8-bit, a bare CR, a leading dot, a 1 MiB header field; a bare LF goes as CRLF, as SMTP wants) with the SMTPUTF8 envelope and its DSN parameters', async () => {
+  const sink = await startSink();
+  const dir = mkdtempSync(path.join(tmpdir(), 'q-release-'));
+  const store = openSqliteStore({ file: path.join(dir, 's.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
+  const log = createLogger('silent');
+  const bytes = Buffer.concat([
+    Buffer.from(`X-Big: ${'a'.repeat(1 << 20)}\r\n`),
+    Buffer.from('From: <j\u00f6rg@b\u00fccher.test>\r\nSubject: caf\u00e9\r\n\r\nNUL \0 here\nbare LF and a bare \r CR\r\n.leading dot\r\n..two\r\n\xff\xfe\r\n', 'utf8'),
+  ]);
+  try {
+    const q = new Quarantine({ dir: path.join(dir, 'held'), maxMessageSizeBytes: 0, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 }, store, log);
+    const envelope = {
+      mailFrom: 'j\u00f6rg@b\u00fccher.test',
+      body: '8BITMIME',
+      smtputf8: true,
+      ret: 'FULL',
+      envid: 'q+2Bid',
+      recipients: [{ address: 'b\u00f8b@example.test', notify: 'FAILURE,DELAY', orcpt: 'utf-8;b\\x{F8}b@example.test' }, { address: 'carol@example.test' }],
+    };
+    const { id } = await q.hold({
+      session: 's1',
+      queueId: '4BYTES',
+      bank: 'default',
+      decidedBy: 'default',
+      reason: 'VIRUS_FOUND',
+      findings: ['VIRUS_FOUND'],
+      envelope,
+      client: { addr: '198.51.100.7', name: 'mx.remote.test', helo: 'mx.remote.test', ident: '4BYTES' },
+      peer: '127.0.0.1',
+      size: bytes.length,
+      raw: async function* () {
+        yield bytes.subarray(0, 1000);
+        yield bytes.subarray(1000);
+      },
+    });
+    const target = loadTestBank({ forward: { host: '127.0.0.1', port: sink.port } }).forward;
+    const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
+    expect(r).toMatchObject({ ok: true, accepted: ['b\u00f8b@example.test', 'carol@example.test'] });
+    const got = sink.received.at(-1)!;
+    // The one change: a bare LF ends an SMTP line as CRLF (reinject/smtp-client.ts; Postfix's smtp client never sends one).
+    expect(got.data.toString('latin1')).toBe(bytes.toString('latin1').replace('here\nbare', 'here\r\nbare'));
+    expect(got.mailFrom).toBe(envelope.mailFrom);
+    // smtp-server decodes the xtext of ENVID (sent as q+2Bid).
+    expect(got.mailArgs).toMatchObject({ BODY: '8BITMIME', SMTPUTF8: true, RET: 'FULL', ENVID: 'q+id' });
+    expect(got.recipients).toEqual([
+      { address: 'b\u00f8b@example.test', args: { NOTIFY: 'FAILURE,DELAY', ORCPT: 'utf-8;b\\x{F8}b@example.test' } },
+      { address: 'carol@example.test', args: {} },
+    ]);
+    expect(got.xforward).toMatchObject({ ADDR: '198.51.100.7', NAME: 'mx.remote.test', IDENT: '4BYTES' });
   } finally {
     await store.close();
     await sink.close();
