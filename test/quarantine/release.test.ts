@@ -13,6 +13,7 @@ import { releaseHeld } from '../../src/quarantine/release';
 import { openSqliteStore } from '../../src/store/sqlite';
 import { loadTestBank } from '../helpers/banks';
 import { startSink } from '../helpers/sink';
+import type { Envelope } from '../../src/transaction/transaction';
 
 const raw = Buffer.from('From: <a@remote.test>\r\nSubject: held\r\n\r\nbody\r\n');
 
@@ -65,7 +66,7 @@ it('releases exactly the bytes held (NUL, 8-bit, a bare CR, a leading dot, a 1 M
   ]);
   try {
     const q = new Quarantine({ dir: path.join(dir, 'held'), maxMessageSizeBytes: 0, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 }, store, log);
-    const envelope = {
+    const envelope: Envelope = {
       mailFrom: 'j\u00f6rg@b\u00fccher.test',
       body: '8BITMIME',
       smtputf8: true,
