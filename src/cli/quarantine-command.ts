@@ -98,7 +98,9 @@ export function runQuarantine(args: string[]): Promise<number> {
     try {
       const q = new Quarantine(config.main.quarantine, store, log);
       const problem = await folderProblem(q.dir, config.file, sub !== 'list' && sub !== 'show');
-      if (problem) return failure(values, rest[0] ?? '', problem);
+      // list reads the index in the store, which a host without the folder may share: a warning.
+      if (problem && sub === 'list') process.stderr.write(`postseal: warning: ${problem}; listing the index in the store\n`);
+      else if (problem) return failure(values, rest[0], problem);
       if (sub === 'list') return await list(q, { since, reason: values.reason, rcpt: values.rcpt }, values.json === true);
       const held = await q.get(rest[0]);
       if (!held) {
@@ -173,7 +175,7 @@ function print(value: unknown): void {
 
 function failure(v: Values, id: string, why: string): number {
   if (v.json) print({ id, ok: false, error: why });
-  else process.stderr.write(`postseal: ${id ? `${id}: ` : ''}${why}\n`);
+  else process.stderr.write(`postseal: ${id}: ${why}\n`);
   return EXIT.failure;
 }
 

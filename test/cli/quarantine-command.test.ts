@@ -105,7 +105,7 @@ it('exits 1 for an id that is not held and 2 for usage errors', async () => {
   expect((await cli('purge')).status).toBe(2);
 });
 
-it('exits 3 naming the folder, quarantine.dir and the fix when the folder is missing or not a folder, not "no held message"', async () => {
+it('exits 3 naming the folder, quarantine.dir and the fix when the folder is missing or not a folder, not "no held message"; list warns', async () => {
   const main = YAML.parse(readFileSync(file, 'utf8'));
   const good = file;
   writeFileSync(path.join(dir, 'a-file'), '');
@@ -117,11 +117,20 @@ it('exits 3 naming the folder, quarantine.dir and the fix when the folder is mis
     ] as const) {
       file = path.join(dir, `postseal-${qdir.replace('/', '-')}.yaml`);
       writeFileSync(file, YAML.stringify({ ...main, quarantine: { dir: qdir } }));
-      for (const args of [['show', id], ['delete', id], ['release', id], ['list']]) {
+      for (const args of [
+        ['show', id],
+        ['delete', id],
+        ['release', id],
+      ]) {
         const r = await cli(...args);
         expect({ args, qdir, status: r.status }).toEqual({ args, qdir, status: 3 });
         expect(r.stderr).toMatch(says);
       }
+      // list reads the index, which a host without the folder may share: listed, with a warning.
+      const listed = await cli('list', '--json');
+      expect(listed.status).toBe(0);
+      expect(JSON.parse(listed.stdout).map((e: { id: string }) => e.id)).toContain(id);
+      expect(listed.stderr).toMatch(says);
     }
   } finally {
     file = good;
