@@ -8,8 +8,9 @@
  * signed). `to` sends it to that one address instead (no NOTIFY/ORCPT: they were the original
  * recipients').
  *
- * Delivered at most once per recipient: a lock file ID.releasing (O_EXCL, taken over after
- * RELEASE_LOCK_STALE_MS) keeps two releases apart; under it the releases are read again, a
+ * Delivered at most once per recipient: a lock file ID.releasing (O_EXCL, saying "pid host";
+ * taken over when that process of this host is gone, or, from another host, after
+ * RELEASE_LOCK_STALE_MS, by one release only) keeps two releases apart; under it the releases are read again, a
  * released message needs `force`, and `force` sends only to recipients that did not accept
  * it yet. Once the downstream accepted the end of data (on LMTP: per recipient), the
  * accepted recipients are logged and then recorded with the held message; a failure to
@@ -18,7 +19,9 @@
  *
  * Fails: never throws for downstream trouble (REINJECT_* come back as `reply`).
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import { hostname } from 'node:os';
 import type { ForwardTarget } from '../config/bank-schema';
 import type { Logger } from '../lib/log';
 import { DownstreamTransaction } from '../reinject/downstream-transaction';
@@ -40,25 +43,93 @@ export interface ReleaseResult {
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
 const isOk = (r: DownstreamReply) => r.code >= 200 && r.code < 300;
 
-/** A lock file older than this is a release that crashed: taken over. */
+/** A lock file of another host (or of an older postseal) this old is a release that crashed: taken over. */
 export const RELEASE_LOCK_STALE_MS = 10 * 60_000;
 
-/** Creates ID.releasing with O_EXCL; false when another release holds a fresh one. */
-async function lock(file: string, now: number): Promise<boolean> {
-  for (let attempt = 0; attempt < 2; attempt++) {
+/** A takeover that has not finished in this long crashed: its file is removed. */
+const TAKEOVER_STALE_MS = 60_000;
+
+/** The lock file's text (pid, host and a token of this release) and its modification time; null when absent. */
+async function readLock(file: string): Promise<{ text: string; mtimeMs: number } | null> {
+  try {
+    const st = await fsp.stat(file);
+    return { text: (await fsp.readFile(file, 'utf8')).trim(), mtimeMs: st.mtimeMs };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/**
+ * Takes the lock file for `me` ("pid host token"): null once held, else why not (another
+ * release holds it). A stale lock is replaced by a rename over it (the path is never empty,
+ * so no O_EXCL create can slip in), under a second lock file ID.releasing.takeover (O_EXCL)
+ * so that only one release replaces it: a stat-then-rm take-over let two releases through.
+ */
+async function lock(file: string, me: string, now: number): Promise<string | null> {
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const h = await fsp.open(file, 'wx', 0o600);
-      await h.write(`${process.pid}\n`);
+      await h.write(`${me}\n`);
       await h.close();
-      return true;
+      return null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = await fsp.stat(file).catch(() => null);
-      if (st && now - st.mtimeMs < RELEASE_LOCK_STALE_MS) return false;
-      await fsp.rm(file, { force: true });
+    }
+    const seen = await readLock(file);
+    if (!seen) continue; // released meanwhile
+    const busy = holder(seen.text, now - seen.mtimeMs);
+    if (busy) return busy;
+    const takeover = `${file}.takeover`;
+    let t: fsp.FileHandle;
+    try {
+      t = await fsp.open(takeover, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const st = await fsp.stat(takeover).catch(() => null);
+      if (st && now - st.mtimeMs > TAKEOVER_STALE_MS) await fsp.rm(takeover, { force: true });
+      return 'another release is taking over its stale lock';
+    }
+    try {
+      // Under the takeover lock: still the lock judged stale? Then replace it in one rename.
+      const again = await readLock(file);
+      if (!again) continue;
+      if (again.text !== seen.text || again.mtimeMs !== seen.mtimeMs) return holder(again.text, now - again.mtimeMs) ?? 'another release took over its stale lock';
+      const temp = `${file}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+      await fsp.writeFile(temp, `${me}\n`, { mode: 0o600, flag: 'wx' });
+      await fsp.rename(temp, file);
+      return null;
+    } finally {
+      await t.close();
+      await fsp.rm(takeover, { force: true });
     }
   }
-  return false;
+  return 'its lock file keeps changing';
+}
+
+/** Removes the lock file if it is still this release's (a release that outlived its lock must not remove the next one's). */
+async function unlock(file: string, me: string): Promise<void> {
+  const held = await readLock(file).catch(() => null);
+  if (held?.text === me) await fsp.rm(file, { force: true });
+}
+
+/**
+ * Who holds a lock file that says "pid host": a process of this host that still runs holds it
+ * however long its release takes (a slow downstream); one that is gone crashed, and its lock is
+ * taken over at once. A lock of another host, or one without a host, is judged by its age.
+ */
+function holder(text: string, ageMs: number): string | null {
+  const [pid, host] = text.split(/\s+/);
+  if (host === hostname() && pid && /^\d+$/.test(pid)) {
+    try {
+      process.kill(Number(pid), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return null;
+    }
+    return `process ${pid} on ${host} holds its lock; if no such release runs, remove the lock file`;
+  }
+  if (ageMs >= RELEASE_LOCK_STALE_MS) return null;
+  return `${pid ? `process ${pid}${host ? ` on ${host}` : ''}` : 'a release'} holds its lock, taken over after ${RELEASE_LOCK_STALE_MS / 60_000} minutes`;
 }
 
 export async function releaseHeld(
@@ -69,8 +140,9 @@ export async function releaseHeld(
 ): Promise<ReleaseResult> {
   const fail = (reply: string, accepted: string[] = [], refused: ReleaseResult['refused'] = []): ReleaseResult => ({ ok: false, accepted, refused, reply });
   const lockFile = fileOf(quarantine.dir, entry.id, 'releasing');
-  if (!(await lock(lockFile, Date.now())))
-    return fail(`another release of ${entry.id} is running (lock file ${lockFile}, taken over after ${RELEASE_LOCK_STALE_MS / 60_000} minutes)`);
+  const me = `${process.pid} ${hostname()} ${randomBytes(6).toString('hex')}`;
+  const busy = await lock(lockFile, me, Date.now());
+  if (busy) return fail(`another release of ${entry.id} is running (${busy}: ${lockFile})`);
   try {
     // Read again under the lock: a concurrent release may have finished meanwhile.
     const held = (await quarantine.get(entry.id)) ?? entry;
@@ -83,7 +155,7 @@ export async function releaseHeld(
     if (!rcpts.length) return fail(`every recipient already accepted it (${[...done].join(', ')})`);
     return await deliverHeld(quarantine, held, target, rcpts, mail, opts);
   } finally {
-    await fsp.rm(lockFile, { force: true }).catch(() => undefined);
+    await unlock(lockFile, me);
   }
 }
 

@@ -4,7 +4,9 @@
  * `force` then sends only to the other, so nobody gets the message twice; and a release
  * carries the bytes held and the whole envelope.
  */
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../src/lib/log';
@@ -12,7 +14,9 @@ import { Quarantine } from '../../src/quarantine/quarantine';
 import { releaseHeld } from '../../src/quarantine/release';
 import { openSqliteStore } from '../../src/store/sqlite';
 import { loadTestBank } from '../helpers/banks';
-import { startSink } from '../helpers/sink';
+import { startSink, type Sink } from '../helpers/sink';
+import type { Store } from '../../src/store/store';
+import type { ForwardTarget } from '../../src/config/bank-schema';
 import type { Envelope } from '../../src/transaction/transaction';
 
 const raw = Buffer.from('From: <a@remote.test>\r\nSubject: held\r\n\r\nbody\r\n');
@@ -108,4 +112,71 @@ it('releases exactly the bytes held (NUL, 8-bit, a bare CR, a leading dot, a 1 M
     await store.close();
     await sink.close();
   }
+});
+
+describe('the release lock', () => {
+  let sink: Sink;
+  let dir: string;
+  let store: Store;
+  let q: Quarantine;
+  let id: string;
+  let target: ForwardTarget;
+  const log = createLogger('silent');
+  beforeEach(async () => {
+    sink = await startSink();
+    dir = mkdtempSync(path.join(tmpdir(), 'q-lock-'));
+    store = openSqliteStore({ file: path.join(dir, 's.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
+    q = new Quarantine({ dir: path.join(dir, 'held'), maxMessageSizeBytes: 0, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 }, store, log);
+    ({ id } = await q.hold({
+      session: 's1',
+      queueId: '4LOCK',
+      bank: 'default',
+      decidedBy: 'default',
+      reason: 'VIRUS_FOUND',
+      findings: ['VIRUS_FOUND'],
+      envelope: { mailFrom: 'a@remote.test', smtputf8: false, recipients: [{ address: 'bob@example.test' }] },
+      client: { addr: '198.51.100.7' },
+      peer: '127.0.0.1',
+      size: raw.length,
+      raw: async function* () {
+        yield raw;
+      },
+    }));
+    target = loadTestBank({ forward: { host: '127.0.0.1', port: sink.port } }).forward;
+  });
+  afterEach(async () => {
+    await store.close();
+    await sink.close();
+  });
+  const lockFile = () => path.join(dir, 'held', `${id}.releasing`);
+  const ageLock = (ms: number) => utimesSync(lockFile(), new Date(Date.now() - ms), new Date(Date.now() - ms));
+
+  it('is not taken over from a release still running on this host, however long it takes (a slow downstream)', async () => {
+    writeFileSync(lockFile(), `${process.pid} ${hostname()}\n`);
+    ageLock(3600_000);
+    const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
+    expect(r).toMatchObject({ ok: false, accepted: [] });
+    expect(r.reply).toMatch(new RegExp(`^another release of ${id} is running \\(process ${process.pid} on ${hostname()}`));
+    expect(sink.received).toHaveLength(0);
+  });
+
+  it('is taken over at once from a release whose process is gone (it crashed)', async () => {
+    const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']));
+    writeFileSync(lockFile(), `${dead} ${hostname()}\n`);
+    const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
+    expect(r).toMatchObject({ ok: true, accepted: ['bob@example.test'] });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('lets one of many releases that find the same stale lock at once deliver, and only one', async () => {
+    // Ten rounds: the old take-over (stat, rm, create) let two through in about a third of them.
+    for (let round = 1; round <= 10; round++) {
+      writeFileSync(lockFile(), '1\n');
+      ageLock(3600_000);
+      rmSync(path.join(dir, 'held', `${id}.released.json`), { force: true });
+      const held = (await q.get(id))!;
+      const results = await Promise.all(Array.from({ length: 16 }, () => releaseHeld(q, held, target, { heloName: 'filter.test', log })));
+      expect({ round, ok: results.filter((r) => r.ok).length, delivered: sink.received.length }).toEqual({ round, ok: 1, delivered: round });
+    }
+  });
 });
