@@ -264,7 +264,10 @@ export class Quarantine {
       }
     }
     for (const key of await this.store.scan(KEY, 100000)) {
-      if (held.has(key.slice(KEY.length))) continue;
+      const id = key.slice(KEY.length);
+      // A message held since the folder was listed has its file now: its entry stays (or list
+      // would not show it until the next sweep restored it, an hour later).
+      if (held.has(id) || (isId(id) && (await exists(fileOf(this.dir, id, 'json'))))) continue;
       if (await this.store.delete(key)) counts.dropped++;
     }
     return counts;

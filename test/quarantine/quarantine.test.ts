@@ -209,6 +209,15 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     for (const f of readdirSync(dir)) expect({ f, uid: statSync(path.join(dir, f)).uid, gid: statSync(path.join(dir, f)).gid }).toEqual({ f, uid: 65534, gid: 65534 });
   });
 
+  it('keeps the index entries of messages held while a sweep runs (list shows them at once, not an hour later)', async () => {
+    for (let i = 0; i < 200; i++) await q.hold(input({ queueId: `OLD${i}` }));
+    const sweeping = q.sweep();
+    const fresh = await Promise.all(Array.from({ length: 5 }, (_, i) => q.hold(input({ queueId: `NEW${i}` }))));
+    await sweeping;
+    const listed = new Set((await q.list()).map((e) => e.id));
+    expect(fresh.filter((h) => !listed.has(h.id))).toEqual([]);
+  });
+
   it('sweeps expired messages, old leftovers and stale index entries, and restores lost index entries', async () => {
     const old = await q.hold(input());
     const young = await q.hold(input({ queueId: 'Y' }));
