@@ -214,7 +214,8 @@ export class Quarantine {
   }
 
   /**
-   * Removes messages older than maxAgeDays, temp files and .eml leftovers older than an hour,
+   * Removes messages older than maxAgeDays, temp files and leftovers of messages not held
+   * (.eml, .released.json, release locks) older than an hour,
    * and index entries without a file; restores index entries of held files missing from the
    * store. Any worker may run it at any time: every step is idempotent.
    */
@@ -226,7 +227,7 @@ export class Quarantine {
     const counts = { expired: 0, leftovers: 0, restored: 0, dropped: 0 };
     for (const f of files) {
       const old = now - f.mtimeMs;
-      if (isTempFile(f.name) || (f.name.endsWith('.eml') && !held.has(f.name.slice(0, -4)))) {
+      if (isTempFile(f.name) || isLeftover(f.name, held)) {
         if (old > LEFTOVER_MS) {
           await fsp.rm(`${this.dir}/${f.name}`, { force: true });
           counts.leftovers++;
@@ -292,6 +293,18 @@ export class Quarantine {
 }
 
 export { retryStableId };
+
+/**
+ * A file of a message that is not held (no ID.json): the .eml of a crash between the two
+ * writes, and the .released.json, lock and take-over files a crash in a delete or a release
+ * left. Not a .json: that is what holds a message.
+ */
+function isLeftover(name: string, held: ReadonlySet<string>): boolean {
+  const dot = name.indexOf('.');
+  if (dot < 0 || (name.endsWith('.json') && !name.endsWith('.released.json'))) return false;
+  const id = name.slice(0, dot);
+  return isId(id) && !held.has(id);
+}
 
 /** False only when the file is certainly absent; any other stat failure is left to the read. */
 function mayExist(file: string): boolean {

@@ -218,14 +218,19 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     expect(fresh.filter((h) => !listed.has(h.id))).toEqual([]);
   });
 
-  it('sweeps expired messages, old leftovers and stale index entries, and restores lost index entries', async () => {
+  it('sweeps expired messages, old leftovers (of crashed holds, deletes and releases) and stale index entries, and restores lost index entries', async () => {
     const old = await q.hold(input());
     const young = await q.hold(input({ queueId: 'Y' }));
     const past = (now - 31 * DAY) / 1000;
     utimesSync(path.join(dir, `${old.id}.json`), past, past);
     writeFileSync(path.join(dir, '.tmp-1-00'), 'partial');
     writeFileSync(path.join(dir, 'aaaaaaaaaaaaaaaaaaaaaaaa.eml'), 'no record');
-    for (const f of ['.tmp-1-00', 'aaaaaaaaaaaaaaaaaaaaaaaa.eml']) utimesSync(path.join(dir, f), (now - 2 * 3600_000) / 1000, (now - 2 * 3600_000) / 1000);
+    // What a crash in a delete or a release leaves of a message no longer held.
+    const crashed = ['cccccccccccccccccccccccc.released.json', 'cccccccccccccccccccccccc.releasing', 'cccccccccccccccccccccccc.releasing.takeover'];
+    for (const f of crashed) writeFileSync(path.join(dir, f), '1\n');
+    for (const f of ['.tmp-1-00', 'aaaaaaaaaaaaaaaaaaaaaaaa.eml', ...crashed]) utimesSync(path.join(dir, f), (now - 2 * 3600_000) / 1000, (now - 2 * 3600_000) / 1000);
+    // A fresh lock of a held message is a release running: left alone.
+    writeFileSync(path.join(dir, `${young.id}.releasing`), '1\n');
     // A fresh temp file is a hold in progress: left alone.
     writeFileSync(path.join(dir, '.tmp-2-00'), 'writing');
     utimesSync(path.join(dir, '.tmp-2-00'), now / 1000, now / 1000);
@@ -233,11 +238,11 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     await store.set('quarantine:bbbbbbbbbbbbbbbbbbbbbbbb', '{}');
     const lines: Record<string, unknown>[] = [];
     const logged = new Quarantine(settings(dir), store, createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l)) }), () => now);
-    expect(await logged.sweep()).toEqual({ expired: 1, leftovers: 2, restored: 1, dropped: 1 });
+    expect(await logged.sweep()).toEqual({ expired: 1, leftovers: 5, restored: 1, dropped: 1 });
     expect(lines.filter((l) => l.quarantineId === old.id)).toEqual([
       expect.objectContaining({ msg: 'held message expired and deleted without being released', queueId: '4ABC123', reason: 'DMARC_FAIL_QUARANTINE', released: false }),
     ]);
-    expect(readdirSync(dir).sort()).toEqual(['.tmp-2-00', `${young.id}.eml`, `${young.id}.json`].sort());
+    expect(readdirSync(dir).sort()).toEqual(['.tmp-2-00', `${young.id}.eml`, `${young.id}.json`, `${young.id}.releasing`].sort());
     expect((await q.list()).map((e) => e.id)).toEqual([young.id]);
   });
 });
