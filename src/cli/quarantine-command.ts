@@ -104,7 +104,12 @@ export function runQuarantine(args: string[]): Promise<number> {
       if (sub === 'list') return await list(q, { since, reason: values.reason, rcpt: values.rcpt }, values.json === true);
       const held = await q.get(rest[0]);
       if (!held) {
-        if (values.json) print({ id: rest[0], error: 'not found' });
+        // Hosts may share the store (the index) but not a folder: say where the message is.
+        const elsewhere = (await q.indexed(rest[0]).catch(() => undefined))?.host;
+        if (elsewhere && elsewhere !== q.host) {
+          if (values.json) print({ id: rest[0], error: 'held on another host', host: elsewhere });
+          else process.stderr.write(`postseal: ${rest[0]} is held on ${printable(elsewhere)}, in that host's quarantine folder; run the command there\n`);
+        } else if (values.json) print({ id: rest[0], error: 'not found' });
         else process.stderr.write(`postseal: no held message ${rest[0]} in ${q.dir}\n`);
         return EXIT.notFound;
       }

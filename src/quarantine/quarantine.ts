@@ -14,6 +14,7 @@
  * logged and left to the sweep (the message is safe on disk).
  */
 import { createReadStream, promises as fsp, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { MainConfig } from '../config/main-schema';
 import { PostsealError } from '../errors';
 import type { Logger } from '../lib/log';
@@ -49,6 +50,8 @@ export interface HeldRecord {
   readonly client: ClientInfo;
   readonly peer: string;
   readonly size: number;
+  /** The host whose folder has the files: hosts that share the store but not a folder each keep their own. */
+  readonly host?: string;
   /** From, Subject and Message-ID of the message, printable ASCII, for listing only. */
   readonly from?: string;
   readonly subject?: string;
@@ -65,7 +68,7 @@ export interface HeldEntry extends HeldRecord {
   readonly released: readonly Release[];
 }
 
-export interface HoldInput extends Omit<HeldRecord, 'version' | 'id' | 'heldAt' | 'size'> {
+export interface HoldInput extends Omit<HeldRecord, 'version' | 'id' | 'heldAt' | 'size' | 'host'> {
   /** The message exactly as received, any number of times. */
   readonly raw: () => AsyncIterable<Buffer>;
   readonly size: number;
@@ -96,6 +99,8 @@ export class Quarantine {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** This host's name, written in each record: the sweep drops only its own index entries. */
+    readonly host: string = hostname(),
   ) {}
 
   get dir(): string {
@@ -123,7 +128,7 @@ export class Quarantine {
     }
     await checkSpace({ dir, minFreeBytes: this.settings.minFreeBytes });
     const { raw, ...rest } = input;
-    const record: HeldRecord = { version: 1, id, heldAt: new Date(this.now()).toISOString(), ...rest };
+    const record: HeldRecord = { version: 1, id, heldAt: new Date(this.now()).toISOString(), ...rest, host: this.host };
     const written = await writeAtomically(fileOf(dir, id, 'eml'), raw());
     if (written !== input.size) throw new PostsealError('QUARANTINE_FAILED', `quarantine folder ${dir}: wrote ${written} of ${input.size} bytes of ${id}.eml`);
     await writeAtomically(meta, [Buffer.from(`${JSON.stringify(record, null, 1)}\n`)]);
@@ -163,6 +168,17 @@ export class Quarantine {
   /** The message bytes as received. */
   openRaw(id: string): AsyncIterable<Buffer> {
     return createReadStream(fileOf(this.dir, id, 'eml'));
+  }
+
+  /** The index entry of a held message, on whatever host holds it; undefined if none. */
+  async indexed(id: string): Promise<HeldEntry | undefined> {
+    const value = await this.store.get(KEY + id);
+    if (value === undefined) return undefined;
+    try {
+      return JSON.parse(value) as HeldEntry;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Held messages from the index, newest first. */
@@ -269,6 +285,9 @@ export class Quarantine {
       // A message held since the folder was listed has its file now: its entry stays (or list
       // would not show it until the next sweep restored it, an hour later).
       if (held.has(id) || (isId(id) && (await exists(fileOf(this.dir, id, 'json'))))) continue;
+      // Another host's message, in its own folder (a store shared by hosts that do not share a
+      // folder): that host's sweep keeps its entry; here it only looks like a missing file.
+      if (((await this.indexed(id))?.host ?? this.host) !== this.host) continue;
       if (await this.store.delete(key)) counts.dropped++;
     }
     return counts;

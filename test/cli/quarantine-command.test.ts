@@ -138,6 +138,39 @@ it('exits 3 naming the folder, quarantine.dir and the fix when the folder is mis
   expect((await cli('show', id)).status).toBe(0);
 });
 
+it('says which host holds a message listed from a store shared with it, rather than "no held message"', async () => {
+  const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+  const settings = { dir: path.join(dir, 'mx2-held'), maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 };
+  const mx2 = new Quarantine(settings, store, createLogger('silent'), Date.now, 'mx2.example.test');
+  const other = await mx2.hold({
+    session: 's9',
+    queueId: '4MX2',
+    bank: 'default',
+    decidedBy: 'default',
+    reason: 'VIRUS_FOUND',
+    findings: ['VIRUS_FOUND'],
+    envelope: { mailFrom: 'a@remote.test', smtputf8: false, recipients: [{ address: 'bob@example.test' }] },
+    client: { addr: '198.51.100.7' },
+    peer: '127.0.0.1',
+    size: raw.length,
+    raw: async function* () {
+      yield raw;
+    },
+  });
+  await store.close();
+  try {
+    const shown = await cli('show', other.id);
+    expect(shown.status).toBe(1);
+    expect(shown.stderr).toBe(`postseal: ${other.id} is held on mx2.example.test, in that host's quarantine folder; run the command there\n`);
+    expect(JSON.parse((await cli('release', other.id, '--json')).stdout)).toEqual({ id: other.id, error: 'held on another host', host: 'mx2.example.test' });
+  } finally {
+    await cli('delete', other.id);
+    const s2 = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+    await s2.delete(`quarantine:${other.id}`);
+    await s2.close();
+  }
+});
+
 it('exits 3 when the forward target refuses, and records no release', async () => {
   sink.behaviour = { fail: { data: [451, '4.3.0 try later'] } };
   try {

@@ -218,6 +218,21 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     expect(fresh.filter((h) => !listed.has(h.id))).toEqual([]);
   });
 
+  it("leaves another host's index entries alone when the hosts share the store but not a folder", async () => {
+    const otherDir = path.join(mkdtempSync(path.join(tmpdir(), 'q-')), 'held');
+    const mx2 = new Quarantine(settings(otherDir), store, log, () => now, 'mx2.example.test');
+    const here = new Quarantine(settings(dir), store, log, () => now, 'mx1.example.test');
+    const mine = await here.hold(input());
+    const theirs = await mx2.hold(input({ queueId: 'MX2' }));
+    expect(await here.sweep()).toMatchObject({ dropped: 0 });
+    expect((await here.list()).map((e) => [e.id, e.host]).sort()).toEqual(
+      [
+        [mine.id, 'mx1.example.test'],
+        [theirs.id, 'mx2.example.test'],
+      ].sort(),
+    );
+  });
+
   it('sweeps expired messages, old leftovers (of crashed holds, deletes and releases) and stale index entries, and restores lost index entries', async () => {
     const old = await q.hold(input());
     const young = await q.hold(input({ queueId: 'Y' }));
