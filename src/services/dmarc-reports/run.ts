@@ -23,7 +23,10 @@
  * dropped (status given-up, logged by the service) rather than kept for a month.
  *
  * Pending periods come from the store's pending index (store/dmarc-results.ts periods(),
- * oldest day first); the entries of periods done in a pass are pruned at its end.
+ * oldest day first); the entries of periods done in a pass are pruned at its end. Periods
+ * tried for the first time go before those that failed before (retries), and a report's
+ * destinations are looked up at once: a hostile record whose lookups never answer costs one
+ * DNS timeout per try and cannot keep the other domains' reports waiting behind its retries.
  *
  * Report-ID: the policy domain, the period and a digest of the report's content
  * (lib/dmarc-report/aggregate.ts reportDigest), so a second report for a period (records
@@ -114,6 +117,11 @@ export interface RunOptions {
   readonly since?: string;
   /** Build and return the reports without sending, locking or removing anything. */
   readonly dryRun?: boolean;
+  /**
+   * Aborted when the service closes: no further domain-period is started and DNS lookups in
+   * flight end at once (a send in flight is finished), so a stop never waits for a whole pass.
+   */
+  readonly signal?: AbortSignal;
 }
 
 const LOCK = 'dmarc-report-lock:';
@@ -127,59 +135,91 @@ const SENT_TTL_MS = 32 * 24 * 3600 * 1000;
 export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
   const nowSec = Math.floor(deps.now().getTime() / 1000);
   const graceSec = cfg.graceSec ?? DEFAULT_GRACE_SEC;
-  const pending: { policyDomain: string; period: ReportPeriod }[] = [];
+  const pending: Pending[] = [];
   for (const { policyDomain, period: name } of await deps.results.periods()) {
     // A key whose period is not one of ours was not written by us: left to expire.
     const period = parsePeriod(name);
     if (period && period.end + graceSec < nowSec && (!opts.since || dayOf(period) >= opts.since)) pending.push({ policyDomain, period });
   }
   pending.sort((a, b) => a.period.begin - b.period.begin || a.period.lengthSec - b.period.lengthSec || a.policyDomain.localeCompare(b.policyDomain));
-  const out: ReportOutcome[] = [];
-  // Only reports attempted count: domains kept waiting (a DNS that never answers) must not
-  // use up every pass and starve the others.
-  let attempted = 0;
-  const done: { policyDomain: string; period: string }[] = [];
-  for (const { policyDomain, period } of pending) {
-    if (attempted >= cfg.maxReportsPerRun) break;
+  const pass: Pass = { out: [], attempted: 0, done: [] };
+  const stop = () => pass.attempted >= cfg.maxReportsPerRun || opts.signal?.aborted === true;
+  // Periods that failed before are tried after every period tried for the first time: a
+  // domain whose DNS never answers (a hostile record's owner can arrange that for every try)
+  // must not hold up the reports of everyone else, pass after pass.
+  const retries: Pending[] = [];
+  for (const p of pending) {
+    if (stop()) break;
     if (opts.dryRun) {
-      attempted++;
-      out.push(await reportOne(deps, cfg, policyDomain, period, true));
+      pass.attempted++;
+      pass.out.push(await reportOne(deps, cfg, p.policyDomain, p.period, true, opts.signal));
       continue;
     }
-    const id = `${policyDomain}:${period.id}`;
-    const base = { policyDomain, period: period.id, messages: 0, to: [] };
+    const id = `${p.policyDomain}:${p.period.id}`;
     if (await deps.store.get(WAIT + id)) {
-      out.push({ ...base, status: 'waiting' });
+      pass.out.push({ policyDomain: p.policyDomain, period: p.period.id, messages: 0, to: [], status: 'waiting' });
       continue;
     }
-    if (!(await deps.store.setIfAbsent(LOCK + id, deps.owner, { ttlMs: cfg.lockTtlMs }))) {
-      out.push({ ...base, status: 'locked' });
-      continue;
-    }
-    attempted++;
-    try {
-      // A store or DNS error of one domain-period is its outcome, not the end of the pass.
-      let o = await reportOne(deps, cfg, policyDomain, period, false).catch((err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }));
-      if (o.status === 'dns-temperror' || o.status === 'send-failed') {
-        const attempts = await backOff(deps.store, cfg, id);
-        if (attempts >= (cfg.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
-          // Dropped rather than kept (and tried) for a month: the log line says so.
-          const read = await deps.results.peek(policyDomain, period.id);
-          await deps.results.remove(policyDomain, period.id, read);
-          await deps.store.delete(ATTEMPTS + id);
-          await deps.store.delete(WAIT + id);
-          o = { ...o, status: 'given-up', messages: read.messages + read.over, reason: `${attempts} failed tries, last: ${o.reason ?? o.status}; records dropped` };
-        }
-      } else await deps.store.delete(ATTEMPTS + id);
-      if (o.status !== 'dns-temperror' && o.status !== 'send-failed') done.push({ policyDomain, period: period.id });
-      out.push(o);
-    } finally {
-      // Only our own lock: after a pass longer than lockTtlMs it may be another worker's.
-      await deps.store.deleteIfValue(LOCK + id, deps.owner);
-    }
+    if (await deps.store.get(ATTEMPTS + id)) retries.push(p);
+    else await attempt(deps, cfg, p, pass, opts.signal);
   }
-  if (done.length) await deps.results.prune(done);
-  return out;
+  for (const p of retries) {
+    if (stop()) break;
+    await attempt(deps, cfg, p, pass, opts.signal);
+  }
+  if (pass.done.length) await deps.results.prune(pass.done);
+  return pass.out;
+}
+
+interface Pending {
+  readonly policyDomain: string;
+  readonly period: ReportPeriod;
+}
+
+/** What a pass did so far: its outcomes, the domain-periods it worked on and those it finished. */
+interface Pass {
+  readonly out: ReportOutcome[];
+  attempted: number;
+  readonly done: { policyDomain: string; period: string }[];
+}
+
+/** One domain-period under its lock: reported, or backed off (given up after maxAttempts). */
+async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, period }: Pending, pass: Pass, signal?: AbortSignal): Promise<void> {
+  const id = `${policyDomain}:${period.id}`;
+  const base = { policyDomain, period: period.id, messages: 0, to: [] };
+  if (!(await deps.store.setIfAbsent(LOCK + id, deps.owner, { ttlMs: cfg.lockTtlMs }))) {
+    pass.out.push({ ...base, status: 'locked' });
+    return;
+  }
+  pass.attempted++;
+  try {
+    // A store or DNS error of one domain-period is its outcome, not the end of the pass.
+    let o = await reportOne(deps, cfg, policyDomain, period, false, signal).catch(
+      (err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }),
+    );
+    const failed = o.status === 'dns-temperror' || o.status === 'send-failed';
+    // A lookup cut short because we are stopping is not the domain's failure: tried again at the next start.
+    if (failed && signal?.aborted) {
+      pass.out.push({ ...o, reason: `stopped: ${o.reason ?? o.status}` });
+      return;
+    }
+    if (failed) {
+      const attempts = await backOff(deps.store, cfg, id);
+      if (attempts >= (cfg.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
+        // Dropped rather than kept (and tried) for a month: the log line says so.
+        const read = await deps.results.peek(policyDomain, period.id);
+        await deps.results.remove(policyDomain, period.id, read);
+        await deps.store.delete(ATTEMPTS + id);
+        await deps.store.delete(WAIT + id);
+        o = { ...o, status: 'given-up', messages: read.messages + read.over, reason: `${attempts} failed tries, last: ${o.reason ?? o.status}; records dropped` };
+      }
+    } else await deps.store.delete(ATTEMPTS + id);
+    if (o.status !== 'dns-temperror' && o.status !== 'send-failed') pass.done.push({ policyDomain, period: period.id });
+    pass.out.push(o);
+  } finally {
+    // Only our own lock: after a pass longer than lockTtlMs it may be another worker's.
+    await deps.store.deleteIfValue(LOCK + id, deps.owner);
+  }
 }
 
 async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<number> {
@@ -189,7 +229,7 @@ async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<n
   return attempts;
 }
 
-async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, period: ReportPeriod, dryRun: boolean): Promise<ReportOutcome> {
+async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, period: ReportPeriod, dryRun: boolean, signal?: AbortSignal): Promise<ReportOutcome> {
   const base = { policyDomain, period: period.id };
   const earlier = dryRun ? undefined : await finishEarlierSend(deps, policyDomain, period.id);
   const read = await deps.results.peek(policyDomain, period.id);
@@ -203,10 +243,10 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   };
   if (!records.length && over) return drop('empty');
   if (!records.length) return { ...base, status: 'empty', messages: 0, to: [] };
-  const found = await fetchPolicy(deps.resolver, policyDomain);
+  const found = await fetchPolicy(deps.resolver, policyDomain, signal);
   if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages, to: [], reason: found.reason };
   if (found.kind === 'none') return drop('no-policy');
-  const dest = await resolveDestinations(deps.resolver, policyDomain, found.policy.rua);
+  const dest = await resolveDestinations(deps.resolver, policyDomain, found.policy.rua, signal);
   // One report per domain-period: with any address undecided, all wait, so none gets it twice.
   if (dest.retry.length) return { ...base, status: 'dns-temperror', messages, to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
   if (!dest.send.length) return drop('no-destination', [], dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined);

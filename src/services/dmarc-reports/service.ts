@@ -5,7 +5,7 @@
  * It runs in every worker of every host: which process sends a given report is decided in the
  * shared store (run.ts: a lock per domain and report period, records removed after the send),
  * so workers and hosts on one Redis produce one report per domain and period. Passes never overlap in one
- * process.
+ * process; close() ends a pass in flight after its current domain-period (run.ts RunOptions.signal).
  *
  * Reads main config `services.dmarcReports` and `hostname`, and the bank key `notify` of the
  * bank it names. Fails at start and reload with CFG_INCONSISTENT when that bank is missing or
@@ -80,6 +80,8 @@ export class DmarcReportsService implements Service {
   readonly name = 'dmarc-reports';
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** Aborted by close(): a pass in flight stops after its current domain-period (run.ts RunOptions.signal). */
+  private readonly stopping = new AbortController();
   private pool: DownstreamPool;
   private settings: ReportSettings;
   private keys: readonly SigningKey[];
@@ -131,6 +133,8 @@ export class DmarcReportsService implements Service {
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    // A pass can take long (many domains whose DNS times out): a stop does not wait for all of it.
+    this.stopping.abort();
     await this.running;
     await this.pool.close();
   }
@@ -138,6 +142,7 @@ export class DmarcReportsService implements Service {
   /** One pass now (the tests' and the timer's entry). */
   async runOnce(): Promise<void> {
     if (this.running) return this.running;
+    if (this.stopping.signal.aborted) return;
     this.running = (async () => {
       try {
         const d = this.deps;
@@ -145,6 +150,7 @@ export class DmarcReportsService implements Service {
         const out = await runReports(
           { store: d.store, results: d.results, resolver: d.resolver, send: poolSender(this.pool), now, owner: this.owner, sign: reportSigner(this.keys, now) },
           this.settings,
+          { signal: this.stopping.signal },
         );
         for (const o of out) {
           if (o.status === 'locked' || o.status === 'waiting' || o.status === 'empty') continue;

@@ -298,6 +298,28 @@ describe('failure report limits against one attacker', () => {
     // One per policy domain that got past its own limit, cached after.
     expect(lookups).toBeLessThanOrEqual(6);
   });
+
+  test("a record's ruf domains whose authorization never answers are looked up at once, not one after another", async () => {
+    for (const d of ['slow1', 'slow2', 'slow3']) dns.zone[`slowruf.test._report._dmarc.${d}.test`] = { behaviour: 'timeout' };
+    const quick = createDnsResolver({ servers: [dns.server], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+    let inFlight = 0;
+    let most = 0;
+    const counting: DnsResolver = {
+      async query(name, type, signal) {
+        most = Math.max(most, ++inFlight);
+        try {
+          return await quick.query(name, type, signal);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const { r, outcomes } = reporter({}, { resolver: counting });
+    r.offer(sample('slowruf.test', 'v=DMARC1; p=none; fo=1; ruf=mailto:a@slow1.test,mailto:a@slow2.test,mailto:a@slow3.test'));
+    await r.idle();
+    expect(outcomes).toEqual([{ policyDomain: 'slowruf.test', status: 'dns-temperror', to: [], reason: 'authorization of slow1.test, slow2.test, slow3.test' }]);
+    expect(most).toBe(3);
+  });
 });
 
 describe('failure report limits shared through the store', () => {

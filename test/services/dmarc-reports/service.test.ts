@@ -177,6 +177,34 @@ describe('DMARC reports service', () => {
     }
   }, 60_000);
 
+  test('close during a pass whose DNS never answers ends the pass after the domain-period in hand', async () => {
+    dns.zone['_dmarc.slow1.test'] = { behaviour: 'timeout' };
+    dns.zone['_dmarc.slow2.test'] = { behaviour: 'timeout' };
+    const config = loadConfig(writeConfig({}, sink.port));
+    const store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-')), 's.db'), keyPrefix: 'p:', busyTimeoutMs: 1000 });
+    const results = new StoredDmarcResults(store);
+    for (const domain of ['slow1.test', 'slow2.test'])
+      await results.record({
+        receivedAt: new Date('2026-12-06T10:00:00Z'),
+        headerFrom: domain,
+        policyDomain: domain,
+        policy: 'none',
+        result: 'fail',
+        disposition: 'none',
+        dkim: [],
+      });
+    const resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 1000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+    const service = new DmarcReportsService(config, { store, results, resolver, log, now: () => new Date('2026-12-07T06:00:00Z') });
+    const asked = (name: string) => dns.queries.some((q) => q.name === name);
+    void service.runOnce();
+    while (!asked('_dmarc.slow1.test')) await new Promise((resolve) => setTimeout(resolve, 5));
+    await service.close();
+    // slow2.test would have been looked up after slow1.test's lookup timed out.
+    expect(asked('_dmarc.slow2.test')).toBe(false);
+    expect(await results.periods()).toHaveLength(2);
+    await store.close();
+  });
+
   test('a bank without a notify target stops the service with CFG_INCONSISTENT', () => {
     const config = loadConfig(writeConfig({}, null));
     const store = openSqliteStore({ file: path.join(mkdtempSync(path.join(tmpdir(), 'dmarc-service-db-')), 's.db'), keyPrefix: 'p:', busyTimeoutMs: 1000 });

@@ -1,0 +1,154 @@
+/**
+ * The report pass against a hostile record owner whose DNS never answers (run.ts): its retries
+ * wait behind every period tried for the first time, a report's addresses are looked up at
+ * once, and a pass that is told to stop starts nothing more and counts no cut lookup as a
+ * failed try.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import type { ForwardTarget } from '../../../src/config/bank-schema';
+import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
+import { DownstreamPool } from '../../../src/reinject/pool';
+import { poolSender } from '../../../src/notify/send';
+import { runReports, type ReportSettings, type RunDeps } from '../../../src/services/dmarc-reports/run';
+import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/dmarc-results';
+import { openSqliteStore } from '../../../src/store/sqlite';
+import type { Store } from '../../../src/store/store';
+import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
+import { startSink, type Sink } from '../../helpers/sink';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-slow-dns-'));
+const log = pino({ level: 'silent' });
+const cfg: ReportSettings = {
+  orgName: 'Receiver Org',
+  email: 'postmaster@receiver.test',
+  from: 'dmarc-reports@receiver.test',
+  submitter: 'receiver.test',
+  lockTtlMs: 60000,
+  retryBaseMs: 60000,
+  retryMaxMs: 3600000,
+  maxReportsPerRun: 100,
+  graceSec: 0,
+};
+const now = () => new Date('2026-12-07T06:00:00Z');
+
+let dns: DnsServer;
+let resolver: DnsResolver;
+let sink: Sink;
+let pool: DownstreamPool;
+let store: Store;
+let results: StoredDmarcResults;
+let deps: RunDeps;
+
+function rec(policyDomain: string): DmarcResultRecord {
+  return {
+    receivedAt: new Date('2026-12-06T12:00:00Z'),
+    sourceIp: '192.0.2.1',
+    headerFrom: policyDomain,
+    policyDomain,
+    policy: 'reject',
+    result: 'pass',
+    disposition: 'none',
+    dkim: [{ domain: policyDomain, selector: 's', result: 'pass' }],
+    spf: { domain: policyDomain, result: 'pass' },
+  };
+}
+
+beforeAll(async () => {
+  dns = await startDnsServer({
+    // c.test's name server stops answering once its mail is in (a hostile owner can).
+    '_dmarc.c.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@c.test'] },
+    '_dmarc.d.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@d.test'] },
+    // Three outside addresses whose authorization lookups never answer.
+    '_dmarc.e.test': { TXT: ['v=DMARC1; p=none; rua=mailto:a@x1.test,mailto:a@x2.test,mailto:a@x3.test'] },
+    'e.test._report._dmarc.x1.test': { behaviour: 'timeout' },
+    'e.test._report._dmarc.x2.test': { behaviour: 'timeout' },
+    'e.test._report._dmarc.x3.test': { behaviour: 'timeout' },
+  });
+  resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
+  sink = await startSink();
+  const target = {
+    protocol: 'smtp',
+    host: '127.0.0.1',
+    port: sink.port,
+    heloName: 'receiver.test',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 5000,
+    dataDoneTimeoutMs: 5000,
+    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
+    maxIdleConnections: 0,
+    idleTimeoutMs: 1000,
+  } as unknown as ForwardTarget;
+  pool = new DownstreamPool(target, 'receiver.test', log);
+});
+
+afterAll(async () => {
+  await pool.close();
+  await sink.close();
+  await dns.close();
+});
+
+beforeEach(() => {
+  store = openSqliteStore({ file: path.join(dir, 'run.db'), keyPrefix: `s${Date.now()}${Math.random()}:`, busyTimeoutMs: 1000 });
+  results = new StoredDmarcResults(store);
+  deps = { store, results, resolver, send: poolSender(pool), now, owner: 'test' };
+  sink.received.length = 0;
+  dns.zone['_dmarc.c.test'].behaviour = 'timeout';
+  dns.queries.length = 0;
+});
+afterEach(() => store.close());
+
+describe('report pass and a DNS that never answers', () => {
+  test('a period that failed before is tried after the periods tried for the first time', async () => {
+    await results.record(rec('c.test'));
+    expect((await runReports(deps, cfg)).map((o) => o.status)).toEqual(['dns-temperror']);
+    // Its back-off is over when d.test's first period is due; c.test sorts first by name.
+    await store.delete('dmarc-report-wait:c.test:2026-12-06');
+    await results.record(rec('d.test'));
+    const out = await runReports(deps, { ...cfg, maxReportsPerRun: 1 });
+    expect(out.map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['d.test sent']);
+    // With room in the pass, the retry comes after it.
+    await results.record(rec('d.test'));
+    expect((await runReports(deps, cfg)).map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['d.test sent', 'c.test dns-temperror']);
+  });
+
+  test("a report's outside addresses are looked up at once, not one after another", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const counting: DnsResolver = {
+      async query(name, type, signal) {
+        most = Math.max(most, ++inFlight);
+        try {
+          return await resolver.query(name, type, signal);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    await results.record(rec('e.test'));
+    const [o] = await runReports({ ...deps, resolver: counting }, cfg);
+    expect(o).toMatchObject({ status: 'dns-temperror', reason: 'authorization of x1.test, x2.test, x3.test' });
+    expect(most).toBe(3);
+  });
+
+  test('a pass told to stop starts no further period, and the lookup it cut is not counted as a failed try', async () => {
+    await results.record(rec('c.test'));
+    await results.record(rec('d.test'));
+    const stop = new AbortController();
+    const stopping: DnsResolver = {
+      query(name, type, signal) {
+        // Stopped while c.test's policy lookup waits for an answer that never comes.
+        if (name === '_dmarc.c.test') setImmediate(() => stop.abort());
+        return resolver.query(name, type, signal);
+      },
+    };
+    const out = await runReports({ ...deps, resolver: stopping }, cfg, { signal: stop.signal });
+    expect(out.map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['c.test dns-temperror']);
+    expect(dns.queries.map((q) => q.name)).not.toContain('_dmarc.d.test');
+    expect(await store.get('dmarc-report-attempts:c.test:2026-12-06')).toBeUndefined();
+    expect(await store.get('dmarc-report-wait:c.test:2026-12-06')).toBeUndefined();
+    expect(await results.periods()).toHaveLength(2);
+  });
+});
