@@ -163,6 +163,12 @@ export interface FailureSample {
   readonly disposition: 'none' | 'quarantine' | 'reject';
   /** The header section as received. */
   readonly headers: Buffer;
+  /**
+   * The same for every Postfix delivery attempt of one queued message (the dmarc stage's retry
+   * id, as for aggregate results): a message a later stage tempfailed is reported once, not at
+   * each retry. Undefined without a queue ID.
+   */
+  readonly once?: string;
 }
 
 /** Where the dmarc stage offers samples: it must return at once and never throw. */

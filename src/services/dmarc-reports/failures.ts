@@ -5,7 +5,8 @@
  * event loop, sends the reports one at a time. The message being filtered never waits for a
  * report and a report's failure never reaches it.
  *
- * Per sample, in order: the limits, counted in the shared store so that every worker and host
+ * Per sample, in order: once per message (the dmarc stage's retry id, "dmarc-ruf-seen:<id>": a
+ * message Postfix retries after a later stage tempfailed it is not reported again); the limits, counted in the shared store so that every worker and host
  * sharing it shares them, before any DNS lookup (a sample over a limit costs no query): per
  * organizational domain of the policy domain (RFC 7489 3.2, so an attacker's thousands of
  * subdomains share one limit) and UTC clock hour ("dmarc-ruf:<org domain>:<hour>"), over all
@@ -28,6 +29,7 @@ import { authorizeDestination, isInternal, type DestinationVerdict } from '../..
 import { orgDomain, type ReportUri } from '../../lib/dmarc-report/policy';
 import { composeFailureReport, redact, reportHeaders, type DeliveryResult, type DmarcFailureSink, type FailureSample } from '../../lib/dmarc-report/failure';
 import type { DnsResolver } from '../../lib/dns';
+import { DEDUPE_MS } from '../../store/dmarc-results';
 import type { Store } from '../../store/store';
 import type { SendMail } from '../../notify/send';
 import type { SignReport } from '../../notify/sign';
@@ -52,7 +54,7 @@ export interface FailureDeps {
   readonly now: () => Date;
 }
 
-export type FailureStatus = 'sent' | 'no-destination' | 'dns-temperror' | 'domain-limit' | 'global-limit' | 'destination-limit' | 'send-failed';
+export type FailureStatus = 'sent' | 'already-reported' | 'no-destination' | 'dns-temperror' | 'domain-limit' | 'global-limit' | 'destination-limit' | 'send-failed';
 
 export interface FailureOutcome {
   readonly policyDomain: string;
@@ -65,6 +67,8 @@ const HOUR_MS = 3600 * 1000;
 const DOMAIN_COUNT = 'dmarc-ruf:';
 const ALL_COUNT = 'dmarc-ruf-all:';
 const TO_COUNT = 'dmarc-ruf-to:';
+/** A message reported on (its retry id): Postfix's retries of it are not reported again. */
+const SEEN = 'dmarc-ruf-seen:';
 /** How long an authorization answer (authorized or not) is reused, and how many are kept. */
 const AUTH_CACHE_MS = 3600 * 1000;
 const AUTH_CACHE_MAX = 10000;
@@ -122,6 +126,7 @@ export class FailureReporter implements DmarcFailureSink {
         );
         const line = { policyDomain: o.policyDomain, status: o.status, to: o.to, reason: o.reason };
         if (o.status === 'sent') this.deps.log.info(line, 'DMARC failure report sent');
+        else if (o.status === 'already-reported') this.deps.log.info(line, 'DMARC failure report not sent again for a retried message');
         else this.deps.log.warn(line, 'DMARC failure report not sent');
         this.onOutcome?.(o);
       }
@@ -137,6 +142,10 @@ export class FailureReporter implements DmarcFailureSink {
     // A counter lives a little over its hour, so one that started late in the hour still counts it.
     const ttlMs = 2 * HOUR_MS;
     const org = orgDomain(policyDomain);
+    // Each message once, across Postfix's retries (a later stage tempfailed it) and processes:
+    // before the limits, so a retry uses none of them.
+    if (s.once !== undefined && !(await deps.store.setIfAbsent(`${SEEN}${s.once}`, '1', { ttlMs: DEDUPE_MS })))
+      return { policyDomain, status: 'already-reported', to: [], reason: 'a delivery attempt of this message was reported before' };
     if ((await deps.store.increment(`${DOMAIN_COUNT}${org}:${hour}`, 1, { ttlMs })) > cfg.maxPerDomainPerHour)
       return { policyDomain, status: 'domain-limit', to: [], reason: `${cfg.maxPerDomainPerHour} this hour for ${org}` };
     if ((await deps.store.increment(`${ALL_COUNT}${hour}`, 1, { ttlMs })) > cfg.maxPerHour)

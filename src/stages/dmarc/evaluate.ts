@@ -205,5 +205,6 @@ export function offerFailureReport(
     authResults: formatAuthResults(deps.authservId, resinfos({ ...o, dmarc: outcome })),
     disposition,
     headers: tx.message.headerBytes(),
+    once: retryId(tx, domain),
   });
 }

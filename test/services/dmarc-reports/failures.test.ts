@@ -186,6 +186,23 @@ describe('DMARC failure reports', () => {
     expect(text).toContain('Delivery-Result: delivered\r\n');
   });
 
+  test('a message Postfix delivers again (a later stage tempfailed it) is reported once; another message is reported', async () => {
+    const { r, outcomes } = reporter();
+    const deps = { ...testStageDeps(dns, { timeoutMs: 2000 }), dmarcFailures: r };
+    const attempt = (queueId: string) => ({
+      ...testTransaction(message('alice@a.test'), { mailFrom: 'mallory@evil.test', client: { addr: '198.51.100.7', helo: 'mx.sender.test' } }),
+      queueId,
+    });
+    for (const queueId of ['4ABCD12345', '4ABCD12345', '4ABCD12345', '5EF0123456']) {
+      const tx = attempt(queueId);
+      const spf = await runStage(spfStage, tx, deps);
+      await runStage(dmarcStage, tx, deps, {}, spf.results);
+    }
+    await r.idle();
+    expect(outcomes.map((o) => o.status)).toEqual(['sent', 'already-reported', 'already-reported', 'sent']);
+    expect(sink.received).toHaveLength(2);
+  });
+
   test('a DMARC failure under p=quarantine is reported as delivered to spam when the bank quarantines', async () => {
     const { r } = reporter();
     const deps = { ...testStageDeps(dns, { timeoutMs: 2000 }), dmarcFailures: r };
