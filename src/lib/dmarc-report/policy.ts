@@ -72,14 +72,10 @@ export function parseReportUri(raw: string): ReportUri | null {
   // and a report must go only where the record's owner named (7.1).
   if (at < 1 || !DOT_ATOM.test(address.slice(0, at)) || !HOST_NAME.test(address.slice(at + 1))) return null;
   const maxBytes = m[2] === undefined ? undefined : Number(m[2]) * units[(m[3] ?? '').toLowerCase()];
-  return {
-    address,
-    domain: address
-      .slice(at + 1)
-      .toLowerCase()
-      .replace(/\.$/, ''),
-    maxBytes,
-  };
+  // A root dot (`a@example.org.`) names the same mailbox: dropped, so that the address is
+  // written as every other is and a record listing both forms gets one report, not two.
+  const host = address.slice(at + 1).replace(/\.$/, '');
+  return { address: `${address.slice(0, at)}@${host}`, domain: host.toLowerCase(), maxBytes };
 }
 
 /** The tags of a DMARC record, or null when it is not one (no leading v=DMARC1 or no p=). */
@@ -119,8 +115,10 @@ export function parseDmarcRecord(domain: string, txt: string): PublishedPolicy |
   if (!p) return null;
   const sp = dispositions.find((d) => d === tags.get('sp')?.toLowerCase()) ?? p;
   const align = (v: string | undefined): 'r' | 's' => (v?.toLowerCase() === 's' ? 's' : 'r');
-  const pctRaw = Number(tags.get('pct') ?? '100');
-  const pct = Number.isInteger(pctRaw) && pctRaw >= 0 && pctRaw <= 100 ? pctRaw : 100;
+  // RFC 7489 6.3 pct = 1*3DIGIT, 0 to 100; anything else is its default (100). Number() alone
+  // read `pct=` as 0 and `pct=0x32` as 50, so policy_published showed what nobody published.
+  const pctTag = tags.get('pct') ?? '100';
+  const pct = /^\d{1,3}$/.test(pctTag) && Number(pctTag) <= 100 ? Number(pctTag) : 100;
   // A hostile record may list thousands of addresses: each costs a DNS check and a RCPT.
   // Duplicates (compared without case) go, and only the first MAX_REPORT_URIS are used.
   const uris = (v: string | undefined) => {
