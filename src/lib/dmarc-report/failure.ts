@@ -233,6 +233,35 @@ function base64Lines(b: Buffer): string {
   return (b.toString('base64').match(/.{1,76}/g) ?? []).join('\r\n');
 }
 
+/** RFC 5322 2.1.1: a line is at most 998 octets. */
+const MAX_LINE = 998;
+
+/**
+ * `text` with no line over MAX_LINE: a longer one is folded before white space, and a word still
+ * longer (a sender's 3000-character DKIM selector or envelope address) is cut. Without this the
+ * line reached the notify target whole, and a relay that breaks long lines (Postfix's
+ * smtp_line_length_limit) would break the report's DKIM signature.
+ */
+function fitLines(text: string): string {
+  return text
+    .split('\r\n')
+    .map((line) => {
+      if (line.length <= MAX_LINE) return line;
+      const out: string[] = [];
+      let cur = '';
+      for (const word of line.split(/(?=[ \t])/)) {
+        if (cur && cur.length + word.length > MAX_LINE) {
+          out.push(cur);
+          cur = '';
+        }
+        cur += word;
+      }
+      out.push(cur);
+      return out.map((l) => l.slice(0, MAX_LINE)).join('\r\n');
+    })
+    .join('\r\n');
+}
+
 /** The report mail, CRLF line ends, ready for DATA. */
 export function composeFailureReport(m: FailureReportInput): Buffer {
   const boundary = `=_dmarc_ruf_${randomBytes(12).toString('hex')}`;
@@ -276,5 +305,5 @@ export function composeFailureReport(m: FailureReportInput): Buffer {
     `--${boundary}--`,
     '',
   ];
-  return Buffer.from(lines.join('\r\n'), 'latin1');
+  return Buffer.from(lines.map(fitLines).join('\r\n'), 'latin1');
 }

@@ -70,7 +70,9 @@ export function parseReportUri(raw: string): ReportUri | null {
   const at = address.lastIndexOf('@');
   // Strict: a dot-atom local part and a host name. Postfix reads %, ! and quotes as routing,
   // and a report must go only where the record's owner named (7.1).
-  if (at < 1 || !DOT_ATOM.test(address.slice(0, at)) || !HOST_NAME.test(address.slice(at + 1))) return null;
+  // RFC 5321 4.5.3.1.1: a local part is at most 64 octets (a longer one also made the To: of
+  // the report mail longer than a line may be).
+  if (at < 1 || at > 64 || !DOT_ATOM.test(address.slice(0, at)) || !HOST_NAME.test(address.slice(at + 1))) return null;
   const maxBytes = m[2] === undefined ? undefined : Number(m[2]) * units[(m[3] ?? '').toLowerCase()];
   // A root dot (`a@example.org.`) names the same mailbox: dropped, so that the address is
   // written as every other is and a record listing both forms gets one report, not two.

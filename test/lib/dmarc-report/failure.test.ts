@@ -226,6 +226,28 @@ describe('the failure report mail', () => {
     expect(sigFields.map(([n]) => n)).not.toContain('SPF-DNS');
   });
 
+  test('no line of the report is over 998 octets, whatever the lengths of a selector, an envelope sender or an SPF record', async () => {
+    const long = 'x'.repeat(3000);
+    const raw = composeFailureReport(
+      input({
+        mailFrom: `${long}@evil.test`,
+        facts: facts({ dkim: [{ domain: 'a.test', selector: long, result: 'fail' }], spf: { domain: 'evil.test', result: 'fail' } }),
+        authResults: `filter.test; dkim=fail header.d=a.test header.s=${long}; spf=fail smtp.mailfrom=${long}@evil.test`,
+        spfDns: [`txt : evil.test : v=spf1 ${Array.from({ length: 200 }, (_, i) => `ip4:192.0.2.${i}`).join(' ')} -all`],
+      }),
+    );
+    expect(
+      raw
+        .toString('latin1')
+        .split('\r\n')
+        .filter((l) => l.length > 998),
+    ).toEqual([]);
+    const fields = feedbackFields((await simpleParser(raw)).attachments[0]);
+    // Folded where it has white space (the SPF record whole), cut where it has none.
+    expect(fields).toContainEqual(['SPF-DNS', `txt : evil.test : v=spf1 ${Array.from({ length: 200 }, (_, i) => `ip4:192.0.2.${i}`).join(' ')} -all`]);
+    expect(fields.find(([n]) => n === 'DKIM-Selector')?.[1]).toMatch(/^x{900,998}$/);
+  });
+
   test('header data with 8-bit bytes or CR/LF in envelope values cannot break the report', async () => {
     const eight = Buffer.from('From: =?utf-8?q?x?= <alice@a.test>\r\nSubject: caf\xe9\r\n', 'latin1');
     const raw = composeFailureReport(input({ headers: eight, mailFrom: 'x@evil.test\r\nBcc: victim@x.test', sourceIp: undefined }));

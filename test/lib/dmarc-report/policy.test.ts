@@ -13,4 +13,9 @@ describe('DMARC record for reports', () => {
     const p = parseDmarcRecord('example.org', 'v=DMARC1; p=none; rua=mailto:agg@example.org,mailto:agg@example.org.');
     expect(p?.rua.map((u) => u.address)).toEqual(['agg@example.org']);
   });
+
+  test('a local part over 64 octets (RFC 5321) is not an address reports go to', () => {
+    expect(parseReportUri(`mailto:${'a'.repeat(64)}@x.test`)?.address).toBe(`${'a'.repeat(64)}@x.test`);
+    expect(parseReportUri(`mailto:${'a'.repeat(65)}@x.test`)).toBeNull();
+  });
 });
