@@ -29,12 +29,14 @@
  * DNS timeout per try and cannot keep the other domains' reports waiting behind its retries.
  *
  * Report-ID: the policy domain, the period and a digest of the report's content
- * (lib/dmarc-report/aggregate.ts reportDigest), so a second report for a period (records
- * that came after the first) has another Report-ID, and the same report resent keeps its own.
+ * (lib/dmarc-report/aggregate.ts reportDigest) and of the store's identity (storeIdentity), so
+ * a second report for a period (records that came after the first) has another Report-ID, the
+ * same report resent keeps its own, and hosts with stores of their own never share one.
  *
  * Fails: never throws for one domain's trouble (it is in the outcome); a store that is down
  * rejects with STORE_UNAVAILABLE and the service logs it and tries at the next tick.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import type { DnsResolver } from '../../lib/dns';
 import { buildAggregateReportAsync, DEFAULT_MAX_ROWS, type AggregateReport } from '../../lib/dmarc-report/aggregate';
 import { resolveDestinations } from '../../lib/dmarc-report/destinations';
@@ -222,6 +224,19 @@ async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, perio
   }
 }
 
+const STORE_ID = 'dmarc-report-store-id';
+
+/**
+ * A random name for the store reports are built from, made by the first sender that needs it
+ * and read by every later one: the same for all processes and hosts sharing the store (so a
+ * report resent by another of them keeps its Report-ID), another for a host with its own.
+ */
+async function storeIdentity(store: Store): Promise<string> {
+  const mine = randomBytes(12).toString('hex');
+  if (await store.setIfAbsent(STORE_ID, mine)) return mine;
+  return (await store.get(STORE_ID)) ?? mine;
+}
+
 async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<number> {
   const attempts = await store.increment(ATTEMPTS + id, 1, { ttlMs: 32 * 24 * 3600 * 1000 });
   const waitMs = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** Math.min(30, attempts - 1));
@@ -253,11 +268,15 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
   if (!records.length) return drop('empty');
 
   const { begin, end } = period;
+  const store = await storeIdentity(deps.store);
   const report = await buildAggregateReportAsync(
     cfg.submitter,
     { meta: { orgName: cfg.orgName, email: cfg.email }, policy: found.policy, begin, end, records, notItemized: over, maxRows: cfg.maxRowsPerReport ?? DEFAULT_MAX_ROWS },
-    // No '/' in the id: receivers' tools may name files after it.
-    (digest) => `${policyDomain}.${period.id.replace('/', '.')}.${digest.slice(0, 16)}`,
+    // No '/' in the id: receivers' tools may name files after it. The store's identity is in
+    // the digest: two hosts with stores of their own whose rows happen to be equal (one
+    // message each from the same source) send two reports, and the same Report-ID would make
+    // the receiver drop one as a duplicate.
+    (digest) => `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${store}\n${digest}`).digest('hex').slice(0, 16)}`,
   );
   const { reportId } = report;
   const all = dest.send.map((u) => u.address);

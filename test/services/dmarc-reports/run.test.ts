@@ -165,6 +165,24 @@ describe('aggregate report run', () => {
     expect(await dry()).not.toBe(one);
   });
 
+  test('two hosts with stores of their own whose rows are equal send two reports with different Report-IDs', async () => {
+    const other = openSqliteStore({ file: path.join(dir, 'other-host.db'), keyPrefix: `o${Date.now()}${Math.random()}:`, busyTimeoutMs: 1000 });
+    try {
+      const otherResults = new StoredDmarcResults(other);
+      // One message each, from the same source with the same results: the same rows.
+      await results.record(rec('a.test'));
+      await otherResults.record(rec('a.test'));
+      const id = async (d: RunDeps) => (await runReports(d, cfg, { dryRun: true }))[0].report?.xml.match(/<report_id>([^<]+)</)?.[1];
+      const here = await id(deps);
+      expect(here).toMatch(/^a\.test\.2026-12-06\.[0-9a-f]{16}$/);
+      expect(await id({ ...deps, store: other, results: otherResults })).not.toBe(here);
+      // Another process on the first store builds the same report with the same Report-ID.
+      expect(await id({ ...deps, owner: 'another-process' })).toBe(here);
+    } finally {
+      await other.close();
+    }
+  });
+
   test('a period whose DNS keeps failing is given up after maxAttempts tries and its records dropped', async () => {
     await results.record(rec('c.test'));
     dns.zone['_dmarc.c.test'].behaviour = 'servfail';
