@@ -7,7 +7,8 @@
  * `dmarcFailures` sink (setup.ts SharedDeps).
  *
  * Fails at start and reload with CFG_INCONSISTENT when the bank is missing or has no notify
- * target (reportSettingsFor). Close waits for the queued reports to be sent or dropped.
+ * target (reportSettingsFor). Close waits for the queued reports to be sent or dropped, with
+ * DNS lookups cut short (failures.ts close()).
  */
 import type { Logger } from 'pino';
 import type { DmarcFailureSink, FailureSample } from '../../lib/dmarc-report/failure';
@@ -100,7 +101,8 @@ export class DmarcFailureReportsService implements Service, DmarcFailureSink {
   }
 
   async close(): Promise<void> {
-    await this.reporter.idle();
+    // Queued reports are sent, but without waiting on DNS (failures.ts close()).
+    await this.reporter.close();
     await this.pool.close();
   }
 }
