@@ -236,7 +236,7 @@ export async function buildAggregateReportAsync(
   receiver: string,
   input: Omit<AggregateReportInput, 'meta'> & { meta: Omit<ReportMetadata, 'reportId'> },
   reportId: (digest: string) => string,
-): Promise<AggregateReport & { reportId: string }> {
+): Promise<AggregateReport & { reportId: string; rows: number }> {
   const { rows, errors } = reportRows(await groupRowsAsync(input.records, input.policy), input.maxRows, input.notItemized);
   const id = reportId(reportDigest(input.policy.domain, input.begin, input.end, rows, errors));
   const full = { ...input, meta: { ...input.meta, reportId: id } };
@@ -247,6 +247,7 @@ export async function buildAggregateReportAsync(
     gzip: await gzipAsync(Buffer.from(xml, 'utf8')),
     messageCount: input.records.reduce((a, r) => a + (r.count ?? 1), 0) + (input.notItemized ?? 0),
     reportId: id,
+    rows: rows.length,
   };
 }
 

@@ -269,24 +269,38 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
 
   const { begin, end } = period;
   const store = await storeIdentity(deps.store);
-  const report = await buildAggregateReportAsync(
-    cfg.submitter,
-    { meta: { orgName: cfg.orgName, email: cfg.email }, policy: found.policy, begin, end, records, notItemized: over, maxRows: cfg.maxRowsPerReport ?? DEFAULT_MAX_ROWS },
-    // No '/' in the id: receivers' tools may name files after it. The store's identity is in
-    // the digest: two hosts with stores of their own whose rows happen to be equal (one
-    // message each from the same source) send two reports, and the same Report-ID would make
-    // the receiver drop one as a duplicate.
-    (digest) => `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${store}\n${digest}`).digest('hex').slice(0, 16)}`,
-  );
-  const { reportId } = report;
+  const build = (maxRows: number) =>
+    buildAggregateReportAsync(
+      cfg.submitter,
+      { meta: { orgName: cfg.orgName, email: cfg.email }, policy: found.policy, begin, end, records, notItemized: over, maxRows },
+      // No '/' in the id: receivers' tools may name files after it. The store's identity is in
+      // the digest: two hosts with stores of their own whose rows happen to be equal (one
+      // message each from the same source) send two reports, and the same Report-ID would make
+      // the receiver drop one as a duplicate.
+      (digest) => `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${store}\n${digest}`).digest('hex').slice(0, 16)}`,
+    );
   const all = dest.send.map((u) => u.address);
   const date = deps.now();
-  const compose = (to: readonly string[]) =>
-    composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId, begin, end, fileName: report.fileName, gzip: report.gzip, date });
-  const size = compose(all).length;
+  const compose = (r: AggregateReport & { reportId: string }, to: readonly string[]) =>
+    composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId: r.reportId, begin, end, fileName: r.fileName, gzip: r.gzip, date });
+  // The DKIM-Signature added after this count: room for one of a 4096-bit key.
+  const signature = deps.sign ? 1024 : 0;
+  let report = await build(cfg.maxRowsPerReport ?? DEFAULT_MAX_ROWS);
+  let size = compose(report, all).length + signature;
   // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
-  const fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
+  let fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
+  // When no address can take it, a report of the rows with the largest counts that fits (the
+  // rest named in report_metadata/error) rather than none: else forged mail in many distinct
+  // rows would make the domain's reports too big to send and silence them.
+  const limit = Math.max(...dest.send.map((u) => u.maxBytes ?? 0));
+  for (let n = report.rows; !fits.length && n > 1; ) {
+    n = Math.max(1, Math.min(Math.floor(n * 0.9), Math.floor((n * limit) / size)));
+    report = await build(n);
+    size = compose(report, all).length + signature;
+    fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
+  }
   if (!fits.length) return drop('too-big', all, `${size} bytes`);
+  const { reportId } = report;
   // Per destination domain and day, counted only when a report is really going out.
   const to: string[] = [];
   const full: string[] = [];
@@ -297,7 +311,7 @@ async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: strin
     else full.push(u.domain);
   }
   if (!to.length) return drop('destination-limit', all, `${cap} reports today for ${full.join(', ')}`);
-  let raw = compose(to);
+  let raw = compose(report, to);
   if (deps.sign) {
     try {
       raw = await deps.sign(raw);

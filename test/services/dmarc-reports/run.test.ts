@@ -72,6 +72,7 @@ beforeAll(async () => {
     '_dmarc.b.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@thirdparty.test'] },
     '_dmarc.c.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@c.test'] },
     '_dmarc.tiny.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@tiny.test!1k'] },
+    '_dmarc.small.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@small.test!4k'] },
     '_dmarc.d.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@d.test'] },
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
@@ -274,6 +275,41 @@ describe('aggregate report run', () => {
     for (let i = 0; i < 40; i++) await results.record(rec('tiny.test', { sourceIp: `192.0.2.${i + 1}` }));
     expect((await runReports(deps, cfg))[0]).toMatchObject({ status: 'too-big', to: ['agg@tiny.test'] });
     expect(sink.received).toHaveLength(0);
+  });
+
+  test('a report too big for every rua limit is sent with the rows of the largest counts that fit, and says what it left out', async () => {
+    // The domain's own mail: one source, many messages; then forged mail in many distinct rows.
+    for (let i = 0; i < 30; i++) await results.record(rec('small.test'));
+    for (let i = 0; i < 200; i++)
+      await results.record(
+        rec('small.test', { sourceIp: `198.51.${i >> 8}.${i & 255}`, result: 'fail', dkim: [{ domain: `f${i}.forged.test`, selector: `s${i * 7919}`, result: 'fail' }] }),
+      );
+    const [o] = await runReports(deps, cfg);
+    expect(o).toMatchObject({ status: 'sent', messages: 230, to: ['agg@small.test'] });
+    expect(sink.received[0].data.length).toBeLessThanOrEqual(4 * 1024);
+    const xml = xmlOf(sink.received[0].data.toString('utf8'));
+    const rows = [...xml.matchAll(/<source_ip>([^<]+)<\/source_ip><count>(\d+)<\/count>/g)].map((m) => `${m[1]} ${m[2]}`);
+    expect(rows[0]).toBe('192.0.2.1 30');
+    expect(rows.length).toBeGreaterThan(1);
+    expect(rows.length).toBeLessThan(201);
+    expect(xml).toContain(`<error>${201 - rows.length} rows with ${201 - rows.length} messages left out`);
+    expect(await results.periods()).toEqual([]);
+  });
+
+  test('a signed report cut to a rua limit fits it with its signature', async () => {
+    for (let i = 0; i < 200; i++)
+      await results.record(rec('small.test', { sourceIp: `198.51.${i >> 8}.${i & 255}`, dkim: [{ domain: `f${i}.forged.test`, selector: `s${i * 7919}`, result: 'fail' }] }));
+    const key = {
+      domain: rsaKey.domain,
+      selector: rsaKey.selector,
+      algorithm: rsaKey.algorithm,
+      privateKey: createPrivateKey(readFileSync(rsaKey.file)),
+      domainKeys: 'off' as const,
+    };
+    const [o] = await runReports({ ...deps, sign: reportSigner([key], () => new Date()) }, { ...cfg, from: 'dmarc-reports@example.com' });
+    expect(o).toMatchObject({ status: 'sent' });
+    expect(sink.received[0].data.toString('latin1')).toMatch(/^DKIM-Signature: /);
+    expect(sink.received[0].data.length).toBeLessThanOrEqual(4 * 1024);
   });
 
   test('a domain-day locked by another sender is left to it', async () => {
