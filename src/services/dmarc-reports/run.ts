@@ -27,22 +27,22 @@
  * tried for the first time go before those that failed before (retries), and a report's
  * destinations are looked up at once: a hostile record whose lookups never answer costs one
  * DNS timeout per try and cannot keep the other domains' reports waiting behind its retries.
+ * After a DNS failure, the pass asks neither that organizational domain's policy nor that
+ * destination's authorization again. One report is built and sent by report-one.ts.
  *
  * Report-ID: the policy domain, the period and a digest of the report's content
- * (lib/dmarc-report/aggregate.ts reportDigest) and of the store's identity (storeIdentity), so
+ * (lib/dmarc-report/aggregate.ts reportDigest) and of the store's identity (report-one.ts), so
  * a second report for a period (records that came after the first) has another Report-ID, the
  * same report resent keeps its own, and hosts with stores of their own never share one.
  *
  * Fails: never throws for one domain's trouble (it is in the outcome); a store that is down
  * rejects with STORE_UNAVAILABLE and the service logs it and tries at the next tick.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import type { DnsResolver } from '../../lib/dns';
-import { buildAggregateReportAsync, DEFAULT_MAX_ROWS, type AggregateReport } from '../../lib/dmarc-report/aggregate';
-import { resolveDestinations } from '../../lib/dmarc-report/destinations';
-import { composeReportMail } from '../../lib/dmarc-report/mail';
+import type { AggregateReport } from '../../lib/dmarc-report/aggregate';
 import { dayOf, parsePeriod, type ReportPeriod } from '../../lib/dmarc-report/period';
-import { fetchPolicy } from '../../lib/dmarc-report/policy';
+import { orgDomain } from '../../lib/dmarc-report/policy';
+import { reportOne } from './report-one';
 import type { Store } from '../../store/store';
 import type { StoredDmarcResults } from '../../store/dmarc-results';
 import type { SendMail } from '../../notify/send';
@@ -70,7 +70,7 @@ export interface ReportSettings {
   readonly maxReportsPerDestinationPerDay?: number;
 }
 
-export const DEFAULT_MAX_PER_DESTINATION = 10000;
+export { DEFAULT_MAX_PER_DESTINATION } from './report-one';
 
 export const DEFAULT_GRACE_SEC = 600;
 export const DEFAULT_MAX_ATTEMPTS = 12;
@@ -112,6 +112,8 @@ export interface ReportOutcome {
   readonly to: readonly string[];
   readonly reason?: string;
   readonly report?: AggregateReport;
+  /** The destination domains whose authorization lookup failed (dns-temperror). */
+  readonly dnsFailed?: readonly string[];
 }
 
 export interface RunOptions {
@@ -129,10 +131,6 @@ export interface RunOptions {
 const LOCK = 'dmarc-report-lock:';
 const WAIT = 'dmarc-report-wait:';
 const ATTEMPTS = 'dmarc-report-attempts:';
-const SENT = 'dmarc-report-sent:';
-const TO_COUNT = 'dmarc-report-to:';
-/** How long a sent-but-not-removed marker lasts: as long as the records it guards. */
-const SENT_TTL_MS = 32 * 24 * 3600 * 1000;
 
 export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
   const nowSec = Math.floor(deps.now().getTime() / 1000);
@@ -144,7 +142,7 @@ export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOp
     if (period && period.end + graceSec < nowSec && (!opts.since || dayOf(period) >= opts.since)) pending.push({ policyDomain, period });
   }
   pending.sort((a, b) => a.period.begin - b.period.begin || a.period.lengthSec - b.period.lengthSec || a.policyDomain.localeCompare(b.policyDomain));
-  const pass: Pass = { out: [], attempted: 0, done: [] };
+  const pass: Pass = { out: [], attempted: 0, done: [], dnsFailed: new Set() };
   const stop = () => pass.attempted >= cfg.maxReportsPerRun || opts.signal?.aborted === true;
   // Periods that failed before are tried after every period tried for the first time: a
   // domain whose DNS never answers (a hostile record's owner can arrange that for every try)
@@ -183,12 +181,25 @@ interface Pass {
   readonly out: ReportOutcome[];
   attempted: number;
   readonly done: { policyDomain: string; period: string }[];
+  /**
+   * Organizational domains of policy domains, and rua destination domains, whose DNS failed in
+   * this pass: the other periods that would ask them again wait for the next pass.
+   */
+  readonly dnsFailed: Set<string>;
 }
 
 /** One domain-period under its lock: reported, or backed off (given up after maxAttempts). */
 async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, period }: Pending, pass: Pass, signal?: AbortSignal): Promise<void> {
   const id = `${policyDomain}:${period.id}`;
   const base = { policyDomain, period: period.id, messages: 0, to: [] };
+  // One DNS failure per organizational domain and pass: its other periods (a wildcard record
+  // gives an attacker any number of policy domains under one name server) would most likely
+  // time out too, each costing the pass as much; they are not tried and count no failure.
+  const org = orgDomain(policyDomain);
+  if (pass.dnsFailed.has(org)) {
+    pass.out.push({ ...base, status: 'waiting', reason: `DNS of ${org} failed in this pass` });
+    return;
+  }
   if (!(await deps.store.setIfAbsent(LOCK + id, deps.owner, { ttlMs: cfg.lockTtlMs }))) {
     pass.out.push({ ...base, status: 'locked' });
     return;
@@ -196,10 +207,15 @@ async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, perio
   pass.attempted++;
   try {
     // A store or DNS error of one domain-period is its outcome, not the end of the pass.
-    let o = await reportOne(deps, cfg, policyDomain, period, false, signal).catch(
+    let o = await reportOne(deps, cfg, policyDomain, period, false, signal, pass.dnsFailed).catch(
       (err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }),
     );
+    if (o.status === 'waiting') {
+      pass.out.push(o);
+      return;
+    }
     const failed = o.status === 'dns-temperror' || o.status === 'send-failed';
+    if (o.status === 'dns-temperror') for (const d of o.dnsFailed ?? [org]) pass.dnsFailed.add(d);
     // A lookup cut short because we are stopping is not the domain's failure: tried again at the next start.
     if (failed && signal?.aborted) {
       pass.out.push({ ...o, reason: `stopped: ${o.reason ?? o.status}` });
@@ -224,139 +240,9 @@ async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, perio
   }
 }
 
-const STORE_ID = 'dmarc-report-store-id';
-
-/**
- * A random name for the store reports are built from, made by the first sender that needs it
- * and read by every later one: the same for all processes and hosts sharing the store (so a
- * report resent by another of them keeps its Report-ID), another for a host with its own.
- */
-async function storeIdentity(store: Store): Promise<string> {
-  const mine = randomBytes(12).toString('hex');
-  if (await store.setIfAbsent(STORE_ID, mine)) return mine;
-  return (await store.get(STORE_ID)) ?? mine;
-}
-
 async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<number> {
   const attempts = await store.increment(ATTEMPTS + id, 1, { ttlMs: 32 * 24 * 3600 * 1000 });
   const waitMs = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** Math.min(30, attempts - 1));
   await store.set(WAIT + id, String(attempts), { ttlMs: waitMs });
   return attempts;
-}
-
-async function reportOne(deps: RunDeps, cfg: ReportSettings, policyDomain: string, period: ReportPeriod, dryRun: boolean, signal?: AbortSignal): Promise<ReportOutcome> {
-  const base = { policyDomain, period: period.id };
-  const earlier = dryRun ? undefined : await finishEarlierSend(deps, policyDomain, period.id);
-  const read = await deps.results.peek(policyDomain, period.id);
-  const { records, over } = read;
-  const messages = read.messages + over;
-  if (earlier && !messages) return { ...base, status: 'already-sent', messages: earlier.messages, to: [], reason: `Report-ID ${earlier.reportId}` };
-  const drop = async (status: ReportStatus, to: readonly string[] = [], reason?: string): Promise<ReportOutcome> => {
-    // Nobody may or will receive these: they are removed rather than kept for a month.
-    if (!dryRun) await deps.results.remove(policyDomain, period.id, read);
-    return { ...base, status, messages, to, reason };
-  };
-  if (!records.length && over) return drop('empty');
-  if (!records.length) return { ...base, status: 'empty', messages: 0, to: [] };
-  const found = await fetchPolicy(deps.resolver, policyDomain, signal);
-  if (found.kind === 'temperror') return { ...base, status: 'dns-temperror', messages, to: [], reason: found.reason };
-  if (found.kind === 'none') return drop('no-policy');
-  const dest = await resolveDestinations(deps.resolver, policyDomain, found.policy.rua, signal);
-  // One report per domain-period: with any address undecided, all wait, so none gets it twice.
-  if (dest.retry.length) return { ...base, status: 'dns-temperror', messages, to: [], reason: `authorization of ${dest.retry.map((u) => u.domain).join(', ')}` };
-  if (!dest.send.length) return drop('no-destination', [], dest.refused.length ? `not authorized: ${dest.refused.map((u) => u.address).join(', ')}` : undefined);
-  if (!records.length) return drop('empty');
-
-  const { begin, end } = period;
-  const store = await storeIdentity(deps.store);
-  const build = (maxRows: number) =>
-    buildAggregateReportAsync(
-      cfg.submitter,
-      { meta: { orgName: cfg.orgName, email: cfg.email }, policy: found.policy, begin, end, records, notItemized: over, maxRows },
-      // No '/' in the id: receivers' tools may name files after it. The store's identity is in
-      // the digest: two hosts with stores of their own whose rows happen to be equal (one
-      // message each from the same source) send two reports, and the same Report-ID would make
-      // the receiver drop one as a duplicate.
-      (digest) => `${policyDomain}.${period.id.replace('/', '.')}.${createHash('sha256').update(`${store}\n${digest}`).digest('hex').slice(0, 16)}`,
-    );
-  const all = dest.send.map((u) => u.address);
-  const date = deps.now();
-  const compose = (r: AggregateReport & { reportId: string }, to: readonly string[]) =>
-    composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId: r.reportId, begin, end, fileName: r.fileName, gzip: r.gzip, date });
-  // The DKIM-Signature added after this count: room for one of a 4096-bit key.
-  const signature = deps.sign ? 1024 : 0;
-  let report = await build(cfg.maxRowsPerReport ?? DEFAULT_MAX_ROWS);
-  let size = compose(report, all).length + signature;
-  // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
-  let fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
-  // When no address can take it, a report of the rows with the largest counts that fits (the
-  // rest named in report_metadata/error) rather than none: else forged mail in many distinct
-  // rows would make the domain's reports too big to send and silence them.
-  const limit = Math.max(...dest.send.map((u) => u.maxBytes ?? 0));
-  for (let n = report.rows; !fits.length && n > 1; ) {
-    n = Math.max(1, Math.min(Math.floor(n * 0.9), Math.floor((n * limit) / size)));
-    report = await build(n);
-    size = compose(report, all).length + signature;
-    fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
-  }
-  if (!fits.length) return drop('too-big', all, `${size} bytes`);
-  const { reportId } = report;
-  // Per destination domain and day, counted only when a report is really going out.
-  const to: string[] = [];
-  const full: string[] = [];
-  const day = deps.now().toISOString().slice(0, 10);
-  const cap = cfg.maxReportsPerDestinationPerDay ?? DEFAULT_MAX_PER_DESTINATION;
-  for (const u of fits) {
-    if (dryRun || (await deps.store.increment(`${TO_COUNT}${u.domain}:${day}`, 1, { ttlMs: 2 * 86400 * 1000 })) <= cap) to.push(u.address);
-    else full.push(u.domain);
-  }
-  if (!to.length) return drop('destination-limit', all, `${cap} reports today for ${full.join(', ')}`);
-  let raw = compose(report, to);
-  if (deps.sign) {
-    try {
-      raw = await deps.sign(raw);
-    } catch (err) {
-      return { ...base, status: 'send-failed', messages, to, reason: `DKIM signing failed: ${(err as Error).message}`, report };
-    }
-  }
-  if (dryRun) return { ...base, status: 'dry-run', messages, to, report };
-  const sent = await deps.send(cfg.from, to, raw);
-  if (!sent.ok) return { ...base, status: 'send-failed', messages, to, reason: sent.reason, report };
-  // Marked before the records go: if removing them fails, the next pass removes them instead
-  // of sending the same report again (finishEarlierSend).
-  const marker = `${SENT}${policyDomain}:${period.id}`;
-  await deps.store.set(marker, JSON.stringify({ reportId, rows: records.map((r) => [r.k, r.count]), over }), { ttlMs: SENT_TTL_MS });
-  try {
-    await deps.results.remove(policyDomain, period.id, read);
-    await deps.store.delete(marker);
-  } catch (err) {
-    return { ...base, status: 'sent', messages, to: sent.accepted, report, reason: `records not removed (${(err as Error).message}); the next pass removes them` };
-  }
-  return { ...base, status: 'sent', messages, to: sent.accepted, report };
-}
-
-/**
- * A report that was accepted but whose records were not all removed (the store failed after
- * the send): takes away the counts it covered, so they are not reported twice, and clears the
- * marker. Messages counted later stay for a report of their own.
- */
-async function finishEarlierSend(deps: RunDeps, policyDomain: string, period: string): Promise<{ reportId: string; messages: number } | undefined> {
-  const marker = `${SENT}${policyDomain}:${period}`;
-  const raw = await deps.store.get(marker);
-  if (raw === undefined) return undefined;
-  let earlier: { reportId: string; rows: { k: string; count: number }[]; over: number } | undefined;
-  try {
-    const v = JSON.parse(raw) as { reportId?: unknown; rows?: unknown; over?: unknown };
-    const over = Number.isSafeInteger(v.over) && (v.over as number) > 0 ? (v.over as number) : 0;
-    const rows = Array.isArray(v.rows)
-      ? v.rows.filter((r): r is [string, number] => Array.isArray(r) && typeof r[0] === 'string' && Number.isSafeInteger(r[1]) && r[1] > 0).map(([k, count]) => ({ k, count }))
-      : [];
-    if (typeof v.reportId === 'string') earlier = { reportId: v.reportId, rows, over };
-  } catch {
-    // Not ours: cleared below.
-  }
-  // A store failure here rejects: the marker stays for the next pass.
-  if (earlier) await deps.results.remove(policyDomain, period, { records: earlier.rows, over: earlier.over });
-  await deps.store.delete(marker);
-  return earlier && { reportId: earlier.reportId, messages: earlier.rows.reduce((n, r) => n + r.count, 0) + earlier.over };
 }

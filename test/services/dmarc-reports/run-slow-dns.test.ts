@@ -1,8 +1,8 @@
 /**
  * The report pass against a hostile record owner whose DNS never answers (run.ts): its retries
  * wait behind every period tried for the first time, a report's addresses are looked up at
- * once, and a pass that is told to stop starts nothing more and counts no cut lookup as a
- * failed try.
+ * once, one failure per organizational domain or destination a pass, and a pass that is told
+ * to stop starts nothing more and counts no cut lookup as a failed try.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,14 @@ beforeAll(async () => {
     'e.test._report._dmarc.x1.test': { behaviour: 'timeout' },
     'e.test._report._dmarc.x2.test': { behaviour: 'timeout' },
     'e.test._report._dmarc.x3.test': { behaviour: 'timeout' },
+    // An attacker's wildcard: any number of policy domains under one name server that stops answering.
+    '_dmarc.a.wild.test': { behaviour: 'timeout' },
+    '_dmarc.b.wild.test': { behaviour: 'timeout' },
+    // Two organizations naming one destination whose authorization never answers.
+    '_dmarc.f.test': { TXT: ['v=DMARC1; p=none; rua=mailto:a@sink.test'] },
+    '_dmarc.g.test': { TXT: ['v=DMARC1; p=none; rua=mailto:a@sink.test'] },
+    'f.test._report._dmarc.sink.test': { behaviour: 'timeout' },
+    'g.test._report._dmarc.sink.test': { behaviour: 'timeout' },
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
   sink = await startSink();
@@ -131,6 +139,23 @@ describe('report pass and a DNS that never answers', () => {
     const [o] = await runReports({ ...deps, resolver: counting }, cfg);
     expect(o).toMatchObject({ status: 'dns-temperror', reason: 'authorization of x1.test, x2.test, x3.test' });
     expect(most).toBe(3);
+  });
+
+  test('after a DNS failure of one policy domain, the other policy domains of its organization wait for the next pass', async () => {
+    for (const d of ['a.wild.test', 'b.wild.test', 'd.test']) await results.record(rec(d));
+    const out = await runReports(deps, cfg);
+    expect(out.map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['a.wild.test dns-temperror', 'b.wild.test waiting', 'd.test sent']);
+    expect(dns.queries.map((q) => q.name)).not.toContain('_dmarc.b.wild.test');
+    // Not a failed try of its own: no back-off.
+    expect(await store.get('dmarc-report-attempts:b.wild.test:2026-12-06')).toBeUndefined();
+  });
+
+  test('a destination whose authorization failed is not asked again in the same pass for another policy domain', async () => {
+    for (const d of ['f.test', 'g.test']) await results.record(rec(d));
+    const out = await runReports(deps, cfg);
+    expect(out.map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['f.test dns-temperror', 'g.test waiting']);
+    expect(dns.queries.map((q) => q.name)).not.toContain('g.test._report._dmarc.sink.test');
+    expect(await store.get('dmarc-report-attempts:g.test:2026-12-06')).toBeUndefined();
   });
 
   test('a pass told to stop starts no further period, and the lookup it cut is not counted as a failed try', async () => {
