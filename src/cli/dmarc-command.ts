@@ -8,8 +8,9 @@
  * - `stats DOMAIN`: per stored day, how many messages, how many passed DMARC, the dispositions
  *   and the busiest source addresses; nothing is removed.
  *
- * Prints one line per report or day; exits 0, or 1 when a report could not be sent or the
- * configuration is invalid (CFG_*), 2 on usage errors.
+ * Prints one line per report or day; exits 0, or 1 when a report owed could not be sent
+ * (send-failed, dns-temperror, given-up, too-big, destination-limit) or the configuration is
+ * invalid (CFG_*), 2 on usage errors.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -34,6 +35,12 @@ report: send the aggregate reports of finished report periods now, as services.d
 stats: the stored DMARC results of one policy domain, per UTC day`;
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
+/**
+ * Outcomes of a report owed and not sent (exit 1): to try again, or dropped (given up, too big
+ * for every address, the destination's daily cap). Before, only the first two counted, and a
+ * cron job saw 0 for a period whose records were dropped.
+ */
+const NOT_SENT = new Set(['send-failed', 'dns-temperror', 'given-up', 'too-big', 'destination-limit']);
 
 export function runDmarc(args: string[]): Promise<number> {
   return withUsage(async () => {
@@ -105,7 +112,7 @@ async function dmarc(
       let failed = false;
       for (const o of out) {
         if (values.out && o.report) writeFileSync(path.join(values.out, o.report.fileName), o.report.gzip);
-        failed ||= o.status === 'send-failed' || o.status === 'dns-temperror';
+        failed ||= NOT_SENT.has(o.status);
         const file = o.report ? ` ${o.report.fileName}` : '';
         process.stdout.write(
           `${o.policyDomain} ${o.period} ${o.status} messages=${o.messages}${o.to.length ? ` to=${o.to.join(',')}` : ''}${file}${o.reason ? ` (${o.reason})` : ''}\n`,

@@ -41,6 +41,7 @@ beforeAll(async () => {
   dns = await startDnsServer({
     '_dmarc.a.test': { TXT: ['v=DMARC1; p=quarantine; rua=mailto:agg@a.test'] },
     '_dmarc.h.test': { TXT: ['v=DMARC1; p=none; ri=3600; rua=mailto:agg@h.test'] },
+    '_dmarc.big.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@big.test!1k'] },
   });
   sink = await startSink();
   dir = mkdtempSync(path.join(tmpdir(), 'dmarc-cli-'));
@@ -150,6 +151,18 @@ describe('postseal dmarc', () => {
       `h.test ${day}T01Z/1h dry-run messages=1 to=agg@h.test mx.receiver.test!h.test!${hour(1)}!${hour(1) + 3599}.xml.gz\n` +
         `h.test ${day}T02Z/1h dry-run messages=2 to=agg@h.test mx.receiver.test!h.test!${hour(2)}!${hour(2) + 3599}.xml.gz\n`,
     );
+  });
+
+  test('report exits 1 when a report owed is dropped, not sent (too big for every rua size limit)', async () => {
+    const bigFile = path.join(dir, 'big.yaml');
+    writeFileSync(bigFile, readFileSync(file, 'utf8').replace('file: state.db', 'file: big.db'));
+    const store = openSqliteStore({ file: path.join(dir, 'big.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
+    const base = { receivedAt: yesterday, headerFrom: 'big.test', policyDomain: 'big.test', policy: 'none', result: 'pass', disposition: 'none' } as const;
+    for (let i = 0; i < 40; i++) await new StoredDmarcResults(store).record({ ...base, sourceIp: `192.0.2.${i + 1}`, dkim: [] });
+    await store.close();
+    const r = await cli(['dmarc', 'report', '--config', bigFile, '--dns', dns.server]);
+    expect(r.stdout).toMatch(new RegExp(`^big\\.test ${day} too-big messages=40 to=agg@big\\.test`));
+    expect(r.status).toBe(1);
   });
 
   test('usage errors exit 2', async () => {
