@@ -224,8 +224,10 @@ export class MimeWalker {
     const cts = this.fields.filter((f) => f.name === 'content-type');
     if (cts.length > 1) part.ambiguous = 'two Content-Type fields';
     const ct = cts[0];
-    const cte = this.fields.find((f) => f.name === 'content-transfer-encoding');
+    const ctes = this.fields.filter((f) => f.name === 'content-transfer-encoding');
+    const cte = ctes[0];
     this.applyHeader(part, ct?.value, cte?.value);
+    if (!part.ambiguous && twoEncodings(ctes.map((f) => f.value))) part.ambiguous = 'two different Content-Transfer-Encoding fields';
     this.reportHeader(part);
     part.transferEncodingField = cte?.range ?? null;
     part.bodyStart = line.length === 0 ? line.start + line.eolLength : line.start;
@@ -265,12 +267,11 @@ export class MimeWalker {
       const all = new Set(contentType ? parseParams(contentType.replace(/\r?\n/g, '')).params.get('boundary') : []);
       if (!part.boundary) part.ambiguous = 'multipart without a boundary';
       else if (all.size > 1) part.ambiguous = 'two boundary parameters';
+      // libmime (and Thunderbird) join boundary*0, boundary*1 or read boundary*=; clamd reads
+      // no boundary there, so it would scan the whole body as one text part.
+      else if (/(^|;)\s*boundary\*/i.test(contentType!.replace(/\r?\n/g, ''))) part.ambiguous = 'a boundary in RFC 2231 form (boundary*), which clamd does not read';
     }
-    part.transferEncoding =
-      (transferEncoding ?? '7bit')
-        .replace(/\(.*?\)/g, '')
-        .trim()
-        .toLowerCase() || '7bit';
+    part.transferEncoding = normalEncoding(transferEncoding);
   }
 
   /**
@@ -334,4 +335,23 @@ function newPart(parent: Part | null, headerStart: number, bodyStart: number): P
     longLine: false,
     children: [],
   };
+}
+
+/** A Content-Transfer-Encoding value as compared: comments out, trimmed, lower case; 7bit when absent. */
+function normalEncoding(value: string | undefined): string {
+  return (
+    (value ?? '7bit')
+      .replace(/\(.*?\)/g, '')
+      .trim()
+      .toLowerCase() || '7bit'
+  );
+}
+
+/**
+ * Whether a part's Content-Transfer-Encoding fields disagree: the walk decodes by the first,
+ * clamd decodes by each, and a reader may take the last ("7bit" then "base64" hides a program
+ * from a checker that reads the first).
+ */
+export function twoEncodings(values: readonly string[]): boolean {
+  return new Set(values.map(normalEncoding)).size > 1;
 }

@@ -125,10 +125,30 @@ describe('banned: MIME that mail readers read differently fails closed', () => {
     ['two Content-Type fields in a part', mp('Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary="CC"\r\n', `--CC\r\n${evil}--CC--`)],
     ['two Content-Type fields at the top', `${hdr}Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary="BB"\r\n\r\n--BB\r\n${evil}--BB--\r\n`],
     ['two boundary parameters', `${hdr}Content-Type: multipart/mixed; boundary="XX"; boundary="BB"\r\n\r\n--BB\r\n${evil}--BB--\r\n`],
+    // clamd reads no boundary there and scans the body as one text part; Thunderbird joins the sections.
+    ['a boundary in RFC 2231 sections', `${hdr}Content-Type: multipart/mixed; boundary*0="B"; boundary*1="B"\r\n\r\n--BB\r\n${evil}--BB--\r\n`],
+    ['a boundary in RFC 2231 extended form', `${hdr}Content-Type: multipart/mixed; boundary*=us-ascii''B%42\r\n\r\n--BB\r\n${evil}--BB--\r\n`],
   ])('%s is undecipherable and rejected', async (_what, msg) => {
     const r = await check(msg);
     expect(r.codes).toContain('BANNED_UNDECIPHERABLE');
     expect(r.verdict.action).toBe('reject');
+  });
+});
+
+describe('banned: a part with two Content-Transfer-Encoding fields that differ', () => {
+  const program = b64(peExecutable());
+  it.each([
+    ['in a part', mp('Content-Type: application/octet-stream; name="report.dat"\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n', program)],
+    ['at the top', `${hdr}Content-Type: application/octet-stream; name="report.dat"\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n\r\n${program}\r\n`],
+  ])('rejects a base64 program behind "7bit" then "base64" %s (a reader that takes the last one decodes it)', async (_where, msg) => {
+    const r = await check(msg);
+    expect(r.verdict.action).toBe('reject');
+    expect(r.findings.find((f) => f.code === 'BANNED_UNDECIPHERABLE')?.detail).toContain('two different Content-Transfer-Encoding fields');
+  });
+
+  it('passes a part that repeats the same encoding in another case and with a blank after it', async () => {
+    const r = await check(mp('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: BaSe64 \r\n', b64('hello')));
+    expect(r.codes).toEqual([]);
   });
 });
 
