@@ -155,6 +155,45 @@ describe('the virus stage with a real clamd', () => {
     expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
   });
 
+  describe('a message nested deeper than clamd goes (its MaxRecursion, 17 by default, answers OK below it)', () => {
+    const eicarPart = `Content-Type: application/octet-stream; name="invoice.com"\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(EICAR).toString('base64')}`;
+    /** `inner` as the one part of `levels` multiparts, each inside the one before. */
+    const nested = (levels: number, inner: string) => {
+      let body = inner;
+      for (let i = levels; i >= 1; i--) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}\r\n--b${i}--\r\n`;
+      return `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\n${body}`;
+    };
+
+    it('finds EICAR 25 levels deep by scanning the parts again, each at the top of a message of its own', async () => {
+      const { findings, verdict } = await scan(nested(25, eicarPart));
+      expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${EICAR_NAME} (scan 1 of 1, `) }]);
+      expect(verdict).toMatchObject({ action: 'reject', reply: { code: '554' } });
+    });
+
+    it('passes a clean deep message as scanned, saying it was scanned in pieces', async () => {
+      const { findings } = await scan(nested(25, 'Content-Type: text/plain\r\n\r\nhello'));
+      expect(findings).toEqual([{ code: 'VIRUS_CLEAN', detail: expect.stringMatching(/ bytes in 1 scans of whole parts$/) }]);
+    });
+
+    it('scans a message nested no deeper than maxMimeDepth once, whole', async () => {
+      const { findings } = await scan(nested(10, 'Content-Type: text/plain\r\n\r\nhello'));
+      expect(findings).toEqual([{ code: 'VIRUS_CLEAN', detail: `clamd at unix:${clamd.socket}` }]);
+    });
+
+    it('does not call a message nested past the MIME walk (100 levels) scanned: not scanned, onTooBig decides', async () => {
+      const { findings, verdict } = await scan(nested(120, eicarPart), { onTooBig: 'tempfail' });
+      expect(findings).toEqual([
+        {
+          code: 'VIRUS_NOT_SCANNED_TOO_BIG',
+          detail: expect.stringMatching(
+            /MIME nested 101 levels deep, deeper than virus\.maxMimeDepth \(10\), not cut into pieces: part [0-9/]+: MIME nested deeper than 100 levels$/,
+          ),
+        },
+      ]);
+      expect(verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
+    });
+  });
+
   describe('a message over maxScanBytes, in pieces of whole parts (largeMessages pieces, the default)', () => {
     const part = (name: string, data: Buffer | string) =>
       `Content-Type: application/octet-stream; name="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${(

@@ -20,7 +20,7 @@ import { coversAllRecipients, SIGNING_DESTINIES, signsMail } from '../../pipelin
 import { defineStage, type Finding, type StageOutcome } from '../../pipeline/stage';
 import type { Transaction } from '../../transaction/transaction';
 import { clientFor } from './clamd';
-import { keptHeader, openScan, piecesOf, plan } from './pieces';
+import { type Cut, keptHeader, openScan, piecesOf, plan } from './pieces';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
 
@@ -103,10 +103,12 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
       deps.log.warn({ tx: tx.id, scanner: client.name, reason: r.reason, detail: r.detail, onScannerFailure: s.onScannerFailure }, `virus scan failed${what}`);
       return one('VIRUS_SCANNER_FAILED', `${client.name}: ${r.reason}: ${r.detail}${what}`);
     };
-    /** A message over maxScanBytes, its parts in several scans (pieces.ts); the first virus ends it. */
-    const scanInPieces = async (tx: Transaction, signal: AbortSignal): Promise<StageOutcome> => {
-      const cut = await piecesOf(tx.message, signal);
-      if (cut.notCut) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, over virus.maxScanBytes (${s.maxScanBytes}), not cut into pieces: ${cut.notCut}`);
+    /**
+     * A message over maxScanBytes, or nested deeper than clamd reads (`why`), its parts in
+     * several scans (pieces.ts); the first virus ends it.
+     */
+    const scanInPieces = async (tx: Transaction, cut: Cut, why: string, signal: AbortSignal): Promise<StageOutcome> => {
+      if (cut.notCut) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, ${why}, not cut into pieces: ${cut.notCut}`);
       const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes, keptHeader(tx.message).length);
       const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
       for (const [i, pieces] of scans.entries()) {
@@ -131,12 +133,16 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
         const size = tx.message.size;
         if (size > s.maxScanBytes) {
           if (s.largeMessages === 'skip') return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, over virus.maxScanBytes (${s.maxScanBytes})`);
-          return scanInPieces(tx, signal);
+          return scanInPieces(tx, await piecesOf(tx.message, signal), `over virus.maxScanBytes (${s.maxScanBytes})`, signal);
         }
         const r = await client.scan(() => tx.message.openRaw(), signal);
         switch (r.kind) {
-          case 'clean':
+          case 'clean': {
+            // clamd answers OK for what lies below its MaxRecursion: a deep message is scanned again, flattened.
+            const cut = await piecesOf(tx.message, signal);
+            if (cut.depth > s.maxMimeDepth) return scanInPieces(tx, cut, `MIME nested ${cut.depth} levels deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`, signal);
             return one('VIRUS_CLEAN', versions.current ?? client.name);
+          }
           case 'found':
             return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', r.names.join(', '));
           case 'too-big':

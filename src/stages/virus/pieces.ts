@@ -22,7 +22,7 @@
  * boundaries loosely); and a message of more than structure.ts MAX_MIME_PARTS parts.
  */
 import { randomBytes } from 'node:crypto';
-import { MimeWalker, type Part } from '../../lib/mime/structure';
+import { MAX_MIME_DEPTH, MimeWalker, type Part } from '../../lib/mime/structure';
 import { Message } from '../../transaction/message';
 
 /** A range of the body [start, end), and the header it goes with in a piece. */
@@ -47,8 +47,10 @@ const GAP_HEADER = 'Content-Type: text/plain; charset=us-ascii\r\n\r\n';
 export interface Cut {
   /** The parts of the message, as pieces in body order; empty when `notCut`. */
   readonly pieces: Piece[];
-  /** Why the message is not cut (readers split it differently, too many parts), or null. */
+  /** Why the message is not cut (readers split it differently, too many parts, nested past the walk), or null. */
   readonly notCut: string | null;
+  /** How deep its MIME nests: 0 for a message that is not multipart, 1 for parts of a multipart, ... */
+  readonly depth: number;
 }
 
 /** The parts of the message, as pieces in body order (a walk of its MIME structure). */
@@ -63,17 +65,24 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
   if (walker.root.children.length === 0) {
     // Not multipart: the body with the message's own type and encoding fields.
     const fields = message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-transfer-encoding');
-    return { pieces: [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }], notCut: null };
+    return { pieces: [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }], notCut: null, depth: 0 };
   }
-  if (message.get('content-type').length > 1) return { pieces: [], notCut: 'mail readers split it differently (two Content-Type fields)' };
+  if (message.get('content-type').length > 1) return { pieces: [], notCut: 'mail readers split it differently (two Content-Type fields)', depth: 0 };
+  const depth = deepest(walker.root);
   const leaves: Array<{ part: Part; path: string }> = [];
   const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
   while (stack.length) {
     const { part, path } = stack.pop()!;
     if (part.ambiguous) {
       const where = path ? `part ${path}` : 'the message';
-      return { pieces: [], notCut: part.ambiguous.startsWith('more than') ? `${where}: ${part.ambiguous}` : `mail readers split it differently (${where}: ${part.ambiguous})` };
+      return {
+        pieces: [],
+        notCut: part.ambiguous.startsWith('more than') ? `${where}: ${part.ambiguous}` : `mail readers split it differently (${where}: ${part.ambiguous})`,
+        depth,
+      };
     }
+    // What lies below the walk's depth cap would stay as deep in a piece: clamd would not reach it either.
+    if (part.opaque) return { pieces: [], notCut: `part ${path}: MIME nested deeper than ${MAX_MIME_DEPTH} levels`, depth };
     if (part.children.length === 0 && part !== walker.root) leaves.push({ part, path });
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }
@@ -94,7 +103,19 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     previous = part;
   }
   if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
-  return { pieces, notCut: null };
+  return { pieces, notCut: null, depth };
+}
+
+/** The depth of the deepest entity under `root`; one more than the cap when a part at the cap was not walked into. */
+function deepest(root: Part): number {
+  let depth = 0;
+  const stack = [root];
+  while (stack.length) {
+    const part = stack.pop()!;
+    depth = Math.max(depth, part.opaque && part.depth >= MAX_MIME_DEPTH ? part.depth + 1 : part.depth);
+    for (const child of part.children) stack.push(child);
+  }
+  return depth;
 }
 
 /** Bytes a piece adds to a scan: its delimiter line, header, bytes and line end. */

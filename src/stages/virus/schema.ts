@@ -66,6 +66,14 @@ export const virusBankSchema = {
       description:
         'A message larger than maxScanBytes: pieces = sent to clamd as several smaller MIME messages that carry its parts as they are, as many whole parts as fit in maxScanBytes each (every byte of the body is in one of them; amavisd-new scans a message part by part too); a single part larger than maxScanBytes is still not scanned (VIRUS_NOT_SCANNED_TOO_BIG naming it, onTooBig decides). skip = not scanned at all (VIRUS_NOT_SCANNED_TOO_BIG).',
     },
+    maxMimeDepth: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 99,
+      default: 10,
+      description:
+        "clamd stops going into a message at its MaxRecursion (17 by default; MIME levels and archive levels count together) and answers OK for what lies deeper. A message whose MIME nests deeper than this, and that clamd found clean whole, is scanned again in pieces (as largeMessages pieces does: every part at the top of a MIME message of its own), so that what lies deep is scanned too; one that cannot be cut (nested past 100 levels, or split differently by mail readers) is not scanned (VIRUS_NOT_SCANNED_TOO_BIG, onTooBig decides). Keep it a few levels below clamd's MaxRecursion, so that an archive in the deepest part is still opened.",
+    },
     onTooBig: {
       type: 'string',
       enum: ['auto', 'pass', 'tempfail', 'reject'],
