@@ -155,7 +155,7 @@ describe('the virus stage with a real clamd', () => {
     expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
   });
 
-  describe('a message nested deeper than clamd goes (its MaxRecursion, 17 by default, answers OK below it)', () => {
+  describe('a message clamd alone reads short: nested past its MaxRecursion (17 by default: OK below it), or split at a boundary it does not read', () => {
     const eicarPart = `Content-Type: application/octet-stream; name="invoice.com"\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(EICAR).toString('base64')}`;
     /** `inner` as the one part of `levels` multiparts, each inside the one before. */
     const nested = (levels: number, inner: string) => {
@@ -178,6 +178,12 @@ describe('the virus stage with a real clamd', () => {
     it('scans a message nested no deeper than maxMimeDepth once, whole', async () => {
       const { findings } = await scan(nested(10, 'Content-Type: text/plain\r\n\r\nhello'));
       expect(findings).toEqual([{ code: 'VIRUS_CLEAN', detail: `clamd at unix:${clamd.socket}` }]);
+    });
+
+    it('finds EICAR behind a boundary in RFC 2231 form, which clamd given the whole message reads as one text part', async () => {
+      const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\n\r\n--AB\r\n${eicarPart}\r\n--AB--\r\n`;
+      const { findings } = await scan(msg);
+      expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${EICAR_NAME} (scan 1 of 1, `) }]);
     });
 
     it('does not call a message nested past the MIME walk (100 levels) scanned: not scanned, onTooBig decides', async () => {

@@ -75,6 +75,12 @@ export const MAX_MIME_DEPTH = 100;
  */
 export const MAX_MIME_PARTS = 20_000;
 
+/**
+ * Why a multipart whose boundary is in RFC 2231 form is `ambiguous`: it is walked as libmime
+ * and Thunderbird read it (the sections joined), but clamd reads no boundary there.
+ */
+export const RFC2231_BOUNDARY = 'a boundary in RFC 2231 form (boundary*), which clamd does not read';
+
 export interface WalkerOptions {
   /** Parts at this depth are not walked into (opaque); at least 1. */
   readonly maxDepth?: number;
@@ -269,7 +275,7 @@ export class MimeWalker {
       else if (all.size > 1) part.ambiguous = 'two boundary parameters';
       // libmime (and Thunderbird) join boundary*0, boundary*1 or read boundary*=; clamd reads
       // no boundary there, so it would scan the whole body as one text part.
-      else if (/(^|;)\s*boundary\*/i.test(contentType!.replace(/\r?\n/g, ''))) part.ambiguous = 'a boundary in RFC 2231 form (boundary*), which clamd does not read';
+      else if (/(^|;)\s*boundary\*/i.test(contentType!.replace(/\r?\n/g, ''))) part.ambiguous = RFC2231_BOUNDARY;
     }
     part.transferEncoding = normalEncoding(transferEncoding);
   }

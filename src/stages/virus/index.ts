@@ -138,9 +138,11 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
         const r = await client.scan(() => tx.message.openRaw(), signal);
         switch (r.kind) {
           case 'clean': {
-            // clamd answers OK for what lies below its MaxRecursion: a deep message is scanned again, flattened.
+            // clamd answers OK for what lies below its MaxRecursion, or for parts it did not split
+            // as readers do: such a message is scanned again, in pieces of the parts readers see.
             const cut = await piecesOf(tx.message, signal);
             if (cut.depth > s.maxMimeDepth) return scanInPieces(tx, cut, `MIME nested ${cut.depth} levels deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`, signal);
+            if (cut.clamdMisreads) return scanInPieces(tx, cut, `split otherwise by clamd than by mail readers (${cut.clamdMisreads})`, signal);
             return one('VIRUS_CLEAN', versions.current ?? client.name);
           }
           case 'found':

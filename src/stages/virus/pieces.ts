@@ -19,10 +19,13 @@
  * (structure.ts `ambiguous`: a delimiter in another case or with a CR after it, two boundary
  * parameters, ...), since a part Thunderbird shows could lie inside one of ours, where clamd,
  * given that part alone, would not decode it (given the whole message it did: it matches
- * boundaries loosely); and a message of more than structure.ts MAX_MIME_PARTS parts.
+ * boundaries loosely); a message of more than structure.ts MAX_MIME_PARTS parts; and one nested
+ * past the walk's depth cap. A boundary in RFC 2231 form is the exception: readers agree on it
+ * and clamd alone does not read it, so it is cut, and `clamdMisreads` says the virus stage should
+ * scan the pieces even when the whole message is small.
  */
 import { randomBytes } from 'node:crypto';
-import { MAX_MIME_DEPTH, MimeWalker, type Part } from '../../lib/mime/structure';
+import { MAX_MIME_DEPTH, MimeWalker, type Part, RFC2231_BOUNDARY } from '../../lib/mime/structure';
 import { Message } from '../../transaction/message';
 
 /** A range of the body [start, end), and the header it goes with in a piece. */
@@ -51,6 +54,12 @@ export interface Cut {
   readonly notCut: string | null;
   /** How deep its MIME nests: 0 for a message that is not multipart, 1 for parts of a multipart, ... */
   readonly depth: number;
+  /**
+   * Why clamd, given the whole message, splits it otherwise than mail readers and this walk
+   * (a boundary in RFC 2231 form: clamd sees one text part), or null. The pieces carry the
+   * parts as the walk found them, so clamd sees them as readers do.
+   */
+  readonly clamdMisreads: string | null;
 }
 
 /** The parts of the message, as pieces in body order (a walk of its MIME structure). */
@@ -65,24 +74,33 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
   if (walker.root.children.length === 0) {
     // Not multipart: the body with the message's own type and encoding fields.
     const fields = message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-transfer-encoding');
-    return { pieces: [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }], notCut: null, depth: 0 };
+    return {
+      pieces: [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }],
+      notCut: null,
+      depth: 0,
+      clamdMisreads: null,
+    };
   }
-  if (message.get('content-type').length > 1) return { pieces: [], notCut: 'mail readers split it differently (two Content-Type fields)', depth: 0 };
+  if (message.get('content-type').length > 1) return { pieces: [], notCut: 'mail readers split it differently (two Content-Type fields)', depth: 0, clamdMisreads: null };
   const depth = deepest(walker.root);
+  let clamdMisreads: string | null = null;
   const leaves: Array<{ part: Part; path: string }> = [];
   const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
   while (stack.length) {
     const { part, path } = stack.pop()!;
-    if (part.ambiguous) {
+    // Readers agree there, clamd alone does not: the pieces fix that, so the part is cut.
+    if (part.ambiguous === RFC2231_BOUNDARY) clamdMisreads ??= `${path ? `part ${path}` : 'the message'}: ${RFC2231_BOUNDARY}`;
+    else if (part.ambiguous) {
       const where = path ? `part ${path}` : 'the message';
       return {
         pieces: [],
         notCut: part.ambiguous.startsWith('more than') ? `${where}: ${part.ambiguous}` : `mail readers split it differently (${where}: ${part.ambiguous})`,
         depth,
+        clamdMisreads,
       };
     }
     // What lies below the walk's depth cap would stay as deep in a piece: clamd would not reach it either.
-    if (part.opaque) return { pieces: [], notCut: `part ${path}: MIME nested deeper than ${MAX_MIME_DEPTH} levels`, depth };
+    if (part.opaque) return { pieces: [], notCut: `part ${path}: MIME nested deeper than ${MAX_MIME_DEPTH} levels`, depth, clamdMisreads };
     if (part.children.length === 0 && part !== walker.root) leaves.push({ part, path });
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }
@@ -103,7 +121,7 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     previous = part;
   }
   if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
-  return { pieces, notCut: null, depth };
+  return { pieces, notCut: null, depth, clamdMisreads };
 }
 
 /** The depth of the deepest entity under `root`; one more than the cap when a part at the cap was not walked into. */
