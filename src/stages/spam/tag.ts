@@ -10,7 +10,7 @@
  *   added after this by the verdict. Finding SPAM_TAG_HEADERS_REMOVED (detail: the names).
  * - spam.subjectTag: put before the Subject of spam (tag2 and above; amavisd
  *   $sa_spam_subject_tag), every Subject field, the rest of each field's bytes as they came;
- *   a message without Subject gets one. Not on originating banks (amavisd tags local
+ *   a message without Subject gets one, a Subject that starts with the tag already is left. Not on originating banks (amavisd tags local
  *   recipients' mail only). Finding SPAM_TAG_SUBJECT.
  * The Subject tag breaks DKIM signatures that cover Subject (nearly all), as with amavisd;
  * verification (dkim-verify, dmarc) ran before, on the message as it arrived.
@@ -23,13 +23,28 @@ import { spamBankSchema } from './schema';
 
 const FINDINGS = ['SPAM_TAG_HEADERS_REMOVED', 'SPAM_TAG_SUBJECT'] as const;
 
-/** The tag, then the field's value from its first non-blank byte on (folding and encoded words kept). */
+/** RFC 5322 2.1.1: a line is at most 998 octets without its CRLF. */
+const MAX_LINE_OCTETS = 998;
+
+/**
+ * The tag, then the field's value from its first non-blank byte on (folding and encoded words
+ * kept); the field as it came when its value already starts with the tag (the message passed
+ * a filter with this tag before: a .forward back through postseal, a second MX), so spam is
+ * never tagged twice. When the tag would take the first line past 998 octets, the field is
+ * folded after the tag (where its trailing space was: the unfolded value is the same).
+ */
 export function taggedSubject(field: HeaderField, tag: string): HeaderField {
   const value = field.raw.subarray(field.raw.indexOf(0x3a) + 1);
   let i = 0;
   while (i < value.length && (value[i] === 0x20 || value[i] === 0x09 || value[i] === 0x0d || value[i] === 0x0a)) i++;
   if (i === value.length) return makeField(field.name, tag.trimEnd());
-  return { name: field.name, key: field.key, raw: Buffer.concat([Buffer.from(`${field.name}: ${tag}`, 'latin1'), value.subarray(i)]) };
+  const rest = value.subarray(i);
+  if (rest.toString('latin1', 0, tag.length) === tag || rest.toString('latin1').replace(/\r?\n$/, '') === tag.trimEnd()) return field;
+  const head = Buffer.from(`${field.name}: ${tag}`, 'latin1');
+  const eol = rest.indexOf('\r\n');
+  const firstLine = head.length + (eol < 0 ? rest.length : eol);
+  if (firstLine <= MAX_LINE_OCTETS) return { name: field.name, key: field.key, raw: Buffer.concat([head, rest]) };
+  return { name: field.name, key: field.key, raw: Buffer.concat([Buffer.from(`${field.name}: ${tag.trimEnd()}\r\n `, 'latin1'), rest]) };
 }
 
 export const spamTagStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({
@@ -54,8 +69,12 @@ export const spamTagStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>
       const tag = settings.subjectTag;
       if (spam.spammy && tag !== '' && !bank.originating) {
         const has = fields.some((f) => f.key === 'subject');
-        fields = has ? fields.map((f) => (f.key === 'subject' ? taggedSubject(f, tag) : f)) : [makeField('Subject', tag.trimEnd()), ...fields];
-        findings.push({ code: 'SPAM_TAG_SUBJECT', detail: has ? `"${tag}" put before the Subject` : `no Subject: added "${tag.trimEnd()}"` });
+        const tagged = has ? fields.map((f) => (f.key === 'subject' ? taggedSubject(f, tag) : f)) : [makeField('Subject', tag.trimEnd()), ...fields];
+        // A Subject that already starts with the tag is left as it came: no edit, no finding.
+        if (tagged.some((f, n) => f !== fields[n]) || !has) {
+          fields = tagged;
+          findings.push({ code: 'SPAM_TAG_SUBJECT', detail: has ? `"${tag}" put before the Subject` : `no Subject: added "${tag.trimEnd()}"` });
+        }
       }
       return findings.length ? { findings, message: tx.message.withFields(fields) } : { findings };
     },

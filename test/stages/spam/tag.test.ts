@@ -22,6 +22,21 @@ describe('the Subject tag', () => {
     expect(taggedSubject(subjectOf('Subject:   \r\n'), '***SPAM*** ').raw.toString()).toBe('Subject: ***SPAM***\r\n');
   });
 
+  it('is not put twice: a Subject that starts with it already (the message passed postseal before) stays as it came', () => {
+    for (const raw of ['Subject: ***SPAM*** cheap\r\n', 'Subject:\r\n ***SPAM*** cheap\r\n', 'Subject: ***SPAM***\r\n']) {
+      const field = subjectOf(raw);
+      expect(taggedSubject(field, '***SPAM*** ')).toBe(field);
+    }
+  });
+
+  it('folds after the tag when the tag would take the first line past 998 octets, the unfolded value unchanged', () => {
+    const long = 'x'.repeat(985);
+    const f = taggedSubject(subjectOf(`Subject: ${long}\r\n`), '***SPAM*** ');
+    const lines = f.raw.toString('latin1').split('\r\n');
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(998);
+    expect(f.raw.toString('latin1').replace(/\r\n(?=[ \t])/g, '')).toBe(`Subject: ***SPAM*** ${long}\r\n`);
+  });
+
   it('keeps 8-bit bytes of the Subject as they came', () => {
     const raw = Buffer.concat([Buffer.from('Subject: '), Buffer.from([0xc3, 0xa4]), Buffer.from('\r\nFrom: a@b.test\r\n\r\nx\r\n')]);
     const f = taggedSubject(Message.parse(memorySpool(raw)).get('subject')[0], '[SPAM] ');
@@ -45,6 +60,12 @@ describe('the spam-tag stage', () => {
     const { head, findings } = await run({}, { score: 9, spammy: true }, 'From: a@b.test\r\n\r\nbody\r\n');
     expect(head).toBe('Subject: [SPAM]\r\nFrom: a@b.test\r\n\r\n');
     expect(findings).toEqual([{ code: 'SPAM_TAG_SUBJECT', detail: 'no Subject: added "[SPAM]"' }]);
+  });
+
+  it('leaves a Subject tagged on an earlier pass as it is, with no finding', async () => {
+    const { head, findings } = await run({ spam: { removeExistingHeaders: false } }, { score: 9, spammy: true }, 'Subject: [SPAM] cheap\r\nFrom: a@b.test\r\n\r\nbody\r\n');
+    expect(head).toBeUndefined();
+    expect(findings).toEqual([]);
   });
 
   it('tags every Subject field, not only the first', async () => {
