@@ -353,11 +353,14 @@ function normalEncoding(value: string | undefined): string {
   );
 }
 
+/** The encodings that leave the bytes as they are (RFC 2045 6.2): "7bit" beside "8bit" decodes the same. */
+const IDENTITY = new Set(['7bit', '8bit', 'binary']);
+
 /**
- * Whether a part's Content-Transfer-Encoding fields disagree: the walk decodes by the first,
- * clamd decodes by each, and a reader may take the last ("7bit" then "base64" hides a program
- * from a checker that reads the first).
+ * Whether a part's Content-Transfer-Encoding fields disagree on how to decode it: the walk
+ * decodes by the first, clamd decodes by each, and a reader may take the last ("7bit" then
+ * "base64" hides a program from a checker that reads the first).
  */
 export function twoEncodings(values: readonly string[]): boolean {
-  return new Set(values.map(normalEncoding)).size > 1;
+  return new Set(values.map((v) => (IDENTITY.has(normalEncoding(v)) ? '7bit' : normalEncoding(v)))).size > 1;
 }

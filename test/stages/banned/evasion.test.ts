@@ -150,6 +150,11 @@ describe('banned: a part with two Content-Transfer-Encoding fields that differ',
     const r = await check(mp('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: BaSe64 \r\n', b64('hello')));
     expect(r.codes).toEqual([]);
   });
+
+  it('passes "7bit" beside "8bit" (neither decodes anything: a list server that added one)', async () => {
+    const r = await check(mp('Content-Type: text/plain\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: 8bit\r\n', 'hello'));
+    expect(r.codes).toEqual([]);
+  });
 });
 
 describe('banned: a delimiter line only some readers take for one', () => {
