@@ -186,6 +186,12 @@ describe('the virus stage with a real clamd', () => {
       expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${EICAR_NAME} (scan 1 of 1, `) }]);
     });
 
+    it('finds EICAR behind the first of two Content-Type fields (Thunderbird reads it, clamd the last), scanning that reading in pieces', async () => {
+      const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="AB"\r\nContent-Type: text/plain\r\n\r\n--AB\r\n${eicarPart}\r\n--AB--\r\n`;
+      const { findings } = await scan(msg);
+      expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${EICAR_NAME} (scan 1 of 1, `) }]);
+    });
+
     it('does not call a message nested past the MIME walk (100 levels) scanned: not scanned, onTooBig decides', async () => {
       const { findings, verdict } = await scan(nested(120, eicarPart), { onTooBig: 'tempfail' });
       expect(findings).toEqual([

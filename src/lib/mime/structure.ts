@@ -80,6 +80,8 @@ export const MAX_MIME_PARTS = 20_000;
  * and Thunderbird read it (the sections joined), but clamd reads no boundary there.
  */
 export const RFC2231_BOUNDARY = 'a boundary in RFC 2231 form (boundary*), which clamd does not read';
+/** Why a part is `ambiguous` when it has two Content-Type fields (Thunderbird reads the first, clamd the last). */
+export const TWO_CONTENT_TYPES = 'two Content-Type fields';
 
 export interface WalkerOptions {
   /** Parts at this depth are not walked into (opaque); at least 1. */
@@ -228,7 +230,7 @@ export class MimeWalker {
     part.headerEnd = line.start;
     if (line.length > 0) part.ambiguous = 'a line in the part header that is no header field';
     const cts = this.fields.filter((f) => f.name === 'content-type');
-    if (cts.length > 1) part.ambiguous = 'two Content-Type fields';
+    if (cts.length > 1) part.ambiguous = TWO_CONTENT_TYPES;
     const ct = cts[0];
     const ctes = this.fields.filter((f) => f.name === 'content-transfer-encoding');
     const cte = ctes[0];

@@ -104,11 +104,12 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
       return one('VIRUS_SCANNER_FAILED', `${client.name}: ${r.reason}: ${r.detail}${what}`);
     };
     /**
-     * A message over maxScanBytes, or nested deeper than clamd reads (`why`), its parts in
-     * several scans (pieces.ts); the first virus ends it.
+     * A message over maxScanBytes, or one clamd reads short whole (`why`), its parts in several
+     * scans (pieces.ts); the first virus ends it. `wholeScanned`: clamd found the whole message
+     * clean, so pieces that are one of two readings (`notCut` with pieces) complete it.
      */
-    const scanInPieces = async (tx: Transaction, cut: Cut, why: string, signal: AbortSignal): Promise<StageOutcome> => {
-      if (cut.notCut) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, ${why}, not cut into pieces: ${cut.notCut}`);
+    const scanInPieces = async (tx: Transaction, cut: Cut, why: string, signal: AbortSignal, wholeScanned = false): Promise<StageOutcome> => {
+      if (cut.notCut && !(wholeScanned && cut.pieces.length)) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, ${why}, not cut into pieces: ${cut.notCut}`);
       const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes, keptHeader(tx.message).length);
       const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
       for (const [i, pieces] of scans.entries()) {
@@ -141,8 +142,8 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
             // clamd answers OK for what lies below its MaxRecursion, or for parts it did not split
             // as readers do: such a message is scanned again, in pieces of the parts readers see.
             const cut = await piecesOf(tx.message, signal);
-            if (cut.depth > s.maxMimeDepth) return scanInPieces(tx, cut, `MIME nested ${cut.depth} levels deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`, signal);
-            if (cut.clamdMisreads) return scanInPieces(tx, cut, `split otherwise by clamd than by mail readers (${cut.clamdMisreads})`, signal);
+            if (cut.depth > s.maxMimeDepth) return scanInPieces(tx, cut, `MIME nested ${cut.depth} levels deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`, signal, true);
+            if (cut.clamdMisreads) return scanInPieces(tx, cut, `split otherwise by clamd than by mail readers (${cut.clamdMisreads})`, signal, true);
             return one('VIRUS_CLEAN', versions.current ?? client.name);
           }
           case 'found':

@@ -22,10 +22,12 @@
  * boundaries loosely); a message of more than structure.ts MAX_MIME_PARTS parts; and one nested
  * past the walk's depth cap. A boundary in RFC 2231 form is the exception: readers agree on it
  * and clamd alone does not read it, so it is cut, and `clamdMisreads` says the virus stage should
- * scan the pieces even when the whole message is small.
+ * scan the pieces even when the whole message is small. Two Content-Type fields are cut too but
+ * stay `notCut` (the pieces are one reading, clamd's of the whole message the other): the virus
+ * stage scans them after a clean whole scan, never instead of one.
  */
 import { randomBytes } from 'node:crypto';
-import { MAX_MIME_DEPTH, MimeWalker, type Part, RFC2231_BOUNDARY } from '../../lib/mime/structure';
+import { MAX_MIME_DEPTH, MimeWalker, type Part, RFC2231_BOUNDARY, TWO_CONTENT_TYPES } from '../../lib/mime/structure';
 import { Message } from '../../transaction/message';
 
 /** A range of the body [start, end), and the header it goes with in a piece. */
@@ -55,9 +57,11 @@ export interface Cut {
   /** How deep its MIME nests: 0 for a message that is not multipart, 1 for parts of a multipart, ... */
   readonly depth: number;
   /**
-   * Why clamd, given the whole message, splits it otherwise than mail readers and this walk
-   * (a boundary in RFC 2231 form: clamd sees one text part), or null. The pieces carry the
-   * parts as the walk found them, so clamd sees them as readers do.
+   * Why clamd, given the whole message, may split it otherwise than a mail reader, or null: a
+   * boundary in RFC 2231 form (readers join it, clamd sees one text part), two Content-Type
+   * fields (clamd takes the last, Thunderbird and this walk the first). The pieces carry the
+   * parts as this walk found them, so the whole message and the pieces scan both readings;
+   * `pieces` is then set even when `notCut` says the pieces alone do not stand for the message.
    */
   readonly clamdMisreads: string | null;
 }
@@ -81,15 +85,17 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
       clamdMisreads: null,
     };
   }
-  if (message.get('content-type').length > 1) return { pieces: [], notCut: 'mail readers split it differently (two Content-Type fields)', depth: 0, clamdMisreads: null };
   const depth = deepest(walker.root);
   let clamdMisreads: string | null = null;
+  // Two readings of a header: the pieces are one, the whole message (as clamd reads it) the other.
+  let twoReadings: string | null = message.get('content-type').length > 1 ? `the message: ${TWO_CONTENT_TYPES}` : null;
   const leaves: Array<{ part: Part; path: string }> = [];
   const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
   while (stack.length) {
     const { part, path } = stack.pop()!;
     // Readers agree there, clamd alone does not: the pieces fix that, so the part is cut.
     if (part.ambiguous === RFC2231_BOUNDARY) clamdMisreads ??= `${path ? `part ${path}` : 'the message'}: ${RFC2231_BOUNDARY}`;
+    else if (part.ambiguous === TWO_CONTENT_TYPES) twoReadings ??= `${path ? `part ${path}` : 'the message'}: ${part.ambiguous}`;
     else if (part.ambiguous) {
       const where = path ? `part ${path}` : 'the message';
       return {
@@ -121,6 +127,7 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     previous = part;
   }
   if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
+  if (twoReadings) return { pieces, notCut: `mail readers split it differently (${twoReadings})`, depth, clamdMisreads: twoReadings };
   return { pieces, notCut: null, depth, clamdMisreads };
 }
 
