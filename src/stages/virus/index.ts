@@ -1,6 +1,9 @@
 /**
  * virus: the message as received goes to clamd (lib/clamd, INSTREAM over a unix socket or
- * TCP), the amavisd-new way: clamd decodes MIME, archives and encodings itself.
+ * TCP), the amavisd-new way: clamd decodes MIME, archives and encodings itself. Where clamd
+ * reads a message short (MIME nested deeper than virus.maxMimeDepth: clamd stops at its
+ * MaxRecursion and says OK; a boundary in RFC 2231 form; two Content-Type fields), a clean
+ * answer is followed by a scan in pieces of the parts as readers see them (pieces.ts).
  *
  * Findings: VIRUS_CLEAN (detail: clamd's version once known), VIRUS_FOUND and, when every
  * recipient is a virus lover, VIRUS_FOUND_LOVED (detail: the virus names), VIRUS_SCANNER_FAILED
