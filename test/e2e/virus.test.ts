@@ -79,6 +79,25 @@ describe('the virus stage through a real Postfix', () => {
     expect(await e2e.postseal.message(queueId)).toMatchObject({ verdict: 'tag', reason: 'VIRUS_FOUND_LOVED' });
   }, 60_000);
 
+  it('refuses EICAR 25 MIME levels deep, which clamd given the whole message answers OK for (past its MaxRecursion)', async () => {
+    const base = testMail({ from: `sender@${MAIL_DOMAIN}`, subject: 'eicar deep' });
+    let body = `Content-Type: application/octet-stream; name="invoice.com"\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(EICAR).toString('base64')}`;
+    for (let i = 25; i >= 1; i--) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}\r\n--b${i}--\r\n`;
+    const mail = { ...base, data: `${base.data.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\n${body}` };
+    const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
+    const bounced = await waitFor(
+      `the bounce of ${queueId}`,
+      () =>
+        e2e.postfix
+          .maillog()
+          .split('\n')
+          .find((l) => l.includes(`${queueId}:`) && l.includes('status=bounced')),
+      { explain },
+    );
+    expect(bounced).toContain(`said: 554 5.7.0 Message rejected: virus found (${EICAR_NAME} (scan 1 of 1, `);
+    expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
+  }, 60_000);
+
   it('defers mail with 451 while clamd is down, keeps it queued, and delivers it once after clamd is back and the queue is flushed', async () => {
     const mail = testMail({ from: 'bob@remote.test', subject: 'clamd down' });
     await clamd.kill();
