@@ -6,7 +6,8 @@
  * report and a report's failure never reaches it.
  *
  * Per sample, in order: once per message (the dmarc stage's retry id, "dmarc-ruf-seen:<id>": a
- * message Postfix retries after a later stage tempfailed it is not reported again); the limits, counted in the shared store so that every worker and host
+ * message Postfix retries after a later stage tempfailed it is not reported again, unless the
+ * report of an earlier attempt did not go out: dns-temperror, send-failed); the limits, counted in the shared store so that every worker and host
  * sharing it shares them, before any DNS lookup (a sample over a limit costs no query): per
  * organizational domain of the policy domain (RFC 7489 3.2, so an attacker's thousands of
  * subdomains share one limit) and UTC clock hour ("dmarc-ruf:<org domain>:<hour>"), over all
@@ -150,16 +151,33 @@ export class FailureReporter implements DmarcFailureSink {
   }
 
   private async reportOne(s: FailureSample): Promise<FailureOutcome> {
+    const { deps } = this;
+    const policyDomain = s.policy.domain;
+    // Each message once, across Postfix's retries (a later stage tempfailed it) and processes:
+    // before the limits, so a retry uses none of them.
+    if (s.once === undefined) return this.reportNew(s);
+    const seen = `${SEEN}${s.once}`;
+    if (!(await deps.store.setIfAbsent(seen, '1', { ttlMs: DEDUPE_MS })))
+      return { policyDomain, status: 'already-reported', to: [], reason: 'a delivery attempt of this message was reported before' };
+    // A report that did not go out for a passing reason (DNS, the downstream, a stop cutting its
+    // lookups short) does not mark the message: its next delivery attempt may report it.
+    // Before, the mark stayed and Postfix's retry of it was 'already-reported', never reported.
+    const o = await this.reportNew(s).catch(async (err: unknown) => {
+      await deps.store.delete(seen).catch(() => undefined);
+      throw err;
+    });
+    if (o.status === 'dns-temperror' || o.status === 'send-failed') await deps.store.delete(seen);
+    return o;
+  }
+
+  /** A sample not reported before: the limits, the destinations, the report. */
+  private async reportNew(s: FailureSample): Promise<FailureOutcome> {
     const { deps, settings: cfg } = this;
     const policyDomain = s.policy.domain;
     const hour = Math.floor(deps.now().getTime() / HOUR_MS);
     // A counter lives a little over its hour, so one that started late in the hour still counts it.
     const ttlMs = 2 * HOUR_MS;
     const org = orgDomain(policyDomain);
-    // Each message once, across Postfix's retries (a later stage tempfailed it) and processes:
-    // before the limits, so a retry uses none of them.
-    if (s.once !== undefined && !(await deps.store.setIfAbsent(`${SEEN}${s.once}`, '1', { ttlMs: DEDUPE_MS })))
-      return { policyDomain, status: 'already-reported', to: [], reason: 'a delivery attempt of this message was reported before' };
     if ((await deps.store.increment(`${DOMAIN_COUNT}${org}:${hour}`, 1, { ttlMs })) > cfg.maxPerDomainPerHour)
       return { policyDomain, status: 'domain-limit', to: [], reason: `${cfg.maxPerDomainPerHour} this hour for ${org}` };
     if ((await deps.store.increment(`${ALL_COUNT}${hour}`, 1, { ttlMs })) > cfg.maxPerHour)

@@ -203,6 +203,20 @@ describe('DMARC failure reports', () => {
     expect(sink.received).toHaveLength(2);
   });
 
+  test('a message whose report did not go out (downstream refused it, a DNS failure, a stop) is reported at its next delivery attempt', async () => {
+    const { r, outcomes } = reporter();
+    const once = { ...sample('c.test', 'v=DMARC1; p=none; ruf=mailto:ruf@c.test'), once: 'retry-id-of-one-message' };
+    sink.behaviour = { fail: { mail: [451, '4.3.0 try later'] } };
+    r.offer(once);
+    await r.idle();
+    sink.behaviour = {};
+    r.offer(once);
+    r.offer(once);
+    await r.idle();
+    expect(outcomes.map((o) => o.status)).toEqual(['send-failed', 'sent', 'already-reported']);
+    expect(sink.received).toHaveLength(1);
+  });
+
   test('a DMARC failure under p=quarantine is reported as delivered to spam when the bank quarantines', async () => {
     const { r } = reporter();
     const deps = { ...testStageDeps(dns, { timeoutMs: 2000 }), dmarcFailures: r };
