@@ -28,7 +28,8 @@
  * destinations are looked up at once: a hostile record whose lookups never answer costs one
  * DNS timeout per try and cannot keep the other domains' reports waiting behind its retries.
  * After a DNS failure, the pass asks neither that organizational domain's policy nor that
- * destination's authorization again. One report is built and sent by report-one.ts.
+ * destination's authorization again; a period made to wait so is not made to wait at its next
+ * pass (dmarc-report-skipped:), so nobody holds another's reports back pass after pass. One report is built and sent by report-one.ts.
  *
  * Report-ID: the policy domain, the period and a digest of the report's content
  * (lib/dmarc-report/aggregate.ts reportDigest) and of the store's identity (report-one.ts), so
@@ -131,6 +132,9 @@ export interface RunOptions {
 const LOCK = 'dmarc-report-lock:';
 const WAIT = 'dmarc-report-wait:';
 const ATTEMPTS = 'dmarc-report-attempts:';
+/** A period that waited in a pass for another domain's DNS failure: not made to wait again. */
+const SKIPPED = 'dmarc-report-skipped:';
+const ATTEMPTS_TTL_MS = 32 * 24 * 3600 * 1000;
 
 export async function runReports(deps: RunDeps, cfg: ReportSettings, opts: RunOptions = {}): Promise<ReportOutcome[]> {
   const nowSec = Math.floor(deps.now().getTime() / 1000);
@@ -195,11 +199,18 @@ async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, perio
   // One DNS failure per organizational domain and pass: its other periods (a wildcard record
   // gives an attacker any number of policy domains under one name server) would most likely
   // time out too, each costing the pass as much; they are not tried and count no failure.
+  // But a period waits so at most once: else an attacker sharing its organizational domain
+  // (a customer's delegated subdomain of a hosting domain not in the public suffix list) or
+  // its destination, with a fresh failing period sorted before it at every pass, held its
+  // reports back until the records expired. Its next try may cost one more timeout, no more.
+  const skipped = SKIPPED + id;
+  const waitedBefore = (await deps.store.get(skipped)) !== undefined;
+  const wait = async (o: ReportOutcome) => {
+    await deps.store.set(skipped, '1', { ttlMs: ATTEMPTS_TTL_MS });
+    pass.out.push(o);
+  };
   const org = orgDomain(policyDomain);
-  if (pass.dnsFailed.has(org)) {
-    pass.out.push({ ...base, status: 'waiting', reason: `DNS of ${org} failed in this pass` });
-    return;
-  }
+  if (pass.dnsFailed.has(org) && !waitedBefore) return wait({ ...base, status: 'waiting', reason: `DNS of ${org} failed in this pass` });
   if (!(await deps.store.setIfAbsent(LOCK + id, deps.owner, { ttlMs: cfg.lockTtlMs }))) {
     pass.out.push({ ...base, status: 'locked' });
     return;
@@ -207,13 +218,11 @@ async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, perio
   pass.attempted++;
   try {
     // A store or DNS error of one domain-period is its outcome, not the end of the pass.
-    let o = await reportOne(deps, cfg, policyDomain, period, false, signal, pass.dnsFailed).catch(
+    let o = await reportOne(deps, cfg, policyDomain, period, false, signal, waitedBefore ? new Set() : pass.dnsFailed).catch(
       (err: Error): ReportOutcome => ({ ...base, status: 'send-failed', reason: `error: ${err.message}` }),
     );
-    if (o.status === 'waiting') {
-      pass.out.push(o);
-      return;
-    }
+    if (o.status === 'waiting') return await wait(o);
+    if (waitedBefore) await deps.store.delete(skipped);
     const failed = o.status === 'dns-temperror' || o.status === 'send-failed';
     if (o.status === 'dns-temperror') for (const d of o.dnsFailed ?? [org]) pass.dnsFailed.add(d);
     // A lookup cut short because we are stopping is not the domain's failure: tried again at the next start.
@@ -241,7 +250,7 @@ async function attempt(deps: RunDeps, cfg: ReportSettings, { policyDomain, perio
 }
 
 async function backOff(store: Store, cfg: ReportSettings, id: string): Promise<number> {
-  const attempts = await store.increment(ATTEMPTS + id, 1, { ttlMs: 32 * 24 * 3600 * 1000 });
+  const attempts = await store.increment(ATTEMPTS + id, 1, { ttlMs: ATTEMPTS_TTL_MS });
   const waitMs = Math.min(cfg.retryMaxMs, cfg.retryBaseMs * 2 ** Math.min(30, attempts - 1));
   await store.set(WAIT + id, String(attempts), { ttlMs: waitMs });
   return attempts;

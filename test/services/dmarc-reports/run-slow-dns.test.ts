@@ -69,6 +69,8 @@ beforeAll(async () => {
     // An attacker's wildcard: any number of policy domains under one name server that stops answering.
     '_dmarc.a.wild.test': { behaviour: 'timeout' },
     '_dmarc.b.wild.test': { behaviour: 'timeout' },
+    // A customer of the same (non-public) hosting domain, with a name server that answers.
+    '_dmarc.shop.wild.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@shop.wild.test'] },
     // Two organizations naming one destination whose authorization never answers.
     '_dmarc.f.test': { TXT: ['v=DMARC1; p=none; rua=mailto:a@sink.test'] },
     '_dmarc.g.test': { TXT: ['v=DMARC1; p=none; rua=mailto:a@sink.test'] },
@@ -148,6 +150,16 @@ describe('report pass and a DNS that never answers', () => {
     expect(dns.queries.map((q) => q.name)).not.toContain('_dmarc.b.wild.test');
     // Not a failed try of its own: no back-off.
     expect(await store.get('dmarc-report-attempts:b.wild.test:2026-12-06')).toBeUndefined();
+  });
+
+  test("a period that waited for another domain's DNS failure is tried at the next pass, whatever fails before it there", async () => {
+    // The attacker's policy domains sort before the customer's, and a fresh one fails each pass.
+    for (const d of ['a.wild.test', 'b.wild.test', 'shop.wild.test']) await results.record(rec(d));
+    const first = await runReports(deps, cfg);
+    expect(first.map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['a.wild.test dns-temperror', 'b.wild.test waiting', 'shop.wild.test waiting']);
+    const second = await runReports(deps, cfg);
+    expect(second.map((o) => `${o.policyDomain} ${o.status}`)).toEqual(['a.wild.test waiting', 'b.wild.test dns-temperror', 'shop.wild.test sent']);
+    expect(sink.received.map((m) => m.recipients.map((r) => r.address))).toEqual([['agg@shop.wild.test']]);
   });
 
   test('a destination whose authorization failed is not asked again in the same pass for another policy domain', async () => {
