@@ -93,10 +93,20 @@ export async function reportOne(
   const date = deps.now();
   const compose = (r: AggregateReport & { reportId: string }, to: readonly string[]) =>
     composeReportMail({ from: cfg.from, to, policyDomain, submitter: cfg.submitter, reportId: r.reportId, begin, end, fileName: r.fileName, gzip: r.gzip, date });
-  // The DKIM-Signature added after this count: room for one of a 4096-bit key.
-  const signature = deps.sign ? 1024 : 0;
+  // RFC 7489 7.1: the size of the mail as sent, so with its DKIM-Signature fields (one per
+  // active key: a 4096-bit RSA and an Ed25519 signature take about 1300 octets, more with
+  // long d= and s=). Before, a guess of 1024 octets let such a report exceed the limit.
+  const sizeOf = async (r: AggregateReport & { reportId: string }) => {
+    const raw = compose(r, all);
+    return deps.sign ? (await deps.sign(raw)).length : raw.length;
+  };
   let report = await build(cfg.maxRowsPerReport ?? DEFAULT_MAX_ROWS);
-  let size = compose(report, all).length + signature;
+  let size: number;
+  try {
+    size = await sizeOf(report);
+  } catch (err) {
+    return { ...base, status: 'send-failed', messages, to: [], reason: `DKIM signing failed: ${(err as Error).message}`, report };
+  }
   // RFC 7489 7.1: a `!size` limit is on the report as sent; addresses that cannot take it are skipped.
   let fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
   // When no address can take it, a report of the rows with the largest counts that fits (the
@@ -106,7 +116,7 @@ export async function reportOne(
   for (let n = report.rows; !fits.length && n > 1; ) {
     n = Math.max(1, Math.min(Math.floor(n * 0.9), Math.floor((n * limit) / size)));
     report = await build(n);
-    size = compose(report, all).length + signature;
+    size = await sizeOf(report);
     fits = dest.send.filter((u) => u.maxBytes === undefined || size <= u.maxBytes);
   }
   if (!fits.length) return drop('too-big', all, `${size} bytes`);

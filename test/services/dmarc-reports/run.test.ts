@@ -12,9 +12,9 @@ import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/d
 import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
-import { dkimpy, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers';
+import { dkimpy, edKey, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers';
 import { reportSigner } from '../../../src/notify/sign';
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { startSink, type Sink } from '../../helpers/sink';
 
@@ -310,6 +310,33 @@ describe('aggregate report run', () => {
     expect(o).toMatchObject({ status: 'sent' });
     expect(sink.received[0].data.toString('latin1')).toMatch(/^DKIM-Signature: /);
     expect(sink.received[0].data.length).toBeLessThanOrEqual(4 * 1024);
+  });
+
+  test('a report signed by two keys (RSA 4096 and Ed25519) fits a rua limit with both signatures', async () => {
+    const forged = (i: number) => rec('exact.test', { sourceIp: `198.51.${i >> 8}.${i & 255}`, dkim: [{ domain: `f${i}.forged.test`, selector: `s${i * 7919}`, result: 'fail' }] });
+    const record = async () => {
+      for (let i = 0; i < 40; i++) await results.record(forged(i));
+    };
+    // The unsigned report's size, then a limit 1100 octets above it: less than the two signatures take.
+    dns.zone['_dmarc.exact.test'] = { TXT: ['v=DMARC1; p=none; rua=mailto:agg@exact.test'] };
+    await record();
+    await runReports(deps, cfg);
+    const unsigned = sink.received[0].data.length;
+    const limit = unsigned + 1100;
+    dns.zone['_dmarc.exact.test'] = { TXT: [`v=DMARC1; p=none; rua=mailto:agg@exact.test!${limit}`] };
+    await record();
+    const key = (k: typeof rsaKey) => ({
+      domain: k.domain,
+      selector: k.selector,
+      algorithm: k.algorithm,
+      privateKey: createPrivateKey(readFileSync(k.file)),
+      domainKeys: 'off' as const,
+    });
+    const rsa4096 = { ...key(rsaKey), selector: 'rsa4096', privateKey: generateKeyPairSync('rsa', { modulusLength: 4096 }).privateKey };
+    const [o] = await runReports({ ...deps, sign: reportSigner([rsa4096, key(edKey)], () => new Date()) }, { ...cfg, from: 'dmarc-reports@example.com' });
+    expect(o).toMatchObject({ status: 'sent' });
+    expect(sink.received[1].data.toString('latin1').match(/^DKIM-Signature: /gm)).toHaveLength(2);
+    expect(sink.received[1].data.length).toBeLessThanOrEqual(limit);
   });
 
   test('a domain-day locked by another sender is left to it', async () => {
