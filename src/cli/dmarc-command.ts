@@ -10,7 +10,8 @@
  *
  * Prints one line per report or day; exits 0, or 1 when a report owed could not be sent
  * (send-failed, dns-temperror, given-up, too-big, destination-limit) or the configuration is
- * invalid (CFG_*), 2 on usage errors.
+ * invalid (CFG_*), 2 on usage errors. `waiting` (a back-off, or another period's DNS failure in
+ * this run, itself a dns-temperror line) and `locked` (another sender has it) exit 0: still owed.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
