@@ -29,7 +29,8 @@
  * DNS timeout per try and cannot keep the other domains' reports waiting behind its retries.
  * After a DNS failure, the pass asks neither that organizational domain's policy nor that
  * destination's authorization again; a period made to wait so is not made to wait at its next
- * pass (dmarc-report-skipped:), so nobody holds another's reports back pass after pass. One report is built and sent by report-one.ts.
+ * pass (dmarc-report-skipped:), so nobody holds another's reports back pass after pass. One
+ * report is built and sent by report-one.ts.
  *
  * Report-ID: the policy domain, the period and a digest of the report's content
  * (lib/dmarc-report/aggregate.ts reportDigest) and of the store's identity (report-one.ts), so
