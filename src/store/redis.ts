@@ -83,6 +83,8 @@ class RedisStore implements Store {
   private closed = false;
   /** The connection error since the last 'ready', if any: operations fail at once with it. */
   private down: Error | undefined;
+  /** Whether the eviction policy was looked at (once, at the first connection). */
+  private evictionChecked = false;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.description = `redis ${redactUrl(opts.url)}`;
@@ -103,7 +105,31 @@ class RedisStore implements Store {
     this.client.on('ready', () => {
       if (this.down) opts.log?.info({ store: this.description }, 'store reconnected');
       this.down = undefined;
+      if (!this.evictionChecked) void this.checkEviction();
     });
+  }
+
+  /**
+   * A Redis that evicts keys at its maxmemory drops DMARC records, report locks, greylisting
+   * triplets and the quarantine index without a word, and postseal cannot tell an evicted key
+   * from one that never was: say so once, at the first connection. INFO, not CONFIG GET, as
+   * hosted Redis often renames CONFIG; when INFO is refused too there is nothing to say.
+   */
+  private async checkEviction(): Promise<void> {
+    this.evictionChecked = true;
+    try {
+      const info = await this.client.info('memory');
+      const maxmemory = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
+      const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+      if (maxmemory > 0 && policy && policy !== 'noeviction') {
+        this.opts.log?.warn(
+          { store: this.description, maxmemory, policy },
+          `Redis evicts keys at maxmemory (maxmemory-policy ${policy}): postseal's records, locks and greylisting triplets can vanish when it is full; set maxmemory-policy noeviction (writes then fail and are logged) or give Redis room`,
+        );
+      }
+    } catch {
+      // INFO refused or the connection gone again: not a reason to say anything.
+    }
   }
 
   /** Waits for the first connection; logs and returns (rather than failing start-up) when it does not come. */

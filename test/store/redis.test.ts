@@ -92,6 +92,30 @@ describe('redis store connection', () => {
     }
   });
 
+  test('a Redis that evicts keys at maxmemory is named in a warning at the first connection; one that does not, or has no maxmemory, is not', async () => {
+    const admin = new Redis(server.url);
+    const warned = async () => {
+      const { log, lines } = capture();
+      const store = await openRedisStore({ url: server.url, keyPrefix: 'evict:', timeoutMs: TIMEOUT_MS, log });
+      await store.set('k', 'v'); // after the INFO the check sent at 'ready'
+      await store.close();
+      return lines.filter((l) => l.level === 40 && String(l.msg).includes('maxmemory-policy'));
+    };
+    try {
+      await admin.config('SET', 'maxmemory', '100mb');
+      await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+      expect(await warned()).toEqual([expect.objectContaining({ policy: 'allkeys-lru', maxmemory: 104857600 })]);
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      expect(await warned()).toEqual([]);
+      await admin.config('SET', 'maxmemory-policy', 'volatile-lru');
+      await admin.config('SET', 'maxmemory', '0');
+      expect(await warned()).toEqual([]);
+    } finally {
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      admin.disconnect();
+    }
+  });
+
   test('a URL that is not redis:// is CFG_STORE_UNUSABLE, without its password in the message', async () => {
     const err = await rejection(openRedisStore({ url: 'http://user:secret@127.0.0.1:6379/', keyPrefix: '', timeoutMs: TIMEOUT_MS, where: 'p.yaml: /store/redis/url' }));
     expect(isPostsealError(err, 'CFG_STORE_UNUSABLE')).toBe(true);
