@@ -12,7 +12,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { simpleParser } from 'mailparser';
 import pino from 'pino';
-import type { ForwardTarget } from '../../src/config/bank-schema';
+import { sinkTarget } from '../helpers/sink';
 import { createDnsResolver } from '../../src/lib/dns';
 import { DownstreamPool } from '../../src/reinject/pool';
 import { poolSender, runReports } from '../../src/services/dmarc-reports';
@@ -95,7 +95,7 @@ describe('DMARC aggregate reports through a real Postfix', () => {
     expect(rows(xmlOf('b.test'))).toEqual(['2 none spf=fail']);
 
     // Now for real, through Postfix's originating reinjection port (the shipped notify target).
-    const pool = new DownstreamPool(notifyTarget(e2e.ports[10027]), 'e2e.test', pino({ level: 'silent' }));
+    const pool = new DownstreamPool(sinkTarget(e2e.ports[10027], { heloName: 'e2e.test', dataDoneTimeoutMs: 30000 }), 'e2e.test', pino({ level: 'silent' }));
     try {
       const sent = await runReports({ store, results, resolver, send: poolSender(pool), now: () => tomorrow, owner: 'e2e' }, settings);
       expect(sent.map((o) => [o.policyDomain, o.status, o.messages, o.to])).toEqual([
@@ -137,22 +137,6 @@ describe('DMARC aggregate reports through a real Postfix', () => {
     }
   }, 120_000);
 });
-
-/** The shipped notify target, as a bank's `notify` resolves to with the e2e port map. */
-function notifyTarget(port: number): ForwardTarget {
-  return {
-    protocol: 'smtp',
-    host: '127.0.0.1',
-    port,
-    heloName: 'e2e.test',
-    connectTimeoutMs: 5000,
-    commandTimeoutMs: 5000,
-    dataDoneTimeoutMs: 30000,
-    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
-    maxIdleConnections: 0,
-    idleTimeoutMs: 1000,
-  } as unknown as ForwardTarget;
-}
 
 /** The loopback DNS server the e2e postseal asks (dns.servers of its config). */
 function zoneServer(e2e: E2E): string {

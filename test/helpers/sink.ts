@@ -5,6 +5,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { ForwardTarget } from '../../src/config/bank-schema';
 
 export interface Received {
   mailFrom: string;
@@ -103,4 +104,21 @@ export async function startSink(opts: { lmtp?: boolean; xforward?: boolean; opti
       server.close(() => resolve());
     });
   return sink;
+}
+
+/** A plain-SMTP downstream target on 127.0.0.1:`port` with no kept connections, as a bank's `notify` or `forward` resolves to. */
+export function sinkTarget(port: number, opts: { heloName?: string; timeoutMs?: number; dataDoneTimeoutMs?: number } = {}): ForwardTarget {
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  return {
+    protocol: 'smtp',
+    host: '127.0.0.1',
+    port,
+    heloName: opts.heloName ?? 'receiver.test',
+    connectTimeoutMs: timeoutMs,
+    commandTimeoutMs: timeoutMs,
+    dataDoneTimeoutMs: opts.dataDoneTimeoutMs ?? timeoutMs,
+    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
+    maxIdleConnections: 0,
+    idleTimeoutMs: 1000,
+  } as unknown as ForwardTarget;
 }

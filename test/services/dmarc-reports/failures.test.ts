@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import pino from 'pino';
-import type { ForwardTarget } from '../../../src/config/bank-schema';
 import type { DmarcFailureSink, FailureSample } from '../../../src/lib/dmarc-report/failure';
 import { parseDmarcRecord } from '../../../src/lib/dmarc-report/policy';
 import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
@@ -26,7 +25,7 @@ import type { Store } from '../../../src/store/store';
 import { dkimpy, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { startRedisServer } from '../../helpers/redis-server';
-import { startSink, type Sink } from '../../helpers/sink';
+import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
 import { runStage, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-ruf-'));
@@ -69,19 +68,7 @@ beforeAll(async () => {
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
   sink = await startSink();
-  const target = {
-    protocol: 'smtp',
-    host: '127.0.0.1',
-    port: sink.port,
-    heloName: 'receiver.test',
-    connectTimeoutMs: 1000,
-    commandTimeoutMs: 1000,
-    dataDoneTimeoutMs: 1000,
-    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
-    maxIdleConnections: 0,
-    idleTimeoutMs: 1000,
-  } as unknown as ForwardTarget;
-  pool = new DownstreamPool(target, 'receiver.test', silent);
+  pool = new DownstreamPool(sinkTarget(sink.port, { timeoutMs: 1000 }), 'receiver.test', silent);
 });
 afterAll(async () => {
   await pool.close();

@@ -8,7 +8,6 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import type { ForwardTarget } from '../../../src/config/bank-schema';
 import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
 import { DownstreamPool } from '../../../src/reinject/pool';
 import { poolSender } from '../../../src/notify/send';
@@ -17,7 +16,7 @@ import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/d
 import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
-import { startSink, type Sink } from '../../helpers/sink';
+import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-slow-dns-'));
 const log = pino({ level: 'silent' });
@@ -79,19 +78,7 @@ beforeAll(async () => {
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
   sink = await startSink();
-  const target = {
-    protocol: 'smtp',
-    host: '127.0.0.1',
-    port: sink.port,
-    heloName: 'receiver.test',
-    connectTimeoutMs: 5000,
-    commandTimeoutMs: 5000,
-    dataDoneTimeoutMs: 5000,
-    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
-    maxIdleConnections: 0,
-    idleTimeoutMs: 1000,
-  } as unknown as ForwardTarget;
-  pool = new DownstreamPool(target, 'receiver.test', log);
+  pool = new DownstreamPool(sinkTarget(sink.port), 'receiver.test', log);
 });
 
 afterAll(async () => {

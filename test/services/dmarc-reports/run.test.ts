@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
-import type { ForwardTarget } from '../../../src/config/bank-schema';
 import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
 import { DownstreamPool } from '../../../src/reinject/pool';
 import { runReports, type ReportSettings, type RunDeps } from '../../../src/services/dmarc-reports/run';
@@ -16,7 +15,7 @@ import { dkimpy, edKey, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-ver
 import { reportSigner } from '../../../src/notify/sign';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startSink, type Sink } from '../../helpers/sink';
+import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-run-'));
 const log = pino({ level: 'silent' });
@@ -77,19 +76,7 @@ beforeAll(async () => {
   });
   resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
   sink = await startSink();
-  const target = {
-    protocol: 'smtp',
-    host: '127.0.0.1',
-    port: sink.port,
-    heloName: 'receiver.test',
-    connectTimeoutMs: 5000,
-    commandTimeoutMs: 5000,
-    dataDoneTimeoutMs: 5000,
-    tls: { mode: 'none', caFile: '', verifyName: '', certFile: '', keyFile: '' },
-    maxIdleConnections: 0,
-    idleTimeoutMs: 1000,
-  } as unknown as ForwardTarget;
-  pool = new DownstreamPool(target, 'receiver.test', log);
+  pool = new DownstreamPool(sinkTarget(sink.port), 'receiver.test', log);
 });
 
 afterAll(async () => {
