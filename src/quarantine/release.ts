@@ -8,9 +8,9 @@
  * signed). `to` sends it to that one address instead (no NOTIFY/ORCPT: they were the original
  * recipients').
  *
- * Delivered at most once per recipient: a lock file ID.releasing (O_EXCL, saying "pid host";
- * taken over when that process of this host is gone, or, from another host, after
- * RELEASE_LOCK_STALE_MS, by one release only) keeps two releases apart; under it the releases are read again, a
+ * Delivered at most once per recipient: a lock file ID.releasing (O_EXCL, saying "pid host
+ * token identity"; taken over when that process of this kernel is gone, or, from any other,
+ * after RELEASE_LOCK_STALE_MS, by one release only) keeps two releases apart; under it the releases are read again, a
  * released message needs `force`, and `force` sends only to recipients that did not accept
  * it yet. Once the downstream accepted the end of data (on LMTP: per recipient), the
  * accepted recipients are logged and then recorded with the held message; a failure to
@@ -20,7 +20,7 @@
  * Fails: never throws for downstream trouble (REINJECT_* come back as `reply`).
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { ForwardTarget } from '../config/bank-schema';
 import type { Logger } from '../lib/log';
@@ -43,7 +43,7 @@ export interface ReleaseResult {
 const show = (r: DownstreamReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''} ${r.text}`;
 const isOk = (r: DownstreamReply) => r.code >= 200 && r.code < 300;
 
-/** A lock file of another host (or of an older postseal) this old is a release that crashed: taken over. */
+/** A lock file of another machine, boot or pid namespace (or without an identity) this old is a release that crashed: taken over. */
 export const RELEASE_LOCK_STALE_MS = 10 * 60_000;
 
 /** A takeover that has not finished in this long crashed: its file is removed. */
@@ -61,17 +61,27 @@ async function readLock(file: string): Promise<{ text: string; mtimeMs: number }
 }
 
 /**
- * Takes the lock file for `me` ("pid host token"): null once held, else why not (another
- * release holds it). A stale lock is replaced by a rename over it (the path is never empty,
+ * Takes the lock file for `me` ("pid host token identity"): null once held, else why not
+ * (another release holds it). A stale lock is replaced by a rename over it (the path is never empty,
  * so no O_EXCL create can slip in), under a second lock file ID.releasing.takeover (O_EXCL)
  * so that only one release replaces it: a stat-then-rm take-over let two releases through.
  */
 async function lock(file: string, me: string, now: number): Promise<string | null> {
+  // Written whole under a name of our own, then linked (fails if the lock exists): no other
+  // release ever reads an empty or half-written lock, whose cut identity would look crashed.
+  const temp = `${file}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await fsp.writeFile(temp, `${me}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    return await lockWith(file, temp, now);
+  } finally {
+    await fsp.rm(temp, { force: true });
+  }
+}
+
+async function lockWith(file: string, temp: string, now: number): Promise<string | null> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const h = await fsp.open(file, 'wx', 0o600);
-      await h.write(`${me}\n`);
-      await h.close();
+      await fsp.link(temp, file);
       return null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -95,8 +105,6 @@ async function lock(file: string, me: string, now: number): Promise<string | nul
       const again = await readLock(file);
       if (!again) continue;
       if (again.text !== seen.text || again.mtimeMs !== seen.mtimeMs) return holder(again.text, now - again.mtimeMs) ?? 'another release took over its stale lock';
-      const temp = `${file}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
-      await fsp.writeFile(temp, `${me}\n`, { mode: 0o600, flag: 'wx' });
       await fsp.rename(temp, file);
       return null;
     } finally {
@@ -114,19 +122,50 @@ async function unlock(file: string, me: string): Promise<void> {
 }
 
 /**
- * Who holds a lock file that says "pid host": a process of this host that still runs holds it
- * however long its release takes (a slow downstream); one that is gone crashed, and its lock is
- * taken over at once. A lock of another host, or one without a host, is judged by its age.
+ * Which process this is, in a form no other process can share: the kernel's boot id, its pid
+ * namespace and the process's start time. The host name and pid alone are not: after a reboot,
+ * or in a container (where the daemon is pid 1 at every start), the pid of a crashed release
+ * belongs to another live process; and two hosts (or containers) with one host name share a
+ * folder. "" where /proc does not tell (then the lock is judged by its age).
+ */
+export function processIdentity(pid: number): string {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const ns = readlinkSync('/proc/self/ns/pid').replace(/\D/g, '');
+    return `${boot}/${ns}/${startTime(pid)}`;
+  } catch {
+    return '';
+  }
+}
+
+/** Field 22 of /proc/PID/stat (clock ticks after boot); throws when the process is gone. */
+function startTime(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  if (!start) throw new Error(`/proc/${pid}/stat has no start time`);
+  return start;
+}
+
+/**
+ * Who holds a lock file that says "pid host token identity": a process of this kernel and pid
+ * namespace (same boot id and namespace in its identity) holds it while a process with that pid
+ * and start time runs, however long its release takes (a slow downstream); once none does, it
+ * crashed, and its lock is taken over at once. Any other lock (another machine, even one of the
+ * same host name; this one before a reboot; no identity) is judged by its age.
  */
 function holder(text: string, ageMs: number): string | null {
-  const [pid, host] = text.split(/\s+/);
-  if (host === hostname() && pid && /^\d+$/.test(pid)) {
+  const [pid, host, , identity] = text.split(/\s+/);
+  const here = processIdentity(process.pid);
+  const scope = (id: string) => id.slice(0, id.lastIndexOf('/'));
+  if (identity && here && pid && /^\d+$/.test(pid) && scope(identity) === scope(here)) {
+    const runs = `process ${pid} on ${host ?? 'this host'} holds its lock; if no such release runs, remove the lock file`;
     try {
-      process.kill(Number(pid), 0);
+      // Another process that got the pid since (a reboot is another boot id) started later.
+      return `${scope(identity)}/${startTime(Number(pid))}` === identity ? runs : null;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return null;
+      // Gone: it crashed. A /proc that hides other users' processes (EACCES) says nothing: it may run.
+      return (err as NodeJS.ErrnoException).code === 'EACCES' ? runs : null;
     }
-    return `process ${pid} on ${host} holds its lock; if no such release runs, remove the lock file`;
   }
   if (ageMs >= RELEASE_LOCK_STALE_MS) return null;
   return `${pid ? `process ${pid}${host ? ` on ${host}` : ''}` : 'a release'} holds its lock, taken over after ${RELEASE_LOCK_STALE_MS / 60_000} minutes`;
@@ -140,7 +179,7 @@ export async function releaseHeld(
 ): Promise<ReleaseResult> {
   const fail = (reply: string, accepted: string[] = [], refused: ReleaseResult['refused'] = []): ReleaseResult => ({ ok: false, accepted, refused, reply });
   const lockFile = fileOf(quarantine.dir, entry.id, 'releasing');
-  const me = `${process.pid} ${hostname()} ${randomBytes(6).toString('hex')}`;
+  const me = `${process.pid} ${hostname()} ${randomBytes(6).toString('hex')} ${processIdentity(process.pid)}`.trim();
   const busy = await lock(lockFile, me, Date.now());
   if (busy) return fail(`another release of ${entry.id} is running (${busy}: ${lockFile})`);
   try {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../src/lib/log';
 import { Quarantine } from '../../src/quarantine/quarantine';
-import { releaseHeld } from '../../src/quarantine/release';
+import { processIdentity, releaseHeld } from '../../src/quarantine/release';
 import { openSqliteStore } from '../../src/store/sqlite';
 import { loadTestBank } from '../helpers/banks';
 import { startSink, type Sink } from '../helpers/sink';
@@ -149,10 +149,12 @@ describe('the release lock', () => {
     await sink.close();
   });
   const lockFile = () => path.join(dir, 'held', `${id}.releasing`);
+  /** This kernel's boot id and pid namespace, as a lock of this host says them. */
+  const thisKernel = () => processIdentity(process.pid).split('/').slice(0, 2).join('/');
   const ageLock = (ms: number) => utimesSync(lockFile(), new Date(Date.now() - ms), new Date(Date.now() - ms));
 
   it('is not taken over from a release still running on this host, however long it takes (a slow downstream)', async () => {
-    writeFileSync(lockFile(), `${process.pid} ${hostname()}\n`);
+    writeFileSync(lockFile(), `${process.pid} ${hostname()} token ${processIdentity(process.pid)}\n`);
     ageLock(3600_000);
     const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
     expect(r).toMatchObject({ ok: false, accepted: [] });
@@ -162,7 +164,33 @@ describe('the release lock', () => {
 
   it('is taken over at once from a release whose process is gone (it crashed)', async () => {
     const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']));
-    writeFileSync(lockFile(), `${dead} ${hostname()}\n`);
+    writeFileSync(lockFile(), `${dead} ${hostname()} token ${thisKernel()}/12345\n`);
+    const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
+    expect(r).toMatchObject({ ok: true, accepted: ['bob@example.test'] });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  // Another machine with this host name sharing the folder: its pid means nothing here.
+  it('is not taken over at once from a release of another machine of the same host name (another boot id), though its pid runs nowhere here', async () => {
+    const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']));
+    writeFileSync(lockFile(), `${dead} ${hostname()} token 00000000-0000-4000-8000-000000000000/${thisKernel().split('/')[1]}/12345\n`);
+    const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
+    expect(r.reply).toMatch(/holds its lock, taken over after 10 minutes/);
+    expect(sink.received).toHaveLength(0);
+  });
+
+  // pid 1 runs everywhere (in a container it is the daemon at every start): a lock of a crashed
+  // release that had that pid, before a restart or a reboot, was held for ever.
+  it('is taken over at once from a crashed release whose pid another process has now', async () => {
+    writeFileSync(lockFile(), `1 ${hostname()} token ${thisKernel()}/99999999999\n`);
+    const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
+    expect(r).toMatchObject({ ok: true, accepted: ['bob@example.test'] });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('is taken over after 10 minutes from a release before a reboot (another boot id), whatever runs with its pid now', async () => {
+    writeFileSync(lockFile(), `1 ${hostname()} token 00000000-0000-4000-8000-000000000000/${thisKernel().split('/')[1]}/5\n`);
+    ageLock(11 * 60_000);
     const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
     expect(r).toMatchObject({ ok: true, accepted: ['bob@example.test'] });
     expect(sink.received).toHaveLength(1);
