@@ -130,7 +130,8 @@ export function createSrsEngine(settings: SrsSettings): SrsEngine {
       if (/[@%!]/.test(user)) return { kind: 'unchanged', reason: 'routing-characters' };
       // An address literal, localhost or a one-label name is no outside sender: signed, it would
       // reverse into a recipient on our own network (recipient_canonical_maps), an open relay.
-      if (!isPublicDomain(lhost)) return { kind: 'unchanged', reason: 'not-a-public-domain' };
+      // The host as written (lhost lost its trailing dot: "x.example.." would pass as public).
+      if (!isPublicDomain(host.toLowerCase())) return { kind: 'unchanged', reason: 'not-a-public-domain' };
       if (local(lhost)) return { kind: 'unchanged', reason: 'local-domain' };
       if (excluded(lhost)) return { kind: 'unchanged', reason: 'excluded-domain' };
       const sep = settings.separator;

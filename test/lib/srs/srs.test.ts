@@ -205,6 +205,15 @@ describe('SRS engine', () => {
     expect(engine().forward('bob@local.example.')).toEqual({ kind: 'unchanged', reason: 'local-domain' });
   });
 
+  // domainKey takes one trailing dot and isPublicDomain took another: "local.example.." passed
+  // as public yet matched no listed domain, so a local or excluded sender was signed.
+  it.each(['bob@local.example..', 'bob@excluded.example..', 'bob@FWD.example..', 'bob@orig.example..'])(
+    'leaves %s alone: a domain with two trailing dots is no domain',
+    (sender) => {
+      expect(engine().forward(sender)).toEqual({ kind: 'unchanged', reason: 'not-a-public-domain' });
+    },
+  );
+
   it("signs another forwarder's SRS1 that points at no outside domain as an SRS0 of its own, which reverses to it", () => {
     const e = engine();
     const theirs = 'SRS1=zzzz=localhost==xYz1=AB=orig.example=alice@second.example';
