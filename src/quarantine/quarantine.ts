@@ -115,7 +115,10 @@ export class Quarantine {
     const id = await retryStableId(input);
     const meta = fileOf(dir, id, 'json');
     if (await exists(meta)) {
-      const held = await this.get(id);
+      // Held already: a record that cannot be read (a root-owned release record of an older
+      // sudo release) only stops the index refresh; thrown, it tempfailed every retry of the
+      // message until Postfix bounced it.
+      const held = await this.get(id).catch((err: Error) => void this.log.warn({ quarantineId: id, reason: err.message }, 'held message not re-indexed'));
       if (held) await this.index(held);
       return { id, duplicate: true };
     }

@@ -233,6 +233,12 @@ describe.each(backends)('the quarantine indexed in %s', (_name, open) => {
     );
   });
 
+  it('answers the retry of a held message whose release record cannot be read as a duplicate, not a failure (a tempfail at every retry, until Postfix bounced it)', async () => {
+    const first = await q.hold(input());
+    mkdirSync(path.join(dir, `${first.id}.released.json`));
+    expect(await q.hold(input({ session: 's2-another-session' }))).toEqual({ id: first.id, duplicate: true });
+  });
+
   it('sweeps expired messages, old leftovers (of crashed holds, deletes and releases) and stale index entries, and restores lost index entries', async () => {
     const old = await q.hold(input());
     const young = await q.hold(input({ queueId: 'Y' }));
