@@ -9,8 +9,8 @@
  * recipients').
  *
  * Delivered at most once per recipient: a lock file ID.releasing (O_EXCL, saying "pid host
- * token identity"; taken over when that process of this kernel is gone, or, from any other,
- * after RELEASE_LOCK_STALE_MS, by one release only) keeps two releases apart; under it the releases are read again, a
+ * token identity", touched while the release runs; taken over when that process of this kernel
+ * is gone, or, from any other, when untouched for RELEASE_LOCK_STALE_MS, by one release only) keeps two releases apart; under it the releases are read again, a
  * released message needs `force`, and `force` sends only to recipients that did not accept
  * it yet. Once the downstream accepted the end of data (on LMTP: per recipient), the
  * accepted recipients are logged and then recorded with the held message; a failure to
@@ -45,6 +45,13 @@ const isOk = (r: DownstreamReply) => r.code >= 200 && r.code < 300;
 
 /** A lock file of another machine, boot or pid namespace (or without an identity) this old is a release that crashed: taken over. */
 export const RELEASE_LOCK_STALE_MS = 10 * 60_000;
+
+/**
+ * A running release touches its lock this often, so a lock is stale only when no release has
+ * touched it for RELEASE_LOCK_STALE_MS: a release of another host to a slow downstream that
+ * passed 10 minutes was taken over and sent again.
+ */
+export const RELEASE_LOCK_REFRESH_MS = RELEASE_LOCK_STALE_MS / 10;
 
 /** A takeover that has not finished in this long crashed: its file is removed. */
 const TAKEOVER_STALE_MS = 60_000;
@@ -115,6 +122,12 @@ async function lockWith(file: string, temp: string, now: number): Promise<string
   return 'its lock file keeps changing';
 }
 
+/** Touches the lock file while it is still this release's (a failure only makes it look older). */
+async function refreshLock(file: string, me: string): Promise<void> {
+  const held = await readLock(file).catch(() => null);
+  if (held?.text === me) await fsp.utimes(file, new Date(), new Date()).catch(() => undefined);
+}
+
 /** Removes the lock file if it is still this release's (a release that outlived its lock must not remove the next one's). */
 async function unlock(file: string, me: string): Promise<void> {
   const held = await readLock(file).catch(() => null);
@@ -168,20 +181,22 @@ function holder(text: string, ageMs: number): string | null {
     }
   }
   if (ageMs >= RELEASE_LOCK_STALE_MS) return null;
-  return `${pid ? `process ${pid}${host ? ` on ${host}` : ''}` : 'a release'} holds its lock, taken over after ${RELEASE_LOCK_STALE_MS / 60_000} minutes`;
+  return `${pid ? `process ${pid}${host ? ` on ${host}` : ''}` : 'a release'} holds its lock, taken over ${RELEASE_LOCK_STALE_MS / 60_000} minutes after its release last touched it`;
 }
 
 export async function releaseHeld(
   quarantine: Quarantine,
   entry: HeldEntry,
   target: ForwardTarget,
-  opts: { heloName: string; log: Logger; to?: string; force?: boolean; now?: () => Date },
+  opts: { heloName: string; log: Logger; to?: string; force?: boolean; now?: () => Date; lockRefreshMs?: number },
 ): Promise<ReleaseResult> {
   const fail = (reply: string, accepted: string[] = [], refused: ReleaseResult['refused'] = []): ReleaseResult => ({ ok: false, accepted, refused, reply });
   const lockFile = fileOf(quarantine.dir, entry.id, 'releasing');
   const me = `${process.pid} ${hostname()} ${randomBytes(6).toString('hex')} ${processIdentity(process.pid)}`.trim();
   const busy = await lock(lockFile, me, Date.now());
   if (busy) return fail(`another release of ${entry.id} is running (${busy}: ${lockFile})`);
+  const refresh = setInterval(() => void refreshLock(lockFile, me), opts.lockRefreshMs ?? RELEASE_LOCK_REFRESH_MS);
+  refresh.unref();
   try {
     // Read again under the lock: a concurrent release may have finished meanwhile.
     const held = (await quarantine.get(entry.id)) ?? entry;
@@ -194,6 +209,7 @@ export async function releaseHeld(
     if (!rcpts.length) return fail(`every recipient already accepted it (${[...done].join(', ')})`);
     return await deliverHeld(quarantine, held, target, rcpts, mail, opts);
   } finally {
+    clearInterval(refresh);
     await unlock(lockFile, me);
   }
 }

@@ -5,7 +5,7 @@
  * carries the bytes held and the whole envelope.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -175,7 +175,7 @@ describe('the release lock', () => {
     const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']));
     writeFileSync(lockFile(), `${dead} ${hostname()} token 00000000-0000-4000-8000-000000000000/${thisKernel().split('/')[1]}/12345\n`);
     const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
-    expect(r.reply).toMatch(/holds its lock, taken over after 10 minutes/);
+    expect(r.reply).toMatch(/holds its lock, taken over 10 minutes after its release last touched it/);
     expect(sink.received).toHaveLength(0);
   });
 
@@ -194,6 +194,20 @@ describe('the release lock', () => {
     const r = await releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log });
     expect(r).toMatchObject({ ok: true, accepted: ['bob@example.test'] });
     expect(sink.received).toHaveLength(1);
+  });
+
+  // Its host judges the lock of another by its age: a release to a slow downstream must keep it young.
+  it('keeps its lock young while the downstream is slow, so another host does not take it over', async () => {
+    sink.behaviour = { stall: 'rcpt' };
+    const running = releaseHeld(q, (await q.get(id))!, target, { heloName: 'filter.test', log, lockRefreshMs: 20 });
+    const mtime = () => statSync(lockFile(), { throwIfNoEntry: false })?.mtimeMs;
+    while (mtime() === undefined) await new Promise((r) => setTimeout(r, 5));
+    ageLock(3600_000);
+    const aged = mtime()!;
+    while (mtime() === aged) await new Promise((r) => setTimeout(r, 5));
+    expect(mtime()!).toBeGreaterThan(aged);
+    await sink.close();
+    expect(await running).toMatchObject({ ok: false });
   });
 
   it('lets one of many releases that find the same stale lock at once deliver, and only one', async () => {
