@@ -461,7 +461,8 @@ export const mainConfigSchema = {
           minimum: 1,
           maximum: 10000000,
           default: 30,
-          description: 'DSNs and sender notices to one envelope-sender domain per hour; over it, as maxDsnPerHour.',
+          description:
+            'DSNs to one envelope-sender domain per hour, and apart from them sender notices to it (a flood of bounces of forged senders of a domain must not silence the notices its authenticated senders are owed); over it, as maxDsnPerHour and maxNoticesPerHour.',
         },
         maxNoticesPerHour: {
           type: 'integer',

@@ -42,7 +42,7 @@ export type RateKind = 'dsn' | 'notice:admin' | 'notice:recipient' | 'notice:sen
 export async function overLimit(store: Store, limits: RateLimits, kind: RateKind, senderDomain: string | undefined, log: Logger): Promise<string | null> {
   try {
     const count = async (key: string) => Number((await store.get(key)) ?? 0);
-    if (senderDomain && (await count(`notify-rate:sender:${senderDomain.toLowerCase()}`)) >= limits.maxPerSenderDomainPerHour)
+    if (senderDomain && (await count(domainKey(kind, senderDomain))) >= limits.maxPerSenderDomainPerHour)
       return `notify.maxPerSenderDomainPerHour (${limits.maxPerSenderDomainPerHour}) for ${senderDomain}`;
     const max = kind === 'dsn' ? limits.maxDsnPerHour : limits.maxNoticesPerHour;
     if ((await count(`notify-rate:${kind}`)) < max) return null;
@@ -58,11 +58,20 @@ export async function overLimit(store: Store, limits: RateLimits, kind: RateKind
 /** Counts one accepted mail of this kind (and to this sender domain); a store failure is logged. */
 export async function countSent(store: Store, kind: RateKind, senderDomain: string | undefined, log: Logger): Promise<void> {
   try {
-    if (senderDomain) await store.increment(`notify-rate:sender:${senderDomain.toLowerCase()}`, 1, { ttlMs: HOUR_MS });
+    if (senderDomain) await store.increment(domainKey(kind, senderDomain), 1, { ttlMs: HOUR_MS });
     await store.increment(`notify-rate:${kind}`, 1, { ttlMs: HOUR_MS });
   } catch (err) {
     log.warn({ err }, 'cannot count a sent notice or DSN in the store');
   }
+}
+
+/**
+ * The count of mail to one sender domain, DSNs apart from sender notices: a DSN goes to
+ * whatever sender a message claims, so a flood of bounces of forged senders of a domain used up
+ * its count and silenced the notices its authenticated senders are owed (kept the DSN's old key).
+ */
+function domainKey(kind: RateKind, senderDomain: string): string {
+  return `notify-rate:sender:${kind === 'dsn' ? '' : `${kind}:`}${senderDomain.toLowerCase()}`;
 }
 
 /** The domain of an address, lower-case; undefined for the null sender or no domain. */

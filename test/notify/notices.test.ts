@@ -144,7 +144,7 @@ async function send(data: string, opts: { from?: string; ident: string; to?: str
 }
 
 async function resetNoticeCounts(): Promise<void> {
-  for (const key of await store.scan('notify-rate:notice')) await store.delete(key);
+  for (const key of await store.scan('notify-rate:')) await store.delete(key);
 }
 
 /** The notices naming this queue id (admin: "Postfix queue id:", recipient and sender: "Reference:"). */
@@ -277,6 +277,22 @@ it('counts each audience on its own: a flood that uses up the admin notices does
   expect(noticesAbout('NF1').map(audience)).toEqual(['admin']);
   expect(noticesAbout('NF2').map(audience)).toEqual(['recipient', 'sender']);
   expect(logs.find((l) => l.queueId === 'NF2' && l.level === 40)).toMatchObject({ audience: 'admin', limit: 'notify.maxNoticesPerHour (1) for admin notices' });
+});
+
+// A DSN goes to whatever sender a message claims; a sender notice only to an authenticated one.
+it('counts sender notices to a domain apart from DSNs to it: bounces of forged senders of that domain do not silence its authenticated sender', async () => {
+  const working = ctx;
+  ctx = context(notify.port, { limits: { ...limits, maxPerSenderDomainPerHour: 1 } });
+  await resetNoticeCounts();
+  try {
+    expect((await send(message('block spam bounce', 'd1'), { ident: 'ND1', from: 'forged@domain.test' })).code).toBe(250);
+    expect((await send(message('block banned discard spf', 'd2'), { ident: 'ND2', from: 'bob@domain.test' })).code).toBe(250);
+  } finally {
+    ctx = working;
+    await resetNoticeCounts();
+  }
+  expect(notify.received.filter((r) => r.recipients.some((a) => a.address === 'forged@domain.test'))).toHaveLength(1);
+  expect(noticesAbout('ND2').map(audience)).toContain('sender');
 });
 
 it('holds a bounced message in quarantine when the notify target refuses its DSN for good (no 5xx that bounces the body)', async () => {
