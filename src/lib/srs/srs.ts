@@ -227,7 +227,8 @@ function splitAddress(address: string): [string, string] | 'null' | undefined {
   const at = a.lastIndexOf('@');
   if (at <= 0 || at === a.length - 1) return undefined;
   let user = a.slice(0, at);
-  if (user.length >= 2 && user.startsWith('"') && user.endsWith('"')) user = user.slice(1, -1).replace(/\\(.)/g, '$1');
+  // The s flag: Postfix also escapes a CR, which "." alone does not match.
+  if (user.length >= 2 && user.startsWith('"') && user.endsWith('"')) user = user.slice(1, -1).replace(/\\(.)/gs, '$1');
   return user === '' ? undefined : [user, a.slice(at + 1)];
 }
 

@@ -164,6 +164,15 @@ describe('SRS engine', () => {
     expect(rewritten(e.forward(`${inner.replace(/\\(.)/g, '$1')}@orig.example`))).toBe(srs);
   });
 
+  // Postfix's external form also puts a backslash before a CR (quote_822_local); "." stops at
+  // a CR, so the backslash stayed and the bounce went to another address than the sender's.
+  it('reads a backslash before a CR in a quoted local part as Postfix writes it', () => {
+    const e = engine();
+    const srs = rewritten(e.forward('"a\\\rb"@orig.example'));
+    expect(srs).toBe(rewritten(e.forward('a\rb@orig.example')));
+    expect(e.reverse(srs.replace('\r', '\\\r'))).toEqual({ kind: 'rewritten', address: '"a\rb"@orig.example' });
+  });
+
   it('leaves an empty quoted local part alone', () => {
     expect(engine().forward('""@orig.example')).toEqual({ kind: 'unchanged', reason: 'no-domain' });
   });
