@@ -217,7 +217,12 @@ export class Quarantine {
    */
   async delete(id: string): Promise<boolean> {
     if (!isId(id)) return false;
-    const record = await this.get(id).catch(() => undefined);
+    // The size from the record alone: an unreadable release record (get() throws) must not
+    // keep its bytes counted for ever (the count only grows, and maxTotalBytes refuses mail).
+    const record = await fsp.readFile(fileOf(this.dir, id, 'json'), 'utf8').then(
+      (t) => JSON.parse(t) as HeldRecord,
+      () => undefined,
+    );
     let removed = false;
     try {
       await fsp.unlink(fileOf(this.dir, id, 'json'));
