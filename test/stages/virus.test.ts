@@ -6,6 +6,7 @@ import type { Bank } from '../../src/config/bank-schema';
 import YAML from 'yaml';
 import { isPostsealError } from '../../src/errors';
 import { loadConfig } from '../../src/setup';
+import { MAX_MIME_PARTS } from '../../src/lib/mime/structure';
 import { decide } from '../../src/pipeline/verdict';
 import { virusStage } from '../../src/stages/virus';
 import { loadTestBank } from '../helpers/banks';
@@ -190,6 +191,32 @@ describe('the virus stage with a real clamd', () => {
       const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="AB"\r\nContent-Type: text/plain\r\n\r\n--AB\r\n${eicarPart}\r\n--AB--\r\n`;
       const { findings } = await scan(msg);
       expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining(`${EICAR_NAME} (scan 1 of 1, `) }]);
+    });
+
+    it('does not pass EICAR behind a 2231 boundary in part 2 when part 1 is read differently by readers: not scanned, onTooBig decides', async () => {
+      // Part 1's header has a line that is no field (readers disagree: the message is not cut);
+      // part 2's boundary clamd does not read, so its OK said nothing of the EICAR inside.
+      const inner = `Content-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\n\r\n--AB\r\n${eicarPart}\r\n--AB--\r\n`;
+      const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="top"\r\n\r\n--top\r\nContent-Type: text/plain\r\nnot a field\r\n\r\nhi\r\n--top\r\n${inner}--top--\r\n`;
+      const { findings, verdict } = await scan(msg, { onTooBig: 'tempfail' });
+      expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('part 2: a boundary in RFC 2231 form') }]);
+      expect(verdict).toMatchObject({ action: 'tempfail', reply: { code: '451' } });
+    });
+
+    it('does not pass EICAR behind a 2231 boundary after more parts than the walk makes (MAX_MIME_PARTS): not scanned, onTooBig decides', async () => {
+      const many = 'Content-Type: text/plain\r\n\r\nx\r\n--top\r\n'.repeat(MAX_MIME_PARTS + 10);
+      const inner = `Content-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\n\r\n--AB\r\n${eicarPart}\r\n--AB--\r\n`;
+      const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="top"\r\n\r\n--top\r\n${many}${inner}--top--\r\n`;
+      const { findings } = await scan(msg, { onTooBig: 'tempfail' });
+      expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining(`more than ${MAX_MIME_PARTS} MIME parts`) }]);
+    }, 30_000);
+
+    it('does not cut a part whose 2231 boundary comes with a header line that is no field as if only clamd misread it: not scanned, onTooBig decides', async () => {
+      // Over maxScanBytes, so only the pieces are scanned: they must not be cut where readers disagree.
+      const padding = `--top\r\nContent-Type: text/plain\r\n\r\n${'x'.repeat(70).concat('\r\n').repeat(20)}`;
+      const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="top"\r\n\r\n${padding}--top\r\nContent-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\nnot a field\r\n\r\n--AB\r\nContent-Type: text/plain\r\n\r\nhello\r\n--AB--\r\n--top--\r\n`;
+      const { findings } = await scan(msg, { onTooBig: 'tempfail', maxScanBytes: 1024 });
+      expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('part 2: a line in the part header that is no header field') }]);
     });
 
     it('does not call a message nested past the MIME walk (100 levels) scanned: not scanned, onTooBig decides', async () => {

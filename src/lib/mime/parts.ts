@@ -22,7 +22,7 @@ import { Message } from '../../transaction/message';
 import { memorySpool } from '../../transaction/spool';
 import { Collector } from './collector';
 import { parseParams } from './params';
-import { type HeaderFieldText, MAX_MIME_DEPTH, MimeWalker, type Part, TWO_CONTENT_TYPES, twoEncodings } from './structure';
+import { flag, type HeaderFieldText, MAX_MIME_DEPTH, MimeWalker, type Part, TWO_CONTENT_TYPES, twoEncodings } from './structure';
 
 export interface MessageContent {
   /** The message's own entity; MIME parts and archive members are its descendants. */
@@ -78,8 +78,8 @@ async function walkMessage(message: Message, at: ContentNode | null, maxDepth: n
         fields.filter((f) => f.name === 'content-type' || f.name === 'content-disposition'),
       ),
   });
-  if (topTypes.length > 1) walker.root.ambiguous = TWO_CONTENT_TYPES;
-  else if (twoEncodings(message.get('content-transfer-encoding').map((f) => Message.value(f)))) walker.root.ambiguous = 'two different Content-Transfer-Encoding fields';
+  if (topTypes.length > 1) flag(walker.root, TWO_CONTENT_TYPES);
+  if (twoEncodings(message.get('content-transfer-encoding').map((f) => Message.value(f)))) flag(walker.root, 'two different Content-Transfer-Encoding fields');
   headers.set(
     walker.root,
     message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-disposition').map((f) => ({ name: f.key, value: Message.value(f), truncated: false })),

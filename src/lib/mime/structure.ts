@@ -83,6 +83,21 @@ export const RFC2231_BOUNDARY = 'a boundary in RFC 2231 form (boundary*), which 
 /** Why a part is `ambiguous` when it has two Content-Type fields (Thunderbird reads the first, clamd the last). */
 export const TWO_CONTENT_TYPES = 'two Content-Type fields';
 
+/**
+ * The two reasons above are a checker's to handle (readers agree, clamd alone reads otherwise:
+ * the virus stage scans the parts again); every other reason means readers disagree (fail closed).
+ */
+const CLAMD_ONLY: ReadonlySet<string> = new Set([RFC2231_BOUNDARY, TWO_CONTENT_TYPES]);
+
+/**
+ * Marks `part` ambiguous for `why`. The first reason stays, except that a reason readers disagree
+ * on replaces one clamd alone misreads: a part with a 2231 boundary and a header line that is
+ * no field must not be cut as if only clamd misread it.
+ */
+export function flag(part: Part, why: string): void {
+  if (part.ambiguous === null || (CLAMD_ONLY.has(part.ambiguous) && !CLAMD_ONLY.has(why))) part.ambiguous = why;
+}
+
 export interface WalkerOptions {
   /** Parts at this depth are not walked into (opaque); at least 1. */
   readonly maxDepth?: number;
@@ -167,7 +182,7 @@ export class MimeWalker {
     if (line.head[0] !== 0x2d || line.head[1] !== 0x2d || this.open.size === 0) return null;
     const found = this.open.match(line.head.toString('latin1', 2));
     if ('part' in found) return found;
-    if (found.lenient) this.current.ambiguous ??= 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)';
+    if (found.lenient) flag(this.current, 'a line that some readers take for a boundary (in another case, or with CR, FF or VT after it)');
     return null;
   }
 
@@ -176,14 +191,14 @@ export class MimeWalker {
    * delimiter to it and none to RFC 2046 (nor to this walker), so the part is `ambiguous`.
    */
   private bareCrDelimiters(found: CrDashes): void {
-    if (this.current.ambiguous || !this.open.bareCrHit(found)) return;
-    this.current.ambiguous = 'a bare CR before a boundary (Thunderbird ends a line there)';
+    if (!this.open.bareCrHit(found)) return;
+    flag(this.current, 'a bare CR before a boundary (Thunderbird ends a line there)');
   }
 
   private boundary(line: Line, multipart: Part, closing: boolean): void {
     if (!closing && this.parts >= this.maxParts) {
       this.current.opaque = true;
-      multipart.ambiguous ??= `more than ${this.maxParts} MIME parts: the rest is not walked`;
+      flag(multipart, `more than ${this.maxParts} MIME parts: the rest is not walked`);
       return;
     }
     // The line ending before a boundary belongs to the delimiter (RFC 2046 5.1.1).
@@ -228,14 +243,14 @@ export class MimeWalker {
     }
     // A blank line ends the header; a line that is not a field starts the body without one.
     part.headerEnd = line.start;
-    if (line.length > 0) part.ambiguous = 'a line in the part header that is no header field';
+    if (line.length > 0) flag(part, 'a line in the part header that is no header field');
     const cts = this.fields.filter((f) => f.name === 'content-type');
-    if (cts.length > 1) part.ambiguous = TWO_CONTENT_TYPES;
+    if (cts.length > 1) flag(part, TWO_CONTENT_TYPES);
     const ct = cts[0];
     const ctes = this.fields.filter((f) => f.name === 'content-transfer-encoding');
     const cte = ctes[0];
     this.applyHeader(part, ct?.value, cte?.value);
-    if (!part.ambiguous && twoEncodings(ctes.map((f) => f.value))) part.ambiguous = 'two different Content-Transfer-Encoding fields';
+    if (twoEncodings(ctes.map((f) => f.value))) flag(part, 'two different Content-Transfer-Encoding fields');
     this.reportHeader(part);
     part.transferEncodingField = cte?.range ?? null;
     part.bodyStart = line.length === 0 ? line.start + line.eolLength : line.start;
@@ -273,11 +288,11 @@ export class MimeWalker {
     part.boundary = part.contentType.startsWith('multipart/') && typeof boundary === 'string' && boundary ? boundary : null;
     if (part.contentType.startsWith('multipart/')) {
       const all = new Set(contentType ? parseParams(contentType.replace(/\r?\n/g, '')).params.get('boundary') : []);
-      if (!part.boundary) part.ambiguous = 'multipart without a boundary';
-      else if (all.size > 1) part.ambiguous = 'two boundary parameters';
+      if (!part.boundary) flag(part, 'multipart without a boundary');
+      else if (all.size > 1) flag(part, 'two boundary parameters');
       // libmime (and Thunderbird) join boundary*0, boundary*1 or read boundary*=; clamd reads
       // no boundary there, so it would scan the whole body as one text part.
-      else if (/(^|;)\s*boundary\*/i.test(contentType!.replace(/\r?\n/g, ''))) part.ambiguous = RFC2231_BOUNDARY;
+      else if (/(^|;)\s*boundary\*/i.test(contentType!.replace(/\r?\n/g, ''))) flag(part, RFC2231_BOUNDARY);
     }
     part.transferEncoding = normalEncoding(transferEncoding);
   }

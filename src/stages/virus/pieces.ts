@@ -59,7 +59,9 @@ export interface Cut {
   /**
    * Why clamd, given the whole message, may split it otherwise than a mail reader, or null: a
    * boundary in RFC 2231 form (readers join it, clamd sees one text part), two Content-Type
-   * fields (clamd takes the last, Thunderbird and this walk the first). The pieces carry the
+   * fields (clamd takes the last, Thunderbird and this walk the first), or more parts than the
+   * walk makes (the rest is not walked: it could hold either). Found in any part, also when
+   * another part keeps the message from being cut (`notCut`, no pieces). The pieces carry the
    * parts as this walk found them, so the whole message and the pieces scan both readings;
    * `pieces` is then set even when `notCut` says the pieces alone do not stand for the message.
    */
@@ -86,17 +88,18 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     };
   }
   const depth = deepest(walker.root);
-  let clamdMisreads: string | null = null;
+  // Found over the whole tree before any return below: a part readers disagree on must not
+  // hide a later one that clamd alone misreads (the whole scan's OK would then be trusted).
+  const found = misreadings(walker.root);
   // Two readings of a header: the pieces are one, the whole message (as clamd reads it) the other.
-  let twoReadings: string | null = message.get('content-type').length > 1 ? `the message: ${TWO_CONTENT_TYPES}` : null;
+  const twoReadings = message.get('content-type').length > 1 ? `the message: ${TWO_CONTENT_TYPES}` : found.twoReadings;
+  const clamdMisreads = found.clamdMisreads ?? twoReadings;
   const leaves: Array<{ part: Part; path: string }> = [];
   const stack: Array<{ part: Part; path: string }> = [{ part: walker.root, path: '' }];
   while (stack.length) {
     const { part, path } = stack.pop()!;
     // Readers agree there, clamd alone does not: the pieces fix that, so the part is cut.
-    if (part.ambiguous === RFC2231_BOUNDARY) clamdMisreads ??= `${path ? `part ${path}` : 'the message'}: ${RFC2231_BOUNDARY}`;
-    else if (part.ambiguous === TWO_CONTENT_TYPES) twoReadings ??= `${path ? `part ${path}` : 'the message'}: ${part.ambiguous}`;
-    else if (part.ambiguous) {
+    if (part.ambiguous && !CLAMD_ONLY.has(part.ambiguous)) {
       const where = path ? `part ${path}` : 'the message';
       return {
         pieces: [],
@@ -127,8 +130,29 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     previous = part;
   }
   if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
-  if (twoReadings) return { pieces, notCut: `mail readers split it differently (${twoReadings})`, depth, clamdMisreads: twoReadings };
+  if (twoReadings) return { pieces, notCut: `mail readers split it differently (${twoReadings})`, depth, clamdMisreads };
   return { pieces, notCut: null, depth, clamdMisreads };
+}
+
+const CLAMD_ONLY: ReadonlySet<string> = new Set([RFC2231_BOUNDARY, TWO_CONTENT_TYPES]);
+
+/**
+ * Where clamd, given the whole message, reads it otherwise than readers (its OK does not cover
+ * what readers see): the first part with a 2231 boundary, or a part past the walk's part cap
+ * (not walked: it could hold one); and the first part with two Content-Type fields.
+ */
+function misreadings(root: Part): { clamdMisreads: string | null; twoReadings: string | null } {
+  let clamdMisreads: string | null = null;
+  let twoReadings: string | null = null;
+  const stack: Array<{ part: Part; path: string }> = [{ part: root, path: '' }];
+  while (stack.length) {
+    const { part, path } = stack.pop()!;
+    const where = path ? `part ${path}` : 'the message';
+    if (part.ambiguous === RFC2231_BOUNDARY || part.ambiguous?.startsWith('more than')) clamdMisreads ??= `${where}: ${part.ambiguous}`;
+    if (part.ambiguous === TWO_CONTENT_TYPES) twoReadings ??= `${where}: ${part.ambiguous}`;
+    for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
+  }
+  return { clamdMisreads: clamdMisreads ?? twoReadings, twoReadings };
 }
 
 /** The depth of the deepest entity under `root`; one more than the cap when a part at the cap was not walked into. */
