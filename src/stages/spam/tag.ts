@@ -15,6 +15,7 @@
  * The Subject tag breaks DKIM signatures that cover Subject (nearly all), as with amavisd;
  * verification (dkim-verify, dmarc) ran before, on the message as it arrived.
  */
+import libmime from 'libmime';
 import { defineStage, type Finding } from '../../pipeline/stage';
 import { makeField, type HeaderField } from '../../transaction/message';
 import { SPAM_RESULT } from './result';
@@ -30,8 +31,9 @@ const MAX_LINE_OCTETS = 998;
  * The tag, then the field's value from its first non-blank byte on (folding and encoded words
  * kept); the field as it came when its value already starts with the tag (the message passed
  * a filter with this tag before: a .forward back through postseal, a second MX), so spam is
- * never tagged twice. When the tag would take the first line past 998 octets, the field is
- * folded after the tag (where its trailing space was: the unfolded value is the same).
+ * never tagged twice (also when that pass folded after the tag, or the tag came back encoded).
+ * When the tag would take the first line past 998 octets, the field is folded after the tag
+ * (where its trailing space was: the unfolded value is the same; a tag without one gets a space).
  */
 export function taggedSubject(field: HeaderField, tag: string): HeaderField {
   const value = field.raw.subarray(field.raw.indexOf(0x3a) + 1);
@@ -39,12 +41,32 @@ export function taggedSubject(field: HeaderField, tag: string): HeaderField {
   while (i < value.length && (value[i] === 0x20 || value[i] === 0x09 || value[i] === 0x0d || value[i] === 0x0a)) i++;
   if (i === value.length) return makeField(field.name, tag.trimEnd());
   const rest = value.subarray(i);
-  if (rest.toString('latin1', 0, tag.length) === tag || rest.toString('latin1').replace(/\r?\n$/, '') === tag.trimEnd()) return field;
+  if (startsWithTag(rest, tag)) return field;
   const head = Buffer.from(`${field.name}: ${tag}`, 'latin1');
   const eol = rest.indexOf('\r\n');
   const firstLine = head.length + (eol < 0 ? rest.length : eol);
   if (firstLine <= MAX_LINE_OCTETS) return { name: field.name, key: field.key, raw: Buffer.concat([head, rest]) };
   return { name: field.name, key: field.key, raw: Buffer.concat([Buffer.from(`${field.name}: ${tag.trimEnd()}\r\n `, 'latin1'), rest]) };
+}
+
+/**
+ * Whether a Subject value already starts with the tag: as it reads, that is unfolded (a first
+ * pass may have folded after the tag) and with its RFC 2047 encoded words decoded (a list server
+ * or another MX may have encoded the whole Subject, tag and all: "=?UTF-8?Q?***SPAM***_x?=").
+ */
+function startsWithTag(rest: Buffer, tag: string): boolean {
+  const unfolded = rest
+    .toString('latin1')
+    .replace(/\r?\n(?=[ \t])/g, '')
+    .replace(/\r?\n$/, '');
+  const check = (text: string) => text.startsWith(tag) || text === tag.trimEnd();
+  if (check(unfolded)) return true;
+  if (!unfolded.startsWith('=?')) return false;
+  try {
+    return check(libmime.decodeWords(unfolded));
+  } catch {
+    return false;
+  }
 }
 
 export const spamTagStage = defineStage<SpamSettings, (typeof FINDINGS)[number]>({

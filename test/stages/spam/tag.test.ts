@@ -29,6 +29,18 @@ describe('the Subject tag', () => {
     }
   });
 
+  it('is not put twice on a Subject it folded after the tag on an earlier pass', () => {
+    const once = taggedSubject(subjectOf(`Subject: ${'x'.repeat(985)}\r\n`), '***SPAM*** ');
+    expect(taggedSubject(once, '***SPAM*** ')).toBe(once);
+  });
+
+  it('is not put twice on a Subject whose tag came back in an encoded word (a list server re-encoded it)', () => {
+    for (const raw of ['Subject: =?UTF-8?Q?***SPAM***_Gr=C3=BC=C3=9Fe?=\r\n', 'Subject: =?utf-8?B?KioqU1BBTSoqKiBjaGVhcA==?=\r\n']) {
+      const field = subjectOf(raw);
+      expect(taggedSubject(field, '***SPAM*** ')).toBe(field);
+    }
+  });
+
   it('folds after the tag when the tag would take the first line past 998 octets, the unfolded value unchanged', () => {
     const long = 'x'.repeat(985);
     const f = taggedSubject(subjectOf(`Subject: ${long}\r\n`), '***SPAM*** ');
