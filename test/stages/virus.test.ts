@@ -159,11 +159,12 @@ describe('the virus stage with a real clamd', () => {
   describe('a message clamd alone reads short: nested past its MaxRecursion (17 by default: OK below it), or split at a boundary it does not read', () => {
     const eicarPart = `Content-Type: application/octet-stream; name="invoice.com"\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(EICAR).toString('base64')}`;
     /** `inner` as the one part of `levels` multiparts, each inside the one before. */
-    const nested = (levels: number, inner: string) => {
+    const entity = (levels: number, inner: string) => {
       let body = inner;
       for (let i = levels; i >= 1; i--) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}\r\n--b${i}--\r\n`;
-      return `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\n${body}`;
+      return body;
     };
+    const nested = (levels: number, inner: string) => `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\n${entity(levels, inner)}`;
 
     it('finds EICAR 25 levels deep by scanning the parts again, each at the top of a message of its own', async () => {
       const { findings, verdict } = await scan(nested(25, eicarPart));
@@ -217,6 +218,26 @@ describe('the virus stage with a real clamd', () => {
       const msg = `${CLEAN.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="top"\r\n\r\n${padding}--top\r\nContent-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\nnot a field\r\n\r\n--AB\r\nContent-Type: text/plain\r\n\r\nhello\r\n--AB--\r\n--top--\r\n`;
       const { findings } = await scan(msg, { onTooBig: 'tempfail', maxScanBytes: 1024 });
       expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('part 2: a line in the part header that is no header field') }]);
+    });
+
+    /** `inner` as a message of its own, base64-encoded in a message/rfc822 part of a plain multipart (RFC 2046 forbids it, Outlook sends it). */
+    const forwardedEncoded = (inner: string) => {
+      const message = `From: <carol@example.com>\r\nMIME-Version: 1.0\r\n${inner}`;
+      const part = `Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(message).toString('base64').replace(/.{76}/g, '$&\r\n')}`;
+      return nested(1, part);
+    };
+
+    it('does not pass EICAR 20 levels deep inside a base64 message/rfc822 part, which the walk does not enter and clamd answers OK for: not scanned, onTooBig decides', async () => {
+      const { findings, verdict } = await scan(forwardedEncoded(entity(20, eicarPart)), { onTooBig: 'tempfail' });
+      expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('an encoded message/rfc822 part nests 22 levels deep even in a piece') }]);
+      expect(verdict).toMatchObject({ action: 'tempfail', reply: { code: '451' } });
+    });
+
+    it('scans a message forwarded as a base64 message/rfc822 attachment once, whole, when it nests a few levels', async () => {
+      const alternative =
+        'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n--alt\r\nContent-Type: text/plain\r\n\r\nhi\r\n--alt\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--alt--\r\n';
+      const { findings } = await scan(forwardedEncoded(alternative));
+      expect(findings).toEqual([{ code: 'VIRUS_CLEAN', detail: `clamd at unix:${clamd.socket}` }]);
     });
 
     it('does not call a message nested past the MIME walk (100 levels) scanned: not scanned, onTooBig decides', async () => {

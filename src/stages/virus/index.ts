@@ -1,8 +1,9 @@
 /**
  * virus: the message as received goes to clamd (lib/clamd, INSTREAM over a unix socket or
  * TCP), the amavisd-new way: clamd decodes MIME, archives and encodings itself. Where clamd
- * reads a message short (MIME nested deeper than virus.maxMimeDepth: clamd stops at its
- * MaxRecursion and says OK; a boundary in RFC 2231 form; two Content-Type fields), a clean
+ * reads a message short (MIME nested deeper than virus.maxMimeDepth, also inside encoded
+ * message/rfc822 parts, nesting.ts: clamd stops at its MaxRecursion and says OK; a boundary in
+ * RFC 2231 form; two Content-Type fields), a clean
  * answer is followed by a scan in pieces of the parts as readers see them (pieces.ts).
  *
  * Findings: VIRUS_CLEAN (detail: clamd's version once known), VIRUS_FOUND and, when every
@@ -26,6 +27,9 @@ import { clientFor } from './clamd';
 import { type Cut, keptHeader, openScan, piecesOf, plan } from './pieces';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
+
+/** A depth for the log; Infinity is one nesting.ts could not measure (past its walk or decoding budget). */
+const levels = (n: number) => (n === Infinity ? 'more levels than postseal measures (100, or its decoding budget)' : `${n} levels`);
 
 /** clamd's version is asked again after this long (a database update changes it), in the background. */
 const VERSION_TTL_MS = 10 * 60 * 1000;
@@ -113,6 +117,12 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
      */
     const scanInPieces = async (tx: Transaction, cut: Cut, why: string, signal: AbortSignal, wholeScanned = false): Promise<StageOutcome> => {
       if (cut.notCut && !(wholeScanned && cut.pieces.length)) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${tx.message.size} bytes, ${why}, not cut into pieces: ${cut.notCut}`);
+      // An encoded message/rfc822 part keeps its nesting in a piece: clamd would stop there too.
+      if (cut.pieceDepth > s.maxMimeDepth)
+        return one(
+          'VIRUS_NOT_SCANNED_TOO_BIG',
+          `${tx.message.size} bytes, ${why}; an encoded message/rfc822 part nests ${levels(cut.pieceDepth)} deep even in a piece, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`,
+        );
       const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes, keptHeader(tx.message).length);
       const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
       for (const [i, pieces] of scans.entries()) {
@@ -145,7 +155,7 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
             // clamd answers OK for what lies below its MaxRecursion, or for parts it did not split
             // as readers do: such a message is scanned again, in pieces of the parts readers see.
             const cut = await piecesOf(tx.message, signal);
-            if (cut.depth > s.maxMimeDepth) return scanInPieces(tx, cut, `MIME nested ${cut.depth} levels deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`, signal, true);
+            if (cut.depth > s.maxMimeDepth) return scanInPieces(tx, cut, `MIME nested ${levels(cut.depth)} deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`, signal, true);
             if (cut.clamdMisreads) return scanInPieces(tx, cut, `split otherwise by clamd than by mail readers (${cut.clamdMisreads})`, signal, true);
             return one('VIRUS_CLEAN', versions.current ?? client.name);
           }

@@ -29,6 +29,7 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_MIME_DEPTH, MimeWalker, type Part, RFC2231_BOUNDARY, TWO_CONTENT_TYPES } from '../../lib/mime/structure';
 import { Message } from '../../transaction/message';
+import { nestingOf } from './nesting';
 
 /** A range of the body [start, end), and the header it goes with in a piece. */
 export interface Piece {
@@ -54,8 +55,13 @@ export interface Cut {
   readonly pieces: Piece[];
   /** Why the message is not cut (readers split it differently, too many parts, nested past the walk), or null. */
   readonly notCut: string | null;
-  /** How deep its MIME nests: 0 for a message that is not multipart, 1 for parts of a multipart, ... */
+  /**
+   * How deep its MIME nests: 0 for a message that is not multipart, 1 for parts of a multipart,
+   * ...; also inside encoded message/rfc822 parts (nesting.ts); Infinity when unknown.
+   */
   readonly depth: number;
+  /** How deep a piece nests at most (nesting.ts): past clamd's reach, the pieces do not help either. */
+  readonly pieceDepth: number;
   /**
    * Why clamd, given the whole message, may split it otherwise than a mail reader, or null: a
    * boundary in RFC 2231 form (readers join it, clamd sees one text part), two Content-Type
@@ -77,17 +83,18 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     walker.push(chunk);
   }
   walker.end(message.bodySize);
+  const { depth, pieceDepth } = await nestingOf(walker.root, (from) => message.openBody(from), message.bodySize, signal);
   if (walker.root.children.length === 0) {
     // Not multipart: the body with the message's own type and encoding fields.
     const fields = message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-transfer-encoding');
     return {
       pieces: [{ start: 0, end: message.bodySize, header: `${Buffer.concat(fields.map((f) => f.raw)).toString('latin1')}\r\n`, what: 'the body' }],
       notCut: null,
-      depth: 0,
+      depth,
+      pieceDepth,
       clamdMisreads: null,
     };
   }
-  const depth = deepest(walker.root);
   // Found over the whole tree before any return below: a part readers disagree on must not
   // hide a later one that clamd alone misreads (the whole scan's OK would then be trusted).
   const found = misreadings(walker.root);
@@ -105,11 +112,12 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
         pieces: [],
         notCut: part.ambiguous.startsWith('more than') ? `${where}: ${part.ambiguous}` : `mail readers split it differently (${where}: ${part.ambiguous})`,
         depth,
+        pieceDepth,
         clamdMisreads,
       };
     }
     // What lies below the walk's depth cap would stay as deep in a piece: clamd would not reach it either.
-    if (part.opaque) return { pieces: [], notCut: `part ${path}: MIME nested deeper than ${MAX_MIME_DEPTH} levels`, depth, clamdMisreads };
+    if (part.opaque) return { pieces: [], notCut: `part ${path}: MIME nested deeper than ${MAX_MIME_DEPTH} levels`, depth, pieceDepth, clamdMisreads };
     if (part.children.length === 0 && part !== walker.root) leaves.push({ part, path });
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }
@@ -130,8 +138,8 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     previous = part;
   }
   if (at < message.bodySize) pieces.push({ start: at, end: message.bodySize, header: GAP_HEADER, what: `after ${before}` });
-  if (twoReadings) return { pieces, notCut: `mail readers split it differently (${twoReadings})`, depth, clamdMisreads };
-  return { pieces, notCut: null, depth, clamdMisreads };
+  if (twoReadings) return { pieces, notCut: `mail readers split it differently (${twoReadings})`, depth, pieceDepth, clamdMisreads };
+  return { pieces, notCut: null, depth, pieceDepth, clamdMisreads };
 }
 
 const CLAMD_ONLY: ReadonlySet<string> = new Set([RFC2231_BOUNDARY, TWO_CONTENT_TYPES]);
@@ -153,18 +161,6 @@ function misreadings(root: Part): { clamdMisreads: string | null; twoReadings: s
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }
   return { clamdMisreads: clamdMisreads ?? twoReadings, twoReadings };
-}
-
-/** The depth of the deepest entity under `root`; one more than the cap when a part at the cap was not walked into. */
-function deepest(root: Part): number {
-  let depth = 0;
-  const stack = [root];
-  while (stack.length) {
-    const part = stack.pop()!;
-    depth = Math.max(depth, part.opaque && part.depth >= MAX_MIME_DEPTH ? part.depth + 1 : part.depth);
-    for (const child of part.children) stack.push(child);
-  }
-  return depth;
 }
 
 /** Bytes a piece adds to a scan: its delimiter line, header, bytes and line end. */

@@ -130,6 +130,7 @@ describe('scanning a large message in pieces', () => {
       pieces: [],
       notCut: `the message: more than ${MAX_MIME_PARTS} MIME parts: the rest is not walked`,
       depth: 1,
+      pieceDepth: 1,
       clamdMisreads: `the message: more than ${MAX_MIME_PARTS} MIME parts: the rest is not walked`,
     });
   });
@@ -140,6 +141,7 @@ describe('scanning a large message in pieces', () => {
       pieces: [],
       notCut: expect.stringMatching(/^mail readers split it differently \(part 1: a line that some readers take for a boundary/),
       depth: expect.any(Number),
+      pieceDepth: 1,
       clamdMisreads: null,
     });
   });
