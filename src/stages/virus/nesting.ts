@@ -5,15 +5,16 @@
  * attachment). Measured with the real clamd: EICAR 20 levels deep inside one base64
  * message/rfc822 part of a plain multipart was OK, while the walk saw 2 levels.
  *
- * Each such part is decoded as a stream into a walk of its own (parts a walk makes are capped;
- * nothing is kept in memory but the part tree), and so are the encoded ones inside it. The
+ * Each such part is decoded as a stream into a walk of its own (the parts all these walks make
+ * are capped together at MAX_MIME_PARTS; nothing is kept in memory but the part trees), and so
+ * are the encoded ones inside it. The
  * bytes decoded are capped at DECODE_FACTOR times the body, so that a message of many nested
  * encoded parts cannot make the check read the spool over and over: past it, or past the walk's
  * depth cap, the depth is unknown (Infinity), and the virus stage does not call the message
  * scanned. Reads nothing from the bank; fails only with the signal's abort.
  */
 import { decoderFor } from '../../lib/mime/decoders';
-import { MAX_MIME_DEPTH, MimeWalker, type Part } from '../../lib/mime/structure';
+import { MAX_MIME_DEPTH, MAX_MIME_PARTS, MimeWalker, type Part } from '../../lib/mime/structure';
 
 /** Bytes decoded at most, as a multiple of the body, plus DECODE_SLACK (a small body's parts). */
 const DECODE_FACTOR = 3;
@@ -35,11 +36,13 @@ type Open = (from: number) => AsyncIterable<Buffer>;
 interface Budget {
   /** Decoded bytes left; below 0, the depth is unknown. */
   bytes: number;
+  /** Parts the walks of encoded parts may still make, together (MAX_MIME_PARTS: the trees of a chain are held at once). */
+  parts: number;
 }
 
 /** The nesting of the tree under `root`, walked from the bytes `open` gives (`size` of them). */
 export async function nestingOf(root: Part, open: Open, size: number, signal: AbortSignal): Promise<Nesting> {
-  const budget: Budget = { bytes: DECODE_FACTOR * size + DECODE_SLACK };
+  const budget: Budget = { bytes: DECODE_FACTOR * size + DECODE_SLACK, parts: MAX_MIME_PARTS };
   let depth = 0;
   let pieceDepth = 1;
   for (const part of partsOf(root)) {
@@ -59,7 +62,7 @@ async function innerDepth(part: Part, open: Open, left: number, budget: Budget, 
   if (left < 1 || budget.bytes < 0) return Infinity;
   const decoded = decodedOpen(part, open, budget);
   // A walk whose top is a message/rfc822 entity: the decoded message is its one child, depth 1.
-  const walker = new MimeWalker('message/rfc822', '7bit', { maxDepth: left + 1 });
+  const walker = new MimeWalker('message/rfc822', '7bit', { maxDepth: left + 1, maxParts: budget.parts });
   let size = 0;
   for await (const chunk of decoded(0)) {
     signal.throwIfAborted();
@@ -70,7 +73,9 @@ async function innerDepth(part: Part, open: Open, left: number, budget: Budget, 
   walker.end(size);
   let depth = 0;
   for (const p of partsOf(walker.root)) {
-    if (p.opaque) return Infinity;
+    // Past the depth cap, or the part cap (whose rest is not walked): unknown.
+    if (p.opaque || p.ambiguous?.startsWith('more than')) return Infinity;
+    budget.parts--;
     depth = Math.max(depth, p.depth - 1);
     if (isEncodedMessage(p)) depth = Math.max(depth, p.depth + (await innerDepth(p, decoded, left - p.depth, budget, signal)));
     if (depth === Infinity) return Infinity;

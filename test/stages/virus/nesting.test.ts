@@ -2,7 +2,7 @@
  * How deep a message nests as clamd reads it (src/stages/virus/nesting.ts): also inside
  * message/rfc822 parts that were encoded, which the MIME walk does not enter.
  */
-import { MimeWalker } from '../../../src/lib/mime/structure';
+import { MAX_MIME_PARTS, MimeWalker } from '../../../src/lib/mime/structure';
 import { nestingOf } from '../../../src/stages/virus/nesting';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
@@ -55,6 +55,12 @@ describe('the nesting clamd reads', () => {
     const tiny = encoded('Content-Type: text/plain\r\n\r\nhi', 'quoted-printable');
     const many = `Content-Type: multipart/mixed; boundary="m"\r\n\r\n${`--m\r\n${tiny}\r\n`.repeat(3000)}--m--\r\n`;
     expect((await nestingOfMessage(entity(1, encoded(many)))).depth).toBe(Infinity);
+  });
+
+  it('is unknown (Infinity) when the encoded parts hold more parts together than one walk makes (MAX_MIME_PARTS)', async () => {
+    const half = `Content-Type: multipart/mixed; boundary="h"\r\n\r\n${'--h\r\n\r\nx\r\n'.repeat(MAX_MIME_PARTS / 2 + 10)}--h--\r\n`;
+    const body = `Content-Type: multipart/mixed; boundary="top"\r\n\r\n--top\r\n${encoded(half)}\r\n--top\r\n${encoded(half)}\r\n--top--\r\n`;
+    expect((await nestingOfMessage(body)).depth).toBe(Infinity);
   });
 
   it('takes the top-level message itself when it is an encoded message/rfc822', async () => {
