@@ -233,6 +233,12 @@ describe('the virus stage with a real clamd', () => {
       expect(verdict).toMatchObject({ action: 'tempfail', reply: { code: '451' } });
     });
 
+    it('does not pass EICAR behind a 2231 boundary inside a base64 message/rfc822 part, which pieces would carry as it is: not scanned, onTooBig decides', async () => {
+      const inner = `Content-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\n\r\n--AB\r\n${eicarPart}\r\n--AB--\r\n`;
+      const { findings } = await scan(forwardedEncoded(inner), { onTooBig: 'tempfail' });
+      expect(findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('a boundary in RFC 2231 form') }]);
+    });
+
     it('scans a message forwarded as a base64 message/rfc822 attachment once, whole, when it nests a few levels', async () => {
       const alternative =
         'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n--alt\r\nContent-Type: text/plain\r\n\r\nhi\r\n--alt\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--alt--\r\n';

@@ -14,7 +14,7 @@
  * scanned. Reads nothing from the bank; fails only with the signal's abort.
  */
 import { decoderFor } from '../../lib/mime/decoders';
-import { MAX_MIME_DEPTH, MAX_MIME_PARTS, MimeWalker, type Part } from '../../lib/mime/structure';
+import { MAX_MIME_DEPTH, MAX_MIME_PARTS, MimeWalker, type Part, RFC2231_BOUNDARY, TWO_CONTENT_TYPES } from '../../lib/mime/structure';
 
 /** Bytes decoded at most, as a multiple of the body, plus DECODE_SLACK (a small body's parts). */
 const DECODE_FACTOR = 3;
@@ -28,6 +28,12 @@ export interface Nesting {
    * nests at most: 1, or more for an encoded message/rfc822 leaf, whose content stays as deep.
    */
   readonly pieceDepth: number;
+  /**
+   * Why clamd alone misreads a part inside an encoded message/rfc822 part (a 2231 boundary, two
+   * Content-Type fields), or null: a piece carries that part encoded, as it is, so the pieces
+   * do not scan it as readers see it either.
+   */
+  readonly misread: string | null;
 }
 
 /** The bytes of a stream from offset `from` on. */
@@ -38,11 +44,13 @@ interface Budget {
   bytes: number;
   /** Parts the walks of encoded parts may still make, together (MAX_MIME_PARTS: the trees of a chain are held at once). */
   parts: number;
+  /** The first reason clamd alone misreads a part inside an encoded part (structure.ts), or null. */
+  misread: string | null;
 }
 
 /** The nesting of the tree under `root`, walked from the bytes `open` gives (`size` of them). */
 export async function nestingOf(root: Part, open: Open, size: number, signal: AbortSignal): Promise<Nesting> {
-  const budget: Budget = { bytes: DECODE_FACTOR * size + DECODE_SLACK, parts: MAX_MIME_PARTS };
+  const budget: Budget = { bytes: DECODE_FACTOR * size + DECODE_SLACK, parts: MAX_MIME_PARTS, misread: null };
   let depth = 0;
   let pieceDepth = 1;
   for (const part of partsOf(root)) {
@@ -50,11 +58,11 @@ export async function nestingOf(root: Part, open: Open, size: number, signal: Ab
     if (!isEncodedMessage(part)) continue;
     // The message inside lies one level below the part, as an unencoded one would.
     const inner = await innerDepth(part, open, MAX_MIME_DEPTH - part.depth - 1, budget, signal);
-    if (inner === Infinity) return { depth: Infinity, pieceDepth: Infinity };
+    if (inner === Infinity) return { depth: Infinity, pieceDepth: Infinity, misread: budget.misread };
     depth = Math.max(depth, part.depth + 1 + inner);
     pieceDepth = Math.max(pieceDepth, 2 + inner);
   }
-  return { depth, pieceDepth };
+  return { depth, pieceDepth, misread: budget.misread };
 }
 
 /** How deep the message inside an encoded message/rfc822 part nests (0: not multipart); Infinity past `left` levels or the budget. */
@@ -76,6 +84,7 @@ async function innerDepth(part: Part, open: Open, left: number, budget: Budget, 
     // Past the depth cap, or the part cap (whose rest is not walked): unknown.
     if (p.opaque || p.ambiguous?.startsWith('more than')) return Infinity;
     budget.parts--;
+    if (p.ambiguous === RFC2231_BOUNDARY || p.ambiguous === TWO_CONTENT_TYPES) budget.misread ??= p.ambiguous;
     depth = Math.max(depth, p.depth - 1);
     if (isEncodedMessage(p)) depth = Math.max(depth, p.depth + (await innerDepth(p, decoded, left - p.depth, budget, signal)));
     if (depth === Infinity) return Infinity;

@@ -83,7 +83,11 @@ export async function piecesOf(message: Message, signal: AbortSignal): Promise<C
     walker.push(chunk);
   }
   walker.end(message.bodySize);
-  const { depth, pieceDepth } = await nestingOf(walker.root, (from) => message.openBody(from), message.bodySize, signal);
+  const { depth, pieceDepth, misread } = await nestingOf(walker.root, (from) => message.openBody(from), message.bodySize, signal);
+  if (misread) {
+    const why = `inside an encoded message/rfc822 part: ${misread}`;
+    return { pieces: [], notCut: `${why} (a piece would carry it as it is)`, depth, pieceDepth, clamdMisreads: why };
+  }
   if (walker.root.children.length === 0) {
     // Not multipart: the body with the message's own type and encoding fields.
     const fields = message.fields.filter((f) => f.key === 'content-type' || f.key === 'content-transfer-encoding');

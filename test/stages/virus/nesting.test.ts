@@ -2,7 +2,7 @@
  * How deep a message nests as clamd reads it (src/stages/virus/nesting.ts): also inside
  * message/rfc822 parts that were encoded, which the MIME walk does not enter.
  */
-import { MAX_MIME_PARTS, MimeWalker } from '../../../src/lib/mime/structure';
+import { MAX_MIME_PARTS, MimeWalker, RFC2231_BOUNDARY } from '../../../src/lib/mime/structure';
 import { nestingOf } from '../../../src/stages/virus/nesting';
 import { Message } from '../../../src/transaction/message';
 import { memorySpool } from '../../../src/transaction/spool';
@@ -34,17 +34,17 @@ async function nestingOfMessage(body: string) {
 
 describe('the nesting clamd reads', () => {
   it('is the MIME depth of a message without encoded message/rfc822 parts', async () => {
-    expect(await nestingOfMessage(entity(3, 'Content-Type: text/plain\r\n\r\nhi'))).toEqual({ depth: 3, pieceDepth: 1 });
+    expect(await nestingOfMessage(entity(3, 'Content-Type: text/plain\r\n\r\nhi'))).toEqual({ depth: 3, pieceDepth: 1, misread: null });
   });
 
   it('counts what a base64 message/rfc822 part holds, one level below the part', async () => {
-    expect(await nestingOfMessage(entity(1, encoded(entity(5, 'Content-Type: text/plain\r\n\r\nhi'))))).toEqual({ depth: 7, pieceDepth: 7 });
+    expect(await nestingOfMessage(entity(1, encoded(entity(5, 'Content-Type: text/plain\r\n\r\nhi'))))).toEqual({ depth: 7, pieceDepth: 7, misread: null });
   });
 
   it('counts an encoded message inside an encoded message, and a quoted-printable one', async () => {
     // Boundaries of their own: the quoted-printable body is plain text to the walk around it.
     const inner = entity(2, encoded(entity(3, 'Content-Type: text/plain\r\n\r\nhi', 'q'), 'quoted-printable'), 'i');
-    expect(await nestingOfMessage(entity(1, encoded(inner)))).toEqual({ depth: 1 + 1 + 2 + 1 + 3, pieceDepth: 2 + 2 + 1 + 3 });
+    expect(await nestingOfMessage(entity(1, encoded(inner)))).toEqual({ depth: 1 + 1 + 2 + 1 + 3, pieceDepth: 2 + 2 + 1 + 3, misread: null });
   });
 
   it('is unknown (Infinity) past the walk depth inside an encoded part', async () => {
@@ -63,7 +63,12 @@ describe('the nesting clamd reads', () => {
     expect((await nestingOfMessage(body)).depth).toBe(Infinity);
   });
 
+  it('names a boundary in RFC 2231 form inside an encoded part, which a piece would carry as it is', async () => {
+    const inner = 'Content-Type: multipart/mixed; boundary*0="A"; boundary*1="B"\r\n\r\n--AB\r\n\r\nhi\r\n--AB--\r\n';
+    expect((await nestingOfMessage(entity(1, encoded(inner)))).misread).toBe(RFC2231_BOUNDARY);
+  });
+
   it('takes the top-level message itself when it is an encoded message/rfc822', async () => {
-    expect(await nestingOfMessage(encoded(entity(4, 'Content-Type: text/plain\r\n\r\nhi')))).toEqual({ depth: 5, pieceDepth: 6 });
+    expect(await nestingOfMessage(encoded(entity(4, 'Content-Type: text/plain\r\n\r\nhi')))).toEqual({ depth: 5, pieceDepth: 6, misread: null });
   });
 });
