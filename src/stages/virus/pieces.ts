@@ -161,6 +161,8 @@ function misreadings(root: Part): { clamdMisreads: string | null; twoReadings: s
     const { part, path } = stack.pop()!;
     const where = path ? `part ${path}` : 'the message';
     if (part.ambiguous === RFC2231_BOUNDARY || part.ambiguous?.startsWith('more than')) clamdMisreads ??= `${where}: ${part.ambiguous}`;
+    // Left as bytes (the part cap, also when its multipart keeps an earlier reason; the depth cap).
+    if (part.opaque) clamdMisreads ??= `${where}: not walked into (past the walk's part or depth cap)`;
     if (part.ambiguous === TWO_CONTENT_TYPES) twoReadings ??= `${where}: ${part.ambiguous}`;
     for (let i = part.children.length - 1; i >= 0; i--) stack.push({ part: part.children[i], path: path ? `${path}/${i + 1}` : `${i + 1}` });
   }

@@ -135,6 +135,13 @@ describe('scanning a large message in pieces', () => {
     });
   });
 
+  it('says the rest of a message past the part cap is unknown also when its multipart is ambiguous for another reason first', async () => {
+    const body = `Content-Type: multipart/mixed; boundary="b"; boundary="c"\r\n\r\n${'--b\r\n\r\nx\r\n'.repeat(MAX_MIME_PARTS + 10)}--b--\r\n`;
+    const cut = await piecesOf(messageOf(body), never);
+    expect(cut.notCut).toMatch(/two boundary parameters/);
+    expect(cut.clamdMisreads).toMatch(/not walked into/);
+  });
+
   it('does not cut a message that mail readers split differently, saying where', async () => {
     const odd = messageOf(multipart(['Content-Type: text/plain\r\n\r\nhi\r\n--outer\r', attachment('a.bin', 100)]));
     expect(await piecesOf(odd, never)).toEqual({
