@@ -8,13 +8,19 @@
  * Each such part is decoded as a stream into a walk of its own (the parts all these walks make
  * are capped together at MAX_MIME_PARTS; nothing is kept in memory but the part trees), and so
  * are the encoded ones inside it. The
- * bytes decoded are capped at DECODE_FACTOR times the body, so that a message of many nested
- * encoded parts cannot make the check read the spool over and over: past it, or past the walk's
- * depth cap, the depth is unknown (Infinity), and the virus stage does not call the message
- * scanned. Reads nothing from the bank; fails only with the signal's abort.
+ * bytes decoded are capped at DECODE_FACTOR times the body, and the parts decoded at
+ * MAX_ENCODED_MESSAGES, so that a message of many (nested) encoded parts cannot make the check
+ * read the spool over and over: past either, or past the walk's depth cap, the depth is unknown
+ * (Infinity), and the virus stage does not call the message scanned. Reads nothing from the bank; fails only with the signal's abort.
  */
 import { decoderFor } from '../../lib/mime/decoders';
 import { MAX_MIME_DEPTH, MAX_MIME_PARTS, MimeWalker, type Part, RFC2231_BOUNDARY, TWO_CONTENT_TYPES } from '../../lib/mime/structure';
+
+/**
+ * Encoded message/rfc822 parts decoded at most (amavisd's $MAXFILES): each is a read of the
+ * spool from its offset, and 10,000 tiny ones would be 10,000 reads.
+ */
+const MAX_ENCODED_MESSAGES = 3000;
 
 /** Bytes decoded at most, as a multiple of the body, plus DECODE_SLACK (a small body's parts). */
 const DECODE_FACTOR = 3;
@@ -44,13 +50,15 @@ interface Budget {
   bytes: number;
   /** Parts the walks of encoded parts may still make, together (MAX_MIME_PARTS: the trees of a chain are held at once). */
   parts: number;
+  /** Encoded parts that may still be decoded (MAX_ENCODED_MESSAGES). */
+  messages: number;
   /** The first reason clamd alone misreads a part inside an encoded part (structure.ts), or null. */
   misread: string | null;
 }
 
 /** The nesting of the tree under `root`, walked from the bytes `open` gives (`size` of them). */
 export async function nestingOf(root: Part, open: Open, size: number, signal: AbortSignal): Promise<Nesting> {
-  const budget: Budget = { bytes: DECODE_FACTOR * size + DECODE_SLACK, parts: MAX_MIME_PARTS, misread: null };
+  const budget: Budget = { bytes: DECODE_FACTOR * size + DECODE_SLACK, parts: MAX_MIME_PARTS, messages: MAX_ENCODED_MESSAGES, misread: null };
   let depth = 0;
   let pieceDepth = 1;
   for (const part of partsOf(root)) {
@@ -67,7 +75,7 @@ export async function nestingOf(root: Part, open: Open, size: number, signal: Ab
 
 /** How deep the message inside an encoded message/rfc822 part nests (0: not multipart); Infinity past `left` levels or the budget. */
 async function innerDepth(part: Part, open: Open, left: number, budget: Budget, signal: AbortSignal): Promise<number> {
-  if (left < 1 || budget.bytes < 0) return Infinity;
+  if (left < 1 || budget.bytes < 0 || --budget.messages < 0) return Infinity;
   const decoded = decodedOpen(part, open, budget);
   // A walk whose top is a message/rfc822 entity: the decoded message is its one child, depth 1.
   const walker = new MimeWalker('message/rfc822', '7bit', { maxDepth: left + 1, maxParts: budget.parts });

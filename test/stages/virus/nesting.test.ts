@@ -68,6 +68,13 @@ describe('the nesting clamd reads', () => {
     expect((await nestingOfMessage(entity(1, encoded(inner)))).misread).toBe(RFC2231_BOUNDARY);
   });
 
+  it('is unknown (Infinity) past 3,000 encoded parts (each a read of the spool; amavisd $MAXFILES)', async () => {
+    const tiny = encoded('Content-Type: text/plain\r\n\r\nhi');
+    const many = (n: number) => `Content-Type: multipart/mixed; boundary="m"\r\n\r\n${`--m\r\n${tiny}\r\n`.repeat(n)}--m--\r\n`;
+    expect((await nestingOfMessage(many(3000))).depth).toBe(2);
+    expect((await nestingOfMessage(many(3001))).depth).toBe(Infinity);
+  });
+
   it('takes the top-level message itself when it is an encoded message/rfc822', async () => {
     expect(await nestingOfMessage(encoded(entity(4, 'Content-Type: text/plain\r\n\r\nhi')))).toEqual({ depth: 5, pieceDepth: 6, misread: null });
   });
