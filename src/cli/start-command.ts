@@ -63,7 +63,8 @@ export function runStart(args: string[]): Promise<number> {
       if (metrics) watchPrimaryReload(metrics.service, file, base);
       // The milter listeners' sockets: bound here once, accepted on by the workers (cluster/shared-sockets.ts).
       const sockets = socketsSupported ? new SharedSockets(base) : undefined;
-      const code = await runPrimary(workers, base, metrics ?? {}, config.main.workerSemiSpaceMb, sockets);
+      const heap = { semiSpaceMb: config.main.workerSemiSpaceMb, initialOldSpaceMb: config.main.workerInitialOldSpaceMb };
+      const code = await runPrimary(workers, base, metrics ?? {}, heap, sockets);
       await metrics?.service.close();
       return code;
     }

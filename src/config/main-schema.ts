@@ -951,6 +951,14 @@ export const mainConfigSchema = {
       description:
         "Size of V8's young-generation semi-spaces in each worker process, in MB (node's --max-semi-space-size), given to the workers by the primary when `workers` is above 1. Larger means fewer, longer scavenges and more memory; bench/README.md (\"Tail latency\") has the measurements. A semi-space size on node's own command line or in NODE_OPTIONS wins. A single process (workers 1) runs with node's own default. Read at start-up only.",
     },
+    workerInitialOldSpaceMb: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 4096,
+      default: 128,
+      description:
+        "Initial size of V8's old generation in each worker process, in MB (node's --initial-old-space-size), given to the workers by the primary when `workers` is above 1; 0 = node's own. Fewer early mark-compact collections under load, so a lower tail latency, for more peak memory; bench/README.md (\"Tail latency\") has the measurements. The flag on node's own command line wins (NODE_OPTIONS does not take it). A single process (workers 1) runs with node's own default. Read at start-up only.",
+    },
   },
 } as const;
 

@@ -96,6 +96,26 @@ describe('postseal start with several workers', () => {
     await sink.close();
   });
 
+  it.each<[string, DaemonOptions, string, string[]]>([
+    ['of workerInitialOldSpaceMb (default 128)', { env: { NODE_OPTIONS: '' } }, '', ['--initial-old-space-size=128']],
+    ['of workerInitialOldSpaceMb: 256', { env: { NODE_OPTIONS: '' } }, 'workerInitialOldSpaceMb: 256\n', ['--initial-old-space-size=256']],
+    ["of node's own with workerInitialOldSpaceMb: 0", { env: { NODE_OPTIONS: '' } }, 'workerInitialOldSpaceMb: 0\n', []],
+    ['from the operator’s own command line', { nodeArgs: ['--initial-old-space-size=64'], env: { NODE_OPTIONS: '' } }, '', ['--initial-old-space-size=64']],
+  ])('starts its workers with the initial old space %s', async (_what, opts, yaml, expected) => {
+    const { sink, d } = await cluster(2, opts, yaml);
+    await startedWorkers(d, 2);
+    for (const l of d.lines.filter((x) => x.msg === 'worker started')) {
+      expect(
+        readFileSync(`/proc/${String(l.pid)}/cmdline`, 'utf8')
+          .split('\0')
+          .filter((a) => /old-space-size/.test(a)),
+      ).toEqual(expected);
+    }
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    await sink.close();
+  });
+
   it("gives back the primary's start-up memory before it says postseal started, and leaves the workers' young generation as it is", async () => {
     const { sink, d } = await cluster(2, {}, 'log: { level: debug }\n');
     await startedWorkers(d, 2);
