@@ -4,12 +4,14 @@
  * folder, and MIME messages that carry them, for the banned stage and the archive readers.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { crc32, deflateRawSync } from 'node:zlib';
 
 export type Files = Record<string, Buffer | string>;
+
+const FILE_TIME = new Date('2026-01-01T00:00:00Z');
 
 function inTempDir<T>(files: Files, run: (dir: string) => T): T {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-archive-'));
@@ -17,6 +19,9 @@ function inTempDir<T>(files: Files, run: (dir: string) => T): T {
     for (const [name, data] of Object.entries(files)) {
       mkdirSync(path.dirname(path.join(dir, 'in', name)), { recursive: true });
       writeFileSync(path.join(dir, 'in', name), data);
+      // The tools write each file's time into the archive: a fixed one makes the same files
+      // give the same bytes (a test that made a zip twice across a 2-second step got two).
+      utimesSync(path.join(dir, 'in', name), FILE_TIME, FILE_TIME);
     }
     return run(dir);
   } finally {
