@@ -15,6 +15,7 @@ import { Quarantine } from '../../src/quarantine/quarantine';
 import { openSqliteStore } from '../../src/store/sqlite';
 import { cliMain, nodeBin, root } from '../helpers/cli';
 import { startSink, type Sink } from '../helpers/sink';
+import { heldInput } from '../helpers/quarantine';
 
 // Asynchronously: a synchronous child would block this process's sink.
 const run = promisify(execFile);
@@ -142,21 +143,7 @@ it('says which host holds a message listed from a store shared with it, rather t
   const store = openSqliteStore({ file: path.join(dir, 'state.db'), keyPrefix: 'postseal:', busyTimeoutMs: 2000 });
   const settings = { dir: path.join(dir, 'mx2-held'), maxMessageSizeBytes: 1 << 20, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 };
   const mx2 = new Quarantine(settings, store, createLogger('silent'), Date.now, 'mx2.example.test');
-  const other = await mx2.hold({
-    session: 's9',
-    queueId: '4MX2',
-    bank: 'default',
-    decidedBy: 'default',
-    reason: 'VIRUS_FOUND',
-    findings: ['VIRUS_FOUND'],
-    envelope: { mailFrom: 'a@remote.test', smtputf8: false, recipients: [{ address: 'bob@example.test' }] },
-    client: { addr: '198.51.100.7' },
-    peer: '127.0.0.1',
-    size: raw.length,
-    raw: async function* () {
-      yield raw;
-    },
-  });
+  const other = await mx2.hold(heldInput(raw, { session: 's9', queueId: '4MX2' }));
   await store.close();
   try {
     const shown = await cli('show', other.id);

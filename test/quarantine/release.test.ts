@@ -18,6 +18,7 @@ import { startSink, type Sink } from '../helpers/sink';
 import type { Store } from '../../src/store/store';
 import type { ForwardTarget } from '../../src/config/bank-schema';
 import type { Envelope } from '../../src/transaction/transaction';
+import { heldInput } from '../helpers/quarantine';
 
 const raw = Buffer.from('From: <a@remote.test>\r\nSubject: held\r\n\r\nbody\r\n');
 
@@ -127,21 +128,7 @@ describe('the release lock', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'q-lock-'));
     store = openSqliteStore({ file: path.join(dir, 's.db'), keyPrefix: 'ps:', busyTimeoutMs: 1000 });
     q = new Quarantine({ dir: path.join(dir, 'held'), maxMessageSizeBytes: 0, maxTotalBytes: 0, minFreeBytes: 0, maxAgeDays: 30, sweepIntervalMs: 60000 }, store, log);
-    ({ id } = await q.hold({
-      session: 's1',
-      queueId: '4LOCK',
-      bank: 'default',
-      decidedBy: 'default',
-      reason: 'VIRUS_FOUND',
-      findings: ['VIRUS_FOUND'],
-      envelope: { mailFrom: 'a@remote.test', smtputf8: false, recipients: [{ address: 'bob@example.test' }] },
-      client: { addr: '198.51.100.7' },
-      peer: '127.0.0.1',
-      size: raw.length,
-      raw: async function* () {
-        yield raw;
-      },
-    }));
+    ({ id } = await q.hold(heldInput(raw, { session: 's1', queueId: '4LOCK' })));
     target = loadTestBank({ forward: { host: '127.0.0.1', port: sink.port } }).forward;
   });
   afterEach(async () => {

@@ -4,8 +4,7 @@
  * shared through sqlite and Redis, the queue bound, the message path never waiting, and the
  * report's DKIM signature checked by Mail::DKIM and dkimpy.
  */
-import { createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
@@ -26,6 +25,7 @@ import { dkimpy, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers'
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { startRedisServer } from '../../helpers/redis-server';
 import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
+import { countingResolver, rsaSigningKey } from './fixtures';
 import { runStage, testStageDeps, testTransaction } from '../../helpers/stage-run';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-ruf-'));
@@ -270,13 +270,7 @@ describe('DMARC failure reports', () => {
   });
 
   test('a signed failure report verifies with Mail::DKIM and dkimpy', async () => {
-    const key = {
-      domain: rsaKey.domain,
-      selector: rsaKey.selector,
-      algorithm: rsaKey.algorithm,
-      privateKey: createPrivateKey(readFileSync(rsaKey.file)),
-      domainKeys: 'off' as const,
-    };
+    const key = rsaSigningKey();
     const { r } = reporter({ from: 'dmarc-reports@example.com' }, { sign: reportSigner([key], () => new Date()) });
     await filter(r, message('alice@a.test'), 'mallory@evil.test', '198.51.100.7');
     await r.idle();
@@ -320,23 +314,12 @@ describe('failure report limits against one attacker', () => {
   test("a record's ruf domains whose authorization never answers are looked up at once, not one after another", async () => {
     for (const d of ['slow1', 'slow2', 'slow3']) dns.zone[`slowruf.test._report._dmarc.${d}.test`] = { behaviour: 'timeout' };
     const quick = createDnsResolver({ servers: [dns.server], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
-    let inFlight = 0;
-    let most = 0;
-    const counting: DnsResolver = {
-      async query(name, type, signal) {
-        most = Math.max(most, ++inFlight);
-        try {
-          return await quick.query(name, type, signal);
-        } finally {
-          inFlight--;
-        }
-      },
-    };
+    const { resolver: counting, most } = countingResolver(quick);
     const { r, outcomes } = reporter({}, { resolver: counting });
     r.offer(sample('slowruf.test', 'v=DMARC1; p=none; fo=1; ruf=mailto:a@slow1.test,mailto:a@slow2.test,mailto:a@slow3.test'));
     await r.idle();
     expect(outcomes).toEqual([{ policyDomain: 'slowruf.test', status: 'dns-temperror', to: [], reason: 'authorization of slow1.test, slow2.test, slow3.test' }]);
-    expect(most).toBe(3);
+    expect(most()).toBe(3);
   });
 });
 

@@ -11,26 +11,17 @@ import pino from 'pino';
 import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
 import { DownstreamPool } from '../../../src/reinject/pool';
 import { poolSender } from '../../../src/notify/send';
-import { runReports, type ReportSettings, type RunDeps } from '../../../src/services/dmarc-reports/run';
-import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/dmarc-results';
+import { runReports, type RunDeps } from '../../../src/services/dmarc-reports/run';
+import { StoredDmarcResults } from '../../../src/store/dmarc-results';
 import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
 import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
+import { countingResolver, rec, REPORT_SETTINGS } from './fixtures';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-slow-dns-'));
 const log = pino({ level: 'silent' });
-const cfg: ReportSettings = {
-  orgName: 'Receiver Org',
-  email: 'postmaster@receiver.test',
-  from: 'dmarc-reports@receiver.test',
-  submitter: 'receiver.test',
-  lockTtlMs: 60000,
-  retryBaseMs: 60000,
-  retryMaxMs: 3600000,
-  maxReportsPerRun: 100,
-  graceSec: 0,
-};
+const cfg = REPORT_SETTINGS;
 const now = () => new Date('2026-12-07T06:00:00Z');
 
 let dns: DnsServer;
@@ -40,20 +31,6 @@ let pool: DownstreamPool;
 let store: Store;
 let results: StoredDmarcResults;
 let deps: RunDeps;
-
-function rec(policyDomain: string): DmarcResultRecord {
-  return {
-    receivedAt: new Date('2026-12-06T12:00:00Z'),
-    sourceIp: '192.0.2.1',
-    headerFrom: policyDomain,
-    policyDomain,
-    policy: 'reject',
-    result: 'pass',
-    disposition: 'none',
-    dkim: [{ domain: policyDomain, selector: 's', result: 'pass' }],
-    spf: { domain: policyDomain, result: 'pass' },
-  };
-}
 
 beforeAll(async () => {
   dns = await startDnsServer({
@@ -112,22 +89,11 @@ describe('report pass and a DNS that never answers', () => {
   });
 
   test("a report's outside addresses are looked up at once, not one after another", async () => {
-    let inFlight = 0;
-    let most = 0;
-    const counting: DnsResolver = {
-      async query(name, type, signal) {
-        most = Math.max(most, ++inFlight);
-        try {
-          return await resolver.query(name, type, signal);
-        } finally {
-          inFlight--;
-        }
-      },
-    };
+    const { resolver: counting, most } = countingResolver(resolver);
     await results.record(rec('e.test'));
     const [o] = await runReports({ ...deps, resolver: counting }, cfg);
     expect(o).toMatchObject({ status: 'dns-temperror', reason: 'authorization of x1.test, x2.test, x3.test' });
-    expect(most).toBe(3);
+    expect(most()).toBe(3);
   });
 
   test('after a DNS failure of one policy domain, the other policy domains of its organization wait for the next pass', async () => {

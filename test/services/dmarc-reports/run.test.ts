@@ -5,9 +5,9 @@ import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
 import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
 import { DownstreamPool } from '../../../src/reinject/pool';
-import { runReports, type ReportSettings, type RunDeps } from '../../../src/services/dmarc-reports/run';
+import { runReports, type RunDeps } from '../../../src/services/dmarc-reports/run';
 import { poolSender } from '../../../src/notify/send';
-import { StoredDmarcResults, type DmarcResultRecord } from '../../../src/store/dmarc-results';
+import { StoredDmarcResults } from '../../../src/store/dmarc-results';
 import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
 import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
@@ -16,21 +16,11 @@ import { reportSigner } from '../../../src/notify/sign';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
+import { rec, REPORT_SETTINGS, rsaSigningKey } from './fixtures';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-run-'));
 const log = pino({ level: 'silent' });
-const cfg: ReportSettings = {
-  orgName: 'Receiver Org',
-  email: 'postmaster@receiver.test',
-  from: 'dmarc-reports@receiver.test',
-  submitter: 'receiver.test',
-  lockTtlMs: 60000,
-  retryBaseMs: 60000,
-  retryMaxMs: 3600000,
-  maxReportsPerRun: 100,
-  // Most tests look at a period's end to the second; the grace time has its own test.
-  graceSec: 0,
-};
+const cfg = REPORT_SETTINGS;
 const now = () => new Date('2026-12-07T06:00:00Z');
 
 let dns: DnsServer;
@@ -40,21 +30,6 @@ let pool: DownstreamPool;
 let store: Store;
 let results: StoredDmarcResults;
 let deps: RunDeps;
-
-function rec(policyDomain: string, over: Partial<DmarcResultRecord> = {}): DmarcResultRecord {
-  return {
-    receivedAt: new Date('2026-12-06T12:00:00Z'),
-    sourceIp: '192.0.2.1',
-    headerFrom: policyDomain,
-    policyDomain,
-    policy: 'reject',
-    result: 'pass',
-    disposition: 'none',
-    dkim: [{ domain: policyDomain, selector: 's', result: 'pass' }],
-    spf: { domain: policyDomain, result: 'pass' },
-    ...over,
-  };
-}
 
 /** The XML of the report in a report mail. */
 function xmlOf(text: string): string {
@@ -286,13 +261,7 @@ describe('aggregate report run', () => {
   test('a signed report cut to a rua limit fits it with its signature', async () => {
     for (let i = 0; i < 200; i++)
       await results.record(rec('small.test', { sourceIp: `198.51.${i >> 8}.${i & 255}`, dkim: [{ domain: `f${i}.forged.test`, selector: `s${i * 7919}`, result: 'fail' }] }));
-    const key = {
-      domain: rsaKey.domain,
-      selector: rsaKey.selector,
-      algorithm: rsaKey.algorithm,
-      privateKey: createPrivateKey(readFileSync(rsaKey.file)),
-      domainKeys: 'off' as const,
-    };
+    const key = rsaSigningKey();
     const [o] = await runReports({ ...deps, sign: reportSigner([key], () => new Date()) }, { ...cfg, from: 'dmarc-reports@example.com' });
     expect(o).toMatchObject({ status: 'sent' });
     expect(sink.received[0].data.toString('latin1')).toMatch(/^DKIM-Signature: /);
@@ -418,13 +387,7 @@ describe('aggregate report run', () => {
 
   test('a signed report verifies with Mail::DKIM and dkimpy', async () => {
     await results.record(rec('a.test'));
-    const key = {
-      domain: rsaKey.domain,
-      selector: rsaKey.selector,
-      algorithm: rsaKey.algorithm,
-      privateKey: createPrivateKey(readFileSync(rsaKey.file)),
-      domainKeys: 'off' as const,
-    };
+    const key = rsaSigningKey();
     const [o] = await runReports({ ...deps, sign: reportSigner([key], () => new Date()) }, { ...cfg, from: 'dmarc-reports@example.com' });
     expect(o).toMatchObject({ status: 'sent' });
     const data = sink.received[0].data;
