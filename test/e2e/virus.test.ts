@@ -29,6 +29,17 @@ describe('the virus stage through a real Postfix', () => {
   }, 60_000);
 
   const explain = () => `${e2e.explain()}\n--- clamd log ---\n${clamd.log()}`;
+  /** Postfix's maillog line that says it bounced queueId (with the downstream's reply). */
+  const bounceOf = (queueId: string) =>
+    waitFor(
+      `the bounce of ${queueId}`,
+      () =>
+        e2e.postfix
+          .maillog()
+          .split('\n')
+          .find((l) => l.includes(`${queueId}:`) && l.includes('status=bounced')),
+      { explain },
+    );
 
   /** Our own user as the sender, so that Postfix's bounce lands in the test mailbox. */
   function infectedMail(subject: string, to?: string): TestMail {
@@ -47,15 +58,7 @@ describe('the virus stage through a real Postfix', () => {
   it('rejects EICAR in a zip inside a multipart message with 554 5.7.0, and Postfix bounces it to the sender', async () => {
     const mail = infectedMail('eicar in a zip');
     const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
-    const bounced = await waitFor(
-      `the bounce of ${queueId}`,
-      () =>
-        e2e.postfix
-          .maillog()
-          .split('\n')
-          .find((l) => l.includes(`${queueId}:`) && l.includes('status=bounced')),
-      { explain },
-    );
+    const bounced = await bounceOf(queueId);
     expect(bounced).toContain(`said: 554 5.7.0 Message rejected: virus found (${EICAR_NAME}) (in reply to end of DATA command)`);
     expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'default', verdict: 'reject', reason: 'VIRUS_FOUND' });
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
@@ -85,15 +88,7 @@ describe('the virus stage through a real Postfix', () => {
     for (let i = 25; i >= 1; i--) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}\r\n--b${i}--\r\n`;
     const mail = { ...base, data: `${base.data.split('\r\n\r\n')[0]}\r\nMIME-Version: 1.0\r\n${body}` };
     const queueId = await submit(e2e.ports[25], mail, REMOTE_CLIENT);
-    const bounced = await waitFor(
-      `the bounce of ${queueId}`,
-      () =>
-        e2e.postfix
-          .maillog()
-          .split('\n')
-          .find((l) => l.includes(`${queueId}:`) && l.includes('status=bounced')),
-      { explain },
-    );
+    const bounced = await bounceOf(queueId);
     expect(bounced).toContain(`said: 554 5.7.0 Message rejected: virus found (${EICAR_NAME} (scan 1 of 1, `);
     expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
   }, 60_000);
