@@ -49,14 +49,19 @@ export interface WorkerHeap {
  * load, then three 18 s rounds at half load) the added p99 went from 38.1 and 38.4 ms to 21.3
  * and 23.5, the event-loop delay's p99 from 9–11 to 4–5 ms, for about 60 MB more peak RSS over
  * the three processes (bench/README.md "Tail latency"). node does not take the flag from
- * NODE_OPTIONS, so otherwise only node's own command line sets it.
+ * NODE_OPTIONS, so otherwise only node's own command line sets it. An operator's
+ * --max-old-space-size (command line or NODE_OPTIONS) caps it: V8 silently raises the maximum to
+ * an initial size above it (node --max-old-space-size=64 --initial-old-space-size=128 gets a
+ * 256 MB heap limit instead of 88).
  */
 function workerExecArgv(heap: WorkerHeap): string[] {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
   const own = (flag: RegExp) => given.some((a) => flag.test(a));
   const argv = [...process.execArgv];
   if (!own(/^--(max|min)[-_]semi[-_]space[-_]size/)) argv.push(...workerV8Flags(heap.semiSpaceMb));
-  if (heap.initialOldSpaceMb > 0 && !own(/^--initial[-_]old[-_]space[-_]size/)) argv.push(`--initial-old-space-size=${heap.initialOldSpaceMb}`);
+  const maxOld = given.map((a) => /^--max[-_]old[-_]space[-_]size=(\d+)$/.exec(a)?.[1]).filter((v) => v !== undefined);
+  const initial = Math.min(heap.initialOldSpaceMb, ...maxOld.map(Number));
+  if (initial > 0 && !own(/^--initial[-_]old[-_]space[-_]size/)) argv.push(`--initial-old-space-size=${initial}`);
   return argv;
 }
 

@@ -957,7 +957,7 @@ export const mainConfigSchema = {
       maximum: 4096,
       default: 128,
       description:
-        "Initial size of V8's old generation in each worker process, in MB (node's --initial-old-space-size), given to the workers by the primary when `workers` is above 1; 0 = node's own. Fewer early mark-compact collections under load, so a lower tail latency, for more peak memory; bench/README.md (\"Tail latency\") has the measurements. The flag on node's own command line wins (NODE_OPTIONS does not take it). A single process (workers 1) runs with node's own default. Read at start-up only.",
+        "Initial size of V8's old generation in each worker process, in MB (node's --initial-old-space-size), given to the workers by the primary when `workers` is above 1; 0 = node's own. Fewer early mark-compact collections under load, so a lower tail latency, for more peak memory; bench/README.md (\"Tail latency\") has the measurements. The flag on node's own command line wins (NODE_OPTIONS does not take it); a --max-old-space-size given to node caps it. A single process (workers 1) runs with node's own default. Read at start-up only.",
     },
   },
 } as const;

@@ -101,6 +101,14 @@ describe('postseal start with several workers', () => {
     ['of workerInitialOldSpaceMb: 256', { env: { NODE_OPTIONS: '' } }, 'workerInitialOldSpaceMb: 256\n', ['--initial-old-space-size=256']],
     ["of node's own with workerInitialOldSpaceMb: 0", { env: { NODE_OPTIONS: '' } }, 'workerInitialOldSpaceMb: 0\n', []],
     ['from the operator’s own command line', { nodeArgs: ['--initial-old-space-size=64'], env: { NODE_OPTIONS: '' } }, '', ['--initial-old-space-size=64']],
+    // V8 would raise the operator's maximum to a larger initial size.
+    [
+      'no larger than the operator’s --max-old-space-size on the command line',
+      { nodeArgs: ['--max-old-space-size=96'], env: { NODE_OPTIONS: '' } },
+      '',
+      ['--max-old-space-size=96', '--initial-old-space-size=96'],
+    ],
+    ['no larger than the --max-old-space-size of NODE_OPTIONS', { env: { NODE_OPTIONS: '--max-old-space-size=100' } }, '', ['--initial-old-space-size=100']],
   ])('starts its workers with the initial old space %s', async (_what, opts, yaml, expected) => {
     const { sink, d } = await cluster(2, opts, yaml);
     await startedWorkers(d, 2);
