@@ -151,7 +151,11 @@ describe('the virus stage with a real clamd', () => {
     const big = `${CLEAN}${'x'.repeat(4000)}\r\n${TEST_VIRUS_MARKER}\r\n`;
     const passed = await scan(big, { maxScanBytes: 2048, socket: nowhere });
     expect(passed.findings).toEqual([{ code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringContaining('maxScanBytes (2048)') }]);
-    expect(passed.verdict).toMatchObject({ action: 'pass', fields: [] });
+    // Delivered unscanned, it says so in the mail, as amavisd's X-Amavis-Alert: UNCHECKED does.
+    expect(passed.verdict).toMatchObject({
+      action: 'tag',
+      fields: [{ name: 'X-Postseal-Alert', value: expect.stringMatching(/^UNCHECKED, not scanned for viruses: .*maxScanBytes \(2048\)/) }],
+    });
     const held = await scan(big, { maxScanBytes: 2048, onTooBig: 'tempfail' });
     expect(held.verdict).toMatchObject({ action: 'tempfail', reply: { code: '451', enhanced: '4.3.4' } });
   });

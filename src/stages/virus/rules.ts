@@ -3,8 +3,8 @@
  * destiny (reject = 554 5.7.0 naming it, discard, quarantine, bounce, or pass = delivered with
  * X-Postseal-Alert; a bounce becomes a discard when a name matches virus.fakeSenderNames); a
  * virus for lovers only is delivered with X-Postseal-Alert; clean mail gets X-Virus-Scanned; a
- * scanner failure and an unscanned big message are tempfails or pass with their finding, as
- * onScannerFailure and onTooBig say (a big one may also be refused, 552 5.3.4: onTooBig
+ * scanner failure and an unscanned big message are tempfails or pass with their finding (an
+ * unscanned one with X-Postseal-Alert: UNCHECKED), as onScannerFailure and onTooBig say (a big one may also be refused, 552 5.3.4: onTooBig
  * auto does that on a bank that signs, where unscanned mail must not leave signed).
  * VIRUS_BYPASSED decides nothing.
  *
@@ -69,5 +69,10 @@ export const virusRules: Partial<Record<VirusFinding, Rule<VirusSettings>>> = {
   VIRUS_FOUND: found,
   VIRUS_FOUND_LOVED: (s, _b, f, ctx) => ({ action: 'tag', fields: infectedFields(s, namesText(f.detail), ctx.authservId) }),
   VIRUS_SCANNER_FAILED: (s) => (s.onScannerFailure === 'tempfail' ? { action: 'tempfail', reply: replies.virusScanFailed } : null),
-  VIRUS_NOT_SCANNED_TOO_BIG: (s, bank) => tooBig(s.onTooBig === 'auto' ? (signsMail(bank) ? 'reject' : 'pass') : s.onTooBig),
+  // Delivered unscanned, the mail says so (amavisd's X-Amavis-Alert: UNCHECKED), not only the log.
+  VIRUS_NOT_SCANNED_TOO_BIG: (s, bank, f) =>
+    tooBig(s.onTooBig === 'auto' ? (signsMail(bank) ? 'reject' : 'pass') : s.onTooBig) ?? {
+      action: 'tag',
+      fields: [{ name: ALERT_FIELD, value: `UNCHECKED, not scanned for viruses: ${namesText(f.detail)}` }],
+    },
 };
