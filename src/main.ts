@@ -94,7 +94,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
   const sweeper = new QuarantineSweeper(quarantineOf(config), quarantineOf, quarantineLog);
   // The failure report queue closes after the listeners, which may still offer reports while they drain.
   const services: Service[] = failures ? [sweeper, failures, smtp] : [sweeper, smtp];
-  if (config.main.services.srs.enabled) services.push(new SrsService(config, { log }));
+  if (config.main.services.srs.enabled) services.push(new SrsService(config, { log, telemetry: opts.telemetry }));
   // The policy service runs in every worker (the cluster shares its socket); its state is in the store.
   if (config.main.services.policy.enabled) {
     services.push(
@@ -102,6 +102,7 @@ export async function startPostseal(config: LoadedConfig, log: Logger, opts: Sta
         store,
         log: log.child({ service: 'policy' }),
         now: Date.now,
+        telemetry: opts.telemetry,
         get resolver() {
           return shared.resolver;
         },

@@ -21,13 +21,29 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 function bufferedStdout(): DestinationStream {
   const out = pino.destination({ dest: 1, minLength: BLOCK_BYTES, sync: false });
-  setInterval(() => {
+  // A flush FLUSH_MS after a line came or a write ended (one can leave lines behind it), not a
+  // timer every FLUSH_MS: sonic-boom flushes an empty buffer with a write of zero bytes through
+  // the thread pool, and the timer and that write woke an idle process ten times a second.
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
     try {
       out.flush();
     } catch {
       // Closed at exit, after its last lines were written.
     }
-  }, FLUSH_MS).unref();
+  };
+  const soon = () => {
+    if (!timer) timer = setTimeout(flush, FLUSH_MS).unref();
+  };
+  const write = out.write.bind(out);
+  out.write = (data: string) => {
+    soon();
+    return write(data);
+  };
+  out.on('write', (bytes: number) => {
+    if (bytes > 0) soon();
+  });
   return out;
 }
 

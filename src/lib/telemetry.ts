@@ -39,12 +39,18 @@ export interface Telemetry {
   inFlight(delta: 1 | -1): void;
   /** An SMTP connection was accepted (+1) or closed (-1). */
   connection(delta: 1 | -1): void;
+  /** A client connected to (+1) or left (-1) a side service. */
+  serviceConnection(service: SideService, delta: 1 | -1): void;
 }
+
+/** The side services that serve Postfix on connections of their own. */
+export const SIDE_SERVICES = ['policy', 'srs'] as const;
+export type SideService = (typeof SIDE_SERVICES)[number];
 
 const nothing = (): void => undefined;
 
 /** The default: metrics off. */
-export const noTelemetry: Telemetry = { messageDone: nothing, downstreamFailed: nothing, dnsQuery: nothing, inFlight: nothing, connection: nothing };
+export const noTelemetry: Telemetry = { messageDone: nothing, downstreamFailed: nothing, dnsQuery: nothing, inFlight: nothing, connection: nothing, serviceConnection: nothing };
 
 const DOWNSTREAM_KINDS: readonly string[] = ['REINJECT_REFUSED', 'REINJECT_TIMEOUT', 'REINJECT_PROTOCOL', 'REINJECT_TLS'];
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { createLogger } from '../../src/lib/log';
+import type { Telemetry } from '../../src/lib/telemetry';
 import { SrsService } from '../../src/services/srs';
 import { loadConfig, type LoadedConfig } from '../../src/setup';
 
@@ -22,7 +23,7 @@ export interface SrsFixture {
   config(over?: Record<string, unknown>): LoadedConfig;
 }
 
-export async function startSrsService(over: Record<string, unknown> = {}, now?: () => number): Promise<SrsFixture> {
+export async function startSrsService(over: Record<string, unknown> = {}, now?: () => number, telemetry?: Telemetry): Promise<SrsFixture> {
   const dir = mkdtempSync(path.join(tmpdir(), 'srs-service-'));
   const secretsFile = path.join(dir, 'srs-secrets');
   writeFileSync(secretsFile, `${SRS_SECRET}\n`);
@@ -33,7 +34,7 @@ export async function startSrsService(over: Record<string, unknown> = {}, now?: 
     writeFileSync(file, YAML.stringify({ bankDir: '', log: { level: 'fatal' }, services: { srs } }));
     return loadConfig(file);
   };
-  const service = new SrsService(config(), { log: createLogger('silent'), ...(now ? { now } : {}) });
+  const service = new SrsService(config(), { log: createLogger('silent'), ...(now ? { now } : {}), ...(telemetry ? { telemetry } : {}) });
   await service.start();
   return { service, dir, secretsFile, config };
 }

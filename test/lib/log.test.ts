@@ -33,3 +33,13 @@ test('every line is out when the process exits at once, and more than a block of
   const { lines } = await run(`for (let i = 0; i < 500; i++) log.info({ i }, 'line'); process.exit(0);`);
   expect(lines.map((l) => JSON.parse(l).i)).toEqual(Array.from({ length: 500 }, (_, i) => i));
 });
+
+test('an idle process is not woken by the logger: no empty write once its lines are out', async () => {
+  // Counts the zero-byte writes to standard output (sonic-boom calls fs.write at each write)
+  // while the process idles 1.5 s after one line; the old flush made one every 200 ms.
+  const count = `const fs = require('fs'); let empty = 0; const w = fs.write;
+    fs.write = function (fd, data, ...rest) { if (fd === 1 && data.length === 0) empty++; return w.call(this, fd, data, ...rest); };`;
+  const { lines } = await run(`${count} log.info('one'); setTimeout(() => log.info({ empty }, 'idle'), 1500);`);
+  expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['one', 'idle']);
+  expect(JSON.parse(lines[1]).empty).toBeLessThanOrEqual(1);
+});

@@ -10,7 +10,7 @@
  * types and result kinds, REINJECT_ error codes, SMTP commands, reply classes.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { DownstreamFailureKind, DownstreamStep, MessageReport, Telemetry } from '../../lib/telemetry';
+import { SIDE_SERVICES, type DownstreamFailureKind, type DownstreamStep, type MessageReport, type Telemetry } from '../../lib/telemetry';
 import { stageRegistry } from '../../stages/registry';
 import { registerEventLoopDelay } from './event-loop';
 
@@ -109,9 +109,16 @@ export function createProcessMetrics(): ProcessMetrics {
     help: 'SMTP connections accepted by the listeners.',
     registers,
   });
-  registerEventLoopDelay(registry);
+  const serviceConnections = new Gauge({
+    name: 'postseal_service_connections',
+    help: 'Connections open on the side services, by service (policy, srs).',
+    labelNames: ['service'] as const,
+    registers,
+  });
+  const loop = registerEventLoopDelay(registry);
   // Present at zero from the start, so that rate() and alerts see the first failure.
   for (const kind of KINDS) for (const step of STEPS) downstreamFailures.inc(failureLabels(kind, step), 0);
+  for (const service of SIDE_SERVICES) serviceConnections.set({ service }, 0);
 
   const telemetry: Telemetry = {
     messageDone(r: MessageReport) {
@@ -134,6 +141,11 @@ export function createProcessMetrics(): ProcessMetrics {
     connection(delta) {
       connections.inc(delta);
       if (delta > 0) connectionsTotal.inc();
+      loop.busy(delta);
+    },
+    serviceConnection(service, delta) {
+      serviceConnections.inc({ service }, delta);
+      loop.busy(delta);
     },
   };
   return { registry, telemetry };

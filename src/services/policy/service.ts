@@ -22,6 +22,7 @@ import net from 'node:net';
 import { removeStaleSocket } from './stale-socket';
 import { PostsealError } from '../../errors';
 import type { Logger } from '../../lib/log';
+import type { Telemetry } from '../../lib/telemetry';
 import type { LoadedConfig } from '../../setup';
 import { replies } from '../../smtp/replies';
 import type { Service } from '../service';
@@ -33,6 +34,8 @@ const MAX_QUEUED = 16;
 
 export interface PolicyServiceDeps extends PolicyDeps {
   readonly log: Logger;
+  /** Metrics (lib/telemetry.ts); none: metrics off. */
+  readonly telemetry?: Telemetry;
 }
 
 export class PolicyService implements Service {
@@ -134,7 +137,11 @@ export class PolicyService implements Service {
 
   private serve(socket: net.Socket): void {
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    this.deps.telemetry?.serviceConnection('policy', 1);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.deps.telemetry?.serviceConnection('policy', -1);
+    });
     socket.on('error', () => socket.destroy());
     // UTF-8: Postfix passes SMTPUTF8 addresses as their UTF-8 bytes. Read as latin1 and written as
     // UTF-8 they went back encoded twice (Received-SPF), and an IDN sender domain was looked up

@@ -16,6 +16,7 @@ import type { MainConfig } from '../../config/main-schema';
 import { PostsealError } from '../../errors';
 import type { Logger } from '../../lib/log';
 import { readSrsSecrets } from '../../lib/srs/secrets';
+import type { Telemetry } from '../../lib/telemetry';
 import { createSrsEngine, type SrsEngine } from '../../lib/srs/srs';
 import type { LoadedConfig } from '../../setup';
 import type { Service } from '../service';
@@ -29,6 +30,8 @@ export interface SrsServiceDeps {
   readonly log: Logger;
   /** Milliseconds since the epoch; tests pass a fixed clock. */
   readonly now?: () => number;
+  /** Metrics (lib/telemetry.ts); none: metrics off. */
+  readonly telemetry?: Telemetry;
 }
 
 type PortName = 'socketmap' | 'tcpForward' | 'tcpReverse';
@@ -128,7 +131,11 @@ export class SrsService implements Service {
   private listen(s: SrsConfig, port: number, serve: Serve): Promise<net.Server> {
     const server = net.createServer({ noDelay: true }, (sock) => {
       this.sockets.add(sock);
-      sock.once('close', () => this.sockets.delete(sock));
+      this.deps.telemetry?.serviceConnection('srs', 1);
+      sock.once('close', () => {
+        this.sockets.delete(sock);
+        this.deps.telemetry?.serviceConnection('srs', -1);
+      });
       // A client that resets mid-request is its own business: drop the connection, nothing else.
       sock.on('error', () => sock.destroy());
       // Timed from the last answered request, not the last byte: a client that trickles a byte

@@ -15,7 +15,8 @@ async function read(registry: Registry): Promise<Record<'max' | 'p99' | 'p50', n
 describe('the event-loop delay gauges', () => {
   it('show a 60 ms stall of the event loop as its longest delay, not as the median', async () => {
     const registry = new Registry();
-    registerEventLoopDelay(registry);
+    const loop = registerEventLoopDelay(registry);
+    loop.busy(1);
     await sleep(50);
     stall(60);
     await sleep(50);
@@ -23,16 +24,55 @@ describe('the event-loop delay gauges', () => {
     expect(d.max).toBeGreaterThanOrEqual(0.045);
     expect(d.max).toBeLessThan(0.5);
     expect(d.p50).toBeLessThan(d.max);
+    loop.busy(-1);
   });
 
   it('report each stall once: a scrape resets them, so the next one sees only what came after', async () => {
     const registry = new Registry();
-    registerEventLoopDelay(registry);
+    const loop = registerEventLoopDelay(registry);
+    loop.busy(1);
     await sleep(30);
     stall(80);
     await sleep(30);
     expect((await read(registry)).max).toBeGreaterThanOrEqual(0.065);
     await sleep(60);
     expect((await read(registry)).max).toBeLessThan(0.065);
+    loop.busy(-1);
+  });
+
+  it('sample only while a connection is open: an idle process is not woken every 10 ms, and sees no stall', async () => {
+    const registry = new Registry();
+    const loop = registerEventLoopDelay(registry);
+    await sleep(30);
+    stall(60);
+    await sleep(30);
+    expect(await read(registry)).toEqual({ max: 0, p99: 0, p50: 0 });
+    // Two connections, one closes: still sampled.
+    loop.busy(1);
+    loop.busy(1);
+    loop.busy(-1);
+    await sleep(30);
+    stall(60);
+    await sleep(30);
+    expect((await read(registry)).max).toBeGreaterThanOrEqual(0.045);
+    loop.busy(-1);
+    await sleep(30);
+    stall(60);
+    await sleep(30);
+    expect((await read(registry)).max).toBe(0);
+  });
+
+  it('do not count the time without connections as a delay when one opens again', async () => {
+    // node:perf_hooks' monitorEventLoopDelay, disabled and enabled again, reads the time it was off as one delay.
+    const registry = new Registry();
+    const loop = registerEventLoopDelay(registry);
+    loop.busy(1);
+    await sleep(30);
+    loop.busy(-1);
+    await sleep(300);
+    loop.busy(1);
+    await sleep(50);
+    expect((await read(registry)).max).toBeLessThan(0.1);
+    loop.busy(-1);
   });
 });
