@@ -27,6 +27,8 @@ export const errorCodes = {
   CFG_SPAM_SCANNER_NOT_ANSWERING: 'Warning: a spamd or rspamd that a bank lists in spam.spamd/spam.rspamd does not answer PING (spam checks tempfail until it does).',
   CFG_VIRUS_SCANNER_NOT_ANSWERING:
     'Warning: the clamd a bank lists in virus.socket/virus.host does not answer PING, or not inside an IDSESSION while virus.keepConnections is above 0 (its mail meets virus.onScannerFailure, 451 by default, until it does).',
+  CFG_VIRUS_SCANNER_PASSES_DEEP:
+    'Warning: the clamd a bank lists answers OK for a message nested deeper than its MaxRecursion (clamd.conf AlertExceedsMax is off), so an archive nested past it hides a virus.',
   CFG_NOTIFY_UNSIGNED: 'Warning: the signing table has no key for the domain of notify.from, so DSNs and notices go unsigned.',
   CFG_FORWARD_NOT_ANSWERING: 'Warning (config check --probe): a forward target does not answer with an SMTP/LMTP greeting.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',

@@ -50,8 +50,11 @@ function end(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<v
   });
 }
 
-/** `streamMaxBytes`: clamd's StreamMaxLength, small by default so that the limit is quick to reach. */
-export async function startClamd(opts: { streamMaxBytes?: number } = {}): Promise<ClamdServer> {
+/**
+ * `streamMaxBytes`: clamd's StreamMaxLength, small by default so that the limit is quick to reach;
+ * `alertExceedsMax`: clamd's AlertExceedsMax (off by default, as in Debian's clamd.conf).
+ */
+export async function startClamd(opts: { streamMaxBytes?: number; alertExceedsMax?: boolean } = {}): Promise<ClamdServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-clamd-'));
   const db = path.join(dir, 'db');
   writeDatabase(db);
@@ -69,6 +72,7 @@ export async function startClamd(opts: { streamMaxBytes?: number } = {}): Promis
       `TCPSocket ${port}`,
       'TCPAddr 127.0.0.1',
       `StreamMaxLength ${streamMaxBytes}`,
+      `AlertExceedsMax ${opts.alertExceedsMax ? 'yes' : 'no'}`,
       `LogFile ${logFile}`,
       'LogTime yes',
       // Not the database check every 600 s, nor the system's clamav user: this is a test's private instance.

@@ -31,6 +31,9 @@ import { virusBankSchema, type VirusSettings } from './schema';
 /** A depth for the log; Infinity is one nesting.ts could not measure (past its walk or decoding budget). */
 const levels = (n: number) => (n === Infinity ? 'more levels than postseal measures (100, or its decoding budget)' : `${n} levels`);
 
+/** What clamd with AlertExceedsMax names when it stopped at one of its limits (MaxRecursion, MaxFileSize, ...). */
+const SCAN_LIMIT = /^Heuristics\.Limits\.Exceeded(\.|$)/;
+
 /** clamd's version is asked again after this long (a database update changes it), in the background. */
 const VERSION_TTL_MS = 10 * 60 * 1000;
 
@@ -159,8 +162,22 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
             if (cut.clamdMisreads) return scanInPieces(tx, cut, `split otherwise by clamd than by mail readers (${cut.clamdMisreads})`, signal, true);
             return one('VIRUS_CLEAN', versions.current ?? client.name);
           }
-          case 'found':
+          case 'found': {
+            // clamd with AlertExceedsMax names the limit it stopped at instead of answering OK.
+            // MIME nested past maxMimeDepth is one postseal takes apart itself: scanned in pieces,
+            // whose answers decide (a piece that meets a limit again is still VIRUS_FOUND).
+            if (r.names.every((n) => SCAN_LIMIT.test(n))) {
+              const cut = await piecesOf(tx.message, signal);
+              if (cut.depth > s.maxMimeDepth && !cut.notCut)
+                return scanInPieces(
+                  tx,
+                  cut,
+                  `clamd stopped at ${r.names.join(', ')}; MIME nested ${levels(cut.depth)} deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`,
+                  signal,
+                );
+            }
             return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', r.names.join(', '));
+          }
           case 'too-big':
             return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, ${r.detail}`);
           default:
