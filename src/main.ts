@@ -185,7 +185,7 @@ async function checkConfig(config: LoadedConfig, log: Logger, logWarnings: boole
   // Before any service reloads: the policy service refusing the new configuration after the
   // SMTP listeners took it left the daemon half on each (and logging "keeping the running one").
   checkPolicyConfig(config);
-  const warnings = await checkLoaded(config);
+  const warnings = await checkLoaded(config, { probeScanners: logWarnings });
   if (logWarnings) for (const w of warnings) log.warn({ code: w.code, config: config.file }, w.message);
 }
 

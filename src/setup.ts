@@ -81,12 +81,15 @@ function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): Confi
  * scanners' and clamd's PING (stages/spam/probe.ts, stages/virus/probe.ts). Start-up, reload and
  * `config check` run them; the warnings are for the caller to log or print.
  */
-export async function checkConfig(config: LoadedConfig): Promise<ConfigWarning[]> {
+export async function checkConfig(config: LoadedConfig, opts: { probeScanners?: boolean } = {}): Promise<ConfigWarning[]> {
   const warnings = await preflight(config);
   checkStoreConfig(config.main.store, config.file);
   if (config.main.services.srs.enabled) readSrsSecrets(config.main.services.srs.secretsFile);
-  // A scanner that is down is a warning, not a refusal: Postfix keeps the mail queued on the 451 meanwhile.
-  warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)));
+  // A scanner that is down is a warning, not a refusal: Postfix keeps the mail queued on the 451
+  // meanwhile. Not probed by a caller that does not log warnings (a cluster's workers: the primary
+  // does it once), since clamd's depth probe is a scan, and with AlertExceedsMax clamd logs it as
+  // found (and runs its VirusEvent, where one is set).
+  if (opts.probeScanners ?? true) warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)));
   return warnings;
 }
 
