@@ -132,9 +132,17 @@ export class Quarantine {
     await checkSpace({ dir, minFreeBytes: this.settings.minFreeBytes });
     const { raw, ...rest } = input;
     const record: HeldRecord = { version: 1, id, heldAt: new Date(this.now()).toISOString(), ...rest, host: this.host };
-    const written = await writeAtomically(fileOf(dir, id, 'eml'), raw());
-    if (written !== input.size) throw new PostsealError('QUARANTINE_FAILED', `quarantine folder ${dir}: wrote ${written} of ${input.size} bytes of ${id}.eml`);
-    await writeAtomically(meta, [Buffer.from(`${JSON.stringify(record, null, 1)}\n`)]);
+    const eml = fileOf(dir, id, 'eml');
+    try {
+      const written = await writeAtomically(eml, raw());
+      if (written !== input.size) throw new PostsealError('QUARANTINE_FAILED', `quarantine folder ${dir}: wrote ${written} of ${input.size} bytes of ${id}.eml`);
+      await writeAtomically(meta, [Buffer.from(`${JSON.stringify(record, null, 1)}\n`)]);
+    } catch (err) {
+      // Not held without its record: the .eml would take a full disk's space until the sweep's
+      // hour had passed. Unless a concurrent hold of the same retry committed it meanwhile.
+      if (!(await exists(meta))) await fsp.rm(eml, { force: true }).catch(() => undefined);
+      throw err;
+    }
     await this.count(input.size);
     await this.index({ ...record, released: [] });
     return { id, duplicate: false };

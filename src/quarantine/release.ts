@@ -77,8 +77,9 @@ async function lock(file: string, me: string, now: number): Promise<string | nul
   // Written whole under a name of our own, then linked (fails if the lock exists): no other
   // release ever reads an empty or half-written lock, whose cut identity would look crashed.
   const temp = `${file}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await fsp.writeFile(temp, `${me}\n`, { mode: 0o600, flag: 'wx' });
   try {
+    // Inside the try: on a full disk the file is created and its write fails, and it must go too.
+    await fsp.writeFile(temp, `${me}\n`, { mode: 0o600, flag: 'wx' });
     return await lockWith(file, temp, now);
   } finally {
     await fsp.rm(temp, { force: true });
@@ -193,7 +194,14 @@ export async function releaseHeld(
   const fail = (reply: string, accepted: string[] = [], refused: ReleaseResult['refused'] = []): ReleaseResult => ({ ok: false, accepted, refused, reply });
   const lockFile = fileOf(quarantine.dir, entry.id, 'releasing');
   const me = `${process.pid} ${hostname()} ${randomBytes(6).toString('hex')} ${processIdentity(process.pid)}`.trim();
-  const busy = await lock(lockFile, me, Date.now());
+  let busy: string | null;
+  try {
+    busy = await lock(lockFile, me, Date.now());
+  } catch (err) {
+    // A full disk (ENOSPC) or a folder postseal cannot write: nothing was sent.
+    const errno = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return fail(`cannot write the release lock ${lockFile} (${errno}); nothing was sent`);
+  }
   if (busy) return fail(`another release of ${entry.id} is running (${busy}: ${lockFile})`);
   const refresh = setInterval(() => void refreshLock(lockFile, me), opts.lockRefreshMs ?? RELEASE_LOCK_REFRESH_MS);
   refresh.unref();

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { PostsealError, isPostsealError } from '../errors';
+import { writeFully } from '../lib/write-fully';
 import { isProcessAlive } from './process-alive';
 
 export interface SpoolOptions {
@@ -254,9 +255,10 @@ class SpoolWriter extends Writable {
     if (this.chunks.length) {
       const pending = Buffer.concat(this.chunks);
       this.chunks = [];
-      await file.write(pending);
+      await writeFully(file, pending);
     }
-    await file.write(chunk);
+    // Whole or an error: a near-full disk writes part of a chunk without one (lib/write-fully.ts).
+    await writeFully(file, chunk);
   }
 
   get bytes(): number {
