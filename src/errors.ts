@@ -37,6 +37,7 @@ export const errorCodes = {
   METRICS_LISTEN_FAILED: 'The metrics and health service (services.metrics) could not bind its address and port.',
   SRS_LISTEN_FAILED: 'The SRS map service (services.srs) could not bind one of its addresses and ports.',
   SPOOL_FAILED: 'The message could not be written to the spool.',
+  SPOOL_FULL: "The message could not be written to the spool because its file system is full (ENOSPC) or the quota of postseal's user is used up (EDQUOT).",
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
   HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',
   UPSTREAM_ABORTED: 'The upstream client went away during DATA.',

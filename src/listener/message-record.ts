@@ -28,12 +28,10 @@ export function recordResult(record: MessageRecord, result: PipelineResult): voi
  * postmaster has to act, and the line says where and what to check.
  */
 export function logSpoolFailure(ctx: SessionContext, err: unknown, where: { session: string; queueId?: string }): void {
-  if (!isPostsealError(err, 'SPOOL_FAILED')) return;
+  if (!isPostsealError(err, 'SPOOL_FAILED') && !isPostsealError(err, 'SPOOL_FULL')) return;
   const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
-  ctx.log.error(
-    { ...where, spoolDir: ctx.spool.dir, errno },
-    `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); check that it exists, is writable by postseal and has free space`,
-  );
+  const fix = err.code === 'SPOOL_FULL' ? 'its file system is full: free space there' : 'check that it exists, is writable by postseal and has free space';
+  ctx.log.error({ ...where, spoolDir: ctx.spool.dir, errno, code: err.code }, `cannot write the message to the spool folder ${ctx.spool.dir} (${errno ?? 'error'}); ${fix}`);
 }
 
 export interface Finished {

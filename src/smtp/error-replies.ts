@@ -15,6 +15,7 @@ const table: Partial<Record<ErrorCode, ReplyReason>> = {
   HEADER_TOO_BIG: 'headerTooBig',
   UPSTREAM_ABORTED: 'upstreamAborted',
   SPOOL_FAILED: 'spoolFailed',
+  SPOOL_FULL: 'spoolFull',
   QUARANTINE_FAILED: 'quarantineFailed',
   QUARANTINE_TOO_BIG: 'quarantineFailed',
   NOTIFY_FAILED: 'notifyFailed',

@@ -55,6 +55,8 @@ export const replies = {
   shuttingDown: { code: '421', enhanced: '4.3.2', text: 'Shutting down, try again later' },
   upstreamAborted: { code: '451', enhanced: '4.3.0', text: 'Message data incomplete' },
   spoolFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: cannot write the message to the spool, try again later' },
+  // RFC 3463 X.3.1 "mail system full", as Postfix's own smtpd answers when its queue file system is full.
+  spoolFull: { code: '452', enhanced: '4.3.1', text: 'Insufficient system storage, try again later' },
   quarantineFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: cannot hold the message in quarantine, try again later' },
   notifyFailed: { code: '451', enhanced: '4.3.0', text: 'Local error in processing: the delivery status notification could not be sent, try again later' },
   signingFailed: { code: '451', enhanced: '4.7.5', text: 'Message could not be signed, try again later' },

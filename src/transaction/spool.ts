@@ -3,7 +3,8 @@
  * that is removed when the transaction ends. Written once while DATA streams in, with the
  * size limit enforced on the way; read any number of times afterwards.
  *
- * Fails with SPOOL_FAILED (disk; the message names the folder, the cause keeps the errno),
+ * Fails with SPOOL_FULL (ENOSPC, EDQUOT) or SPOOL_FAILED (any other write error; both name the
+ * folder, the cause keeps the errno),
  * MESSAGE_TOO_BIG (size limit), UPSTREAM_ABORTED (client gone mid-DATA), or the reason of
  * an aborted `signal`; a failed spool removes its file itself, a pending open included.
  */
@@ -82,7 +83,9 @@ export async function spoolFrom(source: Readable, opts: SpoolOptions): Promise<S
     if (code === 'ECONNECTION') {
       throw new PostsealError('UPSTREAM_ABORTED', 'message data ended early', { cause: err });
     }
-    throw new PostsealError('SPOOL_FAILED', `cannot write the spool file in ${sink.dir}: ${(err as Error).message}`, { cause: err });
+    // A full disk has its own reply (452 4.3.1): the postmaster's fix is space, not permissions.
+    const full = code === 'ENOSPC' || code === 'EDQUOT';
+    throw new PostsealError(full ? 'SPOOL_FULL' : 'SPOOL_FAILED', `cannot write the spool file in ${sink.dir}: ${(err as Error).message}`, { cause: err });
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

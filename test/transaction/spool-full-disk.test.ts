@@ -1,6 +1,6 @@
 /**
  * The spool on a real file system that fills up (a small tmpfs, test/helpers/tmpfs.ts): a
- * message cut off by a full disk is SPOOL_FAILED and leaves no file, whether the disk fills
+ * message cut off by a full disk is SPOOL_FULL and leaves no file, whether the disk fills
  * before its first byte or in its middle, and never comes back as a whole spool with its tail
  * missing; when space returns, the same message spools whole.
  */
@@ -26,23 +26,23 @@ afterAll(() => disk?.unmount());
 
 const opts = () => ({ dir: disk.dir, memoryThresholdBytes: 1024, maxSizeBytes: 10 * DISK_BYTES });
 
-it('a disk that is full before the first byte is written is SPOOL_FAILED naming the folder, and leaves no file', async () => {
+it('a disk that is full before the first byte is written is SPOOL_FULL naming the folder, and leaves no file', async () => {
   await disk.fill();
   const err = await spoolFrom(source(message(64 * 1024), 16 * 1024), opts()).catch((e) => e);
-  expect(isPostsealError(err, 'SPOOL_FAILED')).toBe(true);
+  expect(isPostsealError(err, 'SPOOL_FULL')).toBe(true);
   expect(err.message).toContain(disk.dir);
   expect((err.cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
   expect(spoolFiles(disk.dir)).toEqual([]);
 });
 
-it('a disk that fills in the middle of the message is SPOOL_FAILED, and leaves no file', async () => {
+it('a disk that fills in the middle of the message is SPOOL_FULL, and leaves no file', async () => {
   await disk.fill(100 * 1024);
   const err = await spoolFrom(source(message(200 * 1024), 16 * 1024), opts()).catch((e) => e);
-  expect(isPostsealError(err, 'SPOOL_FAILED')).toBe(true);
+  expect(isPostsealError(err, 'SPOOL_FULL')).toBe(true);
   expect(spoolFiles(disk.dir)).toEqual([]);
 });
 
-it('a last chunk that only partly fits is SPOOL_FAILED, not a spool with its tail missing', async () => {
+it('a last chunk that only partly fits is SPOOL_FULL, not a spool with its tail missing', async () => {
   // One chunk larger than the space left: write(2) writes what fits and returns a short count.
   await disk.fill(100 * 1024);
   const data = message(150 * 1024);
@@ -52,14 +52,14 @@ it('a last chunk that only partly fits is SPOOL_FAILED, not a spool with its tai
     await spool.dispose();
     throw new Error(`spooled ${got.length} of ${data.length} bytes as a whole message of ${spool.size}`);
   }
-  expect(isPostsealError(spool, 'SPOOL_FAILED')).toBe(true);
+  expect(isPostsealError(spool, 'SPOOL_FULL')).toBe(true);
   expect(spoolFiles(disk.dir)).toEqual([]);
 });
 
 it('once space returns, the same message spools whole', async () => {
   await disk.fill(100 * 1024);
   const data = message(150 * 1024);
-  await expect(spoolFrom(source(data, 16 * 1024), opts())).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
+  await expect(spoolFrom(source(data, 16 * 1024), opts())).rejects.toMatchObject({ code: 'SPOOL_FULL' });
   await disk.free();
   const spool = await spoolFrom(source(data, 16 * 1024), opts());
   try {
