@@ -45,11 +45,16 @@
  * A message Postfix retries (a later stage tempfailed it) is recorded once: record() takes a
  * retry-stable id (RecordOptions.once).
  *
- * Fails: record() rejects with STORE_UNAVAILABLE; the dmarc stage logs it and the mail goes on.
+ * Fails: record() never rejects for the store: a result the store does not take (Redis down,
+ * an sqlite file on a full disk) is lost, the mail goes on, and the loss is logged at most once
+ * a minute with the count held back (one line per message would flood the log for as long as
+ * the disk stays full). Other errors (a bug) reject; the dmarc stage logs them.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { isPostsealError } from '../errors';
 import { SHORTEST_PERIOD_SEC, periodLengthSec, periodOf } from '../lib/dmarc-report/period';
+import { LogLimit, REPEATED_FAILURE_LOG_MS } from '../lib/log-limit';
 import { orgDomain } from '../lib/dmarc-report/policy';
 import { addDue, listDue, pruneDue, type DomainPeriod } from './dmarc-due';
 import { SCAN_MAX_LIMIT, type Store } from './store';
@@ -123,8 +128,8 @@ export interface DmarcResultLimits {
   readonly maxPeriodsPerOrgDomain?: number;
   /** Records per day over all domains, all hosts together. */
   readonly maxRecordsPerDay?: number;
-  /** Where the first refused result of a day is logged. */
-  readonly log?: Pick<Logger, 'warn'>;
+  /** Where the first refused result of a day, and results the store did not take, are logged. */
+  readonly log?: Pick<Logger, 'warn' | 'error'>;
 }
 
 /** The UTC day of a time, as YYYY-MM-DD. */
@@ -154,6 +159,8 @@ export interface PeriodRows {
 
 /** DMARC results in the shared store: one capped list per policy domain and report period. */
 export class StoredDmarcResults implements DmarcResultStore {
+  /** Results lost to a failing store (a full disk) are logged a line a minute. */
+  private readonly lostLog = new LogLimit(REPEATED_FAILURE_LOG_MS);
   private readonly limits: Required<Omit<DmarcResultLimits, 'log'>> & { log?: DmarcResultLimits['log'] };
 
   constructor(
@@ -172,6 +179,20 @@ export class StoredDmarcResults implements DmarcResultStore {
   }
 
   async record(r: DmarcResultRecord, opts: RecordOptions = {}): Promise<void> {
+    try {
+      await this.recordOnce(r, opts);
+    } catch (err) {
+      if (!isPostsealError(err, 'STORE_UNAVAILABLE')) throw err;
+      const heldBack = this.lostLog.take();
+      if (heldBack !== undefined)
+        this.limits.log?.error(
+          { err, code: err.code, policyDomain: r.policyDomain, heldBack },
+          'DMARC result not stored; results the store does not take are logged at most once a minute',
+        );
+    }
+  }
+
+  private async recordOnce(r: DmarcResultRecord, opts: RecordOptions): Promise<void> {
     if (!r.policyDomain) return;
     if (opts.once !== undefined && !(await this.store.setIfAbsent(`dmarc-seen:${opts.once}`, '1', { ttlMs: DEDUPE_MS }))) return;
     const domain = r.policyDomain.toLowerCase();

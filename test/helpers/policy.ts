@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { createDnsResolver } from '../../src/lib/dns';
-import { createLogger } from '../../src/lib/log';
+import { createLogger, type Logger } from '../../src/lib/log';
 import type { Telemetry } from '../../src/lib/telemetry';
 import { PolicyService } from '../../src/services/policy';
 import { loadConfig } from '../../src/setup';
@@ -37,10 +37,10 @@ export function fixedClock(startSec = 1_800_000_000): Clock {
   return { now: () => t, advance: (sec) => (t += sec * 1000) };
 }
 
-export async function startPolicy(configFile: string, store: Store, opts: { dnsServer?: string; clock?: Clock; telemetry?: Telemetry } = {}): Promise<PolicyService> {
+export async function startPolicy(configFile: string, store: Store, opts: { dnsServer?: string; clock?: Clock; log?: Logger; telemetry?: Telemetry } = {}): Promise<PolicyService> {
   const config = loadConfig(configFile);
   const resolver = createDnsResolver({ servers: opts.dnsServer ? [opts.dnsServer] : ['127.0.0.1:9'], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
-  const service = new PolicyService(config, { store, resolver, now: opts.clock?.now ?? Date.now, log: createLogger('fatal'), telemetry: opts.telemetry });
+  const service = new PolicyService(config, { store, resolver, now: opts.clock?.now ?? Date.now, log: opts.log ?? createLogger('fatal'), telemetry: opts.telemetry });
   await service.start();
   return service;
 }

@@ -126,7 +126,11 @@ describe('StoredDmarcResults', () => {
 
   test("maxDomainsPerDay counts organizational domains: an attacker's subdomains do not shut out the day's other domains", async () => {
     const warnings: unknown[] = [];
-    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 5, maxPeriodsPerOrgDomain: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
+    const results = new StoredDmarcResults(store, {
+      maxDomainsPerDay: 5,
+      maxPeriodsPerOrgDomain: 3,
+      log: { warn: (o: unknown) => void warnings.push(o), error: (o: unknown) => void warnings.push(o) },
+    });
     for (let i = 0; i < 50; i++) await results.record(record({ receivedAt: new Date('2026-03-01T00:00:01Z'), policyDomain: `n${i}.attacker.example.com` }));
     await results.record(record({ receivedAt: new Date('2026-03-01T08:00:00Z'), policyDomain: 'bigbank.co.uk' }));
     const kept = (await results.periods()).map((p) => p.policyDomain);
@@ -158,7 +162,7 @@ describe('StoredDmarcResults', () => {
 
   test('a day keeps results of at most maxDomainsPerDay policy domains, and says so once', async () => {
     const warnings: unknown[] = [];
-    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o) } });
+    const results = new StoredDmarcResults(store, { maxDomainsPerDay: 2, log: { warn: (o: unknown) => void warnings.push(o), error: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'c.test', 'd.test', 'a.test', 'c.test']) await results.record(record({ policyDomain: d }));
     expect((await results.periods()).map((x) => x.policyDomain).sort()).toEqual(['a.test', 'b.test']);
     expect((await results.peek('a.test', '2026-03-01')).messages).toBe(2);
@@ -170,7 +174,7 @@ describe('StoredDmarcResults', () => {
 
   test('a day keeps at most maxRecordsPerDay results over all domains, and says so once', async () => {
     const warnings: unknown[] = [];
-    const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o) } });
+    const results = new StoredDmarcResults(store, { maxRecordsPerDay: 3, log: { warn: (o: unknown) => void warnings.push(o), error: (o: unknown) => void warnings.push(o) } });
     for (const d of ['a.test', 'b.test', 'a.test', 'c.test', 'b.test']) await results.record(record({ policyDomain: d }));
     expect((await results.peek('a.test', '2026-03-01')).messages + (await results.peek('b.test', '2026-03-01')).messages).toBe(3);
     expect(await results.periods()).not.toContainEqual(expect.objectContaining({ policyDomain: 'c.test' }));

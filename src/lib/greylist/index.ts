@@ -18,8 +18,13 @@
  * concurrent updates of an existing one are last-writer-wins on `last`, which only moves the
  * expiry, never the decision.
  *
- * Failures: the store's STORE_UNAVAILABLE rejection passes through (the service answers
- * DEFER_IF_PERMIT for it).
+ * Failures: a read that fails, or a write that the decision needs (a new triplet's first
+ * sighting), passes the store's STORE_UNAVAILABLE rejection through (the service answers
+ * DEFER_IF_PERMIT for it: the triplet would have been greylisted anyway). A write that only
+ * keeps the state of a triplet or client that passes (its last use, its first pass, the
+ * client's count) does not turn the pass into a deferral: a store whose disk is full still
+ * reads, and known senders' mail goes on; the outcome carries the error (`unsaved`) for the
+ * caller to log.
  */
 import { createHash } from 'node:crypto';
 import { clientNetwork, tripletKey } from './triplet';
@@ -64,11 +69,15 @@ export interface GreylistRequest {
   readonly recipient: string;
 }
 
-export type GreylistOutcome =
+export type GreylistOutcome = (
   | { readonly action: 'pass'; readonly reason: 'client whitelist' | 'recipient whitelist' | 'client AWL' | 'triplet found' }
   /** First pass after a delay: the X-Greylist field says how long. */
   | { readonly action: 'pass'; readonly reason: 'delayed'; readonly delayedSec: number }
-  | { readonly action: 'greylist'; readonly reason: 'new' | 'early retry' | 'client cap'; readonly retryInSec: number };
+  | { readonly action: 'greylist'; readonly reason: 'new' | 'early retry' | 'client cap'; readonly retryInSec: number }
+) & {
+  /** The store's error when a write that keeps the state failed; the decision stands (see Failures above). */
+  readonly unsaved?: unknown;
+};
 
 const HOUR = 3600;
 const LONGEST_KEY = 900;
@@ -90,10 +99,17 @@ export async function greylist(store: GreylistStore, settings: GreylistSettings,
   const maxAgeMs = settings.maxAgeDays * 86400 * 1000;
   const awl = settings.autoWhitelistClients > 0;
   const clientKey = storeKey('c', req.clientAddress.toLowerCase());
+  // Writes after the decision to pass: a failure is reported with the pass, not thrown over it.
+  let unsaved: unknown;
+  const keep = (write: Promise<unknown>) =>
+    write.then(
+      () => undefined,
+      (err: unknown) => void (unsaved ??= err),
+    );
   const client = awl ? pair(await store.get(clientKey)) : undefined;
   if (client && client[0] >= settings.autoWhitelistClients) {
-    if (nowSec >= client[1] + HOUR || client[1] > nowSec) await store.set(clientKey, `${client[0] + 1},${nowSec}`, { ttlMs: maxAgeMs });
-    return { action: 'pass', reason: 'client AWL' };
+    if (nowSec >= client[1] + HOUR || client[1] > nowSec) await keep(store.set(clientKey, `${client[0] + 1},${nowSec}`, { ttlMs: maxAgeMs }));
+    return { action: 'pass', reason: 'client AWL', unsaved };
   }
 
   const network = clientNetwork(req.clientAddress, settings.ipv4PrefixBits, settings.ipv6PrefixBits);
@@ -126,10 +142,11 @@ export async function greylist(store: GreylistStore, settings: GreylistSettings,
   const waited = nowSec - first;
   const passed = waited >= settings.delaySec;
   // A triplet that passed lives maxAge after its last use; one still waiting, the retry window.
-  if (seen) await store.set(key, `${first},${nowSec}`, { ttlMs: passed ? maxAgeMs : settings.retryWindowSec * 1000 });
+  // Not written, a passing triplet passes again at its next use (its first sighting stays).
+  if (seen) await keep(store.set(key, `${first},${nowSec}`, { ttlMs: passed ? maxAgeMs : settings.retryWindowSec * 1000 }));
 
-  if (!passed) return { action: 'greylist', reason: seen && first !== nowSec ? 'early retry' : 'new', retryInSec: settings.delaySec - waited };
-  if (lastWasSuccessful) return { action: 'pass', reason: 'triplet found' };
-  if (awl && (!client || nowSec >= client[1] + HOUR)) await store.set(clientKey, `${(client?.[0] ?? 0) + 1},${nowSec}`, { ttlMs: maxAgeMs });
-  return { action: 'pass', reason: 'delayed', delayedSec: waited };
+  if (!passed) return { action: 'greylist', reason: seen && first !== nowSec ? 'early retry' : 'new', retryInSec: settings.delaySec - waited, unsaved };
+  if (lastWasSuccessful) return { action: 'pass', reason: 'triplet found', unsaved };
+  if (awl && (!client || nowSec >= client[1] + HOUR)) await keep(store.set(clientKey, `${(client?.[0] ?? 0) + 1},${nowSec}`, { ttlMs: maxAgeMs }));
+  return { action: 'pass', reason: 'delayed', delayedSec: waited, unsaved };
 }

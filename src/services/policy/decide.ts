@@ -9,7 +9,9 @@
  * (checked once, at the first recipient), whether Received-SPF was prepended, and a pending
  * X-Greylist. Postfix asks about one message's recipients on one connection, in order.
  *
- * Failures: anything thrown here (store down) is turned into DEFER_IF_PERMIT by service.ts.
+ * Failures: anything thrown here (store down) is turned into DEFER_IF_PERMIT by service.ts. A
+ * greylisting pass whose state could not be stored (a store whose disk is full) stays a pass,
+ * and the store's error goes to `storeWriteFailed` for the log.
  */
 import type { MainConfig } from '../../config/main-schema';
 import type { NetworkList } from '../../config/networks';
@@ -45,7 +47,14 @@ export interface MessageMemory {
   pendingHeader?: string;
 }
 
-export async function decide(ctx: PolicyContext, deps: PolicyDeps, req: PolicyRequest, memory: MessageMemory, signal: AbortSignal): Promise<string> {
+export async function decide(
+  ctx: PolicyContext,
+  deps: PolicyDeps,
+  req: PolicyRequest,
+  memory: MessageMemory,
+  signal: AbortSignal,
+  storeWriteFailed?: (err: unknown) => void,
+): Promise<string> {
   if ((req.get('request') ?? '') !== 'smtpd_access_policy') return 'DUNNO';
   const instance = req.get('instance') ?? '';
   if (memory.instance !== instance || !instance) {
@@ -75,6 +84,7 @@ export async function decide(ctx: PolicyContext, deps: PolicyDeps, req: PolicyRe
     const g = s.greylist;
     const nowSec = Math.floor(deps.now() / 1000);
     const outcome = await greylist(deps.store, g, ctx.lists, { clientAddress: client, clientName: req.get('client_name') ?? 'unknown', sender, recipient }, nowSec);
+    if (outcome.unsaved !== undefined) storeWriteFailed?.(outcome.unsaved);
     if (outcome.action === 'greylist') {
       const r = replies.policyGreylisted;
       return `DEFER_IF_PERMIT ${r.enhanced} ${greylistText(g.text, outcome.retryInSec, nowSec, recipient)}`;

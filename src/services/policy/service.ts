@@ -20,8 +20,9 @@ import cluster from 'node:cluster';
 import { chmodSync } from 'node:fs';
 import net from 'node:net';
 import { removeStaleSocket } from './stale-socket';
-import { PostsealError } from '../../errors';
+import { isPostsealError, PostsealError } from '../../errors';
 import type { Logger } from '../../lib/log';
+import { LogLimit, REPEATED_FAILURE_LOG_MS } from '../../lib/log-limit';
 import type { Telemetry } from '../../lib/telemetry';
 import type { LoadedConfig } from '../../setup';
 import { replies } from '../../smtp/replies';
@@ -45,6 +46,9 @@ export class PolicyService implements Service {
   private readonly sockets = new Set<net.Socket>();
   /** Each connection's requests read and waiting for their answer. */
   private readonly queues = new Map<net.Socket, readonly PolicyRequest[]>();
+  /** A store failure repeats with every request while it lasts (a full disk): a line a minute. */
+  private readonly storeLog = new LogLimit(REPEATED_FAILURE_LOG_MS, () => this.deps.now());
+  private readonly storeWriteFailed = (err: unknown) => this.logStoreFailure(err, 'greylisting state not stored; the decision stands (a pass stays a pass)');
 
   constructor(
     private readonly config: LoadedConfig,
@@ -244,6 +248,12 @@ export class PolicyService implements Service {
     });
   }
 
+  /** At most a line a minute, saying how many were held back since the last. */
+  private logStoreFailure(err: unknown, what: string, instance?: string): void {
+    const heldBack = this.storeLog.take();
+    if (heldBack !== undefined) this.deps.log.error({ err, code: 'STORE_UNAVAILABLE', instance, heldBack }, `${what}; store failures are logged at most once a minute`);
+  }
+
   /** Never rejects: errors and timeouts become DEFER_IF_PERMIT. */
   private async answer(req: PolicyRequest, memory: MessageMemory): Promise<string> {
     const refused = req.get('__error');
@@ -260,9 +270,10 @@ export class PolicyService implements Service {
       }, timeoutMs);
     });
     try {
-      return await Promise.race([decide(ctx, this.deps, req, memory, abort.signal), timeout]);
+      return await Promise.race([decide(ctx, this.deps, req, memory, abort.signal, this.storeWriteFailed), timeout]);
     } catch (err) {
-      this.deps.log.error({ err, code: (err as { code?: unknown }).code, instance: req.get('instance') }, 'policy decision failed');
+      if (isPostsealError(err, 'STORE_UNAVAILABLE')) this.logStoreFailure(err, 'policy decision failed: the store is unavailable, answered DEFER_IF_PERMIT', req.get('instance'));
+      else this.deps.log.error({ err, code: (err as { code?: unknown }).code, instance: req.get('instance') }, 'policy decision failed');
       return `DEFER_IF_PERMIT ${replies.policyError.enhanced} ${replies.policyError.text}`;
     } finally {
       clearTimeout(timer);
