@@ -21,12 +21,13 @@ export interface SmallDisk {
 
 const FILLER = '.filler';
 
-export function mountSmallDisk(sizeBytes = 256 * 1024): SmallDisk {
-  const dir = mkdtempSync(path.join(tmpdir(), 'small-disk-'));
+/** On a new folder, or over `at` (a folder a running postseal already uses: its next files go to the small disk). */
+export function mountSmallDisk(sizeBytes = 256 * 1024, at?: string): SmallDisk {
+  const dir = at ?? mkdtempSync(path.join(tmpdir(), 'small-disk-'));
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes},mode=0700`, 'tmpfs', dir], { stdio: 'pipe' });
   } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
+    if (!at) rmSync(dir, { recursive: true, force: true });
     throw new Error(
       `cannot mount a ${sizeBytes}-byte tmpfs on ${dir} for a full-disk test (${(err as Error).message.trim()}); these tests need root (CI runs as root): run jest as root`,
     );
@@ -59,7 +60,7 @@ export function mountSmallDisk(sizeBytes = 256 * 1024): SmallDisk {
       if (!mounted) return;
       mounted = false;
       execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
-      rmSync(dir, { recursive: true, force: true });
+      if (!at) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
