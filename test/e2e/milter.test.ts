@@ -2,7 +2,7 @@
  * postseal as a milter of a real Postfix (examples/postfix/milter.cf, docs/milter.md): mail
  * from the submission port ({daemon_name} ORIGINATING) is delivered 7-bit and DKIM-signed,
  * and the delivered copy verifies with dkimpy and Mail::DKIM, as does a local submission
- * (sendmail, non_smtpd_milters); inbound mail loses a forged
+ * (sendmail, non_smtpd_milters), also to more recipients than the bank's maxRecipients; inbound mail loses a forged
  * Authentication-Results and gets ours on top; a DMARC p=reject failure is Postfix's 550 to the
  * client; a client slower than the idle timeout is served; with postseal stopped,
  * milter_default_action = tempfail makes Postfix answer 4xx.
@@ -12,6 +12,7 @@ import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { dkimpy, mailDkim, rsaKey, writeSigningFiles, zoneFor, type TestKey } from '../helpers/dkim-verifiers';
 import { TestClient } from '../helpers/smtp-client';
 import { startE2E, type E2E } from './environment';
+import { MAIL_DOMAIN } from './postfix';
 import { FILTER_HOSTNAME } from './postseal-daemon';
 import { REMOTE_CLIENT, submit, testMail } from './submit';
 import { waitFor } from './wait';
@@ -36,7 +37,11 @@ describe('postseal as a milter of a real Postfix', () => {
         bankRules: { macros: [{ macro: '{daemon_name}', values: ['ORIGINATING'], bank: 'ORIGINATING' }] },
       },
       // The shortest idle timeout: a client slower than it still gets its mail through (below).
-      { beforePostseal: (postfix) => postfix.enableMilter(), banks: { default: { timeouts: { socketIdleTimeoutMs: 1000 } } } },
+      {
+        beforePostseal: (postfix) => postfix.enableMilter(),
+        // A local submission to more recipients than this is still delivered (below).
+        banks: { default: { timeouts: { socketIdleTimeoutMs: 1000 } }, ORIGINATING: { maxRecipients: 2 } },
+      },
     );
   }, 120_000);
   afterAll(async () => {
@@ -73,6 +78,20 @@ describe('postseal as a milter of a real Postfix', () => {
     expect(copies).toHaveLength(1);
     const py = await dkimpy(messageOf(copies[0]), dns.server);
     expect(py.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
+  });
+
+  it("delivers a local submission to more recipients than the bank's maxRecipients: Postfix's cleanup cannot take a refused one", async () => {
+    const mail = testMail({ from: 'alice@example.org', subject: 'milter many recipients' });
+    const to = [mail.to, `lover@${MAIL_DOMAIN}`, `sender@${MAIL_DOMAIN}`];
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile('/usr/sbin/sendmail', ['-C', e2e.postfix.configDir, '-f', mail.from, ...to], (err) => (err ? reject(err) : resolve()));
+      child.stdin!.end(mail.data.replace(/\r\n/g, '\n'));
+    });
+    // Refused at RCPT, it stayed in the maildrop ("milter configuration error"), retried forever.
+    const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
+    expect(copies.length).toBeGreaterThan(0);
+    const line = await waitFor('the log line of the message', async () => e2e.postseal.logs.find((l) => l.msg === 'message' && l.from === mail.from && l.rcpts === 3));
+    expect(line).toMatchObject({ bank: 'ORIGINATING', verdict: 'pass' });
   });
 
   it("removes a forged Authentication-Results with our authserv-id from inbound mail and adds ours on top, above Postfix's Received:", async () => {

@@ -141,7 +141,8 @@ export class MilterClient {
 
 /** A whole message as Postfix sends it after negotiation: connect, helo, mail, rcpt, header fields, body, end. */
 export function messagePackets(opts: {
-  client?: { name: string; addr: string };
+  /** `port` 0 is how Postfix's cleanup presents a local submission (sendmail, pickup). */
+  client?: { name: string; addr: string; port?: number };
   helo?: string;
   from: string;
   fromArgs?: string[];
@@ -159,7 +160,13 @@ export function messagePackets(opts: {
   };
   const c = opts.client ?? { name: 'mx.remote.test', addr: '198.51.100.7' };
   const envelope = [
-    ...(opts.withConnect === false ? [] : [...macro('C'), pkt(SMFIC.CONNECT, z(c.name), '4', Buffer.from([0x9c, 0x40]), z(c.addr)), pkt(SMFIC.HELO, z(opts.helo ?? c.name))]),
+    ...(opts.withConnect === false
+      ? []
+      : [
+          ...macro('C'),
+          pkt(SMFIC.CONNECT, z(c.name), '4', Buffer.from([((c.port ?? 40000) >> 8) & 0xff, (c.port ?? 40000) & 0xff]), z(c.addr)),
+          pkt(SMFIC.HELO, z(opts.helo ?? c.name)),
+        ]),
     ...macro('M'),
     pkt(SMFIC.MAIL, z(`<${opts.from}>`), ...(opts.fromArgs ?? []).map(z)),
     ...opts.to.flatMap((t) => [...macro('R'), pkt(SMFIC.RCPT, z(`<${t}>`))]),

@@ -228,12 +228,23 @@ export class MilterSession {
 
   private rcptTo(args: string[]): void {
     const msg = this.need('RCPT');
-    if (msg.recipients.length >= msg.ctx.bank.maxRecipients) {
+    if (msg.recipients.length >= msg.ctx.bank.maxRecipients && !this.localSubmission()) {
       if (this.protocol & Proto.NR_RCPT) return;
       return this.write([replyCode(replies.tooManyRecipients.code, replies.tooManyRecipients.enhanced, replies.tooManyRecipients.text)]);
     }
     msg.recipients.push(rcptOf(args, msg.mail.smtputf8));
     this.reply(Proto.NR_RCPT);
+  }
+
+  /**
+   * A local submission (sendmail, pickup; non_smtpd_milters): Postfix's cleanup plays its SMTP
+   * client, with port 0 (cleanup_milter.c). It cannot take a refused recipient there: it logs
+   * "milter configuration error" and leaves the message in the maildrop, where pickup tries it
+   * again every minute, forever, and its sender is never told. So such a message keeps every
+   * recipient (as on the content-filter path, where Postfix splits the delivery itself).
+   */
+  private localSubmission(): boolean {
+    return this.client.port === '0';
   }
 
   /** Header fields as they will be queued: CRLF line ends, the leading space as sent (or one space). */

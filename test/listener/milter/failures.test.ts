@@ -120,6 +120,21 @@ describe('milter listener failures', () => {
     expect(codes).toEqual(['c', 'c', '452 4.5.3 Too many recipients\0']);
   });
 
+  it("keeps every recipient of a local submission (client port 0) past maxRecipients, which Postfix's cleanup cannot take refused", async () => {
+    const c = await open(0);
+    const p = messagePackets({
+      client: { name: 'localhost', addr: '127.0.0.1', port: 0 },
+      from: 'alice@example.test',
+      to: ['a@example.test', 'b@example.test', 'c@example.test'],
+      header,
+      body: 'hi\r\n',
+    });
+    c.send(...p.envelope);
+    const codes = [await c.next(), await c.next(), await c.next()].map((r) => (r.code === 'y' ? r.data.toString() : r.code));
+    c.close();
+    expect(codes).toEqual(['c', 'c', 'c']);
+  });
+
   it('closes a connection that does not negotiate within socketIdleTimeoutMs', async () => {
     const c = await MilterClient.connect(h.app.listeners[0].port);
     await c.closedByServer(3000);
