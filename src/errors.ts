@@ -23,6 +23,8 @@ export const errorCodes = {
   // Warnings: reported at start-up, on reload and by `config check`, without stopping either.
   CFG_KEY_PERMISSIONS: 'Warning: a private key file can be read or written by group or others.',
   CFG_LISTENER_NOT_LOOPBACK: 'Warning: a listener is bound to a non-loopback address, so other hosts can reach the reinjection smtpd through it.',
+  CFG_MILTER_ACCEPT_UNCHECKED:
+    'Warning: a milter listener with failureAction accept serves a bank with content checks (banned, virus, spam), which a stage timeout would let mail past.',
   CFG_FORWARD_UNRESOLVED: 'Warning: a forward or notify host name does not resolve, so the loop check could not compare it.',
   CFG_SPAM_SCANNER_NOT_ANSWERING: 'Warning: a spamd or rspamd that a bank lists in spam.spamd/spam.rspamd does not answer PING (spam checks tempfail until it does).',
   CFG_VIRUS_SCANNER_NOT_ANSWERING:

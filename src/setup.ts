@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { Bank } from './config/bank-schema';
 import { loadConfigFiles, type ConfigFiles } from './config/load';
+import { milterAcceptWarnings } from './config/milter-failure';
 import { decodersInstalled, preflight } from './config/preflight';
 import type { ConfigWarning } from './errors';
 import { keyFileWarnings, loadKeyStore, type KeyStore } from './keys/key-store';
@@ -43,7 +44,7 @@ export function loadConfig(file: string): LoadedConfig {
   const { templateDir, from } = files.main.notify;
   const templates = loadTemplates(templateDir && path.resolve(path.dirname(files.file), templateDir));
   const notifyFrom = from || `postmaster@${files.hostname}`;
-  return Object.freeze({ ...files, keys, warnings: [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom)], templates, notifyFrom });
+  return Object.freeze({ ...files, keys, warnings: [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom), ...milterAcceptWarnings(files)], templates, notifyFrom });
 }
 
 /**

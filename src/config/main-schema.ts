@@ -68,7 +68,7 @@ export const mainConfigSchema = {
                 enum: ['tempfail', 'accept'],
                 default: 'tempfail',
                 description:
-                  'What Postfix is told when a stage fails or times out, the message deadline passes or the spool cannot be written: tempfail (451 4.x.x: Postfix defers or the client retries; nothing is lost) or accept (the message goes on unchanged: unchecked and unsigned). Policy verdicts are not affected. Protocol errors close the connection, and Postfix applies its own milter_default_action (set it to tempfail).',
+                  'What Postfix is told when a stage fails or times out, the message deadline passes or the spool cannot be written: tempfail (451 4.x.x: Postfix defers or the client retries; nothing is lost) or accept (the message goes on unchanged: unchecked and unsigned; on a bank with content checks, a banned or virus stage that a sender made run past its timeout then delivers the message unscanned, so start-up and config check warn CFG_MILTER_ACCEPT_UNCHECKED). Policy verdicts are not affected. Protocol errors close the connection, and Postfix applies its own milter_default_action (set it to tempfail).',
               },
             },
           },
