@@ -42,6 +42,7 @@ export const errorCodes = {
   SPOOL_FULL: "The message could not be written to the spool because its file system is full (ENOSPC) or the quota of postseal's user is used up (EDQUOT).",
   MESSAGE_TOO_BIG: 'The message exceeded the bank maxMessageSizeBytes.',
   HEADER_TOO_BIG: 'The header section did not end within spool.maxHeaderBytes.',
+  MILTER_TOO_MANY_EDITS: 'A milter message needs more header fields removed or rewritten than Postfix can take in reasonable time (each costs Postfix a pass over the header).',
   UPSTREAM_ABORTED: 'The upstream client went away during DATA.',
   MILTER_PROTOCOL: 'The MTA broke the milter protocol (postseal closes the connection; Postfix applies milter_default_action), or did not allow a modification the message needs.',
   SPAM_SCANNER_FAILED: 'spamd or rspamd could not be reached, did not answer within its timeoutMs, or answered something that is not its protocol.',

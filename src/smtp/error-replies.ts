@@ -13,6 +13,7 @@ import { replies, withText, type ReplyReason, type SmtpReply } from './replies';
 const table: Partial<Record<ErrorCode, ReplyReason>> = {
   MESSAGE_TOO_BIG: 'messageTooBig',
   HEADER_TOO_BIG: 'headerTooBig',
+  MILTER_TOO_MANY_EDITS: 'headerTooManyEdits',
   UPSTREAM_ABORTED: 'upstreamAborted',
   SPOOL_FAILED: 'spoolFailed',
   SPOOL_FULL: 'spoolFull',

@@ -35,6 +35,7 @@ export const replies = {
   mailLoop: { code: '554', enhanced: '5.4.6', text: 'Mail loop detected' },
   messageTooBig: { code: '552', enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
   headerTooBig: { code: '552', enhanced: '5.3.4', text: 'Message header size exceeds limit' },
+  headerTooManyEdits: { code: '550', enhanced: '5.6.0', text: 'Message header malformed: too many fields to remove or rewrite' },
   tooManyRecipients: { code: '452', enhanced: '4.5.3', text: 'Too many recipients' },
   senderAccepted: { code: '250', enhanced: '2.1.0', text: 'Ok' },
   recipientAccepted: { code: '250', enhanced: '2.1.5', text: 'Ok' },

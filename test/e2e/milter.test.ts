@@ -4,7 +4,8 @@
  * and the delivered copy verifies with dkimpy and Mail::DKIM, as does a local submission
  * (sendmail, non_smtpd_milters), also to more recipients than the bank's maxRecipients; inbound mail loses a forged
  * Authentication-Results and gets ours on top; a DMARC p=reject failure is Postfix's 550 to the
- * client; a client slower than the idle timeout is served; with postseal stopped,
+ * client, as is 550 5.6.0 for a message with thousands of forged fields to remove; a client
+ * slower than the idle timeout is served; with postseal stopped,
  * milter_default_action = tempfail makes Postfix answer 4xx.
  */
 import { execFile } from 'node:child_process';
@@ -144,6 +145,22 @@ describe('postseal as a milter of a real Postfix', () => {
     } finally {
       await c.quit();
     }
+  });
+
+  it('gives the client 550 5.6.0 for a message with thousands of forged fields to remove, which would cost Postfix a header pass each', async () => {
+    const mail = testMail({ from: 'bob@remote.test', subject: 'many forged fields' });
+    const c = await TestClient.connect(e2e.ports[25]);
+    try {
+      await c.cmd('EHLO relay.e2e.postseal.test');
+      expect((await c.cmd(`XCLIENT ADDR=${REMOTE_CLIENT.addr} NAME=${REMOTE_CLIENT.name} HELO=${REMOTE_CLIENT.name}`)).code).toBe(220);
+      // Removed one by one, 16,000 of these kept Postfix's cleanup busy for over 20 s.
+      const r = await c.send({ from: mail.from, to: [mail.to], data: `${'X-Postseal-Alert: forged\r\n'.repeat(16000)}${mail.data}` });
+      expect(r.final?.code).toBe(550);
+      expect(r.final?.text).toMatch(/^5\.6\.0 Message header malformed: too many fields to remove or rewrite/);
+    } finally {
+      await c.quit();
+    }
+    expect(e2e.postfix.copies(mail.messageId)).toHaveLength(0);
   });
 
   it('with postseal stopped, Postfix answers 4xx (milter_default_action = tempfail) and keeps nothing', async () => {
