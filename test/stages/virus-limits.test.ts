@@ -71,6 +71,15 @@ describe('clamd with AlertExceedsMax', () => {
     const { findings } = await scan(alerting, nested(25, inner));
     expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringContaining('Heuristics.Limits.Exceeded.MaxRecursion (scan 1 of 1, ') }]);
   });
+  it('still refuses EICAR deep inside a base64 message/rfc822 part, which pieces cannot reach: not downgraded to unscanned (delivered on a bank that does not sign)', async () => {
+    // The walk does not enter an encoded message/rfc822 part: a piece carries it as deep as it is.
+    const inner = nested(20, EICAR_PART).slice(HEADER.length);
+    const message = `From: <carol@example.com>\r\nMIME-Version: 1.0\r\n${inner}`;
+    const part = `Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.from(message).toString('base64').replace(/.{76}/g, '$&\r\n')}`;
+    const { findings, verdict } = await scan(alerting, nested(1, part));
+    expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringMatching(/^Heuristics\.Limits\.Exceeded\.MaxRecursion/) }]);
+    expect(verdict).toMatchObject({ action: 'reject', reply: { code: '554' } });
+  });
 });
 
 describe('the start-up check of how clamd treats what lies past its MaxRecursion', () => {

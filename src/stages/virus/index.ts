@@ -163,20 +163,22 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
             return one('VIRUS_CLEAN', versions.current ?? client.name);
           }
           case 'found': {
+            const whole = one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', r.names.join(', '));
             // clamd with AlertExceedsMax names the limit it stopped at instead of answering OK.
             // MIME nested past maxMimeDepth is one postseal takes apart itself: scanned in pieces,
-            // whose answers decide (a piece that meets a limit again is still VIRUS_FOUND).
+            // whose answers decide (a piece that meets a limit again is still VIRUS_FOUND). Only
+            // a scan of every piece overturns the alert: pieces that were not all scanned (an
+            // encoded message/rfc822 part as deep in its piece, a piece too big, a failed scan)
+            // would turn refused mail into mail that onTooBig or onScannerFailure may pass.
             if (r.names.every((n) => SCAN_LIMIT.test(n))) {
               const cut = await piecesOf(tx.message, signal);
-              if (cut.depth > s.maxMimeDepth && !cut.notCut)
-                return scanInPieces(
-                  tx,
-                  cut,
-                  `clamd stopped at ${r.names.join(', ')}; MIME nested ${levels(cut.depth)} deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`,
-                  signal,
-                );
+              if (cut.depth > s.maxMimeDepth && !cut.notCut && cut.pieceDepth <= s.maxMimeDepth) {
+                const why = `clamd stopped at ${r.names.join(', ')}; MIME nested ${levels(cut.depth)} deep, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`;
+                const pieces = await scanInPieces(tx, cut, why, signal);
+                if (pieces.findings.every((f) => f.code === 'VIRUS_CLEAN' || f.code === 'VIRUS_FOUND' || f.code === 'VIRUS_FOUND_LOVED')) return pieces;
+              }
             }
-            return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', r.names.join(', '));
+            return whole;
           }
           case 'too-big':
             return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, ${r.detail}`);
