@@ -20,7 +20,9 @@ export class LogLimit {
    */
   take(): number | undefined {
     const t = this.now();
-    if (t - this.last < this.intervalMs) {
+    // A clock set back (Date.now after an NTP step) starts a new interval: compared as it is,
+    // the negative difference held every line back until the clock had caught up again.
+    if (t >= this.last && t - this.last < this.intervalMs) {
       this.held++;
       return undefined;
     }
