@@ -2,7 +2,8 @@
  * The structured JSON logger (pino) on standard output. Key material never reaches it:
  * stages log findings and ids, and errors are serialised by pino's err serializer.
  *
- * Lines are written in blocks of up to 4 KiB, each at most FLUSH_MS after it was made: a
+ * Lines are written in blocks of up to 4 KiB, each at most FLUSH_MS after it was made or after
+ * the write ahead of it ended: a
  * write system call per message was 6 % of a pass-through worker's CPU (bench/README.md).
  * pino writes what is left when the process exits, and at once for a fatal line; a process
  * killed with SIGKILL loses at most the last FLUSH_MS of lines.
@@ -36,13 +37,19 @@ function bufferedStdout(): DestinationStream {
   const soon = () => {
     if (!timer) timer = setTimeout(flush, FLUSH_MS).unref();
   };
+  // Lines made since the last write ended. A flush while a write is under way does nothing, and
+  // that write may be the empty one of an earlier flush (zero bytes, held up behind a busy thread
+  // pool): the lines made meanwhile wait for the next flush, which is due after it ends.
+  let made = 0;
   const write = out.write.bind(out);
   out.write = (data: string) => {
+    made++;
     soon();
     return write(data);
   };
   out.on('write', (bytes: number) => {
-    if (bytes > 0) soon();
+    if (bytes > 0 || made > 0) soon();
+    made = 0;
   });
   return out;
 }

@@ -8,12 +8,12 @@ import { nodeBin, root } from '../helpers/cli';
 
 const logModule = path.join(root, 'dist/lib/log.js');
 
-function run(script: string): Promise<{ firstLineAfterMs: number; lines: string[] }> {
+function run(script: string, env: NodeJS.ProcessEnv = {}): Promise<{ firstLineAfterMs: number; lines: string[] }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let firstLineAfterMs = -1;
     let out = '';
-    const child = spawn(nodeBin, ['-e', `const log = require(${JSON.stringify(logModule)}).createLogger('info'); ${script}`]);
+    const child = spawn(nodeBin, ['-e', `const log = require(${JSON.stringify(logModule)}).createLogger('info'); ${script}`], { env: { ...process.env, ...env } });
     child.stdout.on('data', (d: Buffer) => {
       if (firstLineAfterMs < 0) firstLineAfterMs = performance.now() - started;
       out += d.toString();
@@ -42,4 +42,30 @@ test('an idle process is not woken by the logger: no empty write once its lines 
   const { lines } = await run(`${count} log.info('one'); setTimeout(() => log.info({ empty }, 'idle'), 1500);`);
   expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['one', 'idle']);
   expect(JSON.parse(lines[1]).empty).toBeLessThanOrEqual(1);
+});
+
+test('a line made while an empty flush waits for a busy thread pool is written once that flush ends, not held until the next line', async () => {
+  // The pool's one thread reads a fifo that nothing writes to yet; the flush after the first
+  // line (an empty write) waits behind it, and the flush due after the second line comes while
+  // it waits. Then the fifo is written, the empty write ends, and the process idles a second
+  // before it is killed (SIGKILL: no flush at exit). The old code wrote no more: 'b' was lost.
+  const script = `const fs = require('fs'), os = require('os'), path = require('path');
+    const stream = log[require(${JSON.stringify(require.resolve('pino'))}).symbols.streamSym];
+    const fifo = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'log-')), 'block');
+    require('child_process').execFileSync('mkfifo', [fifo]);
+    const fd = fs.openSync(fifo, 'r+');
+    setTimeout(() => {}, 60000);
+    log.info('a');
+    stream.once('write', () => {
+      fs.read(fd, Buffer.alloc(1), 0, 1, null, () => fs.rmSync(path.dirname(fifo), { recursive: true }));
+      setTimeout(() => {
+        log.info('b');
+        setTimeout(() => {
+          stream.once('write', () => setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000));
+          fs.writeSync(fd, 'x');
+        }, 600);
+      }, 300);
+    });`;
+  const { lines } = await run(script, { UV_THREADPOOL_SIZE: '1' });
+  expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['a', 'b']);
 });
