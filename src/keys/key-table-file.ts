@@ -13,7 +13,7 @@
  * Fails with CFG_KEY_TABLE_LOCKED (another activation runs); file system errors pass through.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PostsealError } from '../errors';
 import { isProcessAlive } from '../transaction/process-alive';
@@ -26,7 +26,9 @@ export function replaceFile(file: string, text: string): void {
   const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
-    writeSync(fd, text);
+    // writeFileSync on a descriptor writes until all is written: one writeSync on a nearly full
+    // disk writes what fits without an error, and the table was replaced by its first part.
+    writeFileSync(fd, text);
     // Owner first: chown clears set-id bits, and the mode is set after it.
     if (process.getuid?.() === 0) fchownSync(fd, old.uid, old.gid);
     fchmodSync(fd, old.mode & 0o7777);
