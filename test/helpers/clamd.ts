@@ -52,9 +52,10 @@ function end(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<v
 
 /**
  * `streamMaxBytes`: clamd's StreamMaxLength, small by default so that the limit is quick to reach;
- * `alertExceedsMax`: clamd's AlertExceedsMax (off by default, as in Debian's clamd.conf).
+ * `alertExceedsMax`: clamd's AlertExceedsMax (off by default, as in Debian's clamd.conf);
+ * `maxFileSize`: clamd's MaxFileSize (25M by default), e.g. '1M'.
  */
-export async function startClamd(opts: { streamMaxBytes?: number; alertExceedsMax?: boolean } = {}): Promise<ClamdServer> {
+export async function startClamd(opts: { streamMaxBytes?: number; alertExceedsMax?: boolean; maxFileSize?: string } = {}): Promise<ClamdServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-clamd-'));
   const db = path.join(dir, 'db');
   writeDatabase(db);
@@ -73,6 +74,7 @@ export async function startClamd(opts: { streamMaxBytes?: number; alertExceedsMa
       'TCPAddr 127.0.0.1',
       `StreamMaxLength ${streamMaxBytes}`,
       `AlertExceedsMax ${opts.alertExceedsMax ? 'yes' : 'no'}`,
+      ...(opts.maxFileSize ? [`MaxFileSize ${opts.maxFileSize}`] : []),
       `LogFile ${logFile}`,
       'LogTime yes',
       // Not the database check every 600 s, nor the system's clamav user: this is a test's private instance.

@@ -5,6 +5,7 @@
  * its clamd does so, and with AlertExceedsMax on it refuses such mail but still takes deep MIME
  * apart itself (stages/virus/index.ts, probe.ts).
  */
+import { gzipSync } from 'node:zlib';
 import type { Bank } from '../../src/config/bank-schema';
 import { decide } from '../../src/pipeline/verdict';
 import { virusStage } from '../../src/stages/virus';
@@ -35,14 +36,15 @@ function deepZip(levels: number): string {
 let plain: ClamdServer;
 let alerting: ClamdServer;
 beforeAll(async () => {
-  [plain, alerting] = await Promise.all([startClamd(), startClamd({ alertExceedsMax: true })]);
+  // MaxFileSize small, so that a legitimate archive meets it quickly (25M by default).
+  [plain, alerting] = await Promise.all([startClamd(), startClamd({ alertExceedsMax: true, maxFileSize: '100K' })]);
 }, 30_000);
 afterAll(async () => {
   await Promise.all([plain?.stop(), alerting?.stop()]);
 });
 
-async function scan(clamd: ClamdServer, data: string) {
-  const bank: Bank = loadTestBank({ stages: ['virus'], virus: { socket: clamd.socket } });
+async function scan(clamd: ClamdServer, data: string, bankOver: Record<string, unknown> = {}) {
+  const bank: Bank = loadTestBank({ stages: ['virus'], virus: { socket: clamd.socket }, ...bankOver });
   const outcome = await stageFor(virusStage, bank, deps).run(testTransaction(data, { bank }), new AbortController().signal);
   return { findings: outcome.findings, verdict: decide(outcome.findings, rulesOf(bank)) };
 }
@@ -79,6 +81,34 @@ describe('clamd with AlertExceedsMax', () => {
     const { findings, verdict } = await scan(alerting, nested(1, part));
     expect(findings).toEqual([{ code: 'VIRUS_FOUND', detail: expect.stringMatching(/^Heuristics\.Limits\.Exceeded\.MaxRecursion/) }]);
     expect(verdict).toMatchObject({ action: 'reject', reply: { code: '554' } });
+  });
+});
+
+describe('clamd with AlertExceedsMax, at a limit of size', () => {
+  // A gzip that unpacks to 300 KB: past the test clamd's MaxFileSize (100K), while the message
+  // itself is below it (MaxFileSize counts the message too, as StreamMaxLength does).
+  const bigGzip = () => gzipSync(Buffer.alloc(300 * 1024, 'x'));
+  const bigZip = () => messageWithAttachment({ filename: 'photos.tar.gz', attachment: bigGzip() });
+
+  it('takes a large legitimate archive for unscanned, not for a virus: delivered with an alert inbound, refused 552 where the bank signs', async () => {
+    const inbound = await scan(alerting, bigZip());
+    expect(inbound.findings).toEqual([
+      { code: 'VIRUS_NOT_SCANNED_TOO_BIG', detail: expect.stringMatching(/ bytes, clamd stopped at Heuristics\.Limits\.Exceeded\.MaxFileSize \(its clamd\.conf limits\)$/) },
+    ]);
+    expect(inbound.verdict).toMatchObject({ action: 'tag', fields: [{ name: 'X-Postseal-Alert', value: expect.stringContaining('UNCHECKED') }] });
+    const signing = await scan(alerting, bigZip(), { stages: ['virus', 'dkim-sign'], originating: true });
+    expect(signing.verdict).toMatchObject({ action: 'reject', reply: { code: '552', enhanced: '5.3.4' } });
+  });
+
+  it('still finds a virus in a part beside the large archive; deep MIME whose pieces meet a size limit stays refused at MaxRecursion', async () => {
+    // EICAR in a part of its own: clamd reports a signature before a limit.
+    const big = bigZip();
+    const boundary = /boundary="([^"]+)"/.exec(big)![1];
+    const both = big.replace(`--${boundary}--`, `--${boundary}\r\n${EICAR_PART}\r\n--${boundary}--`);
+    expect((await scan(alerting, both)).findings).toEqual([{ code: 'VIRUS_FOUND', detail: EICAR_NAME }]);
+    const deepBig = nested(25, `Content-Type: application/gzip; name="photos.tar.gz"\r\nContent-Transfer-Encoding: base64\r\n\r\n${bigGzip().toString('base64')}`);
+    // The pieces did not scan it all (one met MaxFileSize): they cannot overturn clamd's alert.
+    expect((await scan(alerting, deepBig)).findings).toEqual([{ code: 'VIRUS_FOUND', detail: 'Heuristics.Limits.Exceeded.MaxRecursion' }]);
   });
 });
 

@@ -33,6 +33,15 @@ const levels = (n: number) => (n === Infinity ? 'more levels than postseal measu
 
 /** What clamd with AlertExceedsMax names when it stopped at one of its limits (MaxRecursion, MaxFileSize, ...). */
 const SCAN_LIMIT = /^Heuristics\.Limits\.Exceeded(\.|$)/;
+/** The depth limit: nesting past it is how a virus is hidden, and legitimate mail hardly has it. */
+const DEPTH_LIMIT = 'Heuristics.Limits.Exceeded.MaxRecursion';
+
+/**
+ * clamd stopped at a limit of size, count or time only (MaxFileSize, MaxScanSize, MaxFiles,
+ * MaxScanTime, ...): a large legitimate archive meets them, so what lies past them is unscanned
+ * (VIRUS_NOT_SCANNED_TOO_BIG, onTooBig decides), not a virus.
+ */
+const onlySizeLimits = (names: readonly string[]) => names.every((n) => SCAN_LIMIT.test(n)) && !names.includes(DEPTH_LIMIT);
 
 /** clamd's version is asked again after this long (a database update changes it), in the background. */
 const VERSION_TTL_MS = 10 * 60 * 1000;
@@ -127,19 +136,20 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
           `${tx.message.size} bytes, ${why}; an encoded message/rfc822 part nests ${levels(cut.pieceDepth)} deep even in a piece, deeper than virus.maxMimeDepth (${s.maxMimeDepth})`,
         );
       const { scans, tooBig } = plan(cut.pieces, s.maxScanBytes, keptHeader(tx.message).length);
-      const unscanned = tooBig.map((p) => `${p.what} (${p.end - p.start} bytes)`);
+      const unscanned = tooBig.map((p) => `${p.what}: ${p.end - p.start} bytes, over virus.maxScanBytes (${s.maxScanBytes})`);
       for (const [i, pieces] of scans.entries()) {
         const r = await client.scan(() => openScan(tx.message, pieces), signal);
         const span = pieces.length > 1 ? `from ${pieces[0].what} to ${pieces[pieces.length - 1].what}` : pieces[0].what;
         const where = ` (scan ${i + 1} of ${scans.length}, ${span})`;
-        if (r.kind === 'found') return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', `${r.names.join(', ')}${where}`);
-        if (r.kind === 'too-big') unscanned.push(`${span}: ${r.detail}`);
+        if (r.kind === 'found' && onlySizeLimits(r.names)) unscanned.push(`${span}: clamd stopped at ${r.names.join(', ')}`);
+        else if (r.kind === 'found') return one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', `${r.names.join(', ')}${where}`);
+        else if (r.kind === 'too-big') unscanned.push(`${span}: ${r.detail}`);
         else if (r.kind !== 'clean') return failed(tx, r, where);
       }
       if (unscanned.length)
         return one(
           'VIRUS_NOT_SCANNED_TOO_BIG',
-          `${tx.message.size} bytes in ${scans.length} scans; not scanned, over virus.maxScanBytes (${s.maxScanBytes}): ${unscanned.slice(0, 5).join('; ')}${unscanned.length > 5 ? `; ${unscanned.length - 5} more` : ''}`,
+          `${tx.message.size} bytes in ${scans.length} scans; not scanned: ${unscanned.slice(0, 5).join('; ')}${unscanned.length > 5 ? `; ${unscanned.length - 5} more` : ''}`,
         );
       return one('VIRUS_CLEAN', `${versions.current ?? client.name}; ${tx.message.size} bytes in ${scans.length} scans of whole parts`);
     };
@@ -163,6 +173,7 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
             return one('VIRUS_CLEAN', versions.current ?? client.name);
           }
           case 'found': {
+            if (onlySizeLimits(r.names)) return one('VIRUS_NOT_SCANNED_TOO_BIG', `${size} bytes, clamd stopped at ${r.names.join(', ')} (its clamd.conf limits)`);
             const whole = one(coversAllRecipients(s.lovers, tx) ? 'VIRUS_FOUND_LOVED' : 'VIRUS_FOUND', r.names.join(', '));
             // clamd with AlertExceedsMax names the limit it stopped at instead of answering OK.
             // MIME nested past maxMimeDepth is one postseal takes apart itself: scanned in pieces,

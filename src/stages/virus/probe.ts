@@ -77,7 +77,7 @@ async function passesDeep(t: Target, probe: Buffer): Promise<string | null> {
     yield probe;
   });
   if (r.kind !== 'clean') return null;
-  return `bank ${t.banks.join(', ')}: ${t.client.name} answers OK for a message nested ${DEPTH_PROBE_LEVELS} levels deep, so it calls clean what lies past its MaxRecursion (17 by default): EICAR in a zip nested 20 levels deep passes a bank without the banned stage as VIRUS_CLEAN; set "AlertExceedsMax yes" in clamd.conf (such mail is then VIRUS_FOUND, Heuristics.Limits.Exceeded.*)`;
+  return `bank ${t.banks.join(', ')}: ${t.client.name} answers OK for a message nested ${DEPTH_PROBE_LEVELS} levels deep, so it calls clean what lies past its MaxRecursion (17 by default): EICAR in a zip nested 20 levels deep passes a bank without the banned stage as VIRUS_CLEAN; set "AlertExceedsMax yes" in clamd.conf (nesting past it is then VIRUS_FOUND, Heuristics.Limits.Exceeded.MaxRecursion; past its size limits, VIRUS_NOT_SCANNED_TOO_BIG)`;
 }
 
 /** The start-up and reload check: a warning per clamd that does not answer, or that calls deep nesting clean. */
