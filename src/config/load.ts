@@ -10,13 +10,14 @@
  * need the file system or DNS (spool folder, forward loops) are in config/preflight.ts.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname as osHostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { PostsealError } from '../errors';
 import type { Bank } from './bank-schema';
 import { mainConfigSchema, type MainConfig } from './main-schema';
-import { readYaml, schemaError } from './yaml-file';
+import { mappingOrNull, readYaml, schemaError } from './yaml-file';
 import { compileBankRules, type BankChooser } from './bank-rules';
 import { parseNetworks, type NetworkList } from './networks';
 
@@ -44,7 +45,7 @@ export interface BankRules {
   readonly check: (file: string, bank: Bank) => void;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, verbose: true });
 const validateMain = ajv.compile(mainConfigSchema);
 const bankValidators = new WeakMap<object, ReturnType<typeof ajv.compile>>();
 
@@ -60,7 +61,7 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   } catch (err) {
     throw new PostsealError('CFG_SCHEMA_INVALID', `${absFile}: ${(err as Error).message}; write networks as 192.0.2.0/24 or 2001:db8::/32`, { cause: err });
   }
-  const banks = loadBanks(bankDir, main, bankRules, bankChooser.banks, path.dirname(absFile));
+  const banks = loadBanks(bankDir, main, bankRules, bankChooser.banks, absFile);
   let trustedNetworks: NetworkList;
   try {
     trustedNetworks = parseNetworks(main.xforwardTrustedNetworks);
@@ -74,6 +75,7 @@ export function loadConfigFiles(file: string, bankRules: BankRules): ConfigFiles
   checkSrs(absFile, main);
   checkMilterListeners(absFile, main);
   checkListenerPorts(absFile, main);
+  checkListenerAddresses(absFile, main);
   return deepFreeze({ file: absFile, main, banks, hostname, authservId: main.authservId || hostname, trustedNetworks, bankChooser, bankDir });
 }
 
@@ -114,6 +116,24 @@ function checkListenerPorts(file: string, main: MainConfig): void {
   });
 }
 
+/**
+ * An address is an IP address or a host name. OpenDKIM's and OpenDMARC's Socket
+ * (inet:8891@localhost, local:/run/opendkim/opendkim.sock) and Postfix's [127.0.0.1]:10024
+ * would pass `config check` and then fail to bind with a DNS error; refused here with the fix.
+ */
+function checkListenerAddresses(file: string, main: MainConfig): void {
+  main.listeners.forEach((l, i) => {
+    if (isIP(l.address) || HOST_NAME.test(l.address)) return;
+    const socketSpec = /^(inet6?|local|unix):/i.test(l.address) || /^\[.*\](:\d+)?$/.test(l.address);
+    const fix = socketSpec
+      ? `this is a milter socket or Postfix address (inet:PORT@HOST, local:PATH, [ADDRESS]:PORT); postseal listens on TCP only: write address: 127.0.0.1 and port: ${l.port || 'PORT'} (Postfix: smtpd_milters = inet:127.0.0.1:PORT)`
+      : 'write an IP address (127.0.0.1, ::1) or a host name';
+    throw new PostsealError('CFG_SCHEMA_INVALID', `${file}: /listeners/${i}/address: "${l.address}" is not an address to listen on; ${fix}`);
+  });
+}
+
+const HOST_NAME = /^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$/;
+
 /** Validates a bank made in code (a tool's variant of a configured bank) as a bank file would be. */
 export function validateBank(schema: object, value: unknown, where: string): Bank {
   let validate = bankValidators.get(schema);
@@ -124,22 +144,20 @@ export function validateBank(schema: object, value: unknown, where: string): Ban
 }
 
 /** Reads every bank a listener names, each merged over default.yaml. */
-function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBanks: readonly string[], configDir: string): Map<string, Bank> {
+function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBanks: readonly string[], configFile: string): Map<string, Bank> {
+  const configDir = path.dirname(configFile);
   let validateBank = bankValidators.get(rules.schema);
   if (!validateBank) bankValidators.set(rules.schema, (validateBank = ajv.compile(rules.schema)));
   const defaultFile = path.join(bankDir, 'default.yaml');
-  const base = (readYaml(defaultFile) ?? {}) as Record<string, unknown>;
+  const base = mappingOrNull(defaultFile, readYaml(defaultFile)) ?? {};
   const names = new Set([...main.listeners.map((l) => l.bank), ...ruleBanks]);
-  if (existsSync(bankDir)) {
-    for (const f of readdirSync(bankDir)) if (f.endsWith('.yaml')) names.add(f.slice(0, -'.yaml'.length));
-  }
+  const present = existsSync(bankDir) ? readdirSync(bankDir).filter((f) => f.endsWith('.yaml')) : [];
+  for (const f of present) names.add(f.slice(0, -'.yaml'.length));
   const banks = new Map<string, Bank>();
   for (const name of names) {
     const file = path.join(bankDir, `${name}.yaml`);
-    if (name !== 'default' && !existsSync(file)) {
-      throw new PostsealError('CFG_BANK_MISSING', `bank "${name}" has no file ${file}; create it (it may be empty: a bank is an overlay on default.yaml)`);
-    }
-    const overlay = name === 'default' ? {} : ((readYaml(file) ?? {}) as Record<string, unknown>);
+    if (name !== 'default' && !existsSync(file)) throw bankMissing(configFile, main, name, file, present);
+    const overlay = name === 'default' ? {} : (mappingOrNull(file, readYaml(file)) ?? {});
     const merged = mergeOverlay(structuredClone(base), overlay);
     const where = name === 'default' ? defaultFile : file;
     if (!validateBank(merged)) throw schemaError(where, validateBank.errors);
@@ -150,6 +168,18 @@ function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBank
     banks.set(name, bank);
   }
   return banks;
+}
+
+/** Names where the main file asks for the bank, and the file of another case that was likely meant (bank names are case-sensitive). */
+function bankMissing(configFile: string, main: MainConfig, name: string, file: string, present: readonly string[]): PostsealError {
+  const i = main.listeners.findIndex((l) => l.bank === name);
+  const rules = (['clientNetworks', 'macros', 'senders'] as const).flatMap((k) => main.bankRules[k].map((r, j) => ({ at: `/bankRules/${k}/${j}/bank`, bank: r.bank })));
+  const where = i >= 0 ? `/listeners/${i}/bank` : (rules.find((r) => r.bank === name)?.at ?? '/bankRules');
+  const other = present.find((f) => f.slice(0, -'.yaml'.length).toLowerCase() === name.toLowerCase());
+  const fix = other
+    ? `bank names are case-sensitive: write "${other.slice(0, -'.yaml'.length)}" (the file ${other}), or rename the file`
+    : 'create it (it may be empty: a bank is an overlay on default.yaml), or name a bank that has a file';
+  return new PostsealError('CFG_BANK_MISSING', `${configFile}: ${where}: bank "${name}" has no file ${file}; ${fix}`);
 }
 
 function checkBank(file: string, bank: Bank, main: MainConfig): void {

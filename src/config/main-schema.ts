@@ -39,7 +39,12 @@ export const mainConfigSchema = {
         additionalProperties: false,
         required: ['port', 'bank'],
         properties: {
-          address: { type: 'string', default: '127.0.0.1', description: 'Address to bind; loopback unless Postfix runs on another host.' },
+          address: {
+            type: 'string',
+            default: '127.0.0.1',
+            description:
+              'Address to bind (an IP address or a host name); loopback unless Postfix runs on another host. Milter socket specifications (inet:8891@localhost, local:/path) are refused: postseal listens on TCP, so write the address and port apart.',
+          },
           port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one, for tests).' },
           bank: { type: 'string', minLength: 1, description: 'Policy bank name: a file <bank>.yaml in bankDir, or default.' },
           protocol: {
@@ -359,7 +364,7 @@ export const mainConfigSchema = {
               pattern: '^rediss?://',
               default: 'redis://127.0.0.1:6379/0',
               description:
-                'redis://[user:password@]host:port/database, or rediss:// for TLS. Unreachable at start-up, postseal starts anyway and logs it; operations fail (STORE_UNAVAILABLE) until Redis is back.',
+                'redis://[user:password@]host:port/database, or rediss:// for TLS. Unreachable at start-up, postseal starts anyway and logs it; operations fail (STORE_UNAVAILABLE) until Redis is back. Start-up, reload and `config check` warn (CFG_STORE_NOT_ANSWERING) and /readyz answers 503 while it does not answer PING (down, wrong port, password or database number).',
             },
             timeoutMs: {
               type: 'integer',

@@ -17,7 +17,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { readYaml, schemaError } from '../config/yaml-file';
-import { PostsealError, type ConfigWarning } from '../errors';
+import { isPostsealError, PostsealError, type ConfigWarning } from '../errors';
 import { isPublicSuffix, normalizeDomain } from '../lib/author';
 import type { DkimAlgorithm } from '../lib/dkim/signature';
 import { keyTableSchema, signingTableSchema, type DomainKeysMode, type KeyState, type KeyTable, type KeyTableEntry, type SigningTable } from './schema';
@@ -66,7 +66,7 @@ export interface SigningFiles {
 
 const MIN_RSA_BITS = 1024;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, verbose: true });
 const validateKeyTable = ajv.compile(keyTableSchema);
 const validateSigningTable = ajv.compile(signingTableSchema);
 
@@ -78,14 +78,40 @@ export function loadKeyStore(configFile: string, files: SigningFiles): KeyStore 
   if (!files.keyTableFile || !files.signingTableFile) {
     throw new PostsealError('CFG_INCONSISTENT', `${configFile}: /dkimSign: keyTableFile and signingTableFile go together; set both or neither`);
   }
+  for (const key of ['keyTableFile', 'signingTableFile'] as const) {
+    if (OPENDKIM_DATASET.test(files[key])) throw notOurTable(configFile, `/dkimSign/${key}`, `"${files[key]}" is an OpenDKIM data set`);
+  }
   const keyTableFile = path.resolve(path.dirname(configFile), files.keyTableFile);
   const signingTableFile = path.resolve(path.dirname(configFile), files.signingTableFile);
-  const keyTable = readYaml(keyTableFile) ?? {};
+  const keyTable = readTable(keyTableFile) ?? {};
+  if (typeof keyTable === 'string') throw notOurTable(keyTableFile, '', 'this is a text table (an OpenDKIM KeyTable?), not YAML');
   if (!validateKeyTable(keyTable)) throw schemaError(keyTableFile, validateKeyTable.errors);
-  const signingTable = readYaml(signingTableFile) ?? [];
+  const signingTable = readTable(signingTableFile) ?? [];
+  if (typeof signingTable === 'string') throw notOurTable(signingTableFile, '', 'this is a text table (an OpenDKIM SigningTable?), not YAML');
   if (!validateSigningTable(signingTable)) throw schemaError(signingTableFile, validateSigningTable.errors);
   const keys = loadKeys(keyTableFile, keyTable as KeyTable);
   return buildStore({ keyTableFile, signingTableFile }, signingTable as SigningTable, keys);
+}
+
+/** refile:, file:, csl:, db: and the other OpenDKIM data set prefixes (opendkim.conf(5) "DATA SETS"). */
+const OPENDKIM_DATASET = /^(refile|file|csl|db|dsn|ldap|ldaps|lua|mdb|memcache|redis|erlang):/i;
+
+/** A table that is no YAML at all is most often OpenDKIM's ("*@example.com key" starts with a YAML alias). */
+function readTable(file: string): unknown {
+  try {
+    return readYaml(file);
+  } catch (err) {
+    if (!isPostsealError(err, 'CFG_YAML_INVALID')) throw err;
+    throw new PostsealError('CFG_YAML_INVALID', `${err.message}; if it is an OpenDKIM table, ${IMPORT_FIX}`, { cause: err });
+  }
+}
+
+const IMPORT_FIX =
+  "convert OpenDKIM's with postseal keys import --opendkim-keytable /etc/opendkim/KeyTable --opendkim-signingtable refile:/etc/opendkim/SigningTable --out /etc/postseal/keys, then name the two files it writes in dkimSign";
+
+/** OpenDKIM's tables given where postseal's YAML tables go: the fix is `postseal keys import`. */
+function notOurTable(file: string, pointer: string, what: string): PostsealError {
+  return new PostsealError('CFG_SCHEMA_INVALID', `${file}: ${pointer || '/'}: ${what}; postseal reads its own YAML key table and signing table (docs/signing.md): ${IMPORT_FIX}`);
 }
 
 function loadKeys(file: string, table: KeyTable): Map<string, SigningKey> {

@@ -133,6 +133,33 @@ describe('key store', () => {
     expect([e.code, e.message]).toEqual(['CFG_SCHEMA_INVALID', expect.stringContaining(`${keyTableFile}: /k/algorithm: must be one of "rsa-sha256", "ed25519-sha256"`)]);
   });
 
+  it("refuses OpenDKIM's KeyTable given as the key table, saying how to convert it", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'postseal-opendkim-'));
+    const keyTableFile = path.join(dir, 'KeyTable');
+    writeFileSync(keyTableFile, `mail._domainkey.example.com example.com:mail:${rsaKey.file}\n`);
+    writeFileSync(path.join(dir, 'st.yaml'), '[]\n');
+    const e = loadError(configWith({ keyTableFile, signingTableFile: path.join(dir, 'st.yaml') }));
+    expect(e.code).toBe('CFG_SCHEMA_INVALID');
+    expect(e.message).toMatch(new RegExp(`^${keyTableFile}: /: this is a text table \\(an OpenDKIM KeyTable\\?\\), not YAML; .*postseal keys import --opendkim-keytable`));
+  });
+
+  it("explains OpenDKIM's SigningTable given as the signing table (not YAML: *@ starts an alias) with the import", () => {
+    const { keyTableFile } = writeSigningFiles([rsaKey], []);
+    const signingTableFile = path.join(path.dirname(keyTableFile), 'SigningTable');
+    writeFileSync(signingTableFile, '*@example.com mail._domainkey.example.com\n');
+    const e = loadError(configWith({ keyTableFile, signingTableFile }));
+    expect(e.code).toBe('CFG_YAML_INVALID');
+    expect(e.message).toMatch(new RegExp(`^${signingTableFile}:1:\\d+: .*; if it is an OpenDKIM table, convert OpenDKIM's with postseal keys import`));
+  });
+
+  it('refuses an OpenDKIM data set (refile:) as a table file, naming the main file and pointer', () => {
+    const { keyTableFile } = writeSigningFiles([rsaKey], []);
+    const file = configWith({ keyTableFile, signingTableFile: 'refile:/etc/opendkim/SigningTable' });
+    const e = loadError(file);
+    expect(e.code).toBe('CFG_SCHEMA_INVALID');
+    expect(e.message).toMatch(new RegExp(`^${file}: /dkimSign/signingTableFile: "refile:/etc/opendkim/SigningTable" is an OpenDKIM data set; .*postseal keys import`));
+  });
+
   it('refuses dkim-sign on a bank that is not originating', () => {
     const e = loadError(configWith({}, { stages: ['dkim-sign'] }));
     expect([e.code, e.message]).toEqual(['CFG_INCONSISTENT', expect.stringContaining('default.yaml: /stages: dkim-sign')]);

@@ -23,7 +23,7 @@ import { coversAllRecipients, destinyDecision } from '../../pipeline/destiny';
 import { defineStage, type Finding, type Rule } from '../../pipeline/stage';
 import { replies, withText } from '../../smtp/replies';
 import { inspect } from './inspect';
-import { compileRules } from './rules';
+import { compileRule, compileRules } from './rules';
 import { bannedBankSchema, type BannedSettings } from './schema';
 
 const FINDINGS = [
@@ -74,11 +74,10 @@ export const bannedStage = defineStage<BannedSettings, (typeof FINDINGS)[number]
     BANNED_BUSY: () => ({ action: 'tempfail', reply: replies.bannedBusy }),
   },
   check(s, bank, where) {
-    try {
-      compileRules(s.rules);
-    } catch (err) {
-      throw new PostsealError('CFG_SCHEMA_INVALID', `${where}: /banned/rules: ${(err as Error).message}`, { cause: err });
-    }
+    s.rules.forEach((r, i) => {
+      const c = compileRule(r, i + 1);
+      if ('problem' in c) throw new PostsealError('CFG_SCHEMA_INVALID', `${where}: /banned/rules/${i}${c.key ? `/${c.key}` : ''}: rule ${i + 1}: ${c.problem}`);
+    });
     // Outgoing mail is signed in such a bank: a compromised account must not send signed malware.
     if (bank.stages.includes('dkim-sign') && (s.destiny === 'pass' || s.lovers.length > 0)) {
       const what = s.destiny === 'pass' ? '/banned/destiny: pass' : '/banned/lovers: not empty';

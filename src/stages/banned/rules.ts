@@ -9,8 +9,10 @@
  * MIME types, and UNDECIPHERABLE for a part that could not be read (amavisd's A=U).
  *
  * Patterns are JavaScript regular expressions, always case-insensitive (Windows names and
- * MIME types are). A pattern that does not compile is refused at load (index.ts check).
+ * MIME types are). A pattern that does not compile, or is written in Perl's syntax
+ * (config/patterns.ts), is refused at load (index.ts check).
  */
+import { compilePattern } from '../../config/patterns';
 import type { ContentNode } from '../../lib/archive/expand';
 import { extensionOf, normalizeName } from './names';
 import type { BannedRule } from './schema';
@@ -41,18 +43,25 @@ export interface RuleWork {
 /** Compiles the list; throws a SyntaxError naming the rule for a bad pattern, or one with neither or both of deny and allow. */
 export function compileRules(rules: readonly Partial<BannedRule>[]): CompiledRule[] {
   return rules.map((r, i) => {
-    const deny = r.deny ?? '';
-    const allow = r.allow ?? '';
-    if ((deny === '') === (allow === '')) throw new SyntaxError(`rule ${i + 1}: give exactly one of deny and allow`);
-    const pattern = deny || allow;
-    let re: RegExp;
-    try {
-      re = new RegExp(pattern, 'i');
-    } catch (err) {
-      throw new SyntaxError(`rule ${i + 1}: ${(err as Error).message}`);
-    }
-    return { number: i + 1, allow: deny === '', re, on: r.on ?? 'any', pattern, comment: r.comment ?? '' };
+    const compiled = compileRule(r, i + 1);
+    if ('problem' in compiled) throw new SyntaxError(`rule ${i + 1}: ${compiled.problem}`);
+    return compiled;
   });
+}
+
+/** One rule compiled, or what is wrong with it and the key at fault (deny, allow, or '' for the rule as a whole). */
+export function compileRule(r: Partial<BannedRule>, number: number): CompiledRule | { key: '' | 'deny' | 'allow'; problem: string } {
+  const deny = r.deny ?? '';
+  const allow = r.allow ?? '';
+  if ((deny === '') === (allow === '')) return { key: '', problem: 'give exactly one of deny and allow' };
+  const pattern = deny || allow;
+  try {
+    // Perl quotes and escapes pasted from amavisd.conf are refused: they would never match.
+    const re = compilePattern(pattern);
+    return { number, allow: deny === '', re, on: r.on ?? 'any', pattern, comment: r.comment ?? '' };
+  } catch (err) {
+    return { key: deny ? 'deny' : 'allow', problem: (err as Error).message };
+  }
 }
 
 interface Keys {

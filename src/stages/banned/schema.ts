@@ -35,13 +35,14 @@ const rule = {
       type: 'string',
       maxLength: 2000,
       default: '',
-      description: 'A JavaScript regular expression (case-insensitive): a part it matches is banned (amavisd `qr/.../ => 1`, or a bare qr).',
+      description:
+        'A JavaScript regular expression (case-insensitive): a part it matches is banned (amavisd `qr/.../ => 1`, or a bare qr). Write what is inside the qr quote; a whole qr quote, /.../i, \\z or \\A is refused at load.',
     },
     allow: {
       type: 'string',
       maxLength: 2000,
       default: '',
-      description: 'A JavaScript regular expression (case-insensitive): a part it matches is allowed, and no later rule is tried (amavisd `qr/.../ => 0`).',
+      description: 'A JavaScript regular expression (case-insensitive): a part it matches is allowed, and no later rule is tried (amavisd `qr/.../ => 0`). Written as for deny.',
     },
     on: {
       type: 'string',

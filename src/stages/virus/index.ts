@@ -25,6 +25,7 @@ import { defineStage, type Finding, type StageOutcome } from '../../pipeline/sta
 import type { Transaction } from '../../transaction/transaction';
 import { clientFor } from './clamd';
 import { type Cut, keptHeader, openScan, piecesOf, plan } from './pieces';
+import { compilePattern } from '../../config/patterns';
 import { VIRUS_FINDINGS, virusRules, type VirusFinding } from './rules';
 import { virusBankSchema, type VirusSettings } from './schema';
 
@@ -103,7 +104,7 @@ export const virusStage = defineStage<VirusSettings, VirusFinding>({
     }
     s.fakeSenderNames.forEach((p, i) => {
       try {
-        new RegExp(p, 'i');
+        compilePattern(p);
       } catch (err) {
         throw new PostsealError('CFG_INCONSISTENT', `${where}: /virus/fakeSenderNames/${i}: "${p}" is not a regular expression (${(err as Error).message})`);
       }

@@ -65,7 +65,15 @@ describe('banned settings at load', () => {
   it('refuses a pattern that does not compile, naming the rule', () => {
     const e = errorOf(loadOriginating({ rules: [{ deny: '\\.(exe' }] }));
     expect(e.code).toBe('CFG_SCHEMA_INVALID');
-    expect(e.message).toMatch(/\/banned\/rules: rule 1: /);
+    expect(e.message).toMatch(/\/banned\/rules\/0\/deny: rule 1: /);
+  });
+
+  it('refuses an amavisd qr quote pasted as a pattern, which would never match a file name, naming the rule and what to write', () => {
+    const e = errorOf(loadOriginating({ rules: [{ allow: '^\\.pdf$' }, { deny: "qr'.\\.(exe|scr)$'i", on: 'name' }] }));
+    expect(e.code).toBe('CFG_SCHEMA_INVALID');
+    expect(e.message).toMatch(
+      /ORIGINATING\.yaml: \/banned\/rules\/1\/deny: rule 2: "qr'.*'i" is a Perl quote \(amavisd\.conf\): write only what is inside it, '\.\\\.\(exe\|scr\)\$'/,
+    );
   });
 
   it('refuses a rule that is both allow and deny, or neither', () => {
