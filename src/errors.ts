@@ -32,7 +32,10 @@ export const errorCodes = {
   CFG_VIRUS_SCANNER_PASSES_DEEP:
     'Warning: the clamd a bank lists answers OK for a message nested deeper than its MaxRecursion (clamd.conf AlertExceedsMax is off), so an archive nested past it hides a virus.',
   CFG_NOTIFY_UNSIGNED: 'Warning: the signing table has no key for the domain of notify.from, so DSNs and notices go unsigned.',
+  CFG_STORE_NOT_ANSWERING:
+    'Warning: store.backend is redis and Redis does not answer PING (down, wrong host or port, wrong password or database number): what needs the store fails until it does.',
   CFG_FORWARD_NOT_ANSWERING: 'Warning (config check --probe): a forward target does not answer with an SMTP/LMTP greeting.',
+  NODE_UNSUPPORTED: 'postseal was run on a Node.js older than 24 (node:sqlite and other parts are missing there); bin/postseal runs the Node 24 that the install brings.',
   LISTEN_FAILED: 'A listener could not bind its address and port.',
   POLICY_LISTEN_FAILED: 'The Postfix policy service (services.policy) could not bind its address and port or its unix socket.',
   CFG_POLICY_WHITELIST: 'A greylisting whitelist file (services.policy.greylist) cannot be read or has a line postseal cannot read.',

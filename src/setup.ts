@@ -18,7 +18,7 @@ import type { StageDeps } from './pipeline/stage';
 import { bankSchema, checkBankStages } from './stages/registry';
 import { spamScannerWarnings } from './stages/spam/probe';
 import { clamdWarnings } from './stages/virus/probe';
-import { checkStoreConfig } from './store';
+import { checkStoreConfig, storeWarnings } from './store';
 import type { DmarcResultStore } from './store/dmarc-results';
 import { readSrsSecrets } from './lib/srs/secrets';
 import { splitAddress } from './lib/author';
@@ -85,12 +85,13 @@ function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): Confi
 export async function checkConfig(config: LoadedConfig, opts: { probeScanners?: boolean } = {}): Promise<ConfigWarning[]> {
   const warnings = await preflight(config);
   checkStoreConfig(config.main.store, config.file);
-  if (config.main.services.srs.enabled) readSrsSecrets(config.main.services.srs.secretsFile);
+  if (config.main.services.srs.enabled) readSrsSecrets(config.main.services.srs.secretsFile, `${config.file}: /services/srs/secretsFile: `);
   // A scanner that is down is a warning, not a refusal: Postfix keeps the mail queued on the 451
   // meanwhile. Not probed by a caller that does not log warnings (a cluster's workers: the primary
   // does it once), since clamd's depth probe is a scan, and with AlertExceedsMax clamd logs it as
   // found (and runs its VirusEvent, where one is set).
-  if (opts.probeScanners ?? true) warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)));
+  if (opts.probeScanners ?? true)
+    warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)), ...(await storeWarnings(config.main.store, config.file)));
   return warnings;
 }
 

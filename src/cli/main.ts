@@ -4,6 +4,8 @@
  * 1 failure (config invalid, check failed), 2 usage error; `quarantine`, for scripts,
  * tells "not found" (1) from a failure (3).
  */
+import path from 'node:path';
+
 /**
  * Each command's module is loaded when it runs: the message path (stages, mailauth) is half of
  * a process's memory, and a cluster's primary, which only supervises, never needs it.
@@ -66,8 +68,25 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`postseal: unknown command "${name}"\n\n${usage}\n`);
     return 2;
   }
+  if (!nodeSupported()) return 1;
   return cmd.run(rest);
 }
+
+/**
+ * `node dist/cli/main.js` with Debian's Node 20 first on PATH loads and even passes `config
+ * check`, then fails at start on node:sqlite with advice about the store's folder: said here first.
+ */
+function nodeSupported(): boolean {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major >= MIN_NODE_MAJOR) return true;
+  const launcher = path.resolve(__dirname, '../../bin/postseal');
+  process.stderr.write(
+    `postseal: cannot start: NODE_UNSUPPORTED\n${process.execPath} is Node.js ${process.versions.node}; postseal needs Node.js ${MIN_NODE_MAJOR} or newer: run ${launcher} (the installed postseal command), which uses the Node ${MIN_NODE_MAJOR} that npm install brought, or npm start\n`,
+  );
+  return false;
+}
+
+const MIN_NODE_MAJOR = 24;
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -202,10 +202,13 @@ function writePidFile(file: string): boolean {
   return true;
 }
 
-/** A configuration that loads but cannot run (spool folder, loop) is explained as load errors are. */
+/**
+ * A configuration that loads but cannot run (spool folder, loop, a port another program holds)
+ * is explained as load errors are: the code, then the message naming file, pointer and fix.
+ */
 function explainStartFailure(err: unknown): number {
-  if (!isPostsealError(err) || !err.code.startsWith('CFG_')) throw err;
-  process.stderr.write(`postseal: configuration error ${err.code}\n${err.message}\n`);
+  if (!isPostsealError(err)) throw err;
+  process.stderr.write(`postseal: ${err.code.startsWith('CFG_') ? 'configuration error' : 'cannot start:'} ${err.code}\n${err.message}\n`);
   return 1;
 }
 

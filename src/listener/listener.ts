@@ -78,11 +78,16 @@ export async function startListener(config: ListenerConfig, current: () => Sessi
   sessionIdsWithoutRandomCalls(server);
   // Only where PIPELINING is announced; with it hidden, clients do not pipeline.
   if (!hidden.has('PIPELINING')) batchReplies(server);
-  server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));
+  // smtp-server passes its socket's errors on as its own: a failed bind is LISTEN_FAILED, said
+  // once by start-up without a stack, not also logged here as a listener error.
+  const ignoreBindError = () => undefined;
+  server.on('error', ignoreBindError);
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', (err: Error) => reject(new PostsealError('LISTEN_FAILED', `cannot listen on ${config.address}:${config.port}: ${err.message}`, { cause: err })));
     server.listen(config.port, config.address, () => resolve());
   });
+  server.off('error', ignoreBindError);
+  server.on('error', (err) => ctx.log.warn({ err, port: config.port }, 'smtp listener error'));
   const port = (server.server.address() as AddressInfo).port;
   ctx.log.info({ address: config.address, port, protocol: config.protocol }, 'listening');
   return {

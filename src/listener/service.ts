@@ -40,7 +40,9 @@ export function createSmtpService(first: LoadedConfig, contexts: Contexts, log: 
   // `own`: the contexts it started with, for a listener that outlives a reload that dropped its bank (until it has closed).
   const contextOf = (l: ListenerConfig, own: Map<string, SessionContext>) => () => current.get(l.bank) ?? own.get(l.bank)!;
   const start = (l: ListenerConfig, slot: number) =>
-    l.protocol === 'milter' ? startMilterListener(l, contextOf(l, current), sockets, slot) : startListener(l, contextOf(l, current));
+    (l.protocol === 'milter' ? startMilterListener(l, contextOf(l, current), sockets, slot) : startListener(l, contextOf(l, current))).catch((err: unknown) => {
+      throw explainListenFailure(err, config.file, slot);
+    });
   // Where each running listener listens, with its slot (port-0 listeners are told apart by it).
   let places = new Map<Listener, SocketAt>();
   const at = (l: ListenerConfig, slot: number): SocketAt => ({ address: l.address, port: l.port, slot });
@@ -173,4 +175,22 @@ function refuseUnmovable(
 function listenerKey(l: ListenerConfig, bank: CommonBank): string {
   const { greetingBanner, discardEhloKeywords, maxMessageSizeBytes, timeouts } = bank;
   return JSON.stringify([l, greetingBanner, discardEhloKeywords, maxMessageSizeBytes, timeouts.socketIdleTimeoutMs]);
+}
+
+/**
+ * LISTEN_FAILED with the file, the listener's JSON pointer and the fix for the usual cause:
+ * on a migration, amavisd-new (10024/10026) or OpenDKIM/OpenDMARC (8891/8893) still holds the port.
+ */
+function explainListenFailure(err: unknown, file: string, slot: number): unknown {
+  if (!(err instanceof PostsealError) || err.code !== 'LISTEN_FAILED') return err;
+  const errno = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+  const fix =
+    errno === 'EADDRINUSE'
+      ? 'another program listens there (amavisd-new, OpenDKIM or OpenDMARC not stopped yet, or another postseal): ss -ltnp shows which; stop it, or give this listener another port'
+      : errno === 'EACCES'
+        ? 'ports below 1024 need root: use the 100xx ports Postfix sends to (docs/ports.md)'
+        : errno === 'EADDRNOTAVAIL' || errno === 'ENOTFOUND' || errno === 'EAI_AGAIN'
+          ? 'that address is not on this host (ip -br addr lists them): use 127.0.0.1 or one of its addresses'
+          : 'check the address and port';
+  return new PostsealError('LISTEN_FAILED', `${file}: /listeners/${slot}: ${err.message}; ${fix}`, { cause: err.cause });
 }

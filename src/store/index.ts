@@ -4,10 +4,12 @@
  * it once at start-up and closes it after the listeners; reloads keep it.
  *
  * Fails with CFG_STORE_UNUSABLE (sqlite folder missing or file unwritable, Redis URL invalid),
- * naming the config file and the JSON pointer.
+ * naming the config file and the JSON pointer. A Redis that does not answer PING is a warning
+ * (CFG_STORE_NOT_ANSWERING, storeWarnings) and a /readyz reason (storeProblem), not a refusal.
  */
 import path from 'node:path';
 import type { MainConfig } from '../config/main-schema';
+import type { ConfigWarning } from '../errors';
 import type { Logger } from '../lib/log';
 import type * as RedisStore from './redis';
 import { checkSqliteFile, openSqliteStore } from './sqlite';
@@ -26,6 +28,29 @@ function sqliteFile(config: MainConfig['store'], configFile: string): string {
  */
 export function checkStoreConfig(config: MainConfig['store'], configFile: string): void {
   if (config.backend === 'sqlite') checkSqliteFile(sqliteFile(config, configFile), `${configFile}: /store/sqlite/file`);
+}
+
+/**
+ * A warning when the store is Redis and it does not answer PING (store/redis.ts pingRedis):
+ * postseal starts anyway, but what needs the store fails until it does.
+ */
+export async function storeWarnings(config: MainConfig['store'], configFile: string): Promise<ConfigWarning[]> {
+  const why = await storeProblem(config);
+  if (!why) return [];
+  return [
+    {
+      code: 'CFG_STORE_NOT_ANSWERING',
+      message: `${configFile}: /store/redis/url: ${why}; postseal starts, but what needs the store (DMARC results for reports, the quarantine index, notice limits, greylisting) fails until it answers (STORE_UNAVAILABLE): check the host, port, password (redis://:PASSWORD@host:6379/0) and database number`,
+    },
+  ];
+}
+
+/** Why the Redis store does not answer, or null (also for sqlite, which start-up opens itself). */
+export async function storeProblem(config: MainConfig['store']): Promise<string | null> {
+  if (config.backend !== 'redis') return null;
+  const redis = require('./redis') as typeof RedisStore;
+  const why = await redis.pingRedis(config.redis.url, config.redis.timeoutMs);
+  return why && `Redis at ${redis.redactUrl(config.redis.url)} did not answer PING (${why})`;
 }
 
 export async function openStore(config: MainConfig['store'], configFile: string, log: Logger): Promise<Store> {

@@ -61,6 +61,38 @@ function results(r: ExecResult): unknown[] {
   return r.map(([, v]) => v);
 }
 
+/**
+ * One PING over a connection of its own, closed after: null when Redis answered, else why not
+ * (refused, timed out, NOAUTH for a missing or wrong password, a database number Redis does not
+ * have). For `config check`'s warning and /readyz: postseal starts without Redis, so a wrong URL
+ * would otherwise show only as failed operations later.
+ */
+export async function pingRedis(url: string, timeoutMs: number): Promise<string | null> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  // The connection's own error (ECONNREFUSED, NOAUTH) says more than the "Connection is closed" that follows it.
+  let first: Error | undefined;
+  client.on('error', (err: Error) => (first ??= err));
+  try {
+    await client.connect();
+    await client.ping();
+    // A SELECT of a database Redis does not have fails beside a PING that passes (on database 0).
+    return first ? first.message.split(/[,.]\s/)[0] : null;
+  } catch (err) {
+    return (first ?? (err as Error)).message.split(/[,.]\s/)[0];
+  } finally {
+    // A connection that failed has ended already; disconnect() would leave ioredis's 2 s
+    // disconnectTimeout timer on its closed stream, holding `config check` open.
+    if (client.status !== 'end') client.disconnect();
+  }
+}
+
 /** Makes the client and starts connecting; resolves once it is ready or after timeoutMs (then operations reject until it is). */
 export async function openRedisStore(opts: RedisStoreOptions): Promise<Store> {
   let url: URL;

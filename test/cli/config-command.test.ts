@@ -2,6 +2,7 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCli } from '../helpers/cli';
+import { freePort } from '../helpers/redis-server';
 
 function configDir(bank: string, bankText: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-cfg-'));
@@ -55,6 +56,20 @@ describe('postseal config', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('CFG_INCONSISTENT');
     expect(r.stderr).toContain('/forward');
+  });
+
+  it('check warns, naming /store/redis/url and the reason, when the Redis store does not answer PING', async () => {
+    const dir = configDir('default', 'forward: { host: 127.0.0.1, port: 10025 }\n');
+    const port = await freePort();
+    writeFileSync(
+      path.join(dir, 'postseal.yaml'),
+      `bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\nstore: { backend: redis, redis: { url: "redis://127.0.0.1:${port}/0" } }\n`,
+    );
+    const r = runCli(['config', 'check', '--config', path.join(dir, 'postseal.yaml')]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain(
+      `warning CFG_STORE_NOT_ANSWERING\n${path.join(dir, 'postseal.yaml')}: /store/redis/url: Redis at redis://127.0.0.1:${port}/0 did not answer PING (connect ECONNREFUSED 127.0.0.1:${port})`,
+    );
   });
 
   it('invalid YAML names the file and line', () => {

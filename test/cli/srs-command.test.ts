@@ -52,6 +52,15 @@ describe('postseal srs', () => {
     expect(r.stderr).toContain('CFG_SRS_SECRETS');
   });
 
+  it('config check names the main file and /services/srs/secretsFile when the secrets file is missing', () => {
+    const config = configDir({ enabled: true, secretsFile: 'postsrsd.secret' });
+    const r = runCli(['config', 'check', '--config', config]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `CFG_SRS_SECRETS\n${config}: /services/srs/secretsFile: SRS secrets file ${path.join(path.dirname(config), 'postsrsd.secret')} cannot be read (ENOENT); create it`,
+    );
+  });
+
   it('exits 2 on a direction it does not know', () => {
     expect(runCli(['srs', 'sideways', 'alice@orig.example']).status).toBe(2);
   });

@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { runCli, startDaemon } from '../helpers/cli';
+import { cliMain, root, runCli, startDaemon } from '../helpers/cli';
 import { startSink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 
@@ -90,6 +92,39 @@ describe('postseal start', () => {
     expect(await d.exited).toBe(0);
     expect(existsSync(pidFile)).toBe(false);
     await sink.close();
+  });
+
+  it('a port another program holds (amavisd not stopped yet) stops start-up with LISTEN_FAILED, the listener pointer and the fix, without a stack', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    try {
+      const dir = mkdtempSync(path.join(tmpdir(), 'postseal-port-'));
+      mkdirSync(path.join(dir, 'banks'));
+      writeFileSync(path.join(dir, 'banks', 'default.yaml'), 'forward: { host: 127.0.0.1, port: 10025 }\n');
+      const file = path.join(dir, 'postseal.yaml');
+      writeFileSync(file, `bankDir: banks\nlisteners:\n  - { port: 0, bank: default }\n  - { port: ${port}, bank: default }\n`);
+      const d = startDaemon(file, { args: ['--workers', '1'] });
+      const stdout: string[] = [];
+      d.proc.stdout.on('data', (b: Buffer) => stdout.push(b.toString()));
+      expect(await d.exited).toBe(1);
+      expect(d.stderr()).toMatch(
+        new RegExp(
+          `^postseal: cannot start: LISTEN_FAILED\n${file}: /listeners/1: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*; another program listens there .*ss -ltnp`,
+        ),
+      );
+      expect(`${d.stderr()}${stdout.join('')}`).not.toMatch(/\n\s+at /);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('on a Node older than 24 (Debian 12 has 20) every command stops with NODE_UNSUPPORTED and the launcher to run instead', () => {
+    const r = spawnSync('/usr/bin/node', [cliMain, 'config', 'check'], { encoding: 'utf8' });
+    expect(spawnSync('/usr/bin/node', ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout).toMatch(/^(1\d|2[0-3])\./);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('postseal: cannot start: NODE_UNSUPPORTED\n/usr/bin/node is Node.js');
+    expect(r.stderr).toContain(`run ${path.join(root, 'bin/postseal')}`);
   });
 
   it('an unwritable --pid-file stops start-up with exit 1 and says where', () => {

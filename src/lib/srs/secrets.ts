@@ -14,7 +14,17 @@ import { PostsealError } from '../../errors';
 /** Secrets shorter than this are refused: a guessable secret is a forgeable one. */
 const MIN_SECRET_LENGTH = 8;
 
-export function readSrsSecrets(file: string): string[] {
+/** `where`: the main file and pointer that name the file, put before the message (start-up and `config check`). */
+export function readSrsSecrets(file: string, where = ''): string[] {
+  try {
+    return readSecrets(file);
+  } catch (err) {
+    if (!where || !(err instanceof PostsealError)) throw err;
+    throw new PostsealError(err.code, `${where}${err.message}`, { cause: err.cause });
+  }
+}
+
+function readSecrets(file: string): string[] {
   let text: string;
   try {
     const st = statSync(file);
@@ -25,11 +35,12 @@ export function readSrsSecrets(file: string): string[] {
   } catch (err) {
     if (err instanceof PostsealError) throw err;
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new PostsealError(
-      'CFG_SRS_SECRETS',
-      `SRS secrets file ${file} cannot be read (${code}); create it with one random secret a line, e.g. (umask 077; head -c 24 /dev/urandom | base64 > ${file})`,
-      { cause: err },
-    );
+    // postsrsd's /etc/postsrsd.secret is root's, mode 600: the usual EACCES of a migration.
+    const fix =
+      code === 'EACCES' || code === 'EPERM'
+        ? `postseal runs as uid ${process.getuid?.()}, which may not read it: chown it to the user postseal runs as (keeping mode 600), or copy postsrsd's secret into a file of that user's`
+        : `create it with one random secret a line, e.g. (umask 077; head -c 24 /dev/urandom | base64 > ${file})`;
+    throw new PostsealError('CFG_SRS_SECRETS', `SRS secrets file ${file} cannot be read (${code}); ${fix}`, { cause: err });
   }
   const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
   const secrets = lines.map((l) => l.trim()).filter((l) => l !== '');

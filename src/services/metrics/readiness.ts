@@ -2,7 +2,8 @@
  * GET /readyz's check: the SMTP listeners are bound, and each bank's forward target
  * (bank key forward.host/forward.port) accepts a TCP connection, and the spam scanners of the
  * banks that list the spam stage answer their ping (stages/spam/probe.ts), and so does the clamd
- * of those that list the virus stage (stages/virus/probe.ts). The forward probe only connects and
+ * of those that list the virus stage (stages/virus/probe.ts), and Redis when it is the store
+ * (store.backend redis: one PING on a connection of its own). The forward probe only connects and
  * closes (Postfix logs a connect/disconnect pair for it); its result is kept for
  * PROBE_CACHE_MS so that a monitor polling /readyz does not open a connection per request,
  * and concurrent requests share one probe.
@@ -11,6 +12,7 @@ import net from 'node:net';
 import type { LoadedConfig } from '../../setup';
 import { probeSpamScanners } from '../../stages/spam/probe';
 import { probeClamd } from '../../stages/virus/probe';
+import { storeProblem } from '../../store';
 
 /** How long a probe's result stands: a few seconds, far below any monitor's alert delay. */
 export const PROBE_CACHE_MS = 5000;
@@ -64,13 +66,15 @@ async function probeTargets(config: LoadedConfig): Promise<string | null> {
   }
   const banks = [...config.banks].filter(([name]) => listened.has(name));
   const scanners = Promise.all([probeSpamScanners(banks), probeClamd(banks)]).then((lines) => lines.flat());
+  const store = storeProblem(config.main.store);
   const failures = await Promise.all(
     [...targets.values()].map(async (t) => {
       const why = await connects(t.host, t.port);
       return why ? `bank ${t.banks.join(', ')}: forward target ${t.host}:${t.port} ${why}` : null;
     }),
   );
-  const reasons = [...failures.filter((f): f is string => f !== null), ...(await scanners)];
+  const storeDown = await store;
+  const reasons = [...failures.filter((f): f is string => f !== null), ...(await scanners), ...(storeDown ? [`store: ${storeDown}`] : [])];
   return reasons.length ? reasons.join('\n') : null;
 }
 

@@ -1,8 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isPostsealError } from '../../../src/errors';
 import { readSrsSecrets } from '../../../src/lib/srs/secrets';
+import { nodeBin, root } from '../../helpers/cli';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'srs-secrets-'));
 
@@ -49,5 +51,16 @@ describe('SRS secrets file', () => {
 
   it('refuses a folder in place of the file', () => {
     expect(codeOf(() => readSrsSecrets(dir))).toBe('CFG_SRS_SECRETS');
+  });
+
+  it("says that postseal's user may not read postsrsd's root-owned secret, rather than to create it", () => {
+    const open = mkdtempSync(path.join(tmpdir(), 'srs-secrets-root-'));
+    chmodSync(open, 0o755);
+    const secret = path.join(open, 'postsrsd.secret');
+    writeFileSync(secret, 'a-good-long-secret\n', { mode: 0o600 });
+    // Read as nobody (the tests run as root, who reads every file), by the built module.
+    const script = `try { require(${JSON.stringify(path.join(root, 'dist/lib/srs/secrets.js'))}).readSrsSecrets(${JSON.stringify(secret)}) } catch (e) { process.stdout.write(e.code + ' ' + e.message) }`;
+    const out = execFileSync('runuser', ['-u', 'nobody', '--', nodeBin, '-e', script], { encoding: 'utf8' });
+    expect(out).toMatch(/^CFG_SRS_SECRETS .*cannot be read \(EACCES\); postseal runs as uid 65534, which may not read it: chown it/);
   });
 });

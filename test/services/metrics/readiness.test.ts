@@ -2,6 +2,7 @@ import net, { type AddressInfo } from 'node:net';
 import { loadConfig } from '../../../src/setup';
 import { PROBE_CACHE_MS, createReadiness } from '../../../src/services/metrics/readiness';
 import { writeConfig } from '../../helpers/metrics';
+import { startRedisServer } from '../../helpers/redis-server';
 
 async function tcpServer(): Promise<net.Server> {
   const s = net.createServer((sock) => sock.end());
@@ -22,6 +23,24 @@ describe('the readiness check', () => {
     expect(await readiness.check()).toBeNull();
     now += 1;
     expect(await readiness.check()).toMatch(new RegExp(`^bank default: forward target 127.0.0.1:${port} refused the connection \\(ECONNREFUSED\\)$`));
+  });
+
+  it('names a Redis store that does not answer PING (down, or a database it does not have), and is ready once it does', async () => {
+    const server = await tcpServer();
+    const port = (server.address() as AddressInfo).port;
+    const redis = await startRedisServer();
+    const withUrl = (url: string) =>
+      loadConfig(writeConfig({ default: { forward: { host: '127.0.0.1', port } } }, { store: { backend: 'redis', redis: { url, timeoutMs: 1000 } } }));
+    try {
+      const ready = (url: string) => createReadiness({ listenersDown: () => null, config: () => withUrl(url) }).check();
+      expect(await ready(redis.url)).toBeNull();
+      expect(await ready(`redis://127.0.0.1:${redis.port}/16`)).toBe(`store: Redis at redis://127.0.0.1:${redis.port}/16 did not answer PING (ERR DB index is out of range)`);
+      await redis.kill();
+      expect(await ready(redis.url)).toBe(`store: Redis at ${redis.url} did not answer PING (connect ECONNREFUSED 127.0.0.1:${redis.port})`);
+    } finally {
+      await redis.stop();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('names the listeners first, without probing, when they are not serving', async () => {
