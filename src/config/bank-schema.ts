@@ -23,7 +23,12 @@ const target = {
       default: 'smtp',
       description: 'smtp for a Postfix reinjection smtpd; lmtp only behind an lmtp listener, so that every recipient gets its own reply.',
     },
-    host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Address of the downstream server.' },
+    host: {
+      type: 'string',
+      minLength: 1,
+      default: '127.0.0.1',
+      description: 'Address of the downstream server: an IP address or a host name, without brackets or port ([127.0.0.1]:10025 is refused at load; the port goes in port).',
+    },
     port: { type: 'integer', minimum: 1, maximum: 65535, default: 10025, description: 'Port of the downstream server.' },
     heloName: { type: 'string', default: '', description: 'Name sent with EHLO/LHLO; empty uses the host name.' },
     connectTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000, default: 10000, description: 'Time to connect and read the greeting.' },

@@ -132,6 +132,22 @@ function checkListenerAddresses(file: string, main: MainConfig): void {
   });
 }
 
+/**
+ * forward.host and notify.host as amavisd's $forward_method or Postfix writes them
+ * ([127.0.0.1], 127.0.0.1:10025, smtp:[127.0.0.1]:10025) never resolve: only a warning at
+ * start (CFG_FORWARD_UNRESOLVED), then every message of the bank deferred. Refused here.
+ */
+function checkTargetHosts(file: string, bank: Bank): void {
+  for (const key of ['forward', 'notify'] as const) {
+    const target = bank[key];
+    if (!target || isIP(target.host) || HOST_NAME.test(target.host)) continue;
+    throw new PostsealError(
+      'CFG_SCHEMA_INVALID',
+      `${file}: /${key}/host: "${target.host}" is not a host name or address (amavisd's $forward_method and Postfix write smtp:[127.0.0.1]:10025); write host: 127.0.0.1 and port: 10025 apart`,
+    );
+  }
+}
+
 const HOST_NAME = /^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$/;
 
 /** Validates a bank made in code (a tool's variant of a configured bank) as a bank file would be. */
@@ -165,6 +181,7 @@ function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBank
     rules.check(where, bank);
     checkBank(where, bank, main);
     checkForwardTls(where, bank, configDir);
+    checkTargetHosts(where, bank);
     banks.set(name, bank);
   }
   return banks;

@@ -58,4 +58,14 @@ describe('loading listeners', () => {
     const { file } = configWith('  - { address: "::1", port: 0, bank: default }\n  - { address: localhost, port: 0, bank: default }\n');
     expect(loadConfig(file).main.listeners.map((l) => l.address)).toEqual(['127.0.0.1', '::1', 'localhost']);
   });
+
+  it.each(['[127.0.0.1]', '127.0.0.1:10025'])('a forward host written the amavisd/Postfix way (%s), which would defer every message, is refused at load', (host) => {
+    const { dir, file } = configWith('');
+    writeFileSync(path.join(dir, 'banks', 'default.yaml'), `forward: { host: "${host}", port: 10025 }\n`);
+    const e = errorOf(file);
+    expect(e.code).toBe('CFG_SCHEMA_INVALID');
+    expect(e.message).toBe(
+      `${path.join(dir, 'banks', 'default.yaml')}: /forward/host: "${host}" is not a host name or address (amavisd's $forward_method and Postfix write smtp:[127.0.0.1]:10025); write host: 127.0.0.1 and port: 10025 apart`,
+    );
+  });
 });
