@@ -13,6 +13,7 @@
  * lies past its MaxRecursion, an archive nested deeper included, which postseal cannot see into
  * on a bank without the banned stage (CFG_VIRUS_SCANNER_PASSES_DEEP, a warning).
  */
+import { type Stats, statSync } from 'node:fs';
 import type { Bank } from '../../config/bank-schema';
 import type { ConfigWarning } from '../../errors';
 import type { ClamdClient } from '../../lib/clamd';
@@ -22,38 +23,67 @@ import type { VirusSettings } from './schema';
 /** A loopback or LAN clamd answers PING in well under this, even while it scans. */
 const PING_TIMEOUT_MS = 2000;
 
-function targets(banks: Iterable<readonly [string, Bank]>): { readonly client: ClamdClient; readonly banks: string[] }[] {
-  const out = new Map<string, { client: ClamdClient; banks: string[] }>();
+interface Target {
+  readonly client: ClamdClient;
+  readonly settings: VirusSettings;
+  readonly banks: string[];
+}
+
+function targets(banks: Iterable<readonly [string, Bank]>): Target[] {
+  const out = new Map<string, Target>();
   for (const [name, bank] of banks) {
     if (!bank.stages.includes('virus')) continue;
-    const client = clientFor(bank.virus as VirusSettings, PING_TIMEOUT_MS);
+    const settings = bank.virus as VirusSettings;
+    const client = clientFor(settings, PING_TIMEOUT_MS);
     // Banks that keep connections and banks that do not are probed apart (the session check differs).
     const key = `${client.name} ${client.options.keepConnections ? 'sessions' : 'single'}`;
-    const t = out.get(key) ?? { client, banks: [] };
+    const t = out.get(key) ?? { client, settings, banks: [] };
     t.banks.push(name);
     out.set(key, t);
   }
   return [...out.values()];
 }
 
-type Target = ReturnType<typeof targets>[number];
-
-/** Why this clamd cannot take scans (no PING answer, or none inside an IDSESSION it needs), or null. */
-async function notAnswering(t: Target): Promise<string | null> {
+/** Why this clamd cannot take scans (no PING answer, or none inside an IDSESSION it needs), or null; `pinged`: it answered PING. */
+async function notAnswering(t: Target): Promise<{ line: string; pinged: boolean } | null> {
   const r = await t.client.ping();
-  if (r.kind !== 'pong') return `bank ${t.banks.join(', ')}: ${t.client.name} did not answer PING (${r.reason}: ${r.detail})`;
+  if (r.kind !== 'pong') return { line: `bank ${t.banks.join(', ')}: ${t.client.name} did not answer PING (${r.reason}: ${r.detail})`, pinged: false };
   if (!t.client.options.keepConnections) return null;
   // Kept connections are IDSESSIONs: a scanner without them would fail every scan.
   const s = await t.client.pingInSession();
   return s.kind === 'pong'
     ? null
-    : `bank ${t.banks.join(', ')}: ${t.client.name} answers PING but not inside an IDSESSION (${s.reason}: ${s.detail}); set virus.keepConnections: 0 for a scanner without sessions`;
+    : {
+        line: `bank ${t.banks.join(', ')}: ${t.client.name} answers PING but not inside an IDSESSION (${s.reason}: ${s.detail}); set virus.keepConnections: 0 for a scanner without sessions`,
+        pinged: true,
+      };
 }
 
 /** One line per clamd that did not answer PING, naming the banks that use it; empty when all did. */
 export async function probeClamd(banks: Iterable<readonly [string, Bank]>): Promise<string[]> {
   const results = await Promise.all(targets(banks).map(notAnswering));
-  return results.filter((r): r is string => r !== null);
+  return results.filter((r) => r !== null).map((r) => r.line);
+}
+
+/**
+ * What to look at when clamd does not answer: the bank key that names it and, for a unix
+ * socket, what is at that path (nothing: clamav-daemon not running or another LocalSocket; a
+ * file that is no socket; a socket postseal's user may not open).
+ */
+function socketHint(s: VirusSettings, line: string): string {
+  if (!s.socket) return `; check /virus/host and /virus/port (${s.host}:${s.port}) against clamd.conf TCPAddr and TCPSocket, and that clamav-daemon runs`;
+  let st: Stats;
+  try {
+    st = statSync(s.socket);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') return `; /virus/socket ${s.socket}: ${code}`;
+    return `; /virus/socket: nothing is at ${s.socket}: start clamav-daemon (systemctl status clamav-daemon), or set virus.socket to the LocalSocket of clamd.conf (Debian: /var/run/clamav/clamd.ctl)`;
+  }
+  if (!st.isSocket()) return `; /virus/socket: ${s.socket} is not a socket: set virus.socket to the LocalSocket of clamd.conf (Debian: /var/run/clamav/clamd.ctl)`;
+  if (line.includes('EACCES'))
+    return `; /virus/socket: postseal's user may not open ${s.socket}: add it to clamd's group (adduser postseal clamav), or set LocalSocketMode 666 in clamd.conf`;
+  return `; /virus/socket: ${s.socket} is a socket no clamd answers on (left by a clamd that stopped?): start clamav-daemon`;
 }
 
 /**
@@ -90,7 +120,7 @@ export async function clamdWarnings(config: { readonly file: string; readonly ba
         if (down)
           return {
             code: 'CFG_VIRUS_SCANNER_NOT_ANSWERING',
-            message: `${config.file}: ${down}; its mail is not scanned and meets virus.onScannerFailure (451 by default) until it answers`,
+            message: `${config.file}: ${down.line}; its mail is not scanned and meets virus.onScannerFailure (451 by default) until it answers${down.pinged ? '' : socketHint(t.settings, down.line)}`,
           };
         const deep = await passesDeep(t, probe);
         return deep ? { code: 'CFG_VIRUS_SCANNER_PASSES_DEEP', message: `${config.file}: ${deep}` } : null;
