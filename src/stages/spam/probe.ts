@@ -51,21 +51,35 @@ function targets(banks: Iterable<readonly [string, Bank]>): Target[] {
 
 /** One line per scanner that did not answer, naming the banks that use it; empty when all did. */
 export async function probeSpamScanners(banks: Iterable<readonly [string, Bank]>): Promise<string[]> {
+  return (await probeTargets(banks)).map((d) => d.line);
+}
+
+async function probeTargets(banks: Iterable<readonly [string, Bank]>): Promise<{ line: string; target: Target }[]> {
   const results = await Promise.all(
     targets(banks).map(async (t) => {
       try {
         await t.ping();
         return null;
       } catch (err) {
-        return `bank ${t.banks.join(', ')}: ${t.what} ${t.where} did not answer its ping (${(err as Error).message})`;
+        return { line: `bank ${t.banks.join(', ')}: ${t.what} ${t.where} did not answer its ping (${(err as Error).message})`, target: t };
       }
     }),
   );
-  return results.filter((r): r is string => r !== null);
+  return results.filter((r) => r !== null);
 }
+
+/** The bank key that names the scanner, and where its own configuration says it listens. */
+const HINTS: Record<Target['what'], string> = {
+  spamd:
+    "check /spam/spamd (socket, or host and port) against spamd's --listen or --socketpath (Debian: OPTIONS in /etc/default/spamd, port 783), and that spamd runs (systemctl status spamd)",
+  rspamd: "check /spam/rspamd (socket, or host and port) against the bind_socket of rspamd's normal worker (port 11333), and that rspamd runs (systemctl status rspamd)",
+};
 
 /** The start-up and reload check: a warning per scanner that does not answer. */
 export async function spamScannerWarnings(config: { readonly file: string; readonly banks: ReadonlyMap<string, Bank> }): Promise<ConfigWarning[]> {
-  const down = await probeSpamScanners(config.banks);
-  return down.map((why) => ({ code: 'CFG_SPAM_SCANNER_NOT_ANSWERING', message: `${config.file}: ${why}; spam checks of its mail tempfail (451) until it answers` }));
+  const down = await probeTargets(config.banks);
+  return down.map((d) => ({
+    code: 'CFG_SPAM_SCANNER_NOT_ANSWERING',
+    message: `${config.file}: ${d.line}; spam checks of its mail tempfail (451) until it answers: ${HINTS[d.target.what]}`,
+  }));
 }

@@ -61,6 +61,14 @@ describe('the spam scanner probe', () => {
     ]);
   });
 
+  it('names the bank key and where spamd is configured to listen in its start-up warning', async () => {
+    const closed = await freePort();
+    const warnings = (await checkConfig(config({ spamdPort: closed }))).filter((w) => w.code === 'CFG_SPAM_SCANNER_NOT_ANSWERING');
+    expect(warnings.map((w) => w.message)).toEqual([
+      expect.stringMatching(/until it answers: check \/spam\/spamd \(socket, or host and port\) against spamd's --listen or --socketpath .*systemctl status spamd/),
+    ]);
+  });
+
   it('does not probe for banks without the spam stage', async () => {
     const closed = await freePort();
     const c = loadConfig(writeConfig({ default: { forward: { host: '127.0.0.1', port: forwardPort }, spam: { spamd: { enabled: true, port: closed } } } }));
