@@ -66,8 +66,8 @@ export function loadOrExplain(flag: string | undefined): LoadedConfig | null {
 
 /** A CFG_* error as log fields: code, file, line or JSON pointer where the message names them, and the whole message. */
 export function configErrorFields(err: { code: string; message: string }): { code: string; file?: string; line?: number; pointer?: string; reason: string } {
-  // The loaders' messages start "<file>: <pointer>: <what>" or "<file>:<line>: <what>" (config/yaml-file.ts).
-  const m = /^([^:\n]+?)(?::(\d+))?: (?:(\/[^\s:]*): )?/.exec(err.message);
+  // The loaders' messages start "<file>: <pointer>: <what>" or "<file>:<line>:<column>: <what>" (config/yaml-file.ts).
+  const m = /^([^:\n]+?)(?::(\d+)(?::\d+)?)?: (?:(\/[^\s:]*): )?/.exec(err.message);
   const fields: { code: string; file?: string; line?: number; pointer?: string; reason: string } = { code: err.code, reason: err.message };
   if (m?.[1].startsWith('/')) {
     fields.file = m[1];

@@ -1,8 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { configFile, systemConfigFile } from '../../src/cli/args';
+import { configErrorFields, configFile, systemConfigFile } from '../../src/cli/args';
 import { builtinConfigFile } from '../../src/config/load';
+import { readYaml } from '../../src/config/yaml-file';
 import { runCli } from '../helpers/cli';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'postseal-args-'));
@@ -46,5 +47,19 @@ describe('which configuration file a command reads', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(bad);
     expect(r.stderr).not.toContain('embedded example');
+  });
+});
+
+describe('the fields of a refused reload', () => {
+  it('take the file and line from a YAML error as the loader writes it (file:line:column)', () => {
+    const yaml = path.join(dir, 'tabs.yaml');
+    writeFileSync(yaml, 'log:\n\tlevel: info\n');
+    let err: unknown;
+    try {
+      readYaml(yaml);
+    } catch (e) {
+      err = e;
+    }
+    expect(configErrorFields(err as { code: string; message: string })).toMatchObject({ code: 'CFG_YAML_INVALID', file: yaml, line: 2 });
   });
 });
