@@ -146,7 +146,7 @@ function readKey(file: string, name: string, keyFile: string, entry: KeyTableEnt
   try {
     key = createPrivateKey(pem);
   } catch (err) {
-    throw new PostsealError('CFG_KEY_INVALID', `${where}: not a PEM private key (${(err as Error).message}); make one with postseal keys generate`, { cause: err });
+    throw new PostsealError('CFG_KEY_INVALID', `${where}: not a PEM private key (${(err as Error).message}); ${notPrivateFix(pem)}`, { cause: err });
   }
   const type = entry.algorithm === 'rsa-sha256' ? 'rsa' : 'ed25519';
   if (key.asymmetricKeyType !== type) {
@@ -160,6 +160,14 @@ function readKey(file: string, name: string, keyFile: string, entry: KeyTableEnt
     throw new PostsealError('CFG_INCONSISTENT', `${file}: /${name}/domainKeys: DomainKeys signs with rsa-sha1 only; use an RSA key or set it to off`);
   }
   return key;
+}
+
+/** The public halves people give instead: a PEM public key, or opendkim-genkey's selector.txt record. */
+function notPrivateFix(pem: Buffer): string {
+  const text = pem.subarray(0, 4096).toString('latin1');
+  if (/-----BEGIN (RSA )?PUBLIC KEY-----/.test(text)) return 'this is a public key: give the private key it was made from (opendkim-genkey writes it as SELECTOR.private)';
+  if (/v=DKIM1|_domainkey/.test(text)) return "this is the DNS record (opendkim-genkey's SELECTOR.txt): give the private key beside it, SELECTOR.private";
+  return 'make one with postseal keys generate';
 }
 
 function buildStore(files: SigningFiles, table: SigningTable, keys: Map<string, SigningKey>): KeyStore {

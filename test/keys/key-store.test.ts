@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -99,6 +100,17 @@ describe('key store', () => {
     const e = loadError(configWith(writeSigningFiles([{ ...rsaKey, file: bad }], [{ author: 'example.com', keys: ['example-rsa'] }])));
     expect(e.code).toBe('CFG_KEY_INVALID');
     expect(e.message).toContain('/example-rsa/keyFile');
+  });
+
+  it("says that a public key or opendkim-genkey's .txt record was given where the private key goes", () => {
+    const folder = mkdtempSync(path.join(tmpdir(), 'postseal-pubkey-'));
+    const pub = path.join(folder, 'mail.pem');
+    writeFileSync(pub, createPublicKey(readFileSync(rsaKey.file)).export({ type: 'spki', format: 'pem' }));
+    const txt = path.join(folder, 'mail.txt');
+    writeFileSync(txt, 'mail._domainkey\tIN\tTXT\t( "v=DKIM1; h=sha256; k=rsa; " "p=MIIB..." )  ; ----- DKIM key mail for example.com\n');
+    const errorFor = (file: string) => loadError(configWith(writeSigningFiles([{ ...rsaKey, file }], [{ author: 'example.com', keys: ['example-rsa'] }])));
+    expect(errorFor(pub)).toMatchObject({ code: 'CFG_KEY_INVALID', message: expect.stringContaining('; this is a public key: give the private key it was made from') });
+    expect(errorFor(txt)).toMatchObject({ code: 'CFG_KEY_INVALID', message: expect.stringContaining("; this is the DNS record (opendkim-genkey's SELECTOR.txt)") });
   });
 
   it('stops when the algorithm does not fit the key', () => {
