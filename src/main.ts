@@ -214,7 +214,7 @@ function buildContexts(config: LoadedConfig, shared: SharedDeps, log: Logger, te
       bankChooser: config.bankChooser,
       contextOf: (other) => contexts.get(other),
       quarantine,
-      // Connects only when a bounce verdict sends a DSN; without a notify target such a verdict is a 451.
+      // Connects only when a bounce verdict sends a DSN; a bank with a bounce destiny and no notify target is refused at load (config/load.ts).
       bounce: bank.notify && {
         pool: new DownstreamPool(bank.notify, bank.notify.heloName || config.hostname, bankLog),
         store,

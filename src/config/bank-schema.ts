@@ -103,7 +103,7 @@ export const commonBankSchema = {
     notify: {
       ...target,
       description:
-        "The target for mail postseal generates itself: DMARC aggregate and failure reports (services.dmarcReports names the bank whose notify is used; docs/dmarc-reports.md), the DSNs of a bounce destiny (docs/quarantine.md, sent from <>; without a notify target such a message is tempfailed) and the notices of the notices section (docs/notifications.md). Usually Postfix's reinjection smtpd for originating mail; postseal signs what it sends there itself (main config notify.from).",
+        "The target for mail postseal generates itself: DMARC aggregate and failure reports (services.dmarcReports names the bank whose notify is used; docs/dmarc-reports.md), the DSNs of a bounce destiny (docs/quarantine.md, sent from <>; a bank whose listed stage has destiny bounce and that has no notify target is refused at load, CFG_INCONSISTENT) and the notices of the notices section (docs/notifications.md). Usually Postfix's reinjection smtpd for originating mail; postseal signs what it sends there itself (main config notify.from).",
     },
     notices: {
       type: 'object',

@@ -207,6 +207,16 @@ function checkBank(file: string, bank: Bank, main: MainConfig): void {
       'CFG_INCONSISTENT',
       `${file}: /notices: notices go through the bank's notify target, and this bank has none; set notify (usually Postfix's reinjection smtpd on 10027)`,
     );
+  // A bounce verdict's DSN goes through notify: without it each try is a 451 (NOTIFY_FAILED), and
+  // Postfix returns the message itself when it expires in the queue, days later.
+  const bouncing = Object.entries(bank).find(
+    ([key, section]) => (section as { destiny?: unknown } | null)?.destiny === 'bounce' && bank.stages.includes(key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
+  );
+  if (!bank.notify && bouncing)
+    throw new PostsealError(
+      'CFG_INCONSISTENT',
+      `${file}: /${bouncing[0]}/destiny: bounce sends a DSN through the bank's notify target, and this bank has none (its mail would be deferred until Postfix gives up); set notify (usually Postfix's reinjection smtpd on 10027) or another destiny`,
+    );
   if (bank.originating && (n.warnVirusRecipient || n.warnBannedRecipient))
     throw new PostsealError(
       'CFG_INCONSISTENT',

@@ -68,4 +68,15 @@ describe('loading listeners', () => {
       `${path.join(dir, 'banks', 'default.yaml')}: /forward/host: "${host}" is not a host name or address (amavisd's $forward_method and Postfix write smtp:[127.0.0.1]:10025); write host: 127.0.0.1 and port: 10025 apart`,
     );
   });
+
+  it('a bank whose listed stage bounces and that has no notify target is refused, rather than deferring that mail until Postfix gives up', () => {
+    const { dir, file } = configWith('');
+    const bank = path.join(dir, 'banks', 'default.yaml');
+    writeFileSync(bank, 'forward: { host: 127.0.0.1, port: 10025 }\nstages: [banned]\nbanned: { destiny: bounce }\n');
+    const e = errorOf(file);
+    expect(e.code).toBe('CFG_INCONSISTENT');
+    expect(e.message).toMatch(new RegExp(`^${bank}: /banned/destiny: bounce sends a DSN through the bank's notify target, and this bank has none`));
+    writeFileSync(bank, 'forward: { host: 127.0.0.1, port: 10025 }\nstages: [loop-guard]\nbanned: { destiny: bounce }\n');
+    expect(loadConfig(file).banks.get('default')?.notify).toBeUndefined();
+  });
 });

@@ -166,12 +166,12 @@ describe('header-sanity destiny (amavisd $final_bad_header_destiny)', () => {
 
   it('quarantines or bounces it as the destiny says, with the 550 5.6.0 the bounce reports', async () => {
     for (const destiny of ['quarantine', 'bounce'] as const) {
-      const bank = loadTestBank({ stages: ['header-sanity'], headerSanity: { destiny } });
+      const bank = loadTestBank({ stages: ['header-sanity'], notify: { host: '127.0.0.1', port: 10027 }, headerSanity: { destiny } });
       const tx = testTransaction(twoFroms, { bank });
       const outcome = await stageFor(headerSanityStage, bank, testStageDeps({ server: '127.0.0.1:9' })).run(tx, new AbortController().signal);
       expect(decide(outcome.findings, rulesOf(bank))).toMatchObject({ action: destiny, reason: 'HEADER_SANITY_MULTIPLE_FROM' });
     }
-    const bank = loadTestBank({ stages: ['header-sanity'], headerSanity: { destiny: 'bounce' } });
+    const bank = loadTestBank({ stages: ['header-sanity'], notify: { host: '127.0.0.1', port: 10027 }, headerSanity: { destiny: 'bounce' } });
     const outcome = await stageFor(headerSanityStage, bank, testStageDeps({ server: '127.0.0.1:9' })).run(testTransaction(twoFroms, { bank }), new AbortController().signal);
     expect(decide(outcome.findings, rulesOf(bank)).reply).toMatchObject({ code: '550', enhanced: '5.6.0' });
   });

@@ -31,7 +31,8 @@ afterAll(async () => {
 
 /** The stage of a bank with `virus` settings (over a unix socket to the test's clamd unless they say otherwise), its findings and the verdict. */
 async function scan(data: string | Buffer, virus: Record<string, unknown> = {}, opts: { recipients?: string[]; bank?: Record<string, unknown> } = {}) {
-  const bank: Bank = loadTestBank({ stages: ['virus'], virus: { socket: clamd.socket, ...virus }, ...opts.bank });
+  // A notify target, as a bank with a bounce destiny needs one (config/load.ts).
+  const bank: Bank = loadTestBank({ stages: ['virus'], notify: { host: '127.0.0.1', port: 10027 }, virus: { socket: clamd.socket, ...virus }, ...opts.bank });
   const base = testTransaction(data, { bank });
   const tx = opts.recipients ? { ...base, envelope: { ...base.envelope, recipients: opts.recipients.map((address) => ({ address })) } } : base;
   const outcome = await stageFor(virusStage, bank, deps).run(tx, new AbortController().signal);

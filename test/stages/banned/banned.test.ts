@@ -13,7 +13,8 @@ import { rulesOf, stageFor, testStageDeps, testTransaction } from '../../helpers
 const deps = testStageDeps({ server: '127.0.0.1:9' });
 
 async function check(msg: Buffer, overlay: Record<string, unknown> = {}, rcpts?: string[]) {
-  const bank = loadTestBank({ stages: ['banned'], ...overlay });
+  // A notify target, as a bank with a bounce destiny needs one (config/load.ts).
+  const bank = loadTestBank({ stages: ['banned'], notify: { host: '127.0.0.1', port: 10027 }, ...overlay });
   const tx: Transaction = testTransaction(msg, { bank });
   if (rcpts) Object.assign(tx.envelope, { recipients: rcpts.map((address) => ({ address })) });
   const { findings } = await stageFor(bannedStage, bank, deps).run(tx, new AbortController().signal);

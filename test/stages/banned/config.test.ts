@@ -18,7 +18,10 @@ const shippedOriginating = YAML.parse(readFileSync(path.join(__dirname, '../../.
 function loadOriginating(banned: Record<string, unknown>, defaultBanned: Record<string, unknown> = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-banned-config-'));
   mkdirSync(path.join(dir, 'banks'));
-  writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify({ forward: { host: '127.0.0.1', port: 10025 }, banned: defaultBanned }));
+  writeFileSync(
+    path.join(dir, 'banks', 'default.yaml'),
+    YAML.stringify({ forward: { host: '127.0.0.1', port: 10025 }, notify: { host: '127.0.0.1', port: 10027 }, banned: defaultBanned }),
+  );
   const originating = { ...shippedOriginating, stages: [...shippedOriginating.stages, 'banned'], banned };
   writeFileSync(path.join(dir, 'banks', 'ORIGINATING.yaml'), YAML.stringify(originating));
   writeFileSync(path.join(dir, 'postseal.yaml'), 'bankDir: banks\nlisteners: [{ port: 0, bank: default }, { port: 0, bank: ORIGINATING }]\n');

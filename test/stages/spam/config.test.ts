@@ -26,7 +26,8 @@ function refusal(overlay: Record<string, unknown>): Error {
 function originating(spam: Record<string, unknown>): Record<string, unknown> {
   const shipped = YAML.parse(readFileSync(path.join(__dirname, '../../../policy-banks/ORIGINATING.yaml'), 'utf8')) as { stages: string[] };
   const stages = shipped.stages.flatMap((s) => (s === 'seven-bit' ? ['spam', 'spam-tag', s] : [s]));
-  return { ...shipped, forward: { host: '127.0.0.1', port: 25 }, stages, spam: { spamd, ...spam } };
+  // A notify target, as a bank with a bounce destiny needs one (config/load.ts).
+  return { ...shipped, forward: { host: '127.0.0.1', port: 25 }, notify: { host: '127.0.0.1', port: 10027 }, stages, spam: { spamd, ...spam } };
 }
 
 describe('a bank with the spam stage', () => {
@@ -77,7 +78,11 @@ describe('a bank with the spam stage', () => {
   });
 
   it('bounces spam below dsnCutoffLevel and discards it at or above (no backscatter to a forged sender)', () => {
-    const b = loadTestBank({ stages: ['spam', 'spam-tag'], spam: { spamd, destiny: 'bounce', tag2Level: 5, killLevel: 5, dsnCutoffLevel: 10 } });
+    const b = loadTestBank({
+      stages: ['spam', 'spam-tag'],
+      notify: { host: '127.0.0.1', port: 10027 },
+      spam: { spamd, destiny: 'bounce', tag2Level: 5, killLevel: 5, dsnCutoffLevel: 10 },
+    });
     const rule = spamStage.rules!.SPAM_KILL!;
     const decide = (score: number) => rule(settingsOf(spamStage, b) as never, b, { code: 'SPAM_KILL', detail: `score=${score} tests=[X=${score}]` }, { authservId: 'x' });
     expect(decide(7)?.action).toBe('bounce');
