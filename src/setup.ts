@@ -44,7 +44,25 @@ export function loadConfig(file: string): LoadedConfig {
   const { templateDir, from } = files.main.notify;
   const templates = loadTemplates(templateDir && path.resolve(path.dirname(files.file), templateDir));
   const notifyFrom = from || `postmaster@${files.hostname}`;
-  return Object.freeze({ ...files, keys, warnings: [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom), ...milterAcceptWarnings(files)], templates, notifyFrom });
+  const warnings = [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom), ...unusedKeysWarnings(files, keys), ...milterAcceptWarnings(files)];
+  return Object.freeze({ ...files, keys, warnings, templates, notifyFrom });
+}
+
+/**
+ * Keys in the signing table, but no bank that mail reaches (a listener's, or one bankRules
+ * chooses) lists dkim-sign: OpenDKIM signed whatever its milter saw, and a migration that leaves
+ * dkim-sign out of ORIGINATING sends every message unsigned, which DMARC p=reject receivers refuse.
+ */
+function unusedKeysWarnings(files: ConfigFiles, keys: KeyStore): ConfigWarning[] {
+  if (!keys.keys.some((k) => k.state === 'active')) return [];
+  const reached = new Set([...files.main.listeners.map((l) => l.bank), ...files.bankChooser.banks]);
+  if ([...reached].some((name) => files.banks.get(name)?.stages.includes('dkim-sign'))) return [];
+  return [
+    {
+      code: 'CFG_KEYS_UNUSED',
+      message: `${files.file}: /dkimSign: the signing table has active keys, but no bank a listener or bankRules uses (${[...reached].join(', ')}) lists dkim-sign, so no mail is signed; add seven-bit and dkim-sign to the stages of the bank of your users' mail (ORIGINATING, docs/signing.md)`,
+    },
+  ];
 }
 
 /**

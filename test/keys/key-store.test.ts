@@ -172,6 +172,19 @@ describe('key store', () => {
     expect(e.message).toMatch(new RegExp(`^${file}: /dkimSign/signingTableFile: "refile:/etc/opendkim/SigningTable" is an OpenDKIM data set; .*postseal keys import`));
   });
 
+  it('warns when the signing table has active keys but no listened bank lists dkim-sign (nothing would be signed)', () => {
+    const files = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }]);
+    const unsigned = loadConfig(configWith(files));
+    expect(unsigned.warnings.filter((w) => w.code === 'CFG_KEYS_UNUSED')).toEqual([
+      {
+        code: 'CFG_KEYS_UNUSED',
+        message: expect.stringMatching(new RegExp(`^${unsigned.file}: /dkimSign: the signing table has active keys, but no bank .*\\(default\\) lists dkim-sign`)),
+      },
+    ]);
+    const signing = loadConfig(configWith(files, { originating: true, stages: ['seven-bit', 'dkim-sign'] }));
+    expect(signing.warnings.map((w) => w.code)).not.toContain('CFG_KEYS_UNUSED');
+  });
+
   it('refuses dkim-sign on a bank that is not originating', () => {
     const e = loadError(configWith({}, { stages: ['dkim-sign'] }));
     expect([e.code, e.message]).toEqual(['CFG_INCONSISTENT', expect.stringContaining('default.yaml: /stages: dkim-sign')]);

@@ -71,7 +71,15 @@ async function signedBy(keyTableFile: string, signingTableFile: string, authors:
 function configCheck(dir: string): { status: number | null; stdout: string; stderr: string } {
   writeFileSync(
     path.join(dir, 'postseal.yaml'),
-    YAML.stringify({ bankDir: '', listeners: [{ port: 0, bank: 'default' }], dkimSign: { keyTableFile: 'key-table.yaml', signingTableFile: 'signing-table.yaml' } }),
+    // With the shipped ORIGINATING bank, which signs: keys that no listened bank uses are a warning (CFG_KEYS_UNUSED).
+    YAML.stringify({
+      bankDir: '',
+      listeners: [
+        { port: 0, bank: 'default' },
+        { port: 0, bank: 'ORIGINATING' },
+      ],
+      dkimSign: { keyTableFile: 'key-table.yaml', signingTableFile: 'signing-table.yaml' },
+    }),
   );
   return runCli(['config', 'check', '--config', path.join(dir, 'postseal.yaml')]);
 }
