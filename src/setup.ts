@@ -108,8 +108,7 @@ export async function checkConfig(config: LoadedConfig, opts: { probeScanners?: 
   // meanwhile. Not probed by a caller that does not log warnings (a cluster's workers: the primary
   // does it once), since clamd's depth probe is a scan, and with AlertExceedsMax clamd logs it as
   // found (and runs its VirusEvent, where one is set).
-  if (opts.probeScanners ?? true)
-    warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)), ...(await storeWarnings(config.main.store, config.file)));
+  if (opts.probeScanners ?? true) warnings.push(...(await spamScannerWarnings(config)), ...(await clamdWarnings(config)), ...(await storeWarnings(config.main.store, config.file)));
   return warnings;
 }
 
