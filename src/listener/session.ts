@@ -35,6 +35,20 @@ import type { SpoolOptions } from '../transaction/spool';
 import type { ClientInfo, Envelope, Recipient } from '../transaction/transaction';
 import { deliver } from './deliver';
 
+/**
+ * The client attributes sent downstream in XFORWARD. On a bank that signs (`originating`),
+ * SOURCE is REMOTE whatever Postfix said, also when it said nothing: Postfix's smtp client
+ * says SOURCE=LOCAL for mail from a local client (permit_inet_interfaces, so every message
+ * a webmail or `sendmail` on the host submits), and a reinjection smtpd that hears it has
+ * cleanup rewrite header addresses in the local context (masquerade_domains, canonical_maps,
+ * $myorigin appended, a From or To refolded), overriding its own local_header_rewrite_clients:
+ * after the signature was made, so it breaks. Those rewrites happened on the way in already,
+ * or belong there (docs/signing.md, "Postfix after signing").
+ */
+export function forwardedClient(client: ClientInfo | null, bank: Pick<Bank, 'originating'>): ClientInfo | null {
+  return bank.originating ? { ...client, source: 'REMOTE' } : client;
+}
+
 /** The downstream transaction of this session is gone (it failed at an earlier command). */
 const LOST = new PostsealError('REINJECT_PROTOCOL', 'downstream transaction lost');
 
@@ -130,7 +144,7 @@ export class SessionHandler {
       if (envelope.recipients.length > 0) throw replyError(replyForError(LOST));
       let opened: Opened;
       try {
-        opened = await DownstreamTransaction.begin(ctx.pool, envelope.mail, state.client, rcpt);
+        opened = await DownstreamTransaction.begin(ctx.pool, envelope.mail, forwardedClient(state.client, ctx.bank), rcpt);
       } catch (err) {
         ctx.log.warn({ ...this.lineFields(session, state, ctx), ...errorFields(err) }, 'downstream MAIL failed');
         countDownstreamFailure(ctx.telemetry, err, 'MAIL');

@@ -167,6 +167,12 @@ export class Postfix {
     };
   }
 
+  /** Sets main.cf parameters (`postconf -e`) and reloads. */
+  async setParameters(params: Record<string, string>): Promise<void> {
+    await this.postconf(['-e', ...Object.entries(params).map(([k, v]) => `${k}=${v}`)]);
+    await this.reload();
+  }
+
   /** Sets `-o` parameters of the inet service on an example port (`postconf -P`) and reloads. */
   async setServiceParameters(port: ExamplePort, params: Record<string, string>): Promise<void> {
     const service = `127.0.0.1:${this.ports[port]}/inet`;

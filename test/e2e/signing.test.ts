@@ -1,8 +1,9 @@
 /**
  * Signing through a real Postfix: an 8-bit message from the submission port is delivered
  * 7-bit and signed (RSA and Ed25519), and the delivered copy verifies with Mail::DKIM and
- * dkimpy; mail from the Internet with one of our domains in From goes through the default
- * bank and is not signed.
+ * dkimpy; so does one whose From is in a subdomain that masquerade_domains covers, which the
+ * reinjection smtpd must not rewrite after signing; mail from the Internet with one of our
+ * domains in From goes through the default bank and is not signed.
  */
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { dkimpy, edKey, mailDkim, rsaKey, writeSigningFiles, zoneFor, type TestKey } from '../helpers/dkim-verifiers';
@@ -23,7 +24,16 @@ describe('signing through a real Postfix', () => {
   beforeAll(async () => {
     const zone = zoneFor(keys);
     dns = await startDnsServer(zone);
-    e2e = await startE2E(structuredClone(zone), { dkimSign: writeSigningFiles(keys, [{ author: 'example.org', keys: ['example-rsa', 'example-ed'] }]) });
+    const rules = [
+      { author: 'example.org', keys: ['example-rsa', 'example-ed'] },
+      { author: '*.example.org', keys: ['example-rsa'] },
+    ];
+    // Masquerading is usual on a host that signs: host.example.org becomes example.org.
+    e2e = await startE2E(
+      structuredClone(zone),
+      { dkimSign: writeSigningFiles(keys, rules) },
+      { beforePostseal: (postfix) => postfix.setParameters({ masquerade_domains: 'example.org' }) },
+    );
   }, 120_000);
   afterAll(async () => {
     await e2e?.close();
@@ -43,6 +53,17 @@ describe('signing through a real Postfix', () => {
     const [perl, py] = await Promise.all([mailDkim(delivered, dns.server), dkimpy(delivered, dns.server)]);
     expect(py.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass', 'ed25519-sha256 pass']);
     expect(perl.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass', 'ed25519-sha256 invalid']);
+  });
+
+  it('delivers mail from a masqueraded subdomain as signed: the reinjection smtpd does not rewrite its From after signing', async () => {
+    // From a local client (Postfix's smtp client says XFORWARD SOURCE=LOCAL to postseal), with
+    // address mappings left to the reinjection smtpd (receive_override_options in main.cf).
+    const mail = testMail({ from: 'bob@host.example.org', subject: 'masqueraded' });
+    await submit(e2e.ports[587], mail);
+    const copies = await e2e.postfix.delivered(mail.messageId, () => e2e.explain());
+    expect(copies[0]).toMatch(/^From: <bob@host\.example\.org>\r?$/m);
+    const py = await dkimpy(messageOf(copies[0]), dns.server);
+    expect(py.map((r) => `${r.domain} ${r.result}`)).toEqual(['example.org pass']);
   });
 
   it('does not sign mail from the Internet that claims one of our domains', async () => {

@@ -63,6 +63,23 @@ describe('SMTP session behaviour', () => {
     expect(down.commands).toContain('XFORWARD NAME=[UNAVAILABLE] ADDR=[UNAVAILABLE] HELO=[UNAVAILABLE] SOURCE=LOCAL');
   });
 
+  it('on a bank that signs, tells the downstream SOURCE=REMOTE, so its cleanup rewrites no header address after signing', async () => {
+    const down = await startScriptedServer({ EHLO: '250-scripted\r\n250 XFORWARD NAME ADDR HELO SOURCE' });
+    const h = await startHarness({ forwardPort: down.port, banks: { default: { originating: true } } });
+    const send = async (xforward?: string) => {
+      const c = await TestClient.connect(h.app.portOf('default'));
+      const r = await c.send({ from: 'a@example.org', to: ['b@example.net'], data: msg, xforward });
+      await c.quit();
+      return r;
+    };
+    const local = await send('NAME=localhost ADDR=127.0.0.1 HELO=client SOURCE=LOCAL');
+    const none = await send();
+    await h.close();
+    await down.close();
+    expect([local.final?.code, none.final?.code]).toEqual([250, 250]);
+    expect(down.commands.filter((l) => l.startsWith('XFORWARD'))).toEqual(['XFORWARD NAME=localhost ADDR=127.0.0.1 HELO=client SOURCE=REMOTE', 'XFORWARD SOURCE=REMOTE']);
+  });
+
   it('writes one log line per message with session, bank, timings, findings and reply', async () => {
     const sink = await startSink();
     const h = await startHarness({ forwardPort: sink.port });
