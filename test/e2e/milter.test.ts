@@ -11,6 +11,7 @@
 import { execFile } from 'node:child_process';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
 import { dkimpy, mailDkim, rsaKey, writeSigningFiles, zoneFor, type TestKey } from '../helpers/dkim-verifiers';
+import { startSink, type Sink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 import { startE2E, type E2E } from './environment';
 import { MAIL_DOMAIN } from './postfix';
@@ -24,9 +25,12 @@ const messageOf = (mboxEntry: string) => Buffer.from(mboxEntry.slice(mboxEntry.i
 describe('postseal as a milter of a real Postfix', () => {
   let e2e: E2E;
   let dns: DnsServer;
+  /** The next hop for relay.test, reached through Postfix's smtp client; no 8BITMIME, as an old relay. */
+  let nextHop: Sink;
   beforeAll(async () => {
     const zone = { ...zoneFor(keys), '_dmarc.strict.test': { TXT: ['v=DMARC1; p=reject'] } };
     dns = await startDnsServer(zone);
+    nextHop = await startSink({ options: { hide8BITMIME: true } });
     e2e = await startE2E(
       structuredClone(zone),
       {
@@ -39,7 +43,10 @@ describe('postseal as a milter of a real Postfix', () => {
       },
       // The shortest idle timeout: a client slower than it still gets its mail through (below).
       {
-        beforePostseal: (postfix) => postfix.enableMilter(),
+        beforePostseal: async (postfix) => {
+          await postfix.setParameters({ transport_maps: `inline:{relay.test=smtp:[127.0.0.1]:${nextHop.port}}`, smtp_tls_security_level: 'none' }, false);
+          await postfix.enableMilter();
+        },
         // A local submission to more recipients than this is still delivered (below).
         banks: { default: { timeouts: { socketIdleTimeoutMs: 1000 } }, ORIGINATING: { maxRecipients: 2 } },
       },
@@ -48,6 +55,7 @@ describe('postseal as a milter of a real Postfix', () => {
   afterAll(async () => {
     await e2e?.close();
     await dns?.close();
+    await nextHop?.close();
   }, 60_000);
 
   it('delivers an 8-bit message from the submission port 7-bit and signed, and the delivered copy verifies', async () => {
@@ -67,6 +75,26 @@ describe('postseal as a milter of a real Postfix', () => {
     expect(perl.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
     // One queue pass: cleanup took the message in once (a content filter makes it twice).
     expect(e2e.postfix.maillog().split(`message-id=<${mail.messageId}>`)).toHaveLength(2);
+  });
+
+  it("folds a header line over 998 octets before signing, so Postfix's smtp client does not break it at the next hop", async () => {
+    const mail = testMail({ from: 'alice@example.org', subject: 'long cc' });
+    mail.to = 'user@relay.test';
+    // 60 addresses on one line of 1,400 octets, as some MUAs write them.
+    const cc = Array.from({ length: 60 }, (_, i) => `user${i}@relay.test`).join(', ');
+    mail.data = mail.data.replace(/^To: .*$/m, `To: <${mail.to}>\r\nCc: ${cc}`);
+    const queueId = await submit(e2e.ports[587], mail);
+    const got = await waitFor('the message at the next hop', async () => nextHop.received.find((m) => m.data.includes(mail.messageId)), { explain: () => e2e.explain() });
+    expect(await e2e.postseal.message(queueId)).toMatchObject({ bank: 'ORIGINATING', verdict: 'pass' });
+    expect(
+      got.data
+        .toString('latin1')
+        .split('\r\n')
+        .every((l) => l.length <= 998),
+    ).toBe(true);
+    const [perl, py] = await Promise.all([mailDkim(got.data, dns.server), dkimpy(got.data, dns.server)]);
+    expect(py.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
+    expect(perl.map((r) => `${r.algorithm} ${r.result}`)).toEqual(['rsa-sha256 pass']);
   });
 
   it('signs a local submission (sendmail, pickup) through non_smtpd_milters on the ORIGINATING listener', async () => {

@@ -167,10 +167,14 @@ export class Postfix {
     };
   }
 
-  /** Sets main.cf parameters (`postconf -e`) and reloads. */
-  async setParameters(params: Record<string, string>): Promise<void> {
+  /**
+   * Sets main.cf parameters (`postconf -e`) and reloads, unless `reload` is false because a
+   * reload follows at once (enableMilter): two reloads in a row can leave Postfix's
+   * `postfix reload` waiting for good.
+   */
+  async setParameters(params: Record<string, string>, reload = true): Promise<void> {
     await this.postconf(['-e', ...Object.entries(params).map(([k, v]) => `${k}=${v}`)]);
-    await this.reload();
+    if (reload) await this.reload();
   }
 
   /** Sets `-o` parameters of the inet service on an example port (`postconf -P`) and reloads. */
