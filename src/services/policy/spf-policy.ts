@@ -58,14 +58,14 @@ export async function spfPolicy(settings: SpfPolicySettings, input: SpfPolicyInp
  */
 const LONGEST_WHY = 150;
 
-/** At most LONGEST_WHY octets of UTF-8 (a SMTPUTF8 sender in %{l} is two or more a letter), whole characters. */
-function cut(text: string): string {
-  if (Buffer.byteLength(text) <= LONGEST_WHY) return text;
+/** At most `max` octets of UTF-8 (a SMTPUTF8 sender in %{l} is two or more a letter), whole characters. */
+function cut(text: string, max = LONGEST_WHY): string {
+  if (Buffer.byteLength(text) <= max) return text;
   let out = '';
   let octets = 0;
   for (const ch of text) {
     octets += Buffer.byteLength(ch);
-    if (octets > LONGEST_WHY - 3) break;
+    if (octets > max - 3) break;
     out += ch;
   }
   return `${out.trimEnd()}...`;
@@ -77,19 +77,34 @@ function reject(result: SpfResult): SpfDecision {
   return { kind: 'reject', action: `${r.code} ${r.enhanced} ${r.text} (${result.identity} ${result.result})${why}`, result };
 }
 
+/**
+ * Postfix prepends the field as one line: a policy answer cannot fold it. A sender who chooses a
+ * HELO name and an address of a thousand characters each (Postfix takes commands of 2,048) would
+ * make it longer than RFC 5322's 998 octets, and longer than the policy client reads in one
+ * attribute; the values the sender or the domain chose are then cut, the longest allowance first.
+ */
+const LONGEST_FIELD = 998;
+const VALUE_ALLOWANCES = [Infinity, 200, 100, 40];
+
 /** RFC 7208 §9.1: result, comment, then key-value pairs (values as dot-atom or quoted-string). */
 export function receivedSpf(result: SpfResult, input: SpfPolicyInput, receiver: string): string {
-  const pairs = [
-    `client-ip=${input.clientAddress}`,
-    `envelope-from=${quote(input.sender)}`,
-    `helo=${quote(input.helo)}`,
-    `receiver=${quote(receiver)}`,
-    `identity=${result.identity}`,
-  ];
-  if (result.mechanism) pairs.push(`mechanism=${quote(result.mechanism)}`);
-  if (result.result === 'permerror' || result.result === 'temperror') pairs.push(`problem=${quote(result.reason ?? result.result)}`);
   const comment = result.comment.replace(/[()\\]/g, ' ').replace(/\s+/g, ' ');
-  return `Received-SPF: ${result.result} (${comment}) ${pairs.join('; ')};`;
+  let field = '';
+  for (const max of VALUE_ALLOWANCES) {
+    const v = (text: string) => (max === Infinity ? text : cut(text, max));
+    const pairs = [
+      `client-ip=${input.clientAddress}`,
+      `envelope-from=${quote(v(input.sender))}`,
+      `helo=${quote(v(input.helo))}`,
+      `receiver=${quote(receiver)}`,
+      `identity=${result.identity}`,
+    ];
+    if (result.mechanism) pairs.push(`mechanism=${quote(v(result.mechanism))}`);
+    if (result.result === 'permerror' || result.result === 'temperror') pairs.push(`problem=${quote(v(result.reason ?? result.result))}`);
+    field = `Received-SPF: ${result.result} (${v(comment)}) ${pairs.join('; ')};`;
+    if (Buffer.byteLength(field) <= LONGEST_FIELD) break;
+  }
+  return field;
 }
 
 function quote(value: string): string {

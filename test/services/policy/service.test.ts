@@ -73,6 +73,15 @@ describe('SPF policy', () => {
     expect(await c.ask({ ...req, recipient: 'carol@rcpt.example' })).toBe('DUNNO');
   });
 
+  it('keeps Received-SPF within 998 octets however long the HELO name and the sender a client chose', async () => {
+    // Postfix takes SMTP commands of 2,048 octets and prepends the field as one line: it cannot be folded.
+    await start(spfOnly);
+    const c = await connect();
+    const answer = await c.ask(rcptRequest({ sender: `${'a'.repeat(900)}@sender.example`, helo_name: `${'h'.repeat(1500)}.sender.example` }));
+    expect(answer).toMatch(/^PREPEND Received-SPF: pass \(.*\) client-ip=192\.0\.2\.10; envelope-from="a+\.\.\."; helo="h+\.\.\."; receiver=mx\.test\.example; identity=mailfrom;/);
+    expect(Buffer.byteLength(answer.slice('PREPEND '.length))).toBeLessThanOrEqual(998);
+  });
+
   it("rejects a MAIL FROM fail with 550 5.7.23 and the domain's explanation", async () => {
     await start(spfOnly);
     const c = await connect();
