@@ -148,7 +148,8 @@ function checkTargetHosts(file: string, bank: Bank): void {
   }
 }
 
-const HOST_NAME = /^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$/;
+// Underscores too: resolvers take them, and Docker names containers project_service_1.
+const HOST_NAME = /^(?!-)[\w-]{1,63}(?:\.(?!-)[\w-]{1,63})*\.?$/;
 
 /** Validates a bank made in code (a tool's variant of a configured bank) as a bank file would be. */
 export function validateBank(schema: object, value: unknown, where: string): Bank {

@@ -69,6 +69,14 @@ describe('loading listeners', () => {
     );
   });
 
+  it('accepts forward and listener host names with an underscore (Docker names containers project_service_1) and an IPv6 forward address', () => {
+    const { dir, file } = configWith('  - { address: mail_postseal_1, port: 0, bank: default }\n');
+    writeFileSync(path.join(dir, 'banks', 'default.yaml'), 'forward: { host: mail_postfix_1, port: 10025 }\nnotify: { host: "::1", port: 10027 }\n');
+    const config = loadConfig(file);
+    expect(config.banks.get('default')?.forward.host).toBe('mail_postfix_1');
+    expect(config.main.listeners[1].address).toBe('mail_postseal_1');
+  });
+
   it('a bank whose listed stage bounces and that has no notify target is refused, rather than deferring that mail until Postfix gives up', () => {
     const { dir, file } = configWith('');
     const bank = path.join(dir, 'banks', 'default.yaml');
