@@ -23,10 +23,22 @@ const CLOSING: Record<string, string> = { '{': '}', '(': ')', '<': '>', '[': ']'
 /** Perl escapes with no JavaScript meaning outside the u flag: JavaScript reads them as the letter. */
 const PERL_ESCAPES: Record<string, string> = { A: '^', z: '$', Z: '$', Q: '', E: '', G: '' };
 
+const PERL_FLAGS = /^[msixpodualn]*$/;
+
+/**
+ * Whether /inner/flags is Perl's match rather than a JavaScript pattern for a path in an archive
+ * (/__MACOSX/, /etc/passwd): Perl flags after it (/i), or an anchor that the slashes around it
+ * would make unmatchable in JavaScript (/^x/, /x$/).
+ */
+function slashQuoted(inner: string, flags: string): boolean {
+  if (flags) return /^[imsx]+$/.test(flags);
+  return inner.startsWith('^') || /(^|[^\\])(\\\\)*\$$/.test(inner);
+}
+
 function perlProblem(p: string): string | null {
   const q = QUOTED.exec(p);
   // Perl quotes: qr with any delimiter, or a bare /.../flags match; a pattern of one quote pair is not one.
-  if (q && (q[1] || q[2] === '/') && p.length > 2 && (CLOSING[q[2]] ?? q[2]) === q[4]) {
+  if (q && (q[1] ? PERL_FLAGS.test(q[5]) : q[2] === '/' && slashQuoted(q[3], q[5])) && p.length > 2 && (CLOSING[q[2]] ?? q[2]) === q[4]) {
     return `"${p}" is a Perl quote (amavisd.conf): write only what is inside it, '${q[3].replace(/'/g, "''")}' (YAML single quotes keep each backslash); patterns are JavaScript regular expressions, already case-insensitive`;
   }
   for (let i = 0; i < p.length - 1; i++) {

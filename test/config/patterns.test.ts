@@ -15,6 +15,15 @@ describe('bank patterns', () => {
     expect(() => compilePattern(pattern)).toThrow(`is a Perl quote (amavisd.conf): write only what is inside it, ${inside}`);
   });
 
+  it.each(['/__MACOSX/', '/etc/passwd'])('accept %s, a JavaScript pattern for a path in an archive or a name, not a Perl quote', (pattern) => {
+    expect(() => compilePattern(pattern)).not.toThrow();
+  });
+
+  it("refuse /.../ without flags when its anchors could only be Perl's", () => {
+    expect(() => compilePattern('/\\.exe$/')).toThrow('is a Perl quote');
+    expect(() => compilePattern('/^invoice/')).toThrow('is a Perl quote');
+  });
+
   it('refuse \\z and \\A, which JavaScript reads as the letters z and A', () => {
     expect(() => compilePattern('\\.exe\\z')).toThrow(/\\z is Perl's; JavaScript reads it as the letter z: write \$/);
     expect(() => compilePattern('\\A\\.exe')).toThrow(/write \^/);
