@@ -31,7 +31,8 @@ export const errorCodes = {
     'Warning: the clamd a bank lists in virus.socket/virus.host does not answer PING, or not inside an IDSESSION while virus.keepConnections is above 0 (its mail meets virus.onScannerFailure, 451 by default, until it does).',
   CFG_VIRUS_SCANNER_PASSES_DEEP:
     'Warning: the clamd a bank lists answers OK for a message nested deeper than its MaxRecursion (clamd.conf AlertExceedsMax is off), so an archive nested past it hides a virus.',
-  CFG_KEYS_UNUSED: 'Warning: the signing table has active keys, but no bank that a listener or bankRules uses lists dkim-sign, so no mail is signed.',
+  CFG_KEYS_UNUSED:
+    'Warning: the signing table has active keys, but no bank that a listener or bankRules uses lists dkim-sign, and none is for the domain of the DSNs, notices or DMARC reports postseal sends, so no mail is signed.',
   CFG_NOTIFY_UNSIGNED: 'Warning: the signing table has no key for the domain of notify.from, so DSNs and notices go unsigned.',
   CFG_STORE_NOT_ANSWERING:
     'Warning: store.backend is redis and Redis does not answer PING (down, wrong host or port, wrong password or database number): what needs the store fails until it does.',

@@ -44,7 +44,7 @@ export function loadConfig(file: string): LoadedConfig {
   const { templateDir, from } = files.main.notify;
   const templates = loadTemplates(templateDir && path.resolve(path.dirname(files.file), templateDir));
   const notifyFrom = from || `postmaster@${files.hostname}`;
-  const warnings = [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom), ...unusedKeysWarnings(files, keys), ...milterAcceptWarnings(files)];
+  const warnings = [...keyFileWarnings(keys), ...notifyWarnings(files, keys, notifyFrom), ...unusedKeysWarnings(files, keys, notifyFrom), ...milterAcceptWarnings(files)];
   return Object.freeze({ ...files, keys, warnings, templates, notifyFrom });
 }
 
@@ -53,8 +53,10 @@ export function loadConfig(file: string): LoadedConfig {
  * chooses) lists dkim-sign: OpenDKIM signed whatever its milter saw, and a migration that leaves
  * dkim-sign out of ORIGINATING sends every message unsigned, which DMARC p=reject receivers refuse.
  */
-function unusedKeysWarnings(files: ConfigFiles, keys: KeyStore): ConfigWarning[] {
+function unusedKeysWarnings(files: ConfigFiles, keys: KeyStore, notifyFrom: string): ConfigWarning[] {
   if (!keys.keys.some((k) => k.state === 'active')) return [];
+  // Keys kept only for postseal's own mail (DSNs, notices, DMARC reports; notify/sign.ts) are used.
+  if (ownMailDomains(files, notifyFrom).some((d) => keys.forAuthor(d).length)) return [];
   const reached = new Set([...files.main.listeners.map((l) => l.bank), ...files.bankChooser.banks]);
   if ([...reached].some((name) => files.banks.get(name)?.stages.includes('dkim-sign'))) return [];
   return [
@@ -63,6 +65,19 @@ function unusedKeysWarnings(files: ConfigFiles, keys: KeyStore): ConfigWarning[]
       message: `${files.file}: /dkimSign: the signing table has active keys, but no bank a listener or bankRules uses (${[...reached].join(', ')}) lists dkim-sign, so no mail is signed; add seven-bit and dkim-sign to the stages of the bank of your users' mail (ORIGINATING, docs/signing.md)`,
     },
   ];
+}
+
+/** The domains of the mail postseal writes and signs itself: notify.from's when a bank sends DSNs or notices, the DMARC reports' when they are on. */
+function ownMailDomains(files: ConfigFiles, notifyFrom: string): string[] {
+  const domains: string[] = [];
+  if ([...files.banks.values()].some(sendsNotices)) domains.push(domainOf(notifyFrom));
+  const reports = files.main.services.dmarcReports;
+  if (reports.enabled || reports.failureReports.enabled) domains.push(domainOf(reports.from || `dmarc-reports@${files.hostname}`));
+  return domains;
+}
+
+function domainOf(address: string): string {
+  return splitAddress(address)?.domain ?? address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
 /**
@@ -84,7 +99,7 @@ function sendsNotices(bank: Bank): boolean {
 }
 
 function notifyWarnings(files: ConfigFiles, keys: KeyStore, from: string): ConfigWarning[] {
-  const domain = splitAddress(from)?.domain ?? from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+  const domain = domainOf(from);
   if (keys.size === 0 || ![...files.banks.values()].some(sendsNotices) || keys.forAuthor(domain).length) return [];
   return [
     {

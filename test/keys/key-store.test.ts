@@ -8,11 +8,11 @@ import { isPostsealError, type ErrorCode } from '../../src/errors';
 import { edKey, rsaKey, writeSigningFiles, type TestKey } from '../helpers/dkim-verifiers';
 
 /** A config folder with a default bank and the given signing files; returns the main config path. */
-function configWith(dkimSign: Record<string, string>, bank: Record<string, unknown> = {}): string {
+function configWith(dkimSign: Record<string, string>, bank: Record<string, unknown> = {}, main: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'postseal-keys-cfg-'));
   mkdirSync(path.join(dir, 'banks'));
   writeFileSync(path.join(dir, 'banks', 'default.yaml'), YAML.stringify({ forward: { host: '127.0.0.1', port: 25 }, ...bank }));
-  writeFileSync(path.join(dir, 'postseal.yaml'), YAML.stringify({ bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], dkimSign }));
+  writeFileSync(path.join(dir, 'postseal.yaml'), YAML.stringify({ bankDir: 'banks', listeners: [{ port: 0, bank: 'default' }], dkimSign, ...main }));
   return path.join(dir, 'postseal.yaml');
 }
 
@@ -183,6 +183,15 @@ describe('key store', () => {
     ]);
     const signing = loadConfig(configWith(files, { originating: true, stages: ['seven-bit', 'dkim-sign'] }));
     expect(signing.warnings.map((w) => w.code)).not.toContain('CFG_KEYS_UNUSED');
+  });
+
+  it('does not warn CFG_KEYS_UNUSED for keys that sign only what postseal writes itself (DMARC reports, DSNs, notices)', () => {
+    const files = writeSigningFiles([rsaKey], [{ author: 'example.com', keys: ['example-rsa'] }]);
+    const notify = { notify: { host: '127.0.0.1', port: 10027 } };
+    const reports = loadConfig(configWith(files, notify, { services: { dmarcReports: { enabled: true, from: 'dmarc-reports@example.com' } } }));
+    expect(reports.warnings.map((w) => w.code)).not.toContain('CFG_KEYS_UNUSED');
+    const notices = loadConfig(configWith(files, { ...notify, notices: { virusAdmin: ['postmaster@example.com'] } }, { notify: { from: 'postmaster@example.com' } }));
+    expect(notices.warnings.map((w) => w.code)).not.toContain('CFG_KEYS_UNUSED');
   });
 
   it('refuses dkim-sign on a bank that is not originating', () => {
