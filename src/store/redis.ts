@@ -41,6 +41,8 @@ export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    // ioredis takes its options from the query too: redis://host:6379/0?password=...
+    for (const key of [...u.searchParams.keys()]) if (/pass|secret|token/i.test(key)) u.searchParams.set(key, '***');
     return u.toString();
   } catch {
     return '(invalid URL)';

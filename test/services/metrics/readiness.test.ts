@@ -2,7 +2,7 @@ import net, { type AddressInfo } from 'node:net';
 import { loadConfig } from '../../../src/setup';
 import { PROBE_CACHE_MS, createReadiness } from '../../../src/services/metrics/readiness';
 import { writeConfig } from '../../helpers/metrics';
-import { startRedisServer } from '../../helpers/redis-server';
+import { freePort, startRedisServer } from '../../helpers/redis-server';
 
 async function tcpServer(): Promise<net.Server> {
   const s = net.createServer((sock) => sock.end());
@@ -39,6 +39,22 @@ describe('the readiness check', () => {
       expect(await ready(redis.url)).toBe(`store: Redis at ${redis.url} did not answer PING (connect ECONNREFUSED 127.0.0.1:${redis.port})`);
     } finally {
       await redis.stop();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('names a Redis store without its password, in the URL or in its query (ioredis reads ?password=)', async () => {
+    const server = await tcpServer();
+    const port = (server.address() as AddressInfo).port;
+    const down = await freePort();
+    try {
+      for (const url of [`redis://:sekret@127.0.0.1:${down}/0`, `redis://127.0.0.1:${down}/0?password=sekret`]) {
+        const config = loadConfig(writeConfig({ default: { forward: { host: '127.0.0.1', port } } }, { store: { backend: 'redis', redis: { url, timeoutMs: 1000 } } }));
+        const reason = await createReadiness({ listenersDown: () => null, config: () => config }).check();
+        expect(reason).toMatch(/^store: Redis at redis:\/\/.*\*\*\*.* did not answer PING \(connect ECONNREFUSED/);
+        expect(reason).not.toContain('sekret');
+      }
+    } finally {
       await new Promise((r) => server.close(r));
     }
   });
