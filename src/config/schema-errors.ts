@@ -97,6 +97,7 @@ function given(e: ErrorObject): string {
   const data: unknown = e.data;
   if (Array.isArray(data)) return ', not a list';
   if (data !== null && typeof data === 'object') return ', not a mapping';
-  const text = JSON.stringify(data) ?? String(data);
+  // A store URL written without its scheme still carries its password (host:6379 after :PASSWORD@): not printed.
+  const text = (JSON.stringify(data) ?? String(data)).replace(/:[^:@/\s]+@/g, ':***@').replace(/(pass\w*=)[^&"]*/gi, '$1***');
   return `, not ${typeof data === 'string' ? 'the text ' : ''}${text.length > 60 ? `${text.slice(0, 57)}...` : text}`;
 }

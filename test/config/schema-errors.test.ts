@@ -31,6 +31,13 @@ function errorOf(file: string): PostsealError {
 }
 
 describe('configuration mistakes', () => {
+  it('a store URL refused by its pattern is shown without its password', () => {
+    const { file } = configWith('store: { backend: redis, redis: { url: "redis:/:sekret@127.0.0.1:6379/0" } }\n');
+    const e = errorOf(file);
+    expect(e.message).toContain(`${file}: /store/redis/url: must match pattern "^rediss?://", not the text "redis:/:***@127.0.0.1:6379/0"`);
+    expect(e.message).not.toContain('sekret');
+  });
+
   it('a size written "10M" where bytes are wanted names the number of bytes to write', () => {
     const { file } = configWith('spool: { memoryThresholdBytes: 10M }\n');
     const e = errorOf(file);
