@@ -123,7 +123,8 @@ function checkListenerPorts(file: string, main: MainConfig): void {
  */
 function checkListenerAddresses(file: string, main: MainConfig): void {
   main.listeners.forEach((l, i) => {
-    if (isIP(l.address) || HOST_NAME.test(l.address)) return;
+    // '' is every address (Node listens on :: then), as it was before this check.
+    if (l.address === '' || isIP(l.address) || HOST_NAME.test(l.address)) return;
     const socketSpec = /^(inet6?|local|unix):/i.test(l.address) || /^\[.*\](:\d+)?$/.test(l.address);
     const fix = socketSpec
       ? `this is a milter socket or Postfix address (inet:PORT@HOST, local:PATH, [ADDRESS]:PORT); postseal listens on TCP only: write address: 127.0.0.1 and port: ${l.port || 'PORT'} (Postfix: smtpd_milters = inet:127.0.0.1:PORT)`

@@ -43,7 +43,7 @@ export const mainConfigSchema = {
             type: 'string',
             default: '127.0.0.1',
             description:
-              'Address to bind (an IP address or a host name); loopback unless Postfix runs on another host. Milter socket specifications (inet:8891@localhost, local:/path) are refused: postseal listens on TCP, so write the address and port apart.',
+              'Address to bind (an IP address or a host name; empty binds every address); loopback unless Postfix runs on another host. Milter socket specifications (inet:8891@localhost, local:/path) are refused: postseal listens on TCP, so write the address and port apart.',
           },
           port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one, for tests).' },
           bank: { type: 'string', minLength: 1, description: 'Policy bank name: a file <bank>.yaml in bankDir, or default.' },

@@ -54,9 +54,11 @@ describe('loading listeners', () => {
     expect(errorOf(configWith('  - { address: "local:/run/opendkim/opendkim.sock", port: 0, bank: default, protocol: milter }\n').file).code).toBe('CFG_SCHEMA_INVALID');
   });
 
-  it('accepts IPv4, IPv6 and host-name addresses', () => {
-    const { file } = configWith('  - { address: "::1", port: 0, bank: default }\n  - { address: localhost, port: 0, bank: default }\n');
-    expect(loadConfig(file).main.listeners.map((l) => l.address)).toEqual(['127.0.0.1', '::1', 'localhost']);
+  it('accepts IPv4, IPv6 and host-name addresses, and the empty address (every address, as Node binds it)', () => {
+    const { file } = configWith(
+      '  - { address: "::1", port: 0, bank: default }\n  - { address: localhost, port: 0, bank: default }\n  - { address: "", port: 0, bank: default }\n',
+    );
+    expect(loadConfig(file).main.listeners.map((l) => l.address)).toEqual(['127.0.0.1', '::1', 'localhost', '']);
   });
 
   it.each(['[127.0.0.1]', '127.0.0.1:10025'])('a forward host written the amavisd/Postfix way (%s), which would defer every message, is refused at load', (host) => {
