@@ -77,10 +77,18 @@ export async function pingRedis(url: string, timeoutMs: number): Promise<string 
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     retryStrategy: () => null,
+    // A server that does not read would keep the half-closed probe for ioredis's 2 s default.
+    disconnectTimeout: 0,
   });
   // The connection's own error (ECONNREFUSED, NOAUTH) says more than the "Connection is closed" that follows it.
   let first: Error | undefined;
   client.on('error', (err: Error) => (first ??= err));
+  // One deadline for the whole: a Redis that takes the connection and never answers would
+  // otherwise cost a timeout for each of ioredis's HELLO, ready check and the PING.
+  const deadline = setTimeout(() => {
+    first ??= new Error(`no answer within ${timeoutMs} ms`);
+    client.disconnect();
+  }, timeoutMs);
   try {
     await client.connect();
     await client.ping();
@@ -89,6 +97,7 @@ export async function pingRedis(url: string, timeoutMs: number): Promise<string 
   } catch (err) {
     return (first ?? (err as Error)).message.split(/[,.]\s/)[0];
   } finally {
+    clearTimeout(deadline);
     // A connection that failed has ended already; disconnect() would leave ioredis's 2 s
     // disconnectTimeout timer on its closed stream, holding `config check` open.
     if (client.status !== 'end') client.disconnect();
