@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { PostsealError } from '../errors';
-import { writeFully } from '../lib/write-fully';
+import { writeFully } from '../transaction/write-fully';
 
 /** Quarantine ids: what id.ts makes; anything else never names a file (no path tricks from the command line). */
 export const ID_PATTERN = /^[a-z0-9]{20,40}$/;
@@ -73,7 +73,7 @@ export async function writeAtomically(file: string, chunks: AsyncIterable<Buffer
     handle = await fsp.open(temp, 'wx', 0o600);
     await ownLikeFolder(handle, dir);
     for await (const chunk of chunks) {
-      // Whole or an error: a near-full disk writes part of a chunk without one (lib/write-fully.ts).
+      // Whole or an error: a near-full disk writes part of a chunk without one (transaction/write-fully.ts).
       await writeFully(handle, chunk);
       bytes += chunk.length;
     }

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { PostsealError, isPostsealError } from '../errors';
-import { writeFully } from '../lib/write-fully';
+import { writeFully } from './write-fully';
 import { isProcessAlive } from './process-alive';
 
 export interface SpoolOptions {
@@ -260,7 +260,7 @@ class SpoolWriter extends Writable {
       this.chunks = [];
       await writeFully(file, pending);
     }
-    // Whole or an error: a near-full disk writes part of a chunk without one (lib/write-fully.ts).
+    // Whole or an error: a near-full disk writes part of a chunk without one (transaction/write-fully.ts).
     await writeFully(file, chunk);
   }
 
