@@ -178,7 +178,16 @@ function loadBanks(bankDir: string, main: MainConfig, rules: BankRules, ruleBank
     const overlay = name === 'default' ? {} : (mappingOrNull(file, readYaml(file)) ?? {});
     const merged = mergeOverlay(structuredClone(base), overlay);
     const where = name === 'default' ? defaultFile : file;
-    if (!validateBank(merged)) throw schemaError(where, validateBank.errors);
+    if (!validateBank(merged)) {
+      // A default.yaml that is not there is no error in itself (banks may set everything), but then
+      // "default.yaml: missing forward" names a file the postmaster cannot find: say why it is empty.
+      if (existsSync(defaultFile)) throw schemaError(where, validateBank.errors);
+      const e = schemaError(where, validateBank.errors);
+      throw new PostsealError(
+        e.code,
+        `${e.message}\n${configFile}: /bankDir: ${defaultFile} does not exist${existsSync(bankDir) ? '' : ` (nor the folder ${bankDir})`}, so no bank has its settings: copy the shipped policy-banks/ there (the install does), or set bankDir to the folder of your banks`,
+      );
+    }
     const bank = merged as Bank;
     rules.check(where, bank);
     checkBank(where, bank, main);

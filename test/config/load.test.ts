@@ -72,3 +72,18 @@ describe('loading listeners', () => {
     expect(loadConfig(file).banks.get('default')?.notify).toBeUndefined();
   });
 });
+
+describe('a bank folder that is not there', () => {
+  it('says that default.yaml does not exist, naming /bankDir and the fix, not only the key it lacks', () => {
+    // The shipped examples/systemd/postseal.yaml checked where it lies, before the install copied policy-banks/ next to it.
+    const { file } = configFolder('');
+    writeFileSync(file, 'bankDir: policy-banks\nlisteners:\n  - { port: 0, bank: default }\n');
+    const e = loadError(file);
+    expect(e.code).toBe('CFG_SCHEMA_INVALID');
+    const missing = path.join(path.dirname(file), 'policy-banks', 'default.yaml');
+    expect(e.message).toContain(`${missing}: /: missing required key "forward"`);
+    expect(e.message).toContain(
+      `${file}: /bankDir: ${missing} does not exist (nor the folder ${path.dirname(missing)}), so no bank has its settings: copy the shipped policy-banks/ there`,
+    );
+  });
+});
