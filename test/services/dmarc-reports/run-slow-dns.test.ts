@@ -1,39 +1,23 @@
-/**
- * The report pass against a hostile record owner whose DNS never answers (run.ts): its retries
- * wait behind every period tried for the first time, a report's addresses are looked up at
- * once, one failure per organizational domain or destination a pass, and a pass that is told
- * to stop starts nothing more and counts no cut lookup as a failed try.
- */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import pino from 'pino';
-import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
-import { DownstreamPool } from '../../../src/reinject/pool';
-import { poolSender } from '../../../src/notify/send';
+import type { DnsResolver } from '../../../src/lib/dns';
 import { runReports, type RunDeps } from '../../../src/services/dmarc-reports/run';
-import { StoredDmarcResults } from '../../../src/store/dmarc-results';
-import { openSqliteStore } from '../../../src/store/sqlite';
+import type { StoredDmarcResults } from '../../../src/store/dmarc-results';
 import type { Store } from '../../../src/store/store';
-import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
-import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
-import { countingResolver, rec, REPORT_SETTINGS } from './fixtures';
+import type { DnsServer } from '../../helpers/dns-server';
+import type { Sink } from '../../helpers/sink';
+import { countingResolver, rec, REPORT_SETTINGS, reportWorld } from './fixtures';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-slow-dns-'));
-const log = pino({ level: 'silent' });
 const cfg = REPORT_SETTINGS;
 const now = () => new Date('2026-12-07T06:00:00Z');
 
 let dns: DnsServer;
 let resolver: DnsResolver;
 let sink: Sink;
-let pool: DownstreamPool;
 let store: Store;
 let results: StoredDmarcResults;
 let deps: RunDeps;
 
-beforeAll(async () => {
-  dns = await startDnsServer({
+reportWorld(
+  {
     // c.test's name server stops answering once its mail is in (a hostile owner can).
     '_dmarc.c.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@c.test'] },
     '_dmarc.d.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@d.test'] },
@@ -52,27 +36,16 @@ beforeAll(async () => {
     '_dmarc.g.test': { TXT: ['v=DMARC1; p=none; rua=mailto:a@sink.test'] },
     'f.test._report._dmarc.sink.test': { behaviour: 'timeout' },
     'g.test._report._dmarc.sink.test': { behaviour: 'timeout' },
-  });
-  resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 300, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
-  sink = await startSink();
-  pool = new DownstreamPool(sinkTarget(sink.port), 'receiver.test', log);
-});
-
-afterAll(async () => {
-  await pool.close();
-  await sink.close();
-  await dns.close();
-});
+  },
+  { timeoutMs: 300, prefix: 's', now },
+  (s) => ({ dns, resolver, sink } = s),
+  (s) => ({ store, results, deps } = s),
+);
 
 beforeEach(() => {
-  store = openSqliteStore({ file: path.join(dir, 'run.db'), keyPrefix: `s${Date.now()}${Math.random()}:`, busyTimeoutMs: 1000 });
-  results = new StoredDmarcResults(store);
-  deps = { store, results, resolver, send: poolSender(pool), now, owner: 'test' };
-  sink.received.length = 0;
   dns.zone['_dmarc.c.test'].behaviour = 'timeout';
   dns.queries.length = 0;
 });
-afterEach(() => store.close());
 
 describe('report pass and a DNS that never answers', () => {
   test('a period that failed before is tried after the periods tried for the first time', async () => {

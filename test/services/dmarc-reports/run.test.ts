@@ -2,31 +2,24 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import pino from 'pino';
-import { createDnsResolver, type DnsResolver } from '../../../src/lib/dns';
-import { DownstreamPool } from '../../../src/reinject/pool';
 import { runReports, type RunDeps } from '../../../src/services/dmarc-reports/run';
-import { poolSender } from '../../../src/notify/send';
 import { StoredDmarcResults } from '../../../src/store/dmarc-results';
 import { openSqliteStore } from '../../../src/store/sqlite';
 import type { Store } from '../../../src/store/store';
-import { startDnsServer, type DnsServer } from '../../helpers/dns-server';
+import type { DnsServer } from '../../helpers/dns-server';
 import { dkimpy, edKey, mailDkim, rsaKey, zoneFor } from '../../helpers/dkim-verifiers';
 import { reportSigner } from '../../../src/notify/sign';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { sinkTarget, startSink, type Sink } from '../../helpers/sink';
-import { rec, REPORT_SETTINGS, rsaSigningKey } from './fixtures';
+import type { Sink } from '../../helpers/sink';
+import { rec, REPORT_SETTINGS, rsaSigningKey, reportWorld } from './fixtures';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dmarc-run-'));
-const log = pino({ level: 'silent' });
 const cfg = REPORT_SETTINGS;
 const now = () => new Date('2026-12-07T06:00:00Z');
 
 let dns: DnsServer;
-let resolver: DnsResolver;
 let sink: Sink;
-let pool: DownstreamPool;
 let store: Store;
 let results: StoredDmarcResults;
 let deps: RunDeps;
@@ -37,8 +30,8 @@ function xmlOf(text: string): string {
   return gunzipSync(Buffer.from(b64 ?? '', 'base64')).toString('utf8');
 }
 
-beforeAll(async () => {
-  dns = await startDnsServer({
+reportWorld(
+  {
     ...zoneFor([rsaKey]),
     '_dmarc.example.com': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@example.com'] },
     '_dmarc.a.test': { TXT: ['v=DMARC1; p=reject; rua=mailto:agg@a.test,mailto:agg@reports.test'] },
@@ -48,27 +41,16 @@ beforeAll(async () => {
     '_dmarc.tiny.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@tiny.test!1k'] },
     '_dmarc.small.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@small.test!4k'] },
     '_dmarc.d.test': { TXT: ['v=DMARC1; p=none; rua=mailto:agg@d.test'] },
-  });
-  resolver = createDnsResolver({ servers: [dns.server], timeoutMs: 2000, retries: 0, cacheMaxEntries: 0, cacheMaxTtlSec: 0 });
-  sink = await startSink();
-  pool = new DownstreamPool(sinkTarget(sink.port), 'receiver.test', log);
-});
-
-afterAll(async () => {
-  await pool.close();
-  await sink.close();
-  await dns.close();
-});
+  },
+  { timeoutMs: 2000, prefix: 'r', now },
+  (s) => ({ dns, sink } = s),
+  (s) => ({ store, results, deps } = s),
+);
 
 beforeEach(() => {
-  store = openSqliteStore({ file: path.join(dir, 'run.db'), keyPrefix: `r${Date.now()}${Math.random()}:`, busyTimeoutMs: 1000 });
-  results = new StoredDmarcResults(store);
-  deps = { store, results, resolver, send: poolSender(pool), now, owner: 'test' };
-  sink.received.length = 0;
   sink.behaviour = {};
   dns.zone['_dmarc.c.test'].behaviour = undefined;
 });
-afterEach(() => store.close());
 
 describe('aggregate report run', () => {
   test('a past day is mailed once to the authorized addresses, then its records are gone', async () => {
