@@ -12,9 +12,10 @@ import { loadConfig } from '../../src/setup';
 import { MAX_RECORD_CHARS, MAX_STORED_SIGNATURES, StoredDmarcResults, utcDay, type DmarcResultRecord } from '../../src/store/dmarc-results';
 import { openSqliteStore } from '../../src/store/sqlite';
 import type { Store } from '../../src/store/store';
-import { startDnsServer, type DnsServer } from '../helpers/dns-server';
+import { type DmarcHarness, startDmarcHarness } from '../helpers/dmarc-harness';
+import { startDnsServer } from '../helpers/dns-server';
 import { startHarness, type Harness } from '../helpers/postseal';
-import { startSink, type Sink } from '../helpers/sink';
+import { startSink } from '../helpers/sink';
 import { TestClient } from '../helpers/smtp-client';
 import { sleep } from './contract';
 
@@ -233,34 +234,20 @@ describe('StoredDmarcResults', () => {
 });
 
 describe('postseal writes DMARC results to the store it opened at start-up', () => {
-  let dns: DnsServer;
-  let sink: Sink;
+  let w: DmarcHarness;
   let h: Harness;
   beforeAll(async () => {
-    dns = await startDnsServer({
+    w = await startDmarcHarness({
       '_dmarc.example.org': { TXT: ['v=DMARC1; p=none; rua=mailto:dmarc@example.org'] },
       '_dmarc.hourly.example': { TXT: ['v=DMARC1; p=none; ri=3600; rua=mailto:dmarc@hourly.example'] },
     });
-    sink = await startSink();
-    h = await startHarness({
-      forwardPort: sink.port,
-      banks: { default: { stages: ['spf', 'dmarc'], notify: { host: '127.0.0.1', port: sink.port } } },
-      // Results are kept only with aggregate reports on (nothing of today is finished: nothing is sent).
-      main: { dns: { servers: [dns.server], timeoutMs: 2000, retries: 0 }, services: { dmarcReports: { enabled: true } } },
-    });
+    h = w.h;
   });
   afterAll(async () => {
-    await h?.close();
-    await sink?.close();
-    await dns?.close();
+    await w?.close();
   });
 
-  const send = async (from = 'a@example.org') => {
-    const c = await TestClient.connect(h.app.portOf('default'));
-    const r = await c.send({ from, to: ['b@example.net'], data: `From: ${from}\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n` });
-    await c.quit();
-    expect(r.final).toMatchObject({ code: 250 });
-  };
+  const send = async (from?: string) => expect(await w.send(from)).toMatchObject({ code: 250 });
 
   test('each message leaves one record in postseal.db next to the config file, also after a reload', async () => {
     // A second handle on the file, as another worker of the host would have.
